@@ -1,0 +1,56 @@
+"""vdinspect: look inside virtual machine disk images, read-only, from Python and a terminal.
+
+>>> import vdinspect
+>>> disk = vdinspect.open("sample_images/chain-top.qcow2")   # doctest: +SKIP
+>>> disk.info(); disk.layers(); disk.allocation()              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    CorruptImage,
+    EncryptedImage,
+    ImageError,
+    InvalidArgument,
+    MissingDependency,
+    MissingFile,
+    MissingParent,
+    NotFound,
+    NotRecognized,
+    UnsupportedFeature,
+    VDInspectError,
+)
+
+__version__ = "0.1.0"
+
+
+def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=None):
+    """Open a disk image (and its parents) read-only; returns a :class:`~vdinspect.disk.Disk`.
+
+    ``format`` forces a reader (detection is by magic otherwise); ``snapshot`` opens an
+    internal snapshot by id or name; ``layer`` views the chain as of layer K (0 = base,
+    negative counts from the top); ``strict=False`` is salvage mode; ``parents`` says where
+    parents are (a file, a folder, a list of them, or a mapping from the name the image
+    records to a path).
+    """
+    from .disk import Disk
+
+    return Disk.open(
+        path, format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents
+    )
+
+
+__all__ = [
+    "open",
+    "VDInspectError",
+    "ImageError",
+    "NotRecognized",
+    "CorruptImage",
+    "UnsupportedFeature",
+    "MissingFile",
+    "MissingParent",
+    "EncryptedImage",
+    "MissingDependency",
+    "InvalidArgument",
+    "NotFound",
+]

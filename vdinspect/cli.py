@@ -1,0 +1,206 @@
+"""The ``vdinspect`` command: the API's verbs for terminals and scripts.
+
+Exit status: 0 success, 1 unreadable or bad input (one line on stderr naming file,
+structure and offset), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import sys
+from collections.abc import Sequence
+
+from .errors import InvalidArgument, VDInspectError
+
+
+def _jsonable(v):
+    import numpy as np
+    import pandas as pd
+
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    if isinstance(v, pd.Timestamp | dt.datetime):
+        return v.isoformat()
+    if isinstance(v, pd.Timedelta | dt.timedelta):
+        return v.total_seconds()
+    if isinstance(v, list | tuple):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, bytes):
+        return v.hex()
+    return v
+
+
+def _rows(df) -> list[dict]:
+    return [{c: _jsonable(v) for c, v in zip(df.columns, row)}
+            for row in df.itertuples(index=False, name=None)]
+
+
+def _print_frame(df, out, as_json: bool) -> None:
+    if as_json:
+        json.dump(_rows(df), out, indent=1)
+        out.write("\n")
+        return
+    if df.empty:
+        out.write("(none)\n")
+        return
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None,
+                           "display.width", 200, "display.max_colwidth", 80):
+        out.write(df.to_string(index=False) + "\n")
+
+
+def _open(args):
+    import vdinspect
+
+    return vdinspect.open(args.image, format=args.format, snapshot=args.snapshot,
+                          layer=args.layer, strict=not args.salvage,
+                          parents=args.parents or None)
+
+
+def cmd_info(args, out) -> int:
+    with _open(args) as disk:
+        s = disk.info()
+        if args.json:
+            json.dump({k: _jsonable(v) for k, v in s.items()}, out, indent=1)
+            out.write("\n")
+        else:
+            width = max(len(k) for k in s.index)
+            for k, v in s.items():
+                v = _jsonable(v)
+                if isinstance(v, list):
+                    v = ", ".join(str(x) for x in v) or "-"
+                out.write(f"{k:<{width}}  {'-' if v is None else v}\n")
+    return 0
+
+
+def cmd_layers(args, out) -> int:
+    with _open(args) as disk:
+        _print_frame(disk.layers(), out, args.json)
+    return 0
+
+
+def cmd_map(args, out) -> int:
+    with _open(args) as disk:
+        df = disk.allocation(args.start, args.length, layer=args.own_layer)
+        _print_frame(df, out, args.json)
+    return 0
+
+
+def cmd_snapshots(args, out) -> int:
+    with _open(args) as disk:
+        _print_frame(disk.snapshots(), out, args.json)
+    return 0
+
+
+def cmd_check(args, out) -> int:
+    with _open(args) as disk:
+        df = disk.check()
+        _print_frame(df, out, args.json)
+        if not args.json and df.empty:
+            out.write("No errors were found on the image.\n")
+    return 0
+
+
+def cmd_structures(args, out) -> int:
+    with _open(args) as disk:
+        _print_frame(disk.structures(), out, args.json)
+    return 0
+
+
+def cmd_convert(args, out) -> int:
+    with _open(args) as disk:
+        written = disk.to_raw(args.output, progress=True if args.progress else None)
+        if args.json:
+            json.dump(dict(output=args.output, virtual_size=disk.size, data_written=written),
+                      out)
+            out.write("\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="vdinspect",
+        description="Look inside virtual machine disk images (read-only).")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"vdinspect {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(sp, json_flag: bool = True):
+        sp.add_argument("image", help="the image file (top of a chain)")
+        sp.add_argument("-f", "--format", help="force a format instead of detecting it")
+        sp.add_argument("--snapshot", help="open an internal snapshot (id or name)")
+        sp.add_argument("--layer", type=int,
+                        help="view the chain as of layer K (0 = base, negative from top)")
+        sp.add_argument("--parents", action="append", metavar="PATH",
+                        help="where a parent is (file or folder); repeatable")
+        sp.add_argument("--salvage", action="store_true",
+                        help="salvage mode: read what can be read, report the rest")
+        if json_flag:
+            sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = sub.add_parser("info", help="format, sizes, layers and flags")
+    common(sp)
+    sp.set_defaults(func=cmd_info)
+    sp = sub.add_parser("layers", help="the snapshot chain, base first")
+    common(sp)
+    sp.set_defaults(func=cmd_layers)
+    sp = sub.add_parser("map", help="allocation runs of the virtual disk")
+    common(sp)
+    sp.add_argument("--start", type=int, default=0, help="first byte (default 0)")
+    sp.add_argument("--length", type=int, default=None, help="bytes (default: to the end)")
+    sp.add_argument("--own-layer", type=int, default=None, metavar="K",
+                    help="show layer K's own runs instead of the resolved chain")
+    sp.set_defaults(func=cmd_map)
+    sp = sub.add_parser("snapshots", help="internal snapshots")
+    common(sp)
+    sp.set_defaults(func=cmd_snapshots)
+    sp = sub.add_parser("check", help="integrity findings (like qemu-img check)")
+    common(sp)
+    sp.set_defaults(func=cmd_check)
+    sp = sub.add_parser("structures", help="on-disk structures as host-file regions")
+    common(sp)
+    sp.set_defaults(func=cmd_structures)
+    sp = sub.add_parser("convert", help="export the virtual disk as a sparse raw file")
+    common(sp)
+    sp.add_argument("output", help="the raw file to write")
+    sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
+    sp.set_defaults(func=cmd_convert)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args, sys.stdout)
+    except InvalidArgument as e:
+        print(f"vdinspect: {e}", file=sys.stderr)
+        return 2
+    except VDInspectError as e:
+        print(f"vdinspect: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        try:
+            sys.stdout = None  # keep Python from complaining again at exit
+        finally:
+            return 0
+    except OSError as e:
+        print(f"vdinspect: {e.filename or args.image}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,242 @@
+"""What every image-format reader shares: allocation runs, generic reads, report rows.
+
+A format module subclasses :class:`Image` and implements ``_runs(start, end)``; reading,
+run merging and clipping live here once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import NotFound
+from ..io import ByteSource, FileSource, LRUCache
+
+#: Allocation states (DESIGN.md "Allocation runs").
+DATA, ZERO, UNALLOCATED, BACKING, DAMAGED = "data", "zero", "unallocated", "backing", "damaged"
+STATES = (DATA, ZERO, UNALLOCATED, BACKING, DAMAGED)
+
+
+@dataclass(slots=True)
+class Run:
+    """One stretch of the virtual disk with a single allocation state.
+
+    ``source`` (the host ByteSource) and ``extra`` (format-private, e.g. a compressed
+    length) are for reading and do not appear in DataFrames.
+    """
+
+    start: int
+    length: int
+    state: str
+    layer: int | None = None
+    host_file: str | None = None
+    host_offset: int | None = None
+    compressed: bool = False
+    source: Any = field(default=None, repr=False, compare=False)
+    extra: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def end(self) -> int:
+        return self.start + self.length
+
+    def clip(self, start: int, end: int) -> Run:
+        """This run cut to ``[start, end)`` (host offset moved along with it)."""
+        s = max(self.start, start)
+        e = min(self.end, end)
+        if s == self.start and e == self.end:
+            return self
+        host = self.host_offset
+        if host is not None and not self.compressed:
+            host += s - self.start
+        return Run(
+            s,
+            e - s,
+            self.state,
+            self.layer,
+            self.host_file,
+            host,
+            self.compressed,
+            self.source,
+            self.extra if self.compressed else None,
+        )
+
+    def continues(self, other: Run) -> bool:
+        """True when ``other`` starts where this ends and could be one run with it."""
+        if (
+            other.start != self.end
+            or other.state != self.state
+            or other.layer != self.layer
+            or self.compressed
+            or other.compressed
+            or other.host_file != self.host_file
+        ):
+            return False
+        if self.host_offset is None:
+            return other.host_offset is None
+        return other.host_offset == self.host_offset + self.length
+
+
+def merge_runs(runs, start: int, end: int) -> list[Run]:
+    """Clip runs to ``[start, end)`` and join neighbours that continue each other."""
+    out: list[Run] = []
+    for r in runs:
+        if r.end <= start or r.start >= end or r.length <= 0:
+            continue
+        r = r.clip(start, end)
+        if out and out[-1].continues(r):
+            last = out[-1]
+            out[-1] = Run(
+                last.start,
+                last.length + r.length,
+                last.state,
+                last.layer,
+                last.host_file,
+                last.host_offset,
+                False,
+                last.source,
+            )
+        else:
+            out.append(r)
+    return out
+
+
+@dataclass(slots=True)
+class ParentHint:
+    """What an image says about its parent: a file name, a format, an identity to verify."""
+
+    path: str | None = None
+    format: str | None = None
+    uuid: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+class Image(ByteSource):
+    """One image file (one layer of a chain) seen as its virtual disk.
+
+    Subclasses set ``format``, ``size``, ``header`` and implement :meth:`_runs`; they may
+    override :meth:`structures`, :meth:`check`, :meth:`info_fields`, :meth:`snapshots`.
+    Reads of ``unallocated`` ranges give zeros here; a chain sends them to the parent.
+    """
+
+    format: str = "?"
+    subformat: str | None = None
+    cluster_size: int | None = None
+    header: Any = None
+
+    def __init__(self, source: ByteSource, *, path: str | None = None, strict: bool = True):
+        self.file = source
+        self.path = path or source.name
+        self.name = self.path
+        self.strict = strict
+        self.findings: list[dict] = []  # problems met while opening (salvage mode)
+        self._decompressed = LRUCache(8)
+
+    # -- what subclasses provide -------------------------------------------------
+    def _runs(self, start: int, end: int):
+        """Yield runs covering ``[start, end)`` in order (may overhang; merged later)."""
+        raise NotImplementedError
+
+    def _read_compressed(self, run: Run) -> bytes:
+        """Decompress the whole unit (cluster or grain) that a compressed run belongs to."""
+        raise NotImplementedError
+
+    @property
+    def parent_hint(self) -> ParentHint | None:
+        return None
+
+    def structures(self) -> list[dict]:
+        return []
+
+    def check(self) -> list[dict]:
+        return list(self.findings)
+
+    def info_fields(self) -> dict:
+        return {}
+
+    def snapshots(self) -> list[dict]:
+        return []
+
+    def open_snapshot(self, ident: str | int) -> Image:
+        raise NotFound(f"{self.path}: this {self.format} image has no internal snapshot {ident!r}")
+
+    @property
+    def host_files(self) -> list[str]:
+        return [self.path]
+
+    @property
+    def file_size(self) -> int:
+        total = 0
+        for p in self.host_files:
+            try:
+                total += os.stat(p).st_size
+            except OSError:
+                pass
+        return total
+
+    # -- shared machinery ---------------------------------------------------------
+    def runs(self, start: int = 0, length: int | None = None) -> list[Run]:
+        """Ordered, gap-free runs over ``[start, start+length)`` from metadata only."""
+        if length is None:
+            length = self.size - start
+        self._check_range(start, length)
+        end = start + length
+        return merge_runs(self._runs(start, end), start, end)
+
+    def finding(self, severity: str, structure: str, host_offset: int | None, message: str) -> None:
+        """Record a problem met while reading (shown by ``check()``)."""
+        row = dict(severity=severity, structure=structure, host_offset=host_offset, message=message)
+        if row not in self.findings:
+            self.findings.append(row)
+
+    def _read(self, offset: int, length: int) -> bytes:
+        buf = bytearray(length)
+        self.readinto(offset, buf)
+        return bytes(buf)
+
+    def readinto(self, offset: int, buffer) -> None:
+        mv = memoryview(buffer).cast("B")
+        self._check_range(offset, len(mv))
+        if len(mv):
+            for run in self.runs(offset, len(mv)):
+                self.fill_run(run, mv[run.start - offset : run.end - offset])
+
+    def fill_run(self, run: Run, out: memoryview) -> None:
+        """Write the bytes of ``run`` (one of this image's runs) into ``out``."""
+        if run.state in (DATA, BACKING) and (run.source is not None or run.compressed):
+            if run.compressed:
+                unit = self._decompressed.get(
+                    (run.host_offset, run.extra), lambda: self._read_compressed(run)
+                )
+                base = run.start - run.extra[0]  # extra = (unit virtual start, ...)
+                out[:] = unit[base : base + run.length]
+            else:
+                run.source.readinto(run.host_offset, out)
+        else:
+            out[:] = bytes(len(out)) if len(out) < 1 << 16 else _zeros(len(out))
+
+    @property
+    def allocated(self) -> int:
+        """Virtual bytes whose data this image itself stores."""
+        return sum(r.length for r in self.runs() if r.state == DATA)
+
+    def close(self) -> None:
+        for src in self._owned_sources():
+            src.close()
+
+    def _owned_sources(self) -> list[ByteSource]:
+        return [self.file]
+
+    def __repr__(self) -> str:
+        sub = f"/{self.subformat}" if self.subformat else ""
+        return f"<{type(self).__name__} {self.format}{sub} {os.path.basename(self.path)} size={self.size}>"
+
+
+def _zeros(n: int) -> memoryview:
+    return memoryview(bytearray(n))
+
+
+def open_sibling(image_path: str, name: str) -> FileSource:
+    """Open a file named relative to the folder of ``image_path`` (absolute names as given)."""
+    p = name if os.path.isabs(name) else os.path.join(os.path.dirname(image_path), name)
+    return FileSource(p)

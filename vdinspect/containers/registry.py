@@ -1,0 +1,79 @@
+"""Which format is this file? Detection by magic bytes, never by file name; raw last."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from ..errors import InvalidArgument, NotRecognized
+from ..io import ByteSource, FileSource
+
+HEAD_SIZE = 4096
+
+
+@dataclass(frozen=True)
+class Format:
+    """A registered image format: its name and the module that reads it."""
+
+    name: str
+    module: str  # relative to vdinspect.containers; must define probe() and open_image()
+    description: str
+
+    def load(self):
+        return importlib.import_module(f"vdinspect.containers.{self.module}")
+
+
+#: Probed in this order; raw matches anything and so comes last.
+FORMATS: list[Format] = [
+    Format("qcow2", "qcow2", "QEMU copy-on-write v2/v3"),
+    Format("qcow", "qcow", "QEMU copy-on-write v1"),
+    Format("raw", "raw", "raw disk image"),
+]
+
+ALIASES = {"img": "raw", "qcow1": "qcow"}
+
+
+def format_names() -> list[str]:
+    return [f.name for f in FORMATS]
+
+
+def get_format(name: str) -> Format:
+    """The registered format called ``name`` (InvalidArgument if none)."""
+    key = ALIASES.get(name.lower(), name.lower())
+    for f in FORMATS:
+        if f.name == key:
+            return f
+    raise InvalidArgument(f"unknown format {name!r}; known: {', '.join(format_names())}")
+
+
+def detect(source: ByteSource) -> Format:
+    """The first format whose probe accepts the file's first bytes."""
+    head = source.read(0, min(HEAD_SIZE, source.size))
+    for f in FORMATS:
+        if f.load().probe(head):
+            return f
+    raise NotRecognized("no reader recognises this file", path=source.name)  # pragma: no cover
+
+
+def open_image(
+    path: str, *, format: str | None = None, strict: bool = True, source: ByteSource | None = None
+):
+    """Open one image file (one layer) with the given or the detected format."""
+    src = source if source is not None else FileSource(path)
+    try:
+        fmt = get_format(format) if format else detect(src)
+        mod = fmt.load()
+        if format and fmt.name != "raw":
+            head = src.read(0, min(HEAD_SIZE, src.size))
+            if not mod.probe(head):
+                raise NotRecognized(
+                    f"not a {fmt.name} image (magic does not match)",
+                    path=path,
+                    structure="header",
+                    offset=0,
+                )
+        return mod.open_image(src, path=path, strict=strict)
+    except BaseException:
+        if source is None:
+            src.close()
+        raise

@@ -1,0 +1,336 @@
+"""Disk: what ``vdinspect.open()`` returns. Ties images, chains and reports together.
+
+A Disk is a ByteSource (``size``, ``read``) over the resolved chain, and answers with the
+DataFrames of :mod:`vdinspect.frames`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pandas as pd
+
+from . import frames
+from .chain import Chain, MissingLayer, ParentsArg, open_chain
+from .containers.base import BACKING, DATA, Image
+from .errors import InvalidArgument, NotFound
+from .io import ByteSource
+
+Progress = Callable[[int, int], None] | bool | None
+
+
+class Disk(ByteSource):
+    """A virtual disk: one image or a chain of them, opened read-only."""
+
+    def __init__(self, chain: Chain, *, path: str, options: dict | None = None) -> None:
+        self.chain = chain
+        self.path = path
+        self.name = path
+        self.size = chain.size
+        self.options = dict(options or {})
+
+    @classmethod
+    def open(
+        cls,
+        path,
+        *,
+        format: str | None = None,
+        snapshot: str | int | None = None,
+        layer: int | None = None,
+        strict: bool = True,
+        parents: ParentsArg = None,
+    ) -> Disk:
+        """Open ``path`` and its parents; see :func:`vdinspect.open`."""
+        path = os.fspath(path)
+        chain = open_chain(path, format=format, strict=strict, parents=parents)
+        try:
+            if snapshot is not None:
+                chain = _at_snapshot(chain, snapshot)
+            if layer is not None:
+                chain = chain.truncated(_layer_index(chain, layer))
+        except BaseException:
+            chain.close()
+            raise
+        return cls(
+            chain,
+            path=path,
+            options=dict(
+                format=format, strict=strict, parents=parents, snapshot=snapshot, layer=layer
+            ),
+        )
+
+    # --- the byte source ---------------------------------------------------------
+    def _read(self, offset: int, length: int) -> bytes:
+        return self.chain.read(offset, length)
+
+    def readinto(self, offset: int, buffer) -> None:
+        self.chain.readinto(offset, buffer)
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Exactly ``length`` bytes of the virtual disk from ``offset``."""
+        self._check_range(offset, length)
+        return self.chain.read(offset, length)
+
+    # --- layers and views ----------------------------------------------------------
+    @property
+    def layer_images(self) -> list[Image]:
+        """The open images, base (0) first."""
+        return list(self.chain.layers)
+
+    @property
+    def top(self) -> Image:
+        return self.chain.top
+
+    def at(self, snapshot: str | int) -> Disk:
+        """A new read-only Disk of the state at an internal snapshot (by id or name)."""
+        opts = dict(self.options, snapshot=snapshot, layer=None)
+        return Disk.open(self.path, **opts)
+
+    def layer(self, k: int) -> Disk:
+        """A new Disk that sees the chain only up to layer ``k`` (0 = base)."""
+        opts = dict(self.options, layer=k)
+        return Disk.open(self.path, **opts)
+
+    # --- reports ------------------------------------------------------------------
+    def info(self) -> pd.Series:
+        """The key facts: format, sizes, layers, flags, then the format's own fields."""
+        top = self.top
+        extra = top.info_fields()
+        flags = top.flags() if hasattr(top, "flags") else []
+        allocated = sum(r.length for r in self.chain.runs() if r.state in (DATA, BACKING))
+        parent = self.chain.layers[-2].path if len(self.chain.layers) > 1 else None
+        fields = dict(
+            path=self.path,
+            format=top.format,
+            subformat=top.subformat,
+            virtual_size=self.size,
+            file_size=sum(x.file_size for x in self.chain.layers),
+            allocated=allocated,
+            cluster_size=top.cluster_size,
+            layers=len(self.chain.layers),
+            parent=parent,
+            created=extra.pop("created", None),
+            uuid=extra.pop("uuid", None),
+            flags=flags,
+        )
+        fields.update(extra)
+        return frames.info_series(fields)
+
+    def layers(self) -> pd.DataFrame:
+        """One row per layer, base (0) first."""
+        rows = []
+        ls = self.chain.layers
+        for k, img in enumerate(ls):
+            hint = img.parent_hint
+            parent_path = ls[k - 1].path if k > 0 else (hint.path if hint else None)
+            parent_ok = None
+            if hint is not None and hint.path:
+                parent_ok = k > 0 and not isinstance(ls[k - 1], MissingLayer)
+            rows.append(
+                dict(
+                    layer=k,
+                    path=img.path,
+                    format=img.format,
+                    subformat=img.subformat,
+                    virtual_size=img.size,
+                    file_size=img.file_size,
+                    allocated=img.allocated,
+                    parent_path=parent_path,
+                    parent_ok=parent_ok,
+                )
+            )
+        return frames.layers_frame(rows)
+
+    def allocation(
+        self, start: int = 0, length: int | None = None, *, layer: int | None = None
+    ) -> pd.DataFrame:
+        """Allocation runs over ``[start, start+length)``; the resolved chain by default.
+
+        With ``layer=k`` the runs are that layer's own (``unallocated`` where it holds
+        nothing). Runs come from metadata only.
+        """
+        return frames.allocation_frame(self.runs(start, length, layer=layer))
+
+    def runs(self, start: int = 0, length: int | None = None, *, layer: int | None = None):
+        """The allocation runs as objects (see :class:`vdinspect.containers.base.Run`)."""
+        if layer is None:
+            return self.chain.runs(start, length)
+        k = _layer_index(self.chain, layer)
+        img = self.chain.layers[k]
+        if length is None:
+            length = img.size - start
+        out = img.runs(start, length)
+        for r in out:
+            if r.state != "unallocated":
+                r.layer = k
+        return out
+
+    def snapshots(self) -> pd.DataFrame:
+        """Named snapshots: the internal snapshots of every layer."""
+        rows = []
+        for k, img in enumerate(self.chain.layers):
+            for s in img.snapshots():
+                rows.append(dict(s, layer=k, path=img.path))
+        return frames.snapshots_frame(rows)
+
+    def check(self) -> pd.DataFrame:
+        """Integrity findings of every layer (never raises for a damaged image)."""
+        rows = []
+        for k, img in enumerate(self.chain.layers):
+            for r in img.check():
+                rows.append(dict(r, layer=k))
+        return frames.check_frame(rows)
+
+    def structures(self) -> pd.DataFrame:
+        """The on-disk structures of every layer, as host-file regions."""
+        rows = []
+        for k, img in enumerate(self.chain.layers):
+            for r in img.structures():
+                rows.append(dict(r, layer=k))
+        return frames.structures_frame(rows)
+
+    # --- export --------------------------------------------------------------------
+    def to_raw(self, path, *, progress: Progress = None, chunk: int = 8 << 20) -> int:
+        """Write the virtual disk to ``path`` as a sparse raw file; returns bytes of data.
+
+        Memory stays constant (one ``chunk``); ranges that are unallocated, zero or read as
+        all zeros are left as holes. Refuses to write over any file of the image.
+        """
+        path = os.fspath(path)
+        real = os.path.realpath(path)
+        for img in self.chain.layers:
+            for f in img.host_files:
+                if os.path.realpath(f) == real:
+                    raise InvalidArgument(f"{path}: refusing to overwrite an input image file")
+        report = _progress(progress, self.size)
+        tmp = f"{path}.vdinspect-part"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        written = 0
+        buf = bytearray(chunk)
+        mv = memoryview(buf)
+        zero = bytes(1 << 16)
+        try:
+            pos = 0
+            while pos < self.size:
+                n = min(chunk, self.size - pos)
+                segments: list[list[int]] = []
+                for run in self.chain.runs(pos, n):
+                    if run.state not in (DATA, BACKING):
+                        continue
+                    a, b = run.start - pos, run.end - pos
+                    self.chain.layers[run.layer].fill_run(run, mv[a:b])
+                    if segments and segments[-1][1] == a:
+                        segments[-1][1] = b
+                    else:
+                        segments.append([a, b])
+                for a, b in segments:
+                    written += _write_nonzero(fd, mv, a, b, pos, zero)
+                pos += n
+                if report:
+                    report(pos, self.size)
+            os.ftruncate(fd, self.size)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, path)
+        return written
+
+    # --- housekeeping ---------------------------------------------------------------
+    def close(self) -> None:
+        self.chain.close()
+
+    def __repr__(self) -> str:
+        top = self.top
+        sub = f"/{top.subformat}" if top.subformat else ""
+        return (
+            f"<Disk {os.path.basename(self.path)} {top.format}{sub} "
+            f"{_human(self.size)}, {len(self.chain.layers)} layer(s)>"
+        )
+
+    def _repr_html_(self) -> str:
+        import html
+
+        top = self.top
+        return (
+            f"<b>Disk</b> <code>{html.escape(os.path.basename(self.path))}</code>: "
+            f"{html.escape(top.format)} {html.escape(top.subformat or '')}, "
+            f"{_human(self.size)}, {len(self.chain.layers)} layer(s). "
+            "Next: <code>.info()</code>, <code>.layers()</code>, "
+            "<code>.allocation()</code>, <code>.check()</code>"
+        )
+
+
+def _write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int, zero: bytes) -> int:
+    """pwrite mv[a:b] at base+a, skipping 64 KiB blocks that are all zero."""
+    step = len(zero)
+    written = 0
+    start = None
+    i = a
+    while i < b:
+        j = min(b, (i // step + 1) * step)
+        is_zero = mv[i:j] == zero[: j - i]
+        if not is_zero and start is None:
+            start = i
+        elif is_zero and start is not None:
+            os.pwrite(fd, mv[start:i], base + start)
+            written += i - start
+            start = None
+        i = j
+    if start is not None:
+        os.pwrite(fd, mv[start:b], base + start)
+        written += b - start
+    return written
+
+
+def _progress(progress: Progress, total: int):
+    if progress is None or progress is False:
+        return None
+    if callable(progress):
+        return progress
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024)
+    state = {"done": 0}
+
+    def report(done: int, total: int) -> None:
+        bar.update(done - state["done"])
+        state["done"] = done
+        if done >= total:
+            bar.close()
+
+    return report
+
+
+def _layer_index(chain: Chain, layer: int) -> int:
+    n = len(chain.layers)
+    if not isinstance(layer, int) or not -n <= layer < n:
+        raise InvalidArgument(
+            f"layer {layer!r} out of range: the chain has {n} layers (0 = base .. {n - 1} = top)"
+        )
+    return layer % n
+
+
+def _at_snapshot(chain: Chain, snapshot: str | int) -> Chain:
+    """The chain with its top replaced by the top's internal snapshot ``snapshot``."""
+    for k in range(len(chain.layers) - 1, -1, -1):
+        img = chain.layers[k]
+        if any(str(snapshot) in (s["id"], s["name"]) for s in img.snapshots()):
+            snap = img.open_snapshot(snapshot)
+            layers = chain.layers[:k] + [snap]
+            for other in chain.layers[k:]:
+                other.close()
+            return Chain(layers)
+    raise NotFound(f"{chain.top.path}: no snapshot {snapshot!r} in any layer")
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

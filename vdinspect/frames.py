@@ -1,0 +1,165 @@
+"""Every DataFrame the API returns, with its fixed schema (DESIGN.md "DataFrame schemas").
+
+Column names are API. Sizes and offsets are int64 bytes; absent values are ``pd.NA``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from .containers.base import STATES, Run
+
+ALLOCATION_COLUMNS = [
+    "start",
+    "length",
+    "end",
+    "state",
+    "layer",
+    "host_file",
+    "host_offset",
+    "compressed",
+]
+LAYER_COLUMNS = [
+    "layer",
+    "path",
+    "format",
+    "subformat",
+    "virtual_size",
+    "file_size",
+    "allocated",
+    "parent_path",
+    "parent_ok",
+]
+CHECK_COLUMNS = ["severity", "layer", "structure", "host_offset", "message"]
+STRUCTURE_COLUMNS = ["name", "host_file", "host_offset", "length", "description"]
+SNAPSHOT_COLUMNS = [
+    "id",
+    "name",
+    "parent",
+    "created",
+    "description",
+    "layer",
+    "path",
+    "vm_clock",
+    "vm_state_size",
+    "virtual_size",
+]
+INFO_FIELDS = [
+    "path",
+    "format",
+    "subformat",
+    "virtual_size",
+    "file_size",
+    "allocated",
+    "cluster_size",
+    "layers",
+    "parent",
+    "created",
+    "uuid",
+    "flags",
+]
+
+STATE_DTYPE = pd.CategoricalDtype(list(STATES))
+
+
+def allocation_frame(runs: Iterable[Run]) -> pd.DataFrame:
+    """Runs as the ``allocation()`` frame."""
+    runs = list(runs)
+    df = pd.DataFrame(
+        {
+            "start": pd.array([r.start for r in runs], dtype="int64"),
+            "length": pd.array([r.length for r in runs], dtype="int64"),
+            "end": pd.array([r.start + r.length for r in runs], dtype="int64"),
+            "state": pd.Categorical([r.state for r in runs], dtype=STATE_DTYPE),
+            "layer": pd.array([r.layer for r in runs], dtype="Int64"),
+            "host_file": pd.array([r.host_file for r in runs], dtype="string"),
+            "host_offset": pd.array([r.host_offset for r in runs], dtype="Int64"),
+            "compressed": pd.array([bool(r.compressed) for r in runs], dtype="bool"),
+        }
+    )
+    return df
+
+
+def _frame(rows: list[dict], columns: list[str], dtypes: dict[str, str]) -> pd.DataFrame:
+    df = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
+    for col, dtype in dtypes.items():
+        df[col] = df[col].astype(dtype) if len(df) else pd.Series([], dtype=dtype)
+    return df
+
+
+def layers_frame(rows: list[dict]) -> pd.DataFrame:
+    return _frame(
+        rows,
+        LAYER_COLUMNS,
+        {
+            "layer": "int64",
+            "path": "string",
+            "format": "string",
+            "subformat": "string",
+            "virtual_size": "int64",
+            "file_size": "int64",
+            "allocated": "int64",
+            "parent_path": "string",
+            "parent_ok": "boolean",
+        },
+    )
+
+
+def check_frame(rows: list[dict]) -> pd.DataFrame:
+    return _frame(
+        rows,
+        CHECK_COLUMNS,
+        {
+            "severity": "string",
+            "layer": "Int64",
+            "structure": "string",
+            "host_offset": "Int64",
+            "message": "string",
+        },
+    )
+
+
+def structures_frame(rows: list[dict]) -> pd.DataFrame:
+    return _frame(
+        rows,
+        STRUCTURE_COLUMNS + ["layer"],
+        {
+            "name": "string",
+            "host_file": "string",
+            "host_offset": "Int64",
+            "length": "Int64",
+            "description": "string",
+            "layer": "Int64",
+        },
+    )
+
+
+def snapshots_frame(rows: list[dict]) -> pd.DataFrame:
+    df = _frame(
+        rows,
+        SNAPSHOT_COLUMNS,
+        {
+            "id": "string",
+            "name": "string",
+            "parent": "string",
+            "description": "string",
+            "layer": "Int64",
+            "path": "string",
+            "vm_state_size": "Int64",
+            "virtual_size": "Int64",
+        },
+    )
+    df["created"] = pd.to_datetime(df["created"], utc=True).astype("datetime64[us, UTC]")
+    df["vm_clock"] = pd.to_timedelta(df["vm_clock"])
+    return df
+
+
+def info_series(fields: dict) -> pd.Series:
+    """The ``info()`` Series: the DESIGN.md fields first, then format-specific ones."""
+    ordered = {k: fields.get(k) for k in INFO_FIELDS}
+    for k, v in fields.items():
+        if k not in ordered:
+            ordered[k] = v
+    return pd.Series(ordered, dtype=object, name=fields.get("path"))

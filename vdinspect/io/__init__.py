@@ -1,0 +1,6 @@
+"""Byte sources (the read protocol) and the metadata cache."""
+
+from .cache import LRUCache
+from .sources import ByteSource, Concat, FileSource, MemorySource, Slice, Zero
+
+__all__ = ["ByteSource", "FileSource", "MemorySource", "Slice", "Concat", "Zero", "LRUCache"]
