@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import stat
 from collections.abc import Sequence
 
 from ..errors import CorruptImage, InvalidArgument, NotFound
@@ -77,6 +78,10 @@ class FileSource(ByteSource):
         except OSError as e:
             raise InvalidArgument(f"{self.path}: cannot open: {e.strerror}") from e
         st = os.fstat(self._fd)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(self._fd)
+            self._fd = -1
+            raise InvalidArgument(f"{self.path}: is a directory, not an image file")
         self.size = st.st_size
         if self.size == 0 and not os.path.isfile(self.path):
             # block devices report 0 in st_size; ask lseek instead

@@ -1,0 +1,87 @@
+"""Byte sources: exact reads, errors past the end, read-only opening."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from vdinspect.errors import InvalidArgument, NotFound, VDInspectError
+from vdinspect.io import Concat, FileSource, LRUCache, MemorySource, Slice, Zero
+
+
+def test_file_source_reads_exactly_and_refuses_past_end(tmp_path):
+    p = tmp_path / "f.bin"
+    data = os.urandom(10000)
+    p.write_bytes(data)
+    with FileSource(p) as src:
+        assert src.size == 10000
+        assert src.read(0, 10000) == data
+        assert src.read(9000, 1000) == data[9000:]
+        assert src.read(5, 0) == b""
+        buf = bytearray(300)
+        src.readinto(100, buf)
+        assert bytes(buf) == data[100:400]
+        with pytest.raises(InvalidArgument):
+            src.read(9999, 2)
+        with pytest.raises(InvalidArgument):
+            src.read(-1, 1)
+
+
+def test_file_source_opens_read_only(tmp_path):
+    p = tmp_path / "f.bin"
+    p.write_bytes(b"x" * 10)
+    src = FileSource(p)
+    with pytest.raises(OSError):
+        os.write(src._fd, b"y")
+    src.close()
+    assert p.read_bytes() == b"x" * 10
+
+
+def test_missing_and_directory(tmp_path):
+    with pytest.raises(NotFound):
+        FileSource(tmp_path / "nope")
+    with pytest.raises(InvalidArgument):
+        FileSource(tmp_path)
+    assert issubclass(NotFound, FileNotFoundError) and issubclass(NotFound, VDInspectError)
+
+
+def test_sparse_file_extents(tmp_path):
+    p = tmp_path / "sparse.raw"
+    with open(p, "wb") as f:
+        f.truncate(8 << 20)
+        f.seek(4 << 20)
+        f.write(b"\1" * 65536)
+    with FileSource(p) as src:
+        ext = src.data_extents()
+    if ext is None:
+        pytest.skip("no SEEK_DATA here")
+    assert any(s <= 4 << 20 < s + n for s, n in ext)
+    assert sum(n for _, n in ext) < 8 << 20
+
+
+def test_slice_concat_zero():
+    a = MemorySource(bytes(range(256)) * 4)
+    s = Slice(a, 100, 500)
+    assert s.read(0, 10) == a.read(100, 10)
+    assert s.read(490, 10) == a.read(590, 10)
+    with pytest.raises(InvalidArgument):
+        s.read(495, 10)
+    with pytest.raises(InvalidArgument):
+        Slice(a, 1000, 100)
+    z = Zero(300)
+    c = Concat([s, z, MemorySource(b"end")])
+    assert c.size == 803
+    assert c.read(495, 10) == a.read(595, 5) + bytes(5)
+    assert c.read(795, 8) == bytes(5) + b"end"
+    whole = c.read(0, c.size)
+    assert whole == a.read(100, 500) + bytes(300) + b"end"
+
+
+def test_lru_cache_evicts_oldest():
+    c = LRUCache(2)
+    loads = []
+    for k in [1, 2, 1, 3, 2]:
+        c.get(k, lambda k=k: loads.append(k) or k * 10)
+    assert loads == [1, 2, 3, 2]
+    assert len(c) == 2
