@@ -1,0 +1,78 @@
+"""The public API's promises: a light import, the DESIGN.md schemas, read-only exports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+import vdinspect
+from tests import qemu_tools as q
+from tests.conftest import needs_qemu
+from vdinspect import frames
+
+
+def test_import_is_light():
+    code = ("import sys, vdinspect; bad = [m for m in ('matplotlib', 'ipywidgets', 'pandas') "
+            "if m in sys.modules]; print(','.join(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ""
+
+
+@pytest.fixture
+def chain(tmp_path):
+    base = q.create(tmp_path / "base.qcow2", "8M")
+    q.qemu_io(base, "write -P 0x11 0 1M", "write -P 0x12 6M 64k")
+    top = q.create(tmp_path / "top.qcow2", "8M", backing="base.qcow2")
+    q.qemu_io(top, "write -P 0x21 512k 1M", "write -z 6M 64k")
+    q.qemu_img("snapshot", "-c", "s1", str(top))
+    return top
+
+
+@needs_qemu
+def test_schemas(chain):
+    with vdinspect.open(chain) as disk:
+        info = disk.info()
+        assert list(info.index[: len(frames.INFO_FIELDS)]) == frames.INFO_FIELDS
+        assert info["layers"] == 2 and info["virtual_size"] == 8 << 20
+        alloc = disk.allocation()
+        assert list(alloc.columns) == frames.ALLOCATION_COLUMNS
+        assert str(alloc["state"].dtype) == "category"
+        assert str(alloc["layer"].dtype) == "Int64"
+        assert str(alloc["host_offset"].dtype) == "Int64"
+        assert alloc["start"].dtype == "int64" and alloc["compressed"].dtype == bool
+        # gap-free and ordered
+        assert alloc["start"].iloc[0] == 0 and alloc["end"].iloc[-1] == disk.size
+        assert (alloc["start"].iloc[1:].to_numpy() == alloc["end"].iloc[:-1].to_numpy()).all()
+        layers = disk.layers()
+        assert list(layers.columns) == frames.LAYER_COLUMNS
+        assert layers["layer"].tolist() == [0, 1]
+        assert list(disk.check().columns) == frames.CHECK_COLUMNS
+        snaps = disk.snapshots()
+        for col in ["id", "name", "created", "vm_clock", "vm_state_size", "virtual_size"]:
+            assert col in snaps.columns
+        assert snaps["name"].tolist() == ["s1"]
+        assert isinstance(snaps["created"].dtype, pd.DatetimeTZDtype)
+        st = disk.structures()
+        assert {"name", "host_file", "host_offset", "length", "description"} <= set(st.columns)
+        assert "<Disk top.qcow2" in repr(disk)
+        assert "Disk" in disk._repr_html_()
+
+
+@needs_qemu
+def test_to_raw_refuses_to_overwrite_an_input(chain, tmp_path):
+    with vdinspect.open(chain) as disk:
+        with pytest.raises(vdinspect.InvalidArgument):
+            disk.to_raw(tmp_path / "base.qcow2")
+
+
+@needs_qemu
+def test_read_past_end_is_a_bad_call(chain):
+    with vdinspect.open(chain) as disk:
+        with pytest.raises(vdinspect.InvalidArgument):
+            disk.read(disk.size - 10, 20)
+        with pytest.raises(ValueError):
+            disk.read(-1, 1)
