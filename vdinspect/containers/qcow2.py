@@ -989,7 +989,7 @@ class Qcow2Image(Image):
     def _count_l2(self, l2_off, active, inc, problems, stats, copied_checks) -> None:
         cs = self.cluster_size
         _, _, e = self._l2_units(l2_off)
-        prev_end = None
+        prev_end = None  # like QEMU, fragmentation is counted within each L2 table
         for k, entry in enumerate(e.tolist()):
             if entry & QCOW_OFLAG_COMPRESSED:
                 co = entry & self.coffset_mask
@@ -998,6 +998,7 @@ class Qcow2Image(Image):
                 if active:
                     stats["allocated_clusters"] += 1
                     stats["compressed_clusters"] += 1
+                    stats["fragmented_clusters"] += 1  # compressed clusters always are
                     if entry & QCOW_OFLAG_COPIED:
                         problems.append(
                             dict(
@@ -1008,7 +1009,6 @@ class Qcow2Image(Image):
                                 f"l2_entry={entry:x}",
                             )
                         )
-                prev_end = None
                 continue
             off = entry & L2E_OFFSET_MASK
             if not off and not (self.data_file is not None and entry & QCOW_OFLAG_COPIED):

@@ -1,0 +1,158 @@
+"""The bundled sample images against the qemu-img answers saved beside them.
+
+These run without qemu-img: sample_images/make_samples.py recorded qemu-img's ``info``,
+``map``, ``check`` and the sha256 of ``convert -O raw`` (also per internal snapshot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+import vdinspect
+from tests.conftest import SAMPLE_IMAGES
+
+ORACLES = json.loads((SAMPLE_IMAGES / "oracles.json").read_text())
+IMAGES = sorted(ORACLES)
+
+
+def disk_sha256(disk) -> str:
+    h = hashlib.sha256()
+    pos = 0
+    while pos < disk.size:
+        n = min(1 << 20, disk.size - pos)
+        h.update(disk.read(pos, n))
+        pos += n
+    return h.hexdigest()
+
+
+def load(name: str, suffix: str):
+    return json.loads((SAMPLE_IMAGES / f"{name}.{suffix}.json").read_text())
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_bytes_and_info(name, tmp_path):
+    o = ORACLES[name]
+    with vdinspect.open(SAMPLE_IMAGES / name) as disk:
+        info = disk.info()
+        assert info["format"] == o["format"]
+        assert info["virtual_size"] == o["virtual_size"]
+        assert disk_sha256(disk) == o["raw_sha256"]
+        layers = disk.layers()
+        assert [p.rsplit("/", 1)[-1] for p in layers["path"]][::-1] == [name] + o["backing"]
+        out = tmp_path / "out.raw"
+        disk.to_raw(out)
+        assert hashlib.sha256(out.read_bytes()).hexdigest() == o["raw_sha256"]
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_info_matches_qemu(name):
+    q = load(name, "info")
+    top = q[0] if isinstance(q, list) else q
+    with vdinspect.open(SAMPLE_IMAGES / name) as disk:
+        info = disk.info()
+        assert info["virtual_size"] == top["virtual-size"]
+        if "cluster-size" in top:
+            assert info["cluster_size"] == top["cluster-size"]
+        if "backing-filename" in top:
+            assert info["backing_file"] == top["backing-filename"]
+        spec = top.get("format-specific", {}).get("data", {})
+        if "compat" in spec:
+            assert info["compat"] == spec["compat"]
+        if "extended-l2" in spec:
+            assert info["extended_l2"] == spec["extended-l2"]
+        if "compression-type" in spec and info["format"] == "qcow2":
+            assert info["compression_type"] == spec["compression-type"]
+        if "data-file" in spec:
+            assert info["data_file"] == spec["data-file"]
+        if isinstance(q, list):
+            assert len(disk.layers()) == len(q)
+            assert disk.layers()["virtual_size"].tolist()[::-1] == [x["virtual-size"] for x in q]
+
+
+def classify_ours(disk):
+    """(start, end, kind, layer, host_offset, compressed) from our resolved runs."""
+    out = []
+    for r in disk.runs():
+        kind = {"backing": "data"}.get(r.state, r.state)
+        out.append((r.start, r.end, kind, r.layer, r.host_offset, r.compressed))
+    return out
+
+
+def classify_qemu(entries, nlayers):
+    out = []
+    for e in entries:
+        if e.get("data"):
+            kind = "data"
+        elif e.get("present"):
+            kind = "zero"
+        else:
+            kind = "unallocated"
+        layer = nlayers - 1 - e["depth"] if e.get("present") else None
+        out.append((e["start"], e["start"] + e["length"], kind, layer, e.get("offset")))
+    return out
+
+
+def pieces(a, b):
+    """Walk two gap-free interval lists together, yielding (start, end, item_a, item_b)."""
+    i = j = 0
+    pos = 0
+    while i < len(a) and j < len(b):
+        end = min(a[i][1], b[j][1])
+        yield pos, end, a[i], b[j]
+        pos = end
+        if a[i][1] == end:
+            i += 1
+        if b[j][1] == end:
+            j += 1
+
+
+@pytest.mark.parametrize("name", IMAGES)
+def test_allocation_matches_qemu_map(name):
+    entries = load(name, "map")
+    with vdinspect.open(SAMPLE_IMAGES / name) as disk:
+        n = len(disk.layers())
+        ours = classify_ours(disk)
+        theirs = classify_qemu(entries, n)
+        assert ours[-1][1] == theirs[-1][1] == disk.size
+        for start, end, o, t in pieces(ours, theirs):
+            where = f"{name} [{start:#x}, {end:#x})"
+            assert o[2] == t[2], f"{where}: ours {o[2]} qemu {t[2]}"
+            if o[2] in ("data", "zero"):
+                assert o[3] == t[3], f"{where}: layer ours {o[3]} qemu {t[3]}"
+            if o[2] == "data" and not o[5] and t[4] is not None:
+                assert o[4] + (start - o[0]) == t[4] + (start - t[0]), f"{where}: host offset"
+
+
+@pytest.mark.parametrize("name", [n for n in IMAGES if ORACLES[n]["format"] == "qcow2"])
+def test_check_matches_qemu(name):
+    q = load(name, "check")
+    with vdinspect.open(SAMPLE_IMAGES / name) as disk:
+        rows = disk.check()
+        top = disk.top
+        assert (rows["severity"] == "error").sum() == q.get("corruptions", 0)
+        assert (rows["severity"] == "leak").sum() == q.get("leaks", 0)
+        s = top.check_summary()
+        assert s["allocated_clusters"] == q.get("allocated-clusters", 0)
+        assert s["total_clusters"] == q["total-clusters"]
+        assert s["fragmented_clusters"] == q.get("fragmented-clusters", 0)
+        assert s["compressed_clusters"] == q.get("compressed-clusters", 0)
+
+
+@pytest.mark.parametrize("name, snap", [(n, s) for n in IMAGES for s in ORACLES[n]["snapshots"]])
+def test_snapshot_contents(name, snap):
+    with vdinspect.open(SAMPLE_IMAGES / name, snapshot=snap) as disk:
+        assert disk_sha256(disk) == ORACLES[name]["snapshots"][snap]
+
+
+@pytest.mark.parametrize("name", [n for n in IMAGES if ORACLES[n]["snapshots"]])
+def test_snapshot_list_matches_qemu(name):
+    q = load(name, "snapshots")
+    with vdinspect.open(SAMPLE_IMAGES / name) as disk:
+        snaps = disk.snapshots()
+        assert snaps["name"].tolist() == [s["name"] for s in q]
+        assert snaps["id"].tolist() == [str(s["id"]) for s in q]
+        assert snaps["vm_state_size"].tolist() == [s["vm-state-size"] for s in q]
+        assert [int(t.timestamp()) for t in snaps["created"]] == [s["date-sec"] for s in q]
