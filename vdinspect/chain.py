@@ -124,7 +124,7 @@ def _split_name(name: str) -> str:
 def parent_candidates(image: Image, hint_path: str, parents: ParentsArg, depth: int) -> list[str]:
     """Where to look for the parent named ``hint_path`` of ``image``, in order."""
     base = _split_name(hint_path)
-    here = os.path.dirname(os.path.abspath(image.path))
+    here = os.path.dirname(image.path)
     out: list[str] = []
     if isinstance(parents, Mapping):
         for key in (hint_path, base):
@@ -173,6 +173,9 @@ def open_chain(
                     structure="parent",
                 )
             tried = parent_candidates(img, hint.path, parents, len(stack) - 1)
+            for alt in hint.alternatives:
+                tried += [c for c in parent_candidates(img, alt, parents, len(stack) - 1)
+                          if c not in tried]
             found = next((p for p in tried if os.path.isfile(p)), None)
             if found is None:
                 if strict:

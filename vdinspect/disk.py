@@ -190,6 +190,25 @@ class Disk(ByteSource):
                 rows.append(dict(r, layer=k))
         return frames.structures_frame(rows)
 
+    # --- what is on the disk ------------------------------------------------------
+    def volumes(self) -> list:
+        """Partitions and logical volumes found on the disk (``vdinspect.volumes``)."""
+        from .volumes import scan
+
+        if getattr(self, "_volumes", None) is None:
+            self._volumes = scan(self)
+        return self._volumes
+
+    def partitions(self) -> pd.DataFrame:
+        """One row per partition or logical volume, plus unallocated gaps (like ``mmls``)."""
+        return frames.partitions_frame([v.row() for v in self.volumes()])
+
+    def volume(self, key: int | str) -> ByteSource:
+        """A partition (by its index) or logical volume ("vg/lv") as a ByteSource."""
+        from .volumes import find_volume
+
+        return find_volume(self.volumes(), key).source
+
     # --- export --------------------------------------------------------------------
     def to_raw(self, path, *, progress: Progress = None, chunk: int = 8 << 20) -> int:
         """Write the virtual disk to ``path`` as a sparse raw file; returns bytes of data.

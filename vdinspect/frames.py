@@ -156,6 +156,21 @@ def snapshots_frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+PARTITION_COLUMNS = ["index", "scheme", "type", "type_name", "name", "start", "length", "end",
+                     "filesystem", "label", "uuid", "bootable"]
+
+
+def partitions_frame(rows: list[dict]) -> pd.DataFrame:
+    """Partitions and logical volumes: bytes; ``index`` is NA for gaps and LVs ("vg/lv" names)."""
+    for r in rows:
+        if r.get("end") is None and r.get("start") is not None:
+            r["end"] = r["start"] + r["length"]
+    return _frame(rows, PARTITION_COLUMNS, {
+        "index": "Int64", "scheme": "string", "type": "string", "type_name": "string",
+        "name": "string", "start": "int64", "length": "int64", "end": "int64",
+        "filesystem": "string", "label": "string", "uuid": "string", "bootable": "boolean"})
+
+
 def info_series(fields: dict) -> pd.Series:
     """The ``info()`` Series: the DESIGN.md fields first, then format-specific ones."""
     ordered = {k: fields.get(k) for k in INFO_FIELDS}

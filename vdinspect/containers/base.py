@@ -108,6 +108,8 @@ class ParentHint:
     path: str | None = None
     format: str | None = None
     uuid: str | None = None
+    #: other names for the same parent, tried after ``path`` (e.g. VHD's W2ru locator)
+    alternatives: list[str] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
 
@@ -240,3 +242,28 @@ def open_sibling(image_path: str, name: str) -> FileSource:
     """Open a file named relative to the folder of ``image_path`` (absolute names as given)."""
     p = name if os.path.isabs(name) else os.path.join(os.path.dirname(image_path), name)
     return FileSource(p)
+
+
+def data_structures(runs, unit: str = "clusters") -> list[dict]:
+    """``structures()`` rows for the data an image stores: contiguous host ranges, merged.
+
+    Compressed runs count their compressed length (``extra[1]`` by convention).
+    """
+    pieces = []
+    for r in runs:
+        if r.state != DATA or r.host_offset is None:
+            continue
+        length = r.extra[1] if r.compressed else r.length
+        pieces.append((r.host_file or "", r.host_offset, length, r.compressed))
+    pieces.sort()
+    spans: list[list] = []
+    for f, off, n, comp in pieces:
+        last = spans[-1] if spans else None
+        if last and last[0] == f and last[3] == comp and last[1] + last[2] >= off:
+            last[2] = max(last[2], off + n - last[1])
+        else:
+            spans.append([f, off, n, comp])
+    return [dict(name="compressed data" if comp else "data", host_file=f, host_offset=off,
+                 length=n, description=f"compressed {unit}" if comp else "guest data")
+            for f, off, n, comp in spans]
+

@@ -30,7 +30,7 @@ from ..errors import (
     UnsupportedFeature,
 )
 from ..io import ByteSource, FileSource, LRUCache
-from .base import DAMAGED, DATA, UNALLOCATED, ZERO, Image, ParentHint, Run
+from .base import DAMAGED, DATA, UNALLOCATED, ZERO, Image, ParentHint, Run, data_structures
 
 FORMAT = "qcow2"
 MAGIC = b"QFI\xfb"
@@ -1239,32 +1239,7 @@ class Qcow2Image(Image):
                         description=f"maps guest {i * cs * self.l2_entries:#x}..",
                     )
                 )
-        # data clusters, as contiguous host ranges
-        spans: list[list] = []
-        for r in self.runs():
-            if r.state != DATA or r.host_offset is None:
-                continue
-            length = r.extra[1] if r.compressed else r.length
-            kind = "compressed data" if r.compressed else "data"
-            if (
-                spans
-                and spans[-1][0] == kind
-                and spans[-1][1] == r.host_file
-                and spans[-1][2] + spans[-1][3] == r.host_offset
-            ):
-                spans[-1][3] += length
-            else:
-                spans.append([kind, r.host_file, r.host_offset, length])
-        for kind, f, off, n in sorted(spans, key=lambda s: (s[1], s[2])):
-            rows.append(
-                dict(
-                    name=kind,
-                    host_file=f,
-                    host_offset=off,
-                    length=n,
-                    description="guest data" if kind == "data" else "compressed clusters",
-                )
-            )
+        rows += data_structures(self.runs())
         return rows
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument, NotRecognized
@@ -22,11 +23,21 @@ class Format:
     def load(self):
         return importlib.import_module(f"vdinspect.containers.{self.module}")
 
+    @property
+    def available(self) -> bool:
+        """False while a format's module is not written yet."""
+        return importlib.util.find_spec(f"vdinspect.containers.{self.module}") is not None
+
 
 #: Probed in this order; raw matches anything and so comes last.
 FORMATS: list[Format] = [
     Format("qcow2", "qcow2", "QEMU copy-on-write v2/v3"),
     Format("qcow", "qcow", "QEMU copy-on-write v1"),
+    Format("vmdk", "vmdk", "VMware virtual disk (descriptor, sparse, stream, COWD, seSparse)"),
+    Format("vhdx", "vhdx", "Microsoft Hyper-V virtual hard disk v2"),
+    Format("vhd", "vhd", "Microsoft virtual hard disk (Virtual PC, Hyper-V, Disk2VHD)"),
+    Format("vdi", "vdi", "VirtualBox disk image"),
+    Format("parallels", "parallels", "Parallels / Virtuozzo sparse image and .hdd bundle"),
     Format("raw", "raw", "raw disk image"),
 ]
 
@@ -34,14 +45,14 @@ ALIASES = {"img": "raw", "qcow1": "qcow"}
 
 
 def format_names() -> list[str]:
-    return [f.name for f in FORMATS]
+    return [f.name for f in FORMATS if f.available]
 
 
 def get_format(name: str) -> Format:
     """The registered format called ``name`` (InvalidArgument if none)."""
     key = ALIASES.get(name.lower(), name.lower())
     for f in FORMATS:
-        if f.name == key:
+        if f.name == key and f.available:
             return f
     raise InvalidArgument(f"unknown format {name!r}; known: {', '.join(format_names())}")
 
@@ -50,7 +61,7 @@ def detect(source: ByteSource) -> Format:
     """The first format whose probe accepts the file's first bytes."""
     head = source.read(0, min(HEAD_SIZE, source.size))
     for f in FORMATS:
-        if f.load().probe(head):
+        if f.available and f.load().probe(head):
             return f
     raise NotRecognized("no reader recognises this file", path=source.name)  # pragma: no cover
 
