@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import pandas as pd
-
-from . import frames
 from .chain import Chain, MissingLayer, ParentsArg, open_chain
 from .containers.base import BACKING, DATA, Image
 from .errors import InvalidArgument, NotFound
 from .io import ByteSource
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 Progress = Callable[[int, int], None] | bool | None
 
@@ -115,7 +116,7 @@ class Disk(ByteSource):
             flags=flags,
         )
         fields.update(extra)
-        return frames.info_series(fields)
+        return _frames().info_series(fields)
 
     def layers(self) -> pd.DataFrame:
         """One row per layer, base (0) first."""
@@ -140,7 +141,7 @@ class Disk(ByteSource):
                     parent_ok=parent_ok,
                 )
             )
-        return frames.layers_frame(rows)
+        return _frames().layers_frame(rows)
 
     def allocation(
         self, start: int = 0, length: int | None = None, *, layer: int | None = None
@@ -150,7 +151,7 @@ class Disk(ByteSource):
         With ``layer=k`` the runs are that layer's own (``unallocated`` where it holds
         nothing). Runs come from metadata only.
         """
-        return frames.allocation_frame(self.runs(start, length, layer=layer))
+        return _frames().allocation_frame(self.runs(start, length, layer=layer))
 
     def runs(self, start: int = 0, length: int | None = None, *, layer: int | None = None):
         """The allocation runs as objects (see :class:`vdinspect.containers.base.Run`)."""
@@ -172,7 +173,7 @@ class Disk(ByteSource):
         for k, img in enumerate(self.chain.layers):
             for s in img.snapshots():
                 rows.append(dict(s, layer=k, path=img.path))
-        return frames.snapshots_frame(rows)
+        return _frames().snapshots_frame(rows)
 
     def check(self) -> pd.DataFrame:
         """Integrity findings of every layer (never raises for a damaged image)."""
@@ -180,7 +181,7 @@ class Disk(ByteSource):
         for k, img in enumerate(self.chain.layers):
             for r in img.check():
                 rows.append(dict(r, layer=k))
-        return frames.check_frame(rows)
+        return _frames().check_frame(rows)
 
     def structures(self) -> pd.DataFrame:
         """The on-disk structures of every layer, as host-file regions."""
@@ -188,7 +189,7 @@ class Disk(ByteSource):
         for k, img in enumerate(self.chain.layers):
             for r in img.structures():
                 rows.append(dict(r, layer=k))
-        return frames.structures_frame(rows)
+        return _frames().structures_frame(rows)
 
     # --- what is on the disk ------------------------------------------------------
     def volumes(self) -> list:
@@ -201,7 +202,7 @@ class Disk(ByteSource):
 
     def partitions(self) -> pd.DataFrame:
         """One row per partition or logical volume, plus unallocated gaps (like ``mmls``)."""
-        return frames.partitions_frame([v.row() for v in self.volumes()])
+        return _frames().partitions_frame([v.row() for v in self.volumes()])
 
     def volume(self, key: int | str) -> ByteSource:
         """A partition (by its index) or logical volume ("vg/lv") as a ByteSource."""
@@ -353,3 +354,10 @@ def _human(n: int) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return str(n)
+
+
+def _frames():
+    """The DataFrame builders, imported on first use so that opening stays fast."""
+    from . import frames
+
+    return frames
