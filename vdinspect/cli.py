@@ -117,6 +117,18 @@ def cmd_structures(args, out) -> int:
     return 0
 
 
+def cmd_parts(args, out) -> int:
+    with _open(args) as disk:
+        if args.part is not None:
+            from . import frames
+
+            df = frames.partitions_frame([disk.volumes().find(args.part).row()])
+        else:
+            df = disk.partitions()
+        _print_frame(df, out, args.json)
+    return 0
+
+
 def cmd_convert(args, out) -> int:
     with _open(args) as disk:
         written = disk.to_raw(args.output, progress=True if args.progress else None)
@@ -146,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where a parent is (file or folder); repeatable")
         sp.add_argument("--salvage", action="store_true",
                         help="salvage mode: read what can be read, report the rest")
+        sp.add_argument("--part", metavar="N|VG/LV",
+                        help="a partition number or LVM volume (vg/lv) to work on")
         if json_flag:
             sp.add_argument("--json", action="store_true", help="print JSON")
 
@@ -171,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("structures", help="on-disk structures as host-file regions")
     common(sp)
     sp.set_defaults(func=cmd_structures)
+    sp = sub.add_parser("parts", help="partitions, LVM volumes and unallocated gaps")
+    common(sp)
+    sp.set_defaults(func=cmd_parts)
     sp = sub.add_parser("convert", help="export the virtual disk as a sparse raw file")
     common(sp)
     sp.add_argument("output", help="the raw file to write")
@@ -191,10 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vdinspect: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:
-        try:
-            sys.stdout = None  # keep Python from complaining again at exit
-        finally:
-            return 0
+        # the reader went away (``| head``): point stdout at /dev/null so the interpreter's
+        # final flush does not complain again
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:
         print(f"vdinspect: {e.filename or args.image}: {e.strerror or e}", file=sys.stderr)
         return 1
