@@ -7,18 +7,16 @@ DataFrames of :mod:`vdinspect.frames`.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .chain import Chain, MissingLayer, ParentsArg, open_chain
 from .containers.base import BACKING, DATA, Image
 from .errors import InvalidArgument, NotFound
 from .io import ByteSource
+from .progress import Progress, reporter
 
 if TYPE_CHECKING:
     import pandas as pd
-
-Progress = Callable[[int, int], None] | bool | None
 
 
 class Disk(ByteSource):
@@ -210,6 +208,28 @@ class Disk(ByteSource):
 
         return find_volume(self.volumes(), key).source
 
+    def filesystem(self, part: int | str | None = None):
+        """The filesystem on a partition (number or "vg/lv"), or the only one there is."""
+        from .filesystems import open_filesystem
+
+        vols = [v for v in self.volumes() if v.filesystem]
+        if part is None:
+            readable = [v for v in vols if _has_driver(v.filesystem)]
+            if len(readable) != 1:
+                have = ", ".join(f"{v.index if v.index is not None else v.name}:"
+                                 f"{v.filesystem}" for v in vols) or "none"
+                raise InvalidArgument(
+                    f"{self.path}: {len(readable)} readable filesystems ({have}); "
+                    "say which with part=")
+            vol = readable[0]
+        else:
+            from .volumes import find_volume
+
+            vol = find_volume(self.volumes(), part)
+        name = f"{self.path}:{vol.index if vol.index is not None else vol.name or 'disk'}"
+        return open_filesystem(vol.source, vol.filesystem or None, name=name,
+                               strict=self.options.get("strict", True))
+
     # --- export --------------------------------------------------------------------
     def to_raw(self, path, *, progress: Progress = None, chunk: int = 8 << 20) -> int:
         """Write the virtual disk to ``path`` as a sparse raw file; returns bytes of data.
@@ -223,7 +243,7 @@ class Disk(ByteSource):
             for f in img.host_files:
                 if os.path.realpath(f) == real:
                     raise InvalidArgument(f"{path}: refusing to overwrite an input image file")
-        report = _progress(progress, self.size)
+        report = reporter(progress, self.size)
         tmp = f"{path}.vdinspect-part"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         written = 0
@@ -305,25 +325,17 @@ def _write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int, zero: byt
     return written
 
 
-def _progress(progress: Progress, total: int):
-    if progress is None or progress is False:
-        return None
-    if callable(progress):
-        return progress
+def _has_driver(fstype: str | None) -> bool:
+    from .errors import UnsupportedFeature
+    from .filesystems import DRIVERS, driver_for
+
+    if not fstype or fstype.lower() not in DRIVERS:
+        return False
     try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024)
-    state = {"done": 0}
-
-    def report(done: int, total: int) -> None:
-        bar.update(done - state["done"])
-        state["done"] = done
-        if done >= total:
-            bar.close()
-
-    return report
+        driver_for(fstype)
+    except UnsupportedFeature:
+        return False
+    return True
 
 
 def _layer_index(chain: Chain, layer: int) -> int:

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from .containers.base import STATES, Run
+from .filesystems.base import FILES_COLUMNS
 
 ALLOCATION_COLUMNS = [
     "start",
@@ -178,3 +179,42 @@ def info_series(fields: dict) -> pd.Series:
         if k not in ordered:
             ordered[k] = v
     return pd.Series(ordered, dtype=object, name=fields.get("path"))
+
+
+TIME_COLUMNS = ["created", "modified", "accessed", "changed"]
+
+
+def files_frame(rows: list[dict]) -> pd.DataFrame:
+    """The ``files()`` frame: times as datetime64[us, UTC] (NaT when absent), extras after."""
+    extra = [k for r in rows for k in r if k not in FILES_COLUMNS]
+    extra = list(dict.fromkeys(extra))
+    df = pd.DataFrame([{c: r.get(c) for c in FILES_COLUMNS + extra} for r in rows],
+                      columns=FILES_COLUMNS + extra)
+    types = {"path": "string", "name": "string", "parent": "string", "kind": "string",
+             "size": "int64", "allocated": "Int64", "mode": "Int64", "uid": "Int64",
+             "gid": "Int64", "inode": "Int64", "links": "Int64", "deleted": "bool",
+             "recoverable": "bool", "target": "string"}
+    for col, dtype in types.items():
+        df[col] = df[col].astype(dtype) if len(df) else pd.Series([], dtype=dtype)
+    for col in TIME_COLUMNS:
+        df[col] = _utc_us(df[col])
+    return df
+
+
+def _utc_us(col: pd.Series) -> pd.Series:
+    """Aware datetimes to datetime64[us, UTC] without overflowing on far-future values."""
+    import datetime as dt
+
+    import numpy as np
+
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    out = np.full(len(col), np.iinfo(np.int64).min, dtype=np.int64)  # NaT
+    for i, v in enumerate(col.tolist()):
+        if v is None or v is pd.NaT or (isinstance(v, float) and v != v):
+            continue
+        if v.tzinfo is None:
+            v = v.replace(tzinfo=dt.UTC)
+        d = v - epoch
+        out[i] = (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
+    return pd.Series(out.view("datetime64[us]"), index=col.index).dt.tz_localize("UTC")
+

@@ -1,0 +1,55 @@
+"""Filesystems behind one protocol (:class:`~.base.FileSystem`): FAT, exFAT, ext2/3/4, NTFS.
+
+:func:`open_filesystem` picks the driver from the volume's magic (the same probes that fill
+the ``filesystem`` column of ``Disk.partitions()``), never from a partition type byte.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from ..errors import NotRecognized, UnsupportedFeature
+from ..io import ByteSource
+from .base import DIR, FILE, OTHER, SYMLINK, Entry, ExtractReport, FileReader, FileSystem
+
+#: probe type -> driver module (relative to vdinspect.filesystems)
+DRIVERS = {
+    "fat12": "fat", "fat16": "fat", "fat32": "fat", "vfat": "fat",
+    "exfat": "exfat",
+    "ext2": "ext", "ext3": "ext", "ext4": "ext",
+    "ntfs": "ntfs",
+}
+
+
+def driver_for(fstype: str):
+    """The driver module for a filesystem type name (UnsupportedFeature if none)."""
+    mod = DRIVERS.get(fstype.lower())
+    if mod is None:
+        raise UnsupportedFeature(f"no reader for {fstype} filesystems yet")
+    try:
+        return importlib.import_module(f"vdinspect.filesystems.{mod}")
+    except ModuleNotFoundError as e:
+        if e.name == f"vdinspect.filesystems.{mod}":
+            raise UnsupportedFeature(f"no reader for {fstype} filesystems yet") from e
+        raise
+
+
+def open_filesystem(source: ByteSource, fstype: str | None = None, *, strict: bool = True,
+                    name: str | None = None) -> FileSystem:
+    """Open the filesystem on ``source`` with the driver its magic (or ``fstype``) names.
+
+    Each driver module defines ``open_filesystem(source, *, name=None, strict=True)``.
+    """
+    if fstype is None:
+        from ..volumes.probes import probe
+
+        found = probe(source)
+        if found is None:
+            raise NotRecognized("no filesystem recognised", path=name or source.name,
+                                structure="boot sector", offset=0)
+        fstype = found.type
+    return driver_for(fstype).open_filesystem(source, name=name, strict=strict)
+
+
+__all__ = ["FileSystem", "Entry", "FileReader", "ExtractReport", "open_filesystem",
+           "driver_for", "FILE", "DIR", "SYMLINK", "OTHER"]

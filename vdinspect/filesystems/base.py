@@ -1,0 +1,529 @@
+"""The FileSystem protocol every filesystem driver implements, and what they share.
+
+A driver subclasses :class:`FileSystem` and implements four things: ``root()``,
+``list_dir(entry)`` (live and deleted children), ``content(entry)`` (the file's bytes as a
+ByteSource) and, for symlinks, ``readlink_entry(entry)``. Path lookup, walking, the
+``files()`` DataFrame, streaming file objects and safe extraction live here once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import re
+import stat as statmod
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
+from ..io import ByteSource
+from ..progress import Progress, reporter
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: ``kind`` values of the files() schema
+FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
+
+MAX_DEPTH = 4096  # directory nesting deeper than this is treated as a loop
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One directory entry: a row of ``files()``. ``raw`` keeps the parsed structures.
+
+    ``inode`` identifies the file inside the filesystem (inode number, MFT record, or the
+    first cluster / directory-entry position for FAT); ``key`` is what the driver needs
+    to find the content again (anything hashable). Times are aware UTC datetimes or None.
+    """
+
+    name: str
+    kind: str
+    size: int = 0
+    path: str = ""
+    parent: str = ""
+    allocated: int | None = None  # bytes the filesystem has allocated for the content
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    created: dt.datetime | None = None
+    modified: dt.datetime | None = None
+    accessed: dt.datetime | None = None
+    changed: dt.datetime | None = None
+    inode: int | None = None
+    links: int | None = None
+    deleted: bool = False
+    recoverable: bool = False
+    target: str | None = None
+    key: Any = None
+    raw: Any = field(default=None, repr=False)
+    extra: dict = field(default_factory=dict, repr=False)  # driver-specific columns
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == DIR
+
+    def row(self) -> dict:
+        d = {c: getattr(self, c) for c in FILES_COLUMNS}
+        d.update(self.extra)
+        return d
+
+    def __repr__(self) -> str:
+        flag = " deleted" if self.deleted else ""
+        return f"<Entry {self.kind} {self.path or self.name!r} size={self.size}{flag}>"
+
+
+FILES_COLUMNS = ["path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
+                 "created", "modified", "accessed", "changed", "inode", "links", "deleted",
+                 "recoverable", "target"]
+
+
+class FileSystem:
+    """Base class of the filesystem drivers (FAT, exFAT, ext, NTFS).
+
+    ``case_sensitive`` says how ``lookup`` compares names. Subclasses set ``fstype``
+    (e.g. "fat32") and ``label``/``uuid`` when they have them.
+    """
+
+    fstype: str = "?"
+    case_sensitive: bool = True
+    label: str | None = None
+    uuid: str | None = None
+
+    def __init__(self, source: ByteSource, *, name: str | None = None, strict: bool = True):
+        self.source = source
+        self.name = name or source.name
+        self.strict = strict
+        self.findings: list[dict] = []
+
+    # --- what a driver provides ----------------------------------------------------
+    def root(self) -> Entry:
+        """The root directory's entry (path "/")."""
+        raise NotImplementedError
+
+    def list_dir(self, entry: Entry) -> list[Entry]:
+        """The children of a directory, deleted ones included (``deleted=True``).
+
+        Leave out "." and "..". ``path`` and ``parent`` are filled in by the caller.
+        """
+        raise NotImplementedError
+
+    def content(self, entry: Entry) -> ByteSource:
+        """The bytes of a file (or a deleted file's recoverable bytes) as a ByteSource."""
+        raise NotImplementedError
+
+    def readlink_entry(self, entry: Entry) -> str:
+        """The target of a symbolic link."""
+        if entry.target is not None:
+            return entry.target
+        raise InvalidArgument(f"{self.name}: {entry.path} is not a symbolic link")
+
+    def info(self) -> dict:
+        """Facts about the volume (type, label, uuid, sizes, flags)."""
+        return dict(fstype=self.fstype, label=self.label, uuid=self.uuid)
+
+    def check(self) -> list[dict]:
+        """Findings: rows with severity, structure, host_offset, message."""
+        return list(self.findings)
+
+    def structures(self) -> list[dict]:
+        """On-disk structures as rows name, host_offset, length, description."""
+        return []
+
+    def finding(self, severity: str, structure: str, offset: int | None, message: str) -> None:
+        row = dict(severity=severity, structure=structure, host_offset=offset, message=message)
+        if row not in self.findings:
+            self.findings.append(row)
+
+    # --- paths ----------------------------------------------------------------------
+    def _same(self, a: str, b: str) -> bool:
+        if self.case_sensitive:
+            return a == b
+        return a.casefold() == b.casefold()
+
+    def lookup(self, path: str, *, deleted: bool = False) -> Entry:
+        """The entry at a POSIX-style path from the volume root (live entries first)."""
+        if not isinstance(path, str):
+            raise InvalidArgument(f"path must be a str, not {type(path).__name__}")
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        entry = self.root()
+        entry.path, entry.parent = "/", ""
+        for i, part in enumerate(parts):
+            if part == "..":
+                raise InvalidArgument(f"{self.name}: '..' is not allowed in {path!r}")
+            if entry.kind != DIR:
+                raise NotFound(f"{self.name}: {'/' + '/'.join(parts[:i])} is not a directory")
+            children = self.list_dir(entry)
+            live = [c for c in children if not c.deleted and self._same(c.name, part)]
+            dead = [c for c in children if c.deleted and self._same(c.name, part)]
+            exact = [c for c in live if c.name == part]
+            pick = (exact or live or (dead if deleted else []))
+            if not pick:
+                raise NotFound(f"{self.name}: no such file or directory: {path}")
+            child = pick[0]
+            child.parent = entry.path
+            child.path = _join(entry.path, child.name)
+            entry = child
+        return entry
+
+    def stat(self, path: str) -> Entry:
+        """The entry at ``path`` (its ``row()`` is one row of ``files()``)."""
+        return self.lookup(path, deleted=True)
+
+    def readlink(self, path: str) -> str:
+        return self.readlink_entry(self.lookup(path))
+
+    # --- walking --------------------------------------------------------------------
+    def iter_entries(self, path: str = "/", *, recursive: bool = True,
+                     deleted: bool = True) -> Iterator[Entry]:
+        """Every entry below ``path`` (depth first), with ``path``/``parent`` filled in.
+
+        Directory loops (an entry naming a directory already on the way down) are
+        reported as findings and not followed.
+        """
+        top = self.lookup(path)
+        if top.kind != DIR:
+            yield top
+            return
+        stack: list[tuple[Entry, tuple]] = [(top, (self._dir_id(top),))]
+        while stack:
+            d, ancestors = stack.pop()
+            try:
+                children = self.list_dir(d)
+            except VDInspectError as e:
+                if self.strict and not isinstance(e, CorruptImage):
+                    raise
+                self.finding("error", "directory", None, f"{d.path}: {e}")
+                continue
+            subdirs = []
+            for c in children:
+                if c.deleted and not deleted:
+                    continue
+                c.parent = d.path
+                c.path = _join(d.path, c.name)
+                yield c
+                if recursive and c.kind == DIR:
+                    ident = self._dir_id(c)
+                    if ident is not None and ident in ancestors:
+                        self.finding("error", "directory", None,
+                                     f"{c.path}: directory loop (points back to an ancestor)")
+                        continue
+                    if len(ancestors) >= MAX_DEPTH:
+                        self.finding("error", "directory", None,
+                                     f"{c.path}: deeper than {MAX_DEPTH} levels; not followed")
+                        continue
+                    if c.deleted and not self._can_list_deleted_dir(c):
+                        continue
+                    subdirs.append((c, ancestors + (ident,)))
+            stack.extend(reversed(subdirs))
+
+    def _dir_id(self, entry: Entry):
+        """What identifies a directory for loop detection (its inode by default)."""
+        return entry.inode if entry.inode is not None else entry.key
+
+    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+        """Whether a deleted directory's contents may still be listed."""
+        return True
+
+    def walk(self, path: str = "/", *, deleted: bool = False):
+        """Like ``os.walk``: (dirpath, dirnames, filenames) for each directory below ``path``."""
+        groups: dict[str, tuple[list[str], list[str]]] = {}
+        order: list[str] = []
+        top = self.lookup(path)
+        start = top.path if top.path else "/"
+        groups[start] = ([], [])
+        order.append(start)
+        for e in self.iter_entries(path, deleted=deleted):
+            dirs, files = groups.setdefault(e.parent, ([], []))
+            if e.parent not in order:
+                order.append(e.parent)
+            (dirs if e.kind == DIR else files).append(e.name)
+            if e.kind == DIR:
+                groups.setdefault(e.path, ([], []))
+                if e.path not in order:
+                    order.append(e.path)
+        for p in order:
+            yield p, groups[p][0], groups[p][1]
+
+    def files(self, path: str = "/", *, recursive: bool = True,
+              deleted: bool = True) -> pd.DataFrame:
+        """The DESIGN.md ``files()`` frame for everything below ``path``."""
+        from ..frames import files_frame
+
+        return files_frame([e.row() for e in self.iter_entries(path, recursive=recursive,
+                                                               deleted=deleted)])
+
+    # --- reading ----------------------------------------------------------------------
+    def open(self, path: str | Entry) -> FileReader:
+        """A seekable, streaming, read-only binary file object for a file."""
+        entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+        if entry.kind == DIR:
+            raise InvalidArgument(f"{self.name}: {entry.path} is a directory")
+        return FileReader(self.content(entry), name=entry.path or entry.name)
+
+    def read(self, path: str | Entry) -> bytes:
+        """The whole content of a (small) file."""
+        with self.open(path) as f:
+            return f.read()
+
+    # --- extraction ----------------------------------------------------------------
+    def extract(self, path: str, dest: str | os.PathLike, *, recursive: bool = True,
+                deleted: bool = False, progress: Progress = None
+                ) -> ExtractReport:
+        """Copy ``path`` (a file or a tree) into the host folder ``dest``, safely.
+
+        Writes only below ``dest``: names are sanitised, symlinks are recreated only when
+        they stay inside ``dest``, files are written to a temporary name and renamed,
+        content streams in constant memory, and modification times are applied.
+        """
+        return _Extractor(self, os.fspath(dest), progress).run(path, recursive, deleted)
+
+    def __repr__(self) -> str:
+        label = f" {self.label!r}" if self.label else ""
+        return f"<{type(self).__name__} {self.fstype}{label} on {self.name}>"
+
+
+def _join(parent: str, name: str) -> str:
+    return ("/" if parent in ("", "/") else parent + "/") + name
+
+
+class FileReader(io.RawIOBase):
+    """A seekable read-only file object over a ByteSource (reads stream, never the whole)."""
+
+    def __init__(self, source: ByteSource, name: str = "") -> None:
+        super().__init__()
+        self._src = source
+        self._pos = 0
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    @property
+    def size(self) -> int:
+        return self._src.size
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            pos = offset
+        elif whence == io.SEEK_CUR:
+            pos = self._pos + offset
+        elif whence == io.SEEK_END:
+            pos = self._src.size + offset
+        else:
+            raise InvalidArgument(f"bad whence {whence}")
+        if pos < 0:
+            raise InvalidArgument("negative seek position")
+        self._pos = pos
+        return pos
+
+    def readinto(self, b) -> int:
+        mv = memoryview(b).cast("B")
+        n = max(0, min(len(mv), self._src.size - self._pos))
+        if n:
+            self._src.readinto(self._pos, mv[:n])
+            self._pos += n
+        return n
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = max(0, self._src.size - self._pos)
+        n = max(0, min(size, self._src.size - self._pos))
+        if not n:
+            return b""
+        data = self._src.read(self._pos, n)
+        self._pos += n
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+
+# --- extraction -------------------------------------------------------------------------
+
+_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {
+    f"LPT{i}" for i in range(1, 10)}
+_BAD_CHARS = re.compile(r'[\x00-\x1f/\\:*?"<>|]')
+
+
+def safe_name(name: str) -> str:
+    """A host-safe version of one path component (never '', '.', '..' or a separator)."""
+    n = unicodedata.normalize("NFC", name)
+    n = _BAD_CHARS.sub("_", n).strip()
+    n = n.rstrip(". ") or "_"
+    if n in (".", ".."):
+        n = "_" * len(n)
+    if n.split(".")[0].upper() in _WINDOWS_RESERVED:
+        n = "_" + n
+    return n[:255]
+
+
+@dataclass
+class ExtractReport:
+    """What ``extract`` did: files written, bytes, and what was skipped and why."""
+
+    dest: str
+    written: list[str] = field(default_factory=list)
+    bytes_written: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (volume path, reason)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # (volume path, host path)
+
+    def summary(self) -> str:
+        s = f"{len(self.written)} files, {self.bytes_written} bytes written to {self.dest}"
+        if self.skipped:
+            s += f"; {len(self.skipped)} skipped"
+        return s
+
+    def __repr__(self) -> str:
+        return f"<ExtractReport {self.summary()}>"
+
+
+class _Extractor:
+    CHUNK = 1 << 20
+
+    def __init__(self, fs: FileSystem, dest: str, progress) -> None:
+        self.fs = fs
+        self.dest = os.path.realpath(dest)
+        self.report = ExtractReport(self.dest)
+        self.progress = progress
+
+    def run(self, path: str, recursive: bool, deleted: bool) -> ExtractReport:
+        os.makedirs(self.dest, exist_ok=True)
+        top = self.fs.lookup(path, deleted=deleted)
+        if top.kind == DIR:
+            entries = list(self.fs.iter_entries(path, recursive=recursive, deleted=deleted))
+            base = top.path.rstrip("/")
+        else:
+            entries = [top]
+            base = top.parent.rstrip("/") if top.parent else ""
+        total = sum(e.size for e in entries if e.kind == FILE)
+        report = reporter(self.progress, total)
+        done = 0
+        dirs_times = []
+        used: dict[str, str] = {}
+        for e in entries:
+            rel = e.path[len(base):].lstrip("/") if base else e.path.lstrip("/")
+            parts = rel.split("/")
+            host_parts = [safe_name(p) for p in parts]
+            host = os.path.join(self.dest, *host_parts)
+            if not self._inside(host):
+                self.report.skipped.append((e.path, "would land outside the destination"))
+                continue
+            key = os.path.normcase(host)
+            if key in used and used[key] != e.path:
+                stem = host
+                i = 1
+                while os.path.normcase(host) in used:
+                    host = f"{stem}~{i}"
+                    i += 1
+                key = os.path.normcase(host)
+            used[key] = e.path
+            if host_parts != parts:
+                self.report.renamed.append((e.path, host))
+            try:
+                if e.kind == DIR:
+                    os.makedirs(host, exist_ok=True)
+                    dirs_times.append((host, e))
+                elif e.kind == FILE:
+                    os.makedirs(os.path.dirname(host), exist_ok=True)
+                    n = self._write_file(e, host)
+                    done += e.size
+                    self.report.written.append(host)
+                    self.report.bytes_written += n
+                    if report:
+                        report(done, total)
+                elif e.kind == SYMLINK:
+                    self._symlink(e, host)
+                else:
+                    self.report.skipped.append((e.path, f"{e.kind} entries are not extracted"))
+            except VDInspectError as exc:
+                self.report.skipped.append((e.path, f"unreadable: {exc}"))
+        for host, e in reversed(dirs_times):
+            _set_times(host, e)
+        return self.report
+
+    def _inside(self, host: str) -> bool:
+        real = os.path.realpath(os.path.dirname(host))
+        return real == self.dest or real.startswith(self.dest + os.sep)
+
+    def _write_file(self, e: Entry, host: str) -> int:
+        src = self.fs.content(e)
+        if os.path.islink(host) or (os.path.exists(host) and not os.path.isfile(host)):
+            raise InvalidArgument(f"{host}: exists and is not a regular file")
+        tmp = os.path.join(os.path.dirname(host), f".{os.path.basename(host)}.vdinspect-part")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0),
+                     0o644)
+        written = 0
+        try:
+            buf = bytearray(min(self.CHUNK, max(src.size, 1)))
+            pos = 0
+            while pos < src.size:
+                n = min(len(buf), src.size - pos)
+                mv = memoryview(buf)[:n]
+                src.readinto(pos, mv)
+                os.write(fd, mv)
+                pos += n
+                written += n
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+        os.close(fd)
+        os.replace(tmp, host)
+        _set_times(host, e)
+        return written
+
+    def _symlink(self, e: Entry, host: str) -> None:
+        target = self.fs.readlink_entry(e)
+        if os.path.isabs(target) or "\\" in target or "\0" in target:
+            self.report.skipped.append((e.path, f"symlink to {target!r} points outside"))
+            return
+        resolved = os.path.normpath(os.path.join(os.path.dirname(host), target))
+        if not (resolved == self.dest or resolved.startswith(self.dest + os.sep)):
+            self.report.skipped.append((e.path, f"symlink to {target!r} points outside"))
+            return
+        os.makedirs(os.path.dirname(host), exist_ok=True)
+        if os.path.lexists(host):
+            os.unlink(host)
+        os.symlink(target, host)
+        self.report.written.append(host)
+
+
+def _set_times(host: str, e: Entry) -> None:
+    m = e.modified
+    a = e.accessed or m
+    if m is None:
+        return
+    try:
+        os.utime(host, ns=(_ns(a), _ns(m)), follow_symlinks=False)
+    except (OSError, OverflowError, ValueError):
+        pass
+
+
+def _ns(t: dt.datetime) -> int:
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    delta = t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return (delta.days * 86400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+
+
+def mode_kind(mode: int | None) -> str:
+    """The files() ``kind`` of a POSIX mode."""
+    if mode is None:
+        return OTHER
+    if statmod.S_ISDIR(mode):
+        return DIR
+    if statmod.S_ISREG(mode):
+        return FILE
+    if statmod.S_ISLNK(mode):
+        return SYMLINK
+    return OTHER
