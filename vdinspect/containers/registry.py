@@ -10,6 +10,7 @@ from ..errors import InvalidArgument, NotRecognized
 from ..io import ByteSource, FileSource
 
 HEAD_SIZE = 4096
+TAIL_SIZE = 513  # the last 512 bytes, and one more for old 511-byte VHD footers
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,34 @@ def get_format(name: str) -> Format:
     raise InvalidArgument(f"unknown format {name!r}; known: {', '.join(format_names())}")
 
 
+def read_tail(source: ByteSource) -> bytes:
+    """The file's last TAIL_SIZE bytes (fewer if the file is shorter)."""
+    n = min(TAIL_SIZE, source.size)
+    return source.read(source.size - n, n)
+
+
+def probe_tail(module, source: ByteSource) -> bool:
+    """True if ``module`` defines ``probe_tail(tail)`` and it accepts the file's last bytes."""
+    fn = getattr(module, "probe_tail", None)
+    return fn is not None and bool(fn(read_tail(source)))
+
+
 def detect(source: ByteSource) -> Format:
-    """The first format whose probe accepts the file's first bytes."""
+    """The first format whose probe accepts the file's first bytes, else its last bytes.
+
+    A module may define ``probe_tail(tail)`` for formats marked only at the end of the
+    file (a fixed VHD's footer); those are asked after every head probe but before raw.
+    """
     head = source.read(0, min(HEAD_SIZE, source.size))
-    for f in FORMATS:
-        if f.available and f.load().probe(head):
+    found = [f for f in FORMATS if f.available]
+    for f in found:
+        if f.name != "raw" and f.load().probe(head):
+            return f
+    for f in found:
+        if f.name != "raw" and probe_tail(f.load(), source):
+            return f
+    for f in found:
+        if f.load().probe(head):
             return f
     raise NotRecognized("no reader recognises this file", path=source.name)  # pragma: no cover
 
@@ -76,7 +100,7 @@ def open_image(
         mod = fmt.load()
         if format and fmt.name != "raw":
             head = src.read(0, min(HEAD_SIZE, src.size))
-            if not mod.probe(head):
+            if not mod.probe(head) and not probe_tail(mod, src):
                 raise NotRecognized(
                     f"not a {fmt.name} image (magic does not match)",
                     path=path,

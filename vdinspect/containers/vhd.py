@@ -1,0 +1,1027 @@
+"""VHD: Microsoft Virtual Hard Disk (Virtual PC, Virtual Server, Hyper-V, Disk2VHD, QEMU "vpc").
+
+Facts from Microsoft's "Virtual Hard Disk Image Format Specification" (v1.0, 2006), checked
+against QEMU block/vpc.c and real images. All integers are big-endian; a sector is 512 bytes.
+
+- **Fixed** disk (type 2): the virtual disk byte for byte, then a 512-byte footer (old
+  Virtual PC versions wrote a 511-byte one). Nothing marks the start of the file.
+- **Dynamic** disk (type 3): a copy of the footer at offset 0, the dynamic disk header
+  ("cxsparse") at ``footer.data_offset``, the block allocation table (BAT: one u32 per
+  block, the block's host sector, 0xFFFFFFFF = not allocated), then blocks, then the
+  footer. A block is a sector bitmap (one bit per sector, most significant bit first,
+  padded to whole sectors) followed by ``block_size`` bytes of data. A sector whose bit is
+  clear was never written and reads as zeros, whatever its data area holds.
+- **Differencing** disk (type 4): a dynamic disk whose clear bits (and unallocated blocks)
+  fall through to the parent, named by ``parent_unique_id`` and found through the parent
+  locators (W2ku/W2ru UTF-16LE paths, MacX file URL) and the parent's Unicode name.
+
+The virtual size has two rules: the CHS geometry (cylinders * heads * sectors * 512), which
+Virtual PC, Virtual Server and old QEMU use, and ``current_size``, which Hyper-V, Disk2VHD
+and newer writers use. :func:`size_rule_for` picks one as QEMU does; :func:`open_vhd` can
+force either.
+
+Damage: a bad checksum, or a footer lost at the end of a dynamic disk (whose copy at offset
+0 is intact), is a :class:`CorruptImage` when strict; ``strict=False`` reads on (with the
+copy) and ``check()`` reports it. Such faults are raised after the rest of the metadata is
+checked, so a fault that stops salvage too (an absurd BAT size) is the one named.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+from construct import Array, Bytes, Int8ub, Int16ub, Int32ub, Int64ub, Struct
+
+from ..errors import CorruptImage, InvalidArgument, NotRecognized, UnsupportedFeature
+from ..io import ByteSource, FileSource, LRUCache
+from .base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run
+
+FORMAT = "vhd"
+COOKIE = b"conectix"
+DYNAMIC_COOKIE = b"cxsparse"
+SECTOR = 512
+FOOTER_SIZE = 512
+OLD_FOOTER_SIZE = 511  # some old Virtual PC versions wrote one byte less
+DYNAMIC_HEADER_SIZE = 1024
+BAT_UNUSED = 0xFFFFFFFF
+FORMAT_VERSION = 0x00010000
+NO_DATA_OFFSET = 0xFFFFFFFFFFFFFFFF  # footer.data_offset of a fixed disk
+EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # VHD time stamps count seconds from here
+MAX_VIRTUAL_SIZE = 1 << 61  # far past the spec's 2040 GiB; keeps offsets inside int64
+MAX_GEOMETRY = 65535 * 16 * 255  # sectors: the largest CHS geometry; size comes from current_size
+
+FIXED, DYNAMIC, DIFFERENCING = 2, 3, 4
+DISK_TYPES = {
+    0: "none",
+    1: "reserved (deprecated)",
+    FIXED: "fixed",
+    DYNAMIC: "dynamic",
+    DIFFERENCING: "differencing",
+    5: "reserved",
+    6: "reserved",
+}
+
+FEATURE_TEMPORARY = 1 << 0  # the disk may be deleted on shutdown
+FEATURE_RESERVED = 1 << 1  # must always be set
+
+HOST_OS = {b"Wi2k": "Windows", b"Mac ": "Macintosh"}
+
+#: Platform codes of the parent locators, and how their data is encoded.
+PLATFORM_NONE = b"\0\0\0\0"
+PLATFORMS = {
+    b"Wi2r": "relative Windows path (deprecated)",
+    b"Wi2k": "absolute Windows path (deprecated)",
+    b"W2ru": "relative Windows path, UTF-16LE",
+    b"W2ku": "absolute Windows path, UTF-16LE",
+    b"Mac ": "Mac OS alias record",
+    b"MacX": "Mac OS X file URL, UTF-8",
+}
+#: the order in which locators are tried: relative paths first, so a moved folder still works
+LOCATOR_PREFERENCE = [b"W2ru", b"Wi2r", b"W2ku", b"Wi2k", b"MacX"]
+
+#: Creator applications whose images are sized by their CHS geometry: Virtual PC, Virtual
+#: Server (Virtual PC's sibling) and old QEMU. QEMU up to 9.x used CHS for every writer but
+#: "win ", "qem2", "d2v ", "CTXS" and "tap\0"; since 10.0 only for "vpc " and "qemu". The
+#: rules agree on every known writer; an unknown one (Azure's "wa\0\0") gets current_size.
+CHS_CREATORS = (b"vpc ", b"vs  ", b"qemu")
+SIZE_RULES = ("auto", "chs", "current_size")
+
+# --- on-disk structures ----------------------------------------------------------------
+
+DiskGeometry = Struct(
+    "cylinders" / Int16ub * "cylinders",
+    "heads" / Int8ub * "heads per cylinder",
+    "sectors_per_track" / Int8ub * "512-byte sectors per track",
+)
+
+HardDiskFooter = Struct(
+    "cookie" / Bytes(8) * 'always "conectix"',
+    "features" / Int32ub * "bit 0 temporary disk, bit 1 reserved (always set)",
+    "file_format_version" / Int32ub * "major << 16 | minor, 0x00010000",
+    "data_offset" / Int64ub * "host offset of the dynamic disk header; all ones when fixed",
+    "time_stamp" / Int32ub * "creation time, seconds since 2000-01-01 00:00:00 UTC",
+    "creator_application" / Bytes(4) * 'writer: "vpc ", "vs  ", "win ", "d2v ", "qemu", ...',
+    "creator_version" / Int32ub * "writer version, major << 16 | minor",
+    "creator_host_os" / Bytes(4) * '"Wi2k" Windows, "Mac " Macintosh',
+    "original_size" / Int64ub * "virtual size at creation, bytes",
+    "current_size" / Int64ub * "virtual size now, bytes",
+    "disk_geometry" / DiskGeometry * "CHS geometry the guest's BIOS sees",
+    "disk_type" / Int32ub * "2 fixed, 3 dynamic, 4 differencing",
+    "checksum" / Int32ub * "one's complement of the byte sum of the footer, this field zero",
+    "unique_id" / Bytes(16) * "UUID of this disk; a child names its parent by it",
+    "saved_state" / Int8ub * "1 = the virtual machine was saved with this disk in use",
+    "reserved" / Bytes(427) * "zeros",
+)  # 512 bytes
+FOOTER_CHECKSUM_AT = 64
+
+ParentLocatorEntry = Struct(
+    "platform_code" / Bytes(4) * 'how the data names the parent: "W2ku", "W2ru", "MacX", ...',
+    "platform_data_space" / Int32ub * "room reserved for the data: sectors per the spec, "
+    "bytes as Virtual PC and Hyper-V write it",
+    "platform_data_length" / Int32ub * "length of the locator data, bytes",
+    "reserved" / Int32ub * "zero",
+    "platform_data_offset" / Int64ub * "host offset of the locator data",
+)  # 24 bytes
+
+DynamicDiskHeader = Struct(
+    "cookie" / Bytes(8) * 'always "cxsparse"',
+    "data_offset" / Int64ub * "next structure; unused, all ones",
+    "table_offset" / Int64ub * "host offset of the block allocation table (BAT)",
+    "header_version" / Int32ub * "major << 16 | minor, 0x00010000",
+    "max_table_entries" / Int32ub * "BAT entries: the most blocks the disk can have",
+    "block_size" / Int32ub * "data bytes per block (a power of two, 2 MiB by default); "
+    "the sector bitmap comes on top",
+    "checksum" / Int32ub * "one's complement of the byte sum of this header, this field zero",
+    "parent_unique_id" / Bytes(16) * "unique_id of the parent's footer (differencing disks)",
+    "parent_time_stamp" / Int32ub * "parent's modification time, seconds since 2000-01-01 UTC",
+    "reserved1" / Int32ub * "zero",
+    "parent_unicode_name" / Bytes(512) * "parent file name, UTF-16BE, NUL-padded",
+    "parent_locator_entries" / Array(8, ParentLocatorEntry) * "where to find the parent",
+    "reserved2" / Bytes(256) * "zeros",
+)  # 1024 bytes
+HEADER_CHECKSUM_AT = 36
+LOCATORS_AT = 576  # offset of the parent locator entries inside the header
+
+#: The BAT: ``max_table_entries`` big-endian u32 host sector numbers (numpy dtype).
+BAT_ENTRY = ">u4"
+MAX_FINDINGS = 100  # per kind of problem in check(); the rest are counted in one row
+
+# per-sector states inside a block
+_S_UNALLOC, _S_DATA, _S_DAMAGED = 0, 1, 2
+_STATE_NAME = {_S_UNALLOC: UNALLOCATED, _S_DATA: DATA, _S_DAMAGED: DAMAGED}
+
+
+def probe(head: bytes) -> bool:
+    """Dynamic and differencing disks start with a copy of the footer ("conectix")."""
+    return len(head) >= 8 and head[:8] == COOKIE
+
+
+def probe_tail(tail: bytes) -> bool:
+    """A fixed disk is recognised by the footer in its last 512 (or 511) bytes."""
+    n = len(tail)
+    return (n >= FOOTER_SIZE and tail[n - FOOTER_SIZE : n - FOOTER_SIZE + 8] == COOKIE) or (
+        n >= OLD_FOOTER_SIZE and tail[n - OLD_FOOTER_SIZE : n - OLD_FOOTER_SIZE + 8] == COOKIE
+    )
+
+
+def vhd_checksum(data: bytes, at: int) -> int:
+    """One's complement of the byte sum of ``data``, leaving out the 4 bytes at ``at``."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    total = int(b.sum(dtype=np.uint64)) - int(b[at : at + 4].sum(dtype=np.uint64))
+    return ~total & 0xFFFFFFFF
+
+
+def vhd_time(seconds: int) -> dt.datetime:
+    """A VHD time stamp (seconds since 2000-01-01 UTC) as an aware datetime."""
+    return EPOCH + dt.timedelta(seconds=seconds)
+
+
+def chs_size(footer) -> int:
+    """Virtual size by the CHS geometry rule, bytes."""
+    g = footer.disk_geometry
+    return g.cylinders * g.heads * g.sectors_per_track * SECTOR
+
+
+def size_rule_for(footer, override: str = "auto") -> str:
+    """``"chs"`` or ``"current_size"``: how this footer's writer meant the size (QEMU's rule).
+
+    Virtual PC ("vpc "), Virtual Server ("vs  ") and old QEMU ("qemu") size a disk by its
+    geometry; everyone else (Hyper-V "win ", Disk2VHD "d2v ", QEMU "qem2", XenServer "tap",
+    Azure "wa") by ``current_size``. A disk with the largest geometry (65535/16/255) always goes by
+    ``current_size``, since its geometry cannot say more; ``override`` forces a rule otherwise.
+    """
+    if override not in SIZE_RULES:
+        raise InvalidArgument(f"size_rule must be one of {', '.join(SIZE_RULES)}, not {override!r}")
+    if chs_size(footer) // SECTOR == MAX_GEOMETRY:
+        return "current_size"
+    if override != "auto":
+        return override
+    return "chs" if footer.creator_application in CHS_CREATORS else "current_size"
+
+
+def _code(b: bytes) -> str:
+    return b.decode("latin-1").rstrip("\0 ") if b.strip(b"\0") else ""
+
+
+def _decode_locator(code: bytes, data: bytes) -> str | None:
+    """The parent path a locator's data holds (None for Mac alias records)."""
+    if code in (b"W2ku", b"W2ru"):
+        return data.decode("utf-16-le", "replace").split("\0", 1)[0] or None
+    if code in (b"Wi2k", b"Wi2r"):
+        text = data.split(b"\0", 1)[0]
+        try:
+            return text.decode("utf-8") or None
+        except UnicodeDecodeError:
+            return text.decode("latin-1") or None
+    if code == b"MacX":
+        url = data.split(b"\0", 1)[0].decode("utf-8", "replace")
+        p = urlparse(url)
+        if p.scheme == "file":
+            return unquote(p.path) or None
+        return url or None
+    return None
+
+
+class ParentLocator:
+    """One parent locator entry and the path its data decodes to (``.raw`` is the entry)."""
+
+    def __init__(self, index: int, raw, data: bytes | None) -> None:
+        self.index = index
+        self.raw = raw
+        self.data = data
+        self.platform = _code(raw.platform_code)
+        self.path = _decode_locator(raw.platform_code, data) if data is not None else None
+
+    @property
+    def host_offset(self) -> int:
+        return self.raw.platform_data_offset
+
+    @property
+    def space(self) -> int:
+        """Bytes reserved for the data (the field holds bytes or sectors, see the struct)."""
+        s, n = self.raw.platform_data_space, self.raw.platform_data_length
+        return s if s >= n else s * SECTOR
+
+    def as_dict(self) -> dict:
+        return dict(
+            platform=self.platform,
+            path=self.path,
+            host_offset=self.host_offset,
+            length=self.raw.platform_data_length,
+            space=self.space,
+        )
+
+    def __repr__(self) -> str:
+        return f"<vhd ParentLocator {self.platform} {self.path!r}>"
+
+
+class VhdImage(Image):
+    """A VHD file: fixed, dynamic or differencing (``size_rule`` as in :func:`size_rule_for`)."""
+
+    format = FORMAT
+
+    def __init__(
+        self,
+        source: ByteSource,
+        *,
+        path: str | None = None,
+        strict: bool = True,
+        size_rule: str = "auto",
+    ) -> None:
+        super().__init__(source, path=path, strict=strict)
+        self._blocks: LRUCache = LRUCache(1024)
+        self.dynamic_header = None
+        self.dynamic_header_offset: int | None = None
+        self.bat: np.ndarray | None = None
+        self.block_size: int | None = None
+        self.bitmap_size = 0
+        self.locators: list[ParentLocator] = []
+        self.parent_name: str | None = None
+        self._deferred: CorruptImage | None = None
+        self._read_footers()
+        f = self.footer
+        if f.disk_type not in (FIXED, DYNAMIC, DIFFERENCING):
+            self._fail(
+                UnsupportedFeature,
+                f"disk type {f.disk_type} ({DISK_TYPES.get(f.disk_type, 'unknown')})",
+                "footer.disk_type",
+                self.footer_offset + 60,
+            )
+        self.disk_type = f.disk_type
+        self.subformat = DISK_TYPES[f.disk_type]
+        self.size_chs = chs_size(f)
+        self.size_current = f.current_size
+        self.size_rule = size_rule_for(f, size_rule)
+        chosen = self.size_chs if self.size_rule == "chs" else self.size_current
+        self.size = chosen // SECTOR * SECTOR
+        if self.size > MAX_VIRTUAL_SIZE:
+            self._fail(
+                CorruptImage,
+                f"virtual size {self.size} is absurd ({self.size_rule} rule)",
+                "footer.current_size"
+                if self.size_rule == "current_size"
+                else "footer.disk_geometry",
+                self.footer_offset + (48 if self.size_rule == "current_size" else 56),
+            )
+        if self.disk_type == FIXED:
+            self._open_fixed()
+        else:
+            self._open_dynamic()
+        if self._deferred is not None:
+            raise self._deferred
+
+    # --- footer --------------------------------------------------------------------
+    def _fail(self, exc_type, message: str, structure: str, offset: int | None):
+        raise exc_type(message, path=self.path, structure=structure, offset=offset)
+
+    def _problem(
+        self, message: str, structure: str, offset: int | None, *, defer: bool = False
+    ) -> None:
+        """A contradiction in the metadata: CorruptImage when strict, a finding otherwise.
+
+        ``defer``: a fault salvage mode works around (a checksum, a lost footer) is raised
+        only after the rest of the metadata is checked, so a fatal fault is named first.
+        """
+        if self.strict:
+            err = CorruptImage(message, path=self.path, structure=structure, offset=offset)
+            if not defer:
+                raise err
+            if self._deferred is None:
+                self._deferred = err
+        self.finding("error", structure, offset, message)
+
+    def _read_footers(self) -> None:
+        f = self.file
+        n = f.size
+        if n < OLD_FOOTER_SIZE:
+            self._fail(NotRecognized, f"file is {n} bytes, shorter than a VHD footer", "footer", 0)
+        tail = f.read(n - min(n, FOOTER_SIZE), min(n, FOOTER_SIZE))
+        end = None  # (offset, raw 512 bytes, length on disk)
+        if len(tail) == FOOTER_SIZE and tail[:8] == COOKIE:
+            end = (n - FOOTER_SIZE, tail, FOOTER_SIZE)
+        elif tail[-OLD_FOOTER_SIZE:][:8] == COOKIE:
+            end = (n - OLD_FOOTER_SIZE, tail[-OLD_FOOTER_SIZE:] + b"\0", OLD_FOOTER_SIZE)
+        head = f.read(0, FOOTER_SIZE) if n >= FOOTER_SIZE else b""
+        copy = head if head[:8] == COOKIE else None
+        if end is not None and HardDiskFooter.parse(end[1]).disk_type == FIXED:
+            copy = None  # a fixed disk's first bytes are guest data, whatever they say
+        if end is not None and copy is not None and end[0] == 0:
+            copy = None  # a lone footer (a dynamic disk cut down to its first sector)
+        self.footer_copy = HardDiskFooter.parse(copy) if copy is not None else None
+        self.footer_copy_raw = copy
+        end_ok = end is not None and self._checksum_ok(end[1])
+        copy_ok = copy is not None and self._checksum_ok(copy)
+        if end is None and copy is None:
+            self._fail(
+                NotRecognized,
+                'no "conectix" footer at the end of the file or copy at its start',
+                "footer",
+                max(0, n - FOOTER_SIZE),
+            )
+        self.footer_from_copy = end is None or (not end_ok and copy_ok)
+        if self.footer_from_copy:
+            # the footer at the end is missing or damaged, the copy at offset 0 is intact
+            what = "missing" if end is None else "damaged (bad checksum)"
+            at = max(0, n - FOOTER_SIZE) if end is None else end[0]
+            self._problem(
+                f"the footer at the end of the file is {what}; the copy at offset 0 "
+                "is intact (strict=False reads the disk with it)",
+                "footer",
+                at,
+                defer=True,
+            )
+            raw, self.footer_offset, self.footer_length = copy, 0, FOOTER_SIZE
+        else:
+            raw, self.footer_offset, self.footer_length = end[1], end[0], end[2]
+            if not end_ok:
+                self._problem(
+                    f"footer checksum is {self._stored(raw):#010x}, the bytes sum to "
+                    f"{vhd_checksum(raw, FOOTER_CHECKSUM_AT):#010x}"
+                    + ("; the copy at offset 0 is bad too" if copy is not None else ""),
+                    "footer",
+                    self.footer_offset,
+                    defer=True,
+                )
+        self.footer_raw = raw
+        self.footer = HardDiskFooter.parse(raw)
+        self.header = self.footer
+        if self.footer_from_copy or self.footer.disk_type == FIXED:
+            return
+        if copy is None:
+            self.finding(
+                "error",
+                "footer copy",
+                0,
+                'no footer copy ("conectix") at offset 0 of a dynamic disk',
+            )
+        elif not copy_ok:
+            self.finding(
+                "error",
+                "footer copy",
+                0,
+                f"footer copy checksum is {self._stored(copy):#010x}, the bytes "
+                f"sum to {vhd_checksum(copy, FOOTER_CHECKSUM_AT):#010x}",
+            )
+        elif copy[:OLD_FOOTER_SIZE] != raw[:OLD_FOOTER_SIZE]:
+            diff = [
+                c.name
+                for c in HardDiskFooter.subcons
+                if self.footer_copy[c.name] != self.footer[c.name]
+            ]
+            self.finding(
+                "warning",
+                "footer copy",
+                0,
+                f"footer copy at offset 0 differs from the footer ({', '.join(diff)})",
+            )
+
+    @staticmethod
+    def _stored(raw: bytes) -> int:
+        return int.from_bytes(raw[FOOTER_CHECKSUM_AT : FOOTER_CHECKSUM_AT + 4], "big")
+
+    def _checksum_ok(self, raw: bytes) -> bool:
+        return self._stored(raw) == vhd_checksum(raw, FOOTER_CHECKSUM_AT)
+
+    # --- fixed disks ---------------------------------------------------------------
+    def _open_fixed(self) -> None:
+        self.data_area = self.footer_offset  # the guest's bytes are all before the footer
+        if self.data_area < self.size:
+            self._problem(
+                f"fixed disk holds {self.data_area} data bytes, the virtual size is "
+                f"{self.size} ({self.size_rule} rule): the file is truncated",
+                "data",
+                self.data_area,
+            )
+
+    # --- dynamic and differencing disks --------------------------------------------
+    def _open_dynamic(self) -> None:
+        f, n = self.file, self.file.size
+        off = self.footer.data_offset
+        if off + HEADER_CHECKSUM_AT + 4 > n:
+            self._fail(
+                CorruptImage,
+                f"dynamic disk header at {off:#x} lies past the end of the file ({n} bytes)",
+                "footer.data_offset",
+                self.footer_offset + 16,
+            )
+        have = min(DYNAMIC_HEADER_SIZE, n - off)
+        raw = f.read(off, have) + bytes(DYNAMIC_HEADER_SIZE - have)
+        h = DynamicDiskHeader.parse(raw)
+        if h.cookie != DYNAMIC_COOKIE:
+            self._fail(
+                CorruptImage,
+                f'dynamic disk header cookie is {h.cookie!r}, not "cxsparse"',
+                "dynamic disk header",
+                off,
+            )
+        if have < DYNAMIC_HEADER_SIZE:
+            self._problem(
+                f"dynamic disk header cut short: {have} of {DYNAMIC_HEADER_SIZE} bytes in the "
+                "file (the rest reads as zeros)",
+                "dynamic disk header",
+                off,
+                defer=True,
+            )
+        stored = int.from_bytes(raw[HEADER_CHECKSUM_AT : HEADER_CHECKSUM_AT + 4], "big")
+        if stored != vhd_checksum(raw, HEADER_CHECKSUM_AT):
+            self._problem(
+                f"dynamic disk header checksum is {stored:#010x}, the bytes sum to "
+                f"{vhd_checksum(raw, HEADER_CHECKSUM_AT):#010x}",
+                "dynamic disk header",
+                off,
+                defer=True,
+            )
+        self.dynamic_header = h
+        self.dynamic_header_offset = off
+        self.dynamic_header_raw = raw
+        bs = h.block_size
+        if bs < SECTOR or bs & (bs - 1):
+            self._fail(
+                CorruptImage,
+                f"block size {bs} is not a power of two of at least 512",
+                "dynamic disk header.block_size",
+                off + 32,
+            )
+        self.block_size = self.cluster_size = bs
+        self.sectors_per_block = bs // SECTOR
+        self.bitmap_size = -(-self.sectors_per_block // 8 // SECTOR) * SECTOR or SECTOR
+        mte = h.max_table_entries
+        if h.table_offset + mte * 4 > n:
+            self._problem(
+                f"Max Table Entries too large ({mte}): a BAT of {mte * 4} "
+                f"bytes at {h.table_offset:#x} does not fit in the {n}-byte file",
+                "dynamic disk header.max_table_entries",
+                off + 28,
+            )
+            # salvage: the entries the disk needs, as far as the file holds them
+            mte = min(-(-self.size // bs), max(0, n - h.table_offset) // 4)
+        self.blocks_needed = -(-self.size // bs)
+        if mte < self.blocks_needed:
+            self._problem(
+                f"BAT has {mte} entries, {self.blocks_needed} blocks of {bs} bytes "
+                f"are needed for {self.size} bytes (page table too small)",
+                "dynamic disk header.max_table_entries",
+                off + 28,
+            )
+        self.bat_offset = h.table_offset
+        raw_bat = f.read(h.table_offset, mte * 4) if mte else b""
+        self.bat = np.frombuffer(raw_bat, dtype=BAT_ENTRY)
+        used = np.flatnonzero(self.bat != BAT_UNUSED)
+        ends = self.bat[used].astype(np.int64) * SECTOR + self.bitmap_size + bs
+        past = used[ends > n]
+        for i in past[:1].tolist():
+            self._problem(
+                f"BAT entry {i} puts its block at {int(self.bat[i]) * SECTOR:#x}, "
+                f"which runs past the end of the file ({n} bytes)"
+                + (f"; {len(past)} such entries" if len(past) > 1 else ""),
+                "BAT",
+                h.table_offset + 4 * i,
+            )
+        if self.disk_type == DIFFERENCING:
+            self._read_parent_locators()
+
+    def _read_parent_locators(self) -> None:
+        h, n = self.dynamic_header, self.file.size
+        name = h.parent_unicode_name.decode("utf-16-be", "replace").split("\0", 1)[0]
+        self.parent_name = name or None
+        for i, e in enumerate(h.parent_locator_entries):
+            if e.platform_code == PLATFORM_NONE:
+                continue
+            where = self.dynamic_header_offset + LOCATORS_AT + 24 * i
+            length = e.platform_data_length
+            if e.platform_data_offset + length > n or length > 64 * 1024:
+                self._problem(
+                    f"parent locator {i} ({_code(e.platform_code)}): {length} bytes at "
+                    f"{e.platform_data_offset:#x} lie outside the file",
+                    "parent locator",
+                    where,
+                )
+                self.locators.append(ParentLocator(i, e, None))
+                continue
+            data = self.file.read(e.platform_data_offset, length)
+            self.locators.append(ParentLocator(i, e, data))
+
+    # --- blocks --------------------------------------------------------------------
+    def _block_states(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sector runs inside block ``i``: (first sector, end sector, state) arrays."""
+        return self._blocks.get(i, lambda: self._decode_block(i))
+
+    def _decode_block(self, i: int):
+        spb, n = self.sectors_per_block, self.file.size
+        base = int(self.bat[i]) * SECTOR
+        data = base + self.bitmap_size
+        need = -(-spb // 8)
+        if base + need > n:
+            return _one_run(spb, _S_DAMAGED)
+        bitmap = self.file.read(base, need)
+        if bitmap == b"\xff" * need and data + self.block_size <= n:
+            return _one_run(spb, _S_DATA)
+        if not bitmap.strip(b"\0"):
+            return _one_run(spb, _S_UNALLOC)
+        bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="big")[:spb]
+        state = bits.astype(np.int8)
+        whole = max(0, (n - data) // SECTOR)  # sectors whose data lies inside the file
+        if whole < spb:
+            state[whole:][state[whole:] == _S_DATA] = _S_DAMAGED
+        cut = np.flatnonzero(state[1:] != state[:-1]) + 1
+        starts = np.concatenate(([0], cut))
+        stops = np.concatenate((cut, [spb]))
+        return starts, stops, state[starts]
+
+    def _runs(self, start: int, end: int):
+        if self.disk_type == FIXED:
+            stop = min(end, self.data_area)
+            if start < stop:
+                yield Run(
+                    start,
+                    stop - start,
+                    DATA,
+                    host_file=self.path,
+                    host_offset=start,
+                    source=self.file,
+                )
+            if end > max(start, self.data_area):
+                s = max(start, self.data_area)
+                yield Run(s, end - s, DAMAGED)
+            return
+        bs = self.block_size
+        first, last = start // bs, -(-end // bs)
+        table_end = min(last, len(self.bat))
+        pos = first
+        if first < table_end:
+            ent = self.bat[first:table_end]
+            for i in (np.flatnonzero(ent != BAT_UNUSED) + first).tolist():
+                if i > pos:
+                    yield Run(pos * bs, (i - pos) * bs, UNALLOCATED)
+                yield from self._block_runs(i)
+                pos = i + 1
+            if pos < table_end:
+                yield Run(pos * bs, (table_end - pos) * bs, UNALLOCATED)
+                pos = table_end
+        if pos < last:  # past the end of a too-small BAT (salvage mode only)
+            yield Run(pos * bs, end - pos * bs, DAMAGED)
+
+    def _block_runs(self, i: int):
+        vbase = i * self.block_size
+        starts, stops, states = self._block_states(i)
+        data = int(self.bat[i]) * SECTOR + self.bitmap_size
+        for a, b, s in zip(starts.tolist(), stops.tolist(), states.tolist()):
+            if s == _S_DATA:
+                yield Run(
+                    vbase + a * SECTOR,
+                    (b - a) * SECTOR,
+                    DATA,
+                    host_file=self.path,
+                    host_offset=data + a * SECTOR,
+                    source=self.file,
+                )
+            else:
+                yield Run(vbase + a * SECTOR, (b - a) * SECTOR, _STATE_NAME[s])
+
+    # --- parents -------------------------------------------------------------------
+    @property
+    def unique_id(self) -> uuid.UUID:
+        return uuid.UUID(bytes=bytes(self.footer.unique_id))
+
+    @property
+    def parent_unique_id(self) -> uuid.UUID | None:
+        if self.dynamic_header is None or self.disk_type != DIFFERENCING:
+            return None
+        return uuid.UUID(bytes=bytes(self.dynamic_header.parent_unique_id))
+
+    @property
+    def parent_time_stamp(self) -> dt.datetime | None:
+        if self.disk_type != DIFFERENCING or not self.dynamic_header.parent_time_stamp:
+            return None
+        return vhd_time(self.dynamic_header.parent_time_stamp)
+
+    def parent_paths(self) -> list[str]:
+        """Every name the image gives its parent, best first (locators, then the header)."""
+        by_code = {}
+        for loc in self.locators:
+            if loc.path:
+                by_code.setdefault(loc.raw.platform_code, loc.path)
+        out = [by_code[c] for c in LOCATOR_PREFERENCE if c in by_code]
+        if self.parent_name:
+            out.append(self.parent_name)
+        seen: list[str] = []
+        for p in out:
+            if p not in seen:
+                seen.append(p)
+        return seen
+
+    @property
+    def parent_hint(self) -> ParentHint | None:
+        if self.disk_type != DIFFERENCING:
+            return None
+        paths = self.parent_paths()
+        if not paths:
+            self._problem(
+                "differencing disk names no parent (no locator, no parent name)",
+                "dynamic disk header",
+                self.dynamic_header_offset + 64,
+            )
+            return None
+        return ParentHint(
+            path=paths[0],
+            format=FORMAT,
+            uuid=str(self.parent_unique_id),
+            alternatives=paths[1:],
+            extra=dict(
+                parent_time_stamp=self.parent_time_stamp,
+                locators=[loc.as_dict() for loc in self.locators],
+            ),
+        )
+
+    def verify_parent(self, parent: Image) -> None:
+        """The parent's footer unique_id must be the child's parent_unique_id."""
+        where = self.dynamic_header_offset + 40
+        if not isinstance(parent, VhdImage):
+            self._problem(
+                f"parent {parent.path} is a {parent.format} image, not a VHD",
+                "dynamic disk header.parent_unique_id",
+                where,
+            )
+            return
+        if parent.unique_id != self.parent_unique_id:
+            self._problem(
+                f"parent {parent.path} has unique id {parent.unique_id}, this "
+                f"differencing disk expects {self.parent_unique_id}",
+                "dynamic disk header.parent_unique_id",
+                where,
+            )
+        ts = self.dynamic_header.parent_time_stamp
+        if ts and ts != parent.footer.time_stamp:
+            self.finding(
+                "warning",
+                "dynamic disk header.parent_time_stamp",
+                where + 16,
+                f"parent time stamp {vhd_time(ts):%Y-%m-%d %H:%M:%S} differs from the "
+                f"parent's {parent.created:%Y-%m-%d %H:%M:%S} (the parent may have "
+                "changed since this disk was made)",
+            )
+        if parent.size != self.size:
+            self.finding(
+                "warning",
+                "footer.current_size",
+                self.footer_offset + 48,
+                f"virtual size {self.size} differs from the parent's {parent.size}",
+            )
+
+    # --- reports -------------------------------------------------------------------
+    @property
+    def created(self) -> dt.datetime:
+        return vhd_time(self.footer.time_stamp)
+
+    @property
+    def allocated_blocks(self) -> int:
+        return 0 if self.bat is None else int((self.bat != BAT_UNUSED).sum())
+
+    def flags(self) -> list[str]:
+        out = []
+        if self.footer.features & FEATURE_TEMPORARY:
+            out.append("temporary")
+        if self.footer.saved_state:
+            out.append("saved state")
+        return out
+
+    def info_fields(self) -> dict:
+        f, h = self.footer, self.dynamic_header
+        v = f.creator_version
+        g = f.disk_geometry
+        out = dict(
+            created=self.created,
+            uuid=str(self.unique_id),
+            disk_type=self.subformat,
+            creator_application=_code(f.creator_application),
+            creator_version=f"{v >> 16}.{v & 0xFFFF}",
+            creator_host_os=_code(f.creator_host_os),
+            geometry=(g.cylinders, g.heads, g.sectors_per_track),
+            size_chs=self.size_chs,
+            size_current=self.size_current,
+            size_rule=self.size_rule,
+            original_size=f.original_size,
+            saved_state=bool(f.saved_state),
+            temporary=bool(f.features & FEATURE_TEMPORARY),
+            block_size=self.block_size,
+            max_table_entries=None if h is None else h.max_table_entries,
+            allocated_blocks=None if h is None else self.allocated_blocks,
+            footer_from_copy=self.footer_from_copy,
+        )
+        if self.disk_type == DIFFERENCING:
+            out.update(
+                parent_name=self.parent_name,
+                parent_uuid=str(self.parent_unique_id),
+                parent_time_stamp=self.parent_time_stamp,
+                parent_locators=[loc.as_dict() for loc in self.locators],
+            )
+        return out
+
+    def structures(self) -> list[dict]:
+        p, f = self.path, self.footer
+        rows = []
+
+        def row(name, off, length, desc):
+            if off >= self.file.size:  # metadata pointing past the end: check() reports it
+                return
+            rows.append(
+                dict(name=name, host_file=p, host_offset=off, length=length, description=desc)
+            )
+
+        if self.disk_type == FIXED:
+            row("data", 0, min(self.data_area, self.size), "the virtual disk, byte for byte")
+        else:
+            h = self.dynamic_header
+            if self.footer_copy is not None:
+                row("footer copy", 0, FOOTER_SIZE, "copy of the footer")
+            row(
+                "dynamic disk header",
+                self.dynamic_header_offset,
+                DYNAMIC_HEADER_SIZE,
+                f'"cxsparse": {h.max_table_entries} blocks of {h.block_size} bytes',
+            )
+            for loc in self.locators:
+                if loc.data is None:  # outside the file (check() says so)
+                    continue
+                row(
+                    f"parent locator {loc.platform}",
+                    loc.host_offset,
+                    loc.space,
+                    loc.path or PLATFORMS.get(loc.raw.platform_code, "unknown platform"),
+                )
+            n_bat = h.max_table_entries * 4
+            row(
+                "BAT",
+                self.bat_offset,
+                -(-n_bat // SECTOR) * SECTOR,
+                f"{h.max_table_entries} entries, {self.allocated_blocks} blocks allocated",
+            )
+            for i in np.flatnonzero(self.bat != BAT_UNUSED).tolist():
+                base = int(self.bat[i]) * SECTOR
+                row(
+                    f"block {i} bitmap",
+                    base,
+                    self.bitmap_size,
+                    f"sector bitmap of guest {i * self.block_size:#x}..",
+                )
+                row(
+                    f"block {i} data",
+                    base + self.bitmap_size,
+                    self.block_size,
+                    f"guest {i * self.block_size:#x}..",
+                )
+        if self.footer_from_copy:
+            return rows
+        row(
+            "footer",
+            self.footer_offset,
+            self.footer_length,
+            f"{self.subformat} disk, creator {_code(f.creator_application)!r} on "
+            f"{HOST_OS.get(f.creator_host_os, _code(f.creator_host_os) or '?')}"
+            + (" (511-byte footer)" if self.footer_length == OLD_FOOTER_SIZE else ""),
+        )
+        return rows
+
+    def check(self) -> list[dict]:
+        """Findings: checksums, the footer copy, BAT entries past the end or overlapping."""
+        rows = list(self.findings)
+        seen = {tuple(r.values()) for r in rows}
+
+        def add(severity, structure, host_offset, message):
+            r = dict(
+                severity=severity, structure=structure, host_offset=host_offset, message=message
+            )
+            if tuple(r.values()) not in seen:
+                seen.add(tuple(r.values()))
+                rows.append(r)
+
+        f, fo = self.footer, self.footer_offset
+        if f.file_format_version != FORMAT_VERSION:
+            add(
+                "warning",
+                "footer.file_format_version",
+                fo + 12,
+                f"file format version {f.file_format_version:#010x}, not 0x00010000",
+            )
+        if not f.features & FEATURE_RESERVED:
+            add("warning", "footer.features", fo + 8, "reserved feature bit 1 is not set")
+        if self.footer_length == OLD_FOOTER_SIZE:
+            add("info", "footer", fo, "511-byte footer (written by an old Virtual PC)")
+        if f.saved_state:
+            add(
+                "info",
+                "footer.saved_state",
+                fo + 84,
+                "the virtual machine was saved (hibernated) with this disk in use",
+            )
+        if self.disk_type == FIXED:
+            if self.data_area != f.current_size:
+                add(
+                    "warning",
+                    "data",
+                    0,
+                    f"the file holds {self.data_area} data bytes, "
+                    f"current_size says {f.current_size}",
+                )
+            if f.data_offset != NO_DATA_OFFSET:
+                add(
+                    "warning",
+                    "footer.data_offset",
+                    fo + 16,
+                    f"data offset of a fixed disk is {f.data_offset:#x}, not all ones",
+                )
+            return rows
+        h = self.dynamic_header
+        if h.header_version != FORMAT_VERSION:
+            add(
+                "warning",
+                "dynamic disk header.header_version",
+                self.dynamic_header_offset + 24,
+                f"header version {h.header_version:#010x}, not 0x00010000",
+            )
+        rows_bat = self._check_layout()
+        for r in rows_bat:
+            add(**r)
+        if self.disk_type == DIFFERENCING and not self.parent_paths():
+            add(
+                "error",
+                "dynamic disk header",
+                self.dynamic_header_offset + 64,
+                "differencing disk names no parent",
+            )
+        return rows
+
+    def _check_layout(self) -> list[dict]:
+        """BAT entries past the end of the file, and host regions that overlap."""
+        n, bs, bm = self.file.size, self.block_size, self.bitmap_size
+        out = []
+        used = np.flatnonzero(self.bat != BAT_UNUSED)
+        starts = self.bat[used].astype(np.int64) * SECTOR
+        ends = starts + bm + bs
+        past = used[ends > n]
+        for i, s in zip(past[:MAX_FINDINGS].tolist(), starts[ends > n][:MAX_FINDINGS].tolist()):
+            out.append(
+                dict(
+                    severity="error",
+                    structure="BAT",
+                    host_offset=self.bat_offset + 4 * i,
+                    message=f"BAT entry {i}: block at {s:#x} runs past the end of the file "
+                    f"({n} bytes)",
+                )
+            )
+        if len(past) > MAX_FINDINGS:
+            out.append(
+                dict(
+                    severity="error",
+                    structure="BAT",
+                    host_offset=self.bat_offset,
+                    message=f"{len(past) - MAX_FINDINGS} more BAT entries point past the end "
+                    "of the file",
+                )
+            )
+        meta = (
+            []
+            if self.footer_from_copy
+            else [("footer", self.footer_offset, self.footer_offset + self.footer_length)]
+        )
+        meta += [
+            (
+                "dynamic disk header",
+                self.dynamic_header_offset,
+                self.dynamic_header_offset + DYNAMIC_HEADER_SIZE,
+            ),
+            ("BAT", self.bat_offset, self.bat_offset + len(self.bat) * 4),
+        ]
+        if self.footer_copy is not None:
+            meta.append(("footer copy", 0, FOOTER_SIZE))
+        for loc in self.locators:
+            if loc.data is None:
+                continue
+            meta.append(
+                (
+                    f"parent locator {loc.platform}",
+                    loc.host_offset,
+                    loc.host_offset + loc.raw.platform_data_length,
+                )
+            )
+        order = np.argsort(starts, kind="stable")
+        s_sorted, e_sorted, idx = starts[order], ends[order], used[order]
+        for name, a, b in meta:
+            if b <= a:
+                continue
+            hit = np.flatnonzero((s_sorted < b) & (e_sorted > a))[:16]
+            for k in hit.tolist():
+                i = int(idx[k])
+                out.append(
+                    dict(
+                        severity="error",
+                        structure="BAT",
+                        host_offset=self.bat_offset + 4 * i,
+                        message=f"BAT entry {i}: block at {int(s_sorted[k]):#x} overlaps "
+                        f"the {name} at {a:#x}",
+                    )
+                )
+        for (n1, a1, b1), (n2, a2, b2) in _pairs(meta):
+            if a1 < b1 and a2 < b2 and a1 < b2 and a2 < b1:
+                out.append(
+                    dict(
+                        severity="error",
+                        structure=n2,
+                        host_offset=a2,
+                        message=f"the {n2} at {a2:#x} overlaps the {n1} at {a1:#x}",
+                    )
+                )
+        if len(s_sorted) > 1:
+            reach = np.maximum.accumulate(e_sorted)[:-1]
+            clash = np.flatnonzero(s_sorted[1:] < reach) + 1
+            for k in clash[:MAX_FINDINGS].tolist():
+                i = int(idx[k])
+                out.append(
+                    dict(
+                        severity="error",
+                        structure="BAT",
+                        host_offset=self.bat_offset + 4 * i,
+                        message=f"BAT entry {i}: block at {int(s_sorted[k]):#x} overlaps "
+                        "another block",
+                    )
+                )
+        return out
+
+
+def _one_run(spb: int, state: int):
+    return (
+        np.zeros(1, dtype=np.int64),
+        np.full(1, spb, dtype=np.int64),
+        np.full(1, state, dtype=np.int8),
+    )
+
+
+def _pairs(items: list):
+    for i in range(len(items)):
+        for j in range(i + 1, len(items)):
+            yield items[i], items[j]
+
+
+def open_image(
+    source: ByteSource, *, path: str | None = None, strict: bool = True, size_rule: str = "auto"
+) -> VhdImage:
+    return VhdImage(source, path=path, strict=strict, size_rule=size_rule)
+
+
+def open_vhd(path: str | os.PathLike, *, strict: bool = True, size_rule: str = "auto") -> VhdImage:
+    """Open one VHD file with the size rule forced: ``"chs"``, ``"current_size"`` or ``"auto"``.
+
+    ``vdinspect.open`` always uses ``"auto"``; wrap the result to get a Disk, e.g.
+    ``Disk(Chain([open_vhd(p, size_rule="chs")]), path=p)``.
+    """
+    p = os.fspath(path)
+    src = FileSource(p)
+    try:
+        return VhdImage(src, path=p, strict=strict, size_rule=size_rule)
+    except BaseException:
+        src.close()
+        raise
