@@ -40,8 +40,20 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     )
 
 
+def explain(obj, data=None, *, offset=None, what="header", layer=None):
+    """What each field of an on-disk structure means: a Disk's header, or a Struct + bytes.
+
+    ``explain(disk)``, ``explain("image.qcow2")``, ``explain(qcow2.QCowHeader, data)``;
+    see :func:`vdinspect.explainer.explain`.
+    """
+    from .explainer import explain as _explain
+
+    return _explain(obj, data, offset=offset, what=what, layer=layer)
+
+
 __all__ = [
     "open",
+    "explain",
     "VDInspectError",
     "ImageError",
     "NotRecognized",

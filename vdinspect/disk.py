@@ -230,6 +230,37 @@ class Disk(ByteSource):
         return open_filesystem(vol.source, vol.filesystem or None, name=name,
                                strict=self.options.get("strict", True))
 
+    # --- pictures and the structure explorer (matplotlib imported on first use) ------
+    def plot_allocation(self, ax=None, **kw):
+        """The virtual disk coloured by allocation state (or layer); see vdinspect.viz."""
+        from .viz.allocation import plot_allocation
+
+        return plot_allocation(self, ax, **kw)
+
+    def plot_layers(self, ax=None, **kw):
+        """One band per layer: what each layer holds and which regions it supplies."""
+        from .viz.layers import plot_layers
+
+        return plot_layers(self, ax, **kw)
+
+    def plot_host_layout(self, ax=None, **kw):
+        """Where headers, tables and data sit inside each image file."""
+        from .viz.hostlayout import plot_host_layout
+
+        return plot_host_layout(self, ax, **kw)
+
+    def plot_partitions(self, ax=None, **kw):
+        """The partitions and gaps of the disk as a labelled bar."""
+        from .viz.partitions import plot_partitions
+
+        return plot_partitions(self, ax, **kw)
+
+    def explain(self, what="header", *, layer: int | None = None, offset: int | None = None):
+        """What each field of an on-disk structure means (``"header"`` of the top layer)."""
+        from .explainer import explain_disk
+
+        return explain_disk(self, what, layer=layer, offset=offset)
+
     # --- export --------------------------------------------------------------------
     def to_raw(self, path, *, progress: Progress = None, chunk: int = 8 << 20) -> int:
         """Write the virtual disk to ``path`` as a sparse raw file; returns bytes of data.

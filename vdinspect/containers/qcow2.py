@@ -14,12 +14,14 @@ import zlib
 import numpy as np
 from construct import (
     Bytes,
+    If,
     Int8ub,
     Int16ub,
     Int32ub,
     Int64ub,
     Padding,
     Struct,
+    this,
 )
 
 from ..errors import (
@@ -61,6 +63,14 @@ QCowHeaderV3 = Struct(
     "refcount_order" / Int32ub * "refcount width = 1 << refcount_order bits",
     "header_length" / Int32ub * "length of the header structure, bytes (>= 104)",
 )  # bytes 72..103
+
+QCowHeaderFull = Struct(
+    *QCowHeader.subcons,
+    *QCowHeaderV3.subcons,
+    "compression_type" / If(this.header_length > 104, Int8ub) * "0 zlib, 1 zstd "
+    "(present when header_length > 104)",
+    "padding" / Bytes(lambda c: max(0, c.header_length - 105)) * "zeros up to header_length",
+)  # the whole version 3 header as stored (header_length bytes): what explain("header") shows
 
 HeaderExtension = Struct(
     "type" / Int32ub * "extension type (0 = end of the list)",
@@ -153,6 +163,7 @@ MAX_L1_BYTES = 32 << 20  # QEMU's limit on L1 tables
 L1E_RESERVED_MASK = 0x7F000000000001FF  # bits that must be zero in an L1 entry
 L2E_STD_RESERVED_MASK = 0x3F000000000001FE  # ... in a standard (uncompressed) L2 entry
 MAX_REFTABLE_BYTES = 8 << 20 << 3
+MAX_CHECK_ROWS = 10_000  # check() lists this many refcount problems, then counts the rest
 
 # unit states inside decoded L2 tables
 S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
@@ -180,10 +191,10 @@ def _fit_int64(rows: list[dict], note: str) -> list[dict]:
     fit the int64 DataFrame columns: a value that does not moves into the ``note`` text."""
     out = []
     for r in rows:
-        r = dict(r)
         for key in ("host_offset", "length"):
             v = r.get(key)
-            if isinstance(v, int | np.integer) and not 0 <= int(v) <= INT64_MAX:
+            if v is not None and not 0 <= v <= INT64_MAX:
+                r = dict(r)
                 r[key] = None
                 r[note] = f"{r.get(note) or ''} ({key} {int(v):#x} does not fit int64)".lstrip()
         out.append(r)
@@ -228,6 +239,11 @@ class Qcow2Image(Image):
     """A QCOW2 image file; ``snapshot`` opens an internal snapshot's state instead."""
 
     format = FORMAT
+
+    @property
+    def header_struct(self) -> Struct:
+        """The Struct of the header as stored at offset 0 (``explain("header")`` decodes it)."""
+        return QCowHeaderFull if self.version >= 3 else QCowHeader
 
     def __init__(
         self,
@@ -345,13 +361,16 @@ class Qcow2Image(Image):
             if ext.type == EXT_END:
                 break
             if pos + 8 + ext.length > limit:
-                self._fail(
-                    CorruptImage,
+                message = (
                     f"header extension {ext.type:#x} of {ext.length} "
-                    "bytes overruns the header cluster",
-                    "header extension",
-                    pos,
+                    "bytes overruns the header cluster"
                 )
+                if self.strict:
+                    self._fail(CorruptImage, message, "header extension", pos)
+                # salvage: keep the extensions before it (a needed one that is lost, such
+                # as a data file name, still refuses the image below)
+                self.finding("error", "header extension", pos, f"{message}; the rest ignored")
+                break
             data = f.read(pos + 8, ext.length)
             name = EXTENSION_NAMES.get(ext.type, "unknown")
             self.extensions.append(
@@ -374,12 +393,13 @@ class Qcow2Image(Image):
         if h.backing_file_offset:
             n = h.backing_file_size
             if n > 1023 or h.backing_file_offset + n > f.size:
-                self._fail(
-                    CorruptImage,
-                    f"backing file name ({n} bytes) outside the file or too long",
-                    "backing file name",
-                    h.backing_file_offset,
-                )
+                message = f"backing file name ({n} bytes) outside the file or too long"
+                if self.strict:
+                    self._fail(CorruptImage, message, "backing file name", h.backing_file_offset)
+                # salvage: a parent nobody can find, so its ranges show as damaged
+                self.finding("error", "backing file name", h.backing_file_offset, message)
+                self.backing_file = "<unreadable backing file name>"
+                return
             self.backing_file = f.read(h.backing_file_offset, n).decode("utf-8", "replace")
 
     def _feature_list(self, field: int, kind: int) -> list[str]:
@@ -476,23 +496,26 @@ class Qcow2Image(Image):
     def _read_l1(self, offset: int, n: int, what: str) -> np.ndarray:
         cs = self.cluster_size
         need = -(-self.size // (cs * self.l2_entries)) if self.size else 0
+        problems = []
         if n < need:
-            self._fail(
-                CorruptImage,
-                f"{what} has {n} entries, {need} needed for the virtual size",
-                what,
-                offset,
-            )
+            problems.append(f"{what} has {n} entries, {need} needed for the virtual size")
         if n * 8 > MAX_L1_BYTES:
-            self._fail(CorruptImage, f"{what} of {n} entries is too large", what, offset)
+            problems.append(f"{what} of {n} entries is too large")
         if n and offset % cs:
-            self._fail(CorruptImage, f"{what} is not cluster-aligned", what, offset)
-        if self.strict or offset + n * 8 <= self.file.size:
+            problems.append(f"{what} is not cluster-aligned")
+        if problems and (self.strict or need * 8 > MAX_L1_BYTES):
+            self._fail(CorruptImage, problems[0], what, offset)
+        if not problems and (self.strict or offset + n * 8 <= self.file.size):
             return self._read_table(offset, n * 8, what)
-        # salvage: keep what is there, mark the rest as damaged
-        have = max(0, (self.file.size - offset) // 8)
-        self.finding("error", what, offset, f"{what} truncated: {have} of {n} entries in file")
-        t = np.full(n, np.uint64(1), dtype=np.uint64)  # 1 = unreadable marker (misaligned)
+        # salvage: keep the entries that can be trusted, mark the others as damaged
+        for message in problems:
+            self.finding("error", what, offset, f"{message}: unusable entries read as damaged")
+        length = max(need, min(n, MAX_L1_BYTES // 8))
+        usable = 0 if n and offset % cs else min(n, length)
+        have = min(usable, max(0, (self.file.size - offset) // 8))
+        if have < usable:
+            self.finding("error", what, offset, f"{what} truncated: {have} of {n} entries in file")
+        t = np.full(length, np.uint64(1), dtype=np.uint64)  # 1 = unreadable marker (misaligned)
         if have:
             t[:have] = self._read_table(offset, have * 8, what)
         return t
@@ -555,6 +578,21 @@ class Qcow2Image(Image):
         us[bad_units] = S_DAMAGED
         return us.reshape(-1), uh.reshape(-1)
 
+    def finding(self, severity: str, structure: str, host_offset: int | None, message: str) -> None:
+        """Record a problem (as Image.finding) with an O(1) duplicate test, keeping the first
+        MAX_CHECK_ROWS: a salvage read of garbage tables meets a damaged entry per 8 bytes."""
+        key = (severity, structure, host_offset, message)
+        seen = self.__dict__.setdefault("_finding_keys", set())
+        if key in seen:
+            return
+        if len(self.findings) >= MAX_CHECK_ROWS:  # counted (repeats too), not kept
+            self._unlisted_findings = getattr(self, "_unlisted_findings", 0) + 1
+            return
+        seen.add(key)
+        self.findings.append(
+            dict(severity=severity, structure=structure, host_offset=host_offset, message=message)
+        )
+
     def _damaged(self, start: int, end: int, structure: str, host: int | None, msg: str):
         if self.strict:
             self._fail(CorruptImage, msg, structure, host)
@@ -572,10 +610,15 @@ class Qcow2Image(Image):
             vstop = min(vbase + span, self.size)
             l1e = int(l1[i]) if i < len(l1) else 0
             l2_off = l1e & L1E_OFFSET_MASK
-            if l1e == 1 and not self.strict:  # truncated L1 (salvage marker)
-                yield Run(vbase, vstop - vbase, DAMAGED)
-            elif l2_off == 0:
-                yield Run(vbase, vstop - vbase, UNALLOCATED)
+            if l2_off == 0:
+                # a stretch of equal empty entries (or salvage markers) is one run: a sparse
+                # or salvaged L1 of 4 Mi entries must not cost a Python step per entry
+                j = self._l1_stretch_end(i)
+                vstop = min(j * span, self.size)
+                marker = l1e == 1 and not self.strict  # truncated L1 (salvage marker)
+                yield Run(vbase, vstop - vbase, DAMAGED if marker else UNALLOCATED)
+                i = j
+                continue
             elif l2_off % cs or l2_off + cs > self.file.size:
                 yield self._damaged(
                     vbase,
@@ -590,6 +633,17 @@ class Qcow2Image(Image):
                     i, l2_off, vbase, max(start, vbase), min(end, vstop), unit
                 )
             i += 1
+
+    def _l1_stretch_end(self, i: int) -> int:
+        """The first L1 index after ``i`` whose entry differs from entry ``i``."""
+        l1 = self.l1
+        if i >= len(l1):  # past the table: empty up to the end of the disk
+            return max(i + 1, -(-self.size // (self.cluster_size * self.l2_entries)))
+        changes = getattr(self, "_l1_changes", None)
+        if changes is None:
+            changes = self._l1_changes = np.flatnonzero(l1[1:] != l1[:-1]) + 1
+        k = int(np.searchsorted(changes, i, side="right"))
+        return int(changes[k]) if k < len(changes) else len(l1)
 
     def _runs_in_l2(self, l1_index, l2_off, vbase, start, end, unit):
         state, host, _ = self._l2_units(l2_off)
@@ -846,6 +900,13 @@ class Qcow2Image(Image):
 
     def info_fields(self) -> dict:
         h = self.header
+        try:
+            bitmaps = [b["name"] for b in self.bitmaps()]
+        except CorruptImage as e:  # salvage: the disk does not depend on the bitmaps
+            if self.strict:
+                raise
+            self.finding("error", e.structure or "bitmap directory", e.offset, e.detail)
+            bitmaps = None
         return dict(
             version=h.version,
             compat="1.1" if h.version >= 3 else "0.10",
@@ -862,7 +923,7 @@ class Qcow2Image(Image):
             corrupt=self.corrupt,
             encrypted=False,
             snapshots=len(self.snapshot_list),
-            bitmaps=[b["name"] for b in self.bitmaps()],
+            bitmaps=bitmaps,
             extensions=[
                 e["name"] if e["name"] != "unknown" else f"unknown {e['type']:#010x}"
                 for e in self.extensions
@@ -948,7 +1009,12 @@ class Qcow2Image(Image):
         stats = dict(allocated_clusters=0, compressed_clusters=0, fragmented_clusters=0)
         counted = [np.zeros(-(-fsize // cs), dtype=np.int64)]  # grows like QEMU's table
 
+        unlisted = {"error": 0, "leak": 0, "warning": 0}
+
         def row(severity: str, structure: str, offset: int | None, message: str) -> None:
+            if len(rows) >= MAX_CHECK_ROWS:  # garbage tables can name a problem per 8 bytes
+                unlisted[severity] = unlisted.get(severity, 0) + 1
+                return
             rows.append(
                 dict(severity=severity, structure=structure, host_offset=offset, message=message)
             )
@@ -980,6 +1046,26 @@ class Qcow2Image(Image):
 
         journal: list[list] = []
         walked: dict = {}
+        # file bytes of distinct L2 tables each pass may walk: a sound image needs at most
+        # the file size; misaligned entries (walked, as QEMU does) may overlap a little
+        budget = [fsize + 2 * min(cs, fsize)] * 2
+
+        def affordable(l2_off: int, which: int) -> bool:
+            real = max(0, min(cs, fsize - l2_off))
+            if not real:  # wholly past the end of the file: reads as zeros, nothing to walk
+                return False
+            budget[which] -= real
+            if budget[which] >= 0:
+                return True
+            if budget[which] + real >= 0:  # the first table over the budget
+                row(
+                    "error",
+                    "L2 table",
+                    l2_off,
+                    "ERROR: the L1 tables name more L2 tables than the file can hold "
+                    "(misaligned or repeated entries); L2 tables from here on are not checked",
+                )
+            return False
 
         def once(key, walk, *args) -> None:
             """``walk(*args)`` (an L1 or L2 table) for the first reference to ``key``; later
@@ -993,6 +1079,9 @@ class Qcow2Image(Image):
                     j.append((idx, n))
                 for k, v in delta.items():
                     stats[k] += v
+                return
+            if key[0] == "L2" and not affordable(key[1], 0):
+                walked[key] = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), {})
                 return
             before = dict(stats)
             journal.append([])
@@ -1231,7 +1320,7 @@ class Qcow2Image(Image):
                     h.l1_table_offset + 8 * i,
                     f"ERROR OFLAG_COPIED L2 cluster: l1_index={i} l1_entry={l1e:x} refcount={rc}",
                 )
-            if l2_off in copied_walked:  # repeated by a corrupt L1: same rows, once
+            if l2_off in copied_walked or not affordable(l2_off, 1):  # repeated: same rows
                 continue
             copied_walked.add(l2_off)
             raw = np.frombuffer(self._pread(l2_off, cs), dtype=">u8").astype(np.uint64)
@@ -1252,11 +1341,33 @@ class Qcow2Image(Image):
                         l2_off + k * self.l2_entry_size,
                         f"ERROR OFLAG_COPIED data cluster: l2_entry={e:x} refcount={rc}",
                     )
+        if any(unlisted.values()):
+            counts = ", ".join(f"{n} {k}s" for k, n in unlisted.items() if n)
+            rows.append(
+                dict(
+                    severity="warning",
+                    structure="check",
+                    host_offset=None,
+                    message=f"{counts} more not listed (only the first {MAX_CHECK_ROWS} "
+                    "problems are)",
+                )
+            )
+        stats.update(unlisted_errors=unlisted["error"], unlisted_leaks=unlisted["leak"])
         return rows, stats
 
     def check(self) -> list[dict]:
         """Integrity findings, as ``qemu-img check`` reports them (one row per cluster)."""
         rows = list(self.findings)
+        if getattr(self, "_unlisted_findings", 0):
+            rows.append(
+                dict(
+                    severity="warning",
+                    structure="salvage",
+                    host_offset=None,
+                    message=f"{self._unlisted_findings} more problems met while reading "
+                    f"are not listed (only the first {MAX_CHECK_ROWS} are)",
+                )
+            )
         if self.dirty:
             rows.append(
                 dict(
@@ -1298,8 +1409,9 @@ class Qcow2Image(Image):
         except CorruptImage:
             stats = dict(allocated_clusters=0, compressed_clusters=0, fragmented_clusters=0)
         return dict(
-            corruptions=sum(r["severity"] == "error" for r in rows),
-            leaks=sum(r["severity"] == "leak" for r in rows),
+            corruptions=sum(r["severity"] == "error" for r in rows)
+            + stats.get("unlisted_errors", 0),
+            leaks=sum(r["severity"] == "leak" for r in rows) + stats.get("unlisted_leaks", 0),
             allocated_clusters=stats["allocated_clusters"],
             compressed_clusters=stats["compressed_clusters"],
             fragmented_clusters=stats["fragmented_clusters"],
@@ -1355,8 +1467,15 @@ class Qcow2Image(Image):
                 description=f"{self.refcount_bits}-bit refcounts",
             )
         )
-        for i, e in enumerate(self.refcount_table().tolist()):
-            off = e & REFT_OFFSET_MASK
+        try:
+            reft = self.refcount_table()
+        except CorruptImage as e:  # salvage: list the other structures
+            if self.strict:
+                raise
+            self.finding("error", e.structure or "refcount table", e.offset, e.detail)
+            reft = np.zeros(0, dtype=np.uint64)
+        for i in np.flatnonzero(reft).tolist():
+            off = int(reft[i]) & REFT_OFFSET_MASK
             if off:
                 rows.append(
                     dict(
@@ -1408,8 +1527,9 @@ class Qcow2Image(Image):
                     description="LUKS header",
                 )
             )
-        for i, l1e in enumerate(self.l1.tolist()):
-            off = l1e & L1E_OFFSET_MASK
+        l2_offsets = self.l1 & np.uint64(L1E_OFFSET_MASK)
+        for i in np.flatnonzero(l2_offsets).tolist():  # a salvaged L1 may have 4 Mi entries
+            off = int(l2_offsets[i])
             if off:
                 rows.append(
                     dict(
