@@ -50,6 +50,10 @@ class MissingLayer(Image):
     def file_size(self) -> int:
         return 0
 
+    @property
+    def host_files(self) -> list[str]:
+        return []  # nothing on disk (the recorded name may not even be a valid path)
+
 
 class Chain(ByteSource):
     """A stack of layers read as one disk (the size is the top layer's)."""
@@ -172,11 +176,17 @@ def open_chain(
                     path=img.path,
                     structure="parent",
                 )
-            tried = parent_candidates(img, hint.path, parents, len(stack) - 1)
-            for alt in hint.alternatives:
-                tried += [c for c in parent_candidates(img, alt, parents, len(stack) - 1)
-                          if c not in tried]
-            found = next((p for p in tried if os.path.isfile(p)), None)
+            # an image that names its parent by identity (VDI: a UUID) may search for it
+            # itself: find_parent(parents) -> (path or None, places tried)
+            finder = getattr(img, "find_parent", None)
+            found, tried = finder(parents) if finder is not None else (None, [])
+            if found is None:
+                more = parent_candidates(img, hint.path, parents, len(stack) - 1)
+                for alt in hint.alternatives:
+                    more += [c for c in parent_candidates(img, alt, parents, len(stack) - 1)
+                             if c not in more]
+                tried += [c for c in more if c not in tried]
+                found = next((p for p in more if os.path.isfile(p)), None)
             if found is None:
                 if strict:
                     raise MissingParent(

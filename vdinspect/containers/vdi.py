@@ -1,0 +1,837 @@
+"""VDI: VirtualBox Disk Image (dynamic, fixed, differencing and the old undo images).
+
+Facts from the VirtualBox source (VDICore.h and VDI.cpp), checked against QEMU block/vdi.c
+and real images. All integers are little-endian; UUIDs are stored as IPRT writes them (the
+first three fields little-endian, like a Microsoft GUID).
+
+A file is a 72-byte pre-header (a text banner "<<< ... VirtualBox Disk Image >>>", the
+signature 0xbeda107f, the version) and a header (version 1.1: ``cbHeader`` says how long;
+384 bytes, or 400 with the LCHS geometry; version 0 had a shorter fixed layout). The header
+points to the block map (``offBlocks``: one u32 per block) and the data area (``offData``).
+A block map entry is the index of the block's data in the data area, 0xffffffff for a free
+block (never written: zeros, or the parent's data in a differencing image) or 0xfffffffe for
+a zero block (reads as zeros). Block ``i`` with index ``n`` lies at
+``offData + n * (cbBlock + cbBlockExtra) + cbBlockExtra``.
+
+A differencing (or undo) image names its parent by UUID only: ``uuidLinkage`` is the
+parent's ``uuidCreate`` and ``uuidParentModify`` the parent's ``uuidModify`` when the child
+was made. VirtualBox keeps such children in the machine's ``Snapshots/`` folder as
+``{uuid}.vdi``; :meth:`VdiImage.find_parent` looks there and reads the headers of the
+``*.vdi`` files nearby to find the one whose ``uuidCreate`` matches.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid as uuidlib
+from collections.abc import Mapping
+
+import numpy as np
+from construct import Bytes, Int32ul, Int64ul, Struct
+
+from ..errors import CorruptImage, NotRecognized, UnsupportedFeature, VDInspectError
+from ..io import ByteSource, FileSource
+from .base import DAMAGED, DATA, UNALLOCATED, ZERO, Image, ParentHint, Run, data_structures
+
+FORMAT = "vdi"
+SIGNATURE = 0xBEDA107F
+SECTOR = 512
+PREHEADER_SIZE = 72
+VERSION_0 = 0x00000002  # the only version 0 value VirtualBox still accepts
+BLOCK_FREE = 0xFFFFFFFF  # never written: zeros, or the parent's data in a differencing image
+BLOCK_ZERO = 0xFFFFFFFE  # discarded / explicitly zero: reads as zeros
+
+NORMAL, FIXED, UNDO, DIFF = 1, 2, 3, 4
+IMAGE_TYPES = {NORMAL: "dynamic", FIXED: "fixed", UNDO: "undo", DIFF: "diff"}
+IMAGE_TYPE_NAMES = {
+    NORMAL: "normal (dynamically growing)",
+    FIXED: "fixed (preallocated)",
+    UNDO: "undo (changes to commit or discard)",
+    DIFF: "differencing",
+}
+FLAG_NAMES = {0x01: "zero expand (as written by VirtualBox)", 0x100: "zero expand"}
+KNOWN_FLAGS = 0x101
+
+#: VirtualBox names a differencing image after its own UUID inside this folder
+SNAPSHOTS_FOLDER = "Snapshots"
+MAX_SIZE = (1 << 63) - 1  # byte offsets must fit in int64
+MAX_SCAN = 4096  # *.vdi headers read at most per folder when looking for a parent
+
+# --- on-disk structures ----------------------------------------------------------------
+
+DiskGeometry = Struct(
+    "cCylinders" / Int32ul * "cylinders",
+    "cHeads" / Int32ul * "heads",
+    "cSectors" / Int32ul * "sectors per track",
+    "cbSector" / Int32ul * "bytes per sector (512)",
+)  # 16 bytes
+
+PreHeader = Struct(
+    "szFileInfo" / Bytes(64) * 'banner for the eyes only, "<<< ... Disk Image >>>\\n", NUL-padded',
+    "u32Signature" / Int32ul * "0xbeda107f",
+    "u32Version" / Int32ul * "major << 16 | minor: 0x00010001 = 1.1; 0x00000002 = version 0",
+)  # 72 bytes
+
+Header0 = Struct(
+    "u32Type" / Int32ul * "1 normal, 2 fixed, 3 undo, 4 differencing",
+    "fFlags" / Int32ul * "image flags",
+    "szComment" / Bytes(256) * "description, UTF-8, NUL-padded",
+    "LegacyGeometry" / DiskGeometry * "physical CHS geometry of old versions",
+    "cbDisk" / Int64ul * "virtual disk size, bytes",
+    "cbBlock" / Int32ul * "block size, bytes (a power of two, 1 MiB by default)",
+    "cBlocks" / Int32ul * "blocks in the disk (entries in the block map)",
+    "cBlocksAllocated" / Int32ul * "blocks stored in the data area",
+    "uuidCreate" / Bytes(16) * "this image's UUID",
+    "uuidModify" / Bytes(16) * "UUID of the last modification",
+    "uuidLinkage" / Bytes(16) * "differencing: the parent's uuidCreate",
+)  # 348 bytes; the block map follows it, then the data
+
+Header1 = Struct(
+    "cbHeader" / Int32ul * "size of this header, bytes (384, or 400 with the LCHS geometry)",
+    "u32Type" / Int32ul * "1 normal, 2 fixed, 3 undo, 4 differencing",
+    "fFlags" / Int32ul * "image flags",
+    "szComment" / Bytes(256) * "description, UTF-8, NUL-padded",
+    "offBlocks" / Int32ul * "host offset of the block map",
+    "offData" / Int32ul * "host offset of the data area",
+    "LegacyGeometry" / DiskGeometry * "physical CHS geometry (unused since 1.1)",
+    "u32Dummy" / Int32ul * "was the BIOS translation mode; unused",
+    "cbDisk" / Int64ul * "virtual disk size, bytes",
+    "cbBlock" / Int32ul * "block size, bytes (a power of two, 1 MiB by default)",
+    "cbBlockExtra" / Int32ul * "bytes of private data in front of each block's data (0)",
+    "cBlocks" / Int32ul * "blocks in the disk (entries in the block map)",
+    "cBlocksAllocated" / Int32ul * "blocks stored in the data area",
+    "uuidCreate" / Bytes(16) * "this image's UUID",
+    "uuidModify" / Bytes(16) * "UUID of the last modification",
+    "uuidLinkage" / Bytes(16) * "differencing: the parent's uuidCreate",
+    "uuidParentModify" / Bytes(16) * "differencing: the parent's uuidModify when made",
+)  # 384 bytes
+
+Header1Plus = Struct(
+    *Header1.subcons,
+    "LCHSGeometry" / DiskGeometry * "logical CHS geometry the guest's BIOS sees",
+)  # 400 bytes: header 1.1 as VirtualBox writes it since 1.2
+
+#: The block map: ``cBlocks`` little-endian u32 (numpy dtype).
+BLOCK_ENTRY = "<u4"
+
+# per-block states while mapping
+_S_UNALLOC, _S_ZERO, _S_DATA, _S_DAMAGED = 0, 1, 2, 3
+_STATE_NAME = {_S_UNALLOC: UNALLOCATED, _S_ZERO: ZERO, _S_DATA: DATA, _S_DAMAGED: DAMAGED}
+
+
+def probe(head: bytes) -> bool:
+    """VDI files carry the signature 0xbeda107f at offset 64, after the text banner."""
+    return len(head) >= PREHEADER_SIZE and int.from_bytes(head[64:68], "little") == SIGNATURE
+
+
+def vdi_uuid(raw: bytes) -> uuidlib.UUID:
+    """A UUID as VirtualBox stores it (IPRT layout: first three fields little-endian)."""
+    return uuidlib.UUID(bytes_le=bytes(raw))
+
+
+def _text(raw: bytes) -> str:
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+def _geometry(g) -> tuple[int, int, int, int] | None:
+    if g is None:
+        return None
+    return (g.cCylinders, g.cHeads, g.cSectors, g.cbSector)
+
+
+def parse_headers(data: bytes):
+    """(pre-header, header, header offset map) from a file's first bytes, or None.
+
+    The header comes back in the version 1.1 shape whatever the version; for version 0 the
+    offsets VirtualBox computes are filled in. None when the bytes are not a VDI header.
+    """
+    if len(data) < PREHEADER_SIZE:
+        return None
+    pre = PreHeader.parse(data[:PREHEADER_SIZE])
+    if pre.u32Signature != SIGNATURE:
+        return None
+    body = data[PREHEADER_SIZE:]
+    if pre.u32Version >> 16 == 1:
+        if len(body) < Header1.sizeof():
+            return None
+        h = Header1.parse(body[: Header1.sizeof()])
+        if h.cbHeader >= Header1Plus.sizeof() and len(body) >= Header1Plus.sizeof():
+            h = Header1Plus.parse(body[: Header1Plus.sizeof()])
+        else:
+            h.LCHSGeometry = None
+        return pre, h
+    if pre.u32Version == VERSION_0:
+        if len(body) < Header0.sizeof():
+            return None
+        h = Header0.parse(body[: Header0.sizeof()])
+        h.cbHeader = Header0.sizeof()
+        h.offBlocks = PREHEADER_SIZE + Header0.sizeof()
+        h.offData = h.offBlocks + 4 * h.cBlocks
+        h.cbBlockExtra = 0
+        h.u32Dummy = 0
+        h.uuidParentModify = bytes(16)
+        h.LCHSGeometry = None
+        return pre, h
+    return pre, None
+
+
+def peek_uuid(path: str) -> uuidlib.UUID | None:
+    """The ``uuidCreate`` of the VDI file at ``path`` (None if it is not a readable VDI)."""
+    try:
+        src = FileSource(path)
+    except (VDInspectError, OSError):
+        return None
+    try:
+        got = parse_headers(src.read(0, min(src.size, PREHEADER_SIZE + Header1Plus.sizeof())))
+    except (VDInspectError, OSError):
+        return None
+    finally:
+        src.close()
+    if not got or got[1] is None:
+        return None
+    return vdi_uuid(got[1].uuidCreate)
+
+
+class VdiImage(Image):
+    """A VDI file: dynamic, fixed, differencing or undo."""
+
+    format = FORMAT
+
+    def __init__(self, source: ByteSource, *, path: str | None = None, strict: bool = True):
+        super().__init__(source, path=path, strict=strict)
+        self._read_headers()
+        self._check_header()
+        self._read_block_map()
+        self._check_blocks()
+
+    # --- header ----------------------------------------------------------------------
+    def _fail(self, exc_type, message: str, structure: str, offset: int | None):
+        raise exc_type(message, path=self.path, structure=structure, offset=offset)
+
+    def _problem(self, message: str, structure: str, offset: int | None) -> None:
+        """CorruptImage when strict; a finding (and carry on) in salvage mode."""
+        if self.strict:
+            self._fail(CorruptImage, message, structure, offset)
+        self.finding("error", structure, offset, message)
+
+    def _at(self, field: str) -> int:
+        """Host offset of a header field (for messages)."""
+        struct = Header0 if self.version == VERSION_0 else Header1Plus
+        pos = PREHEADER_SIZE
+        for sc in struct.subcons:
+            if sc.name == field:
+                return pos
+            pos += sc.sizeof()
+        return PREHEADER_SIZE
+
+    def _read_headers(self) -> None:
+        f = self.file
+        if f.size < PREHEADER_SIZE:
+            self._fail(
+                CorruptImage,
+                f"file is {f.size} bytes, shorter than the pre-header",
+                "pre-header",
+                0,
+            )
+        head = f.read(0, min(f.size, PREHEADER_SIZE + Header1Plus.sizeof()))
+        pre = PreHeader.parse(head[:PREHEADER_SIZE])
+        if pre.u32Signature != SIGNATURE:
+            self._fail(
+                NotRecognized,
+                f"signature {pre.u32Signature:#010x} is not 0xbeda107f",
+                "pre-header.u32Signature",
+                64,
+            )
+        self.preheader = pre
+        self.version = pre.u32Version
+        major = pre.u32Version >> 16
+        if major != 1 and pre.u32Version != VERSION_0:
+            self._fail(
+                UnsupportedFeature,
+                f"VDI version {major}.{pre.u32Version & 0xFFFF}",
+                "pre-header.u32Version",
+                68,
+            )
+        need = PREHEADER_SIZE + (Header1.sizeof() if major == 1 else Header0.sizeof())
+        if f.size < need:
+            self._fail(
+                CorruptImage,
+                f"file is {f.size} bytes, too short for the version "
+                f"{major}.{pre.u32Version & 0xFFFF} header ({need} bytes)",
+                "header",
+                PREHEADER_SIZE,
+            )
+        _, h = parse_headers(head)
+        if major == 1:
+            if h.cbHeader < Header1.sizeof():
+                self._fail(
+                    CorruptImage,
+                    f"header size {h.cbHeader} is smaller than {Header1.sizeof()}",
+                    "header.cbHeader",
+                    PREHEADER_SIZE,
+                )
+            if PREHEADER_SIZE + h.cbHeader > f.size:
+                self._fail(
+                    CorruptImage,
+                    f"header size {h.cbHeader} runs past the end of the file ({f.size} bytes)",
+                    "header.cbHeader",
+                    PREHEADER_SIZE,
+                )
+        self.header = h
+        self.banner = _text(pre.szFileInfo).rstrip("\n")
+
+    def _check_header(self) -> None:
+        h, n = self.header, self.file.size
+        if h.u32Type not in IMAGE_TYPES:
+            self._fail(
+                CorruptImage,
+                f"image type {h.u32Type} is not 1 (normal), 2 (fixed), 3 (undo) or 4 (diff)",
+                "header.u32Type",
+                self._at("u32Type"),
+            )
+        self.image_type = h.u32Type
+        self.subformat = IMAGE_TYPES[h.u32Type]
+        bs = h.cbBlock
+        if bs < SECTOR or bs & (bs - 1):
+            self._fail(
+                CorruptImage,
+                f"block size {bs} is not a power of two of at least 512",
+                "header.cbBlock",
+                self._at("cbBlock"),
+            )
+        if h.cbDisk == 0 or h.cBlocks == 0:
+            self._fail(
+                CorruptImage,
+                f"empty disk (cbDisk {h.cbDisk}, cBlocks {h.cBlocks})",
+                "header.cbDisk",
+                self._at("cbDisk"),
+            )
+        extra = h.cbBlockExtra
+        if extra & (extra - 1):
+            self._fail(
+                CorruptImage,
+                f"block extra size {extra} is neither 0 nor a power of two",
+                "header.cbBlockExtra",
+                self._at("cbBlockExtra"),
+            )
+        self.block_size = self.cluster_size = bs
+        self.block_extra = extra
+        self.block_stride = bs + extra
+        if h.cbDisk > MAX_SIZE:
+            self._fail(
+                CorruptImage,
+                f"disk size {h.cbDisk} is absurdly large",
+                "header.cbDisk",
+                self._at("cbDisk"),
+            )
+        self.size = h.cbDisk & ~(SECTOR - 1)  # VirtualBox rounds an odd size down
+        if h.cbDisk % SECTOR:
+            self.finding(
+                "warning",
+                "header.cbDisk",
+                self._at("cbDisk"),
+                f"disk size {h.cbDisk} is not a multiple of 512: VirtualBox reads "
+                f"{self.size} bytes (QEMU rounds up to {self.size + SECTOR})",
+            )
+        if h.cBlocks * bs < h.cbDisk:
+            self._problem(
+                f"{h.cBlocks} blocks of {bs} bytes cannot hold the {h.cbDisk}-byte disk",
+                "header.cBlocks",
+                self._at("cBlocks"),
+            )
+            self.size = h.cBlocks * bs  # salvage: the disk the block map can describe
+        if h.cBlocksAllocated > h.cBlocks:
+            self._problem(
+                f"{h.cBlocksAllocated} blocks allocated, more than the {h.cBlocks} blocks of "
+                "the disk",
+                "header.cBlocksAllocated",
+                self._at("cBlocksAllocated"),
+            )
+        map_end = h.offBlocks + 4 * h.cBlocks
+        v1 = self.version != VERSION_0
+        if v1 and (h.offBlocks < PREHEADER_SIZE + max(Header1.sizeof(), h.cbHeader)):
+            self._problem(
+                f"block map offset {h.offBlocks:#x} lies inside the header",
+                "header.offBlocks",
+                self._at("offBlocks"),
+            )
+        if map_end > n:
+            self._problem(
+                f"block map of {h.cBlocks} entries at {h.offBlocks:#x} runs past the end of "
+                f"the file ({n} bytes)",
+                "block map",
+                h.offBlocks,
+            )
+        if v1 and h.offData < map_end:
+            self._problem(
+                f"data offset {h.offData:#x} lies inside the block map "
+                f"({h.offBlocks:#x}..{map_end:#x})",
+                "header.offData",
+                self._at("offData"),
+            )
+        if h.offData > n:
+            self._problem(
+                f"data offset {h.offData:#x} lies past the end of the file ({n} bytes)",
+                "header.offData",
+                self._at("offData"),
+            )
+        if self.image_type in (DIFF, UNDO) and self.uuid_linkage is None:
+            self._problem(
+                "differencing image names no parent (uuidLinkage is all zeros)",
+                "header.uuidLinkage",
+                self._at("uuidLinkage"),
+            )
+
+    # --- block map -------------------------------------------------------------------
+    def _read_block_map(self) -> None:
+        h, n = self.header, self.file.size
+        have = max(0, min(h.cBlocks, (n - h.offBlocks) // 4)) if h.offBlocks < n else 0
+        raw = self.file.read(h.offBlocks, have * 4) if have else b""
+        self.block_map = np.frombuffer(raw, dtype=BLOCK_ENTRY)
+        self.blocks_needed = -(-self.size // self.block_size)
+
+    def _hosts(self, entries: np.ndarray) -> np.ndarray:
+        """Host offsets of the data of blocks with these map entries (entries whose data
+        could not lie inside the file must be masked out first: int64 would overflow)."""
+        return self.header.offData + entries.astype(np.int64) * self.block_stride + self.block_extra
+
+    def _host(self, i: int) -> int:
+        """Host offset of block ``i``'s data, exactly (any entry, as a Python int)."""
+        return self.header.offData + int(self.block_map[i]) * self.block_stride + self.block_extra
+
+    def _bad_entries(self, limit: int = 100) -> list[tuple[int, str]]:
+        """(block, message) for map entries that cannot be right, one per entry, worst
+        reason first: an index past the disk's blocks, data past the end of the file, an
+        index not below cBlocksAllocated."""
+        h, n = self.header, self.file.size
+        bm = self.block_map
+        out = []
+        for i in np.flatnonzero(self._bad)[:limit].tolist():
+            e = int(bm[i])
+            if e >= h.cBlocks:
+                msg = f"block {i} has index {e}, too large (the disk has {h.cBlocks} blocks)"
+            elif self._past_eof[i]:
+                host = self._host(i)
+                msg = (
+                    f"block {i} (index {e}) has its data at {host:#x}, past the end of the "
+                    f"file ({n} bytes)"
+                )
+            else:
+                msg = f"block {i} has index {e}, not below cBlocksAllocated ({h.cBlocksAllocated})"
+            out.append((i, msg))
+        return out
+
+    def _check_blocks(self) -> None:
+        """Find map entries past the allocated blocks or past the end of the file: raise when
+        strict; in salvage mode blocks past the end read as damaged and check() lists them."""
+        h, n, bs = self.header, self.file.size, self.block_size
+        bm = self.block_map
+        idx = np.flatnonzero(bm < BLOCK_ZERO)
+        # an index past the last block the file could hold is past the end (and would
+        # overflow int64 below); the others are checked exactly
+        room = max(0, n - h.offData) // self.block_stride
+        fits = bm[idx] <= room
+        near = idx[fits]
+        hosts = self._hosts(bm[near])
+        need = np.minimum(bs, np.maximum(self.size - near.astype(np.int64) * bs, 0))
+        need[near >= self.blocks_needed] = bs
+        self._past_eof = np.zeros(len(bm), dtype=bool)
+        self._past_eof[idx[~fits]] = True
+        self._past_eof[near[hosts + need > n]] = True
+        # of those, the blocks whose data starts inside the file (read up to its end)
+        self._partial = np.zeros(len(bm), dtype=bool)
+        self._partial[near[(hosts + need > n) & (hosts < n)]] = True
+        self._bad = self._past_eof.copy()
+        self._bad[idx[bm[idx] >= h.cBlocksAllocated]] = True
+        if self.strict and self._bad.any():
+            i, msg = self._bad_entries(1)[0]
+            count = int(self._bad.sum())
+            if count > 1:
+                msg += f"; {count} bad entries"
+            self._fail(CorruptImage, msg, "block map", h.offBlocks + 4 * i)
+
+    # --- runs ------------------------------------------------------------------------
+    def _runs(self, start: int, end: int):
+        bs = self.block_size
+        first, last = start // bs, -(-end // bs)
+        stop = min(last, len(self.block_map))
+        if first < stop:
+            e = self.block_map[first:stop]
+            state = np.full(len(e), _S_DATA, dtype=np.int8)
+            state[e == BLOCK_FREE] = _S_UNALLOC
+            state[e == BLOCK_ZERO] = _S_ZERO
+            state[self._past_eof[first:stop]] = _S_DAMAGED
+            partial = self._partial[first:stop]
+            host = np.where(state == _S_DATA, self._hosts(np.where(state == _S_DATA, e, 0)), -1)
+            brk = np.ones(len(e), dtype=bool)
+            if len(e) > 1:
+                same = state[1:] == state[:-1]
+                cont = (state[1:] != _S_DATA) | (host[1:] == host[:-1] + bs)
+                brk[1:] = ~(same & cont) | partial[1:] | partial[:-1]
+            starts = np.flatnonzero(brk)
+            stops = np.append(starts[1:], len(e))
+            for a, b in zip(starts.tolist(), stops.tolist()):
+                s = int(state[a])
+                vs, ve = (first + a) * bs, (first + b) * bs
+                if s == _S_DATA:
+                    yield Run(
+                        vs,
+                        ve - vs,
+                        DATA,
+                        host_file=self.path,
+                        host_offset=int(host[a]),
+                        source=self.file,
+                    )
+                elif partial[a]:
+                    yield from self._damaged_block(first + a)
+                else:
+                    yield Run(vs, ve - vs, _STATE_NAME[s])
+        if stop < last:  # past the end of a short block map (salvage mode only)
+            s = max(start, stop * bs)
+            yield Run(s, end - s, DAMAGED)
+
+    def _damaged_block(self, i: int):
+        """A block whose data runs past the end of the file: what is there, then damaged."""
+        bs, n = self.block_size, self.file.size
+        host = self._host(i)
+        room = max(0, min(bs, n - host))
+        if room:
+            yield Run(i * bs, room, DATA, host_file=self.path, host_offset=host, source=self.file)
+        yield Run(i * bs + room, bs - room, DAMAGED)
+
+    # --- identity and parents --------------------------------------------------------
+    def _uuid(self, field: str) -> uuidlib.UUID | None:
+        raw = bytes(self.header[field])
+        return None if raw == bytes(16) else vdi_uuid(raw)
+
+    @property
+    def uuid_create(self) -> uuidlib.UUID | None:
+        return self._uuid("uuidCreate")
+
+    @property
+    def uuid_modify(self) -> uuidlib.UUID | None:
+        return self._uuid("uuidModify")
+
+    @property
+    def uuid_linkage(self) -> uuidlib.UUID | None:
+        return self._uuid("uuidLinkage")
+
+    @property
+    def uuid_parent_modify(self) -> uuidlib.UUID | None:
+        return self._uuid("uuidParentModify")
+
+    @property
+    def is_differencing(self) -> bool:
+        return self.image_type in (DIFF, UNDO)
+
+    @property
+    def parent_hint(self) -> ParentHint | None:
+        link = self.uuid_linkage
+        if not self.is_differencing or link is None:
+            return None
+        return ParentHint(
+            path=f"{{{link}}}.vdi",
+            uuid=str(link),
+            extra=dict(uuid_parent_modify=_str(self.uuid_parent_modify)),
+        )
+
+    def parent_search_paths(self) -> list[str]:
+        """Where VirtualBox keeps a parent: the folder names and folders to scan, in order."""
+        here = os.path.dirname(os.path.abspath(self.path))
+        dirs = [here, os.path.join(here, SNAPSHOTS_FOLDER)]
+        if os.path.basename(here) == SNAPSHOTS_FOLDER:
+            dirs.append(os.path.dirname(here))
+        return dirs
+
+    def find_parent(self, parents=None) -> tuple[str | None, list[str]]:
+        """The parent's path (None if not found) and every place looked at.
+
+        Looks in ``parents`` (a mapping keyed by the parent's UUID, ``{uuid}`` or
+        ``{uuid}.vdi``; or folders and files), then for ``{uuid}.vdi`` beside the image, in
+        its ``Snapshots/`` folder and (for an image inside ``Snapshots/``) the machine folder,
+        then reads the headers of the ``*.vdi`` files in those folders for a matching
+        ``uuidCreate``. A file named after the UUID (or given in ``parents``) whose header
+        disagrees is returned last, so :meth:`verify_parent` reports the mismatch, if nothing
+        better turns up.
+        """
+        link = self.uuid_linkage
+        if not self.is_differencing or link is None:
+            return None, []
+        names = [f"{{{link}}}.vdi", f"{link}.vdi"]
+        tried: list[str] = []
+        fallback: list[str] = []  # named after the UUID (or given) but with another uuidCreate
+        me = os.path.realpath(self.path)
+
+        def look(p: str) -> str | None:
+            p = os.fspath(p)
+            if p not in tried:
+                tried.append(p)
+            if not os.path.isfile(p) or os.path.realpath(p) == me:
+                return None
+            if peek_uuid(p) == link:
+                return p
+            fallback.append(p)
+            return None
+
+        dirs: list[str] = []
+        if isinstance(parents, Mapping):
+            for key in (str(link), f"{{{link}}}", *names):
+                if key in parents:
+                    p = os.fspath(parents[key])
+                    tried.append(p)
+                    if os.path.isfile(p):
+                        return p, tried
+        elif parents is not None:
+            entries = [parents] if isinstance(parents, str | os.PathLike) else list(parents)
+            for entry in entries:
+                entry = os.fspath(entry)
+                if os.path.isdir(entry):
+                    dirs.append(entry)
+                elif (got := look(entry)) is not None:
+                    return got, tried
+        dirs += self.parent_search_paths()
+        for d in dirs:
+            for name in names:
+                if (got := look(os.path.join(d, name))) is not None:
+                    return got, tried
+        for d in dirs:
+            got = self._scan(d, link, tried, me)
+            if got is not None:
+                return got, tried
+        return (fallback[0] if fallback else None), tried
+
+    @staticmethod
+    def _scan(folder: str, link: uuidlib.UUID, tried: list[str], me: str) -> str | None:
+        """The first ``*.vdi`` in ``folder`` whose header's uuidCreate is ``link``."""
+        if not os.path.isdir(folder):
+            return None
+        tried.append(os.path.join(folder, "*.vdi (headers read)"))
+        try:
+            names = sorted(e for e in os.listdir(folder) if e.lower().endswith(".vdi"))
+        except OSError:
+            return None
+        for name in names[:MAX_SCAN]:
+            p = os.path.join(folder, name)
+            if os.path.isfile(p) and os.path.realpath(p) != me and peek_uuid(p) == link:
+                return p
+        return None
+
+    def verify_parent(self, parent: Image) -> None:
+        """The parent's uuidCreate must be this image's uuidLinkage."""
+        link = self.uuid_linkage
+        where = self._at("uuidLinkage")
+        if isinstance(parent, VdiImage):
+            theirs = parent.uuid_create
+        else:
+            theirs = parent.info_fields().get("uuid")
+            if theirs is None:
+                self.finding(
+                    "info",
+                    "header.uuidLinkage",
+                    where,
+                    f"parent {parent.path} is a {parent.format} image without a UUID: "
+                    "the link cannot be checked",
+                )
+                return
+        if str(theirs).lower() != str(link).lower():
+            self._problem(
+                f"parent {parent.path} has UUID {theirs}, this differencing image expects "
+                f"{link} (uuidLinkage)",
+                "header.uuidLinkage",
+                where,
+            )
+        if isinstance(parent, VdiImage):
+            pm = self.uuid_parent_modify
+            if pm is not None and pm != parent.uuid_modify:
+                self.finding(
+                    "warning",
+                    "header.uuidParentModify",
+                    self._at("uuidParentModify"),
+                    f"the parent's modification UUID is {parent.uuid_modify}, this image "
+                    f"expects {pm}: the parent may have been written to after this image "
+                    "was made",
+                )
+            if parent.size != self.size:
+                self.finding(
+                    "warning",
+                    "header.cbDisk",
+                    self._at("cbDisk"),
+                    f"virtual size {self.size} differs from the parent's {parent.size}",
+                )
+
+    # --- reports ---------------------------------------------------------------------
+    def flags(self) -> list[str]:
+        f = self.header.fFlags
+        out = [FLAG_NAMES[b] for b in sorted(FLAG_NAMES) if f & b]
+        out += [f"flag {1 << b:#x}" for b in range(32) if f >> b & 1 and not KNOWN_FLAGS >> b & 1]
+        return out
+
+    @property
+    def allocated_blocks(self) -> int:
+        return int((self.block_map < BLOCK_ZERO).sum())
+
+    def info_fields(self) -> dict:
+        h, v = self.header, self.version
+        out = dict(
+            uuid=_str(self.uuid_create),
+            banner=self.banner,
+            version=f"{v >> 16}.{v & 0xFFFF}",
+            image_type=IMAGE_TYPE_NAMES[self.image_type],
+            image_flags=h.fFlags,
+            description=_text(h.szComment),
+            header_size=h.cbHeader,
+            offset_blocks=h.offBlocks,
+            offset_data=h.offData,
+            disk_size=h.cbDisk,
+            block_size=h.cbBlock,
+            block_extra=h.cbBlockExtra,
+            blocks=h.cBlocks,
+            blocks_allocated=h.cBlocksAllocated,
+            blocks_in_map=self.allocated_blocks,
+            legacy_geometry=_geometry(h.LegacyGeometry),
+            lchs_geometry=_geometry(h.LCHSGeometry),
+            uuid_modify=_str(self.uuid_modify),
+        )
+        if self.is_differencing or self.uuid_linkage is not None:
+            out.update(
+                parent_uuid=_str(self.uuid_linkage),
+                uuid_parent_modify=_str(self.uuid_parent_modify),
+            )
+        return out
+
+    def structures(self) -> list[dict]:
+        h, p = self.header, self.path
+        v = self.version
+        rows = [
+            dict(
+                name="pre-header",
+                host_file=p,
+                host_offset=0,
+                length=PREHEADER_SIZE,
+                description=f"{self.banner!r}, signature 0xbeda107f, version "
+                f"{v >> 16}.{v & 0xFFFF}",
+            ),
+            dict(
+                name="header",
+                host_file=p,
+                host_offset=PREHEADER_SIZE,
+                length=h.cbHeader,
+                description=f"{IMAGE_TYPE_NAMES[self.image_type]} image, {h.cBlocks} blocks "
+                f"of {h.cbBlock} bytes",
+            ),
+            dict(
+                name="block map",
+                host_file=p,
+                host_offset=h.offBlocks,
+                length=4 * h.cBlocks,
+                description=f"{h.cBlocks} entries, {self.allocated_blocks} blocks allocated",
+            ),
+        ]
+        if self.block_extra:
+            stored = (self.block_map < BLOCK_ZERO) & ~self._past_eof
+            for i in np.flatnonzero(stored)[:4096].tolist():
+                rows.append(
+                    dict(
+                        name=f"block {i} extra",
+                        host_file=p,
+                        host_offset=self._host(i) - self.block_extra,
+                        length=self.block_extra,
+                        description="private data in front of the block",
+                    )
+                )
+        rows += data_structures(self.runs(), unit="blocks")
+        return rows
+
+    def check(self) -> list[dict]:
+        """Findings like ``qemu-img check`` (block map), plus header and layout warnings."""
+        rows = list(self.findings)
+        h = self.header
+        off = h.offBlocks
+
+        def add(severity, structure, host_offset, message):
+            r = dict(
+                severity=severity, structure=structure, host_offset=host_offset, message=message
+            )
+            if r not in rows:
+                rows.append(r)
+
+        bm = self.block_map
+        alloc = np.flatnonzero(bm < BLOCK_ZERO)
+        for i, msg in self._bad_entries(100):
+            add("error", "block map", off + 4 * i, msg)
+        ok = alloc[bm[alloc] < h.cBlocks]
+        order = np.argsort(bm[ok], kind="stable")
+        srt = bm[ok][order]
+        dup = np.flatnonzero(srt[1:] == srt[:-1]) + 1
+        for k in dup[:100].tolist():
+            i, first = int(ok[order[k]]), int(ok[order[k - 1]])
+            add(
+                "error",
+                "block map",
+                off + 4 * i,
+                f"block {i} uses index {int(bm[i])}, also used by block {first}",
+            )
+        if len(ok) != h.cBlocksAllocated:
+            add(
+                "error",
+                "header.cBlocksAllocated",
+                self._at("cBlocksAllocated"),
+                f"allocated blocks mismatch: the block map holds {len(ok)}, the header says "
+                f"{h.cBlocksAllocated}",
+            )
+        if self.image_type == FIXED and len(ok) != h.cBlocks:
+            add(
+                "warning",
+                "block map",
+                off,
+                f"fixed image with {len(ok)} of {h.cBlocks} blocks allocated",
+            )
+        for name, value in (("offBlocks", h.offBlocks), ("offData", h.offData)):
+            if value % SECTOR and self.version != VERSION_0:  # version 0 packs them tight
+                add(
+                    "warning",
+                    f"header.{name}",
+                    self._at(name),
+                    f"{name} {value:#x} is not sector-aligned",
+                )
+        if self.block_stride % SECTOR:
+            add(
+                "warning",
+                "header.cbBlock",
+                self._at("cbBlock"),
+                f"blocks of {self.block_stride} bytes (with extra data) are not sector-aligned",
+            )
+        if h.fFlags & ~KNOWN_FLAGS:
+            add(
+                "warning",
+                "header.fFlags",
+                self._at("fFlags"),
+                f"unknown image flags {h.fFlags & ~KNOWN_FLAGS:#x}",
+            )
+        for field in ("uuidCreate", "uuidModify"):
+            if bytes(h[field]) == bytes(16):
+                add("warning", f"header.{field}", self._at(field), f"{field} is all zeros")
+        if not self.is_differencing and self.uuid_linkage is not None:
+            add(
+                "warning",
+                "header.uuidLinkage",
+                self._at("uuidLinkage"),
+                f"a {self.subformat} image with a parent UUID ({self.uuid_linkage})",
+            )
+        lchs = h.LCHSGeometry
+        if lchs is not None and lchs.cbSector != SECTOR:
+            add(
+                "warning",
+                "header.LCHSGeometry",
+                self._at("LCHSGeometry"),
+                f"LCHS sector size {lchs.cbSector}, not 512",
+            )
+        return rows
+
+
+def _str(u) -> str | None:
+    return None if u is None else str(u)
+
+
+def open_image(source: ByteSource, *, path: str | None = None, strict: bool = True) -> VdiImage:
+    return VdiImage(source, path=path, strict=strict)
