@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 class Disk(ByteSource):
     """A virtual disk: one image or a chain of them, opened read-only."""
 
+    machine = None  # the VM machine file (vdinspect.machines.Machine) it was opened through
+
     def __init__(self, chain: Chain, *, path: str, options: dict | None = None) -> None:
         self.chain = chain
         self.path = path
@@ -39,25 +41,51 @@ class Disk(ByteSource):
         layer: int | None = None,
         strict: bool = True,
         parents: ParentsArg = None,
+        disk: int | None = None,
     ) -> Disk:
-        """Open ``path`` and its parents; see :func:`vdinspect.open`."""
+        """Open ``path`` and its parents; see :func:`vdinspect.open`.
+
+        ``path`` may be a VM machine file (``.vbox``, ``.vmx``, a Parallels ``.hdd`` bundle):
+        ``disk`` chooses its attached hard disk (0 = the first) and ``snapshot`` one of its
+        named snapshots (an internal snapshot of the disk's images otherwise).
+        """
         path = os.fspath(path)
-        chain = open_chain(path, format=format, strict=strict, parents=parents)
+        machine = None
+        if format is None:
+            from .machines import detect_machine, open_machine
+
+            kind = detect_machine(path)
+            if kind is not None:
+                machine = open_machine(path, kind)
+        if machine is None and disk not in (None, 0):
+            raise InvalidArgument(f"{path}: disk= is for VM machine files")
+        if machine is not None:
+            vm_snap = snapshot if snapshot is not None and machine.has_snapshot(snapshot) else None
+            chain = machine.open_chain(
+                disk=disk or 0, snapshot=vm_snap, strict=strict, parents=parents
+            )
+        else:
+            vm_snap = None
+            chain = open_chain(path, format=format, strict=strict, parents=parents)
         try:
-            if snapshot is not None:
-                chain = _at_snapshot(chain, snapshot)
+            if snapshot is not None and vm_snap is None:
+                chain = _at_snapshot(chain, snapshot, machine)
             if layer is not None:
                 chain = chain.truncated(_layer_index(chain, layer))
         except BaseException:
             chain.close()
             raise
-        return cls(
+        out = cls(
             chain,
             path=path,
             options=dict(
                 format=format, strict=strict, parents=parents, snapshot=snapshot, layer=layer
             ),
         )
+        if machine is not None:
+            out.machine = machine
+            out.options["disk"] = disk or 0
+        return out
 
     # --- the byte source ---------------------------------------------------------
     def _read(self, offset: int, length: int) -> bytes:
@@ -82,7 +110,7 @@ class Disk(ByteSource):
         return self.chain.top
 
     def at(self, snapshot: str | int) -> Disk:
-        """A new read-only Disk of the state at an internal snapshot (by id or name)."""
+        """A new read-only Disk of the state at a snapshot (VM or internal; id or name)."""
         opts = dict(self.options, snapshot=snapshot, layer=None)
         return Disk.open(self.path, **opts)
 
@@ -166,8 +194,9 @@ class Disk(ByteSource):
         return out
 
     def snapshots(self) -> pd.DataFrame:
-        """Named snapshots: the internal snapshots of every layer."""
-        rows = []
+        """Named snapshots: the VM's (for a machine file), then the internal ones of layers."""
+        machine = self.machine
+        rows = [] if machine is None else machine.snapshot_rows(self.options["disk"], self.chain)
         for k, img in enumerate(self.chain.layers):
             for s in img.snapshots():
                 rows.append(dict(s, layer=k, path=img.path))
@@ -229,6 +258,12 @@ class Disk(ByteSource):
         name = f"{self.path}:{vol.index if vol.index is not None else vol.name or 'disk'}"
         return open_filesystem(vol.source, vol.filesystem or None, name=name,
                                strict=self.options.get("strict", True))
+
+    def browse(self, **kw):
+        """A file browser widget over the disk's filesystems (ipywidgets; see widgets)."""
+        from .widgets import browse
+
+        return browse(self, **kw)
 
     # --- pictures and the structure explorer (matplotlib imported on first use) ------
     def plot_allocation(self, ax=None, **kw):
@@ -378,7 +413,7 @@ def _layer_index(chain: Chain, layer: int) -> int:
     return layer % n
 
 
-def _at_snapshot(chain: Chain, snapshot: str | int) -> Chain:
+def _at_snapshot(chain: Chain, snapshot: str | int, machine=None) -> Chain:
     """The chain with its top replaced by the top's internal snapshot ``snapshot``."""
     for k in range(len(chain.layers) - 1, -1, -1):
         img = chain.layers[k]
@@ -388,6 +423,8 @@ def _at_snapshot(chain: Chain, snapshot: str | int) -> Chain:
             for other in chain.layers[k:]:
                 other.close()
             return Chain(layers)
+    if machine is not None:
+        machine.snapshot(snapshot)  # NotFound listing the VM's snapshots
     raise NotFound(f"{chain.top.path}: no snapshot {snapshot!r} in any layer")
 
 

@@ -1,0 +1,353 @@
+"""The file browser's logic, in plain Python (no ipywidgets): the view only wires events here.
+
+A :class:`BrowserController` holds the state of one browser: the disk, the chosen volume
+and its open filesystem, the current folder, the page, the sort order, the selection and
+whether deleted entries are shown. A folder is listed lazily: entries are pulled from the
+driver only as far as the page on screen needs (in directory order), so the first page
+of a folder with 100 000 entries builds 200 rows, not 100 000. Sorting needs every entry
+of the folder once; the sorted order is then kept until the folder or the filter changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from ..errors import InvalidArgument, NotFound, VDInspectError
+from ..filesystems.base import DIR, Entry, ExtractReport, FileSystem, safe_name
+from .preview import preview_entry
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: the columns of ``listing()``
+LISTING_COLUMNS = ["name", "kind", "size", "modified", "deleted"]
+#: columns ``sort()`` accepts (None is directory order)
+SORT_KEYS = ("name", "kind", "size", "modified", "deleted")
+PAGE_SIZE = 200
+
+
+class BrowserController:
+    """State and actions of a file browser over a Disk (or directly over a FileSystem)."""
+
+    def __init__(
+        self,
+        disk,
+        *,
+        page_size: int = PAGE_SIZE,
+        show_deleted: bool = False,
+        volume: int | str | None = None,
+    ) -> None:
+        if not isinstance(page_size, int) or page_size < 1:
+            raise InvalidArgument(f"page_size must be a positive int, not {page_size!r}")
+        self.disk = disk
+        self.page_size = page_size
+        self.show_deleted = bool(show_deleted)
+        self.volume: str | None = None
+        self.fs: FileSystem | None = None
+        self.cwd = "/"
+        self.page = 0
+        self.sort_key: str | None = None
+        self.ascending = True
+        self.selection: list[Entry] = []
+        self._entries: list[Entry] = []  # pulled so far, in directory order
+        self._source: Iterator[Entry] | None = None  # None once the folder is exhausted
+        self._sorted: list[Entry] | None = None
+        self.errors: list[str] = []  # problems met while listing (shown by the view)
+        if isinstance(disk, FileSystem):
+            self.fs = disk
+            self.volume = "fs"
+            self._reload()
+            return
+        if volume is not None:
+            self.select_volume(volume)
+        else:
+            vols = self.volumes()
+            if vols:
+                self.select_volume(vols[0][1])
+
+    # --- volumes ------------------------------------------------------------------
+    def volumes(self) -> list[tuple[str, str]]:
+        """The volumes with a readable filesystem, as (label, key) pairs for a dropdown."""
+        if isinstance(self.disk, FileSystem):
+            fs = self.disk
+            return [(f"{fs.fstype} {fs.label or ''}".strip(), "fs")]
+        from ..disk import _has_driver
+
+        out = []
+        for v in self.disk.volumes():
+            if v.kind == "unallocated" or not v.filesystem or not v.key:
+                continue
+            if not getattr(v, "readable", True) or not _has_driver(v.filesystem):
+                continue
+            label = f" {v.label!r}" if v.label else ""
+            where = "whole disk" if v.key == "disk" else f"#{v.key}"
+            out.append((f"{where}: {v.filesystem}{label} ({_human(v.length)})", v.key))
+        return out
+
+    def select_volume(self, key: int | str) -> None:
+        """Open the filesystem of a volume (a key from ``volumes()``) at its root."""
+        if isinstance(self.disk, FileSystem):
+            if str(key) != "fs":
+                raise NotFound(f"no volume {key!r}; volumes: fs")
+            return
+        fs = self.disk.filesystem(key)
+        self.fs = fs
+        self.volume = str(key)
+        self.cwd = "/"
+        self._reload()
+
+    # --- navigation ----------------------------------------------------------------
+    def cd(self, path: str) -> None:
+        """Go to a folder: absolute, or relative to the current one ('..' goes up)."""
+        fs = self._need_fs()
+        if not isinstance(path, str):
+            raise InvalidArgument(f"path must be a str, not {type(path).__name__}")
+        parts = [] if path.startswith("/") else [p for p in self.cwd.split("/") if p]
+        for p in path.split("/"):
+            if p in ("", "."):
+                continue
+            if p == "..":
+                if parts:
+                    parts.pop()
+            else:
+                parts.append(p)
+        target = "/" + "/".join(parts)
+        entry = fs.lookup(target, deleted=self.show_deleted)
+        if entry.kind != DIR:
+            raise InvalidArgument(f"{fs.name}: {target} is not a folder")
+        self.cwd = entry.path or "/"
+        self._reload()
+
+    def up(self) -> None:
+        """Go to the parent folder (stays at the root)."""
+        self.cd("..")
+
+    def breadcrumbs(self) -> list[tuple[str, str]]:
+        """(label, path) pairs from the root to the current folder."""
+        crumbs = [("/", "/")]
+        path = ""
+        for part in [p for p in self.cwd.split("/") if p]:
+            path += "/" + part
+            crumbs.append((part, path))
+        return crumbs
+
+    def set_show_deleted(self, show: bool) -> None:
+        """Show or hide deleted entries (back to the first page)."""
+        self.show_deleted = bool(show)
+        if self.fs is not None:
+            self._reload()
+
+    # --- the listing ------------------------------------------------------------------
+    def listing(self) -> pd.DataFrame:
+        """The current page as a DataFrame: name, kind, size, modified, deleted."""
+        from ..frames import files_frame
+
+        entries = self.page_entries()
+        return files_frame([e.row() for e in entries])[LISTING_COLUMNS]
+
+    def page_entries(self) -> list[Entry]:
+        """The entries of the current page (only these and the ones before are pulled)."""
+        start = self.page * self.page_size
+        return self._ordered(start + self.page_size)[start : start + self.page_size]
+
+    @property
+    def has_next(self) -> bool:
+        end = (self.page + 1) * self.page_size
+        return len(self._ordered(end + 1)) > end
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 0
+
+    @property
+    def count(self) -> int | None:
+        """How many entries the folder has, or None while it is not fully read."""
+        return len(self._entries) if self._source is None else None
+
+    def page_label(self) -> str:
+        """E.g. 'entries 201-400 of 100000' (or 'of 401+' while the folder is not all read)."""
+        start = self.page * self.page_size
+        n = len(self.page_entries())
+        has_next = self.has_next
+        total = self.count
+        of = str(total) if total is not None else f"{start + n + (1 if has_next else 0)}+"
+        if n == 0:
+            return f"no entries (of {of})"
+        return f"entries {start + 1}-{start + n} of {of}"
+
+    def next_page(self) -> bool:
+        """Go to the next page; False (and stay) when this is the last one."""
+        if not self.has_next:
+            return False
+        self.page += 1
+        return True
+
+    def prev_page(self) -> bool:
+        """Go to the previous page; False at the first."""
+        if self.page == 0:
+            return False
+        self.page -= 1
+        return True
+
+    def sort(self, col: str | None) -> None:
+        """Sort by a column (again: reverse the order); None is the directory's own order."""
+        if col is not None and col not in SORT_KEYS:
+            raise InvalidArgument(f"cannot sort by {col!r}; choose one of {', '.join(SORT_KEYS)}")
+        if col is not None and col == self.sort_key:
+            self.ascending = not self.ascending
+        else:
+            self.sort_key = col
+            self.ascending = True
+        self._sorted = None
+        self.page = 0
+
+    # --- selection, preview, extraction -------------------------------------------------
+    def select(self, names: Iterable[str | Entry]) -> list[Entry]:
+        """Select entries of the current folder by name (or Entry); returns the selection."""
+        if isinstance(names, str | Entry):
+            names = [names]
+        chosen = []
+        for n in names:
+            chosen.append(n if isinstance(n, Entry) else self.entry(n))
+        self.selection = chosen
+        return chosen
+
+    def entry(self, name: str) -> Entry:
+        """The entry called ``name`` in the current folder (live before deleted)."""
+        if not isinstance(name, str):
+            raise InvalidArgument(f"name must be a str, not {type(name).__name__}")
+        found = [e for e in self._entries if e.name == name]
+        if not found and self._source is not None:
+            # not pulled yet: look it up directly rather than reading the whole folder
+            fs = self._need_fs()
+            e = fs.lookup(_join(self.cwd, name), deleted=self.show_deleted)
+            return e
+        if not found:
+            raise NotFound(f"{self._need_fs().name}: no {name!r} in {self.cwd}")
+        live = [e for e in found if not e.deleted]
+        return (live or found)[0]
+
+    def preview(self, name: str | Entry, *, limit: int = 4096) -> dict:
+        """What to show for an entry: dict(kind="text"|"hex"|"image", ...); see preview.py."""
+        entry = name if isinstance(name, Entry) else self.entry(name)
+        return preview_entry(self._need_fs(), entry, limit=limit)
+
+    def extract(
+        self, dest: str | os.PathLike, *, progress: Callable[[int, int], None] | None = None
+    ) -> ExtractReport:
+        """Copy the selection into the host folder ``dest``; one report for all of it.
+
+        A selected folder goes to ``dest/<name>``; ``progress(done, total)`` hears bytes
+        (the total grows as folders are walked).
+        """
+        fs = self._need_fs()
+        if not self.selection:
+            raise InvalidArgument("nothing selected to extract")
+        if dest is None or not os.fspath(dest).strip():
+            raise InvalidArgument("say which host folder to extract into")
+        dest = os.path.realpath(os.path.expanduser(os.fspath(dest)))
+        report = ExtractReport(dest)
+        pending = sum(e.size for e in self.selection if e.kind != DIR)
+        base = 0
+        for e in self.selection:
+            if e.kind != DIR:
+                pending -= e.size
+            target = os.path.join(dest, safe_name(e.name)) if e.kind == DIR else dest
+            seen = {"total": e.size if e.kind != DIR else 0}
+            cb = None
+            if progress is not None:
+
+                def cb(done, total, _base=base, _pending=pending, _seen=seen):
+                    _seen["total"] = total
+                    progress(_base + done, _base + total + _pending)
+
+            try:
+                r = fs.extract(
+                    e.path or _join(self.cwd, e.name),
+                    target,
+                    deleted=self.show_deleted or e.deleted,
+                    progress=cb,
+                )
+            except VDInspectError as exc:
+                report.skipped.append((e.path, f"unreadable: {exc}"))
+                continue
+            except OSError as exc:
+                report.skipped.append((e.path, f"could not write: {exc.strerror or exc}"))
+                continue
+            finally:
+                base += seen["total"]
+            report.written += r.written
+            report.bytes_written += r.bytes_written
+            report.skipped += r.skipped
+            report.renamed += r.renamed
+            report.incomplete += r.incomplete
+        if progress is not None:
+            progress(base, base)
+        return report
+
+    # --- internals ------------------------------------------------------------------------
+    def _need_fs(self) -> FileSystem:
+        if self.fs is None:
+            raise InvalidArgument("no volume with a readable filesystem is selected")
+        return self.fs
+
+    def _reload(self) -> None:
+        """Start listing the current folder afresh (nothing is pulled yet)."""
+        fs = self._need_fs()
+        self.page = 0
+        self.selection = []
+        self._entries = []
+        self._sorted = None
+        self.errors = []
+        self._source = fs.iter_entries(self.cwd, recursive=False, deleted=self.show_deleted)
+
+    def _pull(self, n: int | None) -> None:
+        """Pull entries from the driver until ``n`` are held (all of them when None)."""
+        src = self._source
+        if src is None:
+            return
+        try:
+            while n is None or len(self._entries) < n:
+                e = next(src, None)
+                if e is None:
+                    self._source = None
+                    return
+                self._entries.append(e)
+        except VDInspectError as exc:
+            self.errors.append(str(exc))
+            self._source = None
+
+    def _ordered(self, n: int) -> list[Entry]:
+        """At least the first ``n`` entries in display order (or all there are)."""
+        if self.sort_key is None:
+            self._pull(n)
+            return self._entries
+        if self._sorted is None:
+            self._pull(None)
+            self._sorted = _sorted(self._entries, self.sort_key, self.ascending)
+        return self._sorted
+
+
+def _sorted(entries: list[Entry], col: str, ascending: bool) -> list[Entry]:
+    """Entries sorted by a column; entries without a value go last either way."""
+    if col == "name":
+        out = sorted(entries, key=lambda e: (e.name.casefold(), e.name), reverse=not ascending)
+        return [e for e in out if e.kind == DIR] + [e for e in out if e.kind != DIR]
+    have = [e for e in entries if getattr(e, col) is not None]
+    missing = [e for e in entries if getattr(e, col) is None]
+    have.sort(key=lambda e: (getattr(e, col), e.name.casefold()), reverse=not ascending)
+    return have + missing
+
+
+def _join(parent: str, name: str) -> str:
+    return ("/" if parent in ("", "/") else parent + "/") + name
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
