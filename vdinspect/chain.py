@@ -11,8 +11,8 @@ import os
 from collections.abc import Iterable, Mapping
 
 from .containers.base import BACKING, DAMAGED, DATA, UNALLOCATED, Image, Run, merge_runs
-from .containers.registry import open_image
-from .errors import CorruptImage, MissingParent, NotFound
+from .containers.registry import get_format, open_image
+from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
 from .io import ByteSource
 
 MAX_DEPTH = 1000
@@ -76,6 +76,12 @@ class Chain(ByteSource):
             length = self.size - start
         self._check_range(start, length)
         end = start + length
+        if len(self.layers) == 1:  # nothing to resolve: the image's own runs, labelled
+            runs = self.top.runs(start, length)
+            for r in runs:
+                if r.state != UNALLOCATED:
+                    r.layer = 0
+            return runs
         return merge_runs(self._resolve(len(self.layers) - 1, start, end), start, end)
 
     def _resolve(self, k: int, start: int, end: int):
@@ -157,6 +163,23 @@ def parent_candidates(image: Image, hint_path: str, parents: ParentsArg, depth: 
     return seen
 
 
+def _parent_format(img: Image, name: str | None, strict: bool) -> str | None:
+    """The parent format ``img`` records, if vdinspect knows it. An unknown name (a format
+    we do not read, or a damaged record) is the image's problem, not a bad call: strict
+    mode refuses the image; salvage mode detects the parent's format instead."""
+    if not name:
+        return None
+    try:
+        get_format(name)
+    except InvalidArgument:
+        message = f"backing format {name!r} is not a format vdinspect reads"
+        if strict:
+            raise UnsupportedFeature(message, path=img.path, structure="backing format") from None
+        img.finding("error", "backing format", None, f"{message}; detected instead")
+        return None
+    return name
+
+
 def open_chain(
     path: str, *, format: str | None = None, strict: bool = True, parents: ParentsArg = None
 ) -> Chain:
@@ -205,8 +228,9 @@ def open_chain(
                     structure="parent",
                 )
             seen.add(real)
+            fmt = _parent_format(img, hint.format, strict)
             try:
-                parent = open_image(found, format=hint.format, strict=strict)
+                parent = open_image(found, format=fmt, strict=strict)
             except NotFound as e:  # raced away
                 raise MissingParent(str(e), tried=tried, path=img.path) from e
             stack.append(parent)
