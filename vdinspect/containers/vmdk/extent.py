@@ -1,0 +1,564 @@
+"""Extents: the pieces a VMDK disk is made of, and the grain-table machinery they share.
+
+An extent covers ``size`` bytes of the virtual disk from ``start``. ``runs(start, end)``
+works in extent-local byte offsets; the image shifts the runs to disk offsets.
+Sparse extents map grains through a grain directory (GD) of grain tables (GTs); each
+format decodes its entries into per-grain states with numpy (see ``_decode``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...errors import CorruptImage
+from ...io import ByteSource, LRUCache
+from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
+
+if TYPE_CHECKING:
+    from .descriptor import ExtentLine
+    from .image import VmdkImage
+
+# per-grain states inside decoded grain tables
+S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
+STATE_NAME = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DAMAGED: DAMAGED}
+
+#: QEMU's limit on grain directory entries (32 Mi): more is a corrupt header
+MAX_GD_ENTRIES = 32 << 20
+#: a grain table is read together with its contiguous neighbours, up to this many
+PREFETCH_GTS = 64
+#: grain tables are scanned for emptiness this many bytes at a time
+EMPTY_READ = 8 << 20
+#: at most this many of the used grain tables met while scanning are decoded at once
+LEARN_KEEP = 64
+
+
+class _TableCache(LRUCache):
+    """An LRU cache of decoded grain tables that can say what it holds."""
+
+    def __contains__(self, key) -> bool:
+        return key in self._items
+
+
+def row(name: str, path: str, offset: int, length: int, description: str) -> dict:
+    """One ``structures()`` row."""
+    return dict(
+        name=name, host_file=path, host_offset=offset, length=length, description=description
+    )
+
+
+class Extent:
+    """One extent line of the descriptor (or the single extent of a bare sparse file)."""
+
+    kind = "?"
+
+    def __init__(
+        self,
+        image: VmdkImage,
+        index: int,
+        line: ExtentLine | None,
+        start: int,
+        size: int,
+        path: str | None = None,
+        source: ByteSource | None = None,
+    ) -> None:
+        self.image = image
+        self.index = index
+        self.line = line
+        self.start = start  # virtual byte offset of the extent in the disk
+        self.size = size  # bytes
+        self.path = path  # the host file (None for ZERO extents)
+        self.source = source
+
+    @property
+    def end(self) -> int:
+        """Virtual byte offset just past the extent."""
+        return self.start + self.size
+
+    @property
+    def label(self) -> str:
+        """How findings name this extent's file."""
+        if self.path is None or self.path == self.image.path:
+            return ""
+        return os.path.basename(self.path) + ": "
+
+    def runs(self, start: int, end: int):
+        """Yield runs over extent-local ``[start, end)``."""
+        raise NotImplementedError
+
+    def structures(self) -> list[dict]:
+        """This extent's on-disk structures as ``structures()`` rows."""
+        return []
+
+    def check(self) -> list[dict]:
+        """This extent's integrity findings as ``check()`` rows."""
+        return []
+
+    def info(self) -> dict:
+        """The extent's row in ``info()['extents']``."""
+        line = self.line
+        return dict(
+            index=self.index,
+            access=line.access if line else "RW",
+            type=line.type if line else self.kind,
+            file=line.filename if line else (os.path.basename(self.path) if self.path else None),
+            path=self.path,
+            start=self.start,
+            size=self.size,
+            offset=line.offset * 512 if line and self.kind == "FLAT" else None,
+        )
+
+    # helpers for subclasses ------------------------------------------------------------
+    def fail(self, exc_type, message: str, structure: str, offset: int | None):
+        """Raise ``exc_type`` naming this extent's file, the structure and offset."""
+        raise exc_type(
+            message, path=self.path or self.image.path, structure=structure, offset=offset
+        )
+
+    def finding(self, severity: str, structure: str, offset: int | None, message: str) -> None:
+        """Record a finding on the image, naming this extent's file."""
+        self.image.finding(severity, structure, offset, self.label + message)
+
+    def damaged(self, start: int, end: int, structure: str, offset: int | None, msg: str) -> Run:
+        """A ``damaged`` run (salvage) or CorruptImage (strict)."""
+        if self.image.strict:
+            self.fail(CorruptImage, msg, structure, offset)
+        self.finding("error", structure, offset, msg)
+        return Run(start, end - start, DAMAGED)
+
+    def __repr__(self) -> str:
+        name = os.path.basename(self.path) if self.path else ""
+        return f"<{type(self).__name__} {name} start={self.start} size={self.size}>"
+
+
+class FlatExtent(Extent):
+    """Raw sectors of a host file from ``offset`` (FLAT, VMFS and the raw-device types)."""
+
+    kind = "FLAT"
+
+    def __init__(self, image, index, line, start, size, path, source, offset: int) -> None:
+        super().__init__(image, index, line, start, size, path, source)
+        self.offset = offset
+        avail = source.size - offset
+        if avail < size:
+            msg = (
+                f"flat extent needs {size} bytes from offset {offset:#x}; the file has "
+                f"{max(avail, 0)} (it is truncated)"
+            )
+            if image.strict:
+                self.fail(CorruptImage, msg, f"extent {index}", offset)
+            self.finding("error", f"extent {index}", offset, msg)
+
+    def runs(self, start: int, end: int):
+        """Yield runs over extent-local ``[start, end)``."""
+        avail = max(0, self.source.size - self.offset)
+        if start < avail:
+            stop = min(end, avail)
+            yield Run(
+                start,
+                stop - start,
+                DATA,
+                host_file=self.path,
+                host_offset=self.offset + start,
+                source=self.source,
+            )
+        if end > avail:
+            s = max(start, avail)
+            yield self.damaged(
+                s,
+                end,
+                f"extent {self.index}",
+                self.source.size,
+                "flat extent file ends before the extent does",
+            )
+
+    def structures(self) -> list[dict]:
+        """This extent's on-disk structures as ``structures()`` rows."""
+        return [
+            row(
+                f"flat extent {self.index}",
+                self.path,
+                self.offset,
+                self.size,
+                f"raw sectors of disk bytes {self.start:#x}..{self.end:#x}",
+            )
+        ]
+
+
+class ZeroExtent(Extent):
+    """A ZERO extent: sectors that read as zeros and are stored nowhere."""
+
+    kind = "ZERO"
+
+    def runs(self, start: int, end: int):
+        """Yield runs over extent-local ``[start, end)``."""
+        yield Run(start, end - start, ZERO)
+
+
+class MissingExtent(Extent):
+    """An extent whose file is missing (salvage mode): everything ``damaged``."""
+
+    kind = "missing"
+
+    def runs(self, start: int, end: int):
+        """Yield runs over extent-local ``[start, end)``."""
+        yield Run(start, end - start, DAMAGED)
+
+
+class GrainTableExtent(Extent):
+    """A sparse extent: grain directory -> grain tables -> grains.
+
+    Subclasses set ``grain_bytes``, ``gt_entries``, ``gt_bytes``, ``gd`` (int64 host byte
+    offsets of the grain tables; 0 = none, -1 = unusable) and implement ``_read_gt`` and
+    ``_decode``.
+    """
+
+    grain_bytes: int
+    gt_entries: int
+    gt_bytes: int
+    gd: np.ndarray
+    compressed = False
+
+    def _init_tables(self) -> None:
+        self._gt_cache = _TableCache(256)
+        self._empty = np.zeros(len(self.gd), dtype=bool)  # grain table holds only zeros
+        self._known = self.gd <= 0  # emptiness learned (nothing to learn without a table)
+
+    @property
+    def gt_span(self) -> int:
+        """Virtual bytes covered by one grain table."""
+        return self.grain_bytes * self.gt_entries
+
+    # --- tables ------------------------------------------------------------------------
+    def _read_gt(self, i: int, raw: bytes | None = None) -> np.ndarray:
+        """The raw entries (uint64) of grain table ``i``."""
+        raise NotImplementedError
+
+    def _decode(self, i: int, entries: np.ndarray):
+        """Per-grain (state int8, host int64, compressed bound int64) arrays of table ``i``."""
+        raise NotImplementedError
+
+    def _gt(self, i: int):
+        return self._gt_cache.get(i, lambda: self._decode(i, self._read_gt(i)))
+
+    def _prefetch(self, i: int, last: int) -> None:
+        """Read grain table ``i`` and its contiguous successors (up to ``last``) at once."""
+        if i in self._gt_cache:
+            return
+        gd, n = self.gd, 1
+        base = int(gd[i])
+        stop = min(last + 1, len(gd), i + PREFETCH_GTS)
+        while (
+            i + n < stop
+            and int(gd[i + n]) == base + n * self.gt_bytes
+            and (i + n) not in self._gt_cache
+        ):
+            n += 1
+        if n == 1 or base <= 0:
+            return
+        data = self.source.read(base, n * self.gt_bytes)
+        for k in range(n):
+            chunk = data[k * self.gt_bytes : (k + 1) * self.gt_bytes]
+            self._gt_cache.get(
+                i + k, lambda k=k, c=chunk: self._decode(i + k, self._read_gt(i + k, c))
+            )
+
+    def _structure_marks(self, gt_offset: int) -> list[int]:
+        """Host offsets where structures start, besides the grains (bounds compressed grains)."""
+        return [gt_offset, self.source.size]
+
+    def _compressed_bounds(self, host: np.ndarray, comp: np.ndarray, gt_offset: int) -> np.ndarray:
+        """For each compressed grain, the bytes its record occupies: up to the next grain or
+        structure (exact for the sector-padded, back-to-back records streams are made of),
+        at most two grains."""
+        bound = np.zeros(len(host), dtype=np.int64)
+        if not comp.any():
+            return bound
+        fsize = self.source.size
+        marks = np.array(self._structure_marks(gt_offset), dtype=np.int64)
+        cands = np.unique(np.concatenate([host[host > 0], marks]))
+        h = host[comp]
+        nxt = cands[np.searchsorted(cands, h, side="right").clip(max=len(cands) - 1)]
+        nxt = np.where(nxt > h, nxt, fsize)
+        cap = 2 * self.grain_bytes + 512
+        bound[comp] = np.minimum(nxt - h, cap).clip(min=0)
+        return bound
+
+    # --- runs ----------------------------------------------------------------------------
+    def _learn(self, i0: int, i1: int) -> None:
+        """Learn which grain tables in ``[i0, i1]`` hold only zeros, reading them in bulk."""
+        sel = np.flatnonzero(~self._known[i0 : i1 + 1]) + i0
+        if not len(sel):
+            return
+        offs = self.gd[sel]
+        order = np.argsort(offs, kind="stable")
+        sel, offs = sel[order], offs[order]
+        per = max(1, EMPTY_READ // self.gt_bytes)
+        brk = (np.flatnonzero(np.diff(offs) != self.gt_bytes) + 1).tolist()
+        for a, b in zip([0, *brk], [*brk, len(sel)]):
+            for c in range(a, b, per):
+                ids = sel[c : min(b, c + per)]
+                raw = self.source.read(int(offs[c]), len(ids) * self.gt_bytes)
+                table = np.frombuffer(raw, dtype=np.uint8).reshape(len(ids), self.gt_bytes)
+                empty = ~table.any(axis=1)
+                self._empty[ids] = empty
+                self._known[ids] = True
+                used = np.flatnonzero(~empty)
+                if len(used) <= LEARN_KEEP:  # decode the few used ones now: no second read
+                    for k in used.tolist():
+                        i, chunk = int(ids[k]), table[k].tobytes()
+                        self._gt_cache.get(
+                            i, lambda i=i, c=chunk: self._decode(i, self._read_gt(i, c))
+                        )
+
+    def read_tables(self, offsets: np.ndarray) -> np.ndarray:
+        """The bytes of the grain tables at ``offsets`` (one row each), contiguous ones read
+        together."""
+        out = np.zeros((len(offsets), self.gt_bytes), dtype=np.uint8)
+        if not len(offsets):
+            return out
+        order = np.argsort(offsets, kind="stable")
+        offs = offsets[order]
+        brk = (np.flatnonzero(np.diff(offs) != self.gt_bytes) + 1).tolist()
+        for a, b in zip([0, *brk], [*brk, len(offs)]):
+            raw = self.source.read(int(offs[a]), (b - a) * self.gt_bytes)
+            out[order[a:b]] = np.frombuffer(raw, dtype=np.uint8).reshape(b - a, self.gt_bytes)
+        return out
+
+    def runs(self, start: int, end: int):
+        """Yield runs over extent-local ``[start, end)``."""
+        span, gd, n = self.gt_span, self.gd, len(self.gd)
+        i0, i1 = start // span, (end - 1) // span
+        if i0 < n:
+            j1 = min(i1, n - 1)
+            self._learn(i0, j1)
+            # 0: absent or all-zero grain table, 1: unusable GD entry, 2: a table to read
+            kind = np.where(gd[i0 : j1 + 1] < 0, 1, 2).astype(np.int8)
+            kind[(gd[i0 : j1 + 1] == 0) | self._empty[i0 : j1 + 1]] = 0
+            edges = (np.flatnonzero(np.diff(kind)) + 1).tolist()
+            for a, b in zip([0, *edges], [*edges, len(kind)]):
+                s, e = max(start, (i0 + a) * span), min(end, (i0 + b) * span)
+                if kind[a] == 0:
+                    yield Run(s, e - s, UNALLOCATED)
+                elif kind[a] == 1:
+                    more = f" (and the {b - a - 1} entries after it)" if b - a > 1 else ""
+                    yield self.damaged(
+                        s,
+                        e,
+                        self.gd_name,
+                        self.gd_entry_offset(i0 + a),
+                        f"grain directory entry {i0 + a} is unusable (points outside the "
+                        f"file){more}",
+                    )
+                else:
+                    for i in range(i0 + a, i0 + b):
+                        vbase = i * span
+                        self._prefetch(i, j1)
+                        yield from self._runs_in_gt(
+                            i, vbase, max(start, vbase), min(end, vbase + span)
+                        )
+        if end > n * span:  # past the grain directory (descriptor larger than capacity)
+            s = max(start, n * span)
+            yield Run(s, end - s, UNALLOCATED)
+
+    gd_name = "grain directory"
+
+    def gd_entry_offset(self, i: int) -> int | None:
+        """Host offset of grain directory entry ``i`` (None if unknown)."""
+        return None
+
+    def gte_offset(self, i: int, k: int) -> int | None:
+        """Host offset of entry ``k`` of grain table ``i`` (None if unknown)."""
+        g = int(self.gd[i]) if i < len(self.gd) else 0
+        return g + k * self.entry_size if g > 0 else None
+
+    entry_size = 4
+
+    def _runs_in_gt(self, i: int, vbase: int, start: int, end: int):
+        state, host, bound = self._gt(i)
+        g = self.grain_bytes
+        first = (start - vbase) // g
+        last = -(-(end - vbase) // g)
+        st = state[first:last]
+        ho = host[first:last]
+        brk = np.ones(len(st), dtype=bool)
+        if len(st) > 1:
+            same = st[1:] == st[:-1]
+            contiguous = np.where(st[1:] == S_DATA, ho[1:] == ho[:-1] + g, True)
+            brk[1:] = ~(same & contiguous & (st[1:] != S_COMP))
+        starts = np.flatnonzero(brk)
+        stops = np.append(starts[1:], len(st))
+        fsize = self.source.size if self.source is not None else 0
+        for a, b in zip(starts.tolist(), stops.tolist()):
+            s = int(st[a])
+            vs = max(start, vbase + (first + a) * g)
+            ve = min(end, vbase + (first + b) * g)
+            if s == S_DATA:
+                h = int(ho[a]) + (vs - (vbase + (first + a) * g))
+                room = fsize - h
+                if room >= ve - vs:
+                    yield Run(
+                        vs, ve - vs, DATA, host_file=self.path, host_offset=h, source=self.source
+                    )
+                else:
+                    if room > 0:
+                        yield Run(
+                            vs, room, DATA, host_file=self.path, host_offset=h, source=self.source
+                        )
+                    k = first + a + (max(room, 0) // g)
+                    yield self.damaged(
+                        vs + max(room, 0),
+                        ve,
+                        "grain table",
+                        self.gte_offset(i, k),
+                        f"grain {k} of grain table {i} is cut short by the end of the file",
+                    )
+            elif s == S_COMP:
+                k = first + a
+                yield Run(
+                    vs,
+                    ve - vs,
+                    DATA,
+                    host_file=self.path,
+                    host_offset=int(ho[a]),
+                    compressed=True,
+                    source=self.source,
+                    extra=(vbase + k * g, int(bound[a])),
+                )
+            elif s == S_DAMAGED:
+                k = first + a
+                more = f" (and the {b - a - 1} entries after it)" if b - a > 1 else ""
+                yield self.damaged(
+                    vs,
+                    ve,
+                    "grain table",
+                    self.gte_offset(i, k),
+                    self.bad_entry_message(i, k) + more,
+                )
+            else:
+                yield Run(vs, ve - vs, STATE_NAME[s])
+
+    def bad_entry_message(self, i: int, k: int) -> str:
+        """Why entry ``k`` of grain table ``i`` cannot be used."""
+        raw = self._read_gt(i)
+        return f"grain table {i} entry {k} = {int(raw[k]):#x} points outside the file or is invalid"
+
+    # --- reports shared by the sparse kinds ---------------------------------------------
+    def all_tables(self):
+        """Yield (gt index, state, host) for every grain table (never raises)."""
+        if len(self.gd):
+            self._learn(0, len(self.gd) - 1)
+        for i in np.flatnonzero((self.gd > 0) & ~self._empty).tolist():
+            try:
+                state, host, _ = self._gt(i)
+            except (CorruptImage, ValueError):
+                continue
+            yield i, state, host
+
+    def data_spans(self) -> list[tuple[int, int, int]]:
+        """(host offset, length, grains) of uncompressed data grains, merged when contiguous."""
+        hosts = [h[s == S_DATA] for _, s, h in self.all_tables()]
+        if not hosts:
+            return []
+        h = np.sort(np.concatenate(hosts))
+        if not len(h):
+            return []
+        g = self.grain_bytes
+        brk = np.flatnonzero(np.diff(h) != g) + 1
+        starts = np.concatenate([[0], brk])
+        stops = np.concatenate([brk, [len(h)]])
+        fsize = self.source.size
+        out = []
+        for a, b in zip(starts.tolist(), stops.tolist()):
+            off = int(h[a])
+            n = min((b - a) * g, max(0, fsize - off))
+            if n:
+                out.append((off, n, b - a))
+        return out
+
+    def data_rows(self) -> list[dict]:
+        """``structures()`` rows for the stored data grains."""
+        return [
+            row("data grains", self.path, off, n, f"{count} grains of guest data")
+            for off, n, count in self.data_spans()
+        ]
+
+    def table_checks(self, metadata: list[tuple[int, int, str]]) -> list[dict]:
+        """Entries past the end of the file, grains referenced twice or inside metadata."""
+        rows: list[dict] = []
+        fsize = self.source.size
+        g = self.grain_bytes
+        owners: list[np.ndarray] = []
+        for i, state, host in self.all_tables():
+            bad = np.flatnonzero(state == S_DAMAGED)
+            if len(bad):
+                k = int(bad[0])
+                rows.append(
+                    dict(
+                        severity="error",
+                        structure="grain table",
+                        host_offset=self.gte_offset(i, k),
+                        message=self.label + f"grain table {i}: {len(bad)} entries point past the "
+                        f"end of the file or are invalid (first: {self.bad_entry_message(i, k)})",
+                    )
+                )
+            used = (state == S_DATA) | (state == S_COMP)
+            if used.any():
+                owners.append(host[used])
+        if owners:
+            h = np.concatenate(owners)
+            uniq, counts = np.unique(h, return_counts=True)
+            for off in uniq[counts > 1][:100].tolist():
+                rows.append(
+                    dict(
+                        severity="error",
+                        structure="grain",
+                        host_offset=off,
+                        message=self.label + f"grain at {off:#x} is referenced by "
+                        f"{int(counts[uniq == off][0])} grain table entries",
+                    )
+                )
+            if not self.compressed and metadata:
+                rows += self._overlaps(np.unique(h), metadata)
+            if not self.compressed:
+                cut = h[(h < fsize) & (h + g > fsize)]
+                if len(cut):
+                    rows.append(
+                        dict(
+                            severity="warning",
+                            structure="grain",
+                            host_offset=int(cut[0]),
+                            message=self.label + f"grain at {int(cut[0]):#x} is cut short by the "
+                            f"end of the file ({fsize:#x})",
+                        )
+                    )
+        return rows
+
+    def _overlaps(self, h: np.ndarray, metadata: list[tuple[int, int, str]]) -> list[dict]:
+        """Rows for grains (sorted host offsets ``h``) that overlap a metadata region."""
+        g = self.grain_bytes
+        fsize = self.source.size  # regions a corrupt header puts outside the file hold no grain
+        meta = sorted(
+            (o, min(o + n, fsize), name) for o, n, name in metadata if n > 0 and 0 <= o < fsize
+        )
+        if not meta:
+            return []
+        starts = np.array([m[0] for m in meta], dtype=np.int64)
+        ends = np.maximum.accumulate(np.array([m[1] for m in meta], dtype=np.int64))
+        k = np.searchsorted(starts, h + g, side="left") - 1  # last region starting before
+        hit = h[(k >= 0) & (ends[k.clip(min=0)] > h)]
+        if not len(hit):
+            return []
+        first = int(hit[0])
+        name, at = next((n, o) for o, e, n in meta if o < first + g and e > first)
+        return [
+            dict(
+                severity="error",
+                structure="grain",
+                host_offset=first,
+                message=self.label + f"{len(hit)} grains overlap metadata (first: the grain at "
+                f"{first:#x} overlaps the {name} at {at:#x})",
+            )
+        ]

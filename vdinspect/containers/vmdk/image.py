@@ -1,0 +1,447 @@
+"""The VMDK reader: a descriptor (a text file, or text inside a sparse extent) and its extents.
+
+The disk is the extents one after another. Text descriptors name their extent files
+relative to the descriptor's folder. A child disk names its parent with
+``parentFileNameHint`` and links to it by content ID: its ``parentCID`` must be the
+parent's ``CID`` (``ffffffff`` = no parent).
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+
+from ...errors import CorruptImage, MissingFile, NotRecognized, UnsupportedFeature
+from ...io import ByteSource, FileSource
+from ..base import Image, ParentHint, Run
+from .cowd import CowdExtent
+from .descriptor import (
+    FLAT_TYPES,
+    MAX_DESCRIPTOR,
+    NO_PARENT,
+    SPARSE_TYPES,
+    Descriptor,
+    ExtentLine,
+    looks_like_descriptor,
+    parse_descriptor,
+)
+from .extent import Extent, FlatExtent, MissingExtent, ZeroExtent, row
+from .sesparse import SeSparseExtent, probe_sesparse
+from .sparse import SparseExtent, read_sparse_header
+from .structs import COWD_MAGIC, SECTOR, SPARSE_MAGIC
+
+FORMAT = "vmdk"
+#: more virtual disk than this (512 TiB) is a corrupt descriptor or header
+MAX_DISK_BYTES = 1 << 49
+
+
+def probe(head: bytes) -> bool:
+    """Hosted sparse ("KDMV"), ESX sparse ("COWD"), seSparse, or a text descriptor."""
+    if len(head) >= 4 and head[:4] in (SPARSE_MAGIC, COWD_MAGIC):
+        return True
+    return probe_sesparse(head) or looks_like_descriptor(head)
+
+
+class VmdkImage(Image):
+    """A VMDK disk: ``descriptor`` (may be None for a bare extent) and ``extents``."""
+
+    format = FORMAT
+
+    def __init__(self, source: ByteSource, *, path: str | None = None, strict: bool = True):
+        super().__init__(source, path=path, strict=strict)
+        self.descriptor: Descriptor | None = None
+        self.descriptor_embedded = False
+        self.extents: list[Extent] = []
+        self._opened: dict[str, FileSource] = {}
+        try:
+            self._open()
+        except BaseException:
+            self._close_extents()
+            raise
+        self.size = self.extents[-1].end if self.extents else 0
+        self._starts = [e.start for e in self.extents]
+        sparse = [e for e in self.extents if hasattr(e, "grain_bytes")]
+        self.cluster_size = sparse[0].grain_bytes if sparse else None
+        #: the header of the first sparse extent (None when every extent is flat or zero)
+        self.header = sparse[0].header if sparse else None
+
+    # --- opening -------------------------------------------------------------------------
+    def _fail(self, exc_type, message: str, structure: str, offset: int | None = None):
+        raise exc_type(message, path=self.path, structure=structure, offset=offset)
+
+    def _open(self) -> None:
+        f = self.file
+        head = f.read(0, min(f.size, 4096))
+        if len(head) < 4:
+            self._fail(CorruptImage, f"file is {f.size} bytes: not a VMDK", "header", 0)
+        magic = head[:4]
+        if magic == SPARSE_MAGIC:
+            h = read_sparse_header(f, self.path)
+            if h.capacity == 0 and h.descriptorOffset:
+                # a descriptor stored inside a sparse container (QEMU reads these too)
+                text = self._embedded_text(h.descriptorOffset, h.descriptorSize or 1)
+                self.descriptor_embedded = True
+                self._open_descriptor(text)
+                return
+            ext = SparseExtent(self, 0, None, 0, 0, self.path, f)
+            self.extents = [ext]
+            loc = ext.descriptor_location()
+            if loc:
+                self.descriptor_embedded = True
+                self.descriptor = self._parse(self._embedded_text(*[x // SECTOR for x in loc]))
+                self._check_embedded(ext)
+                if len(self.descriptor.extents) == 1:
+                    ext.line = self.descriptor.extents[0]  # its access and name, for info()
+        elif magic == COWD_MAGIC:
+            self.extents = [CowdExtent(self, 0, None, 0, 0, self.path, f)]
+        elif probe_sesparse(head):
+            self.extents = [SeSparseExtent(self, 0, None, 0, 0, self.path, f)]
+        elif looks_like_descriptor(head):
+            if f.size > MAX_DESCRIPTOR:
+                self._fail(
+                    CorruptImage,
+                    f"a text descriptor of {f.size} bytes is too large",
+                    "descriptor",
+                    0,
+                )
+            self._open_descriptor(f.read(0, f.size))
+        else:
+            self._fail(NotRecognized, "not a VMDK descriptor or extent", "header", 0)
+
+    def _embedded_text(self, offset_sectors: int, size_sectors: int) -> bytes:
+        off = offset_sectors * SECTOR
+        n = min(size_sectors * SECTOR, MAX_DESCRIPTOR, max(0, self.file.size - off))
+        if off >= self.file.size or n <= 0:
+            msg = f"embedded descriptor at {off:#x} is outside the file"
+            if self.strict:
+                self._fail(CorruptImage, msg, "embedded descriptor", off)
+            self.finding("error", "embedded descriptor", off, msg)
+            return b""
+        return self.file.read(off, n)
+
+    def _parse(self, data: bytes) -> Descriptor:
+        d = parse_descriptor(data)
+        where = 0
+        if self.descriptor_embedded and self.extents:
+            loc = self.extents[0].descriptor_location()
+            where = loc[0] if loc else 0
+        for line_no, msg in d.problems:
+            self.finding(
+                "warning", "descriptor", where, f"line {line_no}: {msg}" if line_no else msg
+            )
+        return d
+
+    def _check_embedded(self, ext: SparseExtent) -> None:
+        d = self.descriptor
+        if d is None or not d.extents:
+            return
+        total = sum(x.size for x in d.extents)
+        if total != ext.size:
+            self.finding(
+                "warning",
+                "embedded descriptor",
+                ext.descriptor_location()[0],
+                f"the descriptor's extents cover {total} bytes, the sparse header "
+                f"{ext.size}; the header is used",
+            )
+
+    def _open_descriptor(self, data: bytes) -> None:
+        d = self._parse(data)
+        self.descriptor = d
+        if not d.extents:
+            self._fail(CorruptImage, "the descriptor lists no extents", "descriptor", 0)
+        pos = 0
+        for k, line in enumerate(d.extents):
+            if line.sectors == 0:
+                self.finding(
+                    "warning",
+                    f"extent {k}",
+                    None,
+                    f"extent line {line.line_no} has no sectors and is ignored",
+                )
+                continue
+            size = line.size
+            if size > MAX_DISK_BYTES or pos + size > MAX_DISK_BYTES:
+                self._fail(
+                    CorruptImage,
+                    f"extent line {line.line_no} gives {line.sectors} sectors: absurd",
+                    f"descriptor extent {k}",
+                    0,
+                )
+            self.extents.append(self._open_extent(k, line, pos))
+            pos += size
+
+    def _extent_candidates(self, name: str) -> list[str]:
+        here = os.path.dirname(os.path.abspath(self.path))
+        out = []
+        if os.path.isabs(name):
+            out.append(name)
+        else:
+            out.append(os.path.join(here, name))
+        norm = name.replace("\\", "/")
+        if norm != name and not (len(norm) > 1 and norm[1] == ":"):
+            out.append(norm if os.path.isabs(norm) else os.path.join(here, norm))
+        out.append(os.path.join(here, norm.rsplit("/", 1)[-1]))
+        seen: list[str] = []
+        for p in out:
+            if p not in seen:
+                seen.append(p)
+        return seen
+
+    def _source_for(self, k: int, line: ExtentLine) -> tuple[str, FileSource] | None:
+        tried = self._extent_candidates(line.filename)
+        found = next((p for p in tried if os.path.isfile(p)), None)
+        if found is None:
+            msg = f"extent {k} file {line.filename!r} not found"
+            if self.strict:
+                raise MissingFile(msg, tried=tried, path=self.path, structure=f"extent {k}")
+            self.finding(
+                "error",
+                f"extent {k}",
+                None,
+                f"{msg} (tried: {', '.join(tried)}); its range reads as damaged",
+            )
+            return None
+        real = os.path.realpath(found)
+        if real == os.path.realpath(self.path) and isinstance(self.file, FileSource):
+            return found, self.file
+        if real not in self._opened:
+            self._opened[real] = FileSource(found)
+        return found, self._opened[real]
+
+    def _open_extent(self, k: int, line: ExtentLine, start: int) -> Extent:
+        size = line.size
+        if line.type == "ZERO":
+            return ZeroExtent(self, k, line, start, size)
+        if line.type not in FLAT_TYPES + SPARSE_TYPES + ("SESPARSE",):
+            self._fail(UnsupportedFeature, f"extent type {line.type!r}", f"descriptor extent {k}")
+        got = self._source_for(k, line)
+        if got is None:
+            return MissingExtent(self, k, line, start, size)
+        path, src = got
+        if line.type in FLAT_TYPES:
+            return FlatExtent(self, k, line, start, size, path, src, line.offset * SECTOR)
+        magic = src.read(0, min(16, src.size))
+        if line.type == "SESPARSE" or probe_sesparse(magic):
+            ext = SeSparseExtent(self, k, line, start, size, path, src)
+        elif magic[:4] == COWD_MAGIC:
+            ext = CowdExtent(self, k, line, start, size, path, src)
+        elif magic[:4] == SPARSE_MAGIC:
+            ext = SparseExtent(self, k, line, start, size, path, src)
+        else:
+            raise CorruptImage(
+                f"extent {k} is not a sparse extent (no KDMV/COWD magic)",
+                path=path,
+                structure="sparse header",
+                offset=0,
+            )
+        if ext.capacity != size:
+            self.finding(
+                "warning",
+                f"extent {k}",
+                None,
+                f"{ext.label}the descriptor gives {size} bytes, the extent header "
+                f"{ext.capacity}; the descriptor is used",
+            )
+        return ext
+
+    # --- reading ---------------------------------------------------------------------------
+    def _runs(self, start: int, end: int):
+        k = max(0, bisect.bisect_right(self._starts, start) - 1)
+        while k < len(self.extents) and self.extents[k].start < end:
+            ext = self.extents[k]
+            ls = max(start, ext.start) - ext.start
+            le = min(end, ext.end) - ext.start
+            if le > ls:
+                for r in ext.runs(ls, le):
+                    if r.end <= ls or r.start >= le or r.length <= 0:
+                        continue
+                    r = r.clip(ls, le)
+                    r.start += ext.start
+                    if r.compressed:
+                        r.extra = (r.extra[0] + ext.start, r.extra[1])
+                    yield r
+            k += 1
+
+    def _read_compressed(self, run: Run) -> bytes:
+        vstart, bound = run.extra
+        k = max(0, bisect.bisect_right(self._starts, vstart) - 1)
+        ext = self.extents[k]
+        return ext.read_grain(run.host_offset, vstart - ext.start, bound)
+
+    # --- identity and parents ------------------------------------------------------------
+    @property
+    def create_type(self) -> str | None:
+        """``createType`` of the descriptor, or what the extent header implies."""
+        if self.descriptor is not None and self.descriptor.create_type:
+            return self.descriptor.create_type
+        if not self.extents:
+            return None
+        e = self.extents[0]
+        if isinstance(e, SparseExtent):
+            return "streamOptimized" if e.compressed else "monolithicSparse"
+        if isinstance(e, CowdExtent):
+            return "vmfsSparse"
+        if isinstance(e, SeSparseExtent):
+            return "seSparse"
+        return None
+
+    @property
+    def subformat(self) -> str | None:  # type: ignore[override]
+        """The sub-format: the createType."""
+        return self.create_type
+
+    @property
+    def cid(self) -> int | None:
+        """This disk's content ID (from the descriptor)."""
+        return self.descriptor.cid if self.descriptor is not None else None
+
+    @property
+    def parent_cid(self) -> int | None:
+        """The content ID the parent must have (0xffffffff = none)."""
+        return self.descriptor.parent_cid if self.descriptor is not None else None
+
+    @property
+    def parent_file_name_hint(self) -> str | None:
+        """The descriptor's ``parentFileNameHint``."""
+        return self.descriptor.parent_file_name_hint if self.descriptor is not None else None
+
+    @property
+    def parent_hint(self) -> ParentHint | None:
+        """Where the parent is, unless parentCID says there is none."""
+        hint = self.parent_file_name_hint
+        if not hint or self.parent_cid == NO_PARENT:
+            return None
+        return ParentHint(path=hint, format=FORMAT, extra=dict(parent_cid=self.parent_cid))
+
+    def verify_parent(self, parent: Image) -> None:
+        """The child's parentCID must equal the parent's CID."""
+        want = self.parent_cid
+        have = getattr(parent, "cid", None)
+        if want is None or have is None:
+            self.finding(
+                "warning",
+                "descriptor.parentCID",
+                None,
+                "cannot verify the parent: a CID is missing",
+            )
+            return
+        if want != have:
+            msg = (
+                f"parentCID {want:08x} does not match the CID {have:08x} of the parent "
+                f"{parent.path}: the parent changed after this child was made"
+            )
+            if self.strict:
+                self._fail(CorruptImage, msg, "descriptor.parentCID")
+            self.finding("error", "descriptor.parentCID", None, msg)
+
+    # --- reports -------------------------------------------------------------------------
+    @property
+    def host_files(self) -> list[str]:
+        """The descriptor and every extent file found."""
+        out = [self.path]
+        for e in self.extents:
+            if e.path is not None and e.path not in out:
+                out.append(e.path)
+        return out
+
+    def _owned_sources(self) -> list[ByteSource]:
+        return [self.file] + list(self._opened.values())
+
+    def _close_extents(self) -> None:
+        for src in self._opened.values():
+            src.close()
+
+    def flags(self) -> list[str]:
+        """Header flags of the sparse extents, and unclean shutdowns."""
+        out = []
+        for e in self.extents:
+            if isinstance(e, SparseExtent):
+                out += [f for f in e.flag_names if f not in out]
+                if e.file_header.uncleanShutdown and "unclean shutdown" not in out:
+                    out.append("unclean shutdown")
+        return out
+
+    def info_fields(self) -> dict:
+        """Descriptor and DDB fields, CIDs and one row per extent."""
+        d = self.descriptor
+        ddb = d.ddb if d is not None else {}
+
+        def geo(key: str):
+            """A ``ddb.geometry.*`` value as an int."""
+            v = ddb.get(f"geometry.{key}")
+            try:
+                return int(v) if v is not None else None
+            except ValueError:
+                return None
+
+        cid, pcid = self.cid, self.parent_cid
+        return dict(
+            uuid=ddb.get("uuid") or ddb.get("uuid.image"),
+            create_type=self.create_type,
+            descriptor_version=d.version if d is not None else None,
+            descriptor="embedded" if self.descriptor_embedded else ("file" if d else None),
+            encoding=d.encoding if d is not None else None,
+            cid=f"{cid:08x}" if cid is not None else None,
+            parent_cid=f"{pcid:08x}" if pcid is not None else None,
+            parent_file_name_hint=self.parent_file_name_hint,
+            backing_file=self.parent_hint.path if self.parent_hint else None,
+            adapter_type=ddb.get("adapterType"),
+            geometry=dict(cylinders=geo("cylinders"), heads=geo("heads"), sectors=geo("sectors")),
+            hardware_version=ddb.get("virtualHWVersion"),
+            tools_version=ddb.get("toolsVersion"),
+            ddb=ddb,
+            extents=[e.info() for e in self.extents],
+        )
+
+    def structures(self) -> list[dict]:
+        """Descriptor and extent structures, in host-file order."""
+        rows = []
+        if self.descriptor is not None and not self.descriptor_embedded:
+            rows.append(
+                row(
+                    "descriptor",
+                    self.path,
+                    0,
+                    self.file.size,
+                    f"text descriptor, createType {self.create_type}",
+                )
+            )
+        files = {p: n for n, p in enumerate(self.host_files)}
+        for e in self.extents:
+            rows += e.structures()
+        for r in rows:  # a corrupt header can name offsets no file has
+            r["host_offset"], r["length"] = _int64(r["host_offset"]), _int64(r["length"])
+        return sorted(rows, key=lambda r: (files.get(r["host_file"], 0), r["host_offset"] or 0))
+
+    def check(self) -> list[dict]:
+        """Findings met while reading plus each extent's checks."""
+        rows = list(self.findings)
+        for e in self.extents:
+            try:
+                rows += e.check()
+            except CorruptImage as err:
+                rows.append(
+                    dict(
+                        severity="error",
+                        structure=err.structure,
+                        host_offset=err.offset,
+                        message=str(err.detail),
+                    )
+                )
+        out: list[dict] = []
+        for r in rows:
+            r = dict(r, host_offset=_int64(r.get("host_offset")))
+            if r not in out:
+                out.append(r)
+        return out
+
+
+def _int64(v: int | None) -> int | None:
+    """``v`` if it fits the int64 columns of the report frames, else None."""
+    return v if v is not None and 0 <= v < 1 << 63 else None
+
+
+def open_image(source: ByteSource, *, path: str | None = None, strict: bool = True) -> VmdkImage:
+    """Open a VMDK descriptor, or a sparse extent on its own."""
+    return VmdkImage(source, path=path, strict=strict)
