@@ -3,13 +3,16 @@
 
 Run it from anywhere (``python3 sample_images/make_samples.py``); it writes next to
 itself and nowhere else, apart from a temporary directory for raw conversions.
-It needs ``qemu-img`` and ``qemu-io`` on PATH and only the Python standard library.
+It needs ``qemu-img`` and ``qemu-io`` on PATH and only the Python standard library; the
+partitioned disks also need sfdisk, mkfs.fat, mtools, mke2fs, mkntfs/ntfscp, blkid and
+The Sleuth Kit (mmls, fls).
 
 It is idempotent: every output it owns is deleted first and made again. The content is
 deterministic (fixed qemu-io patterns at fixed offsets, a seeded byte stream for the
 compression sources), so a re-run gives byte-identical files, except for the images
 with internal snapshots: qcow2 stores the wall-clock time of ``qemu-img snapshot -c``
-in the snapshot table (see README.md).
+in the snapshot table, and the partitioned disks, whose NTFS partition gets random
+serials and the current time from mkntfs/ntfscp (see README.md).
 
 For every image ``X`` it writes the oracle files described in README.md and one index,
 ``oracles.json``, which the tests load.
@@ -118,12 +121,12 @@ def source_bytes(layout: list[tuple[str, int]]) -> bytes:
 
 
 # Raw source for the compressed images: 2 MiB, cluster-aligned pieces of each kind so
-# the 64 KiB clusters come out as compressed, stored uncompressed (random data does
+# the 16 KiB clusters come out as compressed, stored uncompressed (random data does
 # not shrink) or not allocated at all (zeros).
 COMPRESSION_SOURCE = source_bytes([
-    ("text", 192 * KiB),      # clusters 0-2: compress well
-    ("random", 96 * KiB),     # cluster 3 random (stored as is); cluster 4 half random
-    ("zero", 736 * KiB),      # ... half zero; then zero clusters: left unallocated
+    ("text", 192 * KiB),      # clusters 0-11: compress well
+    ("random", 88 * KiB),     # clusters 12-16 random (stored as is); cluster 17 half
+    ("zero", 744 * KiB),      # random, half zero; then zero clusters: left unallocated
     ("ramp", 64 * KiB),       # 1 MiB: 00 01 .. ff repeated
     ("one", 64 * KiB),        # zeros and one byte: compresses to almost nothing
     ("zero", 856 * KiB),
@@ -236,8 +239,8 @@ def make_chain() -> None:
 
 def make_compressed() -> None:
     descriptions = {
-        "zlib": "qcow2 made by qemu-img convert -c (compression_type=zlib) from a 2 MiB "
-                "raw file with text, random and zero regions",
+        "zlib": "qcow2, 16 KiB clusters, made by qemu-img convert -c (compression_type=zlib) "
+                "from a 2 MiB raw file with text, random and zero regions",
         "zstd": "the same source converted with -c and compression_type=zstd",
     }
     write_file("compress-source.tmp.raw", COMPRESSION_SOURCE)
@@ -245,7 +248,7 @@ def make_compressed() -> None:
         for kind, description in descriptions.items():
             name = image(f"{kind}.qcow2", description)
             qemu_img("convert", "-c", "-f", "raw", "-O", "qcow2",
-                     "-o", f"compression_type={kind}",
+                     "-o", f"compression_type={kind},cluster_size=16k",
                      "compress-source.tmp.raw", name)
         v1 = image("v1-compressed.qcow",
                    "QCOW version 1 made by qemu-img convert -c -O qcow from the same "
@@ -297,9 +300,9 @@ def make_cluster_sizes() -> None:
 
 def make_v2() -> None:
     name = image("v2.qcow2",
-                 "qcow2 version 2 (compat=0.10), 2 MiB, 64 KiB clusters; write -z "
+                 "qcow2 version 2 (compat=0.10), 2 MiB, 4 KiB clusters; write -z "
                  "cannot make zero clusters here")
-    create(name, 2 * MiB, options="compat=0.10")
+    create(name, 2 * MiB, options="compat=0.10,cluster_size=4k")
     qemu_io(name,
             P(0x42, 1 * MiB, 64 * KiB),
             P(0x41, 128 * KiB, 96 * KiB),
@@ -309,14 +312,14 @@ def make_v2() -> None:
 
 def make_zero_clusters() -> None:
     base = image("zero-clusters-base.qcow2",
-                 "qcow2, 2 MiB, 64 KiB clusters, data in the first 384 KiB; backing file "
+                 "qcow2, 2 MiB, 16 KiB clusters, data in the first 384 KiB; backing file "
                  "of zero-clusters.qcow2")
     top = image("zero-clusters.qcow2",
                 "qcow2 v3 over zero-clusters-base.qcow2: zero clusters (plain and "
                 "allocated) that hide the backing data")
-    create(base, 2 * MiB)
+    create(base, 2 * MiB, options="cluster_size=16k")
     qemu_io(base, P(0x51, 192 * KiB, 192 * KiB), P(0x50, 0, 192 * KiB))
-    create(top, 2 * MiB, backing=base, backing_fmt="qcow2")
+    create(top, 2 * MiB, options="cluster_size=16k", backing=base, backing_fmt="qcow2")
     qemu_io(top,
             P(0x52, 256 * KiB, 64 * KiB),            # allocate ...
             Z(64 * KiB, 128 * KiB),                  # plain zero clusters over data
@@ -328,41 +331,42 @@ def make_zero_clusters() -> None:
 
 def make_raw_backing() -> None:
     raw = image("raw-backing.raw",
-                "raw file, 512 KiB, fully written (no holes); backing file of "
+                "raw file, 256 KiB, fully written (no holes); backing file of "
                 "raw-backing.qcow2")
     top = image("raw-backing.qcow2",
-                "qcow2, 1 MiB, over raw-backing.raw (-F raw), which is shorter than it")
-    create(raw, 512 * KiB, fmt="raw")
+                "qcow2, 512 KiB, 16 KiB clusters, over raw-backing.raw (-F raw), which is "
+                "shorter than it")
+    create(raw, 256 * KiB, fmt="raw")
     qemu_io(raw,
-            P(0x61, 256 * KiB, 256 * KiB),
-            P(0x60, 0, 128 * KiB),
+            P(0x61, 128 * KiB, 128 * KiB),
+            P(0x60, 0, 64 * KiB),
             fmt="raw")
-    create(top, 1 * MiB, backing=raw, backing_fmt="raw")
+    create(top, 512 * KiB, options="cluster_size=16k", backing=raw, backing_fmt="raw")
     qemu_io(top,
-            P(0x63, 512 * KiB - 32 * KiB, 64 * KiB), # straddles the backing file's end
-            P(0x62, 64 * KiB + 4 * KiB, 4 * KiB),    # COW from the raw backing
-            Z(320 * KiB, 64 * KiB))                  # zero cluster over raw data
+            P(0x63, 256 * KiB - 32 * KiB, 64 * KiB), # straddles the backing file's end
+            P(0x62, 4 * KiB, 4 * KiB),               # COW from the raw backing
+            Z(128 * KiB, 64 * KiB))                  # zero cluster over raw data
 
 
 def make_data_files() -> None:
     raw_on = image("datafile.qcow2",
-                   "qcow2, 512 KiB, 4 KiB clusters, external data file datafile.data with "
+                   "qcow2, 256 KiB, 4 KiB clusters, external data file datafile.data with "
                    "data_file_raw=on (the data file is a valid raw image)")
     raw_off = image("datafile2.qcow2",
-                    "qcow2, 512 KiB, 4 KiB clusters, external data file datafile2.data, "
+                    "qcow2, 256 KiB, 4 KiB clusters, external data file datafile2.data, "
                     "data_file_raw off")
-    EXTRA_FILES["datafile.data"] = "external data file of datafile.qcow2 (raw, 512 KiB)"
+    EXTRA_FILES["datafile.data"] = "external data file of datafile.qcow2 (raw, 256 KiB)"
     EXTRA_FILES["datafile2.data"] = "external data file of datafile2.qcow2"
     writes = (
-        P(0x72, 320 * KiB, 64 * KiB),
-        P(0x71, 64 * KiB + 512, 3 * KiB),
-        Z(128 * KiB, 128 * KiB),
+        P(0x72, 160 * KiB, 32 * KiB),
+        P(0x71, 32 * KiB + 512, 3 * KiB),
+        Z(64 * KiB, 64 * KiB),
         P(0x73, 0, 4 * KiB),
     )
-    create(raw_on, 512 * KiB,
+    create(raw_on, 256 * KiB,
            options="cluster_size=4k,data_file=datafile.data,data_file_raw=on")
     qemu_io(raw_on, *writes)
-    create(raw_off, 512 * KiB, options="cluster_size=4k,data_file=datafile2.data")
+    create(raw_off, 256 * KiB, options="cluster_size=4k,data_file=datafile2.data")
     qemu_io(raw_off, *writes)
 
 
@@ -377,8 +381,216 @@ def make_qcow1() -> None:
             fmt="qcow")
 
 
+# The same 1 MiB of content in every other container format qemu-img writes: text at
+# the start, random and ramp bytes in the middle, one byte at the very end. 193 KiB of
+# it is non-zero, in four 64 KiB-aligned pieces (VMDK grains, Parallels clusters).
+FORMATS_SOURCE = source_bytes([
+    ("text", 128 * KiB),
+    ("zero", 384 * KiB),
+    ("random", 48 * KiB),     # 512 KiB
+    ("ramp", 16 * KiB),
+    ("zero", 384 * KiB),
+    ("one", 64 * KiB),        # ends in a single 0x5a byte: the disk's last byte
+])
+assert len(FORMATS_SOURCE) == 1 * MiB
+
+# name -> (qemu-img format, -o options, description)
+OTHER_FORMATS = {
+    "vmdk-sparse.vmdk": ("vmdk", "subformat=monolithicSparse",
+                         "VMDK monolithicSparse (hosted sparse extent, 64 KiB grains)"),
+    "vmdk-stream.vmdk": ("vmdk", "subformat=streamOptimized",
+                         "VMDK streamOptimized (deflate-compressed grains, markers)"),
+    "vhd-dynamic.vhd": ("vpc", "subformat=dynamic",
+                        "VHD dynamic; 2 MiB blocks, so one block holds the whole disk; "
+                        "virtual size rounded up to the CHS geometry (1079296 bytes)"),
+    "vdi-dynamic.vdi": ("vdi", "", "VDI dynamic, one 1 MiB block"),
+    "parallels.hds": ("parallels", "cluster_size=4k",
+                      "Parallels expandable image, 4 KiB clusters (qemu-img default is 1 MiB)"),
+}
+# VHDX is left out: qemu-img puts each region (headers, log, metadata, BAT) on its own
+# 1 MiB boundary, so even an empty 1 MiB VHDX with block_size=1M,log_size=1M is 8 MiB,
+# more than this folder may hold. Formats whose qemu-img map is not to be trusted
+# (QEMU's VHDX driver has no block status and maps everything as data) go here.
+MAP_UNRELIABLE_FORMATS = {"vhdx"}
+
+
+def make_other_formats() -> None:
+    write_file("formats-source.tmp.raw", FORMATS_SOURCE)
+    try:
+        for name, (fmt, options, description) in OTHER_FORMATS.items():
+            image(name, description + " made by qemu-img convert from the 1 MiB "
+                  "formats source (see Notes)")
+            argv = ["convert", "-f", "raw", "-O", fmt]
+            if options:
+                argv += ["-o", options]
+            qemu_img(*argv, "formats-source.tmp.raw", name)
+    finally:
+        (HERE / "formats-source.tmp.raw").unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------ partitioned disks
+#
+# Filesystems are made in a temporary folder with their own tools, copied into a raw
+# disk at the partition offsets with dd conv=notrunc, and the disk is stored as a
+# compressed qcow2 (4 KiB clusters keep the metadata small). Only the qcow2 stays.
+
+SECTOR = 512
+# name -> list of partition numbers holding a filesystem, filled by the recipes
+PARTITIONED: dict[str, list[int]] = {}
+
+
+def tool(*args: str, cwd: Path, env: dict | None = None, input: str | None = None) -> str:
+    """Run a filesystem/partitioning tool in `cwd`; fail loudly."""
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, input=input,
+                          env=None if env is None else {**os.environ, **env})
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout + proc.stderr)
+        raise SystemExit(f"command failed ({proc.returncode}): {' '.join(args)}")
+    return proc.stdout
+
+
+def file_tree(root: Path) -> Path:
+    """A small folder of files with fixed contents and times, for every filesystem."""
+    files = {
+        "README.TXT": b"vdinspect sample disk\n",
+        "A long file name with spaces.txt": b"long file names need VFAT entries\n",
+        "docs/notes.txt": b"".join(f"{i:04d} notes line\n".encode() for i in range(400)),
+        "docs/sub/deep.txt": b"three levels down\n",
+        "DELETED.TXT": b"this file is deleted on the FAT partition\n",
+    }
+    for rel, data in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (FIXED_MTIME, FIXED_MTIME))
+    return root
+
+
+def make_fat(path: Path, size: int, bits: int, label: str, tree: Path,
+             delete: str | None = None) -> None:
+    """mkfs.fat --invariant (fixed serial 1234-ABCD, fixed times), then mcopy/mdel."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+    tool("mkfs.fat", "-F", str(bits), "-s", "1", "-S", "512", "-n", label, "--invariant", path.name, cwd=path.parent)
+    env = {"MTOOLS_SKIP_CHECK": "1"}
+    entries = sorted(p.name for p in tree.iterdir())
+    tool("mcopy", "-s", "-m", "-i", path.name, *[str(tree / e) for e in entries], "::/",
+         cwd=path.parent, env=env)
+    if delete:
+        tool("mdel", "-i", path.name, f"::/{delete}", cwd=path.parent, env=env)
+
+
+def make_ext(path: Path, size: int, kind: str, label: str, uuid: str, tree: Path) -> None:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    tool("mke2fs", "-q", "-F", "-t", kind, "-L", label, "-U", uuid,
+         "-E", f"hash_seed={uuid}", "-d", str(tree), path.name,
+         cwd=path.parent, env={"E2FSPROGS_FAKE_TIME": str(FIXED_MTIME)})
+
+
+def make_ntfs(path: Path, size: int, label: str, start_sector: int, tree: Path) -> None:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    tool("mkntfs", "-F", "-Q", "-s", "512", "-L", label, "-p", str(start_sector),
+         "-H", "255", "-S", "63", path.name, cwd=path.parent)
+    for rel in ("README.TXT", "docs/notes.txt"):
+        tool("ntfscp", path.name, str(tree / rel), Path(rel).name, cwd=path.parent)
+
+
+def build_disk(name: str, tmp: Path, size: int, script: str,
+               parts: list[tuple[int, Path]]) -> None:
+    """sfdisk `script` onto a raw disk, dd each filesystem file in, convert -c to qcow2."""
+    raw = tmp / (name + ".raw")
+    with open(raw, "wb") as f:
+        f.truncate(size)
+    tool("sfdisk", "-q", raw.name, cwd=tmp, input=script)
+    for start_sector, fs in parts:
+        tool("dd", f"if={fs.name}", f"of={raw.name}", f"bs={SECTOR}", f"seek={start_sector}",
+             "conv=notrunc", "status=none", cwd=tmp)
+        fs.unlink()
+    qemu_img("convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4k",
+             str(raw), name)
+    raw.unlink()
+
+
+def make_partitioned() -> None:
+    gpt = image("gpt-fat32-ext4-ntfs.qcow2",
+                "compressed qcow2 (4 KiB clusters) of a 44 MiB GPT disk: 1 FAT32 (34 MiB, "
+                "512-byte clusters, long name, subfolders, a deleted file), 2 ext4 (4 MiB), "
+                "3 NTFS (4 MiB, two files)")
+    mbr = image("mbr-logical.qcow2",
+                "compressed qcow2 (4 KiB clusters) of an 8 MiB MBR disk: extended "
+                "partition 1 holding logical 5 FAT16 (3 MiB) and logical 6 ext2 (1 MiB)")
+    PARTITIONED[gpt] = [1, 2, 3]
+    PARTITIONED[mbr] = [5, 6]
+    with tempfile.TemporaryDirectory(prefix="vdinspect-parts-") as t:
+        tmp = Path(t)
+        tree = file_tree(tmp / "tree")
+        # GPT: sectors 2048 (FAT32, 69632), 71680 (ext4, 8192), 79872 (NTFS, 8192)
+        make_fat(tmp / "p1", 69632 * SECTOR, 32, "VDFAT32", tree,
+                 delete="DELETED.TXT")
+        make_ext(tmp / "p2", 8192 * SECTOR, "ext4", "vdext4",
+                 "5a3c1e2d-0000-4000-8000-0000000000e4", tree)
+        make_ntfs(tmp / "p3", 8192 * SECTOR, "VDNTFS", 79872, tree)
+        guid = "5A3C1E2D-0000-4000-8000-0000000000"
+        basic, linux = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7", "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+        build_disk(gpt, tmp, 44 * MiB, "\n".join([
+            "label: gpt",
+            f"label-id: {guid}01",
+            "first-lba: 2048",
+            f'start=2048, size=69632, type={basic}, name="fat32", uuid={guid}11',
+            f'start=71680, size=8192, type={linux}, name="ext4", uuid={guid}12',
+            f'start=79872, size=8192, type={basic}, name="ntfs", uuid={guid}13',
+        ]) + "\n", [(2048, tmp / "p1"), (71680, tmp / "p2"), (79872, tmp / "p3")])
+        # MBR: extended 2048..16383; logicals at 4096 (FAT16, 6144) and 12288 (ext2, 2048)
+        make_fat(tmp / "p5", 6144 * SECTOR, 16, "VDFAT16", tree)
+        make_ext(tmp / "p6", 2048 * SECTOR, "ext2", "vdext2",
+                 "5a3c1e2d-0000-4000-8000-0000000000e2", tree)
+        build_disk(mbr, tmp, 8 * MiB, "\n".join([
+            "label: dos",
+            "label-id: 0x5a3c1e2d",
+            "start=2048, size=14336, type=5",
+            "start=4096, size=6144, type=6",
+            "start=12288, size=2048, type=83",
+        ]) + "\n", [(4096, tmp / "p5"), (12288, tmp / "p6")])
+
+
+def partition_answers(name: str, tmpdir: Path) -> tuple[dict, list[dict]]:
+    """mmls, sfdisk --json, blkid and fls answers for a partitioned image (via raw)."""
+    raw = tmpdir / "parts.raw"
+    qemu_img("convert", "-O", "raw", name, str(raw))
+    try:
+        texts = {f"{name}.mmls.txt": run("mmls", str(raw))}
+        table = json.loads(run("sfdisk", "--json", str(raw)))["partitiontable"]
+        table["device"] = name
+        for p in table["partitions"]:
+            p["node"] = p["node"].replace(str(raw), name)
+        texts[f"{name}.sfdisk.json"] = {"partitiontable": table}
+        sector = table.get("sectorsize", SECTOR)
+        parts = []
+        for p in table["partitions"]:
+            number = int(p["node"][len(name):])
+            start, length = p["start"] * sector, p["size"] * sector
+            row = {"index": number, "start": start, "length": length,
+                   "filesystem": None, "version": None, "label": None, "uuid": None}
+            if number in PARTITIONED[name]:
+                out = run("blkid", "-p", "-o", "export", "-O", str(start), "-S", str(length),
+                          str(raw), ok_codes=(0, 2))
+                tags = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+                row.update(filesystem=tags.get("TYPE"), version=tags.get("VERSION"),
+                           label=tags.get("LABEL"), uuid=tags.get("UUID"))
+                texts[f"{name}.p{number}.fls.txt"] = run(
+                    "fls", "-r", "-p", "-o", str(p["start"]), str(raw))
+            parts.append(row)
+        return texts, parts
+    finally:
+        raw.unlink(missing_ok=True)
+
+
 RECIPES = [make_chain, make_compressed, make_extl2, make_cluster_sizes, make_v2,
-           make_zero_clusters, make_raw_backing, make_data_files, make_qcow1]
+           make_zero_clusters, make_raw_backing, make_data_files, make_qcow1,
+           make_other_formats, make_partitioned]
 # Files kept sparse on disk (qemu's answers were checked to be the same either way).
 # (2 MiB-cluster images are made by the tests instead: their metadata alone is 10 MiB.)
 SPARSE: set[str] = set()
@@ -469,6 +681,7 @@ def comparable(oracle: dict) -> dict:
 # Everything in this folder except the script itself is an output; these patterns
 # match all of it (also files of images an older version of the script made).
 OUTPUT_PATTERNS = ("*.qcow2", "*.qcow", "*.raw", "*.data", "*.json", "*.sha256",
+                   "*.vmdk", "*.vhd", "*.vhdx", "*.vdi", "*.hds", "*.txt",
                    "*-tmp", "README.md")
 
 
@@ -482,9 +695,11 @@ def write_readme(rows: list[tuple[str, str]]) -> None:
     lines = [
         "# sample_images",
         "",
-        "Small QEMU disk images and the answers `qemu-img` gives about them, so tests and",
-        "notebooks work without qemu-img. Everything here is made by `make_samples.py`",
-        "(standard library + `qemu-img`/`qemu-io`); do not edit by hand: change the script",
+        "Small disk images made by qemu-img and the answers `qemu-img` (and, for the",
+        "partitioned disks, mmls/sfdisk/blkid/fls) give about them, so tests and notebooks",
+        "work without those tools. Everything here is made by `make_samples.py` (standard",
+        "library + `qemu-img`/`qemu-io`; for the partitioned disks also sfdisk, dosfstools,",
+        "mtools, e2fsprogs, ntfs-3g and The Sleuth Kit); do not edit by hand: change the script",
         "and run `python3 sample_images/make_samples.py` (made with "
         f"{QEMU_VERSION}).",
         "",
@@ -504,9 +719,26 @@ def write_readme(rows: list[tuple[str, str]]) -> None:
         "- `X.snapshots.json`: the `snapshots` list of `qemu-img info` (images with internal",
         "  snapshots), and `X@NAME.raw.sha256` for",
         "  `qemu-img convert -l snapshot.name=NAME -O raw X`.",
-        "- `oracles.json`: the index the tests load: image name -> `format`, `virtual_size`,",
-        "  `raw_sha256`, `snapshots` (name -> sha256), `backing` (relative names, parent",
-        "  first, down to the base), `data_file` (relative name or null).",
+        "- `oracles.json`: the index the tests load: image name -> `format` (qemu-img's",
+        "  name: `vpc` is VHD), `virtual_size`, `raw_sha256`, `snapshots` (name -> sha256),",
+        "  `backing` (relative names, parent first, down to the base), `data_file` (relative",
+        "  name or null), `map_reliable` (false where `qemu-img map` cannot be trusted: QEMU's",
+        "  VHDX driver has no block status and maps a whole VHDX as data; no such image is",
+        "  here now), and for partitioned disks `partitions`: per partition of",
+        "  `sfdisk --json` its `index` (Linux numbering: 1-4 primary, 5+ logical), `start`",
+        "  and `length` in bytes, and from `blkid -p -o export` on the raw conversion",
+        "  `filesystem` (TYPE, e.g. `vfat`, `ext4`, `ntfs`; null for an extended",
+        "  partition), `version` (VERSION: `FAT16`/`FAT32` tells the FAT type), `label`,",
+        "  `uuid`.",
+        "",
+        "Partitioned disks (`gpt-fat32-ext4-ntfs.qcow2`, `mbr-logical.qcow2`) also have,",
+        "from a raw conversion in a temporary folder (no raw file is kept):",
+        "",
+        "- `X.mmls.txt`: The Sleuth Kit `mmls` on the raw disk.",
+        "- `X.sfdisk.json`: `sfdisk --json` (device and node names made relative).",
+        "- `X.pN.fls.txt`: `fls -r -p -o START_SECTOR` of partition N (filesystem",
+        "  partitions only). Deleted entries carry `*`; `$MBR`, `$FAT1`, `$FAT2`,",
+        "  `$OrphanFiles` are TSK's virtual entries, `$`-names on NTFS are metadata files.",
         "",
         "All paths in these files are relative to this folder.",
         "",
@@ -533,9 +765,33 @@ def write_readme(rows: list[tuple[str, str]]) -> None:
         "  inside an allocated cluster.",
         "- Unallocated in the whole chain: `present: false, zero: true` with `depth` =",
         "  the deepest layer (2 for chain-top.qcow2) -- but `depth: 0` past the end of a",
-        "  backing file that is shorter than the image (raw-backing.qcow2 after 512 KiB).",
+        "  backing file that is shorter than the image (raw-backing.qcow2 after 256 KiB).",
         "- `data_file_raw=on`: qemu-img allocates every cluster at creation, so",
         "  datafile.qcow2 maps never-written ranges as `data: true` with an `offset`.",
+        "- Size: the folder must stay under 10 MiB (apparent size). To make room for the",
+        "  other formats and the partitioned disks, v2.qcow2 uses 4 KiB clusters,",
+        "  zlib/zstd/zero-clusters*/raw-backing.qcow2 16 KiB clusters, and the datafile and",
+        "  raw-backing images are 256-512 KiB; the chain-* and extl2* images keep 64 KiB.",
+        "- Other formats: vmdk-sparse.vmdk, vmdk-stream.vmdk, vhd-dynamic.vhd,",
+        "  vdi-dynamic.vdi and parallels.hds are `qemu-img convert` of one 1 MiB source",
+        "  (128 KiB text at 0, 48 KiB random + 16 KiB ramp at 512 KiB, a 0x5a last byte),",
+        "  so all read back as the same bytes (VHD pads to its CHS size, 1079296 bytes).",
+        "  qemu-img writes a whole block per allocated block: VHD 2 MiB, VDI 1 MiB, so those",
+        "  two are ~2 MiB and ~1 MiB whatever the content. There is no VHDX sample: qemu-img",
+        "  aligns every VHDX region to 1 MiB, so even an empty 1 MiB VHDX with",
+        "  `block_size=1M,log_size=1M` is 8 MiB -- it does not fit; tests make VHDX",
+        "  images with qemu-img instead. No `check.json` for these (qcow2 only).",
+        "- Partitioned disks: each filesystem is made on its own file (mkfs.fat",
+        "  `-s 1 -S 512 --invariant` plus mcopy/mdel; mke2fs `-d` with fixed UUID, hash",
+        "  seed and E2FSPROGS_FAKE_TIME; mkntfs `-F -Q -s 512` plus ntfscp), dd'd into the",
+        "  raw disk at the partition offset, and the disk is stored with",
+        "  `qemu-img convert -c -O qcow2 -o cluster_size=4k`. The same small tree goes into",
+        "  every filesystem (README.TXT, a long name with spaces, docs/notes.txt,",
+        "  docs/sub/deep.txt, DELETED.TXT -- deleted with mdel on the FAT32 partition only;",
+        "  NTFS gets README.TXT and notes.txt at its root). `--invariant` gives every FAT",
+        "  the serial 1234-ABCD. mkntfs and ntfscp use random serials/GUIDs and the current",
+        "  time, so the two partitioned images, their sha256 and the NTFS uuid change on",
+        "  every run (the oracles are remade with them; the FAT and ext answers do not).",
         "- compat=0.10 (v2.qcow2): `write -z` leaves unallocated clusters unallocated and",
         "  writes real zeros into allocated ones; `qemu-img info` still reports",
         "  `compression-type: zlib` for it.",
@@ -599,6 +855,18 @@ def main() -> None:
                 "data_file": top.get("format-specific", {}).get("data", {})
                                 .get("data-file"),
             }
+            index[name]["map_reliable"] = top["format"] not in MAP_UNRELIABLE_FORMATS
+            if name in PARTITIONED:
+                texts, parts = partition_answers(name, tmpdir)
+                for key, value in texts.items():
+                    if key.endswith(".json"):
+                        dump_json(key, value)
+                    else:
+                        (HERE / key).write_text(value)
+                index[name]["partitions"] = parts
+            if name in OTHER_FORMATS:
+                assert oracle["raw_sha256"] == hashlib.sha256(
+                    FORMATS_SOURCE.ljust(top["virtual-size"], b"\0")).hexdigest(), name
             if name in ("zlib.qcow2", "zstd.qcow2", "v1-compressed.qcow"):
                 assert oracle["raw_sha256"] == source_sha, name
     dump_json("oracles.json", index)
