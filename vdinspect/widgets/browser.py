@@ -106,6 +106,13 @@ class FileBrowser:
                 self.status,
             ]
         )
+        # Stable CSS classes, so a page (or a browser test) can find the parts.
+        self.widget.add_class("vdinspect-browser")
+        self.listing.add_class("vdinspect-listing")
+        self.open_button.add_class("vdinspect-open")
+        self.up_button.add_class("vdinspect-up")
+        self.crumbs.add_class("vdinspect-crumbs")
+        self.preview_box.add_class("vdinspect-preview")
         self._values: dict[int, object] = {}
         self.refresh()
 

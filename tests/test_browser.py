@@ -1,0 +1,353 @@
+"""The tour notebook in a real browser: JupyterLab + headless Chromium driven by Playwright.
+
+Starts a locked-down JupyterLab on 127.0.0.1 (no token, no news or update checks, temporary
+config/data/runtime/settings folders) over a temporary copy of ``notebooks/tour.ipynb`` and
+``sample_images/``, runs all cells from the Run menu, and checks what a user would see: no
+error output, a matplotlib picture, the file browser widget, and that opening a folder in the
+browser changes its listing. Screenshots go to ``tests/artifacts/browser/`` (ignored by git).
+
+Skips when ``/usr/bin/chromium`` (Debian's ``chromium``), ``playwright`` or ``jupyterlab`` is
+missing. Never runs ``playwright install``: the Debian Chromium is used. Every process it
+starts is ended in a finalizer, and every wait is bounded by one overall deadline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, have
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "tests" / "artifacts" / "browser"
+BUDGET = 180.0  # seconds for the whole test, server start to last screenshot
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-proxy-server",
+]
+# JupyterLab user settings: no news or update toasts, no extension manager (it would ask
+# PyPI), and every cell kept in the DOM (no windowing) so selectors see the whole notebook.
+LAB_SETTINGS = {
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
+        "fetchNews": "false",
+        "checkForUpdates": False,
+    },
+    "@jupyterlab/extensionmanager-extension/plugin.jupyterlab-settings": {"enabled": False},
+    "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
+        "windowingMode": "none",
+        "autoStartDefaultKernel": True,
+    },
+}
+SERVER_CONFIG = {
+    "ServerApp": {"terminals_enabled": False},
+    "LabApp": {
+        "news_url": None,
+        "check_for_updates_class": "jupyterlab.NeverCheckForUpdate",
+    },
+}
+# The cell prompts of a notebook whose code cells have all run: "[n]:" everywhere.
+ALL_RAN_JS = """() => {
+    const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+    return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+}"""
+
+
+def _requirements():
+    """Skip unless Chromium, Playwright, JupyterLab and the notebook's own needs are here."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} missing (Debian package chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright not installed")
+    pytest.importorskip("jupyterlab", reason="jupyterlab not installed")
+    for mod in ("ipykernel", "ipywidgets", "matplotlib"):
+        pytest.importorskip(mod, reason=f"{mod} not installed")
+    return sync_api
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _http(url: str, method: str = "GET", timeout: float = 5.0) -> bytes:
+    req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+    with _NO_PROXY.open(req, timeout=timeout) as r:
+        return r.read()
+
+
+def _pids_with_env(marker: str) -> list[int]:
+    """Processes whose environment holds ``marker`` (the server and the kernels it started)."""
+    needle = marker.encode()
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    found.append(int(d))
+        except OSError:
+            continue
+    return found
+
+
+class _Deadline:
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def ms(self, cap: float = 60.0) -> float:
+        """Milliseconds left (at most ``cap`` seconds), for a Playwright timeout."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"browser test over its {BUDGET:.0f} s budget")
+        return min(left, cap) * 1000
+
+
+@pytest.fixture
+def lab(tmp_path, request):
+    """A JupyterLab server over a copy of the tour notebook; yields (playwright API, base URL)."""
+    sync_api = _requirements()
+    root = tmp_path / "root"
+    (root / "notebooks").mkdir(parents=True)
+    shutil.copy2(ROOT / "notebooks" / "tour.ipynb", root / "notebooks" / "tour.ipynb")
+    shutil.copytree(ROOT / "sample_images", root / "sample_images")
+
+    jdirs = {
+        "JUPYTER_CONFIG_DIR": tmp_path / "jconfig",
+        "JUPYTER_DATA_DIR": tmp_path / "jdata",
+        "JUPYTER_RUNTIME_DIR": tmp_path / "jruntime",
+        "JUPYTERLAB_SETTINGS_DIR": tmp_path / "jsettings",
+        "JUPYTERLAB_WORKSPACES_DIR": tmp_path / "jworkspaces",
+        "IPYTHONDIR": tmp_path / "ipython",
+        "MPLCONFIGDIR": tmp_path / "mpl",
+    }
+    for d in jdirs.values():
+        d.mkdir()
+    (jdirs["JUPYTER_CONFIG_DIR"] / "jupyter_server_config.json").write_text(
+        json.dumps(SERVER_CONFIG)
+    )
+    for rel, value in LAB_SETTINGS.items():
+        f = jdirs["JUPYTERLAB_SETTINGS_DIR"] / rel
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(value))
+
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env.update({k: str(v) for k, v in jdirs.items()})
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    env["JUPYTER_PLATFORM_DIRS"] = "1"
+    marker = f"JUPYTER_RUNTIME_DIR={jdirs['JUPYTER_RUNTIME_DIR']}"
+
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "jupyterlab.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed in the finalizer
+    cmd = [
+        sys.executable, "-m", "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        "--ServerApp.open_browser=False",
+        "--ip=127.0.0.1",
+        f"--port={port}",
+        "--port-retries=0",
+        f"--ServerApp.root_dir={root}",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        "--ServerApp.terminals_enabled=False",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+
+    def stop() -> None:
+        try:  # polite first: the server shuts its kernels down
+            if proc.poll() is None:
+                _http(base + "/api/shutdown", method="POST", timeout=5)
+                proc.wait(timeout=10)
+        except Exception:
+            pass
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in set(_pids_with_env(marker)) | ({proc.pid} if proc.poll() is None else set()):
+                try:
+                    os.killpg(pid, sig) if pid == proc.pid else os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if sig == signal.SIGTERM:
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+                time.sleep(0.5)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # anything left in the server's group
+        except (ProcessLookupError, PermissionError):
+            pass
+        proc.wait(timeout=10)
+        log.close()
+
+    request.addfinalizer(stop)
+
+    end = time.monotonic() + 90
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(
+                f"jupyterlab exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}"
+            )
+        try:
+            json.loads(_http(base + "/api/status", timeout=2))
+            break
+        except Exception:
+            if time.monotonic() > end:
+                pytest.fail(f"jupyterlab did not answer in 90 s:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+    yield sync_api, base
+
+
+def test_tour_notebook_renders_in_chromium(lab, tmp_path):
+    sync_api, base = lab
+    deadline = _Deadline(BUDGET)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots: list[Path] = []
+
+    def shot(page, name: str, locator=None) -> None:
+        path = ARTIFACTS / f"{len(shots) + 1:02d}-{name}.png"
+        (locator or page).screenshot(path=str(path), timeout=deadline.ms(30))
+        shots.append(path)
+        print(f"screenshot: {path}")
+
+    with sync_api.sync_playwright() as pw:
+        # A persistent context is how Playwright takes a fresh --user-data-dir of our own.
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=CHROMIUM,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 1000},
+            timeout=deadline.ms(60),
+        )
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.set_default_timeout(deadline.ms(60))
+            console_errors: list[str] = []
+            page.on("pageerror", lambda e: console_errors.append(str(e)))
+
+            # Should a "Select Kernel" dialog show up anyway, accept the preferred kernel.
+            page.add_locator_handler(
+                page.locator(".jp-Dialog", has_text="Select Kernel"),
+                lambda d: d.locator(".jp-mod-accept").click(),
+            )
+            page.goto(base + "/lab/tree/notebooks/tour.ipynb", timeout=deadline.ms(60))
+            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=deadline.ms(90))
+            # The kernel is up when the status bar names it and says Idle.
+            page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(
+                timeout=deadline.ms(90)
+            )
+
+            # Run → Run All Cells, through the menu as a user would.
+            page.locator(".lm-MenuBar-item", has_text="Run").first.click(timeout=deadline.ms(10))
+            run_all = page.locator(
+                ".lm-Menu-item[data-command='runmenu:run-all'],"
+                " .lm-Menu-item[data-command='notebook:run-all-cells']"
+            ).first
+            assert "Run All Cells" in run_all.inner_text(timeout=deadline.ms(15))
+            run_all.click(timeout=deadline.ms(15))
+            page.wait_for_function(ALL_RAN_JS, timeout=deadline.ms(150))
+            page.wait_for_selector(
+                ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
+                timeout=deadline.ms(60),
+            )
+            shot(page, "notebook-ran")
+
+            errors = page.locator(
+                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error'], "
+                ".jp-OutputArea-output.jp-mod-error"  # fallback for older renderers
+            )
+            if errors.count():
+                pytest.fail("error output in the notebook:\n" + "\n".join(errors.all_inner_texts()))
+
+            # A matplotlib picture: an inline PNG that the browser decoded.
+            img = page.locator(".jp-OutputArea-output img[src^='data:image/png']").first
+            img.scroll_into_view_if_needed(timeout=deadline.ms())
+            img.wait_for(state="visible", timeout=deadline.ms())
+            size = img.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+            assert size[0] > 100 and size[1] > 50, size
+            shot(page, "plot", img)
+
+            if not have("mkfs.fat", "mmd", "mcopy", "sfdisk"):
+                pytest.skip("mkfs.fat, mtools or sfdisk missing: the tour shows no file browser")
+
+            # The file browser widget, rendered by the ipywidgets front end.
+            fb = page.locator(".vdinspect-browser").first
+            fb.scroll_into_view_if_needed(timeout=deadline.ms())
+            fb.wait_for(state="visible", timeout=deadline.ms())
+            listing = fb.locator(".vdinspect-listing select")
+            options = listing.locator("option")
+            page.wait_for_function(
+                "sel => sel.options.length > 0", arg=listing.element_handle(), timeout=deadline.ms()
+            )
+            before = options.all_inner_texts()
+            assert any("docs/" in t for t in before), before
+            assert any("README.MD" in t.upper() for t in before), before
+            shot(page, "browser-root", fb)
+
+            # Open the docs folder: select it in the listing, click Open.
+            docs = options.filter(has_text="docs/").first
+            listing.select_option(value=docs.get_attribute("value"), timeout=deadline.ms())
+            fb.locator("button.vdinspect-open").click(timeout=deadline.ms())
+            page.wait_for_function(
+                """sel => [...sel.options].some(o => o.textContent.includes('hello.txt'))""",
+                arg=listing.element_handle(),
+                timeout=deadline.ms(),
+            )
+            after = options.all_inner_texts()
+            assert after != before
+            assert any("hello.txt" in t.lower() for t in after), after
+            assert not any("docs/" in t for t in after), after
+            crumbs = fb.locator(".vdinspect-crumbs button").all_inner_texts()
+            assert any("docs" in c for c in crumbs), crumbs
+
+            # Select the file: the preview shows its text.
+            hello = options.filter(has_text="hello.txt").first
+            listing.select_option(value=hello.get_attribute("value"), timeout=deadline.ms())
+            fb.locator(".vdinspect-preview", has_text="Hello from inside a FAT partition").wait_for(
+                timeout=deadline.ms()
+            )
+            shot(page, "browser-docs", fb)
+            assert not console_errors, console_errors
+        except BaseException:
+            # Keep what the page looked like when it went wrong.
+            try:
+                page.screenshot(path=str(ARTIFACTS / "failure.png"), timeout=10_000)
+                (ARTIFACTS / "failure.html").write_text(page.content())
+                print(f"failure screenshot: {ARTIFACTS / 'failure.png'}")
+            except Exception:
+                pass
+            raise
+        finally:
+            browser.close()
+    assert all(p.stat().st_size > 0 for p in shots)
