@@ -1,0 +1,114 @@
+"""The NTFS boot sector (the BIOS parameter block) and the volume geometry it gives.
+
+Facts from the Linux-NTFS project documentation ("Boot sector") cross-checked with
+mkntfs and Windows-made volumes. The boot sector is sector 0 of the volume; a copy sits
+in the last sector (the sector just past ``total_sectors``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from construct import Bytes, Int8sl, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
+
+NTFS_OEM = b"NTFS    "
+
+BootSector = Struct(
+    "jump" / Bytes(3) * "x86 jump over the BPB",
+    "oem_id" / Bytes(8) * '"NTFS    "',
+    "bytes_per_sector" / Int16ul * "bytes (256..4096, power of two)",
+    "sectors_per_cluster" / Int8ul * "sectors, or 256 - log2(sectors) when above 0x80",
+    "reserved_sectors" / Int16ul * "always 0 on NTFS",
+    Padding(5),  # FAT fields that must be zero
+    "media_descriptor" / Int8ul * "0xF8 for a hard disk",
+    Padding(2),
+    "sectors_per_track" / Int16ul * "CHS geometry (unused)",
+    "number_of_heads" / Int16ul * "CHS geometry (unused)",
+    "hidden_sectors" / Int32ul * "sectors before the volume (partition start)",
+    Padding(8),
+    "total_sectors" / Int64ul * "sectors in the volume, the backup boot sector excluded",
+    "mft_lcn" / Int64ul * "first cluster of $MFT",
+    "mftmirr_lcn" / Int64ul * "first cluster of $MFTMirr",
+    "clusters_per_mft_record" / Int8sl * "clusters, or -log2(bytes) when negative",
+    Padding(3),
+    "clusters_per_index_record" / Int8sl * "clusters, or -log2(bytes) when negative",
+    Padding(3),
+    "volume_serial_number" / Int64ul * "the volume serial (blkid prints it as 16 hex digits)",
+    "checksum" / Int32ul * "unused (0)",
+    "bootstrap" / Bytes(426) * "boot code",
+    "end_of_sector_marker" / Int16ul * "0xAA55",
+)  # 512 bytes
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Sizes and places the boot sector gives, in bytes."""
+
+    sector_size: int
+    cluster_size: int
+    total_sectors: int
+    mft_lcn: int
+    mftmirr_lcn: int
+    record_size: int
+    index_record_size: int
+    serial: int
+    boot_offset: int  # where this boot sector was read (0, or the backup's place)
+
+    @property
+    def volume_size(self) -> int:
+        return self.total_sectors * self.sector_size
+
+    @property
+    def clusters(self) -> int:
+        return self.total_sectors * self.sector_size // self.cluster_size
+
+    @property
+    def serial_hex(self) -> str:
+        return f"{self.serial:016X}"
+
+
+def _signed_size(value: int, cluster_size: int) -> int:
+    """clusters_per_*_record: positive = clusters, negative = 2**-value bytes."""
+    return value * cluster_size if value > 0 else 1 << -value if -31 < value < 0 else 0
+
+
+def parse_boot(raw: bytes, offset: int = 0) -> tuple[Geometry | None, str]:
+    """The geometry of a boot sector, or (None, why it is not a usable NTFS boot sector)."""
+    if len(raw) < 512:
+        return None, "short read"
+    if raw[3:11] != NTFS_OEM:
+        return None, f"OEM id is {raw[3:11]!r}, not 'NTFS    '"
+    bs = BootSector.parse(raw[:512])
+    ssize = bs.bytes_per_sector
+    if ssize not in (256, 512, 1024, 2048, 4096):
+        return None, f"bytes per sector {ssize} is not a power of two in 256..4096"
+    spc = bs.sectors_per_cluster
+    if spc > 0x80:
+        spc = 1 << (256 - spc) if 256 - spc < 32 else 0
+    if spc == 0 or spc & (spc - 1):
+        return None, f"sectors per cluster {bs.sectors_per_cluster:#x} is not a power of two"
+    csize = ssize * spc
+    if csize > 1 << 21:
+        return None, f"cluster size {csize} is larger than 2 MiB"
+    rsize = _signed_size(bs.clusters_per_mft_record, csize)
+    isize = _signed_size(bs.clusters_per_index_record, csize)
+    if rsize not in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536):
+        return None, f"MFT record size {rsize} (from {bs.clusters_per_mft_record}) is not sane"
+    if isize & (isize - 1) or not 256 <= isize <= 1 << 21:
+        return None, f"index record size {isize} is not sane"
+    if bs.total_sectors == 0:
+        return None, "total sectors is 0"
+    clusters = bs.total_sectors * ssize // csize
+    if not 0 < bs.mft_lcn < clusters or not 0 < bs.mftmirr_lcn < clusters:
+        return None, f"$MFT/$MFTMirr clusters {bs.mft_lcn}/{bs.mftmirr_lcn} outside the volume"
+    return Geometry(
+        ssize,
+        csize,
+        bs.total_sectors,
+        bs.mft_lcn,
+        bs.mftmirr_lcn,
+        rsize,
+        isize,
+        bs.volume_serial_number,
+        offset,
+    ), ""

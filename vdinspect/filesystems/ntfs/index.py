@@ -1,0 +1,188 @@
+"""Directory indexes: $INDEX_ROOT, INDX blocks of $INDEX_ALLOCATION, and their entries.
+
+Facts from the Linux-NTFS project documentation ("Index record", "INDEX_ROOT",
+"Index entry"). An index is a B+ tree: the root node sits in $INDEX_ROOT, other nodes in
+INDX blocks (multi-sector protected like FILE records) addressed by VCN inside
+$INDEX_ALLOCATION; $BITMAP marks the blocks in use. Each entry may point to a child node
+that holds the keys sorting before it; the last entry of a node has no key.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from construct import Bytes, Int8ul, Int32ul, Int64ul, Padding, Struct
+
+from .mft import RecordError, apply_fixup
+
+IndexRoot = Struct(
+    "attribute_type" / Int32ul * "indexed attribute type (0x30 $FILE_NAME for $I30), 0 for views",
+    "collation_rule" / Int32ul * "1 = file names (upcase order), 0x10 ULONG, 0x13 ...",
+    "index_block_size" / Int32ul * "bytes of an INDX block",
+    "clusters_per_index_block" / Int8ul * "clusters, or log2 of 512-byte units when smaller",
+    Padding(3),
+)  # 16 bytes, then an IndexHeader
+
+IndexHeader = Struct(
+    "entries_offset" / Int32ul * "offset of the first entry from this header, bytes",
+    "index_length" / Int32ul * "bytes used (from this header)",
+    "allocated_size" / Int32ul * "bytes available (from this header)",
+    "flags" / Int8ul * "1 = entries have child nodes (large index)",
+    Padding(3),
+)  # 16 bytes
+
+IndexBlockHeader = Struct(
+    "signature" / Bytes(4) * '"INDX"',
+    "usa_offset" / Bytes(2) * "update sequence array offset",
+    "usa_count" / Bytes(2) * "entries in the update sequence array",
+    "lsn" / Int64ul * "$LogFile sequence number",
+    "index_block_vcn" / Int64ul * "this block's VCN inside $INDEX_ALLOCATION",
+)  # 24 bytes, then an IndexHeader
+
+IndexEntryHeader = Struct(
+    "data" / Int64ul * "file reference of the indexed file ($I30) / data offset+length (views)",
+    "length" / Bytes(2) * "bytes of the entry (multiple of 8)",
+    "key_length" / Bytes(2) * "bytes of the key",
+    "flags" / Bytes(2) * "1 = has a child node (its VCN is the entry's last 8 bytes), 2 = last",
+    Padding(2),
+)  # 16 bytes, then the key
+
+ENTRY_NODE, ENTRY_END = 0x1, 0x2
+MAX_DEPTH = 64
+
+_ENTRY = struct.Struct("<QHHH")
+
+
+@dataclass(slots=True)
+class IndexEntry:
+    """One index entry with a key: the file reference and the key bytes."""
+
+    ref: int
+    key: bytes
+
+
+@dataclass
+class IndexWalk:
+    """The entries of an index in order, and the problems met on the way."""
+
+    entries: list[IndexEntry] = field(default_factory=list)
+    problems: list[tuple[int | None, str]] = field(default_factory=list)  # (offset, message)
+
+
+def parse_node(buf, off: int) -> tuple[list[tuple[int, int, bytes, int | None]], int]:
+    """Entries of the node whose IndexHeader is at ``off``: (ref, flags, key, child vcn).
+
+    Returns the entries and the header flags; RecordError when malformed.
+    """
+    if off + 16 > len(buf):
+        raise RecordError("index header runs past the block")
+    eoff, used, _alloc, hflags = struct.unpack_from("<IIIB", buf, off)
+    pos = off + eoff
+    end = off + used
+    if eoff < 16 or end > len(buf) or pos > end:
+        raise RecordError(f"index header: entries at {eoff}, used {used} do not fit")
+    out = []
+    while True:
+        if pos + 16 > end:
+            raise RecordError(f"index entry at {pos:#x} runs past the node (no last entry)")
+        ref, length, klen, eflags = _ENTRY.unpack_from(buf, pos)
+        if length < 16 or length & 7 or pos + length > end:
+            raise RecordError(f"index entry at {pos:#x} has a bad length {length}")
+        child = None
+        if eflags & ENTRY_NODE:
+            if length < 24:
+                raise RecordError(f"index entry at {pos:#x} is too short for a child pointer")
+            child = struct.unpack_from("<Q", buf, pos + length - 8)[0]
+        if eflags & ENTRY_END:
+            out.append((0, eflags, b"", child))
+            return out, hflags
+        if 16 + klen > length:
+            raise RecordError(f"index entry at {pos:#x}: key of {klen} bytes outside it")
+        out.append((ref, eflags, bytes(buf[pos + 16 : pos + 16 + klen]), child))
+        pos += length
+
+
+def walk_index(
+    root_value: bytes,
+    read_block: Callable[[int], bytes] | None,
+    block_in_use: Callable[[int], bool] | None = None,
+) -> IndexWalk:
+    """All keyed entries of an index, in collation order.
+
+    ``root_value`` is the $INDEX_ROOT value; ``read_block(vcn)`` returns the raw INDX block
+    at a VCN (or raises RecordError/VDInspectError). Damaged nodes are recorded in
+    ``problems`` and skipped; child-pointer loops are detected.
+    """
+    walk = IndexWalk()
+    if len(root_value) < 32:
+        walk.problems.append((None, "$INDEX_ROOT is too short"))
+        return walk
+    try:
+        root_entries, _ = parse_node(root_value, 16)
+    except RecordError as e:
+        walk.problems.append((None, f"$INDEX_ROOT: {e}"))
+        return walk
+    seen: set[int] = set()
+
+    def visit(entries, depth: int) -> None:
+        for ref, _flags, key, child in entries:
+            if child is not None:
+                descend(child, depth + 1)
+            if key:
+                walk.entries.append(IndexEntry(ref, key))
+
+    def descend(vcn: int, depth: int) -> None:
+        if read_block is None:
+            walk.problems.append((None, f"child node at VCN {vcn} but no $INDEX_ALLOCATION"))
+            return
+        if vcn in seen:
+            walk.problems.append((None, f"index node at VCN {vcn} is referenced twice (loop)"))
+            return
+        if depth > MAX_DEPTH:
+            walk.problems.append((None, f"index deeper than {MAX_DEPTH} levels"))
+            return
+        seen.add(vcn)
+        if block_in_use is not None and not block_in_use(vcn):
+            walk.problems.append((None, f"index node at VCN {vcn} is free in the index $BITMAP"))
+        try:
+            raw = bytearray(read_block(vcn))
+            apply_fixup(raw, b"INDX")
+            own_vcn = struct.unpack_from("<Q", raw, 16)[0]
+            if own_vcn != vcn:
+                raise RecordError(f"block says it is VCN {own_vcn}")
+            entries, _ = parse_node(raw, 24)
+        except (RecordError, ValueError) as e:
+            walk.problems.append((vcn, f"INDX block at VCN {vcn}: {e}"))
+            return
+        visit(entries, depth)
+
+    visit(root_entries, 0)
+    return walk
+
+
+def all_blocks(
+    read_block: Callable[[int], bytes],
+    nblocks: int,
+    vcn_per_block: int,
+    block_in_use: Callable[[int], bool] | None = None,
+) -> IndexWalk:
+    """Every keyed entry of every in-use INDX block, block by block (no tree order).
+
+    The fallback when the tree is damaged: leaves and inner nodes alike hold entries.
+    """
+    walk = IndexWalk()
+    for i in range(nblocks):
+        vcn = i * vcn_per_block
+        if block_in_use is not None and not block_in_use(vcn):
+            continue
+        try:
+            raw = bytearray(read_block(vcn))
+            apply_fixup(raw, b"INDX")
+            entries, _ = parse_node(raw, 24)
+        except (RecordError, ValueError) as e:
+            walk.problems.append((vcn, f"INDX block at VCN {vcn}: {e}"))
+            continue
+        walk.entries.extend(IndexEntry(r, k) for r, _f, k, _c in entries if k)
+    return walk

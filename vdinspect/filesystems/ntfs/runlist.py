@@ -1,0 +1,163 @@
+"""Runlists (mapping pairs) of non-resident attributes, and the byte sources built on them.
+
+A runlist is a series of runs, each a header byte (low nibble: bytes of the run length,
+high nibble: bytes of the signed LCN delta), the length in clusters (unsigned, little
+endian) and the delta from the previous run's LCN (signed). A run without an LCN field is
+sparse. A 0 header byte ends the list (Linux-NTFS documentation, "Data runs").
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+from ...errors import CorruptImage
+from ...io import ByteSource
+
+MAX_RUNS = 1 << 20  # more runs than this in one attribute is treated as corruption
+
+
+@dataclass(slots=True)
+class Run:
+    """``length`` clusters from ``vcn``; ``lcn`` None for a sparse (unallocated) run."""
+
+    vcn: int
+    lcn: int | None
+    length: int
+
+
+class RunlistError(ValueError):
+    """A runlist that cannot be decoded; ``runs`` holds the runs decoded before the fault."""
+
+    def __init__(self, message: str, runs: list[Run] | None = None) -> None:
+        super().__init__(message)
+        self.runs = runs or []
+
+
+def decode_runlist(
+    data: bytes | memoryview, start_vcn: int = 0, clusters: int | None = None
+) -> list[Run]:
+    """Decode mapping pairs into runs starting at ``start_vcn``.
+
+    ``clusters`` (the volume's cluster count) bounds the LCNs and lengths: a run past the
+    end of the volume, with a negative LCN or an absurd length raises RunlistError.
+    """
+    runs: list[Run] = []
+    pos = 0
+    lcn = 0
+    vcn = start_vcn
+    n = len(data)
+    while pos < n:
+        head = data[pos]
+        if head == 0:
+            return runs
+        len_size, off_size = head & 0x0F, head >> 4
+        if len_size == 0 or len_size > 8 or off_size > 8:
+            raise RunlistError(f"bad run header byte {head:#04x} at byte {pos}", runs)
+        if pos + 1 + len_size + off_size > n:
+            raise RunlistError(f"run at byte {pos} runs past the end of the attribute", runs)
+        length = int.from_bytes(data[pos + 1 : pos + 1 + len_size], "little")
+        if length == 0 or (clusters is not None and length > clusters):
+            raise RunlistError(f"run at byte {pos} has an absurd length of {length} clusters", runs)
+        if off_size:
+            delta = int.from_bytes(
+                data[pos + 1 + len_size : pos + 1 + len_size + off_size], "little", signed=True
+            )
+            lcn += delta
+            if lcn < 0 or (clusters is not None and lcn + length > clusters):
+                raise RunlistError(
+                    f"run at byte {pos}: clusters {lcn}..{lcn + length - 1} are "
+                    f"outside the volume ({clusters} clusters)",
+                    runs,
+                )
+            runs.append(Run(vcn, lcn, length))
+        else:
+            runs.append(Run(vcn, None, length))
+        vcn += length
+        pos += 1 + len_size + off_size
+        if len(runs) > MAX_RUNS:
+            raise RunlistError(f"more than {MAX_RUNS} runs", runs)
+    raise RunlistError("runlist has no terminating 0 byte", runs)
+
+
+def overlapping(runs: list[Run]) -> tuple[Run, Run] | None:
+    """The first two allocated runs that share clusters, or None."""
+    alloc = sorted((r for r in runs if r.lcn is not None), key=lambda r: r.lcn)
+    for a, b in zip(alloc, alloc[1:]):
+        if b.lcn < a.lcn + a.length:
+            return a, b
+    return None
+
+
+class RunSource(ByteSource):
+    """The bytes of a non-resident attribute: its runs over the volume, holes as zeros.
+
+    Bytes past ``initialized`` read as zeros (the valid data length); clusters the
+    runlist does not cover (a damaged list in salvage mode) read as zeros too.
+    """
+
+    def __init__(
+        self,
+        volume: ByteSource,
+        runs: list[Run],
+        cluster_size: int,
+        size: int,
+        initialized: int | None = None,
+        name: str = "<ntfs stream>",
+    ) -> None:
+        self.volume = volume
+        self.runs = [r for r in runs if r.length > 0]
+        self.starts = [r.vcn * cluster_size for r in self.runs]
+        self.cs = cluster_size
+        self.size = size
+        self.initialized = size if initialized is None else min(size, initialized)
+        self.name = name
+
+    def _read(self, offset: int, length: int) -> bytes:
+        buf = bytearray(length)
+        self._fill(offset, memoryview(buf))
+        return bytes(buf)
+
+    def readinto(self, offset: int, buffer) -> None:
+        mv = memoryview(buffer).cast("B")
+        self._check_range(offset, len(mv))
+        mv[:] = bytes(len(mv))
+        self._fill(offset, mv)
+
+    def _fill(self, offset: int, mv: memoryview) -> None:
+        """Copy stored bytes of [offset, offset+len(mv)) into ``mv`` (already zeroed)."""
+        end = min(offset + len(mv), self.initialized)
+        pos = offset
+        i = max(0, bisect.bisect_right(self.starts, pos) - 1)
+        cs = self.cs
+        vsize = self.volume.size
+        while pos < end and i < len(self.runs):
+            r = self.runs[i]
+            rstart = r.vcn * cs
+            rend = rstart + r.length * cs
+            if pos < rstart:
+                pos = rstart  # a gap the runlist does not cover: zeros
+                continue
+            if pos >= rend:
+                i += 1
+                continue
+            n = min(end, rend) - pos
+            if n <= 0:
+                break
+            if r.lcn is not None:
+                host = r.lcn * cs + (pos - rstart)
+                if host + n > vsize:
+                    raise CorruptImage(
+                        f"run at cluster {r.lcn} goes past the end of the volume",
+                        path=self.volume.name,
+                        structure="runlist",
+                        offset=host,
+                    )
+                self.volume.readinto(host, mv[pos - offset : pos - offset + n])
+            pos += n
+            i += 1
+
+
+def runs_clusters(runs: list[Run]) -> int:
+    """Allocated (non-sparse) clusters in a runlist."""
+    return sum(r.length for r in runs if r.lcn is not None)
