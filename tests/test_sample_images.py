@@ -124,6 +124,12 @@ def test_allocation_matches_qemu_map(name):
         assert ours[-1][1] == theirs[-1][1] == disk.size
         for start, end, o, t in pieces(ours, theirs):
             where = f"{name} [{start:#x}, {end:#x})"
+            if o[2] == "unallocated" and t[2] == "data" and t[3] is not None and \
+                    disk.layer_images[t[3]].format == "raw":
+                # a hole in a raw host file: whether a checkout keeps zeros as holes depends
+                # on the host filesystem; qemu saw the file dense. The bytes must be zero.
+                assert disk.read(start, end - start) == bytes(end - start), where
+                continue
             assert o[2] == t[2], f"{where}: ours {o[2]} qemu {t[2]}"
             if o[2] in ("data", "zero"):
                 assert o[3] == t[3], f"{where}: layer ours {o[3]} qemu {t[3]}"
