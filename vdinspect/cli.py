@@ -7,6 +7,7 @@ structure and offset), 2 usage error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import math
@@ -40,14 +41,21 @@ def _jsonable(v):
 
 
 def _rows(df) -> list[dict]:
-    return [{c: _jsonable(v) for c, v in zip(df.columns, row)}
-            for row in df.itertuples(index=False, name=None)]
+    cols = []
+    for c in df.columns:
+        s = df[c]
+        if s.dtype.kind in "iub" and not s.hasnans:  # plain numbers: no per-cell work
+            cols.append(s.tolist())
+        else:
+            cols.append([_jsonable(v) for v in s.tolist()])
+    names = [str(c) for c in df.columns]
+    return [dict(zip(names, row)) for row in zip(*cols)]
 
 
 def _print_frame(df, out, as_json: bool) -> None:
-    if as_json:
-        json.dump(_rows(df), out, indent=1)
-        out.write("\n")
+    if as_json:  # one row a line; json.dumps without indent uses the C encoder
+        rows = _rows(df)
+        out.write("[\n" + ",\n".join(json.dumps(r) for r in rows) + ("\n]\n" if rows else "]\n"))
         return
     if df.empty:
         out.write("(none)\n")
@@ -139,6 +147,73 @@ def cmd_convert(args, out) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _bad_call():
+    """A partition or path that does not exist is a bad call (exit 2), not a bad image."""
+    from .errors import NotFound
+
+    try:
+        yield
+    except NotFound as e:
+        raise InvalidArgument(str(e)) from e
+
+
+def _list_frame(df):
+    cols = [c for c in ("kind", "size", "modified", "inode", "deleted", "path") if c in df]
+    return df[cols]
+
+
+def cmd_ls(args, out) -> int:
+    with _open(args) as disk:
+        with _bad_call():
+            fs = disk.filesystem(args.part)
+            top = fs.lookup(args.path, deleted=args.deleted)
+        df = fs.files(top.path or "/", recursive=args.recursive, deleted=args.deleted)
+        if top.kind == "dir" and len(df) and not args.recursive:
+            df = df[df["parent"] == (top.path or "/")]
+        _print_frame(df if args.json else _list_frame(df), out, args.json)
+    return 0
+
+
+def cmd_cat(args, out) -> int:
+    with _open(args) as disk:
+        with _bad_call():
+            fs = disk.filesystem(args.part)
+            entry = fs.lookup(args.path, deleted=True)
+        sink = getattr(out, "buffer", out)
+        with fs.open(entry) as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                sink.write(chunk)
+        sink.flush()
+    return 0
+
+
+def cmd_extract(args, out) -> int:
+    with _open(args) as disk:
+        with _bad_call():
+            fs = disk.filesystem(args.part)
+            fs.lookup(args.path, deleted=args.deleted)
+        rep = fs.extract(args.path, args.dest, deleted=args.deleted,
+                         progress=True if args.progress else None)
+        if args.json:
+            json.dump(dict(dest=rep.dest, written=rep.written, bytes_written=rep.bytes_written,
+                           renamed=rep.renamed, incomplete=rep.incomplete,
+                           skipped=rep.skipped), out, indent=1)
+            out.write("\n")
+            return 0
+        out.write(rep.summary() + "\n")
+        for path, host in rep.renamed:
+            out.write(f"renamed: {path} -> {host}\n")
+        for path, why in rep.incomplete:
+            out.write(f"incomplete: {path}: {why}\n")
+        for path, why in rep.skipped:
+            out.write(f"skipped: {path}: {why}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="vdinspect",
@@ -193,6 +268,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("output", help="the raw file to write")
     sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
     sp.set_defaults(func=cmd_convert)
+    sp = sub.add_parser("ls", help="list files of a filesystem (like fls)")
+    common(sp)
+    sp.add_argument("path", nargs="?", default="/", help="folder or file (default /)")
+    sp.add_argument("-r", "--recursive", action="store_true", help="list the whole tree")
+    sp.add_argument("--deleted", action="store_true", help="include deleted entries")
+    sp.set_defaults(func=cmd_ls)
+    sp = sub.add_parser("cat", help="write a file's bytes to stdout")
+    common(sp, json_flag=False)
+    sp.add_argument("path", help="the file, from the volume root")
+    sp.set_defaults(func=cmd_cat)
+    sp = sub.add_parser("extract", help="copy files out of a filesystem, safely")
+    common(sp)
+    sp.add_argument("path", help="folder or file to extract")
+    sp.add_argument("dest", help="host folder to write into")
+    sp.add_argument("--deleted", action="store_true", help="also recover deleted files")
+    sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
+    sp.set_defaults(func=cmd_extract)
     return p
 
 

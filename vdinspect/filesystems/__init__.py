@@ -45,6 +45,10 @@ def open_filesystem(source: ByteSource, fstype: str | None = None, *, strict: bo
 
         found = probe(source)
         if found is None:
+            from .fat import find_backup_boot
+
+            if find_backup_boot(source) is not None:  # FAT32 with a damaged boot sector
+                return driver_for("fat32").open_filesystem(source, name=name, strict=strict)
             raise NotRecognized("no filesystem recognised", path=name or source.name,
                                 structure="boot sector", offset=0)
         fstype = found.type

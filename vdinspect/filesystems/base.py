@@ -9,6 +9,7 @@ ByteSource) and, for symlinks, ``readlink_entry(entry)``. Path lookup, walking, 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import io
 import os
 import re
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
 
 MAX_DEPTH = 4096  # directory nesting deeper than this is treated as a loop
+MAX_PATH = 32767  # characters (the Windows limit): longer paths are not followed, so a
+# hostile tree of long names cannot make the listing's paths grow without bound
 
 
 @dataclass(slots=True, eq=False)
@@ -184,19 +187,41 @@ class FileSystem:
         Directory loops (an entry naming a directory already on the way down) are
         reported as findings and not followed.
         """
-        top = self.lookup(path)
+        for e, _ in self._walk(path, recursive=recursive, deleted=deleted):
+            yield e
+
+    def _walk(self, path: str = "/", *, recursive: bool = True, deleted: bool = True,
+              on_skip=None) -> Iterator[tuple[Entry, Entry | None]]:
+        """``iter_entries`` as (entry, parent entry) pairs; ``on_skip(entry, reason)`` hears
+        of every directory not listed (loops, too deep, unreadable)."""
+        top = self.lookup(path, deleted=deleted)
         if top.kind != DIR:
-            yield top
+            yield top, None
             return
-        stack: list[tuple[Entry, tuple]] = [(top, (self._dir_id(top),))]
+
+        def skip(entry: Entry, reason: str) -> None:
+            self.finding("error", "directory", None, f"{entry.path or '/'}: {reason}")
+            if on_skip is not None:
+                on_skip(entry, reason)
+
+        # depth-first with an explicit stack; ``way`` holds the directories from the top to
+        # the one being listed (and ``on_way`` the same as a set, for loop checks)
+        stack: list[tuple[Entry, int]] = [(top, 0)]
+        way: list = []
+        on_way: set = set()
         while stack:
-            d, ancestors = stack.pop()
+            d, depth = stack.pop()
+            while len(way) > depth:
+                on_way.discard(way.pop())
+            ident = self._dir_id(d)
+            way.append(ident)
+            on_way.add(ident)
             try:
                 children = self.list_dir(d)
             except VDInspectError as e:
                 if self.strict and not isinstance(e, CorruptImage):
                     raise
-                self.finding("error", "directory", None, f"{d.path}: {e}")
+                skip(d, f"unreadable directory: {e}")
                 continue
             subdirs = []
             for c in children:
@@ -204,20 +229,21 @@ class FileSystem:
                     continue
                 c.parent = d.path
                 c.path = _join(d.path, c.name)
-                yield c
+                yield c, d
                 if recursive and c.kind == DIR:
-                    ident = self._dir_id(c)
-                    if ident is not None and ident in ancestors:
-                        self.finding("error", "directory", None,
-                                     f"{c.path}: directory loop (points back to an ancestor)")
+                    cid = self._dir_id(c)
+                    if cid is not None and cid in on_way:
+                        skip(c, "directory loop (points back to an ancestor); not followed")
                         continue
-                    if len(ancestors) >= MAX_DEPTH:
-                        self.finding("error", "directory", None,
-                                     f"{c.path}: deeper than {MAX_DEPTH} levels; not followed")
+                    if len(way) >= MAX_DEPTH:
+                        skip(c, f"deeper than {MAX_DEPTH} levels; not followed")
+                        continue
+                    if len(c.path) > MAX_PATH:
+                        skip(c, f"path longer than {MAX_PATH} characters; not followed")
                         continue
                     if c.deleted and not self._can_list_deleted_dir(c):
                         continue
-                    subdirs.append((c, ancestors + (ident,)))
+                    subdirs.append((c, depth + 1))
             stack.extend(reversed(subdirs))
 
     def _dir_id(self, entry: Entry):
@@ -255,6 +281,12 @@ class FileSystem:
 
         return files_frame([e.row() for e in self.iter_entries(path, recursive=recursive,
                                                                deleted=deleted)])
+
+    def plot_sizes(self, path: str = "/", ax=None, depth: int = 2, **kw):
+        """A treemap of the file sizes below ``path`` (matplotlib; see vdinspect.viz)."""
+        from ..viz.treemap import plot_sizes
+
+        return plot_sizes(self, path, ax, depth, **kw)
 
     # --- reading ----------------------------------------------------------------------
     def open(self, path: str | Entry) -> FileReader:
@@ -376,9 +408,14 @@ class ExtractReport:
     bytes_written: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (volume path, reason)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (volume path, host path)
+    incomplete: list[tuple[str, str]] = field(default_factory=list)  # written, but cut short
 
     def summary(self) -> str:
         s = f"{len(self.written)} files, {self.bytes_written} bytes written to {self.dest}"
+        if self.renamed:
+            s += f"; {len(self.renamed)} renamed"
+        if self.incomplete:
+            s += f"; {len(self.incomplete)} incomplete"
         if self.skipped:
             s += f"; {len(self.skipped)} skipped"
         return s
@@ -399,70 +436,80 @@ class _Extractor:
     def run(self, path: str, recursive: bool, deleted: bool) -> ExtractReport:
         os.makedirs(self.dest, exist_ok=True)
         top = self.fs.lookup(path, deleted=deleted)
+        skipped = self.report.skipped
         if top.kind == DIR:
-            entries = list(self.fs.iter_entries(path, recursive=recursive, deleted=deleted))
-            base = top.path.rstrip("/")
+            pairs = list(self.fs._walk(path, recursive=recursive, deleted=deleted,
+                                       on_skip=lambda e, why: skipped.append((e.path, why))))
         else:
-            entries = [top]
-            base = top.parent.rstrip("/") if top.parent else ""
-        total = sum(e.size for e in entries if e.kind == FILE)
-        report = reporter(self.progress, total)
-        done = 0
+            pairs = [(top, None)]
+        walk_top = pairs[0][1] if pairs else None
+        total = sum(e.size for e, _ in pairs if e.kind == FILE)
+        self.total = total
+        self.done = 0
+        self.report_fn = reporter(self.progress, total)
         dirs_times = []
-        used: dict[str, str] = {}
-        for e in entries:
-            rel = e.path[len(base):].lstrip("/") if base else e.path.lstrip("/")
-            parts = rel.split("/")
-            host_parts = [safe_name(p) for p in parts]
-            host = os.path.join(self.dest, *host_parts)
-            if not self._inside(host):
-                self.report.skipped.append((e.path, "would land outside the destination"))
-                continue
-            key = os.path.normcase(host)
-            if key in used and used[key] != e.path:
-                stem = host
-                i = 1
+        used: set[str] = set()
+        hosts: dict[int, str] = {}  # id(directory entry) -> its host folder
+        for e, parent in pairs:
+            if parent is None or parent is walk_top:
+                parent_host = self.dest
+            else:
+                parent_host = hosts.get(id(parent))
+                if parent_host is None:
+                    skipped.append((e.path, "its folder was not extracted"))
+                    continue
+            name = safe_name(e.name)
+            host = os.path.join(parent_host, name)
+            if os.path.normcase(host) in used:
+                stem, i = host, 1
                 while os.path.normcase(host) in used:
                     host = f"{stem}~{i}"
                     i += 1
-                key = os.path.normcase(host)
-            used[key] = e.path
-            if host_parts != parts:
+            used.add(os.path.normcase(host))
+            if os.path.basename(host) != e.name:
                 self.report.renamed.append((e.path, host))
             try:
                 if e.kind == DIR:
-                    os.makedirs(host, exist_ok=True)
+                    # parent_host is a real folder inside dest (checked when made) and the
+                    # name has no separator, so a real folder made here is inside too
+                    if os.path.islink(host) or (os.path.lexists(host)
+                                                and not os.path.isdir(host)):
+                        skipped.append((e.path, f"{host} exists and is not a folder"))
+                        continue
+                    if not os.path.isdir(host):
+                        os.mkdir(host, 0o755)
+                    hosts[id(e)] = host
                     dirs_times.append((host, e))
                 elif e.kind == FILE:
-                    os.makedirs(os.path.dirname(host), exist_ok=True)
-                    n = self._write_file(e, host)
-                    done += e.size
+                    n, cut = self._write_file(e, host)
                     self.report.written.append(host)
                     self.report.bytes_written += n
-                    if report:
-                        report(done, total)
+                    if cut:
+                        self.report.incomplete.append((e.path, cut))
                 elif e.kind == SYMLINK:
                     self._symlink(e, host)
                 else:
-                    self.report.skipped.append((e.path, f"{e.kind} entries are not extracted"))
+                    skipped.append((e.path, f"{e.kind} entries are not extracted"))
             except VDInspectError as exc:
-                self.report.skipped.append((e.path, f"unreadable: {exc}"))
+                skipped.append((e.path, f"unreadable: {exc}"))
+            except OSError as exc:
+                skipped.append((e.path, f"could not write {host}: {exc.strerror or exc}"))
         for host, e in reversed(dirs_times):
             _set_times(host, e)
+        if self.report_fn and self.done < total:
+            self.report_fn(total, total)
         return self.report
 
-    def _inside(self, host: str) -> bool:
-        real = os.path.realpath(os.path.dirname(host))
-        return real == self.dest or real.startswith(self.dest + os.sep)
-
-    def _write_file(self, e: Entry, host: str) -> int:
+    def _write_file(self, e: Entry, host: str) -> tuple[int, str | None]:
+        """Write one file (temporary name, then rename); (bytes, why it is short or None)."""
         src = self.fs.content(e)
         if os.path.islink(host) or (os.path.exists(host) and not os.path.isfile(host)):
-            raise InvalidArgument(f"{host}: exists and is not a regular file")
+            raise FileExistsError(errno.EEXIST, "exists and is not a regular file", host)
         tmp = os.path.join(os.path.dirname(host), f".{os.path.basename(host)}.vdinspect-part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0),
                      0o644)
         written = 0
+        start = self.done
         try:
             buf = bytearray(min(self.CHUNK, max(src.size, 1)))
             pos = 0
@@ -473,6 +520,9 @@ class _Extractor:
                 os.write(fd, mv)
                 pos += n
                 written += n
+                if self.report_fn:
+                    self.done = min(self.total, start + written)
+                    self.report_fn(self.done, self.total)
         except BaseException:
             os.close(fd)
             os.unlink(tmp)
@@ -480,15 +530,25 @@ class _Extractor:
         os.close(fd)
         os.replace(tmp, host)
         _set_times(host, e)
-        return written
+        self.done = min(self.total, start + e.size)
+        cut = None
+        if written < e.size:
+            cut = f"only {written} of {e.size} bytes could be read"
+        return written, cut
 
     def _symlink(self, e: Entry, host: str) -> None:
         target = self.fs.readlink_entry(e)
         if os.path.isabs(target) or "\\" in target or "\0" in target:
             self.report.skipped.append((e.path, f"symlink to {target!r} points outside"))
             return
+        # ".." only as a prefix: after a name it could climb out of a link made earlier
+        # (a link to "." followed by "..") where the lexical check below would not see it
+        parts = [p for p in target.split("/") if p not in ("", ".")]
+        while parts and parts[0] == "..":
+            parts.pop(0)
         resolved = os.path.normpath(os.path.join(os.path.dirname(host), target))
-        if not (resolved == self.dest or resolved.startswith(self.dest + os.sep)):
+        if ".." in parts or not (resolved == self.dest
+                                 or resolved.startswith(self.dest + os.sep)):
             self.report.skipped.append((e.path, f"symlink to {target!r} points outside"))
             return
         os.makedirs(os.path.dirname(host), exist_ok=True)
