@@ -5,8 +5,10 @@ Column names are API. Sizes and offsets are int64 bytes; absent values are ``pd.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from .containers.base import STATES, Run
@@ -83,11 +85,47 @@ def allocation_frame(runs: Iterable[Run]) -> pd.DataFrame:
     return df
 
 
-def _frame(rows: list[dict], columns: list[str], dtypes: dict[str, str]) -> pd.DataFrame:
-    df = pd.DataFrame([{c: r.get(c) for c in columns} for r in rows], columns=columns)
-    for col, dtype in dtypes.items():
-        df[col] = df[col].astype(dtype) if len(df) else pd.Series([], dtype=dtype)
-    return df
+def build_column(values: list, dtype: str | None):
+    """One column built straight from Python values (exact for big ints, None -> NA)."""
+    if dtype is None:
+        return infer_column(values)
+    if dtype == "datetime64[us, UTC]":
+        return _utc_column(values)
+    if dtype in ("int64", "bool"):
+        return np.array(values, dtype=dtype)
+    return pd.array(values, dtype=dtype)
+
+
+def infer_column(values: list):
+    """A nullable dtype for a driver's extra column: Int64, boolean, string, else object."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, bool) for v in present):
+        return pd.array(values, dtype="boolean")
+    if present and all(isinstance(v, int | np.integer) and not isinstance(v, bool)
+                       for v in present):
+        if all(-(1 << 63) <= int(v) < 1 << 63 for v in present):
+            return pd.array(values, dtype="Int64")
+        return pd.array(values, dtype=object)
+    if present and all(isinstance(v, str) for v in present):
+        return pd.array(values, dtype="string")
+    if present and all(isinstance(v, dt.datetime) for v in present):
+        return _utc_column(values)
+    return pd.array(values, dtype=object)
+
+
+def _utc_column(values: list):
+    """Aware (or naive, taken as UTC) datetimes as datetime64[us, UTC]; no overflow."""
+    try:
+        return pd.array(values, dtype="datetime64[us, UTC]")
+    except (TypeError, ValueError, OverflowError):
+        return _utc_us(pd.Series(values, dtype=object)).array
+
+
+def _frame(rows: list[dict], columns: list[str], dtypes: dict[str, str | None]
+           ) -> pd.DataFrame:
+    """A frame with exactly ``columns``, each built with its dtype (None: inferred)."""
+    data = {c: build_column([r.get(c) for r in rows], dtypes.get(c, "object")) for c in columns}
+    return pd.DataFrame(data, columns=columns)
 
 
 def layers_frame(rows: list[dict]) -> pd.DataFrame:
@@ -184,21 +222,22 @@ def info_series(fields: dict) -> pd.Series:
 TIME_COLUMNS = ["created", "modified", "accessed", "changed"]
 
 
+FILES_DTYPES = {"path": "string", "name": "string", "parent": "string", "kind": "string",
+                "size": "int64", "allocated": "Int64", "mode": "Int64", "uid": "Int64",
+                "gid": "Int64", "created": "datetime64[us, UTC]",
+                "modified": "datetime64[us, UTC]", "accessed": "datetime64[us, UTC]",
+                "changed": "datetime64[us, UTC]", "inode": "Int64", "links": "Int64",
+                "deleted": "bool", "recoverable": "bool", "target": "string"}
+
+
 def files_frame(rows: list[dict]) -> pd.DataFrame:
-    """The ``files()`` frame: times as datetime64[us, UTC] (NaT when absent), extras after."""
-    extra = [k for r in rows for k in r if k not in FILES_COLUMNS]
-    extra = list(dict.fromkeys(extra))
-    df = pd.DataFrame([{c: r.get(c) for c in FILES_COLUMNS + extra} for r in rows],
-                      columns=FILES_COLUMNS + extra)
-    types = {"path": "string", "name": "string", "parent": "string", "kind": "string",
-             "size": "int64", "allocated": "Int64", "mode": "Int64", "uid": "Int64",
-             "gid": "Int64", "inode": "Int64", "links": "Int64", "deleted": "bool",
-             "recoverable": "bool", "target": "string"}
-    for col, dtype in types.items():
-        df[col] = df[col].astype(dtype) if len(df) else pd.Series([], dtype=dtype)
-    for col in TIME_COLUMNS:
-        df[col] = _utc_us(df[col])
-    return df
+    """The ``files()`` frame: times as datetime64[us, UTC] (NaT when absent), extras after.
+
+    Extra (driver-specific) columns get a nullable dtype inferred from their values.
+    """
+    extra = list(dict.fromkeys(k for r in rows for k in r if k not in FILES_DTYPES))
+    dtypes = dict(FILES_DTYPES, **{k: None for k in extra})
+    return _frame(rows, FILES_COLUMNS + extra, dtypes)
 
 
 def _utc_us(col: pd.Series) -> pd.Series:

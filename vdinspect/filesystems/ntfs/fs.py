@@ -1581,7 +1581,7 @@ class NTFS(FileSystem):
             return super().files(path, recursive=recursive, deleted=deleted)
         import pandas as pd
 
-        from ...frames import files_frame
+        from ...frames import build_column, files_frame
 
         entries = list(self._walk_volume(deleted, times=False))
         if not entries:
@@ -1596,9 +1596,9 @@ class NTFS(FileSystem):
                 us[bad] = np.iinfo(np.int64).min  # NaT
                 data[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC")
             else:
-                data[c] = pd.Series([getattr(e, c) for e in entries]).astype(schema[c].dtype)
+                data[c] = build_column([getattr(e, c) for e in entries], str(schema[c].dtype))
         for k in dict.fromkeys(k for e in entries for k in e.extra):
-            data[k] = [e.extra.get(k) for e in entries]
+            data[k] = build_column([e.extra.get(k) for e in entries], None)
         return pd.DataFrame(data)
 
 
