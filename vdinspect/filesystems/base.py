@@ -424,6 +424,9 @@ class ExtractReport:
         return f"<ExtractReport {self.summary()}>"
 
 
+_ZERO_CHUNK = bytes(1 << 20)  # compared against, to leave holes for all-zero chunks
+
+
 class _Extractor:
     CHUNK = 1 << 20
 
@@ -512,12 +515,16 @@ class _Extractor:
         start = self.done
         try:
             buf = bytearray(min(self.CHUNK, max(src.size, 1)))
+            zeros = _ZERO_CHUNK
             pos = 0
             while pos < src.size:
                 n = min(len(buf), src.size - pos)
                 mv = memoryview(buf)[:n]
                 src.readinto(pos, mv)
-                os.write(fd, mv)
+                if mv == zeros[:n]:  # leave a hole: sparse files stay sparse on the host
+                    os.lseek(fd, n, os.SEEK_CUR)
+                else:
+                    os.write(fd, mv)
                 pos += n
                 written += n
                 if self.report_fn:
@@ -527,7 +534,10 @@ class _Extractor:
             os.close(fd)
             os.unlink(tmp)
             raise
-        os.close(fd)
+        try:
+            os.ftruncate(fd, written)  # a trailing hole needs the size set explicitly
+        finally:
+            os.close(fd)
         os.replace(tmp, host)
         _set_times(host, e)
         self.done = min(self.total, start + e.size)
