@@ -377,7 +377,7 @@ def _write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int, zero: byt
     i = a
     while i < b:
         j = min(b, (i // step + 1) * step)
-        is_zero = mv[i:j] == zero[: j - i]
+        is_zero = mv[i:j].tobytes() == zero[: j - i]  # (memoryview == is slow)
         if not is_zero and start is None:
             start = i
         elif is_zero and start is not None:

@@ -78,6 +78,23 @@ class Entry:
         flag = " deleted" if self.deleted else ""
         return f"<Entry {self.kind} {self.path or self.name!r} size={self.size}{flag}>"
 
+    def _repr_html_(self) -> str:
+        from ..reprs import card
+
+        state = "deleted" if self.deleted else "live"
+        if self.deleted:
+            state += ", recoverable" if self.recoverable else ", not recoverable"
+        facts = [("kind", self.kind), ("path", self.path or self.name),
+                 ("size", f"{self.size} bytes"), ("modified", self.modified),
+                 ("created", self.created), ("accessed", self.accessed),
+                 ("changed", self.changed), ("inode", self.inode), ("state", state)]
+        if self.target is not None:
+            facts.append(("target", self.target))
+        where = self.path or self.name
+        steps = ([f"fs.files({where!r})"] if self.kind == DIR
+                 else [f"fs.open({where!r})", f"fs.read({where!r})"])
+        return card("Entry", facts, steps + [f"fs.extract({where!r}, dest)"])
+
 
 FILES_COLUMNS = ["path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
                  "created", "modified", "accessed", "changed", "inode", "links", "deleted",
@@ -317,6 +334,18 @@ class FileSystem:
         label = f" {self.label!r}" if self.label else ""
         return f"<{type(self).__name__} {self.fstype}{label} on {self.name}>"
 
+    def _repr_html_(self) -> str:
+        from ..reprs import card, human
+
+        size = getattr(self.source, "size", None)
+        facts = [("type", self.fstype), ("label", self.label), ("uuid", self.uuid),
+                 ("size", f"{human(size)} ({size} bytes)" if size is not None else None),
+                 ("on", self.name)]
+        if self.findings:
+            facts.append(("findings", len(self.findings)))
+        return card(type(self).__name__, facts,
+                    (".files()", ".open(path)", ".extract(path, dest)", ".check()"))
+
 
 def _join(parent: str, name: str) -> str:
     return ("/" if parent in ("", "/") else parent + "/") + name
@@ -423,6 +452,20 @@ class ExtractReport:
     def __repr__(self) -> str:
         return f"<ExtractReport {self.summary()}>"
 
+    def _repr_html_(self) -> str:
+        import html
+
+        from ..reprs import table
+
+        shown = self.skipped[:20]
+        body = table(("volume path", "why skipped"), shown) if shown else ""
+        more = len(self.skipped) - len(shown)
+        if more:
+            body += f"<div>... and {more} more in <code>.skipped</code></div>"
+        return (f"<div><b>ExtractReport</b> {html.escape(self.summary())}{body}"
+                "<div>See: <code>.written</code>, <code>.skipped</code>, "
+                "<code>.renamed</code>, <code>.incomplete</code></div></div>")
+
 
 _ZERO_CHUNK = bytes(1 << 20)  # compared against, to leave holes for all-zero chunks
 
@@ -521,7 +564,7 @@ class _Extractor:
                 n = min(len(buf), src.size - pos)
                 mv = memoryview(buf)[:n]
                 src.readinto(pos, mv)
-                if mv == zeros[:n]:  # leave a hole: sparse files stay sparse on the host
+                if mv.tobytes() == zeros[:n]:  # a hole: sparse files stay sparse on the host
                     os.lseek(fd, n, os.SEEK_CUR)
                 else:
                     os.write(fd, mv)
