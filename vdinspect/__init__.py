@@ -31,10 +31,22 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     internal snapshot by id or name; ``layer`` views the chain as of layer K (0 = base,
     negative counts from the top); ``strict=False`` is salvage mode; ``parents`` says where
     parents are (a file, a folder, a list of them, or a mapping from the name the image
-    records to a path).
+    records to a path). A list of paths opens the disks together as a
+    :class:`~vdinspect.disk.DiskGroup` (LVM2 volume groups spread over several disks).
     """
-    from .disk import Disk
+    from .disk import Disk, DiskGroup
 
+    if isinstance(path, list | tuple):  # several disks together (LVM across disks)
+        disks = []
+        try:
+            for p in path:
+                disks.append(Disk.open(p, format=format, snapshot=snapshot, layer=layer,
+                                       strict=strict, parents=parents))
+        except BaseException:
+            for d in disks:
+                d.close()
+            raise
+        return DiskGroup(disks)
     return Disk.open(
         path, format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents
     )

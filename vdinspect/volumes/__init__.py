@@ -142,6 +142,18 @@ class Volume:
             f"@{self.start:#x} {_human(self.length)}{fs}>"
         )
 
+    def _repr_html_(self) -> str:
+        from ..reprs import card
+
+        facts = [("partition", self.key or self.kind), ("scheme", self.scheme),
+                 ("type", self.type_name), ("name", self.name),
+                 ("start", f"{self.start} ({self.start:#x})"),
+                 ("length", f"{_human(self.length)} ({self.length} bytes)"),
+                 ("filesystem", self.filesystem), ("label", self.label), ("uuid", self.uuid)]
+        arg = self.index if self.index is not None else repr(self.key)
+        hint = [f"disk.filesystem({arg})"] if self.filesystem and self.key else []
+        return card("Volume", facts, hint + ["disk.partitions()"])
+
 
 class VolumeList(list):
     """What :func:`scan` returns: the volumes, plus the table's facts and findings."""
@@ -164,6 +176,24 @@ class VolumeList(list):
     def find(self, key) -> Volume:
         """The volume with this partition number or "vg/lv" name."""
         return find_volume(self, key)
+
+    def __repr__(self) -> str:
+        return f"<VolumeList {self.scheme}, {len(self)} volume(s)>"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from ..reprs import next_steps, table
+
+        rows = [(v.key or "", v.kind, v.type_name, v.name, v.start, _human(v.length),
+                 v.filesystem, v.label) for v in self]
+        cols = ("#", "kind", "type", "name", "start", "length", "filesystem", "label")
+        readable = [v.index if v.index is not None else repr(v.key)
+                    for v in self if v.filesystem and v.key]
+        hint = [f"disk.filesystem({readable[0]})" if readable else "disk.filesystem(N)",
+                "disk.partitions()"]
+        return (f"<div><b>VolumeList</b> {html.escape(self.scheme)}, {len(self)} volume(s)"
+                f"{table(cols, rows)}{next_steps(hint)}</div>")
 
 
 class ScanContext:
@@ -272,6 +302,7 @@ def scan(
     strict: bool | None = None,
     sector_size: int | None = None,
     probe: bool = True,
+    lvm: bool = True,
 ) -> VolumeList:
     """Read the partition table(s), LVM2 volumes and filesystem magic of ``source``.
 
@@ -353,7 +384,7 @@ def scan(
             if src is not None:
                 probes.apply(ctx, v, src)
         members = [v for v in volumes if v.filesystem == "LVM2_member"]
-        lvs, vgs = lvm2.scan_lvm(ctx, members) if members else ([], [])
+        lvs, vgs = lvm2.scan_lvm(ctx, members) if members and lvm else ([], [])
         for lv in lvs:
             src = _probe_source(ctx, lv)
             if src is not None:
@@ -373,6 +404,30 @@ def scan(
     result.table = table
     result.volume_groups = vgs
     return result
+
+
+def scan_many(sources: list[ByteSource], *, strict: bool | None = None) -> list[VolumeList]:
+    """Scan several disks together: each disk's partitions, then LVM2 volume groups whose
+    physical volumes are spread over the disks (their LVs go to the first list's end)."""
+    from . import lvm2, probes
+
+    lists = [scan(src, strict=strict, lvm=False) for src in sources]
+    if not lists:
+        return lists
+    if strict is None:
+        strict = bool(getattr(sources[0], "options", {}).get("strict", True))
+    ctx = ScanContext(sources[0], strict)
+    members = [v for vols in lists for v in vols if v.filesystem == "LVM2_member"]
+    if members:
+        lvs, vgs = lvm2.scan_lvm(ctx, members)
+        for lv in lvs:
+            src = _probe_source(ctx, lv)
+            if src is not None:
+                probes.apply(ctx, lv, src)
+        lists[0].extend(lvs)
+        lists[0].volume_groups = vgs
+        lists[0].findings.extend(f for f in ctx.findings if f not in lists[0].findings)
+    return lists
 
 
 def find_volume(volumes: Iterable[Volume], key) -> Volume:

@@ -661,7 +661,8 @@ def scan_lvm(ctx: ScanContext, members: list[Volume]) -> tuple[list[Volume], lis
     by_id: dict[str, PhysicalVolume] = {}
     for v in members:
         base = v.start
-        src = Slice(ctx.source, v.start, min(v.length, ctx.size - v.start))
+        disk = v._disk if v._disk is not None else ctx.source  # PVs may sit on several disks
+        src = Slice(disk, v.start, min(v.length, disk.size - v.start))
         pv = read_pv(ctx, v, src, base)
         if pv is None:
             continue
