@@ -233,6 +233,16 @@ class Image(ByteSource):
         sub = f"/{self.subformat}" if self.subformat else ""
         return f"<{type(self).__name__} {self.format}{sub} {os.path.basename(self.path)} size={self.size}>"
 
+    def _repr_html_(self) -> str:
+        from ..reprs import card, human
+
+        facts = [("format", self.format), ("subformat", self.subformat),
+                 ("file", os.path.basename(self.path)),
+                 ("virtual size", f"{human(self.size)} ({self.size} bytes)"),
+                 ("cluster size", human(self.cluster_size) if self.cluster_size else None)]
+        return card(f"{type(self).__name__}", facts,
+                    (".runs()", ".structures()", ".check()"))
+
 
 def _zeros(n: int) -> memoryview:
     return memoryview(bytearray(n))
