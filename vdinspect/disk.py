@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from .chain import Chain, MissingLayer, ParentsArg, open_chain
 from .containers.base import BACKING, DATA, Image
 from .errors import InvalidArgument, NotFound
-from .io import ByteSource
+from .io import ByteSource, all_zero
 from .progress import Progress, reporter
 
 if TYPE_CHECKING:
@@ -315,24 +315,36 @@ class Disk(ByteSource):
         written = 0
         buf = bytearray(chunk)
         mv = memoryview(buf)
-        zero = bytes(1 << 16)
         try:
+            # runs come from metadata in big windows, so a sparse 2 TiB disk costs only its
+            # tables; the data runs are then read chunk by chunk into one buffer
+            window = max(chunk, 1 << 36)
             pos = 0
             while pos < self.size:
-                n = min(chunk, self.size - pos)
-                segments: list[list[int]] = []
-                for run in self.chain.runs(pos, n):
-                    if run.state not in (DATA, BACKING):
-                        continue
-                    a, b = run.start - pos, run.end - pos
-                    self.chain.layers[run.layer].fill_run(run, mv[a:b])
-                    if segments and segments[-1][1] == a:
-                        segments[-1][1] = b
-                    else:
-                        segments.append([a, b])
-                for a, b in segments:
-                    written += _write_nonzero(fd, mv, a, b, pos, zero)
-                pos += n
+                wend = min(self.size, pos + window)
+                pending = [r for r in self.chain.runs(pos, wend - pos)
+                           if r.state in (DATA, BACKING)]
+                pending.reverse()
+                while pending:
+                    base = pending[-1].start
+                    limit = base + chunk
+                    segments: list[list[int]] = []
+                    while pending and pending[-1].start < limit:
+                        run = pending.pop()
+                        if run.end > limit:  # the rest goes into the next chunk
+                            pending.append(run.clip(limit, run.end))
+                            run = run.clip(run.start, limit)
+                        a, b = run.start - base, run.end - base
+                        self.chain.layers[run.layer].fill_run(run, mv[a:b])
+                        if segments and segments[-1][1] == a:
+                            segments[-1][1] = b
+                        else:
+                            segments.append([a, b])
+                    for a, b in segments:
+                        written += _write_nonzero(fd, mv, a, b, base)
+                    if report:
+                        report(min(limit, wend), self.size)
+                pos = wend
                 if report:
                     report(pos, self.size)
             os.ftruncate(fd, self.size)
@@ -464,15 +476,15 @@ class DiskGroup:
             os.path.basename(d.path) for d in self.disks) + ">"
 
 
-def _write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int, zero: bytes) -> int:
+def _write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
     """pwrite mv[a:b] at base+a, skipping 64 KiB blocks that are all zero."""
-    step = len(zero)
+    step = 1 << 16
     written = 0
     start = None
     i = a
     while i < b:
         j = min(b, (i // step + 1) * step)
-        is_zero = mv[i:j].tobytes() == zero[: j - i]  # (memoryview == is slow)
+        is_zero = all_zero(mv[i:j])
         if not is_zero and start is None:
             start = i
         elif is_zero and start is not None:

@@ -184,6 +184,10 @@ def _cstr(b: bytes) -> str:
 
 
 INT64_MAX = (1 << 63) - 1
+# Report rows become DataFrames with nullable Int64 columns, built through float64 when a
+# column mixes None and ints: above 2**53 values lose precision (and fail the cast). No
+# host file holds 8 PiB, so a larger offset read from an image is garbage anyway.
+FRAME_INT_MAX = (1 << 53) - 1
 
 
 def _fit_int64(rows: list[dict], note: str) -> list[dict]:
@@ -193,16 +197,16 @@ def _fit_int64(rows: list[dict], note: str) -> list[dict]:
     for r in rows:
         for key in ("host_offset", "length"):
             v = r.get(key)
-            if v is not None and not 0 <= v <= INT64_MAX:
+            if v is not None and not 0 <= v <= FRAME_INT_MAX:
                 r = dict(r)
                 r[key] = None
-                r[note] = f"{r.get(note) or ''} ({key} {int(v):#x} does not fit int64)".lstrip()
+                r[note] = f"{r.get(note) or ''} ({key} {int(v):#x} is out of range)".lstrip()
         out.append(r)
     return out
 
 
 def _int64_or_none(v: int | None) -> int | None:
-    return v if v is None or 0 <= v <= INT64_MAX else None
+    return v if v is None or 0 <= v <= FRAME_INT_MAX else None
 
 
 class Snapshot:
@@ -819,7 +823,7 @@ class Qcow2Image(Image):
                     created=s.created,
                     # values a damaged entry puts beyond the int64 columns read as NA
                     vm_clock=dt.timedelta(microseconds=s.raw.vm_clock_nsec / 1000)
-                    if s.raw.vm_clock_nsec <= INT64_MAX - 1000
+                    if s.raw.vm_clock_nsec <= INT64_MAX - 10**6  # float rounding margin
                     else None,
                     vm_state_size=_int64_or_none(s.vm_state_size),
                     virtual_size=_int64_or_none(s.virtual_size(self.header.size)),
@@ -1198,7 +1202,9 @@ class Qcow2Image(Image):
 
         # what QEMU's calculate_refcounts() counts, in its order
         inc(0, cs, "header")
-        check_l1(h.l1_table_offset, h.l1_size, True, "L1 table")
+        # salvage mode opens an image whose l1_size is absurd: check what QEMU could load
+        l1_n = min(h.l1_size, MAX_L1_BYTES // 8)
+        check_l1(h.l1_table_offset, l1_n, True, "L1 table")
         if has_data_file and self.snapshot_list:
             row("error", "snapshot table", h.snapshots_offset, "ERROR snapshots with a data file")
         for s in self.snapshot_list:
@@ -1304,7 +1310,7 @@ class Qcow2Image(Image):
             block = self._refblock(c // per_block, cache)
             return None if block is None else int(block[c % per_block])
 
-        l1 = np.frombuffer(self._pread(h.l1_table_offset, h.l1_size * 8), dtype=">u8")
+        l1 = np.frombuffer(self._pread(h.l1_table_offset, l1_n * 8), dtype=">u8")
         l1 = l1.astype(np.uint64)
         copied_walked: set[int] = set()
         for i in np.flatnonzero(l1).tolist():

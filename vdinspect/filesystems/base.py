@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
-from ..io import ByteSource
+from ..io import ByteSource, all_zero
 from ..progress import Progress, reporter
 
 if TYPE_CHECKING:
@@ -467,9 +467,6 @@ class ExtractReport:
                 "<code>.renamed</code>, <code>.incomplete</code></div></div>")
 
 
-_ZERO_CHUNK = bytes(1 << 20)  # compared against, to leave holes for all-zero chunks
-
-
 class _Extractor:
     CHUNK = 1 << 20
 
@@ -558,13 +555,12 @@ class _Extractor:
         start = self.done
         try:
             buf = bytearray(min(self.CHUNK, max(src.size, 1)))
-            zeros = _ZERO_CHUNK
             pos = 0
             while pos < src.size:
                 n = min(len(buf), src.size - pos)
                 mv = memoryview(buf)[:n]
                 src.readinto(pos, mv)
-                if mv.tobytes() == zeros[:n]:  # a hole: sparse files stay sparse on the host
+                if all_zero(mv):  # leave a hole: sparse files stay sparse on the host
                     os.lseek(fd, n, os.SEEK_CUR)
                 else:
                     os.write(fd, mv)

@@ -220,3 +220,15 @@ class Concat(ByteSource):
                 length -= n
             i += 1
         return b"".join(parts)
+
+
+def all_zero(buf) -> bool:
+    """True when a buffer holds only zero bytes (numpy view: no copy, no slow compare)."""
+    import numpy as np
+
+    mv = memoryview(buf).cast("B")
+    n = len(mv) - len(mv) % 8
+    if n and np.frombuffer(mv[:n], dtype=np.uint64).any():
+        return False
+    return not np.frombuffer(mv[n:], dtype=np.uint8).any()
+
