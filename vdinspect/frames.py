@@ -93,6 +93,8 @@ def build_column(values: list, dtype: str | None):
         return _utc_column(values)
     if dtype in ("int64", "bool"):
         return np.array(values, dtype=dtype)
+    if dtype == "Int64":  # a value no int64 holds can only be garbage read from a damaged image
+        values = [v if v is None or -(1 << 63) <= v < 1 << 63 else None for v in values]
     return pd.array(values, dtype=dtype)
 
 
