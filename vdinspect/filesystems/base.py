@@ -8,6 +8,7 @@ ByteSource) and, for symlinks, ``readlink_entry(entry)``. Path lookup, walking, 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
 import io
@@ -68,6 +69,10 @@ class Entry:
     @property
     def is_dir(self) -> bool:
         return self.kind == DIR
+
+    def copy(self) -> Entry:
+        """A copy a caller may change (path, parent) without touching a driver's cache."""
+        return dataclasses.replace(self, extra=dict(self.extra))
 
     def row(self) -> dict:
         d = {c: getattr(self, c) for c in FILES_COLUMNS}

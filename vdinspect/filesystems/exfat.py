@@ -632,11 +632,11 @@ class ExfatFileSystem(FileSystem):
         if entry.kind != DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is not a directory")
         if entry.key.root and self._root_cache is not None:
-            return [_copy(e) for e in self._root_cache]
+            return [e.copy() for e in self._root_cache]
         out = self._parse(entry, self._dir_raw(entry))
         if entry.key.root:
             self._root_cache = out
-            return [_copy(e) for e in out]
+            return [e.copy() for e in out]
         return out
 
     def _parse(self, d: Entry, segs) -> list[Entry]:
@@ -985,32 +985,6 @@ class ExfatFileSystem(FileSystem):
                 None,
                 f"{lost} clusters are marked in use but belong to no file",
             )
-
-
-def _copy(e: Entry) -> Entry:
-    return Entry(
-        e.name,
-        e.kind,
-        e.size,
-        e.path,
-        e.parent,
-        e.allocated,
-        e.mode,
-        e.uid,
-        e.gid,
-        e.created,
-        e.modified,
-        e.accessed,
-        e.changed,
-        e.inode,
-        e.links,
-        e.deleted,
-        e.recoverable,
-        e.target,
-        e.key,
-        e.raw,
-        dict(e.extra),
-    )
 
 
 def open_filesystem(

@@ -844,38 +844,12 @@ class FatFileSystem(FileSystem):
             raise InvalidArgument(f"{self.name}: {entry.path} is not a directory")
         is_root = entry.key.root
         if is_root and self._root_entries_cache is not None:
-            return [self._copy(e) for e in self._root_entries_cache]
+            return [e.copy() for e in self._root_entries_cache]
         out = self._parse_dir(entry, self._dir_bytes(entry))
         if is_root:
             self._root_entries_cache = out
-            return [self._copy(e) for e in out]
+            return [e.copy() for e in out]
         return out
-
-    @staticmethod
-    def _copy(e: Entry) -> Entry:
-        return Entry(
-            e.name,
-            e.kind,
-            e.size,
-            e.path,
-            e.parent,
-            e.allocated,
-            e.mode,
-            e.uid,
-            e.gid,
-            e.created,
-            e.modified,
-            e.accessed,
-            e.changed,
-            e.inode,
-            e.links,
-            e.deleted,
-            e.recoverable,
-            e.target,
-            e.key,
-            e.raw,
-            dict(e.extra),
-        )
 
     def _parse_dir(self, d: Entry, segs: list[tuple[int, bytes]]) -> list[Entry]:
         out: list[Entry] = []
