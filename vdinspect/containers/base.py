@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NotFound
-from ..io import ByteSource, FileSource, LRUCache
+from ..io import ByteSource, LRUCache
 
 #: Allocation states (DESIGN.md "Allocation runs").
 DATA, ZERO, UNALLOCATED, BACKING, DAMAGED = "data", "zero", "unallocated", "backing", "damaged"
 STATES = (DATA, ZERO, UNALLOCATED, BACKING, DAMAGED)
+MAX_FINDINGS = 10_000  # problems an image keeps for check(); the rest are counted
 
 
 @dataclass(slots=True)
@@ -132,6 +133,8 @@ class Image(ByteSource):
         self.name = self.path
         self.strict = strict
         self.findings: list[dict] = []  # problems met while opening (salvage mode)
+        self._finding_keys: set[tuple] = set()
+        self.unlisted_findings = 0
         self._decompressed = LRUCache(8)
 
     # -- what subclasses provide -------------------------------------------------
@@ -151,7 +154,16 @@ class Image(ByteSource):
         return []
 
     def check(self) -> list[dict]:
-        return list(self.findings)
+        return self.findings_rows()
+
+    def findings_rows(self) -> list[dict]:
+        """The problems met while reading, plus a row counting those not kept."""
+        rows = list(self.findings)
+        if self.unlisted_findings:
+            rows.append(dict(severity="warning", structure="salvage", host_offset=None,
+                             message=f"{self.unlisted_findings} more problems met while "
+                             f"reading are not listed (only the first {MAX_FINDINGS} are)"))
+        return rows
 
     def info_fields(self) -> dict:
         return {}
@@ -186,10 +198,20 @@ class Image(ByteSource):
         return merge_runs(self._runs(start, end), start, end)
 
     def finding(self, severity: str, structure: str, host_offset: int | None, message: str) -> None:
-        """Record a problem met while reading (shown by ``check()``)."""
-        row = dict(severity=severity, structure=structure, host_offset=host_offset, message=message)
-        if row not in self.findings:
-            self.findings.append(row)
+        """Record a problem met while reading (shown by ``check()``), once each.
+
+        The first MAX_FINDINGS are kept and the rest counted: a salvage read of garbage
+        tables can meet a damaged entry every few bytes.
+        """
+        key = (severity, structure, host_offset, message)
+        if key in self._finding_keys:
+            return
+        if len(self.findings) >= MAX_FINDINGS:
+            self.unlisted_findings += 1
+            return
+        self._finding_keys.add(key)
+        self.findings.append(
+            dict(severity=severity, structure=structure, host_offset=host_offset, message=message))
 
     def _read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)
@@ -246,12 +268,6 @@ class Image(ByteSource):
 
 def _zeros(n: int) -> memoryview:
     return memoryview(bytearray(n))
-
-
-def open_sibling(image_path: str, name: str) -> FileSource:
-    """Open a file named relative to the folder of ``image_path`` (absolute names as given)."""
-    p = name if os.path.isabs(name) else os.path.join(os.path.dirname(image_path), name)
-    return FileSource(p)
 
 
 def data_structures(runs, unit: str = "clusters") -> list[dict]:

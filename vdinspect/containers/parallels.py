@@ -624,7 +624,7 @@ class ParallelsImage(Image):
     def check(self) -> list[dict]:
         """Findings like ``qemu-img check``: unclean, data_off, clusters outside the file,
         duplicates, leaks; plus the Format Extension's."""
-        rows = list(self.findings)
+        rows = self.findings_rows()
         h, n, cs = self.header, self.file.size, self.cluster_size
 
         def add(severity, structure, host_offset, message):

@@ -582,21 +582,6 @@ class Qcow2Image(Image):
         us[bad_units] = S_DAMAGED
         return us.reshape(-1), uh.reshape(-1)
 
-    def finding(self, severity: str, structure: str, host_offset: int | None, message: str) -> None:
-        """Record a problem (as Image.finding) with an O(1) duplicate test, keeping the first
-        MAX_CHECK_ROWS: a salvage read of garbage tables meets a damaged entry per 8 bytes."""
-        key = (severity, structure, host_offset, message)
-        seen = self.__dict__.setdefault("_finding_keys", set())
-        if key in seen:
-            return
-        if len(self.findings) >= MAX_CHECK_ROWS:  # counted (repeats too), not kept
-            self._unlisted_findings = getattr(self, "_unlisted_findings", 0) + 1
-            return
-        seen.add(key)
-        self.findings.append(
-            dict(severity=severity, structure=structure, host_offset=host_offset, message=message)
-        )
-
     def _damaged(self, start: int, end: int, structure: str, host: int | None, msg: str):
         if self.strict:
             self._fail(CorruptImage, msg, structure, host)
@@ -1363,17 +1348,7 @@ class Qcow2Image(Image):
 
     def check(self) -> list[dict]:
         """Integrity findings, as ``qemu-img check`` reports them (one row per cluster)."""
-        rows = list(self.findings)
-        if getattr(self, "_unlisted_findings", 0):
-            rows.append(
-                dict(
-                    severity="warning",
-                    structure="salvage",
-                    host_offset=None,
-                    message=f"{self._unlisted_findings} more problems met while reading "
-                    f"are not listed (only the first {MAX_CHECK_ROWS} are)",
-                )
-            )
+        rows = self.findings_rows()
         if self.dirty:
             rows.append(
                 dict(

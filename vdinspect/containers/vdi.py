@@ -744,7 +744,7 @@ class VdiImage(Image):
 
     def check(self) -> list[dict]:
         """Findings like ``qemu-img check`` (block map), plus header and layout warnings."""
-        rows = list(self.findings)
+        rows = self.findings_rows()
         h = self.header
         off = h.offBlocks
 

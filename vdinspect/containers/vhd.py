@@ -828,7 +828,7 @@ class VhdImage(Image):
 
     def check(self) -> list[dict]:
         """Findings: checksums, the footer copy, BAT entries past the end or overlapping."""
-        rows = list(self.findings)
+        rows = self.findings_rows()
         seen = {tuple(r.values()) for r in rows}
 
         def add(severity, structure, host_offset, message):

@@ -1442,7 +1442,7 @@ class VhdxImage(Image):
     def check(self) -> list[dict]:
         """Findings: bad checksums and fallbacks, the replayed log, bad or overlapping BAT
         entries."""
-        rows = list(self.findings)
+        rows = self.findings_rows()
 
         def add(sev, structure, off, msg):
             row = dict(severity=sev, structure=structure, host_offset=off, message=msg)

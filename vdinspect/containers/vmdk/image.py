@@ -416,7 +416,7 @@ class VmdkImage(Image):
 
     def check(self) -> list[dict]:
         """Findings met while reading plus each extent's checks."""
-        rows = list(self.findings)
+        rows = self.findings_rows()
         for e in self.extents:
             try:
                 rows += e.check()
