@@ -959,8 +959,11 @@ class Qcow2Image(Image):
             off = int(reft[index]) & REFT_OFFSET_MASK if index < len(reft) else 0
             if off % self.cluster_size:
                 cache[index] = None
-            elif not off:
-                cache[index] = np.zeros(self.cluster_size * 8 // self.refcount_bits, np.uint64)
+            elif not off:  # one shared (read-only) block: garbage offsets name many indexes
+                if "zeros" not in cache:
+                    n = self.cluster_size * 8 // self.refcount_bits
+                    cache["zeros"] = np.zeros(n, np.uint64)
+                cache[index] = cache["zeros"]
             else:
                 block = self._pread(off, self.cluster_size)
                 cache[index] = _decode_refcounts(block, self.refcount_bits)

@@ -512,7 +512,11 @@ class ExtFileSystem(FileSystem):
                 offset=self._gd_offset(g),
             )
         raw, offset = self._inode_raw(g, idx)
-        return InodeRecord(ino, raw, offset, self.huge_file, self.block_size)
+        rec = InodeRecord(ino, raw, offset, self.huge_file, self.block_size)
+        if rec.size_invalid is not None:
+            self.finding("error", "inode", offset, f"inode {ino}: i_size {rec.size_invalid:#x} "
+                         "is negative as Linux reads it (corrupt); its size is taken as 0")
+        return rec
 
     def _inode_raw(self, g: int, idx: int) -> tuple[bytes, int]:
         """The bytes of record ``idx`` of group ``g``'s inode table, and their offset."""
@@ -1757,6 +1761,13 @@ def files_table(entries: list[Entry]) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+def _sizes(recs: np.ndarray) -> np.ndarray:
+    """i_size of every record; one Linux would read as negative (corrupt) counts as 0."""
+    hi = _u(recs, 0x6C, 4)
+    bad = hi >= 1 << 31
+    return np.where(bad, 0, _u(recs, 4, 4) | (np.where(bad, 0, hi) << 32))
+
+
 def _u(recs: np.ndarray, off: int, width: int) -> np.ndarray:
     """A little-endian unsigned field of every record, as int64."""
     return recs[:, off : off + width].copy().view(f"<u{width}").ravel().astype(np.int64)
@@ -1796,7 +1807,7 @@ def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFr
         "name": pd.array(list(names), dtype="string"),
         "parent": pd.array(list(parents), dtype="string"),
         "kind": pd.array(np.where(mode & 0o170000 == 0o40000, DIR, FILE).tolist(), dtype="string"),
-        "size": _u(recs, 4, 4) | (_u(recs, 0x6C, 4) << 32),
+        "size": _sizes(recs),
         "allocated": ints(allocated),
         "mode": ints(mode),
         "uid": ints(_u(recs, 2, 2) | (_u(recs, 0x78, 2) << 16)),

@@ -152,6 +152,7 @@ class InodeRecord:
     __slots__ = (
         "number",
         "raw",
+        "size_invalid",
         "mode",
         "uid",
         "gid",
@@ -203,6 +204,9 @@ class InodeRecord:
         self.uid = uid | (uid_hi << 16)
         self.gid = gid | (gid_hi << 16)
         self.size = size_lo | (size_hi << 32)
+        self.size_invalid = None
+        if size_hi >> 31:  # Linux reads i_size as signed (loff_t) and refuses such an inode
+            self.size_invalid, self.size = self.size, 0
         self.links = links
         self.flags = flags
         self.i_block = i_block
