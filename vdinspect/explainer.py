@@ -582,6 +582,9 @@ def _explain_image(img: Image, what: Any, offset: int | None, sources: _Sources)
         row = dict(name="header", host_file=None, host_offset=offset, description=None)
     src = sources.get(row.get("host_file"))
     off = row["host_offset"] if offset is None else offset
+    table = _table_layout(img, str(row["name"]))
+    if table is not None:
+        return _explain_table(img, row, src, off, *table)
     for k, st in structs.items():
         if _norm(k) == _norm(row["name"]):
             return explain_at(st, src, off, name=k, description=row.get("description"))
@@ -762,3 +765,137 @@ def _short(v: Any, limit: int = 60) -> str:
 
 def _first_line(e: Exception) -> str:
     return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+# --- tables: one row per entry, decoded as the format's specification says ------------
+
+MAX_TABLE_ROWS = 256  # entries shown of a table (the first ones)
+
+
+def _qcow2_l1(img: Image, v: int) -> str:
+    off = v & 0x00FFFFFFFFFFFE00
+    if not off:
+        return "no L2 table: the whole range is unallocated here"
+    return f"L2 table at {off:#x}" + ("; COPIED (refcount 1)" if v >> 63 else "")
+
+
+def _qcow2_l2(img: Image, v: int) -> str:
+    if v >> 62 & 1:
+        x = 62 - (img.cluster_bits - 8)
+        host = v & ((1 << x) - 1)
+        sectors = ((v >> x) & ((1 << (img.cluster_bits - 8)) - 1)) + 1
+        return f"compressed cluster at {host:#x}, {sectors} sector(s)"
+    off = v & 0x00FFFFFFFFFFFE00
+    if v & 1:
+        return "zero cluster" + (f" (preallocated at {off:#x})" if off else "")
+    if not off:
+        return "unallocated: read from the backing file (or zeros)"
+    return f"data cluster at {off:#x}" + ("; COPIED (refcount 1)" if v >> 63 else "")
+
+
+def _qcow2_reftable(img: Image, v: int) -> str:
+    off = v & 0xFFFFFFFFFFFFFE00
+    return f"refcount block at {off:#x}" if off else "no refcount block"
+
+
+def _qcow1_l2(img: Image, v: int) -> str:
+    if v >> 63:
+        return "compressed cluster"
+    return f"data cluster at {v:#x}" if v else "unallocated: read from the backing file"
+
+
+def _sector_pointer(what: str, empty: str):
+    def describe(img: Image, v: int) -> str:
+        return f"{what} at sector {v} ({v * 512:#x})" if v else empty
+    return describe
+
+
+def _vmdk_gte(img: Image, v: int) -> str:
+    if v == 0:
+        return "unallocated: read from the parent (or zeros)"
+    if v == 1:
+        return "zeroed grain (reads as zeros)"
+    return f"grain at sector {v} ({v * 512:#x})"
+
+
+def _vhd_bat(img: Image, v: int) -> str:
+    return "unallocated block" if v == 0xFFFFFFFF else \
+        f"block (bitmap, then data) at sector {v} ({v * 512:#x})"
+
+
+def _vhdx_bat(img: Image, v: int) -> str:
+    states = {0: "NOT_PRESENT", 1: "UNDEFINED", 2: "ZERO", 3: "UNMAPPED", 6: "FULLY_PRESENT",
+              7: "PARTIALLY_PRESENT"}
+    state = states.get(v & 7, f"reserved state {v & 7}")
+    off = (v >> 20) << 20
+    return f"{state}" + (f", at {off:#x}" if off else "")
+
+
+def _vdi_map(img: Image, v: int) -> str:
+    if v == 0xFFFFFFFF:
+        return "free: read from the parent (or zeros)"
+    if v == 0xFFFFFFFE:
+        return "zero block"
+    return f"data block number {v}"
+
+
+def _parallels_bat(img: Image, v: int) -> str:
+    return f"cluster at offset unit {v}" if v else "unallocated cluster"
+
+
+#: (format, structure name pattern, numpy dtype of an entry, what an entry means)
+_TABLES = [
+    ("qcow2", r"(snapshot \S+ )?l1 table", ">u8", _qcow2_l1),
+    ("qcow2", r"l2 table \d+", ">u8", _qcow2_l2),
+    ("qcow2", r"refcount table", ">u8", _qcow2_reftable),
+    ("qcow", r"l1 table", ">u8", lambda img, v: f"L2 table at {v:#x}" if v else "no L2 table"),
+    ("qcow", r"l2 table.*", ">u8", _qcow1_l2),
+    ("vmdk", r"(redundant )?grain directory.*", "<u4",
+     _sector_pointer("grain table", "no grain table")),
+    ("vmdk", r"(redundant )?grain table.*", "<u4", _vmdk_gte),
+    ("vhd", r"bat", ">u4", _vhd_bat),
+    ("vhdx", r"bat", "<u8", _vhdx_bat),
+    ("vdi", r"block map", "<u4", _vdi_map),
+    ("parallels", r"bat", "<u4", _parallels_bat),
+]
+
+
+def _table_layout(img: Image, name: str):
+    """(dtype, describe) for a structure that is a table of entries, else None."""
+    import re
+
+    for fmt, pattern, dtype, describe in _TABLES:
+        if img.format == fmt and re.fullmatch(pattern, name.strip().lower()):
+            if fmt == "qcow2" and dtype == ">u8" and name.lower().startswith("l2") and \
+                    getattr(img, "extended_l2", False):
+                return ">u8", _qcow2_l2, 16  # an entry and its subcluster bitmap
+            return dtype, describe, None
+    return None
+
+
+def _explain_table(img: Image, row: dict, src: ByteSource, off: int, dtype: str, describe,
+                   stride: int | None) -> Explanation:
+    """A table as rows: one per entry (the first MAX_TABLE_ROWS), raw and decoded."""
+    import numpy as np
+
+    width = int(dtype[2:])
+    stride = stride or width
+    length = int(row.get("length") or 0)
+    n = min(length // stride, MAX_TABLE_ROWS)
+    data = src.read(off, min(n * stride, max(0, src.size - off))) if n else b""
+    n = len(data) // stride
+    values = np.frombuffer(data[: n * stride], dtype=np.dtype(dtype)).tolist()[:: stride // width]
+    fields = []
+    for i, v in enumerate(values):
+        raw = data[i * stride : i * stride + stride]
+        meaning = describe(img, v)
+        if stride > width:  # QCOW2 extended L2: the entry, then its subcluster bitmap
+            bitmap = int.from_bytes(raw[width:], "big")
+            meaning += (f"; subclusters allocated {bitmap & 0xFFFFFFFF:#010x}, "
+                        f"zero {bitmap >> 32:#010x}")
+        fields.append(Field(i * stride, stride, f"[{i}]", raw, v, meaning))
+    total = length // stride
+    more = f"; the first {n} of {total} entries" if total > n else ""
+    return Explanation(str(row["name"]), fields, data, host_file=row.get("host_file"),
+                       host_offset=off, description=f"{row.get('description') or ''}{more}")
+
