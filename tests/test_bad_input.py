@@ -385,11 +385,9 @@ def _assert_names_file(exc: VDInspectError, files: list[str], step: str) -> None
         assert exc.path in text
 
 
-def use_disk(path: Path, strict: bool, out_dir: Path, *, other_files=()) -> dict[str, str]:
-    """Open ``path`` and walk the whole public API; return {step: error class} for the steps
-    that raised a VDInspectError (anything else escaping fails the test)."""
-    files = [str(path), *map(str, other_files)]
-    outcome: dict[str, str] = {}
+def make_attempt(files: list[str], strict: bool, outcome: dict[str, str]):
+    """``attempt(step, fn)``: run one step of the public path; a VDInspectError naming one of
+    ``files`` is recorded in ``outcome``, anything else escaping fails the test."""
 
     def attempt(step, fn):
         try:
@@ -405,6 +403,14 @@ def use_disk(path: Path, strict: bool, out_dir: Path, *, other_files=()) -> dict
             ) from e
         return None
 
+    return attempt
+
+
+def use_disk(path: Path, strict: bool, out_dir: Path, *, other_files=()) -> dict[str, str]:
+    """Open ``path`` and walk the whole public API; return {step: error class} for the steps
+    that raised a VDInspectError (anything else escaping fails the test)."""
+    outcome: dict[str, str] = {}
+    attempt = make_attempt([str(path), *map(str, other_files)], strict, outcome)
     disk = attempt("open", lambda: vdinspect.open(path, strict=strict))
     if disk is None:
         return outcome

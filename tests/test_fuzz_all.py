@@ -46,9 +46,8 @@ from tests.conftest import SHARED_SAMPLES
 from tests.test_bad_input import (
     DEEP,
     EXTREMES,
-    Hang,
-    _assert_names_file,
     fuzz_settings,
+    make_attempt,
     timed,
     traced,
 )
@@ -231,23 +230,8 @@ def apply(seed: Seed, edits, dest: Path) -> Path:
 def walk(path: Path, strict: bool, other_files=()) -> dict[str, str]:
     """Open ``path`` and walk the public path down to file contents; return {step: error
     class} of the steps that raised a VDInspectError (anything else fails the test)."""
-    files = [str(path), *map(str, other_files)]
     outcome: dict[str, str] = {}
-
-    def attempt(step, fn):
-        try:
-            return fn()
-        except VDInspectError as e:
-            _assert_names_file(e, files, step)
-            outcome[step] = type(e).__name__
-        except (Hang, AssertionError):
-            raise
-        except Exception as e:
-            raise AssertionError(
-                f"{step} (strict={strict}) let {type(e).__name__} escape: {e}"
-            ) from e
-        return None
-
+    attempt = make_attempt([str(path), *map(str, other_files)], strict, outcome)
     disk = attempt("open", lambda: vdinspect.open(path, strict=strict))
     if disk is None:
         return outcome

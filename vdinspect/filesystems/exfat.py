@@ -33,7 +33,7 @@ from construct import Bytes, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 from ..errors import CorruptImage, InvalidArgument, NotFound, NotRecognized
 from ..io import ByteSource, Concat, MemorySource, Zero
 from .base import DIR, FILE, Entry, FileSystem
-from .fat import FatTable, _attr_text, cluster_source, dos_datetime, take_free
+from .fat import FatTable, _attr_text, cluster_source, dos_datetime, readable_runs, take_free
 
 # --- on-disk structures ----------------------------------------------------------------
 
@@ -381,16 +381,7 @@ class ExfatFileSystem(FileSystem):
         return (offset - self.heap_offset) // 32 + 3
 
     def _readable(self, runs):
-        out = []
-        for s, n in runs:
-            end = self.cluster_offset(s + n)
-            if end > self.source.size:
-                fit = max(0, (self.source.size - self.cluster_offset(s)) // self.cluster_size)
-                if fit:
-                    out.append((s, fit))
-                break
-            out.append((s, n))
-        return out
+        return readable_runs(self, runs)
 
     def free_mask(self, start: int, stop: int) -> np.ndarray:
         """True where clusters [start, stop) are free in the allocation bitmap."""

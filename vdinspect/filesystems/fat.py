@@ -468,6 +468,19 @@ class ClusterRuns(ByteSource):
             pos += n
 
 
+def readable_runs(fs, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Cluster runs (first, count) cut where the clusters leave ``fs.source`` (FAT, exFAT)."""
+    out = []
+    for s, n in runs:
+        if fs.cluster_offset(s + n) > fs.source.size:
+            fit = max(0, (fs.source.size - fs.cluster_offset(s)) // fs.cluster_size)
+            if fit:
+                out.append((s, fit))
+            break
+        out.append((s, n))
+    return out
+
+
 def cluster_source(
     vol: ByteSource, heap: int, csize: int, runs: list[tuple[int, int]], size: int, name: str
 ) -> ByteSource:
@@ -755,17 +768,7 @@ class FatFileSystem(FileSystem):
         return runs, problem, ended, used
 
     def _readable(self, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
-        """The runs cut where the clusters leave the source."""
-        out = []
-        for s, n in runs:
-            end = self.cluster_offset(s + n)
-            if end > self.source.size:
-                fit = max(0, (self.source.size - self.cluster_offset(s)) // self.cluster_size)
-                if fit:
-                    out.append((s, fit))
-                break
-            out.append((s, n))
-        return out
+        return readable_runs(self, runs)
 
     # --- directories ----------------------------------------------------------------------
     def root(self) -> Entry:
