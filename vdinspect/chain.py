@@ -121,6 +121,18 @@ class Chain(ByteSource):
             else:
                 self.layers[run.layer].fill_run(run, out)
 
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        if len(self.layers) == 1:
+            return self.top._damage_pairs(start, end)
+        index = getattr(self, "_damage_index", None)
+        if index is None:
+            from .io import DamageIndex
+
+            index = self._damage_index = DamageIndex(
+                lambda a, b: [(r.start, r.end) for r in self.runs(a, b - a)
+                              if r.state == DAMAGED], self.size)
+        return index.query(start, end)
+
     def close(self) -> None:
         for layer in self.layers:
             layer.close()

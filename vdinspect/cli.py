@@ -159,8 +159,10 @@ def _bad_call():
 
 
 def _list_frame(df):
-    cols = [c for c in ("kind", "size", "modified", "inode", "deleted", "path") if c in df]
-    return df[cols]
+    cols = ["kind", "size", "modified", "inode", "deleted", "path"]
+    if "damaged" in df and df["damaged"].fillna(0).gt(0).any():
+        cols.insert(2, "damaged")  # bytes that could not be read (salvage mode)
+    return df[[c for c in cols if c in df]]
 
 
 def cmd_ls(args, out) -> int:
@@ -187,7 +189,14 @@ def cmd_cat(args, out) -> int:
                 if not chunk:
                     break
                 sink.write(chunk)
+            bad = f.damaged_ranges()
         sink.flush()
+        if bad:
+            from .filesystems.base import damage_text
+
+            print(f"vdinspect: {entry.path}: could not read {damage_text(bad)} "
+                  "(written as zeros)", file=sys.stderr)
+            return 1
     return 0
 
 
@@ -199,19 +208,27 @@ def cmd_extract(args, out) -> int:
         rep = fs.extract(args.path, args.dest, deleted=args.deleted,
                          progress=True if args.progress else None)
         if args.json:
+            damaged = [dict(path=p, host=h, ranges=[list(r) for r in rs])
+                       for p, h, rs in rep.damaged]
             json.dump(dict(dest=rep.dest, written=rep.written, bytes_written=rep.bytes_written,
                            renamed=rep.renamed, incomplete=rep.incomplete,
-                           skipped=rep.skipped), out, indent=1)
+                           skipped=rep.skipped, damaged=damaged), out, indent=1)
             out.write("\n")
-            return 0
-        out.write(rep.summary() + "\n")
-        for path, host in rep.renamed:
-            out.write(f"renamed: {path} -> {host}\n")
-        for path, why in rep.incomplete:
-            out.write(f"incomplete: {path}: {why}\n")
-        for path, why in rep.skipped:
-            out.write(f"skipped: {path}: {why}\n")
-    return 0
+        else:
+            from .filesystems.base import damage_text
+
+            out.write(rep.summary() + "\n")
+            for path, host in rep.renamed:
+                out.write(f"renamed: {path} -> {host}\n")
+            for path, why in rep.incomplete:
+                out.write(f"incomplete: {path}: {why}\n")
+            for path, _host, ranges in rep.damaged:
+                out.write(f"damaged: {path}: {damage_text(ranges)} unreadable, "
+                          "written as zeros\n")
+            for path, why in rep.skipped:
+                out.write(f"skipped: {path}: {why}\n")
+    # files written with holes of zeros where the image is damaged: not a clean copy
+    return 1 if rep.damaged or rep.incomplete else 0
 
 
 def build_parser() -> argparse.ArgumentParser:

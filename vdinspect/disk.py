@@ -99,6 +99,9 @@ class Disk(ByteSource):
         self._check_range(offset, length)
         return self.chain.read(offset, length)
 
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        return self.chain._damage_pairs(start, end)
+
     # --- layers and views ----------------------------------------------------------
     @property
     def layer_images(self) -> list[Image]:

@@ -239,6 +239,16 @@ class Image(ByteSource):
         else:
             out[:] = bytes(len(out)) if len(out) < 1 << 16 else _zeros(len(out))
 
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        index = getattr(self, "_damage_index", None)
+        if index is None:
+            from ..io import DamageIndex
+
+            index = self._damage_index = DamageIndex(
+                lambda a, b: [(r.start, r.end) for r in self.runs(a, b - a)
+                              if r.state == DAMAGED], self.size)
+        return index.query(start, end)
+
     @property
     def allocated(self) -> int:
         """Virtual bytes whose data this image itself stores."""

@@ -301,8 +301,45 @@ class FileSystem:
         """The DESIGN.md ``files()`` frame for everything below ``path``."""
         from ..frames import files_frame
 
-        return files_frame([e.row() for e in self.iter_entries(path, recursive=recursive,
-                                                               deleted=deleted)])
+        entries = list(self.iter_entries(path, recursive=recursive, deleted=deleted))
+        return self._add_damage(files_frame([e.row() for e in entries]), lambda: entries)
+
+    # --- damage (salvage mode) -------------------------------------------------------
+    def volume_damaged(self) -> bool:
+        """Whether any byte of the volume could not be read (a damaged or missing range of
+        the disk below, in salvage mode)."""
+        return bool(self.source.size and self.source._damage_pairs(0, self.source.size))
+
+    def damaged_ranges(self, path: str | Entry) -> list[tuple[int, int]]:
+        """(offset, length) ranges of a file's data that could not be read: reads give
+        zeros there. Empty for a file whose every byte is real."""
+        entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+        return self.content(entry).damaged_ranges()
+
+    def damaged(self, path: str | Entry) -> int | None:
+        """How many bytes of a file's data could not be read (the ``damaged`` column);
+        None when the entry has no content to check (a directory, an unreadable file)."""
+        entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+        if entry.kind == DIR:
+            return None
+        try:
+            return sum(n for _a, n in self.content(entry).damaged_ranges())
+        except VDInspectError:
+            return None
+
+    def _add_damage(self, df: pd.DataFrame, entries) -> pd.DataFrame:
+        """Insert the ``damaged`` column after ``target``; ``entries()`` gives the rows'
+        Entries and is called only when the volume has damaged ranges at all."""
+        import numpy as np
+        import pandas as pd
+
+        if len(df) and self.volume_damaged():
+            col = pd.array([self.damaged(e) for e in entries()], dtype="Int64")
+        else:  # nothing on the volume is damaged: 0 for every file, NA for directories
+            is_dir = df["kind"].to_numpy(dtype=object) == DIR
+            col = pd.arrays.IntegerArray(np.zeros(len(df), dtype=np.int64), is_dir)
+        df.insert(df.columns.get_loc("target") + 1, "damaged", col)
+        return df
 
     def plot_sizes(self, path: str = "/", ax=None, depth: int = 2, **kw):
         """A treemap of the file sizes below ``path`` (matplotlib; see vdinspect.viz)."""
@@ -413,6 +450,10 @@ class FileReader(io.RawIOBase):
     def readall(self) -> bytes:
         return self.read(-1)
 
+    def damaged_ranges(self) -> list[tuple[int, int]]:
+        """(offset, length) ranges of the file that could not be read (they read as zeros)."""
+        return self._src.damaged_ranges()
+
 
 # --- extraction -------------------------------------------------------------------------
 
@@ -443,6 +484,9 @@ class ExtractReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (volume path, reason)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # (volume path, host path)
     incomplete: list[tuple[str, str]] = field(default_factory=list)  # written, but cut short
+    #: written, but with ranges that could not be read (zeros there): (volume path, host
+    #: path, [(offset, length), ...]) — salvage mode's damaged ranges reaching a file
+    damaged: list[tuple[str, str, list[tuple[int, int]]]] = field(default_factory=list)
 
     def summary(self) -> str:
         s = f"{len(self.written)} files, {self.bytes_written} bytes written to {self.dest}"
@@ -450,6 +494,8 @@ class ExtractReport:
             s += f"; {len(self.renamed)} renamed"
         if self.incomplete:
             s += f"; {len(self.incomplete)} incomplete"
+        if self.damaged:
+            s += f"; {len(self.damaged)} with unreadable ranges written as zeros"
         if self.skipped:
             s += f"; {len(self.skipped)} skipped"
         return s
@@ -467,9 +513,21 @@ class ExtractReport:
         more = len(self.skipped) - len(shown)
         if more:
             body += f"<div>... and {more} more in <code>.skipped</code></div>"
+        bad = [(p, damage_text(r)) for p, _h, r in self.damaged[:20]]
+        if bad:
+            body += table(("volume path", "unreadable (written as zeros)"), bad)
         return (f"<div><b>ExtractReport</b> {html.escape(self.summary())}{body}"
                 "<div>See: <code>.written</code>, <code>.skipped</code>, "
-                "<code>.renamed</code>, <code>.incomplete</code></div></div>")
+                "<code>.renamed</code>, <code>.incomplete</code>, "
+                "<code>.damaged</code></div></div>")
+
+
+def damage_text(ranges: list[tuple[int, int]]) -> str:
+    """A short human description of damaged ranges: bytes and where."""
+    total = sum(n for _a, n in ranges)
+    shown = ", ".join(f"[{a:#x}, +{n:#x})" for a, n in ranges[:3])
+    more = f" and {len(ranges) - 3} more" if len(ranges) > 3 else ""
+    return f"{total} bytes in {len(ranges)} ranges: {shown}{more}"
 
 
 class _Extractor:
@@ -529,11 +587,13 @@ class _Extractor:
                     hosts[id(e)] = host
                     dirs_times.append((host, e))
                 elif e.kind == FILE:
-                    n, cut = self._write_file(e, host)
+                    n, cut, bad = self._write_file(e, host)
                     self.report.written.append(host)
                     self.report.bytes_written += n
                     if cut:
                         self.report.incomplete.append((e.path, cut))
+                    if bad:
+                        self.report.damaged.append((e.path, host, bad))
                 elif e.kind == SYMLINK:
                     self._symlink(e, host)
                 else:
@@ -548,8 +608,10 @@ class _Extractor:
             self.report_fn(total, total)
         return self.report
 
-    def _write_file(self, e: Entry, host: str) -> tuple[int, str | None]:
-        """Write one file (temporary name, then rename); (bytes, why it is short or None)."""
+    def _write_file(self, e: Entry, host: str
+                    ) -> tuple[int, str | None, list[tuple[int, int]]]:
+        """Write one file (temporary name, then rename); (bytes, why it is short or None,
+        the ranges that could not be read and were written as zeros)."""
         src = self.fs.content(e)
         if os.path.islink(host) or (os.path.exists(host) and not os.path.isfile(host)):
             raise FileExistsError(errno.EEXIST, "exists and is not a regular file", host)
@@ -588,7 +650,11 @@ class _Extractor:
         cut = None
         if written < e.size:
             cut = f"only {written} of {e.size} bytes could be read"
-        return written, cut
+        try:  # after the copy: decoders learn of undecodable units while reading
+            bad = src.damaged_ranges()
+        except VDInspectError:
+            bad = []
+        return written, cut, bad
 
     def _symlink(self, e: Entry, host: str) -> None:
         target = self.fs.readlink_entry(e)

@@ -38,7 +38,7 @@ import numpy as np
 from construct import Bytes, Const, Int8ul, Int16ul, Int32ul, Struct
 
 from ..errors import CorruptImage, InvalidArgument, NotFound, NotRecognized
-from ..io import ByteSource, LRUCache, MemorySource
+from ..io import ByteSource, LRUCache, MemorySource, damaged_through
 from .base import DIR, FILE, Entry, FileSystem
 
 # --- on-disk structures ----------------------------------------------------------------
@@ -466,6 +466,10 @@ class ClusterRuns(ByteSource):
         for o, n in self._pieces(offset, len(mv)):
             self.vol.readinto(o, mv[pos : pos + n])
             pos += n
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        return damaged_through(self.vol, zip(self.starts, self.offsets, self.lengths),
+                               start, end)
 
 
 def readable_runs(fs, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:

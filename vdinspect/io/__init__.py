@@ -1,7 +1,18 @@
 """Byte sources (the read protocol) and the metadata cache."""
 
 from .cache import LRUCache
-from .sources import ByteSource, Concat, FileSource, MemorySource, Slice, Zero, all_zero
+from .sources import (
+    ByteSource,
+    Concat,
+    DamageIndex,
+    FileSource,
+    MemorySource,
+    Slice,
+    Zero,
+    all_zero,
+    damaged_through,
+    merge_ranges,
+)
 
 __all__ = ["ByteSource", "FileSource", "MemorySource", "Slice", "Concat", "Zero", "LRUCache",
-           "all_zero"]
+           "all_zero", "DamageIndex", "damaged_through", "merge_ranges"]

@@ -3,6 +3,11 @@
 A ByteSource has a ``size`` in bytes and ``read(offset, length)``, which returns exactly
 ``length`` bytes from inside ``[0, size)``. Reading past the end is an error, never a silent
 short read. Images, chains, partitions and open files are all ByteSources, so they compose.
+
+``damaged_ranges()`` says which bytes could not be read (salvage mode reads them as zeros):
+a disk knows from its ``damaged`` runs, and every source built on another (a partition, a
+file's extents, a decompressed stream) maps its parent's damage into its own offsets, so a
+file on a partition of a damaged chain can say which of its bytes are not real.
 """
 
 from __future__ import annotations
@@ -35,6 +40,25 @@ class ByteSource:
 
     def _read(self, offset: int, length: int) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def damaged_ranges(self, offset: int = 0, length: int | None = None) -> list[tuple[int, int]]:
+        """The (offset, length) ranges inside ``[offset, offset+length)`` that could not be
+        read and read as zeros (salvage mode), merged and in order; [] for a sound source."""
+        if length is None:
+            length = max(0, self.size - offset)
+        self._check_range(offset, length)
+        if not length:
+            return []
+        return [(a, b - a) for a, b in merge_ranges(self._damage_pairs(offset, offset + length))]
+
+    def damaged_bytes(self) -> int:
+        """How many of this source's bytes could not be read (0 for a sound source)."""
+        return sum(n for _a, n in self.damaged_ranges())
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Damaged (start, end) pairs clipped to ``[start, end)``; sources over another
+        source override this to map their parent's damage (the default: none)."""
+        return []
 
     def _check_range(self, offset: int, length: int) -> None:
         if not isinstance(offset, int) or not isinstance(length, int):
@@ -188,6 +212,9 @@ class Slice(ByteSource):
     def _read(self, offset: int, length: int) -> bytes:
         return self.source.read(self.offset + offset, length)
 
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        return damaged_through(self.source, [(0, self.offset, self.size)], start, end)
+
     def readinto(self, offset: int, buffer) -> None:
         mv = memoryview(buffer).cast("B")
         self._check_range(offset, len(mv))
@@ -220,6 +247,75 @@ class Concat(ByteSource):
                 length -= n
             i += 1
         return b"".join(parts)
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        i = max(0, bisect.bisect_right(self.starts, start) - 1)
+        out: list[tuple[int, int]] = []
+        while i < len(self.sources) and self.starts[i] < end:
+            s0, src = self.starts[i], self.sources[i]
+            a, b = max(start, s0), min(end, s0 + src.size)
+            if a < b:
+                out.extend((s0 + x, s0 + y) for x, y in src._damage_pairs(a - s0, b - s0))
+            i += 1
+        return out
+
+
+def merge_ranges(pairs) -> list[tuple[int, int]]:
+    """(start, end) pairs sorted and merged where they touch or overlap; empty ones dropped."""
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(p for p in pairs if p[1] > p[0]):
+        if out and a <= out[-1][1]:
+            if b > out[-1][1]:
+                out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return out
+
+
+def damaged_through(source: ByteSource, pieces, start: int = 0, end: int | None = None
+                    ) -> list[tuple[int, int]]:
+    """Map ``source``'s damage into a view made of ``pieces`` (view offset, source offset,
+    length), as (start, end) pairs of the view clipped to ``[start, end)``.
+
+    The helper every extent-mapped source (a file on a volume, a partition) uses.
+    """
+    out: list[tuple[int, int]] = []
+    for view, src, n in pieces:
+        a, b = max(start, view), min(view + n, end if end is not None else view + n)
+        if a >= b:
+            continue
+        shift = view - src
+        for x, y in source._damage_pairs(a - shift, b - shift):
+            out.append((x + shift, y + shift))
+    return out
+
+
+class DamageIndex:
+    """The damaged ranges of a large source, fetched window by window and kept.
+
+    ``fetch(start, end)`` returns (start, end) pairs (from metadata: allocation runs);
+    windows keep the cost of a question about a few extents small on a multi-TiB disk.
+    """
+
+    WINDOW = 1 << 32
+
+    def __init__(self, fetch, size: int) -> None:
+        self.fetch = fetch
+        self.size = size
+        self.windows: dict[int, list[tuple[int, int]]] = {}
+
+    def query(self, start: int, end: int) -> list[tuple[int, int]]:
+        out = []
+        w = self.WINDOW
+        for k in range(start // w, (max(start, end - 1)) // w + 1):
+            got = self.windows.get(k)
+            if got is None:
+                got = self.windows[k] = merge_ranges(
+                    self.fetch(k * w, min(self.size, (k + 1) * w)))
+            for a, b in got:
+                if a < end and b > start:
+                    out.append((max(a, start), min(b, end)))
+        return out
 
 
 def all_zero(buf) -> bool:

@@ -488,6 +488,22 @@ class StripedSource(ByteSource):
             length -= take
         return b"".join(parts)
 
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        ss, n = self.stripe_size, len(self.stripes)
+        out = []
+        for k, stripe in enumerate(self.stripes):
+            for a, b in stripe._damage_pairs(0, stripe.size):
+                # stripe bytes [a, b) lie in chunks of ss bytes spread n chunks apart
+                pos = a
+                while pos < b:
+                    row, within = divmod(pos, ss)
+                    take = min(ss - within, b - pos)
+                    logical = (row * n + k) * ss + within
+                    if logical < end and logical + take > start:
+                        out.append((max(start, logical), min(end, logical + take)))
+                    pos += take
+        return out
+
 
 def _str_or_none(value) -> str | None:
     return value if isinstance(value, str) else None

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from construct import Int16ul, Int32ul, Struct
 
-from ...io import ByteSource
+from ...io import ByteSource, damaged_through
 
 if TYPE_CHECKING:
     from .fs import ExtFileSystem
@@ -283,6 +283,10 @@ class FileSource(ByteSource):
         self._starts = (bmap.lblk[keep] * block_size).tolist()
         self._ends = ((bmap.lblk[keep] + bmap.count[keep]) * block_size).tolist()
         self._phys = (bmap.pblk[keep] * block_size).tolist()
+        # blocks the extent tree says exist but whose mapping could not be read
+        bad = bmap.state == DAMAGED
+        self._lost = list(zip((bmap.lblk[bad] * block_size).tolist(),
+                              ((bmap.lblk[bad] + bmap.count[bad]) * block_size).tolist()))
 
     def _read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)
@@ -293,6 +297,12 @@ class FileSource(ByteSource):
         mv = memoryview(buffer).cast("B")
         self._check_range(offset, len(mv))
         self._fill(offset, mv, zeroed=False)
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        pieces = zip(self._starts, self._phys, (e - s for s, e in zip(self._starts, self._ends)))
+        out = damaged_through(self.dev, pieces, start, min(end, self.size))
+        out += [(max(a, start), min(b, end)) for a, b in self._lost if a < end and b > start]
+        return out
 
     def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
         """Read the mapped parts of [offset, offset+len) into ``mv``; zero the rest."""

@@ -1281,7 +1281,22 @@ class ExtFileSystem(FileSystem):
         finally:
             self._defer -= 1
             self._dircache = None
-        return assemble_files(order, fast, entries, self.huge_file, self.block_size)
+        df = assemble_files(order, fast, entries, self.huge_file, self.block_size)
+
+        def all_entries() -> list[Entry]:  # only asked for when the volume has damage
+            f, e = iter(fast), iter(entries)
+            out = []
+            for is_fast in order:
+                if is_fast:
+                    p, name, parent, ino, raw = next(f)
+                    kind = DIR if _FAST_FIELDS.unpack_from(raw, 0)[0] & 0o170000 == 0o40000 else FILE
+                    out.append(Entry(name=name, kind=kind, path=p, parent=parent, inode=ino,
+                                     key=ino))
+                else:
+                    out.append(next(e))
+            return out
+
+        return self._add_damage(df, all_entries)
 
     def _walk_columns(self, path: str, recursive: bool, deleted: bool):
         """The walk of ``FileSystem.iter_entries`` (same order, loop and depth rules), with

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from construct import Array, Bytes, Int8ub, Int32sb, Int32ub, Int64ub, Struct
 
-from ...io import ByteSource
+from ...io import ByteSource, damaged_through
 
 JBD2_MAGIC = 0xC03B3998
 DESCRIPTOR, COMMIT, SUPERBLOCK_V1, SUPERBLOCK_V2, REVOKE = 1, 2, 3, 4, 5
@@ -366,6 +366,11 @@ class OverlaySource(ByteSource):
         mv = memoryview(buffer).cast("B")
         self._check_range(offset, len(mv))
         self._fill(offset, mv)
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        # blocks replaced by journal copies come from the journal, others from the base;
+        # the base's damage is reported for both (a conservative answer)
+        return damaged_through(self.base, [(0, 0, self.size)], start, end)
 
     def _fill(self, offset: int, mv: memoryview) -> None:
         bs = self.bs

@@ -1585,7 +1585,7 @@ class NTFS(FileSystem):
 
         entries = list(self._walk_volume(deleted, times=False))
         if not entries:
-            return files_frame([])
+            return self._add_damage(files_frame([]), lambda: entries)
         schema = files_frame([])
         data: dict[str, object] = {}
         for c in FILES_COLUMNS:
@@ -1599,7 +1599,7 @@ class NTFS(FileSystem):
                 data[c] = build_column([getattr(e, c) for e in entries], str(schema[c].dtype))
         for k in dict.fromkeys(k for e in entries for k in e.extra):
             data[k] = build_column([e.extra.get(k) for e in entries], None)
-        return pd.DataFrame(data)
+        return self._add_damage(pd.DataFrame(data), lambda: entries)
 
 
 def _wof_name(rp: Reparse | None) -> str | None:
@@ -1680,6 +1680,7 @@ class CompressedSource(ByteSource):
         self.fs = fs
         self.cache: LRUCache[bytes] = LRUCache(8)
         self.starts = [r.vcn for r in runs]
+        self.bad_units: set[int] = set()  # units whose LZNT1 data did not decode (salvage)
 
     def _clusters(self, vcn: int, count: int) -> list[tuple[int | None, int]]:
         import bisect
@@ -1743,9 +1744,33 @@ class CompressedSource(ByteSource):
                     stored[0][0] * self.cs,
                     f"{self.name}: compression unit {k}: {e}; read as zeros",
                 )
+                self.bad_units.add(k)
                 return bytes(self.unit_bytes)
 
         return self.cache.get(k, load)
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Whole compression units: one damaged cluster spoils the unit it is in."""
+        ub, lim = self.unit_bytes, min(end, self.initialized)
+        if lim <= start:
+            return []
+        vol_damage = self.volume._damage_pairs(0, self.volume.size)
+        covered = sum(r.length for r in self.runs) * self.cs >= self.initialized
+        if not vol_damage and covered and not self.bad_units:
+            return []
+        out = []
+        for k in range(start // ub, (lim - 1) // ub + 1):
+            bad = k in self.bad_units
+            for lcn, n in self._clusters(k * self.unit, self.unit):
+                if bad:
+                    break
+                if lcn == -1:
+                    bad = (k * ub) < self.initialized
+                elif lcn is not None and vol_damage:
+                    bad = bool(self.volume._damage_pairs(lcn * self.cs, (lcn + n) * self.cs))
+            if bad:
+                out.append((max(start, k * ub), min(lim, (k + 1) * ub)))
+        return out
 
     def _read(self, offset: int, length: int) -> bytes:
         parts = []

@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass
 
 from ...errors import CorruptImage
-from ...io import ByteSource
+from ...io import ByteSource, damaged_through
 
 MAX_RUNS = 1 << 20  # more runs than this in one attribute is treated as corruption
 
@@ -123,6 +123,20 @@ class RunSource(ByteSource):
         self._check_range(offset, len(mv))
         mv[:] = bytes(len(mv))
         self._fill(offset, mv)
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        cs, lim = self.cs, min(end, self.initialized)
+        pieces = [(r.vcn * cs, r.lcn * cs, r.length * cs) for r in self.runs if r.lcn is not None]
+        out = damaged_through(self.volume, pieces, start, lim)
+        # clusters below the valid data length that no run covers: a damaged runlist
+        pos = 0
+        for r in sorted(self.runs, key=lambda r: r.vcn):
+            a = r.vcn * cs
+            if a > pos:
+                out.append((pos, a))
+            pos = max(pos, a + r.length * cs)
+        out.append((pos, self.initialized))
+        return [(max(a, start), min(b, lim)) for a, b in out if min(b, lim) > max(a, start)]
 
     def _fill(self, offset: int, mv: memoryview) -> None:
         """Copy stored bytes of [offset, offset+len(mv)) into ``mv`` (already zeroed)."""

@@ -209,6 +209,20 @@ class WofSource(ByteSource):
 
         return self.cache.get(i, load)
 
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Whole chunks whose compressed bytes (or the chunk table) are damaged."""
+        bad = self.stream._damage_pairs(0, self.stream.size)
+        if not bad:
+            return []
+        if any(a < self.base for a, _b in bad):
+            return [(start, end)]  # the chunk table itself: no chunk can be trusted
+        out = []
+        for i in range(start // self.chunk, (end - 1) // self.chunk + 1):
+            a, b = self.base + self.offsets[i], self.base + self.offsets[i + 1]
+            if any(x < b and y > a for x, y in bad):
+                out.append((max(start, i * self.chunk), min(end, (i + 1) * self.chunk)))
+        return out
+
     def _read(self, offset: int, length: int) -> bytes:
         parts = []
         while length > 0:
