@@ -305,3 +305,16 @@ def test_sources_map_damage_through_slices_concats_and_stripes():
     s = StripedSource([Damaged(bytes(100), [(15, 25)]), Damaged(bytes(100), [])], 10, "s")
     assert s.damaged_ranges() == [(25, 5), (40, 5)]
     assert MemorySource(b"abc").damaged_ranges() == []
+
+
+def test_browser_controller_shows_and_reports_damage(damaged_disk, tmp_path):
+    from vdinspect.widgets.controller import BrowserController
+
+    _raw, bad, expected, _ = damaged_disk
+    with vdinspect.open(bad, strict=False) as disk:
+        c = BrowserController(disk, volume=2)
+        assert c.preview("big.bin")["damaged"] == expected[2]["big.bin"]
+        assert "damaged" not in c.preview("other.bin")
+        c.select(["big.bin", "other.bin"])
+        rep = c.extract(tmp_path / "sel")
+        assert [(p, r) for p, _h, r in rep.damaged] == [("/big.bin", expected[2]["big.bin"])]

@@ -152,6 +152,10 @@ class FileBrowser:
         title = f"<b>{html.escape(p['path'] or p['name'])}</b> {size}"
         if p.get("deleted"):
             title += " <span style='color:#b00'>(deleted)</span>"
+        if p.get("damaged"):
+            lost = sum(n for _a, n in p["damaged"])
+            title += (f" <span style='color:#b00'>({lost} bytes unreadable: zeros shown; "
+                      "see fs.damaged_ranges)</span>")
         if p["kind"] == "image":
             self.preview_image.format = p["format"]
             self.preview_image.value = p["data"]

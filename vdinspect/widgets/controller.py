@@ -283,6 +283,7 @@ class BrowserController:
             report.skipped += r.skipped
             report.renamed += r.renamed
             report.incomplete += r.incomplete
+            report.damaged += r.damaged
         if progress is not None:
             progress(base, base)
         return report

@@ -104,7 +104,8 @@ def hexdump(data: bytes, offset: int = 0) -> str:
 
 
 def preview_entry(fs: FileSystem, entry: Entry, *, limit: int = 4096) -> dict:
-    """A preview of one entry: always ``kind`` ("text", "hex" or "image"), ``name``, ``size``.
+    """A preview of one entry: always ``kind`` ("text", "hex" or "image"), ``name``, ``size``;
+    ``damaged`` lists the (offset, length) ranges that could not be read, when there are any.
 
     text: ``text``, ``encoding``, ``truncated``; hex: ``text`` (the dump), ``data``,
     ``truncated``; image: ``format``, ``data``. An unreadable file is a text preview
@@ -137,6 +138,9 @@ def preview_entry(fs: FileSystem, entry: Entry, *, limit: int = 4096) -> dict:
     try:
         src = fs.content(entry)
         size = src.size
+        bad = src.damaged_ranges()
+        if bad:  # salvage mode: say which bytes are zeros standing in for unreadable ones
+            base["damaged"] = bad
         head = src.read(0, min(size, max(limit, TEXT_LIMIT)))
         fmt = image_format(head)
         if fmt is not None and size <= IMAGE_LIMIT:
