@@ -28,11 +28,12 @@ from vdinspect.io import Concat, MemorySource, Slice, Zero
 MIB = 1 << 20
 CLUSTER = 4096
 PART_SECTORS = 16 * MIB // 512
-PARTS = {1: ("fat16", 2048), 2: ("ext4", 2048 + PART_SECTORS), 3: ("ntfs", 2048 + 2 * PART_SECTORS)}
+PARTS = {1: ("fat16", 2048), 2: ("ext4", 2048 + PART_SECTORS), 3: ("ntfs", 2048 + 2 * PART_SECTORS),
+         4: ("exfat", 2048 + 3 * PART_SECTORS)}
 FILES = {"big.bin": 300_000, "mid.bin": 60_000, "small.txt": 100, "other.bin": 123_457}
 
-TOOLS = ("qemu-img", "sfdisk", "mkfs.vfat", "mcopy", "mke2fs", "mkntfs", "ntfscp", "istat",
-         "fls", "fsstat")
+TOOLS = ("qemu-img", "sfdisk", "mkfs.vfat", "mcopy", "mke2fs", "mkntfs", "ntfscp", "mkfs.exfat",
+         "istat", "fls", "fsstat")
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS),
                                 reason="needs qemu-img, sfdisk, dosfstools, mtools, e2fsprogs, "
                                 "ntfs-3g and sleuthkit")
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS),
 
 def run(*cmd, **kw) -> str:
     return subprocess.run([str(c) for c in cmd], check=True, capture_output=True,
-                          text=True, **kw).stdout
+                          text=True, timeout=120, **kw).stdout
 
 
 def file_data(name: str) -> bytes:
@@ -57,19 +58,30 @@ def make_fs(kind: str, path: Path, src: Path) -> None:
             run("mcopy", "-i", path, src / name, f"::/{name}")
     elif kind == "ext4":
         run("mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-d", src, path)
+    elif kind == "exfat":  # mkfs.exfat, then the test builder writes the files (big.bin
+        # fragmented, so its content is a Concat of slices of the volume)
+        from tests.fs_builder import ExfatImage
+
+        run("mkfs.exfat", "-c", "4096", path)
+        img = ExfatImage(path.read_bytes())
+        for name in FILES:
+            img.add(img.root, name, (src / name).read_bytes(), fragment=name == "big.bin")
+        path.write_bytes(bytes(img.buf))
     else:
         run("mkntfs", "-q", "-F", "-Q", "-c", "4096", path)
         for name in FILES:
             run("ntfscp", path, src / name, f"/{name}")
 
 
-def block_list(raw: Path, sector: int, inode: int) -> tuple[int, list[int]]:
+def block_list(raw: Path, kind: str, sector: int, inode: int) -> tuple[int, list[int]]:
     """(unit size, the file's units in order) from ``istat``: FAT sectors, ext blocks or
     NTFS clusters, all counted from the start of the filesystem."""
-    fs = run("fsstat", "-o", sector, raw)
-    m = (re.search(r"Cluster Size: (\d+)", fs) if "NTFS" in fs else
-         re.search(r"Block Size: (\d+)", fs) or re.search(r"Sector Size: (\d+)", fs))
-    unit = int(m.group(1))
+    if kind in ("fat16", "exfat"):
+        unit = 512  # istat lists sectors (fsstat on exFAT never returns in TSK 4.12)
+    else:
+        fs = run("fsstat", "-o", sector, raw)
+        unit = int(re.search(r"Cluster Size: (\d+)" if kind == "ntfs" else
+                             r"Block Size: (\d+)", fs).group(1))
     out = run("istat", "-o", sector, raw, inode).splitlines()
     head = max(i for i, line in enumerate(out)
                if line.startswith(("Sectors:", "Direct Blocks:", "Type: $DATA")))
@@ -115,10 +127,10 @@ def damaged_disk(tmp_path_factory):
         (src / name).write_bytes(file_data(name))
     raw = tmp / "disk.raw"
     with open(raw, "wb") as f:
-        f.truncate((2048 + 3 * PART_SECTORS + 2048) * 512)
+        f.truncate((2048 + 4 * PART_SECTORS + 2048) * 512)
     table = "label: dos\n" + "".join(
         f"start={s}, size={PART_SECTORS}, type={t}\n"
-        for (_k, s), t in zip(PARTS.values(), ("6", "83", "7")))
+        for (_k, s), t in zip(PARTS.values(), ("6", "83", "7", "7")))
     run("sfdisk", "-q", raw, input=table)
     for _n, (kind, sector) in PARTS.items():
         part = tmp / f"{kind}.img"
@@ -135,7 +147,7 @@ def damaged_disk(tmp_path_factory):
     broken: set[int] = set()
     for n, (kind, sector) in PARTS.items():
         inodes = fls_inodes(raw, sector)
-        layout[n] = {name: block_list(raw, sector, inodes[name]) for name in FILES
+        layout[n] = {name: block_list(raw, kind, sector, inodes[name]) for name in FILES
                      if name != "small.txt" or kind != "ntfs"}  # NTFS keeps it resident
         targets = [("big.bin", 0.5)] + ([("mid.bin", 0.0)] if kind == "ext4" else [])
         for name, where in targets:
