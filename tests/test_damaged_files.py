@@ -330,3 +330,60 @@ def test_browser_controller_shows_and_reports_damage(damaged_disk, tmp_path):
         c.select(["big.bin", "other.bin"])
         rep = c.extract(tmp_path / "sel")
         assert [(p, r) for p, _h, r in rep.damaged] == [("/big.bin", expected[2]["big.bin"])]
+
+
+class _DamagedVolume(MemorySource):
+    """A volume whose listed (start, end) byte ranges are damaged (built by the test)."""
+
+    def __init__(self, size: int, bad: list[tuple[int, int]]) -> None:
+        super().__init__(bytes(size))
+        self.bad = bad
+
+    def _damage_pairs(self, start, end):
+        return [(max(a, start), min(b, end)) for a, b in self.bad if a < end and b > start]
+
+
+def test_ntfs_streams_round_damage_to_what_they_decode():
+    """A plain runlist maps damage cluster for cluster; an LZNT1 stream loses the whole
+    compression unit a damaged cluster is in; a gap in the runlist is damaged too."""
+    from vdinspect.filesystems.ntfs.fs import CompressedSource
+    from vdinspect.filesystems.ntfs.runlist import Run, RunSource
+
+    cs = 512
+    vol = _DamagedVolume(64 * cs, [(5 * cs, 5 * cs + 1), (40 * cs, 41 * cs)])
+    plain = RunSource(vol, [Run(0, 0, 16), Run(20, 32, 16)], cs, 36 * cs, name="plain")
+    # clusters 16-19 are covered by no run (a damaged runlist); lcn 40 is vcn 28
+    assert plain.damaged_ranges() == [(5 * cs, 1), (16 * cs, 4 * cs), (28 * cs, cs)]
+    # two compression units of 16 clusters: unit 0 stored whole on lcn 0-15 (cluster 5 is
+    # hit), unit 1 compressed into lcn 30-33 and then sparse (not hit)
+    comp = CompressedSource(vol, [Run(0, 0, 16), Run(16, 30, 4), Run(20, None, 12)], cs, 16,
+                            32 * cs, 32 * cs, "comp", fs=None)
+    assert comp.damaged_ranges() == [(0, 16 * cs)]
+    comp2 = CompressedSource(vol, [Run(0, 38, 4), Run(4, None, 12)], cs, 16, 16 * cs,
+                             16 * cs, "comp2", fs=None)
+    assert comp2.damaged_ranges() == [(0, 16 * cs)]  # lcn 40 is inside the compressed data
+    sound = CompressedSource(vol, [Run(0, 50, 4), Run(4, None, 12)], cs, 16, 16 * cs,
+                             16 * cs, "sound", fs=None)
+    assert sound.damaged_ranges() == []
+
+
+def test_wof_chunks_are_damaged_whole():
+    """A WOF stream stored as is (each chunk's compressed size equals its size): damage in
+    a chunk's bytes spoils that chunk; damage in the chunk table spoils all."""
+    from vdinspect.filesystems.ntfs.wof import WofSource
+
+    chunk = 4096
+    table = struct.pack("<II", chunk, 2 * chunk)
+    stream = table + bytes(range(256)) * (3 * chunk // 256)
+
+    class Stream(MemorySource):
+        bad: list = []
+
+        def _damage_pairs(self, start, end):
+            return [(max(a, start), min(b, end)) for a, b in self.bad if a < end and b > start]
+
+    s = Stream(stream)
+    s.bad = [(8 + chunk + 10, 8 + chunk + 11)]
+    assert WofSource(s, 3 * chunk, 0).damaged_ranges() == [(chunk, chunk)]
+    s.bad = [(4, 5)]
+    assert WofSource(s, 3 * chunk, 0).damaged_ranges() == [(0, 3 * chunk)]
