@@ -232,3 +232,25 @@ def patch_inode(path: Path, ino: int, offset: int, data: bytes) -> None:
     off = inode_offset(geometry(img), ino) + offset
     img[off : off + len(data)] = data
     Path(path).write_bytes(bytes(img))
+
+
+def rename_dirent(path: Path, dir_ino: int, old: bytes, new: bytes) -> None:
+    """Give entry ``old`` of a one-block directory the name ``new`` (any bytes: "..", "/",
+    NUL...), in place: ``name_len`` and the name change, ``rec_len`` stays."""
+    img = bytearray(Path(path).read_bytes())
+    geo = geometry(img)
+    base = dir_block(img, geo, dir_ino) * geo.block_size
+    pos = 0
+    while pos < geo.block_size:
+        ino, rec_len, name_len, _ft = struct.unpack_from("<IHBB", img, base + pos)
+        if rec_len < 8:
+            break
+        start = base + pos + 8
+        if ino and bytes(img[start : start + name_len]) == old:
+            assert 8 + len(new) <= rec_len <= geo.block_size - pos, "no room for the name"
+            img[base + pos + 6] = len(new)
+            img[start : start + rec_len - 8] = new.ljust(rec_len - 8, b"\0")
+            Path(path).write_bytes(bytes(img))
+            return
+        pos += rec_len
+    raise KeyError(f"no entry {old!r} in directory inode {dir_ino}")

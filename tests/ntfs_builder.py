@@ -713,3 +713,405 @@ def wim_resource(path: Path, size: int) -> tuple[int, bytes]:
         if orig == size:
             return flags, raw[roff : roff + stored]
     raise KeyError(size)
+
+
+# --- whole trees written from the specification (hostile-image tests) ------------------------
+
+FT_2020 = (1577836800 + 11644473600) * 10_000_000  # 2020-01-01 as a FILETIME
+REC_IN_USE, REC_DIR = 0x01, 0x02
+FA_ARCHIVE, FA_SPARSE, FA_REPARSE, FA_COMPRESSED = 0x20, 0x200, 0x400, 0x800
+FA_DIR_INDEX = 0x10000000  # $FILE_NAME flag of a directory (DUP_FILE_NAME_INDEX_PRESENT)
+NS_POSIX = 0
+
+
+def std_info_value(attributes: int) -> bytes:
+    """$STANDARD_INFORMATION (NTFS 3.x, 72 bytes): four times, attributes, ids, usn."""
+    return struct.pack("<QQQQIIIIIIQQ", *(FT_2020,) * 4, attributes, 0, 0, 0, 0, 0, 0, 0)
+
+
+def file_name_value(
+    parent: int, parent_seq: int, name: str, attributes: int, size: int = 0, ns: int = NS_POSIX
+) -> bytes:
+    """$FILE_NAME: parent reference, four times, sizes, attributes, name (UTF-16)."""
+    units = name.encode("utf-16-le", "surrogatepass")
+    assert len(units) // 2 <= 255, "a $FILE_NAME holds at most 255 UTF-16 units"
+    head = struct.pack(
+        "<QQQQQQQIIBB",
+        parent | parent_seq << 48,
+        *(FT_2020,) * 4,
+        (size + 4095) & ~4095,
+        size,
+        attributes,
+        0,
+        len(units) // 2,
+        ns,
+    )
+    return head + units
+
+
+def index_entry(ref: int, seq: int, key: bytes) -> bytes:
+    """A $I30 index entry: file reference, lengths, flags 0, the $FILE_NAME key."""
+    length = (16 + len(key) + 7) & ~7
+    return struct.pack("<QHHI", ref | seq << 48, length, len(key), 0) + key.ljust(
+        length - 16, b"\0"
+    )
+
+
+def index_end(child_vcn: int | None = None) -> bytes:
+    """The last entry of an index node (flag 2), with a sub-node VCN when flag 1 is set."""
+    if child_vcn is None:
+        return struct.pack("<QHHI", 0, 16, 0, 2)
+    return struct.pack("<QHHIQ", 0, 24, 0, 3, child_vcn)
+
+
+def collation_key(name: str) -> list[int]:
+    """COLLATION_FILE_NAME for the names used here: UTF-16 units of the upper-cased name."""
+    return list(
+        struct.unpack(
+            f"<{len(name.encode('utf-16-le', 'surrogatepass')) // 2}H",
+            name.upper().encode("utf-16-le", "surrogatepass"),
+        )
+    )
+
+
+class Tree:
+    """Files, directories, links and loops written into a fresh ``mkntfs`` volume by hand.
+
+    The image is edited in memory and written back by :meth:`save`. ``$MFT`` is grown to
+    ``records`` records (new runs taken from ``$Bitmap``, $MFT's own bitmap and the
+    ``$MFTMirr`` copy of record 0 updated); new records start at the first one past the
+    old end. New top-level names go into the root's first INDX block (mkntfs makes one
+    leaf block), so they must sort after the system files (any name starting with a
+    letter does). Every other directory gets its own index: resident when it fits in the
+    record, else one INDX block.
+    """
+
+    ROOT = 5
+
+    def __init__(self, path: Path, records: int) -> None:
+        self.path = Path(path)
+        self.vol = Volume(path)
+        self.img = bytearray(self.path.read_bytes())
+        self.cs, self.rs = self.vol.cs, self.vol.rs
+        root = self._get_at(self.vol.record_offset(self.ROOT))
+        a = Volume.find_attr(root, 0x90)
+        voff = struct.unpack_from("<H", root, a + 0x14)[0]
+        self.block = struct.unpack_from("<I", root, a + voff + 8)[0]
+        self.bitmap_runs = self._runs_of(self._get_at(self.vol.record_offset(6)), 0x80)
+        self.bitmap = bytearray(self._read_runs(self.bitmap_runs))
+        self.clusters = self.vol.total * self.vol.ssize // self.cs
+        self._grow_mft(records)
+        self.next = self.first_new
+        self.records: dict[int, dict] = {}
+        self.dirs: dict[int, list[tuple[str, int]]] = {self.ROOT: []}
+
+    # -- low level: records in memory ----------------------------------------------------
+    def _get_at(self, off: int) -> bytearray:
+        return fixup_decode(bytearray(self.img[off : off + self.rs]))
+
+    def _put_at(self, off: int, rec: bytearray) -> None:
+        self.img[off : off + len(rec)] = fixup_encode(bytearray(rec))
+
+    def _runs_of(self, rec: bytearray, atype: int) -> list[tuple[int | None, int]]:
+        a = Volume.find_attr(rec, atype)
+        mp = struct.unpack_from("<H", rec, a + 0x20)[0]
+        length = struct.unpack_from("<I", rec, a + 4)[0]
+        return decode_runs(bytes(rec[a + mp : a + length]))
+
+    def _read_runs(self, runs) -> bytes:
+        return b"".join(bytes(self.img[lcn * self.cs : (lcn + n) * self.cs]) for lcn, n in runs)
+
+    def alloc(self, clusters: int) -> int:
+        """First fit in $Bitmap; the clusters are marked used. Returns the first LCN."""
+        bits = self.bitmap
+        run = 0
+        for lcn in range(self.clusters):
+            if bits[lcn // 8] >> (lcn % 8) & 1:
+                run = 0
+                continue
+            run += 1
+            if run == clusters:
+                first = lcn - clusters + 1
+                for c in range(first, lcn + 1):
+                    bits[c // 8] |= 1 << (c % 8)
+                return first
+        raise ValueError(f"no {clusters} free clusters")
+
+    def _grow_mft(self, records: int) -> None:
+        off0 = self.vol.record_offset(0)
+        rec0 = self._get_at(off0)
+        a = Volume.find_attr(rec0, 0x80)
+        old_size = struct.unpack_from("<Q", rec0, a + 0x30)[0]
+        inst = struct.unpack_from("<H", rec0, a + 0x0E)[0]
+        runs = self._runs_of(rec0, 0x80)
+        have = sum(n for _l, n in runs)
+        need = -(-records * self.rs // self.cs)
+        self.first_new = old_size // self.rs + 1  # keep a spare record after the old end
+        if need > have:
+            runs = runs + [(self.alloc(need - have), need - have)]
+        Volume.remove_attr(rec0, a)
+        Volume.insert_attr(
+            rec0, nonresident_attr(0x80, runs, need * self.cs, self.cs, instance=inst)
+        )
+        b = Volume.find_attr(rec0, 0xB0)  # $MFT's own bitmap: data size in bytes
+        nbytes = (-(-records // 8) + 7) & ~7
+        ((blcn, bn),) = self._runs_of(rec0, 0xB0)
+        assert nbytes <= bn * self.cs
+        struct.pack_into("<QQ", rec0, b + 0x30, nbytes, nbytes)
+        self.mft_bitmap_at = blcn * self.cs
+        self._put_at(off0, rec0)
+        mirr = self.vol.mirr
+        self.img[mirr : mirr + self.rs] = self.img[off0 : off0 + self.rs]
+        self.mft_runs = runs
+        self.total_records = need * self.cs // self.rs
+
+    def record_offset(self, n: int) -> int:
+        vcn_byte = n * self.rs
+        pos = 0
+        for lcn, count in self.mft_runs:
+            if vcn_byte < pos + count * self.cs:
+                return lcn * self.cs + vcn_byte - pos
+            pos += count * self.cs
+        raise KeyError(n)
+
+    # -- building -------------------------------------------------------------------
+    def _new(self, kind: str, parent: int, name: str, **kw) -> int:
+        n = self.next
+        assert n < self.total_records, "grow the MFT: more records are needed"
+        self.next += 1
+        self.records[n] = dict(kind=kind, names=[(parent, name)], **kw)
+        if kind == "dir":
+            self.dirs[n] = []
+        self._index(parent, name, n)
+        return n
+
+    def _index(self, parent: int, name: str, n: int) -> None:
+        self.dirs[parent].append((name, n))
+
+    def mkdir(self, parent: int, name: str, reparse: bytes | None = None) -> int:
+        """A directory (a junction when ``reparse`` is given); returns its record number."""
+        return self._new("dir", parent, name, reparse=reparse)
+
+    def add_file(
+        self,
+        parent: int,
+        name: str,
+        data: bytes = b"",
+        *,
+        size: int | None = None,
+        sparse_to: int | None = None,
+        compressed: bool = False,
+        reparse: bytes | None = None,
+        tail: bytes = b"",
+    ) -> int:
+        """A file. ``data`` up to 600 bytes stays resident; longer data gets clusters.
+        ``size`` claims a data size the runlist does not cover; ``sparse_to`` appends a
+        sparse run up to that size (a sparse file), then ``tail`` (whole clusters) ends the
+        file; ``compressed`` marks the attribute LZNT1-compressed (the data must be whole
+        16-cluster units, stored as is)."""
+        return self._new(
+            "file",
+            parent,
+            name,
+            data=data,
+            size=size,
+            sparse_to=sparse_to,
+            compressed=compressed,
+            reparse=reparse,
+            tail=tail,
+        )
+
+    def add_name(self, n: int, parent: int, name: str) -> None:
+        """A hard link: a second $FILE_NAME in the record and an index entry in ``parent``."""
+        self.records[n]["names"].append((parent, name))
+        self._index(parent, name, n)
+
+    def link(self, parent: int, name: str, target: int) -> None:
+        """An index entry only (the record does not know): e.g. a directory loop."""
+        self._index(parent, name, target)
+
+    # -- writing ----------------------------------------------------------------------
+    def _data_attr(self, r: dict) -> tuple[bytes, int, int]:
+        """($DATA attribute, data size, extra $STANDARD_INFORMATION attributes)."""
+        data = r["data"]
+        if len(data) <= 600 and r["size"] is None and r["sparse_to"] is None:
+            return resident_attr(0x80, data, instance=2), len(data), 0
+        clusters = -(-len(data) // self.cs)
+        lcn = self.alloc(clusters) if clusters else None
+        pos = lcn * self.cs if clusters else 0
+        self.img[pos : pos + len(data)] = data
+        runs: list[tuple[int | None, int]] = [(lcn, clusters)] if clusters else []
+        size = len(data)
+        flags = attrs = 0
+        unit = 0
+        if r["sparse_to"] is not None:
+            tail = r["tail"]
+            assert len(tail) % self.cs == 0
+            gap = -(-r["sparse_to"] // self.cs) - clusters - len(tail) // self.cs
+            runs.append((None, gap))
+            if tail:
+                t = self.alloc(len(tail) // self.cs)
+                self.img[t * self.cs : t * self.cs + len(tail)] = tail
+                runs.append((t, len(tail) // self.cs))
+            size = r["sparse_to"]
+            flags, attrs = 0x8000, FA_SPARSE
+        if r["compressed"]:
+            assert clusters % 16 == 0
+            flags, attrs, unit = 0x0001, FA_COMPRESSED, 4
+        if r["size"] is not None:
+            size = r["size"]
+        attr = bytearray(
+            nonresident_attr(
+                0x80, runs, size, self.cs, instance=2, flags=flags, compression_unit=unit
+            )
+        )
+        # allocated size: the whole runlist (sparse runs count), at least the data size
+        alloc = max(sum(n for _l, n in runs) * self.cs, (size + self.cs - 1) // self.cs * self.cs)
+        if r["size"] is not None:  # the lie: a size (and allocation) beyond the runs
+            alloc = (size + self.cs - 1) // self.cs * self.cs
+        struct.pack_into("<Q", attr, 0x28, alloc)
+        return bytes(attr), size, attrs
+
+    def _index_attrs(self, n: int) -> list[bytes]:
+        """$INDEX_ROOT (+ $INDEX_ALLOCATION and $BITMAP) of directory ``n``."""
+        entries = self._sorted_entries(n)
+        head = struct.pack("<IIIB3x", 0x30, 1, self.block, max(1, self.block // self.cs))
+        if len(entries) <= 420:
+            body = entries + index_end()
+            root = head + struct.pack("<IIIB3x", 16, 16 + len(body), 16 + len(body), 0) + body
+            return [resident_attr(0x90, root, "$I30", instance=3)]
+        assert 0x40 + len(entries) + 16 <= self.block, "one INDX block is all this builds"
+        lcn = self.alloc(max(1, self.block // self.cs))
+        blk = bytearray(self.block)
+        usa = self.block // STRIDE + 1
+        struct.pack_into("<4sHHQQ", blk, 0, b"INDX", 0x28, usa, 0, 0)
+        body = entries + index_end()
+        struct.pack_into("<IIIB3x", blk, 0x18, 0x28, 0x28 + len(body), self.block - 0x18, 0)
+        blk[0x40 : 0x40 + len(body)] = body
+        struct.pack_into("<H", blk, 0x28, 1)
+        self.img[lcn * self.cs : lcn * self.cs + self.block] = fixup_encode(blk)
+        end = index_end(0)
+        root = head + struct.pack("<IIIB3x", 16, 16 + len(end), 16 + len(end), 1) + end
+        alloc = nonresident_attr(
+            0xA0,
+            [(lcn, max(1, self.block // self.cs))],
+            self.block,
+            self.cs,
+            name="$I30",
+            instance=4,
+        )
+        return [
+            resident_attr(0x90, root, "$I30", instance=3),
+            alloc,
+            resident_attr(0xB0, b"\x01" + bytes(7), "$I30", instance=5),
+        ]
+
+    def _sorted_entries(self, n: int) -> bytes:
+        """Directory ``n``'s index entries in collation order."""
+        keyed = [(collation_key(name), self._entry(n, name, ref)) for name, ref in self.dirs[n]]
+        return b"".join(e for _k, e in sorted(keyed, key=lambda t: t[0]))
+
+    def _fn_attrs(self, n: int) -> int:
+        r = self.records[n]
+        a = FA_DIR_INDEX if r["kind"] == "dir" else FA_ARCHIVE
+        return a | (FA_REPARSE if r.get("reparse") else 0)
+
+    def _entry(self, parent: int, name: str, ref: int) -> bytes:
+        size = self.records.get(ref, {}).get("_size", 0)
+        attrs = self._fn_attrs(ref) if ref in self.records else FA_DIR_INDEX
+        return index_entry(
+            ref,
+            1 if ref >= self.first_new else ref,
+            file_name_value(parent, 5 if parent == self.ROOT else 1, name, attrs, size),
+        )
+
+    def _write_record(self, n: int) -> None:
+        r = self.records[n]
+        attrs: list[bytes] = []
+        flags = REC_IN_USE
+        si_attrs = self._fn_attrs(n) & ~FA_DIR_INDEX
+        if r["kind"] == "dir":
+            flags |= REC_DIR
+            more = self._index_attrs(n)
+        else:
+            data, r["_size"], extra = self._data_attr(r)
+            si_attrs |= extra
+            more = [data]
+        attrs.append(resident_attr(0x10, std_info_value(si_attrs), instance=0))
+        for i, (parent, name) in enumerate(r["names"]):
+            fn = bytearray(
+                resident_attr(
+                    0x30,
+                    file_name_value(
+                        parent,
+                        5 if parent == self.ROOT else 1,
+                        name,
+                        self._fn_attrs(n),
+                        r.get("_size", 0),
+                    ),
+                    instance=10 + i,
+                )
+            )
+            fn[0x16] = 1  # resident flag: indexed
+            attrs.append(bytes(fn))
+        attrs += more
+        if r.get("reparse"):
+            attrs.append(resident_attr(0xC0, r["reparse"], instance=6))
+        rec = bytearray(self.rs)
+        usa = self.rs // STRIDE + 1
+        body = b"".join(attrs) + struct.pack("<II", 0xFFFFFFFF, 0)
+        assert 0x38 + len(body) <= self.rs, f"record {n} overflows"
+        struct.pack_into(
+            "<4sHHQHHHHIIQHHI",
+            rec,
+            0,
+            b"FILE",
+            0x30,
+            usa,
+            0,
+            1,
+            len(r["names"]),
+            0x38,
+            flags,
+            0x38 + len(body),
+            self.rs,
+            0,
+            20,
+            0,
+            n,
+        )
+        struct.pack_into("<H", rec, 0x30, 1)
+        rec[0x38 : 0x38 + len(body)] = body
+        self._put_at(self.record_offset(n), rec)
+        bm = self.mft_bitmap_at
+        self.img[bm + n // 8] |= 1 << (n % 8)
+
+    def _add_to_root(self) -> None:
+        rec5 = self._get_at(self.record_offset(self.ROOT))
+        ((lcn, _n),) = self._runs_of(rec5, 0xA0)
+        off = lcn * self.cs
+        blk = fixup_decode(bytearray(self.img[off : off + self.block]))
+        eoff, ilen, _al = struct.unpack_from("<III", blk, 0x18)
+        pos = 0x18 + eoff
+        while not struct.unpack_from("<I", blk, pos + 12)[0] & 2:
+            pos += struct.unpack_from("<H", blk, pos + 8)[0]
+        new = self._sorted_entries(self.ROOT)
+        end = 0x18 + ilen
+        assert end + len(new) <= self.block
+        blk[pos + len(new) : end + len(new)] = blk[pos:end]
+        blk[pos : pos + len(new)] = new
+        struct.pack_into("<I", blk, 0x1C, ilen + len(new))
+        self.img[off : off + self.block] = fixup_encode(blk)
+
+    def save(self) -> Path:
+        """Write every record and index, $Bitmap, and the image file."""
+        for n in sorted(self.records, key=lambda n: self.records[n]["kind"] == "dir"):
+            self._write_record(n)  # files first: directories' index keys need their sizes
+        self._add_to_root()
+        pos = 0
+        for lcn, count in self.bitmap_runs:
+            n = count * self.cs
+            self.img[lcn * self.cs : lcn * self.cs + n] = self.bitmap[pos : pos + n]
+            pos += n
+        self.path.write_bytes(bytes(self.img))
+        return self.path

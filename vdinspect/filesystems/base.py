@@ -8,6 +8,7 @@ ByteSource) and, for symlinks, ``readlink_entry(entry)``. Path lookup, walking, 
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import datetime as dt
 import errno
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
-from ..io import ByteSource, all_zero
+from ..io import ByteSource, Concat, Zero, all_zero
 from ..progress import Progress, reporter
 
 if TYPE_CHECKING:
@@ -231,6 +232,9 @@ class FileSystem:
         stack: list[tuple[Entry, int]] = [(top, 0)]
         way: list = []
         on_way: set = set()
+        # each directory is listed once (live and deleted apart): two names for one
+        # directory at every level (directory hard links) would double the tree each time
+        listed: set = {(self._dir_id(top), top.deleted)}
         while stack:
             d, depth = stack.pop()
             while len(way) > depth:
@@ -257,6 +261,10 @@ class FileSystem:
                     if cid is not None and cid in on_way:
                         skip(c, "directory loop (points back to an ancestor); not followed")
                         continue
+                    if cid is not None and (cid, c.deleted) in listed:
+                        skip(c, "directory already listed under another name (a directory "
+                                "hard link); not followed")
+                        continue
                     if len(way) >= MAX_DEPTH:
                         skip(c, f"deeper than {MAX_DEPTH} levels; not followed")
                         continue
@@ -265,6 +273,7 @@ class FileSystem:
                         continue
                     if c.deleted and not self._can_list_deleted_dir(c):
                         continue
+                    listed.add((cid, c.deleted))
                     subdirs.append((c, depth + 1))
             stack.extend(reversed(subdirs))
 
@@ -471,7 +480,31 @@ def safe_name(name: str) -> str:
         n = "_" * len(n)
     if n.split(".")[0].upper() in _WINDOWS_RESERVED:
         n = "_" + n
-    return n[:255]
+    return _fit(n[:255]).rstrip(". ") or "_"
+
+
+def _fit(name: str, limit: int = 255) -> str:
+    """``name`` cut to at most ``limit`` bytes of UTF-8 (hosts count NAME_MAX in bytes)."""
+    while len(name.encode("utf-8", "surrogatepass")) > limit:
+        name = name[:-1]
+    return name
+
+
+def _next_data(src: ByteSource, pos: int) -> int:
+    """The first offset at or after ``pos`` that may hold non-zero bytes (``src.size`` if
+    none): sources that know their holes answer ``seek_data(pos)`` (like SEEK_DATA), so
+    extracting a sparse 2 TiB file skips its holes instead of reading them."""
+    if isinstance(src, Zero):
+        return src.size
+    if isinstance(src, Concat):
+        for i in range(max(0, bisect.bisect_right(src.starts, pos) - 1), len(src.sources)):
+            start, part = src.starts[i], src.sources[i]
+            at = _next_data(part, max(0, pos - start))
+            if at < part.size:
+                return start + at
+        return src.size
+    seek = getattr(src, "seek_data", None)
+    return pos if seek is None else min(max(seek(pos), pos), src.size)
 
 
 @dataclass
@@ -615,7 +648,8 @@ class _Extractor:
         src = self.fs.content(e)
         if os.path.islink(host) or (os.path.exists(host) and not os.path.isfile(host)):
             raise FileExistsError(errno.EEXIST, "exists and is not a regular file", host)
-        tmp = os.path.join(os.path.dirname(host), f".{os.path.basename(host)}.vdinspect-part")
+        tmp = os.path.join(os.path.dirname(host),
+                           f".{_fit(os.path.basename(host), 200)}.vdinspect-part")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0),
                      0o644)
         written = 0
@@ -624,13 +658,17 @@ class _Extractor:
             buf = bytearray(min(self.CHUNK, max(src.size, 1)))
             pos = 0
             while pos < src.size:
-                n = min(len(buf), src.size - pos)
-                mv = memoryview(buf)[:n]
-                src.readinto(pos, mv)
-                if all_zero(mv):  # leave a hole: sparse files stay sparse on the host
+                n = _next_data(src, pos) - pos  # a hole the source knows of: not read
+                if n > 0:
                     os.lseek(fd, n, os.SEEK_CUR)
                 else:
-                    os.write(fd, mv)
+                    n = min(len(buf), src.size - pos)
+                    mv = memoryview(buf)[:n]
+                    src.readinto(pos, mv)
+                    if all_zero(mv):  # leave a hole: sparse files stay sparse on the host
+                        os.lseek(fd, n, os.SEEK_CUR)
+                    else:
+                        os.write(fd, mv)
                 pos += n
                 written += n
                 if self.report_fn:

@@ -109,6 +109,7 @@ def parse_dir_block(
     out: list[RawDirent] = []
     n = len(buf)
     pos = 0
+    index = 0  # of the entry in this block: "." and ".." are the first two of block 0
     unpack = _DIRENT.unpack_from
     while pos + 8 <= n:
         ino, rec_len, name_len, ftype = unpack(buf, pos)
@@ -128,8 +129,8 @@ def parse_dir_block(
             break  # checksum tail
         name = buf[pos + 8 : pos + 8 + name_len]
         if ino:
-            if name == b"." or name == b"..":
-                pass
+            if base == 0 and index < 2 and name == (b".", b"..")[index]:
+                pass  # elsewhere a "." or ".." is a hostile name, listed like any other
             elif ino <= inodes_count:
                 out.append(RawDirent(ino, name, ftype, base + pos, False))
             elif problems is not None:
@@ -146,6 +147,7 @@ def parse_dir_block(
         if deleted and rec_len - used >= 12 and pos != skip_slack_after:
             out.extend(_scan_slack(buf, pos + used, pos + rec_len, base, filetype, inodes_count))
         pos += rec_len
+        index += 1
     return out
 
 

@@ -298,6 +298,14 @@ class FileSource(ByteSource):
         self._check_range(offset, len(mv))
         self._fill(offset, mv, zeroed=False)
 
+    def seek_data(self, offset: int) -> int:
+        """The first offset >= ``offset`` inside a mapped run (``size`` if none): the
+        extractor skips holes with it instead of reading them as zeros."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i >= 0 and self._ends[i] > offset:
+            return offset
+        return self._starts[i + 1] if i + 1 < len(self._starts) else self.size
+
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         pieces = zip(self._starts, self._phys, (e - s for s, e in zip(self._starts, self._ends)))
         out = damaged_through(self.dev, pieces, start, min(end, self.size))

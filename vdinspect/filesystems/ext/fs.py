@@ -1317,6 +1317,7 @@ class ExtFileSystem(FileSystem):
         count = self.sb.inodes_count
         unpack = _FAST_FIELDS.unpack_from
         stack: list[tuple[Entry, tuple]] = [(top, (self._dir_id(top),))]
+        listed = {(self._dir_id(top), top.deleted)}  # as FileSystem._walk: each dir once
         while stack:
             d, ancestors = stack.pop()
             try:
@@ -1399,6 +1400,15 @@ class ExtFileSystem(FileSystem):
                             "loop (points back to an ancestor); not followed",
                         )
                         continue
+                    if ident is not None and (ident, node.deleted) in listed:
+                        self.finding(
+                            "error",
+                            "directory",
+                            None,
+                            f"{node.path}: directory already listed under another name "
+                            "(a directory hard link); not followed",
+                        )
+                        continue
                     if len(ancestors) >= MAX_DEPTH:
                         self.finding(
                             "error",
@@ -1409,6 +1419,7 @@ class ExtFileSystem(FileSystem):
                         continue
                     if node.deleted and not self._can_list_deleted_dir(node):
                         continue
+                    listed.add((ident, node.deleted))
                     subdirs.append((node, ancestors + (ident,)))
             stack.extend(reversed(subdirs))
         return order, fast, entries

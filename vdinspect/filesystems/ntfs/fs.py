@@ -622,10 +622,8 @@ class NTFS(FileSystem):
             if stream == "":
                 return Zero(0)
             raise NotFound(f"{self.name}: {entry.path} has no stream {stream!r}")
-        src = self.stream_source(f, s, label)
-        if src.size != entry.size:
-            entry.size = src.size
-        return src
+        # a stream cut short (salvage) keeps entry.size: extraction reports it incomplete
+        return self.stream_source(f, s, label)
 
     def readlink_entry(self, entry: Entry) -> str:
         if entry.target is None:
@@ -1368,8 +1366,9 @@ class NTFS(FileSystem):
         for ref, seq, fn in idx:
             by_rec.setdefault(ref, []).append((seq, fn))
         for ref, names in by_rec.items():
-            if ref == n:  # the root's "." entry
-                continue
+            if ref == n and n == ROOT and all(fn.name == "." for _s, fn in names):
+                continue  # the root's "." entry (any other entry naming its own
+                # directory is listed, and the walk reports it as a loop)
             child = cat.infos.get(ref)
             if child is None:
                 self.finding(
@@ -1529,6 +1528,7 @@ class NTFS(FileSystem):
             return rows
 
         stack: list[tuple[Entry, tuple]] = [(top, (ROOT,))]
+        listed = {(ROOT, False)}  # as FileSystem._walk: each directory listed once
         while stack:
             d, ancestors = stack.pop()
             kids = children(d)
@@ -1553,6 +1553,15 @@ class NTFS(FileSystem):
                             f"{c.path}: directory loop (points back to an ancestor)",
                         )
                         continue
+                    if (ident, c.deleted) in listed:
+                        self.finding(
+                            "error",
+                            "directory",
+                            None,
+                            f"{c.path}: directory already listed under another name "
+                            "(a directory hard link); not followed",
+                        )
+                        continue
                     if len(ancestors) >= MAX_DEPTH:
                         self.finding(
                             "error",
@@ -1570,6 +1579,7 @@ class NTFS(FileSystem):
                             "not followed",
                         )
                         continue
+                    listed.add((ident, c.deleted))
                     subdirs.append((c, ancestors + (ident,)))
             stack.extend(reversed(subdirs))
 
@@ -1750,27 +1760,39 @@ class CompressedSource(ByteSource):
         return self.cache.get(k, load)
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
-        """Whole compression units: one damaged cluster spoils the unit it is in."""
-        ub, lim = self.unit_bytes, min(end, self.initialized)
+        """Whole compression units: one damaged cluster spoils the unit it is in; units
+        past the runlist's end and units that did not decode are damaged too. The cost
+        follows the runs and the damage, not the units (a size may claim terabytes)."""
+        ub, cs, lim = self.unit_bytes, self.cs, min(end, self.initialized)
         if lim <= start:
             return []
-        vol_damage = self.volume._damage_pairs(0, self.volume.size)
-        covered = sum(r.length for r in self.runs) * self.cs >= self.initialized
-        if not vol_damage and covered and not self.bad_units:
-            return []
-        out = []
-        for k in range(start // ub, (lim - 1) // ub + 1):
-            bad = k in self.bad_units
-            for lcn, n in self._clusters(k * self.unit, self.unit):
-                if bad:
-                    break
-                if lcn == -1:
-                    bad = (k * ub) < self.initialized
-                elif lcn is not None and vol_damage:
-                    bad = bool(self.volume._damage_pairs(lcn * self.cs, (lcn + n) * self.cs))
-            if bad:
-                out.append((max(start, k * ub), min(lim, (k + 1) * ub)))
-        return out
+        vol = self.volume
+        out = [(k * ub, (k + 1) * ub) for k in self.bad_units]
+        for r in self.runs:
+            if r.lcn is None or r.lcn * cs >= vol.size:
+                continue
+            host = r.lcn * cs
+            for a, b in vol._damage_pairs(host, min(vol.size, host + r.length * cs)):
+                v0, v1 = r.vcn * cs + a - host, r.vcn * cs + b - host
+                out.append((v0 // ub * ub, -(-v1 // ub) * ub))
+        tail = max((r.vcn + r.length for r in self.runs), default=0) * cs // ub * ub
+        out.append((tail, self.initialized))
+        return [(max(a, start), min(b, lim)) for a, b in out if min(b, lim) > max(a, start)]
+
+    def seek_data(self, offset: int) -> int:
+        """The first offset >= ``offset`` in a compression unit with stored clusters
+        (``size`` if none): wholly sparse units read as zeros and are skipped, not read."""
+        import bisect
+
+        ub, unit, runs = self.unit_bytes, self.unit, self.runs
+        first = offset // ub * unit  # the first cluster of offset's unit
+        for i in range(max(0, bisect.bisect_right(self.starts, first) - 1), len(runs)):
+            r = runs[i]
+            if r.lcn is None or r.vcn + r.length <= first:
+                continue
+            at = max(offset, r.vcn // unit * ub)
+            return at if at < self.initialized else self.size
+        return self.size
 
     def _read(self, offset: int, length: int) -> bytes:
         parts = []

@@ -124,6 +124,18 @@ class RunSource(ByteSource):
         mv[:] = bytes(len(mv))
         self._fill(offset, mv)
 
+    def seek_data(self, offset: int) -> int:
+        """The first offset >= ``offset`` in a stored (not sparse) run below the valid
+        data length (``size`` if none): the extractor skips holes instead of reading them."""
+        cs, runs = self.cs, self.runs
+        for i in range(max(0, bisect.bisect_right(self.starts, offset) - 1), len(runs)):
+            r = runs[i]
+            if r.vcn * cs >= self.initialized:
+                break
+            if r.lcn is not None and (r.vcn + r.length) * cs > offset:
+                return max(r.vcn * cs, offset)
+        return self.size
+
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         cs, lim = self.cs, min(end, self.initialized)
         pieces = [(r.vcn * cs, r.lcn * cs, r.length * cs) for r in self.runs if r.lcn is not None]
