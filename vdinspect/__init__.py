@@ -52,6 +52,19 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     )
 
 
+def open_vmdk_extents(paths, *, strict=True):
+    """The disk made of VMDK extent files whose descriptor file is lost, given in disk order
+    (``disk-s001.vmdk``, ``disk-s002.vmdk`` ... or flat ``disk-f001.vmdk`` ...): a descriptor
+    is synthesised in memory from the extents (nothing is written) and read through.
+    ``vdinspect.containers.vmdk.synthesize_descriptor(paths)`` gives that text."""
+    from .chain import Chain
+    from .containers.vmdk.reassemble import open_extents
+    from .disk import Disk
+
+    img = open_extents(paths, strict=strict)
+    return Disk(Chain([img]), path=img.path, options=dict(format="vmdk", strict=strict))
+
+
 def explain(obj, data=None, *, offset=None, what="header", layer=None):
     """What each field of an on-disk structure means: a Disk's header, or a Struct + bytes.
 
@@ -65,6 +78,7 @@ def explain(obj, data=None, *, offset=None, what="header", layer=None):
 
 __all__ = [
     "open",
+    "open_vmdk_extents",
     "explain",
     "VDInspectError",
     "ImageError",

@@ -357,8 +357,10 @@ class QcowImage(Image):
             k = kind[s]
             vstart = tstart + (first + s) * cs
             length = (e - s) * cs
-            if k == _UNALLOC or k == _BAD:
-                yield Run(vstart, length, UNALLOCATED if k == _UNALLOC else DAMAGED)
+            if k == _BAD:
+                yield from self._bad_runs(t, tstart, first + s, first + e)
+            elif k == _UNALLOC:
+                yield Run(vstart, length, UNALLOCATED)
             else:
                 extra = (vstart, int(t.csize[first + s])) if k == _COMPRESSED else None
                 yield Run(
@@ -371,6 +373,26 @@ class QcowImage(Image):
                     source=self.file,
                     extra=extra,
                 )
+
+    def _bad_runs(self, t: _L2, tstart: int, a: int, b: int):
+        """Damaged runs for the bad entries ``[a, b)`` of table ``t``; a plain cluster that
+        starts inside the file (one cut short by its end) keeps the bytes that are there."""
+        cs = self.cluster_size
+        raw = t.raw[a:b]
+        inside = ((raw & np.uint64(QCOW_OFLAG_COMPRESSED)) == 0) & (raw != 0)
+        inside &= raw < np.uint64(self._file_size)
+        pos = a
+        for j in (a + np.flatnonzero(inside)).tolist():
+            if j > pos:
+                yield Run(tstart + pos * cs, (j - pos) * cs, DAMAGED)
+            h = int(t.raw[j])
+            room = self._file_size - h
+            yield Run(tstart + j * cs, room, DATA, host_file=self.path, host_offset=h,
+                      source=self.file)
+            yield Run(tstart + j * cs + room, cs - room, DAMAGED)
+            pos = j + 1
+        if pos < b:
+            yield Run(tstart + pos * cs, (b - pos) * cs, DAMAGED)
 
     def _read_compressed(self, run: Run) -> bytes:
         cs = self.cluster_size
@@ -411,11 +433,16 @@ class QcowImage(Image):
             yield index, self._cached_l2(index, offset, self._l2_readable(offset))
 
     def _allocations(self):
-        """Arrays over every in-file cluster reference: kind, host, length, virtual start."""
+        """Arrays over every in-file cluster reference: kind, host, length, virtual start.
+
+        An L2 table that several L1 entries name counts once (for the first of them):
+        check() reports the shared table, not each cluster in it twice."""
         parts = []
+        seen: set[int] = set()
         for index, t in self._tables():
-            if t is None:
+            if t is None or t.offset in seen:
                 continue
+            seen.add(t.offset)
             j = np.flatnonzero((t.kind == _PLAIN) | (t.kind == _COMPRESSED))
             length = np.where(t.kind[j] == _PLAIN, self.cluster_size, t.csize[j])
             vstart = (index << self._shift) + j.astype(np.int64) * self.cluster_size
@@ -511,7 +538,8 @@ class QcowImage(Image):
                     off,
                     f"L2 table is used by L1 entries {l2_offsets[off]} and {index}",
                 )
-            l2_offsets.setdefault(off, index)
+                continue  # its entries were checked for the first L1 entry
+            l2_offsets[off] = index
             rep.many(
                 "L2 entry",
                 self._bad_entries(t),

@@ -531,7 +531,10 @@ class Qcow2Image(Image):
     def _decode_l2(self, l2_offset: int):
         cs = self.cluster_size
         n = self.l2_entries
-        raw = np.frombuffer(self.file.read(l2_offset, cs), dtype=">u8").astype(np.uint64)
+        # a table cut short by the end of the file (salvage): its missing entries are lost
+        have = max(0, min(cs, self.file.size - l2_offset)) // self.l2_entry_size
+        data = self.file.read(l2_offset, have * self.l2_entry_size) if have else b""
+        raw = np.frombuffer(data.ljust(cs, b"\0"), dtype=">u8").astype(np.uint64)
         if self.extended_l2:
             e = raw[0::2]
             bitmap = raw[1::2]
@@ -558,7 +561,9 @@ class Qcow2Image(Image):
         bad |= (state == S_COMP) & (coff >= self.file.size)
         if self.extended_l2:
             units_state, units_host = self._expand_subclusters(state, host, bitmap, bad)
+            units_state.reshape(n, -1)[have:] = S_DAMAGED
             return units_state, units_host, e
+        bad[have:] = True
         if bad.any():
             state = state.copy()
             state[bad] = S_DAMAGED
@@ -608,7 +613,9 @@ class Qcow2Image(Image):
                 yield Run(vbase, vstop - vbase, DAMAGED if marker else UNALLOCATED)
                 i = j
                 continue
-            elif l2_off % cs or l2_off + cs > self.file.size:
+            elif l2_off % cs or l2_off + cs > self.file.size and (
+                self.strict or l2_off >= self.file.size
+            ):
                 yield self._damaged(
                     vbase,
                     vstop,
@@ -618,6 +625,9 @@ class Qcow2Image(Image):
                     + ("not cluster-aligned" if l2_off % cs else "past the end of the file"),
                 )
             else:
+                if l2_off + cs > self.file.size:  # salvage: the entries in the file are used
+                    self.finding("error", "L2 table", l2_off, f"L2 table {i} at {l2_off:#x} is "
+                                 f"cut short by the end of the file ({self.file.size} bytes)")
                 yield from self._runs_in_l2(
                     i, l2_off, vbase, max(start, vbase), min(end, vstop), unit
                 )
@@ -667,7 +677,14 @@ class Qcow2Image(Image):
                 room = target.size - h
                 if room < ve - vs:  # the last host cluster is cut short by end of file
                     yield Run(vs, room, DATA, host_file=target_name, host_offset=h, source=target)
-                    yield Run(vs + room, ve - vs - room, ZERO)
+                    if vs + room >= self.size:  # only past the virtual disk: never read
+                        yield Run(vs + room, ve - vs - room, ZERO)
+                    else:  # the file is cut short: QEMU reads zeros, we do not invent them
+                        yield self._damaged(
+                            vs + room, ve, "data cluster", target.size - target.size % cs,
+                            f"data cluster cut short by the end of the file ({target.size} "
+                            f"bytes): its last {ve - vs - room} bytes are missing",
+                        )
                 else:
                     yield Run(
                         vs, ve - vs, DATA, host_file=target_name, host_offset=h, source=target
@@ -691,11 +708,14 @@ class Qcow2Image(Image):
             elif s == S_DAMAGED:
                 k = (first + a) // units_per_cluster
                 e = int(self._l2_units(l2_off)[2][k])
+                at = l2_off + k * self.l2_entry_size
                 yield self._damaged(
                     vs,
                     ve,
                     "L2 table",
-                    l2_off + k * self.l2_entry_size,
+                    at,
+                    f"L2 entry {k} (table {l1_index}) lies past the end of the file: the L2 "
+                    "table is cut short" if at + self.l2_entry_size > self.file.size else
                     f"L2 entry {k} (table {l1_index}) = {e:#018x} points "
                     "outside the file or is misaligned",
                 )

@@ -619,6 +619,12 @@ class VhdImage(Image):
                     host_offset=data + a * SECTOR,
                     source=self.file,
                 )
+            elif s == _S_DAMAGED and 0 < self.file.size - (data + a * SECTOR) < SECTOR:
+                # the sector the file ends in: its first bytes are there
+                room = self.file.size - (data + a * SECTOR)
+                yield Run(vbase + a * SECTOR, room, DATA, host_file=self.path,
+                          host_offset=data + a * SECTOR, source=self.file)
+                yield Run(vbase + a * SECTOR + room, (b - a) * SECTOR - room, DAMAGED)
             else:
                 yield Run(vbase + a * SECTOR, (b - a) * SECTOR, _STATE_NAME[s])
 
@@ -883,9 +889,11 @@ class VhdImage(Image):
                 self.dynamic_header_offset + 24,
                 f"header version {h.header_version:#010x}, not 0x00010000",
             )
-        rows_bat = self._check_layout()
-        for r in rows_bat:
-            add(**r)
+        # a BAT problem met while opening (same structure and offset) is listed once
+        opened = {(r["severity"], r["structure"], r["host_offset"]) for r in self.findings}
+        for r in self._check_layout():
+            if (r["severity"], r["structure"], r["host_offset"]) not in opened:
+                add(**r)
         if self.disk_type == DIFFERENCING and not self.parent_paths():
             add(
                 "error",
@@ -976,17 +984,22 @@ class VhdImage(Image):
                     )
                 )
         if len(s_sorted) > 1:
-            reach = np.maximum.accumulate(e_sorted)[:-1]
-            clash = np.flatnonzero(s_sorted[1:] < reach) + 1
+            cummax = np.maximum.accumulate(e_sorted)
+            # the block reaching furthest among those starting before each one
+            holder = np.maximum.accumulate(
+                np.where(e_sorted == cummax, np.arange(len(e_sorted)), 0)
+            )
+            clash = np.flatnonzero(s_sorted[1:] < cummax[:-1]) + 1
             for k in clash[:MAX_FINDINGS].tolist():
-                i = int(idx[k])
+                i, j = int(idx[k]), int(holder[k - 1])
                 out.append(
                     dict(
                         severity="error",
                         structure="BAT",
                         host_offset=self.bat_offset + 4 * i,
                         message=f"BAT entry {i}: block at {int(s_sorted[k]):#x} overlaps "
-                        "another block",
+                        f"another block (that of BAT entry {int(idx[j])} at "
+                        f"{int(s_sorted[j]):#x})",
                     )
                 )
         return out

@@ -171,6 +171,8 @@ MAX_TABLE_ENTRIES = 2047
 MAX_ITEM_LENGTH = 1 * M
 MAX_VIRTUAL_SIZE = 64 << 40  # the specification's limit: 64 TiB
 MAX_FILE_OFFSET = 1 << 50
+MAX_SALVAGED_BAT = 1 << 20  # BAT entries a salvage open may stand in for when the file cut it
+MAX_SALVAGED_REGION = 1 << 30  # longer regions running past the end of the file are corrupt
 LOG_SECTOR = 4 * K
 SECTOR_BITMAP_BLOCK = 1 * M
 SECTORS_PER_CHUNK = 1 << 23  # sectors one 1 MiB sector bitmap block describes
@@ -880,13 +882,14 @@ class VhdxImage(Image):
                     where,
                 )
             if r.file_offset + r.length > self.host.size:
-                self._fail(
-                    CorruptImage,
-                    f"{name} region ({r.length} bytes) runs past the end of the file "
-                    f"({self.host.size} bytes)",
-                    f"{name} region",
-                    r.file_offset,
-                )
+                msg = (f"{name} region ({r.length} bytes) runs past the end of the file "
+                       f"({self.host.size} bytes)")
+                if r.file_offset < self.host.size and r.length <= MAX_SALVAGED_REGION:
+                    # the file is cut short inside the region: salvage mode keeps what it
+                    # holds of it (every read is checked)
+                    self._problem(f"{name} region", r.file_offset, msg)
+                else:
+                    self._fail(CorruptImage, msg, f"{name} region", r.file_offset)
         for g in (BAT_GUID, METADATA_GUID):
             if g not in found:
                 self._fail(
@@ -1086,10 +1089,16 @@ class VhdxImage(Image):
                 "BAT",
                 br.file_offset,
             )
-        bat = np.frombuffer(
-            self._host_read(br.file_offset, nentries * 8, "BAT"), dtype="<u8"
-        ).astype(np.uint64)
+        have = nentries
+        cut = br.file_offset + nentries * 8 > self.host.size
+        if cut and not self.strict and nentries <= MAX_SALVAGED_BAT:
+            have = max(0, (self.host.size - br.file_offset) // 8)  # salvage: a cut-short BAT
+        bat = np.zeros(nentries, dtype=np.uint64)
+        if have:
+            raw = self._host_read(br.file_offset, have * 8, "BAT")
+            bat[:have] = np.frombuffer(raw, dtype="<u8")
         self.bat = bat
+        self.bat_have = have
         k = np.arange(nblocks, dtype=np.int64)
         pidx = k + k // cr
         pe = bat[pidx]
@@ -1134,12 +1143,16 @@ class VhdxImage(Image):
             & (self.bitmap_offset + SECTOR_BITMAP_BLOCK <= hsize)
         )
         bad |= (code == B_PARTIAL) & ~sb_ok[k // cr] if nblocks else np.zeros(0, dtype=bool)
+        bad |= pidx >= have  # entries lost with the end of the file
         code[bad] = B_DAMAGED
         self.block_code = code
 
     def _block_problem(self, k: int) -> str:
         st = int(self.payload_state[k])
         off = int(self.payload_offset[k])
+        if k + k // self.chunk_ratio >= self.bat_have:
+            return (f"BAT entry for payload block {k} lies past the end of the file "
+                    f"({self.host.size} bytes): the BAT is cut short")
         if st == 4:
             return f"BAT entry for payload block {k} has the reserved state 4"
         if st == PAYLOAD_BLOCK_PARTIALLY_PRESENT and HEADER_SECTION <= off < self.host.size:
@@ -1193,7 +1206,12 @@ class VhdxImage(Image):
         if room < ve - vs:  # the last block is cut short by the end of the file
             if room > 0:
                 yield Run(vs, room, DATA, host_file=self.path, host_offset=host, source=self.host)
-            yield Run(vs + room, ve - vs - room, ZERO)
+            # the file is cut short: QEMU reads zeros, we do not invent them
+            self._problem("payload block", max(host, self.host.size),
+                          f"payload block data for disk bytes {vs + max(room, 0):#x}..{ve:#x} "
+                          f"lies past the end of the file ({self.host.size} bytes): the file "
+                          "is cut short")
+            yield Run(vs + max(room, 0), ve - vs - max(room, 0), DAMAGED)
         else:
             yield Run(vs, ve - vs, DATA, host_file=self.path, host_offset=host, source=self.host)
 

@@ -33,6 +33,8 @@ PREFETCH_GTS = 64
 EMPTY_READ = 8 << 20
 #: at most this many of the used grain tables met while scanning are decoded at once
 LEARN_KEEP = 64
+#: check() lists at most this many problems of each kind per extent (and counts the rest)
+MAX_ENTRY_ROWS = 1000
 
 
 class _TableCache(LRUCache):
@@ -486,58 +488,89 @@ class GrainTableExtent(Extent):
         ]
 
     def table_checks(self, metadata: list[tuple[int, int, str]]) -> list[dict]:
-        """Entries past the end of the file, grains referenced twice or inside metadata."""
+        """Entries past the end of the file, grains cut short by it, grains referenced twice
+        or inside metadata: one row per entry (at most MAX_ENTRY_ROWS of each kind), keyed
+        like the findings a salvage read records, so a read before ``check()`` adds none."""
         rows: list[dict] = []
         fsize = self.source.size
         g = self.grain_bytes
-        owners: list[np.ndarray] = []
+        hosts: list[np.ndarray] = []  # host offsets of the used grains
+        where: list[np.ndarray] = []  # host offset of the grain table entry naming each (-1)
+        bad = 0
         for i, state, host in self.all_tables():
-            bad = np.flatnonzero(state == S_DAMAGED)
-            if len(bad):
-                k = int(bad[0])
+            for k in np.flatnonzero(state == S_DAMAGED).tolist():
+                bad += 1
+                if bad <= MAX_ENTRY_ROWS:
+                    rows.append(
+                        dict(
+                            severity="error",
+                            structure="grain table",
+                            host_offset=self.gte_offset(i, k),
+                            message=self.label + self.bad_entry_message(i, k),
+                        )
+                    )
+            used = np.flatnonzero((state == S_DATA) | (state == S_COMP))
+            if len(used):
+                base = self.gte_offset(i, 0)
+                hosts.append(host[used])
+                where.append(
+                    np.full(len(used), -1, dtype=np.int64)
+                    if base is None
+                    else base + used.astype(np.int64) * self.entry_size
+                )
+        if bad > MAX_ENTRY_ROWS:
+            rows.append(self._more_row("grain table", bad, "grain table entries are unusable"))
+        if not hosts:
+            return rows
+        h, w = np.concatenate(hosts), np.concatenate(where)
+        order = np.argsort(h, kind="stable")
+        h, w = h[order], w[order]
+        if not self.compressed:
+            cut = np.flatnonzero((h < fsize) & (h + g > fsize))
+            for c in cut[:MAX_ENTRY_ROWS].tolist():
                 rows.append(
                     dict(
                         severity="error",
                         structure="grain table",
-                        host_offset=self.gte_offset(i, k),
-                        message=self.label + f"grain table {i}: {len(bad)} entries point past the "
-                        f"end of the file or are invalid (first: {self.bad_entry_message(i, k)})",
+                        host_offset=None if w[c] < 0 else int(w[c]),
+                        message=self.label + f"the grain at {int(h[c]):#x} is cut short by "
+                        f"the end of the file ({fsize:#x})",
                     )
                 )
-            used = (state == S_DATA) | (state == S_COMP)
-            if used.any():
-                owners.append(host[used])
-        if owners:
-            h = np.concatenate(owners)
-            uniq, counts = np.unique(h, return_counts=True)
-            for off in uniq[counts > 1][:100].tolist():
-                rows.append(
-                    dict(
-                        severity="error",
-                        structure="grain",
-                        host_offset=off,
-                        message=self.label + f"grain at {off:#x} is referenced by "
-                        f"{int(counts[uniq == off][0])} grain table entries",
-                    )
+        dup = np.flatnonzero(h[1:] == h[:-1]) + 1  # each reference after the first
+        for c in dup[:MAX_ENTRY_ROWS].tolist():
+            first = int(np.searchsorted(h, h[c]))
+            n = int(np.searchsorted(h, h[c], side="right")) - first
+            rows.append(
+                dict(
+                    severity="error",
+                    structure="grain",
+                    host_offset=int(h[c]),
+                    message=self.label + f"grain at {int(h[c]):#x} is referenced by {n} grain "
+                    f"table entries (this one at {_at(w[c])}, the first at {_at(w[first])})",
                 )
-            if not self.compressed and metadata:
-                rows += self._overlaps(np.unique(h), metadata)
-            if not self.compressed:
-                cut = h[(h < fsize) & (h + g > fsize)]
-                if len(cut):
-                    rows.append(
-                        dict(
-                            severity="warning",
-                            structure="grain",
-                            host_offset=int(cut[0]),
-                            message=self.label + f"grain at {int(cut[0]):#x} is cut short by the "
-                            f"end of the file ({fsize:#x})",
-                        )
-                    )
+            )
+        if len(dup) > MAX_ENTRY_ROWS:
+            rows.append(self._more_row("grain", len(dup), "grains are referenced twice"))
+        if not self.compressed and metadata:
+            rows += self._overlaps(h, w, metadata)
         return rows
 
-    def _overlaps(self, h: np.ndarray, metadata: list[tuple[int, int, str]]) -> list[dict]:
-        """Rows for grains (sorted host offsets ``h``) that overlap a metadata region."""
+    def _more_row(self, structure: str, n: int, what: str) -> dict:
+        """A row counting the problems of one kind not listed."""
+        return dict(
+            severity="warning",
+            structure=structure,
+            host_offset=None,
+            message=self.label + f"{n - MAX_ENTRY_ROWS} more {what} (only the first "
+            f"{MAX_ENTRY_ROWS} are listed)",
+        )
+
+    def _overlaps(
+        self, h: np.ndarray, w: np.ndarray, metadata: list[tuple[int, int, str]]
+    ) -> list[dict]:
+        """Rows for grains (sorted host offsets ``h``, named by the table entries ``w``) that
+        overlap a metadata region."""
         g = self.grain_bytes
         fsize = self.source.size  # regions a corrupt header puts outside the file hold no grain
         meta = sorted(
@@ -548,17 +581,25 @@ class GrainTableExtent(Extent):
         starts = np.array([m[0] for m in meta], dtype=np.int64)
         ends = np.maximum.accumulate(np.array([m[1] for m in meta], dtype=np.int64))
         k = np.searchsorted(starts, h + g, side="left") - 1  # last region starting before
-        hit = h[(k >= 0) & (ends[k.clip(min=0)] > h)]
-        if not len(hit):
-            return []
-        first = int(hit[0])
-        name, at = next((n, o) for o, e, n in meta if o < first + g and e > first)
-        return [
-            dict(
-                severity="error",
-                structure="grain",
-                host_offset=first,
-                message=self.label + f"{len(hit)} grains overlap metadata (first: the grain at "
-                f"{first:#x} overlaps the {name} at {at:#x})",
+        hit = np.flatnonzero((k >= 0) & (ends[k.clip(min=0)] > h))
+        rows = []
+        for c in hit[:MAX_ENTRY_ROWS].tolist():
+            off = int(h[c])
+            name, at = next((n, o) for o, e, n in meta if o < off + g and e > off)
+            rows.append(
+                dict(
+                    severity="error",
+                    structure="grain",
+                    host_offset=off,
+                    message=self.label + f"grains overlap metadata: the grain at {off:#x} "
+                    f"(grain table entry at {_at(w[c])}) overlaps the {name} at {at:#x}",
+                )
             )
-        ]
+        if len(hit) > MAX_ENTRY_ROWS:
+            rows.append(self._more_row("grain", len(hit), "grains overlap metadata"))
+        return rows
+
+
+def _at(offset) -> str:
+    """A host offset for a message (``-1``: not known)."""
+    return "?" if offset is None or offset < 0 else f"{int(offset):#x}"

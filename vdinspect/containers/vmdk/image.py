@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import re
 
 from ...errors import CorruptImage, MissingFile, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, FileSource
@@ -33,6 +34,8 @@ from .structs import COWD_MAGIC, SECTOR, SPARSE_MAGIC
 FORMAT = "vmdk"
 #: more virtual disk than this (512 TiB) is a corrupt descriptor or header
 MAX_DISK_BYTES = 1 << 49
+#: how VMware and QEMU name the extents of a split sparse disk: NAME-s001.vmdk, -s002, ...
+SPLIT_EXTENT_NAME = re.compile(r"-s(\d{3,})\.vmdk$", re.IGNORECASE)
 
 
 def probe(head: bytes) -> bool:
@@ -47,10 +50,21 @@ class VmdkImage(Image):
 
     format = FORMAT
 
-    def __init__(self, source: ByteSource, *, path: str | None = None, strict: bool = True):
+    def __init__(
+        self,
+        source: ByteSource,
+        *,
+        path: str | None = None,
+        strict: bool = True,
+        folder: str | None = None,
+    ):
         super().__init__(source, path=path, strict=strict)
+        #: where extent names are resolved: the descriptor's folder (or the one given)
+        self.folder = folder if folder is not None else os.path.dirname(os.path.abspath(self.path))
         self.descriptor: Descriptor | None = None
         self.descriptor_embedded = False
+        self.lone_extent = False  # a sparse extent opened without any descriptor
+        self.descriptor_synthesised = False  # set by reassemble.open_descriptor_text
         self.extents: list[Extent] = []
         self._opened: dict[str, FileSource] = {}
         try:
@@ -92,6 +106,9 @@ class VmdkImage(Image):
                 self._check_embedded(ext)
                 if len(self.descriptor.extents) == 1:
                     ext.line = self.descriptor.extents[0]  # its access and name, for info()
+            if self.descriptor is None or not (self.descriptor.extents or
+                                               self.descriptor.entries):
+                self._lone_extent(ext)
         elif magic == COWD_MAGIC:
             self.extents = [CowdExtent(self, 0, None, 0, 0, self.path, f)]
         elif probe_sesparse(head):
@@ -107,6 +124,30 @@ class VmdkImage(Image):
             self._open_descriptor(f.read(0, f.size))
         else:
             self._fail(NotRecognized, "not a VMDK descriptor or extent", "header", 0)
+
+    def _lone_extent(self, ext: SparseExtent) -> None:
+        """A sparse extent that carries no descriptor (the split extents of a
+        twoGbMaxExtentSparse disk): it reads as a disk of its own capacity; say what it
+        stands for in the disk it came from."""
+        self.descriptor, self.descriptor_embedded, self.lone_extent = None, False, True
+        c = ext.capacity
+        m = SPLIT_EXTENT_NAME.search(os.path.basename(self.path))
+        guess = ""
+        if m and int(m.group(1)) >= 1:
+            k = int(m.group(1)) - 1
+            guess = (f"; its name suggests k = {k}: guest bytes [{k * c:#x}, {(k + 1) * c:#x}) "
+                     "if the extents before it are as large as this one")
+        self.finding(
+            "info",
+            "descriptor",
+            None,
+            "descriptor lost: this sparse extent carries no descriptor (a split disk keeps it "
+            f"in a separate .vmdk file), so it is opened alone as a disk of its {c} bytes. If "
+            "it is extent k (from 0) of the original disk and each extent before it holds E "
+            f"bytes, it covers guest bytes [k*E, k*E + {c}) of that disk; the extent cannot say "
+            f"which k it is{guess}. vdinspect.open_vmdk_extents(paths) reads the whole disk "
+            "from all its extents",
+        )
 
     def _embedded_text(self, offset_sectors: int, size_sectors: int) -> bytes:
         off = offset_sectors * SECTOR
@@ -172,7 +213,7 @@ class VmdkImage(Image):
             pos += size
 
     def _extent_candidates(self, name: str) -> list[str]:
-        here = os.path.dirname(os.path.abspath(self.path))
+        here = self.folder
         out = []
         if os.path.isabs(name):
             out.append(name)
@@ -221,20 +262,20 @@ class VmdkImage(Image):
         path, src = got
         if line.type in FLAT_TYPES:
             return FlatExtent(self, k, line, start, size, path, src, line.offset * SECTOR)
-        magic = src.read(0, min(16, src.size))
-        if line.type == "SESPARSE" or probe_sesparse(magic):
-            ext = SeSparseExtent(self, k, line, start, size, path, src)
-        elif magic[:4] == COWD_MAGIC:
-            ext = CowdExtent(self, k, line, start, size, path, src)
-        elif magic[:4] == SPARSE_MAGIC:
-            ext = SparseExtent(self, k, line, start, size, path, src)
-        else:
-            raise CorruptImage(
-                f"extent {k} is not a sparse extent (no KDMV/COWD magic)",
-                path=path,
-                structure="sparse header",
-                offset=0,
+        try:
+            ext = self._open_sparse(k, line, start, size, path, src)
+        except CorruptImage as e:
+            if self.strict:
+                raise
+            # salvage: an extent whose header or tables are gone stands for damaged bytes
+            self.finding(
+                "error",
+                e.structure or "sparse header",
+                e.offset,
+                f"{os.path.basename(path)}: extent {k} cannot be read ({e.detail}); its range "
+                f"(disk bytes {start:#x}..{start + size:#x}) reads as damaged",
             )
+            return MissingExtent(self, k, line, start, size, path, src)
         if ext.capacity != size:
             self.finding(
                 "warning",
@@ -244,6 +285,22 @@ class VmdkImage(Image):
                 f"{ext.capacity}; the descriptor is used",
             )
         return ext
+
+    def _open_sparse(self, k: int, line: ExtentLine, start: int, size: int, path: str, src):
+        """The sparse extent (hosted, COWD or seSparse, by its magic) of extent line ``k``."""
+        magic = src.read(0, min(16, src.size))
+        if line.type == "SESPARSE" or probe_sesparse(magic):
+            return SeSparseExtent(self, k, line, start, size, path, src)
+        if magic[:4] == COWD_MAGIC:
+            return CowdExtent(self, k, line, start, size, path, src)
+        if magic[:4] == SPARSE_MAGIC:
+            return SparseExtent(self, k, line, start, size, path, src)
+        raise CorruptImage(
+            f"extent {k} is not a sparse extent (no KDMV/COWD magic)",
+            path=path,
+            structure="sparse header",
+            offset=0,
+        )
 
     # --- reading ---------------------------------------------------------------------------
     def _runs(self, start: int, end: int):
@@ -380,7 +437,7 @@ class VmdkImage(Image):
             uuid=ddb.get("uuid") or ddb.get("uuid.image"),
             create_type=self.create_type,
             descriptor_version=d.version if d is not None else None,
-            descriptor="embedded" if self.descriptor_embedded else ("file" if d else None),
+            descriptor=self._descriptor_kind(),
             encoding=d.encoding if d is not None else None,
             cid=f"{cid:08x}" if cid is not None else None,
             parent_cid=f"{pcid:08x}" if pcid is not None else None,
@@ -393,6 +450,15 @@ class VmdkImage(Image):
             ddb=ddb,
             extents=[e.info() for e in self.extents],
         )
+
+    def _descriptor_kind(self) -> str | None:
+        if self.descriptor_embedded:
+            return "embedded"
+        if self.descriptor_synthesised:
+            return "synthesised (in memory)"
+        if self.descriptor is not None:
+            return "file"
+        return "none (extent opened alone)" if self.lone_extent else None
 
     def structures(self) -> list[dict]:
         """Descriptor and extent structures, in host-file order."""
@@ -415,13 +481,17 @@ class VmdkImage(Image):
         return sorted(rows, key=lambda r: (files.get(r["host_file"], 0), r["host_offset"] or 0))
 
     def check(self) -> list[dict]:
-        """Findings met while reading plus each extent's checks."""
-        rows = self.findings_rows()
+        """Findings met while reading plus each extent's checks.
+
+        A finding a read recorded for a problem an extent's check reports too (same structure,
+        host offset and file) is left out, so reading before ``check()`` does not change its
+        counts."""
+        checked: list[dict] = []
         for e in self.extents:
             try:
-                rows += e.check()
+                checked += e.check()
             except CorruptImage as err:
-                rows.append(
+                checked.append(
                     dict(
                         severity="error",
                         structure=err.structure,
@@ -429,10 +499,22 @@ class VmdkImage(Image):
                         message=str(err.detail),
                     )
                 )
+        labels = sorted({e.label for e in self.extents if e.label}, key=len, reverse=True)
+
+        def key(r: dict) -> tuple:
+            m = r.get("message") or ""
+            label = next((x for x in labels if m.startswith(x)), "")
+            return r["structure"], _int64(r.get("host_offset")), label
+
+        known = {key(r) for r in checked}
+        rows = [r for r in self.findings_rows() if key(r) not in known] + checked
         out: list[dict] = []
+        seen: set[tuple] = set()
         for r in rows:
             r = dict(r, host_offset=_int64(r.get("host_offset")))
-            if r not in out:
+            k = (r["severity"], r["structure"], r["host_offset"], r["message"])
+            if k not in seen:
+                seen.add(k)
                 out.append(r)
         return out
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import CorruptImage, UnsupportedFeature
 from .extent import (
+    MAX_ENTRY_ROWS,
     MAX_GD_ENTRIES,
     S_COMP,
     S_DAMAGED,
@@ -49,6 +50,8 @@ MAX_GRAIN_SECTORS = 0x200000  # 1 GiB, QEMU's limit
 MAX_COMPRESSED_GRAIN_SECTORS = 0x10000  # 32 MiB: a compressed grain is inflated in memory
 MAX_GTES_PER_GT = 512  # what VMware writes and QEMU accepts
 FOOTER_BYTES = 3 * SECTOR  # footer marker, footer (a copy of the header), end-of-stream marker
+HEADER_UNCLEAN_AT = 72  # byte offset of uncleanShutdown in the sparse header
+HEADER_NEWLINE_AT = 73  # byte offset of the four newline-test characters
 _GRAIN_MARKER = struct.Struct("<QI")
 _META_MARKER = struct.Struct("<QII")
 
@@ -320,16 +323,9 @@ class SparseExtent(GrainTableExtent):
             if other is not None:
                 ov = self._entries_valid(other)
                 take = ~valid & ov  # the copy is usable where this one is not
-                if take.any():
+                if take.any():  # check() reports each (_directory_checks)
                     e = np.where(take, other, e)
                     valid = valid | take
-                    self.finding(
-                        "error",
-                        "grain table",
-                        int(self.gd[i]),
-                        f"grain table {i}: {int(take.sum())} entries point outside the file; "
-                        "their copies in the other grain table are used",
-                    )
         state = np.full(len(e), S_COMP if self.compressed else S_DATA, dtype=np.int8)
         state[e == 0] = S_UNALLOC
         if self.zeroed_grain:
@@ -339,11 +335,31 @@ class SparseExtent(GrainTableExtent):
         host[(state == S_UNALLOC) | (state == S_ZERO)] = 0
         gt_off = int(self.gd[i]) if int(self.gd[i]) > 0 else 0
         bound = self._compressed_bounds(host, state == S_COMP, gt_off)
+        near_end = (state == S_COMP) & (self.source.size - host < 2 * self.grain_bytes + SECTOR)
+        for k in np.flatnonzero(near_end).tolist():  # a stream cut inside its last grains
+            if not self._record_fits(int(host[k])):
+                state[k] = S_DAMAGED
         return state, host, bound
+
+    def _record_fits(self, host: int) -> bool:
+        """Whether the compressed grain record at ``host`` ends inside the file (its grain
+        marker says how long it is; without markers nothing says, and it is taken to fit)."""
+        fsize = self.source.size
+        if not self.has_markers:
+            return True
+        if host + GRAIN_MARKER_SIZE > fsize:
+            return False
+        _, csize = _GRAIN_MARKER.unpack(self.source.read(host, GRAIN_MARKER_SIZE))
+        return host + GRAIN_MARKER_SIZE + csize <= fsize
 
     def bad_entry_message(self, i: int, k: int) -> str:
         """Why entry ``k`` of grain table ``i`` cannot be used."""
         e = int(self._read_gt(i)[k])
+        if self.compressed and 0 < e * SECTOR < self.source.size:
+            return (
+                f"grain table {i} entry {k} = {e:#x}: the compressed grain at {e * SECTOR:#x} "
+                f"runs past the end of the file ({self.source.size:#x}): the file is cut short"
+            )
         return (
             f"grain table {i} entry {k} = {e:#x} points to {e * SECTOR:#x}, past the end "
             f"of the file ({self.source.size:#x})"
@@ -405,7 +421,11 @@ class SparseExtent(GrainTableExtent):
             raw = f.read(pos, min(16, fsize - pos))
             val, size = _GRAIN_MARKER.unpack(raw[:12])
             if size:
-                if size > 2 * g or pos + GRAIN_MARKER_SIZE + size > fsize:
+                if size <= 2 * g and pos + GRAIN_MARKER_SIZE + size > fsize:
+                    return items, (pos, f"the grain behind the grain marker at {pos:#x} "
+                                   f"({size} bytes) runs past the end of the file ({fsize:#x} "
+                                   "bytes): the stream is cut short")
+                if size > 2 * g:
                     return items, (pos, f"bad grain marker at {pos:#x}: size {size}")
                 if val * SECTOR >= self.capacity or (val * SECTOR) % g:
                     return items, (pos, f"bad grain marker at {pos:#x}: LBA {val}")
@@ -421,6 +441,9 @@ class SparseExtent(GrainTableExtent):
             if val > (fsize - pos) // SECTOR:
                 return items, (pos, f"bad {MARKER_NAMES[mtype]} at {pos:#x}: {val} sectors")
             pos += SECTOR + val * SECTOR
+        else:
+            return items, (pos, f"the stream ends at {fsize:#x} without an end-of-stream "
+                           "marker: the file is cut short")
         return items, None
 
     def _rebuild_from_markers(self) -> None:
@@ -606,7 +629,8 @@ class SparseExtent(GrainTableExtent):
         return out
 
     def check(self) -> list[dict]:
-        """Flags, newline test, directory copies, table entries, stream markers."""
+        """Flags, newline test, directory entries and copies, table entries, leaked space,
+        stream markers."""
         h, rows = self.header, []
         label = self.label
         if self.file_header.uncleanShutdown:
@@ -614,25 +638,100 @@ class SparseExtent(GrainTableExtent):
                 dict(
                     severity="warning",
                     structure="sparse header.uncleanShutdown",
-                    host_offset=73,
+                    host_offset=HEADER_UNCLEAN_AT,
                     message=label + "unclean shutdown flag set: the extent was not closed cleanly",
                 )
             )
         nl = (h.singleEndLineChar, h.nonEndLineChar, h.doubleEndLineChar1, h.doubleEndLineChar2)
         if h.flags & FLAG_NL_DETECT and nl != NEWLINE_CHECK:
+            in_footer = h is not self.file_header and self.footer_offset is not None
             rows.append(
                 dict(
                     severity="error",
                     structure="sparse header",
-                    host_offset=74,
+                    host_offset=(self.footer_offset if in_footer else 0) + HEADER_NEWLINE_AT,
                     message=label + "newline check bytes are wrong: the file was "
                     "probably copied in text mode and is corrupt",
                 )
             )
+        rows += self._unusable_gd_rows()
         rows += self._directory_checks()
         rows += self.table_checks(self.metadata())
         if self.compressed:
             rows += self._stream_checks()
+        elif not self.rebuilt:
+            rows += self._leak_rows()
+        return rows
+
+    def _unusable_gd_rows(self) -> list[dict]:
+        """Grain directory entries whose grain table lies outside the file in every copy
+        (keyed like the finding a salvage read of their span records)."""
+        if self.gd_primary is None and self.gd_redundant is None:
+            return []  # the whole directory is outside the file: reported when opened
+        bad = np.flatnonzero(self.gd < 0)
+        rows = []
+        for i in bad[:MAX_ENTRY_ROWS].tolist():
+            vals = [
+                f"{name} {int(d[i]):#x}"
+                for name, d in (("primary", self.gd_primary), ("redundant", self.gd_redundant))
+                if d is not None
+            ]
+            rows.append(
+                dict(
+                    severity="error",
+                    structure=self.gd_name,
+                    host_offset=self.gd_entry_offset(i),
+                    message=self.label + f"grain directory entry {i} ({', '.join(vals)} "
+                    f"sectors) names no grain table inside the file ({self.source.size:#x} "
+                    f"bytes): extent bytes {i * self.gt_span:#x}.. are lost",
+                )
+            )
+        if len(bad) > MAX_ENTRY_ROWS:
+            rows.append(
+                self._more_row(self.gd_name, len(bad), "grain directory entries are unusable")
+            )
+        return rows
+
+    def _leak_rows(self) -> list[dict]:
+        """Space after the metadata (``overHead``) that no grain table entry and no
+        structure uses: one ``leak`` row per grain of it (as QEMU counts leaked clusters)."""
+        fsize, g = self.source.size, self.grain_bytes
+        start = self.file_header.overHead * SECTOR
+        if start >= fsize:
+            return []
+        meta = [(o, o + n) for o, n, _ in self.metadata() if n > 0]
+        starts = [np.array([a for a, _ in meta], dtype=np.int64)]
+        for _, state, host in self.all_tables():
+            starts.append(host[state == S_DATA])
+        ends = [np.array([b for _, b in meta], dtype=np.int64)] + [h + g for h in starts[1:]]
+        s, e = np.concatenate(starts), np.concatenate(ends)
+        order = np.argsort(s, kind="stable")
+        s, e = s[order], e[order]
+        reach = np.maximum.accumulate(np.concatenate(([start], e)))[:-1]  # covered up to here
+        gap = (s > reach) & (reach < fsize)
+        gaps = list(zip(reach[gap].tolist(), np.minimum(s[gap], fsize).tolist()))
+        last = max(start, int(e.max())) if len(e) else start
+        if last < fsize:
+            gaps.append((last, fsize))
+        pieces = []
+        for a, b in gaps:
+            for j in range(-(-(b - a) // g)):
+                if len(pieces) > MAX_ENTRY_ROWS:
+                    break
+                pieces.append((a + j * g, min(g, b - a - j * g)))
+        total = sum(-(-(b - a) // g) for a, b in gaps)
+        rows = [
+            dict(
+                severity="leak",
+                structure="grain",
+                host_offset=off,
+                message=self.label + f"{n} bytes at {off:#x} are used by no grain table entry "
+                "and no structure (leaked)",
+            )
+            for off, n in pieces[:MAX_ENTRY_ROWS]
+        ]
+        if total > MAX_ENTRY_ROWS:
+            rows.append(self._more_row("grain", total, "leaked grains"))
         return rows
 
     def _directory_checks(self) -> list[dict]:
@@ -673,6 +772,25 @@ class SparseExtent(GrainTableExtent):
                         f"{int(ta[row_, k]):#x} vs {int(tb[row_, k]):#x})",
                     )
                 )
+                # an entry past the end of the file in one copy (reads take the other's)
+                va, vb = self._entries_valid(ta[row_]), self._entries_valid(tb[row_])
+                copies = (("primary", a, ta, va, "redundant", vb), ("redundant", b, tb, vb,
+                                                                    "primary", va))
+                for name, at, t, ok, other, other_ok in copies:
+                    for k in diff[~ok[diff]][:MAX_ENTRY_ROWS].tolist():
+                        e = int(t[row_, k])
+                        then = (f"reads use the {other} copy's entry" if other_ok[k]
+                                else f"the {other} copy's entry is unusable too")
+                        rows.append(
+                            dict(
+                                severity="error",
+                                structure="grain table",
+                                host_offset=at + 4 * k,
+                                message=self.label + f"{name} grain table {i} entry {k} = "
+                                f"{e:#x} points to {e * SECTOR:#x}, past the end of the file "
+                                f"({fsize:#x}); {then}",
+                            )
+                        )
         return rows
 
     def _stream_checks(self) -> list[dict]:
@@ -691,46 +809,56 @@ class SparseExtent(GrainTableExtent):
         if not self.has_markers:
             return rows
         grains = {pos: lba for kind, pos, lba, _ in items if kind == "grain"}
-        referenced: dict[int, int] = {}
+        referenced: dict[int, set[int]] = {}  # grain host offset -> LBAs mapped to it
         g = self.grain_bytes
         for i, state, host in self.all_tables():
             for k in np.flatnonzero(state == S_COMP).tolist():
-                referenced[int(host[k])] = (i * self.gt_entries + k) * g // SECTOR
-        missing = [off for off in referenced if off not in grains]
-        if missing and problem is None:
-            rows.append(
-                dict(
-                    severity="error",
-                    structure="grain table",
-                    host_offset=missing[0],
-                    message=label + f"{len(missing)} grain table entries point where "
-                    f"no grain marker starts (first: {missing[0]:#x})",
+                lba = (i * self.gt_entries + k) * g // SECTOR
+                referenced.setdefault(int(host[k]), set()).add(lba)
+        # one row per grain, keyed like the finding a read of that grain records
+        if problem is None:
+            missing = [off for off in referenced if off not in grains]
+            for off in missing[:MAX_ENTRY_ROWS]:
+                rows.append(
+                    dict(
+                        severity="error",
+                        structure="compressed grain",
+                        host_offset=off,
+                        message=label + f"compressed grain at {off:#x} is damaged: a grain "
+                        "table entry points there, but no grain marker starts there",
+                    )
                 )
-            )
-        wrong = [off for off, lba in referenced.items() if off in grains and grains[off] != lba]
-        if wrong:
-            off = wrong[0]
+            if len(missing) > MAX_ENTRY_ROWS:
+                rows.append(self._more_row("compressed grain", len(missing),
+                                           "grain table entries point where no marker starts"))
+        wrong = [off for off, lbas in referenced.items() if off in grains and lbas - {grains[off]}]
+        for off in wrong[:MAX_ENTRY_ROWS]:
+            other = ", ".join(str(x) for x in sorted(referenced[off] - {grains[off]}))
             rows.append(
                 dict(
                     severity="error",
                     structure="grain marker",
                     host_offset=off,
-                    message=label + f"{len(wrong)} grain markers carry another LBA than "
-                    f"their grain table entry (first at {off:#x}: LBA {grains[off]}, "
-                    f"mapped at {referenced[off]})",
+                    message=label + f"grain marker at {off:#x} says LBA {grains[off]}, a grain "
+                    f"table entry maps it at LBA {other}",
                 )
             )
-        unref = [off for off in grains if off not in referenced]
-        if unref and not self.rebuilt:
+        if len(wrong) > MAX_ENTRY_ROWS:
+            rows.append(self._more_row("grain marker", len(wrong),
+                                       "grain markers carry another LBA than their entry"))
+        unref = [] if self.rebuilt else [off for off in grains if off not in referenced]
+        for off in unref[:MAX_ENTRY_ROWS]:
             rows.append(
                 dict(
                     severity="leak",
                     structure="grain",
-                    host_offset=unref[0],
-                    message=label + f"{len(unref)} grains in the stream are not "
-                    f"referenced by any grain table (first at {unref[0]:#x})",
+                    host_offset=off,
+                    message=label + f"the grain at {off:#x} in the stream is referenced by no "
+                    "grain table entry (leaked)",
                 )
             )
+        if len(unref) > MAX_ENTRY_ROWS:
+            rows.append(self._more_row("grain", len(unref), "leaked grains"))
         return rows
 
     def info(self) -> dict:
