@@ -34,13 +34,17 @@ class RunlistError(ValueError):
         self.runs = runs or []
 
 
+MAX_VCN = 1 << 56  # sparse runs end below this VCN (with 4 KiB clusters: 2**68 bytes)
+
+
 def decode_runlist(
     data: bytes | memoryview, start_vcn: int = 0, clusters: int | None = None
 ) -> list[Run]:
     """Decode mapping pairs into runs starting at ``start_vcn``.
 
-    ``clusters`` (the volume's cluster count) bounds the LCNs and lengths: a run past the
+    ``clusters`` (the volume's cluster count) bounds the allocated runs: a run past the
     end of the volume, with a negative LCN or an absurd length raises RunlistError.
+    Sparse runs may reach past the volume's size (up to ``MAX_VCN``).
     """
     runs: list[Run] = []
     pos = 0
@@ -57,7 +61,10 @@ def decode_runlist(
         if pos + 1 + len_size + off_size > n:
             raise RunlistError(f"run at byte {pos} runs past the end of the attribute", runs)
         length = int.from_bytes(data[pos + 1 : pos + 1 + len_size], "little")
-        if length == 0 or (clusters is not None and length > clusters):
+        # an allocated run must fit the volume (checked below); a sparse run need not: a
+        # sparse file may be larger than its volume (Windows makes them), so it is only
+        # held to what a VCN can count
+        if length == 0 or (off_size == 0 and vcn + length > MAX_VCN):
             raise RunlistError(f"run at byte {pos} has an absurd length of {length} clusters", runs)
         if off_size:
             delta = int.from_bytes(
