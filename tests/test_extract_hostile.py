@@ -149,6 +149,17 @@ def check_names(x: Extraction, folder: str, expect: dict[str, bytes]) -> None:
             assert renamed.get(f"/{folder}/{name}") == str(x.dest / folder / host), name
 
 
+def case_twins(x: Extraction, d: Path) -> None:
+    """Names that differ only in case never share a host file, on any host: the second
+    becomes ``~1`` (compared without case everywhere, so macOS and Windows get the same
+    names as Linux) and is listed in ``renamed``."""
+    names = sorted(p.name for p in d.iterdir() if p.name.casefold().startswith("readme.txt"))
+    assert len(names) == 2 and sum(n.endswith("~1") for n in names) == 1, names
+    assert {(d / n).read_bytes().lower() for n in names} == {b"readme.txt"}
+    assert (d / names[0]).read_bytes() != (d / names[1]).read_bytes()
+    assert any(h.endswith("~1") for _p, h in x.rep.renamed)
+
+
 def check_links(x: Extraction, folder: str, expect: dict[str, tuple[str, bool]]) -> None:
     """Links that stay inside are recreated with their target; the others are skipped."""
     why = skipped(x)
@@ -426,7 +437,7 @@ def test_ext_names(ext_out):
     expect |= {n.decode(): n for n in PLAIN_NAMES}
     check_names(ext_out, "names", expect)
     d = ext_out.dest / "names"
-    assert (d / "Readme.txt").read_bytes() != (d / "README.TXT").read_bytes()
+    case_twins(ext_out, d)
     assert {safe_name("a/b"), safe_name("a_b")} == {"a_b"}
     assert (d / "a_b").exists() and (d / "a_b~1").exists()
 
@@ -759,8 +770,7 @@ def test_ntfs_names(ntfs_out):
     d = ntfs_out.dest / "names"
     assert (d / "big.bin").read_bytes() == bytes(range(256)) * 40
     assert (d / "a_b").exists() and (d / "a_b~1").exists()
-    assert (d / "Readme.txt").read_bytes() == b"Readme.txt"  # a case-sensitive host
-    assert (d / "README.TXT").read_bytes() == b"README.TXT"
+    case_twins(ntfs_out, d)
 
 
 @needs_ntfs
@@ -863,3 +873,35 @@ def test_ntfs_deep_tree(tmp_path):
     finally:
         tracemalloc.stop()
     deep_check(x, fs, peak)
+
+
+@needs_e2fs
+def test_ext_hard_links_are_linked_not_copied(tmp_path):
+    """A file with three names (mke2fs -d keeps hard links: debugfs shows one inode with
+    three links) is written once and linked twice on the host: a thousand names for one
+    big file cost one copy. A different file of the same size stays separate."""
+    from vdinspect.filesystems.ext import open_filesystem
+    from vdinspect.io import FileSource
+
+    src = tmp_path / "src"
+    (src / "a").mkdir(parents=True)
+    (src / "b").mkdir()
+    data = os.urandom(300_000)
+    (src / "a" / "one.bin").write_bytes(data)
+    os.link(src / "a" / "one.bin", src / "b" / "two.bin")
+    os.link(src / "a" / "one.bin", src / "three.bin")
+    (src / "other.bin").write_bytes(os.urandom(300_000))
+    img = tmp_path / "hl.ext4"
+    with open(img, "wb") as f:
+        f.truncate(8 * MiB)
+    run("mke2fs", "-q", "-F", "-t", "ext4", "-d", str(src), str(img))
+    stat = run("debugfs", "-R", "stat /a/one.bin", str(img))
+    assert re.search(r"Links: 3\b", stat), stat
+    fs = open_filesystem(FileSource(img))
+    x = extract(fs, "/", tmp_path)
+    assert_contained(x)
+    hosts = [x.dest / "a" / "one.bin", x.dest / "b" / "two.bin", x.dest / "three.bin"]
+    assert {h.read_bytes() for h in hosts} == {data}
+    assert len({os.stat(h).st_ino for h in hosts}) == 1 and os.stat(hosts[0]).st_nlink == 3
+    assert os.stat(x.dest / "other.bin").st_ino != os.stat(hosts[0]).st_ino
+    assert len(x.rep.linked) == 2 and "2 hard links" in x.rep.summary()

@@ -212,7 +212,8 @@ def cmd_extract(args, out) -> int:
                        for p, h, rs in rep.damaged]
             json.dump(dict(dest=rep.dest, written=rep.written, bytes_written=rep.bytes_written,
                            renamed=rep.renamed, incomplete=rep.incomplete,
-                           skipped=rep.skipped, damaged=damaged), out, indent=1)
+                           skipped=rep.skipped, damaged=damaged, linked=rep.linked),
+                      out, indent=1)
             out.write("\n")
         else:
             from .filesystems.base import damage_text
@@ -220,6 +221,8 @@ def cmd_extract(args, out) -> int:
             out.write(rep.summary() + "\n")
             for path, host in rep.renamed:
                 out.write(f"renamed: {path} -> {host}\n")
+            for path, first in rep.linked:
+                out.write(f"hard link: {path} = {first}\n")
             for path, why in rep.incomplete:
                 out.write(f"incomplete: {path}: {why}\n")
             for path, _host, ranges in rep.damaged:

@@ -277,6 +277,11 @@ class FileSystem:
                     subdirs.append((c, depth + 1))
             stack.extend(reversed(subdirs))
 
+    def _hardlink_key(self, entry: Entry):
+        """What makes two file entries names of one file (extraction links them), or None.
+        Drivers with hard links override it; the default links nothing."""
+        return None
+
     def _dir_id(self, entry: Entry):
         """What identifies a directory for loop detection (its inode by default)."""
         return entry.inode if entry.inode is not None else entry.key
@@ -520,11 +525,15 @@ class ExtractReport:
     #: written, but with ranges that could not be read (zeros there): (volume path, host
     #: path, [(offset, length), ...]) — salvage mode's damaged ranges reaching a file
     damaged: list[tuple[str, str, list[tuple[int, int]]]] = field(default_factory=list)
+    #: hard links: (volume path, the volume path whose host file it is linked to)
+    linked: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         s = f"{len(self.written)} files, {self.bytes_written} bytes written to {self.dest}"
         if self.renamed:
             s += f"; {len(self.renamed)} renamed"
+        if self.linked:
+            s += f"; {len(self.linked)} hard links"
         if self.incomplete:
             s += f"; {len(self.incomplete)} incomplete"
         if self.damaged:
@@ -571,6 +580,23 @@ class _Extractor:
         self.dest = os.path.realpath(dest)
         self.report = ExtractReport(self.dest)
         self.progress = progress
+        self.links: dict = {}  # hard-link key -> (host path written, volume path)
+
+    def _link(self, e: Entry, host: str) -> bool:
+        """Make a second name of a file already written a hard link to it (as tar does):
+        a thousand names for one big file cost one copy. False when it must be written."""
+        key = self.fs._hardlink_key(e)
+        first = self.links.get(key) if key is not None else None
+        if first is None or os.path.lexists(host):
+            return False
+        try:
+            os.link(first[0], host, follow_symlinks=False)
+        except OSError:
+            return False  # a host without hard links: write the copy instead
+        self.report.written.append(host)
+        self.report.linked.append((e.path, first[1]))
+        self.done = min(self.total, self.done + e.size)
+        return True
 
     def run(self, path: str, recursive: bool, deleted: bool) -> ExtractReport:
         os.makedirs(self.dest, exist_ok=True)
@@ -599,12 +625,12 @@ class _Extractor:
                     continue
             name = safe_name(e.name)
             host = os.path.join(parent_host, name)
-            if os.path.normcase(host) in used:
+            if _host_key(host) in used:
                 stem, i = host, 1
-                while os.path.normcase(host) in used:
+                while _host_key(host) in used:
                     host = f"{stem}~{i}"
                     i += 1
-            used.add(os.path.normcase(host))
+            used.add(_host_key(host))
             if os.path.basename(host) != e.name:
                 self.report.renamed.append((e.path, host))
             try:
@@ -619,8 +645,13 @@ class _Extractor:
                         os.mkdir(host, 0o755)
                     hosts[id(e)] = host
                     dirs_times.append((host, e))
+                elif e.kind == FILE and self._link(e, host):
+                    pass
                 elif e.kind == FILE:
                     n, cut, bad = self._write_file(e, host)
+                    key = self.fs._hardlink_key(e)
+                    if key is not None and not cut and not bad:
+                        self.links.setdefault(key, (host, e.path))
                     self.report.written.append(host)
                     self.report.bytes_written += n
                     if cut:
@@ -714,6 +745,13 @@ class _Extractor:
             os.unlink(host)
         os.symlink(target, host)
         self.report.written.append(host)
+
+
+def _host_key(host: str) -> str:
+    """How a host path is compared for collisions: without case, on every host, so an
+    extraction gives the same names on Linux as on macOS or Windows (where README.TXT
+    would overwrite Readme.txt)."""
+    return os.path.normcase(host).casefold()
 
 
 def _set_times(host: str, e: Entry) -> None:

@@ -284,6 +284,7 @@ class BrowserController:
             report.renamed += r.renamed
             report.incomplete += r.incomplete
             report.damaged += r.damaged
+            report.linked += r.linked
         if progress is not None:
             progress(base, base)
         return report

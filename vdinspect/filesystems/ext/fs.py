@@ -1680,6 +1680,12 @@ class ExtFileSystem(FileSystem):
         if len(bad) > 16:
             self.finding("error", "inode table", None, f"{len(bad)} inodes have bad checksums")
 
+    def _hardlink_key(self, entry: Entry):
+        """Live names of one inode with more than one link are hard links."""
+        if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
+            return None
+        return entry.inode
+
     def _dir_id(self, entry: Entry):
         return entry.inode if entry.inode is not None else entry.key
 

@@ -1274,6 +1274,12 @@ class NTFS(FileSystem):
             extra=dict(stream=None, tsk_addr=None),
         )
 
+    def _hardlink_key(self, entry: Entry):
+        """Live names of one MFT record (each stream on its own) are hard links."""
+        if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
+            return None
+        return entry.inode, entry.extra.get("stream")
+
     def _dir_id(self, entry: Entry):
         return entry.inode if entry.inode is not None else entry.key
 
