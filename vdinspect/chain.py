@@ -10,7 +10,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from .containers.base import BACKING, DAMAGED, DATA, UNALLOCATED, Image, Run, merge_runs
+from .containers.base import (
+    BACKING,
+    DAMAGED,
+    DATA,
+    UNALLOCATED,
+    Image,
+    Run,
+    damage_from_runs,
+    merge_runs,
+)
 from .containers.registry import get_format, open_image
 from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
 from .io import ByteSource
@@ -124,14 +133,7 @@ class Chain(ByteSource):
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         if len(self.layers) == 1:
             return self.top._damage_pairs(start, end)
-        index = getattr(self, "_damage_index", None)
-        if index is None:
-            from .io import DamageIndex
-
-            index = self._damage_index = DamageIndex(
-                lambda a, b: [(r.start, r.end) for r in self.runs(a, b - a)
-                              if r.state == DAMAGED], self.size)
-        return index.query(start, end)
+        return damage_from_runs(self, start, end)
 
     def close(self) -> None:
         for layer in self.layers:

@@ -78,6 +78,19 @@ class Run:
         return other.host_offset == self.host_offset + self.length
 
 
+def damage_from_runs(owner, start: int, end: int) -> list[tuple[int, int]]:
+    """The ``damaged`` runs of ``owner`` (an image or a chain) inside ``[start, end)`` as
+    (start, end) pairs, from a window-by-window index kept on the owner."""
+    index = getattr(owner, "_damage_index", None)
+    if index is None:
+        from ..io import DamageIndex
+
+        index = owner._damage_index = DamageIndex(
+            lambda a, b: [(r.start, r.end) for r in owner.runs(a, b - a) if r.state == DAMAGED],
+            owner.size)
+    return index.query(start, end)
+
+
 def merge_runs(runs, start: int, end: int) -> list[Run]:
     """Clip runs to ``[start, end)`` and join neighbours that continue each other."""
     out: list[Run] = []
@@ -240,14 +253,7 @@ class Image(ByteSource):
             out[:] = bytes(len(out)) if len(out) < 1 << 16 else _zeros(len(out))
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
-        index = getattr(self, "_damage_index", None)
-        if index is None:
-            from ..io import DamageIndex
-
-            index = self._damage_index = DamageIndex(
-                lambda a, b: [(r.start, r.end) for r in self.runs(a, b - a)
-                              if r.state == DAMAGED], self.size)
-        return index.query(start, end)
+        return damage_from_runs(self, start, end)
 
     @property
     def allocated(self) -> int:

@@ -818,48 +818,33 @@ class SparseExtent(GrainTableExtent):
         # one row per grain, keyed like the finding a read of that grain records
         if problem is None:
             missing = [off for off in referenced if off not in grains]
-            for off in missing[:MAX_ENTRY_ROWS]:
-                rows.append(
-                    dict(
-                        severity="error",
-                        structure="compressed grain",
-                        host_offset=off,
-                        message=label + f"compressed grain at {off:#x} is damaged: a grain "
-                        "table entry points there, but no grain marker starts there",
-                    )
-                )
-            if len(missing) > MAX_ENTRY_ROWS:
-                rows.append(self._more_row("compressed grain", len(missing),
-                                           "grain table entries point where no marker starts"))
+            self._capped_rows(
+                rows, missing, "error", "compressed grain",
+                lambda off: f"compressed grain at {off:#x} is damaged: a grain table entry "
+                "points there, but no grain marker starts there",
+                "grain table entries point where no marker starts", label)
         wrong = [off for off, lbas in referenced.items() if off in grains and lbas - {grains[off]}]
-        for off in wrong[:MAX_ENTRY_ROWS]:
-            other = ", ".join(str(x) for x in sorted(referenced[off] - {grains[off]}))
-            rows.append(
-                dict(
-                    severity="error",
-                    structure="grain marker",
-                    host_offset=off,
-                    message=label + f"grain marker at {off:#x} says LBA {grains[off]}, a grain "
-                    f"table entry maps it at LBA {other}",
-                )
-            )
-        if len(wrong) > MAX_ENTRY_ROWS:
-            rows.append(self._more_row("grain marker", len(wrong),
-                                       "grain markers carry another LBA than their entry"))
+        self._capped_rows(
+            rows, wrong, "error", "grain marker",
+            lambda off: f"grain marker at {off:#x} says LBA {grains[off]}, a grain table entry "
+            f"maps it at LBA {', '.join(str(x) for x in sorted(referenced[off] - {grains[off]}))}",
+            "grain markers carry another LBA than their entry", label)
         unref = [] if self.rebuilt else [off for off in grains if off not in referenced]
-        for off in unref[:MAX_ENTRY_ROWS]:
-            rows.append(
-                dict(
-                    severity="leak",
-                    structure="grain",
-                    host_offset=off,
-                    message=label + f"the grain at {off:#x} in the stream is referenced by no "
-                    "grain table entry (leaked)",
-                )
-            )
-        if len(unref) > MAX_ENTRY_ROWS:
-            rows.append(self._more_row("grain", len(unref), "leaked grains"))
+        self._capped_rows(
+            rows, unref, "leak", "grain",
+            lambda off: f"the grain at {off:#x} in the stream is referenced by no grain table "
+            "entry (leaked)",
+            "leaked grains", label)
         return rows
+
+    def _capped_rows(self, rows: list, offsets: list, severity: str, structure: str,
+                     message, more: str, label: str) -> None:
+        """One row per offset (up to MAX_ENTRY_ROWS, then a row counting the rest)."""
+        for off in offsets[:MAX_ENTRY_ROWS]:
+            rows.append(dict(severity=severity, structure=structure, host_offset=off,
+                             message=label + message(off)))
+        if len(offsets) > MAX_ENTRY_ROWS:
+            rows.append(self._more_row(structure, len(offsets), more))
 
     def info(self) -> dict:
         """The extent's row in ``info()['extents']``, with header fields."""
