@@ -7,12 +7,12 @@ lets libFuzzer steer them by the coverage of vdinspect's own code. A fuzz input 
 structures (the regions ``tests/test_fuzz_all.py`` aims at), then maybe a cut. Each edited
 image is walked down the public path by ``tests.test_fuzz_all.walk`` in strict and salvage
 mode; any exception other than a ``VDInspectError`` naming the file is a crash, and
-libFuzzer's ``-timeout`` and ``-rss_limit_mb`` enforce the 2 s / 512 MB bounds.
+libFuzzer's ``-timeout`` enforces the 2 s bound (memory: see docs/reliability.md).
 
 Run from the project root (``pip install atheris`` first; see docs/reliability.md)::
 
     python fuzzing/atheris_all.py --seed vmdk-sparse.vmdk -- -max_total_time=600 \\
-        -timeout=2 -rss_limit_mb=512 fuzzing/corpus/vmdk-sparse
+        -timeout=2 -rss_limit_mb=4096 fuzzing/corpus/vmdk-sparse
 
 A crash leaves ``crash-<sha1>`` in the current folder; ``--replay FILE`` prints the edits
 it stands for and walks the edited image again with the traceback shown.
