@@ -699,7 +699,9 @@ class SparseExtent(GrainTableExtent):
         start = self.file_header.overHead * SECTOR
         if start >= fsize:
             return []
-        meta = [(o, o + n) for o, n, _ in self.metadata() if n > 0]
+        # structures are clipped to the file (a garbage header field may place one past
+        # it, even past what an int64 holds): only space inside the file can leak
+        meta = [(o, min(o + n, fsize)) for o, n, _ in self.metadata() if n > 0 and 0 <= o < fsize]
         starts = [np.array([a for a, _ in meta], dtype=np.int64)]
         for _, state, host in self.all_tables():
             starts.append(host[state == S_DATA])
