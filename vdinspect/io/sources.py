@@ -302,7 +302,9 @@ class DamageIndex:
     def __init__(self, fetch, size: int) -> None:
         self.fetch = fetch
         self.size = size
-        self.windows: dict[int, list[tuple[int, int]]] = {}
+        # window -> (merged pairs, their ends): ends are sorted, so a question about a few
+        # extents bisects to the first pair that can touch it
+        self.windows: dict[int, tuple[list[tuple[int, int]], list[int]]] = {}
 
     def query(self, start: int, end: int) -> list[tuple[int, int]]:
         out = []
@@ -310,11 +312,14 @@ class DamageIndex:
         for k in range(start // w, (max(start, end - 1)) // w + 1):
             got = self.windows.get(k)
             if got is None:
-                got = self.windows[k] = merge_ranges(
-                    self.fetch(k * w, min(self.size, (k + 1) * w)))
-            for a, b in got:
-                if a < end and b > start:
-                    out.append((max(a, start), min(b, end)))
+                pairs = merge_ranges(self.fetch(k * w, min(self.size, (k + 1) * w)))
+                got = self.windows[k] = (pairs, [b for _a, b in pairs])
+            pairs, ends = got
+            for i in range(bisect.bisect_right(ends, start), len(pairs)):
+                a, b = pairs[i]
+                if a >= end:
+                    break
+                out.append((max(a, start), min(b, end)))
         return out
 
 
