@@ -387,3 +387,38 @@ def test_wof_chunks_are_damaged_whole():
     assert WofSource(s, 3 * chunk, 0).damaged_ranges() == [(chunk, chunk)]
     s.bad = [(4, 5)]
     assert WofSource(s, 3 * chunk, 0).damaged_ranges() == [(0, 3 * chunk)]
+
+
+def test_ntfs_names_of_unusable_records_are_listed_and_reported(tmp_path):
+    """A file whose MFT record is damaged (update sequence broken): ntfsls still names it
+    from the directory index, and so do we — listed with a note, its read refused with
+    CorruptImage naming the record, and extraction says it was skipped and why."""
+    vol = tmp_path / "n.img"
+    with open(vol, "wb") as f:
+        f.truncate(16 * MIB)
+    run("mkntfs", "-q", "-F", "-Q", vol)
+    keep, lost = os.urandom(20_000), os.urandom(30_000)
+    for name, data in (("keep.bin", keep), ("lost.bin", lost)):
+        (tmp_path / name).write_bytes(data)
+        run("ntfscp", vol, tmp_path / name, f"/{name}")
+    ino = fls_inodes(vol, 0)["lost.bin"]
+    img = bytearray(vol.read_bytes())
+    cluster = struct.unpack_from("<H", img, 11)[0] * img[13]
+    mft = struct.unpack_from("<Q", img, 0x30)[0] * cluster
+    rec = mft + ino * 1024
+    assert img[rec:rec + 4] == b"FILE"
+    img[rec + 510] ^= 0xFF  # the first sector's update sequence no longer matches
+    vol.write_bytes(bytes(img))
+    assert "lost.bin" in run("ntfsls", vol).split()  # the index still names it
+    fs = vdinspect.open(vol, format="raw", strict=False).filesystem()
+    df = fs.files().set_index("path")
+    assert df.loc["/lost.bin", "kind"] == "file" and df.loc["/lost.bin", "inode"] == ino
+    assert "unusable" in df.loc["/lost.bin", "note"]
+    with pytest.raises(VDInspectError, match=f"MFT record {ino}"):
+        fs.read("/lost.bin")
+    assert fs.read("/keep.bin") == keep
+    rep = fs.extract("/", tmp_path / "out")
+    why = dict(rep.skipped)
+    assert "unusable" in why["/lost.bin"] and (tmp_path / "out" / "keep.bin").read_bytes() == keep
+    assert not (tmp_path / "out" / "lost.bin").exists()
+    assert any(f"record {ino}" in f["message"] for f in fs.check())

@@ -210,6 +210,9 @@ class Info:
         return bool(self.flags & REC_DIRECTORY)
 
 
+UNUSABLE = "unusable"  # third member of the key of an entry whose record is unusable
+
+
 @dataclass
 class Catalog:
     """The MFT read once: per-record info, directory children, deleted files, orphans."""
@@ -218,6 +221,8 @@ class Catalog:
     live: dict[int, list[tuple[Info, FileNameAttr]]]
     dead: dict[int, list[tuple[Info, FileNameAttr]]]
     orphans: list[tuple[Info, FileNameAttr | None]]
+    #: in-use-looking records that could not be used (fixups, parse errors, unreadable)
+    unusable: set[int] = field(default_factory=set)
 
 
 class NTFS(FileSystem):
@@ -602,6 +607,7 @@ class NTFS(FileSystem):
     def content(self, entry: Entry) -> ByteSource:
         if entry.kind == DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is a directory")
+        self._refuse_unusable(entry)
         key = entry.key
         if not isinstance(key, tuple) or len(key) < 2 or key[0] is None:
             return Zero(0)
@@ -821,6 +827,7 @@ class NTFS(FileSystem):
         rs = self.record_size
         per = max(1, SCAN_CHUNK // rs)
         infos: dict[int, Info] = {}
+        unusable: set[int] = set()
         pending: dict[int, Record] = {}  # records that need merging (attr lists, extensions)
         n = 0
         while n < self.nrecords:
@@ -834,6 +841,7 @@ class NTFS(FileSystem):
                     self._record_offset(n),
                     f"records {n}..{n + count - 1} unreadable: {e}",
                 )
+                unusable.update(range(n, n + count))
                 n += count
                 continue
             arr, has_magic, ok = fixup_many(chunk, rs)
@@ -848,6 +856,7 @@ class NTFS(FileSystem):
                             self._record_offset(num),
                             "update sequence fixup mismatch; record skipped",
                         )
+                        unusable.add(num)
                         continue
                 else:
                     quick = self._quick_info(arr[i].data, num)
@@ -860,6 +869,7 @@ class NTFS(FileSystem):
                         self.finding(
                             "error", f"MFT record {num}", self._record_offset(num), f"skipped: {e}"
                         )
+                        unusable.add(num)
                         continue
                 if rec.base_ref & MREF_MASK and rec.base != num:
                     pending[num] = rec
@@ -896,6 +906,7 @@ class NTFS(FileSystem):
                 )
             infos[num] = self._info(f)
         self._catalog = self._link(infos)
+        self._catalog.unusable = unusable
         return self._catalog
 
     def _mirror_record(self, n: int) -> Record | None:
@@ -1339,7 +1350,37 @@ class NTFS(FileSystem):
 
         return self._indexes.get(n, load)
 
+    def _unusable_entry(self, ref: int, fn: FileNameAttr) -> Entry:
+        """A name an index lists for a record that cannot be used: what the index keeps."""
+        times = [filetime(t) for t in (fn.created, fn.modified, fn.accessed, fn.changed)]
+        return Entry(
+            name=fn.name,
+            kind=DIR if fn.is_dir else FILE,
+            size=0 if fn.is_dir else fn.data_size,
+            created=times[0],
+            modified=times[1],
+            accessed=times[2],
+            changed=times[3],
+            inode=ref,
+            key=(ref, None, UNUSABLE),
+            raw=fn,
+            extra=dict(stream=None, note=f"MFT record {ref} is unusable: listed from its "
+                       "directory's index; its content cannot be read"),
+        )
+
+    def _refuse_unusable(self, entry: Entry) -> None:
+        key = entry.key
+        if isinstance(key, tuple) and len(key) == 3 and key[2] == UNUSABLE:
+            raise CorruptImage(
+                f"{entry.path or entry.name}: the MFT record is unusable; only its name, "
+                "size and times are known (from the directory index)",
+                path=self.name,
+                structure=f"MFT record {key[0]}",
+                offset=self._record_offset(key[0]),
+            )
+
     def list_dir(self, entry: Entry) -> list[Entry]:
+        self._refuse_unusable(entry)
         if entry.key == (None, ORPHANS):
             cat = self._scan()
             out = []
@@ -1384,6 +1425,10 @@ class NTFS(FileSystem):
                     f"{entry.path or '/'}: index entry {names[0][1].name!r} names "
                     f"record {ref}, which is unusable",
                 )
+                # still listed, from what the index keeps of it (name, size, times), so
+                # that listings and extraction reports name what was lost
+                for fn in _display_names([x for _s, x in names]):
+                    rows.append(self._unusable_entry(ref, fn))
                 continue
             if names[0][0] and child.sequence != names[0][0] and child.in_use:
                 self.finding(
@@ -1506,8 +1551,9 @@ class NTFS(FileSystem):
     def iter_entries(
         self, path: str = "/", *, recursive: bool = True, deleted: bool = True
     ) -> Iterator[Entry]:
-        """Every entry below ``path``; the whole volume comes from one pass over the MFT."""
-        if path.strip("/") != "" or not recursive:
+        """Every entry below ``path``; the whole volume comes from one pass over the MFT
+        (unless records are unusable: only directory indexes still name those)."""
+        if path.strip("/") != "" or not recursive or self._scan().unusable:
             yield from super().iter_entries(path, recursive=recursive, deleted=deleted)
             return
         yield from self._walk_volume(deleted, times=True)
@@ -1593,7 +1639,8 @@ class NTFS(FileSystem):
         """The files() frame; for the whole volume it is built column by column from the
         catalog, times straight from the raw FILETIMEs with numpy (the same frame the base
         class builds, in a fraction of the time)."""
-        if path.strip("/") != "" or not recursive:
+        if path.strip("/") != "" or not recursive or self._scan().unusable:
+            # (unusable records are named only by directory indexes: the index walk)
             return super().files(path, recursive=recursive, deleted=deleted)
         import pandas as pd
 
