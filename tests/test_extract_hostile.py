@@ -207,8 +207,9 @@ def check_sparse(
 
 
 def empty_or_absent(p: Path) -> bool:
-    """A directory entry that is not followed may be made as an empty folder."""
-    return not p.exists() or (p.is_dir() and not p.is_symlink() and not any(p.iterdir()))
+    """A directory entry that is not followed is not made (no empty folder stands in
+    for it: it is in the report's ``skipped``)."""
+    return not p.exists() and not p.is_symlink()
 
 
 def check_loops(x: Extraction) -> None:

@@ -602,9 +602,15 @@ class _Extractor:
         os.makedirs(self.dest, exist_ok=True)
         top = self.fs.lookup(path, deleted=deleted)
         skipped = self.report.skipped
+        not_followed: set[int] = set()  # directories the walk refused (loops, too deep)
+
+        def on_skip(e: Entry, why: str) -> None:
+            skipped.append((e.path, why))
+            not_followed.add(id(e))
+
         if top.kind == DIR:
             pairs = list(self.fs._walk(path, recursive=recursive, deleted=deleted,
-                                       on_skip=lambda e, why: skipped.append((e.path, why))))
+                                       on_skip=on_skip))
         else:
             pairs = [(top, None)]
         walk_top = pairs[0][1] if pairs else None
@@ -616,6 +622,8 @@ class _Extractor:
         used: set[str] = set()
         hosts: dict[int, str] = {}  # id(directory entry) -> its host folder
         for e, parent in pairs:
+            if id(e) in not_followed:
+                continue  # reported as skipped; no empty folder stands in for it
             if parent is None or parent is walk_top:
                 parent_host = self.dest
             else:
