@@ -393,3 +393,20 @@ def test_regression_vmdk_leak_check_structure_past_int64(tmp_path):
         with contextlib.suppress(VDInspectError), vdinspect.open(p, strict=strict) as disk:
             rows = disk.check()
             assert list(rows.columns)[:2] == ["severity", "layer"]
+
+
+def test_regression_vmdk_huge_capacity_unreadable_directory(tmp_path):
+    """Found by the atheris harness: vmdk-sparse.vmdk with bit 0 of byte 17 flipped (in
+    capacity: 2**40 + 2048 sectors, 512 TiB) asks for a 16 Mi-entry grain directory that the file cannot
+    hold. Salvage mode made it a 128 MiB array of "damaged" markers, and runs() built an
+    int64 temporary of the same size: 320 MB traced for a 200 KiB file. Now read-only
+    broadcast views and int8 kinds: the walk stays far inside the bounds."""
+    data = bytearray((SAMPLES / "vmdk-sparse.vmdk").read_bytes())
+    data[17] ^= 1
+    p = tmp_path / "x.vmdk"
+    p.write_bytes(bytes(data))
+    strict, salvage = bounded(p)
+    assert strict.get("open") == "CorruptImage" and salvage == {}
+    with vdinspect.open(p, strict=False) as disk:
+        runs = disk.allocation()
+        assert disk.size == (2**40 + 2048) * 512 and (runs.state == "damaged").all()

@@ -337,8 +337,10 @@ class GrainTableExtent(Extent):
             j1 = min(i1, n - 1)
             self._learn(i0, j1)
             # 0: absent or all-zero grain table, 1: unusable GD entry, 2: a table to read
-            kind = np.where(gd[i0 : j1 + 1] < 0, 1, 2).astype(np.int8)
-            kind[(gd[i0 : j1 + 1] == 0) | self._empty[i0 : j1 + 1]] = 0
+            seg = gd[i0 : j1 + 1]
+            kind = np.full(len(seg), 2, dtype=np.int8)  # int8 throughout: up to 32 Mi entries
+            kind[seg < 0] = 1
+            kind[(seg == 0) | self._empty[i0 : j1 + 1]] = 0
             edges = (np.flatnonzero(np.diff(kind)) + 1).tolist()
             for a, b in zip([0, *edges], [*edges, len(kind)]):
                 s, e = max(start, (i0 + a) * span), min(end, (i0 + b) * span)

@@ -233,8 +233,10 @@ class SparseExtent(GrainTableExtent):
             if self.image.strict:
                 self.fail(CorruptImage, msg, "grain directory", self.gd_offset)
             self.finding("error", "grain directory", self.gd_offset, msg)
-            self.gd = np.full(n, -1, dtype=np.int64)
-            self.gd_from_redundant = np.zeros(n, dtype=bool)
+            # every entry is damaged: read-only broadcast views cost no memory, where a
+            # garbage capacity can ask for 32 Mi entries in a file of a few KiB
+            self.gd = np.broadcast_to(np.int64(-1), (n,))
+            self.gd_from_redundant = np.broadcast_to(np.False_, (n,))
             return
         zeros = np.zeros(n, dtype=np.int64)
         pv = self._dir_valid(p) if p is not None else np.zeros(n, dtype=bool)
