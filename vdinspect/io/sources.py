@@ -17,7 +17,7 @@ import os
 import stat
 from collections.abc import Sequence
 
-from ..errors import CorruptImage, InvalidArgument, NotFound
+from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 
 
 class ByteSource:
@@ -298,6 +298,8 @@ class DamageIndex:
     """
 
     WINDOW = 1 << 32
+    SPLIT = 512  # finest range a mapping error is narrowed down to, bytes
+    SPLIT_BUDGET = 4096  # mapping calls per window spent narrowing errors down
 
     def __init__(self, fetch, size: int) -> None:
         self.fetch = fetch
@@ -306,13 +308,30 @@ class DamageIndex:
         # extents bisects to the first pair that can touch it
         self.windows: dict[int, tuple[list[tuple[int, int]], list[int]]] = {}
 
+    def _fetch(self, a: int, b: int, budget: list[int]) -> list[tuple[int, int]]:
+        """``fetch``, where a range whose mapping raises (strict mode: a damaged table
+        entry) is halved until the unreadable part is found; it counts as damaged, since
+        reading it fails. The budget bounds the work on a table full of errors."""
+        try:
+            return self.fetch(a, b)
+        except InvalidArgument:
+            raise
+        except VDInspectError:
+            budget[0] -= 1
+            if b - a <= self.SPLIT or budget[0] <= 0:
+                return [(a, b)]
+            mid = a + (b - a) // 2 // self.SPLIT * self.SPLIT
+            mid = mid if a < mid < b else a + (b - a) // 2
+            return self._fetch(a, mid, budget) + self._fetch(mid, b, budget)
+
     def query(self, start: int, end: int) -> list[tuple[int, int]]:
         out = []
         w = self.WINDOW
         for k in range(start // w, (max(start, end - 1)) // w + 1):
             got = self.windows.get(k)
             if got is None:
-                pairs = merge_ranges(self.fetch(k * w, min(self.size, (k + 1) * w)))
+                budget = [self.SPLIT_BUDGET]
+                pairs = merge_ranges(self._fetch(k * w, min(self.size, (k + 1) * w), budget))
                 got = self.windows[k] = (pairs, [b for _a, b in pairs])
             pairs, ends = got
             for i in range(bisect.bisect_right(ends, start), len(pairs)):
