@@ -10,7 +10,9 @@ over a qemu-made parent. Each case patches named table entries of a copy (locate
   match (``same``); where they differ the case says why (``why``). The counts QEMU 7.2
   gives are written in each case and checked when that version is installed;
 - the rows the damage itself implies (the entry we broke, at its host offset) are listed,
-  for VHD and QCOW v1 too, which qemu-img cannot check;
+  for VHD and QCOW v1 too, which qemu-img cannot check; that includes the ``leak`` rows for
+  the space the damage orphaned (a VHD block, a QCOW v1 cluster or L2 table), counted
+  exactly, while clean qemu-made images and the real VHD samples give none;
 - a salvage read equals ``qemu-img convert -O raw`` of the ORIGINAL image outside the ranges
   the damage touched, and ``allocation()`` shows ``damaged`` runs exactly where entries broke;
 - ``check()`` gives the same rows before and after reading, and ``vdinspect check --json
@@ -19,6 +21,7 @@ over a qemu-made parent. Each case patches named table entries of a copy (locate
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import functools
 import io
@@ -36,7 +39,8 @@ import pytest
 import vdinspect
 from tests import qemu_tools as q
 from tests import vhd_builder as vb
-from tests.conftest import needs_qemu
+from tests.conftest import SHARED_SAMPLES, needs_qemu, needs_shared
+from vdinspect.containers.vhd import open_vhd
 from vdinspect.errors import VDInspectError
 
 pytestmark = needs_qemu
@@ -808,8 +812,11 @@ def leaked_clusters(b, L: PrlLayout):
 def vhd_bat_past_eof(b, L: VhdLayout):
     put32be(b, L.entry_at(1), far(b, SECTOR))
     return Expect(
-        [("error", "BAT", L.entry_at(1), "past the end of the file")],
-        ours=(1, 0),
+        [
+            ("error", "BAT", L.entry_at(1), "past the end of the file"),
+            ("leak", "block", L.bat[1] * SECTOR, "used by no BAT entry"),
+        ],
+        ours=(1, 1),
         damaged=[L.span(1)],
         changed=[L.span(1)],
     )
@@ -822,8 +829,9 @@ def vhd_bat_into_bat(b, L: VhdLayout):
         [
             ("error", "BAT", L.entry_at(1), "overlaps the BAT"),
             ("error", "BAT", L.entry_at(0), f"entry 1 at {L.bat_off:#x}"),
+            ("leak", "block", L.bat[1] * SECTOR, None),  # block 1's own place, now orphaned
         ],
-        ours=(2, 0),
+        ours=(2, 1),
         changed=[L.span(1)],
     )
 
@@ -831,15 +839,56 @@ def vhd_bat_into_bat(b, L: VhdLayout):
 @case("vpc")
 def vhd_bat_duplicate(b, L: VhdLayout):
     put32be(b, L.entry_at(3), L.bat[1])
-    return Expect([("error", "BAT", L.entry_at(3), "entry 1")], ours=(1, 0), changed=[L.span(3)])
+    return Expect(
+        [
+            ("error", "BAT", L.entry_at(3), "entry 1"),
+            ("leak", "block", L.bat[3] * SECTOR, f"{L.bitmap + L.block} bytes"),  # orphaned
+        ],
+        ours=(1, 1),
+        changed=[L.span(3)],
+    )
 
 
 @case("vpc")
 def vhd_bat_overlap(b, L: VhdLayout):
     put32be(b, L.entry_at(3), L.bat[1] + 8)  # 4 KiB into block 1
+    # block 3's old place keeps a block less 4 KiB unused: shorter than a block, no leak
     return Expect(
         [("error", "BAT", L.entry_at(3), "entry 1")], ours=(1, 0), changed=[L.span(3), L.span(1)]
     )
+
+
+@case("vpc")
+def vhd_bat_unset(b, L: VhdLayout):
+    put32be(b, L.entry_at(1), 0xFFFFFFFF)  # block 1 forgotten: its bitmap and data leak
+    return Expect(
+        [("leak", "block", L.bat[1] * SECTOR, "used by no BAT entry")],
+        ours=(0, 1),
+        changed=[L.span(1)],
+    )
+
+
+@case("vpc")
+def vhd_blocks_appended(b, L: VhdLayout):
+    stride = L.bitmap + L.block
+    b[L.footer : L.footer] = b"\xaa" * (2 * stride)  # two blocks nothing points to
+    return Expect(
+        [("leak", "block", L.footer, None), ("leak", "block", L.footer + stride, None)],
+        ours=(0, 2),
+    )
+
+
+@case("vpc")
+def vhd_block_and_tail_appended(b, L: VhdLayout):
+    stride = L.bitmap + L.block
+    b[L.footer : L.footer] = bytes(stride + 1000)  # the last row takes the remainder
+    return Expect([("leak", "block", L.footer, f"{stride + 1000} bytes")], ours=(0, 1))
+
+
+@case("vpc")
+def vhd_padding_appended(b, L: VhdLayout):
+    b[L.footer : L.footer] = bytes(4096)  # shorter than a block: padding, as writers leave
+    return Expect([], ours=(0, 0))
 
 
 @case("vpc")
@@ -883,8 +932,11 @@ def vhd_truncated_block(b, L: VhdLayout):
 def diff_bat_past_eof(b, L: VhdLayout):
     put32be(b, L.entry_at(2), far(b, SECTOR))
     return Expect(
-        [("error", "BAT", L.entry_at(2), "past the end of the file")],
-        ours=(1, 0),
+        [
+            ("error", "BAT", L.entry_at(2), "past the end of the file"),
+            ("leak", "block", L.bat[2] * SECTOR, None),
+        ],
+        ours=(1, 1),
         damaged=[L.span(2)],
         changed=[L.span(2)],
     )
@@ -893,7 +945,18 @@ def diff_bat_past_eof(b, L: VhdLayout):
 @case("vhd-diff")
 def diff_bat_duplicate(b, L: VhdLayout):
     put32be(b, L.entry_at(2), L.bat[0])
-    return Expect([("error", "BAT", L.entry_at(2), "entry 0")], ours=(1, 0), changed=[L.span(2)])
+    return Expect(
+        [("error", "BAT", L.entry_at(2), "entry 0"), ("leak", "block", L.bat[2] * SECTOR, None)],
+        ours=(1, 1),
+        changed=[L.span(2)],
+    )
+
+
+@case("vhd-diff")
+def diff_blocks_appended(b, L: VhdLayout):
+    stride = L.bitmap + L.block
+    b[L.footer : L.footer] = bytes(stride)
+    return Expect([("leak", "block", L.footer, "leaked")], ours=(0, 1))
 
 
 @case("vhd-diff")
@@ -920,8 +983,11 @@ def l2_past_eof(b, L: QcowLayout):
     bad = far(b, L.cs) * L.cs
     put64be(b, L.l2e(4096), bad)
     return Expect(
-        [("error", "data cluster", bad, f"L2 table at {L.l1[0]:#x}")],
-        ours=(1, 0),
+        [
+            ("error", "data cluster", bad, f"L2 table at {L.l1[0]:#x}"),
+            ("leak", "cluster", L.host(4096), "used by no L1 or L2 entry"),
+        ],
+        ours=(1, 1),
         damaged=[(4096, 8192)],
         changed=[(4096, 8192)],
     )
@@ -931,8 +997,11 @@ def l2_past_eof(b, L: QcowLayout):
 def l2_duplicate(b, L: QcowLayout):
     put64be(b, L.l2e(8192), L.entry(4096))
     return Expect(
-        [("error", "data cluster", L.host(4096), "referenced twice")],
-        ours=(1, 0),
+        [
+            ("error", "data cluster", L.host(4096), "referenced twice"),
+            ("leak", "cluster", L.host(8192), None),
+        ],
+        ours=(1, 1),
         changed=[(8192, 12288)],
     )
 
@@ -945,8 +1014,9 @@ def l2_into_l1(b, L: QcowLayout):
             ("error", "data cluster", L.l1_off, "overlaps L1 table"),
             ("error", "data cluster", L.l1_off, "not aligned to 512 bytes"),
             ("error", "L2 table", L.l1[0], f"data cluster at {L.l1_off:#x}"),
+            ("leak", "cluster", L.host(4096), None),
         ],
-        ours=(3, 0),
+        ours=(3, 1),
         changed=[(4096, 8192)],
     )
 
@@ -958,6 +1028,8 @@ def compressed_past_eof(b, L: QcowLayout):
     mask = (1 << (63 - L.cb)) - 1
     bad = len(b) + 64 * K
     put64be(b, L.l2e(1 * M), (e & ~mask) | bad)
+    # its old bytes share a cluster with the next compressed cluster: nothing leaks
+    assert L.host(1 * M) // L.cs == L.host(1028 * K) // L.cs
     return Expect(
         [("error", "compressed cluster", bad, "past the end")],
         ours=(1, 0),
@@ -972,16 +1044,28 @@ def l1_past_eof(b, L: QcowLayout):
     put64be(b, L.l1_off + 8 * 2, bad)
     span = (4 * M, 6 * M)
     return Expect(
-        [("error", "L2 table", bad, "past the end")], ours=(1, 0), damaged=[span], changed=[span]
+        [("error", "L2 table", bad, "past the end"), *table_2_leaks(L)],
+        ours=(1, 3),
+        damaged=[span],
+        changed=[span],
     )
+
+
+def table_2_leaks(L: QcowLayout) -> list[tuple]:
+    """The leak rows when L2 table 2 (two clusters at 5 MiB) is named by no L1 entry."""
+    return [
+        ("leak", "L2 table", L.l1[2], "named by no L1 entry"),
+        ("leak", "cluster", L.host(5 * M), f"L2 table at {L.l1[2]:#x} points here"),
+        ("leak", "cluster", L.host(5 * M + L.cs), f"L2 table at {L.l1[2]:#x} points here"),
+    ]
 
 
 @case("qcow")
 def l1_duplicate(b, L: QcowLayout):
     put64be(b, L.l1_off + 8 * 2, L.l1[0])
     return Expect(
-        [("error", "L2 table", L.l1[0], "L1 entries 0 and 2")],
-        ours=(1, 0),
+        [("error", "L2 table", L.l1[0], "L1 entries 0 and 2"), *table_2_leaks(L)],
+        ours=(1, 3),
         changed=[(4 * M, 6 * M)],
     )
 
@@ -997,6 +1081,59 @@ def truncated_cluster_qcow(b, L: QcowLayout):
         ours=(1, 0),
         damaged=[(v, v + L.cs)],
         changed=[(v, v + L.cs)],
+    )
+
+
+@case("qcow")
+def l2_zeroed(b, L: QcowLayout):
+    put64be(b, L.l2e(4096), 0)
+    return Expect(
+        [("leak", "cluster", L.host(4096), "leaked")], ours=(0, 1), changed=[(4096, 8192)]
+    )
+
+
+@case("qcow")
+def l1_zeroed(b, L: QcowLayout):
+    put64be(b, L.l1_off + 8 * 2, 0)
+    return Expect(table_2_leaks(L), ours=(0, 3), changed=[(4 * M, 6 * M)])
+
+
+@case("qcow")
+def compressed_zeroed(b, L: QcowLayout):
+    put64be(b, L.l2e(1 * M), 0)  # one of the two compressed clusters sharing a cluster:
+    return Expect([], ours=(0, 0), changed=[(1 * M, 1 * M + L.cs)])  # its bytes do not leak
+
+
+@case("qcow")
+def compressed_both_zeroed(b, L: QcowLayout):
+    for v in (1 * M, 1028 * K):
+        put64be(b, L.l2e(v), 0)
+    return Expect(
+        [("leak", "cluster", L.host(1 * M) // L.cs * L.cs, None)],
+        ours=(0, 1),
+        changed=[(1 * M, 1028 * K + L.cs)],
+    )
+
+
+@case("qcow")
+def leaked_clusters_qcow(b, L: QcowLayout):
+    end = len(b)
+    assert end % L.cs == 0
+    b.extend(b"\xaa" * (2 * L.cs + 100))  # the last partial cluster counts too
+    return Expect([("leak", "cluster", end + k * L.cs, None) for k in range(3)], ours=(0, 3))
+
+
+@case("qcow")
+def many_leaked_clusters(b, L: QcowLayout):
+    end = len(b)
+    b.extend(bytes(1005 * L.cs))  # rows stop at 1000; one more row counts the rest
+    return Expect(
+        [
+            ("leak", "cluster", end, None),
+            ("leak", "cluster", end + 999 * L.cs, None),
+            ("warning", "cluster", None, "5 more leaked clusters"),
+        ],
+        ours=(0, 1000),
     )
 
 
@@ -1161,3 +1298,99 @@ def test_clean_bases(kind, bases, tmp_path):
     if kind in QEMU_CHECKS:
         qc = qemu_check(copy)
         assert qc.returncode == 0 and qc.counts == (0, 0) and not qc.errors, qc
+
+
+# --- leaks: clean images and real samples give none -------------------------------------------------
+
+
+def _vpc_1g(d: Path) -> Path:  # a BAT of 513 entries: padded to 2560 bytes, first block at 4 KiB
+    img = q.create(d / "big.vhd", "1G", "vpc")
+    q.qemu_io(img, "write -P 1 0 64k", "write -P 2 300M 3M", "write -P 3 1000M 4k", fmt="vpc")
+    return img
+
+
+def _vpc_force_size(d: Path) -> Path:  # creator "qem2", sized by current_size
+    img = q.create(d / "fs.vhd", "10M", "vpc", "force_size=on")
+    q.qemu_io(img, "write -P 1 1M 1M", "write -P 2 9M 512", fmt="vpc")
+    return img
+
+
+def _vpc_convert(d: Path) -> Path:
+    raw = d / "src.raw"
+    with raw.open("wb") as f:
+        f.truncate(9 * M)
+        for at in (0, 4 * M + 3, 9 * M - 100):
+            f.seek(at)
+            f.write(b"\x5a" * 100)
+    img = d / "conv.vhd"
+    q.qemu_img("convert", "-f", "raw", "-O", "vpc", str(raw), str(img))
+    return img
+
+
+def _qcow_backed(d: Path) -> Path:  # 512-byte clusters, 32 KiB L2 tables (qemu's backing layout)
+    base = q.create(d / "base.qcow", "8M", "qcow")
+    q.qemu_io(base, "write -P 1 0 64k", fmt="qcow")
+    img = q.create(d / "top.qcow", "8M", "qcow", backing=base, backing_fmt="qcow")
+    q.qemu_io(img, "write -P 2 3M 5k", "write -P 3 7M 1k", "write -c -P 4 6M 512", fmt="qcow")
+    return img
+
+
+def _qcow_compressed(d: Path) -> Path:  # compressed pieces packed 512-byte aligned, then plain
+    img = q.create(d / "comp.qcow", "8M", "qcow")
+    writes = [f"write -c -P {k + 1} {k * 4}k 4k" for k in range(10)]
+    writes += ["write -P 0x77 2M 4k", "write -c -P 0x78 2052k 4k", "write -P 0x79 6M 4k"]
+    q.qemu_io(img, *writes, fmt="qcow")
+    return img
+
+
+def _qcow_3g(d: Path) -> Path:  # a 12 KiB L1 table (1536 entries)
+    img = q.create(d / "big.qcow", "3G", "qcow")
+    q.qemu_io(img, "write -P 1 0 4k", "write -P 2 1G 8k", "write -P 3 3071M 4k", fmt="qcow")
+    return img
+
+
+QEMU_CLEAN = {
+    "vpc-1G": _vpc_1g,
+    "vpc-force-size": _vpc_force_size,
+    "vpc-convert": _vpc_convert,
+    "qcow-backed": _qcow_backed,
+    "qcow-compressed": _qcow_compressed,
+    "qcow-3G": _qcow_3g,
+}
+
+
+@pytest.mark.parametrize("name", sorted(QEMU_CLEAN))
+def test_clean_qemu_images_no_leaks(name, tmp_path):
+    """qemu-img / qemu-io images of other layouts than the bases: no rows at all."""
+    img = QEMU_CLEAN[name](tmp_path)
+    with vdinspect.open(img) as disk:
+        df = disk.check()
+    assert df.empty, df.to_dict("records")
+
+
+VHD_SAMPLES = [
+    "qemu-iotests-v7.2.0/sample_images/hyperv2012r2-dynamic.vhd.bz2",  # Hyper-V: 4 KiB padding
+    "qemu-iotests-v7.2.0/sample_images/virtualpc-dynamic.vhd.bz2",  # Virtual PC: 512 bytes
+    "qemu-iotests-v7.2.0/sample_images/d2v-zerofilled.vhd.bz2",  # Disk2VHD: 126 blocks
+    "dfvfs/test_data/fat-differential.vhd",  # Windows: locator space, block aligned to 4 KiB
+    "dfvfs/test_data/ext2.vhd",
+    "dfvfs/test_data/image.vhd",  # bad checksums: read with strict=False
+    "dfvfs/test_data/image-differential.vhd",
+]
+
+
+@needs_shared
+@pytest.mark.parametrize("name", VHD_SAMPLES, ids=[Path(n).name for n in VHD_SAMPLES])
+def test_real_vhd_samples_no_leaks(name, tmp_path):
+    """Real VHDs (MANIFEST.md) leave short padding between structures; none of it is a leak."""
+    src = SHARED_SAMPLES / name
+    if src.suffix == ".bz2":
+        path = tmp_path / src.stem
+        with bz2.open(src) as f, path.open("wb") as out:
+            shutil.copyfileobj(f, out, 1 << 20)
+    else:
+        path = src
+    with open_vhd(path, strict=False) as im:
+        rows = im.check()
+        assert im.disk_type in (3, 4)
+    assert not [r for r in rows if r["severity"] == "leak" or "leaked" in r["message"]], rows

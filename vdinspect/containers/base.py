@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
+
+import numpy as np
 
 from ..errors import NotFound
 from ..io import ByteSource, LRUCache
@@ -17,6 +20,7 @@ from ..io import ByteSource, LRUCache
 DATA, ZERO, UNALLOCATED, BACKING, DAMAGED = "data", "zero", "unallocated", "backing", "damaged"
 STATES = (DATA, ZERO, UNALLOCATED, BACKING, DAMAGED)
 MAX_FINDINGS = 10_000  # problems an image keeps for check(); the rest are counted
+MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 
 
 @dataclass(slots=True)
@@ -309,3 +313,32 @@ def data_structures(runs, unit: str = "clusters") -> list[dict]:
                  length=n, description=f"compressed {unit}" if comp else "guest data")
             for f, off, n, comp in spans]
 
+
+def unused_spans(starts, ends, lo: int, hi: int) -> list[tuple[int, int]]:
+    """The stretches of host bytes ``[lo, hi)`` that no range ``[starts[i], ends[i])`` touches,
+    in order (the raw material of a leak check)."""
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    keep = (e > s) & (e > lo) & (s < hi)
+    order = np.argsort(s[keep], kind="stable")
+    s, e = s[keep][order], e[keep][order]
+    reach = np.maximum.accumulate(np.concatenate(([lo], e)))  # covered up to here before s[i]
+    gap = s > reach[:-1]
+    out = list(zip(reach[:-1][gap].tolist(), s[gap].tolist()))
+    if int(reach[-1]) < hi:
+        out.append((int(reach[-1]), hi))
+    return out
+
+
+def leak_rows(
+    leaks, total: int, structure: str, what: str, limit: int = MAX_LEAK_ROWS
+) -> list[dict]:
+    """``leak`` rows for the first ``limit`` (structure, host_offset, message) of ``leaks`` (an
+    iterable, read no further), then a warning row counting the rest of ``total``."""
+    rows = [dict(severity="leak", structure=s, host_offset=off, message=msg)
+            for s, off, msg in islice(leaks, limit)]
+    if total > len(rows):
+        rows.append(dict(severity="warning", structure=structure, host_offset=None,
+                         message=f"{total - len(rows)} more {what} (only the first "
+                         f"{len(rows)} are listed)"))
+    return rows

@@ -26,7 +26,16 @@ from construct import Bytes, ConstructError, Int8ub, Int16ub, Int32ub, Int64ub, 
 
 from ..errors import CorruptImage, EncryptedImage, NotRecognized
 from ..io import ByteSource, LRUCache
-from .base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run
+from .base import (
+    DAMAGED,
+    DATA,
+    UNALLOCATED,
+    Image,
+    ParentHint,
+    Run,
+    leak_rows,
+    unused_spans,
+)
 
 FORMAT = "qcow"
 
@@ -71,6 +80,7 @@ TABLE_ENTRY = ">u8"
 MAX_L1_ENTRIES = (2**31 - 1) // 8  # qemu's limit (INT_MAX / sizeof(uint64_t))
 MAX_BACKING_NAME = 1023  # qemu's limit on backing_file_size
 MAX_FINDINGS = 100  # per kind of problem in check(); the rest are summarised
+L2_SCAN_BYTES = 16 << 20  # leaked bytes check() reads to recognise unreferenced L2 tables
 
 # kinds of L2 entries after decoding
 _UNALLOC, _PLAIN, _COMPRESSED, _BAD = 0, 1, 2, 3
@@ -387,8 +397,9 @@ class QcowImage(Image):
                 yield Run(tstart + pos * cs, (j - pos) * cs, DAMAGED)
             h = int(t.raw[j])
             room = self._file_size - h
-            yield Run(tstart + j * cs, room, DATA, host_file=self.path, host_offset=h,
-                      source=self.file)
+            yield Run(
+                tstart + j * cs, room, DATA, host_file=self.path, host_offset=h, source=self.file
+            )
             yield Run(tstart + j * cs + room, cs - room, DAMAGED)
             pos = j + 1
         if pos < b:
@@ -571,7 +582,116 @@ class QcowImage(Image):
                 ),
             )
         self._check_overlaps(rep, kind, host, length, vstart, l2_offsets)
+        for r in self._leak_rows(l2_offsets):
+            rep._keep(r["severity"], r["structure"], r["host_offset"], r["message"])
         return rep.finish()
+
+    def _leak_rows(self, l2_offsets: dict[int, int]) -> list[dict]:
+        """Clusters that no structure touches: not the header, backing file name or L1
+        table, no L2 table an L1 entry names, no cluster or compressed range an L2 entry
+        names. One ``leak`` row per such cluster (the grid is the cluster size from offset
+        0, as QEMU allocates; a partly used cluster, e.g. the padding after the L1 table's
+        last sector or after compressed data, is not leaked; the file's last partial
+        cluster is a cluster).
+        A leaked cluster that holds a well-formed L2 table (an L1 entry lost) is named
+        "L2 table", and the clusters its entries point to say so."""
+        n, cs, h = self._file_size, self.cluster_size, self.header
+        tb = self.l2_size * 8
+        # qemu writes the L1 table in whole 512-byte sectors
+        starts = [0, min(h.l1_table_offset, n)]
+        ends = [HEADER_SIZE, min(h.l1_table_offset, n) + -(-len(self._l1) * 8 // 512) * 512]
+        if h.backing_file_offset and h.backing_file_size <= MAX_BACKING_NAME:
+            off = min(h.backing_file_offset, n)
+            starts.append(off)
+            ends.append(off + h.backing_file_size)
+        for off in l2_offsets:
+            starts.append(min(off, n))
+            ends.append(min(off, n) + tb)
+        parts = [np.array(starts, dtype=np.int64), np.array(ends, dtype=np.int64)]
+        for off, index in l2_offsets.items():
+            t = self._cached_l2(index, off, self._l2_readable(off))
+            if t is not None:
+                s, e = self._entry_ranges(t.raw)
+                parts += [s, e]
+        gaps = unused_spans(np.concatenate(parts[::2]), np.concatenate(parts[1::2]), 0, n)
+        cells = []  # leaked runs of whole clusters (the last may end with the file)
+        for a, b in gaps:
+            a2 = -(-a // cs) * cs
+            b2 = b if b == n else b // cs * cs
+            if b2 > a2:
+                cells.append((a2, b2, b))
+        total = sum(-(-(b2 - a2) // cs) for a2, b2, _ in cells)
+
+        def leaks():
+            budget = L2_SCAN_BYTES
+            table, table_end = None, 0  # the unreferenced L2 table being listed
+            targets: dict[int, int] = {}  # cluster -> unreferenced L2 table pointing there
+            for a2, b2, b in cells:
+                for at in range(a2, b2, cs):
+                    if at < table_end:
+                        msg = f"part of the unreferenced L2 table at {table:#x}"
+                        yield "L2 table", at, f"cluster at {at:#x} is {msg} (leaked)"
+                        continue
+                    raw = None
+                    if at + tb <= b and budget > 0:
+                        budget -= min(tb, 512)
+                        raw = self._orphan_l2(at)
+                    if raw is not None:
+                        budget -= tb
+                        table, table_end = at, at + tb
+                        s, e = self._entry_ranges(raw)
+                        for x, y in zip(s.tolist(), e.tolist()):
+                            for c in range(x // cs * cs, min(y, n), cs):
+                                targets.setdefault(c, at)
+                        msg = f"{int(np.count_nonzero(raw))} entries set"
+                        yield (
+                            "L2 table",
+                            at,
+                            f"L2 table at {at:#x} ({msg}) is named by no L1 entry (leaked)",
+                        )
+                        continue
+                    msg = f"cluster at {at:#x} is used by no L1 or L2 entry and no structure"
+                    if at in targets:
+                        msg += f" (the unreferenced L2 table at {targets[at]:#x} points here)"
+                    yield "cluster", at, msg + " (leaked)"
+
+        return leak_rows(leaks(), total, "cluster", "leaked clusters")
+
+    def _entry_ranges(self, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Host ranges (starts, ends) the non-zero L2 entries ``raw`` name, clipped to start
+        inside the file: a plain cluster, or a compressed cluster's bytes."""
+        n, cs = self._file_size, self.cluster_size
+        raw = raw[raw != 0]
+        compressed = (raw & np.uint64(QCOW_OFLAG_COMPRESSED)) != 0
+        off = np.where(compressed, raw & np.uint64(self._offset_mask), raw)
+        off = np.minimum(off, np.uint64(n)).astype(np.int64)
+        size = np.where(
+            compressed, (raw >> np.uint64(63 - self.cluster_bits)) & np.uint64(cs - 1), cs
+        ).astype(np.int64)
+        return off, off + size
+
+    def _orphan_l2(self, at: int) -> np.ndarray | None:
+        """The entries of an L2 table at ``at`` if the bytes there look like one: every entry
+        zero or naming a 512-aligned cluster / a compressed range inside the file, at least
+        one set. (Leaked space only: nothing says it is a table, so this only names it.)"""
+        tb = self.l2_size * 8
+        head = np.frombuffer(self.file.read(at, min(tb, 512)), TABLE_ENTRY)
+        if not self._plausible_entries(head):
+            return None
+        raw = head if tb <= 512 else np.frombuffer(self.file.read(at, tb), TABLE_ENTRY)
+        if tb > 512 and not self._plausible_entries(raw):
+            return None
+        return raw.astype(np.uint64) if raw.any() else None
+
+    def _plausible_entries(self, raw: np.ndarray) -> bool:
+        n, cs = self._file_size, self.cluster_size
+        raw = raw.astype(np.uint64)
+        compressed = (raw & np.uint64(QCOW_OFLAG_COMPRESSED)) != 0
+        off = raw & np.uint64(self._offset_mask)
+        size = (raw >> np.uint64(63 - self.cluster_bits)) & np.uint64(cs - 1)
+        plain_ok = (raw % np.uint64(512) == 0) & (raw < np.uint64(n))
+        comp_ok = (size > 0) & (off < np.uint64(n)) & (size <= np.uint64(n) - off)
+        return bool(np.all((raw == 0) | np.where(compressed, comp_ok, plain_ok)))
 
     def _check_overlaps(self, rep, kind, host, length, vstart, l2_offsets) -> None:
         """Report host ranges used by two structures (clusters referenced twice)."""

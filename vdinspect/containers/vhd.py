@@ -38,7 +38,16 @@ from construct import Array, Bytes, Int8ub, Int16ub, Int32ub, Int64ub, Struct
 
 from ..errors import CorruptImage, InvalidArgument, NotRecognized, UnsupportedFeature
 from ..io import ByteSource, FileSource, LRUCache
-from .base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run
+from .base import (
+    DAMAGED,
+    DATA,
+    UNALLOCATED,
+    Image,
+    ParentHint,
+    Run,
+    leak_rows,
+    unused_spans,
+)
 
 FORMAT = "vhd"
 COOKIE = b"conectix"
@@ -363,6 +372,7 @@ class VhdImage(Image):
                 max(0, n - FOOTER_SIZE),
             )
         self.footer_from_copy = end is None or (not end_ok and copy_ok)
+        self.tail_footer = None if end is None else (end[0], end[2])  # (offset, length) at the end
         if self.footer_from_copy:
             # the footer at the end is missing or damaged, the copy at offset 0 is intact
             what = "missing" if end is None else "damaged (bad checksum)"
@@ -622,8 +632,14 @@ class VhdImage(Image):
             elif s == _S_DAMAGED and 0 < self.file.size - (data + a * SECTOR) < SECTOR:
                 # the sector the file ends in: its first bytes are there
                 room = self.file.size - (data + a * SECTOR)
-                yield Run(vbase + a * SECTOR, room, DATA, host_file=self.path,
-                          host_offset=data + a * SECTOR, source=self.file)
+                yield Run(
+                    vbase + a * SECTOR,
+                    room,
+                    DATA,
+                    host_file=self.path,
+                    host_offset=data + a * SECTOR,
+                    source=self.file,
+                )
                 yield Run(vbase + a * SECTOR + room, (b - a) * SECTOR - room, DAMAGED)
             else:
                 yield Run(vbase + a * SECTOR, (b - a) * SECTOR, _STATE_NAME[s])
@@ -833,7 +849,8 @@ class VhdImage(Image):
         return rows
 
     def check(self) -> list[dict]:
-        """Findings: checksums, the footer copy, BAT entries past the end or overlapping."""
+        """Findings: checksums, the footer copy, BAT entries past the end or overlapping,
+        leaked blocks."""
         rows = self.findings_rows()
         seen = {tuple(r.values()) for r in rows}
 
@@ -901,7 +918,54 @@ class VhdImage(Image):
                 self.dynamic_header_offset + 64,
                 "differencing disk names no parent",
             )
+        for r in self._leak_rows():
+            add(**r)
         return rows
+
+    def _leak_rows(self) -> list[dict]:
+        """Blocks no BAT entry points to. A stretch of the file that no structure uses (footer
+        and its copy, header, locators' reserved space, BAT in whole sectors, blocks) and
+        that is at least one block long (sector bitmap + data) holds that many leaked
+        blocks: one ``leak`` row each, the last taking the stretch's remainder. Shorter
+        stretches are padding, not leaks: Virtual PC pads the BAT to 4 KiB, Hyper-V and
+        Windows put the first block's data on a 4 KiB boundary, and a lost block leaves a
+        whole block unused."""
+        n, stride = self.file.size, self.bitmap_size + self.block_size
+        ranges = [
+            (self.dynamic_header_offset, self.dynamic_header_offset + DYNAMIC_HEADER_SIZE),
+            (self.bat_offset, self.bat_offset + -(-len(self.bat) * 4 // SECTOR) * SECTOR),
+        ]
+        if self.footer_copy is not None:
+            ranges.append((0, FOOTER_SIZE))
+        if self.tail_footer is not None:
+            ranges.append((self.tail_footer[0], self.tail_footer[0] + self.tail_footer[1]))
+        ranges += [
+            (loc.host_offset, loc.host_offset + loc.space)
+            for loc in self.locators
+            if loc.data is not None
+        ]
+        blocks = self.bat[self.bat != BAT_UNUSED].astype(np.int64) * SECTOR
+        ranges = [(min(a, n), min(b, n)) for a, b in ranges]  # garbage offsets: past the file
+        starts = np.concatenate([np.array([a for a, _ in ranges], dtype=np.int64), blocks])
+        ends = np.concatenate([np.array([b for _, b in ranges], dtype=np.int64), blocks + stride])
+        gaps = [(a, b) for a, b in unused_spans(starts, ends, 0, n) if b - a >= stride]
+        total = sum((b - a) // stride for a, b in gaps)
+
+        def leaks():
+            for a, b in gaps:
+                count = (b - a) // stride
+                for k in range(count):
+                    at = a + k * stride
+                    size = stride if k < count - 1 else b - at
+                    yield (
+                        "block",
+                        at,
+                        f"{size} bytes at {at:#x} (room for a block: sector bitmap and "
+                        f"{self.block_size} data bytes) are used by no BAT entry and no "
+                        "structure (leaked)",
+                    )
+
+        return leak_rows(leaks(), total, "block", "leaked blocks")
 
     def _check_layout(self) -> list[dict]:
         """BAT entries past the end of the file, and host regions that overlap."""
