@@ -31,7 +31,17 @@ from construct import Bytes, Int32ul, Int64ul, Struct
 
 from ..errors import CorruptImage, NotRecognized, UnsupportedFeature, VDInspectError
 from ..io import ByteSource, FileSource
-from .base import DAMAGED, DATA, UNALLOCATED, ZERO, Image, ParentHint, Run, data_structures
+from .base import (
+    DAMAGED,
+    DATA,
+    UNALLOCATED,
+    ZERO,
+    Image,
+    ParentHint,
+    Run,
+    data_structures,
+    leak_rows,
+)
 
 FORMAT = "vdi"
 SIGNATURE = 0xBEDA107F
@@ -843,31 +853,16 @@ class VdiImage(Image):
         ends = np.concatenate((used, [slots]))
         keep = ends > starts
         starts, ends = starts[keep], ends[keep]
-        rows = []
-        for a, b in zip(starts.tolist(), ends.tolist()):
-            for slot in range(a, min(b, a + limit - len(rows))):
-                at = h.offData + slot * stride
-                rows.append(
-                    dict(
-                        severity="leak",
-                        structure="block",
-                        host_offset=at,
-                        message=f"data block slot {slot} at {at:#x} is used by no block map "
-                        "entry (leaked)",
-                    )
-                )
-        total = int((ends - starts).sum())
-        if total > len(rows):
-            rows.append(
-                dict(
-                    severity="warning",
-                    structure="block",
-                    host_offset=None,
-                    message=f"{total - len(rows)} more leaked data block slots (only the first "
-                    f"{len(rows)} are listed)",
-                )
-            )
-        return rows
+
+        def leaks():
+            for a, b in zip(starts.tolist(), ends.tolist()):
+                for slot in range(a, b):
+                    at = h.offData + slot * stride
+                    yield ("block", at, f"data block slot {slot} at {at:#x} is used by no "
+                           "block map entry (leaked)")
+
+        return leak_rows(leaks(), int((ends - starts).sum()), "block",
+                         "leaked data block slots", limit)
 
 
 def _str(u) -> str | None:

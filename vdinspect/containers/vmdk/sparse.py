@@ -16,6 +16,7 @@ import zlib
 import numpy as np
 
 from ...errors import CorruptImage, UnsupportedFeature
+from ..base import leak_rows, unused_spans
 from .extent import (
     MAX_ENTRY_ROWS,
     MAX_GD_ENTRIES,
@@ -708,35 +709,16 @@ class SparseExtent(GrainTableExtent):
         for _, state, host in self.all_tables():
             starts.append(host[state == S_DATA])
         ends = [np.array([b for _, b in meta], dtype=np.int64)] + [h + g for h in starts[1:]]
-        s, e = np.concatenate(starts), np.concatenate(ends)
-        order = np.argsort(s, kind="stable")
-        s, e = s[order], e[order]
-        reach = np.maximum.accumulate(np.concatenate(([start], e)))[:-1]  # covered up to here
-        gap = (s > reach) & (reach < fsize)
-        gaps = list(zip(reach[gap].tolist(), np.minimum(s[gap], fsize).tolist()))
-        last = max(start, int(e.max())) if len(e) else start
-        if last < fsize:
-            gaps.append((last, fsize))
-        pieces = []
-        for a, b in gaps:
-            for j in range(-(-(b - a) // g)):
-                if len(pieces) > MAX_ENTRY_ROWS:
-                    break
-                pieces.append((a + j * g, min(g, b - a - j * g)))
+        gaps = unused_spans(np.concatenate(starts), np.concatenate(ends), start, fsize)
+
+        def leaks():
+            for a, b in gaps:
+                for off in range(a, b, g):
+                    yield ("grain", off, self.label + f"{min(g, b - off)} bytes at {off:#x} "
+                           "are used by no grain table entry and no structure (leaked)")
+
         total = sum(-(-(b - a) // g) for a, b in gaps)
-        rows = [
-            dict(
-                severity="leak",
-                structure="grain",
-                host_offset=off,
-                message=self.label + f"{n} bytes at {off:#x} are used by no grain table entry "
-                "and no structure (leaked)",
-            )
-            for off, n in pieces[:MAX_ENTRY_ROWS]
-        ]
-        if total > MAX_ENTRY_ROWS:
-            rows.append(self._more_row("grain", total, "leaked grains"))
-        return rows
+        return leak_rows(leaks(), total, "grain", "leaked grains", MAX_ENTRY_ROWS)
 
     def _directory_checks(self) -> list[dict]:
         rows = []
