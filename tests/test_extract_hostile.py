@@ -100,6 +100,16 @@ def extract(fs: FileSystem, path: str, tmp: Path, deep: bool = False) -> Extract
     return Extraction(fs, rep, dest, tmp, snapshot(tmp) - before, os.path.relpath(dest, tmp))
 
 
+def extract_traced(fs: FileSystem, path: str, tmp: Path, deep: bool = False
+                   ) -> tuple[Extraction, int]:
+    """``extract`` under tracemalloc: the extraction and its peak of traced bytes."""
+    tracemalloc.start()
+    try:
+        return extract(fs, path, tmp, deep), tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def assert_contained(x: Extraction) -> None:
     """Nothing outside dest; no link in it resolving outside; no temporary file left."""
     outside = [p for p in x.new if p != x.top and not p.startswith(x.top + os.sep)]
@@ -499,12 +509,7 @@ def test_ext_inline_data_huge(tmp_path):
     assert "Size of inline data: 60" in debugfs(img, "stat /small")  # it is inline
     debugfs(img, f"sif /small size {HUGE:#x}", write=True)
     fs = extmod.open_filesystem(FileSource(img))
-    tracemalloc.start()
-    try:
-        x = extract(fs, "/", tmp_path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    x, peak = extract_traced(fs, "/", tmp_path)
     assert_contained(x)
     check_sparse(x, ".", "small", HUGE, b"inline bytes")
     assert peak < 8 * MiB, peak
@@ -545,12 +550,7 @@ def test_ext_deep_tree(tmp_path):
     below = "/" + "/".join(["d"] * 40)
     assert debugfs_ls(img, below)[2][2] == b"d"  # debugfs follows it down
     fs = extmod.open_filesystem(FileSource(img))
-    tracemalloc.start()
-    try:
-        x = extract(fs, "/", tmp_path, deep=True)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    x, peak = extract_traced(fs, "/", tmp_path, deep=True)
     deep_check(x, fs, peak)
 
 
@@ -574,12 +574,7 @@ def test_ext_huge_files_bounded(ext_image, tmp_path, monkeypatch):
 
     reads = count_reads(monkeypatch, ExtFile, "_fill")
     fs = extmod.open_filesystem(FileSource(ext_image))
-    tracemalloc.start()
-    try:
-        x = extract(fs, "/huge", tmp_path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    x, peak = extract_traced(fs, "/huge", tmp_path)
     assert_contained(x)
     check_sparse(x, ".", "empty", HUGE, b"")
     check_sparse(x, ".", "few", HUGE, b"F" * 5000)
@@ -833,12 +828,7 @@ def test_ntfs_huge_streams_bounded(ntfs_image, tmp_path, monkeypatch):
     reads += count_reads(monkeypatch, CompressedSource, "_read")
     fs = ntfsmod.open_filesystem(FileSource(ntfs_image.path), strict=False)
     list(fs.iter_entries("/huge"))  # the MFT scan (bounded by the MFT) before measuring
-    tracemalloc.start()
-    try:
-        x = extract(fs, "/huge", tmp_path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    x, peak = extract_traced(fs, "/huge", tmp_path)
     assert_contained(x)
     check_sparse(x, ".", "huge.bin", HUGE, b"H" * 4096)
     check_sparse(x, ".", "comp.bin", HUGE, COMP_HEAD)
@@ -867,12 +857,7 @@ def test_ntfs_deep_tree(tmp_path):
     for k in (0, DEEP // 2, DEEP - 1):  # TSK reads each level's index: the next level
         assert fls_dir(img, recs[k]) == [(f"{recs[k + 1]}-144-3", "d")]
     fs = ntfsmod.open_filesystem(FileSource(img))
-    tracemalloc.start()
-    try:
-        x = extract(fs, "/", tmp_path, deep=True)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    x, peak = extract_traced(fs, "/", tmp_path, deep=True)
     deep_check(x, fs, peak)
 
 
