@@ -318,10 +318,10 @@ class FileSystem:
         entries = list(self.iter_entries(path, recursive=recursive, deleted=deleted))
         return self._add_damage(files_frame([e.row() for e in entries]), lambda: entries)
 
-    # --- damage (salvage mode) -------------------------------------------------------
+    # --- damage: bytes that cannot be read ------------------------------------------
     def volume_damaged(self) -> bool:
-        """Whether any byte of the volume could not be read (a damaged or missing range of
-        the disk below, in salvage mode)."""
+        """Whether any byte of the volume cannot be read: a damaged or missing range of
+        the disk below (salvage mode reads zeros there, strict mode raises)."""
         return bool(self.source.size and self.source._damage_pairs(0, self.source.size))
 
     def damaged_ranges(self, path: str | Entry) -> list[tuple[int, int]]:
