@@ -341,14 +341,18 @@ class FileSystem:
         except VDInspectError:
             return None
 
-    def _add_damage(self, df: pd.DataFrame, entries) -> pd.DataFrame:
+    def _add_damage(self, df: pd.DataFrame, entries, sound=None) -> pd.DataFrame:
         """Insert the ``damaged`` column after ``target``; ``entries()`` gives the rows'
-        Entries and is called only when the volume has damaged ranges at all."""
+        Entries and is called only when the volume has damaged ranges at all. A driver may
+        pass ``sound()``: per row, True where it already knows the data misses the damage
+        (a bulk test cheaper than building each file's content)."""
         import numpy as np
         import pandas as pd
 
         if len(df) and self.volume_damaged():
-            col = pd.array([self.damaged(e) for e in entries()], dtype="Int64")
+            ok = sound() if sound is not None else None
+            col = pd.array([0 if ok is not None and ok[i] else self.damaged(e)
+                            for i, e in enumerate(entries())], dtype="Int64")
         else:  # nothing on the volume is damaged: 0 for every file, NA for directories
             is_dir = df["kind"].to_numpy(dtype=object) == DIR
             col = pd.arrays.IntegerArray(np.zeros(len(df), dtype=np.int64), is_dir)

@@ -13,6 +13,7 @@ the ``note`` column says why). Inodes that no directory entry names are listed u
 from __future__ import annotations
 
 import base64
+import bisect
 import datetime as dt
 import struct
 from collections.abc import Iterable
@@ -40,6 +41,7 @@ from .inode import (
     FL_COMPRESSED_ANY,
     FL_EA_INODE,
     FL_ENCRYPT,
+    FL_EXTENTS,
     FL_INDEX,
     XATTR_MAGIC,
     InodeRecord,
@@ -1296,7 +1298,43 @@ class ExtFileSystem(FileSystem):
                     out.append(next(e))
             return out
 
-        return self._add_damage(df, all_entries)
+        return self._add_damage(df, all_entries, lambda: self._sound_rows(order, fast))
+
+    def _sound_rows(self, order: list[bool], fast: list[tuple]) -> list[bool]:
+        """Per row of the column walk, True for a plain file whose extents (all in the
+        inode: a depth-0 tree) lie inside the volume and miss every damaged range — its
+        ``damaged`` value is 0 without building its content. Others are left to the
+        exact path (False)."""
+        from ...io import merge_ranges
+
+        pairs = merge_ranges(self.dev._damage_pairs(0, self.dev.size))
+        starts = [a for a, _b in pairs]
+        ends = [b for _a, b in pairs]
+        bs, limit = self.block_size, self.block_limit
+        out = [False] * len(order)
+        rows = (i for i, is_fast in enumerate(order) if is_fast)
+        for row, (_p, _n, _d, _ino, raw) in zip(rows, fast):
+            mode, _dt, _links, flags = _FAST_FIELDS.unpack_from(raw, 0)
+            if mode & 0o170000 != 0o100000 or not flags & FL_EXTENTS:
+                continue
+            magic, count, _max, depth = struct.unpack_from("<4H", raw, 40)
+            if magic != 0xF30A or depth or count > 4:
+                continue
+            ok = True
+            for k in range(count):
+                _lb, ln, hi, lo = struct.unpack_from("<IHHI", raw, 52 + 12 * k)
+                ln = ln - 32768 if ln > 32768 else ln
+                pb = (hi << 32) | lo
+                if ln and (pb == 0 or pb + ln > limit):
+                    ok = False  # outside the volume: the exact path reports it
+                    break
+                a, b = pb * bs, (pb + ln) * bs
+                i = bisect.bisect_right(ends, a)
+                if i < len(starts) and starts[i] < b:
+                    ok = False
+                    break
+            out[row] = ok
+        return out
 
     def _walk_columns(self, path: str, recursive: bool, deleted: bool):
         """The walk of ``FileSystem.iter_entries`` (same order, loop and depth rules), with
