@@ -27,7 +27,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_ext import build, cpu_self, timed  # noqa: E402
+from bench_ext import build  # noqa: E402
+from clock import cpu_self, timed  # noqa: E402
 
 import vdinspect  # noqa: E402
 

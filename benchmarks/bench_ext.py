@@ -22,7 +22,6 @@ import cProfile
 import hashlib
 import json
 import pstats
-import resource
 import shutil
 import subprocess
 import sys
@@ -30,33 +29,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from clock import timed
+
 HERE = Path(__file__).resolve().parent
 MiB = 1 << 20
 VERSION = 1
 LISTING_TARGET = 3.0  # files() / fls -r -p
-
-
-def cpu_self() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def timed(fn, child: bool = False, repeat: int = 3) -> tuple[float, float]:
-    """(best wall seconds, best CPU seconds) of ``fn`` after one warm-up run."""
-    fn()
-    walls, cpus = [], []
-    for _ in range(repeat):
-        c0 = cpu_children() if child else cpu_self()
-        t0 = time.perf_counter()
-        fn()
-        walls.append(time.perf_counter() - t0)
-        cpus.append((cpu_children() if child else cpu_self()) - c0)
-    return min(walls), min(cpus)
 
 
 def build(work: Path, nfiles: int) -> Path:

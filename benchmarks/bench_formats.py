@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+
+from clock import cpu_children, cpu_self  # noqa: E402
 
 import vdinspect  # noqa: E402
 
@@ -41,16 +42,6 @@ FORMATS = [  # (label, qemu-img -O, -o options, target ratio)
     ("vdi dynamic", "vdi", "", 2.0),
     ("parallels", "parallels", "", 2.0),
 ]
-
-
-def cpu_children() -> float:
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return r.ru_utime + r.ru_stime
-
-
-def cpu_self() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
 
 
 def make_source(path: Path, size: int, seed: int = 7) -> None:
