@@ -30,7 +30,7 @@ from construct import Bytes, Int32ul, Int64ul, Struct
 
 from ..errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ..io import ByteSource
-from .base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, data_structures
+from .base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, data_structures, leak_rows
 
 FORMAT = "parallels"
 MAGIC_V1 = b"WithoutFreeSpace"  # BAT in sectors, 32-bit sector count
@@ -44,7 +44,6 @@ FLAG_EMPTY = 1 << 0  # "the image should be considered clear"
 MAX_TRACKS = 0x7FFFFFFF // 513  # QEMU's limit on the cluster size, sectors
 MAX_BAT_ENTRIES = 0x7FFFFFFF // 4  # QEMU's limit on the BAT ("catalog too large")
 MAX_SECTORS = (1 << 63) // SECTOR - 1  # byte offsets must fit in int64
-MAX_LEAK_ROWS = 1000  # check() lists at most this many leaked clusters (and counts the rest)
 
 EXT_MAGIC = 0xAB234CEF23DCEA87
 FEATURE_END = 0x0000000000000000
@@ -720,22 +719,11 @@ class ParallelsImage(Image):
         end = self._image_end()
         if n > end:  # one row per cluster, as QEMU counts leaks
             count = -(-(n - end) // cs)
-            for k in range(min(count, MAX_LEAK_ROWS)):
-                add(
-                    "leak",
-                    "file",
-                    end + k * cs,
-                    f"space leaked at the end of the image {n - end} (cluster {k + 1} of "
-                    f"{count} at {end + k * cs:#x})",
-                )
-            if count > MAX_LEAK_ROWS:
-                add(
-                    "warning",
-                    "file",
-                    None,
-                    f"{count - MAX_LEAK_ROWS} more leaked clusters (only the first "
-                    f"{MAX_LEAK_ROWS} are listed)",
-                )
+            leaks = ((("file", end + k * cs, f"space leaked at the end of the image {n - end} "
+                       f"(cluster {k + 1} of {count} at {end + k * cs:#x})"))
+                     for k in range(count))
+            for r in leak_rows(leaks, count, "file", "leaked clusters"):
+                add(**r)
         return rows
 
 
