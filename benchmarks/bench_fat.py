@@ -17,11 +17,9 @@ Wall-clock and CPU (user + system, this process or the child) are both reported.
 from __future__ import annotations
 
 import argparse
-import cProfile
 import hashlib
 import json
 import os
-import pstats
 import shutil
 import subprocess
 import sys
@@ -29,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from clock import timed
+from clock import listing_vs_fls, timed
 
 HERE = Path(__file__).resolve().parent
 MiB = 1 << 20
@@ -104,36 +102,7 @@ def main() -> int:
         fs = fat.open_filesystem(FileSource(img))
         return fs.files()
 
-    def fls_list():
-        subprocess.run(["fls", "-r", "-p", str(img)], check=True, stdout=subprocess.DEVNULL)
-
-    df = ours_list()
-    fls_rows = (
-        subprocess.run(["fls", "-r", "-p", str(img)], check=True, capture_output=True)
-        .stdout.decode()
-        .count("\n")
-    )
-    w_ours, c_ours = timed(ours_list)
-    w_fls, c_fls = timed(fls_list, child=True)
-    results["listing"] = dict(
-        rows_ours=len(df),
-        lines_fls=fls_rows,
-        ours_wall=w_ours,
-        ours_cpu=c_ours,
-        fls_wall=w_fls,
-        fls_cpu=c_fls,
-        ratio_wall=w_ours / w_fls,
-        ratio_cpu=c_ours / max(c_fls, 1e-9),
-    )
-    print(
-        f"listing {len(df)} entries: files() {w_ours:.3f} s wall / {c_ours:.3f} s CPU; "
-        f"fls -r -p {w_fls:.3f} s / {c_fls:.3f} s; ratio {w_ours / w_fls:.2f}x wall, "
-        f"{c_ours / max(c_fls, 1e-9):.2f}x CPU (target <= 3x)"
-    )
-    if args.profile:
-        prof = cProfile.Profile()
-        prof.runcall(ours_list)
-        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    df, results["listing"] = listing_vs_fls(ours_list, img, 3.0, args.profile)
 
     total = int(df.loc[df["kind"] == "file", "size"].sum())
     big = int(df.loc[df["path"] == "/big.bin", "size"].iloc[0])

@@ -30,3 +30,33 @@ def timed(fn, child: bool = False, repeat: int = 3) -> tuple[float, float]:
         walls.append(time.perf_counter() - t0)
         cpus.append((cpu_children() if child else cpu_self()) - c0)
     return min(walls), min(cpus)
+
+
+def listing_vs_fls(ours_list, img, target: float = 3.0, profile: bool = False):
+    """Time ``ours_list()`` (a ``files()`` listing) against ``fls -r -p`` of ``img``; print
+    the ratio and return (the frame, a results dict)."""
+    import cProfile
+    import pstats
+    import subprocess
+
+    def fls_list():
+        subprocess.run(["fls", "-r", "-p", str(img)], check=True, stdout=subprocess.DEVNULL)
+
+    df = ours_list()
+    fls_rows = subprocess.run(["fls", "-r", "-p", str(img)], check=True,
+                              capture_output=True).stdout.count(b"\n")
+    w_ours, c_ours = timed(ours_list)
+    w_fls, c_fls = timed(fls_list, child=True)
+    ratio_wall, ratio_cpu = w_ours / w_fls, c_ours / max(c_fls, 1e-9)
+    print(
+        f"listing {len(df)} entries (fls: {fls_rows} lines): files() {w_ours:.3f} s wall / "
+        f"{c_ours:.3f} s CPU; fls -r -p {w_fls:.3f} s / {c_fls:.3f} s; ratio "
+        f"{ratio_wall:.2f}x wall, {ratio_cpu:.2f}x CPU (target <= {target:g}x)"
+    )
+    if profile:
+        prof = cProfile.Profile()
+        prof.runcall(ours_list)
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    return df, dict(rows_ours=len(df), lines_fls=fls_rows, ours_wall=w_ours, ours_cpu=c_ours,
+                    fls_wall=w_fls, fls_cpu=c_fls, ratio_wall=ratio_wall, ratio_cpu=ratio_cpu,
+                    target=target)
