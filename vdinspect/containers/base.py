@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import NotFound
+from ..findings import Findings
 from ..io import ByteSource, LRUCache
 
 #: Allocation states (DESIGN.md "Allocation runs").
 DATA, ZERO, UNALLOCATED, BACKING, DAMAGED = "data", "zero", "unallocated", "backing", "damaged"
 STATES = (DATA, ZERO, UNALLOCATED, BACKING, DAMAGED)
-MAX_FINDINGS = 10_000  # problems an image keeps for check(); the rest are counted
 MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 
 
@@ -131,7 +131,7 @@ class ParentHint:
     extra: dict = field(default_factory=dict)
 
 
-class Image(ByteSource):
+class Image(ByteSource, Findings):
     """One image file (one layer of a chain) seen as its virtual disk.
 
     Subclasses set ``format``, ``size``, ``header`` and implement :meth:`_runs`; they may
@@ -149,9 +149,6 @@ class Image(ByteSource):
         self.path = path or source.name
         self.name = self.path
         self.strict = strict
-        self.findings: list[dict] = []  # problems met while opening (salvage mode)
-        self._finding_keys: set[tuple] = set()
-        self.unlisted_findings = 0
         self._decompressed = LRUCache(8)
 
     # -- what subclasses provide -------------------------------------------------
@@ -172,15 +169,6 @@ class Image(ByteSource):
 
     def check(self) -> list[dict]:
         return self.findings_rows()
-
-    def findings_rows(self) -> list[dict]:
-        """The problems met while reading, plus a row counting those not kept."""
-        rows = list(self.findings)
-        if self.unlisted_findings:
-            rows.append(dict(severity="warning", structure="salvage", host_offset=None,
-                             message=f"{self.unlisted_findings} more problems met while "
-                             f"reading are not listed (only the first {MAX_FINDINGS} are)"))
-        return rows
 
     def info_fields(self) -> dict:
         return {}
@@ -213,22 +201,6 @@ class Image(ByteSource):
         self._check_range(start, length)
         end = start + length
         return merge_runs(self._runs(start, end), start, end)
-
-    def finding(self, severity: str, structure: str, host_offset: int | None, message: str) -> None:
-        """Record a problem met while reading (shown by ``check()``), once each.
-
-        The first MAX_FINDINGS are kept and the rest counted: a salvage read of garbage
-        tables can meet a damaged entry every few bytes.
-        """
-        key = (severity, structure, host_offset, message)
-        if key in self._finding_keys:
-            return
-        if len(self.findings) >= MAX_FINDINGS:
-            self.unlisted_findings += 1
-            return
-        self._finding_keys.add(key)
-        self.findings.append(
-            dict(severity=severity, structure=structure, host_offset=host_offset, message=message))
 
     def _read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)

@@ -224,52 +224,28 @@ class ParallelsImage(Image):
             self._read_extension()
 
     # --- header and BAT --------------------------------------------------------------
-    def _fail(self, exc_type, message: str, structure: str, offset: int | None):
-        raise exc_type(message, path=self.path, structure=structure, offset=offset)
 
     def _problem(self, message: str, structure: str, offset: int | None) -> None:
         """CorruptImage when strict; a finding (and carry on) in salvage mode."""
         if self.strict:
-            self._fail(CorruptImage, message, structure, offset)
+            self.fail(CorruptImage, message, structure, offset)
         self.finding("error", structure, offset, message)
 
     def _read_header(self) -> None:
         f = self.file
         if f.size < HEADER_SIZE:
-            self._fail(
-                CorruptImage, f"file is {f.size} bytes, shorter than the header", "header", 0
-            )
+            self.fail(CorruptImage, f"file is {f.size} bytes, shorter than the header", "header", 0)
         h = parse_header(f.read(0, HEADER_SIZE))
         if h.magic not in (MAGIC_V1, MAGIC_V2):
-            self._fail(NotRecognized, f"magic {h.magic!r} is not a Parallels magic", "header", 0)
+            self.fail(NotRecognized, f"magic {h.magic!r} is not a Parallels magic", "header", 0)
         if h.version != HEADER_VERSION:
-            self._fail(
-                UnsupportedFeature,
-                f"header version {h.version} (only 2 is known)",
-                "header.version",
-                16,
-            )
+            self.fail(UnsupportedFeature, f"header version {h.version} (only 2 is known)", "header.version", 16)
         if h.tracks == 0:
-            self._fail(
-                CorruptImage,
-                "zero sectors per track (tracks = 0): the cluster size is zero",
-                "header.tracks",
-                28,
-            )
+            self.fail(CorruptImage, "zero sectors per track (tracks = 0): the cluster size is zero", "header.tracks", 28)
         if h.tracks > MAX_TRACKS:
-            self._fail(
-                CorruptImage,
-                f"cluster of {h.tracks} sectors is too big (at most {MAX_TRACKS})",
-                "header.tracks",
-                28,
-            )
+            self.fail(CorruptImage, f"cluster of {h.tracks} sectors is too big (at most {MAX_TRACKS})", "header.tracks", 28)
         if h.bat_entries > MAX_BAT_ENTRIES:
-            self._fail(
-                CorruptImage,
-                f"catalog too large: {h.bat_entries} BAT entries (at most {MAX_BAT_ENTRIES})",
-                "header.bat_entries",
-                32,
-            )
+            self.fail(CorruptImage, f"catalog too large: {h.bat_entries} BAT entries (at most {MAX_BAT_ENTRIES})", "header.bat_entries", 32)
         self.header = h
         self.ext_format = h.magic == MAGIC_V2
         self.version_name = "v2 (WithouFreSpacExt)" if self.ext_format else "v1 (WithoutFreeSpace)"
@@ -278,12 +254,7 @@ class ParallelsImage(Image):
         self.off_multiplier = h.tracks if self.ext_format else 1  # BAT unit, sectors
         nb = h.nb_sectors if self.ext_format else h.nb_sectors & 0xFFFFFFFF
         if nb > MAX_SECTORS:
-            self._fail(
-                CorruptImage,
-                f"disk of {nb} sectors is absurdly large",
-                "header.nb_sectors",
-                36,
-            )
+            self.fail(CorruptImage, f"disk of {nb} sectors is absurdly large", "header.nb_sectors", 36)
         self.nb_sectors = nb
         self.size = nb * SECTOR
         self.subformat = "expandable v2" if self.ext_format else "expandable v1"
@@ -297,12 +268,8 @@ class ParallelsImage(Image):
         )
         self.data_start = (h.data_off if self.data_off_ok and h.data_off else min_off) * SECTOR
         if bat_end > f.size:
-            self._problem(
-                f"BAT of {h.bat_entries} entries ({4 * h.bat_entries} bytes) runs past the end "
-                f"of the file ({f.size} bytes)",
-                "BAT",
-                HEADER_SIZE,
-            )
+            self.problem("BAT", HEADER_SIZE, f"BAT of {h.bat_entries} entries ({4 * h.bat_entries} bytes) runs past the end "
+                f"of the file ({f.size} bytes)")
 
     def _read_bat(self) -> None:
         h, n, cs = self.header, self.file.size, self.cluster_size
@@ -322,14 +289,9 @@ class ParallelsImage(Image):
         self._partial[past[self.bat_hosts[past] < n]] = True
         if self.strict and len(past):
             i = int(past[0])
-            self._fail(
-                CorruptImage,
-                f"BAT entry {i} puts cluster {i} at {int(self.bat_hosts[i]):#x}, past the end "
+            self.fail(CorruptImage, f"BAT entry {i} puts cluster {i} at {int(self.bat_hosts[i]):#x}, past the end "
                 f"of the file ({n} bytes)"
-                + (f"; {len(past)} such entries" if len(past) > 1 else ""),
-                "BAT",
-                HEADER_SIZE + 4 * i,
-            )
+                + (f"; {len(past)} such entries" if len(past) > 1 else ""), "BAT", HEADER_SIZE + 4 * i)
         # salvage mode: those clusters read as damaged; check() lists them
 
     # --- format extension ------------------------------------------------------------
@@ -339,12 +301,8 @@ class ParallelsImage(Image):
         self.ext_offset = off
         where = "format extension"
         if off + cs > f.size or off < HEADER_SIZE:
-            self._problem(
-                f"format extension cluster at {off:#x} ({cs} bytes) lies outside the file "
-                f"({f.size} bytes)",
-                "header.ext_off",
-                56,
-            )
+            self.problem("header.ext_off", 56, f"format extension cluster at {off:#x} ({cs} bytes) lies outside the file "
+                f"({f.size} bytes)")
             return
         cluster = f.read(off, cs)
         eh = FormatExtensionHeader.parse(cluster[:24])
@@ -353,32 +311,20 @@ class ParallelsImage(Image):
             eh.check_sum
         )
         if eh.magic != EXT_MAGIC:
-            self._problem(
-                f"format extension magic is {eh.magic:#018x}, not {EXT_MAGIC:#018x}", where, off
-            )
+            self.problem(where, off, f"format extension magic is {eh.magic:#018x}, not {EXT_MAGIC:#018x}")
             return
         if not self.extension_checksum_ok:
-            self._problem(
-                "format extension checksum (MD5) does not match its contents", where, off + 8
-            )
+            self.problem(where, off + 8, "format extension checksum (MD5) does not match its contents")
         pos = 24
         while True:
             if pos + 24 > cs:
-                self._problem(
-                    "feature list runs to the end of the extension cluster without an end marker",
-                    where,
-                    off + pos,
-                )
+                self.problem(where, off + pos, "feature list runs to the end of the extension cluster without an end marker")
                 return
             fh = FeatureHeader.parse(cluster[pos : pos + 24])
             at = off + pos
             if fh.data_size > cs - pos - 24:
-                self._problem(
-                    f"feature {fh.magic:#018x} data ({fh.data_size} bytes) overruns the "
-                    "extension cluster",
-                    where,
-                    at,
-                )
+                self.problem(where, at, f"feature {fh.magic:#018x} data ({fh.data_size} bytes) overruns the "
+                    "extension cluster")
                 return
             name = FEATURE_NAMES.get(fh.magic, "unknown")
             self.features.append(
@@ -408,17 +354,15 @@ class ParallelsImage(Image):
         cs, n = self.cluster_size, self.file.size
         what = "dirty bitmap"
         if len(data) < 32:
-            self._problem(f"dirty bitmap feature of {len(data)} bytes (at least 32)", what, at)
+            self.problem(what, at, f"dirty bitmap feature of {len(data)} bytes (at least 32)")
             return
         raw = DirtyBitmapFeature.parse(data[:32])
         g = raw.granularity
         if g == 0 or g & (g - 1):
-            self._problem(f"bitmap granularity {g} sectors is not a power of two", what, at + 24)
+            self.problem(what, at + 24, f"bitmap granularity {g} sectors is not a power of two")
             return
         if raw.l1_size * 8 > len(data) - 32:
-            self._problem(
-                f"L1 table of {raw.l1_size} entries exceeds the feature data", what, at + 28
-            )
+            self.problem(what, at + 28, f"L1 table of {raw.l1_size} entries exceeds the feature data")
             return
         if raw.size != self.nb_sectors:
             self.finding(
@@ -432,20 +376,12 @@ class ParallelsImage(Image):
         words = -(-bm.bits // 64)
         want = -(-words * 8 // cs)
         if raw.l1_size != want:
-            self._problem(
-                f"bitmap L1 table has {raw.l1_size} entries; {want} are needed for "
-                f"{bm.bits} bits in {cs}-byte clusters",
-                what,
-                at + 28,
-            )
+            self.problem(what, at + 28, f"bitmap L1 table has {raw.l1_size} entries; {want} are needed for "
+                f"{bm.bits} bits in {cs}-byte clusters")
         for k, e in enumerate(l1.tolist()):
             if e > 1 and e * SECTOR + cs > n:
-                self._problem(
-                    f"bitmap L1 entry {k} puts a cluster at {e * SECTOR:#x}, past the end of "
-                    f"the file ({n} bytes)",
-                    what,
-                    at + 32 + 8 * k,
-                )
+                self.problem(what, at + 32 + 8 * k, f"bitmap L1 entry {k} puts a cluster at {e * SECTOR:#x}, past the end of "
+                    f"the file ({n} bytes)")
         self.bitmaps.append(bm)
 
     # --- runs ------------------------------------------------------------------------

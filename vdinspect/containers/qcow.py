@@ -127,26 +127,15 @@ class QcowImage(Image):
         self._l2_cache: LRUCache[_L2] = LRUCache(64)
 
     # -- opening ----------------------------------------------------------------------
-    def _corrupt(self, message: str, structure: str, offset: int | None) -> CorruptImage:
-        return CorruptImage(message, path=self.path, structure=structure, offset=offset)
 
-    def _problem(self, message: str, structure: str, offset: int | None) -> None:
-        """Raise in strict mode; otherwise record an error finding and carry on."""
-        if self.strict:
-            raise self._corrupt(message, structure, offset)
-        self.finding("error", structure, offset, message)
 
     def _parse_header(self):
         if self._file_size < HEADER_SIZE:
-            raise self._corrupt(
-                f"file is {self._file_size} bytes, shorter than the {HEADER_SIZE}-byte header",
-                "header",
-                0,
-            )
+            self.fail(CorruptImage, f"file is {self._file_size} bytes, shorter than the {HEADER_SIZE}-byte header", "header", 0)
         try:
             h = QcowHeader.parse(self.file.read(0, HEADER_SIZE))
         except ConstructError as e:  # pragma: no cover - fixed-size fields cannot fail
-            raise self._corrupt(f"unreadable header ({e})", "header", 0) from None
+            self.fail(CorruptImage, f"unreadable header ({e})", "header", 0)
 
         def bad(cls, field, message):
             return cls(
@@ -181,19 +170,11 @@ class QcowImage(Image):
             return None
         off, n = h.backing_file_offset, h.backing_file_size
         if n > MAX_BACKING_NAME:
-            self._problem(
-                f"backing file name of {n} bytes is longer than {MAX_BACKING_NAME}",
-                "backing file name",
-                off,
-            )
+            self.problem("backing file name", off, f"backing file name of {n} bytes is longer than {MAX_BACKING_NAME}")
             return None
         if off + n > self._file_size:
-            self._problem(
-                f"backing file name ({n} bytes) runs past the end of the file "
-                f"({self._file_size} bytes)",
-                "backing file name",
-                off,
-            )
+            self.problem("backing file name", off, f"backing file name ({n} bytes) runs past the end of the file "
+                f"({self._file_size} bytes)")
             return None
         raw = self.file.read(off, n).split(b"\0", 1)[0]
         return os.fsdecode(raw) if raw else None
@@ -202,19 +183,13 @@ class QcowImage(Image):
         off, n = self.header.l1_table_offset, self.l1_size
         avail = max(0, min(n, (self._file_size - off) // 8)) if off < self._file_size else 0
         if avail < n:
-            self._problem(
-                f"L1 table of {n} entries ({n * 8} bytes) runs past the end of the "
-                f"file ({self._file_size} bytes); {n - avail} entries missing",
-                "L1 table",
-                off,
-            )
+            self.problem("L1 table", off, f"L1 table of {n} entries ({n * 8} bytes) runs past the end of the "
+                f"file ({self._file_size} bytes); {n - avail} entries missing")
         try:
             buf = self.file.read(off, avail * 8) if avail else b""
             l1 = np.frombuffer(buf, TABLE_ENTRY).astype(np.uint64)
         except MemoryError:
-            raise self._corrupt(
-                f"L1 table of {n} entries does not fit in memory", "L1 table", off
-            ) from None
+            self.fail(CorruptImage, f"L1 table of {n} entries does not fit in memory", "L1 table", off)
         if avail < n:
             l1 = self._cut_l1(l1, off)
         return l1
@@ -253,7 +228,7 @@ class QcowImage(Image):
         offset = int(self._l1[index])
         n = self._l2_readable(offset)
         if n < self.l2_size:
-            self._problem(self._l2_past_eof_message(index, n), "L2 table", offset)
+            self.problem("L2 table", offset, self._l2_past_eof_message(index, n))
         return self._cached_l2(index, offset, n)
 
     def _cached_l2(self, index: int, offset: int, readable: int) -> _L2 | None:
@@ -354,7 +329,7 @@ class QcowImage(Image):
         host = t.host[first:last]
         for j in self._bad_entries(t, first, last)[:16]:
             structure, off, message = self._entry_problem(t, j)
-            self._problem(message, structure, off)
+            self.problem(structure, off, message)
         brk = np.ones(len(kind), dtype=bool)
         brk[1:] = (
             (kind[1:] != kind[:-1])
@@ -416,7 +391,7 @@ class QcowImage(Image):
             out, problem = b"", f"does not inflate ({e})"
         if problem:
             msg = f"compressed cluster of {n} bytes for virtual offset {vstart:#x} {problem}"
-            self._problem(msg, "compressed cluster", run.host_offset)
+            self.problem("compressed cluster", run.host_offset, msg)
             out = out + bytes(cs - len(out))  # salvage: what inflated, then zeros
         return out
 

@@ -276,27 +276,18 @@ class Qcow2Image(Image):
         self.l1 = self._read_l1(l1_offset, l1_size, "L1 table")
 
     # --- header --------------------------------------------------------------------
-    def _fail(self, exc_type, message: str, structure: str, offset: int | None):
-        raise exc_type(message, path=self.path, structure=structure, offset=offset)
 
     def _parse_header(self) -> None:
         f = self.file
         if f.size < QCowHeader.sizeof():
-            self._fail(
-                CorruptImage, f"file is {f.size} bytes, shorter than the header", "header", 0
-            )
+            self.fail(CorruptImage, f"file is {f.size} bytes, shorter than the header", "header", 0)
         h = QCowHeader.parse(f.read(0, QCowHeader.sizeof()))
         if h.magic != MAGIC:
-            self._fail(CorruptImage, "bad magic", "header", 0)
+            self.fail(CorruptImage, "bad magic", "header", 0)
         if h.version not in (2, 3):
-            self._fail(UnsupportedFeature, f"QCOW2 version {h.version}", "header.version", 4)
+            self.fail(UnsupportedFeature, f"QCOW2 version {h.version}", "header.version", 4)
         if not 9 <= h.cluster_bits <= 21:
-            self._fail(
-                CorruptImage,
-                f"cluster_bits {h.cluster_bits} outside 9..21",
-                "header.cluster_bits",
-                20,
-            )
+            self.fail(CorruptImage, f"cluster_bits {h.cluster_bits} outside 9..21", "header.cluster_bits", 20)
         self.version = h.version
         self.cluster_bits = h.cluster_bits
         self.cluster_size = cs = 1 << h.cluster_bits
@@ -310,26 +301,16 @@ class Qcow2Image(Image):
         )
         if h.version >= 3:
             if f.size < 104:
-                self._fail(CorruptImage, "file too short for a version 3 header", "header", 72)
+                self.fail(CorruptImage, "file too short for a version 3 header", "header", 72)
             v3.update(QCowHeaderV3.parse(f.read(72, 32)))
             v3.pop("_io", None)
             hl = v3["header_length"]
             if hl < 104 or hl > cs or hl > f.size:
-                self._fail(
-                    CorruptImage,
-                    f"header_length {hl} is not in 104..cluster size",
-                    "header.header_length",
-                    100,
-                )
+                self.fail(CorruptImage, f"header_length {hl} is not in 104..cluster size", "header.header_length", 100)
             if hl >= 105:
                 v3["compression_type"] = f.read(104, 1)[0]
             if v3["refcount_order"] > 6:
-                self._fail(
-                    CorruptImage,
-                    f"refcount_order {v3['refcount_order']} > 6",
-                    "header.refcount_order",
-                    96,
-                )
+                self.fail(CorruptImage, f"refcount_order {v3['refcount_order']} > 6", "header.refcount_order", 96)
         for k, v in v3.items():
             h[k] = v
         self.header = h
@@ -341,7 +322,7 @@ class Qcow2Image(Image):
         self.subclusters = 32 if self.extended_l2 else 1
         self.subcluster_size = cs // self.subclusters
         if h.size > (1 << 61):
-            self._fail(CorruptImage, f"virtual size {h.size} is absurd", "header.size", 24)
+            self.fail(CorruptImage, f"virtual size {h.size} is absurd", "header.size", 24)
         self.csize_shift = 62 - (h.cluster_bits - 8)
         self.csize_mask = (1 << (h.cluster_bits - 8)) - 1
         self.coffset_mask = (1 << self.csize_shift) - 1
@@ -370,7 +351,7 @@ class Qcow2Image(Image):
                     "bytes overruns the header cluster"
                 )
                 if self.strict:
-                    self._fail(CorruptImage, message, "header extension", pos)
+                    self.fail(CorruptImage, message, "header extension", pos)
                 # salvage: keep the extensions before it (a needed one that is lost, such
                 # as a data file name, still refuses the image below)
                 self.finding("error", "header extension", pos, f"{message}; the rest ignored")
@@ -399,7 +380,7 @@ class Qcow2Image(Image):
             if n > 1023 or h.backing_file_offset + n > f.size:
                 message = f"backing file name ({n} bytes) outside the file or too long"
                 if self.strict:
-                    self._fail(CorruptImage, message, "backing file name", h.backing_file_offset)
+                    self.fail(CorruptImage, message, "backing file name", h.backing_file_offset)
                 # salvage: a parent nobody can find, so its ranges show as damaged
                 self.finding("error", "backing file name", h.backing_file_offset, message)
                 self.backing_file = "<unreadable backing file name>"
@@ -416,47 +397,22 @@ class Qcow2Image(Image):
         h = self.header
         if h.crypt_method:
             kind = {1: "AES", 2: "LUKS"}.get(h.crypt_method, f"method {h.crypt_method}")
-            self._fail(
-                EncryptedImage,
-                f"image is encrypted ({kind}); vdinspect does not decrypt",
-                "header.crypt_method",
-                32,
-            )
+            self.fail(EncryptedImage, f"image is encrypted ({kind}); vdinspect does not decrypt", "header.crypt_method", 32)
         unknown = h.incompatible_features & ~INCOMPAT_KNOWN
         if unknown:
             names = ", ".join(self._feature_list(unknown, 0))
-            self._fail(
-                UnsupportedFeature,
-                f"unknown incompatible features: {names}",
-                "header.incompatible_features",
-                72,
-            )
+            self.fail(UnsupportedFeature, f"unknown incompatible features: {names}", "header.incompatible_features", 72)
         if h.compression_type not in (0, 1):
-            self._fail(
-                UnsupportedFeature,
-                f"compression type {h.compression_type}",
-                "header.compression_type",
-                104,
-            )
+            self.fail(UnsupportedFeature, f"compression type {h.compression_type}", "header.compression_type", 104)
         if h.compression_type and not h.incompatible_features & INCOMPAT_COMPRESSION:
-            self._fail(
-                CorruptImage,
-                "compression_type is set without its incompatible bit",
-                "header.compression_type",
-                104,
-            )
+            self.fail(CorruptImage, "compression_type is set without its incompatible bit", "header.compression_type", 104)
 
     def _open_data_file(self) -> None:
         h = self.header
         if not h.incompatible_features & INCOMPAT_DATA_FILE:
             return
         if not self.data_file_name:
-            self._fail(
-                CorruptImage,
-                "external data file bit set but no data file name",
-                "header extension",
-                h.header_length,
-            )
+            self.fail(CorruptImage, "external data file bit set but no data file name", "header extension", h.header_length)
         import os
 
         name = self.data_file_name
@@ -489,12 +445,7 @@ class Qcow2Image(Image):
         if nbytes == 0:
             return np.zeros(0, dtype=np.uint64)
         if offset + nbytes > self.file.size:
-            self._fail(
-                CorruptImage,
-                f"{what} ({nbytes} bytes) runs past the end of the file ({self.file.size} bytes)",
-                what,
-                offset,
-            )
+            self.fail(CorruptImage, f"{what} ({nbytes} bytes) runs past the end of the file ({self.file.size} bytes)", what, offset)
         return np.frombuffer(self.file.read(offset, nbytes), dtype=dtype).astype(np.uint64)
 
     def _read_l1(self, offset: int, n: int, what: str) -> np.ndarray:
@@ -508,7 +459,7 @@ class Qcow2Image(Image):
         if n and offset % cs:
             problems.append(f"{what} is not cluster-aligned")
         if problems and (self.strict or need * 8 > MAX_L1_BYTES):
-            self._fail(CorruptImage, problems[0], what, offset)
+            self.fail(CorruptImage, problems[0], what, offset)
         if not problems and (self.strict or offset + n * 8 <= self.file.size):
             return self._read_table(offset, n * 8, what)
         # salvage: keep the entries that can be trusted, mark the others as damaged
@@ -589,7 +540,7 @@ class Qcow2Image(Image):
 
     def _damaged(self, start: int, end: int, structure: str, host: int | None, msg: str):
         if self.strict:
-            self._fail(CorruptImage, msg, structure, host)
+            self.fail(CorruptImage, msg, structure, host)
         self.finding("error", structure, host, msg)
         return Run(start, end - start, DAMAGED)
 
@@ -741,7 +692,7 @@ class Qcow2Image(Image):
         if len(out) != cs:
             msg = f"compressed cluster at {h:#x} is damaged ({err})"
             if self.strict:
-                self._fail(CorruptImage, msg, "compressed cluster", h)
+                self.fail(CorruptImage, msg, "compressed cluster", h)
             self.finding("error", "compressed cluster", h, msg)
             return bytes(cs)
         return out
@@ -765,7 +716,7 @@ class Qcow2Image(Image):
             # strict: refuse the image; salvage: keep the entries read so far (the
             # active disk does not depend on the snapshot table) and report the rest
             if self.strict:
-                self._fail(CorruptImage, message, structure, offset)
+                self.fail(CorruptImage, message, structure, offset)
             ignored = h.nb_snapshots - len(out)
             self.finding("error", structure, offset, f"{message}; {ignored} snapshot(s) ignored")
             self.snapshot_table_length = pos - h.snapshots_offset
@@ -882,14 +833,12 @@ class Qcow2Image(Image):
             return []
         off, size = b.bitmap_directory_offset, b.bitmap_directory_size
         if size > 64 << 20 or off + size > self.file.size or b.nb_bitmaps > 65535:
-            self._fail(CorruptImage, "bitmap directory outside the file", "bitmap directory", off)
+            self.fail(CorruptImage, "bitmap directory outside the file", "bitmap directory", off)
         data = self.file.read(off, size)
         rows, pos = [], 0
         for _ in range(b.nb_bitmaps):
             if pos + 24 > len(data):
-                self._fail(
-                    CorruptImage, "bitmap directory entry cut short", "bitmap directory", off + pos
-                )
+                self.fail(CorruptImage, "bitmap directory entry cut short", "bitmap directory", off + pos)
             e = BitmapDirectoryEntry.parse(data[pos : pos + 24])
             name_at = pos + 24 + e.extra_data_size
             name = data[name_at : name_at + e.name_size].decode("utf-8", "replace")
@@ -945,12 +894,7 @@ class Qcow2Image(Image):
         h = self.header
         n = h.refcount_table_clusters * self.cluster_size
         if n > MAX_REFTABLE_BYTES:
-            self._fail(
-                CorruptImage,
-                f"refcount table of {h.refcount_table_clusters} clusters is absurd",
-                "header.refcount_table_clusters",
-                56,
-            )
+            self.fail(CorruptImage, f"refcount table of {h.refcount_table_clusters} clusters is absurd", "header.refcount_table_clusters", 56)
         n = min(n, max(0, self.file.size - h.refcount_table_offset))
         return self._read_table(h.refcount_table_offset, n & ~7, "refcount table")
 

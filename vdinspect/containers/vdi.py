@@ -215,13 +215,11 @@ class VdiImage(Image):
         self._check_blocks()
 
     # --- header ----------------------------------------------------------------------
-    def _fail(self, exc_type, message: str, structure: str, offset: int | None):
-        raise exc_type(message, path=self.path, structure=structure, offset=offset)
 
     def _problem(self, message: str, structure: str, offset: int | None) -> None:
         """CorruptImage when strict; a finding (and carry on) in salvage mode."""
         if self.strict:
-            self._fail(CorruptImage, message, structure, offset)
+            self.fail(CorruptImage, message, structure, offset)
         self.finding("error", structure, offset, message)
 
     def _at(self, field: str) -> int:
@@ -237,103 +235,48 @@ class VdiImage(Image):
     def _read_headers(self) -> None:
         f = self.file
         if f.size < PREHEADER_SIZE:
-            self._fail(
-                CorruptImage,
-                f"file is {f.size} bytes, shorter than the pre-header",
-                "pre-header",
-                0,
-            )
+            self.fail(CorruptImage, f"file is {f.size} bytes, shorter than the pre-header", "pre-header", 0)
         head = f.read(0, min(f.size, PREHEADER_SIZE + Header1Plus.sizeof()))
         pre = PreHeader.parse(head[:PREHEADER_SIZE])
         if pre.u32Signature != SIGNATURE:
-            self._fail(
-                NotRecognized,
-                f"signature {pre.u32Signature:#010x} is not 0xbeda107f",
-                "pre-header.u32Signature",
-                64,
-            )
+            self.fail(NotRecognized, f"signature {pre.u32Signature:#010x} is not 0xbeda107f", "pre-header.u32Signature", 64)
         self.preheader = pre
         self.version = pre.u32Version
         major = pre.u32Version >> 16
         if major != 1 and pre.u32Version != VERSION_0:
-            self._fail(
-                UnsupportedFeature,
-                f"VDI version {major}.{pre.u32Version & 0xFFFF}",
-                "pre-header.u32Version",
-                68,
-            )
+            self.fail(UnsupportedFeature, f"VDI version {major}.{pre.u32Version & 0xFFFF}", "pre-header.u32Version", 68)
         need = PREHEADER_SIZE + (Header1.sizeof() if major == 1 else Header0.sizeof())
         if f.size < need:
-            self._fail(
-                CorruptImage,
-                f"file is {f.size} bytes, too short for the version "
-                f"{major}.{pre.u32Version & 0xFFFF} header ({need} bytes)",
-                "header",
-                PREHEADER_SIZE,
-            )
+            self.fail(CorruptImage, f"file is {f.size} bytes, too short for the version "
+                f"{major}.{pre.u32Version & 0xFFFF} header ({need} bytes)", "header", PREHEADER_SIZE)
         _, h = parse_headers(head)
         if major == 1:
             if h.cbHeader < Header1.sizeof():
-                self._fail(
-                    CorruptImage,
-                    f"header size {h.cbHeader} is smaller than {Header1.sizeof()}",
-                    "header.cbHeader",
-                    PREHEADER_SIZE,
-                )
+                self.fail(CorruptImage, f"header size {h.cbHeader} is smaller than {Header1.sizeof()}", "header.cbHeader", PREHEADER_SIZE)
             if PREHEADER_SIZE + h.cbHeader > f.size:
-                self._fail(
-                    CorruptImage,
-                    f"header size {h.cbHeader} runs past the end of the file ({f.size} bytes)",
-                    "header.cbHeader",
-                    PREHEADER_SIZE,
-                )
+                self.fail(CorruptImage, f"header size {h.cbHeader} runs past the end of the file ({f.size} bytes)", "header.cbHeader", PREHEADER_SIZE)
         self.header = h
         self.banner = _text(pre.szFileInfo).rstrip("\n")
 
     def _check_header(self) -> None:
         h, n = self.header, self.file.size
         if h.u32Type not in IMAGE_TYPES:
-            self._fail(
-                CorruptImage,
-                f"image type {h.u32Type} is not 1 (normal), 2 (fixed), 3 (undo) or 4 (diff)",
-                "header.u32Type",
-                self._at("u32Type"),
-            )
+            self.fail(CorruptImage, f"image type {h.u32Type} is not 1 (normal), 2 (fixed), 3 (undo) or 4 (diff)", "header.u32Type", self._at("u32Type"))
         self.image_type = h.u32Type
         self.subformat = IMAGE_TYPES[h.u32Type]
         bs = h.cbBlock
         if bs < SECTOR or bs & (bs - 1):
-            self._fail(
-                CorruptImage,
-                f"block size {bs} is not a power of two of at least 512",
-                "header.cbBlock",
-                self._at("cbBlock"),
-            )
+            self.fail(CorruptImage, f"block size {bs} is not a power of two of at least 512", "header.cbBlock", self._at("cbBlock"))
         if h.cbDisk == 0 or h.cBlocks == 0:
-            self._fail(
-                CorruptImage,
-                f"empty disk (cbDisk {h.cbDisk}, cBlocks {h.cBlocks})",
-                "header.cbDisk",
-                self._at("cbDisk"),
-            )
+            self.fail(CorruptImage, f"empty disk (cbDisk {h.cbDisk}, cBlocks {h.cBlocks})", "header.cbDisk", self._at("cbDisk"))
         extra = h.cbBlockExtra
         if extra & (extra - 1):
-            self._fail(
-                CorruptImage,
-                f"block extra size {extra} is neither 0 nor a power of two",
-                "header.cbBlockExtra",
-                self._at("cbBlockExtra"),
-            )
+            self.fail(CorruptImage, f"block extra size {extra} is neither 0 nor a power of two", "header.cbBlockExtra", self._at("cbBlockExtra"))
         self.block_size = self.cluster_size = bs
         self.block_extra = extra
         self.block_stride = bs + extra
         if h.cbDisk > MAX_SIZE:
-            self._fail(
-                CorruptImage,
-                f"disk size {h.cbDisk} is absurdly large",
-                "header.cbDisk",
-                self._at("cbDisk"),
-            )
+            self.fail(CorruptImage, f"disk size {h.cbDisk} is absurdly large", "header.cbDisk", self._at("cbDisk"))
         self.size = h.cbDisk & ~(SECTOR - 1)  # VirtualBox rounds an odd size down
         if h.cbDisk % SECTOR:
             self.finding(
@@ -344,53 +287,25 @@ class VdiImage(Image):
                 f"{self.size} bytes (QEMU rounds up to {self.size + SECTOR})",
             )
         if h.cBlocks * bs < h.cbDisk:
-            self._problem(
-                f"{h.cBlocks} blocks of {bs} bytes cannot hold the {h.cbDisk}-byte disk",
-                "header.cBlocks",
-                self._at("cBlocks"),
-            )
+            self.problem("header.cBlocks", self._at("cBlocks"), f"{h.cBlocks} blocks of {bs} bytes cannot hold the {h.cbDisk}-byte disk")
             self.size = h.cBlocks * bs  # salvage: the disk the block map can describe
         if h.cBlocksAllocated > h.cBlocks:
-            self._problem(
-                f"{h.cBlocksAllocated} blocks allocated, more than the {h.cBlocks} blocks of "
-                "the disk",
-                "header.cBlocksAllocated",
-                self._at("cBlocksAllocated"),
-            )
+            self.problem("header.cBlocksAllocated", self._at("cBlocksAllocated"), f"{h.cBlocksAllocated} blocks allocated, more than the {h.cBlocks} blocks of "
+                "the disk")
         map_end = h.offBlocks + 4 * h.cBlocks
         v1 = self.version != VERSION_0
         if v1 and (h.offBlocks < PREHEADER_SIZE + max(Header1.sizeof(), h.cbHeader)):
-            self._problem(
-                f"block map offset {h.offBlocks:#x} lies inside the header",
-                "header.offBlocks",
-                self._at("offBlocks"),
-            )
+            self.problem("header.offBlocks", self._at("offBlocks"), f"block map offset {h.offBlocks:#x} lies inside the header")
         if map_end > n:
-            self._problem(
-                f"block map of {h.cBlocks} entries at {h.offBlocks:#x} runs past the end of "
-                f"the file ({n} bytes)",
-                "block map",
-                h.offBlocks,
-            )
+            self.problem("block map", h.offBlocks, f"block map of {h.cBlocks} entries at {h.offBlocks:#x} runs past the end of "
+                f"the file ({n} bytes)")
         if v1 and h.offData < map_end:
-            self._problem(
-                f"data offset {h.offData:#x} lies inside the block map "
-                f"({h.offBlocks:#x}..{map_end:#x})",
-                "header.offData",
-                self._at("offData"),
-            )
+            self.problem("header.offData", self._at("offData"), f"data offset {h.offData:#x} lies inside the block map "
+                f"({h.offBlocks:#x}..{map_end:#x})")
         if h.offData > n:
-            self._problem(
-                f"data offset {h.offData:#x} lies past the end of the file ({n} bytes)",
-                "header.offData",
-                self._at("offData"),
-            )
+            self.problem("header.offData", self._at("offData"), f"data offset {h.offData:#x} lies past the end of the file ({n} bytes)")
         if self.image_type in (DIFF, UNDO) and self.uuid_linkage is None:
-            self._problem(
-                "differencing image names no parent (uuidLinkage is all zeros)",
-                "header.uuidLinkage",
-                self._at("uuidLinkage"),
-            )
+            self.problem("header.uuidLinkage", self._at("uuidLinkage"), "differencing image names no parent (uuidLinkage is all zeros)")
 
     # --- block map -------------------------------------------------------------------
     def _read_block_map(self) -> None:
@@ -458,7 +373,7 @@ class VdiImage(Image):
             count = int(self._bad.sum())
             if count > 1:
                 msg += f"; {count} bad entries"
-            self._fail(CorruptImage, msg, "block map", h.offBlocks + 4 * i)
+            self.fail(CorruptImage, msg, "block map", h.offBlocks + 4 * i)
 
     # --- runs ------------------------------------------------------------------------
     def _runs(self, start: int, end: int):
@@ -644,12 +559,8 @@ class VdiImage(Image):
                 )
                 return
         if str(theirs).lower() != str(link).lower():
-            self._problem(
-                f"parent {parent.path} has UUID {theirs}, this differencing image expects "
-                f"{link} (uuidLinkage)",
-                "header.uuidLinkage",
-                where,
-            )
+            self.problem("header.uuidLinkage", where, f"parent {parent.path} has UUID {theirs}, this differencing image expects "
+                f"{link} (uuidLinkage)")
         if isinstance(parent, VdiImage):
             pm = self.uuid_parent_modify
             if pm is not None and pm != parent.uuid_modify:

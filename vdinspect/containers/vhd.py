@@ -294,12 +294,7 @@ class VhdImage(Image):
         self._read_footers()
         f = self.footer
         if f.disk_type not in (FIXED, DYNAMIC, DIFFERENCING):
-            self._fail(
-                UnsupportedFeature,
-                f"disk type {f.disk_type} ({DISK_TYPES.get(f.disk_type, 'unknown')})",
-                "footer.disk_type",
-                self.footer_offset + 60,
-            )
+            self.fail(UnsupportedFeature, f"disk type {f.disk_type} ({DISK_TYPES.get(f.disk_type, 'unknown')})", "footer.disk_type", self.footer_offset + 60)
         self.disk_type = f.disk_type
         self.subformat = DISK_TYPES[f.disk_type]
         self.size_chs = chs_size(f)
@@ -308,14 +303,9 @@ class VhdImage(Image):
         chosen = self.size_chs if self.size_rule == "chs" else self.size_current
         self.size = chosen // SECTOR * SECTOR
         if self.size > MAX_VIRTUAL_SIZE:
-            self._fail(
-                CorruptImage,
-                f"virtual size {self.size} is absurd ({self.size_rule} rule)",
-                "footer.current_size"
+            self.fail(CorruptImage, f"virtual size {self.size} is absurd ({self.size_rule} rule)", "footer.current_size"
                 if self.size_rule == "current_size"
-                else "footer.disk_geometry",
-                self.footer_offset + (48 if self.size_rule == "current_size" else 56),
-            )
+                else "footer.disk_geometry", self.footer_offset + (48 if self.size_rule == "current_size" else 56))
         if self.disk_type == FIXED:
             self._open_fixed()
         else:
@@ -324,30 +314,20 @@ class VhdImage(Image):
             raise self._deferred
 
     # --- footer --------------------------------------------------------------------
-    def _fail(self, exc_type, message: str, structure: str, offset: int | None):
-        raise exc_type(message, path=self.path, structure=structure, offset=offset)
 
-    def _problem(
-        self, message: str, structure: str, offset: int | None, *, defer: bool = False
-    ) -> None:
-        """A contradiction in the metadata: CorruptImage when strict, a finding otherwise.
-
-        ``defer``: a fault salvage mode works around (a checksum, a lost footer) is raised
-        only after the rest of the metadata is checked, so a fatal fault is named first.
-        """
-        if self.strict:
-            err = CorruptImage(message, path=self.path, structure=structure, offset=offset)
-            if not defer:
-                raise err
-            if self._deferred is None:
-                self._deferred = err
+    def _deferred_problem(self, structure: str, offset: int | None, message: str) -> None:
+        """A fault salvage mode works around (a checksum, a lost footer): under strict it is
+        raised only after the rest of the metadata is checked, so a fatal fault is named first."""
+        if self.strict and self._deferred is None:
+            self._deferred = CorruptImage(message, path=self.path, structure=structure,
+                                          offset=offset)
         self.finding("error", structure, offset, message)
 
     def _read_footers(self) -> None:
         f = self.file
         n = f.size
         if n < OLD_FOOTER_SIZE:
-            self._fail(NotRecognized, f"file is {n} bytes, shorter than a VHD footer", "footer", 0)
+            self.fail(NotRecognized, f"file is {n} bytes, shorter than a VHD footer", "footer", 0)
         tail = f.read(n - min(n, FOOTER_SIZE), min(n, FOOTER_SIZE))
         end = None  # (offset, raw 512 bytes, length on disk)
         if len(tail) == FOOTER_SIZE and tail[:8] == COOKIE:
@@ -365,37 +345,22 @@ class VhdImage(Image):
         end_ok = end is not None and self._checksum_ok(end[1])
         copy_ok = copy is not None and self._checksum_ok(copy)
         if end is None and copy is None:
-            self._fail(
-                NotRecognized,
-                'no "conectix" footer at the end of the file or copy at its start',
-                "footer",
-                max(0, n - FOOTER_SIZE),
-            )
+            self.fail(NotRecognized, 'no "conectix" footer at the end of the file or copy at its start', "footer", max(0, n - FOOTER_SIZE))
         self.footer_from_copy = end is None or (not end_ok and copy_ok)
         self.tail_footer = None if end is None else (end[0], end[2])  # (offset, length) at the end
         if self.footer_from_copy:
             # the footer at the end is missing or damaged, the copy at offset 0 is intact
             what = "missing" if end is None else "damaged (bad checksum)"
             at = max(0, n - FOOTER_SIZE) if end is None else end[0]
-            self._problem(
-                f"the footer at the end of the file is {what}; the copy at offset 0 "
-                "is intact (strict=False reads the disk with it)",
-                "footer",
-                at,
-                defer=True,
-            )
+            self._deferred_problem("footer", at, f"the footer at the end of the file is {what}; the copy at offset 0 "
+                "is intact (strict=False reads the disk with it)")
             raw, self.footer_offset, self.footer_length = copy, 0, FOOTER_SIZE
         else:
             raw, self.footer_offset, self.footer_length = end[1], end[0], end[2]
             if not end_ok:
-                self._problem(
-                    f"footer checksum is {self._stored(raw):#010x}, the bytes sum to "
+                self._deferred_problem("footer", self.footer_offset, f"footer checksum is {self._stored(raw):#010x}, the bytes sum to "
                     f"{vhd_checksum(raw, FOOTER_CHECKSUM_AT):#010x}"
-                    + ("; the copy at offset 0 is bad too" if copy is not None else ""),
-                    "footer",
-                    self.footer_offset,
-                    defer=True,
-                )
+                    + ("; the copy at offset 0 is bad too" if copy is not None else ""))
         self.footer_raw = raw
         self.footer = HardDiskFooter.parse(raw)
         self.header = self.footer
@@ -440,83 +405,46 @@ class VhdImage(Image):
     def _open_fixed(self) -> None:
         self.data_area = self.footer_offset  # the guest's bytes are all before the footer
         if self.data_area < self.size:
-            self._problem(
-                f"fixed disk holds {self.data_area} data bytes, the virtual size is "
-                f"{self.size} ({self.size_rule} rule): the file is truncated",
-                "data",
-                self.data_area,
-            )
+            self.problem("data", self.data_area, f"fixed disk holds {self.data_area} data bytes, the virtual size is "
+                f"{self.size} ({self.size_rule} rule): the file is truncated")
 
     # --- dynamic and differencing disks --------------------------------------------
     def _open_dynamic(self) -> None:
         f, n = self.file, self.file.size
         off = self.footer.data_offset
         if off + HEADER_CHECKSUM_AT + 4 > n:
-            self._fail(
-                CorruptImage,
-                f"dynamic disk header at {off:#x} lies past the end of the file ({n} bytes)",
-                "footer.data_offset",
-                self.footer_offset + 16,
-            )
+            self.fail(CorruptImage, f"dynamic disk header at {off:#x} lies past the end of the file ({n} bytes)", "footer.data_offset", self.footer_offset + 16)
         have = min(DYNAMIC_HEADER_SIZE, n - off)
         raw = f.read(off, have) + bytes(DYNAMIC_HEADER_SIZE - have)
         h = DynamicDiskHeader.parse(raw)
         if h.cookie != DYNAMIC_COOKIE:
-            self._fail(
-                CorruptImage,
-                f'dynamic disk header cookie is {h.cookie!r}, not "cxsparse"',
-                "dynamic disk header",
-                off,
-            )
+            self.fail(CorruptImage, f'dynamic disk header cookie is {h.cookie!r}, not "cxsparse"', "dynamic disk header", off)
         if have < DYNAMIC_HEADER_SIZE:
-            self._problem(
-                f"dynamic disk header cut short: {have} of {DYNAMIC_HEADER_SIZE} bytes in the "
-                "file (the rest reads as zeros)",
-                "dynamic disk header",
-                off,
-                defer=True,
-            )
+            self._deferred_problem("dynamic disk header", off, f"dynamic disk header cut short: {have} of {DYNAMIC_HEADER_SIZE} bytes in the "
+                "file (the rest reads as zeros)")
         stored = int.from_bytes(raw[HEADER_CHECKSUM_AT : HEADER_CHECKSUM_AT + 4], "big")
         if stored != vhd_checksum(raw, HEADER_CHECKSUM_AT):
-            self._problem(
-                f"dynamic disk header checksum is {stored:#010x}, the bytes sum to "
-                f"{vhd_checksum(raw, HEADER_CHECKSUM_AT):#010x}",
-                "dynamic disk header",
-                off,
-                defer=True,
-            )
+            self._deferred_problem("dynamic disk header", off, f"dynamic disk header checksum is {stored:#010x}, the bytes sum to "
+                f"{vhd_checksum(raw, HEADER_CHECKSUM_AT):#010x}")
         self.dynamic_header = h
         self.dynamic_header_offset = off
         self.dynamic_header_raw = raw
         bs = h.block_size
         if bs < SECTOR or bs & (bs - 1):
-            self._fail(
-                CorruptImage,
-                f"block size {bs} is not a power of two of at least 512",
-                "dynamic disk header.block_size",
-                off + 32,
-            )
+            self.fail(CorruptImage, f"block size {bs} is not a power of two of at least 512", "dynamic disk header.block_size", off + 32)
         self.block_size = self.cluster_size = bs
         self.sectors_per_block = bs // SECTOR
         self.bitmap_size = -(-self.sectors_per_block // 8 // SECTOR) * SECTOR or SECTOR
         mte = h.max_table_entries
         if h.table_offset + mte * 4 > n:
-            self._problem(
-                f"Max Table Entries too large ({mte}): a BAT of {mte * 4} "
-                f"bytes at {h.table_offset:#x} does not fit in the {n}-byte file",
-                "dynamic disk header.max_table_entries",
-                off + 28,
-            )
+            self.problem("dynamic disk header.max_table_entries", off + 28, f"Max Table Entries too large ({mte}): a BAT of {mte * 4} "
+                f"bytes at {h.table_offset:#x} does not fit in the {n}-byte file")
             # salvage: the entries the disk needs, as far as the file holds them
             mte = min(-(-self.size // bs), max(0, n - h.table_offset) // 4)
         self.blocks_needed = -(-self.size // bs)
         if mte < self.blocks_needed:
-            self._problem(
-                f"BAT has {mte} entries, {self.blocks_needed} blocks of {bs} bytes "
-                f"are needed for {self.size} bytes (page table too small)",
-                "dynamic disk header.max_table_entries",
-                off + 28,
-            )
+            self.problem("dynamic disk header.max_table_entries", off + 28, f"BAT has {mte} entries, {self.blocks_needed} blocks of {bs} bytes "
+                f"are needed for {self.size} bytes (page table too small)")
         self.bat_offset = h.table_offset
         raw_bat = f.read(h.table_offset, mte * 4) if mte else b""
         self.bat = np.frombuffer(raw_bat, dtype=BAT_ENTRY)
@@ -524,13 +452,9 @@ class VhdImage(Image):
         ends = self.bat[used].astype(np.int64) * SECTOR + self.bitmap_size + bs
         past = used[ends > n]
         for i in past[:1].tolist():
-            self._problem(
-                f"BAT entry {i} puts its block at {int(self.bat[i]) * SECTOR:#x}, "
+            self.problem("BAT", h.table_offset + 4 * i, f"BAT entry {i} puts its block at {int(self.bat[i]) * SECTOR:#x}, "
                 f"which runs past the end of the file ({n} bytes)"
-                + (f"; {len(past)} such entries" if len(past) > 1 else ""),
-                "BAT",
-                h.table_offset + 4 * i,
-            )
+                + (f"; {len(past)} such entries" if len(past) > 1 else ""))
         if self.disk_type == DIFFERENCING:
             self._read_parent_locators()
 
@@ -544,12 +468,8 @@ class VhdImage(Image):
             where = self.dynamic_header_offset + LOCATORS_AT + 24 * i
             length = e.platform_data_length
             if e.platform_data_offset + length > n or length > 64 * 1024:
-                self._problem(
-                    f"parent locator {i} ({_code(e.platform_code)}): {length} bytes at "
-                    f"{e.platform_data_offset:#x} lie outside the file",
-                    "parent locator",
-                    where,
-                )
+                self.problem("parent locator", where, f"parent locator {i} ({_code(e.platform_code)}): {length} bytes at "
+                    f"{e.platform_data_offset:#x} lie outside the file")
                 self.locators.append(ParentLocator(i, e, None))
                 continue
             data = self.file.read(e.platform_data_offset, length)
@@ -682,11 +602,7 @@ class VhdImage(Image):
             return None
         paths = self.parent_paths()
         if not paths:
-            self._problem(
-                "differencing disk names no parent (no locator, no parent name)",
-                "dynamic disk header",
-                self.dynamic_header_offset + 64,
-            )
+            self.problem("dynamic disk header", self.dynamic_header_offset + 64, "differencing disk names no parent (no locator, no parent name)")
             return None
         return ParentHint(
             path=paths[0],
@@ -703,19 +619,11 @@ class VhdImage(Image):
         """The parent's footer unique_id must be the child's parent_unique_id."""
         where = self.dynamic_header_offset + 40
         if not isinstance(parent, VhdImage):
-            self._problem(
-                f"parent {parent.path} is a {parent.format} image, not a VHD",
-                "dynamic disk header.parent_unique_id",
-                where,
-            )
+            self.problem("dynamic disk header.parent_unique_id", where, f"parent {parent.path} is a {parent.format} image, not a VHD")
             return
         if parent.unique_id != self.parent_unique_id:
-            self._problem(
-                f"parent {parent.path} has unique id {parent.unique_id}, this "
-                f"differencing disk expects {self.parent_unique_id}",
-                "dynamic disk header.parent_unique_id",
-                where,
-            )
+            self.problem("dynamic disk header.parent_unique_id", where, f"parent {parent.path} has unique id {parent.unique_id}, this "
+                f"differencing disk expects {self.parent_unique_id}")
         ts = self.dynamic_header.parent_time_stamp
         if ts and ts != parent.footer.time_stamp:
             self.finding(

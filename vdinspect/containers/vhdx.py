@@ -480,38 +480,26 @@ class VhdxImage(Image):
         self._read_bat()
 
     # --- helpers ---------------------------------------------------------------------
-    def _fail(self, exc_type, message: str, structure: str, offset: int | None):
-        raise exc_type(message, path=self.path, structure=structure, offset=offset)
 
     def _problem(self, structure: str, offset: int | None, message: str) -> None:
         """A contradiction: CorruptImage under strict, an error finding in salvage mode."""
         if self.strict:
-            self._fail(CorruptImage, message, structure, offset)
+            self.fail(CorruptImage, message, structure, offset)
         self.finding("error", structure, offset, message)
 
     def _host_read(self, offset: int, length: int, structure: str, source=None) -> bytes:
         src = source if source is not None else self.host
         if offset < 0 or length < 0 or offset + length > src.size:
-            self._fail(
-                CorruptImage,
-                f"{structure} ({length} bytes) runs past the end of the file ({src.size} bytes)",
-                structure,
-                offset,
-            )
+            self.fail(CorruptImage, f"{structure} ({length} bytes) runs past the end of the file ({src.size} bytes)", structure, offset)
         return src.read(offset, length)
 
     # --- header section --------------------------------------------------------------
     def _parse_file_identifier(self) -> None:
         f = self.file
         if f.size < 8 or f.read(0, 8) != SIGNATURE:
-            self._fail(NotRecognized, "no vhdxfile signature", "file identifier", 0)
+            self.fail(NotRecognized, "no vhdxfile signature", "file identifier", 0)
         if f.size < HEADER_SECTION:
-            self._fail(
-                CorruptImage,
-                f"file is {f.size} bytes, shorter than the 1 MiB header section",
-                "header section",
-                0,
-            )
+            self.fail(CorruptImage, f"file is {f.size} bytes, shorter than the 1 MiB header section", "header section", 0)
         self.file_identifier = FileIdentifier.parse(f.read(0, FileIdentifier.sizeof()))
         self.creator = _utf16(self.file_identifier.creator)
 
@@ -560,15 +548,10 @@ class VhdxImage(Image):
             )
         else:
             if self.strict:
-                self._fail(CorruptImage, "neither header is valid", "header", HEADER_OFFSETS[0])
+                self.fail(CorruptImage, "neither header is valid", "header", HEADER_OFFSETS[0])
             sig = [h.signature == b"head" for h in self.headers]
             if not any(sig):
-                self._fail(
-                    CorruptImage,
-                    "neither header has the head signature",
-                    "header",
-                    HEADER_OFFSETS[0],
-                )
+                self.fail(CorruptImage, "neither header has the head signature", "header", HEADER_OFFSETS[0])
             seqs = [h.sequence_number if s else -1 for h, s in zip(self.headers, sig)]
             cur = 0 if seqs[0] >= seqs[1] else 1
             self.finding(
@@ -595,23 +578,13 @@ class VhdxImage(Image):
         if not self.has_log or h.log_length == 0:
             return
         if h.log_version != 0:
-            self._fail(
-                UnsupportedFeature, f"log version {h.log_version}", "header.log_version", hoff + 64
-            )
+            self.fail(UnsupportedFeature, f"log version {h.log_version}", "header.log_version", hoff + 64)
         if h.log_offset % M or h.log_offset < HEADER_SECTION or h.log_length % M:
-            self._problem(
-                "header",
-                hoff,
-                f"log at {h.log_offset:#x} (+{h.log_length:#x}) is not 1 MiB-aligned "
-                "or lies in the header section",
-            )
+            self.problem("header", hoff, f"log at {h.log_offset:#x} (+{h.log_length:#x}) is not 1 MiB-aligned "
+                "or lies in the header section")
             return
         if h.log_offset + h.log_length > self.file.size:
-            self._problem(
-                "log",
-                h.log_offset,
-                f"log ({h.log_length} bytes) runs past the end of the file ({self.file.size})",
-            )
+            self.problem("log", h.log_offset, f"log ({h.log_length} bytes) runs past the end of the file ({self.file.size})")
             return
         active = self._find_active_sequence()
         if not active:
@@ -657,12 +630,7 @@ class VhdxImage(Image):
         budget[0] -= n
         if budget[0] < 0:
             if self.strict:
-                self._fail(
-                    CorruptImage,
-                    "log entries claim more bytes than the log could hold; giving up the scan",
-                    "log",
-                    h.log_offset + pos,
-                )
+                self.fail(CorruptImage, "log entries claim more bytes than the log could hold; giving up the scan", "log", h.log_offset + pos)
             return None
         body = self._log_bytes(pos, n)
         if not checksum_ok(body):
@@ -754,30 +722,18 @@ class VhdxImage(Image):
         data_sectors = zero_ranges = 0
         for e in active:
             if e.raw.flushed_file_offset > file_size:
-                self._problem(
-                    "log",
-                    h.log_offset + e.log_offset,
-                    f"log entry {e.sequence_number} says the file was "
-                    f"{e.raw.flushed_file_offset} bytes, but it is {file_size}: truncated",
-                )
+                self.problem("log", h.log_offset + e.log_offset, f"log entry {e.sequence_number} says the file was "
+                    f"{e.raw.flushed_file_offset} bytes, but it is {file_size}: truncated")
             if e.raw.last_file_offset > MAX_FILE_OFFSET:
-                self._problem(
-                    "log",
-                    h.log_offset + e.log_offset,
-                    f"log entry {e.sequence_number} has an absurd LastFileOffset",
-                )
+                self.problem("log", h.log_offset + e.log_offset, f"log entry {e.sequence_number} has an absurd LastFileOffset")
                 return
             k = 0
             for kind, d in e.descriptors:
                 if d.file_offset > MAX_FILE_OFFSET or (
                     kind == "zero" and d.file_offset + d.zero_length > MAX_FILE_OFFSET
                 ):
-                    self._problem(
-                        "log",
-                        h.log_offset + e.log_offset,
-                        f"log entry {e.sequence_number} writes at an absurd offset "
-                        f"{d.file_offset:#x}",
-                    )
+                    self.problem("log", h.log_offset + e.log_offset, f"log entry {e.sequence_number} writes at an absurd offset "
+                        f"{d.file_offset:#x}")
                     return
                 if kind == "data":
                     self.host.write(d.file_offset, e.sectors[k])
@@ -848,7 +804,7 @@ class VhdxImage(Image):
                 "falling back to region table 2 (region table 1 is not valid)",
             )
         else:
-            self._fail(CorruptImage, "neither region table is valid", "region table", 192 * K)
+            self.fail(CorruptImage, "neither region table is valid", "region table", 192 * K)
         self.current_region_table = cur
         self.region_table, self.regions = tables[cur][0], tables[cur][1]
         found: dict[bytes, object] = {}
@@ -856,48 +812,28 @@ class VhdxImage(Image):
             where = REGION_TABLE_OFFSETS[cur] + 16 + 32 * i
             known = r.guid in REGION_NAMES
             if known and r.guid in found:
-                self._fail(
-                    CorruptImage,
-                    f"{REGION_NAMES[r.guid]} region listed twice",
-                    "region table entry",
-                    where,
-                )
+                self.fail(CorruptImage, f"{REGION_NAMES[r.guid]} region listed twice", "region table entry", where)
             if not known:
                 if r.flags & 1:
-                    self._fail(
-                        UnsupportedFeature,
-                        f"required region {guid_str(r.guid)} is not understood",
-                        "region table entry",
-                        where,
-                    )
+                    self.fail(UnsupportedFeature, f"required region {guid_str(r.guid)} is not understood", "region table entry", where)
                 continue
             found[r.guid] = r
             name = REGION_NAMES[r.guid]
             if r.file_offset % M or r.length % M or r.file_offset < HEADER_SECTION or not r.length:
-                self._fail(
-                    CorruptImage,
-                    f"{name} region at {r.file_offset:#x} (+{r.length:#x}) is not "
-                    "1 MiB-aligned or lies in the header section",
-                    "region table entry",
-                    where,
-                )
+                self.fail(CorruptImage, f"{name} region at {r.file_offset:#x} (+{r.length:#x}) is not "
+                    "1 MiB-aligned or lies in the header section", "region table entry", where)
             if r.file_offset + r.length > self.host.size:
                 msg = (f"{name} region ({r.length} bytes) runs past the end of the file "
                        f"({self.host.size} bytes)")
                 if r.file_offset < self.host.size and r.length <= MAX_SALVAGED_REGION:
                     # the file is cut short inside the region: salvage mode keeps what it
                     # holds of it (every read is checked)
-                    self._problem(f"{name} region", r.file_offset, msg)
+                    self.problem(f"{name} region", r.file_offset, msg)
                 else:
-                    self._fail(CorruptImage, msg, f"{name} region", r.file_offset)
+                    self.fail(CorruptImage, msg, f"{name} region", r.file_offset)
         for g in (BAT_GUID, METADATA_GUID):
             if g not in found:
-                self._fail(
-                    CorruptImage,
-                    f"no {REGION_NAMES[g]} region in the region table",
-                    "region table",
-                    REGION_TABLE_OFFSETS[cur],
-                )
+                self.fail(CorruptImage, f"no {REGION_NAMES[g]} region in the region table", "region table", REGION_TABLE_OFFSETS[cur])
         self.bat_region = found[BAT_GUID]
         self.metadata_region = found[METADATA_GUID]
         spans = [
@@ -909,7 +845,7 @@ class VhdxImage(Image):
         spans.sort()
         for (_a0, a1, an), (b0, _, bn) in zip(spans, spans[1:]):
             if b0 < a1:
-                self._problem(f"{bn} region", b0, f"{bn} region overlaps the {an} region")
+                self.problem(f"{bn} region", b0, f"{bn} region overlaps the {an} region")
 
     # --- metadata --------------------------------------------------------------------
     def _parse_metadata(self) -> None:
@@ -918,14 +854,9 @@ class VhdxImage(Image):
         table = self._host_read(base, min(METADATA_TABLE_SIZE, mr.length), "metadata table")
         mh = MetadataTableHeader.parse(table)
         if mh.signature != b"metadata":
-            self._fail(CorruptImage, "bad metadata table signature", "metadata table", base)
+            self.fail(CorruptImage, "bad metadata table signature", "metadata table", base)
         if mh.entry_count > MAX_TABLE_ENTRIES:
-            self._fail(
-                CorruptImage,
-                f"{mh.entry_count} metadata entries (at most 2047)",
-                "metadata table",
-                base,
-            )
+            self.fail(CorruptImage, f"{mh.entry_count} metadata entries (at most 2047)", "metadata table", base)
         self.metadata_table = mh
         self.metadata_entries = []
         items: dict[bytes, bytes] = {}
@@ -936,49 +867,24 @@ class VhdxImage(Image):
             name = METADATA_NAMES.get(me.item_id)
             if name is None:
                 if me.flags & 4:
-                    self._fail(
-                        UnsupportedFeature,
-                        f"required metadata item {guid_str(me.item_id)} is not understood",
-                        "metadata table entry",
-                        where,
-                    )
+                    self.fail(UnsupportedFeature, f"required metadata item {guid_str(me.item_id)} is not understood", "metadata table entry", where)
                 continue
             if me.item_id in items:
-                self._fail(
-                    CorruptImage,
-                    f"metadata item {name} listed twice",
-                    "metadata table entry",
-                    where,
-                )
+                self.fail(CorruptImage, f"metadata item {name} listed twice", "metadata table entry", where)
             if me.length > MAX_ITEM_LENGTH or (
                 me.length and (me.offset < METADATA_TABLE_SIZE or me.offset + me.length > mr.length)
             ):
-                self._fail(
-                    CorruptImage,
-                    f"metadata item {name} at +{me.offset:#x} ({me.length} bytes) lies "
-                    "outside the metadata region",
-                    "metadata table entry",
-                    where,
-                )
+                self.fail(CorruptImage, f"metadata item {name} at +{me.offset:#x} ({me.length} bytes) lies "
+                    "outside the metadata region", "metadata table entry", where)
             items[me.item_id] = self._host_read(base + me.offset, me.length, f"metadata {name}")
         for g in REQUIRED_ITEMS:
             if g not in items:
-                self._fail(
-                    CorruptImage,
-                    f"required metadata item {METADATA_NAMES[g]} is missing",
-                    "metadata table",
-                    base,
-                )
+                self.fail(CorruptImage, f"required metadata item {METADATA_NAMES[g]} is missing", "metadata table", base)
 
         def need(g: bytes, n: int) -> bytes:
             v = items[g]
             if len(v) < n:
-                self._fail(
-                    CorruptImage,
-                    f"metadata item {METADATA_NAMES[g]} is {len(v)} bytes, {n} needed",
-                    f"metadata {METADATA_NAMES[g]}",
-                    base,
-                )
+                self.fail(CorruptImage, f"metadata item {METADATA_NAMES[g]} is {len(v)} bytes, {n} needed", f"metadata {METADATA_NAMES[g]}", base)
             return v
 
         fp = FileParameters.parse(need(FILE_PARAMETERS_GUID, 8))
@@ -994,19 +900,9 @@ class VhdxImage(Image):
         self.metadata_items = items
         bs = self.block_size
         if bs < M or bs > 256 * M or bs & (bs - 1):
-            self._fail(
-                CorruptImage,
-                f"block size {bs} is not a power of 2 in 1 MiB..256 MiB",
-                "metadata file parameters",
-                base,
-            )
+            self.fail(CorruptImage, f"block size {bs} is not a power of 2 in 1 MiB..256 MiB", "metadata file parameters", base)
         if self.logical_sector_size not in (512, 4096):
-            self._fail(
-                CorruptImage,
-                f"logical sector size {self.logical_sector_size} (512 or 4096 expected)",
-                "metadata logical sector size",
-                base,
-            )
+            self.fail(CorruptImage, f"logical sector size {self.logical_sector_size} (512 or 4096 expected)", "metadata logical sector size", base)
         if self.physical_sector_size not in (512, 4096):
             self.finding(
                 "warning",
@@ -1016,12 +912,7 @@ class VhdxImage(Image):
             )
         vs = self.virtual_disk_size
         if vs > MAX_VIRTUAL_SIZE or vs % self.logical_sector_size:
-            self._fail(
-                CorruptImage,
-                f"virtual disk size {vs} is above 64 TiB or not a multiple of the sector size",
-                "metadata virtual disk size",
-                base,
-            )
+            self.fail(CorruptImage, f"virtual disk size {vs} is above 64 TiB or not a multiple of the sector size", "metadata virtual disk size", base)
         self.size = vs
         self.cluster_size = bs
         self.parent_locator: dict[str, str] = {}
@@ -1029,26 +920,16 @@ class VhdxImage(Image):
         if PARENT_LOCATOR_GUID in items:
             self._parse_parent_locator(items[PARENT_LOCATOR_GUID], base)
         elif self.has_parent:
-            self._fail(
-                CorruptImage,
-                "HasParent is set but there is no parent locator",
-                "metadata table",
-                base,
-            )
+            self.fail(CorruptImage, "HasParent is set but there is no parent locator", "metadata table", base)
 
     def _parse_parent_locator(self, data: bytes, base: int) -> None:
         where = "metadata parent locator"
         if len(data) < ParentLocatorHeader.sizeof():
-            self._fail(CorruptImage, "parent locator shorter than its header", where, base)
+            self.fail(CorruptImage, "parent locator shorter than its header", where, base)
         ph = ParentLocatorHeader.parse(data)
         self.parent_locator_type = guid_str(ph.locator_type)
         if 20 + 12 * ph.key_value_count > len(data):
-            self._fail(
-                CorruptImage,
-                f"{ph.key_value_count} parent locator entries do not fit in {len(data)} bytes",
-                where,
-                base,
-            )
+            self.fail(CorruptImage, f"{ph.key_value_count} parent locator entries do not fit in {len(data)} bytes", where, base)
         out: dict[str, str] = {}
         for i in range(ph.key_value_count):
             e = ParentLocatorEntry.parse(data[20 + 12 * i : 32 + 12 * i])
@@ -1058,9 +939,7 @@ class VhdxImage(Image):
                 or e.key_length % 2
                 or e.value_length % 2
             ):
-                self._fail(
-                    CorruptImage, f"parent locator entry {i} points outside the item", where, base
-                )
+                self.fail(CorruptImage, f"parent locator entry {i} points outside the item", where, base)
             key = data[e.key_offset : e.key_offset + e.key_length].decode("utf-16-le", "replace")
             val = data[e.value_offset : e.value_offset + e.value_length].decode(
                 "utf-16-le", "replace"
@@ -1083,12 +962,7 @@ class VhdxImage(Image):
         self.bat_entries = nentries
         br = self.bat_region
         if nentries * 8 > br.length:
-            self._fail(
-                CorruptImage,
-                f"BAT region of {br.length} bytes is too small for {nentries} entries",
-                "BAT",
-                br.file_offset,
-            )
+            self.fail(CorruptImage, f"BAT region of {br.length} bytes is too small for {nentries} entries", "BAT", br.file_offset)
         have = nentries
         cut = br.file_offset + nentries * 8 > self.host.size
         if cut and not self.strict and nentries <= MAX_SALVAGED_BAT:
@@ -1193,7 +1067,7 @@ class VhdxImage(Image):
                     yield from self._partial_runs(b + a, vs, ve)
                 elif c == B_DAMAGED:
                     k = b + a
-                    self._problem("BAT", self._bat_entry_offset(k), self._block_problem(k))
+                    self.problem("BAT", self._bat_entry_offset(k), self._block_problem(k))
                     yield Run(vs, ve - vs, DAMAGED)
                 elif c == B_ZERO:
                     yield Run(vs, ve - vs, ZERO)
@@ -1207,8 +1081,7 @@ class VhdxImage(Image):
             if room > 0:
                 yield Run(vs, room, DATA, host_file=self.path, host_offset=host, source=self.host)
             # the file is cut short: QEMU reads zeros, we do not invent them
-            self._problem("payload block", max(host, self.host.size),
-                          f"payload block data for disk bytes {vs + max(room, 0):#x}..{ve:#x} "
+            self.problem("payload block", max(host, self.host.size), f"payload block data for disk bytes {vs + max(room, 0):#x}..{ve:#x} "
                           f"lies past the end of the file ({self.host.size} bytes): the file "
                           "is cut short")
             yield Run(vs + max(room, 0), ve - vs - max(room, 0), DAMAGED)
@@ -1292,7 +1165,7 @@ class VhdxImage(Image):
                 "changed after this differencing file was made"
             )
             if self.strict:
-                self._fail(CorruptImage, msg, "parent locator", None)
+                self.fail(CorruptImage, msg, "parent locator", None)
             self.finding("error", "parent locator", None, msg)
         if parent.size != self.size:
             self.finding(

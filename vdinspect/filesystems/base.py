@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
+from ..findings import Findings
 from ..io import ByteSource, Concat, Zero, all_zero
 from ..progress import Progress, reporter
 
@@ -107,7 +108,7 @@ FILES_COLUMNS = ["path", "name", "parent", "kind", "size", "allocated", "mode", 
                  "recoverable", "target"]
 
 
-class FileSystem:
+class FileSystem(Findings):
     """Base class of the filesystem drivers (FAT, exFAT, ext, NTFS).
 
     ``case_sensitive`` says how ``lookup`` compares names. Subclasses set ``fstype``
@@ -123,7 +124,6 @@ class FileSystem:
         self.source = source
         self.name = name or source.name
         self.strict = strict
-        self.findings: list[dict] = []
 
     # --- what a driver provides ----------------------------------------------------
     def root(self) -> Entry:
@@ -153,16 +153,11 @@ class FileSystem:
 
     def check(self) -> list[dict]:
         """Findings: rows with severity, structure, host_offset, message."""
-        return list(self.findings)
+        return self.findings_rows()
 
     def structures(self) -> list[dict]:
         """On-disk structures as rows name, host_offset, length, description."""
         return []
-
-    def finding(self, severity: str, structure: str, offset: int | None, message: str) -> None:
-        row = dict(severity=severity, structure=structure, host_offset=offset, message=message)
-        if row not in self.findings:
-            self.findings.append(row)
 
     # --- paths ----------------------------------------------------------------------
     def _same(self, a: str, b: str) -> bool:

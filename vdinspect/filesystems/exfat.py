@@ -267,8 +267,6 @@ class ExfatFileSystem(FileSystem):
         self._scan_root()
 
     # --- boot region -------------------------------------------------------------------
-    def _err(self, msg: str, structure: str, offset: int | None) -> CorruptImage:
-        return CorruptImage(msg, path=self.name, structure=structure, offset=offset)
 
     def _region_problem(self, base: int) -> tuple[str | None, bytes, int]:
         """(why the boot region at ``base`` is unusable or None, its 12 sectors, sector size)."""
@@ -334,14 +332,12 @@ class ExfatFileSystem(FileSystem):
         self.max_cluster = self.clusters + 1
         self.uuid = f"{b.VolumeSerialNumber >> 16:04X}-{b.VolumeSerialNumber & 0xFFFF:04X}"
         if b.NumberOfFats not in (1, 2):
-            raise self._err(f"NumberOfFats is {b.NumberOfFats}", "boot sector", 110)
+            self.fail(CorruptImage, f"NumberOfFats is {b.NumberOfFats}", "boot sector", 110)
         fat_end = (b.FatOffset + b.NumberOfFats * b.FatLength) * ss
         if b.FatOffset < 24 or fat_end > self.heap_offset:
-            raise self._err(
-                "the FAT is not between the boot regions and the heap", "boot sector", 80
-            )
+            self.fail(CorruptImage, "the FAT is not between the boot regions and the heap", "boot sector", 80)
         if b.FatLength * ss // 4 < self.clusters + 2:
-            raise self._err("the FAT is smaller than the cluster count needs", "boot sector", 84)
+            self.fail(CorruptImage, "the FAT is smaller than the cluster count needs", "boot sector", 84)
         heap_end = self.heap_offset + self.clusters * self.cluster_size
         if b.VolumeLength * ss < heap_end:
             self.finding("warning", "boot sector", 72, "the cluster heap ends past VolumeLength")
@@ -351,7 +347,7 @@ class ExfatFileSystem(FileSystem):
                 f"{self.source.size} are present"
             )
             if self.strict:
-                raise self._err(msg, "boot sector", 92)
+                self.fail(CorruptImage, msg, "boot sector", 92)
             self.finding("error", "boot sector", 92, msg)
         self.active = b.VolumeFlags & VOL_ACTIVE_FAT if b.NumberOfFats == 2 else 0
         size = b.FatLength * ss
@@ -371,7 +367,7 @@ class ExfatFileSystem(FileSystem):
         self.max_cluster = min(self.max_cluster, self.fat.limit - 1)
         rc = b.FirstClusterOfRootDirectory
         if not 2 <= rc <= self.max_cluster:
-            raise self._err(f"root directory cluster {rc} is out of range", "boot sector", 96)
+            self.fail(CorruptImage, f"root directory cluster {rc} is out of range", "boot sector", 96)
 
     # --- geometry ---------------------------------------------------------------------------
     def cluster_offset(self, c: int) -> int:
@@ -456,11 +452,7 @@ class ExfatFileSystem(FileSystem):
         if want not in bitmaps:
             msg = "no allocation bitmap entry in the root directory"
             if self.strict:
-                raise self._err(
-                    msg,
-                    "root directory",
-                    self.cluster_offset(self.boot.FirstClusterOfRootDirectory),
-                )
+                self.fail(CorruptImage, msg, "root directory", self.cluster_offset(self.boot.FirstClusterOfRootDirectory))
             self.finding(
                 "error", "root directory", None, msg + "; every cluster is treated as in use"
             )
@@ -483,7 +475,7 @@ class ExfatFileSystem(FileSystem):
         if bm.DataLength < need:
             msg = f"the allocation bitmap has {bm.DataLength} bytes, {need} are needed"
             if self.strict:
-                raise self._err(msg, "allocation bitmap entry", off)
+                self.fail(CorruptImage, msg, "allocation bitmap entry", off)
             self.finding("error", "allocation bitmap entry", off, msg)
         eff = self.max_cluster - 1  # clusters the FAT (and so the volume) really has
         length = min(bm.DataLength, need, (eff + 7) // 8)
@@ -492,7 +484,7 @@ class ExfatFileSystem(FileSystem):
         if problem:
             msg = f"allocation bitmap: {problem}"
             if self.strict:
-                raise self._err(msg, "allocation bitmap", off)
+                self.fail(CorruptImage, msg, "allocation bitmap", off)
             self.finding("error", "allocation bitmap", off, msg)
         src = cluster_source(
             self.source, self.heap_offset, self.cluster_size, self._readable(runs), length, "bitmap"

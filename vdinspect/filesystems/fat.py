@@ -557,8 +557,6 @@ class FatFileSystem(FileSystem):
         self.label = self._root_label or self._boot_label
 
     # --- opening -----------------------------------------------------------------------
-    def _err(self, msg: str, structure: str, offset: int | None) -> CorruptImage:
-        return CorruptImage(msg, path=self.name, structure=structure, offset=offset)
 
     def _read_boot(self) -> None:
         src = self.source
@@ -611,12 +609,8 @@ class FatFileSystem(FileSystem):
         self.heap_offset = self.root_offset + root_secs * ssize  # cluster 2
         data_secs = total - (b.BPB_RsvdSecCnt + b.BPB_NumFATs * fatsz + root_secs)
         if data_secs <= 0:
-            raise self._err(
-                f"the FATs and root directory ({total - data_secs} sectors) "
-                f"do not fit in the volume ({total} sectors)",
-                "BPB",
-                11,
-            )
+            self.fail(CorruptImage, f"the FATs and root directory ({total - data_secs} sectors) "
+                f"do not fit in the volume ({total} sectors)", "BPB", 11)
         self.clusters = data_secs // b.BPB_SecPerClus
         if fat32_layout:
             self.fstype, bits = "fat32", 32
@@ -651,11 +645,11 @@ class FatFileSystem(FileSystem):
                 f"the volume claims {total * ssize} bytes but only {self.source.size} are present",
             )
         if self.heap_offset > self.source.size:
-            raise self._err("the data area starts past the end of the volume", "BPB", 0x0E)
+            self.fail(CorruptImage, "the data area starts past the end of the volume", "BPB", 0x0E)
         if fat32_layout:
             rc = self.ext.BPB_RootClus
             if not 2 <= rc <= self.max_cluster:
-                raise self._err(f"root cluster {rc} is out of range", "BPB_RootClus", 0x2C)
+                self.fail(CorruptImage, f"root cluster {rc} is out of range", "BPB_RootClus", 0x2C)
 
     def _setup_fats(self) -> None:
         b = self.bpb
@@ -685,7 +679,7 @@ class FatFileSystem(FileSystem):
         self.active = active
         fat = self.fats[active]
         if fat.limit < 2:
-            raise self._err("the FAT is not inside the volume", "FAT", fat.offset)
+            self.fail(CorruptImage, "the FAT is not inside the volume", "FAT", fat.offset)
         damaged = self._fat_damage(fat)
         if damaged:
             others = [f for f in self.fats if f is not fat and not self._fat_damage(f)]
@@ -706,7 +700,7 @@ class FatFileSystem(FileSystem):
                 f"from {self.fat.limit} on are unreadable"
             )
             if self.strict:
-                raise self._err(msg, self.fat.name, self.fat.offset)
+                self.fail(CorruptImage, msg, self.fat.name, self.fat.offset)
             self.finding("error", self.fat.name, self.fat.offset, msg)
         self.max_cluster = min(self.max_cluster, self.fat.limit - 1)
 

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..errors import CorruptImage, ImageError, InvalidArgument, NotFound, VDInspectError
+from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
+from ..findings import Findings
 from ..io import ByteSource, Concat, Slice, Zero
 
 #: Volume kinds.
@@ -196,7 +197,7 @@ class VolumeList(list):
                 f"{table(cols, rows)}{next_steps(hint)}</div>")
 
 
-class ScanContext:
+class ScanContext(Findings):
     """Shared state of one scan: the source, strictness, findings and structures met."""
 
     def __init__(self, source: ByteSource, strict: bool) -> None:
@@ -204,24 +205,7 @@ class ScanContext:
         self.strict = strict
         self.path = getattr(source, "name", "<disk>")
         self.size = source.size
-        self.findings: list[dict] = []
         self.structures: list[dict] = []
-
-    def error(self, exc_type, message: str, structure: str, offset: int | None) -> ImageError:
-        return exc_type(message, path=self.path, structure=structure, offset=offset)
-
-    def finding(self, severity: str, structure: str, offset: int | None, message: str) -> None:
-        row = dict(severity=severity, structure=structure, host_offset=offset, message=message)
-        if row not in self.findings:
-            self.findings.append(row)
-
-    def problem(
-        self, structure: str, offset: int | None, message: str, exc_type=CorruptImage
-    ) -> None:
-        """A damaged structure: raise under strict, else record an error finding."""
-        if self.strict:
-            raise self.error(exc_type, message, structure, offset)
-        self.finding("error", structure, offset, message)
 
     def structure(self, name: str, offset: int, length: int, description: str) -> None:
         self.structures.append(

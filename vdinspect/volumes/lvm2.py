@@ -516,7 +516,7 @@ def _section(parent: dict, name: str) -> dict:
 
 def _int(ctx, value, what: str, where: int, minimum: int = 0) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ctx.error(CorruptImage, f"{what} is {value!r}", "LVM2 metadata text", where)
+        ctx.fail(CorruptImage, f"{what} is {value!r}", "LVM2 metadata text", where)
     return value
 
 
@@ -530,16 +530,9 @@ def _build_vg(ctx: ScanContext, copy: MetadataCopy, pvs_by_id: dict) -> VolumeGr
             continue
         pid = sec.get("id")
         if not isinstance(pid, str):
-            raise ctx.error(
-                CorruptImage, f"VG {vg.name}: PV {name} has no id", "LVM2 metadata text", where
-            )
+            ctx.fail(CorruptImage, f"VG {vg.name}: PV {name} has no id", "LVM2 metadata text", where)
         if pid in seen_ids:
-            raise ctx.error(
-                CorruptImage,
-                f"VG {vg.name}: PV {pid} is listed twice ({seen_ids[pid]} and {name})",
-                "LVM2 metadata text",
-                where,
-            )
+            ctx.fail(CorruptImage, f"VG {vg.name}: PV {pid} is listed twice ({seen_ids[pid]} and {name})", "LVM2 metadata text", where)
         seen_ids[pid] = name
         _int(ctx, sec.get("pe_start"), f"PV {name}: pe_start", where)
         _int(ctx, sec.get("pe_count"), f"PV {name}: pe_count", where)
@@ -574,15 +567,10 @@ def _lv_source(ctx: ScanContext, vg: VolumeGroup, lv: LogicalVolume) -> tuple[By
         start = _int(ctx, seg.start_extent, f"{what}: start_extent", where)
         count = _int(ctx, seg.extent_count, f"{what}: extent_count", where, 1)
         if start != expect:
-            raise ctx.error(
-                CorruptImage,
-                f"{what} starts at extent {start}, expected {expect} (segments must be contiguous)",
-                "LVM2 metadata text",
-                where,
-            )
+            ctx.fail(CorruptImage, f"{what} starts at extent {start}, expected {expect} (segments must be contiguous)", "LVM2 metadata text", where)
         expect = start + count
         if (expect * ext_bytes) >> 63:
-            raise ctx.error(CorruptImage, f"{what}: size overflows", "LVM2 metadata", where)
+            ctx.fail(CorruptImage, f"{what}: size overflows", "LVM2 metadata", where)
         if seg.type == "zero":
             parts.append(Zero(count * ext_bytes))
             continue
@@ -596,39 +584,19 @@ def _lv_source(ctx: ScanContext, vg: VolumeGroup, lv: LogicalVolume) -> tuple[By
             )
         n = _int(ctx, seg.stripe_count, f"{what}: stripe_count", where, 1)
         if len(seg.areas) != n:
-            raise ctx.error(
-                CorruptImage,
-                f"{what}: stripe_count {n} but {len(seg.areas)} stripes listed",
-                "LVM2 metadata text",
-                where,
-            )
+            ctx.fail(CorruptImage, f"{what}: stripe_count {n} but {len(seg.areas)} stripes listed", "LVM2 metadata text", where)
         if count % n:
-            raise ctx.error(
-                CorruptImage,
-                f"{what}: {count} extents do not divide into {n} stripes",
-                "LVM2 metadata text",
-                where,
-            )
+            ctx.fail(CorruptImage, f"{what}: {count} extents do not divide into {n} stripes", "LVM2 metadata text", where)
         area_len = count // n
         slices = []
         for pv_name, pe in seg.areas:
             pe = _int(ctx, pe, f"{what}: first extent on {pv_name}", where)
             sec = vg.pvs.get(pv_name)
             if sec is None:
-                raise ctx.error(
-                    CorruptImage,
-                    f"{what} refers to PV {pv_name!r}, which the VG does not list",
-                    "LVM2 metadata text",
-                    where,
-                )
+                ctx.fail(CorruptImage, f"{what} refers to PV {pv_name!r}, which the VG does not list", "LVM2 metadata text", where)
             if pe + area_len > sec["pe_count"]:
-                raise ctx.error(
-                    CorruptImage,
-                    f"{what}: extents [{pe}, {pe + area_len}) on {pv_name} exceed its "
-                    f"pe_count {sec['pe_count']}",
-                    "LVM2 metadata text",
-                    where,
-                )
+                ctx.fail(CorruptImage, f"{what}: extents [{pe}, {pe + area_len}) on {pv_name} exceed its "
+                    f"pe_count {sec['pe_count']}", "LVM2 metadata text", where)
             pv = vg.pv_found.get(pv_name)
             off = sec["pe_start"] * SECTOR + pe * ext_bytes
             length = area_len * ext_bytes
@@ -643,13 +611,8 @@ def _lv_source(ctx: ScanContext, vg: VolumeGroup, lv: LogicalVolume) -> tuple[By
                 slices.append(Zero(length))
                 continue
             if off + length > pv.source.size:
-                raise ctx.error(
-                    CorruptImage,
-                    f"{what}: extents [{pe}, {pe + area_len}) on {pv_name} lie past the end of "
-                    f"the PV ({pv.source.size} bytes)",
-                    "LVM2 metadata text",
-                    where,
-                )
+                ctx.fail(CorruptImage, f"{what}: extents [{pe}, {pe + area_len}) on {pv_name} lie past the end of "
+                    f"the PV ({pv.source.size} bytes)", "LVM2 metadata text", where)
             if first_offset is None:
                 first_offset = pv.base + off
             slices.append(Slice(pv.source, off, length, name=f"{pv.volume.key or 'disk'}+{off:#x}"))
@@ -666,7 +629,7 @@ def _lv_source(ctx: ScanContext, vg: VolumeGroup, lv: LogicalVolume) -> tuple[By
                 )
             parts.append(StripedSource(slices, ss, name=f"{lv.full_name}:{seg.name}"))
     if not parts:
-        raise ctx.error(CorruptImage, f"LV {lv.full_name} has no segments", "LVM2 metadata", where)
+        ctx.fail(CorruptImage, f"LV {lv.full_name} has no segments", "LVM2 metadata", where)
     src = parts[0] if len(parts) == 1 else Concat(parts, name=f"{ctx.path}#{lv.full_name}")
     return src, first_offset if first_offset is not None else 0
 
@@ -755,9 +718,7 @@ def _lv_volume(ctx: ScanContext, vg: VolumeGroup, lv: LogicalVolume, cow_of: dic
             total += seg.extent_count
     length = total * ext_bytes
     if length >> 63:
-        raise ctx.error(
-            CorruptImage, f"LV {lv.full_name}: size overflows", "LVM2 metadata", vg.copy.offset
-        )
+        ctx.fail(CorruptImage, f"LV {lv.full_name}: size overflows", "LVM2 metadata", vg.copy.offset)
     vol = Volume(
         scheme="lvm2",
         type=kind,

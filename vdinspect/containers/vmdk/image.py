@@ -80,14 +80,12 @@ class VmdkImage(Image):
         self.header = sparse[0].header if sparse else None
 
     # --- opening -------------------------------------------------------------------------
-    def _fail(self, exc_type, message: str, structure: str, offset: int | None = None):
-        raise exc_type(message, path=self.path, structure=structure, offset=offset)
 
     def _open(self) -> None:
         f = self.file
         head = f.read(0, min(f.size, 4096))
         if len(head) < 4:
-            self._fail(CorruptImage, f"file is {f.size} bytes: not a VMDK", "header", 0)
+            self.fail(CorruptImage, f"file is {f.size} bytes: not a VMDK", "header", 0)
         magic = head[:4]
         if magic == SPARSE_MAGIC:
             h = read_sparse_header(f, self.path)
@@ -115,15 +113,10 @@ class VmdkImage(Image):
             self.extents = [SeSparseExtent(self, 0, None, 0, 0, self.path, f)]
         elif looks_like_descriptor(head):
             if f.size > MAX_DESCRIPTOR:
-                self._fail(
-                    CorruptImage,
-                    f"a text descriptor of {f.size} bytes is too large",
-                    "descriptor",
-                    0,
-                )
+                self.fail(CorruptImage, f"a text descriptor of {f.size} bytes is too large", "descriptor", 0)
             self._open_descriptor(f.read(0, f.size))
         else:
-            self._fail(NotRecognized, "not a VMDK descriptor or extent", "header", 0)
+            self.fail(NotRecognized, "not a VMDK descriptor or extent", "header", 0)
 
     def _lone_extent(self, ext: SparseExtent) -> None:
         """A sparse extent that carries no descriptor (the split extents of a
@@ -155,7 +148,7 @@ class VmdkImage(Image):
         if off >= self.file.size or n <= 0:
             msg = f"embedded descriptor at {off:#x} is outside the file"
             if self.strict:
-                self._fail(CorruptImage, msg, "embedded descriptor", off)
+                self.fail(CorruptImage, msg, "embedded descriptor", off)
             self.finding("error", "embedded descriptor", off, msg)
             return b""
         return self.file.read(off, n)
@@ -190,7 +183,7 @@ class VmdkImage(Image):
         d = self._parse(data)
         self.descriptor = d
         if not d.extents:
-            self._fail(CorruptImage, "the descriptor lists no extents", "descriptor", 0)
+            self.fail(CorruptImage, "the descriptor lists no extents", "descriptor", 0)
         pos = 0
         for k, line in enumerate(d.extents):
             if line.sectors == 0:
@@ -203,12 +196,7 @@ class VmdkImage(Image):
                 continue
             size = line.size
             if size > MAX_DISK_BYTES or pos + size > MAX_DISK_BYTES:
-                self._fail(
-                    CorruptImage,
-                    f"extent line {line.line_no} gives {line.sectors} sectors: absurd",
-                    f"descriptor extent {k}",
-                    0,
-                )
+                self.fail(CorruptImage, f"extent line {line.line_no} gives {line.sectors} sectors: absurd", f"descriptor extent {k}", 0)
             self.extents.append(self._open_extent(k, line, pos))
             pos += size
 
@@ -255,7 +243,7 @@ class VmdkImage(Image):
         if line.type == "ZERO":
             return ZeroExtent(self, k, line, start, size)
         if line.type not in FLAT_TYPES + SPARSE_TYPES + ("SESPARSE",):
-            self._fail(UnsupportedFeature, f"extent type {line.type!r}", f"descriptor extent {k}")
+            self.fail(UnsupportedFeature, f"extent type {line.type!r}", f"descriptor extent {k}")
         got = self._source_for(k, line)
         if got is None:
             return MissingExtent(self, k, line, start, size)
@@ -389,7 +377,7 @@ class VmdkImage(Image):
                 f"{parent.path}: the parent changed after this child was made"
             )
             if self.strict:
-                self._fail(CorruptImage, msg, "descriptor.parentCID")
+                self.fail(CorruptImage, msg, "descriptor.parentCID")
             self.finding("error", "descriptor.parentCID", None, msg)
 
     # --- reports -------------------------------------------------------------------------

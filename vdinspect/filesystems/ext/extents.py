@@ -120,22 +120,22 @@ def extent_map(fs: ExtFileSystem, ino: InodeRecord, max_lblk: int) -> BlockMap:
 
     def walk(node: bytes, node_block: int | None, expect_depth: int | None, offset: int) -> None:
         if len(node) < 12:
-            fs.corrupt(where, offset, "extent node too small")
+            fs.problem(where, offset, "extent node too small")
             return
         magic, entries, emax, depth, _gen = _HDR.unpack_from(node, 0)
         if magic != EXTENT_MAGIC:
-            fs.corrupt(where, offset, f"bad extent header magic {magic:#06x}")
+            fs.problem(where, offset, f"bad extent header magic {magic:#06x}")
             return
         capacity = (len(node) - 12) // 12
         if emax > capacity or entries > emax:
-            fs.corrupt(
+            fs.problem(
                 where,
                 offset,
                 f"extent node claims {entries} of {emax} entries; room for {capacity}",
             )
             entries = min(entries, capacity)
         if depth > MAX_DEPTH or (expect_depth is not None and depth != expect_depth):
-            fs.corrupt(
+            fs.problem(
                 where,
                 offset,
                 f"extent node depth {depth} "
@@ -153,7 +153,7 @@ def extent_map(fs: ExtFileSystem, ino: InodeRecord, max_lblk: int) -> BlockMap:
                     continue
                 pb = (hi << 32) | lo
                 if pb == 0 or pb + ln > blocks_count:
-                    fs.corrupt(
+                    fs.problem(
                         where,
                         offset + 12 + 12 * i,
                         f"extent of {ln} blocks at block {pb} is outside the volume "
@@ -166,14 +166,14 @@ def extent_map(fs: ExtFileSystem, ino: InodeRecord, max_lblk: int) -> BlockMap:
             _lb, leaf_lo, leaf_hi, _u = _IDX.unpack_from(node, 12 + 12 * i)
             child = (leaf_hi << 32) | leaf_lo
             if child == 0 or child >= blocks_count:
-                fs.corrupt(
+                fs.problem(
                     where,
                     offset + 12 + 12 * i,
                     f"extent index points at block {child}, outside the volume",
                 )
                 continue
             if child in visited or child == node_block:
-                fs.corrupt(
+                fs.problem(
                     where, offset + 12 + 12 * i, f"extent tree loop: block {child} is reached twice"
                 )
                 continue
@@ -190,7 +190,7 @@ def extent_map(fs: ExtFileSystem, ino: InodeRecord, max_lblk: int) -> BlockMap:
     end = -1
     for lb, ln, pb, st in runs:
         if lb < end:  # overlapping extents: keep the first mapping of each block
-            fs.corrupt(where, ino.offset, f"extents overlap at logical block {lb}")
+            fs.problem(where, ino.offset, f"extents overlap at logical block {lb}")
             cut = end - lb
             if cut >= ln:
                 continue
@@ -222,7 +222,7 @@ def blockmap_map(fs: ExtFileSystem, ino: InodeRecord, nblocks: int) -> BlockMap:
         vals = arr[idx]
         bad = vals >= blocks_count
         if bad.any():
-            fs.corrupt(
+            fs.problem(
                 where,
                 offset + 4 * int(idx[np.argmax(bad)]),
                 f"{int(bad.sum())} block pointers outside the volume ({blocks_count} blocks)",
@@ -232,10 +232,10 @@ def blockmap_map(fs: ExtFileSystem, ino: InodeRecord, nblocks: int) -> BlockMap:
 
     def walk(block: int, level: int, lbase: int, offset: int) -> None:
         if block >= blocks_count:
-            fs.corrupt(where, offset, f"indirect block {block} is outside the volume")
+            fs.problem(where, offset, f"indirect block {block} is outside the volume")
             return
         if block in visited:
-            fs.corrupt(where, offset, f"block map loop: indirect block {block} reached twice")
+            fs.problem(where, offset, f"block map loop: indirect block {block} reached twice")
             return
         visited.add(block)
         meta.append(block)

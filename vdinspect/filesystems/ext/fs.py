@@ -24,6 +24,7 @@ import numpy as np
 from ...errors import (
     CorruptImage,
     EncryptedImage,
+    ImageError,
     InvalidArgument,
     NotFound,
     NotRecognized,
@@ -120,11 +121,18 @@ class ExtFileSystem(FileSystem):
         return min(self.sb.blocks_count, self.base.size // self.block_size)
 
     # --- errors -----------------------------------------------------------------------
-    def corrupt(self, structure: str, offset: int | None, message: str) -> None:
-        """A metadata problem: CorruptImage when strict (or probing), else a finding."""
-        if self.strict or self._lenient:
-            raise CorruptImage(message, path=self.name, structure=structure, offset=offset)
-        self.finding("error", structure, offset, message)
+    def problem(
+        self,
+        structure: str,
+        offset: int | None,
+        message: str,
+        *,
+        exc_type: type[ImageError] = CorruptImage,
+    ) -> None:
+        """A metadata problem: raises when strict or while probing (lenient), else a finding."""
+        if self._lenient:
+            self.fail(exc_type, message, structure, offset)
+        super().problem(structure, offset, message, exc_type=exc_type)
 
     def read_bytes(self, offset: int, length: int, structure: str) -> bytes:
         """Bytes of the volume (through the journal overlay), checked against its size."""
@@ -296,7 +304,7 @@ class ExtFileSystem(FileSystem):
                 )
         if sb.problems:  # inode count vs groups (a backup is only used when it has none)
             for p in sb.problems:
-                self.corrupt("superblock", sb.offset, p)
+                self.problem("superblock", sb.offset, p)
 
     def _load_descriptors(self) -> None:
         sb = self.sb
@@ -630,7 +638,7 @@ class ExtFileSystem(FileSystem):
         data, off = area
         entries, problem = parse_xattr_entries(data, 0, 0, 1024)
         if problem:
-            self.corrupt(f"inode {rec.number} xattrs", rec.offset, problem)
+            self.problem(f"inode {rec.number} xattrs", rec.offset, problem)
         return entries
 
     def _block_xattrs(self, rec: InodeRecord) -> list[XattrEntry]:
@@ -638,17 +646,17 @@ class ExtFileSystem(FileSystem):
             return []
         where = f"inode {rec.number} xattr block"
         if rec.file_acl >= self.sb.blocks_count:
-            self.corrupt(
+            self.problem(
                 where, rec.offset + 0x68, f"xattr block {rec.file_acl} is outside the volume"
             )
             return []
         data = self.read_blocks(rec.file_acl, 1, where)
         if struct.unpack_from("<I", data, 0)[0] != XATTR_MAGIC:
-            self.corrupt(where, rec.file_acl * self.block_size, "bad xattr block magic")
+            self.problem(where, rec.file_acl * self.block_size, "bad xattr block magic")
             return []
         entries, problem = parse_xattr_entries(data, 32, 0, 4096)
         if problem:
-            self.corrupt(where, rec.file_acl * self.block_size, problem)
+            self.problem(where, rec.file_acl * self.block_size, problem)
         return entries
 
     def xattrs(self, path: str | Entry) -> dict[str, bytes]:
@@ -667,7 +675,7 @@ class ExtFileSystem(FileSystem):
     def _ea_inode_value(self, e: XattrEntry) -> bytes:
         vrec = self.inode(e.value_inum)
         if not vrec.flags & FL_EA_INODE:
-            self.corrupt(
+            self.problem(
                 f"inode {e.value_inum}",
                 vrec.offset,
                 f"xattr {e.name} points at inode {e.value_inum}, not an EA inode",
@@ -679,7 +687,7 @@ class ExtFileSystem(FileSystem):
     def root(self) -> Entry:
         rec = self.inode(ROOT_INO)
         if not rec.is_dir:
-            self.corrupt(
+            self.problem(
                 "inode 2", rec.offset, f"the root inode is not a directory (mode {rec.mode:o})"
             )
         e = self._entry("", rec, False)
@@ -990,7 +998,7 @@ class ExtFileSystem(FileSystem):
                             **kw,
                         )
         for off, msg in problems[:8]:
-            self.corrupt(where, None, f"{msg} (byte {off} of the directory)")
+            self.problem(where, None, f"{msg} (byte {off} of the directory)")
         return out
 
     def _htree_index_blocks(self, rec: InodeRecord, bmap: BlockMap) -> tuple[set[int], bool]:

@@ -1,0 +1,110 @@
+"""Problems met while reading: one place decides whether they raise or are recorded.
+
+Every reader (an image format, a partition scheme, a filesystem) mixes in :class:`Findings`.
+``problem()`` is the salvage-or-raise rule: under ``strict`` a damaged structure raises
+(``CorruptImage`` unless told otherwise); in salvage mode it becomes an ``error`` row of
+``check()`` and the reader carries on. ``finding()`` records any row (``info``, ``warning``,
+``leak``, ``error``), once each, keeping the first :data:`MAX_FINDINGS` and counting the rest.
+"""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from .errors import CorruptImage, ImageError
+
+MAX_FINDINGS = 10_000  # rows a reader keeps for check(); the rest are counted
+SEVERITIES = ("error", "leak", "warning", "info")
+
+
+class Findings:
+    """Mixin for readers: ``strict`` mode, ``fail``/``problem``/``finding`` and their rows.
+
+    The host class names its file in ``path`` (images) or ``name`` (volumes); errors and
+    rows name it from there.
+    """
+
+    strict: bool = True
+
+    # the rows, created on first use so subclasses need not call an initialiser
+    @property
+    def findings(self) -> list[dict]:
+        rows = self.__dict__.get("_findings")
+        if rows is None:
+            rows = self.__dict__["_findings"] = []
+        return rows
+
+    @findings.setter
+    def findings(self, rows: list[dict]) -> None:
+        self.__dict__["_findings"] = rows
+        self.__dict__["_finding_keys"] = {_key(r) for r in rows}
+        self.__dict__["unlisted_findings"] = 0
+
+    @property
+    def unlisted_findings(self) -> int:
+        """Problems met beyond the first :data:`MAX_FINDINGS`, counted but not kept."""
+        return self.__dict__.get("unlisted_findings", 0)
+
+    @unlisted_findings.setter
+    def unlisted_findings(self, n: int) -> None:
+        self.__dict__["unlisted_findings"] = n
+
+    def _where(self) -> str | None:
+        """The file errors and rows name (an image's path, a volume's name)."""
+        return getattr(self, "path", None) or getattr(self, "name", None)
+
+    def fail(
+        self,
+        exc_type: type[ImageError],
+        message: str,
+        structure: str,
+        offset: int | None = None,
+    ) -> NoReturn:
+        """Raise ``exc_type`` naming this reader's file, the structure and the offset."""
+        raise exc_type(message, path=self._where(), structure=structure, offset=offset)
+
+    def problem(
+        self,
+        structure: str,
+        offset: int | None,
+        message: str,
+        *,
+        exc_type: type[ImageError] = CorruptImage,
+    ) -> None:
+        """A damaged structure: raise under strict mode, else record an ``error`` and go on."""
+        if self.strict:
+            self.fail(exc_type, message, structure, offset)
+        self.finding("error", structure, offset, message)
+
+    def finding(self, severity: str, structure: str, offset: int | None, message: str) -> None:
+        """Record a row for ``check()``, once each; the first MAX_FINDINGS are kept.
+
+        A salvage read of garbage tables can meet a damaged entry every few bytes, so the
+        rest are only counted (``findings_rows()`` adds a row saying how many).
+        """
+        row = dict(severity=severity, structure=structure, host_offset=offset, message=message)
+        keys = self.__dict__.get("_finding_keys")
+        if keys is None:
+            keys = self.__dict__["_finding_keys"] = set()
+        key = _key(row)
+        if key in keys:
+            return
+        rows = self.findings
+        if len(rows) >= MAX_FINDINGS:
+            self.unlisted_findings += 1
+            return
+        keys.add(key)
+        rows.append(row)
+
+    def findings_rows(self) -> list[dict]:
+        """The rows recorded, plus one counting those not kept."""
+        rows = list(self.findings)
+        if self.unlisted_findings:
+            rows.append(dict(severity="warning", structure="salvage", host_offset=None,
+                             message=f"{self.unlisted_findings} more problems met while "
+                             f"reading are not listed (only the first {MAX_FINDINGS} are)"))
+        return rows
+
+
+def _key(row: dict) -> tuple:
+    return (row.get("severity"), row.get("structure"), row.get("host_offset"), row.get("message"))
