@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from numbers import Integral
 
 from .containers.base import (
     BACKING,
@@ -257,3 +258,14 @@ def open_chain(
             layer.close()
         raise
     return Chain(list(reversed(stack)))
+
+
+def layer_index(chain: Chain, layer: int) -> int:
+    """Layer ``layer`` of ``chain`` as an index from the base (0 = base; negative counts
+    from the top), or InvalidArgument naming the range."""
+    n = len(chain.layers)
+    if isinstance(layer, bool) or not isinstance(layer, Integral) or not -n <= layer < n:
+        raise InvalidArgument(
+            f"layer {layer!r} out of range: the chain has {n} layers (0 = base .. {n - 1} = top)"
+        )
+    return int(layer) % n

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .chain import Chain, MissingLayer, ParentsArg, open_chain
+from .chain import Chain, MissingLayer, ParentsArg, layer_index, open_chain
 from .containers.base import BACKING, DATA, Image
 from .errors import InvalidArgument, NotFound
 from .io import ByteSource, all_zero
 from .progress import Progress, reporter
+from .units import human
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -71,7 +72,7 @@ class Disk(ByteSource):
             if snapshot is not None and vm_snap is None:
                 chain = _at_snapshot(chain, snapshot, machine)
             if layer is not None:
-                chain = chain.truncated(_layer_index(chain, layer))
+                chain = chain.truncated(layer_index(chain, layer))
         except BaseException:
             chain.close()
             raise
@@ -186,7 +187,7 @@ class Disk(ByteSource):
         """The allocation runs as objects (see :class:`vdinspect.containers.base.Run`)."""
         if layer is None:
             return self.chain.runs(start, length)
-        k = _layer_index(self.chain, layer)
+        k = layer_index(self.chain, layer)
         img = self.chain.layers[k]
         if length is None:
             length = img.size - start
@@ -242,11 +243,11 @@ class Disk(ByteSource):
 
     def filesystem(self, part: int | str | None = None):
         """The filesystem on a partition (number or "vg/lv"), or the only one there is."""
-        from .filesystems import open_filesystem
+        from .filesystems import has_driver, open_filesystem
 
         vols = [v for v in self.volumes() if v.filesystem]
         if part is None:
-            readable = [v for v in vols if _has_driver(v.filesystem)]
+            readable = [v for v in vols if has_driver(v.filesystem)]
             if len(readable) != 1:
                 have = ", ".join(f"{v.index if v.index is not None else v.name}:"
                                  f"{v.filesystem}" for v in vols) or "none"
@@ -368,7 +369,7 @@ class Disk(ByteSource):
         sub = f"/{top.subformat}" if top.subformat else ""
         return (
             f"<Disk {os.path.basename(self.path)} {top.format}{sub} "
-            f"{_human(self.size)}, {len(self.chain.layers)} layer(s)>"
+            f"{human(self.size)}, {len(self.chain.layers)} layer(s)>"
         )
 
     def _repr_html_(self) -> str:
@@ -378,7 +379,7 @@ class Disk(ByteSource):
         return (
             f"<b>Disk</b> <code>{html.escape(os.path.basename(self.path))}</code>: "
             f"{html.escape(top.format)} {html.escape(top.subformat or '')}, "
-            f"{_human(self.size)}, {len(self.chain.layers)} layer(s). "
+            f"{human(self.size)}, {len(self.chain.layers)} layer(s). "
             "Next: <code>.info()</code>, <code>.layers()</code>, "
             "<code>.allocation()</code>, <code>.check()</code>"
         )
@@ -501,28 +502,6 @@ def _write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
     return written
 
 
-def _has_driver(fstype: str | None) -> bool:
-    from .errors import UnsupportedFeature
-    from .filesystems import DRIVERS, driver_for
-
-    if not fstype or fstype.lower() not in DRIVERS:
-        return False
-    try:
-        driver_for(fstype)
-    except UnsupportedFeature:
-        return False
-    return True
-
-
-def _layer_index(chain: Chain, layer: int) -> int:
-    n = len(chain.layers)
-    if not isinstance(layer, int) or not -n <= layer < n:
-        raise InvalidArgument(
-            f"layer {layer!r} out of range: the chain has {n} layers (0 = base .. {n - 1} = top)"
-        )
-    return layer % n
-
-
 def _at_snapshot(chain: Chain, snapshot: str | int, machine=None) -> Chain:
     """The chain with its top replaced by the top's internal snapshot ``snapshot``."""
     for k in range(len(chain.layers) - 1, -1, -1):
@@ -536,14 +515,6 @@ def _at_snapshot(chain: Chain, snapshot: str | int, machine=None) -> Chain:
     if machine is not None:
         machine.snapshot(snapshot)  # NotFound listing the VM's snapshots
     raise NotFound(f"{chain.top.path}: no snapshot {snapshot!r} in any layer")
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 def _frames():

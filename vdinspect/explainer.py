@@ -682,10 +682,9 @@ def explain_disk(
     disk: Disk, what: Any = "header", *, layer: int | None = None, offset: int | None = None
 ) -> Explanation:
     """``disk.explain(what)``: a structure of the top layer (or of ``layer``)."""
-    from .chain import MissingLayer
-    from .disk import _layer_index
+    from .chain import MissingLayer, layer_index
 
-    k = len(disk.chain.layers) - 1 if layer is None else _layer_index(disk.chain, layer)
+    k = len(disk.chain.layers) - 1 if layer is None else layer_index(disk.chain, layer)
     img = disk.chain.layers[k]
     if isinstance(img, MissingLayer):
         raise InvalidArgument(f"layer {k} ({img.path}) is missing: nothing to explain")

@@ -1,18 +1,39 @@
-"""Every DataFrame the API returns, with its fixed schema (DESIGN.md "DataFrame schemas").
+"""Every DataFrame the API returns, with its fixed schema (docs/design.md "DataFrame schemas").
 
 Column names are API. Sizes and offsets are int64 bytes; absent values are ``pd.NA``.
+This module is the bottom layer: it imports nothing of the package, and pandas only when a
+frame is built (so ``import vdinspect`` and the CLI's JSON paths never pay for pandas).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
-from .containers.base import STATES, Run
-from .filesystems.base import FILES_COLUMNS
+if TYPE_CHECKING:
+    import pandas as pd
+else:
+    class _Pandas:
+        """pandas, imported on first use."""
+
+        def __getattr__(self, name: str) -> Any:
+            import pandas
+
+            return getattr(pandas, name)
+
+    pd = _Pandas()
+
+#: Allocation states of a run (design.md "Allocation runs").
+DATA, ZERO, UNALLOCATED, BACKING, DAMAGED = "data", "zero", "unallocated", "backing", "damaged"
+STATES = (DATA, ZERO, UNALLOCATED, BACKING, DAMAGED)
+
+#: The columns every filesystem's ``files()`` starts with (drivers may add their own after).
+FILES_COLUMNS = ["path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
+                 "created", "modified", "accessed", "changed", "inode", "links", "deleted",
+                 "recoverable", "target"]
 
 ALLOCATION_COLUMNS = [
     "start",
@@ -64,10 +85,9 @@ INFO_FIELDS = [
     "flags",
 ]
 
-STATE_DTYPE = pd.CategoricalDtype(list(STATES))
 
 
-def allocation_frame(runs: Iterable[Run]) -> pd.DataFrame:
+def allocation_frame(runs: Iterable[Any]) -> pd.DataFrame:
     """Runs as the ``allocation()`` frame."""
     runs = list(runs)
     df = pd.DataFrame(
@@ -75,7 +95,7 @@ def allocation_frame(runs: Iterable[Run]) -> pd.DataFrame:
             "start": pd.array([r.start for r in runs], dtype="int64"),
             "length": pd.array([r.length for r in runs], dtype="int64"),
             "end": pd.array([r.start + r.length for r in runs], dtype="int64"),
-            "state": pd.Categorical([r.state for r in runs], dtype=STATE_DTYPE),
+            "state": pd.Categorical([r.state for r in runs], dtype=pd.CategoricalDtype(list(STATES))),
             "layer": pd.array([r.layer for r in runs], dtype="Int64"),
             "host_file": pd.array([r.host_file for r in runs], dtype="string"),
             "host_offset": pd.array([r.host_offset for r in runs], dtype="Int64"),

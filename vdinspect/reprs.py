@@ -9,17 +9,7 @@ import datetime as dt
 import html
 from collections.abc import Iterable, Sequence
 
-
-def human(n: int | None) -> str:
-    """A byte count for people: '512 B', '1.0 MiB'."""
-    if n is None:
-        return "?"
-    x = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if x < 1024 or unit == "TiB":
-            return f"{int(x)} B" if unit == "B" else f"{x:.1f} {unit}"
-        x /= 1024
-    return str(n)
+from .units import human  # noqa: F401 (re-exported: reprs.human)
 
 
 def text(value) -> str:

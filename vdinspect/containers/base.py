@@ -15,11 +15,9 @@ import numpy as np
 
 from ..errors import NotFound
 from ..findings import Findings
+from ..frames import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 from ..io import ByteSource, LRUCache
 
-#: Allocation states (DESIGN.md "Allocation runs").
-DATA, ZERO, UNALLOCATED, BACKING, DAMAGED = "data", "zero", "unallocated", "backing", "damaged"
-STATES = (DATA, ZERO, UNALLOCATED, BACKING, DAMAGED)
 MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 
 

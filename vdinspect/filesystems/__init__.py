@@ -34,6 +34,17 @@ def driver_for(fstype: str):
         raise
 
 
+def has_driver(fstype: str | None) -> bool:
+    """True when a reader exists for filesystems of type ``fstype`` (a probe's name)."""
+    if not fstype or fstype.lower() not in DRIVERS:
+        return False
+    try:
+        driver_for(fstype)
+    except UnsupportedFeature:
+        return False
+    return True
+
+
 def open_filesystem(source: ByteSource, fstype: str | None = None, *, strict: bool = True,
                     name: str | None = None) -> FileSystem:
     """Open the filesystem on ``source`` with the driver its magic (or ``fstype``) names.
@@ -56,4 +67,4 @@ def open_filesystem(source: ByteSource, fstype: str | None = None, *, strict: bo
 
 
 __all__ = ["FileSystem", "Entry", "FileReader", "ExtractReport", "open_filesystem",
-           "driver_for", "FILE", "DIR", "SYMLINK", "OTHER"]
+           "driver_for", "has_driver", "FILE", "DIR", "SYMLINK", "OTHER"]

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
+from ..frames import FILES_COLUMNS
 from ..io import ByteSource, Concat, Zero, all_zero
 from ..progress import Progress, reporter
 
@@ -103,9 +104,6 @@ class Entry:
         return card("Entry", facts, steps + [f"fs.extract({where!r}, dest)"])
 
 
-FILES_COLUMNS = ["path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
-                 "created", "modified", "accessed", "changed", "inode", "links", "deleted",
-                 "recoverable", "target"]
 
 
 class FileSystem(Findings):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MissingDependency
+from ..units import human as _human_units
 
 #: Okabe–Ito: black, orange, sky blue, bluish green, yellow, blue, vermillion, purple
 OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
@@ -75,15 +76,8 @@ def tint(color: str, amount: float = 0.6) -> str:
 
 
 def human(n: float) -> str:
-    """A byte count as 512 B, 1.5 KiB, 2 TiB (binary units, at most 3 significant digits)."""
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            if unit == "B":
-                return f"{int(n)} B"
-            return f"{n:.3g} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
+    """A byte count for pictures: at most 3 significant digits ('2 TiB', '1.25 GiB')."""
+    return _human_units(n, digits=3)
 
 
 def pyplot():

@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from ..errors import InvalidArgument
 from .allocation import aggregate, stacked_image
 from .colors import KIND_COLORS, axes, bytes_axis, human, legend_patches, pixel_width
 
@@ -75,9 +76,10 @@ def host_layout_summary(disk, layer: int | None = None) -> list[dict]:
     (contiguous runs of data in the file: its fragmentation) and the painted segments."""
     df = disk.structures()
     if layer is not None:
-        from ..disk import _layer_index
-
-        df = df[df["layer"] == _layer_index(disk.chain, layer)]
+        n = len(disk.chain.layers)
+        if not -n <= layer < n:
+            raise InvalidArgument(f"layer {layer!r} out of range: the chain has {n} layers")
+        df = df[df["layer"] == layer % n]
     groups: dict[tuple[int, str], list[tuple[int, int, int]]] = {}
     for name, host_file, off, length, lay in zip(
         df["name"], df["host_file"], df["host_offset"], df["length"], df["layer"]

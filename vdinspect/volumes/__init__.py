@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterable
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
 from ..io import ByteSource, Concat, Slice, Zero
+from ..units import human
 
 #: Volume kinds.
 PARTITION, CONTAINER, UNALLOCATED, LOGICAL_VOLUME, WHOLE_DISK = (
@@ -140,7 +141,7 @@ class Volume:
         nm = f" {self.name!r}" if self.name else ""
         return (
             f"<Volume {what} {self.scheme} {self.type_name}{nm} "
-            f"@{self.start:#x} {_human(self.length)}{fs}>"
+            f"@{self.start:#x} {human(self.length)}{fs}>"
         )
 
     def _repr_html_(self) -> str:
@@ -149,7 +150,7 @@ class Volume:
         facts = [("partition", self.key or self.kind), ("scheme", self.scheme),
                  ("type", self.type_name), ("name", self.name),
                  ("start", f"{self.start} ({self.start:#x})"),
-                 ("length", f"{_human(self.length)} ({self.length} bytes)"),
+                 ("length", f"{human(self.length)} ({self.length} bytes)"),
                  ("filesystem", self.filesystem), ("label", self.label), ("uuid", self.uuid)]
         arg = self.index if self.index is not None else repr(self.key)
         hint = [f"disk.filesystem({arg})"] if self.filesystem and self.key else []
@@ -186,7 +187,7 @@ class VolumeList(list):
 
         from ..reprs import next_steps, table
 
-        rows = [(v.key or "", v.kind, v.type_name, v.name, v.start, _human(v.length),
+        rows = [(v.key or "", v.kind, v.type_name, v.name, v.start, human(v.length),
                  v.filesystem, v.label) for v in self]
         cols = ("#", "kind", "type", "name", "start", "length", "filesystem", "label")
         readable = [v.index if v.index is not None else repr(v.key)
@@ -437,14 +438,6 @@ def find_volume(volumes: Iterable[Volume], key) -> Volume:
         f"{where + ': ' if where else ''}no volume {key!r}; volumes: "
         f"{', '.join(known) if known else '(none)'}"
     )
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 __all__ = [

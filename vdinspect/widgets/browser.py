@@ -13,7 +13,7 @@ import ipywidgets as W
 
 from ..errors import VDInspectError
 from ..filesystems.base import DIR
-from .controller import SORT_KEYS, BrowserController, _human
+from .controller import SORT_KEYS, BrowserController, human
 
 
 class FileBrowser:
@@ -148,7 +148,7 @@ class FileBrowser:
     def show_preview(self, entry) -> None:
         """Render a preview of an entry (text, hex dump or image)."""
         p = self.controller.preview(entry)
-        size = _human(p["size"]) if p.get("size") is not None else ""
+        size = human(p["size"]) if p.get("size") is not None else ""
         title = f"<b>{html.escape(p['path'] or p['name'])}</b> {size}"
         if p.get("deleted"):
             title += " <span style='color:#b00'>(deleted)</span>"
@@ -252,7 +252,7 @@ class FileBrowser:
 def _row_label(e) -> str:
     icon = "📁" if e.kind == DIR else ("↪" if e.kind == "symlink" else "📄")
     name = e.name + ("/" if e.kind == DIR else "")
-    size = "" if e.kind == DIR else _human(e.size)
+    size = "" if e.kind == DIR else human(e.size)
     when = e.modified.strftime("%Y-%m-%d %H:%M") if e.modified is not None else ""
     dead = "  ✝ deleted" if e.deleted else ""
     return f"{icon} {name}   {size}   {when}{dead}"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument, NotFound, VDInspectError
 from ..filesystems.base import DIR, Entry, ExtractReport, FileSystem, safe_name
+from ..units import human
 from .preview import preview_entry
 
 if TYPE_CHECKING:
@@ -73,17 +74,17 @@ class BrowserController:
         if isinstance(self.disk, FileSystem):
             fs = self.disk
             return [(f"{fs.fstype} {fs.label or ''}".strip(), "fs")]
-        from ..disk import _has_driver
+        from ..filesystems import has_driver
 
         out = []
         for v in self.disk.volumes():
             if v.kind == "unallocated" or not v.filesystem or not v.key:
                 continue
-            if not getattr(v, "readable", True) or not _has_driver(v.filesystem):
+            if not getattr(v, "readable", True) or not has_driver(v.filesystem):
                 continue
             label = f" {v.label!r}" if v.label else ""
             where = "whole disk" if v.key == "disk" else f"#{v.key}"
-            out.append((f"{where}: {v.filesystem}{label} ({_human(v.length)})", v.key))
+            out.append((f"{where}: {v.filesystem}{label} ({human(v.length)})", v.key))
         return out
 
     def select_volume(self, key: int | str) -> None:
@@ -345,11 +346,3 @@ def _sorted(entries: list[Entry], col: str, ascending: bool) -> list[Entry]:
 
 def _join(parent: str, name: str) -> str:
     return ("/" if parent in ("", "/") else parent + "/") + name
-
-
-def _human(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)

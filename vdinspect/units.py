@@ -1,0 +1,20 @@
+"""Numbers for people: byte counts in binary units (one definition for every view)."""
+
+from __future__ import annotations
+
+UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def human(n: float | None, *, digits: int | None = None) -> str:
+    """A byte count as '512 B', '1.5 KiB', '2.0 TiB' (one decimal), or with ``digits``
+    significant digits ('2 TiB', '1.25 GiB') for axis labels; None shows as '?'."""
+    if n is None:
+        return "?"
+    x = float(n)
+    for unit in UNITS:
+        if abs(x) < 1024 or unit == UNITS[-1]:
+            if unit == "B":
+                return f"{int(x)} B"
+            return f"{x:.{digits}g} {unit}" if digits else f"{x:.1f} {unit}"
+        x /= 1024
+    raise AssertionError("unreachable")  # pragma: no cover
