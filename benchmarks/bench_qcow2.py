@@ -61,7 +61,7 @@ GENERATOR_VERSION = 1  # bump to rebuild cached images after changing a builder
 CONVERT_RATIO_TARGET = 2.0  # ours / qemu-img
 ALLOCATION_TARGET_S = 0.5  # Disk.allocation() of the 1 TiB / 16k-extent image
 OPEN_TARGET_S = 0.050  # vdinspect.open + close
-IMPORT_TARGET_S = 0.3  # `import vdinspect` (DESIGN.md)
+IMPORT_TARGET_S = 0.3  # `import vdinspect` (docs/design.md)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The public API's promises: a light import, the DESIGN.md schemas, read-only exports."""
+"""The public API's promises: a light import, the docs/design.md schemas, read-only exports."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Bad input: every damaged, truncated or fuzzed image ends in success or a VDInspectError.
 
-DESIGN.md "Errors and bad input": whatever the bytes, the public path (``vdinspect.open``,
+docs/design.md "Errors and bad input": whatever the bytes, the public path (``vdinspect.open``,
 ``info``, ``layers``, ``allocation``, ``snapshots``, ``check``, ``structures``, ``read``,
 ``to_raw``, the view at an internal snapshot; strict and salvage mode) either works or
 raises a ``VDInspectError`` subclass that names the file, in bounded time and memory.

@@ -1,6 +1,6 @@
 """One mutation fuzzer over every container format, partition scheme and filesystem.
 
-DESIGN.md "Errors and bad input", across the whole stack: whatever the bytes, opening an
+docs/design.md "Errors and bad input", across the whole stack: whatever the bytes, opening an
 image (strict and ``strict=False``) and walking the public path (``info``, ``layers``,
 ``allocation``, ``check``, ``structures``, ``read``, ``partitions``, and for each partition
 with a filesystem ``filesystem(n).files()``, ``check()`` and reading a few files) either

@@ -233,7 +233,7 @@ def partitions_frame(rows: list[dict]) -> pd.DataFrame:
 
 
 def info_series(fields: dict) -> pd.Series:
-    """The ``info()`` Series: the DESIGN.md fields first, then format-specific ones."""
+    """The ``info()`` Series: the docs/design.md fields first, then format-specific ones."""
     ordered = {k: fields.get(k) for k in INFO_FIELDS}
     for k, v in fields.items():
         if k not in ordered:

@@ -305,7 +305,7 @@ class FileSystem(Findings):
 
     def files(self, path: str = "/", *, recursive: bool = True,
               deleted: bool = True) -> pd.DataFrame:
-        """The DESIGN.md ``files()`` frame for everything below ``path``."""
+        """The docs/design.md ``files()`` frame for everything below ``path``."""
         from ..frames import files_frame
 
         entries = list(self.iter_entries(path, recursive=recursive, deleted=deleted))

@@ -15,7 +15,7 @@ from ..units import human as _human_units
 #: Okabe–Ito: black, orange, sky blue, bluish green, yellow, blue, vermillion, purple
 OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
 
-#: allocation states (DESIGN.md) -> colour
+#: allocation states (docs/design.md) -> colour
 STATE_COLORS = {
     "data": "#0072B2",  # blue: stored in this image
     "zero": "#009E73",  # bluish green: explicitly zero
