@@ -1,0 +1,254 @@
+"""What a QCOW2 image reports: info fields, flags, bitmaps, and the on-disk structures."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ...errors import CorruptImage
+from ..base import data_structures
+from .structs import (
+    COMPAT_LAZY_REFCOUNTS,
+    INCOMPAT_CORRUPT,
+    INCOMPAT_DIRTY,
+    L1E_OFFSET_MASK,
+    REFT_OFFSET_MASK,
+    BitmapDirectoryEntry,
+)
+
+INT64_MAX = (1 << 63) - 1
+# Report rows become DataFrames with nullable Int64 columns, built through float64 when a
+# column mixes None and ints: above 2**53 values lose precision (and fail the cast). No
+# host file holds 8 PiB, so a larger offset read from an image is garbage anyway.
+FRAME_INT_MAX = (1 << 53) - 1
+
+
+def fit_int64(rows: list[dict], note: str) -> list[dict]:
+    """Copies of report rows whose ``host_offset``/``length`` (read from a damaged image)
+    fit the int64 DataFrame columns: a value that does not moves into the ``note`` text."""
+    out = []
+    for r in rows:
+        for key in ("host_offset", "length"):
+            v = r.get(key)
+            if v is not None and not 0 <= v <= FRAME_INT_MAX:
+                r = dict(r)
+                r[key] = None
+                r[note] = f"{r.get(note) or ''} ({key} {int(v):#x} is out of range)".lstrip()
+        out.append(r)
+    return out
+
+
+def int64_or_none(v: int | None) -> int | None:
+    return v if v is None or 0 <= v <= FRAME_INT_MAX else None
+
+
+class Report:
+    """Mixin of :class:`Qcow2Image`: info fields, flags, bitmaps and structures()."""
+
+    @property
+    def subformat(self) -> str:
+        return "v3" if self.version >= 3 else "v2"
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.header.incompatible_features & INCOMPAT_DIRTY)
+
+    @property
+    def corrupt(self) -> bool:
+        return bool(self.header.incompatible_features & INCOMPAT_CORRUPT)
+
+    def flags(self) -> list[str]:
+        h = self.header
+        out = self._feature_list(h.incompatible_features, 0)
+        out += self._feature_list(h.compatible_features, 1)
+        out += self._feature_list(h.autoclear_features, 2)
+        if h.compression_type == 1:
+            out.append("zstd")
+        return out
+
+    def bitmaps(self) -> list[dict]:
+        """The persistent dirty bitmaps listed in the bitmap directory."""
+        b = self.bitmaps_ext
+        if b is None:
+            return []
+        off, size = b.bitmap_directory_offset, b.bitmap_directory_size
+        if size > 64 << 20 or off + size > self.file.size or b.nb_bitmaps > 65535:
+            self.fail(CorruptImage, "bitmap directory outside the file", "bitmap directory", off)
+        data = self.file.read(off, size)
+        rows, pos = [], 0
+        for _ in range(b.nb_bitmaps):
+            if pos + 24 > len(data):
+                self.fail(CorruptImage, "bitmap directory entry cut short", "bitmap directory", off + pos)
+            e = BitmapDirectoryEntry.parse(data[pos : pos + 24])
+            name_at = pos + 24 + e.extra_data_size
+            name = data[name_at : name_at + e.name_size].decode("utf-8", "replace")
+            rows.append(
+                dict(
+                    name=name,
+                    granularity=1 << e.granularity_bits,
+                    in_use=bool(e.flags & 1),
+                    auto=bool(e.flags & 2),
+                    bitmap_table_offset=e.bitmap_table_offset,
+                    bitmap_table_size=e.bitmap_table_size,
+                    host_offset=off + pos,
+                )
+            )
+            pos = (name_at + e.name_size + 7) & ~7
+        return rows
+
+    def info_fields(self) -> dict:
+        h = self.header
+        try:
+            bitmaps = [b["name"] for b in self.bitmaps()]
+        except CorruptImage as e:  # salvage: the disk does not depend on the bitmaps
+            if self.strict:
+                raise
+            self.finding("error", e.structure or "bitmap directory", e.offset, e.detail)
+            bitmaps = None
+        return dict(
+            version=h.version,
+            compat="1.1" if h.version >= 3 else "0.10",
+            cluster_size=self.cluster_size,
+            backing_file=self.backing_file,
+            backing_format=self.backing_format,
+            data_file=self.data_file_name,
+            data_file_raw=self.data_file_raw if self.data_file_name else None,
+            refcount_bits=self.refcount_bits,
+            compression_type="zstd" if h.compression_type == 1 else "zlib",
+            extended_l2=self.extended_l2,
+            lazy_refcounts=bool(h.compatible_features & COMPAT_LAZY_REFCOUNTS),
+            dirty=self.dirty,
+            corrupt=self.corrupt,
+            encrypted=False,
+            snapshots=len(self.snapshot_list),
+            bitmaps=bitmaps,
+            extensions=[
+                e["name"] if e["name"] != "unknown" else f"unknown {e['type']:#010x}"
+                for e in self.extensions
+            ],
+            snapshot=self.current_snapshot.name if self.current_snapshot else None,
+        )
+
+    def structures(self) -> list[dict]:
+        h, cs, p = self.header, self.cluster_size, self.path
+        rows = [
+            dict(
+                name="header",
+                host_file=p,
+                host_offset=0,
+                length=h.header_length,
+                description=f"QCOW2 v{h.version} header",
+            )
+        ]
+        for e in self.extensions:
+            rows.append(
+                dict(
+                    name=f"header extension: {e['name']}",
+                    host_file=p,
+                    host_offset=e["host_offset"],
+                    length=8 + e["length"],
+                    description=f"type {e['type']:#010x}",
+                )
+            )
+        if h.backing_file_offset:
+            rows.append(
+                dict(
+                    name="backing file name",
+                    host_file=p,
+                    host_offset=h.backing_file_offset,
+                    length=h.backing_file_size,
+                    description=self.backing_file,
+                )
+            )
+        rows.append(
+            dict(
+                name="L1 table",
+                host_file=p,
+                host_offset=h.l1_table_offset,
+                length=h.l1_size * 8,
+                description=f"{h.l1_size} entries",
+            )
+        )
+        rows.append(
+            dict(
+                name="refcount table",
+                host_file=p,
+                host_offset=h.refcount_table_offset,
+                length=h.refcount_table_clusters * cs,
+                description=f"{self.refcount_bits}-bit refcounts",
+            )
+        )
+        try:
+            reft = self.refcount_table()
+        except CorruptImage as e:  # salvage: list the other structures
+            if self.strict:
+                raise
+            self.finding("error", e.structure or "refcount table", e.offset, e.detail)
+            reft = np.zeros(0, dtype=np.uint64)
+        for i in np.flatnonzero(reft).tolist():
+            off = int(reft[i]) & REFT_OFFSET_MASK
+            if off:
+                rows.append(
+                    dict(
+                        name=f"refcount block {i}",
+                        host_file=p,
+                        host_offset=off,
+                        length=cs,
+                        description=f"refcounts of {cs * 8 // self.refcount_bits} clusters",
+                    )
+                )
+        if h.nb_snapshots:
+            rows.append(
+                dict(
+                    name="snapshot table",
+                    host_file=p,
+                    host_offset=h.snapshots_offset,
+                    length=self.snapshot_table_length,
+                    description=f"{h.nb_snapshots} snapshots",
+                )
+            )
+            for s in self.snapshot_list:
+                rows.append(
+                    dict(
+                        name=f"snapshot {s.id} L1 table",
+                        host_file=p,
+                        host_offset=s.raw.l1_table_offset,
+                        length=s.raw.l1_size * 8,
+                        description=f"snapshot {s.name!r}",
+                    )
+                )
+        if self.bitmaps_ext is not None:
+            b = self.bitmaps_ext
+            rows.append(
+                dict(
+                    name="bitmap directory",
+                    host_file=p,
+                    host_offset=b.bitmap_directory_offset,
+                    length=b.bitmap_directory_size,
+                    description=f"{b.nb_bitmaps} bitmaps",
+                )
+            )
+        if self.crypto_ext is not None:
+            rows.append(
+                dict(
+                    name="encryption header",
+                    host_file=p,
+                    host_offset=self.crypto_ext.offset,
+                    length=self.crypto_ext.length,
+                    description="LUKS header",
+                )
+            )
+        l2_offsets = self.l1 & np.uint64(L1E_OFFSET_MASK)
+        for i in np.flatnonzero(l2_offsets).tolist():  # a salvaged L1 may have 4 Mi entries
+            off = int(l2_offsets[i])
+            if off:
+                rows.append(
+                    dict(
+                        name=f"L2 table {i}",
+                        host_file=p,
+                        host_offset=off,
+                        length=cs,
+                        description=f"maps guest {i * cs * self.l2_entries:#x}..",
+                    )
+                )
+        rows += data_structures(self.runs())
+        return fit_int64(rows, "description")
