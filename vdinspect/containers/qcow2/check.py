@@ -7,6 +7,9 @@ import numpy as np
 from ...errors import CorruptImage
 from .report import fit_int64
 from .structs import (
+    BME_ALL_ONES,
+    BME_OFFSET_MASK,
+    BME_RESERVED_MASK,
     L1E_OFFSET_MASK,
     L1E_RESERVED_MASK,
     L2E_OFFSET_MASK,
@@ -387,8 +390,8 @@ class RefcountCheck:
                     self.row("error", "bitmap table", t_off, "ERROR bitmap table cannot be read")
                     break
                 for e in img._read_table(t_off, t_n, "bitmap table").tolist():
-                    off = e & 0x00FFFFFFFFFFFE00
-                    if e & 0xFF000000000001FE or off % cs or (e & 1 and off):
+                    off = e & BME_OFFSET_MASK
+                    if e & BME_RESERVED_MASK or off % cs or (e & BME_ALL_ONES and off):
                         self.row("error", "bitmap table", t_off, f"ERROR bad bitmap table entry {e:#x}")
                         continue
                     if off:
