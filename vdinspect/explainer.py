@@ -771,57 +771,6 @@ def _first_line(e: Exception) -> str:
 MAX_TABLE_ROWS = 256  # entries shown of a table (the first ones)
 
 
-def _qcow2_l1(img: Image, v: int) -> str:
-    off = v & 0x00FFFFFFFFFFFE00
-    if not off:
-        return "no L2 table: the whole range is unallocated here"
-    return f"L2 table at {off:#x}" + ("; COPIED (refcount 1)" if v >> 63 else "")
-
-
-def _qcow2_l2(img: Image, v: int) -> str:
-    if v >> 62 & 1:
-        x = 62 - (img.cluster_bits - 8)
-        host = v & ((1 << x) - 1)
-        sectors = ((v >> x) & ((1 << (img.cluster_bits - 8)) - 1)) + 1
-        return f"compressed cluster at {host:#x}, {sectors} sector(s)"
-    off = v & 0x00FFFFFFFFFFFE00
-    if v & 1:
-        return "zero cluster" + (f" (preallocated at {off:#x})" if off else "")
-    if not off:
-        return "unallocated: read from the backing file (or zeros)"
-    return f"data cluster at {off:#x}" + ("; COPIED (refcount 1)" if v >> 63 else "")
-
-
-def _qcow2_reftable(img: Image, v: int) -> str:
-    off = v & 0xFFFFFFFFFFFFFE00
-    return f"refcount block at {off:#x}" if off else "no refcount block"
-
-
-def _qcow1_l2(img: Image, v: int) -> str:
-    if v >> 63:
-        return "compressed cluster"
-    return f"data cluster at {v:#x}" if v else "unallocated: read from the backing file"
-
-
-def _sector_pointer(what: str, empty: str):
-    def describe(img: Image, v: int) -> str:
-        return f"{what} at sector {v} ({v * 512:#x})" if v else empty
-    return describe
-
-
-def _vmdk_gte(img: Image, v: int) -> str:
-    if v == 0:
-        return "unallocated: read from the parent (or zeros)"
-    if v == 1:
-        return "zeroed grain (reads as zeros)"
-    return f"grain at sector {v} ({v * 512:#x})"
-
-
-def _vhd_bat(img: Image, v: int) -> str:
-    return "unallocated block" if v == 0xFFFFFFFF else \
-        f"block (bitmap, then data) at sector {v} ({v * 512:#x})"
-
-
 def _vhdx_bat(img: Image, v: int) -> str:
     states = {0: "NOT_PRESENT", 1: "UNDEFINED", 2: "ZERO", 3: "UNMAPPED", 6: "FULLY_PRESENT",
               7: "PARTIALLY_PRESENT"}
@@ -830,45 +779,15 @@ def _vhdx_bat(img: Image, v: int) -> str:
     return f"{state}" + (f", at {off:#x}" if off else "")
 
 
-def _vdi_map(img: Image, v: int) -> str:
-    if v == 0xFFFFFFFF:
-        return "free: read from the parent (or zeros)"
-    if v == 0xFFFFFFFE:
-        return "zero block"
-    return f"data block number {v}"
-
-
-def _parallels_bat(img: Image, v: int) -> str:
-    return f"cluster at offset unit {v}" if v else "unallocated cluster"
-
-
-#: (format, structure name pattern, numpy dtype of an entry, what an entry means)
-_TABLES = [
-    ("qcow2", r"(snapshot \S+ )?l1 table", ">u8", _qcow2_l1),
-    ("qcow2", r"l2 table \d+", ">u8", _qcow2_l2),
-    ("qcow2", r"refcount table", ">u8", _qcow2_reftable),
-    ("qcow", r"l1 table", ">u8", lambda img, v: f"L2 table at {v:#x}" if v else "no L2 table"),
-    ("qcow", r"l2 table.*", ">u8", _qcow1_l2),
-    ("vmdk", r"(redundant )?grain directory.*", "<u4",
-     _sector_pointer("grain table", "no grain table")),
-    ("vmdk", r"(redundant )?grain table.*", "<u4", _vmdk_gte),
-    ("vhd", r"bat", ">u4", _vhd_bat),
-    ("vhdx", r"bat", "<u8", _vhdx_bat),
-    ("vdi", r"block map", "<u4", _vdi_map),
-    ("parallels", r"bat", "<u4", _parallels_bat),
-]
-
-
 def _table_layout(img: Image, name: str):
-    """(dtype, describe) for a structure that is a table of entries, else None."""
-    import re
-
-    for fmt, pattern, dtype, describe in _TABLES:
-        if img.format == fmt and re.fullmatch(pattern, name.strip().lower()):
-            if fmt == "qcow2" and dtype == ">u8" and name.lower().startswith("l2") and \
-                    getattr(img, "extended_l2", False):
-                return ">u8", _qcow2_l2, 16  # an entry and its subcluster bitmap
-            return dtype, describe, None
+    """(dtype, describe, stride) for a structure that is a table of entries, else None: the
+    format says (``Image.table_layout``); VHDX's BAT is described here until its package
+    declares it."""
+    layout = img.table_layout(name)
+    if layout is not None:
+        return layout.dtype, (lambda _img, v, f=layout.describe: f(v)), layout.stride
+    if img.format == "vhdx" and name.strip().lower() == "bat":
+        return "<u8", _vhdx_bat, None
     return None
 
 

@@ -7,6 +7,7 @@ run merging and clipping live here once.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -117,6 +118,17 @@ def merge_runs(runs, start: int, end: int) -> list[Run]:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class TableLayout:
+    """How a table structure of ``structures()`` decodes entry by entry (the explainer's
+    view): the numpy dtype of an entry, what an entry's value means, and the stride when an
+    entry carries more bytes than that value (QCOW2 extended L2: entry + subcluster bitmap)."""
+
+    dtype: str
+    describe: Callable[[int], str]
+    stride: int | None = None
+
+
 @dataclass(slots=True)
 class ParentHint:
     """What an image says about its parent: a file name, a format, an identity to verify."""
@@ -170,6 +182,19 @@ class Image(ByteSource, Findings):
 
     def info_fields(self) -> dict:
         return {}
+
+    #: (structure name pattern, entry dtype, name of the method that says what an entry
+    #: means): the tables of this format that ``explain()`` decodes entry by entry
+    TABLES: tuple[tuple[str, str, str], ...] = ()
+
+    def table_layout(self, name: str) -> TableLayout | None:
+        """How the structure ``name`` decodes as a table of entries, or None."""
+        import re
+
+        for pattern, dtype, method in self.TABLES:
+            if re.fullmatch(pattern, name.strip().lower()):
+                return TableLayout(dtype, getattr(self, method))
+        return None
 
     def snapshots(self) -> list[dict]:
         return []

@@ -462,6 +462,12 @@ class ParallelsImage(Image):
             0: "none (written by software without Format Extension support)",
         }.get(v, f"invalid ({v:#010x})")
 
+    TABLES = ((r"bat", "<u4", "describe_bat_entry"),)
+
+    def describe_bat_entry(self, v: int) -> str:
+        """What a BAT entry says: a cluster offset in the header's units, or nothing."""
+        return f"cluster at offset unit {v}" if v else "unallocated cluster"
+
     def info_fields(self) -> dict:
         h = self.header
         out = dict(

@@ -400,6 +400,21 @@ class QcowImage(Image):
     def parent_hint(self) -> ParentHint | None:
         return ParentHint(path=self.backing_file) if self.backing_file else None
 
+    TABLES = (
+        (r"l1 table", ">u8", "describe_l1_entry"),
+        (r"l2 table.*", ">u8", "describe_l2_entry"),
+    )
+
+    def describe_l1_entry(self, v: int) -> str:
+        """What an L1 table entry says."""
+        return f"L2 table at {v:#x}" if v else "no L2 table"
+
+    def describe_l2_entry(self, v: int) -> str:
+        """What an L2 table entry says (bit 63: compressed)."""
+        if v >> 63:
+            return "compressed cluster"
+        return f"data cluster at {v:#x}" if v else "unallocated: read from the backing file"
+
     def info_fields(self) -> dict:
         h = self.header
         return dict(

@@ -591,6 +591,16 @@ class VdiImage(Image):
     def allocated_blocks(self) -> int:
         return int((self.block_map < BLOCK_ZERO).sum())
 
+    TABLES = ((r"block map", BLOCK_ENTRY, "describe_block_entry"),)
+
+    def describe_block_entry(self, v: int) -> str:
+        """What a block map entry says: free, zero, or a block number in the file."""
+        if v == BLOCK_FREE:
+            return "free: read from the parent (or zeros)"
+        if v == BLOCK_ZERO:
+            return "zero block"
+        return f"data block number {v}"
+
     def info_fields(self) -> dict:
         h, v = self.header, self.version
         out = dict(

@@ -659,6 +659,14 @@ class VhdImage(Image):
             out.append("saved state")
         return out
 
+    TABLES = ((r"bat", ">u4", "describe_bat_entry"),)
+
+    def describe_bat_entry(self, v: int) -> str:
+        """What a BAT entry says: unused, or the sector of a block's bitmap and data."""
+        if v == BAT_UNUSED:
+            return "unallocated block"
+        return f"block (bitmap, then data) at sector {v} ({v * SECTOR:#x})"
+
     def info_fields(self) -> dict:
         f, h = self.footer, self.dynamic_header
         v = f.creator_version

@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage
-from ..base import data_structures
+from ..base import TableLayout, data_structures
 from .structs import (
     COMPAT_LAZY_REFCOUNTS,
     INCOMPAT_CORRUPT,
     INCOMPAT_DIRTY,
     L1E_OFFSET_MASK,
+    L2E_OFFSET_MASK,
+    QCOW_OFLAG_COMPRESSED,
+    QCOW_OFLAG_COPIED,
+    QCOW_OFLAG_ZERO,
     REFT_OFFSET_MASK,
     BitmapDirectoryEntry,
 )
@@ -43,6 +47,43 @@ def int64_or_none(v: int | None) -> int | None:
 
 class Report:
     """Mixin of :class:`Qcow2Image`: info fields, flags, bitmaps and structures()."""
+
+    TABLES = (
+        (r"(snapshot \S+ )?l1 table", ">u8", "describe_l1_entry"),
+        (r"l2 table \d+", ">u8", "describe_l2_entry"),
+        (r"refcount table", ">u8", "describe_refcount_table_entry"),
+    )
+
+    def table_layout(self, name: str) -> TableLayout | None:
+        layout = super().table_layout(name)
+        if layout is not None and self.extended_l2 and name.lower().startswith("l2"):
+            return TableLayout(layout.dtype, layout.describe, 16)  # entry + subcluster bitmap
+        return layout
+
+    def describe_l1_entry(self, v: int) -> str:
+        """What an L1 table entry says."""
+        off = v & L1E_OFFSET_MASK
+        if not off:
+            return "no L2 table: the whole range is unallocated here"
+        return f"L2 table at {off:#x}" + ("; COPIED (refcount 1)" if v & QCOW_OFLAG_COPIED else "")
+
+    def describe_l2_entry(self, v: int) -> str:
+        """What an L2 table entry says (a standard, zero or compressed cluster)."""
+        if v & QCOW_OFLAG_COMPRESSED:
+            host = v & self.coffset_mask
+            sectors = ((v >> self.csize_shift) & self.csize_mask) + 1
+            return f"compressed cluster at {host:#x}, {sectors} sector(s)"
+        off = v & L2E_OFFSET_MASK
+        if v & QCOW_OFLAG_ZERO:
+            return "zero cluster" + (f" (preallocated at {off:#x})" if off else "")
+        if not off:
+            return "unallocated: read from the backing file (or zeros)"
+        return f"data cluster at {off:#x}" + ("; COPIED (refcount 1)" if v & QCOW_OFLAG_COPIED else "")
+
+    def describe_refcount_table_entry(self, v: int) -> str:
+        """What a refcount table entry says."""
+        off = v & REFT_OFFSET_MASK
+        return f"refcount block at {off:#x}" if off else "no refcount block"
 
     @property
     def subformat(self) -> str:

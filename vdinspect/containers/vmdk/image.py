@@ -407,6 +407,23 @@ class VmdkImage(Image):
                     out.append("unclean shutdown")
         return out
 
+    TABLES = (
+        (r"(redundant )?grain directory.*", "<u4", "describe_gd_entry"),
+        (r"(redundant )?grain table.*", "<u4", "describe_gt_entry"),
+    )
+
+    def describe_gd_entry(self, v: int) -> str:
+        """What a grain directory entry says: where its grain table is."""
+        return f"grain table at sector {v} ({v * 512:#x})" if v else "no grain table"
+
+    def describe_gt_entry(self, v: int) -> str:
+        """What a grain table entry says: 0 unallocated, 1 zeroed, else a sector."""
+        if v == 0:
+            return "unallocated: read from the parent (or zeros)"
+        if v == 1:
+            return "zeroed grain (reads as zeros)"
+        return f"grain at sector {v} ({v * 512:#x})"
+
     def info_fields(self) -> dict:
         """Descriptor and DDB fields, CIDs and one row per extent."""
         d = self.descriptor
