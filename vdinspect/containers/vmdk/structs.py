@@ -63,7 +63,9 @@ Marker = Struct(
     "size" / Int32ul * "grain marker: compressed bytes that follow; 0 = metadata marker",
     "type" / Int32ul * "metadata marker type (MARKER_*); part of the data in a grain marker",
 )
-GRAIN_MARKER_SIZE = 12  # lba (8) + size (4), then the deflate stream
+FOOTER_BYTES = 3 * SECTOR  # footer marker, footer (a copy of the header), end-of-stream marker
+GrainMarker = Struct(*Marker.subcons[:2])  # a grain marker: val (LBA) and size, then the data
+GRAIN_MARKER_SIZE = GrainMarker.sizeof()  # 12: lba (8) + size (4), then the deflate stream
 MARKER_EOS, MARKER_GT, MARKER_GD, MARKER_FOOTER = 0, 1, 2, 3
 MARKER_NAMES = {
     MARKER_EOS: "end-of-stream marker",
