@@ -19,7 +19,7 @@ import numpy as np
 from construct import Bytes, Int16ul, Int32ul, Int64ul, Padding, Struct
 
 from ..errors import CorruptImage, NotRecognized, UnsupportedFeature
-from ..io import ByteSource, LRUCache
+from ..io import ByteSource, LRUCache, crc32c
 from .base import DAMAGED, DATA, UNALLOCATED, ZERO, Image, ParentHint, Run
 
 FORMAT = "vhdx"
@@ -205,114 +205,6 @@ B_UNALLOC, B_ZERO, B_DATA, B_PARTIAL, B_DAMAGED = 0, 1, 2, 3, 4
 def probe(head: bytes) -> bool:
     """VHDX files start with the file identifier signature "vhdxfile"."""
     return len(head) >= 8 and head[:8] == SIGNATURE
-
-
-# --- CRC-32C (Castagnoli) ----------------------------------------------------------------
-
-_CRC_POLY = 0x82F63B78  # reflected Castagnoli polynomial
-
-
-def _crc_table() -> list[int]:
-    out = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ _CRC_POLY if c & 1 else c >> 1
-        out.append(c)
-    return out
-
-
-_CRC_TABLE = _crc_table()
-_CRC_NP = np.array(_CRC_TABLE, dtype=np.uint32)
-# columns of the "feed 2**k zero bytes" linear map on the CRC register, and byte tables of it
-_SHIFT_COLUMNS: dict[int, list[int]] = {
-    1: [_CRC_TABLE[(1 << b) & 0xFF] ^ ((1 << b) >> 8) for b in range(32)]
-}
-_SHIFT_TABLES: dict[int, tuple[np.ndarray, ...]] = {}
-
-try:  # an optional C implementation, used only to go faster
-    import crc32c as _crc32c_mod
-
-    _fast_crc32c = _crc32c_mod.crc32c
-except ImportError:  # pragma: no cover - depends on the environment
-    try:
-        import google_crc32c as _google_crc32c
-
-        _fast_crc32c = _google_crc32c.value
-    except ImportError:
-        _fast_crc32c = None
-
-
-def _apply_columns(cols: list[int], x: int) -> int:
-    r = 0
-    b = 0
-    while x:
-        if x & 1:
-            r ^= cols[b]
-        x >>= 1
-        b += 1
-    return r
-
-
-def _shift_columns(n: int) -> list[int]:
-    cols = _SHIFT_COLUMNS.get(n)
-    if cols is None:
-        half = _shift_columns(n // 2)
-        cols = _SHIFT_COLUMNS[n] = [_apply_columns(half, c) for c in half]
-    return cols
-
-
-def _shift_tables(n: int) -> tuple[np.ndarray, ...]:
-    tabs = _SHIFT_TABLES.get(n)
-    if tabs is None:
-        cols = _shift_columns(n)
-        v = np.arange(256, dtype=np.uint32)
-        out = []
-        for j in range(4):
-            t = np.zeros(256, dtype=np.uint32)
-            for i in range(8):
-                t ^= np.where((v >> i) & 1 == 1, np.uint32(cols[8 * j + i]), np.uint32(0))
-            out.append(t)
-        tabs = _SHIFT_TABLES[n] = tuple(out)
-    return tabs
-
-
-def _crc32c_numpy(data) -> int:
-    """CRC-32C of a long buffer: many lanes at once with numpy, then joined pairwise."""
-    n = len(data)
-    lane = 128 if n <= 128 * K else 256
-    k = -(-n // lane)
-    buf = np.zeros(k * lane, dtype=np.uint8)
-    pad = k * lane - n
-    buf[pad:] = np.frombuffer(data, dtype=np.uint8)
-    buf[pad : pad + 4] ^= 0xFF  # the initial value 0xFFFFFFFF, folded into the first 4 bytes
-    lanes = np.ascontiguousarray(buf.reshape(k, lane).T)
-    r = np.zeros(k, dtype=np.uint32)
-    table = _CRC_NP
-    for j in range(lane):
-        r = table[(r ^ lanes[j]) & 0xFF] ^ (r >> 8)
-    span = lane
-    while len(r) > 1:
-        if len(r) & 1:  # a leading all-zero lane changes nothing
-            r = np.concatenate([np.zeros(1, dtype=np.uint32), r])
-        a, b = r[0::2], r[1::2]
-        t0, t1, t2, t3 = _shift_tables(span)
-        r = t0[a & 0xFF] ^ t1[(a >> 8) & 0xFF] ^ t2[(a >> 16) & 0xFF] ^ t3[a >> 24] ^ b
-        span *= 2
-    return int(r[0]) ^ 0xFFFFFFFF
-
-
-def crc32c(data) -> int:
-    """CRC-32C (Castagnoli) of ``data``, as VHDX checksums use it."""
-    if _fast_crc32c is not None:
-        return int(_fast_crc32c(bytes(data)))
-    if len(data) < 8 * K:
-        crc = 0xFFFFFFFF
-        t = _CRC_TABLE
-        for b in bytes(data):
-            crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
-        return crc ^ 0xFFFFFFFF
-    return _crc32c_numpy(data)
 
 
 def checksum_ok(block: bytes, at: int = 4) -> bool:
