@@ -12,14 +12,13 @@ the file is never written.
 
 from __future__ import annotations
 
-import bisect
 import uuid
 
 import numpy as np
 from construct import Bytes, Int16ul, Int32ul, Int64ul, Padding, Struct
 
 from ..errors import CorruptImage, NotRecognized, UnsupportedFeature
-from ..io import ByteSource, LRUCache, crc32c
+from ..io import ByteSource, LRUCache, OverlaySource, crc32c
 from .base import DAMAGED, DATA, UNALLOCATED, ZERO, Image, ParentHint, Run
 
 FORMAT = "vhdx"
@@ -239,92 +238,6 @@ def _norm_guid_text(text: str | None) -> str | None:
 
 def _windows_basename(path: str) -> str:
     return path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-
-
-class OverlaySource(ByteSource):
-    """A host file seen through the writes of a replayed log, kept in memory.
-
-    Segments are ``[start, end)`` ranges with bytes (or ``None`` for zeros); later writes
-    replace earlier ones. Past the end of the file, unwritten bytes read as zeros.
-    """
-
-    def __init__(self, base: ByteSource, name: str | None = None) -> None:
-        self.base = base
-        self.name = name or base.name
-        self.size = base.size
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        self._data: list[bytes | None] = []
-
-    @property
-    def segments(self) -> list[tuple[int, int, bool]]:
-        """The replaced host ranges as ``(start, end, is_zero)``, neighbours joined."""
-        out: list[tuple[int, int, bool]] = []
-        for s, e, d in zip(self._starts, self._ends, self._data):
-            z = d is None
-            if out and out[-1][1] == s and out[-1][2] == z:
-                out[-1] = (out[-1][0], e, z)
-            else:
-                out.append((s, e, z))
-        return out
-
-    def write(self, offset: int, data: bytes | None, length: int | None = None) -> None:
-        """Lay ``data`` (or ``length`` zero bytes when data is None) over the file."""
-        length = len(data) if data is not None else int(length or 0)
-        if length <= 0:
-            return
-        start, end = offset, offset + length
-        i = bisect.bisect_right(self._ends, start)
-        j = i
-        keep_left = keep_right = None
-        while j < len(self._starts) and self._starts[j] < end:
-            s, e, d = self._starts[j], self._ends[j], self._data[j]
-            if s < start:
-                keep_left = (s, start, None if d is None else d[: start - s])
-            if e > end:
-                keep_right = (end, e, None if d is None else d[end - s :])
-            j += 1
-        new = [x for x in (keep_left, (start, end, data), keep_right) if x is not None]
-        self._starts[i:j] = [x[0] for x in new]
-        self._ends[i:j] = [x[1] for x in new]
-        self._data[i:j] = [x[2] for x in new]
-        self.size = max(self.size, end)
-
-    def extend(self, size: int) -> None:
-        """Make the file at least ``size`` bytes long (as replaying would)."""
-        self.size = max(self.size, size)
-
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self.readinto(offset, buf)
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        length = len(mv)
-        self._check_range(offset, length)
-        end = offset + length
-        i = bisect.bisect_right(self._ends, offset)
-        touched = i < len(self._starts) and self._starts[i] < end
-        if not touched and end <= self.base.size:
-            self.base.readinto(offset, mv)
-            return
-        n = min(length, max(0, self.base.size - offset))
-        if n:
-            self.base.readinto(offset, mv[:n])
-        if n < length:
-            mv[n:] = bytes(length - n)
-        while i < len(self._starts) and self._starts[i] < end:
-            s, e, d = self._starts[i], self._ends[i], self._data[i]
-            a, b = max(s, offset), min(e, end)
-            if d is None:
-                mv[a - offset : b - offset] = bytes(b - a)
-            else:
-                mv[a - offset : b - offset] = d[a - s : b - s]
-            i += 1
-
-    def close(self) -> None:
-        self.base.close()
 
 
 class LogEntry:
