@@ -398,7 +398,7 @@ def test_libvhdi_file_identifier_and_header_fragments():
     ident = (LIBVHDI / "file_identifier.1").read_bytes()
     assert V.probe(ident)
     fi = V.FileIdentifier.parse(ident)
-    assert V._utf16(fi.creator) == "Microsoft Windows 10.0.19041.0"
+    assert V.utf16_text(fi.creator) == "Microsoft Windows 10.0.19041.0"
     blk = (LIBVHDI / "image_header.1").read_bytes()
     h = V.VhdxHeader.parse(blk)
     assert h.signature == b"head" and h.version == 1 and h.log_version == 0

@@ -824,11 +824,9 @@ def _vhd_bat(img: Image, v: int) -> str:
 
 
 def _vhdx_bat(img: Image, v: int) -> str:
-    states = {0: "NOT_PRESENT", 1: "UNDEFINED", 2: "ZERO", 3: "UNMAPPED", 6: "FULLY_PRESENT",
-              7: "PARTIALLY_PRESENT"}
-    state = states.get(v & 7, f"reserved state {v & 7}")
-    off = (v >> 20) << 20
-    return f"{state}" + (f", at {off:#x}" if off else "")
+    from .containers.vhdx import describe_bat_entry
+
+    return describe_bat_entry(v)
 
 
 def _vdi_map(img: Image, v: int) -> str:
