@@ -8,7 +8,7 @@ buffers) or a numpy lane-parallel version (long buffers) gives the same answers.
 
 from __future__ import annotations
 
-import numpy as np
+from functools import cache
 
 CRC32C_POLY = 0x82F63B78  # the Castagnoli polynomial 0x1EDC6F41, bit-reflected
 _LONG = 8 * 1024  # from this many bytes the numpy fallback beats the byte loop
@@ -25,10 +25,9 @@ def _crc_table() -> list[int]:
 
 
 _TABLE = _crc_table()
-_TABLE_NP = np.array(_TABLE, dtype=np.uint32)
 # columns of the "feed 2**k zero bytes" linear map on the CRC register, and byte tables of it
 _SHIFT_COLUMNS: dict[int, list[int]] = {1: [_TABLE[(1 << b) & 0xFF] ^ ((1 << b) >> 8) for b in range(32)]}
-_SHIFT_TABLES: dict[int, tuple[np.ndarray, ...]] = {}
+_SHIFT_TABLES: dict[int, tuple] = {}
 
 
 def _apply_columns(cols: list[int], x: int) -> int:
@@ -50,9 +49,17 @@ def _shift_columns(n: int) -> list[int]:
     return cols
 
 
-def _shift_tables(n: int) -> tuple[np.ndarray, ...]:
+@cache
+def _numpy():
+    import numpy as np  # only the fallback needs it: importing vdinspect.io stays light
+
+    return np, np.array(_TABLE, dtype=np.uint32)
+
+
+def _shift_tables(n: int) -> tuple:
     tabs = _SHIFT_TABLES.get(n)
     if tabs is None:
+        np = _numpy()[0]
         cols = _shift_columns(n)
         v = np.arange(256, dtype=np.uint32)
         out = []
@@ -67,6 +74,7 @@ def _shift_tables(n: int) -> tuple[np.ndarray, ...]:
 
 def _crc_numpy(data, register: int) -> int:
     """Run the CRC register over a long buffer: many lanes at once, then joined pairwise."""
+    np, table = _numpy()
     n = len(data)
     lane = 128 if n <= 128 * 1024 else 256
     k = -(-n // lane)
@@ -77,7 +85,6 @@ def _crc_numpy(data, register: int) -> int:
     buf[pad : pad + 4] ^= np.frombuffer(register.to_bytes(4, "little"), dtype=np.uint8)
     lanes = np.ascontiguousarray(buf.reshape(k, lane).T)
     r = np.zeros(k, dtype=np.uint32)
-    table = _TABLE_NP
     for j in range(lane):
         r = table[(r ^ lanes[j]) & 0xFF] ^ (r >> 8)
     span = lane
