@@ -33,7 +33,7 @@ from tests.test_sample_images import classify_qemu, pieces
 from vdinspect.containers import registry
 from vdinspect.containers import vhdx as V
 from vdinspect.errors import CorruptImage, NotRecognized, UnsupportedFeature, VDInspectError
-from vdinspect.io import FileSource, MemorySource
+from vdinspect.io import FileSource, MemorySource, checksums
 
 K, M = 1 << 10, 1 << 20
 IOTESTS = SHARED_SAMPLES / "qemu-iotests-v7.2.0" / "sample_images"
@@ -93,7 +93,17 @@ def test_crc32c_matches_plain_table(n):
 def test_crc32c_check_value():
     assert V.crc32c(b"123456789") == vb.crc32c(b"123456789") == 0xE3069283
     big = random.Random(3).randbytes(300 * K)
-    assert V._crc32c_numpy(big) == vb.crc32c(big)
+    assert checksums.crc32c_pure(big) == vb.crc32c(big)
+
+
+@pytest.mark.parametrize("n", [0, 5, 4096, 8 * K + 3, 200 * K + 17])
+def test_crc32c_chains_and_fallback_agrees(n):
+    data = random.Random(n).randbytes(n)
+    cut = n // 3
+    whole = vb.crc32c(data)
+    assert V.crc32c(data[cut:], V.crc32c(data[:cut])) == whole
+    assert checksums.crc32c_pure(data[cut:], checksums.crc32c_pure(data[:cut])) == whole
+    assert checksums.crc32c_pure(data) == whole
 
 
 def test_overlay_source_writes_in_order():
@@ -388,7 +398,7 @@ def test_libvhdi_file_identifier_and_header_fragments():
     ident = (LIBVHDI / "file_identifier.1").read_bytes()
     assert V.probe(ident)
     fi = V.FileIdentifier.parse(ident)
-    assert V._utf16(fi.creator) == "Microsoft Windows 10.0.19041.0"
+    assert V.utf16_text(fi.creator) == "Microsoft Windows 10.0.19041.0"
     blk = (LIBVHDI / "image_header.1").read_bytes()
     h = V.VhdxHeader.parse(blk)
     assert h.signature == b"head" and h.version == 1 and h.log_version == 0

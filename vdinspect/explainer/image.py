@@ -300,24 +300,13 @@ def _explain_header(img: Image, sources: _Sources) -> Explanation:
 MAX_TABLE_ROWS = 256  # entries shown of a table (the first ones)
 
 
-def _vhdx_bat(img: Image, v: int) -> str:
-    states = {0: "NOT_PRESENT", 1: "UNDEFINED", 2: "ZERO", 3: "UNMAPPED", 6: "FULLY_PRESENT",
-              7: "PARTIALLY_PRESENT"}
-    state = states.get(v & 7, f"reserved state {v & 7}")
-    off = (v >> 20) << 20
-    return f"{state}" + (f", at {off:#x}" if off else "")
-
-
 def _table_layout(img: Image, name: str):
     """(dtype, describe, stride) for a structure that is a table of entries, else None: the
-    format says (``Image.table_layout``); VHDX's BAT is described here until its package
-    declares it."""
+    format says (``Image.table_layout``)."""
     layout = img.table_layout(name)
-    if layout is not None:
-        return layout.dtype, (lambda _img, v, f=layout.describe: f(v)), layout.stride
-    if img.format == "vhdx" and name.strip().lower() == "bat":
-        return "<u8", _vhdx_bat, None
-    return None
+    if layout is None:
+        return None
+    return layout.dtype, (lambda _img, v, f=layout.describe: f(v)), layout.stride
 
 
 def _explain_table(img: Image, row: dict, src: ByteSource, off: int, dtype: str, describe,

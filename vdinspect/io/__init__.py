@@ -1,6 +1,8 @@
 """Byte sources (the read protocol) and the metadata cache."""
 
 from .cache import LRUCache
+from .checksums import crc32c
+from .overlay import OverlaySource
 from .sources import (
     ByteSource,
     Concat,
@@ -15,4 +17,5 @@ from .sources import (
 )
 
 __all__ = ["ByteSource", "FileSource", "MemorySource", "Slice", "Concat", "Zero", "LRUCache",
-           "all_zero", "DamageIndex", "damaged_through", "merge_ranges"]
+           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "crc32c",
+           "OverlaySource"]

@@ -1,0 +1,63 @@
+"""vdinspect.io.OverlaySource: replaced ranges (bytes, zeros, copies) over a base source."""
+
+from __future__ import annotations
+
+import random
+
+from vdinspect.io import MemorySource, OverlaySource, merge_ranges
+
+K = 1 << 10
+
+
+class DamagedMemory(MemorySource):
+    """Bytes in memory that claim some ranges could not be read."""
+
+    def __init__(self, data: bytes, bad: list[tuple[int, int]]) -> None:
+        super().__init__(data, name="damaged")
+        self.bad = bad
+
+    def _damage_pairs(self, start, end):
+        return [(max(a, start), min(b, end)) for a, b in self.bad if a < end and b > start]
+
+
+def test_copy_reads_from_elsewhere_and_later_writes_win():
+    data = random.Random(1).randbytes(64 * K)
+    ov = OverlaySource(MemorySource(data), name="vol (journal replayed)")
+    ov.copy(4 * K, 4 * K, 40 * K)  # block 1 <- its committed copy at block 10
+    ov.write(4 * K, b"\xc0\x3b\x39\x98")  # an escaped magic put back on top
+    ov.copy(12 * K, 1 * K, 2 * K, MemorySource(bytes(range(256)) * 16))
+    want = bytearray(data)
+    want[4 * K : 8 * K] = data[40 * K : 44 * K]
+    want[4 * K : 4 * K + 4] = b"\xc0\x3b\x39\x98"
+    want[12 * K : 13 * K] = (bytes(range(256)) * 16)[2 * K : 3 * K]
+    assert ov.size == len(data) and ov.name == "vol (journal replayed)"
+    assert ov.read(0, ov.size) == bytes(want)
+    for off, n in ((4 * K + 2, 9), (4 * K + 4, 4 * K), (12 * K - 5, 1 * K + 10), (7, 33)):
+        assert ov.read(off, n) == bytes(want[off : off + n])
+        buf = bytearray(n)
+        ov.readinto(off, buf)
+        assert buf == want[off : off + n]
+    assert ov.segments == [(4 * K, 8 * K, False), (12 * K, 13 * K, False)]
+
+
+def test_overwriting_the_middle_of_a_copy_keeps_both_ends():
+    data = bytes(range(256)) * 32
+    ov = OverlaySource(MemorySource(data))
+    ov.copy(1 * K, 2 * K, 5 * K)
+    ov.write(1 * K + 100, None, 50)
+    want = bytearray(data)
+    want[1 * K : 3 * K] = data[5 * K : 7 * K]
+    want[1 * K + 100 : 1 * K + 150] = bytes(50)
+    assert ov.read(0, ov.size) == bytes(want)
+
+
+def test_damage_passes_through_unreplaced_and_copied_bytes_only():
+    base = DamagedMemory(bytes(32 * K), [(1 * K, 2 * K), (20 * K, 24 * K)])
+    ov = OverlaySource(base)
+    ov.write(1 * K + 512, b"x" * 1024)  # covers the end of the first damaged range
+    ov.copy(8 * K, 1 * K, 20 * K)  # a copy of damaged bytes is damaged
+    ov.write(31 * K, None, 2 * K)  # zeros, growing the source
+    got = ov.damaged_ranges()
+    assert got == [(1 * K, 512), (8 * K, 1 * K), (20 * K, 4 * K)]
+    assert ov.damaged_ranges(8 * K + 100, 200) == [(8 * K + 100, 200)]
+    assert merge_ranges([(a, a + n) for a, n in ov.damaged_ranges(30 * K, 3 * K)]) == []
