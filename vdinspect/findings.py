@@ -108,3 +108,51 @@ class Findings:
 
 def _key(row: dict) -> tuple:
     return (row.get("severity"), row.get("structure"), row.get("host_offset"), row.get("message"))
+
+
+class CappedRows:
+    """``check()`` rows collected by topic: duplicates dropped, at most ``limit`` per topic,
+    and one more row per topic counting the rest (a damaged table names a problem per entry)."""
+
+    def __init__(self, findings: list[dict] = (), limit: int = 100) -> None:
+        self.limit = limit
+        self.rows: list[dict] = []
+        self.seen: set = set()
+        self.counts: dict[str, int] = {}
+        for f in findings:  # problems met while reading, as recorded
+            self._keep(f["severity"], f["structure"], f["host_offset"], f["message"])
+
+    def _keep(self, severity, structure, offset, message) -> None:
+        key = (severity, structure, offset, message)
+        if key not in self.seen:
+            self.seen.add(key)
+            self.rows.append(
+                dict(severity=severity, structure=structure, host_offset=offset, message=message)
+            )
+
+    def add(self, severity: str, structure: str, offset: int | None, message: str,
+            topic: str | None = None) -> None:
+        """One row of ``topic`` (default: the structure), kept if the topic has room."""
+        topic = topic or structure
+        n = self.counts[topic] = self.counts.get(topic, 0) + 1
+        if n <= self.limit:
+            self._keep(severity, structure, offset, message)
+
+    def many(self, topic: str, items, make) -> None:
+        """Rows ``make(item)`` for as many ``items`` as the topic has room for."""
+        room = max(0, self.limit - self.counts.get(topic, 0))
+        for item in items[:room]:
+            self._keep(*make(item))
+        self.counts[topic] = self.counts.get(topic, 0) + len(items)
+
+    def finish(self) -> list[dict]:
+        """The rows, with one row per topic that had more than ``limit``."""
+        for topic, n in self.counts.items():
+            if n > self.limit:
+                self._keep(
+                    "error",
+                    topic,
+                    None,
+                    f"{n - self.limit} more problems of this kind ({topic}) not listed",
+                )
+        return self.rows

@@ -225,12 +225,6 @@ class ParallelsImage(Image):
 
     # --- header and BAT --------------------------------------------------------------
 
-    def _problem(self, message: str, structure: str, offset: int | None) -> None:
-        """CorruptImage when strict; a finding (and carry on) in salvage mode."""
-        if self.strict:
-            self.fail(CorruptImage, message, structure, offset)
-        self.finding("error", structure, offset, message)
-
     def _read_header(self) -> None:
         f = self.file
         if f.size < HEADER_SIZE:
