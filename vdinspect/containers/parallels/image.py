@@ -23,81 +23,37 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid as uuidlib
 
 import numpy as np
-from construct import Bytes, Int32ul, Int64ul, Struct
 
-from ..errors import CorruptImage, NotRecognized, UnsupportedFeature
-from ..io import ByteSource
-from .base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, data_structures, leak_rows
-
-FORMAT = "parallels"
-MAGIC_V1 = b"WithoutFreeSpace"  # BAT in sectors, 32-bit sector count
-MAGIC_V2 = b"WithouFreSpacExt"  # BAT in clusters, 64-bit sector count
-HEADER_VERSION = 2
-HEADER_SIZE = 64
-SECTOR = 512
-INUSE_OPEN = 0x746F6E59  # "Ynot": opened read/write and not closed (dirty)
-INUSE_CLOSED = 0x312E3276  # "v2.1": closed cleanly
-FLAG_EMPTY = 1 << 0  # "the image should be considered clear"
-MAX_TRACKS = 0x7FFFFFFF // 513  # QEMU's limit on the cluster size, sectors
-MAX_BAT_ENTRIES = 0x7FFFFFFF // 4  # QEMU's limit on the BAT ("catalog too large")
-MAX_SECTORS = (1 << 63) // SECTOR - 1  # byte offsets must fit in int64
-
-EXT_MAGIC = 0xAB234CEF23DCEA87
-FEATURE_END = 0x0000000000000000
-FEATURE_DIRTY_BITMAP = 0x20385FAE252CB34A
-FEATURE_NAMES = {FEATURE_END: "end of features", FEATURE_DIRTY_BITMAP: "dirty bitmap"}
-FEATURE_NECESSARY, FEATURE_TRANSIT = 1 << 0, 1 << 1
-
-# --- on-disk structures ----------------------------------------------------------------
-
-ParallelsHeader = Struct(
-    "magic" / Bytes(16) * '"WithoutFreeSpace" (v1) or "WithouFreSpacExt" (v2)',
-    "version" / Int32ul * "2",
-    "heads" / Int32ul * "disk geometry for the guest: heads",
-    "cylinders" / Int32ul * "disk geometry for the guest: cylinders",
-    "tracks" / Int32ul * "cluster size, sectors",
-    "bat_entries" / Int32ul * "entries in the BAT: disk size in clusters",
-    "nb_sectors" / Int64ul * "disk size, sectors (v1: only the low 32 bits count)",
-    "inuse" / Int32ul * "0x746F6E59 open, 0x312e3276 closed, 0 old software",
-    "data_off" / Int32ul * "start of the data area, sectors (v1: 0 = right after the BAT)",
-    "flags" / Int32ul * "bit 0: empty image",
-    "ext_off" / Int64ul * "Format Extension cluster, sectors (0 = none)",
-)  # 64 bytes; the BAT follows
-
-FormatExtensionHeader = Struct(
-    "magic" / Int64ul * "0xAB234CEF23DCEA87",
-    "check_sum" / Bytes(16) * "MD5 of the rest of the extension cluster (from byte 24)",
-)  # 24 bytes, then feature sections
-
-FeatureHeader = Struct(
-    "magic" / Int64ul * "feature: 0 end of features, 0x20385FAE252CB34A dirty bitmap",
-    "flags" / Int64ul * "bit 0 NECESSARY, bit 1 TRANSIT",
-    "data_size" / Int32ul * "bytes of feature data that follow",
-    "unused32" / Int32ul * "alignment",
-)  # 24 bytes, then data, padded to 8
-
-DirtyBitmapFeature = Struct(
-    "size" / Int64ul * "bitmap size: the disk size in sectors",
-    "id" / Bytes(16) * "UUID for backup consistency checking",
-    "granularity" / Int32ul * "sectors per bit (a power of two)",
-    "l1_size" / Int32ul * "entries in the L1 table",
-)  # 32 bytes, then l1_size u64 L1 entries: sector offsets of bitmap clusters (0/1 = all clear/set)
-
-#: The BAT: ``bat_entries`` little-endian u32 (numpy dtype).
-BAT_ENTRY = "<u4"
-
-
-def probe(head: bytes) -> bool:
-    """Expandable images start with one of the two magics and version 2 (as QEMU probes;
-    20 bytes suffice, so a file cut inside its header is still ours and refused as such)."""
-    return (
-        len(head) >= 20
-        and head[:16] in (MAGIC_V1, MAGIC_V2)
-        and int.from_bytes(head[16:20], "little") == HEADER_VERSION
-    )
+from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
+from ...io import ByteSource
+from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run
+from .bitmap import DirtyBitmap
+from .check import ParallelsReport
+from .structs import (
+    BAT_ENTRY,
+    EXT_MAGIC,
+    FEATURE_DIRTY_BITMAP,
+    FEATURE_END,
+    FEATURE_NAMES,
+    FLAG_EMPTY,
+    FORMAT,
+    HEADER_SIZE,
+    HEADER_VERSION,
+    INUSE_CLOSED,
+    INUSE_OPEN,
+    MAGIC_V1,
+    MAGIC_V2,
+    MAX_BAT_ENTRIES,
+    MAX_SECTORS,
+    MAX_TRACKS,
+    SECTOR,
+    DirtyBitmapFeature,
+    FeatureHeader,
+    FormatExtensionHeader,
+    ParallelsHeader,
+)
 
 
 def parse_header(data: bytes):
@@ -111,89 +67,7 @@ def parse_header(data: bytes):
     return ParallelsHeader.parse(data[:HEADER_SIZE])
 
 
-def _ranges(idx: np.ndarray) -> list[tuple[int, int]]:
-    """Sorted indexes as inclusive (first, last) ranges."""
-    if not len(idx):
-        return []
-    cut = np.flatnonzero(np.diff(idx) != 1) + 1
-    firsts = np.concatenate(([idx[0]], idx[cut]))
-    lasts = np.concatenate((idx[cut - 1], [idx[-1]]))
-    return list(zip(firsts.tolist(), lasts.tolist()))
-
-
-class DirtyBitmap:
-    """A dirty bitmap from the Format Extension (``.raw`` keeps the parsed feature)."""
-
-    def __init__(self, image: ParallelsImage, raw, l1: np.ndarray, host_offset: int) -> None:
-        self.image = image
-        self.raw = raw
-        self.l1 = l1
-        self.host_offset = host_offset  # of the feature data
-        self.id = str(uuidlib.UUID(bytes=bytes(raw.id)))
-        self.granularity = raw.granularity * SECTOR  # bytes of disk per bit
-        self.bits = -(-raw.size * SECTOR // self.granularity) if raw.granularity else 0
-        self._dirty: list[tuple[int, int]] | None = None
-
-    @property
-    def data_clusters(self) -> list[int]:
-        """Host offsets of the clusters holding bitmap data (those inside the file)."""
-        limit = self.image.file.size - self.image.cluster_size
-        return [e * SECTOR for e in self.l1.tolist() if 1 < e and e * SECTOR <= limit]
-
-    def dirty(self) -> list[tuple[int, int]]:
-        """Dirty granules as inclusive (first, last) index ranges (units of ``granularity``)."""
-        if self._dirty is None:
-            self._dirty = self._read()
-        return self._dirty
-
-    def _read(self) -> list[tuple[int, int]]:
-        img = self.image
-        cs = img.cluster_size
-        per = cs * 8  # bits per bitmap cluster
-        out: list[tuple[int, int]] = []
-        for k, e in enumerate(self.l1.tolist()):
-            base = k * per
-            n = min(per, self.bits - base)
-            if n <= 0:
-                break
-            if e == 0:
-                continue
-            if e == 1:
-                got = [(base, base + n - 1)]
-            else:
-                off = e * SECTOR
-                if off + cs > img.file.size:
-                    continue  # reported when the extension was read
-                bits = np.unpackbits(
-                    np.frombuffer(img.file.read(off, cs), dtype=np.uint8), bitorder="little"
-                )[:n]
-                got = [(a + base, b + base) for a, b in _ranges(np.flatnonzero(bits))]
-            for a, b in got:
-                if out and out[-1][1] + 1 == a:
-                    out[-1] = (out[-1][0], b)
-                else:
-                    out.append((a, b))
-        return out
-
-    @property
-    def dirty_bytes(self) -> int:
-        return sum(b - a + 1 for a, b in self.dirty()) * self.granularity
-
-    def as_dict(self) -> dict:
-        return dict(
-            id=self.id,
-            granularity=self.granularity,
-            size=self.raw.size * SECTOR,
-            l1_size=self.raw.l1_size,
-            dirty_clusters=", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in self.dirty()),
-            dirty_bytes=self.dirty_bytes,
-        )
-
-    def __repr__(self) -> str:
-        return f"<parallels DirtyBitmap {self.id} granularity={self.granularity}>"
-
-
-class ParallelsImage(Image):
+class ParallelsImage(ParallelsReport, Image):
     """A Parallels expandable image; ``parent`` names the image below a snapshot delta."""
 
     format = FORMAT
@@ -489,178 +363,6 @@ class ParallelsImage(Image):
         if self.parent_path is not None:
             out["parent_file"] = self.parent_path
         return out
-
-    def _image_end(self) -> int:
-        """Where the last cluster the metadata uses ends (data, extension, bitmaps). A cluster
-        cut short by the end of the file counts: its bytes in the file are read, not leaked
-        (QEMU since 8.1 counts them as leaked, as its repair drops the entry)."""
-        cs, n = self.cluster_size, self.file.size
-        ok = (self.bat != 0) & (~self._past_eof | self._partial)
-        end = int(self.bat_hosts[ok].max()) + cs if ok.any() else self.data_start
-        if self.header.ext_off and self.header.ext_off * SECTOR + cs <= n:
-            end = max(end, self.header.ext_off * SECTOR + cs)
-        for bm in self.bitmaps:
-            for off in bm.data_clusters:
-                if off + cs <= n:
-                    end = max(end, off + cs)
-        return end
-
-    def structures(self) -> list[dict]:
-        h, p, cs = self.header, self.path, self.cluster_size
-        rows = [
-            dict(
-                name="header",
-                host_file=p,
-                host_offset=0,
-                length=HEADER_SIZE,
-                description=f'"{h.magic.decode("latin-1")}": {h.bat_entries} clusters of '
-                f"{cs} bytes",
-            ),
-            dict(
-                name="BAT",
-                host_file=p,
-                host_offset=HEADER_SIZE,
-                length=4 * h.bat_entries,
-                description=f"{h.bat_entries} entries ({'clusters' if self.ext_format else 'sectors'}),"
-                f" {self.allocated_clusters} clusters allocated",
-            ),
-        ]
-        if self.extension is not None:
-            rows.append(
-                dict(
-                    name="format extension",
-                    host_file=p,
-                    host_offset=h.ext_off * SECTOR,
-                    length=cs,
-                    description=", ".join(f["name"] for f in self.features) or "unreadable",
-                )
-            )
-        for bm in self.bitmaps:
-            dirty = bm.as_dict()["dirty_clusters"] or "none"
-            rows.append(
-                dict(
-                    name=f"dirty bitmap {bm.id}",
-                    host_file=p,
-                    host_offset=bm.host_offset,
-                    length=32 + 8 * bm.raw.l1_size,
-                    description=f"feature and L1 table: {bm.granularity}-byte granules; dirty: "
-                    + (dirty if len(dirty) <= 200 else dirty[:200] + "..."),
-                )
-            )
-            for k, off in enumerate(bm.data_clusters):
-                rows.append(
-                    dict(
-                        name=f"dirty bitmap {bm.id} data {k}",
-                        host_file=p,
-                        host_offset=off,
-                        length=cs,
-                        description=f"one bit per {bm.granularity} bytes of disk",
-                    )
-                )
-        rows += data_structures(self.runs())
-        return rows
-
-    def check(self) -> list[dict]:
-        """Findings like ``qemu-img check``: unclean, data_off, clusters outside the file,
-        duplicates, leaks; plus the Format Extension's."""
-        rows = self.findings_rows()
-        h, n, cs = self.header, self.file.size, self.cluster_size
-
-        def add(severity, structure, host_offset, message):
-            r = dict(
-                severity=severity, structure=structure, host_offset=host_offset, message=message
-            )
-            if r not in rows:
-                rows.append(r)
-
-        if self.dirty:
-            add("error", "header.inuse", 44, "image was not closed correctly (in_use is set)")
-        elif h.inuse not in (0, INUSE_CLOSED):
-            add("warning", "header.inuse", 44, f"in_use is {h.inuse:#010x}, not a known value")
-        if not self.data_off_ok:
-            add(
-                "error",
-                "header.data_off",
-                48,
-                f"data_off field has incorrect value ({h.data_off} sectors; the data area "
-                f"cannot start before sector {self.data_start // SECTOR} or past the file)",
-            )
-        if h.flags & FLAG_EMPTY:
-            add(
-                "warning",
-                "header.flags",
-                52,
-                "empty-image flag set: Parallels treats the disk as clear; read here (as by "
-                "QEMU) through the BAT",
-            )
-        if h.flags & ~FLAG_EMPTY:
-            add("warning", "header.flags", 52, f"unknown header flags {h.flags & ~FLAG_EMPTY:#x}")
-        if not self.ext_format and h.nb_sectors >> 32:
-            add(
-                "warning",
-                "header.nb_sectors",
-                36,
-                f"high 32 bits of nb_sectors set in a v1 image ({h.nb_sectors:#x}); ignored",
-            )
-        if h.bat_entries * self.tracks < self.nb_sectors:
-            add(
-                "warning",
-                "header.bat_entries",
-                32,
-                f"{h.bat_entries} BAT entries cover {h.bat_entries * cs} bytes of the "
-                f"{self.size}-byte disk; the rest reads as unallocated",
-            )
-        used = np.flatnonzero(self.bat)
-        hosts = self.bat_hosts[used]
-        outside = used[hosts + cs > n]
-        for i in outside[:100].tolist():
-            add("error", "BAT", HEADER_SIZE + 4 * i, f"cluster {i} is outside image")
-        low = used[(hosts < self.data_start) & (hosts + cs <= n)]
-        for i in low[:100].tolist():
-            add(
-                "error",
-                "BAT",
-                HEADER_SIZE + 4 * i,
-                f"cluster {i} at {int(self.bat_hosts[i]):#x} lies before the data area "
-                f"({self.data_start:#x})",
-            )
-        odd = used[(hosts - self.data_start) % cs != 0]
-        for i in odd[:100].tolist():
-            add(
-                "warning",
-                "BAT",
-                HEADER_SIZE + 4 * i,
-                f"cluster {i} at {int(self.bat_hosts[i]):#x} is not cluster-aligned to the "
-                "data area",
-            )
-        order = np.argsort(hosts, kind="stable")
-        srt = hosts[order]
-        for k in (np.flatnonzero(srt[1:] == srt[:-1]) + 1)[:100].tolist():
-            i = int(used[order[k]])
-            add("error", "BAT", HEADER_SIZE + 4 * i, f"duplicate offset in BAT entry {i}")
-        meta = []
-        if self.extension is not None:
-            meta.append(("format extension", h.ext_off * SECTOR))
-        for bm in self.bitmaps:
-            meta += [(f"dirty bitmap {bm.id} data", off) for off in bm.data_clusters]
-        for name, off in meta:
-            hit = used[(hosts < off + cs) & (hosts + cs > off)]
-            for i in hit[:16].tolist():
-                add(
-                    "error",
-                    "BAT",
-                    HEADER_SIZE + 4 * i,
-                    f"cluster {i} at {int(self.bat_hosts[i]):#x} overlaps the {name} at {off:#x}",
-                )
-        end = self._image_end()
-        if n > end:  # one row per cluster, as QEMU counts leaks
-            count = -(-(n - end) // cs)
-            leaks = ((("file", end + k * cs, f"space leaked at the end of the image {n - end} "
-                       f"(cluster {k + 1} of {count} at {end + k * cs:#x})"))
-                     for k in range(count))
-            for r in leak_rows(leaks, count, "file", "leaked clusters"):
-                add(**r)
-        return rows
 
 
 def open_image(
