@@ -16,6 +16,8 @@ import uuid as uuidlib
 import numpy as np
 from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
+from ...io.checksums import crc32c
+
 SUPERBLOCK_OFFSET = 1024
 SUPERBLOCK_SIZE = 1024
 EXT_MAGIC = 0xEF53
@@ -281,40 +283,23 @@ def feature_names(compat: int, incompat: int, ro_compat: int) -> list[str]:
 # --- checksums -------------------------------------------------------------------------
 
 
-def _crc_table(poly: int) -> list[int]:
+def _crc16_table() -> list[int]:
     out = []
     for i in range(256):
         c = i
         for _ in range(8):
-            c = (c >> 1) ^ poly if c & 1 else c >> 1
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1  # reflected 0x8005
         out.append(c)
     return out
 
 
-_CRC32C_TABLE = _crc_table(0x82F63B78)  # reflected Castagnoli polynomial
-_CRC16_TABLE = _crc_table(0xA001)  # reflected 0x8005 (the kernel's crc16)
+_CRC16_TABLE = _crc16_table()
 
 
 def ext4_chksum(seed: int, data: bytes) -> int:
-    """The kernel's ``ext4_chksum``: raw crc32c from ``seed``, no final inversion."""
-    crc = seed
-    t = _CRC32C_TABLE
-    for b in data:
-        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-_CRC32C_NP = np.array(_CRC32C_TABLE, dtype=np.uint32)
-
-
-def ext4_chksum_lanes(seed: int, rows: np.ndarray) -> np.ndarray:
-    """``ext4_chksum(seed, row)`` of every row of a uint8 array, all rows at once."""
-    crc = np.full(rows.shape[0], seed, dtype=np.uint32)
-    table = _CRC32C_NP
-    cols = np.ascontiguousarray(rows.T)
-    for col in cols:
-        crc = table[(crc ^ col) & 0xFF] ^ (crc >> 8)
-    return crc
+    """The kernel's ``ext4_chksum``: raw crc32c from register ``seed``, no inversions
+    (the standard CRC-32C with both inversions undone)."""
+    return crc32c(data, seed ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
 
 
 def crc16(seed: int, data: bytes) -> int:
