@@ -108,6 +108,7 @@ FL_CASEFOLD = 0x40000000
 FL_COMPRESSED_ANY = FL_COMPR | FL_COMPRBLK  # e2compr
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+ROOT_INO = 2  # the root directory (inodes 1..10 are reserved)
 
 
 def _signed32(v: int) -> int:

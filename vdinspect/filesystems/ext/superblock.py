@@ -550,3 +550,20 @@ def backup_candidates(source_size: int) -> list[tuple[int, int, int]]:
                 out.append((off, bs, g))
     out.sort()
     return out
+
+
+def uuid_text(b: bytes) -> str:
+    """A 16-byte UUID field as text."""
+    return str(uuidlib.UUID(bytes=bytes(b)))
+
+
+def fs_kind(sb: SuperblockInfo) -> str:
+    """ext2, ext3 or ext4, decided from the features as blkid does."""
+    ext2_ro = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE_DIR
+    ext2_inc = INCOMPAT_FILETYPE | INCOMPAT_META_BG
+    ext3_inc = ext2_inc | INCOMPAT_RECOVER
+    if sb.ro_compat & ~ext2_ro:
+        return "ext4"
+    if sb.compat & COMPAT_HAS_JOURNAL:
+        return "ext3" if not sb.incompat & ~ext3_inc else "ext4"
+    return "ext2" if not sb.incompat & ~ext2_inc else "ext4"
