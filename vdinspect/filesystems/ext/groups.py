@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from construct import FlagsEnum, Int16ul, Int32ul, Struct
 
 from ...errors import (
     CorruptImage,
 )
 from ...io import LRUCache
+from ...layout import field_offset, field_size, numpy_dtype
 from . import superblock as S
 from .inode import (
     InodeRecord,
@@ -19,6 +21,129 @@ from .inode import (
 
 if TYPE_CHECKING:
     pass
+
+# --- on-disk structures ----------------------------------------------------------------
+
+BlockGroupFlags = FlagsEnum(Int16ul, inode_uninit=0x1, block_uninit=0x2, inode_zeroed=0x4)
+BG_INODE_UNINIT = BlockGroupFlags.flags["inode_uninit"]
+BG_BLOCK_UNINIT = BlockGroupFlags.flags["block_uninit"]
+
+GroupDescriptor32 = Struct(
+    "bg_block_bitmap_lo" / Int32ul * "block of the block (cluster) bitmap",
+    "bg_inode_bitmap_lo" / Int32ul * "block of the inode bitmap",
+    "bg_inode_table_lo" / Int32ul * "first block of the inode table",
+    "bg_free_blocks_count_lo" / Int16ul * "free blocks",
+    "bg_free_inodes_count_lo" / Int16ul * "free inodes",
+    "bg_used_dirs_count_lo" / Int16ul * "directories",
+    "bg_flags" / BlockGroupFlags * "INODE_UNINIT, BLOCK_UNINIT, ITABLE_ZEROED",
+    "bg_exclude_bitmap_lo" / Int32ul * "snapshot exclusion bitmap",
+    "bg_block_bitmap_csum_lo" / Int16ul * "block bitmap checksum, low 16 bits",
+    "bg_inode_bitmap_csum_lo" / Int16ul * "inode bitmap checksum, low 16 bits",
+    "bg_itable_unused_lo" / Int16ul * "unused inodes at the end of the table",
+    "bg_checksum" / Int16ul * "crc16 (gdt_csum) or crc32c & 0xFFFF (metadata_csum)",
+)  # 32 bytes
+
+GroupDescriptor64 = Struct(
+    *GroupDescriptor32.subcons,
+    "bg_block_bitmap_hi" / Int32ul * "high 32 bits",
+    "bg_inode_bitmap_hi" / Int32ul * "high 32 bits",
+    "bg_inode_table_hi" / Int32ul * "high 32 bits",
+    "bg_free_blocks_count_hi" / Int16ul * "high 16 bits",
+    "bg_free_inodes_count_hi" / Int16ul * "high 16 bits",
+    "bg_used_dirs_count_hi" / Int16ul * "high 16 bits",
+    "bg_itable_unused_hi" / Int16ul * "high 16 bits",
+    "bg_exclude_bitmap_hi" / Int32ul * "high 32 bits",
+    "bg_block_bitmap_csum_hi" / Int16ul * "high 16 bits",
+    "bg_inode_bitmap_csum_hi" / Int16ul * "high 16 bits",
+    "bg_reserved" / Int32ul * "padding",
+)  # 64 bytes (s_desc_size may be larger)
+
+# the table is decoded with numpy, one row per group, each value with its high bits joined
+_COMBINED = (
+    "bg_block_bitmap",
+    "bg_inode_bitmap",
+    "bg_inode_table",
+    "bg_free_blocks_count",
+    "bg_free_inodes_count",
+    "bg_used_dirs_count",
+    "bg_flags",
+    "bg_itable_unused",
+    "bg_checksum",
+)
+_CSUM_AT = field_offset(GroupDescriptor32, "bg_checksum")
+
+
+def _combined_dtype() -> np.dtype:
+    out = []
+    for name in _COMBINED:
+        try:
+            size = field_size(GroupDescriptor64, name + "_lo") + field_size(
+                GroupDescriptor64, name + "_hi"
+            )
+        except KeyError:
+            size = field_size(GroupDescriptor64, name)
+        out.append((name, f"<u{size}"))
+    return np.dtype(out)
+
+
+_DESCRIPTORS = _combined_dtype()
+
+
+def decode_descriptors(data: bytes, count: int, desc_size: int, is_64bit: bool) -> np.ndarray:
+    """The group descriptor table as a numpy record array (64-bit fields combined)."""
+    layout = GroupDescriptor64 if is_64bit and desc_size >= 64 else GroupDescriptor32
+    raw = np.frombuffer(data, dtype=numpy_dtype(layout, desc_size), count=count)
+    have = raw.dtype.names
+    out = np.zeros(count, dtype=_DESCRIPTORS)
+    for name in _COMBINED:
+        if name in have:
+            out[name] = raw[name]
+            continue
+        lo = raw[name + "_lo"]
+        out[name] = lo
+        if name + "_hi" in have:
+            out[name] |= raw[name + "_hi"].astype(out.dtype[name]) << (8 * lo.dtype.itemsize)
+    return out
+
+
+def _crc16_table() -> list[int]:
+    out = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1  # reflected 0x8005
+        out.append(c)
+    return out
+
+
+_CRC16_TABLE = _crc16_table()
+
+
+def crc16(seed: int, data: bytes) -> int:
+    """The kernel's ``crc16`` (polynomial 0x8005 reflected, no final inversion)."""
+    crc = seed
+    t = _CRC16_TABLE
+    for b in data:
+        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def descriptor_checksum(sbi: S.SuperblockInfo, group: int, desc: bytes) -> int | None:
+    """The checksum a group descriptor should carry (None when the volume has none)."""
+    le_group = group.to_bytes(4, "little")
+    if sbi.metadata_csum:
+        body = desc[:_CSUM_AT] + b"\0\0" + desc[_CSUM_AT + 2 :]
+        return S.ext4_chksum(S.ext4_chksum(sbi.csum_seed, le_group), body) & 0xFFFF
+    if sbi.gdt_csum:
+        crc = crc16(0xFFFF, bytes(sbi.raw.s_uuid))
+        crc = crc16(crc, le_group)
+        crc = crc16(crc, desc[:_CSUM_AT])
+        if len(desc) > _CSUM_AT + 2:
+            crc = crc16(crc, desc[_CSUM_AT + 2 :])
+        return crc
+    return None
+
+
 
 ITABLE_CHUNK = 64 << 10  # inode table bytes read and cached at a time
 
@@ -51,9 +176,9 @@ class GroupsMixin:
         self.gdt_blocks = blocks
         count = sb.group_count
         self.gd_raw = data
-        self.gd = S.decode_descriptors(data, count, sb.desc_size, sb.is_64bit)
+        self.gd = decode_descriptors(data, count, sb.desc_size, sb.is_64bit)
         # which groups' inode tables can be read at all
-        table = self.gd["inode_table"].astype(np.int64)
+        table = self.gd["bg_inode_table"].astype(np.int64)
         ok = (table > 0) & (table + self.itable_blocks <= sb.blocks_count)
         self.itable_ok = ok.tolist()
         self._itable_starts = (table * self.block_size).tolist()
@@ -74,8 +199,8 @@ class GroupsMixin:
         if sb.metadata_csum or sb.gdt_csum:
             ds = sb.desc_size
             for g in range(count):
-                want = S.descriptor_checksum(sb, g, data[g * ds : (g + 1) * ds])
-                if want is not None and want != int(self.gd["checksum"][g]):
+                want = descriptor_checksum(sb, g, data[g * ds : (g + 1) * ds])
+                if want is not None and want != int(self.gd["bg_checksum"][g]):
                     bad.append(g)
         self.gd_bad_checksum = bad
         for g in bad[:16]:
@@ -151,11 +276,11 @@ class GroupsMixin:
         """Group ``g``'s inode or block bitmap as a bool array (None when uninitialised)."""
 
         def load():
-            flags = int(self.gd["flags"][g])
+            flags = int(self.gd["bg_flags"][g])
             csum = self.sb.metadata_csum or self.sb.gdt_csum
-            if csum and flags & (S.BG_INODE_UNINIT if kind == "inode" else S.BG_BLOCK_UNINIT):
+            if csum and flags & (BG_INODE_UNINIT if kind == "inode" else BG_BLOCK_UNINIT):
                 return None
-            b = int(self.gd["inode_bitmap" if kind == "inode" else "block_bitmap"][g])
+            b = int(self.gd["bg_inode_bitmap" if kind == "inode" else "bg_block_bitmap"][g])
             if not 0 < b < self.sb.blocks_count:
                 return None
             raw = self.read_blocks(b, 1, f"{kind} bitmap {g}")

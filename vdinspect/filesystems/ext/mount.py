@@ -42,8 +42,8 @@ class MountMixin:
 
     def _find_backup(self) -> tuple[S.SuperblockInfo, int] | None:
         for off, bs, g in S.backup_candidates(self.base.size):
-            head = self.base.read(off + 0x38, 2)
-            if head != b"\x53\xef":
+            head = self.base.read(off + S.SB_AT["s_magic"], 2)
+            if head != S.EXT_MAGIC.to_bytes(2, "little"):
                 continue
             sbi = self._read_sb(off)
             if (
@@ -70,7 +70,7 @@ class MountMixin:
                 "this is an external journal device, not a filesystem",
                 path=self.name,
                 structure="superblock",
-                offset=S.SUPERBLOCK_OFFSET + 0x60,
+                offset=S.SUPERBLOCK_OFFSET + S.SB_AT["s_feature_incompat"],
             )
         if not sbi.problems:
             if sbi.checksum_ok is False:
@@ -144,14 +144,14 @@ class MountMixin:
                     msg + "; strict=False reads what it can",
                     path=self.name,
                     structure="superblock",
-                    offset=sb.offset + 0x60,
+                    offset=sb.offset + S.SB_AT["s_feature_incompat"],
                 )
-            self.finding("error", "superblock", sb.offset + 0x60, msg)
+            self.finding("error", "superblock", sb.offset + S.SB_AT["s_feature_incompat"], msg)
         if sb.incompat & S.INCOMPAT_COMPRESSION:
             self.finding(
                 "warning",
                 "superblock",
-                sb.offset + 0x60,
+                sb.offset + S.SB_AT["s_feature_incompat"],
                 "compression feature (e2compr): compressed files' content is not "
                 "read (UnsupportedFeature); their metadata is",
             )
@@ -163,9 +163,9 @@ class MountMixin:
             )
             if self.strict:
                 raise CorruptImage(
-                    msg, path=self.name, structure="superblock", offset=sb.offset + 4
+                    msg, path=self.name, structure="superblock", offset=sb.offset + S.SB_AT["s_blocks_count_lo"]
                 )
-            self.finding("error", "superblock", sb.offset + 4, msg)
+            self.finding("error", "superblock", sb.offset + S.SB_AT["s_blocks_count_lo"], msg)
             if sb.blocks_count > 2 * dev_blocks + sb.blocks_per_group:
                 # an absurd count (not a cut-off copy): read only the groups that exist
                 sb.blocks_count = max(dev_blocks, sb.first_data_block + 1)
@@ -174,7 +174,7 @@ class MountMixin:
                 self.finding(
                     "error",
                     "superblock",
-                    sb.offset + 4,
+                    sb.offset + S.SB_AT["s_blocks_count_lo"],
                     f"block count taken as {sb.blocks_count} (the volume's size)",
                 )
         if sb.problems:  # inode count vs groups (a backup is only used when it has none)
@@ -190,7 +190,7 @@ class MountMixin:
                 self.finding(
                     "warning",
                     "superblock",
-                    sb.offset + 0x60,
+                    sb.offset + S.SB_AT["s_feature_incompat"],
                     "needs_recovery is set but the filesystem has no journal",
                 )
             return

@@ -4,7 +4,6 @@ directory names (listed under ``/$OrphanFiles`` as The Sleuth Kit does).
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -15,11 +14,13 @@ from ...errors import (
     InvalidArgument,
 )
 from ..base import DIR, Entry
-from . import superblock as S
+from .extents import EXTENT_HEADER, EXTENT_MAGIC
+from .groups import BG_INODE_UNINIT
 from .inode import (
     FL_EA_INODE,
     ROOT_INO,
     InodeRecord,
+    inode_dtype,
 )
 from .listing import EXTRA_COLUMNS
 
@@ -64,8 +65,8 @@ class RecoveryMixin:
                 "size is 0: the kernel truncates a file when it is deleted, so the content is gone"
             )
         if rec.uses_extents:
-            ent = struct.unpack_from("<HH", rec.i_block, 0)
-            if ent[0] == 0xF30A and ent[1] == 0:
+            magic, entries, _max, _depth, _gen = EXTENT_HEADER.unpack_from(rec.i_block, 0)
+            if magic == EXTENT_MAGIC and entries == 0:
                 return False, (
                     "extent tree cleared on deletion (ext4): content not recoverable from the inode"
                 )
@@ -176,22 +177,22 @@ class RecoveryMixin:
         for g in range(self.group_count):
             if not self.itable_ok[g]:
                 continue
-            flags = int(self.gd["flags"][g])
-            if csum and flags & S.BG_INODE_UNINIT:
+            flags = int(self.gd["bg_flags"][g])
+            if csum and flags & BG_INODE_UNINIT:
                 continue
-            used = ipg - (int(self.gd["itable_unused"][g]) if csum else 0)
+            used = ipg - (int(self.gd["bg_itable_unused"][g]) if csum else 0)
             used = max(0, min(used, ipg))
             if not used:
                 continue
-            table = int(self.gd["inode_table"][g]) * self.block_size
+            table = int(self.gd["bg_inode_table"][g]) * self.block_size
             try:
                 raw = self.read_bytes(table, used * isz, f"inode table {g}")
             except CorruptImage:
                 continue
-            recs = np.frombuffer(raw, dtype=np.uint8).reshape(used, isz)
-            ctime = recs[:, 0x0C:0x10].copy().view("<u4").ravel()
-            mode = recs[:, 0:2].copy().view("<u2").ravel()
-            links = recs[:, 0x1A:0x1C].copy().view("<u2").ravel()
+            recs = np.frombuffer(raw, dtype=inode_dtype(isz), count=used)
+            ctime = recs["i_ctime"]
+            mode = recs["i_mode"]
+            links = recs["i_links_count"]
             bm = self.bitmap("inode", g)
             alloc = np.zeros(used, dtype=bool) if bm is None else bm[:used]
             base = g * ipg + 1

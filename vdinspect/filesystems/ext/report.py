@@ -9,13 +9,27 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...layout import field_offset
 from . import superblock as S
+from .groups import BG_INODE_UNINIT
 from .inode import (
+    EXTRA_NEEDED,
+    INODE_CLASSIC,
+    Inode,
+    InodeLarge,
     ns_to_datetime,
 )
 
 if TYPE_CHECKING:
     pass
+
+
+# where the inode checksum's inputs are: it covers the inode number, i_generation, then
+# the record with both checksum halves zeroed
+_CSUM_LO = field_offset(Inode, "l_i_checksum_lo")
+_CSUM_HI = field_offset(InodeLarge, "i_checksum_hi")
+_EXTRA_ISIZE = field_offset(InodeLarge, "i_extra_isize")
+_GENERATION = field_offset(Inode, "i_generation")
 
 
 class ReportMixin:
@@ -140,11 +154,11 @@ class ReportMixin:
             )
         for g in range(self.group_count):
             gd = self.gd[g]
-            add("block bitmap", int(gd["block_bitmap"]) * bs, bs, f"group {g}")
-            add("inode bitmap", int(gd["inode_bitmap"]) * bs, bs, f"group {g}")
+            add("block bitmap", int(gd["bg_block_bitmap"]) * bs, bs, f"group {g}")
+            add("inode bitmap", int(gd["bg_inode_bitmap"]) * bs, bs, f"group {g}")
             add(
                 "inode table",
-                int(gd["inode_table"]) * bs,
+                int(gd["bg_inode_table"]) * bs,
                 self.itable_blocks * bs,
                 f"group {g}: inodes {g * self.inodes_per_group + 1}.."
                 f"{(g + 1) * self.inodes_per_group}",
@@ -196,28 +210,28 @@ class ReportMixin:
             self.finding(
                 "warning",
                 "superblock",
-                sb.offset + 0x3A,
+                sb.offset + S.SB_AT["s_state"],
                 "not cleanly unmounted (state flag 'valid' is clear)",
             )
         if r.s_state & S.STATE_ERROR:
             self.finding(
                 "warning",
                 "superblock",
-                sb.offset + 0x3A,
+                sb.offset + S.SB_AT["s_state"],
                 "the kernel recorded errors (state flag 'errors')",
             )
         if r.s_error_count:
             self.finding(
                 "warning",
                 "superblock",
-                sb.offset + 0x194,
+                sb.offset + S.SB_AT["s_error_count"],
                 f"{r.s_error_count} errors recorded by the kernel",
             )
         if r.s_last_orphan:
             self.finding(
                 "info",
                 "superblock",
-                sb.offset + 0xE8,
+                sb.offset + S.SB_AT["s_last_orphan"],
                 f"orphan inode list starts at inode {r.s_last_orphan} (files unlinked while open)",
             )
         if sb.metadata_csum:
@@ -228,30 +242,32 @@ class ReportMixin:
         isz = self.inode_size
         bad = []
         for g in range(self.group_count):
-            if not self.itable_ok[g] or int(self.gd["flags"][g]) & S.BG_INODE_UNINIT:
+            if not self.itable_ok[g] or int(self.gd["bg_flags"][g]) & BG_INODE_UNINIT:
                 continue
             bm = self.bitmap("inode", g)
             if bm is None:
                 continue
-            used = self.inodes_per_group - int(self.gd["itable_unused"][g])
+            used = self.inodes_per_group - int(self.gd["bg_itable_unused"][g])
             idx = np.flatnonzero(bm[: max(0, used)])
             if not len(idx):
                 continue
-            table = int(self.gd["inode_table"][g]) * self.block_size
+            table = int(self.gd["bg_inode_table"][g]) * self.block_size
             raw = self.read_bytes(table, int(idx[-1] + 1) * isz, f"inode table {g}")
             recs = np.frombuffer(raw, dtype=np.uint8).reshape(-1, isz)[idx].copy()
-            stored = recs[:, 0x7C:0x7E].copy().view("<u2").ravel().astype(np.uint32)
-            recs[:, 0x7C:0x7E] = 0
-            if isz > 128:
-                extra = recs[:, 0x80:0x82].copy().view("<u2").ravel()
-                has_hi = extra >= 4
-                hi = recs[:, 0x82:0x84].copy().view("<u2").ravel().astype(np.uint32)
+            lo, hi_at = slice(_CSUM_LO, _CSUM_LO + 2), slice(_CSUM_HI, _CSUM_HI + 2)
+            stored = recs[:, lo].copy().view("<u2").ravel().astype(np.uint32)
+            recs[:, lo] = 0
+            if isz > INODE_CLASSIC:
+                extra = recs[:, _EXTRA_ISIZE : _EXTRA_ISIZE + 2].copy().view("<u2").ravel()
+                has_hi = extra >= EXTRA_NEEDED["i_checksum_hi"]
+                hi = recs[:, hi_at].copy().view("<u2").ravel().astype(np.uint32)
                 stored = np.where(has_hi, stored | (hi << 16), stored)
-                recs[has_hi, 0x82:0x84] = 0
+                recs[has_hi, hi_at] = 0
             else:
                 has_hi = np.zeros(len(idx), dtype=bool)
             inos = (g * self.inodes_per_group + idx + 1).astype("<u4")
-            head = np.concatenate([inos.view(np.uint8).reshape(-1, 4), recs[:, 0x64:0x68]], axis=1)
+            gen = recs[:, _GENERATION : _GENERATION + 4]
+            head = np.concatenate([inos.view(np.uint8).reshape(-1, 4), gen], axis=1)
             rows = np.concatenate([head, recs], axis=1)
             seed = sb.csum_seed
             crc = np.array([S.ext4_chksum(seed, row.tobytes()) for row in rows], dtype=np.uint32)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import struct
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,21 +15,32 @@ from ...errors import (
     InvalidArgument,
     VDInspectError,
 )
+from ...layout import field_offset, struct_format
 from ..base import DIR, FILE, MAX_DEPTH, Entry
+from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
 from .inode import (
     EPOCH,
     FL_COMPRESSED_ANY,
     FL_ENCRYPT,
     FL_EXTENTS,
+    FL_HUGE_FILE,
+    INODE_CLASSIC,
     ROOT_INO,
+    S_IFDIR,
+    S_IFMT,
+    S_IFREG,
+    Inode,
     InodeRecord,
     decode_times_bulk,
+    inode_dtype,
 )
 
 if TYPE_CHECKING:
     import pandas as pd
 
-_FAST_FIELDS = struct.Struct("<H18xI2xH4xI")  # i_mode, i_dtime, i_links_count, i_flags
+_FAST_FIELDS = struct_format(Inode, "i_mode", "i_dtime", "i_links_count", "i_flags")
+_I_BLOCK_AT = field_offset(Inode, "i_block")
+_ROOT_NODE = 4  # extents an inode's i_block holds after the header
 _FLAGS_NOTED = FL_ENCRYPT | FL_COMPRESSED_ANY
 
 
@@ -63,7 +73,7 @@ class WalkMixin:
                 if is_fast:
                     p, name, parent, ino, raw = next(f)
                     kind = (
-                        DIR if _FAST_FIELDS.unpack_from(raw, 0)[0] & 0o170000 == 0o40000 else FILE
+                        DIR if _FAST_FIELDS.unpack_from(raw, 0)[0] & S_IFMT == S_IFDIR else FILE
                     )
                     out.append(
                         Entry(name=name, kind=kind, path=p, parent=parent, inode=ino, key=ino)
@@ -87,15 +97,16 @@ class WalkMixin:
         rows = (i for i, is_fast in enumerate(order) if is_fast)
         for row, (_p, _n, _d, _ino, raw) in zip(rows, fast):
             mode, _dt, _links, flags = _FAST_FIELDS.unpack_from(raw, 0)
-            if mode & 0o170000 != 0o100000 or not flags & FL_EXTENTS:
+            if mode & S_IFMT != S_IFREG or not flags & FL_EXTENTS:
                 continue
-            magic, count, _max, depth = struct.unpack_from("<4H", raw, 40)
-            if magic != 0xF30A or depth or count > 4:
+            magic, count, _max, depth, _gen = EXTENT_HEADER.unpack_from(raw, _I_BLOCK_AT)
+            if magic != EXTENT_MAGIC or depth or count > _ROOT_NODE:
                 continue
             ok = True
             for k in range(count):
-                _lb, ln, hi, lo = struct.unpack_from("<IHHI", raw, 52 + 12 * k)
-                ln = ln - 32768 if ln > 32768 else ln
+                at = _I_BLOCK_AT + EXTENT_HEADER.size + EXTENT.size * k
+                _lb, ln, hi, lo = EXTENT.unpack_from(raw, at)
+                ln = ln - INIT_MAX_LEN if ln > INIT_MAX_LEN else ln
                 pb = (hi << 32) | lo
                 if ln and (pb == 0 or pb + ln > limit):
                     ok = False  # outside the volume: the exact path reports it
@@ -164,13 +175,13 @@ class WalkMixin:
                     mode = links = dtime = iflags = 0
                     if raw is not None:
                         mode, dtime, links, iflags = unpack(raw, 0)
-                    ftype = mode & 0o170000
+                    ftype = mode & S_IFMT
                     if (
                         raw is None
                         or not links
                         or dtime
                         or iflags & _FLAGS_NOTED
-                        or ftype not in (0o100000, 0o40000)
+                        or ftype not in (S_IFREG, S_IFDIR)
                     ):
                         e = self.child_entry(c, parent_rec)  # anything unusual: the full way
                         e.parent = dpath
@@ -185,7 +196,7 @@ class WalkMixin:
                         p = prefix + name
                         order.append(True)
                         fast.append((p, name, dpath, ino, raw))
-                        child_dir = ftype == 0o40000
+                        child_dir = ftype == S_IFDIR
                         if child_dir and recursive:
                             rec = InodeRecord(ino, raw, off, self.huge_file, self.block_size)
                             node = Entry(
@@ -356,16 +367,16 @@ def files_table(entries: list[Entry]) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def _sizes(recs: np.ndarray) -> np.ndarray:
+def _sizes(rec: np.ndarray) -> np.ndarray:
     """i_size of every record; one Linux would read as negative (corrupt) counts as 0."""
-    hi = _u(recs, 0x6C, 4)
+    hi = rec["i_size_high"].astype(np.int64)
     bad = hi >= 1 << 31
-    return np.where(bad, 0, _u(recs, 4, 4) | (np.where(bad, 0, hi) << 32))
+    return np.where(bad, 0, rec["i_size_lo"].astype(np.int64) | (np.where(bad, 0, hi) << 32))
 
 
-def _u(recs: np.ndarray, off: int, width: int) -> np.ndarray:
-    """A little-endian unsigned field of every record, as int64."""
-    return recs[:, off : off + width].copy().view(f"<u{width}").ravel().astype(np.int64)
+def _u(rec: np.ndarray, name: str) -> np.ndarray:
+    """Field ``name`` of every inode record, as int64."""
+    return rec[name].astype(np.int64)
 
 
 def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFrame:
@@ -374,14 +385,16 @@ def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFr
 
     n = len(fast)
     paths, names, parents, inos, raws = zip(*fast) if n else ((), (), (), (), ())
-    isz = len(raws[0]) if n else 128
-    recs = np.frombuffer(b"".join(raws), dtype=np.uint8).reshape(n, isz)
-    mode = _u(recs, 0, 2)
-    flags = _u(recs, 0x20, 4)
-    blocks = _u(recs, 0x1C, 4)
+    isz = len(raws[0]) if n else INODE_CLASSIC
+    joined = b"".join(raws)
+    recs = np.frombuffer(joined, dtype=np.uint8).reshape(n, isz)
+    rec = np.frombuffer(joined, dtype=inode_dtype(isz))
+    mode = _u(rec, "i_mode")
+    flags = _u(rec, "i_flags")
+    blocks = _u(rec, "i_blocks_lo")
     if huge_file:
-        blocks = blocks | (_u(recs, 0x74, 2) << 32)
-        allocated = blocks * np.where(flags & 0x40000, block_size, 512)
+        blocks = blocks | (_u(rec, "l_i_blocks_high") << 32)
+        allocated = blocks * np.where(flags & FL_HUGE_FILE, block_size, 512)
     else:
         allocated = blocks * 512
     times = decode_times_bulk(recs)
@@ -401,18 +414,18 @@ def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFr
         "path": pd.array(list(paths), dtype="string"),
         "name": pd.array(list(names), dtype="string"),
         "parent": pd.array(list(parents), dtype="string"),
-        "kind": pd.array(np.where(mode & 0o170000 == 0o40000, DIR, FILE).tolist(), dtype="string"),
-        "size": _sizes(recs),
+        "kind": pd.array(np.where(mode & S_IFMT == S_IFDIR, DIR, FILE).tolist(), dtype="string"),
+        "size": _sizes(rec),
         "allocated": ints(allocated),
         "mode": ints(mode),
-        "uid": ints(_u(recs, 2, 2) | (_u(recs, 0x78, 2) << 16)),
-        "gid": ints(_u(recs, 0x18, 2) | (_u(recs, 0x7A, 2) << 16)),
+        "uid": ints(_u(rec, "i_uid") | (_u(rec, "l_i_uid_high") << 16)),
+        "gid": ints(_u(rec, "i_gid") | (_u(rec, "l_i_gid_high") << 16)),
         "created": tcol(times["crtime"]),
         "modified": tcol(times["mtime"]),
         "accessed": tcol(times["atime"]),
         "changed": tcol(times["ctime"]),
         "inode": ints(inos),
-        "links": ints(_u(recs, 0x1A, 2)),
+        "links": ints(_u(rec, "i_links_count")),
         "deleted": np.zeros(n, dtype=bool),
         "recoverable": np.zeros(n, dtype=bool),
         "target": pd.array([None] * n, dtype="string"),

@@ -1,0 +1,171 @@
+"""Fast paths derived from the one construct declaration of an on-disk layout.
+
+A format module declares each layout once, as a ``construct`` Struct whose field names are
+the specification's. Hot loops cannot afford a construct parse per record, so they use a
+``struct`` format or a numpy dtype; this module generates those from the Struct instead of
+typing offsets and format letters again:
+
+- :func:`struct_format` — a ``struct.Struct`` for the whole layout or for some fields
+  (the bytes between them skipped), unpacked from the layout's start;
+- :func:`numpy_dtype` — a structured dtype with the spec's field names, for tables;
+- :func:`field_offset` / :func:`field_size` — where a field is;
+- :func:`plain` — the same Struct with ``Enum``/``FlagsEnum`` fields read as integers,
+  for code that computes with the values (the explainer keeps the named view).
+
+Only fixed-size layouts qualify: integers (``FormatField``), ``Bytes(n)``, ``Padding(n)``,
+``Array(n, ...)`` and nested Structs, possibly wrapped in ``Enum``/``FlagsEnum``/``Const``.
+Nested fields are named with a dot (``"s_header.h_magic"``).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import construct as cs
+import numpy as np
+
+__all__ = ["Leaf", "leaves", "struct_format", "numpy_dtype", "field_offset", "field_size", "plain"]
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    """One fixed-size field: dotted name, offset and size in bytes, and its struct code
+    (``"I"``, ``"16s"``, ``"4H"``...) with the byte order (``"<"``, ``">"`` or ``""``)."""
+
+    name: str
+    offset: int
+    size: int
+    code: str
+    order: str
+    count: int = 1  # values the code yields (an array of integers yields several)
+
+
+def _unwrap(sc: cs.Construct) -> cs.Construct:
+    """Strip names, docs and value adapters (Enum, FlagsEnum, Const) around a field."""
+    while isinstance(sc, (cs.Renamed, cs.Enum, cs.FlagsEnum, cs.Const)):
+        sc = sc.subcon
+    return sc
+
+
+def _scalar(sc: cs.Construct, where: str) -> tuple[str, str, int]:
+    inner = _unwrap(sc)
+    if not isinstance(inner, cs.FormatField):
+        raise TypeError(f"{where}: not a fixed-size integer field ({inner!r})")
+    order, letter = inner.fmtstr[0], inner.fmtstr[1:]
+    return letter, ("" if inner.length == 1 else order), inner.length
+
+
+def leaves(st: cs.Construct, prefix: str = "", base: int = 0) -> list[Leaf]:
+    """The fields of a fixed-size Struct, flattened, in order."""
+    out: list[Leaf] = []
+    pos = base
+    for sc in _unwrap(st).subcons:
+        name = prefix + (sc.name or f"_pad{pos}")
+        inner = _unwrap(sc)
+        if isinstance(inner, cs.Struct):
+            sub = leaves(inner, name + ".", pos)
+            out += sub
+            pos = sub[-1].offset + sub[-1].size if sub else pos
+        elif isinstance(inner, cs.FormatField):
+            letter, order, size = _scalar(inner, name)
+            out.append(Leaf(name, pos, size, letter, order))
+            pos += size
+        elif isinstance(inner, cs.Bytes) and isinstance(inner.length, int):
+            out.append(Leaf(name, pos, inner.length, f"{inner.length}s", ""))
+            pos += inner.length
+        elif isinstance(inner, cs.Padded) and isinstance(inner.length, int):
+            out.append(Leaf(name, pos, inner.length, f"{inner.length}x", "", 0))
+            pos += inner.length
+        elif isinstance(inner, cs.Array) and isinstance(inner.count, int):
+            letter, order, size = _scalar(inner.subcon, name)
+            n = inner.count
+            out.append(Leaf(name, pos, n * size, f"{n}{letter}", order, n))
+            pos += n * size
+        else:
+            raise TypeError(f"{name}: not a fixed-size field ({inner!r})")
+    return out
+
+
+def _order(picked: list[Leaf]) -> str:
+    orders = {x.order for x in picked if x.order}
+    if len(orders) > 1:
+        raise TypeError("fields of mixed byte order")
+    return orders.pop() if orders else "<"
+
+
+def _find(all_leaves: list[Leaf], name: str) -> Leaf:
+    for x in all_leaves:
+        if x.name == name:
+            return x
+    raise KeyError(name)
+
+
+def struct_format(st: cs.Construct, *names: str) -> struct.Struct:
+    """A ``struct.Struct`` for ``st`` (all fields) or for ``names`` only (in layout order;
+    the bytes before and between them skipped), unpacked from the layout's first byte."""
+    every = leaves(st)
+    picked = every if not names else [_find(every, n) for n in names]
+    if any(b.offset < a.offset + a.size for a, b in zip(picked, picked[1:])):
+        raise ValueError("fields must be given in layout order")
+    parts = []
+    pos = 0
+    for x in picked:
+        if x.offset > pos:
+            parts.append(f"{x.offset - pos}x")
+        parts.append(x.code)
+        pos = x.offset + x.size
+    return struct.Struct(_order(picked) + "".join(parts))
+
+
+def numpy_dtype(st: cs.Construct, itemsize: int | None = None) -> np.dtype:
+    """A structured dtype of ``st`` named as its fields; with ``itemsize``, a record of
+    that size holding the fields that fit in it (padding fields are left out)."""
+    every = [x for x in leaves(st) if x.count]
+    if itemsize is not None:
+        every = [x for x in every if x.offset + x.size <= itemsize]
+    order = _order(every)
+    formats = []
+    for x in every:
+        if x.code.endswith("s"):
+            formats.append(("u1", (x.size,)))
+        else:
+            letter = x.code[-1]
+            kind = "f" if letter in "efd" else ("u" if letter.isupper() or letter == "?" else "i")
+            one = np.dtype(f"{order}{kind}{x.size // x.count}")
+            formats.append(one if x.count == 1 else (one, (x.count,)))
+    spec = dict(
+        names=[x.name for x in every],
+        formats=formats,
+        offsets=[x.offset for x in every],
+        itemsize=itemsize if itemsize is not None else _unwrap(st).sizeof(),
+    )
+    return np.dtype(spec)
+
+
+def field_offset(st: cs.Construct, name: str) -> int:
+    """Byte offset of field ``name`` from the start of ``st``."""
+    return _find(leaves(st), name).offset
+
+
+def field_size(st: cs.Construct, name: str) -> int:
+    """Size in bytes of field ``name``."""
+    return _find(leaves(st), name).size
+
+
+def plain(st: cs.Construct) -> cs.Struct:
+    """``st`` with every ``Enum``/``FlagsEnum`` field read as its integer (names and
+    docs kept): the view for code that computes with codes and flags."""
+
+    def strip(sc: cs.Construct) -> cs.Construct:
+        if isinstance(sc, cs.Renamed):
+            return cs.Renamed(strip(sc.subcon), newname=sc.name, newdocs=sc.docs)
+        if isinstance(sc, (cs.Enum, cs.FlagsEnum)):
+            return strip(sc.subcon)
+        if isinstance(sc, cs.Struct):
+            return cs.Struct(*(strip(x) for x in sc.subcons))
+        if isinstance(sc, cs.Array):
+            return cs.Array(sc.count, strip(sc.subcon))
+        return sc
+
+    return strip(st)
