@@ -36,7 +36,9 @@ FileType = Enum(
     symlink=7,
     dir_csum=0xDE,
 )
-FT_DIR_CSUM = FileType.encmapping["dir_csum"]
+_FT = FileType.encmapping
+FT_REG_FILE, FT_DIR, FT_SYMLINK = _FT["reg_file"], _FT["dir"], _FT["symlink"]
+FT_DIR_CSUM = _FT["dir_csum"]
 
 # --- on-disk structures ----------------------------------------------------------------
 

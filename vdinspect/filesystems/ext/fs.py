@@ -25,7 +25,7 @@ from ..base import DIR, SYMLINK, Entry, FileSystem
 from . import superblock as S
 from .extents import EXTENT_MAGIC, BlockMap, FileSource, blockmap_map, extent_map
 from .groups import GroupsMixin
-from .inode import FL_COMPRESSED_ANY, InodeRecord
+from .inode import FL_COMPRESSED_ANY, I_BLOCK_SIZE, InodeRecord
 from .journal import Journal, Transaction
 from .listing import ListingMixin
 from .mount import MountMixin
@@ -153,7 +153,7 @@ class ExtFileSystem(
     def is_fast_symlink(self, rec: InodeRecord) -> bool:
         if not rec.is_symlink or rec.inline:
             return False
-        if rec.size >= 60 or rec.size == 0:
+        if rec.size >= I_BLOCK_SIZE or rec.size == 0:
             return False
         if rec.uses_extents:
             # a slow symlink with an extent tree: the header magic is in i_block

@@ -4,23 +4,14 @@ bitmaps that say what is in use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from construct import FlagsEnum, Int16ul, Int32ul, Struct
 
-from ...errors import (
-    CorruptImage,
-)
+from ...errors import CorruptImage
 from ...io import LRUCache
 from ...layout import field_offset, field_size, numpy_dtype
 from . import superblock as S
-from .inode import (
-    InodeRecord,
-)
-
-if TYPE_CHECKING:
-    pass
+from .inode import InodeRecord
 
 # --- on-disk structures ----------------------------------------------------------------
 
@@ -142,7 +133,6 @@ def descriptor_checksum(sbi: S.SuperblockInfo, group: int, desc: bytes) -> int |
             crc = crc16(crc, desc[_CSUM_AT + 2 :])
         return crc
     return None
-
 
 
 ITABLE_CHUNK = 64 << 10  # inode table bytes read and cached at a time

@@ -16,7 +16,7 @@ import datetime as dt
 import numpy as np
 from construct import Bytes, FlagsEnum, Int16ul, Int32ul, Struct
 
-from ...layout import field_offset, numpy_dtype, struct_format
+from ...layout import field_offset, field_size, numpy_dtype, struct_format
 
 # --- codes and flags -------------------------------------------------------------------
 
@@ -102,6 +102,7 @@ InodeExtra = Struct(
 #: the classic inode and its extra fields as one layout (records are 128 bytes or more)
 InodeLarge = Struct(*Inode.subcons, *InodeExtra.subcons)
 INODE_CLASSIC = Inode.sizeof()  # 128: where the extra fields start
+I_BLOCK_SIZE = field_size(Inode, "i_block")  # 60: fast symlinks and inline data live here
 
 # fast decoders for the hot path, generated from the layouts above
 _INODE = struct_format(Inode)

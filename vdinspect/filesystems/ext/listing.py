@@ -5,43 +5,53 @@
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import (
-    CorruptImage,
-    InvalidArgument,
-    VDInspectError,
-)
+from ...errors import CorruptImage, InvalidArgument, VDInspectError
 from ...io import LRUCache
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry
 from . import superblock as S
-from .dirs import RawDirent, parse_dir_block, parse_dx_node, parse_dx_root
+from .dirs import (
+    FT_DIR,
+    FT_REG_FILE,
+    FT_SYMLINK,
+    RawDirent,
+    parse_dir_block,
+    parse_dx_node,
+    parse_dx_root,
+)
 from .extents import DATA, BlockMap
 from .inode import (
     FL_CASEFOLD,
     FL_COMPRESSED_ANY,
     FL_ENCRYPT,
     FL_INDEX,
+    I_BLOCK_SIZE,
     ROOT_INO,
+    S_IFBLK,
+    S_IFCHR,
+    S_IFDIR,
+    S_IFIFO,
+    S_IFLNK,
+    S_IFMT,
+    S_IFREG,
+    S_IFSOCK,
     InodeRecord,
     ns_to_datetime,
 )
 
-if TYPE_CHECKING:
-    pass
-
 _KIND_OF_TYPE = {
-    0o100000: FILE,
-    0o40000: DIR,
-    0o120000: SYMLINK,
-    0o20000: OTHER,
-    0o60000: OTHER,
-    0o10000: OTHER,
-    0o140000: OTHER,
+    S_IFREG: FILE,
+    S_IFDIR: DIR,
+    S_IFLNK: SYMLINK,
+    S_IFCHR: OTHER,
+    S_IFBLK: OTHER,
+    S_IFIFO: OTHER,
+    S_IFSOCK: OTHER,
 }
-FT_KIND = {1: FILE, 2: DIR, 3: OTHER, 4: OTHER, 5: OTHER, 6: OTHER, 7: SYMLINK}
+_INLINE_PARENT = 4  # an inline directory's i_block starts with the parent's inode number
+FT_KIND = {FT_REG_FILE: FILE, FT_DIR: DIR, FT_SYMLINK: SYMLINK}  # other types: OTHER
 EXTRA_COLUMNS = ("mtime_ns", "atime_ns", "ctime_ns", "crtime_ns", "dtime", "flags", "note")
 
 
@@ -84,7 +94,7 @@ class ListingMixin:
                 extra=dict.fromkeys(EXTRA_COLUMNS) | {"note": note},
             )
         mode = rec.mode
-        kind = _KIND_OF_TYPE.get(mode & 0o170000) or FT_KIND.get(ftype, OTHER)
+        kind = _KIND_OF_TYPE.get(mode & S_IFMT) or FT_KIND.get(ftype, OTHER)
         if self.column_walk:  # files() decodes the times itself, in bulk
             created = modified = accessed = changed = None
             extra = {"dtime": rec.dtime or None, "flags": rec.flags, "note": note}
@@ -266,9 +276,11 @@ class ListingMixin:
         if rec.inline:
             data = self.inline_data(rec)
             size = min(rec.size, len(data))
-            out += parse_dir_block(data[4:60], 4, problems=problems, **kw)
-            if size > 60:
-                out += parse_dir_block(data[60:size], 60, problems=problems, **kw)
+            # i_block: the parent's inode number, then entries; the rest in system.data
+            head, end = _INLINE_PARENT, I_BLOCK_SIZE
+            out += parse_dir_block(data[head:end], head, problems=problems, **kw)
+            if size > end:
+                out += parse_dir_block(data[end:size], end, problems=problems, **kw)
         else:
             bmap = self.block_map(rec)
             bs = self.block_size

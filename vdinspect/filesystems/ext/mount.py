@@ -5,23 +5,13 @@ needs recovery; the image is never written).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from ...errors import (
-    CorruptImage,
-    NotRecognized,
-    UnsupportedFeature,
-    VDInspectError,
-)
+from ...errors import CorruptImage, NotRecognized, UnsupportedFeature, VDInspectError
 from ...io import ByteSource
 from . import superblock as S
 from .extents import DATA
 from .journal import Journal, OverlaySource
-
-if TYPE_CHECKING:
-    pass
 
 
 class MountMixin:
@@ -163,7 +153,10 @@ class MountMixin:
             )
             if self.strict:
                 raise CorruptImage(
-                    msg, path=self.name, structure="superblock", offset=sb.offset + S.SB_AT["s_blocks_count_lo"]
+                    msg,
+                    path=self.name,
+                    structure="superblock",
+                    offset=sb.offset + S.SB_AT["s_blocks_count_lo"],
                 )
             self.finding("error", "superblock", sb.offset + S.SB_AT["s_blocks_count_lo"], msg)
             if sb.blocks_count > 2 * dev_blocks + sb.blocks_per_group:

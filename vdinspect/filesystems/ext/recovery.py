@@ -5,27 +5,16 @@ directory names (listed under ``/$OrphanFiles`` as The Sleuth Kit does).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import (
-    CorruptImage,
-    InvalidArgument,
-)
+from ...errors import CorruptImage, InvalidArgument
 from ..base import DIR, Entry
+from .dirs import FT_DIR
 from .extents import EXTENT_HEADER, EXTENT_MAGIC
 from .groups import BG_INODE_UNINIT
-from .inode import (
-    FL_EA_INODE,
-    ROOT_INO,
-    InodeRecord,
-    inode_dtype,
-)
+from .inode import FL_EA_INODE, ROOT_INO, InodeRecord, inode_dtype
 from .listing import EXTRA_COLUMNS
-
-if TYPE_CHECKING:
-    pass
 
 ORPHAN_DIR_NAME = "$OrphanFiles"
 
@@ -142,7 +131,7 @@ class RecoveryMixin:
                 if not d.inode:
                     continue
                 named.add(d.inode)
-                if d.file_type == 2 or (not self.filetype and self._maybe_dir(d.inode)):
+                if d.file_type == FT_DIR or (not self.filetype and self._maybe_dir(d.inode)):
                     if d.inode not in seen_dirs:
                         stack.append(d.inode)
         return named

@@ -5,24 +5,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...layout import field_offset
 from . import superblock as S
 from .groups import BG_INODE_UNINIT
-from .inode import (
-    EXTRA_NEEDED,
-    INODE_CLASSIC,
-    Inode,
-    InodeLarge,
-    ns_to_datetime,
-)
-
-if TYPE_CHECKING:
-    pass
-
+from .inode import EXTRA_NEEDED, INODE_CLASSIC, Inode, InodeLarge, ns_to_datetime
 
 # where the inode checksum's inputs are: it covers the inode number, i_generation, then
 # the record with both checksum halves zeroed

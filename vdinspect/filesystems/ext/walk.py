@@ -10,11 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import (
-    CorruptImage,
-    InvalidArgument,
-    VDInspectError,
-)
+from ...errors import CorruptImage, InvalidArgument, VDInspectError
 from ...layout import field_offset, struct_format
 from ..base import DIR, FILE, MAX_DEPTH, Entry
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
@@ -72,9 +68,7 @@ class WalkMixin:
             for is_fast in order:
                 if is_fast:
                     p, name, parent, ino, raw = next(f)
-                    kind = (
-                        DIR if _FAST_FIELDS.unpack_from(raw, 0)[0] & S_IFMT == S_IFDIR else FILE
-                    )
+                    kind = DIR if _FAST_FIELDS.unpack_from(raw, 0)[0] & S_IFMT == S_IFDIR else FILE
                     out.append(
                         Entry(name=name, kind=kind, path=p, parent=parent, inode=ino, key=ino)
                     )

@@ -4,8 +4,6 @@ the ``system.data`` attribute that holds the tail of inline data.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from construct import Array, Enum, Int8ul, Int16ul, Int32ul, Struct
 
 from ...layout import field_offset, struct_format
@@ -13,9 +11,6 @@ from ..base import Entry
 from .inode import FL_EA_INODE, INODE_CLASSIC, Inode, InodeRecord
 
 _FILE_ACL_AT = field_offset(Inode, "i_file_acl_lo")
-
-if TYPE_CHECKING:
-    pass
 
 
 # --- codes -----------------------------------------------------------------------------
@@ -155,7 +150,9 @@ class XattrsMixin:
         where = f"inode {rec.number} xattr block"
         if rec.file_acl >= self.sb.blocks_count:
             self.problem(
-                where, rec.offset + _FILE_ACL_AT, f"xattr block {rec.file_acl} is outside the volume"
+                where,
+                rec.offset + _FILE_ACL_AT,
+                f"xattr block {rec.file_acl} is outside the volume",
             )
             return []
         data = self.read_blocks(rec.file_acl, 1, where)
