@@ -13,7 +13,15 @@ import construct as cs
 import numpy as np
 import pytest
 
-from vdinspect.layout import field_offset, field_size, leaves, numpy_dtype, plain, struct_format
+from vdinspect.layout import (
+    flag_values,
+    leaves,
+    numpy_dtype,
+    offset_of,
+    plain,
+    size_of,
+    struct_format,
+)
 
 Toy = cs.Struct(
     "a" / cs.Int16ul * "first",
@@ -34,7 +42,7 @@ def test_leaves_and_offsets():
         ("inner.c", 8, 3),
         ("arr", 11, 4),
     ]
-    assert field_offset(Toy, "inner.c") == 8 and field_size(Toy, "arr") == 4
+    assert offset_of(Toy, "inner.c") == 8 and size_of(Toy, "arr") == 4
 
 
 def test_struct_format_whole_and_picked():
@@ -42,13 +50,13 @@ def test_struct_format_whole_and_picked():
     whole = struct_format(Toy)
     assert whole.size == Toy.sizeof() == 15
     parsed = plain(Toy).parse(data)
-    a, flags, b, c, *arr = whole.unpack(data)
+    a, flags, b, c, arr = whole.unpack(data)
     assert (a, flags, b, c, arr) == (
         parsed.a,
         parsed.flags,
         parsed.inner.b,
         parsed.inner.c,
-        list(parsed.arr),
+        struct.pack("<2H", *parsed.arr),
     )
     picked = struct_format(Toy, "flags", "inner.b")
     assert picked.format == "<2xB1xL" and picked.unpack_from(data, 0) == (flags, b)
@@ -64,7 +72,7 @@ def test_numpy_dtype_matches_construct():
     for i in range(2):
         p = plain(Toy).parse(data[15 * i : 15 * (i + 1)])
         assert rec["a"][i] == p.a and rec["inner.b"][i] == p.inner.b
-        assert rec["arr"][i].tolist() == list(p.arr)
+        assert rec["arr"][i] == struct.pack("<2H", *p.arr)
     short = numpy_dtype(Toy, itemsize=7)
     assert short.itemsize == 7 and short.names == ("a", "flags")
 
@@ -81,26 +89,33 @@ def test_mixed_byte_order_refused():
         struct_format(mixed)
 
 
-def test_ext_formats_equal_the_hand_typed_ones():
-    from vdinspect.filesystems.ext import dirs, extents, inode, journal, walk, xattrs
+def test_flag_values():
+    assert flag_values(Toy.subcons[1]) == {"x": 1, "y": 2}
+    assert flag_values(cs.Enum(cs.Int8ul, a=1, b=2)) == {"a": 1, "b": 2}
 
+
+def test_ext_formats_equal_the_hand_typed_ones():
+    from vdinspect.filesystems.ext import dirs, extents, inode, journal, xattrs
+
+    fast = ("i_mode", "i_dtime", "i_links_count", "i_flags")
+    tag = ("t_blocknr", "t_checksum", "t_flags")
     same = {
-        inode._INODE: "<HHIIIIIHHIII60sIIIIHHHHHH",
-        walk._FAST_FIELDS: "<H18xI2xH4xI",
-        extents.EXTENT_HEADER: "<HHHHI",
-        extents.EXTENT: "<IHHI",
-        extents.EXTENT_IDX: "<IIHH",
-        dirs._DIRENT: "<IHBB",
-        xattrs._ENTRY: "<BBHIII",
-        journal._HDR: ">III",
-        journal._TAG3: ">IIII",
-        journal._TAG: ">IHH",
+        struct_format(inode.Inode): "<HHIIIIIHHIII60sIIIIHHHHHH",
+        struct_format(inode.Inode, *fast): "<H18xI2xH4xI",
+        struct_format(extents.ExtentHeader): "<HHHHI",
+        struct_format(extents.Extent): "<IHHI",
+        struct_format(extents.ExtentIdx): "<IIHH",
+        struct_format(dirs.DirEntry2): "<IHBB",
+        struct_format(xattrs.ExtAttrEntry): "<BBHIII",
+        struct_format(journal.JournalHeader): ">III",
+        struct_format(journal.JournalBlockTag3): ">IIII",
+        struct_format(journal.JournalBlockTag, *tag): ">IHH",
     }
     for got, want in same.items():
         assert struct.calcsize(got.format) == struct.calcsize(want), want
         sample = bytes(range(got.size))
         assert got.unpack(sample) == struct.unpack(want, sample), want
-    assert field_offset(inode.InodeLarge, "i_crtime_extra") == 0x94
-    assert field_offset(inode.Inode, "i_block") == 0x28
-    assert field_offset(dirs.DxRoot, "dx_root_info.reserved_zero") == 24
-    assert field_offset(journal.CommitBlock, "h_commit_sec") == 0x30
+    assert offset_of(inode.InodeLarge, "i_crtime_extra") == 0x94
+    assert offset_of(inode.Inode, "i_block") == 0x28
+    assert offset_of(dirs.DxRoot, "dx_root_info.reserved_zero") == 24
+    assert offset_of(journal.CommitBlock, "h_commit_sec") == 0x30

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from construct import Bytes, Enum, Int8ul, Int16ul, Int32ul, Struct
 
-from ...layout import field_offset, numpy_dtype, struct_format
+from ...layout import flag_values, numpy_dtype, offset_of, struct_format
 from .superblock import HashVersion
 
 # --- codes ------------------------------------------------------------------------------
@@ -36,7 +36,7 @@ FileType = Enum(
     symlink=7,
     dir_csum=0xDE,
 )
-_FT = FileType.encmapping
+_FT = flag_values(FileType)
 FT_REG_FILE, FT_DIR, FT_SYMLINK = _FT["reg_file"], _FT["dir"], _FT["symlink"]
 FT_DIR_CSUM = _FT["dir_csum"]
 
@@ -100,8 +100,8 @@ _HEAD = _DIRENT.size  # the name follows
 _TAIL = DirEntryTail.sizeof()
 _DX_ROOT = struct_format(DxRoot)
 _DX_NODE = struct_format(DxNode)
-_DX_INFO_AT = field_offset(DxRoot, "dx_root_info.reserved_zero")
-_DX_NODE_AT = field_offset(DxNode, "limit")
+_DX_INFO_AT = offset_of(DxRoot, "dx_root_info.reserved_zero")
+_DX_NODE_AT = offset_of(DxNode, "limit")
 _DX_ENTRIES = numpy_dtype(DxEntry)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from construct import Int16ul, Int32ul, Struct
 
 from ...io import ByteSource, damaged_through
-from ...layout import field_offset, struct_format
+from ...layout import offset_of, struct_format
 from .inode import Inode
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ Extent = Struct(
 EXTENT_HEADER = struct_format(ExtentHeader)
 EXTENT = struct_format(Extent)
 EXTENT_IDX = struct_format(ExtentIdx)
-_I_BLOCK_AT = field_offset(Inode, "i_block")
+_I_BLOCK_AT = offset_of(Inode, "i_block")
 _HS, _ES = EXTENT_HEADER.size, EXTENT.size  # an index entry has the size of an extent
 EXTENT_MAGIC = 0xF30A
 MAX_DEPTH = 5

@@ -9,15 +9,15 @@ from construct import FlagsEnum, Int16ul, Int32ul, Struct
 
 from ...errors import CorruptImage
 from ...io import LRUCache
-from ...layout import field_offset, field_size, numpy_dtype
+from ...layout import flag_values, numpy_dtype, offset_of, size_of
 from . import superblock as S
 from .inode import InodeRecord
 
 # --- on-disk structures ----------------------------------------------------------------
 
 BlockGroupFlags = FlagsEnum(Int16ul, inode_uninit=0x1, block_uninit=0x2, inode_zeroed=0x4)
-BG_INODE_UNINIT = BlockGroupFlags.flags["inode_uninit"]
-BG_BLOCK_UNINIT = BlockGroupFlags.flags["block_uninit"]
+BG_INODE_UNINIT = flag_values(BlockGroupFlags)["inode_uninit"]
+BG_BLOCK_UNINIT = flag_values(BlockGroupFlags)["block_uninit"]
 
 GroupDescriptor32 = Struct(
     "bg_block_bitmap_lo" / Int32ul * "block of the block (cluster) bitmap",
@@ -61,18 +61,18 @@ _COMBINED = (
     "bg_itable_unused",
     "bg_checksum",
 )
-_CSUM_AT = field_offset(GroupDescriptor32, "bg_checksum")
+_CSUM_AT = offset_of(GroupDescriptor32, "bg_checksum")
 
 
 def _combined_dtype() -> np.dtype:
     out = []
     for name in _COMBINED:
         try:
-            size = field_size(GroupDescriptor64, name + "_lo") + field_size(
+            size = size_of(GroupDescriptor64, name + "_lo") + size_of(
                 GroupDescriptor64, name + "_hi"
             )
         except KeyError:
-            size = field_size(GroupDescriptor64, name)
+            size = size_of(GroupDescriptor64, name)
         out.append((name, f"<u{size}"))
     return np.dtype(out)
 

@@ -16,7 +16,7 @@ import datetime as dt
 import numpy as np
 from construct import Bytes, FlagsEnum, Int16ul, Int32ul, Struct
 
-from ...layout import field_offset, field_size, numpy_dtype, struct_format
+from ...layout import flag_values, numpy_dtype, offset_of, size_of, struct_format
 
 # --- codes and flags -------------------------------------------------------------------
 
@@ -49,7 +49,7 @@ InodeFlags = FlagsEnum(
     projinherit=0x20000000,
     casefold=0x40000000,
 )
-_F = InodeFlags.flags
+_F = flag_values(InodeFlags)
 FL_ENCRYPT, FL_INDEX, FL_HUGE_FILE = _F["encrypt"], _F["index"], _F["huge_file"]
 FL_EXTENTS, FL_VERITY, FL_EA_INODE = _F["extents"], _F["verity"], _F["ea_inode"]
 FL_INLINE_DATA, FL_CASEFOLD = _F["inline_data"], _F["casefold"]
@@ -102,7 +102,7 @@ InodeExtra = Struct(
 #: the classic inode and its extra fields as one layout (records are 128 bytes or more)
 InodeLarge = Struct(*Inode.subcons, *InodeExtra.subcons)
 INODE_CLASSIC = Inode.sizeof()  # 128: where the extra fields start
-I_BLOCK_SIZE = field_size(Inode, "i_block")  # 60: fast symlinks and inline data live here
+I_BLOCK_SIZE = size_of(Inode, "i_block")  # 60: fast symlinks and inline data live here
 
 # fast decoders for the hot path, generated from the layouts above
 _INODE = struct_format(Inode)
@@ -112,24 +112,18 @@ _EXTRA_TIMES = struct_format(
 )
 _CSUM_LO = struct_format(Inode, "l_i_checksum_lo")
 _CSUM_HI = struct_format(InodeLarge, "i_checksum_hi")
-_EXTRA_ISIZE_AT = field_offset(InodeLarge, "i_extra_isize")
+_EXTRA_ISIZE_AT = offset_of(InodeLarge, "i_extra_isize")
 #: bytes of extra fields a record needs (i_extra_isize) to hold the named field
 EXTRA_NEEDED = {
-    name: field_offset(InodeLarge, name) + 4 - INODE_CLASSIC
+    name: offset_of(InodeLarge, name) + 4 - INODE_CLASSIC
     for name in ("i_ctime_extra", "i_mtime_extra", "i_atime_extra", "i_crtime", "i_crtime_extra")
 }
-EXTRA_NEEDED["i_checksum_hi"] = field_offset(InodeLarge, "i_checksum_hi") + 2 - INODE_CLASSIC
+EXTRA_NEEDED["i_checksum_hi"] = offset_of(InodeLarge, "i_checksum_hi") + 2 - INODE_CLASSIC
 
 
 def inode_dtype(inode_size: int) -> np.dtype:
     """The numpy record of an inode of ``inode_size`` bytes (the fields that fit)."""
-    dt_ = _DTYPES.get(inode_size)
-    if dt_ is None:
-        dt_ = _DTYPES[inode_size] = numpy_dtype(InodeLarge, inode_size)
-    return dt_
-
-
-_DTYPES: dict[int, np.dtype] = {}
+    return numpy_dtype(InodeLarge, inode_size)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ROOT_INO = 2  # the root directory (inodes 1..10 are reserved)

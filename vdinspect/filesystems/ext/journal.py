@@ -35,7 +35,7 @@ from construct import (
 )
 
 from ...io import ByteSource, damaged_through
-from ...layout import field_size, numpy_dtype, plain, struct_format
+from ...layout import flag_values, numpy_dtype, plain, size_of, struct_format
 
 JBD2_MAGIC = 0xC03B3998
 
@@ -55,11 +55,11 @@ JournalIncompat = FlagsEnum(
 ChecksumType = Enum(Int8ub, crc32=1, md5=2, sha1=3, crc32c=4)
 _TAG_FLAGS = dict(escape=0x1, same_uuid=0x2, deleted=0x4, last_tag=0x8)
 
-_T = BlockType.encmapping
+_T = flag_values(BlockType)
 DESCRIPTOR, COMMIT, REVOKE = _T["descriptor"], _T["commit"], _T["revoke"]
 SUPERBLOCK_V1, SUPERBLOCK_V2 = _T["superblock_v1"], _T["superblock_v2"]
-BLOCK_TYPES = {v: str(k) for k, v in _T.items()}
-_J = JournalIncompat.flags
+BLOCK_TYPES = {v: k for k, v in _T.items()}
+_J = flag_values(JournalIncompat)
 INCOMPAT_64BIT, INCOMPAT_CSUM_V2 = _J["journal_64bit"], _J["journal_checksum_v2"]
 INCOMPAT_CSUM_V3, INCOMPAT_FAST_COMMIT = _J["journal_checksum_v3"], _J["journal_fast_commit"]
 FLAG_ESCAPE, FLAG_SAME_UUID = _TAG_FLAGS["escape"], _TAG_FLAGS["same_uuid"]
@@ -140,7 +140,7 @@ _HDR = struct_format(JournalHeader)
 _TAG3 = struct_format(JournalBlockTag3)
 _TAG = struct_format(JournalBlockTag, "t_blocknr", "t_checksum", "t_flags")
 _TAG_HIGH = struct_format(JournalBlockTag, "t_blocknr_high")
-_TAG_HIGH_SIZE = field_size(JournalBlockTag, "t_blocknr_high")
+_TAG_HIGH_SIZE = size_of(JournalBlockTag, "t_blocknr_high")
 _CSUM_V2_SIZE = 2  # csum v2 tags carry 2 more bytes than the struct (kernel: tag_bytes)
 _UUID_SIZE = 16  # follows a tag without the same_uuid flag
 _REVOKE = struct_format(RevokeHeader)
@@ -221,8 +221,8 @@ class Journal:
     def features(self) -> list[str]:
         out = []
         for value, flags, kind in (
-            (self.compat, JournalCompat.flags, "compat"),
-            (self.incompat, JournalIncompat.flags, "incompat"),
+            (self.compat, flag_values(JournalCompat), "compat"),
+            (self.incompat, flag_values(JournalIncompat), "incompat"),
         ):
             names = {v: k for k, v in flags.items()}
             for bit in range(32):

@@ -8,17 +8,17 @@ import datetime as dt
 
 import numpy as np
 
-from ...layout import field_offset
+from ...layout import offset_of
 from . import superblock as S
 from .groups import BG_INODE_UNINIT
 from .inode import EXTRA_NEEDED, INODE_CLASSIC, Inode, InodeLarge, ns_to_datetime
 
 # where the inode checksum's inputs are: it covers the inode number, i_generation, then
 # the record with both checksum halves zeroed
-_CSUM_LO = field_offset(Inode, "l_i_checksum_lo")
-_CSUM_HI = field_offset(InodeLarge, "i_checksum_hi")
-_EXTRA_ISIZE = field_offset(InodeLarge, "i_extra_isize")
-_GENERATION = field_offset(Inode, "i_generation")
+_CSUM_LO = offset_of(Inode, "l_i_checksum_lo")
+_CSUM_HI = offset_of(InodeLarge, "i_checksum_hi")
+_EXTRA_ISIZE = offset_of(InodeLarge, "i_extra_isize")
+_GENERATION = offset_of(Inode, "i_generation")
 
 
 class ReportMixin:

@@ -15,7 +15,7 @@ import uuid as uuidlib
 from construct import Array, Bytes, Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
 from ...io.checksums import crc32c
-from ...layout import leaves, plain
+from ...layout import flag_values, leaves, plain
 
 SUPERBLOCK_OFFSET = 1024
 SUPERBLOCK_SIZE = 1024
@@ -94,7 +94,8 @@ HashVersion = Enum(
 SuperblockFlags = FlagsEnum(Int32ul, signed_hash=0x1, unsigned_hash=0x2, test_filesys=0x4)
 ChecksumType = Enum(Int8ul, crc32c=1)
 
-_C, _I, _R = CompatFeatures.flags, IncompatFeatures.flags, RoCompatFeatures.flags
+_C, _I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
+_R = flag_values(RoCompatFeatures)
 COMPAT_HAS_JOURNAL, COMPAT_SPARSE_SUPER2 = _C["has_journal"], _C["sparse_super2"]
 INCOMPAT_COMPRESSION, INCOMPAT_FILETYPE = _I["compression"], _I["filetype"]
 INCOMPAT_RECOVER, INCOMPAT_JOURNAL_DEV = _I["needs_recovery"], _I["journal_dev"]
@@ -104,7 +105,8 @@ RO_COMPAT_SPARSE_SUPER, RO_COMPAT_LARGE_FILE = _R["sparse_super"], _R["large_fil
 RO_COMPAT_BTREE_DIR, RO_COMPAT_HUGE_FILE = _R["btree_dir"], _R["huge_file"]
 RO_COMPAT_GDT_CSUM, RO_COMPAT_BIGALLOC = _R["uninit_bg"], _R["bigalloc"]
 RO_COMPAT_METADATA_CSUM = _R["metadata_csum"]
-STATE_VALID, STATE_ERROR, STATE_ORPHAN = (FsState.flags[k] for k in ("valid", "error", "orphan"))
+_S = flag_values(FsState)
+STATE_VALID, STATE_ERROR, STATE_ORPHAN = _S["valid"], _S["error"], _S["orphan"]
 #: incompat features this reader understands (compression is read as metadata only)
 INCOMPAT_SUPPORTED = sum(_I.values()) & ~INCOMPAT_JOURNAL_DEV
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CorruptImage, InvalidArgument, VDInspectError
-from ...layout import field_offset, struct_format
+from ...layout import offset_of, struct_format
 from ..base import DIR, FILE, MAX_DEPTH, Entry
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
 from .inode import (
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 _FAST_FIELDS = struct_format(Inode, "i_mode", "i_dtime", "i_links_count", "i_flags")
-_I_BLOCK_AT = field_offset(Inode, "i_block")
+_I_BLOCK_AT = offset_of(Inode, "i_block")
 _ROOT_NODE = 4  # extents an inode's i_block holds after the header
 _FLAGS_NOTED = FL_ENCRYPT | FL_COMPRESSED_ANY
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from construct import Array, Enum, Int8ul, Int16ul, Int32ul, Struct
 
-from ...layout import field_offset, struct_format
+from ...layout import flag_values, offset_of, struct_format
 from ..base import Entry
 from .inode import FL_EA_INODE, INODE_CLASSIC, Inode, InodeRecord
 
-_FILE_ACL_AT = field_offset(Inode, "i_file_acl_lo")
+_FILE_ACL_AT = offset_of(Inode, "i_file_acl_lo")
 
 
 # --- codes -----------------------------------------------------------------------------
@@ -28,7 +28,7 @@ NamePrefix = Enum(
         "system.richacl": 8,
     },
 )
-_PREFIX = {v: str(k) for k, v in NamePrefix.encmapping.items()}
+_PREFIX = {v: k for k, v in flag_values(NamePrefix).items()}
 XATTR_MAGIC = 0xEA020000
 
 # --- on-disk structures ----------------------------------------------------------------
