@@ -20,6 +20,7 @@ from .inode import (
     FL_ENCRYPT,
     FL_EXTENTS,
     FL_HUGE_FILE,
+    I_BLOCK_SIZE,
     INODE_CLASSIC,
     ROOT_INO,
     S_IFDIR,
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 _FAST_FIELDS = struct_format(Inode, "i_mode", "i_dtime", "i_links_count", "i_flags")
 _I_BLOCK_AT = offset_of(Inode, "i_block")
-_ROOT_NODE = 4  # extents an inode's i_block holds after the header
+_ROOT_NODE = (I_BLOCK_SIZE - EXTENT_HEADER.size) // EXTENT.size  # 4 extents fit in i_block
 _FLAGS_NOTED = FL_ENCRYPT | FL_COMPRESSED_ANY
 
 
