@@ -8,24 +8,35 @@ typing offsets and format letters again:
 - :func:`struct_format` — a ``struct.Struct`` for the whole layout or for some fields
   (the bytes between them skipped), unpacked from the layout's start;
 - :func:`numpy_dtype` — a structured dtype with the spec's field names, for tables;
-- :func:`field_offset` / :func:`field_size` — where a field is;
+- :func:`offset_of` / :func:`size_of` — where a field is;
+- :func:`flag_values` — the name -> value table of an ``Enum``/``FlagsEnum``;
 - :func:`plain` — the same Struct with ``Enum``/``FlagsEnum`` fields read as integers,
   for code that computes with the values (the explainer keeps the named view).
 
 Only fixed-size layouts qualify: integers (``FormatField``), ``Bytes(n)``, ``Padding(n)``,
-``Array(n, ...)`` and nested Structs, possibly wrapped in ``Enum``/``FlagsEnum``/``Const``.
-Nested fields are named with a dot (``"s_header.h_magic"``).
+``Array(n, ...)`` (unpacked as its raw bytes) and nested Structs, possibly wrapped in
+``Enum``/``FlagsEnum``/``Const``. Nested fields are named with a dot (``"s_header.h_magic"``).
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from functools import cache
 
 import construct as cs
 import numpy as np
 
-__all__ = ["Leaf", "leaves", "struct_format", "numpy_dtype", "field_offset", "field_size", "plain"]
+__all__ = [
+    "Leaf",
+    "leaves",
+    "struct_format",
+    "numpy_dtype",
+    "offset_of",
+    "size_of",
+    "flag_values",
+    "plain",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +49,7 @@ class Leaf:
     size: int
     code: str
     order: str
-    count: int = 1  # values the code yields (an array of integers yields several)
+    count: int = 1  # values the code yields (0 for padding)
 
 
 def _unwrap(sc: cs.Construct) -> cs.Construct:
@@ -78,10 +89,9 @@ def leaves(st: cs.Construct, prefix: str = "", base: int = 0) -> list[Leaf]:
             out.append(Leaf(name, pos, inner.length, f"{inner.length}x", "", 0))
             pos += inner.length
         elif isinstance(inner, cs.Array) and isinstance(inner.count, int):
-            letter, order, size = _scalar(inner.subcon, name)
-            n = inner.count
-            out.append(Leaf(name, pos, n * size, f"{n}{letter}", order, n))
-            pos += n * size
+            size = inner.count * inner.subcon.sizeof()
+            out.append(Leaf(name, pos, size, f"{size}s", ""))
+            pos += size
         else:
             raise TypeError(f"{name}: not a fixed-size field ({inner!r})")
     return out
@@ -101,6 +111,7 @@ def _find(all_leaves: list[Leaf], name: str) -> Leaf:
     raise KeyError(name)
 
 
+@cache
 def struct_format(st: cs.Construct, *names: str) -> struct.Struct:
     """A ``struct.Struct`` for ``st`` (all fields) or for ``names`` only (in layout order;
     the bytes before and between them skipped), unpacked from the layout's first byte."""
@@ -118,6 +129,7 @@ def struct_format(st: cs.Construct, *names: str) -> struct.Struct:
     return struct.Struct(_order(picked) + "".join(parts))
 
 
+@cache
 def numpy_dtype(st: cs.Construct, itemsize: int | None = None) -> np.dtype:
     """A structured dtype of ``st`` named as its fields; with ``itemsize``, a record of
     that size holding the fields that fit in it (padding fields are left out)."""
@@ -128,12 +140,11 @@ def numpy_dtype(st: cs.Construct, itemsize: int | None = None) -> np.dtype:
     formats = []
     for x in every:
         if x.code.endswith("s"):
-            formats.append(("u1", (x.size,)))
+            formats.append(f"|S{x.size}")
         else:
             letter = x.code[-1]
             kind = "f" if letter in "efd" else ("u" if letter.isupper() or letter == "?" else "i")
-            one = np.dtype(f"{order}{kind}{x.size // x.count}")
-            formats.append(one if x.count == 1 else (one, (x.count,)))
+            formats.append(f"{order}{kind}{x.size}")
     spec = dict(
         names=[x.name for x in every],
         formats=formats,
@@ -143,14 +154,23 @@ def numpy_dtype(st: cs.Construct, itemsize: int | None = None) -> np.dtype:
     return np.dtype(spec)
 
 
-def field_offset(st: cs.Construct, name: str) -> int:
-    """Byte offset of field ``name`` from the start of ``st``."""
+def offset_of(st: cs.Construct, name: str) -> int:
+    """Byte offset of field ``name`` (dotted when nested) from the start of ``st``."""
     return _find(leaves(st), name).offset
 
 
-def field_size(st: cs.Construct, name: str) -> int:
-    """Size in bytes of field ``name``."""
+def size_of(st: cs.Construct, name: str) -> int:
+    """Size in bytes of field ``name`` (dotted when nested)."""
     return _find(leaves(st), name).size
+
+
+def flag_values(codes: cs.Construct) -> dict[str, int]:
+    """The name -> value table of a ``FlagsEnum`` or ``Enum`` (seen through a rename)."""
+    while not isinstance(codes, (cs.FlagsEnum, cs.Enum)):
+        codes = codes.subcon
+    if isinstance(codes, cs.FlagsEnum):
+        return dict(codes.flags)
+    return {str(k): v for k, v in codes.encmapping.items()}
 
 
 def plain(st: cs.Construct) -> cs.Struct:

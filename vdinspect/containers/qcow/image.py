@@ -25,7 +25,7 @@ from construct import ConstructError
 
 from ...errors import CorruptImage, EncryptedImage, NotRecognized
 from ...io import ByteSource, LRUCache
-from ...layout import field_offset
+from ...layout import offset_of
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run
 from .check import QcowReport
 from .structs import (
@@ -95,7 +95,7 @@ class QcowImage(QcowReport, Image):
 
         def bad(cls, field, message):
             return cls(
-                message, path=self.path, structure=f"header.{field}", offset=field_offset(QcowHeader, field)
+                message, path=self.path, structure=f"header.{field}", offset=offset_of(QcowHeader, field)
             )
 
         if h.magic != QCOW_MAGIC:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ...errors import CorruptImage, UnsupportedFeature
 from ...io import ByteSource
+from ...layout import offset_of
 from .structs import (
     DESCRIPTOR_SIZE,
     HEADER_OFFSETS,
@@ -25,13 +26,12 @@ from .structs import (
     VhdxHeader,
     ZeroDescriptor,
     checksum_ok,
-    field_offset,
     guid_str,
 )
 
 M = 1 << 20
 MAX_FILE_OFFSET = 1 << 50  # host offsets beyond this in a log entry are corrupt
-_LOG_VERSION_AT = field_offset(VhdxHeader, "log_version")
+_LOG_VERSION_AT = offset_of(VhdxHeader, "log_version")
 
 
 class LogEntry:

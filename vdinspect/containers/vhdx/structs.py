@@ -290,16 +290,6 @@ def checksum_ok(block: bytes, at: int = 4) -> bool:
     return crc32c(block[:at] + bytes(4) + block[at + 4 :]) == stored
 
 
-def field_offset(struct: Struct, name: str) -> int:
-    """Bytes before field ``name`` of a fixed-size Struct, from its declaration."""
-    at = 0
-    for sc in struct.subcons:
-        if sc.name == name:
-            return at
-        at += sc.sizeof()
-    raise KeyError(name)
-
-
 def guid_str(raw: bytes) -> str:
     """A Microsoft GUID from its 16 on-disk bytes, as lowercase text."""
     return str(uuid.UUID(bytes_le=bytes(raw)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...layout import field_offset
+from ...layout import offset_of
 from ..base import leak_rows, unused_spans
 from .extent import MAX_ENTRY_ROWS, S_COMP, S_DATA, row
 from .structs import (
@@ -21,8 +21,8 @@ from .structs import (
     SparseExtentHeader,
 )
 
-HEADER_UNCLEAN_AT = field_offset(SparseExtentHeader, "uncleanShutdown")
-HEADER_NEWLINE_AT = field_offset(SparseExtentHeader, "singleEndLineChar")
+HEADER_UNCLEAN_AT = offset_of(SparseExtentHeader, "uncleanShutdown")
+HEADER_NEWLINE_AT = offset_of(SparseExtentHeader, "singleEndLineChar")
 
 
 class SparseReport:

@@ -1,8 +1,13 @@
 """ext2, ext3 and ext4 (read-only): see :mod:`.fs` for what is read and how.
 
-Modules: :mod:`.superblock` (superblock, group descriptors, features, checksums),
-:mod:`.inode` (inodes, extended attributes), :mod:`.extents` (extent trees, block maps,
-file content), :mod:`.dirs` (directory entries, htree, slack), :mod:`.journal` (JBD2).
+On-disk layouts, one module each: :mod:`.superblock` (superblock, features, checksum),
+:mod:`.groups` (group descriptors, inode tables, bitmaps), :mod:`.inode` (inode records),
+:mod:`.xattrs` (extended attributes), :mod:`.extents` (extent trees, block maps, file
+content), :mod:`.dirs` (directory entries, htree, slack), :mod:`.journal` (JBD2).
+The reader is :class:`~.fs.ExtFileSystem`, made of :mod:`.mount` (opening, journal
+replay), :mod:`.listing` (directories to entries), :mod:`.recovery` (deleted files,
+orphans), :mod:`.walk` (the ``files()`` fast path) and :mod:`.report` (info, structures,
+check).
 """
 
 from __future__ import annotations

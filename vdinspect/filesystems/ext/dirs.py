@@ -13,50 +13,96 @@ empty entry spanning the block; neither holds names, and their slack is index da
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
-from construct import Int8ul, Int16ul, Int32ul, Struct
+import numpy as np
+from construct import Bytes, Enum, Int8ul, Int16ul, Int32ul, Struct
+
+from ...layout import flag_values, numpy_dtype, offset_of, struct_format
+from .superblock import HashVersion
+
+# --- codes ------------------------------------------------------------------------------
+
+#: file_type of an entry (filetype feature); 0xDE marks the checksum tail
+FileType = Enum(
+    Int8ul,
+    unknown=0,
+    reg_file=1,
+    dir=2,
+    chrdev=3,
+    blkdev=4,
+    fifo=5,
+    sock=6,
+    symlink=7,
+    dir_csum=0xDE,
+)
+_FT = flag_values(FileType)
+FT_REG_FILE, FT_DIR, FT_SYMLINK = _FT["reg_file"], _FT["dir"], _FT["symlink"]
+FT_DIR_CSUM = _FT["dir_csum"]
 
 # --- on-disk structures ----------------------------------------------------------------
+
+DirEntry = Struct(
+    "inode" / Int32ul * "inode number (0 = unused entry)",
+    "rec_len" / Int16ul * "bytes to the next entry",
+    "name_len" / Int16ul * "name length, bytes",
+)  # 8 bytes, then the name, padded to 4 (without the filetype feature)
 
 DirEntry2 = Struct(
     "inode" / Int32ul * "inode number (0 = unused entry)",
     "rec_len" / Int16ul * "bytes to the next entry",
     "name_len" / Int8ul * "name length, bytes",
-    "file_type" / Int8ul * "1 file, 2 dir, 3 chr, 4 blk, 5 fifo, 6 sock, 7 symlink (filetype)",
-)  # 8 bytes, then the name, padded to 4 (without filetype: name_len is 16 bits)
+    "file_type" / FileType * "1 file, 2 dir, 3 chr, 4 blk, 5 fifo, 6 sock, 7 symlink",
+)  # 8 bytes, then the name, padded to 4 (filetype feature: the high byte of name_len)
 
 DirEntryTail = Struct(
     "det_reserved_zero1" / Int32ul * "0 (looks like an unused entry)",
     "det_rec_len" / Int16ul * "12",
     "det_reserved_zero2" / Int8ul * "0 (name_len)",
-    "det_reserved_ft" / Int8ul * "0xDE",
+    "det_reserved_ft" / FileType * "0xDE",
     "det_checksum" / Int32ul * "crc32c of the block up to here",
 )  # 12 bytes at the end of a leaf block (metadata_csum)
 
 DxRootInfo = Struct(
     "reserved_zero" / Int32ul * "0",
-    "hash_version" / Int8ul * "0 legacy, 1 half MD4, 2 tea, 3-5 unsigned variants, 6 siphash",
+    "hash_version" / HashVersion * "0 legacy, 1 half MD4, 2 tea, 3-5 unsigned variants, 6 siphash",
     "info_length" / Int8ul * "8",
     "indirect_levels" / Int8ul * "levels of interior nodes below the root",
     "unused_flags" / Int8ul * "0",
-)  # at byte 24 of block 0 (after the fake "." and ".." entries)
+)
 
-DxCountLimit = Struct(
+DxRoot = Struct(
+    "dot" / DirEntry2 * "the fake \".\" entry (rec_len 12)",
+    "dot_name" / Bytes(4) * "\".\" and padding",
+    "dotdot" / DirEntry2 * "the fake \"..\" entry, spanning the rest of the block",
+    "dotdot_name" / Bytes(4) * "\"..\" and padding",
+    "dx_root_info" / DxRootInfo * "the htree's parameters",
+    "limit" / Int16ul * "capacity of the root, entries (the header counts as one)",
+    "count" / Int16ul * "entries used (the header counts as one)",
+    "block" / Int32ul * "logical block of the child for the lowest hashes",
+)  # block 0 of a hashed directory; DxEntry records follow
+
+DxNode = Struct(
+    "fake" / DirEntry2 * "inode 0, rec_len = block size: an empty entry",
     "limit" / Int16ul * "capacity of this node, entries (the header counts as one)",
     "count" / Int16ul * "entries used (the header counts as one)",
-)
+    "block" / Int32ul * "logical block of the child for the lowest hashes",
+)  # an interior htree block; DxEntry records follow
 
 DxEntry = Struct(
     "hash" / Int32ul * "lowest hash of the child (absent in the first entry)",
     "block" / Int32ul * "logical block of the child within the directory",
 )
 
-FT_NAMES = {1: "file", 2: "dir", 3: "chr", 4: "blk", 5: "fifo", 6: "sock", 7: "symlink"}
-FT_DIR_CSUM = 0xDE
-_DIRENT = struct.Struct("<IHBB")
-_DXROOT = struct.Struct("<IBBBBHHI")
+# fast decoders, generated from the layouts above
+_DIRENT = struct_format(DirEntry2)
+_HEAD = _DIRENT.size  # the name follows
+_TAIL = DirEntryTail.sizeof()
+_DX_ROOT = struct_format(DxRoot)
+_DX_NODE = struct_format(DxNode)
+_DX_INFO_AT = offset_of(DxRoot, "dx_root_info.reserved_zero")
+_DX_NODE_AT = offset_of(DxNode, "limit")
+_DX_ENTRIES = numpy_dtype(DxEntry)
 
 
 @dataclass(slots=True)
@@ -81,7 +127,10 @@ def rec_len_from_disk(v: int, block_size: int) -> int:
 
 def entry_size(name_len: int) -> int:
     """The bytes a live entry with this name needs (8 + name, rounded up to 4)."""
-    return (8 + name_len + 3) & ~3
+    return (_HEAD + name_len + 3) & ~3
+
+
+_SMALLEST = entry_size(1)  # 12: the room a removed entry with a name needs
 
 
 def _plausible_name(name: bytes) -> bool:
@@ -111,13 +160,14 @@ def parse_dir_block(
     pos = 0
     index = 0  # of the entry in this block: "." and ".." are the first two of block 0
     unpack = _DIRENT.unpack_from
-    while pos + 8 <= n:
+    head, tail = _HEAD, _TAIL
+    while pos + head <= n:
         ino, rec_len, name_len, ftype = unpack(buf, pos)
         rec_len = rec_len_from_disk(rec_len, block_size)
         if not filetype:
             name_len |= ftype << 8
             ftype = 0
-        if rec_len < 8 or rec_len % 4 or pos + rec_len > n or 8 + name_len > rec_len:
+        if rec_len < head or rec_len % 4 or pos + rec_len > n or head + name_len > rec_len:
             if problems is not None:
                 problems.append(
                     (base + pos, f"bad directory entry (rec_len {rec_len}, name_len {name_len})")
@@ -125,9 +175,9 @@ def parse_dir_block(
             if deleted:
                 out.extend(_scan_slack(buf, pos, n, base, filetype, inodes_count))
             break
-        if ino == 0 and rec_len == 12 and name_len == 0 and ftype == FT_DIR_CSUM and pos + 12 == n:
+        if ino == 0 and rec_len == tail and not name_len and ftype == FT_DIR_CSUM and pos + tail == n:
             break  # checksum tail
-        name = buf[pos + 8 : pos + 8 + name_len]
+        name = buf[pos + head : pos + head + name_len]
         if ino:
             if base == 0 and index < 2 and name == (b".", b"..")[index]:
                 pass  # elsewhere a "." or ".." is a hostile name, listed like any other
@@ -143,8 +193,8 @@ def parse_dir_block(
         elif name_len and deleted and _plausible_name(name):
             # the first entry of a block, removed: the inode number is gone
             out.append(RawDirent(0, name, ftype, base + pos, True))
-        used = entry_size(name_len) if (ino or name_len) else 8
-        if deleted and rec_len - used >= 12 and pos != skip_slack_after:
+        used = entry_size(name_len) if (ino or name_len) else head
+        if deleted and rec_len - used >= _SMALLEST and pos != skip_slack_after:
             out.extend(_scan_slack(buf, pos + used, pos + rec_len, base, filetype, inodes_count))
         pos += rec_len
         index += 1
@@ -161,13 +211,13 @@ def _scan_slack(
     if not body:
         return out  # all zeros: nothing was ever here
     lead = region.index(body[:1])
-    end = start + lead + len(body) + 8  # an entry's header may end in zero bytes
+    end = start + lead + len(body) + _HEAD  # an entry's header may end in zero bytes
     end = min(end, start + len(region))
     pos = (start + lead) & ~3
     pos = max(pos, (start + 3) & ~3)
     n = len(buf)
     unpack = _DIRENT.unpack_from
-    while pos + 12 <= end:
+    while pos + _SMALLEST <= end:
         ino, rec_len, name_len, ftype = unpack(buf, pos)
         if not filetype:
             name_len |= ftype << 8
@@ -175,14 +225,14 @@ def _scan_slack(
         ok = (
             0 < ino <= inodes_count
             and name_len > 0
-            and pos + 8 + name_len <= end
+            and pos + _HEAD + name_len <= end
             and rec_len >= entry_size(name_len)
             and rec_len % 4 == 0
             and pos + rec_len <= n
             and ftype <= 7
         )
         if ok:
-            name = buf[pos + 8 : pos + 8 + name_len]
+            name = buf[pos + _HEAD : pos + _HEAD + name_len]
             if _plausible_name(name) and name not in (b".", b".."):
                 out.append(RawDirent(ino, name, ftype, base + pos, True))
                 pos += entry_size(name_len)
@@ -191,54 +241,55 @@ def _scan_slack(
     return out
 
 
+def _children(block: bytes, start: int, count: int) -> list[int]:
+    """The child blocks of ``count`` DxEntry records from ``start`` (the first record's
+    hash field holds limit and count instead)."""
+    return np.frombuffer(block, dtype=_DX_ENTRIES, count=count, offset=start)["block"].tolist()
+
+
 def parse_dx_root(block0: bytes, block_size: int) -> tuple[int, int, list[int]] | None:
     """(hash_version, indirect_levels, child blocks) of an htree root block, or None."""
-    if len(block0) < 40:
+    if len(block0) < _DX_ROOT.size:
         return None
-    dot_rec = _DIRENT.unpack_from(block0, 0)[1]
-    if dot_rec != 12:
+    (_i, dot_rec, _nl, _ft, _dn, _i2, _r2, _nl2, _ft2, _dn2,
+     _z, hver, info_len, levels, _f, limit, count, _first) = _DX_ROOT.unpack_from(block0, 0)  # fmt: skip
+    if dot_rec != _SMALLEST:  # "." with its padded name: 12 bytes
         return None
-    _z, hver, info_len, levels, _f, limit, count, first = _DXROOT.unpack_from(block0, 24)
     if info_len != 8 or levels > 3:
         return None
-    start = 24 + info_len
-    cap = (block_size - start) // 8
+    start = _DX_INFO_AT + info_len
+    cap = (block_size - start) // _DX_ENTRIES.itemsize
     if not 0 < count <= limit <= cap:
         return None
-    children = [first]
-    for i in range(1, count):
-        children.append(struct.unpack_from("<I", block0, start + 8 * i + 4)[0])
-    return hver, levels, children
+    return hver, levels, _children(block0, start, count)
 
 
 def parse_dx_node(block: bytes, block_size: int) -> list[int] | None:
     """The child blocks of an htree interior node, or None if it is not one."""
-    if len(block) < 16:
+    if len(block) < _DX_NODE.size:
         return None
-    ino, rec_len, name_len, _ft = _DIRENT.unpack_from(block, 0)
+    ino, rec_len, name_len, _ft, limit, count, _first = _DX_NODE.unpack_from(block, 0)
     if ino != 0 or name_len != 0 or rec_len_from_disk(rec_len, block_size) != block_size:
         return None
-    limit, count, first = struct.unpack_from("<HHI", block, 8)
-    cap = (block_size - 8) // 8
+    cap = (block_size - _DX_NODE_AT) // _DX_ENTRIES.itemsize
     if not 0 < count <= limit <= cap:
         return None
-    out = [first]
-    for i in range(1, count):
-        out.append(struct.unpack_from("<I", block, 8 + 8 * i + 4)[0])
-    return out
+    return _children(block, _DX_NODE_AT, count)
 
 
 __all__ = [
     "DirEntry2",
     "DirEntryTail",
+    "DirEntry",
     "DxRootInfo",
-    "DxCountLimit",
+    "DxRoot",
+    "DxNode",
     "DxEntry",
+    "FileType",
     "RawDirent",
     "parse_dir_block",
     "parse_dx_root",
     "parse_dx_node",
-    "FT_NAMES",
     "entry_size",
     "rec_len_from_disk",
 ]

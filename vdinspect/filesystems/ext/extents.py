@@ -15,13 +15,14 @@ reached twice is a loop), every block number checked against the volume.
 from __future__ import annotations
 
 import bisect
-import struct
 from typing import TYPE_CHECKING
 
 import numpy as np
 from construct import Int16ul, Int32ul, Struct
 
 from ...io import ByteSource, damaged_through
+from ...layout import offset_of, struct_format
+from .inode import Inode
 
 if TYPE_CHECKING:
     from .fs import ExtFileSystem
@@ -51,9 +52,12 @@ Extent = Struct(
     "ee_start_lo" / Int32ul * "first physical block, low 32 bits",
 )  # 12 bytes
 
-_HDR = struct.Struct("<HHHHI")
-_ENTRY = struct.Struct("<IHHI")  # leaf view; an index entry reads as (block, leaf_lo16.., ...)
-_IDX = struct.Struct("<IIHH")
+# fast decoders, generated from the layouts above
+EXTENT_HEADER = struct_format(ExtentHeader)
+EXTENT = struct_format(Extent)
+EXTENT_IDX = struct_format(ExtentIdx)
+_I_BLOCK_AT = offset_of(Inode, "i_block")
+_HS, _ES = EXTENT_HEADER.size, EXTENT.size  # an index entry has the size of an extent
 EXTENT_MAGIC = 0xF30A
 MAX_DEPTH = 5
 INIT_MAX_LEN = 32768
@@ -119,14 +123,14 @@ def extent_map(fs: ExtFileSystem, ino: InodeRecord, max_lblk: int) -> BlockMap:
     blocks_count = fs.block_limit
 
     def walk(node: bytes, node_block: int | None, expect_depth: int | None, offset: int) -> None:
-        if len(node) < 12:
+        if len(node) < _HS:
             fs.problem(where, offset, "extent node too small")
             return
-        magic, entries, emax, depth, _gen = _HDR.unpack_from(node, 0)
+        magic, entries, emax, depth, _gen = EXTENT_HEADER.unpack_from(node, 0)
         if magic != EXTENT_MAGIC:
             fs.problem(where, offset, f"bad extent header magic {magic:#06x}")
             return
-        capacity = (len(node) - 12) // 12
+        capacity = (len(node) - _HS) // _ES
         if emax > capacity or entries > emax:
             fs.problem(
                 where,
@@ -144,7 +148,7 @@ def extent_map(fs: ExtFileSystem, ino: InodeRecord, max_lblk: int) -> BlockMap:
             return
         if depth == 0:
             for i in range(entries):
-                lb, ln, hi, lo = _ENTRY.unpack_from(node, 12 + 12 * i)
+                lb, ln, hi, lo = EXTENT.unpack_from(node, _HS + _ES * i)
                 state = DATA
                 if ln > INIT_MAX_LEN:
                     ln -= INIT_MAX_LEN
@@ -155,7 +159,7 @@ def extent_map(fs: ExtFileSystem, ino: InodeRecord, max_lblk: int) -> BlockMap:
                 if pb == 0 or pb + ln > blocks_count:
                     fs.problem(
                         where,
-                        offset + 12 + 12 * i,
+                        offset + _HS + _ES * i,
                         f"extent of {ln} blocks at block {pb} is outside the volume "
                         f"({blocks_count} blocks)",
                     )
@@ -163,18 +167,18 @@ def extent_map(fs: ExtFileSystem, ino: InodeRecord, max_lblk: int) -> BlockMap:
                 runs.append((lb, ln, pb, state))
             return
         for i in range(entries):
-            _lb, leaf_lo, leaf_hi, _u = _IDX.unpack_from(node, 12 + 12 * i)
+            _lb, leaf_lo, leaf_hi, _u = EXTENT_IDX.unpack_from(node, _HS + _ES * i)
             child = (leaf_hi << 32) | leaf_lo
             if child == 0 or child >= blocks_count:
                 fs.problem(
                     where,
-                    offset + 12 + 12 * i,
+                    offset + _HS + _ES * i,
                     f"extent index points at block {child}, outside the volume",
                 )
                 continue
             if child in visited or child == node_block:
                 fs.problem(
-                    where, offset + 12 + 12 * i, f"extent tree loop: block {child} is reached twice"
+                    where, offset + _HS + _ES * i, f"extent tree loop: block {child} is reached twice"
                 )
                 continue
             visited.add(child)
@@ -182,7 +186,7 @@ def extent_map(fs: ExtFileSystem, ino: InodeRecord, max_lblk: int) -> BlockMap:
             data = fs.read_blocks(child, 1, where)
             walk(data, child, depth - 1, child * fs.block_size)
 
-    walk(ino.i_block, None, None, ino.offset + 0x28)
+    walk(ino.i_block, None, None, ino.offset + _I_BLOCK_AT)
     if not runs:
         return BlockMap([], [], [], [], meta)
     runs.sort()
@@ -248,14 +252,14 @@ def blockmap_map(fs: ExtFileSystem, ino: InodeRecord, nblocks: int) -> BlockMap:
         for i in np.flatnonzero(arr).tolist():
             walk(int(arr[i]), level - 1, lbase + i * span, block * bs + 4 * i)
 
-    add_leaf(ptrs[: min(12, nblocks)], 0, ino.offset + 0x28)
+    add_leaf(ptrs[: min(12, nblocks)], 0, ino.offset + _I_BLOCK_AT)
     lbase = 12
     for level in (1, 2, 3):
         if lbase >= nblocks:
             break
         ptr = int(ptrs[11 + level])
         if ptr:
-            walk(ptr, level, lbase, ino.offset + 0x28 + 4 * (11 + level))
+            walk(ptr, level, lbase, ino.offset + _I_BLOCK_AT + 4 * (11 + level))
         lbase += per**level
     if not ls:
         return BlockMap([], [], [], [], meta)

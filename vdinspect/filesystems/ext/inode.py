@@ -1,4 +1,4 @@
-"""ext2/3/4 inodes and extended attributes.
+"""ext2/3/4 inodes: the record, its flags, times and checksum.
 
 The inode table of each block group holds ``s_inodes_per_group`` records of
 ``s_inode_size`` bytes (128 on revision 0); inode ``n`` is record ``(n - 1) %
@@ -12,10 +12,52 @@ with ea_inode, in inodes of their own.
 from __future__ import annotations
 
 import datetime as dt
-import struct
 
 import numpy as np
-from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Struct
+from construct import Bytes, FlagsEnum, Int16ul, Int32ul, Struct
+
+from ...layout import flag_values, numpy_dtype, offset_of, size_of, struct_format
+
+# --- codes and flags -------------------------------------------------------------------
+
+InodeFlags = FlagsEnum(
+    Int32ul,
+    secrm=0x1,
+    unrm=0x2,
+    compr=0x4,  # e2compr: compressed file
+    sync=0x8,
+    immutable=0x10,
+    append=0x20,
+    nodump=0x40,
+    noatime=0x80,
+    dirty=0x100,
+    comprblk=0x200,  # e2compr: compressed clusters
+    nocompr=0x400,
+    encrypt=0x800,
+    index=0x1000,
+    imagic=0x2000,
+    journal_data=0x4000,
+    notail=0x8000,
+    dirsync=0x10000,
+    topdir=0x20000,
+    huge_file=0x40000,
+    extents=0x80000,
+    verity=0x100000,
+    ea_inode=0x200000,
+    dax=0x2000000,
+    inline_data=0x10000000,
+    projinherit=0x20000000,
+    casefold=0x40000000,
+)
+_F = flag_values(InodeFlags)
+FL_ENCRYPT, FL_INDEX, FL_HUGE_FILE = _F["encrypt"], _F["index"], _F["huge_file"]
+FL_EXTENTS, FL_VERITY, FL_EA_INODE = _F["extents"], _F["verity"], _F["ea_inode"]
+FL_INLINE_DATA, FL_CASEFOLD = _F["inline_data"], _F["casefold"]
+FL_COMPRESSED_ANY = _F["compr"] | _F["comprblk"]  # e2compr
+
+# i_mode file types (POSIX)
+S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK = 0o170000, 0o140000, 0o120000, 0o100000, 0o60000
+S_IFDIR, S_IFCHR, S_IFIFO = 0o40000, 0o20000, 0o10000
 
 # --- on-disk structures ----------------------------------------------------------------
 
@@ -30,7 +72,7 @@ Inode = Struct(
     "i_gid" / Int16ul * "group, low 16 bits",
     "i_links_count" / Int16ul * "hard links",
     "i_blocks_lo" / Int32ul * "blocks held, 512-byte units (fs blocks with HUGE_FILE_FL)",
-    "i_flags" / Int32ul * "EXT4_*_FL inode flags",
+    "i_flags" / InodeFlags * "EXT4_*_FL inode flags",
     "l_i_version" / Int32ul * "inode version (osd1)",
     "i_block" / Bytes(60) * "block map, extent tree root, inline data or symlink target",
     "i_generation" / Int32ul * "file version (NFS)",
@@ -57,57 +99,34 @@ InodeExtra = Struct(
     "i_projid" / Int32ul * "project id",
 )  # up to 32 bytes after offset 128, as far as i_extra_isize reaches
 
-ExtAttrHeader = Struct(
-    "h_magic" / Int32ul * "0xEA020000",
-    "h_refcount" / Int32ul * "inodes sharing this block",
-    "h_blocks" / Int32ul * "blocks used (1)",
-    "h_hash" / Int32ul * "hash of all attributes",
-    "h_checksum" / Int32ul * "crc32c (metadata_csum)",
-    "h_reserved" / Array(3, Int32ul) * "zero",
-)  # 32 bytes at the start of an extended attribute block
+#: the classic inode and its extra fields as one layout (records are 128 bytes or more)
+InodeLarge = Struct(*Inode.subcons, *InodeExtra.subcons)
+INODE_CLASSIC = Inode.sizeof()  # 128: where the extra fields start
+I_BLOCK_SIZE = size_of(Inode, "i_block")  # 60: fast symlinks and inline data live here
 
-ExtAttrEntry = Struct(
-    "e_name_len" / Int8ul * "name length",
-    "e_name_index" / Int8ul * "name prefix index (1 user., 4 trusted., 6 security., ...)",
-    "e_value_offs" / Int16ul * "value offset (block start, or first in-inode entry)",
-    "e_value_inum" / Int32ul * "inode holding the value (ea_inode), else 0",
-    "e_value_size" / Int32ul * "value length, bytes",
-    "e_hash" / Int32ul * "hash of name and value",
-)  # 16 bytes, then the name, padded to 4 bytes
-
-# fast decoders for the hot path (the same fields as the construct structs above)
-_INODE = struct.Struct("<HHIIIIIHHIII60sIIIIHHHHHH")
-_EXTRA = struct.Struct("<HHIIIIIII")
-_XATTR_ENTRY = struct.Struct("<BBHIII")
-
-XATTR_MAGIC = 0xEA020000
-XATTR_PREFIXES = {
-    1: "user.",
-    2: "system.posix_acl_access",
-    3: "system.posix_acl_default",
-    4: "trusted.",
-    6: "security.",
-    7: "system.",
-    8: "system.richacl",
+# fast decoders for the hot path, generated from the layouts above
+_INODE = struct_format(Inode)
+_TIMES = struct_format(Inode, "i_atime", "i_ctime", "i_mtime")
+_EXTRA_TIMES = struct_format(
+    InodeLarge, "i_ctime_extra", "i_mtime_extra", "i_atime_extra", "i_crtime", "i_crtime_extra"
+)
+_CSUM_LO = struct_format(Inode, "l_i_checksum_lo")
+_CSUM_HI = struct_format(InodeLarge, "i_checksum_hi")
+_EXTRA_ISIZE_AT = offset_of(InodeLarge, "i_extra_isize")
+#: bytes of extra fields a record needs (i_extra_isize) to hold the named field
+EXTRA_NEEDED = {
+    name: offset_of(InodeLarge, name) + 4 - INODE_CLASSIC
+    for name in ("i_ctime_extra", "i_mtime_extra", "i_atime_extra", "i_crtime", "i_crtime_extra")
 }
+EXTRA_NEEDED["i_checksum_hi"] = offset_of(InodeLarge, "i_checksum_hi") + 2 - INODE_CLASSIC
 
-# i_mode file types
-S_IFMT, S_IFSOCK, S_IFLNK, S_IFREG, S_IFBLK = 0o170000, 0o140000, 0o120000, 0o100000, 0o60000
-S_IFDIR, S_IFCHR, S_IFIFO = 0o40000, 0o20000, 0o10000
 
-# i_flags
-FL_COMPR, FL_COMPRBLK = 0x4, 0x200  # e2compr: compressed file / compressed clusters
-FL_ENCRYPT = 0x800
-FL_INDEX = 0x1000
-FL_HUGE_FILE = 0x40000
-FL_EXTENTS = 0x80000
-FL_VERITY = 0x100000
-FL_EA_INODE = 0x200000
-FL_INLINE_DATA = 0x10000000
-FL_CASEFOLD = 0x40000000
-FL_COMPRESSED_ANY = FL_COMPR | FL_COMPRBLK  # e2compr
+def inode_dtype(inode_size: int) -> np.dtype:
+    """The numpy record of an inode of ``inode_size`` bytes (the fields that fit)."""
+    return numpy_dtype(InodeLarge, inode_size)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+ROOT_INO = 2  # the root directory (inodes 1..10 are reserved)
 
 
 def _signed32(v: int) -> int:
@@ -219,9 +238,9 @@ class InodeRecord:
         else:
             self.blocks_raw = blocks_lo * 512
         extra = 0
-        if len(raw) > 128:
-            extra = raw[128] | (raw[129] << 8)
-            if not 4 <= extra <= len(raw) - 128:
+        if len(raw) > INODE_CLASSIC:
+            extra = raw[_EXTRA_ISIZE_AT] | (raw[_EXTRA_ISIZE_AT + 1] << 8)
+            if not 4 <= extra <= len(raw) - INODE_CLASSIC:
                 extra = 0
         self.extra_isize = extra
         self._times = None
@@ -231,24 +250,25 @@ class InodeRecord:
         t = self._times
         if t is None:
             raw = self.raw
-            atime, ctime, mtime = struct.unpack_from("<III", raw, 8)
+            atime, ctime, mtime = _TIMES.unpack_from(raw, 0)
             ext = self.extra_isize
-            if ext >= 24:
-                c_x, m_x, a_x, crtime, cr_x = struct.unpack_from("<IIIII", raw, 0x84)
+            if ext >= EXTRA_NEEDED["i_crtime_extra"]:
+                c_x, m_x, a_x, crtime, cr_x = _EXTRA_TIMES.unpack_from(raw, 0)
                 t = (
-                    _time(atime, a_x) if ext >= 16 else decode_time(atime, None),
+                    _time(atime, a_x),
                     _time(ctime, c_x),
                     _time(mtime, m_x),
                     _time(crtime, cr_x),
                 )
             else:
-                padded = raw[0x84 : 128 + ext] + bytes(20)
-                c_x, m_x, a_x, crtime, _cr = struct.unpack_from("<IIIII", padded, 0)
+                padded = raw[: INODE_CLASSIC + ext].ljust(_EXTRA_TIMES.size, b"\0")
+                c_x, m_x, a_x, crtime, _cr = _EXTRA_TIMES.unpack_from(padded, 0)
+                need = EXTRA_NEEDED
                 t = (
-                    decode_time(atime, a_x if ext >= 16 else None),
-                    decode_time(ctime, c_x if ext >= 8 else None),
-                    decode_time(mtime, m_x if ext >= 12 else None),
-                    decode_time(crtime, None) if ext >= 20 else None,
+                    decode_time(atime, a_x if ext >= need["i_atime_extra"] else None),
+                    decode_time(ctime, c_x if ext >= need["i_ctime_extra"] else None),
+                    decode_time(mtime, m_x if ext >= need["i_mtime_extra"] else None),
+                    decode_time(crtime, None) if ext >= need["i_crtime"] else None,
                 )
             self._times = t
         return t
@@ -272,9 +292,9 @@ class InodeRecord:
     @property
     def checksum(self) -> int:
         """The stored crc32c (low 16 bits only when the record has no high half)."""
-        lo = struct.unpack_from("<H", self.raw, 0x7C)[0]
-        if self.extra_isize >= 4:
-            lo |= struct.unpack_from("<H", self.raw, 0x82)[0] << 16
+        lo = _CSUM_LO.unpack_from(self.raw, 0)[0]
+        if self.extra_isize >= EXTRA_NEEDED["i_checksum_hi"]:
+            lo |= _CSUM_HI.unpack_from(self.raw, 0)[0] << 16
         return lo
 
     # --- kinds -----------------------------------------------------------------------
@@ -309,23 +329,17 @@ class InodeRecord:
     @property
     def is_empty(self) -> bool:
         """True for a never-used record (all of the classic fields zero)."""
-        return not any(self.raw[:128])
+        return not any(self.raw[:INODE_CLASSIC])
 
     def parsed(self):
         """The construct view of the record (classic part, then the extra fields)."""
-        base = Inode.parse(self.raw[:128])
+        base = Inode.parse(self.raw[:INODE_CLASSIC])
         if self.extra_isize:
-            base.extra = InodeExtra.parse(self.raw[128:160].ljust(32, b"\0"))
+            size = InodeExtra.sizeof()
+            base.extra = InodeExtra.parse(
+                self.raw[INODE_CLASSIC : INODE_CLASSIC + size].ljust(size, b"\0")
+            )
         return base
-
-    def in_inode_xattr_area(self) -> tuple[bytes, int] | None:
-        """(bytes after the magic, their offset in the record) when in-inode xattrs exist."""
-        start = 128 + self.extra_isize
-        if self.extra_isize == 0 or start + 4 > len(self.raw):
-            return None
-        if int.from_bytes(self.raw[start : start + 4], "little") != XATTR_MAGIC:
-            return None
-        return self.raw[start + 4 :], start + 4
 
     def __repr__(self) -> str:
         return f"<InodeRecord {self.number} mode={self.mode:o} size={self.size}>"
@@ -336,89 +350,32 @@ def decode_times_bulk(records: np.ndarray) -> dict[str, np.ndarray]:
     nanoseconds since the epoch for atime, ctime, mtime, crtime (crtime: int64 min where
     the record has no creation time)."""
     n, isz = records.shape
-
-    def u32(off: int) -> np.ndarray:
-        return records[:, off : off + 4].copy().view("<u4").ravel().astype(np.int64)
+    rec = np.ascontiguousarray(records).view(inode_dtype(isz)).ravel()
+    have = rec.dtype.names
 
     def signed(v: np.ndarray) -> np.ndarray:
+        v = v.astype(np.int64)
         return np.where(v >= 1 << 31, v - (1 << 32), v)
 
-    if isz > 128:
-        extra = records[:, 128].astype(np.int64) | (records[:, 129].astype(np.int64) << 8)
-        extra = np.where((extra >= 4) & (extra <= isz - 128), extra, 0)
+    if isz > INODE_CLASSIC:
+        extra = rec["i_extra_isize"].astype(np.int64)
+        extra = np.where((extra >= 4) & (extra <= isz - INODE_CLASSIC), extra, 0)
     else:
         extra = np.zeros(n, dtype=np.int64)
+    nat = np.iinfo(np.int64).min
     out = {}
-    for name, off, xoff, need in (
-        ("atime", 0x08, 0x8C, 16),
-        ("ctime", 0x0C, 0x84, 8),
-        ("mtime", 0x10, 0x88, 12),
-        ("crtime", 0x90, 0x94, 24),
-    ):
-        if name == "crtime" and isz < 0x98:
-            out[name] = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    for name in ("atime", "ctime", "mtime", "crtime"):
+        sec_field, x_field = f"i_{name}", f"i_{name}_extra"
+        if sec_field not in have:  # i_crtime: the record is too short
+            out[name] = np.full(n, nat, dtype=np.int64)
             continue
-        sec = signed(u32(off))
-        if isz >= xoff + 4:
-            x = np.where(extra >= need, u32(xoff), 0)
+        sec = signed(rec[sec_field])
+        if x_field in have:
+            x = np.where(extra >= EXTRA_NEEDED[x_field], rec[x_field].astype(np.int64), 0)
         else:
             x = np.zeros(n, dtype=np.int64)
         ns = (sec + ((x & 3) << 32)) * 1_000_000_000 + (x >> 2) % 1_000_000_000
         if name == "crtime":
-            ns = np.where(extra >= 20, ns, np.iinfo(np.int64).min)
+            ns = np.where(extra >= EXTRA_NEEDED["i_crtime"], ns, nat)
         out[name] = ns
     return out
-
-
-class XattrEntry:
-    """One extended attribute: its full name and where its value is."""
-
-    __slots__ = ("name", "value_offset", "value_size", "value_inum", "inline_value")
-
-    def __init__(
-        self,
-        name: str,
-        value_offset: int,
-        value_size: int,
-        value_inum: int,
-        inline_value: bytes | None,
-    ) -> None:
-        self.name = name
-        self.value_offset = value_offset
-        self.value_size = value_size
-        self.value_inum = value_inum
-        self.inline_value = inline_value
-
-    def __repr__(self) -> str:
-        return f"<XattrEntry {self.name} {self.value_size} bytes>"
-
-
-def parse_xattr_entries(
-    area: bytes, first: int, value_base: int, limit: int
-) -> tuple[list[XattrEntry], str | None]:
-    """Entries of an xattr area: ``area[first:]`` holds the entries; values are found at
-    ``value_base + e_value_offs`` inside ``area``. Returns (entries, problem or None).
-    """
-    out: list[XattrEntry] = []
-    pos = first
-    end = len(area)
-    for _ in range(limit):
-        if pos + 4 > end or area[pos : pos + 4] == b"\0\0\0\0":
-            return out, None
-        if pos + 16 > end:
-            return out, f"entry at {pos} runs past the end of the area"
-        name_len, index, voff, vinum, vsize, _hash = _XATTR_ENTRY.unpack_from(area, pos)
-        if pos + 16 + name_len > end:
-            return out, f"entry name at {pos} runs past the end of the area"
-        raw_name = area[pos + 16 : pos + 16 + name_len]
-        prefix = XATTR_PREFIXES.get(index, f"index{index}." if index else "")
-        name = prefix + raw_name.decode("utf-8", "backslashreplace")
-        value = None
-        if vinum == 0:
-            vstart = value_base + voff
-            if vsize and (vstart < 0 or vstart + vsize > end):
-                return out, f"value of {name} at {vstart} (+{vsize}) outside the area"
-            value = area[vstart : vstart + vsize]
-        out.append(XattrEntry(name, value_base + voff, vsize, vinum, value))
-        pos += (16 + name_len + 3) & ~3
-    return out, "too many entries"

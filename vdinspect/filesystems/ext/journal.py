@@ -18,23 +18,58 @@ an in-memory overlay: the image is never written.
 from __future__ import annotations
 
 import bisect
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
-from construct import Array, Bytes, Int8ub, Int32sb, Int32ub, Int64ub, Struct
+from construct import (
+    Array,
+    Bytes,
+    Enum,
+    FlagsEnum,
+    Int8ub,
+    Int16ub,
+    Int32sb,
+    Int32ub,
+    Int64ub,
+    Struct,
+)
 
 from ...io import ByteSource, damaged_through
+from ...layout import flag_values, numpy_dtype, plain, size_of, struct_format
 
 JBD2_MAGIC = 0xC03B3998
-DESCRIPTOR, COMMIT, SUPERBLOCK_V1, SUPERBLOCK_V2, REVOKE = 1, 2, 3, 4, 5
-BLOCK_TYPES = {1: "descriptor", 2: "commit", 3: "superblock v1", 4: "superblock v2", 5: "revoke"}
+
+# --- codes and flags (feature names as e2fsprogs spells them) --------------------------
+
+BlockType = Enum(Int32ub, descriptor=1, commit=2, superblock_v1=3, superblock_v2=4, revoke=5)
+JournalCompat = FlagsEnum(Int32ub, journal_checksum=0x1)
+JournalIncompat = FlagsEnum(
+    Int32ub,
+    journal_incompat_revoke=0x1,
+    journal_64bit=0x2,
+    journal_async_commit=0x4,
+    journal_checksum_v2=0x8,
+    journal_checksum_v3=0x10,
+    journal_fast_commit=0x20,
+)
+ChecksumType = Enum(Int8ub, crc32=1, md5=2, sha1=3, crc32c=4)
+_TAG_FLAGS = dict(escape=0x1, same_uuid=0x2, deleted=0x4, last_tag=0x8)
+
+_T = flag_values(BlockType)
+DESCRIPTOR, COMMIT, REVOKE = _T["descriptor"], _T["commit"], _T["revoke"]
+SUPERBLOCK_V1, SUPERBLOCK_V2 = _T["superblock_v1"], _T["superblock_v2"]
+BLOCK_TYPES = {v: k for k, v in _T.items()}
+_J = flag_values(JournalIncompat)
+INCOMPAT_64BIT, INCOMPAT_CSUM_V2 = _J["journal_64bit"], _J["journal_checksum_v2"]
+INCOMPAT_CSUM_V3, INCOMPAT_FAST_COMMIT = _J["journal_checksum_v3"], _J["journal_fast_commit"]
+FLAG_ESCAPE, FLAG_SAME_UUID = _TAG_FLAGS["escape"], _TAG_FLAGS["same_uuid"]
+FLAG_LAST_TAG = _TAG_FLAGS["last_tag"]
 
 # --- on-disk structures ----------------------------------------------------------------
 
 JournalHeader = Struct(
     "h_magic" / Int32ub * "0xC03B3998",
-    "h_blocktype" / Int32ub * "1 descriptor, 2 commit, 3 sb v1, 4 sb v2, 5 revoke",
+    "h_blocktype" / BlockType * "1 descriptor, 2 commit, 3 sb v1, 4 sb v2, 5 revoke",
     "h_sequence" / Int32ub * "transaction sequence number",
 )  # 12 bytes at the start of every journal metadata block
 
@@ -46,8 +81,8 @@ JournalSuperblock = Struct(
     "s_sequence" / Int32ub * "first expected transaction sequence",
     "s_start" / Int32ub * "block where the log starts; 0 = clean (nothing to replay)",
     "s_errno" / Int32sb * "error recorded by the journal",
-    "s_feature_compat" / Int32ub * "1 = data block checksums (v1)",
-    "s_feature_incompat" / Int32ub * "1 revoke, 2 64bit, 4 async commit, 8 csum v2, "
+    "s_feature_compat" / JournalCompat * "1 = data block checksums (v1)",
+    "s_feature_incompat" / JournalIncompat * "1 revoke, 2 64bit, 4 async commit, 8 csum v2, "
     "0x10 csum v3, 0x20 fast commit",
     "s_feature_ro_compat" / Int32ub * "none defined",
     "s_uuid" / Bytes(16) * "journal UUID",
@@ -55,7 +90,7 @@ JournalSuperblock = Struct(
     "s_dynsuper" / Int32ub * "location of a dynamic superblock copy",
     "s_max_transaction" / Int32ub * "limit of blocks per transaction",
     "s_max_trans_data" / Int32ub * "limit of data blocks per transaction",
-    "s_checksum_type" / Int8ub * "4 = crc32c",
+    "s_checksum_type" / ChecksumType * "4 = crc32c",
     "s_padding2" / Bytes(3) * "zero",
     "s_num_fc_blks" / Int32ub * "fast commit blocks at the end of the journal",
     "s_head" / Int32ub * "block of the oldest transaction (clean journal)",
@@ -66,7 +101,7 @@ JournalSuperblock = Struct(
 
 CommitBlock = Struct(
     "h_header" / JournalHeader,
-    "h_chksum_type" / Int8ub * "checksum type of the transaction's blocks",
+    "h_chksum_type" / ChecksumType * "checksum type of the transaction's blocks",
     "h_chksum_size" / Int8ub * "bytes",
     "h_padding" / Bytes(2) * "zero",
     "h_chksum" / Array(8, Int32ub) * "checksum",
@@ -76,15 +111,15 @@ CommitBlock = Struct(
 
 JournalBlockTag3 = Struct(
     "t_blocknr" / Int32ub * "filesystem block, low 32 bits",
-    "t_flags" / Int32ub * "1 escaped, 2 same UUID, 4 deleted, 8 last tag",
+    "t_flags" / FlagsEnum(Int32ub, **_TAG_FLAGS) * "1 escaped, 2 same UUID, 4 deleted, 8 last tag",
     "t_blocknr_high" / Int32ub * "filesystem block, high 32 bits",
     "t_checksum" / Int32ub * "crc32c of the data block",
 )  # 16 bytes (csum v3)
 
 JournalBlockTag = Struct(
     "t_blocknr" / Int32ub * "filesystem block, low 32 bits",
-    "t_checksum" / Bytes(2) * "crc of the data block (csum v2), 16 bits",
-    "t_flags" / Bytes(2) * "1 escaped, 2 same UUID, 4 deleted, 8 last tag (16 bits)",
+    "t_checksum" / Int16ub * "crc of the data block (csum v2), 16 bits",
+    "t_flags" / FlagsEnum(Int16ub, **_TAG_FLAGS) * "1 escaped, 2 same UUID, 4 deleted, 8 last tag",
     "t_blocknr_high" / Int32ub * "high 32 bits (64bit feature only)",
 )  # 8, 10, 12 or 14 bytes depending on 64bit and csum v2
 
@@ -93,20 +128,25 @@ RevokeHeader = Struct(
     "r_count" / Int32ub * "bytes used in the block, header included",
 )  # then block numbers of 4 bytes (8 with 64bit)
 
-INCOMPAT_REVOKE, INCOMPAT_64BIT, INCOMPAT_ASYNC_COMMIT = 0x1, 0x2, 0x4
-INCOMPAT_CSUM_V2, INCOMPAT_CSUM_V3, INCOMPAT_FAST_COMMIT = 0x8, 0x10, 0x20
-FLAG_ESCAPE, FLAG_SAME_UUID, FLAG_DELETED, FLAG_LAST_TAG = 1, 2, 4, 8
-JOURNAL_FEATURE_NAMES = {
-    (0, 1): "journal_checksum",
-    (1, 1): "journal_incompat_revoke",
-    (1, 2): "journal_64bit",
-    (1, 4): "journal_async_commit",
-    (1, 8): "journal_checksum_v2",
-    (1, 0x10): "journal_checksum_v3",
-    (1, 0x20): "journal_fast_commit",
-}
+JournalBlockTail = Struct(
+    "t_checksum" / Int32ub * "crc32c of the descriptor or revoke block (csum v2/v3)",
+)  # the last 4 bytes of a descriptor or revoke block
 
-_HDR = struct.Struct(">III")
+RevokeRecord32 = Struct("r_blocknr" / Int32ub * "a revoked filesystem block")
+RevokeRecord64 = Struct("r_blocknr" / Int64ub * "a revoked filesystem block (64bit)")
+
+# fast decoders, generated from the layouts above
+_HDR = struct_format(JournalHeader)
+_TAG3 = struct_format(JournalBlockTag3)
+_TAG = struct_format(JournalBlockTag, "t_blocknr", "t_checksum", "t_flags")
+_TAG_HIGH = struct_format(JournalBlockTag, "t_blocknr_high")
+_TAG_HIGH_SIZE = size_of(JournalBlockTag, "t_blocknr_high")
+_CSUM_V2_SIZE = 2  # csum v2 tags carry 2 more bytes than the struct (kernel: tag_bytes)
+_UUID_SIZE = 16  # follows a tag without the same_uuid flag
+_REVOKE = struct_format(RevokeHeader)
+_REVOKE_RECORDS = {False: numpy_dtype(RevokeRecord32), True: numpy_dtype(RevokeRecord64)}
+_COMMIT_SEC = struct_format(CommitBlock, "h_commit_sec")
+JOURNAL_VALUES = plain(JournalSuperblock)  # codes and flags read as integers
 
 
 @dataclass
@@ -137,7 +177,8 @@ class Journal:
         self.where = where
         self.problems: list[tuple[int | None, str]] = []
         raw = self._block(0)
-        self.raw = JournalSuperblock.parse(raw[:1024].ljust(1024, b"\0"))
+        size = JournalSuperblock.sizeof()
+        self.raw = JOURNAL_VALUES.parse(raw[:size].ljust(size, b"\0"))
         sb = self.raw
         h = sb.s_header
         if h.h_magic != JBD2_MAGIC or h.h_blocktype not in (SUPERBLOCK_V1, SUPERBLOCK_V2):
@@ -164,10 +205,14 @@ class Journal:
         self.csum_v3 = bool(self.incompat & INCOMPAT_CSUM_V3)
         self.csum_v2 = bool(self.incompat & INCOMPAT_CSUM_V2)
         if self.csum_v3:
-            self.tag_size = 16
+            self.tag_size = _TAG3.size
         else:
-            self.tag_size = 12 + (2 if self.csum_v2 else 0) - (0 if self.is_64bit else 4)
-        self.tail = 4 if (self.csum_v2 or self.csum_v3) else 0
+            self.tag_size = (
+                JournalBlockTag.sizeof()
+                + (_CSUM_V2_SIZE if self.csum_v2 else 0)
+                - (0 if self.is_64bit else _TAG_HIGH_SIZE)
+            )
+        self.tail = JournalBlockTail.sizeof() if (self.csum_v2 or self.csum_v3) else 0
 
     @property
     def needs_recovery(self) -> bool:
@@ -175,12 +220,14 @@ class Journal:
 
     def features(self) -> list[str]:
         out = []
-        for bit in range(32):
-            if self.compat >> bit & 1:
-                out.append(JOURNAL_FEATURE_NAMES.get((0, 1 << bit), f"compat bit {bit}"))
-        for bit in range(32):
-            if self.incompat >> bit & 1:
-                out.append(JOURNAL_FEATURE_NAMES.get((1, 1 << bit), f"incompat bit {bit}"))
+        for value, flags, kind in (
+            (self.compat, flag_values(JournalCompat), "compat"),
+            (self.incompat, flag_values(JournalIncompat), "incompat"),
+        ):
+            names = {v: k for k, v in flags.items()}
+            for bit in range(32):
+                if value >> bit & 1:
+                    out.append(names.get(1 << bit, f"{kind} bit {bit}"))
         return out
 
     def offset_of(self, jblock: int) -> int:
@@ -200,19 +247,19 @@ class Journal:
     def parse_tags(self, block: bytes, jblock: int) -> list[tuple[int, int]]:
         """(fs block, flags) of each tag in a descriptor block."""
         out = []
-        pos = 12
+        pos = _HDR.size
         end = self.bs - self.tail
         ts = self.tag_size
         while pos + ts <= end:
             if self.csum_v3:
-                lo, flags, hi, _c = struct.unpack_from(">IIII", block, pos)
+                lo, flags, hi, _c = _TAG3.unpack_from(block, pos)
             else:  # t_blocknr, t_checksum (16 bits), t_flags (16 bits), t_blocknr_high
-                lo, _c, flags = struct.unpack_from(">IHH", block, pos)
-                hi = struct.unpack_from(">I", block, pos + 8)[0] if self.is_64bit else 0
+                lo, _c, flags = _TAG.unpack_from(block, pos)
+                hi = _TAG_HIGH.unpack_from(block, pos)[0] if self.is_64bit else 0
             out.append((hi << 32 | lo, flags))
             pos += ts
             if not flags & FLAG_SAME_UUID:
-                pos += 16
+                pos += _UUID_SIZE
             if flags & FLAG_LAST_TAG:
                 break
         else:
@@ -222,15 +269,16 @@ class Journal:
         return out
 
     def parse_revoke(self, block: bytes, jblock: int) -> list[int]:
-        count = struct.unpack_from(">I", block, 12)[0]
-        if count < 16 or count > self.bs - self.tail:
+        count = _REVOKE.unpack_from(block, 0)[-1]
+        first = _REVOKE.size
+        if count < first or count > self.bs - self.tail:
             self.problems.append(
                 (self.offset_of(jblock), f"revoke block at journal block {jblock}: r_count {count}")
             )
-            count = max(16, min(count, self.bs - self.tail))
-        size = 8 if self.is_64bit else 4
-        fmt = ">Q" if self.is_64bit else ">I"
-        return [struct.unpack_from(fmt, block, p)[0] for p in range(16, count - size + 1, size)]
+            count = max(first, min(count, self.bs - self.tail))
+        rec = _REVOKE_RECORDS[self.is_64bit]
+        n = (count - first) // rec.itemsize
+        return np.frombuffer(block, dtype=rec, count=n, offset=first)["r_blocknr"].tolist()
 
     # --- the log -------------------------------------------------------------------
     def walk_log(self) -> list[Transaction]:
@@ -269,7 +317,7 @@ class Journal:
                 steps += 1
             elif btype == COMMIT:
                 cur.commit = jb
-                cur.commit_time = struct.unpack_from(">Q", block, 0x30)[0]
+                cur.commit_time = _COMMIT_SEC.unpack_from(block, 0)[0]
                 out.append(cur)
                 cur = None
                 seq = (seq + 1) & 0xFFFFFFFF
@@ -337,7 +385,7 @@ class Journal:
                 elif btype == REVOKE:
                     row["revoked"] = self.parse_revoke(block, j)
                 else:
-                    row["commit_time"] = struct.unpack_from(">Q", block, 0x30)[0]
+                    row["commit_time"] = _COMMIT_SEC.unpack_from(block, 0)[0]
                 rows.append(row)
             jb += n
         return rows
@@ -385,7 +433,7 @@ class OverlaySource(ByteSource):
             src, escaped = self._where[i]
             block = bytearray(self.base.read(src, bs))
             if escaped:
-                block[0:4] = struct.pack(">I", JBD2_MAGIC)
+                block[0:4] = JBD2_MAGIC.to_bytes(4, "big")
             mv[a0 - offset : a1 - offset] = block[a0 - b * bs : a1 - b * bs]
             pos = a1
             i += 1

@@ -1,4 +1,4 @@
-"""ext2/3/4 superblock and block group descriptors, feature flags and checksums.
+"""The ext2/3/4 superblock: its layout, feature flags and codes, and its checksum.
 
 Facts from the Linux kernel's "ext4 Data Structures and Algorithms"
 (Documentation/filesystems/ext4/), cross-checked against e2fsprogs' behaviour (mke2fs,
@@ -10,15 +10,105 @@ with sparse_super2). The group descriptor table follows the superblock's block.
 
 from __future__ import annotations
 
-import struct
 import uuid as uuidlib
 
-import numpy as np
-from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Int64ul, Struct
+from construct import Array, Bytes, Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Struct
+
+from ...io.checksums import crc32c
+from ...layout import flag_values, leaves, plain
 
 SUPERBLOCK_OFFSET = 1024
 SUPERBLOCK_SIZE = 1024
 EXT_MAGIC = 0xEF53
+
+# --- codes and flags (names as e2fsprogs spells them: dumpe2fs "Filesystem features") ---
+
+CompatFeatures = FlagsEnum(
+    Int32ul,
+    dir_prealloc=0x1,
+    imagic_inodes=0x2,
+    has_journal=0x4,
+    ext_attr=0x8,
+    resize_inode=0x10,
+    dir_index=0x20,
+    lazy_bg=0x40,
+    exclude_inode=0x80,
+    snapshot_bitmap=0x100,
+    sparse_super2=0x200,
+    fast_commit=0x400,
+    stable_inodes=0x800,
+    orphan_file=0x1000,
+)
+IncompatFeatures = FlagsEnum(
+    Int32ul,
+    compression=0x1,
+    filetype=0x2,
+    needs_recovery=0x4,
+    journal_dev=0x8,
+    meta_bg=0x10,
+    extent=0x40,
+    mmp=0x100,
+    flex_bg=0x200,
+    ea_inode=0x400,
+    dirdata=0x1000,
+    metadata_csum_seed=0x2000,
+    large_dir=0x4000,
+    inline_data=0x8000,
+    encrypt=0x10000,
+    casefold=0x20000,
+    **{"64bit": 0x80},
+)
+RoCompatFeatures = FlagsEnum(
+    Int32ul,
+    sparse_super=0x1,
+    large_file=0x2,
+    btree_dir=0x4,
+    huge_file=0x8,
+    uninit_bg=0x10,
+    dir_nlink=0x20,
+    extra_isize=0x40,
+    snapshot=0x80,
+    quota=0x100,
+    bigalloc=0x200,
+    metadata_csum=0x400,
+    replica=0x800,
+    project=0x2000,
+    shared_blocks=0x4000,
+    verity=0x8000,
+    orphan_present=0x10000,
+    **{"read-only": 0x1000},
+)
+FsState = FlagsEnum(Int16ul, valid=0x1, error=0x2, orphan=0x4)
+ErrorPolicy = Enum(Int16ul, remount_ro=2, panic=3, **{"continue": 1})
+CreatorOS = Enum(Int32ul, linux=0, hurd=1, masix=2, freebsd=3, lites=4)
+HashVersion = Enum(
+    Int8ul,
+    legacy=0,
+    half_md4=1,
+    tea=2,
+    legacy_unsigned=3,
+    half_md4_unsigned=4,
+    tea_unsigned=5,
+    siphash=6,
+)
+SuperblockFlags = FlagsEnum(Int32ul, signed_hash=0x1, unsigned_hash=0x2, test_filesys=0x4)
+ChecksumType = Enum(Int8ul, crc32c=1)
+
+_C, _I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
+_R = flag_values(RoCompatFeatures)
+COMPAT_HAS_JOURNAL, COMPAT_SPARSE_SUPER2 = _C["has_journal"], _C["sparse_super2"]
+INCOMPAT_COMPRESSION, INCOMPAT_FILETYPE = _I["compression"], _I["filetype"]
+INCOMPAT_RECOVER, INCOMPAT_JOURNAL_DEV = _I["needs_recovery"], _I["journal_dev"]
+INCOMPAT_META_BG, INCOMPAT_64BIT, INCOMPAT_MMP = _I["meta_bg"], _I["64bit"], _I["mmp"]
+INCOMPAT_CSUM_SEED, INCOMPAT_CASEFOLD = _I["metadata_csum_seed"], _I["casefold"]
+RO_COMPAT_SPARSE_SUPER, RO_COMPAT_LARGE_FILE = _R["sparse_super"], _R["large_file"]
+RO_COMPAT_BTREE_DIR, RO_COMPAT_HUGE_FILE = _R["btree_dir"], _R["huge_file"]
+RO_COMPAT_GDT_CSUM, RO_COMPAT_BIGALLOC = _R["uninit_bg"], _R["bigalloc"]
+RO_COMPAT_METADATA_CSUM = _R["metadata_csum"]
+_S = flag_values(FsState)
+STATE_VALID, STATE_ERROR, STATE_ORPHAN = _S["valid"], _S["error"], _S["orphan"]
+#: incompat features this reader understands (compression is read as metadata only)
+INCOMPAT_SUPPORTED = sum(_I.values()) & ~INCOMPAT_JOURNAL_DEV
 
 # --- on-disk structures ----------------------------------------------------------------
 
@@ -39,21 +129,21 @@ Superblock = Struct(
     "s_mnt_count" / Int16ul * "mounts since the last fsck",
     "s_max_mnt_count" / Int16ul * "mounts allowed before a fsck (signed)",
     "s_magic" / Int16ul * "0xEF53",
-    "s_state" / Int16ul * "1 cleanly unmounted, 2 errors detected, 4 orphans being recovered",
-    "s_errors" / Int16ul * "on error: 1 continue, 2 remount read-only, 3 panic",
+    "s_state" / FsState * "1 cleanly unmounted, 2 errors detected, 4 orphans being recovered",
+    "s_errors" / ErrorPolicy * "on error: 1 continue, 2 remount read-only, 3 panic",
     "s_minor_rev_level" / Int16ul * "minor revision",
     "s_lastcheck" / Int32ul * "last fsck time, seconds since the epoch",
     "s_checkinterval" / Int32ul * "seconds between forced checks",
-    "s_creator_os" / Int32ul * "0 Linux, 1 Hurd, 2 Masix, 3 FreeBSD, 4 Lites",
+    "s_creator_os" / CreatorOS * "0 Linux, 1 Hurd, 2 Masix, 3 FreeBSD, 4 Lites",
     "s_rev_level" / Int32ul * "0 original (128-byte inodes), 1 dynamic",
     "s_def_resuid" / Int16ul * "default uid of reserved blocks",
     "s_def_resgid" / Int16ul * "default gid of reserved blocks",
     "s_first_ino" / Int32ul * "first non-reserved inode (rev 1)",
     "s_inode_size" / Int16ul * "inode record size, bytes (rev 1)",
     "s_block_group_nr" / Int16ul * "block group holding this copy of the superblock",
-    "s_feature_compat" / Int32ul * "compatible feature flags",
-    "s_feature_incompat" / Int32ul * "incompatible feature flags",
-    "s_feature_ro_compat" / Int32ul * "read-only compatible feature flags",
+    "s_feature_compat" / CompatFeatures * "compatible feature flags",
+    "s_feature_incompat" / IncompatFeatures * "incompatible feature flags",
+    "s_feature_ro_compat" / RoCompatFeatures * "read-only compatible feature flags",
     "s_uuid" / Bytes(16) * "volume UUID",
     "s_volume_name" / Bytes(16) * "volume label, NUL padded",
     "s_last_mounted" / Bytes(64) * "directory where last mounted",
@@ -66,7 +156,7 @@ Superblock = Struct(
     "s_journal_dev" / Int32ul * "device number of an external journal",
     "s_last_orphan" / Int32ul * "head of the orphan inode list",
     "s_hash_seed" / Array(4, Int32ul) * "htree hash seed",
-    "s_def_hash_version" / Int8ul * "default htree hash",
+    "s_def_hash_version" / HashVersion * "default htree hash",
     "s_jnl_backup_type" / Int8ul * "1 = s_jnl_blocks holds a copy of the journal inode's i_block",
     "s_desc_size" / Int16ul * "group descriptor size, bytes (64bit feature)",
     "s_default_mount_opts" / Int32ul * "default mount options",
@@ -80,13 +170,13 @@ Superblock = Struct(
     "s_free_blocks_count_hi" / Int32ul * "free blocks, high 32 bits",
     "s_min_extra_isize" / Int16ul * "every inode has at least this many extra bytes",
     "s_want_extra_isize" / Int16ul * "new inodes should have this many extra bytes",
-    "s_flags" / Int32ul * "1 signed hash, 2 unsigned hash, 4 test code",
+    "s_flags" / SuperblockFlags * "1 signed hash, 2 unsigned hash, 4 test code",
     "s_raid_stride" / Int16ul * "RAID stride, blocks",
     "s_mmp_interval" / Int16ul * "multi-mount protection interval, seconds",
     "s_mmp_block" / Int64ul * "block holding the MMP record",
     "s_raid_stripe_width" / Int32ul * "RAID stripe width, blocks",
     "s_log_groups_per_flex" / Int8ul * "flex group size = 2 ** this",
-    "s_checksum_type" / Int8ul * "metadata checksum type (1 = crc32c)",
+    "s_checksum_type" / ChecksumType * "metadata checksum type (1 = crc32c)",
     "s_reserved_pad" / Int16ul * "padding",
     "s_kbytes_written" / Int64ul * "KiB written over the filesystem's lifetime",
     "s_snapshot_inum" / Int32ul * "active snapshot inode",
@@ -129,206 +219,34 @@ Superblock = Struct(
     "s_checksum" / Int32ul * "crc32c of the superblock up to here (metadata_csum)",
 )  # 1024 bytes
 
-GroupDescriptor32 = Struct(
-    "bg_block_bitmap_lo" / Int32ul * "block of the block (cluster) bitmap",
-    "bg_inode_bitmap_lo" / Int32ul * "block of the inode bitmap",
-    "bg_inode_table_lo" / Int32ul * "first block of the inode table",
-    "bg_free_blocks_count_lo" / Int16ul * "free blocks",
-    "bg_free_inodes_count_lo" / Int16ul * "free inodes",
-    "bg_used_dirs_count_lo" / Int16ul * "directories",
-    "bg_flags" / Int16ul * "1 INODE_UNINIT, 2 BLOCK_UNINIT, 4 ITABLE_ZEROED",
-    "bg_exclude_bitmap_lo" / Int32ul * "snapshot exclusion bitmap",
-    "bg_block_bitmap_csum_lo" / Int16ul * "block bitmap checksum, low 16 bits",
-    "bg_inode_bitmap_csum_lo" / Int16ul * "inode bitmap checksum, low 16 bits",
-    "bg_itable_unused_lo" / Int16ul * "unused inodes at the end of the table",
-    "bg_checksum" / Int16ul * "crc16 (gdt_csum) or crc32c & 0xFFFF (metadata_csum)",
-)  # 32 bytes
-
-GroupDescriptor64 = Struct(
-    "lo" / GroupDescriptor32,
-    "bg_block_bitmap_hi" / Int32ul * "high 32 bits",
-    "bg_inode_bitmap_hi" / Int32ul * "high 32 bits",
-    "bg_inode_table_hi" / Int32ul * "high 32 bits",
-    "bg_free_blocks_count_hi" / Int16ul * "high 16 bits",
-    "bg_free_inodes_count_hi" / Int16ul * "high 16 bits",
-    "bg_used_dirs_count_hi" / Int16ul * "high 16 bits",
-    "bg_itable_unused_hi" / Int16ul * "high 16 bits",
-    "bg_exclude_bitmap_hi" / Int32ul * "high 32 bits",
-    "bg_block_bitmap_csum_hi" / Int16ul * "high 16 bits",
-    "bg_inode_bitmap_csum_hi" / Int16ul * "high 16 bits",
-    "bg_reserved" / Int32ul * "padding",
-)  # 64 bytes (s_desc_size may be larger)
-
-# the group descriptor table is decoded with numpy, one row per group
-_GD32_FIELDS = [
-    ("block_bitmap", "<u4"),
-    ("inode_bitmap", "<u4"),
-    ("inode_table", "<u4"),
-    ("free_blocks", "<u2"),
-    ("free_inodes", "<u2"),
-    ("used_dirs", "<u2"),
-    ("flags", "<u2"),
-    ("exclude_bitmap", "<u4"),
-    ("block_bitmap_csum", "<u2"),
-    ("inode_bitmap_csum", "<u2"),
-    ("itable_unused", "<u2"),
-    ("checksum", "<u2"),
-]
-_GD64_FIELDS = [
-    ("block_bitmap_hi", "<u4"),
-    ("inode_bitmap_hi", "<u4"),
-    ("inode_table_hi", "<u4"),
-    ("free_blocks_hi", "<u2"),
-    ("free_inodes_hi", "<u2"),
-    ("used_dirs_hi", "<u2"),
-    ("itable_unused_hi", "<u2"),
-]
-
-# --- feature flags -------------------------------------------------------------------
-
-COMPAT_DIR_PREALLOC, COMPAT_IMAGIC_INODES, COMPAT_HAS_JOURNAL = 0x1, 0x2, 0x4
-COMPAT_EXT_ATTR, COMPAT_RESIZE_INODE, COMPAT_DIR_INDEX = 0x8, 0x10, 0x20
-COMPAT_SPARSE_SUPER2, COMPAT_FAST_COMMIT, COMPAT_ORPHAN_FILE = 0x200, 0x400, 0x1000
-
-INCOMPAT_COMPRESSION, INCOMPAT_FILETYPE, INCOMPAT_RECOVER = 0x1, 0x2, 0x4
-INCOMPAT_JOURNAL_DEV, INCOMPAT_META_BG, INCOMPAT_EXTENTS = 0x8, 0x10, 0x40
-INCOMPAT_64BIT, INCOMPAT_MMP, INCOMPAT_FLEX_BG, INCOMPAT_EA_INODE = 0x80, 0x100, 0x200, 0x400
-INCOMPAT_DIRDATA, INCOMPAT_CSUM_SEED, INCOMPAT_LARGEDIR = 0x1000, 0x2000, 0x4000
-INCOMPAT_INLINE_DATA, INCOMPAT_ENCRYPT, INCOMPAT_CASEFOLD = 0x8000, 0x10000, 0x20000
-
-RO_COMPAT_SPARSE_SUPER, RO_COMPAT_LARGE_FILE, RO_COMPAT_BTREE_DIR = 0x1, 0x2, 0x4
-RO_COMPAT_HUGE_FILE, RO_COMPAT_GDT_CSUM, RO_COMPAT_DIR_NLINK = 0x8, 0x10, 0x20
-RO_COMPAT_EXTRA_ISIZE, RO_COMPAT_HAS_SNAPSHOT, RO_COMPAT_QUOTA = 0x40, 0x80, 0x100
-RO_COMPAT_BIGALLOC, RO_COMPAT_METADATA_CSUM, RO_COMPAT_REPLICA = 0x200, 0x400, 0x800
-RO_COMPAT_READONLY, RO_COMPAT_PROJECT, RO_COMPAT_SHARED_BLOCKS = 0x1000, 0x2000, 0x4000
-RO_COMPAT_VERITY, RO_COMPAT_ORPHAN_PRESENT = 0x8000, 0x10000
-
-#: names as e2fsprogs (dumpe2fs "Filesystem features") spells them
-COMPAT_NAMES = {
-    0x1: "dir_prealloc",
-    0x2: "imagic_inodes",
-    0x4: "has_journal",
-    0x8: "ext_attr",
-    0x10: "resize_inode",
-    0x20: "dir_index",
-    0x40: "lazy_bg",
-    0x80: "exclude_inode",
-    0x100: "snapshot_bitmap",
-    0x200: "sparse_super2",
-    0x400: "fast_commit",
-    0x800: "stable_inodes",
-    0x1000: "orphan_file",
-}
-INCOMPAT_NAMES = {
-    0x1: "compression",
-    0x2: "filetype",
-    0x4: "needs_recovery",
-    0x8: "journal_dev",
-    0x10: "meta_bg",
-    0x40: "extent",
-    0x80: "64bit",
-    0x100: "mmp",
-    0x200: "flex_bg",
-    0x400: "ea_inode",
-    0x1000: "dirdata",
-    0x2000: "metadata_csum_seed",
-    0x4000: "large_dir",
-    0x8000: "inline_data",
-    0x10000: "encrypt",
-    0x20000: "casefold",
-}
-RO_COMPAT_NAMES = {
-    0x1: "sparse_super",
-    0x2: "large_file",
-    0x4: "btree_dir",
-    0x8: "huge_file",
-    0x10: "uninit_bg",
-    0x20: "dir_nlink",
-    0x40: "extra_isize",
-    0x80: "snapshot",
-    0x100: "quota",
-    0x200: "bigalloc",
-    0x400: "metadata_csum",
-    0x800: "replica",
-    0x1000: "read-only",
-    0x2000: "project",
-    0x4000: "shared_blocks",
-    0x8000: "verity",
-    0x10000: "orphan_present",
-}
-#: incompat features this reader understands (compression is read as metadata only)
-INCOMPAT_SUPPORTED = sum(INCOMPAT_NAMES) & ~INCOMPAT_JOURNAL_DEV
-
-BG_INODE_UNINIT, BG_BLOCK_UNINIT, BG_INODE_ZEROED = 0x1, 0x2, 0x4
-
-STATE_VALID, STATE_ERROR, STATE_ORPHAN = 0x1, 0x2, 0x4
-
-
 def feature_names(compat: int, incompat: int, ro_compat: int) -> list[str]:
     """Feature flags as e2fsprogs names them (unknown bits as FEATURE_<kind><bit>)."""
     out = []
-    for value, names, tag in (
-        (compat, COMPAT_NAMES, "C"),
-        (incompat, INCOMPAT_NAMES, "I"),
-        (ro_compat, RO_COMPAT_NAMES, "R"),
-    ):
+    for value, flags, tag in ((compat, _C, "C"), (incompat, _I, "I"), (ro_compat, _R, "R")):
+        names = {v: k for k, v in flags.items()}
         for bit in range(32):
             if value >> bit & 1:
                 out.append(names.get(1 << bit, f"FEATURE_{tag}{bit}"))
     return out
 
 
+#: the superblock with its codes and flags read as integers (what the reader computes with)
+SUPERBLOCK_VALUES = plain(Superblock)
+#: byte offset of each superblock field (for findings that point at a field)
+SB_AT = {leaf.name: leaf.offset for leaf in leaves(Superblock)}
+
 # --- checksums -------------------------------------------------------------------------
 
 
-def _crc_table(poly: int) -> list[int]:
-    out = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ poly if c & 1 else c >> 1
-        out.append(c)
-    return out
-
-
-_CRC32C_TABLE = _crc_table(0x82F63B78)  # reflected Castagnoli polynomial
-_CRC16_TABLE = _crc_table(0xA001)  # reflected 0x8005 (the kernel's crc16)
-
-
 def ext4_chksum(seed: int, data: bytes) -> int:
-    """The kernel's ``ext4_chksum``: raw crc32c from ``seed``, no final inversion."""
-    crc = seed
-    t = _CRC32C_TABLE
-    for b in data:
-        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-_CRC32C_NP = np.array(_CRC32C_TABLE, dtype=np.uint32)
-
-
-def ext4_chksum_lanes(seed: int, rows: np.ndarray) -> np.ndarray:
-    """``ext4_chksum(seed, row)`` of every row of a uint8 array, all rows at once."""
-    crc = np.full(rows.shape[0], seed, dtype=np.uint32)
-    table = _CRC32C_NP
-    cols = np.ascontiguousarray(rows.T)
-    for col in cols:
-        crc = table[(crc ^ col) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-def crc16(seed: int, data: bytes) -> int:
-    """The kernel's ``crc16`` (polynomial 0x8005 reflected, no final inversion)."""
-    crc = seed
-    t = _CRC16_TABLE
-    for b in data:
-        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc
+    """The kernel's ``ext4_chksum``: raw crc32c from register ``seed``, no inversions
+    (the standard CRC-32C with both inversions undone)."""
+    return crc32c(data, seed ^ 0xFFFFFFFF) ^ 0xFFFFFFFF
 
 
 def superblock_checksum(raw: bytes) -> int:
     """crc32c of the superblock's first 1020 bytes, as metadata_csum stores it."""
-    return ext4_chksum(0xFFFFFFFF, raw[:0x3FC])
+    return ext4_chksum(0xFFFFFFFF, raw[: SB_AT["s_checksum"]])
 
 
 # --- the decoded superblock -----------------------------------------------------------
@@ -344,7 +262,7 @@ class SuperblockInfo:
     def __init__(self, data: bytes, offset: int) -> None:
         self.data = bytes(data)
         self.offset = offset
-        self.raw = sb = Superblock.parse(self.data)
+        self.raw = sb = SUPERBLOCK_VALUES.parse(self.data)
         self.problems: list[str] = []
         self.magic_ok = sb.s_magic == EXT_MAGIC
         self.compat = sb.s_feature_compat
@@ -487,68 +405,6 @@ class SuperblockInfo:
         return self.raw[f"s_{name}"] | (self.raw.get(f"s_{name}_hi", 0) << 32)
 
 
-def decode_descriptors(data: bytes, count: int, desc_size: int, is_64bit: bool) -> np.ndarray:
-    """The group descriptor table as a numpy record array (64-bit fields combined)."""
-    fields = list(_GD32_FIELDS)
-    if is_64bit and desc_size >= 64:
-        fields += _GD64_FIELDS
-    names = [f for f, _ in fields]
-    offsets, pos = [], 0
-    for _, t in fields:
-        offsets.append(pos)
-        pos += int(t[-1])
-    dt = np.dtype(
-        dict(names=names, formats=[t for _, t in fields], offsets=offsets, itemsize=desc_size)
-    )
-    raw = np.frombuffer(data, dtype=dt, count=count)
-    out = np.zeros(
-        count,
-        dtype=[
-            ("block_bitmap", "<u8"),
-            ("inode_bitmap", "<u8"),
-            ("inode_table", "<u8"),
-            ("free_blocks", "<u4"),
-            ("free_inodes", "<u4"),
-            ("used_dirs", "<u4"),
-            ("flags", "<u2"),
-            ("itable_unused", "<u4"),
-            ("checksum", "<u2"),
-        ],
-    )
-    for name in (
-        "block_bitmap",
-        "inode_bitmap",
-        "inode_table",
-        "free_blocks",
-        "free_inodes",
-        "used_dirs",
-        "itable_unused",
-    ):
-        out[name] = raw[name]
-        if f"{name}_hi" in names:
-            shift = 32 if name in ("block_bitmap", "inode_bitmap", "inode_table") else 16
-            out[name] |= raw[f"{name}_hi"].astype(out.dtype[name]) << shift
-    out["flags"] = raw["flags"]
-    out["checksum"] = raw["checksum"]
-    return out
-
-
-def descriptor_checksum(sbi: SuperblockInfo, group: int, desc: bytes) -> int | None:
-    """The checksum a group descriptor should carry (None when the volume has none)."""
-    le_group = struct.pack("<I", group)
-    if sbi.metadata_csum:
-        body = desc[:0x1E] + b"\0\0" + desc[0x20:]
-        return ext4_chksum(ext4_chksum(sbi.csum_seed, le_group), body) & 0xFFFF
-    if sbi.gdt_csum:
-        crc = crc16(0xFFFF, bytes(sbi.raw.s_uuid))
-        crc = crc16(crc, le_group)
-        crc = crc16(crc, desc[:0x1E])
-        if len(desc) > 0x20:
-            crc = crc16(crc, desc[0x20:])
-        return crc
-    return None
-
-
 def backup_candidates(source_size: int) -> list[tuple[int, int, int]]:
     """Where backup superblocks usually are: (byte offset, block size, group).
 
@@ -565,3 +421,20 @@ def backup_candidates(source_size: int) -> list[tuple[int, int, int]]:
                 out.append((off, bs, g))
     out.sort()
     return out
+
+
+def uuid_text(b: bytes) -> str:
+    """A 16-byte UUID field as text."""
+    return str(uuidlib.UUID(bytes=bytes(b)))
+
+
+def fs_kind(sb: SuperblockInfo) -> str:
+    """ext2, ext3 or ext4, decided from the features as blkid does."""
+    ext2_ro = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE_DIR
+    ext2_inc = INCOMPAT_FILETYPE | INCOMPAT_META_BG
+    ext3_inc = ext2_inc | INCOMPAT_RECOVER
+    if sb.ro_compat & ~ext2_ro:
+        return "ext4"
+    if sb.compat & COMPAT_HAS_JOURNAL:
+        return "ext3" if not sb.incompat & ~ext3_inc else "ext4"
+    return "ext2" if not sb.incompat & ~ext2_inc else "ext4"

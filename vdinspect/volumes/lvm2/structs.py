@@ -11,6 +11,8 @@ import zlib
 
 from construct import Bytes, FlagsEnum, Int32ul, Int64ul, Struct
 
+from ...layout import offset_of
+
 SECTOR = 512
 
 LabelHeader = Struct(
@@ -62,21 +64,11 @@ RAW_LOCN_IGNORED = 1
 MAX_LOCNS = 16  # disk_locn / raw_locn entries read from one list, at most
 
 
-def field_offset(struct: Struct, name: str) -> int:
-    """Bytes before field ``name`` of a fixed-size Struct, from its declaration."""
-    at = 0
-    for sc in struct.subcons:
-        if sc.name == name:
-            return at
-        at += sc.sizeof()
-    raise KeyError(name)
-
-
 #: where the label's CRC starts (the bytes after ``crc_xl``) and where ``type`` lies
-LABEL_CRC_FROM = field_offset(LabelHeader, "offset_xl")
-LABEL_TYPE_AT = field_offset(LabelHeader, "type")
+LABEL_CRC_FROM = offset_of(LabelHeader, "offset_xl")
+LABEL_TYPE_AT = offset_of(LabelHeader, "type")
 #: the mda_header's CRC covers everything after ``checksum_xl``
-MDA_CRC_FROM = field_offset(MdaHeader, "magic")
+MDA_CRC_FROM = offset_of(MdaHeader, "magic")
 
 
 def lvm_crc(data: bytes, initial: int = INITIAL_CRC) -> int:

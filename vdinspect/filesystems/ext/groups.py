@@ -1,0 +1,307 @@
+"""Block groups: the group descriptor table, the inode tables and the inode and block
+bitmaps that say what is in use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from construct import FlagsEnum, Int16ul, Int32ul, Struct
+
+from ...errors import CorruptImage
+from ...io import LRUCache
+from ...layout import flag_values, numpy_dtype, offset_of, size_of
+from . import superblock as S
+from .inode import InodeRecord
+
+# --- on-disk structures ----------------------------------------------------------------
+
+BlockGroupFlags = FlagsEnum(Int16ul, inode_uninit=0x1, block_uninit=0x2, inode_zeroed=0x4)
+BG_INODE_UNINIT = flag_values(BlockGroupFlags)["inode_uninit"]
+BG_BLOCK_UNINIT = flag_values(BlockGroupFlags)["block_uninit"]
+
+GroupDescriptor32 = Struct(
+    "bg_block_bitmap_lo" / Int32ul * "block of the block (cluster) bitmap",
+    "bg_inode_bitmap_lo" / Int32ul * "block of the inode bitmap",
+    "bg_inode_table_lo" / Int32ul * "first block of the inode table",
+    "bg_free_blocks_count_lo" / Int16ul * "free blocks",
+    "bg_free_inodes_count_lo" / Int16ul * "free inodes",
+    "bg_used_dirs_count_lo" / Int16ul * "directories",
+    "bg_flags" / BlockGroupFlags * "INODE_UNINIT, BLOCK_UNINIT, ITABLE_ZEROED",
+    "bg_exclude_bitmap_lo" / Int32ul * "snapshot exclusion bitmap",
+    "bg_block_bitmap_csum_lo" / Int16ul * "block bitmap checksum, low 16 bits",
+    "bg_inode_bitmap_csum_lo" / Int16ul * "inode bitmap checksum, low 16 bits",
+    "bg_itable_unused_lo" / Int16ul * "unused inodes at the end of the table",
+    "bg_checksum" / Int16ul * "crc16 (gdt_csum) or crc32c & 0xFFFF (metadata_csum)",
+)  # 32 bytes
+
+GroupDescriptor64 = Struct(
+    *GroupDescriptor32.subcons,
+    "bg_block_bitmap_hi" / Int32ul * "high 32 bits",
+    "bg_inode_bitmap_hi" / Int32ul * "high 32 bits",
+    "bg_inode_table_hi" / Int32ul * "high 32 bits",
+    "bg_free_blocks_count_hi" / Int16ul * "high 16 bits",
+    "bg_free_inodes_count_hi" / Int16ul * "high 16 bits",
+    "bg_used_dirs_count_hi" / Int16ul * "high 16 bits",
+    "bg_itable_unused_hi" / Int16ul * "high 16 bits",
+    "bg_exclude_bitmap_hi" / Int32ul * "high 32 bits",
+    "bg_block_bitmap_csum_hi" / Int16ul * "high 16 bits",
+    "bg_inode_bitmap_csum_hi" / Int16ul * "high 16 bits",
+    "bg_reserved" / Int32ul * "padding",
+)  # 64 bytes (s_desc_size may be larger)
+
+# the table is decoded with numpy, one row per group, each value with its high bits joined
+_COMBINED = (
+    "bg_block_bitmap",
+    "bg_inode_bitmap",
+    "bg_inode_table",
+    "bg_free_blocks_count",
+    "bg_free_inodes_count",
+    "bg_used_dirs_count",
+    "bg_flags",
+    "bg_itable_unused",
+    "bg_checksum",
+)
+_CSUM_AT = offset_of(GroupDescriptor32, "bg_checksum")
+
+
+def _combined_dtype() -> np.dtype:
+    out = []
+    for name in _COMBINED:
+        try:
+            size = size_of(GroupDescriptor64, name + "_lo") + size_of(
+                GroupDescriptor64, name + "_hi"
+            )
+        except KeyError:
+            size = size_of(GroupDescriptor64, name)
+        out.append((name, f"<u{size}"))
+    return np.dtype(out)
+
+
+_DESCRIPTORS = _combined_dtype()
+
+
+def decode_descriptors(data: bytes, count: int, desc_size: int, is_64bit: bool) -> np.ndarray:
+    """The group descriptor table as a numpy record array (64-bit fields combined)."""
+    layout = GroupDescriptor64 if is_64bit and desc_size >= 64 else GroupDescriptor32
+    raw = np.frombuffer(data, dtype=numpy_dtype(layout, desc_size), count=count)
+    have = raw.dtype.names
+    out = np.zeros(count, dtype=_DESCRIPTORS)
+    for name in _COMBINED:
+        if name in have:
+            out[name] = raw[name]
+            continue
+        lo = raw[name + "_lo"]
+        out[name] = lo
+        if name + "_hi" in have:
+            out[name] |= raw[name + "_hi"].astype(out.dtype[name]) << (8 * lo.dtype.itemsize)
+    return out
+
+
+def _crc16_table() -> list[int]:
+    out = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0xA001 if c & 1 else c >> 1  # reflected 0x8005
+        out.append(c)
+    return out
+
+
+_CRC16_TABLE = _crc16_table()
+
+
+def crc16(seed: int, data: bytes) -> int:
+    """The kernel's ``crc16`` (polynomial 0x8005 reflected, no final inversion)."""
+    crc = seed
+    t = _CRC16_TABLE
+    for b in data:
+        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return crc
+
+
+def descriptor_checksum(sbi: S.SuperblockInfo, group: int, desc: bytes) -> int | None:
+    """The checksum a group descriptor should carry (None when the volume has none)."""
+    le_group = group.to_bytes(4, "little")
+    if sbi.metadata_csum:
+        body = desc[:_CSUM_AT] + b"\0\0" + desc[_CSUM_AT + 2 :]
+        return S.ext4_chksum(S.ext4_chksum(sbi.csum_seed, le_group), body) & 0xFFFF
+    if sbi.gdt_csum:
+        crc = crc16(0xFFFF, bytes(sbi.raw.s_uuid))
+        crc = crc16(crc, le_group)
+        crc = crc16(crc, desc[:_CSUM_AT])
+        if len(desc) > _CSUM_AT + 2:
+            crc = crc16(crc, desc[_CSUM_AT + 2 :])
+        return crc
+    return None
+
+
+ITABLE_CHUNK = 64 << 10  # inode table bytes read and cached at a time
+
+
+class GroupsMixin:
+    """Group descriptors, inode table reads and bitmaps of :class:`ExtFileSystem`."""
+
+    def load_descriptors(self) -> None:
+        sb = self.sb
+        bs = self.block_size
+        blocks = sb.descriptor_blocks(self.backup_group)
+        for b in blocks:
+            if b >= sb.blocks_count:
+                raise CorruptImage(
+                    f"group descriptor block {b} is outside the volume",
+                    path=self.name,
+                    structure="group descriptors",
+                    offset=b * bs,
+                )
+        parts = []
+        run = None
+        for b in blocks + [None]:
+            if run and b == run[0] + run[1]:
+                run[1] += 1
+                continue
+            if run:
+                parts.append(self.read_blocks(run[0], run[1], "group descriptors"))
+            run = [b, 1] if b is not None else None
+        data = b"".join(parts)
+        self.gdt_blocks = blocks
+        count = sb.group_count
+        self.gd_raw = data
+        self.gd = decode_descriptors(data, count, sb.desc_size, sb.is_64bit)
+        # which groups' inode tables can be read at all
+        table = self.gd["bg_inode_table"].astype(np.int64)
+        ok = (table > 0) & (table + self.itable_blocks <= sb.blocks_count)
+        self.itable_ok = ok.tolist()
+        self._itable_starts = (table * self.block_size).tolist()
+        self._per_chunk = max(1, ITABLE_CHUNK // self.inode_size)
+        self._itable = LRUCache(128)  # anew: a journal replay changes what the tables hold
+        self._bitmaps = LRUCache(256)
+        self._last_key = None
+        self._last_chunk = None
+        for g in np.flatnonzero(~ok)[:16].tolist():
+            self.finding(
+                "error",
+                "group descriptors",
+                self._gd_offset(g),
+                f"group {g}: inode table at block {int(table[g])} is outside the volume",
+            )
+        # checksums
+        bad = []
+        if sb.metadata_csum or sb.gdt_csum:
+            ds = sb.desc_size
+            for g in range(count):
+                want = descriptor_checksum(sb, g, data[g * ds : (g + 1) * ds])
+                if want is not None and want != int(self.gd["bg_checksum"][g]):
+                    bad.append(g)
+        self.gd_bad_checksum = bad
+        for g in bad[:16]:
+            self.finding(
+                "error",
+                "group descriptors",
+                self._gd_offset(g),
+                f"group {g}: descriptor checksum mismatch",
+            )
+        if len(bad) > 16:
+            self.finding(
+                "error",
+                "group descriptors",
+                None,
+                f"{len(bad)} group descriptors have bad checksums",
+            )
+
+    def _gd_offset(self, g: int) -> int | None:
+        per = self.sb.desc_per_block
+        i = g // per
+        if i >= len(self.gdt_blocks):
+            return None
+        return self.gdt_blocks[i] * self.block_size + (g % per) * self.sb.desc_size
+
+    # --- inodes ------------------------------------------------------------------------
+    def inode(self, ino: int) -> InodeRecord:
+        """The inode record ``ino`` (1-based), decoded."""
+        sb = self.sb
+        if not 1 <= ino <= sb.inodes_count:
+            raise CorruptImage(
+                f"inode {ino} is outside 1..{sb.inodes_count}", path=self.name, structure="inode"
+            )
+        g, idx = divmod(ino - 1, self.inodes_per_group)
+        if g >= len(self.itable_ok) or not self.itable_ok[g]:
+            raise CorruptImage(
+                f"inode {ino}: group {g}'s inode table is outside the volume",
+                path=self.name,
+                structure="group descriptors",
+                offset=self._gd_offset(g),
+            )
+        raw, offset = self.inode_bytes(g, idx)
+        rec = InodeRecord(ino, raw, offset, self.huge_file, self.block_size)
+        if rec.size_invalid is not None:
+            self.finding(
+                "error",
+                "inode",
+                offset,
+                f"inode {ino}: i_size {rec.size_invalid:#x} "
+                "is negative as Linux reads it (corrupt); its size is taken as 0",
+            )
+        return rec
+
+    def inode_bytes(self, g: int, idx: int) -> tuple[bytes, int]:
+        """The bytes of record ``idx`` of group ``g``'s inode table, and their offset."""
+        isz = self.inode_size
+        per_chunk = self._per_chunk
+        chunk = idx // per_chunk
+        key = (g, chunk)
+        if key == self._last_key:
+            start, data = self._last_chunk
+        else:
+            start = self._itable_starts[g] + chunk * per_chunk * isz
+            n = min(per_chunk, self.inodes_per_group - chunk * per_chunk)
+            data = self._itable.get(
+                key, lambda: self.read_bytes(start, n * isz, f"inode table {g}")
+            )
+            self._last_key = key
+            self._last_chunk = (start, data)
+        pos = (idx - chunk * per_chunk) * isz
+        return data[pos : pos + isz], start + pos
+
+    def bitmap(self, kind: str, g: int) -> np.ndarray | None:
+        """Group ``g``'s inode or block bitmap as a bool array (None when uninitialised)."""
+
+        def load():
+            flags = int(self.gd["bg_flags"][g])
+            csum = self.sb.metadata_csum or self.sb.gdt_csum
+            if csum and flags & (BG_INODE_UNINIT if kind == "inode" else BG_BLOCK_UNINIT):
+                return None
+            b = int(self.gd["bg_inode_bitmap" if kind == "inode" else "bg_block_bitmap"][g])
+            if not 0 < b < self.sb.blocks_count:
+                return None
+            raw = self.read_blocks(b, 1, f"{kind} bitmap {g}")
+            return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little").astype(bool)
+
+        return self._bitmaps.get((kind, g), load)
+
+    def inode_allocated(self, ino: int) -> bool:
+        g, idx = divmod(ino - 1, self.inodes_per_group)
+        bm = self.bitmap("inode", g)
+        return bool(bm is not None and idx < len(bm) and bm[idx])
+
+    def blocks_allocated(self, pblk: int, count: int) -> int:
+        """How many of the blocks [pblk, pblk+count) the block bitmaps mark in use."""
+        sb = self.sb
+        used = 0
+        b = pblk
+        end = pblk + count
+        while b < end:
+            rel = b - sb.first_data_block
+            if rel < 0:
+                used += 1
+                b += 1
+                continue
+            g, off = divmod(rel, sb.blocks_per_group)
+            n = min(end - b, sb.blocks_per_group - off)
+            if g >= self.group_count:
+                break
+            bm = self.bitmap("block", g)
+            if bm is not None:
+                r = sb.cluster_ratio
+                used += int(bm[off // r : (off + n - 1) // r + 1].sum()) * r
+            b += n
+        return min(used, count)

@@ -1,0 +1,367 @@
+"""Directory listing: directory blocks (linear or htree) to raw entries, raw entries to
+:class:`~vdinspect.filesystems.base.Entry` objects (live, or deleted from slack).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+
+from ...errors import CorruptImage, InvalidArgument, VDInspectError
+from ...io import LRUCache
+from ..base import DIR, FILE, OTHER, SYMLINK, Entry
+from . import superblock as S
+from .dirs import (
+    FT_DIR,
+    FT_REG_FILE,
+    FT_SYMLINK,
+    RawDirent,
+    parse_dir_block,
+    parse_dx_node,
+    parse_dx_root,
+)
+from .extents import DATA, BlockMap
+from .inode import (
+    FL_CASEFOLD,
+    FL_COMPRESSED_ANY,
+    FL_ENCRYPT,
+    FL_INDEX,
+    I_BLOCK_SIZE,
+    ROOT_INO,
+    S_IFBLK,
+    S_IFCHR,
+    S_IFDIR,
+    S_IFIFO,
+    S_IFLNK,
+    S_IFMT,
+    S_IFREG,
+    S_IFSOCK,
+    InodeRecord,
+    ns_to_datetime,
+)
+
+_KIND_OF_TYPE = {
+    S_IFREG: FILE,
+    S_IFDIR: DIR,
+    S_IFLNK: SYMLINK,
+    S_IFCHR: OTHER,
+    S_IFBLK: OTHER,
+    S_IFIFO: OTHER,
+    S_IFSOCK: OTHER,
+}
+_INLINE_PARENT = 4  # an inline directory's i_block starts with the parent's inode number
+FT_KIND = {FT_REG_FILE: FILE, FT_DIR: DIR, FT_SYMLINK: SYMLINK}  # other types: OTHER
+EXTRA_COLUMNS = ("mtime_ns", "atime_ns", "ctime_ns", "crtime_ns", "dtime", "flags", "note")
+
+
+class ListingMixin:
+    """Directory entries and Entry objects of :class:`ExtFileSystem`."""
+
+    _listings: LRUCache | None = None
+
+    # --- entries ------------------------------------------------------------------------
+    def root(self) -> Entry:
+        rec = self.inode(ROOT_INO)
+        if not rec.is_dir:
+            self.problem(
+                "inode 2", rec.offset, f"the root inode is not a directory (mode {rec.mode:o})"
+            )
+        e = self.make_entry("", rec, False)
+        e.path = "/"
+        return e
+
+    def make_entry(
+        self,
+        name: str,
+        rec: InodeRecord | None,
+        deleted: bool,
+        *,
+        ftype: int = 0,
+        ino: int | None = None,
+        note: str | None = None,
+        recoverable: bool = False,
+    ) -> Entry:
+        if rec is None:
+            return Entry(
+                name=name,
+                kind=FT_KIND.get(ftype, OTHER),
+                size=0,
+                inode=ino or None,
+                deleted=deleted,
+                recoverable=False,
+                key=ino,
+                extra=dict.fromkeys(EXTRA_COLUMNS) | {"note": note},
+            )
+        mode = rec.mode
+        kind = _KIND_OF_TYPE.get(mode & S_IFMT) or FT_KIND.get(ftype, OTHER)
+        if self.column_walk:  # files() decodes the times itself, in bulk
+            created = modified = accessed = changed = None
+            extra = {"dtime": rec.dtime or None, "flags": rec.flags, "note": note}
+        else:
+            atime, ctime, mtime, crtime = rec.times()
+            created = ns_to_datetime(crtime)
+            modified = ns_to_datetime(mtime)
+            accessed = ns_to_datetime(atime)
+            changed = ns_to_datetime(ctime)
+            extra = {
+                "mtime_ns": mtime,
+                "atime_ns": atime,
+                "ctime_ns": ctime,
+                "crtime_ns": crtime,
+                "dtime": rec.dtime or None,
+                "flags": rec.flags,
+                "note": note,
+            }
+        e = Entry(
+            name=name,
+            kind=kind,
+            size=rec.size,
+            allocated=rec.blocks_raw,
+            mode=mode,
+            uid=rec.uid,
+            gid=rec.gid,
+            created=created,
+            modified=modified,
+            accessed=accessed,
+            changed=changed,
+            inode=rec.number,
+            links=rec.links,
+            deleted=deleted,
+            recoverable=recoverable,
+            key=rec.number,
+            raw=rec,
+            extra=extra,
+        )
+        if kind == SYMLINK:
+            try:
+                e.target = self._link_target(rec)
+            except VDInspectError as exc:
+                if not deleted and self.strict:
+                    raise
+                e.extra["note"] = (note + "; " if note else "") + f"target unreadable: {exc}"
+        return e
+
+    def _link_target(self, rec: InodeRecord) -> str | None:
+        if rec.encrypted:
+            return None
+        if self.is_fast_symlink(rec):
+            raw = rec.i_block[: rec.size]
+        else:
+            size = min(rec.size, self.block_size * 16)
+            raw = self.content_of(rec, size).read(0, size)
+        return raw.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+    def list_dir(self, entry: Entry) -> list[Entry]:
+        if entry.key == ("orphans",):
+            return [self._clone(o) for o in self.orphans()]
+        rec = entry.raw if isinstance(entry.raw, InodeRecord) else self.inode(entry.inode)
+        if not rec.is_dir:
+            raise InvalidArgument(f"{self.name}: {entry.path or entry.name} is not a directory")
+        is_root = rec.number == ROOT_INO and entry.path in ("/", "")
+        if self.column_walk:  # files(): every directory is listed once, no need to keep it
+            return self._list_dir(entry, rec, is_root)
+        key = (rec.number, rec.raw, entry.deleted, is_root)
+        if self._listings is None:
+            self._listings = LRUCache(32)
+        cached = self._listings.get(key, lambda: self._list_dir(entry, rec, is_root))
+        return [self._clone(e) for e in cached]
+
+    def _list_dir(self, entry: Entry, rec: InodeRecord, is_root: bool) -> list[Entry]:
+        if entry.deleted:
+            self.lenient += 1
+        try:
+            raws = self.dir_entries(rec)
+            out = [self.child_entry(d, rec) for d in raws]
+        except CorruptImage:
+            if not entry.deleted:
+                raise
+            out = []
+        finally:
+            if entry.deleted:
+                self.lenient -= 1
+        if is_root:
+            out.append(self.orphan_dir_entry())
+        return out
+
+    def _clone(self, e: Entry) -> Entry:
+        return Entry(
+            name=e.name,
+            kind=e.kind,
+            size=e.size,
+            allocated=e.allocated,
+            mode=e.mode,
+            uid=e.uid,
+            gid=e.gid,
+            created=e.created,
+            modified=e.modified,
+            accessed=e.accessed,
+            changed=e.changed,
+            inode=e.inode,
+            links=e.links,
+            deleted=e.deleted,
+            recoverable=e.recoverable,
+            target=e.target,
+            key=e.key,
+            raw=e.raw,
+            extra=dict(e.extra),
+        )
+
+    def child_entry(self, d: RawDirent, parent: InodeRecord) -> Entry:
+        name = self.entry_name(d.name, parent)
+        if not d.deleted:
+            try:
+                rec = self.inode(d.inode)
+            except CorruptImage as exc:
+                if self.strict:
+                    raise
+                return self.make_entry(
+                    name,
+                    None,
+                    False,
+                    ftype=d.file_type,
+                    ino=d.inode,
+                    note=f"inode unreadable: {exc}",
+                )
+            note = None
+            if rec.links == 0 or (rec.dtime and not self.inode_allocated(d.inode)):
+                note = "the entry is live but its inode is not in use (deleted inode)"
+            elif rec.mode == 0:
+                note = "the entry is live but its inode is empty"
+            elif rec.flags & FL_ENCRYPT:
+                note = "encrypted (fscrypt): the content is not decrypted"
+            elif rec.flags & FL_COMPRESSED_ANY and self.sb.incompat & S.INCOMPAT_COMPRESSION:
+                note = "compressed (e2compr): the content is not read"
+            return self.make_entry(name, rec, False, ftype=d.file_type, note=note)
+        if d.inode == 0:
+            return self.make_entry(
+                name,
+                None,
+                True,
+                ftype=d.file_type,
+                ino=None,
+                note="removed entry whose inode number was cleared",
+            )
+        return self.deleted_entry(name, d.inode, d.file_type)
+
+    def entry_name(self, raw: bytes, parent: InodeRecord) -> str:
+        if parent.encrypted and not parent.flags & FL_CASEFOLD:
+            return "_" + base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+        return raw.decode("utf-8", "surrogateescape")
+
+    def dir_entries(self, rec: InodeRecord, deleted: bool = True) -> list[RawDirent]:
+        """The raw entries of a directory inode (live, and with ``deleted`` removed ones)."""
+        cache = self.dirent_cache
+        if cache is None:
+            return self._dir_entries(rec, deleted)
+        key = (rec.number, deleted)
+        got = cache.get(key)
+        if got is not None and got[0] == rec.raw:
+            return got[1]
+        out = self._dir_entries(rec, deleted)
+        if not self.lenient:  # a lenient read raises where a salvage read records findings
+            cache[key] = (rec.raw, out)
+        return out
+
+    def _dir_entries(self, rec: InodeRecord, deleted: bool) -> list[RawDirent]:
+        kw = dict(
+            filetype=self.filetype,
+            inodes_count=self.sb.inodes_count,
+            block_size=self.block_size,
+            deleted=deleted,
+        )
+        where = f"directory inode {rec.number}"
+        problems: list = []
+        out: list[RawDirent] = []
+        if rec.inline:
+            data = self.inline_data(rec)
+            size = min(rec.size, len(data))
+            # i_block: the parent's inode number, then entries; the rest in system.data
+            head, end = _INLINE_PARENT, I_BLOCK_SIZE
+            out += parse_dir_block(data[head:end], head, problems=problems, **kw)
+            if size > end:
+                out += parse_dir_block(data[end:size], end, problems=problems, **kw)
+        else:
+            bmap = self.block_map(rec)
+            bs = self.block_size
+            index_blocks: set[int] = set()
+            root_slack = -1
+            if rec.flags & FL_INDEX and len(bmap) and bmap.lblk[0] == 0 and bmap.state[0] == DATA:
+                index_blocks, ok = self._htree_index_blocks(rec, bmap)
+                if ok:
+                    root_slack = 12
+            for lb, cnt, pb, st in zip(
+                bmap.lblk.tolist(), bmap.count.tolist(), bmap.pblk.tolist(), bmap.state.tolist()
+            ):
+                if st != DATA:
+                    continue
+                step = max(1, (256 << 10) // bs)
+                for k in range(0, cnt, step):
+                    n = min(step, cnt - k)
+                    data = self.read_blocks(pb + k, n, where)
+                    for i in range(n):
+                        lblk = lb + k + i
+                        if lblk in index_blocks:
+                            continue
+                        block = data[i * bs : (i + 1) * bs]
+                        if rec.flags & FL_INDEX and lblk and parse_dx_node(block, bs):
+                            continue  # an interior htree node the root did not list
+                        out += parse_dir_block(
+                            block,
+                            lblk * bs,
+                            problems=problems,
+                            skip_slack_after=root_slack if lblk == 0 else -1,
+                            **kw,
+                        )
+        for off, msg in problems[:8]:
+            self.problem(where, None, f"{msg} (byte {off} of the directory)")
+        return out
+
+    def _htree_index_blocks(self, rec: InodeRecord, bmap: BlockMap) -> tuple[set[int], bool]:
+        bs = self.block_size
+        block0 = self.read_blocks(int(bmap.pblk[0]), 1, f"directory inode {rec.number}")
+        root = parse_dx_root(block0, bs)
+        if root is None:
+            self.finding(
+                "warning",
+                f"directory inode {rec.number}",
+                int(bmap.pblk[0]) * bs,
+                "htree flag set but block 0 is not a valid htree root; read linearly",
+            )
+            return set(), False
+        _hv, levels, children = root
+        index = {0}
+        level = children
+        for _ in range(levels):
+            nxt = []
+            for lb in level:
+                if lb in index:
+                    continue
+                pb = self._logical_to_physical(bmap, lb)
+                if pb is None:
+                    continue
+                index.add(lb)
+                node = parse_dx_node(self.read_blocks(pb, 1, f"directory inode {rec.number}"), bs)
+                if node:
+                    nxt.extend(node)
+            level = nxt
+        return index, True
+
+    @staticmethod
+    def _logical_to_physical(bmap: BlockMap, lblk: int) -> int | None:
+        i = int(np.searchsorted(bmap.lblk, lblk, side="right")) - 1
+        if i < 0 or lblk >= bmap.lblk[i] + bmap.count[i] or bmap.state[i] != DATA:
+            return None
+        return int(bmap.pblk[i] + (lblk - bmap.lblk[i]))
+
+    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+        return entry.key == ("orphans",) or entry.recoverable
+
+    def _hardlink_key(self, entry: Entry):
+        """Live names of one inode with more than one link are hard links."""
+        if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
+            return None
+        return entry.inode
+
+    def _dir_id(self, entry: Entry):
+        return entry.inode if entry.inode is not None else entry.key

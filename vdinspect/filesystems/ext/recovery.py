@@ -1,0 +1,226 @@
+"""Deleted files: whether a removed entry's content can still be read, and the inodes no
+directory names (listed under ``/$OrphanFiles`` as The Sleuth Kit does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from ...errors import CorruptImage, InvalidArgument
+from ..base import DIR, Entry
+from .dirs import FT_DIR
+from .extents import EXTENT_HEADER, EXTENT_MAGIC
+from .groups import BG_INODE_UNINIT
+from .inode import FL_EA_INODE, ROOT_INO, InodeRecord, inode_dtype
+from .listing import EXTRA_COLUMNS
+
+ORPHAN_DIR_NAME = "$OrphanFiles"
+
+
+class RecoveryMixin:
+    """Deleted entries and orphan inodes of :class:`ExtFileSystem`."""
+
+    _orphans: list[Entry] | None = None
+
+    def deleted_entry(self, name: str, ino: int, ftype: int) -> Entry:
+        try:
+            rec = self.inode(ino)
+        except CorruptImage as exc:
+            return self.make_entry(
+                name, None, True, ftype=ftype, ino=ino, note=f"inode unreadable: {exc}"
+            )
+        recoverable, note = self.recoverability(rec)
+        return self.make_entry(name, rec, True, ftype=ftype, note=note, recoverable=recoverable)
+
+    def recoverability(self, rec: InodeRecord) -> tuple[bool, str]:
+        """Whether a deleted file's content can still be read, and why (not)."""
+        if rec.is_empty or rec.mode == 0:
+            return False, "the inode is empty (never used or wiped)"
+        if self.inode_allocated(rec.number) and rec.links > 0 and not rec.dtime:
+            return False, (
+                "the inode is in use again (reallocated, or another name still "
+                "links it): its content belongs to the current file"
+            )
+        if not (rec.is_reg or rec.is_dir or rec.is_symlink):
+            return False, "not a regular file, directory or symlink: no content"
+        if rec.inline:
+            return (rec.size > 0), "inline data kept in the inode"
+        if rec.is_symlink and self.is_fast_symlink(rec):
+            return True, "fast symlink: the target is kept in the inode"
+        if rec.size == 0:
+            return False, (
+                "size is 0: the kernel truncates a file when it is deleted, so the content is gone"
+            )
+        if rec.uses_extents:
+            magic, entries, _max, _depth, _gen = EXTENT_HEADER.unpack_from(rec.i_block, 0)
+            if magic == EXTENT_MAGIC and entries == 0:
+                return False, (
+                    "extent tree cleared on deletion (ext4): content not recoverable from the inode"
+                )
+        elif not any(rec.i_block):
+            return False, "block pointers cleared on deletion (ext3): content not recoverable"
+        self.lenient += 1
+        try:
+            bmap = self.block_map(rec)
+        except CorruptImage as exc:
+            return False, f"the block map is damaged: {exc.detail}"
+        finally:
+            self.lenient -= 1
+        runs = bmap.data_runs()
+        if not runs:
+            return False, "no blocks mapped: content not recoverable"
+        used = sum(self.blocks_allocated(p, c) for p, c in runs)
+        if used:
+            return False, (
+                f"{used} of {bmap.mapped_blocks} blocks are allocated again: the "
+                "content has been (partly) overwritten"
+            )
+        return True, "block map intact and its blocks unallocated: content likely recoverable"
+
+    # --- orphans -----------------------------------------------------------------------
+    def orphan_dir_entry(self) -> Entry:
+        return Entry(
+            name=ORPHAN_DIR_NAME,
+            kind=DIR,
+            size=0,
+            inode=self.sb.inodes_count + 1,
+            deleted=True,
+            recoverable=False,
+            key=("orphans",),
+            extra=dict.fromkeys(EXTRA_COLUMNS)
+            | {
+                "note": "virtual directory (The Sleuth Kit's $OrphanFiles): inodes "
+                "that no directory entry names"
+            },
+        )
+
+    def orphans(self) -> list[Entry]:
+        """Inodes no directory entry (live or deleted) names, as ``OrphanFile-<inode>``.
+
+        As The Sleuth Kit: unallocated inodes with a change time; also allocated inodes
+        past the reserved ones that nothing names (e2fsck would move them to lost+found).
+        """
+        if self._orphans is None:
+            self.lenient += 1
+            defer, self.column_walk = self.column_walk, 0
+            try:
+                self._orphans = self._find_orphans()
+            finally:
+                self.lenient -= 1
+                self.column_walk = defer
+        return self._orphans
+
+    def _named_inodes(self, start: Iterable[int], seen_dirs: set[int]) -> set[int]:
+        named: set[int] = set()
+        stack = list(start)
+        while stack:
+            ino = stack.pop()
+            if ino in seen_dirs:
+                continue
+            seen_dirs.add(ino)
+            try:
+                rec = self.inode(ino)
+                if not rec.is_dir:
+                    continue
+                raws = self.dir_entries(rec)
+            except (CorruptImage, InvalidArgument):
+                continue
+            for d in raws:
+                if not d.inode:
+                    continue
+                named.add(d.inode)
+                if d.file_type == FT_DIR or (not self.filetype and self._maybe_dir(d.inode)):
+                    if d.inode not in seen_dirs:
+                        stack.append(d.inode)
+        return named
+
+    def _maybe_dir(self, ino: int) -> bool:
+        try:
+            return self.inode(ino).is_dir
+        except CorruptImage:
+            return False
+
+    def _special_inodes(self) -> set[int]:
+        r = self.sb.raw
+        return {
+            r.s_journal_inum,
+            r.s_usr_quota_inum,
+            r.s_grp_quota_inum,
+            r.s_prj_quota_inum,
+            r.s_orphan_file_inum,
+            r.s_snapshot_inum,
+        } - {0}
+
+    def _find_orphans(self) -> list[Entry]:
+        seen_dirs: set[int] = set()
+        named = self._named_inodes([ROOT_INO], seen_dirs)
+        named |= seen_dirs
+        special = self._special_inodes()
+        first = self.sb.first_ino
+        isz = self.inode_size
+        ipg = self.inodes_per_group
+        csum = self.sb.metadata_csum or self.sb.gdt_csum
+        candidates: list[tuple[int, bool]] = []
+        for g in range(self.group_count):
+            if not self.itable_ok[g]:
+                continue
+            flags = int(self.gd["bg_flags"][g])
+            if csum and flags & BG_INODE_UNINIT:
+                continue
+            used = ipg - (int(self.gd["bg_itable_unused"][g]) if csum else 0)
+            used = max(0, min(used, ipg))
+            if not used:
+                continue
+            table = int(self.gd["bg_inode_table"][g]) * self.block_size
+            try:
+                raw = self.read_bytes(table, used * isz, f"inode table {g}")
+            except CorruptImage:
+                continue
+            recs = np.frombuffer(raw, dtype=inode_dtype(isz), count=used)
+            ctime = recs["i_ctime"]
+            mode = recs["i_mode"]
+            links = recs["i_links_count"]
+            bm = self.bitmap("inode", g)
+            alloc = np.zeros(used, dtype=bool) if bm is None else bm[:used]
+            base = g * ipg + 1
+            tsk = (~alloc) & (ctime != 0)
+            unnamed_live = alloc & ((links > 0) | (mode != 0))
+            for i in np.flatnonzero(tsk | unnamed_live).tolist():
+                ino = base + i
+                if ino < first or ino in named or ino in special:
+                    continue
+                candidates.append((ino, bool(alloc[i])))
+        # directories among the orphans: what they name is reachable through them
+        inside: set[int] = set()
+        orphan_dirs = []
+        for ino, _a in candidates:
+            try:
+                if self.inode(ino).is_dir:
+                    orphan_dirs.append(ino)
+            except CorruptImage:
+                pass
+        if orphan_dirs:
+            for d in orphan_dirs:
+                inside |= self._named_inodes([d], set(seen_dirs) - {d})
+        out = []
+        for ino, alloc in candidates:
+            if ino in inside:
+                continue
+            rec = self.inode(ino)
+            if rec.flags & FL_EA_INODE:
+                continue
+            if alloc:
+                note = (
+                    "allocated inode that no directory entry names (e2fsck would move it "
+                    "to lost+found)"
+                )
+                e = self.make_entry(f"OrphanFile-{ino}", rec, False, note=note, recoverable=True)
+            else:
+                rcv, why = self.recoverability(rec)
+                e = self.make_entry(
+                    f"OrphanFile-{ino}", rec, True, note="unnamed inode; " + why, recoverable=rcv
+                )
+            out.append(e)
+        return out
