@@ -16,6 +16,7 @@ from .structs import (
     MAX_TABLE_ENTRIES,
     MAX_VIRTUAL_SIZE,
     METADATA_NAMES,
+    METADATA_SIGNATURE,
     METADATA_TABLE_SIZE,
     REQUIRED_ITEMS,
     FileParameters,
@@ -39,7 +40,7 @@ class MetadataItems:
         base = mr.file_offset
         table = self.host_read(base, min(METADATA_TABLE_SIZE, mr.length), "metadata table")
         mh = MetadataTableHeader.parse(table)
-        if mh.signature != b"metadata":
+        if mh.signature != METADATA_SIGNATURE:
             self.fail(CorruptImage, "bad metadata table signature", "metadata table", base)
         if mh.entry_count > MAX_TABLE_ENTRIES:
             self.fail(CorruptImage, f"{mh.entry_count} metadata entries (at most 2047)", "metadata table", base)

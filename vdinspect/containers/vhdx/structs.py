@@ -28,6 +28,14 @@ from ...io import crc32c
 
 K, M = 1 << 10, 1 << 20
 SIGNATURE = b"vhdxfile"
+# the signatures that open each structure (its "signature" field)
+HEADER_SIGNATURE = b"head"
+REGION_TABLE_SIGNATURE = b"regi"
+METADATA_SIGNATURE = b"metadata"
+LOG_ENTRY_SIGNATURE = b"loge"
+ZERO_DESCRIPTOR_SIGNATURE = b"zero"
+DATA_DESCRIPTOR_SIGNATURE = b"desc"
+DATA_SECTOR_SIGNATURE = b"data"
 
 # --- header section ------------------------------------------------------------------------
 
@@ -218,7 +226,7 @@ _BAT_BITS = _bit_fields(PayloadBatEntry)
 BAT_STATE_MASK = (1 << _BAT_BITS["state"][1]) - 1  # fast path: entry & mask is the state
 BAT_OFFSET_SHIFT = _BAT_BITS["file_offset_mb"][0]  # entry >> shift is FileOffsetMB
 BAT_ENTRY_SIZE = PayloadBatEntry.sizeof()
-BAT_ENTRY_DTYPE = "<u8"  # numpy view of a BAT (little-endian 64-bit entries)
+BAT_ENTRY_DTYPE = f"<u{BAT_ENTRY_SIZE}"  # numpy view of a BAT (little-endian entries)
 
 PAYLOAD_BLOCK_NOT_PRESENT = int(PayloadBlockState.PAYLOAD_BLOCK_NOT_PRESENT)
 PAYLOAD_BLOCK_UNDEFINED = int(PayloadBlockState.PAYLOAD_BLOCK_UNDEFINED)
@@ -288,16 +296,6 @@ def checksum_ok(block: bytes, at: int = 4) -> bool:
         return False
     stored = int.from_bytes(block[at : at + 4], "little")
     return crc32c(block[:at] + bytes(4) + block[at + 4 :]) == stored
-
-
-def field_offset(struct: Struct, name: str) -> int:
-    """Bytes before field ``name`` of a fixed-size Struct, from its declaration."""
-    at = 0
-    for sc in struct.subcons:
-        if sc.name == name:
-            return at
-        at += sc.sizeof()
-    raise KeyError(name)
 
 
 def guid_str(raw: bytes) -> str:

@@ -11,6 +11,8 @@ import zlib
 
 from construct import Bytes, FlagsEnum, Int32ul, Int64ul, Struct
 
+from ...layout import field_offset
+
 SECTOR = 512
 
 LabelHeader = Struct(
@@ -60,16 +62,6 @@ MDA_HEADER_SIZE = 512
 INITIAL_CRC = 0xF597A6CF
 RAW_LOCN_IGNORED = 1
 MAX_LOCNS = 16  # disk_locn / raw_locn entries read from one list, at most
-
-
-def field_offset(struct: Struct, name: str) -> int:
-    """Bytes before field ``name`` of a fixed-size Struct, from its declaration."""
-    at = 0
-    for sc in struct.subcons:
-        if sc.name == name:
-            return at
-        at += sc.sizeof()
-    raise KeyError(name)
 
 
 #: where the label's CRC starts (the bytes after ``crc_xl``) and where ``type`` lies
