@@ -19,7 +19,7 @@ from .structs import (
     SIGNATURE,
     FileIdentifier,
     RegionGuid,
-    RegionTableEntry,
+    RegionTableEntryValues,
     RegionTableHeader,
     VhdxHeader,
     checksum_ok,
@@ -116,7 +116,7 @@ class HeaderSection:
             return rh, [], f"{rh.entry_count} entries (at most 2047)"
         first = RegionTableHeader.sizeof()
         entries = [
-            RegionTableEntry.parse(block[first + ENTRY_SIZE * i : first + ENTRY_SIZE * (i + 1)])
+            RegionTableEntryValues.parse(block[first + ENTRY_SIZE * i : first + ENTRY_SIZE * (i + 1)])
             for i in range(rh.entry_count)
         ]
         return rh, entries, None
@@ -134,8 +134,8 @@ class HeaderSection:
                 )
         if tables[0][2] is None:
             cur = 0
-            if tables[1][2] is None and [RegionTableEntry.build(e) for e in tables[0][1]] != [
-                RegionTableEntry.build(e) for e in tables[1][1]
+            if tables[1][2] is None and [RegionTableEntryValues.build(e) for e in tables[0][1]] != [
+                RegionTableEntryValues.build(e) for e in tables[1][1]
             ]:
                 self.finding(
                     "warning",

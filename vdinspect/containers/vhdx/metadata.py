@@ -20,8 +20,9 @@ from .structs import (
     METADATA_TABLE_SIZE,
     REQUIRED_ITEMS,
     FileParameters,
+    FileParametersValues,
     MetadataItemGuid,
-    MetadataTableEntry,
+    MetadataTableEntryValues,
     MetadataTableHeader,
     ParentLocatorEntry,
     ParentLocatorHeader,
@@ -50,7 +51,7 @@ class MetadataItems:
         first = MetadataTableHeader.sizeof()
         for i in range(mh.entry_count):
             where = base + first + ENTRY_SIZE * i
-            me = MetadataTableEntry.parse(table[first + ENTRY_SIZE * i : first + ENTRY_SIZE * (i + 1)])
+            me = MetadataTableEntryValues.parse(table[first + ENTRY_SIZE * i : first + ENTRY_SIZE * (i + 1)])
             self.metadata_entries.append(me)
             name = METADATA_NAMES.get(me.item_id)
             if name is None:
@@ -78,7 +79,7 @@ class MetadataItems:
         def number(g: bytes, n: int) -> int:
             return int.from_bytes(need(g, n)[:n], "little")
 
-        fp = FileParameters.parse(need(MetadataItemGuid.FILE_PARAMETERS, FileParameters.sizeof()))
+        fp = FileParametersValues.parse(need(MetadataItemGuid.FILE_PARAMETERS, FileParameters.sizeof()))
         self.file_parameters = fp
         self.block_size = fp.block_size
         self.leave_blocks_allocated = bool(fp.flags & LEAVE_BLOCKS_ALLOCATED)
