@@ -415,21 +415,25 @@ def test_libvhdi_region_table_fragments():
     assert rh.signature == b"regi" and rh.entry_count == 2
     got = {
         V.REGION_NAMES[e.guid]: (e.file_offset, e.length, e.flags)
-        for e in (V.RegionTableEntry.parse(rt[16 + 32 * i :]) for i in range(2))
+        for e in (V.RegionTableEntryValues.parse(rt[16 + 32 * i :]) for i in range(2))
     }
     assert got == {"BAT": (3 * M, 1 * M, 1), "metadata": (2 * M, 1 * M, 1)}
     assert V.RegionTableHeader.parse((LIBVHDI / "region_table_header.1").read_bytes()) == rh
     e = V.RegionTableEntry.parse((LIBVHDI / "region_table_entry.1").read_bytes())
     assert e.guid == V.BAT_GUID and e.file_offset == 3 * M
+    assert e.flags.Required  # the declared view names the flags
 
 
 @needs_shared
 def test_libvhdi_metadata_and_parent_locator_fragments():
     mh = V.MetadataTableHeader.parse((LIBVHDI / "metadata_table_header.1").read_bytes())
     assert mh.signature == b"metadata" and mh.entry_count == 5
-    me = V.MetadataTableEntry.parse((LIBVHDI / "metadata_table_entry.1").read_bytes())
+    raw = (LIBVHDI / "metadata_table_entry.1").read_bytes()
+    me = V.MetadataTableEntryValues.parse(raw)
     assert V.METADATA_NAMES[me.item_id] == "file parameters"
     assert (me.offset, me.length, me.flags) == (64 * K, 8, 4)
+    named = V.MetadataTableEntry.parse(raw).flags
+    assert named.IsRequired and not named.IsUser and not named.IsVirtualDisk
     ph = V.ParentLocatorHeader.parse((LIBVHDI / "parent_locator_header.1").read_bytes())
     assert ph.locator_type == V.VHDX_PARENT_LOCATOR_TYPE and ph.key_value_count == 5
     pe = V.ParentLocatorEntry.parse((LIBVHDI / "parent_locator_entry.1").read_bytes())

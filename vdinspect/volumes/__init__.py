@@ -114,6 +114,15 @@ class Volume:
         """Make ``.source`` raise the error ``make_error()`` builds."""
         self._unreadable = make_error
 
+    def set_source(self, source: ByteSource) -> None:
+        """Give the volume bytes of its own (a logical volume assembled from extents)."""
+        self._source = source
+
+    @property
+    def disk(self) -> ByteSource | None:
+        """The source this volume was found on (None: the disk being scanned)."""
+        return self._disk
+
     def _source_name(self) -> str:
         base = getattr(self._disk, "name", "<disk>")
         return f"{base}#{self.key}" if self.key else f"{base}[{self.start:#x}:+{self.length:#x}]"

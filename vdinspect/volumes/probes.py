@@ -369,21 +369,24 @@ def probe_swap(src: ByteSource) -> FsInfo | None:
 
 
 def probe_lvm2(src: ByteSource) -> FsInfo | None:
-    from .lvm2 import find_label, format_uuid, lvm_crc
+    from ..layout import size_of
+    from .lvm2 import LABEL_TYPE, SECTOR, LabelHeader, PvHeader, find_label, format_uuid, label_crc
 
     found = find_label(src)
     if found is None:
         return None
     _, data = found
-    if lvm_crc(data[20:]) != _u32(data, 16):
+    label = LabelHeader.parse(data)
+    if label_crc(data) != label.crc_xl:
         return None
-    off = _u32(data, 20)
-    if not 32 <= off <= 512 - 32:
+    off = label.offset_xl
+    uuid_size = size_of(PvHeader, "pv_uuid")
+    if not LabelHeader.sizeof() <= off <= SECTOR - uuid_size:
         return None
     return FsInfo(
         "LVM2_member",
-        uuid=format_uuid(data[off : off + 32].decode("ascii", "replace")),
-        version="LVM2 001",
+        uuid=format_uuid(data[off : off + uuid_size].decode("ascii", "replace")),
+        version=LABEL_TYPE.decode("ascii"),
     )
 
 

@@ -8,16 +8,18 @@ from .structs import (
     ENTRY_SIZE,
     HEADER_OFFSETS,
     HEADER_SECTION,
+    HEADER_SIGNATURE,
     HEADER_SIZE,
     MAX_TABLE_ENTRIES,
     REGION_NAMES,
     REGION_REQUIRED,
     REGION_TABLE_OFFSETS,
+    REGION_TABLE_SIGNATURE,
     REGION_TABLE_SIZE,
     SIGNATURE,
     FileIdentifier,
     RegionGuid,
-    RegionTableEntry,
+    RegionTableEntryValues,
     RegionTableHeader,
     VhdxHeader,
     checksum_ok,
@@ -47,7 +49,7 @@ class HeaderSection:
         for i, off in enumerate(HEADER_OFFSETS):
             block = self.file.read(off, HEADER_SIZE)
             h = VhdxHeader.parse(block)
-            if h.signature != b"head":
+            if h.signature != HEADER_SIGNATURE:
                 why = "bad signature"
             elif not checksum_ok(block):
                 why = "CRC-32C mismatch"
@@ -87,7 +89,7 @@ class HeaderSection:
         else:
             if self.strict:
                 self.fail(CorruptImage, "neither header is valid", "header", HEADER_OFFSETS[0])
-            sig = [h.signature == b"head" for h in self.headers]
+            sig = [h.signature == HEADER_SIGNATURE for h in self.headers]
             if not any(sig):
                 self.fail(CorruptImage, "neither header has the head signature", "header", HEADER_OFFSETS[0])
             seqs = [h.sequence_number if s else -1 for h, s in zip(self.headers, sig)]
@@ -106,7 +108,7 @@ class HeaderSection:
             return None, [], "past the end of the file"
         block = self.host.read(off, REGION_TABLE_SIZE)
         rh = RegionTableHeader.parse(block)
-        if rh.signature != b"regi":
+        if rh.signature != REGION_TABLE_SIGNATURE:
             return rh, [], "bad signature"
         if not checksum_ok(block):
             return rh, [], "CRC-32C mismatch"
@@ -114,7 +116,7 @@ class HeaderSection:
             return rh, [], f"{rh.entry_count} entries (at most 2047)"
         first = RegionTableHeader.sizeof()
         entries = [
-            RegionTableEntry.parse(block[first + ENTRY_SIZE * i : first + ENTRY_SIZE * (i + 1)])
+            RegionTableEntryValues.parse(block[first + ENTRY_SIZE * i : first + ENTRY_SIZE * (i + 1)])
             for i in range(rh.entry_count)
         ]
         return rh, entries, None
@@ -132,8 +134,8 @@ class HeaderSection:
                 )
         if tables[0][2] is None:
             cur = 0
-            if tables[1][2] is None and [RegionTableEntry.build(e) for e in tables[0][1]] != [
-                RegionTableEntry.build(e) for e in tables[1][1]
+            if tables[1][2] is None and [RegionTableEntryValues.build(e) for e in tables[0][1]] != [
+                RegionTableEntryValues.build(e) for e in tables[1][1]
             ]:
                 self.finding(
                     "warning",

@@ -14,6 +14,7 @@ from .headers import HeaderSection
 from .log import LogEntry, LogReplay
 from .metadata import MetadataItems, norm_guid_text, parent_hint_from_locator
 from .structs import (
+    BAT_ENTRY_DTYPE,
     PAYLOAD_BLOCK_FULLY_PRESENT,
     PAYLOAD_BLOCK_ZERO,
     SIGNATURE,
@@ -124,7 +125,7 @@ class VhdxImage(HeaderSection, LogReplay, MetadataItems, BlockMap, Reports, Imag
             out.append("log replayed in memory")
         return out
 
-    TABLES = ((r"bat", "<u8", "describe_bat_entry"),)
+    TABLES = ((r"bat", BAT_ENTRY_DTYPE, "describe_bat_entry"),)
 
     def describe_bat_entry(self, v: int) -> str:
         """What a BAT entry says: its state and, when present, the block's file offset."""

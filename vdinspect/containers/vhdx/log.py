@@ -15,11 +15,15 @@ from ...errors import CorruptImage, UnsupportedFeature
 from ...io import ByteSource
 from ...layout import offset_of
 from .structs import (
+    DATA_DESCRIPTOR_SIGNATURE,
+    DATA_SECTOR_SIGNATURE,
     DESCRIPTOR_SIZE,
     HEADER_OFFSETS,
     HEADER_SECTION,
     LOG_ENTRY_HEADER_SIZE,
+    LOG_ENTRY_SIGNATURE,
     LOG_SECTOR,
+    ZERO_DESCRIPTOR_SIGNATURE,
     DataDescriptor,
     DataSector,
     LogEntryHeader,
@@ -107,7 +111,7 @@ class LogReplay:
         """The entry at log offset ``pos`` if it is valid, else None."""
         h = self.header
         raw = _log_bytes(self.file, h, pos, LOG_ENTRY_HEADER_SIZE)
-        if raw[:4] != b"loge":
+        if raw[: len(LOG_ENTRY_SIGNATURE)] != LOG_ENTRY_SIGNATURE:
             return None
         e = LogEntryHeader.parse(raw)
         n = e.entry_length
@@ -140,21 +144,21 @@ class LogReplay:
             at = LOG_ENTRY_HEADER_SIZE + DESCRIPTOR_SIZE * i
             d = body[at : at + DESCRIPTOR_SIZE]
             sig = d[:4]
-            if sig == b"zero":
+            if sig == ZERO_DESCRIPTOR_SIGNATURE:
                 z = ZeroDescriptor.parse(d)
                 if z.zero_length % LOG_SECTOR or z.file_offset % LOG_SECTOR:
                     return None
                 if z.sequence_number != e.sequence_number:
                     return None
                 descriptors.append(("zero", z))
-            elif sig == b"desc":
+            elif sig == DATA_DESCRIPTOR_SIGNATURE:
                 dd = DataDescriptor.parse(d)
                 if dd.file_offset % LOG_SECTOR or dd.sequence_number != e.sequence_number:
                     return None
                 if data_at + LOG_SECTOR > n:
                     return None
                 ds = DataSector.parse(body[data_at : data_at + LOG_SECTOR])
-                if ds.signature != b"data":
+                if ds.signature != DATA_SECTOR_SIGNATURE:
                     return None
                 if (ds.sequence_high << 32 | ds.sequence_low) != e.sequence_number:
                     return None
@@ -177,7 +181,7 @@ class LogReplay:
             cnt = min(step, nslots - first)
             chunk = self.file.read(h.log_offset + first * LOG_SECTOR, cnt * LOG_SECTOR)
             sigs = np.frombuffer(chunk, dtype="<u4")[:: LOG_SECTOR // 4]
-            hits = np.flatnonzero(sigs == int.from_bytes(b"loge", "little"))
+            hits = np.flatnonzero(sigs == int.from_bytes(LOG_ENTRY_SIGNATURE, "little"))
             candidates.extend((first + hits).tolist())
         budget = [4 * h.log_length + 4 * M]
         entries: dict[int, LogEntry] = {}

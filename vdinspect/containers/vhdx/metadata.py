@@ -16,11 +16,13 @@ from .structs import (
     MAX_TABLE_ENTRIES,
     MAX_VIRTUAL_SIZE,
     METADATA_NAMES,
+    METADATA_SIGNATURE,
     METADATA_TABLE_SIZE,
     REQUIRED_ITEMS,
     FileParameters,
+    FileParametersValues,
     MetadataItemGuid,
-    MetadataTableEntry,
+    MetadataTableEntryValues,
     MetadataTableHeader,
     ParentLocatorEntry,
     ParentLocatorHeader,
@@ -39,7 +41,7 @@ class MetadataItems:
         base = mr.file_offset
         table = self.host_read(base, min(METADATA_TABLE_SIZE, mr.length), "metadata table")
         mh = MetadataTableHeader.parse(table)
-        if mh.signature != b"metadata":
+        if mh.signature != METADATA_SIGNATURE:
             self.fail(CorruptImage, "bad metadata table signature", "metadata table", base)
         if mh.entry_count > MAX_TABLE_ENTRIES:
             self.fail(CorruptImage, f"{mh.entry_count} metadata entries (at most 2047)", "metadata table", base)
@@ -49,7 +51,7 @@ class MetadataItems:
         first = MetadataTableHeader.sizeof()
         for i in range(mh.entry_count):
             where = base + first + ENTRY_SIZE * i
-            me = MetadataTableEntry.parse(table[first + ENTRY_SIZE * i : first + ENTRY_SIZE * (i + 1)])
+            me = MetadataTableEntryValues.parse(table[first + ENTRY_SIZE * i : first + ENTRY_SIZE * (i + 1)])
             self.metadata_entries.append(me)
             name = METADATA_NAMES.get(me.item_id)
             if name is None:
@@ -77,7 +79,7 @@ class MetadataItems:
         def number(g: bytes, n: int) -> int:
             return int.from_bytes(need(g, n)[:n], "little")
 
-        fp = FileParameters.parse(need(MetadataItemGuid.FILE_PARAMETERS, FileParameters.sizeof()))
+        fp = FileParametersValues.parse(need(MetadataItemGuid.FILE_PARAMETERS, FileParameters.sizeof()))
         self.file_parameters = fp
         self.block_size = fp.block_size
         self.leave_blocks_allocated = bool(fp.flags & LEAVE_BLOCKS_ALLOCATED)

@@ -17,6 +17,7 @@ from construct import (
     BitStruct,
     Bytes,
     ByteSwapped,
+    FlagsEnum,
     Int16ul,
     Int32ul,
     Int64ul,
@@ -25,9 +26,18 @@ from construct import (
 )
 
 from ...io import crc32c
+from ...layout import plain
 
 K, M = 1 << 10, 1 << 20
 SIGNATURE = b"vhdxfile"
+# the signatures that open each structure (its "signature" field)
+HEADER_SIGNATURE = b"head"
+REGION_TABLE_SIGNATURE = b"regi"
+METADATA_SIGNATURE = b"metadata"
+LOG_ENTRY_SIGNATURE = b"loge"
+ZERO_DESCRIPTOR_SIGNATURE = b"zero"
+DATA_DESCRIPTOR_SIGNATURE = b"desc"
+DATA_SECTOR_SIGNATURE = b"data"
 
 # --- header section ------------------------------------------------------------------------
 
@@ -60,7 +70,8 @@ RegionTableEntry = Struct(
     "guid" / Bytes(16) * "which region (RegionGuid: BAT, metadata, ...)",
     "file_offset" / Int64ul * "host offset, a multiple of 1 MiB",
     "length" / Int32ul * "bytes, a multiple of 1 MiB",
-    "flags" / Int32ul * "bit 0 Required: refuse the file if the region is not understood",
+    "flags" / FlagsEnum(Int32ul, Required=1)
+    * "Required: refuse the file if the region is not understood",
 )  # 32 bytes
 
 HEADER_OFFSETS = (64 * K, 128 * K)
@@ -83,13 +94,16 @@ MetadataTableEntry = Struct(
     "item_id" / Bytes(16) * "which metadata item (MetadataItemGuid)",
     "offset" / Int32ul * "bytes from the start of the metadata region (>= 64 KiB)",
     "length" / Int32ul * "bytes (at most 1 MiB)",
-    "flags" / Int32ul * "bit 0 IsUser, bit 1 IsVirtualDisk, bit 2 IsRequired",
+    "flags" / FlagsEnum(Int32ul, IsUser=1, IsVirtualDisk=2, IsRequired=4)
+    * "IsUser: a user item; IsVirtualDisk: describes the disk, not the file; "
+    "IsRequired: refuse the file if the item is not understood",
     "reserved2" / Int32ul,
 )  # 32 bytes
 
 FileParameters = Struct(
     "block_size" / Int32ul * "payload block size, bytes (1 MiB..256 MiB, a power of 2)",
-    "flags" / Int32ul * "bit 0 LeaveBlocksAllocated, bit 1 HasParent",
+    "flags" / FlagsEnum(Int32ul, LeaveBlockAllocated=1, HasParent=2)
+    * "LeaveBlockAllocated: a fixed file; HasParent: a differencing file",
 )
 
 ParentLocatorHeader = Struct(
@@ -109,9 +123,24 @@ METADATA_TABLE_SIZE = 64 * K
 MAX_ITEM_LENGTH = 1 * M
 ENTRY_SIZE = RegionTableEntry.sizeof()  # region and metadata table entries: 32 bytes
 TABLE_HEADER_SIZES = (RegionTableHeader.sizeof(), MetadataTableHeader.sizeof())
-LEAVE_BLOCKS_ALLOCATED, HAS_PARENT = 1, 2  # FileParameters.flags
-REGION_REQUIRED = 1  # RegionTableEntry.flags
-ITEM_IS_REQUIRED = 4  # MetadataTableEntry.flags
+
+
+def flag(struct: Struct, field: str, name: str) -> int:
+    """The value of flag ``name`` of a FlagsEnum field, from its declaration."""
+    sc = next(x for x in struct.subcons if x.name == field)
+    while not isinstance(sc, FlagsEnum):
+        sc = sc.subcon
+    return sc.flags[name]
+
+
+LEAVE_BLOCKS_ALLOCATED = flag(FileParameters, "flags", "LeaveBlockAllocated")
+HAS_PARENT = flag(FileParameters, "flags", "HasParent")
+REGION_REQUIRED = flag(RegionTableEntry, "flags", "Required")
+ITEM_IS_REQUIRED = flag(MetadataTableEntry, "flags", "IsRequired")
+# the same layouts with flags read as integers, for the code that computes with them
+RegionTableEntryValues = plain(RegionTableEntry)
+MetadataTableEntryValues = plain(MetadataTableEntry)
+FileParametersValues = plain(FileParameters)
 
 
 def _guid(text: str) -> bytes:
@@ -218,7 +247,7 @@ _BAT_BITS = _bit_fields(PayloadBatEntry)
 BAT_STATE_MASK = (1 << _BAT_BITS["state"][1]) - 1  # fast path: entry & mask is the state
 BAT_OFFSET_SHIFT = _BAT_BITS["file_offset_mb"][0]  # entry >> shift is FileOffsetMB
 BAT_ENTRY_SIZE = PayloadBatEntry.sizeof()
-BAT_ENTRY_DTYPE = "<u8"  # numpy view of a BAT (little-endian 64-bit entries)
+BAT_ENTRY_DTYPE = f"<u{BAT_ENTRY_SIZE}"  # numpy view of a BAT (little-endian entries)
 
 PAYLOAD_BLOCK_NOT_PRESENT = int(PayloadBlockState.PAYLOAD_BLOCK_NOT_PRESENT)
 PAYLOAD_BLOCK_UNDEFINED = int(PayloadBlockState.PAYLOAD_BLOCK_UNDEFINED)

@@ -20,7 +20,7 @@ def scan_lvm(ctx: ScanContext, members: list[Volume]) -> tuple[list[Volume], lis
     by_id: dict[str, PhysicalVolume] = {}
     for v in members:
         base = v.start
-        disk = v._disk if v._disk is not None else ctx.source  # PVs may sit on several disks
+        disk = v.disk if v.disk is not None else ctx.source  # PVs may sit on several disks
         src = Slice(disk, v.start, min(v.length, disk.size - v.start))
         pv = read_pv(ctx, v, src, base)
         if pv is None:
@@ -144,6 +144,6 @@ def _lv_volume(ctx: ScanContext, vg: VolumeGroup, lv: LogicalVolume, cow_of: dic
         err = e
         vol.set_unreadable(lambda: err)
         return vol
-    vol._source = src
+    vol.set_source(src)
     vol.start = first
     return vol
