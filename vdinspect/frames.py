@@ -105,6 +105,13 @@ def allocation_frame(runs: Iterable[Any]) -> pd.DataFrame:
     return df
 
 
+def text_array(values) -> pd.api.extensions.ExtensionArray:
+    """Text as a nullable string column stored as Python objects: names read from images
+    may hold undecodable bytes as surrogate escapes, which pyarrow-backed strings (the
+    pandas 3 default when pyarrow is installed) refuse."""
+    return pd.array(list(values), dtype=pd.StringDtype("python"))
+
+
 def build_column(values: list, dtype: str | None):
     """One column built straight from Python values (exact for big ints, None -> NA)."""
     if dtype is None:
@@ -113,6 +120,8 @@ def build_column(values: list, dtype: str | None):
         return _utc_column(values)
     if dtype in ("int64", "bool"):
         return np.array(values, dtype=dtype)
+    if dtype == "string":
+        return text_array(values)
     if dtype == "Int64":  # a value no int64 holds can only be garbage read from a damaged image
         values = [v if v is None or -(1 << 63) <= v < 1 << 63 else None for v in values]
     return pd.array(values, dtype=dtype)
@@ -129,7 +138,7 @@ def infer_column(values: list):
             return pd.array(values, dtype="Int64")
         return pd.array(values, dtype=object)
     if present and all(isinstance(v, str) for v in present):
-        return pd.array(values, dtype="string")
+        return text_array(values)
     if present and all(isinstance(v, dt.datetime) for v in present):
         return _utc_column(values)
     return pd.array(values, dtype=object)

@@ -87,7 +87,7 @@ class Explanation:
             df["offset"] = df["offset"].astype("int64")
             df["size"] = df["size"].astype("int64")
             for col in ("field", "raw", "meaning"):
-                df[col] = df[col].astype("string")
+                df[col] = df[col].astype(pd.StringDtype("python"))
             df["value"] = df["value"].astype(object)
             self._frame = df
         return self._frame

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CorruptImage, InvalidArgument, VDInspectError
+from ...frames import text_array
 from ...layout import offset_of, struct_format
 from ..base import DIR, FILE, MAX_DEPTH, Entry
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
@@ -329,7 +330,7 @@ def files_table(entries: list[Entry]) -> pd.DataFrame:
         us_cols[col] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
 
     def strings(vals):
-        return pd.array(vals, dtype="string")
+        return text_array(vals)
 
     cols: dict = {}
     cols["path"] = strings([e.path for e in entries])
@@ -406,10 +407,10 @@ def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFr
         return pd.arrays.IntegerArray(np.where(a == nat, 0, a), a == nat)
 
     cols = {
-        "path": pd.array(list(paths), dtype="string"),
-        "name": pd.array(list(names), dtype="string"),
-        "parent": pd.array(list(parents), dtype="string"),
-        "kind": pd.array(np.where(mode & S_IFMT == S_IFDIR, DIR, FILE).tolist(), dtype="string"),
+        "path": text_array(list(paths)),
+        "name": text_array(list(names)),
+        "parent": text_array(list(parents)),
+        "kind": text_array(np.where(mode & S_IFMT == S_IFDIR, DIR, FILE).tolist()),
         "size": _sizes(rec),
         "allocated": ints(allocated),
         "mode": ints(mode),
@@ -423,14 +424,14 @@ def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFr
         "links": ints(_u(rec, "i_links_count")),
         "deleted": np.zeros(n, dtype=bool),
         "recoverable": np.zeros(n, dtype=bool),
-        "target": pd.array([None] * n, dtype="string"),
+        "target": text_array([None] * n),
         "mtime_ns": nsint(times["mtime"]),
         "atime_ns": nsint(times["atime"]),
         "ctime_ns": nsint(times["ctime"]),
         "crtime_ns": nsint(times["crtime"]),
         "dtime": pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)),
         "flags": ints(flags),
-        "note": pd.array([None] * n, dtype="string"),
+        "note": text_array([None] * n),
     }
     return pd.DataFrame(cols)
 
