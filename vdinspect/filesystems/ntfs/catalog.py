@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CorruptImage
+from ...volumes.multisector import fixup_many
 from .attributes import (
     IO_REPARSE_TAG_WOF,
     NS_DOS,
@@ -54,7 +55,6 @@ from .mft import (
     U32,
     Record,
     RecordError,
-    fixup_many,
     parse_record,
 )
 from .recovery import RUNS_DAMAGED
@@ -203,7 +203,7 @@ def _mirror_record(fs: NTFS, n: int) -> Record | None:
         return None
 
 
-def quick_info(buf, num: int, clusters: int) -> Info | None:
+def quick_info(buf: bytes | memoryview, num: int, clusters: int) -> Info | None:
     """The scan's fast path: Info straight from a fixed-up record's bytes.
 
     Gives exactly what ``file_info(build_file(...))`` gives for an ordinary base record;

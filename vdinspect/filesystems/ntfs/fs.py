@@ -13,16 +13,18 @@ protocol, listing the volume as The Sleuth Kit's ``fls -r -p`` does.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource, LRUCache
+from ...volumes.multisector import apply_fixup
 from ..base import Entry, FileSystem
 from . import directory, listing, recovery, report, stream
 from .attributes import FileNameAttr, parse_attribute_list
 from .boot import BOOT_SECTOR_SIZE, Geometry, parse_boot
-from .catalog import ROOT, Catalog, Info, file_info, scan
+from .catalog import MIRROR_RECORDS, ROOT, Catalog, Info, file_info, scan
 from .file import DAMAGE, MAX_ATTR_LIST, NtfsFile, Stream, build_file
 from .mft import (
     AT_ATTRIBUTE_LIST,
@@ -31,12 +33,13 @@ from .mft import (
     Attribute,
     Record,
     RecordError,
-    apply_fixup,
     parse_record,
 )
 from .runlist import Run, RunSource, decode_runlist
 
-MIRROR_RECORDS = 4  # $MFTMirr holds at least records 0-3
+if TYPE_CHECKING:
+    import pandas as pd
+
 UPCASE_RECORD = 10  # $UpCase
 UPCASE_BYTES = 2 * 65536  # one UTF-16 unit per BMP character
 BACKUP_SECTOR_SIZES = (512, 4096, 1024, 2048)  # where to look for the backup boot sector
@@ -329,10 +332,10 @@ class NTFS(FileSystem):
             raise InvalidArgument(f"{self.name}: {entry.path} is not a symbolic link")
         return entry.target
 
-    def _hardlink_key(self, entry: Entry):
+    def _hardlink_key(self, entry: Entry) -> tuple | None:
         return listing.hardlink_key(entry)
 
-    def _dir_id(self, entry: Entry):
+    def _dir_id(self, entry: Entry) -> int | tuple:
         return listing.dir_id(entry)
 
     def info(self) -> dict:
@@ -355,7 +358,9 @@ class NTFS(FileSystem):
             return
         yield from listing.walk_volume(self, deleted, times=True)
 
-    def files(self, path: str = "/", *, recursive: bool = True, deleted: bool = True):
+    def files(
+        self, path: str = "/", *, recursive: bool = True, deleted: bool = True
+    ) -> pd.DataFrame:
         """The files() frame; for the whole volume it is built column by column from the
         catalog (listing.volume_frame: the same frame the base class builds, faster)."""
         if path.strip("/") != "" or not recursive or self.catalog().unusable:

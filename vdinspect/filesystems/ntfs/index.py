@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from construct import Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
 from ...layout import flag_values, offset_of, struct_format
-from ...volumes.multisector import MultiSectorHeader
-from .mft import AttributeType, RecordError, apply_fixup
+from ...volumes.multisector import MultiSectorHeader, apply_fixup
+from .mft import AttributeType, RecordError
 
 CollationRule = Enum(
     Int32ul,

@@ -162,7 +162,7 @@ def hardlink_key(entry: Entry) -> tuple | None:
     return entry.inode, entry.extra.get("stream")
 
 
-def dir_id(entry: Entry):
+def dir_id(entry: Entry) -> int | tuple:
     """What identifies a directory for loop detection: its MFT record."""
     return entry.inode if entry.inode is not None else entry.key
 

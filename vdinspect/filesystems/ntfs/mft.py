@@ -12,7 +12,6 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-import numpy as np
 from construct import (
     Enum,
     FlagsEnum,
@@ -27,9 +26,7 @@ from construct import (
 )
 
 from ...layout import flag_values, offset_of, struct_format
-from ...volumes.multisector import STRIDE, MultiSectorHeader, RecordError, apply_fixup
-
-__all__ = ["RecordError", "apply_fixup"]  # re-exported: the driver's modules import them here
+from ...volumes.multisector import MultiSectorHeader, RecordError
 
 # --- codes and flags --------------------------------------------------------------------
 
@@ -163,60 +160,11 @@ RESIDENT_END = FORM_AT + ResidentForm.sizeof()  # 24: the shortest resident attr
 COMPRESSED_SIZE_AT = FORM_AT + NonResidentForm.sizeof()  # 64: the shortest non-resident one
 COMPRESSED_END = COMPRESSED_SIZE_AT + CompressedSize.sizeof()  # 72
 RECORD_HEAD = offset_of(FileRecordHeader, "next_attr_instance") + 2  # 42: attributes after
-_USA_OFS_WORD = offset_of(FileRecordHeader, "usa_ofs") // 2
-_USA_COUNT_WORD = offset_of(FileRecordHeader, "usa_count") // 2
 
 
 def split_ref(ref: int) -> tuple[int, int]:
     """A file reference as (record number, sequence number)."""
     return ref & MREF_MASK, ref >> 48
-
-
-def fixup_many(
-    chunk: bytes, record_size: int, magic: bytes = b"FILE"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fix up every record of a chunk at once with numpy.
-
-    Returns (records as a writable (n, record_size) uint8 array, mask of records with the
-    magic, mask of records whose fixups check out). Records with an unusual update sequence
-    layout are fixed one by one.
-    """
-    n = len(chunk) // record_size
-    arr = np.frombuffer(chunk, dtype=np.uint8, count=n * record_size).reshape(n, record_size).copy()
-    sig = arr[:, :4].copy().view("<u4")[:, 0]
-    has_magic = sig == int.from_bytes(magic, "little")
-    ok = np.zeros(n, dtype=bool)
-    if not has_magic.any():
-        return arr, has_magic, ok
-    words = arr.view("<u2")
-    usa_off = words[:, _USA_OFS_WORD].astype(np.int64)
-    usa_cnt = words[:, _USA_COUNT_WORD].astype(np.int64)
-    strides = record_size // STRIDE
-    std_off = int(np.bincount(usa_off[has_magic]).argmax())
-    standard = has_magic & (usa_off == std_off) & (usa_cnt == strides + 1)
-    if std_off + 2 * (strides + 1) <= record_size and std_off % 2 == 0 and std_off >= 8:
-        idx = np.nonzero(standard)[0]
-        if len(idx):
-            w = words[idx]
-            usn = w[:, std_off // 2]
-            ends = np.arange(1, strides + 1) * (STRIDE // 2) - 1
-            good = (w[:, ends] == usn[:, None]).all(axis=1)
-            saved = w[:, std_off // 2 + 1 : std_off // 2 + 1 + strides]
-            w[:, ends] = saved
-            words[idx] = w
-            ok[idx] = good
-            # bad ones: restore nothing (they are skipped); undo the write for clarity
-    else:
-        standard[:] = False
-    for i in np.nonzero(has_magic & ~standard)[0]:
-        rec = bytearray(chunk[i * record_size : (i + 1) * record_size])
-        try:
-            apply_fixup(rec, magic)
-        except RecordError:
-            continue
-        arr[i] = np.frombuffer(rec, dtype=np.uint8)
-        ok[i] = True
-    return arr, has_magic, ok
 
 
 @dataclass(slots=True, eq=False)
