@@ -40,6 +40,7 @@ from .mft import (
     ATTR_COMPRESSED,
     ATTR_FMT,
     ATTR_SPARSE,
+    ATTR_TYPE,
     COMPRESSED_END,
     COMPRESSED_SIZE_AT,
     COMPRESSED_SIZE_FMT,
@@ -52,7 +53,6 @@ from .mft import (
     RECORD_HEAD,
     RESIDENT_END,
     RESIDENT_FMT,
-    U32,
     Record,
     RecordError,
     parse_record,
@@ -225,7 +225,7 @@ def quick_info(buf: bytes | memoryview, num: int, clusters: int) -> Info | None:
     off = first
     try:
         while off + 4 <= used:
-            atype = U32(buf, off)[0]
+            atype = ATTR_TYPE(buf, off)[0]
             if atype == AT_END:
                 break
             if off + FORM_AT > used:

@@ -9,7 +9,6 @@ inside the record) or a non-resident form (a runlist of clusters elsewhere).
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
 from construct import (
@@ -154,7 +153,7 @@ ATTR_FMT = struct_format(AttributeHeader)
 RESIDENT_FMT = struct_format(ResidentForm)
 NONRES_FMT = struct_format(NonResidentForm)
 COMPRESSED_SIZE_FMT = struct_format(CompressedSize)
-U32 = struct.Struct("<I").unpack_from  # an attribute's type code, read before its header
+ATTR_TYPE = struct_format(Struct(AttributeHeader.type)).unpack_from  # read before the header
 FORM_AT = AttributeHeader.sizeof()  # where the resident/non-resident form starts
 RESIDENT_END = FORM_AT + ResidentForm.sizeof()  # 24: the shortest resident attribute
 COMPRESSED_SIZE_AT = FORM_AT + NonResidentForm.sizeof()  # 64: the shortest non-resident one
@@ -261,7 +260,7 @@ def parse_attributes(buf, off: int, limit: int, number: int) -> list[Attribute]:
     attrs = []
     attr_hdr = ATTR_FMT.unpack_from
     while off + 4 <= limit:
-        atype = U32(buf, off)[0]
+        atype = ATTR_TYPE(buf, off)[0]
         if atype == AT_END:
             break
         if off + FORM_AT > limit:
