@@ -40,7 +40,7 @@ from .mft import (
 )
 from .runlist import RunlistError
 
-MAX_ATTR_LIST = 1 << 22  # a non-resident value read whole (an $ATTRIBUTE_LIST...) > 4 MiB is corrupt
+MAX_ATTR_LIST = 1 << 22  # a value read whole ($ATTRIBUTE_LIST, reparse) over 4 MiB is corrupt
 MAX_EXTENSION_RECORDS = 4096
 
 #: what reading an attribute's value or a record may raise on damaged input

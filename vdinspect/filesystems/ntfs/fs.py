@@ -159,12 +159,12 @@ class NTFS(FileSystem):
         al = next((a for a in rec0.attrs if a.type == AT_ATTRIBUTE_LIST), None)
         if al is not None:  # a very fragmented $MFT: more runs in extension records
             try:
-                entries = parse_attribute_list(al.value if al.resident else self.attribute_value(al))
+                value = al.value if al.resident else self.attribute_value(al)
+                entries = parse_attribute_list(value)
                 for m in sorted({e.record for e in entries if e.type == AT_DATA and e.record}):
                     ext = parse_record(_fixed(mft.read(m * rs, rs)), m)
-                    pieces += [
-                        a for a in ext.attrs if a.type == AT_DATA and a.name == "" and not a.resident
-                    ]
+                    pieces += [a for a in ext.attrs
+                               if a.type == AT_DATA and a.name == "" and not a.resident]
                 mft = source(pieces)
             except DAMAGE as e:
                 self.problem(where, off, f"$MFT attribute list: {e}")
