@@ -352,8 +352,8 @@ class _DamagedVolume(MemorySource):
 def test_ntfs_streams_round_damage_to_what_they_decode():
     """A plain runlist maps damage cluster for cluster; an LZNT1 stream loses the whole
     compression unit a damaged cluster is in; a gap in the runlist is damaged too."""
-    from vdinspect.filesystems.ntfs.fs import CompressedSource
     from vdinspect.filesystems.ntfs.runlist import Run, RunSource
+    from vdinspect.filesystems.ntfs.stream import CompressedSource
 
     cs = 512
     vol = _DamagedVolume(64 * cs, [(5 * cs, 5 * cs + 1), (40 * cs, 41 * cs)])

@@ -821,8 +821,8 @@ def test_ntfs_listing_is_bounded(ntfs_image):
 @needs_ntfs
 def test_ntfs_huge_streams_bounded(ntfs_image, tmp_path, monkeypatch):
     """Salvage mode writes the 2 TiB streams: a few reads, one buffer, holes skipped."""
-    from vdinspect.filesystems.ntfs.fs import CompressedSource
     from vdinspect.filesystems.ntfs.runlist import RunSource
+    from vdinspect.filesystems.ntfs.stream import CompressedSource
 
     reads = count_reads(monkeypatch, RunSource, "_fill")
     reads += count_reads(monkeypatch, CompressedSource, "_read")

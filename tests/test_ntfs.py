@@ -1065,3 +1065,30 @@ def test_128k_clusters_negative_sectors_per_cluster(tmp_path):
     ours = {e.name for e in fs.iter_entries("/", recursive=False) if e.extra["stream"] is None}
     assert names - {".", ".."} == ours - {"$OrphanFiles"}
     assert fs.check() == []
+
+
+def test_layouts_have_the_documented_sizes():
+    """The on-disk declarations (and the struct formats derived from them for the fast
+    paths) have the sizes the Linux-NTFS documentation gives for each structure."""
+    from vdinspect.filesystems.ntfs import attributes, index, mft
+    from vdinspect.layout import offset_of, struct_format
+    from vdinspect.volumes.multisector import MultiSectorHeader
+
+    assert MultiSectorHeader.sizeof() == 8
+    assert mft.RECORD_FMT.size == 0x2A  # attributes may start here (NTFS 3.0)
+    assert mft.ATTR_FMT.size == 16
+    assert mft.ResidentAttribute.sizeof() == 24
+    assert mft.FORM_AT + mft.NONRES_FMT.size == 64  # mapping pairs at 0x40 at the earliest
+    assert offset_of(mft.NonResidentAttribute, "compressed_size") == 64
+    assert attributes.FILE_NAME_HEAD.size == 0x42
+    assert offset_of(attributes.StandardInformation, "owner_id") == 0x30
+    assert attributes.StandardInformation.sizeof() == 72
+    assert struct_format(attributes.AttributeListEntry).size == 0x1A
+    assert index.IndexRoot.sizeof() == 16 and index.IndexHeader.sizeof() == 16
+    assert index.IndexBlockHeader.sizeof() == 24 and index.IndexEntryHeader.sizeof() == 16
+    # codes and flags decode to their names (what the structure explorer shows)
+    rec = mft.FileRecordHeader.parse(b"FILE" + bytes(18) + b"\x03\x00" + bytes(18))
+    assert rec.flags.IN_USE and rec.flags.IS_DIRECTORY and not rec.flags.IS_4
+    assert str(mft.AttributeHeader.parse(b"\x80" + bytes(15)).type) == "$DATA"
+    assert mft.ATTR_NAMES[0x30] == "$FILE_NAME"
+    assert attributes.REPARSE_TAG_NAMES[0xA000000C] == "SYMLINK"

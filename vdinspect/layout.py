@@ -155,8 +155,17 @@ def numpy_dtype(st: cs.Construct, itemsize: int | None = None) -> np.dtype:
 
 
 def offset_of(st: cs.Construct, name: str) -> int:
-    """Byte offset of field ``name`` (dotted when nested) from the start of ``st``."""
-    return _find(leaves(st), name).offset
+    """Byte offset of field ``name`` (dotted when nested) from the start of ``st``; the
+    fields after it may be of variable size (only those before it must be fixed)."""
+    try:
+        return _find(leaves(st), name).offset
+    except TypeError:  # a variable-size field somewhere: count the fields before ``name``
+        pos = 0
+        for sc in _unwrap(st).subcons:
+            if sc.name == name:
+                return pos
+            pos += sc.sizeof()
+        raise KeyError(name) from None
 
 
 def size_of(st: cs.Construct, name: str) -> int:

@@ -20,6 +20,7 @@ from construct import ConstructError
 
 from ..errors import VDInspectError
 from ..io import ByteSource
+from .multisector import RecordError, apply_fixup
 
 
 @dataclass
@@ -239,21 +240,6 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
     )
 
 
-def _ntfs_fixup(rec: bytearray, ssize: int) -> bool:
-    usa_off, usa_count = _u16(rec, 4), _u16(rec, 6)
-    if usa_count == 0 or usa_off + 2 * usa_count > len(rec):
-        return False
-    usn = rec[usa_off : usa_off + 2]
-    for i in range(1, usa_count):
-        end = i * ssize - 2
-        if end + 2 > len(rec):
-            break
-        if rec[end : end + 2] != usn:
-            return False
-        rec[end : end + 2] = rec[usa_off + 2 * i : usa_off + 2 * i + 2]
-    return True
-
-
 def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
     if bs[3:11] != b"NTFS    ":
         return None
@@ -272,10 +258,13 @@ def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
     label = None
     if 256 <= rsize <= 65536:
         rec = _rd(src, _u64(bs, 0x30) * csize + 3 * rsize, rsize)
-        if rec is not None and rec[:4] == b"FILE":
+        if rec is not None:
             rec = bytearray(rec)
-            if _ntfs_fixup(rec, ssize):
+            try:
+                apply_fixup(rec, b"FILE")
                 label = _ntfs_volume_name(rec)
+            except RecordError:
+                pass
     return FsInfo("ntfs", _label(label), f"{serial:016X}")
 
 

@@ -1,5 +1,6 @@
 """NTFS: boot sector, MFT, attributes, runlists, directory indexes, LZNT1 and WOF files."""
 
-from .fs import NTFS, NtfsFile, Stream, open_filesystem
+from .file import NtfsFile, Stream
+from .fs import NTFS, open_filesystem
 
 __all__ = ["NTFS", "NtfsFile", "Stream", "open_filesystem"]

@@ -8,20 +8,77 @@ reparse data, Microsoft's [MS-FSCC] 2.1.2 (symbolic link, mount point and WOF bu
 from __future__ import annotations
 
 import datetime as dt
-import struct
 from dataclasses import dataclass
 
-from construct import Bytes, Int8ul, Int16ul, Int32ul, Int64ul, Struct
+from construct import Bytes, Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
-from .mft import MREF_MASK, RecordError
+from ...layout import flag_values, offset_of, struct_format
+from .mft import MREF_MASK, AttributeType, RecordError
+
+# --- codes and flags --------------------------------------------------------------------
+
+FileAttributes = FlagsEnum(
+    Int32ul,
+    READONLY=0x1,
+    HIDDEN=0x2,
+    SYSTEM=0x4,
+    DIRECTORY=0x10,
+    ARCHIVE=0x20,
+    DEVICE=0x40,
+    NORMAL=0x80,
+    TEMPORARY=0x100,
+    SPARSE_FILE=0x200,
+    REPARSE_POINT=0x400,
+    COMPRESSED=0x800,
+    OFFLINE=0x1000,
+    NOT_CONTENT_INDEXED=0x2000,
+    ENCRYPTED=0x4000,
+    DUP_FILE_NAME_INDEX_PRESENT=0x10000000,  # in $FILE_NAME: the file is a directory
+    DUP_VIEW_INDEX_PRESENT=0x20000000,
+)  # FILE_ATTRIBUTE_* ([MS-FSCC] 2.6), plus the two NTFS keeps in $FILE_NAME copies
+
+FileNameType = Enum(Int8ul, POSIX=0, WIN32=1, DOS=2, WIN32_AND_DOS=3)
+
+ReparseTag = Enum(
+    Int32ul,
+    MOUNT_POINT=0xA0000003,
+    SYMLINK=0xA000000C,
+    WOF=0x80000017,
+    DEDUP=0x80000013,
+    APPEXECLINK=0x8000001B,
+    AF_UNIX=0x80000023,
+    CLOUD=0x9000001A,
+    NFS=0x80000014,
+    LX_SYMLINK=0x80000020,
+    LX_FIFO=0x80000024,
+    LX_CHR=0x80000025,
+    LX_BLK=0x80000026,
+    DFS=0x8000000A,
+    DFSR=0x80000012,
+    CSV=0x80000009,
+    PROJFS=0x8000001E,
+)  # IO_REPARSE_TAG_* ([MS-FSCC] 2.1.2.1): bit 31 Microsoft, bit 29 name surrogate
+
+VolumeFlags = FlagsEnum(
+    Int16ul,
+    IS_DIRTY=0x0001,
+    RESIZE_LOG_FILE=0x0002,
+    UPGRADE_ON_MOUNT=0x0004,
+    MOUNTED_ON_NT4=0x0008,
+    DELETE_USN_UNDERWAY=0x0010,
+    REPAIR_OBJECT_ID=0x0020,
+    CHKDSK_UNDERWAY=0x4000,
+    MODIFIED_BY_CHKDSK=0x8000,
+)
+
+# --- on-disk structures ----------------------------------------------------------------
 
 StandardInformation = Struct(
     "creation_time" / Int64ul * "FILETIME: 100 ns units since 1601-01-01 UTC",
     "last_data_change_time" / Int64ul * "FILETIME of the last write to $DATA",
     "last_mft_change_time" / Int64ul * "FILETIME of the last change to the MFT record",
     "last_access_time" / Int64ul * "FILETIME",
-    "file_attributes" / Int32ul * "FILE_ATTRIBUTE_* flags (0x800 compressed, 0x4000 "
-    "encrypted, 0x400 reparse point, 0x200 sparse)",
+    "file_attributes" / FileAttributes * "FILE_ATTRIBUTE_* flags",
     "maximum_versions" / Int32ul * "0",
     "version_number" / Int32ul * "0",
     "class_id" / Int32ul * "0",
@@ -40,15 +97,15 @@ FileName = Struct(
     "last_access_time" / Int64ul * "FILETIME",
     "allocated_size" / Int64ul * "bytes (a copy, updated lazily)",
     "data_size" / Int64ul * "bytes (a copy, updated lazily)",
-    "file_attributes" / Int32ul * "FILE_ATTRIBUTE_* flags",
+    "file_attributes" / FileAttributes * "FILE_ATTRIBUTE_* flags",
     "reparse_or_ea" / Int32ul * "reparse tag, or EA size",
     "file_name_length" / Int8ul * "UTF-16 units",
-    "file_name_type" / Int8ul * "namespace: 0 POSIX, 1 Win32, 2 DOS, 3 Win32 & DOS",
+    "file_name_type" / FileNameType * "namespace: 0 POSIX, 1 Win32, 2 DOS, 3 Win32 & DOS",
     "file_name" / Bytes(lambda c: 2 * c.file_name_length) * "UTF-16LE",
 )  # 66 bytes + name
 
 AttributeListEntry = Struct(
-    "type" / Int32ul * "attribute type code",
+    "type" / AttributeType * "attribute type code",
     "length" / Int16ul * "bytes of this entry (multiple of 8)",
     "name_length" / Int8ul * "UTF-16 units",
     "name_offset" / Int8ul * "offset of the name in this entry",
@@ -61,14 +118,14 @@ VolumeInformation = Struct(
     "reserved" / Int64ul,
     "major_version" / Int8ul * "1, 3",
     "minor_version" / Int8ul * "0, 1, 2",
-    "flags" / Int16ul * "0x0001 dirty, 0x0002 resize $LogFile, 0x0004 upgrade on mount, ...",
-)
+    "flags" / VolumeFlags * "dirty, resize $LogFile, upgrade on mount, ...",
+)  # 12 bytes
 
 ReparsePointHeader = Struct(
-    "reparse_tag" / Int32ul * "IO_REPARSE_TAG_*: bit 31 Microsoft, bit 29 name surrogate",
+    "reparse_tag" / ReparseTag * "IO_REPARSE_TAG_*: bit 31 Microsoft, bit 29 name surrogate",
     "reparse_data_length" / Int16ul * "bytes after this 8-byte header",
     "reserved" / Int16ul,
-)
+)  # 8 bytes
 
 SymbolicLinkReparseBuffer = Struct(
     "substitute_name_offset" / Int16ul * "bytes into the path buffer",
@@ -76,48 +133,46 @@ SymbolicLinkReparseBuffer = Struct(
     "print_name_offset" / Int16ul * "bytes into the path buffer",
     "print_name_length" / Int16ul * "bytes",
     "flags" / Int32ul * "1 = relative target (symbolic links only, absent in mount points)",
+)  # 12 bytes, then the path buffer (a mount point's buffer lacks "flags": 8 bytes)
+
+_FA = flag_values(FileAttributes)
+FA_READONLY, FA_HIDDEN, FA_SYSTEM = _FA["READONLY"], _FA["HIDDEN"], _FA["SYSTEM"]
+FA_DIRECTORY, FA_ARCHIVE = _FA["DIRECTORY"], _FA["ARCHIVE"]
+FA_SPARSE, FA_REPARSE = _FA["SPARSE_FILE"], _FA["REPARSE_POINT"]
+FA_COMPRESSED, FA_ENCRYPTED = _FA["COMPRESSED"], _FA["ENCRYPTED"]
+FA_DUP_DIRECTORY = _FA["DUP_FILE_NAME_INDEX_PRESENT"]  # in $FILE_NAME: a directory
+
+_NS = flag_values(FileNameType)
+NS_POSIX, NS_WIN32, NS_DOS, NS_WIN32_DOS = (
+    _NS["POSIX"], _NS["WIN32"], _NS["DOS"], _NS["WIN32_AND_DOS"]
 )
 
-# FILE_ATTRIBUTE_* flags
-FA_READONLY, FA_HIDDEN, FA_SYSTEM = 0x1, 0x2, 0x4
-FA_DIRECTORY, FA_ARCHIVE = 0x10, 0x20
-FA_SPARSE, FA_REPARSE, FA_COMPRESSED = 0x200, 0x400, 0x800
-FA_ENCRYPTED = 0x4000
-FA_DUP_DIRECTORY = 0x10000000  # in $FILE_NAME: the file is a directory
+#: reparse tag -> name ("SYMLINK")
+REPARSE_TAG_NAMES = {code: name for name, code in flag_values(ReparseTag).items()}
+_TAG = flag_values(ReparseTag)
+IO_REPARSE_TAG_MOUNT_POINT = _TAG["MOUNT_POINT"]
+IO_REPARSE_TAG_SYMLINK = _TAG["SYMLINK"]
+IO_REPARSE_TAG_WOF = _TAG["WOF"]
+IO_REPARSE_TAG_DEDUP = _TAG["DEDUP"]
+VOLUME_IS_DIRTY = flag_values(VolumeFlags)["IS_DIRTY"]
 
-NS_POSIX, NS_WIN32, NS_DOS, NS_WIN32_DOS = 0, 1, 2, 3
-
-IO_REPARSE_TAG_MOUNT_POINT = 0xA0000003
-IO_REPARSE_TAG_SYMLINK = 0xA000000C
-IO_REPARSE_TAG_WOF = 0x80000017
-IO_REPARSE_TAG_DEDUP = 0x80000013
-REPARSE_TAG_NAMES = {
-    0xA0000003: "MOUNT_POINT",
-    0xA000000C: "SYMLINK",
-    0x80000017: "WOF",
-    0x80000013: "DEDUP",
-    0x8000001B: "APPEXECLINK",
-    0x80000023: "AF_UNIX",
-    0x9000001A: "CLOUD",
-    0x80000014: "NFS",
-    0x80000020: "LX_SYMLINK",
-    0x80000024: "LX_FIFO",
-    0x80000025: "LX_CHR",
-    0x80000026: "LX_BLK",
-    0x8000000A: "DFS",
-    0x80000012: "DFSR",
-    0x80000009: "CSV",
-    0x8000001E: "PROJFS",
-}
-
-_SI = struct.Struct("<QQQQI")
-_SI3 = struct.Struct("<II")
-_FN = struct.Struct("<QQQQQQQIIBB")
+# fast paths, from the declarations above
+_SI = struct_format(Struct(*StandardInformation.subcons[:5]))  # times and attributes
+_SI_OWNER_AT = offset_of(StandardInformation, "owner_id")
+_SI3 = struct_format(Struct(*StandardInformation.subcons[8:10]))  # owner and security ids
+FILE_NAME_HEAD = struct_format(Struct(*FileName.subcons[:-1]))  # 66 bytes, then the name
+_ALE = struct_format(AttributeListEntry)
+_VOLINFO = struct_format(VolumeInformation)
+_REPARSE = struct_format(ReparsePointHeader)
+_LINK = struct_format(SymbolicLinkReparseBuffer)
+_MOUNT = struct_format(Struct(*SymbolicLinkReparseBuffer.subcons[:4]))
 
 EPOCH_1601 = dt.datetime(1601, 1, 1, tzinfo=dt.UTC)
-_MAX_FT = (
-    (dt.datetime(9999, 12, 31, tzinfo=dt.UTC) - EPOCH_1601) // dt.timedelta(microseconds=1) * 10
-)
+_US = dt.timedelta(microseconds=1)
+#: FILETIMEs at or past this (year 10000) have no datetime
+MAX_FILETIME = (dt.datetime(9999, 12, 31, tzinfo=dt.UTC) - EPOCH_1601) // _US * 10
+#: microseconds from 1601-01-01 to 1970-01-01 (FILETIME to Unix time)
+UNIX_EPOCH_US = (dt.datetime(1970, 1, 1, tzinfo=dt.UTC) - EPOCH_1601) // _US
 
 
 def filetime(ft: int) -> dt.datetime | None:
@@ -125,7 +180,7 @@ def filetime(ft: int) -> dt.datetime | None:
 
     0 and values past year 9999 give None (the raw integer keeps the full precision).
     """
-    if not 0 < ft < _MAX_FT:
+    if not 0 < ft < MAX_FILETIME:
         return None
     return EPOCH_1601 + dt.timedelta(microseconds=ft // 10)
 
@@ -144,12 +199,12 @@ class StdInfo:
 
 
 def parse_std_info(value: bytes) -> StdInfo:
-    if len(value) < 36:
-        raise RecordError(f"$STANDARD_INFORMATION is {len(value)} bytes (< 36)")
+    if len(value) < _SI.size:
+        raise RecordError(f"$STANDARD_INFORMATION is {len(value)} bytes (< {_SI.size})")
     c, m, ch, a, fa = _SI.unpack_from(value, 0)
     owner = sec = None
-    if len(value) >= 56:
-        owner, sec = _SI3.unpack_from(value, 48)
+    if len(value) >= _SI_OWNER_AT + _SI3.size:
+        owner, sec = _SI3.unpack_from(value, _SI_OWNER_AT)
     return StdInfo(c, m, ch, a, fa, owner, sec)
 
 
@@ -177,12 +232,14 @@ class FileNameAttr:
 
 def parse_file_name(value: bytes | memoryview, offset: int = 0) -> FileNameAttr:
     """A $FILE_NAME value (also the key of a $I30 index entry)."""
-    if len(value) - offset < 66:
-        raise RecordError(f"$FILE_NAME is {len(value) - offset} bytes (< 66)")
-    (pref, c, m, ch, a, alloc, dsize, fa, rp, nlen, ns) = _FN.unpack_from(value, offset)
-    if offset + 66 + 2 * nlen > len(value):
+    head = FILE_NAME_HEAD.size
+    if len(value) - offset < head:
+        raise RecordError(f"$FILE_NAME is {len(value) - offset} bytes (< {head})")
+    (pref, c, m, ch, a, alloc, dsize, fa, rp, nlen, ns) = FILE_NAME_HEAD.unpack_from(value, offset)
+    start = offset + head
+    if start + 2 * nlen > len(value):
         raise RecordError("$FILE_NAME name runs past the attribute")
-    name = bytes(value[offset + 66 : offset + 66 + 2 * nlen]).decode("utf-16-le", "replace")
+    name = bytes(value[start : start + 2 * nlen]).decode("utf-16-le", "replace")
     return FileNameAttr(pref & MREF_MASK, pref >> 48, name, ns, c, m, ch, a, alloc, dsize, fa, rp)
 
 
@@ -201,9 +258,10 @@ def parse_attribute_list(value: bytes) -> list[AttrListEntry]:
     out = []
     off = 0
     n = len(value)
-    while off + 26 <= n:
-        atype, length, nlen, noff, lvcn, ref, inst = struct.unpack_from("<IHBBQQH", value, off)
-        if length < 26 or off + length > n:
+    head = _ALE.size
+    while off + head <= n:
+        atype, length, nlen, noff, lvcn, ref, inst = _ALE.unpack_from(value, off)
+        if length < head or off + length > n:
             raise RecordError(f"$ATTRIBUTE_LIST entry at byte {off} has a bad length {length}")
         if noff + 2 * nlen > length:
             raise RecordError(f"$ATTRIBUTE_LIST entry at byte {off}: name outside it")
@@ -238,17 +296,19 @@ class Reparse:
 
 
 def parse_reparse(value: bytes) -> Reparse:
-    if len(value) < 8:
-        raise RecordError(f"$REPARSE_POINT is {len(value)} bytes (< 8)")
-    tag, dlen, _ = struct.unpack_from("<IHH", value, 0)
-    data = value[8 : 8 + dlen]
+    hsize = _REPARSE.size
+    if len(value) < hsize:
+        raise RecordError(f"$REPARSE_POINT is {len(value)} bytes (< {hsize})")
+    tag, dlen, _ = _REPARSE.unpack_from(value, 0)
+    data = value[hsize : hsize + dlen]
     rp = Reparse(tag, data=bytes(data))
     if tag in (IO_REPARSE_TAG_SYMLINK, IO_REPARSE_TAG_MOUNT_POINT):
-        head = 12 if tag == IO_REPARSE_TAG_SYMLINK else 8
+        fmt = _LINK if tag == IO_REPARSE_TAG_SYMLINK else _MOUNT
+        head = fmt.size
         if len(data) < head:
             raise RecordError(f"reparse buffer of tag {tag:#x} is {len(data)} bytes")
-        so, sl, po, pl = struct.unpack_from("<HHHH", data, 0)
-        flags = struct.unpack_from("<I", data, 8)[0] if head == 12 else 0
+        so, sl, po, pl, *more = fmt.unpack_from(data, 0)
+        flags = more[0] if more else 0
         buf = data[head:]
         if so + sl > len(buf) or po + pl > len(buf):
             raise RecordError(f"reparse buffer of tag {tag:#x}: names outside the buffer")
@@ -260,9 +320,9 @@ def parse_reparse(value: bytes) -> Reparse:
 
 def parse_volume_information(value: bytes) -> tuple[int, int, int]:
     """(major, minor, flags) of $VOLUME_INFORMATION."""
-    if len(value) < 12:
-        raise RecordError(f"$VOLUME_INFORMATION is {len(value)} bytes (< 12)")
-    major, minor, flags = struct.unpack_from("<BBH", value, 8)
+    if len(value) < _VOLINFO.size:
+        raise RecordError(f"$VOLUME_INFORMATION is {len(value)} bytes (< {_VOLINFO.size})")
+    _reserved, major, minor, flags = _VOLINFO.unpack_from(value, 0)
     return major, minor, flags
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from construct import Bytes, Int8sl, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
+from ...layout import offset_of
+
 NTFS_OEM = b"NTFS    "
 
 BootSector = Struct(
@@ -38,6 +40,9 @@ BootSector = Struct(
     "bootstrap" / Bytes(426) * "boot code",
     "end_of_sector_marker" / Int16ul * "0xAA55",
 )  # 512 bytes
+
+BOOT_SECTOR_SIZE = BootSector.sizeof()
+_OEM_AT = offset_of(BootSector, "oem_id")
 
 
 @dataclass(frozen=True)
@@ -74,11 +79,12 @@ def _signed_size(value: int, cluster_size: int) -> int:
 
 def parse_boot(raw: bytes, offset: int = 0) -> tuple[Geometry | None, str]:
     """The geometry of a boot sector, or (None, why it is not a usable NTFS boot sector)."""
-    if len(raw) < 512:
+    if len(raw) < BOOT_SECTOR_SIZE:
         return None, "short read"
-    if raw[3:11] != NTFS_OEM:
-        return None, f"OEM id is {raw[3:11]!r}, not 'NTFS    '"
-    bs = BootSector.parse(raw[:512])
+    oem = raw[_OEM_AT : _OEM_AT + len(NTFS_OEM)]
+    if oem != NTFS_OEM:
+        return None, f"OEM id is {oem!r}, not 'NTFS    '"
+    bs = BootSector.parse(raw[:BOOT_SECTOR_SIZE])
     ssize = bs.bytes_per_sector
     if ssize not in (256, 512, 1024, 2048, 4096):
         return None, f"bytes per sector {ssize} is not a power of two in 256..4096"

@@ -9,17 +9,31 @@ that holds the keys sorting before it; the last entry of a node has no key.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from construct import Bytes, Int8ul, Int32ul, Int64ul, Padding, Struct
+from construct import Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
-from .mft import RecordError, apply_fixup
+from ...layout import flag_values, offset_of, struct_format
+from ...volumes.multisector import MultiSectorHeader, apply_fixup
+from .mft import AttributeType, RecordError
+
+CollationRule = Enum(
+    Int32ul,
+    BINARY=0x00,
+    FILE_NAME=0x01,
+    UNICODE_STRING=0x02,
+    NTOFS_ULONG=0x10,
+    NTOFS_SID=0x11,
+    NTOFS_SECURITY_HASH=0x12,
+    NTOFS_ULONGS=0x13,
+)
+IndexHeaderFlags = FlagsEnum(Int8ul, LARGE_INDEX=0x1)  # entries have child nodes
+IndexEntryFlags = FlagsEnum(Int16ul, NODE=0x1, END=0x2)
 
 IndexRoot = Struct(
-    "attribute_type" / Int32ul * "indexed attribute type (0x30 $FILE_NAME for $I30), 0 for views",
-    "collation_rule" / Int32ul * "1 = file names (upcase order), 0x10 ULONG, 0x13 ...",
+    "attribute_type" / AttributeType * "indexed attribute ($FILE_NAME for $I30), 0 for views",
+    "collation_rule" / CollationRule * "how keys sort: FILE_NAME = upcase order of names",
     "index_block_size" / Int32ul * "bytes of an INDX block",
     "clusters_per_index_block" / Int8ul * "clusters, or log2 of 512-byte units when smaller",
     Padding(3),
@@ -29,30 +43,48 @@ IndexHeader = Struct(
     "entries_offset" / Int32ul * "offset of the first entry from this header, bytes",
     "index_length" / Int32ul * "bytes used (from this header)",
     "allocated_size" / Int32ul * "bytes available (from this header)",
-    "flags" / Int8ul * "1 = entries have child nodes (large index)",
+    "flags" / IndexHeaderFlags * "LARGE_INDEX: entries have child nodes",
     Padding(3),
 )  # 16 bytes
 
 IndexBlockHeader = Struct(
-    "signature" / Bytes(4) * '"INDX"',
-    "usa_offset" / Bytes(2) * "update sequence array offset",
-    "usa_count" / Bytes(2) * "entries in the update sequence array",
+    *MultiSectorHeader.subcons,
     "lsn" / Int64ul * "$LogFile sequence number",
     "index_block_vcn" / Int64ul * "this block's VCN inside $INDEX_ALLOCATION",
 )  # 24 bytes, then an IndexHeader
 
 IndexEntryHeader = Struct(
-    "data" / Int64ul * "file reference of the indexed file ($I30) / data offset+length (views)",
-    "length" / Bytes(2) * "bytes of the entry (multiple of 8)",
-    "key_length" / Bytes(2) * "bytes of the key",
-    "flags" / Bytes(2) * "1 = has a child node (its VCN is the entry's last 8 bytes), 2 = last",
+    "indexed_file" / Int64ul * "file reference of the indexed file ($I30) / data offset+length",
+    "length" / Int16ul * "bytes of the entry (multiple of 8)",
+    "key_length" / Int16ul * "bytes of the key",
+    "flags" / IndexEntryFlags * "NODE: a child node's VCN is the entry's last 8 bytes; END: last",
     Padding(2),
 )  # 16 bytes, then the key
 
-ENTRY_NODE, ENTRY_END = 0x1, 0x2
+IndexEntryChild = Struct(
+    "child_vcn" / Int64ul * "VCN of the child node (the last 8 bytes of a NODE entry)",
+)
+
+_EF = flag_values(IndexEntryFlags)
+ENTRY_NODE, ENTRY_END = _EF["NODE"], _EF["END"]
 MAX_DEPTH = 64
 
-_ENTRY = struct.Struct("<QHHH")
+# fast paths, from the declarations above
+_HEADER = struct_format(IndexHeader)
+_ENTRY = struct_format(IndexEntryHeader)
+_VCN = struct_format(IndexEntryChild)
+_ROOT = struct_format(IndexRoot)
+ROOT_HEADER_AT = IndexRoot.sizeof()  # where the root node's IndexHeader starts
+BLOCK_HEADER_AT = IndexBlockHeader.sizeof()  # where an INDX block's IndexHeader starts
+_BLOCK_VCN = struct_format(Struct(IndexBlockHeader.index_block_vcn))
+_BLOCK_VCN_AT = offset_of(IndexBlockHeader, "index_block_vcn")
+
+
+def index_block_size(root_value: bytes) -> int | None:
+    """The INDX block size an $INDEX_ROOT value names (None when it is too short)."""
+    if len(root_value) < _ROOT.size:
+        return None
+    return _ROOT.unpack_from(root_value, 0)[2]
 
 
 @dataclass(slots=True)
@@ -76,31 +108,32 @@ def parse_node(buf, off: int) -> tuple[list[tuple[int, int, bytes, int | None]],
 
     Returns the entries and the header flags; RecordError when malformed.
     """
-    if off + 16 > len(buf):
+    if off + _HEADER.size > len(buf):
         raise RecordError("index header runs past the block")
-    eoff, used, _alloc, hflags = struct.unpack_from("<IIIB", buf, off)
+    eoff, used, _alloc, hflags = _HEADER.unpack_from(buf, off)
     pos = off + eoff
     end = off + used
-    if eoff < 16 or end > len(buf) or pos > end:
+    if eoff < _HEADER.size or end > len(buf) or pos > end:
         raise RecordError(f"index header: entries at {eoff}, used {used} do not fit")
     out = []
     while True:
-        if pos + 16 > end:
+        if pos + _ENTRY.size > end:
             raise RecordError(f"index entry at {pos:#x} runs past the node (no last entry)")
         ref, length, klen, eflags = _ENTRY.unpack_from(buf, pos)
-        if length < 16 or length & 7 or pos + length > end:
+        if length < _ENTRY.size or length & 7 or pos + length > end:
             raise RecordError(f"index entry at {pos:#x} has a bad length {length}")
         child = None
         if eflags & ENTRY_NODE:
-            if length < 24:
+            if length < _ENTRY.size + _VCN.size:
                 raise RecordError(f"index entry at {pos:#x} is too short for a child pointer")
-            child = struct.unpack_from("<Q", buf, pos + length - 8)[0]
+            child = _VCN.unpack_from(buf, pos + length - _VCN.size)[0]
         if eflags & ENTRY_END:
             out.append((0, eflags, b"", child))
             return out, hflags
-        if 16 + klen > length:
+        if _ENTRY.size + klen > length:
             raise RecordError(f"index entry at {pos:#x}: key of {klen} bytes outside it")
-        out.append((ref, eflags, bytes(buf[pos + 16 : pos + 16 + klen]), child))
+        key = pos + _ENTRY.size
+        out.append((ref, eflags, bytes(buf[key : key + klen]), child))
         pos += length
 
 
@@ -116,11 +149,11 @@ def walk_index(
     ``problems`` and skipped; child-pointer loops are detected.
     """
     walk = IndexWalk()
-    if len(root_value) < 32:
+    if len(root_value) < ROOT_HEADER_AT + _HEADER.size:
         walk.problems.append((None, "$INDEX_ROOT is too short"))
         return walk
     try:
-        root_entries, _ = parse_node(root_value, 16)
+        root_entries, _ = parse_node(root_value, ROOT_HEADER_AT)
     except RecordError as e:
         walk.problems.append((None, f"$INDEX_ROOT: {e}"))
         return walk
@@ -149,10 +182,10 @@ def walk_index(
         try:
             raw = bytearray(read_block(vcn))
             apply_fixup(raw, b"INDX")
-            own_vcn = struct.unpack_from("<Q", raw, 16)[0]
+            (own_vcn,) = _BLOCK_VCN.unpack_from(raw, _BLOCK_VCN_AT)
             if own_vcn != vcn:
                 raise RecordError(f"block says it is VCN {own_vcn}")
-            entries, _ = parse_node(raw, 24)
+            entries, _ = parse_node(raw, BLOCK_HEADER_AT)
         except (RecordError, ValueError) as e:
             walk.problems.append((vcn, f"INDX block at VCN {vcn}: {e}"))
             return
@@ -180,7 +213,7 @@ def all_blocks(
         try:
             raw = bytearray(read_block(vcn))
             apply_fixup(raw, b"INDX")
-            entries, _ = parse_node(raw, 24)
+            entries, _ = parse_node(raw, BLOCK_HEADER_AT)
         except (RecordError, ValueError) as e:
             walk.problems.append((vcn, f"INDX block at VCN {vcn}: {e}"))
             continue

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import struct
 
+from .huffman import HuffmanError, huffman_table
+
 WINDOW = 32768
 NUM_CHARS = 256
 MIN_MATCH = 2
@@ -87,13 +89,11 @@ class _Bits:
 
 def _table(lengths: list[int], nsyms: int) -> list[int]:
     """A 2**16-entry decode table: (symbol << 5) | length for each 16-bit prefix."""
-    from .wof import XpressError, huffman_table
-
     if not any(lengths[:nsyms]):
         raise LZXError("empty Huffman code")
     try:
         return huffman_table(lengths[:nsyms], 16, 5)
-    except XpressError as e:
+    except HuffmanError as e:
         raise LZXError(str(e)) from None
 
 

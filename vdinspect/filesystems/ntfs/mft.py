@@ -1,30 +1,69 @@
-"""MFT records (FILE record segments), update-sequence fixups and attribute headers.
+"""MFT records (FILE record segments) and attribute records.
 
 Facts from the Linux-NTFS project documentation ("MFT", "Attribute header", "Fixup")
-cross-checked with mkntfs output and Windows-made volumes. Every multi-sector structure
-(FILE records, INDX blocks) ends each 512-byte stride with the update sequence number;
-the real last two bytes of each stride are kept in the update sequence array.
+cross-checked with mkntfs output and Windows-made volumes. A record is multi-sector
+protected (the update sequence, undone by ``apply_fixup`` of volumes/multisector.py);
+its attributes follow the header, each a common header then a resident form (the value
+inside the record) or a non-resident form (a runlist of clusters elsewhere).
 """
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
-import numpy as np
-from construct import Bytes, Int16ul, Int32ul, Int64ul, Struct
+from construct import (
+    Enum,
+    FlagsEnum,
+    If,
+    Int8ul,
+    Int16ul,
+    Int32ul,
+    Int64sl,
+    Int64ul,
+    Padding,
+    Struct,
+)
+
+from ...layout import flag_values, offset_of, struct_format
+from ...volumes.multisector import MultiSectorHeader, RecordError
+
+# --- codes and flags --------------------------------------------------------------------
+
+AttributeType = Enum(
+    Int32ul,
+    **{
+        "$STANDARD_INFORMATION": 0x10,
+        "$ATTRIBUTE_LIST": 0x20,
+        "$FILE_NAME": 0x30,
+        "$OBJECT_ID": 0x40,
+        "$SECURITY_DESCRIPTOR": 0x50,
+        "$VOLUME_NAME": 0x60,
+        "$VOLUME_INFORMATION": 0x70,
+        "$DATA": 0x80,
+        "$INDEX_ROOT": 0x90,
+        "$INDEX_ALLOCATION": 0xA0,
+        "$BITMAP": 0xB0,
+        "$REPARSE_POINT": 0xC0,
+        "$EA_INFORMATION": 0xD0,
+        "$EA": 0xE0,
+        "$PROPERTY_SET": 0xF0,
+        "$LOGGED_UTILITY_STREAM": 0x100,
+        "end": 0xFFFFFFFF,
+    },
+)
+
+RecordFlags = FlagsEnum(Int16ul, IN_USE=0x1, IS_DIRECTORY=0x2, IS_4=0x4, IS_VIEW_INDEX=0x8)
+AttributeFlags = FlagsEnum(Int16ul, IS_COMPRESSED=0x0001, IS_ENCRYPTED=0x4000, IS_SPARSE=0x8000)
 
 # --- on-disk structures ----------------------------------------------------------------
 
 FileRecordHeader = Struct(
-    "signature" / Bytes(4) * '"FILE" ("BAAD" marks a record chkdsk found broken)',
-    "usa_offset" / Int16ul * "offset of the update sequence array, bytes",
-    "usa_count" / Int16ul * "entries in the array: 1 + number of 512-byte strides",
+    *MultiSectorHeader.subcons,
     "lsn" / Int64ul * "$LogFile sequence number of the last change",
     "sequence_number" / Int16ul * "bumped each time the record is freed",
     "link_count" / Int16ul * "hard links (indexed $FILE_NAME attributes)",
     "attrs_offset" / Int16ul * "offset of the first attribute, bytes",
-    "flags" / Int16ul * "0x1 in use, 0x2 directory, 0x4 in $Extend, 0x8 view index",
+    "flags" / RecordFlags * "in use, directory, in $Extend (IS_4), view index",
     "bytes_in_use" / Int32ul * "used bytes of the record",
     "bytes_allocated" / Int32ul * "record size, bytes",
     "base_mft_record" / Int64ul * "file reference of the base record (0 in a base record)",
@@ -32,139 +71,99 @@ FileRecordHeader = Struct(
 )  # 42 bytes; NTFS 3.1 adds 2 reserved bytes and the record's own number (u32 at 0x2C)
 
 AttributeHeader = Struct(
-    "type" / Int32ul * "attribute type code (0xFFFFFFFF ends the list)",
+    "type" / AttributeType * "attribute type code (0xFFFFFFFF ends the list)",
     "length" / Int32ul * "bytes of this attribute record",
-    "non_resident" / Bytes(1) * "0 resident, 1 non-resident",
-    "name_length" / Bytes(1) * "UTF-16 units of the attribute name",
+    "non_resident" / Int8ul * "0 resident, 1 non-resident",
+    "name_length" / Int8ul * "UTF-16 units of the attribute name",
     "name_offset" / Int16ul * "offset of the name, bytes",
-    "flags" / Int16ul * "0x0001 compressed, 0x4000 encrypted, 0x8000 sparse",
+    "flags" / AttributeFlags * "compressed, encrypted, sparse",
     "instance" / Int16ul * "attribute id, unique within the file",
-)  # 16 bytes; then the resident or non-resident part
+)  # 16 bytes; then the resident or non-resident form
 
-REC_IN_USE, REC_DIRECTORY, REC_EXTEND, REC_VIEW_INDEX = 0x1, 0x2, 0x4, 0x8
-ATTR_COMPRESSED, ATTR_ENCRYPTED, ATTR_SPARSE = 0x0001, 0x4000, 0x8000
+ResidentForm = Struct(
+    "value_length" / Int32ul * "bytes of the value",
+    "value_offset" / Int16ul * "offset of the value from the attribute's start, bytes",
+    "resident_flags" / Int8ul * "1 = indexed (a $FILE_NAME named by a directory index)",
+    Padding(1),
+)  # 8 bytes, at offset 16
 
-# attribute type codes
-AT_STANDARD_INFORMATION = 0x10
-AT_ATTRIBUTE_LIST = 0x20
-AT_FILE_NAME = 0x30
-AT_OBJECT_ID = 0x40
-AT_SECURITY_DESCRIPTOR = 0x50
-AT_VOLUME_NAME = 0x60
-AT_VOLUME_INFORMATION = 0x70
-AT_DATA = 0x80
-AT_INDEX_ROOT = 0x90
-AT_INDEX_ALLOCATION = 0xA0
-AT_BITMAP = 0xB0
-AT_REPARSE_POINT = 0xC0
-AT_EA_INFORMATION = 0xD0
-AT_EA = 0xE0
-AT_LOGGED_UTILITY_STREAM = 0x100
-AT_END = 0xFFFFFFFF
+NonResidentForm = Struct(
+    "lowest_vcn" / Int64sl * "first cluster (VCN) of the value this record maps",
+    "highest_vcn" / Int64sl * "last VCN mapped here (-1 for an empty value)",
+    "mapping_pairs_offset" / Int16ul * "offset of the runlist from the attribute's start",
+    "compression_unit" / Int8ul * "log2 of clusters per compression unit (0: none)",
+    Padding(5),
+    "allocated_size" / Int64ul * "bytes of the clusters allocated (first piece only)",
+    "data_size" / Int64ul * "bytes of the value (first piece only)",
+    "initialized_size" / Int64ul * "bytes written; the rest reads as zeros (first piece)",
+)  # 48 bytes, at offset 16
 
-ATTR_NAMES = {
-    0x10: "$STANDARD_INFORMATION",
-    0x20: "$ATTRIBUTE_LIST",
-    0x30: "$FILE_NAME",
-    0x40: "$OBJECT_ID",
-    0x50: "$SECURITY_DESCRIPTOR",
-    0x60: "$VOLUME_NAME",
-    0x70: "$VOLUME_INFORMATION",
-    0x80: "$DATA",
-    0x90: "$INDEX_ROOT",
-    0xA0: "$INDEX_ALLOCATION",
-    0xB0: "$BITMAP",
-    0xC0: "$REPARSE_POINT",
-    0xD0: "$EA_INFORMATION",
-    0xE0: "$EA",
-    0x100: "$LOGGED_UTILITY_STREAM",
-}
+CompressedSize = Struct(
+    "compressed_size" / Int64ul * "bytes of clusters actually allocated (compressed/sparse)",
+)  # 8 bytes after the non-resident form, present when compressed or sparse
+
+# whole attribute record heads (header + form), as the structure explorer shows them
+ResidentAttribute = Struct(*AttributeHeader.subcons, *ResidentForm.subcons)  # 24 bytes
+NonResidentAttribute = Struct(
+    *AttributeHeader.subcons,
+    *NonResidentForm.subcons,
+    "compressed_size"
+    / If(
+        lambda c: c.length >= COMPRESSED_END
+        and bool(c.compression_unit or c.flags.IS_COMPRESSED or c.flags.IS_SPARSE),
+        Int64ul,
+    )
+    * "bytes of clusters actually allocated (compressed or sparse attributes only)",
+)  # 64 or 72 bytes, then the runlist (at mapping_pairs_offset)
+
+_AT = flag_values(AttributeType)
+_REC = flag_values(RecordFlags)
+_ATTRF = flag_values(AttributeFlags)
+
+REC_IN_USE, REC_DIRECTORY = _REC["IN_USE"], _REC["IS_DIRECTORY"]
+REC_EXTEND, REC_VIEW_INDEX = _REC["IS_4"], _REC["IS_VIEW_INDEX"]
+ATTR_COMPRESSED, ATTR_ENCRYPTED = _ATTRF["IS_COMPRESSED"], _ATTRF["IS_ENCRYPTED"]
+ATTR_SPARSE = _ATTRF["IS_SPARSE"]
+
+AT_STANDARD_INFORMATION = _AT["$STANDARD_INFORMATION"]
+AT_ATTRIBUTE_LIST = _AT["$ATTRIBUTE_LIST"]
+AT_FILE_NAME = _AT["$FILE_NAME"]
+AT_OBJECT_ID = _AT["$OBJECT_ID"]
+AT_SECURITY_DESCRIPTOR = _AT["$SECURITY_DESCRIPTOR"]
+AT_VOLUME_NAME = _AT["$VOLUME_NAME"]
+AT_VOLUME_INFORMATION = _AT["$VOLUME_INFORMATION"]
+AT_DATA = _AT["$DATA"]
+AT_INDEX_ROOT = _AT["$INDEX_ROOT"]
+AT_INDEX_ALLOCATION = _AT["$INDEX_ALLOCATION"]
+AT_BITMAP = _AT["$BITMAP"]
+AT_REPARSE_POINT = _AT["$REPARSE_POINT"]
+AT_EA_INFORMATION = _AT["$EA_INFORMATION"]
+AT_EA = _AT["$EA"]
+AT_LOGGED_UTILITY_STREAM = _AT["$LOGGED_UTILITY_STREAM"]
+AT_END = _AT["end"]
+
+#: attribute type code -> name ("$DATA"), for messages and listings
+ATTR_NAMES = {code: name for name, code in _AT.items() if code != AT_END}
 
 MREF_MASK = (1 << 48) - 1
-STRIDE = 512
 
-_U16 = struct.Struct("<H").unpack_from
-_U32 = struct.Struct("<I").unpack_from
-_HDR = struct.Struct("<4sHHQHHHHIIQH")  # FileRecordHeader
-_ATTR = struct.Struct("<IIBBHHH")  # AttributeHeader
-_RES = struct.Struct("<IH")  # value_length, value_offset
-_NONRES = struct.Struct("<qqHB5xQQQ")  # lowest/highest vcn, mp offset, cu, sizes
+# fast paths for the record-by-record loops, from the declarations above
+RECORD_FMT = struct_format(FileRecordHeader)
+ATTR_FMT = struct_format(AttributeHeader)
+RESIDENT_FMT = struct_format(ResidentForm)
+NONRES_FMT = struct_format(NonResidentForm)
+COMPRESSED_SIZE_FMT = struct_format(CompressedSize)
+ATTR_TYPE = struct_format(Struct(AttributeHeader.type)).unpack_from  # read before the header
+FORM_AT = AttributeHeader.sizeof()  # where the resident/non-resident form starts
+RESIDENT_END = FORM_AT + ResidentForm.sizeof()  # 24: the shortest resident attribute
+COMPRESSED_SIZE_AT = FORM_AT + NonResidentForm.sizeof()  # 64: the shortest non-resident one
+COMPRESSED_END = COMPRESSED_SIZE_AT + CompressedSize.sizeof()  # 72
+RECORD_HEAD = offset_of(FileRecordHeader, "next_attr_instance") + 2  # 42: attributes after
 
 
 def split_ref(ref: int) -> tuple[int, int]:
     """A file reference as (record number, sequence number)."""
     return ref & MREF_MASK, ref >> 48
-
-
-class RecordError(ValueError):
-    """A record (or INDX block) that cannot be used; the message says why."""
-
-
-def apply_fixup(buf: bytearray, magic: bytes) -> None:
-    """Check and undo the update sequence in ``buf`` in place (RecordError if broken)."""
-    if buf[:4] != magic:
-        raise RecordError(f"signature is {bytes(buf[:4])!r}, not {magic!r}")
-    usa_off, usa_count = _U16(buf, 4)[0], _U16(buf, 6)[0]
-    size = len(buf)
-    if usa_count < 2 or usa_off & 1 or usa_off < 8 or usa_off + 2 * usa_count > size:
-        raise RecordError(
-            f"update sequence array (offset {usa_off}, {usa_count} entries) does not fit"
-        )
-    if (usa_count - 1) * STRIDE > size:
-        raise RecordError(f"update sequence count {usa_count} is too large for {size} bytes")
-    usn = buf[usa_off : usa_off + 2]
-    for i in range(1, usa_count):
-        end = i * STRIDE
-        if buf[end - 2 : end] != usn:
-            raise RecordError(f"fixup mismatch at byte {end - 2} (torn write or damage)")
-        buf[end - 2 : end] = buf[usa_off + 2 * i : usa_off + 2 * i + 2]
-
-
-def fixup_many(
-    chunk: bytes, record_size: int, magic: bytes = b"FILE"
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fix up every record of a chunk at once with numpy.
-
-    Returns (records as a writable (n, record_size) uint8 array, mask of records with the
-    magic, mask of records whose fixups check out). Records with an unusual update sequence
-    layout are fixed one by one.
-    """
-    n = len(chunk) // record_size
-    arr = np.frombuffer(chunk, dtype=np.uint8, count=n * record_size).reshape(n, record_size).copy()
-    sig = arr[:, :4].copy().view("<u4")[:, 0]
-    has_magic = sig == int.from_bytes(magic, "little")
-    ok = np.zeros(n, dtype=bool)
-    if not has_magic.any():
-        return arr, has_magic, ok
-    words = arr.view("<u2")
-    usa_off = words[:, 2].astype(np.int64)
-    usa_cnt = words[:, 3].astype(np.int64)
-    strides = record_size // STRIDE
-    std_off = int(np.bincount(usa_off[has_magic]).argmax())
-    standard = has_magic & (usa_off == std_off) & (usa_cnt == strides + 1)
-    if std_off + 2 * (strides + 1) <= record_size and std_off % 2 == 0 and std_off >= 8:
-        idx = np.nonzero(standard)[0]
-        if len(idx):
-            w = words[idx]
-            usn = w[:, std_off // 2]
-            ends = np.arange(1, strides + 1) * (STRIDE // 2) - 1
-            good = (w[:, ends] == usn[:, None]).all(axis=1)
-            saved = w[:, std_off // 2 + 1 : std_off // 2 + 1 + strides]
-            w[:, ends] = saved
-            words[idx] = w
-            ok[idx] = good
-            # bad ones: restore nothing (they are skipped); undo the write for clarity
-    else:
-        standard[:] = False
-    for i in np.nonzero(has_magic & ~standard)[0]:
-        rec = bytearray(chunk[i * record_size : (i + 1) * record_size])
-        try:
-            apply_fixup(rec, magic)
-        except RecordError:
-            continue
-        arr[i] = np.frombuffer(rec, dtype=np.uint8)
-        ok[i] = True
-    return arr, has_magic, ok
 
 
 @dataclass(slots=True, eq=False)
@@ -237,9 +236,9 @@ def parse_record(buf, number: int, keep_raw: bool = False) -> Record:
     """Parse a fixed-up FILE record (bytes or memoryview). RecordError if it is unusable."""
     size = len(buf)
     (_sig, _uo, _uc, lsn, seq, links, first, flags, in_use, _alloc, base_ref, _nxt) = (
-        _HDR.unpack_from(buf, 0)
+        RECORD_FMT.unpack_from(buf, 0)
     )
-    if first < 0x2A or first >= size or first & 7:
+    if first < RECORD_HEAD or first >= size or first & 7:
         raise RecordError(f"first attribute offset {first:#x} is not sane")
     if in_use > size or in_use < first:
         raise RecordError(f"bytes in use ({in_use}) is not between {first} and {size}")
@@ -259,15 +258,15 @@ def parse_record(buf, number: int, keep_raw: bool = False) -> Record:
 def parse_attributes(buf, off: int, limit: int, number: int) -> list[Attribute]:
     """The attribute records between ``off`` and ``limit`` (RecordError when malformed)."""
     attrs = []
-    attr_hdr = _ATTR.unpack_from
+    attr_hdr = ATTR_FMT.unpack_from
     while off + 4 <= limit:
-        atype = _U32(buf, off)[0]
+        atype = ATTR_TYPE(buf, off)[0]
         if atype == AT_END:
             break
-        if off + 16 > limit:
+        if off + FORM_AT > limit:
             raise RecordError(f"attribute at {off:#x} is cut off by the end of the record")
         atype, length, nonres, name_len, name_off, aflags, inst = attr_hdr(buf, off)
-        if length < 16 or length & 7 or off + length > limit:
+        if length < FORM_AT or length & 7 or off + length > limit:
             raise RecordError(f"attribute {atype:#x} at {off:#x} has a bad length {length}")
         name = ""
         if name_len:
@@ -277,9 +276,9 @@ def parse_attributes(buf, off: int, limit: int, number: int) -> list[Attribute]:
                 "utf-16-le", "replace"
             )
         if nonres == 0:
-            if length < 24:
+            if length < RESIDENT_END:
                 raise RecordError(f"resident attribute {atype:#x} at {off:#x} is too short")
-            vlen, voff = _RES.unpack_from(buf, off + 16)
+            vlen, voff, _rflags = RESIDENT_FMT.unpack_from(buf, off + FORM_AT)
             if voff + vlen > length:
                 raise RecordError(f"attribute {atype:#x} at {off:#x}: value outside it")
             attrs.append(
@@ -295,12 +294,12 @@ def parse_attributes(buf, off: int, limit: int, number: int) -> list[Attribute]:
                 )
             )
         else:
-            if length < 64:
+            if length < COMPRESSED_SIZE_AT:
                 raise RecordError(f"non-resident attribute {atype:#x} at {off:#x} is too short")
-            lvcn, hvcn, mp_off, cu, alloc, dsize, isize = _NONRES.unpack_from(buf, off + 16)
+            lvcn, hvcn, mp_off, cu, alloc, dsize, isize = NONRES_FMT.unpack_from(buf, off + FORM_AT)
             csize = None
-            if (cu or aflags & (ATTR_COMPRESSED | ATTR_SPARSE)) and length >= 72:
-                csize = struct.unpack_from("<Q", buf, off + 64)[0]
+            if (cu or aflags & (ATTR_COMPRESSED | ATTR_SPARSE)) and length >= COMPRESSED_END:
+                (csize,) = COMPRESSED_SIZE_FMT.unpack_from(buf, off + COMPRESSED_SIZE_AT)
             if max(alloc, dsize, isize) >= 1 << 62 or dsize > alloc or isize > alloc:
                 raise RecordError(
                     f"attribute {atype:#x} at {off:#x}: sizes {dsize}/{isize}/"
@@ -308,7 +307,7 @@ def parse_attributes(buf, off: int, limit: int, number: int) -> list[Attribute]:
                 )
             if lvcn < 0 or lvcn > hvcn + 1 or hvcn >= 1 << 62:  # empty: 0..-1
                 raise RecordError(f"attribute {atype:#x} at {off:#x}: VCNs {lvcn}..{hvcn}")
-            if mp_off < 64 or mp_off > length:
+            if mp_off < COMPRESSED_SIZE_AT or mp_off > length:
                 raise RecordError(f"attribute {atype:#x} at {off:#x}: runlist offset {mp_off}")
             attrs.append(
                 Attribute(

@@ -1,4 +1,4 @@
-"""WOF ("Windows Overlay Filter", CompactOS) compressed files and XPRESS Huffman.
+"""WOF ("Windows Overlay Filter", CompactOS) compressed files.
 
 A WOF-compressed file carries a reparse point with tag IO_REPARSE_TAG_WOF (0x80000017)
 whose data is WOF_EXTERNAL_INFO (version 1, provider 2 = file) then
@@ -8,149 +8,54 @@ named $DATA "WofCompressedData" holds a chunk offset table (one entry per chunk 
 first: u32, or u64 for files of 4 GiB and more) then the chunks, each compressed
 independently, or stored as is when compressing did not make it smaller.
 
-XPRESS Huffman (LZ77+Huffman) follows [MS-XCA] 2.1-2.2: per 64 KiB of output, a table of
-512 4-bit code lengths, then a bit stream of 16-bit little-endian words read MSB first.
-LZX chunks (32 KiB) are decoded by lzx.py.
+Chunks are decoded by xpress.py (XPRESS Huffman, [MS-XCA] 2.1-2.2) and lzx.py (LZX).
 """
 
 from __future__ import annotations
 
 import struct
 
-from construct import Int32ul, Struct
+from construct import Enum, Int32ul, Struct
 
 from ...errors import CorruptImage, UnsupportedFeature
 from ...io import ByteSource, LRUCache
+from ...layout import flag_values, struct_format
 from .lzx import LZXError
 from .lzx import decompress as lzx_decompress
+from .xpress import XpressError, xpress_huffman_decompress
 
 WofExternalInfo = Struct(
-    "version" / Int32ul * "1",
-    "provider" / Int32ul * "1 = WIM-backed, 2 = file (per-file compression)",
-)
+    "Version" / Int32ul * "1",
+    "Provider" / Enum(Int32ul, WIM=1, FILE=2) * "1 = WIM-backed, 2 = file (per-file compression)",
+)  # WOF_EXTERNAL_INFO, 8 bytes
 
 FileProviderExternalInfoV1 = Struct(
-    "version" / Int32ul * "1",
-    "algorithm" / Int32ul * "0 XPRESS4K, 1 LZX, 2 XPRESS8K, 3 XPRESS16K",
-    "flags" / Int32ul * "0",
-)
+    "Version" / Int32ul * "1",
+    "Algorithm" / Enum(Int32ul, XPRESS4K=0, LZX=1, XPRESS8K=2, XPRESS16K=3)
+    * "0 XPRESS4K, 1 LZX, 2 XPRESS8K, 3 XPRESS16K",
+    "Flags" / Int32ul * "0",
+)  # FILE_PROVIDER_EXTERNAL_INFO_V1, 12 bytes
 
+PROVIDER_FILE = flag_values(WofExternalInfo.Provider)["FILE"]
+#: algorithm code -> (name, chunk size in bytes)
+CHUNK_SIZES = {"XPRESS4K": 4096, "LZX": 32768, "XPRESS8K": 8192, "XPRESS16K": 16384}
 ALGORITHMS = {
-    0: ("xpress4k", 4096),
-    1: ("lzx", 32768),
-    2: ("xpress8k", 8192),
-    3: ("xpress16k", 16384),
+    code: (name.lower(), CHUNK_SIZES[name])
+    for name, code in flag_values(FileProviderExternalInfoV1.Algorithm).items()
 }
+_EXTERNAL = struct_format(WofExternalInfo)
+_PROVIDER = struct_format(FileProviderExternalInfoV1)
 WOF_STREAM = "WofCompressedData"
-
-
-class XpressError(ValueError):
-    """XPRESS Huffman data that cannot be decoded."""
-
-
-def _decode_table(lengths: list[int]) -> list[int]:
-    """A 2**15-entry table: for each 15-bit prefix, (symbol << 4) | code length."""
-    return huffman_table(lengths, 15, 4)
-
-
-def huffman_table(lengths, bits: int, shift: int) -> list[int]:
-    """Canonical Huffman decode table over ``bits``-bit prefixes (codes by length, then
-    symbol): entry = (symbol << shift) | length, 0 for prefixes no code uses."""
-    table = [0] * (1 << bits)
-    pos = 0
-    for length, sym in sorted((n, s) for s, n in enumerate(lengths) if n):
-        if length > bits:
-            raise XpressError(f"code length {length} longer than {bits} bits")
-        span = 1 << (bits - length)
-        if pos + span > 1 << bits:
-            raise XpressError("Huffman code lengths over-subscribe the code space")
-        table[pos : pos + span] = [(sym << shift) | length] * span
-        pos += span
-    return table
-
-
-def xpress_huffman_decompress(data: bytes, size: int) -> bytes:
-    """Decompress an LZ77+Huffman buffer to exactly ``size`` bytes."""
-    out = bytearray()
-    p = 0
-    n = len(data)
-    padded = data + b"\0\0\0\0\0\0\0\0"
-    u16 = struct.Struct("<H").unpack_from
-    while len(out) < size:
-        if p + 260 > n:
-            raise XpressError(f"Huffman table at byte {p} is cut off")
-        lengths = []
-        for b in data[p : p + 256]:
-            lengths.append(b & 15)
-            lengths.append(b >> 4)
-        table = _decode_table(lengths)
-        p += 256
-        cur = (u16(padded, p)[0] << 16) | u16(padded, p + 2)[0]
-        p += 4
-        extra = 16
-        block_end = min(size, len(out) + 65536)
-        while len(out) < block_end:
-            entry = table[cur >> 17]
-            length = entry & 15
-            if length == 0:
-                raise XpressError(f"invalid Huffman code at byte {p}")
-            sym = entry >> 4
-            cur = (cur << length) & 0xFFFFFFFF
-            extra -= length
-            if extra < 0:
-                cur |= u16(padded, p)[0] << -extra
-                p += 2
-                extra += 16
-            if sym < 256:
-                out.append(sym)
-                continue
-            sym -= 256
-            mlen = sym & 15
-            dbits = sym >> 4
-            if mlen == 15:
-                mlen = padded[p]
-                p += 1
-                if mlen == 255:
-                    mlen = u16(padded, p)[0]
-                    p += 2
-                    if mlen == 0:
-                        mlen = struct.unpack_from("<I", padded, p)[0]
-                        p += 4
-                    if mlen < 15:
-                        raise XpressError(f"bad match length escape at byte {p}")
-                    mlen -= 15
-                mlen += 15
-            mlen += 3
-            dist = ((cur >> (32 - dbits)) if dbits else 0) | (1 << dbits)
-            cur = (cur << dbits) & 0xFFFFFFFF
-            extra -= dbits
-            if extra < 0:
-                cur |= u16(padded, p)[0] << -extra
-                p += 2
-                extra += 16
-            if dist > len(out):
-                raise XpressError(f"match {dist} bytes back with {len(out)} bytes of output")
-            mlen = min(mlen, block_end - len(out))
-            src = len(out) - dist
-            if dist >= mlen:
-                out += out[src : src + mlen]
-            else:
-                pattern = bytes(out[src:])
-                reps, rest = divmod(mlen, dist)
-                out += pattern * reps + pattern[:rest]
-            if p > n + 4:
-                raise XpressError("compressed data ended early")
-    return bytes(out[:size])
 
 
 def parse_wof_reparse(data: bytes) -> tuple[int, int]:
     """(provider, algorithm) from a WOF reparse buffer (after the 8-byte reparse header)."""
-    if len(data) < 8:
-        raise ValueError("WOF reparse data shorter than 8 bytes")
-    version, provider = struct.unpack_from("<II", data, 0)
-    if provider != 2 or len(data) < 16:
+    if len(data) < _EXTERNAL.size:
+        raise ValueError(f"WOF reparse data shorter than {_EXTERNAL.size} bytes")
+    _version, provider = _EXTERNAL.unpack_from(data, 0)
+    if provider != PROVIDER_FILE or len(data) < _EXTERNAL.size + _PROVIDER.size:
         return provider, -1
-    _v, algorithm = struct.unpack_from("<II", data, 8)
+    _v, algorithm, _flags = _PROVIDER.unpack_from(data, _EXTERNAL.size)
     return provider, algorithm
 
 
