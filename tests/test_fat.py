@@ -225,7 +225,8 @@ def test_names_and_lowercase_flags(mtools_image):
     fs = fatmod.open_filesystem(FileSource(img))
     low = fs.lookup("/lower.txt")
     assert low.name == "lower.txt" and low.extra["short_name"] == "lower.txt"
-    assert low.raw.parsed.DIR_NTRes & 0x18 == 0x18
+    nt = low.raw.parsed.DIR_NTRes
+    assert nt.LOWER_BASE and nt.LOWER_EXT  # DIR_NTRes bits 0x08 and 0x10
     assert fs.lookup("/LOWER.TXT").inode == low.inode  # case-insensitive lookup
     longe = fs.lookup("/mixed case LONG name.DAT")
     assert longe.name == "Mixed Case Long Name.dat"
@@ -333,6 +334,30 @@ def test_builder_images_fsck_fls_and_data(bits, tmp_path):
     assert g.deleted and g.recoverable and fs.read(g) == gone.data
     compare_with_fls(fs, fb.fls(path), image=path)
     assert fs.check() == []
+
+
+@pytest.mark.parametrize("bits,clusters", [(12, 4084), (16, 4085)])
+def test_fat12_fat16_boundary(bits, clusters, tmp_path):
+    """FAT12 iff fewer than 4085 clusters (fatgen103), as fsck.fat and TSK decide too.
+
+    blkid's VERSION says FAT16 at exactly 4084 clusters; the probe and the driver both
+    follow the specification (one check, ``volumes.fat_layout.check_bpb``).
+    """
+    from vdinspect.volumes.probes import probe
+
+    sectors = next(n for n in range(4100, 4200) if fb.FatImage(bits=bits, sectors=n).clusters
+                   == clusters)
+    img = fb.FatImage(bits=bits, sectors=sectors)
+    img.add_file(img.root, "edge.txt", blob(7, 3000))
+    path = tmp_path / "edge.img"
+    path.write_bytes(img.build())
+    out = run("fsck.fat", "-n", "-v", path)  # exit status 0: clean for this entry width
+    assert f"{bits} bit entries" in out
+    assert f"File System Type: FAT{bits}" in run("fsstat", path)
+    fs = fatmod.open_filesystem(FileSource(path))
+    assert (fs.fstype, fs.clusters) == (f"fat{bits}", clusters)
+    assert probe(FileSource(path)).type == f"fat{bits}"
+    assert fs.read("/edge.txt") == blob(7, 3000) and fs.check() == []
 
 
 def test_created_tenths_and_timestamps(tmp_path):
