@@ -136,6 +136,7 @@ class FatGeometry:
 
     @property
     def sector_size(self) -> int:
+        """BPB_BytsPerSec."""
         return self.bpb.BPB_BytsPerSec
 
 

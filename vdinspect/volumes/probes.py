@@ -2,12 +2,13 @@
 
 Each probe reads a few small blocks at fixed places and answers like ``blkid -p`` does
 (TYPE, LABEL, UUID formatted as blkid prints them), with one difference: FAT volumes are
-named ``fat12``/``fat16``/``fat32`` (blkid's TYPE=vfat plus its VERSION), decided from
-the BPB by counting clusters as the FAT specification says (``fat_layout.check_bpb``, shared
-with the FAT driver: at exactly 4084 clusters that is FAT12, where blkid says FAT16). Places and fields are from each format's
-specification (Microsoft FAT/exFAT, the ext4 and XFS on-disk docs, ISO 9660/ECMA-119,
-ECMA-167/UDF, Apple TN1150, LUKS on-disk format, lvm2's layout) and checked against
-util-linux's expected outputs (tests/ts/blkid) and real mkfs tools.
+named ``fat12``/``fat16``/``fat32`` (blkid's TYPE=vfat plus its VERSION), decided from the
+BPB by counting clusters as the FAT specification says (``fat_layout.check_bpb``, shared
+with the FAT driver: at exactly 4084 clusters that is FAT12, where blkid says FAT16).
+Places and fields are from each format's specification (Microsoft FAT/exFAT, the ext4 and
+XFS on-disk docs, ISO 9660/ECMA-119, ECMA-167/UDF, Apple TN1150, LUKS on-disk format,
+lvm2's layout) and checked against util-linux's expected outputs (tests/ts/blkid) and
+real mkfs tools.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import uuid as uuidlib
 from collections import namedtuple
 
 import numpy as np
+from construct import Container
 
 from ...errors import CorruptImage, InvalidArgument
 from ..base import DIR, FILE, Entry
@@ -103,7 +104,8 @@ class ExfatKey:
 
     __slots__ = ("cluster", "size", "valid", "contiguous", "deleted", "root")
 
-    def __init__(self, cluster, size, valid, contiguous, deleted=False, root=False):
+    def __init__(self, cluster: int, size: int, valid: int, contiguous: bool,
+                 deleted: bool = False, root: bool = False) -> None:
         self.cluster = cluster
         self.size = size
         self.valid = valid
@@ -125,11 +127,13 @@ class EntrySet:
         self.raw = raw
 
     @property
-    def file(self):
+    def file(self) -> Container:
+        """The File entry, parsed with :data:`~.structs.FileEntry`."""
         return FileEntry.parse(self.raw[:ENTRY_SIZE])
 
     @property
-    def stream(self):
+    def stream(self) -> Container:
+        """The Stream Extension entry, parsed with :data:`~.structs.StreamExtensionEntry`."""
         return StreamExtensionEntry.parse(self.raw[ENTRY_SIZE : 2 * ENTRY_SIZE])
 
     def __repr__(self) -> str:

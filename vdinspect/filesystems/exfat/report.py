@@ -21,6 +21,7 @@ class ReportMixin:
     _checked = False  # check() walks the volume once
 
     def flags(self) -> list[str]:
+        """"dirty" and "media failure" when VolumeFlags says so."""
         f = []
         if self.boot.VolumeFlags.VolumeDirty:
             f.append("dirty")
@@ -29,6 +30,7 @@ class ReportMixin:
         return f
 
     def free_clusters(self) -> int | None:
+        """Clusters free in the allocation bitmap (None without one)."""
         if self.bitmap is None:
             return None
         return int(np.count_nonzero(~self.bitmap))

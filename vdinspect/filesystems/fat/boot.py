@@ -27,6 +27,7 @@ from .structs import (
     FSI_STRUC_SIG,
     FSI_TRAIL_SIG,
     NO_NAME,
+    NO_SECTOR,
     SECTOR_SIZES,
     FSInfo,
     check_bpb,
@@ -203,7 +204,7 @@ class BootMixin:
         if self.bits != 32:
             return
         sec = self.ext.BPB_FSInfo
-        if sec in (0, 0xFFFF):
+        if sec in NO_SECTOR:
             return
         off = self.boot_offset + sec * self.sector_size
         if off + 512 > self.source.size:

@@ -109,6 +109,7 @@ class FatTable:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def is_eoc(self, v: int) -> bool:
+        """Whether entry value ``v`` marks the end of a chain."""
         return v >= self.eoc_min
 
     def chain(
@@ -177,6 +178,7 @@ class FatTable:
         return runs, None, False
 
     def free_mask(self, start: int, stop: int) -> np.ndarray:
+        """True where clusters [start, stop) are free (entry 0) in this copy."""
         return self.values(start, stop) == 0
 
 

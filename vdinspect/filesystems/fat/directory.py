@@ -9,6 +9,8 @@ FAT32 root) is a cluster chain. Deleted entries (first byte 0xE5) are listed too
 
 from __future__ import annotations
 
+from construct import Container
+
 from ...errors import InvalidArgument
 from ..base import DIR, FILE, Entry
 from .recovery import SHORT_NAME_CHARS, lfn_first_byte
@@ -54,12 +56,13 @@ class FatDirent:
         self.lfn = lfn or []
 
     @property
-    def parsed(self):
+    def parsed(self) -> Container:
         """The short entry parsed with :data:`DirEntry`."""
         return DirEntry.parse(self.data)
 
     @property
     def raw(self) -> bytes:
+        """The long-name entries and the short entry, as stored."""
         return b"".join(self.lfn) + self.data
 
     def __repr__(self) -> str:

@@ -20,6 +20,7 @@ from .structs import (
     FSI_FREE_COUNT_AT,
     FSI_UNKNOWN,
     MAX_DIR_BYTES,
+    NO_SECTOR,
 )
 
 
@@ -110,7 +111,7 @@ class ReportMixin:
                     )
                 )
             bk = self.ext.BPB_BkBootSec
-            if bk not in (0, 0xFFFF):
+            if bk not in NO_SECTOR:
                 rows.append(
                     dict(
                         name="backup boot sector",
@@ -174,7 +175,7 @@ class ReportMixin:
             )
         if self.bits == 32 and not self.backup_used:
             bk = self.ext.BPB_BkBootSec
-            if bk not in (0, 0xFFFF) and (bk + 1) * self.sector_size <= self.source.size:
+            if bk not in NO_SECTOR and (bk + 1) * self.sector_size <= self.source.size:
                 copy = self.source.read(bk * self.sector_size, 512)
                 if copy != self.boot_raw:
                     self.finding(

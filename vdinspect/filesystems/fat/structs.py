@@ -88,6 +88,7 @@ BPB_FATSZ32_AT = BootSector.sizeof() + offset_of(Fat32Ext, "BPB_FATSz32")
 BPB_EXTFLAGS_AT = BootSector.sizeof() + offset_of(Fat32Ext, "BPB_ExtFlags")
 BPB_ROOTCLUS_AT = BootSector.sizeof() + offset_of(Fat32Ext, "BPB_RootClus")
 EXT_FLAGS_NO_MIRROR, EXT_FLAGS_ACTIVE = 0x80, 0x0F  # BPB_ExtFlags bits
+NO_SECTOR = (0, 0xFFFF)  # BPB_FSInfo / BPB_BkBootSec values meaning "there is none"
 
 _ATTR_LETTERS = tuple(zip("RHSVDA", (ATTR_READ_ONLY, ATTR_HIDDEN, ATTR_SYSTEM, ATTR_VOLUME_ID,
                                      ATTR_DIRECTORY, ATTR_ARCHIVE)))
@@ -106,6 +107,6 @@ __all__ = [
     "FAT32_MASK", "FAT32_NO_ERROR", "FSI_STRUC_SIG", "FSI_TRAIL_SIG", "FSInfo",
     "Fat16Entry", "Fat16Ext", "Fat32Entry", "Fat32Ext", "FatGeometry", "KANJI_E5",
     "LFN_CHKSUM", "LFN_LAST", "LFN_NAME_PARTS", "LfnEntry", "MAX_DIR_BYTES", "NO_NAME",
-    "NT_LOWER_BASE", "NT_LOWER_EXT", "NtCase", "SECTOR_SIZES", "attr_text", "check_bpb",
-    "fat_type",
+    "NO_SECTOR", "NT_LOWER_BASE", "NT_LOWER_EXT", "NtCase", "SECTOR_SIZES", "attr_text",
+    "check_bpb", "fat_type",
 ]
