@@ -535,3 +535,28 @@ def test_util_linux_samples(name, fstype, label, uuid, tmp_path):
     if rows is not None:
         compare_with_fls(fs, rows, image=img)
     assert not [f for f in fs.check() if f["severity"] == "error"]
+
+
+def test_layouts_match_the_specification_offsets():
+    """Field offsets of the declared layouts are fatgen103's, and the fast paths agree."""
+    from vdinspect.filesystems.fat import structs
+    from vdinspect.layouts import offset_of
+
+    spec = {  # fatgen103: byte offsets of the fields
+        structs.BootSector: {"BPB_BytsPerSec": 11, "BPB_RsvdSecCnt": 14, "BPB_RootEntCnt": 17,
+                             "BPB_FATSz16": 22, "BPB_HiddSec": 28, "BPB_TotSec32": 32},
+        structs.Fat16Ext: {"BS_VolID": 39 - 36, "BS_VolLab": 43 - 36, "BS_FilSysType": 54 - 36},
+        structs.Fat32Ext: {"BPB_RootClus": 44 - 36, "BPB_BkBootSec": 50 - 36,
+                           "BS_VolID": 67 - 36, "BS_VolLab": 71 - 36, "BS_FilSysType": 82 - 36},
+        structs.FSInfo: {"FSI_StrucSig": 484, "FSI_Free_Count": 488, "FSI_TrailSig": 508},
+        structs.DirEntry: {"DIR_Attr": 11, "DIR_NTRes": 12, "DIR_CrtTime": 14,
+                           "DIR_FstClusHI": 20, "DIR_FstClusLO": 26, "DIR_FileSize": 28},
+        structs.LfnEntry: {"LDIR_Attr": 11, "LDIR_Chksum": 13, "LDIR_Name2": 14,
+                           "LDIR_Name3": 28},
+    }
+    for layout, fields in spec.items():
+        for name, off in fields.items():
+            assert offset_of(layout, name) == off, name
+    assert structs.DIRENT.size == 32 and structs.FSInfo.sizeof() == 512
+    assert [(s.start, s.stop) for s in structs.LFN_NAME_PARTS] == [(1, 11), (14, 26), (28, 32)]
+    assert structs.ATTR_LONG_NAME == 0x0F and structs.FAT32_DTYPE.itemsize == 4

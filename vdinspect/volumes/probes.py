@@ -23,6 +23,8 @@ from construct import ConstructError
 from ..errors import VDInspectError
 from ..io import ByteSource
 from ..layouts import offset_of
+from .exfat_layout import BootSector as ExfatBootSector
+from .exfat_layout import EntryType, VolumeLabelEntry, boot_sector_problem
 from .fat_layout import (
     ATTR_LONG_NAME,
     ATTR_LONG_NAME_MASK,
@@ -187,18 +189,19 @@ def probe_fat(src: ByteSource, bs: bytes) -> FsInfo | None:
 # --- exFAT, NTFS, ReFS, BitLocker -------------------------------------------------------------
 
 
+_EXFAT_ENTRY = VolumeLabelEntry.sizeof()  # exFAT directory entries are 32 bytes
+
+
 def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
-    if bs[3:11] != b"EXFAT   ":
+    if boot_sector_problem(bs) is not None:
         return None
-    sshift, cshift = bs[108], bs[109]
-    if not 9 <= sshift <= 12 or sshift + cshift > 25:
-        return None
-    ssize = 1 << sshift
-    csize = ssize << cshift
-    fat_off = _u32(bs, 80) * ssize
-    heap = _u32(bs, 88) * ssize
-    count = _u32(bs, 92)
-    nxt = _u32(bs, 96)
+    b = ExfatBootSector.parse(bs)
+    ssize = 1 << b.BytesPerSectorShift
+    csize = ssize << b.SectorsPerClusterShift
+    fat_off = b.FatOffset * ssize
+    heap = b.ClusterHeapOffset * ssize
+    count = b.ClusterCount
+    nxt = b.FirstClusterOfRootDirectory
     label = None
     for _ in range(100):
         if nxt < 2 or nxt >= count + 2:
@@ -207,14 +210,15 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
         if raw is None:
             break
         done = False
-        for i in range(0, len(raw), 32):
+        for i in range(0, len(raw), _EXFAT_ENTRY):
             t = raw[i]
-            if t == 0:
+            if t == EntryType.END_OF_DIRECTORY:
                 done = True
                 break
-            if t == 0x83:
-                n = min(raw[i + 1], 11)
-                label = raw[i + 2 : i + 2 + 2 * n].decode("utf-16-le", "replace")
+            if t == EntryType.VOLUME_LABEL:
+                e = VolumeLabelEntry.parse(raw[i : i + _EXFAT_ENTRY])
+                n = min(e.CharacterCount, 11)
+                label = e.VolumeLabel[: 2 * n].decode("utf-16-le", "replace")
                 done = True
                 break
         if done:
@@ -223,12 +227,11 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
         if fe is None:
             break
         nxt = _u32(fe, 0)
-    serial = bs[100:104]
-    rev = _u16(bs, 104)
+    serial, rev = b.VolumeSerialNumber, b.FileSystemRevision
     return FsInfo(
         "exfat",
         _label(label),
-        f"{serial[3]:02X}{serial[2]:02X}-{serial[1]:02X}{serial[0]:02X}",
+        f"{serial >> 16:04X}-{serial & 0xFFFF:04X}",
         f"{rev >> 8}.{rev & 0xFF}",
     )
 

@@ -20,13 +20,14 @@ from .structs import (
     CHECKSUM_SECTOR,
     EXFAT_NAME,
     FILE_SYSTEM_NAME,
+    MAX_SECTOR_SHIFT,
+    MIN_SECTOR_SHIFT,
     MUST_BE_ZERO,
     BootSector,
     FatEntry,
+    boot_sector_problem,
 )
 
-MIN_SECTOR_SHIFT, MAX_SECTOR_SHIFT = 9, 12  # 512..4096-byte sectors
-MAX_CLUSTER_SHIFT = 25  # clusters of at most 32 MiB
 FIRST_FAT_SECTOR = 2 * BOOT_REGION_SECTORS  # the FAT starts after both boot regions
 
 
@@ -48,13 +49,10 @@ class BootMixin:
         if base + 512 > self.source.size:
             return "past the end of the volume", b"", 512
         bs = self.source.read(base, 512)
-        if bs[FILE_SYSTEM_NAME] != EXFAT_NAME:
-            return "no 'EXFAT' name", bs, 512
+        why = boot_sector_problem(bs)
+        if why is not None:
+            return why, bs, 512
         shift = bs[BOOT_AT["BytesPerSectorShift"]]
-        if not MIN_SECTOR_SHIFT <= shift <= MAX_SECTOR_SHIFT:
-            return f"BytesPerSectorShift {shift} is not 9..12", bs, 512
-        if shift + bs[BOOT_AT["SectorsPerClusterShift"]] > MAX_CLUSTER_SHIFT:
-            return "the cluster size is over 32 MiB", bs, 512
         ss = 1 << shift
         if base + BOOT_REGION_SECTORS * ss > self.source.size:
             return "the boot region is cut short", bs, ss

@@ -2,7 +2,9 @@
 
 The main boot sector, and the 32-byte directory entries: the File entry set (File,
 Stream Extension, File Name), and the Allocation Bitmap, Up-case Table, Volume Label and
-Volume GUID entries of the root directory. Entry types, volume flags, secondary flags and
+Volume GUID entries of the root directory. The boot sector, the label entry, the entry
+types and the volume flags are declared in :mod:`vdinspect.volumes.exfat_layout` (the
+probe reads them too) and re-exported here. Entry types, volume flags, secondary flags and
 file attributes are ``Enum``/``FlagsEnum``; the fast paths (``struct`` formats of the
 File and Stream Extension entries, the checksum's skipped bytes, the File Name slice)
 come from these declarations.
@@ -16,26 +18,18 @@ import struct
 from construct import Bytes, Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
 from ...layouts import field_slice, fields, offset_of, scalar_dtype, struct_format
-
-
-class EntryType(enum.IntEnum):
-    """EntryType of an in-use directory entry; clearing bit 7 (InUse) marks it deleted."""
-
-    END_OF_DIRECTORY = 0x00
-    ALLOCATION_BITMAP = 0x81
-    UPCASE_TABLE = 0x82
-    VOLUME_LABEL = 0x83
-    FILE = 0x85
-    VOLUME_GUID = 0xA0
-    STREAM_EXTENSION = 0xC0
-    FILE_NAME = 0xC1
-
-
-class VolumeFlags(enum.IntFlag):
-    ActiveFat = 0x01  # 0 = first FAT and bitmap, 1 = second (TexFAT)
-    VolumeDirty = 0x02
-    MediaFailure = 0x04
-    ClearToZero = 0x08
+from ...volumes.exfat_layout import (
+    EXFAT_NAME,
+    FILE_SYSTEM_NAME,
+    MAX_CLUSTER_SHIFT,
+    MAX_SECTOR_SHIFT,
+    MIN_SECTOR_SHIFT,
+    BootSector,
+    EntryType,
+    VolumeFlags,
+    VolumeLabelEntry,
+    boot_sector_problem,
+)
 
 
 class SecondaryFlags(enum.IntFlag):
@@ -52,30 +46,6 @@ class FileAttributes(enum.IntFlag):
     Directory = 0x10
     Archive = 0x20
 
-
-BootSector = Struct(
-    "JumpBoot" / Bytes(3) * "EB 76 90",
-    "FileSystemName" / Bytes(8) * "'EXFAT   '",
-    "MustBeZero" / Bytes(53) * "zero (where a FAT BPB would be)",
-    "PartitionOffset" / Int64ul * "sectors before the volume on the disk (0 = ignore)",
-    "VolumeLength" / Int64ul * "sectors in the volume",
-    "FatOffset" / Int32ul * "sector of the first FAT",
-    "FatLength" / Int32ul * "sectors per FAT",
-    "ClusterHeapOffset" / Int32ul * "sector of cluster 2",
-    "ClusterCount" / Int32ul * "clusters in the heap",
-    "FirstClusterOfRootDirectory" / Int32ul * "first cluster of the root directory",
-    "VolumeSerialNumber" / Int32ul * "volume serial number",
-    "FileSystemRevision" / Int16ul * "major.minor as two bytes (1.00)",
-    "VolumeFlags" / FlagsEnum(Int16ul, VolumeFlags) * "active FAT, volume dirty, media failure",
-    "BytesPerSectorShift" / Int8ul * "log2 of the sector size (9..12)",
-    "SectorsPerClusterShift" / Int8ul * "log2 of sectors per cluster (sum with above <= 25)",
-    "NumberOfFats" / Int8ul * "1, or 2 for TexFAT",
-    "DriveSelect" / Int8ul * "INT 13h drive number",
-    "PercentInUse" / Int8ul * "percentage of clusters in use (0xFF = unknown)",
-    "Reserved" / Bytes(7) * "zero",
-    "BootCode" / Bytes(390) * "boot code",
-    "BootSignature" / Int16ul * "0xAA55",
-)  # 512 bytes (the rest of a larger sector is padding)
 
 FatEntry = Int32ul * "next cluster: 0 free, 0xFFFFFFF7 bad, 0xFFFFFFFF end of chain"
 NameUnit = Int16ul * "one UTF-16 code unit of a name (FileName, VolumeLabel, up-case table)"
@@ -134,13 +104,6 @@ UpcaseTableEntry = Struct(
     "DataLength" / Int64ul * "bytes",
 )
 
-VolumeLabelEntry = Struct(
-    "EntryType" / Enum(Int8ul, EntryType) * "0x83 (0x03 = no label)",
-    "CharacterCount" / Int8ul * "label length in UTF-16 units (0..11)",
-    "VolumeLabel" / Bytes(22) * "11 UTF-16 units",
-    "Reserved" / Bytes(8) * "zero",
-)
-
 VolumeGuidEntry = Struct(
     "EntryType" / Enum(Int8ul, EntryType) * "0xA0",
     "SecondaryCount" / Int8ul * "0",
@@ -184,7 +147,13 @@ SET_CHECKSUM_SKIP = frozenset(range(field_slice(FileEntry, "SetChecksum").start,
                                     field_slice(FileEntry, "SetChecksum").stop))
 #: byte offset of each boot sector field (for findings and quick checks)
 BOOT_AT = {name: off for name, off, _ in fields(BootSector)}
-FILE_SYSTEM_NAME = field_slice(BootSector, "FileSystemName")
 MUST_BE_ZERO = field_slice(BootSector, "MustBeZero")
 BOOT_SIGNATURE = field_slice(BootSector, "BootSignature")
-EXFAT_NAME = b"EXFAT   "
+
+__all__ = [
+    "AllocationBitmapEntry", "BootChecksum", "BootSector", "EntryType", "FatEntry",
+    "FileAttributes", "FileEntry", "FileNameEntry", "NameUnit", "SecondaryFlags",
+    "StreamExtensionEntry", "UpcaseTableEntry", "VolumeFlags", "VolumeGuidEntry",
+    "VolumeLabelEntry", "boot_sector_problem", "EXFAT_NAME", "FILE_SYSTEM_NAME",
+    "MAX_CLUSTER_SHIFT", "MAX_SECTOR_SHIFT", "MIN_SECTOR_SHIFT",
+]
