@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..fat.clusters import claim_runs
 from .entries import MAX_DIR_BYTES, ExfatKey
 from .structs import BOOT_AT, BOOT_CHECKSUM_SKIP, BOOT_REGION_SECTORS, CHECKSUM_SECTOR
 
@@ -149,16 +150,9 @@ class ReportMixin:
         used = np.zeros(self.max_cluster + 1, dtype=bool)
 
         def mark(first, runs, path):
-            for s, n in runs:
-                seg = used[s : s + n]
-                if seg.any():
-                    self.finding(
-                        "error",
-                        "cluster chain",
-                        self.cluster_offset(s),
-                        f"{path}: cross-linked at cluster {s + int(np.flatnonzero(seg)[0])}",
-                    )
-                seg[:] = True
+            for s, c in claim_runs(used, runs):
+                self.finding("error", "cluster chain", self.cluster_offset(s),
+                             f"{path}: cross-linked at cluster {c}")
 
         rc = self.boot.FirstClusterOfRootDirectory
         runs, _, _ = self.fat.chain(rc, MAX_DIR_BYTES // self.cluster_size, self.max_cluster)

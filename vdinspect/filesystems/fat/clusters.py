@@ -268,6 +268,18 @@ class ClusterRuns(ByteSource):
                                start, end)
 
 
+def claim_runs(used: np.ndarray, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Mark the clusters of ``runs`` in ``used``; (run start, first cluster marked before)
+    for each run that overlaps clusters another chain already claimed (a cross link)."""
+    crossed = []
+    for s, n in runs:
+        seg = used[s : s + n]
+        if seg.any():
+            crossed.append((s, s + int(np.flatnonzero(seg)[0])))
+        seg[:] = True
+    return crossed
+
+
 def readable_runs(fs, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Cluster runs (first, count) cut where the clusters leave ``fs.source`` (FAT, exFAT)."""
     out = []

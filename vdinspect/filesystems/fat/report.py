@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..base import DIR, FILE
-from .clusters import FatTable
+from .clusters import FatTable, claim_runs
 from .structs import (
     FAT16_CLEAN,
     FAT16_NO_ERROR,
@@ -277,14 +277,10 @@ class ReportMixin:
                     where,
                     f"{path}: the chain is longer than the size needs",
                 )
-        for s, n in runs:
-            seg = used[s : s + n]
-            if seg.any():
-                self.finding(
-                    "error",
-                    "cluster chain",
-                    self.cluster_offset(s),
-                    f"{path}: cross-linked with another file at cluster "
-                    f"{s + int(np.flatnonzero(seg)[0])}",
-                )
-            seg[:] = True
+        for s, c in claim_runs(used, runs):
+            self.finding(
+                "error",
+                "cluster chain",
+                self.cluster_offset(s),
+                f"{path}: cross-linked with another file at cluster {c}",
+            )
