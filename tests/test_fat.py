@@ -540,7 +540,7 @@ def test_util_linux_samples(name, fstype, label, uuid, tmp_path):
 def test_layouts_match_the_specification_offsets():
     """Field offsets of the declared layouts are fatgen103's, and the fast paths agree."""
     from vdinspect.filesystems.fat import structs
-    from vdinspect.layouts import offset_of
+    from vdinspect.layouts import numpy_dtype, offset_of
 
     spec = {  # fatgen103: byte offsets of the fields
         structs.BootSector: {"BPB_BytsPerSec": 11, "BPB_RsvdSecCnt": 14, "BPB_RootEntCnt": 17,
@@ -560,3 +560,5 @@ def test_layouts_match_the_specification_offsets():
     assert structs.DIRENT.size == 32 and structs.FSInfo.sizeof() == 512
     assert [(s.start, s.stop) for s in structs.LFN_NAME_PARTS] == [(1, 11), (14, 26), (28, 32)]
     assert structs.ATTR_LONG_NAME == 0x0F and structs.FAT32_DTYPE.itemsize == 4
+    rec = numpy_dtype(structs.DirEntry)  # the numpy form of the same declaration
+    assert rec.itemsize == 32 and rec.fields["DIR_FstClusLO"][1] == 26
