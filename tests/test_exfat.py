@@ -272,3 +272,29 @@ def test_util_linux_sample(tmp_path):
     if have("fls", "icat"):
         compare_with_fls(fs, p, max_icat=5)
     assert not [f for f in fs.check() if f["severity"] == "error"]
+
+
+def test_layouts_match_the_specification_offsets():
+    """Field offsets of the declared layouts are the exFAT specification's."""
+    from vdinspect.filesystems.exfat import structs
+    from vdinspect.layout import offset_of
+
+    spec = {  # Microsoft exFAT specification: byte offsets of the fields
+        structs.BootSector: {"PartitionOffset": 64, "VolumeLength": 72, "FatOffset": 80,
+                             "ClusterHeapOffset": 88, "FirstClusterOfRootDirectory": 96,
+                             "VolumeFlags": 106, "BytesPerSectorShift": 108,
+                             "NumberOfFats": 110, "PercentInUse": 112, "BootSignature": 510},
+        structs.FileEntry: {"SetChecksum": 2, "FileAttributes": 4, "CreateTimestamp": 8,
+                            "Create10msIncrement": 20, "CreateUtcOffset": 22},
+        structs.StreamExtensionEntry: {"NameLength": 3, "NameHash": 4, "ValidDataLength": 8,
+                                       "FirstCluster": 20, "DataLength": 24},
+        structs.FileNameEntry: {"FileName": 2},
+        structs.AllocationBitmapEntry: {"FirstCluster": 20, "DataLength": 24},
+        structs.UpcaseTableEntry: {"TableChecksum": 4, "FirstCluster": 20},
+    }
+    for layout, fields in spec.items():
+        for name, off in fields.items():
+            assert offset_of(layout, name) == off, name
+    assert structs.BOOT_CHECKSUM_SKIP == {106, 107, 112}
+    assert structs.SET_CHECKSUM_SKIP == {2, 3}
+    assert structs.FILE_ENTRY.size == structs.STREAM_ENTRY.size == 32

@@ -225,7 +225,8 @@ def test_names_and_lowercase_flags(mtools_image):
     fs = fatmod.open_filesystem(FileSource(img))
     low = fs.lookup("/lower.txt")
     assert low.name == "lower.txt" and low.extra["short_name"] == "lower.txt"
-    assert low.raw.parsed.DIR_NTRes & 0x18 == 0x18
+    nt = low.raw.parsed.DIR_NTRes
+    assert nt.LOWER_BASE and nt.LOWER_EXT  # DIR_NTRes bits 0x08 and 0x10
     assert fs.lookup("/LOWER.TXT").inode == low.inode  # case-insensitive lookup
     longe = fs.lookup("/mixed case LONG name.DAT")
     assert longe.name == "Mixed Case Long Name.dat"
@@ -333,6 +334,30 @@ def test_builder_images_fsck_fls_and_data(bits, tmp_path):
     assert g.deleted and g.recoverable and fs.read(g) == gone.data
     compare_with_fls(fs, fb.fls(path), image=path)
     assert fs.check() == []
+
+
+@pytest.mark.parametrize("bits,clusters", [(12, 4084), (16, 4085)])
+def test_fat12_fat16_boundary(bits, clusters, tmp_path):
+    """FAT12 iff fewer than 4085 clusters (fatgen103), as fsck.fat and TSK decide too.
+
+    blkid's VERSION says FAT16 at exactly 4084 clusters; the probe and the driver both
+    follow the specification (one check, ``volumes.fat_layout.check_bpb``).
+    """
+    from vdinspect.volumes.probes import probe
+
+    sectors = next(n for n in range(4100, 4200) if fb.FatImage(bits=bits, sectors=n).clusters
+                   == clusters)
+    img = fb.FatImage(bits=bits, sectors=sectors)
+    img.add_file(img.root, "edge.txt", blob(7, 3000))
+    path = tmp_path / "edge.img"
+    path.write_bytes(img.build())
+    out = run("fsck.fat", "-n", "-v", path)  # exit status 0: clean for this entry width
+    assert f"{bits} bit entries" in out
+    assert f"File System Type: FAT{bits}" in run("fsstat", path)
+    fs = fatmod.open_filesystem(FileSource(path))
+    assert (fs.fstype, fs.clusters) == (f"fat{bits}", clusters)
+    assert probe(FileSource(path)).type == f"fat{bits}"
+    assert fs.read("/edge.txt") == blob(7, 3000) and fs.check() == []
 
 
 def test_created_tenths_and_timestamps(tmp_path):
@@ -510,3 +535,30 @@ def test_util_linux_samples(name, fstype, label, uuid, tmp_path):
     if rows is not None:
         compare_with_fls(fs, rows, image=img)
     assert not [f for f in fs.check() if f["severity"] == "error"]
+
+
+def test_layouts_match_the_specification_offsets():
+    """Field offsets of the declared layouts are fatgen103's, and the fast paths agree."""
+    from vdinspect.filesystems.fat import structs
+    from vdinspect.layout import numpy_dtype, offset_of
+
+    spec = {  # fatgen103: byte offsets of the fields
+        structs.BootSector: {"BPB_BytsPerSec": 11, "BPB_RsvdSecCnt": 14, "BPB_RootEntCnt": 17,
+                             "BPB_FATSz16": 22, "BPB_HiddSec": 28, "BPB_TotSec32": 32},
+        structs.Fat16Ext: {"BS_VolID": 39 - 36, "BS_VolLab": 43 - 36, "BS_FilSysType": 54 - 36},
+        structs.Fat32Ext: {"BPB_RootClus": 44 - 36, "BPB_BkBootSec": 50 - 36,
+                           "BS_VolID": 67 - 36, "BS_VolLab": 71 - 36, "BS_FilSysType": 82 - 36},
+        structs.FSInfo: {"FSI_StrucSig": 484, "FSI_Free_Count": 488, "FSI_TrailSig": 508},
+        structs.DirEntry: {"DIR_Attr": 11, "DIR_NTRes": 12, "DIR_CrtTime": 14,
+                           "DIR_FstClusHI": 20, "DIR_FstClusLO": 26, "DIR_FileSize": 28},
+        structs.LfnEntry: {"LDIR_Attr": 11, "LDIR_Chksum": 13, "LDIR_Name2": 14,
+                           "LDIR_Name3": 28},
+    }
+    for layout, fields in spec.items():
+        for name, off in fields.items():
+            assert offset_of(layout, name) == off, name
+    assert structs.DIRENT.size == 32 and structs.FSInfo.sizeof() == 512
+    assert [(s.start, s.stop) for s in structs.LFN_NAME_PARTS] == [(1, 11), (14, 26), (28, 32)]
+    assert structs.ATTR_LONG_NAME == 0x0F and structs.FAT32_DTYPE.itemsize == 4
+    rec = numpy_dtype(structs.DirEntry)  # the numpy form of the same declaration
+    assert rec.itemsize == 32 and rec.fields["DIR_FstClusLO"][1] == 26

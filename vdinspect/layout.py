@@ -34,6 +34,9 @@ __all__ = [
     "numpy_dtype",
     "offset_of",
     "size_of",
+    "fields",
+    "field_slice",
+    "scalar_dtype",
     "flag_values",
     "plain",
 ]
@@ -166,6 +169,27 @@ def offset_of(st: cs.Construct, name: str) -> int:
                 return pos
             pos += sc.sizeof()
         raise KeyError(name) from None
+
+
+def fields(st: cs.Construct) -> list[tuple[str, int, int]]:
+    """(name, byte offset, byte length) of each field of a fixed-size Struct, in order."""
+    return [(x.name, x.offset, x.size) for x in leaves(st)]
+
+
+def field_slice(st: cs.Construct, name: str) -> slice:
+    """The byte range of field ``name`` inside one record, as a slice."""
+    x = _find(leaves(st), name)
+    return slice(x.offset, x.offset + x.size)
+
+
+def scalar_dtype(field: cs.Construct) -> np.dtype:
+    """The numpy dtype of one integer (or ``Bytes(n)``) field: ``Int16ul`` -> ``<u2``."""
+    inner = _unwrap(field)
+    if isinstance(inner, cs.Bytes) and isinstance(inner.length, int):
+        return np.dtype(f"S{inner.length}")
+    letter, order, size = _scalar(inner, repr(field))
+    kind = "f" if letter in "efd" else ("u" if letter.isupper() or letter == "?" else "i")
+    return np.dtype(f"{order or '<'}{kind}{size}")
 
 
 def size_of(st: cs.Construct, name: str) -> int:

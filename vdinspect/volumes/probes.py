@@ -2,11 +2,13 @@
 
 Each probe reads a few small blocks at fixed places and answers like ``blkid -p`` does
 (TYPE, LABEL, UUID formatted as blkid prints them), with one difference: FAT volumes are
-named ``fat12``/``fat16``/``fat32`` (blkid's TYPE=vfat plus its VERSION), decided from
-the BPB by counting clusters as libblkid does. Places and fields are from each format's
-specification (Microsoft FAT/exFAT, the ext4 and XFS on-disk docs, ISO 9660/ECMA-119,
-ECMA-167/UDF, Apple TN1150, LUKS on-disk format, lvm2's layout) and checked against
-util-linux's expected outputs (tests/ts/blkid) and real mkfs tools.
+named ``fat12``/``fat16``/``fat32`` (blkid's TYPE=vfat plus its VERSION), decided from the
+BPB by counting clusters as the FAT specification says (``fat_layout.check_bpb``, shared
+with the FAT driver: at exactly 4084 clusters that is FAT12, where blkid says FAT16).
+Places and fields are from each format's specification (Microsoft FAT/exFAT, the ext4 and
+XFS on-disk docs, ISO 9660/ECMA-119, ECMA-167/UDF, Apple TN1150, LUKS on-disk format,
+lvm2's layout) and checked against util-linux's expected outputs (tests/ts/blkid) and
+real mkfs tools.
 """
 
 from __future__ import annotations
@@ -20,6 +22,25 @@ from construct import ConstructError
 
 from ..errors import VDInspectError
 from ..io import ByteSource
+from ..layout import offset_of
+from .exfat_layout import BootSector as ExfatBootSector
+from .exfat_layout import EntryType, VolumeLabelEntry, boot_sector_problem
+from .fat_layout import (
+    ATTR_LONG_NAME,
+    ATTR_LONG_NAME_MASK,
+    DELETED,
+    DIRENT,
+    FAT12_MAX_CLUSTERS,
+    FAT16_MAX_CLUSTERS,
+    FAT32_MAX_CLUSTERS,
+    NO_NAME,
+    Attribute,
+    BootSector,
+    Fat16Ext,
+    Fat32Ext,
+    FatGeometry,
+    check_bpb,
+)
 from .multisector import RecordError, apply_fixup
 
 
@@ -74,76 +95,58 @@ def _is_pow2(n: int) -> bool:
 
 # --- FAT ------------------------------------------------------------------------------
 
-FAT12_MAX, FAT16_MAX, FAT32_MAX = 0xFF4, 0xFFF4, 0x0FFFFFF6
+# the boot sector's informational type string, where libblkid looks for it
+_FAT32_TYPE_AT = BootSector.sizeof() + offset_of(Fat32Ext, "BS_FilSysType")
+_FAT16_TYPE_AT = BootSector.sizeof() + offset_of(Fat16Ext, "BS_FilSysType")
 _FAT_MAGICS = (
-    (0x52, b"MSWIN"),
-    (0x52, b"FAT32   "),
-    (0x36, b"MSDOS"),
-    (0x36, b"FAT16   "),
-    (0x36, b"FAT12   "),
-    (0x36, b"FAT     "),
+    (_FAT32_TYPE_AT, b"MSWIN"),
+    (_FAT32_TYPE_AT, b"FAT32   "),
+    (_FAT16_TYPE_AT, b"MSDOS"),
+    (_FAT16_TYPE_AT, b"FAT16   "),
+    (_FAT16_TYPE_AT, b"FAT12   "),
+    (_FAT16_TYPE_AT, b"FAT     "),
 )
+_FAT_LIMITS = {"fat12": FAT12_MAX_CLUSTERS, "fat16": FAT16_MAX_CLUSTERS,
+               "fat32": FAT32_MAX_CLUSTERS}
 
 
-def _fat_geometry(bs: bytes) -> dict | None:
-    """The BPB's numbers if they describe a sane FAT volume (libblkid's checks), else None."""
+def _fat_geometry(bs: bytes) -> FatGeometry | None:
+    """The BPB's geometry if the sector looks like a FAT boot sector as libblkid sees it.
+
+    The BPB itself is checked (and the FAT type decided) by :func:`check_bpb`, the same
+    function the FAT driver uses; the magic strings, the media byte and the cluster
+    limit are libblkid's extra tests for telling a FAT boot sector from other data.
+    """
     if len(bs) < 512:
         return None
     strong = any(bs[o : o + len(m)] == m for o, m in _FAT_MAGICS)
     if not strong:
-        if bs[0] not in (0xEB, 0xE9) and bs[510:512] != b"\x55\xaa":
-            return None
         if bs[510:512] != b"\x55\xaa":
             return None
-        if bs[0x36:0x3E] in (b"JFS     ", b"HPFS    "):
+        if bs[_FAT16_TYPE_AT : _FAT16_TYPE_AT + 8] in (b"JFS     ", b"HPFS    "):
             return None
-    fats, reserved, media, spc = bs[0x10], _u16(bs, 0x0E), bs[0x15], bs[0x0D]
-    if not fats or not reserved or not (media >= 0xF8 or media == 0xF0) or not _is_pow2(spc):
+    g = check_bpb(bs)
+    if isinstance(g, str):
         return None
-    ssize = _u16(bs, 0x0B)
-    if not _is_pow2(ssize) or not 512 <= ssize <= 4096:
+    media = g.bpb.BPB_Media
+    if not (media >= 0xF8 or media == 0xF0):
         return None
-    dir_entries = _u16(bs, 0x11)
-    sectors = _u16(bs, 0x13) or _u32(bs, 0x20)
-    fat16_len = _u16(bs, 0x16)
-    fat32_len = _u32(bs, 0x24)
-    fat_len = fat16_len or fat32_len
-    fat_size = fat_len * fats
-    dir_size = (dir_entries * 32 + ssize - 1) // ssize
-    clusters = (sectors - (reserved + fat_size + dir_size)) // spc
-    if clusters < 0:
+    if g.clusters < 0 or g.clusters > _FAT_LIMITS[g.fstype]:
         return None
-    if not fat16_len and fat32_len:
-        limit, kind = FAT32_MAX, "fat32"
-    else:
-        limit = FAT16_MAX if clusters > FAT12_MAX else FAT12_MAX
-        kind = "fat12" if clusters < FAT12_MAX else "fat16"
-    if clusters > limit:
-        return None
-    return dict(
-        kind=kind,
-        ssize=ssize,
-        spc=spc,
-        reserved=reserved,
-        fat_size=fat_size,
-        dir_entries=dir_entries,
-        clusters=clusters,
-        fat32_len=fat32_len,
-        root_cluster=_u32(bs, 0x2C),
-    )
+    return g
 
 
 def _fat_dir_label(raw: bytes) -> bytes | None:
     """The volume-label entry of a FAT directory block, as libblkid finds it."""
-    for i in range(0, len(raw) - 31, 32):
-        e = raw[i : i + 32]
-        if e[0] == 0:
+    for name, attr, _, _, _, _, _, hi, _, _, lo, _ in DIRENT.iter_unpack(
+        raw[: len(raw) // DIRENT.size * DIRENT.size]
+    ):
+        if name[0] == 0:
             break
-        attr = e[11]
-        if e[0] == 0xE5 or _u16(e, 20) or _u16(e, 26) or attr & 0x3F == 0x0F:
+        if name[0] == DELETED or hi or lo or attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME:
             continue
-        if attr & 0x18 == 0x08:
-            return e[:11]
+        if attr & (Attribute.VOLUME_ID | Attribute.DIRECTORY) == Attribute.VOLUME_ID:
+            return name
     return None
 
 
@@ -151,61 +154,55 @@ def probe_fat(src: ByteSource, bs: bytes) -> FsInfo | None:
     g = _fat_geometry(bs)
     if g is None:
         return None
-    ssize = g["ssize"]
+    ssize = g.sector_size
+    b = g.bpb
     label = None
-    if g["kind"] != "fat32":
-        root = (g["reserved"] + g["fat_size"]) * ssize
-        raw = _rd(src, root, min(g["dir_entries"], 65536) * 32)
+    if g.fstype != "fat32":
+        root = (b.BPB_RsvdSecCnt + b.BPB_NumFATs * g.fat_sectors) * ssize
+        raw = _rd(src, root, min(b.BPB_RootEntCnt, 65536) * 32)
         if raw:
             label = _fat_dir_label(raw)
-        if label is None or label == b"NO NAME    ":
-            label = bs[0x2B:0x36]
-        serial = bs[0x27:0x2B]
     else:
-        csize = g["spc"] * ssize
-        data_start = g["reserved"] + g["fat_size"]
-        entries = g["fat32_len"] * ssize // 4
-        nxt = g["root_cluster"]
+        csize = b.BPB_SecPerClus * ssize
+        data_start = b.BPB_RsvdSecCnt + b.BPB_NumFATs * g.fat_sectors
+        entries = g.fat_sectors * ssize // 4
+        nxt = g.ext.BPB_RootClus
         for _ in range(100):
             if not nxt or nxt >= entries:
                 break
-            raw = _rd(src, (data_start + (nxt - 2) * g["spc"]) * ssize, csize)
+            raw = _rd(src, (data_start + (nxt - 2) * b.BPB_SecPerClus) * ssize, csize)
             if raw is None:
                 break
             label = _fat_dir_label(raw)
             if label is not None:
                 break
-            fe = _rd(src, g["reserved"] * ssize + nxt * 4, 4)
+            fe = _rd(src, b.BPB_RsvdSecCnt * ssize + nxt * 4, 4)
             if fe is None:
                 break
             nxt = _u32(fe, 0) & 0x0FFFFFFF
-        if label is None or label == b"NO NAME    ":
-            label = bs[0x47:0x52]
-        serial = bs[0x43:0x47]
-    text = None if label == b"NO NAME    " else _label(label.decode("cp850", "replace"))
-    return FsInfo(
-        g["kind"],
-        text,
-        f"{serial[3]:02X}{serial[2]:02X}-{serial[1]:02X}{serial[0]:02X}",
-        g["kind"].upper(),
-    )
+    if label is None or label == NO_NAME:
+        label = g.ext.BS_VolLab
+    serial = g.ext.BS_VolID
+    text = None if label == NO_NAME else _label(label.decode("cp850", "replace"))
+    return FsInfo(g.fstype, text, f"{serial >> 16:04X}-{serial & 0xFFFF:04X}", g.fstype.upper())
 
 
 # --- exFAT, NTFS, ReFS, BitLocker -------------------------------------------------------------
 
 
+_EXFAT_ENTRY = VolumeLabelEntry.sizeof()  # exFAT directory entries are 32 bytes
+
+
 def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
-    if bs[3:11] != b"EXFAT   ":
+    if boot_sector_problem(bs) is not None:
         return None
-    sshift, cshift = bs[108], bs[109]
-    if not 9 <= sshift <= 12 or sshift + cshift > 25:
-        return None
-    ssize = 1 << sshift
-    csize = ssize << cshift
-    fat_off = _u32(bs, 80) * ssize
-    heap = _u32(bs, 88) * ssize
-    count = _u32(bs, 92)
-    nxt = _u32(bs, 96)
+    b = ExfatBootSector.parse(bs)
+    ssize = 1 << b.BytesPerSectorShift
+    csize = ssize << b.SectorsPerClusterShift
+    fat_off = b.FatOffset * ssize
+    heap = b.ClusterHeapOffset * ssize
+    count = b.ClusterCount
+    nxt = b.FirstClusterOfRootDirectory
     label = None
     for _ in range(100):
         if nxt < 2 or nxt >= count + 2:
@@ -214,14 +211,15 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
         if raw is None:
             break
         done = False
-        for i in range(0, len(raw), 32):
+        for i in range(0, len(raw), _EXFAT_ENTRY):
             t = raw[i]
-            if t == 0:
+            if t == EntryType.END_OF_DIRECTORY:
                 done = True
                 break
-            if t == 0x83:
-                n = min(raw[i + 1], 11)
-                label = raw[i + 2 : i + 2 + 2 * n].decode("utf-16-le", "replace")
+            if t == EntryType.VOLUME_LABEL:
+                e = VolumeLabelEntry.parse(raw[i : i + _EXFAT_ENTRY])
+                n = min(e.CharacterCount, 11)
+                label = e.VolumeLabel[: 2 * n].decode("utf-16-le", "replace")
                 done = True
                 break
         if done:
@@ -230,12 +228,11 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
         if fe is None:
             break
         nxt = _u32(fe, 0)
-    serial = bs[100:104]
-    rev = _u16(bs, 104)
+    serial, rev = b.VolumeSerialNumber, b.FileSystemRevision
     return FsInfo(
         "exfat",
         _label(label),
-        f"{serial[3]:02X}{serial[2]:02X}-{serial[1]:02X}{serial[0]:02X}",
+        f"{serial >> 16:04X}-{serial & 0xFFFF:04X}",
         f"{rev >> 8}.{rev & 0xFF}",
     )
 

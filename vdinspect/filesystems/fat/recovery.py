@@ -1,0 +1,57 @@
+"""Deleted files on FAT: their lost first name byte, and their clusters, as TSK guesses them.
+
+Deleting a file writes 0xE5 over the first byte of its short name and frees its chain in
+the FAT; the directory entry keeps the size and the first cluster. The first byte comes
+back from the checksum the long-name entries kept (:func:`lfn_first_byte`); the content is
+taken, as The Sleuth Kit does, to be ``size`` bytes on the free clusters from the first
+one on, skipping clusters that are allocated now (:func:`~.clusters.take_free`).
+"""
+
+from __future__ import annotations
+
+from ..base import Entry
+from .clusters import take_free
+
+#: bytes a short name may hold (fatgen103), upper case; 0x80.. are OEM code page letters
+SHORT_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'()-@^_`{}~") | set(
+    range(0x80, 0x100)
+)
+
+
+def lfn_first_byte(short: bytes, checksum: int) -> int:
+    """The first byte a short name must have for its checksum to be ``checksum``.
+
+    Each checksum step (rotate right, add a byte) can be undone, so the deleted entry's
+    lost first byte follows from the checksum its long-name entries kept.
+    """
+    s = checksum
+    for c in reversed(short[1:]):
+        t = (s - c) & 0xFF
+        s = ((t << 1) | (t >> 7)) & 0xFF
+    return s
+
+
+class RecoveryMixin:
+    """Deleted-file questions of :class:`~.filesystem.FatFileSystem` (mixed into it)."""
+
+    def is_free(self, c: int) -> bool:
+        """Whether cluster ``c`` exists and is free in the active FAT."""
+        return 2 <= c <= self.max_cluster and self.fat.get(c) == 0
+
+    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+        return self.is_free(entry.key.cluster)
+
+    def recoverable(self, first: int, size: int) -> bool:
+        """Whether a deleted file of ``size`` bytes from cluster ``first`` can be read back."""
+        if size == 0:
+            return True
+        if not self.is_free(first):
+            return False
+        needed = -(-size // self.cluster_size)
+        return take_free(self.fat.free_mask, first, needed, self.max_cluster) is not None
+
+    def deleted_runs(self, first: int, needed: int) -> list[tuple[int, int]] | None:
+        """The cluster runs of a deleted file's ``needed`` clusters; None if in use again."""
+        if not self.is_free(first):
+            return None
+        return take_free(self.fat.free_mask, first, needed, self.max_cluster)
