@@ -1,0 +1,151 @@
+"""Btrfs B-trees: nodes and leaves, decoded and searched by key range.
+
+A tree block (``nodesize`` bytes) starts with a header; a leaf (level 0) follows it with
+``nritems`` item headers (key, data offset, data size) whose data is packed from the end
+of the block backwards, an internal node with ``nritems`` key pointers (first key of the
+child, its logical address). Keys order as (objectid, type, offset) tuples.
+
+Every block read is checked (checksum, its own address, filesystem id, level, item
+bounds) before it is used; a search descends only to children whose level is one less,
+so a hostile tree cannot loop, and holds at most ``MAX_LEVEL`` blocks on its path.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import structs as S
+
+Key = tuple[int, int, int]
+KEY_MIN: Key = (0, 0, 0)
+KEY_MAX: Key = ((1 << 64) - 1, 255, (1 << 64) - 1)
+
+
+class NodeError(ValueError):
+    """A tree block that fails its checks (the caller names where)."""
+
+
+@dataclass(slots=True)
+class Node:
+    """A decoded tree block. Leaves keep ``spans`` (data start, size) per item; nodes keep
+    the children's logical addresses in ``ptrs``."""
+
+    bytenr: int
+    level: int
+    owner: int
+    generation: int
+    keys: list[Key]
+    ptrs: list[int]
+    spans: list[tuple[int, int]]
+    buf: bytes
+
+    def data(self, i: int) -> bytes:
+        a, n = self.spans[i]
+        return self.buf[a:a + n]
+
+
+_ITEM_N = S.ITEM_FMT.size
+_PTR_N = S.KEY_PTR_FMT.size
+
+
+def parse_node(buf: bytes, bytenr: int, fsid: bytes, csum_ok, level: int | None) -> Node:
+    """Decode and check one tree block. ``csum_ok(buf)`` checks the header checksum;
+    ``level`` is the level the parent says the block has (None for a root: any)."""
+    nodesize = len(buf)
+    if nodesize < S.HEADER_SIZE:
+        raise NodeError("tree block shorter than its header")
+    (_csum, h_fsid, h_bytenr, _flags, _ctu, gen, owner, nritems,
+     h_level) = S.HEADER_FMT.unpack_from(buf, 0)
+    if not csum_ok(buf):
+        raise NodeError("tree block checksum mismatch")
+    if h_bytenr != bytenr:
+        raise NodeError(f"tree block says it is at {h_bytenr:#x}, read from {bytenr:#x}")
+    if h_fsid != fsid:
+        raise NodeError("tree block belongs to another filesystem (fsid differs)")
+    if h_level >= S.MAX_LEVEL or (level is not None and h_level != level):
+        raise NodeError(f"tree block level {h_level}, expected {level}")
+    room = nodesize - S.HEADER_SIZE
+    if h_level == 0:
+        if nritems * _ITEM_N > room:
+            raise NodeError(f"{nritems} items do not fit in a {nodesize}-byte leaf")
+        keys: list[Key] = []
+        spans = []
+        floor = S.HEADER_SIZE + nritems * _ITEM_N
+        prev = None
+        for obj, typ, off, doff, size in struct.iter_unpack(
+                S.ITEM_FMT.format, buf[S.HEADER_SIZE:floor]):
+            start = S.HEADER_SIZE + doff
+            if start < floor or start + size > nodesize:
+                raise NodeError(f"item ({obj}, {typ}, {off}) data [{doff}, +{size}) "
+                                "outside the leaf's data area")
+            k = (obj, typ, off)
+            if prev is not None and k <= prev:
+                raise NodeError(f"leaf keys out of order at ({obj}, {typ}, {off})")
+            prev = k
+            keys.append(k)
+            spans.append((start, size))
+        return Node(bytenr, 0, owner, gen, keys, [], spans, buf)
+    if nritems == 0 or nritems * _PTR_N > room:
+        raise NodeError(f"{nritems} key pointers in a {nodesize}-byte node")
+    keys = []
+    ptrs = []
+    prev = None
+    for obj, typ, off, ptr, _g in struct.iter_unpack(
+            S.KEY_PTR_FMT.format, buf[S.HEADER_SIZE:S.HEADER_SIZE + nritems * _PTR_N]):
+        k = (obj, typ, off)
+        if prev is not None and k <= prev:
+            raise NodeError(f"node keys out of order at ({obj}, {typ}, {off})")
+        prev = k
+        keys.append(k)
+        ptrs.append(ptr)
+    return Node(bytenr, h_level, owner, gen, keys, ptrs, [], buf)
+
+
+def search(get_node, root: int, root_level: int, lo: Key = KEY_MIN, hi: Key = KEY_MAX
+           ) -> Iterator[tuple[Node, int]]:
+    """(leaf, item index) for every item with ``lo <= key <= hi``, in key order.
+
+    ``get_node(bytenr, level)`` returns a checked Node, or None for a block that could not
+    be read (salvage: its items are skipped). Levels fall by one at each step, so the
+    recursion is at most ``MAX_LEVEL`` deep.
+    """
+    top = get_node(root, root_level)
+    if top is not None:
+        yield from _search(get_node, top, lo, hi)
+
+
+def _search(get_node, node: Node, lo: Key, hi: Key) -> Iterator[tuple[Node, int]]:
+    keys = node.keys
+    if node.level == 0:
+        i = bisect.bisect_left(keys, lo)
+        n = len(keys)
+        while i < n and keys[i] <= hi:
+            yield node, i
+            i += 1
+        return
+    i = max(0, bisect.bisect_right(keys, lo) - 1)
+    n = len(keys)
+    while i < n and keys[i] <= hi:
+        child = get_node(node.ptrs[i], node.level - 1)
+        if child is not None:
+            yield from _search(get_node, child, lo, hi)
+        i += 1
+
+
+def walk_blocks(get_node, root: int, root_level: int) -> Iterator[Node]:
+    """Every readable block of a tree, parents before children (depth first)."""
+    top = get_node(root, root_level)
+    if top is None:
+        return
+    stack = [top]
+    while stack:
+        node = stack.pop()
+        yield node
+        if node.level:
+            for ptr in reversed(node.ptrs):
+                child = get_node(ptr, node.level - 1)
+                if child is not None:
+                    stack.append(child)
