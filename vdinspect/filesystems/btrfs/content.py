@@ -85,9 +85,8 @@ class ExtentSource(ByteSource):
             def load():
                 return self.fs.read_compressed(p.addr, p.disk_len, p.ram, p.codec,
                                                self.verify)
-            data, bad = self.cache.get(p.addr, load)
-            if bad:
-                bad = [(0, n)]
+            data, spoiled = self.cache.get(p.addr, load)
+            bad = [(0, n)] if spoiled else []
             got = data[p.offset + within:p.offset + within + n]
             data = got + bytes(n - len(got))
         for a, m in bad:

@@ -28,7 +28,7 @@ from ..base import DIR, FILE, OTHER, SYMLINK, Entry
 from . import structs as S
 from .compress import DecompressError, decompress
 from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
-from .csum import digest
+from .csum import digest, digests
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX, search, walk_blocks
 from .volume import BtrfsVolume, fmt_uuid
@@ -431,12 +431,15 @@ class BtrfsFileSystem(BtrfsVolume):
             return bytes(length), [(0, length)]
         if not verify:
             return bytes(raw), []
-        ss = self.sectorsize
+        ss, cl = self.sectorsize, self.csum_len
         want = self._expected_csums(a, length // ss)
+        if not want:
+            return bytes(raw), []
+        got = digests(self.csum_type, raw, ss)
         bad = []
         for k in range(0, length, ss):
             exp = want.get(a + k)
-            if exp is None or digest(self.csum_type, raw[k:k + ss])[:self.csum_len] == exp:
+            if exp is None or got[k // ss][:cl] == exp:
                 continue
             fixed = None
             for m in range(1, self.mirrors(a + k)):

@@ -186,10 +186,14 @@ class BtrfsVolume(FileSystem):
             if c is None:
                 self.fail(CorruptImage, f"logical address {pos:#x} is in no chunk",
                           "chunk map", pos)
-            idx, phys, left = c.place(pos - c.logical, mirror)
-            n = min(end - pos, left, c.logical + c.length - pos)
-            dev = self.devs.get(c.stripes[idx][0])
-            if dev is not None and phys + n > dev.size:
+            dev = None
+            copies = c.mirrors
+            for k in range(copies):  # the copy asked for, else the next one present
+                idx, phys, left = c.place(pos - c.logical, (mirror + k) % copies)
+                n = min(end - pos, left, c.logical + c.length - pos)
+                dev = self.devs.get(c.stripes[idx][0])
+                if dev is not None and phys + n <= dev.size:
+                    break
                 dev = None
             out.append((dev, phys, n, pos))
             pos += n

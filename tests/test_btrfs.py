@@ -1,0 +1,603 @@
+"""Btrfs: images made by mkfs.btrfs --rootdir, read back and compared with btrfs-progs
+(``btrfs restore`` for contents and symlink targets, ``btrfs inspect-internal dump-tree``
+for inode numbers, directory items and inode fields, ``btrfs-map-logical`` for where tree
+blocks lie), never with vdinspect's own output. Compressed files, subvolumes, snapshots,
+RAID profiles and a damaged leaf come from the real images in ../shared/samples
+(MANIFEST.md sections 13 and 14); the LZO decoder is checked against lzop.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import lzma
+import os
+import random
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import vdinspect
+from tests.conftest import SHARED_SAMPLES, have
+from vdinspect.errors import CorruptImage, NotFound, VDInspectError
+from vdinspect.filesystems.btrfs import open_filesystem
+from vdinspect.filesystems.btrfs.lzo import LZOError
+from vdinspect.filesystems.btrfs.lzo import decompress as lzo_decompress
+from vdinspect.io import ByteSource, FileSource, MemorySource
+
+needs_btrfs = pytest.mark.skipif(not have("mkfs.btrfs", "btrfs"), reason="needs btrfs-progs")
+MiB = 1 << 20
+SAMPLES = Path(os.environ.get("VDINSPECT_SHARED_SAMPLES", SHARED_SAMPLES))
+KDAVE = SAMPLES / "kdave-btrfs-progs" / "tests"
+GOFS = SAMPLES / "go-filesystems-btrfs" / "testdata" / "raid"
+
+
+def run(*cmd, input: bytes | None = None) -> str:
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, input=input)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {r.stderr.decode()}")
+    return r.stdout.decode("utf-8", "surrogateescape")
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --- the source tree mkfs.btrfs copies -------------------------------------------------
+
+def build_tree(root: Path, nfiles: int = 400) -> None:
+    """Files of many shapes: inline-sized, multi-extent, sparse, large, linked."""
+    (root / "dir" / "sub" / "deeper").mkdir(parents=True)
+    (root / "empty").write_bytes(b"")
+    (root / "tiny").write_bytes(b"tiny\n")
+    (root / "inline3000").write_bytes(b"i" * 3000)
+    (root / "onemeg").write_bytes(hashlib.sha256(b"seed").digest() * (MiB // 32))
+    rnd = random.Random(7)
+    (root / "random5m").write_bytes(rnd.randbytes(5 * MiB + 123))
+    with open(root / "holes", "wb") as f:
+        f.write(b"A" * 5000)
+        f.seek(MiB)
+        f.write(b"B" * 5000)
+        f.seek(3 * MiB + 17)
+        f.write(b"C")
+    with open(root / "sparse_tail", "wb") as f:
+        f.truncate(8 * MiB)
+    deep = root / "deep" / "/".join(f"d{i}" for i in range(30))
+    deep.mkdir(parents=True)
+    (deep / "leaf").write_bytes(b"leaf")
+    os.symlink("tiny", root / "link_rel")
+    os.symlink("/etc/" + "s" * 200, root / "link_long")
+    os.link(root / "tiny", root / "dir" / "tinylink")
+    (root / "ünïcødé名前").write_bytes(b"unicode")
+    for i in range(nfiles):
+        (root / "dir" / "sub" / f"f{i:04d}").write_bytes(str(i).encode() * (i % 97 + 1))
+    try:
+        os.setxattr(root / "tiny", "user.colour", b"blue")
+        os.setxattr(root / "dir", "user.note", b"x" * 300)
+    except OSError:
+        pass  # a host without user xattrs: the xattr test skips
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("btrfs-tree") / "src"
+    root.mkdir()
+    build_tree(root)
+    return root
+
+
+VARIANTS = {
+    "default": [],  # DUP metadata, 16 KiB nodes, crc32c, no-holes
+    "single-4k-nodes": ["-m", "single", "--nodesize", "4096"],
+    "64k-nodes-dup-data": ["-d", "dup", "--nodesize", "65536"],
+    "xxhash": ["--csum", "xxhash"],
+    "sha256": ["--csum", "sha256"],
+    "blake2": ["--csum", "blake2"],
+}
+
+
+def mkfs(tree: Path, out: Path, opts: list[str], size: int = 256 * MiB) -> Path:
+    with open(out, "wb") as f:
+        f.truncate(size)
+    run("mkfs.btrfs", "-q", "-f", "-L", "vdtest", *opts, "--rootdir", tree, out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def images(tree, tmp_path_factory):
+    if not have("mkfs.btrfs", "btrfs"):
+        pytest.skip("needs btrfs-progs")
+    d = tmp_path_factory.mktemp("btrfs-img")
+    out = {}
+    for name, opts in VARIANTS.items():
+        try:
+            out[name] = mkfs(tree, d / f"{name}.raw", opts)
+        except RuntimeError as e:  # an older btrfs-progs without the option
+            out[name] = e
+    return out
+
+
+def image(images, variant) -> Path:
+    img = images[variant]
+    if isinstance(img, Exception):
+        pytest.skip(f"mkfs.btrfs cannot make {variant}: {img}")
+    return img
+
+
+def restored(img: Path, dest: Path) -> dict[str, tuple[str, str]]:
+    """``btrfs restore`` of the image: path -> (kind, sha256 or symlink target)."""
+    dest.mkdir()
+    run("btrfs", "restore", "-S", img, dest)
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(dest):
+        for n in dirnames + filenames:
+            p = os.path.join(dirpath, n)
+            rel = "/" + os.path.relpath(p, dest)
+            if os.path.islink(p):
+                out[rel] = ("symlink", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("dir", "")
+            else:
+                out[rel] = ("file", sha(Path(p).read_bytes()))
+    return out
+
+
+def ours(fs) -> dict[str, tuple[str, str]]:
+    out = {}
+    for e in fs.iter_entries("/"):
+        if e.kind == "symlink":
+            out[e.path] = ("symlink", e.target)
+        elif e.kind == "dir":
+            out[e.path] = ("dir", "")
+        else:
+            out[e.path] = ("file", sha(fs.read(e)))
+    return out
+
+
+_ITEM = re.compile(r"^\s+item \d+ key \((\d+) (\w+) (\d+)\)")
+
+
+def dump_tree(img: Path, tree: str = "fs") -> dict:
+    """dump-tree's INODE_ITEMs (ino -> fields) and DIR_INDEX entries (dir -> name -> ino)."""
+    text = run("btrfs", "inspect-internal", "dump-tree", "-t", tree, img)
+    inodes: dict[int, dict] = {}
+    dirs: dict[int, dict[str, int]] = {}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        m = _ITEM.match(line)
+        if not m:
+            continue
+        obj, typ = int(m.group(1)), m.group(2)
+        if typ == "INODE_ITEM":
+            f = dict(re.findall(r"(\w+) (\d+)", lines[i + 1] + " " + lines[i + 2]))
+            inodes[obj] = {k: int(v) for k, v in f.items()}
+            inodes[obj]["mode"] = int(re.search(r"mode (\d+)", lines[i + 2]).group(1), 8)
+        elif typ == "DIR_INDEX":
+            child = int(re.search(r"location key \((\d+)", lines[i + 1]).group(1))
+            name = lines[i + 3].split("name: ", 1)[1]
+            dirs.setdefault(obj, {})[name] = child
+    return dict(inodes=inodes, dirs=dirs)
+
+
+# --- mkfs.btrfs images against btrfs-progs ------------------------------------------------
+
+@needs_btrfs
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_content_matches_btrfs_restore(images, variant, tmp_path):
+    img = image(images, variant)
+    want = restored(img, tmp_path / "restore")
+    fs = open_filesystem(FileSource(img))
+    got = ours(fs)
+    assert got == want
+    assert len(got) > 400
+    assert fs.check() == []
+
+
+@needs_btrfs
+@pytest.mark.parametrize("variant", ["default", "single-4k-nodes"])
+def test_inodes_match_dump_tree(images, variant):
+    img = image(images, variant)
+    dt = dump_tree(img)
+    fs = open_filesystem(FileSource(img))
+    df = fs.files()
+    assert len(df) == sum(len(v) for v in dt["dirs"].values())
+    by_path = {r.path: r for r in df.itertuples()}
+    ino_of = {"/": 256}
+    for r in sorted(by_path.values(), key=lambda r: r.path.count("/")):
+        parent_ino = ino_of[r.parent]
+        assert dt["dirs"][parent_ino][r.name] == r.inode, r.path
+        ino_of[r.path] = r.inode
+        f = dt["inodes"][r.inode]
+        assert (r.size, r.links, r.uid, r.gid, r.mode) == (
+            f["size"], f["links"], f["uid"], f["gid"], f["mode"]), r.path
+        assert r.allocated == f["nbytes"]
+    info = fs.info()
+    assert info["label"] == "vdtest"
+    assert info["nodesize"] == int(re.search(r"nodesize\s+(\d+)", run(
+        "btrfs", "inspect-internal", "dump-super", img)).group(1))
+
+
+@needs_btrfs
+def test_info_matches_dump_super(images):
+    img = image(images, "sha256")
+    text = run("btrfs", "inspect-internal", "dump-super", img)
+    field = dict(re.findall(r"^(\w+)\s+(\S+)", text, re.M))
+    info = open_filesystem(FileSource(img)).info()
+    assert info["uuid"] == field["fsid"]
+    assert info["generation"] == int(field["generation"])
+    assert info["sectorsize"] == int(field["sectorsize"])
+    assert info["num_devices"] == int(field["num_devices"])
+    assert info["csum_type"] == "sha256" and "sha256" in text
+    assert info["dirty"] is False
+    assert info["size"] == int(field["total_bytes"])
+
+
+@needs_btrfs
+def test_sparse_and_holes(images, tree):
+    fs = open_filesystem(FileSource(image(images, "default")))
+    src = fs.content(fs.lookup("/sparse_tail"))
+    assert src.size == 8 * MiB
+    assert fs.read("/sparse_tail") == bytes(8 * MiB)
+    assert fs.read("/holes") == (tree / "holes").read_bytes()
+    with fs.open("/random5m") as f:
+        f.seek(3 * MiB + 5)
+        assert f.read(100_000) == (tree / "random5m").read_bytes()[3 * MiB + 5:][:100_000]
+
+
+@needs_btrfs
+def test_xattrs(images, tree):
+    try:
+        want = os.getxattr(tree / "tiny", "user.colour")
+    except OSError:
+        pytest.skip("host without user xattrs")
+    fs = open_filesystem(FileSource(image(images, "default")))
+    assert fs.xattrs("/tiny")["user.colour"] == want
+    assert fs.xattrs("/dir")["user.note"] == os.getxattr(tree / "dir", "user.note")
+
+
+@needs_btrfs
+def test_extract_and_hard_links(images, tree, tmp_path):
+    fs = open_filesystem(FileSource(image(images, "default")))
+    rep = fs.extract("/dir", tmp_path / "out")
+    assert not rep.skipped
+    out = tmp_path / "out"
+    assert (out / "tinylink").read_bytes() == b"tiny\n"
+    for i in (0, 123, 399):
+        name = f"f{i:04d}"
+        assert (out / "sub" / name).read_bytes() == (tree / "dir" / "sub" / name).read_bytes()
+    e1, e2 = fs.lookup("/tiny"), fs.lookup("/dir/tinylink")
+    assert e1.inode == e2.inode and e1.links == 2
+
+
+# --- data checksums ------------------------------------------------------------------------
+
+def _physical(img: Path, logical: int) -> list[int]:
+    text = run("btrfs-map-logical", "-l", logical, img)
+    return [int(x) for x in re.findall(r"physical (\d+)", text)]
+
+
+def _extent_of(img: Path, ino: int) -> int:
+    """The disk_bytenr of a file's first regular extent, from dump-tree."""
+    text = run("btrfs", "inspect-internal", "dump-tree", "-t", "fs", img)
+    m = re.search(rf"key \({ino} EXTENT_DATA 0\).*?\n.*?\n\s+extent data disk byte (\d+)",
+                  text)
+    return int(m.group(1))
+
+
+@needs_btrfs
+def test_data_checksum_mismatch(images, tmp_path):
+    img = tmp_path / "bad.raw"
+    shutil.copyfile(image(images, "default"), img)
+    ino = dump_tree(img)["dirs"][256]["onemeg"]
+    logical = _extent_of(img, ino) + 8192  # the third sector of the file
+    (phys,) = _physical(img, logical)[:1]
+    with open(img, "r+b") as f:
+        f.seek(phys + 10)
+        f.write(b"\xff\xfe")
+    strict = open_filesystem(FileSource(img))
+    with pytest.raises(CorruptImage, match="checksum"):
+        strict.read("/onemeg")
+    fs = open_filesystem(FileSource(img), strict=False)
+    data = fs.read("/onemeg")
+    assert data[8192:12288] == bytes(4096)
+    assert fs.damaged_ranges("/onemeg") == [(8192, 4096)]
+    rows = fs.check()
+    assert any(r["structure"] == "data" and "checksum" in r["message"] for r in rows)
+    df = fs.files()
+    dmg = dict(zip(df.path, df.damaged))
+    assert dmg["/onemeg"] == 4096 and dmg["/tiny"] == 0
+
+
+# --- partitioned and wrapped ----------------------------------------------------------------
+
+@needs_btrfs
+@pytest.mark.skipif(not have("qemu-img", "sfdisk"), reason="needs qemu-img and sfdisk")
+def test_gpt_qcow2_and_cli(images, tree, tmp_path, capsys):
+    img = image(images, "default")
+    disk = tmp_path / "disk.raw"
+    size = img.stat().st_size
+    with open(disk, "wb") as f:
+        f.truncate(size + 4 * MiB)
+    run("sfdisk", "-q", disk, input=b"label: gpt\n2048,,L\n")
+    with open(img, "rb") as src, open(disk, "r+b") as dst:
+        dst.seek(2048 * 512)
+        shutil.copyfileobj(src, dst, MiB)
+    q = tmp_path / "disk.qcow2"
+    run("qemu-img", "convert", "-O", "qcow2", disk, q)
+    with vdinspect.open(q) as d:
+        parts = d.partitions()
+        assert "btrfs" in set(parts.filesystem.dropna())
+        fs = d.filesystem(1)
+        assert fs.read("/onemeg") == (tree / "onemeg").read_bytes()
+    from vdinspect.cli import main
+
+    assert main(["ls", "-r", "--part", "1", str(q), "/dir/sub"]) == 0
+    out = capsys.readouterr().out
+    assert "f0399" in out
+
+
+# --- hostile input ---------------------------------------------------------------------------
+
+class Patched(ByteSource):
+    """An image with some blocks replaced, without copying it (the hostile trials)."""
+
+    def __init__(self, base: bytes, patches: dict[int, bytes]) -> None:
+        self.base, self.patches, self.size, self.name = base, patches, len(base), "patched"
+
+    def _read(self, offset: int, length: int) -> bytes:
+        out = bytearray(self.base[offset:offset + length])
+        for at, blob in self.patches.items():
+            a, b = max(at, offset), min(at + len(blob), offset + length)
+            if a < b:
+                out[a - offset:b - offset] = blob[a - at:b - at]
+        return bytes(out)
+
+
+def _with_csum(block: bytearray) -> bytes:
+    import crc32c
+
+    struct.pack_into("<I", block, 0, crc32c.crc32c(bytes(block[32:])))
+    return bytes(block)
+
+
+def _leaves(img: Path) -> list[int]:
+    text = run("btrfs", "inspect-internal", "dump-tree", img)
+    return sorted({int(x) for x in re.findall(r"^(?:leaf|node) (\d+)", text, re.M)})
+
+
+@needs_btrfs
+def test_hostile_mutations_stay_bounded(tree, tmp_path):
+    pytest.importorskip("crc32c")
+    small = tmp_path / "t"
+    small.mkdir()
+    (small / "d").mkdir()
+    for i in range(60):
+        (small / "d" / f"n{i}").write_bytes(bytes([i]) * (i * 100))
+    os.symlink("d/n1", small / "l")
+    img = mkfs(small, tmp_path / "small.raw", ["-m", "single", "--nodesize", "4096"],
+               size=128 * MiB)
+    clean = img.read_bytes()
+    blocks = []
+    for b in _leaves(img):
+        try:
+            blocks.append((b, _physical(img, b)[0]))
+        except (RuntimeError, IndexError):
+            continue  # a block btrfs-map-logical does not place (system chunk)
+    assert len(blocks) >= 3
+    rnd = random.Random(18)
+    for trial in range(90):
+        what = trial % 3
+        if what == 2:  # a tree block's header or items, checksum fixed
+            at = rnd.choice(blocks)[1]
+            size, span = 4096, 600
+        else:  # superblock fields, or the sys_chunk_array (checksum fixed)
+            at, size = 0x10000, 4096
+            span = 0x32B + 200
+        block = bytearray(clean[at:at + size])
+        for _ in range(rnd.randint(1, 5)):
+            if what == 1:
+                block[0x32B + rnd.randrange(0, 97)] = rnd.randrange(256)
+            else:
+                block[0x40 + rnd.randrange(0, span - 0x40)] = rnd.randrange(256)
+        src = Patched(clean, {at: _with_csum(block)})
+        for strict in (True, False):
+            try:
+                fs = open_filesystem(src, strict=strict)
+                for e in fs.iter_entries("/"):
+                    if e.kind == "file":
+                        fs.read(e)
+                fs.files()
+                fs.check()
+            except VDInspectError:
+                pass
+
+
+def test_not_btrfs():
+    with pytest.raises(VDInspectError):
+        open_filesystem(MemorySource(bytes(1 << 20)))
+
+
+# --- LZO against lzop --------------------------------------------------------------------
+
+def _lzop_blocks(blob: bytes) -> list[tuple[bytes, int, bool]]:
+    """The blocks of an .lzo file (lzop's container: header, then blocks of uncompressed
+    length, compressed length, checksums, data) as (data, length, LZO1X-compressed)."""
+    assert blob[:9] == b"\x89LZO\x00\r\n\x1a\n"
+    pos = 9
+    version, _lib, = struct.unpack_from(">HH", blob, pos)
+    pos += 4
+    if version >= 0x0940:
+        pos += 2  # version needed
+    pos += 1  # method
+    if version >= 0x0940:
+        pos += 1  # level
+    (flags,) = struct.unpack_from(">I", blob, pos)
+    pos += 4
+    if flags & 0x800:
+        pos += 4  # filter
+    pos += 8  # mode, mtime low
+    if version >= 0x0940:
+        pos += 4  # mtime high
+    pos += 1 + blob[pos]  # name
+    pos += 4  # header checksum
+    out = []
+    while True:
+        (dst_len,) = struct.unpack_from(">I", blob, pos)
+        pos += 4
+        if dst_len == 0:
+            return out
+        (src_len,) = struct.unpack_from(">I", blob, pos)
+        pos += 4
+        pos += 4 * bool(flags & 0x101)  # checksum of the uncompressed data
+        if src_len < dst_len:
+            pos += 4 * bool(flags & 0x202)  # checksum of the compressed data
+        out.append((blob[pos:pos + src_len], dst_len, src_len < dst_len))
+        pos += src_len
+
+
+@pytest.mark.skipif(not have("lzop"), reason="needs lzop")
+@pytest.mark.parametrize("level", ["-1", "-9"])
+def test_lzo1x_matches_lzop(tmp_path, level):
+    rnd = random.Random(3)
+    words = [rnd.randbytes(rnd.randint(1, 12)) for _ in range(300)]
+    plain = b"".join(rnd.choice(words) for _ in range(60000)) + bytes(70000) + rnd.randbytes(
+        5000) + b"ab" * 9000
+    src = tmp_path / "p"
+    src.write_bytes(plain)
+    run("lzop", level, "-f", "-o", tmp_path / "p.lzo", src)
+    blocks = _lzop_blocks((tmp_path / "p.lzo").read_bytes())
+    assert sum(c for _d, _n, c in blocks) >= 2
+    got = b"".join(lzo_decompress(d, n) if c else d for d, n, c in blocks)
+    assert got == plain
+    data, n, _c = next(b for b in blocks if b[2])
+    with pytest.raises(LZOError):
+        lzo_decompress(data[: len(data) // 2], n)
+    with pytest.raises(LZOError):
+        lzo_decompress(data, n // 2)  # more output than allowed
+
+
+# --- real samples -------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def kdave(tmp_path_factory):
+    if not KDAVE.is_dir():
+        pytest.skip("../shared/samples absent")
+    d = tmp_path_factory.mktemp("kdave")
+    out = {}
+    for rel in ("misc-tests/025-zstd-compression/compress.raw",
+                "fsck-tests/020-extent-ref-cases/shared_block_ref_only.raw",
+                "misc-tests/032-bad-item-ptr/bad_item_ptr.raw"):
+        dest = d / Path(rel).name
+        with lzma.open(KDAVE / (rel + ".xz")) as src, open(dest, "wb") as f:
+            shutil.copyfileobj(src, f, MiB)
+        out[dest.stem] = dest
+    return out
+
+
+ZEROS_200K = "8eafc7bd411c1f02b9e972a83d2b0a4164eefc5ef51e6b63ad7acc78be4ad44f"
+
+
+def test_sample_compressed(kdave):
+    fs = open_filesystem(FileSource(kdave["compress"]))
+    for name, ino, codec, addrs in (("zlib", 257, 1, [12582912, 12587008]),
+                                    ("lzo", 258, 2, [12591104, 12595200]),
+                                    ("zstd", 259, 3, [12599296, 12603392])):
+        e = fs.lookup("/" + name)
+        assert e.inode == ino and e.size == 204800
+        src = fs.content(e)
+        assert [(p.codec, p.addr, p.disk_len) for p in src.pieces] == [
+            (codec, a, 4096) for a in addrs]
+        assert sha(fs.read(e)) == ZEROS_200K
+    assert fs.check() == []
+    assert fs.info()["generation"] == 14
+
+
+def test_sample_subvolumes_and_snapshots(kdave):
+    fs = open_filesystem(FileSource(kdave["shared_block_ref_only"]))
+    subs = fs.subvolumes()
+    assert sorted(subs.id) == [5] + list(range(256, 322))  # TREE_RELOC roots skipped
+    assert set(subs[subs.id == 257].path) == {"/snapshot_00"}
+    with lzma.open(SAMPLES / "kdave-btrfs-progs" / "expected"
+                   / "shared_block_ref_only.kernel-walk.tsv.xz", "rt") as f:
+        rows = [line.rstrip("\n").split("\t") for line in f if not line.startswith("#")]
+    want = {r[0]: r for r in rows}
+    df = fs.files()
+    got = {r.path: r for r in df.itertuples()}
+    assert set(got) == set(want) - {"/"}
+    for path, r in want.items():
+        if path == "/":
+            continue
+        g = got[path]
+        assert g.inode == int(r[6]) and g.size == int(r[7]) and g.mode & 0o7777 == int(r[2], 8)
+        assert g.links == int(r[5])
+    files = df[df.kind == "file"]
+    assert len(files) == 8579
+    digest = "0ca3bfdeda1ef5036bfa5dad078a9f15724e79cf296bd4388cf786bfaf4195d0"
+    for path in ("/src/file_000", "/snapshot_64/file_128"):
+        assert sha(fs.read(path)) == digest
+    snap = fs.subvolume("snapshot_03")
+    assert snap.top == 260 and len(snap.files()) == 130
+    assert fs.subvolume(256).read("/file_005") == fs.read("/src/file_005")
+    with pytest.raises(NotFound):
+        fs.subvolume("nope")
+
+
+def test_sample_bad_leaf(kdave):
+    img = kdave["bad_item_ptr"]
+    strict = open_filesystem(FileSource(img))
+    with pytest.raises(CorruptImage, match="outside the leaf"):
+        strict.read("/file2")
+    fs = open_filesystem(FileSource(img), strict=False)
+    assert sha(fs.read("/file1")) == (
+        "0ca3bfdeda1ef5036bfa5dad078a9f15724e79cf296bd4388cf786bfaf4195d0")
+    assert any("outside the leaf" in r["message"] for r in fs.check())
+
+
+RAID = {
+    "single": "4e045bbb284ff5137eb32e6c5ec9eb857d8ee1e9696a8097768a3c2ec21ef44e",
+    "raid0": "23e1303f1811321b4fb78028fd9ed423598395155db35d5a4f6a81c41ffae8d6",
+    "raid1": "72757f4976a74b44b95547de87587ec46afd4e74f312e89d62de9baef382d5ff",
+    "raid10": "540320678ebe814eaaebccd7841d735c3dd121a6cb5604ffa8d8dae3d2b9a1e3",
+    "raid5": "ac36acce1a2da647ad8241c5a591884d589583cfc30625748d02a18e803973e1",
+    "raid6": "54e0175152175165a69915a60456fdac8b7e987b3ef01db8e397caea8412cf08",
+}
+
+
+@pytest.fixture(scope="session")
+def raid_sets(tmp_path_factory):
+    if not GOFS.is_dir():
+        pytest.skip("../shared/samples absent")
+    pytest.importorskip("zstandard")
+    import tarfile
+
+    import zstandard
+
+    d = tmp_path_factory.mktemp("raid")
+    for name in RAID:
+        with open(GOFS / f"{name}.tar.zst", "rb") as f:
+            with zstandard.ZstdDecompressor().stream_reader(f) as r:
+                with tarfile.open(fileobj=r, mode="r|") as t:
+                    t.extractall(d / name, filter="data")
+    return d
+
+
+@pytest.mark.parametrize("profile", list(RAID))
+def test_sample_raid_sets(raid_sets, profile):
+    paths = sorted(glob.glob(str(raid_sets / profile / "d*.img")))
+    devs = [FileSource(p) for p in paths]
+    fs = open_filesystem(devs[0], devices=devs[1:])
+    assert fs.read("/hello.txt") == f"hello-from-{profile}\n".encode()
+    assert sha(fs.read("/sub/blob.bin")) == RAID[profile]
+    assert [fs.lookup(p).inode for p in ("/hello.txt", "/sub", "/sub/blob.bin")] == [
+        257, 258, 259]
+    assert fs.check() == []
+    info = fs.info()
+    assert info["label"] == profile and len(info["devices"]) == len(paths)
+    if profile == "raid1":  # one device of a mirror holds everything
+        one = open_filesystem(devs[1])
+        assert sha(one.read("/sub/blob.bin")) == RAID[profile]
+        assert [d["present"] for d in one.info()["devices"]] == [False, True]
