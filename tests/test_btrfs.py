@@ -19,11 +19,13 @@ import struct
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import vdinspect
 from tests.conftest import SHARED_SAMPLES, have
 from vdinspect.errors import CorruptImage, NotFound, VDInspectError
+from vdinspect.filesystems.base import FileSystem
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.filesystems.btrfs.lzo import LZOError
 from vdinspect.filesystems.btrfs.lzo import decompress as lzo_decompress
@@ -195,6 +197,8 @@ def test_content_matches_btrfs_restore(images, variant, tmp_path):
     assert got == want
     assert len(got) > 400
     assert fs.check() == []
+    generic = FileSystem.files(fs)  # the directory-by-directory walk of the base class
+    pd.testing.assert_frame_equal(fs.files(), generic)
 
 
 @needs_btrfs
@@ -370,6 +374,7 @@ def _leaves(img: Path) -> list[int]:
 
 
 @needs_btrfs
+@pytest.mark.slow
 def test_hostile_mutations_stay_bounded(tree, tmp_path):
     pytest.importorskip("crc32c")
     small = tmp_path / "t"
@@ -585,6 +590,7 @@ def raid_sets(tmp_path_factory):
     return d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("profile", list(RAID))
 def test_sample_raid_sets(raid_sets, profile):
     paths = sorted(glob.glob(str(raid_sets / profile / "d*.img")))

@@ -29,6 +29,7 @@ from . import structs as S
 from .compress import DecompressError, decompress
 from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
 from .csum import digest, digests
+from .listing import files_frame
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX, search, walk_blocks
 from .volume import BtrfsVolume, fmt_uuid
@@ -309,6 +310,16 @@ class BtrfsFileSystem(BtrfsVolume):
 
     def _dir_id(self, entry: Entry):
         return entry.key
+
+    def files(self, path: str = "/", *, recursive: bool = True,
+              deleted: bool = True) -> pd.DataFrame:
+        """The ``files()`` frame; a recursive listing reads each FS tree once (see
+        :mod:`.listing`). Extra column: ``subvolume`` (the tree id each entry lives in)."""
+        top = self.lookup(path)
+        if not recursive or top.kind != DIR or not isinstance(top.key, tuple) or (
+                top.key[1] is None):
+            return super().files(path, recursive=recursive, deleted=deleted)
+        return files_frame(self, top)
 
     def _hardlink_key(self, entry: Entry):
         if entry.kind != FILE or not entry.links or entry.links < 2:

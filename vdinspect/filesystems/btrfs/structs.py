@@ -379,6 +379,33 @@ def fmt(con) -> struct.Struct:
     return s
 
 
+def _fields(con, prefix: str = "") -> list[tuple[str, str]]:
+    """(name, numpy type) of each flat field of a fixed-size construct Struct."""
+    out = []
+    for sc in con.subcons:
+        inner = sc
+        while not isinstance(inner, Struct) and inner not in _CODES and hasattr(inner, "subcon"):
+            inner = inner.subcon
+        if isinstance(inner, Struct):
+            out += _fields(inner, f"{prefix}{sc.name}_")
+        elif inner in _CODES:
+            out.append((prefix + sc.name, "<" + {"B": "u1", "H": "u2", "I": "u4",
+                                                  "Q": "u8"}[_CODES[inner]]))
+        else:
+            out.append((prefix + sc.name, f"V{inner.sizeof()}"))
+    return out
+
+
+def np_dtype(con):
+    """A packed numpy dtype with the construct's flat fields (nested names joined by _)."""
+    import numpy as np
+
+    d = np.dtype(_fields(con))
+    if d.itemsize != con.sizeof():
+        raise AssertionError(f"numpy dtype of {con!r} disagrees with its size")
+    return d
+
+
 HEADER_SIZE = Header.sizeof()  # 101
 ITEM_SIZE = Item.sizeof()  # 25
 KEY_PTR_SIZE = KeyPtr.sizeof()  # 33

@@ -13,9 +13,10 @@ so a hostile tree cannot loop, and holds at most ``MAX_LEVEL`` blocks on its pat
 from __future__ import annotations
 
 import bisect
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
+
+import numpy as np
 
 from . import structs as S
 
@@ -49,6 +50,19 @@ class Node:
 
 _ITEM_N = S.ITEM_FMT.size
 _PTR_N = S.KEY_PTR_FMT.size
+_ITEM_DT = S.np_dtype(S.Item)
+_PTR_DT = S.np_dtype(S.KeyPtr)
+
+
+def _check_order(obj, typ, off) -> None:
+    """Keys must rise strictly ((objectid, type, offset) order)."""
+    if len(obj) < 2:
+        return
+    o0, o1, t0, t1, f0, f1 = obj[:-1], obj[1:], typ[:-1], typ[1:], off[:-1], off[1:]
+    up = (o1 > o0) | ((o1 == o0) & ((t1 > t0) | ((t1 == t0) & (f1 > f0))))
+    if not up.all():
+        i = int(np.argmin(up)) + 1
+        raise NodeError(f"keys out of order at ({obj[i]}, {typ[i]}, {off[i]})")
 
 
 def parse_node(buf: bytes, bytenr: int, fsid: bytes, csum_ok, level: int | None) -> Node:
@@ -71,36 +85,30 @@ def parse_node(buf: bytes, bytenr: int, fsid: bytes, csum_ok, level: int | None)
     if h_level == 0:
         if nritems * _ITEM_N > room:
             raise NodeError(f"{nritems} items do not fit in a {nodesize}-byte leaf")
-        keys: list[Key] = []
-        spans = []
+        if not nritems:
+            return Node(bytenr, 0, owner, gen, [], [], [], buf)
+        items = np.frombuffer(buf, _ITEM_DT, count=nritems, offset=S.HEADER_SIZE)
+        obj, typ, off = items["key_objectid"], items["key_type"], items["key_offset"]
+        start = items["offset"].astype(np.int64) + S.HEADER_SIZE
+        size = items["size"].astype(np.int64)
         floor = S.HEADER_SIZE + nritems * _ITEM_N
-        prev = None
-        for obj, typ, off, doff, size in struct.iter_unpack(
-                S.ITEM_FMT.format, buf[S.HEADER_SIZE:floor]):
-            start = S.HEADER_SIZE + doff
-            if start < floor or start + size > nodesize:
-                raise NodeError(f"item ({obj}, {typ}, {off}) data [{doff}, +{size}) "
-                                "outside the leaf's data area")
-            k = (obj, typ, off)
-            if prev is not None and k <= prev:
-                raise NodeError(f"leaf keys out of order at ({obj}, {typ}, {off})")
-            prev = k
-            keys.append(k)
-            spans.append((start, size))
+        outside = (start < floor) | (start + size > nodesize)
+        if outside.any():
+            i = int(np.argmax(outside))
+            raise NodeError(f"item ({obj[i]}, {typ[i]}, {off[i]}) data "
+                            f"[{start[i] - S.HEADER_SIZE}, +{size[i]}) outside the leaf's "
+                            "data area")
+        _check_order(obj, typ, off)
+        keys = list(zip(obj.tolist(), typ.tolist(), off.tolist()))
+        spans = list(zip(start.tolist(), size.tolist()))
         return Node(bytenr, 0, owner, gen, keys, [], spans, buf)
     if nritems == 0 or nritems * _PTR_N > room:
         raise NodeError(f"{nritems} key pointers in a {nodesize}-byte node")
-    keys = []
-    ptrs = []
-    prev = None
-    for obj, typ, off, ptr, _g in struct.iter_unpack(
-            S.KEY_PTR_FMT.format, buf[S.HEADER_SIZE:S.HEADER_SIZE + nritems * _PTR_N]):
-        k = (obj, typ, off)
-        if prev is not None and k <= prev:
-            raise NodeError(f"node keys out of order at ({obj}, {typ}, {off})")
-        prev = k
-        keys.append(k)
-        ptrs.append(ptr)
+    ptr = np.frombuffer(buf, _PTR_DT, count=nritems, offset=S.HEADER_SIZE)
+    obj, typ, off = ptr["key_objectid"], ptr["key_type"], ptr["key_offset"]
+    _check_order(obj, typ, off)
+    keys = list(zip(obj.tolist(), typ.tolist(), off.tolist()))
+    ptrs = ptr["blockptr"].tolist()
     return Node(bytenr, h_level, owner, gen, keys, ptrs, [], buf)
 
 
