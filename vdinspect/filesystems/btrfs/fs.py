@@ -200,9 +200,18 @@ class BtrfsFileSystem(BtrfsVolume):
             self.fail(NotFound, f"tree {tree} has no ROOT_ITEM", "root tree", self.sb.root)
         return r
 
-    def _items(self, tree: int, lo, hi):
+    def _items(self, tree: int, lo, hi, missed: list | None = None):
+        """Items of ``tree`` in ``[lo, hi]``; blocks that could not be read (salvage) are
+        skipped, their addresses appended to ``missed`` when given."""
         r = self._tree_root(tree)
-        return search(self.node, r.bytenr, r.level, lo, hi)
+        get = self.node
+        if missed is not None:
+            def get(bytenr, level, _node=self.node):
+                n = _node(bytenr, level)
+                if n is None:
+                    missed.append(bytenr)
+                return n
+        return search(get, r.bytenr, r.level, lo, hi)
 
     def inode_item(self, tree: int, ino: int) -> tuple | None:
         """The INODE_ITEM fields (INODE_FIELDS order) of ``ino`` in ``tree``, or None."""
@@ -338,14 +347,19 @@ class BtrfsFileSystem(BtrfsVolume):
     def _content(self, tree: int, ino: int, size: int, name: str) -> ExtentSource:
         rec = self.inode_item(tree, ino)
         verify = not (rec is not None and rec[_F["flags"]] & S.INODE_NODATASUM)
-        return ExtentSource(self, self.pieces(tree, ino), size, f"{self.name}:{name}", verify)
+        missed: list[int] = []
+        src = ExtentSource(self, self.pieces(tree, ino, missed), size, f"{self.name}:{name}",
+                           verify)
+        if missed:  # part of the extent map is in an unreadable block: nothing is sure
+            src.bad.append((0, size))
+        return src
 
-    def pieces(self, tree: int, ino: int) -> list[Piece]:
+    def pieces(self, tree: int, ino: int, missed: list | None = None) -> list[Piece]:
         """The file's extent items as Pieces, in file order."""
         out: list[Piece] = []
         lo, hi = (ino, S.EXTENT_DATA, 0), (ino, S.EXTENT_DATA, KEY_MAX[2])
         head = S.FILE_EXTENT_FMT.size
-        for node, i in self._items(tree, lo, hi):
+        for node, i in self._items(tree, lo, hi, missed):
             if len(out) >= MAX_EXTENT_ITEMS:
                 self.problem(f"inode {ino}", node.bytenr, "too many extent items")
                 break
@@ -513,7 +527,8 @@ class BtrfsFileSystem(BtrfsVolume):
         return out
 
     def volume_damaged(self) -> bool:
-        return bool(self.bad_logical) or any(
+        """Whether anything could not be read: device ranges, tree blocks, checksums."""
+        return bool(self.bad_logical or self.bad_blocks) or any(
             d.size and d._damage_pairs(0, d.size) for d in self.devs.values())
 
     # --- extended attributes -------------------------------------------------------------

@@ -95,6 +95,7 @@ class BtrfsVolume(FileSystem):
             if c.generation > self.sb.generation:  # the newest copy across the devices
                 self.sb, self.super_copy = c.sb, c
         self.nodes: LRUCache[Node | None] = LRUCache(NODE_CACHE)
+        self.bad_blocks: set[int] = set()  # tree blocks that could not be read (salvage)
         self.chunks = ChunkTable()
         self._load_chunks()
 
@@ -242,4 +243,5 @@ class BtrfsVolume(FileSystem):
                                  f"copy {m + 1} used: the first copy is bad ({why})")
                 return node
         self.problem("tree block", bytenr, why)
+        self.bad_blocks.add(bytenr)
         return None
