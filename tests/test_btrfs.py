@@ -609,6 +609,11 @@ def test_sample_raid_sets(raid_sets, profile):
     assert fs.check() == []
     info = fs.info()
     assert info["label"] == profile and len(info["devices"]) == len(paths)
+    with vdinspect.open(paths) as group:  # the devices as disks of a DiskGroup
+        assert set(group.partitions().filesystem) == {"btrfs"}
+        gfs = group.filesystem("0:0")
+        assert sha(gfs.read("/sub/blob.bin")) == RAID[profile]
+        assert len(gfs.info()["devices"]) == len(paths)
     if profile == "raid1":  # one device of a mirror holds everything
         one = open_filesystem(devs[1])
         assert sha(one.read("/sub/blob.bin")) == RAID[profile]
