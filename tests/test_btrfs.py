@@ -316,6 +316,71 @@ def test_data_checksum_mismatch(images, tmp_path):
     assert dmg["/onemeg"] == 4096 and dmg["/tiny"] == 0
 
 
+# --- extent shapes mkfs.btrfs does not write: patched from the documented item layout ------
+
+#: btrfs_file_extent_item: generation u64, ram_bytes u64, compression u8, encryption u8,
+#: other_encoding u16, type u8 (0 inline, 1 regular, 2 prealloc), then disk_bytenr u64,
+#: disk_num_bytes u64, offset u64, num_bytes u64 (the Btrfs on-disk format documentation)
+FE_TYPE, FE_DISK_BYTENR, FE_OFFSET, FE_NUM_BYTES = 20, 21, 37, 45
+
+
+def _leaf_items(img: Path, ino: int, typ: str) -> tuple[int, dict[int, int]]:
+    """(leaf logical address, {key offset: itemoff}) of an inode's items in dump-tree."""
+    leaf, out = None, {}
+    for line in run("btrfs", "inspect-internal", "dump-tree", "-t", "fs", img).splitlines():
+        m = re.match(r"^leaf (\d+) items", line)
+        if m:
+            leaf = int(m.group(1))
+        m = re.match(rf"^\s+item \d+ key \({ino} {typ} (\d+)\) itemoff (\d+)", line)
+        if m:
+            out[int(m.group(1))] = int(m.group(2))
+            found = leaf
+    return found, out
+
+
+@needs_btrfs
+def test_holes_prealloc_and_shared_extent_ranges(tmp_path):
+    """A 4 MiB file of four 1 MiB extents, its items then made: a preallocated extent, an
+    explicit hole (disk_bytenr 0), and a range 4 KiB into another item's extent (as a
+    reflink or a partly overwritten extent leaves), which leaves a 4 KiB NO_HOLES gap.
+    The oracle is ``btrfs restore`` of the patched image (and the arithmetic of it)."""
+    pytest.importorskip("crc32c")
+    src = tmp_path / "t"
+    src.mkdir()
+    orig = random.Random(5).randbytes(4 * MiB)
+    (src / "multi").write_bytes(orig)
+    img = mkfs(src, tmp_path / "p.raw", ["-m", "single"], size=200 * MiB)
+    ino = dump_tree(img)["dirs"][256]["multi"]
+    leaf, items = _leaf_items(img, ino, "EXTENT_DATA")
+    assert sorted(items) == [0, MiB, 2 * MiB, 3 * MiB]
+    (phys,) = _physical(img, leaf)
+    nodesize = 16384
+    with open(img, "r+b") as f:
+        f.seek(phys)
+        block = bytearray(f.read(nodesize))
+        at = {k: 101 + v for k, v in items.items()}  # data follows the 101-byte header
+        first = struct.unpack_from("<Q", block, at[0] + FE_DISK_BYTENR)[0]
+        block[at[0] + FE_TYPE] = 2  # prealloc
+        # an explicit hole as the kernel writes one: disk_bytenr and disk_num_bytes 0
+        struct.pack_into("<QQ", block, at[MiB] + FE_DISK_BYTENR, 0, 0)
+        struct.pack_into("<QQQQ", block, at[2 * MiB] + FE_DISK_BYTENR, first, MiB, 4096,
+                         MiB - 4096)
+        f.seek(phys)
+        f.write(_with_csum(block))
+    want = bytes(2 * MiB) + orig[4096:MiB] + bytes(4096) + orig[3 * MiB:]
+    out = tmp_path / "restore"
+    out.mkdir()
+    run("btrfs", "restore", img, out)
+    assert (out / "multi").read_bytes() == want
+    fs = open_filesystem(FileSource(img))
+    assert fs.read("/multi") == want
+    f = fs.content(fs.lookup("/multi"))
+    assert f.seek_data(0) == 2 * MiB
+    with fs.open("/multi") as fh:
+        fh.seek(3 * MiB - 100)
+        assert fh.read(200) == want[3 * MiB - 100:3 * MiB + 100]
+
+
 # --- partitioned and wrapped ----------------------------------------------------------------
 
 @needs_btrfs
