@@ -381,6 +381,108 @@ def test_holes_prealloc_and_shared_extent_ranges(tmp_path):
         assert fh.read(200) == want[3 * MiB - 100:3 * MiB + 100]
 
 
+FE_RAM_BYTES, FE_COMPRESSION = 8, 16
+
+
+def _lzo_btrfs(plain: bytes, tmp: Path) -> bytes:
+    """``plain`` in Btrfs's LZO framing, each 4 KiB piece compressed by lzop: a 4-byte
+    total length, then (4-byte length, LZO1X data) segments whose headers never straddle
+    a 4 KiB sector (zeros pad to the next sector instead)."""
+    out = bytearray(4)
+    for k in range(0, len(plain), 4096):
+        (tmp / "piece").write_bytes(plain[k:k + 4096])
+        run("lzop", "-1", "-f", "-o", tmp / "piece.lzo", tmp / "piece")
+        ((data, n, compressed),) = _lzop_blocks((tmp / "piece.lzo").read_bytes())
+        assert compressed and n == min(4096, len(plain) - k), (k, n, compressed, len(data))
+        if 4096 - len(out) % 4096 < 4:
+            out += bytes(4096 - len(out) % 4096)
+        out += struct.pack("<I", len(data)) + data
+    struct.pack_into("<I", out, 0, len(out))
+    return bytes(out)
+
+
+def _csum_slots(img: Path) -> dict[int, tuple[int, int]]:
+    """Where each data sector's crc32c is stored: sector logical -> (leaf, byte in leaf)."""
+    out, leaf = {}, None
+    for line in run("btrfs", "inspect-internal", "dump-tree", "-t", "csum", img).splitlines():
+        m = re.match(r"^leaf (\d+) items", line)
+        if m:
+            leaf = int(m.group(1))
+        m = re.match(r"^\s+item \d+ key \(EXTENT_CSUM EXTENT_CSUM (\d+)\) itemoff (\d+) "
+                     r"itemsize (\d+)", line)
+        if m:
+            base, off, size = map(int, m.groups())
+            for k in range(size // 4):
+                out[base + k * 4096] = (leaf, 101 + off + 4 * k)
+    return out
+
+
+@needs_btrfs
+@pytest.mark.skipif(not have("lzop"), reason="needs lzop")
+def test_compressed_extents_patched_in(tmp_path):
+    """Three 128 KiB files whose single extents are replaced by zlib, LZO (Btrfs framing
+    around lzop's LZO1X) and zstd data, with the item's compression field and the data
+    checksums updated; ``btrfs restore`` of the result is the oracle."""
+    crc32c = pytest.importorskip("crc32c")
+    zstandard = pytest.importorskip("zstandard")
+    import zlib
+
+    src = tmp_path / "t"
+    src.mkdir()
+    rnd = random.Random(11)
+    words = [rnd.randbytes(rnd.randint(2, 9)).hex().encode() for _ in range(40)]
+    plain = {}
+    for name in ("zlib", "lzo", "zstd"):
+        text = b" ".join(rnd.choice(words) for _ in range(40000))[:128 * 1024]
+        plain[name] = text
+        (src / name).write_bytes(text)
+    img = mkfs(src, tmp_path / "c.raw", ["-m", "single"], size=200 * MiB)
+    inos = dump_tree(img)["dirs"][256]
+    slots = _csum_slots(img)
+    leaves: dict[int, bytearray] = {}
+
+    def leaf(logical: int) -> bytearray:
+        if logical not in leaves:
+            with open(img, "rb") as f:
+                f.seek(_physical(img, logical)[0])
+                leaves[logical] = bytearray(f.read(16384))
+        return leaves[logical]
+
+    codes = {"zlib": 1, "lzo": 2, "zstd": 3}
+    with open(img, "r+b") as f:
+        for name, code in codes.items():
+            packed = {"zlib": lambda b: zlib.compress(b, 6),
+                      "lzo": lambda b: _lzo_btrfs(b, tmp_path),
+                      "zstd": lambda b: zstandard.ZstdCompressor().compress(b)}[name](
+                plain[name])
+            assert len(packed) < 120 * 1024
+            packed += bytes(128 * 1024 - len(packed))
+            lf, items = _leaf_items(img, inos[name], "EXTENT_DATA")
+            assert list(items) == [0]
+            block = leaf(lf)
+            at = 101 + items[0]
+            disk = struct.unpack_from("<Q", block, at + FE_DISK_BYTENR)[0]
+            block[at + FE_COMPRESSION] = code
+            f.seek(_physical(img, disk)[0])
+            f.write(packed)
+            for k in range(0, len(packed), 4096):
+                cl, pos = slots[disk + k]
+                struct.pack_into("<I", leaf(cl), pos, crc32c.crc32c(packed[k:k + 4096]))
+        for logical, block in leaves.items():
+            f.seek(_physical(img, logical)[0])
+            f.write(_with_csum(block))
+    out = tmp_path / "restore"
+    out.mkdir()
+    run("btrfs", "restore", img, out)
+    fs = open_filesystem(FileSource(img))
+    for name, code in codes.items():
+        assert (out / name).read_bytes() == plain[name]
+        e = fs.lookup("/" + name)
+        assert [p.codec for p in fs.content(e).pieces] == [code]
+        assert fs.read(e) == plain[name]
+    assert fs.check() == []
+
+
 # --- partitioned and wrapped ----------------------------------------------------------------
 
 @needs_btrfs
