@@ -60,9 +60,13 @@ class ExtentSource(ByteSource):
         return max(0, bisect.bisect_right(self.starts, pos) - 1)
 
     def _read(self, offset: int, length: int) -> bytes:
-        out = bytearray(length)
         end = offset + length
         i = self._find(offset)
+        if i < len(self.pieces):  # one piece holds it all: no assembly copy
+            p = self.pieces[i]
+            if p.start <= offset and end <= p.start + p.length:
+                return self._piece_bytes(p, offset - p.start, length)
+        out = bytearray(length)
         while i < len(self.pieces):
             p = self.pieces[i]
             if p.start >= end:

@@ -440,6 +440,8 @@ class BtrfsFileSystem(BtrfsVolume):
         a = logical // ss * ss
         b = -(-(logical + n) // ss) * ss
         raw, bad = self._read_checked(a, b - a, verify)
+        if a == logical and b - a == n:
+            return raw, bad
         shift = logical - a
         bad = [(max(0, x - shift), min(n, x - shift + m) - max(0, x - shift))
                for x, m in bad if x - shift < n and x - shift + m > 0]
@@ -448,24 +450,27 @@ class BtrfsFileSystem(BtrfsVolume):
     def _read_checked(self, a: int, length: int, verify: bool
                       ) -> tuple[bytes, list[tuple[int, int]]]:
         try:
-            raw = bytearray(self.read_logical(a, length))
+            raw = self.read_logical(a, length)
         except CorruptImage as e:
             if self.strict:
                 raise
             self.finding("error", "data", a, e.detail)
             return bytes(length), [(0, length)]
         if not verify:
-            return bytes(raw), []
+            return raw, []
         ss, cl = self.sectorsize, self.csum_len
         want = self._expected_csums(a, length // ss)
         if not want:
-            return bytes(raw), []
+            return raw, []
         got = digests(self.csum_type, raw, ss)
+        wrong = [k for k in range(0, length, ss)
+                 if (exp := want.get(a + k)) is not None and got[k // ss][:cl] != exp]
+        if not wrong:
+            return raw, []
+        raw = bytearray(raw)
         bad = []
-        for k in range(0, length, ss):
-            exp = want.get(a + k)
-            if exp is None or got[k // ss][:cl] == exp:
-                continue
+        for k in wrong:
+            exp = want[a + k]
             fixed = None
             for m in range(1, self.mirrors(a + k)):
                 try:
