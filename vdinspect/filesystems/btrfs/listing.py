@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ...errors import CorruptImage, VDInspectError
 from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
 from . import structs as S
@@ -39,13 +41,18 @@ class TreeIndex:
             if node.level:
                 continue
             buf = node.buf
-            for (obj, typ, _off), (a, n) in zip(node.keys, node.spans):
+            if node.cols is None:  # an empty leaf
+                continue
+            objs, types, _offs, starts, sizes = node.cols
+            sel = np.flatnonzero((types == S.INODE_ITEM) | (types == S.DIR_INDEX))
+            for obj, typ, a, n in zip(objs[sel].tolist(), types[sel].tolist(),
+                                      starts[sel].tolist(), sizes[sel].tolist()):
                 if typ == S.INODE_ITEM:
                     if n >= isize:
                         self.inodes[obj] = buf[a:a + isize]
                     else:
                         fs.problem(f"inode {obj}", node.bytenr, "INODE_ITEM cut short")
-                elif typ == S.DIR_INDEX:
+                else:
                     kids = self.dirs.setdefault(obj, [])
                     for name, loc, ftype, _v in fs._dir_items(buf[a:a + n], node.bytenr):
                         kids.append((name, loc[0], loc[1], ftype))
@@ -81,10 +88,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                 indexes[tree] = None
         return indexes[tree]
 
-    cols: dict[str, list] = {c: [] for c in (
-        "path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
-        "created", "modified", "accessed", "changed", "inode", "links", "target",
-        "subvolume")}
+    rows: list[tuple] = []
     keys: list[tuple] = []
     tree0, ino0 = top.key
     stack = [(tree0, ino0, "/" if top.path in ("", "/") else top.path, 0)]
@@ -121,36 +125,17 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                 fs.problem("DIR_INDEX", None, f"{name!r}: location type {loc_type}")
                 continue
             path = prefix + name
-            cols["path"].append(path)
-            cols["name"].append(name)
-            cols["parent"].append(dpath)
-            cols["inode"].append(cino)
-            cols["subvolume"].append(ctree)
             keys.append((ctree, cino))
+            target = None
             if rec is None:
                 kind = DIR if loc_type == S.ROOT_ITEM else _FT_KIND.get(ftype, OTHER)
-                for c in ("size", "allocated", "mode", "uid", "gid", "links"):
-                    cols[c].append(None)
-                for c in ("created", "modified", "accessed", "changed"):
-                    cols[c].append(_NAT)
-                cols["size"][-1] = 0
-                target = None
+                rows.append((path, name, dpath, kind, 0, None, None, None, None, _NAT, _NAT,
+                             _NAT, _NAT, cino, None, None, ctree))
             else:
                 f = unpack(rec)
                 mode = f[8]
                 kind = _MODE_KIND.get(mode & 0o170000) or (OTHER if mode else
                                                            _FT_KIND.get(ftype, OTHER))
-                cols["size"].append(f[2])
-                cols["allocated"].append(f[3])
-                cols["links"].append(f[5])
-                cols["uid"].append(f[6])
-                cols["gid"].append(f[7])
-                cols["mode"].append(mode)
-                cols["accessed"].append(_us(f[16], f[17]))
-                cols["changed"].append(_us(f[18], f[19]))
-                cols["modified"].append(_us(f[20], f[21]))
-                cols["created"].append(_us(f[22], f[23]))
-                target = None
                 if kind == SYMLINK:
                     try:
                         src = fs._content(ctree, cino, min(f[2], 4096), path)
@@ -159,8 +144,9 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                     except VDInspectError:
                         if fs.strict:
                             raise
-            cols["kind"].append(kind)
-            cols["target"].append(target)
+                rows.append((path, name, dpath, kind, f[2], f[3], mode, f[6], f[7],
+                             _us(f[22], f[23]), _us(f[20], f[21]), _us(f[16], f[17]),
+                             _us(f[18], f[19]), cino, f[5], target, ctree))
             if kind != DIR or cino is None:
                 continue
             cid = (ctree, cino)
@@ -181,7 +167,11 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                 subdirs.append((ctree, cino, path, depth + 1))
         stack.extend(reversed(subdirs))
 
-    n = len(cols["path"])
+    names = ("path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
+             "created", "modified", "accessed", "changed", "inode", "links", "target",
+             "subvolume")
+    n = len(rows)
+    cols = dict(zip(names, (list(c) for c in zip(*rows)))) if rows else {c: [] for c in names}
     data = {}
     for c, dtype in FILES_DTYPES.items():
         if c in ("created", "modified", "accessed", "changed"):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,19 +28,32 @@ class NodeError(ValueError):
     """A tree block that fails its checks (the caller names where)."""
 
 
-@dataclass(slots=True)
 class Node:
     """A decoded tree block. Leaves keep ``spans`` (data start, size) per item; nodes keep
-    the children's logical addresses in ``ptrs``."""
+    the children's logical addresses in ``ptrs``. ``keys`` (tuples, for bisecting) are
+    built on first use; ``items`` keeps the leaf's item headers as a numpy array
+    (``key_objectid``, ``key_type``, ``key_offset``, ``start``, ``size``) for bulk scans."""
 
-    bytenr: int
-    level: int
-    owner: int
-    generation: int
-    keys: list[Key]
-    ptrs: list[int]
-    spans: list[tuple[int, int]]
-    buf: bytes
+    __slots__ = ("bytenr", "level", "owner", "generation", "_keys", "ptrs", "_spans",
+                 "buf", "cols")
+
+    def __init__(self, bytenr: int, level: int, owner: int, generation: int, keys, ptrs,
+                 spans, buf: bytes, cols=None) -> None:
+        self.bytenr, self.level, self.owner, self.generation = bytenr, level, owner, generation
+        self._keys, self.ptrs, self._spans, self.buf, self.cols = keys, ptrs, spans, buf, cols
+
+    @property
+    def keys(self) -> list[Key]:
+        if self._keys is None:
+            obj, typ, off = self.cols[0], self.cols[1], self.cols[2]
+            self._keys = list(zip(obj.tolist(), typ.tolist(), off.tolist()))
+        return self._keys
+
+    @property
+    def spans(self) -> list[tuple[int, int]]:
+        if self._spans is None:
+            self._spans = list(zip(self.cols[3].tolist(), self.cols[4].tolist()))
+        return self._spans
 
     def data(self, i: int) -> bytes:
         a, n = self.spans[i]
@@ -99,9 +111,7 @@ def parse_node(buf: bytes, bytenr: int, fsid: bytes, csum_ok, level: int | None)
                             f"[{start[i] - S.HEADER_SIZE}, +{size[i]}) outside the leaf's "
                             "data area")
         _check_order(obj, typ, off)
-        keys = list(zip(obj.tolist(), typ.tolist(), off.tolist()))
-        spans = list(zip(start.tolist(), size.tolist()))
-        return Node(bytenr, 0, owner, gen, keys, [], spans, buf)
+        return Node(bytenr, 0, owner, gen, None, [], None, buf, (obj, typ, off, start, size))
     if nritems == 0 or nritems * _PTR_N > room:
         raise NodeError(f"{nritems} key pointers in a {nodesize}-byte node")
     ptr = np.frombuffer(buf, _PTR_DT, count=nritems, offset=S.HEADER_SIZE)
