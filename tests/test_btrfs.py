@@ -102,7 +102,7 @@ VARIANTS = {
 }
 
 
-def mkfs(tree: Path, out: Path, opts: list[str], size: int = 256 * MiB) -> Path:
+def mkfs(tree: Path, out: Path, opts: list[str], size: int = 128 * MiB) -> Path:
     with open(out, "wb") as f:
         f.truncate(size)
     run("mkfs.btrfs", "-q", "-f", "-L", "vdtest", *opts, "--rootdir", tree, out)
