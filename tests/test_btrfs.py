@@ -588,6 +588,40 @@ def test_hostile_mutations_stay_bounded(tree, tmp_path):
                 pass
 
 
+@needs_btrfs
+def test_node_pointing_twice_at_one_child(tmp_path):
+    """A node whose last key pointer is made to name the first child's block (what a
+    hostile image does to repeat a subtree): the child's keys do not start at that
+    pointer's key, so it is refused: strict mode raises, salvage lists each entry once."""
+    pytest.importorskip("crc32c")
+    src = tmp_path / "t"
+    src.mkdir()
+    for i in range(300):
+        (src / f"file{i:03d}").write_bytes(b"x" * 10)
+    img = mkfs(src, tmp_path / "n.raw", ["-m", "single", "--nodesize", "4096"])
+    text = run("btrfs", "inspect-internal", "dump-tree", "-t", "fs", img)
+    node = int(re.search(r"^node (\d+) level 1", text, re.M).group(1))
+    (phys,) = _physical(img, node)
+    with open(img, "r+b") as f:
+        f.seek(phys)
+        block = bytearray(f.read(4096))
+        # key pointers follow the 101-byte header: 17-byte key, blockptr u64, generation u64
+        first_child = struct.unpack_from("<Q", block, 101 + 17)[0]
+        nritems = struct.unpack_from("<I", block, 96)[0]  # header: ... owner u64, nritems
+        last = 101 + 33 * (nritems - 1)
+        struct.pack_into("<Q", block, last + 17, first_child)
+        f.seek(phys)
+        f.write(_with_csum(block))
+    strict = open_filesystem(FileSource(img))
+    with pytest.raises(CorruptImage, match="outside the range"):
+        for i in range(300):
+            strict.stat(f"/file{i:03d}")
+    fs = open_filesystem(FileSource(img), strict=False)
+    df = fs.files()
+    assert df.path.is_unique and len(df) <= 300
+    assert any("outside the range" in r["message"] for r in fs.check())
+
+
 def test_not_btrfs():
     with pytest.raises(VDInspectError):
         open_filesystem(MemorySource(bytes(1 << 20)))

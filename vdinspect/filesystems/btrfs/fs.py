@@ -31,7 +31,7 @@ from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
 from .csum import digest, digests
 from .listing import files_frame
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
-from .tree import KEY_MAX, search, walk_blocks
+from .tree import KEY_MAX
 from .volume import BtrfsVolume, fmt_uuid
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ class BtrfsFileSystem(BtrfsVolume):
         self.default_subvolume = S.FS_TREE_OBJECTID
         self.reloc_roots = 0
         count = 0
-        for node, i in search(self.node, sb.root, sb.root_level):
+        for node, i in self.search(sb.root, sb.root_level):
             count += 1
             if count > S.MAX_LEVEL * 1 << 24:
                 self.problem("root tree", node.bytenr, "too many items")
@@ -211,7 +211,7 @@ class BtrfsFileSystem(BtrfsVolume):
                 if n is None:
                     missed.append(bytenr)
                 return n
-        return search(get, r.bytenr, r.level, lo, hi)
+        return self.search(r.bytenr, r.level, lo, hi, get=get)
 
     def inode_item(self, tree: int, ino: int) -> tuple | None:
         """The INODE_ITEM fields (INODE_FIELDS order) of ``ino`` in ``tree``, or None."""
@@ -416,7 +416,7 @@ class BtrfsFileSystem(BtrfsVolume):
         lo = (S.EXTENT_CSUM_OBJECTID, S.EXTENT_CSUM, max(0, start - span))
         hi = (S.EXTENT_CSUM_OBJECTID, S.EXTENT_CSUM, end - 1)
         out = {}
-        for node, i in search(self.node, r.bytenr, r.level, lo, hi):
+        for node, i in self.search(r.bytenr, r.level, lo, hi):
             base = node.keys[i][2]
             data = node.data(i)
             first = max(0, (start - base) // ss)
@@ -588,12 +588,12 @@ class BtrfsFileSystem(BtrfsVolume):
                          f"{self.reloc_roots} relocation trees (a balance was interrupted)")
         strict, self.strict = self.strict, False
         try:
-            for _n in walk_blocks(self.node, sb.chunk_root, sb.chunk_root_level):
+            for _n in self.walk(sb.chunk_root, sb.chunk_root_level):
                 pass
-            for _n in walk_blocks(self.node, sb.root, sb.root_level):
+            for _n in self.walk(sb.root, sb.root_level):
                 pass
             for r in self.roots.values():
-                for _n in walk_blocks(self.node, r.bytenr, r.level):
+                for _n in self.walk(r.bytenr, r.level):
                     pass
             self._scrub()
         finally:
@@ -606,7 +606,7 @@ class BtrfsFileSystem(BtrfsVolume):
         ss, cl = self.sectorsize, self.csum_len
         lo = (S.EXTENT_CSUM_OBJECTID, S.EXTENT_CSUM, 0)
         hi = (S.EXTENT_CSUM_OBJECTID, S.EXTENT_CSUM, KEY_MAX[2])
-        for node, i in search(self.node, r.bytenr, r.level, lo, hi):
+        for node, i in self.search(r.bytenr, r.level, lo, hi):
             base = node.keys[i][2]
             count = len(node.data(i)) // cl
             for k in range(0, count, 256):

@@ -17,7 +17,6 @@ import numpy as np
 from ...errors import CorruptImage, VDInspectError
 from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
 from . import structs as S
-from .tree import walk_blocks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,7 +36,7 @@ class TreeIndex:
         self.dirs: dict[int, list[tuple[bytes, int, int, int]]] = {}
         r = fs._tree_root(tree)
         isize = S.INODE_ITEM_SIZE
-        for node in walk_blocks(fs.node, r.bytenr, r.level):
+        for node in fs.walk(r.bytenr, r.level):
             if node.level:
                 continue
             buf = node.buf

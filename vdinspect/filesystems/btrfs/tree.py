@@ -55,6 +55,15 @@ class Node:
             self._spans = list(zip(self.cols[3].tolist(), self.cols[4].tolist()))
         return self._spans
 
+    def first_last(self) -> tuple[Key, Key] | None:
+        """The first and last keys (None for an empty block)."""
+        if self._keys is not None:
+            return (self._keys[0], self._keys[-1]) if self._keys else None
+        if self.cols is None or not len(self.cols[0]):
+            return None
+        o, t, f = self.cols[0], self.cols[1], self.cols[2]
+        return (int(o[0]), int(t[0]), int(f[0])), (int(o[-1]), int(t[-1]), int(f[-1]))
+
     def data(self, i: int) -> bytes:
         a, n = self.spans[i]
         return self.buf[a:a + n]
@@ -122,20 +131,44 @@ def parse_node(buf: bytes, bytenr: int, fsid: bytes, csum_ok, level: int | None)
     return Node(bytenr, h_level, owner, gen, keys, ptrs, [], buf)
 
 
-def search(get_node, root: int, root_level: int, lo: Key = KEY_MIN, hi: Key = KEY_MAX
-           ) -> Iterator[tuple[Node, int]]:
+def _raise(node: Node, message: str) -> None:
+    raise NodeError(message)
+
+
+def _child(get_node, node: Node, i: int, upper: Key | None, bad) -> Node | None:
+    """Child ``i`` of ``node`` if it is readable and its keys lie in the range the parent
+    gives it (first key equal to the pointer's, last below the next pointer's): a block
+    placed under two pointers, or keys out of place, would repeat items or loop."""
+    child = get_node(node.ptrs[i], node.level - 1)
+    if child is None:
+        return None
+    ends = child.first_last()
+    if ends is None:
+        bad(child, "empty tree block below a node")
+        return None
+    if ends[0] != node.keys[i] or (upper is not None and ends[1] >= upper):
+        bad(child, f"keys {ends[0]}..{ends[1]} outside the range its parent at "
+                   f"{node.bytenr:#x} gives it")
+        return None
+    return child
+
+
+def search(get_node, root: int, root_level: int, lo: Key = KEY_MIN, hi: Key = KEY_MAX,
+           bad=_raise) -> Iterator[tuple[Node, int]]:
     """(leaf, item index) for every item with ``lo <= key <= hi``, in key order.
 
     ``get_node(bytenr, level)`` returns a checked Node, or None for a block that could not
-    be read (salvage: its items are skipped). Levels fall by one at each step, so the
-    recursion is at most ``MAX_LEVEL`` deep.
+    be read (salvage: its items are skipped); ``bad(node, message)`` hears of a child out
+    of place (it raises, or returns and the child is skipped). Levels fall by one at each
+    step, so the recursion is at most ``MAX_LEVEL`` deep.
     """
     top = get_node(root, root_level)
     if top is not None:
-        yield from _search(get_node, top, lo, hi)
+        yield from _search(get_node, top, lo, hi, None, bad)
 
 
-def _search(get_node, node: Node, lo: Key, hi: Key) -> Iterator[tuple[Node, int]]:
+def _search(get_node, node: Node, lo: Key, hi: Key, upper: Key | None, bad
+            ) -> Iterator[tuple[Node, int]]:
     keys = node.keys
     if node.level == 0:
         i = bisect.bisect_left(keys, lo)
@@ -147,23 +180,28 @@ def _search(get_node, node: Node, lo: Key, hi: Key) -> Iterator[tuple[Node, int]
     i = max(0, bisect.bisect_right(keys, lo) - 1)
     n = len(keys)
     while i < n and keys[i] <= hi:
-        child = get_node(node.ptrs[i], node.level - 1)
+        nxt = keys[i + 1] if i + 1 < n else upper
+        child = _child(get_node, node, i, nxt, bad)
         if child is not None:
-            yield from _search(get_node, child, lo, hi)
+            yield from _search(get_node, child, lo, hi, nxt, bad)
         i += 1
 
 
-def walk_blocks(get_node, root: int, root_level: int) -> Iterator[Node]:
+def walk_blocks(get_node, root: int, root_level: int, bad=_raise) -> Iterator[Node]:
     """Every readable block of a tree, parents before children (depth first)."""
     top = get_node(root, root_level)
     if top is None:
         return
-    stack = [top]
+    stack: list[tuple[Node, Key | None]] = [(top, None)]
     while stack:
-        node = stack.pop()
+        node, upper = stack.pop()
         yield node
         if node.level:
-            for ptr in reversed(node.ptrs):
-                child = get_node(ptr, node.level - 1)
+            keys = node.keys
+            kids = []
+            for i in range(len(keys)):
+                nxt = keys[i + 1] if i + 1 < len(keys) else upper
+                child = _child(get_node, node, i, nxt, bad)
                 if child is not None:
-                    stack.append(child)
+                    kids.append((child, nxt))
+            stack.extend(reversed(kids))

@@ -18,7 +18,7 @@ from ..base import FileSystem
 from . import structs as S
 from .chunks import ChunkError, ChunkMap, ChunkTable, parse_chunk, parse_sys_chunk_array
 from .csum import digest
-from .tree import KEY_MAX, Node, NodeError, parse_node, search
+from .tree import KEY_MAX, KEY_MIN, Node, NodeError, parse_node, search, walk_blocks
 
 NODE_CACHE = 2048  # tree blocks kept decoded (32 MiB of 16 KiB nodes)
 MAX_READ = 1 << 28  # one logical read larger than this is a bug or a hostile size
@@ -151,8 +151,8 @@ class BtrfsVolume(FileSystem):
                              f"chunk at {c.logical:#x} overlaps another")
         self.dev_items: dict[int, object] = {}
         lo = (S.FIRST_CHUNK_TREE_OBJECTID, S.CHUNK_ITEM, 0)
-        for node, i in search(self.node, sb.chunk_root, sb.chunk_root_level,
-                              (1, S.DEV_ITEM, 0), KEY_MAX):
+        for node, i in self.search(sb.chunk_root, sb.chunk_root_level, (1, S.DEV_ITEM, 0),
+                                   KEY_MAX):
             k = node.keys[i]
             if k[1] == S.DEV_ITEM and k[0] == 1:
                 data = node.data(i)
@@ -218,6 +218,18 @@ class BtrfsVolume(FileSystem):
         return self.chunks.find(logical)
 
     # --- tree blocks ------------------------------------------------------------------
+    def search(self, root: int, level: int, lo=KEY_MIN, hi=KEY_MAX, get=None):
+        """(leaf, index) of the items in ``[lo, hi]`` of the tree at ``root``."""
+        return search(get or self.node, root, level, lo, hi, bad=self._bad_link)
+
+    def walk(self, root: int, level: int):
+        """Every readable block of the tree at ``root``."""
+        return walk_blocks(self.node, root, level, bad=self._bad_link)
+
+    def _bad_link(self, node: Node, message: str) -> None:
+        self.bad_blocks.add(node.bytenr)
+        self.problem("tree block", node.bytenr, message)
+
     def _csum_ok(self, buf: bytes) -> bool:
         n = self.csum_len
         return digest(self.csum_type, buf[S.CSUM_SIZE:])[:n] == buf[:n]
