@@ -178,6 +178,9 @@ def dump_tree(img: Path, tree: str = "fs") -> dict:
             f = dict(re.findall(r"(\w+) (\d+)", lines[i + 1] + " " + lines[i + 2]))
             inodes[obj] = {k: int(v) for k, v in f.items()}
             inodes[obj]["mode"] = int(re.search(r"mode (\d+)", lines[i + 2]).group(1), 8)
+            for t, sec, nsec in re.findall(r"(\w?time) (-?\d+)\.(\d+)",
+                                           "\n".join(lines[i + 3:i + 8])):
+                inodes[obj][t] = (int(sec), int(nsec))
         elif typ == "DIR_INDEX":
             child = int(re.search(r"location key \((\d+)", lines[i + 1]).group(1))
             name = lines[i + 3].split("name: ", 1)[1]
@@ -219,6 +222,14 @@ def test_inodes_match_dump_tree(images, variant):
         assert (r.size, r.links, r.uid, r.gid, r.mode) == (
             f["size"], f["links"], f["uid"], f["gid"], f["mode"]), r.path
         assert r.allocated == f["nbytes"]
+        for col, t in (("modified", "mtime"), ("accessed", "atime"), ("changed", "ctime"),
+                       ("created", "otime")):
+            sec, nsec = f[t]
+            got = getattr(r, col)
+            if sec == 0 and nsec == 0:
+                assert pd.isna(got), (r.path, col)
+            else:
+                assert got == pd.Timestamp(sec * 10**9 + nsec, tz="UTC").floor("us"), r.path
     info = fs.info()
     assert info["label"] == "vdtest"
     assert info["nodesize"] == int(re.search(r"nodesize\s+(\d+)", run(
@@ -740,6 +751,7 @@ def test_sample_subvolumes_and_snapshots(kdave):
         g = got[path]
         assert g.inode == int(r[6]) and g.size == int(r[7]) and g.mode & 0o7777 == int(r[2], 8)
         assert g.links == int(r[5])
+        assert g.modified == pd.Timestamp(int(r[8]), tz="UTC").floor("us")
     files = df[df.kind == "file"]
     assert len(files) == 8579
     digest = "0ca3bfdeda1ef5036bfa5dad078a9f15724e79cf296bd4388cf786bfaf4195d0"
