@@ -633,6 +633,21 @@ def test_node_pointing_twice_at_one_child(tmp_path):
     assert any("outside the range" in r["message"] for r in fs.check())
 
 
+@needs_btrfs
+def test_primary_superblock_destroyed_uses_mirror(images, tree, tmp_path):
+    img = tmp_path / "m.raw"
+    shutil.copyfile(image(images, "single-4k-nodes"), img)
+    with open(img, "r+b") as f:
+        f.seek(0x10000)
+        f.write(bytes(4096))
+    text = run("btrfs", "inspect-internal", "dump-super", "-s", "1", img)
+    gen = int(re.search(r"^generation\s+(\d+)", text, re.M).group(1))
+    fs = open_filesystem(FileSource(img))
+    assert fs.info()["superblock"] == 0x4000000 and fs.info()["generation"] == gen
+    assert fs.read("/onemeg") == (tree / "onemeg").read_bytes()
+    assert any(r["host_offset"] == 0x4000000 for r in fs.check())
+
+
 def test_not_btrfs():
     with pytest.raises(VDInspectError):
         open_filesystem(MemorySource(bytes(1 << 20)))
