@@ -494,6 +494,32 @@ def test_compressed_extents_patched_in(tmp_path):
     assert fs.check() == []
 
 
+@needs_btrfs
+def test_dup_second_copies_used(images, tree, tmp_path):
+    """DUP metadata and data: the first copy of an FS-tree leaf and of a data sector are
+    damaged; the reader takes the second copies (btrfs-map-logical says where they are)."""
+    img = tmp_path / "dup.raw"
+    shutil.copyfile(image(images, "64k-nodes-dup-data"), img)
+    leaf = int(re.search(r"^leaf (\d+) items", run(
+        "btrfs", "inspect-internal", "dump-tree", "-t", "fs", img), re.M).group(1))
+    ino = dump_tree(img)["dirs"][256]["onemeg"]
+    data = _extent_of(img, ino)
+    for logical in (leaf, data):
+        copies = _physical(img, logical)
+        assert len(copies) == 2
+        with open(img, "r+b") as f:
+            f.seek(copies[0] + 200)
+            f.write(b"\xde\xad" * 8)
+    fs = open_filesystem(FileSource(img))
+    assert fs.read("/onemeg") == (tree / "onemeg").read_bytes()
+    got, want = ours(fs), restored(img, tmp_path / "restore")
+    # btrfs restore does not check data checksums: it copies the damaged first copy
+    assert want.pop("/onemeg") != got.pop("/onemeg")
+    assert got == want  # the leaf's items, from its second copy
+    warned = {r["host_offset"] for r in fs.check() if r["severity"] == "warning"}
+    assert {leaf, data} <= warned
+
+
 # --- partitioned and wrapped ----------------------------------------------------------------
 
 @needs_btrfs
