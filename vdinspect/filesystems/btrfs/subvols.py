@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 from . import structs as S
 
-MAX_ROOTS = 1 << 20
-
 
 @dataclass(slots=True)
 class RootInfo:
