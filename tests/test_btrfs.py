@@ -779,6 +779,19 @@ def test_sample_subvolumes_and_snapshots(kdave):
     subs = fs.subvolumes()
     assert sorted(subs.id) == [5] + list(range(256, 322))  # TREE_RELOC roots skipped
     assert set(subs[subs.id == 257].path) == {"/snapshot_00"}
+    if have("btrfs"):  # each ROOT_ITEM's uuid, parent_uuid, generation as dump-tree prints
+        text = run("btrfs", "inspect-internal", "dump-tree", "-t", "root",
+                   kdave["shared_block_ref_only"])
+        want_roots = {int(m[0]): (int(m[1]), m[2], m[3]) for m in re.findall(
+            r"key \((\d+) ROOT_ITEM \d+\).*?\n\s+generation (\d+) .*?\n.*?\n.*?\n.*?\n"
+            r"\s+uuid (\S+)\n\s+parent_uuid (\S+)", text)}
+        zero = "00000000-0000-0000-0000-000000000000"
+        assert set(want_roots) == set(subs.id) - {5}  # dump-tree names tree 5 FS_TREE
+        for r in subs[subs.id != 5].itertuples():
+            gen, uuid, parent = want_roots[r.id]
+            got = [zero if pd.isna(u) else u for u in (r.uuid, r.parent_uuid)]
+            assert (r.generation, *got) == (gen, uuid, parent), r.id
+        assert sum(1 for v in want_roots.values() if v[2] != zero) == 65  # the snapshots
     with lzma.open(SAMPLES / "kdave-btrfs-progs" / "expected"
                    / "shared_block_ref_only.kernel-walk.tsv.xz", "rt") as f:
         rows = [line.rstrip("\n").split("\t") for line in f if not line.startswith("#")]

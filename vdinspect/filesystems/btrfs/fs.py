@@ -185,6 +185,9 @@ class BtrfsFileSystem(BtrfsData):
         df = pd.DataFrame(rows, columns=["id", "name", "path", "parent", "generation", "uuid",
                                          "parent_uuid", "readonly", "created", "default"])
         df["parent"] = df["parent"].astype("Int64")
+        for c in ("name", "path", "uuid", "parent_uuid"):
+            df[c] = df[c].astype("string")
+        df["created"] = pd.to_datetime(df["created"], utc=True)
         return df
 
     def subvolume(self, which: int | str) -> BtrfsFileSystem:
