@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 _MODE_KIND = {0o040000: DIR, 0o100000: FILE, 0o120000: SYMLINK}
 _FT_KIND = {1: FILE, 2: DIR, 7: SYMLINK}
 _NAT = -(1 << 63)
+_NO_TIMES = (0,) * 8  # an entry without an inode: no times
 
 
 class TreeIndex:
@@ -55,15 +56,6 @@ class TreeIndex:
                     kids = self.dirs.setdefault(obj, [])
                     for name, loc, ftype, _v in fs._dir_items(buf[a:a + n], node.bytenr):
                         kids.append((name, loc[0], loc[1], ftype))
-
-
-def _us(sec: int, nsec: int) -> int:
-    if sec >= 1 << 63:
-        sec -= 1 << 64
-    if not sec and not nsec:
-        return _NAT
-    us = sec * 1_000_000 + min(nsec, 999_999_999) // 1000
-    return us if -(1 << 62) < us < 1 << 62 else _NAT
 
 
 def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
@@ -128,8 +120,8 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
             target = None
             if rec is None:
                 kind = DIR if loc_type == S.ROOT_ITEM else _FT_KIND.get(ftype, OTHER)
-                rows.append((path, name, dpath, kind, 0, None, None, None, None, _NAT, _NAT,
-                             _NAT, _NAT, cino, None, None, ctree))
+                rows.append((path, name, dpath, kind, 0, None, None, None, None, _NO_TIMES,
+                             cino, None, None, ctree))
             else:
                 f = unpack(rec)
                 mode = f[8]
@@ -144,8 +136,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                         if fs.strict:
                             raise
                 rows.append((path, name, dpath, kind, f[2], f[3], mode, f[6], f[7],
-                             _us(f[22], f[23]), _us(f[20], f[21]), _us(f[16], f[17]),
-                             _us(f[18], f[19]), cino, f[5], target, ctree))
+                             f[16:24], cino, f[5], target, ctree))
             if kind != DIR or cino is None:
                 continue
             cid = (ctree, cino)
@@ -167,15 +158,21 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
         stack.extend(reversed(subdirs))
 
     names = ("path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
-             "created", "modified", "accessed", "changed", "inode", "links", "target",
-             "subvolume")
+             "times", "inode", "links", "target", "subvolume")
     n = len(rows)
     cols = dict(zip(names, (list(c) for c in zip(*rows)))) if rows else {c: [] for c in names}
+    # the inode's timespecs (atime, ctime, mtime, otime: seconds, nanoseconds), in bulk
+    ts = np.array(cols["times"], dtype=np.uint64).reshape(n, 8)
+    times = {}
+    for c, k in (("accessed", 0), ("changed", 2), ("modified", 4), ("created", 6)):
+        sec, nsec = ts[:, k].view(np.int64), np.minimum(ts[:, k + 1], 999_999_999)
+        ok = ((sec != 0) | (nsec != 0)) & (np.abs(sec) < 1 << 42)
+        us = np.where(ok, sec * 1_000_000 + (nsec // 1000).astype(np.int64), _NAT)
+        times[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
     data = {}
     for c, dtype in FILES_DTYPES.items():
-        if c in ("created", "modified", "accessed", "changed"):
-            arr = np.array(cols[c], dtype=np.int64).view("datetime64[us]")
-            data[c] = pd.Series(arr).dt.tz_localize("UTC").array
+        if c in times:
+            data[c] = times[c]
         elif c in ("deleted", "recoverable"):
             data[c] = np.zeros(n, dtype=bool)
         else:
