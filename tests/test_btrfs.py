@@ -886,6 +886,13 @@ def test_sample_raid_sets(raid_sets, profile):
         gfs = group.filesystem("0:0")
         assert sha(gfs.read("/sub/blob.bin")) == RAID[profile]
         assert len(gfs.info()["devices"]) == len(paths)
+    if profile in ("raid5", "raid6"):  # any one device missing: rebuilt from P parity
+        for gone in range(len(devs)):
+            rest = [d for i, d in enumerate(devs) if i != gone]
+            degraded = open_filesystem(rest[0], devices=rest[1:])
+            assert sha(degraded.read("/sub/blob.bin")) == RAID[profile]
+            assert degraded.read("/hello.txt") == f"hello-from-{profile}\n".encode()
+            assert [r["severity"] for r in degraded.check()] == ["warning"]  # the missing one
     if profile == "raid1":  # one device of a mirror holds everything
         one = open_filesystem(devs[1])
         assert sha(one.read("/sub/blob.bin")) == RAID[profile]

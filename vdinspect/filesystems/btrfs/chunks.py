@@ -4,7 +4,8 @@ Every address in a Btrfs tree is *logical*; a chunk maps ``[logical, logical+len
 stripes on the devices. SINGLE has one stripe, DUP two on the same device, RAID1/1C3/1C4
 a full copy on each stripe; RAID0 spreads ``stripe_len`` units round-robin, RAID10 does
 the same over mirror pairs (``sub_stripes``), RAID5/6 add one or two rotating parity units
-per row. The SYSTEM chunks are listed in the superblock's ``sys_chunk_array``, the rest
+per row (one missing data unit is the XOR of the rest of its row and P; the volume layer
+rebuilds it). The SYSTEM chunks are listed in the superblock's ``sys_chunk_array``, the rest
 in the chunk tree.
 """
 

@@ -141,7 +141,13 @@ class BtrfsData(BtrfsVolume):
         for dev, phys, m, pos in pieces:
             rel = pos - logical
             if dev is None:
-                out.append((rel, rel + m))
+                others = self._parity_sources(pos, m)
+                if others is None:  # nothing to rebuild it from
+                    out.append((rel, rel + m))
+                    continue
+                for odev, ophys in others:  # rebuilt: damaged where a source is
+                    for x, y in odev._damage_pairs(ophys, ophys + m):
+                        out.append((rel + x - ophys, rel + y - ophys))
                 continue
             for x, y in dev._damage_pairs(phys, phys + m):
                 out.append((rel + x - phys, rel + y - phys))

@@ -35,6 +35,16 @@ class SuperCopy:
     raw: bytes
 
 
+def _xor(blocks: list[bytes]) -> bytes:
+    """The byte-wise XOR of equal-length blocks (RAID5/6 P parity)."""
+    import numpy as np
+
+    acc = np.frombuffer(blocks[0], dtype=np.uint8).copy()
+    for b in blocks[1:]:
+        acc ^= np.frombuffer(b, dtype=np.uint8)
+    return acc.tobytes()
+
+
 def fmt_uuid(b: bytes) -> str:
     return str(uuidlib.UUID(bytes=bytes(b)))
 
@@ -173,7 +183,9 @@ class BtrfsVolume(FileSystem):
         missing = sorted({d for c in self.chunks.chunks for d, _o in c.stripes} - set(self.devs))
         if missing:
             self.finding("warning", "chunk tree", None,
-                         f"devices {missing} are not given: data on them reads as damaged")
+                         f"devices {missing} are not given: what they hold is read from "
+                         "another copy or rebuilt from RAID5/6 parity where the profile "
+                         "allows, else reads as damaged")
 
     def _pieces(self, logical: int, length: int, mirror: int = 0
                 ) -> list[tuple[ByteSource | None, int, int, int]]:
@@ -209,10 +221,37 @@ class BtrfsVolume(FileSystem):
         parts = []
         for dev, phys, n, pos in self._pieces(logical, length, mirror):
             if dev is None:
-                self.fail(CorruptImage, f"logical {pos:#x} lies on a missing device or past "
-                          "its end", "chunk map", pos)
+                others = self._parity_sources(pos, n)
+                if others is None:
+                    self.fail(CorruptImage, f"logical {pos:#x} lies on a missing device or "
+                              "past its end", "chunk map", pos)
+                parts.append(_xor([d.read(p, n) for d, p in others]))
+                continue
             parts.append(dev.read(phys, n))
         return b"".join(parts)
+
+    def _parity_sources(self, pos: int, n: int) -> list[tuple[ByteSource, int]] | None:
+        """For a RAID5/6 data unit on a missing device: the (device, physical) of the other
+        data units and P of its row, whose XOR rebuilds it (None when that cannot be)."""
+        c = self.chunks.find(pos)
+        if c is None or not c.type & (S.BG_RAID5 | S.BG_RAID6):
+            return None
+        idx, phys, _left = c.place(pos - c.logical)
+        row_off = phys - c.stripes[idx][1]
+        ndata = c.num_stripes - (2 if c.type & S.BG_RAID6 else 1)
+        row = row_off // c.stripe_len
+        skip = {idx}
+        if c.type & S.BG_RAID6:
+            skip.add((row + ndata + 1) % c.num_stripes)  # Q is not an XOR
+        out = []
+        for j, (devid, start) in enumerate(c.stripes):
+            if j in skip:
+                continue
+            dev = self.devs.get(devid)
+            if dev is None or start + row_off + n > dev.size:
+                return None
+            out.append((dev, start + row_off))
+        return out
 
     def chunk(self, logical: int) -> ChunkMap | None:
         return self.chunks.find(logical)
