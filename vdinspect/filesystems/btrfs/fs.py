@@ -1,10 +1,11 @@
 """Btrfs (read-only): subvolumes, directories, inodes and file content.
 
 What is read: the superblock (best valid copy), the chunk map (SINGLE, DUP, RAID0/1/10,
-RAID1C3/4, RAID5/6; one missing RAID5/6 device is rebuilt from P parity), the root tree, FS trees of every subvolume
-and snapshot, directories (DIR_INDEX items, in creation order), inodes, inline, regular,
-compressed (zlib, LZO, zstd) and preallocated extents, holes, symlinks, hard links,
-extended attributes, and data checksums (crc32c, xxhash64, sha256, blake2b).
+RAID1C3/4, RAID5/6; one missing RAID5/6 device is rebuilt from P parity), the root tree,
+FS trees of every subvolume and snapshot, directories (DIR_INDEX items, in creation order),
+inodes, inline, regular, compressed (zlib, LZO, zstd) and preallocated extents, holes,
+symlinks, hard links, extended attributes, and data checksums (crc32c, xxhash64, sha256,
+blake2b; a bad copy is replaced by another where the profile keeps one).
 
 A :class:`BtrfsFileSystem` shows one subvolume as its root: the default one (what a
 mount without options shows) unless ``subvolume=`` names another; subvolumes nested
