@@ -456,8 +456,15 @@ class DiskGroup:
         from .filesystems import open_filesystem
 
         vol = self._find(part)
+        strict = self.disks[0].options.get("strict", True)
+        if vol.filesystem == "btrfs" and vol.uuid:  # its other devices, on any of the disks
+            from .filesystems.btrfs import open_filesystem as open_btrfs
+
+            others = [v.source for v in self.volumes() if v is not vol
+                      and v.filesystem == "btrfs" and v.uuid == vol.uuid]
+            return open_btrfs(vol.source, name=f"{part}", strict=strict, devices=others)
         return open_filesystem(vol.source, vol.filesystem or None, name=f"{part}",
-                               strict=self.disks[0].options.get("strict", True))
+                               strict=strict)
 
     def info(self) -> pd.DataFrame:
         """One row per disk: the ``info()`` fields."""

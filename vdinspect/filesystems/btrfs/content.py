@@ -1,0 +1,119 @@
+"""A Btrfs file's bytes as a ByteSource, from its EXTENT_DATA items.
+
+Each item covers ``[key.offset, +num_bytes)`` of the file: inline data, a range of a
+regular extent (``offset`` bytes into the decompressed extent at ``disk_bytenr``), or a
+preallocated one (reads as zeros). Ranges no item covers are holes (NO_HOLES), as are
+regular items with ``disk_bytenr`` 0. Compressed extents are decoded whole and cached.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ...io import ByteSource, LRUCache
+
+if TYPE_CHECKING:
+    from .fs import BtrfsFileSystem
+
+HOLE, INLINE, PLAIN, COMPRESSED = 0, 1, 2, 3
+
+
+@dataclass(slots=True)
+class Piece:
+    """A file range: ``kind`` says how its bytes are found.
+
+    INLINE: ``data`` holds them (decoded); PLAIN: at logical ``addr`` (already shifted by
+    the item's offset); COMPRESSED: ``offset`` bytes into the extent at ``addr``
+    (``disk_len`` bytes on disk, ``ram`` decoded, codec ``codec``).
+    """
+
+    start: int
+    length: int
+    kind: int
+    addr: int = 0
+    offset: int = 0
+    disk_len: int = 0
+    ram: int = 0
+    codec: int = 0
+    data: bytes = b""
+    item: int | None = None  # logical address of the leaf holding the item
+
+
+class ExtentSource(ByteSource):
+    """The file's bytes; ``_damage_pairs`` maps unreadable device ranges and checksum
+    failures met (reading, or by ``check()``) into file offsets."""
+
+    def __init__(self, fs: BtrfsFileSystem, pieces: list[Piece], size: int, name: str,
+                 verify: bool = True) -> None:
+        self.fs = fs
+        self.pieces = [p for p in pieces if p.length > 0 and p.start < size]
+        self.starts = [p.start for p in self.pieces]
+        self.size = size
+        self.name = name
+        self.verify = verify
+        self.cache: LRUCache[bytes] = LRUCache(4)
+        self.bad: list[tuple[int, int]] = []  # file ranges read as zeros (salvage)
+
+    def _find(self, pos: int) -> int:
+        return max(0, bisect.bisect_right(self.starts, pos) - 1)
+
+    def _read(self, offset: int, length: int) -> bytes:
+        end = offset + length
+        i = self._find(offset)
+        if i < len(self.pieces):  # one piece holds it all: no assembly copy
+            p = self.pieces[i]
+            if p.start <= offset and end <= p.start + p.length:
+                return self._piece_bytes(p, offset - p.start, length)
+        out = bytearray(length)
+        while i < len(self.pieces):
+            p = self.pieces[i]
+            if p.start >= end:
+                break
+            a, b = max(offset, p.start), min(end, p.start + p.length)
+            if a < b:
+                out[a - offset:b - offset] = self._piece_bytes(p, a - p.start, b - a)
+            i += 1
+        return bytes(out)
+
+    def _piece_bytes(self, p: Piece, within: int, n: int) -> bytes:
+        if p.kind == HOLE:
+            return bytes(n)
+        if p.kind == INLINE:
+            got = p.data[within:within + n]
+            return got + bytes(n - len(got))
+        if p.kind == PLAIN:
+            data, bad = self.fs.read_data(p.addr + within, n, self.verify)
+        else:
+            def load():
+                return self.fs.read_compressed(p.addr, p.disk_len, p.ram, p.codec,
+                                               self.verify)
+            data, spoiled = self.cache.get(p.addr, load)
+            bad = [(0, n)] if spoiled else []
+            got = data[p.offset + within:p.offset + within + n]
+            data = got + bytes(n - len(got))
+        for a, m in bad:
+            self.bad.append((p.start + within + a, p.start + within + a + m))
+        return data
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        out = [(max(a, start), min(b, end)) for a, b in self.bad if a < end and b > start]
+        for p in self.pieces:
+            a, b = max(start, p.start), min(end, p.start + p.length)
+            if a >= b or p.kind in (HOLE, INLINE):
+                continue
+            if p.kind == PLAIN:
+                for x, y in self.fs.damaged_logical(p.addr + a - p.start, b - a):
+                    out.append((p.start + x, p.start + y))
+            elif self.fs.damaged_logical(p.addr, p.disk_len):
+                out.append((a, b))  # one bad byte spoils the whole compressed extent
+        return out
+
+    def seek_data(self, pos: int) -> int:
+        """The first offset >= ``pos`` not in a hole (``size`` if none)."""
+        for i in range(self._find(pos), len(self.pieces)):
+            p = self.pieces[i]
+            if p.kind != HOLE and p.start + p.length > pos:
+                return max(pos, p.start)
+        return self.size

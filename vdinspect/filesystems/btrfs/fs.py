@@ -1,0 +1,505 @@
+"""Btrfs (read-only): subvolumes, directories, inodes and file content.
+
+What is read: the superblock (best valid copy), the chunk map (SINGLE, DUP, RAID0/1/10,
+RAID1C3/4, RAID5/6; one missing RAID5/6 device is rebuilt from P parity), the root tree,
+FS trees of every subvolume and snapshot, directories (DIR_INDEX items, in creation order),
+inodes, inline, regular, compressed (zlib, LZO, zstd) and preallocated extents, holes,
+symlinks, hard links, extended attributes, and data checksums (crc32c, xxhash64, sha256,
+blake2b; a bad copy is replaced by another where the profile keeps one).
+
+A :class:`BtrfsFileSystem` shows one subvolume as its root: the default one (what a
+mount without options shows) unless ``subvolume=`` names another; subvolumes nested
+inside appear as directories at their place, as in a mount. ``subvolumes()`` lists them
+all; ``subvolume(name_or_id)`` opens another as a view sharing the caches.
+
+Btrfs keeps no deleted entries in its live trees (copy on write), so ``deleted`` is
+always False. A tree log left by fsync (``log_root``) is not replayed: ``info()['dirty']``
+says so and ``check()`` warns.
+"""
+
+from __future__ import annotations
+
+import copy
+import stat as statmod
+from typing import TYPE_CHECKING
+
+from ...errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
+from ...io import ByteSource
+from ..base import DIR, FILE, OTHER, SYMLINK, Entry
+from . import structs as S
+from .compress import DecompressError, decompress
+from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
+from .data import BtrfsData
+from .listing import files_frame
+from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
+from .tree import KEY_MAX
+from .volume import fmt_uuid
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ROOT_DIR_INO = 256  # every FS tree's top directory
+MAX_EXTENT_ITEMS = 1 << 22  # extent items one file may have before it is called hostile
+MAX_NAME = 4095
+MAX_ROOT_TREE_ITEMS = 1 << 24  # subvolumes, refs and internal trees: far more is hostile
+_F = S.INODE_FIELDS
+_FT_KIND = {1: FILE, 2: DIR, 7: SYMLINK}
+_MODE_KIND = {statmod.S_IFDIR: DIR, statmod.S_IFREG: FILE, statmod.S_IFLNK: SYMLINK}
+
+
+class BtrfsFileSystem(BtrfsData):
+    """A Btrfs filesystem on one device (``source``) or several (``devices``)."""
+
+    fstype = "btrfs"
+
+    def __init__(self, source: ByteSource, *, name: str | None = None, strict: bool = True,
+                 subvolume: int | str | None = None,
+                 devices: list[ByteSource] | None = None) -> None:
+        super().__init__(source, name=name, strict=strict)
+        self._open_volume([source] + [d for d in (devices or []) if d is not source])
+        self._load_roots()
+        if subvolume is None:
+            self.top = self.default_subvolume
+        else:
+            self.top = self._resolve_subvolume(subvolume)
+        self.bad_logical: list[tuple[int, int]] = []  # data ranges failing their checksums
+
+    # --- the root tree: subvolumes ----------------------------------------------------
+    def _load_roots(self) -> None:
+        sb = self.sb
+        self.roots: dict[int, RootInfo] = {}
+        self.backrefs: dict[int, BackRef] = {}
+        self.default_subvolume = S.FS_TREE_OBJECTID
+        self.reloc_roots = 0
+        count = 0
+        for node, i in self.search(sb.root, sb.root_level):
+            count += 1
+            if count > MAX_ROOT_TREE_ITEMS:
+                self.problem("root tree", node.bytenr, "too many items")
+                break
+            obj, typ, off = node.keys[i]
+            if typ == S.ROOT_ITEM:
+                if obj == S.TREE_RELOC_OBJECTID:
+                    self.reloc_roots += 1
+                    continue
+                info = parse_root_item(obj, node.data(i), node.bytenr)
+                if info is None:
+                    self.problem("root tree", node.bytenr, f"ROOT_ITEM of tree {obj} too short")
+                    continue
+                self.roots[obj] = info  # the last (highest offset) one wins
+            elif typ == S.ROOT_BACKREF and is_subvolume(obj):
+                ref = parse_root_ref(node.data(i))
+                if ref is None:
+                    self.problem("root tree", node.bytenr, f"ROOT_BACKREF of {obj} cut short")
+                    continue
+                self.backrefs.setdefault(obj, BackRef(off, ref[0], ref[1], ref[2]))
+            elif typ == S.DIR_ITEM and obj == S.ROOT_TREE_DIR_OBJECTID:
+                for name, loc, _t, _v in self._dir_items(node.data(i), node.bytenr):
+                    if name == b"default" and loc[0]:
+                        self.default_subvolume = loc[0]
+        if S.FS_TREE_OBJECTID not in self.roots:
+            self.fail(CorruptImage, "the root tree has no FS tree (5)", "root tree", sb.root)
+        if self.default_subvolume not in self.roots:
+            self.finding("error", "root tree", sb.root,
+                         f"default subvolume {self.default_subvolume} has no ROOT_ITEM; "
+                         "showing the top level (5)")
+            self.default_subvolume = S.FS_TREE_OBJECTID
+
+    def _resolve_subvolume(self, which: int | str) -> int:
+        if isinstance(which, int) and not isinstance(which, bool):
+            if which in self.roots and is_subvolume(which):
+                return which
+            raise NotFound(f"{self.name}: no subvolume with id {which}")
+        if isinstance(which, str):
+            want = which.strip("/")
+            if want.isdigit() and int(want) in self.roots and is_subvolume(int(want)):
+                return int(want)
+            for sid in self._subvol_ids():
+                if self.subvolume_path(sid) == want:
+                    return sid
+            for sid in self._subvol_ids():  # a plain name when it is unique
+                if sid in self.backrefs and self.backrefs[sid].name == want:
+                    return sid
+            raise NotFound(f"{self.name}: no subvolume named {which!r}")
+        raise InvalidArgument(f"subvolume must be an id or a path, not {type(which).__name__}")
+
+    def _subvol_ids(self) -> list[int]:
+        return sorted(k for k in self.roots if is_subvolume(k))
+
+    def subvolume_path(self, sid: int) -> str:
+        """The subvolume's path from the top level (tree 5), '' for the top level."""
+        parts: list[str] = []
+        seen = set()
+        while sid != S.FS_TREE_OBJECTID:
+            if sid in seen or len(seen) > 4096:
+                self.finding("error", "root tree", None, f"subvolume {sid}: backref loop")
+                break
+            seen.add(sid)
+            ref = self.backrefs.get(sid)
+            if ref is None:
+                return "/".join(reversed(parts)) if parts else f"<unlinked {sid}>"
+            parts.append(ref.name)
+            parts.extend(reversed(self._dir_path(ref.parent, ref.dirid)))
+            sid = ref.parent
+        return "/".join(reversed(parts))
+
+    def _dir_path(self, tree: int, ino: int) -> list[str]:
+        """The names from the tree's top directory down to ``ino`` (via INODE_REFs)."""
+        out: list[str] = []
+        seen = set()
+        while ino != ROOT_DIR_INO and ino not in seen and len(seen) < 4096:
+            seen.add(ino)
+            ref = self._first_ref(tree, ino)
+            if ref is None:
+                break
+            parent, name = ref
+            out.append(name)
+            ino = parent
+        return list(reversed(out))
+
+    def _first_ref(self, tree: int, ino: int) -> tuple[int, str] | None:
+        for node, i in self._items(tree, (ino, S.INODE_REF, 0), (ino, S.INODE_REF, KEY_MAX[2])):
+            data = node.data(i)
+            n = S.INODE_REF_FMT.size
+            if len(data) >= n:
+                _index, name_len = S.INODE_REF_FMT.unpack_from(data, 0)
+                return node.keys[i][2], bytes(data[n:n + name_len]).decode(
+                    "utf-8", "surrogateescape")
+        return None
+
+    def subvolumes(self) -> pd.DataFrame:
+        """Every subvolume and snapshot: id, name, path, parent, generation, uuid,
+        parent_uuid (set for snapshots), readonly, created, default."""
+        import pandas as pd
+
+        rows = []
+        for sid in self._subvol_ids():
+            r = self.roots[sid]
+            ref = self.backrefs.get(sid)
+            rows.append(dict(
+                id=sid, name=ref.name if ref else ("<top level>" if sid == 5 else None),
+                path="/" + self.subvolume_path(sid), parent=ref.parent if ref else pd.NA,
+                generation=r.generation,
+                uuid=fmt_uuid(r.uuid) if any(r.uuid) else None,
+                parent_uuid=fmt_uuid(r.parent_uuid) if any(r.parent_uuid) else None,
+                readonly=r.readonly, created=r.otime, default=sid == self.default_subvolume))
+        df = pd.DataFrame(rows, columns=["id", "name", "path", "parent", "generation", "uuid",
+                                         "parent_uuid", "readonly", "created", "default"])
+        df["parent"] = df["parent"].astype("Int64")
+        for c in ("name", "path", "uuid", "parent_uuid"):
+            df[c] = df[c].astype("string")
+        df["created"] = pd.to_datetime(df["created"], utc=True)
+        return df
+
+    def subvolume(self, which: int | str) -> BtrfsFileSystem:
+        """A view of subvolume ``which`` (id, or path from the top level) as the root."""
+        view = copy.copy(self)
+        view.top = self._resolve_subvolume(which)
+        return view
+
+    # --- items ------------------------------------------------------------------------
+    def _tree_root(self, tree: int) -> RootInfo:
+        r = self.roots.get(tree)
+        if r is None:
+            self.fail(NotFound, f"tree {tree} has no ROOT_ITEM", "root tree", self.sb.root)
+        return r
+
+    def _items(self, tree: int, lo, hi, missed: list | None = None):
+        """Items of ``tree`` in ``[lo, hi]``; blocks that could not be read (salvage) are
+        skipped, their addresses appended to ``missed`` when given."""
+        r = self._tree_root(tree)
+        get = self.node
+        if missed is not None:
+            def get(bytenr, level, _node=self.node):
+                n = _node(bytenr, level)
+                if n is None:
+                    missed.append(bytenr)
+                return n
+        return self.search(r.bytenr, r.level, lo, hi, get=get)
+
+    def inode_item(self, tree: int, ino: int) -> tuple | None:
+        """The INODE_ITEM fields (INODE_FIELDS order) of ``ino`` in ``tree``, or None."""
+        for node, i in self._items(tree, (ino, S.INODE_ITEM, 0), (ino, S.INODE_ITEM, 0)):
+            data = node.data(i)
+            if len(data) < S.INODE_ITEM_SIZE:
+                self.problem(f"inode {ino}", node.bytenr, "INODE_ITEM cut short")
+                return None
+            return S.INODE_ITEM_FMT.unpack_from(data, 0)
+        return None
+
+    def _dir_items(self, data: bytes, where: int):
+        """(name, location key, type, value) of each entry packed in a DIR_ITEM/INDEX or
+        XATTR_ITEM's data."""
+        pos, n = 0, len(data)
+        hdr = S.DIR_ITEM_FMT.size
+        while pos + hdr <= n:
+            (lo, lt, loff, _transid, data_len, name_len,
+             ftype) = S.DIR_ITEM_FMT.unpack_from(data, pos)
+            end = pos + hdr + name_len + data_len
+            if end > n or name_len > MAX_NAME:
+                self.problem("directory item", where, "entry runs past its item")
+                return
+            name = bytes(data[pos + hdr:pos + hdr + name_len])
+            yield name, (lo, lt, loff), ftype, bytes(data[pos + hdr + name_len:end])
+            pos = end
+
+    # --- entries ------------------------------------------------------------------------
+    def root(self) -> Entry:
+        tree = self.top
+        r = self._tree_root(tree)
+        ino = r.root_dirid or ROOT_DIR_INO
+        rec = self.inode_item(tree, ino)
+        if rec is None:
+            self.fail(CorruptImage, f"subvolume {tree} has no root directory inode {ino}",
+                      "FS tree", r.bytenr)
+        e = self._entry("", tree, ino, rec, 2)
+        e.path = "/"
+        return e
+
+    def _entry(self, name: str, tree: int, ino: int, rec: tuple | None, ftype: int) -> Entry:
+        if rec is None:
+            return Entry(name=name, kind=_FT_KIND.get(ftype, OTHER), inode=ino,
+                         key=(tree, ino), extra={"subvolume": tree})
+        mode = rec[_F["mode"]]
+        kind = _MODE_KIND.get(statmod.S_IFMT(mode)) or (OTHER if mode else
+                                                        _FT_KIND.get(ftype, OTHER))
+        e = Entry(
+            name=name, kind=kind, size=rec[_F["size"]], allocated=rec[_F["nbytes"]],
+            mode=mode, uid=rec[_F["uid"]], gid=rec[_F["gid"]],
+            created=timespec(rec[_F["otime_sec"]], rec[_F["otime_nsec"]]),
+            modified=timespec(rec[_F["mtime_sec"]], rec[_F["mtime_nsec"]]),
+            accessed=timespec(rec[_F["atime_sec"]], rec[_F["atime_nsec"]]),
+            changed=timespec(rec[_F["ctime_sec"]], rec[_F["ctime_nsec"]]),
+            inode=ino, links=rec[_F["nlink"]], key=(tree, ino), raw=rec,
+            extra={"subvolume": tree})
+        if kind == SYMLINK:
+            try:
+                src = self._content(tree, ino, min(e.size, 4096), f"inode {ino}")
+                e.target = src.read(0, src.size).split(b"\0", 1)[0].decode(
+                    "utf-8", "surrogateescape")
+            except VDInspectError:
+                if self.strict:
+                    raise
+        return e
+
+    def list_dir(self, entry: Entry) -> list[Entry]:
+        if entry.kind != DIR or not isinstance(entry.key, tuple):
+            raise InvalidArgument(f"{self.name}: {entry.path or entry.name} is not a directory")
+        tree, ino = entry.key
+        out = []
+        lo, hi = (ino, S.DIR_INDEX, 0), (ino, S.DIR_INDEX, KEY_MAX[2])
+        for node, i in self._items(tree, lo, hi):
+            for raw, loc, ftype, _v in self._dir_items(node.data(i), node.bytenr):
+                name = raw.decode("utf-8", "surrogateescape")
+                if not raw or b"/" in raw or raw in (b".", b".."):
+                    self.problem("DIR_INDEX", node.bytenr, f"bad name {raw!r} in directory "
+                                 f"{ino} of tree {tree}")
+                    continue
+                if loc[1] == S.ROOT_ITEM:  # a subvolume linked here
+                    out.append(self._subvol_entry(name, loc[0]))
+                    continue
+                if loc[1] != S.INODE_ITEM:
+                    self.problem("DIR_INDEX", node.bytenr, f"{name!r}: location type {loc[1]}")
+                    continue
+                rec = self.inode_item(tree, loc[0])
+                if rec is None:
+                    self.problem("DIR_INDEX", node.bytenr,
+                                 f"{name!r} names inode {loc[0]} which has no INODE_ITEM")
+                out.append(self._entry(name, tree, loc[0], rec, ftype))
+        return out
+
+    def _subvol_entry(self, name: str, sid: int) -> Entry:
+        r = self.roots.get(sid)
+        if r is None:  # a deleted subvolume's stale entry: mount shows an empty directory
+            return Entry(name=name, kind=DIR, key=(sid, None), extra={"subvolume": sid})
+        ino = r.root_dirid or ROOT_DIR_INO
+        try:
+            rec = self.inode_item(sid, ino)
+        except VDInspectError:
+            if self.strict:
+                raise
+            rec = None
+        return self._entry(name, sid, ino, rec, 2)
+
+    def _dir_id(self, entry: Entry):
+        return entry.key
+
+    def files(self, path: str = "/", *, recursive: bool = True,
+              deleted: bool = True) -> pd.DataFrame:
+        """The ``files()`` frame; a recursive listing reads each FS tree once (see
+        :mod:`.listing`). Extra column: ``subvolume`` (the tree id each entry lives in)."""
+        top = self.lookup(path)
+        if not recursive or top.kind != DIR or not isinstance(top.key, tuple) or (
+                top.key[1] is None):
+            return super().files(path, recursive=recursive, deleted=deleted)
+        return files_frame(self, top)
+
+    def _hardlink_key(self, entry: Entry):
+        if entry.kind != FILE or not entry.links or entry.links < 2:
+            return None
+        return entry.key
+
+    # --- content ------------------------------------------------------------------------
+    def content(self, entry: Entry) -> ByteSource:
+        if entry.kind == DIR:
+            raise InvalidArgument(f"{self.name}: {entry.path} is a directory")
+        if not isinstance(entry.key, tuple) or entry.key[1] is None:
+            raise NotFound(f"{self.name}: {entry.path or entry.name} has no inode")
+        tree, ino = entry.key
+        return self._content(tree, ino, entry.size, entry.path or f"inode {ino}")
+
+    def _content(self, tree: int, ino: int, size: int, name: str) -> ExtentSource:
+        rec = self.inode_item(tree, ino)
+        verify = not (rec is not None and rec[_F["flags"]] & S.INODE_NODATASUM)
+        missed: list[int] = []
+        src = ExtentSource(self, self.pieces(tree, ino, missed), size, f"{self.name}:{name}",
+                           verify)
+        if missed:  # part of the extent map is in an unreadable block: nothing is sure
+            src.bad.append((0, size))
+        return src
+
+    def pieces(self, tree: int, ino: int, missed: list | None = None) -> list[Piece]:
+        """The file's extent items as Pieces, in file order."""
+        out: list[Piece] = []
+        lo, hi = (ino, S.EXTENT_DATA, 0), (ino, S.EXTENT_DATA, KEY_MAX[2])
+        head = S.FILE_EXTENT_FMT.size
+        for node, i in self._items(tree, lo, hi, missed):
+            if len(out) >= MAX_EXTENT_ITEMS:
+                self.problem(f"inode {ino}", node.bytenr, "too many extent items")
+                break
+            start = node.keys[i][2]
+            data = node.data(i)
+            if len(data) < head:
+                self.problem(f"inode {ino}", node.bytenr, "EXTENT_DATA cut short")
+                continue
+            _gen, ram, codec, encr, other, etype = S.FILE_EXTENT_FMT.unpack_from(data, 0)
+            if encr or other:
+                self.problem(f"inode {ino}", node.bytenr, "encrypted or encoded extent; "
+                             "read as zeros")
+                continue
+            if etype == 0:  # inline
+                body = bytes(data[head:])
+                if codec:
+                    try:
+                        body = decompress(codec, body, ram, self.sectorsize)
+                    except DecompressError as e:
+                        self.problem(f"inode {ino}", node.bytenr, f"inline extent: {e}")
+                        body = b""
+                else:
+                    body = body[:ram] if ram else body
+                out.append(Piece(start, max(ram, len(body)), INLINE, data=body,
+                                 item=node.bytenr))
+                continue
+            if len(data) < S.FILE_EXTENT_SIZE:
+                self.problem(f"inode {ino}", node.bytenr, "EXTENT_DATA cut short")
+                continue
+            addr, disk_len, off, num = S.FILE_EXTENT_REGULAR_FMT.unpack_from(data, head)
+            if etype == 2 or addr == 0:
+                out.append(Piece(start, num, HOLE, item=node.bytenr))
+            elif etype != 1:
+                self.problem(f"inode {ino}", node.bytenr, f"unknown extent type {etype}")
+            elif codec:
+                if off + num > ram:
+                    self.problem(f"inode {ino}", node.bytenr, "extent range past the "
+                                 "decompressed size")
+                out.append(Piece(start, num, COMPRESSED, addr=addr, offset=off,
+                                 disk_len=disk_len, ram=ram, codec=codec, item=node.bytenr))
+            else:
+                out.append(Piece(start, num, PLAIN, addr=addr + off, item=node.bytenr))
+        return out
+
+    # --- extended attributes -------------------------------------------------------------
+    def xattrs(self, path: str | Entry) -> dict[str, bytes]:
+        """Extended attributes of a file (XATTR_ITEMs), name -> value."""
+        e = path if isinstance(path, Entry) else self.lookup(path)
+        if not isinstance(e.key, tuple) or e.key[1] is None:
+            return {}
+        tree, ino = e.key
+        out: dict[str, bytes] = {}
+        lo, hi = (ino, S.XATTR_ITEM, 0), (ino, S.XATTR_ITEM, KEY_MAX[2])
+        for node, i in self._items(tree, lo, hi):
+            for name, _loc, _t, value in self._dir_items(node.data(i), node.bytenr):
+                out.setdefault(name.decode("utf-8", "surrogateescape"), value)
+        return out
+
+    # --- reports ------------------------------------------------------------------------
+    def info(self) -> dict:
+        sb = self.sb
+        devs = []
+        for devid, item in sorted(self.dev_items.items()):
+            devs.append(dict(devid=devid, uuid=fmt_uuid(item.uuid), size=item.total_bytes,
+                             present=devid in self.devs,
+                             source=self.devs[devid].name if devid in self.devs else None))
+        return dict(
+            fstype=self.fstype, label=self.label, uuid=self.uuid,
+            size=sb.total_bytes, bytes_used=sb.bytes_used, block_size=self.sectorsize,
+            dirty=bool(sb.log_root), generation=sb.generation, nodesize=self.nodesize,
+            sectorsize=self.sectorsize, csum_type=S.CSUM_NAMES[self.csum_type],
+            num_devices=sb.num_devices, devices=devs,
+            subvolumes=["/" + self.subvolume_path(s) for s in self._subvol_ids()],
+            default_subvolume=self.default_subvolume, subvolume=self.top,
+            features=S.flag_names(S.IncompatFlags, sb.incompat_flags)
+            + S.flag_names(S.CompatRoFlags, sb.compat_ro_flags),
+            superblock=self.super_copy.offset,
+        )
+
+    def check(self) -> list[dict]:
+        """Every tree block read and checked, every data checksum verified (a scrub)."""
+        if not getattr(self, "_checked", False):
+            self._checked = True
+            self._run_checks()
+        return self.findings_rows()
+
+    def _run_checks(self) -> None:
+        sb = self.sb
+        if sb.log_root:
+            self.finding("warning", "superblock", self.super_copy.offset,
+                         "the tree log holds fsync'd changes that were not replayed")
+        if self.reloc_roots:
+            self.finding("info", "root tree", sb.root,
+                         f"{self.reloc_roots} relocation trees (a balance was interrupted)")
+        strict, self.strict = self.strict, False
+        try:
+            for _n in self.walk(sb.chunk_root, sb.chunk_root_level):
+                pass
+            for _n in self.walk(sb.root, sb.root_level):
+                pass
+            for r in self.roots.values():
+                for _n in self.walk(r.bytenr, r.level):
+                    pass
+            self._scrub()
+        finally:
+            self.strict = strict
+
+    def structures(self) -> list[dict]:
+        rows = []
+        for dev in self.devs.values():
+            for off in S.SUPER_MIRRORS:
+                if off + S.SUPER_INFO_SIZE <= dev.size:
+                    rows.append(dict(name="superblock", host_offset=off,
+                                     length=S.SUPER_INFO_SIZE,
+                                     description=f"{dev.name}: superblock copy"))
+        named = [("chunk tree", self.sb.chunk_root), ("root tree", self.sb.root)]
+        named += [(f"tree {k} root", r.bytenr) for k, r in sorted(self.roots.items())]
+        for what, logical in named:
+            try:
+                pieces = self._pieces(logical, self.nodesize)
+            except CorruptImage:
+                continue
+            dev, phys, _n, _p = pieces[0]
+            rows.append(dict(name=what, host_offset=phys, length=self.nodesize,
+                             description=f"root block at logical {logical:#x}"
+                             + (f" on {dev.name}" if dev is not None else "")))
+        return rows
+
+
+def open_filesystem(source: ByteSource, *, name: str | None = None, strict: bool = True,
+                    subvolume: int | str | None = None,
+                    devices: list[ByteSource] | None = None) -> BtrfsFileSystem:
+    """Open the Btrfs filesystem on ``source`` (plus ``devices`` for a multi-device one).
+
+    ``subvolume`` (an id, or a path from the top level) picks the subvolume shown as the
+    root; the default subvolume otherwise. ``fs.subvolume(x)`` opens another later.
+    """
+    return BtrfsFileSystem(source, name=name, strict=strict, subvolume=subvolume,
+                           devices=devices)

@@ -1,0 +1,188 @@
+"""The ``files()`` frame of a Btrfs subvolume, built column-wise from one pass over its tree.
+
+Listing directory by directory searches the tree once per inode (a descent from the root
+each time); a recursive listing instead reads every leaf of the FS tree once, in key order,
+keeping the INODE_ITEMs and DIR_INDEX entries, then walks the directories in memory. The
+rows and their order are those of the generic walk (a directory's children in DIR_INDEX
+order, then each subdirectory's, depth first); subvolumes met on the way are scanned the
+same way when reached.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...errors import CorruptImage, VDInspectError
+from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
+from . import structs as S
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .fs import BtrfsFileSystem
+
+_MODE_KIND = {0o040000: DIR, 0o100000: FILE, 0o120000: SYMLINK}
+_FT_KIND = {1: FILE, 2: DIR, 7: SYMLINK}
+_NAT = -(1 << 63)
+_NO_TIMES = (0,) * 8  # an entry without an inode: no times
+
+
+class TreeIndex:
+    """A subvolume's INODE_ITEMs (raw bytes by inode) and directories (children lists)."""
+
+    def __init__(self, fs: BtrfsFileSystem, tree: int) -> None:
+        self.inodes: dict[int, bytes] = {}
+        self.dirs: dict[int, list[tuple[bytes, int, int, int]]] = {}
+        r = fs._tree_root(tree)
+        isize = S.INODE_ITEM_SIZE
+        for node in fs.walk(r.bytenr, r.level):
+            if node.level:
+                continue
+            buf = node.buf
+            if node.cols is None:  # an empty leaf
+                continue
+            objs, types, _offs, starts, sizes = node.cols
+            sel = np.flatnonzero((types == S.INODE_ITEM) | (types == S.DIR_INDEX))
+            for obj, typ, a, n in zip(objs[sel].tolist(), types[sel].tolist(),
+                                      starts[sel].tolist(), sizes[sel].tolist()):
+                if typ == S.INODE_ITEM:
+                    if n >= isize:
+                        self.inodes[obj] = buf[a:a + isize]
+                    else:
+                        fs.problem(f"inode {obj}", node.bytenr, "INODE_ITEM cut short")
+                else:
+                    kids = self.dirs.setdefault(obj, [])
+                    for name, loc, ftype, _v in fs._dir_items(buf[a:a + n], node.bytenr):
+                        kids.append((name, loc[0], loc[1], ftype))
+
+
+def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
+    """Every entry below the directory ``top`` (recursive), as the files() frame."""
+    import numpy as np
+    import pandas as pd
+
+    from ...frames import FILES_DTYPES, build_column
+
+    unpack = S.INODE_ITEM_FMT.unpack
+    indexes: dict[int, TreeIndex] = {}
+
+    def index(tree: int) -> TreeIndex | None:
+        if tree not in indexes:
+            try:
+                indexes[tree] = TreeIndex(fs, tree)
+            except VDInspectError as e:
+                if fs.strict and not isinstance(e, CorruptImage):
+                    raise
+                fs.finding("error", "FS tree", None, f"subvolume {tree} unreadable: {e}")
+                indexes[tree] = None
+        return indexes[tree]
+
+    rows: list[tuple] = []
+    keys: list[tuple] = []
+    tree0, ino0 = top.key
+    stack = [(tree0, ino0, "/" if top.path in ("", "/") else top.path, 0)]
+    listed = {(tree0, ino0)}
+    way: list[tuple[int, int]] = []
+    while stack:
+        tree, ino, dpath, depth = stack.pop()
+        del way[depth:]
+        way.append((tree, ino))
+        idx = index(tree)
+        if idx is None:
+            continue
+        prefix = "/" if dpath == "/" else dpath + "/"
+        subdirs = []
+        for raw, loc_obj, loc_type, ftype in idx.dirs.get(ino, ()):
+            name = raw.decode("utf-8", "surrogateescape")
+            if not raw or b"/" in raw or raw in (b".", b".."):
+                fs.problem("DIR_INDEX", None, f"bad name {raw!r} in directory {ino} of "
+                           f"tree {tree}")
+                continue
+            ctree, cino = tree, loc_obj
+            if loc_type == S.ROOT_ITEM:
+                ctree = loc_obj
+                r = fs.roots.get(ctree)
+                cino = (r.root_dirid or 256) if r is not None else None
+                cidx = index(ctree) if r is not None else None
+                rec = cidx.inodes.get(cino) if cidx is not None else None
+            elif loc_type == S.INODE_ITEM:
+                rec = idx.inodes.get(cino)
+                if rec is None:
+                    fs.problem("DIR_INDEX", None,
+                               f"{name!r} names inode {cino} which has no INODE_ITEM")
+            else:
+                fs.problem("DIR_INDEX", None, f"{name!r}: location type {loc_type}")
+                continue
+            path = prefix + name
+            keys.append((ctree, cino))
+            target = None
+            if rec is None:
+                kind = DIR if loc_type == S.ROOT_ITEM else _FT_KIND.get(ftype, OTHER)
+                rows.append((path, name, dpath, kind, 0, None, None, None, None, _NO_TIMES,
+                             cino, None, None, ctree))
+            else:
+                f = unpack(rec)
+                mode = f[8]
+                kind = _MODE_KIND.get(mode & 0o170000) or (OTHER if mode else
+                                                           _FT_KIND.get(ftype, OTHER))
+                if kind == SYMLINK:
+                    try:
+                        src = fs._content(ctree, cino, min(f[2], 4096), path)
+                        target = src.read(0, src.size).split(b"\0", 1)[0].decode(
+                            "utf-8", "surrogateescape")
+                    except VDInspectError:
+                        if fs.strict:
+                            raise
+                rows.append((path, name, dpath, kind, f[2], f[3], mode, f[6], f[7],
+                             f[16:24], cino, f[5], target, ctree))
+            if kind != DIR or cino is None:
+                continue
+            cid = (ctree, cino)
+            if cid in way:
+                fs.finding("error", "directory", None,
+                           f"{path}: directory loop (points back to an ancestor); not followed")
+            elif cid in listed:
+                fs.finding("error", "directory", None, f"{path}: directory already listed "
+                           "under another name (a directory hard link); not followed")
+            elif depth + 1 >= MAX_DEPTH:
+                fs.finding("error", "directory", None, f"{path}: deeper than {MAX_DEPTH} "
+                           "levels; not followed")
+            elif len(path) > MAX_PATH:
+                fs.finding("error", "directory", None,
+                           f"{path}: path longer than {MAX_PATH} characters; not followed")
+            else:
+                listed.add(cid)
+                subdirs.append((ctree, cino, path, depth + 1))
+        stack.extend(reversed(subdirs))
+
+    names = ("path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
+             "times", "inode", "links", "target", "subvolume")
+    n = len(rows)
+    cols = dict(zip(names, (list(c) for c in zip(*rows)))) if rows else {c: [] for c in names}
+    # the inode's timespecs (atime, ctime, mtime, otime: seconds, nanoseconds), in bulk
+    ts = np.array(cols["times"], dtype=np.uint64).reshape(n, 8)
+    times = {}
+    for c, k in (("accessed", 0), ("changed", 2), ("modified", 4), ("created", 6)):
+        sec, nsec = ts[:, k].view(np.int64), np.minimum(ts[:, k + 1], 999_999_999)
+        ok = ((sec != 0) | (nsec != 0)) & (np.abs(sec) < 1 << 42)
+        us = np.where(ok, sec * 1_000_000 + (nsec // 1000).astype(np.int64), _NAT)
+        times[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
+    data = {}
+    for c, dtype in FILES_DTYPES.items():
+        if c in times:
+            data[c] = times[c]
+        elif c in ("deleted", "recoverable"):
+            data[c] = np.zeros(n, dtype=bool)
+        else:
+            data[c] = build_column(cols[c], dtype)
+    data["subvolume"] = pd.array(cols["subvolume"], dtype="Int64")
+    df = pd.DataFrame(data, columns=list(FILES_DTYPES) + ["subvolume"])
+
+    def entries() -> list[Entry]:  # only asked for when the volume has damaged ranges
+        return [Entry(name=nm, kind=k, size=s or 0, path=p, inode=i, key=key)
+                for nm, k, s, p, i, key in zip(cols["name"], cols["kind"], cols["size"],
+                                               cols["path"], cols["inode"], keys)]
+
+    return fs._add_damage(df, entries)
