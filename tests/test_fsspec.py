@@ -1,0 +1,326 @@
+"""The vdinspect:// fsspec protocol: files inside images read with pandas and fsspec.
+
+Images are made by real tools (mke2fs -d, mkfs.fat + mcopy, sfdisk, qemu-img) from a
+folder of source files; what fsspec reads is compared with those files, with debugfs's
+listing, and with what qemu-io wrote.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT, have
+from tests.qemu_tools import qemu_img, qemu_io, run
+
+fsspec = pytest.importorskip("fsspec")
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+from vdinspect.fsspec import ReadOnlyError, VDInspectFileSystem, register  # noqa: E402
+
+pytestmark = pytest.mark.skipif(
+    not have("qemu-img", "qemu-io", "mke2fs", "debugfs", "sfdisk", "mkfs.fat", "mcopy"),
+    reason="needs qemu-img, qemu-io, e2fsprogs, sfdisk, mkfs.fat and mtools")
+
+MiB = 1 << 20
+P1_START, P1_SECTORS = 2048, 16384  # FAT: 8 MiB at 1 MiB
+P2_START, P2_SECTORS = 18432, 32768  # ext4: 16 MiB at 9 MiB
+
+
+@pytest.fixture(autouse=True, scope="module")
+def registered():
+    register()
+    yield
+    VDInspectFileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """A source folder and images made from it: a partitioned qcow2 (FAT p1, ext4 p2),
+    its raw form inside a zip, and a qcow2 of a bare ext4 with an internal snapshot."""
+    tmp = tmp_path_factory.mktemp("fsspec")
+    src = tmp / "src"
+    (src / "sub" / "deeper").mkdir(parents=True)
+    df = pd.DataFrame({"n": range(500), "x": [i / 7 for i in range(500)],
+                       "name": [f"row {i}" for i in range(500)]})
+    df.to_csv(src / "data.csv", index=False)
+    df.to_parquet(src / "data.parquet")
+    (src / "hello.txt").write_bytes(b"hello, world\n" * 1000)
+    (src / "sub" / "deeper" / "deep.bin").write_bytes(os.urandom(100_000))
+    (src / "sub" / "notes.txt").write_text("a note\n")
+    os.symlink("data.csv", src / "link.csv")
+
+    ext = tmp / "ext.img"
+    run("mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-d", src, ext, "16M")
+    fat = tmp / "fat.img"
+    run("mkfs.fat", "-C", fat, str(P1_SECTORS // 2))
+    run("mcopy", "-i", fat, src / "hello.txt", src / "data.csv", "::/")
+
+    raw = tmp / "disk.raw"
+    with open(raw, "wb") as f:
+        f.truncate((P2_START + P2_SECTORS) * 512 + MiB)
+    subprocess.run(["sfdisk", "-q", str(raw)], check=True, text=True, input=(
+        "label: dos\n"
+        f"start={P1_START}, size={P1_SECTORS}, type=c\n"
+        f"start={P2_START}, size={P2_SECTORS}, type=83\n"))
+    with open(raw, "r+b") as f:
+        f.seek(P1_START * 512)
+        f.write(fat.read_bytes())
+        f.seek(P2_START * 512)
+        f.write(ext.read_bytes())
+    disk = tmp / "disk.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(raw), str(disk))
+    zipped = tmp / "disk.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_STORED) as z:
+        z.write(raw, "disk.raw")
+
+    snap = tmp / "snap.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(ext), str(snap))
+    qemu_img("snapshot", "-c", "clean", str(snap))
+    block = int(run("debugfs", "-R", "bmap /hello.txt 0", ext).split()[-1])
+    qemu_io(snap, f"write -P 0x41 {block * 4096} 4096")
+    return dict(tmp=tmp, src=src, ext=ext, raw=raw, disk=disk, zip=zipped, snap=snap)
+
+
+def url(path: str, image: Path) -> str:
+    return f"vdinspect://{path}::file://{image}"
+
+
+def source_tree(src: Path) -> set[str]:
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        for n in dirnames + filenames:
+            out.add(n if rel == "." else f"{rel}/{n}")
+    return out
+
+
+def test_pandas_reads_csv_and_parquet_from_an_ext4_partition(images):
+    src, disk = images["src"], images["disk"]
+    want = pd.read_csv(src / "data.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(url("p2/data.csv", disk)), want)
+    pd.testing.assert_frame_equal(pd.read_parquet(url("p2/data.parquet", disk)),
+                                  pd.read_parquet(src / "data.parquet"))
+    # the link is followed inside the filesystem; FAT on p1 reads too
+    pd.testing.assert_frame_equal(pd.read_csv(url("p2/link.csv", disk)), want)
+    pd.testing.assert_frame_equal(pd.read_csv(url("p1/DATA.CSV", disk)), want)
+
+
+def test_open_seek_and_cat_file_ranges(images):
+    src, disk = images["src"], images["disk"]
+    data = (src / "sub" / "deeper" / "deep.bin").read_bytes()
+    with fsspec.open(url("p2/sub/deeper/deep.bin", disk)) as f:
+        assert f.size == len(data)
+        f.seek(70_000)
+        assert f.read(10) == data[70_000:70_010]
+        f.seek(-5, os.SEEK_END)
+        assert f.read() == data[-5:]
+        f.seek(3)
+        assert f.tell() == 3 and f.read(4) == data[3:7]
+    fs, path = fsspec.core.url_to_fs(url("p2/sub/deeper/deep.bin", disk))
+    assert isinstance(fs, VDInspectFileSystem) and path == "p2/sub/deeper/deep.bin"
+    assert fs.cat_file(path) == data
+    assert fs.cat_file(path, 4095, 8193) == data[4095:8193]
+    assert fs.cat_file(path, -100) == data[-100:]
+    assert fs.cat_file(path, 10, -10) == data[10:-10]
+    assert fs.cat_file(path, 99_990, 200_000) == data[99_990:]
+    assert fs.cat_file(path, 500, 400) == b""
+    with fsspec.open(url("p2/sub/notes.txt", disk), "rt") as f:
+        assert f.read() == "a note\n"
+
+
+def test_listings_equal_debugfs_and_the_source_tree(images):
+    src, disk, ext = images["src"], images["disk"], images["ext"]
+    fs = fsspec.filesystem("vdinspect", fo=str(disk))
+    assert fs.ls("", detail=False) == ["p1", "p2"]
+    top = fs.info("p2")
+    assert top["type"] == "directory" and top["filesystem"] == "ext4"
+
+    # debugfs -p: /inode/mode/uid/gid/name/size/
+    oracle = {}
+    for line in run("debugfs", "-R", "ls -p /", ext).splitlines():
+        f = line.strip().split("/")
+        if len(f) >= 7 and f[5] not in (".", ".."):
+            oracle[f[5]] = dict(inode=int(f[1]), mode=int(f[2], 8), size=int(f[6] or 0))
+    got = {d["name"].split("/", 1)[1]: d for d in fs.ls("p2", detail=True)}
+    assert set(got) == set(oracle)
+    for name, want in oracle.items():
+        assert got[name]["inode"] == want["inode"]
+        assert got[name]["mode"] == want["mode"]
+        if got[name]["type"] == "file":
+            assert got[name]["size"] == want["size"]
+    assert got["sub"]["type"] == "directory" and got["link.csv"]["type"] == "link"
+    assert got["link.csv"]["destination"] == "data.csv"
+
+    everything = set(fs.find("p2", withdirs=True))
+    want = {f"p2/{p}" for p in source_tree(src)} | {"p2", "p2/lost+found"}  # fsspec adds p2
+    assert everything == want
+    assert set(fs.find("p2/sub")) == {"p2/sub/notes.txt", "p2/sub/deeper/deep.bin"}
+    assert sorted(fs.glob("p2/*.csv")) == ["p2/data.csv", "p2/link.csv"]
+    assert fs.glob("p2/**/*.bin") == ["p2/sub/deeper/deep.bin"]
+    assert fs.isdir("p2/sub") and fs.isfile("p2/hello.txt") and not fs.isfile("p2/sub")
+    assert fs.exists("p2/data.parquet") and not fs.exists("p2/nothing")
+    assert not fs.exists("p7/data.csv")
+    info = fs.info("p2/hello.txt")
+    st = (src / "hello.txt").stat()
+    assert info["size"] == st.st_size and info["type"] == "file"
+    assert int(info["mtime"]) == int(st.st_mtime)
+    with pytest.raises(FileNotFoundError):
+        fs.info("p2/nothing")
+    with pytest.raises(IsADirectoryError):
+        fs.cat_file("p2/sub")
+
+
+def test_an_image_inside_a_zip(images):
+    src, z = images["src"], images["zip"]
+    chained = f"vdinspect://p2/data.csv::zip://disk.raw::file://{z}"
+    pd.testing.assert_frame_equal(pd.read_csv(chained), pd.read_csv(src / "data.csv"))
+    fs, _ = fsspec.core.url_to_fs(chained)
+    assert set(fs.find("p2/sub")) == {"p2/sub/notes.txt", "p2/sub/deeper/deep.bin"}
+    assert fs.cat_file("p1/HELLO.TXT") == (src / "hello.txt").read_bytes()
+
+
+def test_a_filesystem_without_a_partition_table_and_the_shortcut(images, tmp_path):
+    src = images["src"]
+    # a bare ext4: paths start at its root
+    fs = fsspec.filesystem("vdinspect", fo=str(images["ext"]))
+    assert set(fs.ls("", detail=False)) == {"data.csv", "data.parquet", "hello.txt",
+                                            "link.csv", "lost+found", "sub"}
+    assert fs.cat_file("sub/notes.txt") == b"a note\n"
+    # one partition (GPT): the volume may be named or left out
+    one = tmp_path / "one.raw"
+    with open(one, "wb") as f:
+        f.truncate(2 * MiB + 16 * MiB + MiB)
+    subprocess.run(["sfdisk", "-q", str(one)], check=True, text=True,
+                   input=f"label: gpt\nstart=4096, size={P2_SECTORS}, type=L\n")
+    with open(one, "r+b") as f:
+        f.seek(4096 * 512)
+        f.write(images["ext"].read_bytes())
+    fs = fsspec.filesystem("vdinspect", fo=str(one))
+    assert fs.ls("", detail=False) == ["p1"]
+    want = (src / "hello.txt").read_bytes()
+    assert fs.cat_file("p1/hello.txt") == want and fs.cat_file("hello.txt") == want
+    assert sorted(fs.glob("sub/*")) == ["sub/deeper", "sub/notes.txt"]
+    assert sorted(fs.glob("p1/sub/*")) == ["p1/sub/deeper", "p1/sub/notes.txt"]
+
+
+def test_snapshot_option_reads_the_old_content(images):
+    snap, old = images["snap"], (images["src"] / "hello.txt").read_bytes()
+    with fsspec.open(url("hello.txt", snap)) as f:
+        now = f.read()
+    assert now[:4096] == b"A" * 4096 and now[4096:] == old[4096:]
+    with fsspec.open(url("hello.txt", snap), vdinspect={"snapshot": "clean"}) as f:
+        assert f.read() == old
+    with fsspec.open(f"vdinspect://hello.txt?snapshot=clean::file://{snap}") as f:
+        assert f.read() == old
+    # a snapshot through a non-local store (memory) reads through the same file object
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/images/snap.qcow2", snap.read_bytes())
+    try:
+        with fsspec.open("vdinspect://hello.txt::memory://images/snap.qcow2",
+                         vdinspect={"snapshot": "clean"}) as f:
+            assert f.read() == old
+        with fsspec.open("vdinspect://hello.txt::memory://images/snap.qcow2") as f:
+            assert f.read() == now
+    finally:
+        mem.rm("/images/snap.qcow2")
+    with pytest.raises(FileNotFoundError):
+        fsspec.open(url("hello.txt", snap), vdinspect={"snapshot": "nope"}).open()
+
+
+def test_writes_raise(images):
+    fs = fsspec.filesystem("vdinspect", fo=str(images["disk"]))
+    before = images["disk"].read_bytes()
+    calls = [lambda: fs.open("p2/new.txt", "wb"), lambda: fs.open("p2/hello.txt", "ab"),
+             lambda: fs.pipe("p2/new.txt", b"x"), lambda: fs.rm("p2/hello.txt"),
+             lambda: fs.rm_file("p2/hello.txt"), lambda: fs.mkdir("p2/newdir"),
+             lambda: fs.makedirs("p2/a/b"), lambda: fs.rmdir("p2/sub"),
+             lambda: fs.touch("p2/hello.txt"), lambda: fs.mv("p2/hello.txt", "p2/x.txt"),
+             lambda: fs.cp_file("p2/hello.txt", "p2/y.txt"),
+             lambda: fs.put_file(str(images["src"] / "hello.txt"), "p2/z.txt")]
+    for call in calls:
+        with pytest.raises(ReadOnlyError) as e:
+            call()
+        assert isinstance(e.value, PermissionError)
+    with pytest.raises(PermissionError):
+        with fsspec.open(url("p2/new.txt", images["disk"]), "w") as f:
+            f.write("x")
+    assert images["disk"].read_bytes() == before
+
+
+def test_close_releases_the_image_and_reopens(images):
+    disk = str(images["disk"])
+
+    def open_fds() -> int:
+        fds = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                fds.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:
+                pass
+        return fds.count(disk)
+
+    fs = VDInspectFileSystem(fo=disk, skip_instance_cache=True)
+    base = open_fds()
+    assert fs.cat_file("p2/sub/notes.txt") == b"a note\n"
+    assert open_fds() == base + 1
+    fs.close()
+    assert open_fds() == base
+    assert fs.cat_file("p2/sub/notes.txt") == b"a note\n"  # opened again on use
+    fs.close()
+
+
+def test_bad_image_and_bad_paths(images, tmp_path):
+    from vdinspect import InvalidArgument, VDInspectError
+
+    bad = tmp_path / "bad.qcow2"
+    bad.write_bytes(b"QFI\xfb" + b"\xff" * 1020)
+    fs = fsspec.filesystem("vdinspect", fo=str(bad))
+    with pytest.raises(VDInspectError):
+        fs.ls("")
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/bad.qcow2", bad.read_bytes())
+    try:
+        with pytest.raises(VDInspectError):
+            fsspec.open("vdinspect://x::memory://bad.qcow2").open()
+    finally:
+        mem.rm("/bad.qcow2")
+    empty = tmp_path / "zeros.raw"
+    empty.write_bytes(bytes(1 << 16))
+    fs = fsspec.filesystem("vdinspect", fo=str(empty))
+    assert fs.ls("") == []
+    with pytest.raises(FileNotFoundError, match="none readable"):
+        fs.cat_file("x")
+    with pytest.raises(InvalidArgument):
+        fsspec.open("vdinspect://x?colour=red::file:///nowhere").open()
+    fs = fsspec.filesystem("vdinspect", fo=str(images["disk"]))
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file("data.csv")  # two filesystems: the partition must be named
+    with pytest.raises(InvalidArgument):
+        fs.cat_file("p2/sub/../data.csv")  # as vdinspect's lookup answers
+
+
+def test_entry_point_and_registration():
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    spec = meta["project"]["entry-points"]["fsspec.specs"]["vdinspect"]
+    module, _, name = spec.partition(":")
+    assert getattr(importlib.import_module(module), name) is VDInspectFileSystem
+    assert "fsspec" in meta["project"]["optional-dependencies"]
+    register()
+    assert fsspec.get_filesystem_class("vdinspect") is VDInspectFileSystem
+
+
+def test_import_vdinspect_does_not_import_fsspec(images):
+    code = ("import sys, vdinspect\n"
+            f"d = vdinspect.open({str(images['disk'])!r}); d.partitions()\n"
+            "d.filesystem(2).files()\n"
+            "assert 'fsspec' not in sys.modules, 'fsspec imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
