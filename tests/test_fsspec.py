@@ -56,6 +56,7 @@ def images(tmp_path_factory):
     (src / "hello.txt").write_bytes(b"hello, world\n" * 1000)
     (src / "sub" / "deeper" / "deep.bin").write_bytes(os.urandom(100_000))
     (src / "sub" / "notes.txt").write_text("a note\n")
+    (src / "what?.txt").write_bytes(b"a question mark in a name\n")
     os.symlink("data.csv", src / "link.csv")
 
     ext = tmp / "ext.img"
@@ -135,6 +136,8 @@ def test_open_seek_and_cat_file_ranges(images):
     assert fs.cat_file(path, 500, 400) == b""
     with fsspec.open(url("p2/sub/notes.txt", disk), "rt") as f:
         assert f.read() == "a note\n"
+    # "?" starts options only in a vdinspect:// URL; plain paths keep it
+    assert fs.cat_file("p2/what?.txt") == (src / "what?.txt").read_bytes()
 
 
 def test_listings_equal_debugfs_and_the_source_tree(images):
@@ -192,8 +195,7 @@ def test_a_filesystem_without_a_partition_table_and_the_shortcut(images, tmp_pat
     src = images["src"]
     # a bare ext4: paths start at its root
     fs = fsspec.filesystem("vdinspect", fo=str(images["ext"]))
-    assert set(fs.ls("", detail=False)) == {"data.csv", "data.parquet", "hello.txt",
-                                            "link.csv", "lost+found", "sub"}
+    assert set(fs.ls("", detail=False)) == {p.name for p in src.iterdir()} | {"lost+found"}
     assert fs.cat_file("sub/notes.txt") == b"a note\n"
     # one partition (GPT): the volume may be named or left out
     one = tmp_path / "one.raw"
@@ -210,6 +212,57 @@ def test_a_filesystem_without_a_partition_table_and_the_shortcut(images, tmp_pat
     assert fs.cat_file("p1/hello.txt") == want and fs.cat_file("hello.txt") == want
     assert sorted(fs.glob("sub/*")) == ["sub/deeper", "sub/notes.txt"]
     assert sorted(fs.glob("p1/sub/*")) == ["p1/sub/deeper", "p1/sub/notes.txt"]
+
+
+def test_lvm_logical_volumes_are_vg_slash_lv(images, tmp_path):
+    from tests import volume_builder as vb
+
+    src, ext = images["src"], 2 * MiB
+    lv_ext = tmp_path / "lv.img"
+    run("mke2fs", "-q", "-F", "-t", "ext4", "-b", "1024", "-d", src, lv_ext, "4M")
+    lv_fat = tmp_path / "fat.img"
+    run("mkfs.fat", "-C", lv_fat, "2048")
+    run("mcopy", "-i", lv_fat, src / "hello.txt", "::/")
+    buf = bytearray(12 * MiB)
+    uid, pe_start = vb.lvm_uuid("fsspecpv"), 2048
+    one = dict(type="striped", stripe_count=1)
+    text = vb.vg_text(
+        "vg", vg_id=vb.lvm_uuid("fsspecvg"), seqno=1, extent_size=ext // 512,
+        pvs=[dict(uuid=uid, dev_size=len(buf) // 512, pe_start=pe_start, pe_count=5)],
+        lvs=[vb.LV("data", [dict(one, start_extent=0, extent_count=2, stripes=["pv0", 0])]),
+             vb.LV("logs", [dict(one, start_extent=0, extent_count=1, stripes=["pv0", 3])])])
+    vb.write_pv(buf, 0, len(buf), uid, text, pe_start=pe_start)
+    base = pe_start * 512
+    buf[base:base + 2 * ext] = lv_ext.read_bytes()
+    buf[base + 3 * ext:base + 3 * ext + 2 * MiB] = lv_fat.read_bytes()
+    image = tmp_path / "lvm.raw"
+    image.write_bytes(buf)
+
+    fs = fsspec.filesystem("vdinspect", fo=str(image))
+    assert fs.ls("", detail=False) == ["vg"]
+    assert sorted(fs.ls("vg", detail=False)) == ["vg/data", "vg/logs"]
+    assert fs.info("vg/data")["filesystem"] == "ext4"
+    pd.testing.assert_frame_equal(pd.read_csv(url("vg/data/data.csv", image)),
+                                  pd.read_csv(src / "data.csv"))
+    assert fs.cat_file("vg/logs/HELLO.TXT") == (src / "hello.txt").read_bytes()
+    assert set(fs.find("vg/data/sub")) == {"vg/data/sub/notes.txt",
+                                           "vg/data/sub/deeper/deep.bin"}
+
+
+def test_layer_option_on_a_backing_chain(images, tmp_path):
+    base = tmp_path / "base.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(images["ext"]), str(base))
+    top = tmp_path / "top.qcow2"
+    qemu_img("create", "-q", "-f", "qcow2", "-b", str(base), "-F", "qcow2", str(top))
+    block = int(run("debugfs", "-R", "bmap /hello.txt 0", images["ext"]).split()[-1])
+    qemu_io(top, f"write -P 0x42 {block * 4096} 4096")
+    old = (images["src"] / "hello.txt").read_bytes()
+    with fsspec.open(url("hello.txt", top)) as f:
+        assert f.read(4) == b"BBBB"
+    with fsspec.open(url("hello.txt", top), vdinspect={"layer": 0}) as f:
+        assert f.read() == old
+    with fsspec.open(f"vdinspect://hello.txt?layer=0::file://{top}") as f:
+        assert f.read() == old
 
 
 def test_snapshot_option_reads_the_old_content(images):
@@ -324,3 +377,52 @@ def test_import_vdinspect_does_not_import_fsspec(images):
             "d.filesystem(2).files()\n"
             "assert 'fsspec' not in sys.modules, 'fsspec imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_file_object_source():
+    import io
+    import threading
+
+    from vdinspect import InvalidArgument
+    from vdinspect.io import FileObjectSource
+
+    data = os.urandom(1 << 20)
+    src = FileObjectSource(io.BytesIO(data), name="mem")
+    assert src.size == len(data) and src.read(1000, 24) == data[1000:1024]
+    buf = bytearray(4096)
+    src.readinto(len(data) - 4096, buf)
+    assert bytes(buf) == data[-4096:]
+    with pytest.raises(InvalidArgument):
+        src.read(len(data) - 10, 11)
+
+    class NoReadinto:  # read/seek only
+        def __init__(self, b):
+            self.f = io.BytesIO(b)
+
+        def seek(self, *a):
+            return self.f.seek(*a)
+
+        def read(self, n=-1):
+            return self.f.read(min(n, 1000))  # short reads
+
+    assert FileObjectSource(NoReadinto(data)).read(5, 5000) == data[5:5005]
+    # one lock: threads reading at once each get their own bytes
+    errors = []
+
+    def reader(k):
+        for i in range(200):
+            off = (k * 7919 + i * 4099) % (len(data) - 512)
+            if src.read(off, 512) != data[off:off + 512]:
+                errors.append((k, off))
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with pytest.raises(InvalidArgument):
+        FileObjectSource(object())
+    src.close()
+    with pytest.raises(InvalidArgument):
+        src.read(0, 1)

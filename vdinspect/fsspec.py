@@ -110,14 +110,14 @@ class VDInspectFileSystem(AbstractFileSystem):
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
         path = str(path).split("::", 1)[0]
-        if path.startswith(PROTOCOL + "://"):
-            path = path[len(PROTOCOL) + 3:]
-        path = path.split("?", 1)[0]
+        if path.startswith(PROTOCOL + "://"):  # a URL: "?" starts its options
+            path = path[len(PROTOCOL) + 3:].split("?", 1)[0]
         return "/".join(p for p in path.split("/") if p)
 
     @staticmethod
     def _get_kwargs_from_urls(path):
-        query = str(path).split("::", 1)[0].partition("?")[2]
+        first = str(path).split("::", 1)[0]
+        query = first.partition("?")[2] if first.startswith(PROTOCOL + "://") else ""
         out: dict = {}
         for key, value in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
             if key not in OPTIONS or key == "parents":
