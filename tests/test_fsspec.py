@@ -263,6 +263,22 @@ def test_layer_option_on_a_backing_chain(images, tmp_path):
         assert f.read() == old
     with fsspec.open(f"vdinspect://hello.txt?layer=0::file://{top}") as f:
         assert f.read() == old
+    got = pd.read_csv(url("data.csv", top), storage_options={"vdinspect": {"layer": 0}})
+    pd.testing.assert_frame_equal(got, pd.read_csv(images["src"] / "data.csv"))
+    # through another store the parent is not looked for: strict raises, salvage reads
+    from vdinspect import MissingParent
+
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/chain/top.qcow2", top.read_bytes())
+    try:
+        with pytest.raises(MissingParent):
+            fsspec.open("vdinspect://hello.txt::memory://chain/top.qcow2").open()
+        fs, _ = fsspec.core.url_to_fs("vdinspect://::memory://chain/top.qcow2",
+                                      vdinspect={"strict": False})
+        assert [img.format for img in fs.disk.layer_images] == ["missing", "qcow2"]
+        fs.close()
+    finally:
+        mem.rm("/chain/top.qcow2")
 
 
 def test_snapshot_option_reads_the_old_content(images):
