@@ -387,6 +387,39 @@ def test_entry_point_and_registration():
     assert fsspec.get_filesystem_class("vdinspect") is VDInspectFileSystem
 
 
+def test_entry_point_registers_the_protocol_through_fsspec(images, tmp_path):
+    """fsspec's own entry-point loader, fed the entry point pyproject.toml declares (in a
+    throw-away dist-info, as an install would write it), finds the protocol on import."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    eps = meta["project"]["entry-points"]["fsspec.specs"]
+    info = tmp_path / "vdinspect_ep_check-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: vdinspect-ep-check\n"
+                                   "Version: 0\n")
+    (info / "entry_points.txt").write_text(
+        "[fsspec.specs]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
+    code = ("import fsspec, pandas as pd, vdinspect.fsspec as m\n"
+            f"assert m.__file__.startswith({str(ROOT)!r}), m.__file__\n"
+            "assert fsspec.get_filesystem_class('vdinspect') is m.VDInspectFileSystem\n"
+            f"df = pd.read_csv({url('p2/data.csv', images['disk'])!r})\n"
+            "print(len(df))\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env,
+                         capture_output=True, text=True)
+    assert out.stdout.strip() == "500"
+
+
+def test_pickled_filesystem_reads_again(images):
+    import pickle
+
+    fs = fsspec.filesystem("vdinspect", fo=str(images["disk"]), skip_instance_cache=True)
+    assert fs.cat_file("p2/sub/notes.txt") == b"a note\n"
+    again = pickle.loads(pickle.dumps(fs))
+    assert again.cat_file("p2/sub/notes.txt") == b"a note\n"
+    fs.close()
+    again.close()
+
+
 def test_import_vdinspect_does_not_import_fsspec(images):
     code = ("import sys, vdinspect\n"
             f"d = vdinspect.open({str(images['disk'])!r}); d.partitions()\n"
