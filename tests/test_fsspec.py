@@ -303,6 +303,22 @@ def test_snapshot_option_reads_the_old_content(images):
         mem.rm("/images/snap.qcow2")
     with pytest.raises(FileNotFoundError):
         fsspec.open(url("hello.txt", snap), vdinspect={"snapshot": "nope"}).open()
+    # an open Disk or a file object as the image: each its own instance (never cached by
+    # repr, which the two views share)
+    import vdinspect
+
+    with vdinspect.open(snap) as now_disk, vdinspect.open(snap, snapshot="clean") as old_disk:
+        a = fsspec.filesystem("vdinspect", fo=now_disk)
+        b = fsspec.filesystem("vdinspect", fo=old_disk)
+        assert a is not b
+        assert a.cat_file("hello.txt") == now and b.cat_file("hello.txt") == old
+        a.close()  # a Disk given by the caller stays open: the caller closes it
+        assert a.cat_file("hello.txt") == now
+    with open(snap, "rb") as f:
+        fs = fsspec.filesystem("vdinspect", fo=f, snapshot="clean")
+        assert fs.cat_file("hello.txt") == old
+        fs.close()
+        assert not f.closed  # the caller's file object stays the caller's
 
 
 def test_writes_raise(images):

@@ -23,6 +23,7 @@ closed by :meth:`VDInspectFileSystem.close` or when the instance is collected.
 from __future__ import annotations
 
 import io
+import os
 import posixpath
 import re
 import threading
@@ -81,7 +82,18 @@ class _Opened:
             self.keep.close()
 
 
-class VDInspectFileSystem(AbstractFileSystem):
+class _Instances(type(AbstractFileSystem)):
+    """fsspec's instance cache, except for an image given as an object (a Disk, a file
+    object): its token would come from its repr, which two different views can share."""
+
+    def __call__(cls, *args, **kwargs):
+        fo = args[0] if args else kwargs.get("fo", "")
+        if not isinstance(fo, str | os.PathLike):
+            kwargs["skip_instance_cache"] = True
+        return super().__call__(*args, **kwargs)
+
+
+class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
     """The files inside a disk image, read-only (see the module docstring for paths)."""
 
     protocol = PROTOCOL
@@ -153,6 +165,8 @@ class VDInspectFileSystem(AbstractFileSystem):
                                   "vdinspect://p1/path::file:///images/vm.qcow2")
         if hasattr(fo, "read") and hasattr(fo, "seek"):
             return self._disk_from_source(FileObjectSource(fo), fo), True, None
+        if isinstance(fo, os.PathLike):
+            fo = os.fspath(fo)
         if not isinstance(fo, str):
             raise InvalidArgument(f"vdinspect://: cannot read an image from {type(fo).__name__}")
         proto = self.target_protocol or fsspec.core.split_protocol(fo)[0] or "file"
