@@ -176,6 +176,7 @@ def test_listings_equal_debugfs_and_the_source_tree(images):
     st = (src / "hello.txt").stat()
     assert info["size"] == st.st_size and info["type"] == "file"
     assert int(info["mtime"]) == int(st.st_mtime)
+    assert fs.modified("p2/hello.txt").timestamp() == info["mtime"]
     with pytest.raises(FileNotFoundError):
         fs.info("p2/nothing")
     with pytest.raises(IsADirectoryError):
@@ -330,7 +331,13 @@ def test_writes_raise(images):
              lambda: fs.makedirs("p2/a/b"), lambda: fs.rmdir("p2/sub"),
              lambda: fs.touch("p2/hello.txt"), lambda: fs.mv("p2/hello.txt", "p2/x.txt"),
              lambda: fs.cp_file("p2/hello.txt", "p2/y.txt"),
-             lambda: fs.put_file(str(images["src"] / "hello.txt"), "p2/z.txt")]
+             lambda: fs.put_file(str(images["src"] / "hello.txt"), "p2/z.txt"),
+             lambda: fs.put(str(images["src"] / "hello.txt"), "p2/z.txt"),
+             lambda: fs.copy("p2/hello.txt", "p2/y.txt"), lambda: fs.cp("p2/sub", "p2/s2"),
+             lambda: fs.rename("p2/hello.txt", "p2/x.txt"), lambda: fs.delete("p2/sub"),
+             lambda: fs.makedir("p2/d"), lambda: fs.mkdirs("p2/d/e"),
+             lambda: fs.write_text("p2/t.txt", "x"), lambda: fs.write_bytes("p2/t", b"x"),
+             lambda: fs.pipe({"p2/a": b"x"})]
     for call in calls:
         with pytest.raises(ReadOnlyError) as e:
             call()

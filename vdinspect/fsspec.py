@@ -94,7 +94,13 @@ class _Instances(type(AbstractFileSystem)):
 
 
 class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
-    """The files inside a disk image, read-only (see the module docstring for paths)."""
+    """The files inside a disk image, read-only (see the module docstring for paths).
+
+    ``fo`` is the image: a path or fsspec URL (``target_protocol``/``target_options`` as
+    fsspec's chaining passes them), an open binary file object, or a
+    :class:`~vdinspect.disk.Disk` (used as is and left open). ``snapshot``, ``layer``,
+    ``format``, ``strict`` and ``parents`` are :func:`vdinspect.open`'s options.
+    """
 
     protocol = PROTOCOL
     root_marker = ""
@@ -373,12 +379,11 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
 
     def modified(self, path):
         """The modification time (an aware UTC datetime)."""
-        import datetime as dt
+        return _time(self.info(path), "mtime", path)
 
-        t = self.info(path).get("mtime")
-        if t is None:
-            raise NotFound(f"{path}: no modification time recorded")
-        return dt.datetime.fromtimestamp(t, tz=dt.UTC)
+    def created(self, path):
+        """The creation time (an aware UTC datetime) where the filesystem records one."""
+        return _time(self.info(path), "created", path)
 
     # --- reading ----------------------------------------------------------------------
     def cat_file(self, path, start=None, end=None, **kwargs) -> bytes:
@@ -403,8 +408,8 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
     def _read_only(self, *args, **kwargs):
         raise ReadOnlyError("vdinspect:// is read-only: images are never written to")
 
-    mkdir = makedirs = rmdir = rm = _rm = rm_file = cp_file = mv = _read_only
-    put_file = pipe_file = touch = _read_only
+    mkdir = makedirs = rmdir = rm = _rm = rm_file = cp_file = copy = mv = _read_only
+    put = put_file = pipe = pipe_file = touch = write_text = write_bytes = _read_only
 
 
 class VDInspectFile(io.BufferedReader):
@@ -435,6 +440,14 @@ def _snapshot_of(img, src, name: str, snapshot: str, strict: bool):
         raise UnsupportedFeature(f"{name}: snapshots of {img.format} images read through "
                                  "fsspec are not supported; open a local copy")
     return type(img)(src, path=name, strict=strict, snapshot=snapshot)
+
+
+def _time(info: dict, key: str, path):
+    import datetime as dt
+
+    if info.get(key) is None:
+        raise NotFound(f"{path}: no {key} recorded")
+    return dt.datetime.fromtimestamp(info[key], tz=dt.UTC)
 
 
 def _volume_dir(key: str) -> str:
