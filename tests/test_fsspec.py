@@ -366,8 +366,14 @@ def test_close_releases_the_image_and_reopens(images):
     assert open_fds() == base + 1
     fs.close()
     assert open_fds() == base
+    f = fs.open("p2/hello.txt")
     assert fs.cat_file("p2/sub/notes.txt") == b"a note\n"  # opened again on use
     fs.close()
+    from vdinspect import VDInspectError
+
+    with pytest.raises(VDInspectError, match="closed"):
+        f.read()
+    f.close()
 
 
 def test_bad_image_and_bad_paths(images, tmp_path):

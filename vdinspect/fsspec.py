@@ -71,10 +71,12 @@ class _Opened:
         self.owned = owned
         self.keep = keep  # the fsspec OpenFile the image is read through (owns its store)
         self.filesystems: dict[str, FileSystem] = {}
+        self.closed = False
         self.volumes = {v.key: v for v in disk.volumes()
                         if v.key and v.filesystem and has_driver(v.filesystem)}
 
     def close(self) -> None:
+        self.closed = True
         self.filesystems.clear()
         if self.owned:
             self.disk.close()
@@ -400,7 +402,7 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
         if mode != "rb":
             raise ReadOnlyError(f"{path}: vdinspect:// is read-only (mode {mode!r})")
         fs, entry = self._file(path)
-        raw = FileReader(fs.content(entry), name=self._strip_protocol(path))
+        raw = _Reader(fs.content(entry), self._opened(), name=self._strip_protocol(path))
         return VDInspectFile(raw, self, self._strip_protocol(path),
                              block_size or io.DEFAULT_BUFFER_SIZE * 8)
 
@@ -410,6 +412,27 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
 
     mkdir = makedirs = rmdir = rm = _rm = rm_file = cp_file = copy = mv = _read_only
     put = put_file = pipe = pipe_file = touch = write_text = write_bytes = _read_only
+
+
+class _Reader(FileReader):
+    """A FileReader that refuses to read once its filesystem instance closed the image."""
+
+    def __init__(self, source, state: _Opened, name: str) -> None:
+        super().__init__(source, name=name)
+        self.state = state
+
+    def _check(self) -> None:
+        if self.state.closed:
+            raise InvalidArgument(f"{self.name}: the image was closed (fs.close()); "
+                                  "open the file again")
+
+    def readinto(self, b) -> int:
+        self._check()
+        return super().readinto(b)
+
+    def read(self, size: int = -1) -> bytes:
+        self._check()
+        return super().read(size)
 
 
 class VDInspectFile(io.BufferedReader):
