@@ -169,6 +169,10 @@ def test_listings_equal_debugfs_and_the_source_tree(images):
     assert set(fs.find("p2/sub")) == {"p2/sub/notes.txt", "p2/sub/deeper/deep.bin"}
     assert sorted(fs.glob("p2/*.csv")) == ["p2/data.csv", "p2/link.csv"]
     assert fs.glob("p2/**/*.bin") == ["p2/sub/deeper/deep.bin"]
+    files = fsspec.open_files(url("p2/*.csv", disk))
+    assert [f.path for f in files] == ["p2/data.csv", "p2/link.csv"]
+    with files[0] as f:
+        assert f.read() == (src / "data.csv").read_bytes()
     assert fs.isdir("p2/sub") and fs.isfile("p2/hello.txt") and not fs.isfile("p2/sub")
     assert fs.exists("p2/data.parquet") and not fs.exists("p2/nothing")
     assert not fs.exists("p7/data.csv")
