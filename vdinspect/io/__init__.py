@@ -2,6 +2,7 @@
 
 from .cache import LRUCache
 from .checksums import crc32c
+from .fileobj import FileObjectSource
 from .overlay import OverlaySource
 from .sources import (
     ByteSource,
@@ -16,6 +17,7 @@ from .sources import (
     merge_ranges,
 )
 
-__all__ = ["ByteSource", "FileSource", "MemorySource", "Slice", "Concat", "Zero", "LRUCache",
+__all__ = ["ByteSource", "FileSource", "FileObjectSource", "MemorySource", "Slice", "Concat",
+           "Zero", "LRUCache",
            "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "crc32c",
            "OverlaySource"]
