@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -76,3 +77,30 @@ def test_read_past_end_is_a_bad_call(chain):
             disk.read(disk.size - 10, 20)
         with pytest.raises(ValueError):
             disk.read(-1, 1)
+
+
+def test_filesystems_share_the_api_grammar():
+    """info() is a Series that starts with the same facts on every filesystem; check() and
+    structures() are DataFrames in the documented schemas (empty check() for sound volumes);
+    the facts agree with what the partition table and the probes say."""
+    import pandas as pd
+
+    from vdinspect.frames import CHECK_COLUMNS, FS_INFO_FIELDS, STRUCTURE_COLUMNS
+
+    sample = Path(__file__).resolve().parent.parent / "sample_images" / "gpt-fat32-ext4-ntfs.qcow2"
+    with vdinspect.open(sample) as disk:
+        parts = disk.partitions().dropna(subset=["index"])
+        for _, p in parts.iterrows():
+            fs = disk.filesystem(int(p["index"]))
+            info = fs.info()
+            assert isinstance(info, pd.Series)
+            assert list(info.index[: len(FS_INFO_FIELDS)]) == FS_INFO_FIELDS
+            assert info["fstype"] == p["filesystem"] and info["label"] == p["label"]
+            assert 0 < info["size"] <= p["length"] and info["block_size"] >= 512
+            assert info["dirty"] is False
+            check, structures = fs.check(), fs.structures()
+            assert isinstance(check, pd.DataFrame) and list(check.columns) == CHECK_COLUMNS
+            assert check.empty
+            assert isinstance(structures, pd.DataFrame) and not structures.empty
+            assert list(structures.columns[: len(STRUCTURE_COLUMNS)]) == STRUCTURE_COLUMNS
+            assert list(structures["name"]) == [r["name"] for r in fs.structure_rows()]

@@ -198,7 +198,7 @@ def test_content_matches_btrfs_restore(images, variant, tmp_path):
     got = ours(fs)
     assert got == want
     assert len(got) > 400
-    assert fs.check() == []
+    assert fs.check_rows() == []
     generic = FileSystem.files(fs)  # the directory-by-directory walk of the base class
     pd.testing.assert_frame_equal(fs.files(), generic)
 
@@ -319,7 +319,7 @@ def test_data_checksum_mismatch(images, tmp_path):
     data = fs.read("/onemeg")
     assert data[8192:12288] == bytes(4096)
     assert fs.damaged_ranges("/onemeg") == [(8192, 4096)]
-    rows = fs.check()
+    rows = fs.check_rows()
     assert any(r["structure"] == "data" and "checksum" in r["message"] for r in rows)
     df = fs.files()
     dmg = dict(zip(df.path, df.damaged))
@@ -490,7 +490,7 @@ def test_compressed_extents_patched_in(tmp_path):
         e = fs.lookup("/" + name)
         assert [p.codec for p in fs.content(e).pieces] == [code]
         assert fs.read(e) == plain[name]
-    assert fs.check() == []
+    assert fs.check_rows() == []
 
 
 @needs_btrfs
@@ -515,7 +515,7 @@ def test_dup_second_copies_used(images, tree, tmp_path):
     # btrfs restore does not check data checksums: it copies the damaged first copy
     assert want.pop("/onemeg") != got.pop("/onemeg")
     assert got == want  # the leaf's items, from its second copy
-    warned = {r["host_offset"] for r in fs.check() if r["severity"] == "warning"}
+    warned = {r["host_offset"] for r in fs.check_rows() if r["severity"] == "warning"}
     assert {leaf, data} <= warned
 
 
@@ -622,7 +622,7 @@ def test_hostile_mutations_stay_bounded(tree, tmp_path):
                         if e.kind == "file":
                             fs.read(e)
                     fs.files()
-                    fs.check()
+                    fs.check_rows()
                 except VDInspectError:
                     pass
 
@@ -658,7 +658,7 @@ def test_node_pointing_twice_at_one_child(tmp_path):
     fs = open_filesystem(FileSource(img), strict=False)
     df = fs.files()
     assert df.path.is_unique and len(df) <= 300
-    assert any("outside the range" in r["message"] for r in fs.check())
+    assert any("outside the range" in r["message"] for r in fs.check_rows())
 
 
 @needs_btrfs
@@ -673,7 +673,7 @@ def test_primary_superblock_destroyed_uses_mirror(images, tree, tmp_path):
     fs = open_filesystem(FileSource(img))
     assert fs.info()["superblock"] == 0x4000000 and fs.info()["generation"] == gen
     assert fs.read("/onemeg") == (tree / "onemeg").read_bytes()
-    assert any(r["host_offset"] == 0x4000000 for r in fs.check())
+    assert any(r["host_offset"] == 0x4000000 for r in fs.check_rows())
 
 
 def test_not_btrfs():

@@ -59,7 +59,7 @@ def test_sample_compressed(kdave):
         assert [(p.codec, p.addr, p.disk_len) for p in src.pieces] == [
             (codec, a, 4096) for a in addrs]
         assert sha(fs.read(e)) == ZEROS_200K
-    assert fs.check() == []
+    assert fs.check_rows() == []
     assert fs.info()["generation"] == 14
 
 
@@ -115,7 +115,7 @@ def test_sample_bad_leaf(kdave):
     fs = open_filesystem(FileSource(img), strict=False)
     assert sha(fs.read("/file1")) == (
         "0ca3bfdeda1ef5036bfa5dad078a9f15724e79cf296bd4388cf786bfaf4195d0")
-    assert any("outside the leaf" in r["message"] for r in fs.check())
+    assert any("outside the leaf" in r["message"] for r in fs.check_rows())
     # file2's extent items are in the bad leaf: btrfs restore writes it empty, we read
     # zeros and say that none of its 2048 bytes is sure
     assert fs.lookup("/file2").size == 2048
@@ -162,7 +162,7 @@ def test_sample_raid_sets(raid_sets, profile):
     assert sha(fs.read("/sub/blob.bin")) == RAID[profile]
     assert [fs.lookup(p).inode for p in ("/hello.txt", "/sub", "/sub/blob.bin")] == [
         257, 258, 259]
-    assert fs.check() == []
+    assert fs.check_rows() == []
     info = fs.info()
     assert info["label"] == profile and len(info["devices"]) == len(paths)
     with vdinspect.open(paths) as group:  # the devices as disks of a DiskGroup
@@ -176,7 +176,7 @@ def test_sample_raid_sets(raid_sets, profile):
             degraded = open_filesystem(rest[0], devices=rest[1:])
             assert sha(degraded.read("/sub/blob.bin")) == RAID[profile]
             assert degraded.read("/hello.txt") == f"hello-from-{profile}\n".encode()
-            assert [r["severity"] for r in degraded.check()] == ["warning"]  # the missing one
+            assert [r["severity"] for r in degraded.check_rows()] == ["warning"]  # the missing one
     if profile == "raid1":  # one device of a mirror holds everything
         one = open_filesystem(devs[1])
         assert sha(one.read("/sub/blob.bin")) == RAID[profile]

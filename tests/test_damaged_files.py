@@ -427,7 +427,7 @@ def test_ntfs_names_of_unusable_records_are_listed_and_reported(tmp_path):
     why = dict(rep.skipped)
     assert "unusable" in why["/lost.bin"] and (tmp_path / "out" / "keep.bin").read_bytes() == keep
     assert not (tmp_path / "out" / "lost.bin").exists()
-    assert any(f"record {ino}" in f["message"] for f in fs.check())
+    assert any(f"record {ino}" in f["message"] for f in fs.check_rows())
 
 
 def test_ext_bulk_prefilter_agrees_with_each_files_extents(tmp_path):

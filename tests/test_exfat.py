@@ -131,7 +131,7 @@ def test_built_volume_contents(built_volume):
     assert got["/valid.bin"].extra["valid_size"] == 4000
     info = fs.info()
     assert info["label"] == "ExLabel" and not info["flags"]
-    assert fs.check() == []
+    assert fs.check_rows() == []
 
 
 @needs_mkfs
@@ -204,18 +204,18 @@ def test_backup_boot_region_and_dirty(tmp_path):
     raw[120] ^= 0xFF  # boot code byte: the main checksum no longer matches
     fs = exmod.open_filesystem(MemorySource(bytes(raw)))
     assert fs.backup_used and fs.info()["backup_boot_used"]
-    assert any("checksum" in f["message"] for f in fs.check())
+    assert any("checksum" in f["message"] for f in fs.check_rows())
     raw = bytearray(mkfs(tmp_path))
     raw[106] |= 0x02  # VolumeDirty (not covered by the checksum)
     fs = exmod.open_filesystem(MemorySource(bytes(raw)))
     assert fs.info()["flags"] == ["dirty"]
-    assert any("dirty" in f["message"] for f in fs.check())
+    assert any("dirty" in f["message"] for f in fs.check_rows())
     raw = bytearray(mkfs(tmp_path))
     ss = 512
     raw[12 * ss + 120] ^= 0xFF  # backup boot region damaged
     fs = exmod.open_filesystem(MemorySource(bytes(raw)))
     assert not fs.backup_used
-    assert any(f["structure"] == "backup boot region" for f in fs.check())
+    assert any(f["structure"] == "backup boot region" for f in fs.check_rows())
     raw[120] ^= 0xFF  # both damaged
     with pytest.raises(CorruptImage):
         exmod.open_filesystem(MemorySource(bytes(raw)))
@@ -236,7 +236,7 @@ def test_set_checksum_guid_and_reused_clusters(tmp_path):
     img.add_guid(r, g)
     fs = exmod.open_filesystem(MemorySource(img.image()))
     assert fs.read("/a.txt") == b"aaaa"
-    assert any("set checksum" in f["message"] for f in fs.check())
+    assert any("set checksum" in f["message"] for f in fs.check_rows())
     e = fs.lookup("/gone.bin", deleted=True)
     assert e.deleted and not e.recoverable
     with pytest.raises(NotFound):
@@ -254,7 +254,7 @@ def test_truncated_volume(tmp_path):
         exmod.open_filesystem(MemorySource(cut))
     fs = exmod.open_filesystem(MemorySource(cut), strict=False)
     assert fs.read("/big.bin") == blob(9, 200000)
-    assert any("cut short" in f["message"] for f in fs.check())
+    assert any("cut short" in f["message"] for f in fs.check_rows())
 
 
 @pytest.mark.skipif(not UTIL_LINUX.is_dir(), reason="util-linux samples absent")
@@ -271,7 +271,7 @@ def test_util_linux_sample(tmp_path):
     assert files[0].extra["modified_utc_offset"] == 240
     if have("fls", "icat"):
         compare_with_fls(fs, p, max_icat=5)
-    assert not [f for f in fs.check() if f["severity"] == "error"]
+    assert not [f for f in fs.check_rows() if f["severity"] == "error"]
 
 
 def test_layouts_match_the_specification_offsets():

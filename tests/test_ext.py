@@ -279,7 +279,7 @@ def test_listing_matches_fls(images, variant):
         assert {(p, i) for p, i, _d in mine} == debugfs_tree(img)
     else:
         assert mine == fls(img)
-    assert fs.check() == []
+    assert fs.check_rows() == []
 
 
 @needs_e2fs
@@ -447,7 +447,7 @@ def test_htree_two_levels(tmp_path):
         f"/big/{names[5]}",
         f"/big/{names[499]}",
     }
-    assert fs.check() == []
+    assert fs.check_rows() == []
 
 
 # --- extended attributes ------------------------------------------------------------------
@@ -590,7 +590,7 @@ def test_orphans_like_tsk(images, tmp_path):
         assert "Allocated" in run("istat", img, i).splitlines()[1]
     orphan = fs.stat(sorted(p for p, _i, _d in theirs if "OrphanFile-" in p)[0])
     assert fs.read(orphan) == run("icat", img, orphan.inode, binary=True)
-    assert any("directory inode" in f["structure"] for f in fs.check())
+    assert any("directory inode" in f["structure"] for f in fs.check_rows())
     # live views do not show the virtual directory
     assert "/$OrphanFiles" not in set(fs.files(deleted=False)["path"])
 
@@ -670,11 +670,11 @@ def test_journal_needing_recovery(images, tmp_path):
     assert ours(fs) == fls(b)
     assert fs.read("/newdir/new") == services.read_bytes()
     assert fs.info()["needs_recovery"] and fs.info()["journal_replayed"]
-    msgs = [f["message"] for f in fs.check() if f["structure"] == "journal"]
+    msgs = [f["message"] for f in fs.check_rows() if f["structure"] == "journal"]
     assert msgs and "not clean" in msgs[0] and "replayed in memory" in msgs[0]
     raw = open_filesystem(FileSource(a), replay_journal=False)
     assert ours(raw) == before
-    assert "not replayed" in raw.check()[0]["message"]
+    assert "not replayed" in raw.check_rows()[0]["message"]
     # transactions as debugfs logdump sees them
     dump = debugfs(a, "logdump")
     want = [
@@ -701,7 +701,7 @@ def test_journal_needing_recovery(images, tmp_path):
         for off in r["data_offsets"]
     ]
     assert copies == [jblocks[int(j)] * 4096 for _, j in tags]
-    names = {r["name"] for r in fs.structures()}
+    names = {r["name"] for r in fs.structure_rows()}
     assert {
         "journal superblock",
         "journal descriptor",
@@ -727,7 +727,7 @@ def test_clean_journal_listed(images):
     assert fs.journal is not None and not fs.journal.needs_recovery
     assert "inode 8" in fs.info()["journal"]
     assert fs.journal_transactions() == []
-    assert any(r["name"] == "journal" for r in fs.structures())
+    assert any(r["name"] == "journal" for r in fs.structure_rows())
 
 
 # --- containers, partitions, volumes ---------------------------------------------------
@@ -956,7 +956,7 @@ def test_encrypted_and_compressed_files_flagged(tree, tmp_path):
     assert fs.stat("/f010").size == 20 and fs.read("/f012") == b"12" * 12
     # names in an encrypted directory are shown encoded, never as if they were plain text
     assert [e.name for e in fs.list_dir(fs.stat("/secret"))] == ["_bmFtZQ"]
-    assert any("compression" in f["message"] for f in fs.check())
+    assert any("compression" in f["message"] for f in fs.check_rows())
 
 
 @needs_e2fs
@@ -968,7 +968,7 @@ def test_unknown_incompat_feature_refused(images, tmp_path):
         open_filesystem(FileSource(img))
     fs = open_filesystem(FileSource(img), strict=False)
     assert fs.read("/tiny") == b"tiny\n"
-    assert any("FEATURE_I11" in f["message"] for f in fs.check())
+    assert any("FEATURE_I11" in f["message"] for f in fs.check_rows())
 
 
 # --- damaged and hostile images ---------------------------------------------------------
@@ -991,7 +991,7 @@ def test_primary_superblock_destroyed_uses_backup(tree, tmp_path, variant, backu
         open_filesystem(FileSource(img))
     fs = open_filesystem(FileSource(img), strict=False)
     assert ours(fs) == want
-    assert f"block {backup}" in fs.check()[0]["message"]
+    assert f"block {backup}" in fs.check_rows()[0]["message"]
     assert fs.info()["superblock"].startswith("backup")
     # with no backup either: not an ext filesystem at all
     with pytest.raises(NotRecognized):
@@ -1006,7 +1006,7 @@ def test_truncated_image(images, tmp_path):
         open_filesystem(src)
     fs = open_filesystem(src, strict=False)
     assert fs.read("/tiny") == b"tiny\n"
-    assert any("truncated" in f["message"] for f in fs.check())
+    assert any("truncated" in f["message"] for f in fs.check_rows())
     # every file reads to its size, or fails with a VDInspectError; nothing else escapes
     cut = open_filesystem(MemorySource(data[: 3 * MiB], name="cut3.img"), strict=False)
     for r in cut.files(deleted=False).itertuples():
@@ -1026,7 +1026,7 @@ def test_directory_loop_made_with_debugfs(images, tmp_path):
     df = fs.files()
     assert "/deep/d0/d1/loop" in set(df["path"])
     assert not any(p.startswith("/deep/d0/d1/loop/") for p in df["path"])
-    assert any("loop" in f["message"] for f in fs.check())
+    assert any("loop" in f["message"] for f in fs.check_rows())
 
 
 @needs_e2fs
@@ -1041,7 +1041,7 @@ def test_extent_tree_pointing_at_itself(images, tmp_path):
         fs.read("/onemeg")
     salv = open_filesystem(FileSource(img), strict=False)
     assert salv.read("/onemeg") == bytes(MiB)  # unreadable parts read as zeros
-    assert any(f["structure"] == f"inode {ino} extent tree" for f in salv.check())
+    assert any(f["structure"] == f"inode {ino} extent tree" for f in salv.check_rows())
 
 
 @needs_e2fs
@@ -1067,7 +1067,7 @@ def test_indirect_block_reached_twice(images, tmp_path):
         open_filesystem(FileSource(img)).read("/onemeg")
     salv = open_filesystem(FileSource(img), strict=False)
     assert len(salv.read("/onemeg")) == salv.stat("/onemeg").size
-    assert any("reached twice" in f["message"] for f in salv.check())
+    assert any("reached twice" in f["message"] for f in salv.check_rows())
 
 
 @needs_e2fs
@@ -1081,7 +1081,7 @@ def test_broken_directory_entry(images, tmp_path):
         fs.list_dir(fs.stat("/dir"))
     df = fs.files()  # the walk records the broken directory and goes on
     assert "/tiny" in set(df["path"])
-    assert any("bad directory entry" in f["message"] for f in fs.check())
+    assert any("bad directory entry" in f["message"] for f in fs.check_rows())
 
 
 @pytest.mark.parametrize(
@@ -1111,7 +1111,7 @@ def test_inode_table_outside_volume(images, tmp_path):
     with pytest.raises(CorruptImage, match="inode table"):
         open_filesystem(FileSource(img)).root()
     fs = open_filesystem(FileSource(img), strict=False)
-    assert any("inode table" in f["message"] for f in fs.check())
+    assert any("inode table" in f["message"] for f in fs.check_rows())
 
 
 def test_not_ext():
@@ -1160,7 +1160,7 @@ def test_info_and_structures_match_dumpe2fs(images, variant):
     assert info["features"] == head["Filesystem features"].split()
     assert info["state"] == head["Filesystem state"]
     assert info["groups"] == len(groups)
-    rows = fs.structures()
+    rows = fs.structure_rows()
     by = {}
     for r in rows:
         by.setdefault(r["name"], []).append(r)
@@ -1189,7 +1189,7 @@ def test_checksum_mismatches_reported_like_e2fsck(images, tmp_path):
     assert re.search(rf"Inode {ino} passes checks, but checksum does not match", fsck)
     fs = open_filesystem(FileSource(img))
     assert fs.read("/dir/f033") == b"33" * 33  # reading does not depend on it
-    bad = [f for f in fs.check() if "checksum" in f["message"]]
+    bad = [f for f in fs.check_rows() if "checksum" in f["message"]]
     assert [f["structure"] for f in bad] == [f"inode {ino}"]
     # and a superblock whose checksum no longer matches
     img2 = tmp_path / "c2.img"
@@ -1198,7 +1198,7 @@ def test_checksum_mismatches_reported_like_e2fsck(images, tmp_path):
     data[1024 + 0x3FC] ^= 0xFF
     img2.write_bytes(bytes(data))
     fs2 = open_filesystem(FileSource(img2))
-    assert any(f["structure"] == "superblock" and "checksum" in f["message"] for f in fs2.check())
+    assert any(f["structure"] == "superblock" and "checksum" in f["message"] for f in fs2.check_rows())
 
 
 @needs_e2fs
@@ -1214,7 +1214,7 @@ def test_external_journal_reported(images, tmp_path):
     )  # s_journal_inum, s_journal_dev, +recover
     fs = open_filesystem(FileSource(img))
     assert fs.info()["journal"].startswith("external")
-    assert any("external journal" in f["message"] for f in fs.check())
+    assert any("external journal" in f["message"] for f in fs.check_rows())
     assert fs.read("/tiny") == b"tiny\n"
 
 
@@ -1232,7 +1232,7 @@ def test_absurd_block_count_in_salvage_mode(tree, tmp_path):
     fs = open_filesystem(FileSource(img), strict=False)
     assert fs.read("/f005") == b"5" * 5
     assert len(fs.files(deleted=False)) > 150
-    assert any("block count taken as" in f["message"] for f in fs.check())
+    assert any("block count taken as" in f["message"] for f in fs.check_rows())
 
 
 @needs_e2fs
@@ -1312,7 +1312,7 @@ def test_random_metadata_damage_raises_only_vdinspect_errors(tree, tmp_path, fst
                             assert len(fs.read(e)) == e.size
                         except vdinspect.errors.VDInspectError:
                             pass
-                fs.check()
-                fs.structures()
+                fs.check_rows()
+                fs.structure_rows()
             except vdinspect.errors.VDInspectError:
                 pass

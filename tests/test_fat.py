@@ -257,8 +257,8 @@ def test_info_label_and_flags(mtools_image):
     assert f"File System Type: FAT{bits}" in fsstat
     m = re.search(r"Cluster Size: (\d+)", fsstat)
     assert int(m[1]) == info["cluster_size"]
-    assert not [f for f in fs.check() if f["severity"] == "error"]
-    names = [s["name"] for s in fs.structures()]
+    assert not [f for f in fs.check_rows() if f["severity"] == "error"]
+    names = [s["name"] for s in fs.structure_rows()]
     assert "FAT 1" in names and "FAT 2" in names and "boot sector" in names
 
 
@@ -333,7 +333,7 @@ def test_builder_images_fsck_fls_and_data(bits, tmp_path):
     g = fs.lookup("/Ünïcödé dïr/gone file.txt", deleted=True)
     assert g.deleted and g.recoverable and fs.read(g) == gone.data
     compare_with_fls(fs, fb.fls(path), image=path)
-    assert fs.check() == []
+    assert fs.check_rows() == []
 
 
 @pytest.mark.parametrize("bits,clusters", [(12, 4084), (16, 4085)])
@@ -357,7 +357,7 @@ def test_fat12_fat16_boundary(bits, clusters, tmp_path):
     fs = fatmod.open_filesystem(FileSource(path))
     assert (fs.fstype, fs.clusters) == (f"fat{bits}", clusters)
     assert probe(FileSource(path)).type == f"fat{bits}"
-    assert fs.read("/edge.txt") == blob(7, 3000) and fs.check() == []
+    assert fs.read("/edge.txt") == blob(7, 3000) and fs.check_rows() == []
 
 
 def test_created_tenths_and_timestamps(tmp_path):
@@ -393,7 +393,7 @@ def test_lfn_checksum_mismatch_uses_short_name():
     fs = fatmod.open_filesystem(MemorySource(img.build()))
     names = [e.name for e in fs.iter_entries("/")]
     assert names == ["ALONGN~1.TXT"]
-    assert any("checksum" in f["message"] for f in fs.check())
+    assert any("checksum" in f["message"] for f in fs.check_rows())
 
 
 def test_volume_label_entry_wins_and_dirty_bits():
@@ -404,7 +404,7 @@ def test_volume_label_entry_wins_and_dirty_bits():
     info = fs.info()
     assert info["boot_label"] == "OTHERLABEL" and info["label"] == "BOOTLABEL"
     assert info["flags"] == ["dirty", "hard error"]
-    msgs = " ".join(f["message"] for f in fs.check())
+    msgs = " ".join(f["message"] for f in fs.check_rows())
     assert "not unmounted cleanly" in msgs and "I/O error" in msgs
 
 
@@ -418,7 +418,7 @@ def test_fat32_backup_boot_sector(tmp_path, mtools_image):
     bad.write_bytes(data)
     fs = open_filesystem(FileSource(bad))  # the probe fails; the backup is found
     assert fs.info()["backup_boot_used"]
-    assert any("backup" in f["message"] for f in fs.check())
+    assert any("backup" in f["message"] for f in fs.check_rows())
     good = fatmod.open_filesystem(FileSource(img))
     assert [(e.inode, e.path) for e in fs.iter_entries("/")] == [
         (e.inode, e.path) for e in good.iter_entries("/")
@@ -446,7 +446,7 @@ def test_second_fat_used_in_salvage(tmp_path, mtools_image):
     salvage = fatmod.open_filesystem(FileSource(bad), strict=False)
     assert salvage.info()["active_fat"] == 2
     assert salvage.read("/fragmented.bin") == blob(5, 6000)
-    msgs = [f["message"] for f in salvage.check()]
+    msgs = [f["message"] for f in salvage.check_rows()]
     assert any("differs from" in m for m in msgs)
     assert "differ" in run("fsck.fat", "-n", bad, check=False)  # fsck.fat agrees
 
@@ -473,7 +473,7 @@ def test_chain_loop_and_out_of_range(tmp_path):
     salvage = fatmod.open_filesystem(MemorySource(raw), strict=False)
     assert salvage.read("/loop.bin") == blob(1, 5000) + bytes(120)  # 10 clusters, slack
     assert salvage.read("/range.bin") == blob(2, 3000)[:1024]  # 2 clusters before the bad link
-    msgs = " ".join(f["message"] for f in salvage.check())
+    msgs = " ".join(f["message"] for f in salvage.check_rows())
     assert "loops back" in msgs and "out of range" in msgs
 
 
@@ -505,7 +505,7 @@ def test_bad_boot_sectors():
     raw[0x20:0x24] = (10**9).to_bytes(4, "little")
     raw[0x13:0x15] = bytes(2)
     fs = fatmod.open_filesystem(MemorySource(bytes(raw)), strict=False)
-    assert any("claims" in f["message"] for f in fs.check())
+    assert any("claims" in f["message"] for f in fs.check_rows())
     cut = img.build()[: 40 * 512]  # the FATs are cut short
     with pytest.raises(CorruptImage):
         fatmod.open_filesystem(MemorySource(cut))
@@ -534,7 +534,7 @@ def test_util_linux_samples(name, fstype, label, uuid, tmp_path):
         rows = None  # TSK refuses a FAT32 with this few clusters
     if rows is not None:
         compare_with_fls(fs, rows, image=img)
-    assert not [f for f in fs.check() if f["severity"] == "error"]
+    assert not [f for f in fs.check_rows() if f["severity"] == "error"]
 
 
 def test_layouts_match_the_specification_offsets():

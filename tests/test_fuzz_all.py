@@ -117,7 +117,7 @@ def _regions(path: Path) -> list[tuple[int, int]]:
                 continue
             with contextlib.suppress(VDInspectError):
                 fs = disk.filesystem(v.index if v.index is not None else v.name)
-                out += [(int(v.start) + r["host_offset"], r["length"]) for r in fs.structures()]
+                out += [(int(v.start) + r["host_offset"], r["length"]) for r in fs.structure_rows()]
     return out
 
 
@@ -374,7 +374,7 @@ def test_regression_ext_inode_size_beyond_int64(tmp_path):
         assert len(row) == 1 and row["size"].iloc[0] == 0
         fs.read(row["path"].iloc[0])
         assert any("inode 861" in f["message"] and "i_size" in f["message"]
-                   for f in fs.check())
+                   for f in fs.check_rows())
 
 
 def test_regression_vmdk_leak_check_structure_past_int64(tmp_path):

@@ -108,7 +108,7 @@ def test_listing_matches_fls(rich):
     fs = ntfs(img)
     n = assert_same_listing(fs, img)
     assert n > 400
-    assert fs.check() == []
+    assert fs.check_rows() == []
 
 
 def test_index_walk_equals_fast_scan(rich):
@@ -369,7 +369,7 @@ def test_info_and_structures(rich):
     assert f"Cluster Size: {info['cluster_size']}" in fsstat
     assert f"Size of MFT Entries: {info['mft_record_size']}" in fsstat
     assert info["version"] == "3.1"
-    names = [r["name"] for r in fs.structures()]
+    names = [r["name"] for r in fs.structure_rows()]
     assert "boot sector" in names and "backup boot sector" in names
     assert any(n.startswith("$MFT $DATA") for n in names)
 
@@ -473,7 +473,7 @@ def test_variants_with_ntfscp(tmp_path, variant):
     assert f"Cluster Size: {info['cluster_size']}" in fsstat
     assert f"Sector Size: {info['sector_size']}" in fsstat
     assert f"Size of MFT Entries: {info['mft_record_size']}" in fsstat
-    assert fs.check() == []
+    assert fs.check_rows() == []
 
 
 # --- real Windows-made volumes --------------------------------------------------------------
@@ -740,7 +740,7 @@ def test_broken_fixup_is_reported_and_skipped(small):
     # the record is unusable, but the directory index still names it: listed with a note
     # (name, size and times from the index), its content refused naming the record
     assert "/a.bin" in df.index and "unusable" in df.loc["/b.txt", "note"]
-    assert any(f"MFT record {n}" == r["structure"] and "fixup" in r["message"] for r in fs.check())
+    assert any(f"MFT record {n}" == r["structure"] and "fixup" in r["message"] for r in fs.check_rows())
     assert fs.lookup("/b.txt").inode == n
     with pytest.raises(CorruptImage, match=f"MFT record {n}"):
         fs.read("/b.txt")
@@ -760,7 +760,7 @@ def test_runlist_past_volume(small):
         ntfs(small).read("a.bin")
     fs = ntfs(small, strict=False)
     assert fs.read("a.bin") == bytes(20000)
-    assert any("outside the volume" in r["message"] for r in fs.check())
+    assert any("outside the volume" in r["message"] for r in fs.check_rows())
     with pytest.raises(RunlistError):
         decode_runlist(b"\x11\x05\x80\x00", 0, 1000)  # negative LCN
     with pytest.raises(RunlistError):
@@ -783,7 +783,7 @@ def test_attribute_list_loop(small):
     t = time.monotonic()
     fs = ntfs(small)
     assert fs.read("a.bin") == nb.data_for(20000, 5 + 20000)
-    msgs = [r["message"] for r in fs.check()]
+    msgs = [r["message"] for r in fs.check_rows()]
     assert any("not" in m and "base record" in m for m in msgs)
     assert time.monotonic() - t < 30
 
@@ -810,7 +810,7 @@ def test_parent_loops_and_self_reference(small):
     df = fs.files()  # the fast path (parent references)
     paths = set(df.path)
     assert {"/$OrphanFiles/d1", "/$OrphanFiles/d2", "/$OrphanFiles/self.txt"} <= paths
-    msgs = " ".join(r["message"] for r in fs.check())
+    msgs = " ".join(r["message"] for r in fs.check_rows())
     assert "parent reference loop" in msgs and "names itself" in msgs
 
 
@@ -841,7 +841,7 @@ def test_boot_sector_backup_and_mftmirr(small, tmp_path):
     fs = ntfs(small, strict=False)
     assert fs.info()["boot_sector"].startswith("backup")
     assert fs.read("a.bin") == nb.data_for(20000, 5 + 20000)
-    assert any(r["structure"] == "boot sector" for r in fs.check())
+    assert any(r["structure"] == "boot sector" for r in fs.check_rows())
     # restore the boot sector from the backup, then wreck MFT record 0 (in a new file)
     small2 = tmp_path / "s2.img"
     shutil.copyfile(small, small2)
@@ -857,7 +857,7 @@ def test_boot_sector_backup_and_mftmirr(small, tmp_path):
         ntfs(small)
     fs = ntfs(small, strict=False)
     assert fs.read("c.bin") == nb.data_for(9000, 5 + 9000)
-    assert any("$MFTMirr" in r["message"] for r in fs.check())
+    assert any("$MFTMirr" in r["message"] for r in fs.check_rows())
 
 
 def test_truncated_and_garbage(small, tmp_path):
@@ -896,7 +896,7 @@ def test_fuzzed_mft_is_bounded(small, tmp_path, seed):
                     fs.read(p)
                 except VDInspectError:
                     pass
-            fs.check()
+            fs.check_rows()
         except VDInspectError:
             pass
     assert time.monotonic() - t < 30
@@ -990,7 +990,7 @@ def test_fuzzed_records_with_valid_fixups(rich, tmp_path, seed):
                     fs.read(p)
                 except VDInspectError:
                     pass
-            fs.check()
+            fs.check_rows()
             for p in df.path[df.kind == "dir"].head(20):
                 try:
                     list(fs.iter_entries(p, recursive=False))
@@ -1064,7 +1064,7 @@ def test_128k_clusters_negative_sectors_per_cluster(tmp_path):
     names = {line.strip() for line in nb.run("ntfsls", "-a", "-s", img).splitlines()}
     ours = {e.name for e in fs.iter_entries("/", recursive=False) if e.extra["stream"] is None}
     assert names - {".", ".."} == ours - {"$OrphanFiles"}
-    assert fs.check() == []
+    assert fs.check_rows() == []
 
 
 def test_layouts_have_the_documented_sizes():

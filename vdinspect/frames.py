@@ -250,6 +250,17 @@ def info_series(fields: dict) -> pd.Series:
     return pd.Series(ordered, dtype=object, name=fields.get("path"))
 
 
+#: the facts every filesystem's ``info()`` starts with, named alike everywhere
+FS_INFO_FIELDS = ["fstype", "label", "uuid", "size", "block_size", "dirty"]
+
+
+def fs_info_series(fields: dict) -> pd.Series:
+    """A filesystem's ``info()`` Series: the shared fields first, then the driver's own."""
+    ordered = {k: fields.get(k) for k in FS_INFO_FIELDS}
+    ordered.update((k, v) for k, v in fields.items() if k not in ordered)
+    return pd.Series(ordered, dtype=object, name=fields.get("fstype"))
+
+
 TIME_COLUMNS = ["created", "modified", "accessed", "changed"]
 
 

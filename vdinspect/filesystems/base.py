@@ -75,17 +75,36 @@ class FileSystem(Findings):
             return entry.target
         raise InvalidArgument(f"{self.name}: {entry.path} is not a symbolic link")
 
-    def info(self) -> dict:
-        """Facts about the volume (type, label, uuid, sizes, flags)."""
+    def info_fields(self) -> dict:
+        """The volume's facts as a dict; drivers extend it (``info()`` shows it)."""
         return dict(fstype=self.fstype, label=self.label, uuid=self.uuid)
 
-    def check(self) -> list[dict]:
-        """Findings: rows with severity, structure, host_offset, message."""
+    def check_rows(self) -> list[dict]:
+        """Findings as rows (severity, structure, host_offset, message); drivers extend it."""
         return self.findings_rows()
 
-    def structures(self) -> list[dict]:
-        """On-disk structures as rows name, host_offset, length, description."""
+    def structure_rows(self) -> list[dict]:
+        """On-disk structures as rows (name, host_offset, length, description)."""
         return []
+
+    def info(self) -> pd.Series:
+        """Facts about the volume: ``fstype, label, uuid, size`` (bytes), ``block_size``
+        (bytes), ``dirty`` first, as every filesystem names them, then its own."""
+        from ..frames import fs_info_series
+
+        return fs_info_series(self.info_fields())
+
+    def check(self) -> pd.DataFrame:
+        """Integrity findings, in the ``check()`` schema (empty for a sound volume)."""
+        from ..frames import check_frame
+
+        return check_frame(self.check_rows())
+
+    def structures(self) -> pd.DataFrame:
+        """Where each on-disk structure lies, in the ``structures()`` schema."""
+        from ..frames import structures_frame
+
+        return structures_frame(self.structure_rows())
 
     # --- paths ----------------------------------------------------------------------
     def _same(self, a: str, b: str) -> bool:

@@ -423,7 +423,7 @@ class BtrfsFileSystem(BtrfsData):
         return out
 
     # --- reports ------------------------------------------------------------------------
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         sb = self.sb
         devs = []
         for devid, item in sorted(self.dev_items.items()):
@@ -443,7 +443,7 @@ class BtrfsFileSystem(BtrfsData):
             superblock=self.super_copy.offset,
         )
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Every tree block read and checked, every data checksum verified (a scrub)."""
         if not getattr(self, "_checked", False):
             self._checked = True
@@ -471,7 +471,7 @@ class BtrfsFileSystem(BtrfsData):
         finally:
             self.strict = strict
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         rows = []
         for dev in self.devs.values():
             for off in S.SUPER_MIRRORS:

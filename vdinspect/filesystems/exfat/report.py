@@ -36,13 +36,16 @@ class ReportMixin:
             return None
         return int(np.count_nonzero(~self.bitmap))
 
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         b = self.boot
         rev = b.FileSystemRevision
         return dict(
             fstype="exfat",
             label=self.label,
             uuid=self.uuid,
+            size=b.VolumeLength * self.sector_size,
+            block_size=self.cluster_size,
+            dirty=bool(self.boot.VolumeFlags.VolumeDirty),
             guid=self.guid,
             revision=f"{rev >> 8}.{rev & 0xFF:02d}",
             sector_size=self.sector_size,
@@ -61,7 +64,7 @@ class ReportMixin:
             "else shown as wall-clock time",
         )
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         ss = self.sector_size
         b = self.boot
         rows = [
@@ -115,7 +118,7 @@ class ReportMixin:
         )
         return rows
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Findings: boot regions, dirty flags, set checksums, chains vs the bitmap."""
         if not self._checked:
             self._checked = True

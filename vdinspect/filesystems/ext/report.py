@@ -27,7 +27,7 @@ class ReportMixin:
     _checked = False
 
     # --- reports ------------------------------------------------------------------------
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         sb = self.sb
         r = sb.raw
         out = dict(
@@ -35,6 +35,7 @@ class ReportMixin:
             label=self.label,
             uuid=self.uuid,
             block_size=self.block_size,
+            dirty=not r.s_state & S.STATE_VALID or bool(self.needs_recovery),
             blocks=sb.blocks_count,
             free_blocks=sb.free_blocks,
             size=sb.blocks_count * self.block_size,
@@ -100,7 +101,7 @@ class ReportMixin:
             rows.append(row)
         return rows
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         sb = self.sb
         bs = self.block_size
         rows = []
@@ -186,7 +187,7 @@ class ReportMixin:
             add("MMP block", sb.raw.s_mmp_block * bs, bs, "multi-mount protection")
         return rows
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         if not self._checked:
             self._checked = True
             self._run_checks()

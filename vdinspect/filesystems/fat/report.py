@@ -56,12 +56,15 @@ class ReportMixin:
             b += 1
         return n
 
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         b = self.bpb
         d = dict(
             fstype=self.fstype,
             label=self.label,
             uuid=self.uuid,
+            size=self.total_sectors * self.sector_size,
+            block_size=self.cluster_size,
+            dirty="dirty" in self.fat1_flags(),
             boot_label=self.boot_label,
             root_label=self.root_label,
             oem_name=b.BS_OEMName.decode("cp850", "replace").rstrip(),
@@ -90,7 +93,7 @@ class ReportMixin:
             d["fsinfo_next_free"] = None if fi.FSI_Nxt_Free == FSI_UNKNOWN else fi.FSI_Nxt_Free
         return d
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         ss = self.sector_size
         rows = [
             dict(
@@ -149,7 +152,7 @@ class ReportMixin:
         )
         return rows
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Findings: boot sector copies, FAT copies, FSInfo, dirty bits, chains, lost clusters."""
         if not self._checked:
             self._checked = True

@@ -338,13 +338,13 @@ class NTFS(FileSystem):
     def _dir_id(self, entry: Entry) -> int | tuple:
         return listing.dir_id(entry)
 
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         return report.info(self)
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         return report.structures(self)
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         return report.check(self)
 
     # --- the fast whole-volume walk ----------------------------------------------------

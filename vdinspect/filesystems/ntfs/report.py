@@ -74,6 +74,8 @@ def info(fs: NTFS) -> dict:
         fstype="ntfs",
         label=fs.label,
         uuid=fs.uuid,
+        size=g.volume_size,
+        block_size=g.cluster_size,
         serial=fs.serial,
         version=fs.version,
         volume_size=g.volume_size,
