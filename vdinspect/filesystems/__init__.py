@@ -18,6 +18,7 @@ DRIVERS = {
     "exfat": "exfat",
     "ext2": "ext", "ext3": "ext", "ext4": "ext",
     "ntfs": "ntfs",
+    "xfs": "xfs",
 }
 
 
