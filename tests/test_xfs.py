@@ -1,0 +1,492 @@
+"""XFS: images made by ``mkfs.xfs -p`` (prototype files) in several geometries, read back
+and compared with xfs_db (``ls``, ``inode``/``print``, ``bmap``, ``sb``) and with the source
+files; the real kernel-written images of ../shared/samples/KhaledEmaraDev-xfuse against
+their MANIFEST values; a dirty log patched from the log format description and checked
+with xfs_logprint; hostile mutations bounded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import vdinspect
+from tests.conftest import SHARED_SAMPLES, have
+from vdinspect.cli import main as cli_main
+from vdinspect.errors import CorruptImage, VDInspectError
+from vdinspect.filesystems import open_filesystem
+from vdinspect.io import FileSource
+
+needs_xfs = pytest.mark.skipif(not have("mkfs.xfs", "xfs_db"), reason="needs xfsprogs")
+XFUSE = SHARED_SAMPLES / "KhaledEmaraDev-xfuse"
+needs_xfuse = pytest.mark.skipif(not (XFUSE / "resources").is_dir() or not have("zstd"),
+                                 reason="xfuse samples or zstd absent")
+MiB = 1 << 20
+LONG_TARGET = "/".join(f"segment{i:03d}" for i in range(80))  # 879 bytes: remote
+
+CONFIGS = {
+    "v5-4k": [],
+    "v4-512": ["-m", "crc=0", "-b", "size=512"],
+    "v5-1k-dir8k": ["-b", "size=1024", "-n", "size=8192"],
+    "v5-isize512": ["-i", "size=512"],
+    "v4-noftype": ["-m", "crc=0", "-n", "ftype=0"],
+}
+DIRS = {"sf": 3, "block": 30, "leaf": 200, "node": 1200}  # entries forcing each form
+SLOW = ("v5-1k-dir8k", "v5-isize512", "v4-noftype")  # the default run keeps two geometries
+
+
+def run(*cmd, **kw) -> str:
+    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True,
+                          **kw).stdout
+
+
+# --- building images ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    """A source tree: small dirs to huge ones, files of several sizes, links, specials."""
+    root = tmp_path_factory.mktemp("xfs_src")
+    rnd = __import__("random").Random(18)
+    for d, n in DIRS.items():
+        (root / d).mkdir()
+        for i in range(n):
+            name = f"{d}-entry-{i:05d}" + ("-" + "x" * (i % 37) if d in ("leaf", "node") else "")
+            (root / d / name).write_bytes(f"{d}/{i}\n".encode() * (i % 3))
+    (root / "files").mkdir()
+    (root / "files" / "random.bin").write_bytes(rnd.randbytes(3 * MiB + 123))
+    (root / "files" / "text.txt").write_text("Hello, XFS!\n" * 1000)
+    (root / "files" / "empty").write_bytes(b"")
+    (root / "files" / "one").write_bytes(b"1")
+    (root / "files" / "ünïcødé-名前").write_bytes(b"utf-8 name\n")
+    return root
+
+
+def protofile(src: Path, out: Path, long_link: bool = False) -> Path:
+    """An mkfs.xfs prototype file for ``src``, plus symlinks, a fifo and device nodes
+    (``long_link``: a remote symlink, which mkfs.xfs 6.1 writes without the v5 block
+    header — so only on v4)."""
+    lines = ["vdinspect-test", "0 0", "d--755 0 0"]
+
+    def walk(d: Path, depth: int) -> None:
+        for p in sorted(d.iterdir()):
+            if p.is_dir():
+                lines.append(f"{p.name} d--750 {depth} 7")
+                walk(p, depth + 1)
+                lines.append("$")
+            else:
+                lines.append(f"{p.name} ---640 1000 {100 + depth} {p}")
+    walk(src, 0)
+    if long_link:
+        lines.append("long l--777 0 0 " + LONG_TARGET)
+    lines += ["short l--777 0 0 files/text.txt",
+              "fifo p--644 0 0", "bdev b--600 0 6 8 1", "cdev c--600 0 6 1 3", "$", "$"]
+    out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def mkxfs(path: Path, proto: Path, opts: list[str], size: int = 96 * MiB) -> Path:
+    with open(path, "wb") as f:
+        f.truncate(size)
+    run("mkfs.xfs", "--unsupported", "-q", *opts, "-p", proto, path)
+    return path
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(c, marks=pytest.mark.slow) if c in SLOW else c for c in CONFIGS])
+def image(request, tree, tmp_path_factory):
+    if not have("mkfs.xfs", "xfs_db"):
+        pytest.skip("needs xfsprogs")
+    d = tmp_path_factory.mktemp("xfs_" + request.param)
+    v4 = "crc=0" in CONFIGS[request.param]
+    img = mkxfs(d / "fs.img", protofile(tree, d / "proto", v4), CONFIGS[request.param])
+    return request.param, img
+
+
+def xfs_db(img: Path, *cmds: str) -> str:
+    args = ["xfs_db", "-r"]
+    for c in cmds:
+        args += ["-c", c]
+    return run(*args, img)
+
+
+LS_LINE = re.compile(r"^\s*\d+\s+(\d+)\s+(\S+)\s+0x[0-9a-f]+\s+\d+\s+(.*) \((good|bad)\)$")
+
+
+def db_ls(img: Path, path: str) -> dict[str, tuple[int, str]]:
+    """name -> (inode, type) from xfs_db's ``ls`` of one directory ('.' and '..' left out)."""
+    out = {}
+    for line in xfs_db(img, f"ls {path}").splitlines():
+        m = LS_LINE.match(line)
+        if m and m.group(3) not in (".", ".."):
+            out[m.group(3)] = (int(m.group(1)), m.group(2))
+    return out
+
+
+def db_print(img: Path, *cmds: str) -> dict[str, str]:
+    out = {}
+    for line in xfs_db(img, *cmds, "print").splitlines():
+        k, sep, v = line.partition(" = ")
+        if sep:
+            out[k.strip()] = v.strip()
+    return out
+
+
+def open_xfs(img, strict: bool = True):
+    return open_filesystem(FileSource(img), "xfs", strict=strict)
+
+
+KINDS = {"regular": "file", "directory": "dir", "symlink": "symlink"}
+
+# --- mkfs.xfs -p images against xfs_db and the sources -------------------------------------
+
+
+@needs_xfs
+def test_listing_matches_xfs_db(image):
+    """Every directory form: names, inode numbers and types as xfs_db lists them."""
+    _name, img = image
+    fs = open_xfs(img)
+    df = fs.files(deleted=False)
+    for d in ["/", "/sf", "/block", "/leaf", "/node", "/files"]:
+        want = db_ls(img, d)
+        rows = df[df.parent == d]
+        got = {r.name: (int(r.inode), r.kind) for r in rows.itertuples()}
+        assert len(got) == len(want), d
+        unknown = []
+        for n, (ino, t) in want.items():
+            assert got[n][0] == ino, (d, n)
+            if t == "unknown":  # no file type in entries: xfs_db's inode says
+                unknown.append((n, ino))
+            else:
+                assert got[n][1] == KINDS.get(t, "other"), (d, n)
+        for n, ino in unknown[:6]:
+            mode = int(db_print(img, f"inode {ino}")["core.mode"], 8)
+            kind = {0o100000: "file", 0o40000: "dir", 0o120000: "symlink"}.get(
+                mode & 0o170000, "other")
+            assert got[n][1] == kind, (d, n)
+    assert fs.check() == []
+
+
+@needs_xfs
+def test_content_matches_sources(image, tree):
+    name, img = image
+    fs = open_xfs(img)
+    for p in sorted(tree.rglob("*")):
+        if p.is_file():
+            rel = "/" + str(p.relative_to(tree))
+            assert hashlib.sha256(fs.read(rel)).digest() == hashlib.sha256(
+                p.read_bytes()).digest(), rel
+    assert fs.readlink("/short") == "files/text.txt"
+    if name.startswith("v4"):
+        assert fs.readlink("/long") == LONG_TARGET
+    df = fs.files(deleted=False)
+    kinds = dict(zip(df.path, df.kind))
+    assert kinds["/fifo"] == kinds["/bdev"] == kinds["/cdev"] == "other"
+
+
+@needs_xfs
+def test_inode_fields_match_xfs_db(image):
+    _name, img = image
+    fs = open_xfs(img)
+    for path in ["/files/random.bin", "/files/one", "/node", "/short", "/leaf"]:
+        e = fs.stat(path)
+        want = db_print(img, f"inode {e.inode}")
+        assert int(want["core.mode"], 8) == e.mode
+        assert int(want["core.uid"]) == e.uid and int(want["core.gid"]) == e.gid
+        assert int(want["core.size"]) == e.size
+        links = want.get("core.nlinkv2", want.get("core.onlink"))
+        assert int(links) == e.links
+        assert int(want["core.mtime.nsec"]) == e.extra["mtime_ns"] % 10**9
+        assert int(want["core.nblocks"]) * fs.block_size == e.allocated
+
+
+@needs_xfs
+def test_bmap_matches_xfs_db(image):
+    _name, img = image
+    fs = open_xfs(img)
+    g = fs.geo
+    for path in ["/files/random.bin", "/node"]:
+        e = fs.stat(path)
+        out = xfs_db(img, f"inode {e.inode}", "bmap")
+        want = []
+        for m in re.finditer(r"data offset (\d+) startblock \d+ \((\d+)/(\d+)\) count (\d+) "
+                             r"flag (\d)", out):
+            off, agno, agbno, cnt, _flag = map(int, m.groups())
+            if off * g.block_size >= 32 << 30:
+                continue  # directory leaf/free blocks: not data
+            want.append((off * g.block_size, (agno * g.agblocks + agbno) * g.block_size,
+                         cnt * g.block_size))
+        got = [(r["logical"], r["physical"], r["length"]) for r in fs.extents(e)
+               if r["logical"] < 32 << 30]
+        assert got == want and want
+
+
+@needs_xfs
+def test_info_matches_superblock(image):
+    name, img = image
+    fs = open_xfs(img)
+    sb = db_print(img, "sb 0")
+    info = fs.info()
+    assert info["block_size"] == int(sb["blocksize"])
+    assert info["inode_size"] == int(sb["inodesize"])
+    assert info["ag_count"] == int(sb["agcount"])
+    assert info["root_ino"] == int(sb["rootino"])
+    assert info["dir_block_size"] == int(sb["blocksize"]) << int(sb["dirblklog"])
+    assert info["uuid"] == sb["uuid"]
+    assert info["version"] == (4 if "v4" in name else 5)
+    assert info["dirty"] is False
+    assert ("FTYPE" in info["features"]) == ("noftype" not in name)
+
+
+@needs_xfs
+@pytest.mark.skipif(not have("xfs_logprint"), reason="needs xfs_logprint")
+def test_dirty_log_reported(tmp_path, tree):
+    """The unmount record's operation flags cleared (log format: op header flags, 9 bytes
+    into the first data block after the record header) make the log dirty for
+    xfs_logprint and for us."""
+    img = mkxfs(tmp_path / "d.img", protofile(tree / "sf", tmp_path / "p"), [])
+    sb = db_print(img, "sb 0")
+    bs, agblocks = int(sb["blocksize"]), int(sb["agblocks"])
+    logstart, agblklog = int(sb["logstart"]), int(sb["agblklog"])
+    log = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * bs
+    data = bytearray(img.read_bytes())
+    assert data[log:log + 4] == b"\xfe\xed\xba\xbe"  # mkfs writes an unmount record first
+    assert data[log + 512 + 9] & 0x20
+    data[log + 512 + 9] &= ~0x20
+    bad = tmp_path / "dirty.img"
+    bad.write_bytes(bytes(data))
+    assert "<DIRTY>" in run("xfs_logprint", "-t", bad)
+    assert "<CLEAN>" in run("xfs_logprint", "-t", img)
+    fs = open_xfs(bad)
+    assert fs.info()["dirty"] is True
+    assert any(r["structure"] == "log" for r in fs.check())
+    assert open_xfs(img).info()["dirty"] is False
+
+
+# --- end to end: a partitioned qcow2, the Disk API and the CLI -------------------------------
+
+
+@needs_xfs
+@pytest.mark.skipif(not have("sfdisk", "qemu-img"), reason="needs sfdisk and qemu-img")
+def test_gpt_qcow2_end_to_end(tmp_path, tree, capsys):
+    fsimg = mkxfs(tmp_path / "p.img", protofile(tree / "files", tmp_path / "proto"), [],
+                  size=40 * MiB)
+    disk = tmp_path / "disk.raw"
+    with open(disk, "wb") as f:
+        f.truncate(48 * MiB)
+    run("sfdisk", "-q", disk, input="label: gpt\n2048,81920,L\n")
+    with open(disk, "r+b") as f, open(fsimg, "rb") as src:
+        f.seek(2048 * 512)
+        shutil.copyfileobj(src, f)
+    q = tmp_path / "disk.qcow2"
+    run("qemu-img", "convert", "-O", "qcow2", disk, q)
+    with vdinspect.open(q) as d:
+        parts = d.partitions()
+        assert "xfs" in set(parts.filesystem.dropna())
+        fs = d.filesystem(1)
+        assert fs.read("/random.bin") == (tree / "files" / "random.bin").read_bytes()
+        assert fs.info()["fstype"] == "xfs"
+    assert cli_main(["ls", "--part", "1", str(q)]) == 0
+    out = capsys.readouterr().out
+    assert "random.bin" in out and "text.txt" in out
+
+
+# --- hostile input ------------------------------------------------------------------------
+
+
+def _walk_all(img: Path, strict: bool) -> None:
+    fs = open_xfs(img, strict)
+    df = fs.files()
+    fs.check()
+    fs.info()
+    for p in df[df.kind == "file"].path.head(5):
+        try:
+            fs.read(p)
+        except VDInspectError:
+            if strict:
+                raise
+
+
+@pytest.fixture(scope="module")
+def hostile_seed(tmp_path_factory):
+    if not have("mkfs.xfs"):
+        pytest.skip("needs xfsprogs")
+    d = tmp_path_factory.mktemp("xfs_hostile")
+    src = d / "src"
+    src.mkdir()
+    for i in range(60):
+        (src / f"f{i:03d}").write_bytes(b"x" * i)
+    return mkxfs(d / "h.img", protofile(src, d / "proto"), [], size=40 * MiB)
+
+
+@needs_xfs
+@pytest.mark.parametrize("where,width,value", [
+    ("sb:4", 4, 0xFFFFFFFF), ("sb:84", 4, 0), ("sb:88", 4, 0xFFFFFFFF), ("sb:56", 8, 1 << 62),
+    ("sb:124", 1, 31), ("sb:192", 1, 30), ("root:5", 1, 3), ("root:82", 1, 255),
+    ("root:76", 4, 0xFFFFFFFF), ("root:56", 8, 1 << 62), ("root:0", 2, 0),
+    ("dir:100", 8, 0xFFFFFFFFFFFF), ("dir:200", 2, 0xFFFF), ("dir:64", 4, 0),
+])
+def test_hostile_fields_bounded(hostile_seed, tmp_path, where, width, value):
+    """Damaged superblock, root inode and directory block fields: strict mode raises a
+    VDInspectError naming the file; salvage mode lists what it can with findings."""
+    img = hostile_seed
+    fs = open_xfs(img)
+    g = fs.geo
+    kind, off = where.split(":")
+    base = {"sb": 0, "root": g.ino_offset(g.rootino)}.get(kind)
+    if base is None:
+        base = fs.extents("/")[0]["physical"] if fs.extents("/") else g.ino_offset(g.rootino)
+    data = bytearray(img.read_bytes())
+    pos = base + int(off)
+    data[pos:pos + width] = value.to_bytes(width, "big")
+    bad = tmp_path / "bad.img"
+    bad.write_bytes(bytes(data))
+    try:
+        _walk_all(bad, True)
+    except VDInspectError as e:
+        assert "bad.img" in str(e)
+    try:
+        _walk_all(bad, False)
+    except VDInspectError as e:  # salvage raises only when nothing can be read at all
+        assert isinstance(e, (CorruptImage, vdinspect.errors.NotRecognized)), e
+
+
+# --- the real images of ../shared/samples ----------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def xfuse(tmp_path_factory):
+    if not (XFUSE / "resources").is_dir() or not have("zstd"):
+        pytest.skip("xfuse samples or zstd absent")
+    d = tmp_path_factory.mktemp("xfuse")
+
+    def get(name: str) -> Path:
+        out = d / name
+        if not out.exists():
+            run("zstd", "-q", "-d", XFUSE / "resources" / f"{name}.zst", "-o", out)
+        return out
+    return get
+
+
+@needs_xfuse
+def test_xfuse_v5_kernel_walk(xfuse):
+    """Every entry of the kernel's walk: type, mode, owner, links, inode, size, mtime in
+    nanoseconds, content sha256 or symlink target."""
+    fs = open_xfs(xfuse("xfs4096.img"))
+    df = fs.files(deleted=False)
+    got = {r.path: r for r in df.itertuples()}
+    want = {}
+    with lzma.open(XFUSE / "expected" / "xfs4096.kernel-walk.tsv.xz", "rt") as f:
+        for line in f:
+            if not line.startswith("#"):
+                p, t, mode, uid, gid, nl, ino, size, mt, last = line.rstrip("\n").split("\t")
+                want[p] = (t, int(mode, 8), int(uid), int(gid), int(nl), int(ino), int(size),
+                           int(mt), last)
+    assert set(got) == set(want) - {"/"}
+    kinds = {"f": "file", "d": "dir", "l": "symlink"}
+    for p, (t, mode, uid, gid, nl, ino, size, mt, last) in want.items():
+        if p == "/":
+            continue
+        r = got[p]
+        assert (r.inode, r.size, r.uid, r.gid, r.links, r.mode & 0o7777, r.mtime_ns) == (
+            ino, size, uid, gid, nl, mode, mt), p
+        assert r.kind == kinds.get(t, "other"), p
+        if t == "f" and size < 64 * MiB:
+            assert hashlib.sha256(fs.read(p)).hexdigest() == last, p
+        if t == "l":
+            assert r.target == last, p
+    big = fs.stat("/files/sparse.fully.txt")
+    assert big.size == 1 << 40 and fs.extents(big) == []
+    with fs.open(big) as f:
+        f.seek((1 << 40) - 4096)
+        assert f.read() == bytes(4096)
+    assert fs.info()["dirty"] is False and fs.check() == []
+
+
+@needs_xfuse
+def test_xfuse_v5_xattrs_and_links(xfuse):
+    fs = open_xfs(xfuse("xfs4096.img"))
+    assert fs.xattrs("/xattrs/local") == {f"user.attr.{i:06d}": f"value.{i:06d}".encode()
+                                          for i in range(4)}
+    ext = fs.xattrs("/xattrs/extents")
+    assert len(ext) == 64 and ext["user.attr.000063"] == b"value.000063"
+    a, b = fs.stat("/files/hello.txt"), fs.stat("/files/hello2.txt")
+    assert a.inode == b.inode == 142530 and a.links == 2
+    assert fs.read("/files/hello.txt") == b"Hello, World!\n"
+    assert fs.extents("/files/large_extent.txt")[0]["physical"] == 98578432
+
+
+@needs_xfuse
+def test_xfuse_v4_512_byte_blocks(xfuse):
+    fs = open_xfs(xfuse("xfsv4.img"))
+    df = fs.files()
+    live = df[~df.deleted]
+    counts = {"sf": 2, "block": 4, "leaf": 128, "node": 512, "btree2.2": 2048, "btree3": 16384,
+              "btree_with_single_leaf": 204, "sparse_leaf": 4, "sparse_btree": 10, "files": 6,
+              "xattrs": 2, "links": 2}
+    for d, n in counts.items():
+        assert (live.parent == "/" + d).sum() == n, d
+    sums = {"large_extent.txt": "8d6f2c70", "btree2.2.txt": "f24e37f3",
+            "btree3.txt": "8d6f2c70", "btree3.3.txt": "f78b7066"}
+    for f, h in sums.items():
+        assert hashlib.sha256(fs.read("/files/" + f)).hexdigest().startswith(h), f
+    e = fs.stat("/files/hello.txt")
+    assert (e.inode, e.uid, e.gid, e.mode) == (100551, 1234, 5678, 0o101234)
+    assert hashlib.sha256(fs.readlink("/links/max").encode()).hexdigest() == (
+        "78ba9dbdb2a95361dc70d90227f7c37df9ec3cbc8478175e3577609fc08f548d")
+    assert len(fs.xattrs("/xattrs/local")) == 4
+    # removed names survive in the sparse directories' free space: deleted, not recoverable
+    gone = df[df.deleted & (df.parent == "/sparse_leaf")]
+    assert len(gone) and not gone.recoverable.any()
+
+
+@needs_xfuse
+def test_xfuse_noftype_and_unwritten(xfuse):
+    fs = open_xfs(xfuse("xfs_noftype.img"))
+    assert "FTYPE" not in fs.info()["features"]
+    sf = {e.name: e.inode for e in fs.iter_entries("/sf")}
+    assert sf == {"frame000000": 36, "frame000001": 37}
+    blk = sorted(e.inode for e in fs.iter_entries("/block") if not e.deleted)
+    assert blk == [65569, 65570, 65571, 65572]
+    fs = open_xfs(xfuse("xfs_preallocated.img"))
+    e = fs.stat("/files/preallocated")
+    assert e.inode == 11076 and e.size == 8 * MiB
+    assert fs.extents(e)[0]["state"] == "unwritten"
+    assert fs.read(e) == bytes(8 * MiB)
+
+
+@needs_xfuse
+def test_xfuse_damaged_bmbt_salvage(xfuse, tmp_path):
+    """A bmbt leaf with a bad CRC: strict raises; salvage reads its extents as zeros and
+    reports them in the damaged column."""
+    img = xfuse("xfs4096.img")
+    fs = open_xfs(img)
+    e = fs.stat("/files/btree3.txt")
+    meta = fs.fork_map(fs.inode(e.inode)).meta
+    leaf = meta[-1] * fs.block_size
+    data = bytearray(img.read_bytes())
+    data[leaf + 100] ^= 0xFF  # inside the records: only the CRC notices
+    bad = tmp_path / "bad.img"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(CorruptImage):
+        open_xfs(bad).read("/files/btree3.txt")
+    fs = open_xfs(bad, strict=False)
+    assert fs.damaged("/files/btree3.txt") > 0
+    assert any("CRC" in r["message"] for r in fs.check())
+
+
+def test_no_tools_needed_for_structs():
+    """The declared structures have the sizes of the on-disk format."""
+    from vdinspect.filesystems.xfs import structs as S
+
+    assert (S.Superblock.sizeof(), S.AGF.sizeof(), S.AGI.sizeof(), S.Dinode.sizeof()) == (
+        264, 224, 344, 176)
+    assert (S.SB_CRC_OFF, S.AGF_CRC_OFF, S.AGI_CRC_OFF, S.DINODE_CRC_OFF) == (224, 216, 312, 100)
+    assert (S.LONG_HDR_V5, S.SHORT_HDR_V5, S.DIR3_DATA_HDR_V5, S.ATTR3_LEAF_HDR_V5) == (
+        72, 56, 64, 80)

@@ -1,0 +1,194 @@
+"""The ``files()`` frame of an XFS volume, built column-wise.
+
+The walk is the generic one of :meth:`FileSystem._walk` (same order: a directory's
+children together, subdirectories depth first; same loop, hard-link, depth and path-length
+rules), but live files and directories become plain tuples of inode fields instead of
+Entry objects with datetimes, and the frame is made from columns in one go. Everything
+else (removed names, orphans, symlinks, special files, odd inodes) goes through the
+driver's Entry path and is turned into the same tuple.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ...errors import CorruptImage, VDInspectError
+from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, Entry
+from .inode import Inode, decode_time
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .fs import XfsFileSystem
+
+_KIND = {0o100000: FILE, 0o40000: DIR}
+_FT_OK = {0: None, 1: FILE, 2: DIR}
+NAT = np.iinfo(np.int64).min
+# tuple layout of a row
+(PATH, NAME, PARENT, KIND, SIZE, ALLOC, MODE, UID, GID, CR, MT, AT, CT, INO, LINKS, DELETED,
+ RECOVERABLE, TARGET, FLAGS, NOTE) = range(20)
+
+
+def _ident(entry: Entry):
+    """What identifies a directory for loop checks (as ``FileSystem._dir_id``)."""
+    return entry.inode if entry.inode is not None else entry.key
+
+
+def _join(parent: str, name: str) -> str:
+    return ("/" if parent in ("", "/") else parent + "/") + name
+
+
+def _row_of_inode(path: str, name: str, parent: str, kind: str, rec: Inode,
+                  bs: int) -> tuple:
+    f = rec.f
+    bt = rec.bigtime
+    cr = decode_time(f["di_crtime"], bt) if rec.version >= 3 else None
+    return (path, name, parent, kind, f["di_size"], f["di_nblocks"] * bs, f["di_mode"],
+            f["di_uid"], f["di_gid"], cr, decode_time(f["di_mtime"], bt),
+            decode_time(f["di_atime"], bt), decode_time(f["di_ctime"], bt), rec.number,
+            f["di_onlink"] if rec.version == 1 else f["di_nlink"], False, False, None,
+            f["di_flags"], None)
+
+
+def _row_of_entry(e: Entry) -> tuple:
+    x = e.extra
+    return (e.path, e.name, e.parent, e.kind, e.size, e.allocated, e.mode, e.uid, e.gid,
+            x.get("crtime_ns"), x.get("mtime_ns"), x.get("atime_ns"), x.get("ctime_ns"),
+            e.inode, e.links, e.deleted, e.recoverable, e.target, x.get("flags"), x.get("note"))
+
+
+def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> list[tuple]:
+    """The rows below directory ``top`` in the generic walk's order."""
+    bs = fs.block_size
+    rows: list[tuple] = []
+    start = top.raw if (isinstance(top.raw, Inode) and not top.deleted
+                        and top.key != ("orphans",)) else top
+    stack: list[tuple[object, str, int, bool]] = [(start, top.path, 0, top.deleted)]
+    way: list = []
+    on_way: set = set()
+    listed = {(_ident(top), top.deleted)}
+
+    def skip(path: str, reason: str) -> None:
+        fs.finding("error", "directory", None, f"{path or '/'}: {reason}")
+
+    while stack:
+        d, dpath, depth, ddel = stack.pop()
+        while len(way) > depth:
+            on_way.discard(way.pop())
+        ident = d.number if isinstance(d, Inode) else _ident(d)
+        way.append(ident)
+        on_way.add(ident)
+        try:
+            kids = _children(fs, d, dpath, bs)
+        except VDInspectError as e:
+            if fs.strict and not isinstance(e, CorruptImage):
+                raise
+            skip(dpath, f"unreadable directory: {e}")
+            continue
+        subdirs = []
+        for row, handle in kids:
+            if row[DELETED] and not deleted:
+                continue
+            rows.append(row)
+            if not recursive or row[KIND] != DIR:
+                continue
+            cid = row[INO] if isinstance(handle, Inode) else _ident(handle)
+            if cid is not None and cid in on_way:
+                skip(row[PATH], "directory loop (points back to an ancestor); not followed")
+                continue
+            if cid is not None and (cid, row[DELETED]) in listed:
+                skip(row[PATH], "directory already listed under another name (a directory "
+                                "hard link); not followed")
+                continue
+            if len(way) >= MAX_DEPTH:
+                skip(row[PATH], f"deeper than {MAX_DEPTH} levels; not followed")
+                continue
+            if len(row[PATH]) > MAX_PATH:
+                skip(row[PATH], f"path longer than {MAX_PATH} characters; not followed")
+                continue
+            if row[DELETED] and not fs.can_list_deleted(handle):
+                continue
+            listed.add((cid, row[DELETED]))
+            subdirs.append((handle, row[PATH], depth + 1, row[DELETED]))
+        stack.extend(reversed(subdirs))
+    return rows
+
+
+def _children(fs: XfsFileSystem, d, dpath: str, bs: int) -> list[tuple[tuple, object]]:
+    """(row, handle) of each child: the handle is the Inode of a fast row, else the Entry."""
+    if isinstance(d, Inode):
+        out = []
+        for raw in fs.dir_entries(d):
+            name = raw.name.decode("utf-8", "surrogateescape")
+            path = _join(dpath, name)
+            if not raw.deleted:
+                try:
+                    rec = fs.inode(raw.ino)
+                except CorruptImage:
+                    if fs.strict:
+                        raise
+                    rec = None
+                if rec is not None and rec.mode:
+                    kind = _KIND.get(rec.ftype)
+                    want = _FT_OK.get(raw.ftype, "?")
+                    if kind is not None and (want is None or want == kind):
+                        out.append((_row_of_inode(path, name, dpath, kind, rec, bs), rec))
+                        continue
+            e = fs.entry_of(raw)
+            e.parent, e.path = dpath, path
+            out.append((_row_of_entry(e), e))
+        if d.number == fs.geo.rootino and dpath == "/":
+            e = fs.orphan_dir_entry()
+            e.parent, e.path = dpath, _join(dpath, e.name)
+            out.append((_row_of_entry(e), e))
+        return out
+    out = []
+    for e in fs.list_dir(d):
+        e.parent, e.path = dpath, _join(dpath, e.name)
+        handle = e.raw if (isinstance(e.raw, Inode) and not e.deleted and e.kind == DIR
+                           and e.key != ("orphans",)) else e
+        out.append((_row_of_entry(e), handle))
+    return out
+
+
+def rows_frame(rows: list[tuple]) -> pd.DataFrame:
+    """The files() frame (FILES_COLUMNS, then mtime_ns..crtime_ns, flags, note)."""
+    import pandas as pd
+
+    from ...frames import FILES_COLUMNS
+
+    n = len(rows)
+    cols = list(zip(*rows)) if n else [()] * 20
+
+    def ints(vals):
+        mask = np.fromiter((v is None for v in vals), dtype=bool, count=n)
+        arr = np.fromiter((0 if v is None else v for v in vals), dtype=np.int64, count=n)
+        return pd.arrays.IntegerArray(arr, mask)
+
+    def strings(vals):
+        return pd.array(list(vals), dtype="string")
+
+    def times(vals):
+        a = np.fromiter((NAT if v is None else v // 1000 for v in vals), dtype=np.int64,
+                        count=n)
+        return pd.Series(a.view("datetime64[us]")).dt.tz_localize("UTC").array
+
+    out = {
+        "path": strings(cols[PATH]), "name": strings(cols[NAME]),
+        "parent": strings(cols[PARENT]), "kind": strings(cols[KIND]),
+        "size": np.fromiter(cols[SIZE], dtype=np.int64, count=n),
+        "allocated": ints(cols[ALLOC]), "mode": ints(cols[MODE]), "uid": ints(cols[UID]),
+        "gid": ints(cols[GID]), "created": times(cols[CR]), "modified": times(cols[MT]),
+        "accessed": times(cols[AT]), "changed": times(cols[CT]), "inode": ints(cols[INO]),
+        "links": ints(cols[LINKS]),
+        "deleted": np.fromiter(cols[DELETED], dtype=bool, count=n),
+        "recoverable": np.fromiter(cols[RECOVERABLE], dtype=bool, count=n),
+        "target": strings(cols[TARGET]),
+    }
+    out = {c: out[c] for c in FILES_COLUMNS}
+    out.update({"mtime_ns": ints(cols[MT]), "atime_ns": ints(cols[AT]),
+                "ctime_ns": ints(cols[CT]), "crtime_ns": ints(cols[CR]),
+                "flags": ints(cols[FLAGS]), "note": strings(cols[NOTE])})
+    return pd.DataFrame(out)
