@@ -52,6 +52,7 @@ class XfsFileSystem(FileSystem):
         self._maps = LRUCache(256)
         self._listings = LRUCache(64)
         self._orphans: list[Entry] | None = None
+        self._dircache: dict | None = None
         self._checked = False
         self.geo = self._open_superblock()
         g = self.geo
@@ -83,6 +84,21 @@ class XfsFileSystem(FileSystem):
             a = offset - k * CHUNK
             return chunk[a:a + length]
         return self.dev.read(offset, length)
+
+    def inode_bytes(self, offsets: list[int], size: int) -> bytes:
+        """The ``size``-byte records at each volume offset (inside the volume), joined."""
+        parts = []
+        chunks = self._chunks
+        for off in offsets:
+            k = off // CHUNK
+            a = off - k * CHUNK
+            if a + size <= CHUNK:
+                chunk = chunks.get(k, lambda k=k: self.dev.read(
+                    k * CHUNK, min(CHUNK, self.dev.size - k * CHUNK)))
+                parts.append(chunk[a:a + size])
+            else:
+                parts.append(self.dev.read(off, size))
+        return b"".join(parts)
 
     def read_block(self, blk: int, structure: str, count: int = 1) -> bytes:
         """``count`` filesystem blocks from linear block ``blk``."""
@@ -358,7 +374,11 @@ class XfsFileSystem(FileSystem):
         top = self.lookup(path, deleted=deleted)
         if top.kind != DIR:
             return super().files(path, recursive=recursive, deleted=deleted)
-        rows = walk_rows(self, top, recursive, deleted)
+        self._dircache = {}  # the orphan search reads every directory again
+        try:
+            rows = walk_rows(self, top, recursive, deleted)
+        finally:
+            self._dircache = None
         df = rows_frame(rows)
 
         def entries() -> list[Entry]:  # only asked for when the volume has damage
@@ -374,6 +394,18 @@ class XfsFileSystem(FileSystem):
     # --- directories -----------------------------------------------------------------------
     def dir_entries(self, rec: Inode, deleted: bool = True) -> list[RawDirent]:
         """The raw entries of a directory inode (with ``deleted``: removed ones too)."""
+        cache = self._dircache
+        if cache is None:
+            return self._dir_entries(rec, deleted)
+        key = (rec.number, rec.raw, deleted)
+        got = cache.get(key)
+        if got is None:
+            got = self._dir_entries(rec, deleted)
+            if not self._lenient:  # a lenient read raises where the others record findings
+                cache[key] = got
+        return got
+
+    def _dir_entries(self, rec: Inode, deleted: bool) -> list[RawDirent]:
         g = self.geo
         where = f"directory inode {rec.number}"
         problems: list = []

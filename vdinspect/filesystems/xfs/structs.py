@@ -60,8 +60,13 @@ def dtype(s: Struct):
 
     codes = {"B": "u1", "b": "i1", "H": "u2", "h": "i2", "I": "u4", "i": "i4", "L": "u4",
              "l": "i4", "Q": "u8", "q": "i8"}
-    return np.dtype([(c.name, ">" + codes.get(_sub_fmt(c), _sub_fmt(c)))
-                     for c in s.subcons])
+
+    def code(c) -> str:
+        f = _sub_fmt(c)
+        if f.endswith("s"):
+            return "S" + f[:-1]
+        return ">" + codes[f]
+    return np.dtype([(c.name, code(c)) for c in s.subcons])
 
 
 def unpack(s: Struct, form: struct.Struct, buf: bytes, offset: int = 0) -> dict:
