@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import lzma
+import os
 import re
 import shutil
 import subprocess
@@ -138,6 +139,19 @@ def db_print(img: Path, *cmds: str) -> dict[str, str]:
     return out
 
 
+def db_bmap(img: Path, fs, ino: int) -> list[tuple[int, int, int, bool]]:
+    """(logical, physical, length in bytes, unwritten) of a data fork, from xfs_db bmap."""
+    g = fs.geo
+    out = []
+    text = xfs_db(img, f"inode {ino}", "bmap")
+    for m in re.finditer(r"data offset (\d+) startblock \d+ \((\d+)/(\d+)\) count (\d+) "
+                         r"flag (\d)", text):
+        off, agno, agbno, cnt, flag = map(int, m.groups())
+        out.append((off * g.block_size, (agno * g.agblocks + agbno) * g.block_size,
+                    cnt * g.block_size, bool(flag)))
+    return out
+
+
 def open_xfs(img, strict: bool = True):
     return open_filesystem(FileSource(img), "xfs", strict=strict)
 
@@ -210,20 +224,10 @@ def test_inode_fields_match_xfs_db(image):
 def test_bmap_matches_xfs_db(image):
     _name, img = image
     fs = open_xfs(img)
-    g = fs.geo
     for path in ["/files/random.bin", "/node"]:
         e = fs.stat(path)
-        out = xfs_db(img, f"inode {e.inode}", "bmap")
-        want = []
-        for m in re.finditer(r"data offset (\d+) startblock \d+ \((\d+)/(\d+)\) count (\d+) "
-                             r"flag (\d)", out):
-            off, agno, agbno, cnt, _flag = map(int, m.groups())
-            if off * g.block_size >= 32 << 30:
-                continue  # directory leaf/free blocks: not data
-            want.append((off * g.block_size, (agno * g.agblocks + agbno) * g.block_size,
-                         cnt * g.block_size))
-        got = [(r["logical"], r["physical"], r["length"]) for r in fs.extents(e)
-               if r["logical"] < 32 << 30]
+        want = [w[:3] for w in db_bmap(img, fs, e.inode)]
+        got = [(r["logical"], r["physical"], r["length"]) for r in fs.extents(e)]
         assert got == want and want
 
 
@@ -490,3 +494,110 @@ def test_no_tools_needed_for_structs():
     assert (S.SB_CRC_OFF, S.AGF_CRC_OFF, S.AGI_CRC_OFF, S.DINODE_CRC_OFF) == (224, 216, 312, 100)
     assert (S.LONG_HDR_V5, S.SHORT_HDR_V5, S.DIR3_DATA_HDR_V5, S.ATTR3_LEAF_HDR_V5) == (
         72, 56, 64, 80)
+
+
+# --- written by the kernel: a loop mount (root only; skipped where mounting is refused) -----
+
+
+def _mount(img: Path, mnt: Path) -> bool:
+    mnt.mkdir(exist_ok=True)
+    r = subprocess.run(["mount", "-t", "xfs", "-o", "loop", str(img), str(mnt)],
+                       capture_output=True, text=True)
+    return r.returncode == 0
+
+
+@pytest.fixture(scope="module")
+def kernel_image(tmp_path_factory):
+    """An XFS written through the kernel: a btree-format sparse file, an unwritten extent,
+    xattrs in every form, hard links, removed files; then a shutdown leaving the log dirty
+    (xfs_io's godown) on a copy."""
+    if os.geteuid() != 0 or not have("mkfs.xfs", "xfs_db", "xfs_io", "mount"):
+        pytest.skip("needs root, xfsprogs and mount")
+    d = tmp_path_factory.mktemp("xfs_kernel")
+    img = d / "k.img"
+    with open(img, "wb") as f:
+        f.truncate(320 * MiB)
+    run("mkfs.xfs", "-q", img)
+    mnt = d / "mnt"
+    if not _mount(img, mnt):
+        pytest.skip("loop mount refused here")
+    want: dict = {"xattrs": {}}
+    try:
+        (mnt / "dir").mkdir()
+        run("xfs_io", "-f", *sum((["-c", f"pwrite -S 0x{k % 250 + 1:02x} {k * 8192} 4096"]
+                                  for k in range(300)), []), mnt / "sparse")
+        run("xfs_io", "-f", "-c", "falloc 0 1m", "-c", "pwrite -S 0x41 0 4096", mnt / "prealloc")
+        for n, count, size in (("sf", 2, 8), ("leaf", 40, 20), ("node", 600, 30),
+                               ("remote", 2, 20000)):
+            p = mnt / "dir" / f"attrs-{n}"
+            p.write_bytes(b"x")
+            vals = {}
+            for i in range(count):
+                v = bytes([65 + i % 26]) * size
+                os.setxattr(p, f"user.{n}.{i:04d}", v)
+                vals[f"user.{n}.{i:04d}"] = v
+            want["xattrs"][f"/dir/attrs-{n}"] = vals
+        (mnt / "dir" / "orig").write_bytes(b"linked\n")
+        os.link(mnt / "dir" / "orig", mnt / "dir" / "second")
+        for i in range(200):
+            (mnt / "dir" / f"gone-{i:03d}").write_bytes(b"g" * 5000)
+        os.sync()
+        for i in range(0, 200, 2):
+            (mnt / "dir" / f"gone-{i:03d}").unlink()
+        want["sparse"] = (mnt / "sparse").read_bytes()
+        os.sync()
+    finally:
+        run("umount", mnt)
+    dirty = d / "dirty.img"
+    shutil.copyfile(img, dirty)
+    if _mount(dirty, mnt):
+        try:
+            # committed to the log by fsync, then a shutdown: no unmount record is written
+            run("xfs_io", "-f", "-c", "pwrite 0 4k", "-c", "fsync", mnt / "after-checkpoint")
+            run("xfs_io", "-x", "-c", "shutdown", mnt)
+        finally:
+            run("umount", mnt)
+    return img, dirty, want
+
+
+@pytest.mark.slow
+def test_kernel_written_forms(kernel_image):
+    img, _dirty, want = kernel_image
+    fs = open_xfs(img)
+    rec = fs.inode(fs.stat("/sparse").inode)
+    assert rec.format == 3  # the 300 extents do not fit in the inode: a bmbt
+    assert fs.read("/sparse") == want["sparse"]
+    assert db_bmap(img, fs, rec.number) == [
+        (r["logical"], r["physical"], r["length"], r["state"] == "unwritten")
+        for r in fs.extents("/sparse")]
+    assert sum(r["state"] == "data" for r in fs.extents("/sparse")) == 300
+    ext = fs.extents("/prealloc")
+    assert {r["state"] for r in ext} == {"data", "unwritten"}
+    assert fs.read("/prealloc") == b"A" * 4096 + bytes(MiB - 4096)  # unwritten: zeros
+    for path, vals in want["xattrs"].items():
+        got = {k: v for k, v in fs.xattrs(path).items() if k.startswith("user.")}
+        assert got == vals, path
+    a, b = fs.stat("/dir/orig"), fs.stat("/dir/second")
+    assert a.inode == b.inode and a.links == 2
+    df = fs.files()
+    live = df[~df.deleted & (df.parent == "/dir")]
+    assert set(db_ls(img, "/dir")) == set(live.name)
+    gone = df[df.deleted & df.name.str.startswith("gone-")]
+    # removed names in the directory's free space: XFS freed their inodes, nothing to read
+    assert len(gone) and not gone.recoverable.any()
+    assert set(gone.name) <= {f"gone-{i:03d}" for i in range(0, 200, 2)}
+    assert fs.check() == [] and fs.info()["dirty"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have("xfs_logprint"), reason="needs xfs_logprint")
+def test_kernel_dirty_log(kernel_image):
+    _img, dirty, _want = kernel_image
+    if "<DIRTY>" not in run("xfs_logprint", "-t", dirty):
+        pytest.skip("the shutdown left a clean log here")
+    fs = open_xfs(dirty)
+    assert fs.info()["dirty"] is True
+    assert any(r["structure"] == "log" for r in fs.check())
+    # read as it lies on disk, without replaying the log: what xfs_db sees too
+    root = fs.files("/", recursive=False, deleted=False)
+    assert set(root.name) == set(db_ls(dirty, "/"))
