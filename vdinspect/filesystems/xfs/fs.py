@@ -157,6 +157,10 @@ class XfsFileSystem(FileSystem):
         why = rec.problem(v5=g.crc, forkoff_limit=g.inode_size - lit)
         if why:
             self.fail(CorruptImage, why, where, off)
+        if rec.f["di_size"] >= 1 << 63:
+            self.problem(where, off, f"negative file size {rec.f['di_size'] - (1 << 64)}; "
+                         "read as 0")
+            rec.f["di_size"] = 0
         if g.crc:
             if not crc_ok(raw, S.DINODE_CRC_OFF):
                 rec.crc_bad = True
@@ -218,7 +222,9 @@ class XfsFileSystem(FileSystem):
                 e.extra["note"] = (note + "; " if note else "") + f"target unreadable: {exc}"
         return e
 
-    def _rec(self, path: str | Entry | int) -> Inode:
+    def _rec(self, path: str | Entry | int | Inode) -> Inode:
+        if isinstance(path, Inode):
+            return path
         if isinstance(path, int):
             return self.inode(path)
         e = path if isinstance(path, Entry) else self.lookup(path, deleted=True)

@@ -174,6 +174,7 @@ def _bulk(fs: XfsFileSystem, live: list, dpath: str, bs: int) -> dict[int, tuple
     fmt = mode & 0o170000
     ver = recs["di_version"]
     good = (recs["di_magic"] == S.XFS_DINODE_MAGIC) & ((fmt == 0o100000) | (fmt == 0o40000))
+    good &= recs["di_size"] < np.uint64(1 << 63)
     good &= (ver == 3) if g.crc else ((ver == 1) | (ver == 2))
     ft = np.fromiter((r.ftype for r in live), dtype=np.int64, count=len(live))
     good &= (ft == 0) | ((ft == 1) & (fmt == 0o100000)) | ((ft == 2) & (fmt == 0o40000))
@@ -228,7 +229,10 @@ def rows_frame(rows: list[tuple]) -> pd.DataFrame:
     n = len(rows)
     cols = list(zip(*rows)) if n else [()] * 20
 
-    def ints(vals):
+    lo, hi = -(1 << 63), 1 << 63
+
+    def ints(vals):  # a value no int64 holds is garbage from a damaged inode: NA
+        vals = [v if v is None or lo <= v < hi else None for v in vals]
         mask = np.fromiter((v is None for v in vals), dtype=bool, count=n)
         arr = np.fromiter((0 if v is None else v for v in vals), dtype=np.int64, count=n)
         return pd.arrays.IntegerArray(arr, mask)
