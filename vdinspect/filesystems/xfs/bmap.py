@@ -172,7 +172,7 @@ def _walk_root(fs: XfsFileSystem, ino: Inode, fork: bytes, where: str, fork_at: 
             continue
         damaged = False
         if g.crc:
-            why = fs.verify_block(data, S.LONG_CRC_OFF, ino.number, long_owner=True, blk=blk)
+            why = fs.verify_block(data, S.LONG_CRC_OFF)
             if why:
                 fs.problem(bwhere, blk * bs, why)
                 damaged = True

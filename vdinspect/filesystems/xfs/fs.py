@@ -107,12 +107,9 @@ class XfsFileSystem(FileSystem):
                       f"({self.geo.dblocks} blocks)", structure, blk * self.block_size)
         return self.read_bytes(blk * self.block_size, count * self.block_size, structure)
 
-    def verify_block(self, data: bytes, crc_at: int, owner: int | None = None, *,
-                     long_owner: bool = False, blk: int | None = None) -> str | None:
-        """Why a v5 metadata block fails its checks (CRC-32C, UUID), or None."""
-        if not crc_ok(data, crc_at):
-            return "CRC-32C mismatch"
-        return None
+    def verify_block(self, data: bytes, crc_at: int) -> str | None:
+        """Why a v5 metadata block fails its CRC-32C check, or None."""
+        return None if crc_ok(data, crc_at) else "CRC-32C mismatch"
 
     # --- opening -------------------------------------------------------------------
     def _open_superblock(self) -> Geometry:
@@ -152,7 +149,7 @@ class XfsFileSystem(FileSystem):
             self.fail(CorruptImage, f"inode number {ino} is outside the filesystem", where, None)
         off = g.ino_offset(ino)
         raw = self.read_bytes(off, g.inode_size, where)
-        rec = Inode(ino, off, raw, crc=g.crc)
+        rec = Inode(ino, off, raw)
         lit = S.DINODE_V3_SIZE if g.crc else S.DINODE_V2_SIZE
         why = rec.problem(v5=g.crc, forkoff_limit=g.inode_size - lit)
         if why:
@@ -237,7 +234,7 @@ class XfsFileSystem(FileSystem):
     def lookup(self, path: str, *, deleted: bool = False) -> Entry:
         """The entry at ``path``: one name looked up per directory through an index of its
         raw entries (the generic lookup builds every child's entry at each step)."""
-        if self.geo.raw["sb_versionnum"] & 0x4000 or not isinstance(path, str):
+        if self.geo.raw["sb_versionnum"] & 0x4000 or not isinstance(path, str):  # BORG: CI
             return super().lookup(path, deleted=deleted)  # ASCII-CI names: generic rules
         parts = [p for p in path.split("/") if p not in ("", ".")]
         if ".." in parts:
@@ -428,7 +425,8 @@ class XfsFileSystem(FileSystem):
         per = dbs // bs
         blocks: list[int] = []
         last = -1
-        limit = S.XFS_DIR2_LEAF_OFFSET // bs
+        # data blocks only: below the leaf offset and inside di_size (which ends them)
+        limit = min(S.XFS_DIR2_LEAF_OFFSET, -(-rec.size // dbs) * dbs) // bs
         for lb, _pb, cnt, st in emap.rows():
             if st == DAMAGED or lb >= limit:
                 continue

@@ -46,7 +46,7 @@ class Inode:
     __slots__ = ("number", "offset", "raw", "f", "version", "data_fork", "attr_fork",
                  "nextents", "anextents", "bigtime", "crc_bad")
 
-    def __init__(self, number: int, offset: int, raw: bytes, *, crc: bool) -> None:
+    def __init__(self, number: int, offset: int, raw: bytes) -> None:
         self.number = number
         self.offset = offset
         self.raw = raw
