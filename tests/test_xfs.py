@@ -621,3 +621,41 @@ def test_v5_remote_symlink_without_header(tmp_path, tree):
     fs = open_xfs(img, strict=False)
     fs.files()
     assert any("symlink" in r["message"] for r in fs.check())
+
+
+@needs_xfs
+@pytest.mark.skipif(not have("qemu-img"), reason="needs qemu-img")
+def test_damaged_container_reaches_the_files(tmp_path, tree):
+    """A QCOW2 (4 KiB clusters) of an XFS whose L2 entry for one cluster of a file points
+    past the end (tests/test_damaged_files.py): salvage mode reads zeros there, and the
+    ``damaged`` column and ``damaged_ranges`` name exactly that cluster, found from xfs_db's
+    bmap of the file; the frame keeps the files() schema."""
+    from tests.test_damaged_files import break_clusters
+    from vdinspect.frames import FILES_COLUMNS, FILES_DTYPES
+
+    img = mkxfs(tmp_path / "fs.img", protofile(tree / "files", tmp_path / "p"), [],
+                size=40 * MiB)
+    q = tmp_path / "fs.qcow2"
+    run("qemu-img", "convert", "-O", "qcow2", "-o", "cluster_size=4096", img, q)
+    fs = open_xfs(img)
+    ino = db_ls(img, "/")["random.bin"][0]
+    logical, physical, length, _u = db_bmap(img, fs, ino)[0]
+    assert length >= 3 * 4096
+    cluster = physical // 4096 + 1
+    bad = tmp_path / "bad.qcow2"
+    break_clusters(q, bad, [cluster])
+    with vdinspect.open(bad, strict=False) as d:
+        fs = d.filesystem(d.volumes()[0].name)
+        df = fs.files()
+        assert list(df.columns[:len(FILES_COLUMNS)]) == FILES_COLUMNS
+        for c, t in FILES_DTYPES.items():
+            assert str(df[c].dtype) == t, c
+        dmg = dict(zip(df.path, df.damaged))
+        assert dmg["/random.bin"] == 4096
+        assert all(v == 0 for p, v in dmg.items() if p.endswith((".txt", "one", "empty")))
+        at = logical + cluster * 4096 - physical
+        assert fs.damaged_ranges("/random.bin") == [(at, 4096)]
+        data = fs.read("/random.bin")
+        want = (tree / "files" / "random.bin").read_bytes()
+        assert data[at:at + 4096] == bytes(4096)
+        assert data[:at] == want[:at] and data[at + 4096:] == want[at + 4096:]
