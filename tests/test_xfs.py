@@ -659,3 +659,21 @@ def test_damaged_container_reaches_the_files(tmp_path, tree):
         want = (tree / "files" / "random.bin").read_bytes()
         assert data[at:at + 4096] == bytes(4096)
         assert data[:at] == want[:at] and data[at + 4096:] == want[at + 4096:]
+
+
+@needs_xfs
+@pytest.mark.slow
+def test_64k_blocks(tmp_path, tree):
+    """The largest block size (64 KiB; the volume must be large enough for its log)."""
+    img = mkxfs(tmp_path / "b.img", protofile(tree, tmp_path / "p"), ["-b", "size=65536"],
+                size=1 << 30)
+    fs = open_xfs(img)
+    assert fs.info()["block_size"] == 65536
+    df = fs.files(deleted=False)
+    for d in ["/", "/leaf", "/node"]:
+        want = db_ls(img, d)
+        got = {r.name: int(r.inode) for r in df[df.parent == d].itertuples()}
+        assert got == {n: ino for n, (ino, _t) in want.items()}, d
+    for p in sorted((tree / "files").iterdir()):
+        assert fs.read(f"/files/{p.name}") == p.read_bytes()
+    assert fs.check() == []
