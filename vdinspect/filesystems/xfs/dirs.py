@@ -98,8 +98,10 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
         problems.append((bs - _TAIL.size, "block tail's leaf count leaves no room"))
         return []
     out: list[RawDirent] = []
+    unused, head = _UNUSED.unpack_from, _DATA_ENT.unpack_from
+    extra = _DATA_ENT.size + (1 if ftype else 0) + 2 + 7
     while pos + 8 <= end:
-        freetag, length = _UNUSED.unpack_from(block, pos)
+        freetag, length = unused(block, pos)
         if freetag == S.XFS_DIR2_DATA_FREE_TAG:
             if length < 8 or length % 8 or pos + length > end:
                 problems.append((pos, f"bad free region length {length}"))
@@ -108,19 +110,17 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
                 out += _salvage(block, pos, pos + length, base, ftype)
             pos += length
             continue
-        ino, namelen = _DATA_ENT.unpack_from(block, pos)
-        size = entry_size(namelen, ftype)
+        ino, namelen = head(block, pos)
+        size = (extra + namelen) & ~7
         if namelen == 0 or pos + size > end:
             problems.append((pos, f"entry of name length {namelen} runs past the block"))
             break
-        tag = int.from_bytes(block[pos + size - 2:pos + size], "big")
-        if tag != pos:
-            problems.append((pos, f"entry tag {tag} is not its offset"))
-        p = pos + _DATA_ENT.size
+        if block[pos + size - 2] << 8 | block[pos + size - 1] != pos:
+            problems.append((pos, "entry tag is not its offset"))
+        p = pos + 9
         name = block[p:p + namelen]
-        ft = block[p + namelen] if ftype else 0
-        if name not in (b".", b".."):
-            out.append(RawDirent(name, ino, ft, base + pos))
+        if namelen > 2 or (name != b"." and name != b".."):
+            out.append(RawDirent(name, ino, block[p + namelen] if ftype else 0, base + pos))
         pos += size
     return out
 

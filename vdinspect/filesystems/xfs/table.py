@@ -232,6 +232,11 @@ def rows_frame(rows: list[tuple]) -> pd.DataFrame:
     lo, hi = -(1 << 63), 1 << 63
 
     def ints(vals):  # a value no int64 holds is garbage from a damaged inode: NA
+        try:  # the common case, every value present and in range, at C speed
+            return pd.arrays.IntegerArray(np.array(vals, dtype=np.int64),
+                                          np.zeros(n, dtype=bool))
+        except (TypeError, OverflowError):
+            pass
         vals = [v if v is None or lo <= v < hi else None for v in vals]
         mask = np.fromiter((v is None for v in vals), dtype=bool, count=n)
         arr = np.fromiter((0 if v is None else v for v in vals), dtype=np.int64, count=n)
