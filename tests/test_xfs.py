@@ -677,3 +677,21 @@ def test_64k_blocks(tmp_path, tree):
     for p in sorted((tree / "files").iterdir()):
         assert fs.read(f"/files/{p.name}") == p.read_bytes()
     assert fs.check() == []
+
+
+@needs_xfs
+def test_name_that_is_not_utf8(tmp_path):
+    """A Latin-1 name (bytes mkfs.xfs copies as they are): listed with a \\xNN escape that
+    lookup accepts back; xfs_db sees the same raw bytes."""
+    src = tmp_path / "content"
+    src.write_bytes(b"latin-1 name\n")
+    proto = tmp_path / "p"
+    proto.write_bytes(b"x\n0 0\nd--755 0 0\ncaf\xe9 ---644 0 0 " + bytes(src) + b"\n$\n$\n")
+    img = mkxfs(tmp_path / "n.img", proto, [], size=40 * MiB)
+    out = subprocess.run(["xfs_db", "-r", "-c", "ls /", str(img)], capture_output=True
+                         ).stdout
+    assert b" caf\xe9 (good)" in out
+    fs = open_xfs(img)
+    df = fs.files(deleted=False)
+    assert "/caf\\xe9" in set(df.path)
+    assert fs.read("/caf\\xe9") == src.read_bytes()

@@ -11,6 +11,7 @@ inodes that no name reaches are listed under ``/$OrphanFiles`` as The Sleuth Kit
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from ...errors import CorruptImage, ImageError, InvalidArgument, NotFound, NotRecognized
@@ -251,6 +252,10 @@ class XfsFileSystem(FileSystem):
                 child = self.orphan_dir_entry()
             else:
                 found = index.get(part.encode("utf-8", "surrogateescape"), ())
+                if not found and "\\x" in part:  # a name shown with \xNN escapes
+                    raw = re.sub(r"\\x([0-9a-f]{2})", lambda m: chr(0xDC00 + int(m[1], 16)),
+                                 part)
+                    found = index.get(raw.encode("utf-8", "surrogateescape"), ())
                 pick = [d for d in found if not d.deleted] or (
                     [d for d in found if d.deleted] if deleted else [])
                 if not pick:

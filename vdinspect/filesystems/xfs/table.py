@@ -220,6 +220,18 @@ def _bulk(fs: XfsFileSystem, live: list, dpath: str, bs: int) -> dict[int, tuple
     return out
 
 
+def frame_text(v: str | None) -> str | None:
+    """A name as the frame shows it: bytes that are not UTF-8 (kept as surrogates by the
+    driver) become ``\\xNN`` escapes, which ``lookup`` also accepts."""
+    if v is None:
+        return None
+    try:
+        v.encode("utf-8")
+        return v
+    except UnicodeEncodeError:
+        return v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def rows_frame(rows: list[tuple]) -> pd.DataFrame:
     """The files() frame (FILES_COLUMNS, then mtime_ns..crtime_ns, flags, note)."""
     import pandas as pd
@@ -243,7 +255,10 @@ def rows_frame(rows: list[tuple]) -> pd.DataFrame:
         return pd.arrays.IntegerArray(arr, mask)
 
     def strings(vals):
-        return pd.array(list(vals), dtype="string")
+        try:
+            return pd.array(list(vals), dtype="string")
+        except UnicodeEncodeError:  # names that are not UTF-8: shown as \xNN escapes
+            return pd.array([frame_text(v) for v in vals], dtype="string")
 
     def times(vals):
         a = np.fromiter((NAT if v is None else v // 1000 for v in vals), dtype=np.int64,
