@@ -695,3 +695,21 @@ def test_name_that_is_not_utf8(tmp_path):
     df = fs.files(deleted=False)
     assert "/caf\\xe9" in set(df.path)
     assert fs.read("/caf\\xe9") == src.read_bytes()
+
+
+@needs_xfs
+def test_ascii_ci_and_realtime_flag(tmp_path, tree):
+    """``-n version=ci`` names match without case; a file xfs_db marks realtime (its data
+    would be on the realtime device) is refused, not read from the data device."""
+    img = mkxfs(tmp_path / "ci.img", protofile(tree / "files", tmp_path / "p"),
+                ["-n", "version=ci"], size=24 * MiB)
+    fs = open_xfs(img)
+    assert "BORG" in fs.info()["features"]
+    assert fs.read("/TEXT.TXT") == (tree / "files" / "text.txt").read_bytes()
+    ino = db_ls(img, "/")["one"][0]
+    rt = tmp_path / "rt.img"
+    shutil.copyfile(img, rt)
+    run("xfs_db", "-x", "-c", f"inode {ino}", "-c", "write core.realtime 1", rt)
+    assert "core.realtime = 1" in xfs_db(rt, f"inode {ino}", "print core.realtime")
+    with pytest.raises(vdinspect.errors.UnsupportedFeature):
+        open_xfs(rt).read("/one")

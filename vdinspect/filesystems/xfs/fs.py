@@ -14,7 +14,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from ...errors import CorruptImage, ImageError, InvalidArgument, NotFound, NotRecognized
+from ...errors import (
+    CorruptImage,
+    ImageError,
+    InvalidArgument,
+    NotFound,
+    NotRecognized,
+    UnsupportedFeature,
+)
 from ...io import ByteSource, LRUCache, MemorySource, Zero
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem
 from . import structs as S
@@ -60,6 +67,8 @@ class XfsFileSystem(FileSystem):
         self.block_size = g.block_size
         self.label = g.label or None
         self.uuid = g.uuid
+        if g.raw["sb_versionnum"] & 0x4000:  # BORG: ASCII case-insensitive names
+            self.case_sensitive = False
         self.ags = AllocationGroups(self)
         self.log: LogState = log_state(self)
         if self.log.dirty:
@@ -490,6 +499,9 @@ class XfsFileSystem(FileSystem):
     def content_of(self, rec: Inode, name: str | None = None) -> ByteSource:
         """The data fork's bytes, ``di_size`` of them."""
         size = rec.size
+        if rec.f["di_flags"] & S.DIFLAG_REALTIME and rec.is_reg:
+            self.fail(UnsupportedFeature, "the file's data is on the realtime device, which "
+                      "vdinspect does not read", f"inode {rec.number}", rec.offset)
         if rec.format == S.FMT_LOCAL:
             data = rec.data_fork[:size]
             if len(data) < size:
