@@ -13,7 +13,7 @@ dynamic, VDI dynamic, Parallels, QCOW v1, compressed QCOW2), the two partitioned
 converted to raw with ``Disk.to_raw`` (GPT with FAT32, ext4 and NTFS; MBR with logical FAT16
 and ext2) so that partition tables and filesystem metadata are mutated directly, and, when
 ``/work/shared/samples`` is present, small real images from it (VHDX, VHD, VMDK version 3,
-Parallels, qcow2/vmdk with ext2), decompressed into a temporary folder.
+Parallels, qcow2/vmdk with ext2, a raw XFS v5), decompressed into a temporary folder.
 
 Mutations (one to four per input): byte and bit edits, and little- or big-endian 2/4/8-byte
 fields set to extreme values (0, 1, 2**31, 2**32-1, 2**63, 2**64-1, and the file size and
@@ -81,6 +81,7 @@ SHARED_SEEDS = [
     "dfvfs/test_data/ext2.qcow2",
     "dfvfs/test_data/ext2.vmdk",
     "strozfriedberg-vmdk-rs/data/streamOptimized.vmdk",
+    "KhaledEmaraDev-xfuse/resources/xfs_preallocated.img.zst",  # XFS v5, whole disk
 ]
 
 
@@ -138,10 +139,14 @@ def _seed(name: str, d: Path) -> Seed:
         src = SHARED_SAMPLES / name
         if not src.exists():
             pytest.skip(f"{src} not present")
-        p = d / Path(name).name.removesuffix(".bz2")
+        p = d / Path(name).name.removesuffix(".bz2").removesuffix(".zst")
         if name.endswith(".bz2"):
             with bz2.open(src) as f, open(p, "wb") as out:
                 shutil.copyfileobj(f, out, 1 << 20)
+        elif name.endswith(".zst"):
+            zstandard = pytest.importorskip("zstandard")
+            with open(src, "rb") as f, open(p, "wb") as out:
+                zstandard.ZstdDecompressor().copy_stream(f, out)
         else:
             shutil.copyfile(src, p)
     seed = Seed(name, p, _regions(p))

@@ -19,6 +19,7 @@ DRIVERS = {
     "ext2": "ext", "ext3": "ext", "ext4": "ext",
     "ntfs": "ntfs",
     "btrfs": "btrfs",
+    "xfs": "xfs",
 }
 
 

@@ -1,0 +1,148 @@
+"""XFS version 2/3 directory entries: the short form (in the inode) and data blocks.
+
+Every non-short-form directory (block, leaf, node and btree forms) keeps its entries in
+data blocks at logical offsets below 32 GiB; the leaf, node and free-index blocks above
+only index them, so a listing reads the data blocks alone. A block-form block ends with
+``count`` 8-byte leaf entries and an 8-byte tail, which are not entries.
+
+A removed entry becomes (part of) a free region: its first 4 bytes are overwritten by the
+free tag and length, and the last 2 of the region by its tag; the low 32 bits of the inode
+number and the name often survive, and are returned as deleted entries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import structs as S
+
+_SF_HDR = S.DIR2_SF_HDR_FMT
+_SF_ENT = S.DIR2_SF_ENTRY_FMT
+_DATA_ENT = S.DIR2_DATA_ENTRY_FMT
+_UNUSED = S.DIR2_DATA_UNUSED_FMT
+_TAIL = S.DIR2_BLOCK_TAIL_FMT
+BLOCK_MAGICS = (S.XFS_DIR2_BLOCK_MAGIC, S.XFS_DIR3_BLOCK_MAGIC)
+DATA_MAGICS = (S.XFS_DIR2_DATA_MAGIC, S.XFS_DIR3_DATA_MAGIC)
+
+
+@dataclass(slots=True)
+class RawDirent:
+    """One directory entry as stored: name bytes, inode number, file type (0 unknown)."""
+
+    name: bytes
+    ino: int
+    ftype: int
+    offset: int  # position in the directory (byte offset in the fork, or the sf offset)
+    deleted: bool = False
+
+
+def parse_shortform(fork: bytes, size: int, ftype: bool,
+                    problems: list) -> tuple[int | None, list[RawDirent]]:
+    """(parent inode, entries) of a short-form directory kept in the data fork."""
+    data = fork[:min(size, len(fork))]
+    if len(data) < _SF_HDR.size + 4:
+        problems.append((0, "short-form directory too small for its header"))
+        return None, []
+    count, i8count = _SF_HDR.unpack_from(data, 0)
+    isz = 8 if i8count else 4
+    pos = _SF_HDR.size
+    if pos + isz > len(data):
+        problems.append((0, "short-form directory too small for its parent"))
+        return None, []
+    parent = int.from_bytes(data[pos:pos + isz], "big")
+    pos += isz
+    out = []
+    for _ in range(count):
+        if pos + _SF_ENT.size > len(data):
+            problems.append((pos, f"short-form entries run past the directory ({count} "
+                                  "announced)"))
+            break
+        namelen, off = _SF_ENT.unpack_from(data, pos)
+        p = pos + _SF_ENT.size
+        end = p + namelen + (1 if ftype else 0) + isz
+        if namelen == 0 or end > len(data):
+            problems.append((pos, "short-form entry runs past the directory"))
+            break
+        name = data[p:p + namelen]
+        ft = data[p + namelen] if ftype else 0
+        ino = int.from_bytes(data[end - isz:end], "big")
+        out.append(RawDirent(name, ino, ft, off))
+        pos = end
+    return parent, out
+
+
+def entry_size(namelen: int, ftype: bool) -> int:
+    """Bytes of a data-block entry: inumber, namelen, name, [ftype], tag, 8-aligned."""
+    return (_DATA_ENT.size + namelen + (1 if ftype else 0) + 2 + 7) & ~7
+
+
+def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems: list,
+                     deleted: bool = True) -> list[RawDirent]:
+    """Entries of one directory data block (block form or data form) at fork offset
+    ``base``; problems are appended as (offset in the block, message)."""
+    magic = int.from_bytes(block[:4], "big")
+    bs = len(block)
+    if magic in BLOCK_MAGICS:
+        count, _stale = _TAIL.unpack_from(block, bs - _TAIL.size)
+        end = bs - _TAIL.size - count * S.DIR2_LEAF_ENTRY_SIZE
+    elif magic in DATA_MAGICS:
+        end = bs
+    else:
+        problems.append((0, f"not a directory data block (magic {magic:#x})"))
+        return []
+    if (magic in (S.XFS_DIR3_BLOCK_MAGIC, S.XFS_DIR3_DATA_MAGIC)) != v5:
+        problems.append((0, f"directory block magic {magic:#x} is of the wrong version"))
+        return []
+    pos = S.DIR3_DATA_HDR_V5 if v5 else S.DIR2_DATA_HDR_V4
+    if end < pos:
+        problems.append((bs - _TAIL.size, "block tail's leaf count leaves no room"))
+        return []
+    out: list[RawDirent] = []
+    unused, head = _UNUSED.unpack_from, _DATA_ENT.unpack_from
+    extra = _DATA_ENT.size + (1 if ftype else 0) + 2 + 7
+    while pos + 8 <= end:
+        freetag, length = unused(block, pos)
+        if freetag == S.XFS_DIR2_DATA_FREE_TAG:
+            if length < 8 or length % 8 or pos + length > end:
+                problems.append((pos, f"bad free region length {length}"))
+                break
+            if deleted:
+                out += _salvage(block, pos, pos + length, base, ftype)
+            pos += length
+            continue
+        ino, namelen = head(block, pos)
+        size = (extra + namelen) & ~7
+        if namelen == 0 or pos + size > end:
+            problems.append((pos, f"entry of name length {namelen} runs past the block"))
+            break
+        if block[pos + size - 2] << 8 | block[pos + size - 1] != pos:
+            problems.append((pos, "entry tag is not its offset"))
+        p = pos + 9
+        name = block[p:p + namelen]
+        if namelen > 2 or (name != b"." and name != b".."):
+            out.append(RawDirent(name, ino, block[p + namelen] if ftype else 0, base + pos))
+        pos += size
+    return out
+
+
+def _salvage(block: bytes, start: int, end: int, base: int, ftype: bool) -> list[RawDirent]:
+    """Removed entries still legible inside the free region [start, end)."""
+    out = []
+    pos = start
+    while pos + _DATA_ENT.size + 1 <= end:
+        ino = int.from_bytes(block[pos + 4:pos + 8], "big")  # the high half is overwritten
+        namelen = block[pos + 8]
+        size = entry_size(namelen, ftype)
+        if not namelen or pos + size > end or not ino:
+            break
+        name = block[pos + 9:pos + 9 + namelen]
+        if b"/" in name or b"\0" in name:
+            break
+        tag_at = pos + size - 2
+        if tag_at + 2 < end and int.from_bytes(block[tag_at:tag_at + 2], "big") != pos:
+            break  # not the tag an entry here would carry: not an old entry
+        ft = block[pos + 9 + namelen] if ftype else 0
+        if name not in (b".", b".."):
+            out.append(RawDirent(name, ino, ft, base + pos, deleted=True))
+        pos += size
+    return out

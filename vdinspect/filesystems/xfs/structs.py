@@ -1,0 +1,598 @@
+"""XFS on-disk structures, declared once (big-endian; the CRC fields are little-endian).
+
+Names follow the Linux kernel's ``xfs_format.h``/``xfs_da_format.h``/``xfs_log_format.h``
+and the "XFS Algorithms & Data Structures" book. Fast paths (``struct`` formats, field
+offsets) come from these declarations through :func:`fmt` and :func:`offset_of`.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from construct import (
+    Array,
+    Bytes,
+    Enum,
+    FlagsEnum,
+    FormatField,
+    Int8ub,
+    Int16ub,
+    Int32ub,
+    Int32ul,
+    Int64ub,
+    Struct,
+)
+
+# --- deriving struct formats and offsets from the declarations -----------------------
+
+
+def _sub_fmt(con) -> str:
+    """The ``struct`` code of one construct field (FormatField, Bytes, Array, Enum...)."""
+    inner = getattr(con, "subcon", None)
+    if isinstance(con, FormatField):
+        return con.fmtstr[1:]
+    if type(con).__name__ == "Bytes":
+        return f"{con.length}s"
+    if type(con).__name__ == "Array":
+        return _sub_fmt(inner) * con.count
+    if isinstance(con, Struct):
+        return "".join(_sub_fmt(c) for c in con.subcons)
+    if inner is not None:
+        return _sub_fmt(inner)
+    raise TypeError(f"no struct code for {con!r}")
+
+
+def fmt(s: Struct, *, upto: str | None = None) -> struct.Struct:
+    """A big-endian ``struct.Struct`` with one code per field of ``s`` (Arrays expanded;
+    a little-endian CRC field reads as its big-endian value, swap it when used);
+    ``upto`` stops before that field."""
+    parts = []
+    for c in s.subcons:
+        if c.name == upto:
+            break
+        parts.append(_sub_fmt(c))
+    return struct.Struct(">" + "".join(parts))
+
+
+def dtype(s: Struct):
+    """A numpy structured dtype with one big-endian field per field of ``s``."""
+    import numpy as np
+
+    codes = {"B": "u1", "b": "i1", "H": "u2", "h": "i2", "I": "u4", "i": "i4", "L": "u4",
+             "l": "i4", "Q": "u8", "q": "i8"}
+
+    def code(c) -> str:
+        f = _sub_fmt(c)
+        if f.endswith("s"):
+            return "S" + f[:-1]
+        return ">" + codes[f]
+    return np.dtype([(c.name, code(c)) for c in s.subcons])
+
+
+def unpack(s: Struct, form: struct.Struct, buf: bytes, offset: int = 0) -> dict:
+    """Fields of ``s`` from ``buf`` through its derived ``form`` (:func:`fmt`), as a dict
+    (an Array of scalars becomes a list)."""
+    vals = form.unpack_from(buf, offset)
+    out: dict = {}
+    i = 0
+    for c in s.subcons:
+        if i >= len(vals):
+            break
+        sub = c
+        while type(sub).__name__ == "Renamed":
+            sub = sub.subcon
+        if type(sub).__name__ == "Array" and isinstance(sub.subcon, FormatField):
+            out[c.name] = list(vals[i:i + sub.count])
+            i += sub.count
+        else:
+            out[c.name] = vals[i]
+            i += 1
+    return out
+
+
+def offset_of(s: Struct, name: str) -> int:
+    """Byte offset of field ``name`` inside the fixed-size struct ``s``."""
+    off = 0
+    for c in s.subcons:
+        if c.name == name:
+            return off
+        off += c.sizeof()
+    raise KeyError(name)
+
+
+# --- superblock ----------------------------------------------------------------------
+
+XFS_SB_MAGIC = 0x58465342  # "XFSB"
+
+Superblock = Struct(
+    "sb_magicnum" / Int32ub * "XFSB",
+    "sb_blocksize" / Int32ub * "filesystem block size, bytes (512 to 65536)",
+    "sb_dblocks" / Int64ub * "blocks in the data device",
+    "sb_rblocks" / Int64ub * "blocks in the realtime device",
+    "sb_rextents" / Int64ub * "realtime extents",
+    "sb_uuid" / Bytes(16) * "filesystem UUID",
+    "sb_logstart" / Int64ub * "first block of an internal log (0 = external log)",
+    "sb_rootino" / Int64ub * "root directory inode number",
+    "sb_rbmino" / Int64ub * "realtime bitmap inode",
+    "sb_rsumino" / Int64ub * "realtime summary inode",
+    "sb_rextsize" / Int32ub * "realtime extent size, blocks",
+    "sb_agblocks" / Int32ub * "blocks per allocation group (the last may be shorter)",
+    "sb_agcount" / Int32ub * "allocation groups",
+    "sb_rbmblocks" / Int32ub * "realtime bitmap blocks",
+    "sb_logblocks" / Int32ub * "log size, blocks",
+    "sb_versionnum" / Int16ub * "low 4 bits: version (4 or 5); high bits: v4 feature flags",
+    "sb_sectsize" / Int16ub * "sector size, bytes",
+    "sb_inodesize" / Int16ub * "inode size, bytes (256 to 2048)",
+    "sb_inopblock" / Int16ub * "inodes per block",
+    "sb_fname" / Bytes(12) * "label, NUL padded",
+    "sb_blocklog" / Int8ub * "log2 of sb_blocksize",
+    "sb_sectlog" / Int8ub * "log2 of sb_sectsize",
+    "sb_inodelog" / Int8ub * "log2 of sb_inodesize",
+    "sb_inopblog" / Int8ub * "log2 of sb_inopblock",
+    "sb_agblklog" / Int8ub * "log2 of sb_agblocks, rounded up: bits of agbno in numbers",
+    "sb_rextslog" / Int8ub * "log2 of sb_rextents",
+    "sb_inprogress" / Int8ub * "mkfs has not finished",
+    "sb_imax_pct" / Int8ub * "max % of space for inodes",
+    "sb_icount" / Int64ub * "allocated inodes",
+    "sb_ifree" / Int64ub * "free inodes",
+    "sb_fdblocks" / Int64ub * "free data blocks",
+    "sb_frextents" / Int64ub * "free realtime extents",
+    "sb_uquotino" / Int64ub * "user quota inode",
+    "sb_gquotino" / Int64ub * "group quota inode",
+    "sb_qflags" / Int16ub * "quota flags",
+    "sb_flags" / Int8ub * "misc flags",
+    "sb_shared_vn" / Int8ub * "shared version number (0)",
+    "sb_inoalignmt" / Int32ub * "inode chunk alignment, blocks",
+    "sb_unit" / Int32ub * "stripe unit, blocks",
+    "sb_width" / Int32ub * "stripe width, blocks",
+    "sb_dirblklog" / Int8ub * "log2 of directory block size in filesystem blocks",
+    "sb_logsectlog" / Int8ub * "log2 of the log sector size",
+    "sb_logsectsize" / Int16ub * "log sector size, bytes",
+    "sb_logsunit" / Int32ub * "log stripe unit, bytes",
+    "sb_features2" / Int32ub * "more v4 feature flags (MOREBITS)",
+    "sb_bad_features2" / Int32ub * "copy of sb_features2 (an old alignment bug)",
+    "sb_features_compat" / Int32ub * "v5 compatible features",
+    "sb_features_ro_compat" / Int32ub * "v5 read-only compatible features",
+    "sb_features_incompat" / Int32ub * "v5 incompatible features",
+    "sb_features_log_incompat" / Int32ub * "v5 log incompatible features",
+    "sb_crc" / Int32ul * "CRC-32C of the sector with this field zeroed (v5)",
+    "sb_spino_align" / Int32ub * "sparse inode chunk alignment, blocks",
+    "sb_pquotino" / Int64ub * "project quota inode",
+    "sb_lsn" / Int64ub * "last write log sequence number",
+    "sb_meta_uuid" / Bytes(16) * "UUID stamped in metadata (META_UUID feature)",
+)  # 264 bytes
+
+VERSION_NUMBITS = 0x000F
+VersionFlags = FlagsEnum(
+    Int16ub,
+    ATTR=0x0010, NLINK=0x0020, QUOTA=0x0040, ALIGN=0x0080, DALIGN=0x0100, SHARED=0x0200,
+    LOGV2=0x0400, SECTOR=0x0800, EXTFLG=0x1000, DIRV2=0x2000, BORG=0x4000, MOREBITS=0x8000,
+)
+Features2 = FlagsEnum(
+    Int32ub, LAZYSBCOUNT=0x2, ATTR2=0x8, PARENT=0x10, PROJID32=0x80, CRC=0x100, FTYPE=0x200,
+)
+RoCompat = FlagsEnum(Int32ub, FINOBT=0x1, RMAPBT=0x2, REFLINK=0x4, INOBTCNT=0x8)
+Incompat = FlagsEnum(
+    Int32ub, FTYPE=0x1, SPINODES=0x2, META_UUID=0x4, BIGTIME=0x8, NEEDSREPAIR=0x10,
+    NREXT64=0x20, EXCHRANGE=0x40, PARENT=0x80, METADIR=0x100,
+)
+LogIncompat = FlagsEnum(Int32ub, XATTRS=0x1)
+INCOMPAT_FTYPE, INCOMPAT_SPINODES, INCOMPAT_BIGTIME, INCOMPAT_NREXT64 = 0x1, 0x2, 0x8, 0x20
+INCOMPAT_KNOWN = 0x1FF
+F2_CRC, F2_FTYPE = 0x100, 0x200
+
+# --- allocation group headers (sector 1: AGF, sector 2: AGI) -------------------------
+
+XFS_AGF_MAGIC = 0x58414746  # "XAGF"
+XFS_AGI_MAGIC = 0x58414749  # "XAGI"
+
+AGF = Struct(
+    "agf_magicnum" / Int32ub * "XAGF",
+    "agf_versionnum" / Int32ub * "1",
+    "agf_seqno" / Int32ub * "allocation group number",
+    "agf_length" / Int32ub * "blocks in this AG",
+    "agf_roots" / Array(3, Int32ub) * "roots of the by-block, by-size and rmap btrees (agbno)",
+    "agf_levels" / Array(3, Int32ub) * "levels of those btrees",
+    "agf_flfirst" / Int32ub * "first free-list slot in use",
+    "agf_fllast" / Int32ub * "last free-list slot in use",
+    "agf_flcount" / Int32ub * "free-list blocks",
+    "agf_freeblks" / Int32ub * "free blocks",
+    "agf_longest" / Int32ub * "longest free extent, blocks",
+    "agf_btreeblks" / Int32ub * "blocks held by the free-space btrees",
+    "agf_uuid" / Bytes(16) * "filesystem UUID (v5)",
+    "agf_rmap_blocks" / Int32ub * "rmap btree blocks",
+    "agf_refcount_blocks" / Int32ub * "refcount btree blocks",
+    "agf_refcount_root" / Int32ub * "refcount btree root (agbno)",
+    "agf_refcount_level" / Int32ub * "refcount btree levels",
+    "agf_spare64" / Bytes(112) * "reserved",
+    "agf_lsn" / Int64ub * "last write LSN",
+    "agf_crc" / Int32ul * "CRC-32C of the sector (v5)",
+    "agf_spare2" / Int32ub * "padding",
+)  # 224 bytes
+
+AGI = Struct(
+    "agi_magicnum" / Int32ub * "XAGI",
+    "agi_versionnum" / Int32ub * "1",
+    "agi_seqno" / Int32ub * "allocation group number",
+    "agi_length" / Int32ub * "blocks in this AG",
+    "agi_count" / Int32ub * "allocated inodes",
+    "agi_root" / Int32ub * "inode btree root (agbno)",
+    "agi_level" / Int32ub * "inode btree levels",
+    "agi_freecount" / Int32ub * "free inodes in allocated chunks",
+    "agi_newino" / Int32ub * "last allocated chunk (agino)",
+    "agi_dirino" / Int32ub * "unused (-1)",
+    "agi_unlinked" / Array(64, Int32ub) * "hash buckets of unlinked-but-open inodes",
+    "agi_uuid" / Bytes(16) * "filesystem UUID (v5)",
+    "agi_crc" / Int32ul * "CRC-32C of the sector (v5)",
+    "agi_pad32" / Int32ub * "padding",
+    "agi_lsn" / Int64ub * "last write LSN",
+    "agi_free_root" / Int32ub * "free inode btree root (FINOBT)",
+    "agi_free_level" / Int32ub * "free inode btree levels",
+    "agi_iblocks" / Int32ub * "inode btree blocks (INOBTCNT)",
+    "agi_fblocks" / Int32ub * "free inode btree blocks (INOBTCNT)",
+)  # 344 bytes
+
+# --- btree block headers ---------------------------------------------------------------
+
+BtreeShortBlock = Struct(  # AG btrees (inobt, free space); v4 part = first 16 bytes
+    "bb_magic" / Int32ub * "IABT/IAB3 (inodes), FIBT/FIB3, ABTB/AB3B, ABTC/AB3C",
+    "bb_level" / Int16ub * "0 = leaf",
+    "bb_numrecs" / Int16ub * "records or keys in this block",
+    "bb_leftsib" / Int32ub * "left sibling agbno (NULL = 0xffffffff)",
+    "bb_rightsib" / Int32ub * "right sibling agbno",
+    "bb_blkno" / Int64ub * "this block's daddr, 512-byte units (v5)",
+    "bb_lsn" / Int64ub * "last write LSN (v5)",
+    "bb_uuid" / Bytes(16) * "filesystem UUID (v5)",
+    "bb_owner" / Int32ub * "owning AG (v5)",
+    "bb_crc" / Int32ul * "CRC-32C of the block (v5)",
+)  # 56 bytes (v4 uses the first 16)
+
+BtreeLongBlock = Struct(  # inode-rooted btrees (bmbt); v4 part = first 24 bytes
+    "bb_magic" / Int32ub * "BMAP (v4) or BMA3 (v5)",
+    "bb_level" / Int16ub * "0 = leaf (extent records follow)",
+    "bb_numrecs" / Int16ub * "records or keys in this block",
+    "bb_leftsib" / Int64ub * "left sibling fsblock (NULL = all ones)",
+    "bb_rightsib" / Int64ub * "right sibling fsblock",
+    "bb_blkno" / Int64ub * "this block's daddr (v5)",
+    "bb_lsn" / Int64ub * "last write LSN (v5)",
+    "bb_uuid" / Bytes(16) * "filesystem UUID (v5)",
+    "bb_owner" / Int64ub * "owning inode (v5)",
+    "bb_crc" / Int32ul * "CRC-32C of the block (v5)",
+    "bb_pad" / Int32ub * "padding",
+)  # 72 bytes (v4 uses the first 24)
+
+SHORT_HDR_V4, SHORT_HDR_V5 = 16, BtreeShortBlock.sizeof()
+LONG_HDR_V4, LONG_HDR_V5 = 24, BtreeLongBlock.sizeof()
+XFS_BMAP_MAGIC, XFS_BMAP_CRC_MAGIC = 0x424D4150, 0x424D4133  # BMAP, BMA3
+XFS_IBT_MAGIC, XFS_IBT_CRC_MAGIC = 0x49414254, 0x49414233  # IABT, IAB3
+
+BmdrBlock = Struct(  # the bmbt root kept in an inode fork
+    "bb_level" / Int16ub * "levels below the root (>= 1)",
+    "bb_numrecs" / Int16ub * "keys in the root",
+)  # 4 bytes; then keys (bmbt_key), then pointers (8-byte fsblock) at the max-keys slot
+
+BmbtRec = Struct(
+    "l0" / Int64ub * "bit 63: unwritten flag; bits 9-62: br_startoff; bits 0-8: high "
+    "bits of br_startblock",
+    "l1" / Int64ub * "bits 21-63: low bits of br_startblock; bits 0-20: br_blockcount",
+)  # 16 bytes: one extent (logical block, fsblock, length, unwritten)
+BmbtKey = Struct("br_startoff" / Int64ub * "first logical block below this pointer")
+BmbtPtr = Struct("ptr" / Int64ub * "child block, fsblock number")
+
+XFS_ABTB_MAGIC, XFS_ABTB_CRC_MAGIC = 0x41425442, 0x41423342  # ABTB, AB3B (by block)
+AllocRec = Struct(
+    "ar_startblock" / Int32ub * "first free block (agbno)",
+    "ar_blockcount" / Int32ub * "free blocks",
+)  # 8 bytes; keys have the same layout, pointers are 4-byte agbno
+InobtRec = Struct(
+    "ir_startino" / Int32ub * "first agino of the 64-inode chunk",
+    "ir_holemask" / Int16ub * "sparse chunks: bit i = inodes 4i..4i+3 not allocated",
+    "ir_count" / Int8ub * "inodes allocated in the chunk (sparse) ",
+    "ir_freecount" / Int8ub * "free inodes (low byte of a 32-bit count without sparse)",
+    "ir_free" / Int64ub * "bit i set = inode startino+i is free",
+)  # 16 bytes
+InobtKey = Struct("ir_startino" / Int32ub * "first agino below this pointer")
+InobtPtr = Struct("ptr" / Int32ub * "child block, agbno")
+
+# --- inodes -----------------------------------------------------------------------------
+
+XFS_DINODE_MAGIC = 0x494E  # "IN"
+
+DinodeFormat = Enum(Int8ub, DEV=0, LOCAL=1, EXTENTS=2, BTREE=3, UUID=4, META_BTREE=5)
+FMT_DEV, FMT_LOCAL, FMT_EXTENTS, FMT_BTREE = 0, 1, 2, 3
+
+Dinode = Struct(
+    "di_magic" / Int16ub * "IN",
+    "di_mode" / Int16ub * "POSIX mode: type and permissions (0 = free)",
+    "di_version" / Int8ub * "1, 2 or 3 (v5 filesystems)",
+    "di_format" / DinodeFormat * "data fork format",
+    "di_onlink" / Int16ub * "link count (version 1 inodes)",
+    "di_uid" / Int32ub * "owner",
+    "di_gid" / Int32ub * "group",
+    "di_nlink" / Int32ub * "link count (version 2+)",
+    "di_projid_lo" / Int16ub * "project id, low 16 bits",
+    "di_projid_hi" / Int16ub * "project id, high 16 bits",
+    "di_big_nextents" / Int64ub * "data fork extents with NREXT64 (else padding and "
+    "di_flushiter in the low 16 bits)",
+    "di_atime" / Int64ub * "access time: seconds (high 32, signed) and ns (low 32), or with "
+    "BIGTIME ns since 1901-12-13T20:45:52Z",
+    "di_mtime" / Int64ub * "modification time (as di_atime)",
+    "di_ctime" / Int64ub * "inode change time (as di_atime)",
+    "di_size" / Int64ub * "file size, bytes",
+    "di_nblocks" / Int64ub * "blocks held, both forks and btree blocks",
+    "di_extsize" / Int32ub * "extent size hint, blocks",
+    "di_nextents" / Int32ub * "data fork extents (attr fork extents with NREXT64)",
+    "di_anextents" / Int16ub * "attr fork extents (padding with NREXT64)",
+    "di_forkoff" / Int8ub * "attr fork offset in 8-byte units from the fork area (0 = none)",
+    "di_aformat" / DinodeFormat * "attr fork format",
+    "di_dmevmask" / Int32ub * "DMAPI event mask",
+    "di_dmstate" / Int16ub * "DMAPI state",
+    "di_flags" / Int16ub * "XFS_DIFLAG_*",
+    "di_gen" / Int32ub * "generation number",
+    "di_next_unlinked" / Int32ub * "next agino in an unlinked list (NULL = 0xffffffff)",
+    # version 3 from here
+    "di_crc" / Int32ul * "CRC-32C of the inode with this field zeroed (v3)",
+    "di_changecount" / Int64ub * "changes to the inode (v3)",
+    "di_lsn" / Int64ub * "last write LSN (v3)",
+    "di_flags2" / Int64ub * "XFS_DIFLAG2_* (v3)",
+    "di_cowextsize" / Int32ub * "copy-on-write extent size hint (v3)",
+    "di_pad2" / Bytes(12) * "padding",
+    "di_crtime" / Int64ub * "creation time (v3, as di_atime)",
+    "di_ino" / Int64ub * "this inode's number (v3)",
+    "di_uuid" / Bytes(16) * "filesystem UUID (v3)",
+)  # 176 bytes; versions 1 and 2 end at di_crc (100 bytes)
+
+DINODE_V2_SIZE = offset_of(Dinode, "di_crc")
+DINODE_V3_SIZE = Dinode.sizeof()
+DiFlags = FlagsEnum(
+    Int16ub, REALTIME=0x1, PREALLOC=0x2, NEWRTBM=0x4, IMMUTABLE=0x8, APPEND=0x10, SYNC=0x20,
+    NOATIME=0x40, NODUMP=0x80, RTINHERIT=0x100, PROJINHERIT=0x200, NOSYMLINKS=0x400,
+    EXTSIZE=0x800, EXTSZINHERIT=0x1000, NODEFRAG=0x2000, FILESTREAM=0x4000,
+)
+DIFLAG_REALTIME = 0x1
+DiFlags2 = FlagsEnum(Int64ub, DAX=0x1, REFLINK=0x2, COWEXTSIZE=0x4, BIGTIME=0x8, NREXT64=0x10)
+DIFLAG2_BIGTIME, DIFLAG2_NREXT64 = 0x8, 0x10
+BIGTIME_EPOCH_OFFSET = 1 << 31  # seconds from 1901-12-13T20:45:52Z to the Unix epoch
+
+# --- directories ------------------------------------------------------------------------
+
+FileType = Enum(Int8ub, UNKNOWN=0, REG_FILE=1, DIR=2, CHRDEV=3, BLKDEV=4, FIFO=5, SOCK=6,
+                SYMLINK=7, WHT=8)
+
+Dir2SfHdr = Struct(
+    "count" / Int8ub * "entries with 4-byte inode numbers",
+    "i8count" / Int8ub * "entries with 8-byte inode numbers (then all are 8 bytes)",
+)  # then the parent inode number (4 or 8 bytes), then the entries
+# a short-form entry: namelen (u8), offset (u16, the entry's place in a block form),
+# name[namelen], ftype (u8, FTYPE only), inumber (4 or 8 bytes), unaligned
+Dir2SfEntryHead = Struct(
+    "namelen" / Int8ub * "name length, bytes",
+    "offset" / Int16ub * "saved offset in the data block form",
+)
+
+XFS_DIR2_BLOCK_MAGIC, XFS_DIR3_BLOCK_MAGIC = 0x58443242, 0x58444233  # XD2B, XDB3
+XFS_DIR2_DATA_MAGIC, XFS_DIR3_DATA_MAGIC = 0x58443244, 0x58444433  # XD2D, XDD3
+XFS_DIR2_FREE_MAGIC, XFS_DIR3_FREE_MAGIC = 0x58443246, 0x58444633  # XD2F, XDF3
+XFS_DIR2_LEAF1_MAGIC, XFS_DIR3_LEAF1_MAGIC = 0xD2F1, 0x3DF1
+XFS_DIR2_LEAFN_MAGIC, XFS_DIR3_LEAFN_MAGIC = 0xD2FF, 0x3DFF
+XFS_DA_NODE_MAGIC, XFS_DA3_NODE_MAGIC = 0xFEBE, 0x3EBE
+XFS_DIR2_DATA_FREE_TAG = 0xFFFF
+XFS_DIR2_LEAF_OFFSET = 32 << 30  # logical bytes: leaf/node/free blocks live from here
+
+Dir2DataFree = Struct("offset" / Int16ub * "start of a free region", "length" / Int16ub * "bytes")
+Dir2DataHdr = Struct(
+    "magic" / Int32ub * "XD2B (block form) or XD2D (data block)",
+    "bestfree" / Array(3, Dir2DataFree) * "largest free regions",
+)  # 16 bytes
+Dir3BlkHdr = Struct(
+    "magic" / Int32ub * "XDB3 (block form) or XDD3 (data block)",
+    "crc" / Int32ul * "CRC-32C of the directory block",
+    "blkno" / Int64ub * "this block's daddr",
+    "lsn" / Int64ub * "last write LSN",
+    "uuid" / Bytes(16) * "filesystem UUID",
+    "owner" / Int64ub * "directory inode",
+)  # 48 bytes
+Dir3DataHdr = Struct(
+    "hdr" / Dir3BlkHdr,
+    "best_free" / Array(3, Dir2DataFree) * "largest free regions",
+    "pad" / Int32ub * "to 64 bytes",
+)  # 64 bytes
+Dir2DataEntryHead = Struct(
+    "inumber" / Int64ub * "inode number",
+    "namelen" / Int8ub * "name length",
+)  # then name, ftype (FTYPE), padding to 8 bytes, tag (u16: offset of the entry)
+Dir2DataUnused = Struct(
+    "freetag" / Int16ub * "0xffff",
+    "length" / Int16ub * "bytes of the free region (a multiple of 8)",
+)  # ... tag (u16) at the region's end
+Dir2BlockTail = Struct(
+    "count" / Int32ub * "leaf entries before this tail",
+    "stale" / Int32ub * "stale leaf entries",
+)  # at the end of a block-form directory block, after count 8-byte leaf entries
+DIR2_LEAF_ENTRY_SIZE = 8
+
+# --- dabtree blocks (directory leaf/node and attribute blocks) ---------------------------
+
+DaBlkinfo = Struct(
+    "forw" / Int32ub * "next block (logical, in the fork)",
+    "back" / Int32ub * "previous block",
+    "magic" / Int16ub * "block kind",
+    "pad" / Int16ub * "padding",
+)  # 12 bytes
+Da3Blkinfo = Struct(
+    "forw" / Int32ub * "next block (logical, in the fork)",
+    "back" / Int32ub * "previous block",
+    "magic" / Int16ub * "block kind",
+    "pad" / Int16ub * "padding",
+    "crc" / Int32ul * "CRC-32C of the block",
+    "blkno" / Int64ub * "this block's daddr",
+    "lsn" / Int64ub * "last write LSN",
+    "uuid" / Bytes(16) * "filesystem UUID",
+    "owner" / Int64ub * "owning inode",
+)  # 56 bytes
+DaNodeHdr = Struct("info" / DaBlkinfo, "count" / Int16ub * "entries", "level" / Int16ub * "level")
+Da3NodeHdr = Struct(
+    "info" / Da3Blkinfo, "count" / Int16ub * "entries", "level" / Int16ub * "level",
+    "pad32" / Int32ub * "padding",
+)
+DaNodeEntry = Struct(
+    "hashval" / Int32ub * "highest hash below this pointer",
+    "before" / Int32ub * "child block (logical, in the fork)",
+)
+
+# --- extended attributes ------------------------------------------------------------------
+
+AttrSfHdr = Struct(
+    "totsize" / Int16ub * "bytes of the short-form attribute area",
+    "count" / Int8ub * "entries",
+    "padding" / Int8ub * "padding",
+)
+AttrSfEntryHead = Struct(
+    "namelen" / Int8ub * "name length",
+    "valuelen" / Int8ub * "value length",
+    "flags" / Int8ub * "namespace: ROOT (trusted), SECURE (security), else user",
+)  # then name, value
+AttrFlags = FlagsEnum(Int8ub, LOCAL=0x1, ROOT=0x2, SECURE=0x4, PARENT=0x8, INCOMPLETE=0x80)
+ATTR_LOCAL, ATTR_ROOT, ATTR_SECURE, ATTR_PARENT, ATTR_INCOMPLETE = 1, 2, 4, 8, 0x80
+XFS_ATTR_LEAF_MAGIC, XFS_ATTR3_LEAF_MAGIC = 0xFBEE, 0x3BEE
+XFS_ATTR3_RMT_MAGIC = 0x5841524D  # "XARM"
+
+AttrLeafMap = Struct("base" / Int16ub * "free region start", "size" / Int16ub * "bytes")
+AttrLeafHdr = Struct(
+    "info" / DaBlkinfo,
+    "count" / Int16ub * "entries",
+    "usedbytes" / Int16ub * "bytes of names and values",
+    "firstused" / Int16ub * "first byte of the name/value area",
+    "holes" / Int8ub * "compaction wanted",
+    "pad1" / Int8ub * "padding",
+    "freemap" / Array(3, AttrLeafMap) * "free regions",
+)  # 32 bytes
+Attr3LeafHdr = Struct(
+    "info" / Da3Blkinfo,
+    "count" / Int16ub * "entries",
+    "usedbytes" / Int16ub * "bytes of names and values",
+    "firstused" / Int16ub * "first byte of the name/value area (0 = 65536)",
+    "holes" / Int8ub * "compaction wanted",
+    "pad1" / Int8ub * "padding",
+    "freemap" / Array(3, AttrLeafMap) * "free regions",
+    "pad2" / Int32ub * "padding",
+)  # 80 bytes
+AttrLeafEntry = Struct(
+    "hashval" / Int32ub * "hash of the name",
+    "nameidx" / Int16ub * "offset of the name/value record in the block",
+    "flags" / Int8ub * "LOCAL (value in the block), ROOT, SECURE, INCOMPLETE",
+    "pad2" / Int8ub * "padding",
+)
+AttrLeafNameLocal = Struct(
+    "valuelen" / Int16ub * "value length",
+    "namelen" / Int8ub * "name length",
+)  # then name, value
+AttrLeafNameRemote = Struct(
+    "valueblk" / Int32ub * "first block of the value (logical, in the attr fork)",
+    "valuelen" / Int32ub * "value length",
+    "namelen" / Int8ub * "name length",
+)  # then name
+Attr3RmtHdr = Struct(
+    "rm_magic" / Int32ub * "XARM",
+    "rm_offset" / Int32ub * "offset of this block's bytes in the value",
+    "rm_bytes" / Int32ub * "value bytes in this block",
+    "rm_crc" / Int32ul * "CRC-32C of the block",
+    "rm_uuid" / Bytes(16) * "filesystem UUID",
+    "rm_owner" / Int64ub * "owning inode",
+    "rm_blkno" / Int64ub * "this block's daddr",
+    "rm_lsn" / Int64ub * "last write LSN",
+)  # 56 bytes, at the start of every remote value block (v5)
+
+# --- symlinks ---------------------------------------------------------------------------
+
+XFS_SYMLINK_MAGIC = 0x58534C4D  # "XSLM"
+XFS_SYMLINK_MAXLEN = 1024
+DsymlinkHdr = Struct(
+    "sl_magic" / Int32ub * "XSLM",
+    "sl_offset" / Int32ub * "offset of this block's bytes in the target",
+    "sl_bytes" / Int32ub * "target bytes in this block",
+    "sl_crc" / Int32ul * "CRC-32C of the block",
+    "sl_uuid" / Bytes(16) * "filesystem UUID",
+    "sl_owner" / Int64ub * "owning inode",
+    "sl_blkno" / Int64ub * "this block's daddr",
+    "sl_lsn" / Int64ub * "last write LSN",
+)  # 56 bytes, at the start of every remote symlink block (v5)
+
+# --- the log ------------------------------------------------------------------------------
+
+XLOG_HEADER_MAGIC_NUM = 0xFEEDBABE
+XLOG_UNMOUNT_TYPE = 0x556E  # "Un": the unmount record's item type
+XLOG_UNMOUNT_TRANS = 0x20  # op header flag of the unmount record
+LogRecHeader = Struct(
+    "h_magicno" / Int32ub * "0xFEEDBABE",
+    "h_cycle" / Int32ub * "write cycle of the log",
+    "h_version" / Int32ub * "1 or 2 (v2 logs)",
+    "h_len" / Int32ub * "bytes of log data after the header",
+    "h_lsn" / Int64ub * "this record's LSN: cycle (high 32) and block (low 32)",
+    "h_tail_lsn" / Int64ub * "LSN of the oldest record still needed",
+    "h_crc" / Int32ul * "CRC-32C of the header and data (v5)",
+    "h_prev_block" / Int32ub * "block of the previous record",
+    "h_num_logops" / Int32ub * "operations in the record",
+    "h_cycle_data" / Array(64, Int32ub) * "first words of the record's basic blocks, "
+    "replaced on disk by the cycle number",
+    "h_fmt" / Int32ub * "log format (1 = Linux)",
+    "h_fs_uuid" / Bytes(16) * "filesystem UUID",
+    "h_size" / Int32ub * "log buffer size, bytes (v2 logs: headers span h_size / 32 KiB "
+    "basic blocks)",
+)  # 324 bytes, in a 512-byte basic block
+LogOpHeader = Struct(
+    "oh_tid" / Int32ub * "transaction id",
+    "oh_len" / Int32ub * "bytes of the region after this header",
+    "oh_clientid" / Int8ub * "XFS_TRANSACTION (0x69) or XFS_LOG (0xaa)",
+    "oh_flags" / Int8ub * "START 1, COMMIT 2, CONTINUE 4, WAS_CONT 8, END 0x10, UNMOUNT 0x20",
+    "oh_res2" / Int16ub * "padding",
+)  # 12 bytes
+LOG_REC_HEADER_SIZE = 512  # one basic block: the header and the first cycle words
+
+# --- fast-path formats derived from the declarations ------------------------------------------
+
+SB_FMT = fmt(Superblock)
+AGF_FMT = fmt(AGF)
+AGI_FMT = fmt(AGI)
+DINODE_V2_FMT = fmt(Dinode, upto="di_crc")
+DINODE_V3_FMT = fmt(Dinode)
+BMBT_REC_FMT = fmt(BmbtRec)
+INOBT_REC_FMT = fmt(InobtRec)
+ALLOC_REC_FMT = fmt(AllocRec)
+SHORT_HDR_FMT = fmt(BtreeShortBlock, upto="bb_blkno")
+LONG_HDR_FMT = fmt(BtreeLongBlock, upto="bb_blkno")
+BMDR_FMT = fmt(BmdrBlock)
+DA_BLKINFO_FMT = fmt(DaBlkinfo)
+DA_NODE_ENTRY_FMT = fmt(DaNodeEntry)
+DIR2_SF_HDR_FMT = fmt(Dir2SfHdr)
+DIR2_SF_ENTRY_FMT = fmt(Dir2SfEntryHead)
+DIR2_DATA_ENTRY_FMT = fmt(Dir2DataEntryHead)
+DIR2_DATA_UNUSED_FMT = fmt(Dir2DataUnused)
+DIR2_BLOCK_TAIL_FMT = fmt(Dir2BlockTail)
+ATTR_SF_HDR_FMT = fmt(AttrSfHdr)
+ATTR_SF_ENTRY_FMT = fmt(AttrSfEntryHead)
+ATTR_LEAF_ENTRY_FMT = fmt(AttrLeafEntry)
+ATTR_NAME_LOCAL_FMT = fmt(AttrLeafNameLocal)
+ATTR_NAME_REMOTE_FMT = fmt(AttrLeafNameRemote)
+RMT_HDR_FMT = fmt(Attr3RmtHdr)
+SYMLINK_HDR_FMT = fmt(DsymlinkHdr)
+LOG_REC_FMT = fmt(LogRecHeader)
+LOG_OP_FMT = fmt(LogOpHeader)
+
+SB_CRC_OFF = offset_of(Superblock, "sb_crc")
+AGF_CRC_OFF = offset_of(AGF, "agf_crc")
+AGI_CRC_OFF = offset_of(AGI, "agi_crc")
+DINODE_CRC_OFF = offset_of(Dinode, "di_crc")
+LONG_CRC_OFF = offset_of(BtreeLongBlock, "bb_crc")
+SHORT_CRC_OFF = offset_of(BtreeShortBlock, "bb_crc")
+DIR3_CRC_OFF = offset_of(Dir3BlkHdr, "crc")
+DA3_CRC_OFF = offset_of(Da3Blkinfo, "crc")
+RMT_CRC_OFF = offset_of(Attr3RmtHdr, "rm_crc")
+SYMLINK_CRC_OFF = offset_of(DsymlinkHdr, "sl_crc")
+LOG_CRC_OFF = offset_of(LogRecHeader, "h_crc")
+DIR2_DATA_HDR_V4, DIR3_DATA_HDR_V5 = Dir2DataHdr.sizeof(), Dir3DataHdr.sizeof()
+DA_NODE_HDR_V4, DA3_NODE_HDR_V5 = DaNodeHdr.sizeof(), Da3NodeHdr.sizeof()
+ATTR_LEAF_HDR_V4, ATTR3_LEAF_HDR_V5 = AttrLeafHdr.sizeof(), Attr3LeafHdr.sizeof()
+RMT_HDR_SIZE = Attr3RmtHdr.sizeof()
+SYMLINK_HDR_SIZE = DsymlinkHdr.sizeof()
+DINODE_FIELDS = [c.name for c in Dinode.subcons]
