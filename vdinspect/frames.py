@@ -13,56 +13,15 @@ import pandas as pd
 
 from .containers.base import STATES, Run
 from .filesystems.base import FILES_COLUMNS
-
-ALLOCATION_COLUMNS = [
-    "start",
-    "length",
-    "end",
-    "state",
-    "layer",
-    "host_file",
-    "host_offset",
-    "compressed",
-]
-LAYER_COLUMNS = [
-    "layer",
-    "path",
-    "format",
-    "subformat",
-    "virtual_size",
-    "file_size",
-    "allocated",
-    "parent_path",
-    "parent_ok",
-]
-CHECK_COLUMNS = ["severity", "layer", "structure", "host_offset", "message"]
-STRUCTURE_COLUMNS = ["name", "host_file", "host_offset", "length", "description"]
-SNAPSHOT_COLUMNS = [
-    "id",
-    "name",
-    "parent",
-    "created",
-    "description",
-    "layer",
-    "path",
-    "vm_clock",
-    "vm_state_size",
-    "virtual_size",
-]
-INFO_FIELDS = [
-    "path",
-    "format",
-    "subformat",
-    "virtual_size",
-    "file_size",
-    "allocated",
-    "cluster_size",
-    "layers",
-    "parent",
-    "created",
-    "uuid",
-    "flags",
-]
+from .schemas import (
+    ALLOCATION_COLUMNS,  # noqa: F401 (re-exported: frames.ALLOCATION_COLUMNS)
+    CHECK_COLUMNS,
+    INFO_FIELDS,
+    LAYER_COLUMNS,
+    PARTITION_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    STRUCTURE_COLUMNS,
+)
 
 STATE_DTYPE = pd.CategoricalDtype(list(STATES))
 
@@ -197,8 +156,6 @@ def snapshots_frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-PARTITION_COLUMNS = ["index", "scheme", "type", "type_name", "name", "start", "length", "end",
-                     "filesystem", "label", "uuid", "bootable"]
 
 
 def partitions_frame(rows: list[dict]) -> pd.DataFrame:
