@@ -292,14 +292,21 @@ def _filesystem(args, disk):
 
 def _file_rows(fs, entries) -> Iterator[dict]:
     """Entries as ``files()`` rows (``damaged`` after ``target``, then the driver's extra
-    columns), one at a time."""
+    columns), one at a time. A row lacking an extra column seen on an earlier row has it
+    as None, as in the frame (a column first seen later cannot be added to rows already
+    written)."""
     from ..filesystems.base import FILES_COLUMNS
 
     damaged = fs.volume_damaged()
+    known: dict = {}
     for e in entries:
         row = {c: getattr(e, c) for c in FILES_COLUMNS}
         row["damaged"] = fs.damaged(e) if damaged else (None if e.kind == "dir" else 0)
-        row.update(e.extra)
+        extra = e.extra
+        if extra.keys() != known.keys():
+            known.update(dict.fromkeys(extra))
+            row.update(known)
+        row.update(extra)
         yield row
 
 
