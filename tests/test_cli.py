@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import math
+import os
 import re
 import shlex
 import struct
@@ -194,6 +195,18 @@ def test_parts_table_is_readable():
     assert re.search(r"^2\s+36700160\s+40894464\s+4194304\s", out, re.M)
 
 
+def test_map_table_is_the_runs():
+    rows = run_json("map", CHAIN)
+    code, out, _ = run("map", CHAIN)
+    lines = out.splitlines()
+    assert code == 0 and "320 KiB data (5 runs)" in lines[0]
+    table = [ln.split() for ln in lines[2:]]
+    assert [(int(t[0], 16), int(t[1], 16), t[4]) for t in table] == [(r["start"], r["end"], r["state"]) for r in rows]
+    code, out, _ = run("map", "--bytes", CHAIN)
+    assert [ln.split()[:3] for ln in out.splitlines()[2:]] == \
+        [[str(r["start"]), str(r["end"]), str(r["length"])] for r in rows]
+
+
 def test_info_shows_the_main_facts():
     code, out, _ = run("info", CHAIN)
     assert code == 0
@@ -303,3 +316,27 @@ def test_readme_demo_commands_work():
             continue
         code, out, err = run(*argv)
         assert code == 0 and out and not err, argv
+
+
+def test_tables_fit_the_terminal():
+    """On a terminal, the chosen column is cut to its width; into a pipe nothing is cut."""
+    import fcntl
+    import pty
+    import termios
+
+    from vdinspect.cli.output import write_table
+
+    rows = [("1", "x" * 100), ("2", "short")]
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 40, 0, 0))
+    attrs = termios.tcgetattr(slave)
+    attrs[1] &= ~termios.OPOST  # no \r added to the newlines
+    termios.tcsetattr(slave, termios.TCSANOW, attrs)
+    with open(slave, "w", closefd=True) as tty:
+        write_table(tty, ("N", "TEXT"), rows, right=(0,), shrink=1)
+    got = os.read(master, 4096).decode()
+    os.close(master)
+    assert max(len(ln) for ln in got.splitlines()) == 40 and "…" in got
+    out = io.StringIO()
+    write_table(out, ("N", "TEXT"), rows, right=(0,), shrink=1)
+    assert "x" * 100 in out.getvalue()

@@ -45,6 +45,13 @@ def _size(args, n: int | None) -> str:
     return human(n, exact=getattr(args, "bytes", False))
 
 
+def _offset(args, n: int | None) -> str:
+    """An offset: hex (exact and short, as ``qemu-img map`` prints them), or --bytes."""
+    if n is None:
+        return ""
+    return str(n) if getattr(args, "bytes", False) else f"{n:#x}"
+
+
 def _hex(n: int | None) -> str:
     return "" if n is None else f"{n:#x}"
 
@@ -137,7 +144,7 @@ def cmd_map(args, out: IO[str]) -> int:
     head += ["COMPRESSED"] * comp + ["HOST FILE"] * (len(files) > 1)
     rows = []
     for r in runs:
-        row = [_size(args, r.start), _size(args, r.start + r.length), _size(args, r.length),
+        row = [_offset(args, r.start), _offset(args, r.start + r.length), _size(args, r.length),
                r.state, cell(r.layer), _hex(r.host_offset)]
         row += ["yes" if r.compressed else ""] * comp + [_name(r.host_file)] * (len(files) > 1)
         rows.append(row)
