@@ -290,8 +290,11 @@ def _filesystem(args, disk):
                     f"--part {v.key}: {v.filesystem}"
                     + (f" '{v.label}'" if v.label else "") + f", {human(v.length)}"
                     + ("" if v in readable else " (no reader)") for v in vols)
+                if not readable:
+                    raise InvalidArgument(f"{args.image}: no reader for the filesystems "
+                                          f"found ({choices})")
                 raise InvalidArgument(
-                    f"{args.image} holds {len(vols)} filesystems: choose one with "
+                    f"{args.image} holds {len(readable)} filesystems: choose one with "
                     f"--part N ({choices})")
             return disk.filesystem(readable[0].key)
         return disk.filesystem(args.part)
