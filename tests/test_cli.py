@@ -341,3 +341,24 @@ def test_tables_fit_the_terminal():
     out = io.StringIO()
     write_table(out, ("N", "TEXT"), rows, right=(0,), shrink=1)
     assert "x" * 100 in out.getvalue()
+
+
+@pytest.mark.skipif(not have("mke2fs"), reason="e2fsprogs missing")
+def test_names_that_are_not_utf8(tmp_path):
+    """An ext name in Latin-1 is listed with its bytes (as ls does), not a traceback, even
+    when stdout is strict UTF-8; --json escapes it."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    with open(bytes(tree) + b"/caf\xe9.txt", "wb") as f:
+        f.write(b"x")
+    img = tmp_path / "ext.img"
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), str(img), "8M"],
+                   check=True, capture_output=True)
+    env = dict(os.environ, PYTHONIOENCODING="utf-8")
+    r = subprocess.run([sys.executable, "-m", "vdinspect", "ls", str(img)], cwd=ROOT, env=env,
+                       capture_output=True)
+    assert r.returncode == 0 and b"/caf\xe9.txt\n" in r.stdout, r.stderr
+    r = subprocess.run([sys.executable, "-m", "vdinspect", "ls", "--json", str(img)], cwd=ROOT,
+                       env=env, capture_output=True)
+    assert r.returncode == 0
+    assert "/caf\udce9.txt" in [row["path"] for row in json.loads(r.stdout)]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from ..errors import InvalidArgument, VDInspectError
 from . import commands as c
+from .output import register_name_errors
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -109,10 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 1 bad image, 2 bad call)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    out = sys.stdout
+    if getattr(out, "errors", None) == "strict" and hasattr(out, "reconfigure"):
+        # names read from an image need not be valid text (ext names are bytes): write
+        # them back as their bytes, or escaped, rather than fail on them
+        out.reconfigure(errors=register_name_errors())
     try:
-        return args.func(args, sys.stdout)
+        return args.func(args, out)
     except InvalidArgument as e:
         print(f"vdinspect: {e}", file=sys.stderr)
         return 2

@@ -45,6 +45,26 @@ def json_default(v: Any) -> Any:
 _ENCODER = json.JSONEncoder(default=json_default)
 
 
+def _name_errors(err: UnicodeError) -> tuple[bytes | str, int]:
+    """Encoding error handler for names from an image: bytes a driver kept as lone
+    surrogates (``surrogateescape``) are written as those bytes, as ``ls`` does; other
+    unencodable characters as ``\\uXXXX``."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = err.object[err.start : err.end]
+    if all(0xDC80 <= ord(ch) <= 0xDCFF for ch in text):
+        return bytes(ord(ch) - 0xDC00 for ch in text), err.end
+    return "".join(f"\\u{ord(ch):04x}" for ch in text), err.end
+
+
+def register_name_errors() -> str:
+    """The name of the error handler above, registered with :mod:`codecs`."""
+    import codecs
+
+    codecs.register_error("vdinspect-names", _name_errors)
+    return "vdinspect-names"
+
+
 def write_json(out: IO[str], obj: Any, indent: int | None = None) -> None:
     """One JSON document and a newline."""
     json.dump(obj, out, default=json_default, indent=indent)
