@@ -1212,17 +1212,19 @@ def test_cli_parts(gpt_disk, capsys):
     assert row["name"] == "root fs" and row["index"] == 2
     assert cli.main(["parts", str(gpt_disk)]) == 0
     assert "Linux filesystem" in capsys.readouterr().out
-    assert cli.main(["parts", str(gpt_disk), "--part", "42"]) == 1
+    assert cli.main(["parts", str(gpt_disk), "--part", "42"]) == 2  # a bad call, as ls --part
     assert "no volume '42'" in capsys.readouterr().err
     args = cli.build_parser().parse_args(["info", "x.img", "--part", "vg/lv"])
     assert args.part == "vg/lv"
 
 
 def test_volume_repr_and_row(gpt_disk):
+    from vdinspect.schemas import PARTITION_COLUMNS
+
     with vdinspect.open(gpt_disk) as disk:
         v = disk.volumes().find(2)
         assert repr(v).startswith("<Volume 2 gpt Linux filesystem 'root fs'")
-        assert set(v.row()) == set(vdinspect.frames.PARTITION_COLUMNS)
+        assert set(v.row()) == set(PARTITION_COLUMNS)
         assert isinstance(v.raw.starting_lba, int)
         assert isinstance(disk.volume(2), Slice)
 

@@ -24,14 +24,16 @@ from .errors import (
 __version__ = "0.1.0"
 
 
-def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=None):
+def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=None,
+         sector_size=None):
     """Open a disk image (and its parents) read-only; returns a :class:`~vdinspect.disk.Disk`.
 
     ``format`` forces a reader (detection is by magic otherwise); ``snapshot`` opens an
     internal snapshot by id or name; ``layer`` views the chain as of layer K (0 = base,
     negative counts from the top); ``strict=False`` is salvage mode; ``parents`` says where
     parents are (a file, a folder, a list of them, or a mapping from the name the image
-    records to a path). A list of paths opens the disks together as a
+    records to a path); ``sector_size`` is the logical sector size the partition tables use
+    (4096 for a 4Kn disk; found from the GPT header's place otherwise). A list of paths opens the disks together as a
     :class:`~vdinspect.disk.DiskGroup` (LVM2 volume groups spread over several disks).
     """
     from .disk import Disk, DiskGroup
@@ -41,14 +43,16 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
         try:
             for p in path:
                 disks.append(Disk.open(p, format=format, snapshot=snapshot, layer=layer,
-                                       strict=strict, parents=parents))
+                                       strict=strict, parents=parents,
+                                       sector_size=sector_size))
         except BaseException:
             for d in disks:
                 d.close()
             raise
         return DiskGroup(disks)
     return Disk.open(
-        path, format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents
+        path, format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents,
+        sector_size=sector_size,
     )
 
 

@@ -43,16 +43,21 @@ class Disk(ByteSource):
         strict: bool = True,
         parents: ParentsArg = None,
         disk: int | None = None,
+        sector_size: int | None = None,
     ) -> Disk:
         """Open ``path`` and its parents; see :func:`vdinspect.open`.
 
         ``path`` may be a VM machine file (``.vbox``, ``.vmx``, a Parallels ``.hdd`` bundle):
         ``disk`` chooses its attached hard disk (0 = the first) and ``snapshot`` one of its
         named snapshots (an internal snapshot of the disk's images otherwise).
+        ``sector_size`` is the disk's logical sector size for its partition tables (found
+        from the GPT header's place otherwise; 512 for MBR): 4096 for a 4Kn disk.
         """
+        if sector_size is not None and sector_size not in (512, 1024, 2048, 4096):
+            raise InvalidArgument(f"sector_size {sector_size} is not 512, 1024, 2048 or 4096")
         path = os.fspath(path)
         machine = None
-        if format is None:
+        if format is None and _maybe_text(path):
             from .machines import detect_machine, open_machine
 
             kind = detect_machine(path)
@@ -80,7 +85,8 @@ class Disk(ByteSource):
             chain,
             path=path,
             options=dict(
-                format=format, strict=strict, parents=parents, snapshot=snapshot, layer=layer
+                format=format, strict=strict, parents=parents, snapshot=snapshot, layer=layer,
+                sector_size=sector_size,
             ),
         )
         if machine is not None:
@@ -124,12 +130,24 @@ class Disk(ByteSource):
         return Disk.open(self.path, **opts)
 
     # --- reports ------------------------------------------------------------------
-    def info(self) -> pd.Series:
-        """The key facts: format, sizes, layers, flags, then the format's own fields."""
+    def info(self, *, exact: bool = True) -> pd.Series:
+        """The key facts: format, sizes, layers, flags, then the format's own fields.
+
+        ``exact=False`` skips the walk of the allocation map (see :meth:`info_fields`).
+        """
+        return _frames().info_series(self.info_fields(exact=exact))
+
+    def info_fields(self, *, exact: bool = True) -> dict:
+        """``info()`` as a plain dict (no pandas), in the Series' order.
+
+        ``allocated`` sums the chain's data runs (a walk of every layer's tables); with
+        ``exact=False`` that walk is skipped and it is None. ``disk_size`` (bytes the host
+        files take on the host filesystem, what ``qemu-img info`` calls "disk size") is
+        given either way and costs one ``stat`` per file.
+        """
         top = self.top
         extra = top.info_fields()
         flags = top.flags() if hasattr(top, "flags") else []
-        allocated = sum(r.length for r in self.chain.runs() if r.state in (DATA, BACKING))
         parent = self.chain.layers[-2].path if len(self.chain.layers) > 1 else None
         fields = dict(
             path=self.path,
@@ -137,7 +155,7 @@ class Disk(ByteSource):
             subformat=top.subformat,
             virtual_size=self.size,
             file_size=sum(x.file_size for x in self.chain.layers),
-            allocated=allocated,
+            allocated=self._allocated(exact),
             cluster_size=top.cluster_size,
             layers=len(self.chain.layers),
             parent=parent,
@@ -146,10 +164,21 @@ class Disk(ByteSource):
             flags=flags,
         )
         fields.update(extra)
-        return _frames().info_series(fields)
+        fields.setdefault("disk_size", _disk_size(self.chain.layers))
+        return fields
+
+    def _allocated(self, exact: bool) -> int | None:
+        """Virtual bytes holding data (the walk of the chain's runs), or None if not exact."""
+        if not exact:
+            return None
+        return sum(r.length for r in self.chain.runs() if r.state in (DATA, BACKING))
 
     def layers(self) -> pd.DataFrame:
         """One row per layer, base (0) first."""
+        return _frames().layers_frame(self.layer_rows())
+
+    def layer_rows(self) -> list[dict]:
+        """``layers()`` as a list of dicts (no pandas)."""
         rows = []
         ls = self.chain.layers
         for k, img in enumerate(ls):
@@ -171,7 +200,7 @@ class Disk(ByteSource):
                     parent_ok=parent_ok,
                 )
             )
-        return _frames().layers_frame(rows)
+        return rows
 
     def allocation(
         self, start: int = 0, length: int | None = None, *, layer: int | None = None
@@ -199,28 +228,40 @@ class Disk(ByteSource):
 
     def snapshots(self) -> pd.DataFrame:
         """Named snapshots: the VM's (for a machine file), then the internal ones of layers."""
+        return _frames().snapshots_frame(self.snapshot_rows())
+
+    def snapshot_rows(self) -> list[dict]:
+        """``snapshots()`` as a list of dicts (no pandas)."""
         machine = self.machine
         rows = [] if machine is None else machine.snapshot_rows(self.options["disk"], self.chain)
         for k, img in enumerate(self.chain.layers):
             for s in img.snapshots():
                 rows.append(dict(s, layer=k, path=img.path))
-        return _frames().snapshots_frame(rows)
+        return rows
 
     def check(self) -> pd.DataFrame:
         """Integrity findings of every layer (never raises for a damaged image)."""
+        return _frames().check_frame(self.check_rows())
+
+    def check_rows(self) -> list[dict]:
+        """``check()`` as a list of dicts (no pandas)."""
         rows = []
         for k, img in enumerate(self.chain.layers):
             for r in img.check():
                 rows.append(dict(r, layer=k))
-        return _frames().check_frame(rows)
+        return rows
 
     def structures(self) -> pd.DataFrame:
         """The on-disk structures of every layer, as host-file regions."""
+        return _frames().structures_frame(self.structure_rows())
+
+    def structure_rows(self) -> list[dict]:
+        """``structures()`` as a list of dicts (no pandas)."""
         rows = []
         for k, img in enumerate(self.chain.layers):
             for r in img.structures():
                 rows.append(dict(r, layer=k))
-        return _frames().structures_frame(rows)
+        return rows
 
     # --- what is on the disk ------------------------------------------------------
     def volumes(self) -> list:
@@ -228,12 +269,16 @@ class Disk(ByteSource):
         from .volumes import scan
 
         if getattr(self, "_volumes", None) is None:
-            self._volumes = scan(self)
+            self._volumes = scan(self, sector_size=self.options.get("sector_size"))
         return self._volumes
 
     def partitions(self) -> pd.DataFrame:
         """One row per partition or logical volume, plus unallocated gaps (like ``mmls``)."""
-        return _frames().partitions_frame([v.row() for v in self.volumes()])
+        return _frames().partitions_frame(self.partition_rows())
+
+    def partition_rows(self) -> list[dict]:
+        """``partitions()`` as a list of dicts (no pandas)."""
+        return [v.row() for v in self.volumes()]
 
     def volume(self, key: int | str) -> ByteSource:
         """A partition (by its index) or logical volume ("vg/lv") as a ByteSource."""
@@ -245,12 +290,11 @@ class Disk(ByteSource):
         """The filesystem on a partition (number or "vg/lv"), or the only one there is."""
         from .filesystems import has_driver, open_filesystem
 
-        vols = [v for v in self.volumes() if v.filesystem]
         if part is None:
-            readable = [v for v in vols if has_driver(v.filesystem)]
+            readable = [v for v in self.filesystem_volumes() if has_driver(v.filesystem)]
             if len(readable) != 1:
                 have = ", ".join(f"{v.index if v.index is not None else v.name}:"
-                                 f"{v.filesystem}" for v in vols) or "none"
+                                 f"{v.filesystem}" for v in self.filesystem_volumes()) or "none"
                 raise InvalidArgument(
                     f"{self.path}: {len(readable)} readable filesystems ({have}); "
                     "say which with part=")
@@ -262,6 +306,14 @@ class Disk(ByteSource):
         name = f"{self.path}:{vol.index if vol.index is not None else vol.name or 'disk'}"
         return open_filesystem(vol.source, vol.filesystem or None, name=name,
                                strict=self.options.get("strict", True))
+
+    def filesystem_volumes(self, readable: bool = False) -> list:
+        """The volumes that hold a filesystem (only those a driver reads, if ``readable``):
+        the choices for :meth:`filesystem`'s ``part`` (a volume's ``index``, else ``name``)."""
+        from .filesystems import has_driver
+
+        vols = [v for v in self.volumes() if v.filesystem]
+        return [v for v in vols if has_driver(v.filesystem)] if readable else vols
 
     def browse(self, **kw):
         """A file browser widget over the disk's filesystems (ipywidgets; see widgets)."""
@@ -507,6 +559,30 @@ def _write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
         os.pwrite(fd, mv[start:b], base + start)
         written += b - start
     return written
+
+
+def _maybe_text(path: str) -> bool:
+    """False for a file whose first bytes hold a NUL: binary, so no VM machine file (those
+    are XML or text), and the machine readers need not be imported to say so."""
+    if not os.path.isfile(path):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return b"\0" not in f.read(512)
+    except OSError:
+        return True
+
+
+def _disk_size(layers) -> int:
+    """Bytes the layers' host files take on the host filesystem (``st_blocks``)."""
+    total = 0
+    for img in layers:
+        for p in img.host_files:
+            try:
+                total += os.stat(p).st_blocks * 512
+            except (OSError, AttributeError):
+                pass
+    return total
 
 
 def _at_snapshot(chain: Chain, snapshot: str | int, machine=None) -> Chain:

@@ -26,65 +26,24 @@ else:
 
     pd = _Pandas()
 
-#: Allocation states of a run (design.md "Allocation runs").
-DATA, ZERO, UNALLOCATED, BACKING, DAMAGED = "data", "zero", "unallocated", "backing", "damaged"
-STATES = (DATA, ZERO, UNALLOCATED, BACKING, DAMAGED)
-
-#: The columns every filesystem's ``files()`` starts with (drivers may add their own after).
-FILES_COLUMNS = ["path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
-                 "created", "modified", "accessed", "changed", "inode", "links", "deleted",
-                 "recoverable", "target"]
-
-ALLOCATION_COLUMNS = [
-    "start",
-    "length",
-    "end",
-    "state",
-    "layer",
-    "host_file",
-    "host_offset",
-    "compressed",
-]
-LAYER_COLUMNS = [
-    "layer",
-    "path",
-    "format",
-    "subformat",
-    "virtual_size",
-    "file_size",
-    "allocated",
-    "parent_path",
-    "parent_ok",
-]
-CHECK_COLUMNS = ["severity", "layer", "structure", "host_offset", "message"]
-STRUCTURE_COLUMNS = ["name", "host_file", "host_offset", "length", "description"]
-SNAPSHOT_COLUMNS = [
-    "id",
-    "name",
-    "parent",
-    "created",
-    "description",
-    "layer",
-    "path",
-    "vm_clock",
-    "vm_state_size",
-    "virtual_size",
-]
-INFO_FIELDS = [
-    "path",
-    "format",
-    "subformat",
-    "virtual_size",
-    "file_size",
-    "allocated",
-    "cluster_size",
-    "layers",
-    "parent",
-    "created",
-    "uuid",
-    "flags",
-]
-
+from .schemas import (  # noqa: F401 (re-exported: the names are frames' API too)
+    ALLOCATION_COLUMNS,
+    BACKING,
+    CHECK_COLUMNS,
+    DAMAGED,
+    DATA,
+    FILES_COLUMNS,
+    FS_INFO_FIELDS,
+    INFO_FIELDS,
+    LAYER_COLUMNS,
+    PARTITION_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    STATES,
+    STRUCTURE_COLUMNS,
+    STRUCTURE_FRAME_COLUMNS,
+    UNALLOCATED,
+    ZERO,
+)
 
 
 def allocation_frame(runs: Iterable[Any]) -> pd.DataFrame:
@@ -226,8 +185,6 @@ def snapshots_frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-PARTITION_COLUMNS = ["index", "scheme", "type", "type_name", "name", "start", "length", "end",
-                     "filesystem", "label", "uuid", "bootable"]
 
 
 def partitions_frame(rows: list[dict]) -> pd.DataFrame:
@@ -248,10 +205,6 @@ def info_series(fields: dict) -> pd.Series:
         if k not in ordered:
             ordered[k] = v
     return pd.Series(ordered, dtype=object, name=fields.get("path"))
-
-
-#: the facts every filesystem's ``info()`` starts with, named alike everywhere
-FS_INFO_FIELDS = ["fstype", "label", "uuid", "size", "block_size", "dirty"]
 
 
 def fs_info_series(fields: dict) -> pd.Series:

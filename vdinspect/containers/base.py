@@ -16,8 +16,8 @@ import numpy as np
 
 from ..errors import NotFound
 from ..findings import Findings
-from ..frames import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 from ..io import ByteSource, LRUCache
+from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 
 MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..errors import InvalidArgument, NotRecognized
@@ -13,13 +14,28 @@ HEAD_SIZE = 4096
 TAIL_SIZE = 513  # the last 512 bytes, and one more for old 511-byte VHD footers
 
 
+def _any(head: bytes) -> bool:
+    return True
+
+
+def _never(tail: bytes) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Format:
-    """A registered image format: its name and the module that reads it."""
+    """A registered image format: its name, the module that reads it, and its magic.
+
+    ``magic(head)`` and ``tail_magic(tail)`` are cheap pre-checks written here so that
+    detection imports (and builds the structs of) only the module whose magic matches:
+    each must answer True whenever the module's own ``probe``/``probe_tail`` could.
+    """
 
     name: str
     module: str  # relative to vdinspect.containers; must define probe() and open_image()
     description: str
+    magic: Callable[[bytes], bool] = _any
+    tail_magic: Callable[[bytes], bool] = _never
 
     def load(self):
         return importlib.import_module(f"vdinspect.containers.{self.module}")
@@ -30,15 +46,37 @@ class Format:
         return importlib.util.find_spec(f"vdinspect.containers.{self.module}") is not None
 
 
+def _qemu(head: bytes) -> bool:
+    return head[:4] == b"QFI\xfb"
+
+
+def _vmdk(head: bytes) -> bool:
+    """Sparse ("KDMV"), COWD, seSparse (0xcafebabe), or text starting as a descriptor does
+    (a comment line or ``version=``)."""
+    if head[:4] in (b"KDMV", b"COWD") or head[:8] == b"\xbe\xba\xfe\xca\0\0\0\0":
+        return True
+    text = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+    text = text.lstrip(b" \t\r\n")
+    return text[:1] == b"#" or text[:7].lower() == b"version"
+
+
+def _vhd_tail(tail: bytes) -> bool:
+    return b"conectix" in tail
+
+
 #: Probed in this order; raw matches anything and so comes last.
 FORMATS: list[Format] = [
-    Format("qcow2", "qcow2", "QEMU copy-on-write v2/v3"),
-    Format("qcow", "qcow", "QEMU copy-on-write v1"),
-    Format("vmdk", "vmdk", "VMware virtual disk (descriptor, sparse, stream, COWD, seSparse)"),
-    Format("vhdx", "vhdx", "Microsoft Hyper-V virtual hard disk v2"),
-    Format("vhd", "vhd", "Microsoft virtual hard disk (Virtual PC, Hyper-V, Disk2VHD)"),
-    Format("vdi", "vdi", "VirtualBox disk image"),
-    Format("parallels", "parallels", "Parallels / Virtuozzo sparse image and .hdd bundle"),
+    Format("qcow2", "qcow2", "QEMU copy-on-write v2/v3", _qemu),
+    Format("qcow", "qcow", "QEMU copy-on-write v1", _qemu),
+    Format("vmdk", "vmdk", "VMware virtual disk (descriptor, sparse, stream, COWD, seSparse)",
+           _vmdk),
+    Format("vhdx", "vhdx", "Microsoft Hyper-V virtual hard disk v2",
+           lambda h: h[:8] == b"vhdxfile"),
+    Format("vhd", "vhd", "Microsoft virtual hard disk (Virtual PC, Hyper-V, Disk2VHD)",
+           lambda h: h[:8] == b"conectix", _vhd_tail),
+    Format("vdi", "vdi", "VirtualBox disk image", lambda h: h[64:68] == b"\x7f\x10\xda\xbe"),
+    Format("parallels", "parallels", "Parallels / Virtuozzo sparse image and .hdd bundle",
+           lambda h: h[:16] in (b"WithoutFreeSpace", b"WithouFreSpacExt")),
     Format("raw", "raw", "raw disk image"),
 ]
 
@@ -79,13 +117,16 @@ def detect(source: ByteSource) -> Format:
     head = source.read(0, min(HEAD_SIZE, source.size))
     found = [f for f in FORMATS if f.available]
     for f in found:
-        if f.name != "raw" and f.load().probe(head):
+        if f.name != "raw" and f.magic(head) and f.load().probe(head):
             return f
+    tail = None
     for f in found:
-        if f.name != "raw" and probe_tail(f.load(), source):
-            return f
+        if f.name != "raw" and f.tail_magic is not _never:
+            tail = read_tail(source) if tail is None else tail
+            if f.tail_magic(tail) and probe_tail(f.load(), source):
+                return f
     for f in found:
-        if f.load().probe(head):
+        if f.magic(head) and f.load().probe(head):
             return f
     raise NotRecognized("no reader recognises this file", path=source.name)  # pragma: no cover
 

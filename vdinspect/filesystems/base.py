@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
-from ..frames import FILES_COLUMNS  # noqa: F401 (re-exported for drivers)
 from ..io import ByteSource
 from ..progress import Progress
+from ..schemas import FILES_COLUMNS  # noqa: F401 (re-exported for drivers)
 
 if TYPE_CHECKING:
     import pandas as pd

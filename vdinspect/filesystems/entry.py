@@ -8,7 +8,7 @@ import stat as statmod
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..frames import FILES_COLUMNS
+from ..schemas import FILES_COLUMNS
 
 #: ``kind`` values of the files() schema
 FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"

@@ -305,7 +305,7 @@ def scan(
     be read is listed and the problems are in ``.check()``. ``sector_size`` forces the
     logical sector size (found from the GPT header's place otherwise; 512 for MBR).
     """
-    from . import bsd, gpt, lvm2, mbr, probes
+    from . import bsd, gpt, mbr, probes
 
     if strict is None:
         strict = bool(getattr(source, "options", {}).get("strict", True))
@@ -378,7 +378,11 @@ def scan(
             if src is not None:
                 probes.apply(ctx, v, src)
         members = [v for v in volumes if v.filesystem == "LVM2_member"]
-        lvs, vgs = lvm2.scan_lvm(ctx, members) if members and lvm else ([], [])
+        lvs, vgs = [], []
+        if members and lvm:  # the LVM2 reader is imported only for a disk that has PVs
+            from . import lvm2
+
+            lvs, vgs = lvm2.scan_lvm(ctx, members)
         for lv in lvs:
             src = _probe_source(ctx, lv)
             if src is not None:

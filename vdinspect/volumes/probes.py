@@ -355,6 +355,11 @@ def probe_swap(src: ByteSource) -> FsInfo | None:
 
 
 def probe_lvm2(src: ByteSource) -> FsInfo | None:
+    # the label ("LABELONE") starts one of the first four 512-byte sectors; look for it
+    # before importing the LVM2 reader, so that disks without LVM never load it
+    head = _rd(src, 0, min(src.size, 2048)) or b""
+    if not any(head[o : o + 8] == b"LABELONE" for o in range(0, len(head), 512)):
+        return None
     from ..layout import size_of
     from .lvm2 import LABEL_TYPE, SECTOR, LabelHeader, PvHeader, find_label, format_uuid, label_crc
 

@@ -15,7 +15,7 @@ from construct import (
     this,
 )
 
-from ...frames import DAMAGED, DATA, UNALLOCATED, ZERO
+from ...schemas import DAMAGED, DATA, UNALLOCATED, ZERO
 
 FORMAT = "qcow2"
 MAGIC = b"QFI\xfb"

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CorruptImage, InvalidArgument, VDInspectError
-from ...frames import text_array
 from ...layout import offset_of, struct_format
 from ..base import DIR, FILE, MAX_DEPTH, Entry
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
@@ -35,6 +34,7 @@ from .inode import (
 
 if TYPE_CHECKING:
     import pandas as pd
+
 
 _FAST_FIELDS = struct_format(Inode, "i_mode", "i_dtime", "i_links_count", "i_flags")
 _I_BLOCK_AT = offset_of(Inode, "i_block")
@@ -290,7 +290,7 @@ def files_table(entries: list[Entry]) -> pd.DataFrame:
     extra columns typed (nanosecond times and flags as Int64, note as string)."""
     import pandas as pd
 
-    from ...frames import FILES_COLUMNS
+    from ...frames import FILES_COLUMNS, text_array
 
     n = len(entries)
     # times: decoded in bulk from the inode records of the entries built by files()
@@ -379,6 +379,8 @@ def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFr
     """Rows of live plain files and directories, decoded column-wise from their records."""
     import pandas as pd
 
+    from ...frames import text_array
+
     n = len(fast)
     paths, names, parents, inos, raws = zip(*fast) if n else ((), (), (), (), ())
     isz = len(raws[0]) if n else INODE_CLASSIC
@@ -441,6 +443,7 @@ def assemble_files(
 ) -> pd.DataFrame:
     """The files() frame from the column walk: fast rows and Entry rows, in walk order."""
     import pandas as pd
+
 
     if not fast:
         return files_table(entries)

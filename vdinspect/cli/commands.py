@@ -1,0 +1,423 @@
+"""What each ``vdinspect`` command does: open the image, take the rows, write them.
+
+Each ``cmd_*`` takes the parsed arguments and the output stream and returns the exit
+status. The rows come from the Disk's pandas-free ``*_rows()`` methods and runs, so no
+command imports pandas; ``--json`` writes them exactly (bytes, the DataFrame's column
+names), the default is a table for people (see :mod:`vdinspect.cli.output`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from typing import IO
+
+from ..errors import InvalidArgument, NotFound
+from ..schemas import (
+    ALLOCATION_COLUMNS,
+    CHECK_COLUMNS,
+    LAYER_COLUMNS,
+    PARTITION_COLUMNS,
+    SNAPSHOT_COLUMNS,
+    STRUCTURE_FRAME_COLUMNS,
+)
+from .output import cell, human, project, when, write_json, write_rows, write_table
+
+#: what ``info`` shows without --all (the rest is format-internal)
+MAIN_INFO = ("format", "virtual_size", "disk_size", "allocated", "cluster_size", "layers",
+             "parent", "created", "uuid", "snapshots", "encrypted", "dirty", "corrupt",
+             "flags")
+
+
+def open_disk(args):
+    """The Disk the common options describe."""
+    from ..disk import Disk
+
+    return Disk.open(args.image, format=args.format, snapshot=args.snapshot,
+                     layer=args.layer, strict=not args.salvage,
+                     parents=args.parents or None,
+                     sector_size=getattr(args, "sector_size", None))
+
+
+def _size(args, n: int | None) -> str:
+    return human(n, exact=getattr(args, "bytes", False))
+
+
+def _offset(args, n: int | None) -> str:
+    """An offset: hex (exact and short, as ``qemu-img map`` prints them), or --bytes."""
+    if n is None:
+        return ""
+    return str(n) if getattr(args, "bytes", False) else f"{n:#x}"
+
+
+def _hex(n: int | None) -> str:
+    return "" if n is None else f"{n:#x}"
+
+
+def _name(path: str | None) -> str:
+    return "" if path is None else os.path.basename(path)
+
+
+# --- the image -------------------------------------------------------------------------
+
+
+def cmd_info(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        exact = args.json or args.all or args.exact
+        fields = disk.info_fields(exact=exact)
+    if args.json:
+        write_json(out, fields, indent=1)
+        return 0
+    sub = f" {fields['subformat']}" if fields.get("subformat") else ""
+    nl = fields["layers"]
+    out.write(f"{fields['path']}: {fields['format']}{sub} image, "
+              f"{human(fields['virtual_size'])} virtual"
+              f"{f', {nl} layers' if nl > 1 else ''}\n")
+    keys = list(fields) if args.all else [k for k in MAIN_INFO if k in fields]
+    rows = []
+    for k in keys:
+        v = fields[k]
+        if not args.all and (v is None or v == [] or v is False
+                             or (k == "snapshots" and v == 0)):
+            continue
+        if k == "format":
+            v = f"{v}{sub}"
+        if isinstance(v, int) and not isinstance(v, bool) and (
+                k.endswith("size") or k in ("allocated", "file_size")):
+            text = _size(args, v)
+            if k == "virtual_size" and not args.bytes:
+                text += f" ({v} bytes)"
+        else:
+            text = cell(v)
+        rows.append((k.replace("_", " ") + ":", text))
+    width = max((len(k) for k, _v in rows), default=0)
+    out.write("".join(f"{k:<{width}} {v}".rstrip() + "\n" for k, v in rows))
+    if not args.all:
+        out.write("(--all for every field, --exact for allocated bytes, --json for scripts)\n"
+                  if not args.exact else "(--all for every field, --json for scripts)\n")
+    return 0
+
+
+def cmd_layers(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        rows = disk.layer_rows()
+    if args.json:
+        write_rows(out, project(rows, LAYER_COLUMNS))
+        return 0
+    out.write(f"{args.image}: {len(rows)} layer(s), base (0) first\n")
+    write_table(out, ("LAYER", "FORMAT", "VIRTUAL", "FILE", "ALLOCATED", "PARENT OK", "PATH"),
+                [(str(r["layer"]), f"{r['format']} {r['subformat'] or ''}".strip(),
+                  _size(args, r["virtual_size"]), _size(args, r["file_size"]),
+                  _size(args, r["allocated"]), cell(r["parent_ok"]), r["path"] or "")
+                 for r in rows], right=(0, 2, 3, 4))
+    return 0
+
+
+def _run_rows(runs) -> list[dict]:
+    """Runs as ``allocation()`` rows, built column by column."""
+    return [dict(zip(ALLOCATION_COLUMNS, t)) for t in zip(
+        [r.start for r in runs], [r.length for r in runs], [r.start + r.length for r in runs],
+        [r.state for r in runs], [r.layer for r in runs], [r.host_file for r in runs],
+        [r.host_offset for r in runs], [bool(r.compressed) for r in runs])]
+
+
+def cmd_map(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        runs = disk.runs(args.start, args.length, layer=args.own_layer)
+        size = disk.size
+    if args.json:
+        write_rows(out, _run_rows(runs))
+        return 0
+    totals: dict[str, list[int]] = {}
+    for r in runs:
+        t = totals.setdefault(r.state, [0, 0])
+        t[0] += 1
+        t[1] += r.length
+    summary = ", ".join(f"{human(b)} {s} ({n} run{'s' if n > 1 else ''})"
+                        for s, (n, b) in totals.items())
+    out.write(f"{args.image}: {human(size)} virtual; {summary or 'nothing'}\n")
+    files = {r.host_file for r in runs if r.host_file}
+    comp = any(r.compressed for r in runs)
+    head = ["START", "END", "LENGTH", "STATE", "LAYER", "HOST OFFSET"]
+    head += ["COMPRESSED"] * comp + ["HOST FILE"] * (len(files) > 1)
+    rows = []
+    for r in runs:
+        row = [_offset(args, r.start), _offset(args, r.start + r.length), _size(args, r.length),
+               r.state, cell(r.layer), _hex(r.host_offset)]
+        row += ["yes" if r.compressed else ""] * comp + [_name(r.host_file)] * (len(files) > 1)
+        rows.append(row)
+    write_table(out, head, rows, right=(0, 1, 2, 4, 5))
+    return 0
+
+
+def cmd_snapshots(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        rows = disk.snapshot_rows()
+    if args.json:
+        write_rows(out, project(rows, SNAPSHOT_COLUMNS))
+        return 0
+    if not rows:
+        out.write(f"{args.image}: no snapshots\n")
+        return 0
+    out.write(f"{args.image}: {len(rows)} snapshot(s)\n")
+    write_table(out, ("ID", "NAME", "CREATED", "VM STATE", "LAYER", "DESCRIPTION"),
+                [(cell(r.get("id")), cell(r.get("name")), when(r.get("created")),
+                  _size(args, r.get("vm_state_size")), cell(r.get("layer")),
+                  cell(r.get("description"))) for r in rows], right=(3, 4), shrink=5)
+    return 0
+
+
+def cmd_check(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        rows = disk.check_rows()
+        nl = len(disk.chain.layers)
+    if args.json:
+        write_rows(out, project(rows, CHECK_COLUMNS))
+        return 0
+    layers = f"{nl} layers" if nl > 1 else "1 layer"
+    if not rows:
+        out.write(f"{args.image}: no problems found ({layers} checked)\n")
+        return 0
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.get("severity") or "?"] = counts.get(r.get("severity") or "?", 0) + 1
+    out.write(f"{args.image}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+              + f" ({layers} checked)\n")
+    write_table(out, ("SEVERITY", "LAYER", "STRUCTURE", "OFFSET", "MESSAGE"),
+                [(cell(r.get("severity")), cell(r.get("layer")), cell(r.get("structure")),
+                  _hex(r.get("host_offset")), cell(r.get("message"))) for r in rows],
+                right=(1, 3))
+    return 0
+
+
+def cmd_structures(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        rows = disk.structure_rows()
+    if args.json:
+        write_rows(out, project(rows, STRUCTURE_FRAME_COLUMNS))
+        return 0
+    files = {r.get("host_file") for r in rows}
+    out.write(f"{args.image}: {len(rows)} on-disk structures\n")
+    head = ["LAYER", "NAME", "OFFSET", "LENGTH", "DESCRIPTION"] + ["FILE"] * (len(files) > 1)
+    write_table(out, head, [
+        [cell(r.get("layer")), cell(r.get("name")), _hex(r.get("host_offset")),
+         _size(args, r.get("length")), cell(r.get("description"))]
+        + [_name(r.get("host_file"))] * (len(files) > 1) for r in rows],
+        right=(0, 2, 3), shrink=4)
+    return 0
+
+
+def cmd_explain(args, out: IO[str]) -> int:
+    with open_disk(args) as disk, _bad_call():
+        ex = disk.explain(args.structure, layer=args.in_layer, offset=args.offset)
+    if args.json:
+        write_json(out, dict(name=ex.name, host_file=ex.host_file, host_offset=ex.host_offset,
+                             size=ex.size, description=ex.description,
+                             fields=[dict(offset=f.offset, size=f.size, field=f.field,
+                                          raw=f.raw, value=f.value, meaning=f.meaning)
+                                     for f in ex.fields]), indent=1)
+        return 0
+    out.write(str(ex) + "\n")
+    return 0
+
+
+def cmd_convert(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        written = disk.to_raw(args.output, progress=True if args.progress else None)
+        if args.json:
+            write_json(out, dict(output=args.output, virtual_size=disk.size,
+                                 data_written=written))
+        else:
+            out.write(f"{args.output}: {human(disk.size)} raw disk written "
+                      f"({human(written)} of data, the rest left sparse)\n")
+    return 0
+
+
+# --- what is on the disk -------------------------------------------------------------------
+
+
+def cmd_parts(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        if args.part is not None:
+            with _bad_call():
+                rows = [disk.volumes().find(args.part).row()]
+        else:
+            rows = disk.partition_rows()
+        size = disk.size
+    for r in rows:
+        if r.get("end") is None and r.get("start") is not None:
+            r["end"] = r["start"] + r["length"]
+    if args.json:
+        write_rows(out, project(rows, PARTITION_COLUMNS))
+        return 0
+    schemes = sorted({r["scheme"] for r in rows if r.get("scheme")})
+    nparts = sum(1 for r in rows if r.get("type") != "unallocated")
+    out.write(f"{args.image}: {human(size)}, {'/'.join(schemes) or 'no'} partition table, "
+              f"{nparts} volume(s)\n")
+    table = []
+    for r in rows:
+        gap = r.get("type") == "unallocated"
+        table.append((cell(r.get("index")), _size(args, r["start"]), _size(args, r["end"]),
+                      _size(args, r["length"]),
+                      "free space" if gap else cell(r.get("type_name") or r.get("type")),
+                      cell(r.get("filesystem")), cell(r.get("label")), cell(r.get("name"))))
+    write_table(out, ("#", "START", "END", "SIZE", "TYPE", "FILESYSTEM", "LABEL", "NAME"),
+                table, right=(0, 1, 2, 3), shrink=7)
+    return 0
+
+
+@contextlib.contextmanager
+def _bad_call() -> Iterator[None]:
+    """A partition or path that does not exist is a bad call (exit 2), not a bad image."""
+    try:
+        yield
+    except NotFound as e:
+        raise InvalidArgument(str(e)) from e
+
+
+def _filesystem(args, disk):
+    """The filesystem ``--part`` names, or the only one; else say which choices exist."""
+    with _bad_call():
+        if args.part is None:
+            readable = disk.filesystem_volumes(readable=True)
+            if len(readable) != 1:
+                vols = disk.filesystem_volumes()
+                if not vols:
+                    raise InvalidArgument(f"{args.image}: no filesystem found on this disk")
+                choices = "; ".join(
+                    f"--part {v.key}: {v.filesystem}"
+                    + (f" '{v.label}'" if v.label else "") + f", {human(v.length)}"
+                    + ("" if v in readable else " (no reader)") for v in vols)
+                if not readable:
+                    raise InvalidArgument(f"{args.image}: no reader for the filesystems "
+                                          f"found ({choices})")
+                raise InvalidArgument(
+                    f"{args.image} holds {len(readable)} filesystems: choose one with "
+                    f"--part N ({choices})")
+            return disk.filesystem(readable[0].key)
+        return disk.filesystem(args.part)
+
+
+def _file_rows(fs, entries) -> Iterator[dict]:
+    """Entries as ``files()`` rows (``damaged`` after ``target``, then the driver's extra
+    columns), one at a time. A row lacking an extra column seen on an earlier row has it
+    as None, as in the frame (a column first seen later cannot be added to rows already
+    written)."""
+    from ..filesystems.base import FILES_COLUMNS
+
+    damaged = fs.volume_damaged()
+    known: dict = {}
+    for e in entries:
+        row = {c: getattr(e, c) for c in FILES_COLUMNS}
+        row["damaged"] = fs.damaged(e) if damaged else (None if e.kind == "dir" else 0)
+        extra = e.extra
+        if extra.keys() != known.keys():
+            known.update(dict.fromkeys(extra))
+            row.update(known)
+        row.update(extra)
+        yield row
+
+
+def _entries(fs, top, args) -> Iterator:
+    if top.kind == "dir":
+        return fs.iter_entries(top.path or "/", recursive=args.recursive,
+                               deleted=args.deleted)
+    return iter([top])
+
+
+def cmd_ls(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        fs = _filesystem(args, disk)
+        with _bad_call():
+            top = fs.lookup(args.path, deleted=args.deleted)
+        if args.json:
+            write_rows(out, _file_rows(fs, _entries(fs, top, args)))
+            return 0
+        damaged = fs.volume_damaged()
+        label = f" '{fs.label}'" if fs.label else ""
+        out.write(f"{fs.name} ({fs.fstype}{label}): {top.path or '/'}"
+                  f"{' and below' if args.recursive else ''}\n")
+        size_w = 20 if args.bytes else 9
+        head = f"{'KIND':<7}  {'SIZE':>{size_w}}  {'MODIFIED':<19}  {'INODE':>8}  "
+        out.write(head + ("DAMAGED  " if damaged else "") + "PATH\n")
+        for e in _entries(fs, top, args):
+            size = "" if e.kind == "dir" else _size(args, e.size)
+            mark = " (deleted)" if e.deleted else ""
+            bad = ""
+            if damaged:
+                d = fs.damaged(e)
+                bad = f"{_size(args, d) if d else '':>7}  "
+            target = f" -> {e.target}" if e.target else ""
+            out.write(f"{e.kind:<7}  {size:>{size_w}}  {when(e.modified):<19}  "
+                      f"{cell(e.inode):>8}  {bad}{e.path}{target}{mark}\n")
+    return 0
+
+
+def cmd_cat(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        fs = _filesystem(args, disk)
+        with _bad_call():
+            entry = fs.lookup(args.path, deleted=True)
+        if entry.kind == "dir":
+            raise InvalidArgument(f"{args.path} is a folder: list it with `vdinspect ls`")
+        if args.json:  # the bytes as base64 inside one JSON object
+            import base64
+
+            with fs.open(entry) as f:
+                data = f.read()
+                bad = f.damaged_ranges()
+            write_json(out, dict(path=entry.path, size=len(data),
+                                 damaged=[list(r) for r in bad],
+                                 base64=base64.b64encode(data).decode("ascii")))
+            return 1 if bad else 0
+        sink = getattr(out, "buffer", out)
+        with fs.open(entry) as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                sink.write(chunk)
+            bad = f.damaged_ranges()
+        sink.flush()
+        if bad:
+            from ..filesystems.base import damage_text
+
+            print(f"vdinspect: {entry.path}: could not read {damage_text(bad)} "
+                  "(written as zeros)", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_extract(args, out: IO[str]) -> int:
+    with open_disk(args) as disk:
+        fs = _filesystem(args, disk)
+        with _bad_call():
+            fs.lookup(args.path, deleted=args.deleted)
+        rep = fs.extract(args.path, args.dest, deleted=args.deleted,
+                         progress=True if args.progress else None)
+        if args.json:
+            damaged = [dict(path=p, host=h, ranges=[list(r) for r in rs])
+                       for p, h, rs in rep.damaged]
+            write_json(out, dict(dest=rep.dest, written=rep.written,
+                                 bytes_written=rep.bytes_written, renamed=rep.renamed,
+                                 incomplete=rep.incomplete, skipped=rep.skipped,
+                                 damaged=damaged, linked=rep.linked), indent=1)
+        else:
+            from ..filesystems.base import damage_text
+
+            out.write(rep.summary() + "\n")
+            for path, host in rep.renamed:
+                out.write(f"renamed: {path} -> {host}\n")
+            for path, first in rep.linked:
+                out.write(f"hard link: {path} = {first}\n")
+            for path, why in rep.incomplete:
+                out.write(f"incomplete: {path}: {why}\n")
+            for path, _host, ranges in rep.damaged:
+                out.write(f"damaged: {path}: {damage_text(ranges)} unreadable, "
+                          "written as zeros\n")
+            for path, why in rep.skipped:
+                out.write(f"skipped: {path}: {why}\n")
+    # files written with holes of zeros where the image is damaged: not a clean copy
+    return 1 if rep.damaged or rep.incomplete else 0

@@ -1,0 +1,168 @@
+"""How the command line writes its answers: JSON from plain rows, and readable tables.
+
+Nothing here imports pandas: the commands hand over lists of dicts (the rows the
+DataFrames are built from), so ``--json`` and the tables cost no more than the reading.
+
+- JSON: :func:`write_rows` streams a JSON array one row a line (valid JSON as a whole,
+  and each line after the first is one row, so ``ls -r --json`` shows its first files
+  before the walk ends); values JSON has no type for go through :func:`json_default`
+  (called by the C encoder only for those, not for every cell).
+- Text: :func:`write_table` lines up pre-formatted cells under short upper-case
+  headings, as ``lsblk`` does, and on a terminal narrows one chosen column to fit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+
+
+def json_default(v: Any) -> Any:
+    """A JSON value for what ``json`` cannot write itself: times as ISO 8601 (UTC),
+    durations in seconds, bytes as hex, numpy scalars as Python numbers."""
+    if isinstance(v, dt.datetime):
+        v = v.replace(tzinfo=dt.UTC) if v.tzinfo is None else v.astimezone(dt.UTC)
+        return v.isoformat()
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, dt.timedelta):
+        return v.total_seconds()
+    if isinstance(v, bytes | bytearray | memoryview):
+        return bytes(v).hex()
+    if isinstance(v, set | frozenset | tuple):
+        return list(v)
+    item = getattr(v, "item", None)  # numpy scalars
+    if callable(item):
+        return item()
+    return str(v)
+
+
+_ENCODER = json.JSONEncoder(default=json_default)
+
+
+def _name_errors(err: UnicodeError) -> tuple[bytes | str, int]:
+    """Encoding error handler for names from an image: bytes a driver kept as lone
+    surrogates (``surrogateescape``) are written as those bytes, as ``ls`` does; other
+    unencodable characters as ``\\uXXXX``."""
+    if not isinstance(err, UnicodeEncodeError):
+        raise err
+    text = err.object[err.start : err.end]
+    if all(0xDC80 <= ord(ch) <= 0xDCFF for ch in text):
+        return bytes(ord(ch) - 0xDC00 for ch in text), err.end
+    return "".join(f"\\u{ord(ch):04x}" for ch in text), err.end
+
+
+def register_name_errors() -> str:
+    """The name of the error handler above, registered with :mod:`codecs`."""
+    import codecs
+
+    codecs.register_error("vdinspect-names", _name_errors)
+    return "vdinspect-names"
+
+
+def write_json(out: IO[str], obj: Any, indent: int | None = None) -> None:
+    """One JSON document and a newline."""
+    json.dump(obj, out, default=json_default, indent=indent)
+    out.write("\n")
+
+
+def write_rows(out: IO[str], rows: Iterable[dict]) -> int:
+    """A JSON array written row by row as the rows come (one row a line); the row count."""
+    encode = _ENCODER.encode
+    n = 0
+    for row in rows:
+        out.write(("[\n" if n == 0 else ",\n") + encode(row))
+        n += 1
+    out.write("\n]\n" if n else "[\n]\n")
+    return n
+
+
+def project(rows: Iterable[dict], columns: Sequence[str]) -> list[dict]:
+    """Rows with exactly ``columns`` in that order (absent ones None), like the frames."""
+    get = dict.get
+    return [{c: get(r, c) for c in columns} for r in rows]
+
+
+# --- text ---------------------------------------------------------------------------
+
+
+def human(n: int | None, exact: bool = False) -> str:
+    """A size as people read it ("1.16 MiB", "4 GiB", "512 B"); ``exact`` gives the bytes."""
+    if n is None:
+        return ""
+    if exact or abs(n) < 1024:
+        return f"{n} B" if not exact else str(n)
+    v = float(n)
+    for unit in _UNITS:
+        v /= 1024
+        if abs(v) < 1024 or unit == _UNITS[-1]:
+            break
+    if v == int(v):
+        return f"{int(v)} {unit}"
+    return f"{v:.3g} {unit}" if abs(v) < 100 else f"{v:.0f} {unit}"
+
+
+def when(t: dt.datetime | None) -> str:
+    """A time to the second in UTC ("2024-05-01 12:00:00"), blank when unknown."""
+    if t is None:
+        return ""
+    if t.tzinfo is not None:
+        t = t.astimezone(dt.UTC)
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cell(v: Any) -> str:
+    """Any other value as a table cell: blank for None, yes/no, lists joined by commas."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, list | tuple):
+        return ", ".join(cell(x) for x in v)
+    if isinstance(v, dt.datetime):
+        return when(v)
+    if isinstance(v, bytes):
+        return v.hex()
+    return str(v)
+
+
+def terminal_width(out: IO[str]) -> int | None:
+    """The terminal's width when ``out`` is one; None for a pipe or a file (no cutting)."""
+    try:
+        if not out.isatty():
+            return None
+        return os.get_terminal_size(out.fileno()).columns
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def write_table(out: IO[str], headers: Sequence[str], rows: Sequence[Sequence[str]], *,
+                right: Iterable[int] = (), shrink: int | None = None) -> None:
+    """Cells lined up under their headings, two spaces apart.
+
+    ``right`` are the columns aligned right (numbers); on a terminal narrower than the
+    table, column ``shrink`` is cut to fit (ending in "…"), never below 12 characters.
+    """
+    right = set(right)
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    cols = shrink is not None and terminal_width(out)
+    if cols and shrink is not None:
+        over = sum(widths) + 2 * (len(widths) - 1) - cols
+        if over > 0:
+            widths[shrink] = max(12, widths[shrink] - over)
+    last = len(headers) - 1
+    lines = []
+    for r in [list(headers)] + [list(x) for x in rows]:
+        parts = []
+        for i, v in enumerate(r):
+            w = widths[i]
+            if len(v) > w:
+                v = v[: w - 1] + "…"
+            parts.append(v.rjust(w) if i in right else (v if i == last else v.ljust(w)))
+        lines.append("  ".join(parts).rstrip())
+    out.write("\n".join(lines) + "\n")
