@@ -449,3 +449,39 @@ def test_decode_text_cut_character():
 )
 def test_image_format(head, fmt):
     assert image_format(head) == fmt
+
+
+# --- panels, filter and page jump (controller only) ------------------------------------------
+
+
+def test_panels_clear_when_moving_on():
+    fs = HugeFS()
+    c = BrowserController(fs)
+    assert c.show("note.txt")["text"] == "abc"
+    assert not c.run(lambda: c.cd("/note.txt"))  # a file is no folder: the red line
+    assert "not a folder" in c.error and c.shown is not None
+    assert c.run(lambda: c.cd("/huge"))  # navigating clears every panel
+    assert c.error is None and c.shown is None and c.report is None
+    assert not c.run(lambda: c.extract("/tmp"))  # nothing selected
+    assert c.error == "nothing selected to extract"
+    assert c.run(c.next_page)  # a later success clears the error
+    assert c.error is None
+
+
+def test_filter_and_page_jump():
+    fs = HugeFS()
+    c = BrowserController(fs)
+    c.cd("/huge")
+    assert c.page_count is None
+    assert c.goto_page(3) == 3 and c.listing()["name"].iloc[0] == "f000600"
+    assert fs.made <= 801
+    assert c.goto_page(10**6) == HugeFS.N // 200 - 1  # past the end: the last page
+    assert c.page_count == HugeFS.N // 200
+    c.set_filter("F0999")
+    assert c.page == 0 and c.count == 100 and c.page_count == 1
+    assert list(c.listing()["name"])[:2] == ["f099900", "f099901"]
+    c.sort("name")
+    c.sort("name")  # descending, still filtered
+    assert c.listing()["name"].iloc[0] == "f099999"
+    c.set_filter("")
+    assert c.count == HugeFS.N
