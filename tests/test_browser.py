@@ -157,6 +157,8 @@ def lab(tmp_path, request):
     env.update({k: str(v) for k, v in jdirs.items()})
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["JUPYTER_PLATFORM_DIRS"] = "1"
+    # The kernel imports this checkout's vdinspect, whatever copy pip installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     marker = f"JUPYTER_RUNTIME_DIR={jdirs['JUPYTER_RUNTIME_DIR']}"
 
     port = _free_port()
@@ -301,43 +303,69 @@ def test_tour_notebook_renders_in_chromium(lab, tmp_path):
             if not have("mkfs.fat", "mmd", "mcopy", "sfdisk"):
                 pytest.skip("mkfs.fat, mtools or sfdisk missing: the tour shows no file browser")
 
-            # The file browser widget, rendered by the ipywidgets front end.
+            # The file browser widget, rendered by the ipywidgets front end; its file table
+            # is our anywidget component.
             fb = page.locator(".vdinspect-browser").first
             fb.scroll_into_view_if_needed(timeout=deadline.ms())
             fb.wait_for(state="visible", timeout=deadline.ms())
-            listing = fb.locator(".vdinspect-listing select")
-            options = listing.locator("option")
-            page.wait_for_function(
-                "sel => sel.options.length > 0", arg=listing.element_handle(), timeout=deadline.ms()
-            )
-            before = options.all_inner_texts()
-            assert any("docs/" in t for t in before), before
-            assert any("README.MD" in t.upper() for t in before), before
+            table = fb.locator(".vdinspect-listing")
+            rows = table.locator(".vdi-item")
+            names = table.locator(".vdi-item .vdi-col-name")
+            rows.first.wait_for(timeout=deadline.ms())
+            before = names.all_inner_texts()
+            assert "docs/" in before, before
+            assert any(t.upper() == "README.MD" for t in before), before
+            # the live widget hides the note meant for a reader without a kernel
+            note = page.locator(".vdinspect-static-note")
+            assert note.count() == 1 and not note.is_visible()
             shot(page, "browser-root", fb)
 
-            # Open the docs folder: select it in the listing, click Open.
-            docs = options.filter(has_text="docs/").first
-            listing.select_option(value=docs.get_attribute("value"), timeout=deadline.ms())
-            fb.locator("button.vdinspect-open").click(timeout=deadline.ms())
+            # Keys typed in the list act on the list, never on the notebook: 'a'/'b' would
+            # insert cells, 'd d' delete the browser's cell, Ctrl+A select every cell.
+            cells = page.locator(".jp-NotebookPanel .jp-Notebook > .jp-Cell")
+            n_cells = cells.count()
+            rows.first.click(timeout=deadline.ms())
+            for key in ("a", "b", "d", "d", "Control+a"):
+                page.keyboard.press(key)
             page.wait_for_function(
-                """sel => [...sel.options].some(o => o.textContent.includes('hello.txt'))""",
-                arg=listing.element_handle(),
+                """t => [...t.querySelectorAll('.vdi-item')].every(
+                       r => r.classList.contains('vdi-selected'))""",
+                arg=table.element_handle(),
                 timeout=deadline.ms(),
             )
-            after = options.all_inner_texts()
-            assert after != before
-            assert any("hello.txt" in t.lower() for t in after), after
-            assert not any("docs/" in t for t in after), after
+            assert cells.count() == n_cells
+            assert page.locator(".jp-Notebook .jp-Cell.jp-mod-selected").count() <= 1
+
+            # A column header sorts: size, then the arrow says which way.
+            table.locator(".vdi-head button[data-key='size']").click(timeout=deadline.ms())
+            table.locator(".vdi-head button[data-key='size']", has_text="▲").wait_for(
+                timeout=deadline.ms()
+            )
+
+            # Double-click the docs folder: it opens.
+            rows.filter(has_text="docs/").first.dblclick(timeout=deadline.ms())
+            rows.filter(has_text="hello.txt").first.wait_for(timeout=deadline.ms())
+            after = names.all_inner_texts()
+            assert "docs/" not in after, after
             crumbs = fb.locator(".vdinspect-crumbs button").all_inner_texts()
             assert any("docs" in c for c in crumbs), crumbs
 
             # Select the file: the preview shows its text.
-            hello = options.filter(has_text="hello.txt").first
-            listing.select_option(value=hello.get_attribute("value"), timeout=deadline.ms())
+            rows.filter(has_text="hello.txt").first.click(timeout=deadline.ms())
             fb.locator(".vdinspect-preview", has_text="Hello from inside a FAT partition").wait_for(
                 timeout=deadline.ms()
             )
             shot(page, "browser-docs", fb)
+            # Backspace goes up; the stale preview goes with the folder.
+            page.keyboard.press("Backspace")
+            rows.filter(has_text="docs/").first.wait_for(timeout=deadline.ms())
+            fb.locator(".vdinspect-preview", has_text="select a file").wait_for(
+                timeout=deadline.ms()
+            )
+            # Enter on a folder opens it too.
+            rows.filter(has_text="docs/").first.click(timeout=deadline.ms())
+            page.keyboard.press("Enter")
+            rows.filter(has_text="hello.txt").first.wait_for(timeout=deadline.ms())
             assert not console_errors, console_errors
         except BaseException:
             # Keep what the page looked like when it went wrong.
