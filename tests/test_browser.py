@@ -322,8 +322,9 @@ def test_tour_notebook_renders_in_chromium(lab, tmp_path):
 
             # Keys typed in the list act on the list, never on the notebook: 'a'/'b' would
             # insert cells, 'd d' delete the browser's cell, Ctrl+A select every cell.
-            cells = page.locator(".jp-NotebookPanel .jp-Notebook > .jp-Cell")
+            cells = page.locator(".jp-NotebookPanel .jp-Notebook-cell")
             n_cells = cells.count()
+            assert n_cells > 20, n_cells
             rows.first.click(timeout=deadline.ms())
             for key in ("a", "b", "d", "d", "Control+a"):
                 page.keyboard.press(key)
@@ -333,7 +334,13 @@ def test_tour_notebook_renders_in_chromium(lab, tmp_path):
                 arg=table.element_handle(),
                 timeout=deadline.ms(),
             )
+            # The same keys on a focused button of the browser (which does not handle them)
+            # are kept from the notebook by the attribute on the browser's root.
+            fb.locator("button.vdinspect-open").focus(timeout=deadline.ms())
+            for key in ("a", "b", "d", "d"):
+                page.keyboard.press(key)
             assert cells.count() == n_cells
+            assert fb.get_attribute("data-lm-suppress-shortcuts") == "true"
             assert page.locator(".jp-Notebook .jp-Cell.jp-mod-selected").count() <= 1
 
             # A column header sorts: size, then the arrow says which way.
@@ -366,6 +373,26 @@ def test_tour_notebook_renders_in_chromium(lab, tmp_path):
             rows.filter(has_text="docs/").first.click(timeout=deadline.ms())
             page.keyboard.press("Enter")
             rows.filter(has_text="hello.txt").first.wait_for(timeout=deadline.ms())
+
+            # The control: without the attribute the same key on the same button does reach
+            # the notebook ('b' inserts a cell below), so the attribute is what stops it.
+            page.evaluate(
+                """() => {
+                    const b = document.querySelector('.vdinspect-browser button.vdinspect-open');
+                    b.blur();
+                    b.addEventListener('focusin', e => e.stopPropagation());  // unguarded
+                    document.querySelectorAll('.vdinspect-browser, .vdinspect-browser *')
+                        .forEach(e => e.removeAttribute('data-lm-suppress-shortcuts'));
+                }"""
+            )
+            n_cells = cells.count()
+            fb.locator("button.vdinspect-open").focus(timeout=deadline.ms())
+            page.keyboard.press("b")
+            page.wait_for_function(
+                f"() => document.querySelectorAll('.jp-NotebookPanel .jp-Notebook-cell')"
+                f".length === {n_cells + 1}",
+                timeout=deadline.ms(20),
+            )
             assert not console_errors, console_errors
         except BaseException:
             # Keep what the page looked like when it went wrong.

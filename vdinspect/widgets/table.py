@@ -38,14 +38,27 @@ function h(tag, cls, text) {
   return e;
 }
 
+const SUPPRESS = "data-lm-suppress-shortcuts";
+
 function guard(el) {
   // Keys inside the browser belong to the browser, not to the notebook's shortcuts.
-  el.setAttribute("data-lm-suppress-shortcuts", "true");
+  // JupyterLab's command-mode shortcuts match the focused element itself
+  // (".jp-Notebook.jp-mod-commandMode ... :focus"), so the attribute must sit on
+  // whatever has the focus: every element of the browser gets it as it gains focus.
+  el.setAttribute(SUPPRESS, "true");
   let tries = 0;
   const up = () => {
     const root = el.closest(".vdinspect-browser");
     if (!root) { if (++tries < 200) requestAnimationFrame(up); return; }
-    root.setAttribute("data-lm-suppress-shortcuts", "true");
+    root.setAttribute(SUPPRESS, "true");
+    if (!root.dataset.vdiGuarded) {
+      root.dataset.vdiGuarded = "1";
+      root.addEventListener("focusin", (ev) => {
+        if (ev.target instanceof Element) ev.target.setAttribute(SUPPRESS, "true");
+      });
+      const active = document.activeElement;
+      if (active && root.contains(active)) active.setAttribute(SUPPRESS, "true");
+    }
     // The browser is live: hide the "run the cell again" note shown to a kernel-less reader.
     const area = root.closest(".jp-OutputArea, .output_area, .output");
     if (area) {
@@ -71,6 +84,7 @@ function render({ model, el }) {
   const head = h("div", "vdi-row vdi-head");
   const body = h("div", "vdi-body");
   body.tabIndex = 0;
+  body.setAttribute(SUPPRESS, "true");
   body.setAttribute("role", "listbox");
   body.setAttribute("aria-multiselectable", "true");
   const foot = h("div", "vdi-foot");
