@@ -631,3 +631,32 @@ def test_host_layout_other_formats(tmp_path):
             assert s["file_size"] == p.stat().st_size
             assert s["header"] > 0 and s["data"] >= 1 * MiB and s["data_extents"] >= 1
         plt.close("all")
+
+
+def test_plot_displays_once_in_a_notebook():
+    """A cell ending in a plot call shows the picture once, without '<Axes: ...>' text."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    cells = [
+        "%matplotlib inline\nimport vdinspect\n"
+        f"disk = vdinspect.open({str(SAMPLE_IMAGES / 'chain-top.qcow2')!r})",
+        "disk.plot_allocation()",
+        "disk.plot_layers();",
+        "ax = disk.plot_allocation()\nprint(type(ax).__name__)",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(SAMPLE_IMAGES.parent), os.environ.get("PYTHONPATH")) if p))
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute(env=env)
+    outs = [c.outputs for c in nb.cells]
+
+    def pngs(out):
+        return [o for o in out if "image/png" in o.get("data", {})]
+
+    # the value's repr is the picture, and the inline backend does not draw it again
+    assert len(outs[1]) == 1 and len(pngs(outs[1])) == 1, outs[1]
+    # ';' (no value shown): the backend draws it, once
+    assert len(pngs(outs[2])) == 1 and len(outs[2]) == 1, outs[2]
+    # the value is still a plain matplotlib Axes
+    assert any("Axes" in o.get("text", "") for o in outs[3]) and len(pngs(outs[3])) == 1
