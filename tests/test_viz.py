@@ -678,3 +678,24 @@ def test_partition_labels_do_not_overlap_or_leave_the_plot():
         for b in boxes[i + 1 :]:
             assert not a.overlaps(b), (a, b)
     plt.close(fig)
+
+
+def test_treemap_of_a_flat_folder_says_something():
+    """20,000 small files in one folder: boxes by extension (or size band), not one 'other'."""
+    import pandas as pd
+
+    from vdinspect.viz.treemap import size_tree
+
+    rows = [
+        dict(path=f"/big/f{i:05d}.{('txt', 'log')[i % 2]}", kind="file", size=100 + i % 900,
+             deleted=False)
+        for i in range(20_000)
+    ]
+    tree = size_tree(pd.DataFrame(rows), "/")
+    big = tree.children[0]
+    names = sorted(c.name for c in big.children)
+    assert names == ["*.log: 10000 files", "*.txt: 10000 files"], names
+    same = pd.DataFrame([dict(r, path=r["path"][:-4] + ".txt") for r in rows])
+    bands = size_tree(same, "/big").children
+    assert len(bands) >= 2 and sum(c.count for c in bands) == 20_000
+    assert all("files" in c.name and "–" in c.name for c in bands), [c.name for c in bands]
