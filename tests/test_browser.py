@@ -391,6 +391,21 @@ def test_tour_notebook_renders_in_chromium(lab, tmp_path):
                 timeout=deadline.ms(20),
             )
             assert not console_errors, console_errors
+
+            # Saved and reopened, the notebook has no live widgets: the note tells the
+            # reader to run the cell again (instead of a bare "model not found").
+            page.locator(".lm-MenuBar-item", has_text="File").first.click(timeout=deadline.ms())
+            page.locator(".lm-Menu-item[data-command='docmanager:save']").first.click(
+                timeout=deadline.ms()
+            )
+            page.locator(".jp-mod-dirty").first.wait_for(state="detached", timeout=deadline.ms())
+            page.reload(timeout=deadline.ms(60))
+            note = page.locator(".vdinspect-static-note").first
+            note.scroll_into_view_if_needed(timeout=deadline.ms(60))
+            note.wait_for(state="visible", timeout=deadline.ms())
+            assert "run the cell again" in note.inner_text()
+            assert page.locator(".vdinspect-browser").count() == 0
+            shot(page, "reopened", note.locator("xpath=ancestor::div[contains(@class,'jp-Cell')][1]"))
         except BaseException:
             # Keep what the page looked like when it went wrong.
             try:
