@@ -269,7 +269,7 @@ _CSS = f"""
 .vdi-table .vdi-item:hover {{ background: var(--jp-layout-color2, #f0f0f0); }}
 .vdi-table .vdi-item.vdi-selected {{ background: var(--jp-brand-color1, #1976d2);
   color: var(--jp-ui-inverse-font-color1, #fff); }}
-.vdi-table .vdi-item.vdi-cursor {{ outline: 1px dotted var(--jp-ui-font-color2, #888);
+.vdi-table .vdi-body:focus .vdi-item.vdi-cursor {{ outline: 1px dotted var(--jp-ui-font-color2, #888);
   outline-offset: -1px; }}
 .vdi-table .vdi-deleted .vdi-col-name {{ text-decoration: line-through;
   color: var(--jp-error-color1, #b00); }}
@@ -282,7 +282,10 @@ _CSS = f"""
 .vdi-table .vdi-empty {{ padding: 8px; color: var(--jp-ui-font-color2, #666); font-style: italic; }}
 .vdi-table .vdi-foot {{ display: flex; gap: 6px; align-items: center; padding: 4px;
   border-top: 1px solid var(--jp-border-color1, #bbb); }}
-.vdi-table .vdi-foot button {{ height: 24px; }}
+.vdi-table .vdi-foot button {{ height: 24px; padding: 0 8px; cursor: pointer;
+  background: var(--jp-layout-color2, #eee); color: var(--jp-ui-font-color1, #222);
+  border: 1px solid var(--jp-border-color1, #bbb); border-radius: 2px; }}
+.vdi-table .vdi-foot button:disabled {{ color: var(--jp-ui-font-color3, #aaa); cursor: default; }}
 .vdi-table .vdi-page {{ width: 5em; height: 22px; box-sizing: border-box;
   background: var(--jp-input-background, #fff); color: var(--jp-ui-font-color1, #222);
   border: 1px solid var(--jp-border-color1, #bbb); }}
