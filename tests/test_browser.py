@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, have
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.browser
 
@@ -157,6 +157,8 @@ def lab(tmp_path, request):
     env.update({k: str(v) for k, v in jdirs.items()})
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     env["JUPYTER_PLATFORM_DIRS"] = "1"
+    # The kernel imports this checkout's vdinspect, whatever copy pip installed.
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
     marker = f"JUPYTER_RUNTIME_DIR={jdirs['JUPYTER_RUNTIME_DIR']}"
 
     port = _free_port()
@@ -298,47 +300,112 @@ def test_tour_notebook_renders_in_chromium(lab, tmp_path):
             assert size[0] > 100 and size[1] > 50, size
             shot(page, "plot", img)
 
-            if not have("mkfs.fat", "mmd", "mcopy", "sfdisk"):
-                pytest.skip("mkfs.fat, mtools or sfdisk missing: the tour shows no file browser")
-
-            # The file browser widget, rendered by the ipywidgets front end.
+            # The file browser widget, rendered by the ipywidgets front end; its file table
+            # is our anywidget component.
             fb = page.locator(".vdinspect-browser").first
             fb.scroll_into_view_if_needed(timeout=deadline.ms())
             fb.wait_for(state="visible", timeout=deadline.ms())
-            listing = fb.locator(".vdinspect-listing select")
-            options = listing.locator("option")
-            page.wait_for_function(
-                "sel => sel.options.length > 0", arg=listing.element_handle(), timeout=deadline.ms()
-            )
-            before = options.all_inner_texts()
-            assert any("docs/" in t for t in before), before
-            assert any("README.MD" in t.upper() for t in before), before
+            table = fb.locator(".vdinspect-listing")
+            rows = table.locator(".vdi-item")
+            names = table.locator(".vdi-item .vdi-col-name")
+            rows.first.wait_for(timeout=deadline.ms())
+            before = names.all_inner_texts()
+            assert "docs/" in before, before
+            assert "README.TXT" in before, before
+            # the live widget hides the note meant for a reader without a kernel
+            note = page.locator(".vdinspect-static-note")
+            assert note.count() == 1 and not note.is_visible()
             shot(page, "browser-root", fb)
 
-            # Open the docs folder: select it in the listing, click Open.
-            docs = options.filter(has_text="docs/").first
-            listing.select_option(value=docs.get_attribute("value"), timeout=deadline.ms())
-            fb.locator("button.vdinspect-open").click(timeout=deadline.ms())
+            # Keys typed in the list act on the list, never on the notebook: 'a'/'b' would
+            # insert cells, 'd d' delete the browser's cell, Ctrl+A select every cell.
+            cells = page.locator(".jp-NotebookPanel .jp-Notebook-cell")
+            n_cells = cells.count()
+            assert n_cells > 20, n_cells
+            rows.first.click(timeout=deadline.ms())
+            for key in ("a", "b", "d", "d", "Control+a"):
+                page.keyboard.press(key)
             page.wait_for_function(
-                """sel => [...sel.options].some(o => o.textContent.includes('hello.txt'))""",
-                arg=listing.element_handle(),
+                """t => [...t.querySelectorAll('.vdi-item')].every(
+                       r => r.classList.contains('vdi-selected'))""",
+                arg=table.element_handle(),
                 timeout=deadline.ms(),
             )
-            after = options.all_inner_texts()
-            assert after != before
-            assert any("hello.txt" in t.lower() for t in after), after
-            assert not any("docs/" in t for t in after), after
+            # The same keys on a focused button of the browser (which does not handle them)
+            # are kept from the notebook by the attribute on the browser's root.
+            fb.locator("button.vdinspect-open").focus(timeout=deadline.ms())
+            for key in ("a", "b", "d", "d"):
+                page.keyboard.press(key)
+            assert cells.count() == n_cells
+            assert fb.get_attribute("data-lm-suppress-shortcuts") == "true"
+            assert page.locator(".jp-Notebook .jp-Cell.jp-mod-selected").count() <= 1
+
+            # A column header sorts: size, then the arrow says which way.
+            table.locator(".vdi-head button[data-key='size']").click(timeout=deadline.ms())
+            table.locator(".vdi-head button[data-key='size']", has_text="▲").wait_for(
+                timeout=deadline.ms()
+            )
+
+            # Double-click the docs folder: it opens.
+            rows.filter(has_text="docs/").first.dblclick(timeout=deadline.ms())
+            rows.filter(has_text="notes.txt").first.wait_for(timeout=deadline.ms())
+            after = names.all_inner_texts()
+            assert "docs/" not in after, after
             crumbs = fb.locator(".vdinspect-crumbs button").all_inner_texts()
             assert any("docs" in c for c in crumbs), crumbs
 
             # Select the file: the preview shows its text.
-            hello = options.filter(has_text="hello.txt").first
-            listing.select_option(value=hello.get_attribute("value"), timeout=deadline.ms())
-            fb.locator(".vdinspect-preview", has_text="Hello from inside a FAT partition").wait_for(
+            rows.filter(has_text="notes.txt").first.click(timeout=deadline.ms())
+            fb.locator(".vdinspect-preview", has_text="0001 notes line").wait_for(
                 timeout=deadline.ms()
             )
             shot(page, "browser-docs", fb)
+            # Backspace goes up; the stale preview goes with the folder.
+            page.keyboard.press("Backspace")
+            rows.filter(has_text="docs/").first.wait_for(timeout=deadline.ms())
+            fb.locator(".vdinspect-preview", has_text="select a file").wait_for(
+                timeout=deadline.ms()
+            )
+            # Enter on a folder opens it too.
+            rows.filter(has_text="docs/").first.click(timeout=deadline.ms())
+            page.keyboard.press("Enter")
+            rows.filter(has_text="notes.txt").first.wait_for(timeout=deadline.ms())
+
+            # The control: without the attribute the same key on the same button does reach
+            # the notebook ('b' inserts a cell below), so the attribute is what stops it.
+            page.evaluate(
+                """() => {
+                    const b = document.querySelector('.vdinspect-browser button.vdinspect-open');
+                    b.blur();
+                    b.addEventListener('focusin', e => e.stopPropagation());  // unguarded
+                    document.querySelectorAll('.vdinspect-browser, .vdinspect-browser *')
+                        .forEach(e => e.removeAttribute('data-lm-suppress-shortcuts'));
+                }"""
+            )
+            n_cells = cells.count()
+            fb.locator("button.vdinspect-open").focus(timeout=deadline.ms())
+            page.keyboard.press("b")
+            page.wait_for_function(
+                f"() => document.querySelectorAll('.jp-NotebookPanel .jp-Notebook-cell')"
+                f".length === {n_cells + 1}",
+                timeout=deadline.ms(20),
+            )
             assert not console_errors, console_errors
+
+            # Saved and reopened, the notebook has no live widgets: the note tells the
+            # reader to run the cell again (instead of a bare "model not found").
+            page.locator(".lm-MenuBar-item", has_text="File").first.click(timeout=deadline.ms())
+            page.locator(".lm-Menu-item[data-command='docmanager:save']").first.click(
+                timeout=deadline.ms()
+            )
+            page.locator(".jp-mod-dirty").first.wait_for(state="detached", timeout=deadline.ms())
+            page.reload(timeout=deadline.ms(60))
+            note = page.locator(".vdinspect-static-note").first
+            note.scroll_into_view_if_needed(timeout=deadline.ms(60))
+            note.wait_for(state="visible", timeout=deadline.ms())
+            assert "run the cell again" in note.inner_text()
+            assert page.locator(".vdinspect-browser").count() == 0
+            shot(page, "reopened", note.locator("xpath=ancestor::div[contains(@class,'jp-Cell')][1]"))
         except BaseException:
             # Keep what the page looked like when it went wrong.
             try:

@@ -105,7 +105,32 @@ def test_hexdump_and_text():
     assert "title=" in html and "00000000" in html
     full = e._repr_html_()
     assert "<table" in full and "vdinspect-hexdump" in full
-    assert "QCowHeaderFull" in repr(e) and "QCowHeaderFull" in str(e).splitlines()[0]
+    # titled with the spec's name (QEMU's QCowHeader), not the Python variable
+    assert "QCowHeader (version 3)" in repr(e)
+    assert str(e).splitlines()[0].startswith("QCowHeader (version 3): 112 bytes")
+    assert "QCowHeaderFull" not in full
+    # text columns left-aligned, colours from JupyterLab's variables, height capped
+    assert "text-align:left" in full and "var(--jp-ui-font-color1" in full
+    assert "max-height:" in full and "overflow:auto" in full
+
+
+def test_zero_lines_and_empty_entries_collapse():
+    with vdinspect.open(SAMPLE_IMAGES / "vhd-dynamic.vhd") as disk:
+        e = disk.explain("DynamicDiskHeader")
+    assert e.size == 1024 and len(e.frame) == 53  # the frame keeps every field
+    shown = [f.field for f in e.shown_fields()]
+    # entry 0 of the 8 all-zero parent locators is shown, entries 1..7 are one row
+    assert "parent_locator_entries[0].platform_code" in shown
+    assert "parent_locator_entries[1..7]" in shown
+    assert not any(n.startswith("parent_locator_entries[3]") for n in shown)
+    assert len(shown) == 53 - 7 * 5 + 1
+    text = str(e)
+    assert "parent_locator_entries[1..7]" in text and len(text.splitlines()) == len(shown) + 2
+    # the hexdump shows the first zero line of a run, then one '*' line for the rest
+    dump = e.hexdump_html()
+    assert "(60 more lines of zeros)" in dump
+    assert dump.count("\n") < 1024 // 16
+    assert "00000230" in dump and "00000240" not in dump and "000005f0" not in dump
 
 
 def test_explain_struct_with_bytes_version2():
@@ -217,7 +242,7 @@ FORMATS = {
         lambda b: len(b) - 512,
         [("current_size", ">Q", 48), ("disk_type", ">I", 60)],
     ),
-    "vdi": ("Header1", lambda b: 72, [("cbHeader", "<I", 0), ("cbDisk", "<Q", 296)]),
+    "vdi": ("VDIHEADER1", lambda b: 72, [("cbHeader", "<I", 0), ("cbDisk", "<Q", 296)]),
     "vhdx": ("VhdxHeader", None, [("sequence_number", "<Q", 8), ("log_offset", "<Q", 72)]),
     "vmdk": ("SparseExtentHeader", lambda b: 0, [("capacity", "<Q", 12), ("grainSize", "<Q", 20)]),
     "parallels": ("ParallelsHeader", lambda b: 0, [("nb_sectors", "<Q", 36)]),

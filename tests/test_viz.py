@@ -115,6 +115,7 @@ def test_allocation_matches_qemu_map():
             checked += 1
     assert checked > 900
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t for t in labels if not t.startswith("a part-height bar")]  # the note
     totals: dict[str, int] = {}
     for e in qemu_map("chain-top.qcow2"):
         totals[qemu_state(e)] = totals.get(qemu_state(e), 0) + e["length"]
@@ -131,6 +132,7 @@ def test_allocation_by_layer_matches_qemu_depth():
         mid = (e["start"] + e["length"] // 2) * 512 // disk.size
         assert colours_in(pic.image, mid) == {C(want)}, e
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t for t in labels if not t.startswith("a part-height bar")]  # the note
     assert any(lab.startswith("layer 0: chain-base.qcow2") for lab in labels)
 
 
@@ -216,6 +218,7 @@ def test_allocation_two_tib_hundred_thousand_runs():
     for r in runs:
         totals[r.state] = totals.get(r.state, 0) + r.length
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t for t in labels if not t.startswith("a part-height bar")]  # the note
     assert sorted(labels) == sorted(f"{s} ({human(n)})" for s, n in totals.items())
     # the same runs as an allocation() frame draw the same picture
     from vdinspect.frames import allocation_frame
@@ -631,3 +634,68 @@ def test_host_layout_other_formats(tmp_path):
             assert s["file_size"] == p.stat().st_size
             assert s["header"] > 0 and s["data"] >= 1 * MiB and s["data_extents"] >= 1
         plt.close("all")
+
+
+def test_plot_displays_once_in_a_notebook():
+    """A cell ending in a plot call shows the picture once, without '<Axes: ...>' text."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    cells = [
+        "%matplotlib inline\nimport vdinspect\n"
+        f"disk = vdinspect.open({str(SAMPLE_IMAGES / 'chain-top.qcow2')!r})",
+        "disk.plot_allocation()",
+        "disk.plot_layers();",
+        "ax = disk.plot_allocation()\nprint(type(ax).__name__)",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (str(SAMPLE_IMAGES.parent), os.environ.get("PYTHONPATH")) if p))
+    nbclient.NotebookClient(nb, timeout=120, kernel_name="python3").execute(env=env)
+    outs = [c.outputs for c in nb.cells]
+
+    def pngs(out):
+        return [o for o in out if "image/png" in o.get("data", {})]
+
+    # the value's repr is the picture, and the inline backend does not draw it again
+    assert len(outs[1]) == 1 and len(pngs(outs[1])) == 1, outs[1]
+    # ';' (no value shown): the backend draws it, once
+    assert len(pngs(outs[2])) == 1 and len(outs[2]) == 1, outs[2]
+    # the value is still a plain matplotlib Axes
+    assert any("Axes" in o.get("text", "") for o in outs[3]) and len(pngs(outs[3])) == 1
+
+
+def test_partition_labels_do_not_overlap_or_leave_the_plot():
+    with vdinspect.open(SAMPLE_IMAGES / "gpt-fat32-ext4-ntfs.qcow2") as disk:
+        ax = disk.plot_partitions()
+    fig = ax.figure
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(r) for t in ax.texts if t.get_text()]
+    assert len(boxes) == 5  # three partitions inside, two 1 MiB gaps above
+    for i, a in enumerate(boxes):
+        assert ax.bbox.x0 - 1 <= a.x0 and a.x1 <= ax.bbox.x1 + 1, a  # nothing cut off
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (a, b)
+    plt.close(fig)
+
+
+def test_treemap_of_a_flat_folder_says_something():
+    """20,000 small files in one folder: boxes by extension (or size band), not one 'other'."""
+    import pandas as pd
+
+    from vdinspect.viz.treemap import size_tree
+
+    rows = [
+        dict(path=f"/big/f{i:05d}.{('txt', 'log')[i % 2]}", kind="file", size=100 + i % 900,
+             deleted=False)
+        for i in range(20_000)
+    ]
+    tree = size_tree(pd.DataFrame(rows), "/")
+    big = tree.children[0]
+    names = sorted(c.name for c in big.children)
+    assert names == ["*.log: 10000 files", "*.txt: 10000 files"], names
+    same = pd.DataFrame([dict(r, path=r["path"][:-4] + ".txt") for r in rows])
+    bands = size_tree(same, "/big").children
+    assert len(bands) >= 2 and sum(c.count for c in bands) == 20_000
+    assert all("files" in c.name and "–" in c.name for c in bands), [c.name for c in bands]

@@ -276,42 +276,76 @@ def test_select_unknown(ctl):
 # --- the ipywidgets view ------------------------------------------------------------------------
 
 
+def row_of(b, name: str) -> int:
+    return next(i for i, r in enumerate(b.listing.rows) if r["name"] == name)
+
+
 def test_widget_clicks(fat, tmp_path):
-    pytest.importorskip("ipywidgets")
+    pytest.importorskip("anywidget")
     import ipywidgets as W
 
     disk = vdinspect.open(fat[0])
     b = disk.browse(dest=str(tmp_path / "x"))
     assert isinstance(b.widget, W.VBox)
-    labels = [label for label, _ in b.listing.options]
-    assert any(label.startswith("📁 big/") for label in labels)
+    rows = b.listing.rows
+    assert {"name": "big", "kind": "dir", "size": "", "deleted": False}.items() <= next(
+        r for r in rows if r["name"] == "big"
+    ).items()
     # select the folder "big", then Open
-    big = next(v for label, v in b.listing.options if label.startswith("📁 big/"))
-    b.listing.value = (big,)
+    b.listing.selected = [row_of(b, "big")]
+    assert "folder" in b.preview_text.value
     b.open_button.click()
     assert b.controller.cwd == "/big"
-    first = b.listing.options
-    assert len(first) == 200
+    assert "select a file" in b.preview_title.value  # the folder's preview went with it
+    first = b.listing.rows
+    assert len(first) == 200 and b.listing.page_label == "entries 1-200 of 201+"
     assert [x.description for x in b.crumbs.children] == ["/", "big"]
-    b.next_button.click()
-    assert b.listing.options != first and b.controller.page == 1
-    b.sort_buttons["size"].click()
-    assert b.sort_buttons["size"].description == "size ▲" and b.controller.page == 0
+    b.listing.dispatch({"event": "page", "page": 1})
+    assert b.listing.rows != first and b.controller.page == 1 and b.listing.has_prev
+    b.listing.dispatch({"event": "sort", "key": "size"})
+    assert b.listing.sort_key == "size" and b.listing.ascending and b.controller.page == 0
+    b.listing.dispatch({"event": "page", "page": 99})  # a jump past the end: the last page
+    assert b.listing.page == b.listing.page_count - 1 == 2
+    b.listing.filter = "FILE000"
+    names = [r["name"] for r in b.listing.rows]
+    assert len(names) == 10 and all("file000" in n.casefold() for n in names)
+    assert b.listing.page == 0 and b.listing.page_count == 1
+    b.listing.filter = ""
+    b.listing.dispatch({"event": "up"})
+    assert b.controller.cwd == "/"
+    # a double-click (or Enter) on a file previews it; on a folder opens it
+    b.listing.dispatch({"event": "open", "row": row_of(b, "docs")})
+    assert b.controller.cwd == "/docs"
     b.crumbs.children[0].click()
     assert b.controller.cwd == "/"
     # preview on selection, then extract with the button
-    pic = next(v for label, v in b.listing.options if "pic.png" in label)
-    b.listing.value = (pic,)
+    b.listing.selected = [row_of(b, "pic.png")]
     assert b.preview_box.children[-1] is b.preview_image
     assert bytes(b.preview_image.value) == FILES["pic.png"]
     b.extract_button.click()
     assert b.progress.value == b.progress.max
     assert (tmp_path / "x" / "pic.png").read_bytes() == FILES["pic.png"]
     assert "1 files" in b.summary.value
-    b.show_deleted.value = True
-    assert any("deleted" in label for label, _ in b.listing.options)
+    b.show_deleted.value = True  # the listing changed: the summary and preview go
+    assert b.summary.value == "" and "select a file" in b.preview_title.value
+    assert any(r["deleted"] for r in b.listing.rows)
     b.up_button.click()
     assert b.status.value == ""
+    disk.close()
+
+
+def test_widget_stale_error_clears(fat, tmp_path):
+    pytest.importorskip("anywidget")
+    disk = vdinspect.open(fat[0])
+    b = disk.browse()
+    b.extract_button.click()  # nothing selected: the red line
+    assert "nothing selected" in b.status.value
+    b.listing.dispatch({"event": "open", "row": row_of(b, "docs")})
+    assert b.status.value == ""
+    b.open_button.click()
+    assert "select one folder" in b.status.value
+    b.listing.selected = [row_of(b, "readme.txt")]  # a later success
+    assert b.status.value == "" and "Grüße" in b.preview_text.value
     disk.close()
 
 
@@ -389,16 +423,16 @@ def test_huge_folder_pages_lazily():
 
 
 def test_huge_folder_widget():
-    pytest.importorskip("ipywidgets")
+    pytest.importorskip("anywidget")
     from vdinspect.widgets import browse
 
     fs = HugeFS()
     b = browse(fs)
-    b.controller.cd("/huge")
-    b.refresh()
-    assert len(b.listing.options) == 200 and fs.made <= 201
-    b.next_button.click()
-    assert b.listing.options[0][0].startswith("📄 f000200")
+    b.listing.dispatch({"event": "open", "row": row_of(b, "huge")})
+    assert len(b.listing.rows) == 200 and fs.made <= 201
+    assert b.listing.page_count == -1  # not read to the end yet
+    b.listing.dispatch({"event": "page", "page": 1})
+    assert b.listing.rows[0]["name"] == "f000200"
     assert fs.made <= 401
 
 
@@ -449,3 +483,39 @@ def test_decode_text_cut_character():
 )
 def test_image_format(head, fmt):
     assert image_format(head) == fmt
+
+
+# --- panels, filter and page jump (controller only) ------------------------------------------
+
+
+def test_panels_clear_when_moving_on():
+    fs = HugeFS()
+    c = BrowserController(fs)
+    assert c.show("note.txt")["text"] == "abc"
+    assert not c.run(lambda: c.cd("/note.txt"))  # a file is no folder: the red line
+    assert "not a folder" in c.error and c.shown is not None
+    assert c.run(lambda: c.cd("/huge"))  # navigating clears every panel
+    assert c.error is None and c.shown is None and c.report is None
+    assert not c.run(lambda: c.extract("/tmp"))  # nothing selected
+    assert c.error == "nothing selected to extract"
+    assert c.run(c.next_page)  # a later success clears the error
+    assert c.error is None
+
+
+def test_filter_and_page_jump():
+    fs = HugeFS()
+    c = BrowserController(fs)
+    c.cd("/huge")
+    assert c.page_count is None
+    assert c.goto_page(3) == 3 and c.listing()["name"].iloc[0] == "f000600"
+    assert fs.made <= 801
+    assert c.goto_page(10**6) == HugeFS.N // 200 - 1  # past the end: the last page
+    assert c.page_count == HugeFS.N // 200
+    c.set_filter("F0999")
+    assert c.page == 0 and c.count == 100 and c.page_count == 1
+    assert list(c.listing()["name"])[:2] == ["f099900", "f099901"]
+    c.sort("name")
+    c.sort("name")  # descending, still filtered
+    assert c.listing()["name"].iloc[0] == "f099999"
+    c.set_filter("")
+    assert c.count == HugeFS.N

@@ -121,6 +121,10 @@ Header1Plus = Struct(
     "LCHSGeometry" / DiskGeometry * "logical CHS geometry the guest's BIOS sees",
 )  # 400 bytes: header 1.1 as VirtualBox writes it since 1.2
 
+# VirtualBox's names (VDICore.h), for explain()'s titles
+PreHeader.docs, Header0.docs = "VDIPREHEADER", "VDIHEADER0"
+Header1.docs, Header1Plus.docs = "VDIHEADER1", "VDIHEADER1PLUS"
+
 #: The block map: ``cBlocks`` little-endian u32 (numpy dtype).
 BLOCK_ENTRY = "<u4"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -10,17 +11,20 @@ if TYPE_CHECKING:
     import pandas as pd
 
 COLUMNS = ["offset", "size", "field", "raw", "value", "meaning"]
-#: background colours of the fields in the hexdump (light, and distinct side by side)
+#: background colours of the fields in the hexdump: translucent, so the theme's own text
+#: colour stays readable on them in JupyterLab's light and dark themes alike
 FIELD_COLOURS = (
-    "#cfe2f3",
-    "#fce5cd",
-    "#d9ead3",
-    "#ead1dc",
-    "#fff2cc",
-    "#d0e0e3",
-    "#f4cccc",
-    "#d9d2e9",
+    "rgba(66,133,244,.28)",
+    "rgba(244,160,0,.30)",
+    "rgba(15,157,88,.28)",
+    "rgba(171,71,188,.26)",
+    "rgba(230,200,0,.32)",
+    "rgba(0,150,170,.28)",
+    "rgba(219,68,55,.26)",
+    "rgba(120,110,200,.28)",
 )
+MAX_HEIGHT = "32em"  # the HTML view scrolls beyond this
+_ELEMENT = re.compile(r"^(.*?)\[(\d+)\]\.")  # "locators[3].code" -> ("locators", "3")
 
 
 @dataclass(slots=True)
@@ -112,11 +116,24 @@ class Explanation:
             for i in range(f.offset, min(f.offset + f.size, len(owner))):
                 owner[i] = k
         out = [
-            '<div class="vdinspect-hexdump"><pre style="font-family:monospace;'
-            'line-height:1.35;margin:0">',
+            '<div class="vdinspect-hexdump"><pre style="font-family:var(--jp-code-font-family,'
+            'monospace);line-height:1.35;margin:0;color:inherit;background:none">',
             f"<b>{html.escape(self.name)}</b>: {html.escape(self._where())}\n",
         ]
+        zero_run = 0  # zero lines after the first of a run, shown as one '*' line
+
+        def close_run() -> None:
+            if zero_run:
+                lines = "line" if zero_run == 1 else "lines"
+                out.append(f"*         ({zero_run} more {lines} of zeros)\n")
+
         for line in range(0, len(self.data), width):
+            chunk = self.data[line : line + width]
+            if line and not any(chunk) and not any(self.data[line - width : line]):
+                zero_run += 1
+                continue
+            close_run()
+            zero_run = 0
             addr = self.host_offset + line
             cells, text = [], []
             for i in range(line, min(line + width, len(self.data))):
@@ -141,25 +158,103 @@ class Explanation:
                 text.append(f'<span title="{tip}" style="{style}">{html.escape(ch)}</span>')
             pad = "   " * (width - len(cells))
             out.append(f"{addr:08x}  {' '.join(cells)}{pad}  {''.join(text)}\n")
+        close_run()
         out.append("</pre>")
+        shown = {f.field for f in self.shown_fields()}
         names = ", ".join(
             f'<span style="background:{FIELD_COLOURS[k % len(FIELD_COLOURS)]}">'
             f"{html.escape(f.field)}</span>"
             for k, f in enumerate(leaves)
+            if f.field in shown
         )
         out.append(f'<div style="font-size:smaller">fields: {names}</div></div>')
         return "".join(out)
 
+    def shown_fields(self) -> list[Field]:
+        """The rows to show people: after an all-zero entry of an array, the next all-zero
+        entries become one row ("entries 2..7: all zeros, like the one above").
+        ``frame`` keeps every row."""
+        groups: list[tuple[tuple[str, int] | None, list[Field]]] = []
+        for f in self.fields:
+            m = _ELEMENT.match(f.field)
+            key = (m.group(1), int(m.group(2))) if m else None
+            if key is not None and groups and groups[-1][0] == key:
+                groups[-1][1].append(f)
+            else:
+                groups.append((key, [f]))
+        out: list[Field] = []
+        run: list[list[Field]] = []
+        prev_empty: tuple[str, int] | None = None
+
+        def flush() -> None:
+            if not run:
+                return
+            first, last = run[0][0], run[-1][-1]
+            base, a = _ELEMENT.match(first.field).groups()
+            b = _ELEMENT.match(last.field).group(2)
+            n = len(run)
+            out.append(
+                Field(
+                    first.offset,
+                    last.offset + last.size - first.offset,
+                    f"{base}[{a}..{b}]" if n > 1 else f"{base}[{a}]",
+                    b"",
+                    f"{n} entr{'ies' if n > 1 else 'y'}",
+                    "all zeros, like the entry above",
+                    leaf=False,
+                    depth=first.depth,
+                )
+            )
+            run.clear()
+
+        for key, fs in groups:
+            empty = key is not None and not any(any(f.raw) for f in fs)
+            if empty and prev_empty is not None and prev_empty == (key[0], key[1] - 1):
+                run.append(fs)
+                prev_empty = key
+                continue
+            flush()
+            out.extend(fs)
+            prev_empty = key if empty else None
+        flush()
+        return out
+
     def _repr_html_(self) -> str:
-        head = f"<h4>{html.escape(self.name)}</h4><p>{html.escape(self._where())}"
+        head = (
+            f'<div class="vdinspect-explain" style="max-height:{MAX_HEIGHT};overflow:auto;'
+            'color:var(--jp-ui-font-color1,inherit)">'
+            f"<h4 style='margin:0 0 4px'>{html.escape(self.name)}</h4>"
+            f"<p style='margin:0 0 6px'>{html.escape(self._where())}"
+        )
         if self.description:
             head += f" &mdash; {html.escape(self.description)}"
         head += "</p>"
-        view = self.frame.copy()
-        view["value"] = [_short(v) for v in view["value"]]
-        indent = {f.field: f.depth for f in self.fields}
-        view["field"] = ["\u00a0\u00a0" * indent.get(n, 0) + n for n in view["field"]]
-        return head + view.to_html(index=False) + self.hexdump_html()
+        cell = "padding:1px 8px;border-bottom:1px solid var(--jp-border-color2,#ddd);"
+        left, right = cell + "text-align:left;", cell + "text-align:right;"
+        mono = "font-family:var(--jp-code-font-family,monospace);white-space:nowrap;"
+        th = "".join(
+            f"<th style='{right if c in ('offset', 'size') else left}'>{c}</th>" for c in COLUMNS
+        )
+        body = []
+        for f in self.shown_fields():
+            name = "\u00a0\u00a0" * f.depth + f.field
+            weight = "" if f.leaf else "font-weight:600;"
+            body.append(
+                "<tr>"
+                f"<td style='{right}{mono}'>{f.offset}</td>"
+                f"<td style='{right}{mono}'>{f.size}</td>"
+                f"<td style='{left}{weight}white-space:nowrap'>{html.escape(name)}</td>"
+                f"<td style='{left}{mono}'>{html.escape(_hex(f.raw, 8) if f.raw else '')}</td>"
+                f"<td style='{left}{mono}'>{html.escape(_short(f.value))}</td>"
+                f"<td style='{left}min-width:18em'>{html.escape(f.meaning)}</td>"
+                "</tr>"
+            )
+        table = (
+            "<table style='border-collapse:collapse;margin:0 0 8px;color:inherit;"
+            "font-size:var(--jp-ui-font-size1,13px)'>"
+            f"<thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        )
+        return head + table + self.hexdump_html() + "</div>"
 
     def __str__(self) -> str:
         lines = [f"{self.name}: {self._where()}"]
@@ -172,7 +267,7 @@ class Explanation:
                 _short(f.value, 40),
                 f.meaning,
             )
-            for f in self.fields
+            for f in self.shown_fields()
         ]
         head = ("offset", " size", "field", "raw", "value", "meaning")
         widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head[:5])]

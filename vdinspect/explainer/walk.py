@@ -191,7 +191,12 @@ def explain_at(struct: cs.Construct, source: ByteSource, offset: int, **kw) -> E
 
 
 def struct_name(struct: cs.Construct) -> str | None:
-    """The module-level name of a Struct of vdinspect (``None`` if it has none)."""
+    """The structure's name in its specification: the Struct's ``docs`` when a format
+    module set one (``QCowHeaderFull.docs = "QCowHeader (version 3)"``), else its
+    module-level name in vdinspect (``None`` if it has neither)."""
+    docs = (getattr(struct, "docs", "") or "").strip()
+    if docs:
+        return docs.splitlines()[0]
     for mname, mod in list(sys.modules.items()):
         if not mname.startswith("vdinspect.") or mod is None:
             continue

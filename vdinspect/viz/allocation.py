@@ -378,13 +378,35 @@ def plot_allocation(
         ax.set_yticks(ticks)
         ax.set_yticklabels([human(start + t * row_bytes) for t in ticks], fontsize="small")
         ax.set_ylabel("row start")
-    _overlay_partitions(ax, _partition_bounds(ra, partitions), start, end, rows)
+    bounds = _overlay_partitions(ax, _partition_bounds(ra, partitions), start, end, rows)
     present = [
         (f"{lab} ({human(t)})", c) for lab, c, t in zip(pic.labels, pic.colors, pic.totals) if t > 0
     ]
     if legend and present:
+        from matplotlib.lines import Line2D
+        from matplotlib.patches import Patch
+
+        handles = legend_patches(present)
+        if bounds:
+            handles.append(
+                Line2D([], [], color="#000000", linewidth=0.9, label="partition boundary (pN)")
+            )
+        img = np.asarray(pic.image)
+        mixed = rows > 1 or bool((img != img[:1]).any(axis=(0, 2)).any())
+        if len(present) > 1 and mixed:
+            # one pixel column covers many bytes: when they are in several states, each
+            # state gets a part of the column's height (at least MIN_VISIBLE of it)
+            per = human(max(1, span // max(1, width * rows)))
+            handles.append(
+                Patch(
+                    facecolor="none",
+                    edgecolor="none",
+                    label=f"a part-height bar: a {per} column of mixed states,\n"
+                    "each drawn as tall as its share",
+                )
+            )
         ax.legend(
-            handles=legend_patches(present),
+            handles=handles,
             loc="upper left",
             bbox_to_anchor=(1.005, 1),
             fontsize="small",
@@ -397,9 +419,10 @@ def plot_allocation(
     return ax
 
 
-def _overlay_partitions(ax, bounds, start: int, end: int, rows: int) -> None:
+def _overlay_partitions(ax, bounds, start: int, end: int, rows: int) -> bool:
+    """Draw partition boundaries (black lines labelled pN); True when any was drawn."""
     if not bounds:
-        return
+        return False
     row_bytes = (end - start) / rows
     xs, ys0, ys1 = [], [], []
     for a, b, label in bounds:
@@ -439,3 +462,4 @@ def _overlay_partitions(ax, bounds, start: int, end: int, rows: int) -> None:
                 )
     if xs:
         ax.vlines(xs, ys0, ys1, colors="#000000", linewidth=0.9)
+    return bool(xs)

@@ -92,11 +92,36 @@ def pyplot():
 
 
 def axes(ax=None, figsize=(10, 2.2)):
-    """``ax``, or the Axes of a new figure (never shown here)."""
+    """``ax``, or the Axes of a new figure (never shown here).
+
+    A new figure's Axes also displays as the picture: a notebook cell ending in
+    ``disk.plot_allocation()`` shows the figure once, not ``<Axes: ...>`` above it.
+    """
     if ax is not None:
         return ax
     fig, ax = pyplot().subplots(figsize=figsize)
+    # IPython looks display methods up on the instance, so the value stays a plain Axes.
+    ax._repr_png_ = FigurePicture(fig).png
     return ax
+
+
+class FigurePicture:
+    """Renders a figure for IPython's display once, then leaves pyplot's list of figures.
+
+    Leaving it stops the inline backend from drawing the same figure again when the
+    cell ends; a cell ending with ``;`` (no display) still gets it from the backend.
+    """
+
+    def __init__(self, fig) -> None:
+        self.fig = fig
+
+    def png(self) -> bytes:
+        import io
+
+        buf = io.BytesIO()
+        self.fig.savefig(buf, format="png", bbox_inches="tight")
+        pyplot().close(self.fig)
+        return buf.getvalue()
 
 
 def pixel_width(ax, lo: int = 64, hi: int = 4096) -> int:

@@ -63,6 +63,9 @@ def layer_summary(disk) -> list[dict]:
     return rows
 
 
+FIG_WIDTH = 9.0  # inches: 900 pixels at 100 dpi, about a notebook's output width
+
+
 def plot_layers(disk, ax=None, *, width: int | None = None, legend: bool = True):
     """Draw one band per layer (base at the bottom) and the resolved disk on top.
 
@@ -72,7 +75,10 @@ def plot_layers(disk, ax=None, *, width: int | None = None, legend: bool = True)
     n = len(disk.chain.layers)
     size = disk.size
     summary = layer_summary(disk)
-    ax = axes(ax, figsize=(10, 1.0 + 0.75 * (n + 1)))
+    ours = ax is None
+    ax = axes(ax, figsize=(FIG_WIDTH, 1.3 + 0.75 * (n + 1)))
+    if ours:  # the picture is FIG_WIDTH wide as drawn: a notebook shows it unshrunk
+        ax.figure.subplots_adjust(left=0.25, right=0.99)
     width = pixel_width(ax) if width is None else int(width)
     resolved = run_arrays(disk)
     rcode, rlabels, rcolors = categories(resolved, "layer")
@@ -126,18 +132,22 @@ def plot_layers(disk, ax=None, *, width: int | None = None, legend: bool = True)
         f"{os.path.basename(disk.path)}: {n} layer(s), which layer supplies what",
         fontsize="medium",
         loc="left",
+        pad=22 if legend else 6,  # room for the legend's row
     )
     if legend:
         items = [(f"layer {k}", layer_color(k, n)) for k in range(n)]
         items.append(("lighter: held, hidden above", tint("#777777")))
         items.append(("not held", UNALLOCATED))
-        ax.legend(
+        ax.legend(  # one row above the bands, inside the figure's width
             handles=legend_patches(items),
-            loc="upper left",
-            bbox_to_anchor=(1.005, 1),
+            loc="lower left",
+            bbox_to_anchor=(0, 1.0),
+            ncols=len(items),
             fontsize="small",
             frameon=False,
-            borderaxespad=0,
+            borderaxespad=0.2,
+            handlelength=1.2,
+            columnspacing=1.0,
         )
     ax.vdinspect_layers = summary
     return ax

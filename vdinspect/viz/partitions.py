@@ -47,6 +47,42 @@ def _label(r) -> str:
     return f"{text}\n{human(r['length'])}"
 
 
+def _short_label(r) -> str:
+    """The label cut to what a narrow piece can hold: its index (or 'free') and size."""
+    head = "free" if r["type"] == "unallocated" else _label(r).split("\n")[0].split(":")[0]
+    return f"{head}\n{human(r['length'])}"
+
+
+class _Fitter:
+    """Measures text on the figure's renderer (when it has one) in display pixels."""
+
+    def __init__(self, ax) -> None:
+        self.ax = ax
+        try:
+            self.renderer = ax.figure.canvas.get_renderer()
+        except AttributeError:  # pragma: no cover - a backend without a renderer
+            self.renderer = None
+
+    def extent(self, artist) -> tuple[float, float] | None:
+        if self.renderer is None:
+            return None
+        bb = artist.get_window_extent(self.renderer)
+        return bb.x0, bb.x1
+
+    def __call__(self, text, start: float, end: float) -> bool:
+        """Does ``text`` fit between the data x ``start`` and ``end``?"""
+        span = self.extent(text)
+        if span is None:
+            return True
+        x0 = self.ax.transData.transform((start, 0))[0]
+        x1 = self.ax.transData.transform((end, 0))[0]
+        return span[1] - span[0] <= (x1 - x0) - 4
+
+
+def _fitter(ax) -> _Fitter:
+    return _Fitter(ax)
+
+
 def _tiers(df) -> list[tuple[dict, str]]:
     """Each row with its tier: 'main', 'container' or 'lv'."""
     rows = [dict(r) for _, r in df.iterrows()]
@@ -84,9 +120,11 @@ def plot_partitions(disk, ax=None, *, legend: bool = True):
         raise InvalidArgument("plot_partitions needs a Disk or a partitions() frame")
     ax = axes(ax, figsize=(10, 2.0))
     size = max(size, int(df["end"].max()) if len(df) else 1, 1)
+    ax.set_xlim(0, size)
     tiers = _tiers(df)
     ybox = {"main": (0.0, 1.0), "container": (1.12, 0.3), "lv": (-0.55, 0.4)}
-    above = 0
+    fits = _fitter(ax)
+    above: list[tuple[int, float, float]] = []  # (level, left px, right px) of outside labels
     for r, tier in tiers:
         y, h = ybox[tier]
         gap = r["type"] == "unallocated"
@@ -115,30 +153,57 @@ def plot_partitions(disk, ax=None, *, legend: bool = True):
                 fontsize="x-small",
                 clip_on=True,
             )
-        elif share >= MIN_LABEL_SHARE:
-            ax.text(
-                r["start"] + r["length"] / 2,
-                y + h / 2,
-                text,
-                ha="center",
-                va="center",
-                fontsize="small" if tier == "main" else "x-small",
-                clip_on=True,
-            )
-        elif not gap or share >= 0.01:
-            ty = 1.65 + 0.35 * (above % 3)
-            above += 1
-            ax.annotate(
-                text.replace("\n", ", "),
-                xy=(r["start"] + r["length"] / 2, y + h),
-                xytext=(r["start"] + r["length"] / 2, ty),
+            continue
+        mid = r["start"] + r["length"] / 2
+        if share >= MIN_LABEL_SHARE:
+            inside = None
+            for candidate in (text, _short_label(r)):
+                t = ax.text(
+                    mid,
+                    y + h / 2,
+                    candidate,
+                    ha="center",
+                    va="center",
+                    fontsize="small" if tier == "main" else "x-small",
+                    clip_on=True,
+                )
+                if fits(t, r["start"], r["end"]):
+                    inside = t
+                    break
+                t.remove()
+            if inside is not None:
+                continue
+        elif gap and share < 0.01:
+            continue
+        # Outside, above the bar: the first level where it overlaps no other label, and
+        # aligned to stay inside the plot at either end.
+        ha = "left" if mid < size * 0.08 else ("right" if mid > size * 0.92 else "center")
+        tx = r["start"] if ha == "left" else (r["end"] if ha == "right" else mid)
+        level = 0
+        label = text.replace("\n", ", ")
+        while True:
+            note = ax.annotate(
+                label,
+                xy=(mid, y + h),
+                xytext=(tx, 1.65 + 0.35 * level),
                 fontsize="x-small",
-                ha="center",
+                ha=ha,
                 va="bottom",
                 arrowprops=dict(arrowstyle="-", color="#777777", linewidth=0.6),
             )
-    top = 1.65 + 0.35 * min(above, 3) + 0.3 if above else 1.5
-    ax.set_xlim(0, size)
+            span = fits.extent(note)
+            if span is None or level >= 3 or not any(
+                lv == level and span[0] < b + 4 and a - 4 < span[1] for lv, a, b in above
+            ):
+                break
+            note.remove()
+            level += 1
+        if span is not None:
+            above.append((level, *span))
+        else:
+            above.append((level, 0.0, 0.0))
+    levels = max((lv for lv, _a, _b in above), default=-1) + 1
+    top = 1.65 + 0.35 * levels + 0.3 if above else 1.5
     ax.set_ylim(-0.65 if any(t == "lv" for _r, t in tiers) else -0.1, top)
     ax.set_yticks([])
     bytes_axis(ax.xaxis, 0, size)

@@ -94,18 +94,65 @@ def _group(node: Node, min_share: float, max_items: int) -> None:
     if len(rest) == 1:
         keep.append(rest[0])
     elif rest:
-        keep.append(
-            Node(
-                f"other ({len(rest)} items)",
-                node.path.rstrip("/") + "/…",
-                "other",
-                sum(c.size for c in rest),
-                count=len(rest),
+        room = max(1, max_items - len(keep))
+        groups = _small_groups(node, rest)
+        keep += groups[:room]
+        if len(groups) > room:
+            more = groups[room:]
+            keep.append(
+                Node(
+                    f"other ({sum(g.count for g in more)} items)",
+                    node.path.rstrip("/") + "/…",
+                    "other",
+                    sum(g.size for g in more),
+                    count=sum(g.count for g in more),
+                )
             )
-        )
     node.children = keep
     for c in keep:
         _group(c, min_share, max_items)
+
+
+def _small_groups(node: Node, items: list[Node]) -> list[Node]:
+    """Many small items as a few boxes that still say something: the folders together,
+    the files by extension ("*.log: 12000 files"); when that gives one box, by size band."""
+
+    def kind_of(c: Node) -> str:
+        if c.kind != "file":
+            return "folders"
+        stem, dot, ext = c.name.rpartition(".")
+        return f"*.{ext.lower()}" if dot and stem and len(ext) <= 8 else "no extension"
+
+    def band(c: Node) -> str:
+        lo = 1
+        while lo * 4 <= c.size:
+            lo *= 4
+        return f"{human(lo)}–{human(lo * 4)}" if c.size >= 1 else "empty"
+
+    by: dict[str, list[Node]] = {}
+    for c in items:
+        by.setdefault(kind_of(c), []).append(c)
+    if len(by) == 1:
+        by = {}
+        for c in items:
+            by.setdefault(band(c), []).append(c)
+    out = []
+    for label, members in by.items():
+        if len(members) == 1:
+            out.append(members[0])
+            continue
+        what = "folders" if label == "folders" else "files"
+        head = label if label in ("folders", "no extension") else label
+        out.append(
+            Node(
+                f"{head}: {len(members)} {what}" if head != "folders" else f"{len(members)} folders",
+                node.path.rstrip("/") + "/" + label,
+                "other",
+                sum(m.size for m in members),
+                count=len(members),
+            )
+        )
+    return sorted(out, key=lambda g: (-g.size, g.name))
 
 
 def size_tree(

@@ -196,8 +196,8 @@ class VolumeList(list):
 
         from ..reprs import next_steps, table
 
-        rows = [(v.key or "", v.kind, v.type_name, v.name, v.start, human(v.length),
-                 v.filesystem, v.label) for v in self]
+        rows = [(v.key or "", v.kind, v.type_name, v.name, human(v.start), human(v.length),
+                 v.filesystem, v.label) for v in self]  # one unit for both; bytes: partitions()
         cols = ("#", "kind", "type", "name", "start", "length", "filesystem", "label")
         readable = [v.index if v.index is not None else repr(v.key)
                     for v in self if v.filesystem and v.key]

@@ -11,16 +11,17 @@ import os
 
 import ipywidgets as W
 
-from ..errors import VDInspectError
 from ..filesystems.base import DIR
 from .controller import SORT_KEYS, BrowserController, human
+from .table import ROW_PX, ROWS_SHOWN, FileTable
 
 
 class FileBrowser:
-    """A file browser: volume picker, breadcrumbs, a paged sortable listing, preview, extract.
+    """A file browser: volume picker, breadcrumbs, a paged sortable file table, preview, extract.
 
     ``.widget`` is the top-level box (displaying the FileBrowser shows it); the controls
-    are attributes so a script (or a test) can drive them.
+    are attributes so a script (or a test) can drive them. Every panel is drawn from the
+    controller's state (``error``, ``shown``, ``report``), so moving on clears them.
     """
 
     def __init__(self, controller: BrowserController, *, dest: str = "") -> None:
@@ -36,21 +37,20 @@ class FileBrowser:
         self.show_deleted = W.Checkbox(
             value=c.show_deleted, description="show deleted", indent=False, layout=_w("130px")
         )
-        self.sort_buttons = {k: W.Button(description=k, layout=_w("110px")) for k in SORT_KEYS}
-        self.listing = W.SelectMultiple(options=[], rows=18, layout=W.Layout(width="100%"))
+        self.listing = FileTable(layout=W.Layout(width="100%"))
         self.open_button = W.Button(
             description="Open",
             icon="folder-open",
-            tooltip="open the selected folder (or preview a file)",
+            tooltip="open the selected folder (or preview a file); double-click and Enter too",
         )
-        self.prev_button = W.Button(description="◀ prev", layout=_w("80px"))
-        self.next_button = W.Button(description="next ▶", layout=_w("80px"))
-        self.page_label = W.Label()
         self.status = W.HTML()
         self.preview_title = W.HTML()
-        self.preview_text = W.HTML(layout=W.Layout(max_height="420px", overflow="auto"))
-        self.preview_image = W.Image(layout=W.Layout(max_width="100%", max_height="420px"))
-        self.preview_box = W.VBox([self.preview_title, self.preview_text])
+        self.preview_text = W.HTML(layout=W.Layout(overflow="auto"))
+        self.preview_image = W.Image(layout=W.Layout(max_width="100%", max_height="380px"))
+        self.preview_box = W.VBox(
+            [self.preview_title, self.preview_text],
+            layout=W.Layout(height=PANEL_HEIGHT, overflow="auto", padding="0 0 0 8px"),
+        )
         self.dest = W.Text(
             value=dest,
             placeholder="host folder to extract into",
@@ -68,43 +68,34 @@ class FileBrowser:
         self.show_deleted.observe(
             lambda ch: self._do(lambda: c.set_show_deleted(ch["new"])), names="value"
         )
-        for k, b in self.sort_buttons.items():
-            b.on_click(lambda _, k=k: self._do(lambda: c.sort(k)))
-        self.listing.observe(self._on_select, names="value")
+        self.listing.observe(self._on_select, names="selected")
+        self.listing.observe(
+            lambda ch: self._do(lambda: c.set_filter(ch["new"])), names="filter"
+        )
+        self.listing.on_event(self._on_event)
         self.open_button.on_click(self._on_open)
-        self.prev_button.on_click(lambda _: self._do(c.prev_page))
-        self.next_button.on_click(lambda _: self._do(c.next_page))
         self.extract_button.on_click(self._on_extract)
 
         self.widget = W.VBox(
             [
                 self.volume,
-                W.HBox([self.up_button, self.crumbs]),
-                W.HBox([W.Label("sort:"), *self.sort_buttons.values(), self.show_deleted]),
+                W.HBox([self.up_button, self.crumbs, self.show_deleted]),
                 W.HBox(
                     [
                         W.VBox(
-                            [
-                                self.listing,
-                                W.HBox(
-                                    [
-                                        self.open_button,
-                                        self.prev_button,
-                                        self.next_button,
-                                        self.page_label,
-                                    ]
-                                ),
-                            ],
-                            layout=W.Layout(width="55%"),
+                            [self.listing, W.HBox([self.open_button])],
+                            layout=W.Layout(width="58%", min_width="0"),
                         ),
-                        W.VBox([self.preview_box], layout=W.Layout(width="45%")),
-                    ]
+                        W.VBox([self.preview_box], layout=W.Layout(width="42%", min_width="0")),
+                    ],
+                    layout=W.Layout(width="100%"),
                 ),
                 W.HBox([self.dest, self.extract_button]),
                 W.HBox([self.progress]),
                 self.summary,
                 self.status,
-            ]
+            ],
+            layout=W.Layout(width="100%", overflow="hidden"),
         )
         # Stable CSS classes, so a page (or a browser test) can find the parts.
         self.widget.add_class("vdinspect-browser")
@@ -113,18 +104,22 @@ class FileBrowser:
         self.up_button.add_class("vdinspect-up")
         self.crumbs.add_class("vdinspect-crumbs")
         self.preview_box.add_class("vdinspect-preview")
+        self.status.add_class("vdinspect-status")
+        self.summary.add_class("vdinspect-summary")
         self._values: dict[int, object] = {}
         self.refresh()
 
     # --- drawing --------------------------------------------------------------------
     def refresh(self) -> None:
-        """Redraw the breadcrumbs, the listing page and the paging controls."""
+        """Redraw the breadcrumbs, the table page, the paging controls and the panels."""
         c = self.controller
+        t = self.listing
         if c.fs is None:
-            self.listing.options = []
-            self.page_label.value = ""
+            self._values = {}
+            t.rows = []
+            t.empty = "no volume with a readable filesystem"
             self.crumbs.children = []
-            self.status.value = "<i>no volume with a readable filesystem</i>"
+            self.draw_panels()
             return
         buttons = []
         for label, path in c.breadcrumbs():
@@ -134,28 +129,46 @@ class FileBrowser:
         self.crumbs.children = buttons
         entries = c.page_entries()
         self._values = dict(enumerate(entries))
-        self.listing.value = ()
-        self.listing.options = [(_row_label(e), i) for i, e in enumerate(entries)]
-        self.page_label.value = c.page_label()
-        self.prev_button.disabled = not c.has_prev
-        self.next_button.disabled = not c.has_next
-        for k, b in self.sort_buttons.items():
-            arrow = (" ▲" if c.ascending else " ▼") if c.sort_key == k else ""
-            b.description = k + arrow
-        if c.errors:
-            self.status.value = _error_html("; ".join(c.errors))
+        total = c.page_count
+        with t.hold_sync():
+            t.selected = []
+            t.rows = [_row(e) for e in entries]
+            t.empty = "no name matches the filter" if c.filter else "empty folder"
+            t.sort_key = c.sort_key or ""
+            t.ascending = c.ascending
+            t.filter = c.filter
+            t.page = c.page
+            t.page_count = -1 if total is None else total
+            t.page_label = c.page_label()
+            t.has_prev = c.has_prev
+            t.has_next = c.has_next
+        self.draw_panels()
 
-    def show_preview(self, entry) -> None:
-        """Render a preview of an entry (text, hex dump or image)."""
-        p = self.controller.preview(entry)
+    def draw_panels(self) -> None:
+        """Draw the error line, the preview and the extraction summary from the controller."""
+        c = self.controller
+        problems = [m for m in (c.error, *c.errors) if m]
+        self.status.value = _error_html("; ".join(problems)) if problems else ""
+        self.summary.value = "" if c.report is None else _report_html(c.report)
+        p = c.shown
+        if p is None:
+            self.preview_title.value = (
+                "<i style='color:var(--jp-ui-font-color2,#666)'>select a file to preview it; "
+                "double-click or Enter opens a folder</i>"
+            )
+            self.preview_text.value = ""
+            self.preview_box.children = [self.preview_title, self.preview_text]
+            return
         size = human(p["size"]) if p.get("size") is not None else ""
         title = f"<b>{html.escape(p['path'] or p['name'])}</b> {size}"
         if p.get("deleted"):
-            title += " <span style='color:#b00'>(deleted)</span>"
+            title += " <span style='color:var(--jp-error-color1,#b00)'>(deleted)</span>"
         if p.get("damaged"):
             lost = sum(n for _a, n in p["damaged"])
-            title += (f" <span style='color:#b00'>({lost} bytes unreadable: zeros shown; "
-                      "see fs.damaged_ranges)</span>")
+            title += (
+                f" <span style='color:var(--jp-error-color1,#b00)'>({lost} bytes unreadable: "
+                "zeros shown; see fs.damaged_ranges)</span>"
+            )
         if p["kind"] == "image":
             self.preview_image.format = p["format"]
             self.preview_image.value = p["data"]
@@ -171,24 +184,38 @@ class FileBrowser:
             note += ", truncated"
         self.preview_title.value = title + html.escape(note)
         self.preview_text.value = (
-            "<pre style='font-size:11px;line-height:1.25;white-space:pre-wrap'>"
+            "<pre style='font-size:11px;line-height:1.25;white-space:pre-wrap;margin:0'>"
             f"{html.escape(p['text'])}</pre>"
         )
         self.preview_box.children = [self.preview_title, self.preview_text]
 
+    def show_preview(self, entry) -> None:
+        """Preview an entry (text, hex dump or image) in the panel."""
+        self.controller.run(lambda: self.controller.show(entry))
+        self.draw_panels()
+
     def _ipython_display_(self):
         from IPython.display import display
 
-        display(self.widget)
+        # Shown only when the widget cannot be (a saved notebook reopened without its
+        # kernel); the live table's JavaScript hides it.
+        display({"text/html": STATIC_NOTE, "text/plain": STATIC_TEXT}, raw=True)
+        display(
+            {
+                "application/vnd.jupyter.widget-view+json": {
+                    "version_major": 2,
+                    "version_minor": 0,
+                    "model_id": self.widget.model_id,
+                },
+                "text/plain": STATIC_TEXT,
+            },
+            raw=True,
+        )
 
     # --- events -----------------------------------------------------------------------
     def _do(self, action) -> None:
-        """Run a controller action, redraw, and show a VDInspectError instead of raising."""
-        self.status.value = ""
-        try:
-            action()
-        except (VDInspectError, OSError) as e:
-            self.status.value = _error_html(str(e))
+        """Run a controller action and redraw; a VDInspectError shows as the red line."""
+        self.controller.run(action)
         self.refresh()
 
     def _on_volume(self, change) -> None:
@@ -196,70 +223,96 @@ class FileBrowser:
             self._do(lambda: self.controller.select_volume(change["new"]))
 
     def _selected(self) -> list:
-        return [self._values[i] for i in self.listing.value if i in self._values]
+        return [self._values[i] for i in self.listing.selected if i in self._values]
 
     def _on_select(self, change) -> None:
+        c = self.controller
         chosen = self._selected()
-        self.controller.select(chosen)
-        if len(chosen) == 1:
-            try:
-                self.show_preview(chosen[0])
-            except VDInspectError as e:
-                self.status.value = _error_html(str(e))
+        c.select(chosen)
+        c.run(lambda: c.show(chosen[0] if len(chosen) == 1 else None))
+        self.draw_panels()
 
-    def _on_open(self, _=None) -> None:
-        chosen = self._selected()
-        if len(chosen) != 1:
-            self.status.value = _error_html("select one folder to open")
-            return
-        e = chosen[0]
+    def _open(self, e) -> None:
         if e.kind == DIR:
             self._do(lambda: self.controller.cd(e.path or e.name))
         else:
             self.show_preview(e)
 
+    def _on_open(self, _=None) -> None:
+        chosen = self._selected()
+        if len(chosen) != 1:
+            self.controller.error = "select one folder to open"
+            self.draw_panels()
+            return
+        self._open(chosen[0])
+
+    def _on_event(self, ev: dict) -> None:
+        c = self.controller
+        kind = ev.get("event")
+        if kind == "open" and ev.get("row") in self._values:
+            self._open(self._values[ev["row"]])
+        elif kind == "sort" and ev.get("key") in SORT_KEYS:
+            self._do(lambda: c.sort(ev["key"]))
+        elif kind == "page" and isinstance(ev.get("page"), int):
+            self._do(lambda: c.goto_page(max(0, ev["page"])))
+        elif kind == "up":
+            self._do(c.up)
+
     def _on_extract(self, _=None) -> None:
         c = self.controller
-        self.summary.value = ""
         self.progress.value = 0
         self.progress.bar_style = ""
 
         def cb(done: int, total: int) -> None:
             self.progress.value = 1000 if total <= 0 else min(1000, done * 1000 // total)
 
-        try:
-            report = c.extract(self.dest.value, progress=cb)
-        except (VDInspectError, OSError) as e:
-            self.status.value = _error_html(str(e))
+        ok = c.run(lambda: c.extract(self.dest.value, progress=cb))
+        if not ok:
             self.progress.bar_style = "danger"
-            return
-        self.progress.value = 1000
-        self.progress.bar_style = "success" if not report.skipped else "warning"
-        parts = [f"<b>{html.escape(report.summary())}</b>"]
-        items = [(p, why) for p, why in report.skipped] + [
-            (p, f"incomplete: {why}") for p, why in report.incomplete
-        ]
-        if items:
-            shown = "".join(
-                f"<li><code>{html.escape(str(p))}</code>: {html.escape(why)}</li>"
-                for p, why in items[:50]
-            )
-            more = f"<li>… and {len(items) - 50} more</li>" if len(items) > 50 else ""
-            parts.append(f"<ul>{shown}{more}</ul>")
-        self.summary.value = "".join(parts)
+        else:
+            self.progress.value = 1000
+            self.progress.bar_style = "success" if not c.report.skipped else "warning"
+        self.draw_panels()
 
 
-def _row_label(e) -> str:
-    icon = "📁" if e.kind == DIR else ("↪" if e.kind == "symlink" else "📄")
-    name = e.name + ("/" if e.kind == DIR else "")
-    size = "" if e.kind == DIR else human(e.size)
-    when = e.modified.strftime("%Y-%m-%d %H:%M") if e.modified is not None else ""
-    dead = "  ✝ deleted" if e.deleted else ""
-    return f"{icon} {name}   {size}   {when}{dead}"
+STATIC_TEXT = "vdinspect file browser: run the cell again to browse (it needs a running kernel)"
+STATIC_NOTE = (
+    "<div class='vdinspect-static-note' style='padding:6px 10px;border-left:3px solid "
+    "var(--jp-brand-color1,#1976d2);background:var(--jp-layout-color2,#f3f3f3);"
+    "color:var(--jp-ui-font-color1,#222)'>vdinspect file browser: <b>run the cell again "
+    "to browse</b> (a saved notebook keeps no live widgets; it needs a running kernel).</div>"
+)
+PANEL_HEIGHT = f"{ROW_PX * (ROWS_SHOWN + 3) + 6}px"  # the preview is as tall as the table
+
+
+def _row(e) -> dict:
+    """One table row for an entry (strings the table shows as they are)."""
+    return {
+        "name": e.name,
+        "kind": e.kind,
+        "size": "" if e.kind == DIR else human(e.size),
+        "modified": e.modified.strftime("%Y-%m-%d %H:%M") if e.modified is not None else "",
+        "deleted": bool(e.deleted),
+    }
+
+
+def _report_html(report) -> str:
+    parts = [f"<b>{html.escape(report.summary())}</b>"]
+    items = [(p, why) for p, why in report.skipped] + [
+        (p, f"incomplete: {why}") for p, why in report.incomplete
+    ]
+    if items:
+        shown = "".join(
+            f"<li><code>{html.escape(str(p))}</code>: {html.escape(why)}</li>"
+            for p, why in items[:50]
+        )
+        more = f"<li>… and {len(items) - 50} more</li>" if len(items) > 50 else ""
+        parts.append(f"<ul>{shown}{more}</ul>")
+    return "".join(parts)
 
 
 def _error_html(msg: str) -> str:
-    return f"<span style='color:#b00'>{html.escape(msg)}</span>"
+    return f"<span style='color:var(--jp-error-color1,#b00)'>{html.escape(msg)}</span>"
 
 
 def _w(width: str) -> W.Layout:

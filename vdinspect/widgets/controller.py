@@ -56,6 +56,12 @@ class BrowserController:
         self._source: Iterator[Entry] | None = None  # None once the folder is exhausted
         self._sorted: list[Entry] | None = None
         self.errors: list[str] = []  # problems met while listing (shown by the view)
+        # The panels beside the listing; each goes stale when the user moves on, so
+        # navigating clears all three and a successful action clears the error.
+        self.error: str | None = None  # the last failed action's message (the red line)
+        self.shown: dict | None = None  # the preview on screen (see ``preview()``)
+        self.report: ExtractReport | None = None  # the last extraction's report
+        self.filter = ""  # only names holding this text (case-insensitive) are listed
         if isinstance(disk, FileSystem):
             self.fs = disk
             self.volume = "fs"
@@ -67,6 +73,23 @@ class BrowserController:
             vols = self.volumes()
             if vols:
                 self.select_volume(vols[0][1])
+
+    # --- actions with panels ------------------------------------------------------------
+    def run(self, action: Callable[[], object]) -> bool:
+        """Run a user action: on success clear the error, on a VDInspectError/OSError keep
+        its message in ``error`` (never raise). True when it succeeded."""
+        try:
+            action()
+        except (VDInspectError, OSError) as exc:
+            self.error = str(exc)
+            return False
+        self.error = None
+        return True
+
+    def show(self, name: str | Entry | None) -> dict | None:
+        """Preview an entry in the panel (None empties it); returns what is shown."""
+        self.shown = None if name is None else self.preview(name)
+        return self.shown
 
     # --- volumes ------------------------------------------------------------------
     def volumes(self) -> list[tuple[str, str]]:
@@ -95,6 +118,7 @@ class BrowserController:
             return
         fs = self.disk.filesystem(key)
         self.fs = fs
+        self.report = None
         self.volume = str(key)
         self.cwd = "/"
         self._reload()
@@ -164,8 +188,10 @@ class BrowserController:
 
     @property
     def count(self) -> int | None:
-        """How many entries the folder has, or None while it is not fully read."""
-        return len(self._entries) if self._source is None else None
+        """How many entries are listed (after the filter), or None while not all are read."""
+        if self._source is not None:
+            return None
+        return len(self._ordered(0))
 
     def page_label(self) -> str:
         """E.g. 'entries 201-400 of 100000' (or 'of 401+' while the folder is not all read)."""
@@ -203,6 +229,30 @@ class BrowserController:
             self.ascending = True
         self._sorted = None
         self.page = 0
+
+    def set_filter(self, text: str) -> None:
+        """List only names containing ``text`` (case-insensitive; '' lists all); page 0."""
+        if not isinstance(text, str):
+            raise InvalidArgument(f"filter must be a str, not {type(text).__name__}")
+        self.filter = text.strip()
+        self._sorted = None
+        self.page = 0
+        self.selection = []
+
+    @property
+    def page_count(self) -> int | None:
+        """How many pages the folder fills, or None while it is not fully read."""
+        total = self.count
+        return None if total is None else max(1, -(-total // self.page_size))
+
+    def goto_page(self, page: int) -> int:
+        """Jump to a page (0-based; past the end goes to the last page); returns the page."""
+        if not isinstance(page, int) or page < 0:
+            raise InvalidArgument(f"page must be an int >= 0, not {page!r}")
+        have = len(self._ordered((page + 1) * self.page_size))
+        last = max(0, -(-have // self.page_size) - 1)
+        self.page = min(page, last)
+        return self.page
 
     # --- selection, preview, extraction -------------------------------------------------
     def select(self, names: Iterable[str | Entry]) -> list[Entry]:
@@ -244,6 +294,7 @@ class BrowserController:
         (the total grows as folders are walked).
         """
         fs = self._need_fs()
+        self.report = None
         if not self.selection:
             raise InvalidArgument("nothing selected to extract")
         if dest is None or not os.fspath(dest).strip():
@@ -288,6 +339,7 @@ class BrowserController:
             report.linked += r.linked
         if progress is not None:
             progress(base, base)
+        self.report = report
         return report
 
     # --- internals ------------------------------------------------------------------------
@@ -304,6 +356,9 @@ class BrowserController:
         self._entries = []
         self._sorted = None
         self.errors = []
+        self.error = None
+        self.shown = None
+        self.report = None
         self._source = fs.iter_entries(self.cwd, recursive=False, deleted=self.show_deleted)
 
     def _pull(self, n: int | None) -> None:
@@ -324,12 +379,18 @@ class BrowserController:
 
     def _ordered(self, n: int) -> list[Entry]:
         """At least the first ``n`` entries in display order (or all there are)."""
-        if self.sort_key is None:
+        if self.sort_key is None and not self.filter:
             self._pull(n)
             return self._entries
         if self._sorted is None:
             self._pull(None)
-            self._sorted = _sorted(self._entries, self.sort_key, self.ascending)
+            entries = self._entries
+            if self.filter:
+                needle = self.filter.casefold()
+                entries = [e for e in entries if needle in e.name.casefold()]
+            self._sorted = (
+                entries if self.sort_key is None else _sorted(entries, self.sort_key, self.ascending)
+            )
         return self._sorted
 
 

@@ -54,6 +54,7 @@ QCowHeaderFull = Struct(
     "(present when header_length > 104)",
     "padding" / Bytes(lambda c: max(0, c.header_length - 105)) * "zeros up to header_length",
 )  # the whole version 3 header as stored (header_length bytes): what explain("header") shows
+QCowHeaderFull.docs = "QCowHeader (version 3)"  # the spec's name, for explain()'s title
 
 HeaderExtension = Struct(
     "type" / Int32ub * "extension type (0 = end of the list)",

@@ -1,0 +1,43 @@
+"""The rules of docs/design.md "Layers" that import-linter cannot see: no private name of a
+module is imported or reached by another module, and no module grows past 700 lines."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "vdinspect"
+MAX_LINES = 700
+
+
+def _modules():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def test_no_private_name_is_used_outside_its_module():
+    bad = []
+    for path in _modules():
+        tree = ast.parse(path.read_text())
+        imported_modules = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith(
+                    "vdinspect")):
+                for alias in node.names:
+                    if alias.name.startswith("_") and not alias.name.startswith("__"):
+                        bad.append(f"{path.relative_to(PACKAGE)}:{node.lineno} imports "
+                                   f"{alias.name}")
+                    else:
+                        imported_modules.add(alias.asname or alias.name)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in imported_modules and node.value.id[:1].islower()
+                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+                bad.append(f"{path.relative_to(PACKAGE)}:{node.lineno} uses "
+                           f"{node.value.id}.{node.attr}")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_module_is_over_700_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in _modules()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, long
