@@ -399,6 +399,16 @@ def test_tour_notebook_renders_in_chromium(lab, tmp_path):
                 timeout=deadline.ms()
             )
             page.locator(".jp-mod-dirty").first.wait_for(state="detached", timeout=deadline.ms())
+            # No kernel behind the page, as when a saved notebook is opened later: a running
+            # kernel would hand its live widget models back to the reloaded page.
+            page.evaluate("""async () => {
+                const xsrf = (document.cookie.match(/_xsrf=([^;]+)/) || [])[1] || '';
+                const r = await fetch('/api/sessions', {credentials: 'same-origin'});
+                for (const s of await r.json()) {
+                    await fetch('/api/sessions/' + s.id, {method: 'DELETE',
+                        credentials: 'same-origin', headers: {'X-XSRFToken': xsrf}});
+                }
+            }""")
             page.reload(timeout=deadline.ms(60))
             note = page.locator(".vdinspect-static-note").first
             note.scroll_into_view_if_needed(timeout=deadline.ms(60))

@@ -75,6 +75,13 @@ class FileSystem(Findings):
             return entry.target
         raise InvalidArgument(f"{self.name}: {entry.path} is not a symbolic link")
 
+    def xattrs(self, path: str | Entry) -> dict[str, bytes]:
+        """Extended attributes of a file, name -> value ({} where the filesystem has none:
+        FAT, exFAT; NTFS keeps named streams instead, listed by ``files()`` as path:stream)."""
+        if isinstance(path, str):
+            self.lookup(path)  # NotFound for a file that is not there
+        return {}
+
     def info_fields(self) -> dict:
         """The volume's facts as a dict; drivers extend it (``info()`` shows it)."""
         return dict(fstype=self.fstype, label=self.label, uuid=self.uuid)
