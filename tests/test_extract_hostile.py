@@ -570,7 +570,7 @@ def count_reads(monkeypatch, cls, method: str) -> list[int]:
 @needs_e2fs
 def test_ext_huge_files_bounded(ext_image, tmp_path, monkeypatch):
     """2 TiB in a few reads and one buffer: holes are skipped, not read as zeros."""
-    from vdinspect.filesystems.ext.extents import FileSource as ExtFile
+    from vdinspect.io.mapped import MappedSource as ExtFile  # what ext file contents are
 
     reads = count_reads(monkeypatch, ExtFile, "_fill")
     fs = extmod.open_filesystem(FileSource(ext_image))

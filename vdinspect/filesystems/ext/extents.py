@@ -14,13 +14,13 @@ reached twice is a loop), every block number checked against the volume.
 
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING
 
 import numpy as np
 from construct import Int16ul, Int32ul, Struct
 
-from ...io import ByteSource, damaged_through
+from ...io import ByteSource
+from ...io.mapped import MappedSource
 from ...layout import offset_of, struct_format
 from .inode import Inode
 
@@ -272,65 +272,9 @@ def blockmap_map(fs: ExtFileSystem, ino: InodeRecord, nblocks: int) -> BlockMap:
     return BlockMap(lb, cnt, pb, st, meta)
 
 
-class FileSource(ByteSource):
+def mapped_source(dev: ByteSource, block_size: int, size: int, bmap: BlockMap,
+                  name: str) -> MappedSource:
     """A file's bytes: mapped runs read from the volume, holes and uninitialised runs as
-    zeros, exactly ``size`` bytes."""
-
-    def __init__(
-        self, dev: ByteSource, block_size: int, size: int, bmap: BlockMap, name: str
-    ) -> None:
-        self.dev = dev
-        self.bs = block_size
-        self.size = size
-        self.name = name
-        keep = bmap.state == DATA
-        self._starts = (bmap.lblk[keep] * block_size).tolist()
-        self._ends = ((bmap.lblk[keep] + bmap.count[keep]) * block_size).tolist()
-        self._phys = (bmap.pblk[keep] * block_size).tolist()
-        # blocks the extent tree says exist but whose mapping could not be read
-        bad = bmap.state == DAMAGED
-        self._lost = list(zip((bmap.lblk[bad] * block_size).tolist(),
-                              ((bmap.lblk[bad] + bmap.count[bad]) * block_size).tolist()))
-
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self._fill(offset, memoryview(buf), zeroed=True)
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        self._fill(offset, mv, zeroed=False)
-
-    def seek_data(self, offset: int) -> int:
-        """The first offset >= ``offset`` inside a mapped run (``size`` if none): the
-        extractor skips holes with it instead of reading them as zeros."""
-        i = bisect.bisect_right(self._starts, offset) - 1
-        if i >= 0 and self._ends[i] > offset:
-            return offset
-        return self._starts[i + 1] if i + 1 < len(self._starts) else self.size
-
-    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
-        pieces = zip(self._starts, self._phys, (e - s for s, e in zip(self._starts, self._ends)))
-        out = damaged_through(self.dev, pieces, start, min(end, self.size))
-        out += [(max(a, start), min(b, end)) for a, b in self._lost if a < end and b > start]
-        return out
-
-    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
-        """Read the mapped parts of [offset, offset+len) into ``mv``; zero the rest."""
-        end = offset + len(mv)
-        starts, ends, phys = self._starts, self._ends, self._phys
-        i = max(0, bisect.bisect_right(starts, offset) - 1)
-        n = len(starts)
-        pos = offset  # everything before pos is filled
-        while i < n and starts[i] < end:
-            a = max(starts[i], offset)
-            b = min(ends[i], end)
-            if a < b:
-                if a > pos and not zeroed:
-                    mv[pos - offset : a - offset] = bytes(a - pos)
-                self.dev.readinto(phys[i] + (a - starts[i]), mv[a - offset : b - offset])
-                pos = b
-            i += 1
-        if pos < end and not zeroed:
-            mv[pos - offset :] = bytes(end - pos)
+    zeros, runs whose tree block was unreadable as damaged zeros; exactly ``size`` bytes."""
+    return MappedSource.from_blocks(dev, size, block_size, bmap.lblk, bmap.count, bmap.pblk,
+                                    bmap.state, data=DATA, damaged=DAMAGED, name=name)

@@ -23,7 +23,7 @@ from ...errors import (
 from ...io import ByteSource, Concat, LRUCache, MemorySource, Zero
 from ..base import DIR, SYMLINK, Entry, FileSystem
 from . import superblock as S
-from .extents import EXTENT_MAGIC, BlockMap, FileSource, blockmap_map, extent_map
+from .extents import EXTENT_MAGIC, BlockMap, blockmap_map, extent_map, mapped_source
 from .groups import GroupsMixin
 from .inode import FL_COMPRESSED_ANY, I_BLOCK_SIZE, InodeRecord
 from .journal import Journal, Transaction
@@ -213,7 +213,7 @@ class ExtFileSystem(
         if self.is_fast_symlink(rec):
             return MemorySource(rec.i_block[:size], name=name)
         bmap = self.block_map(rec)
-        return FileSource(self.dev, self.block_size, size, bmap, name)
+        return mapped_source(self.dev, self.block_size, size, bmap, name)
 
     def readlink_entry(self, entry: Entry) -> str:
         if entry.kind != SYMLINK:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...errors import CorruptImage
+from ...io.mapped import MappedSource
 from . import structs as S
-from .bmap import XfsFileSource
+from .bmap import fork_source
 from .superblock import crc_ok
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def read_xattrs(fs: XfsFileSystem, rec: Inode) -> dict[str, bytes]:
         return {}
     bs = fs.block_size
     nblocks = int((emap.startoff + emap.count).max())
-    src = XfsFileSource(fs.dev, bs, nblocks * bs, emap, where)
+    src = fork_source(fs.dev, bs, nblocks * bs, emap, where)
     reader = _Blocks(fs, src, bs, nblocks, where)
     out: dict[str, bytes] = {}
     blk = 0
@@ -83,7 +84,7 @@ def read_xattrs(fs: XfsFileSystem, rec: Inode) -> dict[str, bytes]:
 class _Blocks:
     """Attribute fork blocks by logical number, CRC-checked on v5."""
 
-    def __init__(self, fs: XfsFileSystem, src: XfsFileSource, bs: int, n: int,
+    def __init__(self, fs: XfsFileSystem, src: MappedSource, bs: int, n: int,
                  where: str) -> None:
         self.fs, self.src, self.bs, self.n, self.where = fs, src, bs, n, where
 

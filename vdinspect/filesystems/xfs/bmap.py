@@ -10,12 +10,12 @@ visited once and every number is checked against the filesystem.
 
 from __future__ import annotations
 
-import bisect
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...io import ByteSource, damaged_through
+from ...io import ByteSource
+from ...io.mapped import MappedSource
 from . import structs as S
 
 if TYPE_CHECKING:
@@ -198,61 +198,10 @@ def _walk_root(fs: XfsFileSystem, ino: Inode, fork: bytes, where: str, fork_at: 
             return
 
 
-class XfsFileSource(ByteSource):
-    """A fork's bytes: data extents read from the volume, holes and unwritten extents
-    as zeros, damaged ones as zeros reported by ``damaged_ranges``; exactly ``size``
-    bytes."""
-
-    def __init__(self, dev: ByteSource, block_size: int, size: int, emap: ExtentMap,
-                 name: str) -> None:
-        self.dev = dev
-        self.size = size
-        self.name = name
-        bs = block_size
-        keep = emap.state == DATA
-        self._starts = (emap.startoff[keep] * bs).tolist()
-        self._ends = ((emap.startoff[keep] + emap.count[keep]) * bs).tolist()
-        self._phys = (emap.block[keep] * bs).tolist()
-        bad = emap.state == DAMAGED
-        self._lost = list(zip((emap.startoff[bad] * bs).tolist(),
-                              ((emap.startoff[bad] + emap.count[bad]) * bs).tolist()))
-
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self._fill(offset, memoryview(buf), zeroed=True)
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        self._fill(offset, mv, zeroed=False)
-
-    def seek_data(self, offset: int) -> int:
-        """The first offset >= ``offset`` inside a data extent (``size`` if none)."""
-        i = bisect.bisect_right(self._starts, offset) - 1
-        if i >= 0 and self._ends[i] > offset:
-            return offset
-        return self._starts[i + 1] if i + 1 < len(self._starts) else self.size
-
-    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
-        pieces = zip(self._starts, self._phys,
-                     (e - s for s, e in zip(self._starts, self._ends)))
-        out = damaged_through(self.dev, pieces, start, min(end, self.size))
-        out += [(max(a, start), min(b, end)) for a, b in self._lost if a < end and b > start]
-        return out
-
-    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
-        end = offset + len(mv)
-        starts, ends, phys = self._starts, self._ends, self._phys
-        i = max(0, bisect.bisect_right(starts, offset) - 1)
-        pos = offset
-        while i < len(starts) and starts[i] < end:
-            a, b = max(starts[i], offset), min(ends[i], end)
-            if a < b:
-                if a > pos and not zeroed:
-                    mv[pos - offset:a - offset] = bytes(a - pos)
-                self.dev.readinto(phys[i] + (a - starts[i]), mv[a - offset:b - offset])
-                pos = b
-            i += 1
-        if pos < end and not zeroed:
-            mv[pos - offset:] = bytes(end - pos)
+def fork_source(dev: ByteSource, block_size: int, size: int, emap: ExtentMap,
+                name: str) -> MappedSource:
+    """A fork's bytes: data extents read from the volume, holes and unwritten extents as
+    zeros, damaged ones as zeros reported by ``damaged_ranges``; exactly ``size`` bytes."""
+    return MappedSource.from_blocks(dev, size, block_size, emap.startoff, emap.count,
+                                    emap.block, emap.state, data=DATA, damaged=DAMAGED,
+                                    name=name)

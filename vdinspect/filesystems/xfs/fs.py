@@ -27,7 +27,7 @@ from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem
 from . import structs as S
 from .ag import AllocationGroups
 from .attrs import read_xattrs
-from .bmap import DAMAGED, STATE_NAMES, ExtentMap, XfsFileSource, fork_map
+from .bmap import DAMAGED, STATE_NAMES, ExtentMap, fork_map, fork_source
 from .dirs import RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
 from .log import LogState, log_state
@@ -192,7 +192,7 @@ class XfsFileSystem(FileSystem):
     def fork_source(self, rec: Inode, size: int, *, attr: bool = False,
                     name: str | None = None) -> ByteSource:
         """A fork's bytes (extents or btree format) as a ByteSource of ``size`` bytes."""
-        return XfsFileSource(self.dev, self.block_size, size, self.fork_map(rec, attr),
+        return fork_source(self.dev, self.block_size, size, self.fork_map(rec, attr),
                              name or f"{self.name}:inode {rec.number}")
 
     # --- entries -------------------------------------------------------------------------
@@ -448,7 +448,7 @@ class XfsFileSystem(FileSystem):
             end = (min(lb + cnt, limit) - 1) // per
             blocks.extend(range(first, end + 1))
             last = max(last, end)
-        src = XfsFileSource(self.dev, bs, min(limit, (last + 1) * per) * bs, emap, where)
+        src = fork_source(self.dev, bs, min(limit, (last + 1) * per) * bs, emap, where)
         out: list[RawDirent] = []
         for db in blocks:
             data = src.read(db * dbs, dbs)
@@ -533,7 +533,7 @@ class XfsFileSystem(FileSystem):
             bs = self.block_size
             hdr = S.SYMLINK_HDR_SIZE if self.geo.crc else 0
             nblocks = -(-size // (bs - hdr))
-            src = XfsFileSource(self.dev, bs, nblocks * bs, emap, where)
+            src = fork_source(self.dev, bs, nblocks * bs, emap, where)
             parts = []
             for i in range(nblocks):
                 blk = src.read(i * bs, bs)

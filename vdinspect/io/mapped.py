@@ -1,0 +1,82 @@
+"""A file's bytes from its mapped runs on a volume: what ext extents, XFS extent maps and
+similar block maps become once decoded. Runs read from the device, holes read as zeros,
+runs whose mapping was lost read as zeros and are reported by ``damaged_ranges()``."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+from .sources import ByteSource, damaged_through
+
+
+class MappedSource(ByteSource):
+    """Exactly ``size`` bytes: ``[starts[i], ends[i])`` of the file lie at ``phys[i]`` on
+    ``dev`` (byte offsets, sorted by start, not overlapping); everything else is a hole;
+    ``lost`` (start, end) pairs are ranges the map says exist but could not be read."""
+
+    def __init__(self, dev: ByteSource, size: int, starts: Sequence[int], ends: Sequence[int],
+                 phys: Sequence[int], *, lost: Sequence[tuple[int, int]] = (),
+                 name: str = "") -> None:
+        self.dev = dev
+        self.size = size
+        self.name = name
+        self._starts, self._ends, self._phys = list(starts), list(ends), list(phys)
+        self._lost = list(lost)
+
+    @classmethod
+    def from_blocks(cls, dev: ByteSource, size: int, block_size: int, logical, count,
+                    physical, state, *, data: int, damaged: int, name: str = ""
+                    ) -> MappedSource:
+        """From parallel numpy arrays of runs in blocks (``logical``, ``count``,
+        ``physical``) and their ``state``: runs in state ``data`` are read, runs in state
+        ``damaged`` are lost, any other state (unwritten, uninitialised) reads as zeros."""
+        keep, bad = state == data, state == damaged
+        bs = block_size
+        return cls(dev, size, (logical[keep] * bs).tolist(),
+                   ((logical[keep] + count[keep]) * bs).tolist(), (physical[keep] * bs).tolist(),
+                   lost=list(zip((logical[bad] * bs).tolist(),
+                                 ((logical[bad] + count[bad]) * bs).tolist())), name=name)
+
+    def _read(self, offset: int, length: int) -> bytes:
+        buf = bytearray(length)
+        self._fill(offset, memoryview(buf), zeroed=True)
+        return bytes(buf)
+
+    def readinto(self, offset: int, buffer) -> None:
+        mv = memoryview(buffer).cast("B")
+        self._check_range(offset, len(mv))
+        self._fill(offset, mv, zeroed=False)
+
+    def seek_data(self, offset: int) -> int:
+        """The first offset >= ``offset`` inside a mapped run (``size`` if none): the
+        extractor skips holes with it instead of reading them as zeros."""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i >= 0 and self._ends[i] > offset:
+            return offset
+        return self._starts[i + 1] if i + 1 < len(self._starts) else self.size
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        pieces = zip(self._starts, self._phys, (e - s for s, e in zip(self._starts, self._ends)))
+        out = damaged_through(self.dev, pieces, start, min(end, self.size))
+        out += [(max(a, start), min(b, end)) for a, b in self._lost if a < end and b > start]
+        return out
+
+    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
+        """Read the mapped parts of [offset, offset+len) into ``mv``; zero the rest."""
+        end = offset + len(mv)
+        starts, ends, phys = self._starts, self._ends, self._phys
+        i = max(0, bisect.bisect_right(starts, offset) - 1)
+        n = len(starts)
+        pos = offset  # everything before pos is filled
+        while i < n and starts[i] < end:
+            a = max(starts[i], offset)
+            b = min(ends[i], end)
+            if a < b:
+                if a > pos and not zeroed:
+                    mv[pos - offset : a - offset] = bytes(a - pos)
+                self.dev.readinto(phys[i] + (a - starts[i]), mv[a - offset : b - offset])
+                pos = b
+            i += 1
+        if pos < end and not zeroed:
+            mv[pos - offset :] = bytes(end - pos)
