@@ -23,21 +23,13 @@ import struct
 import subprocess
 from pathlib import Path
 
+from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
+
 STRIDE = 512
 
 
 def have(*tools: str) -> bool:
     return all(shutil.which(t) for t in tools)
-
-
-def run(*cmd, check: bool = True, input: bytes | None = None) -> str:
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, input=input)
-    if check and r.returncode != 0:
-        raise RuntimeError(
-            f"{' '.join(map(str, cmd))} failed ({r.returncode}): "
-            f"{r.stderr.decode(errors='replace')}"
-        )
-    return r.stdout.decode("utf-8", "surrogateescape")
 
 
 def mkntfs(path: Path, size: int, *opts: str, label: str = "vdtest") -> Path:

@@ -14,7 +14,7 @@ import pytest
 import vdinspect
 from tests import qemu_tools as q
 from tests.conftest import needs_qemu
-from tests.test_qcow2 import (
+from tests.containers.test_qcow2 import (
     Built,
     K,
     M,

@@ -16,7 +16,6 @@ import random
 import re
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +24,7 @@ import pytest
 import vdinspect
 from tests.conftest import SHARED_SAMPLES, have
 from tests.test_bad_input import traced
+from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
 from vdinspect.errors import CorruptImage, VDInspectError
 from vdinspect.filesystems.base import FileSystem
 from vdinspect.filesystems.btrfs import open_filesystem
@@ -35,13 +35,6 @@ from vdinspect.io import ByteSource, FileSource, MemorySource
 needs_btrfs = pytest.mark.skipif(not have("mkfs.btrfs", "btrfs"), reason="needs btrfs-progs")
 MiB = 1 << 20
 SAMPLES = Path(os.environ.get("VDINSPECT_SHARED_SAMPLES", SHARED_SAMPLES))
-
-
-def run(*cmd, input: bytes | None = None) -> str:
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, input=input)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {r.stderr.decode()}")
-    return r.stdout.decode("utf-8", "surrogateescape")
 
 
 def sha(data: bytes) -> str:

@@ -22,6 +22,7 @@ import pytest
 import vdinspect
 from tests import volume_builder as vb
 from tests.conftest import SHARED_SAMPLES, have
+from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
 from vdinspect import cli
 from vdinspect.containers.registry import FORMATS
 from vdinspect.errors import CorruptImage, InvalidArgument, NotFound, UnsupportedFeature
@@ -31,13 +32,6 @@ from vdinspect.volumes import find_volume, scan
 MiB = 1 << 20
 UTIL_LINUX = SHARED_SAMPLES / "util-linux-2.38.1"
 needs_util_linux = pytest.mark.skipif(not UTIL_LINUX.is_dir(), reason="util-linux samples absent")
-
-
-def run(*cmd, input: str | None = None) -> str:
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, input=input)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({r.returncode}): {r.stderr}")
-    return r.stdout
 
 
 def skip_unless(*tools):

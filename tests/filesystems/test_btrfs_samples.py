@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 import vdinspect
-from tests.test_btrfs import SAMPLES, have, run, sha
+from tests.filesystems.test_btrfs import SAMPLES, have, run, sha
 from vdinspect.errors import CorruptImage, NotFound
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource

@@ -19,6 +19,7 @@ import pytest
 
 import vdinspect
 from tests.conftest import SHARED_SAMPLES, have
+from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
 from vdinspect.cli import main as cli_main
 from vdinspect.errors import CorruptImage, VDInspectError
 from vdinspect.filesystems import open_filesystem
@@ -40,11 +41,6 @@ CONFIGS = {
 }
 DIRS = {"sf": 3, "block": 30, "leaf": 200, "node": 1200}  # entries forcing each form
 SLOW = ("v5-1k-dir8k", "v5-isize512", "v4-noftype")  # the default run keeps two geometries
-
-
-def run(*cmd, **kw) -> str:
-    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True, text=True,
-                          **kw).stdout
 
 
 # --- building images ---------------------------------------------------------------------
@@ -630,7 +626,7 @@ def test_damaged_container_reaches_the_files(tmp_path, tree):
     past the end (tests/test_damaged_files.py): salvage mode reads zeros there, and the
     ``damaged`` column and ``damaged_ranges`` name exactly that cluster, found from xfs_db's
     bmap of the file; the frame keeps the files() schema."""
-    from tests.test_damaged_files import break_clusters
+    from tests.filesystems.test_damaged_files import break_clusters
     from vdinspect.frames import FILES_COLUMNS, FILES_DTYPES
 
     img = mkxfs(tmp_path / "fs.img", protofile(tree / "files", tmp_path / "p"), [],

@@ -20,6 +20,7 @@ import pytest
 
 import vdinspect
 from tests import fs_builder as fb
+from tests import tools
 from tests.conftest import SHARED_SAMPLES, have
 from vdinspect.errors import CorruptImage, NotFound, NotRecognized
 from vdinspect.filesystems import fat as fatmod
@@ -35,11 +36,9 @@ ENV = dict(os.environ, MTOOLS_SKIP_CHECK="1", TZ="UTC", LC_ALL="C.UTF-8")
 UTIL_LINUX = SHARED_SAMPLES / "util-linux-2.38.1"
 
 
-def run(*cmd, check=True) -> str:
-    r = subprocess.run([str(c) for c in cmd], capture_output=True, env=ENV)
-    if check and r.returncode != 0:
-        raise RuntimeError(f"{cmd} failed: {r.stderr.decode(errors='replace')}")
-    return r.stdout.decode("utf-8", "replace")
+def run(*cmd, **kw):
+    """The shared :func:`tests.tools.run` with this module's defaults (errors="replace", env=ENV)."""
+    return tools.run(*cmd, **{'errors': "replace", 'env': ENV, **kw})
 
 
 def blob(seed: int, n: int) -> bytes:

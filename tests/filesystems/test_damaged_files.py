@@ -16,12 +16,12 @@ import random
 import re
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import vdinspect
+from tests import tools
 from vdinspect.errors import VDInspectError
 from vdinspect.io import Concat, MemorySource, Slice, Zero
 
@@ -39,9 +39,9 @@ pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS),
                                 "ntfs-3g and sleuthkit")
 
 
-def run(*cmd, **kw) -> str:
-    return subprocess.run([str(c) for c in cmd], check=True, capture_output=True,
-                          text=True, timeout=120, **kw).stdout
+def run(*cmd, **kw):
+    """The shared :func:`tests.tools.run` with this module's defaults (timeout=120)."""
+    return tools.run(*cmd, **{'timeout': 120, **kw})
 
 
 def file_data(name: str) -> bytes:

@@ -22,6 +22,7 @@ import pytest
 
 import vdinspect
 from tests import ext_builder as eb
+from tests import tools
 from tests import volume_builder as vb
 from tests.conftest import SHARED_SAMPLES, have
 from vdinspect.errors import (
@@ -40,17 +41,9 @@ ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
 MiB = 1 << 20
 
 
-def run(*cmd, input: str | None = None, binary: bool = False):
-    r = subprocess.run(
-        [str(c) for c in cmd],
-        capture_output=True,
-        input=input,
-        text=not binary,
-        errors=None if binary else "replace",
-    )
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({r.returncode}): {r.stderr}")
-    return r.stdout
+def run(*cmd, **kw):
+    """The shared :func:`tests.tools.run` with this module's defaults (errors="replace")."""
+    return tools.run(*cmd, **{'errors': "replace", **kw})
 
 
 def debugfs(img, *commands: str, write: bool = False) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import tracemalloc
 from collections import Counter
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import pytest
 from tests import ext_builder as eb
 from tests import ntfs_builder as nb
 from tests.conftest import have, sha256_file
+from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
 from vdinspect.errors import CorruptImage
 from vdinspect.filesystems import ext as extmod
 from vdinspect.filesystems import ntfs as ntfsmod
@@ -45,15 +45,6 @@ needs_e2fs = pytest.mark.skipif(not have("mke2fs", "debugfs"), reason="needs e2f
 needs_ntfs = pytest.mark.skipif(
     not have("mkntfs", "ntfsls", "ntfsinfo", "fls"), reason="needs mkntfs, ntfs-3g tools, TSK"
 )
-
-
-def run(*cmd, input: str | None = None) -> str:
-    r = subprocess.run(
-        [str(c) for c in cmd], capture_output=True, input=input, text=True, errors="surrogateescape"
-    )
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed: {r.stderr}")
-    return r.stdout
 
 
 def debugfs(img: Path, *commands: str, write: bool = False) -> str:
