@@ -18,10 +18,9 @@ import sys
 import pytest
 
 import vdinspect
+from tests.conftest import ROOT, SAMPLE_IMAGES, have
 from vdinspect.cli import build_parser, main
 from vdinspect.cli.output import human, write_rows
-
-from tests.conftest import ROOT, SAMPLE_IMAGES, have
 
 GPT = str(SAMPLE_IMAGES / "gpt-fat32-ext4-ntfs.qcow2")
 CHAIN = str(SAMPLE_IMAGES / "chain-top.qcow2")

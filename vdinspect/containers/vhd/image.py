@@ -1,0 +1,542 @@
+"""VHD: Microsoft Virtual Hard Disk (Virtual PC, Virtual Server, Hyper-V, Disk2VHD, QEMU "vpc").
+
+Facts from Microsoft's "Virtual Hard Disk Image Format Specification" (v1.0, 2006), checked
+against QEMU block/vpc.c and real images. All integers are big-endian; a sector is 512 bytes.
+
+- **Fixed** disk (type 2): the virtual disk byte for byte, then a 512-byte footer (old
+  Virtual PC versions wrote a 511-byte one). Nothing marks the start of the file.
+- **Dynamic** disk (type 3): a copy of the footer at offset 0, the dynamic disk header
+  ("cxsparse") at ``footer.data_offset``, the block allocation table (BAT: one u32 per
+  block, the block's host sector, 0xFFFFFFFF = not allocated), then blocks, then the
+  footer. A block is a sector bitmap (one bit per sector, most significant bit first,
+  padded to whole sectors) followed by ``block_size`` bytes of data. A sector whose bit is
+  clear was never written and reads as zeros, whatever its data area holds.
+- **Differencing** disk (type 4): a dynamic disk whose clear bits (and unallocated blocks)
+  fall through to the parent, named by ``parent_unique_id`` and found through the parent
+  locators (W2ku/W2ru UTF-16LE paths, MacX file URL) and the parent's Unicode name.
+
+The virtual size has two rules: the CHS geometry (cylinders * heads * sectors * 512), which
+Virtual PC, Virtual Server and old QEMU use, and ``current_size``, which Hyper-V, Disk2VHD
+and newer writers use. :func:`size_rule_for` picks one as QEMU does; :func:`open_vhd` can
+force either.
+
+Damage: a bad checksum, or a footer lost at the end of a dynamic disk (whose copy at offset
+0 is intact), is a :class:`CorruptImage` when strict; ``strict=False`` reads on (with the
+copy) and ``check()`` reports it. Such faults are raised after the rest of the metadata is
+checked, so a fault that stops salvage too (an absurd BAT size) is the one named.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+
+import numpy as np
+
+from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
+from ...io import ByteSource, FileSource, LRUCache
+from ..base import (
+    DAMAGED,
+    DATA,
+    UNALLOCATED,
+    Image,
+    ParentHint,
+    Run,
+)
+from .check import VhdReport
+from .structs import (
+    BAT_ENTRY,
+    BAT_UNUSED,
+    COOKIE,
+    DIFFERENCING,
+    DISK_TYPES,
+    DYNAMIC,
+    DYNAMIC_COOKIE,
+    DYNAMIC_HEADER_SIZE,
+    FEATURE_TEMPORARY,
+    FIXED,
+    FOOTER_CHECKSUM_AT,
+    FOOTER_SIZE,
+    FORMAT,
+    HEADER_CHECKSUM_AT,
+    LOCATOR_PREFERENCE,
+    LOCATORS_AT,
+    MAX_VIRTUAL_SIZE,
+    OLD_FOOTER_SIZE,
+    PLATFORM_NONE,
+    S_DAMAGED,
+    S_DATA,
+    S_UNALLOC,
+    SECTOR,
+    STATE_NAME,
+    DynamicDiskHeader,
+    HardDiskFooter,
+    ParentLocator,
+    chs_size,
+    size_rule_for,
+    type_code,
+    vhd_checksum,
+    vhd_time,
+)
+
+
+class VhdImage(VhdReport, Image):
+    """A VHD file: fixed, dynamic or differencing (``size_rule`` as in :func:`size_rule_for`)."""
+
+    format = FORMAT
+
+    def __init__(
+        self,
+        source: ByteSource,
+        *,
+        path: str | None = None,
+        strict: bool = True,
+        size_rule: str = "auto",
+    ) -> None:
+        super().__init__(source, path=path, strict=strict)
+        self._blocks: LRUCache = LRUCache(1024)
+        self.dynamic_header = None
+        self.dynamic_header_offset: int | None = None
+        self.bat: np.ndarray | None = None
+        self.block_size: int | None = None
+        self.bitmap_size = 0
+        self.locators: list[ParentLocator] = []
+        self.parent_name: str | None = None
+        self._deferred: CorruptImage | None = None
+        self._read_footers()
+        f = self.footer
+        if f.disk_type not in (FIXED, DYNAMIC, DIFFERENCING):
+            self.fail(UnsupportedFeature, f"disk type {f.disk_type} ({DISK_TYPES.get(f.disk_type, 'unknown')})", "footer.disk_type", self.footer_offset + 60)
+        self.disk_type = f.disk_type
+        self.subformat = DISK_TYPES[f.disk_type]
+        self.size_chs = chs_size(f)
+        self.size_current = f.current_size
+        self.size_rule = size_rule_for(f, size_rule)
+        chosen = self.size_chs if self.size_rule == "chs" else self.size_current
+        self.size = chosen // SECTOR * SECTOR
+        if self.size > MAX_VIRTUAL_SIZE:
+            self.fail(CorruptImage, f"virtual size {self.size} is absurd ({self.size_rule} rule)", "footer.current_size"
+                if self.size_rule == "current_size"
+                else "footer.disk_geometry", self.footer_offset + (48 if self.size_rule == "current_size" else 56))
+        if self.disk_type == FIXED:
+            self._open_fixed()
+        else:
+            self._open_dynamic()
+        if self._deferred is not None:
+            raise self._deferred
+
+    # --- footer --------------------------------------------------------------------
+
+    def _deferred_problem(self, structure: str, offset: int | None, message: str) -> None:
+        """A fault salvage mode works around (a checksum, a lost footer): under strict it is
+        raised only after the rest of the metadata is checked, so a fatal fault is named first."""
+        if self.strict and self._deferred is None:
+            self._deferred = CorruptImage(message, path=self.path, structure=structure,
+                                          offset=offset)
+        self.finding("error", structure, offset, message)
+
+    def _read_footers(self) -> None:
+        f = self.file
+        n = f.size
+        if n < OLD_FOOTER_SIZE:
+            self.fail(NotRecognized, f"file is {n} bytes, shorter than a VHD footer", "footer", 0)
+        tail = f.read(n - min(n, FOOTER_SIZE), min(n, FOOTER_SIZE))
+        end = None  # (offset, raw 512 bytes, length on disk)
+        if len(tail) == FOOTER_SIZE and tail[:8] == COOKIE:
+            end = (n - FOOTER_SIZE, tail, FOOTER_SIZE)
+        elif tail[-OLD_FOOTER_SIZE:][:8] == COOKIE:
+            end = (n - OLD_FOOTER_SIZE, tail[-OLD_FOOTER_SIZE:] + b"\0", OLD_FOOTER_SIZE)
+        head = f.read(0, FOOTER_SIZE) if n >= FOOTER_SIZE else b""
+        copy = head if head[:8] == COOKIE else None
+        if end is not None and HardDiskFooter.parse(end[1]).disk_type == FIXED:
+            copy = None  # a fixed disk's first bytes are guest data, whatever they say
+        if end is not None and copy is not None and end[0] == 0:
+            copy = None  # a lone footer (a dynamic disk cut down to its first sector)
+        self.footer_copy = HardDiskFooter.parse(copy) if copy is not None else None
+        self.footer_copy_raw = copy
+        end_ok = end is not None and self._checksum_ok(end[1])
+        copy_ok = copy is not None and self._checksum_ok(copy)
+        if end is None and copy is None:
+            self.fail(NotRecognized, 'no "conectix" footer at the end of the file or copy at its start', "footer", max(0, n - FOOTER_SIZE))
+        self.footer_from_copy = end is None or (not end_ok and copy_ok)
+        self.tail_footer = None if end is None else (end[0], end[2])  # (offset, length) at the end
+        if self.footer_from_copy:
+            # the footer at the end is missing or damaged, the copy at offset 0 is intact
+            what = "missing" if end is None else "damaged (bad checksum)"
+            at = max(0, n - FOOTER_SIZE) if end is None else end[0]
+            self._deferred_problem("footer", at, f"the footer at the end of the file is {what}; the copy at offset 0 "
+                "is intact (strict=False reads the disk with it)")
+            raw, self.footer_offset, self.footer_length = copy, 0, FOOTER_SIZE
+        else:
+            raw, self.footer_offset, self.footer_length = end[1], end[0], end[2]
+            if not end_ok:
+                self._deferred_problem("footer", self.footer_offset, f"footer checksum is {self._stored(raw):#010x}, the bytes sum to "
+                    f"{vhd_checksum(raw, FOOTER_CHECKSUM_AT):#010x}"
+                    + ("; the copy at offset 0 is bad too" if copy is not None else ""))
+        self.footer_raw = raw
+        self.footer = HardDiskFooter.parse(raw)
+        self.header = self.footer
+        if self.footer_from_copy or self.footer.disk_type == FIXED:
+            return
+        if copy is None:
+            self.finding(
+                "error",
+                "footer copy",
+                0,
+                'no footer copy ("conectix") at offset 0 of a dynamic disk',
+            )
+        elif not copy_ok:
+            self.finding(
+                "error",
+                "footer copy",
+                0,
+                f"footer copy checksum is {self._stored(copy):#010x}, the bytes "
+                f"sum to {vhd_checksum(copy, FOOTER_CHECKSUM_AT):#010x}",
+            )
+        elif copy[:OLD_FOOTER_SIZE] != raw[:OLD_FOOTER_SIZE]:
+            diff = [
+                c.name
+                for c in HardDiskFooter.subcons
+                if self.footer_copy[c.name] != self.footer[c.name]
+            ]
+            self.finding(
+                "warning",
+                "footer copy",
+                0,
+                f"footer copy at offset 0 differs from the footer ({', '.join(diff)})",
+            )
+
+    @staticmethod
+    def _stored(raw: bytes) -> int:
+        return int.from_bytes(raw[FOOTER_CHECKSUM_AT : FOOTER_CHECKSUM_AT + 4], "big")
+
+    def _checksum_ok(self, raw: bytes) -> bool:
+        return self._stored(raw) == vhd_checksum(raw, FOOTER_CHECKSUM_AT)
+
+    # --- fixed disks ---------------------------------------------------------------
+    def _open_fixed(self) -> None:
+        self.data_area = self.footer_offset  # the guest's bytes are all before the footer
+        if self.data_area < self.size:
+            self.problem("data", self.data_area, f"fixed disk holds {self.data_area} data bytes, the virtual size is "
+                f"{self.size} ({self.size_rule} rule): the file is truncated")
+
+    # --- dynamic and differencing disks --------------------------------------------
+    def _open_dynamic(self) -> None:
+        f, n = self.file, self.file.size
+        off = self.footer.data_offset
+        if off + HEADER_CHECKSUM_AT + 4 > n:
+            self.fail(CorruptImage, f"dynamic disk header at {off:#x} lies past the end of the file ({n} bytes)", "footer.data_offset", self.footer_offset + 16)
+        have = min(DYNAMIC_HEADER_SIZE, n - off)
+        raw = f.read(off, have) + bytes(DYNAMIC_HEADER_SIZE - have)
+        h = DynamicDiskHeader.parse(raw)
+        if h.cookie != DYNAMIC_COOKIE:
+            self.fail(CorruptImage, f'dynamic disk header cookie is {h.cookie!r}, not "cxsparse"', "dynamic disk header", off)
+        if have < DYNAMIC_HEADER_SIZE:
+            self._deferred_problem("dynamic disk header", off, f"dynamic disk header cut short: {have} of {DYNAMIC_HEADER_SIZE} bytes in the "
+                "file (the rest reads as zeros)")
+        stored = int.from_bytes(raw[HEADER_CHECKSUM_AT : HEADER_CHECKSUM_AT + 4], "big")
+        if stored != vhd_checksum(raw, HEADER_CHECKSUM_AT):
+            self._deferred_problem("dynamic disk header", off, f"dynamic disk header checksum is {stored:#010x}, the bytes sum to "
+                f"{vhd_checksum(raw, HEADER_CHECKSUM_AT):#010x}")
+        self.dynamic_header = h
+        self.dynamic_header_offset = off
+        self.dynamic_header_raw = raw
+        bs = h.block_size
+        if bs < SECTOR or bs & (bs - 1):
+            self.fail(CorruptImage, f"block size {bs} is not a power of two of at least 512", "dynamic disk header.block_size", off + 32)
+        self.block_size = self.cluster_size = bs
+        self.sectors_per_block = bs // SECTOR
+        self.bitmap_size = -(-self.sectors_per_block // 8 // SECTOR) * SECTOR or SECTOR
+        mte = h.max_table_entries
+        if h.table_offset + mte * 4 > n:
+            self.problem("dynamic disk header.max_table_entries", off + 28, f"Max Table Entries too large ({mte}): a BAT of {mte * 4} "
+                f"bytes at {h.table_offset:#x} does not fit in the {n}-byte file")
+            # salvage: the entries the disk needs, as far as the file holds them
+            mte = min(-(-self.size // bs), max(0, n - h.table_offset) // 4)
+        self.blocks_needed = -(-self.size // bs)
+        if mte < self.blocks_needed:
+            self.problem("dynamic disk header.max_table_entries", off + 28, f"BAT has {mte} entries, {self.blocks_needed} blocks of {bs} bytes "
+                f"are needed for {self.size} bytes (page table too small)")
+        self.bat_offset = h.table_offset
+        raw_bat = f.read(h.table_offset, mte * 4) if mte else b""
+        self.bat = np.frombuffer(raw_bat, dtype=BAT_ENTRY)
+        used = np.flatnonzero(self.bat != BAT_UNUSED)
+        ends = self.bat[used].astype(np.int64) * SECTOR + self.bitmap_size + bs
+        past = used[ends > n]
+        for i in past[:1].tolist():
+            self.problem("BAT", h.table_offset + 4 * i, f"BAT entry {i} puts its block at {int(self.bat[i]) * SECTOR:#x}, "
+                f"which runs past the end of the file ({n} bytes)"
+                + (f"; {len(past)} such entries" if len(past) > 1 else ""))
+        if self.disk_type == DIFFERENCING:
+            self._read_parent_locators()
+
+    def _read_parent_locators(self) -> None:
+        h, n = self.dynamic_header, self.file.size
+        name = h.parent_unicode_name.decode("utf-16-be", "replace").split("\0", 1)[0]
+        self.parent_name = name or None
+        for i, e in enumerate(h.parent_locator_entries):
+            if e.platform_code == PLATFORM_NONE:
+                continue
+            where = self.dynamic_header_offset + LOCATORS_AT + 24 * i
+            length = e.platform_data_length
+            if e.platform_data_offset + length > n or length > 64 * 1024:
+                self.problem("parent locator", where, f"parent locator {i} ({type_code(e.platform_code)}): {length} bytes at "
+                    f"{e.platform_data_offset:#x} lie outside the file")
+                self.locators.append(ParentLocator(i, e, None))
+                continue
+            data = self.file.read(e.platform_data_offset, length)
+            self.locators.append(ParentLocator(i, e, data))
+
+    # --- blocks --------------------------------------------------------------------
+    def _block_states(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sector runs inside block ``i``: (first sector, end sector, state) arrays."""
+        return self._blocks.get(i, lambda: self._decode_block(i))
+
+    def _decode_block(self, i: int):
+        spb, n = self.sectors_per_block, self.file.size
+        base = int(self.bat[i]) * SECTOR
+        data = base + self.bitmap_size
+        need = -(-spb // 8)
+        if base + need > n:
+            return _one_run(spb, S_DAMAGED)
+        bitmap = self.file.read(base, need)
+        if bitmap == b"\xff" * need and data + self.block_size <= n:
+            return _one_run(spb, S_DATA)
+        if not bitmap.strip(b"\0"):
+            return _one_run(spb, S_UNALLOC)
+        bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="big")[:spb]
+        state = bits.astype(np.int8)
+        whole = max(0, (n - data) // SECTOR)  # sectors whose data lies inside the file
+        if whole < spb:
+            state[whole:][state[whole:] == S_DATA] = S_DAMAGED
+        cut = np.flatnonzero(state[1:] != state[:-1]) + 1
+        starts = np.concatenate(([0], cut))
+        stops = np.concatenate((cut, [spb]))
+        return starts, stops, state[starts]
+
+    def _runs(self, start: int, end: int):
+        if self.disk_type == FIXED:
+            stop = min(end, self.data_area)
+            if start < stop:
+                yield Run(
+                    start,
+                    stop - start,
+                    DATA,
+                    host_file=self.path,
+                    host_offset=start,
+                    source=self.file,
+                )
+            if end > max(start, self.data_area):
+                s = max(start, self.data_area)
+                yield Run(s, end - s, DAMAGED)
+            return
+        bs = self.block_size
+        first, last = start // bs, -(-end // bs)
+        table_end = min(last, len(self.bat))
+        pos = first
+        if first < table_end:
+            ent = self.bat[first:table_end]
+            for i in (np.flatnonzero(ent != BAT_UNUSED) + first).tolist():
+                if i > pos:
+                    yield Run(pos * bs, (i - pos) * bs, UNALLOCATED)
+                yield from self._block_runs(i)
+                pos = i + 1
+            if pos < table_end:
+                yield Run(pos * bs, (table_end - pos) * bs, UNALLOCATED)
+                pos = table_end
+        if pos < last:  # past the end of a too-small BAT (salvage mode only)
+            yield Run(pos * bs, end - pos * bs, DAMAGED)
+
+    def _block_runs(self, i: int):
+        vbase = i * self.block_size
+        starts, stops, states = self._block_states(i)
+        data = int(self.bat[i]) * SECTOR + self.bitmap_size
+        for a, b, s in zip(starts.tolist(), stops.tolist(), states.tolist()):
+            if s == S_DATA:
+                yield Run(
+                    vbase + a * SECTOR,
+                    (b - a) * SECTOR,
+                    DATA,
+                    host_file=self.path,
+                    host_offset=data + a * SECTOR,
+                    source=self.file,
+                )
+            elif s == S_DAMAGED and 0 < self.file.size - (data + a * SECTOR) < SECTOR:
+                # the sector the file ends in: its first bytes are there
+                room = self.file.size - (data + a * SECTOR)
+                yield Run(
+                    vbase + a * SECTOR,
+                    room,
+                    DATA,
+                    host_file=self.path,
+                    host_offset=data + a * SECTOR,
+                    source=self.file,
+                )
+                yield Run(vbase + a * SECTOR + room, (b - a) * SECTOR - room, DAMAGED)
+            else:
+                yield Run(vbase + a * SECTOR, (b - a) * SECTOR, STATE_NAME[s])
+
+    # --- parents -------------------------------------------------------------------
+    @property
+    def unique_id(self) -> uuid.UUID:
+        return uuid.UUID(bytes=bytes(self.footer.unique_id))
+
+    @property
+    def parent_unique_id(self) -> uuid.UUID | None:
+        if self.dynamic_header is None or self.disk_type != DIFFERENCING:
+            return None
+        return uuid.UUID(bytes=bytes(self.dynamic_header.parent_unique_id))
+
+    @property
+    def parent_time_stamp(self) -> dt.datetime | None:
+        if self.disk_type != DIFFERENCING or not self.dynamic_header.parent_time_stamp:
+            return None
+        return vhd_time(self.dynamic_header.parent_time_stamp)
+
+    def parent_paths(self) -> list[str]:
+        """Every name the image gives its parent, best first (locators, then the header)."""
+        by_code = {}
+        for loc in self.locators:
+            if loc.path:
+                by_code.setdefault(loc.raw.platform_code, loc.path)
+        out = [by_code[c] for c in LOCATOR_PREFERENCE if c in by_code]
+        if self.parent_name:
+            out.append(self.parent_name)
+        seen: list[str] = []
+        for p in out:
+            if p not in seen:
+                seen.append(p)
+        return seen
+
+    @property
+    def parent_hint(self) -> ParentHint | None:
+        if self.disk_type != DIFFERENCING:
+            return None
+        paths = self.parent_paths()
+        if not paths:
+            self.problem("dynamic disk header", self.dynamic_header_offset + 64, "differencing disk names no parent (no locator, no parent name)")
+            return None
+        return ParentHint(
+            path=paths[0],
+            format=FORMAT,
+            uuid=str(self.parent_unique_id),
+            alternatives=paths[1:],
+            extra=dict(
+                parent_time_stamp=self.parent_time_stamp,
+                locators=[loc.as_dict() for loc in self.locators],
+            ),
+        )
+
+    def verify_parent(self, parent: Image) -> None:
+        """The parent's footer unique_id must be the child's parent_unique_id."""
+        where = self.dynamic_header_offset + 40
+        if not isinstance(parent, VhdImage):
+            self.problem("dynamic disk header.parent_unique_id", where, f"parent {parent.path} is a {parent.format} image, not a VHD")
+            return
+        if parent.unique_id != self.parent_unique_id:
+            self.problem("dynamic disk header.parent_unique_id", where, f"parent {parent.path} has unique id {parent.unique_id}, this "
+                f"differencing disk expects {self.parent_unique_id}")
+        ts = self.dynamic_header.parent_time_stamp
+        if ts and ts != parent.footer.time_stamp:
+            self.finding(
+                "warning",
+                "dynamic disk header.parent_time_stamp",
+                where + 16,
+                f"parent time stamp {vhd_time(ts):%Y-%m-%d %H:%M:%S} differs from the "
+                f"parent's {parent.created:%Y-%m-%d %H:%M:%S} (the parent may have "
+                "changed since this disk was made)",
+            )
+        if parent.size != self.size:
+            self.finding(
+                "warning",
+                "footer.current_size",
+                self.footer_offset + 48,
+                f"virtual size {self.size} differs from the parent's {parent.size}",
+            )
+
+    # --- reports -------------------------------------------------------------------
+    @property
+    def created(self) -> dt.datetime:
+        return vhd_time(self.footer.time_stamp)
+
+    @property
+    def allocated_blocks(self) -> int:
+        return 0 if self.bat is None else int((self.bat != BAT_UNUSED).sum())
+
+    def flags(self) -> list[str]:
+        out = []
+        if self.footer.features & FEATURE_TEMPORARY:
+            out.append("temporary")
+        if self.footer.saved_state:
+            out.append("saved state")
+        return out
+
+    TABLES = ((r"bat", ">u4", "describe_bat_entry"),)
+
+    def describe_bat_entry(self, v: int) -> str:
+        """What a BAT entry says: unused, or the sector of a block's bitmap and data."""
+        if v == BAT_UNUSED:
+            return "unallocated block"
+        return f"block (bitmap, then data) at sector {v} ({v * SECTOR:#x})"
+
+    def info_fields(self) -> dict:
+        f, h = self.footer, self.dynamic_header
+        v = f.creator_version
+        g = f.disk_geometry
+        out = dict(
+            created=self.created,
+            uuid=str(self.unique_id),
+            disk_type=self.subformat,
+            creator_application=type_code(f.creator_application),
+            creator_version=f"{v >> 16}.{v & 0xFFFF}",
+            creator_host_os=type_code(f.creator_host_os),
+            geometry=(g.cylinders, g.heads, g.sectors_per_track),
+            size_chs=self.size_chs,
+            size_current=self.size_current,
+            size_rule=self.size_rule,
+            original_size=f.original_size,
+            saved_state=bool(f.saved_state),
+            temporary=bool(f.features & FEATURE_TEMPORARY),
+            block_size=self.block_size,
+            max_table_entries=None if h is None else h.max_table_entries,
+            allocated_blocks=None if h is None else self.allocated_blocks,
+            footer_from_copy=self.footer_from_copy,
+        )
+        if self.disk_type == DIFFERENCING:
+            out.update(
+                parent_name=self.parent_name,
+                parent_uuid=str(self.parent_unique_id),
+                parent_time_stamp=self.parent_time_stamp,
+                parent_locators=[loc.as_dict() for loc in self.locators],
+            )
+        return out
+
+
+def open_image(
+    source: ByteSource, *, path: str | None = None, strict: bool = True, size_rule: str = "auto"
+) -> VhdImage:
+    return VhdImage(source, path=path, strict=strict, size_rule=size_rule)
+
+
+def open_vhd(path: str | os.PathLike, *, strict: bool = True, size_rule: str = "auto") -> VhdImage:
+    """Open one VHD file with the size rule forced: ``"chs"``, ``"current_size"`` or ``"auto"``.
+
+    ``vdinspect.open`` always uses ``"auto"``; wrap the result to get a Disk, e.g.
+    ``Disk(Chain([open_vhd(p, size_rule="chs")]), path=p)``.
+    """
+    p = os.fspath(path)
+    src = FileSource(p)
+    try:
+        return VhdImage(src, path=p, strict=strict, size_rule=size_rule)
+    except BaseException:
+        src.close()
+        raise
+
+
+def _one_run(spb: int, state: int):
+    return (
+        np.zeros(1, dtype=np.int64),
+        np.full(1, spb, dtype=np.int64),
+        np.full(1, state, dtype=np.int8),
+    )
