@@ -27,186 +27,54 @@ import uuid as uuidlib
 from collections.abc import Mapping
 
 import numpy as np
-from construct import Bytes, Int32ul, Int64ul, Struct
 
-from ..errors import CorruptImage, NotRecognized, UnsupportedFeature, VDInspectError
-from ..io import ByteSource, FileSource
-from .base import (
+from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
+from ...io import ByteSource
+from ..base import (
     DAMAGED,
     DATA,
-    UNALLOCATED,
-    ZERO,
     Image,
     ParentHint,
     Run,
-    data_structures,
-    leak_rows,
+)
+from .check import VdiReport
+from .structs import (
+    BLOCK_ENTRY,
+    BLOCK_FREE,
+    BLOCK_ZERO,
+    DIFF,
+    FLAG_NAMES,
+    FORMAT,
+    IMAGE_TYPE_NAMES,
+    IMAGE_TYPES,
+    KNOWN_FLAGS,
+    MAX_SCAN,
+    MAX_SIZE,
+    PREHEADER_SIZE,
+    S_DAMAGED,
+    S_DATA,
+    S_UNALLOC,
+    S_ZERO,
+    SECTOR,
+    SIGNATURE,
+    SNAPSHOTS_FOLDER,
+    STATE_NAME,
+    UNDO,
+    VERSION_0,
+    Header0,
+    Header1,
+    Header1Plus,
+    PreHeader,
+    geometry,
+    header_text,
+    parse_headers,
+    peek_uuid,
+    uuid_text,
+    vdi_uuid,
 )
 
-FORMAT = "vdi"
-SIGNATURE = 0xBEDA107F
-SECTOR = 512
-PREHEADER_SIZE = 72
-VERSION_0 = 0x00000002  # the only version 0 value VirtualBox still accepts
-BLOCK_FREE = 0xFFFFFFFF  # never written: zeros, or the parent's data in a differencing image
-BLOCK_ZERO = 0xFFFFFFFE  # discarded / explicitly zero: reads as zeros
 
-NORMAL, FIXED, UNDO, DIFF = 1, 2, 3, 4
-IMAGE_TYPES = {NORMAL: "dynamic", FIXED: "fixed", UNDO: "undo", DIFF: "diff"}
-IMAGE_TYPE_NAMES = {
-    NORMAL: "normal (dynamically growing)",
-    FIXED: "fixed (preallocated)",
-    UNDO: "undo (changes to commit or discard)",
-    DIFF: "differencing",
-}
-FLAG_NAMES = {0x01: "zero expand (as written by VirtualBox)", 0x100: "zero expand"}
-KNOWN_FLAGS = 0x101
-
-#: VirtualBox names a differencing image after its own UUID inside this folder
-SNAPSHOTS_FOLDER = "Snapshots"
-MAX_SIZE = (1 << 63) - 1  # byte offsets must fit in int64
-MAX_SCAN = 4096  # *.vdi headers read at most per folder when looking for a parent
-
-# --- on-disk structures ----------------------------------------------------------------
-
-DiskGeometry = Struct(
-    "cCylinders" / Int32ul * "cylinders",
-    "cHeads" / Int32ul * "heads",
-    "cSectors" / Int32ul * "sectors per track",
-    "cbSector" / Int32ul * "bytes per sector (512)",
-)  # 16 bytes
-
-PreHeader = Struct(
-    "szFileInfo" / Bytes(64) * 'banner for the eyes only, "<<< ... Disk Image >>>\\n", NUL-padded',
-    "u32Signature" / Int32ul * "0xbeda107f",
-    "u32Version" / Int32ul * "major << 16 | minor: 0x00010001 = 1.1; 0x00000002 = version 0",
-)  # 72 bytes
-
-Header0 = Struct(
-    "u32Type" / Int32ul * "1 normal, 2 fixed, 3 undo, 4 differencing",
-    "fFlags" / Int32ul * "image flags",
-    "szComment" / Bytes(256) * "description, UTF-8, NUL-padded",
-    "LegacyGeometry" / DiskGeometry * "physical CHS geometry of old versions",
-    "cbDisk" / Int64ul * "virtual disk size, bytes",
-    "cbBlock" / Int32ul * "block size, bytes (a power of two, 1 MiB by default)",
-    "cBlocks" / Int32ul * "blocks in the disk (entries in the block map)",
-    "cBlocksAllocated" / Int32ul * "blocks stored in the data area",
-    "uuidCreate" / Bytes(16) * "this image's UUID",
-    "uuidModify" / Bytes(16) * "UUID of the last modification",
-    "uuidLinkage" / Bytes(16) * "differencing: the parent's uuidCreate",
-)  # 348 bytes; the block map follows it, then the data
-
-Header1 = Struct(
-    "cbHeader" / Int32ul * "size of this header, bytes (384, or 400 with the LCHS geometry)",
-    "u32Type" / Int32ul * "1 normal, 2 fixed, 3 undo, 4 differencing",
-    "fFlags" / Int32ul * "image flags",
-    "szComment" / Bytes(256) * "description, UTF-8, NUL-padded",
-    "offBlocks" / Int32ul * "host offset of the block map",
-    "offData" / Int32ul * "host offset of the data area",
-    "LegacyGeometry" / DiskGeometry * "physical CHS geometry (unused since 1.1)",
-    "u32Dummy" / Int32ul * "was the BIOS translation mode; unused",
-    "cbDisk" / Int64ul * "virtual disk size, bytes",
-    "cbBlock" / Int32ul * "block size, bytes (a power of two, 1 MiB by default)",
-    "cbBlockExtra" / Int32ul * "bytes of private data in front of each block's data (0)",
-    "cBlocks" / Int32ul * "blocks in the disk (entries in the block map)",
-    "cBlocksAllocated" / Int32ul * "blocks stored in the data area",
-    "uuidCreate" / Bytes(16) * "this image's UUID",
-    "uuidModify" / Bytes(16) * "UUID of the last modification",
-    "uuidLinkage" / Bytes(16) * "differencing: the parent's uuidCreate",
-    "uuidParentModify" / Bytes(16) * "differencing: the parent's uuidModify when made",
-)  # 384 bytes
-
-Header1Plus = Struct(
-    *Header1.subcons,
-    "LCHSGeometry" / DiskGeometry * "logical CHS geometry the guest's BIOS sees",
-)  # 400 bytes: header 1.1 as VirtualBox writes it since 1.2
-
-# VirtualBox's names (VDICore.h), for explain()'s titles
-PreHeader.docs, Header0.docs = "VDIPREHEADER", "VDIHEADER0"
-Header1.docs, Header1Plus.docs = "VDIHEADER1", "VDIHEADER1PLUS"
-
-#: The block map: ``cBlocks`` little-endian u32 (numpy dtype).
-BLOCK_ENTRY = "<u4"
-
-# per-block states while mapping
-_S_UNALLOC, _S_ZERO, _S_DATA, _S_DAMAGED = 0, 1, 2, 3
-_STATE_NAME = {_S_UNALLOC: UNALLOCATED, _S_ZERO: ZERO, _S_DATA: DATA, _S_DAMAGED: DAMAGED}
-
-
-def probe(head: bytes) -> bool:
-    """VDI files carry the signature 0xbeda107f at offset 64, after the text banner."""
-    return len(head) >= PREHEADER_SIZE and int.from_bytes(head[64:68], "little") == SIGNATURE
-
-
-def vdi_uuid(raw: bytes) -> uuidlib.UUID:
-    """A UUID as VirtualBox stores it (IPRT layout: first three fields little-endian)."""
-    return uuidlib.UUID(bytes_le=bytes(raw))
-
-
-def _text(raw: bytes) -> str:
-    return raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-def _geometry(g) -> tuple[int, int, int, int] | None:
-    if g is None:
-        return None
-    return (g.cCylinders, g.cHeads, g.cSectors, g.cbSector)
-
-
-def parse_headers(data: bytes):
-    """(pre-header, header, header offset map) from a file's first bytes, or None.
-
-    The header comes back in the version 1.1 shape whatever the version; for version 0 the
-    offsets VirtualBox computes are filled in. None when the bytes are not a VDI header.
-    """
-    if len(data) < PREHEADER_SIZE:
-        return None
-    pre = PreHeader.parse(data[:PREHEADER_SIZE])
-    if pre.u32Signature != SIGNATURE:
-        return None
-    body = data[PREHEADER_SIZE:]
-    if pre.u32Version >> 16 == 1:
-        if len(body) < Header1.sizeof():
-            return None
-        h = Header1.parse(body[: Header1.sizeof()])
-        if h.cbHeader >= Header1Plus.sizeof() and len(body) >= Header1Plus.sizeof():
-            h = Header1Plus.parse(body[: Header1Plus.sizeof()])
-        else:
-            h.LCHSGeometry = None
-        return pre, h
-    if pre.u32Version == VERSION_0:
-        if len(body) < Header0.sizeof():
-            return None
-        h = Header0.parse(body[: Header0.sizeof()])
-        h.cbHeader = Header0.sizeof()
-        h.offBlocks = PREHEADER_SIZE + Header0.sizeof()
-        h.offData = h.offBlocks + 4 * h.cBlocks
-        h.cbBlockExtra = 0
-        h.u32Dummy = 0
-        h.uuidParentModify = bytes(16)
-        h.LCHSGeometry = None
-        return pre, h
-    return pre, None
-
-
-def peek_uuid(path: str) -> uuidlib.UUID | None:
-    """The ``uuidCreate`` of the VDI file at ``path`` (None if it is not a readable VDI)."""
-    try:
-        src = FileSource(path)
-    except (VDInspectError, OSError):
-        return None
-    try:
-        got = parse_headers(src.read(0, min(src.size, PREHEADER_SIZE + Header1Plus.sizeof())))
-    except (VDInspectError, OSError):
-        return None
-    finally:
-        src.close()
-    if not got or got[1] is None:
-        return None
-    return vdi_uuid(got[1].uuidCreate)
-
-
-class VdiImage(Image):
+class VdiImage(VdiReport, Image):
     """A VDI file: dynamic, fixed, differencing or undo."""
 
     format = FORMAT
@@ -219,12 +87,6 @@ class VdiImage(Image):
         self._check_blocks()
 
     # --- header ----------------------------------------------------------------------
-
-    def _problem(self, message: str, structure: str, offset: int | None) -> None:
-        """CorruptImage when strict; a finding (and carry on) in salvage mode."""
-        if self.strict:
-            self.fail(CorruptImage, message, structure, offset)
-        self.finding("error", structure, offset, message)
 
     def _at(self, field: str) -> int:
         """Host offset of a header field (for messages)."""
@@ -260,7 +122,7 @@ class VdiImage(Image):
             if PREHEADER_SIZE + h.cbHeader > f.size:
                 self.fail(CorruptImage, f"header size {h.cbHeader} runs past the end of the file ({f.size} bytes)", "header.cbHeader", PREHEADER_SIZE)
         self.header = h
-        self.banner = _text(pre.szFileInfo).rstrip("\n")
+        self.banner = header_text(pre.szFileInfo).rstrip("\n")
 
     def _check_header(self) -> None:
         h, n = self.header, self.file.size
@@ -386,23 +248,23 @@ class VdiImage(Image):
         stop = min(last, len(self.block_map))
         if first < stop:
             e = self.block_map[first:stop]
-            state = np.full(len(e), _S_DATA, dtype=np.int8)
-            state[e == BLOCK_FREE] = _S_UNALLOC
-            state[e == BLOCK_ZERO] = _S_ZERO
-            state[self._past_eof[first:stop]] = _S_DAMAGED
+            state = np.full(len(e), S_DATA, dtype=np.int8)
+            state[e == BLOCK_FREE] = S_UNALLOC
+            state[e == BLOCK_ZERO] = S_ZERO
+            state[self._past_eof[first:stop]] = S_DAMAGED
             partial = self._partial[first:stop]
-            host = np.where(state == _S_DATA, self._hosts(np.where(state == _S_DATA, e, 0)), -1)
+            host = np.where(state == S_DATA, self._hosts(np.where(state == S_DATA, e, 0)), -1)
             brk = np.ones(len(e), dtype=bool)
             if len(e) > 1:
                 same = state[1:] == state[:-1]
-                cont = (state[1:] != _S_DATA) | (host[1:] == host[:-1] + bs)
+                cont = (state[1:] != S_DATA) | (host[1:] == host[:-1] + bs)
                 brk[1:] = ~(same & cont) | partial[1:] | partial[:-1]
             starts = np.flatnonzero(brk)
             stops = np.append(starts[1:], len(e))
             for a, b in zip(starts.tolist(), stops.tolist()):
                 s = int(state[a])
                 vs, ve = (first + a) * bs, (first + b) * bs
-                if s == _S_DATA:
+                if s == S_DATA:
                     yield Run(
                         vs,
                         ve - vs,
@@ -414,7 +276,7 @@ class VdiImage(Image):
                 elif partial[a]:
                     yield from self._damaged_block(first + a)
                 else:
-                    yield Run(vs, ve - vs, _STATE_NAME[s])
+                    yield Run(vs, ve - vs, STATE_NAME[s])
         if stop < last:  # past the end of a short block map (salvage mode only)
             s = max(start, stop * bs)
             yield Run(s, end - s, DAMAGED)
@@ -461,7 +323,7 @@ class VdiImage(Image):
         return ParentHint(
             path=f"{{{link}}}.vdi",
             uuid=str(link),
-            extra=dict(uuid_parent_modify=_str(self.uuid_parent_modify)),
+            extra=dict(uuid_parent_modify=uuid_text(self.uuid_parent_modify)),
         )
 
     def parent_search_paths(self) -> list[str]:
@@ -608,12 +470,12 @@ class VdiImage(Image):
     def info_fields(self) -> dict:
         h, v = self.header, self.version
         out = dict(
-            uuid=_str(self.uuid_create),
+            uuid=uuid_text(self.uuid_create),
             banner=self.banner,
             version=f"{v >> 16}.{v & 0xFFFF}",
             image_type=IMAGE_TYPE_NAMES[self.image_type],
             image_flags=h.fFlags,
-            description=_text(h.szComment),
+            description=header_text(h.szComment),
             header_size=h.cbHeader,
             offset_blocks=h.offBlocks,
             offset_data=h.offData,
@@ -623,175 +485,16 @@ class VdiImage(Image):
             blocks=h.cBlocks,
             blocks_allocated=h.cBlocksAllocated,
             blocks_in_map=self.allocated_blocks,
-            legacy_geometry=_geometry(h.LegacyGeometry),
-            lchs_geometry=_geometry(h.LCHSGeometry),
-            uuid_modify=_str(self.uuid_modify),
+            legacy_geometry=geometry(h.LegacyGeometry),
+            lchs_geometry=geometry(h.LCHSGeometry),
+            uuid_modify=uuid_text(self.uuid_modify),
         )
         if self.is_differencing or self.uuid_linkage is not None:
             out.update(
-                parent_uuid=_str(self.uuid_linkage),
-                uuid_parent_modify=_str(self.uuid_parent_modify),
+                parent_uuid=uuid_text(self.uuid_linkage),
+                uuid_parent_modify=uuid_text(self.uuid_parent_modify),
             )
         return out
-
-    def structures(self) -> list[dict]:
-        h, p = self.header, self.path
-        v = self.version
-        rows = [
-            dict(
-                name="pre-header",
-                host_file=p,
-                host_offset=0,
-                length=PREHEADER_SIZE,
-                description=f"{self.banner!r}, signature 0xbeda107f, version "
-                f"{v >> 16}.{v & 0xFFFF}",
-            ),
-            dict(
-                name="header",
-                host_file=p,
-                host_offset=PREHEADER_SIZE,
-                length=h.cbHeader,
-                description=f"{IMAGE_TYPE_NAMES[self.image_type]} image, {h.cBlocks} blocks "
-                f"of {h.cbBlock} bytes",
-            ),
-            dict(
-                name="block map",
-                host_file=p,
-                host_offset=h.offBlocks,
-                length=4 * h.cBlocks,
-                description=f"{h.cBlocks} entries, {self.allocated_blocks} blocks allocated",
-            ),
-        ]
-        if self.block_extra:
-            stored = (self.block_map < BLOCK_ZERO) & ~self._past_eof
-            for i in np.flatnonzero(stored)[:4096].tolist():
-                rows.append(
-                    dict(
-                        name=f"block {i} extra",
-                        host_file=p,
-                        host_offset=self._host(i) - self.block_extra,
-                        length=self.block_extra,
-                        description="private data in front of the block",
-                    )
-                )
-        rows += data_structures(self.runs(), unit="blocks")
-        return rows
-
-    def check(self) -> list[dict]:
-        """Findings like ``qemu-img check`` (block map), plus header and layout warnings."""
-        rows = self.findings_rows()
-        h = self.header
-        off = h.offBlocks
-
-        def add(severity, structure, host_offset, message):
-            r = dict(
-                severity=severity, structure=structure, host_offset=host_offset, message=message
-            )
-            if r not in rows:
-                rows.append(r)
-
-        bm = self.block_map
-        alloc = np.flatnonzero(bm < BLOCK_ZERO)
-        for i, msg in self._bad_entries(100):
-            add("error", "block map", off + 4 * i, msg)
-        ok = alloc[bm[alloc] < h.cBlocks]
-        order = np.argsort(bm[ok], kind="stable")
-        srt = bm[ok][order]
-        dup = np.flatnonzero(srt[1:] == srt[:-1]) + 1
-        for k in dup[:100].tolist():
-            i, first = int(ok[order[k]]), int(ok[order[k - 1]])
-            add(
-                "error",
-                "block map",
-                off + 4 * i,
-                f"block {i} uses index {int(bm[i])}, also used by block {first}",
-            )
-        if len(ok) != h.cBlocksAllocated:
-            add(
-                "error",
-                "header.cBlocksAllocated",
-                self._at("cBlocksAllocated"),
-                f"allocated blocks mismatch: the block map holds {len(ok)}, the header says "
-                f"{h.cBlocksAllocated}",
-            )
-        for r in self._leak_rows(bm[alloc]):
-            add(**r)
-        if self.image_type == FIXED and len(ok) != h.cBlocks:
-            add(
-                "warning",
-                "block map",
-                off,
-                f"fixed image with {len(ok)} of {h.cBlocks} blocks allocated",
-            )
-        for name, value in (("offBlocks", h.offBlocks), ("offData", h.offData)):
-            if value % SECTOR and self.version != VERSION_0:  # version 0 packs them tight
-                add(
-                    "warning",
-                    f"header.{name}",
-                    self._at(name),
-                    f"{name} {value:#x} is not sector-aligned",
-                )
-        if self.block_stride % SECTOR:
-            add(
-                "warning",
-                "header.cbBlock",
-                self._at("cbBlock"),
-                f"blocks of {self.block_stride} bytes (with extra data) are not sector-aligned",
-            )
-        if h.fFlags & ~KNOWN_FLAGS:
-            add(
-                "warning",
-                "header.fFlags",
-                self._at("fFlags"),
-                f"unknown image flags {h.fFlags & ~KNOWN_FLAGS:#x}",
-            )
-        for field in ("uuidCreate", "uuidModify"):
-            if bytes(h[field]) == bytes(16):
-                add("warning", f"header.{field}", self._at(field), f"{field} is all zeros")
-        if not self.is_differencing and self.uuid_linkage is not None:
-            add(
-                "warning",
-                "header.uuidLinkage",
-                self._at("uuidLinkage"),
-                f"a {self.subformat} image with a parent UUID ({self.uuid_linkage})",
-            )
-        lchs = h.LCHSGeometry
-        if lchs is not None and lchs.cbSector != SECTOR:
-            add(
-                "warning",
-                "header.LCHSGeometry",
-                self._at("LCHSGeometry"),
-                f"LCHS sector size {lchs.cbSector}, not 512",
-            )
-        return rows
-
-
-    def _leak_rows(self, entries: np.ndarray, limit: int = 1000) -> list[dict]:
-        """Slots of the data area (whole, or cut short by the end of the file) that no block
-        map entry uses: one ``leak`` row each (QEMU's check counts no leaks for VDI)."""
-        h, n, stride = self.header, self.file.size, self.block_stride
-        if h.offData >= n:
-            return []
-        slots = -(-(n - h.offData) // stride)
-        used = np.unique(entries[entries < slots]).astype(np.int64)
-        starts = np.concatenate(([0], used + 1))
-        ends = np.concatenate((used, [slots]))
-        keep = ends > starts
-        starts, ends = starts[keep], ends[keep]
-
-        def leaks():
-            for a, b in zip(starts.tolist(), ends.tolist()):
-                for slot in range(a, b):
-                    at = h.offData + slot * stride
-                    yield ("block", at, f"data block slot {slot} at {at:#x} is used by no "
-                           "block map entry (leaked)")
-
-        return leak_rows(leaks(), int((ends - starts).sum()), "block",
-                         "leaked data block slots", limit)
-
-
-def _str(u) -> str | None:
-    return None if u is None else str(u)
 
 
 def open_image(source: ByteSource, *, path: str | None = None, strict: bool = True) -> VdiImage:
