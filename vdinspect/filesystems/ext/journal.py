@@ -17,7 +17,6 @@ an in-memory overlay: the image is never written.
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,7 +33,7 @@ from construct import (
     Struct,
 )
 
-from ...io import ByteSource, damaged_through
+from ...io import ByteSource, OverlaySource
 from ...layout import flag_values, numpy_dtype, plain, size_of, struct_format
 
 JBD2_MAGIC = 0xC03B3998
@@ -391,55 +390,17 @@ class Journal:
         return rows
 
 
-class OverlaySource(ByteSource):
-    """A volume with some blocks replaced by their journal copies (read-only, in memory)."""
-
-    def __init__(
-        self, base: ByteSource, block_size: int, blocks: dict[int, tuple[int, bool]]
-    ) -> None:
-        self.base = base
-        self.bs = block_size
-        self.size = base.size
-        self.name = base.name + " (journal replayed)"
-        keys = sorted(b for b in blocks if (b + 1) * block_size <= base.size)
-        self._keys = keys
-        self._where = [blocks[b] for b in keys]
-
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self._fill(offset, memoryview(buf))
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        self._fill(offset, mv)
-
-    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
-        # blocks replaced by journal copies come from the journal, others from the base;
-        # the base's damage is reported for both (a conservative answer)
-        return damaged_through(self.base, [(0, 0, self.size)], start, end)
-
-    def _fill(self, offset: int, mv: memoryview) -> None:
-        bs = self.bs
-        end = offset + len(mv)
-        i = bisect.bisect_left(self._keys, offset // bs)
-        pos = offset
-        while i < len(self._keys) and self._keys[i] * bs < end:
-            b = self._keys[i]
-            a0, a1 = max(b * bs, offset), min((b + 1) * bs, end)
-            if a0 > pos:
-                self.base.readinto(pos, mv[pos - offset : a0 - offset])
-            src, escaped = self._where[i]
-            block = bytearray(self.base.read(src, bs))
-            if escaped:
-                block[0:4] = JBD2_MAGIC.to_bytes(4, "big")
-            mv[a0 - offset : a1 - offset] = block[a0 - b * bs : a1 - b * bs]
-            pos = a1
-            i += 1
-        if pos < end:
-            self.base.readinto(pos, mv[pos - offset :])
-
-    @property
-    def blocks(self) -> list[int]:
-        return list(self._keys)
+def replayed(base: ByteSource, block_size: int, blocks: dict[int, tuple[int, bool]]
+             ) -> OverlaySource:
+    """The volume with each replayed block read from its committed copy in the journal
+    (``blocks``: block -> (byte offset of the copy, escaped magic)), in memory only."""
+    dev = OverlaySource(base, name=base.name + " (journal replayed)")
+    magic = JBD2_MAGIC.to_bytes(4, "big")
+    for b in sorted(blocks):
+        if (b + 1) * block_size > base.size:
+            continue
+        src, escaped = blocks[b]
+        dev.copy(b * block_size, block_size, src)
+        if escaped:  # the journal stored the block with its first 4 bytes zeroed
+            dev.write(b * block_size, magic)
+    return dev

@@ -11,7 +11,7 @@ from ...errors import CorruptImage, NotRecognized, UnsupportedFeature, VDInspect
 from ...io import ByteSource
 from . import superblock as S
 from .extents import DATA
-from .journal import Journal, OverlaySource
+from .journal import Journal, replayed
 
 
 class MountMixin:
@@ -240,7 +240,7 @@ class MountMixin:
             msg += f"; transaction {pending[0].sequence} never committed (ignored)"
         if self.replay_journal and committed:
             overlay = j.replay_map(committed)
-            self.dev = OverlaySource(self.base, self.block_size, overlay)
+            self.dev = replayed(self.base, self.block_size, overlay)
             self.journal_transactions_replayed = committed
             msg += f"; replayed in memory over {len(overlay)} blocks (the image is not written)"
             self._reload_after_replay()
