@@ -13,6 +13,7 @@ bitmaps and data given here, never from vdinspect.
 from __future__ import annotations
 
 import os
+import struct
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,10 @@ from urllib.parse import quote
 
 import numpy as np
 
-from vdinspect.containers.vhd import DynamicDiskHeader, HardDiskFooter
+FOOTER = struct.Struct(">8sIIQI4sI4sQQHBBII16sB427s")  # 512 bytes
+LOCATOR = struct.Struct(">4sIIIQ")  # 24 bytes
+DYNAMIC_HEADER = struct.Struct(">8sQQIIII16sII512s192s256s")  # 1024 bytes
+
 
 SECTOR = 512
 EPOCH_UNIX = 946684800  # 2000-01-01 00:00:00 UTC in Unix seconds
@@ -75,25 +79,14 @@ def footer(
 ) -> bytes:
     """A 512-byte hard disk footer with a correct checksum."""
     c, h, s = geometry or spec_geometry(size // SECTOR)
-    raw = HardDiskFooter.build(
-        dict(
-            cookie=b"conectix",
-            features=features,
-            file_format_version=0x00010000,
-            data_offset=data_offset,
-            time_stamp=timestamp,
-            creator_application=creator,
-            creator_version=creator_version,
-            creator_host_os=host_os,
-            original_size=size if original_size is None else original_size,
-            current_size=size,
-            disk_geometry=dict(cylinders=c, heads=h, sectors_per_track=s),
-            disk_type=disk_type,
-            checksum=0,
-            unique_id=unique_id or uuidlib.uuid4().bytes,
-            saved_state=saved_state,
-            reserved=bytes(427),
-        )
+    # the footer's fields in the specification's order (big-endian): cookie, features,
+    # file format version, data offset, time stamp, creator application, creator version,
+    # creator host OS, original size, current size, geometry (cylinders u16, heads u8,
+    # sectors per track u8), disk type, checksum, unique id, saved state, 427 reserved bytes
+    raw = FOOTER.pack(
+        b"conectix", features, 0x00010000, data_offset, timestamp, creator, creator_version,
+        host_os, size if original_size is None else original_size, size, c, h, s, disk_type,
+        0, unique_id or uuidlib.uuid4().bytes, saved_state, bytes(427),
     )
     return with_checksum(raw, 64)
 
@@ -172,26 +165,12 @@ def build_dynamic(
         for code, data in parent.locators:
             space = -(-max(len(data), 1) // SECTOR) * SECTOR
             locator_offsets.append(len(out))
-            locator_entries.append(
-                dict(
-                    platform_code=code,
-                    platform_data_space=space // SECTOR if parent.space_in_sectors else space,
-                    platform_data_length=len(data),
-                    reserved=0,
-                    platform_data_offset=len(out),
-                )
-            )
+            locator_entries.append(LOCATOR.pack(
+                code, space // SECTOR if parent.space_in_sectors else space, len(data), 0,
+                len(out)))
             out += data + bytes(space - len(data))
     while len(locator_entries) < 8:
-        locator_entries.append(
-            dict(
-                platform_code=bytes(4),
-                platform_data_space=0,
-                platform_data_length=0,
-                reserved=0,
-                platform_data_offset=0,
-            )
-        )
+        locator_entries.append(bytes(LOCATOR.size))
     bat_offset = len(out)
     bat = np.full(mte, 0xFFFFFFFF, dtype=">u4")
     out += bytes(-(-mte * 4 // SECTOR) * SECTOR)
@@ -205,22 +184,14 @@ def build_dynamic(
         out += bm + bytes(bitmap_size - len(bm)) + b.data
     out[bat_offset : bat_offset + mte * 4] = bat.tobytes()
     name = (parent.name if parent else "").encode("utf-16-be")
-    header = DynamicDiskHeader.build(
-        dict(
-            cookie=b"cxsparse",
-            data_offset=0xFFFFFFFFFFFFFFFF,
-            table_offset=bat_offset,
-            header_version=0x00010000,
-            max_table_entries=mte,
-            block_size=block_size,
-            checksum=0,
-            parent_unique_id=parent.unique_id if parent else bytes(16),
-            parent_time_stamp=parent.time_stamp if parent else 0,
-            reserved1=0,
-            parent_unicode_name=name + bytes(512 - len(name)),
-            parent_locator_entries=locator_entries,
-            reserved2=bytes(256),
-        )
+    # the dynamic disk header's fields in the specification's order: cookie, data offset,
+    # table offset, header version, max table entries, block size, checksum, parent unique
+    # id, parent time stamp, reserved, parent unicode name (512 bytes), 8 parent locator
+    # entries (24 bytes each), 256 reserved bytes
+    header = DYNAMIC_HEADER.pack(
+        b"cxsparse", 0xFFFFFFFFFFFFFFFF, bat_offset, 0x00010000, mte, block_size, 0,
+        parent.unique_id if parent else bytes(16), parent.time_stamp if parent else 0, 0,
+        name + bytes(512 - len(name)), b"".join(locator_entries), bytes(256),
     )
     out[header_offset : header_offset + 1024] = with_checksum(header, 36)
     ft = footer(
