@@ -1,5 +1,4 @@
-"""What the tests share to run the independent tools: one ``run()``, one parser of
-The Sleuth Kit's ``fls`` listings."""
+"""What the tests share to run the independent tools: one ``run()``."""
 
 from __future__ import annotations
 
@@ -22,19 +21,3 @@ def run(*cmd, input: str | bytes | None = None, check: bool = True, binary: bool
                            f"{r.stderr.decode('utf-8', 'replace')}")
     return r.stdout if binary else r.stdout.decode("utf-8", errors)
 
-
-def parse_fls(text: str) -> list[tuple[str, str, str, bool]]:
-    """The rows of ``fls -r -p`` output: (type letters such as "r/r", inode address as
-    printed, path, deleted). Deleted entries carry ``*`` before the address."""
-    rows = []
-    for line in text.splitlines():
-        if "\t" not in line:
-            continue
-        head, path = line.split("\t", 1)
-        parts = head.split()
-        if len(parts) < 2:
-            continue
-        deleted = "*" in parts[1:]
-        addr = parts[-1].rstrip(":")
-        rows.append((parts[0], addr, path, deleted))
-    return rows
