@@ -34,6 +34,7 @@ LAYER_COLUMNS = [
     "allocated",
     "parent_path",
     "parent_ok",
+    "note",  # names the layer records that lead outside its folder (not followed)
 ]
 CHECK_COLUMNS = ["severity", "layer", "structure", "host_offset", "message"]
 STRUCTURE_COLUMNS = ["name", "host_file", "host_offset", "length", "description"]
@@ -144,6 +145,7 @@ def layers_frame(rows: list[dict]) -> pd.DataFrame:
             "allocated": "int64",
             "parent_path": "string",
             "parent_ok": "boolean",
+            "note": "string",
         },
     )
 

@@ -413,28 +413,22 @@ class Qcow2Image(Image):
             return
         if not self.data_file_name:
             self.fail(CorruptImage, "external data file bit set but no data file name", "header extension", h.header_length)
-        import os
+        from ..io import paths
 
-        name = self.data_file_name
-        cand = (
-            name
-            if os.path.isabs(name)
-            else os.path.join(os.path.dirname(os.path.abspath(self.path)), name)
-        )
-        tried = [cand]
-        if not os.path.isfile(cand):
-            alt = os.path.join(os.path.dirname(os.path.abspath(self.path)), os.path.basename(name))
-            tried.append(alt)
-            cand = alt
-        if not os.path.isfile(cand):
+        # a name from the image: only inside the allowed folders (vdinspect.io.paths)
+        policy, name = paths.current(), self.data_file_name
+        found = policy.find([name], self.path)
+        paths.report_outside(self, "external data file name", found, "external data file")
+        if found.path is None:
+            why = found.why()
             raise MissingFile(
-                f"external data file {name!r} not found",
-                tried=tried,
+                f"external data file {name!r} not found" + (f" ({why})" if why else ""),
+                tried=found.tried,
                 path=self.path,
                 structure="external data file name",
             )
-        self.data_file = FileSource(cand)
-        self.data_file_path = cand
+        self.data_file = policy.open(found.path, self.path)
+        self.data_file_path = found.path
 
     @property
     def data_file_raw(self) -> bool:
@@ -792,7 +786,12 @@ class Qcow2Image(Image):
     def open_snapshot(self, ident: str | int) -> Qcow2Image:
         """A read-only view of the disk as it was at an internal snapshot."""
         self.find_snapshot(ident)
-        return Qcow2Image(FileSource(self.path), path=self.path, strict=self.strict, snapshot=ident)
+        src = FileSource(self.path)
+        try:
+            return Qcow2Image(src, path=self.path, strict=self.strict, snapshot=ident)
+        except BaseException:
+            src.close()
+            raise
 
     # --- reports ---------------------------------------------------------------------
     @property

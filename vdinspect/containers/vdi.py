@@ -30,7 +30,7 @@ import numpy as np
 from construct import Bytes, Int32ul, Int64ul, Struct
 
 from ..errors import CorruptImage, NotRecognized, UnsupportedFeature, VDInspectError
-from ..io import ByteSource, FileSource
+from ..io import ByteSource, FileSource, paths
 from .base import (
     DAMAGED,
     DATA,
@@ -185,10 +185,11 @@ def parse_headers(data: bytes):
     return pre, None
 
 
-def peek_uuid(path: str) -> uuidlib.UUID | None:
-    """The ``uuidCreate`` of the VDI file at ``path`` (None if it is not a readable VDI)."""
+def peek_uuid(path: str, referrer: str | None = None) -> uuidlib.UUID | None:
+    """The ``uuidCreate`` of the VDI file at ``path`` (None if it is not a readable VDI, or
+    if the path policy does not let ``referrer``, the file naming it, open it)."""
     try:
-        src = FileSource(path)
+        src = paths.current().open(path, referrer) if referrer else FileSource(path)
     except (VDInspectError, OSError):
         return None
     try:
@@ -374,6 +375,24 @@ class VdiImage(Image):
             if count > 1:
                 msg += f"; {count} bad entries"
             self.fail(CorruptImage, msg, "block map", h.offBlocks + 4 * i)
+        # a data block claimed by two map entries (cross-linked): the first (lowest block
+        # number) keeps it, the others are damaged; so the blocks read are disjoint and a
+        # small file cannot stand for millions of runs. check() lists them; strict refuses.
+        ok = np.flatnonzero((bm < BLOCK_ZERO) & (~self._past_eof | self._partial))
+        order = ok[np.argsort(bm[ok], kind="stable")]
+        srt = bm[order]
+        dup = np.flatnonzero(srt[1:] == srt[:-1]) + 1
+        self._crossed = np.zeros(len(bm), dtype=bool)
+        self._crossed[order[dup]] = True
+        if len(dup):
+            i, first = int(order[dup[0]]), int(order[dup[0] - 1])
+            if self.strict:
+                self.fail(CorruptImage, f"block {i} uses index {int(bm[i])}, also used by "
+                          f"block {first}" + (f"; {len(dup)} such blocks" if len(dup) > 1 else ""),
+                          "block map", h.offBlocks + 4 * i)
+            self.finding("warning", "block map", h.offBlocks,
+                         f"{len(dup)} block{'s use data blocks' if len(dup) > 1 else ' uses a data block'}"
+                         " another block uses (cross-linked): read as damaged")
 
     # --- runs ------------------------------------------------------------------------
     def _runs(self, start: int, end: int):
@@ -385,8 +404,8 @@ class VdiImage(Image):
             state = np.full(len(e), _S_DATA, dtype=np.int8)
             state[e == BLOCK_FREE] = _S_UNALLOC
             state[e == BLOCK_ZERO] = _S_ZERO
-            state[self._past_eof[first:stop]] = _S_DAMAGED
-            partial = self._partial[first:stop]
+            state[self._past_eof[first:stop] | self._crossed[first:stop]] = _S_DAMAGED
+            partial = self._partial[first:stop] & ~self._crossed[first:stop]
             host = np.where(state == _S_DATA, self._hosts(np.where(state == _S_DATA, e, 0)), -1)
             brk = np.ones(len(e), dtype=bool)
             if len(e) > 1:
@@ -487,13 +506,18 @@ class VdiImage(Image):
         fallback: list[str] = []  # named after the UUID (or given) but with another uuidCreate
         me = os.path.realpath(self.path)
 
+        policy = paths.current()  # every file looked at goes through the path policy
+
+        def usable(p: str) -> bool:
+            return policy.refusal(p, self.path) is None
+
         def look(p: str) -> str | None:
             p = os.fspath(p)
             if p not in tried:
                 tried.append(p)
-            if not os.path.isfile(p) or os.path.realpath(p) == me:
+            if not usable(p) or os.path.realpath(p) == me:
                 return None
-            if peek_uuid(p) == link:
+            if peek_uuid(p, self.path) == link:
                 return p
             fallback.append(p)
             return None
@@ -504,7 +528,7 @@ class VdiImage(Image):
                 if key in parents:
                     p = os.fspath(parents[key])
                     tried.append(p)
-                    if os.path.isfile(p):
+                    if usable(p):
                         return p, tried
         elif parents is not None:
             entries = [parents] if isinstance(parents, str | os.PathLike) else list(parents)
@@ -514,20 +538,22 @@ class VdiImage(Image):
                     dirs.append(entry)
                 elif (got := look(entry)) is not None:
                     return got, tried
-        dirs += self.parent_search_paths()
+        dirs += [d for d in self.parent_search_paths() if policy.inside(d, self.path)]
         for d in dirs:
             for name in names:
                 if (got := look(os.path.join(d, name))) is not None:
                     return got, tried
         for d in dirs:
-            got = self._scan(d, link, tried, me)
+            got = self._scan(d, link, tried, me, usable, self.path)
             if got is not None:
                 return got, tried
         return (fallback[0] if fallback else None), tried
 
     @staticmethod
-    def _scan(folder: str, link: uuidlib.UUID, tried: list[str], me: str) -> str | None:
-        """The first ``*.vdi`` in ``folder`` whose header's uuidCreate is ``link``."""
+    def _scan(folder: str, link: uuidlib.UUID, tried: list[str], me: str, usable, referrer: str
+              ) -> str | None:
+        """The first ``*.vdi`` in ``folder`` whose header's uuidCreate is ``link`` (of those
+        ``usable`` says the path policy lets ``referrer`` open)."""
         if not os.path.isdir(folder):
             return None
         tried.append(os.path.join(folder, "*.vdi (headers read)"))
@@ -537,7 +563,7 @@ class VdiImage(Image):
             return None
         for name in names[:MAX_SCAN]:
             p = os.path.join(folder, name)
-            if os.path.isfile(p) and os.path.realpath(p) != me and peek_uuid(p) == link:
+            if usable(p) and os.path.realpath(p) != me and peek_uuid(p, referrer) == link:
                 return p
         return None
 

@@ -20,7 +20,7 @@ from construct import Bytes, Int16ul, Int32ul, Int64ul, Padding, Struct
 
 from ..errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ..io import ByteSource, LRUCache
-from .base import DAMAGED, DATA, UNALLOCATED, ZERO, Image, ParentHint, Run
+from .base import DAMAGED, DATA, UNALLOCATED, ZERO, Image, ParentHint, Run, misplaced
 
 FORMAT = "vhdx"
 SIGNATURE = b"vhdxfile"
@@ -1019,6 +1019,21 @@ class VhdxImage(Image):
         bad |= (code == B_PARTIAL) & ~sb_ok[k // cr] if nblocks else np.zeros(0, dtype=bool)
         bad |= pidx >= have  # entries lost with the end of the file
         code[bad] = B_DAMAGED
+        # blocks over the file's own regions or over another block (cross-linked) are
+        # damaged too, never read (containers.base.misplaced)
+        starts, lens, labels = self._allocated_spans()
+        h = self.header
+        own = [(0, HEADER_SECTION), (br.file_offset, br.file_offset + br.length),
+               (self.metadata_region.file_offset,
+                self.metadata_region.file_offset + self.metadata_region.length)]
+        if h.log_length:
+            own.append((h.log_offset, h.log_offset + h.log_length))
+        region, clash = misplaced(starts, starts + lens, own)
+        wrong = labels[(region >= 0) | clash]
+        self._misplaced = np.zeros(nblocks, dtype=bool)
+        self._misplaced[wrong[wrong >= 0]] = True
+        self._misplaced |= (code == B_PARTIAL) & np.isin(k // cr, -1 - wrong[wrong < 0])
+        code[self._misplaced & ((code == B_DATA) | (code == B_PARTIAL))] = B_DAMAGED
         self.block_code = code
 
     def _block_problem(self, k: int) -> str:
@@ -1029,6 +1044,9 @@ class VhdxImage(Image):
                     f"({self.host.size} bytes): the BAT is cut short")
         if st == 4:
             return f"BAT entry for payload block {k} has the reserved state 4"
+        if self._misplaced[k] and HEADER_SECTION <= off < self.host.size:
+            return (f"payload block {k} at {off:#x} (or its sector bitmap block) overlaps the "
+                    "file's own regions or another block: an impossible place")
         if st == PAYLOAD_BLOCK_PARTIALLY_PRESENT and HEADER_SECTION <= off < self.host.size:
             return f"payload block {k} is partially present but its sector bitmap block is missing"
         where = "past the end of the file" if off >= self.host.size else "inside the header section"

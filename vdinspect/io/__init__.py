@@ -1,6 +1,7 @@
 """Byte sources (the read protocol) and the metadata cache."""
 
 from .cache import LRUCache
+from .paths import PathPolicy
 from .sources import (
     ByteSource,
     Concat,
@@ -15,4 +16,4 @@ from .sources import (
 )
 
 __all__ = ["ByteSource", "FileSource", "MemorySource", "Slice", "Concat", "Zero", "LRUCache",
-           "all_zero", "DamageIndex", "damaged_through", "merge_ranges"]
+           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "PathPolicy"]
