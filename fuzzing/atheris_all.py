@@ -6,8 +6,12 @@ lets libFuzzer steer them by the coverage of vdinspect's own code. A fuzz input 
 64 KiB header): up to eight byte, bit or 2/4/8-byte field edits aimed at the seed's
 structures (the regions ``tests/test_fuzz_all.py`` aims at), then maybe a cut. Each edited
 image is walked down the public path by ``tests.test_fuzz_all.walk`` in strict and salvage
-mode; any exception other than a ``VDInspectError`` naming the file is a crash, and
-libFuzzer's ``-timeout`` enforces the 2 s bound (memory: see docs/reliability.md).
+mode; any exception other than a ``VDInspectError`` naming the file is a crash, and so is
+opening any file outside the image's folder (``walk`` records the opens with an audit hook:
+an image is untrusted input); libFuzzer's ``-timeout`` enforces the 2 s bound (memory: see
+docs/reliability.md). The seeds include the hostile samples of ``tests/hostile.py``
+(``--seed hostile/qcow2-backing-etc-passwd``, ``--seed hostile/vhd-zeroed-bat``, ...): file
+names leading out of the folder, tables claiming blocks at impossible places.
 
 Run from the project root (``pip install atheris`` first; see docs/reliability.md)::
 

@@ -30,11 +30,11 @@ def evidence_unchanged(monkeypatch):
     seen: dict[str, str] = {}
     original = sources.FileSource.__init__
 
-    def recording_init(self, path):
+    def recording_init(self, path, **kw):
         p = os.path.realpath(os.fspath(path))
         if p not in seen and os.path.isfile(p):
             seen[p] = sha256_file(p)
-        original(self, path)
+        original(self, path, **kw)
 
     monkeypatch.setattr(sources.FileSource, "__init__", recording_init)
     yield seen

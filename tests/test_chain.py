@@ -178,10 +178,16 @@ def chains(tmp_path_factory):
 NAMES = sorted(CHAINS)
 
 
+def root(files: list[Path]) -> Path:
+    """The folder holding every layer: names that leave an image's own folder (``..``,
+    absolute paths) are followed only inside a folder the caller allows (``search=``)."""
+    return Path(os.path.commonpath([f.parent for f in files]))
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_chain_bytes(name, chains, tmp_path):
     built, files = chains(name)
-    with vdinspect.open(built.top) as disk:
+    with vdinspect.open(built.top, search=root(files)) as disk:
         assert len(disk.layer_images) == len(files)
         assert_same_bytes(disk, built)
         assert_random_reads(disk, built, seed=7)
@@ -192,7 +198,7 @@ def test_chain_bytes(name, chains, tmp_path):
 @pytest.mark.parametrize("name", NAMES)
 def test_chain_map_info_layers(name, chains):
     built, files = chains(name)
-    with vdinspect.open(built.top) as disk:
+    with vdinspect.open(built.top, search=root(files)) as disk:
         assert_disk_map(disk, built, qemu_map(built.top))
         assert_info_matches(disk, built.top)
         assert_layers_match(disk, built.top)
@@ -212,7 +218,7 @@ def _no_backing(path: Path, fmt: str) -> str:
 def test_own_layer_maps(name, chains, tmp_path):
     """allocation(layer=k): layer k's own runs, against qemu-img map of that file alone."""
     built, files = chains(name)
-    with vdinspect.open(built.top) as disk:
+    with vdinspect.open(built.top, search=root(files)) as disk:
         for k, (img, f) in enumerate(zip(disk.layer_images, files)):
             alone = _no_backing(f, img.format)
             oracle = tmp_path / f"alone{k}.raw"
@@ -239,13 +245,13 @@ def test_layer_option(name, chains, tmp_path):
     for k in [0, n // 2, n - 1, -1, -n]:
         f = files[k]
         oracle = Built(f, build_oracle(f, tmp_path, name=f"layer{k}"))
-        with vdinspect.open(built.top, layer=k) as disk:
+        with vdinspect.open(built.top, layer=k, search=root(files)) as disk:
             assert len(disk.layer_images) == k % n + 1
             assert_same_bytes(disk, oracle)
-        with vdinspect.open(built.top) as disk, disk.layer(k) as view:
+        with vdinspect.open(built.top, search=root(files)) as disk, disk.layer(k) as view:
             assert_same_bytes(view, oracle)
     with pytest.raises(vdinspect.InvalidArgument):
-        vdinspect.open(built.top, layer=n)
+        vdinspect.open(built.top, layer=n, search=root(files))
 
 
 # --- missing and moved parents, loops ------------------------------------------------------------------
@@ -298,12 +304,13 @@ def test_moved_base_found_by_parents_list(chains, tmp_path):
     store.mkdir()
     shutil.move(files[0], store / files[0].name)
     with pytest.raises(vdinspect.MissingParent) as e:
-        vdinspect.open(files[-1])
+        vdinspect.open(files[-1], search=tmp_path / "c")
     assert files[0].name in str(e.value)
-    with vdinspect.open(files[-1], parents=[store]) as disk:
+    with vdinspect.open(files[-1], parents=[store], search=tmp_path / "c") as disk:
         assert len(disk.layer_images) == 5
         assert_same_bytes(disk, built)
-    with vdinspect.open(files[-1], strict=False) as disk:  # salvage: the base is damaged
+    # salvage: the base is damaged
+    with vdinspect.open(files[-1], strict=False, search=tmp_path / "c") as disk:
         states = set(disk.allocation()["state"])
         assert "damaged" in states
         assert (disk.check()["structure"] == "parent").any()

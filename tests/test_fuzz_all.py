@@ -13,7 +13,13 @@ dynamic, VDI dynamic, Parallels, QCOW v1, compressed QCOW2), the two partitioned
 converted to raw with ``Disk.to_raw`` (GPT with FAT32, ext4 and NTFS; MBR with logical FAT16
 and ext2) so that partition tables and filesystem metadata are mutated directly, and, when
 ``/work/shared/samples`` is present, small real images from it (VHDX, VHD, VMDK version 3,
-Parallels, qcow2/vmdk with ext2, a raw XFS v5), decompressed into a temporary folder.
+Parallels, qcow2/vmdk with ext2, a raw XFS v5), decompressed into a temporary folder; and the hostile
+samples of tests/hostile.py (file names leading out of the image's folder, blocks claimed at
+impossible places), built in a temporary folder, with fewer examples each by default
+(``HYPOTHESIS_FUZZ_HOSTILE_EXAMPLES``).
+
+Every walk also records, with an audit hook, the files opened: none may lie outside the
+image's folder, whatever names the mutated image records.
 
 Mutations (one to four per input): byte and bit edits, and little- or big-endian 2/4/8-byte
 fields set to extreme values (0, 1, 2**31, 2**32-1, 2**63, 2**64-1, and the file size and
@@ -42,6 +48,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import vdinspect
+from tests import hostile
 from tests.conftest import SHARED_SAMPLES
 from tests.test_bad_input import (
     DEEP,
@@ -83,6 +90,11 @@ SHARED_SEEDS = [
     "strozfriedberg-vmdk-rs/data/streamOptimized.vmdk",
     "KhaledEmaraDev-xfuse/resources/xfs_preallocated.img.zst",  # XFS v5, whole disk
 ]
+#: hostile samples of tests/hostile.py (names leading out of the folder, blocks at impossible
+#: places), built in the seed folder; a Parallels bundle is seeded by its DiskDescriptor.xml
+HOSTILE_SEEDS = [f"hostile/{n}" for n in hostile.GENERATORS
+                 if n != "parallels-descriptor-symlink"]  # its descriptor is a link out
+HOSTILE_EXAMPLES = int(os.environ.get("HYPOTHESIS_FUZZ_HOSTILE_EXAMPLES", 100 if DEEP else 4))
 
 
 # --- seeds -------------------------------------------------------------------------------------
@@ -104,7 +116,14 @@ class Seed:
 def _regions(path: Path) -> list[tuple[int, int]]:
     """Host regions of the structures the image and its filesystems list (clean seed)."""
     out = [(0, HEAD)]
-    with vdinspect.open(path) as disk:
+    try:
+        disk = vdinspect.open(path)
+    except VDInspectError:  # a hostile seed: salvage mode, else the head alone
+        try:
+            disk = vdinspect.open(path, strict=False)
+        except VDInspectError:
+            return out
+    with disk:
         s = disk.structures()
         own = s[s.layer == 0]
         out += [(int(o), int(n)) for o, n in zip(own.host_offset, own.length)]
@@ -128,7 +147,11 @@ def seed_dir(tmp_path_factory) -> Path:
 
 
 def _seed(name: str, d: Path) -> Seed:
-    if name in CONTAINER_SEEDS:
+    if name in HOSTILE_SEEDS:
+        p = hostile.make(name.split("/", 1)[1], d / name.split("/", 1)[1])
+        if p.is_dir():  # a Parallels bundle: its descriptor is the file to mutate
+            p = p / "DiskDescriptor.xml"
+    elif name in CONTAINER_SEEDS:
         p = d / name
         shutil.copyfile(SAMPLES / name, p)
     elif name in RAW_SEEDS:
@@ -234,7 +257,19 @@ def apply(seed: Seed, edits, dest: Path) -> Path:
 
 def walk(path: Path, strict: bool, other_files=()) -> dict[str, str]:
     """Open ``path`` and walk the public path down to file contents; return {step: error
-    class} of the steps that raised a VDInspectError (anything else fails the test)."""
+    class} of the steps that raised a VDInspectError (anything else fails the test). No
+    file outside the image's folder may be opened (an image is untrusted input: the names
+    it records are confined to its folder; tests/hostile.py records the opens)."""
+    path = Path(path)
+    with hostile.opens() as opened:
+        outcome = _walk(path, strict, other_files)
+    folder = path if path.is_dir() else path.parent
+    out = hostile.outside(opened, folder)
+    assert not out, f"{path.name} (strict={strict}) opened files outside its folder: {out}"
+    return outcome
+
+
+def _walk(path: Path, strict: bool, other_files) -> dict[str, str]:
     outcome: dict[str, str] = {}
     attempt = make_attempt([str(path), *map(str, other_files)], strict, outcome)
     disk = attempt("open", lambda: vdinspect.open(path, strict=strict))
@@ -309,7 +344,7 @@ def bounded(path: Path) -> tuple[dict, dict]:
 
 # --- the clean seeds and the fuzzer ---------------------------------------------------------------
 
-ALL_SEEDS = CONTAINER_SEEDS + RAW_SEEDS + SHARED_SEEDS
+ALL_SEEDS = CONTAINER_SEEDS + RAW_SEEDS + SHARED_SEEDS + HOSTILE_SEEDS
 
 
 @pytest.mark.parametrize("name", CONTAINER_SEEDS + RAW_SEEDS)
@@ -320,12 +355,19 @@ def test_clean_seed_walks(get_seed, tmp_path, name):
     assert strict == {} and salvage == {}, (strict, salvage)
 
 
+@pytest.mark.parametrize("name", HOSTILE_SEEDS)
+def test_hostile_seed_walks(get_seed, tmp_path, name):
+    """Each hostile sample, copied alone to a new folder, walks within the bounds and opens
+    nothing outside that folder (walk() checks), strict and in salvage mode."""
+    bounded(apply(get_seed(name), [], tmp_path))
+
+
 @pytest.mark.parametrize("name", ALL_SEEDS)
 def test_fuzz(get_seed, tmp_path_factory, name):
     seed = get_seed(name)
     work = tmp_path_factory.mktemp("fuzz")
 
-    @fuzz_settings(EXAMPLES)
+    @fuzz_settings(HOSTILE_EXAMPLES if name in HOSTILE_SEEDS else EXAMPLES)
     @given(edits=mutations(seed))
     def run(edits):
         p = apply(seed, edits, work)

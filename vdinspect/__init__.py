@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 
 def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=None,
-         sector_size=None):
+         sector_size=None, search=None, follow_outside=False):
     """Open a disk image (and its parents) read-only; returns a :class:`~vdinspect.disk.Disk`.
 
     ``format`` forces a reader (detection is by magic otherwise); ``snapshot`` opens an
@@ -33,27 +33,33 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     negative counts from the top); ``strict=False`` is salvage mode; ``parents`` says where
     parents are (a file, a folder, a list of them, or a mapping from the name the image
     records to a path); ``sector_size`` is the logical sector size the partition tables use
-    (4096 for a 4Kn disk; found from the GPT header's place otherwise). A list of paths opens the disks together as a
+    (4096 for a 4Kn disk; found from the GPT header's place otherwise). A list of paths opens
+    the disks together as a
     :class:`~vdinspect.disk.DiskGroup` (LVM2 volume groups spread over several disks).
+
+    An image is untrusted input: a file name it records (backing file, data file, extent,
+    parent locator, machine file entry) is followed only inside the image's folder, the
+    folders in ``search`` (a folder or a list) and those among ``parents``; a name leading
+    elsewhere is looked up by its base name there instead and reported in ``check()`` and
+    ``layers()``; devices, FIFOs and ``/proc`` are never opened.
+    ``follow_outside=True`` follows names wherever they lead, for an image you trust
+    (docs/reliability.md, "An image is untrusted input").
     """
     from .disk import Disk, DiskGroup
 
+    kw = dict(format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents,
+              sector_size=sector_size, search=search, follow_outside=follow_outside)
     if isinstance(path, list | tuple):  # several disks together (LVM across disks)
         disks = []
         try:
             for p in path:
-                disks.append(Disk.open(p, format=format, snapshot=snapshot, layer=layer,
-                                       strict=strict, parents=parents,
-                                       sector_size=sector_size))
+                disks.append(Disk.open(p, **kw))
         except BaseException:
             for d in disks:
                 d.close()
             raise
         return DiskGroup(disks)
-    return Disk.open(
-        path, format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents,
-        sector_size=sector_size,
-    )
+    return Disk.open(path, **kw)
 
 
 def open_vmdk_extents(paths, *, strict=True):

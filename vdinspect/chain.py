@@ -24,6 +24,7 @@ from .containers.base import (
 from .containers.registry import get_format, open_image
 from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
 from .io import ByteSource
+from .io.paths import PathPolicy, report_outside, split_name
 
 MAX_DEPTH = 1000
 
@@ -35,7 +36,7 @@ class MissingLayer(Image):
 
     format = "missing"
 
-    def __init__(self, size: int, hint_path: str | None, tried: list[str]) -> None:
+    def __init__(self, size: int, hint_path: str | None, tried: list[str], why: str = "") -> None:
         from .io import Zero
 
         super().__init__(
@@ -49,8 +50,9 @@ class MissingLayer(Image):
             "error",
             "parent",
             None,
-            f"parent {hint_path!r} is missing (tried: {', '.join(tried) or 'nothing'}); "
-            "its ranges read as zeros and show as damaged",
+            f"parent {hint_path!r} is missing (tried: {', '.join(tried) or 'nothing'})"
+            + (f" ({why})" if why else "")
+            + "; its ranges read as zeros and show as damaged",
         )
 
     def _runs(self, start: int, end: int):
@@ -92,24 +94,40 @@ class Chain(ByteSource):
                 if r.state != UNALLOCATED:
                     r.layer = 0
             return runs
-        return merge_runs(self._resolve(len(self.layers) - 1, start, end), start, end)
+        return merge_runs(self._resolve(start, end), start, end)
 
-    def _resolve(self, k: int, start: int, end: int):
-        layer = self.layers[k]
-        top = k == len(self.layers) - 1
-        lim = min(end, layer.size)
-        if start < lim:
-            for r in layer.runs(start, lim - start):
-                if r.state == UNALLOCATED and k > 0:
-                    yield from self._resolve(k - 1, r.start, r.end)
-                    continue
-                r.layer = k if r.state != UNALLOCATED else None
-                if r.state == DATA and not top:
-                    r.state = BACKING
-                yield r
-        if end > max(start, layer.size):
-            s = max(start, layer.size)
-            yield Run(s, end - s, UNALLOCATED)
+    def _resolve(self, start: int, end: int) -> list[Run]:
+        """The runs of ``[start, end)``, each from the topmost layer that answers it, in
+        order. One pass per layer over what the layers above left ``unallocated`` (a
+        loop, not a recursion per layer: a chain of MAX_DEPTH layers is fine)."""
+        out: list[Run] = []
+        pending = [(start, end)]  # ranges no layer above answers, in order
+        top = len(self.layers) - 1
+        for k in range(top, -1, -1):
+            layer = self.layers[k]
+            below: list[tuple[int, int]] = []
+            for a, b in pending:
+                lim = min(b, layer.size)
+                if a < lim:
+                    for r in layer.runs(a, lim - a):
+                        if r.state == UNALLOCATED and k > 0:
+                            if below and below[-1][1] == r.start:
+                                below[-1] = (below[-1][0], r.end)
+                            else:
+                                below.append((r.start, r.end))
+                            continue
+                        r.layer = k if r.state != UNALLOCATED else None
+                        if r.state == DATA and k != top:
+                            r.state = BACKING
+                        out.append(r)
+                if b > max(a, layer.size):  # past this layer's end: zeros
+                    s = max(a, layer.size)
+                    out.append(Run(s, b - s, UNALLOCATED))
+            pending = below
+            if not pending:
+                break
+        out.sort(key=lambda r: r.start)
+        return out
 
     def _read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)
@@ -141,15 +159,11 @@ class Chain(ByteSource):
             layer.close()
 
 
-def _split_name(name: str) -> str:
-    """The last component of a path written with / or \\ separators."""
-    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
-
-
-def parent_candidates(image: Image, hint_path: str, parents: ParentsArg, depth: int) -> list[str]:
-    """Where to look for the parent named ``hint_path`` of ``image``, in order."""
-    base = _split_name(hint_path)
-    here = os.path.dirname(image.path)
+def caller_candidates(hint_path: str, parents: ParentsArg, depth: int) -> list[str]:
+    """Where the caller (``parents=``) says to look for the parent named ``hint_path``, in
+    order: a mapping's entry for the name or its base name; a folder's file of that base
+    name; a file of that base name (or the ``depth``-th of a list, or the only one)."""
+    base = split_name(hint_path)
     out: list[str] = []
     if isinstance(parents, Mapping):
         for key in (hint_path, base):
@@ -161,21 +175,9 @@ def parent_candidates(image: Image, hint_path: str, parents: ParentsArg, depth: 
             entry = os.fspath(entry)
             if os.path.isdir(entry):
                 out.append(os.path.join(entry, base))
-            elif _split_name(entry) == base or i == depth or len(entries) == 1 and depth == 0:
+            elif split_name(entry) == base or i == depth or len(entries) == 1 and depth == 0:
                 out.append(entry)
-    posix = (
-        hint_path.replace("\\", "/") if "\\" in hint_path and "/" not in hint_path else hint_path
-    )
-    if os.path.isabs(posix):
-        out.append(posix)
-    else:
-        out.append(os.path.join(here, posix))
-    out.append(os.path.join(here, base))
-    seen: list[str] = []
-    for p in out:
-        if p not in seen:
-            seen.append(p)
-    return seen
+    return list(dict.fromkeys(out))
 
 
 def _parent_format(img: Image, name: str | None, strict: bool) -> str | None:
@@ -196,10 +198,33 @@ def _parent_format(img: Image, name: str | None, strict: bool) -> str | None:
 
 
 def open_chain(
-    path: str, *, format: str | None = None, strict: bool = True, parents: ParentsArg = None
+    path: str,
+    *,
+    format: str | None = None,
+    strict: bool = True,
+    parents: ParentsArg = None,
+    policy: PathPolicy | None = None,
+    referrer: str | None = None,
 ) -> Chain:
-    """Open ``path`` and every parent it names, base first."""
-    top = open_image(path, format=format, strict=strict)
+    """Open ``path`` and every parent it names, base first.
+
+    Every name a layer records is resolved through ``policy`` (by default that of
+    ``vdinspect.open(path, parents=parents)``: see :mod:`vdinspect.io.paths`); ``referrer``
+    is the machine file that named ``path``, if any (``path`` is then checked too).
+    Resolution is a loop, one layer at a time: a chain of :data:`MAX_DEPTH` layers opens,
+    a deeper one is refused with :class:`CorruptImage`.
+    """
+    if policy is None:
+        policy = PathPolicy.for_open(path, parents=parents)
+    with policy.active():
+        return _open_chain(path, format, strict, parents, policy, referrer)
+
+
+def _open_chain(path, format, strict, parents, policy: PathPolicy, referrer) -> Chain:
+    if referrer is None:
+        top = open_image(path, format=format, strict=strict)
+    else:
+        top = _open_layer(path, format, strict, policy, referrer)
     stack = [top]
     seen = {os.path.realpath(path)}
     try:
@@ -208,32 +233,38 @@ def open_chain(
             hint = img.parent_hint
             if hint is None or not hint.path:
                 break
-            if len(stack) > MAX_DEPTH:
+            if len(stack) >= MAX_DEPTH:
                 raise CorruptImage(
-                    f"backing chain deeper than {MAX_DEPTH} layers",
+                    f"backing chain deeper than {MAX_DEPTH} layers (the limit): refused",
                     path=img.path,
                     structure="parent",
                 )
+            depth = len(stack) - 1
             # an image that names its parent by identity (VDI: a UUID) may search for it
-            # itself: find_parent(parents) -> (path or None, places tried)
+            # itself, through the active policy: find_parent(parents) -> (path or None, tried)
             finder = getattr(img, "find_parent", None)
             found, tried = finder(parents) if finder is not None else (None, [])
+            why = ""
             if found is None:
-                more = parent_candidates(img, hint.path, parents, len(stack) - 1)
-                for alt in hint.alternatives:
-                    more += [c for c in parent_candidates(img, alt, parents, len(stack) - 1)
-                             if c not in more]
-                tried += [c for c in more if c not in tried]
-                found = next((p for p in more if os.path.isfile(p)), None)
+                names = [hint.path, *hint.alternatives]
+                first: list[str] = []
+                for name in names:
+                    first += [c for c in caller_candidates(name, parents, depth)
+                              if c not in first]
+                lookup = policy.find(names, img.path, first=first, exclude=seen)
+                tried += [c for c in lookup.tried if c not in tried]
+                found = lookup.path
+                why = lookup.why()
+                report_outside(img, "parent", lookup, "parent")
             if found is None:
                 if strict:
                     raise MissingParent(
-                        f"parent {hint.path!r} not found",
+                        f"parent {hint.path!r} not found" + (f" ({why})" if why else ""),
                         tried=tried,
                         path=img.path,
                         structure="parent",
                     )
-                stack.append(MissingLayer(img.size, hint.path, tried))
+                stack.append(MissingLayer(img.size, hint.path, tried, why))
                 break
             real = os.path.realpath(found)
             if real in seen:
@@ -245,7 +276,7 @@ def open_chain(
             seen.add(real)
             fmt = _parent_format(img, hint.format, strict)
             try:
-                parent = open_image(found, format=fmt, strict=strict)
+                parent = _open_layer(found, fmt, strict, policy, img.path)
             except NotFound as e:  # raced away
                 raise MissingParent(str(e), tried=tried, path=img.path) from e
             stack.append(parent)
@@ -258,6 +289,17 @@ def open_chain(
             layer.close()
         raise
     return Chain(list(reversed(stack)))
+
+
+def _open_layer(path: str, fmt: str | None, strict: bool, policy: PathPolicy, referrer: str
+                ) -> Image:
+    """One layer named by ``referrer``, opened through the policy."""
+    src = policy.open(path, referrer)
+    try:
+        return open_image(path, format=fmt, strict=strict, source=src)
+    except BaseException:
+        src.close()
+        raise
 
 
 def layer_index(chain: Chain, layer: int) -> int:

@@ -6,6 +6,7 @@ DataFrames of :mod:`vdinspect.frames`.
 
 from __future__ import annotations
 
+import operator
 import os
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from .chain import Chain, MissingLayer, ParentsArg, layer_index, open_chain
 from .containers.base import BACKING, DATA, Image
 from .errors import InvalidArgument, NotFound
 from .io import ByteSource, all_zero
+from .io.paths import PathPolicy
 from .progress import Progress, reporter
 from .units import human
 
@@ -44,18 +46,31 @@ class Disk(ByteSource):
         parents: ParentsArg = None,
         disk: int | None = None,
         sector_size: int | None = None,
+        search=None,
+        follow_outside: bool = False,
     ) -> Disk:
         """Open ``path`` and its parents; see :func:`vdinspect.open`.
 
         ``path`` may be a VM machine file (``.vbox``, ``.vmx``, a Parallels ``.hdd`` bundle):
         ``disk`` chooses its attached hard disk (0 = the first) and ``snapshot`` one of its
-        named snapshots (an internal snapshot of the disk's images otherwise).
+        named snapshots (an internal snapshot of the disk's images otherwise). Every file
+        name the image or machine file records goes through one
+        :class:`~vdinspect.io.paths.PathPolicy` (``search``, ``parents``, ``follow_outside``).
         ``sector_size`` is the disk's logical sector size for its partition tables (found
         from the GPT header's place otherwise; 512 for MBR): 4096 for a 4Kn disk.
         """
         if sector_size is not None and sector_size not in (512, 1024, 2048, 4096):
             raise InvalidArgument(f"sector_size {sector_size} is not 512, 1024, 2048 or 4096")
         path = os.fspath(path)
+        policy = PathPolicy.for_open(path, parents=parents, search=search,
+                                     follow_outside=follow_outside)
+        with policy.active():
+            return cls._open(path, format, snapshot, layer, strict, parents, disk, search,
+                             follow_outside, policy, sector_size)
+
+    @classmethod
+    def _open(cls, path, format, snapshot, layer, strict, parents, disk, search,
+              follow_outside, policy: PathPolicy, sector_size: int | None = None) -> Disk:
         machine = None
         if format is None and _maybe_text(path):
             from .machines import detect_machine, open_machine
@@ -68,11 +83,12 @@ class Disk(ByteSource):
         if machine is not None:
             vm_snap = snapshot if snapshot is not None and machine.has_snapshot(snapshot) else None
             chain = machine.open_chain(
-                disk=disk or 0, snapshot=vm_snap, strict=strict, parents=parents
+                disk=disk or 0, snapshot=vm_snap, strict=strict, parents=parents, policy=policy
             )
         else:
             vm_snap = None
-            chain = open_chain(path, format=format, strict=strict, parents=parents)
+            chain = open_chain(path, format=format, strict=strict, parents=parents,
+                               policy=policy)
         try:
             if snapshot is not None and vm_snap is None:
                 chain = _at_snapshot(chain, snapshot, machine)
@@ -86,7 +102,7 @@ class Disk(ByteSource):
             path=path,
             options=dict(
                 format=format, strict=strict, parents=parents, snapshot=snapshot, layer=layer,
-                sector_size=sector_size,
+                sector_size=sector_size, search=search, follow_outside=follow_outside,
             ),
         )
         if machine is not None:
@@ -198,6 +214,7 @@ class Disk(ByteSource):
                     allocated=img.allocated,
                     parent_path=parent_path,
                     parent_ok=parent_ok,
+                    note="; ".join(getattr(img, "path_notes", ())) or None,
                 )
             )
         return rows
@@ -284,10 +301,13 @@ class Disk(ByteSource):
         """A partition (by its index) or logical volume ("vg/lv") as a ByteSource."""
         from .volumes import find_volume
 
-        return find_volume(self.volumes(), key).source
+        return find_volume(self.volumes(), volume_key(key)).source
 
     def filesystem(self, part: int | str | None = None):
-        """The filesystem on a partition (number or "vg/lv"), or the only one there is."""
+        """The filesystem on a partition (number or "vg/lv"), or the only one there is.
+
+        Any integer type names a partition: a NumPy integer taken from ``partitions()``
+        works like a Python ``int``."""
         from .filesystems import has_driver, open_filesystem
 
         if part is None:
@@ -302,7 +322,7 @@ class Disk(ByteSource):
         else:
             from .volumes import find_volume
 
-            vol = find_volume(self.volumes(), part)
+            vol = find_volume(self.volumes(), volume_key(part))
         name = f"{self.path}:{vol.index if vol.index is not None else vol.name or 'disk'}"
         return open_filesystem(vol.source, vol.filesystem or None, name=name,
                                strict=self.options.get("strict", True))
@@ -490,6 +510,7 @@ class DiskGroup:
     def _find(self, key):
         from .volumes import find_volume
 
+        key = volume_key(key)
         self.volumes()
         if isinstance(key, str) and ":" in key:
             d, _, part = key.partition(":")
@@ -537,6 +558,22 @@ class DiskGroup:
     def __repr__(self) -> str:
         return f"<DiskGroup of {len(self.disks)} disks: " + ", ".join(
             os.path.basename(d.path) for d in self.disks) + ">"
+
+
+def volume_key(key):
+    """A partition key as ``find_volume`` takes it: any integer type (a NumPy integer from
+    ``partitions()``, anything with ``__index__``) becomes an ``int``; strings and other
+    values pass unchanged (booleans too: ``find_volume`` refuses them)."""
+    if key is None or isinstance(key, str | bool):
+        return key
+    import numpy as np
+
+    if isinstance(key, np.bool_):
+        return key
+    try:
+        return operator.index(key)
+    except TypeError:
+        return key
 
 
 def _write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:

@@ -132,6 +132,7 @@ def layers_frame(rows: list[dict]) -> pd.DataFrame:
             "allocated": "int64",
             "parent_path": "string",
             "parent_ok": "boolean",
+            "note": "string",
         },
     )
 

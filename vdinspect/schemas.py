@@ -38,6 +38,7 @@ LAYER_COLUMNS = [
     "allocated",
     "parent_path",
     "parent_ok",
+    "note",  # names the layer records that lead outside its folder (not followed)
 ]
 CHECK_COLUMNS = ["severity", "layer", "structure", "host_offset", "message"]
 STRUCTURE_COLUMNS = ["name", "host_file", "host_offset", "length", "description"]

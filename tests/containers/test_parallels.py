@@ -659,10 +659,18 @@ def test_duplicates_and_bat_past_size(tmp_path):
     )
     bat_now = bat(p)
     patch(p, 64 + 4 * 7, "<I", bat_now[0])  # cluster 7 shares cluster 0's data
-    with vdinspect.open(p) as disk:
-        assert disk.read(7 * 64 * K, 64 * K) == spec.clusters[0]
+    # a cluster claimed twice: strict refuses; salvage reads the second claim as damaged
+    with pytest.raises(CorruptImage, match=r"BAT entry 7 .* \(duplicate offset\)"):
+        vdinspect.open(p)
+    with vdinspect.open(p, strict=False) as disk:
+        assert disk.read(0, 64 * K) == spec.clusters[0]
+        assert disk.read(7 * 64 * K, 64 * K) == bytes(64 * K)
+        assert [r.state for r in disk.runs(7 * 64 * K, 64 * K)] == ["damaged"]
         rows = disk.check()
-        assert rows["message"].tolist() == ["duplicate offset in BAT entry 7"]
+        assert rows["message"].tolist() == [
+            "1 BAT entry puts its cluster at an impossible place (over the header, the BAT, "
+            "the format extension or another cluster): read as damaged",
+            "duplicate offset in BAT entry 7"]
     # a BAT shorter than nb_sectors: the rest reads as unallocated (QEMU: zeros or parent)
     short = tmp_path / "short.hds"
     shutil.copyfile(p, short)

@@ -496,7 +496,10 @@ def test_parent_found_by_relative_locator_in_another_folder(tmp_path):
             locators=[vb.w2ku("C:\\nowhere\\p.vhd"), vb.w2ru("..\\parents\\p.vhd")],
         ),
     )
-    with vdinspect.open(tmp_path / "kids" / "c.vhd") as disk:
+    # ..\parents leaves the image's folder: followed only inside a folder the caller allows
+    with pytest.raises(MissingParent, match="outside the image's folder"):
+        vdinspect.open(tmp_path / "kids" / "c.vhd")
+    with vdinspect.open(tmp_path / "kids" / "c.vhd", search=tmp_path) as disk:
         assert os.path.realpath(disk.layers()["path"][0]) == str(tmp_path / "parents" / "p.vhd")
         want = bytearray(data)
         want[5 * 512 : 6 * 512] = bytes(512)
@@ -726,10 +729,17 @@ def test_overlapping_blocks_reported(small_dynamic, tmp_path):
     first = layout.block_offsets[0] // 512
     bad = patched(p, tmp_path / "ov.vhd", layout.bat_offset + 4, first.to_bytes(4, "big"))
     bad = patched(bad, bad, layout.bat_offset + 12, (layout.bat_offset // 512).to_bytes(4, "big"))
-    with vdinspect.open(bad) as disk:
+    # blocks at an impossible place: strict refuses, salvage reads them as damaged
+    with pytest.raises(CorruptImage, match="impossible place; 2 such entries"):
+        vdinspect.open(bad)
+    with vdinspect.open(bad, strict=False) as disk:
         msgs = " | ".join(disk.check()["message"])
         assert "overlaps another block" in msgs
         assert "overlaps the BAT" in msgs or "overlaps the dynamic disk header" in msgs
+        assert "2 BAT entries put their blocks at an impossible place" in msgs
+        damaged = [(r.start, r.end) for r in disk.runs() if r.state == "damaged"]
+        bs = disk.top.block_size
+        assert damaged == [(bs, 2 * bs), (3 * bs, 4 * bs)]
 
 
 def test_bad_cookie_and_header_offset(small_dynamic, tmp_path):

@@ -40,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="view the chain as of layer K (0 = base, negative from top)")
         sp.add_argument("--parents", action="append", metavar="PATH",
                         help="where a parent is (file or folder); repeatable")
+        sp.add_argument("--search", action="append", metavar="FOLDER",
+                        help="a folder names in the image may lead into; repeatable")
+        sp.add_argument("--follow-outside", action="store_true",
+                        help="follow file names stored in the image wherever they lead "
+                        "(only for an image you trust)")
         sp.add_argument("--salvage", action="store_true",
                         help="salvage mode: read what can be read, report the rest")
         sp.add_argument("--part", metavar="N|VG/LV",

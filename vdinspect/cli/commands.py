@@ -38,6 +38,8 @@ def open_disk(args):
     return Disk.open(args.image, format=args.format, snapshot=args.snapshot,
                      layer=args.layer, strict=not args.salvage,
                      parents=args.parents or None,
+                     search=getattr(args, "search", None) or None,
+                     follow_outside=getattr(args, "follow_outside", False),
                      sector_size=getattr(args, "sector_size", None))
 
 

@@ -325,6 +325,29 @@ def unused_spans(starts, ends, lo: int, hi: int) -> list[tuple[int, int]]:
     return out
 
 
+def misplaced(starts, ends, regions) -> tuple[np.ndarray, np.ndarray]:
+    """Which of the host ranges ``[starts[i], ends[i])`` (blocks, clusters the tables point
+    to) lie at an impossible place: over one of the file's own ``regions`` ((start, end)
+    pairs: header, tables, footer), or over a range placed before them in the file
+    (cross-linked: the range earlier in the file keeps its bytes, the first listed on a
+    tie). Returns (the index of the region each overlaps, -1 for none; the cross-linked
+    mask). Readers show such ranges as ``damaged`` and never read them, so the ranges they
+    read are disjoint stretches of the file and what a small file can make them produce
+    (runs, rows) stays bounded by its size."""
+    s = np.asarray(starts, dtype=np.int64)
+    e = np.asarray(ends, dtype=np.int64)
+    region = np.full(len(s), -1, dtype=np.int64)
+    for j, (a, b) in enumerate(regions):
+        if a < b:
+            region[(region < 0) & (s < b) & (e > a)] = j
+    ok = np.flatnonzero(region < 0)
+    order = ok[np.argsort(s[ok], kind="stable")]
+    clash = np.zeros(len(s), dtype=bool)
+    if len(order) > 1:
+        clash[order[1:]] = s[order[1:]] < np.maximum.accumulate(e[order[:-1]])
+    return region, clash
+
+
 def leak_rows(
     leaks, total: int, structure: str, what: str, limit: int = MAX_LEAK_ROWS
 ) -> list[dict]:

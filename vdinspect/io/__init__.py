@@ -4,6 +4,7 @@ from .cache import LRUCache
 from .checksums import crc32c
 from .fileobj import FileObjectSource
 from .overlay import OverlaySource
+from .paths import PathPolicy
 from .sources import (
     ByteSource,
     Concat,
@@ -20,4 +21,4 @@ from .sources import (
 __all__ = ["ByteSource", "FileSource", "FileObjectSource", "MemorySource", "Slice", "Concat",
            "Zero", "LRUCache",
            "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "crc32c",
-           "OverlaySource"]
+           "OverlaySource", "PathPolicy"]

@@ -88,26 +88,33 @@ class ByteSource:
 
 
 class FileSource(ByteSource):
-    """A host file opened read-only (``O_RDONLY``) and read with ``os.pread``."""
+    """A host file opened read-only (``O_RDONLY``) and read with ``os.pread``.
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    ``fd`` hands over a descriptor already opened (by :class:`~vdinspect.io.paths.PathPolicy`,
+    which checks what a name stored in an image may open); the source then owns it.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, fd: int | None = None) -> None:
         self.path = os.fspath(path)
         self.name = self.path
-        try:
-            self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except FileNotFoundError as e:
-            raise NotFound(f"{self.path}: no such file") from e
-        except IsADirectoryError as e:
-            raise InvalidArgument(f"{self.path}: is a directory") from e
-        except OSError as e:
-            raise InvalidArgument(f"{self.path}: cannot open: {e.strerror}") from e
+        if fd is not None:
+            self._fd = fd
+        else:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            except FileNotFoundError as e:
+                raise NotFound(f"{self.path}: no such file") from e
+            except IsADirectoryError as e:
+                raise InvalidArgument(f"{self.path}: is a directory") from e
+            except OSError as e:
+                raise InvalidArgument(f"{self.path}: cannot open: {os_reason(e)}") from e
         st = os.fstat(self._fd)
         if stat.S_ISDIR(st.st_mode):
             os.close(self._fd)
             self._fd = -1
             raise InvalidArgument(f"{self.path}: is a directory, not an image file")
         self.size = st.st_size
-        if self.size == 0 and not os.path.isfile(self.path):
+        if self.size == 0 and not stat.S_ISREG(st.st_mode):
             # block devices report 0 in st_size; ask lseek instead
             self.size = os.lseek(self._fd, 0, os.SEEK_END)
 
@@ -171,6 +178,23 @@ class FileSource(ByteSource):
             self.close()
         except Exception:
             pass
+
+
+def os_reason(e: OSError) -> str:
+    """Why an open failed, in words; running out of file descriptors says what to do (a
+    deep backing chain holds one per layer)."""
+    import errno
+
+    if e.errno in (errno.EMFILE, errno.ENFILE):
+        try:
+            import resource
+
+            limit = f" (this process may hold {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+        except (ImportError, OSError, ValueError):
+            limit = ""
+        return (f"too many open files{limit}: every layer of a chain and every extent holds "
+                "one; raise the limit (ulimit -n)")
+    return e.strerror or str(e)
 
 
 class MemorySource(ByteSource):

@@ -25,7 +25,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptImage, InvalidArgument, MissingFile, NotFound, NotRecognized
-from ..io import FileSource
+from ..io import FileSource, paths
+from ..io.paths import PathPolicy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,14 +54,19 @@ def detect_machine(path: str | os.PathLike) -> str | None:
     path = os.fspath(path)
     if os.path.isdir(path):
         inner = os.path.join(path, DESCRIPTOR)
-        return "parallels" if os.path.isfile(inner) and _probe_file(inner) == "parallels" else None
+        why = paths.current().refusal(inner, inner)
+        if why == paths.MISSING:
+            return None
+        if why is not None:  # a link out of the bundle, a FIFO...: the bundle refuses it
+            return "parallels"
+        return "parallels" if _probe_file(inner, inner) == "parallels" else None
     if not os.path.isfile(path):
         return None
     return _probe_file(path)
 
 
-def _probe_file(path: str) -> str | None:
-    with FileSource(path) as src:
+def _probe_file(path: str, referrer: str | None = None) -> str | None:
+    with _open_file(path, referrer) as src:
         head = src.read(0, min(PROBE_SIZE, src.size))
     return probe(head)
 
@@ -96,11 +102,18 @@ def _root_is(text: bytes, mark: bytes) -> bool:
 # --- reading machine files safely --------------------------------------------------------
 
 
-def read_text_file(path: str, what: str) -> bytes:
-    """The bytes of a small machine file (MissingFile / CorruptImage when absent or huge)."""
+def _open_file(path: str, referrer: str | None) -> FileSource:
+    """A machine file: the one the caller named (``referrer`` None), or one found by name
+    beside another (``referrer``: through the path policy, vdinspect.io.paths)."""
+    return FileSource(path) if referrer is None else paths.current().open(path, referrer)
+
+
+def read_text_file(path: str, what: str, referrer: str | None = None) -> bytes:
+    """The bytes of a small machine file (MissingFile / CorruptImage when absent or huge);
+    ``referrer``: the file it was found beside (the path policy then applies)."""
     if not os.path.isfile(path):
         raise MissingFile(f"{what} not found", tried=[path], path=path)
-    with FileSource(path) as src:
+    with _open_file(path, referrer) as src:
         if src.size > MAX_MACHINE_FILE:
             raise CorruptImage(
                 f"{src.size} bytes is too big for a {what} (limit {MAX_MACHINE_FILE})",
@@ -113,9 +126,9 @@ def read_text_file(path: str, what: str) -> bytes:
 _DECL = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
 
 
-def parse_xml(path: str, what: str) -> ET.Element:
+def parse_xml(path: str, what: str, referrer: str | None = None) -> ET.Element:
     """The root element of an XML machine file; DTDs and entities are refused (no bombs)."""
-    data = read_text_file(path, what)
+    data = read_text_file(path, what, referrer)
     m = _DECL.search(data)
     if m:
         raise CorruptImage(
@@ -174,6 +187,8 @@ class Attachment:
     path: str | None
     id: str | None = None  # the medium's UUID / GUID when the machine file names one
     extra: dict = field(default_factory=dict)
+    #: the file name as the machine file records it (``path`` is it made absolute)
+    name: str | None = None
 
     def __repr__(self) -> str:
         return f"<Attachment {self.slot} {os.path.basename(self.path or '?')}>"
@@ -206,6 +221,8 @@ class Machine:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        #: the file whose folder the recorded file names are relative to
+        self.referrer = path
         self.name: str | None = None
         self.disks: list[Attachment] = []
         self.snapshots: list[MachineSnapshot] = []
@@ -247,19 +264,37 @@ class Machine:
         snapshot: str | int | None = None,
         strict: bool = True,
         parents=None,
+        policy: PathPolicy | None = None,
     ) -> Chain:
-        """The layers of the chosen disk, current state or at ``snapshot``."""
+        """The layers of the chosen disk, current state or at ``snapshot``. The disk's file
+        name and every name its layers record go through ``policy`` (that of
+        ``vdinspect.open(self.path, parents=parents)`` by default)."""
         from ..chain import open_chain
 
+        if policy is None:
+            policy = PathPolicy.for_open(self.path, parents=parents)
         att = self.attachment(disk, snapshot)
-        if att.path is None or not os.path.isfile(att.path):
+        found = self.locate(att.name or att.path, policy, f"disk {att.id or att.slot}",
+                            att.slot)
+        chain = open_chain(found.path, strict=strict, parents=self.parents_for(parents),
+                           policy=policy, referrer=self.referrer)
+        paths.report_outside(chain.top, att.slot, found, f"disk file of {att.slot}")
+        return chain
+
+    def locate(self, name: str | None, policy: PathPolicy, what: str, structure: str
+               ) -> paths.Lookup:
+        """Where the file this machine file records as ``name`` is, by the path policy
+        (MissingFile when nowhere it may be opened)."""
+        found = policy.find([name] if name else [], self.referrer)
+        if found.path is None:
+            why = found.why()
             raise MissingFile(
-                f"disk {att.id or att.slot} not found",
-                tried=[att.path] if att.path else [],
-                path=self.path,
-                structure=att.slot,
+                f"{what} not found" + (f" ({why})" if why else ""),
+                tried=found.tried,
+                path=self.referrer,
+                structure=structure,
             )
-        return open_chain(att.path, strict=strict, parents=self.parents_for(parents))
+        return found
 
     def parents_for(self, parents):
         """Where parents are: the user's choice, merged with what the machine file knows."""

@@ -18,8 +18,9 @@ import os
 
 from ..chain import Chain
 from ..containers.base import UNALLOCATED, Image, Run
-from ..errors import CorruptImage, MissingFile, NotFound
-from ..io import FileSource, Zero
+from ..errors import CorruptImage, NotFound
+from ..io import Zero, paths
+from ..io.paths import PathPolicy
 from . import (
     DESCRIPTOR,
     MAX_SNAPSHOTS,
@@ -31,6 +32,7 @@ from . import (
     children,
     local,
     parse_xml,
+    resolve,
 )
 
 SECTOR = 512
@@ -99,10 +101,13 @@ class ParallelsBundle(Machine):
     kind = "parallels"
 
     def __init__(self, path: str) -> None:
-        xml = os.path.join(path, DESCRIPTOR) if os.path.isdir(path) else path
+        inner = os.path.isdir(path)
+        xml = os.path.join(path, DESCRIPTOR) if inner else path
         super().__init__(path)
         self.descriptor = xml
-        self.root = parse_xml(xml, DESCRIPTOR)
+        self.referrer = xml  # the image files are named relative to the descriptor's folder
+        # DiskDescriptor.xml inside a bundle folder is found by name: the path policy applies
+        self.root = parse_xml(xml, DESCRIPTOR, xml if inner else None)
         if local(self.root.tag) != "Parallels_disk_image":
             raise CorruptImage(
                 "the root element is not Parallels_disk_image", path=xml, structure="xml"
@@ -171,7 +176,7 @@ class ParallelsBundle(Machine):
                     raise CorruptImage(
                         f"unknown image Type {kind!r}", path=self.descriptor, structure=where
                     )
-                images[g] = (kind, os.path.join(os.path.dirname(self.descriptor), f), f)
+                images[g] = (kind, resolve(self.descriptor, f), f)
             out.append(Storage(start, end, self._int(el, "Blocksize"), images))
         if pos != self.sectors:
             raise CorruptImage(
@@ -246,7 +251,10 @@ class ParallelsBundle(Machine):
         return out[::-1]
 
     # -- opening -------------------------------------------------------------------------
-    def open_chain(self, *, disk=0, snapshot=None, strict=True, parents=None) -> Chain:
+    def open_chain(self, *, disk=0, snapshot=None, strict=True, parents=None, policy=None
+                   ) -> Chain:
+        if policy is None:
+            policy = PathPolicy.for_open(self.path, parents=parents)
         self.attachment(disk)
         guid = self.snapshot(snapshot).id if snapshot is not None else self.top_guid
         layers: list[Image] = []
@@ -258,7 +266,8 @@ class ParallelsBundle(Machine):
                     if layers:
                         prev = layers[-1]
                         below = prev.parts[i][2] if isinstance(prev, SplitLayer) else prev
-                    img = self._open_image(st, i, g, below, strict)
+                    with policy.active():
+                        img = self._open_image(st, i, g, below, strict, policy)
                     parts.append((st.start * SECTOR, st.end * SECTOR, img))
                 if len(parts) == 1 and parts[0][2].size == self.sectors * SECTOR:
                     layers.append(parts[0][2])
@@ -270,24 +279,22 @@ class ParallelsBundle(Machine):
             raise
         return Chain(layers)
 
-    def _open_image(self, st: Storage, i: int, guid: str, below: Image | None, strict: bool):
+    def _open_image(self, st: Storage, i: int, guid: str, below: Image | None, strict: bool,
+                    policy: PathPolicy):
         from ..containers import parallels, registry
 
         where = f"StorageData/Storage[{i}]"
         if guid not in st.images:
             raise NotFound(f"{self.descriptor}: {where} has no image for snapshot {{{guid}}}")
-        kind, path, _ = st.images[guid]
-        if not os.path.isfile(path):
-            raise MissingFile(
-                f"image {{{guid}}} of {where} not found",
-                tried=[path],
-                path=self.descriptor,
-                structure=where,
-            )
-        if kind == "Plain":
-            return registry.open_image(path, format="raw", strict=strict)
-        src = FileSource(path)
+        kind, _, name = st.images[guid]
+        found = self.locate(name, policy, f"image {{{guid}}} of {where}", where)
+        path = found.path
+        src = policy.open(path, self.referrer)
         try:
+            if kind == "Plain":
+                img = registry.open_image(path, format="raw", strict=strict, source=src)
+                paths.report_outside(img, where, found, f"image {{{guid}}} file")
+                return img
             if not parallels.probe(src.read(0, min(64, src.size))):
                 raise CorruptImage(
                     f"image {{{guid}}} is not a Parallels expandable image",
@@ -295,7 +302,9 @@ class ParallelsBundle(Machine):
                     structure="header",
                     offset=0,
                 )
-            return parallels.open_image(src, path=path, strict=strict, parent=below)
+            img = parallels.open_image(src, path=path, strict=strict, parent=below)
+            paths.report_outside(img, where, found, f"image {{{guid}}} file")
+            return img
         except BaseException:
             src.close()
             raise

@@ -137,6 +137,7 @@ class VBoxMachine(Machine):
                         extra=dict(
                             controller=ctl.get("name"), format=medium.format if medium else None
                         ),
+                        name=medium.location if medium else None,
                     )
                 )
         return out
@@ -169,7 +170,7 @@ class VBoxMachine(Machine):
         self.check_tree()
 
     # -- opening -------------------------------------------------------------------------
-    def open_chain(self, *, disk=0, snapshot=None, strict=True, parents=None):
+    def open_chain(self, *, disk=0, snapshot=None, strict=True, parents=None, policy=None):
         att = self.attachment(disk, snapshot)
         if att.path is None:
             raise MissingFile(
@@ -177,10 +178,13 @@ class VBoxMachine(Machine):
                 path=self.path,
                 structure="MediaRegistry",
             )
-        return super().open_chain(disk=disk, snapshot=snapshot, strict=strict, parents=parents)
+        return super().open_chain(disk=disk, snapshot=snapshot, strict=strict, parents=parents,
+                                  policy=policy)
 
     def parents_for(self, parents):
-        """The registry as a mapping (UUID, ``{uuid}.vdi``, location, file name -> path)."""
+        """The registry as a mapping (UUID, ``{uuid}.vdi``, location, file name -> path).
+        Its paths come from the .vbox: the path policy checks them like any recorded name
+        (only the caller's own ``parents`` are trusted as they are)."""
         if parents is not None and not isinstance(parents, Mapping):
             return parents
         out: dict[str, str] = {}

@@ -20,6 +20,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from ..errors import CorruptImage
+from ..io import paths
 from . import MAX_SNAPSHOTS, Attachment, Machine, MachineSnapshot, read_text_file, resolve
 
 _LINE = re.compile(r"^\s*([^=#\s][^=]*?)\s*=\s*(.*?)\s*$")
@@ -34,9 +35,10 @@ def _unescape(v: str) -> str:
     return re.sub(r"\|([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), v)
 
 
-def parse_dictionary(path: str, what: str) -> dict[str, str]:
-    """The keys (lower case) and values of a VMware ``key = "value"`` file."""
-    data = read_text_file(path, what)
+def parse_dictionary(path: str, what: str, referrer: str | None = None) -> dict[str, str]:
+    """The keys (lower case) and values of a VMware ``key = "value"`` file (``referrer``:
+    the file it was found beside; the path policy then applies)."""
+    data = read_text_file(path, what, referrer)
     text = data.decode("utf-8", errors="replace")
     out: dict[str, str] = {}
     for line in text.splitlines():
@@ -79,8 +81,9 @@ class VmxMachine(Machine):
         self.disks = self._disks()
         self.vmsd_path = os.path.splitext(path)[0] + ".vmsd"
         self.vmsd: dict[str, str] = {}
-        if os.path.isfile(self.vmsd_path):
-            self.vmsd = parse_dictionary(self.vmsd_path, "VMware snapshot list")
+        # found by name beside the .vmx: opened only where the path policy allows
+        if paths.current().refusal(self.vmsd_path, path) is None:
+            self.vmsd = parse_dictionary(self.vmsd_path, "VMware snapshot list", path)
             self._read_snapshots()
 
     def _disks(self) -> list[Attachment]:
@@ -95,7 +98,8 @@ class VmxMachine(Machine):
             dtype = self.config.get(f"{node}.devicetype", "").lower()
             if any(c in dtype for c in _CDROM):
                 continue
-            out.append(Attachment(node, resolve(self.path, value), extra=dict(devicetype=dtype)))
+            out.append(Attachment(node, resolve(self.path, value), extra=dict(devicetype=dtype),
+                                  name=value))
         return out
 
     def _read_snapshots(self) -> None:
@@ -120,7 +124,8 @@ class VmxMachine(Machine):
             for j in j_keys:
                 fname = v.get(f"{p}disk{j}.filename")
                 node = v.get(f"{p}disk{j}.node", f"disk{j}").lower()
-                disks.append(Attachment(node, resolve(where, fname) if fname else None))
+                disks.append(Attachment(node, resolve(where, fname) if fname else None,
+                                        name=fname))
             self.snapshots.append(
                 MachineSnapshot(
                     v[p + "uid"],

@@ -304,7 +304,7 @@ def read_gpt(ctx: ScanContext, mbr_table, sector_size: int | None = None) -> Gpt
     if backup is not None and backup.ok:
         if primary is None:
             why = "no 'EFI PART' signature at LBA 1"
-            where = 512
+            where = backup.sector_size  # LBA 1, in the sectors the backup header uses
         else:
             why = "; ".join(primary.problems)
             where = primary.offset
@@ -328,7 +328,10 @@ def read_gpt(ctx: ScanContext, mbr_table, sector_size: int | None = None) -> Gpt
         parts.append(f"no backup header ({', '.join(tried)})")
     else:
         parts.append(f"backup at LBA {backup.lba}: {'; '.join(backup.problems)}")
-    where = primary.offset if primary is not None else 512
+    if primary is not None:
+        where = primary.offset
+    else:  # LBA 1 in the sector size the backup was found with (512 if none was)
+        where = backup.sector_size if backup is not None else min(sizes)
     ctx.problem("GPT header", where, "no sound GPT header: " + "; ".join(parts))
     # salvage: use a copy whose array could at least be read
     for copy in (primary, backup):

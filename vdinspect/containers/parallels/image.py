@@ -28,7 +28,7 @@ import numpy as np
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
-from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run
+from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced
 from .bitmap import DirtyBitmap
 from .check import ParallelsReport
 from .structs import (
@@ -96,6 +96,7 @@ class ParallelsImage(ParallelsReport, Image):
         self._read_bat()
         if self.header.ext_off:
             self._read_extension()
+        self._place_clusters()
 
     # --- header and BAT --------------------------------------------------------------
 
@@ -161,6 +162,45 @@ class ParallelsImage(ParallelsReport, Image):
                 f"of the file ({n} bytes)"
                 + (f"; {len(past)} such entries" if len(past) > 1 else ""), "BAT", HEADER_SIZE + 4 * i)
         # salvage mode: those clusters read as damaged; check() lists them
+        self._misplaced = np.zeros(len(self.bat), dtype=bool)
+
+    def _place_clusters(self) -> None:
+        """Clusters at an impossible place: before the data area (over the header or the
+        BAT), over the format extension or a dirty bitmap's data, or over a cluster placed
+        before them in the file (cross-linked: the first keeps it). They read as damaged, so
+        the clusters read are disjoint stretches of the file and a small file cannot stand
+        for millions of runs; check() lists them; strict mode refuses the image."""
+        cs = self.cluster_size
+        used = np.flatnonzero((self.bat != 0) & (~self._past_eof | self._partial))
+        hosts = self.bat_hosts[used]
+        meta = [(f"before the data area ({self.data_start:#x})", 0, self.data_start)]
+        if self.extension is not None:
+            meta.append(("over the format extension", self.header.ext_off * SECTOR,
+                         self.header.ext_off * SECTOR + cs))
+        for bm in self.bitmaps:
+            meta += [(f"over the dirty bitmap {bm.id} data at {off:#x}", off, off + cs)
+                     for off in bm.data_clusters]
+        region, clash = misplaced(hosts, hosts + cs, [(a, b) for _, a, b in meta])
+        bad = (region >= 0) | clash
+        what = {}
+        if bad.any():
+            k = int(np.argmax(bad))
+            what[int(used[k])] = (meta[int(region[k])][0] if region[k] >= 0
+                                  else "over another cluster (duplicate offset)")
+        self._misplaced[used[bad]] = True
+        if what:
+            i = min(what)
+            count = int(bad.sum())
+            if self.strict:
+                self.fail(CorruptImage, f"BAT entry {i} puts cluster {i} at "
+                          f"{int(self.bat_hosts[i]):#x}, {what[i]}: an impossible place"
+                          + (f"; {count} such entries" if count > 1 else ""),
+                          "BAT", HEADER_SIZE + 4 * i)
+            # check() lists each entry; this row says what became of them
+            self.finding("warning", "BAT", HEADER_SIZE,
+                         f"{count} BAT {'entries put their clusters' if count > 1 else 'entry puts its cluster'}"
+                         " at an impossible place (over the header, the BAT, the format "
+                         "extension or another cluster): read as damaged")
 
     # --- format extension ------------------------------------------------------------
     def _read_extension(self) -> None:
@@ -261,8 +301,8 @@ class ParallelsImage(ParallelsReport, Image):
             e = self.bat[first:stop]
             host = self.bat_hosts[first:stop]
             alloc = e != 0
-            bad = self._past_eof[first:stop]
-            partial = self._partial[first:stop]
+            bad = self._past_eof[first:stop] | self._misplaced[first:stop]
+            partial = self._partial[first:stop] & ~self._misplaced[first:stop]
             brk = np.ones(len(e), dtype=bool)
             if len(e) > 1:
                 same = (alloc[1:] == alloc[:-1]) & (bad[1:] == bad[:-1])

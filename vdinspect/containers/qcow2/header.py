@@ -5,7 +5,6 @@ from __future__ import annotations
 from construct import Struct
 
 from ...errors import CorruptImage, EncryptedImage, MissingFile, UnsupportedFeature
-from ...io import FileSource
 from ..base import ParentHint
 from .structs import (
     AUTOCLEAR_DATA_FILE_RAW,
@@ -177,28 +176,22 @@ class Header:
             return
         if not self.data_file_name:
             self.fail(CorruptImage, "external data file bit set but no data file name", "header extension", h.header_length)
-        import os
+        from ...io import paths
 
-        name = self.data_file_name
-        cand = (
-            name
-            if os.path.isabs(name)
-            else os.path.join(os.path.dirname(os.path.abspath(self.path)), name)
-        )
-        tried = [cand]
-        if not os.path.isfile(cand):
-            alt = os.path.join(os.path.dirname(os.path.abspath(self.path)), os.path.basename(name))
-            tried.append(alt)
-            cand = alt
-        if not os.path.isfile(cand):
+        # a name from the image: only inside the allowed folders (vdinspect.io.paths)
+        policy, name = paths.current(), self.data_file_name
+        found = policy.find([name], self.path)
+        paths.report_outside(self, "external data file name", found, "external data file")
+        if found.path is None:
+            why = found.why()
             raise MissingFile(
-                f"external data file {name!r} not found",
-                tried=tried,
+                f"external data file {name!r} not found" + (f" ({why})" if why else ""),
+                tried=found.tried,
                 path=self.path,
                 structure="external data file name",
             )
-        self.data_file = FileSource(cand)
-        self.data_file_path = cand
+        self.data_file = policy.open(found.path, self.path)
+        self.data_file_path = found.path
 
     @property
     def data_file_raw(self) -> bool:

@@ -129,4 +129,9 @@ class Snapshots:
     def open_snapshot(self, ident: str | int):
         """A read-only view of the disk as it was at an internal snapshot."""
         self.find_snapshot(ident)
-        return type(self)(FileSource(self.path), path=self.path, strict=self.strict, snapshot=ident)
+        src = FileSource(self.path)
+        try:
+            return type(self)(src, path=self.path, strict=self.strict, snapshot=ident)
+        except BaseException:
+            src.close()
+            raise

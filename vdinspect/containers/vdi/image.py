@@ -29,7 +29,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
-from ...io import ByteSource
+from ...io import ByteSource, paths
 from ..base import (
     DAMAGED,
     DATA,
@@ -240,6 +240,24 @@ class VdiImage(VdiReport, Image):
             if count > 1:
                 msg += f"; {count} bad entries"
             self.fail(CorruptImage, msg, "block map", h.offBlocks + 4 * i)
+        # a data block claimed by two map entries (cross-linked): the first (lowest block
+        # number) keeps it, the others are damaged; so the blocks read are disjoint and a
+        # small file cannot stand for millions of runs. check() lists them; strict refuses.
+        ok = np.flatnonzero((bm < BLOCK_ZERO) & (~self._past_eof | self._partial))
+        order = ok[np.argsort(bm[ok], kind="stable")]
+        srt = bm[order]
+        dup = np.flatnonzero(srt[1:] == srt[:-1]) + 1
+        self._crossed = np.zeros(len(bm), dtype=bool)
+        self._crossed[order[dup]] = True
+        if len(dup):
+            i, first = int(order[dup[0]]), int(order[dup[0] - 1])
+            if self.strict:
+                self.fail(CorruptImage, f"block {i} uses index {int(bm[i])}, also used by "
+                          f"block {first}" + (f"; {len(dup)} such blocks" if len(dup) > 1 else ""),
+                          "block map", h.offBlocks + 4 * i)
+            self.finding("warning", "block map", h.offBlocks,
+                         f"{len(dup)} block{'s use data blocks' if len(dup) > 1 else ' uses a data block'}"
+                         " another block uses (cross-linked): read as damaged")
 
     # --- runs ------------------------------------------------------------------------
     def _runs(self, start: int, end: int):
@@ -251,8 +269,8 @@ class VdiImage(VdiReport, Image):
             state = np.full(len(e), S_DATA, dtype=np.int8)
             state[e == BLOCK_FREE] = S_UNALLOC
             state[e == BLOCK_ZERO] = S_ZERO
-            state[self._past_eof[first:stop]] = S_DAMAGED
-            partial = self._partial[first:stop]
+            state[self._past_eof[first:stop] | self._crossed[first:stop]] = S_DAMAGED
+            partial = self._partial[first:stop] & ~self._crossed[first:stop]
             host = np.where(state == S_DATA, self._hosts(np.where(state == S_DATA, e, 0)), -1)
             brk = np.ones(len(e), dtype=bool)
             if len(e) > 1:
@@ -353,13 +371,18 @@ class VdiImage(VdiReport, Image):
         fallback: list[str] = []  # named after the UUID (or given) but with another uuidCreate
         me = os.path.realpath(self.path)
 
+        policy = paths.current()  # every file looked at goes through the path policy
+
+        def usable(p: str) -> bool:
+            return policy.refusal(p, self.path) is None
+
         def look(p: str) -> str | None:
             p = os.fspath(p)
             if p not in tried:
                 tried.append(p)
-            if not os.path.isfile(p) or os.path.realpath(p) == me:
+            if not usable(p) or os.path.realpath(p) == me:
                 return None
-            if peek_uuid(p) == link:
+            if peek_uuid(p, self.path) == link:
                 return p
             fallback.append(p)
             return None
@@ -370,7 +393,7 @@ class VdiImage(VdiReport, Image):
                 if key in parents:
                     p = os.fspath(parents[key])
                     tried.append(p)
-                    if os.path.isfile(p):
+                    if usable(p):
                         return p, tried
         elif parents is not None:
             entries = [parents] if isinstance(parents, str | os.PathLike) else list(parents)
@@ -380,20 +403,22 @@ class VdiImage(VdiReport, Image):
                     dirs.append(entry)
                 elif (got := look(entry)) is not None:
                     return got, tried
-        dirs += self.parent_search_paths()
+        dirs += [d for d in self.parent_search_paths() if policy.inside(d, self.path)]
         for d in dirs:
             for name in names:
                 if (got := look(os.path.join(d, name))) is not None:
                     return got, tried
         for d in dirs:
-            got = self._scan(d, link, tried, me)
+            got = self._scan(d, link, tried, me, usable, self.path)
             if got is not None:
                 return got, tried
         return (fallback[0] if fallback else None), tried
 
     @staticmethod
-    def _scan(folder: str, link: uuidlib.UUID, tried: list[str], me: str) -> str | None:
-        """The first ``*.vdi`` in ``folder`` whose header's uuidCreate is ``link``."""
+    def _scan(folder: str, link: uuidlib.UUID, tried: list[str], me: str, usable, referrer: str
+              ) -> str | None:
+        """The first ``*.vdi`` in ``folder`` whose header's uuidCreate is ``link`` (of those
+        ``usable`` says the path policy lets ``referrer`` open)."""
         if not os.path.isdir(folder):
             return None
         tried.append(os.path.join(folder, "*.vdi (headers read)"))
@@ -403,7 +428,7 @@ class VdiImage(VdiReport, Image):
             return None
         for name in names[:MAX_SCAN]:
             p = os.path.join(folder, name)
-            if os.path.isfile(p) and os.path.realpath(p) != me and peek_uuid(p) == link:
+            if usable(p) and os.path.realpath(p) != me and peek_uuid(p, referrer) == link:
                 return p
         return None
 

@@ -8,7 +8,7 @@ import uuid as uuidlib
 from construct import Bytes, Int32ul, Int64ul, Struct
 
 from ...errors import VDInspectError
-from ...io import FileSource
+from ...io import FileSource, paths
 from ..base import (
     DAMAGED,
     DATA,
@@ -159,10 +159,11 @@ def parse_headers(data: bytes):
     return pre, None
 
 
-def peek_uuid(path: str) -> uuidlib.UUID | None:
-    """The ``uuidCreate`` of the VDI file at ``path`` (None if it is not a readable VDI)."""
+def peek_uuid(path: str, referrer: str | None = None) -> uuidlib.UUID | None:
+    """The ``uuidCreate`` of the VDI file at ``path`` (None if it is not a readable VDI, or
+    if the path policy does not let ``referrer``, the file naming it, open it)."""
     try:
-        src = FileSource(path)
+        src = paths.current().open(path, referrer) if referrer else FileSource(path)
     except (VDInspectError, OSError):
         return None
     try:

@@ -13,6 +13,7 @@ from .structs import (
     BAT_UNUSED,
     DIFFERENCING,
     DYNAMIC_HEADER_SIZE,
+    E_BLOCK,
     FEATURE_RESERVED,
     FIXED,
     FOOTER_SIZE,
@@ -69,7 +70,8 @@ class VhdReport:
                 -(-n_bat // SECTOR) * SECTOR,
                 f"{h.max_table_entries} entries, {self.allocated_blocks} blocks allocated",
             )
-            for i in np.flatnonzero(self.bat != BAT_UNUSED).tolist():
+            # blocks at an impossible place are left out (check() lists them)
+            for i in np.flatnonzero(self._entry_kind == E_BLOCK).tolist():
                 base = int(self.bat[i]) * SECTOR
                 row(
                     f"block {i} bitmap",

@@ -43,6 +43,7 @@ from ..base import (
     Image,
     ParentHint,
     Run,
+    misplaced,
 )
 from .check import VhdReport
 from .structs import (
@@ -54,6 +55,9 @@ from .structs import (
     DYNAMIC,
     DYNAMIC_COOKIE,
     DYNAMIC_HEADER_SIZE,
+    E_BLOCK,
+    E_MISPLACED,
+    E_UNUSED,
     FEATURE_TEMPORARY,
     FIXED,
     FOOTER_CHECKSUM_AT,
@@ -270,6 +274,53 @@ class VhdImage(VhdReport, Image):
                 + (f"; {len(past)} such entries" if len(past) > 1 else ""))
         if self.disk_type == DIFFERENCING:
             self._read_parent_locators()
+        self._place_blocks()
+
+    def _place_blocks(self) -> None:
+        """Which BAT entries' blocks can be read. A block (sector bitmap and data) that
+        overlaps the file's own metadata (the footer copy at offset 0, the dynamic disk
+        header, the BAT, parent locator data, the footer), as every entry of a zeroed BAT
+        does, or the bytes of a block placed before it in the file (cross-linked), is at an
+        impossible place: ``damaged``, never read. Strict mode refuses the image. So the
+        blocks read are disjoint stretches of the file, and what salvage mode makes of them
+        (runs, findings, structures) is bounded by the file's size."""
+        n, bm, bs = self.file.size, self.bitmap_size, self.block_size
+        self._entry_kind = np.where(self.bat != BAT_UNUSED, E_BLOCK, E_UNUSED).astype(np.int8)
+        used = np.flatnonzero(self.bat != BAT_UNUSED)
+        if not len(used):
+            return
+        starts = self.bat[used].astype(np.int64) * SECTOR
+        ends = starts + bm + bs
+        meta = [("footer copy", 0, FOOTER_SIZE),
+                ("dynamic disk header", self.dynamic_header_offset,
+                 self.dynamic_header_offset + DYNAMIC_HEADER_SIZE),
+                ("BAT", self.bat_offset, self.bat_offset + len(self.bat) * 4)]
+        if self.tail_footer is not None:
+            meta.append(("footer", self.tail_footer[0], self.tail_footer[0] + self.tail_footer[1]))
+        meta += [(f"parent locator {loc.platform}", loc.host_offset,
+                  loc.host_offset + loc.raw.platform_data_length)
+                 for loc in self.locators if loc.data is not None]
+        region, clash = misplaced(starts, ends, [(a, min(b, n)) for _, a, b in meta])
+        bad = (region >= 0) | clash
+        if not bad.any():
+            return
+        i = int(used[np.argmax(bad)])  # the first entry (in the BAT) at an impossible place
+        j = int(region[np.argmax(bad)])
+        first = (i, f"the {meta[j][0]} at {meta[j][1]:#x}" if j >= 0
+                 else "the block of another BAT entry")
+        self._entry_kind[used[bad]] = E_MISPLACED
+        i, what = first
+        count = int(bad.sum())
+        if self.strict:
+            self.fail(CorruptImage, f"BAT entry {i} puts its block at "
+                      f"{int(self.bat[i]) * SECTOR:#x}, over {what}: an impossible place"
+                      + (f"; {count} such entries" if count > 1 else ""),
+                      "BAT", self.bat_offset + 4 * i)
+        # salvage: check() lists each entry (_check_layout); this row says what became of them
+        self.finding("warning", "BAT", self.bat_offset,
+                     f"{count} BAT {'entries put their blocks' if count > 1 else 'entry puts its block'}"
+                     " at an impossible place (over the file's metadata or another block): "
+                     "read as damaged")
 
     def _read_parent_locators(self) -> None:
         h, n = self.dynamic_header, self.file.size
@@ -336,15 +387,19 @@ class VhdImage(VhdReport, Image):
         table_end = min(last, len(self.bat))
         pos = first
         if first < table_end:
-            ent = self.bat[first:table_end]
-            for i in (np.flatnonzero(ent != BAT_UNUSED) + first).tolist():
-                if i > pos:
-                    yield Run(pos * bs, (i - pos) * bs, UNALLOCATED)
-                yield from self._block_runs(i)
-                pos = i + 1
-            if pos < table_end:
-                yield Run(pos * bs, (table_end - pos) * bs, UNALLOCATED)
-                pos = table_end
+            # stretches of unused or misplaced entries are one run each; blocks one by one
+            kind = self._entry_kind[first:table_end]
+            cut = np.flatnonzero(kind[1:] != kind[:-1]) + 1
+            bounds = np.concatenate(([0], cut, [len(kind)])).tolist()
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                k = int(kind[a])
+                if k == E_BLOCK:
+                    for i in range(first + a, first + b):
+                        yield from self._block_runs(i)
+                else:
+                    yield Run((first + a) * bs, (b - a) * bs,
+                              UNALLOCATED if k == E_UNUSED else DAMAGED)
+            pos = table_end
         if pos < last:  # past the end of a too-small BAT (salvage mode only)
             yield Run(pos * bs, end - pos * bs, DAMAGED)
 

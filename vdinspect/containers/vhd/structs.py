@@ -24,6 +24,8 @@ FOOTER_SIZE = 512
 OLD_FOOTER_SIZE = 511  # some old Virtual PC versions wrote one byte less
 DYNAMIC_HEADER_SIZE = 1024
 BAT_UNUSED = 0xFFFFFFFF
+#: what a BAT entry is: unused, a block, a block at an impossible place (damaged)
+E_UNUSED, E_BLOCK, E_MISPLACED = 0, 1, 2
 FORMAT_VERSION = 0x00010000
 NO_DATA_OFFSET = 0xFFFFFFFFFFFFFFFF  # footer.data_offset of a fixed disk
 EPOCH = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)  # VHD time stamps count seconds from here

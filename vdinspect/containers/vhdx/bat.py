@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage
-from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
+from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, misplaced
 from .structs import (
     BAT_ENTRY_DTYPE,
     BAT_ENTRY_SIZE,
@@ -129,6 +129,21 @@ class BlockMap:
         bad |= (code == B_PARTIAL) & ~sb_ok[k // cr] if nblocks else np.zeros(0, dtype=bool)
         bad |= pidx >= have  # entries lost with the end of the file
         code[bad] = B_DAMAGED
+        # blocks over the file's own regions or over another block (cross-linked) are
+        # damaged too, never read (containers.base.misplaced)
+        starts, lens, labels = self.allocated_spans()
+        h = self.header
+        own = [(0, HEADER_SECTION), (br.file_offset, br.file_offset + br.length),
+               (self.metadata_region.file_offset,
+                self.metadata_region.file_offset + self.metadata_region.length)]
+        if h.log_length:
+            own.append((h.log_offset, h.log_offset + h.log_length))
+        region, clash = misplaced(starts, starts + lens, own)
+        wrong = labels[(region >= 0) | clash]
+        self._misplaced = np.zeros(nblocks, dtype=bool)
+        self._misplaced[wrong[wrong >= 0]] = True
+        self._misplaced |= (code == B_PARTIAL) & np.isin(k // cr, -1 - wrong[wrong < 0])
+        code[self._misplaced & ((code == B_DATA) | (code == B_PARTIAL))] = B_DAMAGED
         self.block_code = code
 
     def block_problem(self, k: int) -> str:
@@ -140,6 +155,9 @@ class BlockMap:
                     f"({self.host.size} bytes): the BAT is cut short")
         if st == RESERVED_STATE:
             return f"BAT entry for payload block {k} has the reserved state {RESERVED_STATE}"
+        if self._misplaced[k] and HEADER_SECTION <= off < self.host.size:
+            return (f"payload block {k} at {off:#x} (or its sector bitmap block) overlaps the "
+                    "file's own regions or another block: an impossible place")
         if st == PAYLOAD_BLOCK_PARTIALLY_PRESENT and HEADER_SECTION <= off < self.host.size:
             return f"payload block {k} is partially present but its sector bitmap block is missing"
         where = "past the end of the file" if off >= self.host.size else "inside the header section"

@@ -13,7 +13,7 @@ import os
 import re
 
 from ...errors import CorruptImage, MissingFile, NotRecognized, UnsupportedFeature
-from ...io import ByteSource, FileSource
+from ...io import ByteSource, FileSource, paths
 from ..base import Image, ParentHint, Run
 from .cowd import CowdExtent
 from .descriptor import (
@@ -200,28 +200,15 @@ class VmdkImage(Image):
             self.extents.append(self._open_extent(k, line, pos))
             pos += size
 
-    def _extent_candidates(self, name: str) -> list[str]:
-        here = self.folder
-        out = []
-        if os.path.isabs(name):
-            out.append(name)
-        else:
-            out.append(os.path.join(here, name))
-        norm = name.replace("\\", "/")
-        if norm != name and not (len(norm) > 1 and norm[1] == ":"):
-            out.append(norm if os.path.isabs(norm) else os.path.join(here, norm))
-        out.append(os.path.join(here, norm.rsplit("/", 1)[-1]))
-        seen: list[str] = []
-        for p in out:
-            if p not in seen:
-                seen.append(p)
-        return seen
-
     def _source_for(self, k: int, line: ExtentLine) -> tuple[str, FileSource] | None:
-        tried = self._extent_candidates(line.filename)
-        found = next((p for p in tried if os.path.isfile(p)), None)
-        if found is None:
-            msg = f"extent {k} file {line.filename!r} not found"
+        # a name from the descriptor: only inside the allowed folders (vdinspect.io.paths)
+        policy = paths.current()
+        found = policy.find([line.filename], os.path.join(self.folder, "descriptor"))
+        tried = found.tried
+        paths.report_outside(self, f"extent {k}", found, f"extent {k} file")
+        if found.path is None:
+            why = found.why()
+            msg = f"extent {k} file {line.filename!r} not found" + (f" ({why})" if why else "")
             if self.strict:
                 raise MissingFile(msg, tried=tried, path=self.path, structure=f"extent {k}")
             self.finding(
@@ -231,12 +218,12 @@ class VmdkImage(Image):
                 f"{msg} (tried: {', '.join(tried)}); its range reads as damaged",
             )
             return None
-        real = os.path.realpath(found)
+        real = os.path.realpath(found.path)
         if real == os.path.realpath(self.path) and isinstance(self.file, FileSource):
-            return found, self.file
+            return found.path, self.file
         if real not in self._opened:
-            self._opened[real] = FileSource(found)
-        return found, self._opened[real]
+            self._opened[real] = policy.open(found.path, os.path.join(self.folder, "descriptor"))
+        return found.path, self._opened[real]
 
     def _open_extent(self, k: int, line: ExtentLine, start: int) -> Extent:
         size = line.size

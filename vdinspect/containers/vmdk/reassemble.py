@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 
 from ...errors import InvalidArgument
-from ...io import FileSource, MemorySource
+from ...io import FileSource, MemorySource, PathPolicy
 from .descriptor import looks_like_descriptor
 from .image import VmdkImage
 from .sparse import read_sparse_header
@@ -111,6 +111,8 @@ def open_extents(extent_paths: Sequence[str | os.PathLike], *, strict: bool = Tr
     text = synthesize_descriptor(paths)
     first = os.path.basename(paths[0]) if paths else "disk.vmdk"
     stem = _NUMBERED.sub("", first) if _NUMBERED.search(first) else os.path.splitext(first)[0]
-    return open_descriptor_text(
-        text, os.path.dirname(paths[0]), strict=strict, name=f"{stem}.synthesised.vmdk"
-    )
+    # the caller named these files: they are opened wherever they are
+    with PathPolicy(trusted=paths).active():
+        return open_descriptor_text(
+            text, os.path.dirname(paths[0]), strict=strict, name=f"{stem}.synthesised.vmdk"
+        )
