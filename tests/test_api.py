@@ -104,3 +104,20 @@ def test_filesystems_share_the_api_grammar():
             assert isinstance(structures, pd.DataFrame) and not structures.empty
             assert list(structures.columns[: len(STRUCTURE_COLUMNS)]) == STRUCTURE_COLUMNS
             assert list(structures["name"]) == [r["name"] for r in fs.structure_rows()]
+
+
+def test_volume_takes_part_like_filesystem():
+    """One name for a partition everywhere: ``volume(part)`` as ``filesystem(part)``; the old
+    ``key=`` still works for a release, with a DeprecationWarning. The bytes are the
+    partition's, as sfdisk's table (in the sample's .sfdisk answer) places it."""
+    sample = Path(__file__).resolve().parent.parent / "sample_images" / "gpt-fat32-ext4-ntfs.qcow2"
+    with vdinspect.open(sample) as disk:
+        row = disk.partitions().set_index("index").loc[2]
+        vol = disk.volume(2)
+        assert vol.size == row["length"]
+        assert vol.read(0, 4096) == disk.read(int(row["start"]), 4096)
+        with pytest.warns(DeprecationWarning):
+            old = disk.volume(key=2)
+        assert old.read(0, 4096) == vol.read(0, 4096)
+        with pytest.raises(vdinspect.InvalidArgument):
+            disk.volume()

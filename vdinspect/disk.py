@@ -297,11 +297,13 @@ class Disk(ByteSource):
         """``partitions()`` as a list of dicts (no pandas)."""
         return [v.row() for v in self.volumes()]
 
-    def volume(self, key: int | str) -> ByteSource:
-        """A partition (by its index) or logical volume ("vg/lv") as a ByteSource."""
+    def volume(self, part: int | str | None = None, *, key: int | str | None = None
+               ) -> ByteSource:
+        """A partition (by its index) or logical volume ("vg/lv") as a ByteSource; ``part``
+        names it as in :meth:`filesystem` (``key=`` is its old name, deprecated)."""
         from .volumes import find_volume
 
-        return find_volume(self.volumes(), volume_key(key)).source
+        return find_volume(self.volumes(), volume_key(_part_argument(part, key))).source
 
     def filesystem(self, part: int | str | None = None):
         """The filesystem on a partition (number or "vg/lv"), or the only one there is.
@@ -503,9 +505,11 @@ class DiskGroup:
         df["disk"] = _frames().build_column([r["disk"] for r in rows], "Int64")
         return df
 
-    def volume(self, key: int | str) -> ByteSource:
-        """A partition ("D:N") or a logical volume ("vg/lv") as a ByteSource."""
-        return self._find(key).source
+    def volume(self, part: int | str | None = None, *, key: int | str | None = None
+               ) -> ByteSource:
+        """A partition ("D:N") or a logical volume ("vg/lv") as a ByteSource (``key=`` is
+        the deprecated name of ``part``)."""
+        return self._find(_part_argument(part, key)).source
 
     def _find(self, key):
         from .volumes import find_volume
@@ -642,3 +646,17 @@ def _frames():
     from . import frames
 
     return frames
+
+
+def _part_argument(part, key):
+    """``part``, or the deprecated ``key=`` spelling of it (with a DeprecationWarning)."""
+    if key is not None:
+        import warnings
+
+        warnings.warn("volume(key=...) is now volume(part=...)", DeprecationWarning,
+                      stacklevel=3)
+        if part is None:
+            return key
+    if part is None:
+        raise InvalidArgument("say which volume: volume(part) with a partition index or 'vg/lv'")
+    return part
