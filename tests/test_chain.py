@@ -216,14 +216,14 @@ def _no_backing(path: Path, fmt: str) -> str:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_own_layer_maps(name, chains, tmp_path):
-    """allocation(layer=k): layer k's own runs, against qemu-img map of that file alone."""
+    """allocation(own_layer=k): layer k's own runs, against qemu-img map of that file alone."""
     built, files = chains(name)
     with vdinspect.open(built.top, search=root(files)) as disk:
         for k, (img, f) in enumerate(zip(disk.layer_images, files)):
             alone = _no_backing(f, img.format)
             oracle = tmp_path / f"alone{k}.raw"
             q.qemu_img("convert", "-O", "raw", alone, str(oracle))
-            rows = disk.allocation(layer=k).to_dict("records")
+            rows = disk.allocation(own_layer=k).to_dict("records")
             for r in rows:
                 assert r["state"] in ("data", "zero", "unallocated")
                 assert _opt_int(r["layer"]) in (None, k)
@@ -347,3 +347,19 @@ def test_self_loop(tmp_path):
     with pytest.raises(vdinspect.CorruptImage):
         vdinspect.open(a)
 
+
+
+def test_allocation_layer_is_now_own_layer():
+    """``allocation(own_layer=k)`` (one layer's own runs) is named apart from
+    ``open(..., layer=k)`` (the chain cut at k); ``layer=`` still works here, with a
+    DeprecationWarning, and gives the same frame."""
+    import pytest
+
+    sample = Path(__file__).resolve().parent.parent / "sample_images" / "chain-top.qcow2"
+    with vdinspect.open(sample) as disk:
+        new = disk.allocation(own_layer=0)
+        with pytest.warns(DeprecationWarning):
+            old = disk.allocation(layer=0)
+        assert new.equals(old)
+        assert set(new["layer"].dropna()) <= {0}
+        assert not disk.allocation(own_layer=-1).equals(new)

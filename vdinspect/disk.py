@@ -220,20 +220,27 @@ class Disk(ByteSource):
         return rows
 
     def allocation(
-        self, start: int = 0, length: int | None = None, *, layer: int | None = None
+        self, start: int = 0, length: int | None = None, *, own_layer: int | None = None,
+        layer: int | None = None,
     ) -> pd.DataFrame:
         """Allocation runs over ``[start, start+length)``; the resolved chain by default.
 
-        With ``layer=k`` the runs are that layer's own (``unallocated`` where it holds
-        nothing). Runs come from metadata only.
+        With ``own_layer=k`` the runs are that layer's own (``unallocated`` where it holds
+        nothing); not to be confused with ``open(..., layer=k)``, which cuts the chain at
+        layer k (``layer=`` here is the deprecated name of ``own_layer``). Runs come from
+        metadata only.
         """
-        return _frames().allocation_frame(self.runs(start, length, layer=layer))
+        return _frames().allocation_frame(
+            self.runs(start, length, own_layer=_own_layer_argument(own_layer, layer)))
 
-    def runs(self, start: int = 0, length: int | None = None, *, layer: int | None = None):
-        """The allocation runs as objects (see :class:`vdinspect.containers.base.Run`)."""
-        if layer is None:
+    def runs(self, start: int = 0, length: int | None = None, *,
+             own_layer: int | None = None, layer: int | None = None):
+        """The allocation runs as objects (see :class:`vdinspect.containers.base.Run`);
+        ``own_layer`` as in :meth:`allocation`."""
+        own_layer = _own_layer_argument(own_layer, layer)
+        if own_layer is None:
             return self.chain.runs(start, length)
-        k = layer_index(self.chain, layer)
+        k = layer_index(self.chain, own_layer)
         img = self.chain.layers[k]
         if length is None:
             length = img.size - start
@@ -660,3 +667,15 @@ def _part_argument(part, key):
     if part is None:
         raise InvalidArgument("say which volume: volume(part) with a partition index or 'vg/lv'")
     return part
+
+
+def _own_layer_argument(own_layer, layer):
+    """``own_layer``, or the deprecated ``layer=`` spelling of it (DeprecationWarning)."""
+    if layer is not None:
+        import warnings
+
+        warnings.warn("allocation(layer=k) / runs(layer=k) is now own_layer=k (layer= in "
+                      "open() cuts the chain; here it meant one layer's own runs)",
+                      DeprecationWarning, stacklevel=3)
+        return layer if own_layer is None else own_layer
+    return own_layer

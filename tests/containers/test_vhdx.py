@@ -584,7 +584,7 @@ def test_differencing_partially_present(kind, lss, tmp_path):
                     assert (r.state, r.layer) == ("zero", 1)
                 else:
                     assert r.layer in (0, None), (pos, r)
-        own = disk.runs(layer=1)
+        own = disk.runs(own_layer=1)
         assert {r.state for r in own} == {"data", "unallocated", "zero"}
         assert disk.check().empty
         names = list(disk.structures()["name"])

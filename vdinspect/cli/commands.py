@@ -127,7 +127,7 @@ def _run_rows(runs) -> list[dict]:
 
 def cmd_map(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
-        runs = disk.runs(args.start, args.length, layer=args.own_layer)
+        runs = disk.runs(args.start, args.length, own_layer=args.own_layer)
         size = disk.size
     if args.json:
         write_rows(out, _run_rows(runs))

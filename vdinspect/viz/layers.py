@@ -46,7 +46,7 @@ def layer_summary(disk) -> list[dict]:
         pass
     rows = []
     for k, img in enumerate(disk.chain.layers):
-        own = disk.runs(layer=k)
+        own = disk.runs(own_layer=k)
         holds = sum(r.length for r in own if r.state == "data")
         stored = sum(r.length for r in own if r.state in STORED)
         rows.append(
@@ -88,7 +88,7 @@ def plot_layers(disk, ax=None, *, width: int | None = None, legend: bool = True)
     pixels = 32
     labels = []
     for k in range(n):
-        own = run_arrays(disk.runs(layer=k))
+        own = run_arrays(disk.runs(own_layer=k))
         code = np.where(np.isin(own.state, STORED), 0, 1).astype(np.int64)
         held = aggregate(own.start, own.length, code, 2, 0, size, width)[:, 0] / (size / width)
         sup = supplied[:, k]
