@@ -25,6 +25,10 @@ class Findings:
     """
 
     strict: bool = True
+    #: > 0 while a reader probes what may be garbage (a deleted directory, a candidate
+    #: structure): problems then raise even in salvage mode, so the caller can drop the
+    #: attempt instead of recording findings about bytes that were never metadata
+    lenient: int = 0
 
     # the rows, created on first use so subclasses need not call an initialiser
     @property
@@ -71,8 +75,9 @@ class Findings:
         *,
         exc_type: type[ImageError] = CorruptImage,
     ) -> None:
-        """A damaged structure: raise under strict mode, else record an ``error`` and go on."""
-        if self.strict:
+        """A damaged structure: raise under strict mode (or while probing, see ``lenient``),
+        else record an ``error`` and go on."""
+        if self.strict or self.lenient:
             self.fail(exc_type, message, structure, offset)
         self.finding("error", structure, offset, message)
 

@@ -15,6 +15,8 @@ def human(n: float | None, *, digits: int | None = None) -> str:
         if abs(x) < 1024 or unit == UNITS[-1]:
             if unit == "B":
                 return f"{int(x)} B"
-            return f"{x:.{digits}g} {unit}" if digits else f"{x:.1f} {unit}"
+            if digits:  # at most ``digits`` significant digits, never an exponent
+                return f"{x:.{digits}g} {unit}" if abs(x) < 10**digits else f"{x:.0f} {unit}"
+            return f"{x:.1f} {unit}"
         x /= 1024
     raise AssertionError("unreachable")  # pragma: no cover

@@ -19,7 +19,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import IO, Any
 
-_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+from .. import units
 
 
 def json_default(v: Any) -> Any:
@@ -95,16 +95,7 @@ def human(n: int | None, exact: bool = False) -> str:
     """A size as people read it ("1.16 MiB", "4 GiB", "512 B"); ``exact`` gives the bytes."""
     if n is None:
         return ""
-    if exact or abs(n) < 1024:
-        return f"{n} B" if not exact else str(n)
-    v = float(n)
-    for unit in _UNITS:
-        v /= 1024
-        if abs(v) < 1024 or unit == _UNITS[-1]:
-            break
-    if v == int(v):
-        return f"{int(v)} {unit}"
-    return f"{v:.3g} {unit}" if abs(v) < 100 else f"{v:.0f} {unit}"
+    return str(n) if exact else units.human(n, digits=3)
 
 
 def when(t: dt.datetime | None) -> str:

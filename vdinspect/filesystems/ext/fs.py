@@ -15,7 +15,6 @@ from __future__ import annotations
 from ...errors import (
     CorruptImage,
     EncryptedImage,
-    ImageError,
     InvalidArgument,
     NotFound,
     UnsupportedFeature,
@@ -87,18 +86,6 @@ class ExtFileSystem(
         return min(self.sb.blocks_count, self.base.size // self.block_size)
 
     # --- errors -----------------------------------------------------------------------
-    def problem(
-        self,
-        structure: str,
-        offset: int | None,
-        message: str,
-        *,
-        exc_type: type[ImageError] = CorruptImage,
-    ) -> None:
-        """A metadata problem: raises when strict or while probing (lenient), else a finding."""
-        if self.lenient:
-            self.fail(exc_type, message, structure, offset)
-        super().problem(structure, offset, message, exc_type=exc_type)
 
     def read_bytes(self, offset: int, length: int, structure: str) -> bytes:
         """Bytes of the volume (through the journal overlay), checked against its size."""

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from ...errors import (
     CorruptImage,
-    ImageError,
     InvalidArgument,
     NotFound,
     NotRecognized,
@@ -54,7 +53,7 @@ class XfsFileSystem(FileSystem):
                  strict: bool = True) -> None:
         super().__init__(source, name=name, strict=strict)
         self.dev = source
-        self._lenient = 0
+        self.lenient = 0
         self._chunks = LRUCache(256)
         self._inodes = LRUCache(4096)
         self._maps = LRUCache(256)
@@ -75,12 +74,6 @@ class XfsFileSystem(FileSystem):
             self.finding("warning", "log", self.log.offset, self.log.text)
 
     # --- errors and reading ---------------------------------------------------------
-    def problem(self, structure: str, offset: int | None, message: str, *,
-                exc_type: type[ImageError] = CorruptImage) -> None:
-        """A metadata problem: raises when strict or while probing deleted data."""
-        if self._lenient:
-            self.fail(exc_type, message, structure, offset)
-        super().problem(structure, offset, message, exc_type=exc_type)
 
     def read_bytes(self, offset: int, length: int, structure: str) -> bytes:
         """Bytes of the volume, checked against its size."""
@@ -185,7 +178,7 @@ class XfsFileSystem(FileSystem):
                                 rec.offset)
             return fork_map(self, rec, rec.data_fork, rec.format, rec.nextents, where,
                             rec.offset)
-        if self._lenient:
+        if self.lenient:
             return load()
         return self._maps.get((rec.number, rec.raw, attr), load)
 
@@ -296,7 +289,7 @@ class XfsFileSystem(FileSystem):
 
     def _list_dir(self, entry: Entry, rec: Inode, is_root: bool) -> list[Entry]:
         if entry.deleted:
-            self._lenient += 1
+            self.lenient += 1
         try:
             out = [self.entry_of(d) for d in self.dir_entries(rec)]
         except CorruptImage:
@@ -305,7 +298,7 @@ class XfsFileSystem(FileSystem):
             out = []
         finally:
             if entry.deleted:
-                self._lenient -= 1
+                self.lenient -= 1
         if is_root:
             out.append(self.orphan_dir_entry())
         return out
@@ -330,13 +323,13 @@ class XfsFileSystem(FileSystem):
 
     def _deleted_entry(self, name: str, ino: int, ftype: int) -> Entry:
         try:
-            self._lenient += 1
+            self.lenient += 1
             rec = self.inode(ino)
         except CorruptImage as exc:
             return self.make_entry(name, None, True, ftype=ftype, ino=ino,
                                note=f"inode unreadable: {exc.detail}")
         finally:
-            self._lenient -= 1
+            self.lenient -= 1
         ok, why = self.recoverability(rec)
         return self.make_entry(name, rec, True, ftype=ftype, note=why, recoverable=ok)
 
@@ -352,13 +345,13 @@ class XfsFileSystem(FileSystem):
             return rec.size > 0, "data kept in the inode"
         if rec.format not in (S.FMT_EXTENTS, S.FMT_BTREE) or not rec.nextents:
             return False, "no extents left in the inode: content not recoverable"
-        self._lenient += 1
+        self.lenient += 1
         try:
             emap = self.fork_map(rec)
         except CorruptImage as exc:
             return False, f"the extent map is damaged: {exc.detail}"
         finally:
-            self._lenient -= 1
+            self.lenient -= 1
         used = self.ags.blocks_in_use(emap)
         if used is None:
             return True, "extents kept in the inode (whether reused is unknown)"
@@ -418,7 +411,7 @@ class XfsFileSystem(FileSystem):
         got = cache.get(key)
         if got is None:
             got = self._dir_entries(rec, deleted)
-            if not self._lenient:  # a lenient read raises where the others record findings
+            if not self.lenient:  # a lenient read raises where the others record findings
                 cache[key] = got
         return got
 
@@ -486,14 +479,14 @@ class XfsFileSystem(FileSystem):
         if entry.deleted:
             if not entry.recoverable:
                 raise NotFound(f"{self.name}: {name}: deleted, content not recoverable")
-            self._lenient += 1
+            self.lenient += 1
             try:
                 return self.content_of(rec, name)
             except CorruptImage as exc:
                 raise NotFound(f"{self.name}: {name}: deleted, content not recoverable: "
                                f"{exc.detail}") from exc
             finally:
-                self._lenient -= 1
+                self.lenient -= 1
         return self.content_of(rec, name)
 
     def content_of(self, rec: Inode, name: str | None = None) -> ByteSource:
@@ -579,11 +572,11 @@ class XfsFileSystem(FileSystem):
     def orphans(self) -> list[Entry]:
         """Inodes no directory entry names, as ``OrphanFile-<inode>`` (see :mod:`.ag`)."""
         if self._orphans is None:
-            self._lenient += 1
+            self.lenient += 1
             try:
                 self._orphans = self.ags.find_orphans()
             finally:
-                self._lenient -= 1
+                self.lenient -= 1
         return self._orphans
 
     # --- facts -----------------------------------------------------------------------------
