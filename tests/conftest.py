@@ -13,7 +13,8 @@ from vdinspect.io import sources
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_IMAGES = ROOT / "sample_images"
-SHARED_SAMPLES = ROOT.parent / "shared" / "samples"
+# VDINSPECT_SAMPLES overrides the place (a git worktree elsewhere still finds the samples)
+SHARED_SAMPLES = Path(os.environ.get("VDINSPECT_SAMPLES") or ROOT.parent / "shared" / "samples")
 
 
 def sha256_file(path: str | os.PathLike) -> str:
