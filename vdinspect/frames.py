@@ -223,7 +223,8 @@ FILES_DTYPES = {"path": "string", "name": "string", "parent": "string", "kind": 
                 "gid": "Int64", "created": "datetime64[us, UTC]",
                 "modified": "datetime64[us, UTC]", "accessed": "datetime64[us, UTC]",
                 "changed": "datetime64[us, UTC]", "inode": "Int64", "links": "Int64",
-                "deleted": "bool", "recoverable": "bool", "target": "string"}
+                "deleted": "bool", "recoverable": "bool", "target": "string",
+                "found_by": "string", "note": "string"}
 
 
 def files_frame(rows: list[dict]) -> pd.DataFrame:

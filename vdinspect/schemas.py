@@ -13,7 +13,11 @@ STATES = (DATA, ZERO, UNALLOCATED, BACKING, DAMAGED)
 #: The columns every filesystem's ``files()`` starts with (drivers may add their own after).
 FILES_COLUMNS = ["path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
                  "created", "modified", "accessed", "changed", "inode", "links", "deleted",
-                 "recoverable", "target"]
+                 "recoverable", "target", "found_by", "note"]
+# found_by: how the entry was found (FOUND_BY); note: what a reader should know about it
+#: ``found_by`` values: the directory (or index) that names it, the NTFS MFT, the inode
+#: table, directory slack, the journal, a backup structure, a scan of the volume
+FOUND_BY = ["index", "mft", "inode-table", "slack", "journal", "backup", "scan"]
 
 #: the facts every filesystem's ``info()`` starts with, named alike everywhere
 FS_INFO_FIELDS = ["fstype", "label", "uuid", "size", "block_size", "dirty"]

@@ -555,13 +555,13 @@ def test_kernel_style_deletion_is_not_recoverable(images, tmp_path):
     fs = open_filesystem(FileSource(img))
     e = fs.stat("/dir/f100")
     assert e.deleted and not e.recoverable and e.inode == ino
-    assert "size is 0" in e.extra["note"]
+    assert "size is 0" in e.note
     assert fs.read(e) == b""
     img2 = tmp_path / "k2.img"
     shutil.copy(img, img2)
     debugfs(img2, f"sif <{ino}> size 100", write=True)
     e = open_filesystem(FileSource(img2)).stat("/dir/f100")
-    assert not e.recoverable and "extent tree cleared" in e.extra["note"]
+    assert not e.recoverable and "extent tree cleared" in e.note
 
 
 @needs_e2fs

@@ -45,6 +45,8 @@ class Entry:
     deleted: bool = False
     recoverable: bool = False
     target: str | None = None
+    found_by: str = "index"  # how it was found: one of schemas.FOUND_BY
+    note: str | None = None  # what could not be read about it, or why it is listed
     key: Any = None
     raw: Any = field(default=None, repr=False)
     extra: dict = field(default_factory=dict, repr=False)  # driver-specific columns

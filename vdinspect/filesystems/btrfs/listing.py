@@ -169,6 +169,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
         ok = ((sec != 0) | (nsec != 0)) & (np.abs(sec) < 1 << 42)
         us = np.where(ok, sec * 1_000_000 + (nsec // 1000).astype(np.int64), _NAT)
         times[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
+    cols["found_by"], cols["note"] = ["index"] * n, [None] * n
     data = {}
     for c, dtype in FILES_DTYPES.items():
         if c in times:

@@ -52,7 +52,7 @@ _KIND_OF_TYPE = {
 }
 _INLINE_PARENT = 4  # an inline directory's i_block starts with the parent's inode number
 FT_KIND = {FT_REG_FILE: FILE, FT_DIR: DIR, FT_SYMLINK: SYMLINK}  # other types: OTHER
-EXTRA_COLUMNS = ("mtime_ns", "atime_ns", "ctime_ns", "crtime_ns", "dtime", "flags", "note")
+EXTRA_COLUMNS = ("mtime_ns", "atime_ns", "ctime_ns", "crtime_ns", "dtime", "flags")
 
 
 class ListingMixin:
@@ -91,13 +91,14 @@ class ListingMixin:
                 deleted=deleted,
                 recoverable=False,
                 key=ino,
-                extra=dict.fromkeys(EXTRA_COLUMNS) | {"note": note},
+                note=note,
+                extra=dict.fromkeys(EXTRA_COLUMNS),
             )
         mode = rec.mode
         kind = _KIND_OF_TYPE.get(mode & S_IFMT) or FT_KIND.get(ftype, OTHER)
         if self.column_walk:  # files() decodes the times itself, in bulk
             created = modified = accessed = changed = None
-            extra = {"dtime": rec.dtime or None, "flags": rec.flags, "note": note}
+            extra = {"dtime": rec.dtime or None, "flags": rec.flags}
         else:
             atime, ctime, mtime, crtime = rec.times()
             created = ns_to_datetime(crtime)
@@ -111,7 +112,6 @@ class ListingMixin:
                 "crtime_ns": crtime,
                 "dtime": rec.dtime or None,
                 "flags": rec.flags,
-                "note": note,
             }
         e = Entry(
             name=name,
@@ -131,6 +131,7 @@ class ListingMixin:
             recoverable=recoverable,
             key=rec.number,
             raw=rec,
+            note=note,
             extra=extra,
         )
         if kind == SYMLINK:
@@ -139,7 +140,7 @@ class ListingMixin:
             except VDInspectError as exc:
                 if not deleted and self.strict:
                     raise
-                e.extra["note"] = (note + "; " if note else "") + f"target unreadable: {exc}"
+                e.note = (note + "; " if note else "") + f"target unreadable: {exc}"
         return e
 
     def _link_target(self, rec: InodeRecord) -> str | None:
@@ -185,27 +186,7 @@ class ListingMixin:
         return out
 
     def _clone(self, e: Entry) -> Entry:
-        return Entry(
-            name=e.name,
-            kind=e.kind,
-            size=e.size,
-            allocated=e.allocated,
-            mode=e.mode,
-            uid=e.uid,
-            gid=e.gid,
-            created=e.created,
-            modified=e.modified,
-            accessed=e.accessed,
-            changed=e.changed,
-            inode=e.inode,
-            links=e.links,
-            deleted=e.deleted,
-            recoverable=e.recoverable,
-            target=e.target,
-            key=e.key,
-            raw=e.raw,
-            extra=dict(e.extra),
-        )
+        return e.copy()
 
     def child_entry(self, d: RawDirent, parent: InodeRecord) -> Entry:
         name = self.entry_name(d.name, parent)

@@ -89,11 +89,10 @@ class RecoveryMixin:
             deleted=True,
             recoverable=False,
             key=("orphans",),
-            extra=dict.fromkeys(EXTRA_COLUMNS)
-            | {
-                "note": "virtual directory (The Sleuth Kit's $OrphanFiles): inodes "
-                "that no directory entry names"
-            },
+            found_by="inode-table",
+            note="virtual directory (The Sleuth Kit's $OrphanFiles): inodes "
+            "that no directory entry names",
+            extra=dict.fromkeys(EXTRA_COLUMNS),
         )
 
     def orphans(self) -> list[Entry]:
@@ -222,5 +221,6 @@ class RecoveryMixin:
                 e = self.make_entry(
                     f"OrphanFile-{ino}", rec, True, note="unnamed inode; " + why, recoverable=rcv
                 )
+            e.found_by = "inode-table"
             out.append(e)
         return out

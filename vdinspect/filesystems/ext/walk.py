@@ -348,6 +348,8 @@ def files_table(entries: list[Entry]) -> pd.DataFrame:
     cols["deleted"] = np.array([e.deleted for e in entries], dtype=bool)
     cols["recoverable"] = np.array([e.recoverable for e in entries], dtype=bool)
     cols["target"] = strings([e.target for e in entries])
+    cols["found_by"] = strings([e.found_by for e in entries])
+    cols["note"] = strings([e.note for e in entries])
     cols = {c: cols[c] for c in FILES_COLUMNS}
     for col, k in (
         ("mtime_ns", "mtime"),
@@ -359,7 +361,6 @@ def files_table(entries: list[Entry]) -> pd.DataFrame:
         cols[col] = pd.arrays.IntegerArray(np.where(a == _NAT, 0, a), a == _NAT)
     cols["dtime"] = _int_array([e.extra.get("dtime") for e in entries], pd)
     cols["flags"] = _int_array([e.extra.get("flags") for e in entries], pd)
-    cols["note"] = strings([e.extra.get("note") for e in entries])
     return pd.DataFrame(cols)
 
 
@@ -427,13 +428,14 @@ def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFr
         "deleted": np.zeros(n, dtype=bool),
         "recoverable": np.zeros(n, dtype=bool),
         "target": text_array([None] * n),
+        "found_by": text_array(["index"] * n),
+        "note": text_array([None] * n),
         "mtime_ns": nsint(times["mtime"]),
         "atime_ns": nsint(times["atime"]),
         "ctime_ns": nsint(times["ctime"]),
         "crtime_ns": nsint(times["crtime"]),
         "dtime": pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)),
         "flags": ints(flags),
-        "note": text_array([None] * n),
     }
     return pd.DataFrame(cols)
 

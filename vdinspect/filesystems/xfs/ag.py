@@ -232,13 +232,16 @@ class AllocationGroups:
                         if not rec.f["di_ctime"]:
                             continue  # never used
                         ok, why = fs.recoverability(rec)
-                        out.append(fs.make_entry(name, rec, True, note="unnamed inode; " + why,
-                                             recoverable=ok))
+                        e = fs.make_entry(name, rec, True, note="unnamed inode; " + why,
+                                          recoverable=ok)
                     elif rec.mode:
-                        out.append(fs.make_entry(name, rec, False, recoverable=True,
-                                             note="allocated inode that no directory entry "
-                                                  "names (xfs_repair would move it to "
-                                                  "lost+found)"))
+                        e = fs.make_entry(name, rec, False, recoverable=True,
+                                          note="allocated inode that no directory entry "
+                                               "names (xfs_repair would move it to lost+found)")
+                    else:
+                        continue
+                    e.found_by = "inode-table"
+                    out.append(e)
         return out
 
     # --- checks --------------------------------------------------------------------------

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 _KIND = {0o100000: FILE, 0o40000: DIR, 0o120000: SYMLINK}
 FT_KIND = {1: FILE, 2: DIR, 7: SYMLINK}
 ORPHAN_DIR_NAME = "$OrphanFiles"
-EXTRA_COLUMNS = ("mtime_ns", "atime_ns", "ctime_ns", "crtime_ns", "flags", "note")
+EXTRA_COLUMNS = ("mtime_ns", "atime_ns", "ctime_ns", "crtime_ns", "flags")
 CHUNK = 64 << 10  # bytes read and cached at a time for inodes and small blocks
 
 
@@ -203,23 +203,23 @@ class XfsFileSystem(FileSystem):
                recoverable: bool = False) -> Entry:
         if rec is None:
             return Entry(name=name, kind=FT_KIND.get(ftype, OTHER), inode=ino, deleted=deleted,
-                         key=ino, extra=dict.fromkeys(EXTRA_COLUMNS) | {"note": note})
+                         key=ino, note=note, extra=dict.fromkeys(EXTRA_COLUMNS))
         kind = _KIND.get(rec.ftype) or (OTHER if rec.mode else FT_KIND.get(ftype, OTHER))
         at, mt, ct, cr = rec.times_ns()
         e = Entry(name=name, kind=kind, size=rec.size, allocated=rec.nblocks * self.block_size,
                   mode=rec.mode, uid=rec.uid, gid=rec.gid, created=ns_to_datetime(cr),
                   modified=ns_to_datetime(mt), accessed=ns_to_datetime(at),
                   changed=ns_to_datetime(ct), inode=rec.number, links=rec.links,
-                  deleted=deleted, recoverable=recoverable, key=rec.number, raw=rec,
+                  deleted=deleted, recoverable=recoverable, key=rec.number, raw=rec, note=note,
                   extra={"mtime_ns": mt, "atime_ns": at, "ctime_ns": ct, "crtime_ns": cr,
-                         "flags": rec.f["di_flags"], "note": note})
+                         "flags": rec.f["di_flags"]})
         if kind == SYMLINK:
             try:
                 e.target = self.link_target(rec)
             except CorruptImage as exc:
                 if not deleted and self.strict:
                     raise
-                e.extra["note"] = (note + "; " if note else "") + f"target unreadable: {exc}"
+                e.note = (note + "; " if note else "") + f"target unreadable: {exc}"
         return e
 
     def _rec(self, path: str | Entry | int | Inode) -> Inode:
@@ -361,9 +361,9 @@ class XfsFileSystem(FileSystem):
 
     def orphan_dir_entry(self) -> Entry:
         return Entry(name=ORPHAN_DIR_NAME, kind=DIR, inode=None, deleted=True,
-                     key=("orphans",), extra=dict.fromkeys(EXTRA_COLUMNS) | {
-                         "note": "virtual directory (The Sleuth Kit's $OrphanFiles): inodes "
-                                 "that no directory entry names"})
+                     key=("orphans",), found_by="inode-table",
+                     note="virtual directory (The Sleuth Kit's $OrphanFiles): inodes "
+                          "that no directory entry names", extra=dict.fromkeys(EXTRA_COLUMNS))
 
     def _can_list_deleted_dir(self, entry: Entry) -> bool:
         return self.can_list_deleted(entry)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 NAT = np.iinfo(np.int64).min
 # tuple layout of a row
 (PATH, NAME, PARENT, KIND, SIZE, ALLOC, MODE, UID, GID, CR, MT, AT, CT, INO, LINKS, DELETED,
- RECOVERABLE, TARGET, FLAGS, NOTE) = range(20)
+ RECOVERABLE, TARGET, FLAGS, NOTE, FOUND_BY) = range(21)
 
 
 def _ident(entry: Entry):
@@ -45,7 +45,8 @@ def _row_of_entry(e: Entry) -> tuple:
     x = e.extra
     return (e.path, e.name, e.parent, e.kind, e.size, e.allocated, e.mode, e.uid, e.gid,
             x.get("crtime_ns"), x.get("mtime_ns"), x.get("atime_ns"), x.get("ctime_ns"),
-            e.inode, e.links, e.deleted, e.recoverable, e.target, x.get("flags"), x.get("note"))
+            e.inode, e.links, e.deleted, e.recoverable, e.target, x.get("flags"), e.note,
+            e.found_by)
 
 
 def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> list[tuple]:
@@ -215,7 +216,7 @@ def _bulk(fs: XfsFileSystem, live: list, dpath: str, bs: int) -> dict[int, tuple
         name = raw.name.decode("utf-8", "surrogateescape")
         path = _join(dpath, name)
         row = (path, name, dpath, DIR if isdir else FILE, size, alloc, md, uid, gid, c, m, a,
-               t, raw.ino, nl, False, False, None, fl, None)
+               t, raw.ino, nl, False, False, None, fl, None, "index")
         out[id(raw)] = (row, raw.ino if isdir else None)
     return out
 
@@ -233,13 +234,13 @@ def frame_text(v: str | None) -> str | None:
 
 
 def rows_frame(rows: list[tuple]) -> pd.DataFrame:
-    """The files() frame (FILES_COLUMNS, then mtime_ns..crtime_ns, flags, note)."""
+    """The files() frame (FILES_COLUMNS, then mtime_ns..crtime_ns, flags)."""
     import pandas as pd
 
     from ...frames import FILES_COLUMNS
 
     n = len(rows)
-    cols = list(zip(*rows)) if n else [()] * 20
+    cols = list(zip(*rows)) if n else [()] * 21
 
     lo, hi = -(1 << 63), 1 << 63
 
@@ -275,10 +276,11 @@ def rows_frame(rows: list[tuple]) -> pd.DataFrame:
         "links": ints(cols[LINKS]),
         "deleted": np.fromiter(cols[DELETED], dtype=bool, count=n),
         "recoverable": np.fromiter(cols[RECOVERABLE], dtype=bool, count=n),
-        "target": strings(cols[TARGET]),
+        "target": strings(cols[TARGET]), "found_by": strings(cols[FOUND_BY]),
+        "note": strings(cols[NOTE]),
     }
     out = {c: out[c] for c in FILES_COLUMNS}
     out.update({"mtime_ns": ints(cols[MT]), "atime_ns": ints(cols[AT]),
                 "ctime_ns": ints(cols[CT]), "crtime_ns": ints(cols[CR]),
-                "flags": ints(cols[FLAGS]), "note": strings(cols[NOTE])})
+                "flags": ints(cols[FLAGS])})
     return pd.DataFrame(out)
