@@ -163,10 +163,12 @@ class FileSystem(Findings):
             yield e
 
     def _walk(self, path: str = "/", *, recursive: bool = True, deleted: bool = True,
-              on_skip=None) -> Iterator[tuple[Entry, Entry | None]]:
+              on_skip=None, on_partial=None) -> Iterator[tuple[Entry, Entry | None]]:
         """``iter_entries`` as (entry, parent entry) pairs; ``on_skip(entry, reason)`` hears
-        of every directory not listed (loops, too deep, unreadable)."""
+        of every directory not listed (loops, too deep, unreadable), ``on_partial(entry,
+        reason)`` of every directory listed only in part (some of its bytes unreadable)."""
         top = self.lookup(path, deleted=deleted)
+        damaged_volume = self.volume_damaged()
         if top.kind != DIR:
             yield top, None
             return
@@ -198,6 +200,15 @@ class FileSystem(Findings):
                     raise
                 skip(d, f"unreadable directory: {e}")
                 continue
+            if damaged_volume:
+                lost = self.directory_damage(d)
+                if lost:
+                    why = (f"{lost} bytes of the directory could not be read: entries "
+                           "stored there are lost")
+                    d.note = why if not d.note else f"{d.note}; {why}"
+                    self.finding("error", "directory", None, f"{d.path or '/'}: {why}")
+                    if on_partial is not None:
+                        on_partial(d, why)
             subdirs = []
             for c in children:
                 if c.deleted and not deleted:
@@ -278,6 +289,14 @@ class FileSystem(Findings):
         zeros there. Empty for a file whose every byte is real."""
         entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
         return self.content(entry).damaged_ranges()
+
+    def directory_damage(self, entry: Entry) -> int:
+        """How many bytes of a directory's own data could not be read (its listing misses
+        what was there). Drivers whose directories are not plain content override it."""
+        try:
+            return sum(n for _a, n in self.content(entry).damaged_ranges())
+        except VDInspectError:
+            return 0
 
     def damaged(self, path: str | Entry) -> int | None:
         """How many bytes of a file's data could not be read (the ``damaged`` column);

@@ -164,7 +164,8 @@ class Extractor:
 
         if top.kind == DIR:
             pairs = list(self.fs._walk(path, recursive=recursive, deleted=deleted,
-                                       on_skip=on_skip))
+                                       on_skip=on_skip, on_partial=lambda e, why:
+                                       self.report.incomplete.append((e.path, why))))
         else:
             pairs = [(top, None)]
         walk_top = pairs[0][1] if pairs else None
