@@ -86,8 +86,21 @@ def explain(obj, data=None, *, offset=None, what="header", layer=None):
     return _explain(obj, data, offset=offset, what=what, layer=layer)
 
 
+def diff(a, b, *, part=None, compare_data=True, progress=None, **open_options):
+    """What changed from image ``a`` to image ``b`` (paths or Disks): a
+    :class:`~vdinspect.compare.Diff` with ``blocks`` and ``files`` DataFrames and ``plot()``.
+    ``open_options`` (``snapshot=``, ``layer=``, ``strict=``, ...) apply to paths opened here.
+    """
+    from .compare import Diff
+
+    da = a if hasattr(a, "runs") else open(a, **open_options)
+    db = b if hasattr(b, "runs") else open(b, **open_options)
+    return Diff(da, db, part=part, compare_data=compare_data, progress=progress)
+
+
 __all__ = [
     "open",
+    "diff",
     "open_vmdk_extents",
     "explain",
     "VDInspectError",

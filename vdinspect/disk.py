@@ -381,6 +381,17 @@ class Disk(ByteSource):
 
         return explain_disk(self, what, layer=layer, offset=offset)
 
+    # --- comparing two states ---------------------------------------------------------
+    def diff(self, other, *, part: int | str | None = None, compare_data: bool = True,
+             progress: Progress = None):
+        """What changed from this disk to ``other`` (a Disk, e.g. ``disk.at("snap")`` or
+        ``vdinspect.open(path, layer=k)``): a :class:`~vdinspect.compare.Diff` with ``blocks``
+        and ``files`` DataFrames and ``plot()``. Shared clusters and ranges both sides read
+        as zeros are decided from metadata; only the rest is read."""
+        from .compare import Diff
+
+        return Diff(self, other, part=part, compare_data=compare_data, progress=progress)
+
     # --- export --------------------------------------------------------------------
     def to_raw(self, path, *, progress: Progress = None, chunk: int = 8 << 20) -> int:
         """Write the virtual disk to ``path`` as a sparse raw file; returns bytes of data.

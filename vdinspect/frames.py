@@ -32,6 +32,8 @@ from .schemas import (  # noqa: F401 (re-exported: the names are frames' API too
     CHECK_COLUMNS,
     DAMAGED,
     DATA,
+    DIFF_BLOCK_COLUMNS,
+    DIFF_FILE_COLUMNS,
     FILES_COLUMNS,
     FS_INFO_FIELDS,
     INFO_FIELDS,
@@ -254,3 +256,19 @@ def _utc_us(col: pd.Series) -> pd.Series:
         out[i] = (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
     return pd.Series(out.view("datetime64[us]"), index=col.index).dt.tz_localize("UTC")
 
+
+
+def diff_blocks_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of ``diff.block_rows`` as the ``Diff.blocks`` frame."""
+    rows = [dict(r, end=r["start"] + r["length"]) for r in rows]
+    return _frame(rows, DIFF_BLOCK_COLUMNS, {"start": "int64", "length": "int64",
+                                             "end": "int64", "how": "string"})
+
+
+def diff_files_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of ``diff.file_rows`` as the ``Diff.files`` frame."""
+    return _frame(rows, DIFF_FILE_COLUMNS, {
+        "part": None, "path": "string", "change": "string", "kind": "string",
+        "old_path": "string", "old_size": "Int64", "new_size": "Int64",
+        "old_modified": "datetime64[us, UTC]", "new_modified": "datetime64[us, UTC]",
+        "what": "string"})

@@ -78,3 +78,9 @@ PARTITION_COLUMNS = ["index", "scheme", "type", "type_name", "name", "start", "l
 
 #: the ``structures()`` frame: a structure's columns, then the layer holding it
 STRUCTURE_FRAME_COLUMNS = STRUCTURE_COLUMNS + ["layer"]
+
+#: ``Diff.blocks``: ranges that differ between two states, and how that was decided
+DIFF_BLOCK_COLUMNS = ["start", "length", "end", "how"]
+#: ``Diff.files``: files added, removed, modified or renamed between two states
+DIFF_FILE_COLUMNS = ["part", "path", "change", "kind", "old_path", "old_size", "new_size",
+                     "old_modified", "new_modified", "what"]

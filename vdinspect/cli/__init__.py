@@ -111,6 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dest", help="host folder to write into")
     sp.add_argument("--deleted", action="store_true", help="also recover deleted files")
     sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
+    sp = command("diff", c.cmd_diff, "what changed between two states: blocks and files",
+                 usage="vdinspect diff [--files|--blocks] [--snapshot S|--layer K] [--part N] "
+                       "[--json] [options] OLD [NEW]")
+    sp.add_argument("new", nargs="?", default=None,
+                    help="the newer image (default: OLD as it is now; --snapshot/--layer "
+                         "then choose the older state of OLD)")
+    what = sp.add_mutually_exclusive_group()
+    what.add_argument("--files", action="store_true", help="only the files that changed")
+    what.add_argument("--blocks", action="store_true", help="only the changed byte ranges")
     return p
 
 

@@ -18,6 +18,8 @@ from ..errors import InvalidArgument, NotFound
 from ..schemas import (
     ALLOCATION_COLUMNS,
     CHECK_COLUMNS,
+    DIFF_BLOCK_COLUMNS,
+    DIFF_FILE_COLUMNS,
     LAYER_COLUMNS,
     PARTITION_COLUMNS,
     SNAPSHOT_COLUMNS,
@@ -423,3 +425,47 @@ def cmd_extract(args, out: IO[str]) -> int:
                 out.write(f"skipped: {path}: {why}\n")
     # files written with holes of zeros where the image is damaged: not a clean copy
     return 1 if rep.damaged or rep.incomplete else 0
+
+
+# --- comparing two states ----------------------------------------------------------------
+def cmd_diff(args, out: IO[str]) -> int:
+    """Blocks and files that differ from OLD (with --snapshot/--layer) to NEW."""
+    from ..compare import Diff
+    from ..disk import Disk
+
+    with open_disk(args) as old, Disk.open(
+            args.new or args.image, format=args.format, strict=not args.salvage,
+            parents=args.parents or None, search=args.search or None,
+            follow_outside=args.follow_outside, sector_size=args.sector_size) as new:
+        d = Diff(old, new, part=args.part)
+        with _bad_call():
+            blocks = [] if args.files else [dict(r, end=r["start"] + r["length"])
+                                             for r in d.block_rows()]
+            files = [] if args.blocks else d.file_rows()
+        if args.json:
+            brows = project(blocks, DIFF_BLOCK_COLUMNS)
+            frows = project(files, DIFF_FILE_COLUMNS)
+            if args.blocks:
+                write_rows(out, brows)
+            elif args.files:
+                write_rows(out, frows)
+            else:
+                write_json(out, {"blocks": brows, "files": frows})
+            return 0
+        if not args.files:
+            total = sum(r["length"] for r in blocks)
+            out.write(f"{len(blocks)} changed range(s), {_size(args, total)}\n")
+            write_table(out, ("START", "LENGTH", "HOW"),
+                        [(_offset(args, r["start"]), _size(args, r["length"]), r["how"])
+                         for r in blocks], right=(0, 1))
+        if not args.blocks:
+            if not args.files:
+                out.write("\n")
+            out.write(f"{len(files)} changed file(s)\n")
+            write_table(out, ("CHANGE", "PART", "PATH", "OLD SIZE", "NEW SIZE", "WHAT"),
+                        [(r["change"], cell(r["part"]),
+                          r["path"] if r["change"] != "renamed"
+                          else f"{r['old_path']} -> {r['path']}",
+                          _size(args, r["old_size"]), _size(args, r["new_size"]),
+                          r["what"] or "") for r in files], right=(3, 4))
+    return 0

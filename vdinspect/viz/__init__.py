@@ -24,6 +24,7 @@ _WHERE = {
     "plot_sizes": "treemap",
     "squarify": "treemap",
     "size_tree": "treemap",
+    "plot_diff": "diff",
 }
 
 
