@@ -98,9 +98,19 @@ def diff(a, b, *, part=None, compare_data=True, progress=None, **open_options):
     return Diff(da, db, part=part, compare_data=compare_data, progress=progress)
 
 
+def inventory(paths, executor=None, **open_options):
+    """One row per image (format, sizes, layers, snapshots, partitions, filesystems,
+    labels) with an ``error`` column instead of raising; ``executor`` is any
+    ``concurrent.futures`` executor. See :mod:`vdinspect.fleet`."""
+    from .fleet import inventory as _inventory
+
+    return _inventory(paths, executor, **open_options)
+
+
 __all__ = [
     "open",
     "diff",
+    "inventory",
     "open_vmdk_extents",
     "explain",
     "VDInspectError",

@@ -37,6 +37,7 @@ from .schemas import (  # noqa: F401 (re-exported: the names are frames' API too
     FILES_COLUMNS,
     FS_INFO_FIELDS,
     INFO_FIELDS,
+    INVENTORY_COLUMNS,
     LAYER_COLUMNS,
     PARTITION_COLUMNS,
     SNAPSHOT_COLUMNS,
@@ -272,3 +273,12 @@ def diff_files_frame(rows: list[dict]) -> pd.DataFrame:
         "old_path": "string", "old_size": "Int64", "new_size": "Int64",
         "old_modified": "datetime64[us, UTC]", "new_modified": "datetime64[us, UTC]",
         "what": "string"})
+
+
+def inventory_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of ``fleet.inventory_row`` as the ``inventory()`` frame."""
+    ints = ("virtual_size", "file_size", "allocated", "layers", "snapshots", "partitions",
+            "check_errors")
+    return _frame(rows, INVENTORY_COLUMNS,
+                  {c: ("Int64" if c in ints else "Float64" if c == "allocated_pct"
+                       else "string") for c in INVENTORY_COLUMNS})

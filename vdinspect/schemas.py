@@ -84,3 +84,8 @@ DIFF_BLOCK_COLUMNS = ["start", "length", "end", "how"]
 #: ``Diff.files``: files added, removed, modified or renamed between two states
 DIFF_FILE_COLUMNS = ["part", "path", "change", "kind", "old_path", "old_size", "new_size",
                      "old_modified", "new_modified", "what"]
+
+#: ``vdinspect.inventory()``: one row per image of a fleet
+INVENTORY_COLUMNS = ["path", "format", "subformat", "virtual_size", "file_size", "allocated",
+                     "allocated_pct", "layers", "snapshots", "scheme", "partitions",
+                     "filesystems", "labels", "check_errors", "error"]
