@@ -462,10 +462,11 @@ def cmd_diff(args, out: IO[str]) -> int:
             if not args.files:
                 out.write("\n")
             out.write(f"{len(files)} changed file(s)\n")
-            write_table(out, ("CHANGE", "PART", "PATH", "OLD SIZE", "NEW SIZE", "WHAT"),
-                        [(r["change"], cell(r["part"]),
-                          r["path"] if r["change"] != "renamed"
-                          else f"{r['old_path']} -> {r['path']}",
-                          _size(args, r["old_size"]), _size(args, r["new_size"]),
-                          r["what"] or "") for r in files], right=(3, 4))
+            if files:
+                write_table(out, ("CHANGE", "PART", "PATH", "OLD SIZE", "NEW SIZE", "WHAT"),
+                            [(r["change"], cell(r["part"]),
+                              r["path"] if r["change"] != "renamed"
+                              else f"{r['old_path']} -> {r['path']}",
+                              _size(args, r["old_size"]), _size(args, r["new_size"]),
+                              r["what"] or "") for r in files], right=(3, 4))
     return 0
