@@ -381,6 +381,31 @@ class Disk(ByteSource):
 
         return explain_disk(self, what, layer=layer, offset=offset)
 
+    # --- what machine it was ----------------------------------------------------------
+    def inspect(self) -> pd.DataFrame:
+        """One row per operating system found (family, product, version, build, hostname,
+        domain, time zone, install date, last boot/shutdown, kernels, mounts), with the
+        file or registry key each value came from in ``evidence``."""
+        return _frames().inspect_frame(self.inspect_rows())
+
+    def inspect_rows(self) -> list[dict]:
+        """``inspect()`` as plain rows (no pandas)."""
+        from .guest import inspect_rows
+
+        return inspect_rows(self)
+
+    def packages(self) -> pd.DataFrame:
+        """Installed packages of every OS found (dpkg, rpm, apk, pacman; Windows programs)."""
+        from .guest import package_rows
+
+        return _frames().packages_frame(package_rows(self))
+
+    def users(self) -> pd.DataFrame:
+        """Users of every OS found (passwd with last logins; Windows profiles with SIDs)."""
+        from .guest import user_rows
+
+        return _frames().users_frame(user_rows(self))
+
     # --- comparing two states ---------------------------------------------------------
     def diff(self, other, *, part: int | str | None = None, compare_data: bool = True,
              progress: Progress = None):

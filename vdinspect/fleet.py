@@ -47,6 +47,14 @@ def inventory_row(path: str | os.PathLike, **open_options: Any) -> dict:
             fsv = d.filesystem_volumes()
             row["filesystems"] = _text(v.filesystem for v in fsv)
             row["labels"] = _text(v.label for v in fsv)
+            try:  # what machine it was: the OS hints disk.inspect() finds
+                from .guest import inspect_rows
+
+                oses = inspect_rows(d)
+                row["os"] = _text(r["product"] or r["family"] for r in oses)
+                row["hostnames"] = _text(r["hostname"] for r in oses)
+            except VDInspectError:
+                pass
             errors = sum(1 for r in d.check_rows() if r.get("severity") == "error")
             row["check_errors"] = errors
     except VDInspectError as e:

@@ -37,14 +37,17 @@ from .schemas import (  # noqa: F401 (re-exported: the names are frames' API too
     FILES_COLUMNS,
     FS_INFO_FIELDS,
     INFO_FIELDS,
+    INSPECT_COLUMNS,
     INVENTORY_COLUMNS,
     LAYER_COLUMNS,
+    PACKAGE_COLUMNS,
     PARTITION_COLUMNS,
     SNAPSHOT_COLUMNS,
     STATES,
     STRUCTURE_COLUMNS,
     STRUCTURE_FRAME_COLUMNS,
     UNALLOCATED,
+    USER_COLUMNS,
     ZERO,
 )
 
@@ -282,3 +285,24 @@ def inventory_frame(rows: list[dict]) -> pd.DataFrame:
     return _frame(rows, INVENTORY_COLUMNS,
                   {c: ("Int64" if c in ints else "Float64" if c == "allocated_pct"
                        else "string") for c in INVENTORY_COLUMNS})
+
+
+def inspect_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of ``guest.inspect_rows`` as the ``inspect()`` frame."""
+    times = ("install_date", "last_boot", "last_shutdown")
+    return _frame(rows, INSPECT_COLUMNS, {c: ("datetime64[us, UTC]" if c in times
+                                             else "string") for c in INSPECT_COLUMNS})
+
+
+def packages_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of ``guest.package_rows`` as the ``packages()`` frame (size in bytes)."""
+    return _frame(rows, PACKAGE_COLUMNS, {c: ("Int64" if c == "size" else
+                                             "datetime64[us, UTC]" if c == "installed"
+                                             else "string") for c in PACKAGE_COLUMNS})
+
+
+def users_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows of ``guest.user_rows`` as the ``users()`` frame."""
+    return _frame(rows, USER_COLUMNS, {c: ("Int64" if c in ("uid", "gid") else
+                                          "datetime64[us, UTC]" if c == "last_login"
+                                          else "string") for c in USER_COLUMNS})

@@ -88,4 +88,13 @@ DIFF_FILE_COLUMNS = ["part", "path", "change", "kind", "old_path", "old_size", "
 #: ``vdinspect.inventory()``: one row per image of a fleet
 INVENTORY_COLUMNS = ["path", "format", "subformat", "virtual_size", "file_size", "allocated",
                      "allocated_pct", "layers", "snapshots", "scheme", "partitions",
-                     "filesystems", "labels", "check_errors", "error"]
+                     "filesystems", "labels", "os", "hostnames", "check_errors", "error"]
+
+#: ``Disk.inspect()``: one row per operating system found on the disk
+INSPECT_COLUMNS = ["root", "family", "distribution", "product", "version", "build", "edition",
+                   "arch", "hostname", "domain", "timezone", "install_date", "last_boot",
+                   "last_shutdown", "kernels", "mounts", "evidence"]
+PACKAGE_COLUMNS = ["root", "manager", "name", "version", "arch", "size", "installed",
+                   "vendor", "evidence"]
+USER_COLUMNS = ["root", "name", "uid", "gid", "full_name", "home", "shell", "sid",
+                "last_login", "evidence"]

@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dest", help="host folder to write into")
     sp.add_argument("--deleted", action="store_true", help="also recover deleted files")
     sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
+    sp = command("inspect", c.cmd_inspect, "what machine it was: OS, hostname, users, "
+                 "packages")
+    sp.add_argument("--packages", action="store_true", help="list the installed packages")
+    sp.add_argument("--users", action="store_true", help="list the users")
     sp = command("diff", c.cmd_diff, "what changed between two states: blocks and files",
                  usage="vdinspect diff [--files|--blocks] [--snapshot S|--layer K] [--part N] "
                        "[--json] [options] OLD [NEW]")

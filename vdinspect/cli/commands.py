@@ -20,10 +20,13 @@ from ..schemas import (
     CHECK_COLUMNS,
     DIFF_BLOCK_COLUMNS,
     DIFF_FILE_COLUMNS,
+    INSPECT_COLUMNS,
     LAYER_COLUMNS,
+    PACKAGE_COLUMNS,
     PARTITION_COLUMNS,
     SNAPSHOT_COLUMNS,
     STRUCTURE_FRAME_COLUMNS,
+    USER_COLUMNS,
 )
 from .output import cell, human, project, when, write_json, write_rows, write_table
 
@@ -469,4 +472,44 @@ def cmd_diff(args, out: IO[str]) -> int:
                               else f"{r['old_path']} -> {r['path']}",
                               _size(args, r["old_size"]), _size(args, r["new_size"]),
                               r["what"] or "") for r in files], right=(3, 4))
+    return 0
+
+
+# --- what machine it was -----------------------------------------------------------------
+def cmd_inspect(args, out: IO[str]) -> int:
+    """The operating systems on the disk (or, with --packages/--users, what they record)."""
+    from ..guest import inspect_rows, package_rows, user_rows
+
+    with open_disk(args) as disk:
+        if args.packages:
+            rows, cols = package_rows(disk), PACKAGE_COLUMNS
+        elif args.users:
+            rows, cols = user_rows(disk), USER_COLUMNS
+        else:
+            rows, cols = inspect_rows(disk), INSPECT_COLUMNS
+    if args.json:
+        write_rows(out, project(rows, cols))
+        return 0
+    if args.packages:
+        out.write(f"{len(rows)} installed package(s)\n")
+        write_table(out, ("ROOT", "MANAGER", "NAME", "VERSION", "ARCH", "SIZE"),
+                    [(cell(r["root"]), r["manager"], r["name"], r["version"] or "",
+                      r["arch"] or "", _size(args, r["size"])) for r in rows], right=(5,))
+        return 0
+    if args.users:
+        out.write(f"{len(rows)} user(s)\n")
+        write_table(out, ("ROOT", "NAME", "UID", "HOME", "SID", "LAST LOGIN"),
+                    [(cell(r["root"]), r["name"] or "", cell(r["uid"]), r["home"] or "",
+                      r["sid"] or "", when(r["last_login"])) for r in rows], right=(2,))
+        return 0
+    if not rows:
+        out.write(f"{args.image}: no operating system found\n")
+        return 0
+    for r in rows:
+        out.write(f"{args.image}, volume {r['root']}: {r['product'] or r['family']}\n")
+        for c in INSPECT_COLUMNS[1:-1]:
+            if r[c] not in (None, ""):
+                v = when(r[c]) if hasattr(r[c], "tzinfo") else str(r[c])
+                out.write(f"  {c:<14}{v}\n")
+        out.write("\n")
     return 0
