@@ -93,7 +93,7 @@ INVENTORY_COLUMNS = ["path", "format", "subformat", "virtual_size", "file_size",
 #: ``Disk.inspect()``: one row per operating system found on the disk
 INSPECT_COLUMNS = ["root", "family", "distribution", "product", "version", "build", "edition",
                    "arch", "hostname", "domain", "timezone", "install_date", "last_boot",
-                   "last_shutdown", "kernels", "mounts", "evidence"]
+                   "last_shutdown", "kernels", "interfaces", "mounts", "evidence"]
 PACKAGE_COLUMNS = ["root", "manager", "name", "version", "arch", "size", "installed",
                    "vendor", "evidence"]
 USER_COLUMNS = ["root", "name", "uid", "gid", "full_name", "home", "shell", "sid",

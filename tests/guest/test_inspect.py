@@ -50,6 +50,11 @@ def linux_tree(root: Path) -> None:
     (etc / "fstab").write_text(f"# static\nUUID={EXT_UUID} / ext4 defaults 0 1\n"
                                "LABEL=BOOT /boot/efi vfat umask=0077 0 1\n"
                                "tmpfs /tmp tmpfs defaults 0 0\n")
+    (etc / "network").mkdir()
+    (etc / "network/interfaces").write_text("auto lo\niface lo inet loopback\n\n"
+                                             "auto ens3\niface ens3 inet static\n"
+                                             "    address 10.0.0.7/24\n    gateway 10.0.0.1\n"
+                                             "iface ens4 inet dhcp\n")
     (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n"
                                 "alice:x:1000:1000:Alice A,,,:/home/alice:/bin/bash\n"
                                 "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n")
@@ -117,6 +122,7 @@ def test_linux_guest(linux_disk, tmp_path):
     machine = subprocess.run(["uname", "-m"], capture_output=True, text=True).stdout.strip()
     assert r["arch"] == machine
     assert r["kernels"] == "6.1.0-13-amd64"
+    assert r["interfaces"] == "ens3 10.0.0.7/24; ens4 dhcp"
     assert r["mounts"] == "/ -> 2; /boot/efi -> 1"
     when = last_times(tmp_path / "root/var/log/wtmp")
     assert r["last_boot"] == when["reboot"] == dt.datetime.fromtimestamp(T_BOOT, dt.UTC)
@@ -265,6 +271,11 @@ def test_windows_guest(tmp_path):
     assert r["build"] == "19045" and r["version"] == "22H2"
     assert r["install_date"] == dt.datetime.fromtimestamp(0x5F5E1000, dt.UTC)
     assert r["mounts"] == "C: -> 1"
+    # the one interface with an address: what hivexget reads under Tcpip\Interfaces
+    key = "\\ControlSet001\\Services\\Tcpip\\Parameters\\Interfaces\\" \
+          "{5f3f359e-9d52-4566-9bec-37efdfb25abe}"
+    addr = hivexget(system, key, "DhcpIPAddress")
+    assert r["interfaces"] == f"{{5f3f359e-9d52-4566-9bec-37efdfb25abe}} {addr} (dhcp)"
     u = users.set_index("sid")
     assert u.loc["S-1-5-21-1-2-3-1001", "home"] == "C:\\Users\\alice"
     assert u.loc["S-1-5-21-1-2-3-1001", "name"] == "alice"
@@ -285,3 +296,38 @@ def test_no_operating_system(tmp_path):
 def test_inventory_names_the_os(linux_disk):
     row = vdinspect.inventory([linux_disk]).iloc[0]
     assert row["os"] == "Debian GNU/Linux 12 (bookworm)" and row["hostnames"] == "web01"
+
+
+def test_apk_and_pacman_databases(tmp_path):
+    """Alpine's ``installed`` and pacman's ``desc`` files written from their documented
+    formats (no apk or pacman here to write them), read back as written."""
+    root = tmp_path / "root"
+    (root / "lib/apk/db").mkdir(parents=True)
+    (root / "lib/apk/db/installed").write_text(
+        "C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\nS:383304\nI:622592\nT:the musl c library\n"
+        "m:Timo Teräs <timo.teras@iki.fi>\nt:1696873735\n\n"
+        "P:busybox\nV:1.36.1-r5\nA:x86_64\nI:966656\n\n")
+    (root / "etc").mkdir()
+    (root / "etc/alpine-release").write_text("3.18.4\n")
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/ash\n")
+    desc = root / "var/lib/pacman/local/zlib-1:1.3-2"
+    desc.mkdir(parents=True)
+    (desc / "desc").write_text("%NAME%\nzlib\n\n%VERSION%\n1:1.3-2\n\n%ARCH%\nx86_64\n\n"
+                               "%INSTALLDATE%\n1700000000\n\n%SIZE%\n365214\n\n"
+                               "%PACKAGER%\nEvangelos Foutras\n")
+    img = tmp_path / "a.img"
+    with open(img, "wb") as f:
+        f.truncate(8 * MIB)
+    tools.run("mke2fs", "-q", "-F", "-t", "ext4", "-d", root, img)
+    with vdinspect.open(img) as d:
+        os_row = d.inspect_rows()[0]
+        pkgs = d.packages()
+    assert (os_row["distribution"], os_row["version"]) == ("alpine", "3.18.4")
+    got = {(m, n, v, a, None if pd_isna(s) else int(s))
+           for m, n, v, a, s in zip(pkgs["manager"], pkgs["name"], pkgs["version"],
+                                    pkgs["arch"], pkgs["size"])}
+    assert got == {("apk", "musl", "1.2.4-r2", "x86_64", 622592),
+                   ("apk", "busybox", "1.36.1-r5", "x86_64", 966656),
+                   ("pacman", "zlib", "1:1.3-2", "x86_64", 365214)}
+    z = pkgs.set_index("name").loc["zlib"]
+    assert z["installed"] == dt.datetime.fromtimestamp(1_700_000_000, dt.UTC)

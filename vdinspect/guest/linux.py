@@ -157,11 +157,42 @@ def os_facts(fs, family: str) -> tuple[dict, dict]:
     kernels = sorted(e.name[len("vmlinuz-"):] for e in _list(fs, "/boot")
                      if e.name.startswith("vmlinuz-"))
     put("kernels", ", ".join(kernels) if kernels else None, "/boot/vmlinuz-*")
+    put("interfaces", _interfaces(fs), "/etc/network/interfaces, /etc/netplan/*.yaml")
     fstab = text(fs, "/etc/fstab")
     if fstab:
         put("fstab", "; ".join(f"{mnt} {dev}" for dev, mnt in fstab_entries(fstab)),
             "/etc/fstab")
     return facts, ev
+
+
+def _interfaces(fs) -> str | None:
+    """``name address`` (or ``name dhcp``) of the interfaces Debian's ifupdown or netplan
+    configure."""
+    out = []
+    body = text(fs, "/etc/network/interfaces") or ""
+    cur = None
+    for line in body.splitlines():
+        f = line.split("#", 1)[0].split()
+        if len(f) >= 4 and f[0] == "iface" and f[1] != "lo":
+            cur = f[1]
+            if f[3] in ("dhcp", "auto"):
+                out.append(f"{cur} dhcp")
+        elif len(f) >= 2 and f[0] == "address" and cur:
+            out.append(f"{cur} {f[1]}")
+    for e in _list(fs, "/etc/netplan"):
+        body = text(fs, f"/etc/netplan/{e.name}") or ""
+        name = None
+        for line in body.splitlines():
+            m = re.match(r"^\s{4,6}([A-Za-z0-9_.-]+):\s*$", line)
+            if m and m.group(1) not in ("addresses", "nameservers", "routes"):
+                name = m.group(1)
+            m = re.match(r"^\s+dhcp4:\s*(true|yes)", line)
+            if m and name:
+                out.append(f"{name} dhcp")
+            m = re.match(r"^\s+-\s*([0-9a-fA-F.:]+/\d+)", line)
+            if m and name:
+                out.append(f"{name} {m.group(1)}")
+    return "; ".join(out) or None
 
 
 def _list(fs, path: str) -> list:

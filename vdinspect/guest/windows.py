@@ -122,6 +122,8 @@ def os_facts(fs) -> tuple[dict, dict]:
         arch = value(system, k, "PROCESSOR_ARCHITECTURE")
         put("arch", {"AMD64": "x86_64", "x86": "i386", "ARM64": "aarch64"}.get(arch, arch),
             f"SYSTEM\\{k} PROCESSOR_ARCHITECTURE")
+        put("interfaces", _interfaces(system, cs),
+            f"SYSTEM\\{cs}\\Services\\Tcpip\\Parameters\\Interfaces")
         previous = _source_os(system)
     with open_hive(fs, "SOFTWARE") as software:
         k = "Microsoft\\Windows NT\\CurrentVersion"
@@ -144,6 +146,23 @@ def os_facts(fs) -> tuple[dict, dict]:
             put("version", vals.get("ReleaseId"), where)
             put("build", vals.get("CurrentBuild"), where)
     return facts, ev
+
+
+def _interfaces(system, cs: str) -> str | None:
+    """``{guid} address (dhcp|static)`` of each TCP/IP interface that has an address."""
+    base = f"{cs}\\Services\\Tcpip\\Parameters\\Interfaces"
+    out = []
+    for k in subkeys(system, base):
+        vals = {}
+        with suppress(Exception):
+            vals = {v.name: v.value for v in k.iter_values()}
+        dhcp = vals.get("EnableDHCP") == 1
+        addr = vals.get("DhcpIPAddress") if dhcp else vals.get("IPAddress")
+        if isinstance(addr, list):
+            addr = ",".join(a for a in addr if a)
+        if addr and addr != "0.0.0.0":
+            out.append(f"{k.name} {addr} ({'dhcp' if dhcp else 'static'})")
+    return "; ".join(out) or None
 
 
 def _source_os(system) -> tuple[str, dict] | None:
