@@ -99,19 +99,20 @@ def inspect_rows(disk) -> list[dict]:
     return rows
 
 
-def package_rows(disk) -> list[dict]:
-    """Installed packages of every OS root (``PACKAGE_COLUMNS``)."""
+def _per_root(disk, linux_rows, windows_rows, columns: list[str]) -> list[dict]:
+    """Rows a reader gives for each OS root, with the root's volume key first."""
     rows = []
     for key, family, fs in roots(disk):
-        got = windows.package_rows(fs) if family == "windows" else linux.package_rows(fs)
-        rows += [dict({c: r.get(c) for c in PACKAGE_COLUMNS}, root=key) for r in got]
+        got = windows_rows(fs) if family == "windows" else linux_rows(fs)
+        rows += [dict({c: r.get(c) for c in columns}, root=key) for r in got]
     return rows
+
+
+def package_rows(disk) -> list[dict]:
+    """Installed packages of every OS root (``PACKAGE_COLUMNS``)."""
+    return _per_root(disk, linux.package_rows, windows.package_rows, PACKAGE_COLUMNS)
 
 
 def user_rows(disk) -> list[dict]:
     """Users of every OS root (``USER_COLUMNS``)."""
-    rows = []
-    for key, family, fs in roots(disk):
-        got = windows.user_rows(fs) if family == "windows" else linux.user_rows(fs)
-        rows += [dict({c: r.get(c) for c in USER_COLUMNS}, root=key) for r in got]
-    return rows
+    return _per_root(disk, linux.user_rows, windows.user_rows, USER_COLUMNS)
