@@ -225,15 +225,22 @@ def software_hive(path: Path, base: bytes) -> None:
     tools.run("hivexsh", "-w", path, input=script)
 
 
-@pytest.mark.skipif(not SYSTEM.exists() or not all(shutil.which(t) for t in (
-    "mkntfs", "wimcapture", "wimapply", "hivexget", "hivexsh")),
-    reason="needs ../shared/samples, ntfs-3g, wimtools and hivex")
-def test_windows_guest(tmp_path):
+def windows_volume(tmp_path, *, gpt_letter: tuple[str, str] | None = None) -> tuple[Path,
+                                                                                  Path]:
+    """(an NTFS volume holding Windows/System32/config, its SYSTEM hive) made by mkntfs and
+    wimapply; ``gpt_letter`` (letter, partition GUID) adds a MountedDevices value for a GPT
+    partition, written with hivexsh."""
     tree = tmp_path / "win"
     config = tree / "Windows/System32/config"
     config.mkdir(parents=True)
     system = config / "SYSTEM"
     system.write_bytes(lzma.decompress(SYSTEM.read_bytes()))
+    if gpt_letter:
+        letter, guid = gpt_letter
+        data = b"DMIO:ID:" + uuid.UUID(guid).bytes_le
+        tools.run("hivexsh", "-w", system, input=(
+            "cd \\MountedDevices\nsetval 1\n\\DosDevices\\" + letter + ":\n"
+            "hex:3:" + ",".join(f"{b:02x}" for b in data) + "\ncommit\n"))
     software_hive(config / "SOFTWARE", lzma.decompress(NTUSER.read_bytes()))
     wim = tmp_path / "w.wim"
     tools.run("wimcapture", tree, wim, "--compress=none")
@@ -242,6 +249,36 @@ def test_windows_guest(tmp_path):
         f.truncate(64 * MIB)
     tools.run("mkntfs", "-F", "-Q", "-q", ntfs)
     tools.run("wimapply", wim, "1", ntfs)
+    return ntfs, system
+
+
+NEEDS_WINDOWS = pytest.mark.skipif(
+    not SYSTEM.exists() or not all(shutil.which(t) for t in (
+        "mkntfs", "wimcapture", "wimapply", "hivexget", "hivexsh")),
+    reason="needs ../shared/samples, ntfs-3g, wimtools and hivex")
+
+
+@NEEDS_WINDOWS
+def test_windows_drive_letter_of_a_gpt_partition(tmp_path):
+    guid = "6e1f5a3c-8d2b-4c7e-9f10-2a3b4c5d6e7f"
+    ntfs, system = windows_volume(tmp_path, gpt_letter=("E", guid))
+    raw = tmp_path / "gpt.raw"
+    with open(raw, "wb") as f:
+        f.truncate(80 * MIB)
+    table = (f"label: gpt\nstart=2048, size={64 * MIB // 512}, "
+             f"type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, uuid={guid}\n")
+    tools.run("sfdisk", "-q", raw, input=table)
+    tools.run("dd", f"if={ntfs}", f"of={raw}", "bs=1M", "seek=1", "conv=notrunc")
+    # what hivex reads back: the DMIO:ID: prefix and the GUID in its on-disk byte order
+    got = tools.run("hivexget", system, "\\MountedDevices", "\\DosDevices\\E:", binary=True)
+    assert got[:8] == b"DMIO:ID:" and str(uuid.UUID(bytes_le=got[8:24])) == guid
+    with vdinspect.open(raw) as d:
+        assert d.inspect_rows()[0]["mounts"] == "E: -> 1"
+
+
+@NEEDS_WINDOWS
+def test_windows_guest(tmp_path):
+    ntfs, system = windows_volume(tmp_path)
     # the disk the hive's MountedDevices names: MBR signature 0xdf4546ae, C: at 0x1f500000
     raw = tmp_path / "disk.raw"
     start = 0x1F500000 // 512
@@ -290,7 +327,6 @@ def test_no_operating_system(tmp_path):
     tools.run("mkfs.vfat", img)
     with vdinspect.open(img) as d:
         assert d.inspect_rows() == [] and len(d.packages()) == 0
-    _ = uuid  # (uuid kept for readers building GPT GUID cases)
 
 
 def test_inventory_names_the_os(linux_disk):
