@@ -18,6 +18,8 @@ from .io.paths import PathPolicy
 from .progress import Progress, reporter
 from .units import human
 
+NO_SIGNATURE = "(no signature found)"
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -165,10 +167,13 @@ class Disk(ByteSource):
         extra = top.info_fields()
         flags = top.flags() if hasattr(top, "flags") else []
         parent = self.chain.layers[-2].path if len(self.chain.layers) > 1 else None
+        sub = top.subformat
+        if self.no_signature:
+            sub = f"{sub} {NO_SIGNATURE}" if sub else NO_SIGNATURE
         fields = dict(
             path=self.path,
             format=top.format,
-            subformat=top.subformat,
+            subformat=sub,
             virtual_size=self.size,
             file_size=sum(x.file_size for x in self.chain.layers),
             allocated=self._allocated(exact),
@@ -182,6 +187,17 @@ class Disk(ByteSource):
         fields.update(extra)
         fields.setdefault("disk_size", _disk_size(self.chain.layers))
         return fields
+
+    @property
+    def no_signature(self) -> bool:
+        """True when the disk was detected as raw only because nothing else matched and it
+        holds no partition table or filesystem signature either (perhaps no disk at all)."""
+        if getattr(self, "_no_signature", None) is None:
+            from .volumes.probes import disk_signature
+
+            self._no_signature = (self.top.format == "raw" and not self.options.get("format")
+                                  and disk_signature(self) is None)
+        return self._no_signature
 
     def _allocated(self, exact: bool) -> int | None:
         """Virtual bytes holding data (the walk of the chain's runs), or None if not exact."""

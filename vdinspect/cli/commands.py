@@ -35,12 +35,16 @@ def open_disk(args):
     """The Disk the common options describe."""
     from ..disk import Disk
 
-    return Disk.open(args.image, format=args.format, snapshot=args.snapshot,
+    disk = Disk.open(args.image, format=args.format, snapshot=args.snapshot,
                      layer=args.layer, strict=not args.salvage,
                      parents=args.parents or None,
                      search=getattr(args, "search", None) or None,
                      follow_outside=getattr(args, "follow_outside", False),
                      sector_size=getattr(args, "sector_size", None))
+    if disk.no_signature:
+        print(f"vdinspect: {args.image}: no known image format, partition table or "
+              "filesystem signature found; read as a raw disk", file=sys.stderr)
+    return disk
 
 
 def _size(args, n: int | None) -> str:

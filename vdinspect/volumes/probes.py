@@ -613,6 +613,23 @@ def probe(src: ByteSource) -> FsInfo | None:
     )
 
 
+def disk_signature(src: ByteSource) -> str | None:
+    """What marks ``src`` as a disk or volume: ``"gpt"``, ``"mbr"`` (the 55AA boot signature,
+    which FAT/NTFS/exFAT boot sectors carry too), a filesystem type, or None when nothing
+    known is there (a raw image that may be no disk at all: a mistyped path, a format we
+    do not know)."""
+    for at in (512, 4096):
+        if _rd(src, at, 8) == b"EFI PART":
+            return "gpt"
+    if _rd(src, 510, 2) == b"\x55\xaa":
+        return "mbr"
+    try:
+        info = probe(src)
+    except (VDInspectError, ConstructError, ValueError, IndexError, struct.error):
+        return None
+    return None if info is None else info.type
+
+
 def is_filesystem_boot_sector(sector0: bytes) -> bool:
     """True when sector 0 is a FAT, exFAT or NTFS boot sector (not a partition table)."""
     if len(sector0) < 512:
