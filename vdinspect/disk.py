@@ -80,8 +80,6 @@ class Disk(ByteSource):
             kind = detect_machine(path)
             if kind is not None:
                 machine = open_machine(path, kind)
-        if machine is None and disk not in (None, 0):
-            raise InvalidArgument(f"{path}: disk= is for VM machine files")
         if machine is not None:
             vm_snap = snapshot if snapshot is not None and machine.has_snapshot(snapshot) else None
             chain = machine.open_chain(
@@ -90,7 +88,7 @@ class Disk(ByteSource):
         else:
             vm_snap = None
             chain = open_chain(path, format=format, strict=strict, parents=parents,
-                               policy=policy)
+                               policy=policy, disk=disk)
         try:
             if snapshot is not None and vm_snap is None:
                 chain = _at_snapshot(chain, snapshot, machine)
@@ -107,9 +105,9 @@ class Disk(ByteSource):
                 sector_size=sector_size, search=search, follow_outside=follow_outside,
             ),
         )
+        out.options["disk"] = disk or 0
         if machine is not None:
             out.machine = machine
-            out.options["disk"] = disk or 0
         return out
 
     # --- the byte source ---------------------------------------------------------

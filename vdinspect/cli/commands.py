@@ -40,11 +40,17 @@ def open_disk(args):
                      parents=args.parents or None,
                      search=getattr(args, "search", None) or None,
                      follow_outside=getattr(args, "follow_outside", False),
-                     sector_size=getattr(args, "sector_size", None))
+                     sector_size=getattr(args, "sector_size", None),
+                     disk=_disk_choice(getattr(args, "disk", None)))
     if disk.no_signature:
         print(f"vdinspect: {args.image}: no known image format, partition table or "
               "filesystem signature found; read as a raw disk", file=sys.stderr)
     return disk
+
+
+def _disk_choice(text: str | None) -> int | str | None:
+    """``--disk``: a number is an index, anything else a name."""
+    return int(text) if text is not None and text.strip().isdigit() else text
 
 
 def _size(args, n: int | None) -> str:

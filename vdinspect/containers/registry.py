@@ -60,6 +60,15 @@ def _vmdk(head: bytes) -> bool:
     return text[:1] == b"#" or text[:7].lower() == b"version"
 
 
+def _tar(head: bytes) -> bool:
+    return head[257:262] == b"ustar"
+
+
+def _ovf(head: bytes) -> bool:
+    """A tar (an .ova) or XML naming the OVF envelope namespace (a loose .ovf)."""
+    return _tar(head) or (b"<" in head[:64] and b"schemas.dmtf.org/ovf/envelope" in head)
+
+
 def _vhd_tail(tail: bytes) -> bool:
     return b"conectix" in tail
 
@@ -77,6 +86,8 @@ FORMATS: list[Format] = [
     Format("vdi", "vdi", "VirtualBox disk image", lambda h: h[64:68] == b"\x7f\x10\xda\xbe"),
     Format("parallels", "parallels", "Parallels / Virtuozzo sparse image and .hdd bundle",
            lambda h: h[:16] in (b"WithoutFreeSpace", b"WithouFreSpacExt")),
+    Format("ova", "ova", "OVF package: an .ova tar (read in place) or a loose .ovf", _ovf),
+    Format("xva", "xva", "XenServer / XCP-ng VM export (tar of 1 MiB chunks)", _tar),
     Format("raw", "raw", "raw disk image"),
 ]
 
@@ -132,9 +143,12 @@ def detect(source: ByteSource) -> Format:
 
 
 def open_image(
-    path: str, *, format: str | None = None, strict: bool = True, source: ByteSource | None = None
+    path: str, *, format: str | None = None, strict: bool = True, source: ByteSource | None = None,
+    disk: int | str | None = None,
 ):
-    """Open one image file (one layer) with the given or the detected format."""
+    """Open one image file (one layer) with the given or the detected format; ``disk``
+    chooses a disk of a package holding several (OVA/OVF, XVA: modules that set
+    ``MULTI_DISK``)."""
     src = source if source is not None else FileSource(path)
     try:
         fmt = get_format(format) if format else detect(src)
@@ -148,6 +162,11 @@ def open_image(
                     structure="header",
                     offset=0,
                 )
+        if getattr(mod, "MULTI_DISK", False):
+            return mod.open_image(src, path=path, strict=strict, disk=disk)
+        if disk not in (None, 0):
+            raise InvalidArgument(f"{path}: disk= is for VM machine files and packages "
+                                  f"(OVA/OVF, XVA), not a {fmt.name} image")
         return mod.open_image(src, path=path, strict=strict)
     except BaseException:
         if source is None:

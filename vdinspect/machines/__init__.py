@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CorruptImage, InvalidArgument, MissingFile, NotFound, NotRecognized
 from ..io import FileSource, paths
 from ..io.paths import PathPolicy
+from ..io.xmltext import child, child_text, children, local, parse_xml_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -123,49 +124,9 @@ def read_text_file(path: str, what: str, referrer: str | None = None) -> bytes:
         return src.read(0, src.size)
 
 
-_DECL = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
-
-
 def parse_xml(path: str, what: str, referrer: str | None = None) -> ET.Element:
     """The root element of an XML machine file; DTDs and entities are refused (no bombs)."""
-    data = read_text_file(path, what, referrer)
-    m = _DECL.search(data)
-    if m:
-        raise CorruptImage(
-            f"{m.group(1).decode().upper()} declarations are refused (entity expansion)",
-            path=path,
-            structure=what,
-            offset=m.start(),
-        )
-    try:
-        return ET.fromstring(data)
-    except ET.ParseError as e:
-        line, col = getattr(e, "position", (None, None))
-        raise CorruptImage(
-            f"broken XML at line {line}, column {col}: {e}", path=path, structure=what
-        ) from None
-
-
-def local(tag: str) -> str:
-    """An element's tag without its namespace."""
-    return tag.rsplit("}", 1)[-1]
-
-
-def children(el: ET.Element | None, name: str) -> list[ET.Element]:
-    """Direct children called ``name`` (namespace ignored)."""
-    if el is None:
-        return []
-    return [c for c in el if local(c.tag) == name]
-
-
-def child(el: ET.Element | None, name: str) -> ET.Element | None:
-    got = children(el, name)
-    return got[0] if got else None
-
-
-def child_text(el: ET.Element | None, name: str) -> str | None:
-    c = child(el, name)
-    return None if c is None or c.text is None else c.text.strip()
+    return parse_xml_bytes(read_text_file(path, what, referrer), path, what)
 
 
 def resolve(base_file: str, name: str) -> str:
@@ -389,6 +350,10 @@ def open_machine(path: str | os.PathLike, kind: str | None = None) -> Machine:
 
 __all__ = [
     "Attachment",
+    "child",
+    "child_text",
+    "children",
+    "local",
     "Machine",
     "MachineSnapshot",
     "detect_machine",
