@@ -183,6 +183,8 @@ class Disk(ByteSource):
             flags=flags,
         )
         fields.update(extra)
+        if top.encryption:
+            fields["encrypted"] = top.encryption
         fields.setdefault("disk_size", _disk_size(self.chain.layers))
         return fields
 

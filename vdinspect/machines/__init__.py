@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptImage, InvalidArgument, MissingFile, NotFound, NotRecognized
+from ..errors import (
+    CorruptImage,
+    EncryptedImage,
+    InvalidArgument,
+    MissingFile,
+    NotFound,
+    NotRecognized,
+)
 from ..io import FileSource, paths
 from ..io.paths import PathPolicy
 from ..io.xmltext import child, child_text, children, local, parse_xml_bytes
@@ -41,7 +48,8 @@ PROBE_SIZE = 4096
 DESCRIPTOR = "DiskDescriptor.xml"
 
 _VMX_DISK_KEY = re.compile(rb"^\s*(scsi|sata|ide|nvme)\d+:\d+\.filename\s*=", re.I | re.M)
-_VMX_MARK_KEY = re.compile(rb"^\s*(virtualhw\.version|config\.version)\s*=", re.I | re.M)
+_VMX_MARK_KEY = re.compile(rb"^\s*(virtualhw\.version|config\.version|encryption\.keysafe)\s*=",
+                           re.I | re.M)
 
 
 # --- detection --------------------------------------------------------------------------
@@ -188,6 +196,9 @@ class Machine:
         self.disks: list[Attachment] = []
         self.snapshots: list[MachineSnapshot] = []
         self.current: str | None = None  # the snapshot the current state descends from
+        #: (scheme, key material needed, structure) when the whole VM is encrypted; a disk
+        #: encrypted on its own says so in its Attachment's ``extra["encryption"]``
+        self.encryption: tuple[str, str, str] | None = None
 
     # -- choosing ------------------------------------------------------------------------
     def snapshot(self, ident: str | int) -> MachineSnapshot:
@@ -234,13 +245,29 @@ class Machine:
 
         if policy is None:
             policy = PathPolicy.for_open(self.path, parents=parents)
+        if self.encryption is not None and (strict or not self.disks):
+            raise self.encrypted_error(self.encryption)
         att = self.attachment(disk, snapshot)
+        enc = att.extra.get("encryption") or self.encryption
+        if enc is not None and strict:
+            raise self.encrypted_error(enc)
         found = self.locate(att.name or att.path, policy, f"disk {att.id or att.slot}",
                             att.slot)
         chain = open_chain(found.path, strict=strict, parents=self.parents_for(parents),
                            policy=policy, referrer=self.referrer)
         paths.report_outside(chain.top, att.slot, found, f"disk file of {att.slot}")
+        if enc is not None:  # salvage mode: opened, and said loudly what the bytes are
+            chain.top.encryption = enc[0]
+            chain.top.finding("error", enc[2], None, f"the disk is encrypted ({enc[0]}): "
+                              "its data reads as ciphertext, not the guest's bytes; opening "
+                              f"it would need {enc[1]}")
         return chain
+
+    def encrypted_error(self, enc: tuple[str, str, str]) -> EncryptedImage:
+        """The error that refuses an encrypted disk of this machine."""
+        scheme, needs, structure = enc
+        return EncryptedImage("the disk is encrypted; vdinspect does not decrypt",
+                              scheme=scheme, needs=needs, path=self.path, structure=structure)
 
     def locate(self, name: str | None, policy: PathPolicy, what: str, structure: str
                ) -> paths.Lookup:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from construct import ConstructError
 
-from ..errors import VDInspectError
+from ..errors import EncryptedImage, VDInspectError
 from ..io import ByteSource
 from ..layout import offset_of
 from .exfat_layout import BootSector as ExfatBootSector
@@ -611,6 +611,28 @@ def probe(src: ByteSource) -> FsInfo | None:
         or probe_swap(src)
         or (probe_fat(src, bs) if len(bs) == 512 else None)
     )
+
+
+#: probe type -> (the encryption scheme, the key material that would open it): volumes
+#: that hold ciphertext, never read as a filesystem
+ENCRYPTED = {
+    "BitLocker": ("BitLocker (Windows full-volume encryption)",
+                  "the 48-digit recovery password, a user password, or the startup key "
+                  "(.BEK file) of one of its key protectors"),
+    "crypto_LUKS": ("LUKS (Linux dm-crypt)",
+                    "the passphrase or key file of one of its key slots"),
+}
+
+
+def encryption_error(fstype: str | None, where: str | None) -> EncryptedImage | None:
+    """The EncryptedImage for a volume a probe named ``fstype``, or None if it is not an
+    encrypted one (LUKS's version goes into the scheme when known)."""
+    if fstype not in ENCRYPTED:
+        return None
+    scheme, needs = ENCRYPTED[fstype]
+    return EncryptedImage("the volume is encrypted; vdinspect does not decrypt",
+                          scheme=scheme, needs=needs, path=where, structure="volume header",
+                          offset=0)
 
 
 def disk_signature(src: ByteSource) -> str | None:
