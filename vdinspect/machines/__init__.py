@@ -7,6 +7,8 @@ Three kinds are read, each detected by content (never by the file name):
   snapshots, each with its own attachments;
 - VMware ``.vmx`` text (:mod:`.vmware`): ``scsi0:0.fileName``-style disk entries, with the
   ``.vmsd`` beside it listing the snapshots and the disk file each one froze;
+- a Parallels ``.pvm`` bundle (:mod:`.parallels_vm`): ``config.pvs`` naming its ``.hdd``
+  disks and ``Snapshots.xml`` its named snapshots;
 - a Parallels ``.hdd`` bundle (:mod:`.parallels_bundle`): ``DiskDescriptor.xml`` naming the
   storages (consecutive sector ranges) and the snapshot images of each.
 
@@ -56,12 +58,16 @@ _VMX_MARK_KEY = re.compile(rb"^\s*(virtualhw\.version|config\.version|encryption
 
 
 def detect_machine(path: str | os.PathLike) -> str | None:
-    """``"virtualbox"``, ``"vmware"``, ``"parallels"`` or None, from the file's first bytes.
+    """``"virtualbox"``, ``"vmware"``, ``"parallels"`` (a ``.hdd`` bundle), ``"parallels_vm"``
+    (a ``.pvm`` bundle) or None, from the file's first bytes.
 
     A folder is a Parallels bundle when it holds a ``DiskDescriptor.xml`` that says so.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
+        pvs = os.path.join(path, "config.pvs")
+        if paths.current().refusal(pvs, pvs) is None and _probe_file(pvs, pvs) == "parallels_vm":
+            return "parallels_vm"
         inner = os.path.join(path, DESCRIPTOR)
         why = paths.current().refusal(inner, inner)
         if why == paths.MISSING:
@@ -86,7 +92,8 @@ def probe(head: bytes) -> str | None:
         return None
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text.startswith(b"<"):
-        for mark, kind in ((b"<VirtualBox", "virtualbox"), (b"<Parallels_disk_image", "parallels")):
+        for mark, kind in ((b"<VirtualBox", "virtualbox"), (b"<Parallels_disk_image", "parallels"),
+                           (b"<ParallelsVirtualMachine", "parallels_vm")):
             if _root_is(text, mark):
                 return kind
         return None
@@ -366,6 +373,10 @@ def open_machine(path: str | os.PathLike, kind: str | None = None) -> Machine:
         from .vmware import VmxMachine
 
         return VmxMachine(path)
+    if kind == "parallels_vm":
+        from .parallels_vm import ParallelsVm
+
+        return ParallelsVm(path)
     if kind == "parallels":
         from .parallels_bundle import ParallelsBundle
 
