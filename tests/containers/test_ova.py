@@ -14,7 +14,7 @@ import tarfile
 import pytest
 
 import vdinspect
-from tests.conftest import have, needs_qemu
+from tests.conftest import SHARED_SAMPLES, have, needs_qemu
 from tests.containers.ovf_builder import VMDK_STREAM, ovf
 from tests.qemu_tools import create, qemu_img, qemu_io, to_raw_bytes
 from tests.tools import run
@@ -187,3 +187,67 @@ def test_truncated_ova(pkg, tmp_path):
     with vdinspect.open(cut, strict=False) as d:  # the first disk is whole: it still reads
         assert d.read(0, d.size) == to_raw_bytes(pkg / "disk1.vmdk", tmp_path)
         assert (d.check().severity == "error").any()
+
+
+# --- real OVAs: VirtualBox ValidationKit's (exported by VMware ovftool; MANIFEST.md) -------
+
+VK = SHARED_SAMPLES / "cyberus-technology-virtualbox-kvm" / "ValidationKit-tests-api"
+needs_vk = pytest.mark.skipif(not VK.is_dir(), reason="shared samples absent")
+
+
+def sha256_of(d) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for pos in range(0, d.size, 64 << 20):
+        h.update(d.read(pos, min(64 << 20, d.size - pos)))
+    return h.hexdigest()
+
+
+@needs_vk
+@pytest.mark.parametrize("name,digests", [
+    ("tdAppliance1-t2.ova", 1), ("tdAppliance1-t2-ovftool-4.1.0.ova", 2),
+    ("tdAppliance1-t7-bad-instance.ova", 3)])
+def test_real_ovftool_ovas(name, digests):
+    with vdinspect.open(VK / name) as d:
+        info = d.info()
+        assert (info["subformat"], d.size, info["os"]) == ("vmdk streamOptimized", 2 << 30,
+                                                          "dosGuest")
+        assert info["allocated"] == 0  # MANIFEST.md: no allocated grains (raw all zeros)
+        assert f"{digests} of {digests} manifest digests match" in set(d.check().message)
+
+
+@needs_vk
+@pytest.mark.slow
+def test_real_gzip_ova_raw_sha256():
+    with vdinspect.open(VK / "tdAppliance1-t3.ova") as d:
+        assert d.info()["compression"] == "gzip" and d.size == 1 << 30
+        assert sha256_of(d) == "49bc20df15e412a64472421e13fe86ff1c5165e18b2afccf160d4dc19fe68a14"
+
+
+@needs_vk
+def test_real_two_disk_signed_ova():
+    with vdinspect.open(VK / "tdAppliance1-t4.ova") as d:
+        assert d.size == 64424509440
+        c = d.check()
+        assert "2 of 2 manifest digests match" in set(c.message)
+        assert any("tdAppliance1-t4.cert is present" in m for m in c.message)
+    with vdinspect.open(VK / "tdAppliance1-t4.ova", disk=1) as d:
+        assert d.size == 21474836480 and d.info()["disk_file"] == "tdAppliance1-t4-disk2.vmdk.gz"
+
+
+@needs_vk
+def test_real_ova_with_a_gpt_disk():
+    """t6: a gzipped 40 GiB disk whose GPT MANIFEST.md lists (from The Sleuth Kit)."""
+    with vdinspect.open(VK / "tdAppliance1-t6.ova") as d:
+        parts = d.partitions()
+        parts = parts[parts["index"].notna()]
+        assert parts["start"].tolist() == [40 * 512, 409640 * 512]
+        assert parts["length"].tolist() == [409600 * 512, 83214256 * 512]
+        assert parts["filesystem"].iloc[0] == "fat32" and parts["label"].iloc[0] == "EFI"
+
+
+@needs_vk
+def test_real_ova_without_disks():
+    with pytest.raises(vdinspect.CorruptImage, match="lists no disk"):
+        vdinspect.open(VK / "tdAppliance1-t1.ova")

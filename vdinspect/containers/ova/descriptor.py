@@ -156,9 +156,10 @@ def _system(vs) -> VirtualSystem:
     out = VirtualSystem(attr(vs, "id"), child_text(vs, "Name") or attr(vs, "id"))
     ossec = child(vs, "OperatingSystemSection")
     if ossec is not None:
+        # a description, VirtualBox's vbox:OSType, VMware's vmw:osType, else the CIM number
         out.os = (child_text(ossec, "Description") or
                   next((c.text.strip() for c in ossec if local(c.tag) == "OSType" and c.text),
-                       None) or attr(ossec, "id"))
+                       None) or attr(ossec, "osType") or attr(ossec, "id"))
     hw = child(vs, "VirtualHardwareSection")
     for item in children(hw, "Item")[:MAX_ITEMS]:
         fields = {local(c.tag): (c.text or "").strip() for c in item}

@@ -20,6 +20,7 @@ from ...io import ByteSource, Concat, FileSource, Slice, paths
 from ...units import human
 from ..base import Image, Run
 from ..tar import Member, is_tar, iter_members
+from ..tar.structs import UstarHeader  # noqa: F401 (the explainer decodes "ustar header" rows)
 from .descriptor import DiskRef, Envelope, FileRef, parse_envelope
 from .manifest import MAX_MANIFEST, digest_of, parse_manifest
 
@@ -183,6 +184,14 @@ class OvfImage(Image):
     def flags(self) -> list:
         return list(getattr(self.inner, "flags", list)())
 
+    def explain_delegate(self, what) -> Image | None:
+        """The image that explains ``what``: the disk for its own structures (and its
+        header), None for the package's (the explainer then reads this one's rows)."""
+        if what == "header" or (isinstance(what, str) and any(
+                str(r.get("name", "")).lower() == what.lower() for r in self.inner.structures())):
+            return self.inner
+        return None
+
     def table_layout(self, name: str):
         return self.inner.table_layout(name)
 
@@ -205,7 +214,7 @@ class OvfImage(Image):
             roles = {self.descriptor_name: "OVF descriptor", self.manifest_name: "manifest",
                      self.cert_name: "certificate"}
             for m in self.members.values():
-                rows.append(dict(name=f"tar header: {m.name}", host_file=self.path,
+                rows.append(dict(name=f"ustar header: {m.name}", host_file=self.path,
                                  host_offset=m.header, length=m.offset - m.header,
                                  description="ustar header(s) of the member"))
                 role = roles.get(m.name) or "package file"

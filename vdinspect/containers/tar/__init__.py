@@ -142,7 +142,7 @@ def iter_members(source: ByteSource, owner, *, stop_short: bool = False):
         end = data + (size + BLOCK - 1) // BLOCK * BLOCK
         kind = block[_F["typeflag"]]
         first = pos if first is None else first
-        if data + size > source.size:
+        if data + size > source.size and not (stop_short and kind in _REGULAR):
             if stop_short:
                 return
             return bad(pos, f"member data [{data:#x}, +{size:#x}) runs past the end of the "
@@ -165,9 +165,11 @@ def iter_members(source: ByteSource, owner, *, stop_short: bool = False):
                 except ValueError:
                     return bad(pos, "pax size record is not a number")
                 end = data + (size + BLOCK - 1) // BLOCK * BLOCK
-                if data + size > source.size:
+                if data + size > source.size and not stop_short:
                     return bad(pos, f"member data of {size} bytes runs past the end of the file")
             yield Member(clean_name(name), data, size, first)
+            if data + size > source.size:
+                return  # probing the first bytes: the name is all that was wanted
             count += 1
             if count >= MAX_MEMBERS:
                 return bad(pos, f"more than {MAX_MEMBERS} members (the limit)")
