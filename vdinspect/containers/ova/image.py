@@ -4,19 +4,20 @@ a loose ``.ovf`` descriptor beside its files.
 The chosen disk's file is opened with the registry as an image of its own (a
 streamOptimized VMDK usually) over a :class:`~vdinspect.io.Slice` of the tar, so its runs'
 host offsets are shifted to offsets in the ``.ova``. A gzip-compressed file
-(``ovf:compression="gzip"``) is decompressed once, at open, into an anonymous temporary file
-bounded by the disk's capacity (:func:`gunzip_bounded`); its runs then name that stream.
+(``ovf:compression="gzip"``) is read in place through :class:`~vdinspect.io.gzipsource.
+GzipSource` (one pass at open measures it, bounded by the disk's capacity, and keeps
+decompressor checkpoints for random access; nothing is written); its runs then name that
+stream.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-import zlib
 from dataclasses import replace
 
 from ...errors import CorruptImage, InvalidArgument, UnsupportedFeature
-from ...io import ByteSource, Concat, FileSource, Slice, paths
+from ...io import ByteSource, Concat, Slice, paths
+from ...io.gzipsource import GzipSource
 from ...units import human
 from ..base import Image, Run
 from ..tar import Member, is_tar, iter_members
@@ -160,8 +161,11 @@ class OvfImage(Image):
         name = src.name
         if ref.compression == "gzip":
             limit = (self.disk_ref.capacity or 0) * 5 // 4 + GUNZIP_SLACK
-            src = gunzip_bounded(src, limit, self, f"{name} (gunzipped)")
+            src = GzipSource(src, limit=limit, name=f"{name} (gunzipped)", salvage=True)
             name = src.name
+            if src.damage is not None:
+                self.problem("gzip stream", src.damage[0], f"{ref.href}: {src.damage[1]}; "
+                             f"the first {src.size} decompressed bytes are read")
         elif ref.compression:
             self.fail(UnsupportedFeature, f"file {ref.href!r} is compressed with "
                       f"{ref.compression!r}; only gzip is defined", "References")
@@ -275,42 +279,3 @@ class OvfImage(Image):
         """The digest of the package file ``name``, or None when it is absent."""
         src = self.file_source(name)
         return None if src is None else digest_of(src, algo)
-
-
-def gunzip_bounded(src: ByteSource, limit: int, owner, name: str) -> FileSource:
-    """Decompress the gzip stream ``src`` into an anonymous temporary file (deleted when
-    closed), refusing more than ``limit`` bytes of output; damage (a broken or truncated
-    stream) goes to ``owner.problem`` and salvage mode keeps what came out before it."""
-    tmp = tempfile.TemporaryFile(prefix="vdinspect-gunzip-")
-    try:
-        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        total = pos = 0
-        while pos < src.size:
-            data = src.read(pos, min(1 << 20, src.size - pos))
-            pos += len(data)
-            while data:
-                try:
-                    out = d.decompress(data, 1 << 20)
-                except zlib.error as e:
-                    owner.problem("gzip stream", pos, f"{name}: broken gzip data: {e}")
-                    pos = src.size
-                    break
-                total += len(out)
-                if total > limit:
-                    raise CorruptImage(f"decompresses to more than {limit} bytes (the bound "
-                                       "from the disk's capacity): refused", path=name,
-                                       structure="gzip stream")
-                tmp.write(out)
-                if d.eof:
-                    data = d.unused_data
-                    if data:
-                        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-                    continue
-                data = d.unconsumed_tail
-        if not d.eof:
-            owner.problem("gzip stream", src.size, f"{name}: the gzip stream is truncated")
-        tmp.flush()
-        fd = os.dup(tmp.fileno())
-    finally:
-        tmp.close()
-    return FileSource(name, fd=fd)
