@@ -114,3 +114,26 @@ def test_bitlocker_volume_in_the_guest(tmp_path):
         assert parts[parts["index"] == 1].iloc[0].filesystem == "BitLocker"
         with pytest.raises(vdinspect.EncryptedImage, match="recovery password"):
             d.filesystem(1)
+
+
+@needs_qemu
+def test_vmware_encrypted_vmdk(tmp_path):
+    """An encrypted VMDK's descriptor keeps ``encryption.keySafe``/``encryption.data`` in
+    the clear (the real descriptor is inside the data); both the text descriptor and a
+    sparse extent's embedded one (qemu-img's, with the lines written into its padding)."""
+    lines = ('encryption.keySafe = "vmware:key/list/(pair/(fqid/<VMWARE-NULL>/KMS/abc,'
+             'HMAC-SHA-256,data))"\nencryption.data = "AAAAAQAAAAB..."\n')
+    text = tmp_path / "enc.vmdk"
+    text.write_text('# Disk DescriptorFile\nversion=1\nencoding="UTF-8"\nCID=fffffffe\n'
+                    'parentCID=ffffffff\ncreateType="monolithicSparse"\n' + lines)
+    sparse = tmp_path / "sparse.vmdk"
+    create(sparse, "4M", "vmdk")
+    data = bytearray(sparse.read_bytes())
+    at = data.index(b"# The Disk Data Base")
+    data[at:at + len(lines)] = lines.encode()
+    sparse.write_bytes(bytes(data))
+    for p in (text, sparse):
+        for strict in (True, False):
+            with pytest.raises(vdinspect.EncryptedImage, match="VMware disk encryption") as e:
+                vdinspect.open(p, strict=strict)
+            assert "encryption.keySafe" in str(e.value)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import InvalidArgument, NotRecognized
+from ..errors import EncryptedImage, InvalidArgument, NotRecognized
 from ..io import ByteSource, FileSource
 
 HEAD_SIZE = 4096
@@ -142,6 +143,25 @@ def detect(source: ByteSource) -> Format:
     raise NotRecognized("no reader recognises this file", path=source.name)  # pragma: no cover
 
 
+_VMDK_CRYPT = re.compile(rb"^[ \t]*encryption\.(keysafe|data)[ \t]*=", re.I | re.M)
+VMDK_DESCRIPTOR_SPAN = 64 << 10  # where a VMDK's descriptor (text or embedded) lies
+
+
+def refuse_encrypted_vmdk(fmt: str, src: ByteSource, path: str) -> None:
+    """A VMware-encrypted VMDK: its descriptor holds ``encryption.keySafe`` and
+    ``encryption.data`` (the real descriptor, extents included, is inside the latter), so
+    there is nothing to read without the key: EncryptedImage, in salvage mode too."""
+    if fmt != "vmdk":
+        return
+    m = _VMDK_CRYPT.search(src.read(0, min(src.size, VMDK_DESCRIPTOR_SPAN)))
+    if m is not None:
+        raise EncryptedImage("the disk is encrypted; vdinspect does not decrypt",
+                             scheme="VMware disk encryption",
+                             needs="the key from the key provider (KMS or native key "
+                             "provider) that encryption.keySafe names",
+                             path=path, structure="descriptor", offset=m.start())
+
+
 def open_image(
     path: str, *, format: str | None = None, strict: bool = True, source: ByteSource | None = None,
     disk: int | str | None = None,
@@ -162,6 +182,7 @@ def open_image(
                     structure="header",
                     offset=0,
                 )
+        refuse_encrypted_vmdk(fmt.name, src, path)
         if getattr(mod, "MULTI_DISK", False):
             return mod.open_image(src, path=path, strict=strict, disk=disk)
         if disk not in (None, 0):

@@ -50,8 +50,11 @@ PROBE_SIZE = 4096
 DESCRIPTOR = "DiskDescriptor.xml"
 
 _VMX_DISK_KEY = re.compile(rb"^\s*(scsi|sata|ide|nvme)\d+:\d+\.filename\s*=", re.I | re.M)
-_VMX_MARK_KEY = re.compile(rb"^\s*(virtualhw\.version|config\.version|encryption\.keysafe)\s*=",
-                           re.I | re.M)
+_VMX_MARK_KEY = re.compile(rb"^\s*(virtualhw\.version|config\.version)\s*=", re.I | re.M)
+#: an encrypted .vmx keeps little but these in the clear (a VMDK descriptor may have them
+#: too, but it also has createType)
+_VMX_CRYPT_KEY = re.compile(rb"^\s*encryption\.keysafe\s*=", re.I | re.M)
+_VMDK_KEY = re.compile(rb"^\s*createtype\s*=", re.I | re.M)
 
 
 # --- detection --------------------------------------------------------------------------
@@ -98,6 +101,8 @@ def probe(head: bytes) -> str | None:
                 return kind
         return None
     if _VMX_MARK_KEY.search(text) or _VMX_DISK_KEY.search(text):
+        return "vmware"
+    if _VMX_CRYPT_KEY.search(text) and not _VMDK_KEY.search(text):
         return "vmware"
     return None
 
