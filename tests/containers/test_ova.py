@@ -251,3 +251,17 @@ def test_real_ova_with_a_gpt_disk():
 def test_real_ova_without_disks():
     with pytest.raises(vdinspect.CorruptImage, match="lists no disk"):
         vdinspect.open(VK / "tdAppliance1-t1.ova")
+
+
+@pytest.mark.skipif(not have("split"), reason="split missing")
+def test_chunked_file(pkg, tmp_path):
+    """``ovf:chunkSize``: the file stored as ``href.000000000``, ``.000000001``, ... (made
+    by the real ``split``)."""
+    size = os.path.getsize(pkg / "disk1.vmdk")
+    run("split", "-d", "-a", "9", "-b", "32768", "disk1.vmdk", "disk1.vmdk.", cwd=pkg)
+    parts = sorted(p.name for p in pkg.glob("disk1.vmdk.0*"))
+    assert len(parts) > 2
+    write_ovf(pkg, [("disk1.vmdk", 8 << 20, VMDK_STREAM, {"size": size, "chunkSize": 32768})])
+    ova = tar(pkg, tmp_path / "app.ova", ["app.ovf", *parts])
+    with vdinspect.open(ova) as d:
+        assert d.read(0, d.size) == to_raw_bytes(pkg / "disk1.vmdk", tmp_path)
