@@ -36,6 +36,7 @@ def test_xva_reads_back_what_it_was_built_from(tmp_path, two_disks):
         info = d.info()
         assert (info["format"], info["vm_name"], info["disk_name"]) == ("xva", "web01", "system")
         assert d.size == len(a) and d.read(0, d.size) == a
+        assert (info["cpus"], info["memory"]) == (2, 1 << 30)
         runs = [(r.start, r.length, r.state) for r in d.runs()]
         # chunks 1, 2 and 4 are zeros and left out: they read as unallocated
         assert (CHUNK, 2 * CHUNK, "unallocated") in runs

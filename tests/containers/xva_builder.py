@@ -25,7 +25,8 @@ def ova_xml(vm_name: str, disks: list[tuple[str, str, int]]) -> bytes:
     """``disks``: (ref, name, virtual size) in VBD userdevice order."""
     objects = [dict(**{"class": "VM", "id": "Ref:1",
                        "snapshot": dict(name_label=vm_name, uuid="0b7c-vm-uuid",
-                                        is_control_domain="0")})]
+                                        VCPUs_max="2", memory_static_max=str(1 << 30),
+                                        is_control_domain="<boolean>0</boolean>")})]
     for k, (ref, name, size) in enumerate(disks):
         objects.append({"class": "VBD", "id": f"Ref:{100 + k}",
                         "snapshot": dict(VM="Ref:1", VDI=ref, userdevice=str(k), type="Disk")})

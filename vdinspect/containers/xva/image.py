@@ -221,6 +221,8 @@ class XvaImage(Image):
         return dict(
             vm_name=self.export.vm_name,
             vm_uuid=self.export.vm_uuid,
+            cpus=self.export.cpus,
+            memory=self.export.memory,
             uuid=self.vdi.uuid,
             disk_ref=self.vdi.ref,
             disk_name=self.vdi.name,

@@ -49,6 +49,8 @@ class Export:
     vm_name: str | None
     vm_uuid: str | None
     vdis: list[Vdi]  # the VM's disks (VBD type Disk, by userdevice), then other VDIs
+    cpus: int | None = None  # VCPUs_max
+    memory: int | None = None  # memory_static_max, bytes
 
 
 def parse_ova_xml(data: bytes, path: str | None) -> Export:
@@ -94,5 +96,14 @@ def parse_ova_xml(data: bytes, path: str | None) -> Export:
         return (dev is None, int(dev) if dev and dev.isdigit() else 1 << 30, v.ref)
 
     version = top.get("version") if isinstance(top.get("version"), dict) else {}
-    return Export(version, snap(vm).get("name_label") if vm else None,
-                  snap(vm).get("uuid") if vm else None, sorted(vdis.values(), key=order))
+    vs = snap(vm) if vm else {}
+    return Export(version, vs.get("name_label"), vs.get("uuid"),
+                  sorted(vdis.values(), key=order), _int(vs.get("VCPUs_max")),
+                  _int(vs.get("memory_static_max")))
+
+
+def _int(text) -> int | None:
+    try:
+        return int(text) if isinstance(text, str) else None
+    except ValueError:
+        return None
