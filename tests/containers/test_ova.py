@@ -158,8 +158,11 @@ def test_loose_ovf_and_names_outside(pkg, tmp_path):
     # a descriptor naming a file outside its folder: not followed (found by base name only)
     shutil.copy(pkg / "disk2.qcow2", tmp_path / "outside.qcow2")
     write_ovf(pkg, [("../outside.qcow2", 4 << 20, QCOW2_URI, {})], name="evil.ovf")
-    with pytest.raises(vdinspect.VDInspectError, match="not in the package"):
+    with pytest.raises(vdinspect.MissingFile, match="outside the image.s folder, not followed"):
         vdinspect.open(pkg / "evil.ovf")
+    write_ovf(pkg, [("/etc/hostname", 4 << 20, QCOW2_URI, {})], name="abs.ovf")
+    with pytest.raises(vdinspect.MissingFile, match="not found beside the descriptor"):
+        vdinspect.open(pkg / "abs.ovf")
 
 
 def test_tar_member_names_never_lead_out(pkg, tmp_path):

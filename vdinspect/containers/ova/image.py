@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-from ...errors import CorruptImage, InvalidArgument, UnsupportedFeature
+from ...errors import CorruptImage, InvalidArgument, MissingFile, UnsupportedFeature
 from ...io import ByteSource, Concat, Slice, paths
 from ...io.gzipsource import GzipSource
 from ...units import human
@@ -130,10 +130,15 @@ class OvfImage(Image):
     def _file_bytes(self, ref: FileRef) -> ByteSource:
         if ref.chunk_size is None:
             src = self.file_source(ref.href)
+            if src is None and self.members is None:
+                found = paths.current().find([ref.href], self.path)
+                why = found.why()
+                raise MissingFile(f"file {ref.href!r} of disk {self.disk_ref.id!r} not found "
+                                  "beside the descriptor" + (f" ({why})" if why else ""),
+                                  tried=found.tried, path=self.path, structure="References")
             if src is None:
-                self.fail(CorruptImage if self.members is not None else UnsupportedFeature,
-                          f"file {ref.href!r} of disk {self.disk_ref.id!r} is not in the "
-                          "package", "References")
+                self.fail(CorruptImage, f"file {ref.href!r} of disk {self.disk_ref.id!r} is "
+                          "not in the package", "References")
             return src
         parts = []
         total = 0
