@@ -137,3 +137,59 @@ def test_vmware_encrypted_vmdk(tmp_path):
             with pytest.raises(vdinspect.EncryptedImage, match="VMware disk encryption") as e:
                 vdinspect.open(p, strict=strict)
             assert "encryption.keySafe" in str(e.value)
+
+
+def apfs_container(encrypted: list[bool]) -> bytes:
+    """A minimal APFS container from Apple's "Apple File System Reference": the container
+    superblock (block 0), the object map (1), its B-tree root leaf (2), one volume
+    superblock per volume (3, 4, ...) with APFS_FS_UNENCRYPTED (bit 0 of apfs_fs_flags,
+    offset 264) set unless the volume is encrypted. Offsets typed from the reference."""
+    bs, n = 4096, len(encrypted)
+    blocks = [bytearray(bs) for _ in range(3 + n)]
+    nx = blocks[0]
+    struct.pack_into("<QQQII", nx, 0, 0, 1, 1, 0x80000001, 0)  # obj_phys_t
+    nx[32:36] = b"NXSB"
+    struct.pack_into("<IQ", nx, 36, bs, 16)  # nx_block_size, nx_block_count
+    nx[72:88] = bytes(range(16))  # nx_uuid
+    struct.pack_into("<Q", nx, 160, 1)  # nx_omap_oid
+    struct.pack_into("<I", nx, 180, 100)  # nx_max_file_systems
+    for i in range(n):
+        struct.pack_into("<Q", nx, 184 + 8 * i, 1026 + i)  # nx_fs_oid[i]
+    om = blocks[1]
+    struct.pack_into("<QQQII", om, 0, 0, 1, 1, 0x4000000B, 0)
+    struct.pack_into("<Q", om, 48, 2)  # om_tree_oid
+    node = blocks[2]
+    struct.pack_into("<QQQII", node, 0, 0, 2, 1, 0x40000002, 0x4000000B)
+    struct.pack_into("<HHIHH", node, 32, 7, 0, n, 0, 4 * n)  # root|leaf|fixed, level, nkeys
+    keys, vend = 56 + 4 * n, bs - 40  # key area after the toc; values end before btree_info
+    for i in range(n):
+        struct.pack_into("<HH", node, 56 + 4 * i, 16 * i, 16 * (i + 1))  # kvoff_t
+        struct.pack_into("<QQ", node, keys + 16 * i, 1026 + i, 1)  # omap_key_t
+        struct.pack_into("<IIQ", node, vend - 16 * (i + 1), 0, bs, 3 + i)  # omap_val_t
+    for i, enc in enumerate(encrypted):
+        sb = blocks[3 + i]
+        struct.pack_into("<QQQII", sb, 0, 0, 1026 + i, 1, 0x0000000D, 0)
+        sb[32:36] = b"APSB"
+        struct.pack_into("<I", sb, 36, i)
+        struct.pack_into("<Q", sb, 264, 0 if enc else 1)  # apfs_fs_flags
+    return b"".join(bytes(b) for b in blocks)
+
+
+@pytest.mark.skipif(not have("sfdisk"), reason="sfdisk missing")
+@pytest.mark.parametrize("encrypted", [[False, False], [False, True]])
+def test_apfs_filevault_volume(tmp_path, encrypted):
+    p = tmp_path / "mac.raw"
+    p.write_bytes(bytes(8 << 20))
+    run("sfdisk", "-q", p, input="label: gpt\n2048,8192,7C3457EF-0000-11AA-AA11-00306543ECAC\n")
+    with open(p, "r+b") as f:
+        f.seek(1 << 20)
+        f.write(apfs_container(encrypted))
+    with vdinspect.open(p) as d:
+        parts = d.partitions()
+        row = parts[parts["index"] == 1].iloc[0]
+        if any(encrypted):
+            assert row.filesystem == "apfs_encrypted"
+            with pytest.raises(vdinspect.EncryptedImage, match="FileVault"):
+                d.filesystem(1)
+        else:
+            assert row.filesystem == "apfs"

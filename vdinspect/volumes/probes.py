@@ -563,9 +563,17 @@ def _hfsplus_label(src: ByteSource, vh: bytes, off: int) -> str | None:
 
 
 def probe_apfs(src: ByteSource, head: bytes) -> FsInfo | None:
-    if len(head) < 88 or head[32:36] != b"NXSB":
+    """An APFS container; ``apfs_encrypted`` (blkid says apfs) when a volume in it is
+    encrypted (FileVault), VERSION then saying how many of how many."""
+    if len(head) < 1024 or head[32:36] != b"NXSB":
         return None
-    return FsInfo("apfs", uuid=_uuid_be(head[72:88]))
+    out = FsInfo("apfs", uuid=_uuid_be(head[72:88]))
+    from .apfs_layout import encrypted_volumes
+
+    got = encrypted_volumes(src, head)
+    if got is not None and got[0]:
+        out.type, out.version = "apfs_encrypted", f"{got[0]} of {got[1]} volumes encrypted"
+    return out
 
 
 def probe_zfs(src: ByteSource) -> FsInfo | None:
@@ -621,6 +629,8 @@ ENCRYPTED = {
                   "(.BEK file) of one of its key protectors"),
     "crypto_LUKS": ("LUKS (Linux dm-crypt)",
                     "the passphrase or key file of one of its key slots"),
+    "apfs_encrypted": ("APFS encryption (FileVault)",
+                       "the password of a user its keybag lists, or its recovery key"),
 }
 
 
