@@ -22,7 +22,7 @@ from ...units import human
 from ..base import Image, Run
 from ..tar import Member, is_tar, iter_members
 from ..tar.structs import UstarHeader  # noqa: F401 (the explainer decodes "ustar header" rows)
-from .descriptor import DiskRef, Envelope, FileRef, parse_envelope
+from .descriptor import MAX_DESCRIPTOR, DiskRef, Envelope, FileRef, parse_envelope
 from .manifest import MAX_MANIFEST, digest_of, parse_manifest
 
 MAX_CHUNKS = 1_000_000  # pieces of one chunked file (ovf:chunkSize)
@@ -47,15 +47,20 @@ class OvfImage(Image):
                 self.fail(CorruptImage, "the tar holds no .ovf descriptor", "OVF descriptor", 0)
             self.descriptor_name = ovf[0]
             m = self.members[ovf[0]]
-            data = source.read(m.offset, min(m.size, 16 << 20 + 1))
+            data = source.read(m.offset, min(m.size, MAX_DESCRIPTOR + 1))
         else:
             self.format = "ovf"
             self.descriptor_name = os.path.basename(self.path)
-            data = source.read(0, min(source.size, 16 << 20 + 1))
+            data = source.read(0, min(source.size, MAX_DESCRIPTOR + 1))
         self.envelope: Envelope = parse_envelope(data, self.path)
         self.manifest_name, self.cert_name = self._companions()
         self.disk_ref, self.file_ref = self._choose(disk)
-        self.inner = self._open_disk()
+        try:
+            self.inner = self._open_disk()
+        except BaseException:
+            for src in self.extra_sources:  # files beside a loose descriptor
+                src.close()
+            raise
         self.size = self.inner.size
         self.header = self.inner.header
         self.cluster_size = self.inner.cluster_size
