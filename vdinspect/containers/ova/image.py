@@ -20,7 +20,7 @@ from ...io import ByteSource, Concat, Slice, paths
 from ...io.gzipsource import GzipSource
 from ...units import human
 from ..base import Image, Run
-from ..tar import Member, is_tar, iter_members
+from ..tar import Member, is_tar, iter_members, leads_outside
 from ..tar.structs import UstarHeader  # noqa: F401 (the explainer decodes "ustar header" rows)
 from .descriptor import MAX_DESCRIPTOR, DiskRef, Envelope, FileRef, parse_envelope
 from .manifest import MAX_MANIFEST, digest_of, parse_manifest
@@ -42,6 +42,12 @@ class OvfImage(Image):
         self.extra_sources: list[ByteSource] = []
         if is_tar(source.read(0, min(512, source.size))):
             self.members = {m.name: m for m in iter_members(source, self)}
+            for m in self.members.values():
+                if m.stored and leads_outside(m.stored):
+                    self.finding("warning", "ustar header", m.header,
+                                 f"member {m.stored!r} is named outside the archive's folder; "
+                                 f"it is read inside the archive as {m.name!r}; the file of that "
+                                 "name outside is never opened")
             ovf = [n for n in self.members if n.lower().endswith(".ovf")]
             if not ovf:
                 self.fail(CorruptImage, "the tar holds no .ovf descriptor", "OVF descriptor", 0)

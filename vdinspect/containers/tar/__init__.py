@@ -34,6 +34,7 @@ class Member:
     offset: int
     size: int
     header: int
+    stored: str = ""  # the name as the archive stores it, when cleaning changed it
 
 
 def is_tar(head: bytes) -> bool:
@@ -76,6 +77,13 @@ def _number(field: bytes) -> int | None:
 
 def _text(field: bytes) -> str:
     return field.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+
+
+def leads_outside(name: str) -> bool:
+    """True for a stored name that extracting would place outside the destination
+    (absolute, or climbing with '..'): worth a warning even though it is never extracted."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ".." in parts
 
 
 def clean_name(name: str) -> str:
@@ -167,7 +175,8 @@ def iter_members(source: ByteSource, owner, *, stop_short: bool = False):
                 end = data + (size + BLOCK - 1) // BLOCK * BLOCK
                 if data + size > source.size and not stop_short:
                     return bad(pos, f"member data of {size} bytes runs past the end of the file")
-            yield Member(clean_name(name), data, size, first)
+            clean = clean_name(name)
+            yield Member(clean, data, size, first, name if clean != name else "")
             if data + size > source.size:
                 return  # probing the first bytes: the name is all that was wanted
             count += 1
