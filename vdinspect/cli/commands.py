@@ -28,7 +28,7 @@ from .output import cell, human, project, when, write_json, write_rows, write_ta
 #: what ``info`` shows without --all (the rest is format-internal)
 MAIN_INFO = ("format", "virtual_size", "disk_size", "allocated", "cluster_size", "layers",
              "parent", "created", "uuid", "snapshots", "encrypted", "dirty", "corrupt",
-             "flags")
+             "flags", "vm_name", "disks")
 
 
 def open_disk(args):
