@@ -117,3 +117,22 @@ def test_truncated_xva(tmp_path, two_disks):
     with vdinspect.open(cut, strict=False) as d:
         assert d.read(0, 4096) == a[:4096]
         assert (d.check().severity == "error").any()
+
+
+@pytest.mark.skipif(not have("gzip"), reason="gzip missing")
+def test_compressed_export(tmp_path, two_disks):
+    """``xe vm-export compress=true``: the whole tar gzipped (here by the gzip tool)."""
+    a, b = two_disks
+    p = tmp_path / "vm.xva"
+    build_xva(p, "web01", [("Ref:7", "system", a), ("Ref:9", "data", b)])
+    run("gzip", "-n", p)
+    gz = tmp_path / "vm.xva.gz"
+    with vdinspect.open(gz) as d:
+        assert d.info()["format"] == "xva" and d.read(0, d.size) == a
+        assert "3 chunk checksums match, 0 do not" in set(d.check().message)
+    with vdinspect.open(gz, disk=1) as d:
+        assert d.read(0, d.size) == b
+    cut = tmp_path / "cut.xva.gz"
+    cut.write_bytes(gz.read_bytes()[: gz.stat().st_size // 2])
+    with pytest.raises(vdinspect.CorruptImage):
+        vdinspect.open(cut)

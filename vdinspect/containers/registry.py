@@ -88,7 +88,8 @@ FORMATS: list[Format] = [
     Format("parallels", "parallels", "Parallels / Virtuozzo sparse image and .hdd bundle",
            lambda h: h[:16] in (b"WithoutFreeSpace", b"WithouFreSpacExt")),
     Format("ova", "ova", "OVF package: an .ova tar (read in place) or a loose .ovf", _ovf),
-    Format("xva", "xva", "XenServer / XCP-ng VM export (tar of 1 MiB chunks)", _tar),
+    Format("xva", "xva", "XenServer / XCP-ng VM export (tar of 1 MiB chunks, maybe gzipped)",
+           lambda h: _tar(h) or h[:2] == b"\x1f\x8b"),
     Format("raw", "raw", "raw disk image"),
 ]
 

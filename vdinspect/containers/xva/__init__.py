@@ -3,6 +3,8 @@ place; each VDI of the VM opens as an image (``disk=``)."""
 
 from __future__ import annotations
 
+import zlib
+
 from ...io import ByteSource
 from ..tar import first_name, is_tar
 from .image import XvaImage
@@ -12,7 +14,13 @@ MULTI_DISK = True  # open_image takes disk=
 
 
 def probe(head: bytes) -> bool:
-    """A tar whose first member is ``ova.xml`` (xapi writes it first)."""
+    """A tar whose first member is ``ova.xml`` (xapi writes it first), or that tar
+    gzip-compressed (``xe vm-export compress=true``)."""
+    if head[:2] == b"\x1f\x8b":
+        try:
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 4096)
+        except zlib.error:
+            return False
     return is_tar(head) and first_name(head) == "ova.xml"
 
 

@@ -8,6 +8,10 @@ as xapi's importer finds it: a gap in the numbers skips that many chunks of the 
 chunk's length (1 MiB), and an empty chunk (a keep-alive the exporter sends when idle)
 holds nothing and moves nothing.
 
+An export made with ``compress=true`` is the same tar gzip-compressed: it is read in place
+through :class:`~vdinspect.io.gzipsource.GzipSource` (its host offsets are then offsets
+in the decompressed stream, named "<file> (gunzipped)").
+
 Checksums are verified by ``check()`` and on the first read of each chunk: a mismatching
 chunk raises in strict mode; in salvage mode it reads as zeros and shows as ``damaged``.
 """
@@ -20,12 +24,16 @@ import re
 import numpy as np
 
 from ...errors import CorruptImage, InvalidArgument
+from ...io import ByteSource
+from ...io.gzipsource import GzipSource
 from ...units import human
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, Run
 from ..tar import Member, iter_members
 from .ovaxml import Export, Vdi, parse_ova_xml
 
 CHUNK = 1 << 20  # xapi's chunk_size
+GZIP_MAGIC = b"\x1f\x8b"
+MAX_DEFLATE_RATIO = 1032  # deflate cannot expand data more than this
 _CHUNK_NAME = re.compile(r"^(Ref:[^/]+)/(\d{8})(\.checksum|\.xxhash)?$")
 UNKNOWN, GOOD, BAD = 0, 1, 2  # checksum state of a chunk
 
@@ -38,6 +46,16 @@ class XvaImage(Image):
     def __init__(self, source, *, path: str | None = None, strict: bool = True,
                  disk: int | str | None = None) -> None:
         super().__init__(source, path=path, strict=strict)
+        self.tar: ByteSource = source
+        self.host_name = self.path
+        if source.read(0, min(2, source.size)) == GZIP_MAGIC:  # xe vm-export compress=true
+            self.tar = GzipSource(source, limit=max(1 << 30, source.size * MAX_DEFLATE_RATIO),
+                                  name=f"{self.path} (gunzipped)", salvage=True)
+            self.host_name = self.tar.name
+            if self.tar.damage is not None:
+                self.problem("gzip stream", self.tar.damage[0], f"{self.tar.damage[1]}; the "
+                             f"first {self.tar.size} decompressed bytes are read")
+        source = self.tar
         members = list(iter_members(source, self))
         if not members or members[0].name != "ova.xml":
             self.fail(CorruptImage, "the first member is not ova.xml", "ova.xml", 0)
@@ -133,8 +151,8 @@ class XvaImage(Image):
         an xxhash this reader does not compute)."""
         if self.state[i] == UNKNOWN and self.sum_kinds[i] == "checksum":
             smem = self.sum_members[i]
-            want = self.file.read(smem.offset, min(smem.size, 128)).strip().lower()
-            got = hashlib.sha1(self.file.read(int(self.hosts[i]), int(self.lengths[i])))
+            want = self.tar.read(smem.offset, min(smem.size, 128)).strip().lower()
+            got = hashlib.sha1(self.tar.read(int(self.hosts[i]), int(self.lengths[i])))
             ok = got.hexdigest().encode() == want
             self.state[i] = GOOD if ok else BAD
             if not ok:
@@ -160,9 +178,9 @@ class XvaImage(Image):
                 pos = s
             stop = min(s + n, end)
             state = DAMAGED if self.state[i] == BAD else DATA
-            yield Run(pos, stop - pos, state, host_file=self.path,
+            yield Run(pos, stop - pos, state, host_file=self.host_name,
                       host_offset=int(self.hosts[i]) + pos - s,
-                      source=self.file if state == DATA else None)
+                      source=self.tar if state == DATA else None)
             pos = stop
             i += 1
         if pos < end:
@@ -180,12 +198,13 @@ class XvaImage(Image):
 
     def structures(self) -> list[dict]:
         m = self.ova_member
-        rows = [dict(name="ova.xml", host_file=self.path, host_offset=m.offset, length=m.size,
+        rows = [dict(name="ova.xml", host_file=self.host_name, host_offset=m.offset,
+                     length=m.size,
                      description="the export's metadata (XML-RPC value: VM, VBDs, VDIs)")]
         if len(self.hosts):
             first = int(self.hosts[0])
             last = int(self.hosts[-1] + self.lengths[-1])
-            rows.append(dict(name=f"chunks: {self.vdi.ref}", host_file=self.path,
+            rows.append(dict(name=f"chunks: {self.vdi.ref}", host_file=self.host_name,
                              host_offset=first, length=last - first,
                              description=f"{len(self.hosts)} chunks of up to {human(CHUNK)} "
                              "with their checksum members, in tar members"))
