@@ -17,6 +17,7 @@ import pytest
 
 import vdinspect
 from tests.conftest import SAMPLE_IMAGES, SHARED_SAMPLES
+from tests.tools import run
 from vdinspect.explainer import Explanation
 
 SKIP_SUFFIXES = (".json", ".sha256", ".md", ".txt", ".py", ".data")
@@ -84,3 +85,5 @@ def test_package_structures_explain(tmp_path):
     assert explain_every_row(p) == 2  # ova.xml and the chunks
     with vdinspect.open(p) as d:
         assert d.explain("ova.xml").fields[0].field == "text"
+    run("gzip", "-k", p)  # a compressed export: rows name the decompressed stream
+    assert explain_every_row(tmp_path / "vm.xva.gz") == 2

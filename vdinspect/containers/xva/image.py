@@ -196,6 +196,9 @@ class XvaImage(Image):
                 return
         super().fill_run(run, out)
 
+    def _owned_sources(self) -> list[ByteSource]:
+        return [self.file] if self.tar is self.file else [self.tar, self.file]
+
     def structures(self) -> list[dict]:
         m = self.ova_member
         rows = [dict(name="ova.xml", host_file=self.host_name, host_offset=m.offset,
