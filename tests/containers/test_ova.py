@@ -268,3 +268,17 @@ def test_chunked_file(pkg, tmp_path):
     ova = tar(pkg, tmp_path / "app.ova", ["app.ovf", *parts])
     with vdinspect.open(ova) as d:
         assert d.read(0, d.size) == to_raw_bytes(pkg / "disk1.vmdk", tmp_path)
+
+
+def test_truncated_gzip_member(pkg, tmp_path):
+    with open(pkg / "disk1.vmdk", "rb") as f, gzip.open(pkg / "gz.vmdk", "wb") as g:
+        shutil.copyfileobj(f, g)
+    data = (pkg / "gz.vmdk").read_bytes()
+    (pkg / "gz.vmdk").write_bytes(data[: len(data) * 2 // 3])
+    write_ovf(pkg, [("gz.vmdk", 8 << 20, VMDK_STREAM, {"compression": "gzip"})])
+    ova = tar(pkg, tmp_path / "app.ova", ["app.ovf", "gz.vmdk"])
+    with pytest.raises(vdinspect.CorruptImage, match="truncated"):
+        vdinspect.open(ova)
+    with vdinspect.open(ova, strict=False) as d:  # what decompressed is read, and said
+        c = d.check()
+        assert any("gzip stream is truncated" in m for m in c[c.severity == "error"].message)
