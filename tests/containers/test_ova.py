@@ -282,3 +282,10 @@ def test_truncated_gzip_member(pkg, tmp_path):
     with vdinspect.open(ova, strict=False) as d:  # what decompressed is read, and said
         c = d.check()
         assert any("gzip stream is truncated" in m for m in c[c.severity == "error"].message)
+
+
+def test_disk_choice_is_for_packages(pkg):
+    with pytest.raises(vdinspect.InvalidArgument, match="disk= is for"):
+        vdinspect.open(pkg / "disk2.qcow2", disk=1)
+    with vdinspect.open(pkg / "disk2.qcow2", disk=0) as d:  # the only disk there is
+        assert d.size == 4 << 20
