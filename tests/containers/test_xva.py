@@ -5,6 +5,7 @@ made by qemu-io and mkfs.ext4 (listing compared with debugfs where present)."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -77,13 +78,25 @@ def test_damaged_chunk(tmp_path, two_disks):
         assert d.damaged_ranges() == [(3 * CHUNK, CHUNK)]
 
 
-def test_xxhash_is_reported_not_verified(tmp_path, two_disks):
+@pytest.mark.skipif(not have("xxhsum"), reason="xxhsum missing")
+def test_xxhash_checksums(tmp_path, two_disks, monkeypatch):
+    """Newer exports write ``.xxhash`` (XXH64, upper-case hex, as xxhsum computes it)."""
+    pytest.importorskip("xxhash")
     a, _b = two_disks
     p = tmp_path / "vm.xva"
     build_xva(p, "web01", [("Ref:7", "system", a)], sums="xxhash")
     with vdinspect.open(p) as d:
         assert d.read(0, d.size) == a
-        assert any("xxhash checksums, which are not verified" in m for m in d.check().message)
+        assert "3 chunk checksums match, 0 do not" in set(d.check().message)
+    bad = tmp_path / "bad.xva"
+    build_xva(bad, "web01", [("Ref:7", "system", a)], sums="xxhash", corrupt_chunk=3)
+    with vdinspect.open(bad, strict=False) as d:
+        c = d.check()
+        assert any("XXH64" in m for m in c[c.severity == "error"].message)
+        assert (3 * CHUNK, CHUNK, "damaged") in [(r.start, r.length, r.state) for r in d.runs()]
+    monkeypatch.setitem(sys.modules, "xxhash", None)  # without the optional package
+    with vdinspect.open(bad) as d:
+        assert any("not verified" in m for m in d.check().message)
 
 
 @pytest.mark.skipif(not have("mkfs.ext4", "debugfs"), reason="mkfs.ext4/debugfs missing")
