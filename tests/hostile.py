@@ -251,6 +251,52 @@ def parallels_descriptor_symlink(d: Path) -> Path:
     return bundle
 
 
+def ovf_file_outside(d: Path) -> Path:
+    """A loose OVF descriptor whose disk file is the raw secret beside the folder."""
+    from tests.containers.ovf_builder import ovf
+
+    secrets(d)
+    return mb.write(d / "hostile.ovf", ovf([("../secret.img", SECRET_SIZE, "raw", {}),
+                                            (PASSWD, 4096, "raw", {})]))
+
+
+def ova_member_dotdot(d: Path) -> Path:
+    """An OVA whose descriptor names '../secret.img' and whose tar holds a member stored
+    under that name: the member is read (inside the archive), the file beside never is."""
+    import io
+    import tarfile
+
+    from tests.containers.ovf_builder import ovf
+
+    secrets(d)
+    text = ovf([("../secret.img", 64 * K, "raw", {})]).encode()
+    p = d / "hostile.ova"
+    with tarfile.open(p, "w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in (("hostile.ovf", text), ("../secret.img", b"inside!!" * (8 * K))):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return p
+
+
+def xva_far_chunks(d: Path) -> Path:
+    """An XVA whose chunk numbers claim places far past the disk's end and go backwards."""
+    import io
+    import tarfile
+
+    from tests.containers.xva_builder import ova_xml
+
+    p = d / "hostile.xva"
+    with tarfile.open(p, "w", format=tarfile.USTAR_FORMAT) as t:
+        for name, data in (("ova.xml", ova_xml("vm", [("Ref:1", "d", 4 * M)])),
+                           ("Ref:1/00000000", b"a" * M), ("Ref:1/99999999", b"b" * M),
+                           ("Ref:1/00000002", b"c" * M), ("Ref:1/00000003", b"")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    return p
+
+
 # --- tables that claim blocks at impossible places ------------------------------------------------
 
 
@@ -350,6 +396,9 @@ GENERATORS: dict[str, Callable[[Path], Path]] = {
         vmx_vmsd_symlink,
         parallels_bundle_entry,
         parallels_descriptor_symlink,
+        ovf_file_outside,
+        ova_member_dotdot,
+        xva_far_chunks,
         vhd_zeroed_bat,
         vhd_crosslinked_bat,
         vdi_crosslinked,
@@ -360,7 +409,8 @@ GENERATORS: dict[str, Callable[[Path], Path]] = {
 }
 #: the samples whose names lead outside their folder (the rest claim impossible places)
 NAMES_OUTSIDE = [n for n in GENERATORS if not any(
-    w in n for w in ("zeroed", "crosslinked", "over-header", "found-by-name", "nul"))]
+    w in n for w in ("zeroed", "crosslinked", "over-header", "found-by-name", "nul",
+                     "far-chunks"))]
 
 
 def make(name: str, d: Path) -> Path:

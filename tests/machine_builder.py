@@ -29,6 +29,7 @@ class Medium:
     location: str
     format: str = "VDI"
     children: list[Medium] = field(default_factory=list)
+    properties: dict[str, str] = field(default_factory=dict)  # <Property name= value=/>
 
 
 @dataclass
@@ -79,6 +80,8 @@ def _medium(parent: ET.Element, m: Medium) -> None:
     )
     if not isinstance(parent, ET.Element) or parent.tag == "HardDisks":
         el.set("type", "Normal")
+    for k, v in m.properties.items():
+        ET.SubElement(el, "Property", name=k, value=v)
     for c in m.children:
         _medium(el, c)
 

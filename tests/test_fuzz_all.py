@@ -89,6 +89,8 @@ SHARED_SEEDS = [
     "dfvfs/test_data/ext2.vmdk",
     "strozfriedberg-vmdk-rs/data/streamOptimized.vmdk",
     "KhaledEmaraDev-xfuse/resources/xfs_preallocated.img.zst",  # XFS v5, whole disk
+    "cyberus-technology-virtualbox-kvm/ValidationKit-tests-api/tdAppliance1-t2.ova",  # OVA
+    "cyberus-technology-virtualbox-kvm/ValidationKit-tests-api/tdAppliance1-t3.ova",  # gzip
 ]
 #: hostile samples of tests/hostile.py (names leading out of the folder, blocks at impossible
 #: places), built in the seed folder; a Parallels bundle is seeded by its DiskDescriptor.xml

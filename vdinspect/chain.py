@@ -205,6 +205,7 @@ def open_chain(
     parents: ParentsArg = None,
     policy: PathPolicy | None = None,
     referrer: str | None = None,
+    disk: int | str | None = None,
 ) -> Chain:
     """Open ``path`` and every parent it names, base first.
 
@@ -212,17 +213,19 @@ def open_chain(
     ``vdinspect.open(path, parents=parents)``: see :mod:`vdinspect.io.paths`); ``referrer``
     is the machine file that named ``path``, if any (``path`` is then checked too).
     Resolution is a loop, one layer at a time: a chain of :data:`MAX_DEPTH` layers opens,
-    a deeper one is refused with :class:`CorruptImage`.
+    a deeper one is refused with :class:`CorruptImage`. ``disk`` chooses a disk of a
+    package holding several (OVA/OVF, XVA).
     """
     if policy is None:
         policy = PathPolicy.for_open(path, parents=parents)
     with policy.active():
-        return _open_chain(path, format, strict, parents, policy, referrer)
+        return _open_chain(path, format, strict, parents, policy, referrer, disk)
 
 
-def _open_chain(path, format, strict, parents, policy: PathPolicy, referrer) -> Chain:
+def _open_chain(path, format, strict, parents, policy: PathPolicy, referrer, disk=None
+                ) -> Chain:
     if referrer is None:
-        top = open_image(path, format=format, strict=strict)
+        top = open_image(path, format=format, strict=strict, disk=disk)
     else:
         top = _open_layer(path, format, strict, policy, referrer)
     stack = [top]

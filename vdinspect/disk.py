@@ -18,6 +18,8 @@ from .io.paths import PathPolicy
 from .progress import Progress, reporter
 from .units import human
 
+NO_SIGNATURE = "(no signature found)"
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -78,8 +80,6 @@ class Disk(ByteSource):
             kind = detect_machine(path)
             if kind is not None:
                 machine = open_machine(path, kind)
-        if machine is None and disk not in (None, 0):
-            raise InvalidArgument(f"{path}: disk= is for VM machine files")
         if machine is not None:
             vm_snap = snapshot if snapshot is not None and machine.has_snapshot(snapshot) else None
             chain = machine.open_chain(
@@ -88,7 +88,7 @@ class Disk(ByteSource):
         else:
             vm_snap = None
             chain = open_chain(path, format=format, strict=strict, parents=parents,
-                               policy=policy)
+                               policy=policy, disk=disk)
         try:
             if snapshot is not None and vm_snap is None:
                 chain = _at_snapshot(chain, snapshot, machine)
@@ -105,9 +105,9 @@ class Disk(ByteSource):
                 sector_size=sector_size, search=search, follow_outside=follow_outside,
             ),
         )
+        out.options["disk"] = disk or 0
         if machine is not None:
             out.machine = machine
-            out.options["disk"] = disk or 0
         return out
 
     # --- the byte source ---------------------------------------------------------
@@ -165,10 +165,13 @@ class Disk(ByteSource):
         extra = top.info_fields()
         flags = top.flags() if hasattr(top, "flags") else []
         parent = self.chain.layers[-2].path if len(self.chain.layers) > 1 else None
+        sub = top.subformat
+        if self.no_signature:
+            sub = f"{sub} {NO_SIGNATURE}" if sub else NO_SIGNATURE
         fields = dict(
             path=self.path,
             format=top.format,
-            subformat=top.subformat,
+            subformat=sub,
             virtual_size=self.size,
             file_size=sum(x.file_size for x in self.chain.layers),
             allocated=self._allocated(exact),
@@ -180,8 +183,21 @@ class Disk(ByteSource):
             flags=flags,
         )
         fields.update(extra)
+        if top.encryption:
+            fields["encrypted"] = top.encryption
         fields.setdefault("disk_size", _disk_size(self.chain.layers))
         return fields
+
+    @property
+    def no_signature(self) -> bool:
+        """True when the disk was detected as raw only because nothing else matched and it
+        holds no partition table or filesystem signature either (perhaps no disk at all)."""
+        if getattr(self, "_no_signature", None) is None:
+            from .volumes.probes import disk_signature
+
+            self._no_signature = (self.top.format == "raw" and not self.options.get("format")
+                                  and disk_signature(self) is None)
+        return self._no_signature
 
     def _allocated(self, exact: bool) -> int | None:
         """Virtual bytes holding data (the walk of the chain's runs), or None if not exact."""

@@ -67,7 +67,22 @@ class MissingParent(MissingFile):
 
 
 class EncryptedImage(UnsupportedFeature):
-    """The image is encrypted; vdinspect does not decrypt."""
+    """The image (or a volume in it) is encrypted; vdinspect does not decrypt.
+
+    ``scheme`` names the encryption (``"BitLocker"``, ``"LUKS2"``, ``"VirtualBox full-disk
+    encryption"``...) and ``needs`` the key material that would open it; both are in the
+    message too. Salvage mode shows the same facts in ``info()`` and ``check()`` instead.
+    """
+
+    def __init__(self, message: str, *, scheme: str | None = None, needs: str | None = None,
+                 **kw) -> None:
+        self.scheme = scheme
+        self.needs = needs
+        if scheme and scheme not in message:
+            message = f"{message} ({scheme})"
+        if needs:
+            message = f"{message}; opening it would need {needs}"
+        super().__init__(message, **kw)
 
 
 class MissingDependency(VDInspectError, ImportError):

@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--snapshot", help="open an internal snapshot (id or name)")
         sp.add_argument("--layer", type=int,
                         help="view the chain as of layer K (0 = base, negative from top)")
+        sp.add_argument("--disk", metavar="N|NAME",
+                        help="a disk of a VM machine file or package (.ova, .ovf, .xva): "
+                        "index (0 = first) or name")
         sp.add_argument("--parents", action="append", metavar="PATH",
                         help="where a parent is (file or folder); repeatable")
         sp.add_argument("--search", action="append", metavar="FOLDER",

@@ -33,19 +33,29 @@ from .output import cell, human, project, when, write_json, write_rows, write_ta
 #: what ``info`` shows without --all (the rest is format-internal)
 MAIN_INFO = ("format", "virtual_size", "disk_size", "allocated", "cluster_size", "layers",
              "parent", "created", "uuid", "snapshots", "encrypted", "dirty", "corrupt",
-             "flags")
+             "flags", "vm_name", "disks")
 
 
 def open_disk(args):
     """The Disk the common options describe."""
     from ..disk import Disk
 
-    return Disk.open(args.image, format=args.format, snapshot=args.snapshot,
+    disk = Disk.open(args.image, format=args.format, snapshot=args.snapshot,
                      layer=args.layer, strict=not args.salvage,
                      parents=args.parents or None,
                      search=getattr(args, "search", None) or None,
                      follow_outside=getattr(args, "follow_outside", False),
-                     sector_size=getattr(args, "sector_size", None))
+                     sector_size=getattr(args, "sector_size", None),
+                     disk=_disk_choice(getattr(args, "disk", None)))
+    if disk.no_signature:
+        print(f"vdinspect: {args.image}: no known image format, partition table or "
+              "filesystem signature found; read as a raw disk", file=sys.stderr)
+    return disk
+
+
+def _disk_choice(text: str | None) -> int | str | None:
+    """``--disk``: a number is an index, anything else a name."""
+    return int(text) if text is not None and text.strip().isdigit() else text
 
 
 def _size(args, n: int | None) -> str:

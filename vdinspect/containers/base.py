@@ -153,6 +153,8 @@ class Image(ByteSource, Findings):
     subformat: str | None = None
     cluster_size: int | None = None
     header: Any = None
+    #: the encryption scheme when the image's data is ciphertext (opened in salvage mode)
+    encryption: str | None = None
 
     def __init__(self, source: ByteSource, *, path: str | None = None, strict: bool = True):
         self.file = source

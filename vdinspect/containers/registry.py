@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import InvalidArgument, NotRecognized
+from ..errors import EncryptedImage, InvalidArgument, NotRecognized
 from ..io import ByteSource, FileSource
 
 HEAD_SIZE = 4096
@@ -60,6 +61,15 @@ def _vmdk(head: bytes) -> bool:
     return text[:1] == b"#" or text[:7].lower() == b"version"
 
 
+def _tar(head: bytes) -> bool:
+    return head[257:262] == b"ustar"
+
+
+def _ovf(head: bytes) -> bool:
+    """A tar (an .ova) or XML naming the OVF envelope namespace (a loose .ovf)."""
+    return _tar(head) or (b"<" in head[:64] and b"schemas.dmtf.org/ovf/envelope" in head)
+
+
 def _vhd_tail(tail: bytes) -> bool:
     return b"conectix" in tail
 
@@ -77,6 +87,9 @@ FORMATS: list[Format] = [
     Format("vdi", "vdi", "VirtualBox disk image", lambda h: h[64:68] == b"\x7f\x10\xda\xbe"),
     Format("parallels", "parallels", "Parallels / Virtuozzo sparse image and .hdd bundle",
            lambda h: h[:16] in (b"WithoutFreeSpace", b"WithouFreSpacExt")),
+    Format("ova", "ova", "OVF package: an .ova tar (read in place) or a loose .ovf", _ovf),
+    Format("xva", "xva", "XenServer / XCP-ng VM export (tar of 1 MiB chunks, maybe gzipped)",
+           lambda h: _tar(h) or h[:2] == b"\x1f\x8b"),
     Format("raw", "raw", "raw disk image"),
 ]
 
@@ -131,10 +144,32 @@ def detect(source: ByteSource) -> Format:
     raise NotRecognized("no reader recognises this file", path=source.name)  # pragma: no cover
 
 
+_VMDK_CRYPT = re.compile(rb"^[ \t]*encryption\.(keysafe|data)[ \t]*=", re.I | re.M)
+VMDK_DESCRIPTOR_SPAN = 64 << 10  # where a VMDK's descriptor (text or embedded) lies
+
+
+def refuse_encrypted_vmdk(fmt: str, src: ByteSource, path: str) -> None:
+    """A VMware-encrypted VMDK: its descriptor holds ``encryption.keySafe`` and
+    ``encryption.data`` (the real descriptor, extents included, is inside the latter), so
+    there is nothing to read without the key: EncryptedImage, in salvage mode too."""
+    if fmt != "vmdk":
+        return
+    m = _VMDK_CRYPT.search(src.read(0, min(src.size, VMDK_DESCRIPTOR_SPAN)))
+    if m is not None:
+        raise EncryptedImage("the disk is encrypted; vdinspect does not decrypt",
+                             scheme="VMware disk encryption",
+                             needs="the key from the key provider (KMS or native key "
+                             "provider) that encryption.keySafe names",
+                             path=path, structure="descriptor", offset=m.start())
+
+
 def open_image(
-    path: str, *, format: str | None = None, strict: bool = True, source: ByteSource | None = None
+    path: str, *, format: str | None = None, strict: bool = True, source: ByteSource | None = None,
+    disk: int | str | None = None,
 ):
-    """Open one image file (one layer) with the given or the detected format."""
+    """Open one image file (one layer) with the given or the detected format; ``disk``
+    chooses a disk of a package holding several (OVA/OVF, XVA: modules that set
+    ``MULTI_DISK``)."""
     src = source if source is not None else FileSource(path)
     try:
         fmt = get_format(format) if format else detect(src)
@@ -148,6 +183,12 @@ def open_image(
                     structure="header",
                     offset=0,
                 )
+        refuse_encrypted_vmdk(fmt.name, src, path)
+        if getattr(mod, "MULTI_DISK", False):
+            return mod.open_image(src, path=path, strict=strict, disk=disk)
+        if disk not in (None, 0):
+            raise InvalidArgument(f"{path}: disk= is for VM machine files and packages "
+                                  f"(OVA/OVF, XVA), not a {fmt.name} image")
         return mod.open_image(src, path=path, strict=strict)
     except BaseException:
         if source is None:

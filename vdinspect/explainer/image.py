@@ -156,6 +156,10 @@ def explain_image(img: Image, what: Any = "header", *, offset: int | None = None
     "header 2", ...): its Struct is the format's Struct of that name, or the header's
     Struct when the bytes there start like the header.
     """
+    delegate = getattr(img, "explain_delegate", None)
+    inner = delegate(what) if delegate is not None and offset is None else None
+    if inner is not None:  # a package: its disk image explains its own structures
+        return explain_image(inner, what, offset=offset)
     sources = _Sources(img)
     try:
         return _explain_image(img, what, offset, sources)
@@ -204,8 +208,8 @@ def _explain_image(img: Image, what: Any, offset: int | None, sources: _Sources)
     table = _table_layout(img, str(row["name"]))
     if table is not None:
         return _explain_table(img, row, src, off, *table)
-    for k, st in structs.items():
-        if _norm(k) == _norm(row["name"]):
+    for k, st in structs.items():  # "name" or "name: which one" (tar header: a member)
+        if _norm(k) in (_norm(row["name"]), _norm(str(row["name"]).split(":")[0])):
             return explain_at(st, src, off, name=k, description=row.get("description"))
     header_struct = _header_struct(img)
     if header_struct is not None:
@@ -219,7 +223,34 @@ def _explain_image(img: Image, what: Any, offset: int | None, sources: _Sources)
                 name=_struct_label(img, header_struct),
                 description=row.get("description"),
             )
-    raise InvalidArgument(f"{label}: no Struct describes the {row['name']!r} structure")
+    return explain_region(row, src, off)
+
+
+MAX_REGION_BYTES = 256  # bytes of a region with no field layout shown in its hexdump
+MAX_REGION_TEXT = 4096  # characters of a text region (a descriptor, a file name) shown
+
+
+def explain_region(row: dict, src: ByteSource, off: int) -> Explanation:
+    """A ``structures()`` row no Struct describes (guest data, compressed clusters, a text
+    descriptor, a name): its place, its length, and its first bytes, as text when they are
+    text; the row's description says what it is."""
+    length = row.get("length")
+    length = int(length) if isinstance(length, int) and length >= 0 else MAX_REGION_BYTES
+    avail = max(0, min(length, src.size - off)) if 0 <= off <= src.size else 0
+    head = src.read(off, min(avail, MAX_REGION_TEXT)) if avail else b""
+    text = head.rstrip(b"\0")
+    desc = row.get("description") or ""
+    if text and all(32 <= b < 127 or b in (9, 10, 13) for b in text):
+        shown = text.decode("ascii")
+        field = Field(0, len(head), "text", head[:MAX_REGION_BYTES], shown,
+                      f"{desc}; text, {len(text)} characters"
+                      + (" (the first ones)" if avail > len(head) else ""))
+    else:
+        field = Field(0, avail, "bytes", head[:MAX_REGION_BYTES], f"{avail} bytes",
+                      f"{desc}; no field layout (data or an opaque region): the first "
+                      f"{min(avail, MAX_REGION_BYTES)} bytes are shown")
+    return Explanation(str(row.get("name")), [field], head[:MAX_REGION_BYTES],
+                       host_file=getattr(src, "name", None), host_offset=off, description=desc)
 
 
 def _row_named(img: Image, pred) -> dict | None:

@@ -27,6 +27,11 @@ def driver_for(fstype: str):
     """The driver module for a filesystem type name (UnsupportedFeature if none)."""
     mod = DRIVERS.get(fstype.lower())
     if mod is None:
+        from ..volumes.probes import encryption_error
+
+        err = encryption_error(fstype, None)
+        if err is not None:
+            raise err
         raise UnsupportedFeature(f"no reader for {fstype} filesystems yet")
     try:
         return importlib.import_module(f"vdinspect.filesystems.{mod}")
@@ -65,6 +70,11 @@ def open_filesystem(source: ByteSource, fstype: str | None = None, *, strict: bo
             raise NotRecognized("no filesystem recognised", path=name or source.name,
                                 structure="boot sector", offset=0)
         fstype = found.type
+    from ..volumes.probes import encryption_error
+
+    err = encryption_error(fstype, name or source.name)
+    if err is not None:  # ciphertext: named, never read as a filesystem
+        raise err
     return driver_for(fstype).open_filesystem(source, name=name, strict=strict)
 
 

@@ -7,6 +7,8 @@ Three kinds are read, each detected by content (never by the file name):
   snapshots, each with its own attachments;
 - VMware ``.vmx`` text (:mod:`.vmware`): ``scsi0:0.fileName``-style disk entries, with the
   ``.vmsd`` beside it listing the snapshots and the disk file each one froze;
+- a Parallels ``.pvm`` bundle (:mod:`.parallels_vm`): ``config.pvs`` naming its ``.hdd``
+  disks and ``Snapshots.xml`` its named snapshots;
 - a Parallels ``.hdd`` bundle (:mod:`.parallels_bundle`): ``DiskDescriptor.xml`` naming the
   storages (consecutive sector ranges) and the snapshot images of each.
 
@@ -24,9 +26,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptImage, InvalidArgument, MissingFile, NotFound, NotRecognized
+from ..errors import (
+    CorruptImage,
+    EncryptedImage,
+    InvalidArgument,
+    MissingFile,
+    NotFound,
+    NotRecognized,
+)
 from ..io import FileSource, paths
 from ..io.paths import PathPolicy
+from ..io.xmltext import child, child_text, children, local, parse_xml_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,18 +51,26 @@ DESCRIPTOR = "DiskDescriptor.xml"
 
 _VMX_DISK_KEY = re.compile(rb"^\s*(scsi|sata|ide|nvme)\d+:\d+\.filename\s*=", re.I | re.M)
 _VMX_MARK_KEY = re.compile(rb"^\s*(virtualhw\.version|config\.version)\s*=", re.I | re.M)
+#: an encrypted .vmx keeps little but these in the clear (a VMDK descriptor may have them
+#: too, but it also has createType)
+_VMX_CRYPT_KEY = re.compile(rb"^\s*encryption\.keysafe\s*=", re.I | re.M)
+_VMDK_KEY = re.compile(rb"^\s*createtype\s*=", re.I | re.M)
 
 
 # --- detection --------------------------------------------------------------------------
 
 
 def detect_machine(path: str | os.PathLike) -> str | None:
-    """``"virtualbox"``, ``"vmware"``, ``"parallels"`` or None, from the file's first bytes.
+    """``"virtualbox"``, ``"vmware"``, ``"parallels"`` (a ``.hdd`` bundle), ``"parallels_vm"``
+    (a ``.pvm`` bundle) or None, from the file's first bytes.
 
     A folder is a Parallels bundle when it holds a ``DiskDescriptor.xml`` that says so.
     """
     path = os.fspath(path)
     if os.path.isdir(path):
+        pvs = os.path.join(path, "config.pvs")
+        if paths.current().refusal(pvs, pvs) is None and _probe_file(pvs, pvs) == "parallels_vm":
+            return "parallels_vm"
         inner = os.path.join(path, DESCRIPTOR)
         why = paths.current().refusal(inner, inner)
         if why == paths.MISSING:
@@ -77,11 +95,14 @@ def probe(head: bytes) -> str | None:
         return None
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text.startswith(b"<"):
-        for mark, kind in ((b"<VirtualBox", "virtualbox"), (b"<Parallels_disk_image", "parallels")):
+        for mark, kind in ((b"<VirtualBox", "virtualbox"), (b"<Parallels_disk_image", "parallels"),
+                           (b"<ParallelsVirtualMachine", "parallels_vm")):
             if _root_is(text, mark):
                 return kind
         return None
     if _VMX_MARK_KEY.search(text) or _VMX_DISK_KEY.search(text):
+        return "vmware"
+    if _VMX_CRYPT_KEY.search(text) and not _VMDK_KEY.search(text):
         return "vmware"
     return None
 
@@ -123,49 +144,9 @@ def read_text_file(path: str, what: str, referrer: str | None = None) -> bytes:
         return src.read(0, src.size)
 
 
-_DECL = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.I)
-
-
 def parse_xml(path: str, what: str, referrer: str | None = None) -> ET.Element:
     """The root element of an XML machine file; DTDs and entities are refused (no bombs)."""
-    data = read_text_file(path, what, referrer)
-    m = _DECL.search(data)
-    if m:
-        raise CorruptImage(
-            f"{m.group(1).decode().upper()} declarations are refused (entity expansion)",
-            path=path,
-            structure=what,
-            offset=m.start(),
-        )
-    try:
-        return ET.fromstring(data)
-    except ET.ParseError as e:
-        line, col = getattr(e, "position", (None, None))
-        raise CorruptImage(
-            f"broken XML at line {line}, column {col}: {e}", path=path, structure=what
-        ) from None
-
-
-def local(tag: str) -> str:
-    """An element's tag without its namespace."""
-    return tag.rsplit("}", 1)[-1]
-
-
-def children(el: ET.Element | None, name: str) -> list[ET.Element]:
-    """Direct children called ``name`` (namespace ignored)."""
-    if el is None:
-        return []
-    return [c for c in el if local(c.tag) == name]
-
-
-def child(el: ET.Element | None, name: str) -> ET.Element | None:
-    got = children(el, name)
-    return got[0] if got else None
-
-
-def child_text(el: ET.Element | None, name: str) -> str | None:
-    c = child(el, name)
-    return None if c is None or c.text is None else c.text.strip()
+    return parse_xml_bytes(read_text_file(path, what, referrer), path, what)
 
 
 def resolve(base_file: str, name: str) -> str:
@@ -227,6 +208,9 @@ class Machine:
         self.disks: list[Attachment] = []
         self.snapshots: list[MachineSnapshot] = []
         self.current: str | None = None  # the snapshot the current state descends from
+        #: (scheme, key material needed, structure) when the whole VM is encrypted; a disk
+        #: encrypted on its own says so in its Attachment's ``extra["encryption"]``
+        self.encryption: tuple[str, str, str] | None = None
 
     # -- choosing ------------------------------------------------------------------------
     def snapshot(self, ident: str | int) -> MachineSnapshot:
@@ -273,13 +257,29 @@ class Machine:
 
         if policy is None:
             policy = PathPolicy.for_open(self.path, parents=parents)
+        if self.encryption is not None and (strict or not self.disks):
+            raise self.encrypted_error(self.encryption)
         att = self.attachment(disk, snapshot)
+        enc = att.extra.get("encryption") or self.encryption
+        if enc is not None and strict:
+            raise self.encrypted_error(enc)
         found = self.locate(att.name or att.path, policy, f"disk {att.id or att.slot}",
                             att.slot)
         chain = open_chain(found.path, strict=strict, parents=self.parents_for(parents),
                            policy=policy, referrer=self.referrer)
         paths.report_outside(chain.top, att.slot, found, f"disk file of {att.slot}")
+        if enc is not None:  # salvage mode: opened, and said loudly what the bytes are
+            chain.top.encryption = enc[0]
+            chain.top.finding("error", enc[2], None, f"the disk is encrypted ({enc[0]}): "
+                              "its data reads as ciphertext, not the guest's bytes; opening "
+                              f"it would need {enc[1]}")
         return chain
+
+    def encrypted_error(self, enc: tuple[str, str, str]) -> EncryptedImage:
+        """The error that refuses an encrypted disk of this machine."""
+        scheme, needs, structure = enc
+        return EncryptedImage("the disk is encrypted; vdinspect does not decrypt",
+                              scheme=scheme, needs=needs, path=self.path, structure=structure)
 
     def locate(self, name: str | None, policy: PathPolicy, what: str, structure: str
                ) -> paths.Lookup:
@@ -378,6 +378,10 @@ def open_machine(path: str | os.PathLike, kind: str | None = None) -> Machine:
         from .vmware import VmxMachine
 
         return VmxMachine(path)
+    if kind == "parallels_vm":
+        from .parallels_vm import ParallelsVm
+
+        return ParallelsVm(path)
     if kind == "parallels":
         from .parallels_bundle import ParallelsBundle
 
@@ -389,6 +393,10 @@ def open_machine(path: str | os.PathLike, kind: str | None = None) -> Machine:
 
 __all__ = [
     "Attachment",
+    "child",
+    "child_text",
+    "children",
+    "local",
     "Machine",
     "MachineSnapshot",
     "detect_machine",

@@ -60,6 +60,8 @@ class Medium:
         self.format = el.get("format")
         self.path = resolve(path, self.location) if self.location else None
         self.parent = parent
+        self.properties = {p.get("name"): p.get("value") for p in children(el, "Property")
+                           if p.get("name")}
 
     def __repr__(self) -> str:
         return f"<Medium {{{self.uuid}}} {self.location} {self.format}>"
@@ -129,18 +131,38 @@ class VBoxMachine(Machine):
                 uuid = _uuid(img.get("uuid") if img is not None else dev.get("uuid"))
                 slot = f"{ctl.get('name')}:{dev.get('port', '0')}:{dev.get('device', '0')}"
                 medium = self.media.get(uuid) if uuid else None
+                extra = dict(controller=ctl.get("name"),
+                             format=medium.format if medium else None)
+                enc = self._encryption(medium)
+                if enc is not None:
+                    extra["encryption"] = enc
                 out.append(
                     Attachment(
                         slot,
                         medium.path if medium else None,
                         id=uuid,
-                        extra=dict(
-                            controller=ctl.get("name"), format=medium.format if medium else None
-                        ),
+                        extra=extra,
                         name=medium.location if medium else None,
                     )
                 )
         return out
+
+    def _encryption(self, medium: Medium | None) -> tuple[str, str, str] | None:
+        """VirtualBox full-disk encryption of ``medium`` or a medium it descends from: the
+        ``CRYPT/KeyStore`` property (the data key, sealed with the VM's password) and
+        ``CRYPT/KeyId`` (the password's id)."""
+        for _ in range(len(self.media) + 1):
+            if medium is None:
+                return None
+            if "CRYPT/KeyStore" in medium.properties or "CRYPT/KeyId" in medium.properties:
+                key_id = medium.properties.get("CRYPT/KeyId")
+                return ("VirtualBox full-disk encryption",
+                        "the VM's disk encryption password" + (f" (password id {key_id!r})"
+                                                               if key_id else "")
+                        + ", which unseals the data key in the medium's CRYPT/KeyStore",
+                        f"MediaRegistry/HardDisk {{{medium.uuid}}}")
+            medium = self.media.get(medium.parent) if medium.parent else None
+        return None
 
     def _read_snapshots(self) -> None:
         stack = [(el, None, 0) for el in reversed(children(self.machine, "Snapshot"))]

@@ -78,6 +78,12 @@ class VmxMachine(Machine):
         super().__init__(path)
         self.config = parse_dictionary(path, "VMware configuration")
         self.name = self.config.get("displayname")
+        if "encryption.keysafe" in self.config or "encryption.data" in self.config:
+            # an encrypted VM keeps its whole configuration (disks too) in encryption.data
+            self.encryption = ("VMware VM encryption",
+                               "the key from the key provider (KMS or native key provider) "
+                               "that encryption.keySafe names",
+                               "encryption.keySafe")
         self.disks = self._disks()
         self.vmsd_path = os.path.splitext(path)[0] + ".vmsd"
         self.vmsd: dict[str, str] = {}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from construct import ConstructError
 
-from ..errors import VDInspectError
+from ..errors import EncryptedImage, VDInspectError
 from ..io import ByteSource
 from ..layout import offset_of
 from .exfat_layout import BootSector as ExfatBootSector
@@ -563,9 +563,17 @@ def _hfsplus_label(src: ByteSource, vh: bytes, off: int) -> str | None:
 
 
 def probe_apfs(src: ByteSource, head: bytes) -> FsInfo | None:
-    if len(head) < 88 or head[32:36] != b"NXSB":
+    """An APFS container; ``apfs_encrypted`` (blkid says apfs) when a volume in it is
+    encrypted (FileVault), VERSION then saying how many of how many."""
+    if len(head) < 1024 or head[32:36] != b"NXSB":
         return None
-    return FsInfo("apfs", uuid=_uuid_be(head[72:88]))
+    out = FsInfo("apfs", uuid=_uuid_be(head[72:88]))
+    from .apfs_layout import encrypted_volumes
+
+    got = encrypted_volumes(src, head)
+    if got is not None and got[0]:
+        out.type, out.version = "apfs_encrypted", f"{got[0]} of {got[1]} volumes encrypted"
+    return out
 
 
 def probe_zfs(src: ByteSource) -> FsInfo | None:
@@ -611,6 +619,47 @@ def probe(src: ByteSource) -> FsInfo | None:
         or probe_swap(src)
         or (probe_fat(src, bs) if len(bs) == 512 else None)
     )
+
+
+#: probe type -> (the encryption scheme, the key material that would open it): volumes
+#: that hold ciphertext, never read as a filesystem
+ENCRYPTED = {
+    "BitLocker": ("BitLocker (Windows full-volume encryption)",
+                  "the 48-digit recovery password, a user password, or the startup key "
+                  "(.BEK file) of one of its key protectors"),
+    "crypto_LUKS": ("LUKS (Linux dm-crypt)",
+                    "the passphrase or key file of one of its key slots"),
+    "apfs_encrypted": ("APFS encryption (FileVault)",
+                       "the password of a user its keybag lists, or its recovery key"),
+}
+
+
+def encryption_error(fstype: str | None, where: str | None) -> EncryptedImage | None:
+    """The EncryptedImage for a volume a probe named ``fstype``, or None if it is not an
+    encrypted one (LUKS's version goes into the scheme when known)."""
+    if fstype not in ENCRYPTED:
+        return None
+    scheme, needs = ENCRYPTED[fstype]
+    return EncryptedImage("the volume is encrypted; vdinspect does not decrypt",
+                          scheme=scheme, needs=needs, path=where, structure="volume header",
+                          offset=0)
+
+
+def disk_signature(src: ByteSource) -> str | None:
+    """What marks ``src`` as a disk or volume: ``"gpt"``, ``"mbr"`` (the 55AA boot signature,
+    which FAT/NTFS/exFAT boot sectors carry too), a filesystem type, or None when nothing
+    known is there (a raw image that may be no disk at all: a mistyped path, a format we
+    do not know)."""
+    for at in (512, 4096):
+        if _rd(src, at, 8) == b"EFI PART":
+            return "gpt"
+    if _rd(src, 510, 2) == b"\x55\xaa":
+        return "mbr"
+    try:
+        info = probe(src)
+    except (VDInspectError, ConstructError, ValueError, IndexError, struct.error):
+        return None
+    return None if info is None else info.type
 
 
 def is_filesystem_boot_sector(sector0: bytes) -> bool:
