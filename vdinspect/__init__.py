@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 
 
 def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=None,
-         sector_size=None, search=None, follow_outside=False):
+         sector_size=None, search=None, follow_outside=False, offset=None, length=None):
     """Open a disk image (and its parents) read-only; returns a :class:`~vdinspect.disk.Disk`.
 
     ``format`` forces a reader (detection is by magic otherwise); ``snapshot`` opens an
@@ -33,7 +33,9 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     negative counts from the top); ``strict=False`` is salvage mode; ``parents`` says where
     parents are (a file, a folder, a list of them, or a mapping from the name the image
     records to a path); ``sector_size`` is the logical sector size the partition tables use
-    (4096 for a 4Kn disk; found from the GPT header's place otherwise). A list of paths opens
+    (4096 for a 4Kn disk; found from the GPT header's place otherwise); ``offset`` (bytes)
+    opens an image stored at that offset of the file ``path`` (one a scan found inside a host
+    disk or an archive), ``length`` bytes long (to the file's end by default). A list of paths opens
     the disks together as a
     :class:`~vdinspect.disk.DiskGroup` (LVM2 volume groups spread over several disks).
 
@@ -48,7 +50,8 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     from .disk import Disk, DiskGroup
 
     kw = dict(format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents,
-              sector_size=sector_size, search=search, follow_outside=follow_outside)
+              sector_size=sector_size, search=search, follow_outside=follow_outside,
+              offset=offset, length=length)
     if isinstance(path, list | tuple):  # several disks together (LVM across disks)
         disks = []
         try:
