@@ -74,3 +74,9 @@ PARTITION_COLUMNS = ["index", "scheme", "type", "type_name", "name", "start", "l
 
 #: the ``structures()`` frame: a structure's columns, then the layer holding it
 STRUCTURE_FRAME_COLUMNS = STRUCTURE_COLUMNS + ["layer"]
+
+#: ``Disk.scan_partitions()``: the ``partitions()`` columns, then why each was proposed
+FOUND_PARTITION_COLUMNS = PARTITION_COLUMNS + ["found_by", "confidence", "evidence"]
+#: ``Disk.scan_images()``: one row per virtual disk image found inside the disk
+FOUND_IMAGE_COLUMNS = ["index", "start", "length", "end", "format", "subformat",
+                       "virtual_size", "found_by", "confidence", "opened", "note"]

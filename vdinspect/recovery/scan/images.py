@@ -1,0 +1,140 @@
+"""Virtual disk images stored inside a disk: where each starts, how far it reaches, and
+whether it opens.
+
+A header signature gives the start (a fixed VHD's footer gives it from ``current_size``;
+a dynamic VHD's header from the footer copy before it). The extent comes from the image's
+own metadata: it is opened by its reader over the rest of the disk (salvage mode) and its
+end is the furthest byte any of its structures or data clusters uses (the L1/L2 and
+refcount tables, the last grain or block the BAT or block map points to), plus a dynamic
+VHD's trailing footer. It is then opened again over exactly that extent, strictly: a
+find that opens is what ``vdinspect.open(host, offset=start, length=length)`` reads.
+"""
+
+from __future__ import annotations
+
+from construct import ConstructError
+
+from ...containers.registry import open_image
+from ...containers.vhd.structs import HardDiskFooter
+from ...errors import VDInspectError
+from ...io import ByteSource, Slice
+from .structs import SECTOR
+
+MAX_IMAGES = 1000  # starts examined (each one is opened)
+_FOOTER = HardDiskFooter.sizeof()
+_VHD_FIXED, _VHD_DYNAMIC, _VHD_DIFFERENCING = 2, 3, 4
+
+_FORMAT_OF = {"qcow": None, "vmdk-sparse": "vmdk", "vmdk-cowd": "vmdk",
+              "vmdk-sesparse": "vmdk", "vmdk-descriptor": "vmdk", "vhd-footer": "vhd",
+              "vhd-dynamic-header": "vhd", "vhdx": "vhdx", "vdi": "vdi",
+              "parallels": "parallels"}
+
+_ERRORS = (VDInspectError, ConstructError, ValueError, IndexError, OverflowError, OSError)
+
+
+def starts(src: ByteSource, hits: dict[str, list[int]]) -> list[tuple[int, str, str | None]]:
+    """(start, what was found, format) for every header hit that gives an image's start."""
+    out: dict[int, tuple[int, str, str | None]] = {}
+    for name, fmt in _FORMAT_OF.items():
+        for pos in hits.get(name, ()):
+            start, what = pos, f"{name} at {pos:#x}"
+            if name == "vhd-footer":
+                start = _vhd_start(src, pos)
+                if start is None:
+                    continue
+                what = ("vhd footer" if start != pos else "vhd footer copy") + f" at {pos:#x}"
+            elif name == "vhd-dynamic-header":
+                start = pos - SECTOR
+            if start >= 0 and start not in out:
+                out[start] = (start, what, fmt)
+    return [out[k] for k in sorted(out)]
+
+
+def _vhd_start(src: ByteSource, pos: int) -> int | None:
+    if pos + _FOOTER > src.size:
+        return None
+    f = HardDiskFooter.parse(src.read(pos, _FOOTER))
+    if f.disk_type == _VHD_FIXED:
+        return pos - f.current_size if f.current_size % SECTOR == 0 else None
+    if f.disk_type in (_VHD_DYNAMIC, _VHD_DIFFERENCING):
+        at = pos + f.data_offset
+        if f.data_offset < 2**40 and at + 8 <= src.size and src.read(at, 8) == b"cxsparse":
+            return pos  # the copy at the start; the one at the end repeats it
+    return None
+
+
+def extent(src: ByteSource, start: int, fmt: str | None) -> tuple[int | None, str | None]:
+    """(bytes the image at ``start`` takes, why not known) from its own metadata."""
+    if fmt == "vhd":
+        f = HardDiskFooter.parse(src.read(start, _FOOTER)) \
+            if start + _FOOTER <= src.size else None
+        if f is not None and f.cookie == b"conectix" and f.disk_type == _VHD_FIXED:
+            n = f.current_size + _FOOTER
+            return (n, None) if start + n <= src.size else (None, "runs past the disk's end")
+    rest = Slice(src, start, src.size - start)
+    try:
+        img = open_image(f"{src.name}@{start}", format=fmt, strict=False, source=rest)
+    except _ERRORS as e:
+        return None, f"does not open: {e}"
+    try:
+        end = 0
+        for r in img.structures():
+            off, n = r.get("host_offset"), r.get("length")
+            if off is not None and n and off + n < rest.size:  # not the slice's tail
+                end = max(end, off + n)
+        for r in img.runs():
+            if r.host_offset is not None and r.state == "data" and not r.compressed:
+                end = max(end, r.host_offset + r.length)
+        if img.format == "vhd" and end + _FOOTER <= rest.size \
+                and rest.read(end, 8) == b"conectix":
+            end += _FOOTER
+    except _ERRORS as e:
+        return None, f"its tables cannot be read: {e}"
+    finally:
+        img.close()
+    return (end, None) if end > 0 else (None, "its metadata names no extent")
+
+
+def image_rows(ctx, src: ByteSource, hits: dict[str, list[int]]) -> list[dict]:
+    """One row per image found: start, extent, format, virtual size, whether it opens."""
+    rows: list[dict] = []
+    covered_to = 0
+    found = starts(src, hits)
+    if len(found) > MAX_IMAGES:
+        ctx.finding("warning", "image scan", found[MAX_IMAGES][0],
+                    f"{len(found) - MAX_IMAGES} more image headers are not examined (only the "
+                    f"first {MAX_IMAGES} are): the disk may be hostile")
+        found = found[:MAX_IMAGES]
+    for start, what, fmt in found:
+        if start < covered_to:
+            continue  # inside an image already found (its own embedded descriptor, footer)
+        length, why = extent(src, start, fmt)
+        row = dict(index=len(rows) + 1, start=start, length=length,
+                   end=None if length is None else start + length, format=fmt,
+                   subformat=None, virtual_size=None, found_by=what, confidence=0.2,
+                   opened=False, note=why)
+        if length is not None:
+            _try_open(src, row, fmt)
+            if row["opened"]:
+                covered_to = start + length
+        rows.append(row)
+    return rows
+
+
+def _try_open(src: ByteSource, row: dict, fmt: str | None) -> None:
+    start, length = row["start"], row["length"]
+    try:
+        img = open_image(f"{src.name}@{start}", format=fmt, strict=True,
+                         source=Slice(src, start, length))
+    except _ERRORS as e:
+        row["note"] = f"does not open over its extent: {e}"
+        row["confidence"] = 0.4
+        return
+    try:
+        row.update(format=img.format, subformat=img.subformat, virtual_size=img.size,
+                   opened=True, confidence=0.9)
+        hint = img.parent_hint
+        if hint is not None and hint.path:
+            row["note"] = f"a differencing image: its parent is {hint.path!r}"
+    finally:
+        img.close()

@@ -1,0 +1,116 @@
+"""One pass over a disk's bytes: where each signature sits, sector by sector.
+
+Only what holds data is read: a virtual disk's ``data``/``backing`` runs (an unallocated
+or zero range reads as zeros and holds no signature), in large sequential chunks. Each
+chunk is viewed as a (sectors x 512) numpy array and each signature compared column-wise
+at its offset inside the sector, so the cost is the reading. Bounded: at most
+``max_hits`` places per signature are kept (the rest counted), and a time budget stops
+the pass early; both become findings, never silence.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ...findings import Findings
+from ...io import ByteSource
+from ...progress import Progress, reporter
+from .structs import SECTOR, Signature
+
+CHUNK = 8 << 20  # bytes read at a time
+MAX_HITS = 4096  # places kept per signature
+
+
+class Sweep(Findings):
+    """The hits of ``signatures`` on ``source``: ``hits[name]`` = ordered byte offsets of the
+    sectors holding that signature (the sector's start, not the magic's)."""
+
+    def __init__(self, source: ByteSource, signatures: Sequence[Signature], *,
+                 progress: Progress = None, budget: float | None = None,
+                 chunk: int = CHUNK, max_hits: int = MAX_HITS) -> None:
+        self.name = getattr(source, "path", None) or source.name
+        self.path = self.name
+        self.strict = False
+        self.source = source
+        self.signatures = list(signatures)
+        self.hits: dict[str, list[int]] = {s.name: [] for s in self.signatures}
+        self.dropped: dict[str, int] = {}
+        self.read_bytes = 0
+        self.complete = True
+        self.chunk = max(SECTOR, chunk // SECTOR * SECTOR)
+        self.max_hits = max_hits
+        self._run(progress, budget)
+
+    def ranges(self) -> list[tuple[int, int]]:
+        """(start, end) of the bytes that can hold data, sector-aligned and merged."""
+        runs = getattr(self.source, "runs", None)
+        if runs is None:
+            return [(0, self.source.size // SECTOR * SECTOR)] if self.source.size else []
+        out: list[tuple[int, int]] = []
+        for r in runs():
+            if r.state not in ("data", "backing", "damaged"):
+                continue
+            a = r.start // SECTOR * SECTOR
+            b = min(-(-(r.start + r.length) // SECTOR) * SECTOR,
+                    self.source.size // SECTOR * SECTOR)
+            if out and a <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], b))
+            elif b > a:
+                out.append((a, b))
+        return out
+
+    def _run(self, progress: Progress, budget: float | None) -> None:
+        ranges = self.ranges()
+        total = sum(b - a for a, b in ranges)
+        report: Callable[[int, int], None] | None = reporter(progress, total)
+        deadline = None if budget is None else time.monotonic() + budget
+        buf = bytearray(self.chunk)
+        for a, b in ranges:
+            pos = a
+            while pos < b:
+                if deadline is not None and time.monotonic() > deadline:
+                    self.complete = False
+                    self.finding("warning", "scan", pos,
+                                 f"the scan stopped at byte {pos:#x} when its time budget of "
+                                 f"{budget} s ran out: {self.read_bytes} of {total} bytes "
+                                 "holding data were read; what lies beyond is not listed")
+                    if report:
+                        report(total, total)
+                    return
+                n = min(self.chunk, b - pos)
+                mv = memoryview(buf)[:n]
+                self.source.readinto(pos, mv)
+                self._match(pos, np.frombuffer(buf, dtype=np.uint8, count=n))
+                pos += n
+                self.read_bytes += n
+                if report:
+                    report(self.read_bytes, total)
+        if report:
+            report(total, total)
+        for name, n in self.dropped.items():
+            self.finding("warning", f"{name} signature", None,
+                         f"{n} more places holding the {name} signature were not examined "
+                         f"(only the first {self.max_hits} are): the disk may be hostile or "
+                         "full of copies")
+
+    def _match(self, base: int, data: np.ndarray) -> None:
+        sectors = data.reshape(-1, SECTOR)
+        for sig in self.signatures:
+            m = sig.magic
+            mask = sectors[:, sig.at] == m[0]
+            for i in range(1, len(m)):
+                if not mask.any():
+                    break
+                mask &= sectors[:, sig.at + i] == m[i]
+            idx = np.flatnonzero(mask)
+            if not len(idx):
+                continue
+            kept = self.hits[sig.name]
+            room = self.max_hits - len(kept)
+            if room < len(idx):
+                self.dropped[sig.name] = self.dropped.get(sig.name, 0) + len(idx) - max(room, 0)
+                idx = idx[:max(room, 0)]
+            kept.extend(int(base + i * SECTOR) for i in idx)
