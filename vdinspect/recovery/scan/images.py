@@ -32,45 +32,45 @@ _FORMAT_OF = {"qcow": None, "vmdk-sparse": "vmdk", "vmdk-cowd": "vmdk",
 _ERRORS = (VDInspectError, ConstructError, ValueError, IndexError, OverflowError, OSError)
 
 
-def starts(src: ByteSource, hits: dict[str, list[int]]) -> list[tuple[int, str, str | None]]:
-    """(start, what was found, format) for every header hit that gives an image's start."""
-    out: dict[int, tuple[int, str, str | None]] = {}
+Start = tuple[int, str, "str | None", "int | None"]  # start, found by, format, known length
+
+
+def starts(src: ByteSource, hits: dict[str, list[int]]) -> list[Start]:
+    """(start, what was found, format, length if the header says) for every header hit
+    that gives an image's start."""
+    out: dict[int, Start] = {}
     for name, fmt in _FORMAT_OF.items():
         for pos in hits.get(name, ()):
-            start, what = pos, f"{name} at {pos:#x}"
+            start, what, length = pos, f"{name} at {pos:#x}", None
             if name == "vhd-footer":
-                start = _vhd_start(src, pos)
+                start, length = _vhd_start(src, pos)
                 if start is None:
                     continue
                 what = ("vhd footer" if start != pos else "vhd footer copy") + f" at {pos:#x}"
             elif name == "vhd-dynamic-header":
                 start = pos - SECTOR
             if start >= 0 and start not in out:
-                out[start] = (start, what, fmt)
+                out[start] = (start, what, fmt, length)
     return [out[k] for k in sorted(out)]
 
 
-def _vhd_start(src: ByteSource, pos: int) -> int | None:
+def _vhd_start(src: ByteSource, pos: int) -> tuple[int | None, int | None]:
+    """A fixed disk's footer follows its data (current_size bytes); a dynamic disk's first
+    footer copy precedes its dynamic header (the copy at the end repeats it)."""
     if pos + _FOOTER > src.size:
-        return None
+        return None, None
     f = HardDiskFooter.parse(src.read(pos, _FOOTER))
-    if f.disk_type == _VHD_FIXED:
-        return pos - f.current_size if f.current_size % SECTOR == 0 else None
+    if f.disk_type == _VHD_FIXED and f.current_size % SECTOR == 0:
+        return pos - f.current_size, f.current_size + _FOOTER
     if f.disk_type in (_VHD_DYNAMIC, _VHD_DIFFERENCING):
         at = pos + f.data_offset
         if f.data_offset < 2**40 and at + 8 <= src.size and src.read(at, 8) == b"cxsparse":
-            return pos  # the copy at the start; the one at the end repeats it
-    return None
+            return pos, None
+    return None, None
 
 
 def extent(src: ByteSource, start: int, fmt: str | None) -> tuple[int | None, str | None]:
     """(bytes the image at ``start`` takes, why not known) from its own metadata."""
-    if fmt == "vhd":
-        f = HardDiskFooter.parse(src.read(start, _FOOTER)) \
-            if start + _FOOTER <= src.size else None
-        if f is not None and f.cookie == b"conectix" and f.disk_type == _VHD_FIXED:
-            n = f.current_size + _FOOTER
-            return (n, None) if start + n <= src.size else (None, "runs past the disk's end")
     rest = Slice(src, start, src.size - start)
     try:
         img = open_image(f"{src.name}@{start}", format=fmt, strict=False, source=rest)
@@ -105,10 +105,12 @@ def image_rows(ctx, src: ByteSource, hits: dict[str, list[int]]) -> list[dict]:
                     f"{len(found) - MAX_IMAGES} more image headers are not examined (only the "
                     f"first {MAX_IMAGES} are): the disk may be hostile")
         found = found[:MAX_IMAGES]
-    for start, what, fmt in found:
+    for start, what, fmt, length in found:
         if start < covered_to:
             continue  # inside an image already found (its own embedded descriptor, footer)
-        length, why = extent(src, start, fmt)
+        why = None
+        if length is None:
+            length, why = extent(src, start, fmt)
         row = dict(index=len(rows) + 1, start=start, length=length,
                    end=None if length is None else start + length, format=fmt,
                    subformat=None, virtual_size=None, found_by=what, confidence=0.2,
