@@ -40,7 +40,9 @@ def open_disk(args):
                      parents=args.parents or None,
                      search=getattr(args, "search", None) or None,
                      follow_outside=getattr(args, "follow_outside", False),
-                     sector_size=getattr(args, "sector_size", None))
+                     sector_size=getattr(args, "sector_size", None),
+                     offset=getattr(args, "image_offset", None),
+                     length=getattr(args, "image_length", None))
 
 
 def _size(args, n: int | None) -> str:

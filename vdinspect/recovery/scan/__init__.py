@@ -153,10 +153,12 @@ _LINUX = ("83", "0FC63DAF-8483-4772-8E79-3D69D8477DE4")
 def sfdisk_script(df, *, label: str | None = None, sector_size: int = 512) -> str:
     """An ``sfdisk`` script recreating the found partitions (``sfdisk DEVICE < script``),
     for the user to apply to a copy: vdinspect never writes. ``label`` is "dos" or "gpt"
-    (default: gpt when a GPT entry was among the evidence, else dos)."""
+    (default: gpt when a GPT entry was among the evidence or more than 4 partitions were
+    found, else dos)."""
     rows = df.to_dict("records") if hasattr(df, "to_dict") else list(df)
     if label is None:
-        label = "gpt" if any(str(r.get("scheme")) == "gpt" for r in rows) else "dos"
+        gpt = len(rows) > 4 or any(str(r.get("scheme")) == "gpt" for r in rows)
+        label = "gpt" if gpt else "dos"
     if label not in ("dos", "gpt"):
         raise InvalidArgument(f"label must be 'dos' or 'gpt', not {label!r}")
     if sector_size not in (512, 1024, 2048, 4096):
