@@ -24,11 +24,12 @@ MAX_IMAGES = 1000  # starts examined (each one is opened)
 _FOOTER = HardDiskFooter.sizeof()
 _VHD_FIXED, _VHD_DYNAMIC, _VHD_DIFFERENCING = 2, 3, 4
 
-_FORMAT_OF = {"qcow": None, "vmdk-sparse": "vmdk", "vmdk-cowd": "vmdk",
+_FORMAT_OF = {"qcow": "qcow2", "vmdk-sparse": "vmdk", "vmdk-cowd": "vmdk",
               "vmdk-sesparse": "vmdk", "vmdk-descriptor": "vmdk", "vhd-footer": "vhd",
               "vhd-dynamic-header": "vhd", "vhdx": "vhdx", "vdi": "vdi",
               "parallels": "parallels"}
 
+_QCOW_VERSIONS = {1: "qcow", 2: "qcow2", 3: "qcow2"}
 _ERRORS = (VDInspectError, ConstructError, ValueError, IndexError, OverflowError, OSError)
 
 
@@ -49,6 +50,10 @@ def starts(src: ByteSource, hits: dict[str, list[int]]) -> list[Start]:
                 what = ("vhd footer" if start != pos else "vhd footer copy") + f" at {pos:#x}"
             elif name == "vhd-dynamic-header":
                 start = pos - SECTOR
+            elif name == "qcow":  # the version says which reader: 1 qcow, 2 and 3 qcow2
+                fmt = _QCOW_VERSIONS.get(int.from_bytes(src.read(pos + 4, 4), "big"))
+                if fmt is None:
+                    continue
             if start >= 0 and start not in out:
                 out[start] = (start, what, fmt, length)
     return [out[k] for k in sorted(out)]
@@ -76,6 +81,9 @@ def extent(src: ByteSource, start: int, fmt: str | None) -> tuple[int | None, st
         img = open_image(f"{src.name}@{start}", format=fmt, strict=False, source=rest)
     except _ERRORS as e:
         return None, f"does not open: {e}"
+    if img.format == "raw":  # never a find: every byte string is a raw image
+        img.close()
+        return None, "not recognised"
     try:
         end = 0
         for r in img.structures():
