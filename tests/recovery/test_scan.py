@@ -131,6 +131,31 @@ def test_wiped_gpt_disk_gives_back_every_partition(wiped):
     assert "backup" in by_fs["fat32"] and "backup" in by_fs["exfat"]
 
 
+def test_backup_copies_give_the_start_when_the_primary_is_gone(wiped, tmp_path):
+    """Destroy each filesystem's primary structure too (boot sector, superblock): the
+    backups (FAT32 sector 6, NTFS last sector, exFAT sector 12, ext group 1, XFS AG 1,
+    Btrfs mirror at 64 MiB) still give the same starts and lengths."""
+    disk, parts, _ = wiped
+    copy = tmp_path / "worse.raw"
+    run("cp", "--sparse=always", disk, copy)
+    primary = {"fat32": (0, 512), "ext4": (1024, 1024), "ntfs": (0, 512), "xfs": (0, 512),
+               "btrfs": (65536, 4096), "exfat": (0, 512)}
+    with open(copy, "r+b") as f:
+        for start, _, fs in parts:
+            if fs in primary:
+                at, n = primary[fs]
+                f.seek(start * SECTOR + at)
+                f.write(bytes(n))
+    with vdinspect.open(copy) as d:
+        df = d.scan_partitions()
+    got = [(int(r.start) // SECTOR, int(r.length) // SECTOR, r.filesystem) for r in
+           df.itertuples()]
+    assert got == parts
+    for fs, found in zip(df["filesystem"], df["found_by"]):
+        if fs in primary:
+            assert "backup" in found or "AG 1" in found or "mirror 1" in found, found
+
+
 @pytest.mark.parametrize("fstype", ["fat32", "ext4", "btrfs"])
 def test_found_filesystem_opens_and_lists_the_files(wiped, fstype):
     disk, _, _ = wiped

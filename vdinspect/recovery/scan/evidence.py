@@ -25,7 +25,7 @@ from ...filesystems.ext.superblock import Superblock as ExtSuperblock
 from ...filesystems.ntfs.boot import BootSector as NtfsBootSector
 from ...filesystems.xfs.structs import AGF, XFS_AGF_MAGIC
 from ...filesystems.xfs.structs import Superblock as XfsSuperblock
-from ...io import ByteSource, crc32c
+from ...io import ByteSource, Slice, crc32c
 from ...layout import offset_of
 from ...volumes.exfat_layout import BootSector as ExfatBootSector
 from ...volumes.exfat_layout import boot_sector_problem
@@ -33,7 +33,7 @@ from ...volumes.fat_layout import check_bpb
 from ...volumes.gpt import MAX_ARRAY_BYTES, GptEntry, GptHeader, guid_str
 from ...volumes.lvm2 import LabelHeader, PvHeader, format_uuid, is_label, label_crc
 from ...volumes.mbr import ENTRY_OFFSET, MasterBootRecord
-from ...volumes.probes import is_filesystem_boot_sector
+from ...volumes.probes import is_filesystem_boot_sector, probe_ext
 from ...volumes.types import MBR_EXTENDED, MBR_GPT_PROTECTIVE
 from .structs import (
     SECTOR,
@@ -160,8 +160,10 @@ def ext(src: ByteSource, pos: int) -> list[Evidence]:
         start, what, w = pos - block * bsize, f"ext superblock backup (group {nr})", 0.35
     if start < 0 or blocks == 0 or nr * sb.s_blocks_per_group >= blocks:
         return []
-    uuid = str(_uuid(sb.s_uuid))
-    return [Evidence(start, blocks * bsize, "ext", f"{what} at {pos:#x}", pos, w, uuid=uuid)]
+    # which ext (2, 3, 4) the probe's rules say, read from this copy as if it were the primary
+    kind = probe_ext(Slice(src, pos - 1024, 1024 + _EXT_SB))
+    return [Evidence(start, blocks * bsize, kind.type if kind else "ext", f"{what} at {pos:#x}",
+                     pos, w, uuid=_uuid(sb.s_uuid))]
 
 
 def _uuid(b: bytes) -> str:

@@ -63,8 +63,7 @@ class Candidate:
             self.length = self.table.length
         else:
             self.length = max(lengths) if lengths else None
-        self.filesystem = next((e.filesystem for e in fs if e.filesystem != "ext"), None) \
-            or self.family
+        self.filesystem = max(fs, key=lambda e: e.weight).filesystem if fs else None
         self.uuid = next((e.uuid for e in fs if e.uuid), None)
         self.label = None
         self.probed = False
