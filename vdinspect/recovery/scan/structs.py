@@ -33,7 +33,7 @@ from ...volumes.fat_layout import Fat16Ext, Fat32Ext
 from ...volumes.gpt import SIGNATURE as GPT_SIGNATURE
 from ...volumes.gpt import GptHeader
 from ...volumes.lvm2 import LABEL_ID, LabelHeader
-from ...volumes.mbr import BOOT_SIGNATURE, MasterBootRecord
+from ...volumes.mbr import BOOT_SIGNATURE, ENTRY_OFFSET, MasterBootRecord, PartitionEntry
 
 SECTOR = 512  # the scan's step: every structure looked for starts on such a boundary
 
@@ -89,12 +89,24 @@ PARALLELS_MAGICS = (b"WithoutFreeSpace", b"WithouFreSpacExt")
 
 @dataclass(frozen=True)
 class Signature:
-    """A magic looked for at ``at`` bytes into each sector; ``name`` says what it marks."""
+    """A magic looked for at ``at`` bytes into each sector; ``name`` says what it marks.
+
+    ``zero`` are more byte offsets in the sector that must hold 0, and ``flag`` offsets
+    whose byte must be 0x00 or 0x80: cheap column tests that keep a short magic (two bytes)
+    from matching once in every 65536 sectors of random data."""
 
     name: str
     at: int
     magic: bytes
     kind: str  # "partition" or "image"
+    zero: tuple[int, ...] = ()
+    flag: tuple[int, ...] = ()
+
+
+def _high_bytes(struct, field: str) -> tuple[int, ...]:
+    """The offsets of a little-endian 32-bit field's three high bytes (0 for small values)."""
+    at = offset_of(struct, field)
+    return (at + 1, at + 2, at + 3)
 
 
 _FAT16_TYPE = FatBootSector.sizeof() + offset_of(Fat16Ext, "BS_FilSysType")
@@ -109,7 +121,10 @@ PARTITION_SIGNATURES = (
     Signature("fat", _FAT32_TYPE, b"FAT32   ", "partition"),
     Signature("fat", _FAT16_TYPE, b"FAT1", "partition"),  # FAT12 / FAT16
     Signature("fat", _FAT16_TYPE, b"FAT     ", "partition"),
-    Signature("ext", _EXT_MAGIC, b"\x53\xef", "partition"),  # 0xEF53 little-endian
+    Signature("ext", _EXT_MAGIC, b"\x53\xef", "partition",  # 0xEF53 little-endian
+              zero=_high_bytes(ExtSuperblock, "s_first_data_block")  # 0 or 1
+              + _high_bytes(ExtSuperblock, "s_log_block_size")  # 0..6
+              + _high_bytes(ExtSuperblock, "s_rev_level")),  # 0 or 1
     Signature("xfs", offset_of(XfsSuperblock, "sb_magicnum"), b"XFSB", "partition"),
     Signature("btrfs", offset_of(BtrfsSuperblock, "magic"), b"_BHRfS_M", "partition"),
     Signature("lvm2", offset_of(LabelHeader, "id"), LABEL_ID, "partition"),
@@ -119,7 +134,8 @@ PARTITION_SIGNATURES = (
     Signature("luks2-secondary", 0, LUKS2_SECONDARY_MAGIC, "partition"),
     Signature("gpt", offset_of(GptHeader, "signature"), GPT_SIGNATURE, "partition"),
     Signature("mbr", offset_of(MasterBootRecord, "boot_signature"), BOOT_SIGNATURE,
-              "partition"),
+              "partition", flag=tuple(ENTRY_OFFSET + k * PartitionEntry.sizeof()
+                                      + offset_of(PartitionEntry, "status") for k in range(4))),
 )
 
 IMAGE_SIGNATURES = (

@@ -106,6 +106,14 @@ class Sweep(Findings):
                     break
                 mask &= sectors[:, sig.at + i] == m[i]
             idx = np.flatnonzero(mask)
+            if len(idx) and (sig.zero or sig.flag):
+                rows = sectors[idx]
+                keep = np.ones(len(idx), dtype=bool)
+                for off in sig.zero:
+                    keep &= rows[:, off] == 0
+                for off in sig.flag:
+                    keep &= (rows[:, off] & 0x7F) == 0
+                idx = idx[keep]
             if not len(idx):
                 continue
             kept = self.hits[sig.name]
