@@ -97,23 +97,33 @@ class Sweep(Findings):
                          "full of copies")
 
     def _match(self, base: int, data: np.ndarray) -> None:
-        sectors = data.reshape(-1, SECTOR)
+        """The sectors of ``data`` (at byte ``base``) holding each signature.
+
+        The first two or four bytes of each magic are compared as one integer in a column
+        gathered once per place (one column per distinct offset, not per signature); the
+        few sectors that pass have their other bytes compared row by row."""
+        n = len(data) // SECTOR
+        sectors = data[: n * SECTOR].reshape(n, SECTOR)
+        columns: dict[tuple[int, int], np.ndarray] = {}
         for sig in self.signatures:
-            m = sig.magic
-            mask = sectors[:, sig.at] == m[0]
-            for i in range(1, len(m)):
-                if not mask.any():
-                    break
-                mask &= sectors[:, sig.at + i] == m[i]
-            idx = np.flatnonzero(mask)
-            if len(idx) and (sig.zero or sig.flag):
-                rows = sectors[idx]
-                keep = np.ones(len(idx), dtype=bool)
-                for off in sig.zero:
-                    keep &= rows[:, off] == 0
-                for off in sig.flag:
-                    keep &= (rows[:, off] & 0x7F) == 0
-                idx = idx[keep]
+            width = 4 if len(sig.magic) >= 4 else 2
+            key = (sig.at, width)
+            col = columns.get(key)
+            if col is None:
+                col = columns[key] = np.ndarray((n,), dtype=f"<u{width}", buffer=data,
+                                                offset=sig.at, strides=(SECTOR,)).copy()
+            idx = np.flatnonzero(col == int.from_bytes(sig.magic[:width], "little"))
+            if not len(idx):
+                continue
+            rows = sectors[idx]
+            keep = np.ones(len(idx), dtype=bool)
+            for i in range(width, len(sig.magic)):
+                keep &= rows[:, sig.at + i] == sig.magic[i]
+            for off in sig.zero:
+                keep &= rows[:, off] == 0
+            for off in sig.flag:
+                keep &= (rows[:, off] & 0x7F) == 0
+            idx = idx[keep]
             if not len(idx):
                 continue
             kept = self.hits[sig.name]
