@@ -388,6 +388,25 @@ def test_a_disk_full_of_fake_headers_stays_bounded(tmp_path):
     assert not any(r["opened"] for r in images)
 
 
+@pytest.mark.skipif(not have("qemu-img"), reason="qemu-img missing")
+def test_a_sparse_qcow2_reads_only_its_allocated_clusters(wiped, tmp_path):
+    """The wiped disk converted to qcow2 and grown to 1 TiB: the scan finds the same
+    partitions and reads exactly the bytes ``qemu-img map`` says hold data."""
+    from tests.qemu_tools import qemu_img, qemu_map
+
+    disk, parts, _ = wiped
+    q = tmp_path / "disk.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(disk), str(q))
+    qemu_img("resize", "-q", str(q), "1T")
+    data = sum(e["length"] for e in qemu_map(q) if e["data"])
+    seen = []
+    with vdinspect.open(q) as d:
+        df = d.scan_partitions(progress=lambda done, total: seen.append((done, total)))
+    assert [(int(r.start) // SECTOR, int(r.length) // SECTOR, r.filesystem) for r in
+            df.itertuples()] == parts
+    assert seen[-1] == (data, data)
+
+
 def test_budget_stops_the_scan_with_a_finding(wiped):
     disk, _, _ = wiped
     with vdinspect.open(disk) as d:
