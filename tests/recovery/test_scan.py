@@ -407,6 +407,37 @@ def test_a_sparse_qcow2_reads_only_its_allocated_clusters(wiped, tmp_path):
     assert seen[-1] == (data, data)
 
 
+def test_many_valid_gpt_headers_stay_bounded(tmp_path):
+    """Thousands of GPT headers with good CRCs, each at its own LBA and naming one shared
+    array of 128 entries: the evidence weighed is capped and the cap is reported."""
+    import zlib
+
+    from tests.volume_builder import gpt_header
+
+    entries = bytearray()
+    for k in range(128):
+        entries += (b"\x11" * 16 + bytes([k]) * 16
+                    + struct.pack("<QQQ", 8192 + 64 * k, 8192 + 64 * k + 63, 0) + bytes(72))
+    crc = zlib.crc32(bytes(entries))
+    buf = bytearray(8 * MiB)
+    buf[SECTOR * 2: SECTOR * 2 + len(entries)] = entries  # the array at LBA 2..33
+    for lba in range(40, 8 * MiB // SECTOR):
+        buf[lba * SECTOR:(lba + 1) * SECTOR] = gpt_header(
+            my_lba=lba, alternate_lba=1, first_usable=34, last_usable=16000,
+            disk_guid=b"\x22" * 16, entry_lba=2, num_entries=128, entry_size=128,
+            array_crc=crc)
+    disk = tmp_path / "gpts.raw"
+    disk.write_bytes(bytes(buf))
+    from vdinspect.recovery.scan import MAX_EVIDENCE, Scan
+
+    with vdinspect.open(disk) as d:
+        scan = Scan(d, images=False)
+        rows = scan.partition_rows()
+    assert len(scan.evidence) <= MAX_EVIDENCE + 256
+    assert any("stopped weighing evidence" in p["message"] for p in scan.check_rows())
+    assert len(rows) <= 128
+
+
 def test_budget_stops_the_scan_with_a_finding(wiped):
     disk, _, _ = wiped
     with vdinspect.open(disk) as d:

@@ -27,6 +27,8 @@ from .sweep import CHUNK, MAX_HITS, Sweep
 if TYPE_CHECKING:
     import pandas as pd
 
+MAX_EVIDENCE = 65536  # pieces of evidence weighed (table entries count one each)
+
 __all__ = ["Scan", "scan_partitions", "scan_images", "open_found", "sfdisk_script"]
 
 
@@ -59,6 +61,11 @@ class Scan(Findings):
         if partitions:
             for name, fn in INTERPRETERS.items():
                 for pos in sorted(self.sweep.hits.get(name, ())):
+                    if len(self.evidence) >= MAX_EVIDENCE:
+                        self.finding("warning", f"{name} signature", pos,
+                                     f"the scan stopped weighing evidence at {MAX_EVIDENCE} "
+                                     "pieces: the disk may be hostile")
+                        break
                     self.evidence += _interpret(fn, source, pos)
 
     def partition_rows(self) -> list[dict]:

@@ -26,7 +26,7 @@ from ...filesystems.ntfs.boot import BootSector as NtfsBootSector
 from ...filesystems.xfs.structs import AGF, XFS_AGF_MAGIC
 from ...filesystems.xfs.structs import Superblock as XfsSuperblock
 from ...io import ByteSource, Slice, crc32c
-from ...layout import offset_of
+from ...layout import offset_of, struct_format
 from ...volumes.exfat_layout import BootSector as ExfatBootSector
 from ...volumes.exfat_layout import boot_sector_problem
 from ...volumes.fat_layout import check_bpb
@@ -74,6 +74,7 @@ def _pow2(n: int) -> bool:
 
 
 def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
+    """An NTFS boot sector: the volume starts here, or ``total_sectors`` back (backup)."""
     bs = _read(src, pos, SECTOR)
     if bs is None:
         return []
@@ -96,6 +97,7 @@ def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
 
 
 def fat(src: ByteSource, pos: int) -> list[Evidence]:
+    """A FAT boot sector: here, or ``BPB_BkBootSec`` sectors back (a FAT32 backup)."""
     bs = _read(src, pos, SECTOR)
     if bs is None:
         return []
@@ -119,6 +121,7 @@ def fat(src: ByteSource, pos: int) -> list[Evidence]:
 
 
 def exfat(src: ByteSource, pos: int) -> list[Evidence]:
+    """An exFAT boot sector: here, or 12 sectors back (the backup boot region)."""
     bs = _read(src, pos, SECTOR)
     if bs is None or boot_sector_problem(bs) is not None:
         return []
@@ -138,6 +141,7 @@ _EXT_INCOMPAT = offset_of(ExtSuperblock, "s_feature_incompat")
 
 
 def ext(src: ByteSource, pos: int) -> list[Evidence]:
+    """An ext superblock: its ``s_block_group_nr`` says how far back group 0 starts."""
     raw = _read(src, pos, _EXT_SB)
     if raw is None:
         return []
@@ -176,6 +180,7 @@ _AGF_SIZE = AGF.sizeof()
 
 
 def xfs(src: ByteSource, pos: int) -> list[Evidence]:
+    """An XFS superblock: the AGF after it numbers its allocation group."""
     raw = _read(src, pos, XfsSuperblock.sizeof())
     if raw is None:
         return []
@@ -205,6 +210,7 @@ _BTRFS_CSUM_END = offset_of(BtrfsSuperblock, "fsid")
 
 
 def btrfs(src: ByteSource, pos: int) -> list[Evidence]:
+    """A Btrfs superblock copy: ``bytenr`` is its own offset in the device."""
     raw = _read(src, pos, _BTRFS_SB)
     if raw is None:
         return []
@@ -224,6 +230,7 @@ _PV_SIZE = PvHeader.sizeof()
 
 
 def lvm2(src: ByteSource, pos: int) -> list[Evidence]:
+    """An LVM2 PV label: ``sector_xl`` is its sector in the PV; the PV header its size."""
     data = _read(src, pos, SECTOR)
     if data is None or not is_label(data):
         return []
@@ -240,6 +247,7 @@ def lvm2(src: ByteSource, pos: int) -> list[Evidence]:
 
 
 def swap(src: ByteSource, pos: int) -> list[Evidence]:
+    """A Linux swap signature ending a page: the header 1024 bytes in gives the size."""
     for page in SWAP_PAGE_SIZES:
         start = pos + SECTOR - page
         raw = _read(src, start + SWAP_HEADER_AT, SwapHeader.sizeof())
@@ -254,6 +262,7 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
 
 
 def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
+    """A LUKS1/LUKS2 header (or LUKS2's secondary, ``hdr_offset`` bytes in)."""
     raw = _read(src, pos, Luks2BinaryHeader.sizeof())
     if raw is None:
         return []
@@ -277,6 +286,7 @@ def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
 
 
 def bitlocker(src: ByteSource, pos: int) -> list[Evidence]:
+    """A BitLocker volume's boot sector (its size only when the BPB gives one)."""
     bs = _read(src, pos, SECTOR)
     if bs is None or bs[510:512] != b"\x55\xaa":
         return []
@@ -287,10 +297,13 @@ def bitlocker(src: ByteSource, pos: int) -> list[Evidence]:
 
 
 _GPT_HDR = GptHeader.sizeof()
+_GPT_ENTRY = struct_format(GptEntry, "partition_type_guid", "starting_lba", "ending_lba",
+                           "partition_name")
 _GPT_CRC_AT = offset_of(GptHeader, "header_crc32")
 
 
 def gpt(src: ByteSource, pos: int) -> list[Evidence]:
+    """A GPT header (CRC-checked, at its own ``my_lba``): one piece per used entry."""
     raw = _read(src, pos, SECTOR)
     if raw is None:
         return []
@@ -314,13 +327,13 @@ def gpt(src: ByteSource, pos: int) -> list[Evidence]:
     good = zlib.crc32(array) == h.partition_entry_array_crc32
     out = []
     for i in range(n):
-        e = GptEntry.parse(array[i * esize:])
-        if not any(e.partition_type_guid) or e.ending_lba < e.starting_lba:
+        tguid, first, last, pname = _GPT_ENTRY.unpack_from(array, i * esize)
+        if not any(tguid) or last < first:
             continue
-        name = e.partition_name.decode("utf-16-le", "replace").split("\0", 1)[0] or None
-        out.append(Evidence(e.starting_lba * ss, (e.ending_lba - e.starting_lba + 1) * ss, None,
+        name = pname.decode("utf-16-le", "replace").split("\0", 1)[0] or None
+        out.append(Evidence(first * ss, (last - first + 1) * ss, None,
                             f"gpt {which} entry {i + 1}", pos, 0.5 if good else 0.25,
-                            table="gpt", type=guid_str(e.partition_type_guid), name=name))
+                            table="gpt", type=guid_str(tguid), name=name))
         if len(out) >= MAX_TABLE_ENTRIES:
             break
     return out

@@ -12,6 +12,7 @@ next partition found or to the end of the disk.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 
 from construct import ConstructError
@@ -106,6 +107,32 @@ class Candidate:
                     evidence=len(found))
 
 
+class _Chosen:
+    """Non-overlapping candidates kept in start order (overlap tests by bisection)."""
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.items: list[Candidate] = []
+
+    def room_at(self, start: int, end: int) -> int:
+        """Bytes from ``start`` to the next chosen start (or ``end``); 0 if inside one."""
+        i = bisect.bisect_right(self.starts, start)
+        if i and self.items[i - 1].end > start:
+            return 0
+        return (self.starts[i] if i < len(self.starts) else end) - start
+
+    def add(self, c: Candidate, length: int) -> bool:
+        """Keep ``c`` with ``length`` if it overlaps nothing kept; False otherwise."""
+        i = bisect.bisect_right(self.starts, c.start)
+        if length <= 0 or (i and self.items[i - 1].end > c.start) or (
+                i < len(self.starts) and self.starts[i] < c.start + length):
+            return False
+        c.length = length
+        self.starts.insert(i, c.start)
+        self.items.insert(i, c)
+        return True
+
+
 def combine(ctx, disk: ByteSource, evidence: list[Evidence]) -> list[dict]:
     """The partition rows the evidence supports (see the module's description)."""
     by_start: dict[int, list[Evidence]] = defaultdict(list)
@@ -123,30 +150,20 @@ def combine(ctx, disk: ByteSource, evidence: list[Evidence]) -> list[dict]:
         ctx.finding("info", "scan", None, f"{len(cands) - MAX_PROBES} less likely starts were "
                     "not confirmed with the filesystem probe")
     cands.sort(key=lambda c: (-c.confidence, c.start))
-    chosen: list[Candidate] = []
+    chosen = _Chosen()
     hidden = 0
     for c in cands:  # known lengths first; open-ended ones then fill the gaps
-        if c.length is None:
-            continue
-        if any(c.start < o.end and o.start < c.end for o in chosen):
+        if c.length is not None and not chosen.add(c, c.length):
             hidden += 1
-            continue
-        chosen.append(c)
     for c in cands:
-        if c.length is not None:
-            continue
-        if any(o.start <= c.start < o.end for o in chosen):
+        if c.length is None and not chosen.add(c, chosen.room_at(c.start, disk.size)):
             hidden += 1
-            continue
-        nxt = min([o.start for o in chosen if o.start > c.start], default=disk.size)
-        c.length = nxt - c.start
-        chosen.append(c)
     if hidden:
         ctx.finding("info", "scan", None,
                     f"{hidden} other candidate starts overlap the partitions listed (a "
                     "filesystem inside a partition or a file, a stale copy, a backup that "
                     "did not agree) and are not listed")
-    chosen.sort(key=lambda c: c.start)
+    chosen = chosen.items
     if len(chosen) > MAX_ROWS:
         ctx.finding("warning", "scan", chosen[MAX_ROWS].start,
                     f"{len(chosen) - MAX_ROWS} more partitions found are not listed (only the "

@@ -103,9 +103,9 @@ class Signature:
     flag: tuple[int, ...] = ()
 
 
-def _high_bytes(struct, field: str) -> tuple[int, ...]:
+def _high_bytes(st, field: str) -> tuple[int, ...]:
     """The offsets of a little-endian 32-bit field's three high bytes (0 for small values)."""
-    at = offset_of(struct, field)
+    at = offset_of(st, field)
     return (at + 1, at + 2, at + 3)
 
 
