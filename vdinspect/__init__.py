@@ -35,7 +35,10 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     records to a path); ``sector_size`` is the logical sector size the partition tables use
     (4096 for a 4Kn disk; found from the GPT header's place otherwise); ``offset`` (bytes)
     opens an image stored at that offset of the file ``path`` (one a scan found inside a host
-    disk or an archive), ``length`` bytes long (to the file's end by default). A list of paths opens
+    disk or an archive), ``length`` bytes long (to the file's end by default). ``path`` may
+    also be a ByteSource holding an image, such as a file of a filesystem, deleted ones too:
+    ``vdinspect.open(fs.content(fs.lookup("/vm.qcow2", deleted=True)))`` (one layer: its
+    parents are not looked for). A list of paths opens
     the disks together as a
     :class:`~vdinspect.disk.DiskGroup` (LVM2 volume groups spread over several disks).
 
@@ -48,7 +51,10 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     (docs/reliability.md, "An image is untrusted input").
     """
     from .disk import Disk, DiskGroup
+    from .io import ByteSource
 
+    if isinstance(path, ByteSource):  # bytes already open: a file of a filesystem, a slice
+        return _open_source(path, format=format, strict=strict)
     kw = dict(format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents,
               sector_size=sector_size, search=search, follow_outside=follow_outside,
               offset=offset, length=length)
@@ -63,6 +69,16 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
             raise
         return DiskGroup(disks)
     return Disk.open(path, **kw)
+
+
+def _open_source(source, *, format=None, strict=True):
+    """A Disk over an image held in ``source`` (one layer: parents are not looked for)."""
+    from .chain import Chain
+    from .containers.registry import open_image
+    from .disk import Disk
+
+    img = open_image(source.name, format=format, strict=strict, source=source)
+    return Disk(Chain([img]), path=source.name, options=dict(format=format, strict=strict))
 
 
 def open_vmdk_extents(paths, *, strict=True):

@@ -357,8 +357,16 @@ def test_deleted_vm_disk_in_a_fat_filesystem(tmp_path):
     with vdinspect.open(host) as d:
         df = d.scan_images()
     assert len(df) == 1 and df["opened"][0] and df["length"][0] == img.stat().st_size
+    expected = to_raw_bytes(img, tmp_path)
     with vdinspect.open(host, offset=int(df["start"][0]), length=int(df["length"][0])) as emb:
-        assert emb.read(0, emb.size) == to_raw_bytes(img, tmp_path)
+        assert emb.read(0, emb.size) == expected
+    # and through the filesystem: the deleted file's recovered bytes open as a disk
+    with vdinspect.open(host) as d:
+        fs = d.filesystem()
+        entry = fs.lookup("/vm.qcow2", deleted=True)
+        with vdinspect.open(fs.content(entry)) as emb:
+            assert emb.info()["format"] == "qcow2"
+            assert emb.read(0, emb.size) == expected
 
 
 # --- bounds ------------------------------------------------------------------------------
