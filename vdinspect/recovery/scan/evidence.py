@@ -20,19 +20,19 @@ from dataclasses import dataclass
 from construct import ConstructError
 
 from ...filesystems.btrfs.structs import Superblock as BtrfsSuperblock
-from ...filesystems.ext.superblock import INCOMPAT_64BIT
+from ...filesystems.ext.superblock import INCOMPAT_64BIT, SUPERBLOCK_OFFSET
 from ...filesystems.ext.superblock import Superblock as ExtSuperblock
 from ...filesystems.ntfs.boot import BootSector as NtfsBootSector
 from ...filesystems.xfs.structs import AGF, XFS_AGF_MAGIC
 from ...filesystems.xfs.structs import Superblock as XfsSuperblock
 from ...io import ByteSource, Slice, crc32c
-from ...layout import offset_of, struct_format
+from ...layout import field_slice, offset_of, struct_format
 from ...volumes.exfat_layout import BootSector as ExfatBootSector
 from ...volumes.exfat_layout import boot_sector_problem
 from ...volumes.fat_layout import check_bpb
 from ...volumes.gpt import MAX_ARRAY_BYTES, GptEntry, GptHeader, guid_str
 from ...volumes.lvm2 import LabelHeader, PvHeader, format_uuid, is_label, label_crc
-from ...volumes.mbr import ENTRY_OFFSET, MasterBootRecord
+from ...volumes.mbr import BOOT_SIGNATURE, ENTRY_OFFSET, MasterBootRecord
 from ...volumes.probes import is_filesystem_boot_sector, probe_ext
 from ...volumes.types import MBR_EXTENDED, MBR_GPT_PROTECTIVE
 from .structs import (
@@ -158,14 +158,14 @@ def ext(src: ByteSource, pos: int) -> list[Evidence]:
         sb.s_blocks_count_hi << 32 if incompat & INCOMPAT_64BIT else 0)
     nr = sb.s_block_group_nr
     if nr == 0:
-        start, what, w = pos - 1024, "ext superblock", 0.6
+        start, what, w = pos - SUPERBLOCK_OFFSET, "ext superblock", 0.6
     else:
         block = nr * sb.s_blocks_per_group + sb.s_first_data_block
         start, what, w = pos - block * bsize, f"ext superblock backup (group {nr})", 0.35
     if start < 0 or blocks == 0 or nr * sb.s_blocks_per_group >= blocks:
         return []
     # which ext (2, 3, 4) the probe's rules say, read from this copy as if it were the primary
-    kind = probe_ext(Slice(src, pos - 1024, 1024 + _EXT_SB))
+    kind = probe_ext(Slice(src, pos - SUPERBLOCK_OFFSET, SUPERBLOCK_OFFSET + _EXT_SB))
     return [Evidence(start, blocks * bsize, kind.type if kind else "ext", f"{what} at {pos:#x}",
                      pos, w, uuid=_uuid(sb.s_uuid))]
 
@@ -266,7 +266,7 @@ def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
     raw = _read(src, pos, Luks2BinaryHeader.sizeof())
     if raw is None:
         return []
-    version = int.from_bytes(raw[6:8], "big")
+    version = int.from_bytes(raw[_LUKS_VERSION], "big")
     if version == 1 and not secondary:
         h = Luks1Header.parse(raw)
         if h.payloadOffset == 0:
@@ -288,7 +288,7 @@ def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
 def bitlocker(src: ByteSource, pos: int) -> list[Evidence]:
     """A BitLocker volume's boot sector (its size only when the BPB gives one)."""
     bs = _read(src, pos, SECTOR)
-    if bs is None or bs[510:512] != b"\x55\xaa":
+    if bs is None or bs[_NTFS_END] != BOOT_SIGNATURE:
         return []
     b = NtfsBootSector.parse(bs)
     ss = b.bytes_per_sector if _pow2(b.bytes_per_sector) else SECTOR
@@ -296,6 +296,8 @@ def bitlocker(src: ByteSource, pos: int) -> list[Evidence]:
     return [Evidence(pos, length, "BitLocker", f"bitlocker boot sector at {pos:#x}", pos, 0.5)]
 
 
+_NTFS_END = field_slice(NtfsBootSector, "end_of_sector_marker")
+_LUKS_VERSION = field_slice(Luks2BinaryHeader, "version")
 _GPT_HDR = GptHeader.sizeof()
 _GPT_ENTRY = struct_format(GptEntry, "partition_type_guid", "starting_lba", "ending_lba",
                            "partition_name")

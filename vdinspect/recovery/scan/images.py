@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from construct import ConstructError
 
+from ...containers.qcow2.structs import QCowHeader
 from ...containers.registry import open_image
 from ...containers.vhd.structs import HardDiskFooter
 from ...errors import VDInspectError
 from ...io import ByteSource, Slice
+from ...layout import offset_of
 from .structs import SECTOR
 
 MAX_IMAGES = 1000  # starts examined (each one is opened)
@@ -30,6 +32,7 @@ _FORMAT_OF = {"qcow": "qcow2", "vmdk-sparse": "vmdk", "vmdk-cowd": "vmdk",
               "parallels": "parallels"}
 
 _QCOW_VERSIONS = {1: "qcow", 2: "qcow2", 3: "qcow2"}
+_QCOW_VERSION = offset_of(QCowHeader, "version")  # the same place in qcow (v1) headers
 _ERRORS = (VDInspectError, ConstructError, ValueError, IndexError, OverflowError, OSError)
 
 
@@ -51,7 +54,7 @@ def starts(src: ByteSource, hits: dict[str, list[int]]) -> list[Start]:
             elif name == "vhd-dynamic-header":
                 start = pos - SECTOR
             elif name == "qcow":  # the version says which reader: 1 qcow, 2 and 3 qcow2
-                fmt = _QCOW_VERSIONS.get(int.from_bytes(src.read(pos + 4, 4), "big"))
+                fmt = _QCOW_VERSIONS.get(int.from_bytes(src.read(pos + _QCOW_VERSION, 4), "big"))
                 if fmt is None:
                     continue
             if start >= 0 and start not in out:
