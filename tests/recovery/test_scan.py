@@ -156,6 +156,23 @@ def test_backup_copies_give_the_start_when_the_primary_is_gone(wiped, tmp_path):
             assert "backup" in found or "AG 1" in found or "mirror 1" in found, found
 
 
+def test_an_intact_table_is_evidence_too(wiped):
+    """On the disk before wiping, the GPT entries join the filesystems' evidence: the
+    rows carry the table's types, as ``sfdisk -J`` lists them, and partitions() agrees."""
+    _, parts, intact = wiped
+    table = json.loads(run("sfdisk", "-J", intact))["partitiontable"]["partitions"]
+    with vdinspect.open(intact) as d:
+        df = d.scan_partitions()
+        listed = d.partitions()
+    assert (df["scheme"] == "gpt").all()
+    assert [(int(r.start) // SECTOR, int(r.length) // SECTOR, r.type.upper()) for r in
+            df.itertuples()] == [(p["start"], p["size"], p["type"]) for p in table]
+    listed = listed[listed["type"] != "unallocated"]
+    assert df["start"].tolist() == listed["start"].tolist()
+    assert df["filesystem"].tolist() == listed["filesystem"].tolist()
+    assert all("gpt primary entry" in f and "gpt backup entry" in f for f in df["found_by"])
+
+
 @pytest.mark.parametrize("fstype", ["fat32", "ext4", "btrfs"])
 def test_found_filesystem_opens_and_lists_the_files(wiped, fstype):
     disk, _, _ = wiped
