@@ -7,6 +7,7 @@ past a parent's end read as zeros.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterable, Mapping
 from numbers import Integral
@@ -72,6 +73,11 @@ class EmbeddedSource(Slice):
     owns the host file and closes it."""
 
     def __init__(self, path: str, offset: int, length: int | None = None) -> None:
+        try:  # any integer type (a NumPy integer taken from scan_images()) is an int here
+            offset = operator.index(offset)
+            length = None if length is None else operator.index(length)
+        except TypeError as e:
+            raise InvalidArgument(f"{path}: offset and length must be integers") from e
         host = FileSource(path)
         try:
             if length is None:

@@ -349,7 +349,7 @@ def test_images_inside_a_host_open_in_place(tmp_path):
             assert row.length <= size and not original[row.length:].strip(b"\0")
         else:
             assert row.length == size, name
-        with vdinspect.open(host, offset=start, length=int(row.length)) as emb:
+        with vdinspect.open(host, offset=start, length=row.length) as emb:  # NumPy ints
             fmt = {"e.vhd": "vpc", "f.vhd": "vpc"}.get(name)  # qemu takes a fixed VHD for raw
             assert emb.read(0, emb.size) == to_raw_bytes(images[name], tmp_path, fmt=fmt)
     assert df["format"].tolist() == ["qcow2", "vmdk", "vhdx", "vdi", "vhd", "vhd", "vmdk",
@@ -523,6 +523,10 @@ def test_bad_calls(wiped):
             sfdisk_script(df, label="dos")  # seven do not fit four entries
         with pytest.raises(vdinspect.InvalidArgument):
             vdinspect.open(disk, offset=d.size + 1)
+        with pytest.raises(vdinspect.InvalidArgument):
+            vdinspect.open(disk, offset=-512)
+        with pytest.raises(vdinspect.InvalidArgument):
+            vdinspect.open(disk, offset=1.5)
 
 
 # --- the command line -------------------------------------------------------------------
