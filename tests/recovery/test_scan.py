@@ -173,6 +173,20 @@ def test_an_intact_table_is_evidence_too(wiped):
     assert all("gpt primary entry" in f and "gpt backup entry" in f for f in df["found_by"])
 
 
+@pytest.mark.parametrize("name", ["gpt-fat32-ext4-ntfs.qcow2", "mbr-logical.qcow2"])
+def test_sample_disks_agree_with_mmls(name):
+    """The repository's sample disks (qcow2: only allocated clusters are read) against the
+    partitions The Sleuth Kit's mmls listed when they were made (``*.mmls.txt``)."""
+    from tests.conftest import SAMPLE_IMAGES
+
+    text = (SAMPLE_IMAGES / f"{name}.mmls.txt").read_text()
+    want = [(int(m[1]), int(m[2])) for m in
+            re.finditer(r"^\d+:\s+\d+(?::\d+)?\s+(\d+)\s+\d+\s+(\d+)", text, re.M)]
+    with vdinspect.open(SAMPLE_IMAGES / name) as d:
+        df = d.scan_partitions()
+    assert [(int(r.start) // SECTOR, int(r.length) // SECTOR) for r in df.itertuples()] == want
+
+
 @pytest.mark.parametrize("fstype", ["fat32", "ext4", "btrfs"])
 def test_found_filesystem_opens_and_lists_the_files(wiped, fstype):
     disk, _, _ = wiped
