@@ -402,6 +402,30 @@ def test_deleted_vm_disk_in_a_fat_filesystem(tmp_path):
             assert emb.read(0, emb.size) == expected
 
 
+@pytest.mark.skipif(not have("qemu-img", "qemu-io", "mke2fs", "debugfs", "dumpe2fs"),
+                    reason="qemu/e2fsprogs missing")
+def test_deleted_sparse_vm_disk_in_ext4_is_reported_not_guessed(tmp_path):
+    """mke2fs -d stores a VMDK's zero blocks as holes, so once the file is removed (debugfs
+    rm clears its extents) its blocks are not one run: the scan finds the header where
+    debugfs said the file began, and says it does not open, rather than read garbage."""
+    img = _make_images(tmp_path)["b.vmdk"]
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "vm.vmdk").write_bytes(img.read_bytes())
+    host = tmp_path / "ext4.raw"
+    with open(host, "wb") as f:
+        f.truncate(32 * MiB)
+    run("mke2fs", "-q", "-t", "ext4", "-d", tree, host)
+    first = int(run("debugfs", "-R", "bmap /vm.vmdk 0", host).split()[-1])
+    bsize = int(re.search(r"Block size:\s+(\d+)", run("dumpe2fs", "-h", host))[1])
+    run("debugfs", "-w", "-R", "rm /vm.vmdk", host)
+    with vdinspect.open(host) as d:
+        df = d.scan_images()
+    assert df["start"][0] == first * bsize and df["format"][0] == "vmdk"
+    assert not df["opened"].any() and df["note"][0]
+    assert _cli("scan", "--no-partitions", host).returncode == 1
+
+
 # --- bounds ------------------------------------------------------------------------------
 
 def test_a_disk_full_of_fake_headers_stays_bounded(tmp_path):
