@@ -370,6 +370,18 @@ def test_images_inside_a_host_open_in_place(tmp_path):
             assert emb.read(0, emb.size) == to_raw_bytes(images[name], tmp_path, fmt=fmt)
     assert df["format"].tolist() == ["qcow2", "vmdk", "vhdx", "vdi", "vhd", "vhd", "vmdk",
                                      "parallels"]
+    # the host itself a qcow2 (qemu-img convert): the same finds, opened through a Slice
+    from tests.qemu_tools import qemu_img
+    from vdinspect.io import Slice
+
+    hq = tmp_path / "host.qcow2"
+    qemu_img("convert", "-f", "raw", "-O", "qcow2", str(host), str(hq))
+    with vdinspect.open(hq) as d:
+        dq = d.scan_images()
+        assert dq[["start", "length", "format"]].equals(df[["start", "length", "format"]])
+        row = dq.iloc[0]
+        with vdinspect.open(Slice(d, int(row.start), int(row.length))) as emb:
+            assert emb.read(0, emb.size) == to_raw_bytes(images["a.qcow2"], tmp_path)
 
 
 @pytest.mark.skipif(not have("qemu-img", "qemu-io", "mkfs.vfat", "mcopy", "mdel"),
