@@ -187,6 +187,13 @@ def test_sample_disks_agree_with_mmls(name):
     with vdinspect.open(SAMPLE_IMAGES / name) as d:
         df = d.scan_partitions()
     assert [(int(r.start) // SECTOR, int(r.length) // SECTOR) for r in df.itertuples()] == want
+    if not name.startswith("gpt"):
+        return
+    # inside one partition (CLI --part): offsets are the partition's
+    r = _cli("scan", "--json", "--part", "1", SAMPLE_IMAGES / name)
+    inside = json.loads(r.stdout)
+    assert r.returncode == 0 and inside[0]["start"] == 0
+    assert inside[0]["length"] == df["length"][0]
 
 
 @pytest.mark.parametrize("fstype", ["fat32", "ext4", "btrfs"])

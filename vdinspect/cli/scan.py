@@ -4,6 +4,7 @@ Rows: ``kind`` (partition or image), ``start``, ``length``, ``end``, ``filesyste
 ``format``, ``label``, ``uuid``, ``virtual_size``, ``opened``, ``found_by``,
 ``confidence``, ``note``. Exit status 1 when a find is damaged (an image that does not open
 over its extent) or the scan is incomplete (its time budget ran out, hits not examined).
+With ``--part N`` the scan looks inside that partition, and offsets are the partition's.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import sys
 from typing import IO
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NotFound
 from .commands import open_disk
 from .output import cell, human, write_rows, write_table
 
@@ -41,11 +42,17 @@ def cmd_scan(args, out: IO[str]) -> int:
     if args.budget is not None and args.budget <= 0:
         raise InvalidArgument(f"--budget must be a positive number of seconds, not {args.budget}")
     with open_disk(args) as disk:
-        scan = Scan(disk, partitions=partitions, images=images,
+        where = disk
+        if args.part is not None:  # inside one partition: offsets are the partition's
+            try:
+                where = disk.volume(args.part)
+            except NotFound as e:
+                raise InvalidArgument(str(e)) from e
+        scan = Scan(where, partitions=partitions, images=images,
                     progress=True if args.progress else None, budget=args.budget)
         rows = scan_rows(scan, partitions, images)
         problems = scan.check_rows()
-        size = disk.size
+        size = where.size
     bad = [r for r in rows if r["kind"] == "image" and not r["opened"]]
     status = 1 if bad or not scan.complete or any(
         p["severity"] in ("error", "warning") for p in problems) else 0
@@ -58,7 +65,8 @@ def cmd_scan(args, out: IO[str]) -> int:
         write_rows(out, rows)
         return status
     exact = getattr(args, "bytes", False)
-    out.write(f"{args.image}: {human(size)}, read {human(scan.read_bytes)} holding data; "
+    part = "" if args.part is None else f" partition {args.part} (offsets inside it)"
+    out.write(f"{args.image}{part}: {human(size)}, read {human(scan.read_bytes)} holding data; "
               f"{sum(r['kind'] == 'partition' for r in rows)} partition(s), "
               f"{sum(r['kind'] == 'image' for r in rows)} image(s) found"
               + ("" if scan.complete else " (incomplete)") + "\n")

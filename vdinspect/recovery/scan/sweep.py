@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from ...findings import Findings
-from ...io import ByteSource
+from ...io import ByteSource, Slice
 from ...progress import Progress, reporter
 from .structs import SECTOR, Signature
 
@@ -45,16 +45,19 @@ class Sweep(Findings):
         self._run(progress, budget)
 
     def ranges(self) -> list[tuple[int, int]]:
-        """(start, end) of the bytes that can hold data, sector-aligned and merged."""
-        runs = getattr(self.source, "runs", None)
-        if runs is None:
+        """(start, end) of the bytes that can hold data, sector-aligned and merged: the
+        allocation runs of the source, or of the disk a partition (a Slice) lies on."""
+        base, src = 0, self.source
+        while getattr(src, "runs", None) is None and isinstance(src, Slice):
+            base, src = base + src.offset, src.source
+        if getattr(src, "runs", None) is None:
             return [(0, self.source.size // SECTOR * SECTOR)] if self.source.size else []
         out: list[tuple[int, int]] = []
-        for r in runs():
+        for r in src.runs(base, self.source.size):
             if r.state not in ("data", "backing", "damaged"):
                 continue
-            a = r.start // SECTOR * SECTOR
-            b = min(-(-(r.start + r.length) // SECTOR) * SECTOR,
+            a = max(0, (r.start - base) // SECTOR * SECTOR)
+            b = min(-(-(r.start - base + r.length) // SECTOR) * SECTOR,
                     self.source.size // SECTOR * SECTOR)
             if out and a <= out[-1][1]:
                 out[-1] = (out[-1][0], max(out[-1][1], b))
