@@ -391,6 +391,34 @@ def test_images_inside_a_host_open_in_place(tmp_path):
             assert emb.read(0, emb.size) == to_raw_bytes(images["a.qcow2"], tmp_path)
 
 
+@pytest.mark.skipif(not have("qemu-img", "qemu-io"), reason="qemu-img/qemu-io missing")
+def test_a_differencing_image_names_its_parent_found_beside_it(tmp_path):
+    """A VMDK overlay and its base (qemu-img create -b) both inside a host: the overlay's
+    row names the base's place, checked by the overlay's parentCID; with a copy of the
+    base as parents=, the overlay reads as qemu-img reads the chain."""
+    from tests.qemu_tools import create, qemu_io, to_raw_bytes
+
+    base = create(tmp_path / "base.vmdk", "8M", "vmdk")
+    qemu_io(base, "write -P 0x11 0 64k", fmt="vmdk")
+    child = create(tmp_path / "child.vmdk", "8M", "vmdk", backing=base, backing_fmt="vmdk")
+    qemu_io(child, "write -P 0x22 1M 64k", fmt="vmdk")
+    other = create(tmp_path / "other.vmdk", "8M", "vmdk")  # a base that is not the parent
+    host = tmp_path / "host.raw"
+    data = os.urandom(MiB) + other.read_bytes() + base.read_bytes() + child.read_bytes()
+    host.write_bytes(data + os.urandom(4096))
+    at_base = MiB + other.stat().st_size
+    at_child = at_base + base.stat().st_size
+    with vdinspect.open(host) as d:
+        df = d.scan_images()
+    assert df["start"].tolist() == [MiB, at_base, at_child] and df["opened"].all()
+    assert f"found here at {at_base:#x}" in df["note"][2]
+    copy = tmp_path / "found" / "base.vmdk"
+    copy.parent.mkdir()
+    copy.write_bytes(data[at_base:at_base + int(df["length"][1])])
+    with vdinspect.open(host, offset=at_child, length=df["length"][2], parents=copy) as d:
+        assert d.read(0, d.size) == to_raw_bytes(child, tmp_path)
+
+
 @pytest.mark.skipif(not have("qemu-img", "qemu-io", "mkfs.vfat", "mcopy", "mdel"),
                     reason="qemu/mtools missing")
 def test_deleted_vm_disk_in_a_fat_filesystem(tmp_path):

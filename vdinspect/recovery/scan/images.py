@@ -17,12 +17,15 @@ from construct import ConstructError
 from ...containers.qcow2.structs import QCowHeader
 from ...containers.registry import open_image
 from ...containers.vhd.structs import HardDiskFooter
+from ...containers.vmdk.structs import SPARSE_MAGIC, SparseExtentHeader
 from ...errors import VDInspectError
 from ...io import ByteSource, Slice
 from ...layout import offset_of
 from .structs import SECTOR
 
 MAX_IMAGES = 1000  # starts examined (each one is opened)
+_OVERHEAD = offset_of(SparseExtentHeader, "overHead")
+MAX_PARENT_CHECKS = 2000  # (child, candidate parent) pairs opened and verified
 _FOOTER = HardDiskFooter.sizeof()
 _VHD_FIXED, _VHD_DYNAMIC, _VHD_DIFFERENCING = 2, 3, 4
 
@@ -96,6 +99,9 @@ def extent(src: ByteSource, start: int, fmt: str | None) -> tuple[int | None, st
         for r in img.runs():
             if r.host_offset is not None and r.state == "data" and not r.compressed:
                 end = max(end, r.host_offset + r.length)
+        if rest.read(0, 4) == SPARSE_MAGIC:  # grains start after overHead sectors, even none
+            overhead = int.from_bytes(rest.read(_OVERHEAD, 8), "little") * SECTOR
+            end = max(end, min(overhead, rest.size))
         if img.format == "vhd" and end + _FOOTER <= rest.size \
                 and rest.read(end, 8) == b"conectix":
             end += _FOOTER
@@ -131,7 +137,52 @@ def image_rows(ctx, src: ByteSource, hits: dict[str, list[int]]) -> list[dict]:
             if row["opened"]:
                 covered_to = start + length
         rows.append(row)
+    _link_parents(ctx, src, rows)
     return rows
+
+
+def _open_row(src: ByteSource, row: dict):
+    return open_image(f"{src.name}@{row['start']}", format=row["format"], strict=True,
+                      source=Slice(src, row["start"], row["length"]))
+
+
+def _link_parents(ctx, src: ByteSource, rows: list[dict]) -> None:
+    """For each differencing image, the image found here that its own check accepts as
+    its parent (VHD/VHDX/VDI/VMDK identities: ``verify_parent``), named in its note."""
+    budget = MAX_PARENT_CHECKS
+    for row in rows:
+        name = row.pop("parent_name", None)
+        if name is None:
+            continue
+        child = _open_row(src, row)
+        try:
+            verify = getattr(child, "verify_parent", None)
+            found = None
+            for other in rows:
+                if other is row or not other["opened"] or verify is None or found:
+                    continue
+                if budget <= 0:
+                    ctx.finding("warning", "image scan", row["start"],
+                                f"parents were not looked for past {MAX_PARENT_CHECKS} "
+                                "checks: the disk may be hostile")
+                    return
+                budget -= 1
+                try:
+                    parent = _open_row(src, other)
+                except _ERRORS:
+                    continue
+                try:
+                    verify(parent)
+                    found = other
+                except _ERRORS:
+                    pass
+                finally:
+                    parent.close()
+        finally:
+            child.close()
+        if found is not None:
+            row["note"] += (f"; found here at {found['start']:#x} (its identity checked): "
+                            "open the chain with parents= naming a copy of it")
 
 
 def _try_open(src: ByteSource, row: dict, fmt: str | None) -> None:
@@ -149,5 +200,6 @@ def _try_open(src: ByteSource, row: dict, fmt: str | None) -> None:
         hint = img.parent_hint
         if hint is not None and hint.path:
             row["note"] = f"a differencing image: its parent is {hint.path!r}"
+            row["parent_name"] = hint.path
     finally:
         img.close()
