@@ -216,7 +216,8 @@ def found_images_frame(rows: list[dict]) -> pd.DataFrame:
     return _frame(rows, FOUND_IMAGE_COLUMNS, {
         "index": "Int64", "start": "int64", "length": "Int64", "end": "Int64",
         "format": "string", "subformat": "string", "virtual_size": "Int64",
-        "found_by": "string", "confidence": "float64", "opened": "boolean", "note": "string"})
+        "found_by": "string", "confidence": "float64", "opened": "boolean", "errors": "Int64",
+        "note": "string"})
 
 
 def info_series(fields: dict) -> pd.Series:

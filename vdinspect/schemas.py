@@ -79,4 +79,4 @@ STRUCTURE_FRAME_COLUMNS = STRUCTURE_COLUMNS + ["layer"]
 FOUND_PARTITION_COLUMNS = PARTITION_COLUMNS + ["found_by", "confidence", "evidence"]
 #: ``Disk.scan_images()``: one row per virtual disk image found inside the disk
 FOUND_IMAGE_COLUMNS = ["index", "start", "length", "end", "format", "subformat",
-                       "virtual_size", "found_by", "confidence", "opened", "note"]
+                       "virtual_size", "found_by", "confidence", "opened", "errors", "note"]

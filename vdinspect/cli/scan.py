@@ -1,9 +1,9 @@
 """``vdinspect scan``: lost partitions and embedded images, one row per find.
 
 Rows: ``kind`` (partition or image), ``start``, ``length``, ``end``, ``filesystem`` or
-``format``, ``label``, ``uuid``, ``virtual_size``, ``opened``, ``found_by``,
+``format``, ``label``, ``uuid``, ``virtual_size``, ``opened``, ``errors``, ``found_by``,
 ``confidence``, ``note``. Exit status 1 when a find is damaged (an image that does not open
-over its extent) or the scan is incomplete (its time budget ran out, hits not examined).
+over its extent, or whose check() finds errors) or the scan is incomplete (its time budget ran out, hits not examined).
 With ``--part N`` the scan looks inside that partition, and offsets are the partition's.
 """
 
@@ -17,7 +17,7 @@ from .commands import open_disk
 from .output import cell, human, write_rows, write_table
 
 SCAN_COLUMNS = ["kind", "start", "length", "end", "filesystem", "format", "label", "uuid",
-                "virtual_size", "opened", "found_by", "confidence", "note"]
+                "virtual_size", "opened", "errors", "found_by", "confidence", "note"]
 
 
 def scan_rows(scan, partitions: bool, images: bool) -> list[dict]:
@@ -53,7 +53,7 @@ def cmd_scan(args, out: IO[str]) -> int:
         rows = scan_rows(scan, partitions, images)
         problems = scan.check_rows()
         size = where.size
-    bad = [r for r in rows if r["kind"] == "image" and not r["opened"]]
+    bad = [r for r in rows if r["kind"] == "image" and (not r["opened"] or r["errors"])]
     status = 1 if bad or not scan.complete or any(
         p["severity"] in ("error", "warning") for p in problems) else 0
     for p in problems:

@@ -131,10 +131,10 @@ def image_rows(ctx, src: ByteSource, hits: dict[str, list[int]]) -> list[dict]:
         row = dict(index=len(rows) + 1, start=start, length=length,
                    end=None if length is None else start + length, format=fmt,
                    subformat=None, virtual_size=None, found_by=what, confidence=0.2,
-                   opened=False, note=why)
+                   opened=False, errors=None, note=why)
         if length is not None:
             _try_open(src, row, fmt)
-            if row["opened"]:
+            if row["opened"] and not row["errors"]:
                 covered_to = start + length
         rows.append(row)
     _link_parents(ctx, src, rows)
@@ -159,7 +159,8 @@ def _link_parents(ctx, src: ByteSource, rows: list[dict]) -> None:
             verify = getattr(child, "verify_parent", None)
             found = None
             for other in rows:
-                if other is row or not other["opened"] or verify is None or found:
+                if other is row or not other["opened"] or other["errors"] or verify is None \
+                    or found:
                     continue
                 if budget <= 0:
                     ctx.finding("warning", "image scan", row["start"],
@@ -196,10 +197,19 @@ def _try_open(src: ByteSource, row: dict, fmt: str | None) -> None:
         return
     try:
         row.update(format=img.format, subformat=img.subformat, virtual_size=img.size,
-                   opened=True, confidence=0.9)
+                   opened=True, confidence=0.9, errors=0)
+        try:
+            errors = [r for r in img.check() if r.get("severity") == "error"]
+        except _ERRORS as e:  # check() should never raise; if it does, that is an error too
+            errors = [dict(structure="check", message=str(e))]
+        if errors:  # opens, but its own tables disagree: pieces of it are elsewhere or gone
+            row.update(confidence=0.5, errors=len(errors),
+                       note=f"opens, but its check finds {len(errors)} error(s), first: "
+                            f"{errors[0].get('structure')}: {errors[0].get('message')}")
         hint = img.parent_hint
         if hint is not None and hint.path:
-            row["note"] = f"a differencing image: its parent is {hint.path!r}"
+            row["note"] = "; ".join(filter(None, [
+                row["note"], f"a differencing image: its parent is {hint.path!r}"]))
             row["parent_name"] = hint.path
     finally:
         img.close()
