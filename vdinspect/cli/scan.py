@@ -73,7 +73,8 @@ def cmd_scan(args, out: IO[str]) -> int:
     table = []
     for r in rows:
         what = r["filesystem"] if r["kind"] == "partition" else r["format"]
-        table.append((r["kind"], human(r["start"], exact), human(r["length"], exact),
+        start = str(r["start"]) if exact else f"{r['start']:#x}"  # exact: it feeds --offset
+        table.append((r["kind"], start, human(r["length"], exact),
                       cell(what), cell(r["label"]), f"{r['confidence']:.2f}",
                       cell(r["found_by"] if r["note"] is None else r["note"])))
     write_table(out, ("KIND", "START", "LENGTH", "FILESYSTEM/FORMAT", "LABEL", "CONFIDENCE",
