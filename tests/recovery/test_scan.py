@@ -649,7 +649,7 @@ def test_cli_offset_opens_an_embedded_image(tmp_path):
     assert r.returncode == 0 and [(x["kind"], x["start"], x["format"]) for x in rows] == [
         ("image", 3 * 4096, "qcow2")]
     out = tmp_path / "out.raw"
-    r = _cli("convert", "--offset", 3 * 4096, host, out)
+    r = _cli("convert", "--offset", hex(3 * 4096), host, out)  # hex, as the table prints it
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == to_raw_bytes(img, tmp_path)
     info = json.loads(_cli("info", "--json", "--offset", 3 * 4096, host).stdout)

@@ -20,6 +20,14 @@ from .output import register_name_errors
 from .scan import cmd_scan
 
 
+def byte_count(text: str) -> int:
+    """A byte offset or length on the command line: decimal, or hex as ``scan`` prints it."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser: one sub-command per verb, with the common options on each."""
     p = argparse.ArgumentParser(
@@ -55,10 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(4096 for a 4Kn disk; default: found from the GPT, else 512)")
         # explain has its own --offset (a structure's): there only --image-offset
         names = ("--offset", "--image-offset") if offset else ("--image-offset",)
-        sp.add_argument(*names, dest="image_offset", type=int, metavar="BYTES",
+        sp.add_argument(*names, dest="image_offset", type=byte_count, metavar="BYTES",
                         help="open the image stored at this byte offset of IMAGE (an image "
                         "`vdinspect scan` found inside a disk, or in an archive)")
-        sp.add_argument("--image-length", type=int, metavar="BYTES",
+        sp.add_argument("--image-length", type=byte_count, metavar="BYTES",
                         help="with --offset: the embedded image's length (default: to the end)")
         sp.add_argument("--json", action="store_true", help=json_help)
         if table:
