@@ -55,7 +55,12 @@ class Candidate:
             if e.filesystem:
                 votes[family(e.filesystem)] += e.weight
         self.family = max(votes, key=votes.get) if votes else None
-        self.used = [e for e in evidence if e.table or family(e.filesystem) == self.family]
+        used: dict[str, Evidence] = {}  # one vote per structure (two copies may repeat one)
+        for e in evidence:
+            if (e.table or family(e.filesystem) == self.family) and (
+                    e.found_by not in used or used[e.found_by].weight < e.weight):
+                used[e.found_by] = e
+        self.used = list(used.values())
         tables = [e for e in self.used if e.table]
         fs = [e for e in self.used if not e.table]
         self.table = max(tables, key=lambda e: e.weight) if tables else None
