@@ -499,6 +499,27 @@ def test_a_disk_full_of_fake_headers_stays_bounded(tmp_path):
     assert any("were not examined" in p["message"] for p in problems)
     assert not any(r["opened"] for r in images)
 
+def test_budget_covers_weighing_and_opening(tmp_path, monkeypatch):
+    """The budget stops the weighing of evidence and the opening of images too, not only
+    the read: a clock that jumps past the budget once the read is done (no timing)."""
+    import types
+
+    import vdinspect.recovery.scan as scan_pkg
+    from vdinspect.recovery.scan import Scan
+
+    sector = bytearray(SECTOR)
+    sector[0:8] = b"QFI\xfb\0\0\0\x02"
+    disk = tmp_path / "headers.raw"
+    disk.write_bytes(bytes(SECTOR) + bytes(sector) * 64 + bytes(MiB))  # not a qcow2 itself
+    ticks = iter([0.0] + [100.0] * 1000)  # the deadline is set at 0 s; then it is late
+    monkeypatch.setattr(scan_pkg, "time", types.SimpleNamespace(monotonic=lambda: next(ticks)))
+    with vdinspect.open(disk) as d:
+        scan = Scan(d, budget=5)
+        assert scan.read_bytes == d.size  # the read pass keeps its own clock: it finished
+        assert scan.image_rows() == []
+    assert not scan.complete
+    assert any("time budget" in p["message"] for p in scan.check_rows())
+
 
 @pytest.mark.skipif(not have("qemu-img"), reason="qemu-img missing")
 def test_a_sparse_qcow2_reads_only_its_allocated_clusters(wiped, tmp_path):

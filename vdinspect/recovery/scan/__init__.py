@@ -12,6 +12,7 @@ hit says), ``partitions`` (the consistent set), ``images`` (embedded images).
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from ...errors import InvalidArgument, NotFound
@@ -42,8 +43,13 @@ class Scan(Findings):
     def __init__(self, source: ByteSource, *, partitions: bool = True, images: bool = True,
                  progress: Progress = None, budget: float | None = None, chunk: int = CHUNK,
                  max_hits: int = MAX_HITS) -> None:
-        if budget is not None and budget <= 0:
-            raise InvalidArgument(f"budget must be a positive number of seconds, not {budget}")
+        if budget is not None and (isinstance(budget, bool) or not isinstance(
+                budget, int | float) or not budget > 0):
+            raise InvalidArgument(f"budget must be a positive number of seconds, not {budget!r}")
+        #: when the budget runs out (time.monotonic()); the read, the weighing of evidence
+        #: and the opening of images each stop there with a finding
+        self.deadline = None if budget is None else time.monotonic() + budget
+        self.budget = budget
         if chunk < 512:
             raise InvalidArgument(f"chunk must be at least 512 bytes, not {chunk}")
         self.source = source
@@ -61,12 +67,25 @@ class Scan(Findings):
         if partitions:
             for name, fn in INTERPRETERS.items():
                 for pos in sorted(self.sweep.hits.get(name, ())):
+                    if self.out_of_time(f"{name} signature", pos):
+                        break
                     if len(self.evidence) >= MAX_EVIDENCE:
                         self.finding("warning", f"{name} signature", pos,
                                      f"the scan stopped weighing evidence at {MAX_EVIDENCE} "
                                      "pieces: the disk may be hostile")
                         break
                     self.evidence += _interpret(fn, source, pos)
+
+    def out_of_time(self, structure: str, offset: int | None) -> bool:
+        """True once the time budget has run out (recorded once, as a finding)."""
+        if self.deadline is None or time.monotonic() <= self.deadline:
+            return False
+        if self.complete:
+            self.complete = False
+        self.finding("warning", structure, offset,
+                     f"the time budget of {self.budget} s ran out: what lies at and after "
+                     f"{'this point' if offset is None else hex(offset)} is not listed")
+        return True
 
     def partition_rows(self) -> list[dict]:
         """The ``scan_partitions()`` rows (no pandas)."""

@@ -123,6 +123,8 @@ def image_rows(ctx, src: ByteSource, hits: dict[str, list[int]]) -> list[dict]:
                     f"first {MAX_IMAGES} are): the disk may be hostile")
         found = found[:MAX_IMAGES]
     for start, what, fmt, length in found:
+        if ctx.out_of_time("image scan", start):
+            break
         if start < covered_to:
             continue  # inside an image already found (its own embedded descriptor, footer)
         why = None

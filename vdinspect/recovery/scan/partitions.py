@@ -150,6 +150,8 @@ def combine(ctx, disk: ByteSource, evidence: list[Evidence]) -> list[dict]:
             c.length = min(c.length, disk.size - c.start)
     cands.sort(key=lambda c: (-c.confidence, c.start))
     for c in cands[:MAX_PROBES]:
+        if ctx.out_of_time("filesystem probe", c.start):
+            break
         c.confirm(disk, c.length if c.length is not None else disk.size - c.start)
     if len(cands) > MAX_PROBES:
         ctx.finding("info", "scan", None, f"{len(cands) - MAX_PROBES} less likely starts were "
