@@ -59,7 +59,7 @@ def cmd_scan(args, out: IO[str]) -> int:
     for p in problems:
         print(f"vdinspect: {args.image}: {p['severity']}: {p['message']}", file=sys.stderr)
     if args.sfdisk:
-        out.write(sfdisk_script([r for r in rows if r["kind"] == "partition"]))
+        out.write(sfdisk_script(scan.partition_rows() if partitions else []))
         return status
     if args.json:
         write_rows(out, rows)
