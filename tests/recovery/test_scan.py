@@ -316,6 +316,13 @@ def test_lvm2_pv_and_luks2_from_their_specifications(tmp_path):
     buf = bytearray(32 * MiB)
     pv_start, pv_size = 1 * MiB, 12 * MiB
     write_pv(buf, pv_start, pv_size, lvm_uuid("pv0"), None)
+    if have("mke2fs"):  # a filesystem in the PV's data area (an LV's) stays inside the PV
+        lv = tmp_path / "lv.img"
+        with open(lv, "wb") as f:
+            f.truncate(8 * MiB)
+        run("mke2fs", "-q", "-t", "ext4", "-b", "1024", "-g", "1024", lv)  # 4 backups
+        data = lv.read_bytes()
+        buf[pv_start + MiB: pv_start + MiB + len(data)] = data
     luks_start = 16 * MiB
     buf[luks_start + 16384: luks_start + 16384 + 4096] = _luks2_header(
         16384, "3f2a0c6e-8b5d-4a59-9a8e-2b6d6c7c1d10")

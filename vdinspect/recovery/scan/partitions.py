@@ -26,6 +26,7 @@ from .evidence import Evidence
 MAX_ROWS = 1000  # partitions listed; a disk can hold no more real ones than that
 MAX_PROBES = 4096  # starts confirmed with the filesystem probe
 PROBE_WEIGHT = 0.3
+CONTAINERS = frozenset({"LVM2_member"})  # chosen before the filesystems inside them
 
 #: the probe's filesystem names by family (the evidence knows the family only for ext)
 _FAMILY = {"ext2": "ext", "ext3": "ext", "ext4": "ext", "jbd": "ext",
@@ -156,7 +157,10 @@ def combine(ctx, disk: ByteSource, evidence: list[Evidence]) -> list[dict]:
     if len(cands) > MAX_PROBES:
         ctx.finding("info", "scan", None, f"{len(cands) - MAX_PROBES} less likely starts were "
                     "not confirmed with the filesystem probe")
-    cands.sort(key=lambda c: (-c.confidence, c.start))
+    # a volume container (an LVM2 PV, its label CRC-checked) before what lies inside it:
+    # the filesystems of its logical volumes often have more copies to vote for them
+    cands.sort(key=lambda c: (-(c.family in CONTAINERS and c.confidence >= 0.5),
+                              -c.confidence, c.start))
     chosen = _Chosen()
     hidden = 0
     for c in cands:  # known lengths first; open-ended ones then fill the gaps
