@@ -25,7 +25,8 @@ __version__ = "0.1.0"
 
 
 def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=None,
-         sector_size=None, search=None, follow_outside=False, disk=None):
+         sector_size=None, search=None, follow_outside=False, disk=None, offset=None,
+         length=None):
     """Open a disk image (and its parents) read-only; returns a :class:`~vdinspect.disk.Disk`.
 
     ``format`` forces a reader (detection is by magic otherwise); ``snapshot`` opens an
@@ -35,8 +36,12 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     records to a path); ``sector_size`` is the logical sector size the partition tables use
     (4096 for a 4Kn disk; found from the GPT header's place otherwise); ``disk`` chooses a
     disk of a VM machine file or a package (``.ova``/``.ovf``, ``.xva``): an index (0 = the
-    first, the default) or the name the package gives it. A list of paths opens
-    the disks together as a
+    first, the default) or the name the package gives it. ``offset`` (bytes) opens an image
+    stored at that offset of the file ``path`` (one a scan found inside a host disk or an
+    archive), ``length`` bytes long (to the file's end by default). ``path`` may also be a
+    ByteSource holding an image, such as a file of a filesystem, deleted ones too:
+    ``vdinspect.open(fs.content(fs.lookup("/vm.qcow2", deleted=True)))`` (one layer: its
+    parents are not looked for). A list of paths opens the disks together as a
     :class:`~vdinspect.disk.DiskGroup` (LVM2 volume groups spread over several disks).
 
     An image is untrusted input: a file name it records (backing file, data file, extent,
@@ -48,10 +53,13 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     (docs/reliability.md, "An image is untrusted input").
     """
     from .disk import Disk, DiskGroup
+    from .io import ByteSource
 
+    if isinstance(path, ByteSource):  # bytes already open: a file of a filesystem, a slice
+        return _open_source(path, format=format, strict=strict)
     kw = dict(format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents,
               sector_size=sector_size, search=search, follow_outside=follow_outside,
-              disk=disk)
+              disk=disk, offset=offset, length=length)
     if isinstance(path, list | tuple):  # several disks together (LVM across disks)
         disks = []
         try:
@@ -63,6 +71,16 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
             raise
         return DiskGroup(disks)
     return Disk.open(path, **kw)
+
+
+def _open_source(source, *, format=None, strict=True):
+    """A Disk over an image held in ``source`` (one layer: parents are not looked for)."""
+    from .chain import Chain
+    from .containers.registry import open_image
+    from .disk import Disk
+
+    img = open_image(source.name, format=format, strict=strict, source=source)
+    return Disk(Chain([img]), path=source.name, options=dict(format=format, strict=strict))
 
 
 def open_vmdk_extents(paths, *, strict=True):

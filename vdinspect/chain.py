@@ -7,6 +7,7 @@ past a parent's end read as zeros.
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Iterable, Mapping
 from numbers import Integral
@@ -23,7 +24,7 @@ from .containers.base import (
 )
 from .containers.registry import get_format, open_image
 from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
-from .io import ByteSource
+from .io import ByteSource, FileSource, Slice
 from .io.paths import PathPolicy, report_outside, split_name
 
 MAX_DEPTH = 1000
@@ -65,6 +66,29 @@ class MissingLayer(Image):
     @property
     def host_files(self) -> list[str]:
         return []  # nothing on disk (the recorded name may not even be a valid path)
+
+
+class EmbeddedSource(Slice):
+    """An image stored at ``offset`` of a host file (length: to the end by default); it
+    owns the host file and closes it."""
+
+    def __init__(self, path: str, offset: int, length: int | None = None) -> None:
+        try:  # any integer type (a NumPy integer taken from scan_images()) is an int here
+            offset = operator.index(offset)
+            length = None if length is None else operator.index(length)
+        except TypeError as e:
+            raise InvalidArgument(f"{path}: offset and length must be integers") from e
+        host = FileSource(path)
+        try:
+            if length is None:
+                length = host.size - offset
+            super().__init__(host, offset, length, name=f"{path}@{offset}")
+        except BaseException:
+            host.close()
+            raise
+
+    def close(self) -> None:
+        self.source.close()
 
 
 class Chain(ByteSource):
@@ -206,8 +230,13 @@ def open_chain(
     policy: PathPolicy | None = None,
     referrer: str | None = None,
     disk: int | str | None = None,
+    offset: int | None = None,
+    length: int | None = None,
 ) -> Chain:
     """Open ``path`` and every parent it names, base first.
+
+    ``offset`` (and ``length``, else to the file's end) opens the top image embedded at that
+    byte offset of the file ``path`` (over an :class:`EmbeddedSource`); parents are files.
 
     Every name a layer records is resolved through ``policy`` (by default that of
     ``vdinspect.open(path, parents=parents)``: see :mod:`vdinspect.io.paths`); ``referrer``
@@ -219,13 +248,15 @@ def open_chain(
     if policy is None:
         policy = PathPolicy.for_open(path, parents=parents)
     with policy.active():
-        return _open_chain(path, format, strict, parents, policy, referrer, disk)
+        source = None if offset is None and length is None else EmbeddedSource(
+            path, offset or 0, length)
+        return _open_chain(path, format, strict, parents, policy, referrer, source, disk)
 
 
-def _open_chain(path, format, strict, parents, policy: PathPolicy, referrer, disk=None
-                ) -> Chain:
+def _open_chain(path, format, strict, parents, policy: PathPolicy, referrer,
+                source: ByteSource | None = None, disk=None) -> Chain:
     if referrer is None:
-        top = open_image(path, format=format, strict=strict, disk=disk)
+        top = open_image(path, format=format, strict=strict, source=source, disk=disk)
     else:
         top = _open_layer(path, format, strict, policy, referrer)
     stack = [top]

@@ -50,6 +50,7 @@ class Disk(ByteSource):
         sector_size: int | None = None,
         search=None,
         follow_outside: bool = False,
+        offset: int | None = None, length: int | None = None,
     ) -> Disk:
         """Open ``path`` and its parents; see :func:`vdinspect.open`.
 
@@ -60,6 +61,7 @@ class Disk(ByteSource):
         :class:`~vdinspect.io.paths.PathPolicy` (``search``, ``parents``, ``follow_outside``).
         ``sector_size`` is the disk's logical sector size for its partition tables (found
         from the GPT header's place otherwise; 512 for MBR): 4096 for a 4Kn disk.
+        ``offset``/``length``: an image embedded in the file ``path`` (:meth:`scan_images`).
         """
         if sector_size is not None and sector_size not in (512, 1024, 2048, 4096):
             raise InvalidArgument(f"sector_size {sector_size} is not 512, 1024, 2048 or 4096")
@@ -68,13 +70,14 @@ class Disk(ByteSource):
                                      follow_outside=follow_outside)
         with policy.active():
             return cls._open(path, format, snapshot, layer, strict, parents, disk, search,
-                             follow_outside, policy, sector_size)
+                             follow_outside, policy, sector_size, offset, length)
 
     @classmethod
     def _open(cls, path, format, snapshot, layer, strict, parents, disk, search,
-              follow_outside, policy: PathPolicy, sector_size: int | None = None) -> Disk:
+              follow_outside, policy: PathPolicy, sector_size: int | None = None,
+              offset: int | None = None, length: int | None = None) -> Disk:
         machine = None
-        if format is None and _maybe_text(path):
+        if format is None and offset is None and length is None and _maybe_text(path):
             from .machines import detect_machine, open_machine
 
             kind = detect_machine(path)
@@ -88,7 +91,7 @@ class Disk(ByteSource):
         else:
             vm_snap = None
             chain = open_chain(path, format=format, strict=strict, parents=parents,
-                               policy=policy, disk=disk)
+                               policy=policy, disk=disk, offset=offset, length=length)
         try:
             if snapshot is not None and vm_snap is None:
                 chain = _at_snapshot(chain, snapshot, machine)
@@ -103,7 +106,7 @@ class Disk(ByteSource):
             options=dict(
                 format=format, strict=strict, parents=parents, snapshot=snapshot, layer=layer,
                 sector_size=sector_size, search=search, follow_outside=follow_outside,
-            ),
+                offset=offset, length=length),
         )
         out.options["disk"] = disk or 0
         if machine is not None:
@@ -332,9 +335,11 @@ class Disk(ByteSource):
         """The filesystem on a partition (number or "vg/lv"), or the only one there is.
 
         Any integer type names a partition: a NumPy integer taken from ``partitions()``
-        works like a Python ``int``."""
+        works like a Python ``int``; a row of :meth:`scan_partitions` opens what was found."""
         from .filesystems import has_driver, open_filesystem
 
+        if hasattr(part, "keys") and "found_by" in part.keys():
+            return _scan().open_found(self, part)
         if part is None:
             readable = [v for v in self.filesystem_volumes() if has_driver(v.filesystem)]
             if len(readable) != 1:
@@ -359,6 +364,14 @@ class Disk(ByteSource):
 
         vols = [v for v in self.volumes() if v.filesystem]
         return [v for v in vols if has_driver(v.filesystem)] if readable else vols
+
+    def scan_partitions(self, **kw) -> pd.DataFrame:
+        """Partitions found by their own evidence, a lost table too (recovery.scan)."""
+        return _scan().scan_partitions(self, **kw)
+
+    def scan_images(self, **kw) -> pd.DataFrame:
+        """Virtual disk images stored inside this disk, with their extents (recovery.scan)."""
+        return _scan().scan_images(self, **kw)
 
     def browse(self, **kw):
         """A file browser widget over the disk's filesystems (ipywidgets; see widgets)."""
@@ -705,6 +718,12 @@ def _frames():
     from . import frames
 
     return frames
+
+
+def _scan():
+    """The partition and embedded-image scans (vdinspect.recovery.scan), on first use."""
+    from .recovery import scan
+    return scan
 
 
 def _part_argument(part, key):

@@ -35,6 +35,8 @@ from .schemas import (  # noqa: F401 (re-exported: the names are frames' API too
     DIFF_BLOCK_COLUMNS,
     DIFF_FILE_COLUMNS,
     FILES_COLUMNS,
+    FOUND_IMAGE_COLUMNS,
+    FOUND_PARTITION_COLUMNS,
     FS_INFO_FIELDS,
     INFO_FIELDS,
     INSPECT_COLUMNS,
@@ -203,6 +205,25 @@ def partitions_frame(rows: list[dict]) -> pd.DataFrame:
         "index": "Int64", "scheme": "string", "type": "string", "type_name": "string",
         "name": "string", "start": "int64", "length": "int64", "end": "int64",
         "filesystem": "string", "label": "string", "uuid": "string", "bootable": "boolean"})
+
+
+def found_partitions_frame(rows: list[dict]) -> pd.DataFrame:
+    """``scan_partitions()``: the ``partitions()`` columns plus found_by, confidence (0..1)
+    and evidence (how many structures agree)."""
+    return _frame(rows, FOUND_PARTITION_COLUMNS, {
+        "index": "Int64", "scheme": "string", "type": "string", "type_name": "string",
+        "name": "string", "start": "int64", "length": "int64", "end": "int64",
+        "filesystem": "string", "label": "string", "uuid": "string", "bootable": "boolean",
+        "found_by": "string", "confidence": "float64", "evidence": "Int64"})
+
+
+def found_images_frame(rows: list[dict]) -> pd.DataFrame:
+    """``scan_images()``: where each embedded image lies on the host, its format and size."""
+    return _frame(rows, FOUND_IMAGE_COLUMNS, {
+        "index": "Int64", "start": "int64", "length": "Int64", "end": "Int64",
+        "format": "string", "subformat": "string", "virtual_size": "Int64",
+        "found_by": "string", "confidence": "float64", "opened": "boolean", "errors": "Int64",
+        "note": "string"})
 
 
 def info_series(fields: dict) -> pd.Series:

@@ -98,3 +98,9 @@ PACKAGE_COLUMNS = ["root", "manager", "name", "version", "arch", "size", "instal
                    "vendor", "evidence"]
 USER_COLUMNS = ["root", "name", "uid", "gid", "full_name", "home", "shell", "sid",
                 "last_login", "evidence"]
+
+#: ``Disk.scan_partitions()``: the ``partitions()`` columns, then why each was proposed
+FOUND_PARTITION_COLUMNS = PARTITION_COLUMNS + ["found_by", "confidence", "evidence"]
+#: ``Disk.scan_images()``: one row per virtual disk image found inside the disk
+FOUND_IMAGE_COLUMNS = ["index", "start", "length", "end", "format", "subformat",
+                       "virtual_size", "found_by", "confidence", "opened", "errors", "note"]

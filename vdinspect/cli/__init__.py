@@ -17,6 +17,15 @@ from collections.abc import Sequence
 from ..errors import InvalidArgument, VDInspectError
 from . import commands as c
 from .output import register_name_errors
+from .scan import cmd_scan
+
+
+def byte_count(text: str) -> int:
+    """A byte offset or length on the command line: decimal, or hex as ``scan`` prints it."""
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def common(sp, json_help: str = "print JSON (exact bytes, the API's column names)",
-               table: bool = True):
+               table: bool = True, offset: bool = True):
         sp.add_argument("image", help="the image file (top of a chain)")
         sp.add_argument("-f", "--format", help="force a format instead of detecting it")
         sp.add_argument("--snapshot", help="open an internal snapshot (id or name)")
@@ -55,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--sector-size", type=int, choices=(512, 1024, 2048, 4096),
                         metavar="N", help="logical sector size of the partition tables "
                         "(4096 for a 4Kn disk; default: found from the GPT, else 512)")
+        # explain has its own --offset (a structure's): there only --image-offset
+        names = ("--offset", "--image-offset") if offset else ("--image-offset",)
+        sp.add_argument(*names, dest="image_offset", type=byte_count, metavar="BYTES",
+                        help="open the image stored at this byte offset of IMAGE (an image "
+                        "`vdinspect scan` found inside a disk, or in an archive)")
+        sp.add_argument("--image-length", type=byte_count, metavar="BYTES",
+                        help="with --offset: the embedded image's length (default: to the end)")
         sp.add_argument("--json", action="store_true", help=json_help)
         if table:
             sp.add_argument("--bytes", action="store_true",
@@ -62,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(name: str, func, help: str, usage: str | None = None, **kw):
         sp = sub.add_parser(name, help=help, description=help, usage=usage)
-        common(sp, **kw)
+        common(sp, offset=name != "explain", **kw)
         sp.set_defaults(func=func)
         return sp
 
@@ -90,6 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--offset", type=int, default=None,
                     help="the structure at this host-file offset (when several share a name)")
     command("parts", c.cmd_parts, "partitions, LVM volumes and unallocated gaps")
+    sp = command("scan", cmd_scan, "find lost partitions and virtual disk images inside the "
+                 "disk by their own structures (reads only what holds data)",
+                 usage="vdinspect scan [--json] [--budget S] [-p] [options] IMAGE")
+    sp.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                    help="stop after this long (the finds so far are listed, exit status 1)")
+    sp.add_argument("--no-images", action="store_true", help="look for partitions only")
+    sp.add_argument("--no-partitions", action="store_true", help="look for images only")
+    sp.add_argument("--sfdisk", action="store_true",
+                    help="print an sfdisk script of the partitions found (nothing is written)")
+    sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
     sp = command("convert", c.cmd_convert, "export the virtual disk as a sparse raw file",
                  table=False)
     sp.add_argument("output", help="the raw file to write")

@@ -46,7 +46,9 @@ def open_disk(args):
                      search=getattr(args, "search", None) or None,
                      follow_outside=getattr(args, "follow_outside", False),
                      sector_size=getattr(args, "sector_size", None),
-                     disk=_disk_choice(getattr(args, "disk", None)))
+                     disk=_disk_choice(getattr(args, "disk", None)),
+                     offset=getattr(args, "image_offset", None),
+                     length=getattr(args, "image_length", None))
     if disk.no_signature:
         print(f"vdinspect: {args.image}: no known image format, partition table or "
               "filesystem signature found; read as a raw disk", file=sys.stderr)
