@@ -29,6 +29,7 @@ else:
 from .schemas import (  # noqa: F401 (re-exported: the names are frames' API too)
     ALLOCATION_COLUMNS,
     BACKING,
+    CARVE_COLUMNS,
     CHECK_COLUMNS,
     DAMAGED,
     DATA,
@@ -197,6 +198,14 @@ def partitions_frame(rows: list[dict]) -> pd.DataFrame:
         "index": "Int64", "scheme": "string", "type": "string", "type_name": "string",
         "name": "string", "start": "int64", "length": "int64", "end": "int64",
         "filesystem": "string", "label": "string", "uuid": "string", "bootable": "boolean"})
+
+
+def carve_frame(rows: list[dict]) -> pd.DataFrame:
+    """Files found by their content: where (bytes), how long, what type, whether the
+    structure was followed to its end, whether it is in pieces (NA: cannot tell), why not."""
+    return _frame(rows, CARVE_COLUMNS, {
+        "offset": "int64", "length": "int64", "type": "string", "validated": "bool",
+        "fragmented": "boolean", "note": "string"})
 
 
 def info_series(fields: dict) -> pd.Series:

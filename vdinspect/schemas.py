@@ -74,3 +74,7 @@ PARTITION_COLUMNS = ["index", "scheme", "type", "type_name", "name", "start", "l
 
 #: the ``structures()`` frame: a structure's columns, then the layer holding it
 STRUCTURE_FRAME_COLUMNS = STRUCTURE_COLUMNS + ["layer"]
+
+#: the ``carve()`` frame: one row per file found by its content (offsets in the volume or
+#: disk searched; ``fragmented`` NA where the search cannot tell)
+CARVE_COLUMNS = ["offset", "length", "type", "validated", "fragmented", "note"]
