@@ -111,6 +111,17 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dest", help="host folder to write into")
     sp.add_argument("--deleted", action="store_true", help="also recover deleted files")
     sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
+    sp = command("carve", c.cmd_carve, "find files by their content (whole disk, or a "
+                 "filesystem's free space with --part) and with DEST write them there",
+                 usage="vdinspect carve [--json] [--part N|VG/LV] [--types T,..] "
+                       "[--budget S] [-p] [options] IMAGE [DEST]")
+    sp.add_argument("dest", nargs="?", default=None,
+                    help="host folder to write DEST/<offset>.<type> into")
+    sp.add_argument("--types", help="only these types, comma separated (jpg,png,gif,pdf,"
+                    "zip,sqlite,gz,bz2,xz,mp4,riff,exe,elf,qcow2,vhd,vmdk,vdi)")
+    sp.add_argument("--budget", type=float, metavar="SECONDS",
+                    help="stop searching after this long (reported, exit status 1)")
+    sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
     return p
 
 
