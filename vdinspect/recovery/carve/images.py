@@ -25,14 +25,13 @@ _FIRST = set(range(0xE0, 0xF0)) | {0xDB, 0xC4, 0xDD, 0xFE} | _SOF
 
 def _next_marker(r: Reader, pos: int, limit: int) -> int:
     """Where the marker ending a scan's entropy-coded data starts (-1: none before limit)."""
-    while pos < limit:
-        chunk = r.read(pos, min(STREAM, limit - pos))
-        if len(chunk) < 2:
-            return -1
+    keep = b""  # a 0xFF ending the last piece may start a marker
+    for at, piece in r.stream(pos, limit):
+        chunk = keep + piece
         m = _MARKER.search(chunk)
         if m:
-            return pos + m.start()
-        pos += len(chunk) - 1  # a 0xFF at the end may start a marker
+            return at - len(keep) + m.start()
+        keep = chunk[-1:]
     return -1
 
 

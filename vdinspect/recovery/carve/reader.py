@@ -71,6 +71,18 @@ class Reader:
             return blk[pos - b * BLOCK : pos - b * BLOCK + n]
         return b"".join(self._block(k) for k in range(b, end_b + 1))[pos - b * BLOCK:][:n]
 
+    def stream(self, pos: int, limit: int, first: int = 4096):
+        """Successive pieces of ``[pos, limit)``, growing from ``first`` bytes to STREAM:
+        a validator that fails early (most candidates) reads little."""
+        n = first
+        while pos < limit:
+            piece = self.read(pos, min(n, limit - pos))
+            if not piece:
+                return
+            yield pos, piece
+            pos += len(piece)
+            n = min(STREAM, n * 4)
+
     def unpack(self, fmt: struct.Struct, pos: int) -> tuple | None:
         """``fmt`` unpacked at ``pos``; None when the space ends first."""
         raw = self.read(pos, fmt.size)

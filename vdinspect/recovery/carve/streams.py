@@ -8,7 +8,7 @@ import lzma
 import zlib
 
 from ...layout import struct_format
-from .reader import STREAM, Found, Reader
+from .reader import Found, Reader
 from .structs import GZIP_MEMBER
 
 _GZIP = struct_format(GZIP_MEMBER)
@@ -34,22 +34,19 @@ def _member_end(r: Reader, pos: int, limit: int, make, feed) -> tuple[int, str]:
     """Where one stream starting at ``pos`` ends (its CRC checked by the decompressor),
     or (-1, why) when it is corrupt, truncated or too big."""
     d = make()
-    at = pos
     out = 0
     errors = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
-    while at < limit:
-        chunk = r.read(at, min(STREAM, limit - at))
-        if not chunk:
-            return -1, "the space ends inside the stream"
+    for at, chunk in r.stream(pos, limit):
         try:
             out += feed(d, chunk)
         except errors as e:
             return -1, f"corrupt stream near +{at - pos}: {e}"
         if d.eof:
             return at + len(chunk) - len(d.unused_data), ""
-        at += len(chunk)
         if out > MAX_OUT:
             return -1, f"more than {MAX_OUT} bytes of output: not followed further"
+    if limit >= r.size:
+        return -1, "the space ends inside the stream"
     return -1, "no end of stream within the size limit"
 
 
