@@ -120,6 +120,14 @@ def make_files(folder: Path, seed: int = 1) -> dict[str, bytes]:
     true = shutil.which("true")
     if true and Path(true).stat().st_size < 1 << 20:
         files["k.elf"] = Path(true).read_bytes()
+    try:  # a real Windows program: the launcher pip ships (its image checksum is set)
+        import pip
+
+        exe = Path(pip.__file__).parent / "_vendor" / "distlib" / "w64.exe"
+        if exe.is_file():
+            files["p.exe"] = exe.read_bytes()
+    except ImportError:
+        pass
     for name, content in files.items():
         (folder / name).write_bytes(content)
     return files

@@ -227,3 +227,27 @@ def test_unknown_type_is_a_bad_call(fat_image):
     with pytest.raises(vdinspect.errors.InvalidArgument):
         vdinspect.open(fat_image).carve(types=["nope"])
     assert shutil.which("python3")
+
+
+@pytest.mark.parametrize("kind", ["ntfs", "exfat"])
+def test_free_ranges_ntfs_exfat_agree_with_blkls(kind, files, tmp_path):
+    """NTFS ($Bitmap, files copied in with ntfscp) and exFAT (allocation bitmap): the free
+    bytes equal what blkls writes as unallocated."""
+    tool = {"ntfs": "mkntfs", "exfat": "mkfs.exfat"}[kind]
+    if not have(tool, "blkls"):
+        pytest.skip(f"{tool} or blkls missing")
+    img = tmp_path / f"{kind}.img"
+    with open(img, "wb") as f:
+        f.truncate(32 << 20)
+    if kind == "ntfs":
+        run("mkntfs", "-q", "-F", "-f", img)
+        if have("ntfscp"):
+            for name in ("a.jpg", "e.sqlite", "j.wav"):
+                if name in files[1]:
+                    run("ntfscp", "-f", img, files[0] / name, name)
+    else:
+        run("mkfs.exfat", img)
+    fs = vdinspect.open(img).filesystem()
+    ranges = fs.free_ranges()
+    assert all(a[0] + a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
+    assert sum(n for _o, n in ranges) == len(run("blkls", img, binary=True))
