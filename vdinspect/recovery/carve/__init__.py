@@ -56,7 +56,7 @@ def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types=None,
     align = max(512, int(getattr(fs, "cluster_size", 0) or getattr(fs, "block_size", 0) or 512))
     if any(n % align or off % align for off, n in ranges):
         align = 512
-    space = Space(src, [(0, src.size)] if src.size else [], align, pieces)
+    space = Space(src, [(0, src.size)] if src.size else [], align, pieces, fs.source)
     return _run(fs.name, space, dest, types, budget, progress, max_per_type, max_total,
                 fs.findings[before:])
 

@@ -35,9 +35,26 @@ class Space:
     search: list[tuple[int, int]]
     align: int = 512
     pieces: list[tuple[int, int, int]] = field(default_factory=list)
+    base: ByteSource | None = None  # the volume the pieces are of
 
     def __post_init__(self) -> None:
         self.starts = [p[0] for p in self.pieces]
+
+    def fill(self, pos: int, view: memoryview) -> None:
+        """Read ``[pos, pos+len(view))`` of the source into ``view``, straight from the
+        volume's pieces (one read each, no copy in between)."""
+        if not self.pieces or self.base is None:
+            self.source.readinto(pos, view)
+            return
+        i = max(0, bisect.bisect_right(self.starts, pos) - 1)
+        done = 0
+        while done < len(view):
+            s, o, n = self.pieces[i]
+            a = pos + done - s
+            k = min(n - a, len(view) - done)
+            self.base.readinto(o + a, view[done : done + k])
+            done += k
+            i += 1
 
     def origin(self, pos: int) -> int:
         """The volume offset of source offset ``pos``."""
@@ -99,7 +116,7 @@ def scan(space: Space, sigs: tuple[Signature, ...], report: Findings, *,
                 break
             view = memoryview(buf)[:m]
             try:
-                space.source.readinto(pos, view)
+                space.fill(pos, view)
             except VDInspectError as e:
                 report.finding("error", "carve", space.origin(pos),
                                f"{m} bytes could not be read and were not searched: {e}")
