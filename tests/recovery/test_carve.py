@@ -251,3 +251,16 @@ def test_free_ranges_ntfs_exfat_agree_with_blkls(kind, files, tmp_path):
     ranges = fs.free_ranges()
     assert all(a[0] + a[1] < b[0] for a, b in zip(ranges, ranges[1:]))
     assert sum(n for _o, n in ranges) == len(run("blkls", img, binary=True))
+
+
+def test_time_budget_stop_is_a_finding_and_exit_1(fat_image, tmp_path):
+    """Stopping early is never silent: a finding, and the CLI exits 1."""
+    from vdinspect.cli import main
+
+    res = vdinspect.open(fat_image).carve(budget=0)
+    assert res.check()["message"].str.contains("time budget").any()
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        assert main(["carve", "--budget", "0", str(fat_image)]) == 1
