@@ -146,8 +146,9 @@ def sqlite(r: Reader, off: int, max_size: int) -> Found | None:
     if count and valid_for == change:
         length = page * count
         if length > max_size:
-            return Found(page, False, "sqlite", f"{count} pages of {page} bytes exceed the "
-                         "size limit")
+            where = "searched space" if off + length > r.size else "size limit"
+            return Found(page, False, "sqlite", f"{count} pages of {page} bytes run past "
+                         f"the {where}")
         btree = r.read(off + 100, 1)
         last = r.read(off + length - 1, 1)
         ok = btree in (b"\x0d", b"\x05") and encoding in (1, 2, 3) and bool(last)
