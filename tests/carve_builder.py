@@ -81,6 +81,10 @@ def make_files(folder: Path, seed: int = 1) -> dict[str, bytes]:
         b = io.BytesIO()
         pic(64, 64).convert("P").save(b, "GIF")
         files["g.gif"] = b.getvalue()
+        b = io.BytesIO()  # Pillow's PDF writer; append=True adds an incremental update
+        pic(30, 20).save(b, "PDF")
+        pic(20, 30).save(b, "PDF", append=True)
+        files["n.pdf"] = b.getvalue()
     except ImportError:
         pass
     b = io.BytesIO()

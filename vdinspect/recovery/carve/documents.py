@@ -15,6 +15,7 @@ _CENTRAL = struct_format(ZIP_CENTRAL)
 _END = struct_format(ZIP_END)
 _SQLITE = struct_format(SQLITE_HEADER)
 _STARTXREF = re.compile(rb"startxref\s+(\d{1,15})\s*$")
+_PREV = re.compile(rb"/Prev\s+(\d{1,15})")
 _OBJ = re.compile(rb"\d{1,10}\s+\d{1,5}\s+obj\b")
 _METHODS = {0, 1, 6, 8, 9, 12, 14, 93, 95, 98, 99}
 MAX_CD = 64 << 20  # bytes of central directory read to check it and name the type
@@ -32,26 +33,32 @@ def pdf(r: Reader, off: int, max_size: int) -> Found | None:
         return None
     limit = off + max_size
     best = None
+    prev_xref = None
     pos = off + 8
     for _ in range(256):
         e = r.find(b"%%EOF", pos, limit)
         if e < 0:
             break
-        if best is not None and 0 <= r.find(b"%PDF-", pos, e):
-            break  # another document starts first
-        tail = r.read(max(off, e - 48), e - max(off, e - 48))
+        tail = r.read(max(off, e - 1024), e - max(off, e - 1024))
         m = _STARTXREF.search(tail)
         x = int(m.group(1)) if m else 0
         target = r.read(off + x, 32) if 0 < x < e - off else b""
-        if target.startswith(b"xref") or _OBJ.match(target):
-            end = e + 5
-            eol = r.read(end, 2)
-            end += 2 if eol == b"\r\n" else 1 if eol[:1] in (b"\r", b"\n") else 0
-            best = pos = end
-        elif best is not None:
-            break
-        else:
+        if not (target.startswith(b"xref") or _OBJ.match(target)):
+            if best is not None:
+                break
             pos = e + 5  # an %%EOF without a usable startxref (linearised first part)
+            continue
+        if best is not None:
+            # an update names the section before it (/Prev); else nothing but another
+            # document's header may come between
+            link = _PREV.findall(tail)
+            if not (link and int(link[-1]) == prev_xref) and 0 <= r.find(b"%PDF-", pos, e):
+                break
+        end = e + 5
+        eol = r.read(end, 2)
+        end += 2 if eol == b"\r\n" else 1 if eol[:1] in (b"\r", b"\n") else 0
+        best = pos = end
+        prev_xref = x
     if best is None:
         return Found(8, False, "pdf", "no %%EOF with a startxref pointing at an xref")
     return Found(best - off, True, "pdf")

@@ -140,6 +140,10 @@ def scan(space: Space, sigs: tuple[Signature, ...], report: Findings, *,
                     continue
                 if f is None:
                     continue
+                room = space.source.size - p
+                if not 0 < f.length <= room:  # a validator's safety net: never past the end
+                    f.length, f.validated = max(1, min(f.length, room)), False
+                    f.note = f.note or "runs past the end of the searched space"
                 if kept[f.type] >= max_per_type or len(out) >= max_total:
                     hidden[f.type] += 1
                     continue
