@@ -59,6 +59,11 @@ def pdf(r: Reader, off: int, max_size: int) -> Found | None:
         end += 2 if eol == b"\r\n" else 1 if eol[:1] in (b"\r", b"\n") else 0
         best = pos = end
         prev_xref = x
+        # an incremental update starts right after: an object, an xref, a comment; slack
+        # (zeros, another file's bytes) ends the document without a search for more
+        ahead = r.read(end, 64).lstrip(b" \t\r\n")
+        if not ahead or ahead[:1] not in b"0123456789%x":
+            break
     if best is None:
         return Found(8, False, "pdf", "no %%EOF with a startxref pointing at an xref")
     return Found(best - off, True, "pdf")

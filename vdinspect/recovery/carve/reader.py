@@ -5,7 +5,6 @@ pass instead of one pass per header."""
 from __future__ import annotations
 
 import bisect
-import re
 import struct
 from dataclasses import dataclass
 
@@ -101,13 +100,18 @@ class Reader:
         i = bisect.bisect_left(hits, start)
         if i < len(hits):
             return hits[i] if hits[i] + len(pattern) <= limit else -1
-        rx = re.compile(re.escape(pattern))
+        step = 1 << 14  # grows to STREAM: a trailer close by costs a small read
         while m[1] < limit:
             at = max(lo, m[1] - len(pattern) + 1)
-            chunk = self.read(at, min(STREAM, limit - at))
+            chunk = self.read(at, min(step, limit - at))
             if not chunk:
                 break
-            found = [at + x.start() for x in rx.finditer(chunk)]
+            step = min(STREAM, step * 4)
+            found = []
+            i = chunk.find(pattern)
+            while i >= 0:
+                found.append(at + i)
+                i = chunk.find(pattern, i + 1)
             if len(hits) + len(found) > MAX_MEMO_HITS:
                 del hits[: len(hits) // 2 + 1]
                 m[0] = lo = hits[0] if hits else at

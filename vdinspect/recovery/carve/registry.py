@@ -84,9 +84,12 @@ class Matcher:
         if n == 0 or a < self.reach:
             return []
         rows = np.frombuffer(buf, dtype=np.uint8, count=n * a).reshape(n, a)
+        words: dict[int, np.ndarray] = {}  # one copy per magic offset, not per signature
         out: list[tuple[int, Signature]] = []
         for at, mask, word, group in self.tests:
-            w = rows[:, at : at + 4].copy().view(">u4").ravel()
+            w = words.get(at)
+            if w is None:
+                w = words[at] = rows[:, at : at + 4].copy().view(">u4").ravel()
             for i in np.flatnonzero((w & np.uint32(mask)) == np.uint32(word)).tolist():
                 for s in group:
                     out.append((base + i * a, s))
