@@ -292,3 +292,19 @@ def test_a_driver_without_free_ranges_searches_the_whole_volume(fat_image):
     fs = vdinspect.open(fat_image).filesystem()
     assert FileSystem.free_ranges(fs) == [(0, fs.source.size)]
     assert any("whole volume" in f["message"] for f in fs.findings)
+
+
+def test_foremost_exact_recoveries_are_ours_too(fat_image, files, tmp_path):
+    """foremost (sector-aligned headers, as we search) on the whole image: every original
+    it writes byte-exact, disk.carve() writes too."""
+    if not have("foremost"):
+        pytest.skip("foremost missing (apt-get install foremost)")
+    out = tmp_path / "fm"
+    subprocess.run(["foremost", "-q", "-t", "all", "-i", str(fat_image), "-o", str(out)],
+                   capture_output=True, timeout=300)
+    originals = {sha(c) for c in files[1].values()}
+    theirs = {sha(p.read_bytes()) for p in out.rglob("*") if p.is_file()}
+    vdinspect.open(fat_image).carve(tmp_path / "ours")
+    ours = set(carved_hashes(tmp_path / "ours"))
+    assert theirs & originals <= ours
+    assert originals <= ours
