@@ -308,3 +308,26 @@ def test_foremost_exact_recoveries_are_ours_too(fat_image, files, tmp_path):
     ours = set(carved_hashes(tmp_path / "ours"))
     assert theirs & originals <= ours
     assert originals <= ours
+
+
+def test_virtual_disk_headers_found_in_a_host_disk(tmp_path):
+    """qemu-img writes a qcow2, a dynamic VHD, a sparse VMDK and a VDI; copied into a raw
+    host disk at sector offsets, each header is found and named (extent: the image scan)."""
+    if not have("qemu-img"):
+        pytest.skip("qemu-img missing")
+    host = bytearray(4 << 20)
+    at = {}
+    for i, (fmt, kind, opts) in enumerate([("qcow2", "qcow2", []), ("vpc", "vhd", []),
+                                           ("vmdk", "vmdk", []), ("vdi", "vdi", [])]):
+        img = tmp_path / f"d.{kind}"
+        run("qemu-img", "create", "-f", fmt, *opts, img, "64M")
+        data = img.read_bytes()[:65536]
+        pos = (i + 1) << 20
+        host[pos : pos + len(data)] = data
+        at[pos] = kind
+    raw = tmp_path / "host.raw"
+    raw.write_bytes(bytes(host))
+    df = vdinspect.open(raw, format="raw").carve(types=list(at.values())).frame()
+    found = dict(zip(df["offset"], df["type"]))
+    assert found == at
+    assert not df["validated"].any() and df["note"].str.contains("virtual").all()
