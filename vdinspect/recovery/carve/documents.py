@@ -129,19 +129,19 @@ def zipfile(r: Reader, off: int, max_size: int) -> Found | None:
         names = []
         at = cd_start
         if cd_size > MAX_CD:
-            return Found(e + 22 + comment - off, False, "zip", "central directory too big "
+            return Found(e + _END.size + comment - off, False, "zip", "central directory too big "
                          "to check")
         for _ in range(entries):
             h = r.unpack(_CENTRAL, at)
             if h is None or h[0] != 0x02014B50 or h[16] >= cd_offset:
-                return Found(e + 22 + comment - off, False, "zip",
+                return Found(e + _END.size + comment - off, False, "zip",
                              f"bad central directory entry at +{at - off}")
             names.append(r.read(at + _CENTRAL.size, h[10]))
             at += _CENTRAL.size + h[10] + h[11] + h[12]
         if at != e:
-            return Found(e + 22 + comment - off, False, "zip",
+            return Found(e + _END.size + comment - off, False, "zip",
                          "central directory size does not match its entries")
-        return Found(e + 22 + comment - off, True, _zip_type(r, off, first, names))
+        return Found(e + _END.size + comment - off, True, _zip_type(r, off, first, names))
     return Found(_walk_locals(r, off, limit), False, "zip", "no end of central directory "
                  "record for this archive")
 
@@ -161,7 +161,7 @@ def sqlite(r: Reader, off: int, max_size: int) -> Found | None:
             where = "searched space" if off + length > r.size else "size limit"
             return Found(page, False, "sqlite", f"{count} pages of {page} bytes run past "
                          f"the {where}")
-        btree = r.read(off + 100, 1)
+        btree = r.read(off + _SQLITE.size, 1)  # page 1's b-tree header follows
         last = r.read(off + length - 1, 1)
         ok = btree in (b"\x0d", b"\x05") and encoding in (1, 2, 3) and bool(last)
         return Found(length, ok, "sqlite", "" if ok else "page 1 is not a b-tree page")

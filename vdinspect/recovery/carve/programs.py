@@ -13,6 +13,8 @@ from .structs import (
     IMAGE_DOS_HEADER,
     IMAGE_FILE_HEADER,
     IMAGE_OPTIONAL_HEADER,
+    IMAGE_OPTIONAL_HEADER32,
+    IMAGE_OPTIONAL_HEADER64,
     IMAGE_SECTION_HEADER,
     elf_header,
     elf_program,
@@ -25,9 +27,9 @@ _OPT = struct_format(IMAGE_OPTIONAL_HEADER, "Magic", "SizeOfHeaders", "CheckSum"
 _CHECKSUM_AT = offset_of(IMAGE_OPTIONAL_HEADER, "CheckSum")
 _DIR = struct_format(IMAGE_DATA_DIRECTORY)
 _SECTION = struct_format(IMAGE_SECTION_HEADER, "SizeOfRawData", "PointerToRawData")
-#: where the data directories start in the optional header (PE32, PE32+), and the
-#: certificate table's index among them (Microsoft PE/COFF specification)
-_DIRS_AT = {0x10B: 96, 0x20B: 112}
+#: the optional header up to its data directories, for PE32 and PE32+; the certificate
+#: table's index among the directories (Microsoft PE/COFF specification)
+_DIRS = {0x10B: IMAGE_OPTIONAL_HEADER32, 0x20B: IMAGE_OPTIONAL_HEADER64}
 _CERTIFICATE = 4
 
 
@@ -63,14 +65,15 @@ def pe(r: Reader, off: int, max_size: int) -> Found | None:
         return None
     opt_at = off + dos[1] + _FILE.size
     opt = r.unpack(_OPT, opt_at)
-    if opt is None or opt[0] not in _DIRS_AT:
+    if opt is None or opt[0] not in _DIRS:
         return None
     magic, headers, checksum = opt
     kind = "dll" if fh[7] & 0x2000 else "exe"
     end = headers
-    dirs_at = _DIRS_AT[magic]
-    count = int.from_bytes(r.read(opt_at + dirs_at - 4, 4), "little")  # NumberOfRvaAndSizes
-    if count > _CERTIFICATE and dirs_at + 8 * (_CERTIFICATE + 1) <= fh[6]:
+    layout = _DIRS[magic]
+    dirs_at = layout.sizeof()
+    count = r.unpack(struct_format(layout, "NumberOfRvaAndSizes"), opt_at)
+    if count and count[0] > _CERTIFICATE and dirs_at + 8 * (_CERTIFICATE + 1) <= fh[6]:
         cert = r.unpack(_DIR, opt_at + dirs_at + 8 * _CERTIFICATE)
         if cert and cert[1]:
             end = max(end, cert[0] + cert[1])

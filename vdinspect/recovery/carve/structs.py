@@ -157,9 +157,34 @@ IMAGE_FILE_HEADER = Struct(
 )
 IMAGE_OPTIONAL_HEADER = Struct(
     "Magic" / Int16ul * "0x10B PE32, 0x20B PE32+",
-    "skip1" / Bytes(58) * "linker version, code sizes, entry point, bases, alignments",
+    "skip1" / Bytes(58) * "linker version, code sizes, entry point, bases, alignments, "
+                          "versions, SizeOfImage (the same 58 bytes in PE32 and PE32+)",
     "SizeOfHeaders" / Int32ul * "bytes of headers, rounded to FileAlignment",
     "CheckSum" / Int32ul * "image checksum (0: not set)",
+)
+#: the rest of the optional header up to the data directories, which differ in size
+#: between PE32 (32-bit stack and heap sizes) and PE32+ (64-bit ones)
+IMAGE_OPTIONAL_HEADER32 = Struct(
+    "head" / IMAGE_OPTIONAL_HEADER,
+    "Subsystem" / Int16ul * "",
+    "DllCharacteristics" / Int16ul * "",
+    "SizeOfStackReserve" / Int32ul * "bytes",
+    "SizeOfStackCommit" / Int32ul * "bytes",
+    "SizeOfHeapReserve" / Int32ul * "bytes",
+    "SizeOfHeapCommit" / Int32ul * "bytes",
+    "LoaderFlags" / Int32ul * "0",
+    "NumberOfRvaAndSizes" / Int32ul * "data directories that follow",
+)
+IMAGE_OPTIONAL_HEADER64 = Struct(
+    "head" / IMAGE_OPTIONAL_HEADER,
+    "Subsystem" / Int16ul * "",
+    "DllCharacteristics" / Int16ul * "",
+    "SizeOfStackReserve" / Int64ul * "bytes",
+    "SizeOfStackCommit" / Int64ul * "bytes",
+    "SizeOfHeapReserve" / Int64ul * "bytes",
+    "SizeOfHeapCommit" / Int64ul * "bytes",
+    "LoaderFlags" / Int32ul * "0",
+    "NumberOfRvaAndSizes" / Int32ul * "data directories that follow",
 )
 IMAGE_DATA_DIRECTORY = Struct(
     "VirtualAddress" / Int32ul * "RVA (for the certificate table: a file offset)",
@@ -233,13 +258,38 @@ def elf_program(bits: int, little: bool) -> Struct:
 
 
 # --- virtual disks (the magic and the header; scan_images works out the extent) ---------------
-QCOW_HEADER = Struct(
+QCOW1_HEADER = Struct(
     "magic" / Bytes(4) * "QFI\\xfb",
-    "version" / Int32ub * "1, 2 or 3",
+    "version" / Int32ub * "1",
+    "backing_file_offset" / Int64ub * "",
+    "backing_file_size" / Int32ub * "",
+    "mtime" / Int32ub * "",
+    "size" / Int64ub * "virtual disk size, bytes",
+    "cluster_bits" / Int8ul * "log2 of the cluster size",
+    "l2_bits" / Int8ul * "log2 of the entries an L2 table",
+    "padding" / Int16ub * "",
+    "crypt_method" / Int32ub * "0 none, 1 AES",
+    "l1_table_offset" / Int64ub * "",
+)
+QCOW2_HEADER = Struct(
+    "magic" / Bytes(4) * "QFI\\xfb",
+    "version" / Int32ub * "2 or 3",
     "backing_file_offset" / Int64ub * "",
     "backing_file_size" / Int32ub * "",
     "cluster_bits" / Int32ub * "log2 of the cluster size (9..21)",
     "size" / Int64ub * "virtual disk size, bytes",
+    "crypt_method" / Int32ub * "",
+    "l1_size" / Int32ub * "",
+    "l1_table_offset" / Int64ub * "",
+    "refcount_table_offset" / Int64ub * "",
+    "refcount_table_clusters" / Int32ub * "",
+    "nb_snapshots" / Int32ub * "",
+    "snapshots_offset" / Int64ub * "",
+    "incompatible_features" / Int64ub * "version 3 from here (a version 2 header ends before)",
+    "compatible_features" / Int64ub * "",
+    "autoclear_features" / Int64ub * "",
+    "refcount_order" / Int32ub * "",
+    "header_length" / Int32ub * "bytes of the version 3 header",
 )
 VHD_FOOTER = Struct(
     "cookie" / Bytes(8) * "conectix",
@@ -257,6 +307,17 @@ VDI_PRE_HEADER = Struct(
     "szFileInfo" / Bytes(64) * "<<< Oracle VM VirtualBox Disk Image >>>",
     "u32Signature" / Int32ul * "0xBEDA107F",
     "u32Version" / Int32ul * "major.minor as two 16-bit halves",
+    "cbHeader" / Int32ul * "bytes of the header that follows",
+)
+VHD_DYNAMIC_HEADER = Struct(
+    "cookie" / Bytes(8) * "cxsparse",
+    "data_offset" / Int64ub * "all ones",
+    "table_offset" / Int64ub * "block allocation table offset",
+    "header_version" / Int32ub * "0x00010000",
+    "max_table_entries" / Int32ub * "",
+    "block_size" / Int32ub * "bytes",
+    "checksum" / Int32ub * "",
+    "rest" / Bytes(1024 - 40) * "parent UUID, time stamp, name, locators, reserved",
 )
 VMDK_SPARSE_HEADER = Struct(
     "magicNumber" / Bytes(4) * "KDMV",
@@ -264,4 +325,12 @@ VMDK_SPARSE_HEADER = Struct(
     "flags" / Int32ul * "",
     "capacity" / Int64ul * "virtual disk size, sectors",
     "grainSize" / Int64ul * "sectors a grain",
+    "descriptorOffset" / Int64ul * "sectors",
+    "descriptorSize" / Int64ul * "sectors",
+    "numGTEsPerGT" / Int32ul * "512",
+    "rgdOffset" / Int64ul * "sectors",
+    "gdOffset" / Int64ul * "sectors",
+    "overHead" / Int64ul * "sectors of metadata before the first grain",
 )
+#: a hosted sparse extent header occupies one sector
+VMDK_SPARSE_HEADER_SECTOR = 512
