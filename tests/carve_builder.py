@@ -81,6 +81,12 @@ def make_files(folder: Path, seed: int = 1) -> dict[str, bytes]:
         b = io.BytesIO()
         pic(64, 64).convert("P").save(b, "GIF")
         files["g.gif"] = b.getvalue()
+        from PIL import features
+
+        if features.check("webp"):  # a RIFF file: RIFF/WEBP with a VP8 chunk
+            b = io.BytesIO()
+            pic(80, 60).save(b, "WEBP", quality=80)
+            files["l.webp"] = b.getvalue()
         b = io.BytesIO()  # Pillow's PDF writer; append=True adds an incremental update
         pic(30, 20).save(b, "PDF")
         pic(20, 30).save(b, "PDF", append=True)

@@ -331,3 +331,20 @@ def test_virtual_disk_headers_found_in_a_host_disk(tmp_path):
     found = dict(zip(df["offset"], df["type"]))
     assert found == at
     assert not df["validated"].any() and df["note"].str.contains("virtual").all()
+
+
+def test_cli_carve_table(fat_image):
+    """The table for people: a heading, one line a file, the summary; exit 0 when all
+    validated."""
+    import contextlib
+    import io
+
+    from vdinspect.cli import main
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["carve", "--bytes", "--part", "0", "--types", "png,jpg", str(fat_image)])
+    lines = buf.getvalue().splitlines()
+    assert lines[0].split() == ["OFFSET", "LENGTH", "TYPE", "VALID", "FRAG", "NOTE"]
+    assert {ln.split()[2] for ln in lines[1:-1]} <= {"png", "jpg"} and len(lines) >= 3
+    assert "validated" in lines[-1] and rc == 0
