@@ -78,6 +78,9 @@ def make_files(folder: Path, seed: int = 1) -> dict[str, bytes]:
         b = io.BytesIO()
         pic(200, 150).save(b, "JPEG", quality=85)
         files["a.jpg"] = b.getvalue()
+        b = io.BytesIO()  # progressive: several scans, Huffman tables between them
+        pic(160, 120).save(b, "JPEG", quality=80, progressive=True)
+        files["q.jpg"] = b.getvalue()
         b = io.BytesIO()
         pic(64, 64).convert("P").save(b, "GIF")
         files["g.gif"] = b.getvalue()
