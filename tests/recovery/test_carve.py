@@ -348,3 +348,23 @@ def test_cli_carve_table(fat_image):
     assert lines[0].split() == ["OFFSET", "LENGTH", "TYPE", "VALID", "FRAG", "NOTE"]
     assert {ln.split()[2] for ln in lines[1:-1]} <= {"png", "jpg"} and len(lines) >= 3
     assert "validated" in lines[-1] and rc == 0
+
+
+def test_xfs_free_ranges_agree_with_xfs_db(tmp_path):
+    """XFS: the free space btrees' extents; xfs_db's freesp counts the same blocks plus
+    each AG's free list (AGFL, blocks kept for the btrees' own growth)."""
+    if not have("mkfs.xfs", "xfs_db"):
+        pytest.skip("xfsprogs missing")
+    img = tmp_path / "x.img"
+    with open(img, "wb") as f:
+        f.truncate(320 << 20)
+    run("mkfs.xfs", "-q", img)
+    fs = vdinspect.open(img).filesystem()
+    ours = sum(n for _o, n in fs.free_ranges()) // fs.block_size
+    total = int(run("xfs_db", "-r", "-c", "freesp -s", img).split("total free blocks")[1]
+                .split()[0])
+    agfl = 0
+    for agno in range(fs.info()["ag_count"]):
+        out = run("xfs_db", "-r", "-c", f"agf {agno}", "-c", "print flcount", img)
+        agfl += int(out.split("=")[1])
+    assert ours + agfl == total
