@@ -5,11 +5,13 @@ recoveries we must match. free_ranges() is checked against The Sleuth Kit's blkl
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -160,13 +162,27 @@ def test_disk_carve_reads_only_allocated_runs(tmp_path, files):
     assert df["fragmented"].isna().all()
 
 
+@contextlib.contextmanager
+def peak_under(limit: int):
+    """Fail if the body's traced allocations peak over ``limit`` bytes."""
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert peak < limit, f"{peak >> 20} MB allocated at the peak"
+
+
 def test_hostile_jpeg_and_zip_headers_stay_bounded(tmp_path):
     """A disk full of JPEG starts and fake ZIP local headers: rows are capped, the rest is
-    a finding, and every candidate is examined in one bounded pass (no quadratic reads)."""
+    a finding, every candidate is examined in one bounded pass (no quadratic reads), and
+    memory stays within the fuzzers' bound."""
     img = tmp_path / "soi.raw"
     soi = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xff\xda\x00\x02"
-    write_fake_headers(img, 8 << 20, soi)
-    res = vdinspect.open(img).carve(max_per_type=100)
+    write_fake_headers(img, 2 << 20, soi)
+    with peak_under(64 << 20):
+        res = vdinspect.open(img).carve(max_per_type=100)
     df = res.frame()
     assert len(df) == 100 and not df["validated"].any()
     messages = res.check()["message"]
@@ -175,9 +191,10 @@ def test_hostile_jpeg_and_zip_headers_stay_bounded(tmp_path):
     lfh = b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(8) + b"\x00\x01\x00\x00" + bytes(4) \
         + b"\x01\x00\x00\x00x"
     zimg = tmp_path / "zip.raw"
-    write_fake_headers(zimg, 8 << 20, lfh)
+    write_fake_headers(zimg, 2 << 20, lfh)
     src = vdinspect.open(zimg)
-    res = src.carve(max_per_type=50)
+    with peak_under(64 << 20):
+        res = src.carve(max_per_type=50)
     assert len(res.frame()) == 50
     messages = res.check()["message"]
     assert messages.str.contains("not shown").any()
