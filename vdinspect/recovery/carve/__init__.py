@@ -54,7 +54,9 @@ def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types=None,
         pos += n
     src = Concat(slices, name=f"{fs.name} (free space)")
     align = max(512, int(getattr(fs, "cluster_size", 0) or getattr(fs, "block_size", 0) or 512))
-    if any(n % align or off % align for off, n in ranges):
+    # positions in the pieces back to back keep the volume's alignment only when every
+    # piece but the last (cut at the volume's end) is whole clusters
+    if any(off % align for off, _n in ranges) or any(n % align for _o, n in ranges[:-1]):
         align = 512
     space = Space(src, [(0, src.size)] if src.size else [], align, pieces, fs.source)
     return _run(fs.name, space, dest, types, budget, progress, max_per_type, max_total,
