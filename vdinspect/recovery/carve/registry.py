@@ -69,6 +69,8 @@ class Matcher:
         self.tests: list[tuple[int, int, int, list[Signature]]] = []
         by_key: dict[tuple[int, int, int], list[Signature]] = {}
         for s in sigs:
+            if s.at % 4:
+                raise ValueError(f"{s.name}: a magic's offset must be a multiple of 4")
             m = s.magic[:4]
             word = int.from_bytes(m.ljust(4, b"\0"), "big")
             mask = int.from_bytes(b"\xff" * len(m) + b"\0" * (4 - len(m)), "big")
@@ -83,13 +85,12 @@ class Matcher:
         n = len(buf) // a
         if n == 0 or a < self.reach:
             return []
-        rows = np.frombuffer(buf, dtype=np.uint8, count=n * a).reshape(n, a)
-        words: dict[int, np.ndarray] = {}  # one copy per magic offset, not per signature
+        # the buffer as big-endian words; every block's word at ``at`` is a strided view
+        # (offsets are multiples of 4), so nothing is copied
+        u = np.frombuffer(buf, dtype=">u4", count=n * a // 4)
         out: list[tuple[int, Signature]] = []
         for at, mask, word, group in self.tests:
-            w = words.get(at)
-            if w is None:
-                w = words[at] = rows[:, at : at + 4].copy().view(">u4").ravel()
+            w = u[at // 4 :: a // 4][:n]
             for i in np.flatnonzero((w & np.uint32(mask)) == np.uint32(word)).tolist():
                 for s in group:
                     out.append((base + i * a, s))
