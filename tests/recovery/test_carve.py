@@ -385,3 +385,20 @@ def test_xfs_free_ranges_agree_with_xfs_db(tmp_path):
         out = run("xfs_db", "-r", "-c", f"agf {agno}", "-c", "print flcount", img)
         agfl += int(out.split("=")[1])
     assert ours + agfl == total
+
+
+def test_plot_marks_each_carved_file(fat_image):
+    """plot(ax=None) returns the Axes: the searched band, then one mark per file."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    res = vdinspect.open(fat_image).filesystem().carve()
+    fig, ax = plt.subplots()
+    assert res.plot(ax=ax) is ax
+    assert len(ax.collections) == 1 + len(res)
+    marks = [c.get_paths()[0].get_extents().x0 for c in ax.collections[1:]]
+    assert marks == pytest.approx([r["offset"] for r in res.rows])
+    plt.close(fig)

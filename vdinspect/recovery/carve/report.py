@@ -90,6 +90,35 @@ class CarveResult(Findings):
         self.report = files.extract("/", os.fspath(dest), progress=progress)
         return self.report
 
+    def plot(self, ax=None, **kw):
+        """Where on the volume (or disk) each carved file lies: the searched ranges as a
+        pale band, each file as a mark coloured by type (validated ones solid, the others
+        hatched). Returns the Axes."""
+        from ...viz.colors import axes, bytes_axis, legend_patches
+
+        space = self.space
+        base = space.base if space.base is not None else space.source
+        size = max(1, base.size)
+        ax = axes(ax, figsize=kw.pop("figsize", (10, 2.0)))
+        searched = ([(o, n) for _s, o, n in space.pieces] if space.pieces else space.search)
+        ax.broken_barh(searched, (0.0, 1.0), facecolors="#E8EEF4", edgecolors="none")
+        cmap = _palette(sorted({r["type"] for r in self.rows}))
+        min_w = size / 800  # a file stays visible however small
+        for r in self.rows:
+            ax.broken_barh([(r["offset"], max(r["length"], min_w))], (0.15, 0.7),
+                           facecolors=cmap[r["type"]], edgecolors="none",
+                           hatch=None if r["validated"] else "///", alpha=1.0 if
+                           r["validated"] else 0.6)
+        ax.set_xlim(0, size)
+        ax.set_ylim(0, 1)
+        ax.set_yticks([])
+        bytes_axis(ax.xaxis, 0, size)
+        ax.set_title(f"{len(self.found)} files found by content in {self.name}", fontsize=9)
+        if cmap:
+            ax.legend(handles=legend_patches(list(cmap.items())), fontsize=7, ncol=8,
+                      loc="upper center", bbox_to_anchor=(0.5, -0.3), frameon=False)
+        return ax
+
     def __len__(self) -> int:
         return len(self.found)
 
@@ -110,3 +139,12 @@ class CarveResult(Findings):
 
         head = self.frame().head(50).to_html(index=False)
         return f"<div><b>CarveResult</b> {html.escape(self.summary())}{head}</div>"
+
+
+def _palette(types: list[str]) -> dict[str, str]:
+    """A colour per file type (matplotlib's tab20 cycle)."""
+    from matplotlib import colormaps
+    from matplotlib.colors import to_hex
+
+    cmap = colormaps["tab20"]
+    return {t: to_hex(cmap(i % 20)) for i, t in enumerate(types)}
