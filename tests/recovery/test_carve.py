@@ -402,3 +402,57 @@ def test_plot_marks_each_carved_file(fat_image):
     marks = [c.get_paths()[0].get_extents().x0 for c in ax.collections[1:]]
     assert marks == pytest.approx([r["offset"] for r in res.rows])
     plt.close(fig)
+
+
+def _merge(ranges):
+    out = []
+    for o, n in sorted(ranges):
+        if n <= 0:
+            continue
+        if out and out[-1][0] + out[-1][1] >= o:
+            out[-1] = (out[-1][0], max(out[-1][1], o + n - out[-1][0]))
+        else:
+            out.append((o, n))
+    return out
+
+
+def test_btrfs_free_ranges_agree_with_dump_tree(files, tmp_path):
+    """Btrfs (mkfs.btrfs --rootdir: data single, metadata DUP): the free ranges are what
+    ``btrfs inspect-internal dump-tree`` says — the data chunks' stretches no EXTENT_ITEM
+    covers, placed by the chunk's stripe, and the device space no chunk stripe uses."""
+    import re
+
+    if not have("mkfs.btrfs", "btrfs"):
+        pytest.skip("btrfs-progs missing")
+    img = tmp_path / "b.img"
+    with open(img, "wb") as f:
+        f.truncate(200 << 20)
+    run("mkfs.btrfs", "-q", "--rootdir", files[0], img)
+    chunks = run("btrfs", "inspect-internal", "dump-tree", "-t", "chunk", img)
+    extents = run("btrfs", "inspect-internal", "dump-tree", "-t", "extent", img)
+    used = sorted((int(a), int(a) + int(n)) for a, n in
+                  re.findall(r"key \((\d+) EXTENT_ITEM (\d+)\)", extents))
+    expected, stripes = [], []
+    for block in re.split(r"\n\titem \d+ key ", chunks):
+        head = re.match(r"\(FIRST_CHUNK_TREE CHUNK_ITEM (\d+)\).*?length (\d+) owner \d+ "
+                        r"stripe_len \d+ type (\S+)", block, re.S)
+        if not head:
+            continue
+        logical, length, kind = int(head[1]), int(head[2]), head[3]
+        assert kind.endswith(("|single", "|DUP")), kind  # what mkfs.btrfs makes alone
+        offs = [int(o) for o in re.findall(r"stripe \d+ devid 1 offset (\d+)", block)]
+        stripes += [(o, length) for o in offs]
+        if kind.startswith("DATA"):
+            pos, end = logical, logical + length
+            for a, b in used:
+                if b <= pos or a >= end:
+                    continue
+                expected += [(o + pos - logical, a - pos) for o in offs]
+                pos = b
+            expected += [(o + pos - logical, end - pos) for o in offs]
+    pos = 1 << 20
+    for o, n in sorted(stripes) + [(img.stat().st_size, 0)]:
+        expected.append((pos, o - pos))
+        pos = max(pos, o + n)
+    fs = vdinspect.open(img).filesystem()
+    assert fs.free_ranges() == _merge(expected)
