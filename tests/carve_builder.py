@@ -60,6 +60,16 @@ def mp4_from_spec(rng: random.Random) -> bytes:
             + box(b"mdat", rng.randbytes(30000)))
 
 
+def mov_from_spec(rng: random.Random) -> bytes:
+    """A classic QuickTime movie, before ftyp existed: wide, mdat, then moov (QuickTime
+    File Format: atoms of a 32-bit size and a four-character type)."""
+    def atom(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", 8 + len(data)) + kind + data
+
+    mvhd = atom(b"mvhd", b"\0\0\0\0" + struct.pack(">IIII", 0, 0, 600, 3000) + bytes(80))
+    return atom(b"wide", b"") + atom(b"mdat", rng.randbytes(20000)) + atom(b"moov", mvhd)
+
+
 def make_files(folder: Path, seed: int = 1) -> dict[str, bytes]:
     """Write one file of each type into ``folder``; name -> content. None of them holds
     a 4 KiB-aligned block of zeros (mke2fs -d would leave it out as a hole)."""
@@ -69,6 +79,7 @@ def make_files(folder: Path, seed: int = 1) -> dict[str, bytes]:
     files["b.png"] = png_from_spec(120, 80, rng)
     files["c.pdf"] = pdf_from_spec("carved")
     files["m.mp4"] = mp4_from_spec(rng)
+    files["v.mov"] = mov_from_spec(rng)
     try:
         from PIL import Image
 

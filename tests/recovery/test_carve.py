@@ -456,3 +456,11 @@ def test_btrfs_free_ranges_agree_with_dump_tree(files, tmp_path):
         pos = max(pos, o + n)
     fs = vdinspect.open(img).filesystem()
     assert fs.free_ranges() == _merge(expected)
+
+
+def test_types_name_signatures_or_the_types_they_find(fat_image):
+    """types=["docx"] searches ZIP archives and keeps the docx; "zip" keeps the family."""
+    fs = vdinspect.open(fat_image).filesystem()
+    assert set(fs.carve(types=["docx"]).frame()["type"]) == {"docx"}
+    assert {"zip", "docx", "odt"} <= set(fs.carve(types="zip").frame()["type"])
+    assert set(fs.carve(types=["mov"]).frame()["type"]) == {"mov"}

@@ -32,7 +32,7 @@ def _run(name: str, space: Space, dest, types, budget, progress, max_per_type, m
     for row in before:
         result.finding(row["severity"], row["structure"], row["host_offset"], row["message"])
     result.found = scan(space, signatures(types), result, budget=budget, progress=progress,
-                        max_per_type=max_per_type, max_total=max_total)
+                        max_per_type=max_per_type, max_total=max_total, types=types)
     if dest is not None:
         result.extract(dest, progress=progress)
     return result

@@ -23,15 +23,26 @@ def _fourcc(b: bytes) -> bool:
     return len(b) == 4 and all(0x20 <= c < 0x7F for c in b)
 
 
+#: what a classic QuickTime movie (before ``ftyp`` existed) may start with
+_CLASSIC = {b"moov", b"mdat", b"wide", b"pnot"}
+
+
 def bmff(r: Reader, off: int, max_size: int) -> Found | None:
-    """ISO BMFF: ``ftyp`` first; known top-level boxes follow each other to the end."""
+    """ISO BMFF: ``ftyp`` first (or, for a classic QuickTime movie, ``moov``, ``mdat``,
+    ``wide`` or ``pnot``); known top-level boxes follow each other to the end."""
     h = r.unpack(_BOX, off)
-    if h is None or h[1] != b"ftyp" or not 12 <= h[0] <= 4096:
+    if h is None:
         return None
-    brand = r.read(off + 8, 4)
-    if not _fourcc(brand):
-        return None
-    kind = _BRANDS.get(brand, "mp4")
+    classic = h[1] in _CLASSIC
+    if classic:
+        if h[0] < 8:
+            return None
+        kind = "mov"
+    else:
+        brand = r.read(off + 8, 4)
+        if h[1] != b"ftyp" or not 12 <= h[0] <= 4096 or not _fourcc(brand):
+            return None
+        kind = _BRANDS.get(brand, "mp4")
     limit = off + max_size
     pos = off
     seen: set[bytes] = set()
@@ -65,6 +76,8 @@ def bmff(r: Reader, off: int, max_size: int) -> Found | None:
         seen.add(h[1])
         pos += size
     ok = not note and b"moov" in seen and bool(seen & {b"mdat", b"moof"})
+    if classic and not ok:
+        return None  # without ftyp only a whole movie is told apart from chance bytes
     if not ok and not note:
         note = "no moov and mdat boxes"
     return Found(pos - off if pos > off else 8, ok, kind, note)

@@ -36,6 +36,10 @@ SIGNATURES: tuple[Signature, ...] = (
     Signature("bz2", b"BZh", streams.bzip2, 4 * GiB),
     Signature("xz", b"\xfd7zXZ\x00", streams.xz, 4 * GiB),
     Signature("mp4", b"ftyp", media.bmff, 64 * GiB, at=4),
+    Signature("mov", b"moov", media.bmff, 64 * GiB, at=4),
+    Signature("mov", b"mdat", media.bmff, 64 * GiB, at=4),
+    Signature("mov", b"wide", media.bmff, 64 * GiB, at=4),
+    Signature("mov", b"pnot", media.bmff, 64 * GiB, at=4),
     Signature("riff", b"RIFF", media.riff, 4 * GiB + 8),
     Signature("exe", b"MZ", programs.pe, 4 * GiB),
     Signature("elf", b"\x7fELF", programs.elf, 4 * GiB),
@@ -46,18 +50,41 @@ SIGNATURES: tuple[Signature, ...] = (
 )
 
 
+#: file types a signature's validator names besides its own (what ``types=`` also takes)
+FAMILIES = {
+    "zip": ("docx", "xlsx", "pptx", "odt", "ods", "odp", "odg", "epub", "jar", "apk"),
+    "mp4": ("m4a", "m4v", "heic", "avif", "cr3", "3gp", "3g2"),
+    "riff": ("wav", "avi", "webp", "rmi", "ani"),
+    "exe": ("dll",),
+    "qcow2": ("qcow",),
+}
+
+
 def signatures(types=None) -> tuple[Signature, ...]:
-    """The signatures to look for: all, or those named (by the names listed above)."""
+    """The signatures to look for: all, or those finding the types named (a signature's
+    name, or a type its validator names: "docx" searches ZIP archives)."""
     if types is None:
         return SIGNATURES
     from ...errors import InvalidArgument
 
     wanted = {types} if isinstance(types, str) else set(types)
-    unknown = wanted - {s.name for s in SIGNATURES}
+    names = {s.name for s in SIGNATURES}
+    family = {t: sig for sig, ts in FAMILIES.items() for t in ts}
+    unknown = wanted - names - set(family)
     if unknown:
-        raise InvalidArgument(f"unknown file types {sorted(unknown)}; known: "
-                              f"{', '.join(s.name for s in SIGNATURES)}")
-    return tuple(s for s in SIGNATURES if s.name in wanted)
+        known = ", ".join(sorted(names | set(family)))
+        raise InvalidArgument(f"unknown file types {sorted(unknown)}; known: {known}")
+    sigs = {t if t in names else family[t] for t in wanted}
+    return tuple(s for s in SIGNATURES if s.name in sigs)
+
+
+def keeps(types, sig: Signature, found_type: str) -> bool:
+    """Whether a row of ``found_type`` found by ``sig`` is one of the ``types`` asked for
+    (all of a signature's rows when it was named itself)."""
+    if types is None:
+        return True
+    wanted = {types} if isinstance(types, str) else set(types)
+    return sig.name in wanted or found_type in wanted
 
 
 class Matcher:

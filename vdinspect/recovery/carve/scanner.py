@@ -14,7 +14,7 @@ from ...findings import Findings
 from ...io import ByteSource
 from ...progress import Progress, reporter
 from .reader import OutOfBudget, Reader
-from .registry import Matcher, Signature
+from .registry import Matcher, Signature, keeps
 
 CHUNK = 8 << 20  # bytes read at a time while searching
 MAX_PER_TYPE = 10_000  # rows kept for one type; the rest are counted in a finding
@@ -85,9 +85,11 @@ class Candidate:
 
 def scan(space: Space, sigs: tuple[Signature, ...], report: Findings, *,
          budget: float | None = None, progress: Progress = None,
-         max_per_type: int = MAX_PER_TYPE, max_total: int = MAX_TOTAL) -> list[Candidate]:
+         max_per_type: int = MAX_PER_TYPE, max_total: int = MAX_TOTAL,
+         types=None) -> list[Candidate]:
     """Candidates in ``space`` (rows ``offset, length, type, validated, fragmented, note``);
-    what was not examined (time budget, caps, unreadable ranges) becomes a finding."""
+    what was not examined (time budget, caps, unreadable ranges) becomes a finding.
+    ``types`` (as given to ``carve``) keeps only the rows of the types asked for."""
     total = sum(n for _a, n in space.search)
     reader = Reader(space.source, VALIDATION_FACTOR * total + VALIDATION_SLACK)
     matcher = Matcher(sigs, space.align)
@@ -144,6 +146,10 @@ def scan(space: Space, sigs: tuple[Signature, ...], report: Findings, *,
                 if not 0 < f.length <= room:  # a validator's safety net: never past the end
                     f.length, f.validated = max(1, min(f.length, room)), False
                     f.note = f.note or "runs past the end of the searched space"
+                if f.validated:  # what lies inside a whole file is not looked at again
+                    skip_until = p + f.length
+                if not keeps(types, sig, f.type):
+                    continue
                 if kept[f.type] >= max_per_type or len(out) >= max_total:
                     hidden[f.type] += 1
                     continue
@@ -152,8 +158,6 @@ def scan(space: Space, sigs: tuple[Signature, ...], report: Findings, *,
                            validated=f.validated, fragmented=space.fragmented(p, f.length),
                            note=f.note or None)
                 out.append(Candidate(row, p))
-                if f.validated:
-                    skip_until = p + f.length
             pos += m
             done += m
             if report_fn:
