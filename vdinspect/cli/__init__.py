@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("dest", nargs="?", default=None,
                     help="host folder to write DEST/<offset>.<type> into")
     sp.add_argument("--types", help="only these types, comma separated (jpg,png,gif,pdf,"
-                    "zip,sqlite,gz,bz2,xz,mp4,riff,exe,elf,qcow2,vhd,vmdk,vdi)")
+                    "zip,sqlite,gz,bz2,xz,mp4,mov,riff,exe,elf,qcow2,vhd,vmdk,vdi, or a "
+                    "type they find: docx,xlsx,odt,wav,avi,dll,...)")
     sp.add_argument("--budget", type=float, metavar="SECONDS",
                     help="stop searching after this long (reported, exit status 1)")
     sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
