@@ -14,6 +14,9 @@ from .structs import GZIP_MEMBER
 _GZIP = struct_format(GZIP_MEMBER)
 OUT_STEP = 1 << 20  # bytes of output decompressed at a time (memory stays bounded)
 MAX_OUT = 4 << 30  # bytes of output followed before a stream is left unvalidated
+#: decompressed bytes count against the scan's read budget at this ratio, so a disk of
+#: decompression bombs runs out of budget instead of running for hours
+OUT_CHARGE = 8
 
 
 def _zlib_feed(d, data: bytes) -> int:
@@ -38,9 +41,11 @@ def _member_end(r: Reader, pos: int, limit: int, make, feed) -> tuple[int, str]:
     errors = (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError)
     for at, chunk in r.stream(pos, limit):
         try:
-            out += feed(d, chunk)
+            n = feed(d, chunk)
         except errors as e:
             return -1, f"corrupt stream near +{at - pos}: {e}"
+        out += n
+        r.charge(n // OUT_CHARGE)
         if d.eof:
             return at + len(chunk) - len(d.unused_data), ""
         if out > MAX_OUT:
