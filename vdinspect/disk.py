@@ -336,7 +336,7 @@ class Disk(ByteSource):
         return open_filesystem(vol.source, vol.filesystem or None, name=name,
                                strict=self.options.get("strict", True))
 
-    def carve(self, dest=None, **kw):
+    def carve(self, dest: str | os.PathLike | None = None, **kw):
         """Files found by their content on the whole disk, reading its allocated runs only
         (a CarveResult; see :func:`vdinspect.recovery.carve.carve_disk` for the options)."""
         from .recovery.carve import carve_disk

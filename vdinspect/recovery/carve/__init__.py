@@ -16,7 +16,7 @@ import os
 from ...io import ByteSource, Concat, Slice
 from ...progress import Progress
 from ...schemas import BACKING, DATA
-from .registry import SIGNATURES, Signature, signatures
+from .registry import SIGNATURES, Signature, Types, signatures
 from .report import CarvedFiles, CarveResult, file_name
 from .scanner import MAX_PER_TYPE, MAX_TOTAL, Space, scan
 
@@ -38,7 +38,7 @@ def _run(name: str, space: Space, dest, types, budget, progress, max_per_type, m
     return result
 
 
-def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types=None,
+def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types: Types = None,
                      budget: float | None = None, progress: Progress = None,
                      max_per_type: int = MAX_PER_TYPE, max_total: int = MAX_TOTAL
                      ) -> CarveResult:
@@ -63,7 +63,7 @@ def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types=None,
                 fs.findings[before:])
 
 
-def carve_disk(disk, dest: str | os.PathLike | None = None, *, types=None,
+def carve_disk(disk, dest: str | os.PathLike | None = None, *, types: Types = None,
                budget: float | None = None, progress: Progress = None,
                max_per_type: int = MAX_PER_TYPE, max_total: int = MAX_TOTAL) -> CarveResult:
     """Carve a whole disk, reading only its allocated runs (data and backing), sector by
@@ -83,7 +83,7 @@ def carve_disk(disk, dest: str | os.PathLike | None = None, *, types=None,
                 max_total)
 
 
-def carve_source(source: ByteSource, dest: str | os.PathLike | None = None, *, types=None,
+def carve_source(source: ByteSource, dest: str | os.PathLike | None = None, *, types: Types = None,
                  budget: float | None = None, progress: Progress = None,
                  max_per_type: int = MAX_PER_TYPE, max_total: int = MAX_TOTAL) -> CarveResult:
     """Carve every byte of any ByteSource (a partition, a file read from an image)."""

@@ -3,7 +3,7 @@ the most bytes a file of that type may have (validators never read further)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,6 +12,8 @@ from . import documents, images, media, programs, streams, vdisks
 from .reader import Found, Reader
 
 MiB, GiB = 1 << 20, 1 << 30
+#: what ``types=`` takes: one type name, several, or None for all
+Types = str | Iterable[str] | None
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ FAMILIES = {
 }
 
 
-def signatures(types=None) -> tuple[Signature, ...]:
+def signatures(types: Types = None) -> tuple[Signature, ...]:
     """The signatures to look for: all, or those finding the types named (a signature's
     name, or a type its validator names: "docx" searches ZIP archives)."""
     if types is None:
@@ -78,7 +80,7 @@ def signatures(types=None) -> tuple[Signature, ...]:
     return tuple(s for s in SIGNATURES if s.name in sigs)
 
 
-def keeps(types, sig: Signature, found_type: str) -> bool:
+def keeps(types: Types, sig: Signature, found_type: str) -> bool:
     """Whether a row of ``found_type`` found by ``sig`` is one of the ``types`` asked for
     (all of a signature's rows when it was named itself)."""
     if types is None:

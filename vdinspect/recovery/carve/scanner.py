@@ -14,7 +14,7 @@ from ...findings import Findings
 from ...io import ByteSource
 from ...progress import Progress, reporter
 from .reader import OutOfBudget, Reader
-from .registry import Matcher, Signature, keeps
+from .registry import Matcher, Signature, Types, keeps
 
 CHUNK = 8 << 20  # bytes read at a time while searching
 MAX_PER_TYPE = 10_000  # rows kept for one type; the rest are counted in a finding
@@ -86,7 +86,7 @@ class Candidate:
 def scan(space: Space, sigs: tuple[Signature, ...], report: Findings, *,
          budget: float | None = None, progress: Progress = None,
          max_per_type: int = MAX_PER_TYPE, max_total: int = MAX_TOTAL,
-         types=None) -> list[Candidate]:
+         types: Types = None) -> list[Candidate]:
     """Candidates in ``space`` (rows ``offset, length, type, validated, fragmented, note``);
     what was not examined (time budget, caps, unreadable ranges) becomes a finding.
     ``types`` (as given to ``carve``) keeps only the rows of the types asked for."""
