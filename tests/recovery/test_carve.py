@@ -464,3 +464,22 @@ def test_types_name_signatures_or_the_types_they_find(fat_image):
     assert set(fs.carve(types=["docx"]).frame()["type"]) == {"docx"}
     assert {"zip", "docx", "odt"} <= set(fs.carve(types="zip").frame()["type"])
     assert set(fs.carve(types=["mov"]).frame()["type"]) == {"mov"}
+
+
+def test_zip64_end_records_are_followed(monkeypatch):
+    """Python's zipfile writes the zip64 end record and locator once an archive has more
+    entries than ZIP_FILECOUNT_LIMIT (lowered here, so three entries do): the carved
+    length is the whole archive and it validates."""
+    import io
+    import zipfile
+
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 2)
+    b = io.BytesIO()
+    with zipfile.ZipFile(b, "w") as z:
+        for i in range(3):
+            z.writestr(f"f{i}.txt", f"file {i} " * 100)
+    data = b.getvalue()
+    assert b"PK\x06\x06" in data and b"PK\x06\x07" in data
+    rows = carve_source(MemorySource(data + bytes(-len(data) % 512) + data)).rows
+    assert [(r["offset"], r["length"], r["validated"]) for r in rows] == [
+        (0, len(data), True), (len(data) + (-len(data) % 512), len(data), True)]

@@ -8,11 +8,13 @@ import re
 
 from ...layout import struct_format
 from .reader import Found, Reader
-from .structs import SQLITE_HEADER, ZIP_CENTRAL, ZIP_END, ZIP_LOCAL
+from .structs import SQLITE_HEADER, ZIP64_END, ZIP64_LOCATOR, ZIP_CENTRAL, ZIP_END, ZIP_LOCAL
 
 _LOCAL = struct_format(ZIP_LOCAL)
 _CENTRAL = struct_format(ZIP_CENTRAL)
 _END = struct_format(ZIP_END)
+_END64 = struct_format(ZIP64_END)
+_LOCATOR = struct_format(ZIP64_LOCATOR)
 _SQLITE = struct_format(SQLITE_HEADER)
 _STARTXREF = re.compile(rb"startxref\s+(\d{1,15})\s*$")
 _PREV = re.compile(rb"/Prev\s+(\d{1,15})")
@@ -117,10 +119,17 @@ def zipfile(r: Reader, off: int, max_size: int) -> Found | None:
         if end is None:
             break
         _sig, disk, _cdd, _n_here, entries, cd_size, cd_offset, comment = end
-        cd_start = e - cd_size
+        cd_end = e  # where the central directory ends: the end record, or zip64's
+        z64 = _zip64(r, e)  # a writer may add the zip64 records before they are needed
+        if z64 is not None:
+            entries, cd_size, cd_offset, cd_end = z64
+        elif entries == 0xFFFF or cd_size == 0xFFFFFFFF or cd_offset == 0xFFFFFFFF:
+            pos = e + 4  # saturated values and no zip64 records: not followed
+            continue
+        cd_start = cd_end - cd_size
         base = cd_start - cd_offset
-        if disk != 0 or cd_start < off or entries == 0xFFFF or cd_offset == 0xFFFFFFFF:
-            pos = e + 4  # not a record for this archive (zip64 is not followed here)
+        if disk != 0 or cd_start < off:
+            pos = e + 4  # not a record for this archive
             continue
         if base > off:
             break  # a later archive's record: this one has none
@@ -133,17 +142,33 @@ def zipfile(r: Reader, off: int, max_size: int) -> Found | None:
                          "to check")
         for _ in range(entries):
             h = r.unpack(_CENTRAL, at)
-            if h is None or h[0] != 0x02014B50 or h[16] >= cd_offset:
+            if h is None or h[0] != 0x02014B50 or cd_offset <= h[16] != 0xFFFFFFFF:
                 return Found(e + _END.size + comment - off, False, "zip",
                              f"bad central directory entry at +{at - off}")
             names.append(r.read(at + _CENTRAL.size, h[10]))
             at += _CENTRAL.size + h[10] + h[11] + h[12]
-        if at != e:
+        if at != cd_end:
             return Found(e + _END.size + comment - off, False, "zip",
                          "central directory size does not match its entries")
         return Found(e + _END.size + comment - off, True, _zip_type(r, off, first, names))
     return Found(_walk_locals(r, off, limit), False, "zip", "no end of central directory "
                  "record for this archive")
+
+
+def _zip64(r: Reader, e: int) -> tuple[int, int, int, int] | None:
+    """(entries, cd_size, cd_offset, where the zip64 end record starts) from the zip64
+    locator just before the end record at ``e`` and the record just before it."""
+    loc = r.unpack(_LOCATOR, e - _LOCATOR.size)
+    if loc is None or loc[0] != 0x07064B50 or loc[1] != 0:
+        return None
+    z = e - _LOCATOR.size - _END64.size  # the record without extensible data
+    rec = r.unpack(_END64, z)
+    if rec is None or rec[0] != 0x06064B50 or rec[4] != 0:
+        return None
+    _sig, _size, _made, _need, _disk, _cdd, _here, entries, cd_size, cd_offset = rec
+    if z - cd_size - cd_offset + loc[2] != z:  # the locator must name this record
+        return None
+    return entries, cd_size, cd_offset, z
 
 
 def sqlite(r: Reader, off: int, max_size: int) -> Found | None:

@@ -90,6 +90,24 @@ ZIP_END = Struct(
     "cd_offset" / Int32ul * "offset of the central directory from the archive's start",
     "comment_length" / Int16ul * "bytes of archive comment that follow",
 )
+ZIP64_END = Struct(
+    "signature" / Int32ul * "0x06064b50, PK\\6\\6: zip64 end of central directory record",
+    "record_size" / Int64ul * "bytes of the record after this field (44 without extensible data)",
+    "version_made_by" / Int16ul * "",
+    "version_needed" / Int16ul * "",
+    "disk" / Int32ul * "number of this disk",
+    "cd_disk" / Int32ul * "disk where the central directory starts",
+    "disk_entries" / Int64ul * "central directory entries on this disk",
+    "entries" / Int64ul * "central directory entries in all",
+    "cd_size" / Int64ul * "bytes of central directory",
+    "cd_offset" / Int64ul * "offset of the central directory from the archive's start",
+)
+ZIP64_LOCATOR = Struct(
+    "signature" / Int32ul * "0x07064b50, PK\\6\\7: just before the end record",
+    "end_disk" / Int32ul * "disk holding the zip64 end record",
+    "end_offset" / Int64ul * "offset of the zip64 end record from the archive's start",
+    "disks" / Int32ul * "total number of disks",
+)
 SQLITE_HEADER = Struct(
     "magic" / Bytes(16) * "SQLite format 3\\0",
     "page_size" / Int16ub * "bytes a page, a power of two 512..32768 (1 means 65536)",
