@@ -483,3 +483,28 @@ def test_zip64_end_records_are_followed(monkeypatch):
     rows = carve_source(MemorySource(data + bytes(-len(data) % 512) + data)).rows
     assert [(r["offset"], r["length"], r["validated"]) for r in rows] == [
         (0, len(data), True), (len(data) + (-len(data) % 512), len(data), True)]
+
+
+@needs_mtools
+def test_file_wrapping_past_the_end_of_free_space(files, tmp_path):
+    """mtools goes on from FAT32's next-free hint and wraps to the volume's start: a file
+    begun in the last free clusters ends in the first ones. The free space read again
+    after its end gives it back whole (fragmented)."""
+    import re
+
+    folder, made = files
+    img = tmp_path / "wrap.img"
+    run("mkfs.vfat", "-C", "-F", "32", "-s", "1", img, 40 * 1024)
+    free = int(re.search(r"([\d ]+) bytes free", run("mdir", "-i", img, "::/"))[1]
+               .replace(" ", ""))
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(os.urandom(free - 20 * 1024))
+    run("mcopy", "-i", img, noise, "::/")
+    run("mdel", "-i", img, "::/noise.bin")
+    run("mcopy", "-i", img, folder / "b.png", "::/")
+    run("mdel", "-i", img, "::/b.png")
+    fs = vdinspect.open(img).filesystem()
+    res = fs.carve(tmp_path / "out", types=["png"])
+    assert sha(made["b.png"]) in carved_hashes(tmp_path / "out")
+    row = res.frame().iloc[0]
+    assert row["validated"] and bool(row["fragmented"])

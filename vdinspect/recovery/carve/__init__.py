@@ -24,6 +24,9 @@ __all__ = ["carve_filesystem", "carve_disk", "carve_source", "CarveResult", "Car
            "SIGNATURES", "Signature", "Space", "file_name"]
 
 RUN_WINDOW = 1 << 36  # bytes of the disk whose runs are asked for at once
+#: free space read again after its end: allocators wrap around (FAT's next-free pointer,
+#: ext4's goal), so a file begun in the last free clusters may go on in the first ones
+WRAP = 64 << 20
 
 
 def _run(name: str, space: Space, dest, types, budget, progress, max_per_type, max_total,
@@ -52,13 +55,21 @@ def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types: Types 
         pieces.append((pos, off, n))
         slices.append(Slice(fs.source, off, n))
         pos += n
+    searched = pos
+    for off, n in ranges:  # the wrap: searched for nothing, read by validators only
+        if pos - searched >= min(WRAP, searched):
+            break
+        n = min(n, min(WRAP, searched) - (pos - searched))
+        pieces.append((pos, off, n))
+        slices.append(Slice(fs.source, off, n))
+        pos += n
     src = Concat(slices, name=f"{fs.name} (free space)")
     align = max(512, int(getattr(fs, "cluster_size", 0) or getattr(fs, "block_size", 0) or 512))
     # positions in the pieces back to back keep the volume's alignment only when every
     # piece but the last (cut at the volume's end) is whole clusters
     if any(off % align for off, _n in ranges) or any(n % align for _o, n in ranges[:-1]):
         align = 512
-    space = Space(src, [(0, src.size)] if src.size else [], align, pieces, fs.source)
+    space = Space(src, [(0, searched)] if searched else [], align, pieces, fs.source)
     return _run(fs.name, space, dest, types, budget, progress, max_per_type, max_total,
                 fs.findings[before:])
 
