@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 
-from ...io import ByteSource, Concat, Slice
+from ...io import ByteSource
 from ...progress import Progress
 from ...schemas import BACKING, DATA
 from .registry import SIGNATURES, Signature, Types, signatures
 from .report import CarvedFiles, CarveResult, file_name
-from .scanner import MAX_PER_TYPE, MAX_TOTAL, Space, scan
+from .scanner import MAX_PER_TYPE, MAX_TOTAL, Pieces, Space, scan
 
 __all__ = ["carve_filesystem", "carve_disk", "carve_source", "CarveResult", "CarvedFiles",
            "SIGNATURES", "Signature", "Space", "file_name"]
@@ -50,10 +50,9 @@ def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types: Types 
     ``budget`` is in seconds, ``dest`` writes the files there."""
     before = len(fs.findings)
     ranges = fs.free_ranges()
-    pieces, slices, pos = [], [], 0
+    pieces, pos = [], 0
     for off, n in ranges:
         pieces.append((pos, off, n))
-        slices.append(Slice(fs.source, off, n))
         pos += n
     searched = pos
     for off, n in ranges:  # the wrap: searched for nothing, read by validators only
@@ -61,9 +60,8 @@ def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types: Types 
             break
         n = min(n, min(WRAP, searched) - (pos - searched))
         pieces.append((pos, off, n))
-        slices.append(Slice(fs.source, off, n))
         pos += n
-    src = Concat(slices, name=f"{fs.name} (free space)")
+    src = Pieces(fs.source, pieces, f"{fs.name} (free space)")
     align = max(512, int(getattr(fs, "cluster_size", 0) or getattr(fs, "block_size", 0) or 512))
     # positions in the pieces back to back keep the volume's alignment only when every
     # piece but the last (cut at the volume's end) is whole clusters

@@ -24,6 +24,48 @@ MAX_TOTAL = 100_000  # rows kept in all
 VALIDATION_FACTOR, VALIDATION_SLACK = 4, 256 << 20
 
 
+class Pieces(ByteSource):
+    """Pieces of a volume read back to back (its free ranges), without an object a piece:
+    ``pieces`` are (start here, offset in ``base``, length), in order and gap-free here."""
+
+    def __init__(self, base: ByteSource, pieces: list[tuple[int, int, int]], name: str) -> None:
+        self.base = base
+        self.pieces = pieces
+        self.starts = [p[0] for p in pieces]
+        self.size = pieces[-1][0] + pieces[-1][2] if pieces else 0
+        self.name = name
+
+    def _spans(self, pos: int, length: int):
+        """(offset here, offset in base, bytes) for ``[pos, pos+length)``."""
+        i = max(0, bisect.bisect_right(self.starts, pos) - 1)
+        end = pos + length
+        while pos < end and i < len(self.pieces):
+            s, o, n = self.pieces[i]
+            k = min(s + n, end) - pos
+            if k > 0:
+                yield pos, o + pos - s, k
+                pos += k
+            i += 1
+
+    def _read(self, offset: int, length: int) -> bytes:
+        buf = bytearray(length)
+        self.readinto(offset, buf)
+        return bytes(buf)
+
+    def readinto(self, offset: int, buffer) -> None:
+        mv = memoryview(buffer).cast("B")
+        self._check_range(offset, len(mv))
+        for at, where, k in self._spans(offset, len(mv)):
+            self.base.readinto(where, mv[at - offset : at - offset + k])
+
+    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
+        out = []
+        for at, where, k in self._spans(start, end - start):
+            out += [(at + a - where, at + a - where + n)
+                    for a, n in self.base.damaged_ranges(where, k)]
+        return out
+
+
 @dataclass
 class Space:
     """What a scan searches. ``source`` is what validators read (the disk, or a volume's
@@ -39,22 +81,6 @@ class Space:
 
     def __post_init__(self) -> None:
         self.starts = [p[0] for p in self.pieces]
-
-    def fill(self, pos: int, view: memoryview) -> None:
-        """Read ``[pos, pos+len(view))`` of the source into ``view``, straight from the
-        volume's pieces (one read each, no copy in between)."""
-        if not self.pieces or self.base is None:
-            self.source.readinto(pos, view)
-            return
-        i = max(0, bisect.bisect_right(self.starts, pos) - 1)
-        done = 0
-        while done < len(view):
-            s, o, n = self.pieces[i]
-            a = pos + done - s
-            k = min(n - a, len(view) - done)
-            self.base.readinto(o + a, view[done : done + k])
-            done += k
-            i += 1
 
     def origin(self, pos: int) -> int:
         """The volume offset of source offset ``pos``."""
@@ -118,7 +144,7 @@ def scan(space: Space, sigs: tuple[Signature, ...], report: Findings, *,
                 break
             view = memoryview(buf)[:m]
             try:
-                space.fill(pos, view)
+                space.source.readinto(pos, view)
             except VDInspectError as e:
                 report.finding("error", "carve", space.origin(pos),
                                f"{m} bytes could not be read and were not searched: {e}")
