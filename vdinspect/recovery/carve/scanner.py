@@ -80,7 +80,8 @@ class Space:
     base: ByteSource | None = None  # the volume the pieces are of
 
     def __post_init__(self) -> None:
-        self.starts = [p[0] for p in self.pieces]
+        same = isinstance(self.source, Pieces) and self.source.pieces is self.pieces
+        self.starts = self.source.starts if same else [p[0] for p in self.pieces]
 
     def origin(self, pos: int) -> int:
         """The volume offset of source offset ``pos``."""
