@@ -357,6 +357,13 @@ class Disk(ByteSource):
         return open_filesystem(vol.source, vol.filesystem or None, name=name,
                                strict=self.options.get("strict", True))
 
+    def carve(self, dest: str | os.PathLike | None = None, **kw):
+        """Files found by their content on the whole disk, reading its allocated runs only
+        (a CarveResult; see :func:`vdinspect.recovery.carve.carve_disk` for the options)."""
+        from .recovery.carve import carve_disk
+
+        return carve_disk(self, dest, **kw)
+
     def filesystem_volumes(self, readable: bool = False) -> list:
         """The volumes that hold a filesystem (only those a driver reads, if ``readable``):
         the choices for :meth:`filesystem`'s ``part`` (a volume's ``index``, else ``name``)."""

@@ -29,6 +29,7 @@ else:
 from .schemas import (  # noqa: F401 (re-exported: the names are frames' API too)
     ALLOCATION_COLUMNS,
     BACKING,
+    CARVE_COLUMNS,
     CHECK_COLUMNS,
     DAMAGED,
     DATA,
@@ -224,6 +225,14 @@ def found_images_frame(rows: list[dict]) -> pd.DataFrame:
         "format": "string", "subformat": "string", "virtual_size": "Int64",
         "found_by": "string", "confidence": "float64", "opened": "boolean", "errors": "Int64",
         "note": "string"})
+
+
+def carve_frame(rows: list[dict]) -> pd.DataFrame:
+    """Files found by their content: where (bytes), how long, what type, whether the
+    structure was followed to its end, whether it is in pieces (NA: cannot tell), why not."""
+    return _frame(rows, CARVE_COLUMNS, {
+        "offset": "int64", "length": "int64", "type": "string", "validated": "bool",
+        "fragmented": "boolean", "note": "string"})
 
 
 def info_series(fields: dict) -> pd.Series:

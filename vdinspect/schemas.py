@@ -104,3 +104,6 @@ FOUND_PARTITION_COLUMNS = PARTITION_COLUMNS + ["found_by", "confidence", "eviden
 #: ``Disk.scan_images()``: one row per virtual disk image found inside the disk
 FOUND_IMAGE_COLUMNS = ["index", "start", "length", "end", "format", "subformat",
                        "virtual_size", "found_by", "confidence", "opened", "errors", "note"]
+#: the ``carve()`` frame: one row per file found by its content (offsets in the volume or
+#: disk searched; ``fragmented`` NA where the search cannot tell)
+CARVE_COLUMNS = ["offset", "length", "type", "validated", "fragmented", "note"]

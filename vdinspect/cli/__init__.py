@@ -153,6 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
     what = sp.add_mutually_exclusive_group()
     what.add_argument("--files", action="store_true", help="only the files that changed")
     what.add_argument("--blocks", action="store_true", help="only the changed byte ranges")
+    sp = command("carve", c.cmd_carve, "find files by their content (whole disk, or a "
+                 "filesystem's free space with --part) and with DEST write them there",
+                 usage="vdinspect carve [--json] [--part N|VG/LV] [--types T,..] "
+                       "[--budget S] [-p] [options] IMAGE [DEST]")
+    sp.add_argument("dest", nargs="?", default=None,
+                    help="host folder to write DEST/<offset>.<type> into")
+    sp.add_argument("--types", help="only these types, comma separated (jpg,png,gif,pdf,"
+                    "zip,sqlite,gz,bz2,xz,mp4,mov,riff,exe,elf,qcow2,vhd,vmdk,vdi, or a "
+                    "type they find: docx,xlsx,odt,wav,avi,dll,...)")
+    sp.add_argument("--budget", type=float, metavar="SECONDS",
+                    help="stop searching after this long (reported, exit status 1)")
+    sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
     return p
 
 

@@ -17,6 +17,7 @@ from typing import IO
 from ..errors import InvalidArgument, NotFound
 from ..schemas import (
     ALLOCATION_COLUMNS,
+    CARVE_COLUMNS,
     CHECK_COLUMNS,
     DIFF_BLOCK_COLUMNS,
     DIFF_FILE_COLUMNS,
@@ -525,3 +526,39 @@ def cmd_inspect(args, out: IO[str]) -> int:
                 out.write(f"  {c:<14}{v}\n")
         out.write("\n")
     return 0
+
+
+def cmd_carve(args, out: IO[str]) -> int:
+    """Files by content: the whole disk, or with --part that filesystem's free space.
+    Exit 1 when a file could not be validated or written, or the search stopped early."""
+    types = [t.strip() for t in args.types.split(",") if t.strip()] if args.types else None
+    kw = dict(types=types, budget=args.budget, progress=True if args.progress else None)
+    with open_disk(args) as disk:
+        with _bad_call():
+            res = _filesystem(args, disk).carve(**kw) if args.part else disk.carve(**kw)
+        rep = res.extract(args.dest, progress=kw["progress"]) if args.dest else None
+        rows = project(res.rows, CARVE_COLUMNS)
+        findings = res.check_rows()
+        if args.json:
+            if rep is not None:
+                from ..recovery.carve import file_name
+
+                for r in rows:
+                    r["file"] = os.path.join(rep.dest, file_name(r))
+            write_rows(out, rows)
+        else:
+            cells = [(_offset(args, r["offset"]), _size(args, r["length"]), r["type"],
+                      cell(r["validated"]), cell(r["fragmented"]), r["note"] or "")
+                     for r in rows]
+            write_table(out, ("OFFSET", "LENGTH", "TYPE", "VALID", "FRAG", "NOTE"), cells,
+                        right=(0, 1), shrink=5)
+            out.write(res.summary() + "\n")
+        for f in findings:
+            print(f"vdinspect: {f['severity']}: {f['message']}", file=sys.stderr)
+        if rep is not None:
+            for path, why in rep.skipped + rep.incomplete:
+                print(f"vdinspect: {path}: {why}", file=sys.stderr)
+    bad_rows = any(not r["validated"] for r in rows)
+    bad_write = rep is not None and bool(rep.skipped or rep.incomplete or rep.damaged)
+    stopped = any(f["severity"] in ("warning", "error") for f in findings)
+    return 1 if bad_rows or bad_write or stopped else 0

@@ -82,6 +82,22 @@ class FileSystem(Findings):
             self.lookup(path)  # NotFound for a file that is not there
         return {}
 
+    def free_ranges(self) -> list[tuple[int, int]]:
+        """(offset, length) byte ranges of the volume its allocation map marks free: where a
+        deleted file's data may still lie, and all that ``carve()`` reads. A driver without
+        such a map answers the whole volume, with a finding saying so."""
+        self.finding("info", "allocation map", None, f"{self.fstype}: which clusters are "
+                     "free is not known here; the whole volume is searched")
+        return [(0, self.source.size)] if self.source.size else []
+
+    def carve(self, dest: str | os.PathLike | None = None, **kw):
+        """Files found by their content in the volume's free space (a CarveResult: its
+        ``frame()`` lists them, and with ``dest`` they are written there); see
+        :func:`vdinspect.recovery.carve.carve_filesystem` for the options."""
+        from ..recovery.carve import carve_filesystem
+
+        return carve_filesystem(self, dest, **kw)
+
     def info_fields(self) -> dict:
         """The volume's facts as a dict; drivers extend it (``info()`` shows it)."""
         return dict(fstype=self.fstype, label=self.label, uuid=self.uuid)
@@ -373,3 +389,26 @@ class FileSystem(Findings):
             facts.append(("findings", len(self.findings)))
         return card(type(self).__name__, facts,
                     (".files()", ".open(path)", ".extract(path, dest)", ".check()"))
+
+
+def free_runs(masks, unit: int, limit: int) -> list[tuple[int, int]]:
+    """Byte ranges from bit masks: ``masks`` yields (byte offset of element 0, bool array
+    True where a unit is free), in ascending order; adjacent runs merge and every range is
+    cut at ``limit`` (the volume's size). The one helper behind each driver's free_ranges."""
+    import numpy as np
+
+    out: list[tuple[int, int]] = []
+    for base, mask in masks:
+        m = np.asarray(mask, dtype=bool)
+        if not m.size:
+            continue
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], m, [False])).astype(np.int8)))
+        for a, b in zip(edges[0::2].tolist(), edges[1::2].tolist()):
+            start, end = base + a * unit, min(limit, base + b * unit)
+            if end <= start:
+                continue
+            if out and out[-1][0] + out[-1][1] == start:
+                out[-1] = (out[-1][0], end - out[-1][0])
+            else:
+                out.append((start, end - start))
+    return out

@@ -1,5 +1,5 @@
-"""Recovery: finding what a walk of the tables and directories cannot reach.
-
-``scan`` finds lost partitions and virtual disks stored inside disks; each sub-package
-keeps to itself (this module stays empty so that they grow apart).
+"""Getting lost data back when no walk of the tables and directories leads to it:
+``scan`` finds lost partitions and virtual disks stored inside disks, ``carve`` finds
+files by their content. Each sub-package keeps to itself (this module stays empty so that
+they grow apart).
 """

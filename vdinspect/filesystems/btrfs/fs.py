@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from ...errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ...io import ByteSource
+from ...layout import flag_values
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry
 from . import structs as S
 from .compress import DecompressError, decompress
@@ -423,6 +424,61 @@ class BtrfsFileSystem(BtrfsData):
         return out
 
     # --- reports ------------------------------------------------------------------------
+    def free_ranges(self) -> list[tuple[int, int]]:
+        """Byte ranges of this volume's own device holding no live data: the data chunks'
+        stretches no EXTENT_ITEM covers, and the space no chunk uses (a block group freed
+        when its last file went), past the first MiB the device reserves."""
+        extents = self.roots.get(flag_values(S.ObjectId)["EXTENT_TREE"])
+        mine = [d for d, src in self.devs.items() if src is self.source]
+        if extents is None or not mine:
+            return super().free_ranges()
+        extent_item = flag_values(S.ItemType)["EXTENT_ITEM"]
+        used: list[tuple[int, int]] = []
+        for count, (node, i) in enumerate(self.search(extents.bytenr, extents.level)):
+            if count > MAX_ROOT_TREE_ITEMS:
+                self.problem("extent tree", node.bytenr, "too many items")
+                break
+            obj, typ, off = node.keys[i]
+            if typ == extent_item:
+                used.append((obj, obj + off))
+        used.sort()
+        out, taken = [], []
+        for c in self.chunks.chunks:
+            per_stripe = c.length * c.mirrors // max(1, c.num_stripes - _parity(c.type))
+            taken += [(o, o + per_stripe) for d, o in c.stripes if d == mine[0]]
+            if not c.type & S.BG_DATA:
+                continue
+            pos, end = c.logical, c.logical + c.length
+            for a, b in used + [(end, end)]:
+                if b <= pos or a < c.logical:
+                    continue
+                while pos < min(a, end):  # a free stretch, placed on the stripes
+                    idx, phys, left = c.place(pos - c.logical)
+                    n = min(left, min(a, end) - pos)
+                    for k in range(c.mirrors):
+                        idx, phys, _left = c.place(pos - c.logical, k)
+                        if c.stripes[idx][0] == mine[0]:
+                            out.append((phys, n))
+                    pos += n
+                pos = max(pos, b)
+                if pos >= end:
+                    break
+        taken.sort()
+        pos = 1 << 20
+        for a, b in taken + [(self.source.size, self.source.size)]:
+            if a > pos:
+                out.append((pos, a - pos))
+            pos = max(pos, b)
+        out = sorted((o, min(n, self.source.size - o)) for o, n in out if o < self.source.size)
+        merged: list[tuple[int, int]] = []
+        for o, n in out:
+            if merged and merged[-1][0] + merged[-1][1] >= o:
+                last = merged[-1]
+                merged[-1] = (last[0], max(last[1], o + n - last[0]))
+            elif n > 0:
+                merged.append((o, n))
+        return merged
+
     def info_fields(self) -> dict:
         sb = self.sb
         devs = []
@@ -503,3 +559,8 @@ def open_filesystem(source: ByteSource, *, name: str | None = None, strict: bool
     """
     return BtrfsFileSystem(source, name=name, strict=strict, subvolume=subvolume,
                            devices=devices)
+
+
+def _parity(bg_type: int) -> int:
+    """Parity stripes of a RAID5 (1) or RAID6 (2) chunk, else 0."""
+    return 2 if bg_type & S.BG_RAID6 else 1 if bg_type & S.BG_RAID5 else 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..base import free_runs
 from ..fat.clusters import cluster_source
 from .entries import ExfatKey
 
@@ -55,3 +56,9 @@ class BitmapMixin:
         """Whether cluster ``c`` exists and is free in the bitmap."""
         return 2 <= c <= self.max_cluster and bool(self.free_mask(c, c + 1)[0])
 
+    def free_ranges(self) -> list[tuple[int, int]]:
+        """The clusters the allocation bitmap marks free, as (offset, length) byte ranges."""
+        step = 1 << 20
+        masks = ((self.cluster_offset(c), self.free_mask(c, min(c + step, self.max_cluster + 1)))
+                 for c in range(2, self.max_cluster + 1, step))
+        return free_runs(masks, self.cluster_size, self.source.size)

@@ -10,6 +10,7 @@ from construct import FlagsEnum, Int16ul, Int32ul, Struct
 from ...errors import CorruptImage
 from ...io import LRUCache
 from ...layout import flag_values, numpy_dtype, offset_of, size_of
+from ..base import free_runs
 from . import superblock as S
 from .inode import InodeRecord
 
@@ -277,6 +278,22 @@ class GroupsMixin:
             return np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little").astype(bool)
 
         return self._bitmaps.get((kind, g), load)
+
+    def free_ranges(self) -> list[tuple[int, int]]:
+        """The blocks the block bitmaps mark free, as (offset, length) byte ranges (a group
+        never initialised holds no data, live or deleted, and is left out)."""
+        sb = self.sb
+        unit = sb.cluster_ratio * self.block_size
+        per = sb.blocks_per_group // sb.cluster_ratio
+
+        def masks():
+            for g in range(self.group_count):
+                bm = self.bitmap("block", g)
+                if bm is not None:
+                    yield (sb.first_data_block + g * sb.blocks_per_group) * self.block_size, ~bm[:per]
+
+        size = min(self.source.size, sb.blocks_count * self.block_size)
+        return free_runs(masks(), unit, size)
 
     def inode_allocated(self, ino: int) -> bool:
         g, idx = divmod(ino - 1, self.inodes_per_group)

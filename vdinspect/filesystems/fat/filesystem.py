@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from ...errors import CorruptImage, InvalidArgument, NotFound
 from ...io import ByteSource, MemorySource
-from ..base import DIR, Entry, FileSystem
+from ..base import DIR, Entry, FileSystem, free_runs
 from .boot import BootMixin
 from .clusters import FatTable, cluster_source, readable_runs
 from .directory import DirectoryMixin, FatKey
@@ -60,6 +60,13 @@ class FatFileSystem(BootMixin, DirectoryMixin, RecoveryMixin, ReportMixin, FileS
         self.read_fsinfo()
         self.list_dir(self.root())  # the root's volume-label entry wins over the BPB's
         self.label = self.root_label or self.boot_label
+
+    def free_ranges(self) -> list[tuple[int, int]]:
+        """The clusters the FAT marks free, as (offset, length) byte ranges of the volume."""
+        step = 1 << 20
+        masks = ((self.cluster_offset(c), self.fat.free_mask(c, min(c + step, self.max_cluster + 1)))
+                 for c in range(2, self.max_cluster + 1, step))
+        return free_runs(masks, self.cluster_size, self.source.size)
 
     # --- geometry ---------------------------------------------------------------------
     def cluster_offset(self, c: int) -> int:

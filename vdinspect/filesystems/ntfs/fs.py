@@ -20,7 +20,7 @@ import numpy as np
 from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource, LRUCache
 from ...volumes.multisector import apply_fixup
-from ..base import Entry, FileSystem
+from ..base import Entry, FileSystem, free_runs
 from . import directory, listing, recovery, report, stream
 from .attributes import FileNameAttr, parse_attribute_list
 from .boot import BOOT_SECTOR_SIZE, Geometry, parse_boot
@@ -276,6 +276,23 @@ class NTFS(FileSystem):
         return self._bitmap if self._bitmap.size else None
 
     # --- names ----------------------------------------------------------------------
+    def free_ranges(self) -> list[tuple[int, int]]:
+        """The clusters $Bitmap marks free, as (offset, length) byte ranges of the volume."""
+        bm = self.volume_bitmap()
+        if bm is None:
+            return super().free_ranges()
+        clusters = self.geometry.volume_size // self.cluster_size
+        step = 1 << 20  # bytes of bitmap a window: 8 Mi clusters
+
+        def masks():
+            for at in range(0, min(bm.size, -(-clusters // 8)), step):
+                raw = bm.read(at, min(step, bm.size - at))
+                bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")
+                n = max(0, min(len(bits), clusters - at * 8))
+                yield at * 8 * self.cluster_size, ~bits[:n].astype(bool)
+
+        return free_runs(masks(), self.cluster_size, self.source.size)
+
     def _upcase(self) -> dict:
         """$UpCase as a str.translate table (only the characters it changes)."""
         if self._upcase_map is None:

@@ -580,6 +580,21 @@ class XfsFileSystem(FileSystem):
         return self._orphans
 
     # --- facts -----------------------------------------------------------------------------
+    def free_ranges(self) -> list[tuple[int, int]]:
+        """Each AG's free space btree (by block number) as (offset, length) byte ranges; an
+        AG whose tree cannot be read is left out, with a finding."""
+        g, bs, out = self.geo, self.block_size, []
+        for agno in range(g.agcount):
+            free = self.ags.free_extents(agno)
+            if free is None:
+                self.finding("warning", "free space btree", g.ag_offset(agno),
+                             f"AG {agno}: free space unknown; not searched")
+                continue
+            base = g.ag_offset(agno)
+            out += [(base + a * bs, (b - a) * bs) for a, b in zip(*(x.tolist() for x in free))
+                    if a < b and base + a * bs < self.source.size]
+        return [(o, min(n, self.source.size - o)) for o, n in out]
+
     def info_fields(self) -> dict:
         g = self.geo
         r = g.raw
