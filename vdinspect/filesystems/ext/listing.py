@@ -215,7 +215,7 @@ class ListingMixin:
                 note = "compressed (e2compr): the content is not read"
             return self.make_entry(name, rec, False, ftype=d.file_type, note=note)
         if d.inode == 0:
-            return self.make_entry(
+            e = self.make_entry(
                 name,
                 None,
                 True,
@@ -223,7 +223,11 @@ class ListingMixin:
                 ino=None,
                 note="removed entry whose inode number was cleared",
             )
-        return self.deleted_entry(name, d.inode, d.file_type)
+            e.found_by = "slack"
+            return e
+        e = self.deleted_entry(name, d.inode, d.file_type)
+        e.found_by = "slack"
+        return e
 
     def entry_name(self, raw: bytes, parent: InodeRecord) -> str:
         if parent.encrypted and not parent.flags & FL_CASEFOLD:
@@ -296,6 +300,8 @@ class ListingMixin:
                         )
         for off, msg in problems[:8]:
             self.problem(where, None, f"{msg} (byte {off} of the directory)")
+        if deleted:
+            out = drop_live_copies(out)
         return out
 
     def _htree_index_blocks(self, rec: InodeRecord, bmap: BlockMap) -> tuple[set[int], bool]:
@@ -346,3 +352,12 @@ class ListingMixin:
 
     def _dir_id(self, entry: Entry):
         return entry.inode if entry.inode is not None else entry.key
+
+
+def drop_live_copies(raws: list[RawDirent]) -> list[RawDirent]:
+    """``raws`` without the removed entries that repeat a live entry of the same
+    directory (same name, same inode): the leftovers of an htree leaf split or of the
+    packing of a block (the kernel copies entries and leaves the old bytes behind), not
+    deleted files."""
+    live = {(d.name, d.inode) for d in raws if not d.deleted}
+    return [d for d in raws if not d.deleted or (d.name, d.inode) not in live]

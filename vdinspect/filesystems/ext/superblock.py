@@ -97,6 +97,7 @@ ChecksumType = Enum(Int8ul, crc32c=1)
 _C, _I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
 _R = flag_values(RoCompatFeatures)
 COMPAT_HAS_JOURNAL, COMPAT_SPARSE_SUPER2 = _C["has_journal"], _C["sparse_super2"]
+COMPAT_ORPHAN_FILE = _C["orphan_file"]
 INCOMPAT_COMPRESSION, INCOMPAT_FILETYPE = _I["compression"], _I["filetype"]
 INCOMPAT_RECOVER, INCOMPAT_JOURNAL_DEV = _I["needs_recovery"], _I["journal_dev"]
 INCOMPAT_META_BG, INCOMPAT_64BIT, INCOMPAT_MMP = _I["meta_bg"], _I["64bit"], _I["mmp"]
