@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+import vdinspect
+from tests import ext_builder as eb
 from tests.conftest import have
 from tests.filesystems.test_ext import debugfs, fls, inode_number, ours, run
 from vdinspect.filesystems.ext import listing, open_filesystem
@@ -262,3 +264,106 @@ def test_implausible_slack_is_not_listed(tmp_path):
     df = fs.files()
     dele = df[df.deleted & (df.path != "/$OrphanFiles")]
     assert dele.name.tolist() == ["was_here.txt"] and dele.found_by.tolist() == ["slack"]
+
+
+# --- unreadable directories: nothing lost silently ----------------------------------------
+
+
+def journal_copy(img: Path, blocks: list[int], tmp: Path) -> None:
+    """Log the current contents of ``blocks`` in a committed journal transaction (debugfs
+    jo/jw/jc), then let e2fsck replay and checkpoint it: the journal is clean again and
+    the old log keeps the copies, as after a kernel's unmount."""
+    data = img.read_bytes()
+    bs = eb.geometry(data).block_size
+    copy = tmp / "copy.bin"
+    copy.write_bytes(b"".join(data[b * bs : (b + 1) * bs] for b in blocks))
+    debugfs(img, "jo", f"jw -b {','.join(map(str, blocks))} {copy}", "jc", write=True)
+    run("e2fsck", "-fy", img, check=False)
+    assert "Journal start:            0" in run("dumpe2fs", "-h", img)
+
+
+def fls_children(img: Path, folder: str) -> dict[str, int]:
+    """name -> inode of a folder's live entries, from fls -r -p on the intact image."""
+    out = {}
+    for p, ino, deleted in fls(img):
+        if not deleted and p.startswith(folder + "/"):
+            out[p[len(folder) + 1 :]] = ino
+    return out
+
+
+@pytest.fixture(scope="module")
+def cut_dirs(tmp_path_factory):
+    """An ext4 volume whose /sub and /lost directory blocks are unreadable (their QCOW2
+    clusters point past the end of the file); the journal keeps an old copy of /sub's
+    block only. Returns (qcow2, intact raw, contents, {folder: {name: inode}})."""
+    if not have("mke2fs", "debugfs", "qemu-img", "fls", "e2fsck"):
+        pytest.skip("needs e2fsprogs, qemu-img and sleuthkit")
+    from tests.filesystems.test_damaged_files import break_clusters
+
+    tmp = tmp_path_factory.mktemp("cutdirs")
+    contents = {}
+    for d in ("sub", "lost", "keep"):
+        for name, data in make_src(tmp / "src" / d, count=4, size=9000, seed=len(d)).items():
+            contents[f"/{d}/{d}-{name}"] = data
+            (tmp / "src" / d / name).rename(tmp / "src" / d / f"{d}-{name}")
+    img = mke2fs(tmp / "c.img", ["-t", "ext4", "-b", "4096"], tmp / "src", "32M")
+    sub, lost = dblocks(img, "/sub"), dblocks(img, "/lost")
+    journal_copy(img, sub, tmp)
+    kids = {d: fls_children(img, f"/{d}") for d in ("sub", "lost", "keep")}
+    qcow = tmp / "c.qcow2"
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", img, qcow)
+    bad = tmp / "bad.qcow2"
+    break_clusters(qcow, bad, sub + lost)
+    return bad, img, contents, kids
+
+
+def test_unreadable_directories_are_reported_and_their_files_found(cut_dirs, tmp_path):
+    bad, _img, contents, kids = cut_dirs
+    with vdinspect.open(bad, strict=False) as disk:
+        fs = disk.filesystem()
+        df = fs.files().set_index("path")
+        for folder in ("/sub", "/lost"):
+            assert "could not be read" in df.loc[folder, "note"], folder
+        assert df["note"].isna()["/keep"]
+        msgs = [r["message"] for r in fs.check_rows() if r["severity"] == "error"]
+        assert any(m.startswith("/sub: 4096 bytes") for m in msgs)
+        assert any(m.startswith("/lost: 4096 bytes") for m in msgs)
+        # /sub's files: named by the journal's copy of its block, with their own inodes
+        for name, ino in kids["sub"].items():
+            row = df.loc[f"/sub/{name}"]
+            assert row["found_by"] == "journal" and int(row["inode"]) == ino
+            assert "journal transaction" in row["note"] and not row["deleted"]
+            assert fs.read(f"/sub/{name}") == contents[f"/sub/{name}"]
+        # /lost's files: nothing names them; found in the inode table, bytes intact
+        for name, ino in kids["lost"].items():
+            row = df.loc[f"/$OrphanFiles/OrphanFile-{ino}"]
+            assert row["found_by"] == "inode-table" and not row["deleted"]
+            got = fs.read(f"/$OrphanFiles/OrphanFile-{ino}")
+            assert got == contents[f"/lost/{name}"]
+        for name in kids["keep"]:
+            assert df.loc[f"/keep/{name}", "found_by"] == "index"
+        # the generic walk agrees row for row on what it found and how
+        slow = fs.iter_entries("/")
+        assert {(e.path, e.found_by) for e in slow} == set(zip(df.index, df.found_by))
+        rep = fs.extract("/", tmp_path / "out")
+    assert {p for p, _why in rep.incomplete} == {"/sub", "/lost"}
+    for name in kids["sub"]:
+        assert (tmp_path / "out" / "sub" / name).read_bytes() == contents[f"/sub/{name}"]
+
+
+def test_cli_extract_exits_1_for_an_unreadable_directory(cut_dirs, tmp_path, capsys):
+    from vdinspect.cli import main
+
+    bad, _img, _contents, _kids = cut_dirs
+    assert main(["extract", "--salvage", str(bad), "/", str(tmp_path / "x")]) == 1
+    out = capsys.readouterr().out
+    assert "/lost" in out and "incomplete" in out
+
+
+def test_strict_mode_refuses_the_unreadable_directory(cut_dirs):
+    bad, _img, _contents, _kids = cut_dirs
+    with vdinspect.open(bad) as disk:
+        fs = disk.filesystem()
+        with pytest.raises(vdinspect.errors.VDInspectError):
+            fs.list_dir(fs.stat("/lost"))
+        assert fs.read("/keep/keep-f0.bin")

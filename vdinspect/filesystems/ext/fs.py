@@ -18,12 +18,22 @@ from ...errors import (
     InvalidArgument,
     NotFound,
     UnsupportedFeature,
+    VDInspectError,
 )
 from ...io import ByteSource, Concat, LRUCache, MemorySource, Zero
 from ..base import DIR, SYMLINK, Entry, FileSystem
 from . import superblock as S
-from .extents import EXTENT_MAGIC, BlockMap, blockmap_map, extent_map, mapped_source
+from .extents import (
+    DAMAGED,
+    DATA,
+    EXTENT_MAGIC,
+    BlockMap,
+    blockmap_map,
+    extent_map,
+    mapped_source,
+)
 from .groups import GroupsMixin
+from .history import HistoryMixin
 from .inode import FL_COMPRESSED_ANY, I_BLOCK_SIZE, InodeRecord
 from .journal import Journal, Transaction
 from .listing import ListingMixin
@@ -40,6 +50,7 @@ class ExtFileSystem(
     XattrsMixin,
     ListingMixin,
     RecoveryMixin,
+    HistoryMixin,
     WalkMixin,
     ReportMixin,
     FileSystem,
@@ -47,8 +58,9 @@ class ExtFileSystem(
     """An ext2, ext3 or ext4 volume on a ByteSource (a partition, LV or raw file).
 
     The facade over the concept modules it is made of: :mod:`.mount` (opening),
-    :mod:`.groups`, :mod:`.xattrs`, :mod:`.listing`, :mod:`.recovery`, :mod:`.walk`
-    (the ``files()`` fast path) and :mod:`.report`; here: reads, block maps and content.
+    :mod:`.groups`, :mod:`.xattrs`, :mod:`.listing`, :mod:`.recovery`, :mod:`.history`
+    (older block copies in the journal), :mod:`.walk` (the ``files()`` fast path) and
+    :mod:`.report`; here: reads, block maps and content.
     ``lenient`` (a depth) makes problems raise while probing deleted data, whatever the
     mode; ``column_walk`` is set while ``files()`` walks.
     """
@@ -78,6 +90,7 @@ class ExtFileSystem(
         self.external_journal = False
         self.journal_map: BlockMap | None = None
         self._maps = LRUCache(256)
+        self._damaged: bool | None = None
         self.mount()
 
     @property
@@ -118,6 +131,39 @@ class ExtFileSystem(
         if e.inode is None or e.key == ("orphans",):
             raise InvalidArgument(f"{self.name}: {e.path or e.name} has no inode")
         return self.inode(e.inode)
+
+    def volume_damaged(self) -> bool:
+        """Whether any byte of the volume cannot be read (asked once, then kept)."""
+        if self._damaged is None:
+            self._damaged = super().volume_damaged()
+        return self._damaged
+
+    def directory_damage(self, entry: Entry) -> int:
+        """Bytes of a directory's blocks (and of its extent tree's blocks) that cannot be
+        read: the entries stored there are lost unless the journal names them."""
+        if entry.key == ("orphans",) or not self.volume_damaged():
+            return 0
+        try:
+            rec = self.record_of(entry)
+            if rec.inline:
+                return 0
+            self.lenient += 1
+            try:
+                bmap = self.block_map(rec)
+            finally:
+                self.lenient -= 1
+        except (VDInspectError, ValueError):
+            return 0
+        bs = self.block_size
+        lost = 0
+        for _lb, cnt, pb, st in zip(
+            bmap.lblk.tolist(), bmap.count.tolist(), bmap.pblk.tolist(), bmap.state.tolist()
+        ):
+            if st == DAMAGED:
+                lost += cnt * bs
+            elif st == DATA and (pb + cnt) * bs <= self.dev.size:
+                lost += sum(n for _a, n in self.dev.damaged_ranges(pb * bs, cnt * bs))
+        return lost
 
     # --- mapping -------------------------------------------------------------------
     def block_map(self, rec: InodeRecord) -> BlockMap:

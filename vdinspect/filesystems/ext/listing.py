@@ -213,7 +213,11 @@ class ListingMixin:
                 note = "encrypted (fscrypt): the content is not decrypted"
             elif rec.flags & FL_COMPRESSED_ANY and self.sb.incompat & S.INCOMPAT_COMPRESSION:
                 note = "compressed (e2compr): the content is not read"
-            return self.make_entry(name, rec, False, ftype=d.file_type, note=note)
+            e = self.make_entry(name, rec, False, ftype=d.file_type, note=note)
+            if d.found_by != "index":
+                e.found_by = d.found_by
+                e.note = d.note if not e.note else f"{d.note}; {e.note}"
+            return e
         if d.inode == 0:
             e = self.make_entry(
                 name,
@@ -284,9 +288,13 @@ class ListingMixin:
                 for k in range(0, cnt, step):
                     n = min(step, cnt - k)
                     data = self.read_blocks(pb + k, n, where)
+                    lost = self._damaged_blocks(pb + k, n)
                     for i in range(n):
                         lblk = lb + k + i
                         if lblk in index_blocks:
+                            continue
+                        if pb + k + i in lost:  # unreadable: what the journal remembers
+                            out += self.directory_from_journal(rec, lblk, pb + k + i)
                             continue
                         block = data[i * bs : (i + 1) * bs]
                         if rec.flags & FL_INDEX and lblk and parse_dx_node(block, bs):
@@ -300,8 +308,18 @@ class ListingMixin:
                         )
         for off, msg in problems[:8]:
             self.problem(where, None, f"{msg} (byte {off} of the directory)")
-        if deleted:
+        if deleted or any(d.found_by != "index" for d in out):
             out = drop_live_copies(out)
+        return out
+
+    def _damaged_blocks(self, pblk: int, count: int) -> set[int]:
+        """Which of the blocks [pblk, pblk+count) hold bytes that cannot be read."""
+        if not self.volume_damaged():
+            return set()
+        bs = self.block_size
+        out: set[int] = set()
+        for a, n in self.dev.damaged_ranges(pblk * bs, count * bs):
+            out.update(range(a // bs, (a + n - 1) // bs + 1))
         return out
 
     def _htree_index_blocks(self, rec: InodeRecord, bmap: BlockMap) -> tuple[set[int], bool]:
@@ -359,5 +377,13 @@ def drop_live_copies(raws: list[RawDirent]) -> list[RawDirent]:
     directory (same name, same inode): the leftovers of an htree leaf split or of the
     packing of a block (the kernel copies entries and leaves the old bytes behind), not
     deleted files."""
-    live = {(d.name, d.inode) for d in raws if not d.deleted}
-    return [d for d in raws if not d.deleted or (d.name, d.inode) not in live]
+    live = {(d.name, d.inode) for d in raws if not d.deleted and d.found_by == "index"}
+    out = []
+    for d in raws:
+        key = (d.name, d.inode)
+        if d.deleted or d.found_by != "index":
+            if key in live:
+                continue
+            live.add(key)  # one row per name from older copies too
+        out.append(d)
+    return out
