@@ -230,7 +230,8 @@ class ListingMixin:
             e.found_by = "slack"
             return e
         e = self.deleted_entry(name, d.inode, d.file_type)
-        e.found_by = "slack"
+        if e.found_by == "index":  # the name: from slack; the inode may come from elsewhere
+            e.found_by = "slack"
         return e
 
     def entry_name(self, raw: bytes, parent: InodeRecord) -> str:

@@ -28,7 +28,10 @@ OrphanBlockTail = Struct(
 ORPHAN_BLOCK_MAGIC = 0x0B10CA04
 _TAIL = OrphanBlockTail.sizeof()
 _MAGIC_SIZE = size_of(OrphanBlockTail, "ob_magic")
-MAX_ORPHANS = 1 << 16  # orphan list entries examined (a hostile chain is capped)
+MAX_ORPHANS = 1 << 16
+# reasons recoverability() gives for a record whose mapping the deletion wiped
+_WIPED = ("extent tree cleared", "block pointers cleared", "size is 0", "inode is empty",
+          "no blocks mapped")  # orphan list entries examined (a hostile chain is capped)
 
 
 class RecoveryMixin:
@@ -114,8 +117,37 @@ class RecoveryMixin:
             return self.make_entry(
                 name, None, True, ftype=ftype, ino=ino, note=f"inode unreadable: {exc}"
             )
-        recoverable, note = self.recoverability(rec)
-        return self.make_entry(name, rec, True, ftype=ftype, note=note, recoverable=recoverable)
+        rec, recoverable, note, how = self.recover_record(rec)
+        e = self.make_entry(name, rec, True, ftype=ftype, note=note, recoverable=recoverable)
+        if how:
+            e.found_by = how
+        return e
+
+    def recover_record(self, rec: InodeRecord) -> tuple[InodeRecord, bool, str, str | None]:
+        """A deleted inode's record to recover from, whether its content can be read,
+        why, and how it was found (None: the record itself; ``journal``: its wiped
+        mapping restored from an older copy of its inode-table block in the journal,
+        the method of extundelete and ext4magic)."""
+        ok, why = self.recoverability(rec)
+        if ok or self.journal is None or not any(w in why for w in _WIPED):
+            return rec, ok, why, None
+        got = self.inode_from_journal(rec.number)
+        if got is None:
+            return rec, ok, why + "; no older copy of the inode in the journal maps content", None
+        old, seq = got
+        if rec.mode and old.generation != rec.generation:
+            return rec, ok, why + (
+                f"; the journal's copy (transaction {seq}) is of an earlier file that "
+                "used the same inode (another generation)"
+            ), None
+        ok2, why2 = self.recoverability(old)
+        where = f"journal transaction {seq}"
+        if not ok2:
+            return rec, ok, f"{why}; the inode's copy in {where}: {why2}", None
+        return old, True, (
+            f"{why.split(':')[0]}; the inode as it was before, from the copy of its "
+            f"inode-table block in {where}, maps its blocks and they are free"
+        ), "journal"
 
     def recoverability(self, rec: InodeRecord) -> tuple[bool, str]:
         """Whether a deleted file's content can still be read, and why (not)."""
@@ -299,6 +331,7 @@ class RecoveryMixin:
             rec = self.inode(ino)
             if rec.flags & FL_EA_INODE:
                 continue
+            how = None
             if alloc and rec.links == 0 and ino in self.orphan_list():
                 rcv, why = self.recoverability(rec)
                 e = self.make_entry(
@@ -311,10 +344,10 @@ class RecoveryMixin:
                 )
                 e = self.make_entry(f"OrphanFile-{ino}", rec, False, note=note, recoverable=True)
             else:
-                rcv, why = self.recoverability(rec)
+                rec, rcv, why, how = self.recover_record(rec)
                 e = self.make_entry(
                     f"OrphanFile-{ino}", rec, True, note="unnamed inode; " + why, recoverable=rcv
                 )
-            e.found_by = "inode-table"
+            e.found_by = how or "inode-table"
             out.append(e)
         return out
