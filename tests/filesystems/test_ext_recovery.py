@@ -424,3 +424,93 @@ def test_wiped_inodes_recovered_from_the_journal(tmp_path, opts):
         got = {p.name: p.read_bytes() for p in (tmp_path / "magic").rglob("*") if p.is_file()}
         for name in ("f1.bin", "f3.bin"):
             assert got.get(name) in (None, data[name])
+
+
+# --- backup superblocks and group descriptors -------------------------------------------
+
+
+def debugfs_listing(img: Path, superblock: int, block_size: int) -> set[tuple[str, int]]:
+    """(path, inode) of every live entry as ``debugfs -s superblock -b block_size`` (which
+    opens the volume through that backup) lists them, one run per tree level."""
+    out: set[tuple[str, int]] = set()
+    level = ["/"]
+    while level:
+        cmds = "\n".join(f"ls -p {d}" for d in level) + "\n"
+        text = run("debugfs", "-c", "-n", "-s", superblock, "-b", block_size, "-f", "-", img,
+                   input=cmds)
+        nxt = []
+        for chunk, d in zip(text.split("debugfs: ls -p ")[1:], level):
+            for line in chunk.splitlines()[1:]:
+                parts = line.split("/")
+                if len(parts) < 7 or parts[5] in (".", "..") or not parts[1].isdigit():
+                    continue
+                ino, mode, name = int(parts[1]), int(parts[2], 8), parts[5]
+                if ino == 0:
+                    continue
+                path = d.rstrip("/") + "/" + name
+                out.add((path, ino))
+                if mode & 0o170000 == 0o040000:
+                    nxt.append(path)
+        level = nxt
+    return out
+
+
+def live(fs) -> set[tuple[str, int]]:
+    df = fs.files()
+    df = df[~df.deleted & ~df.path.str.startswith("/$OrphanFiles")]
+    return {(p, int(i)) for p, i in zip(df.path, df.inode)}
+
+
+@needs_e2fs
+@pytest.mark.parametrize("opts", [["-t", "ext4", "-b", "1024", "-g", "2048"],
+                                  ["-t", "ext2", "-b", "4096", "-g", "4096"]])
+def test_primary_descriptors_zeroed_uses_a_backup(tmp_path, opts):
+    """dd zeroes the primary group descriptor table (the superblock is intact). Strict
+    mode refuses and names the backup; salvage mode reads through the backup in group 1
+    with a finding, and lists what debugfs -s/-b lists through that backup; the files
+    read back as the source."""
+    data = make_src(tmp_path / "src" / "d", count=5)
+    img = mke2fs(tmp_path / "g.img", opts, tmp_path / "src", "24M")
+    bs = int(opts[opts.index("-b") + 1])
+    per = int(opts[opts.index("-g") + 1])
+    first = 1 if bs == 1024 else 0
+    before = live(open_filesystem(FileSource(img)))
+    raw = bytearray(img.read_bytes())
+    gdt = (first + 1) * bs  # the block after the superblock's block
+    raw[gdt : gdt + bs] = bytes(bs)
+    img = tmp_path / "bad.img"
+    img.write_bytes(bytes(raw))
+    backup = first + per  # group 1's superblock block
+    with pytest.raises(vdinspect.errors.CorruptImage, match=f"block {backup + 1}"):
+        open_filesystem(FileSource(img))
+    fs = open_filesystem(FileSource(img), strict=False)
+    assert fs.info()["descriptors"].startswith("backup (group 1")
+    assert any("primary group descriptors unusable" in r["message"] for r in fs.check_rows())
+    assert live(fs) == debugfs_listing(img, backup, bs) == before
+    for name, want in data.items():
+        assert fs.read(f"/d/{name}") == want
+
+
+@needs_e2fs
+def test_sparse_super2_last_group_backup(tmp_path):
+    """sparse_super2 keeps two backups (s_backup_bgs: group 1 and the last group). With
+    the primary superblock and group 1's copy both zeroed, the last group's is used, as
+    debugfs -s finds it."""
+    data = make_src(tmp_path / "src", count=3)
+    img = mke2fs(tmp_path / "s2.img", ["-t", "ext4", "-b", "1024", "-O", "sparse_super2"],
+                 tmp_path / "src", "40M")
+    head = run("dumpe2fs", "-h", img)
+    groups = int(re.search(r"Block count:\s+(\d+)", head).group(1)) - 1
+    per = int(re.search(r"Blocks per group:\s+(\d+)", head).group(1))
+    last = -(-groups // per) - 1
+    before = live(open_filesystem(FileSource(img)))
+    raw = bytearray(img.read_bytes())
+    for blk in (1, 1 + per):  # the primary and group 1's superblock
+        raw[blk * 1024 : (blk + 1) * 1024] = bytes(1024)
+    img = tmp_path / "bad.img"
+    img.write_bytes(bytes(raw))
+    fs = open_filesystem(FileSource(img), strict=False)
+    assert fs.info()["superblock"].startswith(f"backup (group {last},")
+    assert live(fs) == debugfs_listing(img, 1 + last * per, 1024) == before
+    for name, want in data.items():
+        assert fs.read(f"/{name}") == want

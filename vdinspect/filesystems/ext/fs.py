@@ -83,6 +83,7 @@ class ExtFileSystem(
         self.dirent_cache: dict | None = None
         self.superblock_source = "primary"
         self.backup_group: int | None = None
+        self.descriptor_source = "primary"
         self.replay_journal = replay_journal
         self.journal: Journal | None = None
         self.journal_transactions_replayed: list[Transaction] = []

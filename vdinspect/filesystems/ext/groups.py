@@ -142,31 +142,38 @@ class GroupsMixin:
     """Group descriptors, inode table reads and bitmaps of :class:`ExtFileSystem`."""
 
     def load_descriptors(self) -> None:
+        """Read the group descriptor table: the primary, or in salvage mode a backup copy
+        when the primary is unusable (as ``e2fsck -b`` does)."""
         sb = self.sb
-        bs = self.block_size
-        blocks = sb.descriptor_blocks(self.backup_group)
-        for b in blocks:
-            if b >= sb.blocks_count:
-                raise CorruptImage(
-                    f"group descriptor block {b} is outside the volume",
-                    path=self.name,
-                    structure="group descriptors",
-                    offset=b * bs,
+        data, blocks, why = self._read_descriptors(self.backup_group)
+        if why and self.backup_group is None:
+            found = self._backup_descriptors()
+            if found is not None:
+                g, bdata, bblocks = found
+                where = f"the backup in group {g} (block {bblocks[0]})"
+                msg = f"primary group descriptors unusable ({why}); {where} looks good"
+                if self.strict:
+                    raise CorruptImage(
+                        msg + ": open with strict=False to use it",
+                        path=self.name,
+                        structure="group descriptors",
+                        offset=blocks[0] * self.block_size if blocks else None,
+                    )
+                self.finding(
+                    "error",
+                    "group descriptors",
+                    blocks[0] * self.block_size if blocks else None,
+                    msg + "; using it",
                 )
-        parts = []
-        run = None
-        for b in blocks + [None]:
-            if run and b == run[0] + run[1]:
-                run[1] += 1
-                continue
-            if run:
-                parts.append(self.read_blocks(run[0], run[1], "group descriptors"))
-            run = [b, 1] if b is not None else None
-        data = b"".join(parts)
+                self.backup_group = g
+                self.descriptor_source = f"backup (group {g}, block {bblocks[0]})"
+                data, blocks = bdata, bblocks
         self.gdt_blocks = blocks
         count = sb.group_count
         self.gd_raw = data
         self.gd = decode_descriptors(data, count, sb.desc_size, sb.is_64bit)
+        if self.backup_group is not None:
+            self._distrust_backup_flags()
         # which groups' inode tables can be read at all
         table = self.gd["bg_inode_table"].astype(np.int64)
         ok = (table > 0) & (table + self.itable_blocks <= sb.blocks_count)
@@ -206,6 +213,91 @@ class GroupsMixin:
                 "group descriptors",
                 None,
                 f"{len(bad)} group descriptors have bad checksums",
+            )
+
+    def _read_descriptors(self, backup_group: int | None) -> tuple[bytes, list[int], str]:
+        """The descriptor table's bytes and blocks at the primary place or in
+        ``backup_group``, and why it is unusable ('' when it looks good)."""
+        sb = self.sb
+        bs = self.block_size
+        blocks = sb.descriptor_blocks(backup_group)
+        for b in blocks:
+            if b >= sb.blocks_count:
+                raise CorruptImage(
+                    f"group descriptor block {b} is outside the volume",
+                    path=self.name,
+                    structure="group descriptors",
+                    offset=b * bs,
+                )
+        parts = []
+        run = None
+        for b in blocks + [None]:
+            if run and b == run[0] + run[1]:
+                run[1] += 1
+                continue
+            if run:
+                parts.append(self.read_blocks(run[0], run[1], "group descriptors"))
+            run = [b, 1] if b is not None else None
+        data = b"".join(parts)
+        return data, blocks, self._descriptors_unusable(data)
+
+    def _descriptors_unusable(self, data: bytes) -> str:
+        """Why a descriptor table cannot be the volume's ('' if it can): an inode table
+        or bitmap outside the volume, or (with checksums) most descriptors failing."""
+        sb = self.sb
+        count = sb.group_count
+        gd = decode_descriptors(data, count, sb.desc_size, sb.is_64bit)
+        limit = sb.blocks_count
+        outside = 0
+        for name in ("bg_inode_table", "bg_block_bitmap", "bg_inode_bitmap"):
+            v = gd[name].astype(np.int64)
+            outside += int(((v <= 0) | (v >= limit)).sum())
+        if outside:
+            return f"{outside} inode table or bitmap locations outside the volume"
+        if sb.metadata_csum or sb.gdt_csum:
+            ds = sb.desc_size
+            bad = sum(
+                descriptor_checksum(sb, g, data[g * ds : (g + 1) * ds])
+                != int(gd["bg_checksum"][g])
+                for g in range(count)
+            )
+            if bad * 2 > count:
+                return f"{bad} of {count} descriptor checksums wrong"
+        return ""
+
+    def _backup_descriptors(self) -> tuple[int, bytes, list[int]] | None:
+        """The first backup descriptor table that looks good: (group, bytes, blocks)."""
+        tried = 0
+        for g in range(1, self.sb.group_count):
+            if not self.sb.has_super(g):
+                continue
+            tried += 1
+            if tried > 8:
+                break
+            try:
+                data, blocks, why = self._read_descriptors(g)
+            except CorruptImage:
+                continue
+            if not why:
+                return g, data, blocks
+        return None
+
+    def _distrust_backup_flags(self) -> None:
+        """A backup table is as old as the last resize or mkfs: its 'not initialised'
+        flags and unused-inode counts may hide what was written since. Cleared, as e2fsck
+        does when it opens from a backup (libext2fs ext2fs_open2), so every inode table and
+        bitmap is read."""
+        flags = self.gd["bg_flags"]
+        uninit = BG_INODE_UNINIT | BG_BLOCK_UNINIT
+        if (flags & uninit).any() or self.gd["bg_itable_unused"].any():
+            self.gd["bg_flags"] = flags & (0xFFFF ^ uninit)
+            self.gd["bg_itable_unused"] = 0
+            self.finding(
+                "info",
+                "group descriptors",
+                None,
+                "descriptors read from a backup: their uninitialised flags and unused "
+                "inode counts are ignored (they may be older than the volume's contents)",
             )
 
     def _gd_offset(self, g: int) -> int | None:

@@ -98,6 +98,7 @@ class MountMixin:
             f"primary superblock unusable ({why}); using {where}",
         )
         self.superblock_source = f"backup (group {g}, byte {bsb.offset})"
+        self.descriptor_source = f"backup (group {g})"
         self.backup_group = g
         return bsb
 
