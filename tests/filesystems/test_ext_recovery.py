@@ -302,8 +302,8 @@ def cut_dirs(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("cutdirs")
     contents = {}
-    for d in ("sub", "lost", "keep"):
-        for name, data in make_src(tmp / "src" / d, count=4, size=9000, seed=len(d)).items():
+    for seed, d in enumerate(("sub", "lost", "keep"), 11):  # contents differ between folders
+        for name, data in make_src(tmp / "src" / d, count=4, size=9000, seed=seed).items():
             contents[f"/{d}/{d}-{name}"] = data
             (tmp / "src" / d / name).rename(tmp / "src" / d / f"{d}-{name}")
     img = mke2fs(tmp / "c.img", ["-t", "ext4", "-b", "4096"], tmp / "src", "32M")
