@@ -514,3 +514,22 @@ def test_sparse_super2_last_group_backup(tmp_path):
     assert live(fs) == debugfs_listing(img, 1 + last * per, 1024) == before
     for name, want in data.items():
         assert fs.read(f"/{name}") == want
+
+
+@needs_e2fs
+def test_primary_superblock_zeroed_lists_like_debugfs_from_the_backup(tmp_path):
+    """dd zeroes the primary superblock of a 4 KiB ext4: salvage mode lists what
+    debugfs -s 32768 -b 4096 lists (TSK cannot open it at all)."""
+    data = make_src(tmp_path / "src" / "d", count=4)
+    img = mke2fs(tmp_path / "p.img", ["-t", "ext4", "-b", "4096"], tmp_path / "src", "136M")
+    raw = bytearray(img.read_bytes())
+    raw[1024:2048] = bytes(1024)
+    img = tmp_path / "bad.img"
+    img.write_bytes(bytes(raw))
+    fs = open_filesystem(FileSource(img), strict=False)
+    assert live(fs) == debugfs_listing(img, 32768, 4096)
+    assert {p for p, _i in live(fs)} >= {f"/d/{n}" for n in data}
+    for name, want in data.items():
+        assert fs.read(f"/d/{name}") == want
+    if have("fls"):
+        assert run("fls", img, check=False) == ""

@@ -3,10 +3,13 @@
 Read-only in every case: a filesystem that needs journal recovery is read through an
 in-memory overlay of its committed journal blocks (``replay_journal=True``, the default),
 or as it lies on disk (``replay_journal=False``); either way ``check()`` says the journal
-was not clean. Deleted names come from directory slack and are marked ``deleted=True``;
+was not clean. Deleted names come from directory slack and are marked ``deleted=True``
+(``found_by`` ``slack``; copies of live entries left by htree splits are not listed);
 ``recoverable`` is True only when the inode still maps its blocks and none of them is
-allocated again (a real ext4 deletion clears the extent tree, so usually it is False and
-the ``note`` column says why). Inodes that no directory entry names are listed under
+allocated again, or the inode is on the orphan list (deleted while open: its blocks are
+its own). A real ext4 deletion clears the extent tree: the newest older copy of the
+inode in the journal is then used when there is one (``found_by`` ``journal``), else the
+``note`` column says why not. Inodes that no directory entry names are listed under
 ``/$OrphanFiles`` as ``OrphanFile-<inode>``, the way The Sleuth Kit's ``fls`` shows them.
 """
 
