@@ -533,3 +533,71 @@ def test_primary_superblock_zeroed_lists_like_debugfs_from_the_backup(tmp_path):
         assert fs.read(f"/d/{name}") == want
     if have("fls"):
         assert run("fls", img, check=False) == ""
+
+
+# --- hostile journals -------------------------------------------------------------------
+
+JBD2_MAGIC = 0xC03B3998
+
+
+def jbd2_header(kind: int, seq: int) -> bytes:
+    """A journal block header (big-endian): h_magic, h_blocktype, h_sequence."""
+    return struct.pack(">III", JBD2_MAGIC, kind, seq)
+
+
+@needs_e2fs
+@pytest.mark.parametrize("maps", [True, False])
+def test_journal_full_of_fake_copies_is_bounded(tmp_path, monkeypatch, maps):
+    """A clean journal whose whole log is committed transactions (built here from the JBD2
+    layout: descriptor with one tag, the copy, a commit) each logging the inode-table block
+    with a forged record of the deleted file: with an extent past the volume (``maps``) the
+    newest copy is read and refused; with an empty extent root no copy maps content and at
+    most MAX_COPIES_TRIED are read. Never recoverable, nothing raises."""
+    from vdinspect.filesystems.ext import history
+
+    make_src(tmp_path / "src", count=3)
+    img = mke2fs(tmp_path / "h.img", ["-t", "ext4", "-b", "4096", "-O", "^64bit,^metadata_csum"],
+                 tmp_path / "src")
+    table = itable_block(img, "/f1.bin")
+    ino = kernel_delete(img, "/f1.bin")
+    geo = eb.geometry(img.read_bytes())
+    jblocks = dblocks(img, "<8>")
+    raw = bytearray(img.read_bytes())
+    bs = geo.block_size
+    jsb = jblocks[0] * bs
+    maxlen, first = struct.unpack_from(">II", raw, jsb + 16)
+    assert "journal_64bit" not in run("dumpe2fs", "-h", img)  # 8-byte tags
+    # the forged record: a regular file of 1 MiB, extent root with one extent far away
+    forged = bytearray(raw[table * bs : (table + 1) * bs])
+    at = eb.inode_offset(geo, ino) - table * bs
+    struct.pack_into("<HHI", forged, at, 0o100644, 0, 1 << 20)
+    struct.pack_into("<H", forged, at + 26, 1)  # i_links_count
+    struct.pack_into("<I", forged, at + 20, 0)  # i_dtime
+    root = eb.extent_header(1, 4, 0) + eb.extent_leaf(0, 256, 1 << 30) if maps else (
+        eb.extent_header(0, 4, 0))
+    forged[at + 40 : at + 40 + len(root)] = root
+    seq, j = 1, first
+    while j + 3 <= min(maxlen, len(jblocks)):
+        desc = jbd2_header(1, seq) + struct.pack(">IHH", table, 0, 0x2 | 0x8)  # same uuid, last
+        raw[jblocks[j] * bs : (jblocks[j] + 1) * bs] = desc.ljust(bs, b"\0")
+        raw[jblocks[j + 1] * bs : (jblocks[j + 1] + 1) * bs] = forged
+        raw[jblocks[j + 2] * bs : (jblocks[j + 2] + 1) * bs] = jbd2_header(2, seq).ljust(bs, b"\0")
+        seq, j = seq + 1, j + 3
+    struct.pack_into(">I", raw, jsb + 24, seq)  # s_sequence: the next one (clean journal)
+    img = tmp_path / "hostile.img"
+    img.write_bytes(bytes(raw))
+    reads = []
+    original = history.HistoryMixin._copy_of
+    monkeypatch.setattr(history.HistoryMixin, "_copy_of",
+                        lambda self, off, esc: reads.append(off) or original(self, off, esc))
+    fs = open_filesystem(FileSource(img))
+    assert len(fs.journal_copies()[table]) == seq - 1 > history.MAX_COPIES_TRIED
+    row = fs.files().set_index("path").loc["/f1.bin"]
+    assert row["deleted"] and not row["recoverable"]
+    assert row["found_by"] == "slack"
+    if maps:
+        assert "journal transaction" in row["note"] and "outside the volume" in row["note"]
+        assert len(reads) == 1
+    else:
+        assert "no older copy of the inode in the journal" in row["note"]
+        assert len(reads) == history.MAX_COPIES_TRIED
