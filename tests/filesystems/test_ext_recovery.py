@@ -601,3 +601,48 @@ def test_journal_full_of_fake_copies_is_bounded(tmp_path, monkeypatch, maps):
     else:
         assert "no older copy of the inode in the journal" in row["note"]
         assert len(reads) == history.MAX_COPIES_TRIED
+
+
+@needs_e2fs
+def test_htree_leaf_lost_names_come_back_from_split_copies(tmp_path):
+    """An htree directory (e2fsck -D) with copies of 4 entries of leaf B left in leaf A's
+    slack (as a kernel split leaves them); B's block is then cut (its QCOW2 cluster points
+    past the file). The 4 are listed as live files (found_by 'slack', with their own
+    bytes), B's other files under $OrphanFiles; the directory's note says what was lost."""
+    if not have("qemu-img"):
+        pytest.skip("needs qemu-img")
+    from tests.filesystems.test_damaged_files import break_clusters
+
+    src = tmp_path / "src" / "d"
+    src.mkdir(parents=True)
+    for i in range(600):
+        (src / f"file_with_a_rather_long_name_{i:05d}.txt").write_text(f"content {i}\n")
+    img = mke2fs(tmp_path / "h.img", ["-t", "ext4", "-b", "4096", "-O", "^metadata_csum"],
+                 tmp_path / "src", "32M")
+    run("e2fsck", "-fyD", img, check=False)
+    blocks = dblocks(img, "/d")
+    raw = bytearray(img.read_bytes())
+    bs = 4096
+    leaves = [b for b in blocks[1:] if len(_dirents(raw[b * bs : (b + 1) * bs])) > 3]
+    a, b = leaves[0], leaves[1]
+    in_b = _dirents(raw[b * bs : (b + 1) * bs])
+    moved = in_b[:4]
+    _put_in_slack(raw, a * bs, bs, b"".join(_entry(i, n) for _p, i, _r, n in moved))
+    img.write_bytes(bytes(raw))
+    qcow = tmp_path / "h.qcow2"
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", img, qcow)
+    bad = tmp_path / "bad.qcow2"
+    break_clusters(qcow, bad, [b])
+    with vdinspect.open(bad, strict=False) as disk:
+        fs = disk.filesystem()
+        df = fs.files().set_index("path")
+        assert "4096 bytes of the directory could not be read" in df.loc["/d", "note"]
+        for _p, ino, _r, name in moved:
+            row = df.loc[f"/d/{name.decode()}"]
+            assert not row["deleted"] and row["found_by"] == "slack" and row["inode"] == ino
+            n = int(name.decode()[-9:-4])
+            assert fs.read(f"/d/{name.decode()}") == f"content {n}\n".encode()
+        rest = {ino for _p, ino, _r, _n in in_b[4:]}
+        orphans = df[df.index.str.startswith("/$OrphanFiles/")]
+        assert rest <= set(orphans.inode.astype(int))
+        assert not df.deleted[df.index.str.startswith("/d/")].any()

@@ -263,6 +263,7 @@ class ListingMixin:
         where = f"directory inode {rec.number}"
         problems: list = []
         out: list[RawDirent] = []
+        had_loss = False
         if rec.inline:
             data = self.inline_data(rec)
             size = min(rec.size, len(data))
@@ -296,6 +297,7 @@ class ListingMixin:
                             continue
                         if pb + k + i in lost:  # unreadable: what the journal remembers
                             out += self.directory_from_journal(rec, lblk, pb + k + i)
+                            had_loss = True
                             continue
                         block = data[i * bs : (i + 1) * bs]
                         if rec.flags & FL_INDEX and lblk and parse_dx_node(block, bs):
@@ -309,9 +311,35 @@ class ListingMixin:
                         )
         for off, msg in problems[:8]:
             self.problem(where, None, f"{msg} (byte {off} of the directory)")
+        if had_loss and deleted:
+            self._promote_slack_names(out)
         if deleted or any(d.found_by != "index" for d in out):
             out = drop_live_copies(out)
         return out
+
+    def _promote_slack_names(self, raws: list[RawDirent]) -> None:
+        """In a directory with unreadable blocks: a name left in slack (an htree split's
+        copy, an entry moved when a block was packed) whose inode is in use and that no
+        readable entry names is taken as the live entry the lost block held."""
+        live_inodes = {d.inode for d in raws if not d.deleted}
+        live_names = {d.name for d in raws if not d.deleted}
+        for d in raws:
+            if not d.deleted or not d.inode or d.inode in live_inodes or d.name in live_names:
+                continue
+            try:
+                rec = self.inode(d.inode)
+            except CorruptImage:
+                continue
+            if rec.mode == 0 or rec.links == 0 or rec.dtime or not self.inode_allocated(d.inode):
+                continue
+            d.deleted = False
+            d.found_by = "slack"
+            d.note = (
+                "named by a leftover copy of its entry in the directory's slack; the block "
+                "that holds its live entry cannot be read"
+            )
+            live_inodes.add(d.inode)
+            live_names.add(d.name)
 
     def _damaged_blocks(self, pblk: int, count: int) -> set[int]:
         """Which of the blocks [pblk, pblk+count) hold bytes that cannot be read."""
