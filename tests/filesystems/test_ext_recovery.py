@@ -587,8 +587,8 @@ def test_journal_full_of_fake_copies_is_bounded(tmp_path, monkeypatch, maps):
     img = tmp_path / "hostile.img"
     img.write_bytes(bytes(raw))
     reads = []
-    original = history.HistoryMixin._copy_of
-    monkeypatch.setattr(history.HistoryMixin, "_copy_of",
+    original = history.HistoryMixin.copy_of
+    monkeypatch.setattr(history.HistoryMixin, "copy_of",
                         lambda self, off, esc: reads.append(off) or original(self, off, esc))
     fs = open_filesystem(FileSource(img))
     assert len(fs.journal_copies()[table]) == seq - 1 > history.MAX_COPIES_TRIED
@@ -646,3 +646,49 @@ def test_htree_leaf_lost_names_come_back_from_split_copies(tmp_path):
         orphans = df[df.index.str.startswith("/$OrphanFiles/")]
         assert rest <= set(orphans.inode.astype(int))
         assert not df.deleted[df.index.str.startswith("/d/")].any()
+
+
+@needs_e2fs
+def test_unreadable_inode_table_block_read_from_the_journal(tmp_path):
+    """An inode-table block logged in the journal (debugfs jo/jw/jc, checkpointed by
+    e2fsck), then cut (its QCOW2 cluster points past the file): the files whose inodes it
+    holds read back whole, their note names the transaction, check() says which block
+    was replaced. A second cut block with no copy: its inodes are reported lost."""
+    if not have("qemu-img"):
+        pytest.skip("needs qemu-img")
+    from tests.filesystems.test_damaged_files import break_clusters
+
+    data = make_src(tmp_path / "src", count=40, size=2000)
+    img = mke2fs(tmp_path / "t.img", ["-t", "ext4", "-b", "4096"], tmp_path / "src", "32M")
+    inodes = {name: inode_number(img, f"/{name}") for name in data}
+    by_ino = {i: n for n, i in inodes.items()}
+    per = 4096 // 256  # inodes per table block (mke2fs -t ext4: 256-byte inodes)
+    hit = itable_block(img, f"/{by_ino[per + 2]}")  # the second block (the first has root)
+    other = itable_block(img, f"/{by_ino[2 * per + 2]}")  # the third: no journal copy
+    assert len({hit, other, itable_block(img, "/")}) == 3
+    journal_copy(img, [hit], tmp_path)
+    qcow = tmp_path / "t.qcow2"
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", img, qcow)
+    bad = tmp_path / "bad.qcow2"
+    break_clusters(qcow, bad, [hit, other])
+    with vdinspect.open(bad, strict=False) as disk:
+        fs = disk.filesystem()
+        df = fs.files().set_index("path")
+        same = [n for n, i in inodes.items() if (i - 1) // per == 1]
+        gone = [n for n, i in inodes.items() if (i - 1) // per == 2]
+        assert len(same) == len(gone) == per
+        for name in same:
+            row = df.loc[f"/{name}"]
+            assert "journal transaction" in row["note"] and row["inode"] == inodes[name]
+            assert row["size"] == len(data[name]) and fs.read(f"/{name}") == data[name]
+        for name in gone:
+            assert df.loc[f"/{name}", "size"] == 0
+            assert "inode cannot be read" in df.loc[f"/{name}", "note"]
+        msgs = [r["message"] for r in fs.check_rows() if r["severity"] == "error"]
+        assert any(f"block {hit} of the inode table" in m and "journal" in m for m in msgs)
+        assert any(f"block {other} of the inode table" in m and "lost" in m for m in msgs)
+        assert df.loc[[f"/{n}" for n in gone], "damaged"].isna().all()
+        rep = fs.extract("/", tmp_path / "out")
+    assert {p for p, _why in rep.skipped} == {f"/{n}" for n in gone}
+    for name in same:
+        assert (tmp_path / "out" / name).read_bytes() == data[name]

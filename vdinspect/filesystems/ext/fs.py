@@ -95,6 +95,8 @@ class ExtFileSystem(
         self.journal_map: BlockMap | None = None
         self._maps = LRUCache(256)
         self._damaged: bool | None = None
+        self.journal_inodes: dict[int, int] = {}  # inode -> journal transaction it came from
+        self.unreadable_inodes: dict[int, int] = {}  # inode -> its unreadable table block
         self.mount()
 
     @property
@@ -209,6 +211,14 @@ class ExtFileSystem(
             )
         rec = self.record_of(entry)
         where = f"inode {rec.number}"
+        if rec.number in self.unreadable_inodes and rec.raw == bytes(len(rec.raw)):
+            raise CorruptImage(
+                f"the inode cannot be read: block {self.unreadable_inodes[rec.number]} of "
+                "the inode table is damaged and the journal has no copy of it",
+                path=self.name,
+                structure=where,
+                offset=rec.offset,
+            )
         if rec.is_dir and entry.kind == DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is a directory")
         if rec.encrypted and (rec.is_reg or rec.is_symlink):

@@ -346,13 +346,56 @@ class GroupsMixin:
         else:
             start = self._itable_starts[g] + chunk * per_chunk * isz
             n = min(per_chunk, self.inodes_per_group - chunk * per_chunk)
-            data = self._itable.get(
-                key, lambda: self.read_bytes(start, n * isz, f"inode table {g}")
-            )
+            data = self._itable.get(key, lambda: self._read_itable(g, start, n * isz))
             self._last_key = key
             self._last_chunk = (start, data)
         pos = (idx - chunk * per_chunk) * isz
         return data[pos : pos + isz], start + pos
+
+    def _read_itable(self, g: int, start: int, length: int) -> bytes:
+        """Inode table bytes; in salvage mode, blocks that cannot be read are taken from
+        their newest copy in the journal when it has one (``journal_inodes`` says which
+        inodes, and from which transaction)."""
+        data = self.read_bytes(start, length, f"inode table {g}")
+        if not self.volume_damaged():
+            return data
+        bs = self.block_size
+        lost = {
+            b
+            for a, n in self.dev.damaged_ranges(start, length)
+            for b in range(a // bs, (a + n - 1) // bs + 1)
+        }
+        if not lost:
+            return data
+        buf = bytearray(data)
+        isz = self.inode_size
+        for b in sorted(lost):
+            at = b * bs - start
+            first = g * self.inodes_per_group + at // isz + 1
+            copies = self.journal_copies().get(b) if self.journal is not None else None
+            if not copies:
+                self.finding(
+                    "error",
+                    f"inode table {g}",
+                    b * bs,
+                    f"block {b} of the inode table cannot be read and the journal has no "
+                    f"copy of it: inodes {first}-{first + bs // isz - 1} are lost",
+                )
+                for ino in range(first, first + bs // isz):
+                    self.unreadable_inodes[ino] = b
+                continue
+            seq, off, esc = copies[0]
+            buf[at : at + bs] = self.copy_of(off, esc)
+            for ino in range(first, first + bs // isz):
+                self.journal_inodes[ino] = seq
+            self.finding(
+                "error",
+                f"inode table {g}",
+                b * bs,
+                f"block {b} of the inode table cannot be read; its inodes are taken from "
+                f"its copy in journal transaction {seq}",
+            )
+        return bytes(buf)
 
     def bitmap(self, kind: str, g: int) -> np.ndarray | None:
         """Group ``g``'s inode or block bitmap as a bool array (None when uninitialised)."""

@@ -84,7 +84,8 @@ class HistoryMixin:
                 k += 1
         return True
 
-    def _copy_of(self, offset: int, escaped: bool) -> bytes:
+    def copy_of(self, offset: int, escaped: bool) -> bytes:
+        """The block copy at ``offset`` in the journal, as it was logged."""
         data = self.base.read(offset, self.block_size)
         if escaped:  # the journal stored it with its first 4 bytes zeroed
             data = JBD2_MAGIC.to_bytes(4, "big") + data[4:]
@@ -105,7 +106,7 @@ class HistoryMixin:
             return None
         for seq, off, esc in copies[:MAX_COPIES_TRIED]:
             try:
-                raw = self._copy_of(off, esc)[within : within + self.inode_size]
+                raw = self.copy_of(off, esc)[within : within + self.inode_size]
             except VDInspectError:
                 continue
             rec = InodeRecord(ino, raw, off + within, self.huge_file, self.block_size)
@@ -122,7 +123,7 @@ class HistoryMixin:
             return []
         seq, off, esc = copies[0]
         try:
-            data = self._copy_of(off, esc)
+            data = self.copy_of(off, esc)
         except VDInspectError:
             return []
         raws = parse_dir_block(

@@ -205,7 +205,12 @@ class ListingMixin:
                     note=f"inode unreadable: {exc}",
                 )
             note = None
-            if rec.links == 0 or (rec.dtime and not self.inode_allocated(d.inode)):
+            if d.inode in self.unreadable_inodes:
+                note = (
+                    f"its inode cannot be read (block {self.unreadable_inodes[d.inode]} of "
+                    "the inode table is damaged and the journal has no copy)"
+                )
+            elif rec.links == 0 or (rec.dtime and not self.inode_allocated(d.inode)):
                 note = "the entry is live but its inode is not in use (deleted inode)"
             elif rec.mode == 0:
                 note = "the entry is live but its inode is empty"
@@ -213,6 +218,13 @@ class ListingMixin:
                 note = "encrypted (fscrypt): the content is not decrypted"
             elif rec.flags & FL_COMPRESSED_ANY and self.sb.incompat & S.INCOMPAT_COMPRESSION:
                 note = "compressed (e2compr): the content is not read"
+            seq = self.journal_inodes.get(d.inode)
+            if seq is not None:
+                why = (
+                    f"inode read from the copy of its inode-table block in journal "
+                    f"transaction {seq} (the block cannot be read)"
+                )
+                note = why if not note else f"{why}; {note}"
             e = self.make_entry(name, rec, False, ftype=d.file_type, note=note)
             if d.found_by != "index":
                 e.found_by = d.found_by

@@ -192,6 +192,7 @@ class WalkMixin:
                     ftype = mode & S_IFMT
                     if (
                         raw is None
+                        or ino in self.journal_inodes
                         or not links
                         or dtime
                         or iflags & _FLAGS_NOTED
