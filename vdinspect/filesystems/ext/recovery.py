@@ -28,10 +28,10 @@ OrphanBlockTail = Struct(
 ORPHAN_BLOCK_MAGIC = 0x0B10CA04
 _TAIL = OrphanBlockTail.sizeof()
 _MAGIC_SIZE = size_of(OrphanBlockTail, "ob_magic")
-MAX_ORPHANS = 1 << 16
-# reasons recoverability() gives for a record whose mapping the deletion wiped
+MAX_ORPHANS = 1 << 16  # orphan list entries examined (a hostile chain is capped)
+# the reasons recoverability() gives for a record whose mapping the deletion wiped
 _WIPED = ("extent tree cleared", "block pointers cleared", "size is 0", "inode is empty",
-          "no blocks mapped")  # orphan list entries examined (a hostile chain is capped)
+          "no blocks mapped")
 
 
 class RecoveryMixin:
