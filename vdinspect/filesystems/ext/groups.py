@@ -145,11 +145,11 @@ class GroupsMixin:
         """Read the group descriptor table: the primary, or in salvage mode a backup copy
         when the primary is unusable (as ``e2fsck -b`` does)."""
         sb = self.sb
-        data, blocks, why = self._read_descriptors(self.backup_group)
+        data, blocks, why, bad = self._read_descriptors(self.backup_group)
         if why and self.backup_group is None:
             found = self._backup_descriptors()
             if found is not None:
-                g, bdata, bblocks = found
+                g, bdata, bblocks, bad = found
                 where = f"the backup in group {g} (block {bblocks[0]})"
                 msg = f"primary group descriptors unusable ({why}); {where} looks good"
                 if self.strict:
@@ -191,15 +191,7 @@ class GroupsMixin:
                 self._gd_offset(g),
                 f"group {g}: inode table at block {int(table[g])} is outside the volume",
             )
-        # checksums
-        bad = []
-        if sb.metadata_csum or sb.gdt_csum:
-            ds = sb.desc_size
-            for g in range(count):
-                want = descriptor_checksum(sb, g, data[g * ds : (g + 1) * ds])
-                if want is not None and want != int(self.gd["bg_checksum"][g]):
-                    bad.append(g)
-        self.gd_bad_checksum = bad
+        self.gd_bad_checksum = bad  # checksums (of the table as read, before any change)
         for g in bad[:16]:
             self.finding(
                 "error",
@@ -215,9 +207,12 @@ class GroupsMixin:
                 f"{len(bad)} group descriptors have bad checksums",
             )
 
-    def _read_descriptors(self, backup_group: int | None) -> tuple[bytes, list[int], str]:
+    def _read_descriptors(
+        self, backup_group: int | None
+    ) -> tuple[bytes, list[int], str, list[int]]:
         """The descriptor table's bytes and blocks at the primary place or in
-        ``backup_group``, and why it is unusable ('' when it looks good)."""
+        ``backup_group``, why it is unusable ('' when it looks good) and the groups whose
+        descriptor checksum is wrong."""
         sb = self.sb
         bs = self.block_size
         blocks = sb.descriptor_blocks(backup_group)
@@ -239,9 +234,9 @@ class GroupsMixin:
                 parts.append(self.read_blocks(run[0], run[1], "group descriptors"))
             run = [b, 1] if b is not None else None
         data = b"".join(parts)
-        return data, blocks, self._descriptors_unusable(data)
+        return (data, blocks, *self._descriptors_unusable(data))
 
-    def _descriptors_unusable(self, data: bytes) -> str:
+    def _descriptors_unusable(self, data: bytes) -> tuple[str, list[int]]:
         """Why a descriptor table cannot be the volume's ('' if it can): an inode table
         or bitmap outside the volume, or (with checksums) most descriptors failing."""
         sb = self.sb
@@ -252,21 +247,22 @@ class GroupsMixin:
         for name in ("bg_inode_table", "bg_block_bitmap", "bg_inode_bitmap"):
             v = gd[name].astype(np.int64)
             outside += int(((v <= 0) | (v >= limit)).sum())
-        if outside:
-            return f"{outside} inode table or bitmap locations outside the volume"
+        bad = []
         if sb.metadata_csum or sb.gdt_csum:
             ds = sb.desc_size
-            bad = sum(
-                descriptor_checksum(sb, g, data[g * ds : (g + 1) * ds])
-                != int(gd["bg_checksum"][g])
-                for g in range(count)
-            )
-            if bad * 2 > count:
-                return f"{bad} of {count} descriptor checksums wrong"
-        return ""
+            sums = gd["bg_checksum"].tolist()
+            for g in range(count):
+                if descriptor_checksum(sb, g, data[g * ds : (g + 1) * ds]) != sums[g]:
+                    bad.append(g)
+        if outside:
+            return f"{outside} inode table or bitmap locations outside the volume", bad
+        if len(bad) * 2 > count:
+            return f"{len(bad)} of {count} descriptor checksums wrong", bad
+        return "", bad
 
-    def _backup_descriptors(self) -> tuple[int, bytes, list[int]] | None:
-        """The first backup descriptor table that looks good: (group, bytes, blocks)."""
+    def _backup_descriptors(self) -> tuple[int, bytes, list[int], list[int]] | None:
+        """The first backup descriptor table that looks good: (group, bytes, blocks,
+        groups with a wrong checksum)."""
         tried = 0
         for g in range(1, self.sb.group_count):
             if not self.sb.has_super(g):
@@ -275,11 +271,11 @@ class GroupsMixin:
             if tried > 8:
                 break
             try:
-                data, blocks, why = self._read_descriptors(g)
+                data, blocks, why, bad = self._read_descriptors(g)
             except CorruptImage:
                 continue
             if not why:
-                return g, data, blocks
+                return g, data, blocks, bad
         return None
 
     def _distrust_backup_flags(self) -> None:
