@@ -6,8 +6,8 @@ On-disk layouts, one module each: :mod:`.superblock` (superblock, features, chec
 content), :mod:`.dirs` (directory entries, htree, slack), :mod:`.journal` (JBD2).
 The reader is :class:`~.fs.ExtFileSystem`, made of :mod:`.mount` (opening, journal
 replay), :mod:`.listing` (directories to entries), :mod:`.recovery` (deleted files,
-orphans), :mod:`.walk` (the ``files()`` fast path) and :mod:`.report` (info, structures,
-check).
+orphans, the orphan list), :mod:`.history` (older copies of blocks in the journal),
+:mod:`.walk` (the ``files()`` fast path) and :mod:`.report` (info, structures, check).
 """
 
 from __future__ import annotations

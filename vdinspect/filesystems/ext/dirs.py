@@ -114,6 +114,8 @@ class RawDirent:
     file_type: int
     offset: int  # byte offset inside the directory's content (or region)
     deleted: bool
+    found_by: str = "index"  # "journal": from an older copy of the block (history.py)
+    note: str | None = None
 
 
 def rec_len_from_disk(v: int, block_size: int) -> int:

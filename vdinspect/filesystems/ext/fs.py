@@ -3,10 +3,13 @@
 Read-only in every case: a filesystem that needs journal recovery is read through an
 in-memory overlay of its committed journal blocks (``replay_journal=True``, the default),
 or as it lies on disk (``replay_journal=False``); either way ``check()`` says the journal
-was not clean. Deleted names come from directory slack and are marked ``deleted=True``;
+was not clean. Deleted names come from directory slack and are marked ``deleted=True``
+(``found_by`` ``slack``; copies of live entries left by htree splits are not listed);
 ``recoverable`` is True only when the inode still maps its blocks and none of them is
-allocated again (a real ext4 deletion clears the extent tree, so usually it is False and
-the ``note`` column says why). Inodes that no directory entry names are listed under
+allocated again, or the inode is on the orphan list (deleted while open: its blocks are
+its own). A real ext4 deletion clears the extent tree: the newest older copy of the
+inode in the journal is then used when there is one (``found_by`` ``journal``), else the
+``note`` column says why not. Inodes that no directory entry names are listed under
 ``/$OrphanFiles`` as ``OrphanFile-<inode>``, the way The Sleuth Kit's ``fls`` shows them.
 """
 
@@ -18,12 +21,22 @@ from ...errors import (
     InvalidArgument,
     NotFound,
     UnsupportedFeature,
+    VDInspectError,
 )
 from ...io import ByteSource, Concat, LRUCache, MemorySource, Zero
 from ..base import DIR, SYMLINK, Entry, FileSystem
 from . import superblock as S
-from .extents import EXTENT_MAGIC, BlockMap, blockmap_map, extent_map, mapped_source
+from .extents import (
+    DAMAGED,
+    DATA,
+    EXTENT_MAGIC,
+    BlockMap,
+    blockmap_map,
+    extent_map,
+    mapped_source,
+)
 from .groups import GroupsMixin
+from .history import HistoryMixin
 from .inode import FL_COMPRESSED_ANY, I_BLOCK_SIZE, InodeRecord
 from .journal import Journal, Transaction
 from .listing import ListingMixin
@@ -40,6 +53,7 @@ class ExtFileSystem(
     XattrsMixin,
     ListingMixin,
     RecoveryMixin,
+    HistoryMixin,
     WalkMixin,
     ReportMixin,
     FileSystem,
@@ -47,8 +61,9 @@ class ExtFileSystem(
     """An ext2, ext3 or ext4 volume on a ByteSource (a partition, LV or raw file).
 
     The facade over the concept modules it is made of: :mod:`.mount` (opening),
-    :mod:`.groups`, :mod:`.xattrs`, :mod:`.listing`, :mod:`.recovery`, :mod:`.walk`
-    (the ``files()`` fast path) and :mod:`.report`; here: reads, block maps and content.
+    :mod:`.groups`, :mod:`.xattrs`, :mod:`.listing`, :mod:`.recovery`, :mod:`.history`
+    (older block copies in the journal), :mod:`.walk` (the ``files()`` fast path) and
+    :mod:`.report`; here: reads, block maps and content.
     ``lenient`` (a depth) makes problems raise while probing deleted data, whatever the
     mode; ``column_walk`` is set while ``files()`` walks.
     """
@@ -71,6 +86,7 @@ class ExtFileSystem(
         self.dirent_cache: dict | None = None
         self.superblock_source = "primary"
         self.backup_group: int | None = None
+        self.descriptor_source = "primary"
         self.replay_journal = replay_journal
         self.journal: Journal | None = None
         self.journal_transactions_replayed: list[Transaction] = []
@@ -78,6 +94,9 @@ class ExtFileSystem(
         self.external_journal = False
         self.journal_map: BlockMap | None = None
         self._maps = LRUCache(256)
+        self._damaged: bool | None = None
+        self.journal_inodes: dict[int, int] = {}  # inode -> journal transaction it came from
+        self.unreadable_inodes: dict[int, int] = {}  # inode -> its unreadable table block
         self.mount()
 
     @property
@@ -119,6 +138,39 @@ class ExtFileSystem(
             raise InvalidArgument(f"{self.name}: {e.path or e.name} has no inode")
         return self.inode(e.inode)
 
+    def volume_damaged(self) -> bool:
+        """Whether any byte of the volume cannot be read (asked once, then kept)."""
+        if self._damaged is None:
+            self._damaged = super().volume_damaged()
+        return self._damaged
+
+    def directory_damage(self, entry: Entry) -> int:
+        """Bytes of a directory's blocks (and of its extent tree's blocks) that cannot be
+        read: the entries stored there are lost unless the journal names them."""
+        if entry.key == ("orphans",) or not self.volume_damaged():
+            return 0
+        try:
+            rec = self.record_of(entry)
+            if rec.inline:
+                return 0
+            self.lenient += 1
+            try:
+                bmap = self.block_map(rec)
+            finally:
+                self.lenient -= 1
+        except (VDInspectError, ValueError):
+            return 0
+        bs = self.block_size
+        lost = 0
+        for _lb, cnt, pb, st in zip(
+            bmap.lblk.tolist(), bmap.count.tolist(), bmap.pblk.tolist(), bmap.state.tolist()
+        ):
+            if st == DAMAGED:
+                lost += cnt * bs
+            elif st == DATA and (pb + cnt) * bs <= self.dev.size:
+                lost += sum(n for _a, n in self.dev.damaged_ranges(pb * bs, cnt * bs))
+        return lost
+
     # --- mapping -------------------------------------------------------------------
     def block_map(self, rec: InodeRecord) -> BlockMap:
         """Where ``rec``'s content lies (extent tree or block map), cached."""
@@ -159,6 +211,14 @@ class ExtFileSystem(
             )
         rec = self.record_of(entry)
         where = f"inode {rec.number}"
+        if rec.number in self.unreadable_inodes and rec.raw == bytes(len(rec.raw)):
+            raise CorruptImage(
+                f"the inode cannot be read: block {self.unreadable_inodes[rec.number]} of "
+                "the inode table is damaged and the journal has no copy of it",
+                path=self.name,
+                structure=where,
+                offset=rec.offset,
+            )
         if rec.is_dir and entry.kind == DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is a directory")
         if rec.encrypted and (rec.is_reg or rec.is_symlink):

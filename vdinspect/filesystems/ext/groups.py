@@ -143,9 +143,80 @@ class GroupsMixin:
     """Group descriptors, inode table reads and bitmaps of :class:`ExtFileSystem`."""
 
     def load_descriptors(self) -> None:
+        """Read the group descriptor table: the primary, or in salvage mode a backup copy
+        when the primary is unusable (as ``e2fsck -b`` does)."""
+        sb = self.sb
+        data, blocks, why, bad = self._read_descriptors(self.backup_group)
+        if why and self.backup_group is None:
+            found = self._backup_descriptors()
+            if found is not None:
+                g, bdata, bblocks, bad = found
+                where = f"the backup in group {g} (block {bblocks[0]})"
+                msg = f"primary group descriptors unusable ({why}); {where} looks good"
+                if self.strict:
+                    raise CorruptImage(
+                        msg + ": open with strict=False to use it",
+                        path=self.name,
+                        structure="group descriptors",
+                        offset=blocks[0] * self.block_size if blocks else None,
+                    )
+                self.finding(
+                    "error",
+                    "group descriptors",
+                    blocks[0] * self.block_size if blocks else None,
+                    msg + "; using it",
+                )
+                self.backup_group = g
+                self.descriptor_source = f"backup (group {g}, block {bblocks[0]})"
+                data, blocks = bdata, bblocks
+        self.gdt_blocks = blocks
+        count = sb.group_count
+        self.gd_raw = data
+        self.gd = decode_descriptors(data, count, sb.desc_size, sb.is_64bit)
+        if self.backup_group is not None:
+            self._distrust_backup_flags()
+        # which groups' inode tables can be read at all
+        table = self.gd["bg_inode_table"].astype(np.int64)
+        ok = (table > 0) & (table + self.itable_blocks <= sb.blocks_count)
+        self.itable_ok = ok.tolist()
+        self._itable_starts = (table * self.block_size).tolist()
+        self._per_chunk = max(1, ITABLE_CHUNK // self.inode_size)
+        self._itable = LRUCache(128)  # anew: a journal replay changes what the tables hold
+        self._bitmaps = LRUCache(256)
+        self._last_key = None
+        self._last_chunk = None
+        for g in np.flatnonzero(~ok)[:16].tolist():
+            self.finding(
+                "error",
+                "group descriptors",
+                self._gd_offset(g),
+                f"group {g}: inode table at block {int(table[g])} is outside the volume",
+            )
+        self.gd_bad_checksum = bad  # checksums (of the table as read, before any change)
+        for g in bad[:16]:
+            self.finding(
+                "error",
+                "group descriptors",
+                self._gd_offset(g),
+                f"group {g}: descriptor checksum mismatch",
+            )
+        if len(bad) > 16:
+            self.finding(
+                "error",
+                "group descriptors",
+                None,
+                f"{len(bad)} group descriptors have bad checksums",
+            )
+
+    def _read_descriptors(
+        self, backup_group: int | None
+    ) -> tuple[bytes, list[int], str, list[int]]:
+        """The descriptor table's bytes and blocks at the primary place or in
+        ``backup_group``, why it is unusable ('' when it looks good) and the groups whose
+        descriptor checksum is wrong."""
         sb = self.sb
         bs = self.block_size
-        blocks = sb.descriptor_blocks(self.backup_group)
+        blocks = sb.descriptor_blocks(backup_group)
         for b in blocks:
             if b >= sb.blocks_count:
                 raise CorruptImage(
@@ -164,49 +235,66 @@ class GroupsMixin:
                 parts.append(self.read_blocks(run[0], run[1], "group descriptors"))
             run = [b, 1] if b is not None else None
         data = b"".join(parts)
-        self.gdt_blocks = blocks
+        return (data, blocks, *self._descriptors_unusable(data))
+
+    def _descriptors_unusable(self, data: bytes) -> tuple[str, list[int]]:
+        """Why a descriptor table cannot be the volume's ('' if it can): an inode table
+        or bitmap outside the volume, or (with checksums) most descriptors failing."""
+        sb = self.sb
         count = sb.group_count
-        self.gd_raw = data
-        self.gd = decode_descriptors(data, count, sb.desc_size, sb.is_64bit)
-        # which groups' inode tables can be read at all
-        table = self.gd["bg_inode_table"].astype(np.int64)
-        ok = (table > 0) & (table + self.itable_blocks <= sb.blocks_count)
-        self.itable_ok = ok.tolist()
-        self._itable_starts = (table * self.block_size).tolist()
-        self._per_chunk = max(1, ITABLE_CHUNK // self.inode_size)
-        self._itable = LRUCache(128)  # anew: a journal replay changes what the tables hold
-        self._bitmaps = LRUCache(256)
-        self._last_key = None
-        self._last_chunk = None
-        for g in np.flatnonzero(~ok)[:16].tolist():
-            self.finding(
-                "error",
-                "group descriptors",
-                self._gd_offset(g),
-                f"group {g}: inode table at block {int(table[g])} is outside the volume",
-            )
-        # checksums
+        gd = decode_descriptors(data, count, sb.desc_size, sb.is_64bit)
+        limit = sb.blocks_count
+        outside = 0
+        for name in ("bg_inode_table", "bg_block_bitmap", "bg_inode_bitmap"):
+            v = gd[name].astype(np.int64)
+            outside += int(((v <= 0) | (v >= limit)).sum())
         bad = []
         if sb.metadata_csum or sb.gdt_csum:
             ds = sb.desc_size
+            sums = gd["bg_checksum"].tolist()
             for g in range(count):
-                want = descriptor_checksum(sb, g, data[g * ds : (g + 1) * ds])
-                if want is not None and want != int(self.gd["bg_checksum"][g]):
+                if descriptor_checksum(sb, g, data[g * ds : (g + 1) * ds]) != sums[g]:
                     bad.append(g)
-        self.gd_bad_checksum = bad
-        for g in bad[:16]:
+        if outside:
+            return f"{outside} inode table or bitmap locations outside the volume", bad
+        if len(bad) * 2 > count:
+            return f"{len(bad)} of {count} descriptor checksums wrong", bad
+        return "", bad
+
+    def _backup_descriptors(self) -> tuple[int, bytes, list[int], list[int]] | None:
+        """The first backup descriptor table that looks good: (group, bytes, blocks,
+        groups with a wrong checksum)."""
+        tried = 0
+        for g in range(1, self.sb.group_count):
+            if not self.sb.has_super(g):
+                continue
+            tried += 1
+            if tried > 8:
+                break
+            try:
+                data, blocks, why, bad = self._read_descriptors(g)
+            except CorruptImage:
+                continue
+            if not why:
+                return g, data, blocks, bad
+        return None
+
+    def _distrust_backup_flags(self) -> None:
+        """A backup table is as old as the last resize or mkfs: its 'not initialised'
+        flags and unused-inode counts may hide what was written since. Cleared, as e2fsck
+        does when it opens from a backup (libext2fs ext2fs_open2), so every inode table and
+        bitmap is read."""
+        flags = self.gd["bg_flags"]
+        uninit = BG_INODE_UNINIT | BG_BLOCK_UNINIT
+        if (flags & uninit).any() or self.gd["bg_itable_unused"].any():
+            self.gd["bg_flags"] = flags & (0xFFFF ^ uninit)
+            self.gd["bg_itable_unused"] = 0
             self.finding(
-                "error",
-                "group descriptors",
-                self._gd_offset(g),
-                f"group {g}: descriptor checksum mismatch",
-            )
-        if len(bad) > 16:
-            self.finding(
-                "error",
+                "info",
                 "group descriptors",
                 None,
-                f"{len(bad)} group descriptors have bad checksums",
+                "descriptors read from a backup: their uninitialised flags and unused "
+                "inode counts are ignored (they may be older than the volume's contents)",
             )
 
     def _gd_offset(self, g: int) -> int | None:
@@ -255,13 +343,56 @@ class GroupsMixin:
         else:
             start = self._itable_starts[g] + chunk * per_chunk * isz
             n = min(per_chunk, self.inodes_per_group - chunk * per_chunk)
-            data = self._itable.get(
-                key, lambda: self.read_bytes(start, n * isz, f"inode table {g}")
-            )
+            data = self._itable.get(key, lambda: self._read_itable(g, start, n * isz))
             self._last_key = key
             self._last_chunk = (start, data)
         pos = (idx - chunk * per_chunk) * isz
         return data[pos : pos + isz], start + pos
+
+    def _read_itable(self, g: int, start: int, length: int) -> bytes:
+        """Inode table bytes; in salvage mode, blocks that cannot be read are taken from
+        their newest copy in the journal when it has one (``journal_inodes`` says which
+        inodes, and from which transaction)."""
+        data = self.read_bytes(start, length, f"inode table {g}")
+        if not self.volume_damaged():
+            return data
+        bs = self.block_size
+        lost = {
+            b
+            for a, n in self.dev.damaged_ranges(start, length)
+            for b in range(a // bs, (a + n - 1) // bs + 1)
+        }
+        if not lost:
+            return data
+        buf = bytearray(data)
+        isz = self.inode_size
+        for b in sorted(lost):
+            at = b * bs - start
+            first = g * self.inodes_per_group + at // isz + 1
+            copies = self.journal_copies().get(b) if self.journal is not None else None
+            if not copies:
+                self.finding(
+                    "error",
+                    f"inode table {g}",
+                    b * bs,
+                    f"block {b} of the inode table cannot be read and the journal has no "
+                    f"copy of it: inodes {first}-{first + bs // isz - 1} are lost",
+                )
+                for ino in range(first, first + bs // isz):
+                    self.unreadable_inodes[ino] = b
+                continue
+            seq, off, esc = copies[0]
+            buf[at : at + bs] = self.copy_of(off, esc)
+            for ino in range(first, first + bs // isz):
+                self.journal_inodes[ino] = seq
+            self.finding(
+                "error",
+                f"inode table {g}",
+                b * bs,
+                f"block {b} of the inode table cannot be read; its inodes are taken from "
+                f"its copy in journal transaction {seq}",
+            )
+        return bytes(buf)
 
     def bitmap(self, kind: str, g: int) -> np.ndarray | None:
         """Group ``g``'s inode or block bitmap as a bool array (None when uninitialised)."""

@@ -205,7 +205,12 @@ class ListingMixin:
                     note=f"inode unreadable: {exc}",
                 )
             note = None
-            if rec.links == 0 or (rec.dtime and not self.inode_allocated(d.inode)):
+            if d.inode in self.unreadable_inodes:
+                note = (
+                    f"its inode cannot be read (block {self.unreadable_inodes[d.inode]} of "
+                    "the inode table is damaged and the journal has no copy)"
+                )
+            elif rec.links == 0 or (rec.dtime and not self.inode_allocated(d.inode)):
                 note = "the entry is live but its inode is not in use (deleted inode)"
             elif rec.mode == 0:
                 note = "the entry is live but its inode is empty"
@@ -213,9 +218,20 @@ class ListingMixin:
                 note = "encrypted (fscrypt): the content is not decrypted"
             elif rec.flags & FL_COMPRESSED_ANY and self.sb.incompat & S.INCOMPAT_COMPRESSION:
                 note = "compressed (e2compr): the content is not read"
-            return self.make_entry(name, rec, False, ftype=d.file_type, note=note)
+            seq = self.journal_inodes.get(d.inode)
+            if seq is not None:
+                why = (
+                    f"inode read from the copy of its inode-table block in journal "
+                    f"transaction {seq} (the block cannot be read)"
+                )
+                note = why if not note else f"{why}; {note}"
+            e = self.make_entry(name, rec, False, ftype=d.file_type, note=note)
+            if d.found_by != "index":
+                e.found_by = d.found_by
+                e.note = d.note if not e.note else f"{d.note}; {e.note}"
+            return e
         if d.inode == 0:
-            return self.make_entry(
+            e = self.make_entry(
                 name,
                 None,
                 True,
@@ -223,7 +239,12 @@ class ListingMixin:
                 ino=None,
                 note="removed entry whose inode number was cleared",
             )
-        return self.deleted_entry(name, d.inode, d.file_type)
+            e.found_by = "slack"
+            return e
+        e = self.deleted_entry(name, d.inode, d.file_type)
+        if e.found_by == "index":  # the name: from slack; the inode may come from elsewhere
+            e.found_by = "slack"
+        return e
 
     def entry_name(self, raw: bytes, parent: InodeRecord) -> str:
         if parent.encrypted and not parent.flags & FL_CASEFOLD:
@@ -254,6 +275,7 @@ class ListingMixin:
         where = f"directory inode {rec.number}"
         problems: list = []
         out: list[RawDirent] = []
+        had_loss = False
         if rec.inline:
             data = self.inline_data(rec)
             size = min(rec.size, len(data))
@@ -280,9 +302,14 @@ class ListingMixin:
                 for k in range(0, cnt, step):
                     n = min(step, cnt - k)
                     data = self.read_blocks(pb + k, n, where)
+                    lost = self._damaged_blocks(pb + k, n)
                     for i in range(n):
                         lblk = lb + k + i
                         if lblk in index_blocks:
+                            continue
+                        if pb + k + i in lost:  # unreadable: what the journal remembers
+                            out += self.directory_from_journal(rec, lblk, pb + k + i)
+                            had_loss = True
                             continue
                         block = data[i * bs : (i + 1) * bs]
                         if rec.flags & FL_INDEX and lblk and parse_dx_node(block, bs):
@@ -296,6 +323,44 @@ class ListingMixin:
                         )
         for off, msg in problems[:8]:
             self.problem(where, None, f"{msg} (byte {off} of the directory)")
+        if had_loss and deleted:
+            self._promote_slack_names(out)
+        if deleted or any(d.found_by != "index" for d in out):
+            out = drop_live_copies(out)
+        return out
+
+    def _promote_slack_names(self, raws: list[RawDirent]) -> None:
+        """In a directory with unreadable blocks: a name left in slack (an htree split's
+        copy, an entry moved when a block was packed) whose inode is in use and that no
+        readable entry names is taken as the live entry the lost block held."""
+        live_inodes = {d.inode for d in raws if not d.deleted}
+        live_names = {d.name for d in raws if not d.deleted}
+        for d in raws:
+            if not d.deleted or not d.inode or d.inode in live_inodes or d.name in live_names:
+                continue
+            try:
+                rec = self.inode(d.inode)
+            except CorruptImage:
+                continue
+            if rec.mode == 0 or rec.links == 0 or rec.dtime or not self.inode_allocated(d.inode):
+                continue
+            d.deleted = False
+            d.found_by = "slack"
+            d.note = (
+                "named by a leftover copy of its entry in the directory's slack; the block "
+                "that holds its live entry cannot be read"
+            )
+            live_inodes.add(d.inode)
+            live_names.add(d.name)
+
+    def _damaged_blocks(self, pblk: int, count: int) -> set[int]:
+        """Which of the blocks [pblk, pblk+count) hold bytes that cannot be read."""
+        if not self.volume_damaged():
+            return set()
+        bs = self.block_size
+        out: set[int] = set()
+        for a, n in self.dev.damaged_ranges(pblk * bs, count * bs):
+            out.update(range(a // bs, (a + n - 1) // bs + 1))
         return out
 
     def _htree_index_blocks(self, rec: InodeRecord, bmap: BlockMap) -> tuple[set[int], bool]:
@@ -346,3 +411,20 @@ class ListingMixin:
 
     def _dir_id(self, entry: Entry):
         return entry.inode if entry.inode is not None else entry.key
+
+
+def drop_live_copies(raws: list[RawDirent]) -> list[RawDirent]:
+    """``raws`` without the removed entries that repeat a live entry of the same
+    directory (same name, same inode): the leftovers of an htree leaf split or of the
+    packing of a block (the kernel copies entries and leaves the old bytes behind), not
+    deleted files."""
+    live = {(d.name, d.inode) for d in raws if not d.deleted and d.found_by == "index"}
+    out = []
+    for d in raws:
+        key = (d.name, d.inode)
+        if d.deleted or d.found_by != "index":
+            if key in live:
+                continue
+            live.add(key)  # one row per name from older copies too
+        out.append(d)
+    return out

@@ -23,6 +23,9 @@ class MountMixin:
         self._init_geometry()
         self.load_descriptors()
         self._open_journal()
+        if self.journal is not None and self.volume_damaged():
+            self._itable.clear()  # read again: unreadable blocks may be in the journal
+            self._last_key = None
 
     def _read_sb(self, offset: int, src: ByteSource | None = None) -> S.SuperblockInfo | None:
         src = src or self.base
@@ -98,6 +101,7 @@ class MountMixin:
             f"primary superblock unusable ({why}); using {where}",
         )
         self.superblock_source = f"backup (group {g}, byte {bsb.offset})"
+        self.descriptor_source = f"backup (group {g})"
         self.backup_group = g
         return bsb
 

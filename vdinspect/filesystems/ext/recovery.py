@@ -7,9 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import numpy as np
+from construct import Int32ul, Struct
 
 from ...errors import CorruptImage, InvalidArgument
+from ...layout import size_of
 from ..base import DIR, Entry
+from . import superblock as S
 from .dirs import FT_DIR
 from .extents import EXTENT_HEADER, EXTENT_MAGIC
 from .groups import BG_INODE_UNINIT
@@ -18,11 +21,94 @@ from .listing import EXTRA_COLUMNS
 
 ORPHAN_DIR_NAME = "$OrphanFiles"
 
+OrphanBlockTail = Struct(
+    "ob_magic" / Int32ul * "0x0b10ca04",
+    "ob_checksum" / Int32ul * "crc32c of the block (metadata_csum)",
+)  # the last 8 bytes of each orphan file block; __le32 inode numbers fill the rest
+ORPHAN_BLOCK_MAGIC = 0x0B10CA04
+_TAIL = OrphanBlockTail.sizeof()
+_MAGIC_SIZE = size_of(OrphanBlockTail, "ob_magic")
+MAX_ORPHANS = 1 << 16  # orphan list entries examined (a hostile chain is capped)
+# the reasons recoverability() gives for a record whose mapping the deletion wiped
+_WIPED = ("extent tree cleared", "block pointers cleared", "size is 0", "inode is empty",
+          "no blocks mapped")
+
 
 class RecoveryMixin:
     """Deleted entries and orphan inodes of :class:`ExtFileSystem`."""
 
     _orphans: list[Entry] | None = None
+    _orphan_list: dict[int, str] | None = None
+
+    # --- the orphan list: files deleted while still open -----------------------------
+    def orphan_list(self) -> dict[int, str]:
+        """Inodes on the orphan list (unlinked while a process still had them open; the
+        kernel frees them at the last close or at the next mount), and where each was
+        found: the ``s_last_orphan`` chain (linked through ``i_dtime``) or the orphan file.
+        Their blocks are still allocated, to them: their content is their own."""
+        if self._orphan_list is None:
+            self.lenient += 1
+            try:
+                self._orphan_list = self._read_orphan_list()
+            finally:
+                self.lenient -= 1
+        return self._orphan_list
+
+    def _read_orphan_list(self) -> dict[int, str]:
+        out: dict[int, str] = {}
+        sb = self.sb
+        ino = sb.raw.s_last_orphan
+        where = sb.offset + S.SB_AT["s_last_orphan"]
+        while ino:
+            if ino in out or not sb.first_ino <= ino <= sb.inodes_count:
+                self.finding(
+                    "warning",
+                    "orphan list",
+                    where,
+                    f"the orphan chain reaches inode {ino} "
+                    + ("again (a loop)" if ino in out else "(out of range)")
+                    + "; not followed further",
+                )
+                break
+            if len(out) >= MAX_ORPHANS:
+                self.finding(
+                    "warning", "orphan list", where,
+                    f"more than {MAX_ORPHANS} inodes on the orphan chain; the rest not examined",
+                )
+                break
+            try:
+                rec = self.inode(ino)
+            except CorruptImage:
+                break
+            # an inode with links is only being truncated (a live file): not deleted
+            out[ino] = "s_last_orphan chain" if not rec.links else ""
+            where = rec.offset
+            ino = rec.dtime  # i_dtime of an orphan is the next orphan's number
+        if sb.compat & S.COMPAT_ORPHAN_FILE and sb.raw.s_orphan_file_inum:
+            self._read_orphan_file(sb.raw.s_orphan_file_inum, out)
+        return out
+
+    def _read_orphan_file(self, fino: int, out: dict[int, str]) -> None:
+        bs = self.block_size
+        magic = ORPHAN_BLOCK_MAGIC.to_bytes(_MAGIC_SIZE, "little")
+        try:
+            rec = self.inode(fino)
+            size = min(rec.size, 1024 * bs)  # the kernel's orphan file is a few blocks
+            data = self.content_of(rec, size).read(0, size)
+        except (CorruptImage, InvalidArgument):
+            return
+        for b in range(size // bs):
+            block = data[b * bs : (b + 1) * bs]
+            if block[bs - _TAIL : bs - _TAIL + _MAGIC_SIZE] != magic:
+                continue
+            nums = np.frombuffer(block, dtype="<u4", count=(bs - _TAIL) // 4)
+            for ino in nums[nums != 0].tolist():
+                if len(out) >= MAX_ORPHANS:
+                    return
+                if self.sb.first_ino <= ino <= self.sb.inodes_count:
+                    out.setdefault(ino, f"orphan file, inode {fino}")
+        for ino in [i for i, why in out.items() if not why]:
+            del out[ino]
 
     def deleted_entry(self, name: str, ino: int, ftype: int) -> Entry:
         try:
@@ -31,13 +117,43 @@ class RecoveryMixin:
             return self.make_entry(
                 name, None, True, ftype=ftype, ino=ino, note=f"inode unreadable: {exc}"
             )
-        recoverable, note = self.recoverability(rec)
-        return self.make_entry(name, rec, True, ftype=ftype, note=note, recoverable=recoverable)
+        rec, recoverable, note, how = self.recover_record(rec)
+        e = self.make_entry(name, rec, True, ftype=ftype, note=note, recoverable=recoverable)
+        if how:
+            e.found_by = how
+        return e
+
+    def recover_record(self, rec: InodeRecord) -> tuple[InodeRecord, bool, str, str | None]:
+        """A deleted inode's record to recover from, whether its content can be read,
+        why, and how it was found (None: the record itself; ``journal``: its wiped
+        mapping restored from an older copy of its inode-table block in the journal,
+        the method of extundelete and ext4magic)."""
+        ok, why = self.recoverability(rec)
+        if ok or self.journal is None or not any(w in why for w in _WIPED):
+            return rec, ok, why, None
+        got = self.inode_from_journal(rec.number)
+        if got is None:
+            return rec, ok, why + "; no older copy of the inode in the journal maps content", None
+        old, seq = got
+        if rec.mode and old.generation != rec.generation:
+            return rec, ok, why + (
+                f"; the journal's copy (transaction {seq}) is of an earlier file that "
+                "used the same inode (another generation)"
+            ), None
+        ok2, why2 = self.recoverability(old)
+        where = f"journal transaction {seq}"
+        if not ok2:
+            return rec, ok, f"{why}; the inode's copy in {where}: {why2}", None
+        return old, True, (
+            f"{why.split(':')[0]}; the inode as it was before, from the copy of its "
+            f"inode-table block in {where}, maps its blocks and they are free"
+        ), "journal"
 
     def recoverability(self, rec: InodeRecord) -> tuple[bool, str]:
         """Whether a deleted file's content can still be read, and why (not)."""
         if rec.is_empty or rec.mode == 0:
             return False, "the inode is empty (never used or wiped)"
+        orphan = self.orphan_list().get(rec.number)
         if self.inode_allocated(rec.number) and rec.links > 0 and not rec.dtime:
             return False, (
                 "the inode is in use again (reallocated, or another name still "
@@ -71,6 +187,11 @@ class RecoveryMixin:
         runs = bmap.data_runs()
         if not runs:
             return False, "no blocks mapped: content not recoverable"
+        if orphan is not None:
+            return True, (
+                f"on the orphan list ({orphan}): deleted while still open; its blocks are "
+                "still allocated to it, so the content is its own"
+            )
         used = sum(self.blocks_allocated(p, c) for p, c in runs)
         if used:
             return False, (
@@ -210,17 +331,23 @@ class RecoveryMixin:
             rec = self.inode(ino)
             if rec.flags & FL_EA_INODE:
                 continue
-            if alloc:
+            how = None
+            if alloc and rec.links == 0 and ino in self.orphan_list():
+                rcv, why = self.recoverability(rec)
+                e = self.make_entry(
+                    f"OrphanFile-{ino}", rec, True, note="unnamed inode; " + why, recoverable=rcv
+                )
+            elif alloc:
                 note = (
                     "allocated inode that no directory entry names (e2fsck would move it "
                     "to lost+found)"
                 )
                 e = self.make_entry(f"OrphanFile-{ino}", rec, False, note=note, recoverable=True)
             else:
-                rcv, why = self.recoverability(rec)
+                rec, rcv, why, how = self.recover_record(rec)
                 e = self.make_entry(
                     f"OrphanFile-{ino}", rec, True, note="unnamed inode; " + why, recoverable=rcv
                 )
-            e.found_by = "inode-table"
+            e.found_by = how or "inode-table"
             out.append(e)
         return out

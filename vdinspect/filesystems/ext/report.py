@@ -56,6 +56,7 @@ class ReportMixin:
             mount_count=r.s_mnt_count,
             last_mounted=r.s_last_mounted.split(b"\0", 1)[0].decode("utf-8", "replace") or None,
             superblock=self.superblock_source,
+            descriptors=self.descriptor_source,
             needs_recovery=self.needs_recovery,
             journal=self._journal_text(),
             journal_replayed=bool(self.journal_transactions_replayed),

@@ -97,6 +97,7 @@ ChecksumType = Enum(Int8ul, crc32c=1)
 _C, _I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
 _R = flag_values(RoCompatFeatures)
 COMPAT_HAS_JOURNAL, COMPAT_SPARSE_SUPER2 = _C["has_journal"], _C["sparse_super2"]
+COMPAT_ORPHAN_FILE = _C["orphan_file"]
 INCOMPAT_COMPRESSION, INCOMPAT_FILETYPE = _I["compression"], _I["filetype"]
 INCOMPAT_RECOVER, INCOMPAT_JOURNAL_DEV = _I["needs_recovery"], _I["journal_dev"]
 INCOMPAT_META_BG, INCOMPAT_64BIT, INCOMPAT_MMP = _I["meta_bg"], _I["64bit"], _I["mmp"]
@@ -408,19 +409,20 @@ class SuperblockInfo:
 def backup_candidates(source_size: int) -> list[tuple[int, int, int]]:
     """Where backup superblocks usually are: (byte offset, block size, group).
 
-    Groups 1, 3, 5, 7, 9 with mke2fs's default of 8 x block size blocks per group, for
-    every block size; ``SuperblockInfo.raw.s_block_group_nr`` confirms a hit.
+    Groups 1, 3, 5, 7, 9, 25, 27 and the last group (where sparse_super2 keeps its
+    second copy) with mke2fs's default of 8 x block size blocks per group, for every
+    block size; ``SuperblockInfo.raw.s_block_group_nr`` confirms a hit.
     """
-    out = []
+    out = set()
     for bs in (1024, 2048, 4096, 8192, 16384, 32768, 65536):
         first = 1 if bs == 1024 else 0
         per_group = 8 * bs
-        for g in (1, 3, 5, 7, 9, 25, 27):
+        last = -(-(source_size // bs - first) // per_group) - 1  # sparse_super2's second
+        for g in (1, 3, 5, 7, 9, 25, 27, last):
             off = (first + g * per_group) * bs
-            if off + SUPERBLOCK_SIZE <= source_size:
-                out.append((off, bs, g))
-    out.sort()
-    return out
+            if g > 0 and off + SUPERBLOCK_SIZE <= source_size:
+                out.add((off, bs, g))
+    return sorted(out)
 
 
 def uuid_text(b: bytes) -> str:

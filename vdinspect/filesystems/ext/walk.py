@@ -58,11 +58,14 @@ class WalkMixin:
         self.column_walk += 1
         self.dirent_cache = {}  # the orphan search reads every directory again
         try:
-            order, fast, entries = self._walk_columns(path, recursive, deleted)
+            order, fast, entries, notes = self._walk_columns(path, recursive, deleted)
         finally:
             self.column_walk -= 1
             self.dirent_cache = None
         df = assemble_files(order, fast, entries, self.huge_file, self.block_size)
+        for row, why in notes.items():  # directories listed from partly unreadable blocks
+            old = df.at[row, "note"]
+            df.at[row, "note"] = why if not isinstance(old, str) else f"{old}; {why}"
 
         def all_entries() -> list[Entry]:  # only asked for when the volume has damage
             f, e = iter(fast), iter(entries)
@@ -119,8 +122,9 @@ class WalkMixin:
         """The walk of ``FileSystem.iter_entries`` (same order, loop and depth rules), with
         plain live files and directories kept as raw inode records instead of Entries.
 
-        Returns (order, fast, entries): ``order`` says for each row whether it comes from
-        ``fast`` (path, name, parent, inode, record bytes) or ``entries`` (Entry objects).
+        Returns (order, fast, entries, notes): ``order`` says for each row whether it
+        comes from ``fast`` (path, name, parent, inode, record bytes) or ``entries`` (Entry
+        objects); ``notes`` maps rows of directories with unreadable blocks to a note.
         """
         top = self.lookup(path, deleted=deleted)
         order: list[bool] = []
@@ -129,14 +133,16 @@ class WalkMixin:
         if top.kind != DIR:
             order.append(False)
             entries.append(top)
-            return order, fast, entries
+            return order, fast, entries, {}
         ipg = self.inodes_per_group
         count = self.sb.inodes_count
         unpack = _FAST_FIELDS.unpack_from
-        stack: list[tuple[Entry, tuple]] = [(top, (self._dir_id(top),))]
+        stack: list[tuple[Entry, tuple, int | None]] = [(top, (self._dir_id(top),), None)]
         listed = {(self._dir_id(top), top.deleted)}  # as FileSystem._walk: each dir once
+        notes: dict[int, str] = {}
+        damaged_volume = self.volume_damaged()
         while stack:
-            d, ancestors = stack.pop()
+            d, ancestors, row = stack.pop()
             try:
                 kids = self._children_for_walk(d)
             except VDInspectError as e:
@@ -145,7 +151,19 @@ class WalkMixin:
                 self.finding(
                     "error", "directory", None, f"{d.path or '/'}: unreadable directory: {e}"
                 )
+                if row is not None:
+                    notes[row] = f"unreadable directory: {e}"
                 continue
+            if damaged_volume:  # as FileSystem._walk: say what could not be listed
+                lost = self.directory_damage(d)
+                if lost:
+                    why = (
+                        f"{lost} bytes of the directory could not be read: entries "
+                        "stored there are lost"
+                    )
+                    self.finding("error", "directory", None, f"{d.path or '/'}: {why}")
+                    if row is not None:
+                        notes[row] = why
             subdirs = []
             dpath = d.path
             prefix = "/" if dpath in ("", "/") else dpath + "/"
@@ -174,6 +192,7 @@ class WalkMixin:
                     ftype = mode & S_IFMT
                     if (
                         raw is None
+                        or ino in self.journal_inodes
                         or not links
                         or dtime
                         or iflags & _FLAGS_NOTED
@@ -237,9 +256,9 @@ class WalkMixin:
                     if node.deleted and not self._can_list_deleted_dir(node):
                         continue
                     listed.add((ident, node.deleted))
-                    subdirs.append((node, ancestors + (ident,)))
+                    subdirs.append((node, ancestors + (ident,), len(order) - 1))
             stack.extend(reversed(subdirs))
-        return order, fast, entries
+        return order, fast, entries, notes
 
     def _children_for_walk(self, d: Entry) -> list:
         """A directory's children for the column walk: live dirents stay raw, the rest
@@ -251,7 +270,7 @@ class WalkMixin:
             raise InvalidArgument(f"{self.name}: {d.path or d.name} is not a directory")
         out: list = []
         for r in self.dir_entries(rec):
-            if r.deleted or not r.inode:
+            if r.deleted or not r.inode or r.found_by != "index":
                 out.append(self.child_entry(r, rec))
             else:
                 out.append(r)
