@@ -34,6 +34,7 @@ from .mft import (
     AT_DATA,
     AT_END,
     AT_FILE_NAME,
+    AT_INDEX_ALLOCATION,
     AT_INDEX_ROOT,
     AT_REPARSE_POINT,
     AT_STANDARD_INFORMATION,
@@ -84,6 +85,7 @@ class Info:
     reparse: Reparse | None
     wof: str | None  # WOF algorithm name
     runs: list[tuple[int, int]] | None  # allocated (lcn, clusters) of all $DATA (free files)
+    index_blocks: bool = False  # has a non-resident $INDEX_ALLOCATION (INDX blocks, slack)
 
     @property
     def in_use(self) -> bool:
@@ -221,6 +223,7 @@ def quick_info(buf: bytes | memoryview, num: int, clusters: int) -> Info | None:
     names: list[FileNameAttr] = []
     data: list[tuple[str, int, int, int, int]] = []
     i30 = reparse = None
+    blocks = False
     runs: list[tuple[int, int]] | None = None
     off = first
     try:
@@ -281,6 +284,7 @@ def quick_info(buf: bytes | memoryview, num: int, clusters: int) -> Info | None:
                     return None
                 if atype == AT_REPARSE_POINT:
                     return None
+                blocks = blocks or atype == AT_INDEX_ALLOCATION
                 if atype == AT_DATA:
                     allocated = alloc
                     if (
@@ -308,7 +312,9 @@ def quick_info(buf: bytes | memoryview, num: int, clusters: int) -> Info | None:
     if len({d[0] for d in data}) != len(data):
         return None
     data.sort(key=lambda d: d[0])
-    return Info(num, seq, flags, links, si, names, data, i30, reparse, wof_name(reparse), runs)
+    return Info(
+        num, seq, flags, links, si, names, data, i30, reparse, wof_name(reparse), runs, blocks
+    )
 
 
 def file_info(f: NtfsFile, clusters: int) -> Info:
@@ -343,6 +349,7 @@ def file_info(f: NtfsFile, clusters: int) -> Info:
         f.reparse,
         wof,
         runs,
+        any(a.type == AT_INDEX_ALLOCATION and not a.resident for a in f.attrs),
     )
 
 

@@ -332,6 +332,16 @@ class NTFS(FileSystem):
             raise InvalidArgument(f"{self.name}: {entry.path} is not a symbolic link")
         return entry.target
 
+    def directory_damage(self, entry: Entry) -> int:
+        return directory.index_damage(self, entry)
+
+    def slack_rows(self, n: int, listed: list[Entry]) -> list[Entry]:
+        """Deleted names in directory ``n``'s index slack that ``listed`` lacks."""
+        return directory.slack_listing(self, n, listed)
+
+    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+        return not recovery.name_only(entry)
+
     def _hardlink_key(self, entry: Entry) -> tuple | None:
         return listing.hardlink_key(entry)
 
