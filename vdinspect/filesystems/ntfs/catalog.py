@@ -131,9 +131,11 @@ def scan(fs: NTFS) -> Catalog:
             n += count
             continue
         arr, has_magic, ok = fixup_many(chunk, rs)
-        for i in np.nonzero(has_magic)[0].tolist():
+        # the first records are also in $MFTMirr: a wiped start of $MFT is read there
+        wiped = [i for i in range(max(0, min(count, MIRROR_RECORDS - n))) if not has_magic[i]]
+        for i in wiped + np.nonzero(has_magic)[0].tolist():
             num = n + i
-            if not ok[i]:
+            if not ok[i] or not has_magic[i]:
                 rec = _mirror_record(fs, num)
                 if rec is None:
                     fs.finding(
@@ -166,6 +168,19 @@ def scan(fs: NTFS) -> Catalog:
             info = file_info(build_file(rec, fs.record, fs.attribute_value), fs.clusters)
             infos[num] = info
         n += count
+    for num in sorted(set(fs.rescued) - set(infos) - set(pending)):
+        try:  # records the $MFT map lost, found by scanning the volume
+            rec = fs.record(num)
+        except (RecordError, CorruptImage) as e:
+            fs.finding("error", f"MFT record {num}", fs.record_offset(num), f"skipped: {e}")
+            unusable.add(num)
+            continue
+        if (rec.base_ref & MREF_MASK and rec.base != num) or any(
+            a.type == AT_ATTRIBUTE_LIST for a in rec.attrs
+        ):
+            pending[num] = rec
+        else:
+            infos[num] = file_info(build_file(rec, fs.record, fs.attribute_value), fs.clusters)
 
     def get(m: int) -> Record:
         r = pending.get(m)
@@ -192,7 +207,7 @@ def scan(fs: NTFS) -> Catalog:
             )
         infos[num] = file_info(f, fs.clusters)
     catalog = _link(fs, infos)
-    catalog.unusable = unusable
+    catalog.unusable = unusable - set(infos)
     return catalog
 
 

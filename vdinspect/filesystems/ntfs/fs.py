@@ -21,7 +21,7 @@ from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource, LRUCache
 from ...volumes.multisector import apply_fixup
 from ..base import Entry, FileSystem
-from . import directory, listing, recovery, report, stream
+from . import directory, listing, mftscan, recovery, report, stream
 from .attributes import FileNameAttr, parse_attribute_list
 from .boot import BOOT_SECTOR_SIZE, Geometry, parse_boot
 from .catalog import MIRROR_RECORDS, ROOT, Catalog, Info, file_info, scan
@@ -67,6 +67,14 @@ class NTFS(FileSystem):
         self._bitmap: ByteSource | None = None
         self.mft = self._load_mft()
         self.nrecords = self.mft.size // self.record_size
+        #: records the $MFT map lost, found by scanning the volume (number -> offset)
+        self.rescued: dict[int, int] = {}
+        if mftscan.unmapped(self):
+            covered = sum(r.length for r in self.mft.runs if r.lcn is not None) * self.cluster_size
+            if covered < self.mft.size:
+                self.problem("$MFT record 0", g.mft_lcn * self.cluster_size,
+                             f"the $MFT runlist maps {covered} of its {self.mft.size} bytes")
+            self.rescued = mftscan.rescue(self)
         self.label, self.version, self.volume_flags = report.volume_info(self)
         self.uuid = g.serial_hex
         self.serial = g.serial_hex
@@ -179,6 +187,9 @@ class NTFS(FileSystem):
     def record_offset(self, n: int) -> int | None:
         """Where record ``n`` sits in the volume (None when the $MFT map does not say)."""
         mft = getattr(self, "mft", None)
+        rescued = getattr(self, "rescued", None)
+        if rescued and n in rescued:
+            return rescued[n]
         if mft is None:
             return self.geometry.mft_lcn * self.cluster_size + n * self.record_size
         vcn, within = divmod(n * self.record_size, self.cluster_size)
@@ -196,6 +207,8 @@ class NTFS(FileSystem):
         if not 0 <= n < self.nrecords:
             raise RecordError(f"record {n} is past the end of the MFT ({self.nrecords} records)")
         rs = self.record_size
+        if n in self.rescued:  # found by the FILE record scan
+            return self._parse_at(self.read_raw(self.rescued[n], rs), n)
         try:
             return parse_record(_fixed(self.mft.read(n * rs, rs)), n)
         except (RecordError, CorruptImage) as e:

@@ -50,6 +50,11 @@ def entries(
     ``found_by`` defaults to ``mft`` for a deleted file (its record, not an index, names
     it) and ``index`` for a live one; ``note`` says why an unusual row is listed.
     """
+    if info.number in fs.rescued:  # its record was found by the FILE record scan
+        why = "its MFT record was found by scanning the volume (the $MFT runlist lost it)"
+        note = why if note is None else f"{note}; {why}"
+        if deleted and found_by is None:
+            found_by = "scan"
     if found_by is None:
         found_by = "mft" if deleted else "index"
     si = info.si
