@@ -4,15 +4,17 @@ When record 0's runlist is damaged (cut short, or pointing past the volume), the
 it no longer maps are still on the disk. NTFS 3.1 stores each record's own number in its
 header, so a scan of the volume for ``FILE`` records whose update sequence checks out
 puts each one back at its number. Only the unmapped numbers are taken (a stale copy of a
-mapped record is not), the newest copy ($LogFile sequence number) wins, and the scan is
-bounded: a volume full of fake FILE records costs at most a fixed number of examined
-signatures, with a finding saying what was not examined.
+mapped record is not); a copy lying in a run of records at one distance from their
+numbers (a lost piece of $MFT) wins over a stray one, then the newest ($LogFile sequence
+number). The scan is bounded: a volume full of fake FILE records costs at most a fixed
+number of examined signatures, with a finding saying what was not examined.
 """
 
 from __future__ import annotations
 
 import bisect
 import struct
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -73,7 +75,8 @@ def rescue(fs: NTFS) -> dict[int, int]:
     step = min(rs, cs)
     size = fs.source.size
     cap = MIN_HITS + 2 * lost
-    found: dict[int, tuple[int, int]] = {}  # number -> (lsn, offset)
+    cands: list[tuple[int, int, int]] = []  # (number, lsn, offset)
+    found: dict[int, tuple[tuple[int, int], int]] = {}  # number -> ((votes, lsn), offset)
     hits = 0
     off = 0
     while off + rs <= size and hits < cap:
@@ -96,9 +99,17 @@ def rescue(fs: NTFS) -> dict[int, int]:
             if k >= 0 and mft_at[k][0] <= pos < mft_at[k][1]:
                 continue  # inside the mapped $MFT: read the ordinary way
             got = _candidate(fs, pos, holes, starts)
-            if got is not None and got[1] >= found.get(got[0], (-1, 0))[0]:
-                found[got[0]] = (got[1], pos)
+            if got is not None:
+                cands.append((got[0], got[1], pos))
         off += n * step
+    # A lost piece of $MFT is a run of records at one distance from their numbers; a
+    # stray copy (a disk image stored in a file, an old volume) rarely agrees with as many.
+    # Per number: the candidate whose distance most records share, then the newest.
+    votes = Counter(pos - num * rs for num, _lsn, pos in cands)
+    for num, lsn, pos in cands:
+        rank = (votes[pos - num * rs], lsn)
+        if num not in found or rank > found[num][0]:
+            found[num] = (rank, pos)
     where = fs.record_offset(0)
     fs.finding(
         "error",
@@ -116,7 +127,7 @@ def rescue(fs: NTFS) -> dict[int, int]:
             f"FILE record scan stopped after {cap} signatures at volume offset {off:#x}: "
             "the rest of the volume was not examined",
         )
-    return {num: pos for num, (_lsn, pos) in found.items()}
+    return {num: pos for num, (_rank, pos) in found.items()}
 
 
 def _candidate(
