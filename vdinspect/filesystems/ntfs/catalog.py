@@ -407,8 +407,10 @@ def _link(fs: NTFS, infos: dict[int, Info]) -> Catalog:
             else:
                 dead.setdefault(fn.parent, []).append((info, fn))
     # names whose parent chain never reaches the root: parent-reference loops
-    reached = {ROOT}
-    todo = [ROOT]
+    # (an orphaned directory's own children stay under it: /$OrphanFiles/dir/file)
+    tops = [ROOT] + [info.number for info, _fn in orphans if info.is_dir]
+    reached = set(tops)
+    todo = list(tops)
     while todo:
         d = todo.pop()
         for group in (live.get(d, ()), dead.get(d, ())):

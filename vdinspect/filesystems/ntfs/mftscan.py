@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     from .fs import NTFS
 
 SCAN_CHUNK = 8 << 20  # bytes of volume read at once
-MIN_HITS = 1 << 16  # FILE signatures examined at least (more when many records are lost)
+MIN_HITS = 1 << 16  # FILE signatures examined outside $MFT, at least, plus
+HITS_PER_LOST = 2  # this many per lost record
 MAGIC = int.from_bytes(b"FILE", "little")
 _USA_AT = offset_of(MultiSectorHeader, "usa_ofs")
 _U16 = struct.Struct("<H")
@@ -74,7 +75,7 @@ def rescue(fs: NTFS) -> dict[int, int]:
     mft_at = sorted((r.lcn * cs, (r.lcn + r.length) * cs) for r in fs.mft.runs if r.lcn is not None)
     step = min(rs, cs)
     size = fs.source.size
-    cap = MIN_HITS + 2 * lost
+    cap = MIN_HITS + HITS_PER_LOST * lost
     cands: list[tuple[int, int, int]] = []  # (number, lsn, offset)
     found: dict[int, tuple[tuple[int, int], int]] = {}  # number -> ((votes, lsn), offset)
     hits = 0
@@ -91,13 +92,13 @@ def rescue(fs: NTFS) -> dict[int, int]:
         rows = np.frombuffer(buf, dtype=np.uint8).reshape(n, step)[:, :4]
         sig = np.ascontiguousarray(rows).view("<u4")[:, 0]
         for i in np.nonzero(sig == MAGIC)[0].tolist():
-            hits += 1
-            if hits > cap:
-                break
             pos = off + i * step
             k = bisect.bisect_right(mft_at, (pos, float("inf"))) - 1
             if k >= 0 and mft_at[k][0] <= pos < mft_at[k][1]:
                 continue  # inside the mapped $MFT: read the ordinary way
+            hits += 1
+            if hits > cap:
+                break
             got = _candidate(fs, pos, holes, starts)
             if got is not None:
                 cands.append((got[0], got[1], pos))
