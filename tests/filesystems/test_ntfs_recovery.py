@@ -239,6 +239,27 @@ def test_mft_start_zeroed_uses_mftmirr(case, tmp_path):
         assert subprocess.run(["ntfsls", bad], capture_output=True).returncode != 0
 
 
+def test_root_record_wiped_keeps_paths(case, tmp_path):
+    """The first two $MFT clusters zeroed (records 0-7, the root's among them): records
+    0-3 come from $MFTMirr, a stand-in root keeps every file at its path, and the records
+    $MFT's $BITMAP says were in use (4 $AttrDef, 6 $Bitmap, 7 $Boot) are named as lost."""
+    img, live, gone = case
+    bad = copy(img, tmp_path, "z2.img")
+    with open(bad, "r+b") as f:
+        f.seek(mft_offset(bad))
+        f.write(bytes(2 * CLUSTER))
+    fs = ntfs(bad, strict=False)
+    df = fs.files().set_index("path")
+    truth = {p for p in fls_paths(img) if p.split("/")[0] in ("big", "keep", "new")}
+    assert truth <= {p[1:] for p in df.index}
+    for p, b in live.items():
+        assert fs.read(p) == b
+    msgs = " ".join(r["message"] for r in fs.check_rows())
+    assert "root directory's record is unusable" in msgs and ": 4, 5, 6, 7" in msgs
+    assert df.loc["/keep", "found_by"] == "mft" and df.loc["/keep/k5.bin", "found_by"] == "index"
+    assert fls_paths(bad) == {}  # TSK cannot open it
+
+
 def cut_mft_runlist(img: Path, clusters: int) -> None:
     """Record 0's $DATA runlist cut to its first ``clusters`` (spec-built edit)."""
     vol = nb.Volume(img)

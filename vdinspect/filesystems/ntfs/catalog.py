@@ -58,6 +58,7 @@ from .mft import (
     RecordError,
     parse_record,
 )
+from .mftscan import wiped
 from .recovery import RUNS_DAMAGED
 from .runlist import RunlistError, decode_runlist
 from .wof import ALGORITHMS, PROVIDER_FILE, parse_wof_reparse
@@ -106,6 +107,8 @@ class Catalog:
     orphans: list[tuple[Info, FileNameAttr | None]]
     #: in-use-looking records that could not be used (fixups, parse errors, unreadable)
     unusable: set[int] = field(default_factory=set)
+    #: directories stood in for (salvage: the root when its record is unusable)
+    virtual: set[int] = field(default_factory=set)
 
 
 def scan(fs: NTFS) -> Catalog:
@@ -132,8 +135,8 @@ def scan(fs: NTFS) -> Catalog:
             continue
         arr, has_magic, ok = fixup_many(chunk, rs)
         # the first records are also in $MFTMirr: a wiped start of $MFT is read there
-        wiped = [i for i in range(max(0, min(count, MIRROR_RECORDS - n))) if not has_magic[i]]
-        for i in wiped + np.nonzero(has_magic)[0].tolist():
+        first = [i for i in range(max(0, min(count, MIRROR_RECORDS - n))) if not has_magic[i]]
+        for i in first + np.nonzero(has_magic)[0].tolist():
             num = n + i
             if not ok[i] or not has_magic[i]:
                 rec = _mirror_record(fs, num)
@@ -206,8 +209,27 @@ def scan(fs: NTFS) -> Catalog:
                 p,
             )
         infos[num] = file_info(f, fs.clusters)
+    gone = [m for m in wiped(fs, set(infos) | set(pending)) if m not in unusable]
+    if gone:
+        fs.finding("error", "$MFT", fs.record_offset(gone[0]),
+                   f"{len(gone)} records marked in use in $MFT's $BITMAP hold no FILE record "
+                   f"(wiped or unreadable): {', '.join(map(str, gone[:20]))}"
+                   + (" ..." if len(gone) > 20 else ""))
+        unusable.update(gone)
+    virtual = set()
+    root = infos.get(ROOT)
+    if (root is None or not root.is_dir or not root.in_use) and not fs.strict:
+        # salvage: a stand-in root, so that its files keep their paths (found through
+        # their parent references) instead of all going to /$OrphanFiles
+        fs.finding("error", f"MFT record {ROOT}", fs.record_offset(ROOT),
+                   "the root directory's record is unusable: its files are placed through "
+                   "their $FILE_NAME parent references")
+        infos[ROOT] = Info(ROOT, ROOT, REC_IN_USE | REC_DIRECTORY, 1, None, [], [], None, None,
+                           None, None)
+        virtual.add(ROOT)
     catalog = _link(fs, infos)
     catalog.unusable = unusable - set(infos)
+    catalog.virtual = virtual
     return catalog
 
 

@@ -323,6 +323,8 @@ class NTFS(FileSystem):
     # --- the FileSystem protocol ------------------------------------------------------
     def root(self) -> Entry:
         info = self.info_of(ROOT)
+        if (info is None or not info.is_dir) and not self.strict:
+            info = self.catalog().infos.get(ROOT)  # the stand-in root (catalog.scan)
         if info is None or not info.is_dir:
             self.fail(CorruptImage, "the root directory (MFT record 5) is unusable",
                       "MFT record 5", self.record_offset(ROOT))

@@ -213,7 +213,7 @@ def walk_volume(fs: NTFS, deleted: bool, times: bool) -> Iterator[Entry]:
     damaged = fs.volume_damaged()
     while stack:
         d, ancestors = stack.pop()
-        if damaged and fs.report_directory_damage(d):
+        if d.inode in cat.virtual or (damaged and fs.report_directory_damage(d)):
             # part of its index is unreadable: list it as the index walk does, so that
             # the rows say which names the index still holds (found_by)
             kids = [k for k in fs.list_dir(d) if k.key != ORPHANS_KEY]

@@ -23,6 +23,7 @@ from ...errors import VDInspectError
 from ...layout import offset_of
 from ...volumes.multisector import MultiSectorHeader, apply_fixup
 from .mft import (
+    AT_BITMAP,
     RECORD_FMT,
     RECORD_HEAD_31,
     RECORD_NUMBER_AT,
@@ -152,3 +153,21 @@ def _candidate(
     except (RecordError, ValueError):
         return None
     return num, RECORD_FMT.unpack_from(buf, 0)[3]  # (the LSN: the newest copy wins)
+
+
+def wiped(fs: NTFS, present: set[int]) -> list[int]:
+    """Records $MFT's own $BITMAP marks in use that are not in ``present`` (no FILE
+    record there: wiped or unreadable), so that their loss is reported."""
+    try:
+        rec0 = fs.record(0)
+        a = next((x for x in rec0.attrs if x.type == AT_BITMAP and x.name == ""), None)
+        if a is None:
+            return []
+        raw = a.value if a.resident else fs.attribute_value(a)
+    except (RecordError, VDInspectError, ValueError):
+        return []
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder="little")[: fs.nrecords]
+    used = np.nonzero(bits)[0]
+    if present:
+        used = used[~np.isin(used, np.fromiter(present, dtype=np.int64, count=len(present)))]
+    return used.tolist()
