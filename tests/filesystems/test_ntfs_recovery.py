@@ -26,6 +26,7 @@ from tests.filesystems.test_damaged_files import break_clusters
 from tests.filesystems.test_ntfs import our_rows, tsk_rows
 from tests.tools import run
 from vdinspect.errors import CorruptImage
+from vdinspect.filesystems.base import FileSystem
 from vdinspect.filesystems.ntfs import NTFS, mftscan, open_filesystem
 from vdinspect.io import FileSource
 
@@ -179,9 +180,10 @@ def test_unreadable_index_children_found_through_the_mft(case, tmp_path):
     big_rows = df[df.index.str.startswith("/big/file_") & ~df.deleted]
     assert (big_rows.found_by == "mft").sum() >= 100
     assert set(big_rows.found_by) <= {"mft", "index"}
-    assert big_rows[big_rows.found_by == "mft"].note.str.contains("not in its directory's index").all()
+    by_mft = big_rows[big_rows.found_by == "mft"]
+    assert by_mft.note.str.contains("not in its directory's index").all()
     # the index walk (base class) agrees with the fast walk, row for row
-    slow = {e.path: (e.found_by, e.deleted) for e in vdinspect.filesystems.base.FileSystem.iter_entries(fs, "/")}
+    slow = {e.path: (e.found_by, e.deleted) for e in FileSystem.iter_entries(fs, "/")}
     assert slow == {p: (r.found_by, r.deleted) for p, r in df[["found_by", "deleted"]].iterrows()}
     # extraction names the folder as incomplete, and writes every file
     rep = fs.extract("/", tmp_path / "out")
@@ -388,7 +390,7 @@ def test_slack_rules_built_from_the_structure(case, tmp_path):
                 "/big/elsewhere.txt"} & names
     assert (dead.index == "/big/file_055.txt").sum() == 1  # the live one only
     # the index walk gives the same rows
-    slow = {e.path for e in vdinspect.filesystems.base.FileSystem.iter_entries(fs, "/")}
+    slow = {e.path for e in FileSystem.iter_entries(fs, "/")}
     assert slow == names
 
 

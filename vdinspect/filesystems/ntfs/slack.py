@@ -28,7 +28,9 @@ FILE_NAME_HEAD = 66  # bytes of a $FILE_NAME before its name
 MAX_NAMESPACE = 3
 
 
-def plausible(fs: NTFS, n: int, dir_seq: int, e: IndexEntry) -> tuple[int, int, FileNameAttr] | None:
+def plausible(
+    fs: NTFS, n: int, dir_seq: int, e: IndexEntry
+) -> tuple[int, int, FileNameAttr] | None:
     """(record, sequence, $FILE_NAME) of a slack entry of directory ``n``, or None when its
     bytes are not a $FILE_NAME of this directory naming a record inside the MFT."""
     ref, seq = e.ref & MREF_MASK, e.ref >> 48
