@@ -403,3 +403,24 @@ def test_at_least_what_ntfsundelete_finds(case):
     df = fs.files()
     ours = set(df[df.deleted & df.recoverable].name)
     assert theirs and theirs <= ours
+
+
+def test_volume_full_of_fake_file_records_is_bounded(case, tmp_path):
+    """8 MiB of well-formed FILE records claiming the lost numbers, on a volume whose
+    $MFT runlist is cut: the volume still opens and lists, and the scan reports what it
+    found; nothing is read past its caps."""
+    img, _live, _gone = case
+    bad = copy(img, tmp_path, "flood.img")
+    cut_mft_runlist(bad, 30)
+    vol = nb.Volume(bad)
+    real = nb.fixup_decode(bytearray(vol.read(mft_offset(bad) + 150 * vol.rs, vol.rs)))
+    flood = bytearray()
+    for i in range(8 * MIB // vol.rs):
+        struct.pack_into("<I", real, 0x2C, 120 + i % 200)  # lost numbers and beyond
+        flood += nb.fixup_encode(bytearray(real))
+    vol.write(16 * MIB, bytes(flood))
+    fs = ntfs(bad, strict=False)
+    assert len(fs.rescued) <= fs.nrecords
+    df = fs.files()
+    assert len(df) > 0
+    assert any("a scan of the volume for FILE records" in r["message"] for r in fs.check_rows())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import struct
+from array import array
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,8 @@ if TYPE_CHECKING:
 
 SCAN_CHUNK = 8 << 20  # bytes of volume read at once
 MIN_HITS = 1 << 16  # FILE signatures examined outside $MFT, at least, plus
-HITS_PER_LOST = 2  # this many per lost record
+HITS_PER_LOST = 2  # this many per lost record,
+MAX_HITS = 1 << 22  # and never more (24 bytes kept per candidate: 96 MiB at most)
 MAGIC = int.from_bytes(b"FILE", "little")
 _USA_AT = offset_of(MultiSectorHeader, "usa_ofs")
 _U16 = struct.Struct("<H")
@@ -76,8 +78,8 @@ def rescue(fs: NTFS) -> dict[int, int]:
     mft_at = sorted((r.lcn * cs, (r.lcn + r.length) * cs) for r in fs.mft.runs if r.lcn is not None)
     step = min(rs, cs)
     size = fs.source.size
-    cap = MIN_HITS + HITS_PER_LOST * lost
-    cands: list[tuple[int, int, int]] = []  # (number, lsn, offset)
+    cap = min(MAX_HITS, MIN_HITS + HITS_PER_LOST * lost)
+    nums, lsns, offs = array("q"), array("Q"), array("q")  # the candidates, compactly
     found: dict[int, tuple[tuple[int, int], int]] = {}  # number -> ((votes, lsn), offset)
     hits = 0
     off = 0
@@ -102,13 +104,15 @@ def rescue(fs: NTFS) -> dict[int, int]:
                 break
             got = _candidate(fs, pos, holes, starts)
             if got is not None:
-                cands.append((got[0], got[1], pos))
+                nums.append(got[0])
+                lsns.append(got[1])
+                offs.append(pos)
         off += n * step
     # A lost piece of $MFT is a run of records at one distance from their numbers; a
     # stray copy (a disk image stored in a file, an old volume) rarely agrees with as many.
     # Per number: the candidate whose distance most records share, then the newest.
-    votes = Counter(pos - num * rs for num, _lsn, pos in cands)
-    for num, lsn, pos in cands:
+    votes = Counter(pos - num * rs for num, pos in zip(nums, offs))
+    for num, lsn, pos in zip(nums, lsns, offs):
         rank = (votes[pos - num * rs], lsn)
         if num not in found or rank > found[num][0]:
             found[num] = (rank, pos)
