@@ -198,6 +198,15 @@ def test_unreadable_index_children_found_through_the_mft(case, tmp_path):
     theirs = {p for p in fls_paths(zeroed) if p.startswith("big/")}
     ours = {p[1:] for p in df.index if p.startswith("/big/")}
     assert theirs <= ours  # TSK also places files through the MFT's parent references
+    # the same damage as plain zeros (no damaged range to see): the INDX blocks fail their
+    # checks, the fast walk says so and lists the folder as the index walk does
+    zfs = ntfs(zeroed, strict=False)
+    zdf = zfs.files().set_index("path")
+    zbig = zdf[zdf.index.str.startswith("/big/file_") & ~zdf.deleted]
+    assert len(zbig) == 135 and (zbig.found_by == "mft").sum() >= 100
+    assert any(r["message"].startswith("/big: INDX block") for r in zfs.check_rows())
+    zslow = {e.path: e.found_by for e in FileSystem.iter_entries(zfs, "/")}
+    assert zslow == dict(zdf.found_by)
 
 
 def test_orphans_when_the_parent_record_is_gone(case, tmp_path):

@@ -14,7 +14,7 @@ from ...errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..base import DIR, Entry
 from .attributes import FileNameAttr, display_name_rank, parse_file_name
 from .catalog import ROOT, display_names, record_fn, short_name
-from .index import all_blocks, block_slack, index_block_size, walk_index
+from .index import IndexEntry, all_blocks, block_slack, index_block_size, walk_index
 from .listing import entries, same, sort_rows
 from .mft import AT_BITMAP, AT_INDEX_ALLOCATION, AT_INDEX_ROOT, MREF_MASK, RecordError
 from .recovery import (
@@ -98,14 +98,18 @@ def load_index(fs: NTFS, n: int) -> tuple[list[tuple[int, int, FileNameAttr]], l
 MAX_SLACK = 1 << 16  # slack candidates examined per directory
 
 
-def slack_listing(fs: NTFS, n: int, listed: list[Entry]) -> list[Entry]:
-    """Deleted names left in the slack of directory ``n``'s INDX blocks (free blocks
-    whole) that ``listed`` does not already name (slack.slack_rows has the rules)."""
-    got = index_reader(fs, n)
+def read_slack(fs: NTFS, n: int) -> tuple[list[IndexEntry], bool]:
+    """The entries left in the slack of directory ``n``'s INDX blocks (free blocks whole),
+    and whether an in-use block is unusable (its names are then lost from the index)."""
+    try:
+        got = index_reader(fs, n)
+    except (RecordError, VDInspectError):
+        return [], False  # an unusable record is reported where it is read
     if isinstance(got, str) or got[1] is None:
-        return []
+        return [], False
     _root, read_block, in_use, nblocks, per = got
-    found: list = []
+    found: list[IndexEntry] = []
+    broken = False
     for i in range(nblocks):
         if len(found) >= MAX_SLACK:
             fs.finding("warning", f"directory record {n}", fs.record_offset(n),
@@ -113,13 +117,20 @@ def slack_listing(fs: NTFS, n: int, listed: list[Entry]) -> list[Entry]:
                        f"{i}..{nblocks - 1} not examined")
             break
         vcn = i * per
-        try:
-            raw = read_block(vcn)
-        except (RecordError, VDInspectError):
-            continue  # reported by the index walk
         free = in_use is not None and not in_use(vcn)
-        found += block_slack(raw, vcn, whole=free)[0]
-    return slack_rows(fs, n, found[:MAX_SLACK], fs.catalog(), listed)
+        try:
+            more, ok = block_slack(read_block(vcn), vcn, whole=free)
+        except (RecordError, VDInspectError):
+            more, ok = [], False
+        broken = broken or (not ok and not free)
+        found += more
+    return found[:MAX_SLACK], broken
+
+
+def slack_listing(fs: NTFS, n: int, listed: list[Entry]) -> list[Entry]:
+    """Deleted names left in directory ``n``'s index slack that ``listed`` does not
+    already name (slack.slack_rows has the rules)."""
+    return slack_rows(fs, n, fs.index_slack(n)[0], fs.catalog(), listed)
 
 
 def index_damage(fs: NTFS, entry: Entry) -> int:

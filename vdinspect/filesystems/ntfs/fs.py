@@ -61,6 +61,7 @@ class NTFS(FileSystem):
         self._records: LRUCache[Record] = LRUCache(4096)
         self._files: LRUCache[NtfsFile] = LRUCache(1024)
         self._indexes: LRUCache[tuple] = LRUCache(64)
+        self._slack: LRUCache[tuple] = LRUCache(64)
         self._catalog: Catalog | None = None
         self._upcase_map: dict | None = None
         self._ascii_upper = False
@@ -349,6 +350,10 @@ class NTFS(FileSystem):
 
     def directory_damage(self, entry: Entry) -> int:
         return directory.index_damage(self, entry)
+
+    def index_slack(self, n: int) -> tuple[list, bool]:
+        """Directory ``n``'s INDX slack entries, and whether an in-use block is unusable."""
+        return self._slack.get(n, lambda: directory.read_slack(self, n))
 
     def slack_rows(self, n: int, listed: list[Entry]) -> list[Entry]:
         """Deleted names in directory ``n``'s index slack that ``listed`` lacks."""

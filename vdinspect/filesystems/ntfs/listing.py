@@ -213,9 +213,14 @@ def walk_volume(fs: NTFS, deleted: bool, times: bool) -> Iterator[Entry]:
     damaged = fs.volume_damaged()
     while stack:
         d, ancestors = stack.pop()
-        if d.inode in cat.virtual or (damaged and fs.report_directory_damage(d)):
-            # part of its index is unreadable: list it as the index walk does, so that
-            # the rows say which names the index still holds (found_by)
+        info = cat.infos.get(d.inode) if d.key != ORPHANS_KEY and not d.deleted else None
+        if (
+            d.inode in cat.virtual
+            or (damaged and fs.report_directory_damage(d))
+            or (deleted and info is not None and info.index_blocks and fs.index_slack(d.inode)[1])
+        ):
+            # part of its index is unreadable (or it has none): list it as the index walk
+            # does, so that the rows say which names the index still holds (found_by)
             kids = [k for k in fs.list_dir(d) if k.key != ORPHANS_KEY]
         else:
             kids = children(d)
