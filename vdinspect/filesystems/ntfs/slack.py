@@ -66,7 +66,11 @@ def slack_rows(
     fold = fs.fold
     seen = {(e.inode, fold(e.name)) for e in listed if e.extra.get("stream") is None}
     keep: dict[tuple[int, str], tuple[int, FileNameAttr]] = {}
+    infos = cat.infos
     for e in found:
+        rec = infos.get(e.ref & MREF_MASK)
+        if rec is not None and rec.in_use and rec.sequence == e.ref >> 48:
+            continue  # a copy of a live file's entry (here, renamed or moved): not deleted
         got = plausible(fs, n, dir_seq, e)
         if got is None:
             continue
