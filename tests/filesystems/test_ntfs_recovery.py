@@ -146,6 +146,7 @@ def test_every_hard_link_is_listed(links):
     walk = {e.path[1:] for e in fs.iter_entries("/d")} | {e.path[1:] for e in fs.iter_entries("/e")}
     folder = {"d/" + e.name for e in fs.list_dir(fs.lookup("/d"))}
     assert fast == theirs == walk
+    assert our_rows(fs) == tsk_rows(nb.fls(links))  # kinds and TSK addresses too
     assert folder == {p for p in theirs if p.startswith("d/")}
     inode = fs.lookup("/d/f057").inode
     assert fs.read("/e/x") == b"linked\n" and fs.lookup("/e/x").inode == inode
