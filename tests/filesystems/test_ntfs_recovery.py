@@ -16,6 +16,7 @@ import re
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,6 +191,9 @@ def test_unreadable_index_children_found_through_the_mft(case, tmp_path):
     rep = fs.extract("/", tmp_path / "out")
     assert "/big" in dict(rep.incomplete)
     assert (tmp_path / "out" / "big" / "file_055.txt").read_bytes() == live["/big/file_055.txt"]
+    cli = subprocess.run([sys.executable, "-m", "vdinspect", "extract", "--salvage", str(bad),
+                          "/", str(tmp_path / "cli")], capture_output=True, text=True)
+    assert cli.returncode == 1 and "/big" in cli.stdout + cli.stderr
     # the anchor: TSK on the same damage (zeros where the clusters were)
     zeroed = copy(img, tmp_path, "zeroed.img")
     with open(zeroed, "r+b") as f:
