@@ -70,12 +70,13 @@ class NTFS(FileSystem):
         self.nrecords = self.mft.size // self.record_size
         #: records the $MFT map lost, found by scanning the volume (number -> offset)
         self.rescued: dict[int, int] = {}
-        if mftscan.unmapped(self):
+        if mftscan.unmapped(self):  # (a cut runlist, or runs past a truncated volume)
             covered = sum(r.length for r in self.mft.runs if r.lcn is not None) * self.cluster_size
             if covered < self.mft.size:
                 self.problem("$MFT record 0", g.mft_lcn * self.cluster_size,
                              f"the $MFT runlist maps {covered} of its {self.mft.size} bytes")
-            self.rescued = mftscan.rescue(self)
+            if not self.strict:
+                self.rescued = mftscan.rescue(self)
         self.label, self.version, self.volume_flags = report.volume_info(self)
         self.uuid = g.serial_hex
         self.serial = g.serial_hex
