@@ -23,6 +23,7 @@ import pytest
 
 import vdinspect
 from tests import ntfs_builder as nb
+from tests.conftest import SHARED_SAMPLES, needs_shared
 from tests.filesystems.test_damaged_files import break_clusters
 from tests.filesystems.test_ntfs import our_rows, tsk_rows
 from tests.tools import run
@@ -438,3 +439,29 @@ def test_volume_full_of_fake_file_records_is_bounded(case, tmp_path):
     df = fs.files()
     assert len(df) > 0
     assert any("a scan of the volume for FILE records" in r["message"] for r in fs.check_rows())
+
+
+@needs_shared
+@pytest.mark.parametrize("sample, part", [
+    ("dfvfs/test_data/windows_volume.qcow2", None),
+    ("strozfriedberg-vmdk-rs/data/monolithicSparse.vmdk", 1),
+])
+def test_real_windows_volumes_list_no_phantoms(sample, part, tmp_path):
+    """Windows-made volumes: the deleted rows (records, index slack) are exactly TSK's
+    ``fls -r -d -p`` on the same bytes, and the recovery passes add no finding."""
+    path = SHARED_SAMPLES / sample
+    if not path.exists():
+        pytest.skip(f"{sample} absent")
+    if not nb.have("qemu-img"):
+        pytest.skip("qemu-img missing")
+    raw = tmp_path / "disk.raw"
+    run("qemu-img", "convert", "-O", "raw", path, raw)
+    d = vdinspect.open(raw, format="raw")
+    fs = d.filesystem() if part is None else d.filesystem(part=part)
+    df = fs.files()
+    assert fs.check_rows() == []
+    assert set(df.found_by) <= {"index", "mft"}
+    offset = None if part is None else int(d.partitions().set_index("index").loc[part, "start"])
+    theirs = {r["path"] for r in nb.fls(raw, offset // 512 if offset else None) if r["deleted"]}
+    ours = {p[1:] for p in df[df.deleted].path}
+    assert ours == theirs
