@@ -56,7 +56,7 @@ def index_reader(fs: NTFS, n: int):
             off = vcn * vcn_size
             if off + bsize > src.size:
                 raise RecordError(f"VCN {vcn} is past the $INDEX_ALLOCATION")
-            return src.read(off, bsize)
+            return fs.index_block(n, vcn, lambda: src.read(off, bsize))
 
         if bitmap is not None:
             bits = fs.stream_source(f, bitmap, f"record {n} $I30 bitmap").read(

@@ -62,6 +62,7 @@ class NTFS(FileSystem):
         self._files: LRUCache[NtfsFile] = LRUCache(1024)
         self._indexes: LRUCache[tuple] = LRUCache(64)
         self._slack: LRUCache[tuple] = LRUCache(64)
+        self._blocks: LRUCache[bytes] = LRUCache(256)  # raw INDX blocks (walk, then slack)
         self._catalog: Catalog | None = None
         self._upcase_map: dict | None = None
         self._ascii_upper = False
@@ -151,6 +152,7 @@ class NTFS(FileSystem):
                     off,
                 )
             self.finding("error", where, off, f"record 0 unusable ({e}); used the copy in $MFTMirr")
+        self._records.get(0, lambda: rec0)  # kept: $MFT's $BITMAP is read from it later
         datas = [a for a in rec0.attrs if a.type == AT_DATA and a.name == ""]
         first = next((a for a in datas if not a.resident and a.lowest_vcn == 0), None)
         if first is None:
@@ -351,6 +353,11 @@ class NTFS(FileSystem):
 
     def directory_damage(self, entry: Entry) -> int:
         return directory.index_damage(self, entry)
+
+    def index_block(self, n: int, vcn: int, load) -> bytes:
+        """Directory ``n``'s raw INDX block at ``vcn`` (``load()`` reads it), kept a while:
+        the index walk and the slack pass read the same blocks."""
+        return self._blocks.get((n, vcn), load)
 
     def index_slack(self, n: int) -> tuple[list, bool]:
         """Directory ``n``'s INDX slack entries, and whether an in-use block is unusable."""
