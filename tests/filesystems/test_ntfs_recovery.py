@@ -367,7 +367,7 @@ def test_slack_rules_built_from_the_structure(case, tmp_path):
     """Entries written into /big's INDX slack by hand: a copy of a live entry, an entry
     of another folder, one naming a record past the MFT and a DOS twin are suppressed;
     a plausible name for a reused record is listed (found_by slack)."""
-    img, _live, _gone = case
+    img, _live, gone = case
     bad = copy(img, tmp_path, "slack.img")
     fs = ntfs(img)
     big = fs.lookup("/big").inode
@@ -376,6 +376,8 @@ def test_slack_rules_built_from_the_structure(case, tmp_path):
     reused = fs.lookup("/new/n0.txt").inode
     seq = int(re.search(r"Sequence: (\d+)", run("istat", img, reused)).group(1))
     assert seq > 1  # the record held a deleted file before
+    old = fs.lookup("/big/file_110.txt", deleted=True).inode  # deleted, record not reused
+    oseq = int(re.search(r"Sequence: (\d+)", run("istat", img, old)).group(1))
     vol = nb.Volume(bad)
     lcn = istat_clusters(img, big, "$INDEX_ALLOCATION")[-1]
     off = lcn * CLUSTER
@@ -389,6 +391,8 @@ def test_slack_rules_built_from_the_structure(case, tmp_path):
         nb.index_entry(reused, seq - 1, nb.file_name_value(big, 1, "SHORT~1.TXT", fa, 10, ns=2)),
         nb.index_entry(reused, seq - 1, nb.file_name_value(big, 1, "handmade name.txt", fa,
                                                            4321)),
+        nb.index_entry(old, oseq - 1, nb.file_name_value(big, 1, "older name.txt", fa, 5070)),
+        nb.index_entry(old, oseq - 1, nb.file_name_value(big, 1, "file_110.txt", fa, 5070)),
     ]
     body = b"".join(made)
     start = 0x18 + used + 64
@@ -404,6 +408,12 @@ def test_slack_rules_built_from_the_structure(case, tmp_path):
     assert not {"/big/beyond.txt", "/big/SHORT~1.TXT", "/keep/elsewhere.txt",
                 "/big/elsewhere.txt"} & names
     assert (dead.index == "/big/file_055.txt").sum() == 1  # the live one only
+    # another name of a deleted record that still holds its file: listed, recoverable,
+    # its content that record's; the record's own name is not listed twice
+    older = dead.loc["/big/older name.txt"]
+    assert older.found_by == "slack" and older.recoverable and older.inode == old
+    assert fs.read(fs.lookup("/big/older name.txt", deleted=True)) == gone["/big/file_110.txt"]
+    assert (dead.index == "/big/file_110.txt").sum() == 1
     # the index walk gives the same rows
     slow = {e.path for e in FileSystem.iter_entries(fs, "/")}
     assert slow == names
