@@ -5,7 +5,8 @@ attributes.py (attribute values), runlist.py (mapping pairs), index.py (director
 trees), lznt1.py, xpress.py, lzx.py and wof.py (compressed files). Layout of the driver:
 file.py (a file's records merged), stream.py (a stream's bytes), catalog.py (the MFT
 read once), listing.py (rows, the whole-volume walk), directory.py (indexes, lookup),
-recovery.py (deleted and orphan files), report.py (info, structures, check). This module
+recovery.py (deleted and orphan files), slack.py (names in index slack), mftscan.py
+(records a damaged $MFT map lost), report.py (info, structures, check). This module
 opens the volume (boot sector, $MFT, $Volume), reads records and files, and answers the
 protocol, listing the volume as The Sleuth Kit's ``fls -r -p`` does.
 """
