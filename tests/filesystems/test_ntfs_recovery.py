@@ -326,8 +326,10 @@ def test_fake_file_records_stay_bounded_and_lose_to_the_real_ones(case, tmp_path
         struct.pack_into("<Q", rec, 8, 1 << 40)  # a newer LSN than any real record
         fakes += nb.fixup_encode(rec)
     free = max(istat_clusters(img, 6, "$DATA")) + 200  # clusters past $Bitmap, unused
-    vol.write(free * CLUSTER + 512, bytes(fakes))  # not cluster-aligned: a stray copy
+    vol.write(free * CLUSTER, bytes(fakes))  # a run of 40 at another distance
     fs = ntfs(bad, strict=False)
+    at = mft_offset(bad)
+    assert all(fs.rescued[n] == at + n * vol.rs for n in range(120, 160))  # the real ones
     assert fs.read("/keep/k5.bin") == live["/keep/k5.bin"]
     assert our_rows(fs) == tsk_rows(nb.fls(img))
     monkeypatch.setattr(mftscan, "MIN_HITS", 10)
