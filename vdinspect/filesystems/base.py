@@ -217,14 +217,9 @@ class FileSystem(Findings):
                 skip(d, f"unreadable directory: {e}")
                 continue
             if damaged_volume:
-                lost = self.directory_damage(d)
-                if lost:
-                    why = (f"{lost} bytes of the directory could not be read: entries "
-                           "stored there are lost")
-                    d.note = why if not d.note else f"{d.note}; {why}"
-                    self.finding("error", "directory", None, f"{d.path or '/'}: {why}")
-                    if on_partial is not None:
-                        on_partial(d, why)
+                why = self.report_directory_damage(d)
+                if why and on_partial is not None:
+                    on_partial(d, why)
             subdirs = []
             for c in children:
                 if c.deleted and not deleted:
@@ -313,6 +308,17 @@ class FileSystem(Findings):
             return sum(n for _a, n in self.content(entry).damaged_ranges())
         except VDInspectError:
             return 0
+
+    def report_directory_damage(self, entry: Entry) -> str | None:
+        """Note on a directory's row and an error finding when part of its own data cannot
+        be read (a driver's own fast walk calls it too); the reason, or None."""
+        lost = self.directory_damage(entry)
+        if not lost:
+            return None
+        why = f"{lost} bytes of the directory could not be read: entries stored there are lost"
+        entry.note = why if not entry.note else f"{entry.note}; {why}"
+        self.finding("error", "directory", None, f"{entry.path or '/'}: {why}")
+        return why
 
     def damaged(self, path: str | Entry) -> int | None:
         """How many bytes of a file's data could not be read (the ``damaged`` column);

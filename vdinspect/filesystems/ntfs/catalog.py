@@ -34,6 +34,7 @@ from .mft import (
     AT_DATA,
     AT_END,
     AT_FILE_NAME,
+    AT_INDEX_ALLOCATION,
     AT_INDEX_ROOT,
     AT_REPARSE_POINT,
     AT_STANDARD_INFORMATION,
@@ -57,6 +58,7 @@ from .mft import (
     RecordError,
     parse_record,
 )
+from .mftscan import wiped
 from .recovery import RUNS_DAMAGED
 from .runlist import RunlistError, decode_runlist
 from .wof import ALGORITHMS, PROVIDER_FILE, parse_wof_reparse
@@ -84,6 +86,7 @@ class Info:
     reparse: Reparse | None
     wof: str | None  # WOF algorithm name
     runs: list[tuple[int, int]] | None  # allocated (lcn, clusters) of all $DATA (free files)
+    index_blocks: bool = False  # has a non-resident $INDEX_ALLOCATION (INDX blocks, slack)
 
     @property
     def in_use(self) -> bool:
@@ -104,6 +107,8 @@ class Catalog:
     orphans: list[tuple[Info, FileNameAttr | None]]
     #: in-use-looking records that could not be used (fixups, parse errors, unreadable)
     unusable: set[int] = field(default_factory=set)
+    #: directories stood in for (salvage: the root when its record is unusable)
+    virtual: set[int] = field(default_factory=set)
 
 
 def scan(fs: NTFS) -> Catalog:
@@ -129,9 +134,11 @@ def scan(fs: NTFS) -> Catalog:
             n += count
             continue
         arr, has_magic, ok = fixup_many(chunk, rs)
-        for i in np.nonzero(has_magic)[0].tolist():
+        # the first records are also in $MFTMirr: a wiped start of $MFT is read there
+        first = [i for i in range(max(0, min(count, MIRROR_RECORDS - n))) if not has_magic[i]]
+        for i in first + np.nonzero(has_magic)[0].tolist():
             num = n + i
-            if not ok[i]:
+            if not ok[i] or not has_magic[i]:
                 rec = _mirror_record(fs, num)
                 if rec is None:
                     fs.finding(
@@ -164,6 +171,19 @@ def scan(fs: NTFS) -> Catalog:
             info = file_info(build_file(rec, fs.record, fs.attribute_value), fs.clusters)
             infos[num] = info
         n += count
+    for num in sorted(set(fs.rescued) - set(infos) - set(pending)):
+        try:  # records the $MFT map lost, found by scanning the volume
+            rec = fs.record(num)
+        except (RecordError, CorruptImage) as e:
+            fs.finding("error", f"MFT record {num}", fs.record_offset(num), f"skipped: {e}")
+            unusable.add(num)
+            continue
+        if (rec.base_ref & MREF_MASK and rec.base != num) or any(
+            a.type == AT_ATTRIBUTE_LIST for a in rec.attrs
+        ):
+            pending[num] = rec
+        else:
+            infos[num] = file_info(build_file(rec, fs.record, fs.attribute_value), fs.clusters)
 
     def get(m: int) -> Record:
         r = pending.get(m)
@@ -189,8 +209,27 @@ def scan(fs: NTFS) -> Catalog:
                 p,
             )
         infos[num] = file_info(f, fs.clusters)
+    gone = [m for m in wiped(fs, set(infos) | set(pending)) if m not in unusable]
+    if gone:
+        fs.finding("error", "$MFT", fs.record_offset(gone[0]),
+                   f"{len(gone)} records marked in use in $MFT's $BITMAP hold no FILE record "
+                   f"(wiped or unreadable): {', '.join(map(str, gone[:20]))}"
+                   + (" ..." if len(gone) > 20 else ""))
+        unusable.update(gone)
+    virtual = set()
+    root = infos.get(ROOT)
+    if (root is None or not root.is_dir or not root.in_use) and not fs.strict:
+        # salvage: a stand-in root, so that its files keep their paths (found through
+        # their parent references) instead of all going to /$OrphanFiles
+        fs.finding("error", f"MFT record {ROOT}", fs.record_offset(ROOT),
+                   "the root directory's record is unusable: its files are placed through "
+                   "their $FILE_NAME parent references")
+        infos[ROOT] = Info(ROOT, ROOT, REC_IN_USE | REC_DIRECTORY, 1, None, [], [], None, None,
+                           None, None)
+        virtual.add(ROOT)
     catalog = _link(fs, infos)
-    catalog.unusable = unusable
+    catalog.unusable = unusable - set(infos)
+    catalog.virtual = virtual
     return catalog
 
 
@@ -221,6 +260,7 @@ def quick_info(buf: bytes | memoryview, num: int, clusters: int) -> Info | None:
     names: list[FileNameAttr] = []
     data: list[tuple[str, int, int, int, int]] = []
     i30 = reparse = None
+    blocks = False
     runs: list[tuple[int, int]] | None = None
     off = first
     try:
@@ -281,6 +321,7 @@ def quick_info(buf: bytes | memoryview, num: int, clusters: int) -> Info | None:
                     return None
                 if atype == AT_REPARSE_POINT:
                     return None
+                blocks = blocks or atype == AT_INDEX_ALLOCATION
                 if atype == AT_DATA:
                     allocated = alloc
                     if (
@@ -308,7 +349,9 @@ def quick_info(buf: bytes | memoryview, num: int, clusters: int) -> Info | None:
     if len({d[0] for d in data}) != len(data):
         return None
     data.sort(key=lambda d: d[0])
-    return Info(num, seq, flags, links, si, names, data, i30, reparse, wof_name(reparse), runs)
+    return Info(
+        num, seq, flags, links, si, names, data, i30, reparse, wof_name(reparse), runs, blocks
+    )
 
 
 def file_info(f: NtfsFile, clusters: int) -> Info:
@@ -343,6 +386,7 @@ def file_info(f: NtfsFile, clusters: int) -> Info:
         f.reparse,
         wof,
         runs,
+        any(a.type == AT_INDEX_ALLOCATION and not a.resident for a in f.attrs),
     )
 
 
@@ -385,8 +429,10 @@ def _link(fs: NTFS, infos: dict[int, Info]) -> Catalog:
             else:
                 dead.setdefault(fn.parent, []).append((info, fn))
     # names whose parent chain never reaches the root: parent-reference loops
-    reached = {ROOT}
-    todo = [ROOT]
+    # (an orphaned directory's own children stay under it: /$OrphanFiles/dir/file)
+    tops = [ROOT] + [info.number for info, _fn in orphans if info.is_dir]
+    reached = set(tops)
+    todo = list(tops)
     while todo:
         d = todo.pop()
         for group in (live.get(d, ()), dead.get(d, ())):

@@ -10,42 +10,53 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ...errors import CorruptImage, InvalidArgument, NotFound
+from ...errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..base import DIR, Entry
 from .attributes import FileNameAttr, display_name_rank, parse_file_name
 from .catalog import ROOT, display_names, record_fn, short_name
-from .index import all_blocks, index_block_size, walk_index
+from .index import IndexEntry, all_blocks, block_slack, index_block_size, walk_index
 from .listing import entries, same, sort_rows
 from .mft import AT_BITMAP, AT_INDEX_ALLOCATION, AT_INDEX_ROOT, MREF_MASK, RecordError
-from .recovery import ORPHANS, ORPHANS_KEY, orphan_dir, refuse_unusable, unusable_entry
+from .recovery import (
+    NOT_IN_INDEX,
+    ORPHANS,
+    ORPHANS_KEY,
+    orphan_dir,
+    orphan_note,
+    refuse_unusable,
+    unusable_entry,
+)
+from .slack import slack_rows
 
 if TYPE_CHECKING:
     from .fs import NTFS
 
 
-def load_index(fs: NTFS, n: int) -> tuple[list[tuple[int, int, FileNameAttr]], list[str]]:
-    """The $I30 index of directory ``n``: (record, sequence, $FILE_NAME) in order."""
-    problems: list[str] = []
+def index_reader(fs: NTFS, n: int):
+    """Directory ``n``'s $I30: (root value, read_block(vcn), block_in_use(vcn), blocks,
+    VCNs per block), or a problem string. read_block/block_in_use are None without an
+    $INDEX_ALLOCATION (/$BITMAP)."""
     f = fs.file(n)
     root = f.attr(AT_INDEX_ROOT, "$I30")
     if root is None or not root.resident:
-        return [], ["no resident $I30 $INDEX_ROOT"]
+        return "no resident $I30 $INDEX_ROOT"
     alloc = f.streams(AT_INDEX_ALLOCATION).get("$I30")
     bitmap = f.streams(AT_BITMAP).get("$I30")
-    bsize = fs.geometry.index_record_size
-    read_block = in_use = None
-    bsize = index_block_size(root.value) or bsize
+    bsize = index_block_size(root.value) or fs.geometry.index_record_size
     if bsize & (bsize - 1) or not 256 <= bsize <= 1 << 21:
-        return [], [f"index block size {bsize} is not sane"]
+        return f"index block size {bsize} is not sane"
     vcn_size = fs.cluster_size if bsize >= fs.cluster_size else 512
+    read_block = in_use = None
+    nblocks = 0
     if alloc is not None:
         src = fs.stream_source(f, alloc, f"record {n} $I30")
+        nblocks = src.size // bsize
 
         def read_block(vcn: int) -> bytes:
             off = vcn * vcn_size
             if off + bsize > src.size:
                 raise RecordError(f"VCN {vcn} is past the $INDEX_ALLOCATION")
-            return src.read(off, bsize)
+            return fs.index_block(n, vcn, lambda: src.read(off, bsize))
 
         if bitmap is not None:
             bits = fs.stream_source(f, bitmap, f"record {n} $I30 bitmap").read(
@@ -56,11 +67,21 @@ def load_index(fs: NTFS, n: int) -> tuple[list[tuple[int, int, FileNameAttr]], l
                 i = vcn * vcn_size // bsize
                 return i // 8 < len(bits) and bool(bits[i // 8] >> (i % 8) & 1)
 
-    walk = walk_index(root.value, read_block, in_use)
+    return root.value, read_block, in_use, nblocks, bsize // vcn_size
+
+
+def load_index(fs: NTFS, n: int) -> tuple[list[tuple[int, int, FileNameAttr]], list[str]]:
+    """The $I30 index of directory ``n``: (record, sequence, $FILE_NAME) in order."""
+    problems: list[str] = []
+    got = index_reader(fs, n)
+    if isinstance(got, str):
+        return [], [got]
+    root_value, read_block, in_use, nblocks, per = got
+    walk = walk_index(root_value, read_block, in_use)
     problems += [m for _o, m in walk.problems]
     entries = walk.entries
     if walk.problems and read_block is not None:  # damaged tree: read every block
-        flat = all_blocks(read_block, src.size // bsize, bsize // vcn_size, in_use)
+        flat = all_blocks(read_block, nblocks, per, in_use)
         seen = {(e.ref, e.key) for e in entries}
         entries = entries + [e for e in flat.entries if (e.ref, e.key) not in seen]
     out = []
@@ -74,6 +95,60 @@ def load_index(fs: NTFS, n: int) -> tuple[list[tuple[int, int, FileNameAttr]], l
     return out, problems
 
 
+MAX_SLACK = 1 << 16  # slack candidates examined per directory
+
+
+def read_slack(fs: NTFS, n: int) -> tuple[list[IndexEntry], bool]:
+    """The entries left in the slack of directory ``n``'s INDX blocks (free blocks whole),
+    and whether an in-use block is unusable (its names are then lost from the index)."""
+    try:
+        got = index_reader(fs, n)
+    except (RecordError, VDInspectError):
+        return [], False  # an unusable record is reported where it is read
+    if isinstance(got, str) or got[1] is None:
+        return [], False
+    _root, read_block, in_use, nblocks, per = got
+    found: list[IndexEntry] = []
+    broken = False
+    for i in range(nblocks):
+        if len(found) >= MAX_SLACK:
+            fs.finding("warning", f"directory record {n}", fs.record_offset(n),
+                       f"index slack: more than {MAX_SLACK} candidate entries; INDX blocks "
+                       f"{i}..{nblocks - 1} not examined")
+            break
+        vcn = i * per
+        free = in_use is not None and not in_use(vcn)
+        try:
+            more, ok = block_slack(read_block(vcn), vcn, whole=free)
+        except (RecordError, VDInspectError):
+            more, ok = [], False
+        broken = broken or (not ok and not free)
+        found += more
+    return found[:MAX_SLACK], broken
+
+
+def slack_listing(fs: NTFS, n: int, listed: list[Entry]) -> list[Entry]:
+    """Deleted names left in directory ``n``'s index slack that ``listed`` does not
+    already name (slack.slack_rows has the rules)."""
+    return slack_rows(fs, n, fs.index_slack(n)[0], fs.catalog(), listed)
+
+
+def index_damage(fs: NTFS, entry: Entry) -> int:
+    """Bytes of a live directory's $I30 $INDEX_ALLOCATION that cannot be read (names kept
+    only there are lost; the MFT still places its files)."""
+    if entry.key == ORPHANS_KEY or entry.inode is None or entry.deleted:
+        return 0
+    try:
+        f = fs.file(entry.inode)
+        s = f.streams(AT_INDEX_ALLOCATION).get("$I30")
+        if s is None or s.resident:
+            return 0
+        src = fs.stream_source(f, s, f"record {entry.inode} $I30")
+        return sum(n for _a, n in src.damaged_ranges())
+    except (VDInspectError, RecordError):
+        return 0  # an unusable record is reported where it is read
+
+
 def list_dir(fs: NTFS, entry: Entry) -> list[Entry]:
     """A directory's children from its index, with deleted files and index-less names."""
     refuse_unusable(fs, entry)
@@ -81,7 +156,8 @@ def list_dir(fs: NTFS, entry: Entry) -> list[Entry]:
         cat = fs.catalog()
         out = []
         for info, fn in cat.orphans:
-            out += entries(fs, info, fn, deleted=not info.in_use)
+            out += entries(fs, info, fn, deleted=not info.in_use, found_by="mft",
+                           note=orphan_note(fn))
         return out
     n = entry.inode
     cat = fs.catalog()
@@ -138,7 +214,8 @@ def list_dir(fs: NTFS, entry: Entry) -> list[Entry]:
         for fn in display_names([x for _s, x in names]):
             fn = record_fn(child, fn)
             seen.add((ref, fn.name))
-            rows += entries(fs, child, fn, deleted=not child.in_use, short=short_name(child, fn))
+            rows += entries(fs, child, fn, deleted=not child.in_use, short=short_name(child, fn),
+                            found_by="index")
     # names whose parent reference says they live here but the index does not list
     # (a damaged or incomplete index): listed all the same, as the MFT scan does
     fallback = [(c, fn) for c, fn in cat.live.get(n, []) if (c.number, fn.name) not in seen]
@@ -152,10 +229,13 @@ def list_dir(fs: NTFS, entry: Entry) -> list[Entry]:
         )
         for c, fn in fallback:
             seen.add((c.number, fn.name))
-            rows += entries(fs, c, fn, deleted=False, short=short_name(c, fn))
+            rows += entries(fs, c, fn, deleted=False, short=short_name(c, fn),
+                            found_by="mft", note=NOT_IN_INDEX)
     for c, fn in cat.dead.get(n, []):
         if (c.number, fn.name) not in seen:
             rows += entries(fs, c, fn, deleted=True, short=short_name(c, fn))
+    if info.index_blocks:
+        rows += slack_listing(fs, n, rows)
     rows = sort_rows(fs, rows)
     if n == ROOT:
         rows.append(orphan_dir())

@@ -194,13 +194,15 @@ def _merge_extensions(
             f.problems.append(f"extension record {m} has its own $ATTRIBUTE_LIST (loop); ignored")
         for a in ext.attrs:
             if a.type != AT_ATTRIBUTE_LIST:
-                found[(m, a.type, a.name, a.lowest_vcn)] = a
+                # the attribute id tells apart attributes of one type and name in one
+                # record: hard links' $FILE_NAMEs share (type, name, lowest VCN 0)
+                found[(m, a.type, a.name, a.lowest_vcn, a.instance)] = a
     # In list order. Attributes from extension records get fresh ids past the base
     # record's, as The Sleuth Kit numbers them (its "type-id" addresses, compared in
     # the tests); ids restart in every record, so they would collide otherwise.
     nxt = max((a.instance for a in f.attrs), default=-1) + 1
     for e in entries:
-        a = found.pop((e.record, e.type, e.name, e.lowest_vcn), None)
+        a = found.pop((e.record, e.type, e.name, e.lowest_vcn, e.instance), None)
         if a is None:
             continue
         f.attrs.append(dataclasses.replace(a, instance=nxt))

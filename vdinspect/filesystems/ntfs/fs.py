@@ -5,7 +5,8 @@ attributes.py (attribute values), runlist.py (mapping pairs), index.py (director
 trees), lznt1.py, xpress.py, lzx.py and wof.py (compressed files). Layout of the driver:
 file.py (a file's records merged), stream.py (a stream's bytes), catalog.py (the MFT
 read once), listing.py (rows, the whole-volume walk), directory.py (indexes, lookup),
-recovery.py (deleted and orphan files), report.py (info, structures, check). This module
+recovery.py (deleted and orphan files), slack.py (names in index slack), mftscan.py
+(records a damaged $MFT map lost), report.py (info, structures, check). This module
 opens the volume (boot sector, $MFT, $Volume), reads records and files, and answers the
 protocol, listing the volume as The Sleuth Kit's ``fls -r -p`` does.
 """
@@ -21,7 +22,7 @@ from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource, LRUCache
 from ...volumes.multisector import apply_fixup
 from ..base import Entry, FileSystem, free_runs
-from . import directory, listing, recovery, report, stream
+from . import directory, listing, mftscan, recovery, report, stream
 from .attributes import FileNameAttr, parse_attribute_list
 from .boot import BOOT_SECTOR_SIZE, Geometry, parse_boot
 from .catalog import MIRROR_RECORDS, ROOT, Catalog, Info, file_info, scan
@@ -61,12 +62,23 @@ class NTFS(FileSystem):
         self._records: LRUCache[Record] = LRUCache(4096)
         self._files: LRUCache[NtfsFile] = LRUCache(1024)
         self._indexes: LRUCache[tuple] = LRUCache(64)
+        self._slack: LRUCache[tuple] = LRUCache(64)
+        self._blocks: LRUCache[bytes] = LRUCache(256)  # raw INDX blocks (walk, then slack)
         self._catalog: Catalog | None = None
         self._upcase_map: dict | None = None
         self._ascii_upper = False
         self._bitmap: ByteSource | None = None
         self.mft = self._load_mft()
         self.nrecords = self.mft.size // self.record_size
+        #: records the $MFT map lost, found by scanning the volume (number -> offset)
+        self.rescued: dict[int, int] = {}
+        if mftscan.unmapped(self):  # (a cut runlist, or runs past a truncated volume)
+            covered = sum(r.length for r in self.mft.runs if r.lcn is not None) * self.cluster_size
+            if covered < self.mft.size:
+                self.problem("$MFT record 0", g.mft_lcn * self.cluster_size,
+                             f"the $MFT runlist maps {covered} of its {self.mft.size} bytes")
+            if not self.strict:
+                self.rescued = mftscan.rescue(self)
         self.label, self.version, self.volume_flags = report.volume_info(self)
         self.uuid = g.serial_hex
         self.serial = g.serial_hex
@@ -141,6 +153,7 @@ class NTFS(FileSystem):
                     off,
                 )
             self.finding("error", where, off, f"record 0 unusable ({e}); used the copy in $MFTMirr")
+        self._records.get(0, lambda: rec0)  # kept: $MFT's $BITMAP is read from it later
         datas = [a for a in rec0.attrs if a.type == AT_DATA and a.name == ""]
         first = next((a for a in datas if not a.resident and a.lowest_vcn == 0), None)
         if first is None:
@@ -179,6 +192,9 @@ class NTFS(FileSystem):
     def record_offset(self, n: int) -> int | None:
         """Where record ``n`` sits in the volume (None when the $MFT map does not say)."""
         mft = getattr(self, "mft", None)
+        rescued = getattr(self, "rescued", None)
+        if rescued and n in rescued:
+            return rescued[n]
         if mft is None:
             return self.geometry.mft_lcn * self.cluster_size + n * self.record_size
         vcn, within = divmod(n * self.record_size, self.cluster_size)
@@ -196,6 +212,8 @@ class NTFS(FileSystem):
         if not 0 <= n < self.nrecords:
             raise RecordError(f"record {n} is past the end of the MFT ({self.nrecords} records)")
         rs = self.record_size
+        if n in self.rescued:  # found by the FILE record scan
+            return self._parse_at(self.read_raw(self.rescued[n], rs), n)
         try:
             return parse_record(_fixed(self.mft.read(n * rs, rs)), n)
         except (RecordError, CorruptImage) as e:
@@ -327,6 +345,8 @@ class NTFS(FileSystem):
     # --- the FileSystem protocol ------------------------------------------------------
     def root(self) -> Entry:
         info = self.info_of(ROOT)
+        if (info is None or not info.is_dir) and not self.strict:
+            info = self.catalog().infos.get(ROOT)  # the stand-in root (catalog.scan)
         if info is None or not info.is_dir:
             self.fail(CorruptImage, "the root directory (MFT record 5) is unusable",
                       "MFT record 5", self.record_offset(ROOT))
@@ -348,6 +368,25 @@ class NTFS(FileSystem):
         if entry.target is None:
             raise InvalidArgument(f"{self.name}: {entry.path} is not a symbolic link")
         return entry.target
+
+    def directory_damage(self, entry: Entry) -> int:
+        return directory.index_damage(self, entry)
+
+    def index_block(self, n: int, vcn: int, load) -> bytes:
+        """Directory ``n``'s raw INDX block at ``vcn`` (``load()`` reads it), kept a while:
+        the index walk and the slack pass read the same blocks."""
+        return self._blocks.get((n, vcn), load)
+
+    def index_slack(self, n: int) -> tuple[list, bool]:
+        """Directory ``n``'s INDX slack entries, and whether an in-use block is unusable."""
+        return self._slack.get(n, lambda: directory.read_slack(self, n))
+
+    def slack_rows(self, n: int, listed: list[Entry]) -> list[Entry]:
+        """Deleted names in directory ``n``'s index slack that ``listed`` lacks."""
+        return directory.slack_listing(self, n, listed)
+
+    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+        return not recovery.name_only(entry)
 
     def _hardlink_key(self, entry: Entry) -> tuple | None:
         return listing.hardlink_key(entry)

@@ -219,3 +219,45 @@ def all_blocks(
             continue
         walk.entries.extend(IndexEntry(r, k) for r, _f, k, _c in entries if k)
     return walk
+
+
+MAX_SLACK_ENTRIES = 4096  # candidates taken from one INDX block's slack
+
+
+def block_slack(raw: bytes, vcn: int, whole: bool = False) -> tuple[list[IndexEntry], bool]:
+    """Index entries left in an INDX block's slack: past the bytes in use, up to the bytes
+    allocated (a deletion moves the entries after it down and leaves copies behind).
+
+    Only the entry's framing is checked here (lengths, flags, a key that fits); whether
+    the key is a plausible $FILE_NAME is the caller's rule. Returns the candidates and
+    whether the block is a usable INDX block at all. A free block (its bit clear in the
+    index $BITMAP) is all slack: pass its raw bytes too; its entries come back as well.
+    """
+    buf = bytearray(raw)
+    try:
+        apply_fixup(buf, b"INDX")
+        (own_vcn,) = _BLOCK_VCN.unpack_from(buf, _BLOCK_VCN_AT)
+        if own_vcn != vcn:
+            return [], False
+        eoff, used, alloc, _hflags = _HEADER.unpack_from(buf, BLOCK_HEADER_AT)
+    except (RecordError, ValueError):
+        return [], False
+    end = min(len(buf), BLOCK_HEADER_AT + alloc)
+    pos = BLOCK_HEADER_AT + (eoff if whole else max(used, eoff))
+    pos = (pos + 7) & ~7
+    out: list[IndexEntry] = []
+    while pos + _ENTRY.size <= end and len(out) < MAX_SLACK_ENTRIES:
+        ref, length, klen, eflags = _ENTRY.unpack_from(buf, pos)
+        if (
+            klen
+            and not eflags & ENTRY_END
+            and eflags <= ENTRY_NODE | ENTRY_END
+            and length >= _ENTRY.size + klen
+            and not length & 7
+            and pos + length <= end
+        ):
+            out.append(IndexEntry(ref, bytes(buf[pos + _ENTRY.size : pos + _ENTRY.size + klen])))
+            pos += length
+        else:
+            pos += 8  # entries start on 8-byte boundaries
+    return out, True

@@ -18,7 +18,7 @@ from ..base import DIR, FILE, FILES_COLUMNS, MAX_DEPTH, MAX_PATH, SYMLINK, Entry
 from .attributes import FA_ENCRYPTED, MAX_FILETIME, UNIX_EPOCH_US, FileNameAttr, filetime
 from .catalog import ROOT, Info, short_name
 from .mft import ATTR_COMPRESSED, ATTR_ENCRYPTED, ATTR_SPARSE
-from .recovery import ORPHANS_KEY, orphan_dir, recoverable
+from .recovery import ORPHANS_KEY, name_only, orphan_dir, recoverable
 from .wof import WOF_STREAM
 
 if TYPE_CHECKING:
@@ -42,8 +42,21 @@ def entries(
     name: str | None = None,
     short: str | None = None,
     times: bool = True,
+    found_by: str | None = None,
+    note: str | None = None,
 ) -> list[Entry]:
-    """The rows of one name of a file: the file itself, then its named $DATA streams."""
+    """The rows of one name of a file: the file itself, then its named $DATA streams.
+
+    ``found_by`` defaults to ``mft`` for a deleted file (its record, not an index, names
+    it) and ``index`` for a live one; ``note`` says why an unusual row is listed.
+    """
+    if info.number in fs.rescued:  # its record was found by the FILE record scan
+        why = "its MFT record was found by scanning the volume (the $MFT runlist lost it)"
+        note = why if note is None else f"{note}; {why}"
+        if deleted and found_by is None:
+            found_by = "scan"
+    if found_by is None:
+        found_by = "mft" if deleted else "index"
     si = info.si
     if name is None:
         name = fn.name if fn is not None else f"OrphanFile-{info.number}"
@@ -103,6 +116,8 @@ def entries(
         deleted=deleted,
         recoverable=can_recover,
         target=target,
+        found_by=found_by,
+        note=note,
         key=(info.number, "", info.sequence),
         raw=info,
         extra=extra,
@@ -134,6 +149,8 @@ def entries(
                 links=info.link_count,
                 deleted=deleted,
                 recoverable=can_recover,
+                found_by=found_by,
+                note=note,
                 key=(info.number, sname, info.sequence),
                 raw=info,
                 extra=x,
@@ -186,13 +203,27 @@ def walk_volume(fs: NTFS, deleted: bool, times: bool) -> Iterator[Entry]:
                 rows += entries(fs, c, fn, deleted=False, short=short_name(c, fn), times=times)
         for c, fn in cat.dead.get(n, []):
             rows += entries(fs, c, fn, deleted=True, short=short_name(c, fn), times=times)
+        info = cat.infos.get(n)
+        if deleted and not d.deleted and info is not None and info.index_blocks:
+            rows += fs.slack_rows(n, rows)
         return rows
 
     stack: list[tuple[Entry, tuple]] = [(top, (ROOT,))]
     listed = {(ROOT, False)}  # as FileSystem._walk: each directory listed once
+    damaged = fs.volume_damaged()
     while stack:
         d, ancestors = stack.pop()
-        kids = children(d)
+        info = cat.infos.get(d.inode) if d.key != ORPHANS_KEY and not d.deleted else None
+        if (
+            d.inode in cat.virtual
+            or (damaged and fs.report_directory_damage(d))
+            or (deleted and info is not None and info.index_blocks and fs.index_slack(d.inode)[1])
+        ):
+            # part of its index is unreadable (or it has none): list it as the index walk
+            # does, so that the rows say which names the index still holds (found_by)
+            kids = [k for k in fs.list_dir(d) if k.key != ORPHANS_KEY]
+        else:
+            kids = children(d)
         if d is top:
             kids = sort_rows(fs, kids) + [orphan_dir()]
         else:
@@ -204,7 +235,7 @@ def walk_volume(fs: NTFS, deleted: bool, times: bool) -> Iterator[Entry]:
             c.parent = d.path
             c.path = ("/" if d.path in ("", "/") else d.path + "/") + c.name
             yield c
-            if c.kind == DIR and c.extra.get("stream") is None:
+            if c.kind == DIR and c.extra.get("stream") is None and not name_only(c):
                 ident = dir_id(c)
                 if ident in ancestors:
                     fs.finding(

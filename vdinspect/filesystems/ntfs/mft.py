@@ -70,6 +70,12 @@ FileRecordHeader = Struct(
     "next_attr_instance" / Int16ul * "next attribute id to hand out",
 )  # 42 bytes; NTFS 3.1 adds 2 reserved bytes and the record's own number (u32 at 0x2C)
 
+FileRecordHeader31 = Struct(
+    *FileRecordHeader.subcons,
+    Padding(2),
+    "mft_record_number" / Int32ul * "this record's own number (NTFS 3.1; 3.0 has none)",
+)  # 48 bytes; the update sequence array follows (usa_ofs 0x30)
+
 AttributeHeader = Struct(
     "type" / AttributeType * "attribute type code (0xFFFFFFFF ends the list)",
     "length" / Int32ul * "bytes of this attribute record",
@@ -159,6 +165,8 @@ RESIDENT_END = FORM_AT + ResidentForm.sizeof()  # 24: the shortest resident attr
 COMPRESSED_SIZE_AT = FORM_AT + NonResidentForm.sizeof()  # 64: the shortest non-resident one
 COMPRESSED_END = COMPRESSED_SIZE_AT + CompressedSize.sizeof()  # 72
 RECORD_HEAD = offset_of(FileRecordHeader, "next_attr_instance") + 2  # 42: attributes after
+RECORD_NUMBER_AT = offset_of(FileRecordHeader31, "mft_record_number")  # 0x2C
+RECORD_HEAD_31 = FileRecordHeader31.sizeof()  # 48: a 3.1 record's update sequence after
 
 
 def split_ref(ref: int) -> tuple[int, int]:

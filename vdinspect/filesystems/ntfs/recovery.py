@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 ORPHANS = "$OrphanFiles"
 ORPHANS_KEY = (None, ORPHANS)
 UNUSABLE = "unusable"  # third member of the key of an entry whose record is unusable
+SLACK = "slack"  # ... of a name from index slack whose record was reused
 RUNS_DAMAGED = 0x10000  # our mark in Info.data flags: the runlist could not be decoded
 BITMAP_RECORD = 6  # $Bitmap
 
@@ -72,8 +73,22 @@ def orphan_dir() -> Entry:
     )
 
 
-def unusable_entry(ref: int, fn: FileNameAttr) -> Entry:
-    """A name an index lists for a record that cannot be used: what the index keeps."""
+NOT_IN_INDEX = ("not in its directory's index (damaged or incomplete): placed through its "
+                "$FILE_NAME parent reference")
+
+
+def orphan_note(fn: FileNameAttr | None) -> str:
+    """Why a record is listed under ``/$OrphanFiles``."""
+    if fn is None:
+        return "no $FILE_NAME left: its name and directory are unknown"
+    return (f"its parent directory (MFT record {fn.parent}) is gone, reused or not a "
+            "directory")
+
+
+def name_only_entry(ref: int, fn: FileNameAttr, tag: str, note: str, *, deleted: bool = False,
+                    found_by: str = "index") -> Entry:
+    """A row known only from an index key (name, size, times): its record is unusable
+    (``tag`` UNUSABLE) or was reused (``tag`` SLACK); its content cannot be read."""
     times = [filetime(t) for t in (fn.created, fn.modified, fn.accessed, fn.changed)]
     return Entry(
         name=fn.name,
@@ -84,21 +99,37 @@ def unusable_entry(ref: int, fn: FileNameAttr) -> Entry:
         accessed=times[2],
         changed=times[3],
         inode=ref,
-        key=(ref, None, UNUSABLE),
+        deleted=deleted,
+        found_by=found_by,
+        note=note,
+        key=(ref, None, tag),
         raw=fn,
-        extra=dict(stream=None, note=f"MFT record {ref} is unusable: listed from its "
-                   "directory's index; its content cannot be read"),
+        extra=dict(stream=None),
     )
 
 
-def refuse_unusable(fs: NTFS, entry: Entry) -> None:
-    """Raise CorruptImage for an entry listed only from an index (its record is unusable)."""
+def unusable_entry(ref: int, fn: FileNameAttr) -> Entry:
+    """A name an index lists for a record that cannot be used: what the index keeps."""
+    return name_only_entry(ref, fn, UNUSABLE, f"MFT record {ref} is unusable: listed from "
+                           "its directory's index; its content cannot be read")
+
+
+def name_only(entry: Entry) -> bool:
+    """Whether an entry is known only from an index key (no record to read or list)."""
     key = entry.key
-    if isinstance(key, tuple) and len(key) == 3 and key[2] == UNUSABLE:
-        fs.fail(
-            CorruptImage,
-            f"{entry.path or entry.name}: the MFT record is unusable; only its name, "
-            "size and times are known (from the directory index)",
-            f"MFT record {key[0]}",
-            fs.record_offset(key[0]),
-        )
+    return isinstance(key, tuple) and len(key) == 3 and key[2] in (UNUSABLE, SLACK)
+
+
+def refuse_unusable(fs: NTFS, entry: Entry) -> None:
+    """Raise CorruptImage for an entry known only from an index key (no usable record)."""
+    if not name_only(entry):
+        return
+    ref = entry.key[0]
+    if entry.key[2] == SLACK:
+        why = ("its name survives only in its directory's index slack and its MFT record "
+               "was reused: the content is gone")
+    else:
+        why = ("the MFT record is unusable; only its name, size and times are known (from "
+               "the directory index)")
+    fs.fail(CorruptImage, f"{entry.path or entry.name}: {why}", f"MFT record {ref}",
+            fs.record_offset(ref))
