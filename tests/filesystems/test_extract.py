@@ -256,7 +256,10 @@ def test_cli_extract_and_errors(cli_image, tmp_path, capsys):
     junk = tmp_path / "junk.img"
     junk.write_bytes(b"\x01" * 100000)
     assert cli.main(["ls", str(junk)]) == 2  # no filesystem to choose: a bad call
-    assert len(capsys.readouterr().err.splitlines()) == 1
+    # one line says the file has no known signature (issue 20), one why ls stops
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "no known image format" in lines[0]
+    assert "no filesystem found" in lines[1]
 
 
 def test_cli_bad_chain_exits_1(tmp_path, capsys):
