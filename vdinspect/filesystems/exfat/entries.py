@@ -50,7 +50,7 @@ from .structs import (
     StreamExtensionEntry,
     UpcaseTableEntry,
     VolumeGuidEntry,
-    VolumeLabelEntry,
+    volume_label_text,
 )
 
 MAX_DIR_BYTES = 64 << 20  # read at most this much of a directory (the spec allows 256 MiB;
@@ -58,7 +58,6 @@ MAX_DIR_BYTES = 64 << 20  # read at most this much of a directory (the spec allo
 MIN_SECONDARY, MAX_SECONDARY = 2, 18  # a File entry's SecondaryCount: stream + 1..17 names
 TYPE_CODE = 0x7F  # EntryType without the InUse bit
 SECOND_BITMAP = 0x01  # BitmapFlags: the second allocation bitmap (TexFAT)
-MAX_LABEL_UNITS = 11  # VolumeLabel holds 11 UTF-16 units
 
 # the fast path: File and Stream Extension entries as tuples of integers, named as declared
 FileRecord = namedtuple("FileRecord", [sc.name for sc in FileEntry.subcons])
@@ -164,9 +163,7 @@ class DirectoryMixin:
             elif t == T_UPCASE and upcase is None:
                 upcase = (off, UpcaseTableEntry.parse(ent))
             elif t == T_LABEL and self.label is None:
-                lab = VolumeLabelEntry.parse(ent)
-                n = min(lab.CharacterCount, MAX_LABEL_UNITS)
-                self.label = lab.VolumeLabel[: 2 * n].decode("utf-16-le", "replace") or None
+                self.label = volume_label_text(ent) or None
             elif t == T_GUID and self.guid is None:
                 g = VolumeGuidEntry.parse(ent)
                 if set_checksum(ent) != g.SetChecksum:

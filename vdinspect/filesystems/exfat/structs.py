@@ -28,6 +28,7 @@ from ...volumes.exfat_layout import (
     VolumeFlags,
     VolumeLabelEntry,
     boot_sector_problem,
+    volume_label_text,
 )
 
 
@@ -154,5 +155,5 @@ __all__ = [
     "FileAttributes", "FileEntry", "FileNameEntry", "NameUnit", "SecondaryFlags",
     "StreamExtensionEntry", "UpcaseTableEntry", "VolumeFlags", "VolumeGuidEntry",
     "VolumeLabelEntry", "boot_sector_problem", "EXFAT_NAME", "FILE_SYSTEM_NAME",
-    "MAX_CLUSTER_SHIFT", "MAX_SECTOR_SHIFT", "MIN_SECTOR_SHIFT",
+    "MAX_CLUSTER_SHIFT", "MAX_SECTOR_SHIFT", "MIN_SECTOR_SHIFT", "volume_label_text",
 ]
