@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -85,3 +84,105 @@ def test_exfat_label_of_15_characters(tmp_path):
     from vdinspect.volumes.probes import probe  # the partitions() label too
 
     assert probe(FileSource(p)).label == label
+
+
+# --- a directory whose clusters cannot be read (issue 16: nothing lost silently) ---------
+
+TREE = {"docs/a.txt": 100, "docs/b.bin": 10_000, "docs/inner/c.bin": 6000,
+        "docs/inner/d.txt": 50, "top.txt": 30}
+KINDS = ("fat16", "fat32", "exfat")
+needs_damage = pytest.mark.skipif(
+    not have("qemu-img", "mkfs.vfat", "mcopy", "mmd", "mkfs.exfat", "fls", "istat"),
+    reason="needs qemu-img, dosfstools, mtools, exfatprogs and The Sleuth Kit")
+
+
+def make_tree_volume(kind: str, path: Path, src: Path) -> None:
+    """``TREE`` on a new FAT16, FAT32 or exFAT volume with 4 KiB clusters (mkfs.vfat aligns
+    the data area to them, so a QCOW2 cluster holds one volume cluster): the FATs by mkfs.vfat + mmd/mcopy, exFAT by mkfs.exfat + the spec builder."""
+    with open(path, "wb") as f:
+        f.truncate((260 if kind == "fat32" else 16) * MIB)  # FAT32: 65525 clusters at least
+    if kind == "exfat":
+        from tests.fs_builder import ExfatImage
+
+        run("mkfs.exfat", "-c", "4096", path)
+        img = ExfatImage(path.read_bytes())
+        docs = img.add(img.root, "docs", is_dir=True)
+        for name in ("a.txt", "b.bin"):
+            img.add(docs, name, (src / "docs" / name).read_bytes())
+        inner = img.add(docs, "inner", is_dir=True)
+        for name in ("c.bin", "d.txt"):
+            img.add(inner, name, (src / "docs" / "inner" / name).read_bytes())
+        img.add(img.root, "top.txt", (src / "top.txt").read_bytes())
+        path.write_bytes(img.image())
+        return
+    if kind == "fat16":
+        run("mkfs.vfat", "-F", "16", "-s", "8", path)
+    else:
+        run("mkfs.vfat", "-F", "32", "-s", "8", path)
+    run("mmd", "-i", path, "::/docs")
+    run("mcopy", "-i", path, src / "docs/a.txt", src / "docs/b.bin", "::/docs/")
+    run("mmd", "-i", path, "::/docs/inner")
+    run("mcopy", "-i", path, src / "docs/inner/c.bin", src / "docs/inner/d.txt",
+        "::/docs/inner/")
+    run("mcopy", "-i", path, src / "top.txt", "::/top.txt")
+
+
+def tsk_sectors(raw: Path, inode: int) -> list[int]:
+    """The sectors ``istat`` lists for an inode (FAT and exFAT list 512-byte sectors)."""
+    out = run("istat", raw, inode).splitlines()
+    head = max(i for i, line in enumerate(out) if line.startswith("Sectors:"))
+    return [int(x) for line in out[head + 1:] for x in line.split() if x.isdigit()]
+
+
+def tsk_inode(raw: Path, path: str) -> int:
+    for line in run("fls", "-r", "-p", raw).splitlines():
+        meta, name = line.split(":\t", 1)
+        if name == path:
+            return int(meta.split()[-1].split("-")[0])
+    raise AssertionError(f"fls does not list {path}")
+
+
+@pytest.fixture(scope="module")
+def cut_dirs(tmp_path_factory):
+    """{kind: (intact raw, QCOW2 whose guest clusters holding /docs are broken)}."""
+    from tests.filesystems.test_damaged_files import CLUSTER, break_clusters
+
+    tmp = tmp_path_factory.mktemp("cutdir")
+    src = tmp / "src"
+    (src / "docs" / "inner").mkdir(parents=True)
+    for rel, n in TREE.items():
+        (src / rel).write_bytes(blob(rel, n))
+    out = {}
+    for kind in KINDS:
+        raw = tmp / f"{kind}.raw"
+        make_tree_volume(kind, raw, src)
+        qcow = tmp / f"{kind}.qcow2"
+        run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o",
+            f"cluster_size={CLUSTER}", raw, qcow)
+        sectors = tsk_sectors(raw, tsk_inode(raw, "docs"))
+        guest = sorted({s * 512 // CLUSTER for s in sectors})
+        inner = {s * 512 // CLUSTER for s in tsk_sectors(raw, tsk_inode(raw, "docs/inner"))}
+        assert not inner & set(guest), "the test must leave docs/inner readable"
+        bad = tmp / f"{kind}-cut.qcow2"
+        break_clusters(qcow, bad, guest)
+        out[kind] = (raw, bad)
+    return out
+
+
+@needs_damage
+@pytest.mark.parametrize("kind", KINDS)
+def test_cut_directory_is_reported(cut_dirs, kind, tmp_path):
+    """/docs's clusters read as zeros: its row has a note, check() an error naming it,
+    extraction an 'incomplete' line; the rest of the volume is whole."""
+    import vdinspect
+
+    _raw, bad = cut_dirs[kind]
+    with vdinspect.open(bad, strict=False) as disk:
+        fs = disk.filesystem()
+        df = fs.files().set_index("path")
+        assert "could not be read" in df.loc["/docs", "note"]
+        chk = fs.check()
+        assert ((chk.severity == "error") & chk.message.str.startswith("/docs:")).any()
+        rep = fs.extract("/", tmp_path / "out")
+        assert "/docs" in {p for p, _r in rep.incomplete}
+        assert (tmp_path / "out" / "top.txt").read_bytes() == blob("top.txt", 30)

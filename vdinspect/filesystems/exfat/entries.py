@@ -205,6 +205,16 @@ class DirectoryMixin:
         return problem is None and bool(runs)
 
     def _dir_raw(self, entry: Entry) -> list[tuple[int, bytes]]:
+        """The directory's content as (volume offset, bytes) segments."""
+        return [(off, self.source.read(off, n)) for off, n in self._dir_extents(entry)]
+
+    def directory_damage(self, entry: Entry) -> int:
+        """Bytes of a directory's clusters that could not be read."""
+        return sum(n for off, length in self._dir_extents(entry)
+                   for _a, n in self.source.damaged_ranges(off, length))
+
+    def _dir_extents(self, entry: Entry) -> list[tuple[int, int]]:
+        """Where the directory's content lies, as (volume offset, length) pieces."""
         k: ExfatKey = entry.key
         if k.root:
             runs, problem, ended = self.fat.chain(
@@ -243,11 +253,7 @@ class DirectoryMixin:
                 None,
                 f"{entry.path or '/'}: clusters past the end of the volume",
             )
-        out = []
-        for s, n in readable:
-            off = self.cluster_offset(s)
-            out.append((off, self.source.read(off, n * self.cluster_size)))
-        return out
+        return [(self.cluster_offset(s), n * self.cluster_size) for s, n in readable]
 
     class _Slots:
         """A directory's 32-byte slots over one buffer, with their volume offsets."""

@@ -104,8 +104,8 @@ class DirectoryMixin:
             return ("cluster", self.ext.BPB_RootClus if self.bits == 32 else 0)
         return ("cluster", k.cluster)
 
-    def _dir_bytes(self, entry: Entry) -> list[tuple[int, bytes]]:
-        """The directory's content as (volume offset, bytes) segments."""
+    def _dir_extents(self, entry: Entry) -> list[tuple[int, int]]:
+        """Where the directory's content lies, as (volume offset, length) pieces."""
         k = entry.key
         if k.root and self.bits != 32:
             length = self.root_entries * 32
@@ -117,10 +117,10 @@ class DirectoryMixin:
                     self.root_offset,
                     "the root directory is cut short by the end of the volume",
                 )
-            return [(self.root_offset, self.source.read(self.root_offset, avail))]
+            return [(self.root_offset, avail)]
         first = k.cluster
         if first == 0 and not k.root:  # a ".."-style reference to the root
-            return self._dir_bytes(self.root())
+            return self._dir_extents(self.root())
         if k.deleted:
             if not self.is_free(first):
                 return []
@@ -142,18 +142,24 @@ class DirectoryMixin:
                     self.cluster_offset(first),
                     f"{entry.path or '/'}: longer than 65536 entries; rest ignored",
                 )
-        segs = []
-        for s, n in self.readable(runs):
-            off = self.cluster_offset(s)
-            segs.append((off, self.source.read(off, n * self.cluster_size)))
-        if sum(n for _, n in runs) > sum(n for _, n in self.readable(runs)):
+        readable = self.readable(runs)
+        if sum(n for _, n in runs) > sum(n for _, n in readable):
             self.finding(
                 "error",
                 "directory",
                 None,
                 f"{entry.path or '/'}: clusters past the end of the volume",
             )
-        return segs
+        return [(self.cluster_offset(s), n * self.cluster_size) for s, n in readable]
+
+    def _dir_bytes(self, entry: Entry) -> list[tuple[int, bytes]]:
+        """The directory's content as (volume offset, bytes) segments."""
+        return [(off, self.source.read(off, n)) for off, n in self._dir_extents(entry)]
+
+    def directory_damage(self, entry: Entry) -> int:
+        """Bytes of a directory's clusters (or fixed root area) that could not be read."""
+        return sum(n for off, length in self._dir_extents(entry)
+                   for _a, n in self.source.damaged_ranges(off, length))
 
     def list_dir(self, entry: Entry) -> list[Entry]:
         if entry.kind != DIR:
