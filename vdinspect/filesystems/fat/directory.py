@@ -34,6 +34,7 @@ from .structs import (
 from .times import dos_datetime
 
 DOT_NAMES = (b".          ", b"..         ")  # the "." and ".." entries of a subdirectory
+LOST_CLUSTER = -1  # FatKey.cluster of the synthetic /$Lost folder (see .scan)
 _N1, _N2, _N3 = LFN_NAME_PARTS
 
 
@@ -119,6 +120,8 @@ class DirectoryMixin:
                 )
             return [(self.root_offset, avail)]
         first = k.cluster
+        if first == LOST_CLUSTER:  # /$Lost is not on the volume
+            return []
         if first == 0 and not k.root:  # a ".."-style reference to the root
             return self._dir_extents(self.root())
         if k.deleted:
@@ -166,12 +169,12 @@ class DirectoryMixin:
             raise InvalidArgument(f"{self.name}: {entry.path} is not a directory")
         is_root = entry.key.root
         if is_root and self._root_entries_cache is not None:
-            return [e.copy() for e in self._root_entries_cache]
+            return [e.copy() for e in self._root_entries_cache] + self.lost_children(entry)
         out = self._parse_dir(entry, self._dir_bytes(entry))
         if is_root:
             self._root_entries_cache = out
-            return [e.copy() for e in out]
-        return out
+            out = [e.copy() for e in out]
+        return out + self.lost_children(entry)
 
     def _parse_dir(self, d: Entry, segs: list[tuple[int, bytes]]) -> list[Entry]:
         out: list[Entry] = []

@@ -1,0 +1,178 @@
+"""Lost FAT directories found by scanning the data area (issue 16).
+
+A subdirectory's first cluster starts with its "." entry (naming that very cluster) and
+its ".." entry (naming the parent's first cluster, 0 for the root). When the entry that
+named a directory is gone (its parent's clusters are unreadable or were overwritten),
+the directory's clusters are still marked in use in the FAT and still start with those
+two entries. The scan looks at the first cluster of every chain no directory entry can
+be told from (a cluster in use that no FAT entry links to: a chain head), keeps those
+that start with a self-naming "." and a "..", and lists each one whose parent does not
+name it: under its parent when ".." names a directory that is there, else under
+``/$Lost``. Such rows have ``found_by="scan"`` and a note saying the name is unknown.
+
+Bounded: at most :data:`MAX_SCAN_CLUSTERS` FAT entries and :data:`MAX_HEADS` chain heads
+are examined; a finding says what was left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..base import DIR, Entry
+from .directory import DOT_NAMES, LOST_CLUSTER, FatKey
+from .structs import ATTR_DIRECTORY, DIRENT
+from .times import dos_datetime
+
+MAX_SCAN_CLUSTERS = 1 << 24  # FAT entries examined for chain heads (64 MiB of FAT32)
+MAX_HEADS = 1 << 18  # chain heads whose first two entries are read
+MAX_LOST_DEPTH = 64  # a lost directory's lost ancestors followed before giving up
+LOST_DIR = "$Lost"  # where lost directories whose parent is unknown are listed
+
+
+class ScanMixin:
+    """Finding lost directories (mixed into :class:`~.filesystem.FatFileSystem`)."""
+
+    #: parent cluster (0 root, LOST_CLUSTER) -> [Entry]; None: not scanned yet ({} while
+    #: the volume is being opened, so that reading the root's label scans nothing)
+    _lost: dict | None = {}
+
+    def lost_directories(self) -> dict[int, list[Entry]]:
+        """Lost directories by the cluster of the folder they are listed in (0: the root,
+        LOST_CLUSTER: ``/$Lost``); found once, on first use."""
+        if self._lost is None:
+            self._lost = {}
+            self._lost = self._scan_lost()
+        return self._lost
+
+    def _dot_dirs(self) -> dict[int, tuple[int, bytes]]:
+        """Chain heads that start with "." naming themselves and "..": cluster ->
+        (parent cluster from "..", the "." entry's 32 bytes)."""
+        fat = self.fat
+        top = min(self.max_cluster + 1, MAX_SCAN_CLUSTERS)
+        if self.max_cluster + 1 > top:
+            self.finding("info", "data area", self.cluster_offset(top),
+                         f"clusters from {top} on were not scanned for lost directories")
+        if top <= 2:
+            return {}
+        v = fat.values(2, top).astype(np.int64)
+        in_use = (v != 0) & (v != fat.bad)
+        pointed = np.zeros(top, dtype=bool)
+        nxt = v[(v >= 2) & (v < top)]
+        pointed[nxt] = True
+        heads = np.flatnonzero(in_use & ~pointed[2:]) + 2
+        if self.bits == 32:
+            heads = heads[heads != self.ext.BPB_RootClus]
+        if len(heads) > MAX_HEADS:
+            self.finding("info", "data area", self.cluster_offset(int(heads[MAX_HEADS])),
+                         f"{len(heads) - MAX_HEADS} cluster chains past the first {MAX_HEADS} "
+                         "were not examined for lost directories")
+            heads = heads[:MAX_HEADS]
+        found = {}
+        size = 2 * DIRENT.size
+        end = self.source.size
+        for c in heads.tolist():
+            off = self.cluster_offset(c)
+            if off + size > end:
+                break
+            raw = self.source.read(off, size)
+            dot, dotdot = DIRENT.unpack(raw[:DIRENT.size]), DIRENT.unpack(raw[DIRENT.size:])
+            if (dot[0], dotdot[0]) != DOT_NAMES:
+                continue
+            if not dot[1] & ATTR_DIRECTORY or not dotdot[1] & ATTR_DIRECTORY:
+                continue
+            if self._entry_cluster(dot) != c:
+                continue
+            found[c] = (self._entry_cluster(dotdot), raw[:DIRENT.size])
+        return found
+
+    def _entry_cluster(self, fields: tuple) -> int:
+        """The first cluster a short entry (as a :data:`DIRENT` tuple) names."""
+        hi, lo = fields[7], fields[10]
+        return (hi << 16 | lo) if self.bits == 32 else lo
+
+    def _is_root_cluster(self, c: int) -> bool:
+        return c == 0 or (self.bits == 32 and c == self.ext.BPB_RootClus)
+
+    def _reached_dirs(self) -> set[int]:
+        """First clusters of every live directory the walk from the root reaches (the
+        directories only: files are not followed), 0 for the root."""
+        reached = {0}
+        stack = [self.root()]
+        while stack and len(reached) < MAX_HEADS:
+            d = stack.pop()
+            d.path = d.path or "(scan)"
+            for k in self._parse_dir(d, self._dir_bytes(d)):
+                c = k.key.cluster
+                if k.kind == DIR and not k.deleted and c not in reached and c >= 2:
+                    reached.add(c)
+                    k.path = f"{d.path.rstrip('/')}/{k.name}"
+                    stack.append(k)
+        return reached
+
+    def _scan_lost(self) -> dict[int, list[Entry]]:
+        found = self._dot_dirs()
+        if not found:
+            return {}
+        reached = self._reached_dirs()
+        lost = {c: p for c, (p, _d) in found.items() if c not in reached}
+        out: dict[int, list[Entry]] = {}
+        for c, p in sorted(lost.items()):
+            where, why = self._lost_home(c, p, found, lost, reached)
+            fields = DIRENT.unpack(found[c][1])
+            e = Entry(
+                name=f"lost_dir_{c}",
+                kind=DIR,
+                size=self._dir_size(c),
+                created=dos_datetime(fields[5], fields[4], fields[3]),
+                modified=dos_datetime(fields[9], fields[8]),
+                accessed=dos_datetime(fields[6]),
+                found_by="scan",
+                note=(f"no directory entry names it (name unknown): found by scanning, "
+                      f"cluster {c} starts with '.' naming itself and '..' naming "
+                      f"cluster {p}" + why),
+                key=FatKey(c, 0),
+            )
+            e.allocated = e.size
+            e.extra = {"attributes": "D", "short_name": None, "first_cluster": c}
+            out.setdefault(where, []).append(e)
+            self.finding("warning", "directory", self.cluster_offset(c),
+                         f"lost directory at cluster {c} (no entry names it); listed as "
+                         f"{e.name}" + why)
+        if out.get(LOST_CLUSTER):
+            out.setdefault(0, []).append(Entry(
+                name=LOST_DIR, kind=DIR, found_by="scan", key=FatKey(LOST_CLUSTER, 0),
+                note="not on the volume: lost directories whose parent is unknown"))
+        return out
+
+    def _lost_home(self, c: int, p: int, found: dict, lost: dict,
+                   reached: set[int]) -> tuple[int, str]:
+        """Where a lost directory is listed (a folder's first cluster, 0 for the root, or
+        LOST_CLUSTER) and what to add to its note."""
+        if self._is_root_cluster(p):
+            return 0, ""
+        if p in reached:
+            return p, ""
+        if p not in found:
+            return LOST_CLUSTER, f"; cluster {p} is not a directory, so it is under /{LOST_DIR}"
+        # a chain of lost directories must end at one that is listed somewhere
+        q, seen = p, {c}
+        for _ in range(MAX_LOST_DEPTH):
+            if q not in lost:
+                return (p, "") if q in reached or self._is_root_cluster(q) else (
+                    LOST_CLUSTER, f"; cluster {q} is not a directory, so it is under "
+                    f"/{LOST_DIR}")
+            if q in seen:
+                break
+            seen.add(q)
+            q = found[q][0]
+            if self._is_root_cluster(q):
+                return p, ""
+        return LOST_CLUSTER, f"; its parents form a loop, so it is under /{LOST_DIR}"
+
+    def lost_children(self, entry: Entry) -> list[Entry]:
+        """The lost directories listed in a folder (copies a caller may change)."""
+        k = entry.key
+        if entry.deleted or self._lost == {}:
+            return []
+        at = 0 if k.root else k.cluster
+        return [e.copy() for e in self.lost_directories().get(at, [])]
