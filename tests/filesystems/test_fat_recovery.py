@@ -165,7 +165,23 @@ def cut_dirs(tmp_path_factory):
         assert not inner & set(guest), "the test must leave docs/inner readable"
         bad = tmp / f"{kind}-cut.qcow2"
         break_clusters(qcow, bad, guest)
-        out[kind] = (raw, bad)
+        zeroed = bytearray(raw.read_bytes())  # the same damage as zeros, for TSK
+        for g in guest:
+            zeroed[g * CLUSTER : (g + 1) * CLUSTER] = bytes(CLUSTER)
+        cut_raw = tmp / f"{kind}-cut.raw"
+        cut_raw.write_bytes(bytes(zeroed))
+        out[kind] = (raw, bad, cut_raw)
+    return out
+
+
+def tsk_files(raw: Path) -> dict[str, bytes]:
+    """Every regular file ``fls -r -p`` lists (orphans too) with its ``icat`` bytes."""
+    out = {}
+    for line in run("fls", "-r", "-p", raw).splitlines():
+        meta, name = line.split(":\t", 1)
+        if meta.startswith("r/r") and not name.split("/")[-1].startswith("$"):
+            ino = meta.split()[-1].split("-")[0]
+            out[name] = run("icat", raw, ino, binary=True)
     return out
 
 
@@ -176,7 +192,7 @@ def test_cut_directory_is_reported(cut_dirs, kind, tmp_path):
     extraction an 'incomplete' line; the rest of the volume is whole."""
     import vdinspect
 
-    _raw, bad = cut_dirs[kind]
+    _raw, bad, _cut = cut_dirs[kind]
     with vdinspect.open(bad, strict=False) as disk:
         fs = disk.filesystem()
         df = fs.files().set_index("path")
@@ -186,3 +202,35 @@ def test_cut_directory_is_reported(cut_dirs, kind, tmp_path):
         rep = fs.extract("/", tmp_path / "out")
         assert "/docs" in {p for p, _r in rep.incomplete}
         assert (tmp_path / "out" / "top.txt").read_bytes() == blob("top.txt", 30)
+
+
+@needs_damage
+@pytest.mark.parametrize("kind", KINDS)
+def test_cut_directory_children_found_by_scan(cut_dirs, kind):
+    """/docs/inner's entry was in the cut cluster: the scan finds its cluster ('.'/'..' on
+    FAT: under /docs, which '..' names; a checksummed entry set on exFAT: under /$Lost),
+    and its files read back whole. TSK finds none of them (its orphan search misses
+    them); every file TSK does find is ours too, byte for byte."""
+    import vdinspect
+
+    raw, bad, cut = cut_dirs[kind]
+    with vdinspect.open(bad, strict=False) as disk:
+        fs = disk.filesystem()
+        df = fs.files()
+        lost = df[df.found_by == "scan"]
+        home = "/docs" if kind != "exfat" else "/$Lost"
+        rows = lost[(lost.parent == home) & (lost.kind == "dir")]
+        assert len(rows) == 1 and "name unknown" in rows.note.iloc[0]
+        where = rows.path.iloc[0]
+        got = {n: fs.read(f"{where}/{n}") for n in ("c.bin", "d.txt")}
+        assert got == {n: blob(f"docs/inner/{n}", TREE[f"docs/inner/{n}"])
+                       for n in ("c.bin", "d.txt")}
+        assert (df[df.parent == where].found_by == "index").all()
+        ours = {p.lstrip("/"): fs.read(p) for p in df[df.kind == "file"].path}
+        for name, data in tsk_files(cut).items():
+            assert ours.get(name) == data, name
+    # no phantom: the intact volume has no scan rows at all
+    with vdinspect.open(raw) as disk:
+        df = disk.filesystem().files()
+        assert (df.found_by == "index").all()
+        assert not df.path.str.contains("lost_dir", regex=False).any()

@@ -53,6 +53,7 @@ from .structs import (
     volume_label_text,
 )
 
+LOST_CLUSTER = -1  # ExfatKey.cluster of the synthetic /$Lost folder (see .scan)
 MAX_DIR_BYTES = 64 << 20  # read at most this much of a directory (the spec allows 256 MiB;
 # 2 million entries is far beyond real folders and keeps a hostile one bounded)
 MIN_SECONDARY, MAX_SECONDARY = 2, 18  # a File entry's SecondaryCount: stream + 1..17 names
@@ -216,6 +217,8 @@ class DirectoryMixin:
     def _dir_extents(self, entry: Entry) -> list[tuple[int, int]]:
         """Where the directory's content lies, as (volume offset, length) pieces."""
         k: ExfatKey = entry.key
+        if k.cluster == LOST_CLUSTER:  # /$Lost is not on the volume
+            return []
         if k.root:
             runs, problem, ended = self.fat.chain(
                 k.cluster, MAX_DIR_BYTES // self.cluster_size, self.max_cluster
@@ -289,12 +292,12 @@ class DirectoryMixin:
         if entry.kind != DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is not a directory")
         if entry.key.root and self._root_cache is not None:
-            return [e.copy() for e in self._root_cache]
+            return [e.copy() for e in self._root_cache] + self.lost_children(entry)
         out = self._parse(entry, self._dir_raw(entry))
         if entry.key.root:
             self._root_cache = out
-            return [e.copy() for e in out]
-        return out
+            out = [e.copy() for e in out]
+        return out + self.lost_children(entry)
 
     def _parse(self, d: Entry, segs) -> list[Entry]:
         slots = self._Slots(segs)

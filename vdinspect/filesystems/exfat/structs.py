@@ -132,6 +132,7 @@ FILE_ENTRY = struct_format(FileEntry)
 STREAM_ENTRY = struct_format(StreamExtensionEntry)
 FILE_NAME = field_slice(FileNameEntry, "FileName")
 SECONDARY_COUNT = offset_of(FileEntry, "SecondaryCount")
+SET_CHECKSUM_AT = offset_of(FileEntry, "SetChecksum")
 CHECKSUM_DTYPE = scalar_dtype(BootChecksum)
 NAME_UNIT_DTYPE = scalar_dtype(NameUnit)
 
