@@ -234,3 +234,67 @@ def test_cut_directory_children_found_by_scan(cut_dirs, kind):
         df = disk.filesystem().files()
         assert (df.found_by == "index").all()
         assert not df.path.str.contains("lost_dir", regex=False).any()
+
+
+# --- no phantoms: deleted slots that are no entry are not listed ------------------------
+
+def fat16_root(d: bytes) -> tuple[int, int]:
+    """(byte offset, entries) of a FAT12/16 root directory, from the BPB (fatgen103):
+    BPB_BytsPerSec at 11, BPB_RsvdSecCnt at 14, BPB_NumFATs at 16, BPB_RootEntCnt at 17,
+    BPB_FATSz16 at 22."""
+    ss, rsvd = struct.unpack_from("<H", d, 11)[0], struct.unpack_from("<H", d, 14)[0]
+    nfats, ents = d[16], struct.unpack_from("<H", d, 17)[0]
+    fatsz = struct.unpack_from("<H", d, 22)[0]
+    return (rsvd + nfats * fatsz) * ss, ents
+
+
+def tsk_deleted(raw: Path) -> dict[str, int]:
+    """Deleted names and sizes TSK lists (``fls -r -d -p`` and ``istat``)."""
+    out = {}
+    for line in run("fls", "-r", "-d", "-p", raw).splitlines():
+        meta, name = line.split(":\t", 1)
+        ino = meta.split()[-1].split("-")[0]
+        size = [x for x in run("istat", raw, ino).splitlines() if x.startswith("Size: ")]
+        out[name] = int(size[0].split()[1]) if size else -1
+    return out
+
+
+@needs_fat
+def test_leftover_slots_are_not_deleted_files(tmp_path):
+    """Three kinds of leftover bytes in deleted slots, written by the spec after the
+    entries mcopy made: a long-name piece whose padding reads as 4294967295 bytes, a
+    stale copy of a live entry, a slot with control bytes in its name. None is listed;
+    a real deleted file next to them is (as TSK lists it, with its size)."""
+    p = tmp_path / "left.img"
+    with open(p, "wb") as f:
+        f.truncate(16 * MIB)
+    run("mkfs.vfat", "-F", "16", p)
+    (tmp_path / "KEEP.TXT").write_bytes(blob("keep", 700))
+    (tmp_path / "GONE.TXT").write_bytes(blob("gone", 900))
+    run("mcopy", "-i", p, tmp_path / "KEEP.TXT", tmp_path / "GONE.TXT", "::/")
+    run("mdel", "-i", p, "::/GONE.TXT")
+    d = bytearray(p.read_bytes())
+    root, ents = fat16_root(d)
+    slots = [d[root + 32 * i : root + 32 * i + 32] for i in range(ents)]
+    keep = next(s for s in slots if s[:11] == b"KEEP    TXT")
+    free = next(i for i, s in enumerate(slots) if s[0] == 0)
+    # an LFN piece with its first byte marked deleted and its attribute byte lost: name
+    # characters, then 0xFFFF padding where the cluster and the size of an entry lie
+    piece = bytearray(b"\xe5" + "tail".encode("utf-16-le") + b"\x00\x00" + b"\xff" * 21)
+    piece[11] = 0x20
+    stale = bytearray(keep)
+    stale[0] = 0xE5  # a deleted copy of KEEP.TXT: same name, clusters and size
+    ctrl = bytearray(b"\xe5\x01\x02BAD  TXT") + bytearray(21)
+    for k, s in enumerate((piece, stale, ctrl)):
+        assert len(s) == 32
+        at = root + 32 * (free + k)
+        d[at : at + 32] = s
+    p.write_bytes(bytes(d))
+    fs = fatmod.open_filesystem(FileSource(p))
+    df = fs.files()
+    dead = df[df.deleted]
+    assert list(dead.name) == ["_ONE.TXT"] and list(dead["size"]) == [900]
+    assert fs.read("/_ONE.TXT") == blob("gone", 900)
+    assert not (df["size"] == 0xFFFFFFFF).any()
+    tsk = tsk_deleted(p)
+    assert tsk.get("_ONE.TXT") == 900  # TSK's deleted file is ours too

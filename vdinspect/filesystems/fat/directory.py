@@ -225,6 +225,9 @@ class DirectoryMixin:
                 deleted = b0 == DELETED or parent_deleted
                 if name11 in DOT_NAMES:
                     continue
+                first = (hi << 16 | lo) if self.bits == 32 else lo
+                if deleted and self.not_an_entry(name11, attr, first, size):
+                    continue  # no phantoms: leftover bytes, not a deleted file
                 short = self._short_name(name11, ntres)
                 long_name = None
                 if pending:
@@ -238,7 +241,6 @@ class DirectoryMixin:
                     name = long_name or "_" + self._short_name(name11, ntres)[1:]
                 else:
                     name = long_name or short
-                first = (hi << 16 | lo) if self.bits == 32 else lo
                 is_dir = bool(attr & ATTR_DIRECTORY)
                 e = Entry(
                     name=name,
@@ -275,7 +277,15 @@ class DirectoryMixin:
                     else:
                         e.allocated = -(-size // csize) * csize
                 out.append(e)
-        return out
+        # no phantoms: a deleted slot with a live entry's short name (past the first
+        # byte), clusters and size is a stale copy of it (left by a tool that rewrites an
+        # entry elsewhere), not another file
+        def same(e: Entry) -> tuple:
+            return e.raw.data[1:11], e.extra["first_cluster"], e.size, e.kind
+
+        live = {same(e) for e in out if not e.deleted}
+        return [e for e in out if not e.deleted or e.extra["first_cluster"] < 2
+                or same(e) not in live]
 
     def _dir_size(self, first: int) -> int:
         if not 2 <= first <= self.max_cluster:

@@ -18,6 +18,11 @@ SHORT_NAME_CHARS = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'()-@^_`
 )
 
 
+#: bytes a short name may never hold (fatgen103): control codes and these punctuation marks
+NOT_IN_SHORT_NAMES = frozenset(range(0x20)) | frozenset(b'"*+,./:;<=>?[\\]|')
+RESERVED_ATTR_BITS = 0xC0  # DIR_Attr bits no entry sets
+
+
 def lfn_first_byte(short: bytes, checksum: int) -> int:
     """The first byte a short name must have for its checksum to be ``checksum``.
 
@@ -40,6 +45,24 @@ class RecoveryMixin:
 
     def _can_list_deleted_dir(self, entry: Entry) -> bool:
         return self.is_free(entry.key.cluster)
+
+    def not_an_entry(self, name11: bytes, attr: int, first: int, size: int) -> str | None:
+        """Why the bytes of a deleted slot are no directory entry (None if they may be).
+
+        A slot a deletion left, or a slot of a deleted folder's cluster, may hold anything
+        since (a long-name piece, file data): such bytes are not listed as files. A real
+        entry has no reserved attribute bits and no forbidden name byte, names a cluster
+        of the volume, and is not larger than the volume.
+        """
+        if attr & RESERVED_ATTR_BITS:
+            return "reserved attribute bits set"
+        if any(b in NOT_IN_SHORT_NAMES for b in name11[1:]):
+            return "a byte no short name holds"
+        if first == 1 or first > self.max_cluster:
+            return f"first cluster {first} is not on the volume"
+        if size > self.clusters * self.cluster_size:
+            return f"{size} bytes is more than the volume holds"
+        return None
 
     def recoverable(self, first: int, size: int) -> bool:
         """Whether a deleted file of ``size`` bytes from cluster ``first`` can be read back."""
