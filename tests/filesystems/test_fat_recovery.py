@@ -298,3 +298,79 @@ def test_leftover_slots_are_not_deleted_files(tmp_path):
     assert not (df["size"] == 0xFFFFFFFF).any()
     tsk = tsk_deleted(p)
     assert tsk.get("_ONE.TXT") == 900  # TSK's deleted file is ours too
+
+
+# --- the second FAT when the first is damaged ----------------------------------------------
+
+def fat_area(d: bytes) -> tuple[int, int, int]:
+    """(offset of FAT 1, bytes per FAT, entry width in bits) from the BPB (fatgen103):
+    BPB_FATSz16 at 22, else BPB_FATSz32 at 36; FAT32 when BPB_FATSz16 is 0 (this test's
+    FAT16 volumes are well inside FAT16's cluster counts)."""
+    ss, rsvd = struct.unpack_from("<H", d, 11)[0], struct.unpack_from("<H", d, 14)[0]
+    fz16 = struct.unpack_from("<H", d, 22)[0]
+    fz = fz16 or struct.unpack_from("<I", d, 36)[0]
+    return rsvd * ss, fz * ss, 16 if fz16 else 32
+
+
+def fat_volume(tmp_path: Path, bits: int) -> tuple[Path, dict[str, bytes]]:
+    """A FAT16/FAT32 volume with a fragmented file (mcopy fills the hole mdel left)."""
+    p = tmp_path / f"f{bits}.img"
+    with open(p, "wb") as f:
+        f.truncate((40 if bits == 32 else 16) * MIB)
+    run("mkfs.vfat", "-F", str(bits), "-s", "1", p)
+    run("mmd", "-i", p, "::/dir")
+    files = {"one.bin": blob("one", 3000), "two.bin": blob("two", 5000),
+             "big.bin": blob("big", 20_000)}
+    for name in ("one.bin", "two.bin"):
+        (tmp_path / name).write_bytes(files[name])
+        run("mcopy", "-i", p, tmp_path / name, f"::/dir/{name}")
+    run("mdel", "-i", p, "::/dir/one.bin")
+    del files["one.bin"]
+    (tmp_path / "big.bin").write_bytes(files["big.bin"])
+    run("mcopy", "-i", p, tmp_path / "big.bin", "::/dir/big.bin")  # in the hole, then on
+    return p, files
+
+
+@needs_fat
+@pytest.mark.parametrize("bits", (16, 32))
+def test_first_fat_zeroed_reads_through_the_second(tmp_path, bits):
+    """FAT 1 zeroed (as dd would): every file still reads whole, in strict mode too, and
+    check() says FAT 1 is damaged and FAT 2 is used (fsck.fat -n: "FATs differ - using
+    second FAT"). TSK reads FAT 1 only: it lists the files as deleted."""
+    p, files = fat_volume(tmp_path, bits)
+    d = bytearray(p.read_bytes())
+    at, size, _ = fat_area(d)
+    d[at : at + size] = bytes(size)
+    p.write_bytes(bytes(d))
+    if have("fsck.fat"):
+        out = run("fsck.fat", "-n", p, check=False)
+        assert "using second FAT" in out
+    fs = fatmod.open_filesystem(FileSource(p))
+    for name, data in files.items():
+        assert fs.read(f"/dir/{name}") == data, name
+    chk = fs.check()
+    assert ((chk.severity == "error") & (chk.structure == "FAT 1")
+            & chk.message.str.contains("using FAT 2")).any()
+    assert fs.info()["active_fat"] == 2
+
+
+@needs_fat
+def test_fat_copies_disagree(tmp_path):
+    """FAT 2 differs from FAT 1 at one cluster (big.bin's second): check() names that
+    cluster; FAT 1 is used, so big.bin still reads whole."""
+    p, files = fat_volume(tmp_path, 16)
+    d = bytearray(p.read_bytes())
+    at, size, bits = fat_area(d)
+    ino = tsk_inode(p, "dir/big.bin")
+    second = tsk_sectors(p, ino)[1]  # 512-byte clusters: sector -> cluster below
+    ss, rsvd = struct.unpack_from("<H", d, 11)[0], struct.unpack_from("<H", d, 14)[0]
+    root_secs = (struct.unpack_from("<H", d, 17)[0] * 32 + ss - 1) // ss
+    first_data = rsvd + d[16] * (size // ss) + root_secs
+    cluster = second - first_data + 2
+    struct.pack_into("<H", d, at + size + 2 * cluster, 0xFFF7)  # FAT 2: "bad cluster"
+    p.write_bytes(bytes(d))
+    fs = fatmod.open_filesystem(FileSource(p))
+    msgs = fs.check().message
+    assert msgs.str.contains(f"FAT 2 differs from FAT 1 in 1 entries (first at cluster "
+                             f"{cluster})", regex=False).any()
+    assert fs.read("/dir/big.bin") == files["big.bin"]
