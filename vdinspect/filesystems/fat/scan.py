@@ -18,15 +18,57 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...layout import offset_of
 from ..base import DIR, Entry
 from .directory import DOT_NAMES, LOST_CLUSTER, FatKey
-from .structs import ATTR_DIRECTORY, DIRENT
+from .recovery import NOT_IN_SHORT_NAMES, RESERVED_ATTR_BITS
+from .structs import (
+    ATTR_DIRECTORY,
+    ATTR_LONG_NAME,
+    ATTR_LONG_NAME_MASK,
+    DELETED,
+    DIRENT,
+    KANJI_E5,
+    LfnEntry,
+)
 from .times import dos_datetime
 
+LFN_TYPE = offset_of(LfnEntry, "LDIR_Type")
+LFN_CLUSTER = offset_of(LfnEntry, "LDIR_FstClusLO")
 MAX_SCAN_CLUSTERS = 1 << 24  # FAT entries examined for chain heads (64 MiB of FAT32)
 MAX_HEADS = 1 << 18  # chain heads whose first two entries are read
+MAX_FREE_PROBES = 1 << 16  # free clusters whose first entry is read for deleted entries
 MAX_LOST_DEPTH = 64  # a lost directory's lost ancestors followed before giving up
 LOST_DIR = "$Lost"  # where lost directories whose parent is unknown are listed
+
+
+def plausible_slot(raw: bytes) -> bool:
+    """Whether 32 bytes may be a directory entry in use or deleted: a long-name slot
+    (LDIR_Type and LDIR_FstClusLO zero) or a short entry with no reserved attribute bit
+    and no byte a short name cannot hold (fatgen103)."""
+    b0, attr = raw[0], raw[11]
+    if b0 == 0:
+        return False
+    if attr & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME:
+        return raw[LFN_TYPE] == 0 and raw[LFN_CLUSTER] == raw[LFN_CLUSTER + 1] == 0
+    if attr & RESERVED_ATTR_BITS:
+        return False
+    return not any(b in NOT_IN_SHORT_NAMES for b in raw[1:11]) and (
+        b0 in (DELETED, KANJI_E5) or b0 not in NOT_IN_SHORT_NAMES)
+
+
+def looks_like_entries(buf: bytes) -> bool:
+    """Whether a cluster holds directory entries: every slot up to the first zero one is
+    plausible, and at least one is a short entry."""
+    short = False
+    for i in range(0, len(buf) - DIRENT.size + 1, DIRENT.size):
+        raw = buf[i : i + DIRENT.size]
+        if raw[0] == 0:
+            break
+        if not plausible_slot(raw):
+            return False
+        short = short or raw[11] & ATTR_LONG_NAME_MASK != ATTR_LONG_NAME
+    return short
 
 
 class ScanMixin:
@@ -93,29 +135,75 @@ class ScanMixin:
     def _is_root_cluster(self, c: int) -> bool:
         return c == 0 or (self.bits == 32 and c == self.ext.BPB_RootClus)
 
-    def _reached_dirs(self) -> set[int]:
-        """First clusters of every live directory the walk from the root reaches (the
-        directories only: files are not followed), 0 for the root."""
-        reached = {0}
+    def _reached_dirs(self) -> tuple[set[int], set[int]]:
+        """(first clusters of the live directories the walk from the root reaches, 0 for
+        the root; first clusters of the deleted directories it lists): directories only,
+        files are not followed."""
+        reached, dead = {0}, set()
         stack = [self.root()]
-        while stack and len(reached) < MAX_HEADS:
+        while stack and len(reached) + len(dead) < MAX_HEADS:
             d = stack.pop()
             d.path = d.path or "(scan)"
             for k in self._parse_dir(d, self._dir_bytes(d)):
                 c = k.key.cluster
-                if k.kind == DIR and not k.deleted and c not in reached and c >= 2:
-                    reached.add(c)
-                    k.path = f"{d.path.rstrip('/')}/{k.name}"
-                    stack.append(k)
-        return reached
+                if k.kind != DIR or c < 2 or c in reached or c in dead:
+                    continue
+                if k.deleted and not self.is_free(c):
+                    continue
+                (dead if k.deleted else reached).add(c)
+                k.path = f"{d.path.rstrip('/')}/{k.name}"
+                stack.append(k)
+        return reached, dead
+
+    def _orphan_entries(self, dead: set[int]) -> list[Entry]:
+        """Deleted entries in free clusters no listed directory holds: the later clusters
+        of deleted folders (their chain is gone, so only their first cluster is listed
+        under the folder). Each free cluster whose every slot up to the end mark is a
+        plausible entry is parsed as a deleted folder's; bounded by MAX_FREE_PROBES."""
+        top = min(self.max_cluster + 1, MAX_SCAN_CLUSTERS)
+        free = np.flatnonzero(self.fat.values(2, top) == 0) + 2
+        free = free[~np.isin(free, np.fromiter(dead, dtype=np.int64, count=len(dead)))]
+        if len(free) > MAX_FREE_PROBES:
+            self.finding("info", "data area", self.cluster_offset(int(free[MAX_FREE_PROBES])),
+                         f"{len(free) - MAX_FREE_PROBES} free clusters past the first "
+                         f"{MAX_FREE_PROBES} were not examined for deleted entries")
+            free = free[:MAX_FREE_PROBES]
+        out: list[Entry] = []
+        csize, end = self.cluster_size, self.source.size
+        for c in free.tolist():
+            off = self.cluster_offset(c)
+            if off + csize > end:
+                break
+            if not plausible_slot(self.source.read(off, DIRENT.size)):
+                continue
+            buf = self.source.read(off, csize)
+            if not looks_like_entries(buf):  # ("." is not plausible: a deleted folder's
+                continue  # first cluster is listed under the folder's deleted entry)
+            # long-name slots before the first short entry may be the end of a name
+            # begun in the folder's previous cluster: its first entry keeps its short name
+            skip = 0
+            while buf[skip + 11] & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME:
+                skip += DIRENT.size
+            where = Entry(name="", kind=DIR, deleted=True, key=FatKey(c, 0, True),
+                          path=f"/{LOST_DIR}")
+            for e in self._parse_dir(where, [(off + skip, buf[skip:])]):
+                e.found_by = "scan"
+                e.note = (f"found in free cluster {c}, which holds directory entries of a "
+                          "deleted folder that no listed folder reaches (its folder is "
+                          "unknown)")
+                e.extra["orphan_cluster"] = c
+                out.append(e)
+        return out
 
     def _scan_lost(self) -> dict[int, list[Entry]]:
         found = self._dot_dirs()
-        if not found:
-            return {}
-        reached = self._reached_dirs()
-        lost = {c: p for c, (p, _d) in found.items() if c not in reached}
+        reached, dead = self._reached_dirs()
         out: dict[int, list[Entry]] = {}
+        if dead:  # deleted folders: their later clusters may hold deleted entries
+            orphans = self._orphan_entries(dead)
+            if orphans:
+                out[LOST_CLUSTER] = orphans
+        lost = {c: p for c, (p, _d) in found.items() if c not in reached}
         for c, p in sorted(lost.items()):
             where, why = self._lost_home(c, p, found, lost, reached)
             fields = DIRENT.unpack(found[c][1])
@@ -141,7 +229,7 @@ class ScanMixin:
         if out.get(LOST_CLUSTER):
             out.setdefault(0, []).append(Entry(
                 name=LOST_DIR, kind=DIR, found_by="scan", key=FatKey(LOST_CLUSTER, 0),
-                note="not on the volume: lost directories whose parent is unknown"))
+                note="not on the volume: what the scan found whose folder is unknown"))
         return out
 
     def _lost_home(self, c: int, p: int, found: dict, lost: dict,
