@@ -374,3 +374,59 @@ def test_fat_copies_disagree(tmp_path):
     assert msgs.str.contains(f"FAT 2 differs from FAT 1 in 1 entries (first at cluster "
                              f"{cluster})", regex=False).any()
     assert fs.read("/dir/big.bin") == files["big.bin"]
+
+
+# --- deleted children of deleted folders ---------------------------------------------------
+
+def tsk_deleted_rows(raw: Path) -> dict[int, tuple[str, str]]:
+    """inode -> (name, kind letter) of every deleted entry ``fls -r -d -p`` lists."""
+    out = {}
+    for line in run("fls", "-r", "-d", "-p", raw).splitlines():
+        meta, name = line.split(":\t", 1)
+        out[int(meta.split()[-1].split("-")[0])] = (name.rsplit("/", 1)[-1], meta[2])
+    return out
+
+
+@needs_fat
+def test_deleted_folder_children_match_tsk(tmp_path):
+    """A folder of 40 long-named files (and a subfolder of 11) deleted with mdeltree: the
+    folder's later clusters are freed with it, so only its first cluster is under its
+    deleted entry. Every deleted entry TSK lists (by its inode, the slot) is ours too,
+    with TSK's name (or the long name whose short form TSK shows) and its size; what we
+    read back for them is the files' own bytes wherever TSK's is."""
+    p = tmp_path / "tree.img"
+    with open(p, "wb") as f:
+        f.truncate(16 * MIB)
+    run("mkfs.vfat", "-F", "16", "-s", "1", p)
+    src = tmp_path / "src"
+    src.mkdir()
+    data = {}
+    for i in range(1, 41):
+        name = f"file number {i}.dat"
+        data[name] = blob(name, 300 * i)
+        (src / name).write_bytes(data[name])
+    run("mmd", "-i", p, "::/big")
+    run("mmd", "-i", p, "::/big/sub")
+    run("mcopy", "-i", p, *sorted(src.iterdir()), "::/big/")
+    run("mcopy", "-i", p, *sorted(src.glob("file number 1*.dat")), "::/big/sub/")
+    run("mdeltree", "-i", p, "::/big")
+    tsk = tsk_deleted_rows(p)
+    fs = fatmod.open_filesystem(FileSource(p))
+    df = fs.files()
+    dead = df[df.deleted].set_index("inode")
+    entries = {e.inode: e for e in fs.iter_entries("/") if e.deleted}
+    assert len(tsk) == 53 and len(dead) == 53  # 51 files, 2 folders
+    assert (df[df.found_by == "scan"].deleted | (df.path == "/$Lost")).all()
+    tsk_ok = ours_ok = 0
+    for ino, (name, kind) in tsk.items():
+        row = dead.loc[ino]
+        assert name in (row["name"], "_" + row["short_name"][1:]), (name, row["name"])
+        if kind == "r":
+            want = blob(f"file number {row['size'] // 300}.dat", row["size"])  # sizes differ
+            tsk_bytes = run("icat", p, ino, binary=True)
+            assert len(tsk_bytes) == row["size"], name
+            tsk_ok += tsk_bytes == want
+            if row["recoverable"]:  # recoverable means the bytes are the file's own
+                assert fs.read(entries[ino]) == want, name
+                ours_ok += 1
+    assert ours_ok >= tsk_ok > 0

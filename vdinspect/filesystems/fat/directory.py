@@ -168,6 +168,8 @@ class DirectoryMixin:
         if entry.kind != DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is not a directory")
         is_root = entry.key.root
+        if self._lost is None:
+            self.lost_directories()  # the first listing scans (and may renew the cache)
         if is_root and self._root_entries_cache is not None:
             return [e.copy() for e in self._root_entries_cache] + self.lost_children(entry)
         out = self._parse_dir(entry, self._dir_bytes(entry))

@@ -9,6 +9,8 @@ one on, skipping clusters that are allocated now (:func:`~.clusters.take_free`).
 
 from __future__ import annotations
 
+import numpy as np
+
 from ..base import Entry
 from .clusters import take_free
 
@@ -64,17 +66,29 @@ class RecoveryMixin:
             return f"{size} bytes is more than the volume holds"
         return None
 
+    #: free clusters known to hold a deleted folder's entries (found by .scan): sorted
+    #: numpy array; a deleted file's guessed clusters skip them
+    dir_clusters = None
+
+    def free_for_files(self, start: int, stop: int):
+        """True where clusters [start, stop) are free and hold no deleted folder's entries:
+        where a deleted file's data may be."""
+        m = self.fat.free_mask(start, stop)
+        dc = self.dir_clusters
+        if dc is not None and len(dc):
+            lo, hi = np.searchsorted(dc, [start, stop])
+            m[dc[lo:hi] - start] = False
+        return m
+
     def recoverable(self, first: int, size: int) -> bool:
         """Whether a deleted file of ``size`` bytes from cluster ``first`` can be read back."""
         if size == 0:
             return True
-        if not self.is_free(first):
-            return False
-        needed = -(-size // self.cluster_size)
-        return take_free(self.fat.free_mask, first, needed, self.max_cluster) is not None
+        return self.deleted_runs(first, -(-size // self.cluster_size)) is not None
 
     def deleted_runs(self, first: int, needed: int) -> list[tuple[int, int]] | None:
-        """The cluster runs of a deleted file's ``needed`` clusters; None if in use again."""
-        if not self.is_free(first):
+        """The cluster runs of a deleted file's ``needed`` clusters; None if in use again
+        (or its first cluster holds a deleted folder's entries)."""
+        if not 2 <= first <= self.max_cluster or not self.free_for_files(first, first + 1)[0]:
             return None
-        return take_free(self.fat.free_mask, first, needed, self.max_cluster)
+        return take_free(self.free_for_files, first, needed, self.max_cluster)

@@ -203,6 +203,14 @@ class ScanMixin:
             orphans = self._orphan_entries(dead)
             if orphans:
                 out[LOST_CLUSTER] = orphans
+            # those clusters and the folders' first ones were no file's: a deleted file's
+            # guessed clusters skip them (entries parsed before the scan are parsed again)
+            held = dead | {e.extra["orphan_cluster"] for e in orphans}
+            self.dir_clusters = np.array(sorted(held), dtype=np.int64)
+            self._root_entries_cache = None
+            for e in orphans:
+                if not e.kind == DIR and e.deleted:
+                    e.recoverable = self.recoverable(e.key.cluster, e.key.size)
         lost = {c: p for c, (p, _d) in found.items() if c not in reached}
         for c, p in sorted(lost.items()):
             where, why = self._lost_home(c, p, found, lost, reached)
