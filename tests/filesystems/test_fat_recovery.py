@@ -430,3 +430,41 @@ def test_deleted_folder_children_match_tsk(tmp_path):
                 assert fs.read(entries[ino]) == want, name
                 ours_ok += 1
     assert ours_ok >= tsk_ok > 0
+
+
+@needs_fat
+def test_lost_directories_whose_parents_loop(tmp_path):
+    """Hostile: two folders whose entries are gone and whose ".." name each other, and a
+    third whose ".." names itself. The scan ends, lists all three under /$Lost (their
+    parents form a loop) and says so in check()."""
+    p = tmp_path / "loop.img"
+    with open(p, "wb") as f:
+        f.truncate(16 * MIB)
+    run("mkfs.vfat", "-F", "16", p)
+    for name in ("A", "B", "C"):
+        run("mmd", "-i", p, f"::/{name}")
+    (tmp_path / "in.txt").write_bytes(blob("in", 333))
+    run("mcopy", "-i", p, tmp_path / "in.txt", "::/A/in.txt")
+    d = bytearray(p.read_bytes())
+    root, ents = fat16_root(d)
+    ss, spc = struct.unpack_from("<H", d, 11)[0], d[13]
+    first_data = root + ents * 32
+
+    def first_cluster(slot: int) -> int:
+        return struct.unpack_from("<H", d, slot + 26)[0]  # DIR_FstClusLO
+
+    slots = {bytes(d[root + 32 * i : root + 32 * i + 11]).rstrip(): root + 32 * i
+             for i in range(ents)}
+    cl = {n: first_cluster(slots[n.encode()]) for n in ("A", "B", "C")}
+    parent = {"A": cl["B"], "B": cl["A"], "C": cl["C"]}
+    for n in ("A", "B", "C"):
+        d[slots[n.encode()]] = 0xE5  # the entries are gone (clusters still in use)
+        dotdot = first_data + (cl[n] - 2) * ss * spc + 32
+        struct.pack_into("<H", d, dotdot + 26, parent[n])
+    p.write_bytes(bytes(d))
+    fs = fatmod.open_filesystem(FileSource(p))
+    df = fs.files()
+    lost = df[(df.found_by == "scan") & (df.kind == "dir")]
+    assert sorted(lost.path) == sorted(["/$Lost"] + [f"/$Lost/lost_dir_{cl[n]}" for n in "ABC"])
+    assert fs.read(f"/$Lost/lost_dir_{cl['A']}/in.txt") == blob("in", 333)
+    assert fs.check().message.str.contains("parents form a loop").sum() == 3
