@@ -468,3 +468,43 @@ def test_lost_directories_whose_parents_loop(tmp_path):
     assert sorted(lost.path) == sorted(["/$Lost"] + [f"/$Lost/lost_dir_{cl[n]}" for n in "ABC"])
     assert fs.read(f"/$Lost/lost_dir_{cl['A']}/in.txt") == blob("in", 333)
     assert fs.check().message.str.contains("parents form a loop").sum() == 3
+
+
+@needs_exfat
+def test_exfat_texfat_second_fat(tmp_path):
+    """NumberOfFats=2 (TexFAT), written by the spec into a mkfs.exfat volume (FAT 2 after
+    FAT 1, before the heap; both boot region checksums renewed): with FAT 1, the active
+    one, zeroed, a fragmented file still reads whole through FAT 2, with an error."""
+    from tests.fs_builder import ExfatImage
+
+    p = tmp_path / "tex.img"
+    with open(p, "wb") as f:
+        f.truncate(16 * MIB)
+    run("mkfs.exfat", "-c", "4096", p)
+    img = ExfatImage(p.read_bytes())
+    data = blob("frag", 20_000)
+    img.add(img.root, "frag.bin", data, fragment=True)
+    b = img.buf
+    fat_off, fat_len = (struct.unpack_from("<I", b, 80)[0],
+                        struct.unpack_from("<I", b, 84)[0])  # FatOffset, FatLength
+    assert fat_off + 2 * fat_len <= struct.unpack_from("<I", b, 88)[0]  # room before heap
+    ss = img.ss
+    fat1 = bytes(b[fat_off * ss : (fat_off + fat_len) * ss])
+    b[(fat_off + fat_len) * ss : (fat_off + 2 * fat_len) * ss] = fat1  # FAT 2 = FAT 1
+    for base in (0, 12 * ss):  # NumberOfFats at 110, in both boot regions
+        b[base + 110] = 2
+        img.fix_boot_checksum(base)
+    good = bytes(b)
+    fs = exmod.open_filesystem(FileSource(_write(tmp_path / "good.img", good)))
+    assert fs.info()["fats"] == 2 and fs.read("/frag.bin") == data
+    b[fat_off * ss : (fat_off + fat_len) * ss] = bytes(fat_len * ss)  # FAT 1 zeroed
+    fs = exmod.open_filesystem(FileSource(_write(tmp_path / "bad.img", bytes(b))))
+    assert fs.read("/frag.bin") == data
+    chk = fs.check()
+    assert ((chk.severity == "error") & (chk.structure == "FAT 1")
+            & chk.message.str.contains("using FAT 2")).any()
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
