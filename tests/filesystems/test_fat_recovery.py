@@ -508,3 +508,42 @@ def test_exfat_texfat_second_fat(tmp_path):
 def _write(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+@needs_fat
+def test_folder_whose_chain_is_cut_is_found_whole(tmp_path):
+    """A folder of 60 files spans 4 clusters; both FATs end its chain after the first
+    (as a lost FAT update leaves it). The files named in its later clusters are found by
+    the scan under /$Lost/dir_part_<cluster> with their own bytes; with those under
+    /many, every file is found once. TSK finds only those of the first cluster."""
+    p = tmp_path / "cut.img"
+    with open(p, "wb") as f:
+        f.truncate(16 * MIB)
+    run("mkfs.vfat", "-F", "16", "-s", "1", p)
+    src = tmp_path / "src"
+    src.mkdir()
+    data = {f"F{i:03d}.BIN": blob(f"f{i}", 100 + 37 * i) for i in range(60)}
+    for name, b in data.items():
+        (src / name).write_bytes(b)
+    run("mmd", "-i", p, "::/many")
+    run("mcopy", "-i", p, *sorted(src.iterdir()), "::/many/")
+    d = bytearray(p.read_bytes())
+    at, size, _ = fat_area(d)
+    root, _ents = fat16_root(d)
+    first = next(struct.unpack_from("<H", d, root + 32 * i + 26)[0] for i in range(16)
+                 if d[root + 32 * i : root + 32 * i + 4] == b"MANY")
+    assert struct.unpack_from("<H", d, at + 2 * first)[0] < 0xFFF8  # more than 1 cluster
+    for copy in (at, at + size):
+        struct.pack_into("<H", d, copy + 2 * first, 0xFFFF)  # end of chain after it
+    p.write_bytes(bytes(d))
+    fs = fatmod.open_filesystem(FileSource(p))
+    df = fs.files()
+    files = df[df.kind == "file"]
+    assert sorted(files.name) == sorted(data)  # each file once
+    for path, name in zip(files.path, files.name):
+        assert fs.read(path) == data[name], path
+    parts = df[(df.found_by == "scan") & df.name.str.startswith("dir_part_")]
+    assert len(parts) == 1 and (files.parent == parts.path.iloc[0]).sum() > 0
+    tsk = tsk_files(p)
+    assert len(tsk) < len(data)
+    assert all(data[k.rsplit("/", 1)[-1]] == v for k, v in tsk.items())

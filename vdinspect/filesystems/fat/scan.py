@@ -86,16 +86,17 @@ class ScanMixin:
             self._lost = self._scan_lost()
         return self._lost
 
-    def _dot_dirs(self) -> dict[int, tuple[int, bytes]]:
+    def _dot_dirs(self) -> tuple[dict[int, tuple[int, bytes]], list[int]]:
         """Chain heads that start with "." naming themselves and "..": cluster ->
-        (parent cluster from "..", the "." entry's 32 bytes)."""
+        (parent cluster from "..", the "." entry's 32 bytes); and the chain heads whose
+        first slot may be a directory entry (a folder's later part, cut from its chain)."""
         fat = self.fat
         top = min(self.max_cluster + 1, MAX_SCAN_CLUSTERS)
         if self.max_cluster + 1 > top:
             self.finding("info", "data area", self.cluster_offset(top),
                          f"clusters from {top} on were not scanned for lost directories")
         if top <= 2:
-            return {}
+            return {}, []
         v = fat.values(2, top).astype(np.int64)
         in_use = (v != 0) & (v != fat.bad)
         pointed = np.zeros(top, dtype=bool)
@@ -109,7 +110,7 @@ class ScanMixin:
                          f"{len(heads) - MAX_HEADS} cluster chains past the first {MAX_HEADS} "
                          "were not examined for lost directories")
             heads = heads[:MAX_HEADS]
-        found = {}
+        found, parts = {}, []
         size = 2 * DIRENT.size
         end = self.source.size
         for c in heads.tolist():
@@ -119,13 +120,47 @@ class ScanMixin:
             raw = self.source.read(off, size)
             dot, dotdot = DIRENT.unpack(raw[:DIRENT.size]), DIRENT.unpack(raw[DIRENT.size:])
             if (dot[0], dotdot[0]) != DOT_NAMES:
+                if plausible_slot(raw[:DIRENT.size]):
+                    parts.append(c)
                 continue
             if not dot[1] & ATTR_DIRECTORY or not dotdot[1] & ATTR_DIRECTORY:
                 continue
             if self._entry_cluster(dot) != c:
                 continue
             found[c] = (self._entry_cluster(dotdot), raw[:DIRENT.size])
-        return found
+        return found, parts
+
+    def _dir_parts(self, parts: list[int], reached: set[int]) -> list[Entry]:
+        """Folders' later parts cut from their chain (a link in the FAT lost): chain heads
+        in use whose clusters hold directory entries, at least one of them a live entry
+        naming a cluster in use. Listed in /$Lost as ``dir_part_<cluster>``; the folders
+        they name are added to ``reached``."""
+        out = []
+        for c in parts:
+            if c in reached:
+                continue
+            buf = self.source.read(self.cluster_offset(c), self.cluster_size)
+            if not looks_like_entries(buf):
+                continue
+            e = Entry(name=f"dir_part_{c}", kind=DIR, size=self._dir_size(c), found_by="scan",
+                      key=FatKey(c, 0), path=f"/{LOST_DIR}/dir_part_{c}",
+                      note=(f"clusters from {c} on hold directory entries no folder reaches "
+                            "(a folder's later part whose cluster chain is broken; its "
+                            "folder is unknown)"))
+            kids = self._parse_dir(e, self._dir_bytes(e))
+            if not any(not k.deleted and k.key.cluster >= 2 and not self.is_free(k.key.cluster)
+                       for k in kids):
+                continue
+            # the folders below it are reached through it (not listed again as lost ones)
+            below, _dead = self._reached_dirs([e])
+            reached.update(below)
+            e.allocated = e.size
+            e.extra = {"attributes": "D", "short_name": None, "first_cluster": c}
+            self.finding("warning", "directory", self.cluster_offset(c),
+                         f"directory entries at cluster {c} belong to no folder reached from "
+                         f"the root; listed as /{LOST_DIR}/{e.name}")
+            out.append(e)
+        return out
 
     def _entry_cluster(self, fields: tuple) -> int:
         """The first cluster a short entry (as a :data:`DIRENT` tuple) names."""
@@ -135,12 +170,13 @@ class ScanMixin:
     def _is_root_cluster(self, c: int) -> bool:
         return c == 0 or (self.bits == 32 and c == self.ext.BPB_RootClus)
 
-    def _reached_dirs(self) -> tuple[set[int], set[int]]:
-        """(first clusters of the live directories the walk from the root reaches, 0 for
-        the root; first clusters of the deleted directories it lists): directories only,
-        files are not followed."""
+    def _reached_dirs(self, starts: list[Entry] | None = None,
+                      ) -> tuple[set[int], set[int]]:
+        """(first clusters of the live directories the walk from the root (or from
+        ``starts``) reaches, 0 for the root; first clusters of the deleted directories it
+        lists): directories only, files are not followed."""
         reached, dead = {0}, set()
-        stack = [self.root()]
+        stack = list(starts) if starts is not None else [self.root()]
         while stack and len(reached) + len(dead) < MAX_HEADS:
             d = stack.pop()
             d.path = d.path or "(scan)"
@@ -196,13 +232,16 @@ class ScanMixin:
         return out
 
     def _scan_lost(self) -> dict[int, list[Entry]]:
-        found = self._dot_dirs()
+        found, parts = self._dot_dirs()
         reached, dead = self._reached_dirs()
         out: dict[int, list[Entry]] = {}
+        cut = self._dir_parts(parts, reached)
+        if cut:
+            out[LOST_CLUSTER] = cut
         if dead:  # deleted folders: their later clusters may hold deleted entries
             orphans = self._orphan_entries(dead)
             if orphans:
-                out[LOST_CLUSTER] = orphans
+                out.setdefault(LOST_CLUSTER, []).extend(orphans)
             # those clusters and the folders' first ones were no file's: a deleted file's
             # guessed clusters skip them (entries parsed before the scan are parsed again)
             held = dead | {e.extra["orphan_cluster"] for e in orphans}
