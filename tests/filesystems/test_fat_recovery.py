@@ -202,6 +202,9 @@ def test_cut_directory_is_reported(cut_dirs, kind, tmp_path):
         rep = fs.extract("/", tmp_path / "out")
         assert "/docs" in {p for p, _r in rep.incomplete}
         assert (tmp_path / "out" / "top.txt").read_bytes() == blob("top.txt", 30)
+    from vdinspect.cli import main
+
+    assert main(["extract", "--salvage", str(bad), "/", str(tmp_path / "cli")]) == 1
 
 
 @needs_damage
@@ -578,3 +581,25 @@ def test_exfat_deleted_folder_children_match_tsk(tmp_path):
         if e.kind == "file":
             i = int(name.rsplit(" ", 1)[1].split(".")[0])
             assert e.recoverable and fs.read(e) == blob(str(i), 1000 * i + 5)
+
+
+@pytest.mark.parametrize("name", ["fat", "fat16_noheads", "small-fat32", "exfat"])
+def test_real_samples_have_nothing_to_scan(name, tmp_path):
+    """util-linux's real FAT and exFAT images (made by their formatters, no damage, no
+    deleted entries per TSK): the scans add no row, nothing is listed as deleted."""
+    import lzma
+
+    from tests.conftest import SHARED_SAMPLES
+
+    xz = SHARED_SAMPLES / "util-linux-2.38.1" / "images-fs" / f"{name}.img.xz"
+    if not xz.is_file():
+        pytest.skip("util-linux samples absent")
+    p = tmp_path / f"{name}.img"
+    p.write_bytes(lzma.decompress(xz.read_bytes()))
+    mod = exmod if name == "exfat" else fatmod
+    df = mod.open_filesystem(FileSource(p)).files()
+    assert (df.found_by == "index").all() and not df.deleted.any()
+    if have("fls"):
+        lines = run("fls", "-r", "-d", "-p", p, check=False).splitlines()
+        assert not [x for x in lines if "$OrphanFiles" not in x and "$FAT" not in x
+                    and "$MBR" not in x]
