@@ -172,6 +172,10 @@ class DirectoryMixin:
             self.lost_directories()  # the first listing scans (and may renew the cache)
         if is_root and self._root_entries_cache is not None:
             return [e.copy() for e in self._root_entries_cache] + self.lost_children(entry)
+        if self.listings and not is_root and not entry.deleted:
+            done = self.listings.pop(entry.key.cluster, None)
+            if done is not None:  # parsed by the scan (its findings recorded there)
+                return done + self.lost_children(entry)
         out = self._parse_dir(entry, self._dir_bytes(entry))
         if is_root:
             self._root_entries_cache = out

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...layout import offset_of
-from ..base import DIR, Entry
+from ..base import DIR, FILE, Entry
 from .directory import DOT_NAMES, LOST_CLUSTER, FatKey
 from .recovery import NOT_IN_SHORT_NAMES, RESERVED_ATTR_BITS
 from .structs import (
@@ -77,6 +77,10 @@ class ScanMixin:
     #: parent cluster (0 root, LOST_CLUSTER) -> [Entry]; None: not scanned yet ({} while
     #: the volume is being opened, so that reading the root's label scans nothing)
     _lost: dict | None = {}
+    chain_heads = np.zeros(0, dtype=np.int64)  # chain heads the last scan examined
+    #: live folders the scan listed, by first cluster: the first walk takes each once
+    #: (so a folder is parsed once, not once for the scan and once for the walk)
+    listings: dict[int, list[Entry]] = {}
 
     def lost_directories(self) -> dict[int, list[Entry]]:
         """Lost directories by the cluster of the folder they are listed in (0: the root,
@@ -111,6 +115,7 @@ class ScanMixin:
                          "were not examined for lost directories")
             heads = heads[:MAX_HEADS]
         found, parts = {}, []
+        self.chain_heads = heads
         size = 2 * DIRENT.size
         end = self.source.size
         for c in heads.tolist():
@@ -130,7 +135,8 @@ class ScanMixin:
             found[c] = (self._entry_cluster(dotdot), raw[:DIRENT.size])
         return found, parts
 
-    def _dir_parts(self, parts: list[int], reached: set[int]) -> list[Entry]:
+    def _dir_parts(self, parts: list[int], reached: set[int], named: set[int],
+                   ) -> list[Entry]:
         """Folders' later parts cut from their chain (a link in the FAT lost): chain heads
         in use whose clusters hold directory entries, at least one of them a live entry
         naming a cluster in use. Listed in /$Lost as ``dir_part_<cluster>``; the folders
@@ -152,7 +158,7 @@ class ScanMixin:
                        for k in kids):
                 continue
             # the folders below it are reached through it (not listed again as lost ones)
-            below, _dead = self._reached_dirs([e])
+            below, _dead = self._reached_dirs([e], named)
             reached.update(below)
             e.allocated = e.size
             e.extra = {"attributes": "D", "short_name": None, "first_cluster": c}
@@ -170,18 +176,24 @@ class ScanMixin:
     def _is_root_cluster(self, c: int) -> bool:
         return c == 0 or (self.bits == 32 and c == self.ext.BPB_RootClus)
 
-    def _reached_dirs(self, starts: list[Entry] | None = None,
+    def _reached_dirs(self, starts: list[Entry] | None = None, named: set | None = None,
                       ) -> tuple[set[int], set[int]]:
         """(first clusters of the live directories the walk from the root (or from
         ``starts``) reaches, 0 for the root; first clusters of the deleted directories it
-        lists): directories only, files are not followed."""
+        lists): directories only, files are not followed. ``named`` gets the first
+        cluster of every live entry listed."""
         reached, dead = {0}, set()
         stack = list(starts) if starts is not None else [self.root()]
         while stack and len(reached) + len(dead) < MAX_HEADS:
             d = stack.pop()
             d.path = d.path or "(scan)"
-            for k in self._parse_dir(d, self._dir_bytes(d)):
+            kids = self._parse_dir(d, self._dir_bytes(d))
+            if starts is None and not d.key.root and not d.deleted:
+                self.listings[d.key.cluster] = kids  # the walk that follows takes them
+            for k in kids:
                 c = k.key.cluster
+                if named is not None and not k.deleted:
+                    named.add(c)
                 if k.kind != DIR or c < 2 or c in reached or c in dead:
                     continue
                 if k.deleted and not self.is_free(c):
@@ -232,10 +244,12 @@ class ScanMixin:
         return out
 
     def _scan_lost(self) -> dict[int, list[Entry]]:
+        self.listings = {}
         found, parts = self._dot_dirs()
-        reached, dead = self._reached_dirs()
+        named: set[int] = set()
+        reached, dead = self._reached_dirs(named=named)
         out: dict[int, list[Entry]] = {}
-        cut = self._dir_parts(parts, reached)
+        cut = self._dir_parts(parts, reached, named)
         if cut:
             out[LOST_CLUSTER] = cut
         if dead:  # deleted folders: their later clusters may hold deleted entries
@@ -247,8 +261,8 @@ class ScanMixin:
             held = dead | {e.extra["orphan_cluster"] for e in orphans}
             self.dir_clusters = np.array(sorted(held), dtype=np.int64)
             self._root_entries_cache = None
-            for e in orphans:
-                if not e.kind == DIR and e.deleted:
+            for e in orphans + [k for v in self.listings.values() for k in v]:
+                if e.kind != DIR and e.deleted:
                     e.recoverable = self.recoverable(e.key.cluster, e.key.size)
         lost = {c: p for c, (p, _d) in found.items() if c not in reached}
         for c, p in sorted(lost.items()):
@@ -273,10 +287,40 @@ class ScanMixin:
             self.finding("warning", "directory", self.cluster_offset(c),
                          f"lost directory at cluster {c} (no entry names it); listed as "
                          f"{e.name}" + why)
+        lost_dirs = [e for v in out.values() for e in v if e.name.startswith("lost_dir_")]
+        self._reached_dirs(lost_dirs, named)
+        skip = named | set(found) | {e.key.cluster for e in cut}
+        chains = self._lost_chains([c for c in self.chain_heads.tolist() if c not in skip])
+        if chains:
+            out.setdefault(LOST_CLUSTER, []).extend(chains)
         if out.get(LOST_CLUSTER):
             out.setdefault(0, []).append(Entry(
                 name=LOST_DIR, kind=DIR, found_by="scan", key=FatKey(LOST_CLUSTER, 0),
                 note="not on the volume: what the scan found whose folder is unknown"))
+        return out
+
+    def _lost_chains(self, heads: list[int]) -> list[Entry]:
+        """Cluster chains in use that no entry names (their file's entry is lost), listed
+        as ``lost_file_<cluster>`` with the chain's length as size (as fsck.fat saves
+        them): the bytes are the file's, followed by its last cluster's slack."""
+        out = []
+        limit = max(1, self.clusters)
+        for c in heads:
+            runs, problem, _ended = self.fat.chain(c, limit, self.max_cluster)
+            size = sum(n for _, n in self.readable(runs)) * self.cluster_size
+            if not size:
+                continue
+            e = Entry(name=f"lost_file_{c}", kind=FILE, size=size, allocated=size,
+                      found_by="scan", key=FatKey(c, size),
+                      note=("a cluster chain in use that no directory entry names (its "
+                            "entry is lost): name and exact size unknown; the size is the "
+                            "chain's, so the last cluster's slack follows the data"
+                            + (f"; {problem}" if problem else "")))
+            e.extra = {"attributes": "", "short_name": None, "first_cluster": c}
+            self.finding("warning", "FAT", self.cluster_offset(c),
+                         f"cluster chain at {c} ({size} bytes) is in use but no entry names "
+                         f"it; listed as /{LOST_DIR}/{e.name}")
+            out.append(e)
         return out
 
     def _lost_home(self, c: int, p: int, found: dict, lost: dict,
