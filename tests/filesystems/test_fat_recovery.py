@@ -396,6 +396,57 @@ def tsk_deleted_rows(raw: Path) -> dict[int, tuple[str, str]]:
     return out
 
 
+def deleted_tree(tmp_path: Path) -> Path:
+    """A FAT16 volume (512-byte clusters) where mdeltree removed /big: 40 long-named
+    files, and /big/sub with 11 more (file number i is 300*i bytes)."""
+    p = tmp_path / "tree.img"
+    with open(p, "wb") as f:
+        f.truncate(16 * MIB)
+    run("mkfs.vfat", "-F", "16", "-s", "1", p)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(1, 41):
+        name = f"file number {i}.dat"
+        (src / name).write_bytes(blob(name, 300 * i))
+    run("mmd", "-i", p, "::/big")
+    run("mmd", "-i", p, "::/big/sub")
+    run("mcopy", "-i", p, *sorted(src.iterdir()), "::/big/")
+    run("mcopy", "-i", p, *sorted(src.glob("file number 1*.dat")), "::/big/sub/")
+    run("mdeltree", "-i", p, "::/big")
+    return p
+
+
+@needs_fat
+def test_deleted_folder_reused_first_cluster(tmp_path):
+    """/big's first cluster is taken again (file bytes written over it, its FAT entries
+    set to end of chain, as a new file whose entry is elsewhere would leave it): the
+    deleted entries in its later, free clusters, and /big/sub (a deleted folder no entry
+    names now) with its entries, are still found by the scan, under /$Lost, each with the
+    name TSK gives the same slot (TSK: $OrphanFiles)."""
+    p = deleted_tree(tmp_path)
+    d = bytearray(p.read_bytes())
+    at, size, _ = fat_area(d)
+    root, ents = fat16_root(d)
+    slot = next(root + 32 * i for i in range(ents) if d[root + 32 * i + 1 : root + 32 * i + 3]
+                == b"IG")
+    c = struct.unpack_from("<H", d, slot + 26)[0]
+    first_data = root + ents * 32
+    ss = struct.unpack_from("<H", d, 11)[0]
+    d[first_data + (c - 2) * ss : first_data + (c - 1) * ss] = blob("new", ss)
+    for copy in (at, at + size):
+        struct.pack_into("<H", d, copy + 2 * c, 0xFFFF)
+    p.write_bytes(bytes(d))
+    tsk = tsk_deleted_rows(p)
+    fs = fatmod.open_filesystem(FileSource(p))
+    dead = {e.inode: e for e in fs.iter_entries("/") if e.deleted}
+    orphans = {i: v for i, v in tsk.items() if i not in (3,)}
+    assert len(orphans) > 30
+    for ino, (name, _kind) in orphans.items():
+        e = dead[ino]
+        assert e.path.startswith("/$Lost/")  # found by the scan, or in a folder it found
+        assert name in (e.name, "_" + e.extra["short_name"][1:])
+
+
 @needs_fat
 def test_deleted_folder_children_match_tsk(tmp_path):
     """A folder of 40 long-named files (and a subfolder of 11) deleted with mdeltree: the
@@ -403,22 +454,7 @@ def test_deleted_folder_children_match_tsk(tmp_path):
     deleted entry. Every deleted entry TSK lists (by its inode, the slot) is ours too,
     with TSK's name (or the long name whose short form TSK shows) and its size; what we
     read back for them is the files' own bytes wherever TSK's is."""
-    p = tmp_path / "tree.img"
-    with open(p, "wb") as f:
-        f.truncate(16 * MIB)
-    run("mkfs.vfat", "-F", "16", "-s", "1", p)
-    src = tmp_path / "src"
-    src.mkdir()
-    data = {}
-    for i in range(1, 41):
-        name = f"file number {i}.dat"
-        data[name] = blob(name, 300 * i)
-        (src / name).write_bytes(data[name])
-    run("mmd", "-i", p, "::/big")
-    run("mmd", "-i", p, "::/big/sub")
-    run("mcopy", "-i", p, *sorted(src.iterdir()), "::/big/")
-    run("mcopy", "-i", p, *sorted(src.glob("file number 1*.dat")), "::/big/sub/")
-    run("mdeltree", "-i", p, "::/big")
+    p = deleted_tree(tmp_path)
     tsk = tsk_deleted_rows(p)
     fs = fatmod.open_filesystem(FileSource(p))
     df = fs.files()

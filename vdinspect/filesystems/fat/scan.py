@@ -81,6 +81,7 @@ class ScanMixin:
     #: live folders the scan listed, by first cluster: the first walk takes each once
     #: (so a folder is parsed once, not once for the scan and once for the walk)
     listings: dict[int, list[Entry]] = {}
+    deleted_dirs_seen = False  # a deleted folder whose first cluster is in use again
 
     def lost_directories(self) -> dict[int, list[Entry]]:
         """Lost directories by the cluster of the folder they are listed in (0: the root,
@@ -123,17 +124,37 @@ class ScanMixin:
             if off + size > end:
                 break
             raw = self.source.read(off, size)
-            dot, dotdot = DIRENT.unpack(raw[:DIRENT.size]), DIRENT.unpack(raw[DIRENT.size:])
-            if (dot[0], dotdot[0]) != DOT_NAMES:
-                if plausible_slot(raw[:DIRENT.size]):
-                    parts.append(c)
-                continue
-            if not dot[1] & ATTR_DIRECTORY or not dotdot[1] & ATTR_DIRECTORY:
-                continue
-            if self._entry_cluster(dot) != c:
-                continue
-            found[c] = (self._entry_cluster(dotdot), raw[:DIRENT.size])
+            parent = self.dot_parent(raw, c)
+            if parent is not None:
+                found[c] = (parent, raw[:DIRENT.size])
+            elif plausible_slot(raw[:DIRENT.size]):
+                parts.append(c)
         return found, parts
+
+    def dot_parent(self, raw: bytes, c: int) -> int | None:
+        """The cluster ".." names when ``raw`` (a cluster's first 64 bytes) starts with
+        a "." entry naming cluster ``c`` and a ".." entry (0: the root), else None."""
+        dot, dotdot = DIRENT.unpack(raw[:DIRENT.size]), DIRENT.unpack(raw[DIRENT.size:])
+        if (dot[0], dotdot[0]) != DOT_NAMES:
+            return None
+        if not dot[1] & ATTR_DIRECTORY or not dotdot[1] & ATTR_DIRECTORY:
+            return None
+        return self._entry_cluster(dotdot) if self._entry_cluster(dot) == c else None
+
+    def _deleted_lost_dir(self, c: int, parent: int, head: bytes) -> Entry:
+        """A deleted folder found by its free first cluster ("." naming itself): listed
+        in /$Lost so that its entries are (as the walk lists a deleted folder's)."""
+        fields = DIRENT.unpack(head[:DIRENT.size])
+        e = Entry(name=f"lost_dir_{c}", kind=DIR, size=self.cluster_size, allocated=0,
+                  deleted=True, recoverable=True, found_by="scan", key=FatKey(c, 0, True),
+                  created=dos_datetime(fields[5], fields[4], fields[3]),
+                  modified=dos_datetime(fields[9], fields[8]),
+                  note=(f"a deleted folder no listed entry names (name unknown): free "
+                        f"cluster {c} starts with '.' naming itself and '..' naming "
+                        f"cluster {parent}"))
+        e.extra = {"attributes": "D", "short_name": None, "first_cluster": c,
+                   "orphan_cluster": c}
+        return e
 
     def _dir_parts(self, parts: list[int], reached: set[int], named: set[int],
                    ) -> list[Entry]:
@@ -197,6 +218,7 @@ class ScanMixin:
                 if k.kind != DIR or c < 2 or c in reached or c in dead:
                     continue
                 if k.deleted and not self.is_free(c):
+                    self.deleted_dirs_seen = True  # its later clusters may be free
                     continue
                 (dead if k.deleted else reached).add(c)
                 k.path = f"{d.path.rstrip('/')}/{k.name}"
@@ -222,7 +244,12 @@ class ScanMixin:
             off = self.cluster_offset(c)
             if off + csize > end:
                 break
-            if not plausible_slot(self.source.read(off, DIRENT.size)):
+            head = self.source.read(off, 2 * DIRENT.size)
+            parent = self.dot_parent(head, c)
+            if parent is not None:  # a deleted folder no listed entry names
+                out.append(self._deleted_lost_dir(c, parent, head))
+                continue
+            if not plausible_slot(head):
                 continue
             buf = self.source.read(off, csize)
             if not looks_like_entries(buf):  # ("." is not plausible: a deleted folder's
@@ -252,7 +279,8 @@ class ScanMixin:
         cut = self._dir_parts(parts, reached, named)
         if cut:
             out[LOST_CLUSTER] = cut
-        if dead:  # deleted folders: their later clusters may hold deleted entries
+        if dead or self.deleted_dirs_seen:  # deleted folders: their later clusters may
+            # hold deleted entries
             orphans = self._orphan_entries(dead)
             if orphans:
                 out.setdefault(LOST_CLUSTER, []).extend(orphans)
