@@ -332,7 +332,8 @@ def test_builder_images_fsck_fls_and_data(bits, tmp_path):
     g = fs.lookup("/Ünïcödé dïr/gone file.txt", deleted=True)
     assert g.deleted and g.recoverable and fs.read(g) == gone.data
     compare_with_fls(fs, fb.fls(path), image=path)
-    assert fs.check_rows() == []
+    # sound: no problem (an info row may say how far the scan for deleted entries went)
+    assert [r for r in fs.check_rows() if r["severity"] != "info"] == []
 
 
 @pytest.mark.parametrize("bits,clusters", [(12, 4084), (16, 4085)])

@@ -645,3 +645,39 @@ def test_real_samples_have_nothing_to_scan(name, tmp_path):
         lines = run("fls", "-r", "-d", "-p", p, check=False).splitlines()
         assert not [x for x in lines if "$OrphanFiles" not in x and "$FAT" not in x
                     and "$MBR" not in x]
+
+
+@needs_fat
+def test_scan_caps_say_what_was_not_examined(tmp_path, monkeypatch):
+    """Hostile volumes could hold millions of chain heads or free clusters to probe: the
+    caps hold, and an info finding says how much was not examined."""
+    from vdinspect.filesystems.fat import scan as fat_scan
+
+    p = deleted_tree(tmp_path)
+    for name in ("x1.bin", "x2.bin", "x3.bin", "x4.bin"):  # live chains: chain heads
+        (tmp_path / name).write_bytes(blob(name, 1000))
+        run("mcopy", "-i", p, tmp_path / name, f"::/{name}")
+    run("mdel", "-i", p, "::/x4.bin")  # (the copies took /big's slot: a deletion again)
+    monkeypatch.setattr(fat_scan, "MAX_HEADS", 2)
+    monkeypatch.setattr(fat_scan, "MAX_FREE_PROBES", 3)
+    fs = fatmod.open_filesystem(FileSource(p))
+    fs.files()
+    msgs = fs.check().message
+    assert msgs.str.contains("were not examined for lost directories").any()
+    assert msgs.str.contains("were not examined for deleted entries").any()
+
+
+@needs_exfat
+def test_exfat_scan_cap(cut_dirs, monkeypatch):
+    """The exFAT scan examines at most MAX_CANDIDATES unreached clusters and says so."""
+    import vdinspect
+    from vdinspect.filesystems.exfat import scan as ex_scan
+
+    if not have("qemu-img", "istat"):
+        pytest.skip("needs qemu-img and The Sleuth Kit")
+    monkeypatch.setattr(ex_scan, "MAX_CANDIDATES", 1)
+    _raw, bad, _cut = cut_dirs["exfat"]
+    with vdinspect.open(bad, strict=False) as disk:
+        fs = disk.filesystem()
+        fs.files()
+        assert fs.check().message.str.contains("were not examined for lost directories").any()

@@ -37,6 +37,7 @@ LFN_TYPE = offset_of(LfnEntry, "LDIR_Type")
 LFN_CLUSTER = offset_of(LfnEntry, "LDIR_FstClusLO")
 MAX_SCAN_CLUSTERS = 1 << 24  # FAT entries examined for chain heads (64 MiB of FAT32)
 MAX_HEADS = 1 << 18  # chain heads whose first two entries are read
+FREE_READ = 1 << 20  # bytes of neighbouring free clusters read at once
 MAX_FREE_PROBES = 1 << 16  # free clusters whose first entry is read for deleted entries
 MAX_LOST_DEPTH = 64  # a lost directory's lost ancestors followed before giving up
 LOST_DIR = "$Lost"  # where lost directories whose parent is unknown are listed
@@ -81,7 +82,7 @@ class ScanMixin:
     #: live folders the scan listed, by first cluster: the first walk takes each once
     #: (so a folder is parsed once, not once for the scan and once for the walk)
     listings: dict[int, list[Entry]] = {}
-    deleted_dirs_seen = False  # a deleted folder whose first cluster is in use again
+    deletions_seen = False  # whether the scan's walk listed any deleted entry
 
     def lost_directories(self) -> dict[int, list[Entry]]:
         """Lost directories by the cluster of the folder they are listed in (0: the root,
@@ -140,6 +141,24 @@ class ScanMixin:
         if not dot[1] & ATTR_DIRECTORY or not dotdot[1] & ATTR_DIRECTORY:
             return None
         return self._entry_cluster(dotdot) if self._entry_cluster(dot) == c else None
+
+    def _free_clusters_read(self, free: np.ndarray):
+        """(cluster, its bytes) for the clusters of ``free`` (sorted) whose first byte is
+        not zero: runs of neighbours are read together, up to FREE_READ bytes at a time."""
+        csize, end = self.cluster_size, self.source.size
+        per = max(1, FREE_READ // csize)
+        breaks = np.flatnonzero(np.diff(free) != 1) + 1
+        for run in np.split(free, breaks):
+            for k in range(0, len(run), per):
+                first, n = int(run[k]), min(per, len(run) - k)
+                off = self.cluster_offset(first)
+                n = min(n, (end - off) // csize)
+                if n <= 0:
+                    return
+                chunk = self.source.read(off, n * csize)
+                lead = np.frombuffer(chunk, dtype=np.uint8)[::csize]
+                for i in np.flatnonzero(lead).tolist():
+                    yield first + i, chunk[i * csize : (i + 1) * csize]
 
     def _deleted_lost_dir(self, c: int, parent: int, head: bytes) -> Entry:
         """A deleted folder found by its free first cluster ("." naming itself): listed
@@ -215,10 +234,10 @@ class ScanMixin:
                 c = k.key.cluster
                 if named is not None and not k.deleted:
                     named.add(c)
+                self.deletions_seen = self.deletions_seen or k.deleted
                 if k.kind != DIR or c < 2 or c in reached or c in dead:
                     continue
                 if k.deleted and not self.is_free(c):
-                    self.deleted_dirs_seen = True  # its later clusters may be free
                     continue
                 (dead if k.deleted else reached).add(c)
                 k.path = f"{d.path.rstrip('/')}/{k.name}"
@@ -239,25 +258,19 @@ class ScanMixin:
                          f"{MAX_FREE_PROBES} were not examined for deleted entries")
             free = free[:MAX_FREE_PROBES]
         out: list[Entry] = []
-        csize, end = self.cluster_size, self.source.size
-        for c in free.tolist():
+        for c, buf in self._free_clusters_read(free):
             off = self.cluster_offset(c)
-            if off + csize > end:
-                break
-            head = self.source.read(off, 2 * DIRENT.size)
+            head = buf[: 2 * DIRENT.size]
             parent = self.dot_parent(head, c)
             if parent is not None:  # a deleted folder no listed entry names
                 out.append(self._deleted_lost_dir(c, parent, head))
                 continue
-            if not plausible_slot(head):
-                continue
-            buf = self.source.read(off, csize)
-            if not looks_like_entries(buf):  # ("." is not plausible: a deleted folder's
+            if not plausible_slot(head) or not looks_like_entries(buf):  # ("." is not plausible: a deleted folder's
                 continue  # first cluster is listed under the folder's deleted entry)
             # long-name slots before the first short entry may be the end of a name
             # begun in the folder's previous cluster: its first entry keeps its short name
             skip = 0
-            while buf[skip + 11] & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME:
+            while skip < len(buf) and buf[skip + 11] & ATTR_LONG_NAME_MASK == ATTR_LONG_NAME:
                 skip += DIRENT.size
             where = Entry(name="", kind=DIR, deleted=True, key=FatKey(c, 0, True),
                           path=f"/{LOST_DIR}")
@@ -279,19 +292,19 @@ class ScanMixin:
         cut = self._dir_parts(parts, reached, named)
         if cut:
             out[LOST_CLUSTER] = cut
-        if dead or self.deleted_dirs_seen:  # deleted folders: their later clusters may
-            # hold deleted entries
-            orphans = self._orphan_entries(dead)
-            if orphans:
-                out.setdefault(LOST_CLUSTER, []).extend(orphans)
-            # those clusters and the folders' first ones were no file's: a deleted file's
-            # guessed clusters skip them (entries parsed before the scan are parsed again)
-            held = dead | {e.extra["orphan_cluster"] for e in orphans}
-            self.dir_clusters = np.array(sorted(held), dtype=np.int64)
-            self._root_entries_cache = None
-            for e in orphans + [k for v in self.listings.values() for k in v]:
-                if e.kind != DIR and e.deleted:
-                    e.recoverable = self.recoverable(e.key.cluster, e.key.size)
+        # on a volume with deletions, free clusters may hold deleted folders' entries
+        # (TSK looks there too); a volume that lists none is not probed
+        orphans = self._orphan_entries(dead) if self.deletions_seen else []
+        if orphans:
+            out.setdefault(LOST_CLUSTER, []).extend(orphans)
+        # those clusters and the folders' first ones were no file's: a deleted file's
+        # guessed clusters skip them (entries parsed before the scan are parsed again)
+        held = dead | {e.extra["orphan_cluster"] for e in orphans}
+        self.dir_clusters = np.array(sorted(held), dtype=np.int64)
+        self._root_entries_cache = None
+        for e in orphans + [k for v in self.listings.values() for k in v]:
+            if e.kind != DIR and e.deleted:
+                e.recoverable = self.recoverable(e.key.cluster, e.key.size)
         lost = {c: p for c, (p, _d) in found.items() if c not in reached}
         for c, p in sorted(lost.items()):
             where, why = self._lost_home(c, p, found, lost, reached)
