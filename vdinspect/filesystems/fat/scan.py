@@ -1,17 +1,23 @@
-"""Lost FAT directories found by scanning the data area (issue 16).
+"""What the FAT directory walk cannot reach, found by scanning the data area (issue 16).
 
-A subdirectory's first cluster starts with its "." entry (naming that very cluster) and
-its ".." entry (naming the parent's first cluster, 0 for the root). When the entry that
-named a directory is gone (its parent's clusters are unreadable or were overwritten),
-the directory's clusters are still marked in use in the FAT and still start with those
-two entries. The scan looks at the first cluster of every chain no directory entry can
-be told from (a cluster in use that no FAT entry links to: a chain head), keeps those
-that start with a self-naming "." and a "..", and lists each one whose parent does not
-name it: under its parent when ".." names a directory that is there, else under
-``/$Lost``. Such rows have ``found_by="scan"`` and a note saying the name is unknown.
+- Lost folders: a subdirectory's first cluster starts with its "." entry (naming that very
+  cluster) and its ".." entry (naming the parent's first cluster, 0 for the root). When
+  the entry that named it is gone, its clusters are still in use and still start so. The
+  scan reads the first two entries of every chain head (a cluster in use that no FAT
+  entry links to) and lists such a folder its parent does not name, as
+  ``lost_dir_<cluster>``, under the folder ".." names when that one is there, else
+  under ``/$Lost`` (a synthetic folder, not on the volume).
+- A folder's later part cut from its chain: a chain head whose slots are all plausible
+  entries, one live and naming a cluster in use: ``/$Lost/dir_part_<cluster>``.
+- Unnamed chains (a file whose entry is lost): ``/$Lost/lost_file_<cluster>``, the
+  chain's bytes (as fsck.fat would save them).
+- On a volume with deletions, free clusters that hold a deleted folder's entries (its
+  later clusters, freed with it; TSK's $OrphanFiles): their entries in ``/$Lost``, and a
+  deleted folder no entry names as a deleted ``lost_dir_<cluster>``.
 
-Bounded: at most :data:`MAX_SCAN_CLUSTERS` FAT entries and :data:`MAX_HEADS` chain heads
-are examined; a finding says what was left out.
+Every such row has ``found_by="scan"`` and a note; each find is a ``check()`` finding.
+Bounded: at most :data:`MAX_SCAN_CLUSTERS` FAT entries, :data:`MAX_HEADS` chain heads and
+:data:`MAX_FREE_PROBES` free clusters are examined; an info finding says what was left.
 """
 
 from __future__ import annotations
