@@ -332,7 +332,8 @@ def test_builder_images_fsck_fls_and_data(bits, tmp_path):
     g = fs.lookup("/Ünïcödé dïr/gone file.txt", deleted=True)
     assert g.deleted and g.recoverable and fs.read(g) == gone.data
     compare_with_fls(fs, fb.fls(path), image=path)
-    assert fs.check_rows() == []
+    # sound: no problem (an info row may say how far the scan for deleted entries went)
+    assert [r for r in fs.check_rows() if r["severity"] != "info"] == []
 
 
 @pytest.mark.parametrize("bits,clusters", [(12, 4084), (16, 4085)])
@@ -439,9 +440,11 @@ def test_second_fat_used_in_salvage(tmp_path, mtools_image):
     data[fat1 + c * width : fat1 + (c + 1) * width] = bytes(width)  # chain broken
     bad = tmp_path / "bad.img"
     bad.write_bytes(data)
+    # FAT 1 is unusable: its mirror is used in strict mode too (issue 16), with an error
     strict = fatmod.open_filesystem(FileSource(bad))
-    with pytest.raises(CorruptImage):
-        strict.read("/fragmented.bin")
+    assert strict.read("/fragmented.bin") == blob(5, 6000)
+    assert any(f["severity"] == "error" and "using FAT 2" in f["message"]
+               for f in strict.check_rows())
     salvage = fatmod.open_filesystem(FileSource(bad), strict=False)
     assert salvage.info()["active_fat"] == 2
     assert salvage.read("/fragmented.bin") == blob(5, 6000)
@@ -458,7 +461,12 @@ def test_chain_loop_and_out_of_range(tmp_path):
     img.add_file(img.root, "ok.bin", blob(3, 100))
     raw = img.build()
     strict = fatmod.open_filesystem(MemorySource(raw))
-    assert [e.name for e in strict.iter_entries("/")] == ["loop.bin", "range.bin", "ok.bin"]
+    listed = list(strict.iter_entries("/"))
+    assert [e.name for e in listed if e.found_by == "index"] == ["loop.bin", "range.bin",
+                                                                 "ok.bin"]
+    # range.bin's tail past the bad link is a chain no entry names: listed in /$Lost
+    assert [e.name for e in listed if e.found_by == "scan"] == [
+        "$Lost", f"lost_file_{f.clusters[2]}"]
     assert strict.read("/loop.bin") == blob(1, 5000)  # the loop starts after the size
     img2 = built(16)
     img2.add_file(img2.root, "loop.bin", blob(1, 5000), loop=True, size=50000)

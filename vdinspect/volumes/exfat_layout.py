@@ -63,8 +63,21 @@ VolumeLabelEntry = Struct(
     "EntryType" / Enum(Int8ul, EntryType) * "0x83 (0x03 = no label)",
     "CharacterCount" / Int8ul * "label length in UTF-16 units (0..11)",
     "VolumeLabel" / Bytes(22) * "11 UTF-16 units",
-    "Reserved" / Bytes(8) * "zero",
+    "Reserved" / Bytes(8) * "zero (some formatters continue the label here)",
 )
+
+#: UTF-16 units a label may have: the specification says 11, but formatters (exfat-utils'
+#: mkexfatfs, some cameras) write up to 15, running into Reserved; Windows and The Sleuth
+#: Kit show all 15, so vdinspect does too
+MAX_LABEL_UNITS = 15
+_LABEL_AT = offset_of(VolumeLabelEntry, "VolumeLabel")
+
+
+def volume_label_text(entry: bytes) -> str:
+    """The label a Volume Label entry holds: CharacterCount UTF-16 units (at most 15, the
+    last 4 in the Reserved bytes where a formatter put them there)."""
+    count = min(entry[offset_of(VolumeLabelEntry, "CharacterCount")], MAX_LABEL_UNITS)
+    return entry[_LABEL_AT : _LABEL_AT + 2 * count].decode("utf-16-le", "replace")
 
 
 EXFAT_NAME = b"EXFAT   "  # FileSystemName

@@ -24,7 +24,7 @@ from ..errors import EncryptedImage, VDInspectError
 from ..io import ByteSource
 from ..layout import offset_of
 from .exfat_layout import BootSector as ExfatBootSector
-from .exfat_layout import EntryType, VolumeLabelEntry, boot_sector_problem
+from .exfat_layout import EntryType, VolumeLabelEntry, boot_sector_problem, volume_label_text
 from .fat_layout import (
     ATTR_LONG_NAME,
     ATTR_LONG_NAME_MASK,
@@ -217,9 +217,7 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
                 done = True
                 break
             if t == EntryType.VOLUME_LABEL:
-                e = VolumeLabelEntry.parse(raw[i : i + _EXFAT_ENTRY])
-                n = min(e.CharacterCount, 11)
-                label = e.VolumeLabel[: 2 * n].decode("utf-16-le", "replace")
+                label = volume_label_text(raw[i : i + _EXFAT_ENTRY])
                 done = True
                 break
         if done:

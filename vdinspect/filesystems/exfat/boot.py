@@ -29,6 +29,7 @@ from .structs import (
 )
 
 FIRST_FAT_SECTOR = 2 * BOOT_REGION_SECTORS  # the FAT starts after both boot regions
+FAT_ENTRY0, FAT_ENTRY1 = 0xFFFFFFF8, 0xFFFFFFFF  # what FatEntry[0] and [1] must hold
 
 
 def boot_checksum(region: bytes, sector_size: int) -> int:
@@ -43,6 +44,17 @@ def boot_checksum(region: bytes, sector_size: int) -> int:
 
 class BootMixin:
     """Reading the boot region and the FATs (mixed into :class:`~.filesystem.ExfatFileSystem`)."""
+
+    def fat_damage(self, fat: FatTable) -> str | None:
+        """Why a FAT copy looks damaged: FatEntry[0] must be the media type F8h followed
+        by FFh bytes, FatEntry[1] FFFFFFFFh (exFAT specification, 4.1)."""
+        if fat.limit < 2:
+            return f"{fat.name} is not inside the volume"
+        e0, e1 = fat.get(0), fat.get(1)
+        if (e0, e1) != (FAT_ENTRY0, FAT_ENTRY1):
+            return (f"{fat.name}: entries 0 and 1 are {e0:#010x} {e1:#010x}, not "
+                    f"{FAT_ENTRY0:#010x} {FAT_ENTRY1:#010x}")
+        return None
 
     def region_problem(self, base: int) -> tuple[str | None, bytes, int]:
         """(why the boot region at ``base`` is unusable or None, its 12 sectors, sector size)."""
@@ -137,6 +149,16 @@ class BootMixin:
             for k in range(b.NumberOfFats)
         ]
         self.fat = self.fats[self.active]
+        damaged = self.fat_damage(self.fat)
+        if damaged:
+            bad = self.fat
+            # TexFAT's second FAT: the other copy is used when the active one is damaged
+            others = [f for f in self.fats if f is not bad and not self.fat_damage(f)]
+            if others:
+                damaged += f"; using {others[0].name} instead"
+                self.active = self.fats.index(others[0])
+                self.fat = others[0]
+            self.finding("error", bad.name, bad.offset, damaged)
         self.max_cluster = min(self.max_cluster, self.fat.limit - 1)
         rc = b.FirstClusterOfRootDirectory
         if not 2 <= rc <= self.max_cluster:

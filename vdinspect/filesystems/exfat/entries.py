@@ -50,15 +50,15 @@ from .structs import (
     StreamExtensionEntry,
     UpcaseTableEntry,
     VolumeGuidEntry,
-    VolumeLabelEntry,
+    volume_label_text,
 )
 
+LOST_CLUSTER = -1  # ExfatKey.cluster of the synthetic /$Lost folder (see .scan)
 MAX_DIR_BYTES = 64 << 20  # read at most this much of a directory (the spec allows 256 MiB;
 # 2 million entries is far beyond real folders and keeps a hostile one bounded)
 MIN_SECONDARY, MAX_SECONDARY = 2, 18  # a File entry's SecondaryCount: stream + 1..17 names
 TYPE_CODE = 0x7F  # EntryType without the InUse bit
 SECOND_BITMAP = 0x01  # BitmapFlags: the second allocation bitmap (TexFAT)
-MAX_LABEL_UNITS = 11  # VolumeLabel holds 11 UTF-16 units
 
 # the fast path: File and Stream Extension entries as tuples of integers, named as declared
 FileRecord = namedtuple("FileRecord", [sc.name for sc in FileEntry.subcons])
@@ -164,9 +164,7 @@ class DirectoryMixin:
             elif t == T_UPCASE and upcase is None:
                 upcase = (off, UpcaseTableEntry.parse(ent))
             elif t == T_LABEL and self.label is None:
-                lab = VolumeLabelEntry.parse(ent)
-                n = min(lab.CharacterCount, MAX_LABEL_UNITS)
-                self.label = lab.VolumeLabel[: 2 * n].decode("utf-16-le", "replace") or None
+                self.label = volume_label_text(ent) or None
             elif t == T_GUID and self.guid is None:
                 g = VolumeGuidEntry.parse(ent)
                 if set_checksum(ent) != g.SetChecksum:
@@ -208,7 +206,19 @@ class DirectoryMixin:
         return problem is None and bool(runs)
 
     def _dir_raw(self, entry: Entry) -> list[tuple[int, bytes]]:
+        """The directory's content as (volume offset, bytes) segments."""
+        return [(off, self.source.read(off, n)) for off, n in self._dir_extents(entry)]
+
+    def directory_damage(self, entry: Entry) -> int:
+        """Bytes of a directory's clusters that could not be read."""
+        return sum(n for off, length in self._dir_extents(entry)
+                   for _a, n in self.source.damaged_ranges(off, length))
+
+    def _dir_extents(self, entry: Entry) -> list[tuple[int, int]]:
+        """Where the directory's content lies, as (volume offset, length) pieces."""
         k: ExfatKey = entry.key
+        if k.cluster == LOST_CLUSTER:  # /$Lost is not on the volume
+            return []
         if k.root:
             runs, problem, ended = self.fat.chain(
                 k.cluster, MAX_DIR_BYTES // self.cluster_size, self.max_cluster
@@ -246,11 +256,7 @@ class DirectoryMixin:
                 None,
                 f"{entry.path or '/'}: clusters past the end of the volume",
             )
-        out = []
-        for s, n in readable:
-            off = self.cluster_offset(s)
-            out.append((off, self.source.read(off, n * self.cluster_size)))
-        return out
+        return [(self.cluster_offset(s), n * self.cluster_size) for s, n in readable]
 
     class _Slots:
         """A directory's 32-byte slots over one buffer, with their volume offsets."""
@@ -286,12 +292,12 @@ class DirectoryMixin:
         if entry.kind != DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is not a directory")
         if entry.key.root and self._root_cache is not None:
-            return [e.copy() for e in self._root_cache]
+            return [e.copy() for e in self._root_cache] + self.lost_children(entry)
         out = self._parse(entry, self._dir_raw(entry))
         if entry.key.root:
             self._root_cache = out
-            return [e.copy() for e in out]
-        return out
+            out = [e.copy() for e in out]
+        return out + self.lost_children(entry)
 
     def _parse(self, d: Entry, segs) -> list[Entry]:
         slots = self._Slots(segs)

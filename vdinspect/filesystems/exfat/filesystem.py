@@ -35,6 +35,7 @@ from .bitmap import BitmapMixin
 from .boot import BootMixin
 from .entries import DirectoryMixin, ExfatKey
 from .report import ReportMixin
+from .scan import ScanMixin
 from .structs import ENTRY_SIZE
 from .upcase import UpcaseMixin
 
@@ -42,7 +43,7 @@ Runs = list[tuple[int, int]]  # cluster runs: (first cluster, count)
 
 
 class ExfatFileSystem(BootMixin, DirectoryMixin, BitmapMixin, UpcaseMixin, ReportMixin,
-                      FileSystem):
+                      ScanMixin, FileSystem):
     """An exFAT volume (read-only)."""
 
     fstype = "exfat"
@@ -53,6 +54,7 @@ class ExfatFileSystem(BootMixin, DirectoryMixin, BitmapMixin, UpcaseMixin, Repor
         self.backup_used = False
         self.read_boot()
         self.scan_root()
+        self._lost = None  # lost directories are looked for on first listing (.scan)
 
     # --- geometry ---------------------------------------------------------------------------
     def cluster_offset(self, c: int) -> int:

@@ -118,6 +118,41 @@ class ReportMixin:
         )
         return rows
 
+    def reached_clusters(self, report: bool = False) -> np.ndarray:
+        """True for every cluster the root, the bitmap, the up-case table and the live
+        files and folders hold (indexed by cluster number); with ``report``, cross links
+        and broken chains become findings."""
+        used = np.zeros(self.max_cluster + 1, dtype=bool)
+
+        def mark(first, runs, path):
+            for s, c in claim_runs(used, runs):
+                if report:
+                    self.finding("error", "cluster chain", self.cluster_offset(s),
+                                 f"{path}: cross-linked at cluster {c}")
+
+        rc = self.boot.FirstClusterOfRootDirectory
+        runs, _, _ = self.fat.chain(rc, MAX_DIR_BYTES // self.cluster_size, self.max_cluster)
+        mark(rc, runs, "/")
+        for _, bm in [self.bitmap_entry or (None, None)]:
+            if bm is not None:
+                r, _ = self.stream_runs(
+                    ExfatKey(bm.FirstCluster, bm.DataLength, bm.DataLength, False),
+                    bm.DataLength,
+                    "bitmap",
+                )
+                mark(bm.FirstCluster, r or [], "allocation bitmap")
+        for e in self.iter_entries("/", deleted=False):
+            k = e.key
+            if not k.size or not k.cluster:
+                continue
+            runs, problem = self.stream_runs(k, k.size, e.path)
+            if problem and report:
+                self.finding("error", "cluster chain", None, f"{e.path}: {problem}")
+            mark(k.cluster, runs or [], e.path)
+        if self.upcase_runs:
+            mark(0, self.upcase_runs, "up-case table")
+        return used
+
     def check_rows(self) -> list[dict]:
         """Findings: boot regions, dirty flags, set checksums, chains vs the bitmap."""
         if not self._checked:
@@ -150,34 +185,7 @@ class ReportMixin:
                     )
         if self.bitmap is None:
             return
-        used = np.zeros(self.max_cluster + 1, dtype=bool)
-
-        def mark(first, runs, path):
-            for s, c in claim_runs(used, runs):
-                self.finding("error", "cluster chain", self.cluster_offset(s),
-                             f"{path}: cross-linked at cluster {c}")
-
-        rc = self.boot.FirstClusterOfRootDirectory
-        runs, _, _ = self.fat.chain(rc, MAX_DIR_BYTES // self.cluster_size, self.max_cluster)
-        mark(rc, runs, "/")
-        for _, bm in [self.bitmap_entry or (None, None)]:
-            if bm is not None:
-                r, _ = self.stream_runs(
-                    ExfatKey(bm.FirstCluster, bm.DataLength, bm.DataLength, False),
-                    bm.DataLength,
-                    "bitmap",
-                )
-                mark(bm.FirstCluster, r or [], "allocation bitmap")
-        for e in self.iter_entries("/", deleted=False):
-            k = e.key
-            if not k.size or not k.cluster:
-                continue
-            runs, problem = self.stream_runs(k, k.size, e.path)
-            if problem:
-                self.finding("error", "cluster chain", None, f"{e.path}: {problem}")
-            mark(k.cluster, runs or [], e.path)
-        if self.upcase_runs:
-            mark(0, self.upcase_runs, "up-case table")
+        used = self.reached_clusters(report=True)
         inuse = self.bitmap
         reach = used[2 : 2 + len(inuse)]
         missing = int(np.count_nonzero(reach & ~inuse))

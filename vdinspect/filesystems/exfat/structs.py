@@ -28,6 +28,7 @@ from ...volumes.exfat_layout import (
     VolumeFlags,
     VolumeLabelEntry,
     boot_sector_problem,
+    volume_label_text,
 )
 
 
@@ -131,6 +132,7 @@ FILE_ENTRY = struct_format(FileEntry)
 STREAM_ENTRY = struct_format(StreamExtensionEntry)
 FILE_NAME = field_slice(FileNameEntry, "FileName")
 SECONDARY_COUNT = offset_of(FileEntry, "SecondaryCount")
+SET_CHECKSUM_AT = offset_of(FileEntry, "SetChecksum")
 CHECKSUM_DTYPE = scalar_dtype(BootChecksum)
 NAME_UNIT_DTYPE = scalar_dtype(NameUnit)
 
@@ -154,5 +156,5 @@ __all__ = [
     "FileAttributes", "FileEntry", "FileNameEntry", "NameUnit", "SecondaryFlags",
     "StreamExtensionEntry", "UpcaseTableEntry", "VolumeFlags", "VolumeGuidEntry",
     "VolumeLabelEntry", "boot_sector_problem", "EXFAT_NAME", "FILE_SYSTEM_NAME",
-    "MAX_CLUSTER_SHIFT", "MAX_SECTOR_SHIFT", "MIN_SECTOR_SHIFT",
+    "MAX_CLUSTER_SHIFT", "MAX_SECTOR_SHIFT", "MIN_SECTOR_SHIFT", "volume_label_text",
 ]

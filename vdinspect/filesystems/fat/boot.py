@@ -167,13 +167,15 @@ class BootMixin:
             self.fail(CorruptImage, "the FAT is not inside the volume", "FAT", fat.offset)
         damaged = self.fat_damage(fat)
         if damaged:
+            # the other copies are the volume's own redundancy (as the backup boot sector
+            # is): a sound one is used in strict mode too, with an error finding
             others = [f for f in self.fats if f is not fat and not self.fat_damage(f)]
-            if others and not self.strict:
+            if others:
                 self.finding(
                     "error",
                     fat.name,
                     fat.offset,
-                    f"{damaged}; using {others[0].name} instead (salvage)",
+                    f"{damaged}; using {others[0].name} instead",
                 )
                 self.active = self.fats.index(others[0])
             else:

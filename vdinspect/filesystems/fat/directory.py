@@ -34,6 +34,7 @@ from .structs import (
 from .times import dos_datetime
 
 DOT_NAMES = (b".          ", b"..         ")  # the "." and ".." entries of a subdirectory
+LOST_CLUSTER = -1  # FatKey.cluster of the synthetic /$Lost folder (see .scan)
 _N1, _N2, _N3 = LFN_NAME_PARTS
 
 
@@ -104,8 +105,8 @@ class DirectoryMixin:
             return ("cluster", self.ext.BPB_RootClus if self.bits == 32 else 0)
         return ("cluster", k.cluster)
 
-    def _dir_bytes(self, entry: Entry) -> list[tuple[int, bytes]]:
-        """The directory's content as (volume offset, bytes) segments."""
+    def _dir_extents(self, entry: Entry) -> list[tuple[int, int]]:
+        """Where the directory's content lies, as (volume offset, length) pieces."""
         k = entry.key
         if k.root and self.bits != 32:
             length = self.root_entries * 32
@@ -117,10 +118,12 @@ class DirectoryMixin:
                     self.root_offset,
                     "the root directory is cut short by the end of the volume",
                 )
-            return [(self.root_offset, self.source.read(self.root_offset, avail))]
+            return [(self.root_offset, avail)]
         first = k.cluster
+        if first == LOST_CLUSTER:  # /$Lost is not on the volume
+            return []
         if first == 0 and not k.root:  # a ".."-style reference to the root
-            return self._dir_bytes(self.root())
+            return self._dir_extents(self.root())
         if k.deleted:
             if not self.is_free(first):
                 return []
@@ -142,30 +145,42 @@ class DirectoryMixin:
                     self.cluster_offset(first),
                     f"{entry.path or '/'}: longer than 65536 entries; rest ignored",
                 )
-        segs = []
-        for s, n in self.readable(runs):
-            off = self.cluster_offset(s)
-            segs.append((off, self.source.read(off, n * self.cluster_size)))
-        if sum(n for _, n in runs) > sum(n for _, n in self.readable(runs)):
+        readable = self.readable(runs)
+        if sum(n for _, n in runs) > sum(n for _, n in readable):
             self.finding(
                 "error",
                 "directory",
                 None,
                 f"{entry.path or '/'}: clusters past the end of the volume",
             )
-        return segs
+        return [(self.cluster_offset(s), n * self.cluster_size) for s, n in readable]
+
+    def _dir_bytes(self, entry: Entry) -> list[tuple[int, bytes]]:
+        """The directory's content as (volume offset, bytes) segments."""
+        return [(off, self.source.read(off, n)) for off, n in self._dir_extents(entry)]
+
+    def directory_damage(self, entry: Entry) -> int:
+        """Bytes of a directory's clusters (or fixed root area) that could not be read."""
+        return sum(n for off, length in self._dir_extents(entry)
+                   for _a, n in self.source.damaged_ranges(off, length))
 
     def list_dir(self, entry: Entry) -> list[Entry]:
         if entry.kind != DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is not a directory")
         is_root = entry.key.root
+        if self._lost is None:
+            self.lost_directories()  # the first listing scans (and may renew the cache)
         if is_root and self._root_entries_cache is not None:
-            return [e.copy() for e in self._root_entries_cache]
+            return [e.copy() for e in self._root_entries_cache] + self.lost_children(entry)
+        if self.listings and not is_root and not entry.deleted:
+            done = self.listings.pop(entry.key.cluster, None)
+            if done is not None:  # parsed by the scan (its findings recorded there)
+                return done + self.lost_children(entry)
         out = self._parse_dir(entry, self._dir_bytes(entry))
         if is_root:
             self._root_entries_cache = out
-            return [e.copy() for e in out]
-        return out
+            out = [e.copy() for e in out]
+        return out + self.lost_children(entry)
 
     def _parse_dir(self, d: Entry, segs: list[tuple[int, bytes]]) -> list[Entry]:
         out: list[Entry] = []
@@ -216,6 +231,9 @@ class DirectoryMixin:
                 deleted = b0 == DELETED or parent_deleted
                 if name11 in DOT_NAMES:
                     continue
+                first = (hi << 16 | lo) if self.bits == 32 else lo
+                if deleted and self.not_an_entry(name11, attr, first, size):
+                    continue  # no phantoms: leftover bytes, not a deleted file
                 short = self._short_name(name11, ntres)
                 long_name = None
                 if pending:
@@ -229,7 +247,6 @@ class DirectoryMixin:
                     name = long_name or "_" + self._short_name(name11, ntres)[1:]
                 else:
                     name = long_name or short
-                first = (hi << 16 | lo) if self.bits == 32 else lo
                 is_dir = bool(attr & ATTR_DIRECTORY)
                 e = Entry(
                     name=name,
@@ -266,7 +283,15 @@ class DirectoryMixin:
                     else:
                         e.allocated = -(-size // csize) * csize
                 out.append(e)
-        return out
+        # no phantoms: a deleted slot with a live entry's short name (past the first
+        # byte), clusters and size is a stale copy of it (left by a tool that rewrites an
+        # entry elsewhere), not another file
+        def same(e: Entry) -> tuple:
+            return e.raw.data[1:11], e.extra["first_cluster"], e.size, e.kind
+
+        live = {same(e) for e in out if not e.deleted}
+        return [e for e in out if not e.deleted or e.extra["first_cluster"] < 2
+                or same(e) not in live]
 
     def _dir_size(self, first: int) -> int:
         if not 2 <= first <= self.max_cluster:

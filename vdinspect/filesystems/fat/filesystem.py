@@ -41,12 +41,14 @@ from .clusters import FatTable, cluster_source, readable_runs
 from .directory import DirectoryMixin, FatKey
 from .recovery import RecoveryMixin
 from .report import ReportMixin
+from .scan import ScanMixin
 from .structs import DIRENT
 
 Runs = list[tuple[int, int]]  # cluster runs: (first cluster, count)
 
 
-class FatFileSystem(BootMixin, DirectoryMixin, RecoveryMixin, ReportMixin, FileSystem):
+class FatFileSystem(BootMixin, DirectoryMixin, RecoveryMixin, ReportMixin, ScanMixin,
+                    FileSystem):
     """A FAT12/16/32 volume (read-only)."""
 
     case_sensitive = False
@@ -60,6 +62,7 @@ class FatFileSystem(BootMixin, DirectoryMixin, RecoveryMixin, ReportMixin, FileS
         self.read_fsinfo()
         self.list_dir(self.root())  # the root's volume-label entry wins over the BPB's
         self.label = self.root_label or self.boot_label
+        self._lost = None  # lost directories are looked for on first listing (.scan)
 
     def free_ranges(self) -> list[tuple[int, int]]:
         """The clusters the FAT marks free, as (offset, length) byte ranges of the volume."""

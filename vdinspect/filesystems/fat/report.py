@@ -12,6 +12,7 @@ import numpy as np
 
 from ..base import DIR, FILE
 from .clusters import FatTable, claim_runs
+from .directory import LOST_CLUSTER
 from .structs import (
     FAT16_CLEAN,
     FAT16_NO_ERROR,
@@ -219,6 +220,8 @@ class ReportMixin:
             self._mark(used, self.ext.BPB_RootClus, None, "/")
         for e in self.iter_entries("/", deleted=False):
             k = e.key
+            if k.cluster == LOST_CLUSTER:  # /$Lost is not on the volume
+                continue
             if k.cluster == 0:
                 if e.kind == FILE and k.size:
                     self.finding(
