@@ -30,6 +30,7 @@ from .bmap import DAMAGED, STATE_NAMES, ExtentMap, fork_map, fork_source
 from .dirs import RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
 from .log import LogState, log_state
+from .replay import replay_into
 from .superblock import Geometry, crc_ok, parse
 from .table import rows_frame, walk_rows
 
@@ -50,7 +51,7 @@ class XfsFileSystem(FileSystem):
     case_sensitive = True
 
     def __init__(self, source: ByteSource, *, name: str | None = None,
-                 strict: bool = True) -> None:
+                 strict: bool = True, replay_log: bool = True) -> None:
         super().__init__(source, name=name, strict=strict)
         self.dev = source
         self.lenient = 0
@@ -68,10 +69,14 @@ class XfsFileSystem(FileSystem):
         self.uuid = g.uuid
         if g.raw["sb_versionnum"] & 0x4000:  # BORG: ASCII case-insensitive names
             self.case_sensitive = False
-        self.ags = AllocationGroups(self)
         self.log: LogState = log_state(self)
-        if self.log.dirty:
+        if self.log.dirty and replay_log and replay_into(self) is not None:
+            self._chunks = LRUCache(256)  # what was read before is seen through the log now
+            self.geo = self._open_superblock()
+        elif self.log.dirty:
+            self.log.text += "; not replayed (replay_log=False): read as it lies on disk"
             self.finding("warning", "log", self.log.offset, self.log.text)
+        self.ags = AllocationGroups(self)
 
     # --- errors and reading ---------------------------------------------------------
 
@@ -591,6 +596,7 @@ class XfsFileSystem(FileSystem):
             dir_block_size=g.dir_block_size, ag_count=g.agcount, ag_blocks=g.agblocks,
             root_ino=g.rootino, log=("internal" if g.logstart else "external"),
             log_blocks=g.logblocks, dirty=self.log.dirty, log_state=self.log.text,
+            log_replayed=self.log.replayed,
         )
 
     def check_rows(self) -> list[dict]:
