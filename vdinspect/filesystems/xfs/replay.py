@@ -340,7 +340,6 @@ def _buffer(fs: XfsFileSystem, rep: Replay, it: list[bytes], cancelled: Counter,
         cancelled[key] -= 1
         if cancelled[key] <= 0:
             del cancelled[key]
-        rep.skipped["cancelled buffer"] += 1
         return
     if key in cancelled:
         rep.skipped["cancelled buffer"] += 1
