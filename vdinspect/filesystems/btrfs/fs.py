@@ -14,7 +14,7 @@ all; ``subvolume(name_or_id)`` opens another as a view sharing the caches.
 
 Btrfs keeps no deleted entries in its live trees (copy on write), so ``deleted`` is
 always False. A tree log left by fsync (``log_root``) is not replayed: ``info()['dirty']``
-says so and ``check()`` warns.
+and ``info()['log_state']`` say so, and ``check()`` names each inode the log holds.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from .data import BtrfsData
 from .listing import files_frame
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX
+from .treelog import TreeLog, read_tree_log
 from .volume import fmt_uuid
 
 if TYPE_CHECKING:
@@ -433,7 +434,8 @@ class BtrfsFileSystem(BtrfsData):
         return dict(
             fstype=self.fstype, label=self.label, uuid=self.uuid,
             size=sb.total_bytes, bytes_used=sb.bytes_used, block_size=self.sectorsize,
-            dirty=bool(sb.log_root), generation=sb.generation, nodesize=self.nodesize,
+            dirty=bool(sb.log_root), log_state=self._log_state(),
+            generation=sb.generation, nodesize=self.nodesize,
             sectorsize=self.sectorsize, csum_type=S.CSUM_NAMES[self.csum_type],
             num_devices=sb.num_devices, devices=devs,
             subvolumes=["/" + self.subvolume_path(s) for s in self._subvol_ids()],
@@ -453,8 +455,7 @@ class BtrfsFileSystem(BtrfsData):
     def _run_checks(self) -> None:
         sb = self.sb
         if sb.log_root:
-            self.finding("warning", "superblock", self.super_copy.offset,
-                         "the tree log holds fsync'd changes that were not replayed")
+            self._tree_log_findings()
         if self.reloc_roots:
             self.finding("info", "root tree", sb.root,
                          f"{self.reloc_roots} relocation trees (a balance was interrupted)")
@@ -470,6 +471,36 @@ class BtrfsFileSystem(BtrfsData):
             self._scrub()
         finally:
             self.strict = strict
+
+    def tree_log(self) -> TreeLog | None:
+        """What the tree log holds (fsync'd after the last commit; not replayed)."""
+        if not hasattr(self, "_tree_log"):
+            self._tree_log = read_tree_log(self)
+        return self._tree_log
+
+    def _log_state(self) -> str:
+        log = self.tree_log()
+        if log is None:
+            return "clean"
+        if log.error:
+            return f"tree log at logical {log.bytenr:#x} not replayed, unreadable: {log.error}"
+        return (f"tree log at logical {log.bytenr:#x} not replayed: {len(log.inodes)} inodes "
+                "fsync'd after the last commit (read as of that commit)")
+
+    def _tree_log_findings(self) -> None:
+        log = self.tree_log()
+        self.finding("warning", "tree log", log.bytenr, self._log_state())
+        for rec in log.inodes[:1000]:
+            names = []
+            for parent, name in rec.names:
+                where = "/".join(self._dir_path(rec.subvolume, parent)) \
+                    if rec.subvolume in self.roots else f"<subvolume {rec.subvolume}>"
+                names.append(f"{where}/{name}".lstrip("/"))
+            size = "" if rec.size is None else f", {rec.size} bytes"
+            self.finding("warning", "tree log", log.bytenr,
+                         f"subvolume {rec.subvolume} inode {rec.ino} "
+                         f"({', '.join(names) or 'no name logged'}{size}): its fsync'd state "
+                         "is only in the tree log, not replayed")
 
     def structure_rows(self) -> list[dict]:
         rows = []
