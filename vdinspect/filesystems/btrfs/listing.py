@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import CorruptImage, VDInspectError
+from ...errors import VDInspectError
 from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
 from . import structs as S
 
@@ -54,7 +54,7 @@ class TreeIndex:
                         fs.problem(f"inode {obj}", node.bytenr, "INODE_ITEM cut short")
                 else:
                     kids = self.dirs.setdefault(obj, [])
-                    for name, loc, ftype, _v in fs._dir_items(buf[a:a + n], node.bytenr):
+                    for name, loc, ftype, _v in fs.dir_items(buf[a:a + n], node.bytenr):
                         kids.append((name, loc[0], loc[1], ftype))
 
 
@@ -66,18 +66,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
     from ...frames import FILES_DTYPES, build_column
 
     unpack = S.INODE_ITEM_FMT.unpack
-    indexes: dict[int, TreeIndex] = {}
-
-    def index(tree: int) -> TreeIndex | None:
-        if tree not in indexes:
-            try:
-                indexes[tree] = TreeIndex(fs, tree)
-            except VDInspectError as e:
-                if fs.strict and not isinstance(e, CorruptImage):
-                    raise
-                fs.finding("error", "FS tree", None, f"subvolume {tree} unreadable: {e}")
-                indexes[tree] = None
-        return indexes[tree]
+    index = fs.tree_index
 
     rows: list[tuple] = []
     keys: list[tuple] = []

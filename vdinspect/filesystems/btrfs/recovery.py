@@ -1,0 +1,229 @@
+"""Deleted files of a Btrfs volume: what older tree roots and orphan items still hold.
+
+Copy on write leaves the trees of the last few commits on disk until their blocks are
+reused. The superblock keeps the root tree of four recent commits (``super_roots``); each
+names the FS trees of that commit. An inode one of those trees holds, under a name in
+one of its directories, that the live tree no longer has is a deleted file: it is listed
+in that directory with ``deleted=True`` and ``found_by='backup'``, read from the old tree.
+A block of an old tree that was since reused (a newer generation, a bad checksum, another
+address) is skipped, so an old tree can be partly or wholly gone. Such a file is
+``recoverable`` when none of its data extents is allocated in the live extent tree (its
+bytes were freed and may still be there; a live extent may hold another file's data).
+
+An orphan item (objectid ORPHAN, the inode number as offset) names an inode unlinked
+while still open: its inode and extents are still in the live tree. Orphans are listed
+in ``/$OrphanFiles`` of their subvolume (``found_by='inode-table'``, recoverable).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ...errors import CorruptImage
+from . import structs as S
+from .subvols import RootInfo, parse_root_item
+from .tree import walk_blocks
+
+if TYPE_CHECKING:
+    from .fs import BtrfsFileSystem
+    from .listing import TreeIndex
+
+MAX_GONE = 100_000  # deleted entries kept per volume (a hostile tree may name more)
+ORPHANS_NAME = "$OrphanFiles"
+
+
+@dataclass
+class Gone:
+    """A deleted inode: where its items are read, its name and what it is."""
+
+    tree: object  # a key of fs.roots (orphans) or of fs.old_roots (an older tree)
+    subvolume: int
+    ino: int
+    name: str
+    rec: bytes  # the INODE_ITEM
+    ftype: int
+    found_by: str
+    recoverable: bool
+    note: str
+
+
+@dataclass
+class Deleted:
+    """Deleted entries by (subvolume, directory inode); orphans by subvolume."""
+
+    children: dict[tuple[int, int], list[Gone]] = field(default_factory=dict)
+    orphans: dict[int, list[Gone]] = field(default_factory=dict)
+    count: int = 0
+
+
+@dataclass
+class _OldIndex:
+    inodes: dict[int, bytes] = field(default_factory=dict)
+    dirs: dict[int, list[tuple[str, int, int, int]]] = field(default_factory=dict)
+    extents: dict[int, list[int]] = field(default_factory=dict)  # disk_bytenr by inode
+
+
+def find_deleted(fs: BtrfsFileSystem, live_index) -> Deleted:
+    """Deleted entries of every subvolume ``fs.roots`` has (``live_index(tree)`` gives a
+    subvolume's live :class:`~.listing.TreeIndex`, or None)."""
+    out = Deleted()
+    _orphans(fs, out, live_index)
+    seen: set[tuple[int, int]] = set()
+    for b in sorted(fs.sb.super_roots, key=lambda b: -b.tree_root_gen):
+        if not b.tree_root or b.tree_root_gen >= fs.sb.generation:
+            continue
+        for old in _old_roots(fs, b.tree_root, b.tree_root_gen):
+            if fs.roots[old.id].bytenr == old.bytenr:
+                continue
+            try:
+                live = live_index(old.id)
+            except CorruptImage as e:  # strict mode: the live tree is damaged somewhere
+                fs.finding("info", "FS tree", None, f"deleted files of subvolume {old.id} "
+                           f"not searched: {e.detail}")
+                continue
+            if live is None:
+                continue
+            key = ("backup", old.generation, old.id)
+            fs.old_roots[key] = old
+            _compare(fs, out, key, old, _index(fs, old), live, seen)
+    return out
+
+
+def _getter(fs: BtrfsFileSystem, generation: int):
+    """A node reader for an old tree: blocks that fail or are newer than it are None."""
+    def get(bytenr: int, level: int | None):
+        fs.lenient += 1  # a bad old block raises (no finding): it was reused, not damaged
+        try:
+            node = fs.node(bytenr, level)
+        except CorruptImage:
+            return None
+        finally:
+            fs.lenient -= 1
+        if node is None or node.generation > generation:
+            return None
+        return node
+    return get
+
+
+def _skip(_node, _message) -> None:
+    """A child out of place in an old tree: skipped (its blocks were reused)."""
+
+
+def _old_roots(fs: BtrfsFileSystem, tree_root: int, generation: int) -> list[RootInfo]:
+    """The FS tree ROOT_ITEMs of the root tree of an older commit."""
+    out = []
+    get = _getter(fs, generation)
+    try:
+        for node in walk_blocks(get, tree_root, None, _skip):
+            if node.level or node.cols is None:
+                continue
+            for i, (obj, typ, _off) in enumerate(node.keys):
+                if typ == S.ROOT_ITEM and obj in fs.roots and (
+                        obj == S.FS_TREE_OBJECTID or
+                        S.FIRST_FREE_OBJECTID <= obj <= S.LAST_FREE_OBJECTID):
+                    r = parse_root_item(obj, node.data(i), node.bytenr)
+                    if r is not None and r.generation <= generation:
+                        out.append(r)
+    except CorruptImage:
+        pass
+    return out
+
+
+def _index(fs: BtrfsFileSystem, old: RootInfo) -> _OldIndex:
+    idx = _OldIndex()
+    isize, head = S.INODE_ITEM_SIZE, S.FILE_EXTENT_FMT.size
+    try:
+        for node in walk_blocks(_getter(fs, old.generation), old.bytenr, old.level, _skip):
+            if node.level or node.cols is None:
+                continue
+            for i, (obj, typ, _off) in enumerate(node.keys):
+                data = node.data(i)
+                if typ == S.INODE_ITEM and len(data) >= isize:
+                    idx.inodes[obj] = bytes(data[:isize])
+                elif typ == S.DIR_INDEX:
+                    for name, loc, ftype in _names(fs, data, node.bytenr):
+                        if loc[1] == S.INODE_ITEM and name and b"/" not in name:
+                            idx.dirs.setdefault(obj, []).append(
+                                (name.decode("utf-8", "surrogateescape"), loc[0], ftype, 0))
+                elif typ == S.EXTENT_DATA and len(data) >= S.FILE_EXTENT_SIZE:
+                    if S.FILE_EXTENT_FMT.unpack_from(data, 0)[-1] != 0:  # not inline
+                        bytenr = S.FILE_EXTENT_REGULAR_FMT.unpack_from(data, head)[0]
+                        if bytenr:
+                            idx.extents.setdefault(obj, []).append(bytenr)
+    except CorruptImage:
+        pass
+    return idx
+
+
+def _names(fs: BtrfsFileSystem, data: bytes, where: int) -> list[tuple[bytes, tuple, int]]:
+    """The entries of a DIR_INDEX item of an old tree (none when it is garbled)."""
+    fs.lenient += 1
+    try:
+        return [(n, loc, t) for n, loc, t, _v in fs.dir_items(data, where)]
+    except CorruptImage:
+        return []
+    finally:
+        fs.lenient -= 1
+
+
+def _extent_live(fs: BtrfsFileSystem, bytenr: int) -> bool:
+    """Whether the live extent tree allocates an extent starting at ``bytenr``."""
+    if S.EXTENT_TREE_OBJECTID not in fs.roots:
+        return True  # cannot tell: assume the worst
+    try:
+        for _node, _i in fs.tree_items(S.EXTENT_TREE_OBJECTID, (bytenr, S.EXTENT_ITEM, 0),
+                                       (bytenr, S.EXTENT_ITEM, (1 << 64) - 1)):
+            return True
+    except CorruptImage:
+        return True
+    return False
+
+
+def _compare(fs: BtrfsFileSystem, out: Deleted, key, old: RootInfo, idx: _OldIndex,
+             live: TreeIndex, seen: set) -> None:
+    sid = old.id
+    for dir_ino, kids in idx.dirs.items():
+        for name, ino, ftype, _x in kids:
+            if ino in live.inodes or ino not in idx.inodes or (sid, ino) in seen:
+                continue
+            if out.count >= MAX_GONE:
+                return
+            seen.add((sid, ino))
+            used = [b for b in idx.extents.get(ino, ()) if _extent_live(fs, b)]
+            rec = idx.inodes[ino]
+            isdir = ftype == 2
+            note = (f"deleted: found in the FS tree of generation {old.generation} (a "
+                    "superblock backup root)")
+            if used:
+                note += f"; {len(used)} of its extents are allocated again (not recoverable)"
+            out.children.setdefault((sid, dir_ino), []).append(Gone(
+                key, sid, ino, name, rec, ftype, "backup", not used and not isdir, note))
+            out.count += 1
+
+
+def _orphans(fs: BtrfsFileSystem, out: Deleted, live_index) -> None:
+    for sid in list(fs.roots):
+        if not (sid == S.FS_TREE_OBJECTID or
+                S.FIRST_FREE_OBJECTID <= sid <= S.LAST_FREE_OBJECTID):
+            continue
+        try:
+            inos = [node.keys[i][2] for node, i in fs.tree_items(
+                sid, (S.ORPHAN_OBJECTID, S.ORPHAN_ITEM, 0),
+                (S.ORPHAN_OBJECTID, S.ORPHAN_ITEM, (1 << 64) - 1))]
+        except CorruptImage:
+            continue
+        if not inos:
+            continue
+        try:
+            live = live_index(sid)
+        except CorruptImage:
+            continue
+        for ino in inos[:MAX_GONE]:
+            rec = live.inodes.get(ino) if live is not None else None
+            if rec is None:
+                continue
+            out.orphans.setdefault(sid, []).append(Gone(
+                sid, sid, ino, f"OrphanFile-{ino}", rec, 0, "inode-table", True,
+                "unlinked while still open (orphan item): its inode and extents are kept"))
+            out.count += 1
