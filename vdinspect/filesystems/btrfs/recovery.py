@@ -17,10 +17,11 @@ in ``/$OrphanFiles`` of their subvolume (``found_by='inode-table'``, recoverable
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ...errors import CorruptImage
+from ...errors import CorruptImage, NotFound
 from . import structs as S
 from .subvols import RootInfo, parse_root_item
 from .tree import walk_blocks
@@ -61,7 +62,7 @@ class Deleted:
 class _OldIndex:
     inodes: dict[int, bytes] = field(default_factory=dict)
     dirs: dict[int, list[tuple[str, int, int, int]]] = field(default_factory=dict)
-    extents: dict[int, list[int]] = field(default_factory=dict)  # disk_bytenr by inode
+    extents: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # disk extents
 
 
 def find_deleted(fs: BtrfsFileSystem, live_index) -> Deleted:
@@ -70,6 +71,7 @@ def find_deleted(fs: BtrfsFileSystem, live_index) -> Deleted:
     out = Deleted()
     _orphans(fs, out, live_index)
     seen: set[tuple[int, int]] = set()
+    extents = _LiveExtents(fs)
     for b in sorted(fs.sb.super_roots, key=lambda b: -b.tree_root_gen):
         if not b.tree_root or b.tree_root_gen >= fs.sb.generation:
             continue
@@ -86,7 +88,7 @@ def find_deleted(fs: BtrfsFileSystem, live_index) -> Deleted:
                 continue
             key = ("backup", old.generation, old.id)
             fs.old_roots[key] = old
-            _compare(fs, out, key, old, _index(fs, old), live, seen)
+            _compare(fs, out, key, old, _index(fs, old), live, seen, extents)
     return out
 
 
@@ -148,9 +150,9 @@ def _index(fs: BtrfsFileSystem, old: RootInfo) -> _OldIndex:
                                 (name.decode("utf-8", "surrogateescape"), loc[0], ftype, 0))
                 elif typ == S.EXTENT_DATA and len(data) >= S.FILE_EXTENT_SIZE:
                     if S.FILE_EXTENT_FMT.unpack_from(data, 0)[-1] != 0:  # not inline
-                        bytenr = S.FILE_EXTENT_REGULAR_FMT.unpack_from(data, head)[0]
+                        bytenr, n = S.FILE_EXTENT_REGULAR_FMT.unpack_from(data, head)[:2]
                         if bytenr:
-                            idx.extents.setdefault(obj, []).append(bytenr)
+                            idx.extents.setdefault(obj, []).append((bytenr, n))
     except CorruptImage:
         pass
     return idx
@@ -167,21 +169,42 @@ def _names(fs: BtrfsFileSystem, data: bytes, where: int) -> list[tuple[bytes, tu
         fs.lenient -= 1
 
 
-def _extent_live(fs: BtrfsFileSystem, bytenr: int) -> bool:
-    """Whether the live extent tree allocates an extent starting at ``bytenr``."""
-    if S.EXTENT_TREE_OBJECTID not in fs.roots:
-        return True  # cannot tell: assume the worst
-    try:
-        for _node, _i in fs.tree_items(S.EXTENT_TREE_OBJECTID, (bytenr, S.EXTENT_ITEM, 0),
-                                       (bytenr, S.EXTENT_ITEM, (1 << 64) - 1)):
-            return True
-    except CorruptImage:
-        return True
-    return False
+class _LiveExtents:
+    """The data extents the live extent tree allocates, read once when first asked."""
+
+    def __init__(self, fs: BtrfsFileSystem) -> None:
+        self.fs = fs
+        self.starts: list[int] | None = None
+        self.ends: list[int] = []
+
+    def _load(self) -> None:
+        pairs = []
+        try:
+            for node, i in self.fs.tree_items(S.EXTENT_TREE_OBJECTID, (0, 0, 0),
+                                              ((1 << 64) - 1, 255, (1 << 64) - 1)):
+                obj, typ, off = node.keys[i]
+                if typ == S.EXTENT_ITEM:
+                    pairs.append((obj, obj + off))
+        except (CorruptImage, NotFound):
+            pairs = [(0, 1 << 64)]  # cannot tell: every extent counts as allocated
+        pairs.sort()
+        self.starts = [a for a, _b in pairs]
+        ends, top = [], 0
+        for _a, b in pairs:  # the furthest end so far: overlaps found by one bisection
+            top = max(top, b)
+            ends.append(top)
+        self.ends = ends
+
+    def overlaps(self, start: int, length: int) -> bool:
+        """Whether a live extent overlaps ``[start, start + length)``."""
+        if self.starts is None:
+            self._load()
+        i = bisect.bisect_left(self.starts, start + length) - 1
+        return i >= 0 and self.ends[i] > start
 
 
 def _compare(fs: BtrfsFileSystem, out: Deleted, key, old: RootInfo, idx: _OldIndex,
-             live: TreeIndex, seen: set) -> None:
+             live: TreeIndex, seen: set, extents: _LiveExtents) -> None:
     sid = old.id
     for dir_ino, kids in idx.dirs.items():
         for name, ino, ftype, _x in kids:
@@ -190,13 +213,14 @@ def _compare(fs: BtrfsFileSystem, out: Deleted, key, old: RootInfo, idx: _OldInd
             if out.count >= MAX_GONE:
                 return
             seen.add((sid, ino))
-            used = [b for b in idx.extents.get(ino, ()) if _extent_live(fs, b)]
+            used = [b for b, n in idx.extents.get(ino, ()) if extents.overlaps(b, n)]
             rec = idx.inodes[ino]
             isdir = ftype == 2
             note = (f"deleted: found in the FS tree of generation {old.generation} (a "
                     "superblock backup root)")
             if used:
-                note += f"; {len(used)} of its extents are allocated again (not recoverable)"
+                note += (f"; {len(used)} of its extents overlap space allocated again "
+                         "(not recoverable)")
             out.children.setdefault((sid, dir_ino), []).append(Gone(
                 key, sid, ino, name, rec, ftype, "backup", not used and not isdir, note))
             out.count += 1
