@@ -27,6 +27,8 @@ _MODE_KIND = {0o040000: DIR, 0o100000: FILE, 0o120000: SYMLINK}
 _FT_KIND = {1: FILE, 2: DIR, 7: SYMLINK}
 _NAT = -(1 << 63)
 _NO_TIMES = (0,) * 8  # an entry without an inode: no times
+_DIR_DT = S.np_dtype(S.DirItem)
+_DIR_N = _DIR_DT.itemsize
 
 
 class TreeIndex:
@@ -44,18 +46,43 @@ class TreeIndex:
             if node.cols is None:  # an empty leaf
                 continue
             objs, types, _offs, starts, sizes = node.cols
-            sel = np.flatnonzero((types == S.INODE_ITEM) | (types == S.DIR_INDEX))
-            for obj, typ, a, n in zip(objs[sel].tolist(), types[sel].tolist(),
-                                      starts[sel].tolist(), sizes[sel].tolist()):
-                if typ == S.INODE_ITEM:
-                    if n >= isize:
-                        self.inodes[obj] = buf[a:a + isize]
-                    else:
-                        fs.problem(f"inode {obj}", node.bytenr, "INODE_ITEM cut short")
+            sel = np.flatnonzero(types == S.INODE_ITEM)
+            for obj, a, n in zip(objs[sel].tolist(), starts[sel].tolist(),
+                                 sizes[sel].tolist()):
+                if n >= isize:
+                    self.inodes[obj] = buf[a:a + isize]
                 else:
-                    kids = self.dirs.setdefault(obj, [])
-                    for name, loc, ftype, _v in fs.dir_items(buf[a:a + n], node.bytenr):
-                        kids.append((name, loc[0], loc[1], ftype))
+                    fs.problem(f"inode {obj}", node.bytenr, "INODE_ITEM cut short")
+            sel = np.flatnonzero(types == S.DIR_INDEX)
+            if len(sel):
+                self._dir_index(fs, node, objs[sel], starts[sel], sizes[sel])
+
+    def _dir_index(self, fs: BtrfsFileSystem, node, objs, starts, sizes) -> None:
+        """A leaf's DIR_INDEX items: each holds one entry, whose headers are decoded
+        together (an item that is not exactly one entry goes through ``dir_items``)."""
+        buf = node.buf
+        whole = sizes >= _DIR_N
+        heads = np.zeros(len(starts), dtype=_DIR_DT)
+        if whole.any():
+            raw = np.frombuffer(buf, dtype=np.uint8)
+            at = starts[whole][:, None] + np.arange(_DIR_N)
+            heads[whole] = raw[at].reshape(-1).view(_DIR_DT)
+        nlen = heads["name_len"].astype(np.int64)
+        one = whole & (_DIR_N + nlen + heads["data_len"] == sizes) & (nlen > 0) & (
+            nlen <= 4095)
+        rows = zip(one.tolist(), objs.tolist(), starts.tolist(), sizes.tolist(),
+                   nlen.tolist(), heads["location_objectid"].tolist(),
+                   heads["location_type"].tolist(), heads["type"].tolist())
+        dirs = self.dirs
+        for simple, obj, a, n, nl, lobj, ltyp, ftype in rows:
+            kids = dirs.get(obj)
+            if kids is None:
+                kids = dirs[obj] = []
+            if simple:
+                kids.append((buf[a + _DIR_N:a + _DIR_N + nl], lobj, ltyp, ftype))
+                continue
+            for name, loc, ft, _v in fs.dir_items(buf[a:a + n], node.bytenr):
+                kids.append((name, loc[0], loc[1], ft))
 
 
 def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
