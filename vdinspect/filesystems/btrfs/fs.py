@@ -12,8 +12,8 @@ mount without options shows) unless ``subvolume=`` names another; subvolumes nes
 inside appear as directories at their place, as in a mount. ``subvolumes()`` lists them
 all; ``subvolume(name_or_id)`` opens another as a view sharing the caches.
 
-Btrfs keeps no deleted entries in its live trees (copy on write), so ``deleted`` is
-always False. A tree log left by fsync (``log_root``) is not replayed: ``info()['dirty']``
+Btrfs keeps no deleted entries in its live trees (copy on write); deleted files come from
+the FS trees of older commits and from orphan items (:mod:`.recovery`). A tree log left by fsync (``log_root``) is not replayed: ``info()['dirty']``
 and ``info()['log_state']`` say so, and ``check()`` names each inode the log holds.
 """
 
