@@ -21,7 +21,10 @@ import bisect
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ...errors import CorruptImage, NotFound
+from ...layout import field_slice
 from . import structs as S
 from .subvols import RootInfo, parse_root_item
 from .tree import walk_blocks
@@ -31,6 +34,11 @@ if TYPE_CHECKING:
     from .listing import TreeIndex
 
 MAX_GONE = 100_000  # deleted entries kept per volume (a hostile tree may name more)
+MAX_OLD_TREES = 64  # older FS trees compared with the live ones
+MAX_SCAN = 4 << 30  # metadata chunk bytes scanned for root tree leaves of older commits
+SCAN_STEP = 1 << 20
+_HDR_DT = S.np_dtype(S.Header)
+_FSID = field_slice(S.Header, "fsid")
 ORPHANS_NAME = "$OrphanFiles"
 
 
@@ -72,12 +80,19 @@ def find_deleted(fs: BtrfsFileSystem, live_index) -> Deleted:
     _orphans(fs, out, live_index)
     seen: set[tuple[int, int]] = set()
     extents = _LiveExtents(fs)
-    for b in sorted(fs.sb.super_roots, key=lambda b: -b.tree_root_gen):
-        if not b.tree_root or b.tree_root_gen >= fs.sb.generation:
-            continue
-        for old in _old_roots(fs, b.tree_root, b.tree_root_gen):
-            if fs.roots[old.id].bytenr == old.bytenr:
+    trees = [(b.tree_root, b.tree_root_gen, "backup") for b in sorted(
+        fs.sb.super_roots, key=lambda b: -b.tree_root_gen)
+        if b.tree_root and b.tree_root_gen < fs.sb.generation]
+    known = {t[0] for t in trees}
+    trees += [(at, gen, "scan") for at, gen in scan_root_leaves(fs) if at not in known]
+    done: set[tuple[int, int]] = set()
+    for tree_root, tree_gen, how in trees:
+        for old in _old_roots(fs, tree_root, tree_gen):
+            if fs.roots[old.id].bytenr == old.bytenr or (old.id, old.bytenr) in done:
                 continue
+            if len(done) >= MAX_OLD_TREES:
+                return out
+            done.add((old.id, old.bytenr))
             try:
                 live = live_index(old.id)
             except CorruptImage as e:  # strict mode: the live tree is damaged somewhere
@@ -86,9 +101,9 @@ def find_deleted(fs: BtrfsFileSystem, live_index) -> Deleted:
                 continue
             if live is None:
                 continue
-            key = ("backup", old.generation, old.id)
+            key = (how, old.generation, old.id)
             fs.old_roots[key] = old
-            _compare(fs, out, key, old, _index(fs, old), live, seen, extents)
+            _compare(fs, out, key, old, _index(fs, old), live, seen, extents, how)
     return out
 
 
@@ -106,6 +121,34 @@ def _getter(fs: BtrfsFileSystem, generation: int):
             return None
         return node
     return get
+
+
+def scan_root_leaves(fs: BtrfsFileSystem) -> list[tuple[int, int]]:
+    """(address, generation) of root tree leaves of older commits still in the metadata
+    chunks, newest first: headers are checked together (own address, filesystem id,
+    owner, level, an older generation); the checksum when the leaf is read."""
+    ns, found, budget = fs.nodesize, [], MAX_SCAN
+    for c in list(fs.chunks.chunks):
+        if not c.type & S.BG_METADATA:
+            continue
+        for base in range(c.logical, c.logical + c.length, SCAN_STEP):
+            n = min(SCAN_STEP, c.logical + c.length - base) // ns * ns
+            if n <= 0 or budget <= 0:
+                break
+            budget -= n
+            try:
+                buf = fs.read_logical(base, n)
+            except CorruptImage:
+                continue
+            rows = np.frombuffer(buf, dtype=np.uint8).reshape(-1, ns)[:, :_HDR_DT.itemsize]
+            heads = rows.copy().view(_HDR_DT).ravel()
+            at = base + np.arange(len(heads), dtype=np.uint64) * np.uint64(ns)
+            ok = ((heads["bytenr"] == at) & (heads["owner"] == S.ROOT_TREE_OBJECTID)
+                  & (heads["level"] == 0) & (heads["generation"] < fs.sb.generation)
+                  & (rows[:, _FSID] == np.frombuffer(fs.meta_fsid, np.uint8)).all(axis=1))
+            for i in np.flatnonzero(ok).tolist():
+                found.append((int(at[i]), int(heads["generation"][i])))
+    return sorted(found, key=lambda x: -x[1])
 
 
 def _skip(_node, _message) -> None:
@@ -204,7 +247,7 @@ class _LiveExtents:
 
 
 def _compare(fs: BtrfsFileSystem, out: Deleted, key, old: RootInfo, idx: _OldIndex,
-             live: TreeIndex, seen: set, extents: _LiveExtents) -> None:
+             live: TreeIndex, seen: set, extents: _LiveExtents, how: str) -> None:
     sid = old.id
     for dir_ino, kids in idx.dirs.items():
         for name, ino, ftype, _x in kids:
@@ -216,13 +259,14 @@ def _compare(fs: BtrfsFileSystem, out: Deleted, key, old: RootInfo, idx: _OldInd
             used = [b for b, n in idx.extents.get(ino, ()) if extents.overlaps(b, n)]
             rec = idx.inodes[ino]
             isdir = ftype == 2
-            note = (f"deleted: found in the FS tree of generation {old.generation} (a "
-                    "superblock backup root)")
+            note = (f"deleted: found in the FS tree of generation {old.generation} (" +
+                    ("a superblock backup root)" if how == "backup" else
+                     "its root tree found by scanning the metadata chunks)"))
             if used:
                 note += (f"; {len(used)} of its extents overlap space allocated again "
                          "(not recoverable)")
             out.children.setdefault((sid, dir_ino), []).append(Gone(
-                key, sid, ino, name, rec, ftype, "backup", not used and not isdir, note))
+                key, sid, ino, name, rec, ftype, how, not used and not isdir, note))
             out.count += 1
 
 
