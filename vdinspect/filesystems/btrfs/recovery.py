@@ -5,6 +5,8 @@ reused. The superblock keeps the root tree of four recent commits (``super_roots
 names the FS trees of that commit. An inode one of those trees holds, under a name in
 one of its directories, that the live tree no longer has is a deleted file: it is listed
 in that directory with ``deleted=True`` and ``found_by='backup'``, read from the old tree.
+Root tree leaves of commits older still are found by scanning the metadata chunks (as
+``btrfs-find-root`` does); what their FS trees hold is listed with ``found_by='scan'``.
 A block of an old tree that was since reused (a newer generation, a bad checksum, another
 address) is skipped, so an old tree can be partly or wholly gone. Such a file is
 ``recoverable`` when none of its data extents is allocated in the live extent tree (its
