@@ -41,7 +41,8 @@ from .log import BB, LogState
 if TYPE_CHECKING:
     from .fs import XfsFileSystem
 
-MAX_LOG_BYTES = 512 << 20  # a larger log is not replayed (memory)
+MAX_LOG_BYTES = 2 << 30  # a larger log is not replayed
+MAX_HELD = 256 << 20  # transaction bytes held in memory at once (then: not replayed)
 NULLAGINO = 0xFFFFFFFF
 _OP = S.LOG_OP_FMT
 _TRANS = struct_format(S.XfsTransHeader)
@@ -142,6 +143,7 @@ class _Log:
     def __init__(self, fs: XfsFileSystem, state: LogState) -> None:
         self.fs, self.state = fs, state
         self.notes: list[tuple[str, int, str]] = []
+        self.held = 0  # bytes of regions kept
 
     def blocks(self, blk: int, count: int) -> bytes:
         """``count`` basic blocks of the log from ``blk``, wrapping at its end."""
@@ -215,6 +217,10 @@ class _Log:
             if t is None:  # begun before the tail: already on disk
                 continue
             if region:
+                self.held += len(region)
+                if self.held > MAX_HELD:
+                    raise LogError(f"the transactions in the log hold more than "
+                                   f"{MAX_HELD >> 20} MiB: too much to replay in memory")
                 if flags & S.XLOG_WAS_CONT_TRANS and t.regions:
                     t.regions[-1] += region
                 else:
