@@ -34,7 +34,7 @@ from .listing import TreeIndex, files_frame
 from .recovery import ORPHANS_NAME, Deleted, find_deleted
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX
-from .treelog import TreeLog, read_tree_log
+from .treelog import LogReplay, TreeLog, log_replays, merge_pieces, read_tree_log
 from .volume import fmt_uuid
 
 if TYPE_CHECKING:
@@ -69,6 +69,7 @@ class BtrfsFileSystem(BtrfsData):
         self.old_roots: dict[tuple, RootInfo] = {}  # FS trees of older commits (recovery)
         self._deleted: Deleted | None = None
         self._indexes: dict[int, TreeIndex | None] = {}
+        self._replays: dict[int, LogReplay] | None = None
 
     # --- the root tree: subvolumes ----------------------------------------------------
     def _load_roots(self) -> None:
@@ -268,8 +269,20 @@ class BtrfsFileSystem(BtrfsData):
                      note="virtual directory (The Sleuth Kit's $OrphanFiles): inodes "
                           "unlinked while open, kept by orphan items")
 
+    def log_replay(self, tree) -> LogReplay | None:
+        """What the tree log adds to subvolume ``tree`` (None: no log for it)."""
+        if not self.sb.log_root or not isinstance(tree, int):
+            return None
+        if self._replays is None:
+            self._replays = log_replays(self)
+        return self._replays.get(tree)
+
     def inode_item(self, tree: int, ino: int) -> tuple | None:
-        """The INODE_ITEM fields (INODE_FIELDS order) of ``ino`` in ``tree``, or None."""
+        """The INODE_ITEM fields (INODE_FIELDS order) of ``ino`` in ``tree``, or None
+        (the tree log's copy when it holds one: replayed)."""
+        rp = self.log_replay(tree)
+        if rp is not None and ino in rp.inodes:
+            return S.INODE_ITEM_FMT.unpack(rp.inodes[ino])
         for node, i in self._items(tree, (ino, S.INODE_ITEM, 0), (ino, S.INODE_ITEM, 0)):
             data = node.data(i)
             if len(data) < S.INODE_ITEM_SIZE:
@@ -370,6 +383,16 @@ class BtrfsFileSystem(BtrfsData):
                     self.problem("DIR_INDEX", node.bytenr,
                                  f"{name!r} names inode {loc[0]} which has no INODE_ITEM")
                 out.append(self._entry(name, tree, loc[0], rec, ftype))
+        rp = self.log_replay(tree)
+        if rp is not None and ino in rp.dirs:  # names the tree log adds (replayed)
+            have = {e.name for e in out}
+            for raw, lobj, ltype, ftype in rp.dirs[ino]:
+                name = raw.decode("utf-8", "surrogateescape")
+                if name in have or ltype != S.INODE_ITEM:
+                    continue
+                e = self._entry(name, tree, lobj, self.inode_item(tree, lobj), ftype)
+                e.found_by, e.note = "journal", "replayed from the tree log (fsync'd)"
+                out.append(e)
         return out
 
     def _subvol_entry(self, name: str, sid: int) -> Entry:
@@ -457,7 +480,15 @@ class BtrfsFileSystem(BtrfsData):
         return src
 
     def pieces(self, tree: int, ino: int, missed: list | None = None) -> list[Piece]:
-        """The file's extent items as Pieces, in file order."""
+        """The file's extent items as Pieces, in file order (with the extents the tree
+        log holds laid over them: replayed)."""
+        rp = self.log_replay(tree)
+        if rp is not None and ino in rp.extents:
+            return merge_pieces(self._tree_pieces(tree, ino, missed),
+                                self._tree_pieces(rp.key, ino, missed))
+        return self._tree_pieces(tree, ino, missed)
+
+    def _tree_pieces(self, tree, ino: int, missed: list | None = None) -> list[Piece]:
         out: list[Piece] = []
         lo, hi = (ino, S.EXTENT_DATA, 0), (ino, S.EXTENT_DATA, KEY_MAX[2])
         head = S.FILE_EXTENT_FMT.size
@@ -579,14 +610,19 @@ class BtrfsFileSystem(BtrfsData):
         log = self.tree_log()
         if log is None:
             return "clean"
-        if log.error:
+        self.log_replay(self.top)
+        if log.error or not self._replays:
             return f"tree log at logical {log.bytenr:#x} not replayed, unreadable: {log.error}"
-        return (f"tree log at logical {log.bytenr:#x} not replayed: {len(log.inodes)} inodes "
-                "fsync'd after the last commit (read as of that commit)")
+        added = sum(len(v) for r in (self._replays or {}).values() for v in r.dirs.values())
+        return (f"tree log at logical {log.bytenr:#x} replayed in memory: {len(log.inodes)} "
+                f"inodes fsync'd after the last commit (their items, extents and {added} "
+                "names laid over the FS trees; names the log removes are still listed)")
 
     def _tree_log_findings(self) -> None:
         log = self.tree_log()
-        self.finding("warning", "tree log", log.bytenr, self._log_state())
+        self.log_replay(self.top)
+        self.finding("warning" if log.error else "info", "tree log", log.bytenr,
+                     self._log_state())
         for rec in log.inodes[:1000]:
             names = []
             for parent, name in rec.names:
@@ -594,10 +630,10 @@ class BtrfsFileSystem(BtrfsData):
                     if rec.subvolume in self.roots else f"<subvolume {rec.subvolume}>"
                 names.append(f"{where}/{name}".lstrip("/"))
             size = "" if rec.size is None else f", {rec.size} bytes"
-            self.finding("warning", "tree log", log.bytenr,
+            self.finding("info", "tree log", log.bytenr,
                          f"subvolume {rec.subvolume} inode {rec.ino} "
                          f"({', '.join(names) or 'no name logged'}{size}): its fsync'd state "
-                         "is only in the tree log, not replayed")
+                         "is in the tree log (replayed in memory)")
 
     def structure_rows(self) -> list[dict]:
         rows = []

@@ -37,6 +37,7 @@ class TreeIndex:
     def __init__(self, fs: BtrfsFileSystem, tree: int) -> None:
         self.inodes: dict[int, bytes] = {}
         self.dirs: dict[int, list[tuple[bytes, int, int, int]]] = {}
+        self.journal: set[tuple[int, bytes]] = set()  # (directory, name) the tree log adds
         r = fs._tree_root(tree)
         isize = S.INODE_ITEM_SIZE
         for node in fs.walk(r.bytenr, r.level):
@@ -56,6 +57,15 @@ class TreeIndex:
             sel = np.flatnonzero(types == S.DIR_INDEX)
             if len(sel):
                 self._dir_index(fs, node, objs[sel], starts[sel], sizes[sel])
+        rp = fs.log_replay(tree)
+        if rp is not None:  # the tree log's inodes and names laid over the tree
+            self.inodes.update(rp.inodes)
+            for d, kids in rp.dirs.items():
+                have = {k[0] for k in self.dirs.get(d, ())}
+                for kid in kids:
+                    if kid[0] not in have:
+                        self.dirs.setdefault(d, []).append(kid)
+                        self.journal.add((d, kid[0]))
 
     def _dir_index(self, fs: BtrfsFileSystem, node, objs, starts, sizes) -> None:
         """A leaf's DIR_INDEX items: each holds one entry, whose headers are decoded
@@ -97,6 +107,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
 
     rows: list[tuple] = []
     keys: list[tuple] = []
+    found: list[str] = []
     tree0, ino0 = top.key
     stack = [(tree0, ino0, "/" if top.path in ("", "/") else top.path, 0)]
     listed = {(tree0, ino0)}
@@ -133,6 +144,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                 continue
             path = prefix + name
             keys.append((ctree, cino))
+            found.append("journal" if (ino, raw) in idx.journal else "index")
             target = None
             if rec is None:
                 kind = DIR if loc_type == S.ROOT_ITEM else _FT_KIND.get(ftype, OTHER)
@@ -185,7 +197,9 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
         ok = ((sec != 0) | (nsec != 0)) & (np.abs(sec) < 1 << 42)
         us = np.where(ok, sec * 1_000_000 + (nsec // 1000).astype(np.int64), _NAT)
         times[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
-    cols["found_by"], cols["note"] = ["index"] * n, [None] * n
+    cols["found_by"] = found
+    cols["note"] = [None if f == "index" else "replayed from the tree log (fsync'd)"
+                    for f in found]
     data = {}
     for c, dtype in FILES_DTYPES.items():
         if c in times:
