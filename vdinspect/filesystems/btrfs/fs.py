@@ -13,8 +13,9 @@ inside appear as directories at their place, as in a mount. ``subvolumes()`` lis
 all; ``subvolume(name_or_id)`` opens another as a view sharing the caches.
 
 Btrfs keeps no deleted entries in its live trees (copy on write); deleted files come from
-the FS trees of older commits and from orphan items (:mod:`.recovery`). A tree log left by fsync (``log_root``) is not replayed: ``info()['dirty']``
-and ``info()['log_state']`` say so, and ``check()`` names each inode the log holds.
+the FS trees of older commits and from orphan items (:mod:`.recovery`). A tree log left by fsync (``log_root``) is replayed in memory (:mod:`.treelog`):
+``info()['dirty']`` and ``info()['log_state']`` say so, and ``check()`` names each inode
+the log holds.
 """
 
 from __future__ import annotations
@@ -601,7 +602,7 @@ class BtrfsFileSystem(BtrfsData):
             self.strict = strict
 
     def tree_log(self) -> TreeLog | None:
-        """What the tree log holds (fsync'd after the last commit; not replayed)."""
+        """What the tree log holds (fsync'd after the last commit)."""
         if not hasattr(self, "_tree_log"):
             self._tree_log = read_tree_log(self)
         return self._tree_log

@@ -4,8 +4,12 @@ A crash (or a copy of a mounted volume) between an fsync and the next commit lea
 ``log_root`` set in the superblock. It points at the log root tree, whose ROOT_ITEMs
 (objectid TREE_LOG) name one log tree per subvolume; a log tree holds copies of the
 INODE_ITEMs, names (INODE_REF) and file extents of the inodes fsync'd since the commit.
-A mount replays them into the subvolumes; vdinspect does not (the volume is read as of
-the last commit) and says which inodes, under which names, the log holds.
+A mount replays them into the subvolumes; vdinspect lays them over its view of each
+subvolume (:func:`log_replays`, :func:`merge_pieces`): a logged inode item replaces the
+tree's, logged extents replace the tree's over the file ranges they cover, and the names
+of the log's INODE_REFs are added to their directories. What a replay also removes
+(names unlinked or renamed away before the fsync, ranges punched) is not removed here.
+The checksums the log holds for logged data are not read (that data is not verified).
 """
 
 from __future__ import annotations
