@@ -20,6 +20,7 @@ from ...errors import (
     NotFound,
     NotRecognized,
     UnsupportedFeature,
+    VDInspectError,
 )
 from ...io import ByteSource, LRUCache, MemorySource, Zero
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem
@@ -30,7 +31,7 @@ from .bmap import DAMAGED, STATE_NAMES, ExtentMap, fork_map, fork_source
 from .dirs import RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
 from .log import LogState, log_state
-from .replay import replay_into
+from .replay import LOG_NOTE, replay_into
 from .superblock import Geometry, crc_ok, parse
 from .table import rows_frame, walk_rows
 
@@ -62,6 +63,7 @@ class XfsFileSystem(FileSystem):
         self._orphans: list[Entry] | None = None
         self._dircache: dict | None = None
         self._checked = False
+        self._flat: XfsFileSystem | None = None  # the volume as it lies (a replayed log)
         self.geo = self._open_superblock()
         g = self.geo
         self.block_size = g.block_size
@@ -281,6 +283,21 @@ class XfsFileSystem(FileSystem):
             return out
         return self._listings.get(("index", rec.number, rec.raw), load)
 
+    def log_new_names(self, rec: Inode, raws: list[RawDirent]) -> set[bytes]:
+        """Names of directory ``rec`` that only the log replay put there (empty when the
+        log was not replayed, or when the directory cannot be read as it lies)."""
+        if not self.log.replayed:
+            return set()
+        if self._flat is None:
+            self._flat = XfsFileSystem(self.source, name=self.name, strict=False,
+                                       replay_log=False)
+        try:
+            before = {d.name for d in self._flat.dir_entries(self._flat.inode(rec.number))
+                      if not d.deleted}
+        except VDInspectError:
+            before = set()
+        return {d.name for d in raws if not d.deleted} - before
+
     def list_dir(self, entry: Entry) -> list[Entry]:
         if entry.key == ("orphans",):
             return [o.copy() for o in self.orphans()]
@@ -296,7 +313,12 @@ class XfsFileSystem(FileSystem):
         if entry.deleted:
             self.lenient += 1
         try:
-            out = [self.entry_of(d) for d in self.dir_entries(rec)]
+            raws = self.dir_entries(rec)
+            out = [self.entry_of(d) for d in raws]
+            new = self.log_new_names(rec, raws)
+            for e, d in zip(out, raws):
+                if not d.deleted and d.name in new:
+                    e.found_by, e.note = "journal", LOG_NOTE
         except CorruptImage:
             if not entry.deleted:
                 raise

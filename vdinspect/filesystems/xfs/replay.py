@@ -41,6 +41,7 @@ from .log import BB, LogState
 if TYPE_CHECKING:
     from .fs import XfsFileSystem
 
+LOG_NOTE = "replayed from the log (committed there, not yet written in place)"
 MAX_LOG_BYTES = 2 << 30  # a larger log is not replayed
 MAX_HELD = 256 << 20  # transaction bytes held in memory at once (then: not replayed)
 NULLAGINO = 0xFFFFFFFF
