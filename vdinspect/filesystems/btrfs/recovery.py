@@ -32,12 +32,14 @@ from .subvols import RootInfo, parse_root_item
 from .tree import walk_blocks
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .fs import BtrfsFileSystem
     from .listing import TreeIndex
 
 MAX_GONE = 100_000  # deleted entries kept per volume (a hostile tree may name more)
 MAX_OLD_TREES = 64  # older FS trees compared with the live ones
-MAX_SCAN = 4 << 30  # metadata chunk bytes scanned for root tree leaves of older commits
+MAX_SCAN = 512 << 20  # metadata chunk bytes scanned for root tree leaves of older commits
 SCAN_STEP = 1 << 20
 _HDR_DT = S.np_dtype(S.Header)
 _FSID = field_slice(S.Header, "fsid")
@@ -75,7 +77,8 @@ class _OldIndex:
     extents: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # disk extents
 
 
-def find_deleted(fs: BtrfsFileSystem, live_index) -> Deleted:
+def find_deleted(fs: BtrfsFileSystem, live_index: Callable[[int], TreeIndex | None]
+                 ) -> Deleted:
     """Deleted entries of every subvolume ``fs.roots`` has (``live_index(tree)`` gives a
     subvolume's live :class:`~.listing.TreeIndex`, or None)."""
     out = Deleted()
@@ -130,9 +133,13 @@ def scan_root_leaves(fs: BtrfsFileSystem) -> list[tuple[int, int]]:
     chunks, newest first: headers are checked together (own address, filesystem id,
     owner, level, an older generation); the checksum when the leaf is read."""
     ns, found, budget = fs.nodesize, [], MAX_SCAN
-    for c in list(fs.chunks.chunks):
-        if not c.type & S.BG_METADATA:
-            continue
+    meta = [c for c in fs.chunks.chunks if c.type & S.BG_METADATA]
+    total = sum(c.length for c in meta)
+    if total > MAX_SCAN:
+        fs.finding("info", "metadata chunks", None, f"deleted files: only the first "
+                   f"{MAX_SCAN >> 20} MiB of {total >> 20} MiB of metadata chunks were "
+                   "scanned for older root trees")
+    for c in meta:
         for base in range(c.logical, c.logical + c.length, SCAN_STEP):
             n = min(SCAN_STEP, c.logical + c.length - base) // ns * ns
             if n <= 0 or budget <= 0:
