@@ -83,6 +83,19 @@ def read_tree_log(fs: BtrfsFileSystem) -> TreeLog | None:
     return out
 
 
+def _extref_names(data: bytes) -> list[tuple[int, str]]:
+    """(parent directory, name) of each entry packed in an INODE_EXTREF item."""
+    out, pos, hdr = [], 0, S.INODE_EXTREF_FMT.size
+    while pos + hdr <= len(data):
+        parent, _index, n = S.INODE_EXTREF_FMT.unpack_from(data, pos)
+        if pos + hdr + n > len(data):
+            break
+        out.append((parent, bytes(data[pos + hdr:pos + hdr + n]).decode(
+            "utf-8", "surrogateescape")))
+        pos += hdr + n
+    return out
+
+
 def _ref_names(data: bytes) -> list[str]:
     names, pos, hdr = [], 0, S.INODE_REF_FMT.size
     while pos + hdr <= len(data):
@@ -135,15 +148,17 @@ def log_replays(fs: BtrfsFileSystem) -> dict[int, LogReplay]:
                     rp.inodes[ino] = bytes(data[:S.INODE_ITEM_SIZE])
                 elif typ == S.EXTENT_DATA:
                     rp.extents.add(ino)
-                elif typ == S.INODE_REF:  # a name in directory ``_off``: replay adds it
+                elif typ in (S.INODE_REF, S.INODE_EXTREF):  # names: replay adds them
                     mode = (S.INODE_ITEM_FMT.unpack(rp.inodes[ino])[S.INODE_FIELDS["mode"]]
                             if ino in rp.inodes else 0)
                     ftype = _FTYPE.get(mode & 0o170000, 0)
-                    for name in _ref_names(data):
+                    refs = ([(_off, n) for n in _ref_names(data)] if typ == S.INODE_REF
+                            else _extref_names(data))
+                    for parent, name in refs:
                         raw = name.encode("utf-8", "surrogateescape")
                         if raw and b"/" not in raw and raw not in (b".", b".."):
-                            rp.dirs.setdefault(_off, []).append((raw, ino, S.INODE_ITEM,
-                                                                 ftype))
+                            rp.dirs.setdefault(parent, []).append((raw, ino, S.INODE_ITEM,
+                                                                   ftype))
                 elif typ == S.DIR_INDEX:
                     for name, loc, ftype, _v in fs.dir_items(data, node.bytenr):
                         if name and b"/" not in name and name not in (b".", b".."):
