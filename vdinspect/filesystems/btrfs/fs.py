@@ -612,8 +612,11 @@ class BtrfsFileSystem(BtrfsData):
         if log is None:
             return "clean"
         self.log_replay(self.top)
-        if log.error or not self._replays:
+        if log.error:
             return f"tree log at logical {log.bytenr:#x} not replayed, unreadable: {log.error}"
+        if not self._replays:
+            return (f"tree log at logical {log.bytenr:#x}: no log tree of a known subvolume, "
+                    "nothing replayed")
         added = sum(len(v) for r in (self._replays or {}).values() for v in r.dirs.values())
         return (f"tree log at logical {log.bytenr:#x} replayed in memory: {len(log.inodes)} "
                 f"inodes fsync'd after the last commit (their items, extents and {added} "
