@@ -133,13 +133,17 @@ def transaction(tid: int, items: list[list[bytes]], commit: bool = True
 
 
 class LogWriter:
-    """Records laid one after the other from ``start`` (basic block) in cycle ``cycle``."""
+    """Records laid one after the other from ``start`` (basic block) in cycle ``cycle``,
+    in a log of ``size`` basic blocks: at its end the writing wraps to block 0 and the
+    cycle number goes up by one (a record's blocks past the end carry the next cycle)."""
 
     def __init__(self, uuid: bytes, start: int, cycle: int = 1, prev: int = 0,
-                 tail: int | None = None) -> None:
+                 tail: int | None = None, size: int = 1 << 30) -> None:
         self.uuid, self.block, self.cycle, self.prev = uuid, start, cycle, prev
         self.tail = start if tail is None else tail
-        self.out = bytearray()
+        self.tail_cycle = cycle
+        self.size = size
+        self.blocks: dict[int, bytes] = {}  # basic block in the log -> its 512 bytes
         self.first = start
 
     def record(self, ops: list[tuple[int, int, bytes]]) -> int:
@@ -153,19 +157,31 @@ class LogWriter:
         cycle_data = []
         for j in range(nbb):
             cycle_data.append(int.from_bytes(data[j * BB:j * BB + 4], "big"))
-            data[j * BB:j * BB + 4] = self.cycle.to_bytes(4, "big")
+            past_end = self.block + 1 + j >= self.size  # wrapped: the next cycle
+            data[j * BB:j * BB + 4] = (self.cycle + past_end).to_bytes(4, "big")
         cycle_data += [0] * (64 - nbb)
         head = struct.pack(">IIIIQQIII64II16sI", XLOG_HEADER_MAGIC, self.cycle, 2, length,
-                           (self.cycle << 32) | self.block, (self.cycle << 32) | self.tail,
+                           (self.cycle << 32) | self.block,
+                           (self.tail_cycle << 32) | self.tail,
                            0, self.prev, len(ops), *cycle_data, 1, self.uuid, 32768)
         head = bytearray(head + bytes(BB - len(head)))
         crc = crc32c(bytes(head[:328]) + bytes(data))  # h_crc covers the header to h_pad0
         head[32:36] = crc.to_bytes(4, "little")
-        self.out += head + data
+        record = bytes(head + data)
         at = self.block
+        for j in range(nbb + 1):
+            self.blocks[(at + j) % self.size] = record[j * BB:(j + 1) * BB]
         self.prev = at
         self.block += 1 + nbb
+        if self.block >= self.size:
+            self.block -= self.size
+            self.cycle += 1
         return at
+
+    def apply(self, image: bytearray, log_at: int) -> None:
+        """Write the records into ``image`` whose log starts at byte ``log_at``."""
+        for blk, data in self.blocks.items():
+            image[log_at + blk * BB:log_at + (blk + 1) * BB] = data
 
     @property
     def head(self) -> int:

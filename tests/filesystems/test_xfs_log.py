@@ -39,7 +39,7 @@ def open_xfs(img: Path, **kw) -> XfsFileSystem:
 # --- logs built from the specification ------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["v5", "v4"])
+@pytest.fixture(scope="module", params=["v5", "v4", "v5-wrapped"])
 def built(request, tmp_path_factory):
     """An mkfs.xfs -p image and a copy with a dirty log built over it: what it changes."""
     if not have("mkfs.xfs", "xfs_db", "xfs_logprint"):
@@ -55,6 +55,7 @@ def built(request, tmp_path_factory):
         lines.append(f"{name} ---644 0 0 {src / name}")
     (d / "proto").write_text("\n".join(lines + ["$", ""]))
     opts = ["-m", "crc=0"] if request.param == "v4" else []
+    wrapped = request.param == "v5-wrapped"
     img = mkxfs(d / "clean.img", d / "proto", opts, size=32 * MiB)
     sb = db_print(img, "sb 0")
     bs, agblocks, agblklog = int(sb["blocksize"]), int(sb["agblocks"]), int(sb["agblklog"])
@@ -67,7 +68,7 @@ def built(request, tmp_path_factory):
     fs = open_xfs(img)
     blocks = {n: db_bmap(img, fs, ino[n]) for n in content}
     raw = bytearray(img.read_bytes())
-    v3 = request.param == "v5"
+    v3 = request.param != "v4"
 
     def where(i: int) -> tuple[int, int, int]:
         """(daddr of the inode's block, basic blocks per block, offset in the block)."""
@@ -114,15 +115,22 @@ def built(request, tmp_path_factory):
     B.set_log_field(cb, "di_size", 0)
     it_b = B.inode_item(ino["b"], *where(ino["b"]), B.ILOG_CORE, cb)
 
-    w = B.LogWriter(uuid, start=2)
+    nbb = int(sb["logblocks"]) * bs // B.BB
+    start = nbb - 1 if wrapped else 2  # wrapped: the first record crosses the log's end
+    if wrapped:  # an older pass filled the log: every block carries cycle 1
+        for blk in range(nbb):
+            at = log_at + blk * B.BB
+            raw[at:at + B.BB] = (1).to_bytes(4, "big") + bytes(B.BB - 4)
+    w = B.LogWriter(uuid, start=start, size=nbb)
     t1 = B.transaction(0x1001, [it_a, it_c, it_root])
     split = next(k for k, (_t, _f, r) in enumerate(t1) if r == new_c)
     region = t1[split][2]  # /c's run of two chunks, split over two records
     w.record(t1[:split] + [(0x1001, B.CONTINUE, region[:100])])
-    w.record([(0x1001, B.WAS_CONT | B.END, region[100:])] + t1[split + 1:])
+    second = w.record([(0x1001, B.WAS_CONT | B.END, region[100:])] + t1[split + 1:])
     w.record(B.transaction(0x1002, [it_d]))
     w.record(B.transaction(0x1003, [it_cancel]) + B.transaction(0x1004, [it_b], commit=False))
-    raw[log_at + 2 * B.BB:log_at + 2 * B.BB + len(w.out)] = w.out
+    w.apply(raw, log_at)
+    assert not wrapped or 0 < second < start  # the first record crossed the log's end
     dirty = d / "dirty.img"
     dirty.write_bytes(bytes(raw))
     want = dict(content)
@@ -130,7 +138,7 @@ def built(request, tmp_path_factory):
     del want["a"]
     want["c"] = content["c"][:128] + new_c + content["c"][384:]
     return dict(clean=img, dirty=dirty, want=want, head=w.head, ino=ino, c_daddr=c_daddr,
-                d_daddr=d_daddr)
+                d_daddr=d_daddr, tail=start, log_at=log_at, nbb=nbb)
 
 
 @needs_logprint
@@ -139,7 +147,7 @@ def test_builder_matches_xfs_logprint(built):
     out = run("xfs_logprint", "-t", built["dirty"])
     assert "<DIRTY>" in out
     m = re.search(r"log tail: (\d+) head: (\d+)", out)
-    assert m and (int(m.group(1)), int(m.group(2))) == (2, built["head"])
+    assert m and (int(m.group(1)), int(m.group(2))) == (built["tail"], built["head"])
     tids = [int(x, 16) for x in re.findall(r"TRANS: tid:(0x[0-9a-f]+)\s+#items:", out)]
     assert tids == [0x1001, 0x1002, 0x1003]  # 0x1004 has no commit record
     inodes = re.findall(r"INODE: #regs:\s*(\d+)\s+ino:(0x[0-9a-f]+)\s+flags:(0x[0-9a-f]+)"
@@ -180,17 +188,16 @@ def test_built_log_replayed(built):
 def test_damaged_logs_are_findings(built, tmp_path):
     """Log records cut, garbled or pointing outside the volume: the volume still opens
     (strict and salvage), the log is reported, nothing but VDInspectError escapes."""
-    sb = db_print(built["dirty"], "sb 0")
-    bs, agblocks, agblklog = int(sb["blocksize"]), int(sb["agblocks"]), int(sb["agblklog"])
-    ls = int(sb["logstart"])
-    log_at = ((ls >> agblklog) * agblocks + (ls & ((1 << agblklog) - 1))) * bs
+    log_at, nbb = built["log_at"], built["nbb"]
+    span = (built["head"] - built["tail"]) % nbb  # the records' basic blocks
     rnd = __import__("random").Random(7)
     for k in range(12):
         p = tmp_path / f"m{k}.img"
         shutil.copyfile(built["dirty"], p)
         with open(p, "r+b") as f:
             for _ in range(rnd.randint(1, 3)):
-                f.seek(log_at + rnd.randrange(2 * B.BB, built["head"] * B.BB))
+                blk = (built["tail"] + rnd.randrange(span)) % nbb
+                f.seek(log_at + blk * B.BB + rnd.randrange(B.BB))
                 f.write(rnd.choice([b"\xff", b"\x00", b"\x7f"]) * rnd.choice([1, 2, 4, 8]))
         for strict in (True, False):
             try:
