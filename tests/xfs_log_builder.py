@@ -138,7 +138,11 @@ class LogWriter:
     cycle number goes up by one (a record's blocks past the end carry the next cycle)."""
 
     def __init__(self, uuid: bytes, start: int, cycle: int = 1, prev: int = 0,
-                 tail: int | None = None, size: int = 1 << 30) -> None:
+                 tail: int | None = None, size: int = 1 << 30, h_size: int = 32768) -> None:
+        # h_size: the log buffer size, the same for every record of a mount; above 32 KiB
+        # each record has h_size / 32 KiB header blocks (the extended ones hold the first
+        # words of the data blocks past the 64th)
+        self.h_size = h_size
         self.uuid, self.block, self.cycle, self.prev = uuid, start, cycle, prev
         self.tail = start if tail is None else tail
         self.tail_cycle = cycle
@@ -153,21 +157,31 @@ class LogWriter:
         length = len(data)
         data = bytearray(data + bytes(-len(data) % BB))
         nbb = len(data) // BB
-        assert nbb <= 64, "one header's cycle data covers 32 KiB"
+        hdr_bbs = max(1, -(-self.h_size // 32768))
+        assert nbb <= 64 * hdr_bbs, "a record holds at most h_size bytes"
         cycle_data = []
         for j in range(nbb):
             cycle_data.append(int.from_bytes(data[j * BB:j * BB + 4], "big"))
-            past_end = self.block + 1 + j >= self.size  # wrapped: the next cycle
+            past_end = self.block + hdr_bbs + j >= self.size  # wrapped: the next cycle
             data[j * BB:j * BB + 4] = (self.cycle + past_end).to_bytes(4, "big")
-        cycle_data += [0] * (64 - nbb)
+        cycle_data += [0] * (64 * hdr_bbs - nbb)
         head = struct.pack(">IIIIQQIII64II16sI", XLOG_HEADER_MAGIC, self.cycle, 2, length,
                            (self.cycle << 32) | self.block,
                            (self.tail_cycle << 32) | self.tail,
-                           0, self.prev, len(ops), *cycle_data, 1, self.uuid, 32768)
+                           0, self.prev, len(ops), *cycle_data[:64], 1, self.uuid,
+                           self.h_size)
         head = bytearray(head + bytes(BB - len(head)))
-        crc = crc32c(bytes(head[:328]) + bytes(data))  # h_crc covers the header to h_pad0
+        ext = b""
+        for i in range(1, hdr_bbs):  # xh_cycle, xh_cycle_data[64], reserved
+            past_end = self.block + i >= self.size  # as every block past the log's end
+            e = struct.pack(">I64I", self.cycle + past_end, *cycle_data[64 * i:64 * (i + 1)])
+            ext += e + bytes(BB - len(e))
+        # h_crc covers the header to h_pad0, each extended header's first 260 bytes, data
+        crc = crc32c(bytes(head[:328]) + b"".join(ext[i:i + 260] for i in range(
+            0, len(ext), BB)) + bytes(data))
         head[32:36] = crc.to_bytes(4, "little")
-        record = bytes(head + data)
+        record = bytes(head) + ext + bytes(data)
+        nbb += hdr_bbs - 1
         at = self.block
         for j in range(nbb + 1):
             self.blocks[(at + j) % self.size] = record[j * BB:(j + 1) * BB]

@@ -39,7 +39,7 @@ def open_xfs(img: Path, **kw) -> XfsFileSystem:
 # --- logs built from the specification ------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["v5", "v4", "v5-wrapped"])
+@pytest.fixture(scope="module", params=["v5", "v4", "v5-wrapped", "v5-64k-records"])
 def built(request, tmp_path_factory):
     """An mkfs.xfs -p image and a copy with a dirty log built over it: what it changes."""
     if not have("mkfs.xfs", "xfs_db", "xfs_logprint"):
@@ -48,7 +48,7 @@ def built(request, tmp_path_factory):
     src = d / "src"
     src.mkdir()
     content = {"a": b"A" * 5000, "b": bytes(range(256)) * 80, "c": b"C" * 8192,
-               "d": b"D" * 4096}
+               "d": b"D" * 4096, "e": b"E" * 40960}
     lines = ["x", "0 0", "d--755 0 0"]
     for name, data in content.items():
         (src / name).write_bytes(data)
@@ -56,6 +56,7 @@ def built(request, tmp_path_factory):
     (d / "proto").write_text("\n".join(lines + ["$", ""]))
     opts = ["-m", "crc=0"] if request.param == "v4" else []
     wrapped = request.param == "v5-wrapped"
+    big = request.param == "v5-64k-records"
     img = mkxfs(d / "clean.img", d / "proto", opts, size=32 * MiB)
     sb = db_print(img, "sb 0")
     bs, agblocks, agblklog = int(sb["blocksize"]), int(sb["agblocks"]), int(sb["agblklog"])
@@ -121,13 +122,18 @@ def built(request, tmp_path_factory):
         for blk in range(nbb):
             at = log_at + blk * B.BB
             raw[at:at + B.BB] = (1).to_bytes(4, "big") + bytes(B.BB - 4)
-    w = B.LogWriter(uuid, start=start, size=nbb)
+    w = B.LogWriter(uuid, start=start, size=nbb, h_size=65536 if big else 32768)
     t1 = B.transaction(0x1001, [it_a, it_c, it_root])
     split = next(k for k, (_t, _f, r) in enumerate(t1) if r == new_c)
     region = t1[split][2]  # /c's run of two chunks, split over two records
     w.record(t1[:split] + [(0x1001, B.CONTINUE, region[:100])])
     second = w.record([(0x1001, B.WAS_CONT | B.END, region[100:])] + t1[split + 1:])
-    w.record(B.transaction(0x1002, [it_d]))
+    # 64k-records variant: /e rewritten whole (a 40 KiB record: an extended header)
+    e_daddr, e_len = blocks["e"][0][1] // B.BB, blocks["e"][0][2]
+    new_e = bytes(range(251)) * 164
+    it_e = B.buf_item(e_daddr, e_len // B.BB, {k: new_e[k * 128:(k + 1) * 128]
+                                               for k in range(e_len // 128)})
+    w.record(B.transaction(0x1002, [it_d, it_e] if big else [it_d]))
     w.record(B.transaction(0x1003, [it_cancel]) + B.transaction(0x1004, [it_b], commit=False))
     w.apply(raw, log_at)
     assert not wrapped or 0 < second < start  # the first record crossed the log's end
@@ -137,8 +143,12 @@ def built(request, tmp_path_factory):
     want["renamed-a"] = content["b"][:3000]
     del want["a"]
     want["c"] = content["c"][:128] + new_c + content["c"][384:]
+    if big:
+        assert e_len == 40960  # one extent: the buffer covers the whole file
+        want["e"] = new_e[:40960]
     return dict(clean=img, dirty=dirty, want=want, head=w.head, ino=ino, c_daddr=c_daddr,
-                d_daddr=d_daddr, tail=start, log_at=log_at, nbb=nbb)
+                d_daddr=d_daddr, tail=start, log_at=log_at, nbb=nbb,
+                **({"e_daddr": e_daddr} if big else {}))
 
 
 @needs_logprint
@@ -158,8 +168,11 @@ def test_builder_matches_xfs_logprint(built):
         (3, ino["a"], B.ILOG_CORE | B.ILOG_DEXT), (3, root, B.ILOG_CORE | B.ILOG_DDATA)]
     bufs = re.findall(r"BUF:\s+#regs:\s*(\d+)\s+start blkno:(0x[0-9a-f]+)\s+len:(\d+)\s+"
                       r"bmap size:(\d+)\s+flags:(0x[0-9a-f]+)", out)
-    assert [(int(r), int(b, 16), int(f, 16)) for r, b, _n, _m, f in bufs] == [
-        (2, built["c_daddr"], 0), (2, built["d_daddr"], 0), (1, built["d_daddr"], B.BLF_CANCEL)]
+    got = [(int(r), int(b, 16), int(f, 16)) for r, b, _n, _m, f in bufs]
+    if "e_daddr" in built:  # the 40 KiB buffer: one run of 320 chunks
+        got.remove((2, built["e_daddr"], 0))
+    assert got == [(2, built["c_daddr"], 0), (2, built["d_daddr"], 0),
+                   (1, built["d_daddr"], B.BLF_CANCEL)]
 
 
 @needs_logprint
