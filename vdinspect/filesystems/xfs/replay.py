@@ -176,7 +176,7 @@ class _Log:
             hdr_bbs = max(1, -(-h["h_size"] // S.XLOG_HEADER_CYCLE_SIZE)) \
                 if h["h_version"] & 2 else 1
             data_bbs = -(-h["h_len"] // BB)
-            if h["h_len"] < 0 or hdr_bbs + data_bbs > st.nbb or data_bbs > 512:
+            if hdr_bbs + data_bbs > st.nbb or data_bbs > 512 or hdr_bbs > 8:
                 raise LogError(f"log record at block {blk} claims {h['h_len']} bytes")
             head = self.blocks(blk, hdr_bbs)
             data = bytearray(self.blocks(blk + hdr_bbs, data_bbs))
@@ -448,6 +448,10 @@ def _inode(fs: XfsFileSystem, rep: Replay, it: list[bytes], lsn: int, inodes: se
     _to_disk_core(log_core, disk, lsn, v3)
     forkoff = disk[offset_of(S.Dinode, "di_forkoff")] * 8
     dfork = forkoff if forkoff else isize - core_size
+    if dfork > isize - core_size:
+        rep.notes.append(("error", at, f"log inode item for inode {ino}: attr fork offset "
+                          f"{forkoff} past the inode: not replayed"))
+        return
     hdr = S.BtreeLongBlock.sizeof() if v3 else S.LONG_HDR_FMT.size
     rest = list(it[2:])
     if fields & (S.XFS_ILOG_DDATA | S.XFS_ILOG_DEXT | S.XFS_ILOG_DBROOT) and rest:
