@@ -38,9 +38,11 @@ class TreeIndex:
         self.inodes: dict[int, bytes] = {}
         self.dirs: dict[int, list[tuple[bytes, int, int, int]]] = {}
         self.journal: set[tuple[int, bytes]] = set()  # (directory, name) the tree log adds
+        self.blocks: set[int] = set()  # the tree's blocks (an older tree shares some)
         r = fs._tree_root(tree)
         isize = S.INODE_ITEM_SIZE
         for node in fs.walk(r.bytenr, r.level):
+            self.blocks.add(node.bytenr)
             if node.level:
                 continue
             buf = node.buf

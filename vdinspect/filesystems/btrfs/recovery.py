@@ -108,13 +108,18 @@ def find_deleted(fs: BtrfsFileSystem, live_index: Callable[[int], TreeIndex | No
                 continue
             key = (how, old.generation, old.id)
             fs.old_roots[key] = old
-            _compare(fs, out, key, old, _index(fs, old), live, seen, extents, how)
+            _compare(fs, out, key, old, _index(fs, old, live.blocks), live, seen, extents,
+                     how)
     return out
 
 
-def _getter(fs: BtrfsFileSystem, generation: int):
-    """A node reader for an old tree: blocks that fail or are newer than it are None."""
+def _getter(fs: BtrfsFileSystem, generation: int, shared: set[int] | frozenset = frozenset()):
+    """A node reader for an old tree: blocks that fail or are newer than it are None, and
+    so are blocks of the live tree (``shared``: the same block, whose subtree holds
+    nothing the live tree lacks, or one reused since)."""
     def get(bytenr: int, level: int | None):
+        if bytenr in shared:
+            return None
         fs.lenient += 1  # a bad old block raises (no finding): it was reused, not damaged
         try:
             node = fs.node(bytenr, level)
@@ -184,11 +189,14 @@ def _old_roots(fs: BtrfsFileSystem, tree_root: int, generation: int) -> list[Roo
     return out
 
 
-def _index(fs: BtrfsFileSystem, old: RootInfo) -> _OldIndex:
+def _index(fs: BtrfsFileSystem, old: RootInfo, shared: set[int]) -> _OldIndex:
+    """The inodes, names and data extents of an older FS tree, from its blocks that the
+    live tree does not share."""
     idx = _OldIndex()
     isize, head = S.INODE_ITEM_SIZE, S.FILE_EXTENT_FMT.size
     try:
-        for node in walk_blocks(_getter(fs, old.generation), old.bytenr, old.level, _skip):
+        for node in walk_blocks(_getter(fs, old.generation, shared), old.bytenr, old.level,
+                                _skip):
             if node.level or node.cols is None:
                 continue
             for i, (obj, typ, _off) in enumerate(node.keys):
