@@ -13,7 +13,7 @@ dynamic, VDI dynamic, Parallels, QCOW v1, compressed QCOW2), the two partitioned
 converted to raw with ``Disk.to_raw`` (GPT with FAT32, ext4 and NTFS; MBR with logical FAT16
 and ext2) so that partition tables and filesystem metadata are mutated directly, and, when
 ``/work/shared/samples`` is present, small real images from it (VHDX, VHD, VMDK version 3,
-Parallels, qcow2/vmdk with ext2, a raw XFS v5), decompressed into a temporary folder; and the hostile
+Parallels, qcow2/vmdk with ext2, a raw XFS v5, a raw Btrfs), decompressed into a temporary folder; and the hostile
 samples of tests/hostile.py (file names leading out of the image's folder, blocks claimed at
 impossible places), built in a temporary folder, with fewer examples each by default
 (``HYPOTHESIS_FUZZ_HOSTILE_EXAMPLES``).
@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import bz2
 import contextlib
+import lzma
 import os
 import shutil
 from pathlib import Path
@@ -91,6 +92,8 @@ SHARED_SEEDS = [
     "KhaledEmaraDev-xfuse/resources/xfs_preallocated.img.zst",  # XFS v5, whole disk
     "cyberus-technology-virtualbox-kvm/ValidationKit-tests-api/tdAppliance1-t2.ova",  # OVA
     "cyberus-technology-virtualbox-kvm/ValidationKit-tests-api/tdAppliance1-t3.ova",  # gzip
+    # Btrfs, whole disk: zlib, LZO and zstd extents (100 MiB, mostly zeros)
+    "kdave-btrfs-progs/tests/misc-tests/025-zstd-compression/compress.raw.xz",
 ]
 #: hostile samples of tests/hostile.py (names leading out of the folder, blocks at impossible
 #: places), built in the seed folder; a Parallels bundle is seeded by its DiskDescriptor.xml
@@ -164,9 +167,10 @@ def _seed(name: str, d: Path) -> Seed:
         src = SHARED_SAMPLES / name
         if not src.exists():
             pytest.skip(f"{src} not present")
-        p = d / Path(name).name.removesuffix(".bz2").removesuffix(".zst")
-        if name.endswith(".bz2"):
-            with bz2.open(src) as f, open(p, "wb") as out:
+        p = d / Path(name).name.removesuffix(".bz2").removesuffix(".zst").removesuffix(".xz")
+        if name.endswith((".bz2", ".xz")):
+            with (bz2.open(src) if name.endswith(".bz2") else lzma.open(src)) as f, \
+                    open(p, "wb") as out:
                 shutil.copyfileobj(f, out, 1 << 20)
         elif name.endswith(".zst"):
             zstandard = pytest.importorskip("zstandard")

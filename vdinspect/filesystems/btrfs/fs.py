@@ -12,9 +12,10 @@ mount without options shows) unless ``subvolume=`` names another; subvolumes nes
 inside appear as directories at their place, as in a mount. ``subvolumes()`` lists them
 all; ``subvolume(name_or_id)`` opens another as a view sharing the caches.
 
-Btrfs keeps no deleted entries in its live trees (copy on write), so ``deleted`` is
-always False. A tree log left by fsync (``log_root``) is not replayed: ``info()['dirty']``
-says so and ``check()`` warns.
+Btrfs keeps no deleted entries in its live trees (copy on write); deleted files come from
+the FS trees of older commits and from orphan items (:mod:`.recovery`). A tree log left by fsync (``log_root``) is replayed in memory (:mod:`.treelog`):
+``info()['dirty']`` and ``info()['log_state']`` say so, and ``check()`` names each inode
+the log holds.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from . import structs as S
 from .compress import DecompressError, decompress
 from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
 from .data import BtrfsData
-from .listing import files_frame
+from .listing import TreeIndex, files_frame
+from .recovery import ORPHANS_NAME, Deleted, find_deleted
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX
+from .treelog import LogReplay, TreeLog, log_replays, merge_pieces, read_tree_log
 from .volume import fmt_uuid
 
 if TYPE_CHECKING:
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
 ROOT_DIR_INO = 256  # every FS tree's top directory
 MAX_EXTENT_ITEMS = 1 << 22  # extent items one file may have before it is called hostile
 MAX_NAME = 4095
+MAX_DELETED_ROWS = 1_000_000
 MAX_ROOT_TREE_ITEMS = 1 << 24  # subvolumes, refs and internal trees: far more is hostile
 _F = S.INODE_FIELDS
 _FT_KIND = {1: FILE, 2: DIR, 7: SYMLINK}
@@ -64,6 +68,10 @@ class BtrfsFileSystem(BtrfsData):
         else:
             self.top = self._resolve_subvolume(subvolume)
         self.bad_logical: list[tuple[int, int]] = []  # data ranges failing their checksums
+        self.old_roots: dict[tuple, RootInfo] = {}  # FS trees of older commits (recovery)
+        self._deleted: Deleted | None = None
+        self._indexes: dict[int, TreeIndex | None] = {}
+        self._replays: dict[int, LogReplay] | None = None
 
     # --- the root tree: subvolumes ----------------------------------------------------
     def _load_roots(self) -> None:
@@ -95,7 +103,7 @@ class BtrfsFileSystem(BtrfsData):
                     continue
                 self.backrefs.setdefault(obj, BackRef(off, ref[0], ref[1], ref[2]))
             elif typ == S.DIR_ITEM and obj == S.ROOT_TREE_DIR_OBJECTID:
-                for name, loc, _t, _v in self._dir_items(node.data(i), node.bytenr):
+                for name, loc, _t, _v in self.dir_items(node.data(i), node.bytenr):
                     if name == b"default" and loc[0]:
                         self.default_subvolume = loc[0]
         if S.FS_TREE_OBJECTID not in self.roots:
@@ -199,8 +207,8 @@ class BtrfsFileSystem(BtrfsData):
         return view
 
     # --- items ------------------------------------------------------------------------
-    def _tree_root(self, tree: int) -> RootInfo:
-        r = self.roots.get(tree)
+    def _tree_root(self, tree) -> RootInfo:
+        r = self.roots.get(tree) or self.old_roots.get(tree)
         if r is None:
             self.fail(NotFound, f"tree {tree} has no ROOT_ITEM", "root tree", self.sb.root)
         return r
@@ -218,8 +226,65 @@ class BtrfsFileSystem(BtrfsData):
                 return n
         return self.search(r.bytenr, r.level, lo, hi, get=get)
 
+    def tree_items(self, tree, lo, hi):
+        """(leaf, index) of the items of ``tree`` (a tree id, or a key of ``old_roots``) in
+        ``[lo, hi]``."""
+        return self._items(tree, lo, hi)
+
+    def tree_index(self, tree: int) -> TreeIndex | None:
+        """A subvolume's inodes and directories from one pass over its tree (cached; None
+        when its tree cannot be read in salvage mode)."""
+        if tree not in self._indexes:
+            try:
+                self._indexes[tree] = TreeIndex(self, tree)
+            except VDInspectError as e:
+                if self.strict and not isinstance(e, CorruptImage):
+                    raise
+                self.finding("error", "FS tree", None, f"subvolume {tree} unreadable: {e}")
+                self._indexes[tree] = None
+        return self._indexes[tree]
+
+    def deleted_index(self) -> Deleted:
+        """Deleted entries found through older tree roots and orphan items (cached)."""
+        if self._deleted is None:
+            self._deleted = find_deleted(self, self.tree_index)
+        return self._deleted
+
+    def deleted_entries(self, sid: int, dir_ino: int | None) -> list[Entry]:
+        """The deleted children of directory ``dir_ino`` of subvolume ``sid`` (None: the
+        subvolume's orphans)."""
+        found = self.deleted_index()
+        gone = (found.orphans.get(sid, []) if dir_ino is None
+                else found.children.get((sid, dir_ino), []))
+        out = []
+        for g in gone:
+            e = self._entry(g.name, g.tree, g.ino, S.INODE_ITEM_FMT.unpack(g.rec), g.ftype)
+            e.deleted, e.recoverable, e.found_by, e.note = True, g.recoverable, g.found_by, g.note
+            e.extra["subvolume"] = sid
+            out.append(e)
+        return out
+
+    def orphan_dir_entry(self, sid: int) -> Entry:
+        """The virtual ``$OrphanFiles`` directory of a subvolume with orphan items."""
+        return Entry(name=ORPHANS_NAME, kind=DIR, deleted=True, key=("orphans", sid),
+                     found_by="inode-table", extra={"subvolume": sid},
+                     note="virtual directory (The Sleuth Kit's $OrphanFiles): inodes "
+                          "unlinked while open, kept by orphan items")
+
+    def log_replay(self, tree) -> LogReplay | None:
+        """What the tree log adds to subvolume ``tree`` (None: no log for it)."""
+        if not self.sb.log_root or not isinstance(tree, int):
+            return None
+        if self._replays is None:
+            self._replays = log_replays(self)
+        return self._replays.get(tree)
+
     def inode_item(self, tree: int, ino: int) -> tuple | None:
-        """The INODE_ITEM fields (INODE_FIELDS order) of ``ino`` in ``tree``, or None."""
+        """The INODE_ITEM fields (INODE_FIELDS order) of ``ino`` in ``tree``, or None
+        (the tree log's copy when it holds one: replayed)."""
+        rp = self.log_replay(tree)
+        if rp is not None and ino in rp.inodes:
+            return S.INODE_ITEM_FMT.unpack(rp.inodes[ino])
         for node, i in self._items(tree, (ino, S.INODE_ITEM, 0), (ino, S.INODE_ITEM, 0)):
             data = node.data(i)
             if len(data) < S.INODE_ITEM_SIZE:
@@ -228,7 +293,7 @@ class BtrfsFileSystem(BtrfsData):
             return S.INODE_ITEM_FMT.unpack_from(data, 0)
         return None
 
-    def _dir_items(self, data: bytes, where: int):
+    def dir_items(self, data: bytes, where: int):
         """(name, location key, type, value) of each entry packed in a DIR_ITEM/INDEX or
         XATTR_ITEM's data."""
         pos, n = 0, len(data)
@@ -287,10 +352,23 @@ class BtrfsFileSystem(BtrfsData):
         if entry.kind != DIR or not isinstance(entry.key, tuple):
             raise InvalidArgument(f"{self.name}: {entry.path or entry.name} is not a directory")
         tree, ino = entry.key
+        if tree == "orphans":
+            return self.deleted_entries(ino, None)
+        if isinstance(tree, tuple):  # a deleted directory, read from an older tree
+            return self.deleted_entries(tree[2], ino)
+        out = self._live_children(tree, ino)
+        if ino is not None and tree in self.roots:
+            out += self.deleted_entries(tree, ino)
+            if ino == (self.roots[tree].root_dirid or ROOT_DIR_INO) and \
+                    self.deleted_index().orphans.get(tree):
+                out.append(self.orphan_dir_entry(tree))
+        return out
+
+    def _live_children(self, tree: int, ino: int) -> list[Entry]:
         out = []
         lo, hi = (ino, S.DIR_INDEX, 0), (ino, S.DIR_INDEX, KEY_MAX[2])
         for node, i in self._items(tree, lo, hi):
-            for raw, loc, ftype, _v in self._dir_items(node.data(i), node.bytenr):
+            for raw, loc, ftype, _v in self.dir_items(node.data(i), node.bytenr):
                 name = raw.decode("utf-8", "surrogateescape")
                 if not raw or b"/" in raw or raw in (b".", b".."):
                     self.problem("DIR_INDEX", node.bytenr, f"bad name {raw!r} in directory "
@@ -307,6 +385,16 @@ class BtrfsFileSystem(BtrfsData):
                     self.problem("DIR_INDEX", node.bytenr,
                                  f"{name!r} names inode {loc[0]} which has no INODE_ITEM")
                 out.append(self._entry(name, tree, loc[0], rec, ftype))
+        rp = self.log_replay(tree)
+        if rp is not None and ino in rp.dirs:  # names the tree log adds (replayed)
+            have = {e.name for e in out}
+            for raw, lobj, ltype, ftype in rp.dirs[ino]:
+                name = raw.decode("utf-8", "surrogateescape")
+                if name in have or ltype != S.INODE_ITEM:
+                    continue
+                e = self._entry(name, tree, lobj, self.inode_item(tree, lobj), ftype)
+                e.found_by, e.note = "journal", "replayed from the tree log (fsync'd)"
+                out.append(e)
         return out
 
     def _subvol_entry(self, name: str, sid: int) -> Entry:
@@ -333,7 +421,41 @@ class BtrfsFileSystem(BtrfsData):
         if not recursive or top.kind != DIR or not isinstance(top.key, tuple) or (
                 top.key[1] is None):
             return super().files(path, recursive=recursive, deleted=deleted)
-        return files_frame(self, top)
+        df = files_frame(self, top)
+        return self._with_deleted(df, top) if deleted else df
+
+    def _with_deleted(self, df: pd.DataFrame, top: Entry) -> pd.DataFrame:
+        """``df`` and, after it, the deleted entries below the directories it lists."""
+        found = self.deleted_index()
+        if not found.count:
+            return df
+        import pandas as pd
+
+        from ...frames import files_frame as entries_frame
+
+        dirs = {top.key: "/" if top.path in ("", "/") else top.path}
+        d = df[df.kind == "dir"]
+        dirs.update(zip(zip(d.subvolume.tolist(), d.inode.tolist()), d.path.tolist()))
+        rows: list[Entry] = []
+        todo = [(e, dirs[k]) for k in list(found.children) if k in dirs
+                for e in self.deleted_entries(*k)]
+        todo += [(self.orphan_dir_entry(sid), dirs[(sid, self.roots[sid].root_dirid or
+                                                    ROOT_DIR_INO)])
+                 for sid in found.orphans if (sid, self.roots[sid].root_dirid or
+                                              ROOT_DIR_INO) in dirs]
+        seen: set = set()
+        while todo and len(rows) < MAX_DELETED_ROWS:
+            e, parent = todo.pop()
+            e.parent, e.path = parent, ("/" if parent == "/" else parent + "/") + e.name
+            rows.append(e)
+            if e.kind == DIR and e.key not in seen and e.path.count("/") < 256:
+                seen.add(e.key)
+                todo += [(c, e.path) for c in self.list_dir(e)]
+        if not rows:
+            return df
+        extra = self._add_damage(entries_frame([e.row() for e in rows]), lambda: rows)
+        extra["subvolume"] = pd.array([e.extra.get("subvolume") for e in rows], dtype="Int64")
+        return pd.concat([df, extra[df.columns]], ignore_index=True)
 
     def _hardlink_key(self, entry: Entry):
         if entry.kind != FILE or not entry.links or entry.links < 2:
@@ -360,7 +482,15 @@ class BtrfsFileSystem(BtrfsData):
         return src
 
     def pieces(self, tree: int, ino: int, missed: list | None = None) -> list[Piece]:
-        """The file's extent items as Pieces, in file order."""
+        """The file's extent items as Pieces, in file order (with the extents the tree
+        log holds laid over them: replayed)."""
+        rp = self.log_replay(tree)
+        if rp is not None and ino in rp.extents:
+            return merge_pieces(self._tree_pieces(tree, ino, missed),
+                                self._tree_pieces(rp.key, ino, missed))
+        return self._tree_pieces(tree, ino, missed)
+
+    def _tree_pieces(self, tree, ino: int, missed: list | None = None) -> list[Piece]:
         out: list[Piece] = []
         lo, hi = (ino, S.EXTENT_DATA, 0), (ino, S.EXTENT_DATA, KEY_MAX[2])
         head = S.FILE_EXTENT_FMT.size
@@ -419,7 +549,7 @@ class BtrfsFileSystem(BtrfsData):
         out: dict[str, bytes] = {}
         lo, hi = (ino, S.XATTR_ITEM, 0), (ino, S.XATTR_ITEM, KEY_MAX[2])
         for node, i in self._items(tree, lo, hi):
-            for name, _loc, _t, value in self._dir_items(node.data(i), node.bytenr):
+            for name, _loc, _t, value in self.dir_items(node.data(i), node.bytenr):
                 out.setdefault(name.decode("utf-8", "surrogateescape"), value)
         return out
 
@@ -489,7 +619,8 @@ class BtrfsFileSystem(BtrfsData):
         return dict(
             fstype=self.fstype, label=self.label, uuid=self.uuid,
             size=sb.total_bytes, bytes_used=sb.bytes_used, block_size=self.sectorsize,
-            dirty=bool(sb.log_root), generation=sb.generation, nodesize=self.nodesize,
+            dirty=bool(sb.log_root), log_state=self._log_state(),
+            generation=sb.generation, nodesize=self.nodesize,
             sectorsize=self.sectorsize, csum_type=S.CSUM_NAMES[self.csum_type],
             num_devices=sb.num_devices, devices=devs,
             subvolumes=["/" + self.subvolume_path(s) for s in self._subvol_ids()],
@@ -509,8 +640,7 @@ class BtrfsFileSystem(BtrfsData):
     def _run_checks(self) -> None:
         sb = self.sb
         if sb.log_root:
-            self.finding("warning", "superblock", self.super_copy.offset,
-                         "the tree log holds fsync'd changes that were not replayed")
+            self._tree_log_findings()
         if self.reloc_roots:
             self.finding("info", "root tree", sb.root,
                          f"{self.reloc_roots} relocation trees (a balance was interrupted)")
@@ -526,6 +656,44 @@ class BtrfsFileSystem(BtrfsData):
             self._scrub()
         finally:
             self.strict = strict
+
+    def tree_log(self) -> TreeLog | None:
+        """What the tree log holds (fsync'd after the last commit)."""
+        if not hasattr(self, "_tree_log"):
+            self._tree_log = read_tree_log(self)
+        return self._tree_log
+
+    def _log_state(self) -> str:
+        log = self.tree_log()
+        if log is None:
+            return "clean"
+        self.log_replay(self.top)
+        if log.error:
+            return f"tree log at logical {log.bytenr:#x} not replayed, unreadable: {log.error}"
+        if not self._replays:
+            return (f"tree log at logical {log.bytenr:#x}: no log tree of a known subvolume, "
+                    "nothing replayed")
+        added = sum(len(v) for r in (self._replays or {}).values() for v in r.dirs.values())
+        return (f"tree log at logical {log.bytenr:#x} replayed in memory: {len(log.inodes)} "
+                f"inodes fsync'd after the last commit (their items, extents and {added} "
+                "names laid over the FS trees; names the log removes are still listed)")
+
+    def _tree_log_findings(self) -> None:
+        log = self.tree_log()
+        self.log_replay(self.top)
+        self.finding("warning" if log.error else "info", "tree log", log.bytenr,
+                     self._log_state())
+        for rec in log.inodes[:1000]:
+            names = []
+            for parent, name in rec.names:
+                where = "/".join(self._dir_path(rec.subvolume, parent)) \
+                    if rec.subvolume in self.roots else f"<subvolume {rec.subvolume}>"
+                names.append(f"{where}/{name}".lstrip("/"))
+            size = "" if rec.size is None else f", {rec.size} bytes"
+            self.finding("info", "tree log", log.bytenr,
+                         f"subvolume {rec.subvolume} inode {rec.ino} "
+                         f"({', '.join(names) or 'no name logged'}{size}): its fsync'd state "
+                         "is in the tree log (replayed in memory)")
 
     def structure_rows(self) -> list[dict]:
         rows = []

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import CorruptImage, VDInspectError
+from ...errors import VDInspectError
 from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
 from . import structs as S
 
@@ -27,6 +27,8 @@ _MODE_KIND = {0o040000: DIR, 0o100000: FILE, 0o120000: SYMLINK}
 _FT_KIND = {1: FILE, 2: DIR, 7: SYMLINK}
 _NAT = -(1 << 63)
 _NO_TIMES = (0,) * 8  # an entry without an inode: no times
+_DIR_DT = S.np_dtype(S.DirItem)
+_DIR_N = _DIR_DT.itemsize
 
 
 class TreeIndex:
@@ -35,27 +37,64 @@ class TreeIndex:
     def __init__(self, fs: BtrfsFileSystem, tree: int) -> None:
         self.inodes: dict[int, bytes] = {}
         self.dirs: dict[int, list[tuple[bytes, int, int, int]]] = {}
+        self.journal: set[tuple[int, bytes]] = set()  # (directory, name) the tree log adds
+        self.blocks: set[int] = set()  # the tree's blocks (an older tree shares some)
         r = fs._tree_root(tree)
         isize = S.INODE_ITEM_SIZE
         for node in fs.walk(r.bytenr, r.level):
+            self.blocks.add(node.bytenr)
             if node.level:
                 continue
             buf = node.buf
             if node.cols is None:  # an empty leaf
                 continue
             objs, types, _offs, starts, sizes = node.cols
-            sel = np.flatnonzero((types == S.INODE_ITEM) | (types == S.DIR_INDEX))
-            for obj, typ, a, n in zip(objs[sel].tolist(), types[sel].tolist(),
-                                      starts[sel].tolist(), sizes[sel].tolist()):
-                if typ == S.INODE_ITEM:
-                    if n >= isize:
-                        self.inodes[obj] = buf[a:a + isize]
-                    else:
-                        fs.problem(f"inode {obj}", node.bytenr, "INODE_ITEM cut short")
+            sel = np.flatnonzero(types == S.INODE_ITEM)
+            for obj, a, n in zip(objs[sel].tolist(), starts[sel].tolist(),
+                                 sizes[sel].tolist()):
+                if n >= isize:
+                    self.inodes[obj] = buf[a:a + isize]
                 else:
-                    kids = self.dirs.setdefault(obj, [])
-                    for name, loc, ftype, _v in fs._dir_items(buf[a:a + n], node.bytenr):
-                        kids.append((name, loc[0], loc[1], ftype))
+                    fs.problem(f"inode {obj}", node.bytenr, "INODE_ITEM cut short")
+            sel = np.flatnonzero(types == S.DIR_INDEX)
+            if len(sel):
+                self._dir_index(fs, node, objs[sel], starts[sel], sizes[sel])
+        rp = fs.log_replay(tree)
+        if rp is not None:  # the tree log's inodes and names laid over the tree
+            self.inodes.update(rp.inodes)
+            for d, kids in rp.dirs.items():
+                have = {k[0] for k in self.dirs.get(d, ())}
+                for kid in kids:
+                    if kid[0] not in have:
+                        self.dirs.setdefault(d, []).append(kid)
+                        self.journal.add((d, kid[0]))
+
+    def _dir_index(self, fs: BtrfsFileSystem, node, objs, starts, sizes) -> None:
+        """A leaf's DIR_INDEX items: each holds one entry, whose headers are decoded
+        together (an item that is not exactly one entry goes through ``dir_items``)."""
+        buf = node.buf
+        whole = sizes >= _DIR_N
+        heads = np.zeros(len(starts), dtype=_DIR_DT)
+        if whole.any():
+            raw = np.frombuffer(buf, dtype=np.uint8)
+            at = starts[whole][:, None] + np.arange(_DIR_N)
+            heads[whole] = raw[at].reshape(-1).view(_DIR_DT)
+        nlen = heads["name_len"].astype(np.int64)
+        one = whole & (_DIR_N + nlen + heads["data_len"] == sizes) & (nlen > 0) & (
+            nlen <= 4095)
+        rows = zip(one.tolist(), objs.tolist(), starts.tolist(), sizes.tolist(),
+                   nlen.tolist(), heads["location_objectid"].tolist(),
+                   heads["location_type"].tolist(), heads["type"].tolist())
+        dirs = self.dirs
+        for simple, obj, a, n, nl, lobj, ltyp, ftype in rows:
+            kids = dirs.get(obj)
+            if kids is None:
+                kids = dirs[obj] = []
+            if simple:
+                kids.append((buf[a + _DIR_N:a + _DIR_N + nl], lobj, ltyp, ftype))
+                continue
+            for name, loc, ft, _v in fs.dir_items(buf[a:a + n], node.bytenr):
+                kids.append((name, loc[0], loc[1], ft))
 
 
 def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
@@ -66,21 +105,11 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
     from ...frames import FILES_DTYPES, build_column
 
     unpack = S.INODE_ITEM_FMT.unpack
-    indexes: dict[int, TreeIndex] = {}
-
-    def index(tree: int) -> TreeIndex | None:
-        if tree not in indexes:
-            try:
-                indexes[tree] = TreeIndex(fs, tree)
-            except VDInspectError as e:
-                if fs.strict and not isinstance(e, CorruptImage):
-                    raise
-                fs.finding("error", "FS tree", None, f"subvolume {tree} unreadable: {e}")
-                indexes[tree] = None
-        return indexes[tree]
+    index = fs.tree_index
 
     rows: list[tuple] = []
     keys: list[tuple] = []
+    found: list[str] = []
     tree0, ino0 = top.key
     stack = [(tree0, ino0, "/" if top.path in ("", "/") else top.path, 0)]
     listed = {(tree0, ino0)}
@@ -117,6 +146,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                 continue
             path = prefix + name
             keys.append((ctree, cino))
+            found.append("journal" if (ino, raw) in idx.journal else "index")
             target = None
             if rec is None:
                 kind = DIR if loc_type == S.ROOT_ITEM else _FT_KIND.get(ftype, OTHER)
@@ -169,7 +199,9 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
         ok = ((sec != 0) | (nsec != 0)) & (np.abs(sec) < 1 << 42)
         us = np.where(ok, sec * 1_000_000 + (nsec // 1000).astype(np.int64), _NAT)
         times[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
-    cols["found_by"], cols["note"] = ["index"] * n, [None] * n
+    cols["found_by"] = found
+    cols["note"] = [None if f == "index" else "replayed from the tree log (fsync'd)"
+                    for f in found]
     data = {}
     for c, dtype in FILES_DTYPES.items():
         if c in times:

@@ -4,7 +4,7 @@ Modules: :mod:`.structs` (every on-disk structure), :mod:`.superblock` (geometry
 arithmetic, CRC check), :mod:`.inode` (inode core, forks, times), :mod:`.bmap` (extent
 lists and B+trees, the file source), :mod:`.dirs` (directory entries), :mod:`.attrs`
 (extended attributes), :mod:`.ag` (AG headers, inode and free-space btrees, orphans),
-:mod:`.log` (is the log clean).
+:mod:`.log` (is the log clean), :mod:`.replay` (replaying a dirty log in memory).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from ...errors import (
     NotFound,
     NotRecognized,
     UnsupportedFeature,
+    VDInspectError,
 )
 from ...io import ByteSource, LRUCache, MemorySource, Zero
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem
@@ -30,6 +31,7 @@ from .bmap import DAMAGED, STATE_NAMES, ExtentMap, fork_map, fork_source
 from .dirs import RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
 from .log import LogState, log_state
+from .replay import LOG_NOTE, replay_into
 from .superblock import Geometry, crc_ok, parse
 from .table import rows_frame, walk_rows
 
@@ -50,7 +52,7 @@ class XfsFileSystem(FileSystem):
     case_sensitive = True
 
     def __init__(self, source: ByteSource, *, name: str | None = None,
-                 strict: bool = True) -> None:
+                 strict: bool = True, replay_log: bool = True) -> None:
         super().__init__(source, name=name, strict=strict)
         self.dev = source
         self.lenient = 0
@@ -61,6 +63,7 @@ class XfsFileSystem(FileSystem):
         self._orphans: list[Entry] | None = None
         self._dircache: dict | None = None
         self._checked = False
+        self._flat: XfsFileSystem | None = None  # the volume as it lies (a replayed log)
         self.geo = self._open_superblock()
         g = self.geo
         self.block_size = g.block_size
@@ -68,10 +71,14 @@ class XfsFileSystem(FileSystem):
         self.uuid = g.uuid
         if g.raw["sb_versionnum"] & 0x4000:  # BORG: ASCII case-insensitive names
             self.case_sensitive = False
-        self.ags = AllocationGroups(self)
         self.log: LogState = log_state(self)
-        if self.log.dirty:
+        if self.log.dirty and replay_log and replay_into(self) is not None:
+            self._chunks = LRUCache(256)  # what was read before is seen through the log now
+            self.geo = self._open_superblock()
+        elif self.log.dirty:
+            self.log.text += "; not replayed (replay_log=False): read as it lies on disk"
             self.finding("warning", "log", self.log.offset, self.log.text)
+        self.ags = AllocationGroups(self)
 
     # --- errors and reading ---------------------------------------------------------
 
@@ -276,6 +283,21 @@ class XfsFileSystem(FileSystem):
             return out
         return self._listings.get(("index", rec.number, rec.raw), load)
 
+    def log_new_names(self, rec: Inode, raws: list[RawDirent]) -> set[bytes]:
+        """Names of directory ``rec`` that only the log replay put there (empty when the
+        log was not replayed, or when the directory cannot be read as it lies)."""
+        if not self.log.replayed:
+            return set()
+        if self._flat is None:
+            self._flat = XfsFileSystem(self.source, name=self.name, strict=False,
+                                       replay_log=False)
+        try:
+            before = {d.name for d in self._flat.dir_entries(self._flat.inode(rec.number))
+                      if not d.deleted}
+        except VDInspectError:
+            before = set()
+        return {d.name for d in raws if not d.deleted} - before
+
     def list_dir(self, entry: Entry) -> list[Entry]:
         if entry.key == ("orphans",):
             return [o.copy() for o in self.orphans()]
@@ -291,7 +313,12 @@ class XfsFileSystem(FileSystem):
         if entry.deleted:
             self.lenient += 1
         try:
-            out = [self.entry_of(d) for d in self.dir_entries(rec)]
+            raws = self.dir_entries(rec)
+            out = [self.entry_of(d) for d in raws]
+            new = self.log_new_names(rec, raws)
+            for e, d in zip(out, raws):
+                if not d.deleted and d.name in new:
+                    e.found_by, e.note = "journal", LOG_NOTE
         except CorruptImage:
             if not entry.deleted:
                 raise
@@ -606,6 +633,7 @@ class XfsFileSystem(FileSystem):
             dir_block_size=g.dir_block_size, ag_count=g.agcount, ag_blocks=g.agblocks,
             root_ino=g.rootino, log=("internal" if g.logstart else "external"),
             log_blocks=g.logblocks, dirty=self.log.dirty, log_state=self.log.text,
+            log_replayed=self.log.replayed,
         )
 
     def check_rows(self) -> list[dict]:

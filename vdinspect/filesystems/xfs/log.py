@@ -3,8 +3,9 @@
 The log is a ring of 512-byte basic blocks; every block written in a pass carries that
 pass's cycle number in its first word (a record header keeps it in ``h_cycle``). The
 head is where the cycle number drops, found by bisection in O(log n) reads. A cleanly
-unmounted log ends with an unmount record: one operation flagged UNMOUNT. Anything else means committed transactions may wait to be
-replayed; the log is not replayed (the volume is read as it lies on disk).
+unmounted log ends with an unmount record: one operation flagged UNMOUNT. Anything else means committed transactions may
+wait to be replayed: :mod:`.replay` replays them in memory from the tail the last record
+names (``h_tail_lsn``) to the head.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ class LogState:
     dirty: bool | None  # None: could not tell (external log, unreadable)
     text: str
     offset: int | None = None
+    start: int = 0  # byte offset of the log on the volume
+    nbb: int = 0  # log length, basic blocks
+    head: int | None = None  # basic block after the last record (where the next one goes)
+    tail: int | None = None  # basic block of the oldest record still needed (h_tail_lsn)
+    head_cycle: int = 0  # cycle number of the last record
+    replayed: int = 0  # transactions replayed in memory
 
 
 def log_state(fs: XfsFileSystem) -> LogState:
@@ -87,7 +94,9 @@ def _state(fs: XfsFileSystem, start: int, nbb: int) -> LogState:
         if unmount:
             return LogState(False, f"clean (unmount record at log block {i}, cycle {cyc})",
                             where)
+        data_bbs = -(-h["h_len"] // BB)
         return LogState(True, f"dirty: the last log record (block {i}, cycle {cyc}, "
-                        f"{h['h_num_logops']} operations) is not an unmount record; the "
-                        "log is not replayed, the volume is read as it is on disk", where)
+                        f"{h['h_num_logops']} operations) is not an unmount record", where,
+                        start, nbb, (i + hdr_bbs + data_bbs) % nbb,
+                        h["h_tail_lsn"] & 0xFFFFFFFF, cyc)
     return LogState(None, "no log record header found before the head", start)

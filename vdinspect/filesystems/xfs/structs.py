@@ -17,9 +17,12 @@ from construct import (
     FormatField,
     Int8ub,
     Int16ub,
+    Int16ul,
     Int32ub,
     Int32ul,
+    Int64sl,
     Int64ub,
+    Int64ul,
     Struct,
 )
 
@@ -548,6 +551,65 @@ LogOpHeader = Struct(
     "oh_res2" / Int16ub * "padding",
 )  # 12 bytes
 LOG_REC_HEADER_SIZE = 512  # one basic block: the header and the first cycle words
+XLOG_HEADER_CYCLE_SIZE = 32 << 10  # record bytes whose cycle words one header holds
+XLOG_REC_CRC_SIZES = (328, 324)  # header bytes under h_crc: to h_pad0 (64-bit), to h_size (i386)
+XlogRecExtHeader = Struct(
+    "xh_cycle" / Int32ub * "write cycle of the log",
+    "xh_cycle_data" / Array(64, Int32ub) * "first words of the next 64 basic blocks",
+)  # 260 bytes of a 512-byte extended header (v2 logs with records over 32 KiB)
+XLOG_START_TRANS, XLOG_COMMIT_TRANS = 0x01, 0x02
+XLOG_CONTINUE_TRANS, XLOG_WAS_CONT_TRANS, XLOG_END_TRANS = 0x04, 0x08, 0x10
+XFS_TRANSACTION, XFS_LOG = 0x69, 0xAA  # oh_clientid values
+
+# The log items below are written in the byte order of the host that wrote them
+# (little-endian: x86, arm64); the buffer contents they carry are in disk order.
+XFS_TRANS_HEADER_MAGIC = 0x5452414E  # "TRAN"
+XfsTransHeader = Struct(
+    "th_magic" / Int32ul * "TRAN",
+    "th_type" / Int32ul * "transaction type (40 = CHECKPOINT with delayed logging)",
+    "th_tid" / Int32ul * "transaction id (unused)",
+    "th_num_items" / Int32ul * "log items in the transaction",
+)  # 16 bytes: the first region of every transaction
+XFS_LI_EFI, XFS_LI_INODE, XFS_LI_BUF, XFS_LI_ICREATE = 0x1236, 0x123B, 0x123C, 0x123F
+XfsLogItemHead = Struct(
+    "type" / Int16ul * "XFS_LI_*: what the item logs",
+    "size" / Int16ul * "regions of the item, this one included",
+)  # the first 4 bytes of every item's format region
+XfsBufLogFormat = Struct(
+    "blf_type" / Int16ul * "XFS_LI_BUF",
+    "blf_size" / Int16ul * "regions of the item: this one and one per run of logged chunks",
+    "blf_flags" / Int16ul * "INODE_BUF 1, CANCEL 2, dquot 4/8/0x10; buffer type in bits 11-15",
+    "blf_len" / Int16ul * "buffer length, 512-byte basic blocks",
+    "blf_blkno" / Int64sl * "buffer start on the data device, 512-byte basic blocks",
+    "blf_map_size" / Int32ul * "words of the dirty bitmap that follow",
+)  # 20 bytes, then blf_map_size 32-bit words: bit i = 128-byte chunk i was logged
+XFS_BLF_CHUNK = 128  # bytes of a buffer per dirty-bitmap bit
+XFS_BLF_INODE_BUF, XFS_BLF_CANCEL = 0x1, 0x2
+XfsInodeLogFormat = Struct(
+    "ilf_type" / Int16ul * "XFS_LI_INODE",
+    "ilf_size" / Int16ul * "regions: this one, the core, then the data and attr forks logged",
+    "ilf_fields" / Int32ul * "XFS_ILOG_*: which parts follow",
+    "ilf_asize" / Int16ul * "bytes of the attr fork region",
+    "ilf_dsize" / Int16ul * "bytes of the data fork region",
+    "ilf_pad" / Int32ul * "padding (absent in the 32-bit form)",
+    "ilf_ino" / Int64ul * "inode number",
+    "ilf_u" / Bytes(16) * "device number of a device inode (first 4 bytes)",
+    "ilf_blkno" / Int64sl * "inode cluster buffer, 512-byte basic blocks",
+    "ilf_len" / Int32ul * "inode cluster buffer length, basic blocks",
+    "ilf_boffset" / Int32ul * "offset of the inode in the buffer, bytes",
+)  # 56 bytes (52 in the packed 32-bit form, without ilf_pad)
+XFS_ILOG_CORE, XFS_ILOG_DDATA, XFS_ILOG_DEXT, XFS_ILOG_DBROOT = 0x001, 0x002, 0x004, 0x008
+XFS_ILOG_DEV, XFS_ILOG_ADATA, XFS_ILOG_AEXT, XFS_ILOG_ABROOT = 0x010, 0x040, 0x080, 0x100
+XfsIcreateLog = Struct(
+    "icl_type" / Int16ul * "XFS_LI_ICREATE",
+    "icl_size" / Int16ul * "regions (1)",
+    "icl_ag" / Int32ub * "allocation group",
+    "icl_agbno" / Int32ub * "first block of the inode chunk",
+    "icl_count" / Int32ub * "inodes to initialise",
+    "icl_isize" / Int32ub * "inode size, bytes",
+    "icl_length" / Int32ub * "blocks of the chunk",
+    "icl_gen" / Int32ub * "generation number of the new inodes",
+)  # 28 bytes
 
 # --- fast-path formats derived from the declarations ------------------------------------------
 

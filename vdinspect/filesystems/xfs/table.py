@@ -20,6 +20,7 @@ from ...errors import CorruptImage, VDInspectError
 from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, Entry
 from . import structs as S
 from .inode import Inode
+from .replay import LOG_NOTE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -114,6 +115,12 @@ def _children(fs: XfsFileSystem, d, dpath: str, bs: int) -> list[tuple[tuple, ob
     if isinstance(d, Inode):
         raws = fs.dir_entries(d)
         fast = _bulk(fs, [r for r in raws if not r.deleted], dpath, bs)
+        new = fs.log_new_names(d, raws)
+        if new:  # names only the log replay put there
+            for r in raws:
+                got = fast.get(id(r))
+                if got is not None and r.name in new:
+                    fast[id(r)] = (got[0][:NOTE] + (LOG_NOTE, "journal"), got[1])
         out = []
         for raw in raws:
             got = fast.get(id(raw))
@@ -122,6 +129,8 @@ def _children(fs: XfsFileSystem, d, dpath: str, bs: int) -> list[tuple[tuple, ob
                 continue
             e = fs.entry_of(raw)
             e.parent, e.path = dpath, _join(dpath, e.name)
+            if not raw.deleted and raw.name in new:
+                e.found_by, e.note = "journal", LOG_NOTE
             out.append((_row_of_entry(e), e))
         if d.number == fs.geo.rootino and dpath == "/":
             e = fs.orphan_dir_entry()

@@ -1,0 +1,206 @@
+"""The tree log: what fsync wrote after the last transaction commit.
+
+A crash (or a copy of a mounted volume) between an fsync and the next commit leaves
+``log_root`` set in the superblock. It points at the log root tree, whose ROOT_ITEMs
+(objectid TREE_LOG) name one log tree per subvolume; a log tree holds copies of the
+INODE_ITEMs, names (INODE_REF) and file extents of the inodes fsync'd since the commit.
+A mount replays them into the subvolumes; vdinspect lays them over its view of each
+subvolume (:func:`log_replays`, :func:`merge_pieces`): a logged inode item replaces the
+tree's, logged extents replace the tree's over the file ranges they cover, and the names
+of the log's INODE_REFs are added to their directories. What a replay also removes
+(names unlinked or renamed away before the fsync, ranges punched) is not removed here.
+The checksums the log holds for logged data are not read (that data is not verified).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ...errors import CorruptImage
+from . import structs as S
+from .content import COMPRESSED, INLINE, PLAIN, Piece
+from .subvols import parse_root_item
+
+if TYPE_CHECKING:
+    from .fs import BtrfsFileSystem
+
+MAX_LOGGED = 100_000  # inodes listed from a log (a hostile log may claim more)
+_FTYPE = {0o100000: 1, 0o040000: 2, 0o020000: 3, 0o060000: 4, 0o010000: 5, 0o140000: 6,
+          0o120000: 7}  # file type of a directory entry by the inode's S_IFMT
+
+
+@dataclass
+class LoggedInode:
+    """One inode copied into a log tree: its subvolume, number, size and names."""
+
+    subvolume: int
+    ino: int
+    size: int | None = None
+    names: list[tuple[int, str]] = field(default_factory=list)  # (parent inode, name)
+
+
+@dataclass
+class TreeLog:
+    """The log trees the superblock's ``log_root`` leads to, or why they are unreadable."""
+
+    bytenr: int
+    inodes: list[LoggedInode] = field(default_factory=list)
+    error: str | None = None
+
+
+def read_tree_log(fs: BtrfsFileSystem) -> TreeLog | None:
+    """The inodes in the tree log of ``fs`` (None when there is no log; never raises for
+    a damaged log: the reason is in ``error``)."""
+    sb = fs.sb
+    if not sb.log_root:
+        return None
+    out = TreeLog(sb.log_root)
+    try:
+        roots = []
+        for node, i in fs.search(sb.log_root, sb.log_root_level,
+                                 (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, 0),
+                                 (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, S.TREE_LOG_OBJECTID)):
+            r = parse_root_item(node.keys[i][2], node.data(i), node.bytenr)
+            if r is not None:
+                roots.append(r)
+        for r in roots:
+            found: dict[int, LoggedInode] = {}
+            for node, i in fs.search(r.bytenr, r.level):
+                ino, typ, off = node.keys[i]
+                if typ not in (S.INODE_ITEM, S.INODE_REF) or len(found) >= MAX_LOGGED:
+                    continue
+                rec = found.setdefault(ino, LoggedInode(r.id, ino))
+                data = node.data(i)
+                if typ == S.INODE_ITEM and len(data) >= S.INODE_ITEM_SIZE:
+                    rec.size = S.INODE_ITEM_FMT.unpack_from(data, 0)[S.INODE_FIELDS["size"]]
+                elif typ == S.INODE_REF:
+                    rec.names += [(off, n) for n in _ref_names(data)]
+            out.inodes += found.values()
+    except CorruptImage as exc:
+        out.error = exc.detail
+    return out
+
+
+def _extref_names(data: bytes) -> list[tuple[int, str]]:
+    """(parent directory, name) of each entry packed in an INODE_EXTREF item."""
+    out, pos, hdr = [], 0, S.INODE_EXTREF_FMT.size
+    while pos + hdr <= len(data):
+        parent, _index, n = S.INODE_EXTREF_FMT.unpack_from(data, pos)
+        if pos + hdr + n > len(data):
+            break
+        out.append((parent, bytes(data[pos + hdr:pos + hdr + n]).decode(
+            "utf-8", "surrogateescape")))
+        pos += hdr + n
+    return out
+
+
+def _ref_names(data: bytes) -> list[str]:
+    names, pos, hdr = [], 0, S.INODE_REF_FMT.size
+    while pos + hdr <= len(data):
+        _index, n = S.INODE_REF_FMT.unpack_from(data, pos)
+        if pos + hdr + n > len(data):
+            break
+        names.append(bytes(data[pos + hdr:pos + hdr + n]).decode("utf-8", "surrogateescape"))
+        pos += hdr + n
+    return names
+
+
+# --- replaying: the log's items laid over a subvolume's view ----------------------------------
+
+
+@dataclass
+class LogReplay:
+    """What the tree log of one subvolume adds to it, read once: the inode items it holds
+    (raw), the inodes whose extents it holds, and the names (DIR_INDEX entries) by
+    directory. ``key`` names the log tree in ``fs.old_roots``."""
+
+    key: tuple
+    inodes: dict[int, bytes] = field(default_factory=dict)
+    extents: set[int] = field(default_factory=set)
+    dirs: dict[int, list[tuple[bytes, int, int, int]]] = field(default_factory=dict)
+
+
+def log_replays(fs: BtrfsFileSystem) -> dict[int, LogReplay]:
+    """The log tree of each subvolume, indexed (empty without a log or when it cannot be
+    read: the reason is then in ``fs.tree_log().error``)."""
+    sb = fs.sb
+    out: dict[int, LogReplay] = {}
+    if not sb.log_root:
+        return out
+    try:
+        roots = []
+        for node, i in fs.search(sb.log_root, sb.log_root_level,
+                                 (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, 0),
+                                 (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, S.TREE_LOG_OBJECTID)):
+            r = parse_root_item(node.keys[i][2], node.data(i), node.bytenr)
+            if r is not None and r.id in fs.roots:
+                roots.append(r)
+        for r in roots:
+            rp = LogReplay(("log", r.id))
+            for node, i in fs.search(r.bytenr, r.level):
+                ino, typ, _off = node.keys[i]
+                data = node.data(i)
+                if len(rp.inodes) + len(rp.dirs) > MAX_LOGGED:
+                    break
+                if typ == S.INODE_ITEM and len(data) >= S.INODE_ITEM_SIZE:
+                    rp.inodes[ino] = bytes(data[:S.INODE_ITEM_SIZE])
+                elif typ == S.EXTENT_DATA:
+                    rp.extents.add(ino)
+                elif typ in (S.INODE_REF, S.INODE_EXTREF):  # names: replay adds them
+                    mode = (S.INODE_ITEM_FMT.unpack(rp.inodes[ino])[S.INODE_FIELDS["mode"]]
+                            if ino in rp.inodes else 0)
+                    ftype = _FTYPE.get(mode & 0o170000, 0)
+                    refs = ([(_off, n) for n in _ref_names(data)] if typ == S.INODE_REF
+                            else _extref_names(data))
+                    for parent, name in refs:
+                        raw = name.encode("utf-8", "surrogateescape")
+                        if raw and b"/" not in raw and raw not in (b".", b".."):
+                            rp.dirs.setdefault(parent, []).append((raw, ino, S.INODE_ITEM,
+                                                                   ftype))
+                elif typ == S.DIR_INDEX:
+                    for name, loc, ftype, _v in fs.dir_items(data, node.bytenr):
+                        if name and b"/" not in name and name not in (b".", b".."):
+                            rp.dirs.setdefault(ino, []).append((name, loc[0], loc[1], ftype))
+            fs.old_roots[rp.key] = r
+            out[r.id] = rp
+    except CorruptImage:
+        return {}
+    return out
+
+
+def _cut(p: Piece, a: int, b: int) -> Piece | None:
+    """The part of piece ``p`` inside ``[a, b)`` (None when empty)."""
+    lo, hi = max(p.start, a), min(p.start + p.length, b)
+    if lo >= hi:
+        return None
+    shift = lo - p.start
+    q = copy.copy(p)
+    q.start, q.length = lo, hi - lo
+    if p.kind == PLAIN:
+        q.addr = p.addr + shift
+    elif p.kind == COMPRESSED:
+        q.offset = p.offset + shift
+    elif p.kind == INLINE:
+        q.data = p.data[shift:shift + q.length]
+    return q
+
+
+def merge_pieces(base: list[Piece], logged: list[Piece]) -> list[Piece]:
+    """``base`` with the file ranges the log holds taken out, and the log's pieces in
+    their place, in file order (what replaying the logged extents does)."""
+    if not logged:
+        return base
+    cuts = sorted((p.start, p.start + p.length) for p in logged)
+    out = list(logged)
+    for p in base:
+        rest = [p]
+        for a, b in cuts:
+            nxt = []
+            for q in rest:
+                nxt += [x for x in (_cut(q, q.start, a), _cut(q, b, q.start + q.length))
+                        if x is not None]
+            rest = nxt
+        out += rest
+    return sorted(out, key=lambda p: p.start)
