@@ -187,7 +187,7 @@ class Disk(ByteSource):
         """Virtual bytes holding data (the walk of the chain's runs), or None if not exact."""
         if not exact:
             return None
-        return sum(r.length for r in self.chain.runs() if r.state in (DATA, BACKING))
+        return self.chain.runs().total(DATA, BACKING)
 
     def layers(self) -> pd.DataFrame:
         """One row per layer, base (0) first."""
@@ -244,11 +244,7 @@ class Disk(ByteSource):
         img = self.chain.layers[k]
         if length is None:
             length = img.size - start
-        out = img.runs(start, length)
-        for r in out:
-            if r.state != "unallocated":
-                r.layer = k
-        return out
+        return img.runs(start, length).labelled(k)
 
     def snapshots(self) -> pd.DataFrame:
         """Named snapshots: the VM's (for a machine file), then the internal ones of layers."""

@@ -18,6 +18,7 @@ from ..errors import NotFound
 from ..findings import Findings
 from ..io import ByteSource, LRUCache
 from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
+from .runs import STATE_CODE, RunTable
 
 MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 
@@ -88,10 +89,15 @@ def damage_from_runs(owner, start: int, end: int) -> list[tuple[int, int]]:
     if index is None:
         from ..io import DamageIndex
 
-        index = owner._damage_index = DamageIndex(
-            lambda a, b: [(r.start, r.end) for r in owner.runs(a, b - a) if r.state == DAMAGED],
-            owner.size)
+        index = owner._damage_index = DamageIndex(lambda a, b: damaged_pairs(owner.runs(a, b - a)),
+                                                   owner.size)
     return index.query(start, end)
+
+
+def damaged_pairs(runs: RunTable) -> list[tuple[int, int]]:
+    """The (start, end) pairs of the ``damaged`` rows of ``runs``."""
+    bad = runs.take(runs.state == STATE_CODE[DAMAGED])
+    return list(zip(bad.start.tolist(), bad.end.tolist()))
 
 
 def merge_runs(runs, start: int, end: int) -> list[Run]:
@@ -163,7 +169,8 @@ class Image(ByteSource, Findings):
 
     # -- what subclasses provide -------------------------------------------------
     def _runs(self, start: int, end: int):
-        """Yield runs covering ``[start, end)`` in order (may overhang; merged later)."""
+        """Yield runs covering ``[start, end)`` in order (may overhang; merged later): Run
+        objects, or RunTables where a format builds its runs as columns."""
         raise NotImplementedError
 
     def _read_compressed(self, run: Run) -> bytes:
@@ -217,13 +224,14 @@ class Image(ByteSource, Findings):
         return total
 
     # -- shared machinery ---------------------------------------------------------
-    def runs(self, start: int = 0, length: int | None = None) -> list[Run]:
-        """Ordered, gap-free runs over ``[start, start+length)`` from metadata only."""
+    def runs(self, start: int = 0, length: int | None = None) -> RunTable:
+        """Ordered, gap-free runs over ``[start, start+length)`` from metadata only (a
+        :class:`~vdinspect.containers.runs.RunTable`: a sequence of :class:`Run`)."""
         if length is None:
             length = self.size - start
         self._check_range(start, length)
         end = start + length
-        return merge_runs(self._runs(start, end), start, end)
+        return RunTable.collect(self._runs(start, end)).clip_merge(start, end)
 
     def _read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)
@@ -257,7 +265,7 @@ class Image(ByteSource, Findings):
     @property
     def allocated(self) -> int:
         """Virtual bytes whose data this image itself stores."""
-        return sum(r.length for r in self.runs() if r.state == DATA)
+        return self.runs().total(DATA)
 
     def close(self) -> None:
         for src in self._owned_sources():

@@ -8,6 +8,7 @@ import numpy as np
 
 from ...errors import CorruptImage, MissingDependency
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
+from ..runs import STATE_CODE, RunTable
 from .structs import (
     L1E_OFFSET_MASK,
     L2E_OFFSET_MASK,
@@ -22,6 +23,11 @@ from .structs import (
     S_ZERO,
     STATE_NAME,
 )
+
+#: S_* unit state -> code of the ``state`` column of a RunTable
+STATE_CODES = np.array([STATE_CODE[STATE_NAME[k]] for k in sorted(STATE_NAME)], dtype=np.int8)
+
+
 
 
 class ClusterMap:
@@ -205,59 +211,57 @@ class ClusterMap:
         cs = self.cluster_size
         target = self.data_file if self.data_file is not None else self.file
         target_name = self.data_file_path if self.data_file is not None else self.path
-        for a, b in zip(starts.tolist(), stops.tolist()):
-            s = int(st[a])
-            vs = vbase + (first + a) * unit
-            ve = vbase + (first + b) * unit
-            if s == S_DATA:
-                h = int(ho[a])
-                room = target.size - h
-                if room < ve - vs:  # the last host cluster is cut short by end of file
-                    yield Run(vs, room, DATA, host_file=target_name, host_offset=h, source=target)
-                    if vs + room >= self.size:  # only past the virtual disk: never read
-                        yield Run(vs + room, ve - vs - room, ZERO)
-                    else:  # the file is cut short: QEMU reads zeros, we do not invent them
-                        yield self._damaged(
-                            vs + room, ve, "data cluster", target.size - target.size % cs,
-                            f"data cluster cut short by the end of the file ({target.size} "
-                            f"bytes): its last {ve - vs - room} bytes are missing",
-                        )
-                else:
-                    yield Run(
-                        vs, ve - vs, DATA, host_file=target_name, host_offset=h, source=target
-                    )
-            elif s == S_COMP:
-                cl_start = vbase + ((first + a) // units_per_cluster) * cs
-                e = int(self._l2_units(l2_off)[2][(first + a) // units_per_cluster])
-                nb = ((e >> self.csize_shift) & self.csize_mask) + 1
-                h = int(ho[a])
-                csize = nb * 512 - (h & 511)
-                yield Run(
-                    vs,
-                    ve - vs,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=h,
-                    compressed=True,
-                    source=self.file,
-                    extra=(cl_start, csize),
-                )
-            elif s == S_DAMAGED:
-                k = (first + a) // units_per_cluster
-                e = int(self._l2_units(l2_off)[2][k])
-                at = l2_off + k * self.l2_entry_size
+        s = st[starts]
+        h = ho[starts]
+        vs = vbase + (first + starts) * unit
+        ve = vbase + (first + stops) * unit
+        # the common runs become columns at once; the rare ones (damaged, a data cluster
+        # cut short by the end of the file) go through Python and findings
+        odd = (s == S_DAMAGED) | ((s == S_DATA) & (target.size - h < ve - vs))
+        k = (first + starts) // units_per_cluster
+        raw = self._l2_units(l2_off)[2][k]
+        comp = s == S_COMP
+        nb = ((raw >> np.uint64(self.csize_shift)) & np.uint64(self.csize_mask)).astype(np.int64) + 1
+        plain = ~odd
+        table = RunTable(
+            vs[plain], (ve - vs)[plain], STATE_CODES[s[plain]],
+            host=np.where(s == S_DATA, h, np.where(comp, h, -1))[plain],
+            compressed=comp[plain],
+            src=np.where(s == S_DATA, 0, np.where(comp, 1, -1))[plain],
+            x0=(vbase + k * cs)[plain], x1=np.where(comp, nb * 512 - (h & 511), 0)[plain],
+            sources=[(target_name, target), (self.path, self.file)])
+        rare = [r for a in np.flatnonzero(odd).tolist()
+                for r in self._odd_run(l1_index, l2_off, int(s[a]), int(vs[a]), int(ve[a]),
+                                       int(h[a]), int(k[a]), target, target_name)]
+        yield table.with_runs(rare)
+
+    def _odd_run(self, l1_index, l2_off, s, vs, ve, h, k, target, target_name):
+        """The runs of a damaged stretch, or of a data cluster cut short by end of file."""
+        cs = self.cluster_size
+        if s == S_DATA:
+            room = target.size - h
+            yield Run(vs, room, DATA, host_file=target_name, host_offset=h, source=target)
+            if vs + room >= self.size:  # only past the virtual disk: never read
+                yield Run(vs + room, ve - vs - room, ZERO)
+            else:  # the file is cut short: QEMU reads zeros, we do not invent them
                 yield self._damaged(
-                    vs,
-                    ve,
-                    "L2 table",
-                    at,
-                    f"L2 entry {k} (table {l1_index}) lies past the end of the file: the L2 "
-                    "table is cut short" if at + self.l2_entry_size > self.file.size else
-                    f"L2 entry {k} (table {l1_index}) = {e:#018x} points "
-                    "outside the file or is misaligned",
+                    vs + room, ve, "data cluster", target.size - target.size % cs,
+                    f"data cluster cut short by the end of the file ({target.size} "
+                    f"bytes): its last {ve - vs - room} bytes are missing",
                 )
-            else:
-                yield Run(vs, ve - vs, STATE_NAME[s])
+            return
+        e = int(self._l2_units(l2_off)[2][k])
+        at = l2_off + k * self.l2_entry_size
+        yield self._damaged(
+            vs,
+            ve,
+            "L2 table",
+            at,
+            f"L2 entry {k} (table {l1_index}) lies past the end of the file: the L2 "
+            "table is cut short" if at + self.l2_entry_size > self.file.size else
+            f"L2 entry {k} (table {l1_index}) = {e:#018x} points "
+            "outside the file or is misaligned",
+        )
 
     def _read_compressed(self, run: Run) -> bytes:
         cs = self.cluster_size

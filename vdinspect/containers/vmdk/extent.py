@@ -16,6 +16,7 @@ import numpy as np
 from ...errors import CorruptImage
 from ...io import ByteSource, LRUCache
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
+from ..runs import STATE_CODE, RunTable
 
 if TYPE_CHECKING:
     from .descriptor import ExtentLine
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 # per-grain states inside decoded grain tables
 S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
 STATE_NAME = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DAMAGED: DAMAGED}
+#: S_* grain state -> code of the ``state`` column of a RunTable
+STATE_CODES = np.array([STATE_CODE[n] for n in (UNALLOCATED, ZERO, DATA, DATA, DAMAGED)],
+                       dtype=np.int8)
 
 #: QEMU's limit on grain directory entries (32 Mi): more is a corrupt header
 MAX_GD_ENTRIES = 32 << 20
@@ -395,54 +399,47 @@ class GrainTableExtent(Extent):
         starts = np.flatnonzero(brk)
         stops = np.append(starts[1:], len(st))
         fsize = self.source.size if self.source is not None else 0
-        for a, b in zip(starts.tolist(), stops.tolist()):
-            s = int(st[a])
-            vs = max(start, vbase + (first + a) * g)
-            ve = min(end, vbase + (first + b) * g)
-            if s == S_DATA:
-                h = int(ho[a]) + (vs - (vbase + (first + a) * g))
-                room = fsize - h
-                if room >= ve - vs:
-                    yield Run(
-                        vs, ve - vs, DATA, host_file=self.path, host_offset=h, source=self.source
-                    )
-                else:
-                    if room > 0:
-                        yield Run(
-                            vs, room, DATA, host_file=self.path, host_offset=h, source=self.source
-                        )
-                    k = first + a + (max(room, 0) // g)
-                    yield self.damaged(
-                        vs + max(room, 0),
-                        ve,
-                        "grain table",
-                        self.gte_offset(i, k),
-                        f"grain {k} of grain table {i} is cut short by the end of the file",
-                    )
-            elif s == S_COMP:
-                k = first + a
-                yield Run(
-                    vs,
-                    ve - vs,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=int(ho[a]),
-                    compressed=True,
-                    source=self.source,
-                    extra=(vbase + k * g, int(bound[a])),
-                )
-            elif s == S_DAMAGED:
-                k = first + a
-                more = f" (and the {b - a - 1} entries after it)" if b - a > 1 else ""
-                yield self.damaged(
-                    vs,
-                    ve,
-                    "grain table",
-                    self.gte_offset(i, k),
-                    self.bad_entry_message(i, k) + more,
-                )
-            else:
-                yield Run(vs, ve - vs, STATE_NAME[s])
+        s = st[starts]
+        k = first + starts
+        vs0 = vbase + k * g
+        vs = np.maximum(start, vs0)
+        ve = np.minimum(end, vbase + (first + stops) * g)
+        comp = s == S_COMP
+        data = s == S_DATA
+        h = np.where(data, ho[starts] + (vs - vs0), ho[starts])
+        # the common runs become columns at once; damaged ones and grains cut short by the
+        # end of the file go one by one (findings)
+        odd = (s == S_DAMAGED) | (data & (fsize - h < ve - vs))
+        p = ~odd
+        table = RunTable(
+            vs[p], (ve - vs)[p], STATE_CODES[s[p]], host=np.where(data | comp, h, -1)[p],
+            compressed=comp[p], src=np.where(data | comp, 0, -1)[p], x0=vs0[p],
+            x1=np.where(comp, bound[k], 0)[p], sources=[(self.path, self.source)])
+        rare = []
+        for a in np.flatnonzero(odd).tolist():
+            rare += self._odd_runs(i, int(s[a]), int(vs[a]), int(ve[a]), int(h[a]),
+                                   int(k[a]), int(stops[a] - starts[a]), fsize)
+        yield table.with_runs(rare)
+
+    def _odd_runs(self, i: int, s: int, vs: int, ve: int, h: int, k: int, count: int,
+                  fsize: int) -> list[Run]:
+        """The runs of a damaged stretch of ``count`` entries from ``k``, or of a grain cut
+        short by the end of the file."""
+        g = self.grain_bytes
+        if s == S_DATA:
+            room = fsize - h
+            out = []
+            if room > 0:
+                out.append(Run(vs, room, DATA, host_file=self.path, host_offset=h,
+                               source=self.source))
+            k += max(room, 0) // g
+            out.append(self.damaged(
+                vs + max(room, 0), ve, "grain table", self.gte_offset(i, k),
+                f"grain {k} of grain table {i} is cut short by the end of the file"))
+            return out
+        more = f" (and the {count - 1} entries after it)" if count > 1 else ""
+        return [self.damaged(vs, ve, "grain table", self.gte_offset(i, k),
+                             self.bad_entry_message(i, k) + more)]
 
     def bad_entry_message(self, i: int, k: int) -> str:
         """Why entry ``k`` of grain table ``i`` cannot be used."""

@@ -15,6 +15,7 @@ import re
 from ...errors import CorruptImage, MissingFile, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, FileSource, paths
 from ..base import Image, ParentHint, Run
+from ..runs import RunTable
 from .cowd import CowdExtent
 from .descriptor import (
     FLAT_TYPES,
@@ -286,6 +287,9 @@ class VmdkImage(Image):
             le = min(end, ext.end) - ext.start
             if le > ls:
                 for r in ext.runs(ls, le):
+                    if isinstance(r, RunTable):
+                        yield r.clip_merge(ls, le).shifted(ext.start)
+                        continue
                     if r.end <= ls or r.start >= le or r.length <= 0:
                         continue
                     r = r.clip(ls, le)
