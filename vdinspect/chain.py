@@ -13,6 +13,7 @@ from numbers import Integral
 
 import numpy as np
 
+from .containers import readplan
 from .containers.base import (
     BACKING,
     DAMAGED,
@@ -149,12 +150,42 @@ class Chain(ByteSource):
         if len(self.layers) == 1:
             self.top.readinto(offset, mv)
             return
+        plan = self.plan(offset, offset + len(mv))
+        if plan is not None:
+            readplan.fill(plan, offset, mv)
+            return
         for run in self.runs(offset, len(mv)):
             out = mv[run.start - offset : run.end - offset]
             if run.layer is None:
                 out[:] = bytes(len(out))
             else:
                 self.layers[run.layer].fill_run(run, out)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan of ``[start, end)`` (pieces in any order): each hole of a
+        layer asked of the layer below; None when a layer needs its runs."""
+        out: readplan.Plan = []
+        pending = [(start, end)]
+        for k in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[k]
+            below: list[tuple[int, int]] = []
+            for a, b in pending:
+                lim = min(b, layer.size)
+                if a < lim:
+                    pieces = layer.plan(a, lim)
+                    if pieces is None:
+                        return None
+                    for piece in pieces:
+                        if piece[2] == readplan.HOLE and k > 0:
+                            below.append((piece[0], piece[1]))
+                        else:
+                            out.append(piece)
+                if b > max(a, layer.size):  # past this layer's end: zeros
+                    out.append((max(a, layer.size), b, readplan.ZERO, 0, None))
+            pending = below
+            if not pending:
+                break
+        return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         if len(self.layers) == 1:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
+from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced
 from .bitmap import DirtyBitmap
 from .check import ParallelsReport
@@ -293,6 +294,26 @@ class ParallelsImage(ParallelsReport, Image):
         self.bitmaps.append(bm)
 
     # --- runs ------------------------------------------------------------------------
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: one BAT entry per cluster."""
+        cs = self.cluster_size
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // cs
+            stop = min(end, (i + 1) * cs)
+            if i >= len(self.bat) or self._past_eof[i] or self._misplaced[i] or self._partial[i]:
+                return None
+            if self.bat[i] == 0:
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            else:
+                h = int(self.bat_hosts[i]) + pos - i * cs
+                if h + stop - pos > self.file.size:
+                    return None
+                readplan.add_piece(plan, pos, stop, readplan.DATA, h, self.file)
+            pos = stop
+        return plan
+
     def _runs(self, start: int, end: int):
         cs = self.cluster_size
         first, last = start // cs, -(-end // cs)

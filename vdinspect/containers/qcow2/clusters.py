@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import zlib
+from functools import partial
 
 import numpy as np
 
 from ...errors import CorruptImage, MissingDependency
+from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
 from ..runs import STATE_CODE, RunTable
 from .structs import (
@@ -28,6 +30,9 @@ from .structs import (
 STATE_CODES = np.array([STATE_CODE[STATE_NAME[k]] for k in sorted(STATE_NAME)], dtype=np.int8)
 
 
+#: S_* unit state -> read plan piece kind (compressed and damaged units take the runs)
+PLAN_KINDS = [{S_UNALLOC: readplan.HOLE, S_ZERO: readplan.ZERO, S_DATA: readplan.DATA,
+               S_COMP: readplan.INFLATE}.get(k, readplan.SLOW) for k in sorted(STATE_NAME)]
 
 
 class ClusterMap:
@@ -175,6 +180,53 @@ class ClusterMap:
                     i, l2_off, vbase, max(start, vbase), min(end, vstop), unit
                 )
             i += 1
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: one lookup per L2 table (decoded and cached), contiguous
+        host clusters joined; None for anything unusual (the runs report it)."""
+        cs = self.cluster_size
+        unit = self.subcluster_size
+        span = cs * self.l2_entries
+        l1 = self.l1
+        fsize = self.file.size
+        target = self.data_file if self.data_file is not None else self.file
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // span
+            vbase = i * span
+            stop = min(end, vbase + span)
+            l1e = int(l1[i]) if i < len(l1) else 0
+            l2_off = l1e & L1E_OFFSET_MASK
+            if l2_off == 0:
+                if l1e == 1 and not self.strict:  # a salvage marker: the runs say damaged
+                    return None
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            elif l2_off % cs or l2_off + cs > fsize:
+                return None
+            else:
+                state, host, raw = self._l2_units(l2_off)
+                if not readplan.plan_units(plan, PLAN_KINDS, state, host, vbase, unit, pos,
+                                           stop, target, self._compressed_at(host, raw, vbase)):
+                    return None
+            pos = stop
+        return plan
+
+    def _compressed_at(self, host, raw, vbase: int):
+        """For a read plan: unit ``i`` of an L2 table -> (loader of its inflated compressed
+        cluster, the cluster's virtual start), keyed as the runs key it."""
+        cs = self.cluster_size
+
+        def at(i: int):
+            k = i // self.subclusters
+            h, e = int(host[i]), int(raw[k])
+            nb = ((e >> self.csize_shift) & self.csize_mask) + 1
+            start = vbase + k * cs
+            run = Run(start, cs, DATA, host_file=self.path, host_offset=h, compressed=True,
+                      source=self.file, extra=(start, nb * 512 - (h & 511)))
+            return partial(self.inflated, run), start
+
+        return at
 
     def _l1_stretch_end(self, i: int) -> int:
         """The first L1 index after ``i`` whose entry differs from entry ``i``."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, paths
+from .. import readplan
 from ..base import (
     DAMAGED,
     DATA,
@@ -298,6 +299,30 @@ class VdiImage(VdiReport, Image):
         if stop < last:  # past the end of a short block map (salvage mode only)
             s = max(start, stop * bs)
             yield Run(s, end - s, DAMAGED)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: one block map entry per block."""
+        bs = self.block_size
+        bm = self.block_map
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // bs
+            stop = min(end, (i + 1) * bs)
+            if i >= len(bm) or self._past_eof[i] or self._crossed[i] or self._partial[i]:
+                return None
+            e = int(bm[i])
+            if e == BLOCK_FREE:
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            elif e == BLOCK_ZERO:
+                readplan.add_piece(plan, pos, stop, readplan.ZERO)
+            else:
+                h = self._host(i) + pos - i * bs
+                if h + stop - pos > self.file.size:
+                    return None
+                readplan.add_piece(plan, pos, stop, readplan.DATA, h, self.file)
+            pos = stop
+        return plan
 
     def _damaged_block(self, i: int):
         """A block whose data runs past the end of the file: what is there, then damaged."""

@@ -36,6 +36,7 @@ import numpy as np
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, FileSource, LRUCache
+from .. import readplan
 from ..base import (
     DAMAGED,
     DATA,
@@ -402,6 +403,47 @@ class VhdImage(VhdReport, Image):
             pos = table_end
         if pos < last:  # past the end of a too-small BAT (salvage mode only)
             yield Run(pos * bs, end - pos * bs, DAMAGED)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: the BAT entry of each block, then its cached sector map."""
+        fsize = self.file.size
+        if self.disk_type == FIXED:
+            return [(start, end, readplan.DATA, start, self.file)] if end <= self.data_area \
+                else None
+        bs = self.block_size
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // bs
+            vbase = i * bs
+            stop = min(end, vbase + bs)
+            if i >= len(self.bat):
+                return None
+            kind = self._entry_kind[i]
+            if kind == E_UNUSED:
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            elif kind != E_BLOCK:
+                return None
+            else:
+                starts, stops, states = self._block_states(i)
+                data = int(self.bat[i]) * SECTOR + self.bitmap_size
+                j = int(np.searchsorted(stops, (pos - vbase) // SECTOR, side="right"))
+                while pos < stop:
+                    s = int(states[j])
+                    b = min(stop, vbase + int(stops[j]) * SECTOR)
+                    if s == S_DATA:
+                        h = data + pos - vbase
+                        if h + (b - pos) > fsize:
+                            return None
+                        readplan.add_piece(plan, pos, b, readplan.DATA, h, self.file)
+                    elif s == S_UNALLOC:
+                        readplan.add_piece(plan, pos, b, readplan.HOLE)
+                    else:
+                        return None
+                    pos = b
+                    j += 1
+            pos = stop
+        return plan
 
     def _block_runs(self, i: int):
         vbase = i * self.block_size

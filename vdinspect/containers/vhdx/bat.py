@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage
+from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, misplaced
 from .structs import (
     BAT_ENTRY_DTYPE,
@@ -37,6 +38,8 @@ MAX_SALVAGED_BAT = 1 << 20  # BAT entries a salvage open may stand in for when t
 
 # per-block codes of the decoded BAT
 B_UNALLOC, B_ZERO, B_DATA, B_PARTIAL, B_DAMAGED = 0, 1, 2, 3, 4
+#: B_* block code -> read plan piece kind
+PLAN_KINDS = [readplan.HOLE, readplan.ZERO, readplan.DATA, readplan.SLOW, readplan.SLOW]
 
 
 def describe_bat_entry(v: int) -> str:
@@ -172,6 +175,13 @@ class BlockMap:
         return self.bat_region.file_offset + BAT_ENTRY_SIZE * int(self.bitmap_index[c])
 
     # --- runs ------------------------------------------------------------------------
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: one BAT entry per payload block (partially present blocks
+        and damaged ones take the runs)."""
+        return plan if readplan.plan_units(
+            plan := [], PLAN_KINDS, self.block_code, self.payload_offset, 0, self.block_size,
+            start, end, self.host) else None
+
     def _runs(self, start: int, end: int):
         bs = self.block_size
         size = self.size

@@ -9,12 +9,14 @@ format decodes its entries into per-grain states with numpy (see ``_decode``).
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import CorruptImage
 from ...io import ByteSource, LRUCache
+from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
 from ..runs import STATE_CODE, RunTable
 
@@ -25,6 +27,8 @@ if TYPE_CHECKING:
 # per-grain states inside decoded grain tables
 S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
 STATE_NAME = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DAMAGED: DAMAGED}
+#: S_* grain state -> read plan piece kind (compressed and damaged grains take the runs)
+PLAN_KINDS = [readplan.HOLE, readplan.ZERO, readplan.DATA, readplan.INFLATE, readplan.SLOW]
 #: S_* grain state -> code of the ``state`` column of a RunTable
 STATE_CODES = np.array([STATE_CODE[n] for n in (UNALLOCATED, ZERO, DATA, DATA, DAMAGED)],
                        dtype=np.int8)
@@ -93,6 +97,10 @@ class Extent:
     def runs(self, start: int, end: int):
         """Yield runs over extent-local ``[start, end)``."""
         raise NotImplementedError
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan of extent-local ``[start, end)``, or None (take the runs)."""
+        return None
 
     def structures(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
@@ -180,6 +188,11 @@ class FlatExtent(Extent):
                 "flat extent file ends before the extent does",
             )
 
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        if self.offset + end > self.source.size:
+            return None
+        return [(start, end, readplan.DATA, self.offset + start, self.source)]
+
     def structures(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
         return [
@@ -201,6 +214,9 @@ class ZeroExtent(Extent):
     def runs(self, start: int, end: int):
         """Yield runs over extent-local ``[start, end)``."""
         yield Run(start, end - start, ZERO)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        return [(start, end, readplan.ZERO, 0, None)]
 
 
 class MissingExtent(Extent):
@@ -370,6 +386,45 @@ class GrainTableExtent(Extent):
         if end > n * span:  # past the grain directory (descriptor larger than capacity)
             s = max(start, n * span)
             yield Run(s, end - s, UNALLOCATED)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """One lookup per grain table (decoded and cached), contiguous grains joined."""
+        span, gd, n = self.gt_span, self.gd, len(self.gd)
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // span
+            if i >= n:  # past the grain directory
+                readplan.add_piece(plan, pos, end, readplan.HOLE)
+                break
+            stop = min(end, (i + 1) * span)
+            g = int(gd[i])
+            if g < 0:
+                return None
+            if g == 0 or self._empty[i]:
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            else:
+                state, host, bound = self._gt(i)
+                if not readplan.plan_units(plan, PLAN_KINDS, state, host, i * span,
+                                           self.grain_bytes, pos, stop, self.source,
+                                           self._compressed_at(host, bound, i * span)):
+                    return None
+            pos = stop
+        return plan
+
+    def _compressed_at(self, host, bound, vbase: int):
+        """For a read plan: grain ``k`` of a table -> (loader of the inflated grain, its
+        extent-local start), keyed as the image's runs key it (disk offsets)."""
+        g = self.grain_bytes
+
+        def at(k: int):
+            start = vbase + k * g
+            run = Run(self.start + start, g, DATA, host_file=self.path,
+                      host_offset=int(host[k]), compressed=True, source=self.source,
+                      extra=(self.start + start, int(bound[k])))
+            return partial(self.image.inflated, run), start
+
+        return at
 
     gd_name = "grain directory"
 
