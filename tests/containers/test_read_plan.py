@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import random
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ FORMATS = {  # label: (qemu-img -O, -o options)
     "qcow2": ("qcow2", ""),
     "qcow2-extl2": ("qcow2", "extended_l2=on,cluster_size=64k"),
     "qcow2-4k": ("qcow2", "cluster_size=4096"),
+    "qcow": ("qcow", ""),
     "vmdk-sparse": ("vmdk", "subformat=monolithicSparse"),
     "vmdk-split": ("vmdk", "subformat=twoGbMaxExtentSparse"),
     "vmdk-flat": ("vmdk", "subformat=monolithicFlat"),
@@ -109,18 +111,25 @@ def test_chain_reads_match_qemu(base_fmt, tmp_path):
 
 
 def compressed_image(tmp_path, fmt: str) -> Path:
-    """Compressed clusters (QCOW2, zlib) or grains (VMDK streamOptimized) of mixed data."""
+    """Compressed clusters (QCOW2, QCOW: zlib) or grains (VMDK streamOptimized)."""
     src = tmp_path / "source.raw"
     sparse_source(src, seed=13)
     img = tmp_path / f"compressed.{fmt}"
     if fmt == "vmdk":
         q.qemu_img("convert", "-O", "vmdk", "-o", "subformat=streamOptimized", str(src), str(img))
+    elif fmt == "qcow":
+        # qemu-img 7.x ends a compressed qcow convert with a zero-length write the driver
+        # refuses (exit 1 after every cluster is written): qemu-img compare vouches for it
+        r = subprocess.run(["qemu-img", "convert", "-q", "-c", "-f", "raw", "-O", "qcow",
+                            str(src), str(img)], capture_output=True)
+        assert r.returncode in (0, 1)
+        q.qemu_img("compare", "-q", "-f", "raw", "-F", "qcow", str(src), str(img))
     else:
-        q.qemu_img("convert", "-c", "-O", "qcow2", str(src), str(img))
+        q.qemu_img("convert", "-c", "-O", fmt, str(src), str(img))
     return img
 
 
-@pytest.mark.parametrize("fmt", ["qcow2", "vmdk"])
+@pytest.mark.parametrize("fmt", ["qcow2", "qcow", "vmdk"])
 @pytest.mark.parametrize("workers", [1, 4])
 def test_inflate_ahead_matches_qemu(fmt, workers, tmp_path):
     img = compressed_image(tmp_path, fmt)
