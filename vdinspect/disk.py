@@ -406,8 +406,7 @@ class Disk(ByteSource):
             pos = 0
             while pos < self.size:
                 wend = min(self.size, pos + window)
-                pending = [r for r in self.chain.runs(pos, wend - pos)
-                           if r.state in (DATA, BACKING)]
+                pending = list(self.chain.runs(pos, wend - pos).of_states(DATA, BACKING))
                 pending.reverse()
                 while pending:
                     base = pending[-1].start

@@ -19,7 +19,7 @@ from ..findings import Findings
 from ..io import ByteSource, FileSource, LRUCache
 from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 from . import readplan
-from .runs import STATE_CODE, RunTable
+from .runs import RunTable
 
 MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 
@@ -97,7 +97,7 @@ def damage_from_runs(owner, start: int, end: int) -> list[tuple[int, int]]:
 
 def damaged_pairs(runs: RunTable) -> list[tuple[int, int]]:
     """The (start, end) pairs of the ``damaged`` rows of ``runs``."""
-    bad = runs.take(runs.state == STATE_CODE[DAMAGED])
+    bad = runs.of_states(DAMAGED)
     return list(zip(bad.start.tolist(), bad.end.tolist()))
 
 

@@ -215,8 +215,15 @@ class RunTable:
 
     def total(self, *states: str) -> int:
         """Bytes in runs of the given states."""
-        codes = [STATE_CODE[s] for s in states]
-        return int(self.length[np.isin(self.state, codes)].sum())
+        return int(self.length[self.in_states(*states)].sum())
+
+    def in_states(self, *states: str) -> np.ndarray:
+        """A mask of the rows in the given states."""
+        return np.isin(self.state, [STATE_CODE[s] for s in states])
+
+    def of_states(self, *states: str) -> RunTable:
+        """The rows in the given states."""
+        return self.take(self.in_states(*states))
 
     def state_names(self) -> np.ndarray:
         """The ``state`` column as names (an object array)."""
