@@ -26,6 +26,11 @@ _DTYPES = (np.int64, np.int64, np.int8, np.int32, np.int64, np.bool_, np.int32, 
            np.int64)
 
 
+def codes_for(names: dict[int, str]) -> np.ndarray:
+    """A format's state numbers (0..n-1) -> codes of the ``state`` column."""
+    return np.array([STATE_CODE[names[k]] for k in range(len(names))], dtype=np.int8)
+
+
 class RunTable:
     """Ordered runs as columns: ``start``, ``length`` (bytes), ``state`` (code into
     ``schemas.STATES``), ``layer`` (-1 none), ``host`` (host offset, -1 none),
