@@ -30,6 +30,7 @@ from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced
+from ..runs import STATE_CODE, UNALLOCATED_CODE, RunTable
 from .bitmap import DirtyBitmap
 from .check import ParallelsReport
 from .structs import (
@@ -66,6 +67,9 @@ def parse_header(data: bytes):
             offset=0,
         )
     return ParallelsHeader.parse(data[:HEADER_SIZE])
+
+
+DATA_CODE, DAMAGED_CODE = STATE_CODE[DATA], STATE_CODE[DAMAGED]
 
 
 class ParallelsImage(ParallelsReport, Image):
@@ -331,19 +335,17 @@ class ParallelsImage(ParallelsReport, Image):
                 brk[1:] = ~(same & cont) | partial[1:] | partial[:-1]
             starts = np.flatnonzero(brk)
             stops = np.append(starts[1:], len(e))
-            for a, b in zip(starts.tolist(), stops.tolist()):
-                vs, ve = (first + a) * cs, (first + b) * cs
-                if partial[a]:
-                    yield from self._damaged_cluster(first + a)
-                elif bad[a]:
-                    yield Run(vs, ve - vs, DAMAGED)
-                elif alloc[a]:
-                    h = int(host[a])
-                    yield Run(
-                        vs, ve - vs, DATA, host_file=self.path, host_offset=h, source=self.file
-                    )
-                else:
-                    yield Run(vs, ve - vs, UNALLOCATED)
+            odd = partial[starts]  # cut short by the end of the file: one by one
+            p = ~odd
+            b, a = bad[starts], alloc[starts]
+            data = a & ~b
+            code = np.where(b, DAMAGED_CODE, np.where(a, DATA_CODE, UNALLOCATED_CODE))
+            table = RunTable(
+                ((first + starts) * cs)[p], ((stops - starts) * cs)[p], code[p],
+                host=np.where(data, host[starts], -1)[p], src=np.where(data, 0, -1)[p],
+                sources=[(self.path, self.file)])
+            yield table.with_runs([r for k in (first + starts[odd]).tolist()
+                                   for r in self._damaged_cluster(k)])
         if stop < last:
             s = max(start, stop * cs)
             # past the BAT: unallocated when the BAT is just short of nb_sectors (QEMU reads
