@@ -10,10 +10,10 @@ writes extended L2 bitmaps of our choosing).
 from __future__ import annotations
 
 import gc
+import struct
 import tracemalloc
 
 import numpy as np
-import pytest
 
 import vdinspect
 from tests import qcow2_builder as b
@@ -137,3 +137,26 @@ def test_alternating_top_over_a_base(tmp_path):
                   for s, e, k, layer in theirs]
         assert ours == expect
         assert disk.read(0, size) == q.to_raw_bytes(top, tmp_path)
+
+
+def test_vhd_alternating_sector_bitmap(tmp_path):
+    """A dynamic VHD block whose sector bitmap alternates (written here from the VHD
+    specification: footer -> dynamic header -> BAT -> bitmap): one run per sector, as
+    columns, and reads follow the bitmap (present sectors the data, the others zeros)."""
+    path = tmp_path / "alt.vhd"
+    q.create(path, 8 << 20, "vpc")
+    q.qemu_io(path, "write -q -P 0x33 0 2M", fmt="vpc")  # allocates block 0
+    data = bytearray(path.read_bytes())
+    footer = len(data) - 512
+    dyn = struct.unpack_from(">Q", data, footer + 16)[0]  # Data Offset
+    bat = struct.unpack_from(">Q", data, dyn + 16)[0]  # Table Offset
+    block = struct.unpack_from(">I", data, bat)[0] * 512  # sector of block 0's bitmap
+    data[block : block + 512] = b"\x55" * 512  # MSB first: even sectors absent, odd present
+    path.write_bytes(bytes(data))
+    with vdinspect.open(str(path)) as disk:
+        runs = disk.runs(0, 2 << 20)
+        assert len(runs) == 4096
+        assert [r.state for r in runs[:4]] == ["unallocated", "data"] * 2
+        assert runs.total("data") == 1 << 20
+        got = np.frombuffer(disk.read(0, 2 << 20), dtype=np.uint8).reshape(4096, 512)
+        assert (got[0::2] == 0).all() and (got[1::2] == 0x33).all()

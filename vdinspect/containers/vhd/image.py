@@ -46,6 +46,7 @@ from ..base import (
     Run,
     misplaced,
 )
+from ..runs import RunTable, codes_for
 from .check import VhdReport
 from .structs import (
     BAT_ENTRY,
@@ -84,6 +85,9 @@ from .structs import (
     vhd_checksum,
     vhd_time,
 )
+
+STATE_CODES = codes_for(STATE_NAME)
+MANY_RUNS = 16  # sector runs in a block above which its runs are built as columns
 
 
 class VhdImage(VhdReport, Image):
@@ -449,6 +453,25 @@ class VhdImage(VhdReport, Image):
         vbase = i * self.block_size
         starts, stops, states = self._block_states(i)
         data = int(self.bat[i]) * SECTOR + self.bitmap_size
+        if len(starts) <= MANY_RUNS:
+            yield from self._sector_runs(vbase, data, starts, stops, states)
+            return
+        # an alternating sector bitmap: columns, not objects (the sector where the file
+        # ends, if it is here, one by one)
+        at = data + starts * SECTOR
+        room = self.file.size - at
+        odd = (states == S_DAMAGED) & (room > 0) & (room < SECTOR)
+        p = ~odd
+        ok = states == S_DATA
+        table = RunTable(
+            (vbase + starts * SECTOR)[p], ((stops - starts) * SECTOR)[p], STATE_CODES[states[p]],
+            host=np.where(ok, at, -1)[p], src=np.where(ok, 0, -1)[p],
+            sources=[(self.path, self.file)])
+        yield table.with_runs(list(self._sector_runs(vbase, data, starts[odd], stops[odd],
+                                                     states[odd])))
+
+    def _sector_runs(self, vbase: int, data: int, starts, stops, states):
+        """Run objects for the sector runs of one block (data of the block at ``data``)."""
         for a, b, s in zip(starts.tolist(), stops.tolist(), states.tolist()):
             if s == S_DATA:
                 yield Run(
