@@ -83,7 +83,7 @@ def test_random_reads_match_qemu(label, tmp_path):
         check_reads(disk, oracle, seed=5)
 
 
-@pytest.mark.parametrize("base_fmt", ["qcow2", "vmdk", "vdi"])
+@pytest.mark.parametrize("base_fmt", ["qcow2", "vmdk", "vdi", "raw"])
 def test_chain_reads_match_qemu(base_fmt, tmp_path):
     """A QCOW2 top over a base of another format: holes of the top read the base."""
     src = tmp_path / "source.raw"
