@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Every container format's reader against ``qemu-img convert -O raw``, in one run.
 
-    python benchmarks/bench_formats.py [--size MIB] [--workdir DIR] [--reps N]
+    python benchmarks/bench_formats.py [--size MIB] [--workdir DIR] [--reps N] [--reads N]
 
 For each format qemu-img writes (VMDK monolithicSparse and streamOptimized, VHD dynamic,
 VHDX dynamic, VDI dynamic, Parallels, QCOW v1, QCOW2 for reference) the script converts
@@ -9,6 +9,8 @@ one sparse raw source (half of its 1 MiB pieces hold random data, scattered) int
 format with qemu-img, then times ``Disk.to_raw`` (the API, in this process) against
 ``qemu-img convert -O raw`` (best of N after one warm-up, wall and CPU time) and checks the
 two outputs are byte-identical. Targets: within 2x of qemu-img (streamOptimized: 3x).
+With ``--reads N`` it also times N random 4 KiB ``Disk.read`` calls (fixed seed) against
+the same reads given to one ``qemu-io`` process (``read`` commands on its stdin).
 Outputs go to /dev/shm when it has room, so disk speed does not count.
 """
 
@@ -76,6 +78,37 @@ def best(fn, src: Path, dst: Path, reps: int) -> tuple[float, float]:
     return min(r[0] for r in runs), min(r[1] for r in runs)
 
 
+def read_offsets(size: int, n: int, seed: int = 42) -> list[int]:
+    rnd = random.Random(seed)
+    return [rnd.randrange(size // 4096) * 4096 for _ in range(n)]
+
+
+def ours_reads(img: Path, offsets: list[int]) -> float:
+    with vdinspect.open(img) as disk:
+        disk.read(0, 4096)  # open and warm the tables outside the clock
+        t0 = time.perf_counter()
+        for off in offsets:
+            disk.read(off, 4096)
+        return time.perf_counter() - t0
+
+
+def qemu_reads(img: Path, fmt: str, offsets: list[int], work: Path) -> float:
+    """qemu-io reading the same offsets, minus the time of a run with no reads (start-up)."""
+    cmds = work / "reads.qemu-io"
+    cmds.write_text("".join(f"read -q {off} 4096\n" for off in offsets))
+    empty = work / "empty.qemu-io"
+    empty.write_text("")
+
+    def once(f: Path) -> float:
+        t0 = time.perf_counter()
+        with open(f) as stdin:
+            subprocess.run(["qemu-io", "-f", fmt, "-r", str(img)], stdin=stdin, check=True,
+                           stdout=subprocess.DEVNULL)
+        return time.perf_counter() - t0
+
+    return max(1e-9, min(once(cmds) for _ in range(2)) - min(once(empty) for _ in range(2)))
+
+
 def same(a: Path, b: Path) -> bool:
     return subprocess.run(["cmp", "-s", str(a), str(b)]).returncode == 0
 
@@ -85,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=512, help="virtual size, MiB (default 512)")
     ap.add_argument("--workdir", default=str(HERE / "work" / "formats"))
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reads", type=int, default=0, help="random 4 KiB reads per format")
+    ap.add_argument("--only", default="", help="formats whose label contains this")
     args = ap.parse_args(argv)
     work = Path(args.workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -102,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         for label, fmt, opts, target in FORMATS:
+            if args.only not in label:
+                continue
             img = work / f"bench-{args.size}M.{label.replace(' ', '-').replace('(', '').replace(')', '')}"
             if not img.exists():
                 cmd = ["qemu-img", "convert", "-O", fmt] + (["-o", opts] if opts else [])
@@ -117,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label:<24} {ow:8.3f} {qw:8.3f} {ow / qw:6.2f} {oc:9.3f} {qc:9.3f} "
                   f"{oc / qc if qc else float('nan'):9.2f} {target:6.1f}x  {'yes' if ok else 'NO'}",
                   flush=True)
+            if args.reads:
+                offsets = read_offsets(size, args.reads)
+                ours = min(ours_reads(img, offsets) for _ in range(args.reps))
+                qemu = qemu_reads(img, "vpc" if fmt == "vpc" else fmt, offsets, outdir)
+                print(f"{'':<24} {args.reads} random 4 KiB reads: ours {args.reads / ours:,.0f}/s, "
+                      f"qemu-io {args.reads / qemu:,.0f}/s, ratio {ours / qemu:.2f}", flush=True)
     finally:
         shutil.rmtree(outdir, ignore_errors=True)
     print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

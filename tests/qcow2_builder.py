@@ -45,6 +45,9 @@ class Qcow2:
     data_file: str | None = None  # external data file name (guest clusters at guest offsets)
     extended_l2: bool = False
     l2: dict = field(default_factory=dict)
+    #: extended L2: subcluster bitmap of a data cluster of ``clusters`` (default: all
+    #: 32 subclusters allocated)
+    bitmaps: dict = field(default_factory=dict)
 
     @property
     def cs(self) -> int:
@@ -116,7 +119,7 @@ def build(q: Qcow2) -> bytes:
         host = g * cs if q.data_file else data_at[g] * cs
         struct.pack_into(">Q", out, at, host | COPIED)
         if q.extended_l2:
-            struct.pack_into(">Q", out, at + 8, 0xFFFFFFFF)  # all 32 subclusters allocated
+            struct.pack_into(">Q", out, at + 8, q.bitmaps.get(g, 0xFFFFFFFF))
         if q.data_file is None:
             d = bytes(q.clusters[g])[:cs]
             out[data_at[g] * cs : data_at[g] * cs + len(d)] = d

@@ -12,22 +12,26 @@ import os
 from collections.abc import Iterable, Mapping
 from numbers import Integral
 
+import numpy as np
+
+from .containers import readplan
 from .containers.base import (
     BACKING,
     DAMAGED,
     DATA,
-    UNALLOCATED,
     Image,
     Run,
     damage_from_runs,
-    merge_runs,
 )
 from .containers.registry import get_format, open_image
+from .containers.runs import STATE_CODE, UNALLOCATED_CODE, RunTable
 from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
 from .io import ByteSource, FileSource, Slice
 from .io.paths import PathPolicy, report_outside, split_name
 
 MAX_DEPTH = 1000
+FEW_RANGES = 64  # pending ranges a layer is asked about one by one (more: one query)
+DATA_CODE, BACKING_CODE = STATE_CODE[DATA], STATE_CODE[BACKING]
 
 ParentsArg = str | os.PathLike | Iterable[str | os.PathLike] | Mapping[str, str] | None
 
@@ -106,52 +110,56 @@ class Chain(ByteSource):
         """The chain as seen from layer ``k`` (layers 0..k)."""
         return Chain(self.layers[: k + 1])
 
-    def runs(self, start: int = 0, length: int | None = None) -> list[Run]:
+    def runs(self, start: int = 0, length: int | None = None) -> RunTable:
         """Resolved runs: each labelled with the layer (0 = base) that answers it."""
         if length is None:
             length = self.size - start
         self._check_range(start, length)
         end = start + length
         if len(self.layers) == 1:  # nothing to resolve: the image's own runs, labelled
-            runs = self.top.runs(start, length)
-            for r in runs:
-                if r.state != UNALLOCATED:
-                    r.layer = 0
-            return runs
-        return merge_runs(self._resolve(start, end), start, end)
+            return self.top.runs(start, length).labelled(0)
+        return self._resolve(start, end).clip_merge(start, end)
 
-    def _resolve(self, start: int, end: int) -> list[Run]:
+    def _resolve(self, start: int, end: int) -> RunTable:
         """The runs of ``[start, end)``, each from the topmost layer that answers it, in
         order. One pass per layer over what the layers above left ``unallocated`` (a
-        loop, not a recursion per layer: a chain of MAX_DEPTH layers is fine)."""
-        out: list[Run] = []
-        pending = [(start, end)]  # ranges no layer above answers, in order
+        loop, not a recursion per layer: a chain of MAX_DEPTH layers is fine), column by
+        column: a layer with a million runs costs arrays, not objects."""
+        parts: list[RunTable] = []
+        pend_s = np.array([start], dtype=np.int64)  # ranges no layer above answers
+        pend_e = np.array([end], dtype=np.int64)
         top = len(self.layers) - 1
         for k in range(top, -1, -1):
             layer = self.layers[k]
-            below: list[tuple[int, int]] = []
-            for a, b in pending:
-                lim = min(b, layer.size)
-                if a < lim:
-                    for r in layer.runs(a, lim - a):
-                        if r.state == UNALLOCATED and k > 0:
-                            if below and below[-1][1] == r.start:
-                                below[-1] = (below[-1][0], r.end)
-                            else:
-                                below.append((r.start, r.end))
-                            continue
-                        r.layer = k if r.state != UNALLOCATED else None
-                        if r.state == DATA and k != top:
-                            r.state = BACKING
-                        out.append(r)
-                if b > max(a, layer.size):  # past this layer's end: zeros
-                    s = max(a, layer.size)
-                    out.append(Run(s, b - s, UNALLOCATED))
-            pending = below
-            if not pending:
+            past = np.maximum(pend_s, layer.size)  # past this layer's end: zeros
+            beyond = pend_e > past
+            if beyond.any():
+                parts.append(RunTable(past[beyond], (pend_e - past)[beyond], UNALLOCATED_CODE))
+            cut_e = np.minimum(pend_e, layer.size)
+            inside = pend_s < cut_e
+            a, b = pend_s[inside], cut_e[inside]
+            if not len(a):
                 break
-        out.sort(key=lambda r: r.start)
-        return out
+            if len(a) <= FEW_RANGES:  # ask for each range: a sparse pending set stays cheap
+                t = RunTable.concat([layer.runs(int(x), int(y - x))
+                                     for x, y in zip(a.tolist(), b.tolist())])
+            else:  # one query over the whole span, then the pieces inside the ranges
+                t = layer.runs(int(a[0]), int(b[-1] - a[0])).within(a, b)
+            hole = t.state == UNALLOCATED_CODE
+            if k > 0:
+                below = t.take(hole)
+                t = t.take(~hole)
+                join = np.flatnonzero(below.start[1:] != below.end[:-1]) + 1
+                pend_s = below.start[np.concatenate(([0], join))] if len(below) else below.start
+                pend_e = below.end[np.concatenate((join - 1, [len(below) - 1]))] if len(
+                    below) else below.end
+            t = t.labelled(k)
+            if k != top:
+                t.state = np.where(t.state == DATA_CODE, BACKING_CODE, t.state).astype(np.int8)
+            parts.append(t)
+            if k > 0 and not len(pend_s):
+                break
+        return RunTable.concat(parts).sorted()
 
     def _read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)
@@ -166,12 +174,42 @@ class Chain(ByteSource):
         if len(self.layers) == 1:
             self.top.readinto(offset, mv)
             return
+        plan = self.plan(offset, offset + len(mv))
+        if plan is not None:
+            readplan.fill(plan, offset, mv)
+            return
         for run in self.runs(offset, len(mv)):
             out = mv[run.start - offset : run.end - offset]
             if run.layer is None:
                 out[:] = bytes(len(out))
             else:
                 self.layers[run.layer].fill_run(run, out)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan of ``[start, end)`` (pieces in any order): each hole of a
+        layer asked of the layer below; None when a layer needs its runs."""
+        out: readplan.Plan = []
+        pending = [(start, end)]
+        for k in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[k]
+            below: list[tuple[int, int]] = []
+            for a, b in pending:
+                lim = min(b, layer.size)
+                if a < lim:
+                    pieces = layer.plan(a, lim)
+                    if pieces is None:
+                        return None
+                    for piece in pieces:
+                        if piece[2] == readplan.HOLE and k > 0:
+                            below.append((piece[0], piece[1]))
+                        else:
+                            out.append(piece)
+                if b > max(a, layer.size):  # past this layer's end: zeros
+                    out.append((max(a, layer.size), b, readplan.ZERO, 0, None))
+            pending = below
+            if not pending:
+                break
+        return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         if len(self.layers) == 1:

@@ -206,7 +206,7 @@ class Disk(ByteSource):
         """Virtual bytes holding data (the walk of the chain's runs), or None if not exact."""
         if not exact:
             return None
-        return sum(r.length for r in self.chain.runs() if r.state in (DATA, BACKING))
+        return self.chain.runs().total(DATA, BACKING)
 
     def layers(self) -> pd.DataFrame:
         """One row per layer, base (0) first."""
@@ -263,11 +263,7 @@ class Disk(ByteSource):
         img = self.chain.layers[k]
         if length is None:
             length = img.size - start
-        out = img.runs(start, length)
-        for r in out:
-            if r.state != "unallocated":
-                r.layer = k
-        return out
+        return img.runs(start, length).labelled(k)
 
     def snapshots(self) -> pd.DataFrame:
         """Named snapshots: the VM's (for a machine file), then the internal ones of layers."""
@@ -454,11 +450,14 @@ class Disk(ByteSource):
         return Diff(self, other, part=part, compare_data=compare_data, progress=progress)
 
     # --- export --------------------------------------------------------------------
-    def to_raw(self, path, *, progress: Progress = None, chunk: int = 8 << 20) -> int:
+    def to_raw(self, path, *, progress: Progress = None, chunk: int = 8 << 20,
+               workers: int | None = None) -> int:
         """Write the virtual disk to ``path`` as a sparse raw file; returns bytes of data.
 
         Memory stays constant (one ``chunk``); ranges that are unallocated, zero or read as
-        all zeros are left as holes. Refuses to write over any file of the image.
+        all zeros are left as holes. Compressed clusters or grains of a chunk are inflated
+        by ``workers`` threads (default: the machine's cores; 1: none). Refuses to write
+        over any file of the image.
         """
         path = os.fspath(path)
         real = os.path.realpath(path)
@@ -479,24 +478,32 @@ class Disk(ByteSource):
             pos = 0
             while pos < self.size:
                 wend = min(self.size, pos + window)
-                pending = [r for r in self.chain.runs(pos, wend - pos)
-                           if r.state in (DATA, BACKING)]
+                pending = list(self.chain.runs(pos, wend - pos).of_states(DATA, BACKING))
                 pending.reverse()
                 while pending:
                     base = pending[-1].start
                     limit = base + chunk
                     segments: list[list[int]] = []
+                    batch = []
                     while pending and pending[-1].start < limit:
                         run = pending.pop()
                         if run.end > limit:  # the rest goes into the next chunk
                             pending.append(run.clip(limit, run.end))
                             run = run.clip(run.start, limit)
+                        batch.append(run)
+                    inflating = {r.layer for r in batch if r.compressed}
+                    for k in inflating:
+                        self.chain.layers[k].inflate_ahead(
+                            [r for r in batch if r.layer == k], workers)
+                    for run in batch:
                         a, b = run.start - base, run.end - base
                         self.chain.layers[run.layer].fill_run(run, mv[a:b])
                         if segments and segments[-1][1] == a:
                             segments[-1][1] = b
                         else:
                             segments.append([a, b])
+                    for k in inflating:  # let the batch go
+                        self.chain.layers[k].inflate_ahead(())
                     for a, b in segments:
                         written += _write_nonzero(fd, mv, a, b, base)
                     if report:

@@ -56,9 +56,26 @@ from .schemas import (  # noqa: F401 (re-exported: the names are frames' API too
 
 
 def allocation_frame(runs: Iterable[Any]) -> pd.DataFrame:
-    """Runs as the ``allocation()`` frame."""
+    """Runs as the ``allocation()`` frame: from the columns of a RunTable (anything with
+    ``state_names()``) directly, else from Run objects."""
+    if hasattr(runs, "state_names"):
+        layer, host = runs.layer, runs.host
+        return pd.DataFrame(
+            {
+                "start": pd.array(runs.start, dtype="int64"),
+                "length": pd.array(runs.length, dtype="int64"),
+                "end": pd.array(runs.start + runs.length, dtype="int64"),
+                "state": pd.Categorical.from_codes(
+                    runs.state.astype(np.int64), dtype=pd.CategoricalDtype(list(STATES))),
+                "layer": pd.arrays.IntegerArray(layer.astype(np.int64), layer < 0),
+                "host_file": pd.array(runs.host_files(), dtype="string"),
+                "host_offset": pd.arrays.IntegerArray(host.astype(np.int64), host < 0),
+                "compressed": pd.array(runs.compressed, dtype="bool"),
+            },
+            copy=False,  # the columns are fresh: no second copy of a million rows
+        )
     runs = list(runs)
-    df = pd.DataFrame(
+    return pd.DataFrame(
         {
             "start": pd.array([r.start for r in runs], dtype="int64"),
             "length": pd.array([r.length for r in runs], dtype="int64"),
@@ -70,7 +87,6 @@ def allocation_frame(runs: Iterable[Any]) -> pd.DataFrame:
             "compressed": pd.array([bool(r.compressed) for r in runs], dtype="bool"),
         }
     )
-    return df
 
 
 def text_array(values) -> pd.api.extensions.ExtensionArray:

@@ -16,8 +16,10 @@ import numpy as np
 
 from ..errors import NotFound
 from ..findings import Findings
-from ..io import ByteSource, LRUCache
+from ..io import ByteSource, FileSource, LRUCache
 from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
+from . import readplan
+from .runs import RunTable
 
 MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 
@@ -88,10 +90,24 @@ def damage_from_runs(owner, start: int, end: int) -> list[tuple[int, int]]:
     if index is None:
         from ..io import DamageIndex
 
-        index = owner._damage_index = DamageIndex(
-            lambda a, b: [(r.start, r.end) for r in owner.runs(a, b - a) if r.state == DAMAGED],
-            owner.size)
+        index = owner._damage_index = DamageIndex(lambda a, b: damaged_pairs(owner.runs(a, b - a)),
+                                                   owner.size)
     return index.query(start, end)
+
+
+def damaged_pairs(runs: RunTable) -> list[tuple[int, int]]:
+    """The (start, end) pairs of the ``damaged`` rows of ``runs``."""
+    bad = runs.of_states(DAMAGED)
+    return list(zip(bad.start.tolist(), bad.end.tolist()))
+
+
+def run_objects(items):
+    """Run objects from what a format's ``_runs`` yields (Run objects and RunTables)."""
+    for item in items:
+        if isinstance(item, RunTable):
+            yield from item
+        else:
+            yield item
 
 
 def merge_runs(runs, start: int, end: int) -> list[Run]:
@@ -150,6 +166,8 @@ class Image(ByteSource, Findings):
     """
 
     format: str = "?"
+    #: threads that inflate compressed units ahead in large reads (None: the machine's cores)
+    workers: int | None = None
     subformat: str | None = None
     cluster_size: int | None = None
     header: Any = None
@@ -162,10 +180,12 @@ class Image(ByteSource, Findings):
         self.name = self.path
         self.strict = strict
         self._decompressed = LRUCache(8)
+        self._inflated: dict = {}  # units inflated ahead for the current batch
 
     # -- what subclasses provide -------------------------------------------------
     def _runs(self, start: int, end: int):
-        """Yield runs covering ``[start, end)`` in order (may overhang; merged later)."""
+        """Yield runs covering ``[start, end)`` in order (may overhang; merged later): Run
+        objects, or RunTables where a format builds its runs as columns."""
         raise NotImplementedError
 
     def _read_compressed(self, run: Run) -> bytes:
@@ -219,13 +239,19 @@ class Image(ByteSource, Findings):
         return total
 
     # -- shared machinery ---------------------------------------------------------
-    def runs(self, start: int = 0, length: int | None = None) -> list[Run]:
-        """Ordered, gap-free runs over ``[start, start+length)`` from metadata only."""
+    def runs(self, start: int = 0, length: int | None = None) -> RunTable:
+        """Ordered, gap-free runs over ``[start, start+length)`` from metadata only (a
+        :class:`~vdinspect.containers.runs.RunTable`: a sequence of :class:`Run`)."""
         if length is None:
             length = self.size - start
         self._check_range(start, length)
         end = start + length
-        return merge_runs(self._runs(start, end), start, end)
+        return RunTable.collect(self._runs(start, end)).clip_merge(start, end)
+
+    def run_list(self, start: int, end: int) -> list[Run]:
+        """The runs of ``[start, end)`` as merged Run objects: what a read that cannot take
+        the plan uses (a few runs cost less as objects than as columns)."""
+        return merge_runs(run_objects(self._runs(start, end)), start, end)
 
     def _read(self, offset: int, length: int) -> bytes:
         buf = bytearray(length)
@@ -235,17 +261,60 @@ class Image(ByteSource, Findings):
     def readinto(self, offset: int, buffer) -> None:
         mv = memoryview(buffer).cast("B")
         self._check_range(offset, len(mv))
-        if len(mv):
-            for run in self.runs(offset, len(mv)):
+        if not len(mv):
+            return
+        plan = self.plan(offset, offset + len(mv))
+        if plan is not None:
+            readplan.fill(plan, offset, mv)
+            return
+        runs = self.run_list(offset, offset + len(mv))
+        if sum(r.compressed for r in runs) > 1:  # many compressed units: inflate in parallel
+            self.inflate_ahead(runs)
+        try:
+            for run in runs:
                 self.fill_run(run, mv[run.start - offset : run.end - offset])
+        finally:
+            self._inflated = {}
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan of ``[start, end)`` (see :mod:`.readplan`): pieces in order,
+        holes where this image holds nothing; None when the range needs the runs."""
+        return None
+
+    def inflate_ahead(self, runs, workers: int | None = None) -> None:
+        """Inflate the compressed units behind ``runs`` (this image's) in a small thread pool
+        (zlib and zstd release the GIL), for :meth:`fill_run` to use. Replaces what an
+        earlier call kept, so memory stays one batch; ``workers`` defaults to
+        :attr:`workers`, then the machine's cores. Errors come out in the order of
+        ``runs``, as a one-by-one read would raise them."""
+        self._inflated = {}
+        wanted: dict = {}
+        for r in runs:
+            if r.compressed:
+                key = (r.host_offset, r.extra)
+                if key not in wanted:
+                    wanted[key] = r
+        n = workers or self.workers or os.cpu_count() or 1
+        if len(wanted) < 2 or n < 2 or not all(
+                isinstance(src, FileSource) for src in self._owned_sources()):
+            return  # (a file object source seeks: one thread only)
+        self._inflated = dict(zip(wanted, inflate_pool(n).map(self._read_compressed,
+                                                               wanted.values())))
+
+    def inflated(self, run: Run) -> bytes:
+        """The whole decompressed unit (cluster or grain) of the compressed ``run``: inflated
+        ahead, kept from a recent read, or inflated now."""
+        key = (run.host_offset, run.extra)
+        unit = self._inflated.get(key)
+        if unit is None:
+            unit = self._decompressed.get(key, lambda: self._read_compressed(run))
+        return unit
 
     def fill_run(self, run: Run, out: memoryview) -> None:
         """Write the bytes of ``run`` (one of this image's runs) into ``out``."""
         if run.state in (DATA, BACKING) and (run.source is not None or run.compressed):
             if run.compressed:
-                unit = self._decompressed.get(
-                    (run.host_offset, run.extra), lambda: self._read_compressed(run)
-                )
+                unit = self.inflated(run)
                 base = run.start - run.extra[0]  # extra = (unit virtual start, ...)
                 out[:] = unit[base : base + run.length]
             else:
@@ -259,7 +328,7 @@ class Image(ByteSource, Findings):
     @property
     def allocated(self) -> int:
         """Virtual bytes whose data this image itself stores."""
-        return sum(r.length for r in self.runs() if r.state == DATA)
+        return self.runs().total(DATA)
 
     def close(self) -> None:
         for src in self._owned_sources():
@@ -281,6 +350,19 @@ class Image(ByteSource, Findings):
                  ("cluster size", human(self.cluster_size) if self.cluster_size else None)]
         return card(f"{type(self).__name__}", facts,
                     (".runs()", ".structures()", ".check()"))
+
+
+_POOLS: dict = {}
+
+
+def inflate_pool(workers: int):
+    """The shared thread pool of ``workers`` threads that inflates compressed units."""
+    pool = _POOLS.get(workers)
+    if pool is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="vdinspect-inflate")
+    return pool
 
 
 def _zeros(n: int) -> memoryview:

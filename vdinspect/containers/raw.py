@@ -7,6 +7,7 @@ filesystem reports them, so a sparse raw file shows as sparse.
 from __future__ import annotations
 
 from ..io import ByteSource, FileSource
+from . import readplan
 from .base import DATA, UNALLOCATED, Image, Run
 
 FORMAT = "raw"
@@ -57,6 +58,10 @@ class RawImage(Image):
             pos = stop
         if pos < end:
             yield Run(pos, end - pos, UNALLOCATED)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """One pread: the file is the disk (its holes read as zeros, as the runs say)."""
+        return [(start, end, readplan.DATA, start, self.file)]
 
     def structures(self) -> list[dict]:
         return [

@@ -28,7 +28,9 @@ import numpy as np
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
+from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced
+from ..runs import STATE_CODE, UNALLOCATED_CODE, RunTable
 from .bitmap import DirtyBitmap
 from .check import ParallelsReport
 from .structs import (
@@ -65,6 +67,9 @@ def parse_header(data: bytes):
             offset=0,
         )
     return ParallelsHeader.parse(data[:HEADER_SIZE])
+
+
+DATA_CODE, DAMAGED_CODE = STATE_CODE[DATA], STATE_CODE[DAMAGED]
 
 
 class ParallelsImage(ParallelsReport, Image):
@@ -293,6 +298,26 @@ class ParallelsImage(ParallelsReport, Image):
         self.bitmaps.append(bm)
 
     # --- runs ------------------------------------------------------------------------
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: one BAT entry per cluster."""
+        cs = self.cluster_size
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // cs
+            stop = min(end, (i + 1) * cs)
+            if i >= len(self.bat) or self._past_eof[i] or self._misplaced[i] or self._partial[i]:
+                return None
+            if self.bat[i] == 0:
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            else:
+                h = int(self.bat_hosts[i]) + pos - i * cs
+                if h + stop - pos > self.file.size:
+                    return None
+                readplan.add_piece(plan, pos, stop, readplan.DATA, h, self.file)
+            pos = stop
+        return plan
+
     def _runs(self, start: int, end: int):
         cs = self.cluster_size
         first, last = start // cs, -(-end // cs)
@@ -310,19 +335,17 @@ class ParallelsImage(ParallelsReport, Image):
                 brk[1:] = ~(same & cont) | partial[1:] | partial[:-1]
             starts = np.flatnonzero(brk)
             stops = np.append(starts[1:], len(e))
-            for a, b in zip(starts.tolist(), stops.tolist()):
-                vs, ve = (first + a) * cs, (first + b) * cs
-                if partial[a]:
-                    yield from self._damaged_cluster(first + a)
-                elif bad[a]:
-                    yield Run(vs, ve - vs, DAMAGED)
-                elif alloc[a]:
-                    h = int(host[a])
-                    yield Run(
-                        vs, ve - vs, DATA, host_file=self.path, host_offset=h, source=self.file
-                    )
-                else:
-                    yield Run(vs, ve - vs, UNALLOCATED)
+            odd = partial[starts]  # cut short by the end of the file: one by one
+            p = ~odd
+            b, a = bad[starts], alloc[starts]
+            data = a & ~b
+            code = np.where(b, DAMAGED_CODE, np.where(a, DATA_CODE, UNALLOCATED_CODE))
+            table = RunTable(
+                ((first + starts) * cs)[p], ((stops - starts) * cs)[p], code[p],
+                host=np.where(data, host[starts], -1)[p], src=np.where(data, 0, -1)[p],
+                sources=[(self.path, self.file)])
+            yield table.with_runs([r for k in (first + starts[odd]).tolist()
+                                   for r in self._damaged_cluster(k)])
         if stop < last:
             s = max(start, stop * cs)
             # past the BAT: unallocated when the BAT is just short of nb_sectors (QEMU reads

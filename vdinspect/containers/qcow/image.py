@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from construct import ConstructError
@@ -26,6 +27,7 @@ from construct import ConstructError
 from ...errors import CorruptImage, EncryptedImage, NotRecognized
 from ...io import ByteSource, LRUCache
 from ...layout import offset_of
+from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run
 from .check import QcowReport
 from .structs import (
@@ -58,6 +60,12 @@ class L2Table:
     host: np.ndarray  # int64 host offset (0 unless plain or compressed)
     csize: np.ndarray  # int64 compressed length in bytes (0 unless compressed)
     missing: int  # entries lost because the table runs past the end of the file
+
+
+#: UNALLOC, PLAIN, COMPRESSED, BAD -> read plan piece kind
+PLAN_KINDS = [readplan.SLOW] * 4
+PLAN_KINDS[UNALLOC], PLAN_KINDS[PLAIN] = readplan.HOLE, readplan.DATA
+PLAN_KINDS[COMPRESSED] = readplan.INFLATE
 
 
 class QcowImage(QcowReport, Image):
@@ -254,6 +262,37 @@ class QcowImage(QcowReport, Image):
         return "compressed cluster", off, f"{where}: compressed cluster {problem}"
 
     # -- allocation runs ----------------------------------------------------------------
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: one lookup per L2 table (decoded and cached)."""
+        cs = self.cluster_size
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            index = pos >> self._shift
+            tstart = index << self._shift
+            stop = min(end, (index + 1) << self._shift)
+            if index >= len(self._l1):
+                return None
+            if self._l1[index] == 0:
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            else:
+                t = self._l2(index)
+                if t is None or not readplan.plan_units(
+                        plan, PLAN_KINDS, t.kind, t.host, tstart, cs, pos, stop, self.file,
+                        partial(self._compressed_at, t, tstart)):
+                    return None
+            pos = stop
+        return plan
+
+    def _compressed_at(self, t: L2Table, tstart: int, j: int):
+        """For a read plan: (loader of compressed cluster ``j`` of table ``t``, its start),
+        keyed as the runs key it."""
+        vstart = tstart + j * self.cluster_size
+        run = Run(vstart, self.cluster_size, DATA, host_file=self.path,
+                  host_offset=int(t.host[j]), compressed=True, source=self.file,
+                  extra=(vstart, int(t.csize[j])))
+        return partial(self.inflated, run), vstart
+
     def _runs(self, start: int, end: int):
         pos = start
         while pos < end:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import zlib
+from functools import partial
 
 import numpy as np
 
 from ...errors import CorruptImage, MissingDependency
+from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
+from ..runs import STATE_CODE, RunTable
 from .structs import (
     L1E_OFFSET_MASK,
     L2E_OFFSET_MASK,
@@ -22,6 +25,14 @@ from .structs import (
     S_ZERO,
     STATE_NAME,
 )
+
+#: S_* unit state -> code of the ``state`` column of a RunTable
+STATE_CODES = np.array([STATE_CODE[STATE_NAME[k]] for k in sorted(STATE_NAME)], dtype=np.int8)
+
+
+#: S_* unit state -> read plan piece kind (compressed and damaged units take the runs)
+PLAN_KINDS = [{S_UNALLOC: readplan.HOLE, S_ZERO: readplan.ZERO, S_DATA: readplan.DATA,
+               S_COMP: readplan.INFLATE}.get(k, readplan.SLOW) for k in sorted(STATE_NAME)]
 
 
 class ClusterMap:
@@ -170,6 +181,53 @@ class ClusterMap:
                 )
             i += 1
 
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: one lookup per L2 table (decoded and cached), contiguous
+        host clusters joined; None for anything unusual (the runs report it)."""
+        cs = self.cluster_size
+        unit = self.subcluster_size
+        span = cs * self.l2_entries
+        l1 = self.l1
+        fsize = self.file.size
+        target = self.data_file if self.data_file is not None else self.file
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // span
+            vbase = i * span
+            stop = min(end, vbase + span)
+            l1e = int(l1[i]) if i < len(l1) else 0
+            l2_off = l1e & L1E_OFFSET_MASK
+            if l2_off == 0:
+                if l1e == 1 and not self.strict:  # a salvage marker: the runs say damaged
+                    return None
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            elif l2_off % cs or l2_off + cs > fsize:
+                return None
+            else:
+                state, host, raw = self._l2_units(l2_off)
+                if not readplan.plan_units(plan, PLAN_KINDS, state, host, vbase, unit, pos,
+                                           stop, target, self._compressed_at(host, raw, vbase)):
+                    return None
+            pos = stop
+        return plan
+
+    def _compressed_at(self, host, raw, vbase: int):
+        """For a read plan: unit ``i`` of an L2 table -> (loader of its inflated compressed
+        cluster, the cluster's virtual start), keyed as the runs key it."""
+        cs = self.cluster_size
+
+        def at(i: int):
+            k = i // self.subclusters
+            h, e = int(host[i]), int(raw[k])
+            nb = ((e >> self.csize_shift) & self.csize_mask) + 1
+            start = vbase + k * cs
+            run = Run(start, cs, DATA, host_file=self.path, host_offset=h, compressed=True,
+                      source=self.file, extra=(start, nb * 512 - (h & 511)))
+            return partial(self.inflated, run), start
+
+        return at
+
     def _l1_stretch_end(self, i: int) -> int:
         """The first L1 index after ``i`` whose entry differs from entry ``i``."""
         l1 = self.l1
@@ -205,59 +263,57 @@ class ClusterMap:
         cs = self.cluster_size
         target = self.data_file if self.data_file is not None else self.file
         target_name = self.data_file_path if self.data_file is not None else self.path
-        for a, b in zip(starts.tolist(), stops.tolist()):
-            s = int(st[a])
-            vs = vbase + (first + a) * unit
-            ve = vbase + (first + b) * unit
-            if s == S_DATA:
-                h = int(ho[a])
-                room = target.size - h
-                if room < ve - vs:  # the last host cluster is cut short by end of file
-                    yield Run(vs, room, DATA, host_file=target_name, host_offset=h, source=target)
-                    if vs + room >= self.size:  # only past the virtual disk: never read
-                        yield Run(vs + room, ve - vs - room, ZERO)
-                    else:  # the file is cut short: QEMU reads zeros, we do not invent them
-                        yield self._damaged(
-                            vs + room, ve, "data cluster", target.size - target.size % cs,
-                            f"data cluster cut short by the end of the file ({target.size} "
-                            f"bytes): its last {ve - vs - room} bytes are missing",
-                        )
-                else:
-                    yield Run(
-                        vs, ve - vs, DATA, host_file=target_name, host_offset=h, source=target
-                    )
-            elif s == S_COMP:
-                cl_start = vbase + ((first + a) // units_per_cluster) * cs
-                e = int(self._l2_units(l2_off)[2][(first + a) // units_per_cluster])
-                nb = ((e >> self.csize_shift) & self.csize_mask) + 1
-                h = int(ho[a])
-                csize = nb * 512 - (h & 511)
-                yield Run(
-                    vs,
-                    ve - vs,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=h,
-                    compressed=True,
-                    source=self.file,
-                    extra=(cl_start, csize),
-                )
-            elif s == S_DAMAGED:
-                k = (first + a) // units_per_cluster
-                e = int(self._l2_units(l2_off)[2][k])
-                at = l2_off + k * self.l2_entry_size
+        s = st[starts]
+        h = ho[starts]
+        vs = vbase + (first + starts) * unit
+        ve = vbase + (first + stops) * unit
+        # the common runs become columns at once; the rare ones (damaged, a data cluster
+        # cut short by the end of the file) go through Python and findings
+        odd = (s == S_DAMAGED) | ((s == S_DATA) & (target.size - h < ve - vs))
+        k = (first + starts) // units_per_cluster
+        raw = self._l2_units(l2_off)[2][k]
+        comp = s == S_COMP
+        nb = ((raw >> np.uint64(self.csize_shift)) & np.uint64(self.csize_mask)).astype(np.int64) + 1
+        plain = ~odd
+        table = RunTable(
+            vs[plain], (ve - vs)[plain], STATE_CODES[s[plain]],
+            host=np.where(s == S_DATA, h, np.where(comp, h, -1))[plain],
+            compressed=comp[plain],
+            src=np.where(s == S_DATA, 0, np.where(comp, 1, -1))[plain],
+            x0=(vbase + k * cs)[plain], x1=np.where(comp, nb * 512 - (h & 511), 0)[plain],
+            sources=[(target_name, target), (self.path, self.file)])
+        rare = [r for a in np.flatnonzero(odd).tolist()
+                for r in self._odd_run(l1_index, l2_off, int(s[a]), int(vs[a]), int(ve[a]),
+                                       int(h[a]), int(k[a]), target, target_name)]
+        yield table.with_runs(rare)
+
+    def _odd_run(self, l1_index, l2_off, s, vs, ve, h, k, target, target_name):
+        """The runs of a damaged stretch, or of a data cluster cut short by end of file."""
+        cs = self.cluster_size
+        if s == S_DATA:
+            room = target.size - h
+            yield Run(vs, room, DATA, host_file=target_name, host_offset=h, source=target)
+            if vs + room >= self.size:  # only past the virtual disk: never read
+                yield Run(vs + room, ve - vs - room, ZERO)
+            else:  # the file is cut short: QEMU reads zeros, we do not invent them
                 yield self._damaged(
-                    vs,
-                    ve,
-                    "L2 table",
-                    at,
-                    f"L2 entry {k} (table {l1_index}) lies past the end of the file: the L2 "
-                    "table is cut short" if at + self.l2_entry_size > self.file.size else
-                    f"L2 entry {k} (table {l1_index}) = {e:#018x} points "
-                    "outside the file or is misaligned",
+                    vs + room, ve, "data cluster", target.size - target.size % cs,
+                    f"data cluster cut short by the end of the file ({target.size} "
+                    f"bytes): its last {ve - vs - room} bytes are missing",
                 )
-            else:
-                yield Run(vs, ve - vs, STATE_NAME[s])
+            return
+        e = int(self._l2_units(l2_off)[2][k])
+        at = l2_off + k * self.l2_entry_size
+        yield self._damaged(
+            vs,
+            ve,
+            "L2 table",
+            at,
+            f"L2 entry {k} (table {l1_index}) lies past the end of the file: the L2 "
+            "table is cut short" if at + self.l2_entry_size > self.file.size else
+            f"L2 entry {k} (table {l1_index}) = {e:#018x} points "
+            "outside the file or is misaligned",
+        )
 
     def _read_compressed(self, run: Run) -> bytes:
         cs = self.cluster_size

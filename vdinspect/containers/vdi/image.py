@@ -30,6 +30,7 @@ import numpy as np
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, paths
+from .. import readplan
 from ..base import (
     DAMAGED,
     DATA,
@@ -37,6 +38,7 @@ from ..base import (
     ParentHint,
     Run,
 )
+from ..runs import RunTable, codes_for
 from .check import VdiReport
 from .structs import (
     BLOCK_ENTRY,
@@ -72,6 +74,8 @@ from .structs import (
     uuid_text,
     vdi_uuid,
 )
+
+STATE_CODES = codes_for(STATE_NAME)
 
 
 class VdiImage(VdiReport, Image):
@@ -279,25 +283,43 @@ class VdiImage(VdiReport, Image):
                 brk[1:] = ~(same & cont) | partial[1:] | partial[:-1]
             starts = np.flatnonzero(brk)
             stops = np.append(starts[1:], len(e))
-            for a, b in zip(starts.tolist(), stops.tolist()):
-                s = int(state[a])
-                vs, ve = (first + a) * bs, (first + b) * bs
-                if s == S_DATA:
-                    yield Run(
-                        vs,
-                        ve - vs,
-                        DATA,
-                        host_file=self.path,
-                        host_offset=int(host[a]),
-                        source=self.file,
-                    )
-                elif partial[a]:
-                    yield from self._damaged_block(first + a)
-                else:
-                    yield Run(vs, ve - vs, STATE_NAME[s])
+            s = state[starts]
+            data = s == S_DATA
+            odd = ~data & partial[starts]  # cut short by the end of the file: one by one
+            p = ~odd
+            table = RunTable(
+                ((first + starts) * bs)[p], ((stops - starts) * bs)[p], STATE_CODES[s[p]],
+                host=np.where(data, host[starts], -1)[p], src=np.where(data, 0, -1)[p],
+                sources=[(self.path, self.file)])
+            yield table.with_runs([r for a in (first + starts[odd]).tolist()
+                                   for r in self._damaged_block(a)])
         if stop < last:  # past the end of a short block map (salvage mode only)
             s = max(start, stop * bs)
             yield Run(s, end - s, DAMAGED)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: one block map entry per block."""
+        bs = self.block_size
+        bm = self.block_map
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // bs
+            stop = min(end, (i + 1) * bs)
+            if i >= len(bm) or self._past_eof[i] or self._crossed[i] or self._partial[i]:
+                return None
+            e = int(bm[i])
+            if e == BLOCK_FREE:
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            elif e == BLOCK_ZERO:
+                readplan.add_piece(plan, pos, stop, readplan.ZERO)
+            else:
+                h = self._host(i) + pos - i * bs
+                if h + stop - pos > self.file.size:
+                    return None
+                readplan.add_piece(plan, pos, stop, readplan.DATA, h, self.file)
+            pos = stop
+        return plan
 
     def _damaged_block(self, i: int):
         """A block whose data runs past the end of the file: what is there, then damaged."""

@@ -36,6 +36,7 @@ import numpy as np
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, FileSource, LRUCache
+from .. import readplan
 from ..base import (
     DAMAGED,
     DATA,
@@ -45,6 +46,7 @@ from ..base import (
     Run,
     misplaced,
 )
+from ..runs import RunTable, codes_for
 from .check import VhdReport
 from .structs import (
     BAT_ENTRY,
@@ -83,6 +85,9 @@ from .structs import (
     vhd_checksum,
     vhd_time,
 )
+
+STATE_CODES = codes_for(STATE_NAME)
+MANY_RUNS = 16  # sector runs in a block above which its runs are built as columns
 
 
 class VhdImage(VhdReport, Image):
@@ -403,10 +408,70 @@ class VhdImage(VhdReport, Image):
         if pos < last:  # past the end of a too-small BAT (salvage mode only)
             yield Run(pos * bs, end - pos * bs, DAMAGED)
 
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: the BAT entry of each block, then its cached sector map."""
+        fsize = self.file.size
+        if self.disk_type == FIXED:
+            return [(start, end, readplan.DATA, start, self.file)] if end <= self.data_area \
+                else None
+        bs = self.block_size
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // bs
+            vbase = i * bs
+            stop = min(end, vbase + bs)
+            if i >= len(self.bat):
+                return None
+            kind = self._entry_kind[i]
+            if kind == E_UNUSED:
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            elif kind != E_BLOCK:
+                return None
+            else:
+                starts, stops, states = self._block_states(i)
+                data = int(self.bat[i]) * SECTOR + self.bitmap_size
+                j = int(np.searchsorted(stops, (pos - vbase) // SECTOR, side="right"))
+                while pos < stop:
+                    s = int(states[j])
+                    b = min(stop, vbase + int(stops[j]) * SECTOR)
+                    if s == S_DATA:
+                        h = data + pos - vbase
+                        if h + (b - pos) > fsize:
+                            return None
+                        readplan.add_piece(plan, pos, b, readplan.DATA, h, self.file)
+                    elif s == S_UNALLOC:
+                        readplan.add_piece(plan, pos, b, readplan.HOLE)
+                    else:
+                        return None
+                    pos = b
+                    j += 1
+            pos = stop
+        return plan
+
     def _block_runs(self, i: int):
         vbase = i * self.block_size
         starts, stops, states = self._block_states(i)
         data = int(self.bat[i]) * SECTOR + self.bitmap_size
+        if len(starts) <= MANY_RUNS:
+            yield from self._sector_runs(vbase, data, starts, stops, states)
+            return
+        # an alternating sector bitmap: columns, not objects (the sector where the file
+        # ends, if it is here, one by one)
+        at = data + starts * SECTOR
+        room = self.file.size - at
+        odd = (states == S_DAMAGED) & (room > 0) & (room < SECTOR)
+        p = ~odd
+        ok = states == S_DATA
+        table = RunTable(
+            (vbase + starts * SECTOR)[p], ((stops - starts) * SECTOR)[p], STATE_CODES[states[p]],
+            host=np.where(ok, at, -1)[p], src=np.where(ok, 0, -1)[p],
+            sources=[(self.path, self.file)])
+        yield table.with_runs(list(self._sector_runs(vbase, data, starts[odd], stops[odd],
+                                                     states[odd])))
+
+    def _sector_runs(self, vbase: int, data: int, starts, stops, states):
+        """Run objects for the sector runs of one block (data of the block at ``data``)."""
         for a, b, s in zip(starts.tolist(), stops.tolist(), states.tolist()):
             if s == S_DATA:
                 yield Run(

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage
+from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, misplaced
+from ..runs import RunTable, codes_for
 from .structs import (
     BAT_ENTRY_DTYPE,
     BAT_ENTRY_SIZE,
@@ -37,6 +39,11 @@ MAX_SALVAGED_BAT = 1 << 20  # BAT entries a salvage open may stand in for when t
 
 # per-block codes of the decoded BAT
 B_UNALLOC, B_ZERO, B_DATA, B_PARTIAL, B_DAMAGED = 0, 1, 2, 3, 4
+#: B_* block code -> read plan piece kind
+PLAN_KINDS = [readplan.HOLE, readplan.ZERO, readplan.DATA, readplan.SLOW, readplan.SLOW]
+#: B_* block code -> code of the ``state`` column of a RunTable (partial: never used)
+RUN_CODES = codes_for({B_UNALLOC: UNALLOCATED, B_ZERO: ZERO, B_DATA: DATA, B_PARTIAL: DATA,
+                       B_DAMAGED: DAMAGED})
 
 
 def describe_bat_entry(v: int) -> str:
@@ -172,6 +179,13 @@ class BlockMap:
         return self.bat_region.file_offset + BAT_ENTRY_SIZE * int(self.bitmap_index[c])
 
     # --- runs ------------------------------------------------------------------------
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: one BAT entry per payload block (partially present blocks
+        and damaged ones take the runs)."""
+        return plan if readplan.plan_units(
+            plan := [], PLAN_KINDS, self.block_code, self.payload_offset, 0, self.block_size,
+            start, end, self.host) else None
+
     def _runs(self, start: int, end: int):
         bs = self.block_size
         size = self.size
@@ -191,23 +205,34 @@ class BlockMap:
                 brk[1:] = ~(same & cont) | single
             starts = np.flatnonzero(brk)
             stops = np.append(starts[1:], len(st))
-            for a, z in zip(starts.tolist(), stops.tolist()):
-                c = int(st[a])
-                vs = (b + a) * bs
-                ve = min((b + z) * bs, size)
-                if c == B_DATA:
-                    yield from self._data_run(vs, ve, int(ho[a]))
-                elif c == B_PARTIAL:
-                    yield from self._partial_runs(b + a, vs, ve)
-                elif c == B_DAMAGED:
-                    k = b + a
-                    self.problem("BAT", self.bat_entry_offset(k), self.block_problem(k))
-                    yield Run(vs, ve - vs, DAMAGED)
-                elif c == B_ZERO:
-                    yield Run(vs, ve - vs, ZERO)
-                else:
-                    yield Run(vs, ve - vs, UNALLOCATED)
+            # the common stretches become columns at once; partially present, damaged and
+            # cut short blocks go one by one (findings, sector bitmaps)
+            c = st[starts]
+            vs = (b + starts) * bs
+            ve = np.minimum((b + stops) * bs, size)
+            h = ho[starts].astype(np.int64)
+            data = c == B_DATA
+            odd = (c == B_PARTIAL) | (c == B_DAMAGED) | (data & (self.host.size - h < ve - vs))
+            p = ~odd
+            table = RunTable(vs[p], (ve - vs)[p], RUN_CODES[c[p]],
+                             host=np.where(data, h, -1)[p], src=np.where(data, 0, -1)[p],
+                             sources=[(self.path, self.host)])
+            rare = [r for a, z in zip(starts[odd].tolist(), stops[odd].tolist())
+                    for r in self._odd_runs(int(st[a]), b + a, (b + a) * bs,
+                                            min((b + z) * bs, size), int(ho[a]))]
+            yield table.with_runs(rare)
             b = stop
+
+    def _odd_runs(self, c: int, k: int, vs: int, ve: int, host: int):
+        """Runs of a stretch the columns leave out: partially present or damaged block
+        ``k``, or blocks cut short by the end of the file."""
+        if c == B_DATA:
+            yield from self._data_run(vs, ve, host)
+        elif c == B_PARTIAL:
+            yield from self._partial_runs(k, vs, ve)
+        else:
+            self.problem("BAT", self.bat_entry_offset(k), self.block_problem(k))
+            yield Run(vs, ve - vs, DAMAGED)
 
     def _data_run(self, vs: int, ve: int, host: int):
         room = self.host.size - host

@@ -9,13 +9,16 @@ format decodes its entries into per-grain states with numpy (see ``_decode``).
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...errors import CorruptImage
 from ...io import ByteSource, LRUCache
+from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
+from ..runs import STATE_CODE, RunTable
 
 if TYPE_CHECKING:
     from .descriptor import ExtentLine
@@ -24,6 +27,11 @@ if TYPE_CHECKING:
 # per-grain states inside decoded grain tables
 S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
 STATE_NAME = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DAMAGED: DAMAGED}
+#: S_* grain state -> read plan piece kind (compressed and damaged grains take the runs)
+PLAN_KINDS = [readplan.HOLE, readplan.ZERO, readplan.DATA, readplan.INFLATE, readplan.SLOW]
+#: S_* grain state -> code of the ``state`` column of a RunTable
+STATE_CODES = np.array([STATE_CODE[n] for n in (UNALLOCATED, ZERO, DATA, DATA, DAMAGED)],
+                       dtype=np.int8)
 
 #: QEMU's limit on grain directory entries (32 Mi): more is a corrupt header
 MAX_GD_ENTRIES = 32 << 20
@@ -89,6 +97,10 @@ class Extent:
     def runs(self, start: int, end: int):
         """Yield runs over extent-local ``[start, end)``."""
         raise NotImplementedError
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan of extent-local ``[start, end)``, or None (take the runs)."""
+        return None
 
     def structures(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
@@ -176,6 +188,11 @@ class FlatExtent(Extent):
                 "flat extent file ends before the extent does",
             )
 
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        if self.offset + end > self.source.size:
+            return None
+        return [(start, end, readplan.DATA, self.offset + start, self.source)]
+
     def structures(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
         return [
@@ -197,6 +214,9 @@ class ZeroExtent(Extent):
     def runs(self, start: int, end: int):
         """Yield runs over extent-local ``[start, end)``."""
         yield Run(start, end - start, ZERO)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        return [(start, end, readplan.ZERO, 0, None)]
 
 
 class MissingExtent(Extent):
@@ -367,6 +387,45 @@ class GrainTableExtent(Extent):
             s = max(start, n * span)
             yield Run(s, end - s, UNALLOCATED)
 
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """One lookup per grain table (decoded and cached), contiguous grains joined."""
+        span, gd, n = self.gt_span, self.gd, len(self.gd)
+        plan: readplan.Plan = []
+        pos = start
+        while pos < end:
+            i = pos // span
+            if i >= n:  # past the grain directory
+                readplan.add_piece(plan, pos, end, readplan.HOLE)
+                break
+            stop = min(end, (i + 1) * span)
+            g = int(gd[i])
+            if g < 0:
+                return None
+            if g == 0 or self._empty[i]:
+                readplan.add_piece(plan, pos, stop, readplan.HOLE)
+            else:
+                state, host, bound = self._gt(i)
+                if not readplan.plan_units(plan, PLAN_KINDS, state, host, i * span,
+                                           self.grain_bytes, pos, stop, self.source,
+                                           self._compressed_at(host, bound, i * span)):
+                    return None
+            pos = stop
+        return plan
+
+    def _compressed_at(self, host, bound, vbase: int):
+        """For a read plan: grain ``k`` of a table -> (loader of the inflated grain, its
+        extent-local start), keyed as the image's runs key it (disk offsets)."""
+        g = self.grain_bytes
+
+        def at(k: int):
+            start = vbase + k * g
+            run = Run(self.start + start, g, DATA, host_file=self.path,
+                      host_offset=int(host[k]), compressed=True, source=self.source,
+                      extra=(self.start + start, int(bound[k])))
+            return partial(self.image.inflated, run), start
+
+        return at
+
     gd_name = "grain directory"
 
     def gd_entry_offset(self, i: int) -> int | None:
@@ -395,54 +454,47 @@ class GrainTableExtent(Extent):
         starts = np.flatnonzero(brk)
         stops = np.append(starts[1:], len(st))
         fsize = self.source.size if self.source is not None else 0
-        for a, b in zip(starts.tolist(), stops.tolist()):
-            s = int(st[a])
-            vs = max(start, vbase + (first + a) * g)
-            ve = min(end, vbase + (first + b) * g)
-            if s == S_DATA:
-                h = int(ho[a]) + (vs - (vbase + (first + a) * g))
-                room = fsize - h
-                if room >= ve - vs:
-                    yield Run(
-                        vs, ve - vs, DATA, host_file=self.path, host_offset=h, source=self.source
-                    )
-                else:
-                    if room > 0:
-                        yield Run(
-                            vs, room, DATA, host_file=self.path, host_offset=h, source=self.source
-                        )
-                    k = first + a + (max(room, 0) // g)
-                    yield self.damaged(
-                        vs + max(room, 0),
-                        ve,
-                        "grain table",
-                        self.gte_offset(i, k),
-                        f"grain {k} of grain table {i} is cut short by the end of the file",
-                    )
-            elif s == S_COMP:
-                k = first + a
-                yield Run(
-                    vs,
-                    ve - vs,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=int(ho[a]),
-                    compressed=True,
-                    source=self.source,
-                    extra=(vbase + k * g, int(bound[a])),
-                )
-            elif s == S_DAMAGED:
-                k = first + a
-                more = f" (and the {b - a - 1} entries after it)" if b - a > 1 else ""
-                yield self.damaged(
-                    vs,
-                    ve,
-                    "grain table",
-                    self.gte_offset(i, k),
-                    self.bad_entry_message(i, k) + more,
-                )
-            else:
-                yield Run(vs, ve - vs, STATE_NAME[s])
+        s = st[starts]
+        k = first + starts
+        vs0 = vbase + k * g
+        vs = np.maximum(start, vs0)
+        ve = np.minimum(end, vbase + (first + stops) * g)
+        comp = s == S_COMP
+        data = s == S_DATA
+        h = np.where(data, ho[starts] + (vs - vs0), ho[starts])
+        # the common runs become columns at once; damaged ones and grains cut short by the
+        # end of the file go one by one (findings)
+        odd = (s == S_DAMAGED) | (data & (fsize - h < ve - vs))
+        p = ~odd
+        table = RunTable(
+            vs[p], (ve - vs)[p], STATE_CODES[s[p]], host=np.where(data | comp, h, -1)[p],
+            compressed=comp[p], src=np.where(data | comp, 0, -1)[p], x0=vs0[p],
+            x1=np.where(comp, bound[k], 0)[p], sources=[(self.path, self.source)])
+        rare = []
+        for a in np.flatnonzero(odd).tolist():
+            rare += self._odd_runs(i, int(s[a]), int(vs[a]), int(ve[a]), int(h[a]),
+                                   int(k[a]), int(stops[a] - starts[a]), fsize)
+        yield table.with_runs(rare)
+
+    def _odd_runs(self, i: int, s: int, vs: int, ve: int, h: int, k: int, count: int,
+                  fsize: int) -> list[Run]:
+        """The runs of a damaged stretch of ``count`` entries from ``k``, or of a grain cut
+        short by the end of the file."""
+        g = self.grain_bytes
+        if s == S_DATA:
+            room = fsize - h
+            out = []
+            if room > 0:
+                out.append(Run(vs, room, DATA, host_file=self.path, host_offset=h,
+                               source=self.source))
+            k += max(room, 0) // g
+            out.append(self.damaged(
+                vs + max(room, 0), ve, "grain table", self.gte_offset(i, k),
+                f"grain {k} of grain table {i} is cut short by the end of the file"))
+            return out
+        more = f" (and the {count - 1} entries after it)" if count > 1 else ""
+        return [self.damaged(vs, ve, "grain table", self.gte_offset(i, k),
+                             self.bad_entry_message(i, k) + more)]
 
     def bad_entry_message(self, i: int, k: int) -> str:
         """Why entry ``k`` of grain table ``i`` cannot be used."""

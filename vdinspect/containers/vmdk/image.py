@@ -14,7 +14,9 @@ import re
 
 from ...errors import CorruptImage, MissingFile, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, FileSource, paths
+from .. import readplan
 from ..base import Image, ParentHint, Run
+from ..runs import RunTable
 from .cowd import CowdExtent
 from .descriptor import (
     FLAT_TYPES,
@@ -286,6 +288,9 @@ class VmdkImage(Image):
             le = min(end, ext.end) - ext.start
             if le > ls:
                 for r in ext.runs(ls, le):
+                    if isinstance(r, RunTable):
+                        yield r.clip_merge(ls, le).shifted(ext.start)
+                        continue
                     if r.end <= ls or r.start >= le or r.length <= 0:
                         continue
                     r = r.clip(ls, le)
@@ -294,6 +299,28 @@ class VmdkImage(Image):
                         r.extra = (r.extra[0] + ext.start, r.extra[1])
                     yield r
             k += 1
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The extents' read plans, moved to disk offsets."""
+        one = self.extents[0] if len(self.extents) == 1 else None
+        if one is not None and one.start == 0 and end <= one.end:
+            return one.plan(start, end)
+        plan: readplan.Plan = []
+        k = max(0, bisect.bisect_right(self._starts, start) - 1)
+        while k < len(self.extents) and self.extents[k].start < end:
+            ext = self.extents[k]
+            ls = max(start, ext.start) - ext.start
+            le = min(end, ext.end) - ext.start
+            if le > ls:
+                part = ext.plan(ls, le)
+                if part is None:
+                    return None
+                for a, b, kind, host, src in part:
+                    readplan.add_piece(plan, a + ext.start, b + ext.start, kind, host, src)
+            k += 1
+        if not plan or plan[0][0] != start or plan[-1][1] != end:
+            return None  # extents that do not cover the range: the runs say why
+        return plan
 
     def _read_compressed(self, run: Run) -> bytes:
         vstart, bound = run.extra

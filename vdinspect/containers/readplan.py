@@ -1,0 +1,105 @@
+"""The fast read path: a guest range as a few pieces, each one ``pread`` or zeros.
+
+A read of a format that maps fixed-size units (QCOW2 clusters and subclusters, VMDK grains,
+VHD/VDI/Parallels blocks) looks its units up in the decoded table the format caches
+(numpy arrays), joins neighbours whose host bytes follow each other, and only then touches
+Python objects: no runs are built. Whatever is unusual (damaged, compressed, cut short by
+the end of the file) makes the plan ``None`` and the read goes through the runs, which
+know how to report it (salvage: zeros and a finding; strict: an exception).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: piece kinds: bytes of a host source; zeros; nothing here (a chain asks the layer below);
+#: bytes of a compressed unit (``source`` returns the inflated unit, ``host`` is the offset
+#: in it)
+DATA, ZERO, HOLE, INFLATE = 0, 1, 2, 3
+SLOW = -1  # a unit state that needs the runs
+SMALL = 8  # units looked up one by one below this; with numpy above
+
+Plan = list[tuple[int, int, int, int, Any]]  # (start, end, kind, host offset, source)
+
+
+def add_piece(plan: Plan, a: int, b: int, kind: int, host: int = 0, source: Any = None) -> None:
+    """Append ``[a, b)`` to ``plan``, joined to the last piece when it continues it."""
+    if plan:
+        s, e, k, h, src = plan[-1]
+        if e == a and k == kind != INFLATE and (
+                kind != DATA or (src is source and h + (e - s) == host)):
+            plan[-1] = (s, b, k, h, src)
+            return
+    plan.append((a, b, kind, host, source))
+
+
+def plan_units(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int, pos: int,
+               stop: int, source: Any, inflate=None) -> bool:
+    """Append the pieces of ``[pos, stop)`` from per-unit ``state`` and ``host`` arrays (unit
+    ``i`` covers ``vbase + i*unit``; ``kinds[state]`` is its piece kind; data units read
+    ``source`` at ``host``; ``inflate(i)`` gives (loader, virtual start) of the compressed
+    unit holding unit ``i``). False when a unit needs the runs (SLOW, or cut short)."""
+    first = (pos - vbase) // unit
+    last = -(-(stop - vbase) // unit)
+    limit = source.size if source is not None else 0
+    if last - first > SMALL and inflate is not None:
+        small = (np.asarray(kinds, dtype=np.int8)[state[first:last]] == INFLATE).any()
+    else:
+        small = last - first <= SMALL
+    if small:
+        st = state[first:last].tolist()
+        ho = host[first:last].tolist()
+        us = vbase + first * unit
+        for j, (s, h) in enumerate(zip(st, ho)):
+            k = kinds[s]
+            a, b = max(pos, us), min(stop, us + unit)
+            if k == DATA:
+                h += a - us
+                if h < 0 or h + (b - a) > limit:
+                    return False
+                add_piece(plan, a, b, DATA, h, source)
+            elif k == INFLATE and inflate is not None:
+                loader, ustart = inflate(first + j)
+                plan.append((a, b, INFLATE, a - ustart, loader))
+            elif k < 0 or k == INFLATE:
+                return False
+            else:
+                add_piece(plan, a, b, k)
+            us += unit
+        return True
+    kd = np.asarray(kinds, dtype=np.int8)[state[first:last]]
+    if ((kd < 0) | (kd == INFLATE)).any():
+        return False
+    us = vbase + (first + np.arange(last - first, dtype=np.int64)) * unit
+    a = np.maximum(us, pos)
+    b = np.minimum(us + unit, stop)
+    data = kd == DATA
+    hh = host[first:last].astype(np.int64) + (a - us)
+    if (data & ((hh < 0) | (hh + (b - a) > limit))).any():
+        return False
+    brk = np.ones(len(kd), dtype=bool)
+    brk[1:] = (kd[1:] != kd[:-1]) | (data[1:] & (hh[1:] != hh[:-1] + (b - a)[:-1]))
+    starts = np.flatnonzero(brk)
+    stops = np.append(starts[1:], len(kd)) - 1
+    for g0, g1, k, h in zip(starts.tolist(), stops.tolist(), kd[starts].tolist(),
+                            hh[starts].tolist()):
+        if k == DATA:
+            add_piece(plan, int(a[g0]), int(b[g1]), DATA, h, source)
+        else:
+            add_piece(plan, int(a[g0]), int(b[g1]), k)
+    return True
+
+
+def fill(plan: Plan, offset: int, mv: memoryview) -> None:
+    """Carry out ``plan`` into ``mv`` (which starts at virtual ``offset``); holes read as
+    zeros."""
+    for a, b, kind, host, source in plan:
+        out = mv[a - offset : b - offset]
+        if kind == DATA:
+            source.readinto(host, out)
+        elif kind == INFLATE:
+            out[:] = source()[host : host + b - a]
+        else:
+            out[:] = bytes(b - a)
