@@ -100,7 +100,9 @@ def test_filesystems_share_the_api_grammar():
             assert info["dirty"] is False
             check, structures = fs.check(), fs.structures()
             assert isinstance(check, pd.DataFrame) and list(check.columns) == CHECK_COLUMNS
-            assert check.empty
+            # a sound volume has no problem rows (info rows may say what a bounded
+            # recovery scan did not examine)
+            assert check[check["severity"] != "info"].empty
             assert isinstance(structures, pd.DataFrame) and not structures.empty
             assert list(structures.columns[: len(STRUCTURE_COLUMNS)]) == STRUCTURE_COLUMNS
             assert list(structures["name"]) == [r["name"] for r in fs.structure_rows()]

@@ -201,6 +201,10 @@ class OvfImage(Image):
             run = replace(run, host_offset=run.host_offset - self.shift, host_file=self.inner.path)
         self.inner.fill_run(run, out)
 
+    def inflate_ahead(self, runs, workers: int | None = None) -> None:
+        """Nothing to do here: the disk inside inflates its own compressed units when
+        :meth:`fill_run` hands it the runs."""
+
     def flags(self) -> list:
         return list(getattr(self.inner, "flags", list)())
 

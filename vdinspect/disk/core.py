@@ -6,17 +6,17 @@ DataFrames of :mod:`vdinspect.frames`.
 
 from __future__ import annotations
 
-import operator
 import os
 from typing import TYPE_CHECKING
 
-from .chain import Chain, MissingLayer, ParentsArg, layer_index, open_chain
-from .containers.base import BACKING, DATA, Image
-from .errors import InvalidArgument, NotFound
-from .io import ByteSource, all_zero
-from .io.paths import PathPolicy
-from .progress import Progress, reporter
-from .units import human
+from ..chain import Chain, MissingLayer, ParentsArg, layer_index, open_chain
+from ..containers.base import BACKING, DATA, Image
+from ..errors import InvalidArgument, NotFound
+from ..io import ByteSource
+from ..io.paths import PathPolicy
+from ..progress import Progress
+from ..units import human
+from .arguments import frames, part_argument, volume_key
 
 NO_SIGNATURE = "(no signature found)"
 
@@ -78,7 +78,7 @@ class Disk(ByteSource):
               offset: int | None = None, length: int | None = None) -> Disk:
         machine = None
         if format is None and offset is None and length is None and _maybe_text(path):
-            from .machines import detect_machine, open_machine
+            from ..machines import detect_machine, open_machine
 
             kind = detect_machine(path)
             if kind is not None:
@@ -154,7 +154,7 @@ class Disk(ByteSource):
 
         ``exact=False`` skips the walk of the allocation map (see :meth:`info_fields`).
         """
-        return _frames().info_series(self.info_fields(exact=exact))
+        return frames().info_series(self.info_fields(exact=exact))
 
     def info_fields(self, *, exact: bool = True) -> dict:
         """``info()`` as a plain dict (no pandas), in the Series' order.
@@ -196,7 +196,7 @@ class Disk(ByteSource):
         """True when the disk was detected as raw only because nothing else matched and it
         holds no partition table or filesystem signature either (perhaps no disk at all)."""
         if getattr(self, "_no_signature", None) is None:
-            from .volumes.probes import disk_signature
+            from ..volumes.probes import disk_signature
 
             self._no_signature = (self.top.format == "raw" and not self.options.get("format")
                                   and disk_signature(self) is None)
@@ -210,7 +210,7 @@ class Disk(ByteSource):
 
     def layers(self) -> pd.DataFrame:
         """One row per layer, base (0) first."""
-        return _frames().layers_frame(self.layer_rows())
+        return frames().layers_frame(self.layer_rows())
 
     def layer_rows(self) -> list[dict]:
         """``layers()`` as a list of dicts (no pandas)."""
@@ -249,7 +249,7 @@ class Disk(ByteSource):
         layer k (``layer=`` here is the deprecated name of ``own_layer``). Runs come from
         metadata only.
         """
-        return _frames().allocation_frame(
+        return frames().allocation_frame(
             self.runs(start, length, own_layer=_own_layer_argument(own_layer, layer)))
 
     def runs(self, start: int = 0, length: int | None = None, *,
@@ -267,7 +267,7 @@ class Disk(ByteSource):
 
     def snapshots(self) -> pd.DataFrame:
         """Named snapshots: the VM's (for a machine file), then the internal ones of layers."""
-        return _frames().snapshots_frame(self.snapshot_rows())
+        return frames().snapshots_frame(self.snapshot_rows())
 
     def snapshot_rows(self) -> list[dict]:
         """``snapshots()`` as a list of dicts (no pandas)."""
@@ -280,7 +280,7 @@ class Disk(ByteSource):
 
     def check(self) -> pd.DataFrame:
         """Integrity findings of every layer (never raises for a damaged image)."""
-        return _frames().check_frame(self.check_rows())
+        return frames().check_frame(self.check_rows())
 
     def check_rows(self) -> list[dict]:
         """``check()`` as a list of dicts (no pandas)."""
@@ -292,7 +292,7 @@ class Disk(ByteSource):
 
     def structures(self) -> pd.DataFrame:
         """The on-disk structures of every layer, as host-file regions."""
-        return _frames().structures_frame(self.structure_rows())
+        return frames().structures_frame(self.structure_rows())
 
     def structure_rows(self) -> list[dict]:
         """``structures()`` as a list of dicts (no pandas)."""
@@ -305,7 +305,7 @@ class Disk(ByteSource):
     # --- what is on the disk ------------------------------------------------------
     def volumes(self) -> list:
         """Partitions and logical volumes found on the disk (``vdinspect.volumes``)."""
-        from .volumes import scan
+        from ..volumes import scan
 
         if getattr(self, "_volumes", None) is None:
             self._volumes = scan(self, sector_size=self.options.get("sector_size"))
@@ -313,7 +313,7 @@ class Disk(ByteSource):
 
     def partitions(self) -> pd.DataFrame:
         """One row per partition or logical volume, plus unallocated gaps (like ``mmls``)."""
-        return _frames().partitions_frame(self.partition_rows())
+        return frames().partitions_frame(self.partition_rows())
 
     def partition_rows(self) -> list[dict]:
         """``partitions()`` as a list of dicts (no pandas)."""
@@ -323,16 +323,16 @@ class Disk(ByteSource):
                ) -> ByteSource:
         """A partition (by its index) or logical volume ("vg/lv") as a ByteSource; ``part``
         names it as in :meth:`filesystem` (``key=`` is its old name, deprecated)."""
-        from .volumes import find_volume
+        from ..volumes import find_volume
 
-        return find_volume(self.volumes(), volume_key(_part_argument(part, key))).source
+        return find_volume(self.volumes(), volume_key(part_argument(part, key))).source
 
     def filesystem(self, part: int | str | None = None):
         """The filesystem on a partition (number or "vg/lv"), or the only one there is.
 
         Any integer type names a partition: a NumPy integer taken from ``partitions()``
         works like a Python ``int``; a row of :meth:`scan_partitions` opens what was found."""
-        from .filesystems import has_driver, open_filesystem
+        from ..filesystems import has_driver, open_filesystem
 
         if hasattr(part, "keys") and "found_by" in part.keys():
             return _scan().open_found(self, part)
@@ -346,7 +346,7 @@ class Disk(ByteSource):
                     "say which with part=")
             vol = readable[0]
         else:
-            from .volumes import find_volume
+            from ..volumes import find_volume
 
             vol = find_volume(self.volumes(), volume_key(part))
         name = f"{self.path}:{vol.index if vol.index is not None else vol.name or 'disk'}"
@@ -356,14 +356,14 @@ class Disk(ByteSource):
     def carve(self, dest: str | os.PathLike | None = None, **kw):
         """Files found by their content on the whole disk, reading its allocated runs only
         (a CarveResult; see :func:`vdinspect.recovery.carve.carve_disk` for the options)."""
-        from .recovery.carve import carve_disk
+        from ..recovery.carve import carve_disk
 
         return carve_disk(self, dest, **kw)
 
     def filesystem_volumes(self, readable: bool = False) -> list:
         """The volumes that hold a filesystem (only those a driver reads, if ``readable``):
         the choices for :meth:`filesystem`'s ``part`` (a volume's ``index``, else ``name``)."""
-        from .filesystems import has_driver
+        from ..filesystems import has_driver
 
         vols = [v for v in self.volumes() if v.filesystem]
         return [v for v in vols if has_driver(v.filesystem)] if readable else vols
@@ -378,38 +378,38 @@ class Disk(ByteSource):
 
     def browse(self, **kw):
         """A file browser widget over the disk's filesystems (ipywidgets; see widgets)."""
-        from .widgets import browse
+        from ..widgets import browse
 
         return browse(self, **kw)
 
     # --- pictures and the structure explorer (matplotlib imported on first use) ------
     def plot_allocation(self, ax=None, **kw):
         """The virtual disk coloured by allocation state (or layer); see vdinspect.viz."""
-        from .viz.allocation import plot_allocation
+        from ..viz.allocation import plot_allocation
 
         return plot_allocation(self, ax, **kw)
 
     def plot_layers(self, ax=None, **kw):
         """One band per layer: what each layer holds and which regions it supplies."""
-        from .viz.layers import plot_layers
+        from ..viz.layers import plot_layers
 
         return plot_layers(self, ax, **kw)
 
     def plot_host_layout(self, ax=None, **kw):
         """Where headers, tables and data sit inside each image file."""
-        from .viz.hostlayout import plot_host_layout
+        from ..viz.hostlayout import plot_host_layout
 
         return plot_host_layout(self, ax, **kw)
 
     def plot_partitions(self, ax=None, **kw):
         """The partitions and gaps of the disk as a labelled bar."""
-        from .viz.partitions import plot_partitions
+        from ..viz.partitions import plot_partitions
 
         return plot_partitions(self, ax, **kw)
 
     def explain(self, what="header", *, layer: int | None = None, offset: int | None = None):
         """What each field of an on-disk structure means (``"header"`` of the top layer)."""
-        from .explainer import explain_disk
+        from ..explainer import explain_disk
 
         return explain_disk(self, what, layer=layer, offset=offset)
 
@@ -418,25 +418,25 @@ class Disk(ByteSource):
         """One row per operating system found (family, product, version, build, hostname,
         domain, time zone, install date, last boot/shutdown, kernels, mounts), with the
         file or registry key each value came from in ``evidence``."""
-        return _frames().inspect_frame(self.inspect_rows())
+        return frames().inspect_frame(self.inspect_rows())
 
     def inspect_rows(self) -> list[dict]:
         """``inspect()`` as plain rows (no pandas)."""
-        from .guest import inspect_rows
+        from ..guest import inspect_rows
 
         return inspect_rows(self)
 
     def packages(self) -> pd.DataFrame:
         """Installed packages of every OS found (dpkg, rpm, apk, pacman; Windows programs)."""
-        from .guest import package_rows
+        from ..guest import package_rows
 
-        return _frames().packages_frame(package_rows(self))
+        return frames().packages_frame(package_rows(self))
 
     def users(self) -> pd.DataFrame:
         """Users of every OS found (passwd with last logins; Windows profiles with SIDs)."""
-        from .guest import user_rows
+        from ..guest import user_rows
 
-        return _frames().users_frame(user_rows(self))
+        return frames().users_frame(user_rows(self))
 
     # --- comparing two states ---------------------------------------------------------
     def diff(self, other, *, part: int | str | None = None, compare_data: bool = True,
@@ -445,7 +445,7 @@ class Disk(ByteSource):
         ``vdinspect.open(path, layer=k)``): a :class:`~vdinspect.compare.Diff` with ``blocks``
         and ``files`` DataFrames and ``plot()``. Shared clusters and ranges both sides read
         as zeros are decided from metadata; only the rest is read."""
-        from .compare import Diff
+        from ..compare import Diff
 
         return Diff(self, other, part=part, compare_data=compare_data, progress=progress)
 
@@ -459,66 +459,9 @@ class Disk(ByteSource):
         by ``workers`` threads (default: the machine's cores; 1: none). Refuses to write
         over any file of the image.
         """
-        path = os.fspath(path)
-        real = os.path.realpath(path)
-        for img in self.chain.layers:
-            for f in img.host_files:
-                if os.path.realpath(f) == real:
-                    raise InvalidArgument(f"{path}: refusing to overwrite an input image file")
-        report = reporter(progress, self.size)
-        tmp = f"{path}.vdinspect-part"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        written = 0
-        buf = bytearray(chunk)
-        mv = memoryview(buf)
-        try:
-            # runs come from metadata in big windows, so a sparse 2 TiB disk costs only its
-            # tables; the data runs are then read chunk by chunk into one buffer
-            window = max(chunk, 1 << 36)
-            pos = 0
-            while pos < self.size:
-                wend = min(self.size, pos + window)
-                pending = list(self.chain.runs(pos, wend - pos).of_states(DATA, BACKING))
-                pending.reverse()
-                while pending:
-                    base = pending[-1].start
-                    limit = base + chunk
-                    segments: list[list[int]] = []
-                    batch = []
-                    while pending and pending[-1].start < limit:
-                        run = pending.pop()
-                        if run.end > limit:  # the rest goes into the next chunk
-                            pending.append(run.clip(limit, run.end))
-                            run = run.clip(run.start, limit)
-                        batch.append(run)
-                    inflating = {r.layer for r in batch if r.compressed}
-                    for k in inflating:
-                        self.chain.layers[k].inflate_ahead(
-                            [r for r in batch if r.layer == k], workers)
-                    for run in batch:
-                        a, b = run.start - base, run.end - base
-                        self.chain.layers[run.layer].fill_run(run, mv[a:b])
-                        if segments and segments[-1][1] == a:
-                            segments[-1][1] = b
-                        else:
-                            segments.append([a, b])
-                    for k in inflating:  # let the batch go
-                        self.chain.layers[k].inflate_ahead(())
-                    for a, b in segments:
-                        written += _write_nonzero(fd, mv, a, b, base)
-                    if report:
-                        report(min(limit, wend), self.size)
-                pos = wend
-                if report:
-                    report(pos, self.size)
-            os.ftruncate(fd, self.size)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.replace(tmp, path)
-        return written
+        from .export import write_raw
+
+        return write_raw(self, path, progress=progress, chunk=chunk, workers=workers)
 
     # --- housekeeping ---------------------------------------------------------------
     def close(self) -> None:
@@ -543,149 +486,6 @@ class Disk(ByteSource):
             "Next: <code>.info()</code>, <code>.layers()</code>, "
             "<code>.allocation()</code>, <code>.check()</code>"
         )
-
-
-class DiskGroup:
-    """Several disks opened together: ``vdinspect.open([img1, img2])``.
-
-    Partitions are listed disk by disk, and LVM2 volume groups whose physical volumes are
-    spread over the disks are assembled across them. Partitions are named "D:N" (disk
-    index, partition number); logical volumes "vg/lv".
-    """
-
-    def __init__(self, disks: list[Disk]) -> None:
-        self.disks = list(disks)
-        self._lists = None
-
-    def __iter__(self):
-        return iter(self.disks)
-
-    def __len__(self) -> int:
-        return len(self.disks)
-
-    def __getitem__(self, i: int) -> Disk:
-        return self.disks[i]
-
-    def volumes(self) -> list:
-        """Every disk's volumes, then the logical volumes assembled across the disks."""
-        from .volumes import scan_many
-
-        if self._lists is None:
-            self._lists = scan_many(self.disks)
-        vols = [v for vols in self._lists for v in vols]
-        return [v for v in vols if v.kind != "logical volume"] + [
-            v for v in vols if v.kind == "logical volume"]
-
-    def partitions(self) -> pd.DataFrame:
-        """The ``partitions()`` rows of every disk, with a ``disk`` column (its index)."""
-        self.volumes()
-        rows, lvs = [], []
-        for d, vols in enumerate(self._lists):
-            for v in vols:
-                if v.kind == "logical volume":  # assembled across the disks: no one disk
-                    lvs.append(dict(v.row(), disk=None))
-                else:
-                    rows.append(dict(v.row(), disk=d))
-        rows += lvs
-        df = _frames().partitions_frame(rows)
-        df["disk"] = _frames().build_column([r["disk"] for r in rows], "Int64")
-        return df
-
-    def volume(self, part: int | str | None = None, *, key: int | str | None = None
-               ) -> ByteSource:
-        """A partition ("D:N") or a logical volume ("vg/lv") as a ByteSource (``key=`` is
-        the deprecated name of ``part``)."""
-        return self._find(_part_argument(part, key)).source
-
-    def _find(self, key):
-        from .volumes import find_volume
-
-        key = volume_key(key)
-        self.volumes()
-        if isinstance(key, str) and ":" in key:
-            d, _, part = key.partition(":")
-            if not d.isdigit() or not 0 <= int(d) < len(self.disks):
-                raise InvalidArgument(f"no disk {d!r}: the group has {len(self.disks)} disks")
-            return find_volume(self._lists[int(d)], part)
-        if isinstance(key, str) and "/" in key:
-            return find_volume(self._lists[0], key)
-        if len(self.disks) == 1:
-            return find_volume(self._lists[0], key)
-        raise InvalidArgument(f"say which disk: 'D:{key}' (D = 0..{len(self.disks) - 1}), "
-                              "or 'vg/lv' for a logical volume")
-
-    def filesystem(self, part: int | str):
-        """The filesystem on a partition ("D:N") or logical volume ("vg/lv")."""
-        from .filesystems import open_filesystem
-
-        vol = self._find(part)
-        strict = self.disks[0].options.get("strict", True)
-        if vol.filesystem == "btrfs" and vol.uuid:  # its other devices, on any of the disks
-            from .filesystems.btrfs import open_filesystem as open_btrfs
-
-            others = [v.source for v in self.volumes() if v is not vol
-                      and v.filesystem == "btrfs" and v.uuid == vol.uuid]
-            return open_btrfs(vol.source, name=f"{part}", strict=strict, devices=others)
-        return open_filesystem(vol.source, vol.filesystem or None, name=f"{part}",
-                               strict=strict)
-
-    def info(self) -> pd.DataFrame:
-        """One row per disk: the ``info()`` fields."""
-        import pandas as pd
-
-        return pd.DataFrame([d.info() for d in self.disks])
-
-    def close(self) -> None:
-        for d in self.disks:
-            d.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<DiskGroup of {len(self.disks)} disks: " + ", ".join(
-            os.path.basename(d.path) for d in self.disks) + ">"
-
-
-def volume_key(key):
-    """A partition key as ``find_volume`` takes it: any integer type (a NumPy integer from
-    ``partitions()``, anything with ``__index__``) becomes an ``int``; strings and other
-    values pass unchanged (booleans too: ``find_volume`` refuses them)."""
-    if key is None or isinstance(key, str | bool):
-        return key
-    import numpy as np
-
-    if isinstance(key, np.bool_):
-        return key
-    try:
-        return operator.index(key)
-    except TypeError:
-        return key
-
-
-def _write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
-    """pwrite mv[a:b] at base+a, skipping 64 KiB blocks that are all zero."""
-    step = 1 << 16
-    written = 0
-    start = None
-    i = a
-    while i < b:
-        j = min(b, (i // step + 1) * step)
-        is_zero = all_zero(mv[i:j])
-        if not is_zero and start is None:
-            start = i
-        elif is_zero and start is not None:
-            os.pwrite(fd, mv[start:i], base + start)
-            written += i - start
-            start = None
-        i = j
-    if start is not None:
-        os.pwrite(fd, mv[start:b], base + start)
-        written += b - start
-    return written
 
 
 def _maybe_text(path: str) -> bool:
@@ -727,31 +527,10 @@ def _at_snapshot(chain: Chain, snapshot: str | int, machine=None) -> Chain:
     raise NotFound(f"{chain.top.path}: no snapshot {snapshot!r} in any layer")
 
 
-def _frames():
-    """The DataFrame builders, imported on first use so that opening stays fast."""
-    from . import frames
-
-    return frames
-
-
 def _scan():
     """The partition and embedded-image scans (vdinspect.recovery.scan), on first use."""
-    from .recovery import scan
+    from ..recovery import scan
     return scan
-
-
-def _part_argument(part, key):
-    """``part``, or the deprecated ``key=`` spelling of it (with a DeprecationWarning)."""
-    if key is not None:
-        import warnings
-
-        warnings.warn("volume(key=...) is now volume(part=...)", DeprecationWarning,
-                      stacklevel=3)
-        if part is None:
-            return key
-    if part is None:
-        raise InvalidArgument("say which volume: volume(part) with a partition index or 'vg/lv'")
-    return part
 
 
 def _own_layer_argument(own_layer, layer):

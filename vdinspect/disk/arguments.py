@@ -1,0 +1,45 @@
+"""The arguments every Disk method reads alike: a partition key, the deprecated spellings,
+and the DataFrame builders loaded on first use."""
+
+from __future__ import annotations
+
+import operator
+
+from ..errors import InvalidArgument
+
+
+def volume_key(key):
+    """A partition key as ``find_volume`` takes it: any integer type (a NumPy integer from
+    ``partitions()``, anything with ``__index__``) becomes an ``int``; strings and other
+    values pass unchanged (booleans too: ``find_volume`` refuses them)."""
+    if key is None or isinstance(key, str | bool):
+        return key
+    import numpy as np
+
+    if isinstance(key, np.bool_):
+        return key
+    try:
+        return operator.index(key)
+    except TypeError:
+        return key
+
+
+def frames():
+    """The DataFrame builders, imported on first use so that opening stays fast."""
+    from .. import frames
+
+    return frames
+
+
+def part_argument(part, key):
+    """``part``, or the deprecated ``key=`` spelling of it (with a DeprecationWarning)."""
+    if key is not None:
+        import warnings
+
+        warnings.warn("volume(key=...) is now volume(part=...)", DeprecationWarning,
+                      stacklevel=3)
+        if part is None:
+            return key
+    if part is None:
+        raise InvalidArgument("say which volume: volume(part) with a partition index or 'vg/lv'")
+    return part
