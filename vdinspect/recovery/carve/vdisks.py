@@ -4,27 +4,28 @@ extent of the whole image is worked out by the image scan, which follows its tab
 
 from __future__ import annotations
 
+from construct import Struct
+
+from ...containers.qcow.structs import QcowHeader
+from ...containers.qcow2.structs import QCowHeader, QCowHeaderV3
+from ...containers.vdi.structs import Header1, PreHeader
+from ...containers.vhd.structs import DynamicDiskHeader, HardDiskFooter
+from ...containers.vmdk.structs import SparseExtentHeader
 from ...layout import offset_of, struct_format
 from ...units import human
 from .reader import Found, Reader
-from .structs import (
-    QCOW1_HEADER,
-    QCOW2_HEADER,
-    VDI_PRE_HEADER,
-    VHD_DYNAMIC_HEADER,
-    VHD_FOOTER,
-    VMDK_SPARSE_HEADER,
-    VMDK_SPARSE_HEADER_SECTOR,
-)
 
-_QCOW1 = struct_format(QCOW1_HEADER, "magic", "version", "size")
+# the formats' own declarations (containers/*/structs.py), read here field by field
+QCOW2_HEADER = Struct(*QCowHeader.subcons, *QCowHeaderV3.subcons)  # version 3's 104 bytes
+_QCOW1 = struct_format(QcowHeader, "magic", "version", "size")
 _QCOW2 = struct_format(QCOW2_HEADER, "magic", "version", "cluster_bits", "size")
 _QCOW2_V2_SIZE = offset_of(QCOW2_HEADER, "incompatible_features")
 _QCOW2_LENGTH = struct_format(QCOW2_HEADER, "header_length")
-_VHD = struct_format(VHD_FOOTER)
-_VHD_FOOTER_SIZE = 512  # the footer and its copy are one sector
-_VDI = struct_format(VDI_PRE_HEADER)
-_VMDK = struct_format(VMDK_SPARSE_HEADER, "magicNumber", "version", "capacity", "grainSize")
+_VHD = struct_format(HardDiskFooter, "cookie", "file_format_version", "data_offset",
+                     "current_size")
+_VDI = struct_format(Struct(*PreHeader.subcons, *Header1.subcons[:1]))  # + cbHeader
+_VMDK = struct_format(SparseExtentHeader, "magicNumber", "version", "capacity", "grainSize")
+VMDK_SPARSE_HEADER_SECTOR = 512  # a hosted sparse extent header occupies one sector
 _NOTE = "{what}, {size} virtual: only the header is carved (its extent: an image scan)"
 
 
@@ -34,7 +35,7 @@ def qcow(r: Reader, off: int, max_size: int) -> Found | None:
     if h is None or h[0] != b"QFI\xfb" or h[1] not in (1, 2, 3):
         return None
     if h[1] == 1:
-        length, size = QCOW1_HEADER.sizeof(), r.unpack(_QCOW1, off)[2]
+        length, size = QcowHeader.sizeof(), r.unpack(_QCOW1, off)[2]
     else:
         if not 9 <= h[2] <= 21:
             return None
@@ -51,12 +52,12 @@ def qcow(r: Reader, off: int, max_size: int) -> Found | None:
 def vhd(r: Reader, off: int, max_size: int) -> Found | None:
     """VHD: a dynamic disk starts with a copy of its footer, pointing at the dynamic header."""
     h = r.unpack(_VHD, off)
-    if h is None or h[0] != b"conectix" or h[2] != 0x00010000 or not 0 < h[3] <= 1 << 20:
+    if h is None or h[0] != b"conectix" or h[1] != 0x00010000 or not 0 < h[2] <= 1 << 20:
         return None
-    if r.read(off + h[3], 8) != b"cxsparse":
+    if r.read(off + h[2], 8) != b"cxsparse":
         return None
-    return Found(h[3] + VHD_DYNAMIC_HEADER.sizeof(), False, "vhd",
-                 _NOTE.format(what="dynamic VHD", size=human(h[9])))
+    return Found(h[2] + DynamicDiskHeader.sizeof(), False, "vhd",
+                 _NOTE.format(what="dynamic VHD", size=human(h[3])))
 
 
 def vmdk(r: Reader, off: int, max_size: int) -> Found | None:
