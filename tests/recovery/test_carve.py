@@ -513,14 +513,14 @@ def test_file_wrapping_past_the_end_of_free_space(files, tmp_path):
 def test_free_space_pieces_read_and_map_damage():
     """The free ranges back to back read the volume's bytes, and a damaged range of the
     volume shows at its place in them (extraction reports it, nothing silently zero)."""
-    from vdinspect.recovery.carve import Pieces
+    from vdinspect.recovery.carve import pieces_source
 
     class Damaged(MemorySource):
         def _damage_pairs(self, start, end):
             return [(max(start, 1000), min(end, 1024))] if start < 1024 and end > 1000 else []
 
     vol = Damaged(bytes(range(256)) * 32)
-    src = Pieces(vol, [(0, 512, 1024), (1024, 4096, 512)], "free")
+    src = pieces_source(vol, [(0, 512, 1024), (1024, 4096, 512)], "free")
     assert src.size == 1536
     assert src.read(1000, 48) == vol.read(1512, 24) + vol.read(4096, 24)
     assert src.damaged_ranges() == [(488, 24)]

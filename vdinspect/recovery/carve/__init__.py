@@ -18,7 +18,7 @@ from ...progress import Progress
 from ...schemas import BACKING, DATA
 from .registry import SIGNATURES, Signature, Types, signatures
 from .report import CarvedFiles, CarveResult, file_name
-from .scanner import MAX_PER_TYPE, MAX_TOTAL, Pieces, Space, scan
+from .scanner import MAX_PER_TYPE, MAX_TOTAL, Space, pieces_source, scan
 
 __all__ = ["carve_filesystem", "carve_disk", "carve_source", "CarveResult", "CarvedFiles",
            "SIGNATURES", "Signature", "Space", "file_name"]
@@ -61,7 +61,7 @@ def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types: Types 
         n = min(n, min(WRAP, searched) - (pos - searched))
         pieces.append((pos, off, n))
         pos += n
-    src = Pieces(fs.source, pieces, f"{fs.name} (free space)")
+    src = pieces_source(fs.source, pieces, f"{fs.name} (free space)")
     align = max(512, int(getattr(fs, "cluster_size", 0) or getattr(fs, "block_size", 0) or 512))
     # positions in the pieces back to back keep the volume's alignment only when every
     # piece but the last (cut at the volume's end) is whole clusters

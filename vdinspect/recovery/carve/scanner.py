@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ...errors import VDInspectError
 from ...findings import Findings
 from ...io import ByteSource
+from ...io.mapped import MappedSource
 from ...progress import Progress, reporter
 from .reader import OutOfBudget, Reader
 from .registry import Matcher, Signature, Types, keeps
@@ -24,46 +25,15 @@ MAX_TOTAL = 100_000  # rows kept in all
 VALIDATION_FACTOR, VALIDATION_SLACK = 4, 256 << 20
 
 
-class Pieces(ByteSource):
-    """Pieces of a volume read back to back (its free ranges), without an object a piece:
-    ``pieces`` are (start here, offset in ``base``, length), in order and gap-free here."""
-
-    def __init__(self, base: ByteSource, pieces: list[tuple[int, int, int]], name: str) -> None:
-        self.base = base
-        self.pieces = pieces
-        self.starts = [p[0] for p in pieces]
-        self.size = pieces[-1][0] + pieces[-1][2] if pieces else 0
-        self.name = name
-
-    def _spans(self, pos: int, length: int):
-        """(offset here, offset in base, bytes) for ``[pos, pos+length)``."""
-        i = max(0, bisect.bisect_right(self.starts, pos) - 1)
-        end = pos + length
-        while pos < end and i < len(self.pieces):
-            s, o, n = self.pieces[i]
-            k = min(s + n, end) - pos
-            if k > 0:
-                yield pos, o + pos - s, k
-                pos += k
-            i += 1
-
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self.readinto(offset, buf)
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        for at, where, k in self._spans(offset, len(mv)):
-            self.base.readinto(where, mv[at - offset : at - offset + k])
-
-    def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
-        out = []
-        for at, where, k in self._spans(start, end - start):
-            out += [(at + a - where, at + a - where + n)
-                    for a, n in self.base.damaged_ranges(where, k)]
-        return out
+def pieces_source(base: ByteSource, pieces: list[tuple[int, int, int]], name: str
+                  ) -> MappedSource:
+    """Pieces of a volume read back to back (its free ranges): ``pieces`` are (start here,
+    offset in ``base``, length), in order and gap-free here; the io layer's mapped source
+    reads them and maps the volume's damaged ranges into them."""
+    size = pieces[-1][0] + pieces[-1][2] if pieces else 0
+    return MappedSource(base, size, [s for s, _o, _n in pieces],
+                        [s + n for s, _o, n in pieces], [o for _s, o, _n in pieces],
+                        name=name)
 
 
 @dataclass
@@ -80,8 +50,7 @@ class Space:
     base: ByteSource | None = None  # the volume the pieces are of
 
     def __post_init__(self) -> None:
-        same = isinstance(self.source, Pieces) and self.source.pieces is self.pieces
-        self.starts = self.source.starts if same else [p[0] for p in self.pieces]
+        self.starts = [p[0] for p in self.pieces]
 
     def origin(self, pos: int) -> int:
         """The volume offset of source offset ``pos``."""
