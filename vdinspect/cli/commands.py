@@ -190,13 +190,20 @@ def cmd_snapshots(args, out: IO[str]) -> int:
 
 
 def cmd_check(args, out: IO[str]) -> int:
+    """The image's findings (layers, partition tables); with --part, that filesystem's."""
     with open_disk(args) as disk:
-        rows = disk.check_rows()
-        nl = len(disk.chain.layers)
+        if args.part is not None:
+            fs = _filesystem(args, disk)
+            rows = [dict(r, layer=None) for r in fs.check_rows()]
+            what = f"the filesystem of --part {args.part}"
+        else:
+            rows = disk.check_rows()
+            nl = len(disk.chain.layers)
+            what = (f"{nl} layers" if nl > 1 else "1 layer") + " and the partition table"
     if args.json:
         write_rows(out, project(rows, CHECK_COLUMNS))
         return 0
-    layers = f"{nl} layers" if nl > 1 else "1 layer"
+    layers = what
     if not rows:
         out.write(f"{args.image}: no problems found ({layers} checked)\n")
         return 0

@@ -283,11 +283,29 @@ class Disk(ByteSource):
         return frames().check_frame(self.check_rows())
 
     def check_rows(self) -> list[dict]:
-        """``check()`` as a list of dicts (no pandas)."""
+        """``check()`` as a list of dicts (no pandas): every layer's findings, then the
+        partition tables' (``layer`` NA; offsets on the virtual disk), and each encrypted
+        volume (its contents cannot be checked without the key)."""
+        from ..errors import VDInspectError
+        from ..volumes.probes import ENCRYPTED
+
         rows = []
         for k, img in enumerate(self.chain.layers):
             for r in img.check():
                 rows.append(dict(r, layer=k))
+        try:
+            vols = self.volumes()
+        except VDInspectError as e:  # strict mode: a table that cannot be read at all
+            return rows + [dict(severity="error", layer=None, structure="partition table",
+                                host_offset=None, message=str(e))]
+        rows += [dict(r, layer=None) for r in getattr(vols, "findings", [])]
+        for v in vols:
+            if v.filesystem in ENCRYPTED:
+                scheme, needs = ENCRYPTED[v.filesystem]
+                rows.append(dict(severity="info", layer=None, structure=f"volume {v.key}",
+                                 host_offset=None,
+                                 message=f"encrypted with {scheme}: its contents are not "
+                                         f"checked (opening it needs {needs})"))
         return rows
 
     def structures(self) -> pd.DataFrame:

@@ -1,0 +1,68 @@
+"""``check`` on the command line (issue 16 item 5): partition-table findings (a damaged
+primary GPT read through its backup), encrypted volumes named, and ``check --part N``
+checking that filesystem. Disks made by sfdisk and mkfs; the damage by dd-like writes at
+the places ``sfdisk --json`` and the GPT specification give."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import vdinspect
+from tests import tools
+from vdinspect.cli import main
+
+MIB = 1 << 20
+pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("sfdisk", "mkfs.vfat")),
+                                reason="needs sfdisk and dosfstools")
+
+
+@pytest.fixture
+def gpt_disk(tmp_path):
+    raw = tmp_path / "gpt.raw"
+    with open(raw, "wb") as f:
+        f.truncate(16 * MIB)
+    tools.run("sfdisk", "-q", raw, input="label: gpt\nstart=2048, size=8192\n")
+    fat = tmp_path / "fat.img"
+    with open(fat, "wb") as f:
+        f.truncate(4 * MIB)
+    tools.run("mkfs.vfat", fat)
+    with open(raw, "r+b") as f, open(fat, "rb") as g:
+        f.seek(2048 * 512)
+        f.write(g.read())
+    return raw
+
+
+def test_damaged_primary_gpt_is_a_check_row(gpt_disk, capsys):
+    with open(gpt_disk, "r+b") as f:  # the primary header at LBA 1 (the backup stays)
+        f.seek(512)
+        f.write(b"\0" * 92)
+    assert "gpt" in tools.run("sfdisk", "--json", gpt_disk)  # sfdisk reads the backup too
+    with vdinspect.open(gpt_disk) as d:
+        assert 2048 * 512 in list(d.partitions()["start"])  # read through the backup
+        rows = [r for r in d.check_rows() if r["layer"] is None]
+    assert rows and any("GPT" in r["structure"] or "GPT" in r["message"] for r in rows)
+    assert main(["check", "--json", str(gpt_disk)]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert any(r["layer"] is None and "GPT" in (r["structure"] + r["message"]) for r in got)
+    assert main(["check", str(gpt_disk)]) == 0
+    assert "partition table" in capsys.readouterr().out
+
+
+def test_check_part_checks_that_filesystem(gpt_disk, capsys):
+    fat_first = 2048 * 512 + 512  # the FAT16 volume's first FAT: a reserved sector in
+    with open(gpt_disk, "r+b") as f:
+        f.seek(fat_first)
+        first = f.read(4)
+        f.seek(fat_first)
+        f.write(b"\x00\x00" + first[2:])  # entry 0 (the media byte) cleared
+    with vdinspect.open(gpt_disk) as d:
+        want = [r for r in d.filesystem(1).check_rows() if r["severity"] != "info"]
+    assert want  # the driver itself names the damaged first FAT entry
+    assert main(["check", "--json", "--part", "1", str(gpt_disk)]) == 0
+    got = [r for r in json.loads(capsys.readouterr().out) if r["severity"] != "info"]
+    assert [(r["structure"], r["message"]) for r in got] == \
+        [(r["structure"], r["message"]) for r in want]
+    assert main(["check", "--part", "9", str(gpt_disk)]) == 2  # no such partition: a bad call
