@@ -533,6 +533,10 @@ def test_primary_superblock_zeroed_lists_like_debugfs_from_the_backup(tmp_path):
         assert fs.read(f"/d/{name}") == want
     if have("fls"):
         assert run("fls", img, check=False) == ""
+    # the whole-disk path finds it too: the volume probe reads group 1's copy
+    with vdinspect.open(img, strict=False) as d:
+        assert d.partitions()["filesystem"].tolist() == ["ext4"]
+        assert live(d.filesystem()) == debugfs_listing(img, 32768, 4096)
 
 
 # --- hostile journals -------------------------------------------------------------------

@@ -289,10 +289,25 @@ _EXT2_INCOMPAT_SUPP = 0x2 | 0x10
 _EXT3_INCOMPAT_SUPP = 0x2 | 0x4 | 0x10
 
 
+#: where group 1's backup superblock lies for each block size (blocks per group is eight
+#: times the block size in bits: 8192, 16384, 32768, 65536; 1 KiB blocks start at block 1)
+_EXT_GROUP1_BACKUPS = [(8193 * 1024, 1024), (16384 * 2048, 2048), (32768 * 4096, 4096),
+                       (65536 * 8192, 8192)]
+
+
 def probe_ext(src: ByteSource) -> FsInfo | None:
+    """ext2/3/4 by the primary superblock, else by group 1's backup (a primary wiped by
+    mistake: the driver opens such a volume in salvage mode, as ``e2fsck -b`` would)."""
     sb = _rd(src, 1024, 256)
     if sb is None or sb[56:58] != b"\x53\xef":
-        return None
+        for off, bs in _EXT_GROUP1_BACKUPS:
+            sb = _rd(src, off, 256)
+            # the copy names its group (s_block_group_nr) and its block size
+            if (sb is not None and sb[56:58] == b"\x53\xef" and _u16(sb, 0x5A) == 1
+                    and 1024 << min(_u32(sb, 0x18), 16) == bs):
+                break
+        else:
+            return None
     compat, incompat, ro = _u32(sb, 0x5C), _u32(sb, 0x60), _u32(sb, 0x64)
     if incompat & _EXT_JOURNAL_DEV:
         kind = "jbd"
