@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ...errors import CorruptImage
@@ -55,6 +57,9 @@ class Report:
     )
 
     def table_layout(self, name: str) -> TableLayout | None:
+        if re.fullmatch(r"refcount block \d+", name.strip().lower()) and self.refcount_bits >= 8:
+            # entries of refcount_bits each (8..64 bits: a numpy dtype; 1..4 are sub-byte)
+            return TableLayout(f">u{self.refcount_bits // 8}", self.describe_refcount)
         layout = super().table_layout(name)
         if layout is not None and self.extended_l2 and name.lower().startswith("l2"):
             return TableLayout(layout.dtype, layout.describe, 16)  # entry + subcluster bitmap
@@ -79,6 +84,12 @@ class Report:
         if not off:
             return "unallocated: read from the backing file (or zeros)"
         return f"data cluster at {off:#x}" + ("; COPIED (refcount 1)" if v & QCOW_OFLAG_COPIED else "")
+
+    def describe_refcount(self, v: int) -> str:
+        """What a refcount block entry says about its cluster."""
+        if v == 0:
+            return "free cluster"
+        return "used once" if v == 1 else f"shared: {v} references (snapshots)"
 
     def describe_refcount_table_entry(self, v: int) -> str:
         """What a refcount table entry says."""
@@ -248,6 +259,10 @@ class Report:
                 )
             )
             for s in self.snapshot_list:
+                rows.append(dict(name=f"snapshot table entry: {s.id}", host_file=p,
+                                 host_offset=s.host_offset, length=s.length,
+                                 description=f"snapshot {s.name!r}: header, extra data, "
+                                             "id, name"))
                 rows.append(
                     dict(
                         name=f"snapshot {s.id} L1 table",

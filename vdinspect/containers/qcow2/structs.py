@@ -101,6 +101,17 @@ SnapshotHeader = Struct(
     "extra_data_size" / Int32ub * "bytes of extra data after this header",
 )  # 40 bytes, then extra data, id, name, padding to 8
 
+SnapshotTableEntry = Struct(
+    *SnapshotHeader.subcons,
+    "extra_data" / Bytes(this.extra_data_size) * "SnapshotExtraData (VM state size, disk "
+    "size, instruction count), as long as extra_data_size says",
+    "id_str" / Bytes(this.id_str_size) * "the snapshot's unique id, text (not NUL-ended)",
+    "name" / Bytes(this.name_size) * "the snapshot's name, text (not NUL-ended)",
+    "padding" / Bytes(lambda c: -(40 + c.extra_data_size + c.id_str_size + c.name_size) % 8)
+    * "zeros up to a multiple of 8 bytes",
+)  # one entry of the snapshot table, as stored
+SnapshotTableEntry.docs = "QCowSnapshot (snapshot table entry)"
+
 SnapshotExtraData = Struct(
     "vm_state_size_large" / Int64ub * "VM state size, bytes (64-bit)",
     "disk_size" / Int64ub * "virtual disk size at the snapshot, bytes",
