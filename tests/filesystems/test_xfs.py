@@ -714,3 +714,35 @@ def test_ascii_ci_and_realtime_flag(tmp_path, tree):
     assert "core.realtime = 1" in xfs_db(rt, f"inode {ino}", "print core.realtime")
     with pytest.raises(vdinspect.errors.UnsupportedFeature):
         open_xfs(rt).read("/one")
+
+
+@needs_xfs
+@pytest.mark.skipif(not have("qemu-img"), reason="needs qemu-img")
+def test_unreadable_directory_block_is_reported(tmp_path, tree):
+    """Nothing lost silently (issue 16): the first directory block of ``/leaf`` (where
+    xfs_db's bmap puts it) broken in a QCOW2: its row says so, check() has the error, its
+    entries' inodes are still listed (under /$OrphanFiles), and an extraction names the
+    folder as incomplete (CLI exit 1)."""
+    from tests.filesystems.test_damaged_files import break_clusters
+
+    img = mkxfs(tmp_path / "fs.img", protofile(tree, tmp_path / "p"), [])
+    q = tmp_path / "fs.qcow2"
+    run("qemu-img", "convert", "-O", "qcow2", "-o", "cluster_size=4096", img, q)
+    fs = open_xfs(img)
+    ino = db_ls(img, "/")["leaf"][0]
+    _logical, physical, _length, _u = db_bmap(img, fs, ino)[0]
+    bad = tmp_path / "bad.qcow2"
+    break_clusters(q, bad, [physical // 4096])
+    with vdinspect.open(bad, strict=False) as d:
+        fs = d.filesystem()
+        df = fs.files()
+        note = df.set_index("path").loc["/leaf", "note"]
+        assert "could not be read" in note
+        rows = fs.check_rows()
+        assert any(r["severity"] == "error" and "/leaf" in r["message"] for r in rows), rows
+        # the names of the broken block are gone, their inodes are not: each is listed
+        # (under /$OrphanFiles when no readable block names it), as xfs_db numbers them
+        assert {i for i, _k in db_ls(img, "/leaf").values()} <= set(df["inode"].dropna())
+        report = fs.extract("/leaf", tmp_path / "out")
+        assert any("could not be read" in why for _p, why in report.incomplete)
+    assert cli_main(["extract", "--salvage", str(bad), "/", str(tmp_path / "out2")]) == 1

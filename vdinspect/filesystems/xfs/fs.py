@@ -486,6 +486,18 @@ class XfsFileSystem(FileSystem):
         live = {(d.name, d.ino) for d in out if not d.deleted}
         return [d for d in out if not d.deleted or (d.name, d.ino) not in live]
 
+    def directory_damage(self, entry: Entry) -> int:
+        """Bytes of a directory's data blocks (its data fork up to di_size: a short-form
+        directory lives in its inode) that could not be read."""
+        try:
+            rec = self._rec(entry)
+            if rec.format not in (S.FMT_EXTENTS, S.FMT_BTREE):
+                return 0
+            size = min(rec.size, S.XFS_DIR2_LEAF_OFFSET)
+            return sum(n for _a, n in self.fork_source(rec, size).damaged_ranges())
+        except VDInspectError:
+            return 0
+
     def _fork_offset(self, emap: ExtentMap, lblk: int) -> int | None:
         """The volume byte offset of logical block ``lblk`` of a fork (None if unmapped)."""
         for lb, pb, cnt, _st in emap.rows():

@@ -56,16 +56,18 @@ def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> 
     rows: list[tuple] = []
     start = top.raw if (isinstance(top.raw, Inode) and not top.deleted
                         and top.key != ("orphans",)) else top
-    stack: list[tuple[object, str, int, bool]] = [(start, top.path, 0, top.deleted)]
+    stack: list[tuple[object, str, int, bool, int | None]] = [
+        (start, top.path, 0, top.deleted, None)]
     way: list = []
     on_way: set = set()
     listed = {(_ident(top), top.deleted)}
+    damaged_volume = fs.volume_damaged()
 
     def skip(path: str, reason: str) -> None:
         fs.finding("error", "directory", None, f"{path or '/'}: {reason}")
 
     while stack:
-        d, dpath, depth, ddel = stack.pop()
+        d, dpath, depth, ddel, at = stack.pop()
         while len(way) > depth:
             on_way.discard(way.pop())
         ident = d if isinstance(d, int) else d.number if isinstance(d, Inode) else _ident(d)
@@ -78,6 +80,13 @@ def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> 
                 raise
             skip(dpath, f"unreadable directory: {e}")
             continue
+        if damaged_volume and isinstance(d, int | Inode):  # nothing lost silently
+            probe = Entry(name="", kind=DIR, path=dpath or "/", inode=ident, key=ident)
+            why = fs.report_directory_damage(probe)
+            if why and at is not None:
+                r = list(rows[at])
+                r[NOTE] = why if not r[NOTE] else f"{r[NOTE]}; {why}"
+                rows[at] = tuple(r)
         subdirs = []
         for row, handle in kids:
             if row[DELETED] and not deleted:
@@ -102,7 +111,7 @@ def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> 
             if row[DELETED] and not fs.can_list_deleted(handle):
                 continue
             listed.add((cid, row[DELETED]))
-            subdirs.append((handle, row[PATH], depth + 1, row[DELETED]))
+            subdirs.append((handle, row[PATH], depth + 1, row[DELETED], len(rows) - 1))
         stack.extend(reversed(subdirs))
     return rows
 
