@@ -447,7 +447,9 @@ def cmd_extract(args, out: IO[str]) -> int:
             for path, why in rep.skipped:
                 out.write(f"skipped: {path}: {why}\n")
     # files written with holes of zeros where the image is damaged: not a clean copy
-    return 1 if rep.damaged or rep.incomplete else 0
+    # a file that could not be read is lost: exit 1 (a FIFO or an outside link skipped is not)
+    lost = any(why.startswith("unreadable") for _p, why in rep.skipped)
+    return 1 if rep.damaged or rep.incomplete or lost else 0
 
 
 # --- comparing two states ----------------------------------------------------------------

@@ -31,7 +31,7 @@ from . import structs as S
 from .compress import DecompressError, decompress
 from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
 from .data import BtrfsData
-from .listing import TreeIndex, files_frame
+from .listing import NO_INODE_NOTE, TreeIndex, files_frame
 from .recovery import ORPHANS_NAME, Deleted, find_deleted
 from .report import ReportMixin
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
@@ -324,8 +324,10 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
 
     def _entry(self, name: str, tree: int, ino: int, rec: tuple | None, ftype: int) -> Entry:
         if rec is None:
-            return Entry(name=name, kind=_FT_KIND.get(ftype, OTHER), inode=ino,
-                         key=(tree, ino), extra={"subvolume": tree})
+            kind = _FT_KIND.get(ftype, OTHER)
+            return Entry(name=name, kind=kind, inode=ino, key=(tree, ino),
+                         note=None if kind == DIR else NO_INODE_NOTE,
+                         extra={"subvolume": tree})
         mode = rec[_F["mode"]]
         kind = _MODE_KIND.get(statmod.S_IFMT(mode)) or (OTHER if mode else
                                                         _FT_KIND.get(ftype, OTHER))
@@ -469,6 +471,9 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         if not isinstance(entry.key, tuple) or entry.key[1] is None:
             raise NotFound(f"{self.name}: {entry.path or entry.name} has no inode")
         tree, ino = entry.key
+        if not entry.deleted and self.inode_item(tree, ino) is None:
+            raise CorruptImage(f"{entry.path or entry.name}: {NO_INODE_NOTE}",
+                               path=self.name, structure=f"inode {ino} of tree {tree}")
         return self._content(tree, ino, entry.size, entry.path or f"inode {ino}")
 
     def _content(self, tree: int, ino: int, size: int, name: str) -> ExtentSource:

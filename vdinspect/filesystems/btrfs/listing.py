@@ -97,6 +97,10 @@ class TreeIndex:
                 kids.append((name, loc[0], loc[1], ft))
 
 
+NO_INODE_NOTE = ("no INODE_ITEM for this name (its tree block is unreadable or the item "
+                 "is gone): size and content unknown")
+
+
 def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
     """Every entry below the directory ``top`` (recursive), as the files() frame."""
     import numpy as np
@@ -202,6 +206,9 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
     cols["found_by"] = found
     cols["note"] = [None if f == "index" else "replayed from the tree log (fsync'd)"
                     for f in found]
+    for i, r in enumerate(rows):  # a name whose inode item is gone: nothing to read
+        if r[10] is not None and r[5] is None and r[3] != DIR:
+            cols["note"][i] = NO_INODE_NOTE
     data = {}
     for c, dtype in FILES_DTYPES.items():
         if c in times:
