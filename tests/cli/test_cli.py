@@ -244,7 +244,7 @@ def test_several_filesystems_name_the_part_choices():
 def test_check_says_once_that_all_is_well():
     code, out, _ = run("check", CHAIN)
     assert code == 0
-    assert out == f"{CHAIN}: no problems found (3 layers checked)\n"
+    assert out == f"{CHAIN}: no problems found (3 layers and the partition table checked)\n"
 
 
 @pytest.mark.parametrize("cmd", ["ls", "cat", "extract"])

@@ -5,11 +5,8 @@ Each probe reads a few small blocks at fixed places and answers like ``blkid -p`
 named ``fat12``/``fat16``/``fat32`` (blkid's TYPE=vfat plus its VERSION), decided from the
 BPB by counting clusters as the FAT specification says (``fat_layout.check_bpb``, shared
 with the FAT driver: at exactly 4084 clusters that is FAT12, where blkid says FAT16).
-Places and fields are from each format's specification (Microsoft FAT/exFAT, the ext4 and
-XFS on-disk docs, ISO 9660/ECMA-119, ECMA-167/UDF, Apple TN1150, LUKS on-disk format,
-lvm2's layout) and checked against util-linux's expected outputs (tests/ts/blkid) and
-real mkfs tools.
-"""
+Places and fields come from each format's specification, checked against util-linux's
+expected outputs (tests/ts/blkid) and real mkfs tools."""
 
 from __future__ import annotations
 
@@ -289,15 +286,13 @@ _EXT2_INCOMPAT_SUPP = 0x2 | 0x10
 _EXT3_INCOMPAT_SUPP = 0x2 | 0x4 | 0x10
 
 
-#: where group 1's backup superblock lies for each block size (blocks per group is eight
-#: times the block size in bits: 8192, 16384, 32768, 65536; 1 KiB blocks start at block 1)
-_EXT_GROUP1_BACKUPS = [(8193 * 1024, 1024), (16384 * 2048, 2048), (32768 * 4096, 4096),
-                       (65536 * 8192, 8192)]
+#: group 1's backup superblock per block size (8 x block size blocks a group; 1 KiB
+#: blocks start at block 1): where ``e2fsck -b`` looks when the primary is gone
+_EXT_GROUP1_BACKUPS = [(8193 * 1024, 1024), (16384 * 2048, 2048), (32768 * 4096, 4096)]
 
 
 def probe_ext(src: ByteSource) -> FsInfo | None:
-    """ext2/3/4 by the primary superblock, else by group 1's backup (a primary wiped by
-    mistake: the driver opens such a volume in salvage mode, as ``e2fsck -b`` would)."""
+    """ext2/3/4 by the primary superblock, else by group 1's backup."""
     sb = _rd(src, 1024, 256)
     if sb is None or sb[56:58] != b"\x53\xef":
         for off, bs in _EXT_GROUP1_BACKUPS:
