@@ -73,22 +73,32 @@ def linux_tree(root: Path) -> None:
                                + utmp(1, "shutdown", "~~", "6.1.0-13-amd64", T_DOWN))
 
 
-@pytest.fixture
-def linux_disk(tmp_path) -> Path:
-    """GPT: an 8 MiB FAT (label BOOT) and an ext4 made by mke2fs -d from the guest tree."""
+@pytest.fixture(params=["ext4", "xfs"])
+def linux_disk(request, tmp_path) -> Path:
+    """GPT: an 8 MiB FAT (label BOOT) and the root filesystem made from the guest tree by
+    mke2fs -d (ext4) or mkfs.xfs -p (XFS, RHEL's default)."""
     root = tmp_path / "root"
     linux_tree(root)
     raw = tmp_path / "disk.raw"
     with open(raw, "wb") as f:
-        f.truncate(48 * MIB)
-    tools.run("sfdisk", "-q", raw, input="label: gpt\nstart=2048, size=16384\nsize=61440\n")
+        f.truncate(64 * MIB)
+    tools.run("sfdisk", "-q", raw, input="label: gpt\nstart=2048, size=16384\nsize=81920\n")
     fat, ext = tmp_path / "fat.img", tmp_path / "ext.img"
     with open(fat, "wb") as f:
         f.truncate(8 * MIB)
     tools.run("mkfs.vfat", "-n", "BOOT", fat)
-    with open(ext, "wb") as f:
-        f.truncate(30 * MIB)
-    tools.run("mke2fs", "-q", "-F", "-t", "ext4", "-U", EXT_UUID, "-L", "root", "-d", root, ext)
+    if request.param == "xfs":
+        if not shutil.which("mkfs.xfs"):
+            pytest.skip("needs xfsprogs")
+        from tests.filesystems.test_xfs import mkxfs, protofile
+
+        mkxfs(ext, protofile(root, tmp_path / "proto"), ["-m", f"uuid={EXT_UUID}"],
+              size=40 * MIB)
+    else:
+        with open(ext, "wb") as f:
+            f.truncate(40 * MIB)
+        tools.run("mke2fs", "-q", "-F", "-t", "ext4", "-U", EXT_UUID, "-L", "root", "-d",
+                  root, ext)
     tools.run("dd", f"if={fat}", f"of={raw}", "bs=512", "seek=2048", "conv=notrunc")
     tools.run("dd", f"if={ext}", f"of={raw}", "bs=512", "seek=18432", "conv=notrunc")
     out = tmp_path / "linux.qcow2"
