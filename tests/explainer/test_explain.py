@@ -382,3 +382,20 @@ def test_qcow2_snapshot_entries_and_refcounts_explained(tmp_path):
             assert want[e["id_str"].decode()] == e["name"].decode()
         rc = d.explain("refcount block 0")
         assert rc.frame["meaning"].iloc[0] == "used once"
+
+
+def test_qcow2_feature_name_entries_explained():
+    """qemu-img writes the feature name table: each 48-byte entry is a structures() row
+    and decodes to the (type, bit) the QCOW2 specification gives its feature."""
+    spec = {"dirty bit": (0, 0), "corrupt bit": (0, 1), "external data file": (0, 2),
+            "compression type": (0, 3), "extended L2 entries": (0, 4),
+            "lazy refcounts": (1, 0), "bitmaps": (2, 0), "raw external data": (2, 1)}
+    with vdinspect.open(SAMPLE_IMAGES / "chain-top.qcow2") as d:
+        rows = [r for r in d.structure_rows()
+                if r["name"].startswith("feature name entry: ") and r["layer"] == 2]
+        assert rows
+        for r in rows:
+            e = d.explain(r["name"])
+            name = e["name"].rstrip(b"\0").decode()
+            assert r["name"] == f"feature name entry: {name}"
+            assert (e["type"], e["bit"]) == spec[name]

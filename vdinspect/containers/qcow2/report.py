@@ -10,6 +10,7 @@ from ...errors import CorruptImage
 from ..base import TableLayout, data_structures
 from .structs import (
     COMPAT_LAZY_REFCOUNTS,
+    EXT_FEATURE_NAMES,
     INCOMPAT_CORRUPT,
     INCOMPAT_DIRTY,
     L1E_OFFSET_MASK,
@@ -19,6 +20,8 @@ from .structs import (
     QCOW_OFLAG_ZERO,
     REFT_OFFSET_MASK,
     BitmapDirectoryEntry,
+    FeatureNameEntry,
+    cstr,
 )
 
 INT64_MAX = (1 << 63) - 1
@@ -201,6 +204,14 @@ class Report:
                     description=f"type {e['type']:#010x}",
                 )
             )
+            if e["type"] == EXT_FEATURE_NAMES:  # its 48-byte entries, each explained
+                n = FeatureNameEntry.sizeof()
+                for i in range(min(len(e["data"]) // n, 64)):
+                    ent = FeatureNameEntry.parse(e["data"][i * n:(i + 1) * n])
+                    rows.append(dict(
+                        name=f"feature name entry: {cstr(ent.name) or i}", host_file=p,
+                        host_offset=e["host_offset"] + 8 + i * n, length=n,
+                        description=f"feature type {ent.type}, bit {ent.bit}"))
         if h.backing_file_offset:
             rows.append(
                 dict(
