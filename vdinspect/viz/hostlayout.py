@@ -28,6 +28,8 @@ def structure_kind(name: str) -> str:
     """The kind of a ``structures()`` row by its name: header, table, data, compressed
     data or other."""
     n = name.lower()
+    if n.startswith(("feature name entry", "header extension")):  # named after a feature
+        return "header"
     if "compressed" in n:
         return "compressed data"
     if n.startswith("metadata"):
