@@ -682,3 +682,34 @@ def test_cli_offset_opens_an_embedded_image(tmp_path):
     assert out.read_bytes() == to_raw_bytes(img, tmp_path)
     info = json.loads(_cli("info", "--json", "--offset", 3 * 4096, host).stdout)
     assert info["format"] == "qcow2" and info["virtual_size"] == 8 * MiB
+
+
+@pytest.mark.skipif(not have("qemu-img", "qemu-io", "mkfs.vfat", "mcopy", "mdel", "fls",
+                             "istat"), reason="needs qemu-img, dosfstools, mtools, sleuthkit")
+def test_deleted_vm_disk_in_a_filesystems_free_space(tmp_path):
+    """issue 17 item 2: a QCOW2 copied onto a FAT volume and deleted (mdel) is found by
+    scanning only the volume's free space, where The Sleuth Kit's istat says its first
+    cluster was; the live QCOW2 beside it is not free space and is not listed."""
+    gone, live = tmp_path / "vm.qcow2", tmp_path / "live.qcow2"
+    for p, pattern in ((gone, "0x5a"), (live, "0x6b")):
+        run("qemu-img", "create", "-q", "-f", "qcow2", p, "4M")
+        run("qemu-io", "-c", f"write -P {pattern} 0 256k", p)
+    fat = tmp_path / "fat.img"
+    with open(fat, "wb") as f:
+        f.truncate(16 << 20)
+    run("mkfs.vfat", "-F", "16", fat)
+    run("mcopy", "-i", fat, gone, "::/vm.qcow2")
+    run("mcopy", "-i", fat, live, "::/live.qcow2")
+    run("mdel", "-i", fat, "::/vm.qcow2")
+    entry = next(line for line in run("fls", "-d", fat).splitlines() if "VM.QCOW2" in line.upper())
+    addr = re.search(r"(\d+):", entry).group(1)
+    first = int(re.search(r"Sectors:\s+(\d+)", run("istat", fat, addr)).group(1))
+    with vdinspect.open(fat) as d:
+        found = d.scan_images(part="disk")
+        assert list(found["format"]) == ["qcow2"]
+        row = found.iloc[0]
+        assert int(row["start"]) == first * 512 and bool(row["opened"])
+        with vdinspect.open(fat, offset=int(row["start"]), length=int(row["length"])) as vm, \
+                vdinspect.open(gone) as original:
+            assert vm.read(0, 256 << 10) == original.read(0, 256 << 10)
+        assert len(d.scan_images()) == 2  # the whole disk holds the live one too

@@ -390,8 +390,12 @@ class Disk(ByteSource):
         """Partitions found by their own evidence, a lost table too (recovery.scan)."""
         return _scan().scan_partitions(self, **kw)
 
-    def scan_images(self, **kw) -> pd.DataFrame:
-        """Virtual disk images stored inside this disk, with their extents (recovery.scan)."""
+    def scan_images(self, part: int | str | None = None, **kw) -> pd.DataFrame:
+        """Virtual disk images stored inside this disk, with their extents (recovery.scan);
+        with ``part``, only in the free space of that filesystem (where a deleted VM's
+        disk file lies; ``start`` is then an offset in that volume)."""
+        if part is not None:
+            return _scan().scan_free_images(self.filesystem(part), **kw)
         return _scan().scan_images(self, **kw)
 
     def browse(self, **kw):

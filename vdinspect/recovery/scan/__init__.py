@@ -12,6 +12,7 @@ hit says), ``partitions`` (the consistent set), ``images`` (embedded images).
 
 from __future__ import annotations
 
+import bisect
 import time
 from typing import TYPE_CHECKING
 
@@ -140,6 +141,41 @@ def scan_images(disk: ByteSource, *, progress: Progress = None, budget: float | 
 
     scan = Scan(disk, partitions=False, progress=progress, budget=budget, chunk=chunk)
     df = found_images_frame(scan.image_rows())
+    df.attrs["check"] = check_frame(scan.check_rows())
+    df.attrs["complete"] = scan.complete
+    return df
+
+
+def scan_free_images(fs, *, progress: Progress = None, budget: float | None = None,
+                     chunk: int = CHUNK) -> pd.DataFrame:
+    """:func:`scan_images` over a filesystem's free space only (``fs.free_ranges()`` back
+    to back): where the disk file of a deleted VM still lies. ``start`` is the offset in
+    the volume; an image whose bytes run across free ranges that are not next to each
+    other says so in ``note`` (its ``start`` is where it begins)."""
+    from ...frames import check_frame, found_images_frame
+    from ...io.mapped import MappedSource
+
+    ranges = [(o, n) for o, n in fs.free_ranges() if n > 0]
+    starts, pos = [], 0
+    for _o, n in ranges:
+        starts.append(pos)
+        pos += n
+    free = MappedSource(fs.source, pos, starts, [s + n for s, (_o, n) in zip(starts, ranges)],
+                        [o for o, _n in ranges], name=f"{fs.name} (free space)")
+    scan = Scan(free, partitions=False, progress=progress, budget=budget, chunk=chunk)
+    rows = scan.image_rows()
+    for r in rows:
+        i = max(0, bisect.bisect_right(starts, r["start"]) - 1)
+        inside = starts[i] + ranges[i][1] - r["start"]
+        r["start"] = ranges[i][0] + (r["start"] - starts[i])
+        if r.get("length") is not None:
+            r["end"] = r["start"] + r["length"]
+            if r["length"] > inside:
+                note = ("runs on across free ranges that are not next to each other "
+                        "(its bytes are in pieces; read it from the free space, not "
+                        "in place)")
+                r["note"] = f"{r['note']}; {note}" if r.get("note") else note
+    df = found_images_frame(rows)
     df.attrs["check"] = check_frame(scan.check_rows())
     df.attrs["complete"] = scan.complete
     return df
