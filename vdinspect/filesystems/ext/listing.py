@@ -155,7 +155,7 @@ class ListingMixin:
 
     def list_dir(self, entry: Entry) -> list[Entry]:
         if entry.key == ("orphans",):
-            return [self._clone(o) for o in self.orphans()]
+            return [o.copy() for o in self.orphans()]
         rec = entry.raw if isinstance(entry.raw, InodeRecord) else self.inode(entry.inode)
         if not rec.is_dir:
             raise InvalidArgument(f"{self.name}: {entry.path or entry.name} is not a directory")
@@ -166,7 +166,7 @@ class ListingMixin:
         if self._listings is None:
             self._listings = LRUCache(32)
         cached = self._listings.get(key, lambda: self._list_dir(entry, rec, is_root))
-        return [self._clone(e) for e in cached]
+        return [e.copy() for e in cached]
 
     def _list_dir(self, entry: Entry, rec: InodeRecord, is_root: bool) -> list[Entry]:
         if entry.deleted:
@@ -184,9 +184,6 @@ class ListingMixin:
         if is_root:
             out.append(self.orphan_dir_entry())
         return out
-
-    def _clone(self, e: Entry) -> Entry:
-        return e.copy()
 
     def child_entry(self, d: RawDirent, parent: InodeRecord) -> Entry:
         name = self.entry_name(d.name, parent)

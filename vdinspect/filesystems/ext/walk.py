@@ -155,15 +155,9 @@ class WalkMixin:
                     notes[row] = f"unreadable directory: {e}"
                 continue
             if damaged_volume:  # as FileSystem._walk: say what could not be listed
-                lost = self.directory_damage(d)
-                if lost:
-                    why = (
-                        f"{lost} bytes of the directory could not be read: entries "
-                        "stored there are lost"
-                    )
-                    self.finding("error", "directory", None, f"{d.path or '/'}: {why}")
-                    if row is not None:
-                        notes[row] = why
+                why = self.report_directory_damage(d)
+                if why and row is not None:
+                    notes[row] = why
             subdirs = []
             dpath = d.path
             prefix = "/" if dpath in ("", "/") else dpath + "/"

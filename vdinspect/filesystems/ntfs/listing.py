@@ -9,6 +9,7 @@ whole volume column by column, times straight from the raw FILETIMEs with numpy.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -135,27 +136,10 @@ def entries(
             sparse=bool(sflags & ATTR_SPARSE),
             reparse_tag=None,
         )
-        out.append(
-            Entry(
-                name=f"{name}:{sname}",
-                kind=FILE,
-                size=ssize,
-                allocated=salloc,
-                created=times[0],
-                modified=times[1],
-                accessed=times[2],
-                changed=times[3],
-                inode=info.number,
-                links=info.link_count,
-                deleted=deleted,
-                recoverable=can_recover,
-                found_by=found_by,
-                note=note,
-                key=(info.number, sname, info.sequence),
-                raw=info,
-                extra=x,
-            )
-        )
+        # a named stream: the file's row with the stream's name, size and key
+        out.append(dataclasses.replace(e, name=f"{name}:{sname}", kind=FILE, size=ssize,
+                                       allocated=salloc, target=None,
+                                       key=(info.number, sname, info.sequence), extra=x))
     return out
 
 
