@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 import re
 import shutil
 import struct
@@ -34,37 +33,13 @@ MIB = 1 << 20
 CLUSTER = 4096
 
 
-def data(i: int, size: int) -> bytes:
-    return random.Random(i).randbytes(size)
-
 
 def sha(b: bytes) -> str:
     return hashlib.sha256(b).hexdigest()
 
 
 def build(tmp: Path) -> tuple[Path, dict[str, bytes], dict[str, bytes]]:
-    img = nb.mkntfs(tmp / "case.img", 32 * MIB, "-c", str(CLUSTER))
-    live: dict[str, bytes] = {}
-    gone: dict[str, bytes] = {}
-    with nb.mounted(img, tmp / "mnt") as m:
-        (m / "big" / "sub").mkdir(parents=True)
-        (m / "keep").mkdir()
-        for i in range(150):
-            live[f"/big/file_{i:03d}.txt"] = data(i, 1000 + 37 * i)
-        live["/big/sub/inner.bin"] = data(999, 9000)
-        for i in range(8):
-            live[f"/keep/k{i}.bin"] = data(500 + i, 5000)
-        for p, b in live.items():
-            (m / p[1:]).write_bytes(b)
-        for p in [f"/big/file_{i:03d}.txt" for i in range(0, 150, 10)] + ["/keep/k3.bin"]:
-            os.unlink(m / p[1:])
-            gone[p] = live.pop(p)
-    with nb.mounted(img, tmp / "mnt") as m:
-        (m / "new").mkdir()
-        for i in range(10):
-            live[f"/new/n{i}.txt"] = data(2000 + i, 100 + i)
-            (m / "new" / f"n{i}.txt").write_bytes(live[f"/new/n{i}.txt"])
-    return img, live, gone
+    return nb.recovery_case(tmp)
 
 
 def clusters_of(img: Path, record: int, type_name: str) -> list[int]:

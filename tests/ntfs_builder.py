@@ -1107,3 +1107,38 @@ class Tree:
             pos += n
         self.path.write_bytes(bytes(self.img))
         return self.path
+
+
+# --- the recovery case (tests/filesystems/test_ntfs_recovery.py, benchmarks/recovery_ntfs.py)
+def case_data(i: int, size: int) -> bytes:
+    """The bytes of file ``i`` of the recovery case (seeded, so every run writes the same)."""
+    return random.Random(i).randbytes(size)
+
+
+def recovery_case(tmp: Path) -> tuple[Path, dict[str, bytes], dict[str, bytes]]:
+    """A 32 MiB volume (mkntfs, 4 KiB clusters, filled through ntfs-3g): /big with 150
+    files (INDX blocks), /big/sub, /keep; every 10th big file and keep/k3.bin deleted, then /new made, whose records
+    reuse some freed ones (their old names then survive only in /big's index slack)."""
+    img = mkntfs(tmp / "case.img", 32 << 20, "-c", "4096")
+    live: dict[str, bytes] = {}
+    gone: dict[str, bytes] = {}
+    with mounted(img, tmp / "mnt_case") as m:
+        (m / "big" / "sub").mkdir(parents=True)
+        (m / "keep").mkdir()
+        for i in range(150):
+            live[f"/big/file_{i:03d}.txt"] = case_data(i, 1000 + 37 * i)
+        live["/big/sub/inner.bin"] = case_data(999, 9000)
+        for i in range(8):
+            live[f"/keep/k{i}.bin"] = case_data(500 + i, 5000)
+        for p, b in live.items():
+            (m / p[1:]).write_bytes(b)
+        for p in [f"/big/file_{i:03d}.txt" for i in range(0, 150, 10)] + ["/keep/k3.bin"]:
+            os.unlink(m / p[1:])
+            gone[p] = live.pop(p)
+    with mounted(img, tmp / "mnt_case") as m:  # a new session reuses freed records
+        (m / "new").mkdir()
+        for i in range(10):
+            p = f"/new/n{i}.txt"
+            live[p] = case_data(2000 + i, 100 + i)
+            (m / p[1:]).write_bytes(live[p])
+    return img, live, gone

@@ -11,7 +11,6 @@ image; TSK, ntfsls and ntfsundelete are run on the damaged image to compare.
 from __future__ import annotations
 
 import os
-import random
 import re
 import shutil
 import struct
@@ -39,9 +38,6 @@ pytestmark = pytest.mark.skipif(
 MIB = 1 << 20
 CLUSTER = 4096
 
-
-def data(i: int, size: int) -> bytes:
-    return random.Random(i).randbytes(size)
 
 
 def ntfs(path: Path, strict: bool = True) -> NTFS:
@@ -101,32 +97,8 @@ def links(tmp_mod):
 
 @pytest.fixture(scope="module")
 def case(tmp_mod):
-    """A 32 MiB volume (4 KiB clusters): /big with 150 files (INDX blocks), /big/sub,
-    /keep; every 10th big file and keep/k3.bin deleted, then /new made, whose records
-    reuse some freed ones (their old names then survive only in /big's index slack)."""
-    img = nb.mkntfs(tmp_mod / "case.img", 32 * MIB, "-c", str(CLUSTER))
-    live: dict[str, bytes] = {}
-    gone: dict[str, bytes] = {}
-    with nb.mounted(img, tmp_mod / "mnt_case") as m:
-        (m / "big" / "sub").mkdir(parents=True)
-        (m / "keep").mkdir()
-        for i in range(150):
-            live[f"/big/file_{i:03d}.txt"] = data(i, 1000 + 37 * i)
-        live["/big/sub/inner.bin"] = data(999, 9000)
-        for i in range(8):
-            live[f"/keep/k{i}.bin"] = data(500 + i, 5000)
-        for p, b in live.items():
-            (m / p[1:]).write_bytes(b)
-        for p in [f"/big/file_{i:03d}.txt" for i in range(0, 150, 10)] + ["/keep/k3.bin"]:
-            os.unlink(m / p[1:])
-            gone[p] = live.pop(p)
-    with nb.mounted(img, tmp_mod / "mnt_case") as m:  # a new session reuses freed records
-        (m / "new").mkdir()
-        for i in range(10):
-            p = f"/new/n{i}.txt"
-            live[p] = data(2000 + i, 100 + i)
-            (m / p[1:]).write_bytes(live[p])
-    return img, live, gone
+    """The recovery case volume of :func:`tests.ntfs_builder.recovery_case`."""
+    return nb.recovery_case(tmp_mod)
 
 
 def copy(img: Path, tmp: Path, name: str) -> Path:
