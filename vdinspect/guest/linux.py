@@ -10,7 +10,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import numpy as np
+
 from ..errors import VDInspectError
+from ..layout import numpy_dtype
 from .packages import (
     APK_INSTALLED,
     DPKG_STATUS,
@@ -212,12 +215,12 @@ def fstab_entries(body: str) -> list[tuple[str, str]]:
     return out
 
 
-def _records(fs, path: str, st) -> list:
-    data = read_file(fs, path, MAX_LOG)
-    if not data:
-        return []
-    n = st.sizeof()
-    return [st.parse(data[i:i + n]) for i in range(0, len(data) - n + 1, n)]
+def _records(fs, path: str, st) -> np.ndarray:
+    """The fixed-size records of a login file, decoded together (a numpy dtype derived
+    from the declaration): a 64 MiB wtmp is 170,000 records."""
+    data = read_file(fs, path, MAX_LOG) or b""
+    dtype = numpy_dtype(st)
+    return np.frombuffer(data, dtype=dtype, count=len(data) // dtype.itemsize)
 
 
 def _cstr(b: bytes) -> str:
@@ -232,16 +235,13 @@ def _when(sec: int) -> dt.datetime | None:
 
 def boot_times(fs) -> tuple[list, list]:
     """Boot and shutdown times recorded in wtmp."""
-    boots, downs = [], []
-    for r in _records(fs, "/var/log/wtmp", Utmp):
-        t = _when(r.tv_sec)
-        if t is None:
-            continue
-        if r.ut_type == BOOT_TIME:
-            boots.append(t)
-        elif r.ut_type == RUN_LVL and _cstr(r.ut_user) == "shutdown":
-            downs.append(t)
-    return boots, downs
+    r = _records(fs, "/var/log/wtmp", Utmp)
+    sec, kind = r["tv_sec"], r["ut_type"]
+    boots = sec[(kind == BOOT_TIME) & (sec > 0)].tolist()
+    runlevel = r[(kind == RUN_LVL) & (sec > 0)]  # few: one per boot and shutdown
+    downs = [t for u, t in zip(runlevel["ut_user"].tolist(), runlevel["tv_sec"].tolist())
+             if _cstr(u) == "shutdown"]
+    return [_when(s) for s in boots], [_when(s) for s in downs]
 
 
 def user_rows(fs) -> list[dict]:
@@ -250,12 +250,13 @@ def user_rows(fs) -> list[dict]:
     if not body:
         return []
     last: dict[str, dt.datetime] = {}
-    for r in _records(fs, "/var/log/wtmp", Utmp):
-        if r.ut_type == USER_PROCESS:
-            t, who = _when(r.tv_sec), _cstr(r.ut_user)
-            if t is not None and (who not in last or t > last[who]):
-                last[who] = t
-    lastlog = _records(fs, "/var/log/lastlog", LastLog)
+    r = _records(fs, "/var/log/wtmp", Utmp)
+    logins = r[(r["ut_type"] == USER_PROCESS) & (r["tv_sec"] > 0)]
+    for user, sec in zip(logins["ut_user"].tolist(), logins["tv_sec"].tolist()):
+        t, who = _when(sec), _cstr(user)
+        if who not in last or t > last[who]:
+            last[who] = t
+    lastlog = _records(fs, "/var/log/lastlog", LastLog)["ll_time"]
     rows = []
     for line in body.splitlines():
         f = line.split(":")
@@ -264,7 +265,7 @@ def user_rows(fs) -> list[dict]:
         uid = int(f[2])
         when, where = last.get(f[0]), "/var/log/wtmp"
         if when is None and 0 <= uid < len(lastlog):
-            when, where = _when(lastlog[uid].ll_time), "/var/log/lastlog"
+            when, where = _when(int(lastlog[uid])), "/var/log/lastlog"
         rows.append({"name": f[0], "uid": uid, "gid": int(f[3]) if f[3].isdigit() else None,
                      "full_name": f[4].split(",")[0] or None, "home": f[5], "shell": f[6],
                      "sid": None, "last_login": when,
