@@ -93,7 +93,9 @@ FORMATS: list[Format] = [
     Format("raw", "raw", "raw disk image"),
 ]
 
-ALIASES = {"img": "raw", "qcow1": "qcow"}
+#: Other names for a format; qemu's driver names (``-F vpc`` in a QCOW2 backing-format
+#: extension) among them: qemu calls VHD ``vpc``.
+ALIASES = {"img": "raw", "qcow1": "qcow", "vpc": "vhd"}
 
 
 def format_names() -> list[str]:
