@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from ..errors import EncryptedImage, InvalidArgument, NotRecognized
 from ..io import ByteSource, FileSource
+from ..io.zstdsource import is_zstd
 
 HEAD_SIZE = 4096
 TAIL_SIZE = 513  # the last 512 bytes, and one more for old 511-byte VHD footers
@@ -88,8 +89,8 @@ FORMATS: list[Format] = [
     Format("parallels", "parallels", "Parallels / Virtuozzo sparse image and .hdd bundle",
            lambda h: h[:16] in (b"WithoutFreeSpace", b"WithouFreSpacExt")),
     Format("ova", "ova", "OVF package: an .ova tar (read in place) or a loose .ovf", _ovf),
-    Format("xva", "xva", "XenServer / XCP-ng VM export (tar of 1 MiB chunks, maybe gzipped)",
-           lambda h: _tar(h) or h[:2] == b"\x1f\x8b"),
+    Format("xva", "xva", "XenServer / XCP-ng VM export (tar of 1 MiB chunks, maybe gzip- "
+           "or zstd-compressed)", lambda h: _tar(h) or h[:2] == b"\x1f\x8b" or is_zstd(h)),
     Format("raw", "raw", "raw disk image"),
 ]
 
