@@ -228,7 +228,7 @@ class ZstdSource(ByteSource):
             if self.size > limit:
                 self._too_big(limit)
             if bound is not None:
-                b = bound(self.read(0, min(self.size, PREFIX)))
+                b = self._bound(bound, self.read(0, min(self.size, PREFIX)))
                 if b is not None and self.size > b:
                     self._too_big(b)
         else:
@@ -263,6 +263,14 @@ class ZstdSource(ByteSource):
                 self._too_big(limit)
         return True
 
+    def _bound(self, bound, head: bytes) -> int | None:
+        """``bound(head)``, its complaints named after this stream."""
+        try:
+            return bound(head)
+        except CorruptImage as e:
+            raise CorruptImage(e.detail, path=self.name, structure=e.structure,
+                               offset=e.offset) from None
+
     def _too_big(self, limit: int):
         raise CorruptImage(f"decompresses to more than {limit} bytes (the bound from what the "
                            "archive declares): refused", path=self.name, structure="zstd stream")
@@ -295,7 +303,7 @@ class ZstdSource(ByteSource):
                     self._too_big(limit)
                 if not bounded:
                     prefix += got
-                    b = bound(bytes(prefix))
+                    b = self._bound(bound, bytes(prefix))
                     if b is not None or len(prefix) >= PREFIX:
                         bounded, prefix = True, bytearray()
                         limit = min(limit, b) if b is not None else limit
