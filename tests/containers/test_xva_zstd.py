@@ -168,3 +168,16 @@ def test_without_zstandard_the_error_names_the_package(tmp_path, export, monkeyp
     monkeypatch.setitem(sys.modules, "zstandard", None)
     with pytest.raises(vdinspect.UnsupportedFeature, match=r"vdinspect\[zstd\]"):
         vdinspect.open(z, spool_dir=spool(tmp_path))
+
+
+@needs_zstd
+def test_detected_when_the_first_block_is_large(tmp_path):
+    """A first chunk of random bytes: zstd's first block then holds ~128 KiB of compressed
+    data, and nothing decodes from the first 4 KiB the other probes look at."""
+    rng = __import__("random").Random(9)
+    a = rng.randbytes(2 * CHUNK)
+    p = tmp_path / "vm.xva"
+    build_xva(p, "rand", [("Ref:1", "system", a)])
+    z = zstd("zstd", "-q", "-c", src=p, out=tmp_path / "vm.xva.zst")
+    with vdinspect.open(z, spool_dir=spool(tmp_path)) as d:
+        assert d.info()["format"] == "xva" and d.read(0, d.size) == a
