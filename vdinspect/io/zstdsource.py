@@ -289,12 +289,15 @@ class ZstdSource(ByteSource):
         out, prefix, bounded = 0, bytearray(), bound is None
         try:
             d = self.zstd.ZstdDecompressor(max_window_size=MAX_WINDOW)
-            reader = d.stream_reader(_Reader(self.source, end), read_across_frames=True)
+            feed = _Reader(self.source, end)
+            reader = d.stream_reader(feed, read_across_frames=True)
             while True:
                 try:
                     got = reader.read(PIECE)
                 except self.zstd.ZstdError as e:
-                    self._broken(end, f"broken zstd data: {e}")
+                    at = max((f.offset for f in self.frames if f.offset < feed.pos), default=0)
+                    self._broken(at, f"broken zstd data after {out} decompressed bytes, "
+                                 f"in the frame at {at:#x} or one before it: {e}")
                     break
                 if not got:
                     break

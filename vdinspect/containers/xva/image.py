@@ -261,6 +261,9 @@ class XvaImage(Image):
                  topic="summary")
         if isinstance(self.tar, ZstdSource):
             rows.add("info", "zstd stream", None, self.tar.describe(), topic="summary")
+            if self.tar.bad_frames:  # found by reads after the open
+                rows.add("error", "zstd frame", None, f"{len(self.tar.bad_frames)} zstd frames "
+                         "do not decompress; their bytes read as zeros", topic="summary")
         return rows.finish()
 
     def info_fields(self) -> dict:
