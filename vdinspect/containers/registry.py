@@ -13,6 +13,7 @@ from ..io import ByteSource, FileSource
 from ..io.zstdsource import is_zstd
 
 HEAD_SIZE = 4096
+ZSTD_HEAD_SIZE = 3 * 128 * 1024 + 64  # zstd decodes whole blocks (up to 128 KiB each)
 TAIL_SIZE = 513  # the last 512 bytes, and one more for old 511-byte VHD footers
 
 
@@ -124,13 +125,22 @@ def probe_tail(module, source: ByteSource) -> bool:
     return fn is not None and bool(fn(read_tail(source)))
 
 
+def read_head(source: ByteSource) -> bytes:
+    """The first bytes probes look at: more of a zstd stream, whose first block must be
+    whole before anything comes out of it."""
+    head = source.read(0, min(HEAD_SIZE, source.size))
+    if is_zstd(head):
+        head = source.read(0, min(ZSTD_HEAD_SIZE, source.size))
+    return head
+
+
 def detect(source: ByteSource) -> Format:
     """The first format whose probe accepts the file's first bytes, else its last bytes.
 
     A module may define ``probe_tail(tail)`` for formats marked only at the end of the
     file (a fixed VHD's footer); those are asked after every head probe but before raw.
     """
-    head = source.read(0, min(HEAD_SIZE, source.size))
+    head = read_head(source)
     found = [f for f in FORMATS if f.available]
     for f in found:
         if f.name != "raw" and f.magic(head) and f.load().probe(head):
@@ -178,7 +188,7 @@ def open_image(
         fmt = get_format(format) if format else detect(src)
         mod = fmt.load()
         if format and fmt.name != "raw":
-            head = src.read(0, min(HEAD_SIZE, src.size))
+            head = read_head(src)
             if not mod.probe(head) and not probe_tail(mod, src):
                 raise NotRecognized(
                     f"not a {fmt.name} image (magic does not match)",
