@@ -42,6 +42,7 @@ DICT_ID_BYTES = (0, 1, 2, 4)  # by Dictionary_ID_Flag
 FCS_BYTES = (1, 2, 4, 8)  # by Frame_Content_Size_Flag (flag 0: 1 byte if Single_Segment)
 MAX_FRAME = 32 << 20  # largest frame (content bytes) the frame mode decodes whole
 MAX_FRAMES = 1 << 20  # frames indexed at most; more are spooled instead
+MAX_BLOCKS = 1 << 24  # block headers walked at most (up to 2 TiB of output)
 MAX_WINDOW = 1 << 27  # largest window accepted (libzstd's default limit, 128 MiB)
 PIECE = 1 << 20  # bytes of output per streaming step
 PREFIX = 16 << 20  # output kept for ``bound`` to look at, at most
@@ -100,24 +101,29 @@ class Frame:
         self.content_size, self.skippable = content_size, skippable
 
 
-def walk_frames(source: ByteSource, max_frames: int = MAX_FRAMES):
-    """The frames of the zstd stream in ``source``: (frames, damage or None); damage is
-    (offset, message) where the stream stops making sense. Reads headers only."""
+def walk_frames(source: ByteSource, max_frames: int = MAX_FRAMES,
+                max_blocks: int = MAX_BLOCKS):
+    """The frames of the zstd stream in ``source``: (frames, damage or None, complete);
+    damage is (offset, message) where the stream stops making sense, with a third item
+    "inside" when a frame began there and broke; ``complete`` is False
+    when the walk stopped at ``max_frames`` or ``max_blocks`` (tiny blocks cost time to
+    walk, so a stream of too many is spooled without the index). Reads headers only."""
     frames: list[Frame] = []
     pos, n = 0, source.size
+    budget = [max_blocks]
     while pos < n:
         if len(frames) >= max_frames:
-            return frames, None  # enough for a decision: the caller spools
+            return frames, None, False
         head = source.read(pos, min(18, n - pos))
         if len(head) < 4:
-            return frames, (pos, f"{n - pos} bytes after the last frame are not a frame")
+            return frames, (pos, f"{n - pos} bytes after the last frame are not a frame"), True
         magic = int.from_bytes(head[:4], "little")
         if magic & SKIPPABLE_MASK == SKIPPABLE_MAGIC:
             if len(head) < 8:
-                return frames, (pos, "a skippable frame is cut short")
+                return frames, (pos, "a skippable frame is cut short"), True
             size = int.from_bytes(head[4:8], "little")
             if pos + 8 + size > n:
-                return frames, (pos, f"a skippable frame at {pos:#x} runs past the end")
+                return frames, (pos, f"a skippable frame at {pos:#x} runs past the end"), True
             frames.append(Frame(pos, 8 + size, 0, True))
             pos += 8 + size
             continue
@@ -125,17 +131,21 @@ def walk_frames(source: ByteSource, max_frames: int = MAX_FRAMES):
             if not any(source.read(pos, min(n - pos, 4096))) and n - pos <= 4096:
                 break  # zero padding after the last frame
             return frames, (pos, f"no zstd frame at {pos:#x} (the stream is damaged or "
-                            "followed by other data)")
-        got = _frame(source, pos, head)
+                            "followed by other data)"), True
+        got = _frame(source, pos, head, budget)
+        if got is None:
+            return frames, None, False
         if isinstance(got, tuple):
-            return frames, got
+            return frames, (*got, "inside"), True  # a frame begun and broken or cut
         frames.append(got)
         pos += got.length
-    return frames, None
+    return frames, None, True
 
 
-def _frame(source: ByteSource, pos: int, head: bytes) -> Frame | tuple[int, str]:
-    """The frame at ``pos``: its header fields and the walk over its blocks."""
+def _frame(source: ByteSource, pos: int, head: bytes, budget: list[int]
+           ) -> Frame | tuple[int, str] | None:
+    """The frame at ``pos``: its header fields and the walk over its blocks (None when the
+    ``budget`` of blocks runs out)."""
     n = source.size
     if len(head) < 6:
         return pos, f"the zstd frame header at {pos:#x} is cut short"
@@ -161,10 +171,16 @@ def _frame(source: ByteSource, pos: int, head: bytes) -> Frame | tuple[int, str]
         content = int.from_bytes(head[at:at + fcs_len], "little") + (256 if fcs_len == 2 else 0)
     at += fcs_len
     p = pos + at
+    win, win_at = b"", 0  # block headers are read from 1 MiB windows, not one read each
     while True:
         if p + 3 > n:
             return pos, f"the zstd frame at {pos:#x} is cut short at {p:#x} (truncated stream)"
-        bh = int.from_bytes(source.read(p, 3), "little")  # Block_Header
+        budget[0] -= 1
+        if budget[0] < 0:
+            return None  # too many blocks to walk: the caller spools without the index
+        if not win_at <= p <= win_at + len(win) - 3:
+            win_at, win = p, source.read(p, min(PIECE, n - p))
+        bh = int.from_bytes(win[p - win_at:p - win_at + 3], "little")  # Block_Header
         last, btype, bsize = bh & 1, (bh >> 1) & 3, bh >> 3
         if btype == RESERVED or bsize > BLOCK_MAXIMUM_SIZE:
             return p, f"bad zstd block header at {p:#x} (type {btype}, size {bsize})"
@@ -212,15 +228,17 @@ class ZstdSource(ByteSource):
         self._salvage = salvage
         self._blocks = LRUCache(3)
         self.bad_frames: set[int] = set()
-        frames, damage = walk_frames(source)
+        frames, damage, complete = walk_frames(source, MAX_FRAMES, MAX_BLOCKS)
         if damage is not None:
-            self._broken(*damage)
+            self._broken(damage[0], damage[1])
         data = [f for f in frames if not f.skippable]
-        if not data and damage is None:
+        if not data and damage is None and complete:
             raise CorruptImage("the zstd stream holds no frame", path=self.name,
                                structure="zstd frame", offset=0)
         end = frames[-1].offset + frames[-1].length if frames else 0
-        if 1 < len(data) < MAX_FRAMES and damage is None and self._measure(data, limit):
+        if not complete or damage is not None and damage[2:] == ("inside",):
+            end = source.size  # the decoder finds the end, or decodes what it can of a frame
+        if complete and 1 < len(data) and damage is None and self._measure(data, limit):
             self.mode = "frames"
             self.frames = data
             self.out_starts = np.cumsum([0] + [f.content_size for f in data], dtype=np.int64)
@@ -234,9 +252,7 @@ class ZstdSource(ByteSource):
         else:
             self.mode = "spool"
             self.frames = data
-            # salvage: a damaged stream is fed whole, and what decodes before the damage is kept
-            self.size = self._spool(end if damage is None else source.size, limit, evidence,
-                                    bound)
+            self.size = self._spool(end, limit, evidence, bound)
 
     def _measure(self, frames: list[Frame], limit: int) -> bool:
         """Give every frame its content size (counted by a streaming decompression where
