@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=None,
          sector_size=None, search=None, follow_outside=False, disk=None, offset=None,
-         length=None):
+         length=None, spool_dir=None):
     """Open a disk image (and its parents) read-only; returns a :class:`~vdinspect.disk.Disk`.
 
     ``format`` forces a reader (detection is by magic otherwise); ``snapshot`` opens an
@@ -51,6 +51,10 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
     ``layers()``; devices, FIFOs and ``/proc`` are never opened.
     ``follow_outside=True`` follows names wherever they lead, for an image you trust
     (docs/reliability.md, "An image is untrusted input").
+
+    ``spool_dir``: the folder where a stream that cannot be read in place (a single-frame
+    zstd XVA export) is decompressed once, into a temporary file deleted on close (default:
+    ``$VDINSPECT_SPOOL_DIR``, else the system's temporary folder; never the image's folder).
     """
     from .disk import Disk, DiskGroup
     from .io import ByteSource
@@ -59,7 +63,7 @@ def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=N
         return _open_source(path, format=format, strict=strict)
     kw = dict(format=format, snapshot=snapshot, layer=layer, strict=strict, parents=parents,
               sector_size=sector_size, search=search, follow_outside=follow_outside,
-              disk=disk, offset=offset, length=length)
+              disk=disk, offset=offset, length=length, spool_dir=spool_dir)
     if isinstance(path, list | tuple):  # several disks together (LVM across disks)
         disks = []
         try:

@@ -249,14 +249,14 @@ def _parent_format(img: Image, name: str | None, strict: bool) -> str | None:
     if not name:
         return None
     try:
-        get_format(name)
+        fmt = get_format(name)  # qemu's names (vpc = vhd) are aliases
     except InvalidArgument:
         message = f"backing format {name!r} is not a format vdinspect reads"
         if strict:
             raise UnsupportedFeature(message, path=img.path, structure="backing format") from None
         img.finding("error", "backing format", None, f"{message}; detected instead")
         return None
-    return name
+    return fmt.name
 
 
 def open_chain(

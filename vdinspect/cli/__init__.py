@@ -57,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--follow-outside", action="store_true",
                         help="follow file names stored in the image wherever they lead "
                         "(only for an image you trust)")
+        sp.add_argument("--spool-dir", metavar="FOLDER",
+                        help="where a stream that cannot be read in place (a one-frame "
+                        "zstd XVA) is decompressed once, deleted on exit (default: "
+                        "$VDINSPECT_SPOOL_DIR, else the temporary folder)")
         sp.add_argument("--salvage", action="store_true",
                         help="salvage mode: read what can be read, report the rest")
         sp.add_argument("--part", metavar="N|VG/LV",

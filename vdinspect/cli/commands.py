@@ -49,7 +49,8 @@ def open_disk(args):
                      sector_size=getattr(args, "sector_size", None),
                      disk=_disk_choice(getattr(args, "disk", None)),
                      offset=getattr(args, "image_offset", None),
-                     length=getattr(args, "image_length", None))
+                     length=getattr(args, "image_length", None),
+                     spool_dir=getattr(args, "spool_dir", None))
     if disk.no_signature:
         print(f"vdinspect: {args.image}: no known image format, partition table or "
               "filesystem signature found; read as a raw disk", file=sys.stderr)

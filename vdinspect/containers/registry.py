@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 from ..errors import EncryptedImage, InvalidArgument, NotRecognized
 from ..io import ByteSource, FileSource
+from ..io.zstdsource import is_zstd
 
 HEAD_SIZE = 4096
+ZSTD_HEAD_SIZE = 3 * 128 * 1024 + 64  # zstd decodes whole blocks (up to 128 KiB each)
 TAIL_SIZE = 513  # the last 512 bytes, and one more for old 511-byte VHD footers
 
 
@@ -88,12 +90,14 @@ FORMATS: list[Format] = [
     Format("parallels", "parallels", "Parallels / Virtuozzo sparse image and .hdd bundle",
            lambda h: h[:16] in (b"WithoutFreeSpace", b"WithouFreSpacExt")),
     Format("ova", "ova", "OVF package: an .ova tar (read in place) or a loose .ovf", _ovf),
-    Format("xva", "xva", "XenServer / XCP-ng VM export (tar of 1 MiB chunks, maybe gzipped)",
-           lambda h: _tar(h) or h[:2] == b"\x1f\x8b"),
+    Format("xva", "xva", "XenServer / XCP-ng VM export (tar of 1 MiB chunks, maybe gzip- "
+           "or zstd-compressed)", lambda h: _tar(h) or h[:2] == b"\x1f\x8b" or is_zstd(h)),
     Format("raw", "raw", "raw disk image"),
 ]
 
-ALIASES = {"img": "raw", "qcow1": "qcow"}
+#: Other names for a format; qemu's driver names (``-F vpc`` in a QCOW2 backing-format
+#: extension) among them: qemu calls VHD ``vpc``.
+ALIASES = {"img": "raw", "qcow1": "qcow", "vpc": "vhd"}
 
 
 def format_names() -> list[str]:
@@ -121,13 +125,22 @@ def probe_tail(module, source: ByteSource) -> bool:
     return fn is not None and bool(fn(read_tail(source)))
 
 
+def read_head(source: ByteSource) -> bytes:
+    """The first bytes probes look at: more of a zstd stream, whose first block must be
+    whole before anything comes out of it."""
+    head = source.read(0, min(HEAD_SIZE, source.size))
+    if is_zstd(head):
+        head = source.read(0, min(ZSTD_HEAD_SIZE, source.size))
+    return head
+
+
 def detect(source: ByteSource) -> Format:
     """The first format whose probe accepts the file's first bytes, else its last bytes.
 
     A module may define ``probe_tail(tail)`` for formats marked only at the end of the
     file (a fixed VHD's footer); those are asked after every head probe but before raw.
     """
-    head = source.read(0, min(HEAD_SIZE, source.size))
+    head = read_head(source)
     found = [f for f in FORMATS if f.available]
     for f in found:
         if f.name != "raw" and f.magic(head) and f.load().probe(head):
@@ -175,7 +188,7 @@ def open_image(
         fmt = get_format(format) if format else detect(src)
         mod = fmt.load()
         if format and fmt.name != "raw":
-            head = src.read(0, min(HEAD_SIZE, src.size))
+            head = read_head(src)
             if not mod.probe(head) and not probe_tail(mod, src):
                 raise NotRecognized(
                     f"not a {fmt.name} image (magic does not match)",

@@ -14,6 +14,7 @@ from ..containers.base import BACKING, DATA, Image
 from ..errors import InvalidArgument, NotFound
 from ..io import ByteSource
 from ..io.paths import PathPolicy
+from ..io.zstdsource import spool_folder
 from ..progress import Progress
 from ..units import human
 from .arguments import frames, part_argument, volume_key
@@ -51,6 +52,7 @@ class Disk(ByteSource):
         search=None,
         follow_outside: bool = False,
         offset: int | None = None, length: int | None = None,
+        spool_dir: str | os.PathLike | None = None,
     ) -> Disk:
         """Open ``path`` and its parents; see :func:`vdinspect.open`.
 
@@ -68,7 +70,7 @@ class Disk(ByteSource):
         path = os.fspath(path)
         policy = PathPolicy.for_open(path, parents=parents, search=search,
                                      follow_outside=follow_outside)
-        with policy.active():
+        with policy.active(), spool_folder(spool_dir):
             return cls._open(path, format, snapshot, layer, strict, parents, disk, search,
                              follow_outside, policy, sector_size, offset, length)
 

@@ -272,6 +272,21 @@ class Concat(ByteSource):
             i += 1
         return b"".join(parts)
 
+    def readinto(self, offset: int, buffer) -> None:
+        """Fill ``buffer`` piece by piece from each source it spans, with no joined copy."""
+        mv = memoryview(buffer).cast("B")
+        self._check_range(offset, len(mv))
+        i = bisect.bisect_right(self.starts, offset) - 1
+        done, length = 0, len(mv)
+        while done < length:
+            src = self.sources[i]
+            local = offset + done - self.starts[i]
+            n = min(length - done, src.size - local)
+            if n > 0:
+                src.readinto(local, mv[done:done + n])
+                done += n
+            i += 1
+
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         i = max(0, bisect.bisect_right(self.starts, start) - 1)
         out: list[tuple[int, int]] = []

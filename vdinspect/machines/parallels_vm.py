@@ -10,7 +10,11 @@ first has ``guid=""`` and stands for the state before any snapshot; each real on
 ``guid``, ``current="yes"`` on the one the running state descends from, and ``Name``,
 ``DateTime`` (``YYYY-MM-DD HH:MM:SS``), ``Description`` children, its children nested in
 it. A snapshot's guid is the ``Shot`` GUID of its frozen image in each disk's
-``DiskDescriptor.xml`` (ploop's convention), so a snapshot opens as that Shot of the disk.
+``DiskDescriptor.xml``, so a snapshot opens as that Shot of the disk. Checked against
+ploop's snapshot code (the disk library Virtuozzo and Parallels share): the top image's
+GUID is always ``{5fbaabe3-6958-40ff-92a7-860e329aab41}`` (``TopGUID``); taking snapshot S
+renames the GUID of the image then on top to S and adds a new top image whose ParentGUID
+is S; vzctl passes the ``Snapshots.xml`` guid to ploop as S.
 """
 
 from __future__ import annotations

@@ -169,6 +169,33 @@ def size_rule_for(footer, override: str = "auto") -> str:
     return "chs" if footer.creator_application in CHS_CREATORS else "current_size"
 
 
+#: Creators QEMU up to 9.x sizes by ``current_size``; it sizes every other one by geometry.
+QEMU9_CURRENT_SIZE_CREATORS = (b"win ", b"qem2", b"d2v ", b"CTXS", b"tap\0")
+
+
+def size_note(footer, size: int, file_size: int) -> str | None:
+    """Where qemu-img reports another virtual size than ours, and why (None: it agrees).
+
+    Ours follows the specification ("Current Size: the size of the hard disk from the
+    perspective of the virtual machine", as Hyper-V and VirtualBox report it) except for the
+    geometry-sized writers of :data:`CHS_CREATORS`."""
+    notes = []
+    chs = chs_size(footer)
+    qemu9 = chs
+    if footer.creator_application in QEMU9_CURRENT_SIZE_CREATORS or chs // SECTOR == MAX_GEOMETRY:
+        qemu9 = footer.current_size // SECTOR * SECTOR
+    if qemu9 != size:
+        notes.append(
+            f"qemu-img before 10.0 sizes creator {type_code(footer.creator_application)!r} "
+            f"by its CHS geometry, {qemu9} bytes; its current_size (the specification's "
+            f"size, which Hyper-V, VirtualBox and qemu 10 use) is {size}")
+    if footer.disk_type == FIXED:
+        notes.append(
+            "qemu-img without -f vpc takes a fixed VHD for raw (nothing marks its start) "
+            f"and reports the file size, {file_size} bytes: the disk and its footer")
+    return "; ".join(notes) or None
+
+
 def type_code(b: bytes) -> str:
     """A four-character code (creator application, platform code) as text."""
     return b.decode("latin-1").rstrip("\0 ") if b.strip(b"\0") else ""

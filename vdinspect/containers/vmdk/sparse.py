@@ -37,12 +37,12 @@ from .structs import (
     GTE_ZEROED,
     MARKER_EOS,
     MARKER_FOOTER,
-    MARKER_NAMES,
     SECTOR,
     SPARSE_MAGIC,
     GrainMarker,
     Marker,
     SparseExtentHeader,
+    marker_name,
 )
 
 MAX_GRAIN_SECTORS = 0x200000  # 1 GiB, QEMU's limit
@@ -430,14 +430,16 @@ class SparseExtent(SparseReport, GrainTableExtent):
                 items.append(("grain", pos, val, size))
                 pos = -(-(pos + GRAIN_MARKER_SIZE + size) // SECTOR) * SECTOR
                 continue
-            mtype = _META_MARKER.unpack(raw)[2] if len(raw) >= _META_MARKER.size else None
-            if mtype not in MARKER_NAMES:
-                return items, (pos, f"bad marker at {pos:#x}: type {mtype}")
+            if len(raw) < _META_MARKER.size:
+                return items, (pos, f"bad marker at {pos:#x}: cut short by the end of the file")
+            mtype = _META_MARKER.unpack(raw)[2]
+            # A type the specification does not name (ovftool writes type 4 markers with no
+            # metadata) is skipped like any metadata marker: its numSectors say how far.
             items.append((mtype, pos, val, 0))
             if mtype == MARKER_EOS:
                 break
             if val > (fsize - pos) // SECTOR:
-                return items, (pos, f"bad {MARKER_NAMES[mtype]} at {pos:#x}: {val} sectors")
+                return items, (pos, f"bad {marker_name(mtype)} at {pos:#x}: {val} sectors")
             pos += SECTOR + val * SECTOR
         else:
             return items, (pos, f"the stream ends at {fsize:#x} without an end-of-stream "

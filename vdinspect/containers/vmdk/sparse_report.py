@@ -15,10 +15,11 @@ from .structs import (
     GRAIN_MARKER_SIZE,
     MARKER_EOS,
     MARKER_FOOTER,
-    MARKER_NAMES,
+    MARKER_TYPES,
     NEWLINE_CHECK,
     SECTOR,
     SparseExtentHeader,
+    marker_name,
 )
 
 HEADER_UNCLEAN_AT = offset_of(SparseExtentHeader, "uncleanShutdown")
@@ -158,7 +159,7 @@ class SparseReport:
                 continue  # already listed with the footer
             rows.append(
                 row(
-                    MARKER_NAMES[kind],
+                    marker_name(kind),
                     p,
                     pos,
                     SECTOR,
@@ -342,6 +343,20 @@ class SparseReport:
                     structure="stream",
                     host_offset=problem[0],
                     message=label + problem[1],
+                )
+            )
+        unknown = [(pos, kind) for kind, pos, _, _ in items
+                   if kind != "grain" and kind not in MARKER_TYPES]
+        if unknown:
+            pos, kind = unknown[0]
+            rows.append(
+                dict(
+                    severity="info",
+                    structure="stream",
+                    host_offset=pos,
+                    message=label + f"{len(unknown)} metadata markers of types the VMDK "
+                    f"specification does not name (first: type {kind} at {pos:#x}) were "
+                    "skipped by their sector counts, as qemu-img ignores them",
                 )
             )
         if not self.has_markers:

@@ -74,6 +74,13 @@ MARKER_NAMES = {
     MARKER_FOOTER: "footer marker",
 }
 
+MARKER_TYPES = frozenset(MARKER_NAMES)
+
+
+def marker_name(mtype: int) -> str:
+    """A metadata marker's name; types outside the specification (ovftool's 4) by number."""
+    return MARKER_NAMES.get(mtype, f"marker of unknown type {mtype}")
+
 # --- ESX Server sparse extent ("COWD"): vmfsSparse redo logs ------------------------------
 
 COWD_MAGIC = b"COWD"

@@ -11,7 +11,10 @@ holds nothing and moves nothing.
 
 An export made with ``compress=true`` is the same tar gzip-compressed: it is read in place
 through :class:`~vdinspect.io.gzipsource.GzipSource` (its host offsets are then offsets
-in the decompressed stream, named "<file> (gunzipped)").
+in the decompressed stream, named "<file> (gunzipped)"). One made with ``compress=zstd``
+goes through :class:`~vdinspect.io.zstdsource.ZstdSource` ("<file> (zstd)"): frame by
+frame when the stream has several frames, else spooled once to a temporary file; the
+output is capped by what ``ova.xml`` declares (:func:`declared_bound`).
 
 Checksums are verified by ``check()`` and on the first read of each chunk: a mismatching
 chunk raises in strict mode; in salvage mode it reads as zeros and shows as ``damaged``.
@@ -27,6 +30,8 @@ import numpy as np
 from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource
 from ...io.gzipsource import GzipSource
+from ...io.sources import MemorySource
+from ...io.zstdsource import ZstdSource, is_zstd
 from ...units import human
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, Run
 from ..tar import Member, iter_members
@@ -35,6 +40,8 @@ from .ovaxml import Export, Vdi, parse_ova_xml
 CHUNK = 1 << 20  # xapi's chunk_size
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_DEFLATE_RATIO = 1032  # deflate cannot expand data more than this
+MAX_ZSTD_RATIO = 32768  # an RLE block: 4 bytes for 128 KiB (until ova.xml says better)
+MEMBER_OVERHEAD = 4 * 512  # a chunk's tar header and padding, its checksum member's two
 _CHUNK_NAME = re.compile(r"^(Ref:[^/]+)/(\d{8})(\.checksum|\.xxhash)?$")
 UNKNOWN, GOOD, BAD = 0, 1, 2  # checksum state of a chunk
 
@@ -55,6 +62,14 @@ class XvaImage(Image):
             self.host_name = self.tar.name
             if self.tar.damage is not None:
                 self.problem("gzip stream", self.tar.damage[0], f"{self.tar.damage[1]}; the "
+                             f"first {self.tar.size} decompressed bytes are read")
+        elif is_zstd(source.read(0, min(4, source.size))):  # compress=zstd
+            self.tar = ZstdSource(source, limit=max(1 << 30, source.size * MAX_ZSTD_RATIO),
+                                  name=f"{self.path} (zstd)", salvage=not strict,
+                                  evidence=self.path, bound=declared_bound)
+            self.host_name = self.tar.name
+            if self.tar.damage is not None:
+                self.problem("zstd stream", self.tar.damage[0], f"{self.tar.damage[1]}; the "
                              f"first {self.tar.size} decompressed bytes are read")
         source = self.tar
         members = list(iter_members(source, self))
@@ -244,6 +259,11 @@ class XvaImage(Image):
                      "(pip install 'vdinspect[xxhash]')")
         rows.add("info", "chunk", None, f"{good} chunk checksums match, {bad} do not",
                  topic="summary")
+        if isinstance(self.tar, ZstdSource):
+            rows.add("info", "zstd stream", None, self.tar.describe(), topic="summary")
+            if self.tar.bad_frames:  # found by reads after the open
+                rows.add("error", "zstd frame", None, f"{len(self.tar.bad_frames)} zstd frames "
+                         "do not decompress; their bytes read as zeros", topic="summary")
         return rows.finish()
 
     def info_fields(self) -> dict:
@@ -261,7 +281,40 @@ class XvaImage(Image):
             export_version=ver.get("export_vsn"),
             product_version=ver.get("product_version"),
             exported_from=ver.get("hostname"),
+            compression=("zstd" if isinstance(self.tar, ZstdSource) else
+                         "gzip" if isinstance(self.tar, GzipSource) else None),
+            decompression=self.tar.describe() if isinstance(self.tar, ZstdSource) else None,
         )
+
+
+def declared_bound(head: bytes) -> int | None:
+    """The most a decompressed export can hold, from its first bytes: ``ova.xml`` and the
+    virtual sizes it declares (each VDI's chunks, their checksum members and tar headers,
+    and 64 MiB for keep-alive chunks). None while ``head`` does not yet hold ``ova.xml``
+    whole or when a size is not declared; CorruptImage when the first member is not it."""
+    try:
+        first = next(iter_members(MemorySource(head), None, stop_short=True), None)
+    except CorruptImage:
+        first = None
+    if first is None:
+        if len(head) >= 1024:
+            raise CorruptImage("the decompressed stream is not a tar starting with ova.xml",
+                               structure="ova.xml", offset=0)
+        return None
+    if first.name != "ova.xml":
+        raise CorruptImage(f"the first member is {first.name!r}, not ova.xml",
+                           structure="ova.xml", offset=first.header)
+    if first.offset + first.size > len(head):
+        return None
+    try:
+        export = parse_ova_xml(head[first.offset:first.offset + first.size], "ova.xml")
+    except CorruptImage:
+        return None  # the open names it
+    sizes = [v.virtual_size for v in export.vdis]
+    if not sizes or any(n is None for n in sizes):
+        return None
+    data = sum(sizes) + sum(-(-n // CHUNK) for n in sizes) * MEMBER_OVERHEAD
+    return first.offset + first.size + data + (64 << 20)
 
 
 def _size(n: int | None) -> str:
