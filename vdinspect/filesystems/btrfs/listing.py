@@ -17,6 +17,7 @@ import numpy as np
 from ...errors import VDInspectError
 from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
 from . import structs as S
+from .rescue import BACKREF_NOTE, LOST_DIR_NOTE
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,6 +40,9 @@ class TreeIndex:
         self.dirs: dict[int, list[tuple[bytes, int, int, int]]] = {}
         self.journal: set[tuple[int, bytes]] = set()  # (directory, name) the tree log adds
         self.blocks: set[int] = set()  # the tree's blocks (an older tree shares some)
+        self.rescued: set[tuple[int, bytes]] = set()  # (directory, name) from back refs
+        self.lost_dirs: set[int] = set()  # directories whose index lost names
+        self.unnamed: list = []  # recovery.Gone of in-use inodes no name reaches
         r = fs._tree_root(tree)
         isize = S.INODE_ITEM_SIZE
         for node in fs.walk(r.bytenr, r.level):
@@ -150,7 +154,8 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                 continue
             path = prefix + name
             keys.append((ctree, cino))
-            found.append("journal" if (ino, raw) in idx.journal else "index")
+            found.append("journal" if (ino, raw) in idx.journal else
+                         "backup" if (ino, raw) in idx.rescued else "index")
             target = None
             if rec is None:
                 kind = DIR if loc_type == S.ROOT_ITEM else _FT_KIND.get(ftype, OTHER)
@@ -204,11 +209,14 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
         us = np.where(ok, sec * 1_000_000 + (nsec // 1000).astype(np.int64), _NAT)
         times[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
     cols["found_by"] = found
-    cols["note"] = [None if f == "index" else "replayed from the tree log (fsync'd)"
-                    for f in found]
+    cols["note"] = [None if f == "index" else BACKREF_NOTE if f == "backup" else
+                    "replayed from the tree log (fsync'd)" for f in found]
     for i, r in enumerate(rows):  # a name whose inode item is gone: nothing to read
         if r[10] is not None and r[5] is None and r[3] != DIR:
             cols["note"][i] = NO_INODE_NOTE
+        elif r[3] == DIR and r[10] is not None and (li := index(keys[i][0])) is not None \
+                and r[10] in li.lost_dirs:
+            cols["note"][i] = LOST_DIR_NOTE
     data = {}
     for c, dtype in FILES_DTYPES.items():
         if c in times:
