@@ -45,7 +45,25 @@ def _names(img: Path, dir_ino: int) -> dict[int, tuple[str, int]]:
         text)}
 
 
-def test_names_lost_with_a_dir_index_leaf(tmp_path):
+def _dir_item_leaves(img: Path, dir_ino: int) -> dict[int, int]:
+    """inode -> the leaf holding the DIR_ITEM of ``dir_ino`` that names it (dump-tree)."""
+    text = run("btrfs", "inspect-internal", "dump-tree", "-t", "fs", img)
+    out, leaf = {}, None
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if m := re.match(r"^leaf (\d+) items", line):
+            leaf = int(m.group(1))
+        elif re.match(rf"^\s+item \d+ key \({dir_ino} DIR_ITEM \d+\)", line):
+            out[int(re.search(r"location key \((\d+)", lines[i + 1]).group(1))] = leaf
+    return out
+
+
+@pytest.mark.parametrize("dir_item_too", [False, True])
+def test_names_lost_with_a_dir_index_leaf(tmp_path, dir_item_too):
+    """A leaf of /big's DIR_INDEX items zeroed, and the leaf that begins with the INODE_REF
+    of one of its files (and, second case, the leaf of that file's DIR_ITEM): each name
+    whose inode survives is listed at its path (back reference or DIR_ITEM) or under
+    /$OrphanFiles, with its bytes or its damage said; btrfs restore loses them all."""
     src = tmp_path / "src"
     (src / "big" / "sub").mkdir(parents=True)
     want = {}
@@ -81,6 +99,12 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path):
     cut = leaf_of_name[leaves[ref_cut[0]][0][0]] if ref_cut else idx_leaves[1]
     cut_names = {names[k[2]][0] for k in leaves[cut] if k[0] == big and k[1] == "DIR_INDEX"}
     zero = [cut] + ref_cut[:1]
+    hashed = _dir_item_leaves(img, big)
+    if dir_item_too:
+        x = leaves[ref_cut[0]][0][0] if ref_cut else None
+        if x is None or any(k[:2] != (big, "DIR_ITEM") for k in leaves[hashed[x]]):
+            pytest.skip("the DIR_ITEM leaf holds other items too in this layout")
+        zero.append(hashed[x])
     lost_leaves = set(zero)
     bad = tmp_path / "bad.raw"
     data = bytearray(img.read_bytes())
@@ -91,25 +115,36 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path):
     bad.write_bytes(bytes(data))
 
     # what the damaged volume still holds, by the intact image's dump
-    expect_backup, expect_orphan, expect_noinode = set(), set(), set()
+    expect_backup, expect_hashed, expect_orphan, expect_noinode = set(), set(), set(), set()
     for p, ino in ino_of.items():
         name = p.rsplit("/", 1)[1]
         item_lost = where[(ino, "INODE_ITEM")] in lost_leaves
         if name in cut_names:
             if item_lost:
                 continue  # nothing on the volume names it with its inode: lost
-            (expect_orphan if where[(ino, "INODE_REF")] in lost_leaves
-             else expect_backup).add(p)
+            if where[(ino, "INODE_REF")] not in lost_leaves:
+                expect_backup.add(p)
+            elif hashed[ino] not in lost_leaves:
+                expect_hashed.add(p)
+            else:
+                expect_orphan.add(p)
         elif item_lost:
             expect_noinode.add(p)
-    assert expect_backup and (expect_orphan or not ref_cut)
+    assert expect_backup and (expect_orphan or expect_hashed or not ref_cut)
 
     fs = open_filesystem(FileSource(bad), strict=False)
     df = fs.files()
     got_backup = set(df[df.found_by == "backup"].path)
-    assert got_backup == expect_backup
+    assert got_backup == expect_backup | expect_hashed
+    by_hash = set(df[df.note.fillna("").str.contains("DIR_ITEM")].path)
+    assert by_hash == expect_hashed
+    extents_lost = {p for p in want if p in ino_of
+                    and where.get((ino_of[p], "EXTENT_DATA")) in lost_leaves}
     for p in got_backup - {"/big/sub"}:
-        assert fs.read(p) == want[p]
+        if p in extents_lost:  # its extent item went with the leaf: said, not read
+            assert df.set_index("path").loc[p, "damaged"] > 0
+        else:
+            assert fs.read(p) == want[p]
     orphans = df[df.path.str.startswith("/$OrphanFiles/")]
     extra = {i: [(a, k) for a, ks in leaves.items() for k in ks if k[0] == i]
              for i in orphans.inode}
@@ -124,20 +159,21 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path):
     assert listed <= set(want) | {"/big", "/big/sub"}
     # the generic walk (list_dir) and extraction say the same
     walk = {e.name for e in fs.list_dir(fs.lookup("/big")) if e.found_by == "backup"}
-    assert walk == {p.rsplit("/", 1)[1] for p in expect_backup}
+    assert walk == {p.rsplit("/", 1)[1] for p in expect_backup | expect_hashed}
     report = fs.extract("/", tmp_path / "out")
     assert any(p == "/big" for p, _w in report.incomplete)
-    for p in expect_backup - {"/big/sub"}:
+    for p in expect_backup - {"/big/sub"} - extents_lost:
         assert (tmp_path / "out" / p.lstrip("/")).read_bytes() == want[p]
     # the peer: btrfs restore of the damaged image skips every name of the lost leaf
     rest = tmp_path / "restore"
     rest.mkdir()
     run("btrfs", "restore", "-i", bad, rest, check=False)
     restored = {"/" + str(q.relative_to(rest)) for q in rest.rglob("*") if q.is_file()}
-    assert not restored & expect_backup
+    assert not restored & (expect_backup | expect_hashed)
     ours = set(df[df.kind == "file"].path)
     assert restored <= ours  # what restore gets back, we list too
     right = sum((rest / p.lstrip("/")).read_bytes() == want[p] for p in restored)
-    print(f"restore right: {right}; vdinspect: {len(got_backup)} by back reference, {len(orphans)} unnamed, "
+    print(f"restore right: {right}; vdinspect: {len(got_backup)} by back reference "
+          f"({len(by_hash)} by DIR_ITEM), {len(orphans)} unnamed, "
           f"{len(expect_noinode)} named without inode; btrfs restore: {len(restored)} of "
           f"{len(want)} files; {len(cut_names)} names in the lost leaf")

@@ -34,7 +34,7 @@ from .data import BtrfsData
 from .listing import NO_INODE_NOTE, TreeIndex, files_frame
 from .recovery import ORPHANS_NAME, Deleted, Gone, find_deleted
 from .report import ReportMixin
-from .rescue import BACKREF_NOTE, LOST_DIR_NOTE, rescue
+from .rescue import LOST_DIR_NOTE, rescue
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX
 from .treelog import LogReplay, log_replays, merge_pieces
@@ -403,7 +403,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
             if (ino, raw) in idx.rescued:  # lost with the unreadable leaf: by back reference
                 e = self._entry(raw.decode("utf-8", "surrogateescape"), tree, lobj,
                                 S.INODE_ITEM_FMT.unpack(idx.inodes[lobj]), ftype)
-                e.found_by, e.note = "backup", BACKREF_NOTE
+                e.found_by, e.note = "backup", idx.rescued[(ino, raw)]
                 out.append(e)
         for e in out:
             if e.kind == DIR and e.key[0] == tree and self._lost_dir(tree, e.key[1]):

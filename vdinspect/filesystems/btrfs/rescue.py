@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from . import structs as S
 from .recovery import Gone
 from .tree import KEY_MAX
@@ -29,6 +31,9 @@ MAX_REFS = 64  # back references read per inode
 MAX_CHAIN = 4096  # parents followed up from one placed inode
 BACKREF_NOTE = ("not in its directory's index (the tree block holding that entry is "
                 "unreadable): named by its inode's back reference (INODE_REF)")
+HASHED_NOTE = ("not in its directory's index, nor named by a back reference (tree blocks "
+               "holding them are unreadable): named by the directory's DIR_ITEM (its "
+               "name-hash copy of the entry)")
 UNNAMED_NOTE = ("in use, but no directory entry or back reference leads to it (its names "
                 "were in unreadable tree blocks)")
 LOST_DIR_NOTE = ("part of this directory's index is in an unreadable tree block: names "
@@ -74,21 +79,33 @@ def rescue(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
     fields = {ino: unpack(idx.inodes[ino]) for ino in lost}
     lost = [ino for ino in lost if fields[ino][nlink]]  # nlink 0: an orphan item's inode
     placed: dict[int, int] = {}
+
+    def place(parent: int, raw: bytes, ino: int, note: str) -> None:
+        rec = idx.inodes.get(parent)
+        if (not raw or b"/" in raw or raw in (b".", b"..") or rec is None
+                or unpack(rec)[mode] & _S_IFMT != _S_IFDIR):
+            return
+        kids = idx.dirs.setdefault(parent, [])
+        if any(k[0] == raw for k in kids):
+            return
+        kids.append((raw, ino, S.INODE_ITEM, _MODE_FT.get(fields[ino][mode] & _S_IFMT, 0)))
+        idx.rescued[(parent, raw)] = note
+        idx.lost_dirs.add(parent)
+        placed.setdefault(ino, parent)
+
     for ino in lost:
-        ftype = _MODE_FT.get(fields[ino][mode] & _S_IFMT, 0)
         for parent, name in back_refs(fs, tree, ino):
-            raw = name.encode("utf-8", "surrogateescape")
-            rec = idx.inodes.get(parent)
-            if (not raw or b"/" in raw or raw in (b".", b"..") or rec is None
-                    or unpack(rec)[mode] & _S_IFMT != _S_IFDIR):
+            place(parent, name.encode("utf-8", "surrogateescape"), ino, BACKREF_NOTE)
+    left = {ino for ino in lost if ino not in placed}
+    if left:  # the directories' DIR_ITEMs (keyed by name hash) may still name them
+        r = fs.roots.get(tree)
+        for node in (fs.walk(r.bytenr, r.level) if r is not None else ()):
+            if node.level or node.cols is None:
                 continue
-            kids = idx.dirs.setdefault(parent, [])
-            if any(k[0] == raw for k in kids):
-                continue
-            kids.append((raw, ino, S.INODE_ITEM, ftype))
-            idx.rescued.add((parent, raw))
-            idx.lost_dirs.add(parent)
-            placed.setdefault(ino, parent)
+            for i in np.flatnonzero(node.cols[1] == S.DIR_ITEM).tolist():
+                for raw, loc, _t, _v in fs.dir_items(node.data(i), node.bytenr):
+                    if loc[1] == S.INODE_ITEM and loc[0] in left:
+                        place(int(node.cols[0][i]), raw, loc[0], HASHED_NOTE)
     listed, todo = {root}, [root]  # what the names, old and placed, reach from the top
     while todo:
         for k in idx.dirs.get(todo.pop(), ()):
@@ -109,7 +126,8 @@ def rescue(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
     for d in sorted(idx.lost_dirs):
         n = sum(1 for k in idx.dirs.get(d, ()) if (d, k[0]) in idx.rescued)
         fs.finding("error", "directory", None, f"subvolume {tree} directory inode {d}: part "
-                   f"of its index is unreadable; {n} names found through back references")
+                   f"of its index is unreadable; {n} names found through back references "
+                   "and DIR_ITEMs")
     if idx.unnamed:
         fs.finding("error", "FS tree", None, f"subvolume {tree}: {len(idx.unnamed)} inodes in "
                    "use that no name reaches, listed in /$OrphanFiles")
