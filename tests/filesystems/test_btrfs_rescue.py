@@ -173,6 +173,13 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path, dir_item_too):
     ours = set(df[df.kind == "file"].path)
     assert restored <= ours  # what restore gets back, we list too
     right = sum((rest / p.lstrip("/")).read_bytes() == want[p] for p in restored)
+    files = df[df.kind == "file"].set_index("path")
+    whole = set(files.index[files["damaged"].fillna(-1).to_numpy() == 0])
+    ok = {p for p in whole if p in want and fs.read(p) == want[p]}
+    said = {p for p in files.index if p in want and p not in ok}
+    print(f"vdinspect right {len(ok)}, said lost {len(said)} + {len(orphans)} in $OrphanFiles, "
+          f"silent {len(set(want) - ok - said) - len(orphans)}; restore wrong "
+          f"{len(restored) - right}, missing {len(set(want) - restored)}")
     print(f"restore right: {right}; vdinspect: {len(got_backup)} by back reference "
           f"({len(by_hash)} by DIR_ITEM), {len(orphans)} unnamed, "
           f"{len(expect_noinode)} named without inode; btrfs restore: {len(restored)} of "
