@@ -116,18 +116,21 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path, dir_item_too):
 
     # what the damaged volume still holds, by the intact image's dump
     expect_backup, expect_hashed, expect_orphan, expect_noinode = set(), set(), set(), set()
+    missing = 0  # bytes of the names lost with their inodes
     for p, ino in ino_of.items():
         name = p.rsplit("/", 1)[1]
         item_lost = where[(ino, "INODE_ITEM")] in lost_leaves
         if name in cut_names:
-            if item_lost:
-                continue  # nothing on the volume names it with its inode: lost
+            if item_lost:  # nothing names it with its inode: counted by /big's size
+                missing += len(name.encode())
+                continue
             if where[(ino, "INODE_REF")] not in lost_leaves:
                 expect_backup.add(p)
             elif hashed[ino] not in lost_leaves:
                 expect_hashed.add(p)
-            else:
+            else:  # listed unnamed: its name is missing too
                 expect_orphan.add(p)
+                missing += len(name.encode())
         elif item_lost:
             expect_noinode.add(p)
     assert expect_backup and (expect_orphan or expect_hashed or not ref_cut)
@@ -153,6 +156,8 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path, dir_item_too):
     assert not orphans.deleted.any()
     noted = df[df.path == "/big"].note.iloc[0]
     assert "unreadable tree block" in noted
+    if missing:  # the directory's size (twice its names' bytes) says what is missing
+        assert f"names of {missing} bytes are not found" in noted
     assert set(df[df.note.fillna("").str.contains("no INODE_ITEM")].path) == expect_noinode
     # phantoms: every row is a path of the source, /big/sub, or an orphan of it
     listed = set(df[~df.path.str.startswith("/$OrphanFiles")].path)

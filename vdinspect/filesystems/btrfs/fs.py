@@ -34,7 +34,7 @@ from .data import BtrfsData
 from .listing import NO_INODE_NOTE, TreeIndex, files_frame
 from .recovery import ORPHANS_NAME, Deleted, Gone, find_deleted
 from .report import ReportMixin
-from .rescue import LOST_DIR_NOTE, rescue
+from .rescue import lost_dir_note, rescue
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX
 from .treelog import LogReplay, log_replays, merge_pieces
@@ -407,7 +407,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
                 out.append(e)
         for e in out:
             if e.kind == DIR and e.key[0] == tree and self._lost_dir(tree, e.key[1]):
-                e.note = LOST_DIR_NOTE
+                e.note = lost_dir_note(self._indexes[tree].lost_dirs[e.key[1]])
         rp = self.log_replay(tree)
         if rp is not None and ino in rp.dirs:  # names the tree log adds (replayed)
             have = {e.name for e in out}

@@ -17,7 +17,7 @@ import numpy as np
 from ...errors import VDInspectError
 from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
 from . import structs as S
-from .rescue import LOST_DIR_NOTE
+from .rescue import lost_dir_note
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,7 +41,7 @@ class TreeIndex:
         self.journal: set[tuple[int, bytes]] = set()  # (directory, name) the tree log adds
         self.blocks: set[int] = set()  # the tree's blocks (an older tree shares some)
         self.rescued: dict[tuple[int, bytes], str] = {}  # (directory, name) -> note
-        self.lost_dirs: set[int] = set()  # directories whose index lost names
+        self.lost_dirs: dict[int, int] = {}  # directories that lost names -> name bytes
         self.unnamed: list = []  # recovery.Gone of in-use inodes no name reaches
         r = fs._tree_root(tree)
         isize = S.INODE_ITEM_SIZE
@@ -220,7 +220,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
             cols["note"][i] = NO_INODE_NOTE
         elif r[3] == DIR and r[10] is not None and (li := index(keys[i][0])) is not None \
                 and r[10] in li.lost_dirs:
-            cols["note"][i] = LOST_DIR_NOTE
+            cols["note"][i] = lost_dir_note(li.lost_dirs[r[10]])
     data = {}
     for c, dtype in FILES_DTYPES.items():
         if c in times:

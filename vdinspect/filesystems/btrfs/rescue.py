@@ -39,6 +39,14 @@ UNNAMED_NOTE = ("in use, but no directory entry or back reference leads to it (i
 LOST_DIR_NOTE = ("part of this directory's index is in an unreadable tree block: names "
                  "found through their inodes' back references are listed (found_by "
                  "'backup'); names whose inode went with it are lost")
+
+
+def lost_dir_note(missing: int) -> str:
+    """The note of a directory that lost names; ``missing``: name bytes its size counts
+    that no entry found has (the size is twice the bytes of its names)."""
+    if not missing:
+        return LOST_DIR_NOTE
+    return f"{LOST_DIR_NOTE}: names of {missing} bytes are not found"
 _S_IFMT, _S_IFDIR = 0o170000, 0o040000
 #: the directory entry file type of each inode mode (btrfs_dir_item type: 1 regular,
 #: 2 directory, 3 char, 4 block, 5 FIFO, 6 socket, 7 symlink)
@@ -70,6 +78,7 @@ def rescue(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
     lost = [i for i in idx.inodes if i not in reached
             and S.FIRST_FREE_OBJECTID <= i <= S.LAST_FREE_OBJECTID]
     if not lost:
+        _report(fs, tree, idx)
         return
     if len(lost) > MAX_RESCUED:
         fs.finding("error", "FS tree", None, f"subvolume {tree}: {len(lost)} inodes no name "
@@ -90,7 +99,7 @@ def rescue(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
             return
         kids.append((raw, ino, S.INODE_ITEM, _MODE_FT.get(fields[ino][mode] & _S_IFMT, 0)))
         idx.rescued[(parent, raw)] = note
-        idx.lost_dirs.add(parent)
+        idx.lost_dirs.setdefault(parent, 0)
         placed.setdefault(ino, parent)
 
     for ino in lost:
@@ -123,11 +132,34 @@ def rescue(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
         idx.unnamed.append(Gone(tree, tree, ino, f"OrphanFile-{ino}", idx.inodes[ino],
                                 _MODE_FT.get(fields[ino][mode] & _S_IFMT, 0), "inode-table",
                                 True, UNNAMED_NOTE, deleted=False))
+    _report(fs, tree, idx)
+
+
+def _missing_names(idx: TreeIndex) -> None:
+    """Directories whose size (twice the bytes of their names: each name is in a DIR_ITEM
+    and a DIR_INDEX) counts more than the names found: names lost with their inodes."""
+    unpack, mode, size = (S.INODE_ITEM_FMT.unpack, S.INODE_FIELDS["mode"],
+                          S.INODE_FIELDS["size"])
+    for d, rec in idx.inodes.items():
+        f = unpack(rec)
+        if f[mode] & _S_IFMT != _S_IFDIR:
+            continue
+        have = 2 * sum(len(k[0]) for k in idx.dirs.get(d, ()))
+        if f[size] > have:
+            idx.lost_dirs[d] = (f[size] - have) // 2
+
+
+def _report(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
+    """Findings for the directories that lost names and the inodes listed unnamed."""
+    if fs.bad_blocks:
+        _missing_names(idx)
     for d in sorted(idx.lost_dirs):
         n = sum(1 for k in idx.dirs.get(d, ()) if (d, k[0]) in idx.rescued)
         fs.finding("error", "directory", None, f"subvolume {tree} directory inode {d}: part "
                    f"of its index is unreadable; {n} names found through back references "
-                   "and DIR_ITEMs")
+                   "and DIR_ITEMs" + (f"; names of {idx.lost_dirs[d]} bytes that its size "
+                                      "counts are not found" if idx.lost_dirs[d] else ""))
     if idx.unnamed:
         fs.finding("error", "FS tree", None, f"subvolume {tree}: {len(idx.unnamed)} inodes in "
                    "use that no name reaches, listed in /$OrphanFiles")
+
