@@ -17,6 +17,7 @@ from tests.conftest import have
 from tests.fs_builder import lfn_checksum
 from tests.tools import run
 from vdinspect.filesystems import fat as fatmod
+from vdinspect.filesystems.fat.recovery import short_fits_long
 from vdinspect.io import FileSource
 
 pytestmark = pytest.mark.skipif(not have("mkfs.vfat", "mcopy", "mdel"),
@@ -99,3 +100,40 @@ def test_deleted_long_name_glued_only_when_sound(tmp_path):
     if have("fsck.fat"):
         out = run("fsck.fat", "-n", "-l", img)
         assert "KEEP.TXT" in out  # the edited volume is consistent (deleted slots unused)
+
+
+NAMES = ["Report for customer.txt", "a.b.c.data", "verylongfilename_number_two.jpeg",
+         "+plus,file.txt", ".hidden", "ÄÖÜ-umlaut.txt", "Mixed.Txt", "semi;colon=eq[1].tar.gz",
+         "x", "no extension at all", "Ünïcödé dïr", "日本語のファイル.txt", "two  spaces .md",
+         "trailing.dots...", "UPPER.TXT.BAK"]
+
+
+def test_mtools_short_names_fit_their_long_names(tmp_path):
+    """Every short name mcopy makes for a long name passes the basis-name test (so a
+    deleted file's long name is kept whenever the checksum fits): the long name decoded
+    here from its LFN slots (fatgen103: 13 UTF-16 units at bytes 1, 14 and 28)."""
+    img = tmp_path / "n.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    run("mkfs.vfat", "-F", "16", img)
+    for i, name in enumerate(NAMES):
+        (tmp_path / f"src{i}").write_bytes(b"x")
+        run("mcopy", "-i", img, tmp_path / f"src{i}", "::/" + name)
+    d = img.read_bytes()
+    root, ents = _root(d)
+    pieces: list[bytes] = []
+    seen = {}
+    for i in range(ents):
+        s = d[root + 32 * i:root + 32 * i + 32]
+        if s[0] == 0:
+            break
+        if s[11] == 0x0F:
+            pieces.append(s[1:11] + s[14:26] + s[28:32])
+            continue
+        if pieces:
+            text = b"".join(reversed(pieces)).decode("utf-16-le").split("\0", 1)[0]
+            seen[text] = bytes(s[:11])
+            assert short_fits_long(bytes(s[:11]), text), (s[:11], text)
+        pieces = []
+    print(sorted(set(NAMES) - set(seen)), seen)
+    assert set(seen) == set(NAMES) - {"x"}  # "x" is stored as an 8.3 name with case bits
