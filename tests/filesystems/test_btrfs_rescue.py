@@ -5,6 +5,7 @@ those and from the source tree, and ``btrfs restore`` of the damaged image is th
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -73,6 +74,10 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path, dir_item_too):
     want["/keep"] = b"kept\n"
     for p, data in want.items():
         (src / p.lstrip("/")).write_bytes(data)
+    (src / "links").mkdir()
+    for i in range(0, 300, 4):  # hard links: a lost name of these has another way in
+        os.link(src / f"big/file-with-a-long-name-{i}.txt", src / f"links/l{i}")
+        want[f"/links/l{i}"] = want[f"/big/file-with-a-long-name-{i}.txt"]
     img = tmp_path / "b.raw"
     with open(img, "wb") as f:
         f.truncate(128 << 20)
@@ -88,14 +93,18 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path, dir_item_too):
     idx_leaves = [a for a, keys in leaves.items()
                   if any(k[0] == big and k[1] == "DIR_INDEX" for k in keys)]
     assert len(idx_leaves) >= 3
-    where = {}  # (objectid, type) -> leaf
+    where = {}  # (objectid, type) -> leaf; INODE_REFs also by (objectid, type, parent)
     for a, keys in leaves.items():
-        for o, t, _off in keys:
+        for o, t, off in keys:
             where.setdefault((o, t), a)
+            if t == "INODE_REF":
+                where[(o, t, off)] = a
     leaf_of_name = {names[k[2]][1]: a for a in idx_leaves for k in leaves[a]
                     if k[0] == big and k[1] == "DIR_INDEX"}
+    linked = {ino_of[f"/big/file-with-a-long-name-{i}.txt"] for i in range(0, 300, 4)}
     ref_cut = [a for a, keys in leaves.items() if keys and keys[0][1] == "INODE_REF"
-               and keys[0][0] in leaf_of_name and a not in idx_leaves]
+               and keys[0][0] in leaf_of_name and keys[0][0] not in linked
+               and a not in idx_leaves]
     cut = leaf_of_name[leaves[ref_cut[0]][0][0]] if ref_cut else idx_leaves[1]
     cut_names = {names[k[2]][0] for k in leaves[cut] if k[0] == big and k[1] == "DIR_INDEX"}
     zero = [cut] + ref_cut[:1]
@@ -114,25 +123,36 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path, dir_item_too):
         data[phys:phys + NODE] = bytes(NODE)
     bad.write_bytes(bytes(data))
 
-    # what the damaged volume still holds, by the intact image's dump
+    # what the damaged volume still holds, by the intact image's dump: every name of /,
+    # /big, /big/sub and /links, where its DIR_INDEX, INODE_ITEM, INODE_REF and DIR_ITEM lie
+    dirs = {256: "", big: "/big", top["links"]: "/links",
+            {n: i for n, i in names.values()}["sub"]: "/big/sub"}
+    entries = []  # (directory, path, inode, DIR_INDEX intact)
+    for d, prefix in dirs.items():
+        for off, (name, ino) in _names(img, d).items():
+            at = next(a for a, keys in leaves.items() if (d, "DIR_INDEX", off) in keys)
+            entries.append((d, f"{prefix}/{name}", ino, at not in lost_leaves))
+    reached = {ino for _d, _p, ino, ok in entries if ok}
     expect_backup, expect_hashed, expect_orphan, expect_noinode = set(), set(), set(), set()
-    missing = 0  # bytes of the names lost with their inodes
-    for p, ino in ino_of.items():
-        name = p.rsplit("/", 1)[1]
+    missing: dict[str, int] = {}  # directory path -> bytes of its names not found
+    ino_of = {p: ino for _d, p, ino, _ok in entries}
+    for d, p, ino, ok in entries:
+        name_len = len(p.rsplit("/", 1)[1].encode())
         item_lost = where[(ino, "INODE_ITEM")] in lost_leaves
-        if name in cut_names:
-            if item_lost:  # nothing names it with its inode: counted by /big's size
-                missing += len(name.encode())
-                continue
-            if where[(ino, "INODE_REF")] not in lost_leaves:
-                expect_backup.add(p)
-            elif hashed[ino] not in lost_leaves:
-                expect_hashed.add(p)
-            else:  # listed unnamed: its name is missing too
-                expect_orphan.add(p)
-                missing += len(name.encode())
-        elif item_lost:
-            expect_noinode.add(p)
+        if ok:
+            if item_lost and p != "/big/sub":
+                expect_noinode.add(p)
+            continue
+        ref_ok = where.get((ino, "INODE_REF", d)) not in lost_leaves | {None}
+        if item_lost or (ino in reached and not ref_ok):
+            missing[dirs[d]] = missing.get(dirs[d], 0) + name_len  # counted, not named
+        elif ref_ok:
+            expect_backup.add(p)
+        elif _dir_item_leaves(img, d)[ino] not in lost_leaves:
+            expect_hashed.add(p)
+        else:  # listed unnamed: its name is missing too
+            expect_orphan.add(p)
+            missing[dirs[d]] = missing.get(dirs[d], 0) + name_len
     assert expect_backup and (expect_orphan or expect_hashed or not ref_cut)
 
     fs = open_filesystem(FileSource(bad), strict=False)
@@ -156,12 +176,12 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path, dir_item_too):
     assert not orphans.deleted.any()
     noted = df[df.path == "/big"].note.iloc[0]
     assert "unreadable tree block" in noted
-    if missing:  # the directory's size (twice its names' bytes) says what is missing
-        assert f"names of {missing} bytes are not found" in noted
+    for d, n in missing.items():  # a directory's size (twice its names' bytes) counts them
+        assert f"names of {n} bytes are not found" in df[df.path == d].note.iloc[0]
     assert set(df[df.note.fillna("").str.contains("no INODE_ITEM")].path) == expect_noinode
     # phantoms: every row is a path of the source, /big/sub, or an orphan of it
     listed = set(df[~df.path.str.startswith("/$OrphanFiles")].path)
-    assert listed <= set(want) | {"/big", "/big/sub"}
+    assert listed <= set(want) | {"/big", "/big/sub", "/links"}
     # the generic walk (list_dir) and extraction say the same
     walk = {e.name for e in fs.list_dir(fs.lookup("/big")) if e.found_by == "backup"}
     assert walk == {p.rsplit("/", 1)[1] for p in expect_backup | expect_hashed}

@@ -144,15 +144,49 @@ def _missing_names(idx: TreeIndex) -> None:
         f = unpack(rec)
         if f[mode] & _S_IFMT != _S_IFDIR:
             continue
-        have = 2 * sum(len(k[0]) for k in idx.dirs.get(d, ()))
-        if f[size] > have:
-            idx.lost_dirs[d] = (f[size] - have) // 2
+        missing = (f[size] - 2 * sum(len(k[0]) for k in idx.dirs.get(d, ()))) // 2
+        if missing > 0 or d in idx.lost_dirs:
+            idx.lost_dirs[d] = max(0, missing)
+
+
+def _relink(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
+    """Names of directories that still miss some (by their size) found through back
+    references of inodes that other names reach (a hard link's lost name): one pass over
+    the tree's INODE_REF and INODE_EXTREF items."""
+    want = {d for d, n in idx.lost_dirs.items() if n}
+    r = fs.roots.get(tree)
+    if not want or r is None:
+        return
+    have = {d: {k[0] for k in idx.dirs.get(d, ())} for d in want}
+    unpack, mode = S.INODE_ITEM_FMT.unpack, S.INODE_FIELDS["mode"]
+    for node in fs.walk(r.bytenr, r.level):
+        if node.level or node.cols is None:
+            continue
+        objs, types, offs = node.cols[0], node.cols[1], node.cols[2]
+        sel = np.flatnonzero(((types == S.INODE_REF) & np.isin(offs, list(want)))
+                             | (types == S.INODE_EXTREF)).tolist()
+        for i in sel:
+            ino, data = int(objs[i]), node.data(i)
+            refs = ([(int(offs[i]), n) for n in ref_names(data)] if types[i] == S.INODE_REF
+                    else extref_names(data))
+            for parent, name in refs[:MAX_REFS]:
+                raw = name.encode("utf-8", "surrogateescape")
+                rec = idx.inodes.get(ino)
+                if parent not in want or raw in have[parent] or rec is None or not raw \
+                        or b"/" in raw:
+                    continue
+                idx.dirs.setdefault(parent, []).append(
+                    (raw, ino, S.INODE_ITEM, _MODE_FT.get(unpack(rec)[mode] & _S_IFMT, 0)))
+                idx.rescued[(parent, raw)] = BACKREF_NOTE
+                have[parent].add(raw)
+    _missing_names(idx)
 
 
 def _report(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
     """Findings for the directories that lost names and the inodes listed unnamed."""
     if fs.bad_blocks:
         _missing_names(idx)
+        _relink(fs, tree, idx)
     for d in sorted(idx.lost_dirs):
         n = sum(1 for k in idx.dirs.get(d, ()) if (d, k[0]) in idx.rescued)
         fs.finding("error", "directory", None, f"subvolume {tree} directory inode {d}: part "
