@@ -98,6 +98,12 @@ def damage(img: Path, tmp: Path) -> dict[str, Path]:
     rec[a + mp : a + length] = new + bytes(length - mp - len(new))
     vol.put(0, rec)
     cases["$MFT runlist cut to 30 clusters"] = p
+    p = copy("bitmap.img")
+    with open(p, "r+b") as f:
+        for c in clusters_of(img, 6, "$DATA"):
+            f.seek(c * cs)
+            f.write(bytes(cs))
+    cases["$Bitmap's data zeroed"] = p
     return cases
 
 

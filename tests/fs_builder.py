@@ -101,6 +101,33 @@ def short11(base: str, ext: str = "") -> bytes:
     return base.encode("ascii").ljust(8, b" ")[:8] + ext.encode("ascii").ljust(3, b" ")[:3]
 
 
+def _oem(text: str) -> bytes:
+    """Basis-name characters: "+,;=[]" and what code page 850 lacks become "_"."""
+    out = b""
+    for c in text:
+        if c in "+,;=[]" or c < " ":
+            out += b"_"
+        else:
+            try:
+                out += c.encode("cp850")
+            except UnicodeEncodeError:
+                out += b"_"
+    return out
+
+
+def basis_short11(name: str, tail: int) -> bytes:
+    """The short name fatgen103's "Basis-Name Generation" gives a long name, with the
+    numeric tail ``~tail``: spaces and leading periods removed, upper case, the extension
+    after the last period (3 characters), the base cut to make room for the tail."""
+    s = name.upper().replace(" ", "").lstrip(".")
+    base, dot, ext = s.rpartition(".")
+    if not dot:
+        base, ext = s, ""
+    t = f"~{tail}".encode()
+    b = _oem(base.replace(".", ""))[: 8 - len(t)] + t
+    return b.ljust(8, b" ") + _oem(ext)[:3].ljust(3, b" ")
+
+
 # --- FAT -------------------------------------------------------------------------------------
 
 
@@ -207,10 +234,11 @@ class FatImage:
 
     # entries
     def _names(self, d: FatDir, name: str, short: bytes | None, lfn: bool | None):
-        if short is None:
-            short = short11(f"F{len(d.entries):07d}", "BIN")
         if lfn is None:
             lfn = True
+        if short is None:  # as Windows and Linux make it (the numeric tail keeps it unique)
+            short = (basis_short11(name, len(d.entries) + 1) if lfn
+                     else short11(f"F{len(d.entries):07d}", "BIN"))
         return short, (name if lfn else None)
 
     def add_file(

@@ -32,8 +32,9 @@ from .compress import DecompressError, decompress
 from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
 from .data import BtrfsData
 from .listing import NO_INODE_NOTE, TreeIndex, files_frame
-from .recovery import ORPHANS_NAME, Deleted, find_deleted
+from .recovery import ORPHANS_NAME, Deleted, Gone, find_deleted
 from .report import ReportMixin
+from .rescue import lost_dir_note, rescue
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX
 from .treelog import LogReplay, log_replays, merge_pieces
@@ -236,7 +237,8 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         when its tree cannot be read in salvage mode)."""
         if tree not in self._indexes:
             try:
-                self._indexes[tree] = TreeIndex(self, tree)
+                self._indexes[tree] = idx = TreeIndex(self, tree)
+                rescue(self, tree, idx)  # inodes no name reaches: names lost with a leaf
             except VDInspectError as e:
                 if self.strict and not isinstance(e, CorruptImage):
                     raise
@@ -254,15 +256,23 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         """The deleted children of directory ``dir_ino`` of subvolume ``sid`` (None: the
         subvolume's orphans)."""
         found = self.deleted_index()
-        gone = (found.orphans.get(sid, []) if dir_ino is None
+        gone = (self.orphan_gone(sid) if dir_ino is None
                 else found.children.get((sid, dir_ino), []))
         out = []
         for g in gone:
             e = self._entry(g.name, g.tree, g.ino, S.INODE_ITEM_FMT.unpack(g.rec), g.ftype)
-            e.deleted, e.recoverable, e.found_by, e.note = True, g.recoverable, g.found_by, g.note
+            e.deleted, e.recoverable, e.found_by, e.note = (g.deleted, g.recoverable,
+                                                            g.found_by, g.note)
             e.extra["subvolume"] = sid
             out.append(e)
         return out
+
+    def orphan_gone(self, sid: int) -> list[Gone]:
+        """What a subvolume's ``$OrphanFiles`` holds: orphan items' inodes, and inodes in
+        use that no name reaches (known once its tree was read whole, as a damaged volume's
+        is: see ``volume_damaged``)."""
+        idx = self._indexes.get(sid)
+        return self.deleted_index().orphans.get(sid, []) + (idx.unnamed if idx else [])
 
     def orphan_dir_entry(self, sid: int) -> Entry:
         """The virtual ``$OrphanFiles`` directory of a subvolume with orphan items."""
@@ -362,14 +372,15 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         if ino is not None and tree in self.roots:
             out += self.deleted_entries(tree, ino)
             if ino == (self.roots[tree].root_dirid or ROOT_DIR_INO) and \
-                    self.deleted_index().orphans.get(tree):
+                    self.orphan_gone(tree):
                 out.append(self.orphan_dir_entry(tree))
         return out
 
     def _live_children(self, tree: int, ino: int) -> list[Entry]:
         out = []
         lo, hi = (ino, S.DIR_INDEX, 0), (ino, S.DIR_INDEX, KEY_MAX[2])
-        for node, i in self._items(tree, lo, hi):
+        missed: list[int] = []
+        for node, i in self._items(tree, lo, hi, missed):
             for raw, loc, ftype, _v in self.dir_items(node.data(i), node.bytenr):
                 name = raw.decode("utf-8", "surrogateescape")
                 if not raw or b"/" in raw or raw in (b".", b".."):
@@ -387,6 +398,16 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
                     self.problem("DIR_INDEX", node.bytenr,
                                  f"{name!r} names inode {loc[0]} which has no INODE_ITEM")
                 out.append(self._entry(name, tree, loc[0], rec, ftype))
+        idx = self.tree_index(tree) if missed else None
+        for raw, lobj, _t, ftype in (idx.dirs.get(ino, ()) if idx else ()):
+            if (ino, raw) in idx.rescued:  # lost with the unreadable leaf: by back reference
+                e = self._entry(raw.decode("utf-8", "surrogateescape"), tree, lobj,
+                                S.INODE_ITEM_FMT.unpack(idx.inodes[lobj]), ftype)
+                e.found_by, e.note = "backup", idx.rescued[(ino, raw)]
+                out.append(e)
+        for e in out:
+            if e.kind == DIR and e.key[0] == tree and self._lost_dir(tree, e.key[1]):
+                e.note = lost_dir_note(self._indexes[tree].lost_dirs[e.key[1]])
         rp = self.log_replay(tree)
         if rp is not None and ino in rp.dirs:  # names the tree log adds (replayed)
             have = {e.name for e in out}
@@ -398,6 +419,31 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
                 e.found_by, e.note = "journal", "replayed from the tree log (fsync'd)"
                 out.append(e)
         return out
+
+    def _lost_dir(self, tree: int, ino: int | None) -> bool:
+        idx = self._indexes.get(tree)
+        return idx is not None and ino in idx.lost_dirs
+
+    def volume_damaged(self) -> bool:
+        """Damaged ranges below, or (salvage mode) tree blocks of the shown subvolume that
+        fail their checks: its tree is read whole once to know."""
+        if super().volume_damaged():
+            return True
+        if not self.strict:
+            self.tree_index(self.top)
+        return bool(self.bad_blocks)
+
+    def directory_damage(self, entry: Entry) -> int:
+        """Bytes of unreadable tree blocks holding part of a directory's index."""
+        if not isinstance(entry.key, tuple) or not isinstance(entry.key[0], int) or \
+                entry.key[1] is None or entry.kind != DIR:
+            return 0
+        tree, ino = entry.key
+        missed: list[int] = []
+        for _x in self._items(tree, (ino, S.DIR_INDEX, 0), (ino, S.DIR_INDEX, KEY_MAX[2]),
+                              missed):
+            pass
+        return self.nodesize * len(set(missed))
 
     def _subvol_entry(self, name: str, sid: int) -> Entry:
         r = self.roots.get(sid)
@@ -429,7 +475,8 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
     def _with_deleted(self, df: pd.DataFrame, top: Entry) -> pd.DataFrame:
         """``df`` and, after it, the deleted entries below the directories it lists."""
         found = self.deleted_index()
-        if not found.count:
+        orphaned = [sid for sid in self.roots if self.orphan_gone(sid)]
+        if not found.count and not orphaned:
             return df
         import pandas as pd
 
@@ -443,7 +490,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
                 for e in self.deleted_entries(*k)]
         todo += [(self.orphan_dir_entry(sid), dirs[(sid, self.roots[sid].root_dirid or
                                                     ROOT_DIR_INO)])
-                 for sid in found.orphans if (sid, self.roots[sid].root_dirid or
+                 for sid in orphaned if (sid, self.roots[sid].root_dirid or
                                               ROOT_DIR_INO) in dirs]
         seen: set = set()
         while todo and len(rows) < MAX_DELETED_ROWS:

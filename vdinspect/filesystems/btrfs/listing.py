@@ -17,6 +17,7 @@ import numpy as np
 from ...errors import VDInspectError
 from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
 from . import structs as S
+from .rescue import lost_dir_note
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,6 +40,9 @@ class TreeIndex:
         self.dirs: dict[int, list[tuple[bytes, int, int, int]]] = {}
         self.journal: set[tuple[int, bytes]] = set()  # (directory, name) the tree log adds
         self.blocks: set[int] = set()  # the tree's blocks (an older tree shares some)
+        self.rescued: dict[tuple[int, bytes], str] = {}  # (directory, name) -> note
+        self.lost_dirs: dict[int, int] = {}  # directories that lost names -> name bytes
+        self.unnamed: list = []  # recovery.Gone of in-use inodes no name reaches
         r = fs._tree_root(tree)
         isize = S.INODE_ITEM_SIZE
         for node in fs.walk(r.bytenr, r.level):
@@ -114,6 +118,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
     rows: list[tuple] = []
     keys: list[tuple] = []
     found: list[str] = []
+    idx_notes: list[str] = []  # the notes of the rows found_by 'backup', in order
     tree0, ino0 = top.key
     stack = [(tree0, ino0, "/" if top.path in ("", "/") else top.path, 0)]
     listed = {(tree0, ino0)}
@@ -150,7 +155,10 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                 continue
             path = prefix + name
             keys.append((ctree, cino))
-            found.append("journal" if (ino, raw) in idx.journal else "index")
+            found.append("journal" if (ino, raw) in idx.journal else
+                         "backup" if (ino, raw) in idx.rescued else "index")
+            if (ino, raw) in idx.rescued:
+                idx_notes.append(idx.rescued[(ino, raw)])
             target = None
             if rec is None:
                 kind = DIR if loc_type == S.ROOT_ITEM else _FT_KIND.get(ftype, OTHER)
@@ -204,11 +212,15 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
         us = np.where(ok, sec * 1_000_000 + (nsec // 1000).astype(np.int64), _NAT)
         times[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
     cols["found_by"] = found
-    cols["note"] = [None if f == "index" else "replayed from the tree log (fsync'd)"
-                    for f in found]
+    notes = iter(idx_notes)
+    cols["note"] = [None if f == "index" else next(notes) if f == "backup" else
+                    "replayed from the tree log (fsync'd)" for f in found]
     for i, r in enumerate(rows):  # a name whose inode item is gone: nothing to read
         if r[10] is not None and r[5] is None and r[3] != DIR:
             cols["note"][i] = NO_INODE_NOTE
+        elif r[3] == DIR and r[10] is not None and (li := index(keys[i][0])) is not None \
+                and r[10] in li.lost_dirs:
+            cols["note"][i] = lost_dir_note(li.lost_dirs[r[10]])
     data = {}
     for c, dtype in FILES_DTYPES.items():
         if c in times:

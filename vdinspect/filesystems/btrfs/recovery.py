@@ -59,6 +59,7 @@ class Gone:
     found_by: str
     recoverable: bool
     note: str
+    deleted: bool = True  # False: an inode in use that no name reaches (listed unnamed)
 
 
 @dataclass

@@ -76,14 +76,14 @@ def read_tree_log(fs: BtrfsFileSystem) -> TreeLog | None:
                 if typ == S.INODE_ITEM and len(data) >= S.INODE_ITEM_SIZE:
                     rec.size = S.INODE_ITEM_FMT.unpack_from(data, 0)[S.INODE_FIELDS["size"]]
                 elif typ == S.INODE_REF:
-                    rec.names += [(off, n) for n in _ref_names(data)]
+                    rec.names += [(off, n) for n in ref_names(data)]
             out.inodes += found.values()
     except CorruptImage as exc:
         out.error = exc.detail
     return out
 
 
-def _extref_names(data: bytes) -> list[tuple[int, str]]:
+def extref_names(data: bytes) -> list[tuple[int, str]]:
     """(parent directory, name) of each entry packed in an INODE_EXTREF item."""
     out, pos, hdr = [], 0, S.INODE_EXTREF_FMT.size
     while pos + hdr <= len(data):
@@ -96,7 +96,7 @@ def _extref_names(data: bytes) -> list[tuple[int, str]]:
     return out
 
 
-def _ref_names(data: bytes) -> list[str]:
+def ref_names(data: bytes) -> list[str]:
     names, pos, hdr = [], 0, S.INODE_REF_FMT.size
     while pos + hdr <= len(data):
         _index, n = S.INODE_REF_FMT.unpack_from(data, pos)
@@ -152,8 +152,8 @@ def log_replays(fs: BtrfsFileSystem) -> dict[int, LogReplay]:
                     mode = (S.INODE_ITEM_FMT.unpack(rp.inodes[ino])[S.INODE_FIELDS["mode"]]
                             if ino in rp.inodes else 0)
                     ftype = _FTYPE.get(mode & 0o170000, 0)
-                    refs = ([(_off, n) for n in _ref_names(data)] if typ == S.INODE_REF
-                            else _extref_names(data))
+                    refs = ([(_off, n) for n in ref_names(data)] if typ == S.INODE_REF
+                            else extref_names(data))
                     for parent, name in refs:
                         raw = name.encode("utf-8", "surrogateescape")
                         if raw and b"/" not in raw and raw not in (b".", b".."):

@@ -13,7 +13,7 @@ from construct import Container
 
 from ...errors import InvalidArgument
 from ..base import DIR, FILE, Entry
-from .recovery import SHORT_NAME_CHARS, lfn_first_byte
+from .recovery import SHORT_NAME_CHARS, lfn_first_byte, short_fits_long
 from .structs import (
     ATTR_DIRECTORY,
     ATTR_LONG_NAME,
@@ -356,5 +356,7 @@ class DirectoryMixin:
         end = text.find("\0")
         if end >= 0:
             text = text[:end]
+        if deleted and text and not short_fits_long(bytes([first]) + name11[1:], text):
+            return None  # slots of another file: the checksum fits some first byte always
         return text or None
 

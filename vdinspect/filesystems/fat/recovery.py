@@ -38,6 +38,56 @@ def lfn_first_byte(short: bytes, checksum: int) -> int:
     return s
 
 
+#: characters a long name may hold that a short name may not: the basis name has "_"
+LOSSY_CHARS = frozenset("+,;=[]")
+
+
+def _fits(short: bytes, text: str) -> bool:
+    """Whether short-name bytes are ``text`` as the basis-name rule writes it: upper case,
+    a character no short name holds as "_", any other non-ASCII one as an OEM code page
+    byte (or "_" where the code page has none)."""
+    if len(short) != len(text):
+        return False
+    for b, c in zip(short, text):
+        if c >= "\x80":
+            if b < 0x80 and b != 0x5F:
+                return False
+        elif b != (0x5F if c in LOSSY_CHARS or c < " " else ord(c.upper())):
+            return False
+    return True
+
+
+def short_fits_long(short: bytes, long_name: str) -> bool:
+    """Whether an 11-byte short name can be the one made from ``long_name`` by the basis-name
+    rule of the FAT specification (fatgen103 "Basis-Name Generation"; Linux and mtools
+    follow it): spaces and leading periods removed, the extension after the last period,
+    upper case; the base cut with a numeric tail (``~N``; Windows may keep only two
+    characters and a hash in hex before it) or whole when it fits in 8 characters.
+
+    A deleted entry's first byte is lost, so its long-name slots' checksum always fits
+    some first byte: this is what keeps the long name of another file off it."""
+    name = long_name.replace(" ", "").lstrip(".")
+    base, dot, ext = name.rpartition(".")
+    if not dot:
+        base, ext = name, ""
+    base = base.replace(".", "")
+    if not base:
+        return True  # nothing to compare with
+    sbase, sext = short[:8].rstrip(b" "), short[8:11].rstrip(b" ")
+    if not _fits(sext, ext[:3]):
+        return False
+    if not sbase:
+        return False
+    prefix, tilde, tail = sbase.rpartition(b"~")
+    if not tilde or not tail.isdigit() or not prefix:
+        return _fits(sbase, base)
+    if _fits(prefix, base[:len(prefix)]):
+        return True
+    head = min(2, len(base))  # Windows: two characters, then four hex digits of a hash
+    return (len(prefix) == head + 4 and _fits(prefix[:head], base[:head])
+            and all(c in b"0123456789ABCDEF" for c in prefix[head:]))
+
+
 class RecoveryMixin:
     """Deleted-file questions of :class:`~.filesystem.FatFileSystem` (mixed into it)."""
 

@@ -18,6 +18,7 @@ from ...io import ByteSource, MemorySource
 from ..base import DIR, FILE, Entry
 from .attributes import FileNameAttr, filetime
 from .mft import AT_DATA, RecordError
+from .runlist import RunlistError, decode_runlist
 
 if TYPE_CHECKING:
     from .catalog import Info
@@ -52,14 +53,88 @@ def recoverable(fs: NTFS, info: Info) -> bool:
 
 
 def load_volume_bitmap(fs: NTFS) -> ByteSource:
-    """$Bitmap's $DATA (empty, with a finding, when it cannot be read)."""
+    """$Bitmap's $DATA; when it cannot be read, or marks free clusters the system files
+    ($MFT, $Boot, $Bitmap, ...: records 0-11) use, the cluster use rebuilt from the
+    runlists of every in-use record (as chkdsk rebuilds it), with a finding."""
     try:
         f = fs.file(BITMAP_RECORD)
         s = f.streams(AT_DATA)[""]
-        return fs.stream_source(f, s, "$Bitmap")
+        src = fs.stream_source(f, s, "$Bitmap")
+        lost = sum(n for _a, n in src.damaged_ranges())
+        why = f"{lost} bytes unreadable" if lost else _contradiction(fs, src)
     except (RecordError, CorruptImage, KeyError) as e:
-        fs.finding("error", "$Bitmap", fs.record_offset(BITMAP_RECORD), f"unreadable: {e}")
+        why, src = f"unreadable: {e}", None
+    if not why:
+        return src
+    try:
+        derived, records = derived_bitmap(fs)
+    except CorruptImage as e:  # strict mode: a record on the way is damaged
+        fs.finding("error", "$Bitmap", fs.record_offset(BITMAP_RECORD),
+                   f"{why}; cluster use could not be rebuilt either: {e.detail}")
         return MemorySource(b"")
+    fs.finding("error", "$Bitmap", fs.record_offset(BITMAP_RECORD),
+               f"{why}: cluster use rebuilt from the runlists of the {records} MFT records "
+               "in use (as chkdsk rebuilds $Bitmap); recoverable and free space follow it")
+    return MemorySource(derived)
+
+
+SYSTEM_RECORDS = 12  # $MFT .. $Extend: their clusters are in use on any volume
+
+
+def _runs(fs: NTFS, f) -> list[tuple[int, int]]:
+    """(lcn, clusters) of every allocated run of a file's non-resident attributes."""
+    out = []
+    for a in f.attrs:
+        if not a.resident and a.mapping_pairs:
+            try:
+                got = decode_runlist(a.mapping_pairs, a.lowest_vcn, fs.clusters)
+            except RunlistError:
+                continue
+            out += [(r.lcn, r.length) for r in got if r.lcn is not None]
+    return out
+
+
+def _contradiction(fs: NTFS, bm: ByteSource) -> str | None:
+    """Why a readable $Bitmap cannot be right: it marks free a system file's cluster."""
+    for n in range(SYSTEM_RECORDS):
+        f = fs.file_or_none(n)
+        if f is None or not f.in_use:
+            continue
+        for lcn, length in _runs(fs, f):
+            a, b = lcn // 8, (lcn + length + 7) // 8
+            if b > bm.size:
+                return f"too short for the clusters of MFT record {n}"
+            bits = np.unpackbits(np.frombuffer(bm.read(a, b - a), dtype=np.uint8),
+                                 bitorder="little")
+            if not bits[lcn - a * 8:lcn - a * 8 + length].all():
+                return (f"marks free clusters of MFT record {n} (from LCN {lcn}), which are "
+                        "in use")
+    return None
+
+
+def derived_bitmap(fs: NTFS) -> tuple[bytes, int]:
+    """$Bitmap as chkdsk would rebuild it: a bit set for every cluster a non-resident
+    attribute of an in-use record maps; and how many records were read."""
+    out = np.zeros(-(-fs.clusters // 8), dtype=np.uint8)
+    records = 0
+    for n, info in fs.catalog().infos.items():
+        if not info.in_use:
+            continue
+        try:
+            f = fs.file(n)
+        except (RecordError, CorruptImage):
+            continue  # named in check() by the catalog
+        records += 1
+        for lcn, length in _runs(fs, f):
+            end = min(lcn + length, fs.clusters)
+            a, b = -(-lcn // 8), end // 8  # the whole bytes of the run
+            if a < b:
+                out[a:b] = 0xFF
+            for c in [*range(lcn, min(end, a * 8)), *range(max(b * 8, lcn), end)]:
+                out[c >> 3] |= 1 << (c & 7)
+    if fs.clusters % 8:  # the bits past the last cluster read as in use (mkntfs sets them)
+        out[-1] |= 0xFF & ~((1 << (fs.clusters % 8)) - 1)
+    return out.tobytes(), records
 
 
 def orphan_dir() -> Entry:
