@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ...errors import (
     CorruptImage,
     InvalidArgument,
@@ -58,6 +60,7 @@ class XfsFileSystem(FileSystem):
         self.lenient = 0
         self._chunks = LRUCache(256)
         self._inodes = LRUCache(4096)
+        self._groups = LRUCache(256)
         self._maps = LRUCache(256)
         self._listings = LRUCache(64)
         self._orphans: list[Entry] | None = None
@@ -73,6 +76,7 @@ class XfsFileSystem(FileSystem):
             self.case_sensitive = False
         self.log: LogState = log_state(self)
         if self.log.dirty and replay_log and replay_into(self) is not None:
+            self._groups = LRUCache(256)
             self._chunks = LRUCache(256)  # what was read before is seen through the log now
             self.geo = self._open_superblock()
         elif self.log.dirty:
@@ -89,26 +93,21 @@ class XfsFileSystem(FileSystem):
                       f"volume ({self.dev.size:#x})", structure, offset)
         if length <= 4096 and offset // CHUNK == (offset + length - 1) // CHUNK:
             k = offset // CHUNK
-            chunk = self._chunks.get(k, lambda: self.dev.read(
-                k * CHUNK, min(CHUNK, self.dev.size - k * CHUNK)))
+            chunk = self.chunk(k)
             a = offset - k * CHUNK
             return chunk[a:a + length]
         return self.dev.read(offset, length)
 
-    def inode_bytes(self, offsets: list[int], size: int) -> bytes:
-        """The ``size``-byte records at each volume offset (inside the volume), joined."""
-        parts = []
-        chunks = self._chunks
-        for off in offsets:
-            k = off // CHUNK
-            a = off - k * CHUNK
-            if a + size <= CHUNK:
-                chunk = chunks.get(k, lambda k=k: self.dev.read(
-                    k * CHUNK, min(CHUNK, self.dev.size - k * CHUNK)))
-                parts.append(chunk[a:a + size])
-            else:
-                parts.append(self.dev.read(off, size))
-        return b"".join(parts)
+    def inode_group(self, offset: int, length: int) -> np.ndarray:
+        """``length`` bytes of inodes at ``offset`` as a uint8 array, cached (the bulk
+        inode reads of ``files()``)."""
+        return self._groups.get((offset, length), lambda: np.frombuffer(
+            self.read_bytes(offset, length, "inodes"), dtype=np.uint8))
+
+    def chunk(self, k: int) -> bytes:
+        """The volume's ``k``-th ``CHUNK`` of bytes (shorter at the end), cached."""
+        return self._chunks.get(k, lambda: self.dev.read(
+            k * CHUNK, min(CHUNK, self.dev.size - k * CHUNK)))
 
     def read_block(self, blk: int, structure: str, count: int = 1) -> bytes:
         """``count`` filesystem blocks from linear block ``blk``."""
