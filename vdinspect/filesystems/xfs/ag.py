@@ -159,6 +159,8 @@ class AllocationGroups:
         a = recs["ar_startblock"].astype(np.int64)
         order = np.argsort(a)
         got = (a[order], (a + recs["ar_blockcount"].astype(np.int64))[order])
+        if self.fs.intents is not None:  # extents an open log intent frees
+            got = self.fs.intents.free_view(agno, *got)
         self._free[agno] = got
         return got
 

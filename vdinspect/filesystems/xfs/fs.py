@@ -32,6 +32,7 @@ from .attrs import read_xattrs
 from .bmap import DAMAGED, STATE_NAMES, ExtentMap, fork_map, fork_source
 from .dirs import RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
+from .intents import Intents
 from .log import LogState, log_state
 from .replay import LOG_NOTE, replay_into
 from .superblock import Geometry, crc_ok, parse
@@ -74,6 +75,7 @@ class XfsFileSystem(FileSystem):
         self.uuid = g.uuid
         if g.raw["sb_versionnum"] & 0x4000:  # BORG: ASCII case-insensitive names
             self.case_sensitive = False
+        self.intents: Intents | None = None  # open log intents carried out (a replay)
         self.log: LogState = log_state(self)
         if self.log.dirty and replay_log and replay_into(self) is not None:
             self._groups = LRUCache(256)
@@ -184,9 +186,14 @@ class XfsFileSystem(FileSystem):
                                 rec.offset)
             return fork_map(self, rec, rec.data_fork, rec.format, rec.nextents, where,
                             rec.offset)
+
+        def loaded():  # open log intents that change this fork (a replayed log's BUIs)
+            emap = load()
+            return emap if self.intents is None else self.intents.remap(
+                self, rec.number, attr, emap)
         if self.lenient:
-            return load()
-        return self._maps.get((rec.number, rec.raw, attr), load)
+            return loaded()
+        return self._maps.get((rec.number, rec.raw, attr), loaded)
 
     def fork_source(self, rec: Inode, size: int, *, attr: bool = False,
                     name: str | None = None) -> ByteSource:
