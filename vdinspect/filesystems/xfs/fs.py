@@ -489,6 +489,8 @@ class XfsFileSystem(FileSystem):
             for off, msg in bad[:4]:
                 self.problem(where, self._fork_offset(emap, db * per) + off,
                              f"directory block {db}: {msg}")
+        if not any(d.deleted for d in out):
+            return out
         live = {(d.name, d.ino) for d in out if not d.deleted}
         return [d for d in out if not d.deleted or (d.name, d.ino) not in live]
 
