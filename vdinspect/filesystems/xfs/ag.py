@@ -216,7 +216,8 @@ class AllocationGroups:
         special = {r["sb_rbmino"], r["sb_rsumino"], r["sb_uquotino"], r["sb_gquotino"],
                    r["sb_pquotino"]}
         out = []
-        known = np.fromiter((i for i in named | special if 0 <= i < 1 << 63), dtype=np.int64)
+        known = np.sort(np.fromiter((i for i in named | special if 0 <= i < 1 << 63),
+                                    dtype=np.int64))
         slot = np.arange(64, dtype=np.int64)
         for agno in range(g.agcount):
             start, free, holes = self.chunks(agno)
@@ -224,7 +225,8 @@ class AllocationGroups:
             inos = g.agino_to_ino(agno, 0) + start[:, None] + slot
             real = ((holes.astype(np.int64)[:, None] >> (slot // 4)) & 1) == 0
             free_bit = ((free[:, None] >> slot.astype(np.uint64)) & np.uint64(1)) != 0
-            pick = real & ~np.isin(inos, known)
+            at = np.minimum(np.searchsorted(known, inos), max(len(known) - 1, 0))
+            pick = real & ~(known[at] == inos if len(known) else False)
             for ino, fr in zip(inos[pick].tolist(), free_bit[pick].tolist()):
                 try:
                     rec = fs.inode(ino)
