@@ -20,7 +20,7 @@ from tests.tools import run
 from vdinspect.errors import CorruptImage
 from vdinspect.filesystems import open_filesystem
 from vdinspect.filesystems.xfs import bulk
-from vdinspect.io import FileSource, crc32c
+from vdinspect.io import FileSource, crc32c, crc32c_records
 
 needs_xfs = pytest.mark.skipif(not have("mkfs.xfs", "xfs_db"), reason="needs xfsprogs")
 MiB = 1 << 20
@@ -37,6 +37,12 @@ def test_crc_good_is_the_v5_inode_rule():
     recs[3, 300] ^= 1  # a changed byte
     recs[5, 101] ^= 0x80  # a changed CRC
     assert bulk.crc_good(recs, 100).tolist() == [True] * 3 + [False, True, False, True]
+
+
+def test_crc32c_records():
+    """One CRC per record; the standard check value of CRC-32C is 0xE3069283."""
+    assert crc32c_records(b"123456789" * 3, 9) == [0xE3069283] * 3
+    assert crc32c_records(b"", 4) == []
 
 
 def _tree(root: Path) -> Path:

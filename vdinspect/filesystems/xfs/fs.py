@@ -29,7 +29,7 @@ from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem
 from . import structs as S
 from .ag import AllocationGroups
 from .attrs import read_xattrs
-from .bmap import DAMAGED, STATE_NAMES, ExtentMap, fork_map, fork_source
+from .bmap import DAMAGED, DATA, STATE_NAMES, ExtentMap, fork_map, fork_source
 from .dirs import RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
 from .intents import Intents
@@ -464,20 +464,32 @@ class XfsFileSystem(FileSystem):
         dbs, bs = g.dir_block_size, self.block_size
         per = dbs // bs
         blocks: list[int] = []
+        direct: dict[int, int] = {}  # directory block -> its volume offset, when in one extent
         last = -1
         # data blocks only: below the leaf offset and inside di_size (which ends them)
         limit = min(S.XFS_DIR2_LEAF_OFFSET, -(-rec.size // dbs) * dbs) // bs
-        for lb, _pb, cnt, st in emap.rows():
+        for lb, pb, cnt, st in emap.rows():
             if st == DAMAGED or lb >= limit:
                 continue
             first = max(lb // per, last + 1)
             end = (min(lb + cnt, limit) - 1) // per
             blocks.extend(range(first, end + 1))
             last = max(last, end)
-        src = fork_source(self.dev, bs, min(limit, (last + 1) * per) * bs, emap, where)
+            if st == DATA:
+                for db in range(first, end + 1):
+                    if lb <= db * per and (db + 1) * per <= lb + cnt:
+                        direct[db] = (pb + db * per - lb) * bs
+        src = None
         out: list[RawDirent] = []
         for db in blocks:
-            data = src.read(db * dbs, dbs)
+            at = direct.get(db)
+            if at is not None:
+                data = self.read_bytes(at, dbs, where)
+            else:
+                if src is None:
+                    src = fork_source(self.dev, bs, min(limit, (last + 1) * per) * bs, emap,
+                                      where)
+                data = src.read(db * dbs, dbs)
             if g.crc and int.from_bytes(data[:4], "big") in (S.XFS_DIR3_BLOCK_MAGIC,
                                                                S.XFS_DIR3_DATA_MAGIC):
                 if not crc_ok(data, S.DIR3_CRC_OFF):
