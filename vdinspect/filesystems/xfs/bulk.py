@@ -46,16 +46,18 @@ def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray
     out = np.empty((n, isz), dtype=np.uint8)
     keys = (agno << 32) | (agino >> glog)
     order = np.argsort(keys, kind="stable")
-    bounds = np.flatnonzero(np.diff(keys[order])) + 1
-    for grp in np.split(order, bounds):
+    sk = keys[order]
+    cuts = [0, *(np.flatnonzero(sk[1:] != sk[:-1]) + 1).tolist(), n]
+    for lo, hi in zip(cuts, cuts[1:]):
+        grp = order[lo:hi]
         i0 = int(grp[0])
         a, first = int(agno[i0]), int(agino[i0]) >> glog << glog
         start = (a * g.agblocks + (first >> g.inopblog)) * bs
         length = min(isz << glog, fs.dev.size - start)
-        data = fs.inode_group(start, length)
+        recs = fs.inode_group(start, length)  # (whole records, isz) uint8
         rel = agino[grp] - first
-        if int(rel.max()) * isz + isz <= len(data):
-            out[grp] = data[:len(data) // isz * isz].reshape(-1, isz)[rel]
+        if int(rel.max()) < len(recs):
+            out[grp] = recs[rel]
             continue
         for i, r in zip(grp.tolist(), rel.tolist()):  # cut short by the volume's end
             at = start + r * isz
@@ -140,7 +142,7 @@ def live_rows(fs: XfsFileSystem, live: list, dpath: str) -> list:
     keep = np.flatnonzero(good)
     if not len(keep):
         return res
-    recs = recs[keep]
+    recs = flat[keep].view(core_dtype(isz, g.crc)).ravel()  # rows: a plain copy
     # size, allocated, mode, uid, gid, created, modified, accessed, changed, inode, links:
     # the row's contiguous integer run, made in one array and listed row by row
     vals = np.empty((len(keep), 12), dtype=np.int64)

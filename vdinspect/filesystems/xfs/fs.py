@@ -101,10 +101,12 @@ class XfsFileSystem(FileSystem):
         return self.dev.read(offset, length)
 
     def inode_group(self, offset: int, length: int) -> np.ndarray:
-        """``length`` bytes of inodes at ``offset`` as a uint8 array, cached (the bulk
-        inode reads of ``files()``)."""
+        """The whole inode records in ``length`` bytes at ``offset``, as an (n, inode
+        size) uint8 array, cached (the bulk inode reads of ``files()``)."""
+        isz = self.geo.inode_size
         return self._groups.get((offset, length), lambda: np.frombuffer(
-            self.read_bytes(offset, length, "inodes"), dtype=np.uint8))
+            self.read_bytes(offset, length, "inodes"), dtype=np.uint8,
+            count=length // isz * isz).reshape(-1, isz))
 
     def chunk(self, k: int) -> bytes:
         """The volume's ``k``-th ``CHUNK`` of bytes (shorter at the end), cached."""
@@ -484,7 +486,7 @@ class XfsFileSystem(FileSystem):
         for db in blocks:
             at = direct.get(db)
             if at is not None:
-                data = self.read_bytes(at, dbs, where)
+                data = self.dev.read(at, dbs)  # inside the volume: fork_map checked it
             else:
                 if src is None:
                     src = fork_source(self.dev, bs, min(limit, (last + 1) * per) * bs, emap,
