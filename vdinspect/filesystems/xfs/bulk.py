@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...errors import VDInspectError
 from ...io import crc32c, crc32c_records
 from ..base import DIR, FILE
 from . import structs as S
@@ -104,51 +105,30 @@ def times_ns(raw: np.ndarray, bigtime: np.ndarray) -> np.ndarray:
     return np.where(bigtime, big, old)
 
 
-def live_rows(fs: XfsFileSystem, live: list, dpath: str) -> list:
-    """For each raw entry (None for a removed one), its files() row tuple and handle (the inode number of a
-    directory, else None) when its inode is a plain file or directory passing every check
-    (magic, version, CRC, number, file type), else None (the Entry path reports it)."""
-    n = len(live)
-    res: list = [None] * n
-    if not n:
-        return res
+def decode(fs: XfsFileSystem, flat: np.ndarray, inos: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(good, vals) of (n, isz) inode records numbered ``inos``: which are plain files or
+    directories passing every check of their own (magic, version, sizes, number, CRC),
+    and for those the row's integer run: size, allocated, mode, uid, gid, created,
+    modified, accessed, changed (ns; created 0 on v4), inode, links, then di_flags."""
     g = fs.geo
     bs, isz = fs.block_size, g.inode_size
-    bits = g.agblklog + g.inopblog
-    inos = np.fromiter((0 if r.deleted else r.ino for r in live), dtype=np.uint64, count=n)
-    agno = (inos >> np.uint64(bits)).astype(np.int64)
-    agino = (inos & np.uint64((1 << bits) - 1)).astype(np.int64)
-    agbno = agino >> g.inopblog
-    offs = (agno * g.agblocks + agbno) * bs + (agino & ((1 << g.inopblog) - 1)) * isz
-    ok = (inos > 0) & (agno < g.agcount) & (agbno < g.agblocks)
-    ok &= (offs >= 0) & (offs + isz <= fs.dev.size)
-    idx = np.flatnonzero(ok)
-    if not len(idx):
-        return res
-    flat = gather(fs, agno[idx], agino[idx])
     recs = flat.view(core_dtype(isz, g.crc)).ravel()
-    mode = recs["di_mode"].astype(np.int64)
-    fmt = mode & S_IFMT
+    fmt = recs["di_mode"] & S_IFMT
     ver = recs["di_version"]
     good = (recs["di_magic"] == S.XFS_DINODE_MAGIC) & ((fmt == S_IFREG) | (fmt == S_IFDIR))
     good &= (recs["di_size"] < 1 << 63) & (recs["di_nblocks"] < (1 << 63) // bs)
     good &= (ver == 3) if g.crc else ((ver == 1) | (ver == 2))
-    ft = np.fromiter((live[i].ftype for i in idx.tolist()), dtype=np.int64, count=len(idx))
-    good &= (ft == 0) | ((ft == 1) & (fmt == S_IFREG)) | ((ft == 2) & (fmt == S_IFDIR))
     if g.crc:
-        good &= recs["di_ino"] == inos[idx]
+        good &= recs["di_ino"] == inos
         sel = np.flatnonzero(good)
         good[sel] = crc_good(flat[sel], S.DINODE_CRC_OFF)
     keep = np.flatnonzero(good)
-    if not len(keep):
-        return res
     recs = flat[keep].view(core_dtype(isz, g.crc)).ravel()  # rows: a plain copy
-    # size, allocated, mode, uid, gid, created, modified, accessed, changed, inode, links:
-    # the row's contiguous integer run, made in one array and listed row by row
     vals = np.empty((len(keep), 12), dtype=np.int64)
     vals[:, 0] = recs["di_size"]
     vals[:, 1] = recs["di_nblocks"].astype(np.int64) * bs
-    vals[:, 2] = mode[keep]
+    vals[:, 2] = recs["di_mode"]
     vals[:, 3] = recs["di_uid"]
     vals[:, 4] = recs["di_gid"]
     stamps = ["di_crtime"] if g.crc else []
@@ -157,16 +137,108 @@ def live_rows(fs: XfsFileSystem, live: list, dpath: str) -> list:
     big = ((recs["di_flags2"] & S.DIFLAG2_BIGTIME) != 0) if g.crc else np.zeros(
         len(keep), dtype=bool)
     vals[:, 9 - len(stamps):9] = times_ns(raw, big[:, None])
-    vals[:, 9] = inos[idx[keep]]
+    if not g.crc:
+        vals[:, 5] = 0
+    vals[:, 9] = inos[keep]
     vals[:, 10] = np.where(recs["di_version"] == 1, recs["di_onlink"], recs["di_nlink"])
     vals[:, 11] = recs["di_flags"]
-    isdir = (vals[:, 2] & S_IFMT) == S_IFDIR
+    return good, vals
+
+
+class InodeTable:
+    """Every inode of the volume's inode chunks decoded at once (a whole-volume listing):
+    inode numbers sorted, each with its row values when it passed :func:`decode`."""
+
+    LIMIT = 1 << 18  # inodes; a larger volume is decoded folder by folder
+
+    def __init__(self, inos: np.ndarray, where: np.ndarray, vals: np.ndarray) -> None:
+        self.inos, self.where, self.vals = inos, where, vals  # where: row of vals, or -1
+
+    @classmethod
+    def build(cls, fs: XfsFileSystem) -> InodeTable | None:
+        """The table, or None when the inode btrees are too large or unreadable (the
+        folder-by-folder path then reads, and reports, what it can)."""
+        g = fs.geo
+        if g.raw["sb_icount"] > cls.LIMIT:
+            return None
+        bits = g.agblklog + g.inopblog
+        slot = np.arange(64, dtype=np.int64)
+        parts = []
+        try:
+            for agno in range(g.agcount):
+                start, _free, holes = fs.ags.chunks(agno)
+                real = ((holes.astype(np.int64)[:, None] >> (slot // 4)) & 1) == 0
+                agino = (start[:, None] + slot)[real]
+                parts.append((agno << bits) + agino)
+        except VDInspectError:
+            return None
+        inos = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        if len(inos) > cls.LIMIT:
+            return None
+        agno, agino = inos >> bits, inos & ((1 << bits) - 1)
+        offs = ((agno * g.agblocks + (agino >> g.inopblog)) * fs.block_size
+                + (agino & ((1 << g.inopblog) - 1)) * g.inode_size)
+        inside = (agno < g.agcount) & ((agino >> g.inopblog) < g.agblocks)
+        inside &= offs + g.inode_size <= fs.dev.size
+        inos, agno, agino = inos[inside], agno[inside], agino[inside]
+        try:
+            flat = gather(fs, agno, agino)
+        except VDInspectError:
+            return None
+        good, vals = decode(fs, flat, inos.astype(np.uint64))
+        where = np.full(len(inos), -1, dtype=np.int64)
+        where[good] = np.arange(int(good.sum()))
+        return cls(inos, where, vals)
+
+
+def live_rows(fs: XfsFileSystem, live: list, dpath: str,
+              table: InodeTable | None = None) -> list:
+    """For each raw entry (None for a removed one), its files() row tuple and handle (the
+    inode number of a directory, else None) when its inode is a plain file or directory
+    passing every check (magic, version, CRC, number, file type), else None (the Entry
+    path reports it). ``table``: inodes decoded beforehand; the others are read here."""
+    n = len(live)
+    res: list = [None] * n
+    if not n:
+        return res
+    g = fs.geo
+    isz = g.inode_size
+    bits = g.agblklog + g.inopblog
+    inos = np.fromiter((0 if r.deleted else r.ino for r in live), dtype=np.uint64, count=n)
+    ft = np.fromiter((r.ftype for r in live), dtype=np.int64, count=n)
+    pos: list = [None] * n  # the row values of each entry that has them
+    todo = np.arange(n)
+    if table is not None and len(table.inos):
+        j = np.minimum(np.searchsorted(table.inos, inos.astype(np.int64)), len(table.inos) - 1)
+        hit = (table.inos[j] == inos.astype(np.int64)) & (inos > 0)
+        w = np.where(hit, table.where[j], -1)
+        for i, v in zip(np.flatnonzero(w >= 0).tolist(), table.vals[w[w >= 0]].tolist()):
+            pos[i] = v
+        todo = np.flatnonzero(~hit)
+    if len(todo):
+        sub = inos[todo]
+        agno = (sub >> np.uint64(bits)).astype(np.int64)
+        agino = (sub & np.uint64((1 << bits) - 1)).astype(np.int64)
+        agbno = agino >> g.inopblog
+        offs = ((agno * g.agblocks + agbno) * fs.block_size
+                + (agino & ((1 << g.inopblog) - 1)) * isz)
+        ok = (sub > 0) & (agno < g.agcount) & (agbno < g.agblocks)
+        ok &= (offs >= 0) & (offs + isz <= fs.dev.size)
+        idx = np.flatnonzero(ok)
+        if len(idx):
+            good, vals = decode(fs, gather(fs, agno[idx], agino[idx]), sub[idx])
+            for i, v in zip(todo[idx[good]].tolist(), vals.tolist()):
+                pos[i] = v
     prefix = "/" if dpath in ("", "/") else dpath + "/"
     v5 = g.crc
-    for i, d, v in zip(idx[keep].tolist(), isdir.tolist(), vals.tolist()):
-        name = live[i].name.decode("utf-8", "surrogateescape")
-        if not v5:
-            v[5] = None
-        res[i] = ((prefix + name, name, dpath, DIR if d else FILE, *v[:11], False, False,
-                   None, v[11], None, "index"), v[9] if d else None)
+    for i, (raw, v, t) in enumerate(zip(live, pos, ft.tolist())):
+        if v is None:
+            continue
+        isdir = v[2] & S_IFMT == S_IFDIR
+        if t and not ((t == 1 and not isdir) or (t == 2 and isdir)):
+            continue  # the entry's file type disagrees: the Entry path says so
+        name = raw.name.decode("utf-8", "surrogateescape")
+        res[i] = ((prefix + name, name, dpath, DIR if isdir else FILE, *v[:5],
+                   v[5] if v5 else None, *v[6:11], False, False, None, v[11], None,
+                   "index"), v[9] if isdir else None)
     return res

@@ -30,6 +30,7 @@ from . import structs as S
 from .ag import AllocationGroups
 from .attrs import read_xattrs
 from .bmap import DAMAGED, DATA, STATE_NAMES, ExtentMap, fork_map, fork_source
+from .bulk import InodeTable
 from .dirs import RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
 from .intents import Intents
@@ -75,6 +76,7 @@ class XfsFileSystem(FileSystem):
         self.uuid = g.uuid
         if g.raw["sb_versionnum"] & 0x4000:  # BORG: ASCII case-insensitive names
             self.case_sensitive = False
+        self.inode_table: InodeTable | None = None  # during a whole-volume files()
         self.intents: Intents | None = None  # open log intents carried out (a replay)
         self.log: LogState = log_state(self)
         if self.log.dirty and replay_log and replay_into(self) is not None:
@@ -95,7 +97,8 @@ class XfsFileSystem(FileSystem):
                       f"volume ({self.dev.size:#x})", structure, offset)
         if length <= 4096 and offset // CHUNK == (offset + length - 1) // CHUNK:
             k = offset // CHUNK
-            chunk = self.chunk(k)
+            chunk = self._chunks.get(k, lambda: self.dev.read(
+                k * CHUNK, min(CHUNK, self.dev.size - k * CHUNK)))
             a = offset - k * CHUNK
             return chunk[a:a + length]
         return self.dev.read(offset, length)
@@ -107,11 +110,6 @@ class XfsFileSystem(FileSystem):
         return self._groups.get((offset, length), lambda: np.frombuffer(
             self.read_bytes(offset, length, "inodes"), dtype=np.uint8,
             count=length // isz * isz).reshape(-1, isz))
-
-    def chunk(self, k: int) -> bytes:
-        """The volume's ``k``-th ``CHUNK`` of bytes (shorter at the end), cached."""
-        return self._chunks.get(k, lambda: self.dev.read(
-            k * CHUNK, min(CHUNK, self.dev.size - k * CHUNK)))
 
     def read_block(self, blk: int, structure: str, count: int = 1) -> bytes:
         """``count`` filesystem blocks from linear block ``blk``."""
@@ -420,10 +418,12 @@ class XfsFileSystem(FileSystem):
         if top.kind != DIR:
             return super().files(path, recursive=recursive, deleted=deleted)
         self._dircache = {}  # the orphan search reads every directory again
+        if recursive and top.inode == self.geo.rootino:  # the whole tree: every inode
+            self.inode_table = InodeTable.build(self)
         try:
             rows = walk_rows(self, top, recursive, deleted)
         finally:
-            self._dircache = None
+            self._dircache = self.inode_table = None
         df = rows_frame(rows)
 
         def entries() -> list[Entry]:  # only asked for when the volume has damage

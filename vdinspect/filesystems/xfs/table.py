@@ -121,7 +121,7 @@ def _children(fs: XfsFileSystem, d, dpath: str, bs: int) -> list[tuple[tuple, ob
         d = fs.inode(d)
     if isinstance(d, Inode):
         raws = fs.dir_entries(d)
-        fast = live_rows(fs, raws, dpath)
+        fast = live_rows(fs, raws, dpath, fs.inode_table)
         new = fs.log_new_names(d, raws)
         out = []
         for raw, got in zip(raws, fast):
