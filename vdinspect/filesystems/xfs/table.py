@@ -178,6 +178,12 @@ def rows_frame(rows: list[tuple]) -> pd.DataFrame:
                                           np.zeros(n, dtype=bool))
         except (TypeError, OverflowError):
             pass
+        obj = np.array(vals, dtype=object)
+        mask = np.equal(obj, None)
+        try:  # some absent (NA), the rest in range: still without a Python loop
+            return pd.arrays.IntegerArray(np.where(mask, 0, obj).astype(np.int64), mask)
+        except (TypeError, OverflowError):
+            pass
         vals = [v if v is None or lo <= v < hi else None for v in vals]
         mask = np.fromiter((v is None for v in vals), dtype=bool, count=n)
         arr = np.fromiter((0 if v is None else v for v in vals), dtype=np.int64, count=n)
@@ -190,8 +196,8 @@ def rows_frame(rows: list[tuple]) -> pd.DataFrame:
             return pd.array([frame_text(v) for v in vals], dtype="string")
 
     def times(vals):
-        a = np.fromiter((NAT if v is None else v // 1000 for v in vals), dtype=np.int64,
-                        count=n)
+        a = ints(vals)  # ns, NA where absent: microseconds, NaT where absent
+        a = np.where(a.isna(), NAT, a.to_numpy(dtype=np.int64, na_value=0) // 1000)
         return pd.Series(a.view("datetime64[us]")).dt.tz_localize("UTC").array
 
     out = {
