@@ -235,10 +235,11 @@ def live_rows(fs: XfsFileSystem, live: list, dpath: str,
         if v is None:
             continue
         isdir = v[2] & S_IFMT == S_IFDIR
-        if t and not ((t == 1 and not isdir) or (t == 2 and isdir)):
+        if t and t != (2 if isdir else 1):
             continue  # the entry's file type disagrees: the Entry path says so
+        if not v5:
+            v[5] = None  # no creation time before v5
         name = raw.name.decode("utf-8", "surrogateescape")
-        res[i] = ((prefix + name, name, dpath, DIR if isdir else FILE, *v[:5],
-                   v[5] if v5 else None, *v[6:11], False, False, None, v[11], None,
-                   "index"), v[9] if isdir else None)
+        res[i] = ((prefix + name, name, dpath, DIR if isdir else FILE, *v[:11], False, False,
+                   None, v[11], None, "index"), v[9] if isdir else None)
     return res
