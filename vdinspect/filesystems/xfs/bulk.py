@@ -26,14 +26,22 @@ if TYPE_CHECKING:
 S_IFMT, S_IFREG, S_IFDIR = 0o170000, 0o100000, 0o40000
 
 
-@functools.lru_cache(maxsize=8)
-def core_dtype(isz: int, v3: bool) -> np.dtype:
-    """The inode core's fields (structs.Dinode) at their offsets in an ``isz``-byte record."""
+@functools.lru_cache(maxsize=4)
+def core_dtype(v3: bool) -> np.dtype:
+    """The inode core's fields (structs.Dinode; v1/v2: those before di_crc), packed as
+    the core lies at the start of each record."""
     base = S.dtype(S.Dinode)
     last = len(S.DINODE_FIELDS) if v3 else S.DINODE_FIELDS.index("di_crc")
     names = [n for n in base.names if n in S.DINODE_FIELDS[:last]]
+    size = max(base.fields[n][1] + base.fields[n][0].itemsize for n in names)
     return np.dtype({"names": names, "formats": [base.fields[n][0] for n in names],
-                     "offsets": [base.fields[n][1] for n in names], "itemsize": isz})
+                     "offsets": [base.fields[n][1] for n in names], "itemsize": size})
+
+
+def cores(flat: np.ndarray, v3: bool) -> np.ndarray:
+    """The cores of (n, isz) inode records as a structured array (a compact copy)."""
+    dt = core_dtype(v3)
+    return np.ascontiguousarray(flat[:, :dt.itemsize]).view(dt).ravel()
 
 
 def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray:
@@ -112,8 +120,8 @@ def decode(fs: XfsFileSystem, flat: np.ndarray, inos: np.ndarray
     and for those the row's integer run: size, allocated, mode, uid, gid, created,
     modified, accessed, changed (ns; created 0 on v4), inode, links, then di_flags."""
     g = fs.geo
-    bs, isz = fs.block_size, g.inode_size
-    recs = flat.view(core_dtype(isz, g.crc)).ravel()
+    bs = fs.block_size
+    recs = cores(flat, g.crc)
     fmt = recs["di_mode"] & S_IFMT
     ver = recs["di_version"]
     good = (recs["di_magic"] == S.XFS_DINODE_MAGIC) & ((fmt == S_IFREG) | (fmt == S_IFDIR))
@@ -122,9 +130,9 @@ def decode(fs: XfsFileSystem, flat: np.ndarray, inos: np.ndarray
     if g.crc:
         good &= recs["di_ino"] == inos
         sel = np.flatnonzero(good)
-        good[sel] = crc_good(flat[sel], S.DINODE_CRC_OFF)
+        good[sel] = crc_good(flat if len(sel) == len(flat) else flat[sel], S.DINODE_CRC_OFF)
     keep = np.flatnonzero(good)
-    recs = flat[keep].view(core_dtype(isz, g.crc)).ravel()  # rows: a plain copy
+    recs = recs[keep] if len(keep) < len(recs) else recs
     vals = np.empty((len(keep), 12), dtype=np.int64)
     vals[:, 0] = recs["di_size"]
     vals[:, 1] = recs["di_nblocks"].astype(np.int64) * bs
