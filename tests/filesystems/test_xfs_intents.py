@@ -73,6 +73,7 @@ def built(request, tmp_path_factory):
     ops += B.transaction(0x107, [B.done_item(B.LI_BUD, 0x23)])  # closed: /c unchanged
     ops += B.transaction(0x108, [B.rui_item(0x31, ino["a"], fsb["b"], 0, 1, 1)])
     ops += B.transaction(0x109, [B.efi_item(0x13, [(outside, 1)])])  # bad: dropped
+    ops += B.transaction(0x10A, [B.bui_item(0x24, ino["c"], fsb["c"], 0, 1, 7)])  # bad type
     w.record(ops)
     raw = bytearray(img.read_bytes())
     w.apply(raw, log_at)
@@ -89,7 +90,7 @@ def test_logprint_reads_the_intents_as_built(built):
     m = re.search(r"log tail: (\d+) head: (\d+)", out)
     assert m and (int(m.group(1)), int(m.group(2))) == (2, built["head"])
     tids = [int(x, 16) for x in re.findall(r"TRANS: tid:(0x[0-9a-f]+)\s+#items:", out)]
-    assert tids == list(range(0x101, 0x10A))
+    assert tids == list(range(0x101, 0x10B))
     efis = re.findall(r"EFI:\s+#regs:\s*\d+\s+num_extents:\s*(\d+)\s+id:\s*(0x[0-9a-f]+)",
                       out)
     assert [(int(n), int(i, 16)) for n, i in efis] == [(1, 0x11), (1, 0x12), (1, 0x13)]
@@ -99,7 +100,7 @@ def test_logprint_reads_the_intents_as_built(built):
     starts = [int(s, 16) for s in re.findall(r"\(s: (0x[0-9a-f]+), l: \d+\)", out)]
     assert starts[:2] == [built["fsb"]["d"], built["fsb"]["e"]]
     buis = re.findall(r"BUI:\s+#regs:\s*\d+\s+num_extents:\s*\d+\s+id:\s*(0x[0-9a-f]+)", out)
-    assert [int(i, 16) for i in buis] == [0x21, 0x22, 0x23]
+    assert [int(i, 16) for i in buis] == [0x21, 0x22, 0x23, 0x24]
     assert [int(i, 16) for i in re.findall(r"BUD:\s+#regs:\s*\d+\s+id:\s*(0x[0-9a-f]+)",
                                            out)] == [0x23]
     assert re.search(r"RUI:\s+#regs:\s*\d+\s+num_extents:\s*1\s+id:\s*0x31", out)
@@ -127,12 +128,13 @@ def test_open_efi_frees_its_extents(built):
     assert not _covered(flat.free_ranges(), d_at, BS)
     state = fs.info()["log_state"]
     assert "open intents carried out: 2 BUI, 1 EFI" in state
-    assert "not applied: 1 EFI, 1 RUI" in state
+    assert "not applied: 1 BUI, 1 EFI, 1 RUI" in state
     rows = fs.check()
     intents = rows[rows.structure == "log intent"]
     assert set(intents.severity) == {"error", "warning"}
     assert any("RUI 0x31" in m for m in intents.message)
     assert any("EFI 0x13" in m and "dropped" in m for m in intents.message)
+    assert any("BUI 0x24" in m and "flags 0x7" in m for m in intents.message)
 
 
 def test_open_bui_maps_and_unmaps(built):
