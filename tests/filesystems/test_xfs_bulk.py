@@ -130,6 +130,16 @@ def test_rows_match_xfs_db(image):
 
 
 @needs_xfs
+def test_volume_table_and_folder_path_agree(image, monkeypatch):
+    """Past the table's bound the listing is decoded folder by folder: the same frame."""
+    _ver, img = image
+    whole = open_filesystem(FileSource(img), "xfs").files()
+    monkeypatch.setattr(bulk.InodeTable, "LIMIT", 10)
+    assert bulk.InodeTable.build(open_filesystem(FileSource(img), "xfs")) is None
+    assert open_filesystem(FileSource(img), "xfs").files().equals(whole)
+
+
+@needs_xfs
 def test_damaged_inode_still_reported(image, tmp_path):
     """An inode that fails its checks (v5: the CRC; v4: the magic) is left to the
     one-inode path: strict mode reports the folder, salvage lists the name with a note."""
