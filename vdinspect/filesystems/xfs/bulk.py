@@ -39,9 +39,8 @@ def core_dtype(v3: bool) -> np.dtype:
 
 
 def cores(flat: np.ndarray, v3: bool) -> np.ndarray:
-    """The cores of (n, isz) inode records as a structured array (a compact copy)."""
-    dt = core_dtype(v3)
-    return np.ascontiguousarray(flat[:, :dt.itemsize]).view(dt).ravel()
+    """The cores of (n, isz) inode records, copied compactly: (n, core size) uint8."""
+    return np.ascontiguousarray(flat[:, :core_dtype(v3).itemsize])
 
 
 def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray:
@@ -121,7 +120,8 @@ def decode(fs: XfsFileSystem, flat: np.ndarray, inos: np.ndarray
     modified, accessed, changed (ns; created 0 on v4), inode, links, then di_flags."""
     g = fs.geo
     bs = fs.block_size
-    recs = cores(flat, g.crc)
+    core = cores(flat, g.crc)
+    recs = core.view(core_dtype(g.crc)).ravel()
     fmt = recs["di_mode"] & S_IFMT
     ver = recs["di_version"]
     good = (recs["di_magic"] == S.XFS_DINODE_MAGIC) & ((fmt == S_IFREG) | (fmt == S_IFDIR))
@@ -129,10 +129,10 @@ def decode(fs: XfsFileSystem, flat: np.ndarray, inos: np.ndarray
     good &= (ver == 3) if g.crc else ((ver == 1) | (ver == 2))
     if g.crc:
         good &= recs["di_ino"] == inos
-        sel = np.flatnonzero(good)
-        good[sel] = crc_good(flat if len(sel) == len(flat) else flat[sel], S.DINODE_CRC_OFF)
+        good &= crc_good(flat, S.DINODE_CRC_OFF)  # every record: no copy of the good ones
     keep = np.flatnonzero(good)
-    recs = recs[keep] if len(keep) < len(recs) else recs
+    if len(keep) < len(recs):  # indexed as bytes (a structured fancy index is slow)
+        recs = core[keep].view(core_dtype(g.crc)).ravel()
     vals = np.empty((len(keep), 12), dtype=np.int64)
     vals[:, 0] = recs["di_size"]
     vals[:, 1] = recs["di_nblocks"].astype(np.int64) * bs
