@@ -8,7 +8,7 @@ is no fls for XFS), and reading a large file against the page-cache ceiling.
    folders plus one 64 MiB file, an XFS volume from it with ``mkfs.xfs -p`` (a prototype
    file) and an ext4 volume with ``mke2fs -d``;
 2. listing: ``FileSystem.files()`` of the XFS (open + walk + DataFrame) against
-   ``fls -r -p`` of the ext4 (target: within 2x), best of 3 after a warm-up;
+   ``fls -r -p`` of the ext4 (target: within 2x), best of 5 runs each, taken in turn;
 3. reading: the 64 MiB file through ``fs.open`` in MiB/s, against reading the same number
    of bytes of the image file with ``os.pread`` (the page-cache ceiling).
 
@@ -100,7 +100,8 @@ def main() -> int:
         return open_filesystem(FileSource(xfs), "xfs").files()
 
     results = {}
-    df, results["listing"] = listing_vs_fls(ours_list, ext, LISTING_TARGET, args.profile)
+    df, results["listing"] = listing_vs_fls(ours_list, ext, LISTING_TARGET, args.profile,
+                                              repeat=5, interleave=True)
     fs = open_filesystem(FileSource(xfs), "xfs")
     size = fs.stat("/big.bin").size
 

@@ -32,9 +32,11 @@ def timed(fn, child: bool = False, repeat: int = 3) -> tuple[float, float]:
     return min(walls), min(cpus)
 
 
-def listing_vs_fls(ours_list, img, target: float = 3.0, profile: bool = False):
+def listing_vs_fls(ours_list, img, target: float = 3.0, profile: bool = False,
+                   repeat: int = 3, interleave: bool = False):
     """Time ``ours_list()`` (a ``files()`` listing) against ``fls -r -p`` of ``img``; print
-    the ratio and return (the frame, a results dict)."""
+    the ratio and return (the frame, a results dict). ``interleave``: one run of each in
+    turn, ``repeat`` times (a busy machine's load then weighs on both alike)."""
     import cProfile
     import pstats
     import subprocess
@@ -45,8 +47,16 @@ def listing_vs_fls(ours_list, img, target: float = 3.0, profile: bool = False):
     df = ours_list()
     fls_rows = subprocess.run(["fls", "-r", "-p", str(img)], check=True,
                               capture_output=True).stdout.count(b"\n")
-    w_ours, c_ours = timed(ours_list)
-    w_fls, c_fls = timed(fls_list, child=True)
+    if interleave:
+        ours, theirs = [], []
+        for _ in range(repeat):
+            ours.append(timed(ours_list, repeat=1))
+            theirs.append(timed(fls_list, child=True, repeat=1))
+        w_ours, c_ours = min(w for w, _ in ours), min(c for _, c in ours)
+        w_fls, c_fls = min(w for w, _ in theirs), min(c for _, c in theirs)
+    else:
+        w_ours, c_ours = timed(ours_list, repeat=repeat)
+        w_fls, c_fls = timed(fls_list, child=True, repeat=repeat)
     ratio_wall, ratio_cpu = w_ours / w_fls, c_ours / max(c_fls, 1e-9)
     print(
         f"listing {len(df)} entries (fls: {fls_rows} lines): files() {w_ours:.3f} s wall / "

@@ -122,6 +122,41 @@ def inode_item(ino: int, blkno: int, nbb: int, boffset: int, fields: int, core: 
     return [fmt, *regions]
 
 
+LI_EFI, LI_EFD, LI_RUI, LI_RUD, LI_BUI, LI_BUD = 0x1236, 0x1237, 0x1240, 0x1241, 0x1244, 0x1245
+BMAP_MAP, BMAP_UNMAP, BMAP_UNWRITTEN = 1, 2, 1 << 30
+
+
+def efi_item(ident: int, extents: list[tuple[int, int]], packed: bool = False,
+             done: bool = False) -> list[bytes]:
+    """An extent-free intent (or with ``done`` its EFD): type, size (1), nextents, id,
+    then xfs_extent_64_t records (start fsblock, length, pad) or, ``packed``,
+    xfs_extent_32_t (start, length)."""
+    head = struct.pack("<HHIQ", LI_EFD if done else LI_EFI, 1, len(extents), ident)
+    rec = "<QI" if packed else "<QII"
+    return [head + b"".join(struct.pack(rec, a, n, *([] if packed else [0]))
+                            for a, n in extents)]
+
+
+def bui_item(ident: int, owner: int, startblock: int, startoff: int, length: int,
+             flags: int) -> list[bytes]:
+    """A file mapping update intent: type, size (1), nextents (1), id, then one
+    xfs_map_extent (owner, startblock, startoff, len, flags)."""
+    return [struct.pack("<HHIQQQQII", LI_BUI, 1, 1, ident, owner, startblock, startoff,
+                        length, flags)]
+
+
+def rui_item(ident: int, owner: int, startblock: int, startoff: int, length: int,
+             flags: int) -> list[bytes]:
+    """A reverse-mapping update intent: the same head, one xfs_map_extent."""
+    return [struct.pack("<HHIQQQQII", LI_RUI, 1, 1, ident, owner, startblock, startoff,
+                        length, flags)]
+
+
+def done_item(kind: int, ident: int) -> list[bytes]:
+    """A BUD or RUD: type, size (1), padding, the id of the intent it closes."""
+    return [struct.pack("<HHIQ", kind, 1, 0, ident)]
+
+
 def transaction(tid: int, items: list[list[bytes]], commit: bool = True
                 ) -> list[tuple[int, int, bytes]]:
     """The operations of one transaction: start, header, every region, commit."""

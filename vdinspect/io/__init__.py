@@ -1,7 +1,7 @@
 """Byte sources (the read protocol) and the metadata cache."""
 
 from .cache import LRUCache
-from .checksums import crc32c
+from .checksums import crc32c, crc32c_records
 from .fileobj import FileObjectSource
 from .overlay import OverlaySource
 from .paths import PathPolicy
@@ -20,5 +20,5 @@ from .sources import (
 
 __all__ = ["ByteSource", "FileSource", "FileObjectSource", "MemorySource", "Slice", "Concat",
            "Zero", "LRUCache",
-           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "crc32c",
+           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "crc32c", "crc32c_records",
            "OverlaySource", "PathPolicy"]

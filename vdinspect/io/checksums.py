@@ -127,4 +127,12 @@ def crc32c(data, value: int = 0) -> int:
     return crc32c_pure(data, value)
 
 
-__all__ = ["CRC32C_POLY", "crc32c", "crc32c_pure"]
+def crc32c_records(data, size: int) -> list[int]:
+    """The :func:`crc32c` of each consecutive ``size``-byte record of ``data`` (a bytes-like
+    object whose length is a multiple of ``size``): one call per record, no copies."""
+    mv = memoryview(data).cast("B")
+    f = _c_crc32c if _c_crc32c is not None else crc32c_pure
+    return [f(mv[i:i + size]) for i in range(0, len(mv) - size + 1, size)]
+
+
+__all__ = ["CRC32C_POLY", "crc32c", "crc32c_pure", "crc32c_records"]

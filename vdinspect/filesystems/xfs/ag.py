@@ -159,6 +159,8 @@ class AllocationGroups:
         a = recs["ar_startblock"].astype(np.int64)
         order = np.argsort(a)
         got = (a[order], (a + recs["ar_blockcount"].astype(np.int64))[order])
+        if self.fs.intents is not None:  # extents an open log intent frees
+            got = self.fs.intents.free_view(agno, *got)
         self._free[agno] = got
         return got
 
@@ -214,34 +216,37 @@ class AllocationGroups:
         special = {r["sb_rbmino"], r["sb_rsumino"], r["sb_uquotino"], r["sb_gquotino"],
                    r["sb_pquotino"]}
         out = []
+        known = np.sort(np.fromiter((i for i in named | special if 0 <= i < 1 << 63),
+                                    dtype=np.int64))
+        slot = np.arange(64, dtype=np.int64)
         for agno in range(g.agcount):
             start, free, holes = self.chunks(agno)
-            for st, fr, ho in zip(start.tolist(), free.tolist(), holes.tolist()):
-                for k in range(64):
-                    if ho >> (k // 4) & 1:
-                        continue
-                    ino = g.agino_to_ino(agno, st + k)
-                    if ino in named or ino in special:
-                        continue
-                    try:
-                        rec = fs.inode(ino)
-                    except CorruptImage:
-                        continue
-                    name = f"OrphanFile-{ino}"
-                    if fr >> k & 1:
-                        if not rec.f["di_ctime"]:
-                            continue  # never used
-                        ok, why = fs.recoverability(rec)
-                        e = fs.make_entry(name, rec, True, note="unnamed inode; " + why,
-                                          recoverable=ok)
-                    elif rec.mode:
-                        e = fs.make_entry(name, rec, False, recoverable=True,
-                                          note="allocated inode that no directory entry "
-                                               "names (xfs_repair would move it to lost+found)")
-                    else:
-                        continue
-                    e.found_by = "inode-table"
-                    out.append(e)
+            # every inode slot of every chunk at once; a sparse chunk's holes left out
+            inos = g.agino_to_ino(agno, 0) + start[:, None] + slot
+            real = ((holes.astype(np.int64)[:, None] >> (slot // 4)) & 1) == 0
+            free_bit = ((free[:, None] >> slot.astype(np.uint64)) & np.uint64(1)) != 0
+            at = np.minimum(np.searchsorted(known, inos), max(len(known) - 1, 0))
+            pick = real & ~(known[at] == inos if len(known) else False)
+            for ino, fr in zip(inos[pick].tolist(), free_bit[pick].tolist()):
+                try:
+                    rec = fs.inode(ino)
+                except CorruptImage:
+                    continue
+                name = f"OrphanFile-{ino}"
+                if fr:
+                    if not rec.f["di_ctime"]:
+                        continue  # never used
+                    ok, why = fs.recoverability(rec)
+                    e = fs.make_entry(name, rec, True, note="unnamed inode; " + why,
+                                      recoverable=ok)
+                elif rec.mode:
+                    e = fs.make_entry(name, rec, False, recoverable=True,
+                                      note="allocated inode that no directory entry "
+                                           "names (xfs_repair would move it to lost+found)")
+                else:
+                    continue
+                e.found_by = "inode-table"
+                out.append(e)
         return out
 
     # --- checks --------------------------------------------------------------------------

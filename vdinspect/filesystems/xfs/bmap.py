@@ -89,6 +89,10 @@ def fork_map(fs: XfsFileSystem, ino: Inode, fork: bytes, fmt: int, nextents: int
     """The extent map of one fork (format EXTENTS or BTREE) of inode ``ino``."""
     col = _Collector()
     g = fs.geo
+    if fmt == S.FMT_EXTENTS and 0 <= nextents <= SMALL and not ino.crc_bad:
+        got = _small_map(g, fork, nextents)
+        if got is not None:
+            return got
     if fmt == S.FMT_EXTENTS:
         fit = len(fork) // REC_SIZE
         if nextents > fit:
@@ -130,6 +134,29 @@ def fork_map(fs: XfsFileSystem, ino: Inode, fork: bytes, fmt: int, nextents: int
                 a[keep] for a in (startoff, fsb, count, unwritten, bad, block))
     state = np.where(bad, DAMAGED, np.where(unwritten, UNWRITTEN, DATA)).astype(np.int8)
     return ExtentMap(startoff, block, count, state, fsb, col.meta)
+
+
+SMALL = 8  # extent lists this short are decoded without numpy (most directories)
+
+
+def _small_map(g, fork: bytes, n: int) -> ExtentMap | None:
+    """The map of a short, sound, sorted extent list in the inode; None when anything
+    needs the general path (which reports it)."""
+    if n * REC_SIZE > len(fork):
+        return None
+    rows = []
+    end = -1
+    for i in range(n):
+        l0, l1 = S.BMBT_REC_FMT.unpack_from(fork, i * REC_SIZE)
+        off = (l0 >> 9) & _OFF_MASK
+        fsb = ((l0 & 0x1FF) << 43) | (l1 >> 21)
+        cnt = l1 & _LEN_MASK
+        if not cnt or off < end or not g.fsb_valid(fsb, cnt):
+            return None
+        end = off + cnt
+        rows.append((off, g.fsb_to_block(fsb), cnt, UNWRITTEN if l0 >> 63 else DATA, fsb))
+    cols = list(zip(*rows)) if rows else [()] * 5
+    return ExtentMap(*cols, [])
 
 
 def _walk_root(fs: XfsFileSystem, ino: Inode, fork: bytes, where: str, fork_at: int,

@@ -23,6 +23,7 @@ _UNUSED = S.DIR2_DATA_UNUSED_FMT
 _TAIL = S.DIR2_BLOCK_TAIL_FMT
 BLOCK_MAGICS = (S.XFS_DIR2_BLOCK_MAGIC, S.XFS_DIR3_BLOCK_MAGIC)
 DATA_MAGICS = (S.XFS_DIR2_DATA_MAGIC, S.XFS_DIR3_DATA_MAGIC)
+_FREE_HI, _FREE_LO = S.XFS_DIR2_DATA_FREE_TAG >> 8, S.XFS_DIR2_DATA_FREE_TAG & 0xFF
 
 
 @dataclass(slots=True)
@@ -101,8 +102,8 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
     unused, head = _UNUSED.unpack_from, _DATA_ENT.unpack_from
     extra = _DATA_ENT.size + (1 if ftype else 0) + 2 + 7
     while pos + 8 <= end:
-        freetag, length = unused(block, pos)
-        if freetag == S.XFS_DIR2_DATA_FREE_TAG:
+        if block[pos] == _FREE_HI and block[pos + 1] == _FREE_LO:  # a free region
+            _tag, length = unused(block, pos)
             if length < 8 or length % 8 or pos + length > end:
                 problems.append((pos, f"bad free region length {length}"))
                 break

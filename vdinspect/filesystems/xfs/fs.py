@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ...errors import (
     CorruptImage,
     InvalidArgument,
@@ -27,9 +29,11 @@ from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem
 from . import structs as S
 from .ag import AllocationGroups
 from .attrs import read_xattrs
-from .bmap import DAMAGED, STATE_NAMES, ExtentMap, fork_map, fork_source
+from .bmap import DAMAGED, DATA, STATE_NAMES, ExtentMap, fork_map, fork_source
+from .bulk import InodeTable
 from .dirs import RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
+from .intents import Intents
 from .log import LogState, log_state
 from .replay import LOG_NOTE, replay_into
 from .superblock import Geometry, crc_ok, parse
@@ -58,6 +62,7 @@ class XfsFileSystem(FileSystem):
         self.lenient = 0
         self._chunks = LRUCache(256)
         self._inodes = LRUCache(4096)
+        self._groups = LRUCache(256)
         self._maps = LRUCache(256)
         self._listings = LRUCache(64)
         self._orphans: list[Entry] | None = None
@@ -71,8 +76,11 @@ class XfsFileSystem(FileSystem):
         self.uuid = g.uuid
         if g.raw["sb_versionnum"] & 0x4000:  # BORG: ASCII case-insensitive names
             self.case_sensitive = False
+        self.inode_table: InodeTable | None = None  # during a whole-volume files()
+        self.intents: Intents | None = None  # open log intents carried out (a replay)
         self.log: LogState = log_state(self)
         if self.log.dirty and replay_log and replay_into(self) is not None:
+            self._groups = LRUCache(256)
             self._chunks = LRUCache(256)  # what was read before is seen through the log now
             self.geo = self._open_superblock()
         elif self.log.dirty:
@@ -95,20 +103,13 @@ class XfsFileSystem(FileSystem):
             return chunk[a:a + length]
         return self.dev.read(offset, length)
 
-    def inode_bytes(self, offsets: list[int], size: int) -> bytes:
-        """The ``size``-byte records at each volume offset (inside the volume), joined."""
-        parts = []
-        chunks = self._chunks
-        for off in offsets:
-            k = off // CHUNK
-            a = off - k * CHUNK
-            if a + size <= CHUNK:
-                chunk = chunks.get(k, lambda k=k: self.dev.read(
-                    k * CHUNK, min(CHUNK, self.dev.size - k * CHUNK)))
-                parts.append(chunk[a:a + size])
-            else:
-                parts.append(self.dev.read(off, size))
-        return b"".join(parts)
+    def inode_group(self, offset: int, length: int) -> np.ndarray:
+        """The whole inode records in ``length`` bytes at ``offset``, as an (n, inode
+        size) uint8 array, cached (the bulk inode reads of ``files()``)."""
+        isz = self.geo.inode_size
+        return self._groups.get((offset, length), lambda: np.frombuffer(
+            self.read_bytes(offset, length, "inodes"), dtype=np.uint8,
+            count=length // isz * isz).reshape(-1, isz))
 
     def read_block(self, blk: int, structure: str, count: int = 1) -> bytes:
         """``count`` filesystem blocks from linear block ``blk``."""
@@ -185,9 +186,14 @@ class XfsFileSystem(FileSystem):
                                 rec.offset)
             return fork_map(self, rec, rec.data_fork, rec.format, rec.nextents, where,
                             rec.offset)
+
+        def loaded():  # open log intents that change this fork (a replayed log's BUIs)
+            emap = load()
+            return emap if self.intents is None else self.intents.remap(
+                self, rec.number, attr, emap)
         if self.lenient:
-            return load()
-        return self._maps.get((rec.number, rec.raw, attr), load)
+            return loaded()
+        return self._maps.get((rec.number, rec.raw, attr), loaded)
 
     def fork_source(self, rec: Inode, size: int, *, attr: bool = False,
                     name: str | None = None) -> ByteSource:
@@ -412,10 +418,12 @@ class XfsFileSystem(FileSystem):
         if top.kind != DIR:
             return super().files(path, recursive=recursive, deleted=deleted)
         self._dircache = {}  # the orphan search reads every directory again
+        if recursive and top.inode == self.geo.rootino:  # the whole tree: every inode
+            self.inode_table = InodeTable.build(self)
         try:
             rows = walk_rows(self, top, recursive, deleted)
         finally:
-            self._dircache = None
+            self._dircache = self.inode_table = None
         df = rows_frame(rows)
 
         def entries() -> list[Entry]:  # only asked for when the volume has damage
@@ -458,20 +466,32 @@ class XfsFileSystem(FileSystem):
         dbs, bs = g.dir_block_size, self.block_size
         per = dbs // bs
         blocks: list[int] = []
+        direct: dict[int, int] = {}  # directory block -> its volume offset, when in one extent
         last = -1
         # data blocks only: below the leaf offset and inside di_size (which ends them)
         limit = min(S.XFS_DIR2_LEAF_OFFSET, -(-rec.size // dbs) * dbs) // bs
-        for lb, _pb, cnt, st in emap.rows():
+        for lb, pb, cnt, st in emap.rows():
             if st == DAMAGED or lb >= limit:
                 continue
             first = max(lb // per, last + 1)
             end = (min(lb + cnt, limit) - 1) // per
             blocks.extend(range(first, end + 1))
             last = max(last, end)
-        src = fork_source(self.dev, bs, min(limit, (last + 1) * per) * bs, emap, where)
+            if st == DATA:
+                for db in range(first, end + 1):
+                    if lb <= db * per and (db + 1) * per <= lb + cnt:
+                        direct[db] = (pb + db * per - lb) * bs
+        src = None
         out: list[RawDirent] = []
         for db in blocks:
-            data = src.read(db * dbs, dbs)
+            at = direct.get(db)
+            if at is not None:
+                data = self.dev.read(at, dbs)  # inside the volume: fork_map checked it
+            else:
+                if src is None:
+                    src = fork_source(self.dev, bs, min(limit, (last + 1) * per) * bs, emap,
+                                      where)
+                data = src.read(db * dbs, dbs)
             if g.crc and int.from_bytes(data[:4], "big") in (S.XFS_DIR3_BLOCK_MAGIC,
                                                                S.XFS_DIR3_DATA_MAGIC):
                 if not crc_ok(data, S.DIR3_CRC_OFF):
@@ -483,6 +503,8 @@ class XfsFileSystem(FileSystem):
             for off, msg in bad[:4]:
                 self.problem(where, self._fork_offset(emap, db * per) + off,
                              f"directory block {db}: {msg}")
+        if not any(d.deleted for d in out):
+            return out
         live = {(d.name, d.ino) for d in out if not d.deleted}
         return [d for d in out if not d.deleted or (d.name, d.ino) not in live]
 

@@ -19,9 +19,9 @@ record is found is applied to an :class:`~vdinspect.io.OverlaySource`, never to 
 Items are applied in the kernel's order inside a transaction (buffers, then inodes and the
 rest, then inode buffers, then cancels). On v5 volumes every replayed metadata block and
 inode gets its CRC-32C recomputed, as the kernel's write verifiers do when the recovered
-buffers go back to disk. Intent items (extent free, rmap, refcount, bmap, attr) are
-counted, not carried out: free space and reverse maps may differ from the kernel's view,
-file contents and names do not. A record that fails its CRC ends the log there (a torn
+buffers go back to disk. Intents left open (no done item in the log) are carried out in
+memory where they change what is read (``intents.py``: extent frees, file mapping
+updates); the others (reverse map, refcount, attribute, exchange) are named in findings. A record that fails its CRC ends the log there (a torn
 write at the head, as the kernel treats it).
 """
 
@@ -36,6 +36,7 @@ from ...errors import CorruptImage
 from ...io import OverlaySource, crc32c
 from ...layout import leaves, offset_of, struct_format
 from . import structs as S
+from .intents import ITEM_NAMES, Intents
 from .log import BB, LogState
 
 if TYPE_CHECKING:
@@ -59,10 +60,6 @@ _NEXT_UNLINKED = offset_of(S.Dinode, "di_next_unlinked")
 _LSN_AT = offset_of(S.Dinode, "di_lsn")
 _FLAGS2_AT = offset_of(S.Dinode, "di_flags2")
 _TIMES = {"di_atime", "di_mtime", "di_ctime", "di_crtime"}
-_INTENTS = {0x1236: "EFI", 0x1237: "EFD", 0x1238: "IUNLINK", 0x123D: "DQUOT",
-            0x123E: "QUOTAOFF", 0x1240: "RUI", 0x1241: "RUD", 0x1242: "CUI", 0x1243: "CUD",
-            0x1244: "BUI", 0x1245: "BUD", 0x1246: "ATTRI", 0x1247: "ATTRD", 0x1248: "XMI",
-            0x1249: "XMD"}
 # v5 metadata blocks by magic: where the CRC-32C sits (recomputed after replay)
 _CRC4 = {S.XFS_SB_MAGIC: S.SB_CRC_OFF, S.XFS_AGF_MAGIC: S.AGF_CRC_OFF,
          S.XFS_AGI_MAGIC: S.AGI_CRC_OFF, S.XFS_BMAP_CRC_MAGIC: S.LONG_CRC_OFF,
@@ -89,6 +86,7 @@ class Replay:
     items: Counter = field(default_factory=Counter)
     skipped: Counter = field(default_factory=Counter)
     notes: list[tuple[str, int, str]] = field(default_factory=list)  # severity, offset, text
+    intents: Intents = field(default_factory=Intents)
 
 
 @dataclass
@@ -110,11 +108,19 @@ def replay_into(fs: XfsFileSystem) -> Replay | None:
         return None
     for severity, offset, text in rep.notes:
         fs.finding(severity, "log", offset, text)
+    its = rep.intents
+    for severity, text in its.notes:
+        fs.finding(severity, "log intent", state.offset, text)
     done = ", ".join(f"{n} {k}" for k, n in sorted(rep.items.items())) or "nothing"
     state.text += (f"; replayed in memory: {rep.transactions} transactions ({done})")
-    if rep.skipped:
+    if its.applied:
+        state.text += "; open intents carried out: " + ", ".join(
+            f"{n} {k}" for k, n in sorted(its.applied.items()))
+    skipped = rep.skipped + its.skipped
+    if skipped:
         state.text += "; not applied: " + ", ".join(
-            f"{n} {k}" for k, n in sorted(rep.skipped.items()))
+            f"{n} {k}" for k, n in sorted(skipped.items()))
+    fs.intents = its
     state.replayed = rep.transactions
     fs.dev = rep.dev
     fs.finding("info", "log", state.offset, state.text)
@@ -309,9 +315,10 @@ def _apply(fs: XfsFileSystem, rep: Replay, committed: list[tuple[_Trans, int]]) 
                 _inode(fs, rep, it, lsn, inodes)
             elif kind == S.XFS_LI_ICREATE:
                 _icreate(fs, rep, it, cancelled, inodes)
-            else:
-                rep.skipped[_INTENTS.get(kind, f"item {kind:#x}")] += 1
+            elif not rep.intents.collect(it[0]):
+                rep.skipped[ITEM_NAMES.get(kind, f"item {kind:#x}")] += 1
         rep.transactions += 1
+    rep.intents.settle(fs)
     if fs.geo.crc:
         for blkno, nbb in sorted(touched):
             _restamp(fs, rep.dev, blkno * BB, nbb * BB, inodes)

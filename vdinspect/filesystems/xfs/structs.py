@@ -610,6 +610,33 @@ XfsIcreateLog = Struct(
     "icl_length" / Int32ub * "blocks of the chunk",
     "icl_gen" / Int32ub * "generation number of the new inodes",
 )  # 28 bytes
+# Intents announce work and done items close them (EFI/EFD extent free, RUI/RUD reverse
+# map, CUI/CUD refcount, BUI/BUD file mapping, ATTRI/ATTRD, XMI/XMD): every intent's id and
+# every done item's intent id sit at byte 8; an intent with no done item in the log is
+# carried out by log recovery ("XFS Algorithms & Data Structures", Journaling Log).
+XFS_LI_EFD, XFS_LI_BUI, XFS_LI_BUD = 0x1237, 0x1244, 0x1245
+XfsIntentHead = Struct(
+    "type" / Int16ul * "XFS_LI_*: the intent (efi_type, bui_type, ...) or done item",
+    "size" / Int16ul * "regions of the item (1)",
+    "nextents" / Int32ul * "records that follow (efi_nextents, ...; ATTRI: igen; else pad)",
+    "id" / Int64ul * "intent id (efi_id, bui_id, ...) or the id a done item closes",
+)  # 16 bytes
+XfsExtent64 = Struct(
+    "ext_start" / Int64ul * "first block, fsblock number (AG << agblklog | AG block)",
+    "ext_len" / Int32ul * "blocks (bit 31: a realtime extent)",
+    "ext_pad" / Int32ul * "padding",
+)  # an EFI/EFD record; the packed 32-bit form (XfsExtent32) has no ext_pad
+XfsExtent32 = Struct("ext_start" / Int64ul * "first block, fsblock", "ext_len" / Int32ul * "blocks")
+XfsMapExtent = Struct(
+    "me_owner" / Int64ul * "inode number whose fork changes",
+    "me_startblock" / Int64ul * "first block, fsblock number",
+    "me_startoff" / Int64ul * "first block, logical (in the fork)",
+    "me_len" / Int32ul * "blocks",
+    "me_flags" / Int32ul * "type (low byte: 1 MAP, 2 UNMAP); 1<<31 attr fork, 1<<30 unwritten",
+)  # the BUI record (one per BUI)
+XFS_BMAP_MAP, XFS_BMAP_UNMAP = 1, 2
+XFS_BMAP_EXTENT_ATTR_FORK, XFS_BMAP_EXTENT_UNWRITTEN = 1 << 31, 1 << 30
+XFS_BMAP_EXTENT_REALTIME, XFS_EFI_EXTLEN_REALTIME_EXT = 1 << 29, 1 << 31
 
 # --- fast-path formats derived from the declarations ------------------------------------------
 

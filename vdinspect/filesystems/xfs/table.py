@@ -10,15 +10,13 @@ driver's Entry path and is turned into the same tuple.
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...containers.vhdx import crc32c
 from ...errors import CorruptImage, VDInspectError
-from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, Entry
-from . import structs as S
+from ..base import DIR, MAX_DEPTH, MAX_PATH, Entry
+from .bulk import live_rows
 from .inode import Inode
 from .replay import LOG_NOTE
 
@@ -123,17 +121,13 @@ def _children(fs: XfsFileSystem, d, dpath: str, bs: int) -> list[tuple[tuple, ob
         d = fs.inode(d)
     if isinstance(d, Inode):
         raws = fs.dir_entries(d)
-        fast = _bulk(fs, [r for r in raws if not r.deleted], dpath, bs)
+        fast = live_rows(fs, raws, dpath, fs.inode_table)
         new = fs.log_new_names(d, raws)
-        if new:  # names only the log replay put there
-            for r in raws:
-                got = fast.get(id(r))
-                if got is not None and r.name in new:
-                    fast[id(r)] = (got[0][:NOTE] + (LOG_NOTE, "journal"), got[1])
         out = []
-        for raw in raws:
-            got = fast.get(id(raw))
+        for raw, got in zip(raws, fast):
             if got is not None:
+                if new and raw.name in new:  # a name only the log replay put there
+                    got = (got[0][:NOTE] + (LOG_NOTE, "journal"), got[1])
                 out.append(got)
                 continue
             e = fs.entry_of(raw)
@@ -152,90 +146,6 @@ def _children(fs: XfsFileSystem, d, dpath: str, bs: int) -> list[tuple[tuple, ob
         handle = e.raw if (isinstance(e.raw, Inode) and not e.deleted and e.kind == DIR
                            and e.key != ("orphans",)) else e
         out.append((_row_of_entry(e), handle))
-    return out
-
-
-@functools.lru_cache(maxsize=8)
-def _core_dtype(isz: int, v3: bool) -> np.dtype:
-    """The inode core's fields (structs.Dinode) at their offsets in an ``isz``-byte record."""
-    base = S.dtype(S.Dinode)
-    names = [n for n in base.names if v3 or n in S.DINODE_FIELDS[:S.DINODE_FIELDS.index(
-        "di_crc")]]
-    return np.dtype({"names": names, "formats": [base.fields[n][0] for n in names],
-                     "offsets": [base.fields[n][1] for n in names], "itemsize": isz})
-
-
-def _bulk(fs: XfsFileSystem, live: list, dpath: str, bs: int) -> dict[int, tuple]:
-    """Rows of the live entries whose inodes are plain files or directories that pass
-    every check (magic, version, CRC, number, file type), decoded together with numpy;
-    keyed by id() of the raw entry. The others are left to the Entry path."""
-    g = fs.geo
-    if not live:
-        return {}
-    bits = g.agblklog + g.inopblog
-    inos = np.fromiter((r.ino for r in live), dtype=np.uint64, count=len(live))
-    agno = (inos >> np.uint64(bits)).astype(np.int64)
-    agino = (inos & np.uint64((1 << bits) - 1)).astype(np.int64)
-    agbno = agino >> g.inopblog
-    ok = (inos > 0) & (agno < g.agcount) & (agbno < g.agblocks)
-    offs = (agno * g.agblocks + agbno) * bs + (agino & ((1 << g.inopblog) - 1)) * g.inode_size
-    ok &= offs + g.inode_size <= fs.dev.size
-    if not ok.all():
-        keep = np.flatnonzero(ok)
-        live = [live[i] for i in keep.tolist()]
-        inos, offs = inos[keep], offs[keep]
-        if not live:
-            return {}
-    isz = g.inode_size
-    data = fs.inode_bytes(offs.tolist(), isz)
-    recs = np.frombuffer(data, dtype=_core_dtype(isz, g.crc))
-    mode = recs["di_mode"].astype(np.int64)
-    fmt = mode & 0o170000
-    ver = recs["di_version"]
-    good = (recs["di_magic"] == S.XFS_DINODE_MAGIC) & ((fmt == 0o100000) | (fmt == 0o40000))
-    good &= recs["di_size"] < np.uint64(1 << 63)
-    good &= (ver == 3) if g.crc else ((ver == 1) | (ver == 2))
-    ft = np.fromiter((r.ftype for r in live), dtype=np.int64, count=len(live))
-    good &= (ft == 0) | ((ft == 1) & (fmt == 0o100000)) | ((ft == 2) & (fmt == 0o40000))
-    if g.crc:
-        good &= recs["di_ino"] == inos
-        flat = np.frombuffer(data, dtype=np.uint8).reshape(len(live), isz).copy()
-        stored = flat[:, S.DINODE_CRC_OFF:S.DINODE_CRC_OFF + 4].copy().view("<u4").ravel()
-        flat[:, S.DINODE_CRC_OFF:S.DINODE_CRC_OFF + 4] = 0
-        for i in np.flatnonzero(good).tolist():
-            if crc32c(flat[i].tobytes()) != int(stored[i]):
-                good[i] = False
-        bigtime = (recs["di_flags2"] & np.uint64(S.DIFLAG2_BIGTIME)) != 0
-    else:
-        bigtime = np.zeros(len(live), dtype=bool)
-
-    def times(field):
-        raw = recs[field].astype(np.uint64)
-        big = (raw - np.uint64(S.BIGTIME_EPOCH_OFFSET * 10**9)).view(np.int64)
-        sec = (raw >> np.uint64(32)).astype(np.uint32).view(np.int32).astype(np.int64)
-        old = sec * 10**9 + (raw & np.uint64(0xFFFFFFFF)).astype(np.int64)
-        return np.where(bigtime, big, old).tolist()
-
-    idx = np.flatnonzero(good)
-    if not len(idx):
-        return {}
-    recs, live_ok = recs[idx], [live[i] for i in idx.tolist()]
-    bigtime = bigtime[idx]
-    at, mt, ct = times("di_atime"), times("di_mtime"), times("di_ctime")
-    cr = times("di_crtime") if g.crc else [None] * len(idx)
-    links = np.where(recs["di_version"] == 1, recs["di_onlink"], recs["di_nlink"]).tolist()
-    kinds = np.where(mode[idx] & 0o170000 == 0o40000, 1, 0).tolist()
-    out = {}
-    cols = zip(live_ok, kinds, recs["di_size"].tolist(),
-               (recs["di_nblocks"] * np.uint64(bs)).tolist(), mode[idx].tolist(),
-               recs["di_uid"].tolist(), recs["di_gid"].tolist(), cr, mt, at, ct, links,
-               recs["di_flags"].tolist())
-    for raw, isdir, size, alloc, md, uid, gid, c, m, a, t, nl, fl in cols:
-        name = raw.name.decode("utf-8", "surrogateescape")
-        path = _join(dpath, name)
-        row = (path, name, dpath, DIR if isdir else FILE, size, alloc, md, uid, gid, c, m, a,
-               t, raw.ino, nl, False, False, None, fl, None, "index")
-        out[id(raw)] = (row, raw.ino if isdir else None)
     return out
 
 
@@ -268,6 +178,12 @@ def rows_frame(rows: list[tuple]) -> pd.DataFrame:
                                           np.zeros(n, dtype=bool))
         except (TypeError, OverflowError):
             pass
+        obj = np.array(vals, dtype=object)
+        mask = np.equal(obj, None)
+        try:  # some absent (NA), the rest in range: still without a Python loop
+            return pd.arrays.IntegerArray(np.where(mask, 0, obj).astype(np.int64), mask)
+        except (TypeError, OverflowError):
+            pass
         vals = [v if v is None or lo <= v < hi else None for v in vals]
         mask = np.fromiter((v is None for v in vals), dtype=bool, count=n)
         arr = np.fromiter((0 if v is None else v for v in vals), dtype=np.int64, count=n)
@@ -280,8 +196,8 @@ def rows_frame(rows: list[tuple]) -> pd.DataFrame:
             return pd.array([frame_text(v) for v in vals], dtype="string")
 
     def times(vals):
-        a = np.fromiter((NAT if v is None else v // 1000 for v in vals), dtype=np.int64,
-                        count=n)
+        a = ints(vals)  # ns, NA where absent: microseconds, NaT where absent
+        a = np.where(a.isna(), NAT, a.to_numpy(dtype=np.int64, na_value=0) // 1000)
         return pd.Series(a.view("datetime64[us]")).dt.tz_localize("UTC").array
 
     out = {
