@@ -58,8 +58,8 @@ class Entry:
     def copy(self) -> Entry:
         """A copy a caller may change (path, parent) without touching a driver's cache.
 
-        Slot by slot (a folder of 20,000 entries is copied in 0.05 s, not the 0.8 s of
-        ``dataclasses.replace``, which runs ``__init__`` for each)."""
+        Slot by slot: a third of ``dataclasses.replace``'s time, which a browser listing a
+        20,000-entry folder pays once per entry."""
         new = object.__new__(type(self))
         for name in _SLOTS:
             setattr(new, name, getattr(self, name))
