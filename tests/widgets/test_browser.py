@@ -565,14 +565,18 @@ def test_big_folder_scrolls_and_dark_theme_reads(lab, tmp_path):
             row = lambda i: table.locator(f".vdi-item[data-index='{i}']")  # noqa: E731
             rows.filter(has_text="many/").first.wait_for(timeout=deadline.ms())
 
+            t0 = time.monotonic()
             timed(
-                "open the folder (double-click to first rows)",
+                "open the folder (double-click to the first rows drawn)",
                 lambda: rows.filter(has_text="many/").first.dblclick(timeout=deadline.ms()),
-                lambda: label.filter(has_text=f"{N_MANY:,} entries").wait_for(
-                    timeout=deadline.ms()
-                ),
+                lambda: row(0).filter(has_text="f00000.txt").wait_for(timeout=deadline.ms()),
             )
-            row(0).wait_for(timeout=deadline.ms())
+            label.filter(has_text=f"{N_MANY:,} entries").wait_for(timeout=deadline.ms())
+            timings["open the folder (double-click to the scrollbar spanning 20,000 rows)"] = (
+                time.monotonic() - t0
+            )
+            print(f"timing: the scrollbar spans every row {(time.monotonic() - t0) * 1000:.0f} ms"
+                  " after the double-click")
             # one list: the scrollbar spans every row; only a window of rows is in the page
             height = body.evaluate("b => b.scrollHeight")
             assert height == N_MANY * 24, height

@@ -432,12 +432,21 @@ def test_huge_folder_pages_lazily():
 def test_huge_folder_widget():
     pytest.importorskip("anywidget")
     from vdinspect.widgets import browse
+    from vdinspect.widgets.browser import FIRST_READ, READ_STEP
     from vdinspect.widgets.controller import SPAN_LIMIT
 
     fs = HugeFS()
     b = browse(fs)
     t = b.listing
     t.dispatch({"event": "open", "row": row_of(b, "huge")})
+    # the first rows at once; then the front end asks to read on while it may
+    assert t.total == FIRST_READ and t.more and fs.made <= FIRST_READ + 1
+    assert t.label == f"{FIRST_READ:,}+ entries"
+    steps = 0
+    while t.more and t.total < t.span_limit:  # what the JavaScript does
+        t.dispatch({"event": "read"})
+        steps += 1
+    assert steps == -(-(SPAN_LIMIT - FIRST_READ) // READ_STEP)
     # the scrollbar spans the first SPAN_LIMIT rows; the rest are read as it is scrolled
     assert t.total == SPAN_LIMIT and t.more and fs.made <= SPAN_LIMIT + 1
     assert t.label == f"{SPAN_LIMIT:,}+ entries" and len(t.rows) < 200

@@ -12,7 +12,7 @@ import os
 import ipywidgets as W
 
 from ..filesystems.base import DIR
-from .controller import SORT_KEYS, WINDOW_MAX, BrowserController, human
+from .controller import SORT_KEYS, SPAN_LIMIT, WINDOW_MAX, BrowserController, human
 from .table import MARGIN, ROW_PX, ROWS_SHOWN, FileTable
 
 
@@ -127,8 +127,9 @@ class FileBrowser:
             b.on_click(lambda _, p=path: self._do(lambda: c.cd(p)))
             buttons.append(b)
         self.crumbs.children = buttons
-        c.read_ahead()
+        c.read_ahead(FIRST_READ)  # the first rows at once; the table asks to read on
         with t.hold_sync():
+            t.span_limit = SPAN_LIMIT
             t.selected = []
             t.sort_key = c.sort_key or ""
             t.ascending = c.ascending
@@ -192,6 +193,19 @@ class FileBrowser:
         with t.hold_sync():
             t.visible = {"start": start, "rows": [_row(e) for e in rows], "seq": self._seq}
             self._seq += 1
+            t.total = c.known
+            t.more = c.count is None
+            t.label = c.describe()
+
+    def read_on(self) -> None:
+        """Read the next READ_STEP entries of the folder (up to SPAN_LIMIT), so that the
+        table's scrollbar spans more of it; the table asks while the folder has more."""
+        c = self.controller
+        if c.fs is None:
+            return
+        c.read_ahead(min(SPAN_LIMIT, c.known + READ_STEP))
+        t = self.listing
+        with t.hold_sync():
             t.total = c.known
             t.more = c.count is None
             t.label = c.describe()
@@ -266,6 +280,8 @@ class FileBrowser:
             ev.get("count"), int
         ):
             self.send_window(ev["start"], ev["count"])
+        elif kind == "read":
+            self.read_on()
         elif kind == "up":
             self._do(c.up)
 
@@ -293,6 +309,8 @@ STATIC_NOTE = (
     "color:var(--jp-ui-font-color1,#222)'>vdinspect file browser: <b>run the cell again "
     "to browse</b> (a saved notebook keeps no live widgets; it needs a running kernel).</div>"
 )
+FIRST_READ = 1_000  # entries read when a folder opens, before its first rows are shown
+READ_STEP = 10_000  # entries read each time the table asks to read on
 PANEL_HEIGHT = f"{ROW_PX * (ROWS_SHOWN + 3) + 6}px"  # the preview is as tall as the table
 
 

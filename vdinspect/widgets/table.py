@@ -101,6 +101,7 @@ function render({ model, el }) {
   let cursor = 0;      // the row the keyboard is on (a row number of the whole folder)
   let anchor = 0;      // where a Shift range starts
   let pending = null;  // the window asked for and not answered yet
+  let reading = false; // a "read on" asked for and not answered yet
   const send = (msg) => model.send(msg);
   const total = () => model.get("total");
   const held = () => model.get("visible");
@@ -144,6 +145,14 @@ function render({ model, el }) {
     if (pending) { pending.next = { start, count }; return; }
     pending = { start, count };
     send({ event: "window", start, count });
+  }
+
+  // The folder is read on in steps after it opens (the first rows show at once), until
+  // the scrollbar spans every row or span_limit rows.
+  function readOn() {
+    if (reading || !model.get("more") || total() >= model.get("span_limit")) return;
+    reading = true;
+    send({ event: "read" });
   }
 
   function drawRows() {
@@ -271,14 +280,18 @@ function render({ model, el }) {
     pending = null;
     drawRows();
     if (next) ask();
+    readOn();
   });
   model.on("change:epoch", () => {   // another folder, order or filter: from the top
     cursor = anchor = 0;
     pending = null;
+    reading = false;
     body.scrollTop = 0;
     drawRows();
+    readOn();
   });
-  model.on("change:total", drawRows);
+  model.on("change:total", () => { reading = false; drawRows(); readOn(); });
+  model.on("change:more", () => { reading = false; });
   model.on("change:selected", paint);
   model.on("change:label", drawRows);
   model.on("change:sort_key", drawHead);
@@ -286,7 +299,7 @@ function render({ model, el }) {
   model.on("change:filter", () => {
     if (document.activeElement !== filter) filter.value = model.get("filter");
   });
-  drawHead(); drawRows();
+  drawHead(); drawRows(); readOn();
 }
 export default { render };
 """
@@ -355,6 +368,7 @@ class FileTable(anywidget.AnyWidget):
     visible = T.Dict(default_value={"start": 0, "rows": [], "seq": 0}).tag(sync=True)
     total = T.Int(0).tag(sync=True)
     more = T.Bool(False).tag(sync=True)  # the folder is not read to its end yet
+    span_limit = T.Int(0).tag(sync=True)  # the front end asks to read on up to this many
     epoch = T.Int(0).tag(sync=True)
     selected = T.List(T.Int()).tag(sync=True)
     sort_key = T.Unicode("").tag(sync=True)
@@ -380,8 +394,8 @@ class FileTable(anywidget.AnyWidget):
 
     def on_event(self, callback: Callable[[dict], None]) -> None:
         """Call ``callback(event)`` for each user action: {"event": "open", "row": i},
-        {"event": "sort", "key": k}, {"event": "window", "start": s, "count": n} or
-        {"event": "up"}."""
+        {"event": "sort", "key": k}, {"event": "window", "start": s, "count": n},
+        {"event": "read"} (read more of the folder) or {"event": "up"}."""
         self._listeners.append(callback)
 
     def dispatch(self, event: dict) -> None:
