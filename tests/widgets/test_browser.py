@@ -605,6 +605,11 @@ def test_big_folder_scrolls_and_dark_theme_reads(lab, tmp_path):
             assert row(N_MANY - 30).and_(table.locator(".vdi-selected")).count() == 1
             page.keyboard.press("Home")
             row(0).and_(table.locator(".vdi-selected")).wait_for(timeout=deadline.ms())
+            page.keyboard.type("f15")  # type-ahead finds rows outside the window too
+            row(15000).and_(table.locator(".vdi-selected")).wait_for(timeout=deadline.ms())
+            assert row(15000).locator(".vdi-col-name").inner_text() == "f15000.txt"
+            page.keyboard.press("Home")
+            row(0).and_(table.locator(".vdi-selected")).wait_for(timeout=deadline.ms())
 
             # sorting re-windows from the top: name, then name again (descending)
             name_head = table.locator(".vdi-head button[data-key='name']")

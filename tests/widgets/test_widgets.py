@@ -453,6 +453,8 @@ def test_huge_folder_widget():
     t.dispatch({"event": "window", "start": SPAN_LIMIT - 10, "count": 100})
     assert t.rows[0]["name"] == f"f{SPAN_LIMIT - 10:06d}" and len(t.rows) == 100
     assert t.total == SPAN_LIMIT + 90 and fs.made <= SPAN_LIMIT + 91
+    t.dispatch({"event": "find", "prefix": "f0499", "after": 0})  # a letter typed
+    assert t.jump["row"] == 49_900
     t.dispatch({"event": "open", "row": 5})  # Enter on a file row previews it
     assert "f000005" in b.preview_title.value
     t.dispatch({"event": "sort", "key": "name"})
@@ -476,6 +478,9 @@ def test_window_and_rows_at():
     assert c.read_ahead(5000) == 5000
     assert c.window(HugeFS.N + 5, 10) == []
     assert c.count == HugeFS.N and c.describe() == "100,000 entries"
+    # type-ahead over every row read, wrapping round
+    assert c.find_next("F09", 5) == 90_000 and c.find_next("f09", 99_999) == 90_000
+    assert c.find_next("f0999", 99_998) == 99_999 and c.find_next("x") is None
     for bad in ((-1, 5), (0, -1), (0, WINDOW_MAX + 1), ("0", 5), (0, 1.5)):
         with pytest.raises(InvalidArgument):
             c.window(*bad)

@@ -282,6 +282,12 @@ class FileBrowser:
             self.send_window(ev["start"], ev["count"])
         elif kind == "read":
             self.read_on()
+        elif kind == "find" and isinstance(ev.get("prefix"), str) and isinstance(
+            ev.get("after"), int
+        ):
+            row = c.find_next(ev["prefix"], ev["after"])
+            self.listing.jump = {"row": -1 if row is None else row, "seq": self._seq}
+            self._seq += 1
         elif kind == "up":
             self._do(c.up)
 

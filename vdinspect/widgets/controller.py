@@ -296,6 +296,22 @@ class BrowserController:
         rows = self._ordered(0)
         return [rows[i] for i in indices if isinstance(i, int) and 0 <= i < len(rows)]
 
+    def find_next(self, prefix: str, after: int = -1) -> int | None:
+        """The row number of the next name starting with ``prefix`` (case-insensitive)
+        after row ``after``, wrapping round, among the rows already read; None if none."""
+        if not isinstance(prefix, str) or not isinstance(after, int):
+            raise InvalidArgument("find_next takes a str prefix and an int row")
+        rows = self._ordered(0)
+        needle = prefix.casefold()
+        n = len(rows)
+        if not needle or not n:
+            return None
+        start = min(max(after + 1, 0), n)
+        for i in (*range(start, n), *range(0, start)):
+            if rows[i].name.casefold().startswith(needle):
+                return i
+        return None
+
     def describe(self) -> str:
         """How many rows there are, for a status line: '20,000 entries', '3 of 20,000
         match "abc"' or '50,000+ entries' while the folder is not read to its end."""

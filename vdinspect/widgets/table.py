@@ -7,7 +7,7 @@ height, so the scrollbar spans the whole folder; only the rows around the scroll
 ``window(start, count)``. Column headers sort, a filter box filters (both start again at
 the top), icons are inline SVG (no emoji font needed), and the keyboard moves across
 windows: arrows, PageUp/PageDown, Home/End, Shift extends, Enter opens, Backspace goes up,
-Ctrl+A selects every row. It holds no logic: actions become events for
+Ctrl+A selects every row, a letter jumps to the next name starting with it. It holds no logic: actions become events for
 :class:`~.browser.FileBrowser`, which asks the controller and sends rows.
 
 Its DOM, and the browser around it, carry ``data-lm-suppress-shortcuts`` so keys typed in
@@ -102,6 +102,7 @@ function render({ model, el }) {
   let anchor = 0;      // where a Shift range starts
   let pending = null;  // the window asked for and not answered yet
   let reading = false; // a "read on" asked for and not answered yet
+  let typed = "", typedAt = 0;  // type-ahead
   const send = (msg) => model.send(msg);
   const total = () => model.get("total");
   const held = () => model.get("visible");
@@ -256,12 +257,12 @@ function render({ model, el }) {
     else if (k === "Backspace") send({ event: "up" });
     else if ((ev.ctrlKey || ev.metaKey) && k.toLowerCase() === "a") setSelected([...Array(n).keys()]);
     else if (k.length === 1 && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
-      // type-ahead: jump to the next name starting with the letter, among the rows held
-      const w = held(), c = k.toLowerCase(), m = w.rows.length;
-      for (let j = 1; j <= m; j++) {
-        const i = (cursor - w.start + j + m) % m;
-        if (w.rows[i] && w.rows[i].name.toLowerCase().startsWith(c)) { moveTo(w.start + i, false); break; }
-      }
+      // type-ahead: the next name starting with what was typed (letters less than 0.8 s
+      // apart add up), anywhere in the folder
+      const now = Date.now();
+      typed = (now - typedAt < 800 ? typed : "") + k;
+      typedAt = now;
+      send({ event: "find", prefix: typed, after: typed.length > 1 ? cursor - 1 : cursor });
     } else done = false;
     if (done) { ev.preventDefault(); ev.stopPropagation(); }
   });
@@ -289,6 +290,10 @@ function render({ model, el }) {
     body.scrollTop = 0;
     drawRows();
     readOn();
+  });
+  model.on("change:jump", () => {   // the answer to a type-ahead
+    const j = model.get("jump");
+    if (j.row >= 0) moveTo(j.row, false);
   });
   model.on("change:total", () => { reading = false; drawRows(); readOn(); });
   model.on("change:more", () => { reading = false; });
@@ -369,6 +374,7 @@ class FileTable(anywidget.AnyWidget):
     total = T.Int(0).tag(sync=True)
     more = T.Bool(False).tag(sync=True)  # the folder is not read to its end yet
     span_limit = T.Int(0).tag(sync=True)  # the front end asks to read on up to this many
+    jump = T.Dict(default_value={"row": -1, "seq": 0}).tag(sync=True)  # type-ahead's answer
     epoch = T.Int(0).tag(sync=True)
     selected = T.List(T.Int()).tag(sync=True)
     sort_key = T.Unicode("").tag(sync=True)
@@ -395,7 +401,8 @@ class FileTable(anywidget.AnyWidget):
     def on_event(self, callback: Callable[[dict], None]) -> None:
         """Call ``callback(event)`` for each user action: {"event": "open", "row": i},
         {"event": "sort", "key": k}, {"event": "window", "start": s, "count": n},
-        {"event": "read"} (read more of the folder) or {"event": "up"}."""
+        {"event": "read"} (read more of the folder), {"event": "find", "prefix": p,
+        "after": row} (type-ahead) or {"event": "up"}."""
         self._listeners.append(callback)
 
     def dispatch(self, event: dict) -> None:
