@@ -85,3 +85,28 @@ def test_lru_cache_evicts_oldest():
         c.get(k, lambda k=k: loads.append(k) or k * 10)
     assert loads == [1, 2, 3, 2]
     assert len(c) == 2
+
+
+def test_crc32c_package_imported_on_first_use():
+    """The C package's import reads its package metadata (importlib.metadata, email, csv:
+    about 20 ms): a command that checks no CRC-32C (info of a QCOW2) must not pay it."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    chain = ROOT / "sample_images" / "chain-top.qcow2"
+    code = (
+        "import contextlib, io, sys\n"
+        "from vdinspect.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert main(['info', {str(chain)!r}]) == 0\n"
+        "assert 'crc32c' not in sys.modules\n"
+        "from vdinspect.io.checksums import crc32c\n"
+        "assert crc32c(b'123456789') == 0xE3069283\n"
+        "import importlib.util\n"
+        "if importlib.util.find_spec('crc32c'):  # installed: the first CRC loaded it\n"
+        "    assert 'crc32c' in sys.modules\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr

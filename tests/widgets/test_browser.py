@@ -230,6 +230,59 @@ def lab(tmp_path, request):
     yield sync_api, base
 
 
+def _launch(pw, tmp_path: Path, deadline: _Deadline):
+    """Headless Debian Chromium with a fresh profile of our own (a persistent context)."""
+    return pw.chromium.launch_persistent_context(
+        str(tmp_path / "chromium-profile"),
+        executable_path=CHROMIUM,
+        headless=True,
+        args=CHROMIUM_ARGS,
+        viewport={"width": 1400, "height": 1000},
+        timeout=deadline.ms(60),
+    )
+
+
+def _run_notebook(page, url: str, deadline: _Deadline) -> None:
+    """Open a notebook, wait for its kernel, and run all its cells from the Run menu."""
+    # Should a "Select Kernel" dialog show up anyway, accept the preferred kernel.
+    page.add_locator_handler(
+        page.locator(".jp-Dialog", has_text="Select Kernel"),
+        lambda d: d.locator(".jp-mod-accept").click(),
+    )
+    page.goto(url, timeout=deadline.ms(60))
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=deadline.ms(90))
+    # The kernel is up when the status bar names it and says Idle.
+    page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(timeout=deadline.ms(90))
+    page.locator(".lm-MenuBar-item", has_text="Run").first.click(timeout=deadline.ms(10))
+    run_all = page.locator(
+        ".lm-Menu-item[data-command='runmenu:run-all'],"
+        " .lm-Menu-item[data-command='notebook:run-all-cells']"
+    ).first
+    assert "Run All Cells" in run_all.inner_text(timeout=deadline.ms(15))
+    run_all.click(timeout=deadline.ms(15))
+    page.wait_for_function(ALL_RAN_JS, timeout=deadline.ms(150))
+    page.wait_for_selector(
+        ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
+        timeout=deadline.ms(60),
+    )
+    errors = page.locator(
+        ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error'], "
+        ".jp-OutputArea-output.jp-mod-error"  # fallback for older renderers
+    )
+    if errors.count():
+        pytest.fail("error output in the notebook:\n" + "\n".join(errors.all_inner_texts()))
+
+
+def _keep_failure(page) -> None:
+    """Keep what the page looked like when it went wrong."""
+    try:
+        page.screenshot(path=str(ARTIFACTS / "failure.png"), timeout=10_000)
+        (ARTIFACTS / "failure.html").write_text(page.content())
+        print(f"failure screenshot: {ARTIFACTS / 'failure.png'}")
+    except Exception:
+        pass
+
+
 def test_tour_notebook_renders_in_chromium(lab, tmp_path):
     sync_api, base = lab
     deadline = _Deadline(BUDGET)
@@ -243,54 +296,14 @@ def test_tour_notebook_renders_in_chromium(lab, tmp_path):
         print(f"screenshot: {path}")
 
     with sync_api.sync_playwright() as pw:
-        # A persistent context is how Playwright takes a fresh --user-data-dir of our own.
-        browser = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1400, "height": 1000},
-            timeout=deadline.ms(60),
-        )
+        browser = _launch(pw, tmp_path, deadline)
         try:
             page = browser.pages[0] if browser.pages else browser.new_page()
             page.set_default_timeout(deadline.ms(60))
             console_errors: list[str] = []
             page.on("pageerror", lambda e: console_errors.append(str(e)))
-
-            # Should a "Select Kernel" dialog show up anyway, accept the preferred kernel.
-            page.add_locator_handler(
-                page.locator(".jp-Dialog", has_text="Select Kernel"),
-                lambda d: d.locator(".jp-mod-accept").click(),
-            )
-            page.goto(base + "/lab/tree/notebooks/tour.ipynb", timeout=deadline.ms(60))
-            page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=deadline.ms(90))
-            # The kernel is up when the status bar names it and says Idle.
-            page.locator(".jp-StatusBar-Widget", has_text="Idle").first.wait_for(
-                timeout=deadline.ms(90)
-            )
-
-            # Run → Run All Cells, through the menu as a user would.
-            page.locator(".lm-MenuBar-item", has_text="Run").first.click(timeout=deadline.ms(10))
-            run_all = page.locator(
-                ".lm-Menu-item[data-command='runmenu:run-all'],"
-                " .lm-Menu-item[data-command='notebook:run-all-cells']"
-            ).first
-            assert "Run All Cells" in run_all.inner_text(timeout=deadline.ms(15))
-            run_all.click(timeout=deadline.ms(15))
-            page.wait_for_function(ALL_RAN_JS, timeout=deadline.ms(150))
-            page.wait_for_selector(
-                ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
-                timeout=deadline.ms(60),
-            )
+            _run_notebook(page, base + "/lab/tree/notebooks/tour.ipynb", deadline)
             shot(page, "notebook-ran")
-
-            errors = page.locator(
-                ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error'], "
-                ".jp-OutputArea-output.jp-mod-error"  # fallback for older renderers
-            )
-            if errors.count():
-                pytest.fail("error output in the notebook:\n" + "\n".join(errors.all_inner_texts()))
 
             # A matplotlib picture: an inline PNG that the browser decoded.
             img = page.locator(".jp-OutputArea-output img[src^='data:image/png']").first
@@ -417,14 +430,248 @@ def test_tour_notebook_renders_in_chromium(lab, tmp_path):
             assert page.locator(".vdinspect-browser").count() == 0
             shot(page, "reopened", note.locator("xpath=ancestor::div[contains(@class,'jp-Cell')][1]"))
         except BaseException:
-            # Keep what the page looked like when it went wrong.
-            try:
-                page.screenshot(path=str(ARTIFACTS / "failure.png"), timeout=10_000)
-                (ARTIFACTS / "failure.html").write_text(page.content())
-                print(f"failure screenshot: {ARTIFACTS / 'failure.png'}")
-            except Exception:
-                pass
+            _keep_failure(page)
             raise
         finally:
             browser.close()
     assert all(p.stat().st_size > 0 for p in shots)
+
+
+# --- a 20,000-file folder, and JupyterLab's dark theme ------------------------------------------
+
+N_MANY = 20_000
+DOC_IMAGES = ROOT / "docs" / "images"
+# WCAG contrast of an element's text against what lies behind it: the background colours of
+# the element and its ancestors composited (translucent ones blend), white at the bottom.
+CONTRAST_JS = """els => els.map(el => {
+    const parse = s => {
+        const m = s.match(/^rgba?\\(([^)]+)\\)$/);
+        if (!m) throw new Error('colour not rgb: ' + s);
+        const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+        return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+    };
+    const chain = [];
+    for (let e = el; e; e = e.parentElement) chain.unshift(e);
+    let bg = [255, 255, 255];
+    for (const e of chain) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        bg = bg.map((v, i) => v * (1 - c[3]) + c[i] * c[3]);
+    }
+    const f = parse(getComputedStyle(el).color);
+    const fg = bg.map((v, i) => v * (1 - f[3]) + f[i] * f[3]);
+    const lum = c => {
+        const [r, g, b] = c.map(v => {
+            v /= 255;
+            return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+        });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const a = lum(fg), b = lum(bg);
+    return [(Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05),
+            getComputedStyle(el).color, 'rgb(' + bg.map(Math.round).join(',') + ')',
+            (el.textContent || '').trim().slice(0, 30)];
+})"""
+# what must stay readable: (label, selector, how many of its elements to measure)
+CONTRAST_TARGETS = [
+    ("table rows", ".vdinspect-listing .vdi-item:not(.vdi-selected) .vdi-col-name", 5),
+    ("table sizes", ".vdinspect-listing .vdi-item:not(.vdi-selected) .vdi-col-size", 3),
+    ("selected row", ".vdinspect-listing .vdi-item.vdi-selected .vdi-col-name", 1),
+    ("column headers", ".vdinspect-listing .vdi-head button", 4),
+    ("row count", ".vdinspect-listing .vdi-label", 1),
+    ("explain heading", ".vdinspect-explain h4", 1),
+    ("explain rows", ".vdinspect-explain tbody td", 24),
+    ("explain header row", ".vdinspect-explain thead th", 6),
+    ("hexdump fields", ".vdinspect-hexdump span[data-field]", 12),
+]
+
+
+def _many_files_image(root: Path) -> Path:
+    """An ext4 image (mke2fs -d) whose /many holds N_MANY files, and a notebook showing it."""
+    if shutil.which("mke2fs") is None:
+        pytest.skip("mke2fs missing (e2fsprogs)")
+    src = root / "src"
+    (src / "many").mkdir(parents=True)
+    for i in range(N_MANY):
+        (src / "many" / f"f{i:05d}.txt").write_bytes(b"x" * (i % 97))
+    (src / "readme.txt").write_text("a folder of 20,000 files\n")
+    img = root / "many.img"
+    subprocess.run(
+        ["mke2fs", "-q", "-F", "-t", "ext4", "-N", str(N_MANY + 1000), "-d", str(src), str(img), "64M"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    shutil.rmtree(src)
+    cells = [
+        "import vdinspect\nmany = vdinspect.open('many.img')\nbrowser = many.browse()\nbrowser",
+        "vdinspect.open('sample_images/chain-top.qcow2').explain()",
+    ]
+    nb = {
+        "cells": [
+            {"cell_type": "code", "metadata": {}, "source": c, "outputs": [],
+             "execution_count": None}
+            for c in cells
+        ],  # fmt: skip
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
+    (root / "many.ipynb").write_text(json.dumps(nb))
+    return img
+
+
+def _contrast(page, where: str) -> list[tuple[str, float, list]]:
+    """(label, lowest ratio, its details) for each of CONTRAST_TARGETS."""
+    out = []
+    for label, sel, n in CONTRAST_TARGETS:
+        els = page.locator(sel)
+        assert els.count() > 0, f"{where}: nothing matches {sel}"
+        found = els.evaluate_all(f"els => ({CONTRAST_JS})(els.slice(0, {n}))")
+        worst = min(found, key=lambda r: r[0])
+        out.append((label, worst[0], worst[1:]))
+        print(f"contrast ({where}) {label}: {worst[0]:.1f} {worst[1:]}")
+    return out
+
+
+def test_big_folder_scrolls_and_dark_theme_reads(lab, tmp_path):
+    """A 20,000-file ext4 folder in the virtualised table (times printed, never asserted),
+    keys across windows, then JupyterLab Dark: text contrast >= 4.5 from computed styles."""
+    sync_api, base = lab
+    root = tmp_path / "root"
+    _many_files_image(root)
+    deadline = _Deadline(BUDGET)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    def timed(label: str, action, until) -> None:
+        t0 = time.monotonic()
+        action()
+        until()
+        timings[label] = time.monotonic() - t0
+        print(f"timing: {label}: {timings[label] * 1000:.0f} ms")
+
+    with sync_api.sync_playwright() as pw:
+        browser = _launch(pw, tmp_path, deadline)
+        try:
+            page = browser.pages[0] if browser.pages else browser.new_page()
+            page.set_default_timeout(deadline.ms(60))
+            console_errors: list[str] = []
+            page.on("pageerror", lambda e: console_errors.append(str(e)))
+            _run_notebook(page, base + "/lab/tree/many.ipynb", deadline)
+            fb = page.locator(".vdinspect-browser").first
+            fb.scroll_into_view_if_needed(timeout=deadline.ms())
+            table = fb.locator(".vdinspect-listing")
+            body = table.locator(".vdi-body")
+            label = table.locator(".vdi-label")
+            rows = table.locator(".vdi-item")
+            row = lambda i: table.locator(f".vdi-item[data-index='{i}']")  # noqa: E731
+            rows.filter(has_text="many/").first.wait_for(timeout=deadline.ms())
+
+            t0 = time.monotonic()
+            timed(
+                "open the folder (double-click to the first rows drawn)",
+                lambda: rows.filter(has_text="many/").first.dblclick(timeout=deadline.ms()),
+                lambda: row(0).filter(has_text="f00000.txt").wait_for(timeout=deadline.ms()),
+            )
+            label.filter(has_text=f"{N_MANY:,} entries").wait_for(timeout=deadline.ms())
+            timings["open the folder (double-click to the scrollbar spanning 20,000 rows)"] = (
+                time.monotonic() - t0
+            )
+            print(f"timing: the scrollbar spans every row {(time.monotonic() - t0) * 1000:.0f} ms"
+                  " after the double-click")
+            # one list: the scrollbar spans every row; only a window of rows is in the page
+            height = body.evaluate("b => b.scrollHeight")
+            assert height == N_MANY * 24, height
+            assert 0 < rows.count() < 300, rows.count()
+
+            timed(
+                "scroll to the middle (row 10,000 drawn)",
+                lambda: body.evaluate("b => { b.scrollTop = 10000 * 24; }"),
+                lambda: row(10000).wait_for(timeout=deadline.ms()),
+            )
+            assert row(10000).locator(".vdi-col-name").inner_text() == "f10000.txt"
+            assert rows.count() < 300 and row(0).count() == 0
+
+            # the keyboard crosses windows: PageDown from row 10,000, then Shift+End
+            row(10000).click(timeout=deadline.ms())
+            page.keyboard.press("PageDown")
+            row(10014).and_(table.locator(".vdi-selected")).wait_for(timeout=deadline.ms())
+            timed(
+                "Shift+End (select to the last row)",
+                lambda: page.keyboard.press("Shift+End"),
+                lambda: row(N_MANY - 1).and_(table.locator(".vdi-selected")).wait_for(
+                    timeout=deadline.ms()
+                ),
+            )
+            assert row(N_MANY - 1).locator(".vdi-col-name").inner_text() == f"f{N_MANY - 1:05d}.txt"
+            assert row(N_MANY - 30).and_(table.locator(".vdi-selected")).count() == 1
+            page.keyboard.press("Home")
+            row(0).and_(table.locator(".vdi-selected")).wait_for(timeout=deadline.ms())
+            page.keyboard.type("f15")  # type-ahead finds rows outside the window too
+            row(15000).and_(table.locator(".vdi-selected")).wait_for(timeout=deadline.ms())
+            assert row(15000).locator(".vdi-col-name").inner_text() == "f15000.txt"
+            page.keyboard.press("Home")
+            row(0).and_(table.locator(".vdi-selected")).wait_for(timeout=deadline.ms())
+
+            # sorting re-windows from the top: name, then name again (descending)
+            name_head = table.locator(".vdi-head button[data-key='name']")
+            name_head.click(timeout=deadline.ms())
+            name_head.filter(has_text="▲").wait_for(timeout=deadline.ms())
+            timed(
+                "sort by name, descending",
+                lambda: name_head.click(timeout=deadline.ms()),
+                lambda: row(0).filter(has_text=f"f{N_MANY - 1:05d}.txt").wait_for(
+                    timeout=deadline.ms()
+                ),
+            )
+            assert body.evaluate("b => b.scrollTop") == 0
+            timed(
+                "sort by size",
+                lambda: table.locator(".vdi-head button[data-key='size']").click(
+                    timeout=deadline.ms()
+                ),
+                lambda: table.locator(".vdi-head button[data-key='size']", has_text="▲").wait_for(
+                    timeout=deadline.ms()
+                ),
+            )
+            timed(
+                "filter 'f1234' (typed, 250 ms pause included)",
+                lambda: table.locator(".vdi-filter").fill("f1234"),
+                lambda: label.filter(has_text=f"10 of {N_MANY:,} match").wait_for(
+                    timeout=deadline.ms()
+                ),
+            )
+            table.locator(".vdi-filter").fill("")
+            label.filter(has_text=f"{N_MANY:,} entries").wait_for(timeout=deadline.ms())
+            row(3).click(timeout=deadline.ms())  # a selected row, for the contrast check
+
+            explain = page.locator(".vdinspect-explain").first
+            explain.scroll_into_view_if_needed(timeout=deadline.ms())
+            light = _contrast(page, "light")
+
+            # JupyterLab Dark, switched from the Settings menu as a user would
+            page.locator(".lm-MenuBar-item", has_text="Settings").first.click(
+                timeout=deadline.ms()
+            )
+            page.locator(".lm-Menu-item", has_text="Theme").first.hover(timeout=deadline.ms())
+            page.locator(
+                ".lm-Menu-item[data-command='apputils:change-theme']", has_text="JupyterLab Dark"
+            ).first.click(timeout=deadline.ms())
+            page.wait_for_function(
+                "() => document.body.dataset.jpThemeLight === 'false'", timeout=deadline.ms()
+            )
+            page.wait_for_timeout(500)  # the theme's stylesheet applies after the attribute
+            dark = _contrast(page, "dark")
+            shots = {"browser-dark.png": fb, "explain-dark.png": explain}
+            for name, loc in shots.items():
+                loc.scroll_into_view_if_needed(timeout=deadline.ms())
+                loc.screenshot(path=str(ARTIFACTS / name), timeout=deadline.ms(30))
+                if os.environ.get("VDINSPECT_DOC_IMAGES"):  # refresh docs/images
+                    shutil.copy2(ARTIFACTS / name, DOC_IMAGES / name)
+            low = [(w, lab_, r, d) for w, res in (("light", light), ("dark", dark))
+                   for lab_, r, d in res if r < 4.5]  # fmt: skip
+            assert not low, f"text below 4.5:1 contrast: {low}"
+            assert not console_errors, console_errors
+        except BaseException:
+            _keep_failure(page)
+            raise
+        finally:
+            browser.close()

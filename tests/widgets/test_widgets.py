@@ -24,6 +24,7 @@ from vdinspect.errors import InvalidArgument, NotFound
 from vdinspect.filesystems.base import DIR, FILE, Entry, FileSystem
 from vdinspect.io import MemorySource
 from vdinspect.widgets import BrowserController
+from vdinspect.widgets.controller import WINDOW_MAX
 from vdinspect.widgets.preview import decode_text, hexdump, image_format
 
 TOOLS = ("mkfs.fat", "mmd", "mcopy", "mdel", "mdir", "sfdisk", "qemu-img")
@@ -297,19 +298,25 @@ def test_widget_clicks(fat, tmp_path):
     b.open_button.click()
     assert b.controller.cwd == "/big"
     assert "select a file" in b.preview_title.value  # the folder's preview went with it
-    first = b.listing.rows
-    assert len(first) == 200 and b.listing.page_label == "entries 1-200 of 201+"
-    assert [x.description for x in b.crumbs.children] == ["/", "big"]
-    b.listing.dispatch({"event": "page", "page": 1})
-    assert b.listing.rows != first and b.controller.page == 1 and b.listing.has_prev
-    b.listing.dispatch({"event": "sort", "key": "size"})
-    assert b.listing.sort_key == "size" and b.listing.ascending and b.controller.page == 0
-    b.listing.dispatch({"event": "page", "page": 99})  # a jump past the end: the last page
-    assert b.listing.page == b.listing.page_count - 1 == 2
-    b.listing.filter = "FILE000"
-    names = [r["name"] for r in b.listing.rows]
+    # one scrolled list: the scrollbar spans every row, the table holds a window of them
+    t = b.listing
+    assert t.total == N_BIG and not t.more and t.label == f"{N_BIG} entries"
+    assert t.start == 0 and 0 < len(t.rows) < N_BIG
+    t.dispatch({"event": "window", "start": 400, "count": 95})  # scrolled to the end
+    assert t.start == 400 and len(t.rows) == N_BIG - 400
+    assert {r["name"] for r in t.rows} <= mdir_names(fat[1], "/big")
+    t.selected = [0, N_BIG - 1]  # rows of the whole folder, held or not (mcopy wrote in order)
+    assert [e.name for e in b.controller.selection] == ["file0000.txt", f"file{N_BIG - 1:04d}.txt"]
+    epoch = t.epoch
+    t.dispatch({"event": "sort", "key": "size"})  # sorting starts again at the top
+    assert t.sort_key == "size" and t.ascending and t.epoch == epoch + 1 and t.start == 0
+    assert t.selected == []
+    t.dispatch({"event": "window", "start": 300, "count": 150})
+    assert [int(r["size"].split()[0]) for r in t.rows] == sorted(i % 37 for i in range(N_BIG))[300:]
+    t.filter = "FILE000"
+    names = [r["name"] for r in t.rows]
     assert len(names) == 10 and all("file000" in n.casefold() for n in names)
-    assert b.listing.page == 0 and b.listing.page_count == 1
+    assert t.total == 10 and t.start == 0 and t.label == f"10 of {N_BIG} match 'FILE000'"
     b.listing.filter = ""
     b.listing.dispatch({"event": "up"})
     assert b.controller.cwd == "/"
@@ -425,15 +432,58 @@ def test_huge_folder_pages_lazily():
 def test_huge_folder_widget():
     pytest.importorskip("anywidget")
     from vdinspect.widgets import browse
+    from vdinspect.widgets.browser import FIRST_READ, READ_STEP
+    from vdinspect.widgets.controller import SPAN_LIMIT
 
     fs = HugeFS()
     b = browse(fs)
-    b.listing.dispatch({"event": "open", "row": row_of(b, "huge")})
-    assert len(b.listing.rows) == 200 and fs.made <= 201
-    assert b.listing.page_count == -1  # not read to the end yet
-    b.listing.dispatch({"event": "page", "page": 1})
-    assert b.listing.rows[0]["name"] == "f000200"
-    assert fs.made <= 401
+    t = b.listing
+    t.dispatch({"event": "open", "row": row_of(b, "huge")})
+    # the first rows at once; then the front end asks to read on while it may
+    assert t.total == FIRST_READ and t.more and fs.made <= FIRST_READ + 1
+    assert t.label == f"{FIRST_READ:,}+ entries"
+    steps = 0
+    while t.more and t.total < t.span_limit:  # what the JavaScript does
+        t.dispatch({"event": "read"})
+        steps += 1
+    assert steps == -(-(SPAN_LIMIT - FIRST_READ) // READ_STEP)
+    # the scrollbar spans the first SPAN_LIMIT rows; the rest are read as it is scrolled
+    assert t.total == SPAN_LIMIT and t.more and fs.made <= SPAN_LIMIT + 1
+    assert t.label == f"{SPAN_LIMIT:,}+ entries" and len(t.rows) < 200
+    t.dispatch({"event": "window", "start": SPAN_LIMIT - 10, "count": 100})
+    assert t.rows[0]["name"] == f"f{SPAN_LIMIT - 10:06d}" and len(t.rows) == 100
+    assert t.total == SPAN_LIMIT + 90 and fs.made <= SPAN_LIMIT + 91
+    t.dispatch({"event": "find", "prefix": "f0499", "after": 0})  # a letter typed
+    assert t.jump["row"] == 49_900
+    t.dispatch({"event": "open", "row": 5})  # Enter on a file row previews it
+    assert "f000005" in b.preview_title.value
+    t.dispatch({"event": "sort", "key": "name"})
+    t.dispatch({"event": "sort", "key": "name"})  # descending: the whole folder, read once
+    assert t.total == HugeFS.N and not t.more and t.rows[0]["name"] == "f099999"
+    t.dispatch({"event": "window", "start": HugeFS.N - 3, "count": 50})
+    assert [r["name"] for r in t.rows] == ["f000002", "f000001", "f000000"]
+    t.dispatch({"event": "window", "start": 10, "count": 10**6})  # capped, never raises
+    assert len(t.rows) == WINDOW_MAX
+
+
+def test_window_and_rows_at():
+    fs = HugeFS()
+    c = BrowserController(fs)
+    c.cd("/huge")
+    assert [e.name for e in c.window(1000, 3)] == ["f001000", "f001001", "f001002"]
+    assert fs.made <= 1003 and c.count is None and c.known == fs.made
+    assert c.describe() == f"{c.known:,}+ entries"
+    assert [e.name for e in c.rows_at([7, 2, 10**9])] == ["f000007", "f000002"]
+    assert c.known == fs.made <= 1003  # a stray row number reads nothing more
+    assert c.read_ahead(5000) == 5000
+    assert c.window(HugeFS.N + 5, 10) == []
+    assert c.count == HugeFS.N and c.describe() == "100,000 entries"
+    # type-ahead over every row read, wrapping round
+    assert c.find_next("F09", 5) == 90_000 and c.find_next("f09", 99_999) == 90_000
+    assert c.find_next("f0999", 99_998) == 99_999 and c.find_next("x") is None
+    for bad in ((-1, 5), (0, -1), (0, WINDOW_MAX + 1), ("0", 5), (0, 1.5)):
+        with pytest.raises(InvalidArgument):
+            c.window(*bad)
 
 
 # --- preview helpers against independent references ---------------------------------------

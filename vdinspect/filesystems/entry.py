@@ -56,8 +56,15 @@ class Entry:
         return self.kind == DIR
 
     def copy(self) -> Entry:
-        """A copy a caller may change (path, parent) without touching a driver's cache."""
-        return dataclasses.replace(self, extra=dict(self.extra))
+        """A copy a caller may change (path, parent) without touching a driver's cache.
+
+        Slot by slot: a third of ``dataclasses.replace``'s time, which a browser listing a
+        20,000-entry folder pays once per entry."""
+        new = object.__new__(type(self))
+        for name in _SLOTS:
+            setattr(new, name, getattr(self, name))
+        new.extra = dict(self.extra)
+        return new
 
     def row(self) -> dict:
         d = {c: getattr(self, c) for c in FILES_COLUMNS}
@@ -84,6 +91,9 @@ class Entry:
         steps = ([f"fs.files({where!r})"] if self.kind == DIR
                  else [f"fs.open({where!r})", f"fs.read({where!r})"])
         return card("Entry", facts, steps + [f"fs.extract({where!r}, dest)"])
+
+
+_SLOTS = tuple(f.name for f in dataclasses.fields(Entry))
 
 
 def join_path(parent: str, name: str) -> str:

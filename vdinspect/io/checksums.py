@@ -109,10 +109,22 @@ def crc32c_pure(data, value: int = 0) -> int:
     return register ^ 0xFFFFFFFF
 
 
-try:  # the maintained C implementation (hardware CRC32 instructions where available)
-    from crc32c import crc32c as _c_crc32c
-except ImportError:  # pragma: no cover - depends on the environment
-    _c_crc32c = None
+_c_crc32c = None  # the maintained C implementation, once looked up (hardware instructions)
+_looked_up = False
+
+
+def _c_implementation():
+    """The C package's function, imported on first use: its import reads package metadata
+    (``importlib.metadata``, email, csv: about 20 ms), which a command that never checks
+    a CRC-32C should not pay."""
+    global _c_crc32c, _looked_up
+    if not _looked_up:
+        try:
+            from crc32c import crc32c as c_crc32c
+        except ImportError:  # pragma: no cover - depends on the environment
+            c_crc32c = None
+        _c_crc32c, _looked_up = c_crc32c, True
+    return _c_crc32c
 
 
 def crc32c(data, value: int = 0) -> int:
@@ -122,8 +134,9 @@ def crc32c(data, value: int = 0) -> int:
     ``value``: ``crc32c(b, crc32c(a)) == crc32c(a + b)``. The kernel's raw ``crc32c(seed, x)``
     (no inversions, as ext4 uses it) is ``crc32c(x, seed ^ 0xFFFFFFFF) ^ 0xFFFFFFFF``.
     """
-    if _c_crc32c is not None:
-        return _c_crc32c(data, value)
+    c = _c_crc32c if _looked_up else _c_implementation()
+    if c is not None:
+        return c(data, value)
     return crc32c_pure(data, value)
 
 

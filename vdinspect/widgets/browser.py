@@ -12,12 +12,12 @@ import os
 import ipywidgets as W
 
 from ..filesystems.base import DIR
-from .controller import SORT_KEYS, BrowserController, human
-from .table import ROW_PX, ROWS_SHOWN, FileTable
+from .controller import SORT_KEYS, SPAN_LIMIT, WINDOW_MAX, BrowserController, human
+from .table import MARGIN, ROW_PX, ROWS_SHOWN, FileTable
 
 
 class FileBrowser:
-    """A file browser: volume picker, breadcrumbs, a paged sortable file table, preview, extract.
+    """A file browser: volume picker, breadcrumbs, a scrolled sortable file table, preview, extract.
 
     ``.widget`` is the top-level box (displaying the FileBrowser shows it); the controls
     are attributes so a script (or a test) can drive them. Every panel is drawn from the
@@ -106,17 +106,17 @@ class FileBrowser:
         self.preview_box.add_class("vdinspect-preview")
         self.status.add_class("vdinspect-status")
         self.summary.add_class("vdinspect-summary")
-        self._values: dict[int, object] = {}
+        self._seq = 0
         self.refresh()
 
     # --- drawing --------------------------------------------------------------------
     def refresh(self) -> None:
-        """Redraw the breadcrumbs, the table page, the paging controls and the panels."""
+        """Redraw the breadcrumbs, the table (from its top) and the panels."""
         c = self.controller
         t = self.listing
         if c.fs is None:
-            self._values = {}
-            t.rows = []
+            t.visible = {"start": 0, "rows": [], "seq": -1}
+            t.total = 0
             t.empty = "no volume with a readable filesystem"
             self.crumbs.children = []
             self.draw_panels()
@@ -127,21 +127,16 @@ class FileBrowser:
             b.on_click(lambda _, p=path: self._do(lambda: c.cd(p)))
             buttons.append(b)
         self.crumbs.children = buttons
-        entries = c.page_entries()
-        self._values = dict(enumerate(entries))
-        total = c.page_count
+        c.read_ahead(FIRST_READ)  # the first rows at once; the table asks to read on
         with t.hold_sync():
+            t.span_limit = SPAN_LIMIT
             t.selected = []
-            t.rows = [_row(e) for e in entries]
-            t.empty = "no name matches the filter" if c.filter else "empty folder"
             t.sort_key = c.sort_key or ""
             t.ascending = c.ascending
             t.filter = c.filter
-            t.page = c.page
-            t.page_count = -1 if total is None else total
-            t.page_label = c.page_label()
-            t.has_prev = c.has_prev
-            t.has_next = c.has_next
+            t.empty = "no name matches the filter" if c.filter else "empty folder"
+            self.send_window(0, ROWS_SHOWN + 2 * MARGIN)
+            t.epoch += 1
         self.draw_panels()
 
     def draw_panels(self) -> None:
@@ -189,6 +184,32 @@ class FileBrowser:
         )
         self.preview_box.children = [self.preview_title, self.preview_text]
 
+    def send_window(self, start: int, count: int) -> None:
+        """Hand the table the rows ``start`` to ``start + count`` (what it scrolled to)."""
+        c = self.controller
+        t = self.listing
+        start = max(0, start)
+        rows = c.window(start, max(0, min(count, WINDOW_MAX))) if c.fs is not None else []
+        with t.hold_sync():
+            t.visible = {"start": start, "rows": [_row(e) for e in rows], "seq": self._seq}
+            self._seq += 1
+            t.total = c.known
+            t.more = c.count is None
+            t.label = c.describe()
+
+    def read_on(self) -> None:
+        """Read the next READ_STEP entries of the folder (up to SPAN_LIMIT), so that the
+        table's scrollbar spans more of it; the table asks while the folder has more."""
+        c = self.controller
+        if c.fs is None:
+            return
+        c.read_ahead(min(SPAN_LIMIT, c.known + READ_STEP))
+        t = self.listing
+        with t.hold_sync():
+            t.total = c.known
+            t.more = c.count is None
+            t.label = c.describe()
+
     def show_preview(self, entry) -> None:
         """Preview an entry (text, hex dump or image) in the panel."""
         self.controller.run(lambda: self.controller.show(entry))
@@ -223,7 +244,7 @@ class FileBrowser:
             self._do(lambda: self.controller.select_volume(change["new"]))
 
     def _selected(self) -> list:
-        return [self._values[i] for i in self.listing.selected if i in self._values]
+        return self.controller.rows_at(self.listing.selected)
 
     def _on_select(self, change) -> None:
         c = self.controller
@@ -249,12 +270,24 @@ class FileBrowser:
     def _on_event(self, ev: dict) -> None:
         c = self.controller
         kind = ev.get("event")
-        if kind == "open" and ev.get("row") in self._values:
-            self._open(self._values[ev["row"]])
+        if kind == "open" and isinstance(ev.get("row"), int):
+            chosen = c.rows_at([ev["row"]])
+            if chosen:
+                self._open(chosen[0])
         elif kind == "sort" and ev.get("key") in SORT_KEYS:
             self._do(lambda: c.sort(ev["key"]))
-        elif kind == "page" and isinstance(ev.get("page"), int):
-            self._do(lambda: c.goto_page(max(0, ev["page"])))
+        elif kind == "window" and isinstance(ev.get("start"), int) and isinstance(
+            ev.get("count"), int
+        ):
+            self.send_window(ev["start"], ev["count"])
+        elif kind == "read":
+            self.read_on()
+        elif kind == "find" and isinstance(ev.get("prefix"), str) and isinstance(
+            ev.get("after"), int
+        ):
+            row = c.find_next(ev["prefix"], ev["after"])
+            self.listing.jump = {"row": -1 if row is None else row, "seq": self._seq}
+            self._seq += 1
         elif kind == "up":
             self._do(c.up)
 
@@ -282,6 +315,8 @@ STATIC_NOTE = (
     "color:var(--jp-ui-font-color1,#222)'>vdinspect file browser: <b>run the cell again "
     "to browse</b> (a saved notebook keeps no live widgets; it needs a running kernel).</div>"
 )
+FIRST_READ = 1_000  # entries read when a folder opens, before its first rows are shown
+READ_STEP = 10_000  # entries read each time the table asks to read on
 PANEL_HEIGHT = f"{ROW_PX * (ROWS_SHOWN + 3) + 6}px"  # the preview is as tall as the table
 
 

@@ -1,11 +1,12 @@
 """The file browser's logic, in plain Python (no ipywidgets): the view only wires events here.
 
 A :class:`BrowserController` holds the state of one browser: the disk, the chosen volume
-and its open filesystem, the current folder, the page, the sort order, the selection and
+and its open filesystem, the current folder, the sort order, the filter, the selection and
 whether deleted entries are shown. A folder is listed lazily: entries are pulled from the
-driver only as far as the page on screen needs (in directory order), so the first page
-of a folder with 100 000 entries builds 200 rows, not 100 000. Sorting needs every entry
-of the folder once; the sorted order is then kept until the folder or the filter changes.
+driver only as far as the rows asked for need (in directory order): ``window(start, count)``
+for the rows a scrolled table shows, or a page (``listing()``) for a script. Sorting needs
+every entry of the folder once; the sorted order is then kept until the folder or the
+filter changes. Rows are numbered in display order from 0.
 """
 
 from __future__ import annotations
@@ -27,6 +28,11 @@ LISTING_COLUMNS = ["name", "kind", "size", "modified", "deleted"]
 #: columns ``sort()`` accepts (None is directory order)
 SORT_KEYS = ("name", "kind", "size", "modified", "deleted")
 PAGE_SIZE = 200
+#: the most rows one ``window()`` call hands out
+WINDOW_MAX = 5_000
+#: rows the view reads when a folder opens, so the scrollbar spans the whole folder (a
+#: bigger folder's scrollbar grows as it is scrolled)
+SPAN_LIMIT = 50_000
 
 
 class BrowserController:
@@ -253,6 +259,68 @@ class BrowserController:
         last = max(0, -(-have // self.page_size) - 1)
         self.page = min(page, last)
         return self.page
+
+    # --- the rows of a scrolled table ----------------------------------------------------
+    def window(self, start: int, count: int) -> list[Entry]:
+        """Rows ``start`` to ``start + count`` in display order (fewer at the end).
+
+        Only the entries up to the window's end are pulled from the driver (all of them
+        once the folder is sorted or filtered): a table scrolled to row 19,000 asks for the
+        rows around it and builds no others.
+        """
+        if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+            raise InvalidArgument(f"start must be an int >= 0, not {start!r}")
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= WINDOW_MAX:
+            raise InvalidArgument(f"count must be an int in 0..{WINDOW_MAX}, not {count!r}")
+        return self._ordered(start + count)[start : start + count]
+
+    @property
+    def known(self) -> int:
+        """Rows known so far in display order: all of them once ``count`` is not None."""
+        return len(self._ordered(0))
+
+    def read_ahead(self, limit: int = SPAN_LIMIT) -> int:
+        """Pull entries until ``limit`` are held or the folder ends; returns ``known``.
+
+        A table calls it when a folder opens so that its scrollbar spans every row of any
+        folder up to ``limit`` entries.
+        """
+        if not isinstance(limit, int) or limit < 0:
+            raise InvalidArgument(f"limit must be an int >= 0, not {limit!r}")
+        self._ordered(limit)
+        return self.known
+
+    def rows_at(self, indices: Iterable[int]) -> list[Entry]:
+        """The entries at these row numbers (display order) among the rows already read
+        (``known``); other numbers are skipped, so a stray number reads nothing more."""
+        rows = self._ordered(0)
+        return [rows[i] for i in indices if isinstance(i, int) and 0 <= i < len(rows)]
+
+    def find_next(self, prefix: str, after: int = -1) -> int | None:
+        """The row number of the next name starting with ``prefix`` (case-insensitive)
+        after row ``after``, wrapping round, among the rows already read; None if none."""
+        if not isinstance(prefix, str) or not isinstance(after, int):
+            raise InvalidArgument("find_next takes a str prefix and an int row")
+        rows = self._ordered(0)
+        needle = prefix.casefold()
+        n = len(rows)
+        if not needle or not n:
+            return None
+        start = min(max(after + 1, 0), n)
+        for i in (*range(start, n), *range(0, start)):
+            if rows[i].name.casefold().startswith(needle):
+                return i
+        return None
+
+    def describe(self) -> str:
+        """How many rows there are, for a status line: '20,000 entries', '3 of 20,000
+        match "abc"' or '50,000+ entries' while the folder is not read to its end."""
+        total = len(self._entries)
+        more = "+" if self._source is not None else ""
+        if not self.filter:
+            n = self.known
+            return f"{n:,}{more} {'entry' if n == 1 and not more else 'entries'}"
+        return f"{self.known:,} of {total:,}{more} match {self.filter!r}"
 
     # --- selection, preview, extraction -------------------------------------------------
     def select(self, names: Iterable[str | Entry]) -> list[Entry]:

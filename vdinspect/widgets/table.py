@@ -1,10 +1,14 @@
 """The file table of the browser: a small anywidget component (our own JavaScript, no build).
 
-It draws one page of rows the view hands it (aligned columns, fixed row height, icons as
-inline SVG so no emoji font is needed), with sortable column headers, a filter box, a page
-jump and keyboard navigation (arrows, Shift, Home/End, Enter opens, Backspace goes up,
-Ctrl+A selects the page, PageUp/PageDown turn pages). It holds no logic: clicks become
-events for :class:`~.browser.FileBrowser`, which asks the controller and sends new rows.
+A virtualised table: one scrollable list of every row of the folder, each row the same
+height, so the scrollbar spans the whole folder; only the rows around the scroll position
+(a window with a margin) exist in the page. The JavaScript asks for the window it needs
+(``{"event": "window", "start": s, "count": n}``) and the view answers from the controller's
+``window(start, count)``. Column headers sort, a filter box filters (both start again at
+the top), icons are inline SVG (no emoji font needed), and the keyboard moves across
+windows: arrows, PageUp/PageDown, Home/End, Shift extends, Enter opens, Backspace goes up,
+Ctrl+A selects every row, a letter jumps to the next name starting with it. It holds no logic: actions become events for
+:class:`~.browser.FileBrowser`, which asks the controller and sends rows.
 
 Its DOM, and the browser around it, carry ``data-lm-suppress-shortcuts`` so keys typed in
 the browser reach the browser, not JupyterLab's notebook shortcuts (``a``, ``b``, ``d d``).
@@ -22,8 +26,11 @@ COLUMNS = [("name", "name"), ("size", "size"), ("modified", "modified"), ("kind"
 
 ROW_PX = 24  # one row's height
 ROWS_SHOWN = 15  # rows visible without scrolling (the table's height is fixed)
+MARGIN = 40  # rows held above and below the visible ones
 
-_ESM = r"""
+_ESM = (
+    f"const ROW = {ROW_PX}, SHOWN = {ROWS_SHOWN}, MARGIN = {MARGIN};\n"
+    + r"""
 const ICONS = {
   dir: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M1 3h5l1.5 1.5H15v9H1z" fill="#d9a53f" stroke="#a07520" stroke-width=".8"/></svg>',
   file: '<svg viewBox="0 0 16 16" width="14" height="14"><path d="M3 1h7l3 3v11H3z" fill="#f4f6f8" stroke="#7a8793" stroke-width=".9"/><path d="M10 1v3h3" fill="none" stroke="#7a8793" stroke-width=".9"/></svg>',
@@ -79,28 +86,26 @@ function render({ model, el }) {
   filter.type = "search";
   filter.placeholder = "filter names…";
   filter.value = model.get("filter");
-  const count = h("span", "vdi-count");
-  bar.append(filter, count);
+  const label = h("span", "vdi-label");
+  bar.append(filter, label);
   const head = h("div", "vdi-row vdi-head");
-  const body = h("div", "vdi-body");
+  const body = h("div", "vdi-body");           // the scrolled box, SHOWN rows high
+  const spacer = h("div", "vdi-spacer");       // as tall as every row of the folder
+  body.append(spacer);
   body.tabIndex = 0;
   body.setAttribute(SUPPRESS, "true");
   body.setAttribute("role", "listbox");
   body.setAttribute("aria-multiselectable", "true");
-  const foot = h("div", "vdi-foot");
-  const prev = h("button", "vdi-prev", "‹ prev");
-  const next = h("button", "vdi-next", "next ›");
-  const pageIn = h("input", "vdi-page");
-  pageIn.type = "number";
-  pageIn.min = "1";
-  const pageOf = h("span", "vdi-pageof");
-  const label = h("span", "vdi-label");
-  foot.append(prev, h("span", "", "page"), pageIn, pageOf, next, label);
-  el.append(bar, head, body, foot);
+  el.append(bar, head, body);
 
-  let cursor = 0;   // the row the keyboard is on
-  let anchor = 0;   // where a Shift range starts
+  let cursor = 0;      // the row the keyboard is on (a row number of the whole folder)
+  let anchor = 0;      // where a Shift range starts
+  let pending = null;  // the window asked for and not answered yet
+  let reading = false; // a "read on" asked for and not answered yet
+  let typed = "", typedAt = 0;  // type-ahead
   const send = (msg) => model.send(msg);
+  const total = () => model.get("total");
+  const held = () => model.get("visible");
   const selected = () => new Set(model.get("selected"));
   const setSelected = (idx) => {
     model.set("selected", [...new Set(idx)].sort((a, b) => a - b));
@@ -119,13 +124,50 @@ function render({ model, el }) {
     }
   }
 
+  // Which rows the scroll position shows, and the window to ask for around them.
+  function need() {
+    const first = Math.floor(body.scrollTop / ROW);
+    const last = Math.min(total(), first + SHOWN + 1);
+    return [first, last];
+  }
+
+  function ask() {
+    const [first, last] = need();
+    const w = held();
+    const end = w.start + w.rows.length;
+    const more = model.get("more");
+    const covered = first >= w.start && (last <= end || (!more && end >= total()));
+    const nearEdge = (first - w.start < MARGIN / 2 && w.start > 0) ||
+                     (end - last < MARGIN / 2 && (end < total() || more));
+    if (covered && !nearEdge) return;
+    const start = Math.max(0, first - MARGIN);
+    const count = SHOWN + 2 * MARGIN;
+    if (pending && pending.start === start) return;
+    if (pending) { pending.next = { start, count }; return; }
+    pending = { start, count };
+    send({ event: "window", start, count });
+  }
+
+  // The folder is read on in steps after it opens (the first rows show at once), until
+  // the scrollbar spans every row or span_limit rows.
+  function readOn() {
+    if (reading || !model.get("more") || total() >= model.get("span_limit")) return;
+    reading = true;
+    send({ event: "read" });
+  }
+
   function drawRows() {
-    const rows = model.get("rows");
+    spacer.style.height = total() * ROW + "px";
+    const w = held();
     const sel = selected();
-    body.replaceChildren();
-    rows.forEach((r, i) => {
+    const [first, last] = need();
+    const lo = Math.max(w.start, first - MARGIN), hi = Math.min(w.start + w.rows.length, last + MARGIN);
+    const out = [];
+    for (let i = lo; i < hi; i++) {
+      const r = w.rows[i - w.start];
       const row = h("div", "vdi-row vdi-item");
       row.dataset.index = i;
+      row.style.top = i * ROW + "px";
       row.setAttribute("role", "option");
       if (sel.has(i)) row.classList.add("vdi-selected");
       if (i === cursor) row.classList.add("vdi-cursor");
@@ -137,23 +179,33 @@ function render({ model, el }) {
       row.append(icon, name, h("span", "vdi-col-size", r.size),
                  h("span", "vdi-col-modified", r.modified),
                  h("span", "vdi-col-kind", r.deleted ? r.kind + " †" : r.kind));
-      body.append(row);
-    });
-    if (!rows.length) body.append(h("div", "vdi-empty", model.get("empty")));
+      out.push(row);
+    }
+    if (!total()) out.push(h("div", "vdi-empty", model.get("empty")));
+    spacer.replaceChildren(...out);
+    label.textContent = model.get("label");
   }
 
-  function drawFoot() {
-    prev.disabled = !model.get("has_prev");
-    next.disabled = !model.get("has_next");
-    pageIn.value = model.get("page") + 1;
-    const n = model.get("page_count");
-    pageOf.textContent = n > 0 ? "of " + n : "of many";
-    label.textContent = model.get("page_label");
-    count.textContent = model.get("filter") ? "filtered" : "";
+  // Selection and cursor change classes only: the row elements stay (a double-click
+  // needs both clicks on one element).
+  function paint() {
+    const sel = selected();
+    for (const row of spacer.children) {
+      if (!row.dataset.index) continue;
+      const i = Number(row.dataset.index);
+      row.classList.toggle("vdi-selected", sel.has(i));
+      row.classList.toggle("vdi-cursor", i === cursor);
+    }
+  }
+
+  function reveal() {
+    const top = cursor * ROW, bottom = top + ROW;
+    if (top < body.scrollTop) body.scrollTop = top;
+    else if (bottom > body.scrollTop + body.clientHeight) body.scrollTop = bottom - body.clientHeight;
   }
 
   function moveTo(i, extend) {
-    const n = model.get("rows").length;
+    const n = total();
     if (!n) return;
     cursor = Math.max(0, Math.min(n - 1, i));
     if (extend) {
@@ -163,20 +215,27 @@ function render({ model, el }) {
       anchor = cursor;
       setSelected([cursor]);
     }
-    const row = body.children[cursor];
-    if (row) row.scrollIntoView({ block: "nearest" });
+    const top = body.scrollTop;
+    reveal();
+    if (body.scrollTop === top) paint();  // else the scroll event draws the rows
   }
 
+  let frame = 0;
+  body.addEventListener("scroll", () => {
+    if (frame) return;
+    frame = requestAnimationFrame(() => { frame = 0; drawRows(); ask(); });
+  });
   body.addEventListener("click", (ev) => {
     const row = ev.target.closest(".vdi-item");
     if (!row) return;
     const i = Number(row.dataset.index);
-    if (ev.shiftKey) { cursor = i; moveTo(i, true); }
+    if (ev.shiftKey) moveTo(i, true);
     else if (ev.ctrlKey || ev.metaKey) {
       const sel = selected();
       sel.has(i) ? sel.delete(i) : sel.add(i);
       cursor = anchor = i;
       setSelected([...sel]);
+      paint();
     } else moveTo(i, false);
     body.focus();
   });
@@ -185,25 +244,25 @@ function render({ model, el }) {
     if (row) send({ event: "open", row: Number(row.dataset.index) });
   });
   body.addEventListener("keydown", (ev) => {
-    const n = model.get("rows").length;
+    const n = total();
     const k = ev.key;
     let done = true;
     if (k === "ArrowDown") moveTo(cursor + 1, ev.shiftKey);
     else if (k === "ArrowUp") moveTo(cursor - 1, ev.shiftKey);
+    else if (k === "PageDown") moveTo(cursor + SHOWN - 1, ev.shiftKey);
+    else if (k === "PageUp") moveTo(cursor - (SHOWN - 1), ev.shiftKey);
     else if (k === "Home") moveTo(0, ev.shiftKey);
     else if (k === "End") moveTo(n - 1, ev.shiftKey);
     else if (k === "Enter") { if (n) send({ event: "open", row: cursor }); }
     else if (k === "Backspace") send({ event: "up" });
-    else if (k === "PageDown") { if (model.get("has_next")) send({ event: "page", page: model.get("page") + 1 }); }
-    else if (k === "PageUp") { if (model.get("has_prev")) send({ event: "page", page: model.get("page") - 1 }); }
     else if ((ev.ctrlKey || ev.metaKey) && k.toLowerCase() === "a") setSelected([...Array(n).keys()]);
     else if (k.length === 1 && !ev.ctrlKey && !ev.metaKey && !ev.altKey) {
-      // type-ahead: jump to the next name starting with the letter
-      const rows = model.get("rows"), c = k.toLowerCase();
-      for (let j = 1; j <= n; j++) {
-        const i = (cursor + j) % n;
-        if (rows[i].name.toLowerCase().startsWith(c)) { moveTo(i, false); break; }
-      }
+      // type-ahead: the next name starting with what was typed (letters less than 0.8 s
+      // apart add up), anywhere in the folder
+      const now = Date.now();
+      typed = (now - typedAt < 800 ? typed : "") + k;
+      typedAt = now;
+      send({ event: "find", prefix: typed, after: typed.length > 1 ? cursor - 1 : cursor });
     } else done = false;
     if (done) { ev.preventDefault(); ev.stopPropagation(); }
   });
@@ -216,29 +275,40 @@ function render({ model, el }) {
     ev.stopPropagation();
     if (ev.key === "Enter" || ev.key === "ArrowDown") { ev.preventDefault(); body.focus(); moveTo(0, false); }
   });
-  prev.addEventListener("click", () => send({ event: "page", page: model.get("page") - 1 }));
-  next.addEventListener("click", () => send({ event: "page", page: model.get("page") + 1 }));
-  pageIn.addEventListener("change", () => {
-    const p = Math.max(1, Math.floor(Number(pageIn.value) || 1));
-    send({ event: "page", page: p - 1 });
-  });
-  pageIn.addEventListener("keydown", (ev) => ev.stopPropagation());
 
-  model.on("change:rows", () => { cursor = anchor = 0; drawRows(); body.scrollTop = 0; });
-  model.on("change:selected", drawRows);
+  model.on("change:visible", () => {
+    const next = pending && pending.next;
+    pending = null;
+    drawRows();
+    if (next) ask();
+    readOn();
+  });
+  model.on("change:epoch", () => {   // another folder, order or filter: from the top
+    cursor = anchor = 0;
+    pending = null;
+    reading = false;
+    body.scrollTop = 0;
+    drawRows();
+    readOn();
+  });
+  model.on("change:jump", () => {   // the answer to a type-ahead
+    const j = model.get("jump");
+    if (j.row >= 0) moveTo(j.row, false);
+  });
+  model.on("change:total", () => { reading = false; drawRows(); readOn(); });
+  model.on("change:more", () => { reading = false; });
+  model.on("change:selected", paint);
+  model.on("change:label", drawRows);
   model.on("change:sort_key", drawHead);
   model.on("change:ascending", drawHead);
-  for (const t of ["page", "page_count", "page_label", "has_prev", "has_next"]) {
-    model.on("change:" + t, drawFoot);
-  }
   model.on("change:filter", () => {
     if (document.activeElement !== filter) filter.value = model.get("filter");
-    drawFoot();
   });
-  drawHead(); drawRows(); drawFoot();
+  drawHead(); drawRows(); readOn();
 }
 export default { render };
 """
+)
 
 _CSS = f"""
 .vdi-table {{
@@ -254,7 +324,6 @@ _CSS = f"""
 .vdi-table .vdi-filter {{ flex: 1; min-width: 0; height: 24px; box-sizing: border-box;
   background: var(--jp-input-background, #fff); color: var(--jp-ui-font-color1, #222);
   border: 1px solid var(--jp-border-color1, #bbb); padding: 0 6px; }}
-.vdi-table .vdi-count {{ color: var(--jp-ui-font-color2, #666); }}
 .vdi-table .vdi-row {{ display: grid; grid-template-columns: var(--vdi-cols); column-gap: 8px;
   align-items: center; height: {ROW_PX}px; padding: 0 6px; white-space: nowrap; }}
 .vdi-table .vdi-head {{ border-bottom: 1px solid var(--jp-border-color1, #bbb);
@@ -262,8 +331,12 @@ _CSS = f"""
 .vdi-table .vdi-head button {{ all: unset; cursor: pointer; font-weight: 600; overflow: hidden;
   text-overflow: ellipsis; }}
 .vdi-table .vdi-head button:hover {{ text-decoration: underline; }}
-.vdi-table .vdi-body {{ height: {ROW_PX * ROWS_SHOWN}px; overflow-y: auto; overflow-x: hidden;
-  outline: none; }}
+.vdi-table .vdi-head, .vdi-table .vdi-body {{ scrollbar-gutter: stable; overflow-x: hidden; }}
+.vdi-table .vdi-head {{ overflow-y: hidden; }}
+.vdi-table .vdi-body {{ height: {ROW_PX * ROWS_SHOWN}px; overflow-y: auto; outline: none;
+  position: relative; }}
+.vdi-table .vdi-spacer {{ position: relative; width: 100%; min-height: 1px; }}
+.vdi-table .vdi-item {{ position: absolute; left: 0; right: 0; box-sizing: border-box; }}
 .vdi-table .vdi-body:focus-visible {{ box-shadow: inset 0 0 0 1px var(--jp-brand-color1, #1976d2); }}
 .vdi-table .vdi-item {{ cursor: default; user-select: none; }}
 .vdi-table .vdi-item:hover {{ background: var(--jp-layout-color2, #f0f0f0); }}
@@ -280,35 +353,34 @@ _CSS = f"""
 .vdi-table .vdi-head .vdi-col-size {{ text-align: right; }}
 .vdi-table .vdi-col-modified {{ font-variant-numeric: tabular-nums; }}
 .vdi-table .vdi-empty {{ padding: 8px; color: var(--jp-ui-font-color2, #666); font-style: italic; }}
-.vdi-table .vdi-foot {{ display: flex; gap: 6px; align-items: center; padding: 4px;
-  border-top: 1px solid var(--jp-border-color1, #bbb); }}
-.vdi-table .vdi-foot button {{ height: 24px; padding: 0 8px; cursor: pointer;
-  background: var(--jp-layout-color2, #eee); color: var(--jp-ui-font-color1, #222);
-  border: 1px solid var(--jp-border-color1, #bbb); border-radius: 2px; }}
-.vdi-table .vdi-foot button:disabled {{ color: var(--jp-ui-font-color3, #aaa); cursor: default; }}
-.vdi-table .vdi-page {{ width: 5em; height: 22px; box-sizing: border-box;
-  background: var(--jp-input-background, #fff); color: var(--jp-ui-font-color1, #222);
-  border: 1px solid var(--jp-border-color1, #bbb); }}
-.vdi-table .vdi-label {{ margin-left: auto; color: var(--jp-ui-font-color2, #666); }}
+.vdi-table .vdi-label {{ color: var(--jp-ui-font-color1, #222); white-space: nowrap;
+  font-variant-numeric: tabular-nums; }}
 """
 
 
 class FileTable(anywidget.AnyWidget):
-    """One page of a folder as a table; user actions arrive as events (see ``dispatch``)."""
+    """A folder as a virtualised table; user actions arrive as events (see ``dispatch``).
+
+    ``total`` rows span the scrollbar; ``visible`` holds the window of rows the front end
+    asked for (``{"start": s, "rows": [...], "seq": n}``); ``selected`` are row numbers of
+    the whole folder; ``epoch`` changes when the rows change meaning (folder, order,
+    filter), which takes the table back to its top.
+    """
 
     _esm = _ESM
     _css = _CSS
     columns = T.List(T.List(T.Unicode()), default_value=[list(c) for c in COLUMNS]).tag(sync=True)
-    rows = T.List(T.Dict()).tag(sync=True)
+    visible = T.Dict(default_value={"start": 0, "rows": [], "seq": 0}).tag(sync=True)
+    total = T.Int(0).tag(sync=True)
+    more = T.Bool(False).tag(sync=True)  # the folder is not read to its end yet
+    span_limit = T.Int(0).tag(sync=True)  # the front end asks to read on up to this many
+    jump = T.Dict(default_value={"row": -1, "seq": 0}).tag(sync=True)  # type-ahead's answer
+    epoch = T.Int(0).tag(sync=True)
     selected = T.List(T.Int()).tag(sync=True)
     sort_key = T.Unicode("").tag(sync=True)
     ascending = T.Bool(True).tag(sync=True)
     filter = T.Unicode("").tag(sync=True)
-    page = T.Int(0).tag(sync=True)
-    page_count = T.Int(-1).tag(sync=True)  # -1: the folder is not read to its end yet
-    page_label = T.Unicode("").tag(sync=True)
-    has_prev = T.Bool(False).tag(sync=True)
-    has_next = T.Bool(False).tag(sync=True)
+    label = T.Unicode("").tag(sync=True)
     empty = T.Unicode("empty folder").tag(sync=True)
 
     def __init__(self, **kw) -> None:
@@ -316,9 +388,21 @@ class FileTable(anywidget.AnyWidget):
         self._listeners: list[Callable[[dict], None]] = []
         self.on_msg(lambda _w, content, _b: self.dispatch(content))
 
+    @property
+    def rows(self) -> list[dict]:
+        """The rows held now (the window), for a script or a test."""
+        return list(self.visible.get("rows", []))
+
+    @property
+    def start(self) -> int:
+        """The row number of the first row held."""
+        return int(self.visible.get("start", 0))
+
     def on_event(self, callback: Callable[[dict], None]) -> None:
         """Call ``callback(event)`` for each user action: {"event": "open", "row": i},
-        {"event": "sort", "key": k}, {"event": "page", "page": n} or {"event": "up"}."""
+        {"event": "sort", "key": k}, {"event": "window", "start": s, "count": n},
+        {"event": "read"} (read more of the folder), {"event": "find", "prefix": p,
+        "after": row} (type-ahead) or {"event": "up"}."""
         self._listeners.append(callback)
 
     def dispatch(self, event: dict) -> None:
