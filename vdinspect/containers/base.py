@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import NotFound
 from ..findings import Findings
-from ..io import ByteSource, FileSource, LRUCache
+from ..io import ByteSource, FileSource, FilledSource, LRUCache
 from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 from . import readplan
 from .runs import RunTable
@@ -157,7 +157,7 @@ class ParentHint:
     extra: dict = field(default_factory=dict)
 
 
-class Image(ByteSource, Findings):
+class Image(FilledSource, Findings):
     """One image file (one layer of a chain) seen as its virtual disk.
 
     Subclasses set ``format``, ``size``, ``header`` and implement :meth:`_runs`; they may
@@ -253,16 +253,7 @@ class Image(ByteSource, Findings):
         the plan uses (a few runs cost less as objects than as columns)."""
         return merge_runs(run_objects(self._runs(start, end)), start, end)
 
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self.readinto(offset, buf)
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        if not len(mv):
-            return
+    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
         plan = self.plan(offset, offset + len(mv))
         if plan is not None:
             readplan.fill(plan, offset, mv)

@@ -10,6 +10,7 @@ from .sources import (
     Concat,
     DamageIndex,
     FileSource,
+    FilledSource,
     MemorySource,
     Slice,
     Zero,
@@ -18,7 +19,8 @@ from .sources import (
     merge_ranges,
 )
 
-__all__ = ["ByteSource", "FileSource", "FileObjectSource", "MemorySource", "Slice", "Concat",
+__all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "MemorySource",
+           "Slice", "Concat",
            "Zero", "LRUCache",
            "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "crc32c",
            "OverlaySource", "PathPolicy"]
