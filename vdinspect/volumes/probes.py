@@ -19,9 +19,17 @@ from construct import ConstructError
 
 from ..errors import EncryptedImage, VDInspectError
 from ..io import ByteSource
-from ..layout import offset_of
+from ..layout import flag_values, offset_of, struct_format
 from .exfat_layout import BootSector as ExfatBootSector
 from .exfat_layout import EntryType, VolumeLabelEntry, boot_sector_problem, volume_label_text
+from .ext_layout import (
+    EXT_MAGIC,
+    SUPERBLOCK_OFFSET,
+    CompatFeatures,
+    IncompatFeatures,
+    RoCompatFeatures,
+    Superblock,
+)
 from .fat_layout import (
     ATTR_LONG_NAME,
     ATTR_LONG_NAME_MASK,
@@ -279,11 +287,19 @@ def _ntfs_volume_name(rec: bytearray) -> str | None:
 
 # --- Linux filesystems --------------------------------------------------------------------
 
-_EXT_HAS_JOURNAL = 0x4
-_EXT_JOURNAL_DEV = 0x8
-_EXT2_RO_SUPP = 0x1 | 0x2 | 0x4
-_EXT2_INCOMPAT_SUPP = 0x2 | 0x10
-_EXT3_INCOMPAT_SUPP = 0x2 | 0x4 | 0x10
+_EXT_C, _EXT_I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
+_EXT_R = flag_values(RoCompatFeatures)
+_EXT_HAS_JOURNAL, _EXT_JOURNAL_DEV = _EXT_C["has_journal"], _EXT_I["journal_dev"]
+# what ext2 and ext3 may hold (libblkid's EXT2/EXT3_FEATURE_*_SUPP): more is ext4
+_EXT2_RO_SUPP = _EXT_R["sparse_super"] | _EXT_R["large_file"] | _EXT_R["btree_dir"]
+_EXT2_INCOMPAT_SUPP = _EXT_I["filetype"] | _EXT_I["meta_bg"]
+_EXT3_INCOMPAT_SUPP = _EXT2_INCOMPAT_SUPP | _EXT_I["needs_recovery"]
+#: the superblock fields the probe reads, in layout order, all in its first 256 bytes
+_EXT_FIELDS = ("s_log_block_size", "s_magic", "s_minor_rev_level", "s_rev_level",
+               "s_block_group_nr", "s_feature_compat", "s_feature_incompat",
+               "s_feature_ro_compat", "s_uuid", "s_volume_name")
+_EXT_HEAD = struct_format(Superblock, *_EXT_FIELDS)
+_EXT_READ = 256  # bytes of a superblock copy the probe reads (and needs inside the volume)
 
 
 #: group 1's backup superblock per block size (8 x block size blocks a group; 1 KiB
@@ -291,19 +307,29 @@ _EXT3_INCOMPAT_SUPP = 0x2 | 0x4 | 0x10
 _EXT_GROUP1_BACKUPS = [(8193 * 1024, 1024), (16384 * 2048, 2048), (32768 * 4096, 4096)]
 
 
+def _ext_head(src: ByteSource, off: int) -> dict | None:
+    """The probe's superblock fields of the copy at ``off``, or None without the magic."""
+    raw = _rd(src, off, _EXT_READ)
+    if raw is None:
+        return None
+    sb = dict(zip(_EXT_FIELDS, _EXT_HEAD.unpack_from(raw)))
+    return sb if sb["s_magic"] == EXT_MAGIC else None
+
+
 def probe_ext(src: ByteSource) -> FsInfo | None:
     """ext2/3/4 by the primary superblock, else by group 1's backup."""
-    sb = _rd(src, 1024, 256)
-    if sb is None or sb[56:58] != b"\x53\xef":
+    sb = _ext_head(src, SUPERBLOCK_OFFSET)
+    if sb is None:
         for off, bs in _EXT_GROUP1_BACKUPS:
-            sb = _rd(src, off, 256)
+            sb = _ext_head(src, off)
             # the copy names its group (s_block_group_nr) and its block size
-            if (sb is not None and sb[56:58] == b"\x53\xef" and _u16(sb, 0x5A) == 1
-                    and 1024 << min(_u32(sb, 0x18), 16) == bs):
+            if (sb is not None and sb["s_block_group_nr"] == 1
+                    and 1024 << min(sb["s_log_block_size"], 16) == bs):
                 break
         else:
             return None
-    compat, incompat, ro = _u32(sb, 0x5C), _u32(sb, 0x60), _u32(sb, 0x64)
+    compat, incompat = sb["s_feature_compat"], sb["s_feature_incompat"]
+    ro = sb["s_feature_ro_compat"]
     if incompat & _EXT_JOURNAL_DEV:
         kind = "jbd"
     elif (
@@ -322,9 +348,9 @@ def probe_ext(src: ByteSource) -> FsInfo | None:
         kind = "ext4"
     return FsInfo(
         kind,
-        _label(_cstr(sb[0x78:0x88])),
-        _uuid_be(sb[0x68:0x78]),
-        f"{_u32(sb, 0x4C)}.{_u16(sb, 0x3E)}",
+        _label(_cstr(sb["s_volume_name"])),
+        _uuid_be(sb["s_uuid"]),
+        f"{sb['s_rev_level']}.{sb['s_minor_rev_level']}",
     )
 
 
