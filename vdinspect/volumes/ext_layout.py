@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from construct import Array, Bytes, Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
+from ..layout import flag_values
+
 SUPERBLOCK_OFFSET = 1024
 SUPERBLOCK_SIZE = 1024
 EXT_MAGIC = 0xEF53
@@ -196,3 +198,25 @@ Superblock = Struct(
     "s_reserved" / Bytes(94 * 4) * "zero padding",
     "s_checksum" / Int32ul * "crc32c of the superblock up to here (metadata_csum)",
 )  # 1024 bytes
+
+_C, _I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
+_R = flag_values(RoCompatFeatures)
+# what ext2 and ext3 may hold (libblkid's EXT2/EXT3_FEATURE_*_SUPP): more is ext4
+_EXT2_RO_SUPP = _R["sparse_super"] | _R["large_file"] | _R["btree_dir"]
+_EXT2_INCOMPAT_SUPP = _I["filetype"] | _I["meta_bg"]
+_EXT3_INCOMPAT_SUPP = _EXT2_INCOMPAT_SUPP | _I["needs_recovery"]
+
+
+def blkid_type(compat: int, incompat: int, ro_compat: int) -> str:
+    """The volume type blkid names from the feature flags: ``jbd`` (an external journal),
+    ``ext2`` (no journal, ext2 features only), ``ext3`` (a journal, ext3 features only),
+    else ``ext4``."""
+    if incompat & _I["journal_dev"]:
+        return "jbd"
+    old_ro = not ro_compat & ~_EXT2_RO_SUPP
+    if not compat & _C["has_journal"]:
+        if old_ro and not incompat & ~_EXT2_INCOMPAT_SUPP:
+            return "ext2"
+    elif old_ro and not incompat & ~_EXT3_INCOMPAT_SUPP:
+        return "ext3"
+    return "ext4"

@@ -19,16 +19,14 @@ from construct import ConstructError
 
 from ..errors import EncryptedImage, VDInspectError
 from ..io import ByteSource
-from ..layout import flag_values, offset_of, struct_format
+from ..layout import field_slice, offset_of, struct_format
 from .exfat_layout import BootSector as ExfatBootSector
 from .exfat_layout import EntryType, VolumeLabelEntry, boot_sector_problem, volume_label_text
 from .ext_layout import (
     EXT_MAGIC,
     SUPERBLOCK_OFFSET,
-    CompatFeatures,
-    IncompatFeatures,
-    RoCompatFeatures,
     Superblock,
+    blkid_type,
 )
 from .fat_layout import (
     ATTR_LONG_NAME,
@@ -47,6 +45,8 @@ from .fat_layout import (
     check_bpb,
 )
 from .multisector import RecordError, apply_fixup
+from .ntfs_layout import NTFS_OEM, volume_name
+from .ntfs_layout import BootSector as NtfsBootSector
 
 
 @dataclass
@@ -72,10 +72,6 @@ def _u16(b: bytes, o: int) -> int:
 
 def _u32(b: bytes, o: int) -> int:
     return struct.unpack_from("<I", b, o)[0]
-
-
-def _u64(b: bytes, o: int) -> int:
-    return struct.unpack_from("<Q", b, o)[0]
 
 
 def _cstr(b: bytes, encoding: str = "utf-8") -> str:
@@ -240,11 +236,16 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
     )
 
 
+_NTFS_OEM_AT = field_slice(NtfsBootSector, "oem_id")
+_NTFS_BPB = struct_format(NtfsBootSector, "bytes_per_sector", "sectors_per_cluster", "mft_lcn",
+                          "clusters_per_mft_record", "volume_serial_number")
+_NTFS_VOLUME_RECORD = 3  # $Volume's MFT record number
+
+
 def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
-    if bs[3:11] != b"NTFS    ":
+    if bs[_NTFS_OEM_AT] != NTFS_OEM:
         return None
-    ssize = _u16(bs, 0x0B)
-    spc = bs[0x0D]
+    ssize, spc, mft_lcn, cpr, serial = _NTFS_BPB.unpack_from(bs)
     if not _is_pow2(ssize) or not 256 <= ssize <= 4096:
         return None
     if spc > 0x80:
@@ -252,48 +253,22 @@ def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
     if not _is_pow2(spc):
         return None
     csize = ssize * spc
-    cpr = struct.unpack_from("<b", bs, 0x40)[0]
     rsize = csize * cpr if cpr > 0 else 1 << -cpr
-    serial = _u64(bs, 0x48)
     label = None
     if 256 <= rsize <= 65536:
-        rec = _rd(src, _u64(bs, 0x30) * csize + 3 * rsize, rsize)
+        rec = _rd(src, mft_lcn * csize + _NTFS_VOLUME_RECORD * rsize, rsize)
         if rec is not None:
             rec = bytearray(rec)
             try:
                 apply_fixup(rec, b"FILE")
-                label = _ntfs_volume_name(rec)
+                label = volume_name(rec)
             except RecordError:
                 pass
     return FsInfo("ntfs", _label(label), f"{serial:016X}")
 
 
-def _ntfs_volume_name(rec: bytearray) -> str | None:
-    pos = _u16(rec, 0x14)
-    for _ in range(64):
-        if pos + 16 > len(rec):
-            return None
-        atype, alen = _u32(rec, pos), _u32(rec, pos + 4)
-        if atype == 0xFFFFFFFF or alen < 16 or pos + alen > len(rec):
-            return None
-        if atype == 0x60 and rec[pos + 8] == 0:
-            vlen, voff = _u32(rec, pos + 16), _u16(rec, pos + 20)
-            if voff + vlen > alen:
-                return None
-            return bytes(rec[pos + voff : pos + voff + vlen]).decode("utf-16-le", "replace")
-        pos += alen
-    return None
-
-
 # --- Linux filesystems --------------------------------------------------------------------
 
-_EXT_C, _EXT_I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
-_EXT_R = flag_values(RoCompatFeatures)
-_EXT_HAS_JOURNAL, _EXT_JOURNAL_DEV = _EXT_C["has_journal"], _EXT_I["journal_dev"]
-# what ext2 and ext3 may hold (libblkid's EXT2/EXT3_FEATURE_*_SUPP): more is ext4
-_EXT2_RO_SUPP = _EXT_R["sparse_super"] | _EXT_R["large_file"] | _EXT_R["btree_dir"]
-_EXT2_INCOMPAT_SUPP = _EXT_I["filetype"] | _EXT_I["meta_bg"]
-_EXT3_INCOMPAT_SUPP = _EXT2_INCOMPAT_SUPP | _EXT_I["needs_recovery"]
 #: the superblock fields the probe reads, in layout order, all in its first 256 bytes
 _EXT_FIELDS = ("s_log_block_size", "s_magic", "s_minor_rev_level", "s_rev_level",
                "s_block_group_nr", "s_feature_compat", "s_feature_incompat",
@@ -328,26 +303,8 @@ def probe_ext(src: ByteSource) -> FsInfo | None:
                 break
         else:
             return None
-    compat, incompat = sb["s_feature_compat"], sb["s_feature_incompat"]
-    ro = sb["s_feature_ro_compat"]
-    if incompat & _EXT_JOURNAL_DEV:
-        kind = "jbd"
-    elif (
-        not compat & _EXT_HAS_JOURNAL
-        and not ro & ~_EXT2_RO_SUPP
-        and not (incompat & ~_EXT2_INCOMPAT_SUPP)
-    ):
-        kind = "ext2"
-    elif (
-        compat & _EXT_HAS_JOURNAL
-        and not ro & ~_EXT2_RO_SUPP
-        and not (incompat & ~_EXT3_INCOMPAT_SUPP)
-    ):
-        kind = "ext3"
-    else:
-        kind = "ext4"
     return FsInfo(
-        kind,
+        blkid_type(sb["s_feature_compat"], sb["s_feature_incompat"], sb["s_feature_ro_compat"]),
         _label(_cstr(sb["s_volume_name"])),
         _uuid_be(sb["s_uuid"]),
         f"{sb['s_rev_level']}.{sb['s_minor_rev_level']}",

@@ -2,44 +2,16 @@
 
 Facts from the Linux-NTFS project documentation ("Boot sector") cross-checked with
 mkntfs and Windows-made volumes. The boot sector is sector 0 of the volume; a copy sits
-in the last sector (the sector just past ``total_sectors``).
+in the last sector (the sector just past ``total_sectors``). The layout is declared once in
+:mod:`vdinspect.volumes.ntfs_layout` (the probe reads it too).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from construct import Bytes, Int8sl, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
-
 from ...layout import offset_of
-
-NTFS_OEM = b"NTFS    "
-
-BootSector = Struct(
-    "jump" / Bytes(3) * "x86 jump over the BPB",
-    "oem_id" / Bytes(8) * '"NTFS    "',
-    "bytes_per_sector" / Int16ul * "bytes (256..4096, power of two)",
-    "sectors_per_cluster" / Int8ul * "sectors, or 256 - log2(sectors) when above 0x80",
-    "reserved_sectors" / Int16ul * "always 0 on NTFS",
-    Padding(5),  # FAT fields that must be zero
-    "media_descriptor" / Int8ul * "0xF8 for a hard disk",
-    Padding(2),
-    "sectors_per_track" / Int16ul * "CHS geometry (unused)",
-    "number_of_heads" / Int16ul * "CHS geometry (unused)",
-    "hidden_sectors" / Int32ul * "sectors before the volume (partition start)",
-    Padding(8),
-    "total_sectors" / Int64ul * "sectors in the volume, the backup boot sector excluded",
-    "mft_lcn" / Int64ul * "first cluster of $MFT",
-    "mftmirr_lcn" / Int64ul * "first cluster of $MFTMirr",
-    "clusters_per_mft_record" / Int8sl * "clusters, or -log2(bytes) when negative",
-    Padding(3),
-    "clusters_per_index_record" / Int8sl * "clusters, or -log2(bytes) when negative",
-    Padding(3),
-    "volume_serial_number" / Int64ul * "the volume serial (blkid prints it as 16 hex digits)",
-    "checksum" / Int32ul * "unused (0)",
-    "bootstrap" / Bytes(426) * "boot code",
-    "end_of_sector_marker" / Int16ul * "0xAA55",
-)  # 512 bytes
+from ...volumes.ntfs_layout import NTFS_OEM, BootSector  # noqa: F401 (re-exported)
 
 BOOT_SECTOR_SIZE = BootSector.sizeof()
 _OEM_AT = offset_of(BootSector, "oem_id")
