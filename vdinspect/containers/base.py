@@ -360,6 +360,14 @@ def _zeros(n: int) -> memoryview:
     return memoryview(bytearray(n))
 
 
+def structure_row(name: str, host_file: str | None, host_offset: int, length: int,
+                  description: str) -> dict:
+    """One ``structures()`` row (schemas.STRUCTURE_COLUMNS): the one spelling every
+    format's report uses."""
+    return dict(name=name, host_file=host_file, host_offset=host_offset, length=length,
+                description=description)
+
+
 def data_structures(runs, unit: str = "clusters") -> list[dict]:
     """``structures()`` rows for the data an image stores: contiguous host ranges, merged.
 
@@ -379,8 +387,8 @@ def data_structures(runs, unit: str = "clusters") -> list[dict]:
             last[2] = max(last[2], off + n - last[1])
         else:
             spans.append([f, off, n, comp])
-    return [dict(name="compressed data" if comp else "data", host_file=f, host_offset=off,
-                 length=n, description=f"compressed {unit}" if comp else "guest data")
+    return [structure_row("compressed data" if comp else "data", f, off, n,
+                          f"compressed {unit}" if comp else "guest data")
             for f, off, n, comp in spans]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..io import ByteSource, FileSource
 from . import readplan
-from .base import DATA, UNALLOCATED, Image, Run
+from .base import DATA, UNALLOCATED, Image, Run, structure_row
 
 FORMAT = "raw"
 
@@ -65,13 +65,7 @@ class RawImage(Image):
 
     def structures(self) -> list[dict]:
         return [
-            dict(
-                name="data",
-                host_file=self.path,
-                host_offset=0,
-                length=self.size,
-                description="the whole file is the virtual disk",
-            )
+            structure_row("data", self.path, 0, self.size, "the whole file is the virtual disk")
         ]
 
 

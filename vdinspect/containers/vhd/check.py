@@ -7,6 +7,7 @@ import numpy as np
 
 from ..base import (
     leak_rows,
+    structure_row,
     unused_spans,
 )
 from .structs import (
@@ -38,9 +39,7 @@ class VhdReport:
         def row(name, off, length, desc):
             if off >= self.file.size:  # metadata pointing past the end: check() reports it
                 return
-            rows.append(
-                dict(name=name, host_file=p, host_offset=off, length=length, description=desc)
-            )
+            rows.append(structure_row(name, p, off, length, desc))
 
         if self.disk_type == FIXED:
             row("data", 0, min(self.data_area, self.size), "the virtual disk, byte for byte")

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage
-from .extent import MAX_GD_ENTRIES, S_DAMAGED, S_DATA, S_UNALLOC, GrainTableExtent, row
+from ..base import structure_row
+from .extent import MAX_GD_ENTRIES, S_DAMAGED, S_DATA, S_UNALLOC, GrainTableExtent
 from .structs import COWD_GT_ENTRIES, COWD_MAGIC, SECTOR, COWDChild, COWDHeader, COWDRoot
 
 MAX_GRAIN_SECTORS = 0x200000  # 1 GiB, QEMU's limit
@@ -110,14 +111,14 @@ class CowdExtent(GrainTableExtent):
         """Header, grain directory, grain tables and data grains."""
         h, p = self.header, self.path
         rows = [
-            row(
+            structure_row(
                 "COWD header",
                 p,
                 0,
                 COWDHeader.sizeof(),
                 f"ESX sparse, {h.numSectors} sectors, grain {h.grainSize} sectors",
             ),
-            row(
+            structure_row(
                 "grain directory",
                 p,
                 self.gd_offset,
@@ -127,7 +128,7 @@ class CowdExtent(GrainTableExtent):
         ]
         for i in np.flatnonzero(self.gd > 0).tolist():
             rows.append(
-                row(
+                structure_row(
                     f"grain table {i}",
                     p,
                     int(self.gd[i]),

@@ -17,7 +17,7 @@ import numpy as np
 from ...errors import CorruptImage
 from ...io import ByteSource, LRUCache
 from .. import readplan
-from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
+from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
 from ..runs import STATE_CODE, RunTable
 
 if TYPE_CHECKING:
@@ -50,13 +50,6 @@ class _TableCache(LRUCache):
 
     def __contains__(self, key) -> bool:
         return key in self._items
-
-
-def row(name: str, path: str, offset: int, length: int, description: str) -> dict:
-    """One ``structures()`` row."""
-    return dict(
-        name=name, host_file=path, host_offset=offset, length=length, description=description
-    )
 
 
 class Extent:
@@ -196,7 +189,7 @@ class FlatExtent(Extent):
     def structures(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
         return [
-            row(
+            structure_row(
                 f"flat extent {self.index}",
                 self.path,
                 self.offset,
@@ -537,7 +530,7 @@ class GrainTableExtent(Extent):
     def data_rows(self) -> list[dict]:
         """``structures()`` rows for the stored data grains."""
         return [
-            row("data grains", self.path, off, n, f"{count} grains of guest data")
+            structure_row("data grains", self.path, off, n, f"{count} grains of guest data")
             for off, n, count in self.data_spans()
         ]
 

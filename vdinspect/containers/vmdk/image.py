@@ -15,7 +15,7 @@ import re
 from ...errors import CorruptImage, MissingFile, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, FileSource, paths
 from .. import readplan
-from ..base import Image, ParentHint, Run
+from ..base import Image, ParentHint, Run, structure_row
 from ..runs import RunTable
 from .cowd import CowdExtent
 from .descriptor import (
@@ -28,7 +28,7 @@ from .descriptor import (
     looks_like_descriptor,
     parse_descriptor,
 )
-from .extent import Extent, FlatExtent, MissingExtent, ZeroExtent, row
+from .extent import Extent, FlatExtent, MissingExtent, ZeroExtent
 from .sesparse import SeSparseExtent, probe_sesparse
 from .sparse import SparseExtent, read_sparse_header
 from .structs import COWD_MAGIC, SECTOR, SPARSE_MAGIC
@@ -484,7 +484,7 @@ class VmdkImage(Image):
         rows = []
         if self.descriptor is not None and not self.descriptor_embedded:
             rows.append(
-                row(
+                structure_row(
                     "descriptor",
                     self.path,
                     0,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage, UnsupportedFeature
+from ..base import structure_row
 from .extent import (
     MAX_GD_ENTRIES,
     S_DAMAGED,
@@ -21,7 +22,6 @@ from .extent import (
     S_UNALLOC,
     S_ZERO,
     GrainTableExtent,
-    row,
 )
 from .structs import (
     SECTOR,
@@ -206,14 +206,14 @@ class SeSparseExtent(GrainTableExtent):
         """Headers, journal, grain directory and tables, bitmaps, data."""
         h, p = self.header, self.path
         rows = [
-            row(
+            structure_row(
                 "seSparse const header",
                 p,
                 0,
                 SECTOR,
                 f"seSparse, {h.capacity} sectors, grain {h.grain_size} sectors",
             ),
-            row(
+            structure_row(
                 "seSparse volatile header",
                 p,
                 h.volatile_header_offset * SECTOR,
@@ -229,10 +229,10 @@ class SeSparseExtent(GrainTableExtent):
             ("back map", h.backmap_offset, h.backmap_size),
         ):
             if size:
-                rows.append(row(name, p, off * SECTOR, size * SECTOR, f"{size} sectors"))
+                rows.append(structure_row(name, p, off * SECTOR, size * SECTOR, f"{size} sectors"))
         for i in np.flatnonzero(self.gd > 0).tolist():
             rows.append(
-                row(
+                structure_row(
                     f"grain table {i}",
                     p,
                     int(self.gd[i]),

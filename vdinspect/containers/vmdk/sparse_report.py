@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...layout import offset_of
-from ..base import leak_rows, unused_spans
-from .extent import MAX_ENTRY_ROWS, S_COMP, S_DATA, row
+from ..base import leak_rows, structure_row, unused_spans
+from .extent import MAX_ENTRY_ROWS, S_COMP, S_DATA
 from .structs import (
     FLAG_NAMES,
     FLAG_NL_DETECT,
@@ -71,7 +71,7 @@ class SparseReport:
         """Header, descriptor, directories, tables, footer, markers, data."""
         h, p, fh = self.header, self.path, self.file_header
         rows = [
-            row(
+            structure_row(
                 "sparse header",
                 p,
                 0,
@@ -82,10 +82,10 @@ class SparseReport:
         ]
         loc = self.descriptor_location()
         if loc:
-            rows.append(row("embedded descriptor", p, loc[0], loc[1], "text descriptor"))
+            rows.append(structure_row("embedded descriptor", p, loc[0], loc[1], "text descriptor"))
         if self.rgd_offset:
             rows.append(
-                row(
+                structure_row(
                     "redundant grain directory",
                     p,
                     self.rgd_offset,
@@ -95,7 +95,7 @@ class SparseReport:
             )
         if self.gd_offset:
             rows.append(
-                row("grain directory", p, self.gd_offset, self.n_gd * 4, f"{self.n_gd} entries")
+                structure_row("grain directory", p, self.gd_offset, self.n_gd * 4, f"{self.n_gd} entries")
             )
         span = self.gt_span
         for d, name in (
@@ -106,7 +106,7 @@ class SparseReport:
                 continue
             for i in np.flatnonzero(d > 0).tolist():
                 rows.append(
-                    row(
+                    structure_row(
                         f"{name} {i}",
                         p,
                         int(d[i]) * SECTOR,
@@ -117,10 +117,10 @@ class SparseReport:
         if self.footer_offset is not None:
             fsize = self.source.size
             rows.append(
-                row("footer marker", p, fsize - FOOTER_BYTES, SECTOR, "announces the footer")
+                structure_row("footer marker", p, fsize - FOOTER_BYTES, SECTOR, "announces the footer")
             )
             rows.append(
-                row(
+                structure_row(
                     "footer",
                     p,
                     fsize - 2 * SECTOR,
@@ -128,7 +128,7 @@ class SparseReport:
                     "copy of the header with the real gdOffset",
                 )
             )
-            rows.append(row("end-of-stream marker", p, fsize - SECTOR, SECTOR, "end of stream"))
+            rows.append(structure_row("end-of-stream marker", p, fsize - SECTOR, SECTOR, "end of stream"))
         if self.compressed:
             rows += self._stream_rows()
         else:
@@ -157,7 +157,7 @@ class SparseReport:
             if pos in (footer_at, fsize - SECTOR) and kind in (MARKER_FOOTER, MARKER_EOS):
                 continue  # already listed with the footer
             rows.append(
-                row(
+                structure_row(
                     MARKER_NAMES[kind],
                     p,
                     pos,
@@ -171,7 +171,7 @@ class SparseReport:
         for r in rows:
             if isinstance(r, list):
                 out.append(
-                    row(
+                    structure_row(
                         "compressed grains",
                         p,
                         r[0],

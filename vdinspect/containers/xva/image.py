@@ -28,7 +28,7 @@ from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource
 from ...io.gzipsource import GzipSource
 from ...units import human
-from ..base import DAMAGED, DATA, UNALLOCATED, Image, Run
+from ..base import DAMAGED, DATA, UNALLOCATED, Image, Run, structure_row
 from ..tar import Member, iter_members
 from .ovaxml import Export, Vdi, parse_ova_xml
 
@@ -210,16 +210,18 @@ class XvaImage(Image):
 
     def structures(self) -> list[dict]:
         m = self.ova_member
-        rows = [dict(name="ova.xml", host_file=self.host_name, host_offset=m.offset,
-                     length=m.size,
-                     description="the export's metadata (XML-RPC value: VM, VBDs, VDIs)")]
+        rows = [structure_row(
+            "ova.xml", self.host_name, m.offset, m.size,
+            "the export's metadata (XML-RPC value: VM, VBDs, VDIs)",
+        )]
         if len(self.hosts):
             first = int(self.hosts[0])
             last = int(self.hosts[-1] + self.lengths[-1])
-            rows.append(dict(name=f"chunks: {self.vdi.ref}", host_file=self.host_name,
-                             host_offset=first, length=last - first,
-                             description=f"{len(self.hosts)} chunks of up to {human(CHUNK)} "
-                             "with their checksum members, in tar members"))
+            rows.append(structure_row(
+                f"chunks: {self.vdi.ref}", self.host_name, first, last - first,
+                f"{len(self.hosts)} chunks of up to {human(CHUNK)} "
+                "with their checksum members, in tar members",
+            ))
         return rows
 
     def check(self) -> list[dict]:
