@@ -81,8 +81,9 @@ DIFF_FILE_COLUMNS = ["part", "path", "change", "kind", "old_path", "old_size", "
                      "old_modified", "new_modified", "what"]
 
 #: ``vdinspect.inventory()``: one row per image of a fleet
-INVENTORY_COLUMNS = ["path", *IMAGE_FACTS, "allocated_pct", "layers", "snapshots", "scheme", "partitions",
-                     "filesystems", "labels", "os", "hostnames", "check_errors", "error"]
+INVENTORY_COLUMNS = ["path", *IMAGE_FACTS, "allocated_pct", "layers", "snapshots", "scheme",
+                     "partitions", "filesystems", "labels", "os", "hostnames", "check_errors",
+                     "error"]
 
 #: ``Disk.inspect()``: one row per operating system found on the disk
 INSPECT_COLUMNS = ["root", "family", "distribution", "product", "version", "build", "edition",

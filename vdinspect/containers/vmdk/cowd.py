@@ -126,17 +126,7 @@ class CowdExtent(GrainTableExtent):
                 f"{self.gd_raw_count} entries",
             ),
         ]
-        for i in np.flatnonzero(self.gd > 0).tolist():
-            rows.append(
-                structure_row(
-                    f"grain table {i}",
-                    p,
-                    int(self.gd[i]),
-                    self.gt_bytes,
-                    f"maps extent bytes {i * self.gt_span:#x}..",
-                )
-            )
-        return rows + self.data_rows()
+        return rows + self.grain_table_rows() + self.data_rows()
 
     def check(self) -> list[dict]:
         """Unclean shutdown, unusable GD entries, bad or shared grains."""

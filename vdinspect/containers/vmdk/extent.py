@@ -527,6 +527,17 @@ class GrainTableExtent(Extent):
                 out.append((off, n, b - a))
         return out
 
+    def grain_table_rows(self, gd: np.ndarray | None = None, name: str = "grain table",
+                         unit: int = 1) -> list[dict]:
+        """``structures()`` rows for the grain tables directory ``gd`` names (default: the
+        extent's ``gd``; ``unit``: bytes per unit of its entries, SECTOR in VMDK4)."""
+        gd = self.gd if gd is None else gd
+        return [
+            structure_row(f"{name} {i}", self.path, int(gd[i]) * unit, self.gt_bytes,
+                          f"maps extent bytes {i * self.gt_span:#x}..")
+            for i in np.flatnonzero(gd > 0).tolist()
+        ]
+
     def data_rows(self) -> list[dict]:
         """``structures()`` rows for the stored data grains."""
         return [

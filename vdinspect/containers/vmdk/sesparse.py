@@ -230,17 +230,7 @@ class SeSparseExtent(GrainTableExtent):
         ):
             if size:
                 rows.append(structure_row(name, p, off * SECTOR, size * SECTOR, f"{size} sectors"))
-        for i in np.flatnonzero(self.gd > 0).tolist():
-            rows.append(
-                structure_row(
-                    f"grain table {i}",
-                    p,
-                    int(self.gd[i]),
-                    self.gt_bytes,
-                    f"maps extent bytes {i * self.gt_span:#x}..",
-                )
-            )
-        return rows + self.data_rows()
+        return rows + self.grain_table_rows() + self.data_rows()
 
     def check(self) -> list[dict]:
         """Unusable GD entries, bad or shared grains."""

@@ -95,29 +95,20 @@ class SparseReport:
             )
         if self.gd_offset:
             rows.append(
-                structure_row("grain directory", p, self.gd_offset, self.n_gd * 4, f"{self.n_gd} entries")
+                structure_row("grain directory", p, self.gd_offset, self.n_gd * 4,
+                              f"{self.n_gd} entries")
             )
-        span = self.gt_span
         for d, name in (
             (self.gd_primary, "grain table"),
             (self.gd_redundant, "redundant grain table"),
         ):
-            if d is None:
-                continue
-            for i in np.flatnonzero(d > 0).tolist():
-                rows.append(
-                    structure_row(
-                        f"{name} {i}",
-                        p,
-                        int(d[i]) * SECTOR,
-                        self.gt_bytes,
-                        f"maps extent bytes {i * span:#x}..",
-                    )
-                )
+            if d is not None:
+                rows += self.grain_table_rows(d, name, SECTOR)
         if self.footer_offset is not None:
             fsize = self.source.size
             rows.append(
-                structure_row("footer marker", p, fsize - FOOTER_BYTES, SECTOR, "announces the footer")
+                structure_row("footer marker", p, fsize - FOOTER_BYTES, SECTOR,
+                              "announces the footer")
             )
             rows.append(
                 structure_row(
@@ -128,7 +119,8 @@ class SparseReport:
                     "copy of the header with the real gdOffset",
                 )
             )
-            rows.append(structure_row("end-of-stream marker", p, fsize - SECTOR, SECTOR, "end of stream"))
+            rows.append(structure_row("end-of-stream marker", p, fsize - SECTOR, SECTOR,
+                                      "end of stream"))
         if self.compressed:
             rows += self._stream_rows()
         else:
