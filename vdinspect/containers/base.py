@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NotFound
-from ..findings import Findings
+from ..findings import Findings, check_row
 from ..io import ByteSource, FileSource, FilledSource, LRUCache
 from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 from . import readplan
@@ -436,10 +436,12 @@ def leak_rows(
 ) -> list[dict]:
     """``leak`` rows for the first ``limit`` (structure, host_offset, message) of ``leaks`` (an
     iterable, read no further), then a warning row counting the rest of ``total``."""
-    rows = [dict(severity="leak", structure=s, host_offset=off, message=msg)
+    rows = [check_row("leak", s, off, msg)
             for s, off, msg in islice(leaks, limit)]
     if total > len(rows):
-        rows.append(dict(severity="warning", structure=structure, host_offset=None,
-                         message=f"{total - len(rows)} more {what} (only the first "
-                         f"{len(rows)} are listed)"))
+        rows.append(check_row(
+            "warning", structure, None,
+            f"{total - len(rows)} more {what} (only the first "
+            f"{len(rows)} are listed)",
+        ))
     return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...findings import check_row
 from ..base import (
     data_structures,
     leak_rows,
@@ -62,9 +63,7 @@ class VdiReport:
         off = h.offBlocks
 
         def add(severity, structure, host_offset, message):
-            r = dict(
-                severity=severity, structure=structure, host_offset=host_offset, message=message
-            )
+            r = check_row(severity, structure, host_offset, message)
             if r not in rows:
                 rows.append(r)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...findings import check_row
 from ..base import structure_row
 from .bat import B_DAMAGED, B_DATA, B_PARTIAL
 from .structs import (
@@ -123,7 +124,7 @@ class Reports:
         rows = self.findings_rows()
 
         def add(sev, structure, off, msg):
-            row = dict(severity=sev, structure=structure, host_offset=off, message=msg)
+            row = check_row(sev, structure, off, msg)
             if row not in rows:
                 rows.append(row)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage
+from ...findings import check_row
 from ..base import structure_row
 from .extent import MAX_GD_ENTRIES, S_DAMAGED, S_DATA, S_UNALLOC, GrainTableExtent
 from .structs import COWD_GT_ENTRIES, COWD_MAGIC, SECTOR, COWDChild, COWDHeader, COWDRoot
@@ -133,11 +134,9 @@ class CowdExtent(GrainTableExtent):
         rows = []
         if self.header.uncleanShutdown:
             rows.append(
-                dict(
-                    severity="warning",
-                    structure="COWD header.uncleanShutdown",
-                    host_offset=1648,
-                    message=self.label + "unclean shutdown flag "
+                check_row(
+                    "warning", "COWD header.uncleanShutdown", 1648,
+                    self.label + "unclean shutdown flag "
                     "set: the redo log was not closed cleanly",
                 )
             )
@@ -145,11 +144,9 @@ class CowdExtent(GrainTableExtent):
         if len(bad):
             i = int(bad[0])
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain directory",
-                    host_offset=self.gd_entry_offset(i),
-                    message=self.label + f"{len(bad)} grain directory entries point "
+                check_row(
+                    "error", "grain directory", self.gd_entry_offset(i),
+                    self.label + f"{len(bad)} grain directory entries point "
                     f"outside the file (first: entry {i})",
                 )
             )

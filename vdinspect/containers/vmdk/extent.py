@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CorruptImage
+from ...findings import check_row
 from ...io import ByteSource, LRUCache
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
@@ -560,11 +561,9 @@ class GrainTableExtent(Extent):
                 bad += 1
                 if bad <= MAX_ENTRY_ROWS:
                     rows.append(
-                        dict(
-                            severity="error",
-                            structure="grain table",
-                            host_offset=self.gte_offset(i, k),
-                            message=self.label + self.bad_entry_message(i, k),
+                        check_row(
+                            "error", "grain table", self.gte_offset(i, k),
+                            self.label + self.bad_entry_message(i, k),
                         )
                     )
             used = np.flatnonzero((state == S_DATA) | (state == S_COMP))
@@ -587,11 +586,9 @@ class GrainTableExtent(Extent):
             cut = np.flatnonzero((h < fsize) & (h + g > fsize))
             for c in cut[:MAX_ENTRY_ROWS].tolist():
                 rows.append(
-                    dict(
-                        severity="error",
-                        structure="grain table",
-                        host_offset=None if w[c] < 0 else int(w[c]),
-                        message=self.label + f"the grain at {int(h[c]):#x} is cut short by "
+                    check_row(
+                        "error", "grain table", None if w[c] < 0 else int(w[c]),
+                        self.label + f"the grain at {int(h[c]):#x} is cut short by "
                         f"the end of the file ({fsize:#x})",
                     )
                 )
@@ -600,11 +597,9 @@ class GrainTableExtent(Extent):
             first = int(np.searchsorted(h, h[c]))
             n = int(np.searchsorted(h, h[c], side="right")) - first
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain",
-                    host_offset=int(h[c]),
-                    message=self.label + f"grain at {int(h[c]):#x} is referenced by {n} grain "
+                check_row(
+                    "error", "grain", int(h[c]),
+                    self.label + f"grain at {int(h[c]):#x} is referenced by {n} grain "
                     f"table entries (this one at {_at(w[c])}, the first at {_at(w[first])})",
                 )
             )
@@ -616,11 +611,9 @@ class GrainTableExtent(Extent):
 
     def _more_row(self, structure: str, n: int, what: str) -> dict:
         """A row counting the problems of one kind not listed."""
-        return dict(
-            severity="warning",
-            structure=structure,
-            host_offset=None,
-            message=self.label + f"{n - MAX_ENTRY_ROWS} more {what} (only the first "
+        return check_row(
+            "warning", structure, None,
+            self.label + f"{n - MAX_ENTRY_ROWS} more {what} (only the first "
             f"{MAX_ENTRY_ROWS} are listed)",
         )
 
@@ -645,11 +638,9 @@ class GrainTableExtent(Extent):
             off = int(h[c])
             name, at = next((n, o) for o, e, n in meta if o < off + g and e > off)
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain",
-                    host_offset=off,
-                    message=self.label + f"grains overlap metadata: the grain at {off:#x} "
+                check_row(
+                    "error", "grain", off,
+                    self.label + f"grains overlap metadata: the grain at {off:#x} "
                     f"(grain table entry at {_at(w[c])}) overlaps the {name} at {at:#x}",
                 )
             )

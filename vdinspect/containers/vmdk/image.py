@@ -13,6 +13,7 @@ import os
 import re
 
 from ...errors import CorruptImage, MissingFile, NotRecognized, UnsupportedFeature
+from ...findings import check_row
 from ...io import ByteSource, FileSource, paths
 from .. import readplan
 from ..base import Image, ParentHint, Run, structure_row
@@ -511,12 +512,7 @@ class VmdkImage(Image):
                 checked += e.check()
             except CorruptImage as err:
                 checked.append(
-                    dict(
-                        severity="error",
-                        structure=err.structure,
-                        host_offset=err.offset,
-                        message=str(err.detail),
-                    )
+                    check_row("error", err.structure, err.offset, str(err.detail))
                 )
         labels = sorted({e.label for e in self.extents if e.label}, key=len, reverse=True)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage, UnsupportedFeature
+from ...findings import check_row
 from ..base import structure_row
 from .extent import (
     MAX_GD_ENTRIES,
@@ -239,11 +240,9 @@ class SeSparseExtent(GrainTableExtent):
         if len(bad):
             i = int(bad[0])
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain directory",
-                    host_offset=self.gd_entry_offset(i),
-                    message=self.label + f"{len(bad)} grain directory entries are "
+                check_row(
+                    "error", "grain directory", self.gd_entry_offset(i),
+                    self.label + f"{len(bad)} grain directory entries are "
                     f"invalid or point outside the file (first: entry {i} = "
                     f"{int(self.gd_raw[i]):#018x})",
                 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...findings import check_row
 from ...layout import offset_of
 from ..base import leak_rows, structure_row, unused_spans
 from .extent import MAX_ENTRY_ROWS, S_COMP, S_DATA
@@ -182,22 +183,19 @@ class SparseReport:
         label = self.label
         if self.file_header.uncleanShutdown:
             rows.append(
-                dict(
-                    severity="warning",
-                    structure="sparse header.uncleanShutdown",
-                    host_offset=HEADER_UNCLEAN_AT,
-                    message=label + "unclean shutdown flag set: the extent was not closed cleanly",
+                check_row(
+                    "warning", "sparse header.uncleanShutdown", HEADER_UNCLEAN_AT,
+                    label + "unclean shutdown flag set: the extent was not closed cleanly",
                 )
             )
         nl = (h.singleEndLineChar, h.nonEndLineChar, h.doubleEndLineChar1, h.doubleEndLineChar2)
         if h.flags & FLAG_NL_DETECT and nl != NEWLINE_CHECK:
             in_footer = h is not self.file_header and self.footer_offset is not None
             rows.append(
-                dict(
-                    severity="error",
-                    structure="sparse header",
-                    host_offset=(self.footer_offset if in_footer else 0) + HEADER_NEWLINE_AT,
-                    message=label + "newline check bytes are wrong: the file was "
+                check_row(
+                    "error", "sparse header",
+                    (self.footer_offset if in_footer else 0) + HEADER_NEWLINE_AT,
+                    label + "newline check bytes are wrong: the file was "
                     "probably copied in text mode and is corrupt",
                 )
             )
@@ -224,11 +222,9 @@ class SparseReport:
                 if d is not None
             ]
             rows.append(
-                dict(
-                    severity="error",
-                    structure=self.gd_name,
-                    host_offset=self.gd_entry_offset(i),
-                    message=self.label + f"grain directory entry {i} ({', '.join(vals)} "
+                check_row(
+                    "error", self.gd_name, self.gd_entry_offset(i),
+                    self.label + f"grain directory entry {i} ({', '.join(vals)} "
                     f"sectors) names no grain table inside the file ({self.source.size:#x} "
                     f"bytes): extent bytes {i * self.gt_span:#x}.. are lost",
                 )
@@ -272,11 +268,9 @@ class SparseReport:
         pz, rz = p == 0, r == 0
         for i in np.flatnonzero(pz != rz)[:20].tolist():
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain directory",
-                    host_offset=self.gd_offset + 4 * i,
-                    message=self.label + f"grain directory entry {i}: primary "
+                check_row(
+                    "error", "grain directory", self.gd_offset + 4 * i,
+                    self.label + f"grain directory entry {i}: primary "
                     f"{int(p[i]):#x}, redundant {int(r[i]):#x} (one is missing)",
                 )
             )
@@ -293,11 +287,9 @@ class SparseReport:
                 k = int(diff[0])
                 a, b = int(p[i]) * SECTOR, int(r[i]) * SECTOR
                 rows.append(
-                    dict(
-                        severity="error",
-                        structure="grain table",
-                        host_offset=a + 4 * k,
-                        message=self.label + f"grain table {i}: {len(diff)} entries differ "
+                    check_row(
+                        "error", "grain table", a + 4 * k,
+                        self.label + f"grain table {i}: {len(diff)} entries differ "
                         f"from the redundant copy at {b:#x} (first: entry {k}, "
                         f"{int(ta[row_, k]):#x} vs {int(tb[row_, k]):#x})",
                     )
@@ -312,11 +304,9 @@ class SparseReport:
                         then = (f"reads use the {other} copy's entry" if other_ok[k]
                                 else f"the {other} copy's entry is unusable too")
                         rows.append(
-                            dict(
-                                severity="error",
-                                structure="grain table",
-                                host_offset=at + 4 * k,
-                                message=self.label + f"{name} grain table {i} entry {k} = "
+                            check_row(
+                                "error", "grain table", at + 4 * k,
+                                self.label + f"{name} grain table {i} entry {k} = "
                                 f"{e:#x} points to {e * SECTOR:#x}, past the end of the file "
                                 f"({fsize:#x}); {then}",
                             )
@@ -329,12 +319,7 @@ class SparseReport:
         items, problem = self.walk_markers()
         if problem is not None:
             rows.append(
-                dict(
-                    severity="error",
-                    structure="stream",
-                    host_offset=problem[0],
-                    message=label + problem[1],
-                )
+                check_row("error", "stream", problem[0], label + problem[1])
             )
         if not self.has_markers:
             return rows
@@ -371,8 +356,7 @@ class SparseReport:
                      message, more: str, label: str) -> None:
         """One row per offset (up to MAX_ENTRY_ROWS, then a row counting the rest)."""
         for off in offsets[:MAX_ENTRY_ROWS]:
-            rows.append(dict(severity=severity, structure=structure, host_offset=off,
-                             message=label + message(off)))
+            rows.append(check_row(severity, structure, off, label + message(off)))
         if len(offsets) > MAX_ENTRY_ROWS:
             rows.append(self._more_row(structure, len(offsets), more))
 
