@@ -12,9 +12,12 @@ import numpy as np
 
 from ...errors import CorruptImage
 from ...findings import check_row
+from ...layout import offset_of
 from ..base import structure_row
 from .extent import MAX_GD_ENTRIES, S_DAMAGED, S_DATA, S_UNALLOC, GrainTableExtent
 from .structs import COWD_GT_ENTRIES, COWD_MAGIC, SECTOR, COWDChild, COWDHeader, COWDRoot
+
+UNCLEAN_AT = offset_of(COWDHeader, "uncleanShutdown")  # 1648
 
 MAX_GRAIN_SECTORS = 0x200000  # 1 GiB, QEMU's limit
 
@@ -135,7 +138,7 @@ class CowdExtent(GrainTableExtent):
         if self.header.uncleanShutdown:
             rows.append(
                 check_row(
-                    "warning", "COWD header.uncleanShutdown", 1648,
+                    "warning", "COWD header.uncleanShutdown", UNCLEAN_AT,
                     self.label + "unclean shutdown flag "
                     "set: the redo log was not closed cleanly",
                 )
