@@ -281,25 +281,31 @@ class VmdkImage(Image):
         )
 
     # --- reading ---------------------------------------------------------------------------
-    def _runs(self, start: int, end: int):
+    def extent_spans(self, start: int, end: int):
+        """``(extent, ls, le)`` for each extent ``[start, end)`` reaches, in order, with the
+        part it reaches in the extent's own offsets (``ls < le``)."""
         k = max(0, bisect.bisect_right(self._starts, start) - 1)
         while k < len(self.extents) and self.extents[k].start < end:
             ext = self.extents[k]
             ls = max(start, ext.start) - ext.start
             le = min(end, ext.end) - ext.start
             if le > ls:
-                for r in ext.runs(ls, le):
-                    if isinstance(r, RunTable):
-                        yield r.clip_merge(ls, le).shifted(ext.start)
-                        continue
-                    if r.end <= ls or r.start >= le or r.length <= 0:
-                        continue
-                    r = r.clip(ls, le)
-                    r.start += ext.start
-                    if r.compressed:
-                        r.extra = (r.extra[0] + ext.start, r.extra[1])
-                    yield r
+                yield ext, ls, le
             k += 1
+
+    def _runs(self, start: int, end: int):
+        for ext, ls, le in self.extent_spans(start, end):
+            for r in ext.runs(ls, le):
+                if isinstance(r, RunTable):
+                    yield r.clip_merge(ls, le).shifted(ext.start)
+                    continue
+                if r.end <= ls or r.start >= le or r.length <= 0:
+                    continue
+                r = r.clip(ls, le)
+                r.start += ext.start
+                if r.compressed:
+                    r.extra = (r.extra[0] + ext.start, r.extra[1])
+                yield r
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The extents' read plans, moved to disk offsets."""
@@ -307,18 +313,12 @@ class VmdkImage(Image):
         if one is not None and one.start == 0 and end <= one.end:
             return one.plan(start, end)
         plan: readplan.Plan = []
-        k = max(0, bisect.bisect_right(self._starts, start) - 1)
-        while k < len(self.extents) and self.extents[k].start < end:
-            ext = self.extents[k]
-            ls = max(start, ext.start) - ext.start
-            le = min(end, ext.end) - ext.start
-            if le > ls:
-                part = ext.plan(ls, le)
-                if part is None:
-                    return None
-                for a, b, kind, host, src in part:
-                    readplan.add_piece(plan, a + ext.start, b + ext.start, kind, host, src)
-            k += 1
+        for ext, ls, le in self.extent_spans(start, end):
+            part = ext.plan(ls, le)
+            if part is None:
+                return None
+            for a, b, kind, host, src in part:
+                readplan.add_piece(plan, a + ext.start, b + ext.start, kind, host, src)
         if not plan or plan[0][0] != start or plan[-1][1] != end:
             return None  # extents that do not cover the range: the runs say why
         return plan
