@@ -294,13 +294,7 @@ class Machine:
         (MissingFile when nowhere it may be opened)."""
         found = policy.find([name] if name else [], self.referrer)
         if found.path is None:
-            why = found.why()
-            raise MissingFile(
-                f"{what} not found" + (f" ({why})" if why else ""),
-                tried=found.tried,
-                path=self.referrer,
-                structure=structure,
-            )
+            raise found.missing(what, self.referrer, structure)
         return found
 
     def parents_for(self, parents):

@@ -210,8 +210,7 @@ class VmdkImage(Image):
         tried = found.tried
         paths.report_outside(self, f"extent {k}", found, f"extent {k} file")
         if found.path is None:
-            why = found.why()
-            msg = f"extent {k} file {line.filename!r} not found" + (f" ({why})" if why else "")
+            msg = found.not_found(f"extent {k} file {line.filename!r}")
             if self.strict:
                 raise MissingFile(msg, tried=tried, path=self.path, structure=f"extent {k}")
             self.finding(
