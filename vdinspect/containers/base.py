@@ -6,6 +6,7 @@ run merging and clipping live here once.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -358,6 +359,30 @@ def inflate_pool(workers: int):
 
 def _zeros(n: int) -> memoryview:
     return memoryview(bytearray(n))
+
+
+def extent_pieces(starts, lengths, start: int, end: int):
+    """``[start, end)`` cut along sorted, non-overlapping extents ``(starts[i], lengths[i])``:
+    ``(a, b, i)`` for a piece inside extent ``i``, ``(a, b, None)`` for a gap between them,
+    in order and covering the range (what a format with stored extents and holes maps)."""
+    i = max(0, bisect.bisect_right(starts, start) - 1)
+    pos = start
+    while pos < end and i < len(starts):
+        s, n = int(starts[i]), int(lengths[i])
+        if s + n <= pos:
+            i += 1
+            continue
+        if s >= end:
+            break
+        if s > pos:
+            yield pos, s, None
+            pos = s
+        stop = min(s + n, end)
+        yield pos, stop, i
+        pos = stop
+        i += 1
+    if pos < end:
+        yield pos, end, None
 
 
 def structure_row(name: str, host_file: str | None, host_offset: int, length: int,

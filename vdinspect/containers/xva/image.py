@@ -28,7 +28,7 @@ from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource
 from ...io.gzipsource import GzipSource
 from ...units import human
-from ..base import DAMAGED, DATA, UNALLOCATED, Image, Run, structure_row
+from ..base import DAMAGED, DATA, UNALLOCATED, Image, Run, extent_pieces, structure_row
 from ..tar import Member, iter_members
 from .ovaxml import Export, Vdi, parse_ova_xml
 
@@ -173,27 +173,14 @@ class XvaImage(Image):
 
     # -- the image protocol -------------------------------------------------------------------
     def _runs(self, start: int, end: int):
-        i = max(0, int(np.searchsorted(self.starts, start, side="right")) - 1)
-        pos = start
-        while pos < end and i < len(self.starts):
-            s, n = int(self.starts[i]), int(self.lengths[i])
-            if s + n <= pos:
-                i += 1
+        for a, b, i in extent_pieces(self.starts, self.lengths, start, end):
+            if i is None:
+                yield Run(a, b - a, UNALLOCATED)
                 continue
-            if s >= end:
-                break
-            if s > pos:
-                yield Run(pos, s - pos, UNALLOCATED)
-                pos = s
-            stop = min(s + n, end)
             state = DAMAGED if self.state[i] == BAD else DATA
-            yield Run(pos, stop - pos, state, host_file=self.host_name,
-                      host_offset=int(self.hosts[i]) + pos - s,
+            yield Run(a, b - a, state, host_file=self.host_name,
+                      host_offset=int(self.hosts[i]) + a - int(self.starts[i]),
                       source=self.tar if state == DATA else None)
-            pos = stop
-            i += 1
-        if pos < end:
-            yield Run(pos, end - pos, UNALLOCATED)
 
     def fill_run(self, run: Run, out: memoryview) -> None:
         if run.state == DATA:
