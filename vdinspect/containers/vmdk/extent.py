@@ -19,7 +19,7 @@ from ...findings import check_row
 from ...io import ByteSource, LRUCache
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
-from ..runs import STATE_CODE, RunTable
+from ..runs import STATE_CODE, RunTable, unit_breaks
 
 if TYPE_CHECKING:
     from .descriptor import ExtentLine
@@ -440,12 +440,7 @@ class GrainTableExtent(Extent):
         last = -(-(end - vbase) // g)
         st = state[first:last]
         ho = host[first:last]
-        brk = np.ones(len(st), dtype=bool)
-        if len(st) > 1:
-            same = st[1:] == st[:-1]
-            contiguous = np.where(st[1:] == S_DATA, ho[1:] == ho[:-1] + g, True)
-            brk[1:] = ~(same & contiguous & (st[1:] != S_COMP))
-        starts = np.flatnonzero(brk)
+        starts = np.flatnonzero(unit_breaks(st, ho, g, S_DATA, st == S_COMP))
         stops = np.append(starts[1:], len(st))
         fsize = self.source.size if self.source is not None else 0
         s = st[starts]
