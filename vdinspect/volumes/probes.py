@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import uuid as uuidlib
 from dataclasses import dataclass
 
 from construct import ConstructError
@@ -20,6 +19,7 @@ from construct import ConstructError
 from ..errors import EncryptedImage, VDInspectError
 from ..io import ByteSource
 from ..layout import field_slice, offset_of, struct_format
+from ..units import uuid_text
 from .exfat_layout import BootSector as ExfatBootSector
 from .exfat_layout import EntryType, VolumeLabelEntry, boot_sector_problem, volume_label_text
 from .ext_layout import (
@@ -84,10 +84,6 @@ def _label(s: str | None) -> str | None:
         return None
     s = s.rstrip(" \0")
     return s or None
-
-
-def _uuid_be(b: bytes) -> str:
-    return str(uuidlib.UUID(bytes=bytes(b)))
 
 
 def _is_pow2(n: int) -> bool:
@@ -306,7 +302,7 @@ def probe_ext(src: ByteSource) -> FsInfo | None:
     return FsInfo(
         blkid_type(sb["s_feature_compat"], sb["s_feature_incompat"], sb["s_feature_ro_compat"]),
         _label(_cstr(sb["s_volume_name"])),
-        _uuid_be(sb["s_uuid"]),
+        uuid_text(sb["s_uuid"]),
         f"{sb['s_rev_level']}.{sb['s_minor_rev_level']}",
     )
 
@@ -314,14 +310,14 @@ def probe_ext(src: ByteSource) -> FsInfo | None:
 def probe_xfs(src: ByteSource, head: bytes) -> FsInfo | None:
     if head[:4] != b"XFSB" or len(head) < 120:
         return None
-    return FsInfo("xfs", _label(_cstr(head[108:120])), _uuid_be(head[32:48]))
+    return FsInfo("xfs", _label(_cstr(head[108:120])), uuid_text(head[32:48]))
 
 
 def probe_btrfs(src: ByteSource) -> FsInfo | None:
     sb = _rd(src, 0x10000, 0x22B)
     if sb is None or sb[0x40:0x48] != b"_BHRfS_M":
         return None
-    return FsInfo("btrfs", _label(_cstr(sb[0x12B:0x22B])), _uuid_be(sb[0x20:0x30]))
+    return FsInfo("btrfs", _label(_cstr(sb[0x12B:0x22B])), uuid_text(sb[0x20:0x30]))
 
 
 def probe_swap(src: ByteSource) -> FsInfo | None:
@@ -339,7 +335,7 @@ def probe_swap(src: ByteSource) -> FsInfo | None:
             return FsInfo(
                 "swap",
                 _label(_cstr(hdr[28:44])),
-                _uuid_be(u) if any(u) else None,
+                uuid_text(u) if any(u) else None,
                 str(_u32(hdr, 0)),
             )
     return None
@@ -486,7 +482,7 @@ def _hfs_uuid(fid: bytes) -> str | None:
     d = bytearray(hashlib.md5(_HFS_HASH_INIT + fid).digest())
     d[6] = 0x30 | (d[6] & 0x0F)
     d[8] = 0x80 | (d[8] & 0x3F)
-    return _uuid_be(d)
+    return uuid_text(d)
 
 
 def probe_hfs(src: ByteSource) -> FsInfo | None:
@@ -558,7 +554,7 @@ def probe_apfs(src: ByteSource, head: bytes) -> FsInfo | None:
     encrypted (FileVault), VERSION then saying how many of how many."""
     if len(head) < 1024 or head[32:36] != b"NXSB":
         return None
-    out = FsInfo("apfs", uuid=_uuid_be(head[72:88]))
+    out = FsInfo("apfs", uuid=uuid_text(head[72:88]))
     from .apfs_layout import encrypted_volumes
 
     got = encrypted_volumes(src, head)

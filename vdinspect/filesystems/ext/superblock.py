@@ -11,10 +11,9 @@ with sparse_super2). The group descriptor table follows the superblock's block.
 
 from __future__ import annotations
 
-import uuid as uuidlib
-
 from ...io.checksums import crc32c
 from ...layout import flag_values, leaves, plain
+from ...units import uuid_text
 from ...volumes.ext_layout import (  # noqa: F401 (re-exported)
     EXT_MAGIC,
     SUPERBLOCK_OFFSET,
@@ -29,6 +28,7 @@ from ...volumes.ext_layout import (  # noqa: F401 (re-exported)
     RoCompatFeatures,
     Superblock,
     SuperblockFlags,
+    blkid_type,
 )
 
 _C, _I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
@@ -122,7 +122,7 @@ class SuperblockInfo:
         self.first_ino = sb.s_first_ino if sb.s_rev_level >= 1 else 11
         self.desc_size = (sb.s_desc_size or 32) if self.is_64bit else 32
         self.group_count = 0
-        self.uuid = str(uuidlib.UUID(bytes=bytes(sb.s_uuid)))
+        self.uuid = uuid_text(sb.s_uuid)
         self.label = sb.s_volume_name.split(b"\0", 1)[0].decode("utf-8", "replace") or None
         self.metadata_csum = bool(self.ro_compat & RO_COMPAT_METADATA_CSUM)
         self.gdt_csum = bool(self.ro_compat & RO_COMPAT_GDT_CSUM) and not self.metadata_csum
@@ -254,18 +254,8 @@ def backup_candidates(source_size: int) -> list[tuple[int, int, int]]:
     return sorted(out)
 
 
-def uuid_text(b: bytes) -> str:
-    """A 16-byte UUID field as text."""
-    return str(uuidlib.UUID(bytes=bytes(b)))
-
-
 def fs_kind(sb: SuperblockInfo) -> str:
-    """ext2, ext3 or ext4, decided from the features as blkid does."""
-    ext2_ro = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE_DIR
-    ext2_inc = INCOMPAT_FILETYPE | INCOMPAT_META_BG
-    ext3_inc = ext2_inc | INCOMPAT_RECOVER
-    if sb.ro_compat & ~ext2_ro:
-        return "ext4"
-    if sb.compat & COMPAT_HAS_JOURNAL:
-        return "ext3" if not sb.incompat & ~ext3_inc else "ext4"
-    return "ext2" if not sb.incompat & ~ext2_inc else "ext4"
+    """ext2, ext3 or ext4, decided from the features as blkid does (the probe's rule; an
+    external journal's features, which blkid calls jbd, read as ext4 here)."""
+    kind = blkid_type(sb.compat, sb.incompat, sb.ro_compat)
+    return "ext4" if kind == "jbd" else kind

@@ -27,6 +27,7 @@ from ...filesystems.xfs.structs import AGF, XFS_AGF_MAGIC
 from ...filesystems.xfs.structs import Superblock as XfsSuperblock
 from ...io import ByteSource, Slice, crc32c
 from ...layout import field_slice, offset_of, struct_format
+from ...units import uuid_text
 from ...volumes.exfat_layout import BootSector as ExfatBootSector
 from ...volumes.exfat_layout import boot_sector_problem
 from ...volumes.fat_layout import check_bpb
@@ -167,13 +168,7 @@ def ext(src: ByteSource, pos: int) -> list[Evidence]:
     # which ext (2, 3, 4) the probe's rules say, read from this copy as if it were the primary
     kind = probe_ext(Slice(src, pos - SUPERBLOCK_OFFSET, SUPERBLOCK_OFFSET + _EXT_SB))
     return [Evidence(start, blocks * bsize, kind.type if kind else "ext", f"{what} at {pos:#x}",
-                     pos, w, uuid=_uuid(sb.s_uuid))]
-
-
-def _uuid(b: bytes) -> str:
-    import uuid
-
-    return str(uuid.UUID(bytes=bytes(b)))
+                     pos, w, uuid=uuid_text(sb.s_uuid))]
 
 
 _AGF_SIZE = AGF.sizeof()
@@ -202,7 +197,7 @@ def xfs(src: ByteSource, pos: int) -> list[Evidence]:
         return []
     what, w = ("xfs superblock", 0.6) if ag == 0 else (f"xfs superblock (AG {ag})", 0.35)
     return [Evidence(start, sb.sb_dblocks * bsize, "xfs", f"{what} at {pos:#x}", pos, w,
-                     uuid=_uuid(sb.sb_uuid))]
+                     uuid=uuid_text(sb.sb_uuid))]
 
 
 _BTRFS_SB = BtrfsSuperblock.sizeof()
@@ -223,7 +218,7 @@ def btrfs(src: ByteSource, pos: int) -> list[Evidence]:
     k = BTRFS_COPIES.index(sb.bytenr)
     what, w = ("btrfs superblock", 0.6) if k == 0 else (f"btrfs superblock mirror {k}", 0.4)
     return [Evidence(pos - sb.bytenr, sb.dev_item.total_bytes, "btrfs", f"{what} at {pos:#x}",
-                     pos, w, uuid=_uuid(sb.fsid))]
+                     pos, w, uuid=uuid_text(sb.fsid))]
 
 
 _PV_SIZE = PvHeader.sizeof()
@@ -255,7 +250,7 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
             continue
         h = SwapHeader.parse(raw)
         if h.version == 1 and h.last_page > 0:
-            uuid = _uuid(h.sws_uuid) if any(h.sws_uuid) else None
+            uuid = uuid_text(h.sws_uuid) if any(h.sws_uuid) else None
             return [Evidence(start, (h.last_page + 1) * page, "swap",
                              f"swap signature at {pos:#x}", pos, 0.6, uuid=uuid)]
     return []
