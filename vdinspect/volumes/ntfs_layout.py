@@ -138,6 +138,12 @@ CompressedSize = Struct(
     "compressed_size" / Int64ul * "bytes of clusters actually allocated (compressed/sparse)",
 )  # 8 bytes after the non-resident form, present when compressed or sparse
 
+def record_size(value: int, cluster_size: int) -> int:
+    """Bytes of an MFT or index record from the boot sector's ``clusters_per_*_record``:
+    positive = clusters, negative = 2**-value bytes (0 when the value is absurd)."""
+    return value * cluster_size if value > 0 else 1 << -value if -31 < value < 0 else 0
+
+
 _ATTRS_AT = struct_format(FileRecordHeader, "attrs_offset")
 _ATTR = struct_format(AttributeHeader, "type", "length", "non_resident")
 _VALUE = struct_format(ResidentForm, "value_length", "value_offset")

@@ -45,7 +45,7 @@ from .fat_layout import (
     check_bpb,
 )
 from .multisector import RecordError, apply_fixup
-from .ntfs_layout import NTFS_OEM, volume_name
+from .ntfs_layout import NTFS_OEM, record_size, volume_name
 from .ntfs_layout import BootSector as NtfsBootSector
 
 
@@ -249,7 +249,7 @@ def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
     if not _is_pow2(spc):
         return None
     csize = ssize * spc
-    rsize = csize * cpr if cpr > 0 else 1 << -cpr
+    rsize = record_size(cpr, csize)
     label = None
     if 256 <= rsize <= 65536:
         rec = _rd(src, mft_lcn * csize + _NTFS_VOLUME_RECORD * rsize, rsize)

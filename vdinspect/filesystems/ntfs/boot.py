@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...layout import offset_of
-from ...volumes.ntfs_layout import NTFS_OEM, BootSector  # noqa: F401 (re-exported)
+from ...volumes.ntfs_layout import NTFS_OEM, BootSector, record_size  # noqa: F401 (re-exported)
 
 BOOT_SECTOR_SIZE = BootSector.sizeof()
 _OEM_AT = offset_of(BootSector, "oem_id")
@@ -44,11 +44,6 @@ class Geometry:
         return f"{self.serial:016X}"
 
 
-def _signed_size(value: int, cluster_size: int) -> int:
-    """clusters_per_*_record: positive = clusters, negative = 2**-value bytes."""
-    return value * cluster_size if value > 0 else 1 << -value if -31 < value < 0 else 0
-
-
 def parse_boot(raw: bytes, offset: int = 0) -> tuple[Geometry | None, str]:
     """The geometry of a boot sector, or (None, why it is not a usable NTFS boot sector)."""
     if len(raw) < BOOT_SECTOR_SIZE:
@@ -68,8 +63,8 @@ def parse_boot(raw: bytes, offset: int = 0) -> tuple[Geometry | None, str]:
     csize = ssize * spc
     if csize > 1 << 21:
         return None, f"cluster size {csize} is larger than 2 MiB"
-    rsize = _signed_size(bs.clusters_per_mft_record, csize)
-    isize = _signed_size(bs.clusters_per_index_record, csize)
+    rsize = record_size(bs.clusters_per_mft_record, csize)
+    isize = record_size(bs.clusters_per_index_record, csize)
     if rsize not in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536):
         return None, f"MFT record size {rsize} (from {bs.clusters_per_mft_record}) is not sane"
     if isize & (isize - 1) or not 256 <= isize <= 1 << 21:
