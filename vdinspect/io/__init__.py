@@ -17,10 +17,11 @@ from .sources import (
     all_zero,
     damaged_through,
     merge_ranges,
+    read_inside,
 )
 
 __all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "MemorySource",
            "Slice", "Concat",
            "Zero", "LRUCache",
-           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "crc32c",
+           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "read_inside", "crc32c",
            "OverlaySource", "PathPolicy"]

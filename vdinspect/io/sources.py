@@ -305,6 +305,14 @@ class Concat(ByteSource):
         return out
 
 
+def read_inside(source: ByteSource, offset: int, length: int) -> bytes | None:
+    """``length`` bytes at ``offset``, or None when they are not all inside ``source``: for
+    probes and scans, to which bytes that are not there are an answer, not an error."""
+    if offset < 0 or length < 0 or offset + length > source.size:
+        return None
+    return source.read(offset, length)
+
+
 def merge_ranges(pairs) -> list[tuple[int, int]]:
     """(start, end) pairs sorted and merged where they touch or overlap; empty ones dropped."""
     out: list[tuple[int, int]] = []

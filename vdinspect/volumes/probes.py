@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from construct import ConstructError
 
 from ..errors import EncryptedImage, VDInspectError
-from ..io import ByteSource
+from ..io import ByteSource, read_inside
 from ..layout import field_slice, offset_of, struct_format
 from ..units import uuid_text
 from .exfat_layout import BootSector as ExfatBootSector
@@ -57,13 +57,6 @@ class FsInfo:
     label: str | None = None
     uuid: str | None = None
     version: str | None = None
-
-
-def _rd(src: ByteSource, off: int, n: int) -> bytes | None:
-    """``n`` bytes at ``off``, or None when they are not all inside the source."""
-    if off < 0 or n < 0 or off + n > src.size:
-        return None
-    return src.read(off, n)
 
 
 def _u16(b: bytes, o: int) -> int:
@@ -156,7 +149,7 @@ def probe_fat(src: ByteSource, bs: bytes) -> FsInfo | None:
     label = None
     if g.fstype != "fat32":
         root = (b.BPB_RsvdSecCnt + b.BPB_NumFATs * g.fat_sectors) * ssize
-        raw = _rd(src, root, min(b.BPB_RootEntCnt, 65536) * 32)
+        raw = read_inside(src, root, min(b.BPB_RootEntCnt, 65536) * 32)
         if raw:
             label = _fat_dir_label(raw)
     else:
@@ -167,13 +160,13 @@ def probe_fat(src: ByteSource, bs: bytes) -> FsInfo | None:
         for _ in range(100):
             if not nxt or nxt >= entries:
                 break
-            raw = _rd(src, (data_start + (nxt - 2) * b.BPB_SecPerClus) * ssize, csize)
+            raw = read_inside(src, (data_start + (nxt - 2) * b.BPB_SecPerClus) * ssize, csize)
             if raw is None:
                 break
             label = _fat_dir_label(raw)
             if label is not None:
                 break
-            fe = _rd(src, b.BPB_RsvdSecCnt * ssize + nxt * 4, 4)
+            fe = read_inside(src, b.BPB_RsvdSecCnt * ssize + nxt * 4, 4)
             if fe is None:
                 break
             nxt = _u32(fe, 0) & 0x0FFFFFFF
@@ -204,7 +197,7 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
     for _ in range(100):
         if nxt < 2 or nxt >= count + 2:
             break
-        raw = _rd(src, heap + (nxt - 2) * csize, csize)
+        raw = read_inside(src, heap + (nxt - 2) * csize, csize)
         if raw is None:
             break
         done = False
@@ -219,7 +212,7 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
                 break
         if done:
             break
-        fe = _rd(src, fat_off + nxt * 4, 4)
+        fe = read_inside(src, fat_off + nxt * 4, 4)
         if fe is None:
             break
         nxt = _u32(fe, 0)
@@ -252,7 +245,7 @@ def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
     rsize = record_size(cpr, csize)
     label = None
     if 256 <= rsize <= 65536:
-        rec = _rd(src, mft_lcn * csize + _NTFS_VOLUME_RECORD * rsize, rsize)
+        rec = read_inside(src, mft_lcn * csize + _NTFS_VOLUME_RECORD * rsize, rsize)
         if rec is not None:
             rec = bytearray(rec)
             try:
@@ -280,7 +273,7 @@ _EXT_GROUP1_BACKUPS = [(8193 * 1024, 1024), (16384 * 2048, 2048), (32768 * 4096,
 
 def _ext_head(src: ByteSource, off: int) -> dict | None:
     """The probe's superblock fields of the copy at ``off``, or None without the magic."""
-    raw = _rd(src, off, _EXT_READ)
+    raw = read_inside(src, off, _EXT_READ)
     if raw is None:
         return None
     sb = dict(zip(_EXT_FIELDS, _EXT_HEAD.unpack_from(raw)))
@@ -314,7 +307,7 @@ def probe_xfs(src: ByteSource, head: bytes) -> FsInfo | None:
 
 
 def probe_btrfs(src: ByteSource) -> FsInfo | None:
-    sb = _rd(src, 0x10000, 0x22B)
+    sb = read_inside(src, 0x10000, 0x22B)
     if sb is None or sb[0x40:0x48] != b"_BHRfS_M":
         return None
     return FsInfo("btrfs", _label(_cstr(sb[0x12B:0x22B])), uuid_text(sb[0x20:0x30]))
@@ -322,13 +315,13 @@ def probe_btrfs(src: ByteSource) -> FsInfo | None:
 
 def probe_swap(src: ByteSource) -> FsInfo | None:
     for page in (4096, 8192, 16384, 65536):
-        magic = _rd(src, page - 10, 10)
+        magic = read_inside(src, page - 10, 10)
         if magic is None:
             return None
         if magic == b"SWAP-SPACE":
             return FsInfo("swap", version="0")
         if magic == b"SWAPSPACE2":
-            hdr = _rd(src, 1024, 44)
+            hdr = read_inside(src, 1024, 44)
             if hdr is None:
                 return None
             u = hdr[12:28]
@@ -344,7 +337,7 @@ def probe_swap(src: ByteSource) -> FsInfo | None:
 def probe_lvm2(src: ByteSource) -> FsInfo | None:
     # the label ("LABELONE") starts one of the first four 512-byte sectors; look for it
     # before importing the LVM2 reader, so that disks without LVM never load it
-    head = _rd(src, 0, min(src.size, 2048)) or b""
+    head = read_inside(src, 0, min(src.size, 2048)) or b""
     if not any(head[o : o + 8] == b"LABELONE" for o in range(0, len(head), 512)):
         return None
     from ..layout import size_of
@@ -378,7 +371,7 @@ def probe_luks(src: ByteSource, head: bytes) -> FsInfo | None:
 
 def probe_md(src: ByteSource) -> FsInfo | None:
     for off in (4096, 0):
-        sb = _rd(src, off, 64)
+        sb = read_inside(src, off, 64)
         if sb is not None and _u32(sb, 0) == 0xA92B4EFC and _u32(sb, 4) == 1:
             u = sb[16:32].hex()
             return FsInfo(
@@ -402,7 +395,7 @@ def _iso_date_uuid(d: bytes) -> str | None:
 
 
 def probe_iso9660(src: ByteSource) -> FsInfo | None:
-    pvd = _rd(src, 0x8000, 2048)
+    pvd = read_inside(src, 0x8000, 2048)
     if pvd is None or pvd[1:6] != b"CD001":
         return None
     label = pvd[40:72]
@@ -410,7 +403,7 @@ def probe_iso9660(src: ByteSource) -> FsInfo | None:
     version = None
     text = label.decode("ascii", "replace")
     for i in range(1, 17):
-        vd = _rd(src, 0x8000 + 2048 * i, 2048)
+        vd = read_inside(src, 0x8000 + 2048 * i, 2048)
         if vd is None or vd[0] == 0xFF or vd[1:6] != b"CD001":
             break
         if vd[0] == 2 and vd[88:91] in (b"%/@", b"%/C", b"%/E"):
@@ -439,7 +432,7 @@ def _dstring(b: bytes) -> str | None:
 def probe_udf(src: ByteSource) -> FsInfo | None:
     nsr = False
     for i in range(0, 64):
-        vsd = _rd(src, 0x8000 + 2048 * i, 8)
+        vsd = read_inside(src, 0x8000 + 2048 * i, 8)
         if vsd is None:
             break
         ident = vsd[1:6]
@@ -452,13 +445,13 @@ def probe_udf(src: ByteSource) -> FsInfo | None:
         return None
     label = None
     for bs in (2048, 512, 1024, 4096):
-        avdp = _rd(src, 256 * bs, 32)
+        avdp = read_inside(src, 256 * bs, 32)
         if avdp is None or _u16(avdp, 0) != 2 or _u32(avdp, 12) != 256:
             continue
         length, loc = _u32(avdp, 16), _u32(avdp, 20)
         pvd_label = None
         for k in range(min(length // bs, 64)):
-            d = _rd(src, (loc + k) * bs, 512)
+            d = read_inside(src, (loc + k) * bs, 512)
             if d is None:
                 break
             tag = _u16(d, 0)
@@ -486,7 +479,7 @@ def _hfs_uuid(fid: bytes) -> str | None:
 
 
 def probe_hfs(src: ByteSource) -> FsInfo | None:
-    mdb = _rd(src, 1024, 512)
+    mdb = read_inside(src, 1024, 512)
     if mdb is None:
         return None
     sig = mdb[:2]
@@ -503,7 +496,7 @@ def probe_hfs(src: ByteSource) -> FsInfo | None:
         al_st = int.from_bytes(mdb[0x1C:0x1E], "big")
         embed = int.from_bytes(mdb[0x7E:0x80], "big")
         off = al_st * 512 + embed * al_blk
-        mdb = _rd(src, off + 1024, 512)
+        mdb = read_inside(src, off + 1024, 512)
         if mdb is None:
             return None
         sig = mdb[:2]
@@ -520,7 +513,7 @@ def _hfsplus_label(src: ByteSource, vh: bytes, off: int) -> str | None:
         return None
     cat = 0x110  # catalog file fork: logical size 8, clump 4, blocks 4, 8 extents
     extents = [(be32(cat + 16 + 8 * k), be32(cat + 20 + 8 * k)) for k in range(8)]
-    node0 = _rd(src, off + extents[0][0] * blocksize, 512)
+    node0 = read_inside(src, off + extents[0][0] * blocksize, 512)
     if node0 is None:
         return None
     leaf_head = int.from_bytes(node0[24:28], "big")
@@ -539,7 +532,7 @@ def _hfsplus_label(src: ByteSource, vh: bytes, off: int) -> str | None:
         leaf_block -= count
     if first is None:
         return None
-    node = _rd(src, off + (first + leaf_block) * blocksize, min(node_size, 65536))
+    node = read_inside(src, off + (first + leaf_block) * blocksize, min(node_size, 65536))
     if node is None or node[8] != 0xFF or int.from_bytes(node[10:12], "big") == 0:
         return None
     parent = int.from_bytes(node[16:20], "big")
@@ -565,7 +558,7 @@ def probe_apfs(src: ByteSource, head: bytes) -> FsInfo | None:
 
 def probe_zfs(src: ByteSource) -> FsInfo | None:
     for k in range(4):
-        ub = _rd(src, 0x20000 + 1024 * k, 8)
+        ub = read_inside(src, 0x20000 + 1024 * k, 8)
         if ub is None:
             return None
         if ub in (b"\x0c\xb1\xba\x00\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\xba\xb1\x0c"):
@@ -578,7 +571,7 @@ def probe_zfs(src: ByteSource) -> FsInfo | None:
 
 def probe(src: ByteSource) -> FsInfo | None:
     """The filesystem (or volume signature) on ``src``, or None if nothing is recognised."""
-    head = _rd(src, 0, min(src.size, 4096))
+    head = read_inside(src, 0, min(src.size, 4096))
     if not head:
         return None
     bs = head[:512]
@@ -638,9 +631,9 @@ def disk_signature(src: ByteSource) -> str | None:
     known is there (a raw image that may be no disk at all: a mistyped path, a format we
     do not know)."""
     for at in (512, 4096):
-        if _rd(src, at, 8) == b"EFI PART":
+        if read_inside(src, at, 8) == b"EFI PART":
             return "gpt"
-    if _rd(src, 510, 2) == b"\x55\xaa":
+    if read_inside(src, 510, 2) == b"\x55\xaa":
         return "mbr"
     try:
         info = probe(src)

@@ -25,7 +25,7 @@ from ...filesystems.ext.superblock import Superblock as ExtSuperblock
 from ...filesystems.ntfs.boot import BootSector as NtfsBootSector
 from ...filesystems.xfs.structs import AGF, XFS_AGF_MAGIC
 from ...filesystems.xfs.structs import Superblock as XfsSuperblock
-from ...io import ByteSource, Slice, crc32c
+from ...io import ByteSource, Slice, crc32c, read_inside
 from ...layout import field_slice, offset_of, struct_format
 from ...units import uuid_text
 from ...volumes.exfat_layout import BootSector as ExfatBootSector
@@ -66,17 +66,13 @@ class Evidence:
     uuid: str | None = None
 
 
-def _read(src: ByteSource, off: int, n: int) -> bytes | None:
-    return src.read(off, n) if 0 <= off and off + n <= src.size else None
-
-
 def _pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
 def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
     """An NTFS boot sector: the volume starts here, or ``total_sectors`` back (backup)."""
-    bs = _read(src, pos, SECTOR)
+    bs = read_inside(src, pos, SECTOR)
     if bs is None:
         return []
     b = NtfsBootSector.parse(bs)
@@ -89,7 +85,7 @@ def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
     out = []
     for start, what, w in ((pos, "ntfs boot sector", 0.6),
                            (pos - b.total_sectors * ss, "ntfs backup boot sector", 0.5)):
-        if _read(src, start + b.mft_lcn * cs, 4) == b"FILE":
+        if read_inside(src, start + b.mft_lcn * cs, 4) == b"FILE":
             length = (b.total_sectors + 1) * ss
             out.append(Evidence(start, length, "ntfs", f"{what} at {pos:#x}", pos, w))
             if b.hidden_sectors and b.hidden_sectors * ss == start:
@@ -99,7 +95,7 @@ def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
 
 def fat(src: ByteSource, pos: int) -> list[Evidence]:
     """A FAT boot sector: here, or ``BPB_BkBootSec`` sectors back (a FAT32 backup)."""
-    bs = _read(src, pos, SECTOR)
+    bs = read_inside(src, pos, SECTOR)
     if bs is None:
         return []
     g = check_bpb(bs)
@@ -111,7 +107,7 @@ def fat(src: ByteSource, pos: int) -> list[Evidence]:
         places.append((pos - g.ext.BPB_BkBootSec * ss, "fat32 backup boot sector", 0.5))
     out = []
     for start, what, w in places:
-        fat0 = _read(src, start + g.bpb.BPB_RsvdSecCnt * ss, 2)
+        fat0 = read_inside(src, start + g.bpb.BPB_RsvdSecCnt * ss, 2)
         if fat0 is None or fat0[0] != g.bpb.BPB_Media or fat0[1] != 0xFF:
             continue
         length = g.total_sectors * ss
@@ -123,7 +119,7 @@ def fat(src: ByteSource, pos: int) -> list[Evidence]:
 
 def exfat(src: ByteSource, pos: int) -> list[Evidence]:
     """An exFAT boot sector: here, or 12 sectors back (the backup boot region)."""
-    bs = _read(src, pos, SECTOR)
+    bs = read_inside(src, pos, SECTOR)
     if bs is None or boot_sector_problem(bs) is not None:
         return []
     b = ExfatBootSector.parse(bs)
@@ -131,7 +127,7 @@ def exfat(src: ByteSource, pos: int) -> list[Evidence]:
     out = []
     for start, what, w in ((pos, "exfat boot sector", 0.6),
                            (pos - EXFAT_BACKUP_SECTOR * ss, "exfat backup boot sector", 0.5)):
-        if _read(src, start + b.FatOffset * ss, 4) == b"\xf8\xff\xff\xff":
+        if read_inside(src, start + b.FatOffset * ss, 4) == b"\xf8\xff\xff\xff":
             length = b.VolumeLength * ss
             out.append(Evidence(start, length, "exfat", f"{what} at {pos:#x}", pos, w))
     return out
@@ -143,7 +139,7 @@ _EXT_INCOMPAT = offset_of(ExtSuperblock, "s_feature_incompat")
 
 def ext(src: ByteSource, pos: int) -> list[Evidence]:
     """An ext superblock: its ``s_block_group_nr`` says how far back group 0 starts."""
-    raw = _read(src, pos, _EXT_SB)
+    raw = read_inside(src, pos, _EXT_SB)
     if raw is None:
         return []
     sb = ExtSuperblock.parse(raw)
@@ -176,7 +172,7 @@ _AGF_SIZE = AGF.sizeof()
 
 def xfs(src: ByteSource, pos: int) -> list[Evidence]:
     """An XFS superblock: the AGF after it numbers its allocation group."""
-    raw = _read(src, pos, XfsSuperblock.sizeof())
+    raw = read_inside(src, pos, XfsSuperblock.sizeof())
     if raw is None:
         return []
     sb = XfsSuperblock.parse(raw)
@@ -185,7 +181,7 @@ def xfs(src: ByteSource, pos: int) -> list[Evidence]:
         return []
     if sb.sb_agblocks == 0 or sb.sb_agcount == 0 or sb.sb_dblocks == 0:
         return []
-    agf_raw = _read(src, pos + ssize, _AGF_SIZE)
+    agf_raw = read_inside(src, pos + ssize, _AGF_SIZE)
     if agf_raw is None:
         return []
     agf = AGF.parse(agf_raw)
@@ -206,7 +202,7 @@ _BTRFS_CSUM_END = offset_of(BtrfsSuperblock, "fsid")
 
 def btrfs(src: ByteSource, pos: int) -> list[Evidence]:
     """A Btrfs superblock copy: ``bytenr`` is its own offset in the device."""
-    raw = _read(src, pos, _BTRFS_SB)
+    raw = read_inside(src, pos, _BTRFS_SB)
     if raw is None:
         return []
     sb = BtrfsSuperblock.parse(raw)
@@ -226,7 +222,7 @@ _PV_SIZE = PvHeader.sizeof()
 
 def lvm2(src: ByteSource, pos: int) -> list[Evidence]:
     """An LVM2 PV label: ``sector_xl`` is its sector in the PV; the PV header its size."""
-    data = _read(src, pos, SECTOR)
+    data = read_inside(src, pos, SECTOR)
     if data is None or not is_label(data):
         return []
     label = LabelHeader.parse(data)
@@ -245,7 +241,7 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
     """A Linux swap signature ending a page: the header 1024 bytes in gives the size."""
     for page in SWAP_PAGE_SIZES:
         start = pos + SECTOR - page
-        raw = _read(src, start + SWAP_HEADER_AT, SwapHeader.sizeof())
+        raw = read_inside(src, start + SWAP_HEADER_AT, SwapHeader.sizeof())
         if raw is None:
             continue
         h = SwapHeader.parse(raw)
@@ -258,7 +254,7 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
 
 def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
     """A LUKS1/LUKS2 header (or LUKS2's secondary, ``hdr_offset`` bytes in)."""
-    raw = _read(src, pos, Luks2BinaryHeader.sizeof())
+    raw = read_inside(src, pos, Luks2BinaryHeader.sizeof())
     if raw is None:
         return []
     version = int.from_bytes(raw[_LUKS_VERSION], "big")
@@ -282,7 +278,7 @@ def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
 
 def bitlocker(src: ByteSource, pos: int) -> list[Evidence]:
     """A BitLocker volume's boot sector (its size only when the BPB gives one)."""
-    bs = _read(src, pos, SECTOR)
+    bs = read_inside(src, pos, SECTOR)
     if bs is None or bs[_NTFS_END] != BOOT_SIGNATURE:
         return []
     b = NtfsBootSector.parse(bs)
@@ -301,7 +297,7 @@ _GPT_CRC_AT = offset_of(GptHeader, "header_crc32")
 
 def gpt(src: ByteSource, pos: int) -> list[Evidence]:
     """A GPT header (CRC-checked, at its own ``my_lba``): one piece per used entry."""
-    raw = _read(src, pos, SECTOR)
+    raw = read_inside(src, pos, SECTOR)
     if raw is None:
         return []
     h = GptHeader.parse(raw)
@@ -318,7 +314,7 @@ def gpt(src: ByteSource, pos: int) -> list[Evidence]:
     n, esize = min(h.num_partition_entries, 4096), h.size_of_partition_entry
     if esize < GptEntry.sizeof() or n * esize > MAX_ARRAY_BYTES:
         return []
-    array = _read(src, h.partition_entry_lba * ss, n * esize)
+    array = read_inside(src, h.partition_entry_lba * ss, n * esize)
     if array is None:
         return []
     good = zlib.crc32(array) == h.partition_entry_array_crc32
@@ -338,7 +334,7 @@ def gpt(src: ByteSource, pos: int) -> list[Evidence]:
 
 def mbr(src: ByteSource, pos: int) -> list[Evidence]:
     """An MBR (at sector 0) or an EBR (elsewhere) whose entries look like a table's."""
-    raw = _read(src, pos, SECTOR)
+    raw = read_inside(src, pos, SECTOR)
     if raw is None or is_filesystem_boot_sector(raw):
         return []
     try:
