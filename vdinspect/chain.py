@@ -322,7 +322,7 @@ def _open_chain(path, format, strict, parents, policy: PathPolicy, referrer,
             if found is None:
                 if strict:
                     raise MissingParent(
-                        f"parent {hint.path!r} not found" + (f" ({why})" if why else ""),
+                        lookup.not_found(f"parent {hint.path!r}"),
                         tried=tried,
                         path=img.path,
                         structure="parent",
