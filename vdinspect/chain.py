@@ -26,7 +26,7 @@ from .containers.base import (
 from .containers.registry import get_format, open_image
 from .containers.runs import STATE_CODE, UNALLOCATED_CODE, RunTable
 from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
-from .io import ByteSource, FileSource, Slice
+from .io import ByteSource, FileSource, FilledSource, Slice
 from .io.paths import PathPolicy, report_outside, split_name
 
 MAX_DEPTH = 1000
@@ -95,7 +95,7 @@ class EmbeddedSource(Slice):
         self.source.close()
 
 
-class Chain(ByteSource):
+class Chain(FilledSource):
     """A stack of layers read as one disk (the size is the top layer's)."""
 
     def __init__(self, layers: list[Image]) -> None:
@@ -161,16 +161,7 @@ class Chain(ByteSource):
                 break
         return RunTable.concat(parts).sorted()
 
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self.readinto(offset, buf)
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        if not len(mv):
-            return
+    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
         if len(self.layers) == 1:
             self.top.readinto(offset, mv)
             return
@@ -331,7 +322,7 @@ def _open_chain(path, format, strict, parents, policy: PathPolicy, referrer,
             if found is None:
                 if strict:
                     raise MissingParent(
-                        f"parent {hint.path!r} not found" + (f" ({why})" if why else ""),
+                        lookup.not_found(f"parent {hint.path!r}"),
                         tried=tried,
                         path=img.path,
                         structure="parent",

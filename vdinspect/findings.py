@@ -87,7 +87,7 @@ class Findings:
         A salvage read of garbage tables can meet a damaged entry every few bytes, so the
         rest are only counted (``findings_rows()`` adds a row saying how many).
         """
-        row = dict(severity=severity, structure=structure, host_offset=offset, message=message)
+        row = check_row(severity, structure, offset, message)
         keys = self.__dict__.get("_finding_keys")
         if keys is None:
             keys = self.__dict__["_finding_keys"] = set()
@@ -105,10 +105,18 @@ class Findings:
         """The rows recorded, plus one counting those not kept."""
         rows = list(self.findings)
         if self.unlisted_findings:
-            rows.append(dict(severity="warning", structure="salvage", host_offset=None,
-                             message=f"{self.unlisted_findings} more problems met while "
-                             f"reading are not listed (only the first {MAX_FINDINGS} are)"))
+            rows.append(check_row(
+                "warning", "salvage", None,
+                f"{self.unlisted_findings} more problems met while "
+                f"reading are not listed (only the first {MAX_FINDINGS} are)",
+            ))
         return rows
+
+
+def check_row(severity: str, structure: str, host_offset: int | None, message: str) -> dict:
+    """One ``check()`` row (schemas.CHECK_COLUMNS without the layer a Disk adds): the one
+    spelling every reader's report uses."""
+    return dict(severity=severity, structure=structure, host_offset=host_offset, message=message)
 
 
 def _key(row: dict) -> tuple:
@@ -131,9 +139,7 @@ class CappedRows:
         key = (severity, structure, offset, message)
         if key not in self.seen:
             self.seen.add(key)
-            self.rows.append(
-                dict(severity=severity, structure=structure, host_offset=offset, message=message)
-            )
+            self.rows.append(check_row(severity, structure, offset, message))
 
     def add(self, severity: str, structure: str, offset: int | None, message: str,
             topic: str | None = None) -> None:

@@ -179,7 +179,7 @@ def check_frame(rows: list[dict]) -> pd.DataFrame:
 def structures_frame(rows: list[dict]) -> pd.DataFrame:
     return _frame(
         rows,
-        STRUCTURE_COLUMNS + ["layer"],
+        STRUCTURE_FRAME_COLUMNS,
         {
             "name": "string",
             "host_file": "string",

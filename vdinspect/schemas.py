@@ -22,6 +22,9 @@ FOUND_BY = ["index", "mft", "inode-table", "slack", "journal", "backup", "scan"]
 #: the facts every filesystem's ``info()`` starts with, named alike everywhere
 FS_INFO_FIELDS = ["fstype", "label", "uuid", "size", "block_size", "dirty"]
 
+#: what every image says of itself, in ``info()``, ``layers()`` and ``inventory()`` alike
+IMAGE_FACTS = ["format", "subformat", "virtual_size", "file_size", "allocated"]
+
 ALLOCATION_COLUMNS = [
     "start",
     "length",
@@ -35,11 +38,7 @@ ALLOCATION_COLUMNS = [
 LAYER_COLUMNS = [
     "layer",
     "path",
-    "format",
-    "subformat",
-    "virtual_size",
-    "file_size",
-    "allocated",
+    *IMAGE_FACTS,
     "parent_path",
     "parent_ok",
     "note",  # names the layer records that lead outside its folder (not followed)
@@ -60,11 +59,7 @@ SNAPSHOT_COLUMNS = [
 ]
 INFO_FIELDS = [
     "path",
-    "format",
-    "subformat",
-    "virtual_size",
-    "file_size",
-    "allocated",
+    *IMAGE_FACTS,
     "cluster_size",
     "layers",
     "parent",
@@ -86,9 +81,9 @@ DIFF_FILE_COLUMNS = ["part", "path", "change", "kind", "old_path", "old_size", "
                      "old_modified", "new_modified", "what"]
 
 #: ``vdinspect.inventory()``: one row per image of a fleet
-INVENTORY_COLUMNS = ["path", "format", "subformat", "virtual_size", "file_size", "allocated",
-                     "allocated_pct", "layers", "snapshots", "scheme", "partitions",
-                     "filesystems", "labels", "os", "hostnames", "check_errors", "error"]
+INVENTORY_COLUMNS = ["path", *IMAGE_FACTS, "allocated_pct", "layers", "snapshots", "scheme",
+                     "partitions", "filesystems", "labels", "os", "hostnames", "check_errors",
+                     "error"]
 
 #: ``Disk.inspect()``: one row per operating system found on the disk
 INSPECT_COLUMNS = ["root", "family", "distribution", "product", "version", "build", "edition",

@@ -20,3 +20,10 @@ def human(n: float | None, *, digits: int | None = None) -> str:
             return f"{x:.1f} {unit}"
         x /= 1024
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def uuid_text(raw: bytes) -> str:
+    """A 16-byte UUID field (big-endian, as ext, XFS, Btrfs and swap store it) as text."""
+    import uuid  # (kept out of ``import vdinspect``)
+
+    return str(uuid.UUID(bytes=bytes(raw)))

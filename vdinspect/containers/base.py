@@ -6,6 +6,7 @@ run merging and clipping live here once.
 
 from __future__ import annotations
 
+import bisect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import NotFound
-from ..findings import Findings
-from ..io import ByteSource, FileSource, LRUCache
+from ..findings import Findings, check_row
+from ..io import ByteSource, FileSource, FilledSource, LRUCache
 from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 from . import readplan
 from .runs import RunTable
@@ -157,7 +158,7 @@ class ParentHint:
     extra: dict = field(default_factory=dict)
 
 
-class Image(ByteSource, Findings):
+class Image(FilledSource, Findings):
     """One image file (one layer of a chain) seen as its virtual disk.
 
     Subclasses set ``format``, ``size``, ``header`` and implement :meth:`_runs`; they may
@@ -253,16 +254,7 @@ class Image(ByteSource, Findings):
         the plan uses (a few runs cost less as objects than as columns)."""
         return merge_runs(run_objects(self._runs(start, end)), start, end)
 
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self.readinto(offset, buf)
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        if not len(mv):
-            return
+    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
         plan = self.plan(offset, offset + len(mv))
         if plan is not None:
             readplan.fill(plan, offset, mv)
@@ -369,6 +361,38 @@ def _zeros(n: int) -> memoryview:
     return memoryview(bytearray(n))
 
 
+def extent_pieces(starts, lengths, start: int, end: int):
+    """``[start, end)`` cut along sorted, non-overlapping extents ``(starts[i], lengths[i])``:
+    ``(a, b, i)`` for a piece inside extent ``i``, ``(a, b, None)`` for a gap between them,
+    in order and covering the range (what a format with stored extents and holes maps)."""
+    i = max(0, bisect.bisect_right(starts, start) - 1)
+    pos = start
+    while pos < end and i < len(starts):
+        s, n = int(starts[i]), int(lengths[i])
+        if s + n <= pos:
+            i += 1
+            continue
+        if s >= end:
+            break
+        if s > pos:
+            yield pos, s, None
+            pos = s
+        stop = min(s + n, end)
+        yield pos, stop, i
+        pos = stop
+        i += 1
+    if pos < end:
+        yield pos, end, None
+
+
+def structure_row(name: str, host_file: str | None, host_offset: int, length: int,
+                  description: str) -> dict:
+    """One ``structures()`` row (schemas.STRUCTURE_COLUMNS): the one spelling every
+    format's report uses."""
+    return dict(name=name, host_file=host_file, host_offset=host_offset, length=length,
+                description=description)
+
+
 def data_structures(runs, unit: str = "clusters") -> list[dict]:
     """``structures()`` rows for the data an image stores: contiguous host ranges, merged.
 
@@ -388,8 +412,8 @@ def data_structures(runs, unit: str = "clusters") -> list[dict]:
             last[2] = max(last[2], off + n - last[1])
         else:
             spans.append([f, off, n, comp])
-    return [dict(name="compressed data" if comp else "data", host_file=f, host_offset=off,
-                 length=n, description=f"compressed {unit}" if comp else "guest data")
+    return [structure_row("compressed data" if comp else "data", f, off, n,
+                          f"compressed {unit}" if comp else "guest data")
             for f, off, n, comp in spans]
 
 
@@ -437,10 +461,12 @@ def leak_rows(
 ) -> list[dict]:
     """``leak`` rows for the first ``limit`` (structure, host_offset, message) of ``leaks`` (an
     iterable, read no further), then a warning row counting the rest of ``total``."""
-    rows = [dict(severity="leak", structure=s, host_offset=off, message=msg)
+    rows = [check_row("leak", s, off, msg)
             for s, off, msg in islice(leaks, limit)]
     if total > len(rows):
-        rows.append(dict(severity="warning", structure=structure, host_offset=None,
-                         message=f"{total - len(rows)} more {what} (only the first "
-                         f"{len(rows)} are listed)"))
+        rows.append(check_row(
+            "warning", structure, None,
+            f"{total - len(rows)} more {what} (only the first "
+            f"{len(rows)} are listed)",
+        ))
     return rows

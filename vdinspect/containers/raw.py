@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..io import ByteSource, FileSource
 from . import readplan
-from .base import DATA, UNALLOCATED, Image, Run
+from .base import DATA, UNALLOCATED, Image, Run, extent_pieces, structure_row
 
 FORMAT = "raw"
 
@@ -28,6 +28,8 @@ class RawImage(Image):
         self.size = source.size
         self.header = None
         self._extents = source.data_extents() if isinstance(source, FileSource) else None
+        self._starts = [s for s, _n in self._extents or ()]
+        self._lengths = [n for _s, n in self._extents or ()]
         self.subformat = (
             "sparse"
             if self._extents is not None and sum(n for _, n in self._extents) < self.size
@@ -40,24 +42,11 @@ class RawImage(Image):
                 start, end - start, DATA, host_file=self.path, host_offset=start, source=self.file
             )
             return
-        pos = start
-        import bisect
-
-        i = max(0, bisect.bisect_right(self._extents, (start, 1 << 63)) - 1)
-        for ext_start, ext_len in self._extents[i:]:
-            ext_end = ext_start + ext_len
-            if ext_end <= pos:
-                continue
-            if ext_start >= end:
-                break
-            if ext_start > pos:
-                yield Run(pos, ext_start - pos, UNALLOCATED)
-                pos = ext_start
-            stop = min(ext_end, end)
-            yield Run(pos, stop - pos, DATA, host_file=self.path, host_offset=pos, source=self.file)
-            pos = stop
-        if pos < end:
-            yield Run(pos, end - pos, UNALLOCATED)
+        for a, b, i in extent_pieces(self._starts, self._lengths, start, end):
+            if i is None:
+                yield Run(a, b - a, UNALLOCATED)
+            else:
+                yield Run(a, b - a, DATA, host_file=self.path, host_offset=a, source=self.file)
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """One pread: the file is the disk (its holes read as zeros, as the runs say)."""
@@ -65,13 +54,7 @@ class RawImage(Image):
 
     def structures(self) -> list[dict]:
         return [
-            dict(
-                name="data",
-                host_file=self.path,
-                host_offset=0,
-                length=self.size,
-                description="the whole file is the virtual disk",
-            )
+            structure_row("data", self.path, 0, self.size, "the whole file is the virtual disk")
         ]
 
 

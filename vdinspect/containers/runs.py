@@ -31,6 +31,21 @@ def codes_for(names: dict[int, str]) -> np.ndarray:
     return np.array([STATE_CODE[names[k]] for k in range(len(names))], dtype=np.int8)
 
 
+def unit_breaks(state: np.ndarray, host: np.ndarray, unit: int, data: int,
+                alone: np.ndarray | None = None) -> np.ndarray:
+    """Where a run starts among consecutive table units (blocks, grains): the first unit, a
+    change of ``state``, a ``data`` unit whose host bytes do not follow the previous unit's
+    (``unit`` bytes each), and around each unit marked ``alone`` (a run by itself)."""
+    brk = np.ones(len(state), dtype=bool)
+    if len(state) > 1:
+        same = state[1:] == state[:-1]
+        cont = (state[1:] != data) | (host[1:] == host[:-1] + unit)
+        brk[1:] = ~(same & cont)
+        if alone is not None:
+            brk[1:] |= alone[1:] | alone[:-1]
+    return brk
+
+
 class RunTable:
     """Ordered runs as columns: ``start``, ``length`` (bytes), ``state`` (code into
     ``schemas.STATES``), ``layer`` (-1 none), ``host`` (host offset, -1 none),

@@ -10,15 +10,19 @@ from .sources import (
     Concat,
     DamageIndex,
     FileSource,
+    FilledSource,
     MemorySource,
     Slice,
     Zero,
     all_zero,
     damaged_through,
     merge_ranges,
+    read_inside,
 )
 
-__all__ = ["ByteSource", "FileSource", "FileObjectSource", "MemorySource", "Slice", "Concat",
+__all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "MemorySource",
+           "Slice", "Concat",
            "Zero", "LRUCache",
-           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "crc32c", "crc32c_records",
+           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "read_inside", "crc32c",
+           "crc32c_records",
            "OverlaySource", "PathPolicy"]

@@ -11,10 +11,10 @@ import io
 import threading
 
 from ..errors import CorruptImage, InvalidArgument
-from .sources import ByteSource
+from .sources import FilledSource
 
 
-class FileObjectSource(ByteSource):
+class FileObjectSource(FilledSource):
     """The bytes of a seekable binary file object; ``owned=True`` closes it on ``close()``."""
 
     def __init__(self, fileobj, *, name: str | None = None, owned: bool = False) -> None:
@@ -31,18 +31,7 @@ class FileObjectSource(ByteSource):
         with self._lock:
             self.size = int(fileobj.seek(0, io.SEEK_END))
 
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self._fill(offset, memoryview(buf))
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        if len(mv):
-            self._fill(offset, mv)
-
-    def _fill(self, offset: int, mv: memoryview) -> None:
+    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
         f = self.fileobj
         if f is None:
             raise InvalidArgument(f"{self.name}: the source is closed")

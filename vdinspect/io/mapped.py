@@ -7,10 +7,10 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-from .sources import ByteSource, damaged_through
+from .sources import ByteSource, FilledSource, damaged_through
 
 
-class MappedSource(ByteSource):
+class MappedSource(FilledSource):
     """Exactly ``size`` bytes: ``[starts[i], ends[i])`` of the file lie at ``phys[i]`` on
     ``dev`` (byte offsets, sorted by start, not overlapping); everything else is a hole;
     ``lost`` (start, end) pairs are ranges the map says exist but could not be read."""
@@ -37,16 +37,6 @@ class MappedSource(ByteSource):
                    ((logical[keep] + count[keep]) * bs).tolist(), (physical[keep] * bs).tolist(),
                    lost=list(zip((logical[bad] * bs).tolist(),
                                  ((logical[bad] + count[bad]) * bs).tolist())), name=name)
-
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self._fill(offset, memoryview(buf), zeroed=True)
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        self._fill(offset, mv, zeroed=False)
 
     def seek_data(self, offset: int) -> int:
         """The first offset >= ``offset`` inside a mapped run (``size`` if none): the

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 
-from .sources import ByteSource, damaged_through
+from .sources import ByteSource, FilledSource, damaged_through
 
 # What fills one replaced range [start, end): its bytes, None for zeros, or (source, offset):
 # the bytes of ``source`` from ``offset`` on, read when asked.
@@ -28,7 +28,7 @@ def _cut(piece: Piece, start: int, a: int, b: int) -> Piece:
     return piece[a - start : b - start]
 
 
-class OverlaySource(ByteSource):
+class OverlaySource(FilledSource):
     """``base`` with some ranges replaced from memory; later replacements win.
 
     Unreplaced bytes come from ``base``; past its end they read as zeros, and a replacement
@@ -98,16 +98,6 @@ class OverlaySource(ByteSource):
 
     # --- reading -------------------------------------------------------------------------
 
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self._fill(offset, memoryview(buf))
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        self._fill(offset, mv)
-
     def _base_fill(self, pos: int, mv: memoryview) -> None:
         """Unreplaced bytes: the base's, zeros past its end."""
         n = min(len(mv), max(0, self.base.size - pos))
@@ -116,7 +106,7 @@ class OverlaySource(ByteSource):
         if n < len(mv):
             mv[n:] = bytes(len(mv) - n)
 
-    def _fill(self, offset: int, mv: memoryview) -> None:
+    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
         end = offset + len(mv)
         i = bisect.bisect_right(self._ends, offset)
         pos = offset

@@ -137,6 +137,16 @@ class Lookup:
         parts += [f"{p} is {why}, never opened" for p, why in self.refused]
         return "; ".join(parts)
 
+    def not_found(self, what: str) -> str:
+        """"``what`` not found", with :meth:`why` in parentheses when there is a reason."""
+        why = self.why()
+        return f"{what} not found" + (f" ({why})" if why else "")
+
+    def missing(self, what: str, path: str | None, structure: str) -> MissingFile:
+        """The error for a name not found: :meth:`not_found` and the candidates tried."""
+        return MissingFile(self.not_found(what), tried=self.tried, path=path,
+                           structure=structure)
+
 
 class PathPolicy:
     """Which files names stored in an image may open (see the module docstring).

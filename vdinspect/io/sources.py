@@ -87,6 +87,27 @@ class ByteSource:
         return f"<{type(self).__name__} {self.name} size={self.size}>"
 
 
+class FilledSource(ByteSource):
+    """A source that writes its bytes into a buffer, ``_fill(offset, view, zeroed)``: ``read``
+    and ``readinto`` share that one path instead of each copying through the other.
+    ``zeroed`` says the view already holds zeros (a fresh buffer), so holes need no writing."""
+
+    def _read(self, offset: int, length: int) -> bytes:
+        buf = bytearray(length)
+        self._fill(offset, memoryview(buf), True)
+        return bytes(buf)
+
+    def readinto(self, offset: int, buffer) -> None:
+        """Fill ``buffer`` (a writable buffer) with bytes from ``offset``."""
+        mv = memoryview(buffer).cast("B")
+        self._check_range(offset, len(mv))
+        if len(mv):
+            self._fill(offset, mv, False)
+
+    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+
 class FileSource(ByteSource):
     """A host file opened read-only (``O_RDONLY``) and read with ``os.pread``.
 
@@ -297,6 +318,14 @@ class Concat(ByteSource):
                 out.extend((s0 + x, s0 + y) for x, y in src._damage_pairs(a - s0, b - s0))
             i += 1
         return out
+
+
+def read_inside(source: ByteSource, offset: int, length: int) -> bytes | None:
+    """``length`` bytes at ``offset``, or None when they are not all inside ``source``: for
+    probes and scans, to which bytes that are not there are an answer, not an error."""
+    if offset < 0 or length < 0 or offset + length > source.size:
+        return None
+    return source.read(offset, length)
 
 
 def merge_ranges(pairs) -> list[tuple[int, int]]:

@@ -157,6 +157,13 @@ def resolve(base_file: str, name: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(base_file)), name))
 
 
+def plain_guid(text: str | None, null: str | None = None) -> str | None:
+    """A GUID or UUID as machine files write it, without braces, lower case; None when it
+    is empty or the format's ``null`` value (one spelling for every machine format)."""
+    g = text.strip().strip("{}").lower() if text else None
+    return None if not g or g == null else g
+
+
 # --- the machine model -------------------------------------------------------------------
 
 
@@ -287,13 +294,7 @@ class Machine:
         (MissingFile when nowhere it may be opened)."""
         found = policy.find([name] if name else [], self.referrer)
         if found.path is None:
-            why = found.why()
-            raise MissingFile(
-                f"{what} not found" + (f" ({why})" if why else ""),
-                tried=found.tried,
-                path=self.referrer,
-                structure=structure,
-            )
+            raise found.missing(what, self.referrer, structure)
         return found
 
     def parents_for(self, parents):

@@ -32,6 +32,7 @@ from . import (
     children,
     local,
     parse_xml,
+    plain_guid,
     resolve,
 )
 
@@ -41,8 +42,7 @@ MAX_STORAGES = 4096
 
 
 def _guid(text: str | None) -> str | None:
-    g = text.strip().strip("{}").lower() if text else None
-    return None if not g or g == NULL_GUID else g
+    return plain_guid(text, NULL_GUID)
 
 
 class Storage:

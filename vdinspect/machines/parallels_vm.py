@@ -36,16 +36,12 @@ from . import (
     children,
     local,
     parse_xml,
+    plain_guid,
 )
 
 CONFIG = "config.pvs"
 SNAPSHOTS = "Snapshots.xml"
 MAX_DEPTH = 10_000
-
-
-def _guid(text: str | None) -> str | None:
-    g = text.strip().strip("{}").lower() if text else None
-    return g or None
 
 
 def _time(text: str | None) -> datetime | None:
@@ -104,7 +100,7 @@ class ParallelsVm(Machine):
             if depth > MAX_DEPTH or len(self.snapshots) > MAX_SNAPSHOTS:
                 raise CorruptImage("snapshot tree too deep or too big", path=where,
                                    structure="SavedStateItem")
-            sid = _guid(el.get("guid"))
+            sid = plain_guid(el.get("guid"))
             if sid is not None:  # guid="" is the state before the first snapshot
                 self.snapshots.append(MachineSnapshot(
                     sid, child_text(el, "Name") or None, parent,

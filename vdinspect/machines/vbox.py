@@ -28,15 +28,11 @@ from . import (
     children,
     local,
     parse_xml,
+    plain_guid,
     resolve,
 )
 
 MAX_DEPTH = 10_000  # nesting of media or snapshots
-
-
-def _uuid(text: str | None) -> str | None:
-    """A UUID as VirtualBox writes it, without braces, lower case."""
-    return text.strip().strip("{}").lower() if text else None
 
 
 def _time(text: str | None) -> datetime | None:
@@ -55,7 +51,7 @@ class Medium:
 
     def __init__(self, el: Element, path: str, parent: str | None) -> None:
         self.raw = el
-        self.uuid = _uuid(el.get("uuid")) or ""
+        self.uuid = plain_guid(el.get("uuid")) or ""
         self.location = el.get("location") or ""
         self.format = el.get("format")
         self.path = resolve(path, self.location) if self.location else None
@@ -80,9 +76,9 @@ class VBoxMachine(Machine):
         self.machine = child(self.root, "Machine")
         if self.machine is None:
             raise CorruptImage("no Machine element", path=path, structure="VirtualBox")
-        self.uuid = _uuid(self.machine.get("uuid"))
+        self.uuid = plain_guid(self.machine.get("uuid"))
         self.name = self.machine.get("name")
-        self.current = _uuid(self.machine.get("currentSnapshot"))
+        self.current = plain_guid(self.machine.get("currentSnapshot"))
         self.media: dict[str, Medium] = {}
         self._read_media()
         self.disks = self._attachments(self.machine)
@@ -128,7 +124,7 @@ class VBoxMachine(Machine):
                 if dev.get("type") != "HardDisk":
                     continue
                 img = child(dev, "Image")
-                uuid = _uuid(img.get("uuid") if img is not None else dev.get("uuid"))
+                uuid = plain_guid(img.get("uuid") if img is not None else dev.get("uuid"))
                 slot = f"{ctl.get('name')}:{dev.get('port', '0')}:{dev.get('device', '0')}"
                 medium = self.media.get(uuid) if uuid else None
                 extra = dict(controller=ctl.get("name"),
@@ -172,7 +168,7 @@ class VBoxMachine(Machine):
                 raise CorruptImage(
                     "snapshot tree too deep or too big", path=self.path, structure="Snapshot"
                 )
-            sid = _uuid(el.get("uuid"))
+            sid = plain_guid(el.get("uuid"))
             if not sid:
                 raise CorruptImage("a Snapshot without uuid", path=self.path, structure="Snapshot")
             desc = child_text(el, "Description") or el.get("Description")

@@ -27,6 +27,7 @@ from .colors import (
     human,
     layer_color,
     legend_patches,
+    legend_right,
     pixel_width,
     rgb,
 )
@@ -405,14 +406,7 @@ def plot_allocation(
                     "each drawn as tall as its share",
                 )
             )
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.005, 1),
-            fontsize="small",
-            frameon=False,
-            borderaxespad=0,
-        )
+        legend_right(ax, handles)
     zoom = "" if (start, end) == (0, ra.size) else f" [{human(start)} .. {human(end)})"
     ax.set_title(f"{ra.name}: allocation by {by}{zoom}", fontsize="medium", loc="left")
     ax.vdinspect_image = pic  # the aggregated picture, for inspection and tests

@@ -143,6 +143,13 @@ def bytes_axis(axis, lo: float, hi: float, ticks: int = 7) -> None:
     axis.set_major_formatter(FuncFormatter(lambda v, _pos: "0" if v == 0 else human(v)))
 
 
+def legend_right(ax, handles) -> None:
+    """The legend outside the plot, to the right of its top edge: where every plot here puts
+    it, so it never hides a bar."""
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1), fontsize="small",
+              frameon=False, borderaxespad=0)
+
+
 def legend_patches(items):
     """Legend handles for ``(label, colour)`` pairs."""
     from matplotlib.patches import Patch

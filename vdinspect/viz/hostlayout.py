@@ -16,7 +16,15 @@ import numpy as np
 
 from ..errors import InvalidArgument
 from .allocation import aggregate, stacked_image
-from .colors import KIND_COLORS, axes, bytes_axis, human, legend_patches, pixel_width
+from .colors import (
+    KIND_COLORS,
+    axes,
+    bytes_axis,
+    human,
+    legend_patches,
+    legend_right,
+    pixel_width,
+)
 
 KINDS = ("header", "table", "data", "compressed data", "other", "unused")
 _CODE = {k: i for i, k in enumerate(KINDS)}
@@ -208,13 +216,6 @@ def plot_host_layout(
     )
     if legend:
         present = [(k, KIND_COLORS[k]) for k in KINDS if any(s[k] for s in summary)]
-        ax.legend(
-            handles=legend_patches(present),
-            loc="upper left",
-            bbox_to_anchor=(1.005, 1),
-            fontsize="small",
-            frameon=False,
-            borderaxespad=0,
-        )
+        legend_right(ax, legend_patches(present))
     ax.vdinspect_layout = summary
     return ax

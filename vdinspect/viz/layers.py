@@ -66,6 +66,12 @@ def layer_summary(disk) -> list[dict]:
 FIG_WIDTH = 9.0  # inches: 900 pixels at 100 dpi, about a notebook's output width
 
 
+def _band(ax, img, size: int, y: float) -> None:
+    """Draw ``img`` as one band across the disk's ``size`` bytes, 0.8 high around ``y``."""
+    ax.imshow(img, extent=(0, size, y - 0.4, y + 0.4), aspect="auto", origin="lower",
+              interpolation="nearest")
+
+
 def plot_layers(disk, ax=None, *, width: int | None = None, legend: bool = True):
     """Draw one band per layer (base at the bottom) and the resolved disk on top.
 
@@ -98,13 +104,7 @@ def plot_layers(disk, ax=None, *, width: int | None = None, legend: bool = True)
         img = stacked_image(
             np.stack([sup, hidden, rest], axis=1), [c, tint(c), UNALLOCATED], pixels
         )
-        ax.imshow(
-            img,
-            extent=(0, size, k - 0.4, k + 0.4),
-            aspect="auto",
-            origin="lower",
-            interpolation="nearest",
-        )
+        _band(ax, img, size, k)
         s = summary[k]
         where = "top" if k == n - 1 else "base" if k == 0 else ""
         label = f"{k}{' (' + where + ')' if where else ''}: {os.path.basename(s['path'])}\n"
@@ -114,13 +114,7 @@ def plot_layers(disk, ax=None, *, width: int | None = None, legend: bool = True)
         labels.append(label)
     top = n + 0.15
     img = stacked_image(rfrac, rcolors, pixels)
-    ax.imshow(
-        img,
-        extent=(0, size, top - 0.4, top + 0.4),
-        aspect="auto",
-        origin="lower",
-        interpolation="nearest",
-    )
+    _band(ax, img, size, top)
     labels.append("disk as seen\nfrom the top")
     ax.set_yticks(list(range(n)) + [top])
     ax.set_yticklabels(labels, fontsize="small")

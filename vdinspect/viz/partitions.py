@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ..errors import InvalidArgument
-from .colors import FS_COLORS, GAP_COLOR, axes, bytes_axis, human
+from .colors import FS_COLORS, GAP_COLOR, axes, bytes_axis, human, legend_right
 
 MIN_LABEL_SHARE = 0.05  # narrower pieces are labelled above the bar
 NO_FS_COLOR = "#BBBBBB"
@@ -223,12 +223,5 @@ def plot_partitions(disk, ax=None, *, legend: bool = True):
             handles.append(
                 Patch(facecolor=GAP_COLOR, edgecolor="#555555", hatch="///", label="unallocated")
             )
-        ax.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=(1.005, 1),
-            fontsize="small",
-            frameon=False,
-            borderaxespad=0,
-        )
+        legend_right(ax, handles)
     return ax

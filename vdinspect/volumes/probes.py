@@ -12,16 +12,22 @@ from __future__ import annotations
 
 import hashlib
 import struct
-import uuid as uuidlib
 from dataclasses import dataclass
 
 from construct import ConstructError
 
 from ..errors import EncryptedImage, VDInspectError
-from ..io import ByteSource
-from ..layout import offset_of
+from ..io import ByteSource, read_inside
+from ..layout import field_slice, offset_of, struct_format
+from ..units import uuid_text
 from .exfat_layout import BootSector as ExfatBootSector
 from .exfat_layout import EntryType, VolumeLabelEntry, boot_sector_problem, volume_label_text
+from .ext_layout import (
+    EXT_MAGIC,
+    SUPERBLOCK_OFFSET,
+    Superblock,
+    blkid_type,
+)
 from .fat_layout import (
     ATTR_LONG_NAME,
     ATTR_LONG_NAME_MASK,
@@ -39,6 +45,8 @@ from .fat_layout import (
     check_bpb,
 )
 from .multisector import RecordError, apply_fixup
+from .ntfs_layout import NTFS_OEM, record_size, volume_name
+from .ntfs_layout import BootSector as NtfsBootSector
 
 
 @dataclass
@@ -51,23 +59,12 @@ class FsInfo:
     version: str | None = None
 
 
-def _rd(src: ByteSource, off: int, n: int) -> bytes | None:
-    """``n`` bytes at ``off``, or None when they are not all inside the source."""
-    if off < 0 or n < 0 or off + n > src.size:
-        return None
-    return src.read(off, n)
-
-
 def _u16(b: bytes, o: int) -> int:
     return struct.unpack_from("<H", b, o)[0]
 
 
 def _u32(b: bytes, o: int) -> int:
     return struct.unpack_from("<I", b, o)[0]
-
-
-def _u64(b: bytes, o: int) -> int:
-    return struct.unpack_from("<Q", b, o)[0]
 
 
 def _cstr(b: bytes, encoding: str = "utf-8") -> str:
@@ -80,10 +77,6 @@ def _label(s: str | None) -> str | None:
         return None
     s = s.rstrip(" \0")
     return s or None
-
-
-def _uuid_be(b: bytes) -> str:
-    return str(uuidlib.UUID(bytes=bytes(b)))
 
 
 def _is_pow2(n: int) -> bool:
@@ -156,7 +149,7 @@ def probe_fat(src: ByteSource, bs: bytes) -> FsInfo | None:
     label = None
     if g.fstype != "fat32":
         root = (b.BPB_RsvdSecCnt + b.BPB_NumFATs * g.fat_sectors) * ssize
-        raw = _rd(src, root, min(b.BPB_RootEntCnt, 65536) * 32)
+        raw = read_inside(src, root, min(b.BPB_RootEntCnt, 65536) * 32)
         if raw:
             label = _fat_dir_label(raw)
     else:
@@ -167,13 +160,13 @@ def probe_fat(src: ByteSource, bs: bytes) -> FsInfo | None:
         for _ in range(100):
             if not nxt or nxt >= entries:
                 break
-            raw = _rd(src, (data_start + (nxt - 2) * b.BPB_SecPerClus) * ssize, csize)
+            raw = read_inside(src, (data_start + (nxt - 2) * b.BPB_SecPerClus) * ssize, csize)
             if raw is None:
                 break
             label = _fat_dir_label(raw)
             if label is not None:
                 break
-            fe = _rd(src, b.BPB_RsvdSecCnt * ssize + nxt * 4, 4)
+            fe = read_inside(src, b.BPB_RsvdSecCnt * ssize + nxt * 4, 4)
             if fe is None:
                 break
             nxt = _u32(fe, 0) & 0x0FFFFFFF
@@ -204,7 +197,7 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
     for _ in range(100):
         if nxt < 2 or nxt >= count + 2:
             break
-        raw = _rd(src, heap + (nxt - 2) * csize, csize)
+        raw = read_inside(src, heap + (nxt - 2) * csize, csize)
         if raw is None:
             break
         done = False
@@ -219,7 +212,7 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
                 break
         if done:
             break
-        fe = _rd(src, fat_off + nxt * 4, 4)
+        fe = read_inside(src, fat_off + nxt * 4, 4)
         if fe is None:
             break
         nxt = _u32(fe, 0)
@@ -232,11 +225,16 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
     )
 
 
+_NTFS_OEM_AT = field_slice(NtfsBootSector, "oem_id")
+_NTFS_BPB = struct_format(NtfsBootSector, "bytes_per_sector", "sectors_per_cluster", "mft_lcn",
+                          "clusters_per_mft_record", "volume_serial_number")
+_NTFS_VOLUME_RECORD = 3  # $Volume's MFT record number
+
+
 def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
-    if bs[3:11] != b"NTFS    ":
+    if bs[_NTFS_OEM_AT] != NTFS_OEM:
         return None
-    ssize = _u16(bs, 0x0B)
-    spc = bs[0x0D]
+    ssize, spc, mft_lcn, cpr, serial = _NTFS_BPB.unpack_from(bs)
     if not _is_pow2(ssize) or not 256 <= ssize <= 4096:
         return None
     if spc > 0x80:
@@ -244,46 +242,28 @@ def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
     if not _is_pow2(spc):
         return None
     csize = ssize * spc
-    cpr = struct.unpack_from("<b", bs, 0x40)[0]
-    rsize = csize * cpr if cpr > 0 else 1 << -cpr
-    serial = _u64(bs, 0x48)
+    rsize = record_size(cpr, csize)
     label = None
     if 256 <= rsize <= 65536:
-        rec = _rd(src, _u64(bs, 0x30) * csize + 3 * rsize, rsize)
+        rec = read_inside(src, mft_lcn * csize + _NTFS_VOLUME_RECORD * rsize, rsize)
         if rec is not None:
             rec = bytearray(rec)
             try:
                 apply_fixup(rec, b"FILE")
-                label = _ntfs_volume_name(rec)
+                label = volume_name(rec)
             except RecordError:
                 pass
     return FsInfo("ntfs", _label(label), f"{serial:016X}")
 
 
-def _ntfs_volume_name(rec: bytearray) -> str | None:
-    pos = _u16(rec, 0x14)
-    for _ in range(64):
-        if pos + 16 > len(rec):
-            return None
-        atype, alen = _u32(rec, pos), _u32(rec, pos + 4)
-        if atype == 0xFFFFFFFF or alen < 16 or pos + alen > len(rec):
-            return None
-        if atype == 0x60 and rec[pos + 8] == 0:
-            vlen, voff = _u32(rec, pos + 16), _u16(rec, pos + 20)
-            if voff + vlen > alen:
-                return None
-            return bytes(rec[pos + voff : pos + voff + vlen]).decode("utf-16-le", "replace")
-        pos += alen
-    return None
-
-
 # --- Linux filesystems --------------------------------------------------------------------
 
-_EXT_HAS_JOURNAL = 0x4
-_EXT_JOURNAL_DEV = 0x8
-_EXT2_RO_SUPP = 0x1 | 0x2 | 0x4
-_EXT2_INCOMPAT_SUPP = 0x2 | 0x10
-_EXT3_INCOMPAT_SUPP = 0x2 | 0x4 | 0x10
+#: the superblock fields the probe reads, in layout order, all in its first 256 bytes
+_EXT_FIELDS = ("s_log_block_size", "s_magic", "s_minor_rev_level", "s_rev_level",
+               "s_block_group_nr", "s_feature_compat", "s_feature_incompat",
+               "s_feature_ro_compat", "s_uuid", "s_volume_name")
+_EXT_HEAD = struct_format(Superblock, *_EXT_FIELDS)
+_EXT_READ = 256  # bytes of a superblock copy the probe reads (and needs inside the volume)
 
 
 #: group 1's backup superblock per block size (8 x block size blocks a group; 1 KiB
@@ -291,72 +271,64 @@ _EXT3_INCOMPAT_SUPP = 0x2 | 0x4 | 0x10
 _EXT_GROUP1_BACKUPS = [(8193 * 1024, 1024), (16384 * 2048, 2048), (32768 * 4096, 4096)]
 
 
+def _ext_head(src: ByteSource, off: int) -> dict | None:
+    """The probe's superblock fields of the copy at ``off``, or None without the magic."""
+    raw = read_inside(src, off, _EXT_READ)
+    if raw is None:
+        return None
+    sb = dict(zip(_EXT_FIELDS, _EXT_HEAD.unpack_from(raw)))
+    return sb if sb["s_magic"] == EXT_MAGIC else None
+
+
 def probe_ext(src: ByteSource) -> FsInfo | None:
     """ext2/3/4 by the primary superblock, else by group 1's backup."""
-    sb = _rd(src, 1024, 256)
-    if sb is None or sb[56:58] != b"\x53\xef":
+    sb = _ext_head(src, SUPERBLOCK_OFFSET)
+    if sb is None:
         for off, bs in _EXT_GROUP1_BACKUPS:
-            sb = _rd(src, off, 256)
+            sb = _ext_head(src, off)
             # the copy names its group (s_block_group_nr) and its block size
-            if (sb is not None and sb[56:58] == b"\x53\xef" and _u16(sb, 0x5A) == 1
-                    and 1024 << min(_u32(sb, 0x18), 16) == bs):
+            if (sb is not None and sb["s_block_group_nr"] == 1
+                    and 1024 << min(sb["s_log_block_size"], 16) == bs):
                 break
         else:
             return None
-    compat, incompat, ro = _u32(sb, 0x5C), _u32(sb, 0x60), _u32(sb, 0x64)
-    if incompat & _EXT_JOURNAL_DEV:
-        kind = "jbd"
-    elif (
-        not compat & _EXT_HAS_JOURNAL
-        and not ro & ~_EXT2_RO_SUPP
-        and not (incompat & ~_EXT2_INCOMPAT_SUPP)
-    ):
-        kind = "ext2"
-    elif (
-        compat & _EXT_HAS_JOURNAL
-        and not ro & ~_EXT2_RO_SUPP
-        and not (incompat & ~_EXT3_INCOMPAT_SUPP)
-    ):
-        kind = "ext3"
-    else:
-        kind = "ext4"
     return FsInfo(
-        kind,
-        _label(_cstr(sb[0x78:0x88])),
-        _uuid_be(sb[0x68:0x78]),
-        f"{_u32(sb, 0x4C)}.{_u16(sb, 0x3E)}",
+        blkid_type(sb["s_feature_compat"], sb["s_feature_incompat"], sb["s_feature_ro_compat"]),
+        _label(_cstr(sb["s_volume_name"])),
+        uuid_text(sb["s_uuid"]),
+        f"{sb['s_rev_level']}.{sb['s_minor_rev_level']}",
     )
 
 
 def probe_xfs(src: ByteSource, head: bytes) -> FsInfo | None:
     if head[:4] != b"XFSB" or len(head) < 120:
         return None
-    return FsInfo("xfs", _label(_cstr(head[108:120])), _uuid_be(head[32:48]))
+    return FsInfo("xfs", _label(_cstr(head[108:120])), uuid_text(head[32:48]))
 
 
 def probe_btrfs(src: ByteSource) -> FsInfo | None:
-    sb = _rd(src, 0x10000, 0x22B)
+    sb = read_inside(src, 0x10000, 0x22B)
     if sb is None or sb[0x40:0x48] != b"_BHRfS_M":
         return None
-    return FsInfo("btrfs", _label(_cstr(sb[0x12B:0x22B])), _uuid_be(sb[0x20:0x30]))
+    return FsInfo("btrfs", _label(_cstr(sb[0x12B:0x22B])), uuid_text(sb[0x20:0x30]))
 
 
 def probe_swap(src: ByteSource) -> FsInfo | None:
     for page in (4096, 8192, 16384, 65536):
-        magic = _rd(src, page - 10, 10)
+        magic = read_inside(src, page - 10, 10)
         if magic is None:
             return None
         if magic == b"SWAP-SPACE":
             return FsInfo("swap", version="0")
         if magic == b"SWAPSPACE2":
-            hdr = _rd(src, 1024, 44)
+            hdr = read_inside(src, 1024, 44)
             if hdr is None:
                 return None
             u = hdr[12:28]
             return FsInfo(
                 "swap",
                 _label(_cstr(hdr[28:44])),
-                _uuid_be(u) if any(u) else None,
+                uuid_text(u) if any(u) else None,
                 str(_u32(hdr, 0)),
             )
     return None
@@ -365,7 +337,7 @@ def probe_swap(src: ByteSource) -> FsInfo | None:
 def probe_lvm2(src: ByteSource) -> FsInfo | None:
     # the label ("LABELONE") starts one of the first four 512-byte sectors; look for it
     # before importing the LVM2 reader, so that disks without LVM never load it
-    head = _rd(src, 0, min(src.size, 2048)) or b""
+    head = read_inside(src, 0, min(src.size, 2048)) or b""
     if not any(head[o : o + 8] == b"LABELONE" for o in range(0, len(head), 512)):
         return None
     from ..layout import size_of
@@ -399,7 +371,7 @@ def probe_luks(src: ByteSource, head: bytes) -> FsInfo | None:
 
 def probe_md(src: ByteSource) -> FsInfo | None:
     for off in (4096, 0):
-        sb = _rd(src, off, 64)
+        sb = read_inside(src, off, 64)
         if sb is not None and _u32(sb, 0) == 0xA92B4EFC and _u32(sb, 4) == 1:
             u = sb[16:32].hex()
             return FsInfo(
@@ -423,7 +395,7 @@ def _iso_date_uuid(d: bytes) -> str | None:
 
 
 def probe_iso9660(src: ByteSource) -> FsInfo | None:
-    pvd = _rd(src, 0x8000, 2048)
+    pvd = read_inside(src, 0x8000, 2048)
     if pvd is None or pvd[1:6] != b"CD001":
         return None
     label = pvd[40:72]
@@ -431,7 +403,7 @@ def probe_iso9660(src: ByteSource) -> FsInfo | None:
     version = None
     text = label.decode("ascii", "replace")
     for i in range(1, 17):
-        vd = _rd(src, 0x8000 + 2048 * i, 2048)
+        vd = read_inside(src, 0x8000 + 2048 * i, 2048)
         if vd is None or vd[0] == 0xFF or vd[1:6] != b"CD001":
             break
         if vd[0] == 2 and vd[88:91] in (b"%/@", b"%/C", b"%/E"):
@@ -460,7 +432,7 @@ def _dstring(b: bytes) -> str | None:
 def probe_udf(src: ByteSource) -> FsInfo | None:
     nsr = False
     for i in range(0, 64):
-        vsd = _rd(src, 0x8000 + 2048 * i, 8)
+        vsd = read_inside(src, 0x8000 + 2048 * i, 8)
         if vsd is None:
             break
         ident = vsd[1:6]
@@ -473,13 +445,13 @@ def probe_udf(src: ByteSource) -> FsInfo | None:
         return None
     label = None
     for bs in (2048, 512, 1024, 4096):
-        avdp = _rd(src, 256 * bs, 32)
+        avdp = read_inside(src, 256 * bs, 32)
         if avdp is None or _u16(avdp, 0) != 2 or _u32(avdp, 12) != 256:
             continue
         length, loc = _u32(avdp, 16), _u32(avdp, 20)
         pvd_label = None
         for k in range(min(length // bs, 64)):
-            d = _rd(src, (loc + k) * bs, 512)
+            d = read_inside(src, (loc + k) * bs, 512)
             if d is None:
                 break
             tag = _u16(d, 0)
@@ -503,11 +475,11 @@ def _hfs_uuid(fid: bytes) -> str | None:
     d = bytearray(hashlib.md5(_HFS_HASH_INIT + fid).digest())
     d[6] = 0x30 | (d[6] & 0x0F)
     d[8] = 0x80 | (d[8] & 0x3F)
-    return _uuid_be(d)
+    return uuid_text(d)
 
 
 def probe_hfs(src: ByteSource) -> FsInfo | None:
-    mdb = _rd(src, 1024, 512)
+    mdb = read_inside(src, 1024, 512)
     if mdb is None:
         return None
     sig = mdb[:2]
@@ -524,7 +496,7 @@ def probe_hfs(src: ByteSource) -> FsInfo | None:
         al_st = int.from_bytes(mdb[0x1C:0x1E], "big")
         embed = int.from_bytes(mdb[0x7E:0x80], "big")
         off = al_st * 512 + embed * al_blk
-        mdb = _rd(src, off + 1024, 512)
+        mdb = read_inside(src, off + 1024, 512)
         if mdb is None:
             return None
         sig = mdb[:2]
@@ -541,7 +513,7 @@ def _hfsplus_label(src: ByteSource, vh: bytes, off: int) -> str | None:
         return None
     cat = 0x110  # catalog file fork: logical size 8, clump 4, blocks 4, 8 extents
     extents = [(be32(cat + 16 + 8 * k), be32(cat + 20 + 8 * k)) for k in range(8)]
-    node0 = _rd(src, off + extents[0][0] * blocksize, 512)
+    node0 = read_inside(src, off + extents[0][0] * blocksize, 512)
     if node0 is None:
         return None
     leaf_head = int.from_bytes(node0[24:28], "big")
@@ -560,7 +532,7 @@ def _hfsplus_label(src: ByteSource, vh: bytes, off: int) -> str | None:
         leaf_block -= count
     if first is None:
         return None
-    node = _rd(src, off + (first + leaf_block) * blocksize, min(node_size, 65536))
+    node = read_inside(src, off + (first + leaf_block) * blocksize, min(node_size, 65536))
     if node is None or node[8] != 0xFF or int.from_bytes(node[10:12], "big") == 0:
         return None
     parent = int.from_bytes(node[16:20], "big")
@@ -575,7 +547,7 @@ def probe_apfs(src: ByteSource, head: bytes) -> FsInfo | None:
     encrypted (FileVault), VERSION then saying how many of how many."""
     if len(head) < 1024 or head[32:36] != b"NXSB":
         return None
-    out = FsInfo("apfs", uuid=_uuid_be(head[72:88]))
+    out = FsInfo("apfs", uuid=uuid_text(head[72:88]))
     from .apfs_layout import encrypted_volumes
 
     got = encrypted_volumes(src, head)
@@ -586,7 +558,7 @@ def probe_apfs(src: ByteSource, head: bytes) -> FsInfo | None:
 
 def probe_zfs(src: ByteSource) -> FsInfo | None:
     for k in range(4):
-        ub = _rd(src, 0x20000 + 1024 * k, 8)
+        ub = read_inside(src, 0x20000 + 1024 * k, 8)
         if ub is None:
             return None
         if ub in (b"\x0c\xb1\xba\x00\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\xba\xb1\x0c"):
@@ -599,7 +571,7 @@ def probe_zfs(src: ByteSource) -> FsInfo | None:
 
 def probe(src: ByteSource) -> FsInfo | None:
     """The filesystem (or volume signature) on ``src``, or None if nothing is recognised."""
-    head = _rd(src, 0, min(src.size, 4096))
+    head = read_inside(src, 0, min(src.size, 4096))
     if not head:
         return None
     bs = head[:512]
@@ -659,9 +631,9 @@ def disk_signature(src: ByteSource) -> str | None:
     known is there (a raw image that may be no disk at all: a mistyped path, a format we
     do not know)."""
     for at in (512, 4096):
-        if _rd(src, at, 8) == b"EFI PART":
+        if read_inside(src, at, 8) == b"EFI PART":
             return "gpt"
-    if _rd(src, 510, 2) == b"\x55\xaa":
+    if read_inside(src, 510, 2) == b"\x55\xaa":
         return "mbr"
     try:
         info = probe(src)

@@ -103,6 +103,15 @@ def hexdump(data: bytes, offset: int = 0) -> str:
     return "\n".join(lines)
 
 
+def _message(base: dict, text: str, error: VDInspectError | None = None) -> dict:
+    """A text preview that is a message about the entry (not its bytes), with the ``error``
+    that made it one, if any."""
+    out = dict(base, kind="text", text=text, encoding=None, truncated=False)
+    if error is not None:
+        out["error"] = str(error)
+    return out
+
+
 def preview_entry(fs: FileSystem, entry: Entry, *, limit: int = 4096) -> dict:
     """A preview of one entry: always ``kind`` ("text", "hex" or "image"), ``name``, ``size``;
     ``damaged`` lists the (offset, length) ranges that could not be read, when there are any.
@@ -113,28 +122,13 @@ def preview_entry(fs: FileSystem, entry: Entry, *, limit: int = 4096) -> dict:
     """
     base = dict(name=entry.name, path=entry.path, size=entry.size, deleted=entry.deleted)
     if entry.kind == DIR:
-        return dict(
-            base,
-            kind="text",
-            encoding=None,
-            truncated=False,
-            text=f"{entry.path or entry.name} is a folder: open it to list it",
-        )
+        return _message(base, f"{entry.path or entry.name} is a folder: open it to list it")
     if entry.kind == SYMLINK:
         try:
             target = fs.readlink_entry(entry)
         except VDInspectError as e:
-            return dict(
-                base,
-                kind="text",
-                text=f"cannot read the link: {e}",
-                error=str(e),
-                encoding=None,
-                truncated=False,
-            )
-        return dict(
-            base, kind="text", text=f"symbolic link to {target}", encoding=None, truncated=False
-        )
+            return _message(base, f"cannot read the link: {e}", e)
+        return _message(base, f"symbolic link to {target}")
     try:
         src = fs.content(entry)
         size = src.size
@@ -147,14 +141,7 @@ def preview_entry(fs: FileSystem, entry: Entry, *, limit: int = 4096) -> dict:
             data = head if len(head) == size else src.read(0, size)
             return dict(base, kind="image", format=fmt, data=data)
     except VDInspectError as e:
-        return dict(
-            base,
-            kind="text",
-            text=f"cannot read: {e}",
-            error=str(e),
-            encoding=None,
-            truncated=False,
-        )
+        return _message(base, f"cannot read: {e}", e)
     if fmt is None:
         text = decode_text(head, truncated=len(head) < size)
         if text is not None:

@@ -19,7 +19,7 @@ from ...errors import CorruptImage, InvalidArgument, MissingFile, UnsupportedFea
 from ...io import ByteSource, Concat, Slice, paths
 from ...io.gzipsource import GzipSource
 from ...units import human
-from ..base import Image, Run
+from ..base import Image, Run, structure_row
 from ..tar import Member, is_tar, iter_members, leads_outside
 from ..tar.structs import UstarHeader  # noqa: F401 (the explainer decodes "ustar header" rows)
 from .descriptor import MAX_DESCRIPTOR, DiskRef, Envelope, FileRef, parse_envelope
@@ -238,16 +238,18 @@ class OvfImage(Image):
             roles = {self.descriptor_name: "OVF descriptor", self.manifest_name: "manifest",
                      self.cert_name: "certificate"}
             for m in self.members.values():
-                rows.append(dict(name=f"ustar header: {m.name}", host_file=self.path,
-                                 host_offset=m.header, length=m.offset - m.header,
-                                 description="ustar header(s) of the member"))
+                rows.append(structure_row(
+                    f"ustar header: {m.name}", self.path, m.header, m.offset - m.header,
+                    "ustar header(s) of the member",
+                ))
                 role = roles.get(m.name) or "package file"
-                rows.append(dict(name=f"{role}: {m.name}", host_file=self.path,
-                                 host_offset=m.offset, length=m.size,
-                                 description=f"{role} ({human(m.size)})"))
+                rows.append(structure_row(
+                    f"{role}: {m.name}", self.path, m.offset, m.size, f"{role} ({human(m.size)})",
+                ))
         else:
-            rows.append(dict(name="OVF descriptor", host_file=self.path, host_offset=0,
-                             length=self.file.size, description="the OVF descriptor (XML)"))
+            rows.append(structure_row(
+                "OVF descriptor", self.path, 0, self.file.size, "the OVF descriptor (XML)",
+            ))
         return rows + self._moved(self.inner.structures())
 
     def check(self) -> list[dict]:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..base import data_structures, leak_rows
+from ...findings import check_row
+from ..base import data_structures, leak_rows, structure_row
 from .structs import FLAG_EMPTY, HEADER_SIZE, INUSE_CLOSED, SECTOR
 
 
@@ -30,53 +31,38 @@ class ParallelsReport:
     def structures(self) -> list[dict]:
         h, p, cs = self.header, self.path, self.cluster_size
         rows = [
-            dict(
-                name="header",
-                host_file=p,
-                host_offset=0,
-                length=HEADER_SIZE,
-                description=f'"{h.magic.decode("latin-1")}": {h.bat_entries} clusters of '
+            structure_row(
+                "header", p, 0, HEADER_SIZE,
+                f'"{h.magic.decode("latin-1")}": {h.bat_entries} clusters of '
                 f"{cs} bytes",
             ),
-            dict(
-                name="BAT",
-                host_file=p,
-                host_offset=HEADER_SIZE,
-                length=4 * h.bat_entries,
-                description=f"{h.bat_entries} entries ({'clusters' if self.ext_format else 'sectors'}),"
+            structure_row(
+                "BAT", p, HEADER_SIZE, 4 * h.bat_entries,
+                f"{h.bat_entries} entries ({'clusters' if self.ext_format else 'sectors'}),"
                 f" {self.allocated_clusters} clusters allocated",
             ),
         ]
         if self.extension is not None:
             rows.append(
-                dict(
-                    name="format extension",
-                    host_file=p,
-                    host_offset=h.ext_off * SECTOR,
-                    length=cs,
-                    description=", ".join(f["name"] for f in self.features) or "unreadable",
+                structure_row(
+                    "format extension", p, h.ext_off * SECTOR, cs,
+                    ", ".join(f["name"] for f in self.features) or "unreadable",
                 )
             )
         for bm in self.bitmaps:
             dirty = bm.as_dict()["dirty_clusters"] or "none"
             rows.append(
-                dict(
-                    name=f"dirty bitmap {bm.id}",
-                    host_file=p,
-                    host_offset=bm.host_offset,
-                    length=32 + 8 * bm.raw.l1_size,
-                    description=f"feature and L1 table: {bm.granularity}-byte granules; dirty: "
+                structure_row(
+                    f"dirty bitmap {bm.id}", p, bm.host_offset, 32 + 8 * bm.raw.l1_size,
+                    f"feature and L1 table: {bm.granularity}-byte granules; dirty: "
                     + (dirty if len(dirty) <= 200 else dirty[:200] + "..."),
                 )
             )
             for k, off in enumerate(bm.data_clusters):
                 rows.append(
-                    dict(
-                        name=f"dirty bitmap {bm.id} data {k}",
-                        host_file=p,
-                        host_offset=off,
-                        length=cs,
-                        description=f"one bit per {bm.granularity} bytes of disk",
+                    structure_row(
+                        f"dirty bitmap {bm.id} data {k}", p, off, cs,
+                        f"one bit per {bm.granularity} bytes of disk",
                     )
                 )
         rows += data_structures(self.runs())
@@ -89,9 +75,7 @@ class ParallelsReport:
         h, n, cs = self.header, self.file.size, self.cluster_size
 
         def add(severity, structure, host_offset, message):
-            r = dict(
-                severity=severity, structure=structure, host_offset=host_offset, message=message
-            )
+            r = check_row(severity, structure, host_offset, message)
             if r not in rows:
                 rows.append(r)
 

@@ -30,7 +30,7 @@ from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced
-from ..runs import STATE_CODE, UNALLOCATED_CODE, RunTable
+from ..runs import STATE_CODE, UNALLOCATED_CODE, RunTable, unit_breaks
 from .bitmap import DirtyBitmap
 from .check import ParallelsReport
 from .structs import (
@@ -328,12 +328,8 @@ class ParallelsImage(ParallelsReport, Image):
             alloc = e != 0
             bad = self._past_eof[first:stop] | self._misplaced[first:stop]
             partial = self._partial[first:stop] & ~self._misplaced[first:stop]
-            brk = np.ones(len(e), dtype=bool)
-            if len(e) > 1:
-                same = (alloc[1:] == alloc[:-1]) & (bad[1:] == bad[:-1])
-                cont = ~alloc[1:] | bad[1:] | (host[1:] == host[:-1] + cs)
-                brk[1:] = ~(same & cont) | partial[1:] | partial[:-1]
-            starts = np.flatnonzero(brk)
+            state = alloc.astype(np.int8) | bad.astype(np.int8) << 1  # 1: data in this file
+            starts = np.flatnonzero(unit_breaks(state, host, cs, 1, partial))
             stops = np.append(starts[1:], len(e))
             odd = partial[starts]  # cut short by the end of the file: one by one
             p = ~odd

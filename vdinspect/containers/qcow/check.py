@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from ...findings import CappedRows
-from ..base import leak_rows, unused_spans
+from ..base import leak_rows, structure_row, unused_spans
 from .structs import (
     COMPRESSED,
     HEADER_SIZE,
@@ -83,13 +83,7 @@ class QcowReport:
         h = self.header
 
         def row(name, offset, length, description):
-            return dict(
-                name=name,
-                host_file=self.path,
-                host_offset=offset,
-                length=length,
-                description=description,
-            )
+            return structure_row(name, self.path, offset, length, description)
 
         rows = [
             row(

@@ -29,6 +29,7 @@ from ...io import ByteSource, LRUCache
 from ...layout import offset_of
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run
+from ..runs import unit_breaks
 from .check import QcowReport
 from .structs import (
     BAD,
@@ -325,13 +326,7 @@ class QcowImage(QcowReport, Image):
         for j in self._bad_entries(t, first, last)[:16]:
             structure, off, message = self._entry_problem(t, j)
             self.problem(structure, off, message)
-        brk = np.ones(len(kind), dtype=bool)
-        brk[1:] = (
-            (kind[1:] != kind[:-1])
-            | (kind[1:] == COMPRESSED)
-            | ((kind[1:] == PLAIN) & (host[1:] != host[:-1] + cs))
-        )
-        starts = np.flatnonzero(brk)
+        starts = np.flatnonzero(unit_breaks(kind, host, cs, PLAIN, kind == COMPRESSED))
         ends = np.append(starts[1:], len(kind))
         for s, e in zip(starts.tolist(), ends.tolist()):
             k = kind[s]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage
+from ...findings import check_row
 from .report import fit_int64
 from .structs import (
     BME_ALL_ONES,
@@ -95,21 +96,17 @@ class Refcounts:
         rows = self.findings_rows()
         if self.dirty:
             rows.append(
-                dict(
-                    severity="warning",
-                    structure="header.incompatible_features",
-                    host_offset=72,
-                    message="dirty bit set: refcounts may be stale "
+                check_row(
+                    "warning", "header.incompatible_features", 72,
+                    "dirty bit set: refcounts may be stale "
                     "(lazy refcounts were not flushed)",
                 )
             )
         if self.corrupt:
             rows.append(
-                dict(
-                    severity="warning",
-                    structure="header.incompatible_features",
-                    host_offset=72,
-                    message="corrupt bit set: QEMU found the "
+                check_row(
+                    "warning", "header.incompatible_features", 72,
+                    "corrupt bit set: QEMU found the "
                     "metadata inconsistent and stopped writing",
                 )
             )
@@ -119,9 +116,7 @@ class Refcounts:
             found, _ = self._check_refcounts()
         except CorruptImage as e:
             rows.append(
-                dict(
-                    severity="error", structure=e.structure, host_offset=e.offset, message=e.detail
-                )
+                check_row("error", e.structure, e.offset, e.detail)
             )
             return fit_int64(rows, "message")
         return fit_int64(rows + found, "message")
@@ -176,7 +171,7 @@ class RefcountCheck:
             self.unlisted[severity] = self.unlisted.get(severity, 0) + 1
             return
         self.rows.append(
-            dict(severity=severity, structure=structure, host_offset=offset, message=message)
+            check_row(severity, structure, offset, message)
         )
 
     def inc(self, offset: int, length: int, what: str) -> None:
@@ -518,11 +513,9 @@ class RefcountCheck:
         if any(self.unlisted.values()):
             counts = ", ".join(f"{n} {k}s" for k, n in self.unlisted.items() if n)
             self.rows.append(
-                dict(
-                    severity="warning",
-                    structure="check",
-                    host_offset=None,
-                    message=f"{counts} more not listed (only the first {MAX_CHECK_ROWS} "
+                check_row(
+                    "warning", "check", None,
+                    f"{counts} more not listed (only the first {MAX_CHECK_ROWS} "
                     "problems are)",
                 )
             )

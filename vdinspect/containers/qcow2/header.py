@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from construct import Struct
 
-from ...errors import CorruptImage, EncryptedImage, MissingFile, UnsupportedFeature
+from ...errors import CorruptImage, EncryptedImage, UnsupportedFeature
 from ..base import ParentHint
 from .structs import (
     AUTOCLEAR_DATA_FILE_RAW,
@@ -183,13 +183,8 @@ class Header:
         found = policy.find([name], self.path)
         paths.report_outside(self, "external data file name", found, "external data file")
         if found.path is None:
-            why = found.why()
-            raise MissingFile(
-                f"external data file {name!r} not found" + (f" ({why})" if why else ""),
-                tried=found.tried,
-                path=self.path,
-                structure="external data file name",
-            )
+            raise found.missing(f"external data file {name!r}", self.path,
+                                "external data file name")
         self.data_file = policy.open(found.path, self.path)
         self.data_file_path = found.path
 

@@ -7,7 +7,7 @@ import re
 import numpy as np
 
 from ...errors import CorruptImage
-from ..base import TableLayout, data_structures
+from ..base import TableLayout, data_structures, structure_row
 from .structs import (
     COMPAT_LAZY_REFCOUNTS,
     EXT_FEATURE_NAMES,
@@ -186,58 +186,37 @@ class Report:
     def structures(self) -> list[dict]:
         h, cs, p = self.header, self.cluster_size, self.path
         rows = [
-            dict(
-                name="header",
-                host_file=p,
-                host_offset=0,
-                length=h.header_length,
-                description=f"QCOW2 v{h.version} header",
-            )
+            structure_row("header", p, 0, h.header_length, f"QCOW2 v{h.version} header")
         ]
         for e in self.extensions:
             rows.append(
-                dict(
-                    name=f"header extension: {e['name']}",
-                    host_file=p,
-                    host_offset=e["host_offset"],
-                    length=8 + e["length"],
-                    description=f"type {e['type']:#010x}",
+                structure_row(
+                    f"header extension: {e['name']}", p, e["host_offset"], 8 + e["length"],
+                    f"type {e['type']:#010x}",
                 )
             )
             if e["type"] == EXT_FEATURE_NAMES:  # its 48-byte entries, each explained
                 n = FeatureNameEntry.sizeof()
                 for i in range(min(len(e["data"]) // n, 64)):
                     ent = FeatureNameEntry.parse(e["data"][i * n:(i + 1) * n])
-                    rows.append(dict(
-                        name=f"feature name entry: {cstr(ent.name) or i}", host_file=p,
-                        host_offset=e["host_offset"] + 8 + i * n, length=n,
-                        description=f"feature type {ent.type}, bit {ent.bit}"))
+                    rows.append(structure_row(
+                        f"feature name entry: {cstr(ent.name) or i}", p,
+                        e["host_offset"] + 8 + i * n, n, f"feature type {ent.type}, bit {ent.bit}",
+                    ))
         if h.backing_file_offset:
             rows.append(
-                dict(
-                    name="backing file name",
-                    host_file=p,
-                    host_offset=h.backing_file_offset,
-                    length=h.backing_file_size,
-                    description=self.backing_file,
+                structure_row(
+                    "backing file name", p, h.backing_file_offset, h.backing_file_size,
+                    self.backing_file,
                 )
             )
         rows.append(
-            dict(
-                name="L1 table",
-                host_file=p,
-                host_offset=h.l1_table_offset,
-                length=h.l1_size * 8,
-                description=f"{h.l1_size} entries",
-            )
+            structure_row("L1 table", p, h.l1_table_offset, h.l1_size * 8, f"{h.l1_size} entries")
         )
         rows.append(
-            dict(
-                name="refcount table",
-                host_file=p,
-                host_offset=h.refcount_table_offset,
-                length=h.refcount_table_clusters * cs,
-                description=f"{self.refcount_bits}-bit refcounts",
+            structure_row(
+                "refcount table", p, h.refcount_table_offset, h.refcount_table_clusters * cs,
+                f"{self.refcount_bits}-bit refcounts",
             )
         )
         try:
@@ -251,57 +230,43 @@ class Report:
             off = int(reft[i]) & REFT_OFFSET_MASK
             if off:
                 rows.append(
-                    dict(
-                        name=f"refcount block {i}",
-                        host_file=p,
-                        host_offset=off,
-                        length=cs,
-                        description=f"refcounts of {cs * 8 // self.refcount_bits} clusters",
+                    structure_row(
+                        f"refcount block {i}", p, off, cs,
+                        f"refcounts of {cs * 8 // self.refcount_bits} clusters",
                     )
                 )
         if h.nb_snapshots:
             rows.append(
-                dict(
-                    name="snapshot table",
-                    host_file=p,
-                    host_offset=h.snapshots_offset,
-                    length=self.snapshot_table_length,
-                    description=f"{h.nb_snapshots} snapshots",
+                structure_row(
+                    "snapshot table", p, h.snapshots_offset, self.snapshot_table_length,
+                    f"{h.nb_snapshots} snapshots",
                 )
             )
             for s in self.snapshot_list:
-                rows.append(dict(name=f"snapshot table entry: {s.id}", host_file=p,
-                                 host_offset=s.host_offset, length=s.length,
-                                 description=f"snapshot {s.name!r}: header, extra data, "
-                                             "id, name"))
+                rows.append(structure_row(
+                    f"snapshot table entry: {s.id}", p, s.host_offset, s.length,
+                    f"snapshot {s.name!r}: header, extra data, "
+                    "id, name",
+                ))
                 rows.append(
-                    dict(
-                        name=f"snapshot {s.id} L1 table",
-                        host_file=p,
-                        host_offset=s.raw.l1_table_offset,
-                        length=s.raw.l1_size * 8,
-                        description=f"snapshot {s.name!r}",
+                    structure_row(
+                        f"snapshot {s.id} L1 table", p, s.raw.l1_table_offset, s.raw.l1_size * 8,
+                        f"snapshot {s.name!r}",
                     )
                 )
         if self.bitmaps_ext is not None:
             b = self.bitmaps_ext
             rows.append(
-                dict(
-                    name="bitmap directory",
-                    host_file=p,
-                    host_offset=b.bitmap_directory_offset,
-                    length=b.bitmap_directory_size,
-                    description=f"{b.nb_bitmaps} bitmaps",
+                structure_row(
+                    "bitmap directory", p, b.bitmap_directory_offset, b.bitmap_directory_size,
+                    f"{b.nb_bitmaps} bitmaps",
                 )
             )
         if self.crypto_ext is not None:
             rows.append(
-                dict(
-                    name="encryption header",
-                    host_file=p,
-                    host_offset=self.crypto_ext.offset,
-                    length=self.crypto_ext.length,
-                    description="LUKS header",
+                structure_row(
+                    "encryption header", p, self.crypto_ext.offset, self.crypto_ext.length,
+                    "LUKS header",
                 )
             )
         l2_offsets = self.l1 & np.uint64(L1E_OFFSET_MASK)
@@ -309,12 +274,8 @@ class Report:
             off = int(l2_offsets[i])
             if off:
                 rows.append(
-                    dict(
-                        name=f"L2 table {i}",
-                        host_file=p,
-                        host_offset=off,
-                        length=cs,
-                        description=f"maps guest {i * cs * self.l2_entries:#x}..",
+                    structure_row(
+                        f"L2 table {i}", p, off, cs, f"maps guest {i * cs * self.l2_entries:#x}..",
                     )
                 )
         rows += data_structures(self.runs())

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...findings import check_row
 from ..base import (
     data_structures,
     leak_rows,
+    structure_row,
 )
 from .structs import (
     BLOCK_ZERO,
@@ -27,40 +29,28 @@ class VdiReport:
         h, p = self.header, self.path
         v = self.version
         rows = [
-            dict(
-                name="pre-header",
-                host_file=p,
-                host_offset=0,
-                length=PREHEADER_SIZE,
-                description=f"{self.banner!r}, signature 0xbeda107f, version "
+            structure_row(
+                "pre-header", p, 0, PREHEADER_SIZE,
+                f"{self.banner!r}, signature 0xbeda107f, version "
                 f"{v >> 16}.{v & 0xFFFF}",
             ),
-            dict(
-                name="header",
-                host_file=p,
-                host_offset=PREHEADER_SIZE,
-                length=h.cbHeader,
-                description=f"{IMAGE_TYPE_NAMES[self.image_type]} image, {h.cBlocks} blocks "
+            structure_row(
+                "header", p, PREHEADER_SIZE, h.cbHeader,
+                f"{IMAGE_TYPE_NAMES[self.image_type]} image, {h.cBlocks} blocks "
                 f"of {h.cbBlock} bytes",
             ),
-            dict(
-                name="block map",
-                host_file=p,
-                host_offset=h.offBlocks,
-                length=4 * h.cBlocks,
-                description=f"{h.cBlocks} entries, {self.allocated_blocks} blocks allocated",
+            structure_row(
+                "block map", p, h.offBlocks, 4 * h.cBlocks,
+                f"{h.cBlocks} entries, {self.allocated_blocks} blocks allocated",
             ),
         ]
         if self.block_extra:
             stored = (self.block_map < BLOCK_ZERO) & ~self._past_eof
             for i in np.flatnonzero(stored)[:4096].tolist():
                 rows.append(
-                    dict(
-                        name=f"block {i} extra",
-                        host_file=p,
-                        host_offset=self._host(i) - self.block_extra,
-                        length=self.block_extra,
-                        description="private data in front of the block",
+                    structure_row(
+                        f"block {i} extra", p, self._host(i) - self.block_extra, self.block_extra,
+                        "private data in front of the block",
                     )
                 )
         rows += data_structures(self.runs(), unit="blocks")
@@ -73,9 +63,7 @@ class VdiReport:
         off = h.offBlocks
 
         def add(severity, structure, host_offset, message):
-            r = dict(
-                severity=severity, structure=structure, host_offset=host_offset, message=message
-            )
+            r = check_row(severity, structure, host_offset, message)
             if r not in rows:
                 rows.append(r)
 

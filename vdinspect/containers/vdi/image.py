@@ -38,7 +38,7 @@ from ..base import (
     ParentHint,
     Run,
 )
-from ..runs import RunTable, codes_for
+from ..runs import RunTable, codes_for, unit_breaks
 from .check import VdiReport
 from .structs import (
     BLOCK_ENTRY,
@@ -276,12 +276,7 @@ class VdiImage(VdiReport, Image):
             state[self._past_eof[first:stop] | self._crossed[first:stop]] = S_DAMAGED
             partial = self._partial[first:stop] & ~self._crossed[first:stop]
             host = np.where(state == S_DATA, self._hosts(np.where(state == S_DATA, e, 0)), -1)
-            brk = np.ones(len(e), dtype=bool)
-            if len(e) > 1:
-                same = state[1:] == state[:-1]
-                cont = (state[1:] != S_DATA) | (host[1:] == host[:-1] + bs)
-                brk[1:] = ~(same & cont) | partial[1:] | partial[:-1]
-            starts = np.flatnonzero(brk)
+            starts = np.flatnonzero(unit_breaks(state, host, bs, S_DATA, partial))
             stops = np.append(starts[1:], len(e))
             s = state[starts]
             data = s == S_DATA

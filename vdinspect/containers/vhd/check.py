@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...findings import check_row
 from ..base import (
     leak_rows,
+    structure_row,
     unused_spans,
 )
 from .structs import (
@@ -38,9 +40,7 @@ class VhdReport:
         def row(name, off, length, desc):
             if off >= self.file.size:  # metadata pointing past the end: check() reports it
                 return
-            rows.append(
-                dict(name=name, host_file=p, host_offset=off, length=length, description=desc)
-            )
+            rows.append(structure_row(name, p, off, length, desc))
 
         if self.disk_type == FIXED:
             row("data", 0, min(self.data_area, self.size), "the virtual disk, byte for byte")
@@ -104,9 +104,7 @@ class VhdReport:
         seen = {tuple(r.values()) for r in rows}
 
         def add(severity, structure, host_offset, message):
-            r = dict(
-                severity=severity, structure=structure, host_offset=host_offset, message=message
-            )
+            r = check_row(severity, structure, host_offset, message)
             if tuple(r.values()) not in seen:
                 seen.add(tuple(r.values()))
                 rows.append(r)
@@ -226,21 +224,17 @@ class VhdReport:
         past = used[ends > n]
         for i, s in zip(past[:MAX_FINDINGS].tolist(), starts[ends > n][:MAX_FINDINGS].tolist()):
             out.append(
-                dict(
-                    severity="error",
-                    structure="BAT",
-                    host_offset=self.bat_offset + 4 * i,
-                    message=f"BAT entry {i}: block at {s:#x} runs past the end of the file "
+                check_row(
+                    "error", "BAT", self.bat_offset + 4 * i,
+                    f"BAT entry {i}: block at {s:#x} runs past the end of the file "
                     f"({n} bytes)",
                 )
             )
         if len(past) > MAX_FINDINGS:
             out.append(
-                dict(
-                    severity="error",
-                    structure="BAT",
-                    host_offset=self.bat_offset,
-                    message=f"{len(past) - MAX_FINDINGS} more BAT entries point past the end "
+                check_row(
+                    "error", "BAT", self.bat_offset,
+                    f"{len(past) - MAX_FINDINGS} more BAT entries point past the end "
                     "of the file",
                 )
             )
@@ -278,23 +272,16 @@ class VhdReport:
             for k in hit.tolist():
                 i = int(idx[k])
                 out.append(
-                    dict(
-                        severity="error",
-                        structure="BAT",
-                        host_offset=self.bat_offset + 4 * i,
-                        message=f"BAT entry {i}: block at {int(s_sorted[k]):#x} overlaps "
+                    check_row(
+                        "error", "BAT", self.bat_offset + 4 * i,
+                        f"BAT entry {i}: block at {int(s_sorted[k]):#x} overlaps "
                         f"the {name} at {a:#x}",
                     )
                 )
         for (n1, a1, b1), (n2, a2, b2) in _pairs(meta):
             if a1 < b1 and a2 < b2 and a1 < b2 and a2 < b1:
                 out.append(
-                    dict(
-                        severity="error",
-                        structure=n2,
-                        host_offset=a2,
-                        message=f"the {n2} at {a2:#x} overlaps the {n1} at {a1:#x}",
-                    )
+                    check_row("error", n2, a2, f"the {n2} at {a2:#x} overlaps the {n1} at {a1:#x}")
                 )
         if len(s_sorted) > 1:
             cummax = np.maximum.accumulate(e_sorted)
@@ -306,11 +293,9 @@ class VhdReport:
             for k in clash[:MAX_FINDINGS].tolist():
                 i, j = int(idx[k]), int(holder[k - 1])
                 out.append(
-                    dict(
-                        severity="error",
-                        structure="BAT",
-                        host_offset=self.bat_offset + 4 * i,
-                        message=f"BAT entry {i}: block at {int(s_sorted[k]):#x} overlaps "
+                    check_row(
+                        "error", "BAT", self.bat_offset + 4 * i,
+                        f"BAT entry {i}: block at {int(s_sorted[k]):#x} overlaps "
                         f"another block (that of BAT entry {int(idx[j])} at "
                         f"{int(s_sorted[j]):#x})",
                     )

@@ -13,7 +13,7 @@ import numpy as np
 from ...errors import CorruptImage
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, misplaced
-from ..runs import RunTable, codes_for
+from ..runs import RunTable, codes_for, unit_breaks
 from .structs import (
     BAT_ENTRY_DTYPE,
     BAT_ENTRY_SIZE,
@@ -197,13 +197,8 @@ class BlockMap:
             stop = min(last, b + step)
             st = code[b:stop]
             ho = off[b:stop]
-            brk = np.ones(len(st), dtype=bool)
-            if len(st) > 1:
-                same = st[1:] == st[:-1]
-                cont = np.where(st[1:] == B_DATA, ho[1:] == ho[:-1] + bs, True)
-                single = (st[1:] == B_PARTIAL) | (st[1:] == B_DAMAGED)
-                brk[1:] = ~(same & cont) | single
-            starts = np.flatnonzero(brk)
+            alone = (st == B_PARTIAL) | (st == B_DAMAGED)  # each a run of its own
+            starts = np.flatnonzero(unit_breaks(st, ho, bs, B_DATA, alone))
             stops = np.append(starts[1:], len(st))
             # the common stretches become columns at once; partially present, damaged and
             # cut short blocks go one by one (findings, sector bitmaps)

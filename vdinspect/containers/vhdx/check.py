@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...findings import check_row
+from ..base import structure_row
 from .bat import B_DAMAGED, B_DATA, B_PARTIAL
 from .structs import (
     BAT_ENTRY_SIZE,
@@ -33,11 +35,7 @@ class Reports:
         rows: list[dict] = []
 
         def row(name: str, off: int, length: int, desc: str) -> None:
-            rows.append(
-                dict(
-                    name=name, host_file=self.path, host_offset=off, length=length, description=desc
-                )
-            )
+            rows.append(structure_row(name, self.path, off, length, desc))
 
         row("file identifier", 0, 64 * K, f"vhdxfile, creator {self.creator!r}")
         for i, off in enumerate(HEADER_OFFSETS):
@@ -126,7 +124,7 @@ class Reports:
         rows = self.findings_rows()
 
         def add(sev, structure, off, msg):
-            row = dict(severity=sev, structure=structure, host_offset=off, message=msg)
+            row = check_row(sev, structure, off, msg)
             if row not in rows:
                 rows.append(row)
 

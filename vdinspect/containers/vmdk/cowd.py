@@ -11,8 +11,13 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage
-from .extent import MAX_GD_ENTRIES, S_DAMAGED, S_DATA, S_UNALLOC, GrainTableExtent, row
+from ...findings import check_row
+from ...layout import offset_of
+from ..base import structure_row
+from .extent import MAX_GD_ENTRIES, S_DAMAGED, S_DATA, S_UNALLOC, GrainTableExtent
 from .structs import COWD_GT_ENTRIES, COWD_MAGIC, SECTOR, COWDChild, COWDHeader, COWDRoot
+
+UNCLEAN_AT = offset_of(COWDHeader, "uncleanShutdown")  # 1648
 
 MAX_GRAIN_SECTORS = 0x200000  # 1 GiB, QEMU's limit
 
@@ -110,14 +115,14 @@ class CowdExtent(GrainTableExtent):
         """Header, grain directory, grain tables and data grains."""
         h, p = self.header, self.path
         rows = [
-            row(
+            structure_row(
                 "COWD header",
                 p,
                 0,
                 COWDHeader.sizeof(),
                 f"ESX sparse, {h.numSectors} sectors, grain {h.grainSize} sectors",
             ),
-            row(
+            structure_row(
                 "grain directory",
                 p,
                 self.gd_offset,
@@ -125,28 +130,16 @@ class CowdExtent(GrainTableExtent):
                 f"{self.gd_raw_count} entries",
             ),
         ]
-        for i in np.flatnonzero(self.gd > 0).tolist():
-            rows.append(
-                row(
-                    f"grain table {i}",
-                    p,
-                    int(self.gd[i]),
-                    self.gt_bytes,
-                    f"maps extent bytes {i * self.gt_span:#x}..",
-                )
-            )
-        return rows + self.data_rows()
+        return rows + self.grain_table_rows() + self.data_rows()
 
     def check(self) -> list[dict]:
         """Unclean shutdown, unusable GD entries, bad or shared grains."""
         rows = []
         if self.header.uncleanShutdown:
             rows.append(
-                dict(
-                    severity="warning",
-                    structure="COWD header.uncleanShutdown",
-                    host_offset=1648,
-                    message=self.label + "unclean shutdown flag "
+                check_row(
+                    "warning", "COWD header.uncleanShutdown", UNCLEAN_AT,
+                    self.label + "unclean shutdown flag "
                     "set: the redo log was not closed cleanly",
                 )
             )
@@ -154,11 +147,9 @@ class CowdExtent(GrainTableExtent):
         if len(bad):
             i = int(bad[0])
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain directory",
-                    host_offset=self.gd_entry_offset(i),
-                    message=self.label + f"{len(bad)} grain directory entries point "
+                check_row(
+                    "error", "grain directory", self.gd_entry_offset(i),
+                    self.label + f"{len(bad)} grain directory entries point "
                     f"outside the file (first: entry {i})",
                 )
             )

@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CorruptImage
+from ...findings import check_row
 from ...io import ByteSource, LRUCache
 from .. import readplan
-from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
-from ..runs import STATE_CODE, RunTable
+from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
+from ..runs import STATE_CODE, RunTable, unit_breaks
 
 if TYPE_CHECKING:
     from .descriptor import ExtentLine
@@ -50,13 +51,6 @@ class _TableCache(LRUCache):
 
     def __contains__(self, key) -> bool:
         return key in self._items
-
-
-def row(name: str, path: str, offset: int, length: int, description: str) -> dict:
-    """One ``structures()`` row."""
-    return dict(
-        name=name, host_file=path, host_offset=offset, length=length, description=description
-    )
 
 
 class Extent:
@@ -196,7 +190,7 @@ class FlatExtent(Extent):
     def structures(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
         return [
-            row(
+            structure_row(
                 f"flat extent {self.index}",
                 self.path,
                 self.offset,
@@ -446,12 +440,7 @@ class GrainTableExtent(Extent):
         last = -(-(end - vbase) // g)
         st = state[first:last]
         ho = host[first:last]
-        brk = np.ones(len(st), dtype=bool)
-        if len(st) > 1:
-            same = st[1:] == st[:-1]
-            contiguous = np.where(st[1:] == S_DATA, ho[1:] == ho[:-1] + g, True)
-            brk[1:] = ~(same & contiguous & (st[1:] != S_COMP))
-        starts = np.flatnonzero(brk)
+        starts = np.flatnonzero(unit_breaks(st, ho, g, S_DATA, st == S_COMP))
         stops = np.append(starts[1:], len(st))
         fsize = self.source.size if self.source is not None else 0
         s = st[starts]
@@ -534,10 +523,21 @@ class GrainTableExtent(Extent):
                 out.append((off, n, b - a))
         return out
 
+    def grain_table_rows(self, gd: np.ndarray | None = None, name: str = "grain table",
+                         unit: int = 1) -> list[dict]:
+        """``structures()`` rows for the grain tables directory ``gd`` names (default: the
+        extent's ``gd``; ``unit``: bytes per unit of its entries, SECTOR in VMDK4)."""
+        gd = self.gd if gd is None else gd
+        return [
+            structure_row(f"{name} {i}", self.path, int(gd[i]) * unit, self.gt_bytes,
+                          f"maps extent bytes {i * self.gt_span:#x}..")
+            for i in np.flatnonzero(gd > 0).tolist()
+        ]
+
     def data_rows(self) -> list[dict]:
         """``structures()`` rows for the stored data grains."""
         return [
-            row("data grains", self.path, off, n, f"{count} grains of guest data")
+            structure_row("data grains", self.path, off, n, f"{count} grains of guest data")
             for off, n, count in self.data_spans()
         ]
 
@@ -556,11 +556,9 @@ class GrainTableExtent(Extent):
                 bad += 1
                 if bad <= MAX_ENTRY_ROWS:
                     rows.append(
-                        dict(
-                            severity="error",
-                            structure="grain table",
-                            host_offset=self.gte_offset(i, k),
-                            message=self.label + self.bad_entry_message(i, k),
+                        check_row(
+                            "error", "grain table", self.gte_offset(i, k),
+                            self.label + self.bad_entry_message(i, k),
                         )
                     )
             used = np.flatnonzero((state == S_DATA) | (state == S_COMP))
@@ -583,11 +581,9 @@ class GrainTableExtent(Extent):
             cut = np.flatnonzero((h < fsize) & (h + g > fsize))
             for c in cut[:MAX_ENTRY_ROWS].tolist():
                 rows.append(
-                    dict(
-                        severity="error",
-                        structure="grain table",
-                        host_offset=None if w[c] < 0 else int(w[c]),
-                        message=self.label + f"the grain at {int(h[c]):#x} is cut short by "
+                    check_row(
+                        "error", "grain table", None if w[c] < 0 else int(w[c]),
+                        self.label + f"the grain at {int(h[c]):#x} is cut short by "
                         f"the end of the file ({fsize:#x})",
                     )
                 )
@@ -596,11 +592,9 @@ class GrainTableExtent(Extent):
             first = int(np.searchsorted(h, h[c]))
             n = int(np.searchsorted(h, h[c], side="right")) - first
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain",
-                    host_offset=int(h[c]),
-                    message=self.label + f"grain at {int(h[c]):#x} is referenced by {n} grain "
+                check_row(
+                    "error", "grain", int(h[c]),
+                    self.label + f"grain at {int(h[c]):#x} is referenced by {n} grain "
                     f"table entries (this one at {_at(w[c])}, the first at {_at(w[first])})",
                 )
             )
@@ -612,11 +606,9 @@ class GrainTableExtent(Extent):
 
     def _more_row(self, structure: str, n: int, what: str) -> dict:
         """A row counting the problems of one kind not listed."""
-        return dict(
-            severity="warning",
-            structure=structure,
-            host_offset=None,
-            message=self.label + f"{n - MAX_ENTRY_ROWS} more {what} (only the first "
+        return check_row(
+            "warning", structure, None,
+            self.label + f"{n - MAX_ENTRY_ROWS} more {what} (only the first "
             f"{MAX_ENTRY_ROWS} are listed)",
         )
 
@@ -641,11 +633,9 @@ class GrainTableExtent(Extent):
             off = int(h[c])
             name, at = next((n, o) for o, e, n in meta if o < off + g and e > off)
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain",
-                    host_offset=off,
-                    message=self.label + f"grains overlap metadata: the grain at {off:#x} "
+                check_row(
+                    "error", "grain", off,
+                    self.label + f"grains overlap metadata: the grain at {off:#x} "
                     f"(grain table entry at {_at(w[c])}) overlaps the {name} at {at:#x}",
                 )
             )

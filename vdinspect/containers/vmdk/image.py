@@ -13,9 +13,10 @@ import os
 import re
 
 from ...errors import CorruptImage, MissingFile, NotRecognized, UnsupportedFeature
+from ...findings import check_row
 from ...io import ByteSource, FileSource, paths
 from .. import readplan
-from ..base import Image, ParentHint, Run
+from ..base import Image, ParentHint, Run, structure_row
 from ..runs import RunTable
 from .cowd import CowdExtent
 from .descriptor import (
@@ -28,7 +29,7 @@ from .descriptor import (
     looks_like_descriptor,
     parse_descriptor,
 )
-from .extent import Extent, FlatExtent, MissingExtent, ZeroExtent, row
+from .extent import Extent, FlatExtent, MissingExtent, ZeroExtent
 from .sesparse import SeSparseExtent, probe_sesparse
 from .sparse import SparseExtent, read_sparse_header
 from .structs import COWD_MAGIC, SECTOR, SPARSE_MAGIC
@@ -209,8 +210,7 @@ class VmdkImage(Image):
         tried = found.tried
         paths.report_outside(self, f"extent {k}", found, f"extent {k} file")
         if found.path is None:
-            why = found.why()
-            msg = f"extent {k} file {line.filename!r} not found" + (f" ({why})" if why else "")
+            msg = found.not_found(f"extent {k} file {line.filename!r}")
             if self.strict:
                 raise MissingFile(msg, tried=tried, path=self.path, structure=f"extent {k}")
             self.finding(
@@ -280,25 +280,31 @@ class VmdkImage(Image):
         )
 
     # --- reading ---------------------------------------------------------------------------
-    def _runs(self, start: int, end: int):
+    def extent_spans(self, start: int, end: int):
+        """``(extent, ls, le)`` for each extent ``[start, end)`` reaches, in order, with the
+        part it reaches in the extent's own offsets (``ls < le``)."""
         k = max(0, bisect.bisect_right(self._starts, start) - 1)
         while k < len(self.extents) and self.extents[k].start < end:
             ext = self.extents[k]
             ls = max(start, ext.start) - ext.start
             le = min(end, ext.end) - ext.start
             if le > ls:
-                for r in ext.runs(ls, le):
-                    if isinstance(r, RunTable):
-                        yield r.clip_merge(ls, le).shifted(ext.start)
-                        continue
-                    if r.end <= ls or r.start >= le or r.length <= 0:
-                        continue
-                    r = r.clip(ls, le)
-                    r.start += ext.start
-                    if r.compressed:
-                        r.extra = (r.extra[0] + ext.start, r.extra[1])
-                    yield r
+                yield ext, ls, le
             k += 1
+
+    def _runs(self, start: int, end: int):
+        for ext, ls, le in self.extent_spans(start, end):
+            for r in ext.runs(ls, le):
+                if isinstance(r, RunTable):
+                    yield r.clip_merge(ls, le).shifted(ext.start)
+                    continue
+                if r.end <= ls or r.start >= le or r.length <= 0:
+                    continue
+                r = r.clip(ls, le)
+                r.start += ext.start
+                if r.compressed:
+                    r.extra = (r.extra[0] + ext.start, r.extra[1])
+                yield r
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The extents' read plans, moved to disk offsets."""
@@ -306,18 +312,12 @@ class VmdkImage(Image):
         if one is not None and one.start == 0 and end <= one.end:
             return one.plan(start, end)
         plan: readplan.Plan = []
-        k = max(0, bisect.bisect_right(self._starts, start) - 1)
-        while k < len(self.extents) and self.extents[k].start < end:
-            ext = self.extents[k]
-            ls = max(start, ext.start) - ext.start
-            le = min(end, ext.end) - ext.start
-            if le > ls:
-                part = ext.plan(ls, le)
-                if part is None:
-                    return None
-                for a, b, kind, host, src in part:
-                    readplan.add_piece(plan, a + ext.start, b + ext.start, kind, host, src)
-            k += 1
+        for ext, ls, le in self.extent_spans(start, end):
+            part = ext.plan(ls, le)
+            if part is None:
+                return None
+            for a, b, kind, host, src in part:
+                readplan.add_piece(plan, a + ext.start, b + ext.start, kind, host, src)
         if not plan or plan[0][0] != start or plan[-1][1] != end:
             return None  # extents that do not cover the range: the runs say why
         return plan
@@ -484,7 +484,7 @@ class VmdkImage(Image):
         rows = []
         if self.descriptor is not None and not self.descriptor_embedded:
             rows.append(
-                row(
+                structure_row(
                     "descriptor",
                     self.path,
                     0,
@@ -511,12 +511,7 @@ class VmdkImage(Image):
                 checked += e.check()
             except CorruptImage as err:
                 checked.append(
-                    dict(
-                        severity="error",
-                        structure=err.structure,
-                        host_offset=err.offset,
-                        message=str(err.detail),
-                    )
+                    check_row("error", err.structure, err.offset, str(err.detail))
                 )
         labels = sorted({e.label for e in self.extents if e.label}, key=len, reverse=True)
 

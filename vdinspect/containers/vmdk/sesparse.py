@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage, UnsupportedFeature
+from ...findings import check_row
+from ..base import structure_row
 from .extent import (
     MAX_GD_ENTRIES,
     S_DAMAGED,
@@ -21,7 +23,6 @@ from .extent import (
     S_UNALLOC,
     S_ZERO,
     GrainTableExtent,
-    row,
 )
 from .structs import (
     SECTOR,
@@ -206,14 +207,14 @@ class SeSparseExtent(GrainTableExtent):
         """Headers, journal, grain directory and tables, bitmaps, data."""
         h, p = self.header, self.path
         rows = [
-            row(
+            structure_row(
                 "seSparse const header",
                 p,
                 0,
                 SECTOR,
                 f"seSparse, {h.capacity} sectors, grain {h.grain_size} sectors",
             ),
-            row(
+            structure_row(
                 "seSparse volatile header",
                 p,
                 h.volatile_header_offset * SECTOR,
@@ -229,18 +230,8 @@ class SeSparseExtent(GrainTableExtent):
             ("back map", h.backmap_offset, h.backmap_size),
         ):
             if size:
-                rows.append(row(name, p, off * SECTOR, size * SECTOR, f"{size} sectors"))
-        for i in np.flatnonzero(self.gd > 0).tolist():
-            rows.append(
-                row(
-                    f"grain table {i}",
-                    p,
-                    int(self.gd[i]),
-                    self.gt_bytes,
-                    f"maps extent bytes {i * self.gt_span:#x}..",
-                )
-            )
-        return rows + self.data_rows()
+                rows.append(structure_row(name, p, off * SECTOR, size * SECTOR, f"{size} sectors"))
+        return rows + self.grain_table_rows() + self.data_rows()
 
     def check(self) -> list[dict]:
         """Unusable GD entries, bad or shared grains."""
@@ -249,11 +240,9 @@ class SeSparseExtent(GrainTableExtent):
         if len(bad):
             i = int(bad[0])
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain directory",
-                    host_offset=self.gd_entry_offset(i),
-                    message=self.label + f"{len(bad)} grain directory entries are "
+                check_row(
+                    "error", "grain directory", self.gd_entry_offset(i),
+                    self.label + f"{len(bad)} grain directory entries are "
                     f"invalid or point outside the file (first: entry {i} = "
                     f"{int(self.gd_raw[i]):#018x})",
                 )

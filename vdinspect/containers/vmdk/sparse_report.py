@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...findings import check_row
 from ...layout import offset_of
-from ..base import leak_rows, unused_spans
-from .extent import MAX_ENTRY_ROWS, S_COMP, S_DATA, row
+from ..base import leak_rows, structure_row, unused_spans
+from .extent import MAX_ENTRY_ROWS, S_COMP, S_DATA
 from .structs import (
     FLAG_NAMES,
     FLAG_NL_DETECT,
@@ -72,7 +73,7 @@ class SparseReport:
         """Header, descriptor, directories, tables, footer, markers, data."""
         h, p, fh = self.header, self.path, self.file_header
         rows = [
-            row(
+            structure_row(
                 "sparse header",
                 p,
                 0,
@@ -83,10 +84,10 @@ class SparseReport:
         ]
         loc = self.descriptor_location()
         if loc:
-            rows.append(row("embedded descriptor", p, loc[0], loc[1], "text descriptor"))
+            rows.append(structure_row("embedded descriptor", p, loc[0], loc[1], "text descriptor"))
         if self.rgd_offset:
             rows.append(
-                row(
+                structure_row(
                     "redundant grain directory",
                     p,
                     self.rgd_offset,
@@ -96,32 +97,23 @@ class SparseReport:
             )
         if self.gd_offset:
             rows.append(
-                row("grain directory", p, self.gd_offset, self.n_gd * 4, f"{self.n_gd} entries")
+                structure_row("grain directory", p, self.gd_offset, self.n_gd * 4,
+                              f"{self.n_gd} entries")
             )
-        span = self.gt_span
         for d, name in (
             (self.gd_primary, "grain table"),
             (self.gd_redundant, "redundant grain table"),
         ):
-            if d is None:
-                continue
-            for i in np.flatnonzero(d > 0).tolist():
-                rows.append(
-                    row(
-                        f"{name} {i}",
-                        p,
-                        int(d[i]) * SECTOR,
-                        self.gt_bytes,
-                        f"maps extent bytes {i * span:#x}..",
-                    )
-                )
+            if d is not None:
+                rows += self.grain_table_rows(d, name, SECTOR)
         if self.footer_offset is not None:
             fsize = self.source.size
             rows.append(
-                row("footer marker", p, fsize - FOOTER_BYTES, SECTOR, "announces the footer")
+                structure_row("footer marker", p, fsize - FOOTER_BYTES, SECTOR,
+                              "announces the footer")
             )
             rows.append(
-                row(
+                structure_row(
                     "footer",
                     p,
                     fsize - 2 * SECTOR,
@@ -129,7 +121,8 @@ class SparseReport:
                     "copy of the header with the real gdOffset",
                 )
             )
-            rows.append(row("end-of-stream marker", p, fsize - SECTOR, SECTOR, "end of stream"))
+            rows.append(structure_row("end-of-stream marker", p, fsize - SECTOR, SECTOR,
+                                      "end of stream"))
         if self.compressed:
             rows += self._stream_rows()
         else:
@@ -158,7 +151,7 @@ class SparseReport:
             if pos in (footer_at, fsize - SECTOR) and kind in (MARKER_FOOTER, MARKER_EOS):
                 continue  # already listed with the footer
             rows.append(
-                row(
+                structure_row(
                     marker_name(kind),
                     p,
                     pos,
@@ -172,7 +165,7 @@ class SparseReport:
         for r in rows:
             if isinstance(r, list):
                 out.append(
-                    row(
+                    structure_row(
                         "compressed grains",
                         p,
                         r[0],
@@ -191,22 +184,19 @@ class SparseReport:
         label = self.label
         if self.file_header.uncleanShutdown:
             rows.append(
-                dict(
-                    severity="warning",
-                    structure="sparse header.uncleanShutdown",
-                    host_offset=HEADER_UNCLEAN_AT,
-                    message=label + "unclean shutdown flag set: the extent was not closed cleanly",
+                check_row(
+                    "warning", "sparse header.uncleanShutdown", HEADER_UNCLEAN_AT,
+                    label + "unclean shutdown flag set: the extent was not closed cleanly",
                 )
             )
         nl = (h.singleEndLineChar, h.nonEndLineChar, h.doubleEndLineChar1, h.doubleEndLineChar2)
         if h.flags & FLAG_NL_DETECT and nl != NEWLINE_CHECK:
             in_footer = h is not self.file_header and self.footer_offset is not None
             rows.append(
-                dict(
-                    severity="error",
-                    structure="sparse header",
-                    host_offset=(self.footer_offset if in_footer else 0) + HEADER_NEWLINE_AT,
-                    message=label + "newline check bytes are wrong: the file was "
+                check_row(
+                    "error", "sparse header",
+                    (self.footer_offset if in_footer else 0) + HEADER_NEWLINE_AT,
+                    label + "newline check bytes are wrong: the file was "
                     "probably copied in text mode and is corrupt",
                 )
             )
@@ -233,11 +223,9 @@ class SparseReport:
                 if d is not None
             ]
             rows.append(
-                dict(
-                    severity="error",
-                    structure=self.gd_name,
-                    host_offset=self.gd_entry_offset(i),
-                    message=self.label + f"grain directory entry {i} ({', '.join(vals)} "
+                check_row(
+                    "error", self.gd_name, self.gd_entry_offset(i),
+                    self.label + f"grain directory entry {i} ({', '.join(vals)} "
                     f"sectors) names no grain table inside the file ({self.source.size:#x} "
                     f"bytes): extent bytes {i * self.gt_span:#x}.. are lost",
                 )
@@ -281,11 +269,9 @@ class SparseReport:
         pz, rz = p == 0, r == 0
         for i in np.flatnonzero(pz != rz)[:20].tolist():
             rows.append(
-                dict(
-                    severity="error",
-                    structure="grain directory",
-                    host_offset=self.gd_offset + 4 * i,
-                    message=self.label + f"grain directory entry {i}: primary "
+                check_row(
+                    "error", "grain directory", self.gd_offset + 4 * i,
+                    self.label + f"grain directory entry {i}: primary "
                     f"{int(p[i]):#x}, redundant {int(r[i]):#x} (one is missing)",
                 )
             )
@@ -302,11 +288,9 @@ class SparseReport:
                 k = int(diff[0])
                 a, b = int(p[i]) * SECTOR, int(r[i]) * SECTOR
                 rows.append(
-                    dict(
-                        severity="error",
-                        structure="grain table",
-                        host_offset=a + 4 * k,
-                        message=self.label + f"grain table {i}: {len(diff)} entries differ "
+                    check_row(
+                        "error", "grain table", a + 4 * k,
+                        self.label + f"grain table {i}: {len(diff)} entries differ "
                         f"from the redundant copy at {b:#x} (first: entry {k}, "
                         f"{int(ta[row_, k]):#x} vs {int(tb[row_, k]):#x})",
                     )
@@ -321,11 +305,9 @@ class SparseReport:
                         then = (f"reads use the {other} copy's entry" if other_ok[k]
                                 else f"the {other} copy's entry is unusable too")
                         rows.append(
-                            dict(
-                                severity="error",
-                                structure="grain table",
-                                host_offset=at + 4 * k,
-                                message=self.label + f"{name} grain table {i} entry {k} = "
+                            check_row(
+                                "error", "grain table", at + 4 * k,
+                                self.label + f"{name} grain table {i} entry {k} = "
                                 f"{e:#x} points to {e * SECTOR:#x}, past the end of the file "
                                 f"({fsize:#x}); {then}",
                             )
@@ -338,26 +320,17 @@ class SparseReport:
         items, problem = self.walk_markers()
         if problem is not None:
             rows.append(
-                dict(
-                    severity="error",
-                    structure="stream",
-                    host_offset=problem[0],
-                    message=label + problem[1],
-                )
+                check_row("error", "stream", problem[0], label + problem[1])
             )
         unknown = [(pos, kind) for kind, pos, _, _ in items
                    if kind != "grain" and kind not in MARKER_TYPES]
         if unknown:
             pos, kind = unknown[0]
             rows.append(
-                dict(
-                    severity="info",
-                    structure="stream",
-                    host_offset=pos,
-                    message=label + f"{len(unknown)} metadata markers of types the VMDK "
-                    f"specification does not name (first: type {kind} at {pos:#x}) were "
-                    "skipped by their sector counts, as qemu-img ignores them",
-                )
+                check_row("info", "stream", pos,
+                          label + f"{len(unknown)} metadata markers of types the VMDK "
+                          f"specification does not name (first: type {kind} at {pos:#x}) "
+                          "were skipped by their sector counts, as qemu-img ignores them")
             )
         if not self.has_markers:
             return rows
@@ -394,8 +367,7 @@ class SparseReport:
                      message, more: str, label: str) -> None:
         """One row per offset (up to MAX_ENTRY_ROWS, then a row counting the rest)."""
         for off in offsets[:MAX_ENTRY_ROWS]:
-            rows.append(dict(severity=severity, structure=structure, host_offset=off,
-                             message=label + message(off)))
+            rows.append(check_row(severity, structure, off, label + message(off)))
         if len(offsets) > MAX_ENTRY_ROWS:
             rows.append(self._more_row(structure, len(offsets), more))
 

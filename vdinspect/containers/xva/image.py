@@ -33,7 +33,7 @@ from ...io.gzipsource import GzipSource
 from ...io.sources import MemorySource
 from ...io.zstdsource import ZstdSource, is_zstd
 from ...units import human
-from ..base import DAMAGED, DATA, UNALLOCATED, Image, Run
+from ..base import DAMAGED, DATA, UNALLOCATED, Image, Run, extent_pieces, structure_row
 from ..tar import Member, iter_members
 from .ovaxml import Export, Vdi, parse_ova_xml
 
@@ -188,27 +188,14 @@ class XvaImage(Image):
 
     # -- the image protocol -------------------------------------------------------------------
     def _runs(self, start: int, end: int):
-        i = max(0, int(np.searchsorted(self.starts, start, side="right")) - 1)
-        pos = start
-        while pos < end and i < len(self.starts):
-            s, n = int(self.starts[i]), int(self.lengths[i])
-            if s + n <= pos:
-                i += 1
+        for a, b, i in extent_pieces(self.starts, self.lengths, start, end):
+            if i is None:
+                yield Run(a, b - a, UNALLOCATED)
                 continue
-            if s >= end:
-                break
-            if s > pos:
-                yield Run(pos, s - pos, UNALLOCATED)
-                pos = s
-            stop = min(s + n, end)
             state = DAMAGED if self.state[i] == BAD else DATA
-            yield Run(pos, stop - pos, state, host_file=self.host_name,
-                      host_offset=int(self.hosts[i]) + pos - s,
+            yield Run(a, b - a, state, host_file=self.host_name,
+                      host_offset=int(self.hosts[i]) + a - int(self.starts[i]),
                       source=self.tar if state == DATA else None)
-            pos = stop
-            i += 1
-        if pos < end:
-            yield Run(pos, end - pos, UNALLOCATED)
 
     def fill_run(self, run: Run, out: memoryview) -> None:
         if run.state == DATA:
@@ -225,16 +212,18 @@ class XvaImage(Image):
 
     def structures(self) -> list[dict]:
         m = self.ova_member
-        rows = [dict(name="ova.xml", host_file=self.host_name, host_offset=m.offset,
-                     length=m.size,
-                     description="the export's metadata (XML-RPC value: VM, VBDs, VDIs)")]
+        rows = [structure_row(
+            "ova.xml", self.host_name, m.offset, m.size,
+            "the export's metadata (XML-RPC value: VM, VBDs, VDIs)",
+        )]
         if len(self.hosts):
             first = int(self.hosts[0])
             last = int(self.hosts[-1] + self.lengths[-1])
-            rows.append(dict(name=f"chunks: {self.vdi.ref}", host_file=self.host_name,
-                             host_offset=first, length=last - first,
-                             description=f"{len(self.hosts)} chunks of up to {human(CHUNK)} "
-                             "with their checksum members, in tar members"))
+            rows.append(structure_row(
+                f"chunks: {self.vdi.ref}", self.host_name, first, last - first,
+                f"{len(self.hosts)} chunks of up to {human(CHUNK)} "
+                "with their checksum members, in tar members",
+            ))
         return rows
 
     def check(self) -> list[dict]:

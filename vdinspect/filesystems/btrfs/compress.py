@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import zlib
 
+from ...io.codecs import zstd_at_most
 from .lzo import LZOError, decompress_btrfs
 
 MAX_RAM_BYTES = 1 << 20  # Btrfs compresses at most 128 KiB per extent; far more is hostile
@@ -37,24 +38,12 @@ def decompress(kind: int, data: bytes, ram_bytes: int, sectorsize: int) -> bytes
         except LZOError as e:
             raise DecompressError(f"lzo: {e}") from None
     elif kind == 3:
-        try:
-            import zstandard
+        try:  # output stops at ram_bytes whatever the frame says
+            out = zstd_at_most(data, ram_bytes)
         except ImportError:  # pragma: no cover - depends on the environment
             raise MissingCodec("zstd-compressed extent: install the 'zstandard' package "
                                "(pip install vdinspect[zstd])") from None
-        try:
-            # a reader, not decompress(): output stops at ram_bytes whatever the frame says
-            reader = zstandard.ZstdDecompressor().stream_reader(data)
-            parts = []
-            have = 0
-            while have < ram_bytes:
-                piece = reader.read(ram_bytes - have)
-                if not piece:
-                    break
-                parts.append(piece)
-                have += len(piece)
-            out = b"".join(parts)
-        except zstandard.ZstdError as e:
+        except ValueError as e:
             raise DecompressError(f"zstd: {e}") from None
     else:
         raise DecompressError(f"unknown compression type {kind}")

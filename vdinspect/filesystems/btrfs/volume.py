@@ -9,11 +9,11 @@ is tried when a block fails its checks on a mirrored profile).
 
 from __future__ import annotations
 
-import uuid as uuidlib
 from dataclasses import dataclass
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, LRUCache
+from ...units import uuid_text as fmt_uuid
 from ..base import FileSystem
 from . import structs as S
 from .chunks import ChunkError, ChunkMap, ChunkTable, parse_chunk, parse_sys_chunk_array
@@ -43,10 +43,6 @@ def _xor(blocks: list[bytes]) -> bytes:
     for b in blocks[1:]:
         acc ^= np.frombuffer(b, dtype=np.uint8)
     return acc.tobytes()
-
-
-def fmt_uuid(b: bytes) -> str:
-    return str(uuidlib.UUID(bytes=bytes(b)))
 
 
 class BtrfsVolume(FileSystem):

@@ -2,44 +2,16 @@
 
 Facts from the Linux-NTFS project documentation ("Boot sector") cross-checked with
 mkntfs and Windows-made volumes. The boot sector is sector 0 of the volume; a copy sits
-in the last sector (the sector just past ``total_sectors``).
+in the last sector (the sector just past ``total_sectors``). The layout is declared once in
+:mod:`vdinspect.volumes.ntfs_layout` (the probe reads it too).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from construct import Bytes, Int8sl, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
-
 from ...layout import offset_of
-
-NTFS_OEM = b"NTFS    "
-
-BootSector = Struct(
-    "jump" / Bytes(3) * "x86 jump over the BPB",
-    "oem_id" / Bytes(8) * '"NTFS    "',
-    "bytes_per_sector" / Int16ul * "bytes (256..4096, power of two)",
-    "sectors_per_cluster" / Int8ul * "sectors, or 256 - log2(sectors) when above 0x80",
-    "reserved_sectors" / Int16ul * "always 0 on NTFS",
-    Padding(5),  # FAT fields that must be zero
-    "media_descriptor" / Int8ul * "0xF8 for a hard disk",
-    Padding(2),
-    "sectors_per_track" / Int16ul * "CHS geometry (unused)",
-    "number_of_heads" / Int16ul * "CHS geometry (unused)",
-    "hidden_sectors" / Int32ul * "sectors before the volume (partition start)",
-    Padding(8),
-    "total_sectors" / Int64ul * "sectors in the volume, the backup boot sector excluded",
-    "mft_lcn" / Int64ul * "first cluster of $MFT",
-    "mftmirr_lcn" / Int64ul * "first cluster of $MFTMirr",
-    "clusters_per_mft_record" / Int8sl * "clusters, or -log2(bytes) when negative",
-    Padding(3),
-    "clusters_per_index_record" / Int8sl * "clusters, or -log2(bytes) when negative",
-    Padding(3),
-    "volume_serial_number" / Int64ul * "the volume serial (blkid prints it as 16 hex digits)",
-    "checksum" / Int32ul * "unused (0)",
-    "bootstrap" / Bytes(426) * "boot code",
-    "end_of_sector_marker" / Int16ul * "0xAA55",
-)  # 512 bytes
+from ...volumes.ntfs_layout import NTFS_OEM, BootSector, record_size  # noqa: F401 (re-exported)
 
 BOOT_SECTOR_SIZE = BootSector.sizeof()
 _OEM_AT = offset_of(BootSector, "oem_id")
@@ -72,11 +44,6 @@ class Geometry:
         return f"{self.serial:016X}"
 
 
-def _signed_size(value: int, cluster_size: int) -> int:
-    """clusters_per_*_record: positive = clusters, negative = 2**-value bytes."""
-    return value * cluster_size if value > 0 else 1 << -value if -31 < value < 0 else 0
-
-
 def parse_boot(raw: bytes, offset: int = 0) -> tuple[Geometry | None, str]:
     """The geometry of a boot sector, or (None, why it is not a usable NTFS boot sector)."""
     if len(raw) < BOOT_SECTOR_SIZE:
@@ -96,8 +63,8 @@ def parse_boot(raw: bytes, offset: int = 0) -> tuple[Geometry | None, str]:
     csize = ssize * spc
     if csize > 1 << 21:
         return None, f"cluster size {csize} is larger than 2 MiB"
-    rsize = _signed_size(bs.clusters_per_mft_record, csize)
-    isize = _signed_size(bs.clusters_per_index_record, csize)
+    rsize = record_size(bs.clusters_per_mft_record, csize)
+    isize = record_size(bs.clusters_per_index_record, csize)
     if rsize not in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536):
         return None, f"MFT record size {rsize} (from {bs.clusters_per_mft_record}) is not sane"
     if isize & (isize - 1) or not 256 <= isize <= 1 << 21:

@@ -4,109 +4,29 @@ Facts from the Linux-NTFS project documentation ("MFT", "Attribute header", "Fix
 cross-checked with mkntfs output and Windows-made volumes. A record is multi-sector
 protected (the update sequence, undone by ``apply_fixup`` of volumes/multisector.py);
 its attributes follow the header, each a common header then a resident form (the value
-inside the record) or a non-resident form (a runlist of clusters elsewhere).
+inside the record) or a non-resident form (a runlist of clusters elsewhere). The layouts
+are declared once in :mod:`vdinspect.volumes.ntfs_layout` (the probe reads them too).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from construct import (
-    Enum,
-    FlagsEnum,
-    If,
-    Int8ul,
-    Int16ul,
-    Int32ul,
-    Int64sl,
-    Int64ul,
-    Padding,
-    Struct,
-)
+from construct import If, Int64ul, Struct
 
 from ...layout import flag_values, offset_of, struct_format
-from ...volumes.multisector import MultiSectorHeader, RecordError
-
-# --- codes and flags --------------------------------------------------------------------
-
-AttributeType = Enum(
-    Int32ul,
-    **{
-        "$STANDARD_INFORMATION": 0x10,
-        "$ATTRIBUTE_LIST": 0x20,
-        "$FILE_NAME": 0x30,
-        "$OBJECT_ID": 0x40,
-        "$SECURITY_DESCRIPTOR": 0x50,
-        "$VOLUME_NAME": 0x60,
-        "$VOLUME_INFORMATION": 0x70,
-        "$DATA": 0x80,
-        "$INDEX_ROOT": 0x90,
-        "$INDEX_ALLOCATION": 0xA0,
-        "$BITMAP": 0xB0,
-        "$REPARSE_POINT": 0xC0,
-        "$EA_INFORMATION": 0xD0,
-        "$EA": 0xE0,
-        "$PROPERTY_SET": 0xF0,
-        "$LOGGED_UTILITY_STREAM": 0x100,
-        "end": 0xFFFFFFFF,
-    },
+from ...volumes.multisector import RecordError
+from ...volumes.ntfs_layout import (  # noqa: F401 (re-exported)
+    AttributeFlags,
+    AttributeHeader,
+    AttributeType,
+    CompressedSize,
+    FileRecordHeader,
+    FileRecordHeader31,
+    NonResidentForm,
+    RecordFlags,
+    ResidentForm,
 )
-
-RecordFlags = FlagsEnum(Int16ul, IN_USE=0x1, IS_DIRECTORY=0x2, IS_4=0x4, IS_VIEW_INDEX=0x8)
-AttributeFlags = FlagsEnum(Int16ul, IS_COMPRESSED=0x0001, IS_ENCRYPTED=0x4000, IS_SPARSE=0x8000)
-
-# --- on-disk structures ----------------------------------------------------------------
-
-FileRecordHeader = Struct(
-    *MultiSectorHeader.subcons,
-    "lsn" / Int64ul * "$LogFile sequence number of the last change",
-    "sequence_number" / Int16ul * "bumped each time the record is freed",
-    "link_count" / Int16ul * "hard links (indexed $FILE_NAME attributes)",
-    "attrs_offset" / Int16ul * "offset of the first attribute, bytes",
-    "flags" / RecordFlags * "in use, directory, in $Extend (IS_4), view index",
-    "bytes_in_use" / Int32ul * "used bytes of the record",
-    "bytes_allocated" / Int32ul * "record size, bytes",
-    "base_mft_record" / Int64ul * "file reference of the base record (0 in a base record)",
-    "next_attr_instance" / Int16ul * "next attribute id to hand out",
-)  # 42 bytes; NTFS 3.1 adds 2 reserved bytes and the record's own number (u32 at 0x2C)
-
-FileRecordHeader31 = Struct(
-    *FileRecordHeader.subcons,
-    Padding(2),
-    "mft_record_number" / Int32ul * "this record's own number (NTFS 3.1; 3.0 has none)",
-)  # 48 bytes; the update sequence array follows (usa_ofs 0x30)
-
-AttributeHeader = Struct(
-    "type" / AttributeType * "attribute type code (0xFFFFFFFF ends the list)",
-    "length" / Int32ul * "bytes of this attribute record",
-    "non_resident" / Int8ul * "0 resident, 1 non-resident",
-    "name_length" / Int8ul * "UTF-16 units of the attribute name",
-    "name_offset" / Int16ul * "offset of the name, bytes",
-    "flags" / AttributeFlags * "compressed, encrypted, sparse",
-    "instance" / Int16ul * "attribute id, unique within the file",
-)  # 16 bytes; then the resident or non-resident form
-
-ResidentForm = Struct(
-    "value_length" / Int32ul * "bytes of the value",
-    "value_offset" / Int16ul * "offset of the value from the attribute's start, bytes",
-    "resident_flags" / Int8ul * "1 = indexed (a $FILE_NAME named by a directory index)",
-    Padding(1),
-)  # 8 bytes, at offset 16
-
-NonResidentForm = Struct(
-    "lowest_vcn" / Int64sl * "first cluster (VCN) of the value this record maps",
-    "highest_vcn" / Int64sl * "last VCN mapped here (-1 for an empty value)",
-    "mapping_pairs_offset" / Int16ul * "offset of the runlist from the attribute's start",
-    "compression_unit" / Int8ul * "log2 of clusters per compression unit (0: none)",
-    Padding(5),
-    "allocated_size" / Int64ul * "bytes of the clusters allocated (first piece only)",
-    "data_size" / Int64ul * "bytes of the value (first piece only)",
-    "initialized_size" / Int64ul * "bytes written; the rest reads as zeros (first piece)",
-)  # 48 bytes, at offset 16
-
-CompressedSize = Struct(
-    "compressed_size" / Int64ul * "bytes of clusters actually allocated (compressed/sparse)",
-)  # 8 bytes after the non-resident form, present when compressed or sparse
 
 # whole attribute record heads (header + form), as the structure explorer shows them
 ResidentAttribute = Struct(*AttributeHeader.subcons, *ResidentForm.subcons)  # 24 bytes

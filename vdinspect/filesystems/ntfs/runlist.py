@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass
 
 from ...errors import CorruptImage
-from ...io import ByteSource, damaged_through
+from ...io import ByteSource, FilledSource, damaged_through
 
 MAX_RUNS = 1 << 20  # more runs than this in one attribute is treated as corruption
 
@@ -96,7 +96,7 @@ def overlapping(runs: list[Run]) -> tuple[Run, Run] | None:
     return None
 
 
-class RunSource(ByteSource):
+class RunSource(FilledSource):
     """The bytes of a non-resident attribute: its runs over the volume, holes as zeros.
 
     Bytes past ``initialized`` read as zeros (the valid data length); clusters the
@@ -119,17 +119,6 @@ class RunSource(ByteSource):
         self.size = size
         self.initialized = size if initialized is None else min(size, initialized)
         self.name = name
-
-    def _read(self, offset: int, length: int) -> bytes:
-        buf = bytearray(length)
-        self._fill(offset, memoryview(buf))
-        return bytes(buf)
-
-    def readinto(self, offset: int, buffer) -> None:
-        mv = memoryview(buffer).cast("B")
-        self._check_range(offset, len(mv))
-        mv[:] = bytes(len(mv))
-        self._fill(offset, mv)
 
     def seek_data(self, offset: int) -> int:
         """The first offset >= ``offset`` in a stored (not sparse) run below the valid
@@ -157,8 +146,10 @@ class RunSource(ByteSource):
         out.append((pos, self.initialized))
         return [(max(a, start), min(b, lim)) for a, b in out if min(b, lim) > max(a, start)]
 
-    def _fill(self, offset: int, mv: memoryview) -> None:
-        """Copy stored bytes of [offset, offset+len(mv)) into ``mv`` (already zeroed)."""
+    def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
+        """Copy stored bytes of [offset, offset+len(mv)) into ``mv``, zeroed first if need be."""
+        if not zeroed:
+            mv[:] = bytes(len(mv))
         end = min(offset + len(mv), self.initialized)
         pos = offset
         i = max(0, bisect.bisect_right(self.starts, pos) - 1)

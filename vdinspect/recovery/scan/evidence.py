@@ -25,8 +25,9 @@ from ...filesystems.ext.superblock import Superblock as ExtSuperblock
 from ...filesystems.ntfs.boot import BootSector as NtfsBootSector
 from ...filesystems.xfs.structs import AGF, XFS_AGF_MAGIC
 from ...filesystems.xfs.structs import Superblock as XfsSuperblock
-from ...io import ByteSource, Slice, crc32c
+from ...io import ByteSource, Slice, crc32c, read_inside
 from ...layout import field_slice, offset_of, struct_format
+from ...units import uuid_text
 from ...volumes.exfat_layout import BootSector as ExfatBootSector
 from ...volumes.exfat_layout import boot_sector_problem
 from ...volumes.fat_layout import check_bpb
@@ -65,17 +66,13 @@ class Evidence:
     uuid: str | None = None
 
 
-def _read(src: ByteSource, off: int, n: int) -> bytes | None:
-    return src.read(off, n) if 0 <= off and off + n <= src.size else None
-
-
 def _pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
 def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
     """An NTFS boot sector: the volume starts here, or ``total_sectors`` back (backup)."""
-    bs = _read(src, pos, SECTOR)
+    bs = read_inside(src, pos, SECTOR)
     if bs is None:
         return []
     b = NtfsBootSector.parse(bs)
@@ -88,7 +85,7 @@ def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
     out = []
     for start, what, w in ((pos, "ntfs boot sector", 0.6),
                            (pos - b.total_sectors * ss, "ntfs backup boot sector", 0.5)):
-        if _read(src, start + b.mft_lcn * cs, 4) == b"FILE":
+        if read_inside(src, start + b.mft_lcn * cs, 4) == b"FILE":
             length = (b.total_sectors + 1) * ss
             out.append(Evidence(start, length, "ntfs", f"{what} at {pos:#x}", pos, w))
             if b.hidden_sectors and b.hidden_sectors * ss == start:
@@ -98,7 +95,7 @@ def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
 
 def fat(src: ByteSource, pos: int) -> list[Evidence]:
     """A FAT boot sector: here, or ``BPB_BkBootSec`` sectors back (a FAT32 backup)."""
-    bs = _read(src, pos, SECTOR)
+    bs = read_inside(src, pos, SECTOR)
     if bs is None:
         return []
     g = check_bpb(bs)
@@ -110,7 +107,7 @@ def fat(src: ByteSource, pos: int) -> list[Evidence]:
         places.append((pos - g.ext.BPB_BkBootSec * ss, "fat32 backup boot sector", 0.5))
     out = []
     for start, what, w in places:
-        fat0 = _read(src, start + g.bpb.BPB_RsvdSecCnt * ss, 2)
+        fat0 = read_inside(src, start + g.bpb.BPB_RsvdSecCnt * ss, 2)
         if fat0 is None or fat0[0] != g.bpb.BPB_Media or fat0[1] != 0xFF:
             continue
         length = g.total_sectors * ss
@@ -122,7 +119,7 @@ def fat(src: ByteSource, pos: int) -> list[Evidence]:
 
 def exfat(src: ByteSource, pos: int) -> list[Evidence]:
     """An exFAT boot sector: here, or 12 sectors back (the backup boot region)."""
-    bs = _read(src, pos, SECTOR)
+    bs = read_inside(src, pos, SECTOR)
     if bs is None or boot_sector_problem(bs) is not None:
         return []
     b = ExfatBootSector.parse(bs)
@@ -130,7 +127,7 @@ def exfat(src: ByteSource, pos: int) -> list[Evidence]:
     out = []
     for start, what, w in ((pos, "exfat boot sector", 0.6),
                            (pos - EXFAT_BACKUP_SECTOR * ss, "exfat backup boot sector", 0.5)):
-        if _read(src, start + b.FatOffset * ss, 4) == b"\xf8\xff\xff\xff":
+        if read_inside(src, start + b.FatOffset * ss, 4) == b"\xf8\xff\xff\xff":
             length = b.VolumeLength * ss
             out.append(Evidence(start, length, "exfat", f"{what} at {pos:#x}", pos, w))
     return out
@@ -142,7 +139,7 @@ _EXT_INCOMPAT = offset_of(ExtSuperblock, "s_feature_incompat")
 
 def ext(src: ByteSource, pos: int) -> list[Evidence]:
     """An ext superblock: its ``s_block_group_nr`` says how far back group 0 starts."""
-    raw = _read(src, pos, _EXT_SB)
+    raw = read_inside(src, pos, _EXT_SB)
     if raw is None:
         return []
     sb = ExtSuperblock.parse(raw)
@@ -167,13 +164,7 @@ def ext(src: ByteSource, pos: int) -> list[Evidence]:
     # which ext (2, 3, 4) the probe's rules say, read from this copy as if it were the primary
     kind = probe_ext(Slice(src, pos - SUPERBLOCK_OFFSET, SUPERBLOCK_OFFSET + _EXT_SB))
     return [Evidence(start, blocks * bsize, kind.type if kind else "ext", f"{what} at {pos:#x}",
-                     pos, w, uuid=_uuid(sb.s_uuid))]
-
-
-def _uuid(b: bytes) -> str:
-    import uuid
-
-    return str(uuid.UUID(bytes=bytes(b)))
+                     pos, w, uuid=uuid_text(sb.s_uuid))]
 
 
 _AGF_SIZE = AGF.sizeof()
@@ -181,7 +172,7 @@ _AGF_SIZE = AGF.sizeof()
 
 def xfs(src: ByteSource, pos: int) -> list[Evidence]:
     """An XFS superblock: the AGF after it numbers its allocation group."""
-    raw = _read(src, pos, XfsSuperblock.sizeof())
+    raw = read_inside(src, pos, XfsSuperblock.sizeof())
     if raw is None:
         return []
     sb = XfsSuperblock.parse(raw)
@@ -190,7 +181,7 @@ def xfs(src: ByteSource, pos: int) -> list[Evidence]:
         return []
     if sb.sb_agblocks == 0 or sb.sb_agcount == 0 or sb.sb_dblocks == 0:
         return []
-    agf_raw = _read(src, pos + ssize, _AGF_SIZE)
+    agf_raw = read_inside(src, pos + ssize, _AGF_SIZE)
     if agf_raw is None:
         return []
     agf = AGF.parse(agf_raw)
@@ -202,7 +193,7 @@ def xfs(src: ByteSource, pos: int) -> list[Evidence]:
         return []
     what, w = ("xfs superblock", 0.6) if ag == 0 else (f"xfs superblock (AG {ag})", 0.35)
     return [Evidence(start, sb.sb_dblocks * bsize, "xfs", f"{what} at {pos:#x}", pos, w,
-                     uuid=_uuid(sb.sb_uuid))]
+                     uuid=uuid_text(sb.sb_uuid))]
 
 
 _BTRFS_SB = BtrfsSuperblock.sizeof()
@@ -211,7 +202,7 @@ _BTRFS_CSUM_END = offset_of(BtrfsSuperblock, "fsid")
 
 def btrfs(src: ByteSource, pos: int) -> list[Evidence]:
     """A Btrfs superblock copy: ``bytenr`` is its own offset in the device."""
-    raw = _read(src, pos, _BTRFS_SB)
+    raw = read_inside(src, pos, _BTRFS_SB)
     if raw is None:
         return []
     sb = BtrfsSuperblock.parse(raw)
@@ -223,7 +214,7 @@ def btrfs(src: ByteSource, pos: int) -> list[Evidence]:
     k = BTRFS_COPIES.index(sb.bytenr)
     what, w = ("btrfs superblock", 0.6) if k == 0 else (f"btrfs superblock mirror {k}", 0.4)
     return [Evidence(pos - sb.bytenr, sb.dev_item.total_bytes, "btrfs", f"{what} at {pos:#x}",
-                     pos, w, uuid=_uuid(sb.fsid))]
+                     pos, w, uuid=uuid_text(sb.fsid))]
 
 
 _PV_SIZE = PvHeader.sizeof()
@@ -231,7 +222,7 @@ _PV_SIZE = PvHeader.sizeof()
 
 def lvm2(src: ByteSource, pos: int) -> list[Evidence]:
     """An LVM2 PV label: ``sector_xl`` is its sector in the PV; the PV header its size."""
-    data = _read(src, pos, SECTOR)
+    data = read_inside(src, pos, SECTOR)
     if data is None or not is_label(data):
         return []
     label = LabelHeader.parse(data)
@@ -250,12 +241,12 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
     """A Linux swap signature ending a page: the header 1024 bytes in gives the size."""
     for page in SWAP_PAGE_SIZES:
         start = pos + SECTOR - page
-        raw = _read(src, start + SWAP_HEADER_AT, SwapHeader.sizeof())
+        raw = read_inside(src, start + SWAP_HEADER_AT, SwapHeader.sizeof())
         if raw is None:
             continue
         h = SwapHeader.parse(raw)
         if h.version == 1 and h.last_page > 0:
-            uuid = _uuid(h.sws_uuid) if any(h.sws_uuid) else None
+            uuid = uuid_text(h.sws_uuid) if any(h.sws_uuid) else None
             return [Evidence(start, (h.last_page + 1) * page, "swap",
                              f"swap signature at {pos:#x}", pos, 0.6, uuid=uuid)]
     return []
@@ -263,7 +254,7 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
 
 def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
     """A LUKS1/LUKS2 header (or LUKS2's secondary, ``hdr_offset`` bytes in)."""
-    raw = _read(src, pos, Luks2BinaryHeader.sizeof())
+    raw = read_inside(src, pos, Luks2BinaryHeader.sizeof())
     if raw is None:
         return []
     version = int.from_bytes(raw[_LUKS_VERSION], "big")
@@ -287,7 +278,7 @@ def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
 
 def bitlocker(src: ByteSource, pos: int) -> list[Evidence]:
     """A BitLocker volume's boot sector (its size only when the BPB gives one)."""
-    bs = _read(src, pos, SECTOR)
+    bs = read_inside(src, pos, SECTOR)
     if bs is None or bs[_NTFS_END] != BOOT_SIGNATURE:
         return []
     b = NtfsBootSector.parse(bs)
@@ -306,7 +297,7 @@ _GPT_CRC_AT = offset_of(GptHeader, "header_crc32")
 
 def gpt(src: ByteSource, pos: int) -> list[Evidence]:
     """A GPT header (CRC-checked, at its own ``my_lba``): one piece per used entry."""
-    raw = _read(src, pos, SECTOR)
+    raw = read_inside(src, pos, SECTOR)
     if raw is None:
         return []
     h = GptHeader.parse(raw)
@@ -323,7 +314,7 @@ def gpt(src: ByteSource, pos: int) -> list[Evidence]:
     n, esize = min(h.num_partition_entries, 4096), h.size_of_partition_entry
     if esize < GptEntry.sizeof() or n * esize > MAX_ARRAY_BYTES:
         return []
-    array = _read(src, h.partition_entry_lba * ss, n * esize)
+    array = read_inside(src, h.partition_entry_lba * ss, n * esize)
     if array is None:
         return []
     good = zlib.crc32(array) == h.partition_entry_array_crc32
@@ -343,7 +334,7 @@ def gpt(src: ByteSource, pos: int) -> list[Evidence]:
 
 def mbr(src: ByteSource, pos: int) -> list[Evidence]:
     """An MBR (at sector 0) or an EBR (elsewhere) whose entries look like a table's."""
-    raw = _read(src, pos, SECTOR)
+    raw = read_inside(src, pos, SECTOR)
     if raw is None or is_filesystem_boot_sector(raw):
         return []
     try:

@@ -83,20 +83,26 @@ def find_label(source: ByteSource) -> tuple[int, bytes] | None:
     return None
 
 
+def _locn_list(data: bytes, pos: int, entry, end: int) -> tuple[list, int]:
+    """The ``entry`` records (disk_locn, raw_locn) from ``pos`` up to the one with offset 0
+    that ends the list, or ``end``, at most MAX_LOCNS; and where the next list starts."""
+    size = entry.sizeof()
+    out: list = []
+    for _ in range(MAX_LOCNS):
+        if pos + size > end:
+            break
+        loc = entry.parse(data[pos : pos + size])
+        pos += size
+        if loc.offset == 0:
+            break
+        out.append(loc)
+    return out, pos
+
+
 def _locn_lists(data: bytes, pos: int) -> list[list]:
     """The data-area and metadata-area disk_locn lists, each ended by a zero entry."""
-    size = DiskLocn.sizeof()
-    lists: list[list] = [[], []]
-    for which in (0, 1):
-        for _ in range(MAX_LOCNS):
-            if pos + size > SECTOR:
-                break
-            loc = DiskLocn.parse(data[pos : pos + size])
-            pos += size
-            if loc.offset == 0:
-                break
-            lists[which].append(loc)
-    return lists
+    areas, pos = _locn_list(data, pos, DiskLocn, SECTOR)
+    return [areas, _locn_list(data, pos, DiskLocn, SECTOR)[0]]
 
 
 def read_pv(ctx: ScanContext, volume: Volume, source: ByteSource, base: int):
@@ -173,15 +179,7 @@ def _read_mda(ctx: ScanContext, pv: PhysicalVolume, loc) -> None:
         )
     pv.mda_headers.append(h)
     ctx.structure("LVM2 metadata area", where, MDA_HEADER_SIZE, "metadata area header")
-    pos = MdaHeader.sizeof()
-    size = RawLocn.sizeof()
-    for _ in range(MAX_LOCNS):
-        if pos + size > MDA_HEADER_SIZE:
-            break
-        rl = RawLocn.parse(hdr[pos : pos + size])
-        pos += size
-        if rl.offset == 0:
-            break
+    for rl in _locn_list(hdr, MdaHeader.sizeof(), RawLocn, MDA_HEADER_SIZE)[0]:
         if rl.flags.RAW_LOCN_IGNORED:
             continue
         text = _read_ring(ctx, pv, loc, rl)
