@@ -103,6 +103,7 @@ class Chain(ByteSource):
             raise ValueError("a chain needs at least one layer")
         self.layers = list(layers)
         self.top = self.layers[-1]
+        self.top_down = self.layers[::-1]
         self.size = self.top.size
         self.name = self.top.path
 
@@ -161,7 +162,34 @@ class Chain(ByteSource):
                 break
         return RunTable.concat(parts).sorted()
 
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """Where the bytes of ``[offset, offset+length)`` are when each layer answers with
+        one lookup (see ``Image.locate``): the first layer from the top that holds them, or
+        zeros; None when a layer cannot say at once (the plan or the runs decide)."""
+        end = offset + length
+        for layer in self.top_down:
+            if end > layer.size:
+                return None
+            hit = layer.locate(offset, length)
+            if hit != readplan.HOLE:
+                return hit
+        return readplan.ZERO
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Exactly ``length`` bytes from ``offset``: one lookup and one ``pread`` when the
+        range lies in one unit of a layer (a small read), else the read plan."""
+        self._check_range(offset, length)
+        hit = self.locate(offset, length) if length else None
+        if hit.__class__ is tuple:
+            return hit[0].read(hit[1], length)
+        if hit == readplan.ZERO:
+            return bytes(length)
+        return self._read(offset, length)
+
     def _read(self, offset: int, length: int) -> bytes:
+        plan = self.plan(offset, offset + length) if length else None
+        if plan is not None and len(plan) == 1 and plan[0][2] == readplan.DATA:
+            return plan[0][4].read(plan[0][3], length)  # one host range: no copy
         buf = bytearray(length)
         self.readinto(offset, buf)
         return bytes(buf)
@@ -170,6 +198,13 @@ class Chain(ByteSource):
         mv = memoryview(buffer).cast("B")
         self._check_range(offset, len(mv))
         if not len(mv):
+            return
+        hit = self.locate(offset, len(mv))
+        if hit.__class__ is tuple:
+            hit[0].readinto(hit[1], mv)
+            return
+        if hit == readplan.ZERO:
+            mv[:] = bytes(len(mv))
             return
         if len(self.layers) == 1:
             self.top.readinto(offset, mv)
