@@ -362,3 +362,65 @@ def test_names_that_are_not_utf8(tmp_path):
                        env=env, capture_output=True)
     assert r.returncode == 0
     assert "/caf\udce9.txt" in [row["path"] for row in json.loads(r.stdout)]
+
+
+# --- the column-wise listing writer ------------------------------------------------------------
+
+
+def test_frame_cells_are_written_as_the_row_writer_writes_them():
+    """Times (whole seconds, fractions, before 1970, absent), nullable numbers, booleans,
+    names with escaped bytes and other values: json_cells agrees with Python's own
+    isoformat and json, cell by cell."""
+    import datetime as dt
+
+    import pandas as pd
+
+    from vdinspect.cli.output import write_frame_rows
+
+    utc = dt.UTC
+    times = [dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=utc),
+             dt.datetime(2024, 5, 1, 12, 0, 0, 250, tzinfo=utc),
+             dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=utc), None]
+    rows = [dict(path=p, size=s, ok=b, when=t, extra=x) for p, s, b, t, x in zip(
+        ["/a", "/b\udcff", "/c \"q\"", "/é"], [1, None, 3, 2**40], [True, False, None, True],
+        times, [b"\x01", [1, 2], None, 2.5])]
+    df = pd.DataFrame({"path": pd.Series([r["path"] for r in rows], dtype=object),
+                       "size": pd.array([r["size"] for r in rows], dtype="Int64"),
+                       "ok": pd.array([r["ok"] for r in rows], dtype="boolean"),
+                       "when": pd.Series(pd.to_datetime([t for t in times], utc=True)
+                                         ).astype("datetime64[us, UTC]"),
+                       "extra": pd.Series([r["extra"] for r in rows], dtype=object)})
+    want, got = io.StringIO(), io.StringIO()
+    write_rows(want, rows)
+    assert write_frame_rows(got, df, batch=3) == 4
+    assert got.getvalue() == want.getvalue()
+    assert json.loads(got.getvalue())[1]["when"] == times[1].isoformat()
+    empty = io.StringIO()
+    write_frame_rows(empty, df.iloc[:0])
+    assert json.loads(empty.getvalue()) == []
+
+
+@pytest.mark.skipif(not have("mke2fs", "fls"), reason="mke2fs or fls missing")
+def test_ls_r_json_of_a_tree_is_fls_listing(tmp_path):
+    """``ls -r --json`` (the column-wise path) of an ext4 made by ``mke2fs -d`` lists the
+    paths and inode numbers The Sleuth Kit's ``fls -r -p`` lists."""
+    tree = tmp_path / "tree"
+    for d in range(12):
+        (tree / f"d{d:02}" / "sub").mkdir(parents=True)
+        for f in range(25):
+            (tree / f"d{d:02}" / f"f{f:02}.txt").write_text("x" * (f * 37))
+        (tree / f"d{d:02}" / "sub" / "deep.bin").write_bytes(bytes(5000))
+    img = tmp_path / "ext4.img"
+    subprocess.run(["mke2fs", "-q", "-t", "ext4", "-d", str(tree), str(img), "16M"],
+                   check=True, capture_output=True)
+    fls = subprocess.run(["fls", "-r", "-p", str(img)], check=True, capture_output=True,
+                         text=True).stdout
+    want = set()
+    for line in fls.splitlines():
+        kind, rest = line.split(" ", 1)
+        addr, path = rest.split(":\t", 1)
+        if "$OrphanFiles" not in path:
+            want.add(("/" + path, int(addr.lstrip("* ").split("-")[0])))
+    got = run_json("ls", "-r", str(img))
+    assert {(r["path"], r["inode"]) for r in got} == want
+    assert all(r["modified"].endswith("+00:00") for r in got)
