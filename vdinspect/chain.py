@@ -188,10 +188,16 @@ class Chain(ByteSource):
 
     def _read(self, offset: int, length: int) -> bytes:
         plan = self.plan(offset, offset + length) if length else None
-        if plan is not None and len(plan) == 1 and plan[0][2] == readplan.DATA:
-            return plan[0][4].read(plan[0][3], length)  # one host range: no copy
+        hit = readplan.single(plan)
+        if hit.__class__ is tuple:
+            return hit[0].read(hit[1], length)  # one host range: no copy
+        if hit is not None:
+            return bytes(length)
         buf = bytearray(length)
-        self.readinto(offset, buf)
+        if plan is not None:
+            readplan.fill(plan, offset, memoryview(buf))
+        else:  # the runs: damage reported, compressed units inflated ahead
+            self.readinto(offset, buf)
         return bytes(buf)
 
     def readinto(self, offset: int, buffer) -> None:

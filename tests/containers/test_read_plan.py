@@ -203,7 +203,8 @@ def test_small_reads_match_qemu(label, tmp_path):
             buf = bytearray(length)
             disk.readinto(off, buf)
             assert buf == oracle[off : off + length], (off, length)
-    assert located > 300  # most small reads took the one-lookup path under test
+    if label != "qcow":  # QCOW v1 has no one-lookup path: its plan answers every read
+        assert located > 300  # most small reads took the one-lookup path under test
 
 
 @pytest.mark.parametrize("fmt", ["qcow2", "vmdk", "vdi", "parallels"])

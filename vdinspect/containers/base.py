@@ -285,8 +285,9 @@ class Image(ByteSource, Findings):
         """Where the ``length`` bytes at ``offset`` are, when one lookup can say: (source,
         host offset), ``readplan.ZERO``, ``readplan.HOLE``, or None (the plan or the runs
         decide). The caller checked the range. Formats override this with a lookup of the
-        one unit a small read lies in; this default asks the plan."""
-        return readplan.single(self.plan(offset, offset + length))
+        one unit a small read lies in (a read over several units is the plan's); by
+        default the plan answers every read."""
+        return None
 
     def inflate_ahead(self, runs, workers: int | None = None) -> None:
         """Inflate the compressed units behind ``runs`` (this image's) in a small thread pool

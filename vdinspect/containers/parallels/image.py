@@ -322,7 +322,7 @@ class ParallelsImage(ParallelsReport, Image):
         """One BAT lookup for a read inside one cluster; else the plan decides."""
         i, within = divmod(offset, self.cluster_size)
         if within + length > self.cluster_size:
-            return readplan.single(self.plan(offset, offset + length))
+            return None
         if i >= len(self.bat) or self._past_eof[i] or self._misplaced[i] or self._partial[i]:
             return None
         if self.bat[i] == 0:

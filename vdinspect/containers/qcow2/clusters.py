@@ -216,8 +216,10 @@ class ClusterMap:
         """One L2 lookup for a read inside one (sub)cluster; else the plan decides."""
         unit = self.subcluster_size
         within = offset % unit
-        if within + length > unit:
-            return readplan.single(self.plan(offset, offset + length))
+        if within + length > unit:  # subclusters of one cluster may still be one piece
+            cs = self.cluster_size
+            inside = unit < cs and offset % cs + length <= cs
+            return readplan.single(self.plan(offset, offset + length)) if inside else None
         i, r = divmod(offset, self.cluster_size * self.l2_entries)
         l1 = self.l1
         l1e = int(l1[i]) if i < len(l1) else 0

@@ -325,7 +325,7 @@ class VdiImage(VdiReport, Image):
         """One block map lookup for a read inside one block; else the plan decides."""
         i, within = divmod(offset, self.block_size)
         if within + length > self.block_size:
-            return readplan.single(self.plan(offset, offset + length))
+            return None
         if i >= len(self.block_map) or self._past_eof[i] or self._crossed[i] or \
                 self._partial[i]:
             return None

@@ -416,7 +416,7 @@ class VhdImage(VhdReport, Image):
             return (self.file, offset) if end <= self.data_area else None
         i, within = divmod(offset, self.block_size)
         if within + length > self.block_size or i >= len(self.bat):
-            return readplan.single(self.plan(offset, end))
+            return None
         kind = self._entry_kind[i]
         if kind == E_UNUSED:
             return readplan.HOLE
@@ -425,7 +425,7 @@ class VhdImage(VhdReport, Image):
         starts, stops, states = self._block_states(i)
         j = int(np.searchsorted(stops, within // SECTOR, side="right"))
         if within + length > int(stops[j]) * SECTOR:  # the bitmap changes inside the read
-            return readplan.single(self.plan(offset, end))
+            return None
         s = int(states[j])
         if s == S_UNALLOC:
             return readplan.HOLE

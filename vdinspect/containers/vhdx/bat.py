@@ -190,7 +190,7 @@ class BlockMap:
         """One BAT lookup for a read inside one payload block; else the plan decides."""
         b, within = divmod(offset, self.block_size)
         if within + length > self.block_size or b >= len(self.block_code):
-            return readplan.single(self.plan(offset, offset + length))
+            return None
         return readplan.locate_unit(PLAN_KINDS, self.block_code, self.payload_offset, b,
                                     within, length, self.host)
 

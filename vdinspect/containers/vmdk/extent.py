@@ -421,7 +421,7 @@ class GrainTableExtent(Extent):
         g = self.grain_bytes
         within = start % g
         if within + length > g:
-            return readplan.single(self.plan(start, start + length))
+            return None
         i, r = divmod(start, self.gt_span)
         if i >= len(self.gd):
             return readplan.HOLE

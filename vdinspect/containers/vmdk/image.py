@@ -328,7 +328,7 @@ class VmdkImage(Image):
             self.extents[max(0, bisect.bisect_right(self._starts, offset) - 1)]
         if ext.start <= offset and offset + length <= ext.end:
             return ext.locate(offset - ext.start, length)
-        return readplan.single(self.plan(offset, offset + length))
+        return None
 
     def _read_compressed(self, run: Run) -> bytes:
         vstart, bound = run.extra
