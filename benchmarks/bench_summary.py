@@ -394,7 +394,7 @@ def row_extract(work: Path, size: int, reps: int) -> None:
             for k in range(size // MiB):
                 f.write(block[k % 7 :] + block[: k % 7])
         subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), str(img),
-                        str(size // MiB + 64) + "M"], check=True, capture_output=True)
+                        f"{size // MiB * 9 // 8 + 128}M"], check=True, capture_output=True)
         shutil.rmtree(tree)
     ino = next(line.split()[1].rstrip(":") for line in subprocess.run(
         ["fls", "-p", str(img)], check=True, capture_output=True, text=True).stdout.splitlines()
@@ -453,26 +453,11 @@ def rows_scale(work: Path, gib: int, nfiles: int, reps: int) -> None:
         img.unlink(missing_ok=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small images, best of 2: minutes")
-    ap.add_argument("--scale", action="store_true", help="add the scale rows (long, big files)")
-    ap.add_argument("--scale-gib", type=int, default=2, help="GiB of data in the 100 GiB image")
-    ap.add_argument("--scale-files", type=int, default=200_000)
-    ap.add_argument("--peers", default="/tmp/peers", help="where the Python peers are installed")
-    ap.add_argument("--workdir", default=str(HERE / "work" / "summary"))
-    ap.add_argument("--only", default="", help="rows whose group contains this: info, ls, "
-                    "reads, convert, allocation, extract")
-    args = ap.parse_args(argv)
-    work = Path(args.workdir)
-    work.mkdir(parents=True, exist_ok=True)
-    q = args.quick
-    reps = 2 if q else 3
-    peers = Peers(args.peers)
-    load0 = os.getloadavg()
-    started = time.perf_counter()
-    log(f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} on {os.cpu_count()} cores")
-    want = lambda g: args.only in g  # noqa: E731
+def run_rows(args, work: Path, q: bool, reps: int, peers: Peers) -> None:
+    """The rows ``--only`` and ``--scale`` ask for, in order."""
+    def want(group: str) -> bool:
+        return args.only in group
+
     if want("info"):
         row_info(work, reps + 2)
     if want("ls") and have("fls", "mke2fs"):
@@ -511,6 +496,35 @@ def main(argv: list[str] | None = None) -> int:
         row_extract(work, (256 if q else 2048) * MiB, reps)
     if args.scale:
         rows_scale(work, args.scale_gib, args.scale_files, reps)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small images, best of 2: minutes")
+    ap.add_argument("--scale", action="store_true", help="add the scale rows (long, big files)")
+    ap.add_argument("--scale-gib", type=int, default=2, help="GiB of data in the 100 GiB image")
+    ap.add_argument("--scale-files", type=int, default=200_000)
+    ap.add_argument("--peers", default="/tmp/peers", help="where the Python peers are installed")
+    ap.add_argument("--workdir", default=str(HERE / "work" / "summary"))
+    ap.add_argument("--only", default="", help="rows whose group contains this: info, ls, "
+                    "reads, convert, allocation, extract")
+    args = ap.parse_args(argv)
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    q = args.quick
+    reps = 2 if q else 3
+    peers = Peers(args.peers)
+    load0 = os.getloadavg()
+    started = time.perf_counter()
+    log(f"load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} on {os.cpu_count()} cores")
+    try:
+        run_rows(args, work, q, reps, peers)
+    except Exception:  # the rows measured so far are still printed
+        import traceback
+
+        traceback.print_exc()
+        ROWS.append(dict(measure="(the run stopped here: see the traceback on stderr)",
+                         ours="-", peer="-", ratio="-", cpu="-", goal="-", met="-", note=""))
     load1 = os.getloadavg()
     rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip()
