@@ -364,46 +364,14 @@ def test_names_that_are_not_utf8(tmp_path):
     assert "/caf\udce9.txt" in [row["path"] for row in json.loads(r.stdout)]
 
 
-# --- the column-wise listing writer ------------------------------------------------------------
-
-
-def test_frame_cells_are_written_as_the_row_writer_writes_them():
-    """Times (whole seconds, fractions, before 1970, absent), nullable numbers, booleans,
-    names with escaped bytes and other values: json_cells agrees with Python's own
-    isoformat and json, cell by cell."""
-    import datetime as dt
-
-    import pandas as pd
-
-    from vdinspect.cli.output import write_frame_rows
-
-    utc = dt.UTC
-    times = [dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=utc),
-             dt.datetime(2024, 5, 1, 12, 0, 0, 250, tzinfo=utc),
-             dt.datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=utc), None]
-    rows = [dict(path=p, size=s, ok=b, when=t, extra=x) for p, s, b, t, x in zip(
-        ["/a", "/b\udcff", "/c \"q\"", "/é"], [1, None, 3, 2**40], [True, False, None, True],
-        times, [b"\x01", [1, 2], None, 2.5])]
-    df = pd.DataFrame({"path": pd.Series([r["path"] for r in rows], dtype=object),
-                       "size": pd.array([r["size"] for r in rows], dtype="Int64"),
-                       "ok": pd.array([r["ok"] for r in rows], dtype="boolean"),
-                       "when": pd.Series(pd.to_datetime([t for t in times], utc=True)
-                                         ).astype("datetime64[us, UTC]"),
-                       "extra": pd.Series([r["extra"] for r in rows], dtype=object)})
-    want, got = io.StringIO(), io.StringIO()
-    write_rows(want, rows)
-    assert write_frame_rows(got, df, batch=3) == 4
-    assert got.getvalue() == want.getvalue()
-    assert json.loads(got.getvalue())[1]["when"] == times[1].isoformat()
-    empty = io.StringIO()
-    write_frame_rows(empty, df.iloc[:0])
-    assert json.loads(empty.getvalue()) == []
+# --- the listing against The Sleuth Kit ----------------------------------------------------------
 
 
 @pytest.mark.skipif(not have("mke2fs", "fls"), reason="mke2fs or fls missing")
 def test_ls_r_json_of_a_tree_is_fls_listing(tmp_path):
-    """``ls -r --json`` (the column-wise path) of an ext4 made by ``mke2fs -d`` lists the
-    paths and inode numbers The Sleuth Kit's ``fls -r -p`` lists."""
+    """``ls -r --json`` of an ext4 made by ``mke2fs -d`` lists the paths and inode numbers
+    The Sleuth Kit's ``fls -r -p`` lists; times are ISO 8601 UTC (each distinct time is
+    formatted once)."""
     tree = tmp_path / "tree"
     for d in range(12):
         (tree / f"d{d:02}" / "sub").mkdir(parents=True)

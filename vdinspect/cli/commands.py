@@ -2,11 +2,8 @@
 
 Each ``cmd_*`` takes the parsed arguments and the output stream and returns the exit
 status. The rows come from the Disk's pandas-free ``*_rows()`` methods and runs, so no
-command imports pandas but one: ``ls -r --json`` of a filesystem whose driver builds
-``files()`` column-wise (ext, NTFS, XFS, Btrfs) writes that frame column by column,
-which costs less than a row per entry once a tree has a few thousand files. ``--json``
-writes the rows exactly (bytes, the DataFrame's column names), the default is a table
-for people (see :mod:`vdinspect.cli.output`).
+command imports pandas; ``--json`` writes them exactly (bytes, the DataFrame's column
+names), the default is a table for people (see :mod:`vdinspect.cli.output`).
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ from .output import (
     json_default,
     project,
     when,
-    write_frame_rows,
     write_json,
     write_rows,
     write_table,
@@ -367,13 +363,6 @@ def _file_rows(fs, entries) -> Iterator[dict]:
         yield row
 
 
-def _columnar(fs) -> bool:
-    """Whether the driver builds ``files()`` column-wise (its own, not the generic walk)."""
-    from ..filesystems.base import FileSystem
-
-    return type(fs).files is not FileSystem.files
-
-
 def _entries(fs, top, args) -> Iterator:
     if top.kind == "dir":
         return fs.iter_entries(top.path or "/", recursive=args.recursive,
@@ -387,13 +376,7 @@ def cmd_ls(args, out: IO[str]) -> int:
         with _bad_call():
             top = fs.lookup(args.path, deleted=args.deleted)
         if args.json:
-            if args.recursive and top.kind == "dir" and _columnar(fs):
-                # a whole tree: the driver's column-wise files() and a column-wise writer
-                # beat one Entry and one encoder call per row, pandas's import included
-                write_frame_rows(out, fs.files(top.path or "/", recursive=True,
-                                               deleted=args.deleted))
-            else:  # one folder, or a driver without its own files(): rows as they come
-                write_rows(out, _file_rows(fs, _entries(fs, top, args)))
+            write_rows(out, _file_rows(fs, _entries(fs, top, args)))
             return 0
         damaged = fs.volume_damaged()
         label = f" '{fs.label}'" if fs.label else ""
