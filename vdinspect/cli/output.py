@@ -82,56 +82,6 @@ def write_rows(out: IO[str], rows: Iterable[dict]) -> int:
     return n
 
 
-def json_cells(col: Any) -> list[str]:
-    """The cells of a frame column as JSON texts, converted column-wise: times as
-    :func:`json_default` writes them (ISO 8601, UTC), missing values as null."""
-    import numpy as np
-
-    dtype = col.dtype
-    mask = col.isna().to_numpy(dtype=bool)
-    kind = getattr(dtype, "kind", "O")
-    if kind == "M":  # datetime64, naive or UTC: whole seconds without the fraction
-        a = col.dt.tz_localize(None).to_numpy() if getattr(dtype, "tz", None) else \
-            col.to_numpy()
-        # each distinct time formatted once (a tree's files share few of them)
-        a, back = np.unique(a.astype("datetime64[us]"), return_inverse=True)
-        text = np.datetime_as_string(a, unit="us").tolist()
-        whole = (a.astype(np.int64) % 1_000_000 == 0).tolist()
-        texts = np.array(['"' + (t[:-7] if w else t) + '+00:00"' for t, w in zip(text, whole)],
-                         dtype=object)
-        cells = texts[back.ravel()].tolist()
-    elif kind in "iu":
-        ints = col.to_numpy(dtype=np.uint64 if kind == "u" else np.int64, na_value=0)
-        cells = list(map(str, ints.tolist()))
-    elif kind == "b":
-        cells = ["true" if v else "false" for v in
-                 col.to_numpy(dtype=bool, na_value=False).tolist()]
-    else:  # strings, floats and whatever a driver put in an extra column
-        encode, quote = _ENCODER.encode, json.encoder.encode_basestring_ascii
-        cells = [quote(v) if v.__class__ is str else "null" if v is None else encode(v)
-                 for v in col.to_numpy(dtype=object, na_value=None).tolist()]
-    if mask.any():
-        for i in np.flatnonzero(mask).tolist():
-            cells[i] = "null"
-    return cells
-
-
-def write_frame_rows(out: IO[str], df: Any, batch: int = 8192) -> int:
-    """A frame written as :func:`write_rows` writes its rows (a JSON array, one row a
-    line), column by column in batches of rows rather than one call per cell; the row
-    count. Float NaN and other missing values are null."""
-    keys = [json.encoder.encode_basestring_ascii(str(c)) + ": " for c in df.columns]
-    heads = ["{" + k if i == 0 else ", " + k for i, k in enumerate(keys)]
-    n = len(df)
-    for b0 in range(0, n, batch):
-        part = df.iloc[b0 : b0 + batch]
-        cols = [[h + c for c in json_cells(part.iloc[:, i])] for i, h in enumerate(heads)]
-        lines = map("".join, zip(*cols))
-        out.write(("[\n" if b0 == 0 else ",\n") + "},\n".join(lines) + "}")
-    out.write("\n]\n" if n else "[\n]\n")
-    return n
-
-
 def project(rows: Iterable[dict], columns: Sequence[str]) -> list[dict]:
     """Rows with exactly ``columns`` in that order (absent ones None), like the frames."""
     get = dict.get
