@@ -103,6 +103,7 @@ class Chain(FilledSource):
             raise ValueError("a chain needs at least one layer")
         self.layers = list(layers)
         self.top = self.layers[-1]
+        self.top_down = self.layers[::-1]
         self.size = self.top.size
         self.name = self.top.path
 
@@ -160,6 +161,58 @@ class Chain(FilledSource):
             if k > 0 and not len(pend_s):
                 break
         return RunTable.concat(parts).sorted()
+
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """Where the bytes of ``[offset, offset+length)`` are when each layer answers with
+        one lookup (see ``Image.locate``): the first layer from the top that holds them, or
+        zeros; None when a layer cannot say at once (the plan or the runs decide)."""
+        end = offset + length
+        for layer in self.top_down:
+            if end > layer.size:
+                return None
+            hit = layer.locate(offset, length)
+            if hit != readplan.HOLE:
+                return hit
+        return readplan.ZERO
+
+    def read(self, offset: int, length: int) -> bytes:
+        """Exactly ``length`` bytes from ``offset``: one lookup and one ``pread`` when the
+        range lies in one unit of a layer (a small read), else the read plan."""
+        self._check_range(offset, length)
+        hit = self.locate(offset, length) if length else None
+        if hit.__class__ is tuple:
+            return hit[0].read(hit[1], length)
+        if hit == readplan.ZERO:
+            return bytes(length)
+        return self._read(offset, length)
+
+    def _read(self, offset: int, length: int) -> bytes:
+        plan = self.plan(offset, offset + length) if length else None
+        hit = readplan.single(plan)
+        if hit.__class__ is tuple:
+            return hit[0].read(hit[1], length)  # one host range: no copy
+        if hit is not None:
+            return bytes(length)
+        buf = bytearray(length)
+        if plan is not None:
+            readplan.fill(plan, offset, memoryview(buf))
+        else:  # the runs: damage reported, compressed units inflated ahead
+            self._fill(offset, memoryview(buf), True)
+        return bytes(buf)
+
+    def readinto(self, offset: int, buffer) -> None:
+        mv = memoryview(buffer).cast("B")
+        self._check_range(offset, len(mv))
+        if not len(mv):
+            return
+        hit = self.locate(offset, len(mv))
+        if hit.__class__ is tuple:
+            hit[0].readinto(hit[1], mv)
+            return
+        if hit == readplan.ZERO:
+            mv[:] = bytes(len(mv))
+            return
+        self._fill(offset, mv, False)
 
     def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
         if len(self.layers) == 1:

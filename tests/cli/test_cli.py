@@ -362,3 +362,33 @@ def test_names_that_are_not_utf8(tmp_path):
                        env=env, capture_output=True)
     assert r.returncode == 0
     assert "/caf\udce9.txt" in [row["path"] for row in json.loads(r.stdout)]
+
+
+# --- the listing against The Sleuth Kit ----------------------------------------------------------
+
+
+@pytest.mark.skipif(not have("mke2fs", "fls"), reason="mke2fs or fls missing")
+def test_ls_r_json_of_a_tree_is_fls_listing(tmp_path):
+    """``ls -r --json`` of an ext4 made by ``mke2fs -d`` lists the paths and inode numbers
+    The Sleuth Kit's ``fls -r -p`` lists; times are ISO 8601 UTC (each distinct time is
+    formatted once)."""
+    tree = tmp_path / "tree"
+    for d in range(12):
+        (tree / f"d{d:02}" / "sub").mkdir(parents=True)
+        for f in range(25):
+            (tree / f"d{d:02}" / f"f{f:02}.txt").write_text("x" * (f * 37))
+        (tree / f"d{d:02}" / "sub" / "deep.bin").write_bytes(bytes(5000))
+    img = tmp_path / "ext4.img"
+    subprocess.run(["mke2fs", "-q", "-t", "ext4", "-d", str(tree), str(img), "16M"],
+                   check=True, capture_output=True)
+    fls = subprocess.run(["fls", "-r", "-p", str(img)], check=True, capture_output=True,
+                         text=True).stdout
+    want = set()
+    for line in fls.splitlines():
+        kind, rest = line.split(" ", 1)
+        addr, path = rest.split(":\t", 1)
+        if "$OrphanFiles" not in path:
+            want.add(("/" + path, int(addr.lstrip("* ").split("-")[0])))
+    got = run_json("ls", "-r", str(img))
+    assert {(r["path"], r["inode"]) for r in got} == want
+    assert all(r["modified"].endswith("+00:00") for r in got)

@@ -29,7 +29,16 @@ from ..schemas import (
     STRUCTURE_FRAME_COLUMNS,
     USER_COLUMNS,
 )
-from .output import cell, human, project, when, write_json, write_rows, write_table
+from .output import (
+    cell,
+    human,
+    json_default,
+    project,
+    when,
+    write_json,
+    write_rows,
+    write_table,
+)
 
 #: what ``info`` shows without --all (the rest is format-internal)
 MAIN_INFO = ("format", "virtual_size", "disk_size", "allocated", "cluster_size", "layers",
@@ -337,8 +346,15 @@ def _file_rows(fs, entries) -> Iterator[dict]:
 
     damaged = fs.volume_damaged()
     known: dict = {}
+    iso: dict = {None: None}  # each distinct time formatted once (files share few)
     for e in entries:
         row = {c: getattr(e, c) for c in FILES_COLUMNS}
+        for c in ("created", "modified", "accessed", "changed"):
+            t = row[c]
+            text = iso.get(t)
+            if text is None and t is not None:
+                text = iso[t] = json_default(t)
+            row[c] = text
         row["damaged"] = fs.damaged(e) if damaged else (None if e.kind == "dir" else 0)
         extra = e.extra
         if extra.keys() != known.keys():

@@ -273,6 +273,14 @@ class Image(FilledSource, Findings):
         holes where this image holds nothing; None when the range needs the runs."""
         return None
 
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """Where the ``length`` bytes at ``offset`` are, when one lookup can say: (source,
+        host offset), ``readplan.ZERO``, ``readplan.HOLE``, or None (the plan or the runs
+        decide). The caller checked the range. Formats override this with a lookup of the
+        one unit a small read lies in (a read over several units is the plan's); by
+        default the plan answers every read."""
+        return None
+
     def inflate_ahead(self, runs, workers: int | None = None) -> None:
         """Inflate the compressed units behind ``runs`` (this image's) in a small thread pool
         (zlib and zstd release the GIL), for :meth:`fill_run` to use. Replaces what an

@@ -52,6 +52,10 @@ class RawImage(Image):
         """One pread: the file is the disk (its holes read as zeros, as the runs say)."""
         return [(start, end, readplan.DATA, start, self.file)]
 
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """The file is the disk: the bytes are where they are."""
+        return self.file, offset
+
     def structures(self) -> list[dict]:
         return [
             structure_row("data", self.path, 0, self.size, "the whole file is the virtual disk")

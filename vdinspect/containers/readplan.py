@@ -22,6 +22,33 @@ SLOW = -1  # a unit state that needs the runs
 SMALL = 8  # units looked up one by one below this; with numpy above
 
 Plan = list[tuple[int, int, int, int, Any]]  # (start, end, kind, host offset, source)
+Located = tuple[Any, int] | int | None  # (source, host offset), ZERO, HOLE, or None
+
+
+def locate_unit(kinds: list[int], state, host, i: int, within: int, length: int,
+                source: Any) -> Located:
+    """The one-lookup answer for ``length`` bytes at ``within`` of unit ``i`` (the caller
+    made sure they lie inside it): (``source``, host offset) for data, ZERO or HOLE, None
+    for a unit the plan or the runs must handle (compressed, damaged, cut short)."""
+    k = kinds[state[i]]
+    if k == DATA:
+        h = int(host[i]) + within
+        if h < 0 or h + length > source.size:
+            return None
+        return source, h
+    if k == ZERO or k == HOLE:
+        return k
+    return None
+
+
+def single(plan: Plan | None) -> Located:
+    """A plan of one piece as :func:`locate_unit` answers; None for anything else."""
+    if plan is None or len(plan) != 1:
+        return None
+    _a, _b, kind, host, source = plan[0]
+    if kind == DATA:
+        return source, host
+    return kind if kind == ZERO or kind == HOLE else None
 
 
 def add_piece(plan: Plan, a: int, b: int, kind: int, host: int = 0, source: Any = None) -> None:

@@ -318,6 +318,18 @@ class ParallelsImage(ParallelsReport, Image):
             pos = stop
         return plan
 
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """One BAT lookup for a read inside one cluster; else the plan decides."""
+        i, within = divmod(offset, self.cluster_size)
+        if within + length > self.cluster_size:
+            return None
+        if i >= len(self.bat) or self._past_eof[i] or self._misplaced[i] or self._partial[i]:
+            return None
+        if self.bat[i] == 0:
+            return readplan.HOLE
+        h = int(self.bat_hosts[i]) + within
+        return (self.file, h) if h + length <= self.file.size else None
+
     def _runs(self, start: int, end: int):
         cs = self.cluster_size
         first, last = start // cs, -(-end // cs)

@@ -213,6 +213,26 @@ class ClusterMap:
             pos = stop
         return plan
 
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """One L2 lookup for a read inside one (sub)cluster; else the plan decides."""
+        unit = self.subcluster_size
+        within = offset % unit
+        if within + length > unit:  # subclusters of one cluster may still be one piece
+            cs = self.cluster_size
+            inside = unit < cs and offset % cs + length <= cs
+            return readplan.single(self.plan(offset, offset + length)) if inside else None
+        i, r = divmod(offset, self.cluster_size * self.l2_entries)
+        l1 = self.l1
+        l1e = int(l1[i]) if i < len(l1) else 0
+        l2_off = l1e & L1E_OFFSET_MASK
+        if l2_off == 0:
+            return None if l1e == 1 and not self.strict else readplan.HOLE
+        if l2_off % self.cluster_size or l2_off + self.cluster_size > self.file.size:
+            return None
+        state, host, _raw = self._l2_units(l2_off)
+        target = self.data_file if self.data_file is not None else self.file
+        return readplan.locate_unit(PLAN_KINDS, state, host, r // unit, within, length, target)
+
     def _compressed_at(self, host, raw, vbase: int):
         """For a read plan: unit ``i`` of an L2 table -> (loader of its inflated compressed
         cluster, the cluster's virtual start), keyed as the runs key it."""

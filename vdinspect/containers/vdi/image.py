@@ -316,6 +316,22 @@ class VdiImage(VdiReport, Image):
             pos = stop
         return plan
 
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """One block map lookup for a read inside one block; else the plan decides."""
+        i, within = divmod(offset, self.block_size)
+        if within + length > self.block_size:
+            return None
+        if i >= len(self.block_map) or self._past_eof[i] or self._crossed[i] or \
+                self._partial[i]:
+            return None
+        e = int(self.block_map[i])
+        if e == BLOCK_FREE:
+            return readplan.HOLE
+        if e == BLOCK_ZERO:
+            return readplan.ZERO
+        h = self._host(i) + within
+        return (self.file, h) if h + length <= self.file.size else None
+
     def _damaged_block(self, i: int):
         """A block whose data runs past the end of the file: what is there, then damaged."""
         bs, n = self.block_size, self.file.size

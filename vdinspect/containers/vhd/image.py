@@ -409,6 +409,30 @@ class VhdImage(VhdReport, Image):
         if pos < last:  # past the end of a too-small BAT (salvage mode only)
             yield Run(pos * bs, end - pos * bs, DAMAGED)
 
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """One BAT lookup and one sector-map search for a read inside one stretch of
+        sectors of one block; else the plan decides."""
+        end = offset + length
+        if self.disk_type == FIXED:
+            return (self.file, offset) if end <= self.data_area else None
+        i, within = divmod(offset, self.block_size)
+        if within + length > self.block_size or i >= len(self.bat):
+            return None
+        kind = self._entry_kind[i]
+        if kind == E_UNUSED:
+            return readplan.HOLE
+        if kind != E_BLOCK:
+            return None
+        starts, stops, states = self._block_states(i)
+        j = int(np.searchsorted(stops, within // SECTOR, side="right"))
+        if within + length > int(stops[j]) * SECTOR:  # the bitmap changes inside the read
+            return None
+        s = int(states[j])
+        if s == S_UNALLOC:
+            return readplan.HOLE
+        h = int(self.bat[i]) * SECTOR + self.bitmap_size + within
+        return (self.file, h) if s == S_DATA and h + length <= self.file.size else None
+
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan: the BAT entry of each block, then its cached sector map."""
         fsize = self.file.size

@@ -186,6 +186,14 @@ class BlockMap:
             plan := [], PLAN_KINDS, self.block_code, self.payload_offset, 0, self.block_size,
             start, end, self.host) else None
 
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """One BAT lookup for a read inside one payload block; else the plan decides."""
+        b, within = divmod(offset, self.block_size)
+        if within + length > self.block_size or b >= len(self.block_code):
+            return None
+        return readplan.locate_unit(PLAN_KINDS, self.block_code, self.payload_offset, b,
+                                    within, length, self.host)
+
     def _runs(self, start: int, end: int):
         bs = self.block_size
         size = self.size

@@ -96,6 +96,10 @@ class Extent:
         """The fast read plan of extent-local ``[start, end)``, or None (take the runs)."""
         return None
 
+    def locate(self, start: int, length: int) -> readplan.Located:
+        """Where extent-local ``[start, start+length)`` is, as ``Image.locate`` answers."""
+        return readplan.single(self.plan(start, start + length))
+
     def structures(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
         return []
@@ -405,6 +409,24 @@ class GrainTableExtent(Extent):
                     return None
             pos = stop
         return plan
+
+    def locate(self, start: int, length: int) -> readplan.Located:
+        """One grain table lookup for a read inside one grain; else the plan decides."""
+        g = self.grain_bytes
+        within = start % g
+        if within + length > g:
+            return None
+        i, r = divmod(start, self.gt_span)
+        if i >= len(self.gd):
+            return readplan.HOLE
+        e = int(self.gd[i])
+        if e < 0:
+            return None
+        if e == 0 or self._empty[i]:
+            return readplan.HOLE
+        state, host, _bound = self._gt(i)
+        return readplan.locate_unit(PLAN_KINDS, state, host, r // g, within, length,
+                                    self.source)
 
     def _compressed_at(self, host, bound, vbase: int):
         """For a read plan: grain ``k`` of a table -> (loader of the inflated grain, its

@@ -322,6 +322,14 @@ class VmdkImage(Image):
             return None  # extents that do not cover the range: the runs say why
         return plan
 
+    def locate(self, offset: int, length: int) -> readplan.Located:
+        """The extent holding the whole range answers; a range over two takes the plan."""
+        ext = self.extents[0] if len(self.extents) == 1 else \
+            self.extents[max(0, bisect.bisect_right(self._starts, offset) - 1)]
+        if ext.start <= offset and offset + length <= ext.end:
+            return ext.locate(offset - ext.start, length)
+        return None
+
     def _read_compressed(self, run: Run) -> bytes:
         vstart, bound = run.extra
         k = max(0, bisect.bisect_right(self._starts, vstart) - 1)
