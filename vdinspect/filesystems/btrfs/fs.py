@@ -412,7 +412,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
             rec = None
         return self._entry(name, sid, ino, rec, 2)
 
-    def _dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry):
         return entry.key
 
     def files(self, path: str = "/", *, recursive: bool = True,
@@ -459,7 +459,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         extra["subvolume"] = pd.array([e.extra.get("subvolume") for e in rows], dtype="Int64")
         return pd.concat([df, extra[df.columns]], ignore_index=True)
 
-    def _hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry):
         if entry.kind != FILE or not entry.links or entry.links < 2:
             return None
         return entry.key

@@ -392,7 +392,7 @@ class XfsFileSystem(FileSystem):
                      note="virtual directory (The Sleuth Kit's $OrphanFiles): inodes "
                           "that no directory entry names", extra=dict.fromkeys(EXTRA_COLUMNS))
 
-    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+    def can_list_deleted_dir(self, entry: Entry) -> bool:
         return self.can_list_deleted(entry)
 
     def can_list_deleted(self, entry: Entry) -> bool:
@@ -423,7 +423,7 @@ class XfsFileSystem(FileSystem):
                           key=r[13], deleted=r[15], recoverable=r[16]) for r in rows]
         return self._add_damage(df, entries)
 
-    def _hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry):
         if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
             return None
         return entry.inode
