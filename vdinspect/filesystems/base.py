@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
+from ..errors import InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
 from ..io import ByteSource
 from ..progress import Progress

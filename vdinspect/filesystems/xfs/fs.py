@@ -22,6 +22,7 @@ from ...errors import (
     UnsupportedFeature,
     VDInspectError,
 )
+from ...frames import files_columns_frame
 from ...io import ByteSource, LRUCache, MemorySource, Zero
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem
 from . import structs as S
@@ -33,7 +34,7 @@ from .inode import Inode, ns_to_datetime
 from .log import LogState, log_state
 from .replay import LOG_NOTE, replay_into
 from .superblock import Geometry, crc_ok, parse
-from .table import rows_frame, walk_rows
+from .table import EXTRA_DTYPES, rows_columns, walk_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -416,12 +417,13 @@ class XfsFileSystem(FileSystem):
             rows = walk_rows(self, top, recursive, deleted)
         finally:
             self._dircache = None
-        df = rows_frame(rows)
+        cols = rows_columns(rows)
 
         def entries() -> list[Entry]:  # only asked for when the volume has damage
             return [Entry(name=r[1], kind=r[3], path=r[0], parent=r[2], inode=r[13],
                           key=r[13], deleted=r[15], recoverable=r[16]) for r in rows]
-        return self._add_damage(df, entries)
+        cols["damaged"] = self.damaged_column(cols["kind"], entries)
+        return files_columns_frame(cols, EXTRA_DTYPES)
 
     def hardlink_key(self, entry: Entry):
         if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
