@@ -34,7 +34,7 @@ from .entry import (  # noqa: F401 (re-exported: drivers import these from here)
 )
 from .extract import Extractor, ExtractReport, damage_text, safe_name  # noqa: F401
 from .reader import FileReader  # noqa: F401
-from .walk import HANDLE, PAYLOAD, Child, Walk
+from .walk import HANDLE, PAYLOAD, Child, Walk, note_entry
 
 
 class FileSystem(Findings):
@@ -192,16 +192,12 @@ class FileSystem(Findings):
             yield top, None
             return
 
-        def note(c: Child, why: str) -> None:  # the note goes on the directory's Entry
-            e = c[PAYLOAD]
-            e.note = why if not e.note else f"{e.note}; {why}"
-
         def each(cb):
             return None if cb is None else (lambda c, why: cb(c[PAYLOAD], why))
 
         walk = Walk(self, self.entry_child(top), self.entry_children, recursive=recursive,
                     deleted=deleted, listable=self.entry_listable, damage=self.entry_damage,
-                    note=note, on_skip=each(on_skip), on_partial=each(on_partial))
+                    note=note_entry, on_skip=each(on_skip), on_partial=each(on_partial))
         for d, kids in walk:
             parent = d[PAYLOAD]
             for c in kids:

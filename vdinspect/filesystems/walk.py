@@ -55,6 +55,13 @@ def damage_note(lost: int) -> str:
     return f"{lost} bytes of the directory could not be read: entries stored there are lost"
 
 
+def note_entry(c: Child, why: str) -> None:
+    """The ``note`` hook of a walk whose payloads are Entries: the note goes on the
+    directory's Entry (its row is built later)."""
+    e = c[PAYLOAD]
+    e.note = why if not e.note else f"{e.note}; {why}"
+
+
 class Walk:
     """One walk below a directory; iterate it for ``(parent, children)`` batches.
 

@@ -418,12 +418,16 @@ class NTFS(FileSystem):
         self, path: str = "/", *, recursive: bool = True, deleted: bool = True
     ) -> pd.DataFrame:
         """The files() frame; for the whole volume it is built column by column from the
-        catalog (listing.volume_frame: the same frame the base class builds, faster)."""
+        catalog (listing.volume_columns: the same frame the base class builds, faster)."""
         if path.strip("/") != "" or not recursive or self.catalog().unusable:
             # (unusable records are named only by directory indexes: the index walk)
             return super().files(path, recursive=recursive, deleted=deleted)
+        from ...frames import files_columns_frame
+
         entries = list(listing.walk_volume(self, deleted, times=False))
-        return self._add_damage(listing.volume_frame(entries), lambda: entries)
+        cols = listing.volume_columns(entries)
+        cols["damaged"] = self.damaged_column(cols["kind"], lambda: entries)
+        return files_columns_frame(cols)
 
 
 def _fixed(raw: bytes) -> bytearray:
