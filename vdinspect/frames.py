@@ -333,6 +333,48 @@ def files_columns_frame(columns: dict, dtypes: dict[str, str] | None = None) -> 
     return pd.DataFrame(data, columns=names + extra, copy=False)
 
 
+def merge_columns(which, a: dict, b: dict) -> dict:
+    """Two sets of columns as one, in row order: row i comes from ``a`` where ``which[i]``
+    (a bool array) is True, else from ``b`` (each in its own order). A column both give
+    as numbers (arrays, masked arrays, lists with None) stays numeric; others become
+    object arrays."""
+    which = np.asarray(which, dtype=bool)
+    n = len(which)
+    at, bt = np.flatnonzero(which), np.flatnonzero(~which)
+    out = {}
+    for k in dict.fromkeys([*a, *b]):
+        parts = [(at, a.get(k)), (bt, b.get(k))]
+        kinds = [v.dtype for _i, v in parts if isinstance(v, np.ndarray) and v.dtype != object]
+        if kinds:
+            try:
+                data = np.zeros(n, dtype=kinds[0])
+                mask = np.zeros(n, dtype=bool)
+                for idx, v in parts:
+                    if v is None:
+                        mask[idx] = True
+                    elif isinstance(v, np.ndarray):
+                        data[idx] = np.ma.getdata(v)
+                        mask[idx] = np.ma.getmaskarray(v)
+                    else:
+                        m = np.fromiter((x is None for x in v), dtype=bool, count=len(v))
+                        data[idx] = [0 if x is None else x for x in v]
+                        mask[idx] = m
+                if data.dtype.kind == "M":
+                    data[mask] = np.datetime64("NaT")
+                    out[k] = data
+                else:
+                    out[k] = np.ma.MaskedArray(data, mask) if mask.any() else data
+                continue
+            except (TypeError, ValueError, OverflowError):
+                pass  # values of another kind: kept as objects below
+        col = np.full(n, None, dtype=object)
+        for idx, v in parts:
+            if v is not None:
+                col[idx] = list(v) if isinstance(v, np.ndarray) else v
+        out[k] = col
+    return out
+
+
 def to_column(values, dtype: str | None):
     """One column of a frame from a list, a numpy array or a numpy masked array."""
     if isinstance(values, np.ma.MaskedArray):
