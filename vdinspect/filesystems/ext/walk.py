@@ -159,7 +159,7 @@ class WalkMixin:
             prefix = "/" if dpath in ("", "/") else dpath + "/"
             parent_rec = d.raw if isinstance(d.raw, InodeRecord) else None
             out = []
-            for c in self.walk_children(d):
+            for c in self._children_for_walk(d):
                 if isinstance(c, Entry):
                     out.append(entry_child(c, dpath, prefix))
                     continue
@@ -209,7 +209,7 @@ class WalkMixin:
                     entries.append(row)
         return order, fast, entries, walk.notes
 
-    def walk_children(self, d: Entry) -> list:
+    def _children_for_walk(self, d: Entry) -> list:
         """A directory's children for the column walk of ``files()``: live dirents stay
         raw, the rest (deleted entries, orphans, the virtual directory) are Entries."""
         if d.key == ("orphans",) or d.deleted or not isinstance(d.raw, InodeRecord):
@@ -255,11 +255,12 @@ def _ns_columns(cols: dict, ns: dict) -> None:
     """Times (nanoseconds, int64 min where absent) as the schema's time columns
     (microseconds) and the full-precision ``*_ns`` columns."""
     for col, k in _TIME_COLS:
-        a = ns[k]
-        nat = a == _NAT
         if col not in cols:
-            cols[col] = np.where(nat, _NAT, a // 1000).view("datetime64[us]")
-        cols[f"{k}_ns"] = np.ma.MaskedArray(np.where(nat, 0, a), nat)
+            a = ns[k]
+            cols[col] = np.where(a == _NAT, _NAT, a // 1000).view("datetime64[us]")
+    for k in ("mtime", "atime", "ctime", "crtime"):
+        a = ns[k]
+        cols[f"{k}_ns"] = np.ma.MaskedArray(np.where(a == _NAT, 0, a), a == _NAT)
 
 
 def entry_columns(entries: list[Entry]) -> dict:

@@ -30,11 +30,6 @@ NAT = np.iinfo(np.int64).min
  RECOVERABLE, TARGET, FLAGS, NOTE, FOUND_BY) = range(21)
 
 
-def _ident(entry: Entry):
-    """What identifies a directory for loop checks (as ``FileSystem._dir_id``)."""
-    return entry.inode if entry.inode is not None else entry.key
-
-
 def _join(parent: str, name: str) -> str:
     return ("/" if parent in ("", "/") else parent + "/") + name
 
@@ -52,7 +47,7 @@ def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> 
     bs = fs.block_size
     start = top.raw if (isinstance(top.raw, Inode) and not top.deleted
                         and top.key != ("orphans",)) else top
-    ident = start.number if isinstance(start, Inode) else _ident(top)
+    ident = start.number if isinstance(start, Inode) else fs.dir_id(top)
     rows: list[tuple] = []
 
     def damage(d) -> int:  # a directory read from its inode (nothing lost silently)
@@ -75,11 +70,11 @@ def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> 
     return rows
 
 
-def _child(row: tuple, handle) -> tuple:
+def _child(fs: XfsFileSystem, row: tuple, handle) -> tuple:
     """A row as a child of the walk: directories carry their inode (or Entry) handle."""
     if row[KIND] != DIR:
         return (row[ROW_PATH], False, None, row[DELETED], None, row)
-    ident = row[INO] if isinstance(handle, int | Inode) else _ident(handle)
+    ident = row[INO] if isinstance(handle, int | Inode) else fs.dir_id(handle)
     return (row[ROW_PATH], True, ident, row[DELETED], handle, row)
 
 
@@ -101,24 +96,24 @@ def _children(fs: XfsFileSystem, d, dpath: str, bs: int) -> list[tuple]:
         for raw in raws:
             got = fast.get(id(raw))
             if got is not None:
-                out.append(_child(*got))
+                out.append(_child(fs, *got))
                 continue
             e = fs.entry_of(raw)
             e.parent, e.path = dpath, _join(dpath, e.name)
             if not raw.deleted and raw.name in new:
                 e.found_by, e.note = "journal", LOG_NOTE
-            out.append(_child(_row_of_entry(e), e))
+            out.append(_child(fs, _row_of_entry(e), e))
         if d.number == fs.geo.rootino and dpath == "/":
             e = fs.orphan_dir_entry()
             e.parent, e.path = dpath, _join(dpath, e.name)
-            out.append(_child(_row_of_entry(e), e))
+            out.append(_child(fs, _row_of_entry(e), e))
         return out
     out = []
     for e in fs.list_dir(d):
         e.parent, e.path = dpath, _join(dpath, e.name)
         handle = e.raw if (isinstance(e.raw, Inode) and not e.deleted and e.kind == DIR
                            and e.key != ("orphans",)) else e
-        out.append(_child(_row_of_entry(e), handle))
+        out.append(_child(fs, _row_of_entry(e), handle))
     return out
 
 
