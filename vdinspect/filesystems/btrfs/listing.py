@@ -167,7 +167,7 @@ def files_columns(fs: BtrfsFileSystem, top: Entry) -> tuple[dict, list]:
     rows: list[tuple] = []
     walk = Walk(fs, (top.path, True, top.key, False, top.key, None), children)
     for _d, kids in walk:
-        rows.extend(c[PAYLOAD] for c in kids)
+        rows += [c[PAYLOAD] for c in kids]
 
     names = ("path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
              "times", "inode", "links", "target", "subvolume", "found_by")

@@ -193,20 +193,14 @@ class WalkMixin:
                 out.append((p, True, ino, False, node, row))
             return out
 
-        order: list[bool] = []
-        fast: list[tuple] = []
-        entries: list[Entry] = []
         walk = Walk(self, self.entry_child(top), children, recursive=recursive,
                     deleted=deleted, listable=self.entry_listable, damage=self.entry_damage)
+        rows: list = []
         for _d, kids in walk:
-            for c in kids:
-                row = c[PAYLOAD]
-                if type(row) is tuple:
-                    order.append(True)
-                    fast.append(row)
-                else:
-                    order.append(False)
-                    entries.append(row)
+            rows += [c[PAYLOAD] for c in kids]
+        order = [type(r) is tuple for r in rows]
+        fast = [r for r, f in zip(rows, order) if f]
+        entries = [r for r, f in zip(rows, order) if not f]
         return order, fast, entries, walk.notes
 
     def _children_for_walk(self, d: Entry) -> list:

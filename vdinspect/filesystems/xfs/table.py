@@ -62,7 +62,7 @@ def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> 
                 deleted=deleted, listable=lambda c: fs.can_list_deleted(c[HANDLE]),
                 damage=damage)
     for _d, kids in walk:
-        rows.extend(c[PAYLOAD] for c in kids)
+        rows += [c[PAYLOAD] for c in kids]
     for at, why in walk.notes.items():
         r = list(rows[at])
         r[NOTE] = why if not r[NOTE] else f"{r[NOTE]}; {why}"
