@@ -163,3 +163,21 @@ def test_files_frame_builder_dtypes():
     assert df["allocated"].isna().all() and str(df["allocated"].dtype) == "Int64"
     assert df["damaged"].isna().tolist() == [False, True]
     assert str(df["flags"].dtype) == "Int64" and df["flags"].isna().tolist() == [False, True]
+
+
+def test_a_lazy_listing_is_read_only_as_far_as_it_is_taken():
+    import itertools
+
+    made = []
+
+    class Lazy(FakeFS):
+        def list_dir(self, entry):
+            def gen():
+                for i in range(100_000):
+                    made.append(i)
+                    yield Entry(name=f"f{i}", kind=FILE, inode=100 + i, key=100 + i)
+            return gen()
+
+    rows = list(itertools.islice(Lazy().iter_entries("/", recursive=False), 10))
+    assert [e.path for e in rows] == [f"/f{i}" for i in range(10)]
+    assert len(made) <= 11

@@ -209,18 +209,22 @@ class FileSystem(Findings):
         the Entry itself."""
         return (e.path, e.kind == DIR, self.dir_id(e), e.deleted, e, e)
 
-    def entry_children(self, d: Child) -> list[Child]:
-        """The walk's listing of a directory whose handle is an Entry: ``list_dir``, with
-        ``path`` and ``parent`` filled in."""
+    def entry_children(self, d: Child) -> Iterator[Child]:
+        """The walk's listing of a directory whose handle is an Entry: ``list_dir`` (asked
+        at once, so that its errors are the walk's; taken lazily), with ``path`` and
+        ``parent`` filled in."""
         parent = d[HANDLE]
+        kids = self.list_dir(parent)
         dpath = parent.path
         prefix = "/" if dpath in ("", "/") else dpath + "/"
-        out = []
-        for c in self.list_dir(parent):
-            c.parent = dpath
-            c.path = prefix + c.name
-            out.append((c.path, c.kind == DIR, self.dir_id(c), c.deleted, c, c))
-        return out
+        dir_id = self.dir_id
+
+        def each() -> Iterator[Child]:
+            for c in kids:
+                c.parent = dpath
+                c.path = prefix + c.name
+                yield (c.path, c.kind == DIR, dir_id(c), c.deleted, c, c)
+        return each()
 
     def entry_listable(self, c: Child) -> bool:
         """Whether the walk may list a deleted directory whose handle is an Entry."""

@@ -63,7 +63,8 @@ def note_entry(c: Child, why: str) -> None:
 
 
 class Walk:
-    """One walk below a directory; iterate it for ``(parent, children)`` batches.
+    """One walk below a directory; iterate it for ``(parent, children)`` pairs, the
+    children an iterator to take in full before the next pair.
 
     ``notes`` maps the row number (0-based, in walk order) of each directory the walk
     could list only in part, or not at all, to why; ``note(child, why)`` hears of each as
@@ -104,11 +105,12 @@ class Walk:
         if self.on_skip is not None:
             self.on_skip(c, why)
 
-    def __iter__(self) -> Iterator[tuple[Child, list]]:
+    def __iter__(self) -> Iterator[tuple[Child, Iterator[Child]]]:
         fs, top = self.fs, self.top
         damaged_volume = self.damage is not None and fs.volume_damaged()
         # ``way``: the directories from the top to the one being listed (``on_way``: the
-        # same as a set); ``listed``: every directory entered, with its deleted flag
+        # same as a set); ``listed``: every directory entered, with its deleted flag (two
+        # names for one directory at every level would double the tree each time)
         stack: list[tuple[Child, int, int | None]] = [(top, 0, None)]
         way: list = []
         on_way: set = set()
@@ -136,29 +138,35 @@ class Walk:
                 self._annotate(d, row, why)
                 self._skip(d, why)
                 continue
-            if not self.deleted:
-                kids = [c for c in kids if not c[DELETED]]
-            first = self.rows
-            self.rows += len(kids)
-            yield d, kids
-            if not self.recursive:
-                continue
-            subdirs = []
-            for i, c in enumerate(kids):
-                if not c[IS_DIR]:
-                    continue
-                cid = c[IDENT]
-                if cid is not None and cid in on_way:
-                    self._skip(c, LOOP)
-                elif cid is not None and (cid, c[DELETED]) in listed:
-                    self._skip(c, HARD_LINK)
-                elif len(way) >= MAX_DEPTH:
-                    self._skip(c, TOO_DEEP)
-                elif len(c[PATH]) > MAX_PATH:
-                    self._skip(c, TOO_LONG)
-                elif c[DELETED] and self.listable is not None and not self.listable(c):
-                    continue
-                else:
-                    listed.add((cid, c[DELETED]))
-                    subdirs.append((c, depth + 1, first + i))
+            subdirs: list = []
+            yield d, self._each(kids, depth, len(way), on_way, listed, subdirs)
             stack.extend(reversed(subdirs))
+
+    def _each(self, kids, depth: int, levels: int, on_way: set, listed: set,
+              subdirs: list) -> Iterator[Child]:
+        """The children of one directory as the consumer takes them (a listing may be
+        lazy: a huge folder is read only as far as it is shown), with the rules for
+        each subdirectory applied after it is handed out."""
+        deleted, recursive, listable = self.deleted, self.recursive, self.listable
+        for c in kids:
+            if c[DELETED] and not deleted:
+                continue
+            row = self.rows
+            self.rows = row + 1
+            yield c
+            if not recursive or not c[IS_DIR]:
+                continue
+            cid = c[IDENT]
+            if cid is not None and cid in on_way:
+                self._skip(c, LOOP)
+            elif cid is not None and (cid, c[DELETED]) in listed:
+                self._skip(c, HARD_LINK)
+            elif levels >= MAX_DEPTH:
+                self._skip(c, TOO_DEEP)
+            elif len(c[PATH]) > MAX_PATH:
+                self._skip(c, TOO_LONG)
+            elif c[DELETED] and listable is not None and not listable(c):
+                continue
+            else:
+                listed.add((cid, c[DELETED]))
+                subdirs.append((c, depth + 1, row))
