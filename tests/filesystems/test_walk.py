@@ -181,3 +181,16 @@ def test_a_lazy_listing_is_read_only_as_far_as_it_is_taken():
     rows = list(itertools.islice(Lazy().iter_entries("/", recursive=False), 10))
     assert [e.path for e in rows] == [f"/f{i}" for i in range(10)]
     assert len(made) <= 11
+
+
+def test_merge_columns_interleaves_in_row_order():
+    from vdinspect.frames import merge_columns
+
+    t = np.array([10, 30], dtype="datetime64[us]")
+    out = merge_columns([True, False, True],
+                        {"n": np.array([1, 3]), "s": ["a", "c"], "t": t},
+                        {"n": [None], "s": ["b"], "t": np.array(["NaT"], "datetime64[us]")})
+    assert np.ma.getdata(out["n"]).tolist()[::2] == [1, 3]
+    assert np.ma.getmaskarray(out["n"]).tolist() == [False, True, False]
+    assert list(out["s"]) == ["a", "b", "c"]
+    assert out["t"].astype("int64").tolist()[::2] == [10, 30] and np.isnat(out["t"][1])
