@@ -1,7 +1,8 @@
 """The one directory walk every ``files()`` and ``iter_entries()`` goes through.
 
 A driver supplies a directory listing, as fsspec's archive filesystems do: a callable
-``children(child) -> list of Child`` for the directory a Child names. The walk owns the
+``children(child) -> iterable of Child`` for the directory a Child names (it may be
+lazy: the walk hands children out as the caller takes them). The walk owns the
 rules (docs/design.md "The walk"), written here once:
 
 - depth first with an explicit stack: a directory's children together, in the order the
@@ -14,21 +15,21 @@ rules (docs/design.md "The walk"), written here once:
   be read (no finding: most deleted directories cannot);
 - an unreadable directory (``CorruptImage``, any ``VDInspectError`` in salvage mode) is
   skipped with a finding and a note on its row; on a volume with damaged ranges,
-  ``damage(child)`` bytes of a directory that could not be read give a finding and a
-  note on its row.
+  ``damage(child)`` bytes of a directory that could not be read (asked before it is
+  listed) give a finding and a note on its row.
 
 A child is a plain tuple (fast paths make thousands): ``(path, is_dir, ident, deleted,
 handle, payload)``. ``is_dir``: a directory the walk may enter; ``ident``: what
-identifies the directory for loop checks (None: not checked); ``handle``: what
-``children`` is called with (the driver's own: an Entry, an inode, a tree key);
+identifies the directory for loop checks (None: not checked); ``handle``: what the
+driver lists the directory by (an Entry, an inode, a tree key; ``children`` gets the
+whole child tuple and reads it);
 ``payload``: the row as the driver keeps it (an Entry, raw inode bytes, a tuple), which
 the walk never reads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 
 from ..errors import CorruptImage, VDInspectError
 from .entry import MAX_DEPTH, MAX_PATH
@@ -42,12 +43,6 @@ LOOP = "directory loop (points back to an ancestor); not followed"
 HARD_LINK = "directory already listed under another name (a directory hard link); not followed"
 TOO_DEEP = f"deeper than {MAX_DEPTH} levels; not followed"
 TOO_LONG = f"path longer than {MAX_PATH} characters; not followed"
-
-
-def child(path: str, is_dir: bool, ident: Hashable | None, deleted: bool, handle: Any,
-          payload: Any) -> Child:
-    """A child record (the tuple the walk reads), spelled out."""
-    return (path, is_dir, ident, deleted, handle, payload)
 
 
 def damage_note(lost: int) -> str:
@@ -73,7 +68,7 @@ class Walk:
     part. ``damage`` is asked only on a volume with damaged ranges.
     """
 
-    def __init__(self, fs, top: Child, children: Callable[[Child], list],
+    def __init__(self, fs, top: Child, children: Callable[[Child], Iterable[Child]],
                  *, recursive: bool = True, deleted: bool = True,
                  listable: Callable[[Child], bool] | None = None,
                  damage: Callable[[Child], int] | None = None,
