@@ -194,3 +194,26 @@ def test_merge_columns_interleaves_in_row_order():
     assert np.ma.getmaskarray(out["n"]).tolist() == [False, True, False]
     assert list(out["s"]) == ["a", "b", "c"]
     assert out["t"].astype("int64").tolist()[::2] == [10, 30] and np.isnat(out["t"][1])
+
+
+def test_list_listings_follow_the_same_rules():
+    """A fast path's children come as lists of tuples: same order and findings."""
+    from vdinspect.filesystems.walk import Walk
+
+    fs = FakeFS()
+
+    def children(d):
+        if d[4] == 6:
+            raise CorruptImage("fake: directory 6 is unreadable")
+        prefix = "/" if d[0] == "/" else d[0] + "/"
+        return [(prefix + n, k == DIR, i, dl, i, (n, i)) for n, i, k, dl in TREE.get(d[4], [])]
+
+    walk = Walk(fs, ("/", True, 1, False, 1, None), children,
+                listable=lambda c: c[4] != 5)
+    rows = [c[0] for _d, kids in walk for c in kids]
+    assert rows == ["/a", "/c", "/gone", "/unread", "/a/b", "/a/alias", "/a/b/up",
+                    "/a/b/f", "/c/g"]  # /gone is not listable here
+    assert walk.notes == {3: "unreadable directory: fake: directory 6 is unreadable"}
+    msgs = messages(fs)
+    assert any(m.startswith("/a/b/up: directory loop") for m in msgs)
+    assert any(m.startswith("/a/alias: directory already listed") for m in msgs)

@@ -58,8 +58,9 @@ def note_entry(c: Child, why: str) -> None:
 
 
 class Walk:
-    """One walk below a directory; iterate it for ``(parent, children)`` pairs, the
-    children an iterator to take in full before the next pair.
+    """One walk below a directory; iterate it for ``(parent, children)`` pairs: the
+    children as the driver gave them (a list, or an iterator handing them out lazily),
+    to be taken in full before the next pair.
 
     ``notes`` maps the row number (0-based, in walk order) of each directory the walk
     could list only in part, or not at all, to why; ``note(child, why)`` hears of each as
@@ -134,34 +135,51 @@ class Walk:
                 self._skip(d, why)
                 continue
             subdirs: list = []
-            yield d, self._each(kids, depth, len(way), on_way, listed, subdirs)
+            if isinstance(kids, list):  # a fast path's listing: handed out as it is
+                if not self.deleted:
+                    kids = [c for c in kids if not c[DELETED]]
+                first = self.rows
+                self.rows += len(kids)
+                yield d, kids
+                if self.recursive:
+                    for i, c in enumerate(kids):
+                        if c[IS_DIR]:
+                            self._enter(c, first + i, depth, len(way), on_way, listed,
+                                        subdirs)
+            else:
+                yield d, self._each(kids, depth, len(way), on_way, listed, subdirs)
             stack.extend(reversed(subdirs))
 
     def _each(self, kids, depth: int, levels: int, on_way: set, listed: set,
               subdirs: list) -> Iterator[Child]:
         """The children of one directory as the consumer takes them (a listing may be
-        lazy: a huge folder is read only as far as it is shown), with the rules for
-        each subdirectory applied after it is handed out."""
-        deleted, recursive, listable = self.deleted, self.recursive, self.listable
+        lazy: a huge folder is read only as far as it is shown), each subdirectory
+        checked after it is handed out."""
+        deleted, recursive = self.deleted, self.recursive
         for c in kids:
             if c[DELETED] and not deleted:
                 continue
             row = self.rows
             self.rows = row + 1
             yield c
-            if not recursive or not c[IS_DIR]:
-                continue
-            cid = c[IDENT]
-            if cid is not None and cid in on_way:
-                self._skip(c, LOOP)
-            elif cid is not None and (cid, c[DELETED]) in listed:
-                self._skip(c, HARD_LINK)
-            elif levels >= MAX_DEPTH:
-                self._skip(c, TOO_DEEP)
-            elif len(c[PATH]) > MAX_PATH:
-                self._skip(c, TOO_LONG)
-            elif c[DELETED] and listable is not None and not listable(c):
-                continue
-            else:
-                listed.add((cid, c[DELETED]))
-                subdirs.append((c, depth + 1, row))
+            if recursive and c[IS_DIR]:
+                self._enter(c, row, depth, levels, on_way, listed, subdirs)
+
+    def _enter(self, c: Child, row: int, depth: int, levels: int, on_way: set,
+               listed: set, subdirs: list) -> None:
+        """The rules for a subdirectory (``levels``: directories from the top to its
+        parent): queued to be listed, or reported and not followed."""
+        cid = c[IDENT]
+        if cid is not None and cid in on_way:
+            self._skip(c, LOOP)
+        elif cid is not None and (cid, c[DELETED]) in listed:
+            self._skip(c, HARD_LINK)
+        elif levels >= MAX_DEPTH:
+            self._skip(c, TOO_DEEP)
+        elif len(c[PATH]) > MAX_PATH:
+            self._skip(c, TOO_LONG)
+        elif c[DELETED] and self.listable is not None and not self.listable(c):
+            return
+        else:
+            listed.add((cid, c[DELETED]))
+            subdirs.append((c, depth + 1, row))
