@@ -106,7 +106,13 @@ def build_column(values: list, dtype: str | None):
         return np.array(values, dtype=dtype)
     if dtype == "string":
         return text_array(values)
-    if dtype == "Int64":  # a value no int64 holds can only be garbage read from a damaged image
+    if dtype == "Int64":
+        try:  # the common case, every value present and in range, at C speed
+            return pd.arrays.IntegerArray(np.array(values, dtype=np.int64),
+                                          np.zeros(len(values), dtype=bool))
+        except (TypeError, OverflowError, ValueError):
+            pass
+        # a value no int64 holds can only be garbage read from a damaged image: NA
         values = [v if v is None or -(1 << 63) <= v < 1 << 63 else None for v in values]
     return pd.array(values, dtype=dtype)
 
@@ -280,13 +286,113 @@ FILES_DTYPES = {"path": "string", "name": "string", "parent": "string", "kind": 
 
 
 def files_frame(rows: list[dict]) -> pd.DataFrame:
-    """The ``files()`` frame: times as datetime64[us, UTC] (NaT when absent), extras after.
+    """The ``files()`` frame from rows (``Entry.row()`` dicts): their columns, through
+    :func:`files_columns_frame`."""
+    return files_columns_frame(row_columns(rows))
 
-    Extra (driver-specific) columns get a nullable dtype inferred from their values.
+
+def row_columns(rows: list[dict]) -> dict[str, list]:
+    """Rows (dicts) as columns: the ``files()`` columns first, then every other key."""
+    keys = list(FILES_DTYPES) + ["damaged"]
+    keys += dict.fromkeys(k for r in rows for k in r if k not in FILES_DTYPES
+                          and k != "damaged")
+    have = {k for r in rows for k in r} if rows else set(FILES_DTYPES)
+    return {k: [r.get(k) for r in rows] for k in keys if k in have or k in FILES_DTYPES}
+
+
+def entry_columns(entries: list, extra: bool = True) -> dict[str, list]:
+    """Entries (anything with the ``files()`` fields as attributes and an ``extra`` dict)
+    as columns; with ``extra``, the extra dicts' keys after them."""
+    cols = {c: [getattr(e, c) for e in entries] for c in FILES_DTYPES}
+    if extra:
+        for k in dict.fromkeys(k for e in entries for k in e.extra):
+            cols[k] = [e.extra.get(k) for e in entries]
+    return cols
+
+
+def files_columns_frame(columns: dict, dtypes: dict[str, str] | None = None) -> pd.DataFrame:
+    """The ``files()`` frame, the one builder every driver's listing goes through.
+
+    ``columns`` maps column names to lists, numpy arrays or numpy masked arrays (masked:
+    NA), all of one length: the schemas.FILES_COLUMNS (absent ones are NA), ``damaged``
+    (bytes, placed after ``target``), then the driver's extra columns, kept in their
+    order. Times are datetimes or numpy datetime64 of any unit (shown in microseconds,
+    NaT when absent). ``dtypes`` names an extra column's dtype; unnamed ones are inferred
+    from their values.
     """
-    extra = list(dict.fromkeys(k for r in rows for k in r if k not in FILES_DTYPES))
-    dtypes = dict(FILES_DTYPES, **{k: None for k in extra})
-    return _frame(rows, FILES_COLUMNS + extra, dtypes)
+    n = len(next(iter(columns.values()))) if columns else 0
+    names = list(FILES_COLUMNS)
+    if "damaged" in columns:
+        names.insert(names.index("target") + 1, "damaged")
+    extra = [k for k in columns if k not in FILES_DTYPES and k != "damaged"]
+    want = dict(FILES_DTYPES, damaged="Int64", **{k: (dtypes or {}).get(k) for k in extra})
+    data = {}
+    for c in names + extra:
+        v = columns.get(c)
+        data[c] = to_column([None] * n if v is None else v, want[c])
+    return pd.DataFrame(data, columns=names + extra, copy=False)
+
+
+def merge_columns(which, a: dict, b: dict) -> dict:
+    """Two sets of columns as one, in row order: row i comes from ``a`` where ``which[i]``
+    (a bool array) is True, else from ``b`` (each in its own order). A column both give
+    as numbers (arrays, masked arrays, lists with None) stays numeric; others become
+    object arrays."""
+    which = np.asarray(which, dtype=bool)
+    n = len(which)
+    at, bt = np.flatnonzero(which), np.flatnonzero(~which)
+    out = {}
+    for k in dict.fromkeys([*a, *b]):
+        parts = [(at, a.get(k)), (bt, b.get(k))]
+        kinds = [v.dtype for _i, v in parts if isinstance(v, np.ndarray) and v.dtype != object]
+        if kinds:
+            try:
+                data = np.zeros(n, dtype=kinds[0])
+                mask = np.zeros(n, dtype=bool)
+                for idx, v in parts:
+                    if v is None:
+                        mask[idx] = True
+                    elif isinstance(v, np.ndarray):
+                        data[idx] = np.ma.getdata(v)
+                        mask[idx] = np.ma.getmaskarray(v)
+                    else:
+                        m = np.fromiter((x is None for x in v), dtype=bool, count=len(v))
+                        data[idx] = [0 if x is None else x for x in v]
+                        mask[idx] = m
+                if data.dtype.kind == "M":
+                    data[mask] = np.datetime64("NaT")
+                    out[k] = data
+                else:
+                    out[k] = np.ma.MaskedArray(data, mask) if mask.any() else data
+                continue
+            except (TypeError, ValueError, OverflowError):
+                pass  # values of another kind: kept as objects below
+        col = np.full(n, None, dtype=object)
+        for idx, v in parts:
+            if v is not None:
+                col[idx] = list(v) if isinstance(v, np.ndarray) else v
+        out[k] = col
+    return out
+
+
+def to_column(values, dtype: str | None):
+    """One column of a frame from a list, a numpy array or a numpy masked array."""
+    if isinstance(values, np.ma.MaskedArray):
+        mask = np.ma.getmaskarray(values)
+        if dtype in ("boolean", "bool") or values.dtype == bool:
+            return pd.arrays.BooleanArray(values.data.astype(bool), mask)
+        return pd.arrays.IntegerArray(values.data.astype(np.int64), mask)
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind == "M":
+            us = values.astype("datetime64[us]")
+            return pd.Series(us).dt.tz_localize("UTC").array
+        if dtype == "Int64":
+            return pd.arrays.IntegerArray(values.astype(np.int64),
+                                          np.zeros(len(values), dtype=bool))
+        if dtype in ("int64", "bool"):
+            return values.astype(dtype)
+        values = values.tolist()
+    return build_column(list(values), dtype)
 
 
 def _utc_us(col: pd.Series) -> pd.Series:

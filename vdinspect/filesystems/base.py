@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
+from ..errors import InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
 from ..io import ByteSource
 from ..progress import Progress
@@ -34,6 +34,7 @@ from .entry import (  # noqa: F401 (re-exported: drivers import these from here)
 )
 from .extract import Extractor, ExtractReport, damage_text, safe_name  # noqa: F401
 from .reader import FileReader  # noqa: F401
+from .walk import HANDLE, PAYLOAD, Child, Walk, note_entry
 
 
 class FileSystem(Findings):
@@ -130,7 +131,9 @@ class FileSystem(Findings):
         return structures_frame(self.structure_rows())
 
     # --- paths ----------------------------------------------------------------------
-    def _same(self, a: str, b: str) -> bool:
+    def same_name(self, a: str, b: str) -> bool:
+        """Whether two names are one name on this volume (``case_sensitive``; drivers
+        with their own folding override it)."""
         if self.case_sensitive:
             return a == b
         return a.casefold() == b.casefold()
@@ -148,8 +151,8 @@ class FileSystem(Findings):
             if entry.kind != DIR:
                 raise NotFound(f"{self.name}: {'/' + '/'.join(parts[:i])} is not a directory")
             children = self.list_dir(entry)
-            live = [c for c in children if not c.deleted and self._same(c.name, part)]
-            dead = [c for c in children if c.deleted and self._same(c.name, part)]
+            live = [c for c in children if not c.deleted and self.same_name(c.name, part)]
+            dead = [c for c in children if c.deleted and self.same_name(c.name, part)]
             exact = [c for c in live if c.name == part]
             pick = (exact or live or (dead if deleted else []))
             if not pick:
@@ -175,89 +178,73 @@ class FileSystem(Findings):
         Directory loops (an entry naming a directory already on the way down) are
         reported as findings and not followed.
         """
-        for e, _ in self._walk(path, recursive=recursive, deleted=deleted):
+        for e, _ in self.walk_entries(path, recursive=recursive, deleted=deleted):
             yield e
 
-    def _walk(self, path: str = "/", *, recursive: bool = True, deleted: bool = True,
-              on_skip=None, on_partial=None) -> Iterator[tuple[Entry, Entry | None]]:
-        """``iter_entries`` as (entry, parent entry) pairs; ``on_skip(entry, reason)`` hears
-        of every directory not listed (loops, too deep, unreadable), ``on_partial(entry,
-        reason)`` of every directory listed only in part (some of its bytes unreadable)."""
+    def walk_entries(self, path: str = "/", *, recursive: bool = True, deleted: bool = True,
+                     on_skip=None, on_partial=None) -> Iterator[tuple[Entry, Entry | None]]:
+        """``iter_entries`` as (entry, parent entry) pairs, through the one walk
+        (:mod:`.walk`); ``on_skip(entry, reason)`` hears of every directory not listed
+        (loops, too deep, unreadable), ``on_partial(entry, reason)`` of every directory
+        listed only in part (some of its bytes unreadable)."""
         top = self.lookup(path, deleted=deleted)
-        damaged_volume = self.volume_damaged()
         if top.kind != DIR:
             yield top, None
             return
 
-        def skip(entry: Entry, reason: str) -> None:
-            self.finding("error", "directory", None, f"{entry.path or '/'}: {reason}")
-            if on_skip is not None:
-                on_skip(entry, reason)
+        def each(cb):
+            return None if cb is None else (lambda c, why: cb(c[PAYLOAD], why))
 
-        # depth-first with an explicit stack; ``way`` holds the directories from the top to
-        # the one being listed (and ``on_way`` the same as a set, for loop checks)
-        stack: list[tuple[Entry, int]] = [(top, 0)]
-        way: list = []
-        on_way: set = set()
-        # each directory is listed once (live and deleted apart): two names for one
-        # directory at every level (directory hard links) would double the tree each time
-        listed: set = {(self._dir_id(top), top.deleted)}
-        while stack:
-            d, depth = stack.pop()
-            while len(way) > depth:
-                on_way.discard(way.pop())
-            ident = self._dir_id(d)
-            way.append(ident)
-            on_way.add(ident)
-            try:
-                children = self.list_dir(d)
-            except VDInspectError as e:
-                if self.strict and not isinstance(e, CorruptImage):
-                    raise
-                skip(d, f"unreadable directory: {e}")
-                continue
-            if damaged_volume:
-                why = self.report_directory_damage(d)
-                if why and on_partial is not None:
-                    on_partial(d, why)
-            subdirs = []
-            for c in children:
-                if c.deleted and not deleted:
-                    continue
-                c.parent = d.path
-                c.path = join_path(d.path, c.name)
-                yield c, d
-                if recursive and c.kind == DIR:
-                    cid = self._dir_id(c)
-                    if cid is not None and cid in on_way:
-                        skip(c, "directory loop (points back to an ancestor); not followed")
-                        continue
-                    if cid is not None and (cid, c.deleted) in listed:
-                        skip(c, "directory already listed under another name (a directory "
-                                "hard link); not followed")
-                        continue
-                    if len(way) >= MAX_DEPTH:
-                        skip(c, f"deeper than {MAX_DEPTH} levels; not followed")
-                        continue
-                    if len(c.path) > MAX_PATH:
-                        skip(c, f"path longer than {MAX_PATH} characters; not followed")
-                        continue
-                    if c.deleted and not self._can_list_deleted_dir(c):
-                        continue
-                    listed.add((cid, c.deleted))
-                    subdirs.append((c, depth + 1))
-            stack.extend(reversed(subdirs))
+        walk = Walk(self, self.entry_child(top), self.entry_children, recursive=recursive,
+                    deleted=deleted, listable=self.entry_listable, damage=self.entry_damage,
+                    note=note_entry, on_skip=each(on_skip), on_partial=each(on_partial))
+        for d, kids in walk:
+            parent = d[PAYLOAD]
+            for c in kids:
+                yield c[PAYLOAD], parent
 
-    def _hardlink_key(self, entry: Entry):
+    # --- the walk's protocol: what a driver may override ----------------------------
+    def entry_child(self, e: Entry) -> Child:
+        """An Entry as a child record of the walk (:mod:`.walk`): handle and payload are
+        the Entry itself."""
+        return (e.path, e.kind == DIR, self.dir_id(e), e.deleted, e, e)
+
+    def entry_children(self, d: Child) -> Iterator[Child]:
+        """The walk's listing of a directory whose handle is an Entry: ``list_dir`` (asked
+        at once, so that its errors are the walk's; taken lazily), with ``path`` and
+        ``parent`` filled in."""
+        parent = d[HANDLE]
+        kids = self.list_dir(parent)
+        dpath = parent.path
+        prefix = "/" if dpath in ("", "/") else dpath + "/"
+        dir_id = self.dir_id
+
+        def each() -> Iterator[Child]:
+            for c in kids:
+                c.parent = dpath
+                c.path = prefix + c.name
+                yield (c.path, c.kind == DIR, dir_id(c), c.deleted, c, c)
+        return each()
+
+    def entry_listable(self, c: Child) -> bool:
+        """Whether the walk may list a deleted directory whose handle is an Entry."""
+        return self.can_list_deleted_dir(c[HANDLE])
+
+    def entry_damage(self, d: Child) -> int:
+        """Bytes of a directory (handle: an Entry) that could not be read."""
+        return self.directory_damage(d[HANDLE])
+
+    def hardlink_key(self, entry: Entry):
         """What makes two file entries names of one file (extraction links them), or None.
         Drivers with hard links override it; the default links nothing."""
         return None
 
-    def _dir_id(self, entry: Entry):
-        """What identifies a directory for loop detection (its inode by default)."""
+    def dir_id(self, entry: Entry):
+        """What identifies a directory for the walk's loop and hard-link checks (its inode
+        by default); None: not checked."""
         return entry.inode if entry.inode is not None else entry.key
 
-    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+    def can_list_deleted_dir(self, entry: Entry) -> bool:
         """Whether a deleted directory's contents may still be listed."""
         return True
 
@@ -284,10 +271,12 @@ class FileSystem(Findings):
     def files(self, path: str = "/", *, recursive: bool = True,
               deleted: bool = True) -> pd.DataFrame:
         """The docs/design.md ``files()`` frame for everything below ``path``."""
-        from ..frames import files_frame
+        from ..frames import entry_columns, files_columns_frame
 
         entries = list(self.iter_entries(path, recursive=recursive, deleted=deleted))
-        return self._add_damage(files_frame([e.row() for e in entries]), lambda: entries)
+        cols = entry_columns(entries)
+        cols["damaged"] = self.damaged_column(cols["kind"], lambda: entries)
+        return files_columns_frame(cols)
 
     # --- damage: bytes that cannot be read ------------------------------------------
     def volume_damaged(self) -> bool:
@@ -309,17 +298,6 @@ class FileSystem(Findings):
         except VDInspectError:
             return 0
 
-    def report_directory_damage(self, entry: Entry) -> str | None:
-        """Note on a directory's row and an error finding when part of its own data cannot
-        be read (a driver's own fast walk calls it too); the reason, or None."""
-        lost = self.directory_damage(entry)
-        if not lost:
-            return None
-        why = f"{lost} bytes of the directory could not be read: entries stored there are lost"
-        entry.note = why if not entry.note else f"{entry.note}; {why}"
-        self.finding("error", "directory", None, f"{entry.path or '/'}: {why}")
-        return why
-
     def damaged(self, path: str | Entry) -> int | None:
         """How many bytes of a file's data could not be read (the ``damaged`` column);
         None when the entry has no content to check (a directory, an unreadable file)."""
@@ -331,23 +309,24 @@ class FileSystem(Findings):
         except VDInspectError:
             return None
 
-    def _add_damage(self, df: pd.DataFrame, entries, sound=None) -> pd.DataFrame:
-        """Insert the ``damaged`` column after ``target``; ``entries()`` gives the rows'
-        Entries and is called only when the volume has damaged ranges at all. A driver may
-        pass ``sound()``: per row, True where it already knows the data misses the damage
-        (a bulk test cheaper than building each file's content)."""
+    def damaged_column(self, kinds, entries, sound=None):
+        """The ``damaged`` column of a listing (a numpy masked array: NA for folders)
+        from its ``kind`` column; ``entries()`` gives the rows' Entries and is called only
+        when the volume has damaged ranges at all. A driver may pass ``sound()``: per row,
+        True where it already knows the data misses the damage (a bulk test cheaper than
+        building each file's content)."""
         import numpy as np
-        import pandas as pd
 
-        if len(df) and self.volume_damaged():
+        n = len(kinds)
+        if n and self.volume_damaged():
             ok = sound() if sound is not None else None
-            col = pd.array([0 if ok is not None and ok[i] else self.damaged(e)
-                            for i, e in enumerate(entries())], dtype="Int64")
-        else:  # nothing on the volume is damaged: 0 for every file, NA for directories
-            is_dir = df["kind"].to_numpy(dtype=object) == DIR
-            col = pd.arrays.IntegerArray(np.zeros(len(df), dtype=np.int64), is_dir)
-        df.insert(df.columns.get_loc("target") + 1, "damaged", col)
-        return df
+            vals = [0 if ok is not None and ok[i] else self.damaged(e)
+                    for i, e in enumerate(entries())]
+            return np.ma.MaskedArray([v or 0 for v in vals], [v is None for v in vals],
+                                     dtype=np.int64)
+        # nothing on the volume is damaged: 0 for every file, NA for directories
+        return np.ma.MaskedArray(np.zeros(n, dtype=np.int64),
+                                 np.asarray(kinds, dtype=object) == DIR)
 
     def plot_sizes(self, path: str = "/", ax=None, depth: int = 2, **kw):
         """A treemap of the file sizes below ``path`` (matplotlib; see vdinspect.viz)."""

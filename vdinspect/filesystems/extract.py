@@ -139,7 +139,7 @@ class Extractor:
     def _link(self, e: Entry, host: str) -> bool:
         """Make a second name of a file already written a hard link to it (as tar does):
         a thousand names for one big file cost one copy. False when it must be written."""
-        key = self.fs._hardlink_key(e)
+        key = self.fs.hardlink_key(e)
         first = self.links.get(key) if key is not None else None
         if first is None or os.path.lexists(host):
             return False
@@ -163,9 +163,9 @@ class Extractor:
             not_followed.add(id(e))
 
         if top.kind == DIR:
-            pairs = list(self.fs._walk(path, recursive=recursive, deleted=deleted,
-                                       on_skip=on_skip, on_partial=lambda e, why:
-                                       self.report.incomplete.append((e.path, why))))
+            pairs = list(self.fs.walk_entries(path, recursive=recursive, deleted=deleted,
+                                              on_skip=on_skip, on_partial=lambda e, why:
+                                              self.report.incomplete.append((e.path, why))))
         else:
             pairs = [(top, None)]
         walk_top = pairs[0][1] if pairs else None
@@ -212,7 +212,7 @@ class Extractor:
                     pass
                 elif e.kind == FILE:
                     n, cut, bad = self._write_file(e, host)
-                    key = self.fs._hardlink_key(e)
+                    key = self.fs.hardlink_key(e)
                     if key is not None and not cut and not bad:
                         self.links.setdefault(key, (host, e.path))
                     self.report.written.append(host)

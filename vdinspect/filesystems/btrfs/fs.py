@@ -31,7 +31,7 @@ from . import structs as S
 from .compress import DecompressError, decompress
 from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
 from .data import BtrfsData
-from .listing import NO_INODE_NOTE, TreeIndex, files_frame
+from .listing import NO_INODE_NOTE, TreeIndex, files_columns
 from .recovery import ORPHANS_NAME, Deleted, Gone, find_deleted
 from .report import ReportMixin
 from .rescue import lost_dir_note, rescue
@@ -458,7 +458,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
             rec = None
         return self._entry(name, sid, ino, rec, 2)
 
-    def _dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry):
         return entry.key
 
     def files(self, path: str = "/", *, recursive: bool = True,
@@ -469,7 +469,16 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         if not recursive or top.kind != DIR or not isinstance(top.key, tuple) or (
                 top.key[1] is None):
             return super().files(path, recursive=recursive, deleted=deleted)
-        df = files_frame(self, top)
+        from ...frames import files_columns_frame
+
+        cols, keys = files_columns(self, top)
+
+        def entries() -> list[Entry]:  # only asked for when the volume has damaged ranges
+            return [Entry(name=nm, kind=k, size=s or 0, path=p, inode=i, key=key)
+                    for nm, k, s, p, i, key in zip(cols["name"], cols["kind"], cols["size"],
+                                                   cols["path"], cols["inode"], keys)]
+        cols["damaged"] = self.damaged_column(cols["kind"], entries)
+        df = files_columns_frame(cols, {"subvolume": "Int64"})
         return self._with_deleted(df, top) if deleted else df
 
     def _with_deleted(self, df: pd.DataFrame, top: Entry) -> pd.DataFrame:
@@ -480,7 +489,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
             return df
         import pandas as pd
 
-        from ...frames import files_frame as entries_frame
+        from ...frames import entry_columns, files_columns_frame
 
         dirs = {top.key: "/" if top.path in ("", "/") else top.path}
         d = df[df.kind == "dir"]
@@ -502,11 +511,13 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
                 todo += [(c, e.path) for c in self.list_dir(e)]
         if not rows:
             return df
-        extra = self._add_damage(entries_frame([e.row() for e in rows]), lambda: rows)
-        extra["subvolume"] = pd.array([e.extra.get("subvolume") for e in rows], dtype="Int64")
+        cols = entry_columns(rows, extra=False)
+        cols["damaged"] = self.damaged_column(cols["kind"], lambda: rows)
+        cols["subvolume"] = [e.extra.get("subvolume") for e in rows]
+        extra = files_columns_frame(cols, {"subvolume": "Int64"})
         return pd.concat([df, extra[df.columns]], ignore_index=True)
 
-    def _hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry):
         if entry.kind != FILE or not entry.links or entry.links < 2:
             return None
         return entry.key

@@ -4,8 +4,8 @@ Listing directory by directory searches the tree once per inode (a descent from 
 each time); a recursive listing instead reads every leaf of the FS tree once, in key order,
 keeping the INODE_ITEMs and DIR_INDEX entries, then walks the directories in memory. The
 rows and their order are those of the generic walk (a directory's children in DIR_INDEX
-order, then each subdirectory's, depth first); subvolumes met on the way are scanned the
-same way when reached.
+order, then each subdirectory's, depth first: the one walk of :mod:`..walk`); subvolumes
+met on the way are scanned the same way when reached.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import VDInspectError
-from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
+from ..base import DIR, FILE, OTHER, SYMLINK, Entry
+from ..walk import HANDLE, PATH, PAYLOAD, Walk
 from . import structs as S
 from .rescue import lost_dir_note
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from .fs import BtrfsFileSystem
 
 _MODE_KIND = {0o040000: DIR, 0o100000: FILE, 0o120000: SYMLINK}
@@ -101,37 +100,26 @@ class TreeIndex:
                 kids.append((name, loc[0], loc[1], ft))
 
 
+JOURNAL_NOTE = "replayed from the tree log (fsync'd)"
 NO_INODE_NOTE = ("no INODE_ITEM for this name (its tree block is unreadable or the item "
                  "is gone): size and content unknown")
 
 
-def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
-    """Every entry below the directory ``top`` (recursive), as the files() frame."""
-    import numpy as np
-    import pandas as pd
-
-    from ...frames import FILES_DTYPES, build_column
-
+def files_columns(fs: BtrfsFileSystem, top: Entry) -> tuple[dict, list]:
+    """Every entry below the directory ``top`` (recursive), through the one walk
+    (:mod:`..walk`): the files() columns (with ``subvolume``) and each row's (tree,
+    inode) key."""
     unpack = S.INODE_ITEM_FMT.unpack
     index = fs.tree_index
 
-    rows: list[tuple] = []
-    keys: list[tuple] = []
-    found: list[str] = []
-    idx_notes: list[str] = []  # the notes of the rows found_by 'backup', in order
-    tree0, ino0 = top.key
-    stack = [(tree0, ino0, "/" if top.path in ("", "/") else top.path, 0)]
-    listed = {(tree0, ino0)}
-    way: list[tuple[int, int]] = []
-    while stack:
-        tree, ino, dpath, depth = stack.pop()
-        del way[depth:]
-        way.append((tree, ino))
+    def children(d: tuple) -> list[tuple]:
+        tree, ino = d[HANDLE]
         idx = index(tree)
         if idx is None:
-            continue
+            return []
+        dpath = "/" if d[PATH] in ("", "/") else d[PATH]
         prefix = "/" if dpath == "/" else dpath + "/"
-        subdirs = []
+        out = []
         for raw, loc_obj, loc_type, ftype in idx.dirs.get(ino, ()):
             name = raw.decode("utf-8", "surrogateescape")
             if not raw or b"/" in raw or raw in (b".", b".."):
@@ -154,16 +142,16 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                 fs.problem("DIR_INDEX", None, f"{name!r}: location type {loc_type}")
                 continue
             path = prefix + name
-            keys.append((ctree, cino))
-            found.append("journal" if (ino, raw) in idx.journal else
-                         "backup" if (ino, raw) in idx.rescued else "index")
-            if (ino, raw) in idx.rescued:
-                idx_notes.append(idx.rescued[(ino, raw)])
+            key = (ino, raw)
+            found = ("journal" if key in idx.journal else
+                     "backup" if key in idx.rescued else "index")
+            note = (None if found == "index" else idx.rescued[key] if found == "backup"
+                    else JOURNAL_NOTE)
             target = None
             if rec is None:
                 kind = DIR if loc_type == S.ROOT_ITEM else _FT_KIND.get(ftype, OTHER)
-                rows.append((path, name, dpath, kind, 0, None, None, None, None, _NO_TIMES,
-                             cino, None, None, ctree))
+                row = (path, name, dpath, kind, 0, None, None, None, None, _NO_TIMES,
+                       cino, None, None, ctree, found, note)
             else:
                 f = unpack(rec)
                 mode = f[8]
@@ -177,64 +165,40 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                     except VDInspectError:
                         if fs.strict:
                             raise
-                rows.append((path, name, dpath, kind, f[2], f[3], mode, f[6], f[7],
-                             f[16:24], cino, f[5], target, ctree))
-            if kind != DIR or cino is None:
-                continue
-            cid = (ctree, cino)
-            if cid in way:
-                fs.finding("error", "directory", None,
-                           f"{path}: directory loop (points back to an ancestor); not followed")
-            elif cid in listed:
-                fs.finding("error", "directory", None, f"{path}: directory already listed "
-                           "under another name (a directory hard link); not followed")
-            elif depth + 1 >= MAX_DEPTH:
-                fs.finding("error", "directory", None, f"{path}: deeper than {MAX_DEPTH} "
-                           "levels; not followed")
-            elif len(path) > MAX_PATH:
-                fs.finding("error", "directory", None,
-                           f"{path}: path longer than {MAX_PATH} characters; not followed")
+                row = (path, name, dpath, kind, f[2], f[3], mode, f[6], f[7], f[16:24],
+                       cino, f[5], target, ctree, found, note)
+            if kind == DIR and cino is not None:
+                out.append((path, True, (ctree, cino), False, (ctree, cino), row))
             else:
-                listed.add(cid)
-                subdirs.append((ctree, cino, path, depth + 1))
-        stack.extend(reversed(subdirs))
+                out.append((path, False, None, False, None, row))
+        return out
+
+    rows: list[tuple] = []
+    walk = Walk(fs, (top.path, True, top.key, False, top.key, None), children)
+    for _d, kids in walk:
+        rows += [c[PAYLOAD] for c in kids]
 
     names = ("path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
-             "times", "inode", "links", "target", "subvolume")
+             "times", "inode", "links", "target", "subvolume", "found_by", "note")
     n = len(rows)
     cols = dict(zip(names, (list(c) for c in zip(*rows)))) if rows else {c: [] for c in names}
+    keys = list(zip(cols["subvolume"], cols["inode"]))
     # the inode's timespecs (atime, ctime, mtime, otime: seconds, nanoseconds), in bulk
-    ts = np.array(cols["times"], dtype=np.uint64).reshape(n, 8)
-    times = {}
+    ts = np.array(cols.pop("times"), dtype=np.uint64).reshape(n, 8)
     for c, k in (("accessed", 0), ("changed", 2), ("modified", 4), ("created", 6)):
         sec, nsec = ts[:, k].view(np.int64), np.minimum(ts[:, k + 1], 999_999_999)
         ok = ((sec != 0) | (nsec != 0)) & (np.abs(sec) < 1 << 42)
         us = np.where(ok, sec * 1_000_000 + (nsec // 1000).astype(np.int64), _NAT)
-        times[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
-    cols["found_by"] = found
-    notes = iter(idx_notes)
-    cols["note"] = [None if f == "index" else next(notes) if f == "backup" else
-                    "replayed from the tree log (fsync'd)" for f in found]
-    for i, r in enumerate(rows):  # a name whose inode item is gone: nothing to read
-        if r[10] is not None and r[5] is None and r[3] != DIR:
+        cols[c] = us.view("datetime64[us]")
+    for i, r in enumerate(rows):
+        if r[10] is not None and r[5] is None and r[3] != DIR:  # no inode item: no bytes
             cols["note"][i] = NO_INODE_NOTE
         elif r[3] == DIR and r[10] is not None and (li := index(keys[i][0])) is not None \
-                and r[10] in li.lost_dirs:
+                and r[10] in li.lost_dirs:  # a folder that lost names with a leaf
             cols["note"][i] = lost_dir_note(li.lost_dirs[r[10]])
-    data = {}
-    for c, dtype in FILES_DTYPES.items():
-        if c in times:
-            data[c] = times[c]
-        elif c in ("deleted", "recoverable"):
-            data[c] = np.zeros(n, dtype=bool)
-        else:
-            data[c] = build_column(cols[c], dtype)
-    data["subvolume"] = pd.array(cols["subvolume"], dtype="Int64")
-    df = pd.DataFrame(data, columns=list(FILES_DTYPES) + ["subvolume"])
-
-    def entries() -> list[Entry]:  # only asked for when the volume has damaged ranges
-        return [Entry(name=nm, kind=k, size=s or 0, path=p, inode=i, key=key)
-                for nm, k, s, p, i, key in zip(cols["name"], cols["kind"], cols["size"],
-                                               cols["path"], cols["inode"], keys)]
-
-    return fs._add_damage(df, entries)
+    for at, why in walk.notes.items():
+        old = cols["note"][at]
+        cols["note"][at] = why if old is None else f"{old}; {why}"
+    cols["deleted"] = cols["recoverable"] = np.zeros(n, dtype=bool)
+    cols["subvolume"] = cols.pop("subvolume")  # the extra column, after the schema's
+    return cols, keys

@@ -198,10 +198,10 @@ class DirectoryMixin:
         key = ExfatKey(rc, 0, 0, False, root=True)
         return Entry(name="", kind=DIR, path="/", inode=2, key=key)
 
-    def _dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry):
         return ("cluster", entry.key.cluster)
 
-    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+    def can_list_deleted_dir(self, entry: Entry) -> bool:
         runs, problem = self.stream_runs(entry.key, min(entry.key.size, MAX_DIR_BYTES), "")
         return problem is None and bool(runs)
 

@@ -81,6 +81,6 @@ class UpcaseMixin:
         units = np.frombuffer(name.encode("utf-16-le", "surrogatepass"), dtype=NAME_UNIT_DTYPE)
         return self.upcase[units].tobytes().decode("utf-16-le", "surrogatepass")
 
-    def _same(self, a: str, b: str) -> bool:
+    def same_name(self, a: str, b: str) -> bool:
         return self._name_key(a) == self._name_key(b)
 

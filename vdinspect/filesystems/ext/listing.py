@@ -397,16 +397,16 @@ class ListingMixin:
             return None
         return int(bmap.pblk[i] + (lblk - bmap.lblk[i]))
 
-    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+    def can_list_deleted_dir(self, entry: Entry) -> bool:
         return entry.key == ("orphans",) or entry.recoverable
 
-    def _hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry):
         """Live names of one inode with more than one link are hard links."""
         if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
             return None
         return entry.inode
 
-    def _dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry):
         return entry.inode if entry.inode is not None else entry.key
 
 

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ...errors import CorruptImage, InvalidArgument, VDInspectError
+from ...errors import InvalidArgument
 from ...layout import offset_of, struct_format
-from ..base import DIR, FILE, MAX_DEPTH, Entry
+from ..base import DIR, FILE, Entry
+from ..walk import HANDLE, PAYLOAD, Walk
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
 from .inode import (
     EPOCH,
@@ -55,6 +56,8 @@ class WalkMixin:
         precision, nanoseconds since the epoch), ``dtime`` (deletion time, seconds),
         ``flags`` (i_flags) and ``note`` (why a deleted file is or is not recoverable).
         """
+        from ...frames import files_columns_frame, merge_columns
+
         self.column_walk += 1
         self.dirent_cache = {}  # the orphan search reads every directory again
         try:
@@ -62,10 +65,18 @@ class WalkMixin:
         finally:
             self.column_walk -= 1
             self.dirent_cache = None
-        df = assemble_files(order, fast, entries, self.huge_file, self.block_size)
-        for row, why in notes.items():  # directories listed from partly unreadable blocks
-            old = df.at[row, "note"]
-            df.at[row, "note"] = why if not isinstance(old, str) else f"{old}; {why}"
+        if not entries:
+            cols = fast_columns(fast, self.huge_file, self.block_size)
+        elif not fast:
+            cols = entry_columns(entries)
+        else:
+            cols = merge_columns(np.array(order, dtype=bool),
+                                 fast_columns(fast, self.huge_file, self.block_size),
+                                 entry_columns(entries))
+        if notes:  # directories listed from partly unreadable blocks
+            col = cols["note"] = list(cols["note"])
+            for row, why in notes.items():
+                col[row] = why if not isinstance(col[row], str) else f"{col[row]}; {why}"
 
         def all_entries() -> list[Entry]:  # only asked for when the volume has damage
             f, e = iter(fast), iter(entries)
@@ -81,7 +92,9 @@ class WalkMixin:
                     out.append(next(e))
             return out
 
-        return self._add_damage(df, all_entries, lambda: self._sound_rows(order, fast))
+        cols["damaged"] = self.damaged_column(cols["kind"], all_entries,
+                                              lambda: self._sound_rows(order, fast))
+        return files_columns_frame(cols, EXTRA_DTYPES)
 
     def _sound_rows(self, order: list[bool], fast: list[tuple]) -> list[bool]:
         """Per row of the column walk, True for a plain file whose extents (all in the
@@ -119,144 +132,80 @@ class WalkMixin:
         return out
 
     def _walk_columns(self, path: str, recursive: bool, deleted: bool):
-        """The walk of ``FileSystem.iter_entries`` (same order, loop and depth rules), with
-        plain live files and directories kept as raw inode records instead of Entries.
+        """The rows below ``path`` through the one walk (:mod:`..walk`), with plain live
+        files and directories kept as raw inode records instead of Entries.
 
         Returns (order, fast, entries, notes): ``order`` says for each row whether it
         comes from ``fast`` (path, name, parent, inode, record bytes) or ``entries`` (Entry
-        objects); ``notes`` maps rows of directories with unreadable blocks to a note.
+        objects); ``notes`` maps rows of directories listed in part (or not at all) to a
+        note.
         """
         top = self.lookup(path, deleted=deleted)
-        order: list[bool] = []
-        fast: list[tuple] = []
-        entries: list[Entry] = []
         if top.kind != DIR:
-            order.append(False)
-            entries.append(top)
-            return order, fast, entries, {}
+            return [False], [], [top], {}
         ipg = self.inodes_per_group
         count = self.sb.inodes_count
         unpack = _FAST_FIELDS.unpack_from
-        stack: list[tuple[Entry, tuple, int | None]] = [(top, (self._dir_id(top),), None)]
-        listed = {(self._dir_id(top), top.deleted)}  # as FileSystem._walk: each dir once
-        notes: dict[int, str] = {}
-        damaged_volume = self.volume_damaged()
-        while stack:
-            d, ancestors, row = stack.pop()
-            try:
-                kids = self._children_for_walk(d)
-            except VDInspectError as e:
-                if self.strict and not isinstance(e, CorruptImage):
-                    raise
-                self.finding(
-                    "error", "directory", None, f"{d.path or '/'}: unreadable directory: {e}"
-                )
-                if row is not None:
-                    notes[row] = f"unreadable directory: {e}"
-                continue
-            if damaged_volume:  # as FileSystem._walk: say what could not be listed
-                why = self.report_directory_damage(d)
-                if why and row is not None:
-                    notes[row] = why
-            subdirs = []
+        dir_id = self.dir_id
+
+        def entry_child(e: Entry, dpath: str, prefix: str) -> tuple:
+            e.parent = dpath
+            e.path = prefix + e.name
+            return (e.path, e.kind == DIR, dir_id(e), e.deleted, e, e)
+
+        def children(dc: tuple) -> list[tuple]:
+            d = dc[HANDLE]
             dpath = d.path
             prefix = "/" if dpath in ("", "/") else dpath + "/"
             parent_rec = d.raw if isinstance(d.raw, InodeRecord) else None
-            for c in kids:
+            out = []
+            for c in self._children_for_walk(d):
                 if isinstance(c, Entry):
-                    if c.deleted and not deleted:
-                        continue
-                    c.parent = dpath
-                    c.path = prefix + c.name
-                    order.append(False)
-                    entries.append(c)
-                    child_dir = c.kind == DIR
-                    ident = self._dir_id(c)
-                    node = c
-                else:  # a live dirent: cheap when it is a plain file or directory
-                    ino = c.inode
-                    raw = None
-                    if 1 <= ino <= count:
-                        g = (ino - 1) // ipg
-                        if g < len(self.itable_ok) and self.itable_ok[g]:
-                            raw, off = self.inode_bytes(g, ino - 1 - g * ipg)
-                    mode = links = dtime = iflags = 0
-                    if raw is not None:
-                        mode, dtime, links, iflags = unpack(raw, 0)
-                    ftype = mode & S_IFMT
-                    if (
-                        raw is None
-                        or ino in self.journal_inodes
-                        or not links
-                        or dtime
-                        or iflags & _FLAGS_NOTED
-                        or ftype not in (S_IFREG, S_IFDIR)
-                    ):
-                        e = self.child_entry(c, parent_rec)  # anything unusual: the full way
-                        e.parent = dpath
-                        e.path = prefix + e.name
-                        order.append(False)
-                        entries.append(e)
-                        child_dir = e.kind == DIR
-                        ident = self._dir_id(e)
-                        node = e
-                    else:
-                        name = self.entry_name(c.name, parent_rec)
-                        p = prefix + name
-                        order.append(True)
-                        fast.append((p, name, dpath, ino, raw))
-                        child_dir = ftype == S_IFDIR
-                        if child_dir and recursive:
-                            rec = InodeRecord(ino, raw, off, self.huge_file, self.block_size)
-                            node = Entry(
-                                name=name,
-                                kind=DIR,
-                                path=p,
-                                parent=dpath,
-                                inode=ino,
-                                key=ino,
-                                raw=rec,
-                                size=rec.size,
-                                links=links,
-                            )
-                        ident = ino
-                if recursive and child_dir:
-                    if ident is not None and ident in ancestors:
-                        self.finding(
-                            "error",
-                            "directory",
-                            None,
-                            f"{node.path}: directory "
-                            "loop (points back to an ancestor); not followed",
-                        )
-                        continue
-                    if ident is not None and (ident, node.deleted) in listed:
-                        self.finding(
-                            "error",
-                            "directory",
-                            None,
-                            f"{node.path}: directory already listed under another name "
-                            "(a directory hard link); not followed",
-                        )
-                        continue
-                    if len(ancestors) >= MAX_DEPTH:
-                        self.finding(
-                            "error",
-                            "directory",
-                            None,
-                            f"{node.path}: deeper than {MAX_DEPTH} levels; not followed",
-                        )
-                        continue
-                    if node.deleted and not self._can_list_deleted_dir(node):
-                        continue
-                    listed.add((ident, node.deleted))
-                    subdirs.append((node, ancestors + (ident,), len(order) - 1))
-            stack.extend(reversed(subdirs))
-        return order, fast, entries, notes
+                    out.append(entry_child(c, dpath, prefix))
+                    continue
+                # a live dirent: cheap when it is a plain file or directory
+                ino = c.inode
+                raw = None
+                if 1 <= ino <= count:
+                    g = (ino - 1) // ipg
+                    if g < len(self.itable_ok) and self.itable_ok[g]:
+                        raw, off = self.inode_bytes(g, ino - 1 - g * ipg)
+                mode = links = dtime = iflags = 0
+                if raw is not None:
+                    mode, dtime, links, iflags = unpack(raw, 0)
+                ftype = mode & S_IFMT
+                if (raw is None or ino in self.journal_inodes or not links or dtime
+                        or iflags & _FLAGS_NOTED or ftype not in (S_IFREG, S_IFDIR)):
+                    # anything unusual: the full way
+                    out.append(entry_child(self.child_entry(c, parent_rec), dpath, prefix))
+                    continue
+                name = self.entry_name(c.name, parent_rec)
+                p = prefix + name
+                row = (p, name, dpath, ino, raw)
+                if ftype != S_IFDIR:
+                    out.append((p, False, None, False, None, row))
+                    continue
+                node = None
+                if recursive:  # what the walk lists it with
+                    rec = InodeRecord(ino, raw, off, self.huge_file, self.block_size)
+                    node = Entry(name=name, kind=DIR, path=p, parent=dpath, inode=ino,
+                                 key=ino, raw=rec, size=rec.size, links=links)
+                out.append((p, True, ino, False, node, row))
+            return out
+
+        walk = Walk(self, self.entry_child(top), children, recursive=recursive,
+                    deleted=deleted, listable=self.entry_listable, damage=self.entry_damage)
+        rows: list = []
+        for _d, kids in walk:
+            rows += [c[PAYLOAD] for c in kids]
+        order = [type(r) is tuple for r in rows]
+        fast = [r for r, f in zip(rows, order) if f]
+        entries = [r for r, f in zip(rows, order) if not f]
+        return order, fast, entries, walk.notes
 
     def _children_for_walk(self, d: Entry) -> list:
-        """A directory's children for the column walk: live dirents stay raw, the rest
-        (deleted entries, orphans, the virtual directory) are Entries."""
+        """A directory's children for the column walk of ``files()``: live dirents stay
+        raw, the rest (deleted entries, orphans, the virtual directory) are Entries."""
         if d.key == ("orphans",) or d.deleted or not isinstance(d.raw, InodeRecord):
             return self.list_dir(d)
         rec = d.raw
@@ -291,36 +240,39 @@ def _us_of(t: dt.datetime | None) -> int:
     return (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
 
 
-def _int_array(vals: list, pd):
-    """A nullable Int64 array from Python ints and None, built through numpy."""
-    mask = np.array([v is None for v in vals], dtype=bool)
-    data = np.array([0 if v is None else v for v in vals], dtype=np.int64)
-    return pd.arrays.IntegerArray(data, mask)
+#: the dtypes of the ext extra columns
+EXTRA_DTYPES = dict.fromkeys(("mtime_ns", "atime_ns", "ctime_ns", "crtime_ns", "dtime",
+                              "flags"), "Int64")
 
 
-def files_table(entries: list[Entry]) -> pd.DataFrame:
-    """Entries as the ``files()`` frame: the schema of ``frames.files_frame`` with the ext
-    extra columns typed (nanosecond times and flags as Int64, note as string)."""
-    import pandas as pd
+def _ns_columns(cols: dict, ns: dict) -> None:
+    """Times (nanoseconds, int64 min where absent) as the schema's time columns
+    (microseconds) and the full-precision ``*_ns`` columns."""
+    for col, k in _TIME_COLS:
+        if col not in cols:
+            a = ns[k]
+            cols[col] = np.where(a == _NAT, _NAT, a // 1000).view("datetime64[us]")
+    for k in ("mtime", "atime", "ctime", "crtime"):
+        a = ns[k]
+        cols[f"{k}_ns"] = np.ma.MaskedArray(np.where(a == _NAT, 0, a), a == _NAT)
 
-    from ...frames import FILES_COLUMNS, text_array
+
+def entry_columns(entries: list[Entry]) -> dict:
+    """The files() columns of Entries: times decoded in bulk from the inode records of
+    the entries files() built, the ext extra columns typed."""
+    from ...frames import entry_columns as base_columns
 
     n = len(entries)
-    # times: decoded in bulk from the inode records of the entries built by files()
-    bulk = [
-        i
-        for i, e in enumerate(entries)
-        if isinstance(e.raw, InodeRecord) and "mtime_ns" not in e.extra
-    ]
+    bulk = [i for i, e in enumerate(entries)
+            if isinstance(e.raw, InodeRecord) and "mtime_ns" not in e.extra]
     ns = {k: np.full(n, _NAT, dtype=np.int64) for _, k in _TIME_COLS}
     if bulk:
         by_size: dict[int, list[int]] = {}
         for i in bulk:
             by_size.setdefault(len(entries[i].raw.raw), []).append(i)
         for size, idx in by_size.items():
-            recs = np.frombuffer(b"".join(entries[i].raw.raw for i in idx), dtype=np.uint8).reshape(
-                len(idx), size
-            )
+            recs = np.frombuffer(b"".join(entries[i].raw.raw for i in idx),
+                                 dtype=np.uint8).reshape(len(idx), size)
             dec = decode_times_bulk(recs)
             for _, k in _TIME_COLS:
                 ns[k][idx] = dec[k]
@@ -332,7 +284,7 @@ def files_table(entries: list[Entry]) -> pd.DataFrame:
             v = x.get(f"{k}_ns")
             if v is not None:
                 ns[k][i] = v
-    us_cols = {}
+    cols = base_columns(entries, extra=False)
     for col, k in _TIME_COLS:
         a = ns[k]
         us = np.where(a == _NAT, _NAT, a // 1000)
@@ -340,41 +292,11 @@ def files_table(entries: list[Entry]) -> pd.DataFrame:
             e = entries[i]
             if e.extra.get(f"{k}_ns") is None and getattr(e, col) is not None:
                 us[i] = _us_of(getattr(e, col))  # an entry with a datetime but no ns column
-        us_cols[col] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
-
-    def strings(vals):
-        return text_array(vals)
-
-    cols: dict = {}
-    cols["path"] = strings([e.path for e in entries])
-    cols["name"] = strings([e.name for e in entries])
-    cols["parent"] = strings([e.parent for e in entries])
-    cols["kind"] = strings([e.kind for e in entries])
-    cols["size"] = np.array([e.size for e in entries], dtype=np.int64)
-    cols["allocated"] = _int_array([e.allocated for e in entries], pd)
-    cols["mode"] = _int_array([e.mode for e in entries], pd)
-    cols["uid"] = _int_array([e.uid for e in entries], pd)
-    cols["gid"] = _int_array([e.gid for e in entries], pd)
-    cols.update(us_cols)
-    cols["inode"] = _int_array([e.inode for e in entries], pd)
-    cols["links"] = _int_array([e.links for e in entries], pd)
-    cols["deleted"] = np.array([e.deleted for e in entries], dtype=bool)
-    cols["recoverable"] = np.array([e.recoverable for e in entries], dtype=bool)
-    cols["target"] = strings([e.target for e in entries])
-    cols["found_by"] = strings([e.found_by for e in entries])
-    cols["note"] = strings([e.note for e in entries])
-    cols = {c: cols[c] for c in FILES_COLUMNS}
-    for col, k in (
-        ("mtime_ns", "mtime"),
-        ("atime_ns", "atime"),
-        ("ctime_ns", "ctime"),
-        ("crtime_ns", "crtime"),
-    ):
-        a = ns[k]
-        cols[col] = pd.arrays.IntegerArray(np.where(a == _NAT, 0, a), a == _NAT)
-    cols["dtime"] = _int_array([e.extra.get("dtime") for e in entries], pd)
-    cols["flags"] = _int_array([e.extra.get("flags") for e in entries], pd)
-    return pd.DataFrame(cols)
+        cols[col] = us.view("datetime64[us]")
+    _ns_columns(cols, ns)
+    cols["dtime"] = [e.extra.get("dtime") for e in entries]
+    cols["flags"] = [e.extra.get("flags") for e in entries]
+    return cols
 
 
 def _sizes(rec: np.ndarray) -> np.ndarray:
@@ -389,12 +311,9 @@ def _u(rec: np.ndarray, name: str) -> np.ndarray:
     return rec[name].astype(np.int64)
 
 
-def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFrame:
-    """Rows of live plain files and directories, decoded column-wise from their records."""
-    import pandas as pd
-
-    from ...frames import text_array
-
+def fast_columns(fast: list[tuple], huge_file: bool, block_size: int) -> dict:
+    """The files() columns of live plain files and directories, decoded column-wise from
+    their inode records."""
     n = len(fast)
     paths, names, parents, inos, raws = zip(*fast) if n else ((), (), (), (), ())
     isz = len(raws[0]) if n else INODE_CLASSIC
@@ -409,64 +328,25 @@ def fast_table(fast: list[tuple], huge_file: bool, block_size: int) -> pd.DataFr
         allocated = blocks * np.where(flags & FL_HUGE_FILE, block_size, 512)
     else:
         allocated = blocks * 512
-    times = decode_times_bulk(recs)
-    nat = np.iinfo(np.int64).min
-
-    def ints(a):
-        return pd.arrays.IntegerArray(np.asarray(a, dtype=np.int64), np.zeros(n, dtype=bool))
-
-    def tcol(a):
-        us = np.where(a == nat, nat, a // 1000)
-        return pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
-
-    def nsint(a):
-        return pd.arrays.IntegerArray(np.where(a == nat, 0, a), a == nat)
-
     cols = {
-        "path": text_array(list(paths)),
-        "name": text_array(list(names)),
-        "parent": text_array(list(parents)),
-        "kind": text_array(np.where(mode & S_IFMT == S_IFDIR, DIR, FILE).tolist()),
+        "path": list(paths),
+        "name": list(names),
+        "parent": list(parents),
+        "kind": np.where(mode & S_IFMT == S_IFDIR, DIR, FILE).astype(object),
         "size": _sizes(rec),
-        "allocated": ints(allocated),
-        "mode": ints(mode),
-        "uid": ints(_u(rec, "i_uid") | (_u(rec, "l_i_uid_high") << 16)),
-        "gid": ints(_u(rec, "i_gid") | (_u(rec, "l_i_gid_high") << 16)),
-        "created": tcol(times["crtime"]),
-        "modified": tcol(times["mtime"]),
-        "accessed": tcol(times["atime"]),
-        "changed": tcol(times["ctime"]),
-        "inode": ints(inos),
-        "links": ints(_u(rec, "i_links_count")),
+        "allocated": np.ma.MaskedArray(allocated, False),
+        "mode": np.ma.MaskedArray(mode, False),
+        "uid": np.ma.MaskedArray(_u(rec, "i_uid") | (_u(rec, "l_i_uid_high") << 16), False),
+        "gid": np.ma.MaskedArray(_u(rec, "i_gid") | (_u(rec, "l_i_gid_high") << 16), False),
+        "inode": np.ma.MaskedArray(np.array(inos, dtype=np.int64), False),
+        "links": np.ma.MaskedArray(_u(rec, "i_links_count"), False),
         "deleted": np.zeros(n, dtype=bool),
         "recoverable": np.zeros(n, dtype=bool),
-        "target": text_array([None] * n),
-        "found_by": text_array(["index"] * n),
-        "note": text_array([None] * n),
-        "mtime_ns": nsint(times["mtime"]),
-        "atime_ns": nsint(times["atime"]),
-        "ctime_ns": nsint(times["ctime"]),
-        "crtime_ns": nsint(times["crtime"]),
-        "dtime": pd.arrays.IntegerArray(np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)),
-        "flags": ints(flags),
+        "target": np.full(n, None, dtype=object),
+        "found_by": np.full(n, "index", dtype=object),
+        "note": np.full(n, None, dtype=object),
     }
-    return pd.DataFrame(cols)
-
-
-def assemble_files(
-    order: list[bool], fast: list[tuple], entries: list[Entry], huge_file: bool, block_size: int
-) -> pd.DataFrame:
-    """The files() frame from the column walk: fast rows and Entry rows, in walk order."""
-    import pandas as pd
-
-
-    if not fast:
-        return files_table(entries)
-    a = fast_table(fast, huge_file, block_size)
-    if not entries:
-        return a
-    b = files_table(entries)
-    flags = np.array(order, dtype=bool)
-    a.index = np.flatnonzero(flags)
-    b.index = np.flatnonzero(~flags)
-    return pd.concat([a, b]).sort_index(kind="stable").reset_index(drop=True)
+    _ns_columns(cols, decode_times_bulk(recs))
+    cols["dtime"] = np.ma.MaskedArray(np.zeros(n, dtype=np.int64), True)
+    cols["flags"] = np.ma.MaskedArray(flags, False)
+    return cols

@@ -95,7 +95,7 @@ class RecoveryMixin:
         """Whether cluster ``c`` exists and is free in the active FAT."""
         return 2 <= c <= self.max_cluster and self.fat.get(c) == 0
 
-    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+    def can_list_deleted_dir(self, entry: Entry) -> bool:
         return self.is_free(entry.key.cluster)
 
     def not_an_entry(self, name11: bytes, attr: int, first: int, size: int) -> str | None:

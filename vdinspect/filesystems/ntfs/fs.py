@@ -339,7 +339,7 @@ class NTFS(FileSystem):
             return name.upper()  # the same for ASCII when $UpCase maps a-z as usual
         return name.translate(table)
 
-    def _same(self, a: str, b: str) -> bool:
+    def same_name(self, a: str, b: str) -> bool:
         return listing.same(self, a, b)
 
     # --- the FileSystem protocol ------------------------------------------------------
@@ -385,13 +385,13 @@ class NTFS(FileSystem):
         """Deleted names in directory ``n``'s index slack that ``listed`` lacks."""
         return directory.slack_listing(self, n, listed)
 
-    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+    def can_list_deleted_dir(self, entry: Entry) -> bool:
         return not recovery.name_only(entry)
 
-    def _hardlink_key(self, entry: Entry) -> tuple | None:
+    def hardlink_key(self, entry: Entry) -> tuple | None:
         return listing.hardlink_key(entry)
 
-    def _dir_id(self, entry: Entry) -> int | tuple:
+    def dir_id(self, entry: Entry) -> int | tuple:
         return listing.dir_id(entry)
 
     def info_fields(self) -> dict:
@@ -418,12 +418,16 @@ class NTFS(FileSystem):
         self, path: str = "/", *, recursive: bool = True, deleted: bool = True
     ) -> pd.DataFrame:
         """The files() frame; for the whole volume it is built column by column from the
-        catalog (listing.volume_frame: the same frame the base class builds, faster)."""
+        catalog (listing.volume_columns: the same frame the base class builds, faster)."""
         if path.strip("/") != "" or not recursive or self.catalog().unusable:
             # (unusable records are named only by directory indexes: the index walk)
             return super().files(path, recursive=recursive, deleted=deleted)
+        from ...frames import files_columns_frame
+
         entries = list(listing.walk_volume(self, deleted, times=False))
-        return self._add_damage(listing.volume_frame(entries), lambda: entries)
+        cols = listing.volume_columns(entries)
+        cols["damaged"] = self.damaged_column(cols["kind"], lambda: entries)
+        return files_columns_frame(cols)
 
 
 def _fixed(raw: bytes) -> bytearray:

@@ -24,6 +24,7 @@ from ...errors import (
     UnsupportedFeature,
     VDInspectError,
 )
+from ...frames import files_columns_frame
 from ...io import ByteSource, LRUCache, MemorySource, Zero
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem
 from . import structs as S
@@ -37,7 +38,7 @@ from .intents import Intents
 from .log import LogState, log_state
 from .replay import LOG_NOTE, replay_into
 from .superblock import Geometry, crc_ok, parse
-from .table import rows_frame, walk_rows
+from .table import EXTRA_DTYPES, rows_columns, walk_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -398,7 +399,7 @@ class XfsFileSystem(FileSystem):
                      note="virtual directory (The Sleuth Kit's $OrphanFiles): inodes "
                           "that no directory entry names", extra=dict.fromkeys(EXTRA_COLUMNS))
 
-    def _can_list_deleted_dir(self, entry: Entry) -> bool:
+    def can_list_deleted_dir(self, entry: Entry) -> bool:
         return self.can_list_deleted(entry)
 
     def can_list_deleted(self, entry: Entry) -> bool:
@@ -408,12 +409,9 @@ class XfsFileSystem(FileSystem):
 
     def files(self, path: str = "/", *, recursive: bool = True,
               deleted: bool = True) -> pd.DataFrame:
-        """The ``files()`` frame, built column-wise (same rows as the generic walk).
-
-        Extra columns: ``mtime_ns``, ``atime_ns``, ``ctime_ns``, ``crtime_ns``
-        (nanoseconds since the epoch), ``flags`` (di_flags) and ``note`` (why a deleted
-        file is or is not recoverable, or what is odd about an entry).
-        """
+        """The ``files()`` frame, built column-wise (same rows as the generic walk). Extra
+        columns: ``mtime_ns``, ``atime_ns``, ``ctime_ns``, ``crtime_ns`` (nanoseconds since
+        the epoch) and ``flags`` (di_flags)."""
         top = self.lookup(path, deleted=deleted)
         if top.kind != DIR:
             return super().files(path, recursive=recursive, deleted=deleted)
@@ -424,14 +422,15 @@ class XfsFileSystem(FileSystem):
             rows = walk_rows(self, top, recursive, deleted)
         finally:
             self._dircache = self.inode_table = None
-        df = rows_frame(rows)
+        cols = rows_columns(rows)
 
         def entries() -> list[Entry]:  # only asked for when the volume has damage
             return [Entry(name=r[1], kind=r[3], path=r[0], parent=r[2], inode=r[13],
                           key=r[13], deleted=r[15], recoverable=r[16]) for r in rows]
-        return self._add_damage(df, entries)
+        cols["damaged"] = self.damaged_column(cols["kind"], entries)
+        return files_columns_frame(cols, EXTRA_DTYPES)
 
-    def _hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry):
         if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
             return None
         return entry.inode
