@@ -31,7 +31,8 @@ from . import structs as S
 from .compress import DecompressError, decompress
 from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
 from .data import BtrfsData
-from .listing import NO_INODE_NOTE, TreeIndex, files_frame
+from .index import TreeIndex
+from .listing import NO_INODE_NOTE, files_frame
 from .recovery import ORPHANS_NAME, Deleted, find_deleted
 from .report import ReportMixin
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec

@@ -1,11 +1,12 @@
 """The ``files()`` frame of a Btrfs subvolume, built column-wise from one pass over its tree.
 
 Listing directory by directory searches the tree once per inode (a descent from the root
-each time); a recursive listing instead reads every leaf of the FS tree once, in key order,
-keeping the INODE_ITEMs and DIR_INDEX entries, then walks the directories in memory. The
-rows and their order are those of the generic walk (a directory's children in DIR_INDEX
-order, then each subdirectory's, depth first); subvolumes met on the way are scanned the
-same way when reached.
+each time); a recursive listing instead indexes the FS tree once (:class:`.index.TreeIndex`:
+every leaf read in bulk), then walks the directories in memory, a directory's entries at a
+time as columns. The rows and their order are those of the generic walk (a directory's
+children in DIR_INDEX order, then each subdirectory's, depth first); subvolumes met on the
+way are indexed the same way when reached. Only the names and paths are Python objects
+per entry; the inode fields are gathered with numpy at the end.
 """
 
 from __future__ import annotations
@@ -15,105 +16,56 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import VDInspectError
-from ..base import DIR, FILE, MAX_DEPTH, MAX_PATH, OTHER, SYMLINK, Entry
+from ..base import MAX_DEPTH, MAX_PATH, Entry
 from . import structs as S
+from .index import KIND_CODES, TreeIndex, kind_codes
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from .fs import BtrfsFileSystem
 
-_MODE_KIND = {0o040000: DIR, 0o100000: FILE, 0o120000: SYMLINK}
-_FT_KIND = {1: FILE, 2: DIR, 7: SYMLINK}
 _NAT = -(1 << 63)
-_NO_TIMES = (0,) * 8  # an entry without an inode: no times
-_DIR_DT = S.np_dtype(S.DirItem)
-_DIR_N = _DIR_DT.itemsize
-
-
-class TreeIndex:
-    """A subvolume's INODE_ITEMs (raw bytes by inode) and directories (children lists)."""
-
-    def __init__(self, fs: BtrfsFileSystem, tree: int) -> None:
-        self.inodes: dict[int, bytes] = {}
-        self.dirs: dict[int, list[tuple[bytes, int, int, int]]] = {}
-        self.journal: set[tuple[int, bytes]] = set()  # (directory, name) the tree log adds
-        self.blocks: set[int] = set()  # the tree's blocks (an older tree shares some)
-        r = fs._tree_root(tree)
-        isize = S.INODE_ITEM_SIZE
-        for node in fs.walk(r.bytenr, r.level):
-            self.blocks.add(node.bytenr)
-            if node.level:
-                continue
-            buf = node.buf
-            if node.cols is None:  # an empty leaf
-                continue
-            objs, types, _offs, starts, sizes = node.cols
-            sel = np.flatnonzero(types == S.INODE_ITEM)
-            for obj, a, n in zip(objs[sel].tolist(), starts[sel].tolist(),
-                                 sizes[sel].tolist()):
-                if n >= isize:
-                    self.inodes[obj] = buf[a:a + isize]
-                else:
-                    fs.problem(f"inode {obj}", node.bytenr, "INODE_ITEM cut short")
-            sel = np.flatnonzero(types == S.DIR_INDEX)
-            if len(sel):
-                self._dir_index(fs, node, objs[sel], starts[sel], sizes[sel])
-        rp = fs.log_replay(tree)
-        if rp is not None:  # the tree log's inodes and names laid over the tree
-            self.inodes.update(rp.inodes)
-            for d, kids in rp.dirs.items():
-                have = {k[0] for k in self.dirs.get(d, ())}
-                for kid in kids:
-                    if kid[0] not in have:
-                        self.dirs.setdefault(d, []).append(kid)
-                        self.journal.add((d, kid[0]))
-
-    def _dir_index(self, fs: BtrfsFileSystem, node, objs, starts, sizes) -> None:
-        """A leaf's DIR_INDEX items: each holds one entry, whose headers are decoded
-        together (an item that is not exactly one entry goes through ``dir_items``)."""
-        buf = node.buf
-        whole = sizes >= _DIR_N
-        heads = np.zeros(len(starts), dtype=_DIR_DT)
-        if whole.any():
-            raw = np.frombuffer(buf, dtype=np.uint8)
-            at = starts[whole][:, None] + np.arange(_DIR_N)
-            heads[whole] = raw[at].reshape(-1).view(_DIR_DT)
-        nlen = heads["name_len"].astype(np.int64)
-        one = whole & (_DIR_N + nlen + heads["data_len"] == sizes) & (nlen > 0) & (
-            nlen <= 4095)
-        rows = zip(one.tolist(), objs.tolist(), starts.tolist(), sizes.tolist(),
-                   nlen.tolist(), heads["location_objectid"].tolist(),
-                   heads["location_type"].tolist(), heads["type"].tolist())
-        dirs = self.dirs
-        for simple, obj, a, n, nl, lobj, ltyp, ftype in rows:
-            kids = dirs.get(obj)
-            if kids is None:
-                kids = dirs[obj] = []
-            if simple:
-                kids.append((buf[a + _DIR_N:a + _DIR_N + nl], lobj, ltyp, ftype))
-                continue
-            for name, loc, ft, _v in fs.dir_items(buf[a:a + n], node.bytenr):
-                kids.append((name, loc[0], loc[1], ft))
-
-
 NO_INODE_NOTE = ("no INODE_ITEM for this name (its tree block is unreadable or the item "
                  "is gone): size and content unknown")
+JOURNAL_NOTE = "replayed from the tree log (fsync'd)"
+KINDS = np.array(KIND_CODES, dtype=object)
+
+
+class _Rows:
+    """The frame's rows, a directory's entries at a time (columns)."""
+
+    def __init__(self) -> None:
+        self.path: list[str] = []
+        self.name: list[str] = []
+        self.parent: list[str] = []
+        self.found: list[str] = []
+        self.note: list[str | None] = []
+        self.keys: list[tuple] = []
+        self.parts: list[tuple] = []  # (tree, start, end) spans or columns (_columns)
+
+
+def _times(recs: np.ndarray, have: np.ndarray, field: str):
+    """One timestamp column (NaT where there is no inode or the time is 0)."""
+    import pandas as pd
+
+    sec = recs[f"{field}.sec"].view(np.int64)
+    nsec = np.minimum(recs[f"{field}.nsec"], 999_999_999).astype(np.int64)
+    ok = have & ((sec != 0) | (nsec != 0)) & (np.abs(sec) < 1 << 42)
+    us = np.where(ok, sec * 1_000_000 + nsec // 1000, _NAT)
+    return pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
+
+
+def _nullable(values: np.ndarray, have: np.ndarray):
+    import pandas as pd
+
+    return pd.arrays.IntegerArray(values.astype(np.int64), ~have)
 
 
 def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
     """Every entry below the directory ``top`` (recursive), as the files() frame."""
-    import numpy as np
-    import pandas as pd
-
-    from ...frames import FILES_DTYPES, build_column
-
-    unpack = S.INODE_ITEM_FMT.unpack
     index = fs.tree_index
-
-    rows: list[tuple] = []
-    keys: list[tuple] = []
-    found: list[str] = []
+    out = _Rows()
     tree0, ino0 = top.key
     stack = [(tree0, ino0, "/" if top.path in ("", "/") else top.path, 0)]
     listed = {(tree0, ino0)}
@@ -127,52 +79,7 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
             continue
         prefix = "/" if dpath == "/" else dpath + "/"
         subdirs = []
-        for raw, loc_obj, loc_type, ftype in idx.dirs.get(ino, ()):
-            name = raw.decode("utf-8", "surrogateescape")
-            if not raw or b"/" in raw or raw in (b".", b".."):
-                fs.problem("DIR_INDEX", None, f"bad name {raw!r} in directory {ino} of "
-                           f"tree {tree}")
-                continue
-            ctree, cino = tree, loc_obj
-            if loc_type == S.ROOT_ITEM:
-                ctree = loc_obj
-                r = fs.roots.get(ctree)
-                cino = (r.root_dirid or 256) if r is not None else None
-                cidx = index(ctree) if r is not None else None
-                rec = cidx.inodes.get(cino) if cidx is not None else None
-            elif loc_type == S.INODE_ITEM:
-                rec = idx.inodes.get(cino)
-                if rec is None:
-                    fs.problem("DIR_INDEX", None,
-                               f"{name!r} names inode {cino} which has no INODE_ITEM")
-            else:
-                fs.problem("DIR_INDEX", None, f"{name!r}: location type {loc_type}")
-                continue
-            path = prefix + name
-            keys.append((ctree, cino))
-            found.append("journal" if (ino, raw) in idx.journal else "index")
-            target = None
-            if rec is None:
-                kind = DIR if loc_type == S.ROOT_ITEM else _FT_KIND.get(ftype, OTHER)
-                rows.append((path, name, dpath, kind, 0, None, None, None, None, _NO_TIMES,
-                             cino, None, None, ctree))
-            else:
-                f = unpack(rec)
-                mode = f[8]
-                kind = _MODE_KIND.get(mode & 0o170000) or (OTHER if mode else
-                                                           _FT_KIND.get(ftype, OTHER))
-                if kind == SYMLINK:
-                    try:
-                        src = fs._content(ctree, cino, min(f[2], 4096), path)
-                        target = src.read(0, src.size).split(b"\0", 1)[0].decode(
-                            "utf-8", "surrogateescape")
-                    except VDInspectError:
-                        if fs.strict:
-                            raise
-                rows.append((path, name, dpath, kind, f[2], f[3], mode, f[6], f[7],
-                             f[16:24], cino, f[5], target, ctree))
-            if kind != DIR or cino is None:
-                continue
+        for ctree, cino, path in _list(fs, idx, tree, ino, dpath, prefix, out):
             cid = (ctree, cino)
             if cid in way:
                 fs.finding("error", "directory", None,
@@ -190,39 +97,187 @@ def files_frame(fs: BtrfsFileSystem, top: Entry) -> pd.DataFrame:
                 listed.add(cid)
                 subdirs.append((ctree, cino, path, depth + 1))
         stack.extend(reversed(subdirs))
+    return _frame(fs, out)
 
-    names = ("path", "name", "parent", "kind", "size", "allocated", "mode", "uid", "gid",
-             "times", "inode", "links", "target", "subvolume")
-    n = len(rows)
-    cols = dict(zip(names, (list(c) for c in zip(*rows)))) if rows else {c: [] for c in names}
-    # the inode's timespecs (atime, ctime, mtime, otime: seconds, nanoseconds), in bulk
-    ts = np.array(cols["times"], dtype=np.uint64).reshape(n, 8)
-    times = {}
-    for c, k in (("accessed", 0), ("changed", 2), ("modified", 4), ("created", 6)):
-        sec, nsec = ts[:, k].view(np.int64), np.minimum(ts[:, k + 1], 999_999_999)
-        ok = ((sec != 0) | (nsec != 0)) & (np.abs(sec) < 1 << 42)
-        us = np.where(ok, sec * 1_000_000 + (nsec // 1000).astype(np.int64), _NAT)
-        times[c] = pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
-    cols["found_by"] = found
-    cols["note"] = [None if f == "index" else "replayed from the tree log (fsync'd)"
-                    for f in found]
-    for i, r in enumerate(rows):  # a name whose inode item is gone: nothing to read
-        if r[10] is not None and r[5] is None and r[3] != DIR:
-            cols["note"][i] = NO_INODE_NOTE
-    data = {}
-    for c, dtype in FILES_DTYPES.items():
-        if c in times:
-            data[c] = times[c]
-        elif c in ("deleted", "recoverable"):
-            data[c] = np.zeros(n, dtype=bool)
+
+def _list(fs: BtrfsFileSystem, idx: TreeIndex, tree: int, ino: int, dpath: str,
+          prefix: str, out: _Rows) -> list[tuple[int, int, str]]:
+    """Add the entries of directory ``ino`` to ``out`` (a plain directory's from the
+    spans computed for the whole tree); its subdirectories (tree, inode, path)."""
+    fast = idx.fast()
+    span = fast.span.get(ino)
+    if span is None:
+        sel = idx.children(ino)
+        return _list_dir(fs, idx, tree, ino, sel, dpath, prefix, out) if len(sel) else []
+    a, b = span
+    names = fast.text[a:b]
+    out.path += [prefix + n for n in names]
+    out.name += names
+    k = b - a
+    out.parent += [dpath] * k
+    out.found += ["index"] * k
+    out.note += [None] * k
+    out.parts.append((tree, a, b))
+    loc = idx.loc
+    return [(tree, int(loc[i]), prefix + fast.text[i]) for i in fast.subdirs.get(ino, ())]
+
+
+def _list_dir(fs: BtrfsFileSystem, idx: TreeIndex, tree: int, ino: int, sel: np.ndarray,
+              dpath: str, prefix: str, out: _Rows) -> list[tuple[int, int, str]]:
+    """Add the entries ``sel`` of directory ``ino`` to ``out``; its subdirectories
+    (tree, inode, path) in order."""
+    bad = idx.badname[sel]
+    if bad.any():
+        for i in sel[bad].tolist():
+            fs.problem("DIR_INDEX", None, f"bad name {idx.names[i]!r} in directory {ino} of "
+                       f"tree {tree}")
+        sel = sel[~bad]
+    ltype = idx.ltype[sel]
+    other = (ltype != S.INODE_ITEM) & (ltype != S.ROOT_ITEM)
+    if other.any():
+        for i in sel[other].tolist():
+            name = idx.names[i].decode("utf-8", "surrogateescape")
+            fs.problem("DIR_INDEX", None, f"{name!r}: location type {int(idx.ltype[i])}")
+        sel, ltype = sel[~other], ltype[~other]
+    k = len(sel)
+    if not k:
+        return []
+    names = [idx.names[i].decode("utf-8", "surrogateescape") for i in sel.tolist()]
+    paths = [prefix + n for n in names]
+    cino = idx.loc[sel]
+    rows = idx.rows(cino)
+    ctree = np.full(k, tree, dtype=np.uint64)
+    noino = np.zeros(k, dtype=bool)
+    sub = ltype == S.ROOT_ITEM
+    have = (rows >= 0) & ~sub
+    for j in np.flatnonzero(~have & ~sub).tolist():
+        fs.problem("DIR_INDEX", None,
+                   f"{names[j]!r} names inode {int(cino[j])} which has no INODE_ITEM")
+    mode = np.zeros(k, dtype=np.uint32)
+    mode[have] = idx.recs["mode"][rows[have]]
+    size = np.zeros(k, dtype=np.uint64)
+    size[have] = idx.recs["size"][rows[have]]
+    for j in np.flatnonzero(sub).tolist():  # a subvolume linked here: its top directory
+        sid = int(cino[j])
+        ctree[j] = sid
+        r = fs.roots.get(sid)
+        cidx = fs.tree_index(sid) if r is not None else None
+        if r is None:
+            noino[j] = True
+            continue
+        cino[j] = r.root_dirid or 256
+        rows[j] = cidx.row(int(cino[j])) if cidx is not None else -1
+        if rows[j] >= 0:
+            have[j] = True
+            mode[j] = cidx.recs["mode"][rows[j]]
+            size[j] = cidx.recs["size"][rows[j]]
+    ftype = np.where(sub, 2, idx.ftype[sel])
+    codes = kind_codes(mode, have, ftype)
+    journal = idx.journal[sel]
+    notes = idx.notes
+    out.path += paths
+    out.name += names
+    out.parent += [dpath] * k
+    out.found += ["journal" if x else "index" for x in journal.tolist()]
+    out.note += [NO_INODE_NOTE if not h and c != 1 and not n else
+                 notes.get(i, JOURNAL_NOTE if jn else None)
+                 for h, c, n, i, jn in zip(have.tolist(), codes.tolist(), noino.tolist(),
+                                           sel.tolist(), journal.tolist())]
+    out.parts.append((ctree, cino, rows, codes, have, noino))
+    isdir = (codes == 1) & ~noino
+    ct, ci = ctree.tolist(), cino.tolist()
+    return [(ct[j], ci[j], paths[j]) for j in np.flatnonzero(isdir).tolist()]
+
+
+def _columns(fs: BtrfsFileSystem, parts: list[tuple]) -> list[tuple]:
+    """The parts as (tree, inode, row, kind code, has an inode, no inode number) arrays:
+    the spans of plain directories (tree, start, end) taken from their tree's index,
+    neighbouring spans of one tree together."""
+    out: list[tuple] = []
+    run: list[tuple[int, int]] = []
+    tree = None
+
+    def flush() -> None:
+        if not run:
+            return
+        fast = fs.tree_index(tree).fast()
+        starts = np.array([a for a, _b in run], dtype=np.int64)
+        lens = np.array([b - a for a, b in run], dtype=np.int64)
+        total = int(lens.sum())
+        e = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(total)
+        out.append((np.full(total, tree, dtype=np.uint64), fs.tree_index(tree).loc[e],
+                    fast.row[e], fast.code[e], np.ones(total, dtype=bool),
+                    np.zeros(total, dtype=bool)))
+        run.clear()
+
+    for p in parts:
+        if len(p) == 3:
+            if p[0] != tree:
+                flush()
+                tree = p[0]
+            run.append((p[1], p[2]))
         else:
-            data[c] = build_column(cols[c], dtype)
-    data["subvolume"] = pd.array(cols["subvolume"], dtype="Int64")
+            flush()
+            out.append(p)
+    flush()
+    return out
+
+
+def _frame(fs: BtrfsFileSystem, out: _Rows) -> pd.DataFrame:
+    """The rows gathered: inode fields taken from each tree's index in bulk."""
+    import pandas as pd
+
+    from ...frames import FILES_DTYPES, text_array
+
+    parts = _columns(fs, out.parts)
+    if parts:
+        ctree, cino, rows, codes, have, noino = (np.concatenate(c) for c in zip(*parts))
+    else:
+        ctree = cino = np.zeros(0, dtype=np.uint64)
+        rows = np.zeros(0, dtype=np.int64)
+        codes = np.zeros(0, dtype=np.int8)
+        have = noino = np.zeros(0, dtype=bool)
+    n = len(rows)
+    from .index import INODE_DT
+
+    recs = np.zeros(n, dtype=INODE_DT)
+    for t in np.unique(ctree[have]).tolist():
+        m = have & (ctree == t)
+        recs[m] = fs.tree_index(t).recs[rows[m]]
+    targets: list[str | None] = [None] * n
+    for j in np.flatnonzero(have & (codes == 2)).tolist():
+        try:
+            src = fs._content(int(ctree[j]), int(cino[j]), min(int(recs["size"][j]), 4096),
+                              out.path[j])
+            targets[j] = src.read(0, src.size).split(b"\0", 1)[0].decode(
+                "utf-8", "surrogateescape")
+        except VDInspectError:
+            if fs.strict:
+                raise
+    big = np.uint64(1 << 63)
+    data = {
+        "path": text_array(out.path), "name": text_array(out.name),
+        "parent": text_array(out.parent), "kind": text_array(KINDS[codes]),
+        "size": recs["size"].view(np.int64),
+        "allocated": _nullable(recs["nbytes"], have & (recs["nbytes"] < big)),
+        "mode": _nullable(recs["mode"], have), "uid": _nullable(recs["uid"], have),
+        "gid": _nullable(recs["gid"], have),
+        "created": _times(recs, have, "otime"), "modified": _times(recs, have, "mtime"),
+        "accessed": _times(recs, have, "atime"), "changed": _times(recs, have, "ctime"),
+        "inode": _nullable(cino, ~noino & (cino < big)),
+        "links": _nullable(recs["nlink"], have),
+        "deleted": np.zeros(n, dtype=bool), "recoverable": np.zeros(n, dtype=bool),
+        "target": text_array(targets), "found_by": text_array(out.found),
+        "note": text_array(out.note),
+    }
+    data["subvolume"] = _nullable(ctree, ctree < big)
     df = pd.DataFrame(data, columns=list(FILES_DTYPES) + ["subvolume"])
+    keys = [(t, None if no else i) for t, i, no in zip(ctree.tolist(), cino.tolist(),
+                                                       noino.tolist())]
 
     def entries() -> list[Entry]:  # only asked for when the volume has damaged ranges
-        return [Entry(name=nm, kind=k, size=s or 0, path=p, inode=i, key=key)
-                for nm, k, s, p, i, key in zip(cols["name"], cols["kind"], cols["size"],
-                                               cols["path"], cols["inode"], keys)]
+        return [Entry(name=nm, kind=k, size=s or 0, path=p, inode=key[1], key=key)
+                for nm, k, s, p, key in zip(out.name, KINDS[codes].tolist(),
+                                            data["size"].tolist(), out.path, keys)]
 
     return fs._add_damage(df, entries)

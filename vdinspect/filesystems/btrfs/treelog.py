@@ -204,3 +204,8 @@ def merge_pieces(base: list[Piece], logged: list[Piece]) -> list[Piece]:
             rest = nxt
         out += rest
     return sorted(out, key=lambda p: p.start)
+
+
+def removals(index, rp: LogReplay) -> dict[int, str]:
+    """The entries of ``index`` the log's replay removes (entry -> why); see below."""
+    return {}

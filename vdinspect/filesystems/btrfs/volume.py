@@ -10,12 +10,14 @@ is tried when a block fails its checks on a mirrored profile).
 from __future__ import annotations
 
 import uuid as uuidlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, LRUCache
 from ..base import FileSystem
 from . import structs as S
+from .bulk import LeafBatch, leaf_batches
 from .chunks import ChunkError, ChunkMap, ChunkTable, parse_chunk, parse_sys_chunk_array
 from .csum import digest
 from .tree import KEY_MAX, KEY_MIN, Node, NodeError, parse_node, search, walk_blocks
@@ -264,6 +266,14 @@ class BtrfsVolume(FileSystem):
     def walk(self, root: int, level: int):
         """Every readable block of the tree at ``root``."""
         return walk_blocks(self.node, root, level, bad=self._bad_link)
+
+    def leaf_batches(self, root: int, level: int
+                     ) -> Iterator[tuple[Node | None, LeafBatch | None]]:
+        """The leaves of the tree at ``root`` read and checked many at a time, in key
+        order, with the nodes above them (:func:`.bulk.leaf_batches`)."""
+        return leaf_batches(self.node, self._bad_link, self.read_logical, root, level,
+                            self.meta_fsid, self.nodesize, self.sectorsize,
+                            (self.csum_type, self.csum_len))
 
     def _bad_link(self, node: Node, message: str) -> None:
         self.bad_blocks.add(node.bytenr)
