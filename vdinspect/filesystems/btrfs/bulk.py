@@ -28,8 +28,6 @@ ITEM_DT = numpy_dtype(S.Item)
 ITEM_N = ITEM_DT.itemsize
 HS = S.HEADER_SIZE
 _FSID = slice(offset_of(S.Header, "fsid"), offset_of(S.Header, "fsid") + size_of(S.Header, "fsid"))
-MAX_SPAN = 8 << 20  # bytes one coalesced read may cover
-MAX_GAP = 4  # blocks of other trees a coalesced read may read over and drop
 MAX_BATCH = 512  # leaves held at once (32 MiB of 64 KiB leaves)
 
 
@@ -65,6 +63,15 @@ class LeafBatch:
         self.start = items["offset"].astype(np.int64) + HS
         self.size = items["size"].astype(np.int64)
 
+    def in_key_order(self, order: np.ndarray) -> LeafBatch:
+        """The items reordered so that they follow the key order of the leaves, row ``r``
+        being ``order[r]``-th in key order (the rows stay in address order)."""
+        if len(order) > 1 and (np.diff(order) < 0).any():
+            perm = np.argsort(order[self.leaf], kind="stable")
+            for c in ("leaf", "obj", "typ", "off", "start", "size"):
+                setattr(self, c, getattr(self, c)[perm])
+        return self
+
     def gather_at(self, pos: np.ndarray, width: int) -> np.ndarray:
         """``width`` bytes at each flat position ``pos`` (all inside ``rows``)."""
         if not len(pos) or len(self.flat) < width:
@@ -85,46 +92,37 @@ class LeafBatch:
         return int(self.bytenr[self.leaf[k]])
 
 
-def _csums_ok(rows: np.ndarray, csum_type: int, csum_len: int) -> np.ndarray:
-    """Whether each leaf's header checksum matches its bytes."""
-    out = np.zeros(len(rows), dtype=bool)
+def _csums_ok(rows: np.ndarray, which: np.ndarray, csum_type: int, csum_len: int
+              ) -> np.ndarray:
+    """Whether the header checksum of each leaf ``which`` matches its bytes."""
+    ns = rows.shape[1]
+    mv = memoryview(rows.reshape(-1))
+    out = np.zeros(len(which), dtype=bool)
     if csum_type == 0:
-        stored = np.ascontiguousarray(rows[:, :4]).view("<u4").reshape(-1).tolist()
-        for r, want in enumerate(stored):
-            out[r] = crc32c(rows[r, S.CSUM_SIZE:]) == want
+        stored = np.ascontiguousarray(rows[which, :4]).view("<u4").reshape(-1).tolist()
+        for k, (r, want) in enumerate(zip(which.tolist(), stored)):
+            out[k] = crc32c(mv[r * ns + S.CSUM_SIZE:(r + 1) * ns]) == want
         return out
-    for r in range(len(rows)):
-        out[r] = digest(csum_type, rows[r, S.CSUM_SIZE:].tobytes())[:csum_len] == \
-            rows[r, :csum_len].tobytes()
+    for k, r in enumerate(which.tolist()):
+        out[k] = digest(csum_type, mv[r * ns + S.CSUM_SIZE:(r + 1) * ns])[:csum_len] == \
+            mv[r * ns:r * ns + csum_len]
     return out
 
 
-def _read_rows(addr: np.ndarray, ok: np.ndarray, ns: int, read) -> np.ndarray:
-    """The blocks at ``addr`` (``ok`` cleared where a read fails), read in address order
-    with neighbours joined into one read."""
-    rows = np.zeros((len(addr), ns), dtype=np.uint8)
-    order = np.flatnonzero(ok)
-    order = order[np.argsort(addr[order], kind="stable")]
-    i = 0
-    while i < len(order):
-        j = i + 1
-        lo = int(addr[order[i]])
-        while j < len(order):
-            nxt = int(addr[order[j]])
-            if nxt - int(addr[order[j - 1]]) > ns * (MAX_GAP + 1) or nxt + ns - lo > MAX_SPAN:
-                break
-            j += 1
-        idx = order[i:j]
-        hi = int(addr[idx].max()) + ns
+def _read_rows(rows: np.ndarray, addr: np.ndarray, ok: np.ndarray, read) -> None:
+    """Fill ``rows`` with the blocks at ``addr`` (ascending), each run of adjacent blocks
+    in one read (``ok`` cleared where a read fails)."""
+    ns = rows.shape[1]
+    todo = np.flatnonzero(ok)
+    if not len(todo):
+        return
+    cut = np.flatnonzero((np.diff(addr[todo]) != ns) | (np.diff(todo) != 1)) + 1
+    for run in np.split(todo, cut):
+        a, b = int(run[0]), int(run[-1]) + 1
         try:
-            buf = np.frombuffer(read(lo, hi - lo), dtype=np.uint8)
+            read(int(addr[a]), rows[a:b])
         except CorruptImage:  # the block-by-block path says where and why
-            ok[idx] = False
-        else:
-            rows[idx] = sliding_window_view(buf, ns)[(addr[idx] - np.uint64(lo)).astype(
-                np.int64)]
-        i = j
-    return rows
+            ok[a:b] = False
 
 
 def _check(rows: np.ndarray, addr: np.ndarray, ok: np.ndarray, parent: Node,
@@ -139,7 +137,8 @@ def _check(rows: np.ndarray, addr: np.ndarray, ok: np.ndarray, parent: Node,
     ok &= (rows[:, _FSID] == np.frombuffer(fsid, dtype=np.uint8)).all(axis=1)
     nr = hd["nritems"].astype(np.int64)
     ok &= (nr > 0) & (nr * ITEM_N <= ns - HS)
-    ok[ok] &= _csums_ok(rows[ok], *csum)
+    which = np.flatnonzero(ok)
+    ok[which] = _csums_ok(rows, which, *csum)
     if not ok.any():
         return None
     nr = np.where(ok, nr, 0)
@@ -167,8 +166,10 @@ def leaf_batches(get_node: Callable, bad: Callable, read: Callable, root: int,
                  csum: tuple[int, int]) -> Iterator[tuple[Node | None, LeafBatch | None]]:
     """(node above the leaves, batch of its leaves) for the tree at ``root``, in key
     order. ``get_node``/``bad`` are those of :func:`.tree.search`; ``read(logical,
-    length)`` reads bytes; ``csum`` is (checksum type, bytes used). A root that is a
-    leaf comes as (None, its batch); a node with no leaf children as (node, None)."""
+    buffer)`` fills a buffer; ``csum`` is (checksum type, bytes used). A root that is a
+    leaf comes as (None, its batch); a node with no leaf children as (node, None). A
+    batch's rows are reused for the next one: keep copies, not views."""
+    buf = None
     for node, kids in leaf_groups(get_node, root, level, bad):
         if node.level == 0:
             rows = np.frombuffer(node.buf, dtype=np.uint8).reshape(1, -1)
@@ -178,26 +179,36 @@ def leaf_batches(get_node: Callable, bad: Callable, read: Callable, root: int,
         if not kids:
             yield node, None
             continue
+        if buf is None or len(buf) < min(len(kids), MAX_BATCH):
+            buf = np.empty((min(len(kids), MAX_BATCH), nodesize), dtype=np.uint8)
         for at in range(0, len(kids), MAX_BATCH):
             part = kids[at:at + MAX_BATCH]
             yield node, _batch(get_node, bad, read, node, part, fsid, nodesize,
-                               sectorsize, csum)
+                               sectorsize, csum, buf)
 
 
-def _batch(get_node, bad, read, node: Node, kids, fsid, ns, sectorsize, csum) -> LeafBatch:
+def _batch(get_node, bad, read, node: Node, kids, fsid, ns, sectorsize, csum,
+           buf: np.ndarray) -> LeafBatch:
     addr = np.array([node.ptrs[i] for i, _u in kids], dtype=np.uint64)
+    order = np.argsort(addr, kind="stable")  # read in address order, items in key order
+    if (order != np.arange(len(order))).any():
+        kids = [kids[j] for j in order.tolist()]
+        addr = addr[order]
     ok = addr % np.uint64(sectorsize) == 0
-    rows = _read_rows(addr, ok, ns, read)
+    rows = buf[:len(kids)]
+    _read_rows(rows, addr, ok, read)
     checked = _check(rows, addr, ok, node, kids, fsid, csum)
     if checked is not None and ok.all():
-        return checked
+        return checked.in_key_order(order)
     good = ok.copy()
-    for j in np.flatnonzero(~ok).tolist():  # the slow path: other copies, findings
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    for j in sorted(np.flatnonzero(~ok).tolist(), key=rank.__getitem__):  # the slow path
         i, upper = kids[j]
         leaf = child(get_node, node, i, upper, bad)
         if leaf is not None and leaf.level == 0 and len(leaf.buf) == ns:
             rows[j] = np.frombuffer(leaf.buf, dtype=np.uint8)
             good[j] = True
-    rows, addr = rows[good], addr[good]
+    rows, addr, order = rows[good], addr[good], order[good]
     hd = np.ascontiguousarray(rows[:, :HS]).view(HEADER_DT).reshape(-1)
-    return LeafBatch(rows, addr, hd["nritems"])
+    return LeafBatch(rows, addr, hd["nritems"]).in_key_order(order)

@@ -255,29 +255,32 @@ def _dir_index(fs: BtrfsFileSystem, b, sel: np.ndarray, cols: list[list],
         nlen <= MAX_NAME)
     ns = b.rows.shape[1]
     at = b.leaf[sel] * ns + b.start[sel] + _DIR_N
-    flat = b.flat
-    blob = flat.tobytes()
-    # a name is bad when empty, ".", ".." or holding a "/": counted with numpy
-    slash = np.flatnonzero(flat == _SLASH)
-    has_slash = np.searchsorted(slash, at + nlen) > np.searchsorted(slash, at)
-    first = flat[np.minimum(at, len(flat) - 1)]
-    second = flat[np.minimum(at + 1, len(flat) - 1)]
-    dots = (first == _DOT) & ((nlen == 1) | ((nlen == 2) & (second == _DOT)))
-    bad = has_slash | dots
+    # the names of the one-entry items gathered into one string, then cut; a name is bad
+    # when it is ".", ".." or holds a "/" (counted with numpy)
+    nl = np.where(one, nlen, 0)
+    ends = np.cumsum(nl)
+    total = int(ends[-1]) if len(ends) else 0
+    raw = b.flat[np.repeat(at - ends + nl, nl) + np.arange(total)]
+    slash = np.flatnonzero(raw == _SLASH)
+    bad = np.searchsorted(slash, ends) > np.searchsorted(slash, ends - nl)
+    pad = np.concatenate([raw, np.zeros(2, dtype=np.uint8)])
+    first, second = pad[np.minimum(ends - nl, total)], pad[np.minimum(ends - nl + 1, total)]
+    bad |= one & (first == _DOT) & ((nl == 1) | ((nl == 2) & (second == _DOT)))
+    blob = raw.tobytes()
     if one.all():
         cols[0] += b.obj[sel].tolist()
         cols[1] += heads["location.objectid"].tolist()
         cols[2] += heads["location.type"].tolist()
         cols[3] += heads["type"].tolist()
         cols[4] += bad.tolist()
-        names += [blob[a:a + n] for a, n in zip(at.tolist(), nlen.tolist())]
+        names += [blob[e - n:e] for e, n in zip(ends.tolist(), nl.tolist())]
         return
-    rows = zip(one.tolist(), sel.tolist(), b.obj[sel].tolist(), at.tolist(), nlen.tolist(),
+    rows = zip(one.tolist(), sel.tolist(), b.obj[sel].tolist(), ends.tolist(), nl.tolist(),
                heads["location.objectid"].tolist(), heads["location.type"].tolist(),
                heads["type"].tolist(), bad.tolist())
-    for simple, k, obj, a, nl, lobj, ltyp, ftype, isbad in rows:
+    for simple, k, obj, e, n, lobj, ltyp, ftype, isbad in rows:
         if simple:
-            entries = [(blob[a:a + nl], lobj, ltyp, ftype, isbad)]
+            entries = [(blob[e - n:e], lobj, ltyp, ftype, isbad)]
         else:
             entries = [(name, loc[0], loc[1], ft, not name or b"/" in name or
                         name in (b".", b".."))

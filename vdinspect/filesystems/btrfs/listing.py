@@ -272,10 +272,9 @@ def _frame(fs: BtrfsFileSystem, out: _Rows) -> pd.DataFrame:
     }
     data["subvolume"] = _nullable(ctree, ctree < big)
     df = pd.DataFrame(data, columns=list(FILES_DTYPES) + ["subvolume"])
-    keys = [(t, None if no else i) for t, i, no in zip(ctree.tolist(), cino.tolist(),
-                                                       noino.tolist())]
-
     def entries() -> list[Entry]:  # only asked for when the volume has damaged ranges
+        keys = [(t, None if no else i) for t, i, no in zip(ctree.tolist(), cino.tolist(),
+                                                           noino.tolist())]
         return [Entry(name=nm, kind=k, size=s or 0, path=p, inode=key[1], key=key)
                 for nm, k, s, p, key in zip(out.name, KINDS[codes].tolist(),
                                             data["size"].tolist(), out.path, keys)]

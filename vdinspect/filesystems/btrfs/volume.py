@@ -232,6 +232,18 @@ class BtrfsVolume(FileSystem):
             parts.append(dev.read(phys, n))
         return b"".join(parts)
 
+    def read_logical_into(self, logical: int, buffer) -> None:
+        """Fill ``buffer`` with the bytes at a logical address (as :meth:`read_logical`,
+        without the copy where a device holds them)."""
+        mv = memoryview(buffer).cast("B")
+        at = 0
+        for dev, phys, n, pos in self._pieces(logical, len(mv)):
+            if dev is None:
+                mv[at:at + n] = self.read_logical(pos, n)
+            else:
+                dev.readinto(phys, mv[at:at + n])
+            at += n
+
     def _parity_sources(self, pos: int, n: int) -> list[tuple[ByteSource, int]] | None:
         """For a RAID5/6 data unit on a missing device: the (device, physical) of the other
         data units and P of its row, whose XOR rebuilds it (None when that cannot be)."""
@@ -271,7 +283,7 @@ class BtrfsVolume(FileSystem):
                      ) -> Iterator[tuple[Node | None, LeafBatch | None]]:
         """The leaves of the tree at ``root`` read and checked many at a time, in key
         order, with the nodes above them (:func:`.bulk.leaf_batches`)."""
-        return leaf_batches(self.node, self._bad_link, self.read_logical, root, level,
+        return leaf_batches(self.node, self._bad_link, self.read_logical_into, root, level,
                             self.meta_fsid, self.nodesize, self.sectorsize,
                             (self.csum_type, self.csum_len))
 
