@@ -18,7 +18,7 @@ import numpy as np
 from ...errors import VDInspectError
 from ..base import MAX_DEPTH, MAX_PATH, Entry
 from . import structs as S
-from .index import KIND_CODES, TreeIndex, kind_codes
+from .index import INODE_DT, KIND_CODES, TreeIndex, kind_codes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,7 +53,7 @@ def _times(recs: np.ndarray, have: np.ndarray, field: str):
     nsec = np.minimum(recs[f"{field}.nsec"], 999_999_999).astype(np.int64)
     ok = have & ((sec != 0) | (nsec != 0)) & (np.abs(sec) < 1 << 42)
     us = np.where(ok, sec * 1_000_000 + nsec // 1000, _NAT)
-    return pd.Series(us.view("datetime64[us]")).dt.tz_localize("UTC").array
+    return pd.DatetimeIndex(us.view("datetime64[us]")).tz_localize("UTC").array
 
 
 def _nullable(values: np.ndarray, have: np.ndarray):
@@ -238,12 +238,14 @@ def _frame(fs: BtrfsFileSystem, out: _Rows) -> pd.DataFrame:
         codes = np.zeros(0, dtype=np.int8)
         have = noino = np.zeros(0, dtype=bool)
     n = len(rows)
-    from .index import INODE_DT
-
-    recs = np.zeros(n, dtype=INODE_DT)
-    for t in np.unique(ctree[have]).tolist():
-        m = have & (ctree == t)
-        recs[m] = fs.tree_index(t).recs[rows[m]]
+    trees = np.unique(ctree[have]).tolist()
+    if len(trees) == 1:  # one subvolume: one gather (rows without an inode masked below)
+        recs = fs.tree_index(trees[0]).recs[np.where(have, rows, 0)]
+    else:
+        recs = np.zeros(n, dtype=INODE_DT)
+        for t in trees:
+            m = np.flatnonzero(have & (ctree == t))
+            recs[m] = fs.tree_index(t).recs[rows[m]]
     targets: list[str | None] = [None] * n
     for j in np.flatnonzero(have & (codes == 2)).tolist():
         try:
@@ -258,7 +260,7 @@ def _frame(fs: BtrfsFileSystem, out: _Rows) -> pd.DataFrame:
     data = {
         "path": text_array(out.path), "name": text_array(out.name),
         "parent": text_array(out.parent), "kind": text_array(KINDS[codes]),
-        "size": recs["size"].view(np.int64),
+        "size": np.where(have, recs["size"].view(np.int64), 0),
         "allocated": _nullable(recs["nbytes"], have & (recs["nbytes"] < big)),
         "mode": _nullable(recs["mode"], have), "uid": _nullable(recs["uid"], have),
         "gid": _nullable(recs["gid"], have),
