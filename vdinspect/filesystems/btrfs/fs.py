@@ -389,12 +389,24 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
                                  f"{name!r} names inode {loc[0]} which has no INODE_ITEM")
                 out.append(self._entry(name, tree, loc[0], rec, ftype))
         rp = self.log_replay(tree)
-        if rp is not None and ino in rp.dirs:  # names the tree log adds (replayed)
-            have = {e.name for e in out}
+        if rp is None:
+            return out
+        idx = self.tree_index(tree)  # names the log's replay removes: shown deleted
+        gone = {} if idx is None else {
+            (idx.names[i].decode("utf-8", "surrogateescape"), int(idx.loc[i])): idx.notes[i]
+            for i in idx.children(ino, removed=True).tolist() if not idx.live[i]}
+        for e in out:
+            why = gone.get((e.name, e.inode))
+            if why is not None:
+                e.deleted, e.found_by, e.note = True, "journal", why
+                e.recoverable = e.kind == FILE and e.raw is not None
+        if ino in rp.dirs:  # names the tree log adds (replayed)
+            have = {(e.name, e.inode) for e in out}
             for raw, lobj, ltype, ftype in rp.dirs[ino]:
                 name = raw.decode("utf-8", "surrogateescape")
-                if name in have or ltype != S.INODE_ITEM:
+                if (name, lobj) in have or ltype != S.INODE_ITEM:
                     continue
+                have.add((name, lobj))
                 e = self._entry(name, tree, lobj, self.inode_item(tree, lobj), ftype)
                 e.found_by, e.note = "journal", "replayed from the tree log (fsync'd)"
                 out.append(e)

@@ -84,7 +84,7 @@ class TreeIndex:
         self.blocks: set[int] = set()  # the tree's blocks (an older tree shares some)
         r = fs._tree_root(tree)
         ids, recs = [], []
-        cols: list[list] = [[], [], [], [], [], []]
+        cols: list[list] = [[], [], [], [], [], []]  # dir, location, type, file type, bad, index
         names: list[bytes] = []
         for above, b in fs.leaf_batches(r.bytenr, r.level):
             if above is not None:
@@ -110,6 +110,7 @@ class TreeIndex:
         self.ltype = np.array(cols[2], dtype=np.uint8)
         self.ftype = np.array(cols[3], dtype=np.uint8)
         self.badname = np.array(cols[4], dtype=bool)
+        self.index_of = np.array(cols[5], dtype=np.uint64)  # the DIR_INDEX key offset
         self.names = names
         n = len(names)
         self.journal = np.zeros(n, dtype=bool)
@@ -171,11 +172,11 @@ class TreeIndex:
             order = np.argsort(ids, kind="stable")
             self.ino_ids, self.recs, self._rows = ids[order], recs[order], None
         add: list[tuple[int, bytes, int, int, int]] = []
-        for d, kids in rp.dirs.items():
-            have = {self.names[i] for i in self.children(d).tolist()}
+        for d, kids in rp.dirs.items():  # a name the tree gives another inode is replaced
+            have = {self.names[i]: int(self.loc[i]) for i in self.children(d).tolist()}
             for raw, lobj, ltyp, ftype in kids:
-                if raw not in have:
-                    have.add(raw)
+                if have.get(raw) != lobj:
+                    have[raw] = lobj
                     add.append((d, raw, lobj, ltyp, ftype))
         if add:
             n = len(self.names)
@@ -188,6 +189,7 @@ class TreeIndex:
             self.ltype = np.concatenate([self.ltype, np.array(ltyp, dtype=np.uint8)])
             self.ftype = np.concatenate([self.ftype, np.array(ftype, dtype=np.uint8)])
             self.badname = np.concatenate([self.badname, np.zeros(len(add), dtype=bool)])
+            self.index_of = np.concatenate([self.index_of, np.zeros(len(add), np.uint64)])
             self.journal = np.concatenate([self.journal, np.ones(len(add), dtype=bool)])
             self.live = np.concatenate([self.live, np.ones(len(add), dtype=bool)])
         for i, why in removals(self, rp).items():
@@ -273,12 +275,13 @@ def _dir_index(fs: BtrfsFileSystem, b, sel: np.ndarray, cols: list[list],
         cols[2] += heads["location.type"].tolist()
         cols[3] += heads["type"].tolist()
         cols[4] += bad.tolist()
+        cols[5] += b.off[sel].tolist()
         names += [blob[e - n:e] for e, n in zip(ends.tolist(), nl.tolist())]
         return
     rows = zip(one.tolist(), sel.tolist(), b.obj[sel].tolist(), ends.tolist(), nl.tolist(),
                heads["location.objectid"].tolist(), heads["location.type"].tolist(),
-               heads["type"].tolist(), bad.tolist())
-    for simple, k, obj, e, n, lobj, ltyp, ftype, isbad in rows:
+               heads["type"].tolist(), bad.tolist(), b.off[sel].tolist())
+    for simple, k, obj, e, n, lobj, ltyp, ftype, isbad, key_off in rows:
         if simple:
             entries = [(blob[e - n:e], lobj, ltyp, ftype, isbad)]
         else:
@@ -291,4 +294,5 @@ def _dir_index(fs: BtrfsFileSystem, b, sel: np.ndarray, cols: list[list],
             cols[2].append(ltyp_)
             cols[3].append(ft_)
             cols[4].append(bad_)
+            cols[5].append(key_off)
             names.append(name)

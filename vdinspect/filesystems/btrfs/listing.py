@@ -40,6 +40,7 @@ class _Rows:
         self.name: list[str] = []
         self.parent: list[str] = []
         self.found: list[str] = []
+        self.deleted: list[bool] = []
         self.note: list[str | None] = []
         self.keys: list[tuple] = []
         self.parts: list[tuple] = []  # (tree, start, end) spans or columns (_columns)
@@ -107,7 +108,7 @@ def _list(fs: BtrfsFileSystem, idx: TreeIndex, tree: int, ino: int, dpath: str,
     fast = idx.fast()
     span = fast.span.get(ino)
     if span is None:
-        sel = idx.children(ino)
+        sel = idx.children(ino, removed=True)
         return _list_dir(fs, idx, tree, ino, sel, dpath, prefix, out) if len(sel) else []
     a, b = span
     names = fast.text[a:b]
@@ -115,6 +116,7 @@ def _list(fs: BtrfsFileSystem, idx: TreeIndex, tree: int, ino: int, dpath: str,
     out.name += names
     k = b - a
     out.parent += [dpath] * k
+    out.deleted += [False] * k
     out.found += ["index"] * k
     out.note += [None] * k
     out.parts.append((tree, a, b))
@@ -173,18 +175,20 @@ def _list_dir(fs: BtrfsFileSystem, idx: TreeIndex, tree: int, ino: int, sel: np.
             size[j] = cidx.recs["size"][rows[j]]
     ftype = np.where(sub, 2, idx.ftype[sel])
     codes = kind_codes(mode, have, ftype)
-    journal = idx.journal[sel]
+    gone = ~idx.live[sel]  # names the tree log's replay removes: listed as deleted
+    journal = idx.journal[sel] | gone
     notes = idx.notes
     out.path += paths
     out.name += names
     out.parent += [dpath] * k
+    out.deleted += gone.tolist()
     out.found += ["journal" if x else "index" for x in journal.tolist()]
     out.note += [NO_INODE_NOTE if not h and c != 1 and not n else
                  notes.get(i, JOURNAL_NOTE if jn else None)
                  for h, c, n, i, jn in zip(have.tolist(), codes.tolist(), noino.tolist(),
                                            sel.tolist(), journal.tolist())]
     out.parts.append((ctree, cino, rows, codes, have, noino))
-    isdir = (codes == 1) & ~noino
+    isdir = (codes == 1) & ~noino & ~gone
     ct, ci = ctree.tolist(), cino.tolist()
     return [(ct[j], ci[j], paths[j]) for j in np.flatnonzero(isdir).tolist()]
 
@@ -256,6 +260,7 @@ def _frame(fs: BtrfsFileSystem, out: _Rows) -> pd.DataFrame:
         except VDInspectError:
             if fs.strict:
                 raise
+    deleted = np.array(out.deleted, dtype=bool)
     big = np.uint64(1 << 63)
     data = {
         "path": text_array(out.path), "name": text_array(out.name),
@@ -268,7 +273,7 @@ def _frame(fs: BtrfsFileSystem, out: _Rows) -> pd.DataFrame:
         "accessed": _times(recs, have, "atime"), "changed": _times(recs, have, "ctime"),
         "inode": _nullable(cino, ~noino & (cino < big)),
         "links": _nullable(recs["nlink"], have),
-        "deleted": np.zeros(n, dtype=bool), "recoverable": np.zeros(n, dtype=bool),
+        "deleted": deleted, "recoverable": deleted & have & (codes == 0),
         "target": text_array(targets), "found_by": text_array(out.found),
         "note": text_array(out.note),
     }
