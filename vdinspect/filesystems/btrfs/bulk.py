@@ -150,7 +150,8 @@ def _check(rows: np.ndarray, addr: np.ndarray, ok: np.ndarray, parent: Node,
     last = np.cumsum(nr) - 1
     first = last - nr + 1
     has = nr > 0
-    want = _keys(*zip(*(parent.keys[i] for i, _u in kids)))
+    at = np.array([i for i, _u in kids], dtype=np.int64)
+    want = tuple(c[at] for c in parent.cols[:3])
     fk = tuple(x[first[has]] for x in keys)
     ok[has] &= (fk[0] == want[0][has]) & (fk[1] == want[1][has]) & (fk[2] == want[2][has])
     bounded = np.array([u is not None for _i, u in kids], dtype=bool) & has

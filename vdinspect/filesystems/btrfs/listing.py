@@ -278,7 +278,7 @@ def _frame(fs: BtrfsFileSystem, out: _Rows) -> pd.DataFrame:
         "note": text_array(out.note),
     }
     data["subvolume"] = _nullable(ctree, ctree < big)
-    df = pd.DataFrame(data, columns=list(FILES_DTYPES) + ["subvolume"])
+    df = pd.DataFrame(data, columns=list(FILES_DTYPES) + ["subvolume"], copy=False)
     def entries() -> list[Entry]:  # only asked for when the volume has damaged ranges
         keys = [(t, None if no else i) for t, i, no in zip(ctree.tolist(), cino.tolist(),
                                                            noino.tolist())]

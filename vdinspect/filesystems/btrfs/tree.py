@@ -31,8 +31,9 @@ class NodeError(ValueError):
 class Node:
     """A decoded tree block. Leaves keep ``spans`` (data start, size) per item; nodes keep
     the children's logical addresses in ``ptrs``. ``keys`` (tuples, for bisecting) are
-    built on first use; ``items`` keeps the leaf's item headers as a numpy array
-    (``key_objectid``, ``key_type``, ``key_offset``, ``start``, ``size``) for bulk scans."""
+    built on first use; ``cols`` keeps the leaf's item headers as numpy columns
+    (objectid, type, offset, data start, data size) for bulk scans, and a node's keys
+    (objectid, type, offset)."""
 
     __slots__ = ("bytenr", "level", "owner", "generation", "_keys", "ptrs", "_spans",
                  "buf", "cols")
@@ -128,7 +129,7 @@ def parse_node(buf: bytes, bytenr: int, fsid: bytes, csum_ok, level: int | None)
     _check_order(obj, typ, off)
     keys = list(zip(obj.tolist(), typ.tolist(), off.tolist()))
     ptrs = ptr["blockptr"].tolist()
-    return Node(bytenr, h_level, owner, gen, keys, ptrs, [], buf)
+    return Node(bytenr, h_level, owner, gen, keys, ptrs, [], buf, (obj, typ, off))
 
 
 def _raise(node: Node, message: str) -> None:
