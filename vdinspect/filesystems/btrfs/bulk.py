@@ -44,11 +44,13 @@ def _less(a, b) -> np.ndarray:
 
 class LeafBatch:
     """Checked leaves (one row of ``rows`` each, at the logical addresses ``bytenr``)
-    and their items as columns in key order: ``leaf`` (row), ``obj``, ``typ``, ``off``
-    (the key), ``start`` and ``size`` (the data, bytes from the leaf's start)."""
+    and their items as columns, row by row: ``leaf`` (row), ``obj``, ``typ``, ``off``
+    (the key), ``start`` and ``size`` (the data, bytes from the leaf's start);
+    :meth:`sorted` gives a selection of them in key order."""
 
     def __init__(self, rows: np.ndarray, bytenr: np.ndarray, nritems: np.ndarray) -> None:
         self.rows, self.bytenr = rows, bytenr
+        self.rank: np.ndarray | None = None  # key order of the rows, when not theirs
         self.flat = rows.reshape(-1)
         nr = nritems.astype(np.int64)
         total = int(nr.sum())
@@ -64,13 +66,17 @@ class LeafBatch:
         self.size = items["size"].astype(np.int64)
 
     def in_key_order(self, order: np.ndarray) -> LeafBatch:
-        """The items reordered so that they follow the key order of the leaves, row ``r``
-        being ``order[r]``-th in key order (the rows stay in address order)."""
+        """Say that row ``r`` is the ``order[r]``-th leaf in key order (rows are read in
+        address order; :meth:`sorted` puts items back in key order)."""
         if len(order) > 1 and (np.diff(order) < 0).any():
-            perm = np.argsort(order[self.leaf], kind="stable")
-            for c in ("leaf", "obj", "typ", "off", "start", "size"):
-                setattr(self, c, getattr(self, c)[perm])
+            self.rank = order
         return self
+
+    def sorted(self, sel: np.ndarray) -> np.ndarray:
+        """The items ``sel`` (ascending) in key order."""
+        if self.rank is None or len(sel) < 2:
+            return sel
+        return sel[np.argsort(self.rank[self.leaf[sel]], kind="stable")]
 
     def gather_at(self, pos: np.ndarray, width: int) -> np.ndarray:
         """``width`` bytes at each flat position ``pos`` (all inside ``rows``)."""

@@ -92,14 +92,14 @@ class TreeIndex:
             if b is None:
                 continue
             self.blocks.update(b.bytenr.tolist())
-            sel = np.flatnonzero(b.typ == S.INODE_ITEM)
+            sel = b.sorted(np.flatnonzero(b.typ == S.INODE_ITEM))
             short = b.size[sel] < _ISIZE
             for k in sel[short].tolist():
                 fs.problem(f"inode {int(b.obj[k])}", b.address(k), "INODE_ITEM cut short")
             sel = sel[~short]
             ids.append(b.obj[sel])
             recs.append(b.gather(sel, _ISIZE))
-            sel = np.flatnonzero(b.typ == S.DIR_INDEX)
+            sel = b.sorted(np.flatnonzero(b.typ == S.DIR_INDEX))
             if len(sel):
                 _dir_index(fs, b, sel, cols, names)
         self.ino_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
