@@ -244,21 +244,29 @@ def removals(ix, rp: LogReplay) -> dict[int, str]:
     names already added to it) that replaying the log ``rp`` removes: entry -> why."""
     out: dict[int, str] = {}
     for d in rp.logged_dirs:  # the kernel's replay_dir_deletes
-        ranges = rp.ranges.get(d)
+        ranges = sorted(rp.ranges.get(d, ()))
         if not ranges:
             continue
+        firsts = np.array([a for a, _b in ranges], dtype=np.uint64)
+        lasts = np.maximum.accumulate(np.array([b for _a, b in ranges], dtype=np.uint64))
+        kids = ix.children(d, removed=True)
+        k = ix.index_of[kids]
+        j = np.searchsorted(firsts, k, side="right") - 1  # the last range starting <= k
+        inside = (j >= 0) & (k <= lasts[np.maximum(j, 0)]) & ~ix.journal[kids]
         logged = rp.logged.get(d, set())
-        for i in ix.children(d, removed=True).tolist():
-            k = int(ix.index_of[i])
-            if not ix.journal[i] and (k, ix.names[i]) not in logged and any(
-                    a <= k <= b for a, b in ranges):
+        for i, key in zip(kids[inside].tolist(), k[inside].tolist()):
+            if (key, ix.names[i]) not in logged:
                 out[i] = GONE_DIR
-    for ino, parents in rp.refs.items():  # a logged inode's old names in a logged parent
+    by_parent: dict[int, dict[int, set[bytes]]] = {}  # a logged inode's old names
+    for ino, parents in rp.refs.items():
         for parent, names in parents.items():
-            for i in ix.children(parent, removed=True).tolist():
-                if not ix.journal[i] and int(ix.loc[i]) == ino and \
-                        ix.ltype[i] == S.INODE_ITEM and ix.names[i] not in names:
-                    out.setdefault(i, GONE_REF)
+            by_parent.setdefault(parent, {})[ino] = names
+    for parent, inos in by_parent.items():
+        for i in ix.children(parent, removed=True).tolist():
+            names = inos.get(int(ix.loc[i]))
+            if names is not None and not ix.journal[i] and ix.ltype[i] == S.INODE_ITEM \
+                    and ix.names[i] not in names:
+                out.setdefault(i, GONE_REF)
     for d, kids in rp.dirs.items():  # a name the log gives to another inode
         mine = {raw: lobj for raw, lobj, _t, _f in kids}
         for i in ix.children(d, removed=True).tolist():
