@@ -221,7 +221,8 @@ class FastDirs:
     """What a listing needs of the directories whose entries are all plain (a good name,
     an INODE_ITEM that is there, nothing the tree log adds or removes), computed for the
     whole tree at once: each directory's entry span, the entries' names as text, inode
-    rows and kind codes (``KIND_CODES``), and its subdirectory entries."""
+    rows and kind codes (``KIND_CODES``, ``isdir`` as a list), and its subdirectory
+    entries."""
 
     def __init__(self, ix: TreeIndex) -> None:
         n = ix.tree_part
@@ -238,6 +239,7 @@ class FastDirs:
         self.span = {k: (a, a + c) for k, a, c in zip(dirs.tolist(), first.tolist(),
                                                      count.tolist()) if k not in bad}
         self.text = [x.decode("utf-8", "surrogateescape") for x in ix.names[:n]]
+        self.isdir = (self.code == 1).tolist()  # a directory entry, by entry
         self.subdirs: dict[int, list[int]] = {}
         for i in np.flatnonzero(self.code == 1).tolist():
             self.subdirs.setdefault(int(d[i]), []).append(i)

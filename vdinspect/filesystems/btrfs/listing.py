@@ -92,7 +92,7 @@ def _list(fs: BtrfsFileSystem, idx: TreeIndex, tree: int, ino: int, dpath: str,
     loc = idx.loc
     for i in fast.subdirs.get(ino, ()):
         handles[i - a] = (tree, int(loc[i]))
-    return _kids(chunk, (fast.code[a:b] == 1).tolist(), handles)
+    return _kids(chunk, fast.isdir[a:b], handles)
 
 
 def _list_dir(fs: BtrfsFileSystem, idx: TreeIndex, tree: int, ino: int, sel: np.ndarray,

@@ -74,9 +74,10 @@ def rescue(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
     root = (fs.roots[tree].root_dirid or 256) if tree in fs.roots else 256
     # every name the index holds reaches its inode (one the tree log's replay removes too:
     # that name is listed, deleted)
-    reached = np.append(idx.loc[idx.ltype == S.INODE_ITEM], np.uint64(root))
+    reached = np.sort(np.append(idx.loc[idx.ltype == S.INODE_ITEM], np.uint64(root)))
     ids = idx.ino_ids
-    lost = ids[~np.isin(ids, reached) & (ids >= S.FIRST_FREE_OBJECTID)
+    named = reached[np.minimum(np.searchsorted(reached, ids), len(reached) - 1)] == ids
+    lost = ids[~named & (ids >= S.FIRST_FREE_OBJECTID)
                & (ids <= S.LAST_FREE_OBJECTID)].tolist()
     if not lost:
         _report(fs, tree, idx)
