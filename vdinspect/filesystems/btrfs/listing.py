@@ -48,9 +48,9 @@ class _Chunk:
         self.deleted, self.found, self.note, self.part = deleted, found, note, part
 
 
-def files_columns(fs: BtrfsFileSystem, top: Entry) -> tuple[dict, list]:
+def files_columns(fs: BtrfsFileSystem, top: Entry) -> tuple[dict, _Keys]:
     """Every entry below the directory ``top`` (recursive), through the one walk: the
-    files() columns (with ``subvolume``) and each row's (tree, inode) key."""
+    files() columns (with ``subvolume``) and each row's (tree, inode) key (an iterable)."""
     index = fs.tree_index
 
     def children(d: tuple) -> list[tuple]:
@@ -209,21 +209,22 @@ def _masked(values: np.ndarray, have: np.ndarray) -> np.ma.MaskedArray:
 
 
 def _frame_columns(fs: BtrfsFileSystem, chunks: list[_Chunk], walk_notes: dict[int, str]
-                   ) -> tuple[dict, list]:
+                   ) -> tuple[dict, _Keys]:
     """The rows the walk gave, as columns: inode fields taken from each tree's index in
     bulk; the walk's notes on their rows."""
     path: list[str] = []
     name: list[str] = []
     parent: list[str] = []
-    deleted: list[bool] = []
     found: list[str] = []
     note: list[str | None] = []
+    gone: list[int] = []  # rows the tree log's replay removes
     for c in chunks:
         k = len(c.names)
+        if c.deleted is not None and any(c.deleted):
+            gone += [len(path) + j for j, x in enumerate(c.deleted) if x]
         path += c.paths
         name += c.names
         parent += [c.parent] * k
-        deleted += [False] * k if c.deleted is None else c.deleted
         found += ["index"] * k if c.found is None else c.found
         note += [None] * k if c.note is None else c.note
     parts = _columns(fs, [c.part for c in chunks])
@@ -264,7 +265,8 @@ def _frame_columns(fs: BtrfsFileSystem, chunks: list[_Chunk], walk_notes: dict[i
     for at, why in walk_notes.items():
         old = note[at]
         note[at] = why if old is None else f"{old}; {why}"
-    dele = np.array(deleted, dtype=bool)
+    dele = np.zeros(n, dtype=bool)
+    dele[gone] = True
     cols = {
         "path": path, "name": name, "parent": parent, "kind": KINDS[codes],
         "size": np.where(have, recs["size"].view(np.int64), 0),
@@ -279,7 +281,21 @@ def _frame_columns(fs: BtrfsFileSystem, chunks: list[_Chunk], walk_notes: dict[i
         "target": targets, "found_by": found, "note": note,
         "subvolume": _masked(ctree, ctree < _BIG),
     }
-    inos = cino.tolist()
-    for j in np.flatnonzero(noino).tolist():
-        inos[j] = None
-    return cols, list(zip(ctree.tolist(), inos))
+    return cols, _Keys(ctree, cino, noino)
+
+
+class _Keys:
+    """The rows' (tree, inode) keys (inode None where the entry has no inode number),
+    made when iterated: only a volume with damaged ranges asks for them."""
+
+    def __init__(self, ctree: np.ndarray, cino: np.ndarray, noino: np.ndarray) -> None:
+        self.ctree, self.cino, self.noino = ctree, cino, noino
+
+    def __len__(self) -> int:
+        return len(self.ctree)
+
+    def __iter__(self):
+        inos = self.cino.tolist()
+        for j in np.flatnonzero(self.noino).tolist():
+            inos[j] = None
+        return zip(self.ctree.tolist(), inos)
