@@ -31,7 +31,8 @@ from . import structs as S
 from .compress import DecompressError, decompress
 from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
 from .data import BtrfsData
-from .listing import NO_INODE_NOTE, TreeIndex, files_columns
+from .index import TreeIndex
+from .listing import NO_INODE_NOTE, files_columns
 from .recovery import ORPHANS_NAME, Deleted, Gone, find_deleted
 from .report import ReportMixin
 from .rescue import lost_dir_note, rescue
@@ -409,12 +410,24 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
             if e.kind == DIR and e.key[0] == tree and self._lost_dir(tree, e.key[1]):
                 e.note = lost_dir_note(self._indexes[tree].lost_dirs[e.key[1]])
         rp = self.log_replay(tree)
-        if rp is not None and ino in rp.dirs:  # names the tree log adds (replayed)
-            have = {e.name for e in out}
+        if rp is None:
+            return out
+        idx = self.tree_index(tree)  # names the log's replay removes: shown deleted
+        gone = {} if idx is None else {
+            (idx.names[i].decode("utf-8", "surrogateescape"), int(idx.loc[i])): idx.notes[i]
+            for i in idx.children(ino, removed=True).tolist() if not idx.live[i]}
+        for e in out:
+            why = gone.get((e.name, e.inode))
+            if why is not None:
+                e.deleted, e.found_by, e.note = True, "journal", why
+                e.recoverable = e.kind == FILE and e.raw is not None
+        if ino in rp.dirs:  # names the tree log adds (replayed)
+            have = {(e.name, e.inode) for e in out}
             for raw, lobj, ltype, ftype in rp.dirs[ino]:
                 name = raw.decode("utf-8", "surrogateescape")
-                if name in have or ltype != S.INODE_ITEM:
+                if (name, lobj) in have or ltype != S.INODE_ITEM:
                     continue
+                have.add((name, lobj))
                 e = self._entry(name, tree, lobj, self.inode_item(tree, lobj), ftype)
                 e.found_by, e.note = "journal", "replayed from the tree log (fsync'd)"
                 out.append(e)
@@ -474,9 +487,9 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         cols, keys = files_columns(self, top)
 
         def entries() -> list[Entry]:  # only asked for when the volume has damaged ranges
-            return [Entry(name=nm, kind=k, size=s or 0, path=p, inode=i, key=key)
-                    for nm, k, s, p, i, key in zip(cols["name"], cols["kind"], cols["size"],
-                                                   cols["path"], cols["inode"], keys)]
+            return [Entry(name=nm, kind=k, size=s or 0, path=p, inode=key[1], key=key)
+                    for nm, k, s, p, key in zip(cols["name"], cols["kind"].tolist(),
+                                                cols["size"].tolist(), cols["path"], keys)]
         cols["damaged"] = self.damaged_column(cols["kind"], entries)
         df = files_columns_frame(cols, {"subvolume": "Int64"})
         return self._with_deleted(df, top) if deleted else df

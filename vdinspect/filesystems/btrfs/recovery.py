@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from .fs import BtrfsFileSystem
-    from .listing import TreeIndex
+    from .index import TreeIndex
 
 MAX_GONE = 100_000  # deleted entries kept per volume (a hostile tree may name more)
 MAX_OLD_TREES = 64  # older FS trees compared with the live ones
@@ -81,7 +81,7 @@ class _OldIndex:
 def find_deleted(fs: BtrfsFileSystem, live_index: Callable[[int], TreeIndex | None]
                  ) -> Deleted:
     """Deleted entries of every subvolume ``fs.roots`` has (``live_index(tree)`` gives a
-    subvolume's live :class:`~.listing.TreeIndex`, or None)."""
+    subvolume's live :class:`~.index.TreeIndex`, or None)."""
     out = Deleted()
     _orphans(fs, out, live_index)
     seen: set[tuple[int, int]] = set()

@@ -24,7 +24,7 @@ from .treelog import extref_names, ref_names
 
 if TYPE_CHECKING:
     from .fs import BtrfsFileSystem
-    from .listing import TreeIndex
+    from .index import TreeIndex
 
 MAX_RESCUED = 100_000  # unreached inodes examined per subvolume (a hostile tree may hold more)
 MAX_REFS = 64  # back references read per inode
@@ -72,11 +72,13 @@ def rescue(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
     """Give every in-use inode of ``idx`` that no name reaches a place: its back
     reference's directory (``idx.rescued``, ``idx.lost_dirs``) or ``idx.unnamed``."""
     root = (fs.roots[tree].root_dirid or 256) if tree in fs.roots else 256
-    reached = {root}
-    for kids in idx.dirs.values():
-        reached.update(k[1] for k in kids if k[2] == S.INODE_ITEM)
-    lost = [i for i in idx.inodes if i not in reached
-            and S.FIRST_FREE_OBJECTID <= i <= S.LAST_FREE_OBJECTID]
+    # every name the index holds reaches its inode (one the tree log's replay removes too:
+    # that name is listed, deleted)
+    reached = np.sort(np.append(idx.loc[idx.ltype == S.INODE_ITEM], np.uint64(root)))
+    ids = idx.ino_ids
+    named = reached[np.minimum(np.searchsorted(reached, ids), len(reached) - 1)] == ids
+    lost = ids[~named & (ids >= S.FIRST_FREE_OBJECTID)
+               & (ids <= S.LAST_FREE_OBJECTID)].tolist()
     if not lost:
         _report(fs, tree, idx)
         return
@@ -88,16 +90,25 @@ def rescue(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
     fields = {ino: unpack(idx.inodes[ino]) for ino in lost}
     lost = [ino for ino in lost if fields[ino][nlink]]  # nlink 0: an orphan item's inode
     placed: dict[int, int] = {}
+    names: dict[int, set[bytes]] = {}  # the names of each directory a name is placed in
+    new: list[tuple[int, bytes, int, int, int]] = []
+    notes: list[str] = []
 
     def place(parent: int, raw: bytes, ino: int, note: str) -> None:
         rec = idx.inodes.get(parent)
         if (not raw or b"/" in raw or raw in (b".", b"..") or rec is None
                 or unpack(rec)[mode] & _S_IFMT != _S_IFDIR):
             return
-        kids = idx.dirs.setdefault(parent, [])
-        if any(k[0] == raw for k in kids):
+        have = names.get(parent)
+        if have is None:
+            have = names[parent] = {idx.names[i] for i in
+                                    idx.children(parent, removed=True).tolist()}
+        if raw in have:
             return
-        kids.append((raw, ino, S.INODE_ITEM, _MODE_FT.get(fields[ino][mode] & _S_IFMT, 0)))
+        have.add(raw)
+        new.append((parent, raw, ino, S.INODE_ITEM,
+                    _MODE_FT.get(fields[ino][mode] & _S_IFMT, 0)))
+        notes.append(note)
         idx.rescued[(parent, raw)] = note
         idx.lost_dirs.setdefault(parent, 0)
         placed.setdefault(ino, parent)
@@ -115,6 +126,7 @@ def rescue(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
                 for raw, loc, _t, _v in fs.dir_items(node.data(i), node.bytenr):
                     if loc[1] == S.INODE_ITEM and loc[0] in left:
                         place(int(node.cols[0][i]), raw, loc[0], HASHED_NOTE)
+    idx.add(new, notes=notes)  # listed with found_by 'backup' and their notes
     listed, todo = {root}, [root]  # what the names, old and placed, reach from the top
     while todo:
         for k in idx.dirs.get(todo.pop(), ()):
@@ -158,6 +170,7 @@ def _relink(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
     if not want or r is None:
         return
     have = {d: {k[0] for k in idx.dirs.get(d, ())} for d in want}
+    new: list[tuple[int, bytes, int, int, int]] = []
     unpack, mode = S.INODE_ITEM_FMT.unpack, S.INODE_FIELDS["mode"]
     for node in fs.walk(r.bytenr, r.level):
         if node.level or node.cols is None:
@@ -175,10 +188,11 @@ def _relink(fs: BtrfsFileSystem, tree: int, idx: TreeIndex) -> None:
                 if parent not in want or raw in have[parent] or rec is None or not raw \
                         or b"/" in raw:
                     continue
-                idx.dirs.setdefault(parent, []).append(
-                    (raw, ino, S.INODE_ITEM, _MODE_FT.get(unpack(rec)[mode] & _S_IFMT, 0)))
+                new.append((parent, raw, ino, S.INODE_ITEM,
+                            _MODE_FT.get(unpack(rec)[mode] & _S_IFMT, 0)))
                 idx.rescued[(parent, raw)] = BACKREF_NOTE
                 have[parent].add(raw)
+    idx.add(new, notes=[BACKREF_NOTE] * len(new))
     _missing_names(idx)
 
 

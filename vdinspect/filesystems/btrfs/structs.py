@@ -298,6 +298,12 @@ INODE_ITEM, INODE_REF, INODE_EXTREF, XATTR_ITEM = 1, 12, 13, 24
 DIR_ITEM, DIR_INDEX, EXTENT_DATA, EXTENT_CSUM = 84, 96, 108, 128
 ROOT_ITEM, ROOT_BACKREF, ROOT_REF, CHUNK_ITEM, DEV_ITEM = 132, 144, 156, 228, 216
 ORPHAN_ITEM, EXTENT_ITEM = 48, 168
+DIR_LOG_INDEX = 72
+
+DirLogItem = Struct(
+    "end" / Int64ul * "last DIR_INDEX index of the range the log is authoritative for "
+    "(the key offset is the first)",
+)
 
 _U64 = 1 << 64
 
@@ -434,6 +440,7 @@ FILE_EXTENT_REGULAR_FMT = fmt(FileExtentRegular)
 INODE_REF_FMT = fmt(InodeRef)
 INODE_EXTREF_FMT = fmt(InodeExtref)
 ROOT_REF_FMT = fmt(RootRef)
+DIR_LOG_ITEM_FMT = fmt(DirLogItem)
 
 #: positions of InodeItem fields in INODE_ITEM_FMT's tuple
 INODE_FIELDS = {n: i for i, n in enumerate(

@@ -31,8 +31,9 @@ class NodeError(ValueError):
 class Node:
     """A decoded tree block. Leaves keep ``spans`` (data start, size) per item; nodes keep
     the children's logical addresses in ``ptrs``. ``keys`` (tuples, for bisecting) are
-    built on first use; ``items`` keeps the leaf's item headers as a numpy array
-    (``key_objectid``, ``key_type``, ``key_offset``, ``start``, ``size``) for bulk scans."""
+    built on first use; ``cols`` keeps the leaf's item headers as numpy columns
+    (objectid, type, offset, data start, data size) for bulk scans, and a node's keys
+    (objectid, type, offset)."""
 
     __slots__ = ("bytenr", "level", "owner", "generation", "_keys", "ptrs", "_spans",
                  "buf", "cols")
@@ -128,14 +129,14 @@ def parse_node(buf: bytes, bytenr: int, fsid: bytes, csum_ok, level: int | None)
     _check_order(obj, typ, off)
     keys = list(zip(obj.tolist(), typ.tolist(), off.tolist()))
     ptrs = ptr["blockptr"].tolist()
-    return Node(bytenr, h_level, owner, gen, keys, ptrs, [], buf)
+    return Node(bytenr, h_level, owner, gen, keys, ptrs, [], buf, (obj, typ, off))
 
 
 def _raise(node: Node, message: str) -> None:
     raise NodeError(message)
 
 
-def _child(get_node, node: Node, i: int, upper: Key | None, bad) -> Node | None:
+def child(get_node, node: Node, i: int, upper: Key | None, bad) -> Node | None:
     """Child ``i`` of ``node`` if it is readable and its keys lie in the range the parent
     gives it (first key equal to the pointer's, last below the next pointer's): a block
     placed under two pointers, or keys out of place, would repeat items or loop."""
@@ -181,9 +182,9 @@ def _search(get_node, node: Node, lo: Key, hi: Key, upper: Key | None, bad
     n = len(keys)
     while i < n and keys[i] <= hi:
         nxt = keys[i + 1] if i + 1 < n else upper
-        child = _child(get_node, node, i, nxt, bad)
-        if child is not None:
-            yield from _search(get_node, child, lo, hi, nxt, bad)
+        kid = child(get_node, node, i, nxt, bad)
+        if kid is not None:
+            yield from _search(get_node, kid, lo, hi, nxt, bad)
         i += 1
 
 
@@ -201,7 +202,35 @@ def walk_blocks(get_node, root: int, root_level: int, bad=_raise) -> Iterator[No
             kids = []
             for i in range(len(keys)):
                 nxt = keys[i + 1] if i + 1 < len(keys) else upper
-                child = _child(get_node, node, i, nxt, bad)
-                if child is not None:
-                    kids.append((child, nxt))
+                kid = child(get_node, node, i, nxt, bad)
+                if kid is not None:
+                    kids.append((kid, nxt))
             stack.extend(reversed(kids))
+
+
+def leaf_groups(get_node, root: int, root_level: int, bad=_raise
+                ) -> Iterator[tuple[Node, list[tuple[int, Key | None]]]]:
+    """The tree's readable blocks above the leaves, in key order, each with the leaf
+    children it points at (index, upper key bound) for the caller to read together (a
+    root that is a leaf comes with no children). The checks of :func:`child` apply to
+    every node here; the caller applies them to the leaves (through :func:`child`
+    wherever its own bulk checks fail, so that the same findings are made)."""
+    top = get_node(root, root_level)
+    if top is None:
+        return
+    stack: list[tuple[Node, Key | None]] = [(top, None)]
+    while stack:
+        node, upper = stack.pop()
+        keys = node.keys
+        bounds = [(i, keys[i + 1] if i + 1 < len(keys) else upper)
+                  for i in range(len(keys))] if node.level else []
+        if node.level != 1:
+            yield node, []
+            kids = []
+            for i, nxt in bounds:
+                c = child(get_node, node, i, nxt, bad)
+                if c is not None:
+                    kids.append((c, nxt))
+            stack.extend(reversed(kids))
+        else:
+            yield node, bounds

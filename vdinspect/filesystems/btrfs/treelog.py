@@ -7,9 +7,14 @@ INODE_ITEMs, names (INODE_REF) and file extents of the inodes fsync'd since the 
 A mount replays them into the subvolumes; vdinspect lays them over its view of each
 subvolume (:func:`log_replays`, :func:`merge_pieces`): a logged inode item replaces the
 tree's, logged extents replace the tree's over the file ranges they cover, and the names
-of the log's INODE_REFs are added to their directories. What a replay also removes
-(names unlinked or renamed away before the fsync, ranges punched) is not removed here.
-The checksums the log holds for logged data are not read (that data is not verified).
+of the log's INODE_REFs are added to their directories. The names a replay removes are
+removed too (:func:`removals`, the kernel's replay rules): in a logged directory, every
+DIR_INDEX entry whose index lies in a range a DIR_LOG_INDEX item makes the log
+authoritative for, and that the log does not hold; a name of a logged inode in a parent
+the log holds its refs for, that the log's refs no longer give; and an entry whose name
+the log gives to another inode. Items of a logged inode whose link count is 0 are
+ignored, as a replay ignores them. Punched ranges are not removed. The checksums the log
+holds for logged data are not read (that data is not verified).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ...errors import CorruptImage
 from . import structs as S
@@ -120,6 +127,10 @@ class LogReplay:
     inodes: dict[int, bytes] = field(default_factory=dict)
     extents: set[int] = field(default_factory=set)
     dirs: dict[int, list[tuple[bytes, int, int, int]]] = field(default_factory=dict)
+    ranges: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # DIR_LOG_INDEX
+    logged: dict[int, set[tuple[int, bytes]]] = field(default_factory=dict)  # (index, name)
+    refs: dict[int, dict[int, set[bytes]]] = field(default_factory=dict)  # ino -> parent
+    logged_dirs: set[int] = field(default_factory=set)  # directories whose inode is logged
 
 
 def log_replays(fs: BtrfsFileSystem) -> dict[int, LogReplay]:
@@ -139,13 +150,25 @@ def log_replays(fs: BtrfsFileSystem) -> dict[int, LogReplay]:
                 roots.append(r)
         for r in roots:
             rp = LogReplay(("log", r.id))
+            ignored = None  # a logged inode with no link: the replay skips its items
             for node, i in fs.search(r.bytenr, r.level):
                 ino, typ, _off = node.keys[i]
                 data = node.data(i)
                 if len(rp.inodes) + len(rp.dirs) > MAX_LOGGED:
                     break
                 if typ == S.INODE_ITEM and len(data) >= S.INODE_ITEM_SIZE:
+                    f = S.INODE_ITEM_FMT.unpack_from(data, 0)
+                    if f[S.INODE_FIELDS["nlink"]] == 0:
+                        ignored = ino
+                        continue
+                    if f[S.INODE_FIELDS["mode"]] & 0o170000 == 0o040000:
+                        rp.logged_dirs.add(ino)
                     rp.inodes[ino] = bytes(data[:S.INODE_ITEM_SIZE])
+                elif ino == ignored:
+                    continue
+                elif typ == S.DIR_LOG_INDEX and len(data) >= S.DIR_LOG_ITEM_FMT.size:
+                    end = S.DIR_LOG_ITEM_FMT.unpack_from(data, 0)[0]
+                    rp.ranges.setdefault(ino, []).append((_off, end))
                 elif typ == S.EXTENT_DATA:
                     rp.extents.add(ino)
                 elif typ in (S.INODE_REF, S.INODE_EXTREF):  # names: replay adds them
@@ -156,11 +179,13 @@ def log_replays(fs: BtrfsFileSystem) -> dict[int, LogReplay]:
                             else extref_names(data))
                     for parent, name in refs:
                         raw = name.encode("utf-8", "surrogateescape")
+                        rp.refs.setdefault(ino, {}).setdefault(parent, set()).add(raw)
                         if raw and b"/" not in raw and raw not in (b".", b".."):
                             rp.dirs.setdefault(parent, []).append((raw, ino, S.INODE_ITEM,
                                                                    ftype))
                 elif typ == S.DIR_INDEX:
                     for name, loc, ftype, _v in fs.dir_items(data, node.bytenr):
+                        rp.logged.setdefault(ino, set()).add((_off, name))
                         if name and b"/" not in name and name not in (b".", b".."):
                             rp.dirs.setdefault(ino, []).append((name, loc[0], loc[1], ftype))
             fs.old_roots[rp.key] = r
@@ -204,3 +229,56 @@ def merge_pieces(base: list[Piece], logged: list[Piece]) -> list[Piece]:
             rest = nxt
         out += rest
     return sorted(out, key=lambda p: p.start)
+
+
+GONE_DIR = ("removed by the tree log's replay: the logged directory no longer holds "
+            "this name (unlinked or renamed before the fsync)")
+GONE_REF = ("removed by the tree log's replay: the logged inode no longer has this name "
+            "(renamed before the fsync)")
+GONE_NAME = "removed by the tree log's replay: the log gives this name to another inode"
+ORPHANED = "; no name is left to its inode (an orphan the mount deletes)"
+
+
+def removals(ix, rp: LogReplay) -> dict[int, str]:
+    """The entries of the tree index ``ix`` (a :class:`~.index.TreeIndex`, the log's
+    names already added to it) that replaying the log ``rp`` removes: entry -> why."""
+    out: dict[int, str] = {}
+    for d in rp.logged_dirs:  # the kernel's replay_dir_deletes
+        ranges = sorted(rp.ranges.get(d, ()))
+        if not ranges:
+            continue
+        firsts = np.array([a for a, _b in ranges], dtype=np.uint64)
+        lasts = np.maximum.accumulate(np.array([b for _a, b in ranges], dtype=np.uint64))
+        kids = ix.children(d, removed=True)
+        k = ix.index_of[kids]
+        j = np.searchsorted(firsts, k, side="right") - 1  # the last range starting <= k
+        inside = (j >= 0) & (k <= lasts[np.maximum(j, 0)]) & ~ix.journal[kids]
+        logged = rp.logged.get(d, set())
+        for i, key in zip(kids[inside].tolist(), k[inside].tolist()):
+            if (key, ix.names[i]) not in logged:
+                out[i] = GONE_DIR
+    by_parent: dict[int, dict[int, set[bytes]]] = {}  # a logged inode's old names
+    for ino, parents in rp.refs.items():
+        for parent, names in parents.items():
+            by_parent.setdefault(parent, {})[ino] = names
+    for parent, inos in by_parent.items():
+        for i in ix.children(parent, removed=True).tolist():
+            names = inos.get(int(ix.loc[i]))
+            if names is not None and not ix.journal[i] and ix.ltype[i] == S.INODE_ITEM \
+                    and ix.names[i] not in names:
+                out.setdefault(i, GONE_REF)
+    for d, kids in rp.dirs.items():  # a name the log gives to another inode
+        mine = {raw: lobj for raw, lobj, _t, _f in kids}
+        for i in ix.children(d, removed=True).tolist():
+            want = mine.get(ix.names[i])
+            if not ix.journal[i] and want is not None and want != int(ix.loc[i]):
+                out.setdefault(i, GONE_NAME)
+    if out:  # an inode left with no name: an orphan after the replay
+        gone = np.fromiter(out, dtype=np.int64, count=len(out))
+        live = np.ones(len(ix.names), dtype=bool)
+        live[gone] = False
+        named = set(ix.loc[live & (ix.ltype == S.INODE_ITEM)].tolist())
+        for i in gone.tolist():
+            if int(ix.loc[i]) not in named and ix.ltype[i] == S.INODE_ITEM:
+                out[i] += ORPHANED
+    return out

@@ -9,6 +9,7 @@ is tried when a block fails its checks on a mirrored profile).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
@@ -16,6 +17,7 @@ from ...io import ByteSource, LRUCache
 from ...units import uuid_text as fmt_uuid
 from ..base import FileSystem
 from . import structs as S
+from .bulk import LeafBatch, leaf_batches
 from .chunks import ChunkError, ChunkMap, ChunkTable, parse_chunk, parse_sys_chunk_array
 from .csum import digest
 from .tree import KEY_MAX, KEY_MIN, Node, NodeError, parse_node, search, walk_blocks
@@ -226,6 +228,18 @@ class BtrfsVolume(FileSystem):
             parts.append(dev.read(phys, n))
         return b"".join(parts)
 
+    def read_logical_into(self, logical: int, buffer) -> None:
+        """Fill ``buffer`` with the bytes at a logical address (as :meth:`read_logical`,
+        without the copy where a device holds them)."""
+        mv = memoryview(buffer).cast("B")
+        at = 0
+        for dev, phys, n, pos in self._pieces(logical, len(mv)):
+            if dev is None:
+                mv[at:at + n] = self.read_logical(pos, n)
+            else:
+                dev.readinto(phys, mv[at:at + n])
+            at += n
+
     def _parity_sources(self, pos: int, n: int) -> list[tuple[ByteSource, int]] | None:
         """For a RAID5/6 data unit on a missing device: the (device, physical) of the other
         data units and P of its row, whose XOR rebuilds it (None when that cannot be)."""
@@ -260,6 +274,14 @@ class BtrfsVolume(FileSystem):
     def walk(self, root: int, level: int):
         """Every readable block of the tree at ``root``."""
         return walk_blocks(self.node, root, level, bad=self._bad_link)
+
+    def leaf_batches(self, root: int, level: int
+                     ) -> Iterator[tuple[Node | None, LeafBatch | None]]:
+        """The leaves of the tree at ``root`` read and checked many at a time, in key
+        order, with the nodes above them (:func:`.bulk.leaf_batches`)."""
+        return leaf_batches(self.node, self._bad_link, self.read_logical_into, root, level,
+                            self.meta_fsid, self.nodesize, self.sectorsize,
+                            (self.csum_type, self.csum_len))
 
     def _bad_link(self, node: Node, message: str) -> None:
         self.bad_blocks.add(node.bytenr)
