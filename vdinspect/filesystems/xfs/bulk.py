@@ -52,6 +52,8 @@ def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray
     glog = max(6, g.inopblog)
     n = len(agno)
     out = np.empty((n, isz), dtype=np.uint8)
+    if not n:  # no inode at all (an empty or damaged inode B+tree)
+        return out
     keys = (agno << 32) | (agino >> glog)
     order = np.argsort(keys, kind="stable")
     sk = keys[order]
