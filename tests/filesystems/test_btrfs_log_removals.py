@@ -31,7 +31,7 @@ FSYNC = ("import os, sys\n"
 # name: (what is done after the commit, what is fsync'd, names the replay removes)
 CASES = {
     "unlink": (lambda m: (m / "d/gone").unlink() or (m / "d/fresh").write_bytes(b"new\n"),
-               ["d"], {"/d/gone"}),
+               ["d/fresh", "d"], {"/d/gone"}),  # fresh's data made durable too
     "rename-fsync-file": (lambda m: (m / "d/old").rename(m / "d/new"), ["d/new"], {"/d/old"}),
     "rename-fsync-dir": (lambda m: (m / "d/old").rename(m / "d/new"), ["d"], {"/d/old"}),
     "unlink-hard-link": (lambda m: (m / "d/hard2").unlink(), ["d"], {"/d/hard2"}),
