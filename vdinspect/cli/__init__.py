@@ -11,6 +11,7 @@ structure and offset), 2 usage error.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -174,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 1 bad image, 2 bad call)."""
+    if "numpy" not in sys.modules:  # no command multiplies matrices: skip the BLAS thread
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # pool numpy would start (30 ms)
     parser = build_parser()
     args = parser.parse_args(argv)
     out = sys.stdout
@@ -192,7 +195,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # the reader went away (``| head``): point stdout at /dev/null so the interpreter's
         # final flush does not complain again
-        import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
