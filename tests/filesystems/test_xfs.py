@@ -89,6 +89,19 @@ def protofile(src: Path, out: Path, long_link: bool = False) -> Path:
     return out
 
 
+def flat_proto(d: Path, content: dict[str, bytes]) -> Path:
+    """A prototype file for mkfs.xfs -p: the files ``content`` (name -> bytes) in the root,
+    written under ``d/src``; the proto is ``d/proto``."""
+    src = d / "src"
+    src.mkdir()
+    lines = ["x", "0 0", "d--755 0 0"]
+    for name, data in content.items():
+        (src / name).write_bytes(data)
+        lines.append(f"{name} ---644 0 0 {src / name}")
+    (d / "proto").write_text("\n".join(lines + ["$", ""]))
+    return d / "proto"
+
+
 def mkxfs(path: Path, proto: Path, opts: list[str], size: int = 96 * MiB) -> Path:
     with open(path, "wb") as f:
         f.truncate(size)

@@ -16,7 +16,7 @@ import pytest
 
 from tests import xfs_log_builder as B
 from tests.conftest import have
-from tests.filesystems.test_xfs import MiB, db_ls, db_print, mkxfs, xfs_db
+from tests.filesystems.test_xfs import MiB, db_ls, db_print, flat_proto, mkxfs, xfs_db
 from tests.tools import run
 from vdinspect.filesystems.xfs import XfsFileSystem
 from vdinspect.io import FileSource
@@ -36,15 +36,9 @@ def built(request, tmp_path_factory):
     if not have("mkfs.xfs", "xfs_db", "xfs_logprint"):
         pytest.skip("needs xfsprogs")
     d = tmp_path_factory.mktemp("xfsint_" + request.param)
-    src = d / "src"
-    src.mkdir()
     content = {"a": b"A" * 8192, "b": bytes(range(256)) * 32, "c": b"C" * 4096,
                "d": b"D" * 12288, "e": b"E" * 4096}
-    lines = ["x", "0 0", "d--755 0 0"]
-    for name, data in content.items():
-        (src / name).write_bytes(data)
-        lines.append(f"{name} ---644 0 0 {src / name}")
-    (d / "proto").write_text("\n".join(lines + ["$", ""]))
+    flat_proto(d, content)
     opts = ["-m", "crc=0"] if request.param == "v4" else []
     img = mkxfs(d / "clean.img", d / "proto", ["-b", f"size={BS}", *opts], size=32 * MiB)
     sb = db_print(img, "sb 0")

@@ -22,7 +22,7 @@ import pytest
 
 from tests import xfs_log_builder as B
 from tests.conftest import have
-from tests.filesystems.test_xfs import MiB, db_bmap, db_ls, db_print, mkxfs
+from tests.filesystems.test_xfs import MiB, db_bmap, db_ls, db_print, flat_proto, mkxfs
 from tests.tools import run
 from vdinspect.errors import VDInspectError
 from vdinspect.filesystems.xfs import XfsFileSystem
@@ -45,15 +45,9 @@ def built(request, tmp_path_factory):
     if not have("mkfs.xfs", "xfs_db", "xfs_logprint"):
         pytest.skip("needs xfsprogs")
     d = tmp_path_factory.mktemp("xfslog_" + request.param)
-    src = d / "src"
-    src.mkdir()
     content = {"a": b"A" * 5000, "b": bytes(range(256)) * 80, "c": b"C" * 8192,
                "d": b"D" * 4096, "e": b"E" * 40960}
-    lines = ["x", "0 0", "d--755 0 0"]
-    for name, data in content.items():
-        (src / name).write_bytes(data)
-        lines.append(f"{name} ---644 0 0 {src / name}")
-    (d / "proto").write_text("\n".join(lines + ["$", ""]))
+    flat_proto(d, content)
     opts = ["-m", "crc=0"] if request.param == "v4" else []
     wrapped = request.param == "v5-wrapped"
     big = request.param == "v5-64k-records"
