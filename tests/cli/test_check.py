@@ -66,3 +66,27 @@ def test_check_part_checks_that_filesystem(gpt_disk, capsys):
     assert [(r["structure"], r["message"]) for r in got] == \
         [(r["structure"], r["message"]) for r in want]
     assert main(["check", "--part", "9", str(gpt_disk)]) == 2  # no such partition: a bad call
+
+
+def test_bare_filesystem_image_is_checked_without_part(tmp_path, capsys):
+    """A filesystem image with no partition table: ``check`` checks that filesystem, as
+    ``ls`` lists it, without ``--part`` (before, it said "no problems found")."""
+    import subprocess
+
+    fat, hurt = tmp_path / "bare.img", tmp_path / "hurt.img"
+    with open(fat, "wb") as f:
+        f.truncate(16 * MIB)
+    tools.run("mkfs.vfat", "-F", "16", fat)
+    data = bytearray(fat.read_bytes())
+    reserved = int.from_bytes(data[14:16], "little")  # BPB_RsvdSecCnt
+    data[reserved * 512:(reserved + 1) * 512] = bytes(512)  # FAT 1's media entry gone
+    hurt.write_bytes(data)
+    if shutil.which("fsck.fat"):  # the independent reader sees the damage too
+        assert subprocess.run(["fsck.fat", "-n", str(hurt)], capture_output=True).returncode
+    assert main(["check", str(fat)]) == 0
+    assert "no problems found (1 layer and the fat16 filesystem checked)" in (
+        capsys.readouterr().out)
+    assert main(["check", "--salvage", str(hurt)]) == 0
+    out = capsys.readouterr().out
+    assert "(1 layer and the fat16 filesystem checked)" in out
+    assert "FAT 1" in out and "media descriptor" in out

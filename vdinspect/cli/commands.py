@@ -210,6 +210,12 @@ def cmd_check(args, out: IO[str]) -> int:
             rows = disk.check_rows()
             nl = len(disk.chain.layers)
             what = (f"{nl} layers" if nl > 1 else "1 layer") + " and the partition table"
+            whole = [v for v in disk.filesystem_volumes(readable=True) if v.scheme == "none"]
+            if len(whole) == 1:  # a bare filesystem image: no --part needed to check it
+                fs = disk.filesystem(whole[0].key)
+                rows += [dict(r, layer=None) for r in fs.check_rows()]
+                what = what.replace(" and the partition table",
+                                    f" and the {whole[0].filesystem} filesystem")
     if args.json:
         write_rows(out, project(rows, CHECK_COLUMNS))
         return 0
