@@ -58,7 +58,7 @@ def damaged(src: Path, out: Path, how: str) -> Path:
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("batch", [32 << 20, 1])
+@pytest.mark.parametrize("batch", [4 << 20, 1])
 def test_bulk_runs_are_the_table_runs(name, batch, monkeypatch):
     path = SAMPLES / f"{name}.qcow2"
     monkeypatch.setattr(clusters, "BULK_BYTES", batch)  # 1: a table per batch

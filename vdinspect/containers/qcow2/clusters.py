@@ -36,8 +36,9 @@ PLAN_KINDS = [{S_UNALLOC: readplan.HOLE, S_ZERO: readplan.ZERO, S_DATA: readplan
                S_COMP: readplan.INFLATE}.get(k, readplan.SLOW) for k in sorted(STATE_NAME)]
 
 
-#: bytes of L2 tables that ``runs()`` reads and decodes in one go
-BULK_BYTES = 32 << 20
+#: bytes of L2 tables that ``runs()`` reads and decodes in one go (a buffer this small is
+#: reused by malloc; a larger one is mapped afresh each time and costs page faults)
+BULK_BYTES = 4 << 20
 
 
 class ClusterMap:
@@ -305,7 +306,7 @@ class ClusterMap:
         vbase = l1_index * self.l2_entries * cs
         first = (start - vbase) // cs
         last = -(-(end - vbase) // cs)
-        pos = np.flatnonzero(buf.view(np.uint64)[first:last])  # zero in either byte order
+        pos = np.flatnonzero(buf.view(np.uint64)[first:last] != 0)  # in either byte order
         e = buf.view(">u8")[first:last][pos].astype(np.uint64)
         pos += first
         state, host, bad = self._classify(e)
