@@ -7,7 +7,7 @@ import os
 import pytest
 
 from vdinspect.errors import InvalidArgument, NotFound, VDInspectError
-from vdinspect.io import Concat, FileSource, LRUCache, MemorySource, Slice, Zero
+from vdinspect.io import Concat, FileSource, LRUCache, MemorySource, Slice, Zero, all_zero
 
 
 def test_file_source_reads_exactly_and_refuses_past_end(tmp_path):
@@ -110,3 +110,13 @@ def test_crc32c_package_imported_on_first_use():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 4095, 4096, 4097, 5003, 1 << 20])
+def test_all_zero_sees_a_byte_anywhere(n):
+    assert all_zero(bytes(n))
+    assert all_zero(memoryview(bytearray(n)))
+    for at in sorted({0, n // 2, n - 9, n - 8, n - 1, 4095, 4096} & set(range(n))):
+        buf = bytearray(n)
+        buf[at] = 1
+        assert not all_zero(buf), at

@@ -36,6 +36,11 @@ PLAN_KINDS = [{S_UNALLOC: readplan.HOLE, S_ZERO: readplan.ZERO, S_DATA: readplan
                S_COMP: readplan.INFLATE}.get(k, readplan.SLOW) for k in sorted(STATE_NAME)]
 
 
+#: bytes of L2 tables that ``runs()`` reads and decodes in one go (a buffer this small is
+#: reused by malloc; a larger one is mapped afresh each time and costs page faults)
+BULK_BYTES = 4 << 20
+
+
 class ClusterMap:
     """Mixin of :class:`Qcow2Image`: the mapping and reading of guest clusters."""
 
@@ -90,10 +95,25 @@ class ClusterMap:
         else:
             e = raw
             bitmap = None
+        state, host, bad = self._classify(e)
+        if self.extended_l2:
+            units_state, units_host = self._expand_subclusters(state, host, bitmap, bad)
+            units_state.reshape(n, -1)[have:] = S_DAMAGED
+            return units_state, units_host, e
+        bad[have:] = True
+        if bad.any():
+            state = state.copy()
+            state[bad] = S_DAMAGED
+        return state, host, e
+
+    def _classify(self, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """L2 entries (uint64, the cluster words) -> per-cluster state (S_*), host offset
+        (-1 none) and whether the host cluster cannot be read (outside the file, misaligned)."""
+        cs = self.cluster_size
         comp = (e & np.uint64(QCOW_OFLAG_COMPRESSED)) != 0
         off = (e & np.uint64(L2E_OFFSET_MASK)).astype(np.int64)
         zero_flag = (e & np.uint64(QCOW_OFLAG_ZERO)) != 0
-        state = np.full(n, S_DATA, dtype=np.int8)
+        state = np.full(len(e), S_DATA, dtype=np.int8)
         has_offset = off != 0
         if self.data_file is not None:
             has_offset |= (e & np.uint64(QCOW_OFLAG_COPIED)) != 0
@@ -108,15 +128,7 @@ class ClusterMap:
         target_size = self.data_file.size if self.data_file is not None else self.file.size
         bad = (state == S_DATA) & ((off % cs != 0) | (off >= target_size))
         bad |= (state == S_COMP) & (coff >= self.file.size)
-        if self.extended_l2:
-            units_state, units_host = self._expand_subclusters(state, host, bitmap, bad)
-            units_state.reshape(n, -1)[have:] = S_DAMAGED
-            return units_state, units_host, e
-        bad[have:] = True
-        if bad.any():
-            state = state.copy()
-            state[bad] = S_DAMAGED
-        return state, host, e
+        return state, host, bad
 
     def _expand_subclusters(self, state, host, bitmap, bad):
         n, sc = len(state), self.subclusters
@@ -160,6 +172,25 @@ class ClusterMap:
                 vstop = min(j * span, self.size)
                 marker = l1e == 1 and not self.strict  # truncated L1 (salvage marker)
                 yield Run(vbase, vstop - vbase, DAMAGED if marker else UNALLOCATED)
+                i = j
+                continue
+            elif not self.extended_l2 and not l2_off % cs and l2_off + cs <= self.file.size:
+                # sound tables in a row: read and decoded together (see _bulk_runs)
+                offs = [l2_off]
+                j = i + 1
+                while j * span < end and len(offs) < BULK_BYTES // cs:
+                    o = (int(l1[j]) if j < len(l1) else 0) & L1E_OFFSET_MASK
+                    if o == 0 or o % cs or o + cs > self.file.size:
+                        break
+                    offs.append(o)
+                    j += 1
+                table = self._bulk_runs(i, offs, max(start, vbase), min(end, j * span))
+                if table is not None:
+                    yield table
+                else:  # something to report: table by table, as the reads do
+                    for k, o in enumerate(offs, i):
+                        yield from self._runs_in_l2(k, o, k * span, max(start, k * span),
+                                                    min(end, (k + 1) * span), unit)
                 i = j
                 continue
             elif l2_off % cs or l2_off + cs > self.file.size and (
@@ -259,6 +290,54 @@ class ClusterMap:
             changes = self._l1_changes = np.flatnonzero(l1[1:] != l1[:-1]) + 1
         k = int(np.searchsorted(changes, i, side="right"))
         return int(changes[k]) if k < len(changes) else len(l1)
+
+    def _bulk_runs(self, l1_index: int, offsets: list[int], start: int, end: int):
+        """The runs of ``[start, end)`` over the sound L2 tables at ``offsets`` (of L1 entries
+        ``l1_index``...; no extended L2) as one RunTable, or None when a cluster needs a
+        finding (the tables then go one by one). Tables next to each other in the file are
+        read together, only the nonzero entries are decoded (a zero entry is unallocated),
+        and the runs come from those entries and the gaps between them."""
+        cs = self.cluster_size
+        buf = np.empty(len(offsets) * cs, dtype=np.uint8)
+        mv = memoryview(buf)
+        cuts = [0, *(np.flatnonzero(np.diff(offsets) != cs) + 1).tolist(), len(offsets)]
+        for a, b in zip(cuts, cuts[1:]):
+            self.file.readinto(offsets[a], mv[a * cs : b * cs])
+        vbase = l1_index * self.l2_entries * cs
+        first = (start - vbase) // cs
+        last = -(-(end - vbase) // cs)
+        pos = np.flatnonzero(buf.view(np.uint64)[first:last] != 0)  # in either byte order
+        e = buf.view(">u8")[first:last][pos].astype(np.uint64)
+        pos += first
+        state, host, bad = self._classify(e)
+        target = self.data_file if self.data_file is not None else self.file
+        if (bad | ((state == S_DATA) & (host > target.size - cs))).any():
+            return None
+        # each entry covers its cluster; an unallocated filler covers each gap after one
+        # (and the start, when it comes before the first entry)
+        gap = np.append(pos[1:], last) > pos + 1
+        lead = int(not len(pos) or pos[0] > first)
+        idx = lead + np.arange(len(pos)) + np.cumsum(gap) - gap
+        m = lead + len(pos) + int(gap.sum())
+        at = np.full(m, first, dtype=np.int64)
+        st = np.full(m, S_UNALLOC, dtype=np.int8)
+        ho = np.full(m, -1, dtype=np.int64)
+        raw = np.zeros(m, dtype=np.uint64)
+        at[idx], st[idx], ho[idx], raw[idx] = pos, state, host, e
+        at[idx[gap] + 1] = pos[gap] + 1
+        brk = np.ones(len(at), dtype=bool)
+        brk[1:] = ~((st[1:] == st[:-1]) & (st[1:] != S_COMP)
+                    & ((st[1:] != S_DATA) | (ho[1:] == ho[:-1] + cs)))
+        s, h, raw = st[brk], ho[brk], raw[brk]
+        vs = vbase + at[brk] * cs
+        ve = np.append(vs[1:], vbase + last * cs)
+        comp = s == S_COMP
+        nb = ((raw >> np.uint64(self.csize_shift)) & np.uint64(self.csize_mask)).astype(np.int64) + 1
+        target_name = self.data_file_path if self.data_file is not None else self.path
+        return RunTable(vs, ve - vs, STATE_CODES[s], host=h, compressed=comp,
+                        src=np.where(s == S_DATA, 0, np.where(comp, 1, -1)), x0=vs,
+                        x1=np.where(comp, nb * 512 - (h & 511), 0),
+                        sources=[(target_name, target), (self.path, self.file)])
 
     def _runs_in_l2(self, l1_index, l2_off, vbase, start, end, unit):
         state, host, _ = self._l2_units(l2_off)
