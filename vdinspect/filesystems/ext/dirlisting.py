@@ -8,10 +8,13 @@ reading every inode), keeping each one built so a second pass is free.
 
 Only entries whose building cannot raise are left for later: live entries the index
 names, with an inode number inside a readable inode table, typed by their directory
-entry as a regular file or a directory, on a volume without damaged ranges. Every other
-entry (deleted names, names from slack, symlinks, special files, inodes outside the
-tables) is built when the listing is made, in order, as the whole listing was before:
-an error any of them raises is raised by the listing, before any entry is handed out.
+entry as a regular file or a directory, on a volume that holds all its blocks and has
+no damaged ranges (``dir_listing`` lists other volumes in one piece). Every other entry
+(deleted names, names from slack, symlinks, special files, inodes outside the tables)
+is built when the listing is made, in order, as the whole listing was before: an error
+any of them raises is raised by the listing, before any entry is handed out. (Only an
+entry typed as a file whose inode is in fact a symlink with an unreadable target, in
+strict mode, would raise when it is taken rather than when the folder is listed.)
 """
 
 from __future__ import annotations

@@ -181,7 +181,10 @@ class ListingMixin:
         return self._listings.get(key, lambda: self._new_listing(entry, rec, is_root))
 
     def _new_listing(self, entry: Entry, rec: InodeRecord, is_root: bool) -> DirListing:
-        if entry.deleted or self.volume_damaged():  # probed leniently, or notes to gather
+        # built in one piece: a deleted directory (probed leniently), a volume with damaged
+        # ranges or cut short (an inode may be unreadable: the listing raises or notes it)
+        whole = self.dev.size >= self.sb.blocks_count * self.block_size
+        if entry.deleted or not whole or self.volume_damaged():
             return DirListing.of_entries(self, self._list_dir(entry, rec, is_root))
         raws = self.dir_entries(rec)
         return DirListing.lazy(self, rec, raws, [self.orphan_dir_entry()] if is_root else [])
