@@ -5,13 +5,16 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 
 import numpy as np
 
 from ...errors import CorruptImage, InvalidArgument, VDInspectError
 from ...io import LRUCache
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry
+from ..walk import HANDLE, Child
 from . import superblock as S
+from .dirlisting import DirListing
 from .dirs import (
     FT_DIR,
     FT_REG_FILE,
@@ -156,17 +159,54 @@ class ListingMixin:
     def list_dir(self, entry: Entry) -> list[Entry]:
         if entry.key == ("orphans",):
             return [o.copy() for o in self.orphans()]
+        if self.column_walk:  # files(): every directory is listed once, no need to keep it
+            rec, is_root = self._dir_record(entry)
+            return self._list_dir(entry, rec, is_root)
+        return [e.copy() for e in self.dir_listing(entry).entries()]
+
+    def _dir_record(self, entry: Entry) -> tuple[InodeRecord, bool]:
         rec = entry.raw if isinstance(entry.raw, InodeRecord) else self.inode(entry.inode)
         if not rec.is_dir:
             raise InvalidArgument(f"{self.name}: {entry.path or entry.name} is not a directory")
-        is_root = rec.number == ROOT_INO and entry.path in ("/", "")
-        if self.column_walk:  # files(): every directory is listed once, no need to keep it
-            return self._list_dir(entry, rec, is_root)
+        return rec, rec.number == ROOT_INO and entry.path in ("/", "")
+
+    def dir_listing(self, entry: Entry) -> DirListing:
+        """A directory's children (kept for the 32 directories last listed), each Entry
+        built when first asked for (:mod:`.dirlisting`); errors the listing meets that
+        are not left for later are raised here."""
+        rec, is_root = self._dir_record(entry)
         key = (rec.number, rec.raw, entry.deleted, is_root)
         if self._listings is None:
             self._listings = LRUCache(32)
-        cached = self._listings.get(key, lambda: self._list_dir(entry, rec, is_root))
-        return [e.copy() for e in cached]
+        return self._listings.get(key, lambda: self._new_listing(entry, rec, is_root))
+
+    def _new_listing(self, entry: Entry, rec: InodeRecord, is_root: bool) -> DirListing:
+        # built in one piece: a deleted directory (probed leniently), a volume with damaged
+        # ranges or cut short (an inode may be unreadable: the listing raises or notes it)
+        whole = self.dev.size >= self.sb.blocks_count * self.block_size
+        if entry.deleted or not whole or self.volume_damaged():
+            return DirListing.of_entries(self, self._list_dir(entry, rec, is_root))
+        raws = self.dir_entries(rec)
+        return DirListing.lazy(self, rec, raws, [self.orphan_dir_entry()] if is_root else [])
+
+    def entry_children(self, d: Child) -> Iterator[Child]:
+        """The walk's listing of a directory (handle: an Entry), as the base class's but
+        built as the walk takes it: a huge folder's first rows cost only their inodes."""
+        parent = d[HANDLE]
+        if parent.key == ("orphans",) or self.column_walk:
+            return super().entry_children(d)
+        listing = self.dir_listing(parent)
+        dpath = parent.path
+        prefix = "/" if dpath in ("", "/") else dpath + "/"
+        dir_id = self.dir_id
+
+        def each() -> Iterator[Child]:
+            for i in range(len(listing)):
+                c = listing.entry(i).copy()
+                c.parent = dpath
+                c.path = prefix + c.name
+                yield (c.path, c.kind == DIR, dir_id(c), c.deleted, c, c)
+        return each()
 
     def _list_dir(self, entry: Entry, rec: InodeRecord, is_root: bool) -> list[Entry]:
         if entry.deleted:
