@@ -136,6 +136,15 @@ def rows_columns(rows: list[tuple]) -> dict:
         except UnicodeEncodeError:  # names that are not UTF-8: shown as \xNN escapes
             return [frame_text(v) for v in vals]
 
+    def ints(vals):  # Int64 columns: a masked array (masked: NA), built at C speed
+        mask = np.fromiter((v is None for v in vals), dtype=bool, count=n)
+        try:
+            data = np.fromiter((0 if v is None else v for v in vals), dtype=np.int64,
+                               count=n)
+        except (TypeError, OverflowError, ValueError):
+            return list(vals)  # a value no int64 holds: the frame builder makes it NA
+        return np.ma.MaskedArray(data, mask)
+
     def times(vals):
         return np.fromiter((NAT if v is None else v for v in vals), dtype=np.int64,
                            count=n).view("datetime64[ns]")
@@ -144,16 +153,16 @@ def rows_columns(rows: list[tuple]) -> dict:
         "path": strings(cols[ROW_PATH]), "name": strings(cols[NAME]),
         "parent": strings(cols[PARENT]), "kind": list(cols[KIND]),
         "size": np.fromiter(cols[SIZE], dtype=np.int64, count=n),
-        "allocated": list(cols[ALLOC]), "mode": list(cols[MODE]), "uid": list(cols[UID]),
-        "gid": list(cols[GID]), "created": times(cols[CR]), "modified": times(cols[MT]),
-        "accessed": times(cols[AT]), "changed": times(cols[CT]), "inode": list(cols[INO]),
-        "links": list(cols[LINKS]),
+        "allocated": ints(cols[ALLOC]), "mode": ints(cols[MODE]), "uid": ints(cols[UID]),
+        "gid": ints(cols[GID]), "created": times(cols[CR]), "modified": times(cols[MT]),
+        "accessed": times(cols[AT]), "changed": times(cols[CT]), "inode": ints(cols[INO]),
+        "links": ints(cols[LINKS]),
         "deleted": np.fromiter(cols[DELETED], dtype=bool, count=n),
         "recoverable": np.fromiter(cols[RECOVERABLE], dtype=bool, count=n),
         "target": strings(cols[TARGET]), "found_by": list(cols[FOUND_BY]),
         "note": list(cols[NOTE]),
-        "mtime_ns": list(cols[MT]), "atime_ns": list(cols[AT]), "ctime_ns": list(cols[CT]),
-        "crtime_ns": list(cols[CR]), "flags": list(cols[FLAGS]),
+        "mtime_ns": ints(cols[MT]), "atime_ns": ints(cols[AT]), "ctime_ns": ints(cols[CT]),
+        "crtime_ns": ints(cols[CR]), "flags": ints(cols[FLAGS]),
     }
 
 
