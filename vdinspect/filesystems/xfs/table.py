@@ -31,6 +31,10 @@ NAT = np.iinfo(np.int64).min
  RECOVERABLE, TARGET, FLAGS, NOTE, FOUND_BY) = range(21)
 
 
+#: the text columns (lists; the others are numpy arrays)
+_TEXT = ("path", "name", "parent", "kind", "target", "found_by", "note")
+
+
 class Rows:
     """The rows of one walk as they are made: bulk rows (blocks of :func:`.bulk.decode`
     values with their paths, names and parents) and Entry rows (tuples)."""
@@ -98,15 +102,30 @@ def _columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray) -> dict:
         cols = _bulk_columns(fs, rows, order)
     elif not bulk.any():
         cols = rows_columns([rows.tuples[-1 - i] for i in order.tolist()])
-    else:
-        cols = merge_columns(bulk, _bulk_columns(fs, rows, order[bulk]),
-                             rows_columns([rows.tuples[-1 - i]
-                                           for i in order[~bulk].tolist()]))
+    else:  # numbers merged by numpy, text spliced as lists (cheaper than object arrays)
+        a = _bulk_columns(fs, rows, order[bulk])
+        b = rows_columns([rows.tuples[-1 - i] for i in order[~bulk].tolist()])
+        nums = merge_columns(bulk, {k: v for k, v in a.items() if k not in _TEXT},
+                             {k: v for k, v in b.items() if k not in _TEXT})
+        at = np.flatnonzero(~bulk).tolist()
+        cols = {k: _splice(a[k], b[k], at) if k in _TEXT else nums[k] for k in a}
     for k in ("path", "name", "parent", "target"):
         cols[k] = _strings(cols[k])
-    for k in ("kind", "note", "found_by"):
-        cols[k] = list(cols[k])
     return cols
+
+
+def _splice(a: list, b: list, at: list[int]) -> list:
+    """List ``a`` with the items of ``b`` put at positions ``at`` (ascending) of the
+    result."""
+    out: list = []
+    i = 0
+    for pos, v in zip(at, b):
+        take = pos - len(out)
+        out += a[i:i + take]
+        i += take
+        out.append(v)
+    out += a[i:]
+    return out
 
 
 def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray) -> dict:
@@ -119,7 +138,7 @@ def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray) -> dict:
     if rows.journal:
         for i in np.flatnonzero(np.isin(at, rows.journal)).tolist():
             note[i], found[i] = LOG_NOTE, "journal"
-    kind = np.where((v[:, 2] & S_IFMT) == S_IFDIR, DIR, FILE).astype(object)
+    kind = np.where((v[:, 2] & S_IFMT) == S_IFDIR, DIR, FILE).tolist()
     none = np.zeros(n, dtype=bool)
     cr = np.ma.MaskedArray(v[:, 5], np.full(n, not fs.geo.crc))  # no crtime before v5
     created = v[:, 5].copy() if fs.geo.crc else np.full(n, NAT, dtype=np.int64)
@@ -230,7 +249,7 @@ def frame_text(v: str | None) -> str | None:
 def _strings(vals) -> list:
     """A text column as the frame shows it (:func:`frame_text`)."""
     try:
-        "".join(v for v in vals if v is not None).encode("utf-8")
+        "".join(filter(None, vals)).encode("utf-8")  # None and "" add nothing
         return list(vals)
     except UnicodeEncodeError:  # names that are not UTF-8: shown as \xNN escapes
         return [frame_text(v) for v in vals]
