@@ -176,6 +176,25 @@ def _child(fs: XfsFileSystem, e: Entry, handle, payload: int) -> tuple:
     return (e.path, True, ident, e.deleted, handle, payload)
 
 
+def _bulk_children(rows: Rows, raws: list, vals: np.ndarray, first: int, dpath: str
+                   ) -> list[tuple]:
+    """The children of a directory whose entries are all bulk rows (the common case, as
+    :func:`_children` makes them, in list comprehensions)."""
+    prefix = "/" if dpath in ("", "/") else dpath + "/"
+    names = [r.name.decode("utf-8", "surrogateescape") for r in raws]
+    paths = [prefix + nm for nm in names]
+    dirs = ((vals[:, 2] & S_IFMT) == S_IFDIR).tolist()
+    out = [(p, True, i, False, i, k) if isdir else (p, False, None, False, None, k)
+           for p, isdir, i, k in zip(paths, dirs, vals[:, 9].tolist(),
+                                     range(first, first + len(paths)))]
+    if paths:
+        rows.blocks.append(vals)
+        rows.paths += paths
+        rows.names += names
+        rows.parents += [dpath] * len(paths)
+    return out
+
+
 def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple]:
     """The walk's children of a directory: the handle is the inode number of a bulk
     directory row (or the Inode itself), else the Entry."""
@@ -186,6 +205,9 @@ def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple]:
         keep, vals = live_values(fs, raws, fs.inode_table)
         new = fs.log_new_names(d, raws)
         first = len(rows.paths)
+        if len(keep) == len(raws) and not new and not (d.number == fs.geo.rootino
+                                                        and dpath == "/"):
+            return _bulk_children(rows, raws, vals, first, dpath)
         slot: list = [None] * len(raws)
         for j, i in enumerate(keep.tolist()):
             slot[i] = j
