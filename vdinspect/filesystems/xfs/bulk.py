@@ -160,8 +160,21 @@ class InodeTable:
 
     LIMIT = 1 << 18  # inodes; a larger volume is decoded folder by folder
 
-    def __init__(self, inos: np.ndarray, where: np.ndarray, vals: np.ndarray) -> None:
+    def __init__(self, inos: np.ndarray, where: np.ndarray, vals: np.ndarray,
+                 dir_inos: np.ndarray | None = None, dir_recs: np.ndarray | None = None
+                 ) -> None:
         self.inos, self.where, self.vals = inos, where, vals  # where: row of vals, or -1
+        # the records of the directories among them (sorted by number), as read
+        self.dir_inos = np.zeros(0, np.int64) if dir_inos is None else dir_inos
+        self.dir_recs = dir_recs
+
+    def record(self, ino: int) -> bytes | None:
+        """The record of directory inode ``ino`` as the table read it (the walk then
+        reads no inode twice), or None."""
+        i = int(np.searchsorted(self.dir_inos, ino))
+        if i < len(self.dir_inos) and int(self.dir_inos[i]) == ino:
+            return self.dir_recs[i].tobytes()
+        return None
 
     @classmethod
     def build(cls, fs: XfsFileSystem) -> InodeTable | None:
@@ -197,7 +210,8 @@ class InodeTable:
         good, vals = decode(fs, flat, inos.astype(np.uint64))
         where = np.full(len(inos), -1, dtype=np.int64)
         where[good] = np.arange(int(good.sum()))
-        return cls(inos, where, vals)
+        dirs = np.flatnonzero(good)[(vals[:, 2] & S_IFMT) == S_IFDIR]
+        return cls(inos, where, vals, inos[dirs], flat[dirs])
 
 
 def live_values(fs: XfsFileSystem, live: list, table: InodeTable | None = None
