@@ -201,10 +201,9 @@ class AllocationGroups:
                 raws = fs.dir_entries(rec)
             except CorruptImage:
                 continue
-            for d in raws:
-                named.add(d.ino)
-                if not d.deleted and (d.ftype == 2 or (not d.ftype and _is_dir(fs, d.ino))):
-                    stack.append(d.ino)
+            named.update([d.ino for d in raws])
+            stack += [d.ino for d in raws if not d.deleted and (
+                d.ftype == 2 or (not d.ftype and _is_dir(fs, d.ino)))]
         return named
 
     def find_orphans(self) -> list[Entry]:

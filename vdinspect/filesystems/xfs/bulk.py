@@ -17,7 +17,6 @@ import numpy as np
 
 from ...errors import VDInspectError
 from ...io import crc32c, crc32c_records
-from ..base import DIR, FILE
 from . import structs as S
 
 if TYPE_CHECKING:
@@ -161,8 +160,21 @@ class InodeTable:
 
     LIMIT = 1 << 18  # inodes; a larger volume is decoded folder by folder
 
-    def __init__(self, inos: np.ndarray, where: np.ndarray, vals: np.ndarray) -> None:
+    def __init__(self, inos: np.ndarray, where: np.ndarray, vals: np.ndarray,
+                 dir_inos: np.ndarray | None = None, dir_recs: np.ndarray | None = None
+                 ) -> None:
         self.inos, self.where, self.vals = inos, where, vals  # where: row of vals, or -1
+        # the records of the directories among them (sorted by number), as read
+        self.dir_inos = np.zeros(0, np.int64) if dir_inos is None else dir_inos
+        self.dir_recs = dir_recs
+
+    def record(self, ino: int) -> bytes | None:
+        """The record of directory inode ``ino`` as the table read it (the walk then
+        reads no inode twice), or None."""
+        i = int(np.searchsorted(self.dir_inos, ino))
+        if i < len(self.dir_inos) and int(self.dir_inos[i]) == ino:
+            return self.dir_recs[i].tobytes()
+        return None
 
     @classmethod
     def build(cls, fs: XfsFileSystem) -> InodeTable | None:
@@ -198,32 +210,36 @@ class InodeTable:
         good, vals = decode(fs, flat, inos.astype(np.uint64))
         where = np.full(len(inos), -1, dtype=np.int64)
         where[good] = np.arange(int(good.sum()))
-        return cls(inos, where, vals)
+        dirs = np.flatnonzero(good)[(vals[:, 2] & S_IFMT) == S_IFDIR]
+        return cls(inos, where, vals, inos[dirs], flat[dirs])
 
 
-def live_rows(fs: XfsFileSystem, live: list, dpath: str,
-              table: InodeTable | None = None) -> list:
-    """For each raw entry (None for a removed one), its files() row tuple and handle (the
-    inode number of a directory, else None) when its inode is a plain file or directory
-    passing every check (magic, version, CRC, number, file type), else None (the Entry
-    path reports it). ``table``: inodes decoded beforehand; the others are read here."""
+def live_values(fs: XfsFileSystem, live: list, table: InodeTable | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(keep, vals): the positions of the raw entries whose inode is a plain file or
+    directory passing every check (magic, version, CRC, number, file type; removed
+    entries never are), and their rows' integer runs (:func:`decode`), in that order. The
+    others are left to the Entry path, which reports them. ``table``: inodes decoded
+    beforehand; the others are read here."""
     n = len(live)
-    res: list = [None] * n
+    vals = np.zeros((n, 12), dtype=np.int64)
+    have = np.zeros(n, dtype=bool)
     if not n:
-        return res
+        return np.zeros(0, dtype=np.int64), vals
     g = fs.geo
     isz = g.inode_size
     bits = g.agblklog + g.inopblog
     inos = np.fromiter((0 if r.deleted else r.ino for r in live), dtype=np.uint64, count=n)
     ft = np.fromiter((r.ftype for r in live), dtype=np.int64, count=n)
-    pos: list = [None] * n  # the row values of each entry that has them
     todo = np.arange(n)
     if table is not None and len(table.inos):
-        j = np.minimum(np.searchsorted(table.inos, inos.astype(np.int64)), len(table.inos) - 1)
-        hit = (table.inos[j] == inos.astype(np.int64)) & (inos > 0)
+        signed = inos.astype(np.int64)
+        j = np.minimum(np.searchsorted(table.inos, signed), len(table.inos) - 1)
+        hit = (table.inos[j] == signed) & (inos > 0)
         w = np.where(hit, table.where[j], -1)
-        for i, v in zip(np.flatnonzero(w >= 0).tolist(), table.vals[w[w >= 0]].tolist()):
-            pos[i] = v
+        found = np.flatnonzero(w >= 0)
+        vals[found] = table.vals[w[found]]
+        have[found] = True
         todo = np.flatnonzero(~hit)
     if len(todo):
         sub = inos[todo]
@@ -236,20 +252,11 @@ def live_rows(fs: XfsFileSystem, live: list, dpath: str,
         ok &= (offs >= 0) & (offs + isz <= fs.dev.size)
         idx = np.flatnonzero(ok)
         if len(idx):
-            good, vals = decode(fs, gather(fs, agno[idx], agino[idx]), sub[idx])
-            for i, v in zip(todo[idx[good]].tolist(), vals.tolist()):
-                pos[i] = v
-    prefix = "/" if dpath in ("", "/") else dpath + "/"
-    v5 = g.crc
-    for i, (raw, v, t) in enumerate(zip(live, pos, ft.tolist())):
-        if v is None:
-            continue
-        isdir = v[2] & S_IFMT == S_IFDIR
-        if t and t != (2 if isdir else 1):
-            continue  # the entry's file type disagrees: the Entry path says so
-        if not v5:
-            v[5] = None  # no creation time before v5
-        name = raw.name.decode("utf-8", "surrogateescape")
-        res[i] = ((prefix + name, name, dpath, DIR if isdir else FILE, *v[:11], False, False,
-                   None, v[11], None, "index"), v[9] if isdir else None)
-    return res
+            good, got = decode(fs, gather(fs, agno[idx], agino[idx]), sub[idx])
+            at = todo[idx[good]]
+            vals[at] = got
+            have[at] = True
+    isdir = (vals[:, 2] & S_IFMT) == S_IFDIR
+    have &= (ft == 0) | (ft == np.where(isdir, 2, 1))  # else the Entry path says so
+    keep = np.flatnonzero(have)
+    return keep, vals[keep]

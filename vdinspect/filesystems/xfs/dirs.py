@@ -12,8 +12,11 @@ number and the name often survive, and are returned as deleted entries.
 
 from __future__ import annotations
 
+import functools
+import struct
 from dataclasses import dataclass
 
+from ...layout import offset_of
 from . import structs as S
 
 _SF_HDR = S.DIR2_SF_HDR_FMT
@@ -24,6 +27,8 @@ _TAIL = S.DIR2_BLOCK_TAIL_FMT
 BLOCK_MAGICS = (S.XFS_DIR2_BLOCK_MAGIC, S.XFS_DIR3_BLOCK_MAGIC)
 DATA_MAGICS = (S.XFS_DIR2_DATA_MAGIC, S.XFS_DIR3_DATA_MAGIC)
 _FREE_HI, _FREE_LO = S.XFS_DIR2_DATA_FREE_TAG >> 8, S.XFS_DIR2_DATA_FREE_TAG & 0xFF
+_NAMELEN_AT = offset_of(S.Dir2DataEntryHead, "namelen")
+_TAG_CODE = _UNUSED.format[-1]  # the tag closing an entry: a u16 as the free tag is
 
 
 @dataclass(slots=True)
@@ -77,6 +82,18 @@ def entry_size(namelen: int, ftype: bool) -> int:
     return (_DATA_ENT.size + namelen + (1 if ftype else 0) + 2 + 7) & ~7
 
 
+@functools.cache
+def entry_formats(ftype: bool) -> tuple[struct.Struct, ...]:
+    """Per name length (0-255), the whole data-block entry as one ``struct.Struct``: the
+    head (structs.Dir2DataEntryHead), the name, [the file type], padding, the tag."""
+    out = []
+    for n in range(256):
+        pad = entry_size(n, ftype) - _DATA_ENT.size - n - (1 if ftype else 0) - 2
+        out.append(struct.Struct(f"{_DATA_ENT.format}{n}s{'B' if ftype else ''}{pad}x"
+                                 f"{_TAG_CODE}"))
+    return tuple(out)
+
+
 def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems: list,
                      deleted: bool = True) -> list[RawDirent]:
     """Entries of one directory data block (block form or data form) at fork offset
@@ -99,8 +116,9 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
         problems.append((bs - _TAIL.size, "block tail's leaf count leaves no room"))
         return []
     out: list[RawDirent] = []
-    unused, head = _UNUSED.unpack_from, _DATA_ENT.unpack_from
-    extra = _DATA_ENT.size + (1 if ftype else 0) + 2 + 7
+    add = out.append
+    unused = _UNUSED.unpack_from
+    forms = entry_formats(ftype)  # one unpack per entry: inumber, namelen, name, ..., tag
     while pos + 8 <= end:
         if block[pos] == _FREE_HI and block[pos + 1] == _FREE_LO:  # a free region
             _tag, length = unused(block, pos)
@@ -111,17 +129,18 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
                 out += _salvage(block, pos, pos + length, base, ftype)
             pos += length
             continue
-        ino, namelen = head(block, pos)
-        size = (extra + namelen) & ~7
+        namelen = block[pos + _NAMELEN_AT]
+        form = forms[namelen]
+        size = form.size
         if namelen == 0 or pos + size > end:
             problems.append((pos, f"entry of name length {namelen} runs past the block"))
             break
-        if block[pos + size - 2] << 8 | block[pos + size - 1] != pos:
+        got = form.unpack_from(block, pos)
+        if got[-1] != pos:
             problems.append((pos, "entry tag is not its offset"))
-        p = pos + 9
-        name = block[p:p + namelen]
+        name = got[2]
         if namelen > 2 or (name != b"." and name != b".."):
-            out.append(RawDirent(name, ino, block[p + namelen] if ftype else 0, base + pos))
+            add(RawDirent(name, got[0], got[3] if ftype else 0, base + pos))
         pos += size
     return out
 

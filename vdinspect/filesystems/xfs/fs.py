@@ -38,7 +38,7 @@ from .intents import Intents
 from .log import LogState, log_state
 from .replay import LOG_NOTE, replay_into
 from .superblock import Geometry, crc_ok, parse
-from .table import EXTRA_DTYPES, rows_columns, walk_rows
+from .table import EXTRA_DTYPES, column_entries, walk_columns
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -160,7 +160,8 @@ class XfsFileSystem(FileSystem):
         if not g.ino_valid(ino):
             self.fail(CorruptImage, f"inode number {ino} is outside the filesystem", where, None)
         off = g.ino_offset(ino)
-        raw = self.read_bytes(off, g.inode_size, where)
+        table = self.inode_table  # a whole-volume listing has read its folders' already
+        raw = (table and table.record(ino)) or self.read_bytes(off, g.inode_size, where)
         rec = Inode(ino, off, raw)
         lit = S.DINODE_V3_SIZE if g.crc else S.DINODE_V2_SIZE
         why = rec.problem(v5=g.crc, forkoff_limit=g.inode_size - lit)
@@ -419,15 +420,11 @@ class XfsFileSystem(FileSystem):
         if recursive and top.inode == self.geo.rootino:  # the whole tree: every inode
             self.inode_table = InodeTable.build(self)
         try:
-            rows = walk_rows(self, top, recursive, deleted)
+            cols = walk_columns(self, top, recursive, deleted)
         finally:
             self._dircache = self.inode_table = None
-        cols = rows_columns(rows)
-
-        def entries() -> list[Entry]:  # only asked for when the volume has damage
-            return [Entry(name=r[1], kind=r[3], path=r[0], parent=r[2], inode=r[13],
-                          key=r[13], deleted=r[15], recoverable=r[16]) for r in rows]
-        cols["damaged"] = self.damaged_column(cols["kind"], entries)
+        # the rows' Entries are only asked for when the volume has damage
+        cols["damaged"] = self.damaged_column(cols["kind"], lambda: column_entries(cols))
         return files_columns_frame(cols, EXTRA_DTYPES)
 
     def hardlink_key(self, entry: Entry):

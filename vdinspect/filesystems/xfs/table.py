@@ -1,10 +1,12 @@
 """The ``files()`` frame of an XFS volume, built column-wise.
 
-The walk is the one of :mod:`..walk` (same order and rules as every listing), but live
-files and directories become plain tuples of inode fields instead of Entry objects with
-datetimes, and the frame is made from their columns by ``frames.files_columns_frame``. Everything
-else (removed names, orphans, symlinks, special files, odd inodes) goes through the
-driver's Entry path and is turned into the same tuple.
+The walk is the one of :mod:`..walk` (same order and rules as every listing). Live
+files and directories whose inodes decode in bulk (:func:`.bulk.live_values`) are kept
+as columns: per directory, one block of inode values and the names; their children carry
+a row number (0 and up) as payload. Everything else (removed names, orphans, symlinks,
+special files, odd inodes) goes through the driver's Entry path and becomes a row tuple
+(payload: -1 and down). The two are merged into the frame's columns in walk order by
+``frames.merge_columns``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..base import DIR, Entry
+from ...frames import merge_columns
+from ..base import DIR, FILE, Entry
 from ..walk import HANDLE, IDENT, PATH, PAYLOAD, Walk
-from .bulk import live_rows
+from .bulk import S_IFDIR, S_IFMT, live_values
 from .inode import Inode
 from .replay import LOG_NOTE
 
@@ -26,6 +29,28 @@ NAT = np.iinfo(np.int64).min
 # tuple layout of a row
 (ROW_PATH, NAME, PARENT, KIND, SIZE, ALLOC, MODE, UID, GID, CR, MT, AT, CT, INO, LINKS, DELETED,
  RECOVERABLE, TARGET, FLAGS, NOTE, FOUND_BY) = range(21)
+
+
+#: the text columns (lists; the others are numpy arrays)
+_TEXT = ("path", "name", "parent", "kind", "target", "found_by", "note")
+
+
+class Rows:
+    """The rows of one walk as they are made: bulk rows (blocks of :func:`.bulk.decode`
+    values with their paths, names and parents) and Entry rows (tuples)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[np.ndarray] = []
+        self.paths: list[str] = []
+        self.names: list[str] = []
+        self.parents: list[str] = []
+        self.journal: list[int] = []  # bulk rows whose name only the log replay put there
+        self.tuples: list[tuple] = []
+
+    def entry_row(self, fs: XfsFileSystem, e: Entry, handle) -> tuple:
+        """The walk's child of an Entry row (its payload: -1 and down)."""
+        self.tuples.append(_row_of_entry(e))
+        return _child(fs, e, handle, -len(self.tuples))
 
 
 def _join(parent: str, name: str) -> str:
@@ -40,13 +65,14 @@ def _row_of_entry(e: Entry) -> tuple:
             e.found_by)
 
 
-def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> list[tuple]:
-    """The rows below directory ``top`` through the one walk (:mod:`..walk`)."""
-    bs = fs.block_size
+def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> dict:
+    """The files() columns (:func:`rows_columns`) of the rows below directory ``top``,
+    through the one walk (:mod:`..walk`)."""
     start = top.raw if (isinstance(top.raw, Inode) and not top.deleted
                         and top.key != ("orphans",)) else top
     ident = start.number if isinstance(start, Inode) else fs.dir_id(top)
-    rows: list[tuple] = []
+    rows = Rows()
+    order: list[int] = []
 
     def damage(d) -> int:  # a directory read from its inode (nothing lost silently)
         h = d[HANDLE]
@@ -56,58 +82,177 @@ def walk_rows(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) -> 
                                          inode=d[IDENT], key=d[IDENT]))
 
     walk = Walk(fs, (top.path, True, ident, top.deleted, start, None),
-                lambda d: _children(fs, d[HANDLE], d[PATH], bs), recursive=recursive,
+                lambda d: _children(fs, rows, d[HANDLE], d[PATH]), recursive=recursive,
                 deleted=deleted, listable=lambda c: fs.can_list_deleted(c[HANDLE]),
                 damage=damage)
     for _d, kids in walk:
-        rows += [c[PAYLOAD] for c in kids]
-    for at, why in walk.notes.items():
-        r = list(rows[at])
-        r[NOTE] = why if not r[NOTE] else f"{r[NOTE]}; {why}"
-        rows[at] = tuple(r)
-    return rows
+        order += [c[PAYLOAD] for c in kids]
+    cols = _columns(fs, rows, np.array(order, dtype=np.int64))
+    if walk.notes:
+        col = cols["note"]
+        for at, why in walk.notes.items():
+            col[at] = why if not col[at] else f"{col[at]}; {why}"
+    return cols
 
 
-def _child(fs: XfsFileSystem, row: tuple, handle) -> tuple:
-    """A row as a child of the walk: directories carry their inode (or Entry) handle."""
-    if row[KIND] != DIR:
-        return (row[ROW_PATH], False, None, row[DELETED], None, row)
-    ident = row[INO] if isinstance(handle, int | Inode) else fs.dir_id(handle)
-    return (row[ROW_PATH], True, ident, row[DELETED], handle, row)
+def _columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray) -> dict:
+    """The columns of the walk's rows, ``order`` holding each row's payload."""
+    bulk = order >= 0
+    if bulk.all():
+        cols = _bulk_columns(fs, rows, order)
+    elif not bulk.any():
+        cols = rows_columns([rows.tuples[-1 - i] for i in order.tolist()])
+    else:  # numbers merged by numpy, text spliced as lists (cheaper than object arrays)
+        a = _bulk_columns(fs, rows, order[bulk])
+        b = rows_columns([rows.tuples[-1 - i] for i in order[~bulk].tolist()])
+        nums = merge_columns(bulk, {k: v for k, v in a.items() if k not in _TEXT},
+                             {k: v for k, v in b.items() if k not in _TEXT})
+        at = np.flatnonzero(~bulk).tolist()
+        cols = {k: _splice(a[k], b[k], at) if k in _TEXT else nums[k] for k in a}
+    for k in ("path", "name", "parent", "target"):
+        cols[k] = _strings(cols[k])
+    return cols
 
 
-def _children(fs: XfsFileSystem, d, dpath: str, bs: int) -> list[tuple]:
-    """The walk's children of a directory (:func:`_child`): the handle is the inode
-    number of a fast directory row (or the Inode itself), else the Entry."""
+def _splice(a: list, b: list, at: list[int]) -> list:
+    """List ``a`` with the items of ``b`` put at positions ``at`` (ascending) of the
+    result."""
+    out: list = []
+    i = 0
+    for pos, v in zip(at, b):
+        take = pos - len(out)
+        out += a[i:i + take]
+        i += take
+        out.append(v)
+    out += a[i:]
+    return out
+
+
+def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray) -> dict:
+    """The columns of the bulk rows numbered ``at``, in that order."""
+    n = len(at)
+    v = np.concatenate(rows.blocks)[at] if rows.blocks else np.zeros((0, 12), np.int64)
+    idx = at.tolist()
+    note: list = [None] * n
+    found = ["index"] * n
+    if rows.journal:
+        for i in np.flatnonzero(np.isin(at, rows.journal)).tolist():
+            note[i], found[i] = LOG_NOTE, "journal"
+    kind = np.where((v[:, 2] & S_IFMT) == S_IFDIR, DIR, FILE).tolist()
+    none = np.zeros(n, dtype=bool)
+    cr = np.ma.MaskedArray(v[:, 5], np.full(n, not fs.geo.crc))  # no crtime before v5
+    created = v[:, 5].copy() if fs.geo.crc else np.full(n, NAT, dtype=np.int64)
+    return {
+        "path": [rows.paths[i] for i in idx], "name": [rows.names[i] for i in idx],
+        "parent": [rows.parents[i] for i in idx], "kind": kind, "size": v[:, 0],
+        "allocated": v[:, 1], "mode": v[:, 2], "uid": v[:, 3], "gid": v[:, 4],
+        "created": created.view("datetime64[ns]"),
+        "modified": v[:, 6].view("datetime64[ns]"),
+        "accessed": v[:, 7].view("datetime64[ns]"),
+        "changed": v[:, 8].view("datetime64[ns]"), "inode": v[:, 9], "links": v[:, 10],
+        "deleted": none, "recoverable": none.copy(), "target": [None] * n, "found_by": found,
+        "note": note, "mtime_ns": v[:, 6], "atime_ns": v[:, 7], "ctime_ns": v[:, 8],
+        "crtime_ns": cr, "flags": v[:, 11],
+    }
+
+
+def column_entries(cols: dict) -> list[Entry]:
+    """The rows of ``files()`` columns as Entries (name, kind, path, parent, inode,
+    deleted, recoverable): what the ``damaged`` column needs."""
+    ino = cols["inode"]
+    ino = ino.tolist() if isinstance(ino, np.ndarray) else list(ino)
+    return [Entry(name=nm, kind=k, path=p, parent=par, inode=i, key=i, deleted=d,
+                  recoverable=r)
+            for p, nm, par, k, i, d, r in zip(
+                cols["path"], cols["name"], cols["parent"], cols["kind"], ino,
+                np.asarray(cols["deleted"]).tolist(), np.asarray(cols["recoverable"]).tolist())]
+
+
+def _child(fs: XfsFileSystem, e: Entry, handle, payload: int) -> tuple:
+    """An Entry as a child of the walk: directories carry their inode (or Entry) handle."""
+    if e.kind != DIR:
+        return (e.path, False, None, e.deleted, None, payload)
+    ident = e.inode if isinstance(handle, int | Inode) else fs.dir_id(handle)
+    return (e.path, True, ident, e.deleted, handle, payload)
+
+
+def _bulk_children(rows: Rows, raws: list, vals: np.ndarray, first: int, dpath: str
+                   ) -> list[tuple]:
+    """The children of a directory whose entries are all bulk rows (the common case, as
+    :func:`_children` makes them, in list comprehensions)."""
+    prefix = "/" if dpath in ("", "/") else dpath + "/"
+    names = [r.name.decode("utf-8", "surrogateescape") for r in raws]
+    paths = [prefix + nm for nm in names]
+    dirs = ((vals[:, 2] & S_IFMT) == S_IFDIR).tolist()
+    out = [(p, True, i, False, i, k) if isdir else (p, False, None, False, None, k)
+           for p, isdir, i, k in zip(paths, dirs, vals[:, 9].tolist(),
+                                     range(first, first + len(paths)))]
+    if paths:
+        rows.blocks.append(vals)
+        rows.paths += paths
+        rows.names += names
+        rows.parents += [dpath] * len(paths)
+    return out
+
+
+def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple]:
+    """The walk's children of a directory: the handle is the inode number of a bulk
+    directory row (or the Inode itself), else the Entry."""
     if isinstance(d, int):
         d = fs.inode(d)
     if isinstance(d, Inode):
         raws = fs.dir_entries(d)
-        fast = live_rows(fs, raws, dpath, fs.inode_table)
+        keep, vals = live_values(fs, raws, fs.inode_table)
         new = fs.log_new_names(d, raws)
+        first = len(rows.paths)
+        if len(keep) == len(raws) and not new and not (d.number == fs.geo.rootino
+                                                        and dpath == "/"):
+            return _bulk_children(rows, raws, vals, first, dpath)
+        slot: list = [None] * len(raws)
+        for j, i in enumerate(keep.tolist()):
+            slot[i] = j
+        dirs = ((vals[:, 2] & S_IFMT) == S_IFDIR).tolist()
+        inos = vals[:, 9].tolist()
+        prefix = "/" if dpath in ("", "/") else dpath + "/"
+        paths: list[str] = []  # kept only once the whole directory is read
+        names: list[str] = []
+        journal: list[int] = []
         out = []
-        for raw, got in zip(raws, fast):
-            if got is not None:
+        for raw, j in zip(raws, slot):
+            if j is not None:
+                name = raw.name.decode("utf-8", "surrogateescape")
+                path = prefix + name
+                paths.append(path)
+                names.append(name)
                 if new and raw.name in new:  # a name only the log replay put there
-                    got = (got[0][:NOTE] + (LOG_NOTE, "journal"), got[1])
-                out.append(_child(fs, *got))
+                    journal.append(first + j)
+                if dirs[j]:
+                    out.append((path, True, inos[j], False, inos[j], first + j))
+                else:
+                    out.append((path, False, None, False, None, first + j))
                 continue
             e = fs.entry_of(raw)
             e.parent, e.path = dpath, _join(dpath, e.name)
             if not raw.deleted and raw.name in new:
                 e.found_by, e.note = "journal", LOG_NOTE
-            out.append(_child(fs, _row_of_entry(e), e))
+            out.append(rows.entry_row(fs, e, e))
+        if len(keep):
+            rows.blocks.append(vals)
+            rows.paths += paths
+            rows.names += names
+            rows.parents += [dpath] * len(keep)
+            rows.journal += journal
         if d.number == fs.geo.rootino and dpath == "/":
             e = fs.orphan_dir_entry()
             e.parent, e.path = dpath, _join(dpath, e.name)
-            out.append(_child(fs, _row_of_entry(e), e))
+            out.append(rows.entry_row(fs, e, e))
         return out
     out = []
     for e in fs.list_dir(d):
         e.parent, e.path = dpath, _join(dpath, e.name)
         handle = e.raw if (isinstance(e.raw, Inode) and not e.deleted and e.kind == DIR
                            and e.key != ("orphans",)) else e
-        out.append(_child(fs, _row_of_entry(e), handle))
+        out.append(rows.entry_row(fs, e, handle))
     return out
 
 
@@ -123,37 +268,48 @@ def frame_text(v: str | None) -> str | None:
         return v.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _strings(vals) -> list:
+    """A text column as the frame shows it (:func:`frame_text`)."""
+    try:
+        "".join(filter(None, vals)).encode("utf-8")  # None and "" add nothing
+        return list(vals)
+    except UnicodeEncodeError:  # names that are not UTF-8: shown as \xNN escapes
+        return [frame_text(v) for v in vals]
+
+
 def rows_columns(rows: list[tuple]) -> dict:
     """The files() columns of the rows (FILES_COLUMNS, then mtime_ns..crtime_ns, flags);
     times in nanoseconds, as the inodes keep them."""
     n = len(rows)
     cols = list(zip(*rows)) if n else [()] * 21
 
-    def strings(vals):
+    def ints(vals):  # Int64 columns: a masked array (masked: NA), built at C speed
+        mask = np.fromiter((v is None for v in vals), dtype=bool, count=n)
         try:
-            "".join(v for v in vals if v is not None).encode("utf-8")
-            return list(vals)
-        except UnicodeEncodeError:  # names that are not UTF-8: shown as \xNN escapes
-            return [frame_text(v) for v in vals]
+            data = np.fromiter((0 if v is None else v for v in vals), dtype=np.int64,
+                               count=n)
+        except (TypeError, OverflowError, ValueError):
+            return list(vals)  # a value no int64 holds: the frame builder makes it NA
+        return np.ma.MaskedArray(data, mask)
 
     def times(vals):
         return np.fromiter((NAT if v is None else v for v in vals), dtype=np.int64,
                            count=n).view("datetime64[ns]")
 
     return {
-        "path": strings(cols[ROW_PATH]), "name": strings(cols[NAME]),
-        "parent": strings(cols[PARENT]), "kind": list(cols[KIND]),
+        "path": _strings(cols[ROW_PATH]), "name": _strings(cols[NAME]),
+        "parent": _strings(cols[PARENT]), "kind": list(cols[KIND]),
         "size": np.fromiter(cols[SIZE], dtype=np.int64, count=n),
-        "allocated": list(cols[ALLOC]), "mode": list(cols[MODE]), "uid": list(cols[UID]),
-        "gid": list(cols[GID]), "created": times(cols[CR]), "modified": times(cols[MT]),
-        "accessed": times(cols[AT]), "changed": times(cols[CT]), "inode": list(cols[INO]),
-        "links": list(cols[LINKS]),
+        "allocated": ints(cols[ALLOC]), "mode": ints(cols[MODE]), "uid": ints(cols[UID]),
+        "gid": ints(cols[GID]), "created": times(cols[CR]), "modified": times(cols[MT]),
+        "accessed": times(cols[AT]), "changed": times(cols[CT]), "inode": ints(cols[INO]),
+        "links": ints(cols[LINKS]),
         "deleted": np.fromiter(cols[DELETED], dtype=bool, count=n),
         "recoverable": np.fromiter(cols[RECOVERABLE], dtype=bool, count=n),
-        "target": strings(cols[TARGET]), "found_by": list(cols[FOUND_BY]),
+        "target": _strings(cols[TARGET]), "found_by": list(cols[FOUND_BY]),
         "note": list(cols[NOTE]),
-        "mtime_ns": list(cols[MT]), "atime_ns": list(cols[AT]), "ctime_ns": list(cols[CT]),
-        "crtime_ns": list(cols[CR]), "flags": list(cols[FLAGS]),
+        "mtime_ns": ints(cols[MT]), "atime_ns": ints(cols[AT]), "ctime_ns": ints(cols[CT]),
+        "crtime_ns": ints(cols[CR]), "flags": ints(cols[FLAGS]),
     }
 
 
