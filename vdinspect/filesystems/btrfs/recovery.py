@@ -136,8 +136,9 @@ def _getter(fs: BtrfsFileSystem, generation: int, shared: set[int] | frozenset =
 
 def scan_root_leaves(fs: BtrfsFileSystem) -> list[tuple[int, int]]:
     """(address, generation) of root tree leaves of older commits still in the metadata
-    chunks, newest first: headers are checked together (own address, filesystem id,
-    owner, level, an older generation); the checksum when the leaf is read."""
+    chunks, newest first. Only the block headers are read (a small read each, a MiB of
+    blocks at a time); they are checked together (own address, filesystem id, owner,
+    level, an older generation); the checksum when the leaf is read."""
     ns, found, budget = fs.nodesize, [], MAX_SCAN
     meta = [c for c in fs.chunks.chunks if c.type & S.BG_METADATA]
     total = sum(c.length for c in meta)
@@ -152,11 +153,11 @@ def scan_root_leaves(fs: BtrfsFileSystem) -> list[tuple[int, int]]:
                 break
             budget -= n
             try:
-                buf = fs.read_logical(base, n)
+                buf = fs.block_heads(base, n // ns, _HDR_DT.itemsize)
             except CorruptImage:
                 continue
-            rows = np.frombuffer(buf, dtype=np.uint8).reshape(-1, ns)[:, :_HDR_DT.itemsize]
-            heads = rows.copy().view(_HDR_DT).ravel()
+            heads = np.frombuffer(buf, dtype=_HDR_DT)
+            rows = heads.view(np.uint8).reshape(len(heads), -1)
             at = base + np.arange(len(heads), dtype=np.uint64) * np.uint64(ns)
             ok = ((heads["bytenr"] == at) & (heads["owner"] == S.ROOT_TREE_OBJECTID)
                   & (heads["level"] == 0) & (heads["generation"] < fs.sb.generation)
