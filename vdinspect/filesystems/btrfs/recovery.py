@@ -32,7 +32,7 @@ from .subvols import RootInfo, parse_root_item
 from .tree import walk_blocks
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from .fs import BtrfsFileSystem
     from .index import TreeIndex
@@ -78,10 +78,11 @@ class _OldIndex:
     extents: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # disk extents
 
 
-def find_deleted(fs: BtrfsFileSystem, live_index: Callable[[int], TreeIndex | None]
-                 ) -> Deleted:
+def find_deleted(fs: BtrfsFileSystem, live_index: Callable[[int], TreeIndex | None],
+                 plain: Iterable[np.ndarray] = ()) -> Deleted:
     """Deleted entries of every subvolume ``fs.roots`` has (``live_index(tree)`` gives a
-    subvolume's live :class:`~.index.TreeIndex`, or None)."""
+    subvolume's live :class:`~.index.TreeIndex`, or None; ``plain`` the ``plain`` leaves
+    of those already read, which the scan for older root tree leaves passes over)."""
     out = Deleted()
     _orphans(fs, out, live_index)
     seen: set[tuple[int, int]] = set()
@@ -90,7 +91,11 @@ def find_deleted(fs: BtrfsFileSystem, live_index: Callable[[int], TreeIndex | No
         fs.sb.super_roots, key=lambda b: -b.tree_root_gen)
         if b.tree_root and b.tree_root_gen < fs.sb.generation]
     known = {t[0] for t in trees}
-    trees += [(at, gen, "scan") for at, gen in scan_root_leaves(fs) if at not in known]
+    skip: set[int] = set()
+    for p in plain:
+        skip.update(p.tolist())
+    trees += [(at, gen, "scan") for at, gen in scan_root_leaves(fs, skip)
+              if at not in known]
     done: set[tuple[int, int]] = set()
     for tree_root, tree_gen, how in trees:
         for old in _old_roots(fs, tree_root, tree_gen):
@@ -134,10 +139,12 @@ def _getter(fs: BtrfsFileSystem, generation: int, shared: set[int] | frozenset =
     return get
 
 
-def scan_root_leaves(fs: BtrfsFileSystem) -> list[tuple[int, int]]:
+def scan_root_leaves(fs: BtrfsFileSystem, skip: set[int] | frozenset = frozenset()
+                     ) -> list[tuple[int, int]]:
     """(address, generation) of root tree leaves of older commits still in the metadata
     chunks, newest first. Only the block headers are read (a small read each, a MiB of
-    blocks at a time); they are checked together (own address, filesystem id, owner,
+    blocks at a time), but not those of the blocks at an address in ``skip`` (known to be
+    no root tree leaf); they are checked together (own address, filesystem id, owner,
     level, an older generation); the checksum when the leaf is read."""
     ns, found, budget = fs.nodesize, [], MAX_SCAN
     meta = [c for c in fs.chunks.chunks if c.type & S.BG_METADATA]
@@ -153,7 +160,7 @@ def scan_root_leaves(fs: BtrfsFileSystem) -> list[tuple[int, int]]:
                 break
             budget -= n
             try:
-                buf = fs.block_heads(base, n // ns, _HDR_DT.itemsize)
+                buf = fs.block_heads(base, n // ns, _HDR_DT.itemsize, skip)
             except CorruptImage:
                 continue
             heads = np.frombuffer(buf, dtype=_HDR_DT)
