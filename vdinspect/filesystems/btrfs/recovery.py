@@ -146,31 +146,44 @@ def scan_root_leaves(fs: BtrfsFileSystem, skip: set[int] | frozenset = frozenset
     blocks at a time), but not those of the blocks at an address in ``skip`` (known to be
     no root tree leaf); they are checked together (own address, filesystem id, owner,
     level, an older generation); the checksum when the leaf is read."""
-    ns, found, budget = fs.nodesize, [], MAX_SCAN
+    ns, budget = fs.nodesize, MAX_SCAN
     meta = [c for c in fs.chunks.chunks if c.type & S.BG_METADATA]
     total = sum(c.length for c in meta)
     if total > MAX_SCAN:
         fs.finding("info", "metadata chunks", None, f"deleted files: only the first "
                    f"{MAX_SCAN >> 20} MiB of {total >> 20} MiB of metadata chunks were "
                    "scanned for older root trees")
+    steps = []  # (address, blocks) of each MiB scanned
     for c in meta:
         for base in range(c.logical, c.logical + c.length, SCAN_STEP):
-            n = min(SCAN_STEP, c.logical + c.length - base) // ns * ns
+            n = min(SCAN_STEP, c.logical + c.length - base) // ns
             if n <= 0 or budget <= 0:
                 break
-            budget -= n
-            try:
-                buf = fs.block_heads(base, n // ns, _HDR_DT.itemsize, skip)
-            except CorruptImage:
-                continue
-            heads = np.frombuffer(buf, dtype=_HDR_DT)
-            rows = heads.view(np.uint8).reshape(len(heads), -1)
-            at = base + np.arange(len(heads), dtype=np.uint64) * np.uint64(ns)
-            ok = ((heads["bytenr"] == at) & (heads["owner"] == S.ROOT_TREE_OBJECTID)
-                  & (heads["level"] == 0) & (heads["generation"] < fs.sb.generation)
-                  & (rows[:, _FSID] == np.frombuffer(fs.meta_fsid, np.uint8)).all(axis=1))
-            for i in np.flatnonzero(ok).tolist():
-                found.append((int(at[i]), int(heads["generation"][i])))
+            budget -= n * ns
+            steps.append((base, n))
+    counts = np.array([n for _b, n in steps], dtype=np.int64)
+    num = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    at = np.repeat(np.array([b for b, _n in steps], dtype=np.uint64), counts) + (
+        num.astype(np.uint64) * np.uint64(ns))
+    known = np.array(sorted(skip), dtype=np.uint64)
+    sel = np.arange(len(at))
+    if len(known):
+        sel = np.flatnonzero(known[np.searchsorted(known, at).clip(max=len(known) - 1)] != at)
+    cut = np.searchsorted(sel, np.cumsum(counts) - counts).tolist() + [len(sel)]
+    nums, parts, got = num[sel].tolist(), [], []
+    for k, (base, n) in enumerate(steps):
+        try:
+            parts.append(fs.block_heads(base, n, _HDR_DT.itemsize, nums[cut[k]:cut[k + 1]]))
+        except CorruptImage:
+            continue
+        got.append(sel[cut[k]:cut[k + 1]])
+    heads = np.frombuffer(b"".join(parts), dtype=_HDR_DT)
+    rows = heads.view(np.uint8).reshape(-1, _HDR_DT.itemsize)
+    at = at[np.concatenate(got)] if got else at[:0]
+    ok = ((heads["bytenr"] == at) & (heads["owner"] == S.ROOT_TREE_OBJECTID)
+          & (heads["level"] == 0) & (heads["generation"] < fs.sb.generation)
+          & (rows[:, _FSID] == np.frombuffer(fs.meta_fsid, np.uint8)).all(axis=1))
+    found = list(zip(at[ok].tolist(), heads["generation"][ok].tolist()))
     return sorted(found, key=lambda x: -x[1])
 
 

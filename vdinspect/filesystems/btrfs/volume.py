@@ -240,24 +240,24 @@ class BtrfsVolume(FileSystem):
                 dev.readinto(phys, mv[at:at + n])
             at += n
 
-    def block_heads(self, logical: int, count: int, width: int,
-                    skip: set[int] | frozenset = frozenset()) -> bytes:
-        """The first ``width`` bytes of each of ``count`` tree blocks from ``logical``
-        (``nodesize`` apart), joined: the bytes :meth:`read_logical` of the whole span has
-        there, one small read per block (CorruptImage where that read fails for want of a
-        device); zeros for the blocks at an address in ``skip``, which are not read."""
-        ns, parts, zero = self.nodesize, [], bytes(width)
+    def block_heads(self, logical: int, count: int, width: int, which: list[int]) -> bytes:
+        """The first ``width`` bytes of the tree blocks ``which`` (ascending numbers below
+        ``count``: block ``j`` is at ``logical + j * nodesize``), joined: the bytes that
+        :meth:`read_logical` of all ``count`` blocks has there, one small read per block
+        (CorruptImage where that read fails for want of a device)."""
+        ns, parts, k = self.nodesize, [], 0
         for dev, phys, n, pos in self._pieces(logical, count * ns):
             data = self.read_logical(pos, n) if dev is None else None
-            first = max(0, (pos - logical - width) // ns + 1)
-            for at in range(logical + first * ns, min(pos + n, logical + count * ns), ns):
-                a, b = max(at, pos) - pos, min(at + width, pos + n) - pos
-                if a >= b:
-                    continue
-                if at in skip:
-                    parts.append(zero[:b - a])
-                else:
-                    parts.append(data[a:b] if data is not None else dev.read(phys + a, b - a))
+            stop = pos + n
+            while k < len(which):
+                at = logical + which[k] * ns
+                if at >= stop:
+                    break
+                a, b = max(at, pos) - pos, min(at + width, stop) - pos
+                parts.append(data[a:b] if data is not None else dev.read(phys + a, b - a))
+                if at + width > stop:  # the rest of this header is in the next piece
+                    break
+                k += 1
         return b"".join(parts)
 
     def _parity_sources(self, pos: int, n: int) -> list[tuple[ByteSource, int]] | None:
