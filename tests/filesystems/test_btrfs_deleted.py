@@ -169,7 +169,8 @@ def test_scanned_root_trees_against_btrfs_find_root(tmp_path):
 
 def test_scan_passes_over_the_live_leaves_read(tmp_path):
     """The scan for older root tree leaves passes over the FS tree leaves the listing
-    read (their headers name the FS tree as owner) and finds the same roots; a live leaf
+    read (their headers name the FS tree as owner) and the holes of a sparse image file
+    and finds the same roots; a live leaf
     whose header is made to name the root tree (and an older generation) is not passed
     over, and the scan still finds it."""
     if not have("mkfs.btrfs"):
@@ -191,6 +192,9 @@ def test_scan_passes_over_the_live_leaves_read(tmp_path):
     plain = set(ix.plain.tolist())
     assert len(plain) > 2 and plain <= ix.blocks
     assert scan_root_leaves(fs, plain) == scan_root_leaves(fs)
+    # the same from the bytes in memory (no holes to pass over: every header read)
+    assert scan_root_leaves(open_filesystem(MemorySource(img.read_bytes()))) == \
+        scan_root_leaves(fs)
     leaf = min(plain)
     c = fs.chunks.find(leaf)
     phys = c.place(leaf - c.logical)[1]
