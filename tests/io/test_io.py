@@ -60,6 +60,24 @@ def test_sparse_file_extents(tmp_path):
     assert sum(n for _, n in ext) < 8 << 20
 
 
+def test_file_source_seek_data(tmp_path):
+    """``seek_data``: the next offset that may hold data, the bytes before it zeros."""
+    p = tmp_path / "sparse.img"
+    with open(p, "wb") as f:
+        f.truncate(8 << 20)
+        f.seek(4 << 20)
+        f.write(b"\1" * 65536)
+    with FileSource(p) as src:
+        at = src.seek_data(0)
+        assert 0 <= at <= 4 << 20 and src.read(0, at) == bytes(at)
+        assert src.seek_data(4 << 20) == 4 << 20
+        assert src.seek_data(100) >= 100
+        end = src.seek_data((4 << 20) + 65536)
+        assert (4 << 20) + 65536 <= end <= 8 << 20
+        assert src.read((4 << 20) + 65536, end - (4 << 20) - 65536).count(0) == (
+            end - (4 << 20) - 65536)
+
+
 def test_slice_concat_zero():
     a = MemorySource(bytes(range(256)) * 4)
     s = Slice(a, 100, 500)

@@ -13,6 +13,7 @@ file on a partition of a damaged chain can say which of its bytes are not real.
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -166,6 +167,17 @@ class FileSource(ByteSource):
             if n <= 0:
                 raise CorruptImage("file ended early", path=self.path, offset=offset + done)
             done += n
+
+    def seek_data(self, offset: int) -> int:
+        """The first offset >= ``offset`` where the host file may hold data (SEEK_DATA;
+        ``size`` when only a hole follows, ``offset`` where the host cannot tell): the
+        bytes before it read as zeros."""
+        if not hasattr(os, "SEEK_DATA"):
+            return offset
+        try:
+            return min(max(os.lseek(self._fd, offset, os.SEEK_DATA), offset), self.size)
+        except OSError as e:  # ENXIO: no data at or after offset
+            return self.size if e.errno == errno.ENXIO else offset
 
     def data_extents(self) -> list[tuple[int, int]] | None:
         """Where the host file holds data, from SEEK_DATA/SEEK_HOLE; None if unsupported."""

@@ -28,6 +28,7 @@ ITEM_DT = numpy_dtype(S.Item)
 ITEM_N = ITEM_DT.itemsize
 HS = S.HEADER_SIZE
 _FSID = slice(offset_of(S.Header, "fsid"), offset_of(S.Header, "fsid") + size_of(S.Header, "fsid"))
+_OWNER = slice(offset_of(S.Header, "owner"), offset_of(S.Header, "owner") + 8)
 MAX_BATCH = 512  # leaves held at once (32 MiB of 64 KiB leaves)
 
 
@@ -46,10 +47,13 @@ class LeafBatch:
     """Checked leaves (one row of ``rows`` each, at the logical addresses ``bytenr``)
     and their items as columns, row by row: ``leaf`` (row), ``obj``, ``typ``, ``off``
     (the key), ``start`` and ``size`` (the data, bytes from the leaf's start);
-    :meth:`sorted` gives a selection of them in key order."""
+    :meth:`sorted` gives a selection of them in key order. ``direct`` says which rows
+    are the first copy read at their address (not another copy, not a root node)."""
 
-    def __init__(self, rows: np.ndarray, bytenr: np.ndarray, nritems: np.ndarray) -> None:
+    def __init__(self, rows: np.ndarray, bytenr: np.ndarray, nritems: np.ndarray,
+                 direct: np.ndarray | None = None) -> None:
         self.rows, self.bytenr = rows, bytenr
+        self.direct = np.zeros(len(bytenr), dtype=bool) if direct is None else direct
         self.rank: np.ndarray | None = None  # key order of the rows, when not theirs
         self.flat = rows.reshape(-1)
         nr = nritems.astype(np.int64)
@@ -92,6 +96,13 @@ class LeafBatch:
         """Item ``k``'s data."""
         a = int(self.leaf[k]) * self.rows.shape[1] + int(self.start[k])
         return self.flat[a:a + int(self.size[k])].tobytes()
+
+    def not_root_tree(self) -> np.ndarray:
+        """The addresses of the rows read from their first copy whose header names
+        another owner than the root tree (a scan for older root tree leaves, reading the
+        same first copies, can pass over them)."""
+        owner = np.ascontiguousarray(self.rows[:, _OWNER]).view("<u8").reshape(-1)
+        return self.bytenr[self.direct & (owner != S.ROOT_TREE_OBJECTID)]
 
     def address(self, k: int) -> int:
         """The logical address of the leaf holding item ``k``."""
@@ -148,7 +159,7 @@ def _check(rows: np.ndarray, addr: np.ndarray, ok: np.ndarray, parent: Node,
     if not ok.any():
         return None
     nr = np.where(ok, nr, 0)
-    b = LeafBatch(rows, addr, nr)
+    b = LeafBatch(rows, addr, nr, ok.copy())
     bad = (b.start < HS + nr[b.leaf] * ITEM_N) | (b.start + b.size > ns)
     keys = (b.obj, b.typ, b.off)
     same = b.leaf[1:] == b.leaf[:-1]
@@ -216,6 +227,6 @@ def _batch(get_node, bad, read, node: Node, kids, fsid, ns, sectorsize, csum,
         if leaf is not None and leaf.level == 0 and len(leaf.buf) == ns:
             rows[j] = np.frombuffer(leaf.buf, dtype=np.uint8)
             good[j] = True
-    rows, addr, order = rows[good], addr[good], order[good]
+    rows, addr, order, direct = rows[good], addr[good], order[good], ok[good]
     hd = np.ascontiguousarray(rows[:, :HS]).view(HEADER_DT).reshape(-1)
-    return LeafBatch(rows, addr, hd["nritems"]).in_key_order(order)
+    return LeafBatch(rows, addr, hd["nritems"], direct).in_key_order(order)

@@ -250,7 +250,8 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
     def deleted_index(self) -> Deleted:
         """Deleted entries found through older tree roots and orphan items (cached)."""
         if self._deleted is None:
-            self._deleted = find_deleted(self, self.tree_index)
+            built = [ix.plain for ix in self._indexes.values() if ix is not None]
+            self._deleted = find_deleted(self, self.tree_index, built)
         return self._deleted
 
     def deleted_entries(self, sid: int, dir_ino: int | None) -> list[Entry]:

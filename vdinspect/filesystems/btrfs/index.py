@@ -79,11 +79,13 @@ class TreeIndex:
     directory entries (``dir_of``, ``names``, ``loc``, ``ltype``, ``ftype``, ``badname``,
     ``journal``: added by the tree log, ``backup``: placed by :mod:`.rescue`, ``live``:
     False when the log's replay removes it); ``inodes``/``dirs`` show them as mappings,
-    ``blocks`` are the tree's blocks; ``rescued``, ``lost_dirs`` and ``unnamed`` are what
+    ``blocks`` are the tree's blocks (``plain``: its leaves that are no root tree leaf, as
+    their first copies say); ``rescued``, ``lost_dirs`` and ``unnamed`` are what
     :func:`.rescue.rescue` finds of names lost with unreadable leaves."""
 
     def __init__(self, fs: BtrfsFileSystem, tree: int) -> None:
         self.blocks: set[int] = set()  # the tree's blocks (an older tree shares some)
+        plain = []  # leaves a scan for older root tree leaves can pass over
         r = fs._tree_root(tree)
         ids, recs = [], []
         cols: list[list] = [[], [], [], [], [], []]  # dir, location, type, file type, bad, index
@@ -94,6 +96,7 @@ class TreeIndex:
             if b is None:
                 continue
             self.blocks.update(b.bytenr.tolist())
+            plain.append(b.not_root_tree())
             sel = b.sorted(np.flatnonzero(b.typ == S.INODE_ITEM))
             short = b.size[sel] < _ISIZE
             for k in sel[short].tolist():
@@ -104,6 +107,7 @@ class TreeIndex:
             sel = b.sorted(np.flatnonzero(b.typ == S.DIR_INDEX))
             if len(sel):
                 _dir_index(fs, b, sel, cols, names)
+        self.plain = np.concatenate(plain) if plain else np.zeros(0, np.uint64)
         self.ino_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
         raw = np.concatenate(recs) if recs else np.zeros((0, _ISIZE), np.uint8)
         self.recs = np.ascontiguousarray(raw).view(INODE_DT).reshape(-1)

@@ -32,7 +32,7 @@ from .subvols import RootInfo, parse_root_item
 from .tree import walk_blocks
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from .fs import BtrfsFileSystem
     from .index import TreeIndex
@@ -78,10 +78,11 @@ class _OldIndex:
     extents: dict[int, list[tuple[int, int]]] = field(default_factory=dict)  # disk extents
 
 
-def find_deleted(fs: BtrfsFileSystem, live_index: Callable[[int], TreeIndex | None]
-                 ) -> Deleted:
+def find_deleted(fs: BtrfsFileSystem, live_index: Callable[[int], TreeIndex | None],
+                 plain: Iterable[np.ndarray] = ()) -> Deleted:
     """Deleted entries of every subvolume ``fs.roots`` has (``live_index(tree)`` gives a
-    subvolume's live :class:`~.index.TreeIndex`, or None)."""
+    subvolume's live :class:`~.index.TreeIndex`, or None; ``plain`` the ``plain`` leaves
+    of those already read, which the scan for older root tree leaves passes over)."""
     out = Deleted()
     _orphans(fs, out, live_index)
     seen: set[tuple[int, int]] = set()
@@ -90,7 +91,11 @@ def find_deleted(fs: BtrfsFileSystem, live_index: Callable[[int], TreeIndex | No
         fs.sb.super_roots, key=lambda b: -b.tree_root_gen)
         if b.tree_root and b.tree_root_gen < fs.sb.generation]
     known = {t[0] for t in trees}
-    trees += [(at, gen, "scan") for at, gen in scan_root_leaves(fs) if at not in known]
+    skip: set[int] = set()
+    for p in plain:
+        skip.update(p.tolist())
+    trees += [(at, gen, "scan") for at, gen in scan_root_leaves(fs, skip)
+              if at not in known]
     done: set[tuple[int, int]] = set()
     for tree_root, tree_gen, how in trees:
         for old in _old_roots(fs, tree_root, tree_gen):
@@ -134,35 +139,51 @@ def _getter(fs: BtrfsFileSystem, generation: int, shared: set[int] | frozenset =
     return get
 
 
-def scan_root_leaves(fs: BtrfsFileSystem) -> list[tuple[int, int]]:
+def scan_root_leaves(fs: BtrfsFileSystem, skip: set[int] | frozenset = frozenset()
+                     ) -> list[tuple[int, int]]:
     """(address, generation) of root tree leaves of older commits still in the metadata
-    chunks, newest first: headers are checked together (own address, filesystem id,
-    owner, level, an older generation); the checksum when the leaf is read."""
-    ns, found, budget = fs.nodesize, [], MAX_SCAN
+    chunks, newest first. Only the block headers are read (a small read each, a MiB of
+    blocks at a time), but not those of the blocks at an address in ``skip`` (known to be
+    no root tree leaf); they are checked together (own address, filesystem id, owner,
+    level, an older generation); the checksum when the leaf is read."""
+    ns, budget = fs.nodesize, MAX_SCAN
     meta = [c for c in fs.chunks.chunks if c.type & S.BG_METADATA]
     total = sum(c.length for c in meta)
     if total > MAX_SCAN:
         fs.finding("info", "metadata chunks", None, f"deleted files: only the first "
                    f"{MAX_SCAN >> 20} MiB of {total >> 20} MiB of metadata chunks were "
                    "scanned for older root trees")
+    steps = []  # (address, blocks) of each MiB scanned
     for c in meta:
         for base in range(c.logical, c.logical + c.length, SCAN_STEP):
-            n = min(SCAN_STEP, c.logical + c.length - base) // ns * ns
+            n = min(SCAN_STEP, c.logical + c.length - base) // ns
             if n <= 0 or budget <= 0:
                 break
-            budget -= n
-            try:
-                buf = fs.read_logical(base, n)
-            except CorruptImage:
-                continue
-            rows = np.frombuffer(buf, dtype=np.uint8).reshape(-1, ns)[:, :_HDR_DT.itemsize]
-            heads = rows.copy().view(_HDR_DT).ravel()
-            at = base + np.arange(len(heads), dtype=np.uint64) * np.uint64(ns)
-            ok = ((heads["bytenr"] == at) & (heads["owner"] == S.ROOT_TREE_OBJECTID)
-                  & (heads["level"] == 0) & (heads["generation"] < fs.sb.generation)
-                  & (rows[:, _FSID] == np.frombuffer(fs.meta_fsid, np.uint8)).all(axis=1))
-            for i in np.flatnonzero(ok).tolist():
-                found.append((int(at[i]), int(heads["generation"][i])))
+            budget -= n * ns
+            steps.append((base, n))
+    counts = np.array([n for _b, n in steps], dtype=np.int64)
+    num = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    at = np.repeat(np.array([b for b, _n in steps], dtype=np.uint64), counts) + (
+        num.astype(np.uint64) * np.uint64(ns))
+    known = np.array(sorted(skip), dtype=np.uint64)
+    sel = np.arange(len(at))
+    if len(known):
+        sel = np.flatnonzero(known[np.searchsorted(known, at).clip(max=len(known) - 1)] != at)
+    cut = np.searchsorted(sel, np.cumsum(counts) - counts).tolist() + [len(sel)]
+    nums, parts, got = num[sel].tolist(), [], []
+    for k, (base, n) in enumerate(steps):
+        try:
+            parts.append(fs.block_heads(base, n, _HDR_DT.itemsize, nums[cut[k]:cut[k + 1]]))
+        except CorruptImage:
+            continue
+        got.append(sel[cut[k]:cut[k + 1]])
+    heads = np.frombuffer(b"".join(parts), dtype=_HDR_DT)
+    rows = heads.view(np.uint8).reshape(-1, _HDR_DT.itemsize)
+    at = at[np.concatenate(got)] if got else at[:0]
+    ok = ((heads["bytenr"] == at) & (heads["owner"] == S.ROOT_TREE_OBJECTID)
+          & (heads["level"] == 0) & (heads["generation"] < fs.sb.generation)
+          & (rows[:, _FSID] == np.frombuffer(fs.meta_fsid, np.uint8)).all(axis=1))
+    found = list(zip(at[ok].tolist(), heads["generation"][ok].tolist()))
     return sorted(found, key=lambda x: -x[1])
 
 

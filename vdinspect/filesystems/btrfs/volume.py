@@ -240,6 +240,33 @@ class BtrfsVolume(FileSystem):
                 dev.readinto(phys, mv[at:at + n])
             at += n
 
+    def block_heads(self, logical: int, count: int, width: int, which: list[int]) -> bytes:
+        """The first ``width`` bytes of the tree blocks ``which`` (ascending numbers below
+        ``count``: block ``j`` is at ``logical + j * nodesize``), joined: the bytes that
+        :meth:`read_logical` of all ``count`` blocks has there, one small read per block
+        (CorruptImage where that read fails for want of a device). Where the device
+        knows its holes (``seek_data``), headers in a hole at the start of a piece are
+        zeros without a read."""
+        ns, parts, k = self.nodesize, [], 0
+        for dev, phys, n, pos in self._pieces(logical, count * ns):
+            data = self.read_logical(pos, n) if dev is None else None
+            seek = getattr(dev, "seek_data", None)
+            hole = seek(phys) - phys if seek is not None else 0  # zeros up to here
+            stop = pos + n
+            while k < len(which):
+                at = logical + which[k] * ns
+                if at >= stop:
+                    break
+                a, b = max(at, pos) - pos, min(at + width, stop) - pos
+                if data is not None:
+                    parts.append(data[a:b])
+                else:
+                    parts.append(bytes(b - a) if b <= hole else dev.read(phys + a, b - a))
+                if at + width > stop:  # the rest of this header is in the next piece
+                    break
+                k += 1
+        return b"".join(parts)
+
     def _parity_sources(self, pos: int, n: int) -> list[tuple[ByteSource, int]] | None:
         """For a RAID5/6 data unit on a missing device: the (device, physical) of the other
         data units and P of its row, whose XOR rebuilds it (None when that cannot be)."""
