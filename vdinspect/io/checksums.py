@@ -8,6 +8,7 @@ buffers) or a numpy lane-parallel version (long buffers) gives the same answers.
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 CRC32C_POLY = 0x82F63B78  # the Castagnoli polynomial 0x1EDC6F41, bit-reflected
@@ -114,17 +115,50 @@ _looked_up = False
 
 
 def _c_implementation():
-    """The C package's function, imported on first use: its import reads package metadata
-    (``importlib.metadata``, email, csv: about 20 ms), which a command that never checks
-    a CRC-32C should not pay."""
+    """The C package's function, imported on first use: the package's ``__init__`` reads
+    its own metadata (``importlib.metadata``, email, csv: about 20 ms), which a command
+    that never checks a CRC-32C should not pay, so its compiled module is loaded alone
+    when it can be found (else the package is imported the usual way)."""
     global _c_crc32c, _looked_up
     if not _looked_up:
-        try:
-            from crc32c import crc32c as c_crc32c
-        except ImportError:  # pragma: no cover - depends on the environment
-            c_crc32c = None
+        c_crc32c = _compiled_module_function()
+        if c_crc32c is None:
+            try:
+                from crc32c import crc32c as c_crc32c
+            except ImportError:  # pragma: no cover - depends on the environment
+                c_crc32c = None
         _c_crc32c, _looked_up = c_crc32c, True
     return _c_crc32c
+
+
+def _compiled_module_function():
+    """``crc32c._crc32c.crc32c`` loaded without running the package's ``__init__`` (the
+    module is the package's own C extension); None when it cannot be found that way."""
+    import importlib.machinery
+    import importlib.util
+    import sys
+
+    mod = sys.modules.get("crc32c._crc32c")
+    if mod is None:
+        try:
+            spec = importlib.util.find_spec("crc32c")  # finds the package, runs nothing
+            where = spec and spec.submodule_search_locations
+            if not where:
+                return None
+            for folder in where:
+                for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+                    path = os.path.join(folder, "_crc32c" + suffix)
+                    if os.path.exists(path):
+                        sub = importlib.util.spec_from_file_location("crc32c._crc32c", path)
+                        mod = importlib.util.module_from_spec(sub)
+                        sub.loader.exec_module(mod)
+                        break
+                if mod is not None:
+                    break
+        except (ImportError, OSError, AttributeError):  # pragma: no cover - environment
+            return None
+    fn = getattr(mod, "crc32c", None)
+    return fn if fn is not None and fn(b"123456789") == 0xE3069283 else None
 
 
 def crc32c(data, value: int = 0) -> int:
@@ -144,7 +178,7 @@ def crc32c_records(data, size: int) -> list[int]:
     """The :func:`crc32c` of each consecutive ``size``-byte record of ``data`` (a bytes-like
     object whose length is a multiple of ``size``): one call per record, no copies."""
     mv = memoryview(data).cast("B")
-    f = _c_crc32c if _c_crc32c is not None else crc32c_pure
+    f = (_c_crc32c if _looked_up else _c_implementation()) or crc32c_pure
     return [f(mv[i:i + size]) for i in range(0, len(mv) - size + 1, size)]
 
 
