@@ -105,9 +105,9 @@ def test_hexdump_and_text():
     assert "title=" in html and "00000000" in html
     full = e._repr_html_()
     assert "<table" in full and "vdinspect-hexdump" in full
-    # titled with the spec's name (QEMU's QCowHeader), not the Python variable
-    assert "QCowHeader (version 3)" in repr(e)
-    assert str(e).splitlines()[0].startswith("QCowHeader (version 3): 112 bytes")
+    # titled with the spec's words ("the file header"), not a Python or C struct name
+    assert "qcow2 header (version 3)" in repr(e)
+    assert str(e).splitlines()[0].startswith("qcow2 header (version 3): 112 bytes")
     assert "QCowHeaderFull" not in full
     # text columns left-aligned, colours from JupyterLab's variables, height capped
     assert "text-align:left" in full and "var(--jp-ui-font-color1" in full
@@ -143,7 +143,7 @@ def test_explain_struct_with_bytes_version2():
     assert e.size == qcow2.QCowHeader.sizeof() == 72 == int(e.frame["size"].sum())
     # and through the image: a v2 header is the 72-byte structure
     with vdinspect.open(SAMPLE_IMAGES / "v2.qcow2") as disk:
-        assert disk.explain().name == "QCowHeader"
+        assert disk.explain().name == "qcow2 header (version 2 fields)"
 
 
 def test_variable_length_header_built_from_the_spec():

@@ -192,7 +192,7 @@ def explain_at(struct: cs.Construct, source: ByteSource, offset: int, **kw) -> E
 
 def struct_name(struct: cs.Construct) -> str | None:
     """The structure's name in its specification: the Struct's ``docs`` when a format
-    module set one (``QCowHeaderFull.docs = "QCowHeader (version 3)"``), else its
+    module set one (``QCowHeaderFull.docs = "qcow2 header (version 3)"``), else its
     module-level name in vdinspect (``None`` if it has neither)."""
     docs = (getattr(struct, "docs", "") or "").strip()
     if docs:

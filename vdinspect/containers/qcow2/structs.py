@@ -54,7 +54,10 @@ QCowHeaderFull = Struct(
     "(present when header_length > 104)",
     "padding" / Bytes(lambda c: max(0, c.header_length - 105)) * "zeros up to header_length",
 )  # the whole version 3 header as stored (header_length bytes): what explain("header") shows
-QCowHeaderFull.docs = "QCowHeader (version 3)"  # the spec's name, for explain()'s title
+# the spec's name ("The first cluster of a qcow2 image contains the file header"), for
+# explain()'s title
+QCowHeader.docs = "qcow2 header (version 2 fields)"
+QCowHeaderFull.docs = "qcow2 header (version 3)"
 
 HeaderExtension = Struct(
     "type" / Int32ub * "extension type (0 = end of the list)",
