@@ -454,7 +454,9 @@ def test_huge_folder_widget():
     assert t.rows[0]["name"] == f"f{SPAN_LIMIT - 10:06d}" and len(t.rows) == 100
     assert t.total == SPAN_LIMIT + 90 and fs.made <= SPAN_LIMIT + 91
     t.dispatch({"event": "find", "prefix": "f0499", "after": 0})  # a letter typed
-    assert t.jump["row"] == 49_900
+    assert t.jump["row"] == 49_900 and t.jump["id"] is None
+    t.dispatch({"event": "find", "prefix": "f00012", "after": 0, "id": 7})
+    assert t.jump["row"] == 120 and t.jump["id"] == 7  # the view applies only its newest
     t.dispatch({"event": "open", "row": 5})  # Enter on a file row previews it
     assert "f000005" in b.preview_title.value
     t.dispatch({"event": "sort", "key": "name"})

@@ -286,7 +286,9 @@ class FileBrowser:
             ev.get("after"), int
         ):
             row = c.find_next(ev["prefix"], ev["after"])
-            self.listing.jump = {"row": -1 if row is None else row, "seq": self._seq}
+            ask = ev.get("id") if isinstance(ev.get("id"), int) else None
+            self.listing.jump = {"row": -1 if row is None else row, "seq": self._seq,
+                                 "id": ask}
             self._seq += 1
         elif kind == "up":
             self._do(c.up)

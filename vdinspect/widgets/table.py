@@ -103,6 +103,7 @@ function render({ model, el }) {
   let pending = null;  // the window asked for and not answered yet
   let reading = false; // a "read on" asked for and not answered yet
   let typed = "", typedAt = 0;  // type-ahead
+  let findId = 0, findLive = false;  // only the newest type-ahead's answer moves, if nothing else did
   const send = (msg) => model.send(msg);
   const total = () => model.get("total");
   const held = () => model.get("visible");
@@ -228,6 +229,7 @@ function render({ model, el }) {
   body.addEventListener("click", (ev) => {
     const row = ev.target.closest(".vdi-item");
     if (!row) return;
+    findLive = false;
     const i = Number(row.dataset.index);
     if (ev.shiftKey) moveTo(i, true);
     else if (ev.ctrlKey || ev.metaKey) {
@@ -262,8 +264,14 @@ function render({ model, el }) {
       const now = Date.now();
       typed = (now - typedAt < 800 ? typed : "") + k;
       typedAt = now;
-      send({ event: "find", prefix: typed, after: typed.length > 1 ? cursor - 1 : cursor });
+      findId += 1;
+      findLive = true;
+      send({ event: "find", prefix: typed, after: typed.length > 1 ? cursor - 1 : cursor, id: findId });
+      ev.preventDefault();
+      ev.stopPropagation();
+      return;
     } else done = false;
+    if (done) findLive = false;  // a key that moved or selected: a late answer must not undo it
     if (done) { ev.preventDefault(); ev.stopPropagation(); }
   });
   let timer = null;
@@ -293,7 +301,7 @@ function render({ model, el }) {
   });
   model.on("change:jump", () => {   // the answer to a type-ahead
     const j = model.get("jump");
-    if (j.row >= 0) moveTo(j.row, false);
+    if (findLive && j.id === findId && j.row >= 0) moveTo(j.row, false);
   });
   model.on("change:total", () => { reading = false; drawRows(); readOn(); });
   model.on("change:more", () => { reading = false; });
