@@ -72,6 +72,9 @@ def parse_header(data: bytes):
 DATA_CODE, DAMAGED_CODE = STATE_CODE[DATA], STATE_CODE[DAMAGED]
 
 
+#: read-plan piece kind of each cluster code of ``_plan_units``: data, free, damaged
+PLAN_KINDS = [readplan.DATA, readplan.HOLE, readplan.SLOW]
+
 class ParallelsImage(ParallelsReport, Image):
     """A Parallels expandable image; ``parent`` names the image below a snapshot delta."""
 
@@ -299,36 +302,32 @@ class ParallelsImage(ParallelsReport, Image):
 
     # --- runs ------------------------------------------------------------------------
     def plan(self, start: int, end: int) -> readplan.Plan | None:
-        """The fast read plan: one BAT entry per cluster."""
-        cs = self.cluster_size
-        plan: readplan.Plan = []
-        pos = start
-        while pos < end:
-            i = pos // cs
-            stop = min(end, (i + 1) * cs)
-            if i >= len(self.bat) or self._past_eof[i] or self._misplaced[i] or self._partial[i]:
-                return None
-            if self.bat[i] == 0:
-                readplan.add_piece(plan, pos, stop, readplan.HOLE)
-            else:
-                h = int(self.bat_hosts[i]) + pos - i * cs
-                if h + stop - pos > self.file.size:
-                    return None
-                readplan.add_piece(plan, pos, stop, readplan.DATA, h, self.file)
-            pos = stop
-        return plan
+        """The fast read plan: one BAT entry per cluster (damaged or cut-short clusters
+        take the runs)."""
+        state = self._plan_units()
+        if -(-end // self.cluster_size) > len(state):
+            return None
+        return plan if readplan.plan_units(plan := [], PLAN_KINDS, state, self.bat_hosts, 0,
+                                           self.cluster_size, start, end, self.file) else None
 
     def locate(self, offset: int, length: int) -> readplan.Located:
         """One BAT lookup for a read inside one cluster; else the plan decides."""
         i, within = divmod(offset, self.cluster_size)
-        if within + length > self.cluster_size:
+        state = self._plan_units()
+        if within + length > self.cluster_size or i >= len(state):
             return None
-        if i >= len(self.bat) or self._past_eof[i] or self._misplaced[i] or self._partial[i]:
-            return None
-        if self.bat[i] == 0:
-            return readplan.HOLE
-        h = int(self.bat_hosts[i]) + within
-        return (self.file, h) if h + length <= self.file.size else None
+        return readplan.locate_unit(PLAN_KINDS, state, self.bat_hosts, i, within, length,
+                                    self.file)
+
+    def _plan_units(self) -> np.ndarray:
+        """Each cluster's read-plan code (an index into PLAN_KINDS), made once from the BAT
+        and the damage found at open."""
+        state = self.__dict__.get("_plan_state")
+        if state is None:
+            state = np.where(self.bat == 0, 1, 0).astype(np.int8)
+            state[self._past_eof | self._misplaced | self._partial] = 2
+            self._plan_state = state
+        return state
 
     def _runs(self, start: int, end: int):
         cs = self.cluster_size

@@ -78,6 +78,9 @@ from .structs import (
 STATE_CODES = codes_for(STATE_NAME)
 
 
+#: read-plan piece kind of each block code of ``_plan_units``: data, free, zero, damaged
+PLAN_KINDS = [readplan.DATA, readplan.HOLE, readplan.ZERO, readplan.SLOW]
+
 class VdiImage(VdiReport, Image):
     """A VDI file: dynamic, fixed, differencing or undo."""
 
@@ -293,44 +296,37 @@ class VdiImage(VdiReport, Image):
             yield Run(s, end - s, DAMAGED)
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
-        """The fast read plan: one block map entry per block."""
-        bs = self.block_size
-        bm = self.block_map
-        plan: readplan.Plan = []
-        pos = start
-        while pos < end:
-            i = pos // bs
-            stop = min(end, (i + 1) * bs)
-            if i >= len(bm) or self._past_eof[i] or self._crossed[i] or self._partial[i]:
-                return None
-            e = int(bm[i])
-            if e == BLOCK_FREE:
-                readplan.add_piece(plan, pos, stop, readplan.HOLE)
-            elif e == BLOCK_ZERO:
-                readplan.add_piece(plan, pos, stop, readplan.ZERO)
-            else:
-                h = self._host(i) + pos - i * bs
-                if h + stop - pos > self.file.size:
-                    return None
-                readplan.add_piece(plan, pos, stop, readplan.DATA, h, self.file)
-            pos = stop
-        return plan
+        """The fast read plan: one block map entry per block (damaged or cut-short blocks
+        take the runs)."""
+        state, host = self._plan_units()
+        if -(-end // self.block_size) > len(state):
+            return None
+        return plan if readplan.plan_units(plan := [], PLAN_KINDS, state, host, 0,
+                                           self.block_size, start, end, self.file) else None
 
     def locate(self, offset: int, length: int) -> readplan.Located:
         """One block map lookup for a read inside one block; else the plan decides."""
         i, within = divmod(offset, self.block_size)
-        if within + length > self.block_size:
+        state, host = self._plan_units()
+        if within + length > self.block_size or i >= len(state):
             return None
-        if i >= len(self.block_map) or self._past_eof[i] or self._crossed[i] or \
-                self._partial[i]:
-            return None
-        e = int(self.block_map[i])
-        if e == BLOCK_FREE:
-            return readplan.HOLE
-        if e == BLOCK_ZERO:
-            return readplan.ZERO
-        h = self._host(i) + within
-        return (self.file, h) if h + length <= self.file.size else None
+        return readplan.locate_unit(PLAN_KINDS, state, host, i, within, length, self.file)
+
+    def _plan_units(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each block's read-plan code (an index into PLAN_KINDS) and data host offset,
+        made once from the block map and the damage found at open."""
+        got = self.__dict__.get("_plan_table")
+        if got is None:
+            bm = self.block_map
+            state = np.zeros(len(bm), dtype=np.int8)
+            state[bm == BLOCK_FREE] = 1
+            state[bm == BLOCK_ZERO] = 2
+            state[self._past_eof | self._crossed | self._partial] = 3
+            data = state == 0
+            host = np.zeros(len(bm), dtype=np.int64)
+            host[data] = self._hosts(bm[data])
+            got = self._plan_table = (state, host)
+        return got
 
     def _damaged_block(self, i: int):
         """A block whose data runs past the end of the file: what is there, then damaged."""
