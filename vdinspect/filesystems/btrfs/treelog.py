@@ -57,6 +57,20 @@ class TreeLog:
     error: str | None = None
 
 
+def log_roots(fs: BtrfsFileSystem) -> list:
+    """The tree log's root items (one per logged subvolume), as the log root tree lists
+    them; raises what reading the log's blocks raises."""
+    sb = fs.sb
+    roots = []
+    for node, i in fs.search(sb.log_root, sb.log_root_level,
+                             (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, 0),
+                             (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, S.TREE_LOG_OBJECTID)):
+        r = parse_root_item(node.keys[i][2], node.data(i), node.bytenr)
+        if r is not None:
+            roots.append(r)
+    return roots
+
+
 def read_tree_log(fs: BtrfsFileSystem) -> TreeLog | None:
     """The inodes in the tree log of ``fs`` (None when there is no log; never raises for
     a damaged log: the reason is in ``error``)."""
@@ -65,13 +79,7 @@ def read_tree_log(fs: BtrfsFileSystem) -> TreeLog | None:
         return None
     out = TreeLog(sb.log_root)
     try:
-        roots = []
-        for node, i in fs.search(sb.log_root, sb.log_root_level,
-                                 (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, 0),
-                                 (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, S.TREE_LOG_OBJECTID)):
-            r = parse_root_item(node.keys[i][2], node.data(i), node.bytenr)
-            if r is not None:
-                roots.append(r)
+        roots = log_roots(fs)
         for r in roots:
             found: dict[int, LoggedInode] = {}
             for node, i in fs.search(r.bytenr, r.level):
@@ -141,13 +149,7 @@ def log_replays(fs: BtrfsFileSystem) -> dict[int, LogReplay]:
     if not sb.log_root:
         return out
     try:
-        roots = []
-        for node, i in fs.search(sb.log_root, sb.log_root_level,
-                                 (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, 0),
-                                 (S.TREE_LOG_OBJECTID, S.ROOT_ITEM, S.TREE_LOG_OBJECTID)):
-            r = parse_root_item(node.keys[i][2], node.data(i), node.bytenr)
-            if r is not None and r.id in fs.roots:
-                roots.append(r)
+        roots = [r for r in log_roots(fs) if r.id in fs.roots]
         for r in roots:
             rp = LogReplay(("log", r.id))
             ignored = None  # a logged inode with no link: the replay skips its items
