@@ -24,6 +24,10 @@ from tests.tools import run
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
+# kernel mounts and os.sync() (which commits every mounted filesystem) on one xdist
+# worker: a sync from a parallel test must not commit a log being staged for a crash copy
+pytestmark = pytest.mark.xdist_group("kernel-mounts")
+
 WRITTEN = {f"/d/gone{i}": bytes([65 + i]) * (5000 * (i + 1)) for i in range(3)}
 WRITTEN.update({"/d/small": b"tiny inline\n", "/d/sub/inner": b"inner\n" * 10,
                 "/d/keep": b"keep\n" * 100})

@@ -22,6 +22,10 @@ from tests.tools import run
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
+# kernel mounts and os.sync() (which commits every mounted filesystem) on one xdist
+# worker: a sync from a parallel test must not commit a log being staged for a crash copy
+pytestmark = pytest.mark.xdist_group("kernel-mounts")
+
 
 def _mount(img: Path, mnt: Path, opts: str = "loop") -> bool:
     mnt.mkdir(exist_ok=True)

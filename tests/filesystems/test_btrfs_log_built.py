@@ -22,7 +22,11 @@ from tests.tools import run
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
-pytestmark = pytest.mark.skipif(not have("mkfs.btrfs", "btrfs"), reason="needs btrfs-progs")
+# kernel mounts and os.sync() (which commits every mounted filesystem) on one xdist
+# worker: a sync from a parallel test must not commit a log being staged for a crash copy
+pytestmark = [pytest.mark.skipif(not have("mkfs.btrfs", "btrfs"),
+                                 reason="needs btrfs-progs"),
+              pytest.mark.xdist_group("kernel-mounts")]
 
 
 @pytest.fixture(scope="module")

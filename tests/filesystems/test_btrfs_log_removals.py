@@ -24,6 +24,10 @@ from tests.tools import run
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
+# kernel mounts and os.sync() (which commits every mounted filesystem) on one xdist
+# worker: a sync from a parallel test must not commit a log being staged for a crash copy
+pytestmark = pytest.mark.xdist_group("kernel-mounts")
+
 FSYNC = ("import os, sys\n"
          "for p in sys.argv[1:]:\n"
          "    fd = os.open(p, os.O_RDONLY); os.fsync(fd); os.close(fd)\n")

@@ -571,6 +571,7 @@ def kernel_image(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("kernel-mounts")  # see test_btrfs_log.py
 def test_kernel_written_forms(kernel_image):
     img, _dirty, want = kernel_image
     fs = open_xfs(img)
@@ -601,6 +602,7 @@ def test_kernel_written_forms(kernel_image):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not have("xfs_logprint"), reason="needs xfs_logprint")
+@pytest.mark.xdist_group("kernel-mounts")  # see test_btrfs_log.py
 def test_kernel_dirty_log(kernel_image):
     _img, dirty, _want = kernel_image
     if "<DIRTY>" not in run("xfs_logprint", "-t", dirty):

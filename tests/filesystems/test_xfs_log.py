@@ -28,6 +28,10 @@ from vdinspect.errors import VDInspectError
 from vdinspect.filesystems.xfs import XfsFileSystem
 from vdinspect.io import FileSource
 
+# kernel mounts and os.sync() (which commits every mounted filesystem) on one xdist
+# worker: a sync from a parallel test must not commit a log being staged for a crash copy
+pytestmark = pytest.mark.xdist_group("kernel-mounts")
+
 needs_logprint = pytest.mark.skipif(not have("mkfs.xfs", "xfs_db", "xfs_logprint"),
                                     reason="needs xfsprogs")
 
