@@ -9,10 +9,10 @@ ByteSource) and, for symlinks, ``readlink_entry(entry)``. Path lookup, walking, 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidArgument, NotFound, VDInspectError
+from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
 from ..io import ByteSource
 from ..progress import Progress
@@ -48,6 +48,7 @@ class FileSystem(Findings):
     case_sensitive: bool = True
     label: str | None = None
     uuid: str | None = None
+    checks_run: bool = False  # run_checks() has been run (check() runs it once)
 
     def __init__(self, source: ByteSource, *, name: str | None = None, strict: bool = True):
         self.source = source
@@ -103,8 +104,16 @@ class FileSystem(Findings):
         """The volume's facts as a dict; drivers extend it (``info()`` shows it)."""
         return dict(fstype=self.fstype, label=self.label, uuid=self.uuid)
 
+    def run_checks(self) -> None:
+        """The volume-wide checks ``check()`` adds to what reading found (its findings);
+        drivers override it. Run once, on the first ``check()``."""
+
     def check_rows(self) -> list[dict]:
-        """Findings as rows (severity, structure, host_offset, message); drivers extend it."""
+        """Findings as rows (severity, structure, host_offset, message): what reading met,
+        after ``run_checks()`` (once)."""
+        if not self.checks_run:
+            self.checks_run = True
+            self.run_checks()
         return self.findings_rows()
 
     def structure_rows(self) -> list[dict]:
@@ -162,6 +171,11 @@ class FileSystem(Findings):
             child.path = join_path(entry.path, child.name)
             entry = child
         return entry
+
+    def as_entry(self, path: str | Entry) -> Entry:
+        """The Entry a method was given, or the one at a path (deleted ones too): every
+        method taking a file accepts either."""
+        return path if isinstance(path, Entry) else self.lookup(path, deleted=True)
 
     def stat(self, path: str) -> Entry:
         """The entry at ``path`` (its ``row()`` is one row of ``files()``)."""
@@ -244,6 +258,19 @@ class FileSystem(Findings):
         by default); None: not checked."""
         return entry.inode if entry.inode is not None else entry.key
 
+    def probed_listing(self, entry: Entry, children: Callable[[], list[Entry]]
+                       ) -> list[Entry]:
+        """``children()`` of a directory; a deleted one is listed while probing (its
+        problems raise, even in salvage mode) and lists nothing when its bytes are not a
+        directory any more."""
+        if not entry.deleted:
+            return children()
+        try:
+            with self.probing():
+                return children()
+        except CorruptImage:
+            return []
+
     def can_list_deleted_dir(self, entry: Entry) -> bool:
         """Whether a deleted directory's contents may still be listed."""
         return True
@@ -287,7 +314,7 @@ class FileSystem(Findings):
     def damaged_ranges(self, path: str | Entry) -> list[tuple[int, int]]:
         """(offset, length) ranges of a file's data that could not be read: reads give
         zeros there. Empty for a file whose every byte is real."""
-        entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+        entry = self.as_entry(path)
         return self.content(entry).damaged_ranges()
 
     def directory_damage(self, entry: Entry) -> int:
@@ -301,7 +328,7 @@ class FileSystem(Findings):
     def damaged(self, path: str | Entry) -> int | None:
         """How many bytes of a file's data could not be read (the ``damaged`` column);
         None when the entry has no content to check (a directory, an unreadable file)."""
-        entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+        entry = self.as_entry(path)
         if entry.kind == DIR:
             return None
         try:
@@ -337,7 +364,7 @@ class FileSystem(Findings):
     # --- reading ----------------------------------------------------------------------
     def open(self, path: str | Entry) -> FileReader:
         """A seekable, streaming, read-only binary file object for a file."""
-        entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+        entry = self.as_entry(path)
         if entry.kind == DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is a directory")
         return FileReader(self.content(entry), name=entry.path or entry.name)
@@ -397,3 +424,19 @@ def free_runs(masks, unit: int, limit: int) -> list[tuple[int, int]]:
             else:
                 out.append((start, end - start))
     return out
+
+
+def inode_record(fs: FileSystem, path, record_type: type):
+    """The inode record (a ``record_type``) of a record, an inode number, an Entry or a
+    path, on a driver with numbered inodes (``fs.inode(n)``); InvalidArgument for an entry
+    without one (the virtual orphan folder)."""
+    if isinstance(path, record_type):
+        return path
+    if isinstance(path, int):
+        return fs.inode(path)
+    e = fs.as_entry(path)
+    if isinstance(e.raw, record_type):
+        return e.raw
+    if e.inode is None or e.key == ("orphans",):
+        raise InvalidArgument(f"{fs.name}: {e.path or e.name} has no inode")
+    return fs.inode(e.inode)

@@ -209,18 +209,8 @@ class ListingMixin:
         return each()
 
     def _list_dir(self, entry: Entry, rec: InodeRecord, is_root: bool) -> list[Entry]:
-        if entry.deleted:
-            self.lenient += 1
-        try:
-            raws = self.dir_entries(rec)
-            out = [self.child_entry(d, rec) for d in raws]
-        except CorruptImage:
-            if not entry.deleted:
-                raise
-            out = []
-        finally:
-            if entry.deleted:
-                self.lenient -= 1
+        out = self.probed_listing(
+            entry, lambda: [self.child_entry(d, rec) for d in self.dir_entries(rec)])
         if is_root:
             out.append(self.orphan_dir_entry())
         return out

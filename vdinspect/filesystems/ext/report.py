@@ -8,6 +8,7 @@ import datetime as dt
 
 import numpy as np
 
+from ...containers.base import structure_row
 from ...layout import offset_of
 from . import superblock as S
 from .groups import BG_INODE_UNINIT
@@ -24,7 +25,6 @@ _GENERATION = offset_of(Inode, "i_generation")
 class ReportMixin:
     """info(), structures(), check() and the journal listing of :class:`ExtFileSystem`."""
 
-    _checked = False
 
     # --- reports ------------------------------------------------------------------------
     def info_fields(self) -> dict:
@@ -108,11 +108,7 @@ class ReportMixin:
         rows = []
 
         def add(name, off, length, desc):
-            rows.append(
-                dict(
-                    name=name, host_file=self.name, host_offset=off, length=length, description=desc
-                )
-            )
+            rows.append(structure_row(name, self.name, off, length, desc))
 
         add("boot area", 0, 1024, "unused by ext (boot loader space)")
         add(
@@ -188,13 +184,8 @@ class ReportMixin:
             add("MMP block", sb.raw.s_mmp_block * bs, bs, "multi-mount protection")
         return rows
 
-    def check_rows(self) -> list[dict]:
-        if not self._checked:
-            self._checked = True
-            self._run_checks()
-        return list(self.findings)
-
-    def _run_checks(self) -> None:
+    def run_checks(self) -> None:
+        """Findings: superblock state, recorded errors, the orphan list, inode checksums."""
         sb = self.sb
         r = sb.raw
         if not r.s_state & S.STATE_VALID:

@@ -400,8 +400,8 @@ class NTFS(FileSystem):
     def structure_rows(self) -> list[dict]:
         return report.structures(self)
 
-    def check_rows(self) -> list[dict]:
-        return report.check(self)
+    def run_checks(self) -> None:
+        report.check(self)
 
     # --- the fast whole-volume walk ----------------------------------------------------
     def iter_entries(
