@@ -24,6 +24,7 @@ from construct import Container
 
 from ...errors import CorruptImage, InvalidArgument
 from ..base import DIR, FILE, Entry
+from ..fat.directory import FatKey
 from ..fat.structs import attr_text
 from ..fat.times import dos_datetime
 from .structs import (
@@ -99,19 +100,17 @@ def exfat_time(stamp: int, tens: int, offset: int) -> tuple[dt.datetime | None, 
 
 
 
-class ExfatKey:
-    """What the driver needs to find a stream's clusters again."""
+class ExfatKey(FatKey):
+    """What the driver needs to find a stream's clusters again: FAT's key, plus the
+    valid data length and whether the stream is contiguous (NoFatChain)."""
 
-    __slots__ = ("cluster", "size", "valid", "contiguous", "deleted", "root")
+    __slots__ = ("valid", "contiguous")
 
     def __init__(self, cluster: int, size: int, valid: int, contiguous: bool,
                  deleted: bool = False, root: bool = False) -> None:
-        self.cluster = cluster
-        self.size = size
+        super().__init__(cluster, size, deleted, root)
         self.valid = valid
         self.contiguous = contiguous
-        self.deleted = deleted
-        self.root = root
 
     def __repr__(self) -> str:
         return f"<cluster {self.cluster}{' contiguous' if self.contiguous else ''}>"
