@@ -186,8 +186,6 @@ def snapshots_frame(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-
-
 #: the dtypes of the partition columns (``partitions()``, ``scan_partitions()``)
 PARTITION_KINDS = {"Int64": ("index",), "int64": ("start", "length", "end"),
                    "boolean": ("bootable",)}
@@ -199,7 +197,6 @@ def partitions_frame(rows: list[dict]) -> pd.DataFrame:
         if r.get("end") is None and r.get("start") is not None:
             r["end"] = r["start"] + r["length"]
     return _frame(rows, PARTITION_COLUMNS, column_dtypes(PARTITION_COLUMNS, PARTITION_KINDS))
-
 
 
 def found_partitions_frame(rows: list[dict]) -> pd.DataFrame:
@@ -377,7 +374,6 @@ def _utc_us(col: pd.Series) -> pd.Series:
         d = v - epoch
         out[i] = (d.days * 86400 + d.seconds) * 1_000_000 + d.microseconds
     return pd.Series(out.view("datetime64[us]"), index=col.index).dt.tz_localize("UTC")
-
 
 
 def diff_blocks_frame(rows: list[dict]) -> pd.DataFrame:
