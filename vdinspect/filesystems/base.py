@@ -172,17 +172,28 @@ class FileSystem(Findings):
             entry = child
         return entry
 
-    def as_entry(self, path: str | Entry) -> Entry:
-        """The Entry a method was given, or the one at a path (deleted ones too): every
-        method taking a file accepts either."""
-        return path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+    def as_entry(self, path: str | Entry, *, deleted: bool = True) -> Entry:
+        """The Entry a method was given, or the one at a path (deleted ones too, unless
+        ``deleted=False``): every method taking a file accepts either."""
+        return path if isinstance(path, Entry) else self.lookup(path, deleted=deleted)
 
-    def stat(self, path: str) -> Entry:
+    def path_of(self, path: str | Entry) -> str:
+        """The volume path a method was given, or its Entry's (one ``lookup`` or a listing
+        gave, whose ``path`` is filled in)."""
+        if not isinstance(path, Entry):
+            return path
+        if not path.path:
+            raise InvalidArgument(f"{self.name}: the entry {path.name!r} has no path "
+                                  "(take it from lookup() or a listing)")
+        return path.path
+
+    def stat(self, path: str | Entry) -> Entry:
         """The entry at ``path`` (its ``row()`` is one row of ``files()``)."""
-        return self.lookup(path, deleted=True)
+        return self.as_entry(path)
 
-    def readlink(self, path: str) -> str:
-        return self.readlink_entry(self.lookup(path))
+    def readlink(self, path: str | Entry) -> str:
+        """The target of the symbolic link at ``path``."""
+        return self.readlink_entry(self.as_entry(path, deleted=False))
 
     # --- walking --------------------------------------------------------------------
     def iter_entries(self, path: str = "/", *, recursive: bool = True,
@@ -375,7 +386,7 @@ class FileSystem(Findings):
             return f.read()
 
     # --- extraction ----------------------------------------------------------------
-    def extract(self, path: str, dest: str | os.PathLike, *, recursive: bool = True,
+    def extract(self, path: str | Entry, dest: str | os.PathLike, *, recursive: bool = True,
                 deleted: bool = False, progress: Progress = None
                 ) -> ExtractReport:
         """Copy ``path`` (a file or a tree) into the host folder ``dest``, safely.
@@ -384,7 +395,8 @@ class FileSystem(Findings):
         they stay inside ``dest``, files are written to a temporary name and renamed,
         content streams in constant memory, and modification times are applied.
         """
-        return Extractor(self, os.fspath(dest), progress).run(path, recursive, deleted)
+        return Extractor(self, os.fspath(dest), progress).run(self.path_of(path), recursive,
+                                                              deleted)
 
     def __repr__(self) -> str:
         label = f" {self.label!r}" if self.label else ""
