@@ -9,8 +9,8 @@ ByteSource) and, for symlinks, ``readlink_entry(entry)``. Path lookup, walking, 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
@@ -19,7 +19,11 @@ from ..progress import Progress
 from ..schemas import FILES_COLUMNS  # noqa: F401 (re-exported for drivers)
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    from matplotlib.axes import Axes
+
+    from ..recovery.carve import CarveResult
 
 from .entry import (  # noqa: F401 (re-exported: drivers import these from here)
     DIR,
@@ -36,6 +40,8 @@ from .extract import Extractor, ExtractReport, damage_text, safe_name  # noqa: F
 from .reader import FileReader  # noqa: F401
 from .walk import HANDLE, PAYLOAD, Child, Walk, note_entry
 
+R = TypeVar("R")  # an inode record type (inode_record)
+
 
 class FileSystem(Findings):
     """Base class of the filesystem drivers (FAT, exFAT, ext, NTFS).
@@ -49,6 +55,9 @@ class FileSystem(Findings):
     label: str | None = None
     uuid: str | None = None
     checks_run: bool = False  # run_checks() has been run (check() runs it once)
+    #: the allocation unit in bytes (FAT/exFAT/NTFS cluster, ext/XFS block) where the
+    #: driver says; carving aligns its search to it. None: not said (searched per sector)
+    block_size: int | None = None
 
     def __init__(self, source: ByteSource, *, name: str | None = None, strict: bool = True):
         self.source = source
@@ -92,7 +101,7 @@ class FileSystem(Findings):
                      "free is not known here; the whole volume is searched")
         return [(0, self.source.size)] if self.source.size else []
 
-    def carve(self, dest: str | os.PathLike | None = None, **kw):
+    def carve(self, dest: str | os.PathLike | None = None, **kw) -> CarveResult:
         """Files found by their content in the volume's free space (a CarveResult: its
         ``frame()`` lists them, and with ``dest`` they are written there); see
         :func:`vdinspect.recovery.carve.carve_filesystem` for the options."""
@@ -259,12 +268,12 @@ class FileSystem(Findings):
         """Bytes of a directory (handle: an Entry) that could not be read."""
         return self.directory_damage(d[HANDLE])
 
-    def hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry) -> Hashable | None:
         """What makes two file entries names of one file (extraction links them), or None.
         Drivers with hard links override it; the default links nothing."""
         return None
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> Hashable | None:
         """What identifies a directory for the walk's loop and hard-link checks (its inode
         by default); None: not checked."""
         return entry.inode if entry.inode is not None else entry.key
@@ -286,7 +295,8 @@ class FileSystem(Findings):
         """Whether a deleted directory's contents may still be listed."""
         return True
 
-    def walk(self, path: str = "/", *, deleted: bool = False):
+    def walk(self, path: str = "/", *, deleted: bool = False
+             ) -> Iterator[tuple[str, list[str], list[str]]]:
         """Like ``os.walk``: (dirpath, dirnames, filenames) for each directory below ``path``."""
         groups: dict[str, tuple[list[str], list[str]]] = {}
         order: list[str] = []
@@ -347,7 +357,7 @@ class FileSystem(Findings):
         except VDInspectError:
             return None
 
-    def damaged_column(self, kinds, entries, sound=None):
+    def damaged_column(self, kinds, entries, sound=None) -> np.ma.MaskedArray:
         """The ``damaged`` column of a listing (a numpy masked array: NA for folders)
         from its ``kind`` column; ``entries()`` gives the rows' Entries and is called only
         when the volume has damaged ranges at all. A driver may pass ``sound()``: per row,
@@ -366,7 +376,7 @@ class FileSystem(Findings):
         return np.ma.MaskedArray(np.zeros(n, dtype=np.int64),
                                  np.asarray(kinds, dtype=object) == DIR)
 
-    def plot_sizes(self, path: str = "/", ax=None, depth: int = 2, **kw):
+    def plot_sizes(self, path: str = "/", ax=None, depth: int = 2, **kw) -> Axes:
         """A treemap of the file sizes below ``path`` (matplotlib; see vdinspect.viz)."""
         from ..viz.treemap import plot_sizes
 
@@ -438,7 +448,7 @@ def free_runs(masks, unit: int, limit: int) -> list[tuple[int, int]]:
     return out
 
 
-def inode_record(fs: FileSystem, path, record_type: type):
+def inode_record(fs: FileSystem, path, record_type: type[R]) -> R:
     """The inode record (a ``record_type``) of a record, an inode number, an Entry or a
     path, on a driver with numbered inodes (``fs.inode(n)``); InvalidArgument for an entry
     without one (the virtual orphan folder)."""

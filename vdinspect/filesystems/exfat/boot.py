@@ -104,7 +104,7 @@ class BootMixin:
         self.region = region
         self.boot = b = BootSector.parse(region[: BootSector.sizeof()])
         self.sector_size = ss
-        self.cluster_size = ss << b.SectorsPerClusterShift
+        self.cluster_size = self.block_size = ss << b.SectorsPerClusterShift
         self.heap_offset = b.ClusterHeapOffset * ss
         self.clusters = b.ClusterCount
         self.max_cluster = self.clusters + 1

@@ -197,7 +197,7 @@ class DirectoryMixin:
         key = ExfatKey(rc, 0, 0, False, root=True)
         return Entry(name="", kind=DIR, path="/", inode=2, key=key)
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> tuple[str, int]:
         return ("cluster", entry.key.cluster)
 
     def can_list_deleted_dir(self, entry: Entry) -> bool:

@@ -12,7 +12,7 @@ with ea_inode, in inodes of their own.
 from __future__ import annotations
 
 import numpy as np
-from construct import Bytes, FlagsEnum, Int16ul, Int32ul, Struct
+from construct import Bytes, Container, FlagsEnum, Int16ul, Int32ul, Struct
 
 from ...layout import flag_values, numpy_dtype, offset_of, size_of, struct_format
 from ..entry import EPOCH, ns_to_datetime  # noqa: F401 (re-exported)
@@ -319,7 +319,7 @@ class InodeRecord:
         """True for a never-used record (all of the classic fields zero)."""
         return not any(self.raw[:INODE_CLASSIC])
 
-    def parsed(self):
+    def parsed(self) -> Container:
         """The construct view of the record (classic part, then the extra fields)."""
         base = Inode.parse(self.raw[:INODE_CLASSIC])
         if self.extra_isize:

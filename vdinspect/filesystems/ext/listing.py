@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 import numpy as np
 
@@ -430,13 +430,13 @@ class ListingMixin:
     def can_list_deleted_dir(self, entry: Entry) -> bool:
         return entry.key == ("orphans",) or entry.recoverable
 
-    def hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry) -> int | None:
         """Live names of one inode with more than one link are hard links."""
         if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
             return None
         return entry.inode
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> Hashable | None:
         return entry.inode if entry.inode is not None else entry.key
 
 

@@ -92,7 +92,7 @@ class BootMixin:
         self.bpb = b = g.bpb
         self.ext = g.ext
         self.sector_size = ssize = g.sector_size
-        self.cluster_size = ssize * b.BPB_SecPerClus
+        self.cluster_size = self.block_size = ssize * b.BPB_SecPerClus
         total = self.total_sectors = g.total_sectors
         self.fat_sectors = g.fat_sectors
         self.fat_offset = b.BPB_RsvdSecCnt * ssize

@@ -99,7 +99,7 @@ class DirectoryMixin:
         e = Entry(name="", kind=DIR, path="/", inode=2, key=FatKey(first, 0, root=True))
         return e
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> tuple[str, int]:
         k = entry.key
         if k.root or k.cluster == 0:
             return ("cluster", self.ext.BPB_RootClus if self.bits == 32 else 0)
