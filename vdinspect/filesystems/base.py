@@ -291,6 +291,17 @@ class FileSystem(Findings):
         except CorruptImage:
             return []
 
+    def fill_target(self, e: Entry, read: Callable[[], str | None],
+                    errors: type[Exception] | tuple = VDInspectError) -> None:
+        """A symlink Entry's ``target`` from ``read()``; a target that cannot be read
+        (``errors``) raises for a live entry in strict mode, else becomes a note."""
+        try:
+            e.target = read()
+        except errors as exc:
+            if not e.deleted and self.strict:
+                raise
+            e.note = (e.note + "; " if e.note else "") + f"target unreadable: {exc}"
+
     def can_list_deleted_dir(self, entry: Entry) -> bool:
         """Whether a deleted directory's contents may still be listed."""
         return True

@@ -24,6 +24,7 @@ from construct import Container
 
 from ...errors import CorruptImage, InvalidArgument
 from ..base import DIR, FILE, Entry
+from ..fat.clusters import directory_extents
 from ..fat.directory import FatKey
 from ..fat.structs import attr_text
 from ..fat.times import dos_datetime
@@ -247,15 +248,7 @@ class DirectoryMixin:
                     f"{entry.path}: {problem}; listing what was read",
                 )
             runs = runs or []
-        readable = self.readable(runs)
-        if sum(n for _, n in readable) < sum(n for _, n in runs):
-            self.finding(
-                "error",
-                "directory",
-                None,
-                f"{entry.path or '/'}: clusters past the end of the volume",
-            )
-        return [(self.cluster_offset(s), n * self.cluster_size) for s, n in readable]
+        return directory_extents(self, runs, entry.path)
 
     class _Slots:
         """A directory's 32-byte slots over one buffer, with their volume offsets."""

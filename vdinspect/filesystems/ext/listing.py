@@ -9,7 +9,7 @@ from collections.abc import Hashable, Iterator
 
 import numpy as np
 
-from ...errors import CorruptImage, InvalidArgument, VDInspectError
+from ...errors import CorruptImage, InvalidArgument
 from ...io import LRUCache
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry
 from ..walk import HANDLE, Child
@@ -138,12 +138,7 @@ class ListingMixin:
             extra=extra,
         )
         if kind == SYMLINK:
-            try:
-                e.target = self._link_target(rec)
-            except VDInspectError as exc:
-                if not deleted and self.strict:
-                    raise
-                e.note = (note + "; " if note else "") + f"target unreadable: {exc}"
+            self.fill_target(e, lambda: self._link_target(rec))
         return e
 
     def _link_target(self, rec: InodeRecord) -> str | None:

@@ -228,12 +228,7 @@ class XfsFileSystem(FileSystem):
                   extra={"mtime_ns": mt, "atime_ns": at, "ctime_ns": ct, "crtime_ns": cr,
                          "flags": rec.f["di_flags"]})
         if kind == SYMLINK:
-            try:
-                e.target = self.link_target(rec)
-            except CorruptImage as exc:
-                if not deleted and self.strict:
-                    raise
-                e.note = (note + "; " if note else "") + f"target unreadable: {exc}"
+            self.fill_target(e, lambda: self.link_target(rec), CorruptImage)
         return e
 
     def _rec(self, path: str | Entry | int | Inode) -> Inode:
