@@ -188,34 +188,19 @@ class ReportMixin:
         """Findings: superblock state, recorded errors, the orphan list, inode checksums."""
         sb = self.sb
         r = sb.raw
+
+        def said(severity: str, field: str, message: str) -> None:  # of a superblock field
+            self.finding(severity, "superblock", sb.offset + S.SB_AT[field], message)
+
         if not r.s_state & S.STATE_VALID:
-            self.finding(
-                "warning",
-                "superblock",
-                sb.offset + S.SB_AT["s_state"],
-                "not cleanly unmounted (state flag 'valid' is clear)",
-            )
+            said("warning", "s_state", "not cleanly unmounted (state flag 'valid' is clear)")
         if r.s_state & S.STATE_ERROR:
-            self.finding(
-                "warning",
-                "superblock",
-                sb.offset + S.SB_AT["s_state"],
-                "the kernel recorded errors (state flag 'errors')",
-            )
+            said("warning", "s_state", "the kernel recorded errors (state flag 'errors')")
         if r.s_error_count:
-            self.finding(
-                "warning",
-                "superblock",
-                sb.offset + S.SB_AT["s_error_count"],
-                f"{r.s_error_count} errors recorded by the kernel",
-            )
+            said("warning", "s_error_count", f"{r.s_error_count} errors recorded by the kernel")
         if r.s_last_orphan:
-            self.finding(
-                "info",
-                "superblock",
-                sb.offset + S.SB_AT["s_last_orphan"],
-                f"orphan inode list starts at inode {r.s_last_orphan} (files unlinked while open)",
-            )
+            said("info", "s_last_orphan", f"orphan inode list starts at inode {r.s_last_orphan} "
+                 "(files unlinked while open)")
         if sb.metadata_csum:
             self._check_inode_checksums()
 
