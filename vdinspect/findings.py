@@ -9,6 +9,8 @@ Every reader (an image format, a partition scheme, a filesystem) mixes in :class
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from .errors import CorruptImage, ImageError
@@ -52,6 +54,20 @@ class Findings:
     @unlisted_findings.setter
     def unlisted_findings(self, n: int) -> None:
         self.__dict__["unlisted_findings"] = n
+
+    @contextmanager
+    def probing(self, on: bool = True) -> Iterator[None]:
+        """While the block runs (and ``on``), problems raise even in salvage mode
+        (``lenient``): the reader is trying bytes that may never have been metadata (a
+        deleted file's map, a freed inode) and drops the attempt rather than record it."""
+        if not on:
+            yield
+            return
+        self.lenient += 1
+        try:
+            yield
+        finally:
+            self.lenient -= 1
 
     def _where(self) -> str | None:
         """The file errors and rows name (an image's path, a volume's name)."""

@@ -149,74 +149,46 @@ def _frame(rows: list[dict], columns: list[str], dtypes: dict[str, str | None]
     return pd.DataFrame(data, columns=columns)
 
 
+def column_dtypes(columns: list[str], kinds: dict[str | None, tuple[str, ...]],
+                  default: str | None = "string") -> dict[str, str | None]:
+    """The dtype of each of ``columns`` (a :mod:`.schemas` list): the ``kinds`` key whose
+    tuple names it, else ``default``; the names stay schemas' (a kind naming a column the
+    list lacks is our bug)."""
+    of = {c: k for k, cs in kinds.items() for c in cs}
+    stray = set(of) - set(columns)
+    if stray:
+        raise ValueError(f"dtypes given for columns the schema lacks: {sorted(stray)}")
+    return {c: of.get(c, default) for c in columns}
+
+
 def layers_frame(rows: list[dict]) -> pd.DataFrame:
-    return _frame(
-        rows,
-        LAYER_COLUMNS,
-        {
-            "layer": "int64",
-            "path": "string",
-            "format": "string",
-            "subformat": "string",
-            "virtual_size": "int64",
-            "file_size": "int64",
-            "allocated": "int64",
-            "parent_path": "string",
-            "parent_ok": "boolean",
-            "note": "string",
-        },
-    )
+    return _frame(rows, LAYER_COLUMNS, column_dtypes(LAYER_COLUMNS, {
+        "int64": ("layer", "virtual_size", "file_size", "allocated"),
+        "boolean": ("parent_ok",)}))
 
 
 def check_frame(rows: list[dict]) -> pd.DataFrame:
-    return _frame(
-        rows,
-        CHECK_COLUMNS,
-        {
-            "severity": "string",
-            "layer": "Int64",
-            "structure": "string",
-            "host_offset": "Int64",
-            "message": "string",
-        },
-    )
+    return _frame(rows, CHECK_COLUMNS,
+                  column_dtypes(CHECK_COLUMNS, {"Int64": ("layer", "host_offset")}))
 
 
 def structures_frame(rows: list[dict]) -> pd.DataFrame:
-    return _frame(
-        rows,
-        STRUCTURE_FRAME_COLUMNS,
-        {
-            "name": "string",
-            "host_file": "string",
-            "host_offset": "Int64",
-            "length": "Int64",
-            "description": "string",
-            "layer": "Int64",
-        },
-    )
+    return _frame(rows, STRUCTURE_FRAME_COLUMNS, column_dtypes(
+        STRUCTURE_FRAME_COLUMNS, {"Int64": ("host_offset", "length", "layer")}))
 
 
 def snapshots_frame(rows: list[dict]) -> pd.DataFrame:
-    df = _frame(
-        rows,
-        SNAPSHOT_COLUMNS,
-        {
-            "id": "string",
-            "name": "string",
-            "parent": "string",
-            "description": "string",
-            "layer": "Int64",
-            "path": "string",
-            "vm_state_size": "Int64",
-            "virtual_size": "Int64",
-        },
-    )
+    df = _frame(rows, SNAPSHOT_COLUMNS, column_dtypes(SNAPSHOT_COLUMNS, {
+        "Int64": ("layer", "vm_state_size", "virtual_size"),
+        "object": ("created", "vm_clock")}))  # converted below
     df["created"] = pd.to_datetime(df["created"], utc=True).astype("datetime64[us, UTC]")
     df["vm_clock"] = pd.to_timedelta(df["vm_clock"])
     return df
 
 
+#: the dtypes of the partition columns (``partitions()``, ``scan_partitions()``)
+PARTITION_KINDS = {"Int64": ("index",), "int64": ("start", "length", "end"),
+                   "boolean": ("bootable",)}
 
 
 def partitions_frame(rows: list[dict]) -> pd.DataFrame:
@@ -224,37 +196,28 @@ def partitions_frame(rows: list[dict]) -> pd.DataFrame:
     for r in rows:
         if r.get("end") is None and r.get("start") is not None:
             r["end"] = r["start"] + r["length"]
-    return _frame(rows, PARTITION_COLUMNS, {
-        "index": "Int64", "scheme": "string", "type": "string", "type_name": "string",
-        "name": "string", "start": "int64", "length": "int64", "end": "int64",
-        "filesystem": "string", "label": "string", "uuid": "string", "bootable": "boolean"})
+    return _frame(rows, PARTITION_COLUMNS, column_dtypes(PARTITION_COLUMNS, PARTITION_KINDS))
 
 
 def found_partitions_frame(rows: list[dict]) -> pd.DataFrame:
     """``scan_partitions()``: the ``partitions()`` columns plus found_by, confidence (0..1)
     and evidence (how many structures agree)."""
-    return _frame(rows, FOUND_PARTITION_COLUMNS, {
-        "index": "Int64", "scheme": "string", "type": "string", "type_name": "string",
-        "name": "string", "start": "int64", "length": "int64", "end": "int64",
-        "filesystem": "string", "label": "string", "uuid": "string", "bootable": "boolean",
-        "found_by": "string", "confidence": "float64", "evidence": "Int64"})
+    kinds = dict(PARTITION_KINDS, Int64=("index", "evidence"), float64=("confidence",))
+    return _frame(rows, FOUND_PARTITION_COLUMNS, column_dtypes(FOUND_PARTITION_COLUMNS, kinds))
 
 
 def found_images_frame(rows: list[dict]) -> pd.DataFrame:
     """``scan_images()``: where each embedded image lies on the host, its format and size."""
-    return _frame(rows, FOUND_IMAGE_COLUMNS, {
-        "index": "Int64", "start": "int64", "length": "Int64", "end": "Int64",
-        "format": "string", "subformat": "string", "virtual_size": "Int64",
-        "found_by": "string", "confidence": "float64", "opened": "boolean", "errors": "Int64",
-        "note": "string"})
+    return _frame(rows, FOUND_IMAGE_COLUMNS, column_dtypes(FOUND_IMAGE_COLUMNS, {
+        "Int64": ("index", "length", "end", "virtual_size", "errors"), "int64": ("start",),
+        "float64": ("confidence",), "boolean": ("opened",)}))
 
 
 def carve_frame(rows: list[dict]) -> pd.DataFrame:
     """Files found by their content: where (bytes), how long, what type, whether the
     structure was followed to its end, whether it is in pieces (NA: cannot tell), why not."""
-    return _frame(rows, CARVE_COLUMNS, {
-        "offset": "int64", "length": "int64", "type": "string", "validated": "bool",
-        "fragmented": "boolean", "note": "string"})
+    return _frame(rows, CARVE_COLUMNS, column_dtypes(CARVE_COLUMNS, {
+        "int64": ("offset", "length"), "bool": ("validated",), "boolean": ("fragmented",)}))
 
 
 def info_series(fields: dict) -> pd.Series:
@@ -413,48 +376,42 @@ def _utc_us(col: pd.Series) -> pd.Series:
     return pd.Series(out.view("datetime64[us]"), index=col.index).dt.tz_localize("UTC")
 
 
-
 def diff_blocks_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows of ``diff.block_rows`` as the ``Diff.blocks`` frame."""
     rows = [dict(r, end=r["start"] + r["length"]) for r in rows]
-    return _frame(rows, DIFF_BLOCK_COLUMNS, {"start": "int64", "length": "int64",
-                                             "end": "int64", "how": "string"})
+    return _frame(rows, DIFF_BLOCK_COLUMNS,
+                  column_dtypes(DIFF_BLOCK_COLUMNS, {"int64": ("start", "length", "end")}))
 
 
 def diff_files_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows of ``diff.file_rows`` as the ``Diff.files`` frame."""
-    return _frame(rows, DIFF_FILE_COLUMNS, {
-        "part": None, "path": "string", "change": "string", "kind": "string",
-        "old_path": "string", "old_size": "Int64", "new_size": "Int64",
-        "old_modified": "datetime64[us, UTC]", "new_modified": "datetime64[us, UTC]",
-        "what": "string"})
+    return _frame(rows, DIFF_FILE_COLUMNS, column_dtypes(DIFF_FILE_COLUMNS, {
+        None: ("part",), "Int64": ("old_size", "new_size"),
+        "datetime64[us, UTC]": ("old_modified", "new_modified")}))
 
 
 def inventory_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows of ``fleet.inventory_row`` as the ``inventory()`` frame."""
     ints = ("virtual_size", "file_size", "allocated", "layers", "snapshots", "partitions",
             "check_errors")
-    return _frame(rows, INVENTORY_COLUMNS,
-                  {c: ("Int64" if c in ints else "Float64" if c == "allocated_pct"
-                       else "string") for c in INVENTORY_COLUMNS})
+    return _frame(rows, INVENTORY_COLUMNS, column_dtypes(
+        INVENTORY_COLUMNS, {"Int64": ints, "Float64": ("allocated_pct",)}))
 
 
 def inspect_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows of ``guest.inspect_rows`` as the ``inspect()`` frame."""
     times = ("install_date", "last_boot", "last_shutdown")
-    return _frame(rows, INSPECT_COLUMNS, {c: ("datetime64[us, UTC]" if c in times
-                                             else "string") for c in INSPECT_COLUMNS})
+    return _frame(rows, INSPECT_COLUMNS,
+                  column_dtypes(INSPECT_COLUMNS, {"datetime64[us, UTC]": times}))
 
 
 def packages_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows of ``guest.package_rows`` as the ``packages()`` frame (size in bytes)."""
-    return _frame(rows, PACKAGE_COLUMNS, {c: ("Int64" if c == "size" else
-                                             "datetime64[us, UTC]" if c == "installed"
-                                             else "string") for c in PACKAGE_COLUMNS})
+    return _frame(rows, PACKAGE_COLUMNS, column_dtypes(
+        PACKAGE_COLUMNS, {"Int64": ("size",), "datetime64[us, UTC]": ("installed",)}))
 
 
 def users_frame(rows: list[dict]) -> pd.DataFrame:
     """Rows of ``guest.user_rows`` as the ``users()`` frame."""
-    return _frame(rows, USER_COLUMNS, {c: ("Int64" if c in ("uid", "gid") else
-                                          "datetime64[us, UTC]" if c == "last_login"
-                                          else "string") for c in USER_COLUMNS})
+    return _frame(rows, USER_COLUMNS, column_dtypes(
+        USER_COLUMNS, {"Int64": ("uid", "gid"), "datetime64[us, UTC]": ("last_login",)}))

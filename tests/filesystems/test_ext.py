@@ -1309,3 +1309,28 @@ def test_random_metadata_damage_raises_only_vdinspect_errors(tree, tmp_path, fst
                 fs.structure_rows()
             except vdinspect.errors.VDInspectError:
                 pass
+
+
+@needs_e2fs
+def test_superblock_state_findings_name_their_fields(tmp_path):
+    """What debugfs sets in the superblock (state 'not clean' + 'errors', an error count, an
+    orphan list head) is named in check(), each row at its field's byte: s_state at 0x3A,
+    s_error_count at 0x194, s_last_orphan at 0xE8 of the superblock at byte 1024 (kernel
+    "ext4 Data Structures and Algorithms", written here again from the document)."""
+    img = tmp_path / "s.img"
+    with open(img, "wb") as f:
+        f.truncate(8 * MiB)
+    run("mke2fs", "-q", "-F", "-t", "ext4", img)
+    debugfs(img, "ssv state 2", "ssv error_count 5", "ssv last_orphan 12", write=True)
+    assert "not clean with errors" in run("dumpe2fs", "-h", img)
+    fs = open_filesystem(FileSource(img))
+    rows = fs.check()
+    rows = rows[rows["structure"] == "superblock"]
+    got = {(r.severity, int(r.host_offset), r.message.split(" (")[0]) for r in rows.itertuples()}
+    assert got == {
+        ("warning", 1024 + 0x3A, "not cleanly unmounted"),
+        ("warning", 1024 + 0x3A, "the kernel recorded errors"),
+        ("warning", 1024 + 0x194, "5 errors recorded by the kernel"),
+        ("info", 1024 + 0xE8, "orphan inode list starts at inode 12"),
+    }
+    assert fs.info()["dirty"] is True

@@ -7,6 +7,7 @@ the ``filesystem`` column of ``Disk.partitions()``), never from a partition type
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 
 from ..errors import NotRecognized, UnsupportedFeature
 from ..io import ByteSource
@@ -23,7 +24,7 @@ DRIVERS = {
 }
 
 
-def driver_for(fstype: str):
+def driver_for(fstype: str) -> ModuleType:
     """The driver module for a filesystem type name (UnsupportedFeature if none)."""
     mod = DRIVERS.get(fstype.lower())
     if mod is None:

@@ -9,17 +9,21 @@ ByteSource) and, for symlinks, ``readlink_entry(entry)``. Path lookup, walking, 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Hashable, Iterator
+from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import InvalidArgument, NotFound, VDInspectError
+from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
 from ..io import ByteSource
 from ..progress import Progress
 from ..schemas import FILES_COLUMNS  # noqa: F401 (re-exported for drivers)
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    from matplotlib.axes import Axes
+
+    from ..recovery.carve import CarveResult
 
 from .entry import (  # noqa: F401 (re-exported: drivers import these from here)
     DIR,
@@ -36,6 +40,8 @@ from .extract import Extractor, ExtractReport, damage_text, safe_name  # noqa: F
 from .reader import FileReader  # noqa: F401
 from .walk import HANDLE, PAYLOAD, Child, Walk, note_entry
 
+R = TypeVar("R")  # an inode record type (inode_record)
+
 
 class FileSystem(Findings):
     """Base class of the filesystem drivers (FAT, exFAT, ext, NTFS).
@@ -48,6 +54,10 @@ class FileSystem(Findings):
     case_sensitive: bool = True
     label: str | None = None
     uuid: str | None = None
+    checks_run: bool = False  # run_checks() has been run (check() runs it once)
+    #: the allocation unit in bytes (FAT/exFAT/NTFS cluster, ext/XFS block) where the
+    #: driver says; carving aligns its search to it. None: not said (searched per sector)
+    block_size: int | None = None
 
     def __init__(self, source: ByteSource, *, name: str | None = None, strict: bool = True):
         self.source = source
@@ -91,7 +101,7 @@ class FileSystem(Findings):
                      "free is not known here; the whole volume is searched")
         return [(0, self.source.size)] if self.source.size else []
 
-    def carve(self, dest: str | os.PathLike | None = None, **kw):
+    def carve(self, dest: str | os.PathLike | None = None, **kw) -> CarveResult:
         """Files found by their content in the volume's free space (a CarveResult: its
         ``frame()`` lists them, and with ``dest`` they are written there); see
         :func:`vdinspect.recovery.carve.carve_filesystem` for the options."""
@@ -103,8 +113,16 @@ class FileSystem(Findings):
         """The volume's facts as a dict; drivers extend it (``info()`` shows it)."""
         return dict(fstype=self.fstype, label=self.label, uuid=self.uuid)
 
+    def run_checks(self) -> None:
+        """The volume-wide checks ``check()`` adds to what reading found (its findings);
+        drivers override it. Run once, on the first ``check()``."""
+
     def check_rows(self) -> list[dict]:
-        """Findings as rows (severity, structure, host_offset, message); drivers extend it."""
+        """Findings as rows (severity, structure, host_offset, message): what reading met,
+        after ``run_checks()`` (once)."""
+        if not self.checks_run:
+            self.checks_run = True
+            self.run_checks()
         return self.findings_rows()
 
     def structure_rows(self) -> list[dict]:
@@ -163,12 +181,28 @@ class FileSystem(Findings):
             entry = child
         return entry
 
-    def stat(self, path: str) -> Entry:
-        """The entry at ``path`` (its ``row()`` is one row of ``files()``)."""
-        return self.lookup(path, deleted=True)
+    def as_entry(self, path: str | Entry, *, deleted: bool = True) -> Entry:
+        """The Entry a method was given, or the one at a path (deleted ones too, unless
+        ``deleted=False``): every method taking a file accepts either."""
+        return path if isinstance(path, Entry) else self.lookup(path, deleted=deleted)
 
-    def readlink(self, path: str) -> str:
-        return self.readlink_entry(self.lookup(path))
+    def path_of(self, path: str | Entry) -> str:
+        """The volume path a method was given, or its Entry's (one ``lookup`` or a listing
+        gave, whose ``path`` is filled in)."""
+        if not isinstance(path, Entry):
+            return path
+        if not path.path:
+            raise InvalidArgument(f"{self.name}: the entry {path.name!r} has no path "
+                                  "(take it from lookup() or a listing)")
+        return path.path
+
+    def stat(self, path: str | Entry) -> Entry:
+        """The entry at ``path`` (its ``row()`` is one row of ``files()``)."""
+        return self.as_entry(path)
+
+    def readlink(self, path: str | Entry) -> str:
+        """The target of the symbolic link at ``path``."""
+        return self.readlink_entry(self.as_entry(path, deleted=False))
 
     # --- walking --------------------------------------------------------------------
     def iter_entries(self, path: str = "/", *, recursive: bool = True,
@@ -234,21 +268,46 @@ class FileSystem(Findings):
         """Bytes of a directory (handle: an Entry) that could not be read."""
         return self.directory_damage(d[HANDLE])
 
-    def hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry) -> Hashable | None:
         """What makes two file entries names of one file (extraction links them), or None.
         Drivers with hard links override it; the default links nothing."""
         return None
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> Hashable | None:
         """What identifies a directory for the walk's loop and hard-link checks (its inode
         by default); None: not checked."""
         return entry.inode if entry.inode is not None else entry.key
+
+    def probed_listing(self, entry: Entry, children: Callable[[], list[Entry]]
+                       ) -> list[Entry]:
+        """``children()`` of a directory; a deleted one is listed while probing (its
+        problems raise, even in salvage mode) and lists nothing when its bytes are not a
+        directory any more."""
+        if not entry.deleted:
+            return children()
+        try:
+            with self.probing():
+                return children()
+        except CorruptImage:
+            return []
+
+    def fill_target(self, e: Entry, read: Callable[[], str | None],
+                    errors: type[Exception] | tuple = VDInspectError) -> None:
+        """A symlink Entry's ``target`` from ``read()``; a target that cannot be read
+        (``errors``) raises for a live entry in strict mode, else becomes a note."""
+        try:
+            e.target = read()
+        except errors as exc:
+            if not e.deleted and self.strict:
+                raise
+            e.note = (e.note + "; " if e.note else "") + f"target unreadable: {exc}"
 
     def can_list_deleted_dir(self, entry: Entry) -> bool:
         """Whether a deleted directory's contents may still be listed."""
         return True
 
-    def walk(self, path: str = "/", *, deleted: bool = False):
+    def walk(self, path: str = "/", *, deleted: bool = False
+             ) -> Iterator[tuple[str, list[str], list[str]]]:
         """Like ``os.walk``: (dirpath, dirnames, filenames) for each directory below ``path``."""
         groups: dict[str, tuple[list[str], list[str]]] = {}
         order: list[str] = []
@@ -287,7 +346,7 @@ class FileSystem(Findings):
     def damaged_ranges(self, path: str | Entry) -> list[tuple[int, int]]:
         """(offset, length) ranges of a file's data that could not be read: reads give
         zeros there. Empty for a file whose every byte is real."""
-        entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+        entry = self.as_entry(path)
         return self.content(entry).damaged_ranges()
 
     def directory_damage(self, entry: Entry) -> int:
@@ -301,7 +360,7 @@ class FileSystem(Findings):
     def damaged(self, path: str | Entry) -> int | None:
         """How many bytes of a file's data could not be read (the ``damaged`` column);
         None when the entry has no content to check (a directory, an unreadable file)."""
-        entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+        entry = self.as_entry(path)
         if entry.kind == DIR:
             return None
         try:
@@ -309,7 +368,7 @@ class FileSystem(Findings):
         except VDInspectError:
             return None
 
-    def damaged_column(self, kinds, entries, sound=None):
+    def damaged_column(self, kinds, entries, sound=None) -> np.ma.MaskedArray:
         """The ``damaged`` column of a listing (a numpy masked array: NA for folders)
         from its ``kind`` column; ``entries()`` gives the rows' Entries and is called only
         when the volume has damaged ranges at all. A driver may pass ``sound()``: per row,
@@ -328,7 +387,7 @@ class FileSystem(Findings):
         return np.ma.MaskedArray(np.zeros(n, dtype=np.int64),
                                  np.asarray(kinds, dtype=object) == DIR)
 
-    def plot_sizes(self, path: str = "/", ax=None, depth: int = 2, **kw):
+    def plot_sizes(self, path: str = "/", ax=None, depth: int = 2, **kw) -> Axes:
         """A treemap of the file sizes below ``path`` (matplotlib; see vdinspect.viz)."""
         from ..viz.treemap import plot_sizes
 
@@ -337,7 +396,7 @@ class FileSystem(Findings):
     # --- reading ----------------------------------------------------------------------
     def open(self, path: str | Entry) -> FileReader:
         """A seekable, streaming, read-only binary file object for a file."""
-        entry = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
+        entry = self.as_entry(path)
         if entry.kind == DIR:
             raise InvalidArgument(f"{self.name}: {entry.path} is a directory")
         return FileReader(self.content(entry), name=entry.path or entry.name)
@@ -348,7 +407,7 @@ class FileSystem(Findings):
             return f.read()
 
     # --- extraction ----------------------------------------------------------------
-    def extract(self, path: str, dest: str | os.PathLike, *, recursive: bool = True,
+    def extract(self, path: str | Entry, dest: str | os.PathLike, *, recursive: bool = True,
                 deleted: bool = False, progress: Progress = None
                 ) -> ExtractReport:
         """Copy ``path`` (a file or a tree) into the host folder ``dest``, safely.
@@ -357,7 +416,8 @@ class FileSystem(Findings):
         they stay inside ``dest``, files are written to a temporary name and renamed,
         content streams in constant memory, and modification times are applied.
         """
-        return Extractor(self, os.fspath(dest), progress).run(path, recursive, deleted)
+        return Extractor(self, os.fspath(dest), progress).run(self.path_of(path), recursive,
+                                                              deleted)
 
     def __repr__(self) -> str:
         label = f" {self.label!r}" if self.label else ""
@@ -397,3 +457,19 @@ def free_runs(masks, unit: int, limit: int) -> list[tuple[int, int]]:
             else:
                 out.append((start, end - start))
     return out
+
+
+def inode_record(fs: FileSystem, path, record_type: type[R]) -> R:
+    """The inode record (a ``record_type``) of a record, an inode number, an Entry or a
+    path, on a driver with numbered inodes (``fs.inode(n)``); InvalidArgument for an entry
+    without one (the virtual orphan folder)."""
+    if isinstance(path, record_type):
+        return path
+    if isinstance(path, int):
+        return fs.inode(path)
+    e = fs.as_entry(path)
+    if isinstance(e.raw, record_type):
+        return e.raw
+    if e.inode is None or e.key == ("orphans",):
+        raise InvalidArgument(f"{fs.name}: {e.path or e.name} has no inode")
+    return fs.inode(e.inode)

@@ -13,9 +13,22 @@ from ..schemas import FILES_COLUMNS
 #: ``kind`` values of the files() schema
 FILE, DIR, SYMLINK, OTHER = "file", "dir", "symlink", "other"
 
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # the Unix epoch, where inode times count from
+
 MAX_DEPTH = 4096  # directory nesting deeper than this is treated as a loop
 MAX_PATH = 32767  # characters (the Windows limit): longer paths are not followed, so a
 # hostile tree of long names cannot make the listing's paths grow without bound
+
+
+def ns_to_datetime(ns: int | None) -> dt.datetime | None:
+    """An aware UTC datetime (microseconds) of nanoseconds since the Unix epoch; None
+    for None or a time datetime cannot hold."""
+    if ns is None:
+        return None
+    try:
+        return EPOCH + dt.timedelta(microseconds=ns // 1000)
+    except OverflowError:
+        return None
 
 
 @dataclass(slots=True, eq=False)

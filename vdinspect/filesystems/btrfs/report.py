@@ -93,14 +93,8 @@ class ReportMixin:
             superblock=self.super_copy.offset,
         )
 
-    def check_rows(self) -> list[dict]:
+    def run_checks(self) -> None:
         """Every tree block read and checked, every data checksum verified (a scrub)."""
-        if not getattr(self, "_checked", False):
-            self._checked = True
-            self._run_checks()
-        return self.findings_rows()
-
-    def _run_checks(self) -> None:
         sb = self.sb
         if sb.log_root:
             self._tree_log_findings()

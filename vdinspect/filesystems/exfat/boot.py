@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...errors import CorruptImage, NotRecognized
+from ..fat.boot import boot_from_backup
 from ..fat.clusters import FatTable
 from .structs import (
     BOOT_AT,
@@ -95,21 +96,15 @@ class BootMixin:
                 if w2 is None and s2 == 1 << shift:
                     found = (BOOT_REGION_SECTORS << shift, r2, s2)
                     break
-            if found is None:
-                exc = NotRecognized if region[FILE_SYSTEM_NAME] != EXFAT_NAME else CorruptImage
-                self.fail(exc, f"not a usable exFAT boot region: {why}", "main boot region", 0)
-            self.finding(
-                "error",
-                "main boot region",
-                0,
-                f"{why}; using the backup boot region at byte {found[0]:#x}",
-            )
-            self.backup_used = True
-            self.boot_offset, region, ss = found
+            exc = NotRecognized if region[FILE_SYSTEM_NAME] != EXFAT_NAME else CorruptImage
+            self.boot_offset = boot_from_backup(
+                self, "main boot region", found and found[0], exc,
+                f"not a usable exFAT boot region: {why}", why, "backup boot region")
+            _, region, ss = found
         self.region = region
         self.boot = b = BootSector.parse(region[: BootSector.sizeof()])
         self.sector_size = ss
-        self.cluster_size = ss << b.SectorsPerClusterShift
+        self.cluster_size = self.block_size = ss << b.SectorsPerClusterShift
         self.heap_offset = b.ClusterHeapOffset * ss
         self.clusters = b.ClusterCount
         self.max_cluster = self.clusters + 1

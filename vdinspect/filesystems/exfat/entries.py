@@ -24,6 +24,8 @@ from construct import Container
 
 from ...errors import CorruptImage, InvalidArgument
 from ..base import DIR, FILE, Entry
+from ..fat.clusters import directory_extents
+from ..fat.directory import FatKey
 from ..fat.structs import attr_text
 from ..fat.times import dos_datetime
 from .structs import (
@@ -99,19 +101,17 @@ def exfat_time(stamp: int, tens: int, offset: int) -> tuple[dt.datetime | None, 
 
 
 
-class ExfatKey:
-    """What the driver needs to find a stream's clusters again."""
+class ExfatKey(FatKey):
+    """What the driver needs to find a stream's clusters again: FAT's key, plus the
+    valid data length and whether the stream is contiguous (NoFatChain)."""
 
-    __slots__ = ("cluster", "size", "valid", "contiguous", "deleted", "root")
+    __slots__ = ("valid", "contiguous")
 
     def __init__(self, cluster: int, size: int, valid: int, contiguous: bool,
                  deleted: bool = False, root: bool = False) -> None:
-        self.cluster = cluster
-        self.size = size
+        super().__init__(cluster, size, deleted, root)
         self.valid = valid
         self.contiguous = contiguous
-        self.deleted = deleted
-        self.root = root
 
     def __repr__(self) -> str:
         return f"<cluster {self.cluster}{' contiguous' if self.contiguous else ''}>"
@@ -198,7 +198,7 @@ class DirectoryMixin:
         key = ExfatKey(rc, 0, 0, False, root=True)
         return Entry(name="", kind=DIR, path="/", inode=2, key=key)
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> tuple[str, int]:
         return ("cluster", entry.key.cluster)
 
     def can_list_deleted_dir(self, entry: Entry) -> bool:
@@ -248,15 +248,7 @@ class DirectoryMixin:
                     f"{entry.path}: {problem}; listing what was read",
                 )
             runs = runs or []
-        readable = self.readable(runs)
-        if sum(n for _, n in readable) < sum(n for _, n in runs):
-            self.finding(
-                "error",
-                "directory",
-                None,
-                f"{entry.path or '/'}: clusters past the end of the volume",
-            )
-        return [(self.cluster_offset(s), n * self.cluster_size) for s, n in readable]
+        return directory_extents(self, runs, entry.path)
 
     class _Slots:
         """A directory's 32-byte slots over one buffer, with their volume offsets."""

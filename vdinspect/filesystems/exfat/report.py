@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...containers.base import structure_row
 from ..fat.clusters import claim_runs
 from .entries import MAX_DIR_BYTES, ExfatKey
 from .structs import BOOT_AT, BOOT_CHECKSUM_SKIP, BOOT_REGION_SECTORS, CHECKSUM_SECTOR
@@ -18,8 +19,6 @@ PERCENT_UNKNOWN = 0xFF  # PercentInUse not known
 
 class ReportMixin:
     """``info``/``structures``/``check`` of :class:`~.filesystem.ExfatFileSystem`."""
-
-    _checked = False  # check() walks the volume once
 
     def flags(self) -> list[str]:
         """"dirty" and "media failure" when VolumeFlags says so."""
@@ -68,52 +67,40 @@ class ReportMixin:
         ss = self.sector_size
         b = self.boot
         rows = [
-            dict(
-                name="main boot region",
-                host_offset=0,
-                length=BOOT_REGION_SECTORS * ss,
-                description="boot sector, extended boot sectors, OEM parameters, checksum",
+            structure_row(
+                "main boot region", None, 0, BOOT_REGION_SECTORS * ss,
+                "boot sector, extended boot sectors, OEM parameters, checksum",
             ),
-            dict(
-                name="backup boot region",
-                host_offset=BOOT_REGION_SECTORS * ss,
-                length=BOOT_REGION_SECTORS * ss,
-                description="copy of the main boot region",
+            structure_row(
+                "backup boot region", None, BOOT_REGION_SECTORS * ss, BOOT_REGION_SECTORS * ss,
+                "copy of the main boot region",
             ),
         ]
         for f in self.fats:
             rows.append(
-                dict(
-                    name=f.name,
-                    host_offset=f.offset,
-                    length=f.length,
-                    description="file allocation table (32-bit entries)",
+                structure_row(
+                    f.name, None, f.offset, f.length,
+                    "file allocation table (32-bit entries)",
                 )
             )
         rows.append(
-            dict(
-                name="cluster heap",
-                host_offset=self.heap_offset,
-                length=self.clusters * self.cluster_size,
-                description=f"{self.clusters} clusters of {self.cluster_size} bytes",
+            structure_row(
+                "cluster heap", None, self.heap_offset, self.clusters * self.cluster_size,
+                f"{self.clusters} clusters of {self.cluster_size} bytes",
             )
         )
         if self.bitmap_entry:
             bm = self.bitmap_entry[1]
             rows.append(
-                dict(
-                    name="allocation bitmap",
-                    host_offset=self.cluster_offset(bm.FirstCluster),
-                    length=bm.DataLength,
-                    description="one bit per cluster",
+                structure_row(
+                    "allocation bitmap", None, self.cluster_offset(bm.FirstCluster), bm.DataLength,
+                    "one bit per cluster",
                 )
             )
         rows.append(
-            dict(
-                name="root directory",
-                host_offset=self.cluster_offset(b.FirstClusterOfRootDirectory),
-                length=self.cluster_size,
-                description="first cluster of the root directory",
+            structure_row(
+                "root directory", None, self.cluster_offset(b.FirstClusterOfRootDirectory), self.cluster_size,
+                "first cluster of the root directory",
             )
         )
         return rows
@@ -153,14 +140,8 @@ class ReportMixin:
             mark(0, self.upcase_runs, "up-case table")
         return used
 
-    def check_rows(self) -> list[dict]:
+    def run_checks(self) -> None:
         """Findings: boot regions, dirty flags, set checksums, chains vs the bitmap."""
-        if not self._checked:
-            self._checked = True
-            self._check_volume()
-        return list(self.findings)
-
-    def _check_volume(self) -> None:
         flags = BOOT_AT["VolumeFlags"]
         if self.boot.VolumeFlags.VolumeDirty:
             self.finding("warning", "boot sector", flags, "the volume is marked dirty")

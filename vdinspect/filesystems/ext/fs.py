@@ -24,7 +24,7 @@ from ...errors import (
     VDInspectError,
 )
 from ...io import ByteSource, Concat, LRUCache, MemorySource, Zero
-from ..base import DIR, SYMLINK, Entry, FileSystem
+from ..base import DIR, SYMLINK, Entry, FileSystem, inode_record
 from . import superblock as S
 from .extents import (
     DAMAGED,
@@ -128,15 +128,9 @@ class ExtFileSystem(
             )
         return self.read_bytes(block * self.block_size, count * self.block_size, structure)
 
-    def record_of(self, path: str | Entry) -> InodeRecord:
-        if isinstance(path, int):
-            return self.inode(path)
-        e = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
-        if isinstance(e.raw, InodeRecord):
-            return e.raw
-        if e.inode is None or e.key == ("orphans",):
-            raise InvalidArgument(f"{self.name}: {e.path or e.name} has no inode")
-        return self.inode(e.inode)
+    def record_of(self, path: str | Entry | int) -> InodeRecord:
+        """The inode record of a path, an Entry or an inode number."""
+        return inode_record(self, path, InodeRecord)
 
     def volume_damaged(self) -> bool:
         """Whether any byte of the volume cannot be read (asked once, then kept)."""
@@ -153,11 +147,8 @@ class ExtFileSystem(
             rec = self.record_of(entry)
             if rec.inline:
                 return 0
-            self.lenient += 1
-            try:
+            with self.probing():
                 bmap = self.block_map(rec)
-            finally:
-                self.lenient -= 1
         except (VDInspectError, ValueError):
             return 0
         bs = self.block_size
@@ -239,15 +230,13 @@ class ExtFileSystem(
         if not (rec.is_reg or rec.is_symlink or rec.is_dir):
             return Zero(0, name=entry.path or entry.name)
         if entry.deleted:
-            self.lenient += 1
             try:
-                return self.content_of(rec, size, name=entry.path)
+                with self.probing():
+                    return self.content_of(rec, size, name=entry.path)
             except CorruptImage as exc:
                 raise NotFound(
                     f"{self.name}: {entry.path}: deleted, content not recoverable: {exc.detail}"
                 ) from exc
-            finally:
-                self.lenient -= 1
         return self.content_of(rec, size, name=entry.path)
 
     def content_of(self, rec: InodeRecord, size: int, name: str | None = None) -> ByteSource:

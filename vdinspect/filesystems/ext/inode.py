@@ -11,12 +11,11 @@ with ea_inode, in inodes of their own.
 
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
-from construct import Bytes, FlagsEnum, Int16ul, Int32ul, Struct
+from construct import Bytes, Container, FlagsEnum, Int16ul, Int32ul, Struct
 
 from ...layout import flag_values, numpy_dtype, offset_of, size_of, struct_format
+from ..entry import EPOCH, ns_to_datetime  # noqa: F401 (re-exported)
 
 # --- codes and flags -------------------------------------------------------------------
 
@@ -125,7 +124,6 @@ def inode_dtype(inode_size: int) -> np.dtype:
     """The numpy record of an inode of ``inode_size`` bytes (the fields that fit)."""
     return numpy_dtype(InodeLarge, inode_size)
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 ROOT_INO = 2  # the root directory (inodes 1..10 are reserved)
 
 
@@ -149,16 +147,6 @@ def _time(seconds: int, extra: int) -> int:
     if nsec >= 1_000_000_000:
         nsec %= 1_000_000_000
     return sec * 1_000_000_000 + nsec
-
-
-def ns_to_datetime(ns: int | None) -> dt.datetime | None:
-    """An aware UTC datetime (microseconds) for nanoseconds since the epoch."""
-    if ns is None:
-        return None
-    try:
-        return EPOCH + dt.timedelta(microseconds=ns // 1000)
-    except OverflowError:
-        return None
 
 
 class InodeRecord:
@@ -331,7 +319,7 @@ class InodeRecord:
         """True for a never-used record (all of the classic fields zero)."""
         return not any(self.raw[:INODE_CLASSIC])
 
-    def parsed(self):
+    def parsed(self) -> Container:
         """The construct view of the record (classic part, then the extra fields)."""
         base = Inode.parse(self.raw[:INODE_CLASSIC])
         if self.extra_isize:

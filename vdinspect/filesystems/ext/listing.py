@@ -5,11 +5,11 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 
 import numpy as np
 
-from ...errors import CorruptImage, InvalidArgument, VDInspectError
+from ...errors import CorruptImage, InvalidArgument
 from ...io import LRUCache
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry
 from ..walk import HANDLE, Child
@@ -138,12 +138,7 @@ class ListingMixin:
             extra=extra,
         )
         if kind == SYMLINK:
-            try:
-                e.target = self._link_target(rec)
-            except VDInspectError as exc:
-                if not deleted and self.strict:
-                    raise
-                e.note = (note + "; " if note else "") + f"target unreadable: {exc}"
+            self.fill_target(e, lambda: self._link_target(rec))
         return e
 
     def _link_target(self, rec: InodeRecord) -> str | None:
@@ -209,18 +204,8 @@ class ListingMixin:
         return each()
 
     def _list_dir(self, entry: Entry, rec: InodeRecord, is_root: bool) -> list[Entry]:
-        if entry.deleted:
-            self.lenient += 1
-        try:
-            raws = self.dir_entries(rec)
-            out = [self.child_entry(d, rec) for d in raws]
-        except CorruptImage:
-            if not entry.deleted:
-                raise
-            out = []
-        finally:
-            if entry.deleted:
-                self.lenient -= 1
+        out = self.probed_listing(
+            entry, lambda: [self.child_entry(d, rec) for d in self.dir_entries(rec)])
         if is_root:
             out.append(self.orphan_dir_entry())
         return out
@@ -440,13 +425,13 @@ class ListingMixin:
     def can_list_deleted_dir(self, entry: Entry) -> bool:
         return entry.key == ("orphans",) or entry.recoverable
 
-    def hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry) -> int | None:
         """Live names of one inode with more than one link are hard links."""
         if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
             return None
         return entry.inode
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> Hashable | None:
         return entry.inode if entry.inode is not None else entry.key
 
 

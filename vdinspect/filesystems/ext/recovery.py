@@ -47,11 +47,8 @@ class RecoveryMixin:
         found: the ``s_last_orphan`` chain (linked through ``i_dtime``) or the orphan file.
         Their blocks are still allocated, to them: their content is their own."""
         if self._orphan_list is None:
-            self.lenient += 1
-            try:
+            with self.probing():
                 self._orphan_list = self._read_orphan_list()
-            finally:
-                self.lenient -= 1
         return self._orphan_list
 
     def _read_orphan_list(self) -> dict[int, str]:
@@ -177,13 +174,11 @@ class RecoveryMixin:
                 )
         elif not any(rec.i_block):
             return False, "block pointers cleared on deletion (ext3): content not recoverable"
-        self.lenient += 1
         try:
-            bmap = self.block_map(rec)
+            with self.probing():
+                bmap = self.block_map(rec)
         except CorruptImage as exc:
             return False, f"the block map is damaged: {exc.detail}"
-        finally:
-            self.lenient -= 1
         runs = bmap.data_runs()
         if not runs:
             return False, "no blocks mapped: content not recoverable"
@@ -223,12 +218,11 @@ class RecoveryMixin:
         past the reserved ones that nothing names (e2fsck would move them to lost+found).
         """
         if self._orphans is None:
-            self.lenient += 1
             defer, self.column_walk = self.column_walk, 0
             try:
-                self._orphans = self._find_orphans()
+                with self.probing():
+                    self._orphans = self._find_orphans()
             finally:
-                self.lenient -= 1
                 self.column_walk = defer
         return self._orphans
 

@@ -8,6 +8,7 @@ import datetime as dt
 
 import numpy as np
 
+from ...containers.base import structure_row
 from ...layout import offset_of
 from . import superblock as S
 from .groups import BG_INODE_UNINIT
@@ -24,7 +25,6 @@ _GENERATION = offset_of(Inode, "i_generation")
 class ReportMixin:
     """info(), structures(), check() and the journal listing of :class:`ExtFileSystem`."""
 
-    _checked = False
 
     # --- reports ------------------------------------------------------------------------
     def info_fields(self) -> dict:
@@ -108,11 +108,7 @@ class ReportMixin:
         rows = []
 
         def add(name, off, length, desc):
-            rows.append(
-                dict(
-                    name=name, host_file=self.name, host_offset=off, length=length, description=desc
-                )
-            )
+            rows.append(structure_row(name, self.name, off, length, desc))
 
         add("boot area", 0, 1024, "unused by ext (boot loader space)")
         add(
@@ -188,43 +184,23 @@ class ReportMixin:
             add("MMP block", sb.raw.s_mmp_block * bs, bs, "multi-mount protection")
         return rows
 
-    def check_rows(self) -> list[dict]:
-        if not self._checked:
-            self._checked = True
-            self._run_checks()
-        return list(self.findings)
-
-    def _run_checks(self) -> None:
+    def run_checks(self) -> None:
+        """Findings: superblock state, recorded errors, the orphan list, inode checksums."""
         sb = self.sb
         r = sb.raw
+
+        def said(severity: str, field: str, message: str) -> None:  # of a superblock field
+            self.finding(severity, "superblock", sb.offset + S.SB_AT[field], message)
+
         if not r.s_state & S.STATE_VALID:
-            self.finding(
-                "warning",
-                "superblock",
-                sb.offset + S.SB_AT["s_state"],
-                "not cleanly unmounted (state flag 'valid' is clear)",
-            )
+            said("warning", "s_state", "not cleanly unmounted (state flag 'valid' is clear)")
         if r.s_state & S.STATE_ERROR:
-            self.finding(
-                "warning",
-                "superblock",
-                sb.offset + S.SB_AT["s_state"],
-                "the kernel recorded errors (state flag 'errors')",
-            )
+            said("warning", "s_state", "the kernel recorded errors (state flag 'errors')")
         if r.s_error_count:
-            self.finding(
-                "warning",
-                "superblock",
-                sb.offset + S.SB_AT["s_error_count"],
-                f"{r.s_error_count} errors recorded by the kernel",
-            )
+            said("warning", "s_error_count", f"{r.s_error_count} errors recorded by the kernel")
         if r.s_last_orphan:
-            self.finding(
-                "info",
-                "superblock",
-                sb.offset + S.SB_AT["s_last_orphan"],
-                f"orphan inode list starts at inode {r.s_last_orphan} (files unlinked while open)",
-            )
+            said("info", "s_last_orphan", f"orphan inode list starts at inode {r.s_last_orphan} "
+                 "(files unlinked while open)")
         if sb.metadata_csum:
             self._check_inode_checksums()
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from construct import ConstructError
 
-from ...errors import CorruptImage, NotRecognized
+from ...errors import CorruptImage, ImageError, NotRecognized
+from ...findings import Findings
 from ...io import ByteSource
 from .clusters import FatTable
 from .structs import (
@@ -37,6 +38,18 @@ BOOT_SIGNATURE = b"\x55\xaa"  # the last two bytes of the boot sector
 JUMPS = (0xEB, 0xE9)  # BS_jmpBoot[0]: a short or near jump
 BACKUP_BOOT_SECTOR = 6  # where FAT32 formatters put the backup boot sector
 SERIAL_SIGS = (0x28, 0x29)  # BS_BootSig values with BS_VolID present (0x29: also a label)
+
+
+def boot_from_backup(fs: Findings, structure: str, backup: int | None,
+                     exc: type[ImageError], unusable: str, why: str, copy: str) -> int:
+    """The primary boot structure (at byte 0) is unusable (``why``): without a usable
+    ``backup`` raise ``exc`` saying ``unusable``; else record an error saying the
+    ``copy`` is used, set ``fs.backup_used`` and answer its offset (FAT32, exFAT)."""
+    if backup is None:
+        fs.fail(exc, unusable, structure, 0)
+    fs.finding("error", structure, 0, f"{why}; using the {copy} at byte {backup:#x}")
+    fs.backup_used = True
+    return backup
 
 
 def find_backup_boot(source: ByteSource) -> int | None:
@@ -69,16 +82,9 @@ class BootMixin:
             why = "no boot signature and no jump instruction"
         if why is not None:
             off = find_backup_boot(src)
-            if off is None:
-                self.fail(NotRecognized, f"not a FAT boot sector: {why}", "boot sector", 0)
-            self.finding(
-                "error",
-                "boot sector",
-                0,
-                f"primary boot sector unusable ({why}); using the backup at byte {off:#x}",
-            )
-            self.backup_used = True
-            self.boot_offset = off
+            self.boot_offset = boot_from_backup(
+                self, "boot sector", off, NotRecognized, f"not a FAT boot sector: {why}",
+                f"primary boot sector unusable ({why})", "backup")
             bs = src.read(off, 512)
             g = check_bpb(bs)
         self.boot_raw = bs
@@ -86,7 +92,7 @@ class BootMixin:
         self.bpb = b = g.bpb
         self.ext = g.ext
         self.sector_size = ssize = g.sector_size
-        self.cluster_size = ssize * b.BPB_SecPerClus
+        self.cluster_size = self.block_size = ssize * b.BPB_SecPerClus
         total = self.total_sectors = g.total_sectors
         self.fat_sectors = g.fat_sectors
         self.fat_offset = b.BPB_RsvdSecCnt * ssize

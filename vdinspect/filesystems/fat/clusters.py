@@ -293,6 +293,15 @@ def readable_runs(fs, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def directory_extents(fs, runs: list[tuple[int, int]], path: str) -> list[tuple[int, int]]:
+    """A directory's (volume offset, bytes) extents from its cluster runs, cut where they
+    leave the volume (an ``error`` finding then: its listing misses what lay there)."""
+    readable = readable_runs(fs, runs)
+    if sum(n for _, n in runs) > sum(n for _, n in readable):
+        fs.finding("error", "directory", None, f"{path or '/'}: clusters past the end of the volume")
+    return [(fs.cluster_offset(s), n * fs.cluster_size) for s, n in readable]
+
+
 def cluster_source(
     vol: ByteSource, heap: int, csize: int, runs: list[tuple[int, int]], size: int, name: str
 ) -> ByteSource:

@@ -13,6 +13,7 @@ from construct import Container
 
 from ...errors import InvalidArgument
 from ..base import DIR, FILE, Entry
+from .clusters import directory_extents
 from .recovery import SHORT_NAME_CHARS, lfn_first_byte, short_fits_long
 from .structs import (
     ATTR_DIRECTORY,
@@ -99,7 +100,7 @@ class DirectoryMixin:
         e = Entry(name="", kind=DIR, path="/", inode=2, key=FatKey(first, 0, root=True))
         return e
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> tuple[str, int]:
         k = entry.key
         if k.root or k.cluster == 0:
             return ("cluster", self.ext.BPB_RootClus if self.bits == 32 else 0)
@@ -145,15 +146,7 @@ class DirectoryMixin:
                     self.cluster_offset(first),
                     f"{entry.path or '/'}: longer than 65536 entries; rest ignored",
                 )
-        readable = self.readable(runs)
-        if sum(n for _, n in runs) > sum(n for _, n in readable):
-            self.finding(
-                "error",
-                "directory",
-                None,
-                f"{entry.path or '/'}: clusters past the end of the volume",
-            )
-        return [(self.cluster_offset(s), n * self.cluster_size) for s, n in readable]
+        return directory_extents(self, runs, entry.path)
 
     def _dir_bytes(self, entry: Entry) -> list[tuple[int, bytes]]:
         """The directory's content as (volume offset, bytes) segments."""

@@ -120,7 +120,7 @@ class RecoveryMixin:
     #: numpy array; a deleted file's guessed clusters skip them
     dir_clusters = None
 
-    def free_for_files(self, start: int, stop: int):
+    def free_for_files(self, start: int, stop: int) -> np.ndarray:
         """True where clusters [start, stop) are free and hold no deleted folder's entries:
         where a deleted file's data may be."""
         m = self.fat.free_mask(start, stop)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ...containers.base import structure_row
 from ..base import DIR, FILE
 from .clusters import FatTable, claim_runs
 from .directory import LOST_CLUSTER
@@ -27,8 +28,6 @@ from .structs import (
 
 class ReportMixin:
     """``info``/``structures``/``check`` of :class:`~.filesystem.FatFileSystem` (mixed in)."""
-
-    _checked = False  # check() walks the volume once
 
     def fat1_flags(self) -> list[str]:
         """"dirty" and "hard error" when FAT[1]'s clean-shutdown / no-error bits are clear."""
@@ -97,70 +96,52 @@ class ReportMixin:
     def structure_rows(self) -> list[dict]:
         ss = self.sector_size
         rows = [
-            dict(
-                name="boot sector",
-                host_offset=self.boot_offset,
-                length=ss,
-                description=f"{self.fstype.upper()} boot sector and BIOS parameter block",
+            structure_row(
+                "boot sector", None, self.boot_offset, ss,
+                f"{self.fstype.upper()} boot sector and BIOS parameter block",
             )
         ]
         if self.bits == 32:
             if self.fsinfo is not None:
                 rows.append(
-                    dict(
-                        name="FSInfo",
-                        host_offset=self.fsinfo_offset,
-                        length=ss,
-                        description="free cluster count and next-free hint",
+                    structure_row(
+                        "FSInfo", None, self.fsinfo_offset, ss,
+                        "free cluster count and next-free hint",
                     )
                 )
             bk = self.ext.BPB_BkBootSec
             if bk not in NO_SECTOR:
                 rows.append(
-                    dict(
-                        name="backup boot sector",
-                        host_offset=bk * ss,
-                        length=ss,
-                        description="copy of the boot sector (and FSInfo after it)",
+                    structure_row(
+                        "backup boot sector", None, bk * ss, ss,
+                        "copy of the boot sector (and FSInfo after it)",
                     )
                 )
         for f in self.fats:
             rows.append(
-                dict(
-                    name=f.name,
-                    host_offset=f.offset,
-                    length=f.length,
-                    description=f"file allocation table, {self.bits}-bit entries"
+                structure_row(
+                    f.name, None, f.offset, f.length,
+                    f"file allocation table, {self.bits}-bit entries"
                     + (" (active)" if f is self.fat else ""),
                 )
             )
         if self.bits != 32:
             rows.append(
-                dict(
-                    name="root directory",
-                    host_offset=self.root_offset,
-                    length=self.root_entries * 32,
-                    description=f"fixed root directory, {self.root_entries} entries",
+                structure_row(
+                    "root directory", None, self.root_offset, self.root_entries * 32,
+                    f"fixed root directory, {self.root_entries} entries",
                 )
             )
         rows.append(
-            dict(
-                name="data area",
-                host_offset=self.heap_offset,
-                length=self.clusters * self.cluster_size,
-                description=f"{self.clusters} clusters of {self.cluster_size} bytes from cluster 2",
+            structure_row(
+                "data area", None, self.heap_offset, self.clusters * self.cluster_size,
+                f"{self.clusters} clusters of {self.cluster_size} bytes from cluster 2",
             )
         )
         return rows
 
-    def check_rows(self) -> list[dict]:
+    def run_checks(self) -> None:
         """Findings: boot sector copies, FAT copies, FSInfo, dirty bits, chains, lost clusters."""
-        if not self._checked:
-            self._checked = True
-            self._check_volume()
-        return list(self.findings)
-
-    def _check_volume(self) -> None:
         flags = self.fat1_flags()
         fat1 = self.fat.offset + (self.bits // 8 if self.bits != 12 else 1)
         if "dirty" in flags:

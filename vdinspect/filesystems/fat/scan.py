@@ -207,11 +207,9 @@ class ScanMixin:
             below, _dead = self._reached_dirs([e], named)
             reached.update(below)
             e.allocated = e.size
-            e.extra = {"attributes": "D", "short_name": None, "first_cluster": c}
-            self.finding("warning", "directory", self.cluster_offset(c),
-                         f"directory entries at cluster {c} belong to no folder reached from "
-                         f"the root; listed as /{LOST_DIR}/{e.name}")
-            out.append(e)
+            out.append(self._found(e, c, "directory",
+                                   f"directory entries at cluster {c} belong to no folder "
+                                   f"reached from the root; listed as /{LOST_DIR}/{e.name}"))
         return out
 
     def _entry_cluster(self, fields: tuple) -> int:
@@ -329,11 +327,9 @@ class ScanMixin:
                 key=FatKey(c, 0),
             )
             e.allocated = e.size
-            e.extra = {"attributes": "D", "short_name": None, "first_cluster": c}
-            out.setdefault(where, []).append(e)
-            self.finding("warning", "directory", self.cluster_offset(c),
-                         f"lost directory at cluster {c} (no entry names it); listed as "
-                         f"{e.name}" + why)
+            out.setdefault(where, []).append(self._found(
+                e, c, "directory",
+                f"lost directory at cluster {c} (no entry names it); listed as {e.name}" + why))
         lost_dirs = [e for v in out.values() for e in v if e.name.startswith("lost_dir_")]
         self._reached_dirs(lost_dirs, named)
         skip = named | set(found) | {e.key.cluster for e in cut}
@@ -363,12 +359,18 @@ class ScanMixin:
                             "entry is lost): name and exact size unknown; the size is the "
                             "chain's, so the last cluster's slack follows the data"
                             + (f"; {problem}" if problem else "")))
-            e.extra = {"attributes": "", "short_name": None, "first_cluster": c}
-            self.finding("warning", "FAT", self.cluster_offset(c),
-                         f"cluster chain at {c} ({size} bytes) is in use but no entry names "
-                         f"it; listed as /{LOST_DIR}/{e.name}")
-            out.append(e)
+            out.append(self._found(e, c, "FAT",
+                                   f"cluster chain at {c} ({size} bytes) is in use but no "
+                                   f"entry names it; listed as /{LOST_DIR}/{e.name}"))
         return out
+
+    def _found(self, e: Entry, c: int, structure: str, message: str) -> Entry:
+        """An entry the scan found at cluster ``c`` (a folder or a file, by ``e.kind``):
+        its extra columns, and a warning saying where it is listed."""
+        e.extra = {"attributes": "D" if e.kind == DIR else "", "short_name": None,
+                   "first_cluster": c}
+        self.finding("warning", structure, self.cluster_offset(c), message)
+        return e
 
     def _lost_home(self, c: int, p: int, found: dict, lost: dict,
                    reached: set[int]) -> tuple[int, str]:

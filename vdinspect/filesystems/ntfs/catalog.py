@@ -56,6 +56,7 @@ from .mft import (
     RESIDENT_FMT,
     Record,
     RecordError,
+    RecordFlags,
     parse_record,
 )
 from .mftscan import wiped
@@ -72,7 +73,7 @@ SCAN_CHUNK = 4 << 20  # bytes of MFT read at once by the sequential scan
 
 
 @dataclass(slots=True, eq=False)
-class Info:
+class Info(RecordFlags):
     """What the listing needs of one file, kept for the whole volume by the MFT scan."""
 
     number: int
@@ -87,14 +88,6 @@ class Info:
     wof: str | None  # WOF algorithm name
     runs: list[tuple[int, int]] | None  # allocated (lcn, clusters) of all $DATA (free files)
     index_blocks: bool = False  # has a non-resident $INDEX_ALLOCATION (INDX blocks, slack)
-
-    @property
-    def in_use(self) -> bool:
-        return bool(self.flags & REC_IN_USE)
-
-    @property
-    def is_dir(self) -> bool:
-        return bool(self.flags & REC_DIRECTORY)
 
 
 @dataclass

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .fs import NTFS
 
 
-def index_reader(fs: NTFS, n: int):
+def index_reader(fs: NTFS, n: int) -> tuple | str:
     """Directory ``n``'s $I30: (root value, read_block(vcn), block_in_use(vcn), blocks,
     VCNs per block), or a problem string. read_block/block_in_use are None without an
     $INDEX_ALLOCATION (/$BITMAP)."""

@@ -32,11 +32,10 @@ from .mft import (
     ATTR_COMPRESSED,
     ATTR_NAMES,
     ATTR_SPARSE,
-    REC_DIRECTORY,
-    REC_IN_USE,
     Attribute,
     Record,
     RecordError,
+    RecordFlags,
 )
 from .runlist import RunlistError
 
@@ -86,7 +85,7 @@ class Stream:
 
 
 @dataclass(slots=True, eq=False)
-class NtfsFile:
+class NtfsFile(RecordFlags):
     """A file: its base record's header and the attributes of all its records."""
 
     number: int
@@ -98,14 +97,6 @@ class NtfsFile:
     names: list[FileNameAttr] = field(default_factory=list)
     reparse: Reparse | None = None
     problems: list[str] = field(default_factory=list)
-
-    @property
-    def in_use(self) -> bool:
-        return bool(self.flags & REC_IN_USE)
-
-    @property
-    def is_dir(self) -> bool:
-        return bool(self.flags & REC_DIRECTORY)
 
     def streams(self, atype: int = AT_DATA) -> dict[str, Stream]:
         """The attributes of one type by name, pieces ordered by first VCN."""

@@ -56,7 +56,7 @@ class NTFS(FileSystem):
         super().__init__(source, name=name, strict=strict)
         self.geometry = self._read_boot()
         g = self.geometry
-        self.cluster_size = g.cluster_size
+        self.cluster_size = self.block_size = g.cluster_size
         self.record_size = g.record_size
         self.clusters = g.clusters
         self._records: LRUCache[Record] = LRUCache(4096)
@@ -400,8 +400,8 @@ class NTFS(FileSystem):
     def structure_rows(self) -> list[dict]:
         return report.structures(self)
 
-    def check_rows(self) -> list[dict]:
-        return report.check(self)
+    def run_checks(self) -> None:
+        report.check(self)
 
     # --- the fast whole-volume walk ----------------------------------------------------
     def iter_entries(

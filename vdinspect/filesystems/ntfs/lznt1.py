@@ -51,13 +51,20 @@ def _chunk(data: bytes, pos: int, end: int, out: bytearray) -> None:
                 raise LZNT1Error(f"back reference {dist} bytes behind {done} bytes of output")
             if done + length > CHUNK:
                 raise LZNT1Error("back reference runs past the 4096-byte chunk")
-            src = len(out) - dist
-            if dist >= length:
-                out += out[src : src + length]
-            else:
-                pattern = out[src:]
-                reps, rest = divmod(length, dist)
-                out += pattern * reps + pattern[:rest]
+            copy_match(out, dist, length)
+
+
+def copy_match(out: bytearray, dist: int, length: int) -> None:
+    """Append an LZ77 back reference: ``length`` bytes from ``dist`` bytes back, the copy
+    overlapping its own output when ``dist < length`` (LZNT1, LZX and XPRESS alike; the
+    caller has checked ``dist`` against the output)."""
+    src = len(out) - dist
+    if dist >= length:
+        out += out[src : src + length]
+    else:
+        pattern = bytes(out[src:])
+        reps, rest = divmod(length, dist)
+        out += pattern * reps + pattern[:rest]
 
 
 def decompress(data: bytes, size: int) -> bytes:

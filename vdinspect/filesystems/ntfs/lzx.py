@@ -13,6 +13,7 @@ from __future__ import annotations
 import struct
 
 from .huffman import HuffmanError, huffman_table
+from .lznt1 import copy_match
 
 WINDOW = 32768
 NUM_CHARS = 256
@@ -195,13 +196,7 @@ def decompress(data: bytes, size: int) -> bytes:
                 raise LZXError(f"match {offset} bytes back with {len(out)} bytes of output")
             if len(out) + length > end:
                 raise LZXError("match runs past the end of the block")
-            src = len(out) - offset
-            if offset >= length:
-                out += out[src : src + length]
-            else:
-                pattern = bytes(out[src:])
-                reps, rest = divmod(length, offset)
-                out += pattern * reps + pattern[:rest]
+            copy_match(out, offset, length)
     _undo_e8(out)
     return bytes(out[:size])
 

@@ -130,8 +130,24 @@ class Attribute:
         return f"<Attribute {self.type_name}{nm} id {self.instance} {where} size={self.size}>"
 
 
+class RecordFlags:
+    """``in_use`` and ``is_dir`` from a file record header's ``flags``: for a record, a
+    file and a catalog row alike."""
+
+    __slots__ = ()
+    flags: int
+
+    @property
+    def in_use(self) -> bool:
+        return bool(self.flags & REC_IN_USE)
+
+    @property
+    def is_dir(self) -> bool:
+        return bool(self.flags & REC_DIRECTORY)
+
+
 @dataclass(slots=True, eq=False)
-class Record:
+class Record(RecordFlags):
     """A fixed-up MFT record: header fields and its attribute records."""
 
     number: int
@@ -142,14 +158,6 @@ class Record:
     lsn: int
     attrs: list[Attribute] = field(default_factory=list)
     raw: bytes = b""
-
-    @property
-    def in_use(self) -> bool:
-        return bool(self.flags & REC_IN_USE)
-
-    @property
-    def is_dir(self) -> bool:
-        return bool(self.flags & REC_DIRECTORY)
 
     @property
     def base(self) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ...containers.base import structure_row
 from ...errors import CorruptImage, InvalidArgument
 from .attributes import VOLUME_IS_DIRTY, parse_volume_information
 from .boot import BOOT_SECTOR_SIZE, parse_boot
@@ -98,22 +99,18 @@ def structures(fs: NTFS) -> list[dict]:
     g = fs.geometry
     cs = fs.cluster_size
     rows = [
-        dict(
-            name="boot sector",
-            host_offset=g.boot_offset,
-            length=BOOT_SECTOR_SIZE,
-            description=f"NTFS boot sector: {g.sector_size} B sectors, {cs} B "
+        structure_row(
+            "boot sector", None, g.boot_offset, BOOT_SECTOR_SIZE,
+            f"NTFS boot sector: {g.sector_size} B sectors, {cs} B "
             f"clusters, MFT at cluster {g.mft_lcn}",
         )
     ]
     backup = g.volume_size
     if backup + BOOT_SECTOR_SIZE <= fs.source.size:
         rows.append(
-            dict(
-                name="backup boot sector",
-                host_offset=backup,
-                length=BOOT_SECTOR_SIZE,
-                description="copy of the boot sector past the last cluster",
+            structure_row(
+                "backup boot sector", None, backup, BOOT_SECTOR_SIZE,
+                "copy of the boot sector past the last cluster",
             )
         )
     for n in range(len(SYSTEM_NAMES)):
@@ -124,12 +121,7 @@ def structures(fs: NTFS) -> list[dict]:
         nm = SYSTEM_NAMES[n] if n != ROOT else "root directory"
         off = fs.record_offset(n)
         rows.append(
-            dict(
-                name=f"MFT record {n}",
-                host_offset=off,
-                length=fs.record_size,
-                description=f"{nm} record",
-            )
+            structure_row(f"MFT record {n}", None, off, fs.record_size, f"{nm} record")
         )
         for a in f.attrs:
             if a.resident:
@@ -145,17 +137,16 @@ def structures(fs: NTFS) -> list[dict]:
                 if a.name:
                     label += f":{a.name}"
                 rows.append(
-                    dict(
-                        name=label + (f" run {i}" if len(runs) > 1 else ""),
-                        host_offset=r.lcn * cs,
-                        length=r.length * cs,
-                        description=f"clusters {r.lcn}..{r.lcn + r.length - 1}",
+                    structure_row(
+                        label + (f" run {i}" if len(runs) > 1 else ""), None, r.lcn * cs,
+                        r.length * cs,
+                        f"clusters {r.lcn}..{r.lcn + r.length - 1}",
                     )
                 )
     return rows
 
 
-def check(fs: NTFS) -> list[dict]:
+def check(fs: NTFS) -> None:
     """Boot sector and $MFTMirr copies compared, the MFT scanned: the findings."""
     g = fs.geometry
     backup = g.volume_size
@@ -189,4 +180,3 @@ def check(fs: NTFS) -> list[dict]:
                 f"record {n} differs from $MFT",
             )
     fs.catalog()
-    return fs.findings_rows()  # with the row counting problems past MAX_FINDINGS

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 
 from .huffman import HuffmanError, huffman_table
+from .lznt1 import copy_match
 
 
 class XpressError(ValueError):
@@ -86,13 +87,7 @@ def xpress_huffman_decompress(data: bytes, size: int) -> bytes:
             if dist > len(out):
                 raise XpressError(f"match {dist} bytes back with {len(out)} bytes of output")
             mlen = min(mlen, block_end - len(out))
-            src = len(out) - dist
-            if dist >= mlen:
-                out += out[src : src + mlen]
-            else:
-                pattern = bytes(out[src:])
-                reps, rest = divmod(mlen, dist)
-                out += pattern * reps + pattern[:rest]
+            copy_match(out, dist, mlen)
             if p > n + 4:
                 raise XpressError("compressed data ended early")
     return bytes(out[:size])

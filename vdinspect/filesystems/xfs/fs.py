@@ -26,7 +26,7 @@ from ...errors import (
 )
 from ...frames import files_columns_frame
 from ...io import ByteSource, LRUCache, MemorySource, Zero
-from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem
+from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem, inode_record
 from . import structs as S
 from .ag import AllocationGroups
 from .attrs import read_xattrs
@@ -68,7 +68,6 @@ class XfsFileSystem(FileSystem):
         self._listings = LRUCache(64)
         self._orphans: list[Entry] | None = None
         self._dircache: dict | None = None
-        self._checked = False
         self._flat: XfsFileSystem | None = None  # the volume as it lies (a replayed log)
         self.geo = self._open_superblock()
         g = self.geo
@@ -229,25 +228,11 @@ class XfsFileSystem(FileSystem):
                   extra={"mtime_ns": mt, "atime_ns": at, "ctime_ns": ct, "crtime_ns": cr,
                          "flags": rec.f["di_flags"]})
         if kind == SYMLINK:
-            try:
-                e.target = self.link_target(rec)
-            except CorruptImage as exc:
-                if not deleted and self.strict:
-                    raise
-                e.note = (note + "; " if note else "") + f"target unreadable: {exc}"
+            self.fill_target(e, lambda: self.link_target(rec), CorruptImage)
         return e
 
     def _rec(self, path: str | Entry | int | Inode) -> Inode:
-        if isinstance(path, Inode):
-            return path
-        if isinstance(path, int):
-            return self.inode(path)
-        e = path if isinstance(path, Entry) else self.lookup(path, deleted=True)
-        if isinstance(e.raw, Inode):
-            return e.raw
-        if e.inode is None or e.key == ("orphans",):
-            raise InvalidArgument(f"{self.name}: {e.path or e.name} has no inode")
-        return self.inode(e.inode)
+        return inode_record(self, path, Inode)
 
     def lookup(self, path: str, *, deleted: bool = False) -> Entry:
         """The entry at ``path``: one name looked up per directory through an index of its
@@ -318,22 +303,16 @@ class XfsFileSystem(FileSystem):
         return [e.copy() for e in cached]
 
     def _list_dir(self, entry: Entry, rec: Inode, is_root: bool) -> list[Entry]:
-        if entry.deleted:
-            self.lenient += 1
-        try:
+        def children() -> list[Entry]:
             raws = self.dir_entries(rec)
             out = [self.entry_of(d) for d in raws]
             new = self.log_new_names(rec, raws)
             for e, d in zip(out, raws):
                 if not d.deleted and d.name in new:
                     e.found_by, e.note = "journal", LOG_NOTE
-        except CorruptImage:
-            if not entry.deleted:
-                raise
-            out = []
-        finally:
-            if entry.deleted:
-                self.lenient -= 1
+            return out
+
+        out = self.probed_listing(entry, children)
         if is_root:
             out.append(self.orphan_dir_entry())
         return out
@@ -380,13 +359,11 @@ class XfsFileSystem(FileSystem):
             return rec.size > 0, "data kept in the inode"
         if rec.format not in (S.FMT_EXTENTS, S.FMT_BTREE) or not rec.nextents:
             return False, "no extents left in the inode: content not recoverable"
-        self.lenient += 1
         try:
-            emap = self.fork_map(rec)
+            with self.probing():
+                emap = self.fork_map(rec)
         except CorruptImage as exc:
             return False, f"the extent map is damaged: {exc.detail}"
-        finally:
-            self.lenient -= 1
         used = self.ags.blocks_in_use(emap)
         if used is None:
             return True, "extents kept in the inode (whether reused is unknown)"
@@ -666,11 +643,8 @@ class XfsFileSystem(FileSystem):
             log_replayed=self.log.replayed,
         )
 
-    def check_rows(self) -> list[dict]:
-        if not self._checked:
-            self._checked = True
-            self.ags.check()
-        return self.findings_rows()
+    def run_checks(self) -> None:
+        self.ags.check()
 
     def structure_rows(self) -> list[dict]:
         g = self.geo

@@ -8,15 +8,14 @@ records) or btree (a bmbt root).
 
 from __future__ import annotations
 
-import datetime as dt
 import stat as statmod
 
+from ..entry import ns_to_datetime  # noqa: F401 (re-exported)
 from . import structs as S
 
 _FIELDS = S.DINODE_FIELDS
 _V2 = S.DINODE_V2_FMT
 _V3 = S.DINODE_V3_FMT
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _BIGTIME_NS = S.BIGTIME_EPOCH_OFFSET * 10**9
 
 
@@ -28,16 +27,6 @@ def decode_time(raw: int, bigtime: bool) -> int:
     if sec >= 1 << 31:
         sec -= 1 << 32
     return sec * 10**9 + (raw & 0xFFFFFFFF)
-
-
-def ns_to_datetime(ns: int | None) -> dt.datetime | None:
-    """An aware UTC datetime (microseconds) of nanoseconds since the epoch."""
-    if ns is None:
-        return None
-    try:
-        return EPOCH + dt.timedelta(microseconds=ns // 1000)
-    except OverflowError:
-        return None
 
 
 class Inode:

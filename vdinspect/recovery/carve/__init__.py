@@ -62,7 +62,7 @@ def carve_filesystem(fs, dest: str | os.PathLike | None = None, *, types: Types 
         pieces.append((pos, off, n))
         pos += n
     src = pieces_source(fs.source, pieces, f"{fs.name} (free space)")
-    align = max(512, int(getattr(fs, "cluster_size", 0) or getattr(fs, "block_size", 0) or 512))
+    align = max(512, fs.block_size or 512)
     # positions in the pieces back to back keep the volume's alignment only when every
     # piece but the last (cut at the volume's end) is whole clusters
     if any(off % align for off, _n in ranges) or any(n % align for _o, n in ranges[:-1]):
