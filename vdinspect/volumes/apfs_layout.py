@@ -25,6 +25,8 @@ ObjPhys = Struct(
     "o_subtype" / Int32ul * "type of the object's contents",
 )
 
+NX_MAGIC = b"NXSB"  # nx_magic of the container superblock
+
 NxSuperblock = Struct(
     "nx_o" / ObjPhys,
     "nx_magic" / Bytes(4) * "'NXSB'",

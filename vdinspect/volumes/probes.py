@@ -12,16 +12,31 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from construct import ConstructError
 
 from ..errors import EncryptedImage, VDInspectError
 from ..io import ByteSource, read_inside
-from ..layout import field_slice, offset_of, struct_format
-from ..units import uuid_text
+from ..layout import field_slice, offset_of, size_of, struct_format
+from ..units import is_pow2, uuid_text
+from . import hfs_layout as hfs
+from . import linux_layout as lx
+from . import optical_layout as opt
+from .apfs_layout import NX_MAGIC, NxSuperblock
+from .btrfs_layout import MAGIC as BTRFS_MAGIC
+from .btrfs_layout import SUPER_INFO_OFFSET as BTRFS_SUPER_AT
+from .btrfs_layout import Superblock as BtrfsSuperblock
+from .exfat_layout import (
+    EXFAT_NAME,
+    FILE_SYSTEM_NAME,
+    EntryType,
+    VolumeLabelEntry,
+    boot_sector_problem,
+    volume_label_text,
+)
 from .exfat_layout import BootSector as ExfatBootSector
-from .exfat_layout import EntryType, VolumeLabelEntry, boot_sector_problem, volume_label_text
 from .ext_layout import (
     EXT_MAGIC,
     SUPERBLOCK_OFFSET,
@@ -35,6 +50,7 @@ from .fat_layout import (
     DIRENT,
     FAT12_MAX_CLUSTERS,
     FAT16_MAX_CLUSTERS,
+    FAT32_ENTRY_MASK,
     FAT32_MAX_CLUSTERS,
     NO_NAME,
     Attribute,
@@ -44,9 +60,21 @@ from .fat_layout import (
     FatGeometry,
     check_bpb,
 )
+from .gpt import SIGNATURE as GPT_SIGNATURE
+from .gpt import GptHeader
+from .mbr import BOOT_SIGNATURE, MasterBootRecord
 from .multisector import RecordError, apply_fixup
-from .ntfs_layout import NTFS_OEM, record_size, volume_name
+from .ntfs_layout import (
+    BITLOCKER_OEM,
+    NTFS_OEM,
+    REFS_OEM,
+    cluster_sectors,
+    record_size,
+    volume_name,
+)
 from .ntfs_layout import BootSector as NtfsBootSector
+from .xfs_layout import XFS_SB_MAGIC_BYTES
+from .xfs_layout import Superblock as XfsSuperblock
 
 
 @dataclass
@@ -57,14 +85,6 @@ class FsInfo:
     label: str | None = None
     uuid: str | None = None
     version: str | None = None
-
-
-def _u16(b: bytes, o: int) -> int:
-    return struct.unpack_from("<H", b, o)[0]
-
-
-def _u32(b: bytes, o: int) -> int:
-    return struct.unpack_from("<I", b, o)[0]
 
 
 def _cstr(b: bytes, encoding: str = "utf-8") -> str:
@@ -79,8 +99,22 @@ def _label(s: str | None) -> str | None:
     return s or None
 
 
-def _is_pow2(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
+def _cluster_chain(src: ByteSource, first: int, end: int, *, heap: int, cluster_size: int,
+                   fat_at: int, mask: int) -> Iterator[bytes]:
+    """The clusters of a FAT or exFAT chain from ``first`` (numbers in [2, ``end``)), read
+    one by one until the chain ends, a read fails, or 100 clusters are done."""
+    nxt = first
+    for _ in range(100):
+        if nxt < 2 or nxt >= end:
+            return
+        raw = read_inside(src, heap + (nxt - 2) * cluster_size, cluster_size)
+        if raw is None:
+            return
+        yield raw
+        fe = read_inside(src, fat_at + nxt * 4, 4)
+        if fe is None:
+            return
+        nxt = int.from_bytes(fe, "little") & mask
 
 
 # --- FAT ------------------------------------------------------------------------------
@@ -153,23 +187,14 @@ def probe_fat(src: ByteSource, bs: bytes) -> FsInfo | None:
         if raw:
             label = _fat_dir_label(raw)
     else:
-        csize = b.BPB_SecPerClus * ssize
         data_start = b.BPB_RsvdSecCnt + b.BPB_NumFATs * g.fat_sectors
-        entries = g.fat_sectors * ssize // 4
-        nxt = g.ext.BPB_RootClus
-        for _ in range(100):
-            if not nxt or nxt >= entries:
-                break
-            raw = read_inside(src, (data_start + (nxt - 2) * b.BPB_SecPerClus) * ssize, csize)
-            if raw is None:
-                break
+        for raw in _cluster_chain(src, g.ext.BPB_RootClus, g.fat_sectors * ssize // 4,
+                                  heap=data_start * ssize,
+                                  cluster_size=b.BPB_SecPerClus * ssize,
+                                  fat_at=b.BPB_RsvdSecCnt * ssize, mask=FAT32_ENTRY_MASK):
             label = _fat_dir_label(raw)
             if label is not None:
                 break
-            fe = read_inside(src, b.BPB_RsvdSecCnt * ssize + nxt * 4, 4)
-            if fe is None:
-                break
-            nxt = _u32(fe, 0) & 0x0FFFFFFF
     if label is None or label == NO_NAME:
         label = g.ext.BS_VolLab
     serial = g.ext.BS_VolID
@@ -188,18 +213,11 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
         return None
     b = ExfatBootSector.parse(bs)
     ssize = 1 << b.BytesPerSectorShift
-    csize = ssize << b.SectorsPerClusterShift
-    fat_off = b.FatOffset * ssize
-    heap = b.ClusterHeapOffset * ssize
-    count = b.ClusterCount
-    nxt = b.FirstClusterOfRootDirectory
     label = None
-    for _ in range(100):
-        if nxt < 2 or nxt >= count + 2:
-            break
-        raw = read_inside(src, heap + (nxt - 2) * csize, csize)
-        if raw is None:
-            break
+    for raw in _cluster_chain(src, b.FirstClusterOfRootDirectory, b.ClusterCount + 2,
+                              heap=b.ClusterHeapOffset * ssize,
+                              cluster_size=ssize << b.SectorsPerClusterShift,
+                              fat_at=b.FatOffset * ssize, mask=0xFFFFFFFF):
         done = False
         for i in range(0, len(raw), _EXFAT_ENTRY):
             t = raw[i]
@@ -212,10 +230,6 @@ def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
                 break
         if done:
             break
-        fe = read_inside(src, fat_off + nxt * 4, 4)
-        if fe is None:
-            break
-        nxt = _u32(fe, 0)
     serial, rev = b.VolumeSerialNumber, b.FileSystemRevision
     return FsInfo(
         "exfat",
@@ -235,11 +249,10 @@ def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
     if bs[_NTFS_OEM_AT] != NTFS_OEM:
         return None
     ssize, spc, mft_lcn, cpr, serial = _NTFS_BPB.unpack_from(bs)
-    if not _is_pow2(ssize) or not 256 <= ssize <= 4096:
+    if not is_pow2(ssize) or not 256 <= ssize <= 4096:
         return None
-    if spc > 0x80:
-        spc = 1 << (256 - spc)
-    if not _is_pow2(spc):
+    spc = cluster_sectors(spc)
+    if not is_pow2(spc):
         return None
     csize = ssize * spc
     rsize = record_size(cpr, csize)
@@ -300,36 +313,50 @@ def probe_ext(src: ByteSource) -> FsInfo | None:
     )
 
 
+_XFS_HEAD = struct_format(XfsSuperblock, "sb_magicnum", "sb_uuid", "sb_fname")
+_MAGIC_AT = field_slice(XfsSuperblock, "sb_magicnum")
+
+
 def probe_xfs(src: ByteSource, head: bytes) -> FsInfo | None:
-    if head[:4] != b"XFSB" or len(head) < 120:
+    if head[_MAGIC_AT] != XFS_SB_MAGIC_BYTES or len(head) < _XFS_HEAD.size:
         return None
-    return FsInfo("xfs", _label(_cstr(head[108:120])), uuid_text(head[32:48]))
+    _, uuid, label = _XFS_HEAD.unpack_from(head)
+    return FsInfo("xfs", _label(_cstr(label)), uuid_text(uuid))
+
+
+_BTRFS_HEAD = struct_format(BtrfsSuperblock, "fsid", "magic", "label")
 
 
 def probe_btrfs(src: ByteSource) -> FsInfo | None:
-    sb = read_inside(src, 0x10000, 0x22B)
-    if sb is None or sb[0x40:0x48] != b"_BHRfS_M":
+    sb = read_inside(src, BTRFS_SUPER_AT, _BTRFS_HEAD.size)
+    if sb is None:
         return None
-    return FsInfo("btrfs", _label(_cstr(sb[0x12B:0x22B])), uuid_text(sb[0x20:0x30]))
+    fsid, magic, label = _BTRFS_HEAD.unpack_from(sb)
+    if magic != BTRFS_MAGIC:
+        return None
+    return FsInfo("btrfs", _label(_cstr(label)), uuid_text(fsid))
+
+
+_SWAP = struct_format(lx.SwapHeader)
 
 
 def probe_swap(src: ByteSource) -> FsInfo | None:
-    for page in (4096, 8192, 16384, 65536):
-        magic = read_inside(src, page - 10, 10)
+    for page in lx.SWAP_PAGE_SIZES:
+        magic = read_inside(src, page - len(lx.SWAP_MAGIC), len(lx.SWAP_MAGIC))
         if magic is None:
             return None
-        if magic == b"SWAP-SPACE":
+        if magic == lx.SWAP_MAGIC_V0:
             return FsInfo("swap", version="0")
-        if magic == b"SWAPSPACE2":
-            hdr = read_inside(src, 1024, 44)
+        if magic == lx.SWAP_MAGIC:
+            hdr = read_inside(src, lx.SWAP_HEADER_AT, _SWAP.size)
             if hdr is None:
                 return None
-            u = hdr[12:28]
+            version, _, _, u, label = _SWAP.unpack_from(hdr)
             return FsInfo(
                 "swap",
-                _label(_cstr(hdr[28:44])),
+                _label(_cstr(label)),
                 uuid_text(u) if any(u) else None,
-                str(_u32(hdr, 0)),
+                str(version),
             )
     return None
 
@@ -340,7 +367,6 @@ def probe_lvm2(src: ByteSource) -> FsInfo | None:
     head = read_inside(src, 0, min(src.size, 2048)) or b""
     if not any(head[o : o + 8] == b"LABELONE" for o in range(0, len(head), 512)):
         return None
-    from ..layout import size_of
     from .lvm2 import LABEL_TYPE, SECTOR, LabelHeader, PvHeader, find_label, format_uuid, label_crc
 
     found = find_label(src)
@@ -361,55 +387,80 @@ def probe_lvm2(src: ByteSource) -> FsInfo | None:
     )
 
 
+_LUKS_MAGIC = field_slice(lx.Luks1Header, "magic")  # magic and version: the same in LUKS2
+_LUKS_VERSION = field_slice(lx.Luks1Header, "version")
+_LUKS1_UUID = field_slice(lx.Luks1Header, "uuid")
+_LUKS2_LABEL = field_slice(lx.Luks2BinaryHeader, "label")
+_LUKS2_UUID = field_slice(lx.Luks2BinaryHeader, "uuid")
+
+
 def probe_luks(src: ByteSource, head: bytes) -> FsInfo | None:
-    if head[:6] != b"LUKS\xba\xbe" or len(head) < 208:
+    if head[_LUKS_MAGIC] != lx.LUKS_MAGIC or len(head) < lx.Luks1Header.sizeof():
         return None
-    version = int.from_bytes(head[6:8], "big")
-    label = _cstr(head[24:72]) if version == 2 else None
-    return FsInfo("crypto_LUKS", _label(label), _cstr(head[168:208]) or None, str(version))
+    version = int.from_bytes(head[_LUKS_VERSION], "big")
+    if version == 2:
+        label, uuid = _cstr(head[_LUKS2_LABEL]), head[_LUKS2_UUID]
+    else:
+        label, uuid = None, head[_LUKS1_UUID]
+    return FsInfo("crypto_LUKS", _label(label), _cstr(uuid) or None, str(version))
+
+
+_MD_HEAD = struct_format(lx.MdSuperblock1, "magic", "major_version", "set_uuid", "set_name")
 
 
 def probe_md(src: ByteSource) -> FsInfo | None:
-    for off in (4096, 0):
-        sb = read_inside(src, off, 64)
-        if sb is not None and _u32(sb, 0) == 0xA92B4EFC and _u32(sb, 4) == 1:
-            u = sb[16:32].hex()
+    for off, version in lx.MD_SB_PLACES:
+        sb = read_inside(src, off, _MD_HEAD.size)
+        if sb is None:
+            continue
+        magic, major, set_uuid, name = _MD_HEAD.unpack_from(sb)
+        if magic == lx.MD_SB_MAGIC and major == 1:
+            u = set_uuid.hex()
             return FsInfo(
                 "linux_raid_member",
-                _label(_cstr(sb[32:64])),
+                _label(_cstr(name)),
                 ":".join(u[i : i + 8] for i in range(0, 32, 8)),
-                "1.2" if off else "1.1",
+                version,
             )
     return None
 
 
 # --- optical, Apple, others ---------------------------------------------------------------
 
+_ISO_VD = struct_format(opt.VolumeDescriptor, "type", "id", "volume_id", "escape",
+                        "creation_date.digits", "creation_date.gmt_offset",
+                        "modification_date.digits", "modification_date.gmt_offset")
+_ISO_LABEL_UNITS = size_of(opt.VolumeDescriptor, "volume_id") // 2  # UCS-2 units in Joliet
 
-def _iso_date_uuid(d: bytes) -> str | None:
-    digits = d[:16]
-    if all(c == 0x30 for c in digits) and d[16] == 0:
+
+def _iso_date_uuid(digits: bytes, gmt_offset: int) -> str | None:
+    if all(c == 0x30 for c in digits) and gmt_offset == 0:
         return None
     s = digits.decode("ascii", "replace")
     return f"{s[0:4]}-{s[4:6]}-{s[6:8]}-{s[8:10]}-{s[10:12]}-{s[12:14]}-{s[14:16]}"
 
 
 def probe_iso9660(src: ByteSource) -> FsInfo | None:
-    pvd = read_inside(src, 0x8000, 2048)
-    if pvd is None or pvd[1:6] != b"CD001":
+    pvd = read_inside(src, opt.DESCRIPTORS_AT, opt.DESCRIPTOR_SIZE)
+    if pvd is None:
         return None
-    label = pvd[40:72]
-    uid = _iso_date_uuid(pvd[830:847]) or _iso_date_uuid(pvd[813:830])
+    _, ident, label, _, created, c_off, modified, m_off = _ISO_VD.unpack_from(pvd)
+    if ident != opt.ISO_STANDARD_ID:
+        return None
+    uid = _iso_date_uuid(modified, m_off) or _iso_date_uuid(created, c_off)
     version = None
     text = label.decode("ascii", "replace")
     for i in range(1, 17):
-        vd = read_inside(src, 0x8000 + 2048 * i, 2048)
-        if vd is None or vd[0] == 0xFF or vd[1:6] != b"CD001":
+        vd = read_inside(src, opt.DESCRIPTORS_AT + opt.DESCRIPTOR_SIZE * i, opt.DESCRIPTOR_SIZE)
+        if vd is None:
             break
-        if vd[0] == 2 and vd[88:91] in (b"%/@", b"%/C", b"%/E"):
+        vtype, ident, jol, escape = _ISO_VD.unpack_from(vd)[:4]
+        if vtype == opt.ISO_VD_END or ident != opt.ISO_STANDARD_ID:
+            break
+        if vtype == opt.ISO_VD_SUPPLEMENTARY and escape[:3] in opt.JOLIET_ESCAPES:
             version = "Joliet Extension"
-            jol = vd[40:72]
-            same = all(jol[2 * k] == 0 and jol[2 * k + 1] == label[k] for k in range(16))
+            same = all(jol[2 * k] == 0 and jol[2 * k + 1] == label[k]
+                       for k in range(_ISO_LABEL_UNITS))
             if not same:
                 text = jol.decode("utf-16-be", "replace")
             break
@@ -429,37 +480,51 @@ def _dstring(b: bytes) -> str | None:
     return None
 
 
+_VSD_ID = field_slice(opt.VolumeStructureDescriptor, "StandardIdentifier")
+_AVDP = struct_format(opt.AnchorVolumeDescriptorPointer, "DescriptorTag.TagIdentifier",
+                      "DescriptorTag.TagLocation",
+                      "MainVolumeDescriptorSequenceExtent.ExtentLength",
+                      "MainVolumeDescriptorSequenceExtent.ExtentLocation")
+_TAG_ID = struct_format(opt.DescriptorTag, "TagIdentifier")
+_LVD_LABEL = field_slice(opt.LogicalVolumeDescriptorHead, "LogicalVolumeIdentifier")
+_PVD_LABEL = field_slice(opt.PrimaryVolumeDescriptorHead, "VolumeIdentifier")
+_UDF_DESCRIPTOR_READ = 512  # the smallest block: holds every field read
+
+
 def probe_udf(src: ByteSource) -> FsInfo | None:
     nsr = False
-    for i in range(0, 64):
-        vsd = read_inside(src, 0x8000 + 2048 * i, 8)
+    for i in range(opt.VRS_MAX):
+        vsd = read_inside(src, opt.DESCRIPTORS_AT + opt.DESCRIPTOR_SIZE * i,
+                          opt.VolumeStructureDescriptor.sizeof())
         if vsd is None:
             break
-        ident = vsd[1:6]
-        if ident in (b"NSR02", b"NSR03"):
+        ident = vsd[_VSD_ID]
+        if ident in opt.VRS_NSR_IDS:
             nsr = True
             break
-        if ident not in (b"BEA01", b"CD001", b"CDW02", b"BOOT2", b"TEA01"):
+        if ident not in opt.VRS_OTHER_IDS:
             break
     if not nsr:
         return None
     label = None
-    for bs in (2048, 512, 1024, 4096):
-        avdp = read_inside(src, 256 * bs, 32)
-        if avdp is None or _u16(avdp, 0) != 2 or _u32(avdp, 12) != 256:
+    for bs in opt.UDF_BLOCK_SIZES:
+        avdp = read_inside(src, opt.ANCHOR_SECTOR * bs, opt.AnchorVolumeDescriptorPointer.sizeof())
+        if avdp is None:
             continue
-        length, loc = _u32(avdp, 16), _u32(avdp, 20)
+        tag, where, length, loc = _AVDP.unpack_from(avdp)
+        if tag != opt.TAG_ANCHOR or where != opt.ANCHOR_SECTOR:
+            continue
         pvd_label = None
         for k in range(min(length // bs, 64)):
-            d = read_inside(src, (loc + k) * bs, 512)
+            d = read_inside(src, (loc + k) * bs, _UDF_DESCRIPTOR_READ)
             if d is None:
                 break
-            tag = _u16(d, 0)
-            if tag == 6:
-                label = _dstring(d[84:212])
-            elif tag == 1:
-                pvd_label = _dstring(d[24:56])
-            elif tag == 8:
+            (tag,) = _TAG_ID.unpack_from(d)
+            if tag == opt.TAG_LOGICAL_VOLUME:
+                label = _dstring(d[_LVD_LABEL])
+            elif tag == opt.TAG_PRIMARY_VOLUME:
+                pvd_label = _dstring(d[_PVD_LABEL])
+            elif tag == opt.TAG_TERMINATING:
                 break
         label = label or pvd_label
         break
@@ -467,6 +532,21 @@ def probe_udf(src: ByteSource) -> FsInfo | None:
 
 
 _HFS_HASH_INIT = bytes.fromhex("b3e20f39f29211d697a400306543ecac")
+_MDB_SIG = field_slice(hfs.MasterDirectoryBlock, "drSigWord")
+_MDB_EMBED_SIG = field_slice(hfs.MasterDirectoryBlock, "drEmbedSigWord")
+_MDB_NAME = field_slice(hfs.MasterDirectoryBlock, "drVN")
+_MDB_FINDER = field_slice(hfs.MasterDirectoryBlock, "drFndrInfo")
+_MDB_EMBED = struct_format(hfs.MasterDirectoryBlock, "drAlBlkSiz", "drAlBlSt",
+                           "drEmbedExtent.startBlock")
+_VH_SIG = field_slice(hfs.VolumeHeader, "signature")
+_VH_FINDER = field_slice(hfs.VolumeHeader, "finderInfo")
+_VH_CATALOG = struct_format(hfs.VolumeHeader, "blockSize", "catalogFile.extents")
+_EXTENT = struct_format(hfs.PlusExtentDescriptor)
+_BT_HEADER = struct_format(hfs.BTHeaderRec, "leafRecords", "firstLeafNode", "nodeSize")
+_BT_NODE = struct_format(hfs.BTNodeDescriptor, "kind", "numRecords")
+_NODE_DESCRIPTOR = hfs.BTNodeDescriptor.sizeof()  # records start after it
+_CATALOG_KEY = struct_format(hfs.CatalogKeyHead, "parentID", "nodeName_length")
+_HEADER_READ = 512  # bytes of the MDB / volume header sector read
 
 
 def _hfs_uuid(fid: bytes) -> str | None:
@@ -479,47 +559,41 @@ def _hfs_uuid(fid: bytes) -> str | None:
 
 
 def probe_hfs(src: ByteSource) -> FsInfo | None:
-    mdb = read_inside(src, 1024, 512)
+    mdb = read_inside(src, hfs.VOLUME_HEADER_AT, _HEADER_READ)
     if mdb is None:
         return None
-    sig = mdb[:2]
     off = 0
-    if sig == b"BD":
-        if mdb[0x7C:0x7E] not in (b"H+", b"HX"):
-            n = min(mdb[0x24], 27)
+    if mdb[_MDB_SIG] == hfs.HFS_SIGNATURE:
+        if mdb[_MDB_EMBED_SIG] not in hfs.HFSPLUS_SIGNATURES:
+            name = mdb[_MDB_NAME]
+            n = min(name[0], len(name) - 1)
             return FsInfo(
                 "hfs",
-                _label(mdb[0x25 : 0x25 + n].decode("mac_roman", "replace")),
-                _hfs_uuid(mdb[0x74:0x7C]),
+                _label(name[1 : 1 + n].decode("mac_roman", "replace")),
+                _hfs_uuid(mdb[_MDB_FINDER][hfs.FINDER_VOLUME_ID]),
             )
-        al_blk = int.from_bytes(mdb[0x14:0x18], "big")
-        al_st = int.from_bytes(mdb[0x1C:0x1E], "big")
-        embed = int.from_bytes(mdb[0x7E:0x80], "big")
-        off = al_st * 512 + embed * al_blk
-        mdb = read_inside(src, off + 1024, 512)
+        al_blk, al_st, embed = _MDB_EMBED.unpack_from(mdb)
+        off = al_st * hfs.HFS_ALLOCATION_UNIT + embed * al_blk
+        mdb = read_inside(src, off + hfs.VOLUME_HEADER_AT, _HEADER_READ)
         if mdb is None:
             return None
-        sig = mdb[:2]
-    if sig not in (b"H+", b"HX"):
+    if mdb[_VH_SIG] not in hfs.HFSPLUS_SIGNATURES:
         return None
-    uid = _hfs_uuid(mdb[0x68:0x70])
+    uid = _hfs_uuid(mdb[_VH_FINDER][hfs.FINDER_VOLUME_ID])
     return FsInfo("hfsplus", _hfsplus_label(src, mdb, off), uid)
 
 
 def _hfsplus_label(src: ByteSource, vh: bytes, off: int) -> str | None:
-    be32 = lambda o: int.from_bytes(vh[o : o + 4], "big")  # noqa: E731
-    blocksize = be32(0x28)
+    """The root folder's name: the first record of the catalog B-tree's first leaf."""
+    blocksize, raw_extents = _VH_CATALOG.unpack_from(vh)
     if blocksize < 512:
         return None
-    cat = 0x110  # catalog file fork: logical size 8, clump 4, blocks 4, 8 extents
-    extents = [(be32(cat + 16 + 8 * k), be32(cat + 20 + 8 * k)) for k in range(8)]
-    node0 = read_inside(src, off + extents[0][0] * blocksize, 512)
+    extents = list(_EXTENT.iter_unpack(raw_extents))
+    node0 = read_inside(src, off + extents[0][0] * blocksize, _HEADER_READ)
     if node0 is None:
         return None
-    leaf_head = int.from_bytes(node0[24:28], "big")
-    node_size = int.from_bytes(node0[32:34], "big")
-    leaf_count = int.from_bytes(node0[14:18], "big")
-    if node_size < 14 + 8 or leaf_count == 0:
+    leaf_count, leaf_head, node_size = _BT_HEADER.unpack_from(node0, _NODE_DESCRIPTOR)
+    if node_size < _NODE_DESCRIPTOR + 8 or leaf_count == 0:
         return None
     leaf_block = leaf_head * node_size // blocksize
     first = None
@@ -533,21 +607,28 @@ def _hfsplus_label(src: ByteSource, vh: bytes, off: int) -> str | None:
     if first is None:
         return None
     node = read_inside(src, off + (first + leaf_block) * blocksize, min(node_size, 65536))
-    if node is None or node[8] != 0xFF or int.from_bytes(node[10:12], "big") == 0:
+    if node is None:
         return None
-    parent = int.from_bytes(node[16:20], "big")
-    n = int.from_bytes(node[20:22], "big")
-    if parent != 1 or n > 255:
+    kind, records = _BT_NODE.unpack_from(node)
+    if kind != hfs.BT_LEAF_NODE or records == 0:
         return None
-    return _label(node[22 : 22 + 2 * n].decode("utf-16-be", "replace"))
+    parent, n = _CATALOG_KEY.unpack_from(node, _NODE_DESCRIPTOR)
+    if parent != hfs.ROOT_PARENT_ID or n > hfs.MAX_NAME_UNITS:
+        return None
+    name_at = _NODE_DESCRIPTOR + hfs.CatalogKeyHead.sizeof()
+    return _label(node[name_at : name_at + 2 * n].decode("utf-16-be", "replace"))
+
+
+_NX_MAGIC = field_slice(NxSuperblock, "nx_magic")
+_NX_UUID = field_slice(NxSuperblock, "nx_uuid")
 
 
 def probe_apfs(src: ByteSource, head: bytes) -> FsInfo | None:
     """An APFS container; ``apfs_encrypted`` (blkid says apfs) when a volume in it is
     encrypted (FileVault), VERSION then saying how many of how many."""
-    if len(head) < 1024 or head[32:36] != b"NXSB":
+    if len(head) < 1024 or head[_NX_MAGIC] != NX_MAGIC:
         return None
-    out = FsInfo("apfs", uuid=uuid_text(head[72:88]))
+    out = FsInfo("apfs", uuid=uuid_text(head[_NX_UUID]))
     from .apfs_layout import encrypted_volumes
 
     got = encrypted_volumes(src, head)
@@ -556,12 +637,16 @@ def probe_apfs(src: ByteSource, head: bytes) -> FsInfo | None:
     return out
 
 
+_UB_MAGIC = size_of(lx.UberblockHead, "ub_magic")
+
+
 def probe_zfs(src: ByteSource) -> FsInfo | None:
     for k in range(4):
-        ub = read_inside(src, 0x20000 + 1024 * k, 8)
+        ub = read_inside(src, lx.UBERBLOCK_ARRAY_AT + lx.UBERBLOCK_SLOT * k, _UB_MAGIC)
         if ub is None:
             return None
-        if ub in (b"\x0c\xb1\xba\x00\x00\x00\x00\x00", b"\x00\x00\x00\x00\x00\xba\xb1\x0c"):
+        # the uberblock is in the byte order of the machine that wrote it
+        if lx.UBERBLOCK_MAGIC in (int.from_bytes(ub, "little"), int.from_bytes(ub, "big")):
             return FsInfo("zfs_member")
     return None
 
@@ -583,9 +668,10 @@ def probe(src: ByteSource) -> FsInfo | None:
     r = probe_md(src) or probe_luks(src, head) or probe_lvm2(src)
     if r is not None:
         return r
-    if bs[3:11] == b"-FVE-FS-":
+    oem = bs[_NTFS_OEM_AT]
+    if oem == BITLOCKER_OEM:
         return FsInfo("BitLocker")
-    if bs[3:7] == b"ReFS":
+    if oem.startswith(REFS_OEM):
         return FsInfo("refs")
     return (
         probe_iso9660(src)
@@ -625,15 +711,19 @@ def encryption_error(fstype: str | None, where: str | None) -> EncryptedImage | 
                           offset=0)
 
 
+_GPT_SIG = field_slice(GptHeader, "signature")
+_MBR_SIG = field_slice(MasterBootRecord, "boot_signature")
+
+
 def disk_signature(src: ByteSource) -> str | None:
     """What marks ``src`` as a disk or volume: ``"gpt"``, ``"mbr"`` (the 55AA boot signature,
     which FAT/NTFS/exFAT boot sectors carry too), a filesystem type, or None when nothing
     known is there (a raw image that may be no disk at all: a mistyped path, a format we
     do not know)."""
-    for at in (512, 4096):
-        if read_inside(src, at, 8) == b"EFI PART":
+    for sector in (512, 4096):  # the GPT header is in LBA 1
+        if read_inside(src, sector + _GPT_SIG.start, len(GPT_SIGNATURE)) == GPT_SIGNATURE:
             return "gpt"
-    if read_inside(src, 510, 2) == b"\x55\xaa":
+    if read_inside(src, _MBR_SIG.start, len(BOOT_SIGNATURE)) == BOOT_SIGNATURE:
         return "mbr"
     try:
         info = probe(src)
@@ -646,7 +736,7 @@ def is_filesystem_boot_sector(sector0: bytes) -> bool:
     """True when sector 0 is a FAT, exFAT or NTFS boot sector (not a partition table)."""
     if len(sector0) < 512:
         return False
-    if sector0[3:11] in (b"NTFS    ", b"EXFAT   "):
+    if sector0[_NTFS_OEM_AT] == NTFS_OEM or sector0[FILE_SYSTEM_NAME] == EXFAT_NAME:
         return True
     return _fat_geometry(sector0[:512]) is not None
 
