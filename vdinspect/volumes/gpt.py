@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 from construct import Bytes, Int32ul, Int64ul, Struct
 
+from ..units import is_pow2
 from . import PARTITION, ScanContext, Volume
 from .types import gpt_attribute_flags, gpt_type_name
 
@@ -123,7 +124,7 @@ def _load(ctx: ScanContext, which: str, lba: int, ss: int) -> GptHeaderCopy | No
     if h.my_lba != lba:
         copy.problems.append(f"my_lba {h.my_lba} but the header sits at LBA {lba}")
     n, esz = h.num_partition_entries, h.size_of_partition_entry
-    if esz < 128 or esz & (esz - 1) or esz > 1 << 20:
+    if esz < 128 or not is_pow2(esz) or esz > 1 << 20:
         copy.problems.append(f"size_of_partition_entry {esz} is not 128 x 2^n")
         return copy
     nbytes = n * esz
