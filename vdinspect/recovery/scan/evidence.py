@@ -16,6 +16,7 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from functools import cache
 
 from construct import Construct, ConstructError, Container
 
@@ -67,9 +68,14 @@ class Evidence:
     uuid: str | None = None
 
 
+@cache
+def _size(st: Construct) -> int:
+    return st.sizeof()  # (construct computes it again on every call)
+
+
 def _parsed(src: ByteSource, pos: int, st: Construct) -> Container | None:
     """The structure ``st`` read at ``pos`` (None when it would reach past the end)."""
-    raw = read_inside(src, pos, st.sizeof())
+    raw = read_inside(src, pos, _size(st))
     return None if raw is None else st.parse(raw)
 
 
@@ -233,7 +239,7 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
     """A Linux swap signature ending a page: the header 1024 bytes in gives the size."""
     for page in SWAP_PAGE_SIZES:
         start = pos + SECTOR - page
-        raw = read_inside(src, start + SWAP_HEADER_AT, SwapHeader.sizeof())
+        raw = read_inside(src, start + SWAP_HEADER_AT, _size(SwapHeader))
         if raw is None:
             continue
         h = SwapHeader.parse(raw)
@@ -246,7 +252,7 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
 
 def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
     """A LUKS1/LUKS2 header (or LUKS2's secondary, ``hdr_offset`` bytes in)."""
-    raw = read_inside(src, pos, Luks2BinaryHeader.sizeof())
+    raw = read_inside(src, pos, _size(Luks2BinaryHeader))
     if raw is None:
         return []
     version = int.from_bytes(raw[_LUKS_VERSION], "big")

@@ -149,12 +149,13 @@ def probe_lvm2(src: ByteSource) -> FsInfo | None:
 _LUKS_MAGIC = field_slice(lx.Luks1Header, "magic")  # magic and version: the same in LUKS2
 _LUKS_VERSION = field_slice(lx.Luks1Header, "version")
 _LUKS1_UUID = field_slice(lx.Luks1Header, "uuid")
+_LUKS1_SIZE = lx.Luks1Header.sizeof()
 _LUKS2_LABEL = field_slice(lx.Luks2BinaryHeader, "label")
 _LUKS2_UUID = field_slice(lx.Luks2BinaryHeader, "uuid")
 
 
 def probe_luks(src: ByteSource, head: bytes) -> FsInfo | None:
-    if head[_LUKS_MAGIC] != lx.LUKS_MAGIC or len(head) < lx.Luks1Header.sizeof():
+    if head[_LUKS_MAGIC] != lx.LUKS_MAGIC or len(head) < _LUKS1_SIZE:
         return None
     version = int.from_bytes(head[_LUKS_VERSION], "big")
     if version == 2:

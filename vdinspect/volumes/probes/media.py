@@ -70,6 +70,8 @@ def _dstring(b: bytes) -> str | None:
 
 
 _VSD_ID = field_slice(opt.VolumeStructureDescriptor, "StandardIdentifier")
+_VSD_SIZE = opt.VolumeStructureDescriptor.sizeof()
+_AVDP_SIZE = opt.AnchorVolumeDescriptorPointer.sizeof()
 _AVDP = struct_format(opt.AnchorVolumeDescriptorPointer, "DescriptorTag.TagIdentifier",
                       "DescriptorTag.TagLocation",
                       "MainVolumeDescriptorSequenceExtent.ExtentLength",
@@ -83,8 +85,7 @@ _UDF_DESCRIPTOR_READ = 512  # the smallest block: holds every field read
 def probe_udf(src: ByteSource) -> FsInfo | None:
     nsr = False
     for i in range(opt.VRS_MAX):
-        vsd = read_inside(src, opt.DESCRIPTORS_AT + opt.DESCRIPTOR_SIZE * i,
-                          opt.VolumeStructureDescriptor.sizeof())
+        vsd = read_inside(src, opt.DESCRIPTORS_AT + opt.DESCRIPTOR_SIZE * i, _VSD_SIZE)
         if vsd is None:
             break
         ident = vsd[_VSD_ID]
@@ -97,7 +98,7 @@ def probe_udf(src: ByteSource) -> FsInfo | None:
         return None
     label = None
     for bs in opt.UDF_BLOCK_SIZES:
-        avdp = read_inside(src, opt.ANCHOR_SECTOR * bs, opt.AnchorVolumeDescriptorPointer.sizeof())
+        avdp = read_inside(src, opt.ANCHOR_SECTOR * bs, _AVDP_SIZE)
         if avdp is None:
             continue
         tag, where, length, loc = _AVDP.unpack_from(avdp)
@@ -134,6 +135,7 @@ _EXTENT = struct_format(hfs.PlusExtentDescriptor)
 _BT_HEADER = struct_format(hfs.BTHeaderRec, "leafRecords", "firstLeafNode", "nodeSize")
 _BT_NODE = struct_format(hfs.BTNodeDescriptor, "kind", "numRecords")
 _NODE_DESCRIPTOR = hfs.BTNodeDescriptor.sizeof()  # records start after it
+_CATALOG_KEY_SIZE = hfs.CatalogKeyHead.sizeof()  # the name follows
 _CATALOG_KEY = struct_format(hfs.CatalogKeyHead, "parentID", "nodeName_length")
 _HEADER_READ = 512  # bytes of the MDB / volume header sector read
 
@@ -204,7 +206,7 @@ def _hfspluslabel_text(src: ByteSource, vh: bytes, off: int) -> str | None:
     parent, n = _CATALOG_KEY.unpack_from(node, _NODE_DESCRIPTOR)
     if parent != hfs.ROOT_PARENT_ID or n > hfs.MAX_NAME_UNITS:
         return None
-    name_at = _NODE_DESCRIPTOR + hfs.CatalogKeyHead.sizeof()
+    name_at = _NODE_DESCRIPTOR + _CATALOG_KEY_SIZE
     return label_text(node[name_at : name_at + 2 * n].decode("utf-16-be", "replace"))
 
 
