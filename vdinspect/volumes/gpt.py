@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 from construct import Bytes, Int32ul, Int64ul, Struct
 
+from ..layout import field_slice, size_of
 from ..units import is_pow2
 from . import PARTITION, ScanContext, Volume
 from .types import gpt_attribute_flags, gpt_type_name
@@ -48,7 +49,8 @@ GptEntry = Struct(
 )  # 128 bytes (an entry may be larger; the rest is reserved)
 
 SIGNATURE = b"EFI PART"
-HEADER_SIZE = 92
+HEADER_SIZE = GptHeader.sizeof()  # 92
+_HEADER_CRC = field_slice(GptHeader, "header_crc32")  # zeroed while the CRC is computed
 #: Refuse entry arrays larger than this (sfdisk and sgdisk stay far below).
 MAX_ARRAY_BYTES = 32 << 20
 SECTOR_SIZES = (512, 4096, 1024, 2048)
@@ -117,7 +119,7 @@ def _load(ctx: ScanContext, which: str, lba: int, ss: int) -> GptHeaderCopy | No
         copy.problems.append(f"header_size {h.header_size} outside {HEADER_SIZE}..{ss}")
         return copy
     check = bytearray(data[: h.header_size])
-    check[16:20] = b"\0\0\0\0"
+    check[_HEADER_CRC] = bytes(size_of(GptHeader, "header_crc32"))
     crc = zlib.crc32(check)
     if crc != h.header_crc32:
         copy.problems.append(f"header CRC32 {h.header_crc32:#010x} != computed {crc:#010x}")

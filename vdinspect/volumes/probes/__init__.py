@@ -20,7 +20,7 @@ from ...layout import field_slice
 from ..exfat_layout import EXFAT_NAME, FILE_SYSTEM_NAME
 from ..gpt import SIGNATURE as GPT_SIGNATURE
 from ..gpt import GptHeader
-from ..mbr import BOOT_SIGNATURE, MasterBootRecord
+from ..mbr import BOOT_SIGNATURE, BOOT_SIGNATURE_AT
 from ..ntfs_layout import BITLOCKER_OEM, NTFS_OEM, REFS_OEM
 from .base import FsInfo
 from .linux import probe_btrfs, probe_ext, probe_luks, probe_lvm2, probe_md, probe_swap, probe_xfs
@@ -95,7 +95,6 @@ def encryption_error(fstype: str | None, where: str | None) -> EncryptedImage | 
 
 
 _GPT_SIG = field_slice(GptHeader, "signature")
-_MBR_SIG = field_slice(MasterBootRecord, "boot_signature")
 
 
 def disk_signature(src: ByteSource) -> str | None:
@@ -106,7 +105,7 @@ def disk_signature(src: ByteSource) -> str | None:
     for sector in (512, 4096):  # the GPT header is in LBA 1
         if read_inside(src, sector + _GPT_SIG.start, len(GPT_SIGNATURE)) == GPT_SIGNATURE:
             return "gpt"
-    if read_inside(src, _MBR_SIG.start, len(BOOT_SIGNATURE)) == BOOT_SIGNATURE:
+    if read_inside(src, BOOT_SIGNATURE_AT.start, len(BOOT_SIGNATURE)) == BOOT_SIGNATURE:
         return "mbr"
     try:
         info = probe(src)

@@ -32,6 +32,7 @@ from ..fat_layout import (
     FatGeometry,
     check_bpb,
 )
+from ..mbr import BOOT_SIGNATURE, BOOT_SIGNATURE_AT
 from ..multisector import RecordError, apply_fixup
 from ..ntfs_layout import (
     NTFS_OEM,
@@ -89,7 +90,7 @@ def fat_geometry(bs: bytes) -> FatGeometry | None:
         return None
     strong = any(bs[o : o + len(m)] == m for o, m in _FAT_MAGICS)
     if not strong:
-        if bs[510:512] != b"\x55\xaa":
+        if bs[BOOT_SIGNATURE_AT] != BOOT_SIGNATURE:
             return None
         if bs[_FAT16_TYPE_AT : _FAT16_TYPE_AT + 8] in (b"JFS     ", b"HPFS    "):
             return None
