@@ -69,6 +69,7 @@ _MAGIC_AT = field_slice(XfsSuperblock, "sb_magicnum")
 
 
 def probe_xfs(src: ByteSource, head: bytes) -> FsInfo | None:
+    """An XFS superblock at the volume start: label ``sb_fname``, UUID ``sb_uuid``."""
     if head[_MAGIC_AT] != XFS_SB_MAGIC_BYTES or len(head) < _XFS_HEAD.size:
         return None
     _, uuid, label = _XFS_HEAD.unpack_from(head)
@@ -79,6 +80,7 @@ _BTRFS_HEAD = struct_format(BtrfsSuperblock, "fsid", "magic", "label")
 
 
 def probe_btrfs(src: ByteSource) -> FsInfo | None:
+    """The primary Btrfs superblock (64 KiB in): label and filesystem UUID (``fsid``)."""
     sb = read_inside(src, BTRFS_SUPER_AT, _BTRFS_HEAD.size)
     if sb is None:
         return None
@@ -92,6 +94,8 @@ _SWAP = struct_format(lx.SwapHeader)
 
 
 def probe_swap(src: ByteSource) -> FsInfo | None:
+    """A Linux swap signature at the end of the first page (4, 8, 16 or 64 KiB), then its
+    version 1 header: label, UUID and version (0 for the old bitmap format)."""
     for page in lx.SWAP_PAGE_SIZES:
         magic = read_inside(src, page - len(lx.SWAP_MAGIC), len(lx.SWAP_MAGIC))
         if magic is None:
@@ -113,6 +117,7 @@ def probe_swap(src: ByteSource) -> FsInfo | None:
 
 
 def probe_lvm2(src: ByteSource) -> FsInfo | None:
+    """An LVM2 physical volume label in one of the first four sectors: the PV UUID."""
     # the label ("LABELONE") starts one of the first four 512-byte sectors; look for it
     # before importing the LVM2 reader, so that disks without LVM never load it
     head = read_inside(src, 0, min(src.size, 2048)) or b""
@@ -155,6 +160,7 @@ _LUKS2_UUID = field_slice(lx.Luks2BinaryHeader, "uuid")
 
 
 def probe_luks(src: ByteSource, head: bytes) -> FsInfo | None:
+    """A LUKS1/LUKS2 header: its UUID (stored as text), LUKS2's label, the version."""
     if head[_LUKS_MAGIC] != lx.LUKS_MAGIC or len(head) < _LUKS1_SIZE:
         return None
     version = int.from_bytes(head[_LUKS_VERSION], "big")
@@ -169,6 +175,7 @@ _MD_HEAD = struct_format(lx.MdSuperblock1, "magic", "major_version", "set_uuid",
 
 
 def probe_md(src: ByteSource) -> FsInfo | None:
+    """An md RAID 1.x superblock (format 1.2 at 4 KiB, 1.1 at 0): array name and UUID."""
     for off, version in lx.MD_SB_PLACES:
         sb = read_inside(src, off, _MD_HEAD.size)
         if sb is None:

@@ -23,6 +23,7 @@ _ISO_LABEL_UNITS = size_of(opt.VolumeDescriptor, "volume_id") // 2  # UCS-2 unit
 
 
 def _iso_date_uuid(digits: bytes, gmt_offset: int) -> str | None:
+    """blkid's ISO 9660 UUID: a dec-datetime written with dashes (None when unset)."""
     if all(c == 0x30 for c in digits) and gmt_offset == 0:
         return None
     s = digits.decode("ascii", "replace")
@@ -30,6 +31,8 @@ def _iso_date_uuid(digits: bytes, gmt_offset: int) -> str | None:
 
 
 def probe_iso9660(src: ByteSource) -> FsInfo | None:
+    """An ISO 9660 primary volume descriptor at sector 16; a Joliet supplementary one
+    gives the version and, when it differs, the label (UCS-2)."""
     pvd = read_inside(src, opt.DESCRIPTORS_AT, opt.DESCRIPTOR_SIZE)
     if pvd is None:
         return None
@@ -83,6 +86,8 @@ _UDF_DESCRIPTOR_READ = 512  # the smallest block: holds every field read
 
 
 def probe_udf(src: ByteSource) -> FsInfo | None:
+    """A UDF volume: NSR02/03 in the recognition sequence, then the anchor at sector 256
+    (block sizes tried in turn) leading to the logical (else primary) volume identifier."""
     nsr = False
     for i in range(opt.VRS_MAX):
         vsd = read_inside(src, opt.DESCRIPTORS_AT + opt.DESCRIPTOR_SIZE * i, _VSD_SIZE)
@@ -141,6 +146,7 @@ _HEADER_READ = 512  # bytes of the MDB / volume header sector read
 
 
 def _hfs_uuid(fid: bytes) -> str | None:
+    """blkid's HFS UUID: an MD5 name-based UUID of the 64-bit volume id in the Finder info."""
     if not any(fid):
         return None
     d = bytearray(hashlib.md5(_HFS_HASH_INIT + fid).digest())
@@ -150,6 +156,7 @@ def _hfs_uuid(fid: bytes) -> str | None:
 
 
 def probe_hfs(src: ByteSource) -> FsInfo | None:
+    """An HFS volume (its Mac Roman name), or HFS Plus, bare or wrapped in HFS."""
     mdb = read_inside(src, hfs.VOLUME_HEADER_AT, _HEADER_READ)
     if mdb is None:
         return None
@@ -232,6 +239,7 @@ _UB_MAGIC = size_of(lx.UberblockHead, "ub_magic")
 
 
 def probe_zfs(src: ByteSource) -> FsInfo | None:
+    """A ZFS vdev: the uberblock magic in one of the first slots of label 0's ring."""
     for k in range(4):
         ub = read_inside(src, lx.UBERBLOCK_ARRAY_AT + lx.UBERBLOCK_SLOT * k, _UB_MAGIC)
         if ub is None:

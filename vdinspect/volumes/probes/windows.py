@@ -120,6 +120,8 @@ def _fat_dir_label(raw: bytes) -> bytes | None:
 
 
 def probe_fat(src: ByteSource, bs: bytes) -> FsInfo | None:
+    """A FAT12/16/32 volume: the label from the root directory's volume-label entry (else
+    the boot sector's), the serial as blkid prints it, the FAT type."""
     g = fat_geometry(bs)
     if g is None:
         return None
@@ -154,6 +156,7 @@ _EXFAT_ENTRY = VolumeLabelEntry.sizeof()  # exFAT directory entries are 32 bytes
 
 
 def probe_exfat(src: ByteSource, bs: bytes) -> FsInfo | None:
+    """An exFAT volume: the label entry of the root directory, serial and revision."""
     if boot_sector_problem(bs) is not None:
         return None
     b = ExfatBootSector.parse(bs)
@@ -191,6 +194,7 @@ _NTFS_VOLUME_RECORD = 3  # $Volume's MFT record number
 
 
 def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
+    """An NTFS volume: the serial from the boot sector, the label from $Volume."""
     if bs[NTFS_OEM_AT] != NTFS_OEM:
         return None
     ssize, spc, mft_lcn, cpr, serial = _NTFS_BPB.unpack_from(bs)
