@@ -89,6 +89,8 @@ AttributeFlags = FlagsEnum(Int16ul, IS_COMPRESSED=0x0001, IS_ENCRYPTED=0x4000, I
 
 # --- on-disk structures ----------------------------------------------------------------
 
+FILE_RECORD_MAGIC = b"FILE"  # the magic of an MFT record (MultiSectorHeader.magic)
+
 FileRecordHeader = Struct(
     *MultiSectorHeader.subcons,
     "lsn" / Int64ul * "$LogFile sequence number of the last change",

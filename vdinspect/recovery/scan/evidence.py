@@ -41,8 +41,8 @@ from ...volumes.linux_layout import (
 )
 from ...volumes.lvm2 import LabelHeader, PvHeader, format_uuid, is_label, label_crc
 from ...volumes.mbr import BOOT_SIGNATURE, ENTRY_OFFSET, MasterBootRecord
+from ...volumes.ntfs_layout import FILE_RECORD_MAGIC, cluster_sectors
 from ...volumes.ntfs_layout import BootSector as NtfsBootSector
-from ...volumes.ntfs_layout import cluster_sectors
 from ...volumes.probes import is_filesystem_boot_sector, probe_ext
 from ...volumes.types import MBR_EXTENDED, MBR_GPT_PROTECTIVE
 from ...volumes.xfs_layout import Superblock as XfsSuperblock
@@ -79,6 +79,9 @@ def _parsed(src: ByteSource, pos: int, st: Construct) -> Container | None:
     return None if raw is None else st.parse(raw)
 
 
+_FILE_MAGIC = len(FILE_RECORD_MAGIC)  # bytes of an MFT record's magic
+
+
 def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
     """An NTFS boot sector: the volume starts here, or ``total_sectors`` back (backup)."""
     b = _parsed(src, pos, NtfsBootSector)
@@ -91,7 +94,7 @@ def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
     out = []
     for start, what, w in ((pos, "ntfs boot sector", 0.6),
                            (pos - b.total_sectors * ss, "ntfs backup boot sector", 0.5)):
-        if read_inside(src, start + b.mft_lcn * cs, 4) == b"FILE":
+        if read_inside(src, start + b.mft_lcn * cs, _FILE_MAGIC) == FILE_RECORD_MAGIC:
             length = (b.total_sectors + 1) * ss
             out.append(Evidence(start, length, "ntfs", f"{what} at {pos:#x}", pos, w))
             if b.hidden_sectors and b.hidden_sectors * ss == start:

@@ -35,6 +35,7 @@ from ..fat_layout import (
 from ..mbr import BOOT_SIGNATURE, BOOT_SIGNATURE_AT
 from ..multisector import RecordError, apply_fixup
 from ..ntfs_layout import (
+    FILE_RECORD_MAGIC,
     NTFS_OEM,
     cluster_sectors,
     record_size,
@@ -211,7 +212,7 @@ def probe_ntfs(src: ByteSource, bs: bytes) -> FsInfo | None:
         if rec is not None:
             rec = bytearray(rec)
             try:
-                apply_fixup(rec, b"FILE")
+                apply_fixup(rec, FILE_RECORD_MAGIC)
                 label = volume_name(rec)
             except RecordError:
                 pass
