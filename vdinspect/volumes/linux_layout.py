@@ -10,7 +10,7 @@ on-disk format (cryptsetup docs); linux include/uapi/linux/raid/md_p.h
 
 from __future__ import annotations
 
-from construct import Bytes, Int32ub, Int32ul, Int64ub, Int64ul, Struct
+from construct import Bytes, Int16ub, Int32ub, Int32ul, Int64ub, Int64ul, Struct
 
 # --- Linux swap ---------------------------------------------------------------------------
 
@@ -31,9 +31,14 @@ SwapHeader = Struct(
 LUKS_MAGIC = b"LUKS\xba\xbe"
 LUKS2_SECONDARY_MAGIC = b"SKUL\xba\xbe"
 
+#: how every LUKS header starts (LUKS2 kept LUKS1's first 8 bytes so that old tools see it)
+LuksHeaderStart = Struct(
+    "magic" / Bytes(6) * 'LUKS\\xba\\xbe (LUKS2\'s secondary header: SKUL\\xba\\xbe)',
+    "version" / Int16ub * "1 or 2",
+)
+
 Luks1Header = Struct(
-    "magic" / Bytes(6) * 'LUKS\\xba\\xbe',
-    "version" / Bytes(2) * "1, big-endian",
+    *LuksHeaderStart.subcons,
     "cipherName" / Bytes(32) * "cipher name, NUL padded",
     "cipherMode" / Bytes(32) * "cipher mode, NUL padded",
     "hashSpec" / Bytes(32) * "hash name, NUL padded",
@@ -46,8 +51,7 @@ Luks1Header = Struct(
 )  # 208 bytes, then 8 key slots
 
 Luks2BinaryHeader = Struct(
-    "magic" / Bytes(6) * 'LUKS\\xba\\xbe (primary) or SKUL\\xba\\xbe (secondary)',
-    "version" / Bytes(2) * "2, big-endian",
+    *LuksHeaderStart.subcons,
     "hdr_size" / Int64ub * "binary header plus JSON area, bytes",
     "seqid" / Int64ub * "sequence id, increased on every update",
     "label" / Bytes(48) * "label, NUL padded",

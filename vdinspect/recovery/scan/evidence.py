@@ -37,6 +37,7 @@ from ...volumes.linux_layout import (
     SWAP_PAGE_SIZES,
     Luks1Header,
     Luks2BinaryHeader,
+    LuksHeaderStart,
     SwapHeader,
 )
 from ...volumes.lvm2 import LabelHeader, PvHeader, format_uuid, is_label, label_crc
@@ -289,7 +290,7 @@ def bitlocker(src: ByteSource, pos: int) -> list[Evidence]:
 
 
 _NTFS_END = field_slice(NtfsBootSector, "end_of_sector_marker")
-_LUKS_VERSION = field_slice(Luks2BinaryHeader, "version")
+_LUKS_VERSION = field_slice(LuksHeaderStart, "version")
 _GPT_HDR = GptHeader.sizeof()
 _GPT_ENTRY = struct_format(GptEntry, "partition_type_guid", "starting_lba", "ending_lba",
                            "partition_name")

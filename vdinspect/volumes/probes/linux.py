@@ -151,8 +151,8 @@ def probe_lvm2(src: ByteSource) -> FsInfo | None:
     )
 
 
-_LUKS_MAGIC = field_slice(lx.Luks1Header, "magic")  # magic and version: the same in LUKS2
-_LUKS_VERSION = field_slice(lx.Luks1Header, "version")
+_LUKS_MAGIC = field_slice(lx.LuksHeaderStart, "magic")
+_LUKS_VERSION = field_slice(lx.LuksHeaderStart, "version")
 _LUKS1_UUID = field_slice(lx.Luks1Header, "uuid")
 _LUKS1_SIZE = lx.Luks1Header.sizeof()
 _LUKS2_LABEL = field_slice(lx.Luks2BinaryHeader, "label")
