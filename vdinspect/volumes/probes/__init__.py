@@ -1,12 +1,14 @@
 """Filesystem magic probes: what a volume holds, with its label and UUID where cheap.
 
 Each probe reads a few small blocks at fixed places and answers like ``blkid -p`` does
-(TYPE, LABEL, UUID formatted as blkid prints them), with one difference: FAT volumes are
-named ``fat12``/``fat16``/``fat32`` (blkid's TYPE=vfat plus its VERSION), decided from the
-BPB by counting clusters as the FAT specification says (``fat_layout.check_bpb``, shared
+(TYPE, LABEL, UUID formatted as blkid prints them; md RAID's UUID as mdadm prints it), and
+FAT volumes are named ``fat12``/``fat16``/``fat32`` (blkid's TYPE=vfat plus its VERSION),
+decided from the BPB by counting clusters as the FAT specification says (``fat_layout.check_bpb``, shared
 with the FAT driver: at exactly 4084 clusters that is FAT12, where blkid says FAT16).
-Places and fields come from each format's specification, checked against util-linux's
-expected outputs (tests/ts/blkid) and real mkfs tools."""
+Places and fields come from each format's specification, read through the layouts
+declared once in ``volumes/*_layout.py``, and are checked against util-linux's expected
+outputs (tests/ts/blkid) and real mkfs tools. The probes live by family (``windows``,
+``linux``, ``media``); this module holds the order in which they are tried."""
 
 from __future__ import annotations
 
