@@ -3,8 +3,9 @@
 Each probe reads a few small blocks at fixed places and answers like ``blkid -p`` does
 (TYPE, LABEL, UUID formatted as blkid prints them; md RAID's UUID as mdadm prints it), and
 FAT volumes are named ``fat12``/``fat16``/``fat32`` (blkid's TYPE=vfat plus its VERSION),
-decided from the BPB by counting clusters as the FAT specification says (``fat_layout.check_bpb``, shared
-with the FAT driver: at exactly 4084 clusters that is FAT12, where blkid says FAT16).
+decided from the BPB by counting clusters as the FAT specification says
+(``fat_layout.check_bpb``, shared with the FAT driver: at exactly 4084 clusters that is
+FAT12, where blkid says FAT16).
 Places and fields come from each format's specification, read through the layouts
 declared once in ``volumes/*_layout.py``, and are checked against util-linux's expected
 outputs (tests/ts/blkid) and real mkfs tools. The probes live by family (``windows``,
