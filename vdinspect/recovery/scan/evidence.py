@@ -31,7 +31,7 @@ from ...volumes.exfat_layout import boot_sector_problem
 from ...volumes.ext_layout import SUPERBLOCK_OFFSET, IncompatFeatures
 from ...volumes.ext_layout import Superblock as ExtSuperblock
 from ...volumes.fat_layout import check_bpb
-from ...volumes.gpt import MAX_ARRAY_BYTES, GptEntry, GptHeader, guid_str
+from ...volumes.gpt import MAX_ARRAY_BYTES, GptEntry, GptHeader, guid_str, header_crc
 from ...volumes.linux_layout import (
     SWAP_HEADER_AT,
     SWAP_PAGE_SIZES,
@@ -294,7 +294,6 @@ _LUKS_VERSION = field_slice(LuksHeaderStart, "version")
 _GPT_HDR = GptHeader.sizeof()
 _GPT_ENTRY = struct_format(GptEntry, "partition_type_guid", "starting_lba", "ending_lba",
                            "partition_name")
-_GPT_CRC_AT = offset_of(GptHeader, "header_crc32")
 
 
 def gpt(src: ByteSource, pos: int) -> list[Evidence]:
@@ -305,9 +304,7 @@ def gpt(src: ByteSource, pos: int) -> list[Evidence]:
     h = GptHeader.parse(raw)
     if not _GPT_HDR <= h.header_size <= SECTOR:
         return []
-    check = bytearray(raw[: h.header_size])
-    check[_GPT_CRC_AT:_GPT_CRC_AT + 4] = b"\0\0\0\0"
-    if zlib.crc32(check) != h.header_crc32:
+    if header_crc(raw, h.header_size) != h.header_crc32:
         return []
     ss = next((s for s in (512, 4096) if h.my_lba * s == pos), None)
     if ss is None:  # the GPT of some other disk stored inside this one
