@@ -30,7 +30,7 @@ from .multisector import MultiSectorHeader
 # --- the boot sector -------------------------------------------------------------------
 
 NTFS_OEM = b"NTFS    "
-BITLOCKER_OEM = b"-FVE-FS-"  # oem_id of a BitLocker volume (the same boot-sector layout)
+BITLOCKER_OEM = b"-FVE-FS-"  # oem_id of a BitLocker volume (libyal libbde: "BDE format")
 REFS_OEM = b"ReFS"  # oem_id of a ReFS volume starts so
 
 BootSector = Struct(
