@@ -119,3 +119,103 @@ def test_ext_formats_equal_the_hand_typed_ones():
     assert offset_of(inode.Inode, "i_block") == 0x28
     assert offset_of(dirs.DxRoot, "dx_root_info.reserved_zero") == 24
     assert offset_of(journal.CommitBlock, "h_commit_sec") == 0x30
+
+
+def test_is_pow2():
+    from vdinspect.units import is_pow2
+
+    powers = {1 << k for k in range(70)}
+    assert [n for n in range(-5, 5000) if is_pow2(n)] == sorted(p for p in powers if p < 5000)
+    assert all(is_pow2(p) for p in powers)
+    assert not any(is_pow2(p + 1) for p in powers if p > 1)
+
+
+# the places the specifications give (typed from the documents, not from our Structs):
+# (layout, field, byte offset, field size)
+SPEC_OFFSETS = [
+    # XFS: xfs_format.h struct xfs_dsb
+    ("xfs_layout.Superblock", "sb_uuid", 32, 16),
+    ("xfs_layout.Superblock", "sb_fname", 108, 12),
+    ("xfs_layout.Superblock", "sb_crc", 224, 4),
+    # Btrfs: btrfs_tree.h struct btrfs_super_block
+    ("btrfs_layout.Superblock", "fsid", 0x20, 16),
+    ("btrfs_layout.Superblock", "magic", 0x40, 8),
+    ("btrfs_layout.Superblock", "dev_item.devid", 0xC9, 8),
+    ("btrfs_layout.Superblock", "label", 0x12B, 256),
+    ("btrfs_layout.Superblock", "sys_chunk_array", 0x32B, 2048),
+    # swap.h union swap_header, from byte 1024 of the page
+    ("linux_layout.SwapHeader", "sws_uuid", 12, 16),
+    ("linux_layout.SwapHeader", "sws_volume", 28, 16),
+    # LUKS1 spec 1.2.3 and the LUKS2 on-disk format
+    ("linux_layout.Luks1Header", "payloadOffset", 104, 4),
+    ("linux_layout.Luks1Header", "uuid", 168, 40),
+    ("linux_layout.Luks2BinaryHeader", "label", 24, 48),
+    ("linux_layout.Luks2BinaryHeader", "uuid", 168, 40),
+    ("linux_layout.Luks2BinaryHeader", "hdr_offset", 256, 8),
+    # md_p.h struct mdp_superblock_1
+    ("linux_layout.MdSuperblock1", "set_uuid", 16, 16),
+    ("linux_layout.MdSuperblock1", "set_name", 32, 32),
+    # ECMA-119 8.4 (primary volume descriptor)
+    ("optical_layout.VolumeDescriptor", "volume_id", 40, 32),
+    ("optical_layout.VolumeDescriptor", "volume_space_size", 80, 4),
+    ("optical_layout.VolumeDescriptor", "escape", 88, 32),
+    ("optical_layout.VolumeDescriptor", "root_directory_record", 156, 34),
+    ("optical_layout.VolumeDescriptor", "creation_date.digits", 813, 16),
+    ("optical_layout.VolumeDescriptor", "modification_date.digits", 830, 16),
+    ("optical_layout.VolumeDescriptor", "file_structure_version", 881, 1),
+    # ECMA-167 3/10.2 (anchor), 3/10.1 (primary volume), 3/10.6 (logical volume)
+    ("optical_layout.AnchorVolumeDescriptorPointer", "DescriptorTag.TagLocation", 12, 4),
+    ("optical_layout.AnchorVolumeDescriptorPointer",
+     "MainVolumeDescriptorSequenceExtent.ExtentLength", 16, 4),
+    ("optical_layout.PrimaryVolumeDescriptorHead", "VolumeIdentifier", 24, 32),
+    ("optical_layout.LogicalVolumeDescriptorHead", "LogicalVolumeIdentifier", 84, 128),
+    # Inside Macintosh: Files (MDB) and TN1150 (HFS Plus volume header, B-tree nodes)
+    ("hfs_layout.MasterDirectoryBlock", "drAlBlkSiz", 0x14, 4),
+    ("hfs_layout.MasterDirectoryBlock", "drAlBlSt", 0x1C, 2),
+    ("hfs_layout.MasterDirectoryBlock", "drVN", 0x24, 28),
+    ("hfs_layout.MasterDirectoryBlock", "drEmbedSigWord", 0x7C, 2),
+    ("hfs_layout.MasterDirectoryBlock", "drEmbedExtent.startBlock", 0x7E, 2),
+    ("hfs_layout.VolumeHeader", "blockSize", 0x28, 4),
+    ("hfs_layout.VolumeHeader", "finderInfo", 0x50, 32),
+    ("hfs_layout.VolumeHeader", "catalogFile.logicalSize", 0x110, 8),
+    ("hfs_layout.VolumeHeader", "catalogFile.extents", 0x120, 64),
+    ("hfs_layout.BTHeaderRec", "firstLeafNode", 24 - 14, 4),
+    ("hfs_layout.BTHeaderRec", "nodeSize", 32 - 14, 2),
+]
+SPEC_SIZES = [
+    ("xfs_layout.Superblock", 264), ("btrfs_layout.Superblock", 4096),
+    ("linux_layout.Luks1Header", 208), ("optical_layout.VolumeDescriptor", 2048),
+    ("optical_layout.DescriptorTag", 16), ("hfs_layout.MasterDirectoryBlock", 162),
+    ("hfs_layout.VolumeHeader", 512), ("hfs_layout.ForkData", 80),
+    ("hfs_layout.BTNodeDescriptor", 14),
+]
+
+
+def _layout(dotted: str):
+    import importlib
+
+    module, name = dotted.split(".")
+    return getattr(importlib.import_module(f"vdinspect.volumes.{module}"), name)
+
+
+@pytest.mark.parametrize("layout,field,offset,size", SPEC_OFFSETS)
+def test_volume_layouts_put_fields_where_the_specs_do(layout, field, offset, size):
+    from vdinspect.layout import offset_of, size_of
+
+    st = _layout(layout)
+    assert (offset_of(st, field), size_of(st, field)) == (offset, size)
+
+
+@pytest.mark.parametrize("layout,size", SPEC_SIZES)
+def test_volume_layout_sizes(layout, size):
+    assert _layout(layout).sizeof() == size
+
+
+def test_drivers_reexport_the_one_superblock_declaration():
+    from vdinspect.filesystems.btrfs import structs as btrfs
+    from vdinspect.filesystems.xfs import structs as xfs
+    from vdinspect.volumes import btrfs_layout, xfs_layout
+
+    assert xfs.Superblock is xfs_layout.Superblock
+    assert btrfs.Superblock is btrfs_layout.Superblock
+    assert btrfs.DevItem is btrfs_layout.DevItem

@@ -1,7 +1,8 @@
-"""What the tests share to run the independent tools: one ``run()``."""
+"""What the tests share to run the independent tools: one ``run()``, and blkid's tags."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -21,3 +22,15 @@ def run(*cmd, input: str | bytes | None = None, check: bool = True, binary: bool
                            f"{r.stderr.decode('utf-8', 'replace')}")
     return r.stdout if binary else r.stdout.decode("utf-8", errors)
 
+
+
+def blkid_tags(path: str | Path, offset: int = 0, size: int | None = None) -> dict:
+    """``blkid -p -o export`` of ``path`` (from ``offset``, ``size`` bytes) as a dict of its
+    tags (TYPE, LABEL, UUID, VERSION...), the shell escapes of the export format undone
+    (``btrfs\\ label`` is ``btrfs label``); empty when blkid recognises nothing."""
+    args = ["blkid", "-p", "-o", "export", "-O", str(offset)]
+    if size is not None:
+        args += ["-S", str(size)]
+    out = run(*args, path, check=False)
+    tags = (line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {k: re.sub(r"\\(.)", r"\1", v) for k, v in tags}

@@ -72,6 +72,12 @@ def _scalar(sc: cs.Construct, where: str) -> tuple[str, str, int]:
 
 def leaves(st: cs.Construct, prefix: str = "", base: int = 0) -> list[Leaf]:
     """The fields of a fixed-size Struct, flattened, in order."""
+    return list(_leaves(st, prefix, base))
+
+
+@cache
+def _leaves(st: cs.Construct, prefix: str, base: int) -> tuple[Leaf, ...]:
+    """:func:`leaves`, computed once per layout (the probes derive many fields from one)."""
     out: list[Leaf] = []
     pos = base
     for sc in _unwrap(st).subcons:
@@ -97,7 +103,7 @@ def leaves(st: cs.Construct, prefix: str = "", base: int = 0) -> list[Leaf]:
             pos += size
         else:
             raise TypeError(f"{name}: not a fixed-size field ({inner!r})")
-    return out
+    return tuple(out)
 
 
 def _order(picked: list[Leaf]) -> str:

@@ -1,4 +1,5 @@
-"""Numbers for people: byte counts in binary units (one definition for every view)."""
+"""Numbers for people (byte counts in binary units, UUIDs as text) and the one test of a
+power of two: one definition for every view and every reader."""
 
 from __future__ import annotations
 
@@ -27,3 +28,8 @@ def uuid_text(raw: bytes) -> str:
     import uuid  # (kept out of ``import vdinspect``)
 
     return str(uuid.UUID(bytes=bytes(raw)))
+
+
+def is_pow2(n: int) -> bool:
+    """True when ``n`` is a power of two (1, 2, 4...): block, sector and cluster sizes."""
+    return n > 0 and n & (n - 1) == 0

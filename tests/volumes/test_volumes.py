@@ -22,6 +22,7 @@ import pytest
 import vdinspect
 from tests import volume_builder as vb
 from tests.conftest import SHARED_SAMPLES, have
+from tests.tools import blkid_tags as blkid_probe
 from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
 from vdinspect import cli
 from vdinspect.containers.registry import FORMATS
@@ -79,19 +80,6 @@ def spans(df, kind: str = "data", extended=("0x05", "0x0f", "0x85")):
         d = df[(df["type"] != "unallocated") & (df["scheme"] != "lvm2")]
         d = d[~d["type"].isin(extended)]
     return sorted(zip(d["start"].tolist(), d["length"].tolist()))
-
-
-def blkid_probe(path, offset: int = 0, size: int | None = None) -> dict:
-    args = ["blkid", "-p", "-o", "export", "-O", str(offset)]
-    if size is not None:
-        args += ["-S", str(size)]
-    r = subprocess.run(args + [str(path)], capture_output=True, text=True)
-    out = {}
-    for line in r.stdout.splitlines():
-        if "=" in line:
-            k, v = line.split("=", 1)
-            out[k] = v
-    return out
 
 
 def blkid_expect(tags: dict) -> tuple[str | None, str | None, str | None]:

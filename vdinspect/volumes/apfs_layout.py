@@ -16,6 +16,7 @@ from construct import Array, Bytes, Int16ul, Int32ul, Int64ul, Struct
 
 from ..io import ByteSource
 from ..layout import offset_of, struct_format
+from ..units import is_pow2
 
 ObjPhys = Struct(
     "o_cksum" / Int64ul * "Fletcher-64 checksum of the object",
@@ -24,6 +25,8 @@ ObjPhys = Struct(
     "o_type" / Int32ul * "object type and storage flags",
     "o_subtype" / Int32ul * "type of the object's contents",
 )
+
+NX_MAGIC = b"NXSB"  # nx_magic of the container superblock
 
 NxSuperblock = Struct(
     "nx_o" / ObjPhys,
@@ -112,7 +115,7 @@ def encrypted_volumes(src: ByteSource, head: bytes) -> tuple[int, int] | None:
     """(encrypted volumes, volumes found) of the APFS container whose first bytes are
     ``head``, or None when its object map is not a single leaf this look can read."""
     bs, count, omap, maxfs = _NX.unpack_from(head)
-    if not 4096 <= bs <= 65536 or bs & (bs - 1) or omap == 0 or omap >= count:
+    if not 4096 <= bs <= 65536 or not is_pow2(bs) or omap == 0 or omap >= count:
         return None
 
     def block(n: int) -> bytes | None:

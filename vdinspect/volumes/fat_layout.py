@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from construct import Bytes, Container, FlagsEnum, Int8ul, Int16ul, Int32ul, Struct
 
 from ..layout import struct_format
+from ..units import is_pow2
 
 BootSector = Struct(
     "BS_jmpBoot" / Bytes(3) * "jump to the boot code (EB xx 90 or E9 xx xx)",
@@ -108,6 +109,7 @@ DELETED, KANJI_E5 = 0xE5, 0x05  # DIR_Name[0]: a deleted entry; a name starting 
 NO_NAME = b"NO NAME    "
 FAT12_MAX_CLUSTERS, FAT16_MAX_CLUSTERS = 4084, 65524  # more than this: the next type up
 FAT32_MAX_CLUSTERS = 0x0FFFFFF6  # libblkid's limit for a FAT32 volume
+FAT32_ENTRY_MASK = 0x0FFFFFFF  # FAT32 entries are 28 bits wide (the top 4 are reserved)
 SECTOR_SIZES = (512, 1024, 2048, 4096)
 
 
@@ -150,7 +152,7 @@ def check_bpb(bs: bytes) -> FatGeometry | str:
     ssize, spc = b.BPB_BytsPerSec, b.BPB_SecPerClus
     if ssize not in SECTOR_SIZES:
         return f"bytes per sector {ssize} is not 512..4096"
-    if spc == 0 or spc & (spc - 1):
+    if not is_pow2(spc):
         return f"sectors per cluster {spc} is not a power of 2"
     if b.BPB_RsvdSecCnt == 0:
         return "no reserved sectors"

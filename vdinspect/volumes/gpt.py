@@ -15,6 +15,8 @@ import zlib
 import numpy as np
 from construct import Bytes, Int32ul, Int64ul, Struct
 
+from ..layout import field_slice
+from ..units import is_pow2
 from . import PARTITION, ScanContext, Volume
 from .types import gpt_attribute_flags, gpt_type_name
 
@@ -47,10 +49,20 @@ GptEntry = Struct(
 )  # 128 bytes (an entry may be larger; the rest is reserved)
 
 SIGNATURE = b"EFI PART"
-HEADER_SIZE = 92
+HEADER_SIZE = GptHeader.sizeof()  # 92
+_HEADER_CRC = field_slice(GptHeader, "header_crc32")  # zeroed while the CRC is computed
+_SIGNATURE_AT = field_slice(GptHeader, "signature")
 #: Refuse entry arrays larger than this (sfdisk and sgdisk stay far below).
 MAX_ARRAY_BYTES = 32 << 20
 SECTOR_SIZES = (512, 4096, 1024, 2048)
+
+
+def header_crc(raw: bytes, header_size: int) -> int:
+    """The CRC32 of a header's first ``header_size`` bytes with ``header_crc32`` taken as
+    zero: what ``header_crc32`` must hold (UEFI spec, 5.3.2)."""
+    check = bytearray(raw[:header_size])
+    check[_HEADER_CRC] = bytes(_HEADER_CRC.stop - _HEADER_CRC.start)
+    return zlib.crc32(check)
 
 
 def guid_str(b: bytes) -> str:
@@ -107,7 +119,7 @@ def _load(ctx: ScanContext, which: str, lba: int, ss: int) -> GptHeaderCopy | No
     if lba <= 0 or off + ss > ctx.size:
         return None
     data = ctx.source.read(off, ss)
-    if data[:8] != SIGNATURE:
+    if data[_SIGNATURE_AT] != SIGNATURE:
         return None
     h = GptHeader.parse(data)
     copy = GptHeaderCopy(which, lba, ss, h, data)
@@ -115,15 +127,13 @@ def _load(ctx: ScanContext, which: str, lba: int, ss: int) -> GptHeaderCopy | No
     if not HEADER_SIZE <= h.header_size <= ss:
         copy.problems.append(f"header_size {h.header_size} outside {HEADER_SIZE}..{ss}")
         return copy
-    check = bytearray(data[: h.header_size])
-    check[16:20] = b"\0\0\0\0"
-    crc = zlib.crc32(check)
+    crc = header_crc(data, h.header_size)
     if crc != h.header_crc32:
         copy.problems.append(f"header CRC32 {h.header_crc32:#010x} != computed {crc:#010x}")
     if h.my_lba != lba:
         copy.problems.append(f"my_lba {h.my_lba} but the header sits at LBA {lba}")
     n, esz = h.num_partition_entries, h.size_of_partition_entry
-    if esz < 128 or esz & (esz - 1) or esz > 1 << 20:
+    if esz < 128 or not is_pow2(esz) or esz > 1 << 20:
         copy.problems.append(f"size_of_partition_entry {esz} is not 128 x 2^n")
         return copy
     nbytes = n * esz

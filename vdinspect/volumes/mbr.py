@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Struct
 
+from ..layout import field_slice, offset_of
 from . import CONTAINER, PARTITION, ScanContext, Volume
 from .types import MBR_EXTENDED, MBR_GPT_PROTECTIVE, mbr_type_name
 
@@ -36,7 +37,10 @@ MasterBootRecord = Struct(
 )  # 512 bytes; an EBR has the same layout (only the first two entries are used)
 
 BOOT_SIGNATURE = b"\x55\xaa"
-ENTRY_OFFSET = 446
+ENTRY_OFFSET = offset_of(MasterBootRecord, "partitions")  # 446
+ENTRY_SIZE = PartitionEntry.sizeof()  # 16
+#: where a boot sector (an MBR, an EBR, a FAT/NTFS/exFAT boot sector) ends in 55 AA
+BOOT_SIGNATURE_AT = field_slice(MasterBootRecord, "boot_signature")
 #: Refuse chains longer than this (a loop-free chain this long is corrupt anyway).
 MAX_LOGICALS = 4096
 
@@ -69,9 +73,9 @@ class _Raw(dict):
 
 def looks_like_mbr(sector0: bytes) -> bool:
     """55 AA at 510 and every boot indicator 0x00 or 0x80 (libblkid's test)."""
-    if len(sector0) < 512 or sector0[510:512] != BOOT_SIGNATURE:
+    if len(sector0) < 512 or sector0[BOOT_SIGNATURE_AT] != BOOT_SIGNATURE:
         return False
-    return all(sector0[ENTRY_OFFSET + 16 * i] in (0x00, 0x80) for i in range(4))
+    return all(sector0[ENTRY_OFFSET + ENTRY_SIZE * i] in (0x00, 0x80) for i in range(4))
 
 
 class MbrTable:
@@ -104,7 +108,7 @@ class MbrTable:
             if e.type == 0 or e.num_sectors == 0:
                 continue
             slot = i + 1
-            off = ENTRY_OFFSET + 16 * i
+            off = ENTRY_OFFSET + ENTRY_SIZE * i
             extended = e.type in MBR_EXTENDED
             v = Volume(
                 scheme="mbr",
@@ -164,7 +168,7 @@ class MbrTable:
                 )
             data = ctx.source.read(off, 512)
             ctx.structure("EBR", off, 512, f"extended boot record #{len(seen)}")
-            if data[510:512] != BOOT_SIGNATURE:
+            if data[BOOT_SIGNATURE_AT] != BOOT_SIGNATURE:
                 ctx.finding(
                     "warning", "EBR", off + 510, f"EBR at sector {cur} lacks 55 AA; chain ends"
                 )
@@ -187,7 +191,7 @@ class MbrTable:
                     length=e.num_sectors * ss,
                     index=index,
                     bootable=e.status == 0x80,
-                    raw=_entry_raw(e, off + ENTRY_OFFSET + 16 * k, k + 1, ebr=off),
+                    raw=_entry_raw(e, off + ENTRY_OFFSET + ENTRY_SIZE * k, k + 1, ebr=off),
                     disk=ctx.source,
                     parent=ext,
                 )
@@ -196,7 +200,7 @@ class MbrTable:
                     ctx.finding(
                         "warning",
                         "EBR entry",
-                        off + ENTRY_OFFSET + 16 * k,
+                        off + ENTRY_OFFSET + ENTRY_SIZE * k,
                         f"logical partition {index} [{start}, {start + e.num_sectors}) "
                         f"is not inside its extended partition [{ext_start}, {ext_end})",
                     )

@@ -30,6 +30,8 @@ from .multisector import MultiSectorHeader
 # --- the boot sector -------------------------------------------------------------------
 
 NTFS_OEM = b"NTFS    "
+BITLOCKER_OEM = b"-FVE-FS-"  # oem_id of a BitLocker volume (libyal libbde: "BDE format")
+REFS_OEM = b"ReFS"  # oem_id of a ReFS volume starts so
 
 BootSector = Struct(
     "jump" / Bytes(3) * "x86 jump over the BPB",
@@ -87,6 +89,8 @@ AttributeFlags = FlagsEnum(Int16ul, IS_COMPRESSED=0x0001, IS_ENCRYPTED=0x4000, I
 
 # --- on-disk structures ----------------------------------------------------------------
 
+FILE_RECORD_MAGIC = b"FILE"  # the magic of an MFT record (MultiSectorHeader.magic)
+
 FileRecordHeader = Struct(
     *MultiSectorHeader.subcons,
     "lsn" / Int64ul * "$LogFile sequence number of the last change",
@@ -137,6 +141,13 @@ NonResidentForm = Struct(
 CompressedSize = Struct(
     "compressed_size" / Int64ul * "bytes of clusters actually allocated (compressed/sparse)",
 )  # 8 bytes after the non-resident form, present when compressed or sparse
+
+
+def cluster_sectors(value: int) -> int:
+    """Sectors per cluster from ``sectors_per_cluster``: the value itself up to 0x80, above
+    that 2 ** (256 - value) (how large clusters are stored)."""
+    return 1 << (256 - value) if value > 0x80 else value
+
 
 def record_size(value: int, cluster_size: int) -> int:
     """Bytes of an MFT or index record from the boot sector's ``clusters_per_*_record``:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from ...layout import struct_format
+from ...units import is_pow2
 from .reader import Found, Reader
 from .structs import SQLITE_HEADER, ZIP64_END, ZIP64_LOCATOR, ZIP_CENTRAL, ZIP_END, ZIP_LOCAL
 
@@ -177,7 +178,7 @@ def sqlite(r: Reader, off: int, max_size: int) -> Found | None:
     if h is None or h[0] != b"SQLite format 3\0":
         return None
     page = 65536 if h[1] == 1 else h[1]
-    if page < 512 or page & (page - 1) or h[5] != 64 or h[6] != 32 or h[7] != 32:
+    if page < 512 or not is_pow2(page) or h[5] != 64 or h[6] != 32 or h[7] != 32:
         return None
     change, count, encoding, valid_for = h[8], h[9], h[16], h[21]
     if count and valid_for == change:

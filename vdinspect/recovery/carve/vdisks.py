@@ -12,7 +12,7 @@ from ...containers.vdi.structs import Header1, PreHeader
 from ...containers.vhd.structs import DynamicDiskHeader, HardDiskFooter
 from ...containers.vmdk.structs import SparseExtentHeader
 from ...layout import offset_of, struct_format
-from ...units import human
+from ...units import human, is_pow2
 from .reader import Found, Reader
 
 # the formats' own declarations (containers/*/structs.py), read here field by field
@@ -63,7 +63,7 @@ def vhd(r: Reader, off: int, max_size: int) -> Found | None:
 def vmdk(r: Reader, off: int, max_size: int) -> Found | None:
     """VMDK hosted sparse extent header (KDMV)."""
     h = r.unpack(_VMDK, off)
-    if h is None or h[0] != b"KDMV" or h[1] not in (1, 2, 3) or not h[3] or h[3] & (h[3] - 1):
+    if h is None or h[0] != b"KDMV" or h[1] not in (1, 2, 3) or not is_pow2(h[3]):
         return None
     return Found(VMDK_SPARSE_HEADER_SECTOR, False, "vmdk",
                  _NOTE.format(what="VMDK sparse extent", size=human(h[2] * 512)))

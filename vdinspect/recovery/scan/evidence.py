@@ -16,37 +16,40 @@ from __future__ import annotations
 import struct
 import zlib
 from dataclasses import dataclass
+from functools import cache
 
-from construct import ConstructError
+from construct import Construct, ConstructError, Container
 
-from ...filesystems.btrfs.structs import Superblock as BtrfsSuperblock
-from ...filesystems.ext.superblock import INCOMPAT_64BIT, SUPERBLOCK_OFFSET
-from ...filesystems.ext.superblock import Superblock as ExtSuperblock
-from ...filesystems.ntfs.boot import BootSector as NtfsBootSector
 from ...filesystems.xfs.structs import AGF, XFS_AGF_MAGIC
-from ...filesystems.xfs.structs import Superblock as XfsSuperblock
 from ...io import ByteSource, Slice, crc32c, read_inside
-from ...layout import field_slice, offset_of, struct_format
-from ...units import uuid_text
+from ...layout import field_slice, flag_values, offset_of, plain, struct_format
+from ...units import is_pow2, uuid_text
+from ...volumes.btrfs_layout import SUPER_MIRRORS as BTRFS_COPIES
+from ...volumes.btrfs_layout import Superblock as BtrfsSuperblock
 from ...volumes.exfat_layout import BootSector as ExfatBootSector
 from ...volumes.exfat_layout import boot_sector_problem
+from ...volumes.ext_layout import SUPERBLOCK_OFFSET, IncompatFeatures
+from ...volumes.ext_layout import Superblock as ExtSuperblock
 from ...volumes.fat_layout import check_bpb
-from ...volumes.gpt import MAX_ARRAY_BYTES, GptEntry, GptHeader, guid_str
-from ...volumes.lvm2 import LabelHeader, PvHeader, format_uuid, is_label, label_crc
-from ...volumes.mbr import BOOT_SIGNATURE, ENTRY_OFFSET, MasterBootRecord
-from ...volumes.probes import is_filesystem_boot_sector, probe_ext
-from ...volumes.types import MBR_EXTENDED, MBR_GPT_PROTECTIVE
-from .structs import (
-    SECTOR,
+from ...volumes.gpt import MAX_ARRAY_BYTES, GptEntry, GptHeader, guid_str, header_crc
+from ...volumes.linux_layout import (
     SWAP_HEADER_AT,
     SWAP_PAGE_SIZES,
     Luks1Header,
     Luks2BinaryHeader,
+    LuksHeaderStart,
     SwapHeader,
 )
+from ...volumes.lvm2 import LabelHeader, PvHeader, format_uuid, is_label, label_crc
+from ...volumes.mbr import BOOT_SIGNATURE, ENTRY_OFFSET, MasterBootRecord
+from ...volumes.ntfs_layout import FILE_RECORD_MAGIC, cluster_sectors
+from ...volumes.ntfs_layout import BootSector as NtfsBootSector
+from ...volumes.probes import is_filesystem_boot_sector, probe_ext
+from ...volumes.types import MBR_EXTENDED, MBR_GPT_PROTECTIVE
+from ...volumes.xfs_layout import Superblock as XfsSuperblock
+from .structs import SECTOR
 
 EXFAT_BACKUP_SECTOR = 12  # the backup boot region starts at sector 12 of the volume
-BTRFS_COPIES = (0x10000, 0x4000000, 0x4000000000)  # 64 KiB, 64 MiB, 256 GiB
 MAX_TABLE_ENTRIES = 256  # GPT entries taken from one header
 
 
@@ -66,26 +69,33 @@ class Evidence:
     uuid: str | None = None
 
 
-def _pow2(n: int) -> bool:
-    return n > 0 and n & (n - 1) == 0
+@cache
+def _size(st: Construct) -> int:
+    return st.sizeof()  # (construct computes it again on every call)
+
+
+def _parsed(src: ByteSource, pos: int, st: Construct) -> Container | None:
+    """The structure ``st`` read at ``pos`` (None when it would reach past the end)."""
+    raw = read_inside(src, pos, _size(st))
+    return None if raw is None else st.parse(raw)
+
+
+_FILE_MAGIC = len(FILE_RECORD_MAGIC)  # bytes of an MFT record's magic
 
 
 def ntfs(src: ByteSource, pos: int) -> list[Evidence]:
     """An NTFS boot sector: the volume starts here, or ``total_sectors`` back (backup)."""
-    bs = read_inside(src, pos, SECTOR)
-    if bs is None:
+    b = _parsed(src, pos, NtfsBootSector)
+    if b is None:
         return []
-    b = NtfsBootSector.parse(bs)
-    ss, spc = b.bytes_per_sector, b.sectors_per_cluster
-    if spc > 0x80:
-        spc = 1 << (256 - spc)
-    if not (_pow2(ss) and 256 <= ss <= 4096 and _pow2(spc)) or b.total_sectors == 0:
+    ss, spc = b.bytes_per_sector, cluster_sectors(b.sectors_per_cluster)
+    if not (is_pow2(ss) and 256 <= ss <= 4096 and is_pow2(spc)) or b.total_sectors == 0:
         return []
     cs = ss * spc
     out = []
     for start, what, w in ((pos, "ntfs boot sector", 0.6),
                            (pos - b.total_sectors * ss, "ntfs backup boot sector", 0.5)):
-        if read_inside(src, start + b.mft_lcn * cs, 4) == b"FILE":
+        if read_inside(src, start + b.mft_lcn * cs, _FILE_MAGIC) == FILE_RECORD_MAGIC:
             length = (b.total_sectors + 1) * ss
             out.append(Evidence(start, length, "ntfs", f"{what} at {pos:#x}", pos, w))
             if b.hidden_sectors and b.hidden_sectors * ss == start:
@@ -134,15 +144,15 @@ def exfat(src: ByteSource, pos: int) -> list[Evidence]:
 
 
 _EXT_SB = ExtSuperblock.sizeof()
-_EXT_INCOMPAT = offset_of(ExtSuperblock, "s_feature_incompat")
+_EXT_PLAIN = plain(ExtSuperblock)  # flags as integers
+_INCOMPAT_64BIT = flag_values(IncompatFeatures)["64bit"]
 
 
 def ext(src: ByteSource, pos: int) -> list[Evidence]:
     """An ext superblock: its ``s_block_group_nr`` says how far back group 0 starts."""
-    raw = read_inside(src, pos, _EXT_SB)
-    if raw is None:
+    sb = _parsed(src, pos, _EXT_PLAIN)
+    if sb is None:
         return []
-    sb = ExtSuperblock.parse(raw)
     if sb.s_log_block_size > 6 or sb.s_rev_level > 1 or sb.s_inodes_per_group == 0:
         return []
     bsize = 1024 << sb.s_log_block_size
@@ -150,9 +160,8 @@ def ext(src: ByteSource, pos: int) -> list[Evidence]:
         return []
     if not 0 < sb.s_blocks_per_group <= 8 * bsize or sb.s_inodes_count == 0:
         return []
-    incompat = struct.unpack_from("<I", raw, _EXT_INCOMPAT)[0]
     blocks = sb.s_blocks_count_lo | (
-        sb.s_blocks_count_hi << 32 if incompat & INCOMPAT_64BIT else 0)
+        sb.s_blocks_count_hi << 32 if sb.s_feature_incompat & _INCOMPAT_64BIT else 0)
     nr = sb.s_block_group_nr
     if nr == 0:
         start, what, w = pos - SUPERBLOCK_OFFSET, "ext superblock", 0.6
@@ -167,25 +176,18 @@ def ext(src: ByteSource, pos: int) -> list[Evidence]:
                      pos, w, uuid=uuid_text(sb.s_uuid))]
 
 
-_AGF_SIZE = AGF.sizeof()
-
-
 def xfs(src: ByteSource, pos: int) -> list[Evidence]:
     """An XFS superblock: the AGF after it numbers its allocation group."""
-    raw = read_inside(src, pos, XfsSuperblock.sizeof())
-    if raw is None:
+    sb = _parsed(src, pos, XfsSuperblock)
+    if sb is None:
         return []
-    sb = XfsSuperblock.parse(raw)
     bsize, ssize = sb.sb_blocksize, sb.sb_sectsize
-    if not (_pow2(bsize) and 512 <= bsize <= 65536 and _pow2(ssize) and 512 <= ssize <= 32768):
+    if not (is_pow2(bsize) and 512 <= bsize <= 65536 and is_pow2(ssize) and 512 <= ssize <= 32768):
         return []
     if sb.sb_agblocks == 0 or sb.sb_agcount == 0 or sb.sb_dblocks == 0:
         return []
-    agf_raw = read_inside(src, pos + ssize, _AGF_SIZE)
-    if agf_raw is None:
-        return []
-    agf = AGF.parse(agf_raw)
-    if agf.agf_magicnum != XFS_AGF_MAGIC or agf.agf_seqno >= sb.sb_agcount:
+    agf = _parsed(src, pos + ssize, AGF)
+    if agf is None or agf.agf_magicnum != XFS_AGF_MAGIC or agf.agf_seqno >= sb.sb_agcount:
         return []
     ag = agf.agf_seqno
     start = pos - ag * sb.sb_agblocks * bsize
@@ -241,7 +243,7 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
     """A Linux swap signature ending a page: the header 1024 bytes in gives the size."""
     for page in SWAP_PAGE_SIZES:
         start = pos + SECTOR - page
-        raw = read_inside(src, start + SWAP_HEADER_AT, SwapHeader.sizeof())
+        raw = read_inside(src, start + SWAP_HEADER_AT, _size(SwapHeader))
         if raw is None:
             continue
         h = SwapHeader.parse(raw)
@@ -254,7 +256,7 @@ def swap(src: ByteSource, pos: int) -> list[Evidence]:
 
 def luks(src: ByteSource, pos: int, secondary: bool = False) -> list[Evidence]:
     """A LUKS1/LUKS2 header (or LUKS2's secondary, ``hdr_offset`` bytes in)."""
-    raw = read_inside(src, pos, Luks2BinaryHeader.sizeof())
+    raw = read_inside(src, pos, _size(Luks2BinaryHeader))
     if raw is None:
         return []
     version = int.from_bytes(raw[_LUKS_VERSION], "big")
@@ -282,17 +284,16 @@ def bitlocker(src: ByteSource, pos: int) -> list[Evidence]:
     if bs is None or bs[_NTFS_END] != BOOT_SIGNATURE:
         return []
     b = NtfsBootSector.parse(bs)
-    ss = b.bytes_per_sector if _pow2(b.bytes_per_sector) else SECTOR
+    ss = b.bytes_per_sector if is_pow2(b.bytes_per_sector) else SECTOR
     length = b.total_sectors * ss if b.total_sectors else None
     return [Evidence(pos, length, "BitLocker", f"bitlocker boot sector at {pos:#x}", pos, 0.5)]
 
 
 _NTFS_END = field_slice(NtfsBootSector, "end_of_sector_marker")
-_LUKS_VERSION = field_slice(Luks2BinaryHeader, "version")
+_LUKS_VERSION = field_slice(LuksHeaderStart, "version")
 _GPT_HDR = GptHeader.sizeof()
 _GPT_ENTRY = struct_format(GptEntry, "partition_type_guid", "starting_lba", "ending_lba",
                            "partition_name")
-_GPT_CRC_AT = offset_of(GptHeader, "header_crc32")
 
 
 def gpt(src: ByteSource, pos: int) -> list[Evidence]:
@@ -303,9 +304,7 @@ def gpt(src: ByteSource, pos: int) -> list[Evidence]:
     h = GptHeader.parse(raw)
     if not _GPT_HDR <= h.header_size <= SECTOR:
         return []
-    check = bytearray(raw[: h.header_size])
-    check[_GPT_CRC_AT:_GPT_CRC_AT + 4] = b"\0\0\0\0"
-    if zlib.crc32(check) != h.header_crc32:
+    if header_crc(raw, h.header_size) != h.header_crc32:
         return []
     ss = next((s for s in (512, 4096) if h.my_lba * s == pos), None)
     if ss is None:  # the GPT of some other disk stored inside this one

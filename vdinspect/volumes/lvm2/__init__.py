@@ -9,55 +9,24 @@ what the volume scan calls).
 
 from __future__ import annotations
 
+from . import structs
 from .pv import MetadataCopy, PhysicalVolume, find_label, read_pv
 from .scan import READABLE, scan_lvm
-from .structs import (
-    INITIAL_CRC,
-    LABEL_ID,
-    LABEL_TYPE,
-    MDA_HEADER_SIZE,
-    MDA_MAGIC,
-    SECTOR,
-    DiskLocn,
-    LabelHeader,
-    MdaHeader,
-    PvHeader,
-    PvHeaderExtension,
-    RawLocn,
-    format_uuid,
-    is_label,
-    label_crc,
-    lvm_crc,
-)
+from .structs import *  # noqa: F403 (the layouts, listed once in structs.__all__)
 from .text import TextError, parse_text, tokenize
 from .vg import LogicalVolume, Segment, StripedSource, VolumeGroup
 
 __all__ = [
-    "INITIAL_CRC",
-    "LABEL_ID",
-    "LABEL_TYPE",
-    "MDA_HEADER_SIZE",
-    "MDA_MAGIC",
+    *structs.__all__,
     "READABLE",
-    "SECTOR",
-    "DiskLocn",
-    "LabelHeader",
     "LogicalVolume",
-    "MdaHeader",
     "MetadataCopy",
     "PhysicalVolume",
-    "PvHeader",
-    "PvHeaderExtension",
-    "RawLocn",
     "Segment",
     "StripedSource",
     "TextError",
     "VolumeGroup",
     "find_label",
-    "format_uuid",
-    "is_label",
-    "label_crc",
-    "lvm_crc",
     "parse_text",
     "read_pv",
     "scan_lvm",

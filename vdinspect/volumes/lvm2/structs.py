@@ -13,6 +13,13 @@ from construct import Bytes, FlagsEnum, Int32ul, Int64ul, Struct
 
 from ...layout import offset_of
 
+#: what the package re-exports (``vdinspect.volumes.lvm2``): the layouts and their helpers
+__all__ = [
+    "INITIAL_CRC", "LABEL_ID", "LABEL_TYPE", "MDA_HEADER_SIZE", "MDA_MAGIC", "SECTOR",
+    "DiskLocn", "LabelHeader", "MdaHeader", "PvHeader", "PvHeaderExtension", "RawLocn",
+    "format_uuid", "is_label", "label_crc", "lvm_crc",
+]
+
 SECTOR = 512
 
 LabelHeader = Struct(

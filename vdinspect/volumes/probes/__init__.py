@@ -1,0 +1,147 @@
+"""Filesystem magic probes: what a volume holds, with its label and UUID where cheap.
+
+Each probe reads a few small blocks at fixed places and answers like ``blkid -p`` does
+(TYPE, LABEL, UUID formatted as blkid prints them; md RAID's UUID as mdadm prints it), and
+FAT volumes are named ``fat12``/``fat16``/``fat32`` (blkid's TYPE=vfat plus its VERSION),
+decided from the BPB by counting clusters as the FAT specification says
+(``fat_layout.check_bpb``, shared with the FAT driver: at exactly 4084 clusters that is
+FAT12, where blkid says FAT16).
+Places and fields come from each format's specification, read through the layouts
+declared once in ``volumes/*_layout.py``, and are checked against util-linux's expected
+outputs (tests/ts/blkid) and real mkfs tools. The probes live by family (``windows``,
+``linux``, ``media``); this module holds the order in which they are tried."""
+
+from __future__ import annotations
+
+import struct
+
+from construct import ConstructError
+
+from ...errors import EncryptedImage, VDInspectError
+from ...io import ByteSource, read_inside
+from ...layout import field_slice
+from ..exfat_layout import EXFAT_NAME, FILE_SYSTEM_NAME
+from ..gpt import SIGNATURE as GPT_SIGNATURE
+from ..gpt import GptHeader
+from ..mbr import BOOT_SIGNATURE, BOOT_SIGNATURE_AT
+from ..ntfs_layout import BITLOCKER_OEM, NTFS_OEM, REFS_OEM
+from .base import FsInfo
+from .linux import probe_btrfs, probe_ext, probe_luks, probe_lvm2, probe_md, probe_swap, probe_xfs
+from .media import probe_apfs, probe_hfs, probe_iso9660, probe_udf, probe_zfs
+from .windows import NTFS_OEM_AT, fat_geometry, probe_exfat, probe_fat, probe_ntfs
+
+__all__ = [
+    "ENCRYPTED", "FsInfo", "apply", "disk_signature", "encryption_error",
+    "is_filesystem_boot_sector", "probe", "probe_apfs", "probe_btrfs", "probe_exfat",
+    "probe_ext", "probe_fat", "probe_hfs", "probe_iso9660", "probe_luks", "probe_lvm2",
+    "probe_md", "probe_ntfs", "probe_swap", "probe_udf", "probe_xfs", "probe_zfs",
+]
+
+# --- the order of probing ----------------------------------------------------------------
+
+
+def probe(src: ByteSource) -> FsInfo | None:
+    """The filesystem (or volume signature) on ``src``, or None if nothing is recognised."""
+    head = read_inside(src, 0, min(src.size, 4096))
+    if not head:
+        return None
+    bs = head[:512]
+    if len(bs) == 512:
+        for p in (probe_ntfs, probe_exfat):
+            r = p(src, bs)
+            if r is not None:
+                return r
+    r = probe_md(src) or probe_luks(src, head) or probe_lvm2(src)
+    if r is not None:
+        return r
+    oem = bs[NTFS_OEM_AT]
+    if oem == BITLOCKER_OEM:
+        return FsInfo("BitLocker")
+    if oem.startswith(REFS_OEM):
+        return FsInfo("refs")
+    return (
+        probe_iso9660(src)
+        or probe_udf(src)
+        or probe_xfs(src, head)
+        or probe_ext(src)
+        or probe_btrfs(src)
+        or probe_hfs(src)
+        or probe_apfs(src, head)
+        or probe_zfs(src)
+        or probe_swap(src)
+        or (probe_fat(src, bs) if len(bs) == 512 else None)
+    )
+
+
+#: probe type -> (the encryption scheme, the key material that would open it): volumes
+#: that hold ciphertext, never read as a filesystem
+ENCRYPTED = {
+    "BitLocker": ("BitLocker (Windows full-volume encryption)",
+                  "the 48-digit recovery password, a user password, or the startup key "
+                  "(.BEK file) of one of its key protectors"),
+    "crypto_LUKS": ("LUKS (Linux dm-crypt)",
+                    "the passphrase or key file of one of its key slots"),
+    "apfs_encrypted": ("APFS encryption (FileVault)",
+                       "the password of a user its keybag lists, or its recovery key"),
+}
+
+
+def encryption_error(fstype: str | None, where: str | None) -> EncryptedImage | None:
+    """The EncryptedImage for a volume a probe named ``fstype``, or None if it is not an
+    encrypted one (LUKS's version goes into the scheme when known)."""
+    if fstype not in ENCRYPTED:
+        return None
+    scheme, needs = ENCRYPTED[fstype]
+    return EncryptedImage("the volume is encrypted; vdinspect does not decrypt",
+                          scheme=scheme, needs=needs, path=where, structure="volume header",
+                          offset=0)
+
+
+_GPT_SIG = field_slice(GptHeader, "signature")
+
+
+def disk_signature(src: ByteSource) -> str | None:
+    """What marks ``src`` as a disk or volume: ``"gpt"``, ``"mbr"`` (the 55AA boot signature,
+    which FAT/NTFS/exFAT boot sectors carry too), a filesystem type, or None when nothing
+    known is there (a raw image that may be no disk at all: a mistyped path, a format we
+    do not know)."""
+    for sector in (512, 4096):  # the GPT header is in LBA 1
+        if read_inside(src, sector + _GPT_SIG.start, len(GPT_SIGNATURE)) == GPT_SIGNATURE:
+            return "gpt"
+    if read_inside(src, BOOT_SIGNATURE_AT.start, len(BOOT_SIGNATURE)) == BOOT_SIGNATURE:
+        return "mbr"
+    try:
+        info = probe(src)
+    except (VDInspectError, ConstructError, ValueError, IndexError, struct.error):
+        return None
+    return None if info is None else info.type
+
+
+def is_filesystem_boot_sector(sector0: bytes) -> bool:
+    """True when sector 0 is a FAT, exFAT or NTFS boot sector (not a partition table)."""
+    if len(sector0) < 512:
+        return False
+    if sector0[NTFS_OEM_AT] == NTFS_OEM or sector0[FILE_SYSTEM_NAME] == EXFAT_NAME:
+        return True
+    return fat_geometry(sector0[:512]) is not None
+
+
+def apply(ctx, vol, src: ByteSource) -> None:
+    """Probe ``src`` and fill ``vol``'s filesystem, label, uuid and fs_version."""
+    try:
+        info = probe(src)
+    except (VDInspectError, ConstructError, ValueError, IndexError, struct.error) as e:
+        ctx.finding(
+            "warning",
+            "filesystem probe",
+            vol.start,
+            f"probing {vol.key or 'the volume'} failed: {e}",
+        )
+        return
+    if info is None:
+        return
+    vol.filesystem = info.type
+    vol.label = info.label
+    vol.uuid = info.uuid
+    vol.fs_version = info.version
+
