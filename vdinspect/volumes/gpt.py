@@ -12,9 +12,9 @@ from __future__ import annotations
 import uuid
 import zlib
 
-import numpy as np
 from construct import Bytes, Int32ul, Int64ul, Struct
 
+from ..lazy import np
 from . import PARTITION, ScanContext, Volume
 from .types import gpt_attribute_flags, gpt_type_name
 

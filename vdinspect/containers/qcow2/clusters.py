@@ -5,10 +5,9 @@ from __future__ import annotations
 import zlib
 from functools import partial
 
-import numpy as np
-
 from ...errors import CorruptImage, MissingDependency
 from ...io.codecs import zstd_at_most
+from ...lazy import LazyArray, np
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
 from ..runs import STATE_CODE, RunTable
@@ -28,7 +27,8 @@ from .structs import (
 )
 
 #: S_* unit state -> code of the ``state`` column of a RunTable
-STATE_CODES = np.array([STATE_CODE[STATE_NAME[k]] for k in sorted(STATE_NAME)], dtype=np.int8)
+STATE_CODES = LazyArray(lambda: np.array([STATE_CODE[STATE_NAME[k]] for k in sorted(STATE_NAME)],
+                                         dtype=np.int8))
 
 
 #: S_* unit state -> read plan piece kind (compressed and damaged units take the runs)

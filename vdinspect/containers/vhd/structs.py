@@ -6,10 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import unquote, urlparse
 
-import numpy as np
 from construct import Array, Bytes, Int8ub, Int16ub, Int32ub, Int64ub, Struct
 
 from ...errors import InvalidArgument
+from ...lazy import np
 from ..base import (
     DAMAGED,
     DATA,
