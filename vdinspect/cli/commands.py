@@ -9,9 +9,11 @@ names), the default is a table for people (see :mod:`vdinspect.cli.output`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import IO
 
 from ..errors import InvalidArgument, NotFound
@@ -30,6 +32,7 @@ from ..schemas import (
     USER_COLUMNS,
 )
 from .output import (
+    JsonRows,
     cell,
     human,
     json_default,
@@ -343,31 +346,75 @@ def _filesystem(args, disk):
         return disk.filesystem(args.part)
 
 
-def _file_rows(fs, entries) -> Iterator[dict]:
-    """Entries as ``files()`` rows (``damaged`` after ``target``, then the driver's extra
-    columns), one at a time. A row lacking an extra column seen on an earlier row has it
-    as None, as in the frame (a column first seen later cannot be added to rows already
-    written)."""
+#: entries listed per batch: each batch is turned into columns and written at once
+LS_BATCH = 1024
+TIMES = ("created", "modified", "accessed", "changed")
+_extra = attrgetter("extra")
+
+
+def file_batches(fs, entries: Iterator, batch: int = LS_BATCH) -> Iterator[tuple[list, list]]:
+    """Entries as ``files()`` rows, a batch at a time, as (keys, columns): the
+    FILES_COLUMNS, ``damaged`` and the driver's extra columns; times as ISO 8601 text
+    (each distinct time of a batch formatted once). A row lacking an extra column seen
+    on an earlier row has it as None, as in the frame (a column first seen later cannot
+    be added to rows already written: the batch is cut there)."""
     from ..filesystems.base import FILES_COLUMNS
 
-    damaged = fs.volume_damaged()
+    fields = attrgetter(*FILES_COLUMNS)
+    extras = _extra
+    times = [FILES_COLUMNS.index(c) for c in TIMES]
+    volume_damaged = fs.volume_damaged()
     known: dict = {}
-    iso: dict = {None: None}  # each distinct time formatted once (files share few)
-    for e in entries:
-        row = {c: getattr(e, c) for c in FILES_COLUMNS}
-        for c in ("created", "modified", "accessed", "changed"):
-            t = row[c]
-            text = iso.get(t)
-            if text is None and t is not None:
-                text = iso[t] = json_default(t)
-            row[c] = text
-        row["damaged"] = fs.damaged(e) if damaged else (None if e.kind == "dir" else 0)
-        extra = e.extra
-        if extra.keys() != known.keys():
-            known.update(dict.fromkeys(extra))
-            row.update(known)
-        row.update(extra)
-        yield row
+    it = iter(entries)
+    while chunk := list(itertools.islice(it, batch)):
+        start = 0
+        shapes = set(map(tuple, map(extras, chunk)))
+        if len(shapes) == 1 and (known.keys() <= set(next(iter(shapes)))):
+            known.update(dict.fromkeys(next(iter(shapes))))  # the common case: one shape
+            yield _batch_columns(fs, chunk, known, True, fields, times, volume_damaged)
+            continue
+        while start < len(chunk):
+            stop, same = start, True
+            while stop < len(chunk):  # extend the run while no new extra column appears
+                extra = chunk[stop].extra
+                if extra.keys() != known.keys():
+                    if not extra.keys() <= known.keys():
+                        if stop > start:
+                            break
+                        known.update(dict.fromkeys(extra))
+                    same = same and extra.keys() == known.keys()
+                stop += 1
+            part = chunk[start:stop]
+            start = stop
+            yield _batch_columns(fs, part, known, same, fields, times, volume_damaged)
+
+
+def _batch_columns(fs, part: list, known: dict, same: bool, fields, times: list[int],
+                   volume_damaged: bool) -> tuple[list, list]:
+    """One batch of :func:`file_batches`: entries whose extra columns are ``known``'s
+    (all of them when ``same``, else some, the others None)."""
+    from operator import itemgetter
+
+    from ..filesystems.base import FILES_COLUMNS
+
+    cols = [list(c) for c in zip(*map(fields, part))]
+    for i in times:
+        col = cols[i]
+        iso = {t: json_default(t) for t in set(col) if t is not None}
+        iso[None] = None
+        cols[i] = list(map(iso.__getitem__, col))
+    if volume_damaged:
+        cols.append([fs.damaged(e) for e in part])
+    else:
+        cols.append([None if k == "dir" else 0 for k in cols[FILES_COLUMNS.index("kind")]])
+    names = list(known)
+    if names:
+        if same:
+            vals = list(map(itemgetter(*names), map(_extra, part)))
+            cols += [list(c) for c in zip(*vals)] if len(names) > 1 else [vals]
+        else:
+            cols += [[e.extra.get(k) for e in part] for k in names]
+    return [*FILES_COLUMNS, "damaged", *names], cols
 
 
 def _entries(fs, top, args) -> Iterator:
@@ -383,7 +430,10 @@ def cmd_ls(args, out: IO[str]) -> int:
         with _bad_call():
             top = fs.lookup(args.path, deleted=args.deleted)
         if args.json:
-            write_rows(out, _file_rows(fs, _entries(fs, top, args)))
+            writer = JsonRows(out)
+            for keys, cols in file_batches(fs, _entries(fs, top, args)):
+                writer.add(keys, cols)
+            writer.close()
             return 0
         damaged = fs.volume_damaged()
         label = f" '{fs.label}'" if fs.label else ""
@@ -392,17 +442,27 @@ def cmd_ls(args, out: IO[str]) -> int:
         size_w = 20 if args.bytes else 9
         head = f"{'KIND':<7}  {'SIZE':>{size_w}}  {'MODIFIED':<19}  {'INODE':>8}  "
         out.write(head + ("DAMAGED  " if damaged else "") + "PATH\n")
-        for e in _entries(fs, top, args):
-            size = "" if e.kind == "dir" else _size(args, e.size)
-            mark = " (deleted)" if e.deleted else ""
-            bad = ""
-            if damaged:
-                d = fs.damaged(e)
-                bad = f"{_size(args, d) if d else '':>7}  "
-            target = f" -> {e.target}" if e.target else ""
-            out.write(f"{e.kind:<7}  {size:>{size_w}}  {when(e.modified):<19}  "
-                      f"{cell(e.inode):>8}  {bad}{e.path}{target}{mark}\n")
+        it = _entries(fs, top, args)
+        while chunk := list(itertools.islice(it, LS_BATCH)):
+            out.write(_ls_lines(args, fs, chunk, damaged, size_w))
     return 0
+
+
+def _ls_lines(args, fs, chunk: list, damaged: bool, size_w: int) -> str:
+    """The text lines of a batch of entries (each distinct size and time formatted once)."""
+    sizes = {n: _size(args, n) for n in {e.size for e in chunk}}
+    times = {t: when(t) for t in {e.modified for e in chunk}}
+    lines = []
+    for e in chunk:
+        size = "" if e.kind == "dir" else sizes[e.size]
+        bad = ""
+        if damaged:
+            d = fs.damaged(e)
+            bad = f"{_size(args, d) if d else '':>7}  "
+        lines.append(f"{e.kind:<7}  {size:>{size_w}}  {times[e.modified]:<19}  "
+                     f"{cell(e.inode):>8}  {bad}{e.path}{f' -> {e.target}' if e.target else ''}"
+                     f"{' (deleted)' if e.deleted else ''}\n")
+    return "".join(lines)
 
 
 def cmd_cat(args, out: IO[str]) -> int:
