@@ -33,6 +33,7 @@ from ..schemas import (
 )
 from .output import (
     JsonRows,
+    answer,
     cell,
     human,
     json_default,
@@ -136,16 +137,16 @@ def cmd_info(args, out: IO[str]) -> int:
 def cmd_layers(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
         rows = disk.layer_rows()
-    if args.json:
-        write_rows(out, project(rows, LAYER_COLUMNS))
-        return 0
-    out.write(f"{args.image}: {len(rows)} layer(s), base (0) first\n")
-    write_table(out, ("LAYER", "FORMAT", "VIRTUAL", "FILE", "ALLOCATED", "PARENT OK", "PATH"),
-                [(str(r["layer"]), f"{r['format']} {r['subformat'] or ''}".strip(),
-                  _size(args, r["virtual_size"]), _size(args, r["file_size"]),
-                  _size(args, r["allocated"]), cell(r["parent_ok"]), r["path"] or "")
-                 for r in rows], right=(0, 2, 3, 4))
-    return 0
+
+    def table() -> None:
+        out.write(f"{args.image}: {len(rows)} layer(s), base (0) first\n")
+        write_table(out, ("LAYER", "FORMAT", "VIRTUAL", "FILE", "ALLOCATED", "PARENT OK",
+                          "PATH"),
+                    [(str(r["layer"]), f"{r['format']} {r['subformat'] or ''}".strip(),
+                      _size(args, r["virtual_size"]), _size(args, r["file_size"]),
+                      _size(args, r["allocated"]), cell(r["parent_ok"]), r["path"] or "")
+                     for r in rows], right=(0, 2, 3, 4))
+    return answer(args, out, rows, LAYER_COLUMNS, table)
 
 
 def _run_rows(runs) -> list[dict]:
@@ -160,46 +161,45 @@ def cmd_map(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
         runs = disk.runs(args.start, args.length, own_layer=args.own_layer)
         size = disk.size
-    if args.json:
-        write_rows(out, _run_rows(runs))
-        return 0
-    totals: dict[str, list[int]] = {}
-    for r in runs:
-        t = totals.setdefault(r.state, [0, 0])
-        t[0] += 1
-        t[1] += r.length
-    summary = ", ".join(f"{human(b)} {s} ({n} run{'s' if n > 1 else ''})"
-                        for s, (n, b) in totals.items())
-    out.write(f"{args.image}: {human(size)} virtual; {summary or 'nothing'}\n")
-    files = {r.host_file for r in runs if r.host_file}
-    comp = any(r.compressed for r in runs)
-    head = ["START", "END", "LENGTH", "STATE", "LAYER", "HOST OFFSET"]
-    head += ["COMPRESSED"] * comp + ["HOST FILE"] * (len(files) > 1)
-    rows = []
-    for r in runs:
-        row = [_offset(args, r.start), _offset(args, r.start + r.length), _size(args, r.length),
-               r.state, cell(r.layer), _hex(r.host_offset)]
-        row += ["yes" if r.compressed else ""] * comp + [_name(r.host_file)] * (len(files) > 1)
-        rows.append(row)
-    write_table(out, head, rows, right=(0, 1, 2, 4, 5))
-    return 0
+
+    def table() -> None:
+        totals: dict[str, list[int]] = {}
+        for r in runs:
+            t = totals.setdefault(r.state, [0, 0])
+            t[0] += 1
+            t[1] += r.length
+        summary = ", ".join(f"{human(b)} {s} ({n} run{'s' if n > 1 else ''})"
+                            for s, (n, b) in totals.items())
+        out.write(f"{args.image}: {human(size)} virtual; {summary or 'nothing'}\n")
+        files = {r.host_file for r in runs if r.host_file}
+        comp = any(r.compressed for r in runs)
+        head = ["START", "END", "LENGTH", "STATE", "LAYER", "HOST OFFSET"]
+        head += ["COMPRESSED"] * comp + ["HOST FILE"] * (len(files) > 1)
+        rows = []
+        for r in runs:
+            row = [_offset(args, r.start), _offset(args, r.start + r.length),
+                   _size(args, r.length), r.state, cell(r.layer), _hex(r.host_offset)]
+            row += ["yes" if r.compressed else ""] * comp
+            row += [_name(r.host_file)] * (len(files) > 1)
+            rows.append(row)
+        write_table(out, head, rows, right=(0, 1, 2, 4, 5))
+    return answer(args, out, _run_rows(runs) if args.json else [], None, table)
 
 
 def cmd_snapshots(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
         rows = disk.snapshot_rows()
-    if args.json:
-        write_rows(out, project(rows, SNAPSHOT_COLUMNS))
-        return 0
-    if not rows:
-        out.write(f"{args.image}: no snapshots\n")
-        return 0
-    out.write(f"{args.image}: {len(rows)} snapshot(s)\n")
-    write_table(out, ("ID", "NAME", "CREATED", "VM STATE", "LAYER", "DESCRIPTION"),
-                [(cell(r.get("id")), cell(r.get("name")), when(r.get("created")),
-                  _size(args, r.get("vm_state_size")), cell(r.get("layer")),
-                  cell(r.get("description"))) for r in rows], right=(3, 4), shrink=5)
-    return 0
+
+    def table() -> None:
+        if not rows:
+            out.write(f"{args.image}: no snapshots\n")
+            return
+        out.write(f"{args.image}: {len(rows)} snapshot(s)\n")
+        write_table(out, ("ID", "NAME", "CREATED", "VM STATE", "LAYER", "DESCRIPTION"),
+                    [(cell(r.get("id")), cell(r.get("name")), when(r.get("created")),
+                      _size(args, r.get("vm_state_size")), cell(r.get("layer")),
+                      cell(r.get("description"))) for r in rows], right=(3, 4), shrink=5)
+    return answer(args, out, rows, SNAPSHOT_COLUMNS, table)
 
 
 def cmd_check(args, out: IO[str]) -> int:
@@ -219,40 +219,37 @@ def cmd_check(args, out: IO[str]) -> int:
                 rows += [dict(r, layer=None) for r in fs.check_rows()]
                 what = what.replace(" and the partition table",
                                     f" and the {whole[0].filesystem} filesystem")
-    if args.json:
-        write_rows(out, project(rows, CHECK_COLUMNS))
-        return 0
-    layers = what
-    if not rows:
-        out.write(f"{args.image}: no problems found ({layers} checked)\n")
-        return 0
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.get("severity") or "?"] = counts.get(r.get("severity") or "?", 0) + 1
-    out.write(f"{args.image}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-              + f" ({layers} checked)\n")
-    write_table(out, ("SEVERITY", "LAYER", "STRUCTURE", "OFFSET", "MESSAGE"),
-                [(cell(r.get("severity")), cell(r.get("layer")), cell(r.get("structure")),
-                  _hex(r.get("host_offset")), cell(r.get("message"))) for r in rows],
-                right=(1, 3))
-    return 0
+
+    def table() -> None:
+        if not rows:
+            out.write(f"{args.image}: no problems found ({what} checked)\n")
+            return
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r.get("severity") or "?"] = counts.get(r.get("severity") or "?", 0) + 1
+        out.write(f"{args.image}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+                  + f" ({what} checked)\n")
+        write_table(out, ("SEVERITY", "LAYER", "STRUCTURE", "OFFSET", "MESSAGE"),
+                    [(cell(r.get("severity")), cell(r.get("layer")), cell(r.get("structure")),
+                      _hex(r.get("host_offset")), cell(r.get("message"))) for r in rows],
+                    right=(1, 3))
+    return answer(args, out, rows, CHECK_COLUMNS, table)
 
 
 def cmd_structures(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
         rows = disk.structure_rows()
-    if args.json:
-        write_rows(out, project(rows, STRUCTURE_FRAME_COLUMNS))
-        return 0
-    files = {r.get("host_file") for r in rows}
-    out.write(f"{args.image}: {len(rows)} on-disk structures\n")
-    head = ["LAYER", "NAME", "OFFSET", "LENGTH", "DESCRIPTION"] + ["FILE"] * (len(files) > 1)
-    write_table(out, head, [
-        [cell(r.get("layer")), cell(r.get("name")), _hex(r.get("host_offset")),
-         _size(args, r.get("length")), cell(r.get("description"))]
-        + [_name(r.get("host_file"))] * (len(files) > 1) for r in rows],
-        right=(0, 2, 3), shrink=4)
-    return 0
+
+    def table() -> None:
+        many = len({r.get("host_file") for r in rows}) > 1
+        out.write(f"{args.image}: {len(rows)} on-disk structures\n")
+        head = ["LAYER", "NAME", "OFFSET", "LENGTH", "DESCRIPTION"] + ["FILE"] * many
+        write_table(out, head, [
+            [cell(r.get("layer")), cell(r.get("name")), _hex(r.get("host_offset")),
+             _size(args, r.get("length")), cell(r.get("description"))]
+            + [_name(r.get("host_file"))] * many for r in rows],
+            right=(0, 2, 3), shrink=4)
+    return answer(args, out, rows, STRUCTURE_FRAME_COLUMNS, table)
 
 
 def cmd_explain(args, out: IO[str]) -> int:
@@ -295,23 +292,21 @@ def cmd_parts(args, out: IO[str]) -> int:
     for r in rows:
         if r.get("end") is None and r.get("start") is not None:
             r["end"] = r["start"] + r["length"]
-    if args.json:
-        write_rows(out, project(rows, PARTITION_COLUMNS))
-        return 0
-    schemes = sorted({r["scheme"] for r in rows if r.get("scheme")})
-    nparts = sum(1 for r in rows if r.get("type") != "unallocated")
-    out.write(f"{args.image}: {human(size)}, {'/'.join(schemes) or 'no'} partition table, "
-              f"{nparts} volume(s)\n")
-    table = []
-    for r in rows:
-        gap = r.get("type") == "unallocated"
-        table.append((cell(r.get("index")), _size(args, r["start"]), _size(args, r["end"]),
-                      _size(args, r["length"]),
-                      "free space" if gap else cell(r.get("type_name") or r.get("type")),
-                      cell(r.get("filesystem")), cell(r.get("label")), cell(r.get("name"))))
-    write_table(out, ("#", "START", "END", "SIZE", "TYPE", "FILESYSTEM", "LABEL", "NAME"),
-                table, right=(0, 1, 2, 3), shrink=7)
-    return 0
+
+    def table() -> None:
+        schemes = sorted({r["scheme"] for r in rows if r.get("scheme")})
+        nparts = sum(1 for r in rows if r.get("type") != "unallocated")
+        out.write(f"{args.image}: {human(size)}, {'/'.join(schemes) or 'no'} partition "
+                  f"table, {nparts} volume(s)\n")
+        cells = [(cell(r.get("index")), _size(args, r["start"]), _size(args, r["end"]),
+                  _size(args, r["length"]),
+                  "free space" if r.get("type") == "unallocated"
+                  else cell(r.get("type_name") or r.get("type")),
+                  cell(r.get("filesystem")), cell(r.get("label")), cell(r.get("name")))
+                 for r in rows]
+        write_table(out, ("#", "START", "END", "SIZE", "TYPE", "FILESYSTEM", "LABEL", "NAME"),
+                    cells, right=(0, 1, 2, 3), shrink=7)
+    return answer(args, out, rows, PARTITION_COLUMNS, table)
 
 
 @contextlib.contextmanager
@@ -592,24 +587,26 @@ def cmd_inspect(args, out: IO[str]) -> int:
             rows, cols = user_rows(disk), USER_COLUMNS
         else:
             rows, cols = inspect_rows(disk), INSPECT_COLUMNS
-    if args.json:
-        write_rows(out, project(rows, cols))
-        return 0
+    return answer(args, out, rows, cols, lambda: _inspect_text(args, out, rows))
+
+
+def _inspect_text(args, out: IO[str], rows: list[dict]) -> None:
+    """``inspect`` for people: the packages, the users, or each OS found."""
     if args.packages:
         out.write(f"{len(rows)} installed package(s)\n")
         write_table(out, ("ROOT", "MANAGER", "NAME", "VERSION", "ARCH", "SIZE"),
                     [(cell(r["root"]), r["manager"], r["name"], r["version"] or "",
                       r["arch"] or "", _size(args, r["size"])) for r in rows], right=(5,))
-        return 0
+        return
     if args.users:
         out.write(f"{len(rows)} user(s)\n")
         write_table(out, ("ROOT", "NAME", "UID", "HOME", "SID", "LAST LOGIN"),
                     [(cell(r["root"]), r["name"] or "", cell(r["uid"]), r["home"] or "",
                       r["sid"] or "", when(r["last_login"])) for r in rows], right=(2,))
-        return 0
+        return
     if not rows:
         out.write(f"{args.image}: no operating system found\n")
-        return 0
+        return
     for r in rows:
         out.write(f"{args.image}, volume {r['root']}: {r['product'] or r['family']}\n")
         for c in INSPECT_COLUMNS[1:-1]:
@@ -617,7 +614,6 @@ def cmd_inspect(args, out: IO[str]) -> int:
                 v = when(r[c]) if hasattr(r[c], "tzinfo") else str(r[c])
                 out.write(f"  {c:<14}{v}\n")
         out.write("\n")
-    return 0
 
 
 def cmd_carve(args, out: IO[str]) -> int:

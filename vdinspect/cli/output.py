@@ -146,14 +146,15 @@ def write_rows(out: IO[str], rows: Iterable[dict], batch: int = 1024) -> int:
 
 
 def answer(args, out: IO[str], rows: list[dict], columns: Sequence[str] | None,
-           table: Callable[[], None]) -> int:
+           table: Callable[[], None], status: int = 0) -> int:
     """How a command answers with rows: ``--json`` writes them (exactly ``columns``, in
-    that order, when given: the frame's columns), else ``table()`` writes the text."""
+    that order, when given: the frame's columns), else ``table()`` writes the text;
+    returns ``status`` (the exit status)."""
     if getattr(args, "json", False):
         write_rows(out, project(rows, columns) if columns is not None else rows)
     else:
         table()
-    return 0
+    return status
 
 
 def project(rows: Iterable[dict], columns: Sequence[str]) -> list[dict]:
