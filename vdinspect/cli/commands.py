@@ -347,7 +347,7 @@ TIMES = ("created", "modified", "accessed", "changed")
 _extra = attrgetter("extra")
 
 
-def file_batches(fs, entries: Iterator, batch: int = LS_BATCH) -> Iterator[tuple[list, list]]:
+def file_batches(fs, entries: Iterator, batch: int | None = None) -> Iterator[tuple[list, list]]:
     """Entries as ``files()`` rows, a batch at a time, as (keys, columns): the
     FILES_COLUMNS, ``damaged`` and the driver's extra columns; times as ISO 8601 text
     (each distinct time of a batch formatted once). A row lacking an extra column seen
@@ -361,7 +361,7 @@ def file_batches(fs, entries: Iterator, batch: int = LS_BATCH) -> Iterator[tuple
     volume_damaged = fs.volume_damaged()
     known: dict = {}
     it = iter(entries)
-    while chunk := list(itertools.islice(it, batch)):
+    while chunk := list(itertools.islice(it, batch or LS_BATCH)):
         start = 0
         shapes = set(map(tuple, map(extras, chunk)))
         if len(shapes) == 1 and (known.keys() <= set(next(iter(shapes)))):
