@@ -45,6 +45,8 @@ def test_info_imports_neither_numpy_nor_pandas(tmp_path, fmt):
     mods, out = _imported(["info", str(img)])
     assert "numpy" not in mods and "pandas" not in mods, sorted(
         m for m in mods if m.split(".")[0] in ("numpy", "pandas"))[:5]
+    # the filesystem probes are asked only whether a raw image is a disk at all
+    assert ("vdinspect.volumes.probes" in mods) == (fmt == "raw")
     want = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(img)],
                                      check=True, capture_output=True, text=True).stdout)
     assert f"({want['virtual-size']} bytes)" in out
