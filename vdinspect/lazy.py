@@ -26,8 +26,9 @@ class LazyModule(types.ModuleType):
         self.__dict__["_lazy_loaded"] = False
 
     def __getattr__(self, attr: str) -> Any:
-        # called only for names not yet in this object's namespace
-        if attr.startswith("__") and attr.endswith("__"):
+        # called only for names not yet in this object's namespace; what the import
+        # machinery and inspect probe a module for does not import numpy
+        if attr in ("__path__", "__file__", "__wrapped__"):
             raise AttributeError(attr)
         real = importlib.import_module(self.__name__)
         if not self.__dict__["_lazy_loaded"]:

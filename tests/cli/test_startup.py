@@ -58,6 +58,7 @@ def test_lazy_numpy_stand_in():
 
     from vdinspect.lazy import LazyArray, np
 
+    assert np.__version__ == numpy.__version__
     assert np.frombuffer(b"\1\0\2\0", dtype="<u2").tolist() == [1, 2]
     assert np.int64 is numpy.int64 and np.ndarray is numpy.ndarray
     assert np.testing is numpy.testing  # a submodule numpy itself loads lazily
