@@ -52,6 +52,30 @@ def test_info_imports_neither_numpy_nor_pandas(tmp_path, fmt):
     assert f"({want['virtual-size']} bytes)" in out
 
 
+def test_json_rows_from_columns_are_json_dumps():
+    """JsonRows writes what json.dumps writes for each row, whatever the columns hold:
+    numbers, booleans, None, text with quotes, commas, percent signs and non-ASCII, times
+    and bytes (through json_default), numpy scalars."""
+    import numpy
+
+    from vdinspect.cli.output import JsonRows, json_default
+
+    keys = ["n", "t", "x", "100% sure"]
+    cols = [[1, None, True, 2.5, float("nan"), numpy.int64(7)],
+            ['a, "b"', None, "%s", "\u00e9\udcff", "", "}, {"],
+            [dt.datetime(2024, 5, 1, 12, tzinfo=dt.UTC), b"\x00\xff", None, [1, "a, b"],
+             dt.datetime(2024, 5, 1, 12), 3]]
+    cols.append(list(range(6)))
+    out = io.StringIO()
+    w = JsonRows(out)
+    w.add(keys, [c[:4] for c in cols])
+    w.add(keys, [c[4:] for c in cols])
+    assert w.close() == 6
+    rows = [dict(zip(keys, r)) for r in zip(*cols)]
+    want = "[\n" + ",\n".join(json.dumps(r, default=json_default) for r in rows) + "\n]\n"
+    assert out.getvalue() == want
+
+
 def test_lazy_numpy_stand_in():
     """``vdinspect.lazy.np`` is numpy once used: same functions, arrays, dtypes."""
     import numpy

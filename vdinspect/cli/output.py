@@ -115,7 +115,8 @@ class JsonRows:
         if not n:
             return
         # one %-template per batch: {"key": %s, ...}; the encoded values go in as they are
-        template = "{" + ", ".join(f"{_ENCODE_TEXT(k)}: %s" for k in keys) + "}"
+        template = "{" + ", ".join(f"{_ENCODE_TEXT(k).replace('%', '%%')}: %s"
+                                   for k in keys) + "}"
         lines = map(template.__mod__, zip(*map(json_column, columns)))
         self.out.write(("[\n" if self.count == 0 else ",\n") + ",\n".join(lines))
         self.count += n
