@@ -76,6 +76,21 @@ def test_json_rows_from_columns_are_json_dumps():
     assert out.getvalue() == want
 
 
+def test_iso_column_is_json_default():
+    """Times as text: mostly distinct UTC times (the C path), repeated ones, naive ones
+    (taken as UTC), other zones (converted), None: each as json_default writes it."""
+    from vdinspect.cli.output import iso_column, json_default
+
+    base = dt.datetime(2024, 5, 1, 12, 0, 0, 250, tzinfo=dt.UTC)
+    distinct = [base + dt.timedelta(microseconds=i * 7919) for i in range(50)]
+    cest = dt.timezone(dt.timedelta(hours=2))
+    for col in (distinct, distinct[:20] + [None] + distinct[20:], [base] * 30 + [None],
+                [t.replace(tzinfo=None) for t in distinct],
+                [t.astimezone(cest) for t in distinct] + [None]):
+        assert iso_column(col) == [None if t is None else json_default(t) for t in col]
+    assert iso_column(distinct)[0] == "2024-05-01T12:00:00.000250+00:00"
+
+
 def test_lazy_numpy_stand_in():
     """``vdinspect.lazy.np`` is numpy once used: same functions, arrays, dtypes."""
     import numpy

@@ -36,7 +36,7 @@ from .output import (
     answer,
     cell,
     human,
-    json_default,
+    iso_column,
     project,
     when,
     write_json,
@@ -394,10 +394,7 @@ def _batch_columns(fs, part: list, known: dict, same: bool, fields, times: list[
 
     cols = [list(c) for c in zip(*map(fields, part))]
     for i in times:
-        col = cols[i]
-        iso = {t: json_default(t) for t in set(col) if t is not None}
-        iso[None] = None
-        cols[i] = list(map(iso.__getitem__, col))
+        cols[i] = iso_column(cols[i])
     if volume_damaged:
         cols.append([fs.damaged(e) for e in part])
     else:
