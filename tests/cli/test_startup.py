@@ -156,6 +156,27 @@ def test_ls_json_rows_in_batches(monkeypatch, part, batch):
     assert text.count("\n") == len(want) + 2  # "[", a line a row, "]"
 
 
+@pytest.mark.parametrize("json_flag", [["--json"], []])
+def test_ls_streams_batches_before_the_walk_ends(monkeypatch, json_flag):
+    """The first batch is written before the walk hands out the entries after it."""
+    monkeypatch.setattr(commands, "LS_BATCH", 2)
+    out = io.StringIO()
+    seen = []
+    walk = commands._entries
+
+    def watched(fs, top, args):
+        for i, e in enumerate(walk(fs, top, args)):
+            if i == 4:  # two batches taken: both written
+                seen.append(out.getvalue().count("\n"))
+            yield e
+
+    monkeypatch.setattr(commands, "_entries", watched)
+    with contextlib.redirect_stdout(out):
+        assert main(["ls", "-r", "--part", "2", *json_flag, str(GPT)]) == 0
+    # 4 rows out: "[\n" and 3 ",\n" (the 4th row's comes with the 5th) / 2 heading lines
+    assert seen == [4 if json_flag else 2 + 4]
+
+
 @pytest.mark.parametrize("part", [1, 2, 3])
 def test_ls_text_in_batches(monkeypatch, part):
     """The table of ``ls -r`` is the same whatever the batch size."""
