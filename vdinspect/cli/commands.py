@@ -350,22 +350,21 @@ _extra = attrgetter("extra")
 def file_batches(fs, entries: Iterator, batch: int | None = None) -> Iterator[tuple[list, list]]:
     """Entries as ``files()`` rows, a batch at a time, as (keys, columns): the
     FILES_COLUMNS, ``damaged`` and the driver's extra columns; times as ISO 8601 text
-    (each distinct time of a batch formatted once). A row lacking an extra column seen
+    (:func:`~vdinspect.cli.output.iso_column`). A row lacking an extra column seen
     on an earlier row has it as None, as in the frame (a column first seen later cannot
     be added to rows already written: the batch is cut there)."""
     from ..filesystems.base import FILES_COLUMNS
 
     fields = attrgetter(*FILES_COLUMNS)
-    extras = _extra
     times = [FILES_COLUMNS.index(c) for c in TIMES]
     volume_damaged = fs.volume_damaged()
     known: dict = {}
     it = iter(entries)
     while chunk := list(itertools.islice(it, batch or LS_BATCH)):
         start = 0
-        shapes = set(map(tuple, map(extras, chunk)))
-        if len(shapes) == 1 and (known.keys() <= set(next(iter(shapes)))):
-            known.update(dict.fromkeys(next(iter(shapes))))  # the common case: one shape
+        shapes = set(map(tuple, map(_extra, chunk)))
+        if len(shapes) == 1 and known.keys() <= set(shape := next(iter(shapes))):
+            known.update(dict.fromkeys(shape))  # the common case: every row alike
             yield _batch_columns(fs, chunk, known, True, fields, times, volume_damaged)
             continue
         while start < len(chunk):
