@@ -12,8 +12,6 @@ import os
 from collections.abc import Iterable, Mapping
 from numbers import Integral
 
-import numpy as np
-
 from .containers import readplan
 from .containers.base import (
     BACKING,
@@ -28,6 +26,7 @@ from .containers.runs import STATE_CODE, UNALLOCATED_CODE, RunTable
 from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
 from .io import ByteSource, FileSource, FilledSource, Slice
 from .io.paths import PathPolicy, report_outside, split_name
+from .lazy import np
 
 MAX_DEPTH = 1000
 FEW_RANGES = 64  # pending ranges a layer is asked about one by one (more: one query)

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from functools import cache
 
 import construct as cs
-import numpy as np
+
+from .lazy import np
 
 __all__ = [
     "Leaf",

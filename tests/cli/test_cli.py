@@ -152,15 +152,20 @@ def test_ls_json_is_files(part):
 
 
 def test_rows_are_written_as_they_come():
+    """Rows are written a batch at a time as they come: the first batch is out before the
+    rows after it are made."""
     out = io.StringIO()
 
     def rows():
         yield {"path": "/a", "size": 1}
-        assert out.getvalue() == '[\n{"path": "/a", "size": 1}'  # already written
-        yield {"path": "/b", "size": 2}
+        yield {"path": "/b, \"c\"", "size": None}
+        assert out.getvalue() == '[\n{"path": "/a", "size": 1},\n{"path": "/b, \\"c\\"", "size": null}'
+        yield {"path": "/d", "size": 2, "extra": True}
 
-    assert write_rows(out, rows()) == 2
-    assert json.loads(out.getvalue()) == [{"path": "/a", "size": 1}, {"path": "/b", "size": 2}]
+    assert write_rows(out, rows(), batch=2) == 3
+    assert json.loads(out.getvalue()) == [{"path": "/a", "size": 1},
+                                          {"path": "/b, \"c\"", "size": None},
+                                          {"path": "/d", "size": 2, "extra": True}]
     out = io.StringIO()
     write_rows(out, iter(()))
     assert json.loads(out.getvalue()) == []

@@ -9,9 +9,11 @@ names), the default is a table for people (see :mod:`vdinspect.cli.output`).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 from collections.abc import Iterator
+from operator import attrgetter
 from typing import IO
 
 from ..errors import InvalidArgument, NotFound
@@ -30,9 +32,11 @@ from ..schemas import (
     USER_COLUMNS,
 )
 from .output import (
+    JsonRows,
+    answer,
     cell,
     human,
-    json_default,
+    iso_column,
     project,
     when,
     write_json,
@@ -133,16 +137,16 @@ def cmd_info(args, out: IO[str]) -> int:
 def cmd_layers(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
         rows = disk.layer_rows()
-    if args.json:
-        write_rows(out, project(rows, LAYER_COLUMNS))
-        return 0
-    out.write(f"{args.image}: {len(rows)} layer(s), base (0) first\n")
-    write_table(out, ("LAYER", "FORMAT", "VIRTUAL", "FILE", "ALLOCATED", "PARENT OK", "PATH"),
-                [(str(r["layer"]), f"{r['format']} {r['subformat'] or ''}".strip(),
-                  _size(args, r["virtual_size"]), _size(args, r["file_size"]),
-                  _size(args, r["allocated"]), cell(r["parent_ok"]), r["path"] or "")
-                 for r in rows], right=(0, 2, 3, 4))
-    return 0
+
+    def table() -> None:
+        out.write(f"{args.image}: {len(rows)} layer(s), base (0) first\n")
+        write_table(out, ("LAYER", "FORMAT", "VIRTUAL", "FILE", "ALLOCATED", "PARENT OK",
+                          "PATH"),
+                    [(str(r["layer"]), f"{r['format']} {r['subformat'] or ''}".strip(),
+                      _size(args, r["virtual_size"]), _size(args, r["file_size"]),
+                      _size(args, r["allocated"]), cell(r["parent_ok"]), r["path"] or "")
+                     for r in rows], right=(0, 2, 3, 4))
+    return answer(args, out, rows, LAYER_COLUMNS, table)
 
 
 def _run_rows(runs) -> list[dict]:
@@ -157,46 +161,45 @@ def cmd_map(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
         runs = disk.runs(args.start, args.length, own_layer=args.own_layer)
         size = disk.size
-    if args.json:
-        write_rows(out, _run_rows(runs))
-        return 0
-    totals: dict[str, list[int]] = {}
-    for r in runs:
-        t = totals.setdefault(r.state, [0, 0])
-        t[0] += 1
-        t[1] += r.length
-    summary = ", ".join(f"{human(b)} {s} ({n} run{'s' if n > 1 else ''})"
-                        for s, (n, b) in totals.items())
-    out.write(f"{args.image}: {human(size)} virtual; {summary or 'nothing'}\n")
-    files = {r.host_file for r in runs if r.host_file}
-    comp = any(r.compressed for r in runs)
-    head = ["START", "END", "LENGTH", "STATE", "LAYER", "HOST OFFSET"]
-    head += ["COMPRESSED"] * comp + ["HOST FILE"] * (len(files) > 1)
-    rows = []
-    for r in runs:
-        row = [_offset(args, r.start), _offset(args, r.start + r.length), _size(args, r.length),
-               r.state, cell(r.layer), _hex(r.host_offset)]
-        row += ["yes" if r.compressed else ""] * comp + [_name(r.host_file)] * (len(files) > 1)
-        rows.append(row)
-    write_table(out, head, rows, right=(0, 1, 2, 4, 5))
-    return 0
+
+    def table() -> None:
+        totals: dict[str, list[int]] = {}
+        for r in runs:
+            t = totals.setdefault(r.state, [0, 0])
+            t[0] += 1
+            t[1] += r.length
+        summary = ", ".join(f"{human(b)} {s} ({n} run{'s' if n > 1 else ''})"
+                            for s, (n, b) in totals.items())
+        out.write(f"{args.image}: {human(size)} virtual; {summary or 'nothing'}\n")
+        files = {r.host_file for r in runs if r.host_file}
+        comp = any(r.compressed for r in runs)
+        head = ["START", "END", "LENGTH", "STATE", "LAYER", "HOST OFFSET"]
+        head += ["COMPRESSED"] * comp + ["HOST FILE"] * (len(files) > 1)
+        rows = []
+        for r in runs:
+            row = [_offset(args, r.start), _offset(args, r.start + r.length),
+                   _size(args, r.length), r.state, cell(r.layer), _hex(r.host_offset)]
+            row += ["yes" if r.compressed else ""] * comp
+            row += [_name(r.host_file)] * (len(files) > 1)
+            rows.append(row)
+        write_table(out, head, rows, right=(0, 1, 2, 4, 5))
+    return answer(args, out, _run_rows(runs) if args.json else [], None, table)
 
 
 def cmd_snapshots(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
         rows = disk.snapshot_rows()
-    if args.json:
-        write_rows(out, project(rows, SNAPSHOT_COLUMNS))
-        return 0
-    if not rows:
-        out.write(f"{args.image}: no snapshots\n")
-        return 0
-    out.write(f"{args.image}: {len(rows)} snapshot(s)\n")
-    write_table(out, ("ID", "NAME", "CREATED", "VM STATE", "LAYER", "DESCRIPTION"),
-                [(cell(r.get("id")), cell(r.get("name")), when(r.get("created")),
-                  _size(args, r.get("vm_state_size")), cell(r.get("layer")),
-                  cell(r.get("description"))) for r in rows], right=(3, 4), shrink=5)
-    return 0
+
+    def table() -> None:
+        if not rows:
+            out.write(f"{args.image}: no snapshots\n")
+            return
+        out.write(f"{args.image}: {len(rows)} snapshot(s)\n")
+        write_table(out, ("ID", "NAME", "CREATED", "VM STATE", "LAYER", "DESCRIPTION"),
+                    [(cell(r.get("id")), cell(r.get("name")), when(r.get("created")),
+                      _size(args, r.get("vm_state_size")), cell(r.get("layer")),
+                      cell(r.get("description"))) for r in rows], right=(3, 4), shrink=5)
+    return answer(args, out, rows, SNAPSHOT_COLUMNS, table)
 
 
 def cmd_check(args, out: IO[str]) -> int:
@@ -216,40 +219,37 @@ def cmd_check(args, out: IO[str]) -> int:
                 rows += [dict(r, layer=None) for r in fs.check_rows()]
                 what = what.replace(" and the partition table",
                                     f" and the {whole[0].filesystem} filesystem")
-    if args.json:
-        write_rows(out, project(rows, CHECK_COLUMNS))
-        return 0
-    layers = what
-    if not rows:
-        out.write(f"{args.image}: no problems found ({layers} checked)\n")
-        return 0
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.get("severity") or "?"] = counts.get(r.get("severity") or "?", 0) + 1
-    out.write(f"{args.image}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
-              + f" ({layers} checked)\n")
-    write_table(out, ("SEVERITY", "LAYER", "STRUCTURE", "OFFSET", "MESSAGE"),
-                [(cell(r.get("severity")), cell(r.get("layer")), cell(r.get("structure")),
-                  _hex(r.get("host_offset")), cell(r.get("message"))) for r in rows],
-                right=(1, 3))
-    return 0
+
+    def table() -> None:
+        if not rows:
+            out.write(f"{args.image}: no problems found ({what} checked)\n")
+            return
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r.get("severity") or "?"] = counts.get(r.get("severity") or "?", 0) + 1
+        out.write(f"{args.image}: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+                  + f" ({what} checked)\n")
+        write_table(out, ("SEVERITY", "LAYER", "STRUCTURE", "OFFSET", "MESSAGE"),
+                    [(cell(r.get("severity")), cell(r.get("layer")), cell(r.get("structure")),
+                      _hex(r.get("host_offset")), cell(r.get("message"))) for r in rows],
+                    right=(1, 3))
+    return answer(args, out, rows, CHECK_COLUMNS, table)
 
 
 def cmd_structures(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
         rows = disk.structure_rows()
-    if args.json:
-        write_rows(out, project(rows, STRUCTURE_FRAME_COLUMNS))
-        return 0
-    files = {r.get("host_file") for r in rows}
-    out.write(f"{args.image}: {len(rows)} on-disk structures\n")
-    head = ["LAYER", "NAME", "OFFSET", "LENGTH", "DESCRIPTION"] + ["FILE"] * (len(files) > 1)
-    write_table(out, head, [
-        [cell(r.get("layer")), cell(r.get("name")), _hex(r.get("host_offset")),
-         _size(args, r.get("length")), cell(r.get("description"))]
-        + [_name(r.get("host_file"))] * (len(files) > 1) for r in rows],
-        right=(0, 2, 3), shrink=4)
-    return 0
+
+    def table() -> None:
+        many = len({r.get("host_file") for r in rows}) > 1
+        out.write(f"{args.image}: {len(rows)} on-disk structures\n")
+        head = ["LAYER", "NAME", "OFFSET", "LENGTH", "DESCRIPTION"] + ["FILE"] * many
+        write_table(out, head, [
+            [cell(r.get("layer")), cell(r.get("name")), _hex(r.get("host_offset")),
+             _size(args, r.get("length")), cell(r.get("description"))]
+            + [_name(r.get("host_file"))] * many for r in rows],
+            right=(0, 2, 3), shrink=4)
+    return answer(args, out, rows, STRUCTURE_FRAME_COLUMNS, table)
 
 
 def cmd_explain(args, out: IO[str]) -> int:
@@ -292,23 +292,21 @@ def cmd_parts(args, out: IO[str]) -> int:
     for r in rows:
         if r.get("end") is None and r.get("start") is not None:
             r["end"] = r["start"] + r["length"]
-    if args.json:
-        write_rows(out, project(rows, PARTITION_COLUMNS))
-        return 0
-    schemes = sorted({r["scheme"] for r in rows if r.get("scheme")})
-    nparts = sum(1 for r in rows if r.get("type") != "unallocated")
-    out.write(f"{args.image}: {human(size)}, {'/'.join(schemes) or 'no'} partition table, "
-              f"{nparts} volume(s)\n")
-    table = []
-    for r in rows:
-        gap = r.get("type") == "unallocated"
-        table.append((cell(r.get("index")), _size(args, r["start"]), _size(args, r["end"]),
-                      _size(args, r["length"]),
-                      "free space" if gap else cell(r.get("type_name") or r.get("type")),
-                      cell(r.get("filesystem")), cell(r.get("label")), cell(r.get("name"))))
-    write_table(out, ("#", "START", "END", "SIZE", "TYPE", "FILESYSTEM", "LABEL", "NAME"),
-                table, right=(0, 1, 2, 3), shrink=7)
-    return 0
+
+    def table() -> None:
+        schemes = sorted({r["scheme"] for r in rows if r.get("scheme")})
+        nparts = sum(1 for r in rows if r.get("type") != "unallocated")
+        out.write(f"{args.image}: {human(size)}, {'/'.join(schemes) or 'no'} partition "
+                  f"table, {nparts} volume(s)\n")
+        cells = [(cell(r.get("index")), _size(args, r["start"]), _size(args, r["end"]),
+                  _size(args, r["length"]),
+                  "free space" if r.get("type") == "unallocated"
+                  else cell(r.get("type_name") or r.get("type")),
+                  cell(r.get("filesystem")), cell(r.get("label")), cell(r.get("name")))
+                 for r in rows]
+        write_table(out, ("#", "START", "END", "SIZE", "TYPE", "FILESYSTEM", "LABEL", "NAME"),
+                    cells, right=(0, 1, 2, 3), shrink=7)
+    return answer(args, out, rows, PARTITION_COLUMNS, table)
 
 
 @contextlib.contextmanager
@@ -343,31 +341,71 @@ def _filesystem(args, disk):
         return disk.filesystem(args.part)
 
 
-def _file_rows(fs, entries) -> Iterator[dict]:
-    """Entries as ``files()`` rows (``damaged`` after ``target``, then the driver's extra
-    columns), one at a time. A row lacking an extra column seen on an earlier row has it
-    as None, as in the frame (a column first seen later cannot be added to rows already
-    written)."""
+#: entries listed per batch: each batch is turned into columns and written at once
+LS_BATCH = 1024
+TIMES = ("created", "modified", "accessed", "changed")
+_extra = attrgetter("extra")
+
+
+def file_batches(fs, entries: Iterator, batch: int | None = None) -> Iterator[tuple[list, list]]:
+    """Entries as ``files()`` rows, a batch at a time, as (keys, columns): the
+    FILES_COLUMNS, ``damaged`` and the driver's extra columns; times as ISO 8601 text
+    (:func:`~vdinspect.cli.output.iso_column`). A row lacking an extra column seen
+    on an earlier row has it as None, as in the frame (a column first seen later cannot
+    be added to rows already written: the batch is cut there)."""
     from ..filesystems.base import FILES_COLUMNS
 
-    damaged = fs.volume_damaged()
+    fields = attrgetter(*FILES_COLUMNS)
+    times = [FILES_COLUMNS.index(c) for c in TIMES]
+    volume_damaged = fs.volume_damaged()
     known: dict = {}
-    iso: dict = {None: None}  # each distinct time formatted once (files share few)
-    for e in entries:
-        row = {c: getattr(e, c) for c in FILES_COLUMNS}
-        for c in ("created", "modified", "accessed", "changed"):
-            t = row[c]
-            text = iso.get(t)
-            if text is None and t is not None:
-                text = iso[t] = json_default(t)
-            row[c] = text
-        row["damaged"] = fs.damaged(e) if damaged else (None if e.kind == "dir" else 0)
-        extra = e.extra
-        if extra.keys() != known.keys():
-            known.update(dict.fromkeys(extra))
-            row.update(known)
-        row.update(extra)
-        yield row
+    it = iter(entries)
+    while chunk := list(itertools.islice(it, batch or LS_BATCH)):
+        start = 0
+        shapes = set(map(tuple, map(_extra, chunk)))
+        if len(shapes) == 1 and known.keys() <= set(shape := next(iter(shapes))):
+            known.update(dict.fromkeys(shape))  # the common case: every row alike
+            yield _batch_columns(fs, chunk, known, True, fields, times, volume_damaged)
+            continue
+        while start < len(chunk):
+            stop, same = start, True
+            while stop < len(chunk):  # extend the run while no new extra column appears
+                extra = chunk[stop].extra
+                if extra.keys() != known.keys():
+                    if not extra.keys() <= known.keys():
+                        if stop > start:
+                            break
+                        known.update(dict.fromkeys(extra))
+                    same = same and extra.keys() == known.keys()
+                stop += 1
+            part = chunk[start:stop]
+            start = stop
+            yield _batch_columns(fs, part, known, same, fields, times, volume_damaged)
+
+
+def _batch_columns(fs, part: list, known: dict, same: bool, fields, times: list[int],
+                   volume_damaged: bool) -> tuple[list, list]:
+    """One batch of :func:`file_batches`: entries whose extra columns are ``known``'s
+    (all of them when ``same``, else some, the others None)."""
+    from operator import itemgetter
+
+    from ..filesystems.base import FILES_COLUMNS
+
+    cols = [list(c) for c in zip(*map(fields, part))]
+    for i in times:
+        cols[i] = iso_column(cols[i])
+    if volume_damaged:
+        cols.append([fs.damaged(e) for e in part])
+    else:
+        cols.append([None if k == "dir" else 0 for k in cols[FILES_COLUMNS.index("kind")]])
+    names = list(known)
+    if names:
+        if same:
+            vals = list(map(itemgetter(*names), map(_extra, part)))
+            cols += [list(c) for c in zip(*vals)] if len(names) > 1 else [vals]
+        else:
+            cols += [[e.extra.get(k) for e in part] for k in names]
+    return [*FILES_COLUMNS, "damaged", *names], cols
 
 
 def _entries(fs, top, args) -> Iterator:
@@ -383,7 +421,10 @@ def cmd_ls(args, out: IO[str]) -> int:
         with _bad_call():
             top = fs.lookup(args.path, deleted=args.deleted)
         if args.json:
-            write_rows(out, _file_rows(fs, _entries(fs, top, args)))
+            writer = JsonRows(out)
+            for keys, cols in file_batches(fs, _entries(fs, top, args)):
+                writer.add(keys, cols)
+            writer.close()
             return 0
         damaged = fs.volume_damaged()
         label = f" '{fs.label}'" if fs.label else ""
@@ -392,17 +433,27 @@ def cmd_ls(args, out: IO[str]) -> int:
         size_w = 20 if args.bytes else 9
         head = f"{'KIND':<7}  {'SIZE':>{size_w}}  {'MODIFIED':<19}  {'INODE':>8}  "
         out.write(head + ("DAMAGED  " if damaged else "") + "PATH\n")
-        for e in _entries(fs, top, args):
-            size = "" if e.kind == "dir" else _size(args, e.size)
-            mark = " (deleted)" if e.deleted else ""
-            bad = ""
-            if damaged:
-                d = fs.damaged(e)
-                bad = f"{_size(args, d) if d else '':>7}  "
-            target = f" -> {e.target}" if e.target else ""
-            out.write(f"{e.kind:<7}  {size:>{size_w}}  {when(e.modified):<19}  "
-                      f"{cell(e.inode):>8}  {bad}{e.path}{target}{mark}\n")
+        it = _entries(fs, top, args)
+        while chunk := list(itertools.islice(it, LS_BATCH)):
+            out.write(_ls_lines(args, fs, chunk, damaged, size_w))
     return 0
+
+
+def _ls_lines(args, fs, chunk: list, damaged: bool, size_w: int) -> str:
+    """The text lines of a batch of entries (each distinct size and time formatted once)."""
+    sizes = {n: _size(args, n) for n in {e.size for e in chunk}}
+    times = {t: when(t) for t in {e.modified for e in chunk}}
+    lines = []
+    for e in chunk:
+        size = "" if e.kind == "dir" else sizes[e.size]
+        bad = ""
+        if damaged:
+            d = fs.damaged(e)
+            bad = f"{_size(args, d) if d else '':>7}  "
+        lines.append(f"{e.kind:<7}  {size:>{size_w}}  {times[e.modified]:<19}  "
+                     f"{cell(e.inode):>8}  {bad}{e.path}{f' -> {e.target}' if e.target else ''}"
+                     f"{' (deleted)' if e.deleted else ''}\n")
+    return "".join(lines)
 
 
 def cmd_cat(args, out: IO[str]) -> int:
@@ -532,24 +583,26 @@ def cmd_inspect(args, out: IO[str]) -> int:
             rows, cols = user_rows(disk), USER_COLUMNS
         else:
             rows, cols = inspect_rows(disk), INSPECT_COLUMNS
-    if args.json:
-        write_rows(out, project(rows, cols))
-        return 0
+    return answer(args, out, rows, cols, lambda: _inspect_text(args, out, rows))
+
+
+def _inspect_text(args, out: IO[str], rows: list[dict]) -> None:
+    """``inspect`` for people: the packages, the users, or each OS found."""
     if args.packages:
         out.write(f"{len(rows)} installed package(s)\n")
         write_table(out, ("ROOT", "MANAGER", "NAME", "VERSION", "ARCH", "SIZE"),
                     [(cell(r["root"]), r["manager"], r["name"], r["version"] or "",
                       r["arch"] or "", _size(args, r["size"])) for r in rows], right=(5,))
-        return 0
+        return
     if args.users:
         out.write(f"{len(rows)} user(s)\n")
         write_table(out, ("ROOT", "NAME", "UID", "HOME", "SID", "LAST LOGIN"),
                     [(cell(r["root"]), r["name"] or "", cell(r["uid"]), r["home"] or "",
                       r["sid"] or "", when(r["last_login"])) for r in rows], right=(2,))
-        return 0
+        return
     if not rows:
         out.write(f"{args.image}: no operating system found\n")
-        return 0
+        return
     for r in rows:
         out.write(f"{args.image}, volume {r['root']}: {r['product'] or r['family']}\n")
         for c in INSPECT_COLUMNS[1:-1]:
@@ -557,7 +610,6 @@ def cmd_inspect(args, out: IO[str]) -> int:
                 v = when(r[c]) if hasattr(r[c], "tzinfo") else str(r[c])
                 out.write(f"  {c:<14}{v}\n")
         out.write("\n")
-    return 0
 
 
 def cmd_carve(args, out: IO[str]) -> int:

@@ -3,10 +3,15 @@
 Nothing here imports pandas: the commands hand over lists of dicts (the rows the
 DataFrames are built from), so ``--json`` and the tables cost no more than the reading.
 
-- JSON: :func:`write_rows` streams a JSON array one row a line (valid JSON as a whole,
-  and each line after the first is one row, so ``ls -r --json`` shows its first files
-  before the walk ends); values JSON has no type for go through :func:`json_default`
-  (called by the C encoder only for those, not for every cell).
+- JSON: :class:`JsonRows` writes a JSON array one row a line (valid JSON as a whole,
+  and each line after the first is one row), a batch of rows at a time given as
+  columns: each column is encoded in one go (:func:`json_column`: one encoder call for a
+  column of numbers, the C string encoder mapped over a column of text) and the lines
+  of a batch are joined and written at once, so ``ls -r --json`` shows its first files
+  before the walk ends and holds one batch in memory. :func:`write_rows` writes rows
+  (dicts) through it. Values JSON has no type for go through :func:`json_default`.
+- :func:`answer`: what every command that answers with rows does: ``--json`` writes
+  them as the frame's columns, else the command's table.
 - Text: :func:`write_table` lines up pre-formatted cells under short upper-case
   headings, as ``lsblk`` does, and on a terminal narrows one chosen column to fit.
 """
@@ -14,9 +19,12 @@ DataFrames are built from), so ``--json`` and the tables cost no more than the r
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import json.encoder
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from operator import attrgetter
 from typing import IO, Any
 
 from .. import units
@@ -43,6 +51,27 @@ def json_default(v: Any) -> Any:
 
 
 _ENCODER = json.JSONEncoder(default=json_default)
+_TZINFO = attrgetter("tzinfo")
+_ISO = dt.datetime.isoformat
+_TIMES = frozenset((dt.datetime, type(None)))
+
+
+def iso_column(values: Sequence) -> list:
+    """A column of times as :func:`json_default` writes them (ISO 8601, UTC), None kept.
+    A column of mostly distinct times already in UTC (NTFS keeps 100 ns) is formatted by
+    ``isoformat`` mapped in C; any other column each distinct value once."""
+    distinct = set(values)
+    if (len(distinct) * 4 > len(values) and set(map(type, distinct)) <= _TIMES
+            and set(map(_TZINFO, filter(None, distinct))) <= {dt.UTC}):
+        if None not in distinct:
+            return list(map(_ISO, values))
+        return [None if t is None else _ISO(t) for t in values]
+    text = {t: json_default(t) for t in distinct if t is not None}
+    text[None] = None
+    return list(map(text.__getitem__, values))
+_ENCODE_TEXT = json.encoder.encode_basestring_ascii  # the C function json itself uses
+_NUMBERS = frozenset((int, float, bool, type(None)))
+_TEXT = frozenset((str, type(None)))
 
 
 def _name_errors(err: UnicodeError) -> tuple[bytes | str, int]:
@@ -71,15 +100,81 @@ def write_json(out: IO[str], obj: Any, indent: int | None = None) -> None:
     out.write("\n")
 
 
-def write_rows(out: IO[str], rows: Iterable[dict]) -> int:
-    """A JSON array written row by row as the rows come (one row a line); the row count."""
+def json_column(values: Sequence) -> list[str]:
+    """Each value of a column as JSON text, as ``json.dumps`` writes it: a column of
+    numbers, booleans and None in one encoder call (its text holds no strings, so it
+    splits at the separators), text through the C string encoder, anything else one by
+    one (through :func:`json_default`)."""
+    kinds = set(map(type, values))
+    if kinds <= _NUMBERS:
+        return _ENCODER.encode(list(values))[1:-1].split(", ") if len(values) else []
+    if kinds <= _TEXT:
+        if str not in kinds:
+            return ["null"] * len(values)
+        if type(None) not in kinds:
+            return list(map(_ENCODE_TEXT, values))
+        return ["null" if v is None else _ENCODE_TEXT(v) for v in values]
     encode = _ENCODER.encode
-    n = 0
-    for row in rows:
-        out.write(("[\n" if n == 0 else ",\n") + encode(row))
-        n += 1
-    out.write("\n]\n" if n else "[\n]\n")
-    return n
+    return [encode(v) for v in values]
+
+
+class JsonRows:
+    """A JSON array of objects written a batch at a time, one object a line.
+
+    ``add(keys, columns)`` writes one batch: rows whose keys are ``keys`` (in that
+    order), the values given column by column; ``close()`` ends the array and returns
+    the number of rows written."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.count = 0
+
+    def add(self, keys: Sequence[str], columns: Sequence[Sequence]) -> None:
+        n = len(columns[0]) if columns else 0
+        if not n:
+            return
+        # one %-template per batch: {"key": %s, ...}; the encoded values go in as they are
+        template = "{" + ", ".join(f"{_ENCODE_TEXT(k).replace('%', '%%')}: %s"
+                                   for k in keys) + "}"
+        lines = map(template.__mod__, zip(*map(json_column, columns)))
+        self.out.write(("[\n" if self.count == 0 else ",\n") + ",\n".join(lines))
+        self.count += n
+
+    def add_rows(self, rows: Sequence[dict]) -> None:
+        """Rows as dicts; neighbours with the same keys become one batch."""
+        start = 0
+        for i in range(1, len(rows) + 1):
+            if i == len(rows) or rows[i].keys() != rows[start].keys():
+                keys = list(rows[start])
+                group = rows[start:i]
+                self.add(keys, [[r[k] for r in group] for k in keys])
+                start = i
+
+    def close(self) -> int:
+        self.out.write("\n]\n" if self.count else "[\n]\n")
+        return self.count
+
+
+def write_rows(out: IO[str], rows: Iterable[dict], batch: int = 1024) -> int:
+    """A JSON array of ``rows`` (one row a line), written ``batch`` rows at a time as the
+    rows come; the row count."""
+    writer = JsonRows(out)
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, batch)):
+        writer.add_rows(chunk)
+    return writer.close()
+
+
+def answer(args, out: IO[str], rows: list[dict], columns: Sequence[str] | None,
+           table: Callable[[], None], status: int = 0) -> int:
+    """How a command answers with rows: ``--json`` writes them (exactly ``columns``, in
+    that order, when given: the frame's columns), else ``table()`` writes the text;
+    returns ``status`` (the exit status)."""
+    if getattr(args, "json", False):
+        write_rows(out, project(rows, columns) if columns is not None else rows)
+    else:
+        table()
+    return status
 
 
 def project(rows: Iterable[dict], columns: Sequence[str]) -> list[dict]:

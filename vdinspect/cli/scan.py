@@ -14,7 +14,7 @@ from typing import IO
 
 from ..errors import InvalidArgument, NotFound
 from .commands import open_disk
-from .output import cell, human, write_rows, write_table
+from .output import answer, cell, human, write_table
 
 SCAN_COLUMNS = ["kind", "start", "length", "end", "filesystem", "format", "label", "uuid",
                 "virtual_size", "opened", "errors", "found_by", "confidence", "note"]
@@ -61,22 +61,22 @@ def cmd_scan(args, out: IO[str]) -> int:
     if args.sfdisk:
         out.write(sfdisk_script(scan.partition_rows() if partitions else []))
         return status
-    if args.json:
-        write_rows(out, rows)
-        return status
-    exact = getattr(args, "bytes", False)
-    part = "" if args.part is None else f" partition {args.part} (offsets inside it)"
-    out.write(f"{args.image}{part}: {human(size)}, read {human(scan.read_bytes)} holding data; "
-              f"{sum(r['kind'] == 'partition' for r in rows)} partition(s), "
-              f"{sum(r['kind'] == 'image' for r in rows)} image(s) found"
-              + ("" if scan.complete else " (incomplete)") + "\n")
-    table = []
-    for r in rows:
-        what = r["filesystem"] if r["kind"] == "partition" else r["format"]
-        start = str(r["start"]) if exact else f"{r['start']:#x}"  # exact: it feeds --offset
-        table.append((r["kind"], start, human(r["length"], exact),
-                      cell(what), cell(r["label"]), f"{r['confidence']:.2f}",
-                      cell(r["found_by"] if r["note"] is None else r["note"])))
-    write_table(out, ("KIND", "START", "LENGTH", "FILESYSTEM/FORMAT", "LABEL", "CONFIDENCE",
-                      "FOUND BY"), table, right=(1, 2, 5), shrink=6)
-    return status
+
+    def table() -> None:
+        exact = getattr(args, "bytes", False)
+        part = "" if args.part is None else f" partition {args.part} (offsets inside it)"
+        out.write(f"{args.image}{part}: {human(size)}, read {human(scan.read_bytes)} holding "
+                  f"data; {sum(r['kind'] == 'partition' for r in rows)} partition(s), "
+                  f"{sum(r['kind'] == 'image' for r in rows)} image(s) found"
+                  + ("" if scan.complete else " (incomplete)") + "\n")
+        cells = []
+        for r in rows:
+            what = r["filesystem"] if r["kind"] == "partition" else r["format"]
+            # exact: it feeds --offset
+            start = str(r["start"]) if exact else f"{r['start']:#x}"
+            cells.append((r["kind"], start, human(r["length"], exact),
+                          cell(what), cell(r["label"]), f"{r['confidence']:.2f}",
+                          cell(r["found_by"] if r["note"] is None else r["note"])))
+        write_table(out, ("KIND", "START", "LENGTH", "FILESYSTEM/FORMAT", "LABEL",
+                          "CONFIDENCE", "FOUND BY"), cells, right=(1, 2, 5), shrink=6)
+    return answer(args, out, rows, None, table, status)

@@ -13,11 +13,10 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
-import numpy as np
-
 from ..errors import NotFound
 from ..findings import Findings, check_row
 from ..io import ByteSource, FileSource, FilledSource, LRUCache
+from ..lazy import np
 from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 from . import readplan
 from .runs import RunTable

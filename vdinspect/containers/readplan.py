@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
+from ..lazy import np
 
 #: piece kinds: bytes of a host source; zeros; nothing here (a chain asks the layer below);
 #: bytes of a compressed unit (``source`` returns the inflated unit, ``host`` is the offset

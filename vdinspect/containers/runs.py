@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import numpy as np
-
+from ..lazy import LazyArray, np
 from ..schemas import STATES, UNALLOCATED
 
 #: state name -> code in the ``state`` column (the order of ``schemas.STATES``)
@@ -22,13 +21,14 @@ UNALLOCATED_CODE = STATE_CODE[UNALLOCATED]
 BATCH = 4096  # Run objects gathered before they become columns
 
 _COLUMNS = ("start", "length", "state", "layer", "host", "compressed", "src", "x0", "x1")
-_DTYPES = (np.int64, np.int64, np.int8, np.int32, np.int64, np.bool_, np.int32, np.int64,
-           np.int64)
+_DTYPES = ("int64", "int64", "int8", "int32", "int64", "bool", "int32", "int64", "int64")
 
 
-def codes_for(names: dict[int, str]) -> np.ndarray:
-    """A format's state numbers (0..n-1) -> codes of the ``state`` column."""
-    return np.array([STATE_CODE[names[k]] for k in range(len(names))], dtype=np.int8)
+def codes_for(names: dict[int, str]) -> LazyArray:
+    """A format's state numbers (0..n-1) -> codes of the ``state`` column (an int8 array
+    built on first use: formats define it at import time)."""
+    return LazyArray(lambda: np.array([STATE_CODE[names[k]] for k in range(len(names))],
+                                      dtype=np.int8))
 
 
 def unit_breaks(state: np.ndarray, host: np.ndarray, unit: int, data: int,

@@ -198,10 +198,11 @@ class Disk(ByteSource):
         """True when the disk was detected as raw only because nothing else matched and it
         holds no partition table or filesystem signature either (perhaps no disk at all)."""
         if getattr(self, "_no_signature", None) is None:
-            from ..volumes.probes import disk_signature
+            self._no_signature = False
+            if self.top.format == "raw" and not self.options.get("format"):
+                from ..volumes.probes import disk_signature  # only then: info stays light
 
-            self._no_signature = (self.top.format == "raw" and not self.options.get("format")
-                                  and disk_signature(self) is None)
+                self._no_signature = disk_signature(self) is None
         return self._no_signature
 
     def _allocated(self, exact: bool) -> int | None:

@@ -27,9 +27,8 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 
-import numpy as np
-
 from ..errors import CorruptImage, InvalidArgument, UnsupportedFeature
+from ..lazy import np
 from .cache import LRUCache
 from .sources import ByteSource, FileSource, Slice
 

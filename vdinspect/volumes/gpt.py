@@ -12,10 +12,10 @@ from __future__ import annotations
 import uuid
 import zlib
 
-import numpy as np
 from construct import Bytes, Int32ul, Int64ul, Struct
 
 from ..layout import field_slice
+from ..lazy import np
 from ..units import is_pow2
 from . import PARTITION, ScanContext, Volume
 from .types import gpt_attribute_flags, gpt_type_name

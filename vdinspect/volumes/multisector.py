@@ -10,10 +10,10 @@ whatever the sector size). It lives in this lower layer so that both the volume 
 
 from __future__ import annotations
 
-import numpy as np
 from construct import Bytes, Int16ul, Struct
 
 from ..layout import offset_of, struct_format
+from ..lazy import np
 
 MultiSectorHeader = Struct(
     "magic" / Bytes(4) * '"FILE" for MFT records, "INDX" for index blocks ("BAAD": broken)',

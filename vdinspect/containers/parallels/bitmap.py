@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import TYPE_CHECKING
 
-import numpy as np
-
+from ...lazy import np
 from .structs import SECTOR
 
 if TYPE_CHECKING:

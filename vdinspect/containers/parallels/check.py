@@ -3,9 +3,8 @@ the Format Extension), as ``qemu-img check`` does."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...findings import check_row
+from ...lazy import np
 from ..base import data_structures, leak_rows, structure_row
 from .structs import FLAG_EMPTY, HEADER_SIZE, INUSE_CLOSED, SECTOR
 

@@ -24,10 +24,9 @@ from __future__ import annotations
 import hashlib
 import os
 
-import numpy as np
-
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
+from ...lazy import np
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced
 from ..runs import STATE_CODE, UNALLOCATED_CODE, RunTable, unit_breaks

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import numpy as np
-
 from ...findings import CappedRows
+from ...lazy import np
 from ..base import leak_rows, structure_row, unused_spans
 from .structs import (
     COMPRESSED,

@@ -21,12 +21,12 @@ import zlib
 from dataclasses import dataclass
 from functools import partial
 
-import numpy as np
 from construct import ConstructError
 
 from ...errors import CorruptImage, EncryptedImage, NotRecognized
 from ...io import ByteSource, LRUCache
 from ...layout import offset_of
+from ...lazy import np
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run
 from ..runs import unit_breaks

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...errors import CorruptImage
 from ...findings import check_row
+from ...lazy import np
 from .report import fit_int64
 from .structs import (
     BME_ALL_ONES,

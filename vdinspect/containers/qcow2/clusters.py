@@ -5,10 +5,9 @@ from __future__ import annotations
 import zlib
 from functools import partial
 
-import numpy as np
-
 from ...errors import CorruptImage, MissingDependency
 from ...io.codecs import zstd_at_most
+from ...lazy import LazyArray, np
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
 from ..runs import STATE_CODE, RunTable
@@ -28,7 +27,8 @@ from .structs import (
 )
 
 #: S_* unit state -> code of the ``state`` column of a RunTable
-STATE_CODES = np.array([STATE_CODE[STATE_NAME[k]] for k in sorted(STATE_NAME)], dtype=np.int8)
+STATE_CODES = LazyArray(lambda: np.array([STATE_CODE[STATE_NAME[k]] for k in sorted(STATE_NAME)],
+                                         dtype=np.int8))
 
 
 #: S_* unit state -> read plan piece kind (compressed and damaged units take the runs)
@@ -51,7 +51,8 @@ class ClusterMap:
             self.fail(CorruptImage, f"{what} ({nbytes} bytes) runs past the end of the file ({self.file.size} bytes)", what, offset)
         return np.frombuffer(self.file.read(offset, nbytes), dtype=dtype).astype(np.uint64)
 
-    def _read_l1(self, offset: int, n: int, what: str) -> np.ndarray:
+    def _l1_problems(self, offset: int, n: int, what: str) -> tuple[int, list[str]]:
+        """The entries the virtual size needs, and what is wrong with an L1 table."""
         cs = self.cluster_size
         need = -(-self.size // (cs * self.l2_entries)) if self.size else 0
         problems = []
@@ -61,6 +62,23 @@ class ClusterMap:
             problems.append(f"{what} of {n} entries is too large")
         if n and offset % cs:
             problems.append(f"{what} is not cluster-aligned")
+        return need, problems
+
+    def _l1_sound(self, offset: int, n: int, what: str) -> bool:
+        """Strict mode: the checks :meth:`_read_l1` makes, raising as it would; True when
+        the table may be decoded later. Salvage mode: False (read it now, with findings)."""
+        if not self.strict:
+            return False
+        _need, problems = self._l1_problems(offset, n, what)
+        if problems:
+            self.fail(CorruptImage, problems[0], what, offset)
+        if n and offset + n * 8 > self.file.size:
+            self._read_table(offset, n * 8, what)  # raises: past the end of the file
+        return True
+
+    def _read_l1(self, offset: int, n: int, what: str) -> np.ndarray:
+        cs = self.cluster_size
+        need, problems = self._l1_problems(offset, n, what)
         if problems and (self.strict or need * 8 > MAX_L1_BYTES):
             self.fail(CorruptImage, problems[0], what, offset)
         if not problems and (self.strict or offset + n * 8 <= self.file.size):

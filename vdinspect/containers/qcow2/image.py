@@ -3,7 +3,10 @@ snapshots, refcounts, reports)."""
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from ...io import ByteSource, LRUCache
+from ...lazy import np
 from ..base import Image
 from .check import Refcounts
 from .clusters import ClusterMap
@@ -42,7 +45,15 @@ class Qcow2Image(Header, ClusterMap, Snapshots, Refcounts, Report, Image):
             l1_offset, l1_size = snap.raw.l1_table_offset, snap.raw.l1_size
             self.size = snap.virtual_size(self.size)
         self.l1_table_offset = l1_offset
-        self.l1 = self._read_l1(l1_offset, l1_size, "L1 table")
+        self.l1_entries = l1_size
+        if not self._l1_sound(l1_offset, l1_size, "L1 table"):
+            self.l1 = self._read_l1(l1_offset, l1_size, "L1 table")
+        # else: the table is decoded on first use (``info`` needs none of it: no numpy)
+
+    @cached_property
+    def l1(self) -> np.ndarray:
+        """The L1 table (uint64 entries), read and decoded when first used."""
+        return self._read_table(self.l1_table_offset, self.l1_entries * 8, "L1 table")
 
     @property
     def host_files(self) -> list[str]:

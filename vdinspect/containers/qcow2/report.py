@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
-
 from ...errors import CorruptImage
+from ...lazy import np
 from ..base import TableLayout, data_structures, structure_row
 from .structs import (
     COMPAT_LAZY_REFCOUNTS,

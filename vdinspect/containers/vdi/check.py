@@ -3,9 +3,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...findings import check_row
+from ...lazy import np
 from ..base import (
     data_structures,
     leak_rows,

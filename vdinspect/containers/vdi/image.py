@@ -26,10 +26,9 @@ import os
 import uuid as uuidlib
 from collections.abc import Mapping
 
-import numpy as np
-
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, paths
+from ...lazy import np
 from .. import readplan
 from ..base import (
     DAMAGED,

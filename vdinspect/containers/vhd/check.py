@@ -3,9 +3,8 @@ leaks), as ``qemu-img check`` would."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...findings import check_row
+from ...lazy import np
 from ..base import (
     leak_rows,
     structure_row,

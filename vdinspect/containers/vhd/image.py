@@ -32,10 +32,9 @@ import datetime as dt
 import os
 import uuid
 
-import numpy as np
-
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, FileSource, LRUCache
+from ...lazy import np
 from .. import readplan
 from ..base import (
     DAMAGED,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import unquote, urlparse
 
-import numpy as np
 from construct import Array, Bytes, Int8ub, Int16ub, Int32ub, Int64ub, Struct
 
 from ...errors import InvalidArgument
@@ -136,8 +135,7 @@ STATE_NAME = {S_UNALLOC: UNALLOCATED, S_DATA: DATA, S_DAMAGED: DAMAGED}
 
 def vhd_checksum(data: bytes, at: int) -> int:
     """One's complement of the byte sum of ``data``, leaving out the 4 bytes at ``at``."""
-    b = np.frombuffer(data, dtype=np.uint8)
-    total = int(b.sum(dtype=np.uint64)) - int(b[at : at + 4].sum(dtype=np.uint64))
+    total = sum(data) - sum(data[at : at + 4])  # a footer or header: 512 or 1024 bytes
     return ~total & 0xFFFFFFFF
 
 

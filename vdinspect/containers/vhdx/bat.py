@@ -8,9 +8,8 @@ partially present blocks of a differencing file from their sector bitmap.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...errors import CorruptImage
+from ...lazy import np
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, misplaced
 from ..runs import RunTable, codes_for, unit_breaks

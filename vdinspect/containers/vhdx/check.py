@@ -3,9 +3,8 @@ bad checksums and fallbacks, the replayed log, bad or overlapping BAT entries.""
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...findings import check_row
+from ...lazy import np
 from ..base import structure_row
 from .bat import B_DAMAGED, B_DATA, B_PARTIAL
 from .structs import (

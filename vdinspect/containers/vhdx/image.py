@@ -3,10 +3,9 @@ together (one mixin per module) and answers the Image protocol."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...errors import CorruptImage
 from ...io import ByteSource, LRUCache, OverlaySource
+from ...lazy import np
 from ..base import Image, ParentHint
 from .bat import BlockMap, describe_bat_entry
 from .check import Reports

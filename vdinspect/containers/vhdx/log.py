@@ -9,11 +9,10 @@ is never written. Cross-checked with QEMU's block/vhdx-log.c.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...errors import CorruptImage, UnsupportedFeature
 from ...io import ByteSource
 from ...layout import offset_of
+from ...lazy import np
 from .structs import (
     DATA_DESCRIPTOR_SIGNATURE,
     DATA_SECTOR_SIGNATURE,

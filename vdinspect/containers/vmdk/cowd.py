@@ -8,11 +8,10 @@ directory of ``numGDEntries`` 32-bit sector offsets of grain tables; every grain
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...errors import CorruptImage
 from ...findings import check_row
 from ...layout import offset_of
+from ...lazy import np
 from ..base import structure_row
 from .extent import MAX_GD_ENTRIES, S_DAMAGED, S_DATA, S_UNALLOC, GrainTableExtent
 from .structs import COWD_GT_ENTRIES, COWD_MAGIC, SECTOR, COWDChild, COWDHeader, COWDRoot

@@ -12,11 +12,10 @@ import os
 from functools import partial
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ...errors import CorruptImage
 from ...findings import check_row
 from ...io import ByteSource, LRUCache
+from ...lazy import LazyArray, np
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
 from ..runs import STATE_CODE, RunTable, unit_breaks
@@ -31,8 +30,8 @@ STATE_NAME = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DAMAGED: DAMAGED}
 #: S_* grain state -> read plan piece kind (compressed and damaged grains take the runs)
 PLAN_KINDS = [readplan.HOLE, readplan.ZERO, readplan.DATA, readplan.INFLATE, readplan.SLOW]
 #: S_* grain state -> code of the ``state`` column of a RunTable
-STATE_CODES = np.array([STATE_CODE[n] for n in (UNALLOCATED, ZERO, DATA, DATA, DAMAGED)],
-                       dtype=np.int8)
+STATE_CODES = LazyArray(lambda: np.array(
+    [STATE_CODE[n] for n in (UNALLOCATED, ZERO, DATA, DATA, DAMAGED)], dtype=np.int8))
 
 #: QEMU's limit on grain directory entries (32 Mi): more is a corrupt header
 MAX_GD_ENTRIES = 32 << 20

@@ -11,10 +11,9 @@ is split across the other bits).
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...errors import CorruptImage, UnsupportedFeature
 from ...findings import check_row
+from ...lazy import np
 from ..base import structure_row
 from .extent import (
     MAX_GD_ENTRIES,

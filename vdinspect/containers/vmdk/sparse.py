@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import zlib
 
-import numpy as np
-
 from ...errors import CorruptImage, UnsupportedFeature
 from ...layout import struct_format
+from ...lazy import np
 from .extent import (
     MAX_GD_ENTRIES,
     S_COMP,

@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...findings import check_row
 from ...layout import offset_of
+from ...lazy import np
 from ..base import leak_rows, structure_row, unused_spans
 from .extent import MAX_ENTRY_ROWS, S_COMP, S_DATA
 from .structs import (

@@ -25,13 +25,12 @@ from __future__ import annotations
 import hashlib
 import re
 
-import numpy as np
-
 from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource
 from ...io.gzipsource import GzipSource
 from ...io.sources import MemorySource
 from ...io.zstdsource import ZstdSource, is_zstd
+from ...lazy import np
 from ...units import human
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, Run, extent_pieces, structure_row
 from ..tar import Member, iter_members
