@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import have
@@ -142,7 +143,11 @@ def test_volume_table_and_folder_path_agree(image, monkeypatch):
 @needs_xfs
 def test_damaged_inode_still_reported(image, tmp_path):
     """An inode that fails its checks (v5: the CRC; v4: the magic) is left to the
-    one-inode path: strict mode reports the folder, salvage lists the name with a note."""
+    one-inode path. Strict mode too lists the folder's other children (as xfs_db ``ls``
+    names them) and reports the bad one in its row and in ``check()``; only asking for that
+    file itself raises. Salvage lists it with a note (v4) or reads it with a finding (v5)."""
+    from tests.filesystems.test_xfs import db_ls
+
     ver, img = image
     fs = open_filesystem(FileSource(img), "xfs")
     victim = fs.stat("/d1/file-007")
@@ -150,24 +155,38 @@ def test_damaged_inode_still_reported(image, tmp_path):
     at = int(out.split("(")[1].split(")")[0])  # "0x... (decimal)"
     bad = tmp_path / "bad.img"
     data = bytearray(img.read_bytes())
-    if ver == "v5":
-        data[at + 24] ^= 0x01  # di_uid's low byte: only the CRC notices
+    if ver == "v5":  # the inode core's layout (xfs_dinode): di_uid is a be32 at 8
+        data[at + 8 + 3] ^= 0x01  # di_uid's low byte: only the CRC notices
     else:
-        data[at:at + 2] = b"XX"  # no CRC on v4: break the magic
+        data[at:at + 2] = b"XX"  # no CRC on v4: break the magic ("IN")
     bad.write_bytes(bytes(data))
+    # the folder's entries as xfs_db lists them (from the image as made: v4 xfs_db refuses
+    # the whole inode cluster once one inode in it is bad; the edit left the entries alone)
+    want = db_ls(img, "/d1")
+    assert len(want) == 70 and want["file-007"][0] == victim.inode
     strict = open_filesystem(FileSource(bad), "xfs")
-    strict.files()  # the walk's rule: the folder it cannot list is an error row
-    assert any(m.startswith("/d1: unreadable directory") for m in strict.check().message)
+    df = strict.files()
+    kids = df[df.parent == "/d1"]
+    assert {n: int(i) for n, i in zip(kids.name, kids.inode)} == {
+        n: i for n, (i, _t) in want.items()}
+    row = kids[kids.name == "file-007"].iloc[0]
+    assert "inode unreadable" in row.note and pd.isna(row.uid)
+    good = kids[kids.name != "file-007"]
+    assert len(good) == 69 and good.uid.notna().all() and good.note.isna().all()
+    found = strict.check()
+    assert (found.severity == "error").any()
+    assert any(f"inode {victim.inode}" in str(s) for s in found.structure)
+    assert not any("unreadable directory" in m for m in found.message)
     with pytest.raises(CorruptImage):
         strict.stat("/d1/file-007")
+    assert len(strict.files("/d1")) == 70  # the folder alone: the one-inode path
     fs = open_filesystem(FileSource(bad), "xfs", strict=False)
     df = fs.files()
     row = df[df.path == "/d1/file-007"]
     assert len(row) == 1
     others = df[(df.parent == "/d1") & (df.path != "/d1/file-007")]
     assert len(others) == 69 and others.uid.notna().all()
-    if ver == "v5":  # read with a finding
-        assert f"inode {victim.inode}" in set(fs.check().structure)
-    else:  # unusable: the row says why
+    assert f"inode {victim.inode}" in set(fs.check().structure)
+    if ver == "v4":  # unusable: the row says why
         assert "bad inode magic" in row.note.iloc[0]
     os.unlink(bad)

@@ -322,7 +322,7 @@ class XfsFileSystem(FileSystem):
             self.lenient += 1
         try:
             raws = self.dir_entries(rec)
-            out = [self.entry_of(d) for d in raws]
+            out = [self.entry_of(d, listing=True) for d in raws]
             new = self.log_new_names(rec, raws)
             for e, d in zip(out, raws):
                 if not d.deleted and d.name in new:
@@ -338,15 +338,22 @@ class XfsFileSystem(FileSystem):
             out.append(self.orphan_dir_entry())
         return out
 
-    def entry_of(self, d: RawDirent) -> Entry:
+    def entry_of(self, d: RawDirent, listing: bool = False) -> Entry:
+        """The Entry of a raw directory entry. ``listing``: one row of a folder's listing,
+        whose unreadable inode (strict mode too) is an ``error`` finding and a note on
+        that row, so the folder's other children are still listed."""
         name = d.name.decode("utf-8", "surrogateescape")
         if d.deleted:
             return self._deleted_entry(name, d.ino, d.ftype)
         try:
             rec = self.inode(d.ino)
         except CorruptImage as exc:
-            if self.strict:
-                raise
+            if not listing or self.lenient:  # lenient: a removed folder's listing
+                if self.strict:
+                    raise
+            else:
+                self.finding("error", exc.structure or f"inode {d.ino}", exc.offset,
+                             exc.detail)
             return self.make_entry(name, None, False, ftype=d.ftype, ino=d.ino,
                                note=f"inode unreadable: {exc}")
         note = None

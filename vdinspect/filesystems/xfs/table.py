@@ -231,7 +231,7 @@ def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple]:
                 else:
                     out.append((path, False, None, False, None, first + j))
                 continue
-            e = fs.entry_of(raw)
+            e = fs.entry_of(raw, listing=True)
             e.parent, e.path = dpath, _join(dpath, e.name)
             if not raw.deleted and raw.name in new:
                 e.found_by, e.note = "journal", LOG_NOTE
