@@ -40,6 +40,26 @@ def test_crc_good_is_the_v5_inode_rule():
     assert bulk.crc_good(recs, 100).tolist() == [True] * 3 + [False, True, False, True]
 
 
+@pytest.mark.parametrize("isz", [256, 512, 2048])
+def test_crc_good_runs_of_records(isz):
+    """Runs of 64 records are checked by one CRC each; a bad record anywhere (first run,
+    a later one, the short tail) is still found, and only it."""
+    rnd = random.Random(isz)
+    n = 3 * bulk.GROUP + 17
+    recs = np.frombuffer(rnd.randbytes(n * isz), dtype=np.uint8).reshape(n, isz).copy()
+    for r in recs:  # the spec's rule: CRC-32C of the record with the field zeroed, LE at 100
+        z = bytearray(r.tobytes())
+        z[100:104] = bytes(4)
+        r[100:104] = np.frombuffer(crc32c(bytes(z)).to_bytes(4, "little"), dtype=np.uint8)
+    assert bulk.crc_good(recs, 100).all()
+    bad = [0, 70, 71, 127, 3 * bulk.GROUP + 5]
+    for i in bad:
+        recs[i, (i * 37) % isz if (i * 37) % isz not in range(100, 104) else 0] ^= 0x10
+    want = np.ones(n, dtype=bool)
+    want[bad] = False
+    assert bulk.crc_good(recs, 100).tolist() == want.tolist()
+
+
 def test_crc32c_records():
     """One CRC per record; the standard check value of CRC-32C is 0xE3069283."""
     assert crc32c_records(b"123456789" * 3, 9) == [0xE3069283] * 3

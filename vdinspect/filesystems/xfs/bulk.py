@@ -56,21 +56,31 @@ def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray
     keys = (agno << 32) | (agino >> glog)
     order = np.argsort(keys, kind="stable")
     sk = keys[order]
-    cuts = [0, *(np.flatnonzero(sk[1:] != sk[:-1]) + 1).tolist(), n]
-    for lo, hi in zip(cuts, cuts[1:]):
-        grp = order[lo:hi]
-        i0 = int(grp[0])
-        a, first = int(agno[i0]), int(agino[i0]) >> glog << glog
-        start = (a * g.agblocks + (first >> g.inopblog)) * bs
+    heads = np.concatenate([[0], np.flatnonzero(sk[1:] != sk[:-1]) + 1])
+    cuts = [*heads.tolist(), n]
+    # groups asked for whole and in order (the volume table's) are copied as one slice
+    at = np.arange(n)
+    first_of = np.repeat(heads, np.diff(np.append(heads, n)))
+    sagino = agino[order]
+    inplace = np.logical_and.reduceat((order == at) & (
+        sagino - (sagino >> glog << glog) == at - first_of), heads).tolist()
+    firsts = (sagino[heads] >> glog << glog).tolist()
+    starts = ((agno[order[heads]] * g.agblocks + (sagino[heads] >> glog << glog >> g.inopblog))
+              * bs).tolist()
+    for lo, hi, whole, first, start in zip(cuts, cuts[1:], inplace, firsts, starts):
         length = min(isz << glog, fs.dev.size - start)
         recs = fs.inode_group(start, length)  # (whole records, isz) uint8
+        if whole and hi - lo <= len(recs):
+            out[lo:hi] = recs[:hi - lo]
+            continue
+        grp = order[lo:hi]
         rel = agino[grp] - first
         if int(rel.max()) < len(recs):
             out[grp] = recs[rel]
             continue
         for i, r in zip(grp.tolist(), rel.tolist()):  # cut short by the volume's end
-            at = start + r * isz
-            out[i] = np.frombuffer(fs.read_bytes(at, isz, "inode"), dtype=np.uint8)
+            pos = start + r * isz
+            out[i] = np.frombuffer(fs.read_bytes(pos, isz, "inode"), dtype=np.uint8)
     return out
 
 
@@ -89,18 +99,73 @@ def _crc_field_tables(isz: int, at: int) -> np.ndarray:
     return out
 
 
+GROUP = 64  # records checked together by one CRC-32C call (an inode chunk)
+
+
+@functools.lru_cache(maxsize=8)
+def _shift_tables(length: int, levels: int) -> tuple[np.ndarray, ...]:
+    """For j < ``levels``: (4, 256) uint32 tables of the linear map "the CRC-32C of A to the
+    CRC-32C of A followed by ``length << j`` zero bytes, less that of the zeros alone", by
+    byte of the CRC (CRC-32C is linear once the zeros' own CRC is taken out)."""
+    zeros = bytes(length)
+    base = crc32c(zeros)
+    one = np.array([[crc32c(zeros, v << (8 * j)) ^ base for v in range(256)]
+                    for j in range(4)], dtype=np.uint32)
+    out = [one]
+    for _ in range(1, levels):  # twice the length: the map applied twice
+        t = out[-1]
+        x = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32)
+                                                           )[:, None])
+        out.append(_apply(t, _apply(t, x)))
+    return tuple(out)
+
+
+def _apply(t: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A byte-table linear map (:func:`_shift_tables`) applied to uint32 values."""
+    return (t[0][x & 0xFF] ^ t[1][(x >> 8) & 0xFF] ^ t[2][(x >> 16) & 0xFF]
+            ^ t[3][x >> 24])
+
+
+def _fold(crcs: np.ndarray, length: int) -> np.ndarray:
+    """The CRC-32C of each row's records laid end to end, from their own CRC-32Cs ((k,
+    GROUP) uint32, each of a ``length``-byte record): crc(A + B) = shift(crc(A)) ^ crc(B)."""
+    tabs = _shift_tables(length, GROUP.bit_length() - 1)
+    for t in tabs:
+        crcs = _apply(t, crcs[:, 0::2]) ^ crcs[:, 1::2]
+    return crcs[:, 0]
+
+
 def crc_good(recs: np.ndarray, at: int) -> np.ndarray:
     """Which (n, isz) records hold at byte ``at`` (little-endian) the CRC-32C of the record
-    with those 4 bytes zeroed (the v5 inode rule)."""
+    with those 4 bytes zeroed (the v5 inode rule).
+
+    The CRC each record as stored must have follows from its CRC field (tables for the
+    field's own share); runs of :data:`GROUP` records are checked with one CRC-32C call
+    against those values folded together, and only a run that fails is checked record by
+    record (a run whose errors cancel out is as unlikely as one CRC collision, 2**-32)."""
     n, isz = recs.shape
     if not n:
         return np.zeros(0, dtype=bool)
     t = _crc_field_tables(isz, at)
     f = recs[:, at:at + 4]
     stored = f.copy().view("<u4").ravel()
-    fix = t[0][f[:, 0]] ^ t[1][f[:, 1]] ^ t[2][f[:, 2]] ^ t[3][f[:, 3]]
-    whole = np.array(crc32c_records(np.ascontiguousarray(recs), isz), dtype=np.uint32)
-    return (whole ^ fix) == stored
+    want = stored ^ t[0][f[:, 0]] ^ t[1][f[:, 1]] ^ t[2][f[:, 2]] ^ t[3][f[:, 3]]
+    good = np.zeros(n, dtype=bool)
+    whole = n // GROUP * GROUP
+    if whole:
+        runs = np.array(crc32c_records(np.ascontiguousarray(recs[:whole]), GROUP * isz),
+                        dtype=np.uint32)
+        ok = runs == _fold(want[:whole].reshape(-1, GROUP), isz)
+        good[:whole] = np.repeat(ok, GROUP)
+        singles = (np.flatnonzero(~ok)[:, None] * GROUP + np.arange(GROUP)).ravel()
+    else:
+        singles = np.zeros(0, dtype=np.int64)
+    singles = np.concatenate([singles, np.arange(whole, n)])
+    if len(singles):
+        got = np.array(crc32c_records(np.ascontiguousarray(recs[singles]), isz),
+                       dtype=np.uint32)
+        good[singles] = got == want[singles]
+    return good
 
 
 def times_ns(raw: np.ndarray, bigtime: np.ndarray) -> np.ndarray:
@@ -194,7 +259,9 @@ class InodeTable:
                 parts.append((agno << bits) + agino)
         except VDInspectError:
             return None
-        inos = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        inos = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if len(inos) > 1 and not (inos[1:] > inos[:-1]).all():  # btree records in key order
+            inos = np.unique(inos)  # a damaged btree's: sorted, each once
         if len(inos) > cls.LIMIT:
             return None
         agno, agino = inos >> bits, inos & ((1 << bits) - 1)
