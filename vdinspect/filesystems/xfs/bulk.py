@@ -45,7 +45,9 @@ def cores(flat: np.ndarray, v3: bool) -> np.ndarray:
 def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray:
     """The inode records ``(agno, agino)`` (each inside the volume) as an (n, isz) uint8
     array. Inodes are read a group of 64 (an inode chunk's worth, or one block when a
-    block holds more) at a time, consecutive on disk, and the groups are cached."""
+    block holds more) at a time, consecutive on disk, and the groups are cached; whole
+    groups asked for in order (the volume table) are read straight into the result, a run
+    of adjacent ones in one read."""
     g = fs.geo
     isz, bs = g.inode_size, fs.block_size
     glog = max(6, g.inopblog)
@@ -67,8 +69,24 @@ def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray
     firsts = (sagino[heads] >> glog << glog).tolist()
     starts = ((agno[order[heads]] * g.agblocks + (sagino[heads] >> glog << glog >> g.inopblog))
               * bs).tolist()
+    per, size = 1 << glog, fs.dev.size
+    run = [0, 0, 0]  # whole groups next to each other on disk: (first row, end row, offset)
+
+    def flush() -> None:  # read straight into the rows (no cache, no copy)
+        if run[1] > run[0]:
+            fs.dev.readinto(run[2], out[run[0]:run[1]])
+        run[:] = [0, 0, 0]
+
     for lo, hi, whole, first, start in zip(cuts, cuts[1:], inplace, firsts, starts):
-        length = min(isz << glog, fs.dev.size - start)
+        if whole and hi - lo == per and start + per * isz <= size:
+            if run[1] == lo and run[2] + (lo - run[0]) * isz == start and run[1] > run[0]:
+                run[1] = hi
+            else:
+                flush()
+                run[:] = [lo, hi, start]
+            continue
+        flush()
+        length = min(isz << glog, size - start)
         recs = fs.inode_group(start, length)  # (whole records, isz) uint8
         if whole and hi - lo <= len(recs):
             out[lo:hi] = recs[:hi - lo]
@@ -81,6 +99,7 @@ def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray
         for i, r in zip(grp.tolist(), rel.tolist()):  # cut short by the volume's end
             pos = start + r * isz
             out[i] = np.frombuffer(fs.read_bytes(pos, isz, "inode"), dtype=np.uint8)
+    flush()
     return out
 
 
