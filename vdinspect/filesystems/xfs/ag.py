@@ -201,9 +201,9 @@ class AllocationGroups:
                 raws = fs.dir_entries(rec)
             except CorruptImage:
                 continue
-            named.update([d.ino for d in raws])
-            stack += [d.ino for d in raws if not d.deleted and (
-                d.ftype == 2 or (not d.ftype and _is_dir(fs, d.ino)))]
+            named.update(raws.inos)
+            stack += [i for i, dl, ft in zip(raws.inos, raws.deleted, raws.ftypes)
+                      if not dl and (ft == 2 or (not ft and _is_dir(fs, i)))]
         return named
 
     def find_orphans(self) -> list[Entry]:

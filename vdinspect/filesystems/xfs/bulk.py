@@ -20,6 +20,7 @@ from ...io import crc32c, crc32c_records
 from . import structs as S
 
 if TYPE_CHECKING:
+    from .dirs import Dirents
     from .fs import XfsFileSystem
 
 S_IFMT, S_IFREG, S_IFDIR = 0o170000, 0o100000, 0o40000
@@ -300,7 +301,7 @@ class InodeTable:
         return cls(inos, where, vals, inos[dirs], flat[dirs])
 
 
-def live_values(fs: XfsFileSystem, live: list, table: InodeTable | None = None
+def live_values(fs: XfsFileSystem, live: Dirents, table: InodeTable | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(keep, vals): the positions of the raw entries whose inode is a plain file or
     directory passing every check (magic, version, CRC, number, file type; removed
@@ -315,8 +316,10 @@ def live_values(fs: XfsFileSystem, live: list, table: InodeTable | None = None
     g = fs.geo
     isz = g.inode_size
     bits = g.agblklog + g.inopblog
-    inos = np.fromiter((0 if r.deleted else r.ino for r in live), dtype=np.uint64, count=n)
-    ft = np.fromiter((r.ftype for r in live), dtype=np.int64, count=n)
+    inos = np.array(live.inos, dtype=np.uint64)
+    if live.removed:  # a removed entry's inode is never read here
+        inos[np.array(live.deleted, dtype=bool)] = 0
+    ft = np.array(live.ftypes, dtype=np.int64)
     todo = np.arange(n)
     if table is not None and len(table.inos):
         signed = inos.astype(np.int64)

@@ -32,7 +32,7 @@ from .ag import AllocationGroups
 from .attrs import read_xattrs
 from .bmap import DAMAGED, DATA, STATE_NAMES, ExtentMap, fork_map, fork_source
 from .bulk import InodeTable
-from .dirs import RawDirent, parse_data_block, parse_shortform
+from .dirs import Dirents, RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
 from .intents import Intents
 from .log import LogState, log_state
@@ -291,7 +291,7 @@ class XfsFileSystem(FileSystem):
             return out
         return self._listings.get(("index", rec.number, rec.raw), load)
 
-    def log_new_names(self, rec: Inode, raws: list[RawDirent]) -> set[bytes]:
+    def log_new_names(self, rec: Inode, raws: Dirents) -> set[bytes]:
         """Names of directory ``rec`` that only the log replay put there (empty when the
         log was not replayed, or when the directory cannot be read as it lies)."""
         if not self.log.replayed:
@@ -440,7 +440,7 @@ class XfsFileSystem(FileSystem):
         return entry.inode
 
     # --- directories -----------------------------------------------------------------------
-    def dir_entries(self, rec: Inode, deleted: bool = True) -> list[RawDirent]:
+    def dir_entries(self, rec: Inode, deleted: bool = True) -> Dirents:
         """The raw entries of a directory inode (with ``deleted``: removed ones too)."""
         cache = self._dircache
         if cache is None:
@@ -453,18 +453,18 @@ class XfsFileSystem(FileSystem):
                 cache[key] = got
         return got
 
-    def _dir_entries(self, rec: Inode, deleted: bool) -> list[RawDirent]:
+    def _dir_entries(self, rec: Inode, deleted: bool) -> Dirents:
         g = self.geo
         where = f"directory inode {rec.number}"
         problems: list = []
         if rec.format == S.FMT_LOCAL:
-            _parent, out = parse_shortform(rec.data_fork, rec.size, g.ftype, problems)
+            _parent, short = parse_shortform(rec.data_fork, rec.size, g.ftype, problems)
             for off, msg in problems[:8]:
                 self.problem(where, rec.offset + off, msg)
-            return out
+            return Dirents.of(short)
         if rec.format not in (S.FMT_EXTENTS, S.FMT_BTREE):
             self.problem(where, rec.offset, f"directory data fork format {rec.format}")
-            return []
+            return Dirents()
         emap = self.fork_map(rec)
         dbs, bs = g.dir_block_size, self.block_size
         per = dbs // bs
@@ -485,7 +485,7 @@ class XfsFileSystem(FileSystem):
                     if lb <= db * per and (db + 1) * per <= lb + cnt:
                         direct[db] = (pb + db * per - lb) * bs
         src = None
-        out: list[RawDirent] = []
+        out = Dirents()
         for db in blocks:
             at = direct.get(db)
             if at is not None:
@@ -501,15 +501,16 @@ class XfsFileSystem(FileSystem):
                     self.problem(where, self._fork_offset(emap, db * per),
                                  f"directory block {db} CRC-32C mismatch")
             bad: list = []
-            out += parse_data_block(data, db * dbs, v5=g.crc, ftype=g.ftype, problems=bad,
-                                    deleted=deleted)
+            out.extend(parse_data_block(data, db * dbs, v5=g.crc, ftype=g.ftype,
+                                        problems=bad, deleted=deleted))
             for off, msg in bad[:4]:
                 self.problem(where, self._fork_offset(emap, db * per) + off,
                              f"directory block {db}: {msg}")
-        if not any(d.deleted for d in out):
+        if not out.removed:
             return out
-        live = {(d.name, d.ino) for d in out if not d.deleted}
-        return [d for d in out if not d.deleted or (d.name, d.ino) not in live]
+        live = {(nm, i) for nm, i, dl in zip(out.names, out.inos, out.deleted) if not dl}
+        return out.pick([k for k, (nm, i, dl) in enumerate(zip(out.names, out.inos, out.deleted))
+                         if not dl or (nm, i) not in live])
 
     def directory_damage(self, entry: Entry) -> int:
         """Bytes of a directory's data blocks (its data fork up to di_size: a short-form

@@ -23,6 +23,7 @@ from .inode import Inode
 from .replay import LOG_NOTE
 
 if TYPE_CHECKING:
+    from .dirs import Dirents
     from .fs import XfsFileSystem
 
 NAT = np.iinfo(np.int64).min
@@ -176,12 +177,12 @@ def _child(fs: XfsFileSystem, e: Entry, handle, payload: int) -> tuple:
     return (e.path, True, ident, e.deleted, handle, payload)
 
 
-def _bulk_children(rows: Rows, raws: list, vals: np.ndarray, first: int, dpath: str
+def _bulk_children(rows: Rows, raws: Dirents, vals: np.ndarray, first: int, dpath: str
                    ) -> list[tuple]:
     """The children of a directory whose entries are all bulk rows (the common case, as
     :func:`_children` makes them, in list comprehensions)."""
     prefix = "/" if dpath in ("", "/") else dpath + "/"
-    names = [r.name.decode("utf-8", "surrogateescape") for r in raws]
+    names = [nm.decode("utf-8", "surrogateescape") for nm in raws.names]
     paths = [prefix + nm for nm in names]
     dirs = ((vals[:, 2] & S_IFMT) == S_IFDIR).tolist()
     out = [(p, True, i, False, i, k) if isdir else (p, False, None, False, None, k)
