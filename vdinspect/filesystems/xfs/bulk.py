@@ -301,6 +301,24 @@ class InodeTable:
         return cls(inos, where, vals, inos[dirs], flat[dirs])
 
 
+def _table_values(table: InodeTable, live: Dirents) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`live_values` of live entries whose inodes the table decoded, every one (a
+    whole listing's usual folder: a few numpy calls), else None."""
+    signed = np.array(live.inos, dtype=np.uint64).view(np.int64)  # >= 2**63: no match
+    j = table.inos.searchsorted(signed)
+    np.minimum(j, len(table.inos) - 1, out=j)
+    w = table.where[j]
+    if not ((table.inos[j] == signed).all() and (w >= 0).all() and (signed > 0).all()):
+        return None
+    vals = table.vals[w]
+    ft = np.array(live.ftypes, dtype=np.int64)
+    ok = (ft == 0) | (ft == np.where((vals[:, 2] & S_IFMT) == S_IFDIR, 2, 1))
+    if ok.all():
+        return np.arange(len(vals)), vals
+    keep = np.flatnonzero(ok)  # else the Entry path says so
+    return keep, vals[keep]
+
+
 def live_values(fs: XfsFileSystem, live: Dirents, table: InodeTable | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(keep, vals): the positions of the raw entries whose inode is a plain file or
@@ -309,10 +327,14 @@ def live_values(fs: XfsFileSystem, live: Dirents, table: InodeTable | None = Non
     others are left to the Entry path, which reports them. ``table``: inodes decoded
     beforehand; the others are read here."""
     n = len(live)
+    if not n:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 12), dtype=np.int64)
+    if table is not None and len(table.inos) and not live.removed:
+        got = _table_values(table, live)
+        if got is not None:
+            return got
     vals = np.zeros((n, 12), dtype=np.int64)
     have = np.zeros(n, dtype=bool)
-    if not n:
-        return np.zeros(0, dtype=np.int64), vals
     g = fs.geo
     isz = g.inode_size
     bits = g.agblklog + g.inopblog
