@@ -18,6 +18,7 @@ import numpy as np
 
 from ...frames import merge_columns
 from ..base import DIR, FILE, Entry
+from ..entry import decode_names
 from ..walk import HANDLE, IDENT, PATH, PAYLOAD, Walk
 from .bulk import S_IFDIR, S_IFMT, live_values
 from .inode import Inode
@@ -263,7 +264,8 @@ def _bulk_children(rows: Rows, raws: Dirents, vals: np.ndarray, first: int, dpat
     """The children of a directory whose entries are all bulk rows (the common case), as
     :func:`_children` makes them."""
     prefix = "/" if dpath in ("", "/") else dpath + "/"
-    names, paths = _names_paths(raws.names, prefix)
+    names = decode_names(raws.names)
+    paths = [prefix + nm for nm in names]
     n = len(paths)
     # files' tuples made by zip at C speed, the few directories' put in after
     out = list(zip(paths, repeat(False, n), repeat(None, n), repeat(False, n),
@@ -277,17 +279,6 @@ def _bulk_children(rows: Rows, raws: Dirents, vals: np.ndarray, first: int, dpat
         rows.names += names
         rows.parents += [dpath] * len(paths)
     return out
-
-
-def _names_paths(raw: list[bytes], prefix: str) -> tuple[list[str], list[str]]:
-    """The names (bytes that are not UTF-8 kept as surrogates) and paths below ``prefix``
-    of a folder's entries, decoded and joined at C speed (one string split per list)."""
-    blob = b"\0".join(raw)
-    if blob.count(b"\0") != len(raw) - 1 or "\0" in prefix:
-        names = [nm.decode("utf-8", "surrogateescape") for nm in raw]  # a NUL in a name
-        return names, [prefix + nm for nm in names]
-    text = blob.decode("utf-8", "surrogateescape")
-    return text.split("\0"), (prefix + text.replace("\0", "\0" + prefix)).split("\0")
 
 
 def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple]:
