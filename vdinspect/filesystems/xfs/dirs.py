@@ -87,8 +87,14 @@ class Dirents(Sequence):
         self.deleted += other.deleted
         self.removed = self.removed or other.removed
 
-    def pick(self, keep: list[int]) -> Dirents:
-        """The entries at positions ``keep``, in that order."""
+    def without_live_copies(self) -> Dirents:
+        """These entries less the removed ones that repeat a live entry (same name and
+        inode: an old copy of a name still in use)."""
+        if not self.removed:
+            return self
+        rows = list(zip(self.names, self.inos, self.deleted))
+        live = {(nm, i) for nm, i, dl in rows if not dl}
+        keep = [k for k, (nm, i, dl) in enumerate(rows) if not dl or (nm, i) not in live]
         return Dirents([self.names[i] for i in keep], [self.inos[i] for i in keep],
                        [self.ftypes[i] for i in keep], [self.offsets[i] for i in keep],
                        [self.deleted[i] for i in keep])

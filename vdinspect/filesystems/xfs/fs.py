@@ -339,19 +339,17 @@ class XfsFileSystem(FileSystem):
         return out
 
     def entry_of(self, d: RawDirent, listing: bool = False) -> Entry:
-        """The Entry of a raw directory entry. ``listing``: one row of a folder's listing,
-        whose unreadable inode (strict mode too) is an ``error`` finding and a note on
-        that row, so the folder's other children are still listed."""
+        """The Entry of a raw directory entry; ``listing``: a row of a folder's listing,
+        whose unreadable inode (strict mode too) is an error finding and a note."""
         name = d.name.decode("utf-8", "surrogateescape")
         if d.deleted:
             return self._deleted_entry(name, d.ino, d.ftype)
         try:
             rec = self.inode(d.ino)
         except CorruptImage as exc:
-            if not listing or self.lenient:  # lenient: a removed folder's listing
-                if self.strict:
-                    raise
-            else:
+            if self.strict and (not listing or self.lenient):  # lenient: a removed folder
+                raise
+            if listing and not self.lenient:
                 self.finding("error", exc.structure or f"inode {d.ino}", exc.offset,
                              exc.detail)
             return self.make_entry(name, None, False, ftype=d.ftype, ino=d.ino,
@@ -506,11 +504,7 @@ class XfsFileSystem(FileSystem):
             for off, msg in bad[:4]:
                 self.problem(where, self._fork_offset(emap, db * per) + off,
                              f"directory block {db}: {msg}")
-        if not out.removed:
-            return out
-        live = {(nm, i) for nm, i, dl in zip(out.names, out.inos, out.deleted) if not dl}
-        return out.pick([k for k, (nm, i, dl) in enumerate(zip(out.names, out.inos, out.deleted))
-                         if not dl or (nm, i) not in live])
+        return out.without_live_copies()
 
     def directory_damage(self, entry: Entry) -> int:
         """Bytes of a directory's data blocks (its data fork up to di_size: a short-form
