@@ -12,6 +12,7 @@ special files, odd inodes) goes through the driver's Entry path and becomes a ro
 from __future__ import annotations
 
 from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -88,8 +89,9 @@ def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) 
                 lambda d: _children(fs, rows, d[HANDLE], d[PATH]), recursive=recursive,
                 deleted=deleted, listable=lambda c: fs.can_list_deleted(c[HANDLE]),
                 damage=damage)
+    payload = itemgetter(PAYLOAD)
     for _d, kids in walk:
-        order += [c[PAYLOAD] for c in kids]
+        order += map(payload, kids)
     cols = _columns(fs, rows, np.array(order, dtype=np.int64))
     if walk.notes:
         col = cols["note"]
@@ -154,7 +156,7 @@ def _merged_columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray, bulk: np.n
     missing[~bulk] = gone
     if not fs.geo.crc:
         missing[bulk, 5] = True  # no creation time before v5
-    a = _bulk_columns(fs, rows, order[bulk], vals_only=True)
+    a = _bulk_columns(fs, rows, order[bulk], vals[bulk])
 
     def num(j: int):
         m = missing[:, j]
@@ -197,12 +199,12 @@ def _splice(a: list, b: list, at: list[int]) -> list:
     return out
 
 
-def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray, vals_only: bool = False
-                  ) -> dict:
-    """The columns of the bulk rows numbered ``at``, in that order (``vals_only``: the
-    text columns only, with the numbers' names as keys in order)."""
+def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray,
+                  vals: np.ndarray | None = None) -> dict:
+    """The columns of the bulk rows numbered ``at``, in that order (given their ``vals``:
+    the text columns only, with the numbers' names as keys in order)."""
     n = len(at)
-    v = _bulk_values(rows, at)
+    v = _bulk_values(rows, at) if vals is None else vals
     note: list = [None] * n
     found = ["index"] * n
     if rows.journal:
@@ -216,7 +218,7 @@ def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray, vals_only: bool
         path = [rows.paths[i] for i in idx]
         name = [rows.names[i] for i in idx]
         parent = [rows.parents[i] for i in idx]
-    if vals_only:
+    if vals is not None:
         return {"path": path, "name": name, "parent": parent, "kind": kind, "size": None,
                 "allocated": None, "mode": None, "uid": None, "gid": None, "created": None,
                 "modified": None, "accessed": None, "changed": None, "inode": None,
