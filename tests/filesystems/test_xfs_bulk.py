@@ -225,3 +225,23 @@ def test_decode_names_as_each_name_alone():
         raw = [b"".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 6)))
                for _ in range(rnd.randint(0, 5))]
         assert decode_names(raw) == [n.decode("utf-8", "surrogateescape") for n in raw]
+
+
+def test_data_block_ending_in_a_partial_entry_head():
+    """A data-form block (built from the spec: magic, a v4 header, one free region with
+    its tag) whose last 8 bytes are no free region and too short for an entry head: a
+    problem, not an IndexError (hostile input)."""
+    from vdinspect.filesystems.xfs import dirs
+    from vdinspect.filesystems.xfs import structs as S
+
+    bs, hdr = 4096, 16  # xfs_dir2_data_hdr: magic + 3 bestfree (offset, length) pairs
+    blk = bytearray(bs)
+    blk[0:4] = (0x58443244).to_bytes(4, "big")  # "XD2D"
+    assert S.XFS_DIR2_DATA_MAGIC == 0x58443244 and S.DIR2_DATA_HDR_V4 == hdr
+    length = bs - 8 - hdr  # free region: tag 0xffff, length, ..., tag = its offset
+    blk[hdr:hdr + 4] = b"\xff\xff" + length.to_bytes(2, "big")
+    blk[hdr + length - 2:hdr + length] = hdr.to_bytes(2, "big")
+    blk[bs - 8:] = (1).to_bytes(8, "big")
+    problems: list = []
+    got = dirs.parse_data_block(bytes(blk), 0, v5=False, ftype=True, problems=problems)
+    assert len(got) == 0 and problems == [(bs - 8, "entry of name length 0 runs past the block")]

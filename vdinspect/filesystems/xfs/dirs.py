@@ -195,7 +195,8 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
                     at(d.offset - base)
             pos += length
             continue
-        namelen = block[pos + _NAMELEN_AT]
+        # the last 8 bytes of a data-form block hold no whole entry head: length 0, bad
+        namelen = block[pos + _NAMELEN_AT] if pos + _NAMELEN_AT < bs else 0
         form = forms[namelen]
         size = form.size
         if namelen == 0 or pos + size > end:
