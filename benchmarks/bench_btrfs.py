@@ -32,10 +32,11 @@ TARGET = 2.0
 
 
 def build(work: Path, nfiles: int) -> tuple[Path, Path]:
-    ext, btr = work / f"ext4-{nfiles}.img", work / f"btrfs-{nfiles}.img"
+    # names of its own: bench_ext.py builds another tree as ext4-N.img in the same work dir
+    ext, btr = work / f"ext4-btrfs-same-{nfiles}.img", work / f"btrfs-{nfiles}.img"
     if ext.exists() and btr.exists():
         return ext, btr
-    src = work / "tree"
+    src = work / "btrfs-tree"
     shutil.rmtree(src, ignore_errors=True)
     per = max(1, nfiles // 200)
     n = 0

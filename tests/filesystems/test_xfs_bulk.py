@@ -13,6 +13,7 @@ import random
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tests.conftest import have
@@ -37,6 +38,26 @@ def test_crc_good_is_the_v5_inode_rule():
     recs[3, 300] ^= 1  # a changed byte
     recs[5, 101] ^= 0x80  # a changed CRC
     assert bulk.crc_good(recs, 100).tolist() == [True] * 3 + [False, True, False, True]
+
+
+@pytest.mark.parametrize("isz", [256, 512, 2048])
+def test_crc_good_runs_of_records(isz):
+    """Runs of 64 records are checked by one CRC each; a bad record anywhere (first run,
+    a later one, the short tail) is still found, and only it."""
+    rnd = random.Random(isz)
+    n = 3 * bulk.GROUP + 17
+    recs = np.frombuffer(rnd.randbytes(n * isz), dtype=np.uint8).reshape(n, isz).copy()
+    for r in recs:  # the spec's rule: CRC-32C of the record with the field zeroed, LE at 100
+        z = bytearray(r.tobytes())
+        z[100:104] = bytes(4)
+        r[100:104] = np.frombuffer(crc32c(bytes(z)).to_bytes(4, "little"), dtype=np.uint8)
+    assert bulk.crc_good(recs, 100).all()
+    bad = [0, 70, 71, 127, 3 * bulk.GROUP + 5]
+    for i in bad:
+        recs[i, (i * 37) % isz if (i * 37) % isz not in range(100, 104) else 0] ^= 0x10
+    want = np.ones(n, dtype=bool)
+    want[bad] = False
+    assert bulk.crc_good(recs, 100).tolist() == want.tolist()
 
 
 def test_crc32c_records():
@@ -142,7 +163,11 @@ def test_volume_table_and_folder_path_agree(image, monkeypatch):
 @needs_xfs
 def test_damaged_inode_still_reported(image, tmp_path):
     """An inode that fails its checks (v5: the CRC; v4: the magic) is left to the
-    one-inode path: strict mode reports the folder, salvage lists the name with a note."""
+    one-inode path. Strict mode too lists the folder's other children (as xfs_db ``ls``
+    names them) and reports the bad one in its row and in ``check()``; only asking for that
+    file itself raises. Salvage lists it with a note (v4) or reads it with a finding (v5)."""
+    from tests.filesystems.test_xfs import db_ls
+
     ver, img = image
     fs = open_filesystem(FileSource(img), "xfs")
     victim = fs.stat("/d1/file-007")
@@ -150,24 +175,73 @@ def test_damaged_inode_still_reported(image, tmp_path):
     at = int(out.split("(")[1].split(")")[0])  # "0x... (decimal)"
     bad = tmp_path / "bad.img"
     data = bytearray(img.read_bytes())
-    if ver == "v5":
-        data[at + 24] ^= 0x01  # di_uid's low byte: only the CRC notices
+    if ver == "v5":  # the inode core's layout (xfs_dinode): di_uid is a be32 at 8
+        data[at + 8 + 3] ^= 0x01  # di_uid's low byte: only the CRC notices
     else:
-        data[at:at + 2] = b"XX"  # no CRC on v4: break the magic
+        data[at:at + 2] = b"XX"  # no CRC on v4: break the magic ("IN")
     bad.write_bytes(bytes(data))
+    # the folder's entries as xfs_db lists them (from the image as made: v4 xfs_db refuses
+    # the whole inode cluster once one inode in it is bad; the edit left the entries alone)
+    want = db_ls(img, "/d1")
+    assert len(want) == 70 and want["file-007"][0] == victim.inode
     strict = open_filesystem(FileSource(bad), "xfs")
-    strict.files()  # the walk's rule: the folder it cannot list is an error row
-    assert any(m.startswith("/d1: unreadable directory") for m in strict.check().message)
+    df = strict.files()
+    kids = df[df.parent == "/d1"]
+    assert {n: int(i) for n, i in zip(kids.name, kids.inode)} == {
+        n: i for n, (i, _t) in want.items()}
+    row = kids[kids.name == "file-007"].iloc[0]
+    assert "inode unreadable" in row.note and pd.isna(row.uid)
+    good = kids[kids.name != "file-007"]
+    assert len(good) == 69 and good.uid.notna().all() and good.note.isna().all()
+    found = strict.check()
+    assert (found.severity == "error").any()
+    assert any(f"inode {victim.inode}" in str(s) for s in found.structure)
+    assert not any("unreadable directory" in m for m in found.message)
     with pytest.raises(CorruptImage):
         strict.stat("/d1/file-007")
+    assert len(strict.files("/d1")) == 70  # the folder alone: the one-inode path
     fs = open_filesystem(FileSource(bad), "xfs", strict=False)
     df = fs.files()
     row = df[df.path == "/d1/file-007"]
     assert len(row) == 1
     others = df[(df.parent == "/d1") & (df.path != "/d1/file-007")]
     assert len(others) == 69 and others.uid.notna().all()
-    if ver == "v5":  # read with a finding
-        assert f"inode {victim.inode}" in set(fs.check().structure)
-    else:  # unusable: the row says why
+    assert f"inode {victim.inode}" in set(fs.check().structure)
+    if ver == "v4":  # unusable: the row says why
         assert "bad inode magic" in row.note.iloc[0]
     os.unlink(bad)
+
+
+def test_decode_names_as_each_name_alone():
+    """Names decoded together (joined by NUL, split after) are what decoding each alone
+    with surrogateescape gives: broken UTF-8 at a name's end, NUL or '/' in a name (a
+    hostile image)."""
+    from vdinspect.filesystems.entry import decode_names
+
+    rnd = random.Random(18)
+    alphabet = [b"a", b"\xe2", b"\x82", b"\xac", b"\xff", b"\xc3", b"\xa9", b"\xf0", b"\x9f",
+                b"\x98", b"\x80", b"\x00", b"/", b"\xed", b"\xa0"]
+    for _ in range(3000):
+        raw = [b"".join(rnd.choice(alphabet) for _ in range(rnd.randint(1, 6)))
+               for _ in range(rnd.randint(0, 5))]
+        assert decode_names(raw) == [n.decode("utf-8", "surrogateescape") for n in raw]
+
+
+def test_data_block_ending_in_a_partial_entry_head():
+    """A data-form block (built from the spec: magic, a v4 header, one free region with
+    its tag) whose last 8 bytes are no free region and too short for an entry head: a
+    problem, not an IndexError (hostile input)."""
+    from vdinspect.filesystems.xfs import dirs
+    from vdinspect.filesystems.xfs import structs as S
+
+    bs, hdr = 4096, 16  # xfs_dir2_data_hdr: magic + 3 bestfree (offset, length) pairs
+    blk = bytearray(bs)
+    blk[0:4] = (0x58443244).to_bytes(4, "big")  # "XD2D"
+    assert S.XFS_DIR2_DATA_MAGIC == 0x58443244 and S.DIR2_DATA_HDR_V4 == hdr
+    length = bs - 8 - hdr  # free region: tag 0xffff, length, ..., tag = its offset
+    blk[hdr:hdr + 4] = b"\xff\xff" + length.to_bytes(2, "big")
+    blk[hdr + length - 2:hdr + length] = hdr.to_bytes(2, "big")
+    blk[bs - 8:] = (1).to_bytes(8, "big")
+    problems: list = []
+    got = dirs.parse_data_block(bytes(blk), 0, v5=False, ftype=True, problems=problems)
+    assert len(got) == 0 and problems == [(bs - 8, "entry of name length 0 runs past the block")]

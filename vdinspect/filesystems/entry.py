@@ -113,6 +113,16 @@ def join_path(parent: str, name: str) -> str:
     return ("/" if parent in ("", "/") else parent + "/") + name
 
 
+def decode_names(raw: list[bytes]) -> list[str]:
+    """Names stored as bytes as text (bytes that are not UTF-8 kept as surrogates, as
+    ``bytes.decode(..., "surrogateescape")`` does for each), decoded together: joined by
+    NUL, decoded and split at C speed (one by one when a name holds a NUL)."""
+    blob = b"\0".join(raw)
+    if blob.count(b"\0") != len(raw) - 1:
+        return [nm.decode("utf-8", "surrogateescape") for nm in raw]
+    return blob.decode("utf-8", "surrogateescape").split("\0")
+
+
 def mode_kind(mode: int | None) -> str:
     """The files() ``kind`` of a POSIX mode."""
     if mode is None:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...layout import numpy_dtype
 from ..base import DIR, FILE, OTHER, SYMLINK
+from ..entry import decode_names
 from . import structs as S
 
 if TYPE_CHECKING:
@@ -242,7 +243,7 @@ class FastDirs:
         bad = set(d[odd].tolist()) | set(ix.extra)
         self.span = {k: (a, a + c) for k, a, c in zip(dirs.tolist(), first.tolist(),
                                                      count.tolist()) if k not in bad}
-        self.text = [x.decode("utf-8", "surrogateescape") for x in ix.names[:n]]
+        self.text = decode_names(ix.names[:n])
         self.isdir = (self.code == 1).tolist()  # a directory entry, by entry
         self.subdirs: dict[int, list[int]] = {}
         for i in np.flatnonzero(self.code == 1).tolist():

@@ -10,6 +10,7 @@ bounded like the bmbt's: levels drop by one per step, every block is visited onc
 
 from __future__ import annotations
 
+from itertools import compress
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -201,9 +202,12 @@ class AllocationGroups:
                 raws = fs.dir_entries(rec)
             except CorruptImage:
                 continue
-            named.update([d.ino for d in raws])
-            stack += [d.ino for d in raws if not d.deleted and (
-                d.ftype == 2 or (not d.ftype and _is_dir(fs, d.ino)))]
+            named.update(raws.inos)
+            if raws.removed or 0 in raws.ftypes:
+                stack += [i for i, dl, ft in zip(raws.inos, raws.deleted, raws.ftypes)
+                          if not dl and (ft == 2 or (not ft and _is_dir(fs, i)))]
+            else:  # every entry live and typed: the directories' numbers at C speed
+                stack += compress(raws.inos, map((2).__eq__, raws.ftypes))
         return named
 
     def find_orphans(self) -> list[Entry]:
@@ -215,8 +219,8 @@ class AllocationGroups:
         special = {r["sb_rbmino"], r["sb_rsumino"], r["sb_uquotino"], r["sb_gquotino"],
                    r["sb_pquotino"]}
         out = []
-        known = np.sort(np.fromiter((i for i in named | special if 0 <= i < 1 << 63),
-                                    dtype=np.int64))
+        known = np.fromiter(named | special, dtype=np.uint64, count=len(named | special))
+        known = np.sort(known[known < np.uint64(1 << 63)].view(np.int64))
         slot = np.arange(64, dtype=np.int64)
         for agno in range(g.agcount):
             start, free, holes = self.chunks(agno)

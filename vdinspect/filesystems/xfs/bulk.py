@@ -20,6 +20,7 @@ from ...io import crc32c, crc32c_records
 from . import structs as S
 
 if TYPE_CHECKING:
+    from .dirs import Dirents
     from .fs import XfsFileSystem
 
 S_IFMT, S_IFREG, S_IFDIR = 0o170000, 0o100000, 0o40000
@@ -45,7 +46,9 @@ def cores(flat: np.ndarray, v3: bool) -> np.ndarray:
 def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray:
     """The inode records ``(agno, agino)`` (each inside the volume) as an (n, isz) uint8
     array. Inodes are read a group of 64 (an inode chunk's worth, or one block when a
-    block holds more) at a time, consecutive on disk, and the groups are cached."""
+    block holds more) at a time, consecutive on disk, and the groups are cached; whole
+    groups asked for in order (the volume table) are read straight into the result, a run
+    of adjacent ones in one read."""
     g = fs.geo
     isz, bs = g.inode_size, fs.block_size
     glog = max(6, g.inopblog)
@@ -56,21 +59,48 @@ def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray
     keys = (agno << 32) | (agino >> glog)
     order = np.argsort(keys, kind="stable")
     sk = keys[order]
-    cuts = [0, *(np.flatnonzero(sk[1:] != sk[:-1]) + 1).tolist(), n]
-    for lo, hi in zip(cuts, cuts[1:]):
-        grp = order[lo:hi]
-        i0 = int(grp[0])
-        a, first = int(agno[i0]), int(agino[i0]) >> glog << glog
-        start = (a * g.agblocks + (first >> g.inopblog)) * bs
-        length = min(isz << glog, fs.dev.size - start)
+    heads = np.concatenate([[0], np.flatnonzero(sk[1:] != sk[:-1]) + 1])
+    cuts = [*heads.tolist(), n]
+    # groups asked for whole and in order (the volume table's) are copied as one slice
+    at = np.arange(n)
+    first_of = np.repeat(heads, np.diff(np.append(heads, n)))
+    sagino = agino[order]
+    inplace = np.logical_and.reduceat((order == at) & (
+        sagino - (sagino >> glog << glog) == at - first_of), heads).tolist()
+    firsts = (sagino[heads] >> glog << glog).tolist()
+    starts = ((agno[order[heads]] * g.agblocks + (sagino[heads] >> glog << glog >> g.inopblog))
+              * bs).tolist()
+    per, size = 1 << glog, fs.dev.size
+    run = [0, 0, 0]  # whole groups next to each other on disk: (first row, end row, offset)
+
+    def flush() -> None:  # read straight into the rows (no cache, no copy)
+        if run[1] > run[0]:
+            fs.dev.readinto(run[2], out[run[0]:run[1]])
+        run[:] = [0, 0, 0]
+
+    for lo, hi, whole, first, start in zip(cuts, cuts[1:], inplace, firsts, starts):
+        if whole and hi - lo == per and start + per * isz <= size:
+            if run[1] == lo and run[2] + (lo - run[0]) * isz == start and run[1] > run[0]:
+                run[1] = hi
+            else:
+                flush()
+                run[:] = [lo, hi, start]
+            continue
+        flush()
+        length = min(isz << glog, size - start)
         recs = fs.inode_group(start, length)  # (whole records, isz) uint8
+        if whole and hi - lo <= len(recs):
+            out[lo:hi] = recs[:hi - lo]
+            continue
+        grp = order[lo:hi]
         rel = agino[grp] - first
         if int(rel.max()) < len(recs):
             out[grp] = recs[rel]
             continue
         for i, r in zip(grp.tolist(), rel.tolist()):  # cut short by the volume's end
-            at = start + r * isz
-            out[i] = np.frombuffer(fs.read_bytes(at, isz, "inode"), dtype=np.uint8)
+            pos = start + r * isz
+            out[i] = np.frombuffer(fs.read_bytes(pos, isz, "inode"), dtype=np.uint8)
+    flush()
     return out
 
 
@@ -89,18 +119,73 @@ def _crc_field_tables(isz: int, at: int) -> np.ndarray:
     return out
 
 
+GROUP = 64  # records checked together by one CRC-32C call (an inode chunk)
+
+
+@functools.lru_cache(maxsize=8)
+def _shift_tables(length: int, levels: int) -> tuple[np.ndarray, ...]:
+    """For j < ``levels``: (4, 256) uint32 tables of the linear map "the CRC-32C of A to the
+    CRC-32C of A followed by ``length << j`` zero bytes, less that of the zeros alone", by
+    byte of the CRC (CRC-32C is linear once the zeros' own CRC is taken out)."""
+    zeros = bytes(length)
+    base = crc32c(zeros)
+    one = np.array([[crc32c(zeros, v << (8 * j)) ^ base for v in range(256)]
+                    for j in range(4)], dtype=np.uint32)
+    out = [one]
+    for _ in range(1, levels):  # twice the length: the map applied twice
+        t = out[-1]
+        x = (np.arange(256, dtype=np.uint32)[None, :] << (8 * np.arange(4, dtype=np.uint32)
+                                                           )[:, None])
+        out.append(_apply(t, _apply(t, x)))
+    return tuple(out)
+
+
+def _apply(t: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """A byte-table linear map (:func:`_shift_tables`) applied to uint32 values."""
+    return (t[0][x & 0xFF] ^ t[1][(x >> 8) & 0xFF] ^ t[2][(x >> 16) & 0xFF]
+            ^ t[3][x >> 24])
+
+
+def _fold(crcs: np.ndarray, length: int) -> np.ndarray:
+    """The CRC-32C of each row's records laid end to end, from their own CRC-32Cs ((k,
+    GROUP) uint32, each of a ``length``-byte record): crc(A + B) = shift(crc(A)) ^ crc(B)."""
+    tabs = _shift_tables(length, GROUP.bit_length() - 1)
+    for t in tabs:
+        crcs = _apply(t, crcs[:, 0::2]) ^ crcs[:, 1::2]
+    return crcs[:, 0]
+
+
 def crc_good(recs: np.ndarray, at: int) -> np.ndarray:
     """Which (n, isz) records hold at byte ``at`` (little-endian) the CRC-32C of the record
-    with those 4 bytes zeroed (the v5 inode rule)."""
+    with those 4 bytes zeroed (the v5 inode rule).
+
+    The CRC each record as stored must have follows from its CRC field (tables for the
+    field's own share); runs of :data:`GROUP` records are checked with one CRC-32C call
+    against those values folded together, and only a run that fails is checked record by
+    record (a run whose errors cancel out is as unlikely as one CRC collision, 2**-32)."""
     n, isz = recs.shape
     if not n:
         return np.zeros(0, dtype=bool)
     t = _crc_field_tables(isz, at)
     f = recs[:, at:at + 4]
     stored = f.copy().view("<u4").ravel()
-    fix = t[0][f[:, 0]] ^ t[1][f[:, 1]] ^ t[2][f[:, 2]] ^ t[3][f[:, 3]]
-    whole = np.array(crc32c_records(np.ascontiguousarray(recs), isz), dtype=np.uint32)
-    return (whole ^ fix) == stored
+    want = stored ^ t[0][f[:, 0]] ^ t[1][f[:, 1]] ^ t[2][f[:, 2]] ^ t[3][f[:, 3]]
+    good = np.zeros(n, dtype=bool)
+    whole = n // GROUP * GROUP
+    if whole:
+        runs = np.array(crc32c_records(np.ascontiguousarray(recs[:whole]), GROUP * isz),
+                        dtype=np.uint32)
+        ok = runs == _fold(want[:whole].reshape(-1, GROUP), isz)
+        good[:whole] = np.repeat(ok, GROUP)
+        singles = (np.flatnonzero(~ok)[:, None] * GROUP + np.arange(GROUP)).ravel()
+    else:
+        singles = np.zeros(0, dtype=np.int64)
+    singles = np.concatenate([singles, np.arange(whole, n)])
+    if len(singles):
+        got = np.array(crc32c_records(np.ascontiguousarray(recs[singles]), isz),
+                       dtype=np.uint32)
+        good[singles] = got == want[singles]
+    return good
 
 
 def times_ns(raw: np.ndarray, bigtime: np.ndarray) -> np.ndarray:
@@ -194,7 +279,9 @@ class InodeTable:
                 parts.append((agno << bits) + agino)
         except VDInspectError:
             return None
-        inos = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+        inos = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        if len(inos) > 1 and not (inos[1:] > inos[:-1]).all():  # btree records in key order
+            inos = np.unique(inos)  # a damaged btree's: sorted, each once
         if len(inos) > cls.LIMIT:
             return None
         agno, agino = inos >> bits, inos & ((1 << bits) - 1)
@@ -214,7 +301,25 @@ class InodeTable:
         return cls(inos, where, vals, inos[dirs], flat[dirs])
 
 
-def live_values(fs: XfsFileSystem, live: list, table: InodeTable | None = None
+def _table_values(table: InodeTable, live: Dirents) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`live_values` of live entries whose inodes the table decoded, every one (a
+    whole listing's usual folder: a few numpy calls), else None."""
+    signed = np.array(live.inos, dtype=np.uint64).view(np.int64)  # >= 2**63: no match
+    j = table.inos.searchsorted(signed)
+    np.minimum(j, len(table.inos) - 1, out=j)
+    w = table.where[j]
+    if not ((table.inos[j] == signed).all() and (w >= 0).all() and (signed > 0).all()):
+        return None
+    vals = table.vals[w]
+    ft = np.array(live.ftypes, dtype=np.int64)
+    ok = (ft == 0) | (ft == np.where((vals[:, 2] & S_IFMT) == S_IFDIR, 2, 1))
+    if ok.all():
+        return np.arange(len(vals)), vals
+    keep = np.flatnonzero(ok)  # else the Entry path says so
+    return keep, vals[keep]
+
+
+def live_values(fs: XfsFileSystem, live: Dirents, table: InodeTable | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(keep, vals): the positions of the raw entries whose inode is a plain file or
     directory passing every check (magic, version, CRC, number, file type; removed
@@ -222,15 +327,21 @@ def live_values(fs: XfsFileSystem, live: list, table: InodeTable | None = None
     others are left to the Entry path, which reports them. ``table``: inodes decoded
     beforehand; the others are read here."""
     n = len(live)
+    if not n:
+        return np.zeros(0, dtype=np.int64), np.zeros((0, 12), dtype=np.int64)
+    if table is not None and len(table.inos) and not live.removed:
+        got = _table_values(table, live)
+        if got is not None:
+            return got
     vals = np.zeros((n, 12), dtype=np.int64)
     have = np.zeros(n, dtype=bool)
-    if not n:
-        return np.zeros(0, dtype=np.int64), vals
     g = fs.geo
     isz = g.inode_size
     bits = g.agblklog + g.inopblog
-    inos = np.fromiter((0 if r.deleted else r.ino for r in live), dtype=np.uint64, count=n)
-    ft = np.fromiter((r.ftype for r in live), dtype=np.int64, count=n)
+    inos = np.array(live.inos, dtype=np.uint64)
+    if live.removed:  # a removed entry's inode is never read here
+        inos[np.array(live.deleted, dtype=bool)] = 0
+    ft = np.array(live.ftypes, dtype=np.int64)
     todo = np.arange(n)
     if table is not None and len(table.inos):
         signed = inos.astype(np.int64)

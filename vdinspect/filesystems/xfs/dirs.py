@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from ...layout import offset_of
@@ -40,6 +41,63 @@ class RawDirent:
     ftype: int
     offset: int  # position in the directory (byte offset in the fork, or the sf offset)
     deleted: bool = False
+
+
+class Dirents(Sequence):
+    """A directory's raw entries kept as columns (lists: ``names``, ``inos``, ``ftypes``,
+    ``offsets``, ``deleted``), as parsed; read as a sequence of :class:`RawDirent` they are
+    made one by one. The bulk listing reads the columns (thousands of names a folder)."""
+
+    __slots__ = ("names", "inos", "ftypes", "offsets", "deleted", "removed")
+
+    def __init__(self, names: list | None = None, inos: list | None = None,
+                 ftypes: list | None = None, offsets: list | None = None,
+                 deleted: list | None = None) -> None:
+        self.names = names if names is not None else []
+        self.inos = inos if inos is not None else []
+        self.ftypes = ftypes if ftypes is not None else [0] * len(self.names)
+        self.offsets = offsets if offsets is not None else []
+        self.deleted = deleted if deleted is not None else [False] * len(self.names)
+        self.removed = any(self.deleted)  # whether any entry is a removed one
+
+    @classmethod
+    def of(cls, raws: list[RawDirent]) -> Dirents:
+        """The columns of a list of RawDirents."""
+        return cls([d.name for d in raws], [d.ino for d in raws], [d.ftype for d in raws],
+                   [d.offset for d in raws], [d.deleted for d in raws])
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return list(self)[i]
+        return RawDirent(self.names[i], self.inos[i], self.ftypes[i], self.offsets[i],
+                         self.deleted[i])
+
+    def __iter__(self) -> Iterator[RawDirent]:
+        return map(RawDirent, self.names, self.inos, self.ftypes, self.offsets, self.deleted)
+
+    def extend(self, other: Dirents) -> None:
+        """Append ``other``'s entries."""
+        self.names += other.names
+        self.inos += other.inos
+        self.ftypes += other.ftypes
+        self.offsets += other.offsets
+        self.deleted += other.deleted
+        self.removed = self.removed or other.removed
+
+    def without_live_copies(self) -> Dirents:
+        """These entries less the removed ones that repeat a live entry (same name and
+        inode: an old copy of a name still in use)."""
+        if not self.removed:
+            return self
+        rows = list(zip(self.names, self.inos, self.deleted))
+        live = {(nm, i) for nm, i, dl in rows if not dl}
+        keep = [k for k, (nm, i, dl) in enumerate(rows) if not dl or (nm, i) not in live]
+        return Dirents([self.names[i] for i in keep], [self.inos[i] for i in keep],
+                       [self.ftypes[i] for i in keep], [self.offsets[i] for i in keep],
+                       [self.deleted[i] for i in keep])
 
 
 def parse_shortform(fork: bytes, size: int, ftype: bool,
@@ -95,7 +153,7 @@ def entry_formats(ftype: bool) -> tuple[struct.Struct, ...]:
 
 
 def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems: list,
-                     deleted: bool = True) -> list[RawDirent]:
+                     deleted: bool = True) -> Dirents:
     """Entries of one directory data block (block form or data form) at fork offset
     ``base``; problems are appended as (offset in the block, message)."""
     magic = int.from_bytes(block[:4], "big")
@@ -107,18 +165,23 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
         end = bs
     else:
         problems.append((0, f"not a directory data block (magic {magic:#x})"))
-        return []
+        return Dirents()
     if (magic in (S.XFS_DIR3_BLOCK_MAGIC, S.XFS_DIR3_DATA_MAGIC)) != v5:
         problems.append((0, f"directory block magic {magic:#x} is of the wrong version"))
-        return []
+        return Dirents()
     pos = S.DIR3_DATA_HDR_V5 if v5 else S.DIR2_DATA_HDR_V4
     if end < pos:
         problems.append((bs - _TAIL.size, "block tail's leaf count leaves no room"))
-        return []
-    out: list[RawDirent] = []
-    add = out.append
+        return Dirents()
+    # each entry one unpack (inumber, namelen, name, [ftype], tag), kept as it comes; the
+    # columns are made from the tuples at the end (zip: C speed)
+    got: list[tuple] = []
+    add = got.append
+    offs: list[int] = []
+    at = offs.append
+    gone: list[int] = []  # positions in ``got`` of removed entries found in free regions
     unused = _UNUSED.unpack_from
-    forms = entry_formats(ftype)  # one unpack per entry: inumber, namelen, name, ..., tag
+    forms = entry_formats(ftype)
     while pos + 8 <= end:
         if block[pos] == _FREE_HI and block[pos + 1] == _FREE_LO:  # a free region
             _tag, length = unused(block, pos)
@@ -126,23 +189,35 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
                 problems.append((pos, f"bad free region length {length}"))
                 break
             if deleted:
-                out += _salvage(block, pos, pos + length, base, ftype)
+                for d in _salvage(block, pos, pos + length, base, ftype):
+                    gone.append(len(got))
+                    add((d.ino, 0, d.name, d.ftype, 0) if ftype else (d.ino, 0, d.name, 0))
+                    at(d.offset - base)
             pos += length
             continue
-        namelen = block[pos + _NAMELEN_AT]
+        # the last 8 bytes of a data-form block hold no whole entry head: length 0, bad
+        namelen = block[pos + _NAMELEN_AT] if pos + _NAMELEN_AT < bs else 0
         form = forms[namelen]
         size = form.size
         if namelen == 0 or pos + size > end:
             problems.append((pos, f"entry of name length {namelen} runs past the block"))
             break
-        got = form.unpack_from(block, pos)
-        if got[-1] != pos:
+        one = form.unpack_from(block, pos)
+        if one[-1] != pos:
             problems.append((pos, "entry tag is not its offset"))
-        name = got[2]
-        if namelen > 2 or (name != b"." and name != b".."):
-            add(RawDirent(name, got[0], got[3] if ftype else 0, base + pos))
+        if namelen > 2 or (one[2] != b"." and one[2] != b".."):
+            add(one)
+            at(pos)
         pos += size
-    return out
+    if not got:
+        return Dirents()
+    cols = list(zip(*got))
+    n = len(got)
+    flags = [False] * n
+    for i in gone:
+        flags[i] = True
+    return Dirents(list(cols[2]), list(cols[0]), list(cols[3]) if ftype else [0] * n,
+                   [base + p for p in offs], flags)
 
 
 def _salvage(block: bytes, start: int, end: int, base: int, ftype: bool) -> list[RawDirent]:

@@ -32,7 +32,7 @@ from .ag import AllocationGroups
 from .attrs import read_xattrs
 from .bmap import DAMAGED, DATA, STATE_NAMES, ExtentMap, fork_map, fork_source
 from .bulk import InodeTable
-from .dirs import RawDirent, parse_data_block, parse_shortform
+from .dirs import Dirents, RawDirent, parse_data_block, parse_shortform
 from .inode import Inode, ns_to_datetime
 from .intents import Intents
 from .log import LogState, log_state
@@ -276,7 +276,7 @@ class XfsFileSystem(FileSystem):
             return out
         return self._listings.get(("index", rec.number, rec.raw), load)
 
-    def log_new_names(self, rec: Inode, raws: list[RawDirent]) -> set[bytes]:
+    def log_new_names(self, rec: Inode, raws: Dirents) -> set[bytes]:
         """Names of directory ``rec`` that only the log replay put there (empty when the
         log was not replayed, or when the directory cannot be read as it lies)."""
         if not self.log.replayed:
@@ -305,7 +305,7 @@ class XfsFileSystem(FileSystem):
     def _list_dir(self, entry: Entry, rec: Inode, is_root: bool) -> list[Entry]:
         def children() -> list[Entry]:
             raws = self.dir_entries(rec)
-            out = [self.entry_of(d) for d in raws]
+            out = [self.entry_of(d, listing=True) for d in raws]
             new = self.log_new_names(rec, raws)
             for e, d in zip(out, raws):
                 if not d.deleted and d.name in new:
@@ -317,15 +317,20 @@ class XfsFileSystem(FileSystem):
             out.append(self.orphan_dir_entry())
         return out
 
-    def entry_of(self, d: RawDirent) -> Entry:
+    def entry_of(self, d: RawDirent, listing: bool = False) -> Entry:
+        """The Entry of a raw directory entry; ``listing``: a row of a folder's listing,
+        whose unreadable inode (strict mode too) is an error finding and a note."""
         name = d.name.decode("utf-8", "surrogateescape")
         if d.deleted:
             return self._deleted_entry(name, d.ino, d.ftype)
         try:
             rec = self.inode(d.ino)
         except CorruptImage as exc:
-            if self.strict:
+            if self.strict and (not listing or self.lenient):  # lenient: a removed folder
                 raise
+            if listing and not self.lenient:
+                self.finding("error", exc.structure or f"inode {d.ino}", exc.offset,
+                             exc.detail)
             return self.make_entry(name, None, False, ftype=d.ftype, ino=d.ino,
                                note=f"inode unreadable: {exc}")
         note = None
@@ -410,7 +415,7 @@ class XfsFileSystem(FileSystem):
         return entry.inode
 
     # --- directories -----------------------------------------------------------------------
-    def dir_entries(self, rec: Inode, deleted: bool = True) -> list[RawDirent]:
+    def dir_entries(self, rec: Inode, deleted: bool = True) -> Dirents:
         """The raw entries of a directory inode (with ``deleted``: removed ones too)."""
         cache = self._dircache
         if cache is None:
@@ -423,18 +428,18 @@ class XfsFileSystem(FileSystem):
                 cache[key] = got
         return got
 
-    def _dir_entries(self, rec: Inode, deleted: bool) -> list[RawDirent]:
+    def _dir_entries(self, rec: Inode, deleted: bool) -> Dirents:
         g = self.geo
         where = f"directory inode {rec.number}"
         problems: list = []
         if rec.format == S.FMT_LOCAL:
-            _parent, out = parse_shortform(rec.data_fork, rec.size, g.ftype, problems)
+            _parent, short = parse_shortform(rec.data_fork, rec.size, g.ftype, problems)
             for off, msg in problems[:8]:
                 self.problem(where, rec.offset + off, msg)
-            return out
+            return Dirents.of(short)
         if rec.format not in (S.FMT_EXTENTS, S.FMT_BTREE):
             self.problem(where, rec.offset, f"directory data fork format {rec.format}")
-            return []
+            return Dirents()
         emap = self.fork_map(rec)
         dbs, bs = g.dir_block_size, self.block_size
         per = dbs // bs
@@ -455,7 +460,7 @@ class XfsFileSystem(FileSystem):
                     if lb <= db * per and (db + 1) * per <= lb + cnt:
                         direct[db] = (pb + db * per - lb) * bs
         src = None
-        out: list[RawDirent] = []
+        out = Dirents()
         for db in blocks:
             at = direct.get(db)
             if at is not None:
@@ -471,15 +476,12 @@ class XfsFileSystem(FileSystem):
                     self.problem(where, self._fork_offset(emap, db * per),
                                  f"directory block {db} CRC-32C mismatch")
             bad: list = []
-            out += parse_data_block(data, db * dbs, v5=g.crc, ftype=g.ftype, problems=bad,
-                                    deleted=deleted)
+            out.extend(parse_data_block(data, db * dbs, v5=g.crc, ftype=g.ftype,
+                                        problems=bad, deleted=deleted))
             for off, msg in bad[:4]:
                 self.problem(where, self._fork_offset(emap, db * per) + off,
                              f"directory block {db}: {msg}")
-        if not any(d.deleted for d in out):
-            return out
-        live = {(d.name, d.ino) for d in out if not d.deleted}
-        return [d for d in out if not d.deleted or (d.name, d.ino) not in live]
+        return out.without_live_copies()
 
     def directory_damage(self, entry: Entry) -> int:
         """Bytes of a directory's data blocks (its data fork up to di_size: a short-form

@@ -11,18 +11,22 @@ special files, odd inodes) goes through the driver's Entry path and becomes a ro
 
 from __future__ import annotations
 
+from itertools import repeat
+from operator import itemgetter
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ...frames import merge_columns
 from ..base import DIR, FILE, Entry
+from ..entry import decode_names
 from ..walk import HANDLE, IDENT, PATH, PAYLOAD, Walk
 from .bulk import S_IFDIR, S_IFMT, live_values
 from .inode import Inode
 from .replay import LOG_NOTE
 
 if TYPE_CHECKING:
+    from .dirs import Dirents
     from .fs import XfsFileSystem
 
 NAT = np.iinfo(np.int64).min
@@ -85,8 +89,9 @@ def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) 
                 lambda d: _children(fs, rows, d[HANDLE], d[PATH]), recursive=recursive,
                 deleted=deleted, listable=lambda c: fs.can_list_deleted(c[HANDLE]),
                 damage=damage)
+    payload = itemgetter(PAYLOAD)
     for _d, kids in walk:
-        order += [c[PAYLOAD] for c in kids]
+        order += map(payload, kids)
     cols = _columns(fs, rows, np.array(order, dtype=np.int64))
     if walk.notes:
         col = cols["note"]
@@ -103,15 +108,81 @@ def _columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray) -> dict:
     elif not bulk.any():
         cols = rows_columns([rows.tuples[-1 - i] for i in order.tolist()])
     else:  # numbers merged by numpy, text spliced as lists (cheaper than object arrays)
-        a = _bulk_columns(fs, rows, order[bulk])
-        b = rows_columns([rows.tuples[-1 - i] for i in order[~bulk].tolist()])
-        nums = merge_columns(bulk, {k: v for k, v in a.items() if k not in _TEXT},
-                             {k: v for k, v in b.items() if k not in _TEXT})
+        tuples = [rows.tuples[-1 - i] for i in order[~bulk].tolist()]
         at = np.flatnonzero(~bulk).tolist()
-        cols = {k: _splice(a[k], b[k], at) if k in _TEXT else nums[k] for k in a}
+        try:
+            cols = _merged_columns(fs, rows, order, bulk, tuples, at)
+        except (TypeError, OverflowError, ValueError):  # a value no int64 holds
+            a = _bulk_columns(fs, rows, order[bulk])
+            b = rows_columns(tuples)
+            nums = merge_columns(bulk, {k: v for k, v in a.items() if k not in _TEXT},
+                                 {k: v for k, v in b.items() if k not in _TEXT})
+            cols = {k: _splice(a[k], b[k], at) if k in _TEXT else nums[k] for k in a}
     for k in ("path", "name", "parent", "target"):
         cols[k] = _strings(cols[k])
     return cols
+
+
+#: the tuple fields of an Entry row that are the 12 values of :func:`.bulk.decode`
+_VALUE_FIELDS = (SIZE, ALLOC, MODE, UID, GID, CR, MT, AT, CT, INO, LINKS, FLAGS)
+
+
+def _in_order(rows: Rows, at: np.ndarray) -> bool:
+    """Whether ``at`` numbers every bulk row in the order made (a whole listing's case)."""
+    n = len(at)
+    return n == len(rows.paths) and (n == 0 or (int(at[0]) == 0 and bool(
+        (np.diff(at) == 1).all())))
+
+
+def _bulk_values(rows: Rows, at: np.ndarray) -> np.ndarray:
+    """The (n, 12) values of the bulk rows numbered ``at``, in that order."""
+    v = np.concatenate(rows.blocks) if rows.blocks else np.zeros((0, 12), np.int64)
+    return v if _in_order(rows, at) else v[at]
+
+
+def _merged_columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray, bulk: np.ndarray,
+                    tuples: list[tuple], at: list[int]) -> dict:
+    """The columns of bulk rows and Entry rows (``tuples``, at rows ``at``) together: the
+    numbers as one (n, 12) block of values and one of NA flags (raises OverflowError for
+    a value no int64 holds)."""
+    n = len(order)
+    vals = np.empty((n, 12), dtype=np.int64)
+    vals[bulk] = _bulk_values(rows, order[bulk])
+    missing = np.zeros((n, 12), dtype=bool)
+    ent = [[t[f] for f in _VALUE_FIELDS] for t in tuples]
+    gone = np.array([[v is None for v in r] for r in ent], dtype=bool).reshape(-1, 12)
+    vals[~bulk] = np.array([[0 if v is None else v for v in r] for r in ent],
+                           dtype=np.int64).reshape(-1, 12)
+    missing[~bulk] = gone
+    if not fs.geo.crc:
+        missing[bulk, 5] = True  # no creation time before v5
+    a = _bulk_columns(fs, rows, order[bulk], vals[bulk])
+
+    def num(j: int):
+        m = missing[:, j]
+        return np.ma.MaskedArray(vals[:, j], m) if m.any() else vals[:, j].copy()
+
+    def when(j: int):
+        t = vals[:, j].copy()
+        t[missing[:, j]] = NAT
+        return t.view("datetime64[ns]")
+
+    b_deleted = np.fromiter((t[DELETED] for t in tuples), dtype=bool, count=len(tuples))
+    b_recov = np.fromiter((t[RECOVERABLE] for t in tuples), dtype=bool, count=len(tuples))
+    deleted = np.zeros(n, dtype=bool)
+    recoverable = np.zeros(n, dtype=bool)
+    deleted[~bulk] = b_deleted
+    recoverable[~bulk] = b_recov
+    text = {"path": ROW_PATH, "name": NAME, "parent": PARENT, "kind": KIND, "target": TARGET,
+            "found_by": FOUND_BY, "note": NOTE}
+    cols = {k: _splice(a[k], [t[f] for t in tuples], at) for k, f in text.items()}
+    cols.update({
+        "size": vals[:, 0].copy(), "allocated": num(1), "mode": num(2), "uid": num(3),
+        "gid": num(4), "created": when(5), "modified": when(6), "accessed": when(7),
+        "changed": when(8), "inode": num(9), "links": num(10), "deleted": deleted,
+        "recoverable": recoverable, "mtime_ns": num(6), "atime_ns": num(7),
+        "ctime_ns": num(8), "crtime_ns": num(5), "flags": num(11)})
+    return {k: cols[k] for k in a}  # in the columns' order
 
 
 def _splice(a: list, b: list, at: list[int]) -> list:
@@ -128,23 +199,37 @@ def _splice(a: list, b: list, at: list[int]) -> list:
     return out
 
 
-def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray) -> dict:
-    """The columns of the bulk rows numbered ``at``, in that order."""
+def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray,
+                  vals: np.ndarray | None = None) -> dict:
+    """The columns of the bulk rows numbered ``at``, in that order (given their ``vals``:
+    the text columns only, with the numbers' names as keys in order)."""
     n = len(at)
-    v = np.concatenate(rows.blocks)[at] if rows.blocks else np.zeros((0, 12), np.int64)
-    idx = at.tolist()
+    v = _bulk_values(rows, at) if vals is None else vals
     note: list = [None] * n
     found = ["index"] * n
     if rows.journal:
         for i in np.flatnonzero(np.isin(at, rows.journal)).tolist():
             note[i], found[i] = LOG_NOTE, "journal"
-    kind = np.where((v[:, 2] & S_IFMT) == S_IFDIR, DIR, FILE).tolist()
+    kind = [DIR if d else FILE for d in ((v[:, 2] & S_IFMT) == S_IFDIR).tolist()]
+    if _in_order(rows, at):  # the lists as they are
+        path, name, parent = rows.paths, rows.names, rows.parents
+    else:
+        idx = at.tolist()
+        path = [rows.paths[i] for i in idx]
+        name = [rows.names[i] for i in idx]
+        parent = [rows.parents[i] for i in idx]
+    if vals is not None:
+        return {"path": path, "name": name, "parent": parent, "kind": kind, "size": None,
+                "allocated": None, "mode": None, "uid": None, "gid": None, "created": None,
+                "modified": None, "accessed": None, "changed": None, "inode": None,
+                "links": None, "deleted": None, "recoverable": None, "target": [None] * n,
+                "found_by": found, "note": note, "mtime_ns": None, "atime_ns": None,
+                "ctime_ns": None, "crtime_ns": None, "flags": None}
     none = np.zeros(n, dtype=bool)
     cr = np.ma.MaskedArray(v[:, 5], np.full(n, not fs.geo.crc))  # no crtime before v5
     created = v[:, 5].copy() if fs.geo.crc else np.full(n, NAT, dtype=np.int64)
     return {
-        "path": [rows.paths[i] for i in idx], "name": [rows.names[i] for i in idx],
-        "parent": [rows.parents[i] for i in idx], "kind": kind, "size": v[:, 0],
+        "path": path, "name": name, "parent": parent, "kind": kind, "size": v[:, 0],
         "allocated": v[:, 1], "mode": v[:, 2], "uid": v[:, 3], "gid": v[:, 4],
         "created": created.view("datetime64[ns]"),
         "modified": v[:, 6].view("datetime64[ns]"),
@@ -176,17 +261,20 @@ def _child(fs: XfsFileSystem, e: Entry, handle, payload: int) -> tuple:
     return (e.path, True, ident, e.deleted, handle, payload)
 
 
-def _bulk_children(rows: Rows, raws: list, vals: np.ndarray, first: int, dpath: str
+def _bulk_children(rows: Rows, raws: Dirents, vals: np.ndarray, first: int, dpath: str
                    ) -> list[tuple]:
-    """The children of a directory whose entries are all bulk rows (the common case, as
-    :func:`_children` makes them, in list comprehensions)."""
+    """The children of a directory whose entries are all bulk rows (the common case), as
+    :func:`_children` makes them."""
     prefix = "/" if dpath in ("", "/") else dpath + "/"
-    names = [r.name.decode("utf-8", "surrogateescape") for r in raws]
+    names = decode_names(raws.names)
     paths = [prefix + nm for nm in names]
-    dirs = ((vals[:, 2] & S_IFMT) == S_IFDIR).tolist()
-    out = [(p, True, i, False, i, k) if isdir else (p, False, None, False, None, k)
-           for p, isdir, i, k in zip(paths, dirs, vals[:, 9].tolist(),
-                                     range(first, first + len(paths)))]
+    n = len(paths)
+    # files' tuples made by zip at C speed, the few directories' put in after
+    out = list(zip(paths, repeat(False, n), repeat(None, n), repeat(False, n),
+                   repeat(None, n), range(first, first + n)))
+    isdir = (vals[:, 2] & S_IFMT) == S_IFDIR
+    for k, i in zip(np.flatnonzero(isdir).tolist(), vals[isdir, 9].tolist()):
+        out[k] = (paths[k], True, i, False, i, first + k)
     if paths:
         rows.blocks.append(vals)
         rows.paths += paths
@@ -231,7 +319,7 @@ def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple]:
                 else:
                     out.append((path, False, None, False, None, first + j))
                 continue
-            e = fs.entry_of(raw)
+            e = fs.entry_of(raw, listing=True)
             e.parent, e.path = dpath, _join(dpath, e.name)
             if not raw.deleted and raw.name in new:
                 e.found_by, e.note = "journal", LOG_NOTE
