@@ -38,7 +38,7 @@ from .report import ReportMixin
 from .rescue import lost_dir_note, rescue
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX
-from .treelog import LogReplay, log_replays, merge_pieces
+from .treelog import LogReplay, log_replays, log_xattr_tree, replay_pieces
 from .volume import fmt_uuid
 
 if TYPE_CHECKING:
@@ -562,9 +562,10 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         """The file's extent items as Pieces, in file order (with the extents the tree
         log holds laid over them: replayed)."""
         rp = self.log_replay(tree)
-        if rp is not None and ino in rp.extents:
-            return merge_pieces(self._tree_pieces(tree, ino, missed),
-                                self._tree_pieces(rp.key, ino, missed))
+        if rp is not None and (ino in rp.extents or ino in rp.inodes):
+            logged = self._tree_pieces(rp.key, ino, missed) if ino in rp.extents else []
+            return replay_pieces(self._tree_pieces(tree, ino, missed), logged,
+                                 rp.inodes.get(ino), self.sectorsize)
         return self._tree_pieces(tree, ino, missed)
 
     def _tree_pieces(self, tree, ino: int, missed: list | None = None) -> list[Piece]:
@@ -618,11 +619,13 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
 
     # --- extended attributes -------------------------------------------------------------
     def xattrs(self, path: str | Entry) -> dict[str, bytes]:
-        """Extended attributes of a file (XATTR_ITEMs), name -> value."""
+        """Extended attributes of a file (XATTR_ITEMs; the tree log's for an inode it
+        holds), name -> value."""
         e = path if isinstance(path, Entry) else self.lookup(path)
         if not isinstance(e.key, tuple) or e.key[1] is None:
             return {}
         tree, ino = e.key
+        tree = log_xattr_tree(self.log_replay(tree), tree, ino)  # replayed
         out: dict[str, bytes] = {}
         lo, hi = (ino, S.XATTR_ITEM, 0), (ino, S.XATTR_ITEM, KEY_MAX[2])
         for node, i in self._items(tree, lo, hi):
