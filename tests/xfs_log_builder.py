@@ -189,8 +189,10 @@ class LogWriter:
         """Write one record of ``ops`` (tid, flags, region); returns its block."""
         data = b"".join(struct.pack(">IIBBH", tid, len(r), XFS_TRANSACTION, fl, 0) + r
                         for tid, fl, r in ops)
-        length = len(data)
         data = bytearray(data + bytes(-len(data) % BB))
+        # h_len: the data with its padding to a basic block, as a v2 log's writer counts
+        # it (xlog_sync adds the round-off); the record's CRC covers h_len bytes
+        length = len(data)
         nbb = len(data) // BB
         hdr_bbs = max(1, -(-self.h_size // 32768))
         assert nbb <= 64 * hdr_bbs, "a record holds at most h_size bytes"

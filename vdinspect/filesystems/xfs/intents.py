@@ -8,7 +8,14 @@ carry out, in memory and in log order:
 - an EFI (extent free): its extents join the free-space view (``free_ranges``, carving,
   the allocation check of deleted files);
 - a BUI (file mapping update, one extent each): MAP lays the extent into the owner's fork
-  map, UNMAP cuts the range out of it (and, without reflink, frees its blocks).
+  map, UNMAP cuts the range out of it. UNMAP frees nothing: the kernel carries it out
+  with ``XFS_BMAPI_REMAP`` (a swap moves the blocks to another file; a reflink remap
+  logs the refcount decrease, and any free it leads to, as its own CUI and EFI).
+
+The reader never reads the refcount btree (reads, listings, ``check()``,
+``free_ranges()`` rest on the fork maps and the free-space btrees), so a refcount left
+stale by an open BUI changes nothing read; an open CUI is named in a warning (the free
+its decrease would make is then missing from ``free_ranges``).
 
 An intent with a bad record is dropped whole with an error finding, as the kernel drops
 it. The others (reverse map, refcount, attribute, exchange) are named in a warning: the
@@ -44,7 +51,6 @@ _EXT32 = struct_format(S.XfsExtent32)
 _MAP = struct_format(S.XfsMapExtent)
 _BMAP_FLAGS = (0xFF | S.XFS_BMAP_EXTENT_ATTR_FORK | S.XFS_BMAP_EXTENT_UNWRITTEN
                | S.XFS_BMAP_EXTENT_REALTIME)
-REFLINK = 0x4  # sb_features_ro_compat: shared extents (refcount btree)
 
 
 @dataclass
@@ -128,9 +134,6 @@ class Intents:
         attr = bool(flags & S.XFS_BMAP_EXTENT_ATTR_FORK)
         unwritten = bool(flags & S.XFS_BMAP_EXTENT_UNWRITTEN)
         self.maps.setdefault((owner, attr), []).append((op, off, start, length, unwritten))
-        if op == S.XFS_BMAP_UNMAP and not g.raw["sb_features_ro_compat"] & REFLINK:
-            agbno = start & ((1 << g.agblklog) - 1)
-            self.freed.setdefault(start >> g.agblklog, []).append((agbno, agbno + length))
         return None
 
     # --- used by the reader ----------------------------------------------------------
