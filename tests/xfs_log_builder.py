@@ -123,7 +123,9 @@ def inode_item(ino: int, blkno: int, nbb: int, boffset: int, fields: int, core: 
 
 
 LI_EFI, LI_EFD, LI_RUI, LI_RUD, LI_BUI, LI_BUD = 0x1236, 0x1237, 0x1240, 0x1241, 0x1244, 0x1245
+LI_CUI, LI_CUD = 0x1242, 0x1243
 BMAP_MAP, BMAP_UNMAP, BMAP_UNWRITTEN = 1, 2, 1 << 30
+REFCOUNT_INCREASE, REFCOUNT_DECREASE = 1, 2
 
 
 def efi_item(ident: int, extents: list[tuple[int, int]], packed: bool = False,
@@ -150,6 +152,13 @@ def rui_item(ident: int, owner: int, startblock: int, startoff: int, length: int
     """A reverse-mapping update intent: the same head, one xfs_map_extent."""
     return [struct.pack("<HHIQQQQII", LI_RUI, 1, 1, ident, owner, startblock, startoff,
                         length, flags)]
+
+
+def cui_item(ident: int, extents: list[tuple[int, int, int]]) -> list[bytes]:
+    """A refcount update intent: type, size (1), nextents, id, then xfs_phys_extent
+    records (start fsblock, length, flags: 1 increase, 2 decrease, 3/4 CoW)."""
+    head = struct.pack("<HHIQ", LI_CUI, 1, len(extents), ident)
+    return [head + b"".join(struct.pack("<QII", a, n, f) for a, n, f in extents)]
 
 
 def done_item(kind: int, ident: int) -> list[bytes]:

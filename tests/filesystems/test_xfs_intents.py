@@ -226,3 +226,70 @@ def test_open_bui_against_the_kernel(tmp_path, features):
     assert our_free == _freesp(kernel, agblocks, int(sb["agcount"]))
     a_at = (fsb["a"] >> agblklog) * agblocks + (fsb["a"] & ((1 << agblklog) - 1))
     assert not _covered(our_free, a_at * BS, BS)  # unmapped, not freed
+
+
+@pytest.mark.xdist_group("kernel-mounts")
+@pytest.mark.parametrize("shared", [False, True], ids=["own", "shared"])
+def test_open_cui_against_the_kernel(tmp_path, shared):
+    """A reflink unmap cut short: an open BUI UNMAP of /a's first block and an open CUI
+    decreasing its refcount (how a remap logs them). The kernel's recovery (a mount of a
+    copy) frees the block when /a owned it alone, and only lowers the count when a
+    reflinked copy (``cp --reflink``, made by the kernel before the log) shares it;
+    vdinspect's free space equals what xfs_db lists after that recovery, in both cases."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0 or not have("mkfs.xfs", "xfs_db", "mount", "cp"):
+        pytest.skip("needs root, xfsprogs and mount")
+    content = {"a": b"A" * 8192, "b": bytes(range(256)) * 32}
+    flat_proto(tmp_path, content)
+    img = mkxfs(tmp_path / "clean.img", tmp_path / "proto",
+                ["-b", f"size={BS}", "-m", "reflink=1", "-l", "size=8m"], size=48 * MiB)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if shared:
+        if subprocess.run(["mount", "-o", "loop", str(img), str(mnt)],
+                          capture_output=True).returncode:
+            pytest.skip("loop mount refused here")
+        try:
+            run("cp", "--reflink=always", mnt / "a", mnt / "s")
+        finally:
+            subprocess.run(["umount", str(mnt)], check=False)
+        # a fresh log in cycle 3 (the mount stamped metadata with LSNs of cycle 1):
+        # records from block 2, as after mkfs
+        run("xfs_db", "-x", "-c", "logformat -c 3", img)
+    sb = db_print(img, "sb 0")
+    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
+    logstart = int(sb["logstart"])
+    log_at = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * BS
+    ino = {n: i for n, (i, _t) in db_ls(img, "/").items()}
+    fsb_a = _fsb_extents(img, ino["a"])[0][1]
+    if shared:
+        assert _fsb_extents(img, ino["s"])[0][1] == fsb_a  # one extent, two owners
+    w = B.LogWriter(bytes.fromhex(sb["uuid"].replace("-", "")), start=2,
+                    cycle=3 if shared else 1, size=int(sb["logblocks"]) * BS // B.BB)
+    w.record(B.transaction(0x301, [
+        B.bui_item(0x51, ino["a"], fsb_a, 0, 1, B.BMAP_UNMAP),
+        B.cui_item(0x52, [(fsb_a, 1, B.REFCOUNT_DECREASE)])]))
+    raw = bytearray(img.read_bytes())
+    w.apply(raw, log_at)
+    dirty = tmp_path / "dirty.img"
+    dirty.write_bytes(bytes(raw))
+    fs = XfsFileSystem(FileSource(dirty))
+    assert "open intents carried out: 1 BUI, 1 CUI" in fs.info()["log_state"]
+    ours = {n: fs.read("/" + n) for n in (["a", "s"] if shared else ["a"])}
+    our_free = fs.free_ranges()
+    kernel = tmp_path / "kernel.img"
+    kernel.write_bytes(bytes(raw))
+    if subprocess.run(["mount", "-o", "loop", str(kernel), str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("the kernel refused to recover the log")
+    try:
+        theirs = {n: (mnt / n).read_bytes() for n in ours}
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    assert ours == theirs
+    assert ours["a"] == bytes(BS) + content["a"][BS:]  # the first block unmapped: a hole
+    assert our_free == _freesp(kernel, agblocks, int(sb["agcount"]))
+    a_at = ((fsb_a >> agblklog) * agblocks + (fsb_a & ((1 << agblklog) - 1))) * BS
+    assert _covered(our_free, a_at, BS) != shared  # freed only when /a owned it alone

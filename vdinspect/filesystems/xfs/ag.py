@@ -160,9 +160,30 @@ class AllocationGroups:
         order = np.argsort(a)
         got = (a[order], (a + recs["ar_blockcount"].astype(np.int64))[order])
         if self.fs.intents is not None:  # extents an open log intent frees
-            got = self.fs.intents.free_view(agno, *got)
+            got = self.fs.intents.free_view(agno, *got, shared=self.shared_extents)
         self._free[agno] = got
         return got
+
+    def shared_extents(self, agno: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The refcount btree's shared extents of an AG (CoW staging ones left out), as
+        sorted (start agbno, end agbno, owners) arrays; empty without reflink or when the
+        btree cannot be read (a problem is recorded)."""
+        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        agf = self._header(agno, "AGF")
+        if not agf or not agf["agf_refcount_level"] or not self.fs.geo.crc:
+            return empty
+        rec = S.RefcountRec.sizeof()
+        try:
+            leaves = self._walk(agno, agf["agf_refcount_root"], agf["agf_refcount_level"],
+                                S.XFS_REFC_CRC_MAGIC, rec, 4, f"refcount btree of AG {agno}")
+        except CorruptImage:
+            return empty
+        recs = np.frombuffer(b"".join(leaves), dtype=S.dtype(S.RefcountRec))
+        recs = recs[recs["rc_startblock"] < S.XFS_REFC_COWFLAG]
+        a = recs["rc_startblock"].astype(np.int64)
+        order = np.argsort(a)
+        return (a[order], (a + recs["rc_blockcount"].astype(np.int64))[order],
+                recs["rc_refcount"].astype(np.int64)[order])
 
     def blocks_in_use(self, emap: ExtentMap) -> int | None:
         """How many of a map's blocks the free-space btree does not list as free."""

@@ -21,7 +21,8 @@ rest, then inode buffers, then cancels). On v5 volumes every replayed metadata b
 inode gets its CRC-32C recomputed, as the kernel's write verifiers do when the recovered
 buffers go back to disk. Intents left open (no done item in the log) are carried out in
 memory where they change what is read (``intents.py``: extent frees, file mapping
-updates); the others (reverse map, refcount, attribute, exchange) are named in findings. A record that fails its CRC ends the log there (a torn
+updates, refcount decreases that free blocks); the others (reverse map, attribute,
+exchange) are named in findings. A record that fails its CRC ends the log there (a torn
 write at the head, as the kernel treats it).
 """
 
