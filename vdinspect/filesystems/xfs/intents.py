@@ -175,20 +175,7 @@ class Intents:
         extra = list(self.freed.get(agno, ()))
         if self.decreases.get(agno) and shared is not None:
             extra += _decreased_to_zero(self.decreases[agno], *shared(agno))
-        if not extra:
-            return starts, ends
-        a = np.concatenate([starts, np.array([x for x, _ in extra], dtype=np.int64)])
-        b = np.concatenate([ends, np.array([y for _, y in extra], dtype=np.int64)])
-        order = np.argsort(a, kind="stable")
-        out_a: list[int] = []
-        out_b: list[int] = []
-        for x, y in zip(a[order].tolist(), b[order].tolist()):
-            if out_b and x <= out_b[-1]:
-                out_b[-1] = max(out_b[-1], y)
-            else:
-                out_a.append(x)
-                out_b.append(y)
-        return np.array(out_a, dtype=np.int64), np.array(out_b, dtype=np.int64)
+        return join_free(starts, ends, extra)
 
     def remap(self, fs: XfsFileSystem, ino: int, attr: bool, emap: ExtentMap) -> ExtentMap:
         """A fork's extent map with the open BUIs for it carried out in log order."""
@@ -205,6 +192,25 @@ class Intents:
         rows.sort()
         cols = list(zip(*rows)) if rows else [()] * 5
         return ExtentMap(*cols, emap.meta)
+
+
+def join_free(starts: np.ndarray, ends: np.ndarray, extra: list[tuple[int, int]]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted free [start, end) arrays with the ranges ``extra`` joined in (merged)."""
+    if not extra:
+        return starts, ends
+    a = np.concatenate([starts, np.array([x for x, _ in extra], dtype=np.int64)])
+    b = np.concatenate([ends, np.array([y for _, y in extra], dtype=np.int64)])
+    order = np.argsort(a, kind="stable")
+    out_a: list[int] = []
+    out_b: list[int] = []
+    for x, y in zip(a[order].tolist(), b[order].tolist()):
+        if out_b and x <= out_b[-1]:
+            out_b[-1] = max(out_b[-1], y)
+        else:
+            out_a.append(x)
+            out_b.append(y)
+    return np.array(out_a, dtype=np.int64), np.array(out_b, dtype=np.int64)
 
 
 def _decreased_to_zero(decs: list[tuple[int, int]], rs: np.ndarray, re_: np.ndarray,
