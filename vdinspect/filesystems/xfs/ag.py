@@ -204,7 +204,8 @@ class AllocationGroups:
         recs = self._refcounts(agno)
         recs = recs[recs["rc_startblock"] >= S.XFS_REFC_COWFLAG]
         a = (recs["rc_startblock"] & ~np.uint32(S.XFS_REFC_COWFLAG)).astype(np.int64)
-        return list(zip(a.tolist(), (a + recs["rc_blockcount"].astype(np.int64)).tolist()))
+        b = np.minimum(a + recs["rc_blockcount"].astype(np.int64), self.fs.geo.agblocks)
+        return [(x, y) for x, y in zip(a.tolist(), b.tolist()) if x < y]  # inside the AG
 
     def blocks_in_use(self, emap: ExtentMap) -> int | None:
         """How many of a map's blocks the free-space btree does not list as free."""
