@@ -293,3 +293,42 @@ def test_open_cui_against_the_kernel(tmp_path, shared):
     assert our_free == _freesp(kernel, agblocks, int(sb["agcount"]))
     a_at = ((fsb_a >> agblklog) * agblocks + (fsb_a & ((1 << agblklog) - 1))) * BS
     assert _covered(our_free, a_at, BS) != shared  # freed only when /a owned it alone
+
+
+@pytest.mark.parametrize("reflink", [True, False])
+def test_bad_cui_is_dropped(tmp_path, reflink):
+    """CUIs the kernel rejects (an unknown type, an extent past the volume, any CUI on a
+    volume without reflink) are dropped whole with an error finding and free nothing;
+    a good one on a reflink volume frees the block it leaves with no owner."""
+    if not have("mkfs.xfs", "xfs_db"):
+        pytest.skip("needs xfsprogs")
+    flat_proto(tmp_path, {"a": b"A" * 8192})
+    img = mkxfs(tmp_path / "clean.img", tmp_path / "proto",
+                ["-b", f"size={BS}", "-m", f"reflink={int(reflink)}"], size=32 * MiB)
+    sb = db_print(img, "sb 0")
+    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
+    logstart = int(sb["logstart"])
+    log_at = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * BS
+    ino = {n: i for n, (i, _t) in db_ls(img, "/").items()}
+    fsb_a = _fsb_extents(img, ino["a"])[0][1]
+    w = B.LogWriter(bytes.fromhex(sb["uuid"].replace("-", "")), start=2,
+                    size=int(sb["logblocks"]) * BS // B.BB)
+    past = int(sb["agcount"]) << agblklog
+    w.record(B.transaction(0x401, [B.cui_item(0x61, [(fsb_a, 1, 9)])])
+             + B.transaction(0x402, [B.cui_item(0x62, [(past, 1, B.REFCOUNT_DECREASE)])])
+             + B.transaction(0x403, [B.cui_item(0x63, [(fsb_a + 1, 1,
+                                                         B.REFCOUNT_DECREASE)])]))
+    raw = bytearray(img.read_bytes())
+    w.apply(raw, log_at)
+    dirty = tmp_path / "dirty.img"
+    dirty.write_bytes(bytes(raw))
+    fs = XfsFileSystem(FileSource(dirty))
+    rows = fs.check()
+    dropped = rows[(rows.structure == "log intent") & (rows.severity == "error")].message
+    ids = sorted(int(m.split()[1].rstrip(":"), 16) for m in dropped)
+    assert ids == ([0x61, 0x62] if reflink else [0x61, 0x62, 0x63])
+    a_at = ((fsb_a >> agblklog) * agblocks + (fsb_a & ((1 << agblklog) - 1))) * BS
+    free = fs.free_ranges()
+    assert not _covered(free, a_at, BS)  # no good CUI names /a's first block
+    assert _covered(free, a_at + BS, BS) == reflink  # CUI 0x63: its only owner gone
+    assert fs.read("/a") == b"A" * 8192  # a refcount changes no mapping

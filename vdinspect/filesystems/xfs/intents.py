@@ -55,6 +55,7 @@ _PHYS = struct_format(S.XfsPhysExtent)
 _BMAP_FLAGS = (0xFF | S.XFS_BMAP_EXTENT_ATTR_FORK | S.XFS_BMAP_EXTENT_UNWRITTEN
                | S.XFS_BMAP_EXTENT_REALTIME)
 _CUI_FLAGS = 0xFF | S.XFS_REFCOUNT_EXTENT_REALTIME
+REFLINK = 0x4  # sb_features_ro_compat: shared extents (refcount btree)
 
 
 @dataclass
@@ -149,6 +150,8 @@ class Intents:
         body = first[_HEAD.size:]
         if n < 1 or len(body) != n * _PHYS.size:
             return f"{len(body)} bytes for {n} extents"
+        if not g.raw["sb_features_ro_compat"] & REFLINK:
+            return "a refcount update on a volume without reflink"
         exts = [_PHYS.unpack_from(body, i * _PHYS.size) for i in range(n)]
         for start, length, flags in exts:
             if flags & ~_CUI_FLAGS or not 1 <= flags & 0xFF <= 4:
