@@ -55,7 +55,7 @@ _PHYS = struct_format(S.XfsPhysExtent)
 _BMAP_FLAGS = (0xFF | S.XFS_BMAP_EXTENT_ATTR_FORK | S.XFS_BMAP_EXTENT_UNWRITTEN
                | S.XFS_BMAP_EXTENT_REALTIME)
 _CUI_FLAGS = 0xFF | S.XFS_REFCOUNT_EXTENT_REALTIME
-REFLINK = 0x4  # sb_features_ro_compat: shared extents (refcount btree)
+REFLINK = S.RoCompat.flags["REFLINK"]  # sb_features_ro_compat: shared extents
 
 
 @dataclass
