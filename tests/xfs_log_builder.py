@@ -194,14 +194,17 @@ class LogWriter:
         self.blocks: dict[int, bytes] = {}  # basic block in the log -> its 512 bytes
         self.first = start
 
-    def record(self, ops: list[tuple[int, int, bytes]]) -> int:
-        """Write one record of ``ops`` (tid, flags, region); returns its block."""
+    def record(self, ops: list[tuple[int, int, bytes]], short_len: bool = False) -> int:
+        """Write one record of ``ops`` (tid, flags, region); returns its block.
+        ``short_len``: h_len without the padding while the CRC covers the padded data
+        (no writer does this: a record the kernel takes as torn)."""
         data = b"".join(struct.pack(">IIBBH", tid, len(r), XFS_TRANSACTION, fl, 0) + r
                         for tid, fl, r in ops)
+        unpadded = len(data)
         data = bytearray(data + bytes(-len(data) % BB))
         # h_len: the data with its padding to a basic block, as a v2 log's writer counts
         # it (xlog_sync adds the round-off); the record's CRC covers h_len bytes
-        length = len(data)
+        length = unpadded if short_len else len(data)
         nbb = len(data) // BB
         hdr_bbs = max(1, -(-self.h_size // 32768))
         assert nbb <= 64 * hdr_bbs, "a record holds at most h_size bytes"
