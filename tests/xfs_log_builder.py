@@ -123,7 +123,9 @@ def inode_item(ino: int, blkno: int, nbb: int, boffset: int, fields: int, core: 
 
 
 LI_EFI, LI_EFD, LI_RUI, LI_RUD, LI_BUI, LI_BUD = 0x1236, 0x1237, 0x1240, 0x1241, 0x1244, 0x1245
+LI_CUI, LI_CUD = 0x1242, 0x1243
 BMAP_MAP, BMAP_UNMAP, BMAP_UNWRITTEN = 1, 2, 1 << 30
+REFCOUNT_INCREASE, REFCOUNT_DECREASE = 1, 2
 
 
 def efi_item(ident: int, extents: list[tuple[int, int]], packed: bool = False,
@@ -150,6 +152,13 @@ def rui_item(ident: int, owner: int, startblock: int, startoff: int, length: int
     """A reverse-mapping update intent: the same head, one xfs_map_extent."""
     return [struct.pack("<HHIQQQQII", LI_RUI, 1, 1, ident, owner, startblock, startoff,
                         length, flags)]
+
+
+def cui_item(ident: int, extents: list[tuple[int, int, int]]) -> list[bytes]:
+    """A refcount update intent: type, size (1), nextents, id, then xfs_phys_extent
+    records (start fsblock, length, flags: 1 increase, 2 decrease, 3/4 CoW)."""
+    head = struct.pack("<HHIQ", LI_CUI, 1, len(extents), ident)
+    return [head + b"".join(struct.pack("<QII", a, n, f) for a, n, f in extents)]
 
 
 def done_item(kind: int, ident: int) -> list[bytes]:
@@ -185,12 +194,17 @@ class LogWriter:
         self.blocks: dict[int, bytes] = {}  # basic block in the log -> its 512 bytes
         self.first = start
 
-    def record(self, ops: list[tuple[int, int, bytes]]) -> int:
-        """Write one record of ``ops`` (tid, flags, region); returns its block."""
+    def record(self, ops: list[tuple[int, int, bytes]], short_len: bool = False) -> int:
+        """Write one record of ``ops`` (tid, flags, region); returns its block.
+        ``short_len``: h_len without the padding while the CRC covers the padded data
+        (no writer does this: a record the kernel takes as torn)."""
         data = b"".join(struct.pack(">IIBBH", tid, len(r), XFS_TRANSACTION, fl, 0) + r
                         for tid, fl, r in ops)
-        length = len(data)
+        unpadded = len(data)
         data = bytearray(data + bytes(-len(data) % BB))
+        # h_len: the data with its padding to a basic block, as a v2 log's writer counts
+        # it (xlog_sync adds the round-off); the record's CRC covers h_len bytes
+        length = unpadded if short_len else len(data)
         nbb = len(data) // BB
         hdr_bbs = max(1, -(-self.h_size // 32768))
         assert nbb <= 64 * hdr_bbs, "a record holds at most h_size bytes"

@@ -4,7 +4,9 @@ Logs are built from the specification (tests/xfs_log_builder.py) over an mkfs.xf
 image; ``xfs_logprint -t`` must decode the intents as built (an independent reader of the
 builder), the extents come from ``xfs_db``, and the expectations follow the
 specification's rule: an EFI without its EFD frees its extents, a BUI without its BUD maps
-or unmaps its extent in the owner's fork; closed intents change nothing.
+or unmaps its extent in the owner's fork (an unmap frees nothing); closed intents change
+nothing. Logs holding only intents the kernel accepts are also recovered by the kernel
+(a mount of a copy): what it reads and leaves free is the oracle.
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ def built(request, tmp_path_factory):
     ext = {n: _fsb_extents(img, ino[n]) for n in content}
     assert [len(ext[n]) for n in content] == [1] * 5  # one extent each
     fsb = {n: ext[n][0][1] for n in content}
-    reflink = "reflink" in run("xfs_info", img) and "reflink=1" in run("xfs_info", img)
 
     def block(f: int) -> int:  # linear block of a fsblock number
         return (f >> agblklog) * agblocks + (f & ((1 << agblklog) - 1))
@@ -74,7 +75,7 @@ def built(request, tmp_path_factory):
     dirty = d / "dirty.img"
     dirty.write_bytes(bytes(raw))
     return dict(img=img, dirty=dirty, ino=ino, fsb=fsb, content=content, block=block,
-                reflink=reflink, outside=outside, head=w.head)
+                outside=outside, head=w.head)
 
 
 @pytest.mark.skipif(not have("xfs_logprint"), reason="needs xfsprogs")
@@ -141,9 +142,198 @@ def test_open_bui_maps_and_unmaps(built):
     assert got == [(0, built["block"](built["fsb"]["b"]) * BS, BS),
                    (BS, (a_block + 1) * BS, BS)]
     assert fs.read("/c") == c["c"]  # BUI 0x23 was closed by its BUD
-    free = fs.free_ranges()
-    if not built["reflink"]:  # without shared extents the unmapped block is freed
-        assert _covered(free, a_block * BS, BS)
+    # an UNMAP frees nothing, reflink or not (the kernel's XFS_BMAPI_REMAP; checked
+    # against the kernel's recovery in test_open_bui_against_the_kernel)
+    assert not any(o < (a_block + 1) * BS and a_block * BS < o + n
+                   for o, n in fs.free_ranges())
     flat = XfsFileSystem(FileSource(built["dirty"]), replay_log=False)
     assert flat.read("/a") == c["a"]
     assert XfsFileSystem(FileSource(built["img"])).read("/a") == c["a"]
+
+
+def _freesp(img: Path, agblocks: int, agcount: int) -> list[tuple[int, int]]:
+    """Free extents as xfs_db's ``freesp -d`` lists them, less the blocks on each AG's
+    free list (AGFL: xfs_db counts them, they are reserved for the btrees): (byte offset,
+    bytes), merged."""
+    agfl = set()
+    for ag in range(agcount):
+        text = run("xfs_db", "-r", "-c", f"agfl {ag}", "-c", "p bno", img)
+        agfl |= {(ag, int(b)) for b in re.findall(r"\d+:(\d+)", text)}
+    out: list[tuple[int, int]] = []
+    for ag, agbno, n in re.findall(r"^\s*(\d+)\s+(\d+)\s+(\d+)\s*$",
+                                   run("xfs_db", "-r", "-c", "freesp -d", img), re.M):
+        if int(n) == 1 and (int(ag), int(agbno)) in agfl:
+            continue
+        at, n = (int(ag) * agblocks + int(agbno)) * BS, int(n) * BS
+        if out and out[-1][0] + out[-1][1] == at:
+            out[-1] = (out[-1][0], out[-1][1] + n)
+        else:
+            out.append((at, n))
+    return out
+
+
+@pytest.mark.xdist_group("kernel-mounts")
+@pytest.mark.parametrize("features", ["reflink=1", "reflink=0", "reflink=0,rmapbt=1",
+                                      "torn"])
+def test_open_bui_against_the_kernel(tmp_path, features):
+    """Open BUIs alone (UNMAP of /a's first block, MAP of /b's there but with rmapbt) in a
+    log the kernel accepts: its recovery (a mount of a copy) is the oracle for what /a reads and which
+    blocks are free. A BUI UNMAP frees nothing (the kernel unmaps with XFS_BMAPI_REMAP:
+    freeing, or a refcount decrease with reflink, is a separate EFI/CUI), so the free
+    space the kernel leaves is the one vdinspect shows, with reflink or without."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0 or not have("mkfs.xfs", "xfs_db", "mount"):
+        pytest.skip("needs root, xfsprogs and mount")
+    content = {"a": b"A" * 8192, "b": bytes(range(256)) * 32}
+    flat_proto(tmp_path, content)
+    torn = features == "torn"  # h_len short of the data the CRC covers: a torn record
+    img = mkxfs(tmp_path / "clean.img", tmp_path / "proto",
+                ["-b", f"size={BS}", "-m", "reflink=1" if torn else features, "-l",
+                 "size=8m"], size=48 * MiB)
+    sb = db_print(img, "sb 0")
+    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
+    logstart = int(sb["logstart"])
+    log_at = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * BS
+    ino = {n: i for n, (i, _t) in db_ls(img, "/").items()}
+    fsb = {n: _fsb_extents(img, ino[n])[0][1] for n in content}
+    w = B.LogWriter(bytes.fromhex(sb["uuid"].replace("-", "")), start=2,
+                    size=int(sb["logblocks"]) * BS // B.BB)
+    ops = B.transaction(0x201, [B.bui_item(0x41, ino["a"], fsb["a"], 0, 1, B.BMAP_UNMAP)])
+    remap = "rmapbt" not in features  # a second owner of /b's block: rmapbt refuses it
+    if remap:
+        ops += B.transaction(0x202, [B.bui_item(0x42, ino["a"], fsb["b"], 0, 1,
+                                                B.BMAP_MAP)])
+    w.record(ops, short_len=torn)
+    raw = bytearray(img.read_bytes())
+    w.apply(raw, log_at)
+    dirty = tmp_path / "dirty.img"
+    dirty.write_bytes(bytes(raw))
+    fs = XfsFileSystem(FileSource(dirty))
+    if torn:  # the kernel takes the record as torn and replays nothing
+        assert "fails its CRC-32C" in " ".join(fs.check().message)
+    ours = fs.read("/a")
+    our_free = fs.free_ranges()
+    kernel = tmp_path / "kernel.img"
+    kernel.write_bytes(bytes(raw))
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-o", "loop", str(kernel), str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("the kernel refused to recover the log")
+    try:
+        theirs = (mnt / "a").read_bytes()
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    first = content["b"][:BS] if remap else bytes(BS)  # mapped there, or a hole
+    assert ours == theirs == (content["a"] if torn else first + content["a"][BS:])
+    assert our_free == _freesp(kernel, agblocks, int(sb["agcount"]))
+    a_at = (fsb["a"] >> agblklog) * agblocks + (fsb["a"] & ((1 << agblklog) - 1))
+    assert not _covered(our_free, a_at * BS, BS)  # unmapped, not freed
+
+
+@pytest.mark.xdist_group("kernel-mounts")
+@pytest.mark.parametrize("shared", [False, True], ids=["own", "shared"])
+def test_open_cui_against_the_kernel(tmp_path, shared):
+    """A reflink unmap cut short: an open BUI UNMAP of /a's first block and an open CUI
+    decreasing its refcount (how a remap logs them). The kernel's recovery (a mount of a
+    copy) frees the block when /a owned it alone, and only lowers the count when a
+    reflinked copy (``cp --reflink``, made by the kernel before the log) shares it;
+    vdinspect's free space equals what xfs_db lists after that recovery, in both cases."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0 or not have("mkfs.xfs", "xfs_db", "mount", "cp"):
+        pytest.skip("needs root, xfsprogs and mount")
+    content = {"a": b"A" * 8192, "b": bytes(range(256)) * 32}
+    flat_proto(tmp_path, content)
+    img = mkxfs(tmp_path / "clean.img", tmp_path / "proto",
+                ["-b", f"size={BS}", "-m", "reflink=1", "-l", "size=8m"], size=48 * MiB)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    if shared:
+        if subprocess.run(["mount", "-o", "loop", str(img), str(mnt)],
+                          capture_output=True).returncode:
+            pytest.skip("loop mount refused here")
+        try:
+            run("cp", "--reflink=always", mnt / "a", mnt / "s")
+        finally:
+            subprocess.run(["umount", str(mnt)], check=False)
+        # a fresh log in cycle 3 (the mount stamped metadata with LSNs of cycle 1):
+        # records from block 2, as after mkfs
+        run("xfs_db", "-x", "-c", "logformat -c 3", img)
+    sb = db_print(img, "sb 0")
+    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
+    logstart = int(sb["logstart"])
+    log_at = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * BS
+    ino = {n: i for n, (i, _t) in db_ls(img, "/").items()}
+    fsb_a = _fsb_extents(img, ino["a"])[0][1]
+    if shared:
+        assert _fsb_extents(img, ino["s"])[0][1] == fsb_a  # one extent, two owners
+    w = B.LogWriter(bytes.fromhex(sb["uuid"].replace("-", "")), start=2,
+                    cycle=3 if shared else 1, size=int(sb["logblocks"]) * BS // B.BB)
+    w.record(B.transaction(0x301, [
+        B.bui_item(0x51, ino["a"], fsb_a, 0, 1, B.BMAP_UNMAP),
+        B.cui_item(0x52, [(fsb_a, 1, B.REFCOUNT_DECREASE)])]))
+    raw = bytearray(img.read_bytes())
+    w.apply(raw, log_at)
+    dirty = tmp_path / "dirty.img"
+    dirty.write_bytes(bytes(raw))
+    fs = XfsFileSystem(FileSource(dirty))
+    assert "open intents carried out: 1 BUI, 1 CUI" in fs.info()["log_state"]
+    ours = {n: fs.read("/" + n) for n in (["a", "s"] if shared else ["a"])}
+    our_free = fs.free_ranges()
+    kernel = tmp_path / "kernel.img"
+    kernel.write_bytes(bytes(raw))
+    if subprocess.run(["mount", "-o", "loop", str(kernel), str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("the kernel refused to recover the log")
+    try:
+        theirs = {n: (mnt / n).read_bytes() for n in ours}
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+    assert ours == theirs
+    assert ours["a"] == bytes(BS) + content["a"][BS:]  # the first block unmapped: a hole
+    assert our_free == _freesp(kernel, agblocks, int(sb["agcount"]))
+    a_at = ((fsb_a >> agblklog) * agblocks + (fsb_a & ((1 << agblklog) - 1))) * BS
+    assert _covered(our_free, a_at, BS) != shared  # freed only when /a owned it alone
+
+
+@pytest.mark.parametrize("reflink", [True, False])
+def test_bad_cui_is_dropped(tmp_path, reflink):
+    """CUIs the kernel rejects (an unknown type, an extent past the volume, any CUI on a
+    volume without reflink) are dropped whole with an error finding and free nothing;
+    a good one on a reflink volume frees the block it leaves with no owner."""
+    if not have("mkfs.xfs", "xfs_db"):
+        pytest.skip("needs xfsprogs")
+    flat_proto(tmp_path, {"a": b"A" * 8192})
+    img = mkxfs(tmp_path / "clean.img", tmp_path / "proto",
+                ["-b", f"size={BS}", "-m", f"reflink={int(reflink)}"], size=32 * MiB)
+    sb = db_print(img, "sb 0")
+    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
+    logstart = int(sb["logstart"])
+    log_at = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * BS
+    ino = {n: i for n, (i, _t) in db_ls(img, "/").items()}
+    fsb_a = _fsb_extents(img, ino["a"])[0][1]
+    w = B.LogWriter(bytes.fromhex(sb["uuid"].replace("-", "")), start=2,
+                    size=int(sb["logblocks"]) * BS // B.BB)
+    past = int(sb["agcount"]) << agblklog
+    w.record(B.transaction(0x401, [B.cui_item(0x61, [(fsb_a, 1, 9)])])
+             + B.transaction(0x402, [B.cui_item(0x62, [(past, 1, B.REFCOUNT_DECREASE)])])
+             + B.transaction(0x403, [B.cui_item(0x63, [(fsb_a + 1, 1,
+                                                         B.REFCOUNT_DECREASE)])]))
+    raw = bytearray(img.read_bytes())
+    w.apply(raw, log_at)
+    dirty = tmp_path / "dirty.img"
+    dirty.write_bytes(bytes(raw))
+    fs = XfsFileSystem(FileSource(dirty))
+    rows = fs.check()
+    dropped = rows[(rows.structure == "log intent") & (rows.severity == "error")].message
+    ids = sorted(int(m.split()[1].rstrip(":"), 16) for m in dropped)
+    assert ids == ([0x61, 0x62] if reflink else [0x61, 0x62, 0x63])
+    a_at = ((fsb_a >> agblklog) * agblocks + (fsb_a & ((1 << agblklog) - 1))) * BS
+    free = fs.free_ranges()
+    assert not _covered(free, a_at, BS)  # no good CUI names /a's first block
+    assert _covered(free, a_at + BS, BS) == reflink  # CUI 0x63: its only owner gone
+    assert fs.read("/a") == b"A" * 8192  # a refcount changes no mapping

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from ...errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ...io import ByteSource
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry
+from ..walk import PAYLOAD, Child, Walk, note_entry
 from . import structs as S
 from .compress import DecompressError, decompress
 from .content import COMPRESSED, HOLE, INLINE, PLAIN, ExtentSource, Piece
@@ -38,7 +39,7 @@ from .report import ReportMixin
 from .rescue import lost_dir_note, rescue
 from .subvols import BackRef, RootInfo, is_subvolume, parse_root_item, parse_root_ref, timespec
 from .tree import KEY_MAX
-from .treelog import LogReplay, log_replays, merge_pieces
+from .treelog import LogReplay, log_replays, log_xattr_tree, replay_pieces
 from .volume import fmt_uuid
 
 if TYPE_CHECKING:
@@ -508,21 +509,13 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         dirs = {top.key: "/" if top.path in ("", "/") else top.path}
         d = df[df.kind == "dir"]
         dirs.update(zip(zip(d.subvolume.tolist(), d.inode.tolist()), d.path.tolist()))
-        rows: list[Entry] = []
-        todo = [(e, dirs[k]) for k in list(found.children) if k in dirs
-                for e in self.deleted_entries(*k)]
-        todo += [(self.orphan_dir_entry(sid), dirs[(sid, self.roots[sid].root_dirid or
-                                                    ROOT_DIR_INO)])
-                 for sid in orphaned if (sid, self.roots[sid].root_dirid or
-                                              ROOT_DIR_INO) in dirs]
-        seen: set = set()
-        while todo and len(rows) < MAX_DELETED_ROWS:
-            e, parent = todo.pop()
-            e.parent, e.path = parent, ("/" if parent == "/" else parent + "/") + e.name
-            rows.append(e)
-            if e.kind == DIR and e.key not in seen and e.path.count("/") < 256:
-                seen.add(e.key)
-                todo += [(c, e.path) for c in self.list_dir(e)]
+        starts = [(e, dirs[k]) for k in list(found.children) if k in dirs
+                  for e in self.deleted_entries(*k)]
+        starts += [(self.orphan_dir_entry(sid), dirs[(sid, self.roots[sid].root_dirid or
+                                                      ROOT_DIR_INO)])
+                   for sid in orphaned if (sid, self.roots[sid].root_dirid or
+                                                ROOT_DIR_INO) in dirs]
+        rows = self._deleted_walk(starts)
         if not rows:
             return df
         cols = entry_columns(rows, extra=False)
@@ -530,6 +523,28 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         cols["subvolume"] = [e.extra.get("subvolume") for e in rows]
         extra = files_columns_frame(cols, {"subvolume": "Int64"})
         return pd.concat([df, extra[df.columns]], ignore_index=True)
+
+    def _deleted_walk(self, starts: list[tuple[Entry, str]]) -> list[Entry]:
+        """The deleted entries ``starts`` (each with its live parent's path) and what the
+        deleted directories among them hold, through the one walk (:mod:`..walk`: loops,
+        second names, depth and unlistable directories as for every listing)."""
+        kids = []
+        for e, parent in starts:
+            e.parent, e.path = parent, ("/" if parent == "/" else parent + "/") + e.name
+            kids.append(self.entry_child(e))
+        top: Child = ("", True, None, False, None, None)  # stands above every start
+
+        def children(d: Child):
+            return kids if d is top else self.entry_children(d)
+        rows: list[Entry] = []
+        for _d, listed in Walk(self, top, children, listable=self.entry_listable,
+                               note=note_entry):
+            rows += [c[PAYLOAD] for c in listed]
+            if len(rows) > MAX_DELETED_ROWS:
+                self.finding("warning", "deleted entries", None, f"more than "
+                             f"{MAX_DELETED_ROWS} deleted entries; the rest not listed")
+                return rows[:MAX_DELETED_ROWS]
+        return rows
 
     def hardlink_key(self, entry: Entry):
         if entry.kind != FILE or not entry.links or entry.links < 2:
@@ -562,9 +577,10 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         """The file's extent items as Pieces, in file order (with the extents the tree
         log holds laid over them: replayed)."""
         rp = self.log_replay(tree)
-        if rp is not None and ino in rp.extents:
-            return merge_pieces(self._tree_pieces(tree, ino, missed),
-                                self._tree_pieces(rp.key, ino, missed))
+        if rp is not None and (ino in rp.extents or ino in rp.inodes):
+            logged = self._tree_pieces(rp.key, ino, missed) if ino in rp.extents else []
+            return replay_pieces(self._tree_pieces(tree, ino, missed), logged,
+                                 rp.inodes.get(ino), self.sectorsize)
         return self._tree_pieces(tree, ino, missed)
 
     def _tree_pieces(self, tree, ino: int, missed: list | None = None) -> list[Piece]:
@@ -618,11 +634,13 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
 
     # --- extended attributes -------------------------------------------------------------
     def xattrs(self, path: str | Entry) -> dict[str, bytes]:
-        """Extended attributes of a file (XATTR_ITEMs), name -> value."""
+        """Extended attributes of a file (XATTR_ITEMs; the tree log's for an inode it
+        holds), name -> value."""
         e = path if isinstance(path, Entry) else self.lookup(path)
         if not isinstance(e.key, tuple) or e.key[1] is None:
             return {}
         tree, ino = e.key
+        tree = log_xattr_tree(self.log_replay(tree), tree, ino)  # replayed
         out: dict[str, bytes] = {}
         lo, hi = (ino, S.XATTR_ITEM, 0), (ino, S.XATTR_ITEM, KEY_MAX[2])
         for node, i in self._items(tree, lo, hi):

@@ -13,8 +13,11 @@ DIR_INDEX entry whose index lies in a range a DIR_LOG_INDEX item makes the log
 authoritative for, and that the log does not hold; a name of a logged inode in a parent
 the log holds its refs for, that the log's refs no longer give; and an entry whose name
 the log gives to another inode. Items of a logged inode whose link count is 0 are
-ignored, as a replay ignores them. Punched ranges are not removed. The checksums the log
-holds for logged data are not read (that data is not verified).
+ignored, as a replay ignores them. A logged regular file's extents past its logged size
+are dropped (a truncation; :func:`replay_pieces`), and the log's hole items replace the
+ranges they cover (a punched hole). A logged inode's extended attributes are the log's
+(the kernel's ``replay_xattr_deletes`` removes the others; ``log_xattr_tree``). The
+checksums the log holds for logged data are not read (that data is not verified).
 """
 
 from __future__ import annotations
@@ -197,6 +200,12 @@ def log_replays(fs: BtrfsFileSystem) -> dict[int, LogReplay]:
     return out
 
 
+def log_xattr_tree(rp: LogReplay | None, tree, ino: int):
+    """The tree whose XATTR_ITEMs are ``ino``'s after the replay: the log's when it holds
+    the inode (a replay deletes the attributes the log lacks and writes its own)."""
+    return rp.key if rp is not None and ino in rp.inodes else tree
+
+
 def _cut(p: Piece, a: int, b: int) -> Piece | None:
     """The part of piece ``p`` inside ``[a, b)`` (None when empty)."""
     lo, hi = max(p.start, a), min(p.start + p.length, b)
@@ -214,12 +223,28 @@ def _cut(p: Piece, a: int, b: int) -> Piece | None:
     return q
 
 
-def merge_pieces(base: list[Piece], logged: list[Piece]) -> list[Piece]:
+def replay_pieces(base: list[Piece], logged: list[Piece], inode: bytes | None,
+                  sectorsize: int) -> list[Piece]:
+    """A logged file's pieces after the replay (the kernel's ``replay_one_buffer``): a
+    regular file whose INODE_ITEM the log holds loses the tree's extents from its logged
+    size (rounded up to a sector) on, as a truncation logged by fsync says; then the
+    log's extents, holes included, replace the ranges they cover (:func:`merge_pieces`)."""
+    if inode is not None:
+        f = S.INODE_ITEM_FMT.unpack(inode)
+        if f[S.INODE_FIELDS["mode"]] & 0o170000 == 0o100000:
+            end = -(-f[S.INODE_FIELDS["size"]] // sectorsize) * sectorsize
+            base = [q for q in (_cut(p, p.start, end) for p in base) if q is not None]
+    return merge_pieces(base, logged, sectorsize)
+
+
+def merge_pieces(base: list[Piece], logged: list[Piece], sectorsize: int = 1) -> list[Piece]:
     """``base`` with the file ranges the log holds taken out, and the log's pieces in
-    their place, in file order (what replaying the logged extents does)."""
+    their place, in file order (what replaying the logged extents does: an inline
+    extent's range ends at a sector boundary, as ``replay_one_extent`` drops it)."""
     if not logged:
         return base
-    cuts = sorted((p.start, p.start + p.length) for p in logged)
+    cuts = sorted((p.start, p.start + (-(-p.length // sectorsize) * sectorsize
+                                       if p.kind == INLINE else p.length)) for p in logged)
     out = list(logged)
     for p in base:
         rest = [p]

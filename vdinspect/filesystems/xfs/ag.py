@@ -18,6 +18,7 @@ import numpy as np
 from ...errors import CorruptImage
 from ..base import Entry
 from . import structs as S
+from .intents import join_free
 from .superblock import crc_ok
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class AllocationGroups:
         self._agf: dict[int, dict | None] = {}
         self._chunks: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self._free: dict[int, tuple[np.ndarray, np.ndarray] | None] = {}
+        self._refc: dict[int, np.ndarray] = {}  # refcount btree records by AG
 
     # --- headers -------------------------------------------------------------------
     def _header(self, agno: int, which: str) -> dict | None:
@@ -161,9 +163,50 @@ class AllocationGroups:
         order = np.argsort(a)
         got = (a[order], (a + recs["ar_blockcount"].astype(np.int64))[order])
         if self.fs.intents is not None:  # extents an open log intent frees
-            got = self.fs.intents.free_view(agno, *got)
+            got = self.fs.intents.free_view(agno, *got, shared=self.shared_extents)
+        got = join_free(*got, self.cow_staging(agno))
         self._free[agno] = got
         return got
+
+    def _refcounts(self, agno: int) -> np.ndarray:
+        """The refcount btree records of an AG (RefcountRec dtype), read once; empty
+        without reflink or when the btree cannot be read (a problem is recorded)."""
+        got = self._refc.get(agno)
+        if got is not None:
+            return got
+        dt = S.dtype(S.RefcountRec)
+        self._refc[agno] = got = np.zeros(0, dtype=dt)
+        agf = self._header(agno, "AGF")
+        if not agf or not agf["agf_refcount_level"] or not self.fs.geo.crc:
+            return got
+        try:
+            leaves = self._walk(agno, agf["agf_refcount_root"], agf["agf_refcount_level"],
+                                S.XFS_REFC_CRC_MAGIC, dt.itemsize, 4,
+                                f"refcount btree of AG {agno}")
+        except CorruptImage:
+            return got
+        self._refc[agno] = got = np.frombuffer(b"".join(leaves), dtype=dt)
+        return got
+
+    def shared_extents(self, agno: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The refcount btree's shared extents of an AG, as sorted (start agbno, end
+        agbno, owners) arrays (CoW staging extents left out)."""
+        recs = self._refcounts(agno)
+        recs = recs[recs["rc_startblock"] < S.XFS_REFC_COWFLAG]
+        a = recs["rc_startblock"].astype(np.int64)
+        order = np.argsort(a)
+        return (a[order], (a + recs["rc_blockcount"].astype(np.int64))[order],
+                recs["rc_refcount"].astype(np.int64)[order])
+
+    def cow_staging(self, agno: int) -> list[tuple[int, int]]:
+        """[start, end) agbno of the CoW staging extents the refcount btree still holds
+        (a crash during copy-on-write): every mount frees them (the kernel's
+        ``xfs_reflink_recover_cow``, read-only mounts too), so they count as free."""
+        recs = self._refcounts(agno)
+        recs = recs[recs["rc_startblock"] >= S.XFS_REFC_COWFLAG]
+        a = (recs["rc_startblock"] & ~np.uint32(S.XFS_REFC_COWFLAG)).astype(np.int64)
+        b = np.minimum(a + recs["rc_blockcount"].astype(np.int64), self.fs.geo.agblocks)
+        return [(x, y) for x, y in zip(a.tolist(), b.tolist()) if x < y]  # inside the AG
 
     def blocks_in_use(self, emap: ExtentMap) -> int | None:
         """How many of a map's blocks the free-space btree does not list as free."""

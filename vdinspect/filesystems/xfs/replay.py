@@ -21,7 +21,9 @@ rest, then inode buffers, then cancels). On v5 volumes every replayed metadata b
 inode gets its CRC-32C recomputed, as the kernel's write verifiers do when the recovered
 buffers go back to disk. Intents left open (no done item in the log) are carried out in
 memory where they change what is read (``intents.py``: extent frees, file mapping
-updates); the others (reverse map, refcount, attribute, exchange) are named in findings. A record that fails its CRC ends the log there (a torn
+updates, refcount decreases that free blocks); the others (reverse map, attribute,
+exchange) are named in findings. A record that fails its CRC (over its header and the
+``h_len`` bytes of data, as the kernel checks it) ends the log there (a torn
 write at the head, as the kernel treats it).
 """
 
@@ -186,7 +188,8 @@ class _Log:
                 raise LogError(f"log record at block {blk} claims {h['h_len']} bytes")
             head = self.blocks(blk, hdr_bbs)
             data = bytearray(self.blocks(blk + hdr_bbs, data_bbs))
-            if self.fs.geo.crc and h["h_crc"] and not _record_crc_ok(head, hdr_bbs, data):
+            if self.fs.geo.crc and h["h_crc"] and not _record_crc_ok(  # over h_len bytes
+                    head, hdr_bbs, data[:h["h_len"]]):
                 self.notes.append(("warning", where, f"log record at block {blk} fails its "
                                    "CRC-32C: taken as the torn end of the log"))
                 break

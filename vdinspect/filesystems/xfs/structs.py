@@ -239,6 +239,12 @@ InobtRec = Struct(
 )  # 16 bytes
 InobtKey = Struct("ir_startino" / Int32ub * "first agino below this pointer")
 InobtPtr = Struct("ptr" / Int32ub * "child block, agbno")
+XFS_REFC_CRC_MAGIC, XFS_REFC_COWFLAG = 0x52334643, 1 << 31  # R3FC (v5 only); CoW domain
+RefcountRec = Struct(
+    "rc_startblock" / Int32ub * "first block (agbno); bit 31: a CoW staging extent",
+    "rc_blockcount" / Int32ub * "blocks",
+    "rc_refcount" / Int32ub * "owners sharing them (2 or more; a CoW staging extent: 1)",
+)  # 12 bytes: a block no record covers has one owner; keys: rc_startblock, pointers agbno
 
 # --- inodes -----------------------------------------------------------------------------
 
@@ -557,7 +563,7 @@ XfsIcreateLog = Struct(
 # map, CUI/CUD refcount, BUI/BUD file mapping, ATTRI/ATTRD, XMI/XMD): every intent's id and
 # every done item's intent id sit at byte 8; an intent with no done item in the log is
 # carried out by log recovery ("XFS Algorithms & Data Structures", Journaling Log).
-XFS_LI_EFD, XFS_LI_BUI, XFS_LI_BUD = 0x1237, 0x1244, 0x1245
+XFS_LI_EFD, XFS_LI_CUI, XFS_LI_BUI, XFS_LI_BUD = 0x1237, 0x1242, 0x1244, 0x1245
 XfsIntentHead = Struct(
     "type" / Int16ul * "XFS_LI_*: the intent (efi_type, bui_type, ...) or done item",
     "size" / Int16ul * "regions of the item (1)",
@@ -577,6 +583,12 @@ XfsMapExtent = Struct(
     "me_len" / Int32ul * "blocks",
     "me_flags" / Int32ul * "type (low byte: 1 MAP, 2 UNMAP); 1<<31 attr fork, 1<<30 unwritten",
 )  # the BUI record (one per BUI)
+XfsPhysExtent = Struct(
+    "pe_startblock" / Int64ul * "first block, fsblock number",
+    "pe_len" / Int32ul * "blocks",
+    "pe_flags" / Int32ul * "type (low byte): 1 INCREASE, 2 DECREASE, 3 ALLOC_COW, 4 FREE_COW",
+)  # a CUI record
+XFS_REFCOUNT_DECREASE, XFS_REFCOUNT_EXTENT_REALTIME = 2, 1 << 31
 XFS_BMAP_MAP, XFS_BMAP_UNMAP = 1, 2
 XFS_BMAP_EXTENT_ATTR_FORK, XFS_BMAP_EXTENT_UNWRITTEN = 1 << 31, 1 << 30
 XFS_BMAP_EXTENT_REALTIME, XFS_EFI_EXTLEN_REALTIME_EXT = 1 << 29, 1 << 31
