@@ -29,7 +29,9 @@ the walk never reads.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from ..errors import CorruptImage, VDInspectError
 from .entry import MAX_DEPTH, MAX_PATH
@@ -43,6 +45,21 @@ LOOP = "directory loop (points back to an ancestor); not followed"
 HARD_LINK = "directory already listed under another name (a directory hard link); not followed"
 TOO_DEEP = f"deeper than {MAX_DEPTH} levels; not followed"
 TOO_LONG = f"path longer than {MAX_PATH} characters; not followed"
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector held off while a walk builds a frame: the walk makes
+    hundreds of thousands of small objects that all live until the frame is built, and
+    each collection would traverse them all again (time growing faster than the file
+    count) to free nothing. Nested or concurrent use is harmless."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def damage_note(lost: int) -> str:

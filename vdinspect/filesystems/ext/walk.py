@@ -13,7 +13,7 @@ import numpy as np
 from ...errors import InvalidArgument
 from ...layout import offset_of, struct_format
 from ..base import DIR, FILE, Entry
-from ..walk import HANDLE, PAYLOAD, Walk
+from ..walk import HANDLE, PAYLOAD, Walk, paused_gc
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
 from .inode import (
     EPOCH,
@@ -58,43 +58,44 @@ class WalkMixin:
         """
         from ...frames import files_columns_frame, merge_columns
 
-        self.column_walk += 1
-        self.dirent_cache = {}  # the orphan search reads every directory again
-        try:
-            order, fast, entries, notes = self._walk_columns(path, recursive, deleted)
-        finally:
-            self.column_walk -= 1
-            self.dirent_cache = None
-        if not entries:
-            cols = fast_columns(fast, self.huge_file, self.block_size)
-        elif not fast:
-            cols = entry_columns(entries)
-        else:
-            cols = merge_columns(np.array(order, dtype=bool),
-                                 fast_columns(fast, self.huge_file, self.block_size),
-                                 entry_columns(entries))
-        if notes:  # directories listed from partly unreadable blocks
-            col = cols["note"] = list(cols["note"])
-            for row, why in notes.items():
-                col[row] = why if not isinstance(col[row], str) else f"{col[row]}; {why}"
+        with paused_gc():
+            self.column_walk += 1
+            self.dirent_cache = {}  # the orphan search reads every directory again
+            try:
+                order, fast, entries, notes = self._walk_columns(path, recursive, deleted)
+            finally:
+                self.column_walk -= 1
+                self.dirent_cache = None
+            if not entries:
+                cols = fast_columns(fast, self.huge_file, self.block_size)
+            elif not fast:
+                cols = entry_columns(entries)
+            else:
+                cols = merge_columns(np.array(order, dtype=bool),
+                                     fast_columns(fast, self.huge_file, self.block_size),
+                                     entry_columns(entries))
+            if notes:  # directories listed from partly unreadable blocks
+                col = cols["note"] = list(cols["note"])
+                for row, why in notes.items():
+                    col[row] = why if not isinstance(col[row], str) else f"{col[row]}; {why}"
 
-        def all_entries() -> list[Entry]:  # only asked for when the volume has damage
-            f, e = iter(fast), iter(entries)
-            out = []
-            for is_fast in order:
-                if is_fast:
-                    p, name, parent, ino, raw = next(f)
-                    kind = DIR if _FAST_FIELDS.unpack_from(raw, 0)[0] & S_IFMT == S_IFDIR else FILE
-                    out.append(
-                        Entry(name=name, kind=kind, path=p, parent=parent, inode=ino, key=ino)
-                    )
-                else:
-                    out.append(next(e))
-            return out
+            def all_entries() -> list[Entry]:  # only asked for when the volume has damage
+                f, e = iter(fast), iter(entries)
+                out = []
+                for is_fast in order:
+                    if is_fast:
+                        p, name, parent, ino, raw = next(f)
+                        kind = DIR if _FAST_FIELDS.unpack_from(raw, 0)[0] & S_IFMT == S_IFDIR else FILE
+                        out.append(
+                            Entry(name=name, kind=kind, path=p, parent=parent, inode=ino, key=ino)
+                        )
+                    else:
+                        out.append(next(e))
+                return out
 
-        cols["damaged"] = self.damaged_column(cols["kind"], all_entries,
-                                              lambda: self._sound_rows(order, fast))
-        return files_columns_frame(cols, EXTRA_DTYPES)
+            cols["damaged"] = self.damaged_column(cols["kind"], all_entries,
+                                                  lambda: self._sound_rows(order, fast))
+            return files_columns_frame(cols, EXTRA_DTYPES)
 
     def _sound_rows(self, order: list[bool], fast: list[tuple]) -> list[bool]:
         """Per row of the column walk, True for a plain file whose extents (all in the
