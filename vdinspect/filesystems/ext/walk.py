@@ -13,16 +13,16 @@ import numpy as np
 from ...errors import InvalidArgument
 from ...layout import offset_of, struct_format
 from ..base import DIR, FILE, Entry
-from ..walk import HANDLE, PAYLOAD, Walk, paused_gc
+from ..walk import HANDLE, PAYLOAD, Batch, Walk, paused_gc
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
 from .inode import (
     EPOCH,
+    FL_CASEFOLD,
     FL_COMPRESSED_ANY,
     FL_ENCRYPT,
     FL_EXTENTS,
     FL_HUGE_FILE,
     I_BLOCK_SIZE,
-    INODE_CLASSIC,
     ROOT_INO,
     S_IFDIR,
     S_IFMT,
@@ -66,13 +66,13 @@ class WalkMixin:
             finally:
                 self.column_walk -= 1
                 self.dirent_cache = None
+            nfast = len(fast[0])
             if not entries:
                 cols = fast_columns(fast, self.huge_file, self.block_size)
-            elif not fast:
+            elif not nfast:
                 cols = entry_columns(entries)
             else:
-                cols = merge_columns(np.array(order, dtype=bool),
-                                     fast_columns(fast, self.huge_file, self.block_size),
+                cols = merge_columns(order, fast_columns(fast, self.huge_file, self.block_size),
                                      entry_columns(entries))
             if notes:  # directories listed from partly unreadable blocks
                 col = cols["note"] = list(cols["note"])
@@ -80,15 +80,18 @@ class WalkMixin:
                     col[row] = why if not isinstance(col[row], str) else f"{col[row]}; {why}"
 
             def all_entries() -> list[Entry]:  # only asked for when the volume has damage
-                f, e = iter(fast), iter(entries)
+                paths, names, parents, inos, recs = fast
+                mode = recs.view(inode_dtype(recs.shape[1]))["i_mode"].ravel()
+                is_dir = (mode & S_IFMT == S_IFDIR).tolist()
+                e = iter(entries)
                 out = []
-                for is_fast in order:
+                k = 0
+                for is_fast in order.tolist():
                     if is_fast:
-                        p, name, parent, ino, raw = next(f)
-                        kind = DIR if _FAST_FIELDS.unpack_from(raw, 0)[0] & S_IFMT == S_IFDIR else FILE
-                        out.append(
-                            Entry(name=name, kind=kind, path=p, parent=parent, inode=ino, key=ino)
-                        )
+                        ino = int(inos[k])
+                        out.append(Entry(name=names[k], kind=DIR if is_dir[k] else FILE,
+                                         path=paths[k], parent=parents[k], inode=ino, key=ino))
+                        k += 1
                     else:
                         out.append(next(e))
                 return out
@@ -97,7 +100,7 @@ class WalkMixin:
                                                   lambda: self._sound_rows(order, fast))
             return files_columns_frame(cols, EXTRA_DTYPES)
 
-    def _sound_rows(self, order: list[bool], fast: list[tuple]) -> list[bool]:
+    def _sound_rows(self, order: np.ndarray, fast: tuple) -> list[bool]:
         """Per row of the column walk, True for a plain file whose extents (all in the
         inode: a depth-0 tree) lie inside the volume and miss every damaged range — its
         ``damaged`` value is 0 without building its content. Others are left to the
@@ -107,8 +110,9 @@ class WalkMixin:
         ends = [a + n for a, n in ranges]
         bs, limit = self.block_size, self.block_limit
         out = [False] * len(order)
-        rows = (i for i, is_fast in enumerate(order) if is_fast)
-        for row, (_p, _n, _d, _ino, raw) in zip(rows, fast):
+        recs = fast[4]
+        for row, k in zip(np.flatnonzero(order).tolist(), range(len(recs))):
+            raw = recs[k].tobytes()
             mode, _dt, _links, flags = _FAST_FIELDS.unpack_from(raw, 0)
             if mode & S_IFMT != S_IFREG or not flags & FL_EXTENTS:
                 continue
@@ -116,8 +120,8 @@ class WalkMixin:
             if magic != EXTENT_MAGIC or depth or count > _ROOT_NODE:
                 continue
             ok = True
-            for k in range(count):
-                at = _I_BLOCK_AT + EXTENT_HEADER.size + EXTENT.size * k
+            for j in range(count):
+                at = _I_BLOCK_AT + EXTENT_HEADER.size + EXTENT.size * j
                 _lb, ln, hi, lo = EXTENT.unpack_from(raw, at)
                 ln = ln - INIT_MAX_LEN if ln > INIT_MAX_LEN else ln
                 pb = (hi << 32) | lo
@@ -133,94 +137,130 @@ class WalkMixin:
         return out
 
     def _walk_columns(self, path: str, recursive: bool, deleted: bool):
-        """The rows below ``path`` through the one walk (:mod:`..walk`), with plain live
-        files and directories kept as raw inode records instead of Entries.
+        """The rows below ``path`` through the one walk (:mod:`..walk`), plain live files
+        and directories kept column-wise (a :class:`~..walk.Batch` per directory) with
+        their raw inode records instead of Entries.
 
-        Returns (order, fast, entries, notes): ``order`` says for each row whether it
-        comes from ``fast`` (path, name, parent, inode, record bytes) or ``entries`` (Entry
-        objects); ``notes`` maps rows of directories listed in part (or not at all) to a
-        note.
+        Returns (order, fast, entries, notes): ``order`` (a bool array) says for each row
+        whether it comes from ``fast`` (paths, names, parents: lists; inode numbers; an
+        (n, inode size) array of records) or ``entries`` (Entry objects); ``notes`` maps
+        rows of directories listed in part (or not at all) to a note.
         """
+        isz = self.inode_size
+        empty = ([], [], [], np.zeros(0, dtype=np.int64), np.zeros((0, isz), dtype=np.uint8))
         top = self.lookup(path, deleted=deleted)
         if top.kind != DIR:
-            return [False], [], [top], {}
-        ipg = self.inodes_per_group
-        count = self.sb.inodes_count
-        unpack = _FAST_FIELDS.unpack_from
+            return np.zeros(1, dtype=bool), empty, [top], {}
         dir_id = self.dir_id
+        dtype = inode_dtype(isz)
 
         def entry_child(e: Entry, dpath: str, prefix: str) -> tuple:
             e.parent = dpath
             e.path = prefix + e.name
             return (e.path, e.kind == DIR, dir_id(e), e.deleted, e, e)
 
-        def children(dc: tuple) -> list[tuple]:
+        def children(dc: tuple) -> list[tuple] | Batch:
             d = dc[HANDLE]
             dpath = d.path
             prefix = "/" if dpath in ("", "/") else dpath + "/"
-            parent_rec = d.raw if isinstance(d.raw, InodeRecord) else None
-            out = []
-            for c in self._children_for_walk(d):
-                if isinstance(c, Entry):
-                    out.append(entry_child(c, dpath, prefix))
+            if d.key == ("orphans",) or d.deleted or not isinstance(d.raw, InodeRecord):
+                return [entry_child(e, dpath, prefix) for e in self.list_dir(d)]
+            rec = d.raw
+            if not rec.is_dir:
+                raise InvalidArgument(f"{self.name}: {d.path or d.name} is not a directory")
+            raws = self.dir_entries(rec)
+            # live entries named by the directory: their inodes read in bulk, and the
+            # plain ones (files and directories in use, nothing to note) kept as columns
+            live = [r.inode for r in raws
+                    if not r.deleted and r.inode and r.found_by == "index"]
+            inos = np.array(live, dtype=np.int64)
+            recs, ok = self.inode_records(inos)
+            v = recs.view(dtype).ravel()
+            ftype = v["i_mode"] & S_IFMT
+            plain = (ok & (v["i_links_count"] != 0) & (v["i_dtime"] == 0)
+                     & (v["i_flags"] & _FLAGS_NOTED == 0)
+                     & ((ftype == S_IFREG) | (ftype == S_IFDIR)))
+            if self.journal_inodes:
+                plain &= ~np.isin(inos, list(self.journal_inodes))
+            plain_l, dir_l = plain.tolist(), (ftype == S_IFDIR).tolist()
+            decode = not (rec.encrypted and not rec.flags & FL_CASEFOLD)
+            order: list[bool] = []
+            keep: list[int] = []
+            names: list[str] = []
+            entries: list[Entry] = []
+            subdirs: list = []
+            k = -1
+            for r in raws:
+                if not r.deleted and r.inode and r.found_by == "index":
+                    k += 1
+                    if plain_l[k]:
+                        name = (r.name.decode("utf-8", "surrogateescape") if decode
+                                else self.entry_name(r.name, rec))
+                        if dir_l[k]:
+                            p = prefix + name
+                            ino = live[k]
+                            node = None
+                            if recursive:  # what the walk lists it with
+                                g = (ino - 1) // self.inodes_per_group
+                                raw, off = self.inode_bytes(
+                                    g, ino - 1 - g * self.inodes_per_group)
+                                drec = InodeRecord(ino, raw, off, self.huge_file, self.block_size)
+                                node = Entry(name=name, kind=DIR, path=p, parent=dpath,
+                                             inode=ino, key=ino, raw=drec, size=drec.size,
+                                             links=drec.links)
+                            subdirs.append((len(order), (p, True, ino, False, node, None)))
+                        order.append(True)
+                        keep.append(k)
+                        names.append(name)
+                        continue
+                e = self.child_entry(r, rec)  # anything unusual: the full way
+                if e.deleted and not deleted:
                     continue
-                # a live dirent: cheap when it is a plain file or directory
-                ino = c.inode
-                raw = None
-                if 1 <= ino <= count:
-                    g = (ino - 1) // ipg
-                    if g < len(self.itable_ok) and self.itable_ok[g]:
-                        raw, off = self.inode_bytes(g, ino - 1 - g * ipg)
-                mode = links = dtime = iflags = 0
-                if raw is not None:
-                    mode, dtime, links, iflags = unpack(raw, 0)
-                ftype = mode & S_IFMT
-                if (raw is None or ino in self.journal_inodes or not links or dtime
-                        or iflags & _FLAGS_NOTED or ftype not in (S_IFREG, S_IFDIR)):
-                    # anything unusual: the full way
-                    out.append(entry_child(self.child_entry(c, parent_rec), dpath, prefix))
-                    continue
-                name = self.entry_name(c.name, parent_rec)
-                p = prefix + name
-                row = (p, name, dpath, ino, raw)
-                if ftype != S_IFDIR:
-                    out.append((p, False, None, False, None, row))
-                    continue
-                node = None
-                if recursive:  # what the walk lists it with
-                    rec = InodeRecord(ino, raw, off, self.huge_file, self.block_size)
-                    node = Entry(name=name, kind=DIR, path=p, parent=dpath, inode=ino,
-                                 key=ino, raw=rec, size=rec.size, links=links)
-                out.append((p, True, ino, False, node, row))
-            return out
+                c = entry_child(e, dpath, prefix)
+                if c[1]:
+                    subdirs.append((len(order), c))
+                order.append(False)
+                entries.append(e)
+            if rec.number == ROOT_INO and d.path in ("/", ""):
+                e = self.orphan_dir_entry()
+                if deleted or not e.deleted:
+                    c = entry_child(e, dpath, prefix)
+                    if c[1]:
+                        subdirs.append((len(order), c))
+                    order.append(False)
+                    entries.append(e)
+            idx = np.array(keep, dtype=np.intp)
+            cols = (order, [prefix + n for n in names], names, dpath, inos[idx], recs[idx],
+                    entries)
+            return Batch(len(order), subdirs, cols)
 
         walk = Walk(self, self.entry_child(top), children, recursive=recursive,
                     deleted=deleted, listable=self.entry_listable, damage=self.entry_damage)
-        rows: list = []
+        order: list[bool] = []
+        paths: list[str] = []
+        names: list[str] = []
+        parents: list[str] = []
+        inos: list[np.ndarray] = []
+        recs: list[np.ndarray] = []
+        entries: list[Entry] = []
         for _d, kids in walk:
-            rows += [c[PAYLOAD] for c in kids]
-        order = [type(r) is tuple for r in rows]
-        fast = [r for r, f in zip(rows, order) if f]
-        entries = [r for r, f in zip(rows, order) if not f]
-        return order, fast, entries, walk.notes
-
-    def _children_for_walk(self, d: Entry) -> list:
-        """A directory's children for the column walk of ``files()``: live dirents stay
-        raw, the rest (deleted entries, orphans, the virtual directory) are Entries."""
-        if d.key == ("orphans",) or d.deleted or not isinstance(d.raw, InodeRecord):
-            return self.list_dir(d)
-        rec = d.raw
-        if not rec.is_dir:
-            raise InvalidArgument(f"{self.name}: {d.path or d.name} is not a directory")
-        out: list = []
-        for r in self.dir_entries(rec):
-            if r.deleted or not r.inode or r.found_by != "index":
-                out.append(self.child_entry(r, rec))
+            if isinstance(kids, Batch):
+                o, p, n, parent, i, r, e = kids.columns
+                order += o
+                paths += p
+                names += n
+                parents += [parent] * len(n)
+                inos.append(i)
+                recs.append(r)
+                entries += e
             else:
-                out.append(r)
-        if rec.number == ROOT_INO and d.path in ("/", ""):
-            out.append(self.orphan_dir_entry())
-        return out
+                got = [c[PAYLOAD] for c in kids]
+                order += [False] * len(got)
+                entries += got
+        fast = (paths, names, parents,
+                np.concatenate(inos) if inos else empty[3],
+                np.concatenate(recs) if recs else empty[4])
+        return np.array(order, dtype=bool), fast, entries, walk.notes
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -312,15 +352,12 @@ def _u(rec: np.ndarray, name: str) -> np.ndarray:
     return rec[name].astype(np.int64)
 
 
-def fast_columns(fast: list[tuple], huge_file: bool, block_size: int) -> dict:
+def fast_columns(fast: tuple, huge_file: bool, block_size: int) -> dict:
     """The files() columns of live plain files and directories, decoded column-wise from
-    their inode records."""
-    n = len(fast)
-    paths, names, parents, inos, raws = zip(*fast) if n else ((), (), (), (), ())
-    isz = len(raws[0]) if n else INODE_CLASSIC
-    joined = b"".join(raws)
-    recs = np.frombuffer(joined, dtype=np.uint8).reshape(n, isz)
-    rec = np.frombuffer(joined, dtype=inode_dtype(isz))
+    their inode records (``fast``: paths, names, parents, inode numbers, records)."""
+    paths, names, parents, inos, recs = fast
+    n, isz = recs.shape
+    rec = np.ascontiguousarray(recs).view(inode_dtype(isz)).ravel()
     mode = _u(rec, "i_mode")
     flags = _u(rec, "i_flags")
     blocks = _u(rec, "i_blocks_lo")
@@ -330,16 +367,16 @@ def fast_columns(fast: list[tuple], huge_file: bool, block_size: int) -> dict:
     else:
         allocated = blocks * 512
     cols = {
-        "path": list(paths),
-        "name": list(names),
-        "parent": list(parents),
+        "path": paths,
+        "name": names,
+        "parent": parents,
         "kind": np.where(mode & S_IFMT == S_IFDIR, DIR, FILE).astype(object),
         "size": _sizes(rec),
         "allocated": np.ma.MaskedArray(allocated, False),
         "mode": np.ma.MaskedArray(mode, False),
         "uid": np.ma.MaskedArray(_u(rec, "i_uid") | (_u(rec, "l_i_uid_high") << 16), False),
         "gid": np.ma.MaskedArray(_u(rec, "i_gid") | (_u(rec, "l_i_gid_high") << 16), False),
-        "inode": np.ma.MaskedArray(np.array(inos, dtype=np.int64), False),
+        "inode": np.ma.MaskedArray(inos.astype(np.int64), False),
         "links": np.ma.MaskedArray(_u(rec, "i_links_count"), False),
         "deleted": np.zeros(n, dtype=bool),
         "recoverable": np.zeros(n, dtype=bool),
