@@ -93,7 +93,15 @@ def text_array(values) -> pd.api.extensions.ExtensionArray:
     """Text as a nullable string column stored as Python objects: names read from images
     may hold undecodable bytes as surrogate escapes, which pyarrow-backed strings (the
     pandas 3 default when pyarrow is installed) refuse."""
-    return pd.array(list(values), dtype=pd.StringDtype("python"))
+    dtype = pd.StringDtype("python")
+    if not isinstance(values, list | np.ndarray):
+        values = list(values)
+    arr = np.empty(len(values), dtype=object)
+    try:  # validated in one pass (pd.array is ten times slower on a column of None)
+        arr[:] = values
+        return pd.arrays.StringArray(arr, dtype=dtype)
+    except (TypeError, ValueError):  # an older pandas, or values that are not text
+        return pd.array(arr.tolist(), dtype=dtype)
 
 
 def build_column(values: list, dtype: str | None):
@@ -369,8 +377,8 @@ def merge_columns(which, a: dict, b: dict) -> dict:
                 pass  # values of another kind: kept as objects below
         col = np.full(n, None, dtype=object)
         for idx, v in parts:
-            if v is not None:
-                col[idx] = list(v) if isinstance(v, np.ndarray) else v
+            if v is not None:  # numbers in an array as Python ints; objects as they are
+                col[idx] = list(v) if isinstance(v, np.ndarray) and v.dtype != object else v
         out[k] = col
     return out
 
@@ -391,6 +399,8 @@ def to_column(values, dtype: str | None):
                                           np.zeros(len(values), dtype=bool))
         if dtype in ("int64", "bool"):
             return values.astype(dtype)
+        if dtype == "string" and values.dtype == object:
+            return text_array(values)
         values = values.tolist()
     return build_column(list(values), dtype)
 

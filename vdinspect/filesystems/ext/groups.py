@@ -358,6 +358,15 @@ class GroupsMixin:
         column walk: an (n, inode_size) uint8 array, and a mask of those read (number in
         range, group's table inside the volume; the others are zero rows)."""
         isz, ipg, per = self.inode_size, self.inodes_per_group, self._per_chunk
+        if len(inos):  # a folder's inodes are mostly near each other: a few table pieces
+            lo, hi = int(inos.min()) - 1, int(inos.max()) - 1
+            g = lo // ipg
+            c0, c1 = (lo - g * ipg) // per, (hi - g * ipg) // per
+            if (0 <= lo and hi < self.sb.inodes_count and hi // ipg == g and c1 - c0 < 4
+                    and g < len(self.itable_ok) and self.itable_ok[g]):
+                data = b"".join(self._itable_chunk(g, c)[1] for c in range(c0, c1 + 1))
+                table = np.frombuffer(data, dtype=np.uint8).reshape(-1, isz)
+                return table[inos - (g * ipg + c0 * per + 1)], np.ones(len(inos), dtype=bool)
         out = np.zeros((len(inos), isz), dtype=np.uint8)
         ok = (inos >= 1) & (inos <= self.sb.inodes_count)
         i0 = np.where(ok, inos - 1, 0)

@@ -247,13 +247,14 @@ class RecoveryMixin:
                 raws = self.dir_entries(rec)
             except (CorruptImage, InvalidArgument):
                 continue
+            named.update([d.inode for d in raws if d.inode])
+            if self.filetype:  # the entries say which are directories
+                stack += [d.inode for d in raws
+                          if d.inode and d.file_type == FT_DIR and d.inode not in seen_dirs]
+                continue
             for d in raws:
-                if not d.inode:
-                    continue
-                named.add(d.inode)
-                if d.file_type == FT_DIR or (not self.filetype and self._maybe_dir(d.inode)):
-                    if d.inode not in seen_dirs:
-                        stack.append(d.inode)
+                if d.inode and self._maybe_dir(d.inode) and d.inode not in seen_dirs:
+                    stack.append(d.inode)
         return named
 
     def _maybe_dir(self, ino: int) -> bool:

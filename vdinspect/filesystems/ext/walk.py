@@ -182,45 +182,52 @@ class WalkMixin:
                      & ((ftype == S_IFREG) | (ftype == S_IFDIR)))
             if self.journal_inodes:
                 plain &= ~np.isin(inos, list(self.journal_inodes))
-            plain_l, dir_l = plain.tolist(), (ftype == S_IFDIR).tolist()
             decode = not (rec.encrypted and not rec.flags & FL_CASEFOLD)
-            order: list[bool] = []
-            keep: list[int] = []
-            names: list[str] = []
+
+            def subdir(k: int, name: str) -> tuple:  # the Child of plain directory k
+                p = prefix + name
+                ino = live[k]
+                node = None
+                if recursive:  # what the walk lists it with
+                    g = (ino - 1) // self.inodes_per_group
+                    raw, off = self.inode_bytes(g, ino - 1 - g * self.inodes_per_group)
+                    drec = InodeRecord(ino, raw, off, self.huge_file, self.block_size)
+                    node = Entry(name=name, kind=DIR, path=p, parent=dpath, inode=ino,
+                                 key=ino, raw=drec, size=drec.size, links=drec.links)
+                return (p, True, ino, False, node, None)
+
             entries: list[Entry] = []
-            subdirs: list = []
-            k = -1
-            for r in raws:
-                if not r.deleted and r.inode and r.found_by == "index":
-                    k += 1
-                    if plain_l[k]:
-                        name = (r.name.decode("utf-8", "surrogateescape") if decode
-                                else self.entry_name(r.name, rec))
-                        if dir_l[k]:
-                            p = prefix + name
-                            ino = live[k]
-                            node = None
-                            if recursive:  # what the walk lists it with
-                                g = (ino - 1) // self.inodes_per_group
-                                raw, off = self.inode_bytes(
-                                    g, ino - 1 - g * self.inodes_per_group)
-                                drec = InodeRecord(ino, raw, off, self.huge_file, self.block_size)
-                                node = Entry(name=name, kind=DIR, path=p, parent=dpath,
-                                             inode=ino, key=ino, raw=drec, size=drec.size,
-                                             links=drec.links)
-                            subdirs.append((len(order), (p, True, ino, False, node, None)))
-                        order.append(True)
-                        keep.append(k)
-                        names.append(name)
+            if len(live) == len(raws) and plain.all():  # the common case, in bulk
+                names = ([r.name.decode("utf-8", "surrogateescape") for r in raws] if decode
+                         else [self.entry_name(r.name, rec) for r in raws])
+                order = [True] * len(names)
+                keep = None
+                subdirs = [(k, subdir(k, names[k]))
+                           for k in np.flatnonzero(ftype == S_IFDIR).tolist()]
+            else:
+                plain_l, dir_l = plain.tolist(), (ftype == S_IFDIR).tolist()
+                order, keep, names, subdirs = [], [], [], []
+                k = -1
+                for r in raws:
+                    if not r.deleted and r.inode and r.found_by == "index":
+                        k += 1
+                        if plain_l[k]:
+                            name = (r.name.decode("utf-8", "surrogateescape") if decode
+                                    else self.entry_name(r.name, rec))
+                            if dir_l[k]:
+                                subdirs.append((len(order), subdir(k, name)))
+                            order.append(True)
+                            keep.append(k)
+                            names.append(name)
+                            continue
+                    e = self.child_entry(r, rec)  # anything unusual: the full way
+                    if e.deleted and not deleted:
                         continue
-                e = self.child_entry(r, rec)  # anything unusual: the full way
-                if e.deleted and not deleted:
-                    continue
-                c = entry_child(e, dpath, prefix)
-                if c[1]:
-                    subdirs.append((len(order), c))
-                order.append(False)
-                entries.append(e)
+                    c = entry_child(e, dpath, prefix)
+                    if c[1]:
+                        subdirs.append((len(order), c))
+                    order.append(False)
+                    entries.append(e)
             if rec.number == ROOT_INO and d.path in ("/", ""):
                 e = self.orphan_dir_entry()
                 if deleted or not e.deleted:
@@ -229,9 +236,10 @@ class WalkMixin:
                         subdirs.append((len(order), c))
                     order.append(False)
                     entries.append(e)
-            idx = np.array(keep, dtype=np.intp)
-            cols = (order, [prefix + n for n in names], names, dpath, inos[idx], recs[idx],
-                    entries)
+            if keep is not None:
+                idx = np.array(keep, dtype=np.intp)
+                inos, recs = inos[idx], recs[idx]
+            cols = (order, [prefix + n for n in names], names, dpath, inos, recs, entries)
             return Batch(len(order), subdirs, cols)
 
         walk = Walk(self, self.entry_child(top), children, recursive=recursive,
