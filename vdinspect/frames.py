@@ -345,7 +345,7 @@ def merge_columns(which, a: dict, b: dict) -> dict:
     """Two sets of columns as one, in row order: row i comes from ``a`` where ``which[i]``
     (a bool array) is True, else from ``b`` (each in its own order). A column both give
     as numbers (arrays, masked arrays, lists with None) stays numeric; others become
-    object arrays."""
+    object arrays (a list where ``a`` gives a list and ``b`` only a few rows)."""
     which = np.asarray(which, dtype=bool)
     n = len(which)
     at, bt = np.flatnonzero(which), np.flatnonzero(~which)
@@ -375,12 +375,39 @@ def merge_columns(which, a: dict, b: dict) -> dict:
                 continue
             except (TypeError, ValueError, OverflowError):
                 pass  # values of another kind: kept as objects below
+        few = _insert_few(a.get(k), b.get(k), bt)
+        if few is not None:
+            out[k] = few
+            continue
         col = np.full(n, None, dtype=object)
         for idx, v in parts:
             if v is not None:  # numbers in an array as Python ints; objects as they are
                 col[idx] = list(v) if isinstance(v, np.ndarray) and v.dtype != object else v
         out[k] = col
     return out
+
+
+def _insert_few(av, bv, bt: np.ndarray):
+    """Text (or other objects) of ``merge_columns`` when ``b`` gives only a few rows (at
+    ``bt``, in order): ``a``'s column with them inserted, without a pass per row; None
+    when that does not apply."""
+    if len(bt) > 64 or not isinstance(av, list | np.ndarray):
+        return None
+    if isinstance(av, np.ndarray) and av.dtype != object:
+        return None
+    if bv is None:
+        bv = [None] * len(bt)
+    elif isinstance(bv, np.ndarray):
+        bv = bv.tolist() if bv.dtype != object else list(bv)
+    if isinstance(av, list):
+        col = av.copy()
+        for i, x in zip(bt.tolist(), bv):
+            col.insert(i, x)
+        return col
+    vals = np.empty(len(bv), dtype=object)
+    for j, x in enumerate(bv):
+        vals[j] = x
+    return np.insert(av, bt - np.arange(len(bt)), vals)
 
 
 def to_column(values, dtype: str | None):

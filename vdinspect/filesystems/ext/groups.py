@@ -362,7 +362,7 @@ class GroupsMixin:
             lo, hi = int(inos.min()) - 1, int(inos.max()) - 1
             g = lo // ipg
             c0, c1 = (lo - g * ipg) // per, (hi - g * ipg) // per
-            if (0 <= lo and hi < self.sb.inodes_count and hi // ipg == g and c1 - c0 < 4
+            if (0 <= lo and hi < self.sb.inodes_count and hi // ipg == g and c1 - c0 < 16
                     and g < len(self.itable_ok) and self.itable_ok[g]):
                 data = b"".join(self._itable_chunk(g, c)[1] for c in range(c0, c1 + 1))
                 table = np.frombuffer(data, dtype=np.uint8).reshape(-1, isz)

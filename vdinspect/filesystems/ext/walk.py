@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import InvalidArgument
-from ...layout import offset_of, struct_format
 from ..base import DIR, FILE, Entry
 from ..walk import HANDLE, PAYLOAD, Batch, Walk, paused_gc
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
@@ -27,7 +26,6 @@ from .inode import (
     S_IFDIR,
     S_IFMT,
     S_IFREG,
-    Inode,
     InodeRecord,
     decode_times_bulk,
     inode_dtype,
@@ -37,10 +35,25 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-_FAST_FIELDS = struct_format(Inode, "i_mode", "i_dtime", "i_links_count", "i_flags")
-_I_BLOCK_AT = offset_of(Inode, "i_block")
 _ROOT_NODE = (I_BLOCK_SIZE - EXTENT_HEADER.size) // EXTENT.size  # 4 extents fit in i_block
 _FLAGS_NOTED = FL_ENCRYPT | FL_COMPRESSED_ANY
+
+
+#: the inode fields the files() columns are decoded from (:func:`fast_columns`)
+_COLUMN_FIELDS = ("i_mode", "i_uid", "i_size_lo", "i_atime", "i_ctime", "i_mtime",
+                  "i_dtime", "i_gid", "i_links_count", "i_blocks_lo", "i_flags",
+                  "i_size_high", "l_i_blocks_high", "l_i_uid_high", "l_i_gid_high",
+                  "i_extra_isize", "i_ctime_extra", "i_mtime_extra", "i_atime_extra",
+                  "i_crtime", "i_crtime_extra")
+
+
+def column_dtype(inode_size: int, extents: bool) -> np.dtype:
+    """The packed record the column walk keeps per row (~70 bytes, not the inode's 256):
+    the fields of :data:`_COLUMN_FIELDS` the inode size holds, and with ``extents`` (a
+    volume with damaged ranges) ``i_block``."""
+    full = inode_dtype(inode_size)
+    want = _COLUMN_FIELDS + (("i_block",) if extents else ())
+    return np.dtype([(f, full.fields[f][0]) for f in want if f in full.names])
 
 
 class WalkMixin:
@@ -68,11 +81,13 @@ class WalkMixin:
                 self.dirent_cache = None
             nfast = len(fast[0])
             if not entries:
-                cols = fast_columns(fast, self.huge_file, self.block_size)
+                cols = fast_columns(fast, self.huge_file, self.block_size,
+                                    self.inode_size)
             elif not nfast:
                 cols = entry_columns(entries)
             else:
-                cols = merge_columns(order, fast_columns(fast, self.huge_file, self.block_size),
+                cols = merge_columns(order, fast_columns(fast, self.huge_file,
+                                                         self.block_size, self.inode_size),
                                      entry_columns(entries))
             if notes:  # directories listed from partly unreadable blocks
                 col = cols["note"] = list(cols["note"])
@@ -81,7 +96,7 @@ class WalkMixin:
 
             def all_entries() -> list[Entry]:  # only asked for when the volume has damage
                 paths, names, parents, inos, recs = fast
-                mode = recs.view(inode_dtype(recs.shape[1]))["i_mode"].ravel()
+                mode = recs["i_mode"]
                 is_dir = (mode & S_IFMT == S_IFDIR).tolist()
                 e = iter(entries)
                 out = []
@@ -111,18 +126,18 @@ class WalkMixin:
         bs, limit = self.block_size, self.block_limit
         out = [False] * len(order)
         recs = fast[4]
+        modes, flags_ = recs["i_mode"].tolist(), recs["i_flags"].tolist()
         for row, k in zip(np.flatnonzero(order).tolist(), range(len(recs))):
-            raw = recs[k].tobytes()
-            mode, _dt, _links, flags = _FAST_FIELDS.unpack_from(raw, 0)
-            if mode & S_IFMT != S_IFREG or not flags & FL_EXTENTS:
+            if modes[k] & S_IFMT != S_IFREG or not flags_[k] & FL_EXTENTS:
                 continue
-            magic, count, _max, depth, _gen = EXTENT_HEADER.unpack_from(raw, _I_BLOCK_AT)
+            iblock = recs["i_block"][k : k + 1].tobytes()  # all 60 bytes (no NUL strip)
+            magic, count, _max, depth, _gen = EXTENT_HEADER.unpack_from(iblock, 0)
             if magic != EXTENT_MAGIC or depth or count > _ROOT_NODE:
                 continue
             ok = True
             for j in range(count):
-                at = _I_BLOCK_AT + EXTENT_HEADER.size + EXTENT.size * j
-                _lb, ln, hi, lo = EXTENT.unpack_from(raw, at)
+                at = EXTENT_HEADER.size + EXTENT.size * j
+                _lb, ln, hi, lo = EXTENT.unpack_from(iblock, at)
                 ln = ln - INIT_MAX_LEN if ln > INIT_MAX_LEN else ln
                 pb = (hi << 32) | lo
                 if ln and (pb == 0 or pb + ln > limit):
@@ -147,7 +162,8 @@ class WalkMixin:
         rows of directories listed in part (or not at all) to a note.
         """
         isz = self.inode_size
-        empty = ([], [], [], np.zeros(0, dtype=np.int64), np.zeros((0, isz), dtype=np.uint8))
+        keep = column_dtype(isz, self.volume_damaged())
+        empty = ([], [], [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=keep))
         top = self.lookup(path, deleted=deleted)
         if top.kind != DIR:
             return np.zeros(1, dtype=bool), empty, [top], {}
@@ -201,12 +217,12 @@ class WalkMixin:
                 names = ([r.name.decode("utf-8", "surrogateescape") for r in raws] if decode
                          else [self.entry_name(r.name, rec) for r in raws])
                 order = [True] * len(names)
-                keep = None
+                rows = None
                 subdirs = [(k, subdir(k, names[k]))
                            for k in np.flatnonzero(ftype == S_IFDIR).tolist()]
             else:
                 plain_l, dir_l = plain.tolist(), (ftype == S_IFDIR).tolist()
-                order, keep, names, subdirs = [], [], [], []
+                order, rows, names, subdirs = [], [], [], []
                 k = -1
                 for r in raws:
                     if not r.deleted and r.inode and r.found_by == "index":
@@ -217,7 +233,7 @@ class WalkMixin:
                             if dir_l[k]:
                                 subdirs.append((len(order), subdir(k, name)))
                             order.append(True)
-                            keep.append(k)
+                            rows.append(k)
                             names.append(name)
                             continue
                     e = self.child_entry(r, rec)  # anything unusual: the full way
@@ -236,10 +252,13 @@ class WalkMixin:
                         subdirs.append((len(order), c))
                     order.append(False)
                     entries.append(e)
-            if keep is not None:
-                idx = np.array(keep, dtype=np.intp)
-                inos, recs = inos[idx], recs[idx]
-            cols = (order, [prefix + n for n in names], names, dpath, inos, recs, entries)
+            if rows is not None:
+                idx = np.array(rows, dtype=np.intp)
+                inos, v = inos[idx], v[idx]
+            packed = np.empty(len(v), dtype=keep)  # the fields the columns need
+            for f in keep.names:
+                packed[f] = v[f]
+            cols = (order, [prefix + n for n in names], names, dpath, inos, packed, entries)
             return Batch(len(order), subdirs, cols)
 
         walk = Walk(self, self.entry_child(top), children, recursive=recursive,
@@ -360,12 +379,12 @@ def _u(rec: np.ndarray, name: str) -> np.ndarray:
     return rec[name].astype(np.int64)
 
 
-def fast_columns(fast: tuple, huge_file: bool, block_size: int) -> dict:
+def fast_columns(fast: tuple, huge_file: bool, block_size: int, inode_size: int) -> dict:
     """The files() columns of live plain files and directories, decoded column-wise from
-    their inode records (``fast``: paths, names, parents, inode numbers, records)."""
-    paths, names, parents, inos, recs = fast
-    n, isz = recs.shape
-    rec = np.ascontiguousarray(recs).view(inode_dtype(isz)).ravel()
+    their inode records (``fast``: paths, names, parents, inode numbers, records of
+    :func:`column_dtype`)."""
+    paths, names, parents, inos, rec = fast
+    n = len(rec)
     mode = _u(rec, "i_mode")
     flags = _u(rec, "i_flags")
     blocks = _u(rec, "i_blocks_lo")
@@ -392,7 +411,7 @@ def fast_columns(fast: tuple, huge_file: bool, block_size: int) -> dict:
         "found_by": np.full(n, "index", dtype=object),
         "note": np.full(n, None, dtype=object),
     }
-    _ns_columns(cols, decode_times_bulk(recs))
+    _ns_columns(cols, decode_times_bulk(rec, inode_size))
     cols["dtime"] = np.ma.MaskedArray(np.zeros(n, dtype=np.int64), True)
     cols["flags"] = np.ma.MaskedArray(flags, False)
     return cols
