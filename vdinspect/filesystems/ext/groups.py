@@ -364,9 +364,19 @@ class GroupsMixin:
             c0, c1 = (lo - g * ipg) // per, (hi - g * ipg) // per
             if (0 <= lo and hi < self.sb.inodes_count and hi // ipg == g and c1 - c0 < 16
                     and g < len(self.itable_ok) and self.itable_ok[g]):
-                data = b"".join(self._itable_chunk(g, c)[1] for c in range(c0, c1 + 1))
-                table = np.frombuffer(data, dtype=np.uint8).reshape(-1, isz)
-                return table[inos - (g * ipg + c0 * per + 1)], np.ones(len(inos), dtype=bool)
+                rel = inos - (g * ipg + 1)  # in the group's table
+                if c0 == c1:
+                    table = np.frombuffer(self._itable_chunk(g, c0)[1], dtype=np.uint8)
+                    return (table.reshape(-1, isz)[rel - c0 * per],
+                            np.ones(len(inos), dtype=bool))
+                out = np.empty((len(inos), isz), dtype=np.uint8)
+                piece = rel // per
+                for c in range(c0, c1 + 1):
+                    sel = np.flatnonzero(piece == c)
+                    if len(sel):
+                        table = np.frombuffer(self._itable_chunk(g, c)[1], dtype=np.uint8)
+                        out[sel] = table.reshape(-1, isz)[rel[sel] - c * per]
+                return out, np.ones(len(inos), dtype=bool)
         out = np.zeros((len(inos), isz), dtype=np.uint8)
         ok = (inos >= 1) & (inos <= self.sb.inodes_count)
         i0 = np.where(ok, inos - 1, 0)

@@ -279,6 +279,8 @@ class RecoveryMixin:
         named = self._named_inodes([ROOT_INO], seen_dirs)
         named |= seen_dirs
         special = self._special_inodes()
+        named_at = np.fromiter(named, dtype=np.int64, count=len(named))
+        special_at = np.array(sorted(special), dtype=np.int64)
         first = self.sb.first_ino
         isz = self.inode_size
         ipg = self.inodes_per_group
@@ -308,11 +310,10 @@ class RecoveryMixin:
             base = g * ipg + 1
             tsk = (~alloc) & (ctime != 0)
             unnamed_live = alloc & ((links > 0) | (mode != 0))
-            for i in np.flatnonzero(tsk | unnamed_live).tolist():
-                ino = base + i
-                if ino < first or ino in named or ino in special:
-                    continue
-                candidates.append((ino, bool(alloc[i])))
+            idx = np.flatnonzero(tsk | unnamed_live)
+            inos = idx + base
+            idx = idx[(inos >= first) & ~np.isin(inos, named_at) & ~np.isin(inos, special_at)]
+            candidates += [(base + i, bool(alloc[i])) for i in idx.tolist()]
         # directories among the orphans: what they name is reachable through them
         inside: set[int] = set()
         orphan_dirs = []
