@@ -341,17 +341,20 @@ def files_columns_frame(columns: dict, dtypes: dict[str, str] | None = None) -> 
     return pd.DataFrame(data, columns=names + extra, copy=False)
 
 
-def merge_columns(which, a: dict, b: dict) -> dict:
+def merge_columns(which, a: dict, b: dict, *, consume: bool = False) -> dict:
     """Two sets of columns as one, in row order: row i comes from ``a`` where ``which[i]``
     (a bool array) is True, else from ``b`` (each in its own order). A column both give
     as numbers (arrays, masked arrays, lists with None) stays numeric; others become
-    object arrays (a list where ``a`` gives a list and ``b`` only a few rows)."""
+    object arrays (a list where ``a`` gives a list and ``b`` only a few rows). With
+    ``consume``, each column is taken out of ``a`` and ``b`` as it is merged (a big
+    listing is not held twice)."""
     which = np.asarray(which, dtype=bool)
     n = len(which)
     at, bt = np.flatnonzero(which), np.flatnonzero(~which)
     out = {}
     for k in dict.fromkeys([*a, *b]):
-        parts = [(at, a.get(k)), (bt, b.get(k))]
+        parts = ([(at, a.pop(k, None)), (bt, b.pop(k, None))] if consume
+                 else [(at, a.get(k)), (bt, b.get(k))])
         kinds = [v.dtype for _i, v in parts if isinstance(v, np.ndarray) and v.dtype != object]
         if kinds:
             try:
@@ -375,7 +378,7 @@ def merge_columns(which, a: dict, b: dict) -> dict:
                 continue
             except (TypeError, ValueError, OverflowError):
                 pass  # values of another kind: kept as objects below
-        few = _insert_few(a.get(k), b.get(k), bt)
+        few = _insert_few(parts[0][1], parts[1][1], bt)
         if few is not None:
             out[k] = few
             continue
@@ -415,17 +418,17 @@ def to_column(values, dtype: str | None):
     if isinstance(values, np.ma.MaskedArray):
         mask = np.ma.getmaskarray(values)
         if dtype in ("boolean", "bool") or values.dtype == bool:
-            return pd.arrays.BooleanArray(values.data.astype(bool), mask)
-        return pd.arrays.IntegerArray(values.data.astype(np.int64), mask)
+            return pd.arrays.BooleanArray(values.data.astype(bool, copy=False), mask)
+        return pd.arrays.IntegerArray(values.data.astype(np.int64, copy=False), mask)
     if isinstance(values, np.ndarray):
         if values.dtype.kind == "M":
             us = values.astype("datetime64[us]")
             return pd.Series(us).dt.tz_localize("UTC").array
         if dtype == "Int64":
-            return pd.arrays.IntegerArray(values.astype(np.int64),
+            return pd.arrays.IntegerArray(values.astype(np.int64, copy=False),
                                           np.zeros(len(values), dtype=bool))
         if dtype in ("int64", "bool"):
-            return values.astype(dtype)
+            return values.astype(dtype, copy=False)
         if dtype == "string" and values.dtype == object:
             return text_array(values)
         values = values.tolist()

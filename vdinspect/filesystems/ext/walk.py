@@ -88,7 +88,7 @@ class WalkMixin:
             else:
                 cols = merge_columns(order, fast_columns(fast, self.huge_file,
                                                          self.block_size, self.inode_size),
-                                     entry_columns(entries))
+                                     entry_columns(entries), consume=True)
             if notes:  # directories listed from partly unreadable blocks
                 col = cols["note"] = list(cols["note"])
                 for row, why in notes.items():
@@ -113,6 +113,7 @@ class WalkMixin:
 
             cols["damaged"] = self.damaged_column(cols["kind"], all_entries,
                                                   lambda: self._sound_rows(order, fast))
+            fast = entries = None  # the rows: now in the columns (memory for the frame)
             return files_columns_frame(cols, EXTRA_DTYPES)
 
     def _sound_rows(self, order: np.ndarray, fast: tuple) -> list[bool]:
