@@ -128,16 +128,20 @@ def build_column(values: list, dtype: str | None):
 def infer_column(values: list):
     """A nullable dtype for a driver's extra column: Int64, boolean, string, else object."""
     present = [v for v in values if v is not None]
-    if present and all(isinstance(v, bool) for v in present):
+    kinds = set(map(type, present))  # the few types present, tested once each
+
+    def every(t) -> bool:
+        return bool(kinds) and all(issubclass(k, t) for k in kinds)
+
+    if every(bool):
         return pd.array(values, dtype="boolean")
-    if present and all(isinstance(v, int | np.integer) and not isinstance(v, bool)
-                       for v in present):
-        if all(-(1 << 63) <= int(v) < 1 << 63 for v in present):
+    if every(int | np.integer) and not any(issubclass(k, bool) for k in kinds):
+        if -(1 << 63) <= int(min(present)) and int(max(present)) < 1 << 63:
             return pd.array(values, dtype="Int64")
         return pd.array(values, dtype=object)
-    if present and all(isinstance(v, str) for v in present):
+    if every(str):
         return text_array(values)
-    if present and all(isinstance(v, dt.datetime) for v in present):
+    if every(dt.datetime):
         return _utc_column(values)
     return pd.array(values, dtype=object)
 
@@ -311,10 +315,22 @@ def row_columns(rows: list[dict]) -> dict[str, list]:
 def entry_columns(entries: list, extra: bool = True) -> dict[str, list]:
     """Entries (anything with the ``files()`` fields as attributes and an ``extra`` dict)
     as columns; with ``extra``, the extra dicts' keys after them."""
-    cols = {c: [getattr(e, c) for e in entries] for c in FILES_DTYPES}
+    from operator import attrgetter, itemgetter
+
+    names = list(FILES_DTYPES)
+    if not entries:
+        return {c: [] for c in names}
+    # one tuple per entry, transposed in C (a getattr per cell costs more than the walk)
+    cols = dict(zip(names, map(list, zip(*map(attrgetter(*names), entries)))))
     if extra:
-        for k in dict.fromkeys(k for e in entries for k in e.extra):
-            cols[k] = [e.extra.get(k) for e in entries]
+        extras = [e.extra for e in entries]
+        keys = list(extras[0])
+        first = extras[0].keys()
+        if len(keys) > 1 and all(x.keys() == first for x in extras):  # the common case
+            cols.update(zip(keys, map(list, zip(*map(itemgetter(*keys), extras)))))
+        else:
+            for k in dict.fromkeys(k for x in extras for k in x):
+                cols[k] = [x.get(k) for x in extras]
     return cols
 
 
