@@ -71,17 +71,16 @@ def paused_gc() -> Iterator[None]:
     """The cyclic garbage collector held off while a walk builds a frame: the walk makes
     hundreds of thousands of small objects that all live until the frame is built, and
     each collection would traverse them all again (time growing faster than the file
-    count) to free nothing. At the end they join the oldest generation as they are
-    (``gc.freeze()`` then ``gc.unfreeze()``: a list splice) instead of being traversed by
-    the first collection after. Nested or concurrent use is harmless."""
+    count) to free nothing; one collection after the walk traverses them once (moving
+    them to the oldest generation unseen, with ``gc.freeze()``/``unfreeze()``, was
+    tried: the garbage cycles of each walk then lived on until a full collection). Nested
+    or concurrent use is harmless."""
     was = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         if was:
-            gc.freeze()
-            gc.unfreeze()
             gc.enable()
 
 
