@@ -105,3 +105,42 @@ def test_inode_records_match_debugfs_imap(image):
     got, ok = fs.inode_records(np.array([0, 5, count, count + 1], dtype=np.int64))
     assert ok.tolist() == [False, True, True, False]
     assert not got[0].any() and not got[3].any()
+
+
+def _fls_rows(image: Path, *opts: str, inode: int | None = None,
+              prefix: str = "/") -> set[tuple[str, int, bool]]:
+    """(path, inode, deleted) of ``fls -p`` with ``opts`` (from directory ``inode``),
+    paths under ``prefix``."""
+    cmd = ["fls", "-p", *opts, str(image)] + ([str(inode)] if inode else [])
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                         errors="replace").stdout
+    rows = set()
+    for line in out.splitlines():
+        m = re.match(r"(\S)/(\S) (\* )?(\d+)(\(realloc\))?:\t(.*)$", line)
+        assert m, line
+        if m.group(6) == "$OrphanFiles":
+            continue
+        rows.add((prefix + m.group(6), int(m.group(4)), bool(m.group(3))))
+    return rows
+
+
+@pytest.mark.parametrize("how", ["live only", "one folder", "below a folder"])
+def test_options_match_fls(image, how):
+    """``deleted=False`` (fls -u), ``recursive=False`` and a start below the root (fls
+    given the folder's inode) take the column walk too."""
+    if not have("fls"):
+        pytest.skip("needs sleuthkit")
+    fs = open_filesystem(FileSource(image))
+    mixed = int(fs.stat("/mixed").inode)
+    if how == "live only":
+        df, want = fs.files(deleted=False), _fls_rows(image, "-r", "-u")
+    elif how == "one folder":
+        df = fs.files("/mixed", recursive=False)
+        want = _fls_rows(image, inode=mixed, prefix="/mixed/")
+    else:
+        df = fs.files("/mixed")
+        want = _fls_rows(image, "-r", inode=mixed, prefix="/mixed/")
+    got = {(r.path, int(r.inode), bool(r.deleted)) for r in df.itertuples()
+           if r.path != "/$OrphanFiles"}
+    assert got == want
+    assert (how == "live only") == (not df["deleted"].any())
