@@ -394,11 +394,15 @@ def fast_columns(fast: tuple, huge_file: bool, block_size: int, inode_size: int)
         allocated = blocks * np.where(flags & FL_HUGE_FILE, block_size, 512)
     else:
         allocated = blocks * 512
+    # text columns as lists of one shared str (an object array costs more to fill)
+    kind = [FILE] * n
+    for i in np.flatnonzero(mode & S_IFMT == S_IFDIR).tolist():
+        kind[i] = DIR
     cols = {
         "path": paths,
         "name": names,
         "parent": parents,
-        "kind": np.where(mode & S_IFMT == S_IFDIR, DIR, FILE).astype(object),
+        "kind": kind,
         "size": _sizes(rec),
         "allocated": np.ma.MaskedArray(allocated, False),
         "mode": np.ma.MaskedArray(mode, False),
@@ -408,9 +412,9 @@ def fast_columns(fast: tuple, huge_file: bool, block_size: int, inode_size: int)
         "links": np.ma.MaskedArray(_u(rec, "i_links_count"), False),
         "deleted": np.zeros(n, dtype=bool),
         "recoverable": np.zeros(n, dtype=bool),
-        "target": np.full(n, None, dtype=object),
-        "found_by": np.full(n, "index", dtype=object),
-        "note": np.full(n, None, dtype=object),
+        "target": [None] * n,
+        "found_by": ["index"] * n,
+        "note": [None] * n,
     }
     _ns_columns(cols, decode_times_bulk(rec, inode_size))
     cols["dtime"] = np.ma.MaskedArray(np.zeros(n, dtype=np.int64), True)
