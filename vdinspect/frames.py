@@ -98,6 +98,9 @@ def text_array(values) -> pd.api.extensions.ExtensionArray:
         values = list(values)
     arr = np.empty(len(values), dtype=object)
     try:  # validated in one pass (pd.array is ten times slower on a column of None)
+        if isinstance(values, list) and values.count(None) == len(values):
+            arr.fill(pd.NA)  # nothing at all (a target or note column): NA as it is
+            return pd.arrays.StringArray(arr, dtype=dtype)
         arr[:] = values
         return pd.arrays.StringArray(arr, dtype=dtype)
     except (TypeError, ValueError):  # an older pandas, or values that are not text
