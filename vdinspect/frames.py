@@ -93,7 +93,18 @@ def text_array(values) -> pd.api.extensions.ExtensionArray:
     """Text as a nullable string column stored as Python objects: names read from images
     may hold undecodable bytes as surrogate escapes, which pyarrow-backed strings (the
     pandas 3 default when pyarrow is installed) refuse."""
-    return pd.array(list(values), dtype=pd.StringDtype("python"))
+    dtype = pd.StringDtype("python")
+    if not isinstance(values, list | np.ndarray):
+        values = list(values)
+    arr = np.empty(len(values), dtype=object)
+    try:  # validated in one pass (pd.array is ten times slower on a column of None)
+        if isinstance(values, list) and values.count(None) == len(values):
+            arr.fill(pd.NA)  # nothing at all (a target or note column): NA as it is
+            return pd.arrays.StringArray(arr, dtype=dtype)
+        arr[:] = values
+        return pd.arrays.StringArray(arr, dtype=dtype)
+    except (TypeError, ValueError):  # an older pandas, or values that are not text
+        return pd.array(arr.tolist(), dtype=dtype)
 
 
 def build_column(values: list, dtype: str | None):
@@ -120,16 +131,20 @@ def build_column(values: list, dtype: str | None):
 def infer_column(values: list):
     """A nullable dtype for a driver's extra column: Int64, boolean, string, else object."""
     present = [v for v in values if v is not None]
-    if present and all(isinstance(v, bool) for v in present):
+    kinds = set(map(type, present))  # the few types present, tested once each
+
+    def every(t) -> bool:
+        return bool(kinds) and all(issubclass(k, t) for k in kinds)
+
+    if every(bool):
         return pd.array(values, dtype="boolean")
-    if present and all(isinstance(v, int | np.integer) and not isinstance(v, bool)
-                       for v in present):
-        if all(-(1 << 63) <= int(v) < 1 << 63 for v in present):
+    if every(int | np.integer) and not any(issubclass(k, bool) for k in kinds):
+        if -(1 << 63) <= int(min(present)) and int(max(present)) < 1 << 63:
             return pd.array(values, dtype="Int64")
         return pd.array(values, dtype=object)
-    if present and all(isinstance(v, str) for v in present):
+    if every(str):
         return text_array(values)
-    if present and all(isinstance(v, dt.datetime) for v in present):
+    if every(dt.datetime):
         return _utc_column(values)
     return pd.array(values, dtype=object)
 
@@ -266,10 +281,22 @@ def row_columns(rows: list[dict]) -> dict[str, list]:
 def entry_columns(entries: list, extra: bool = True) -> dict[str, list]:
     """Entries (anything with the ``files()`` fields as attributes and an ``extra`` dict)
     as columns; with ``extra``, the extra dicts' keys after them."""
-    cols = {c: [getattr(e, c) for e in entries] for c in FILES_DTYPES}
+    from operator import attrgetter, itemgetter
+
+    names = list(FILES_DTYPES)
+    if not entries:
+        return {c: [] for c in names}
+    # one tuple per entry, transposed in C (a getattr per cell costs more than the walk)
+    cols = dict(zip(names, map(list, zip(*map(attrgetter(*names), entries)))))
     if extra:
-        for k in dict.fromkeys(k for e in entries for k in e.extra):
-            cols[k] = [e.extra.get(k) for e in entries]
+        extras = [e.extra for e in entries]
+        keys = list(extras[0])
+        first = extras[0].keys()
+        if len(keys) > 1 and all(x.keys() == first for x in extras):  # the common case
+            cols.update(zip(keys, map(list, zip(*map(itemgetter(*keys), extras)))))
+        else:
+            for k in dict.fromkeys(k for x in extras for k in x):
+                cols[k] = [x.get(k) for x in extras]
     return cols
 
 
@@ -296,17 +323,20 @@ def files_columns_frame(columns: dict, dtypes: dict[str, str] | None = None) -> 
     return pd.DataFrame(data, columns=names + extra, copy=False)
 
 
-def merge_columns(which, a: dict, b: dict) -> dict:
+def merge_columns(which, a: dict, b: dict, *, consume: bool = False) -> dict:
     """Two sets of columns as one, in row order: row i comes from ``a`` where ``which[i]``
     (a bool array) is True, else from ``b`` (each in its own order). A column both give
     as numbers (arrays, masked arrays, lists with None) stays numeric; others become
-    object arrays."""
+    object arrays (a list where ``a`` gives a list and ``b`` only a few rows). With
+    ``consume``, each column is taken out of ``a`` and ``b`` as it is merged (a big
+    listing is not held twice)."""
     which = np.asarray(which, dtype=bool)
     n = len(which)
     at, bt = np.flatnonzero(which), np.flatnonzero(~which)
     out = {}
     for k in dict.fromkeys([*a, *b]):
-        parts = [(at, a.get(k)), (bt, b.get(k))]
+        parts = ([(at, a.pop(k, None)), (bt, b.pop(k, None))] if consume
+                 else [(at, a.get(k)), (bt, b.get(k))])
         kinds = [v.dtype for _i, v in parts if isinstance(v, np.ndarray) and v.dtype != object]
         if kinds:
             try:
@@ -330,12 +360,39 @@ def merge_columns(which, a: dict, b: dict) -> dict:
                 continue
             except (TypeError, ValueError, OverflowError):
                 pass  # values of another kind: kept as objects below
+        few = _insert_few(parts[0][1], parts[1][1], bt)
+        if few is not None:
+            out[k] = few
+            continue
         col = np.full(n, None, dtype=object)
         for idx, v in parts:
-            if v is not None:
-                col[idx] = list(v) if isinstance(v, np.ndarray) else v
+            if v is not None:  # numbers in an array as Python ints; objects as they are
+                col[idx] = list(v) if isinstance(v, np.ndarray) and v.dtype != object else v
         out[k] = col
     return out
+
+
+def _insert_few(av, bv, bt: np.ndarray):
+    """Text (or other objects) of ``merge_columns`` when ``b`` gives only a few rows (at
+    ``bt``, in order): ``a``'s column with them inserted, without a pass per row; None
+    when that does not apply."""
+    if len(bt) > 64 or not isinstance(av, list | np.ndarray):
+        return None
+    if isinstance(av, np.ndarray) and av.dtype != object:
+        return None
+    if bv is None:
+        bv = [None] * len(bt)
+    elif isinstance(bv, np.ndarray):
+        bv = bv.tolist() if bv.dtype != object else list(bv)
+    if isinstance(av, list):
+        col = av.copy()
+        for i, x in zip(bt.tolist(), bv):
+            col.insert(i, x)
+        return col
+    vals = np.empty(len(bv), dtype=object)
+    for j, x in enumerate(bv):
+        vals[j] = x
+    return np.insert(av, bt - np.arange(len(bt)), vals)
 
 
 def to_column(values, dtype: str | None):
@@ -343,17 +400,19 @@ def to_column(values, dtype: str | None):
     if isinstance(values, np.ma.MaskedArray):
         mask = np.ma.getmaskarray(values)
         if dtype in ("boolean", "bool") or values.dtype == bool:
-            return pd.arrays.BooleanArray(values.data.astype(bool), mask)
-        return pd.arrays.IntegerArray(values.data.astype(np.int64), mask)
+            return pd.arrays.BooleanArray(values.data.astype(bool, copy=False), mask)
+        return pd.arrays.IntegerArray(values.data.astype(np.int64, copy=False), mask)
     if isinstance(values, np.ndarray):
         if values.dtype.kind == "M":
             us = values.astype("datetime64[us]")
             return pd.Series(us).dt.tz_localize("UTC").array
         if dtype == "Int64":
-            return pd.arrays.IntegerArray(values.astype(np.int64),
+            return pd.arrays.IntegerArray(values.astype(np.int64, copy=False),
                                           np.zeros(len(values), dtype=bool))
         if dtype in ("int64", "bool"):
-            return values.astype(dtype)
+            return values.astype(dtype, copy=False)
+        if dtype == "string" and values.dtype == object:
+            return text_array(values)
         values = values.tolist()
     return build_column(list(values), dtype)
 

@@ -217,3 +217,100 @@ def test_list_listings_follow_the_same_rules():
     msgs = messages(fs)
     assert any(m.startswith("/a/b/up: directory loop") for m in msgs)
     assert any(m.startswith("/a/alias: directory already listed") for m in msgs)
+
+
+def test_batch_listings_follow_the_same_rules():
+    """A fast path may give a directory's rows as a Batch (columns, only subdirectories
+    as Children): rows counted in order, subdirectories entered by the same rules
+    (loops and directory hard links not followed, notes at the right rows)."""
+    from vdinspect.filesystems.walk import Batch, Walk
+
+    fs = FakeFS()
+
+    def children(d):
+        if d[4] == 6:
+            raise CorruptImage("fake: directory 6 is unreadable")
+        prefix = "/" if d[0] == "/" else d[0] + "/"
+        kids = TREE.get(d[4], [])
+        subdirs = [(k, (prefix + n, True, i, dl, i, None))
+                   for k, (n, i, kind, dl) in enumerate(kids) if kind == DIR]
+        return Batch(len(kids), subdirs, [prefix + n for n, _i, _k, _dl in kids])
+
+    walk = Walk(fs, ("/", True, 1, False, 1, None), children,
+                listable=lambda c: c[4] != 5)
+    batches = [kids for _d, kids in walk]
+    assert all(isinstance(b, Batch) for b in batches)
+    rows = [p for b in batches for p in b.columns]
+    # the rules of test_list_listings_follow_the_same_rules, written out again
+    assert rows == ["/a", "/c", "/gone", "/unread", "/a/b", "/a/alias", "/a/b/up",
+                    "/a/b/f", "/c/g"]
+    assert walk.rows == len(rows)
+    assert walk.notes == {3: "unreadable directory: fake: directory 6 is unreadable"}
+    msgs = messages(fs)
+    assert any(m.startswith("/a/b/up: directory loop") for m in msgs)
+    assert any(m.startswith("/a/alias: directory already listed") for m in msgs)
+
+
+def test_batch_not_recursive_lists_one_directory():
+    from vdinspect.filesystems.walk import Batch, Walk
+
+    def children(d):
+        return Batch(2, [(0, ("/a", True, 2, False, 2, None))], ["/a", "/f"])
+
+    walk = Walk(FakeFS(), ("/", True, 1, False, 1, None), children, recursive=False)
+    assert [kids.columns for _d, kids in walk] == [["/a", "/f"]]
+
+
+def test_paused_gc_restores_the_collector():
+    import gc
+
+    from vdinspect.filesystems.walk import paused_gc
+
+    assert gc.isenabled()
+    with paused_gc():
+        assert not gc.isenabled()
+        with paused_gc():  # nested
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(KeyError), paused_gc():
+        raise KeyError("x")
+    assert gc.isenabled()
+    gc.disable()
+    try:  # a caller that turned it off keeps it off
+        with paused_gc():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_merge_columns_few_rows_inserted_and_consumed():
+    """``b`` giving a few rows: text columns as lists or object arrays with the rows
+    inserted at their places; ``consume`` empties the inputs."""
+    from vdinspect.frames import merge_columns
+
+    a = {"s": ["a", "c", "d", "f"], "o": np.array(["A", "C", "D", "F"], dtype=object),
+         "n": np.array([1, 3, 4, 6])}
+    b = {"s": ["b", "e"], "o": [None, "E"], "n": [2, None]}
+    which = [True, False, True, True, False, True]
+    out = merge_columns(which, a, b, consume=True)
+    assert out["s"] == ["a", "b", "c", "d", "e", "f"]
+    assert out["o"].tolist() == ["A", None, "C", "D", "E", "F"]
+    assert np.ma.getdata(out["n"]).tolist() == [1, 2, 3, 4, 0, 6]
+    assert np.ma.getmaskarray(out["n"]).tolist() == [False] * 4 + [True, False]
+    assert a == {} and b == {}
+
+
+def test_text_array_nulls_and_undecodable_names():
+    import pandas as pd
+
+    from vdinspect.frames import text_array
+
+    vals = ["a", None, "b\udcff", float("nan")]
+    for given in (vals, np.array(vals, dtype=object), iter(vals)):
+        arr = text_array(given)
+        assert arr.dtype == pd.StringDtype("python")
+        assert arr[0] == "a" and arr[2] == "b\udcff"
+        assert pd.isna(arr[1]) and pd.isna(arr[3])
+    assert list(text_array([1, "x"])) == ["1", "x"]  # not text: converted as before

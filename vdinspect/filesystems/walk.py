@@ -24,12 +24,15 @@ identifies the directory for loop checks (None: not checked); ``handle``: what t
 driver lists the directory by (an Entry, an inode, a tree key; ``children`` gets the
 whole child tuple and reads it);
 ``payload``: the row as the driver keeps it (an Entry, raw inode bytes, a tuple), which
-the walk never reads.
+the walk never reads. A fast path may instead list a directory as a :class:`Batch`:
+its rows as columns, only its subdirectories as Children (no tuple per file).
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from ..errors import CorruptImage, VDInspectError
 from .entry import MAX_DEPTH, MAX_PATH
@@ -43,6 +46,42 @@ LOOP = "directory loop (points back to an ancestor); not followed"
 HARD_LINK = "directory already listed under another name (a directory hard link); not followed"
 TOO_DEEP = f"deeper than {MAX_DEPTH} levels; not followed"
 TOO_LONG = f"path longer than {MAX_PATH} characters; not followed"
+
+
+class Batch:
+    """A fast path's listing of one directory held column-wise, without a tuple per row:
+    ``size`` rows in the driver's order; ``subdirs``, the ``(row in the listing, Child)``
+    of each row the walk may enter, in order; ``columns``, the rows as the driver keeps
+    them (the walk never reads it). The driver leaves out the rows the walk would not
+    hand out (deleted ones, when the walk lists none)."""
+
+    __slots__ = ("size", "subdirs", "columns")
+
+    def __init__(self, size: int, subdirs: list[tuple[int, Child]], columns) -> None:
+        self.size = size
+        self.subdirs = subdirs
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return self.size
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """The cyclic garbage collector held off while a walk builds a frame: the walk makes
+    hundreds of thousands of small objects that all live until the frame is built, and
+    each collection would traverse them all again (time growing faster than the file
+    count) to free nothing; one collection after the walk traverses them once (moving
+    them to the oldest generation unseen, with ``gc.freeze()``/``unfreeze()``, was
+    tried: the garbage cycles of each walk then lived on until a full collection). Nested
+    or concurrent use is harmless."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def damage_note(lost: int) -> str:
@@ -135,7 +174,14 @@ class Walk:
                 self._skip(d, why)
                 continue
             subdirs: list = []
-            if isinstance(kids, list):  # a fast path's listing: handed out as it is
+            if isinstance(kids, Batch):  # a fast path's columns: rows counted, not seen
+                first = self.rows
+                self.rows += kids.size
+                yield d, kids
+                if self.recursive:
+                    for i, c in kids.subdirs:
+                        self._enter(c, first + i, depth, len(way), on_way, listed, subdirs)
+            elif isinstance(kids, list):  # a fast path's listing: handed out as it is
                 if not self.deleted:
                     kids = [c for c in kids if not c[DELETED]]
                 first = self.rows

@@ -163,9 +163,11 @@ def parse_dir_block(
     index = 0  # of the entry in this block: "." and ".." are the first two of block 0
     unpack = _DIRENT.unpack_from
     head, tail = _HEAD, _TAIL
+    big = block_size >= 65536  # only then is rec_len stored in another form
     while pos + head <= n:
         ino, rec_len, name_len, ftype = unpack(buf, pos)
-        rec_len = rec_len_from_disk(rec_len, block_size)
+        if big:
+            rec_len = rec_len_from_disk(rec_len, block_size)
         if not filetype:
             name_len |= ftype << 8
             ftype = 0
@@ -195,7 +197,7 @@ def parse_dir_block(
         elif name_len and deleted and _plausible_name(name):
             # the first entry of a block, removed: the inode number is gone
             out.append(RawDirent(0, name, ftype, base + pos, True))
-        used = entry_size(name_len) if (ino or name_len) else head
+        used = (head + name_len + 3) & ~3 if (ino or name_len) else head  # entry_size()
         if deleted and rec_len - used >= _SMALLEST and pos != skip_slack_after:
             out.extend(_scan_slack(buf, pos + used, pos + rec_len, base, filetype, inodes_count))
         pos += rec_len

@@ -335,19 +335,64 @@ class GroupsMixin:
     def inode_bytes(self, g: int, idx: int) -> tuple[bytes, int]:
         """The bytes of record ``idx`` of group ``g``'s inode table, and their offset."""
         isz = self.inode_size
-        per_chunk = self._per_chunk
-        chunk = idx // per_chunk
+        chunk = idx // self._per_chunk
+        start, data = self._itable_chunk(g, chunk)
+        pos = (idx - chunk * self._per_chunk) * isz
+        return data[pos : pos + isz], start + pos
+
+    def _itable_chunk(self, g: int, chunk: int) -> tuple[int, bytes]:
+        """Piece ``chunk`` of group ``g``'s inode table (kept in an LRU), and its offset."""
         key = (g, chunk)
         if key == self._last_key:
-            start, data = self._last_chunk
-        else:
-            start = self._itable_starts[g] + chunk * per_chunk * isz
-            n = min(per_chunk, self.inodes_per_group - chunk * per_chunk)
-            data = self._itable.get(key, lambda: self._read_itable(g, start, n * isz))
-            self._last_key = key
-            self._last_chunk = (start, data)
-        pos = (idx - chunk * per_chunk) * isz
-        return data[pos : pos + isz], start + pos
+            return self._last_chunk
+        isz, per_chunk = self.inode_size, self._per_chunk
+        start = self._itable_starts[g] + chunk * per_chunk * isz
+        n = min(per_chunk, self.inodes_per_group - chunk * per_chunk)
+        data = self._itable.get(key, lambda: self._read_itable(g, start, n * isz))
+        self._last_key = key
+        self._last_chunk = (start, data)
+        return start, data
+
+    def inode_records(self, inos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The records of many inodes at once (1-based numbers, an int64 array), for the
+        column walk: an (n, inode_size) uint8 array, and a mask of those read (number in
+        range, group's table inside the volume; the others are zero rows)."""
+        isz, ipg, per = self.inode_size, self.inodes_per_group, self._per_chunk
+        if len(inos):  # a folder's inodes are mostly near each other: a few table pieces
+            lo, hi = int(inos.min()) - 1, int(inos.max()) - 1
+            g = lo // ipg
+            c0, c1 = (lo - g * ipg) // per, (hi - g * ipg) // per
+            if (0 <= lo and hi < self.sb.inodes_count and hi // ipg == g and c1 - c0 < 16
+                    and g < len(self.itable_ok) and self.itable_ok[g]):
+                rel = inos - (g * ipg + 1)  # in the group's table
+                if c0 == c1:
+                    table = np.frombuffer(self._itable_chunk(g, c0)[1], dtype=np.uint8)
+                    return (table.reshape(-1, isz)[rel - c0 * per],
+                            np.ones(len(inos), dtype=bool))
+                out = np.empty((len(inos), isz), dtype=np.uint8)
+                piece = rel // per
+                for c in range(c0, c1 + 1):
+                    sel = np.flatnonzero(piece == c)
+                    if len(sel):
+                        table = np.frombuffer(self._itable_chunk(g, c)[1], dtype=np.uint8)
+                        out[sel] = table.reshape(-1, isz)[rel[sel] - c * per]
+                return out, np.ones(len(inos), dtype=bool)
+        out = np.zeros((len(inos), isz), dtype=np.uint8)
+        ok = (inos >= 1) & (inos <= self.sb.inodes_count)
+        i0 = np.where(ok, inos - 1, 0)
+        g = i0 // ipg
+        table_ok = np.asarray(self.itable_ok, dtype=bool)
+        ok &= g < len(table_ok)
+        ok[ok] = table_ok[g[ok]]
+        idx = i0 - g * ipg
+        chunk = idx // per
+        key = g * (ipg // per + 1) + chunk
+        for k in np.unique(key[ok]).tolist():
+            sel = np.flatnonzero(ok & (key == k))
+            c = int(chunk[sel[0]])
+            _start, data = self._itable_chunk(int(g[sel[0]]), c)
+            out[sel] = np.frombuffer(data, dtype=np.uint8).reshape(-1, isz)[idx[sel] - c * per]
+        return out, ok
 
     def _read_itable(self, g: int, start: int, length: int) -> bytes:
         """Inode table bytes; in salvage mode, blocks that cannot be read are taken from

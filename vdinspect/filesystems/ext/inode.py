@@ -333,12 +333,16 @@ class InodeRecord:
         return f"<InodeRecord {self.number} mode={self.mode:o} size={self.size}>"
 
 
-def decode_times_bulk(records: np.ndarray) -> dict[str, np.ndarray]:
-    """Times of many inode records at once (an (n, inode_size) uint8 array): arrays of
+def decode_times_bulk(records: np.ndarray, inode_size: int = 0) -> dict[str, np.ndarray]:
+    """Times of many inode records at once (an (n, inode_size) uint8 array, or records
+    of a dtype holding some fields of :func:`inode_dtype`, with ``inode_size``): arrays of
     nanoseconds since the epoch for atime, ctime, mtime, crtime (crtime: int64 min where
     the record has no creation time)."""
-    n, isz = records.shape
-    rec = np.ascontiguousarray(records).view(inode_dtype(isz)).ravel()
+    if records.dtype.names:
+        rec, n, isz = records.ravel(), len(records), inode_size
+    else:
+        n, isz = records.shape
+        rec = np.ascontiguousarray(records).view(inode_dtype(isz)).ravel()
     have = rec.dtype.names
 
     def signed(v: np.ndarray) -> np.ndarray:

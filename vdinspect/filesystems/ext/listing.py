@@ -440,6 +440,8 @@ def drop_live_copies(raws: list[RawDirent]) -> list[RawDirent]:
     directory (same name, same inode): the leftovers of an htree leaf split or of the
     packing of a block (the kernel copies entries and leaves the old bytes behind), not
     deleted files."""
+    if all(not d.deleted and d.found_by == "index" for d in raws):
+        return raws  # nothing but live entries: nothing repeats
     live = {(d.name, d.inode) for d in raws if not d.deleted and d.found_by == "index"}
     out = []
     for d in raws:

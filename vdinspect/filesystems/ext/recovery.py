@@ -241,13 +241,14 @@ class RecoveryMixin:
                 raws = self.dir_entries(rec)
             except (CorruptImage, InvalidArgument):
                 continue
+            named.update([d.inode for d in raws if d.inode])
+            if self.filetype:  # the entries say which are directories
+                stack += [d.inode for d in raws
+                          if d.inode and d.file_type == FT_DIR and d.inode not in seen_dirs]
+                continue
             for d in raws:
-                if not d.inode:
-                    continue
-                named.add(d.inode)
-                if d.file_type == FT_DIR or (not self.filetype and self._maybe_dir(d.inode)):
-                    if d.inode not in seen_dirs:
-                        stack.append(d.inode)
+                if d.inode and self._maybe_dir(d.inode) and d.inode not in seen_dirs:
+                    stack.append(d.inode)
         return named
 
     def _maybe_dir(self, ino: int) -> bool:
@@ -272,6 +273,8 @@ class RecoveryMixin:
         named = self._named_inodes([ROOT_INO], seen_dirs)
         named |= seen_dirs
         special = self._special_inodes()
+        named_at = np.fromiter(named, dtype=np.int64, count=len(named))
+        special_at = np.array(sorted(special), dtype=np.int64)
         first = self.sb.first_ino
         isz = self.inode_size
         ipg = self.inodes_per_group
@@ -301,11 +304,10 @@ class RecoveryMixin:
             base = g * ipg + 1
             tsk = (~alloc) & (ctime != 0)
             unnamed_live = alloc & ((links > 0) | (mode != 0))
-            for i in np.flatnonzero(tsk | unnamed_live).tolist():
-                ino = base + i
-                if ino < first or ino in named or ino in special:
-                    continue
-                candidates.append((ino, bool(alloc[i])))
+            idx = np.flatnonzero(tsk | unnamed_live)
+            inos = idx + base
+            idx = idx[(inos >= first) & ~np.isin(inos, named_at) & ~np.isin(inos, special_at)]
+            candidates += [(base + i, bool(alloc[i])) for i in idx.tolist()]
         # directories among the orphans: what they name is reachable through them
         inside: set[int] = set()
         orphan_dirs = []

@@ -11,23 +11,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import InvalidArgument
-from ...layout import offset_of, struct_format
 from ..base import DIR, FILE, Entry
-from ..walk import HANDLE, PAYLOAD, Walk
+from ..walk import HANDLE, PAYLOAD, Batch, Walk, paused_gc
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
 from .inode import (
     EPOCH,
+    FL_CASEFOLD,
     FL_COMPRESSED_ANY,
     FL_ENCRYPT,
     FL_EXTENTS,
     FL_HUGE_FILE,
     I_BLOCK_SIZE,
-    INODE_CLASSIC,
     ROOT_INO,
     S_IFDIR,
     S_IFMT,
     S_IFREG,
-    Inode,
     InodeRecord,
     decode_times_bulk,
     inode_dtype,
@@ -37,10 +35,25 @@ if TYPE_CHECKING:
     import pandas as pd
 
 
-_FAST_FIELDS = struct_format(Inode, "i_mode", "i_dtime", "i_links_count", "i_flags")
-_I_BLOCK_AT = offset_of(Inode, "i_block")
 _ROOT_NODE = (I_BLOCK_SIZE - EXTENT_HEADER.size) // EXTENT.size  # 4 extents fit in i_block
 _FLAGS_NOTED = FL_ENCRYPT | FL_COMPRESSED_ANY
+
+
+#: the inode fields the files() columns are decoded from (:func:`fast_columns`)
+_COLUMN_FIELDS = ("i_mode", "i_uid", "i_size_lo", "i_atime", "i_ctime", "i_mtime",
+                  "i_dtime", "i_gid", "i_links_count", "i_blocks_lo", "i_flags",
+                  "i_size_high", "l_i_blocks_high", "l_i_uid_high", "l_i_gid_high",
+                  "i_extra_isize", "i_ctime_extra", "i_mtime_extra", "i_atime_extra",
+                  "i_crtime", "i_crtime_extra")
+
+
+def column_dtype(inode_size: int, extents: bool) -> np.dtype:
+    """The packed record the column walk keeps per row (~70 bytes, not the inode's 256):
+    the fields of :data:`_COLUMN_FIELDS` the inode size holds, and with ``extents`` (a
+    volume with damaged ranges) ``i_block``."""
+    full = inode_dtype(inode_size)
+    want = _COLUMN_FIELDS + (("i_block",) if extents else ())
+    return np.dtype([(f, full.fields[f][0]) for f in want if f in full.names])
 
 
 class WalkMixin:
@@ -58,45 +71,52 @@ class WalkMixin:
         """
         from ...frames import files_columns_frame, merge_columns
 
-        self.column_walk += 1
-        self.dirent_cache = {}  # the orphan search reads every directory again
-        try:
-            order, fast, entries, notes = self._walk_columns(path, recursive, deleted)
-        finally:
-            self.column_walk -= 1
-            self.dirent_cache = None
-        if not entries:
-            cols = fast_columns(fast, self.huge_file, self.block_size)
-        elif not fast:
-            cols = entry_columns(entries)
-        else:
-            cols = merge_columns(np.array(order, dtype=bool),
-                                 fast_columns(fast, self.huge_file, self.block_size),
-                                 entry_columns(entries))
-        if notes:  # directories listed from partly unreadable blocks
-            col = cols["note"] = list(cols["note"])
-            for row, why in notes.items():
-                col[row] = why if not isinstance(col[row], str) else f"{col[row]}; {why}"
+        with paused_gc():
+            self.column_walk += 1
+            self.dirent_cache = {}  # the orphan search reads every directory again
+            try:
+                order, fast, entries, notes = self._walk_columns(path, recursive, deleted)
+            finally:
+                self.column_walk -= 1
+                self.dirent_cache = None
+            nfast = len(fast[0])
+            if not entries:
+                cols = fast_columns(fast, self.huge_file, self.block_size,
+                                    self.inode_size)
+            elif not nfast:
+                cols = entry_columns(entries)
+            else:
+                cols = merge_columns(order, fast_columns(fast, self.huge_file,
+                                                         self.block_size, self.inode_size),
+                                     entry_columns(entries), consume=True)
+            if notes:  # directories listed from partly unreadable blocks
+                col = cols["note"] = list(cols["note"])
+                for row, why in notes.items():
+                    col[row] = why if not isinstance(col[row], str) else f"{col[row]}; {why}"
 
-        def all_entries() -> list[Entry]:  # only asked for when the volume has damage
-            f, e = iter(fast), iter(entries)
-            out = []
-            for is_fast in order:
-                if is_fast:
-                    p, name, parent, ino, raw = next(f)
-                    kind = DIR if _FAST_FIELDS.unpack_from(raw, 0)[0] & S_IFMT == S_IFDIR else FILE
-                    out.append(
-                        Entry(name=name, kind=kind, path=p, parent=parent, inode=ino, key=ino)
-                    )
-                else:
-                    out.append(next(e))
-            return out
+            def all_entries() -> list[Entry]:  # only asked for when the volume has damage
+                paths, names, parents, inos, recs = fast
+                mode = recs["i_mode"]
+                is_dir = (mode & S_IFMT == S_IFDIR).tolist()
+                e = iter(entries)
+                out = []
+                k = 0
+                for is_fast in order.tolist():
+                    if is_fast:
+                        ino = int(inos[k])
+                        out.append(Entry(name=names[k], kind=DIR if is_dir[k] else FILE,
+                                         path=paths[k], parent=parents[k], inode=ino, key=ino))
+                        k += 1
+                    else:
+                        out.append(next(e))
+                return out
 
-        cols["damaged"] = self.damaged_column(cols["kind"], all_entries,
-                                              lambda: self._sound_rows(order, fast))
-        return files_columns_frame(cols, EXTRA_DTYPES)
+            cols["damaged"] = self.damaged_column(cols["kind"], all_entries,
+                                                  lambda: self._sound_rows(order, fast))
+            fast = entries = None  # the rows: now in the columns (memory for the frame)
+            return files_columns_frame(cols, EXTRA_DTYPES)
 
-    def _sound_rows(self, order: list[bool], fast: list[tuple]) -> list[bool]:
+    def _sound_rows(self, order: np.ndarray, fast: tuple) -> list[bool]:
         """Per row of the column walk, True for a plain file whose extents (all in the
         inode: a depth-0 tree) lie inside the volume and miss every damaged range — its
         ``damaged`` value is 0 without building its content. Others are left to the
@@ -106,18 +126,19 @@ class WalkMixin:
         ends = [a + n for a, n in ranges]
         bs, limit = self.block_size, self.block_limit
         out = [False] * len(order)
-        rows = (i for i, is_fast in enumerate(order) if is_fast)
-        for row, (_p, _n, _d, _ino, raw) in zip(rows, fast):
-            mode, _dt, _links, flags = _FAST_FIELDS.unpack_from(raw, 0)
-            if mode & S_IFMT != S_IFREG or not flags & FL_EXTENTS:
+        recs = fast[4]
+        modes, flags_ = recs["i_mode"].tolist(), recs["i_flags"].tolist()
+        for row, k in zip(np.flatnonzero(order).tolist(), range(len(recs))):
+            if modes[k] & S_IFMT != S_IFREG or not flags_[k] & FL_EXTENTS:
                 continue
-            magic, count, _max, depth, _gen = EXTENT_HEADER.unpack_from(raw, _I_BLOCK_AT)
+            iblock = recs["i_block"][k : k + 1].tobytes()  # all 60 bytes (no NUL strip)
+            magic, count, _max, depth, _gen = EXTENT_HEADER.unpack_from(iblock, 0)
             if magic != EXTENT_MAGIC or depth or count > _ROOT_NODE:
                 continue
             ok = True
-            for k in range(count):
-                at = _I_BLOCK_AT + EXTENT_HEADER.size + EXTENT.size * k
-                _lb, ln, hi, lo = EXTENT.unpack_from(raw, at)
+            for j in range(count):
+                at = EXTENT_HEADER.size + EXTENT.size * j
+                _lb, ln, hi, lo = EXTENT.unpack_from(iblock, at)
                 ln = ln - INIT_MAX_LEN if ln > INIT_MAX_LEN else ln
                 pb = (hi << 32) | lo
                 if ln and (pb == 0 or pb + ln > limit):
@@ -132,94 +153,142 @@ class WalkMixin:
         return out
 
     def _walk_columns(self, path: str, recursive: bool, deleted: bool):
-        """The rows below ``path`` through the one walk (:mod:`..walk`), with plain live
-        files and directories kept as raw inode records instead of Entries.
+        """The rows below ``path`` through the one walk (:mod:`..walk`), plain live files
+        and directories kept column-wise (a :class:`~..walk.Batch` per directory) with
+        their raw inode records instead of Entries.
 
-        Returns (order, fast, entries, notes): ``order`` says for each row whether it
-        comes from ``fast`` (path, name, parent, inode, record bytes) or ``entries`` (Entry
-        objects); ``notes`` maps rows of directories listed in part (or not at all) to a
-        note.
+        Returns (order, fast, entries, notes): ``order`` (a bool array) says for each row
+        whether it comes from ``fast`` (paths, names, parents: lists; inode numbers; an
+        (n, inode size) array of records) or ``entries`` (Entry objects); ``notes`` maps
+        rows of directories listed in part (or not at all) to a note.
         """
+        isz = self.inode_size
+        keep = column_dtype(isz, self.volume_damaged())
+        empty = ([], [], [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=keep))
         top = self.lookup(path, deleted=deleted)
         if top.kind != DIR:
-            return [False], [], [top], {}
-        ipg = self.inodes_per_group
-        count = self.sb.inodes_count
-        unpack = _FAST_FIELDS.unpack_from
+            return np.zeros(1, dtype=bool), empty, [top], {}
         dir_id = self.dir_id
+        dtype = inode_dtype(isz)
 
         def entry_child(e: Entry, dpath: str, prefix: str) -> tuple:
             e.parent = dpath
             e.path = prefix + e.name
             return (e.path, e.kind == DIR, dir_id(e), e.deleted, e, e)
 
-        def children(dc: tuple) -> list[tuple]:
+        def children(dc: tuple) -> list[tuple] | Batch:
             d = dc[HANDLE]
             dpath = d.path
             prefix = "/" if dpath in ("", "/") else dpath + "/"
-            parent_rec = d.raw if isinstance(d.raw, InodeRecord) else None
-            out = []
-            for c in self._children_for_walk(d):
-                if isinstance(c, Entry):
-                    out.append(entry_child(c, dpath, prefix))
-                    continue
-                # a live dirent: cheap when it is a plain file or directory
-                ino = c.inode
-                raw = None
-                if 1 <= ino <= count:
-                    g = (ino - 1) // ipg
-                    if g < len(self.itable_ok) and self.itable_ok[g]:
-                        raw, off = self.inode_bytes(g, ino - 1 - g * ipg)
-                mode = links = dtime = iflags = 0
-                if raw is not None:
-                    mode, dtime, links, iflags = unpack(raw, 0)
-                ftype = mode & S_IFMT
-                if (raw is None or ino in self.journal_inodes or not links or dtime
-                        or iflags & _FLAGS_NOTED or ftype not in (S_IFREG, S_IFDIR)):
-                    # anything unusual: the full way
-                    out.append(entry_child(self.child_entry(c, parent_rec), dpath, prefix))
-                    continue
-                name = self.entry_name(c.name, parent_rec)
+            if d.key == ("orphans",) or d.deleted or not isinstance(d.raw, InodeRecord):
+                return [entry_child(e, dpath, prefix) for e in self.list_dir(d)]
+            rec = d.raw
+            if not rec.is_dir:
+                raise InvalidArgument(f"{self.name}: {d.path or d.name} is not a directory")
+            raws = self.dir_entries(rec)
+            # live entries named by the directory: their inodes read in bulk, and the
+            # plain ones (files and directories in use, nothing to note) kept as columns
+            live = [r.inode for r in raws
+                    if not r.deleted and r.inode and r.found_by == "index"]
+            inos = np.array(live, dtype=np.int64)
+            recs, ok = self.inode_records(inos)
+            v = recs.view(dtype).ravel()
+            ftype = v["i_mode"] & S_IFMT
+            plain = (ok & (v["i_links_count"] != 0) & (v["i_dtime"] == 0)
+                     & (v["i_flags"] & _FLAGS_NOTED == 0)
+                     & ((ftype == S_IFREG) | (ftype == S_IFDIR)))
+            if self.journal_inodes:
+                plain &= ~np.isin(inos, list(self.journal_inodes))
+            decode = not (rec.encrypted and not rec.flags & FL_CASEFOLD)
+
+            def subdir(k: int, name: str) -> tuple:  # the Child of plain directory k
                 p = prefix + name
-                row = (p, name, dpath, ino, raw)
-                if ftype != S_IFDIR:
-                    out.append((p, False, None, False, None, row))
-                    continue
+                ino = live[k]
                 node = None
                 if recursive:  # what the walk lists it with
-                    rec = InodeRecord(ino, raw, off, self.huge_file, self.block_size)
+                    g = (ino - 1) // self.inodes_per_group
+                    raw, off = self.inode_bytes(g, ino - 1 - g * self.inodes_per_group)
+                    drec = InodeRecord(ino, raw, off, self.huge_file, self.block_size)
                     node = Entry(name=name, kind=DIR, path=p, parent=dpath, inode=ino,
-                                 key=ino, raw=rec, size=rec.size, links=links)
-                out.append((p, True, ino, False, node, row))
-            return out
+                                 key=ino, raw=drec, size=drec.size, links=drec.links)
+                return (p, True, ino, False, node, None)
+
+            entries: list[Entry] = []
+            if len(live) == len(raws) and plain.all():  # the common case, in bulk
+                names = ([r.name.decode("utf-8", "surrogateescape") for r in raws] if decode
+                         else [self.entry_name(r.name, rec) for r in raws])
+                order = [True] * len(names)
+                rows = None
+                subdirs = [(k, subdir(k, names[k]))
+                           for k in np.flatnonzero(ftype == S_IFDIR).tolist()]
+            else:
+                plain_l, dir_l = plain.tolist(), (ftype == S_IFDIR).tolist()
+                order, rows, names, subdirs = [], [], [], []
+                k = -1
+                for r in raws:
+                    if not r.deleted and r.inode and r.found_by == "index":
+                        k += 1
+                        if plain_l[k]:
+                            name = (r.name.decode("utf-8", "surrogateescape") if decode
+                                    else self.entry_name(r.name, rec))
+                            if dir_l[k]:
+                                subdirs.append((len(order), subdir(k, name)))
+                            order.append(True)
+                            rows.append(k)
+                            names.append(name)
+                            continue
+                    e = self.child_entry(r, rec)  # anything unusual: the full way
+                    if e.deleted and not deleted:
+                        continue
+                    c = entry_child(e, dpath, prefix)
+                    if c[1]:
+                        subdirs.append((len(order), c))
+                    order.append(False)
+                    entries.append(e)
+            if rec.number == ROOT_INO and d.path in ("/", ""):
+                e = self.orphan_dir_entry()
+                if deleted or not e.deleted:
+                    c = entry_child(e, dpath, prefix)
+                    if c[1]:
+                        subdirs.append((len(order), c))
+                    order.append(False)
+                    entries.append(e)
+            if rows is not None:
+                idx = np.array(rows, dtype=np.intp)
+                inos, v = inos[idx], v[idx]
+            packed = np.empty(len(v), dtype=keep)  # the fields the columns need
+            for f in keep.names:
+                packed[f] = v[f]
+            cols = (order, [prefix + n for n in names], names, dpath, inos, packed, entries)
+            return Batch(len(order), subdirs, cols)
 
         walk = Walk(self, self.entry_child(top), children, recursive=recursive,
                     deleted=deleted, listable=self.entry_listable, damage=self.entry_damage)
-        rows: list = []
+        order: list[bool] = []
+        paths: list[str] = []
+        names: list[str] = []
+        parents: list[str] = []
+        inos: list[np.ndarray] = []
+        recs: list[np.ndarray] = []
+        entries: list[Entry] = []
         for _d, kids in walk:
-            rows += [c[PAYLOAD] for c in kids]
-        order = [type(r) is tuple for r in rows]
-        fast = [r for r, f in zip(rows, order) if f]
-        entries = [r for r, f in zip(rows, order) if not f]
-        return order, fast, entries, walk.notes
-
-    def _children_for_walk(self, d: Entry) -> list:
-        """A directory's children for the column walk of ``files()``: live dirents stay
-        raw, the rest (deleted entries, orphans, the virtual directory) are Entries."""
-        if d.key == ("orphans",) or d.deleted or not isinstance(d.raw, InodeRecord):
-            return self.list_dir(d)
-        rec = d.raw
-        if not rec.is_dir:
-            raise InvalidArgument(f"{self.name}: {d.path or d.name} is not a directory")
-        out: list = []
-        for r in self.dir_entries(rec):
-            if r.deleted or not r.inode or r.found_by != "index":
-                out.append(self.child_entry(r, rec))
+            if isinstance(kids, Batch):
+                o, p, n, parent, i, r, e = kids.columns
+                order += o
+                paths += p
+                names += n
+                parents += [parent] * len(n)
+                inos.append(i)
+                recs.append(r)
+                entries += e
             else:
-                out.append(r)
-        if rec.number == ROOT_INO and d.path in ("/", ""):
-            out.append(self.orphan_dir_entry())
-        return out
+                got = [c[PAYLOAD] for c in kids]
+                order += [False] * len(got)
+                entries += got
+        fast = (paths, names, parents,
+                np.concatenate(inos) if inos else empty[3],
+                np.concatenate(recs) if recs else empty[4])
+        return np.array(order, dtype=bool), fast, entries, walk.notes
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -311,15 +380,12 @@ def _u(rec: np.ndarray, name: str) -> np.ndarray:
     return rec[name].astype(np.int64)
 
 
-def fast_columns(fast: list[tuple], huge_file: bool, block_size: int) -> dict:
+def fast_columns(fast: tuple, huge_file: bool, block_size: int, inode_size: int) -> dict:
     """The files() columns of live plain files and directories, decoded column-wise from
-    their inode records."""
-    n = len(fast)
-    paths, names, parents, inos, raws = zip(*fast) if n else ((), (), (), (), ())
-    isz = len(raws[0]) if n else INODE_CLASSIC
-    joined = b"".join(raws)
-    recs = np.frombuffer(joined, dtype=np.uint8).reshape(n, isz)
-    rec = np.frombuffer(joined, dtype=inode_dtype(isz))
+    their inode records (``fast``: paths, names, parents, inode numbers, records of
+    :func:`column_dtype`)."""
+    paths, names, parents, inos, rec = fast
+    n = len(rec)
     mode = _u(rec, "i_mode")
     flags = _u(rec, "i_flags")
     blocks = _u(rec, "i_blocks_lo")
@@ -328,25 +394,29 @@ def fast_columns(fast: list[tuple], huge_file: bool, block_size: int) -> dict:
         allocated = blocks * np.where(flags & FL_HUGE_FILE, block_size, 512)
     else:
         allocated = blocks * 512
+    # text columns as lists of one shared str (an object array costs more to fill)
+    kind = [FILE] * n
+    for i in np.flatnonzero(mode & S_IFMT == S_IFDIR).tolist():
+        kind[i] = DIR
     cols = {
-        "path": list(paths),
-        "name": list(names),
-        "parent": list(parents),
-        "kind": np.where(mode & S_IFMT == S_IFDIR, DIR, FILE).astype(object),
+        "path": paths,
+        "name": names,
+        "parent": parents,
+        "kind": kind,
         "size": _sizes(rec),
         "allocated": np.ma.MaskedArray(allocated, False),
         "mode": np.ma.MaskedArray(mode, False),
         "uid": np.ma.MaskedArray(_u(rec, "i_uid") | (_u(rec, "l_i_uid_high") << 16), False),
         "gid": np.ma.MaskedArray(_u(rec, "i_gid") | (_u(rec, "l_i_gid_high") << 16), False),
-        "inode": np.ma.MaskedArray(np.array(inos, dtype=np.int64), False),
+        "inode": np.ma.MaskedArray(inos.astype(np.int64), False),
         "links": np.ma.MaskedArray(_u(rec, "i_links_count"), False),
         "deleted": np.zeros(n, dtype=bool),
         "recoverable": np.zeros(n, dtype=bool),
-        "target": np.full(n, None, dtype=object),
-        "found_by": np.full(n, "index", dtype=object),
-        "note": np.full(n, None, dtype=object),
+        "target": [None] * n,
+        "found_by": ["index"] * n,
+        "note": [None] * n,
     }
-    _ns_columns(cols, decode_times_bulk(recs))
+    _ns_columns(cols, decode_times_bulk(rec, inode_size))
     cols["dtime"] = np.ma.MaskedArray(np.zeros(n, dtype=np.int64), True)
     cols["flags"] = np.ma.MaskedArray(flags, False)
     return cols

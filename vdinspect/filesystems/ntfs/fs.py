@@ -22,6 +22,7 @@ from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource, LRUCache
 from ...volumes.multisector import apply_fixup
 from ..base import Entry, FileSystem, free_runs
+from ..walk import paused_gc
 from . import directory, listing, mftscan, recovery, report, stream
 from .attributes import FileNameAttr, parse_attribute_list
 from .boot import BOOT_SECTOR_SIZE, Geometry, parse_boot
@@ -419,15 +420,16 @@ class NTFS(FileSystem):
     ) -> pd.DataFrame:
         """The files() frame; for the whole volume it is built column by column from the
         catalog (listing.volume_columns: the same frame the base class builds, faster)."""
-        if path.strip("/") != "" or not recursive or self.catalog().unusable:
-            # (unusable records are named only by directory indexes: the index walk)
-            return super().files(path, recursive=recursive, deleted=deleted)
         from ...frames import files_columns_frame
 
-        entries = list(listing.walk_volume(self, deleted, times=False))
-        cols = listing.volume_columns(entries)
-        cols["damaged"] = self.damaged_column(cols["kind"], lambda: entries)
-        return files_columns_frame(cols)
+        with paused_gc():
+            if path.strip("/") != "" or not recursive or self.catalog().unusable:
+                # (unusable records are named only by directory indexes: the index walk)
+                return super().files(path, recursive=recursive, deleted=deleted)
+            entries = list(listing.walk_volume(self, deleted, times=False))
+            cols = listing.volume_columns(entries)
+            cols["damaged"] = self.damaged_column(cols["kind"], lambda: entries)
+            return files_columns_frame(cols)
 
 
 def _fixed(raw: bytes) -> bytearray:
