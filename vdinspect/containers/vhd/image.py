@@ -90,6 +90,12 @@ from .structs import (
 STATE_CODES = codes_for(STATE_NAME)
 MANY_RUNS = 16  # sector runs in a block above which its runs are built as columns
 
+#: a block's read-plan code: data, not here (unused entry, or every bitmap bit clear), needs
+#: the runs (misplaced), partly present (its sector bitmap decides, sector by sector)
+P_DATA, P_HOLE, P_SLOW, P_PARTIAL = range(4)
+PLAN_KINDS = [readplan.DATA, readplan.HOLE, readplan.SLOW, readplan.PARTIAL]
+ONE_STATE_CODE = {S_DATA: P_DATA, S_UNALLOC: P_HOLE, S_DAMAGED: P_SLOW}  # a uniform block
+
 
 class VhdImage(VhdReport, Image):
     """A VHD file: fixed, dynamic or differencing (``size_rule`` as in :func:`size_rule_for`)."""
@@ -351,6 +357,14 @@ class VhdImage(VhdReport, Image):
         return self._blocks.get(i, lambda: self._decode_block(i))
 
     def _decode_block(self, i: int):
+        """Block ``i``'s sector runs; a block all of one state gets that code in the read
+        plan's table, so later reads of it need neither the bitmap nor this cache."""
+        got = self._read_bitmap(i)
+        if len(got[0]) == 1:
+            self._plan_units()[0][i] = ONE_STATE_CODE[int(got[2][0])]
+        return got
+
+    def _read_bitmap(self, i: int):
         spb, n = self.sectors_per_block, self.file.size
         base = int(self.bat[i]) * SECTOR
         data = base + self.bitmap_size
@@ -410,19 +424,45 @@ class VhdImage(VhdReport, Image):
             yield Run(pos * bs, end - pos * bs, DAMAGED)
 
     def locate(self, offset: int, length: int) -> readplan.Located:
-        """One BAT lookup and one sector-map search for a read inside one stretch of
-        sectors of one block; else the plan decides."""
-        end = offset + length
+        """One BAT lookup for a read inside one block (a block partly present by its sector
+        bitmap: one search of its sector runs); else the plan decides."""
         if self.disk_type == FIXED:
-            return (self.file, offset) if end <= self.data_area else None
+            return (self.file, offset) if offset + length <= self.data_area else None
         i, within = divmod(offset, self.block_size)
-        if within + length > self.block_size or i >= len(self.bat):
+        state, host = self._plan_units()
+        if within + length > self.block_size or i >= len(state):
             return None
-        kind = self._entry_kind[i]
-        if kind == E_UNUSED:
-            return readplan.HOLE
-        if kind != E_BLOCK:
+        return readplan.locate_unit(PLAN_KINDS, state, host, i, within, length, self.file,
+                                    self._locate_sectors)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: the BAT entry of each block (a block partly present by its
+        sector bitmap: its cached sector runs)."""
+        if self.disk_type == FIXED:
+            return [(start, end, readplan.DATA, start, self.file)] if end <= self.data_area \
+                else None
+        state, host = self._plan_units()
+        if -(-end // self.block_size) > len(state):
             return None
+        return plan if readplan.plan_units(plan := [], PLAN_KINDS, state, host, 0,
+                                           self.block_size, start, end, self.file,
+                                           partial=self._plan_sectors) else None
+
+    def _plan_units(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each block's read-plan code (an index into PLAN_KINDS) and data host offset:
+        made once from the BAT; a block is P_PARTIAL until its sector bitmap is read, then
+        P_DATA or P_HOLE when the bitmap is all set or all clear."""
+        got = self.__dict__.get("_plan_table")
+        if got is None:
+            state = np.full(len(self.bat), P_PARTIAL, dtype=np.int8)
+            state[self._entry_kind == E_UNUSED] = P_HOLE
+            state[self._entry_kind == E_MISPLACED] = P_SLOW
+            host = self.bat.astype(np.int64) * SECTOR + self.bitmap_size
+            got = self._plan_table = (state, host)
+        return got
+
+    def _locate_sectors(self, i: int, within: int, length: int) -> readplan.Located:
+        """:meth:`locate` inside block ``i`` from its sector runs (one search)."""
         starts, stops, states = self._block_states(i)
         j = int(np.searchsorted(stops, within // SECTOR, side="right"))
         if within + length > int(stops[j]) * SECTOR:  # the bitmap changes inside the read
@@ -433,46 +473,28 @@ class VhdImage(VhdReport, Image):
         h = int(self.bat[i]) * SECTOR + self.bitmap_size + within
         return (self.file, h) if s == S_DATA and h + length <= self.file.size else None
 
-    def plan(self, start: int, end: int) -> readplan.Plan | None:
-        """The fast read plan: the BAT entry of each block, then its cached sector map."""
-        fsize = self.file.size
-        if self.disk_type == FIXED:
-            return [(start, end, readplan.DATA, start, self.file)] if end <= self.data_area \
-                else None
-        bs = self.block_size
-        plan: readplan.Plan = []
-        pos = start
-        while pos < end:
-            i = pos // bs
-            vbase = i * bs
-            stop = min(end, vbase + bs)
-            if i >= len(self.bat):
-                return None
-            kind = self._entry_kind[i]
-            if kind == E_UNUSED:
-                readplan.add_piece(plan, pos, stop, readplan.HOLE)
-            elif kind != E_BLOCK:
-                return None
+    def _plan_sectors(self, plan: readplan.Plan, i: int, pos: int, stop: int) -> bool:
+        """Append the pieces of ``[pos, stop)`` inside block ``i`` from its sector runs;
+        False where a sector needs the runs (damaged, cut short)."""
+        vbase = i * self.block_size
+        starts, stops, states = self._block_states(i)
+        data = int(self.bat[i]) * SECTOR + self.bitmap_size
+        j = int(np.searchsorted(stops, (pos - vbase) // SECTOR, side="right"))
+        while pos < stop:
+            s = int(states[j])
+            b = min(stop, vbase + int(stops[j]) * SECTOR)
+            if s == S_DATA:
+                h = data + pos - vbase
+                if h + (b - pos) > self.file.size:
+                    return False
+                readplan.add_piece(plan, pos, b, readplan.DATA, h, self.file)
+            elif s == S_UNALLOC:
+                readplan.add_piece(plan, pos, b, readplan.HOLE)
             else:
-                starts, stops, states = self._block_states(i)
-                data = int(self.bat[i]) * SECTOR + self.bitmap_size
-                j = int(np.searchsorted(stops, (pos - vbase) // SECTOR, side="right"))
-                while pos < stop:
-                    s = int(states[j])
-                    b = min(stop, vbase + int(stops[j]) * SECTOR)
-                    if s == S_DATA:
-                        h = data + pos - vbase
-                        if h + (b - pos) > fsize:
-                            return None
-                        readplan.add_piece(plan, pos, b, readplan.DATA, h, self.file)
-                    elif s == S_UNALLOC:
-                        readplan.add_piece(plan, pos, b, readplan.HOLE)
-                    else:
-                        return None
-                    pos = b
-                    j += 1
-            pos = stop
-        return plan
+                return False
+            pos = b
+            j += 1
+        return True
 
     def _block_runs(self, i: int):
         vbase = i * self.block_size
