@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from ..io import ByteSource, FileSource, FilledSource, LRUCache
 from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 from . import readplan
 from .runs import RunTable
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 
@@ -102,7 +105,7 @@ def damaged_pairs(runs: RunTable) -> list[tuple[int, int]]:
     return list(zip(bad.start.tolist(), bad.end.tolist()))
 
 
-def run_objects(items):
+def run_objects(items: Iterable[Run | RunTable]) -> Iterator[Run]:
     """Run objects from what a format's ``_runs`` yields (Run objects and RunTables)."""
     for item in items:
         if isinstance(item, RunTable):
@@ -355,7 +358,7 @@ class Image(FilledSource, Findings):
 _POOLS: dict = {}
 
 
-def inflate_pool(workers: int):
+def inflate_pool(workers: int) -> ThreadPoolExecutor:
     """The shared thread pool of ``workers`` threads that inflates compressed units."""
     pool = _POOLS.get(workers)
     if pool is None:
@@ -369,7 +372,8 @@ def _zeros(n: int) -> memoryview:
     return memoryview(bytearray(n))
 
 
-def extent_pieces(starts, lengths, start: int, end: int):
+def extent_pieces(starts, lengths, start: int, end: int
+                  ) -> Iterator[tuple[int, int, int | None]]:
     """``[start, end)`` cut along sorted, non-overlapping extents ``(starts[i], lengths[i])``:
     ``(a, b, i)`` for a piece inside extent ``i``, ``(a, b, None)`` for a gap between them,
     in order and covering the range (what a format with stored extents and holes maps)."""

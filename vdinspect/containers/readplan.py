@@ -131,6 +131,43 @@ def plan_units(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int,
     return True
 
 
+#: what a two-level map says of one top-level span: HOLE (no table), None (unusual: the
+#: runs decide) or (kinds, state, host, unit, source, inflate) of its decoded table
+Table = int | tuple[list[int], Any, Any, int, Any, Any] | None
+
+
+def plan_tables(start: int, end: int, span: int, table: Callable[[int], Table]) -> Plan | None:
+    """The plan of ``[start, end)`` over a two-level map (QCOW/QCOW2 L1 and L2 tables, VMDK
+    grain directory and grain tables): top-level entry ``i`` covers ``[i*span, (i+1)*span)``
+    and ``table(i)`` says what it holds (:data:`Table`); None when anything needs the runs."""
+    plan: Plan = []
+    pos = start
+    while pos < end:
+        i = pos // span
+        stop = min(end, (i + 1) * span)
+        t = table(i)
+        if t is None:
+            return None
+        if isinstance(t, int):
+            add_piece(plan, pos, stop, t)
+        else:
+            kinds, state, host, unit, source, inflate = t
+            if not plan_units(plan, kinds, state, host, i * span, unit, pos, stop, source,
+                              inflate):
+                return None
+        pos = stop
+    return plan
+
+
+def locate_table(t: Table, at: int, within: int, length: int) -> Located:
+    """:func:`locate_unit` through what ``table(i)`` answered (:data:`Table`) for the span
+    holding the read, ``at`` bytes into that span (the read lies inside one unit)."""
+    if t is None or isinstance(t, int):
+        return t
+    kinds, state, host, unit, source, _inflate = t
+    return locate_unit(kinds, state, host, at // unit, within, length, source)
+
+
 def fill(plan: Plan, offset: int, mv: memoryview) -> None:
     """Carry out ``plan`` into ``mv`` (which starts at virtual ``offset``); holes read as
     zeros."""

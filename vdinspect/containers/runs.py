@@ -10,11 +10,14 @@ iteration), and offers its columns to whoever can use them (``allocation()``, ch
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..schemas import STATES, UNALLOCATED
+
+if TYPE_CHECKING:
+    from .base import Run
 
 #: state name -> code in the ``state`` column (the order of ``schemas.STATES``)
 STATE_CODE = {name: i for i, name in enumerate(STATES)}
@@ -254,7 +257,7 @@ class RunTable:
         names = np.array([name for name, _ in self.sources] + [None], dtype=object)
         return names[self.src]
 
-    def run(self, i: int):
+    def run(self, i: int) -> Run:
         """Row ``i`` as a Run object."""
         from .base import Run
 

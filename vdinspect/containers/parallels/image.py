@@ -25,6 +25,7 @@ import hashlib
 import os
 
 import numpy as np
+from construct import Container
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
@@ -58,7 +59,7 @@ from .structs import (
 )
 
 
-def parse_header(data: bytes):
+def parse_header(data: bytes) -> Container:
     """The 64-byte header (a construct Container) from a file's first bytes."""
     if len(data) < HEADER_SIZE:
         raise CorruptImage(

@@ -216,33 +216,8 @@ class ClusterMap:
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan: one lookup per L2 table (decoded and cached), contiguous
         host clusters joined; None for anything unusual (the runs report it)."""
-        cs = self.cluster_size
-        unit = self.subcluster_size
-        span = cs * self.l2_entries
-        l1 = self.l1
-        fsize = self.file.size
-        target = self.data_file if self.data_file is not None else self.file
-        plan: readplan.Plan = []
-        pos = start
-        while pos < end:
-            i = pos // span
-            vbase = i * span
-            stop = min(end, vbase + span)
-            l1e = int(l1[i]) if i < len(l1) else 0
-            l2_off = l1e & L1E_OFFSET_MASK
-            if l2_off == 0:
-                if l1e == 1 and not self.strict:  # a salvage marker: the runs say damaged
-                    return None
-                readplan.add_piece(plan, pos, stop, readplan.HOLE)
-            elif l2_off % cs or l2_off + cs > fsize:
-                return None
-            else:
-                state, host, raw = self._l2_units(l2_off)
-                if not readplan.plan_units(plan, PLAN_KINDS, state, host, vbase, unit, pos,
-                                           stop, target, self._compressed_at(host, raw, vbase)):
-                    return None
-            pos = stop
-        return plan
+        return readplan.plan_tables(start, end, self.cluster_size * self.l2_entries,
+                                    self._plan_table)
 
     def locate(self, offset: int, length: int) -> readplan.Located:
         """One L2 lookup for a read inside one (sub)cluster; else the plan decides."""
@@ -253,16 +228,22 @@ class ClusterMap:
             inside = unit < cs and offset % cs + length <= cs
             return readplan.single(self.plan(offset, offset + length)) if inside else None
         i, r = divmod(offset, self.cluster_size * self.l2_entries)
+        return readplan.locate_table(self._plan_table(i), r, within, length)
+
+    def _plan_table(self, i: int) -> readplan.Table:
+        """What L1 entry ``i`` holds for a read plan (:data:`readplan.Table`)."""
+        cs = self.cluster_size
         l1 = self.l1
         l1e = int(l1[i]) if i < len(l1) else 0
         l2_off = l1e & L1E_OFFSET_MASK
-        if l2_off == 0:
+        if l2_off == 0:  # 1: a salvage marker, the runs say damaged
             return None if l1e == 1 and not self.strict else readplan.HOLE
-        if l2_off % self.cluster_size or l2_off + self.cluster_size > self.file.size:
+        if l2_off % cs or l2_off + cs > self.file.size:
             return None
-        state, host, _raw = self._l2_units(l2_off)
+        state, host, raw = self._l2_units(l2_off)
         target = self.data_file if self.data_file is not None else self.file
-        return readplan.locate_unit(PLAN_KINDS, state, host, r // unit, within, length, target)
+        return (PLAN_KINDS, state, host, self.subcluster_size, target,
+                self._compressed_at(host, raw, i * cs * self.l2_entries))
 
     def _compressed_at(self, host, raw, vbase: int):
         """For a read plan: unit ``i`` of an L2 table -> (loader of its inflated compressed

@@ -10,6 +10,7 @@ costs a header read per member and no more.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...errors import CorruptImage
@@ -121,7 +122,7 @@ class _Bytes(ByteSource):
         return self.data[offset : offset + length]
 
 
-def iter_members(source: ByteSource, owner, *, stop_short: bool = False):
+def iter_members(source: ByteSource, owner, *, stop_short: bool = False) -> Iterator[Member]:
     """Yield the regular-file :class:`Member` s of the tar in ``source``, in order.
 
     ``owner`` (a Findings reader, or None to raise) hears of damage: a bad header checksum,

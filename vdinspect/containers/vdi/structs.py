@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid as uuidlib
 
-from construct import Bytes, Int32ul, Int64ul, Struct
+from construct import Bytes, Container, Int32ul, Int64ul, Struct
 
 from ...errors import VDInspectError
 from ...io import FileSource, paths
@@ -123,7 +123,7 @@ def geometry(g) -> tuple[int, int, int, int] | None:
     return (g.cCylinders, g.cHeads, g.cSectors, g.cbSector)
 
 
-def parse_headers(data: bytes):
+def parse_headers(data: bytes) -> tuple[Container, Container] | None:
     """(pre-header, header, header offset map) from a file's first bytes, or None.
 
     The header comes back in the version 1.1 shape whatever the version; for version 0 the

@@ -390,14 +390,8 @@ class VhdImage(VhdReport, Image):
         if self.disk_type == FIXED:
             stop = min(end, self.data_area)
             if start < stop:
-                yield Run(
-                    start,
-                    stop - start,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=start,
-                    source=self.file,
-                )
+                yield Run(start, stop - start, DATA, host_file=self.path, host_offset=start,
+                          source=self.file)
             if end > max(start, self.data_area):
                 s = max(start, self.data_area)
                 yield Run(s, end - s, DAMAGED)
@@ -521,25 +515,13 @@ class VhdImage(VhdReport, Image):
         """Run objects for the sector runs of one block (data of the block at ``data``)."""
         for a, b, s in zip(starts.tolist(), stops.tolist(), states.tolist()):
             if s == S_DATA:
-                yield Run(
-                    vbase + a * SECTOR,
-                    (b - a) * SECTOR,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=data + a * SECTOR,
-                    source=self.file,
-                )
+                yield Run(vbase + a * SECTOR, (b - a) * SECTOR, DATA, host_file=self.path,
+                          host_offset=data + a * SECTOR, source=self.file)
             elif s == S_DAMAGED and 0 < self.file.size - (data + a * SECTOR) < SECTOR:
                 # the sector the file ends in: its first bytes are there
                 room = self.file.size - (data + a * SECTOR)
-                yield Run(
-                    vbase + a * SECTOR,
-                    room,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=data + a * SECTOR,
-                    source=self.file,
-                )
+                yield Run(vbase + a * SECTOR, room, DATA, host_file=self.path,
+                          host_offset=data + a * SECTOR, source=self.file)
                 yield Run(vbase + a * SECTOR + room, (b - a) * SECTOR - room, DAMAGED)
             else:
                 yield Run(vbase + a * SECTOR, (b - a) * SECTOR, STATE_NAME[s])
