@@ -159,15 +159,6 @@ def plan_tables(start: int, end: int, span: int, table: Callable[[int], Table]) 
     return plan
 
 
-def locate_table(t: Table, at: int, within: int, length: int) -> Located:
-    """:func:`locate_unit` through what ``table(i)`` answered (:data:`Table`) for the span
-    holding the read, ``at`` bytes into that span (the read lies inside one unit)."""
-    if t is None or isinstance(t, int):
-        return t
-    kinds, state, host, unit, source, _inflate = t
-    return locate_unit(kinds, state, host, at // unit, within, length, source)
-
-
 def fill(plan: Plan, offset: int, mv: memoryview) -> None:
     """Carry out ``plan`` into ``mv`` (which starts at virtual ``offset``); holes read as
     zeros."""

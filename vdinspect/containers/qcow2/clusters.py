@@ -227,8 +227,18 @@ class ClusterMap:
             cs = self.cluster_size
             inside = unit < cs and offset % cs + length <= cs
             return readplan.single(self.plan(offset, offset + length)) if inside else None
+        # the L1 entry read as _plan_table reads it, inline: this is the 4 KiB read's hot path
         i, r = divmod(offset, self.cluster_size * self.l2_entries)
-        return readplan.locate_table(self._plan_table(i), r, within, length)
+        l1 = self.l1
+        l1e = int(l1[i]) if i < len(l1) else 0
+        l2_off = l1e & L1E_OFFSET_MASK
+        if l2_off == 0:
+            return None if l1e == 1 and not self.strict else readplan.HOLE
+        if l2_off % self.cluster_size or l2_off + self.cluster_size > self.file.size:
+            return None
+        state, host, _raw = self._l2_units(l2_off)
+        target = self.data_file if self.data_file is not None else self.file
+        return readplan.locate_unit(PLAN_KINDS, state, host, r // unit, within, length, target)
 
     def _plan_table(self, i: int) -> readplan.Table:
         """What L1 entry ``i`` holds for a read plan (:data:`readplan.Table`)."""
