@@ -9,7 +9,7 @@ iteration), and offers its columns to whoever can use them (``allocation()``, ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +47,26 @@ def unit_breaks(state: np.ndarray, host: np.ndarray, unit: int, data: int,
         if alone is not None:
             brk[1:] |= alone[1:] | alone[:-1]
     return brk
+
+
+def unit_runs(first: int, unit: int, state: np.ndarray, host: np.ndarray, data: int,
+              codes: np.ndarray, alone: np.ndarray, sources: list,
+              alone_runs: Callable[[int], Iterable]) -> RunTable:
+    """The runs of the units ``first, first + 1, ...`` of a one-level table (VDI blocks,
+    Parallels clusters; ``unit`` bytes each) as columns: ``state`` per unit (``codes[state]``
+    its run state code; units in state ``data`` read ``sources[0]`` at ``host``); a unit
+    marked ``alone`` (cut short by the end of the file, never ``data``) comes as the Run
+    objects ``alone_runs(index)`` gives, which report it."""
+    starts = np.flatnonzero(unit_breaks(state, host, unit, data, alone))
+    stops = np.append(starts[1:], len(state))
+    s = state[starts]
+    is_data = s == data
+    odd = ~is_data & alone[starts]
+    p = ~odd
+    table = RunTable(((first + starts) * unit)[p], ((stops - starts) * unit)[p], codes[s[p]],
+                     host=np.where(is_data, host[starts], -1)[p],
+                     src=np.where(is_data, 0, -1)[p], sources=sources)
+    return table.with_runs([r for a in (first + starts[odd]).tolist() for r in alone_runs(a)])
 
 
 class RunTable:

@@ -31,7 +31,7 @@ from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced
-from ..runs import STATE_CODE, UNALLOCATED_CODE, RunTable, unit_breaks
+from ..runs import STATE_CODE, UNALLOCATED_CODE, unit_runs
 from .bitmap import DirtyBitmap
 from .check import ParallelsReport
 from .structs import (
@@ -71,6 +71,8 @@ def parse_header(data: bytes) -> Container:
 
 
 DATA_CODE, DAMAGED_CODE = STATE_CODE[DATA], STATE_CODE[DAMAGED]
+#: run state code of a cluster's state in ``_runs``: bit 0 allocated, bit 1 bad
+RUN_CODES = np.array([UNALLOCATED_CODE, DATA_CODE, DAMAGED_CODE, DAMAGED_CODE], dtype=np.int8)
 
 
 #: read-plan piece kind of each cluster code of ``_plan_units``: data, free, damaged
@@ -341,19 +343,9 @@ class ParallelsImage(ParallelsReport, Image):
             bad = self._past_eof[first:stop] | self._misplaced[first:stop]
             partial = self._partial[first:stop] & ~self._misplaced[first:stop]
             state = alloc.astype(np.int8) | bad.astype(np.int8) << 1  # 1: data in this file
-            starts = np.flatnonzero(unit_breaks(state, host, cs, 1, partial))
-            stops = np.append(starts[1:], len(e))
-            odd = partial[starts]  # cut short by the end of the file: one by one
-            p = ~odd
-            b, a = bad[starts], alloc[starts]
-            data = a & ~b
-            code = np.where(b, DAMAGED_CODE, np.where(a, DATA_CODE, UNALLOCATED_CODE))
-            table = RunTable(
-                ((first + starts) * cs)[p], ((stops - starts) * cs)[p], code[p],
-                host=np.where(data, host[starts], -1)[p], src=np.where(data, 0, -1)[p],
-                sources=[(self.path, self.file)])
-            yield table.with_runs([r for k in (first + starts[odd]).tolist()
-                                   for r in self._damaged_cluster(k)])
+            # clusters cut short by the end of the file (always bad): one by one
+            yield unit_runs(first, cs, state, host, 1, RUN_CODES, partial,
+                            [(self.path, self.file)], self._damaged_cluster)
         if stop < last:
             s = max(start, stop * cs)
             # past the BAT: unallocated when the BAT is just short of nb_sectors (QEMU reads

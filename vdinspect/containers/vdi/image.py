@@ -38,7 +38,7 @@ from ..base import (
     ParentHint,
     Run,
 )
-from ..runs import RunTable, codes_for, unit_breaks
+from ..runs import codes_for, unit_runs
 from .check import VdiReport
 from .structs import (
     BLOCK_ENTRY,
@@ -279,18 +279,9 @@ class VdiImage(VdiReport, Image):
             state[self._past_eof[first:stop] | self._crossed[first:stop]] = S_DAMAGED
             partial = self._partial[first:stop] & ~self._crossed[first:stop]
             host = np.where(state == S_DATA, self._hosts(np.where(state == S_DATA, e, 0)), -1)
-            starts = np.flatnonzero(unit_breaks(state, host, bs, S_DATA, partial))
-            stops = np.append(starts[1:], len(e))
-            s = state[starts]
-            data = s == S_DATA
-            odd = ~data & partial[starts]  # cut short by the end of the file: one by one
-            p = ~odd
-            table = RunTable(
-                ((first + starts) * bs)[p], ((stops - starts) * bs)[p], STATE_CODES[s[p]],
-                host=np.where(data, host[starts], -1)[p], src=np.where(data, 0, -1)[p],
-                sources=[(self.path, self.file)])
-            yield table.with_runs([r for a in (first + starts[odd]).tolist()
-                                   for r in self._damaged_block(a)])
+            # blocks cut short by the end of the file: one by one
+            yield unit_runs(first, bs, state, host, S_DATA, STATE_CODES, partial,
+                            [(self.path, self.file)], self._damaged_block)
         if stop < last:  # past the end of a short block map (salvage mode only)
             s = max(start, stop * bs)
             yield Run(s, end - s, DAMAGED)
