@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...errors import CorruptImage
-from ...io import ByteSource
+from ...io import ByteSource, MemorySource
 from ...layout import field_slice
 from .structs import BLOCK, UstarHeader
 
@@ -56,7 +56,7 @@ def first_name(head: bytes) -> str | None:
     """The name of the archive's first member, from its first blocks (pax and GNU long
     names followed when they fit in ``head``), or None."""
     try:
-        for m in iter_members(_Bytes(head), None, stop_short=True):
+        for m in iter_members(MemorySource(head, "<tar head>"), None, stop_short=True):
             return m.name
     except CorruptImage:
         return None
@@ -112,14 +112,6 @@ def _pax(data: bytes) -> dict[str, str]:
         out[key.decode("utf-8", "replace")] = value.decode("utf-8", "surrogateescape")
         pos += n
     return out
-
-
-class _Bytes(ByteSource):
-    def __init__(self, data: bytes) -> None:
-        self.data, self.size, self.name = data, len(data), "<tar head>"
-
-    def _read(self, offset: int, length: int) -> bytes:
-        return self.data[offset : offset + length]
 
 
 def iter_members(source: ByteSource, owner, *, stop_short: bool = False) -> Iterator[Member]:
