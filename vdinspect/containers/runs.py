@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..schemas import STATES, UNALLOCATED
+from ..schemas import DAMAGED, DATA, STATES, UNALLOCATED, ZERO
 
 if TYPE_CHECKING:
     from .base import Run
@@ -32,6 +32,16 @@ _DTYPES = (np.int64, np.int64, np.int8, np.int32, np.int64, np.bool_, np.int32, 
 def codes_for(names: dict[int, str]) -> np.ndarray:
     """A format's state numbers (0..n-1) -> codes of the ``state`` column."""
     return np.array([STATE_CODE[names[k]] for k in range(len(names))], dtype=np.int8)
+
+
+#: a table unit's state while a format maps it (QCOW2 clusters and subclusters, VMDK
+#: grains, VDI blocks, VHD sectors): one set of numbers for every format
+S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
+#: unit state -> allocation state (a compressed unit holds data)
+UNIT_STATE = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DATA: DATA, S_COMP: DATA,
+              S_DAMAGED: DAMAGED}
+#: unit state -> code of the ``state`` column of a RunTable
+UNIT_CODES = codes_for(UNIT_STATE)
 
 
 def unit_breaks(state: np.ndarray, host: np.ndarray, unit: int, data: int,

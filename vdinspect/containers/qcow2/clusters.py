@@ -11,7 +11,16 @@ from ...errors import CorruptImage, MissingDependency
 from ...io.codecs import zstd_at_most
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
-from ..runs import STATE_CODE, RunTable
+from ..runs import (
+    S_COMP,
+    S_DAMAGED,
+    S_DATA,
+    S_UNALLOC,
+    S_ZERO,
+    UNIT_CODES,
+    UNIT_STATE,
+    RunTable,
+)
 from .structs import (
     L1E_OFFSET_MASK,
     L2E_OFFSET_MASK,
@@ -19,21 +28,11 @@ from .structs import (
     QCOW_OFLAG_COMPRESSED,
     QCOW_OFLAG_COPIED,
     QCOW_OFLAG_ZERO,
-    S_COMP,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
-    S_ZERO,
-    STATE_NAME,
 )
-
-#: S_* unit state -> code of the ``state`` column of a RunTable
-STATE_CODES = np.array([STATE_CODE[STATE_NAME[k]] for k in sorted(STATE_NAME)], dtype=np.int8)
-
 
 #: S_* unit state -> read plan piece kind (compressed and damaged units take the runs)
 PLAN_KINDS = [{S_UNALLOC: readplan.HOLE, S_ZERO: readplan.ZERO, S_DATA: readplan.DATA,
-               S_COMP: readplan.INFLATE}.get(k, readplan.SLOW) for k in sorted(STATE_NAME)]
+               S_COMP: readplan.INFLATE}.get(k, readplan.SLOW) for k in sorted(UNIT_STATE)]
 
 
 #: bytes of L2 tables that ``runs()`` reads and decodes in one go (a buffer this small is
@@ -325,7 +324,7 @@ class ClusterMap:
         comp = s == S_COMP
         nb = ((raw >> np.uint64(self.csize_shift)) & np.uint64(self.csize_mask)).astype(np.int64) + 1
         target_name = self.data_file_path if self.data_file is not None else self.path
-        return RunTable(vs, ve - vs, STATE_CODES[s], host=h, compressed=comp,
+        return RunTable(vs, ve - vs, UNIT_CODES[s], host=h, compressed=comp,
                         src=np.where(s == S_DATA, 0, np.where(comp, 1, -1)), x0=vs,
                         x1=np.where(comp, nb * 512 - (h & 511), 0),
                         sources=[(target_name, target), (self.path, self.file)])
@@ -367,7 +366,7 @@ class ClusterMap:
         nb = ((raw >> np.uint64(self.csize_shift)) & np.uint64(self.csize_mask)).astype(np.int64) + 1
         plain = ~odd
         table = RunTable(
-            vs[plain], (ve - vs)[plain], STATE_CODES[s[plain]],
+            vs[plain], (ve - vs)[plain], UNIT_CODES[s[plain]],
             host=np.where(s == S_DATA, h, np.where(comp, h, -1))[plain],
             compressed=comp[plain],
             src=np.where(s == S_DATA, 0, np.where(comp, 1, -1))[plain],

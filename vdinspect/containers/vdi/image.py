@@ -38,7 +38,7 @@ from ..base import (
     ParentHint,
     Run,
 )
-from ..runs import codes_for, unit_runs
+from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO, UNIT_CODES, unit_runs
 from .check import VdiReport
 from .structs import (
     BLOCK_ENTRY,
@@ -53,14 +53,9 @@ from .structs import (
     MAX_SCAN,
     MAX_SIZE,
     PREHEADER_SIZE,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
-    S_ZERO,
     SECTOR,
     SIGNATURE,
     SNAPSHOTS_FOLDER,
-    STATE_NAME,
     UNDO,
     VERSION_0,
     Header0,
@@ -74,9 +69,6 @@ from .structs import (
     uuid_text,
     vdi_uuid,
 )
-
-STATE_CODES = codes_for(STATE_NAME)
-
 
 #: read-plan piece kind of each block code of ``_plan_units``: data, free, zero, damaged
 PLAN_KINDS = [readplan.DATA, readplan.HOLE, readplan.ZERO, readplan.SLOW]
@@ -280,7 +272,7 @@ class VdiImage(VdiReport, Image):
             partial = self._partial[first:stop] & ~self._crossed[first:stop]
             host = np.where(state == S_DATA, self._hosts(np.where(state == S_DATA, e, 0)), -1)
             # blocks cut short by the end of the file: one by one
-            yield unit_runs(first, bs, state, host, S_DATA, STATE_CODES, partial,
+            yield unit_runs(first, bs, state, host, S_DATA, UNIT_CODES, partial,
                             [(self.path, self.file)], self._damaged_block)
         if stop < last:  # past the end of a short block map (salvage mode only)
             s = max(start, stop * bs)

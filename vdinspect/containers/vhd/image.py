@@ -46,7 +46,7 @@ from ..base import (
     Run,
     misplaced,
 )
-from ..runs import RunTable, codes_for
+from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, UNIT_CODES, UNIT_STATE, RunTable
 from .check import VhdReport
 from .structs import (
     BAT_ENTRY,
@@ -71,11 +71,7 @@ from .structs import (
     MAX_VIRTUAL_SIZE,
     OLD_FOOTER_SIZE,
     PLATFORM_NONE,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
     SECTOR,
-    STATE_NAME,
     DynamicDiskHeader,
     HardDiskFooter,
     ParentLocator,
@@ -87,7 +83,6 @@ from .structs import (
     vhd_time,
 )
 
-STATE_CODES = codes_for(STATE_NAME)
 MANY_RUNS = 16  # sector runs in a block above which its runs are built as columns
 
 #: a block's read-plan code: data, not here (unused entry, or every bitmap bit clear), needs
@@ -377,7 +372,7 @@ class VhdImage(VhdReport, Image):
         if not bitmap.strip(b"\0"):
             return _one_run(spb, S_UNALLOC)
         bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="big")[:spb]
-        state = bits.astype(np.int8)
+        state = np.where(bits, S_DATA, S_UNALLOC).astype(np.int8)
         whole = max(0, (n - data) // SECTOR)  # sectors whose data lies inside the file
         if whole < spb:
             state[whole:][state[whole:] == S_DATA] = S_DAMAGED
@@ -505,7 +500,7 @@ class VhdImage(VhdReport, Image):
         p = ~odd
         ok = states == S_DATA
         table = RunTable(
-            (vbase + starts * SECTOR)[p], ((stops - starts) * SECTOR)[p], STATE_CODES[states[p]],
+            (vbase + starts * SECTOR)[p], ((stops - starts) * SECTOR)[p], UNIT_CODES[states[p]],
             host=np.where(ok, at, -1)[p], src=np.where(ok, 0, -1)[p],
             sources=[(self.path, self.file)])
         yield table.with_runs(list(self._sector_runs(vbase, data, starts[odd], stops[odd],
@@ -524,7 +519,7 @@ class VhdImage(VhdReport, Image):
                           host_offset=data + a * SECTOR, source=self.file)
                 yield Run(vbase + a * SECTOR + room, (b - a) * SECTOR - room, DAMAGED)
             else:
-                yield Run(vbase + a * SECTOR, (b - a) * SECTOR, STATE_NAME[s])
+                yield Run(vbase + a * SECTOR, (b - a) * SECTOR, UNIT_STATE[s])
 
     # --- parents -------------------------------------------------------------------
     @property

@@ -14,7 +14,8 @@ from ...errors import CorruptImage
 from ...findings import check_row
 from ...layout import offset_of
 from ..base import structure_row
-from .extent import MAX_GD_ENTRIES, S_DAMAGED, S_DATA, S_UNALLOC, GrainTableExtent
+from ..runs import S_DAMAGED, S_DATA, S_UNALLOC
+from .extent import MAX_GD_ENTRIES, GrainTableExtent
 from .structs import COWD_GT_ENTRIES, COWD_MAGIC, SECTOR, COWDChild, COWDHeader, COWDRoot
 
 UNCLEAN_AT = offset_of(COWDHeader, "uncleanShutdown")  # 1648

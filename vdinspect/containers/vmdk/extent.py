@@ -20,20 +20,21 @@ from ...findings import check_row
 from ...io import ByteSource, LRUCache
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
-from ..runs import STATE_CODE, RunTable, unit_breaks
+from ..runs import (
+    S_COMP,
+    S_DAMAGED,
+    S_DATA,
+    UNIT_CODES,
+    RunTable,
+    unit_breaks,
+)
 
 if TYPE_CHECKING:
     from .descriptor import ExtentLine
     from .image import VmdkImage
 
-# per-grain states inside decoded grain tables
-S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
-STATE_NAME = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DAMAGED: DAMAGED}
 #: S_* grain state -> read plan piece kind (compressed and damaged grains take the runs)
 PLAN_KINDS = [readplan.HOLE, readplan.ZERO, readplan.DATA, readplan.INFLATE, readplan.SLOW]
-#: S_* grain state -> code of the ``state`` column of a RunTable
-STATE_CODES = np.array([STATE_CODE[n] for n in (UNALLOCATED, ZERO, DATA, DATA, DAMAGED)],
-                       dtype=np.int8)
 
 #: QEMU's limit on grain directory entries (32 Mi): more is a corrupt header
 MAX_GD_ENTRIES = 32 << 20
@@ -473,7 +474,7 @@ class GrainTableExtent(Extent):
         odd = (s == S_DAMAGED) | (data & (fsize - h < ve - vs))
         p = ~odd
         table = RunTable(
-            vs[p], (ve - vs)[p], STATE_CODES[s[p]], host=np.where(data | comp, h, -1)[p],
+            vs[p], (ve - vs)[p], UNIT_CODES[s[p]], host=np.where(data | comp, h, -1)[p],
             compressed=comp[p], src=np.where(data | comp, 0, -1)[p], x0=vs0[p],
             x1=np.where(comp, bound[k], 0)[p], sources=[(self.path, self.source)])
         rare = []

@@ -15,14 +15,8 @@ import numpy as np
 
 from ...errors import CorruptImage, UnsupportedFeature
 from ..base import structure_row
-from .extent import (
-    MAX_GD_ENTRIES,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
-    S_ZERO,
-    GrainTableExtent,
-)
+from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO
+from .extent import MAX_GD_ENTRIES, GrainTableExtent
 from .structs import (
     SECTOR,
     SESPARSE_CONST_MAGIC,

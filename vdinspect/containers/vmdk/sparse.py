@@ -17,15 +17,8 @@ from construct import Container
 
 from ...errors import CorruptImage, UnsupportedFeature
 from ...layout import struct_format
-from .extent import (
-    MAX_GD_ENTRIES,
-    S_COMP,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
-    S_ZERO,
-    GrainTableExtent,
-)
+from ..runs import S_COMP, S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO
+from .extent import MAX_GD_ENTRIES, GrainTableExtent
 from .sparse_report import SparseReport
 from .structs import (
     COMPRESSION_DEFLATE,
