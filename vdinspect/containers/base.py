@@ -372,6 +372,20 @@ def _zeros(n: int) -> memoryview:
     return memoryview(bytearray(n))
 
 
+def table_runs(start: int, end: int, unit: int, count: int,
+               units: Callable[[int, int], Iterable], past: str) -> Iterator:
+    """The runs of ``[start, end)`` over a table of ``count`` units of ``unit`` bytes (a BAT,
+    a block map): ``units(first, stop)`` gives those of the table's units ``first..stop-1``
+    the range reaches, and what lies beyond the table is one run in state ``past``."""
+    first, last = start // unit, -(-end // unit)
+    stop = min(last, count)
+    if first < stop:
+        yield from units(first, stop)
+    if stop < last:
+        s = max(start, stop * unit)
+        yield Run(s, end - s, past)
+
+
 def extent_pieces(starts, lengths, start: int, end: int
                   ) -> Iterator[tuple[int, int, int | None]]:
     """``[start, end)`` cut along sorted, non-overlapping extents ``(starts[i], lengths[i])``:

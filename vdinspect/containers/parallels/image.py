@@ -30,7 +30,7 @@ from construct import Container
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
 from .. import readplan
-from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced
+from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced, table_runs
 from ..runs import STATE_CODE, UNALLOCATED_CODE, unit_runs
 from .bitmap import DirtyBitmap
 from .check import ParallelsReport
@@ -333,24 +333,21 @@ class ParallelsImage(ParallelsReport, Image):
         return state
 
     def _runs(self, start: int, end: int):
-        cs = self.cluster_size
-        first, last = start // cs, -(-end // cs)
-        stop = min(last, len(self.bat))
-        if first < stop:
-            e = self.bat[first:stop]
-            host = self.bat_hosts[first:stop]
-            alloc = e != 0
-            bad = self._past_eof[first:stop] | self._misplaced[first:stop]
-            partial = self._partial[first:stop] & ~self._misplaced[first:stop]
-            state = alloc.astype(np.int8) | bad.astype(np.int8) << 1  # 1: data in this file
-            # clusters cut short by the end of the file (always bad): one by one
-            yield unit_runs(first, cs, state, host, 1, RUN_CODES, partial,
-                            [(self.path, self.file)], self._damaged_cluster)
-        if stop < last:
-            s = max(start, stop * cs)
-            # past the BAT: unallocated when the BAT is just short of nb_sectors (QEMU reads
-            # zeros or the parent), damaged when the file cut the BAT short
-            yield Run(s, end - s, DAMAGED if self.bat_truncated else UNALLOCATED)
+        # past the BAT: unallocated when the BAT is just short of nb_sectors (QEMU reads
+        # zeros or the parent), damaged when the file cut the BAT short
+        return table_runs(start, end, self.cluster_size, len(self.bat), self._cluster_runs,
+                          DAMAGED if self.bat_truncated else UNALLOCATED)
+
+    def _cluster_runs(self, first: int, stop: int):
+        """The runs of clusters ``first..stop-1`` (cut short by the end of the file, which
+        makes them bad: one by one)."""
+        host = self.bat_hosts[first:stop]
+        alloc = self.bat[first:stop] != 0
+        bad = self._past_eof[first:stop] | self._misplaced[first:stop]
+        partial = self._partial[first:stop] & ~self._misplaced[first:stop]
+        state = alloc.astype(np.int8) | bad.astype(np.int8) << 1  # 1: data in this file
+        yield unit_runs(first, self.cluster_size, state, host, 1, RUN_CODES, partial,
+                        [(self.path, self.file)], self._damaged_cluster)
 
     def _damaged_cluster(self, i: int):
         cs, n = self.cluster_size, self.file.size

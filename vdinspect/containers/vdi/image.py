@@ -31,13 +31,7 @@ import numpy as np
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, paths
 from .. import readplan
-from ..base import (
-    DAMAGED,
-    DATA,
-    Image,
-    ParentHint,
-    Run,
-)
+from ..base import DAMAGED, DATA, Image, ParentHint, Run, table_runs
 from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO, UNIT_CODES, unit_runs
 from .check import VdiReport
 from .structs import (
@@ -260,23 +254,22 @@ class VdiImage(VdiReport, Image):
 
     # --- runs ------------------------------------------------------------------------
     def _runs(self, start: int, end: int):
-        bs = self.block_size
-        first, last = start // bs, -(-end // bs)
-        stop = min(last, len(self.block_map))
-        if first < stop:
-            e = self.block_map[first:stop]
-            state = np.full(len(e), S_DATA, dtype=np.int8)
-            state[e == BLOCK_FREE] = S_UNALLOC
-            state[e == BLOCK_ZERO] = S_ZERO
-            state[self._past_eof[first:stop] | self._crossed[first:stop]] = S_DAMAGED
-            partial = self._partial[first:stop] & ~self._crossed[first:stop]
-            host = np.where(state == S_DATA, self._hosts(np.where(state == S_DATA, e, 0)), -1)
-            # blocks cut short by the end of the file: one by one
-            yield unit_runs(first, bs, state, host, S_DATA, UNIT_CODES, partial,
-                            [(self.path, self.file)], self._damaged_block)
-        if stop < last:  # past the end of a short block map (salvage mode only)
-            s = max(start, stop * bs)
-            yield Run(s, end - s, DAMAGED)
+        # past the end of a short block map (salvage mode only): damaged
+        return table_runs(start, end, self.block_size, len(self.block_map), self._block_runs,
+                          DAMAGED)
+
+    def _block_runs(self, first: int, stop: int):
+        """The runs of blocks ``first..stop-1`` (cut short by the end of the file: one by
+        one)."""
+        e = self.block_map[first:stop]
+        state = np.full(len(e), S_DATA, dtype=np.int8)
+        state[e == BLOCK_FREE] = S_UNALLOC
+        state[e == BLOCK_ZERO] = S_ZERO
+        state[self._past_eof[first:stop] | self._crossed[first:stop]] = S_DAMAGED
+        partial = self._partial[first:stop] & ~self._crossed[first:stop]
+        host = np.where(state == S_DATA, self._hosts(np.where(state == S_DATA, e, 0)), -1)
+        yield unit_runs(first, self.block_size, state, host, S_DATA, UNIT_CODES, partial,
+                        [(self.path, self.file)], self._damaged_block)
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan: one block map entry per block (damaged or cut-short blocks

@@ -45,6 +45,7 @@ from ..base import (
     ParentHint,
     Run,
     misplaced,
+    table_runs,
 )
 from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, UNIT_CODES, UNIT_STATE, RunTable
 from .check import VhdReport
@@ -391,26 +392,25 @@ class VhdImage(VhdReport, Image):
                 s = max(start, self.data_area)
                 yield Run(s, end - s, DAMAGED)
             return
+        # past the end of a too-small BAT (salvage mode only): damaged
+        yield from table_runs(start, end, self.block_size, len(self.bat), self._entry_runs,
+                              DAMAGED)
+
+    def _entry_runs(self, first: int, stop: int):
+        """The runs of BAT entries ``first..stop-1``: stretches of unused or misplaced
+        entries one run each, blocks one by one."""
         bs = self.block_size
-        first, last = start // bs, -(-end // bs)
-        table_end = min(last, len(self.bat))
-        pos = first
-        if first < table_end:
-            # stretches of unused or misplaced entries are one run each; blocks one by one
-            kind = self._entry_kind[first:table_end]
-            cut = np.flatnonzero(kind[1:] != kind[:-1]) + 1
-            bounds = np.concatenate(([0], cut, [len(kind)])).tolist()
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                k = int(kind[a])
-                if k == E_BLOCK:
-                    for i in range(first + a, first + b):
-                        yield from self._block_runs(i)
-                else:
-                    yield Run((first + a) * bs, (b - a) * bs,
-                              UNALLOCATED if k == E_UNUSED else DAMAGED)
-            pos = table_end
-        if pos < last:  # past the end of a too-small BAT (salvage mode only)
-            yield Run(pos * bs, end - pos * bs, DAMAGED)
+        kind = self._entry_kind[first:stop]
+        cut = np.flatnonzero(kind[1:] != kind[:-1]) + 1
+        bounds = np.concatenate(([0], cut, [len(kind)])).tolist()
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            k = int(kind[a])
+            if k == E_BLOCK:
+                for i in range(first + a, first + b):
+                    yield from self._block_runs(i)
+            else:
+                yield Run((first + a) * bs, (b - a) * bs,
+                          UNALLOCATED if k == E_UNUSED else DAMAGED)
 
     def locate(self, offset: int, length: int) -> readplan.Located:
         """One BAT lookup for a read inside one block (a block partly present by its sector
