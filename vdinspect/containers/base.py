@@ -10,7 +10,7 @@ import bisect
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
+from itertools import chain, islice
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -379,11 +379,11 @@ def table_runs(start: int, end: int, unit: int, count: int,
     the range reaches, and what lies beyond the table is one run in state ``past``."""
     first, last = start // unit, -(-end // unit)
     stop = min(last, count)
-    if first < stop:
-        yield from units(first, stop)
-    if stop < last:
-        s = max(start, stop * unit)
-        yield Run(s, end - s, past)
+    inside = units(first, stop) if first < stop else ()
+    if stop >= last:
+        return iter(inside)
+    s = max(start, stop * unit)
+    return chain(inside, (Run(s, end - s, past),))  # (no generator frame per run)
 
 
 def extent_pieces(starts, lengths, start: int, end: int

@@ -373,7 +373,7 @@ class VhdImage(VhdReport, Image):
         if not bitmap.strip(b"\0"):
             return _one_run(spb, S_UNALLOC)
         bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="big")[:spb]
-        state = np.where(bits, S_DATA, S_UNALLOC).astype(np.int8)
+        state = np.where(bits.view(bool), np.int8(S_DATA), np.int8(S_UNALLOC))
         whole = max(0, (n - data) // SECTOR)  # sectors whose data lies inside the file
         if whole < spb:
             state[whole:][state[whole:] == S_DATA] = S_DAMAGED
@@ -384,17 +384,19 @@ class VhdImage(VhdReport, Image):
 
     def _runs(self, start: int, end: int):
         if self.disk_type == FIXED:
-            stop = min(end, self.data_area)
-            if start < stop:
-                yield Run(start, stop - start, DATA, host_file=self.path, host_offset=start,
-                          source=self.file)
-            if end > max(start, self.data_area):
-                s = max(start, self.data_area)
-                yield Run(s, end - s, DAMAGED)
-            return
+            return self._fixed_runs(start, end)
         # past the end of a too-small BAT (salvage mode only): damaged
-        yield from table_runs(start, end, self.block_size, len(self.bat), self._entry_runs,
-                              DAMAGED)
+        return table_runs(start, end, self.block_size, len(self.bat), self._entry_runs, DAMAGED)
+
+    def _fixed_runs(self, start: int, end: int):
+        """The data area, then anything past it (a file cut short) as damaged."""
+        stop = min(end, self.data_area)
+        if start < stop:
+            yield Run(start, stop - start, DATA, host_file=self.path, host_offset=start,
+                      source=self.file)
+        if end > max(start, self.data_area):
+            s = max(start, self.data_area)
+            yield Run(s, end - s, DAMAGED)
 
     def _entry_runs(self, first: int, stop: int):
         """The runs of BAT entries ``first..stop-1``: stretches of unused or misplaced
