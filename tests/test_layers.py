@@ -41,3 +41,25 @@ def test_no_module_is_over_700_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in _modules()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+RETURN_TYPED = ("containers", "disk", "chain.py")  # issue 15 item 5: the layers done so far
+
+
+def test_public_functions_say_what_they_return():
+    """Every public function and public method of a public class in RETURN_TYPED carries
+    a return annotation (``__init__`` and other dunders aside)."""
+    bad = []
+
+    def visit(path, body, owner):
+        for node in body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if not node.name.startswith("_") and node.returns is None:
+                    bad.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {owner}{node.name}")
+            elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                visit(path, node.body, node.name + ".")
+
+    for path in _modules():
+        if path.relative_to(PACKAGE).parts[0] in RETURN_TYPED:
+            visit(path, ast.parse(path.read_text()).body, "")
+    assert not bad, "\n".join(bad)

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from .errors import (
+from . import errors
+from .errors import (  # noqa: F401 (re-exported: errors.__all__)
     CorruptImage,
     EncryptedImage,
     ImageError,
@@ -138,15 +139,5 @@ __all__ = [
     "inventory",
     "open_vmdk_extents",
     "explain",
-    "VDInspectError",
-    "ImageError",
-    "NotRecognized",
-    "CorruptImage",
-    "UnsupportedFeature",
-    "MissingFile",
-    "MissingParent",
-    "EncryptedImage",
-    "MissingDependency",
-    "InvalidArgument",
-    "NotFound",
+    *errors.__all__,  # the exception classes, listed once (errors.py)
 ]

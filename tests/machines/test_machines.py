@@ -555,3 +555,20 @@ def test_detection_is_by_content(tmp_path):
     assert detect_machine(mb.write(tmp_path / "disk.img", "<VirtualBox xmlns='x'/>")) == (
         "virtualbox"
     )
+
+
+@pytest.mark.parametrize("kind, name, root", [
+    ("virtualbox", "vm.vbox", "VirtualBox"),
+    ("parallels", "x.hdd/DiskDescriptor.xml", "Parallels_disk_image"),
+    ("parallels_vm", "x.pvm/config.pvs", "ParallelsVirtualMachine"),
+])
+def test_machine_file_with_another_root_is_refused(kind, name, root, tmp_path):
+    """Well-formed XML whose root element is not the machine file's (opened with the kind
+    forced, as detection would not take it): CorruptImage naming the root expected."""
+    from vdinspect.machines import open_machine
+
+    f = mb.write(tmp_path / name, '<?xml version="1.0"?>\n<Other><Machine/></Other>\n')
+    where = f if kind == "virtualbox" else f.parent
+    with pytest.raises(CorruptImage, match=f"the root element is not {root}") as e:
+        open_machine(where, kind)
+    assert f.name in str(e.value)

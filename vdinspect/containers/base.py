@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import bisect
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
-from typing import Any
+from itertools import chain, islice
+from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
 from ..findings import Findings, check_row
@@ -20,6 +20,9 @@ from ..lazy import np
 from ..schemas import BACKING, DAMAGED, DATA, STATES, UNALLOCATED, ZERO  # noqa: F401 (re-exported)
 from . import readplan
 from .runs import RunTable
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 
@@ -101,7 +104,7 @@ def damaged_pairs(runs: RunTable) -> list[tuple[int, int]]:
     return list(zip(bad.start.tolist(), bad.end.tolist()))
 
 
-def run_objects(items):
+def run_objects(items: Iterable[Run | RunTable]) -> Iterator[Run]:
     """Run objects from what a format's ``_runs`` yields (Run objects and RunTables)."""
     for item in items:
         if isinstance(item, RunTable):
@@ -354,7 +357,7 @@ class Image(FilledSource, Findings):
 _POOLS: dict = {}
 
 
-def inflate_pool(workers: int):
+def inflate_pool(workers: int) -> ThreadPoolExecutor:
     """The shared thread pool of ``workers`` threads that inflates compressed units."""
     pool = _POOLS.get(workers)
     if pool is None:
@@ -368,7 +371,22 @@ def _zeros(n: int) -> memoryview:
     return memoryview(bytearray(n))
 
 
-def extent_pieces(starts, lengths, start: int, end: int):
+def table_runs(start: int, end: int, unit: int, count: int,
+               units: Callable[[int, int], Iterable], past: str) -> Iterator:
+    """The runs of ``[start, end)`` over a table of ``count`` units of ``unit`` bytes (a BAT,
+    a block map): ``units(first, stop)`` gives those of the table's units ``first..stop-1``
+    the range reaches, and what lies beyond the table is one run in state ``past``."""
+    first, last = start // unit, -(-end // unit)
+    stop = min(last, count)
+    inside = units(first, stop) if first < stop else ()
+    if stop >= last:
+        return iter(inside)
+    s = max(start, stop * unit)
+    return chain(inside, (Run(s, end - s, past),))  # (no generator frame per run)
+
+
+def extent_pieces(starts, lengths, start: int, end: int
+                  ) -> Iterator[tuple[int, int, int | None]]:
     """``[start, end)`` cut along sorted, non-overlapping extents ``(starts[i], lengths[i])``:
     ``(a, b, i)`` for a piece inside extent ``i``, ``(a, b, None)`` for a gap between them,
     in order and covering the range (what a format with stored extents and holes maps)."""

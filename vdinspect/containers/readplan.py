@@ -10,14 +10,16 @@ know how to report it (salvage: zeros and a finding; strict: an exception).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..lazy import np
 
 #: piece kinds: bytes of a host source; zeros; nothing here (a chain asks the layer below);
 #: bytes of a compressed unit (``source`` returns the inflated unit, ``host`` is the offset
-#: in it)
-DATA, ZERO, HOLE, INFLATE = 0, 1, 2, 3
+#: in it); a unit only partly present (VHD's sector bitmap), which the format's own
+#: callback plans or locates piece by piece (never a piece kind of a finished plan)
+DATA, ZERO, HOLE, INFLATE, PARTIAL = 0, 1, 2, 3, 4
 SLOW = -1  # a unit state that needs the runs
 SMALL = 8  # units looked up one by one below this; with numpy above
 
@@ -26,10 +28,12 @@ Located = tuple[Any, int] | int | None  # (source, host offset), ZERO, HOLE, or 
 
 
 def locate_unit(kinds: list[int], state, host, i: int, within: int, length: int,
-                source: Any) -> Located:
+                source: Any, partial: Callable[[int, int, int], Located] | None = None
+                ) -> Located:
     """The one-lookup answer for ``length`` bytes at ``within`` of unit ``i`` (the caller
     made sure they lie inside it): (``source``, host offset) for data, ZERO or HOLE, None
-    for a unit the plan or the runs must handle (compressed, damaged, cut short)."""
+    for a unit the plan or the runs must handle (compressed, damaged, cut short); a
+    PARTIAL unit answers ``partial(i, within, length)``."""
     k = kinds[state[i]]
     if k == DATA:
         h = int(host[i]) + within
@@ -38,6 +42,8 @@ def locate_unit(kinds: list[int], state, host, i: int, within: int, length: int,
         return source, h
     if k == ZERO or k == HOLE:
         return k
+    if k == PARTIAL and partial is not None:
+        return partial(i, within, length)
     return None
 
 
@@ -63,16 +69,19 @@ def add_piece(plan: Plan, a: int, b: int, kind: int, host: int = 0, source: Any 
 
 
 def plan_units(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int, pos: int,
-               stop: int, source: Any, inflate=None) -> bool:
+               stop: int, source: Any, inflate=None,
+               partial: Callable[[Plan, int, int, int], bool] | None = None) -> bool:
     """Append the pieces of ``[pos, stop)`` from per-unit ``state`` and ``host`` arrays (unit
     ``i`` covers ``vbase + i*unit``; ``kinds[state]`` is its piece kind; data units read
     ``source`` at ``host``; ``inflate(i)`` gives (loader, virtual start) of the compressed
-    unit holding unit ``i``). False when a unit needs the runs (SLOW, or cut short)."""
+    unit holding unit ``i``; ``partial(plan, i, a, b)`` appends the pieces of ``[a, b)``
+    inside a PARTIAL unit ``i``). False when a unit needs the runs (SLOW, or cut short)."""
     first = (pos - vbase) // unit
     last = -(-(stop - vbase) // unit)
     limit = source.size if source is not None else 0
-    if last - first > SMALL and inflate is not None:
-        small = (np.asarray(kinds, dtype=np.int8)[state[first:last]] == INFLATE).any()
+    if last - first > SMALL and (inflate is not None or partial is not None):
+        kd = np.asarray(kinds, dtype=np.int8)[state[first:last]]
+        small = ((kd == INFLATE) | (kd == PARTIAL)).any()
     else:
         small = last - first <= SMALL
     if small:
@@ -90,14 +99,17 @@ def plan_units(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int,
             elif k == INFLATE and inflate is not None:
                 loader, ustart = inflate(first + j)
                 plan.append((a, b, INFLATE, a - ustart, loader))
-            elif k < 0 or k == INFLATE:
+            elif k == PARTIAL and partial is not None:
+                if not partial(plan, first + j, a, b):
+                    return False
+            elif k < 0 or k == INFLATE or k == PARTIAL:
                 return False
             else:
                 add_piece(plan, a, b, k)
             us += unit
         return True
     kd = np.asarray(kinds, dtype=np.int8)[state[first:last]]
-    if ((kd < 0) | (kd == INFLATE)).any():
+    if ((kd < 0) | (kd == INFLATE) | (kd == PARTIAL)).any():
         return False
     us = vbase + (first + np.arange(last - first, dtype=np.int64)) * unit
     a = np.maximum(us, pos)
@@ -117,6 +129,34 @@ def plan_units(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int,
         else:
             add_piece(plan, int(a[g0]), int(b[g1]), k)
     return True
+
+
+#: what a two-level map says of one top-level span: HOLE (no table), None (unusual: the
+#: runs decide) or (kinds, state, host, unit, source, inflate) of its decoded table
+Table = int | tuple[list[int], Any, Any, int, Any, Any] | None
+
+
+def plan_tables(start: int, end: int, span: int, table: Callable[[int], Table]) -> Plan | None:
+    """The plan of ``[start, end)`` over a two-level map (QCOW/QCOW2 L1 and L2 tables, VMDK
+    grain directory and grain tables): top-level entry ``i`` covers ``[i*span, (i+1)*span)``
+    and ``table(i)`` says what it holds (:data:`Table`); None when anything needs the runs."""
+    plan: Plan = []
+    pos = start
+    while pos < end:
+        i = pos // span
+        stop = min(end, (i + 1) * span)
+        t = table(i)
+        if t is None:
+            return None
+        if isinstance(t, int):
+            add_piece(plan, pos, stop, t)
+        else:
+            kinds, state, host, unit, source, inflate = t
+            if not plan_units(plan, kinds, state, host, i * span, unit, pos, stop, source,
+                              inflate):
+                return None
+        pos = stop
+    return plan
 
 
 def fill(plan: Plan, offset: int, mv: memoryview) -> None:

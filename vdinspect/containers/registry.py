@@ -7,10 +7,15 @@ import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from ..errors import EncryptedImage, InvalidArgument, NotRecognized
 from ..io import ByteSource, FileSource
 from ..io.zstdsource import is_zstd
+
+if TYPE_CHECKING:
+    from .base import Image
 
 HEAD_SIZE = 4096
 ZSTD_HEAD_SIZE = 3 * 128 * 1024 + 64  # zstd decodes whole blocks (up to 128 KiB each)
@@ -40,7 +45,7 @@ class Format:
     magic: Callable[[bytes], bool] = _any
     tail_magic: Callable[[bytes], bool] = _never
 
-    def load(self):
+    def load(self) -> ModuleType:
         return importlib.import_module(f"vdinspect.containers.{self.module}")
 
     @property
@@ -179,7 +184,7 @@ def refuse_encrypted_vmdk(fmt: str, src: ByteSource, path: str) -> None:
 def open_image(
     path: str, *, format: str | None = None, strict: bool = True, source: ByteSource | None = None,
     disk: int | str | None = None,
-):
+) -> Image:
     """Open one image file (one layer) with the given or the detected format; ``disk``
     chooses a disk of a package holding several (OVA/OVF, XVA: modules that set
     ``MULTI_DISK``)."""

@@ -9,11 +9,14 @@ iteration), and offers its columns to whoever can use them (``allocation()``, ch
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from ..lazy import LazyArray, np
-from ..schemas import STATES, UNALLOCATED
+from ..schemas import DAMAGED, DATA, STATES, UNALLOCATED, ZERO
+
+if TYPE_CHECKING:
+    from .base import Run
 
 #: state name -> code in the ``state`` column (the order of ``schemas.STATES``)
 STATE_CODE = {name: i for i, name in enumerate(STATES)}
@@ -31,6 +34,16 @@ def codes_for(names: dict[int, str]) -> LazyArray:
                                       dtype=np.int8))
 
 
+#: a table unit's state while a format maps it (QCOW2 clusters and subclusters, VMDK
+#: grains, VDI blocks, VHD sectors): one set of numbers for every format
+S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
+#: unit state -> allocation state (a compressed unit holds data)
+UNIT_STATE = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DATA: DATA, S_COMP: DATA,
+              S_DAMAGED: DAMAGED}
+#: unit state -> code of the ``state`` column of a RunTable
+UNIT_CODES = codes_for(UNIT_STATE)
+
+
 def unit_breaks(state: np.ndarray, host: np.ndarray, unit: int, data: int,
                 alone: np.ndarray | None = None) -> np.ndarray:
     """Where a run starts among consecutive table units (blocks, grains): the first unit, a
@@ -44,6 +57,26 @@ def unit_breaks(state: np.ndarray, host: np.ndarray, unit: int, data: int,
         if alone is not None:
             brk[1:] |= alone[1:] | alone[:-1]
     return brk
+
+
+def unit_runs(first: int, unit: int, state: np.ndarray, host: np.ndarray, data: int,
+              codes: np.ndarray, alone: np.ndarray, sources: list,
+              alone_runs: Callable[[int], Iterable]) -> RunTable:
+    """The runs of the units ``first, first + 1, ...`` of a one-level table (VDI blocks,
+    Parallels clusters; ``unit`` bytes each) as columns: ``state`` per unit (``codes[state]``
+    its run state code; units in state ``data`` read ``sources[0]`` at ``host``); a unit
+    marked ``alone`` (cut short by the end of the file, never ``data``) comes as the Run
+    objects ``alone_runs(index)`` gives, which report it."""
+    starts = np.flatnonzero(unit_breaks(state, host, unit, data, alone))
+    stops = np.append(starts[1:], len(state))
+    s = state[starts]
+    is_data = s == data
+    odd = ~is_data & alone[starts]
+    p = ~odd
+    table = RunTable(((first + starts) * unit)[p], ((stops - starts) * unit)[p], codes[s[p]],
+                     host=np.where(is_data, host[starts], -1)[p],
+                     src=np.where(is_data, 0, -1)[p], sources=sources)
+    return table.with_runs([r for a in (first + starts[odd]).tolist() for r in alone_runs(a)])
 
 
 class RunTable:
@@ -254,7 +287,7 @@ class RunTable:
         names = np.array([name for name, _ in self.sources] + [None], dtype=object)
         return names[self.src]
 
-    def run(self, i: int):
+    def run(self, i: int) -> Run:
         """Row ``i`` as a Run object."""
         from .base import Run
 

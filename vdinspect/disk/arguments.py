@@ -4,11 +4,13 @@ and the DataFrame builders loaded on first use."""
 from __future__ import annotations
 
 import operator
+from types import ModuleType
+from typing import Any
 
 from ..errors import InvalidArgument
 
 
-def volume_key(key):
+def volume_key(key: Any) -> Any:
     """A partition key as ``find_volume`` takes it: any integer type (a NumPy integer from
     ``partitions()``, anything with ``__index__``) becomes an ``int``; strings and other
     values pass unchanged (booleans too: ``find_volume`` refuses them)."""
@@ -24,14 +26,14 @@ def volume_key(key):
         return key
 
 
-def frames():
+def frames() -> ModuleType:
     """The DataFrame builders, imported on first use so that opening stays fast."""
     from .. import frames
 
     return frames
 
 
-def part_argument(part, key):
+def part_argument(part: int | str | None, key: int | str | None) -> int | str | None:
     """``part``, or the deprecated ``key=`` spelling of it (with a DeprecationWarning)."""
     if key is not None:
         import warnings

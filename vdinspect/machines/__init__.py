@@ -144,9 +144,14 @@ def read_text_file(path: str, what: str, referrer: str | None = None) -> bytes:
         return src.read(0, src.size)
 
 
-def parse_xml(path: str, what: str, referrer: str | None = None) -> ET.Element:
-    """The root element of an XML machine file; DTDs and entities are refused (no bombs)."""
-    return parse_xml_bytes(read_text_file(path, what, referrer), path, what)
+def parse_xml(path: str, what: str, referrer: str | None = None, *,
+              root: str | None = None) -> ET.Element:
+    """The root element of an XML machine file, which must be named ``root`` (namespace
+    aside) when given; DTDs and entities are refused (no bombs)."""
+    element = parse_xml_bytes(read_text_file(path, what, referrer), path, what)
+    if root is not None and local(element.tag) != root:
+        raise CorruptImage(f"the root element is not {root}", path=path, structure="xml")
+    return element
 
 
 def resolve(base_file: str, name: str) -> str:

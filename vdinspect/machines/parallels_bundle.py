@@ -30,7 +30,6 @@ from . import (
     child,
     child_text,
     children,
-    local,
     parse_xml,
     plain_guid,
     resolve,
@@ -107,11 +106,8 @@ class ParallelsBundle(Machine):
         self.descriptor = xml
         self.referrer = xml  # the image files are named relative to the descriptor's folder
         # DiskDescriptor.xml inside a bundle folder is found by name: the path policy applies
-        self.root = parse_xml(xml, DESCRIPTOR, xml if inner else None)
-        if local(self.root.tag) != "Parallels_disk_image":
-            raise CorruptImage(
-                "the root element is not Parallels_disk_image", path=xml, structure="xml"
-            )
+        self.root = parse_xml(xml, DESCRIPTOR, xml if inner else None,
+                              root="Parallels_disk_image")
         params = child(self.root, "Disk_Parameters")
         self.sectors = self._int(params, "Disk_size", required=True)
         self.geometry = tuple(self._int(params, k) for k in ("Cylinders", "Heads", "Sectors"))

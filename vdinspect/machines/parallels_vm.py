@@ -34,7 +34,6 @@ from . import (
     child,
     child_text,
     children,
-    local,
     parse_xml,
     plain_guid,
 )
@@ -64,10 +63,8 @@ class ParallelsVm(Machine):
         super().__init__(path)
         self.config = config
         self.referrer = config  # names in config.pvs are relative to the .pvm folder
-        self.root = parse_xml(config, CONFIG, config if os.path.isdir(path) else None)
-        if local(self.root.tag) != "ParallelsVirtualMachine":
-            raise CorruptImage("the root element is not ParallelsVirtualMachine", path=config,
-                               structure="xml")
+        self.root = parse_xml(config, CONFIG, config if os.path.isdir(path) else None,
+                              root="ParallelsVirtualMachine")
         self.name = child_text(child(self.root, "Identification"), "VmName")
         self.disks = self._disks()
         snaps = os.path.join(folder, SNAPSHOTS)
@@ -90,10 +87,7 @@ class ParallelsVm(Machine):
         return out
 
     def _read_snapshots(self, where: str) -> None:
-        root = parse_xml(where, SNAPSHOTS, self.config)
-        if local(root.tag) != "ParallelsSavedStates":
-            raise CorruptImage("the root element is not ParallelsSavedStates", path=where,
-                               structure="xml")
+        root = parse_xml(where, SNAPSHOTS, self.config, root="ParallelsSavedStates")
         stack = [(el, None, 0) for el in reversed(children(root, "SavedStateItem"))]
         while stack:
             el, parent, depth = stack.pop()

@@ -26,7 +26,6 @@ from . import (
     child,
     child_text,
     children,
-    local,
     parse_xml,
     plain_guid,
     resolve,
@@ -70,9 +69,7 @@ class VBoxMachine(Machine):
 
     def __init__(self, path: str) -> None:
         super().__init__(path)
-        self.root = parse_xml(path, "VirtualBox settings")
-        if local(self.root.tag) != "VirtualBox":
-            raise CorruptImage("the root element is not VirtualBox", path=path, structure="xml")
+        self.root = parse_xml(path, "VirtualBox settings", root="VirtualBox")
         self.machine = child(self.root, "Machine")
         if self.machine is None:
             raise CorruptImage("no Machine element", path=path, structure="VirtualBox")

@@ -67,22 +67,20 @@ def squarify(
         s = sum(row)
         if j == n:  # the last row takes exactly what is left (no rounding slivers)
             s = w * h
-        if w >= h:  # a column at the left, as wide as the row's area over the height
-            cw = s / h
-            yy = y
-            for a in row:
-                rh = a / s * h
-                out.append((x, yy, cw, rh))
-                yy += rh
-            x, w = x + cw, w - cw
-        else:  # a row at the top (low y), as high as the row's area over the width
-            rh = s / w
-            xx = x
-            for a in row:
-                rw = a / s * w
-                out.append((xx, y, rw, rh))
-                xx += rw
-            y, h = y + rh, h - rh
+        # a column at the left (wide box) or a row at the top (tall box): as thick as the
+        # row's area over the shorter side, its rectangles laid along that side
+        column = w >= h
+        side = h if column else w
+        thick = s / side
+        p = y if column else x
+        for a in row:
+            step = a / s * side
+            out.append((x, p, thick, step) if column else (p, y, step, thick))
+            p += step
+        if column:
+            x, w = x + thick, w - thick
+        else:
+            y, h = y + thick, h - thick
         i = j
     return out
 

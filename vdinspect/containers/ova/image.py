@@ -19,7 +19,7 @@ from ...errors import CorruptImage, InvalidArgument, MissingFile, UnsupportedFea
 from ...io import ByteSource, Concat, Slice, paths
 from ...io.gzipsource import GzipSource
 from ...units import human
-from ..base import Image, Run, structure_row
+from ..base import Image, Run, TableLayout, structure_row
 from ..tar import Member, is_tar, iter_members, leads_outside
 from ..tar.structs import UstarHeader  # noqa: F401 (the explainer decodes "ustar header" rows)
 from .descriptor import MAX_DESCRIPTOR, DiskRef, Envelope, FileRef, parse_envelope
@@ -216,7 +216,7 @@ class OvfImage(Image):
             return self.inner
         return None
 
-    def table_layout(self, name: str):
+    def table_layout(self, name: str) -> TableLayout | None:
         return self.inner.table_layout(name)
 
     def snapshots(self) -> list[dict]:

@@ -24,12 +24,14 @@ from __future__ import annotations
 import hashlib
 import os
 
+from construct import Container
+
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
 from ...lazy import np
 from .. import readplan
-from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced
-from ..runs import STATE_CODE, UNALLOCATED_CODE, RunTable, unit_breaks
+from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced, table_runs
+from ..runs import STATE_CODE, UNALLOCATED_CODE, unit_runs
 from .bitmap import DirtyBitmap
 from .check import ParallelsReport
 from .structs import (
@@ -57,7 +59,7 @@ from .structs import (
 )
 
 
-def parse_header(data: bytes):
+def parse_header(data: bytes) -> Container:
     """The 64-byte header (a construct Container) from a file's first bytes."""
     if len(data) < HEADER_SIZE:
         raise CorruptImage(
@@ -69,6 +71,8 @@ def parse_header(data: bytes):
 
 
 DATA_CODE, DAMAGED_CODE = STATE_CODE[DATA], STATE_CODE[DAMAGED]
+#: run state code of a cluster's state in ``_runs``: bit 0 allocated, bit 1 bad
+RUN_CODES = np.array([UNALLOCATED_CODE, DATA_CODE, DAMAGED_CODE, DAMAGED_CODE], dtype=np.int8)
 
 
 #: read-plan piece kind of each cluster code of ``_plan_units``: data, free, damaged
@@ -329,34 +333,21 @@ class ParallelsImage(ParallelsReport, Image):
         return state
 
     def _runs(self, start: int, end: int):
-        cs = self.cluster_size
-        first, last = start // cs, -(-end // cs)
-        stop = min(last, len(self.bat))
-        if first < stop:
-            e = self.bat[first:stop]
-            host = self.bat_hosts[first:stop]
-            alloc = e != 0
-            bad = self._past_eof[first:stop] | self._misplaced[first:stop]
-            partial = self._partial[first:stop] & ~self._misplaced[first:stop]
-            state = alloc.astype(np.int8) | bad.astype(np.int8) << 1  # 1: data in this file
-            starts = np.flatnonzero(unit_breaks(state, host, cs, 1, partial))
-            stops = np.append(starts[1:], len(e))
-            odd = partial[starts]  # cut short by the end of the file: one by one
-            p = ~odd
-            b, a = bad[starts], alloc[starts]
-            data = a & ~b
-            code = np.where(b, DAMAGED_CODE, np.where(a, DATA_CODE, UNALLOCATED_CODE))
-            table = RunTable(
-                ((first + starts) * cs)[p], ((stops - starts) * cs)[p], code[p],
-                host=np.where(data, host[starts], -1)[p], src=np.where(data, 0, -1)[p],
-                sources=[(self.path, self.file)])
-            yield table.with_runs([r for k in (first + starts[odd]).tolist()
-                                   for r in self._damaged_cluster(k)])
-        if stop < last:
-            s = max(start, stop * cs)
-            # past the BAT: unallocated when the BAT is just short of nb_sectors (QEMU reads
-            # zeros or the parent), damaged when the file cut the BAT short
-            yield Run(s, end - s, DAMAGED if self.bat_truncated else UNALLOCATED)
+        # past the BAT: unallocated when the BAT is just short of nb_sectors (QEMU reads
+        # zeros or the parent), damaged when the file cut the BAT short
+        return table_runs(start, end, self.cluster_size, len(self.bat), self._cluster_runs,
+                          DAMAGED if self.bat_truncated else UNALLOCATED)
+
+    def _cluster_runs(self, first: int, stop: int):
+        """The runs of clusters ``first..stop-1`` (cut short by the end of the file, which
+        makes them bad: one by one)."""
+        host = self.bat_hosts[first:stop]
+        alloc = self.bat[first:stop] != 0
+        bad = self._past_eof[first:stop] | self._misplaced[first:stop]
+        partial = self._partial[first:stop] & ~self._misplaced[first:stop]
+        state = alloc.astype(np.int8) | bad.astype(np.int8) << 1  # 1: data in this file
+        yield unit_runs(first, self.cluster_size, state, host, 1, RUN_CODES, partial,
+                        [(self.path, self.file)], self._damaged_cluster)
 
     def _damaged_cluster(self, i: int):
         cs, n = self.cluster_size, self.file.size

@@ -265,25 +265,19 @@ class QcowImage(QcowReport, Image):
     # -- allocation runs ----------------------------------------------------------------
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan: one lookup per L2 table (decoded and cached)."""
-        cs = self.cluster_size
-        plan: readplan.Plan = []
-        pos = start
-        while pos < end:
-            index = pos >> self._shift
-            tstart = index << self._shift
-            stop = min(end, (index + 1) << self._shift)
-            if index >= len(self._l1):
-                return None
-            if self._l1[index] == 0:
-                readplan.add_piece(plan, pos, stop, readplan.HOLE)
-            else:
-                t = self._l2(index)
-                if t is None or not readplan.plan_units(
-                        plan, PLAN_KINDS, t.kind, t.host, tstart, cs, pos, stop, self.file,
-                        partial(self._compressed_at, t, tstart)):
-                    return None
-            pos = stop
-        return plan
+        return readplan.plan_tables(start, end, 1 << self._shift, self._plan_table)
+
+    def _plan_table(self, index: int) -> readplan.Table:
+        """What L1 entry ``index`` holds for a read plan (:data:`readplan.Table`)."""
+        if index >= len(self._l1):
+            return None
+        if self._l1[index] == 0:
+            return readplan.HOLE
+        t = self._l2(index)
+        if t is None:
+            return None
+        return (PLAN_KINDS, t.kind, t.host, self.cluster_size, self.file,
+                partial(self._compressed_at, t, index << self._shift))
 
     def _compressed_at(self, t: L2Table, tstart: int, j: int):
         """For a read plan: (loader of compressed cluster ``j`` of table ``t``, its start),

@@ -53,7 +53,7 @@ class Refcounts:
         k = min(n, size - offset)
         return self.file.read(offset, k) + bytes(n - k)
 
-    def refblock(self, index: int, cache: dict):
+    def refblock(self, index: int, cache: dict) -> np.ndarray | None:
         """Decoded refcount block ``index`` (None: its table entry is misaligned)."""
         if index not in cache:
             reft = cache.setdefault("table", self.refcount_table())
@@ -70,7 +70,8 @@ class Refcounts:
                 cache[index] = decode_refcounts(block, self.refcount_bits)
         return cache[index]
 
-    def stored_refcounts(self, n: int, cache: dict | None = None):
+    def stored_refcounts(self, n: int, cache: dict | None = None
+                         ) -> tuple[np.ndarray, np.ndarray]:
         """Stored refcounts of clusters 0..n-1, and a mask of those that could be read."""
         cache = {} if cache is None else cache
         per_block = self.cluster_size * 8 // self.refcount_bits

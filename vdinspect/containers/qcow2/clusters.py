@@ -7,10 +7,19 @@ from functools import partial
 
 from ...errors import CorruptImage, MissingDependency
 from ...io.codecs import zstd_at_most
-from ...lazy import LazyArray, np
+from ...lazy import np
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run
-from ..runs import STATE_CODE, RunTable
+from ..runs import (
+    S_COMP,
+    S_DAMAGED,
+    S_DATA,
+    S_UNALLOC,
+    S_ZERO,
+    UNIT_CODES,
+    UNIT_STATE,
+    RunTable,
+)
 from .structs import (
     L1E_OFFSET_MASK,
     L2E_OFFSET_MASK,
@@ -18,22 +27,11 @@ from .structs import (
     QCOW_OFLAG_COMPRESSED,
     QCOW_OFLAG_COPIED,
     QCOW_OFLAG_ZERO,
-    S_COMP,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
-    S_ZERO,
-    STATE_NAME,
 )
-
-#: S_* unit state -> code of the ``state`` column of a RunTable
-STATE_CODES = LazyArray(lambda: np.array([STATE_CODE[STATE_NAME[k]] for k in sorted(STATE_NAME)],
-                                         dtype=np.int8))
-
 
 #: S_* unit state -> read plan piece kind (compressed and damaged units take the runs)
 PLAN_KINDS = [{S_UNALLOC: readplan.HOLE, S_ZERO: readplan.ZERO, S_DATA: readplan.DATA,
-               S_COMP: readplan.INFLATE}.get(k, readplan.SLOW) for k in sorted(STATE_NAME)]
+               S_COMP: readplan.INFLATE}.get(k, readplan.SLOW) for k in sorted(UNIT_STATE)]
 
 
 #: bytes of L2 tables that ``runs()`` reads and decodes in one go (a buffer this small is
@@ -234,33 +232,8 @@ class ClusterMap:
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan: one lookup per L2 table (decoded and cached), contiguous
         host clusters joined; None for anything unusual (the runs report it)."""
-        cs = self.cluster_size
-        unit = self.subcluster_size
-        span = cs * self.l2_entries
-        l1 = self.l1
-        fsize = self.file.size
-        target = self.data_file if self.data_file is not None else self.file
-        plan: readplan.Plan = []
-        pos = start
-        while pos < end:
-            i = pos // span
-            vbase = i * span
-            stop = min(end, vbase + span)
-            l1e = int(l1[i]) if i < len(l1) else 0
-            l2_off = l1e & L1E_OFFSET_MASK
-            if l2_off == 0:
-                if l1e == 1 and not self.strict:  # a salvage marker: the runs say damaged
-                    return None
-                readplan.add_piece(plan, pos, stop, readplan.HOLE)
-            elif l2_off % cs or l2_off + cs > fsize:
-                return None
-            else:
-                state, host, raw = self._l2_units(l2_off)
-                if not readplan.plan_units(plan, PLAN_KINDS, state, host, vbase, unit, pos,
-                                           stop, target, self._compressed_at(host, raw, vbase)):
-                    return None
-            pos = stop
-        return plan
+        return readplan.plan_tables(start, end, self.cluster_size * self.l2_entries,
+                                    self._plan_table)
 
     def locate(self, offset: int, length: int) -> readplan.Located:
         """One L2 lookup for a read inside one (sub)cluster; else the plan decides."""
@@ -270,6 +243,7 @@ class ClusterMap:
             cs = self.cluster_size
             inside = unit < cs and offset % cs + length <= cs
             return readplan.single(self.plan(offset, offset + length)) if inside else None
+        # the L1 entry read as _plan_table reads it, inline: this is the 4 KiB read's hot path
         i, r = divmod(offset, self.cluster_size * self.l2_entries)
         l1 = self.l1
         l1e = int(l1[i]) if i < len(l1) else 0
@@ -281,6 +255,21 @@ class ClusterMap:
         state, host, _raw = self._l2_units(l2_off)
         target = self.data_file if self.data_file is not None else self.file
         return readplan.locate_unit(PLAN_KINDS, state, host, r // unit, within, length, target)
+
+    def _plan_table(self, i: int) -> readplan.Table:
+        """What L1 entry ``i`` holds for a read plan (:data:`readplan.Table`)."""
+        cs = self.cluster_size
+        l1 = self.l1
+        l1e = int(l1[i]) if i < len(l1) else 0
+        l2_off = l1e & L1E_OFFSET_MASK
+        if l2_off == 0:  # 1: a salvage marker, the runs say damaged
+            return None if l1e == 1 and not self.strict else readplan.HOLE
+        if l2_off % cs or l2_off + cs > self.file.size:
+            return None
+        state, host, raw = self._l2_units(l2_off)
+        target = self.data_file if self.data_file is not None else self.file
+        return (PLAN_KINDS, state, host, self.subcluster_size, target,
+                self._compressed_at(host, raw, i * cs * self.l2_entries))
 
     def _compressed_at(self, host, raw, vbase: int):
         """For a read plan: unit ``i`` of an L2 table -> (loader of its inflated compressed
@@ -352,7 +341,7 @@ class ClusterMap:
         comp = s == S_COMP
         nb = ((raw >> np.uint64(self.csize_shift)) & np.uint64(self.csize_mask)).astype(np.int64) + 1
         target_name = self.data_file_path if self.data_file is not None else self.path
-        return RunTable(vs, ve - vs, STATE_CODES[s], host=h, compressed=comp,
+        return RunTable(vs, ve - vs, UNIT_CODES[s], host=h, compressed=comp,
                         src=np.where(s == S_DATA, 0, np.where(comp, 1, -1)), x0=vs,
                         x1=np.where(comp, nb * 512 - (h & 511), 0),
                         sources=[(target_name, target), (self.path, self.file)])
@@ -394,7 +383,7 @@ class ClusterMap:
         nb = ((raw >> np.uint64(self.csize_shift)) & np.uint64(self.csize_mask)).astype(np.int64) + 1
         plain = ~odd
         table = RunTable(
-            vs[plain], (ve - vs)[plain], STATE_CODES[s[plain]],
+            vs[plain], (ve - vs)[plain], UNIT_CODES[s[plain]],
             host=np.where(s == S_DATA, h, np.where(comp, h, -1))[plain],
             compressed=comp[plain],
             src=np.where(s == S_DATA, 0, np.where(comp, 1, -1))[plain],

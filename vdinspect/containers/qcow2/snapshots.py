@@ -6,6 +6,7 @@ import datetime as dt
 
 from ...errors import CorruptImage, NotFound
 from ...io import FileSource
+from ..base import Image
 from .report import INT64_MAX, int64_or_none
 from .structs import SnapshotExtraData, SnapshotHeader
 
@@ -126,7 +127,7 @@ class Snapshots:
             )
         return rows
 
-    def open_snapshot(self, ident: str | int):
+    def open_snapshot(self, ident: str | int) -> Image:
         """A read-only view of the disk as it was at an internal snapshot."""
         self.find_snapshot(ident)
         src = FileSource(self.path)

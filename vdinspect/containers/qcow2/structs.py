@@ -15,8 +15,6 @@ from construct import (
     this,
 )
 
-from ...schemas import DAMAGED, DATA, UNALLOCATED, ZERO
-
 FORMAT = "qcow2"
 MAGIC = b"QFI\xfb"
 
@@ -166,9 +164,6 @@ L2E_STD_RESERVED_MASK = 0x3F000000000001FE  # ... in a standard (uncompressed) L
 MAX_REFTABLE_BYTES = 8 << 20 << 3
 MAX_CHECK_ROWS = 10_000  # check() lists this many refcount problems, then counts the rest
 
-# unit states inside decoded L2 tables
-S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
-STATE_NAME = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DATA: DATA, S_COMP: DATA, S_DAMAGED: DAMAGED}
 
 
 def cstr(b: bytes) -> str:

@@ -10,10 +10,11 @@ costs a header read per member and no more.
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...errors import CorruptImage
-from ...io import ByteSource
+from ...io import ByteSource, MemorySource
 from ...layout import field_slice
 from .structs import BLOCK, UstarHeader
 
@@ -55,7 +56,7 @@ def first_name(head: bytes) -> str | None:
     """The name of the archive's first member, from its first blocks (pax and GNU long
     names followed when they fit in ``head``), or None."""
     try:
-        for m in iter_members(_Bytes(head), None, stop_short=True):
+        for m in iter_members(MemorySource(head, "<tar head>"), None, stop_short=True):
             return m.name
     except CorruptImage:
         return None
@@ -113,15 +114,7 @@ def _pax(data: bytes) -> dict[str, str]:
     return out
 
 
-class _Bytes(ByteSource):
-    def __init__(self, data: bytes) -> None:
-        self.data, self.size, self.name = data, len(data), "<tar head>"
-
-    def _read(self, offset: int, length: int) -> bytes:
-        return self.data[offset : offset + length]
-
-
-def iter_members(source: ByteSource, owner, *, stop_short: bool = False):
+def iter_members(source: ByteSource, owner, *, stop_short: bool = False) -> Iterator[Member]:
     """Yield the regular-file :class:`Member` s of the tar in ``source``, in order.
 
     ``owner`` (a Findings reader, or None to raise) hears of damage: a bad header checksum,

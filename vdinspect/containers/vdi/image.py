@@ -30,14 +30,8 @@ from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, paths
 from ...lazy import np
 from .. import readplan
-from ..base import (
-    DAMAGED,
-    DATA,
-    Image,
-    ParentHint,
-    Run,
-)
-from ..runs import RunTable, codes_for, unit_breaks
+from ..base import DAMAGED, DATA, Image, ParentHint, Run, table_runs
+from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO, UNIT_CODES, unit_runs
 from .check import VdiReport
 from .structs import (
     BLOCK_ENTRY,
@@ -52,14 +46,9 @@ from .structs import (
     MAX_SCAN,
     MAX_SIZE,
     PREHEADER_SIZE,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
-    S_ZERO,
     SECTOR,
     SIGNATURE,
     SNAPSHOTS_FOLDER,
-    STATE_NAME,
     UNDO,
     VERSION_0,
     Header0,
@@ -73,9 +62,6 @@ from .structs import (
     uuid_text,
     vdi_uuid,
 )
-
-STATE_CODES = codes_for(STATE_NAME)
-
 
 #: read-plan piece kind of each block code of ``_plan_units``: data, free, zero, damaged
 PLAN_KINDS = [readplan.DATA, readplan.HOLE, readplan.ZERO, readplan.SLOW]
@@ -267,32 +253,22 @@ class VdiImage(VdiReport, Image):
 
     # --- runs ------------------------------------------------------------------------
     def _runs(self, start: int, end: int):
-        bs = self.block_size
-        first, last = start // bs, -(-end // bs)
-        stop = min(last, len(self.block_map))
-        if first < stop:
-            e = self.block_map[first:stop]
-            state = np.full(len(e), S_DATA, dtype=np.int8)
-            state[e == BLOCK_FREE] = S_UNALLOC
-            state[e == BLOCK_ZERO] = S_ZERO
-            state[self._past_eof[first:stop] | self._crossed[first:stop]] = S_DAMAGED
-            partial = self._partial[first:stop] & ~self._crossed[first:stop]
-            host = np.where(state == S_DATA, self._hosts(np.where(state == S_DATA, e, 0)), -1)
-            starts = np.flatnonzero(unit_breaks(state, host, bs, S_DATA, partial))
-            stops = np.append(starts[1:], len(e))
-            s = state[starts]
-            data = s == S_DATA
-            odd = ~data & partial[starts]  # cut short by the end of the file: one by one
-            p = ~odd
-            table = RunTable(
-                ((first + starts) * bs)[p], ((stops - starts) * bs)[p], STATE_CODES[s[p]],
-                host=np.where(data, host[starts], -1)[p], src=np.where(data, 0, -1)[p],
-                sources=[(self.path, self.file)])
-            yield table.with_runs([r for a in (first + starts[odd]).tolist()
-                                   for r in self._damaged_block(a)])
-        if stop < last:  # past the end of a short block map (salvage mode only)
-            s = max(start, stop * bs)
-            yield Run(s, end - s, DAMAGED)
+        # past the end of a short block map (salvage mode only): damaged
+        return table_runs(start, end, self.block_size, len(self.block_map), self._block_runs,
+                          DAMAGED)
+
+    def _block_runs(self, first: int, stop: int):
+        """The runs of blocks ``first..stop-1`` (cut short by the end of the file: one by
+        one)."""
+        e = self.block_map[first:stop]
+        state = np.full(len(e), S_DATA, dtype=np.int8)
+        state[e == BLOCK_FREE] = S_UNALLOC
+        state[e == BLOCK_ZERO] = S_ZERO
+        state[self._past_eof[first:stop] | self._crossed[first:stop]] = S_DAMAGED
+        partial = self._partial[first:stop] & ~self._crossed[first:stop]
+        host = np.where(state == S_DATA, self._hosts(np.where(state == S_DATA, e, 0)), -1)
+        yield unit_runs(first, self.block_size, state, host, S_DATA, UNIT_CODES, partial,
+                        [(self.path, self.file)], self._damaged_block)
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan: one block map entry per block (damaged or cut-short blocks

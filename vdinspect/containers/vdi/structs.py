@@ -5,16 +5,10 @@ from __future__ import annotations
 
 import uuid as uuidlib
 
-from construct import Bytes, Int32ul, Int64ul, Struct
+from construct import Bytes, Container, Int32ul, Int64ul, Struct
 
 from ...errors import VDInspectError
 from ...io import FileSource, paths
-from ..base import (
-    DAMAGED,
-    DATA,
-    UNALLOCATED,
-    ZERO,
-)
 
 FORMAT = "vdi"
 SIGNATURE = 0xBEDA107F
@@ -101,9 +95,6 @@ Header1.docs, Header1Plus.docs = "VDIHEADER1", "VDIHEADER1PLUS"
 #: The block map: ``cBlocks`` little-endian u32 (numpy dtype).
 BLOCK_ENTRY = "<u4"
 
-# per-block states while mapping
-S_UNALLOC, S_ZERO, S_DATA, S_DAMAGED = 0, 1, 2, 3
-STATE_NAME = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DATA: DATA, S_DAMAGED: DAMAGED}
 
 
 
@@ -123,7 +114,7 @@ def geometry(g) -> tuple[int, int, int, int] | None:
     return (g.cCylinders, g.cHeads, g.cSectors, g.cbSector)
 
 
-def parse_headers(data: bytes):
+def parse_headers(data: bytes) -> tuple[Container, Container] | None:
     """(pre-header, header, header offset map) from a file's first bytes, or None.
 
     The header comes back in the version 1.1 shape whatever the version; for version 0 the

@@ -44,8 +44,9 @@ from ..base import (
     ParentHint,
     Run,
     misplaced,
+    table_runs,
 )
-from ..runs import RunTable, codes_for
+from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, UNIT_CODES, UNIT_STATE, RunTable
 from .check import VhdReport
 from .structs import (
     BAT_ENTRY,
@@ -70,11 +71,7 @@ from .structs import (
     MAX_VIRTUAL_SIZE,
     OLD_FOOTER_SIZE,
     PLATFORM_NONE,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
     SECTOR,
-    STATE_NAME,
     DynamicDiskHeader,
     HardDiskFooter,
     ParentLocator,
@@ -86,8 +83,13 @@ from .structs import (
     vhd_time,
 )
 
-STATE_CODES = codes_for(STATE_NAME)
 MANY_RUNS = 16  # sector runs in a block above which its runs are built as columns
+
+#: a block's read-plan code: data, not here (unused entry, or every bitmap bit clear), needs
+#: the runs (misplaced), partly present (its sector bitmap decides, sector by sector)
+P_DATA, P_HOLE, P_SLOW, P_PARTIAL = range(4)
+PLAN_KINDS = [readplan.DATA, readplan.HOLE, readplan.SLOW, readplan.PARTIAL]
+ONE_STATE_CODE = {S_DATA: P_DATA, S_UNALLOC: P_HOLE, S_DAMAGED: P_SLOW}  # a uniform block
 
 
 class VhdImage(VhdReport, Image):
@@ -350,6 +352,14 @@ class VhdImage(VhdReport, Image):
         return self._blocks.get(i, lambda: self._decode_block(i))
 
     def _decode_block(self, i: int):
+        """Block ``i``'s sector runs; a block all of one state gets that code in the read
+        plan's table, so later reads of it need neither the bitmap nor this cache."""
+        got = self._read_bitmap(i)
+        if len(got[0]) == 1:
+            self._plan_units()[0][i] = ONE_STATE_CODE[int(got[2][0])]
+        return got
+
+    def _read_bitmap(self, i: int):
         spb, n = self.sectors_per_block, self.file.size
         base = int(self.bat[i]) * SECTOR
         data = base + self.bitmap_size
@@ -362,7 +372,7 @@ class VhdImage(VhdReport, Image):
         if not bitmap.strip(b"\0"):
             return _one_run(spb, S_UNALLOC)
         bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="big")[:spb]
-        state = bits.astype(np.int8)
+        state = np.where(bits.view(bool), np.int8(S_DATA), np.int8(S_UNALLOC))
         whole = max(0, (n - data) // SECTOR)  # sectors whose data lies inside the file
         if whole < spb:
             state[whole:][state[whole:] == S_DATA] = S_DAMAGED
@@ -373,55 +383,76 @@ class VhdImage(VhdReport, Image):
 
     def _runs(self, start: int, end: int):
         if self.disk_type == FIXED:
-            stop = min(end, self.data_area)
-            if start < stop:
-                yield Run(
-                    start,
-                    stop - start,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=start,
-                    source=self.file,
-                )
-            if end > max(start, self.data_area):
-                s = max(start, self.data_area)
-                yield Run(s, end - s, DAMAGED)
-            return
+            return self._fixed_runs(start, end)
+        # past the end of a too-small BAT (salvage mode only): damaged
+        return table_runs(start, end, self.block_size, len(self.bat), self._entry_runs, DAMAGED)
+
+    def _fixed_runs(self, start: int, end: int):
+        """The data area, then anything past it (a file cut short) as damaged."""
+        stop = min(end, self.data_area)
+        if start < stop:
+            yield Run(start, stop - start, DATA, host_file=self.path, host_offset=start,
+                      source=self.file)
+        if end > max(start, self.data_area):
+            s = max(start, self.data_area)
+            yield Run(s, end - s, DAMAGED)
+
+    def _entry_runs(self, first: int, stop: int):
+        """The runs of BAT entries ``first..stop-1``: stretches of unused or misplaced
+        entries one run each, blocks one by one."""
         bs = self.block_size
-        first, last = start // bs, -(-end // bs)
-        table_end = min(last, len(self.bat))
-        pos = first
-        if first < table_end:
-            # stretches of unused or misplaced entries are one run each; blocks one by one
-            kind = self._entry_kind[first:table_end]
-            cut = np.flatnonzero(kind[1:] != kind[:-1]) + 1
-            bounds = np.concatenate(([0], cut, [len(kind)])).tolist()
-            for a, b in zip(bounds[:-1], bounds[1:]):
-                k = int(kind[a])
-                if k == E_BLOCK:
-                    for i in range(first + a, first + b):
-                        yield from self._block_runs(i)
-                else:
-                    yield Run((first + a) * bs, (b - a) * bs,
-                              UNALLOCATED if k == E_UNUSED else DAMAGED)
-            pos = table_end
-        if pos < last:  # past the end of a too-small BAT (salvage mode only)
-            yield Run(pos * bs, end - pos * bs, DAMAGED)
+        kind = self._entry_kind[first:stop]
+        cut = np.flatnonzero(kind[1:] != kind[:-1]) + 1
+        bounds = np.concatenate(([0], cut, [len(kind)])).tolist()
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            k = int(kind[a])
+            if k == E_BLOCK:
+                for i in range(first + a, first + b):
+                    yield from self._block_runs(i)
+            else:
+                yield Run((first + a) * bs, (b - a) * bs,
+                          UNALLOCATED if k == E_UNUSED else DAMAGED)
 
     def locate(self, offset: int, length: int) -> readplan.Located:
-        """One BAT lookup and one sector-map search for a read inside one stretch of
-        sectors of one block; else the plan decides."""
-        end = offset + length
+        """One BAT lookup for a read inside one block (a block partly present by its sector
+        bitmap: one search of its sector runs); else the plan decides."""
         if self.disk_type == FIXED:
-            return (self.file, offset) if end <= self.data_area else None
+            return (self.file, offset) if offset + length <= self.data_area else None
         i, within = divmod(offset, self.block_size)
-        if within + length > self.block_size or i >= len(self.bat):
+        state, host = self._plan_units()
+        if within + length > self.block_size or i >= len(state):
             return None
-        kind = self._entry_kind[i]
-        if kind == E_UNUSED:
-            return readplan.HOLE
-        if kind != E_BLOCK:
+        return readplan.locate_unit(PLAN_KINDS, state, host, i, within, length, self.file,
+                                    self._locate_sectors)
+
+    def plan(self, start: int, end: int) -> readplan.Plan | None:
+        """The fast read plan: the BAT entry of each block (a block partly present by its
+        sector bitmap: its cached sector runs)."""
+        if self.disk_type == FIXED:
+            return [(start, end, readplan.DATA, start, self.file)] if end <= self.data_area \
+                else None
+        state, host = self._plan_units()
+        if -(-end // self.block_size) > len(state):
             return None
+        return plan if readplan.plan_units(plan := [], PLAN_KINDS, state, host, 0,
+                                           self.block_size, start, end, self.file,
+                                           partial=self._plan_sectors) else None
+
+    def _plan_units(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each block's read-plan code (an index into PLAN_KINDS) and data host offset:
+        made once from the BAT; a block is P_PARTIAL until its sector bitmap is read, then
+        P_DATA or P_HOLE when the bitmap is all set or all clear."""
+        got = self.__dict__.get("_plan_table")
+        if got is None:
+            state = np.full(len(self.bat), P_PARTIAL, dtype=np.int8)
+            state[self._entry_kind == E_UNUSED] = P_HOLE
+            state[self._entry_kind == E_MISPLACED] = P_SLOW
+            host = self.bat.astype(np.int64) * SECTOR + self.bitmap_size
+            got = self._plan_table = (state, host)
+        return got
+
+    def _locate_sectors(self, i: int, within: int, length: int) -> readplan.Located:
+        """:meth:`locate` inside block ``i`` from its sector runs (one search)."""
         starts, stops, states = self._block_states(i)
         j = int(np.searchsorted(stops, within // SECTOR, side="right"))
         if within + length > int(stops[j]) * SECTOR:  # the bitmap changes inside the read
@@ -432,46 +463,28 @@ class VhdImage(VhdReport, Image):
         h = int(self.bat[i]) * SECTOR + self.bitmap_size + within
         return (self.file, h) if s == S_DATA and h + length <= self.file.size else None
 
-    def plan(self, start: int, end: int) -> readplan.Plan | None:
-        """The fast read plan: the BAT entry of each block, then its cached sector map."""
-        fsize = self.file.size
-        if self.disk_type == FIXED:
-            return [(start, end, readplan.DATA, start, self.file)] if end <= self.data_area \
-                else None
-        bs = self.block_size
-        plan: readplan.Plan = []
-        pos = start
-        while pos < end:
-            i = pos // bs
-            vbase = i * bs
-            stop = min(end, vbase + bs)
-            if i >= len(self.bat):
-                return None
-            kind = self._entry_kind[i]
-            if kind == E_UNUSED:
-                readplan.add_piece(plan, pos, stop, readplan.HOLE)
-            elif kind != E_BLOCK:
-                return None
+    def _plan_sectors(self, plan: readplan.Plan, i: int, pos: int, stop: int) -> bool:
+        """Append the pieces of ``[pos, stop)`` inside block ``i`` from its sector runs;
+        False where a sector needs the runs (damaged, cut short)."""
+        vbase = i * self.block_size
+        starts, stops, states = self._block_states(i)
+        data = int(self.bat[i]) * SECTOR + self.bitmap_size
+        j = int(np.searchsorted(stops, (pos - vbase) // SECTOR, side="right"))
+        while pos < stop:
+            s = int(states[j])
+            b = min(stop, vbase + int(stops[j]) * SECTOR)
+            if s == S_DATA:
+                h = data + pos - vbase
+                if h + (b - pos) > self.file.size:
+                    return False
+                readplan.add_piece(plan, pos, b, readplan.DATA, h, self.file)
+            elif s == S_UNALLOC:
+                readplan.add_piece(plan, pos, b, readplan.HOLE)
             else:
-                starts, stops, states = self._block_states(i)
-                data = int(self.bat[i]) * SECTOR + self.bitmap_size
-                j = int(np.searchsorted(stops, (pos - vbase) // SECTOR, side="right"))
-                while pos < stop:
-                    s = int(states[j])
-                    b = min(stop, vbase + int(stops[j]) * SECTOR)
-                    if s == S_DATA:
-                        h = data + pos - vbase
-                        if h + (b - pos) > fsize:
-                            return None
-                        readplan.add_piece(plan, pos, b, readplan.DATA, h, self.file)
-                    elif s == S_UNALLOC:
-                        readplan.add_piece(plan, pos, b, readplan.HOLE)
-                    else:
-                        return None
-                    pos = b
-                    j += 1
-            pos = stop
-        return plan
+                return False
+            pos = b
+            j += 1
+        return True
 
     def _block_runs(self, i: int):
         vbase = i * self.block_size
@@ -488,7 +501,7 @@ class VhdImage(VhdReport, Image):
         p = ~odd
         ok = states == S_DATA
         table = RunTable(
-            (vbase + starts * SECTOR)[p], ((stops - starts) * SECTOR)[p], STATE_CODES[states[p]],
+            (vbase + starts * SECTOR)[p], ((stops - starts) * SECTOR)[p], UNIT_CODES[states[p]],
             host=np.where(ok, at, -1)[p], src=np.where(ok, 0, -1)[p],
             sources=[(self.path, self.file)])
         yield table.with_runs(list(self._sector_runs(vbase, data, starts[odd], stops[odd],
@@ -498,28 +511,16 @@ class VhdImage(VhdReport, Image):
         """Run objects for the sector runs of one block (data of the block at ``data``)."""
         for a, b, s in zip(starts.tolist(), stops.tolist(), states.tolist()):
             if s == S_DATA:
-                yield Run(
-                    vbase + a * SECTOR,
-                    (b - a) * SECTOR,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=data + a * SECTOR,
-                    source=self.file,
-                )
+                yield Run(vbase + a * SECTOR, (b - a) * SECTOR, DATA, host_file=self.path,
+                          host_offset=data + a * SECTOR, source=self.file)
             elif s == S_DAMAGED and 0 < self.file.size - (data + a * SECTOR) < SECTOR:
                 # the sector the file ends in: its first bytes are there
                 room = self.file.size - (data + a * SECTOR)
-                yield Run(
-                    vbase + a * SECTOR,
-                    room,
-                    DATA,
-                    host_file=self.path,
-                    host_offset=data + a * SECTOR,
-                    source=self.file,
-                )
+                yield Run(vbase + a * SECTOR, room, DATA, host_file=self.path,
+                          host_offset=data + a * SECTOR, source=self.file)
                 yield Run(vbase + a * SECTOR + room, (b - a) * SECTOR - room, DAMAGED)
             else:
-                yield Run(vbase + a * SECTOR, (b - a) * SECTOR, STATE_NAME[s])
+                yield Run(vbase + a * SECTOR, (b - a) * SECTOR, UNIT_STATE[s])
 
     # --- parents -------------------------------------------------------------------
     @property

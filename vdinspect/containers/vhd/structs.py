@@ -9,11 +9,6 @@ from urllib.parse import unquote, urlparse
 from construct import Array, Bytes, Int8ub, Int16ub, Int32ub, Int64ub, Struct
 
 from ...errors import InvalidArgument
-from ..base import (
-    DAMAGED,
-    DATA,
-    UNALLOCATED,
-)
 
 FORMAT = "vhd"
 COOKIE = b"conectix"
@@ -127,9 +122,6 @@ LOCATORS_AT = 576  # offset of the parent locator entries inside the header
 BAT_ENTRY = ">u4"
 MAX_FINDINGS = 100  # per kind of problem in check(); the rest are counted in one row
 
-# per-sector states inside a block
-S_UNALLOC, S_DATA, S_DAMAGED = 0, 1, 2
-STATE_NAME = {S_UNALLOC: UNALLOCATED, S_DATA: DATA, S_DAMAGED: DAMAGED}
 
 
 

@@ -37,24 +37,17 @@ class Reports:
             rows.append(structure_row(name, self.path, off, length, desc))
 
         row("file identifier", 0, 64 * K, f"vhdxfile, creator {self.creator!r}")
-        for i, off in enumerate(HEADER_OFFSETS):
-            state = "current" if i == self.current_header else "valid"
-            state = state if self.header_valid[i] else "not valid"
-            row(
-                f"header {i + 1}",
-                off,
-                HEADER_SIZE,
-                f"sequence {self.headers[i].sequence_number}, {state}",
-            )
-        for i, off in enumerate(REGION_TABLE_OFFSETS):
-            state = "current" if i == self.current_region_table else "copy"
-            state = state if self.region_tables_valid[i] else "not valid"
-            row(
-                f"region table {i + 1}",
-                off,
-                REGION_TABLE_SIZE,
-                f"{len(self.regions)} entries, {state}",
-            )
+        # the two copies of the header and of the region table: which one is in use
+        for name, offsets, size, current, other, valid, what in (
+            ("header", HEADER_OFFSETS, HEADER_SIZE, self.current_header, "valid",
+             self.header_valid, lambda i: f"sequence {self.headers[i].sequence_number}"),
+            ("region table", REGION_TABLE_OFFSETS, REGION_TABLE_SIZE,
+             self.current_region_table, "copy", self.region_tables_valid,
+             lambda i: f"{len(self.regions)} entries"),
+        ):
+            for i, off in enumerate(offsets):
+                state = ("current" if i == current else other) if valid[i] else "not valid"
+                row(f"{name} {i + 1}", off, size, f"{what(i)}, {state}")
         h = self.header
         if h.log_length:
             if self.log_replay:

@@ -13,7 +13,8 @@ from ...findings import check_row
 from ...layout import offset_of
 from ...lazy import np
 from ..base import structure_row
-from .extent import MAX_GD_ENTRIES, S_DAMAGED, S_DATA, S_UNALLOC, GrainTableExtent
+from ..runs import S_DAMAGED, S_DATA, S_UNALLOC
+from .extent import MAX_GD_ENTRIES, GrainTableExtent
 from .structs import COWD_GT_ENTRIES, COWD_MAGIC, SECTOR, COWDChild, COWDHeader, COWDRoot
 
 UNCLEAN_AT = offset_of(COWDHeader, "uncleanShutdown")  # 1648
@@ -142,16 +143,7 @@ class CowdExtent(GrainTableExtent):
                     "set: the redo log was not closed cleanly",
                 )
             )
-        bad = np.flatnonzero(self.gd < 0)
-        if len(bad):
-            i = int(bad[0])
-            rows.append(
-                check_row(
-                    "error", "grain directory", self.gd_entry_offset(i),
-                    self.label + f"{len(bad)} grain directory entries point "
-                    f"outside the file (first: entry {i})",
-                )
-            )
+        rows += self.unusable_gd_rows()
         meta = [
             (0, COWDHeader.sizeof(), "COWD header"),
             (self.gd_offset, 4 * self.gd_raw_count, "grain directory"),

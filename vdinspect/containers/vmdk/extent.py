@@ -9,29 +9,31 @@ format decodes its entries into per-grain states with numpy (see ``_decode``).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from ...errors import CorruptImage
 from ...findings import check_row
 from ...io import ByteSource, LRUCache
-from ...lazy import LazyArray, np
+from ...lazy import np
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
-from ..runs import STATE_CODE, RunTable, unit_breaks
+from ..runs import (
+    S_COMP,
+    S_DAMAGED,
+    S_DATA,
+    UNIT_CODES,
+    RunTable,
+    unit_breaks,
+)
 
 if TYPE_CHECKING:
     from .descriptor import ExtentLine
     from .image import VmdkImage
 
-# per-grain states inside decoded grain tables
-S_UNALLOC, S_ZERO, S_DATA, S_COMP, S_DAMAGED = 0, 1, 2, 3, 4
-STATE_NAME = {S_UNALLOC: UNALLOCATED, S_ZERO: ZERO, S_DAMAGED: DAMAGED}
 #: S_* grain state -> read plan piece kind (compressed and damaged grains take the runs)
 PLAN_KINDS = [readplan.HOLE, readplan.ZERO, readplan.DATA, readplan.INFLATE, readplan.SLOW]
-#: S_* grain state -> code of the ``state`` column of a RunTable
-STATE_CODES = LazyArray(lambda: np.array(
-    [STATE_CODE[n] for n in (UNALLOCATED, ZERO, DATA, DATA, DAMAGED)], dtype=np.int8))
 
 #: QEMU's limit on grain directory entries (32 Mi): more is a corrupt header
 MAX_GD_ENTRIES = 32 << 20
@@ -87,7 +89,7 @@ class Extent:
             return ""
         return os.path.basename(self.path) + ": "
 
-    def runs(self, start: int, end: int):
+    def runs(self, start: int, end: int) -> Iterator[Run | RunTable]:
         """Yield runs over extent-local ``[start, end)``."""
         raise NotImplementedError
 
@@ -122,7 +124,7 @@ class Extent:
         )
 
     # helpers for subclasses ------------------------------------------------------------
-    def fail(self, exc_type, message: str, structure: str, offset: int | None):
+    def fail(self, exc_type, message: str, structure: str, offset: int | None) -> NoReturn:
         """Raise ``exc_type`` naming this extent's file, the structure and offset."""
         raise exc_type(
             message, path=self.path or self.image.path, structure=structure, offset=offset
@@ -162,7 +164,7 @@ class FlatExtent(Extent):
                 self.fail(CorruptImage, msg, f"extent {index}", offset)
             self.finding("error", f"extent {index}", offset, msg)
 
-    def runs(self, start: int, end: int):
+    def runs(self, start: int, end: int) -> Iterator[Run | RunTable]:
         """Yield runs over extent-local ``[start, end)``."""
         avail = max(0, self.source.size - self.offset)
         if start < avail:
@@ -208,7 +210,7 @@ class ZeroExtent(Extent):
 
     kind = "ZERO"
 
-    def runs(self, start: int, end: int):
+    def runs(self, start: int, end: int) -> Iterator[Run | RunTable]:
         """Yield runs over extent-local ``[start, end)``."""
         yield Run(start, end - start, ZERO)
 
@@ -221,7 +223,7 @@ class MissingExtent(Extent):
 
     kind = "missing"
 
-    def runs(self, start: int, end: int):
+    def runs(self, start: int, end: int) -> Iterator[Run | RunTable]:
         """Yield runs over extent-local ``[start, end)``."""
         yield Run(start, end - start, DAMAGED)
 
@@ -346,7 +348,7 @@ class GrainTableExtent(Extent):
             out[order[a:b]] = np.frombuffer(raw, dtype=np.uint8).reshape(b - a, self.gt_bytes)
         return out
 
-    def runs(self, start: int, end: int):
+    def runs(self, start: int, end: int) -> Iterator[Run | RunTable]:
         """Yield runs over extent-local ``[start, end)``."""
         span, gd, n = self.gt_span, self.gd, len(self.gd)
         i0, i1 = start // span, (end - 1) // span
@@ -386,28 +388,7 @@ class GrainTableExtent(Extent):
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """One lookup per grain table (decoded and cached), contiguous grains joined."""
-        span, gd, n = self.gt_span, self.gd, len(self.gd)
-        plan: readplan.Plan = []
-        pos = start
-        while pos < end:
-            i = pos // span
-            if i >= n:  # past the grain directory
-                readplan.add_piece(plan, pos, end, readplan.HOLE)
-                break
-            stop = min(end, (i + 1) * span)
-            g = int(gd[i])
-            if g < 0:
-                return None
-            if g == 0 or self._empty[i]:
-                readplan.add_piece(plan, pos, stop, readplan.HOLE)
-            else:
-                state, host, bound = self._gt(i)
-                if not readplan.plan_units(plan, PLAN_KINDS, state, host, i * span,
-                                           self.grain_bytes, pos, stop, self.source,
-                                           self._compressed_at(host, bound, i * span)):
-                    return None
-            pos = stop
-        return plan
+        return readplan.plan_tables(start, end, self.gt_span, self._plan_table)
 
     def locate(self, start: int, length: int) -> readplan.Located:
         """One grain table lookup for a read inside one grain; else the plan decides."""
@@ -415,6 +396,7 @@ class GrainTableExtent(Extent):
         within = start % g
         if within + length > g:
             return None
+        # the directory entry read as _plan_table reads it, inline: the 4 KiB read's hot path
         i, r = divmod(start, self.gt_span)
         if i >= len(self.gd):
             return readplan.HOLE
@@ -426,6 +408,20 @@ class GrainTableExtent(Extent):
         state, host, _bound = self._gt(i)
         return readplan.locate_unit(PLAN_KINDS, state, host, r // g, within, length,
                                     self.source)
+
+    def _plan_table(self, i: int) -> readplan.Table:
+        """What grain directory entry ``i`` holds for a read plan (:data:`readplan.Table`):
+        past the directory and empty tables read the layer below."""
+        if i >= len(self.gd):
+            return readplan.HOLE
+        g = int(self.gd[i])
+        if g < 0:
+            return None
+        if g == 0 or self._empty[i]:
+            return readplan.HOLE
+        state, host, bound = self._gt(i)
+        return (PLAN_KINDS, state, host, self.grain_bytes, self.source,
+                self._compressed_at(host, bound, i * self.gt_span))
 
     def _compressed_at(self, host, bound, vbase: int):
         """For a read plan: grain ``k`` of a table -> (loader of the inflated grain, its
@@ -477,7 +473,7 @@ class GrainTableExtent(Extent):
         odd = (s == S_DAMAGED) | (data & (fsize - h < ve - vs))
         p = ~odd
         table = RunTable(
-            vs[p], (ve - vs)[p], STATE_CODES[s[p]], host=np.where(data | comp, h, -1)[p],
+            vs[p], (ve - vs)[p], UNIT_CODES[s[p]], host=np.where(data | comp, h, -1)[p],
             compressed=comp[p], src=np.where(data | comp, 0, -1)[p], x0=vs0[p],
             x1=np.where(comp, bound[k], 0)[p], sources=[(self.path, self.source)])
         rare = []
@@ -512,7 +508,21 @@ class GrainTableExtent(Extent):
         return f"grain table {i} entry {k} = {int(raw[k]):#x} points outside the file or is invalid"
 
     # --- reports shared by the sparse kinds ---------------------------------------------
-    def all_tables(self):
+    def unusable_gd_rows(self) -> list[dict]:
+        """One ``check()`` row counting the grain directory entries that name no readable
+        grain table (the first one named), or none."""
+        bad = np.flatnonzero(self.gd < 0)
+        if not len(bad):
+            return []
+        i = int(bad[0])
+        return [check_row("error", self.gd_name, self.gd_entry_offset(i),
+                          self.label + self.bad_gd_message(len(bad), i))]
+
+    def bad_gd_message(self, count: int, i: int) -> str:
+        """What :meth:`unusable_gd_rows` says of ``count`` bad entries, ``i`` the first."""
+        return f"{count} grain directory entries point outside the file (first: entry {i})"
+
+    def all_tables(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Yield (gt index, state, host) for every grain table (never raises)."""
         if len(self.gd):
             self._learn(0, len(self.gd) - 1)

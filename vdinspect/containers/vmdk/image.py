@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
+from collections.abc import Iterator
 
 from ...errors import CorruptImage, MissingFile, NotRecognized, UnsupportedFeature
 from ...findings import check_row
@@ -280,7 +281,7 @@ class VmdkImage(Image):
         )
 
     # --- reading ---------------------------------------------------------------------------
-    def extent_spans(self, start: int, end: int):
+    def extent_spans(self, start: int, end: int) -> Iterator[tuple[Extent, int, int]]:
         """``(extent, ls, le)`` for each extent ``[start, end)`` reaches, in order, with the
         part it reaches in the extent's own offsets (``ls < le``)."""
         k = max(0, bisect.bisect_right(self._starts, start) - 1)

@@ -12,17 +12,10 @@ is split across the other bits).
 from __future__ import annotations
 
 from ...errors import CorruptImage, UnsupportedFeature
-from ...findings import check_row
 from ...lazy import np
 from ..base import structure_row
-from .extent import (
-    MAX_GD_ENTRIES,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
-    S_ZERO,
-    GrainTableExtent,
-)
+from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO
+from .extent import MAX_GD_ENTRIES, GrainTableExtent
 from .structs import (
     SECTOR,
     SESPARSE_CONST_MAGIC,
@@ -232,20 +225,13 @@ class SeSparseExtent(GrainTableExtent):
                 rows.append(structure_row(name, p, off * SECTOR, size * SECTOR, f"{size} sectors"))
         return rows + self.grain_table_rows() + self.data_rows()
 
+    def bad_gd_message(self, count: int, i: int) -> str:
+        return (f"{count} grain directory entries are invalid or point outside the file "
+                f"(first: entry {i} = {int(self.gd_raw[i]):#018x})")
+
     def check(self) -> list[dict]:
         """Unusable GD entries, bad or shared grains."""
-        rows = []
-        bad = np.flatnonzero(self.gd < 0)
-        if len(bad):
-            i = int(bad[0])
-            rows.append(
-                check_row(
-                    "error", "grain directory", self.gd_entry_offset(i),
-                    self.label + f"{len(bad)} grain directory entries are "
-                    f"invalid or point outside the file (first: entry {i} = "
-                    f"{int(self.gd_raw[i]):#018x})",
-                )
-            )
+        rows = self.unusable_gd_rows()
         h = self.header
         meta = [
             (0, 2 * SECTOR, "headers"),

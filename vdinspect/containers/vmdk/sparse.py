@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import zlib
 
+from construct import Container
+
 from ...errors import CorruptImage, UnsupportedFeature
 from ...layout import struct_format
 from ...lazy import np
-from .extent import (
-    MAX_GD_ENTRIES,
-    S_COMP,
-    S_DAMAGED,
-    S_DATA,
-    S_UNALLOC,
-    S_ZERO,
-    GrainTableExtent,
-)
+from ..runs import S_COMP, S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO
+from .extent import MAX_GD_ENTRIES, GrainTableExtent
 from .sparse_report import SparseReport
 from .structs import (
     COMPRESSION_DEFLATE,
@@ -51,7 +46,7 @@ _GRAIN_MARKER = struct_format(GrainMarker)
 _META_MARKER = struct_format(Marker)
 
 
-def read_sparse_header(source, path: str):
+def read_sparse_header(source, path: str) -> Container:
     """The header at offset 0 of a hosted sparse extent (CorruptImage if it is not one)."""
     if source.size < SECTOR:
         raise CorruptImage(
@@ -406,7 +401,7 @@ class SparseExtent(SparseReport, GrainTableExtent):
         return bytes(g)
 
     # --- stream markers ---------------------------------------------------------------------
-    def walk_markers(self):
+    def walk_markers(self) -> tuple[list[tuple], tuple[int, str] | None]:
         """Follow the stream's markers from ``overHead``: (items, problem or None).
 
         Items are ``(kind, host offset, val, size)`` with kind "grain" or a marker type.

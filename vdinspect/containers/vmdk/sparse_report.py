@@ -7,7 +7,8 @@ from ...findings import check_row
 from ...layout import offset_of
 from ...lazy import np
 from ..base import leak_rows, structure_row, unused_spans
-from .extent import MAX_ENTRY_ROWS, S_COMP, S_DATA
+from ..runs import S_COMP, S_DATA
+from .extent import MAX_ENTRY_ROWS
 from .structs import (
     FLAG_NAMES,
     FLAG_NL_DETECT,

@@ -24,7 +24,7 @@ class Vdi:
     userdevice: str | None = None  # where the VM's VBD attaches it
 
 
-def decode(value, depth: int = 0):
+def decode(value, depth: int = 0) -> dict | list | str | None:
     """An XML-RPC ``<value>`` as Python: dict, list or str (numbers stay text)."""
     if value is None:
         return None
