@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+
 from ..containers.base import BACKING, DATA
 from ..errors import InvalidArgument
 from ..io import all_zero
@@ -33,36 +35,9 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
         pos = 0
         while pos < disk.size:
             wend = min(disk.size, pos + window)
-            pending = list(disk.chain.runs(pos, wend - pos).of_states(DATA, BACKING))
-            pending.reverse()
-            while pending:
-                base = pending[-1].start
-                limit = base + chunk
-                segments: list[list[int]] = []
-                batch = []
-                while pending and pending[-1].start < limit:
-                    run = pending.pop()
-                    if run.end > limit:  # the rest goes into the next chunk
-                        pending.append(run.clip(limit, run.end))
-                        run = run.clip(run.start, limit)
-                    batch.append(run)
-                inflating = {r.layer for r in batch if r.compressed}
-                for k in inflating:
-                    disk.chain.layers[k].inflate_ahead(
-                        [r for r in batch if r.layer == k], workers)
-                for run in batch:
-                    a, b = run.start - base, run.end - base
-                    disk.chain.layers[run.layer].fill_run(run, mv[a:b])
-                    if segments and segments[-1][1] == a:
-                        segments[-1][1] = b
-                    else:
-                        segments.append([a, b])
-                for k in inflating:  # let the batch go
-                    disk.chain.layers[k].inflate_ahead(())
-                for a, b in segments:
-                    written += write_nonzero(fd, mv, a, b, base)
-                if report:
-                    report(min(limit, wend), disk.size)
+            table = disk.chain.runs(pos, wend - pos).of_states(DATA, BACKING)
+            written += write_table(disk.chain.layers, table, fd, mv, workers, report,
+                                   disk.size)
             pos = wend
             if report:
                 report(pos, disk.size)
@@ -76,22 +51,73 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
     return written
 
 
+def write_table(layers, table, fd: int, mv: memoryview, workers: int | None, report,
+                total: int) -> int:
+    """Write the rows of ``table`` (the chain's runs holding data, in order) to ``fd`` at
+    their virtual offsets, a chunk of ``len(mv)`` bytes at a time: each layer fills its
+    rows of the chunk (compressed units inflated ahead, in tasks of many), then the
+    chunk's bytes that are not all zero are written. Returns the bytes written."""
+    chunk = len(mv)
+    starts = table.start
+    ends = table.end
+    written = 0
+    i, n = 0, len(table)
+    while i < n:
+        base = int(starts[i])
+        limit = base + chunk
+        piece = table.within(np.array([base]), np.array([limit]))
+        lay = piece.layer
+        ks = np.unique(lay).tolist()
+        for k in ks:
+            rows = piece if len(ks) == 1 else piece.take(lay == k)
+            layers[k].fill_runs(rows, base, mv, workers)
+        a = piece.start - base
+        b = a + piece.length
+        cut = np.flatnonzero(a[1:] != b[:-1]) + 1  # where the rows stop touching
+        for s, e in zip(a[np.r_[0, cut]].tolist(), b[np.r_[cut - 1, len(b) - 1]].tolist()):
+            written += write_nonzero(fd, mv, s, e, base)
+        i = int(np.searchsorted(starts, limit, side="left"))
+        if ends[i - 1] > limit:  # a row going on past the chunk: its rest comes next
+            i -= 1
+            if starts is table.start:
+                starts = starts.copy()
+            starts[i] = limit
+        if report:
+            report(min(limit, total), total)
+    return written
+
+
 def write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
-    """pwrite mv[a:b] at base+a, skipping 64 KiB blocks that are all zero."""
+    """pwrite mv[a:b] at base+a, skipping the 64 KiB blocks (aligned in ``mv``) that are all
+    zero; the blocks are checked together, a whole block only when its first word is 0."""
     step = 1 << 16
+    lo, hi = -(-a // step) * step, b // step * step
+    if lo >= hi:
+        bounds = [a, b]
+        nonzero = [not all_zero(mv[a:b])]
+    else:
+        words = np.frombuffer(mv[lo:hi], dtype=np.uint64).reshape(-1, step // 8)
+        flags = words[:, 0] != 0
+        maybe = np.flatnonzero(~flags)
+        if len(maybe):
+            flags[maybe] = words[maybe].any(axis=1)
+        bounds = list(range(lo, hi + 1, step))
+        nonzero = flags.tolist()
+        if a < lo:
+            bounds.insert(0, a)
+            nonzero.insert(0, not all_zero(mv[a:lo]))
+        if hi < b:
+            bounds.append(b)
+            nonzero.append(not all_zero(mv[hi:b]))
     written = 0
     start = None
-    i = a
-    while i < b:
-        j = min(b, (i // step + 1) * step)
-        is_zero = all_zero(mv[i:j])
-        if not is_zero and start is None:
-            start = i
-        elif is_zero and start is not None:
-            os.pwrite(fd, mv[start:i], base + start)
-            written += i - start
+    for k, nz in enumerate(nonzero):
+        if nz and start is None:
+            start = bounds[k]
+        elif not nz and start is not None:
+            os.pwrite(fd, mv[start : bounds[k]], base + start)
+            written += bounds[k] - start
             start = None
-        i = j
     if start is not None:
         os.pwrite(fd, mv[start:b], base + start)
         written += b - start
