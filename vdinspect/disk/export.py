@@ -99,8 +99,10 @@ def write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
         words = np.frombuffer(mv[lo:hi], dtype=np.uint64).reshape(-1, step // 8)
         flags = words[:, 0] != 0
         maybe = np.flatnonzero(~flags)
-        if len(maybe):
-            flags[maybe] = words[maybe].any(axis=1)
+        if len(maybe):  # whole blocks checked, in stretches of neighbours (views, no copy)
+            cut = np.flatnonzero(np.diff(maybe) != 1) + 1
+            for s, e in zip(maybe[np.r_[0, cut]].tolist(), maybe[np.r_[cut - 1, -1]].tolist()):
+                flags[s : e + 1] = np.bitwise_or.reduce(words[s : e + 1], axis=1) != 0
         bounds = list(range(lo, hi + 1, step))
         nonzero = flags.tolist()
         if a < lo:
