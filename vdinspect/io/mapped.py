@@ -63,7 +63,10 @@ class MappedSource(FilledSource):
                 if a > pos:
                     out.append((None, 0, a - pos))
                 b = min(ends[i], end)
-                got = self.dev.host_ranges(phys[i] + (a - starts[i]), b - a)
+                at = phys[i] + (a - starts[i])
+                if at + (b - a) > self.dev.size:  # past the device: the read reports it
+                    return None
+                got = self.dev.host_ranges(at, b - a)
                 if got is None:
                     return None
                 out += got

@@ -1,0 +1,144 @@
+"""Extraction host file to host file in the kernel (``os.copy_file_range``) where a file's
+bytes are stored as themselves (a raw image, QCOW2 data clusters): the same bytes as the
+tree mke2fs -d was given and as icat reads, holes kept, and the read-and-write path when
+the host refuses the copy."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import vdinspect
+from tests.conftest import have
+from tests.tools import run
+
+pytestmark = pytest.mark.skipif(not have("mke2fs") or not hasattr(os, "copy_file_range"),
+                                reason="needs mke2fs and os.copy_file_range")
+K, M = 1 << 10, 1 << 20
+
+
+@pytest.fixture(scope="module")
+def ext_raw(tmp_path_factory):
+    """An ext4 image of a tree: big.bin (data, a 2 MiB hole, data, an unaligned tail) and
+    small.txt."""
+    d = tmp_path_factory.mktemp("extcopy")
+    tree = d / "tree"
+    tree.mkdir()
+    rnd = random.Random(11)
+    with open(tree / "big.bin", "wb") as f:
+        f.write(rnd.randbytes(3 * M))
+        f.seek(5 * M)
+        f.write(rnd.randbytes(M + 1234))
+    (tree / "small.txt").write_bytes(b"hello\n" * 100)
+    img = d / "ext4.img"
+    run("mke2fs", "-q", "-F", "-t", "ext4", "-b", "4096", "-d", str(tree), str(img), "32M")
+    return img, tree
+
+
+def counting_copy(monkeypatch) -> list:
+    calls: list = []
+    real = os.copy_file_range
+
+    def spy(src, dst, count, offset_src=None, offset_dst=None):
+        calls.append(count)
+        return real(src, dst, count, offset_src, offset_dst)
+
+    monkeypatch.setattr(os, "copy_file_range", spy)
+    return calls
+
+
+def icat_bytes(img: Path, name: str) -> bytes | None:
+    if not have("fls", "icat"):
+        return None
+    listing = run("fls", "-p", str(img))
+    ino = next(line.split()[1].rstrip(":") for line in listing.splitlines()
+               if line.endswith("\t" + name))
+    return subprocess.run(["icat", str(img), ino], capture_output=True, check=True).stdout
+
+
+def extract_checked(img: Path, tree: Path, dest: Path, oracle_img: Path) -> None:
+    with vdinspect.open(str(img)) as disk:
+        fs = disk.filesystem(disk.filesystem_volumes()[0].key)
+        report = fs.extract("/", dest)
+    assert not report.skipped and not report.incomplete
+    for name in ("big.bin", "small.txt"):
+        got = (dest / name).read_bytes()
+        assert got == (tree / name).read_bytes()
+        icat = icat_bytes(oracle_img, name)
+        if icat is not None:
+            assert got == icat
+    fd = os.open(dest / "big.bin", os.O_RDONLY)
+    try:  # the hole stays a hole on the host
+        assert os.lseek(fd, 3 * M, os.SEEK_DATA) >= 4 * M
+    finally:
+        os.close(fd)
+
+
+def test_extract_copies_in_the_kernel_from_a_raw_image(ext_raw, tmp_path, monkeypatch):
+    img, tree = ext_raw
+    calls = counting_copy(monkeypatch)
+    extract_checked(img, tree, tmp_path / "out", img)
+    assert calls  # the copy went through copy_file_range
+
+
+@pytest.mark.skipif(not have("qemu-img"), reason="needs qemu-img")
+def test_extract_copies_through_qcow2_clusters(ext_raw, tmp_path, monkeypatch):
+    img, tree = ext_raw
+    qcow = tmp_path / "ext4.qcow2"
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(img), str(qcow))
+    calls = counting_copy(monkeypatch)
+    extract_checked(qcow, tree, tmp_path / "out", img)
+    assert calls
+
+
+def test_extract_falls_back_when_the_host_refuses(ext_raw, tmp_path, monkeypatch):
+    img, tree = ext_raw
+    calls: list = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise OSError(errno.EXDEV, "cross-device")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    extract_checked(img, tree, tmp_path / "out", img)
+    assert len(calls) == 1  # asked once, then read and written
+
+
+def test_host_ranges_read_back_the_same_bytes(ext_raw):
+    """Every piece host_ranges names, read from its host file (zeros for None), gives
+    the bytes read() gives, for ranges over data, the hole and the tail."""
+    img, _tree = ext_raw
+    rnd = random.Random(5)
+    with vdinspect.open(str(img)) as disk:
+        fs = disk.filesystem(disk.filesystem_volumes()[0].key)
+        src = fs.content(fs.lookup("/big.bin"))
+        for _ in range(40):
+            off = rnd.randrange(src.size)
+            n = rnd.randrange(1, src.size - off + 1)
+            pieces = src.host_ranges(off, n)
+            assert pieces is not None and sum(k for _h, _o, k in pieces) == n
+            got = b"".join(bytes(k) if h is None else os.pread(h.fd, k, o)
+                           for h, o, k in pieces)
+            assert got == src.read(off, n), (off, n)
+
+
+def test_no_host_ranges_for_compressed_clusters(ext_raw, tmp_path):
+    """Compressed QCOW2 clusters are not stored as themselves: the extractor reads them."""
+    if not have("qemu-img"):
+        pytest.skip("needs qemu-img")
+    img, tree = ext_raw
+    qcow = tmp_path / "ext4-c.qcow2"
+    run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", str(img), str(qcow))
+    with vdinspect.open(str(qcow)) as disk:
+        fs = disk.filesystem(disk.filesystem_volumes()[0].key)
+        src = fs.content(fs.lookup("/big.bin"))
+        assert src.host_ranges(0, src.size) is None
+    out = tmp_path / "out"
+    extract_checked(qcow, tree, out, img)
+    shutil.rmtree(out)
