@@ -141,3 +141,33 @@ def test_corrupt_compressed_cluster_in_a_batch(zimage, tmp_path):
         assert got[: k * CS] == data[: k * CS] and got[(k + 1) * CS :] == data[(k + 1) * CS :]
         assert ((rows.severity == "error") & rows.message.str.contains(f"{h:#x}")).any()
         out.unlink()
+
+
+@pytest.mark.parametrize("fmt", ["qcow2", "vmdk", "vdi", "parallels"])
+def test_large_read_of_units_in_a_row(fmt, tmp_path):
+    """Reads of many data units whose host bytes follow each other (one piece, one pread):
+    the bytes qemu-io wrote; the same read over a file cut short inside the last unit
+    raises in strict mode and reads zeros there, reported, in salvage mode."""
+    img = tmp_path / f"whole.{fmt}"
+    q.create(img, 8 * M, fmt)
+    q.qemu_io(img, "write -q -P 0x5a 0 4M", "write -q -P 0x6b 4M 1M", fmt=fmt)
+    want = b"\x5a" * (4 * M) + b"\x6b" * M + bytes(3 * M)
+    with vdinspect.open(str(img)) as disk:
+        assert disk.read(0, 8 * M) == want
+        for off, n in ((0, M), (4 * K + 17, 3 * M), (4 * M - 512, 2 * M)):
+            assert disk.read(off, n) == want[off : off + n]
+        runs = [r for r in disk.chain.top.runs() if r.state == "data"]
+        host_end = max(r.host_offset + r.length for r in runs)
+        last = max(runs, key=lambda r: r.host_offset + r.length)
+        guest_end = last.end
+    cut = tmp_path / f"cut.{fmt}"
+    cut.write_bytes(img.read_bytes()[: host_end - 2 * K])
+    lo = guest_end - M
+    with pytest.raises(vdinspect.errors.CorruptImage):
+        with vdinspect.open(str(cut)) as disk:
+            disk.read(lo, M)
+    with vdinspect.open(str(cut), strict=False) as disk:
+        got = disk.read(lo, M)
+        assert got[: M - 2 * K] == want[lo : guest_end - 2 * K]
+        assert got[M - 2 * K :] == bytes(2 * K)
+        assert disk.damaged_ranges(lo, M) == [(guest_end - 2 * K, 2 * K)]
