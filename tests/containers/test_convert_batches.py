@@ -171,3 +171,21 @@ def test_large_read_of_units_in_a_row(fmt, tmp_path):
         assert got[: M - 2 * K] == want[lo : guest_end - 2 * K]
         assert got[M - 2 * K :] == bytes(2 * K)
         assert disk.damaged_ranges(lo, M) == [(guest_end - 2 * K, 2 * K)]
+
+
+def test_convert_workers_option(zimage, tmp_path):
+    """The CLI's --workers reaches to_raw; a bad count is a bad call."""
+    import subprocess
+    import sys
+
+    img, data = zimage
+    out = tmp_path / "cli.raw"
+    subprocess.run([sys.executable, "-m", "vdinspect", "convert", "--workers", "2", str(img),
+                    str(out)], check=True, capture_output=True)
+    assert out.read_bytes() == data
+    with vdinspect.open(str(img)) as disk:
+        for bad in (0, -1, 1.5):
+            with pytest.raises(vdinspect.errors.InvalidArgument):
+                disk.to_raw(tmp_path / "x.raw", workers=bad)
+        with pytest.raises(vdinspect.errors.InvalidArgument):
+            disk.to_raw(tmp_path / "x.raw", chunk=0)

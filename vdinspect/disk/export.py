@@ -16,6 +16,10 @@ from ..progress import Progress, reporter
 def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
               workers: int | None = None) -> int:
     """:meth:`Disk.to_raw`: ``disk`` written to ``path``; returns the bytes of data."""
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise InvalidArgument(f"workers={workers!r}: a number of threads, 1 or more")
+    if not isinstance(chunk, int) or chunk < 1:
+        raise InvalidArgument(f"chunk={chunk!r}: a number of bytes, 1 or more")
     path = os.fspath(path)
     real = os.path.realpath(path)
     for img in disk.chain.layers:
