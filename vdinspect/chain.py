@@ -237,17 +237,21 @@ class Chain(FilledSource):
         if plan is None:
             return None
         out: list = []
-        for _a, b, kind, host, source in sorted(plan, key=lambda p: p[0]):
+        pos = offset
+        for a, b, kind, host, source in sorted(plan, key=lambda p: p[0]):
+            if a != pos:  # (a plan covers its range; anything else is not trusted here)
+                return None
             if kind == readplan.DATA:
-                got = source.host_ranges(host, b - _a)
+                got = source.host_ranges(host, b - a)
                 if got is None:
                     return None
                 out += got
             elif kind == readplan.ZERO or kind == readplan.HOLE:
-                out.append((None, 0, b - _a))
+                out.append((None, 0, b - a))
             else:
                 return None
-        return out
+            pos = b
+        return out if pos == offset + length else None
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan of ``[start, end)`` (pieces in any order): each hole of a

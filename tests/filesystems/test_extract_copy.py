@@ -142,3 +142,15 @@ def test_no_host_ranges_for_compressed_clusters(ext_raw, tmp_path):
     out = tmp_path / "out"
     extract_checked(qcow, tree, out, img)
     shutil.rmtree(out)
+
+
+@pytest.mark.skipif(not have("qemu-img"), reason="needs qemu-img")
+def test_extract_copies_through_a_backing_chain(ext_raw, tmp_path, monkeypatch):
+    """An overlay holding nothing over the raw image: every byte comes from the layer
+    below, still copied host file to host file."""
+    img, tree = ext_raw
+    top = tmp_path / "top.qcow2"
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", str(img), "-F", "raw", str(top))
+    calls = counting_copy(monkeypatch)
+    extract_checked(top, tree, tmp_path / "out", img)
+    assert calls
