@@ -149,8 +149,10 @@ def test_extract_copies_through_a_backing_chain(ext_raw, tmp_path, monkeypatch):
     """An overlay holding nothing over the raw image: every byte comes from the layer
     below, still copied host file to host file."""
     img, tree = ext_raw
+    base = tmp_path / "base.img"  # beside the overlay: a parent name is followed there
+    shutil.copyfile(img, base)
     top = tmp_path / "top.qcow2"
-    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", str(img), "-F", "raw", str(top))
+    run("qemu-img", "create", "-q", "-f", "qcow2", "-b", "base.img", "-F", "raw", str(top))
     calls = counting_copy(monkeypatch)
     extract_checked(top, tree, tmp_path / "out", img)
     assert calls
