@@ -183,3 +183,23 @@ def test_extract_copies_ntfs_runs(tmp_path, monkeypatch):
     icat = icat_bytes(img, "data.bin")
     if icat is not None:
         assert got == icat
+
+
+@pytest.mark.skipif(not have("mkfs.fat", "mcopy"), reason="needs mkfs.fat and mtools")
+def test_extract_copies_fat_cluster_runs(tmp_path, monkeypatch):
+    """A FAT32 file (mcopy wrote it) is copied cluster run by run in the kernel: the bytes
+    given to mcopy."""
+    img = tmp_path / "fat.img"
+    with open(img, "wb") as f:
+        f.truncate(64 * M)
+    run("mkfs.fat", "-F", "32", str(img))
+    data = random.Random(6).randbytes(3 * M + 99)
+    src = tmp_path / "data.bin"
+    src.write_bytes(data)
+    run("mcopy", "-i", str(img), str(src), "::/data.bin")
+    calls = counting_copy(monkeypatch)
+    with vdinspect.open(str(img)) as disk:
+        fs = disk.filesystem(disk.filesystem_volumes()[0].key)
+        report = fs.extract("/data.bin", tmp_path / "out")
+    assert not report.skipped and not report.incomplete
+    assert (tmp_path / "out" / "data.bin").read_bytes() == data and calls
