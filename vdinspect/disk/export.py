@@ -16,9 +16,9 @@ from ..progress import Progress, reporter
 def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
               workers: int | None = None) -> int:
     """:meth:`Disk.to_raw`: ``disk`` written to ``path``; returns the bytes of data."""
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
+    if workers is not None and (not isinstance(workers, (int, np.integer)) or workers < 1):
         raise InvalidArgument(f"workers={workers!r}: a number of threads, 1 or more")
-    if not isinstance(chunk, int) or chunk < 1:
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise InvalidArgument(f"chunk={chunk!r}: a number of bytes, 1 or more")
     path = os.fspath(path)
     real = os.path.realpath(path)
@@ -30,7 +30,7 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
     tmp = f"{path}.vdinspect-part"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     written = 0
-    buf = bytearray(chunk)
+    buf = bytearray(int(chunk))
     mv = memoryview(buf)
     try:
         # runs come from metadata in big windows, so a sparse 2 TiB disk costs only its
