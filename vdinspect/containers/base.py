@@ -260,13 +260,11 @@ class Image(FilledSource, Findings):
             readplan.fill(plan, offset, mv)
             return
         runs = self.run_list(offset, offset + len(mv))
-        if sum(r.compressed for r in runs) > 1:  # many compressed units: inflate in parallel
-            self.inflate_ahead(runs)
-        try:
-            for run in runs:
-                self.fill_run(run, mv[run.start - offset : run.end - offset])
-        finally:
-            self._inflated = {}
+        if sum(r.compressed for r in runs) > 1:  # many compressed units: in tasks, each
+            self.fill_runs(RunTable.from_runs(runs), offset, mv)  # copied out as inflated
+            return
+        for run in runs:
+            self.fill_run(run, mv[run.start - offset : run.end - offset])
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan of ``[start, end)`` (see :mod:`.readplan`): pieces in order,
@@ -345,7 +343,7 @@ class Image(FilledSource, Findings):
         """Write the bytes of this image's rows of ``table`` (inside ``[base, base +
         len(out))``) into ``out`` at their offset from ``base``: what a conversion does a
         chunk at a time. Compressed units are inflated in tasks of many (``workers``: see
-        :meth:`inflate_ahead`), each copied into ``out`` as soon as it is inflated (a
+        :meth:`in_tasks`), each copied into ``out`` as soon as it is inflated (a
         preallocated buffer: no batch of units held); other rows go through
         :meth:`fill_run`."""
         comp = table.compressed.tolist()
