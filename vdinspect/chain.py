@@ -24,7 +24,7 @@ from .containers.base import (
 from .containers.registry import get_format, open_image
 from .containers.runs import STATE_CODE, UNALLOCATED_CODE, RunTable
 from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
-from .io import ByteSource, FileSource, FilledSource, Slice
+from .io import ByteSource, FileSource, FilledSource, HostRanges, Slice
 from .io.paths import PathPolicy, report_outside, split_name
 from .lazy import np
 
@@ -227,6 +227,30 @@ class Chain(FilledSource):
                 out[:] = bytes(len(out))
             else:
                 self.layers[run.layer].fill_run(run, out)
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """The read plan's pieces as host ranges (see ``ByteSource.host_ranges``): data
+        pieces through their source, zeros as zeros; None for a range needing the runs."""
+        self._check_range(offset, length)
+        plan = self.plan(offset, offset + length) if length else []
+        if plan is None:
+            return None
+        out: list = []
+        pos = offset
+        for a, b, kind, host, source in sorted(plan, key=lambda p: p[0]):
+            if a != pos:  # (a plan covers its range; anything else is not trusted here)
+                return None
+            if kind == readplan.DATA:
+                got = source.host_ranges(host, b - a)
+                if got is None:
+                    return None
+                out += got
+            elif kind == readplan.ZERO or kind == readplan.HOLE:
+                out.append((None, 0, b - a))
+            else:
+                return None
+            pos = b
+        return out if pos == offset + length else None
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan of ``[start, end)`` (pieces in any order): each hole of a

@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
                  table=False)
     sp.add_argument("output", help="the raw file to write")
     sp.add_argument("-p", "--progress", action="store_true", help="show a progress bar")
+    sp.add_argument("--workers", type=int, default=None, metavar="N",
+                    help="threads inflating compressed units (default: the machine's cores; "
+                         "1: none)")
     sp = command("ls", c.cmd_ls, "list files of a filesystem (like fls)",
                  usage="vdinspect ls [-r] [--deleted] [--part N|VG/LV] [--json] [options] "
                        "IMAGE [PATH]",

@@ -268,7 +268,8 @@ def cmd_explain(args, out: IO[str]) -> int:
 
 def cmd_convert(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
-        written = disk.to_raw(args.output, progress=True if args.progress else None)
+        written = disk.to_raw(args.output, progress=True if args.progress else None,
+                              workers=args.workers)
         if args.json:
             write_json(out, dict(output=args.output, virtual_size=disk.size,
                                  data_written=written))

@@ -262,13 +262,11 @@ class Image(FilledSource, Findings):
             readplan.fill(plan, offset, mv)
             return
         runs = self.run_list(offset, offset + len(mv))
-        if sum(r.compressed for r in runs) > 1:  # many compressed units: inflate in parallel
-            self.inflate_ahead(runs)
-        try:
-            for run in runs:
-                self.fill_run(run, mv[run.start - offset : run.end - offset])
-        finally:
-            self._inflated = {}
+        if sum(r.compressed for r in runs) > 1:  # many compressed units: in tasks, each
+            self.fill_runs(RunTable.from_runs(runs), offset, mv)  # copied out as inflated
+            return
+        for run in runs:
+            self.fill_run(run, mv[run.start - offset : run.end - offset])
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan of ``[start, end)`` (see :mod:`.readplan`): pieces in order,
@@ -283,12 +281,19 @@ class Image(FilledSource, Findings):
         default the plan answers every read."""
         return None
 
+    def _inflate_many(self, runs: list[Run]) -> Iterator[bytes]:
+        """The whole decompressed units of the compressed ``runs``, one by one in order (so
+        the caller can copy each out and let it go while it is still in the CPU cache);
+        formats that can read many units at once override this."""
+        for r in runs:
+            yield self._read_compressed(r)
+
     def inflate_ahead(self, runs, workers: int | None = None) -> None:
-        """Inflate the compressed units behind ``runs`` (this image's) in a small thread pool
-        (zlib and zstd release the GIL), for :meth:`fill_run` to use. Replaces what an
-        earlier call kept, so memory stays one batch; ``workers`` defaults to
-        :attr:`workers`, then the machine's cores. Errors come out in the order of
-        ``runs``, as a one-by-one read would raise them."""
+        """Inflate the compressed units behind ``runs`` (this image's) for :meth:`fill_run`
+        to use, in tasks of many units each (see :meth:`in_tasks`). Replaces what an earlier
+        call kept, so memory stays one batch; ``workers`` defaults to :attr:`workers`, then
+        the machine's cores. Errors come out in the order of ``runs``, as a one-by-one read
+        would raise them."""
         self._inflated = {}
         wanted: dict = {}
         for r in runs:
@@ -296,12 +301,35 @@ class Image(FilledSource, Findings):
                 key = (r.host_offset, r.extra)
                 if key not in wanted:
                     wanted[key] = r
+        if len(wanted) < 2:
+            return  # one unit goes through the cache of recent units
+        todo = list(wanted.values())
+        units: list[bytes] = []
+        self.in_tasks(lambda part: list(self._inflate_many(part)), todo, workers, units.extend)
+        self._inflated = dict(zip(wanted, units))
+
+    def in_tasks(self, task: Callable[[list], Any], items: list, workers: int | None,
+                 take: Callable[[Any], None]) -> None:
+        """``take(task(part))`` for consecutive parts of ``items``, in order: one part per
+        worker, the first in this thread while the others run in the shared pool (zlib and
+        zstd release the GIL; a task per unit would cost more than a small unit's
+        inflation). One part only when there is little to inflate (under TASK_BYTES of
+        units a part), one worker, or a source that seeks (a file object)."""
         n = workers or self.workers or os.cpu_count() or 1
-        if len(wanted) < 2 or n < 2 or not all(
-                isinstance(src, FileSource) for src in self._owned_sources()):
-            return  # (a file object source seeks: one thread only)
-        self._inflated = dict(zip(wanted, inflate_pool(n).map(self._read_compressed,
-                                                               wanted.values())))
+        parts = min(n, len(items) * (self.cluster_size or 1 << 16) // TASK_BYTES)
+        if parts < 2 or not all(isinstance(src, FileSource) for src in self._owned_sources()):
+            take(task(items))
+            return
+        cuts = [len(items) * k // parts for k in range(parts + 1)]
+        pool = inflate_pool(n)
+        later = [pool.submit(task, items[a:b]) for a, b in zip(cuts[1:], cuts[2:])]
+        try:
+            take(task(items[: cuts[1]]))
+            for f in later:
+                take(f.result())
+        finally:
+            for f in later:  # after an error: wait for the rest, which write into buffers
+                f.cancel() or f.exception()
 
     def inflated(self, run: Run) -> bytes:
         """The whole decompressed unit (cluster or grain) of the compressed ``run``: inflated
@@ -311,6 +339,42 @@ class Image(FilledSource, Findings):
         if unit is None:
             unit = self._decompressed.get(key, lambda: self._read_compressed(run))
         return unit
+
+    def fill_runs(self, table: RunTable, base: int, out: memoryview,
+                  workers: int | None = None) -> None:
+        """Write the bytes of this image's rows of ``table`` (inside ``[base, base +
+        len(out))``) into ``out`` at their offset from ``base``: what a conversion does a
+        chunk at a time. Compressed units are inflated in tasks of many (``workers``: see
+        :meth:`in_tasks`), each copied into ``out`` as soon as it is inflated (a
+        preallocated buffer: no batch of units held); other rows go through
+        :meth:`fill_run`."""
+        comp = table.compressed.tolist()
+        units: dict = {}  # unit key -> [Run, (out offset, bytes, offset in the unit)...]
+        runs = table.runs_of(table.compressed) if any(comp) else []
+        k = 0
+        for i, c in enumerate(comp):
+            if not c:
+                self.fill_run(table.run(i), out[table.start[i] - base : table.end[i] - base])
+                continue
+            r = runs[k]
+            k += 1
+            units.setdefault((r.host_offset, r.extra), [r]).append(
+                (r.start - base, r.length, r.start - r.extra[0]))
+        if not units:
+            return
+        if len(units) == 1:  # one unit (part of a read): through the cache of recent units
+            (r, *targets), = units.values()
+            unit = memoryview(self.inflated(r))
+            for a, n, off in targets:
+                out[a : a + n] = unit[off : off + n]
+            return
+
+        def inflate_into(part: list) -> None:
+            for (_r, *targets), unit in zip(part, self._inflate_many([t[0] for t in part])):
+                for a, n, off in targets:
+                    out[a : a + n] = unit if n == len(unit) else memoryview(unit)[off : off + n]
+
+        self.in_tasks(inflate_into, list(units.values()), workers, lambda _done: None)
 
     def fill_run(self, run: Run, out: memoryview) -> None:
         """Write the bytes of ``run`` (one of this image's runs) into ``out``."""
@@ -355,6 +419,10 @@ class Image(FilledSource, Findings):
 
 
 _POOLS: dict = {}
+
+#: bytes of units below which a task of :meth:`Image.in_tasks` is not worth a thread: zlib
+#: inflates text at ~4.7 GB/s here, so 512 KiB take ~0.1 ms, twice a task's hand-over
+TASK_BYTES = 512 << 10
 
 
 def inflate_pool(workers: int) -> ThreadPoolExecutor:

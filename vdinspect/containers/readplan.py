@@ -108,6 +108,8 @@ def plan_units(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int,
                 add_piece(plan, a, b, k)
             us += unit
         return True
+    if uniform(plan, kinds, state, host, vbase, unit, pos, stop, source, first, last):
+        return True
     kd = np.asarray(kinds, dtype=np.int8)[state[first:last]]
     if ((kd < 0) | (kd == INFLATE) | (kd == PARTIAL)).any():
         return False
@@ -157,6 +159,29 @@ def plan_tables(start: int, end: int, span: int, table: Callable[[int], Table]) 
                 return None
         pos = stop
     return plan
+
+
+def uniform(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int, pos: int,
+            stop: int, source: Any, first: int, last: int) -> bool:
+    """The common case of a large read, with a few numpy calls: units ``first..last`` all
+    in one state, holes or zeros, or data whose host units follow each other; one piece
+    appended and True. False (nothing appended) for anything else."""
+    s0 = int(state[first])
+    k = kinds[s0]
+    if k < 0 or k in (INFLATE, PARTIAL) or not (state[first:last] == s0).all():
+        return False
+    if k != DATA:
+        add_piece(plan, pos, stop, k)
+        return True
+    h0 = int(host[first])
+    n = last - first
+    if int(host[last - 1]) - h0 != (n - 1) * unit or (np.diff(host[first:last]) != unit).any():
+        return False
+    h = h0 + pos - (vbase + first * unit)
+    if h0 < 0 or h + (stop - pos) > (source.size if source is not None else 0):
+        return False
+    add_piece(plan, pos, stop, DATA, h, source)
+    return True
 
 
 def fill(plan: Plan, offset: int, mv: memoryview) -> None:

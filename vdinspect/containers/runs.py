@@ -300,6 +300,20 @@ class RunTable:
                    None if layer < 0 else layer, name, None if host < 0 else host, comp,
                    source, (int(self.x0[i]), int(self.x1[i])) if comp else None)
 
+    def runs_of(self, rows) -> list:
+        """Rows ``rows`` (an index array or a mask) as Run objects, made from the columns
+        at once (a few Python ints a row, not a numpy scalar a field)."""
+        from .base import Run
+
+        t = self.take(rows)
+        names = [name for name, _ in self.sources] + [None]
+        sources = [source for _, source in self.sources] + [None]
+        out = []
+        for s, n, st, lay, h, c, k, a, b in zip(*(getattr(t, c).tolist() for c in _COLUMNS)):
+            out.append(Run(s, n, STATES[st], None if lay < 0 else lay, names[k],
+                           None if h < 0 else h, c, sources[k], (a, b) if c else None))
+        return out
+
     def __len__(self) -> int:
         return len(self.start)
 

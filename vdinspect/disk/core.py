@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..chain import Chain, MissingLayer, ParentsArg, layer_index, open_chain
 from ..containers.base import BACKING, DATA, Image
 from ..errors import InvalidArgument, NotFound
-from ..io import ByteSource
+from ..io import ByteSource, HostRanges
 from ..io.paths import PathPolicy
 from ..io.zstdsource import spool_folder
 from ..progress import Progress
@@ -128,6 +128,10 @@ class Disk(ByteSource):
 
     def readinto(self, offset: int, buffer) -> None:
         self.chain.readinto(offset, buffer)
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """Where the bytes lie in host files (see ``io.ByteSource.host_ranges``)."""
+        return self.chain.host_ranges(offset, length)
 
     def read(self, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes of the virtual disk from ``offset``."""

@@ -128,6 +128,10 @@ def damage_text(ranges: list[tuple[int, int]]) -> str:
 
 class Extractor:
     CHUNK = 1 << 20
+    #: bytes copied host file to host file per step, where the kernel can copy them
+    COPY = 64 << 20
+    #: whether ``os.copy_file_range`` is tried (cleared once the host refuses it)
+    kernel_copy = hasattr(os, "copy_file_range")
 
     def __init__(self, fs: FileSystem, dest: str, progress) -> None:
         self.fs = fs
@@ -255,6 +259,8 @@ class Extractor:
                 n = _next_data(src, pos) - pos  # a hole the source knows of: not read
                 if n > 0:
                     os.lseek(fd, n, os.SEEK_CUR)
+                elif self.kernel_copy and (n := self._copy(src, pos, fd)):
+                    pass
                 else:
                     n = min(len(buf), src.size - pos)
                     mv = memoryview(buf)[:n]
@@ -287,6 +293,33 @@ class Extractor:
         except VDInspectError:
             bad = []
         return written, cut, bad
+
+    def _copy(self, src: ByteSource, pos: int, fd: int) -> int:
+        """Copy up to :attr:`COPY` bytes of ``src`` at ``pos`` to ``fd`` (at its position)
+        host file to host file in the kernel, zeros as holes, when the source can say
+        where they are stored as themselves (a raw image, data clusters); 0 when it cannot
+        or the host refuses (another filesystem, no support): the caller reads them."""
+        n = min(self.COPY, src.size - pos)
+        pieces = src.host_ranges(pos, n)
+        if not pieces:
+            return 0
+        here = os.lseek(fd, 0, os.SEEK_CUR)
+        try:
+            for host, off, k in pieces:
+                if host is None:
+                    os.lseek(fd, k, os.SEEK_CUR)
+                    continue
+                while k:
+                    got = os.copy_file_range(host.fd, fd, k, off)
+                    if got <= 0:
+                        raise OSError(errno.EIO, "the host file ended early")
+                    off += got
+                    k -= got
+        except OSError:  # read and write it instead, which reports what is wrong
+            self.kernel_copy = False
+            os.lseek(fd, here, os.SEEK_SET)
+            return 0
+        return n
 
     def _symlink(self, e: Entry, host: str) -> None:
         target = self.fs.readlink_entry(e)

@@ -11,6 +11,7 @@ from .sources import (
     DamageIndex,
     FileSource,
     FilledSource,
+    HostRanges,
     MemorySource,
     Slice,
     Zero,
@@ -21,7 +22,7 @@ from .sources import (
 )
 
 __all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "MemorySource",
-           "Slice", "Concat",
+           "Slice", "Concat", "HostRanges",
            "Zero", "LRUCache",
            "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "read_inside", "crc32c",
            "crc32c_records",

@@ -7,7 +7,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-from .sources import ByteSource, FilledSource, damaged_through
+from .sources import ByteSource, FilledSource, HostRanges, damaged_through
 
 
 class MappedSource(FilledSource):
@@ -45,6 +45,40 @@ class MappedSource(FilledSource):
         if i >= 0 and self._ends[i] > offset:
             return offset
         return self._starts[i + 1] if i + 1 < len(self._starts) else self.size
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """The mapped runs through the device's host ranges, holes as zeros; None when a
+        lost run (or the device) cannot say."""
+        self._check_range(offset, length)
+        end = offset + length
+        if any(a < end and b > offset for a, b in self._lost):
+            return None
+        starts, ends, phys = self._starts, self._ends, self._phys
+        i = max(0, bisect.bisect_right(starts, offset) - 1)
+        out: list = []
+        pos = offset
+        while pos < end:
+            if i < len(starts) and starts[i] < end and ends[i] > pos:
+                a = max(starts[i], pos)
+                if a > pos:
+                    out.append((None, 0, a - pos))
+                b = min(ends[i], end)
+                at = phys[i] + (a - starts[i])
+                if at + (b - a) > self.dev.size:  # past the device: the read reports it
+                    return None
+                got = self.dev.host_ranges(at, b - a)
+                if got is None:
+                    return None
+                out += got
+                pos = b
+                i += 1
+            elif i < len(starts) and ends[i] <= pos:
+                i += 1
+            else:  # a hole up to the next run or the end
+                b = min(end, starts[i]) if i < len(starts) else end
+                out.append((None, 0, b - pos))
+                pos = b
+        return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         pieces = zip(self._starts, self._phys, (e - s for s, e in zip(self._starts, self._ends)))

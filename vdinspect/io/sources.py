@@ -20,6 +20,10 @@ from collections.abc import Sequence
 
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 
+#: what :meth:`ByteSource.host_ranges` answers: (host file source or None for zeros, host
+#: offset, length) stretches in order, or None
+HostRanges = list[tuple["FileSource | None", int, int]] | None
+
 
 class ByteSource:
     """Base class: subclasses set ``size`` and implement ``_read``."""
@@ -41,6 +45,13 @@ class ByteSource:
 
     def _read(self, offset: int, length: int) -> bytes:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """``[offset, offset+length)`` as stretches of host files, in order: ``(FileSource,
+        host offset, bytes)``, or ``(None, 0, bytes)`` for zeros; None when some byte is not
+        stored as itself (compressed, damaged, replayed, unknown). A copy can then go host
+        file to host file in the kernel (``os.copy_file_range``). By default: None."""
+        return None
 
     def damaged_ranges(self, offset: int = 0, length: int | None = None) -> list[tuple[int, int]]:
         """The (offset, length) ranges inside ``[offset, offset+length)`` that could not be
@@ -168,6 +179,16 @@ class FileSource(ByteSource):
                 raise CorruptImage("file ended early", path=self.path, offset=offset + done)
             done += n
 
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """The file's own bytes (see :meth:`ByteSource.host_ranges`)."""
+        self._check_range(offset, length)
+        return [(self, offset, length)]
+
+    @property
+    def fd(self) -> int:
+        """The open descriptor (read-only), for ``os.copy_file_range``."""
+        return self._fd
+
     def seek_data(self, offset: int) -> int:
         """The first offset >= ``offset`` where the host file may hold data (SEEK_DATA;
         ``size`` when only a hole follows, ``offset`` where the host cannot tell): the
@@ -276,6 +297,10 @@ class Slice(ByteSource):
         mv = memoryview(buffer).cast("B")
         self._check_range(offset, len(mv))
         self.source.readinto(self.offset + offset, mv)
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        self._check_range(offset, length)
+        return self.source.host_ranges(self.offset + offset, length)
 
 
 class Concat(ByteSource):

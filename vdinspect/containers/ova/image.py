@@ -15,11 +15,14 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
+import numpy as np
+
 from ...errors import CorruptImage, InvalidArgument, MissingFile, UnsupportedFeature
 from ...io import ByteSource, Concat, Slice, paths
 from ...io.gzipsource import GzipSource
 from ...units import human
 from ..base import Image, Run, TableLayout, structure_row
+from ..runs import RunTable
 from ..tar import Member, is_tar, iter_members, leads_outside
 from ..tar.structs import UstarHeader  # noqa: F401 (the explainer decodes "ustar header" rows)
 from .descriptor import MAX_DESCRIPTOR, DiskRef, Envelope, FileRef, parse_envelope
@@ -200,6 +203,14 @@ class OvfImage(Image):
         if self.shift is not None and run.host_offset is not None:
             run = replace(run, host_offset=run.host_offset - self.shift, host_file=self.inner.path)
         self.inner.fill_run(run, out)
+
+    def fill_runs(self, table: RunTable, base: int, out: memoryview,
+                  workers: int | None = None) -> None:
+        """The disk inside fills the rows, with their host offsets its own."""
+        if self.shift is not None:
+            table = table.take(slice(None))
+            table.host = np.where(table.host >= 0, table.host - self.shift, table.host)
+        self.inner.fill_runs(table, base, out, workers)
 
     def inflate_ahead(self, runs, workers: int | None = None) -> None:
         """Nothing to do here: the disk inside inflates its own compressed units when

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zlib
+from collections.abc import Iterator
 from functools import partial
 
 from ...errors import CorruptImage, MissingDependency
@@ -37,6 +38,11 @@ PLAN_KINDS = [{S_UNALLOC: readplan.HOLE, S_ZERO: readplan.ZERO, S_DATA: readplan
 #: bytes of L2 tables that ``runs()`` reads and decodes in one go (a buffer this small is
 #: reused by malloc; a larger one is mapped afresh each time and costs page faults)
 BULK_BYTES = 4 << 20
+
+#: compressed clusters read together by one ``pread``: at most this many bytes, with gaps
+#: between them of at most SPAN_GAP bytes
+SPAN_BYTES = 4 << 20
+SPAN_GAP = 64 << 10
 
 
 class ClusterMap:
@@ -423,16 +429,41 @@ class ClusterMap:
         )
 
     def _read_compressed(self, run: Run) -> bytes:
+        h = run.host_offset
+        return self._inflate(run, self.file.read(h, min(run.extra[1], self.file.size - h)))
+
+    def _inflate_many(self, runs: list[Run]) -> Iterator[bytes]:
+        """Compressed clusters lying close together in the file (as a writer leaves them)
+        are read with one ``pread`` of at most :data:`SPAN_BYTES`, then inflated in turn."""
+        fsize = self.file.size
+        k = 0
+        while k < len(runs):
+            lo = runs[k].host_offset
+            hi = lo
+            j = k
+            while j < len(runs):
+                h = runs[j].host_offset
+                end = min(h + runs[j].extra[1], fsize)
+                if h < lo or h > hi + SPAN_GAP or end - lo > SPAN_BYTES and j > k:
+                    break
+                hi = max(hi, end)
+                j += 1
+            span = memoryview(self.file.read(lo, hi - lo))
+            for r in runs[k:j]:
+                h = r.host_offset
+                yield self._inflate(r, span[h - lo : min(h + r.extra[1], fsize) - lo])
+            k = j
+
+    def _inflate(self, run: Run, data) -> bytes:
+        """The cluster of compressed ``run`` from its compressed bytes ``data``: exactly one
+        cluster, or a damaged one reported (zeros in salvage mode)."""
         cs = self.cluster_size
         h = run.host_offset
-        csize = min(run.extra[1], self.file.size - h)
-        data = self.file.read(h, csize)
         try:
             if self.header.compression_type == 1:
                 out = zstd_decompress(data, cs)
-            else:
-                d = zlib.decompressobj(-15)
-                out = d.decompress(data, cs)
+            else:  # at most a cluster: a deflate bomb stops there
+                out = zlib.decompressobj(-15).decompress(data, cs)
         except (zlib.error, ValueError) as e:
             out = b""
             err = str(e)

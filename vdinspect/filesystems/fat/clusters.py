@@ -12,7 +12,7 @@ import bisect
 
 import numpy as np
 
-from ...io import ByteSource, LRUCache, MemorySource, damaged_through
+from ...io import ByteSource, HostRanges, LRUCache, MemorySource, damaged_through
 from .structs import FAT16_DTYPE, FAT32_DTYPE, FAT32_MASK
 
 EXFAT_EOC_MIN, EXFAT_BAD = 0xFFFFFFF8, 0xFFFFFFF7  # exFAT FAT entries: end of chain, bad
@@ -262,6 +262,17 @@ class ClusterRuns(ByteSource):
         for o, n in self._pieces(offset, len(mv)):
             self.vol.readinto(o, mv[pos : pos + n])
             pos += n
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """The runs' bytes through the volume's host ranges (None where it cannot say)."""
+        self._check_range(offset, length)
+        out: list = []
+        for o, n in (self._pieces(offset, length) if length else ()):
+            got = None if o + n > self.vol.size else self.vol.host_ranges(o, n)
+            if got is None:
+                return None
+            out += got
+        return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         return damaged_through(self.vol, zip(self.starts, self.offsets, self.lengths),

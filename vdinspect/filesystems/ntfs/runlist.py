@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass
 
 from ...errors import CorruptImage
-from ...io import ByteSource, FilledSource, damaged_through
+from ...io import ByteSource, FilledSource, HostRanges, damaged_through
 
 MAX_RUNS = 1 << 20  # more runs than this in one attribute is treated as corruption
 
@@ -145,6 +145,42 @@ class RunSource(FilledSource):
             pos = max(pos, a + r.length * cs)
         out.append((pos, self.initialized))
         return [(max(a, start), min(b, lim)) for a, b in out if min(b, lim) > max(a, start)]
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """Stored runs through the volume's host ranges, sparse runs and bytes past the
+        valid data length as zeros; None where the runlist leaves a gap (damaged: the
+        read reports it) or the volume cannot say."""
+        self._check_range(offset, length)
+        end = offset + length
+        lim = min(end, self.initialized)
+        cs = self.cs
+        out: list = []
+        pos = offset
+        i = max(0, bisect.bisect_right(self.starts, pos) - 1)
+        while pos < lim:
+            if i >= len(self.runs):
+                return None
+            r = self.runs[i]
+            rstart, rend = r.vcn * cs, (r.vcn + r.length) * cs
+            if rend <= pos:
+                i += 1
+                continue
+            if rstart > pos:
+                return None
+            n = min(rend, lim) - pos
+            if r.lcn is None:
+                out.append((None, 0, n))
+            else:
+                host = r.lcn * cs + (pos - rstart)
+                got = None if host + n > self.volume.size else self.volume.host_ranges(host, n)
+                if got is None:
+                    return None
+                out += got
+            pos += n
+            i += 1
+        if pos < end:
+            out.append((None, 0, end - pos))
+        return out
 
     def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
         """Copy stored bytes of [offset, offset+len(mv)) into ``mv``, zeroed first if need be."""
