@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from ..containers.base import BACKING, DATA
 from ..errors import InvalidArgument
 from ..io import all_zero
+from ..lazy import np
 from ..progress import Progress, reporter
 
 

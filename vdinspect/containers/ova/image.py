@@ -15,11 +15,10 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 
-import numpy as np
-
 from ...errors import CorruptImage, InvalidArgument, MissingFile, UnsupportedFeature
 from ...io import ByteSource, Concat, Slice, paths
 from ...io.gzipsource import GzipSource
+from ...lazy import np
 from ...units import human
 from ..base import Image, Run, TableLayout, structure_row
 from ..runs import RunTable
