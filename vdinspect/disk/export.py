@@ -4,12 +4,17 @@ blocks left as holes."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from ..containers.base import BACKING, DATA
 from ..errors import InvalidArgument
 from ..io import all_zero
 from ..lazy import np
 from ..progress import Progress, reporter
+
+if TYPE_CHECKING:
+    from ..containers.runs import RunTable
 
 
 def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
@@ -54,7 +59,7 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
     return written
 
 
-def chunks(table, chunk: int):
+def chunks(table: RunTable, chunk: int) -> Iterator[tuple[int, RunTable]]:
     """``(base, rows)``: the rows of ``table`` (ordered, holding data) cut into pieces of
     at most ``chunk`` virtual bytes, each starting where data starts."""
     starts = table.start
