@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, LRUCache
+from ...units import is_pow2
 from ...units import uuid_text as fmt_uuid
 from ..base import FileSystem
 from . import structs as S
@@ -74,7 +75,7 @@ class BtrfsVolume(FileSystem):
         self.nodesize = sb.nodesize
         self.sectorsize = sb.sectorsize
         for what, v in (("nodesize", sb.nodesize), ("sectorsize", sb.sectorsize)):
-            if v < 4096 or v > 65536 or v & (v - 1):
+            if v < 4096 or v > 65536 or not is_pow2(v):
                 self.fail(CorruptImage, f"{what} {v} is not a power of two in 4..64 KiB",
                           "superblock", first.offset)
         if sb.nodesize < sb.sectorsize:
