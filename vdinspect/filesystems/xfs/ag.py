@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CorruptImage
+from ...layout import numpy_dtype
 from ..base import Entry
 from . import structs as S
 from .superblock import crc_ok
@@ -119,7 +120,7 @@ class AllocationGroups:
         except CorruptImage as exc:
             self.fs.problem(f"inode btree of AG {agno}", None, exc.detail)
             return empty
-        recs = np.frombuffer(b"".join(leaves), dtype=S.dtype(S.InobtRec))
+        recs = np.frombuffer(b"".join(leaves), dtype=numpy_dtype(S.InobtRec))
         holes = recs["ir_holemask"] if self.fs.geo.sparse_inodes else np.zeros(len(recs),
                                                                                 np.uint16)
         got = (recs["ir_startino"].astype(np.int64), recs["ir_free"].astype(np.uint64),
@@ -156,7 +157,7 @@ class AllocationGroups:
                                 f"free space btree of AG {agno}")
         except CorruptImage:
             return None
-        recs = np.frombuffer(b"".join(leaves), dtype=S.dtype(S.AllocRec))
+        recs = np.frombuffer(b"".join(leaves), dtype=numpy_dtype(S.AllocRec))
         a = recs["ar_startblock"].astype(np.int64)
         order = np.argsort(a)
         got = (a[order], (a + recs["ar_blockcount"].astype(np.int64))[order])

@@ -16,13 +16,14 @@ import numpy as np
 
 from ...io import ByteSource
 from ...io.mapped import MappedSource
+from ...layout import numpy_dtype
 from . import structs as S
 
 if TYPE_CHECKING:
     from .fs import XfsFileSystem
     from .inode import Inode
 
-REC = S.dtype(S.BmbtRec)
+REC = numpy_dtype(S.BmbtRec)
 REC_SIZE = REC.itemsize
 MAX_LEVELS = 9  # a bmbt of 2^63 blocks fits in fewer levels
 DATA, UNWRITTEN, DAMAGED = 0, 1, 2
