@@ -1,5 +1,6 @@
 """The rules of docs/design.md "Layers" that import-linter cannot see: no private name of a
-module is imported or reached by another module, and no module grows past 700 lines."""
+module is imported or reached by another module, no module grows past 700 lines, and every
+public function and method says what it returns."""
 
 from __future__ import annotations
 
@@ -41,3 +42,69 @@ def test_no_module_is_over_700_lines():
     long = {str(p.relative_to(PACKAGE)): n for p in _modules()
             if (n := len(p.read_text().splitlines())) > MAX_LINES}
     assert not long, long
+
+
+# Public functions still without a return type, in modules another change was editing when
+# the check came (containers/ and io/): annotate them and take them off this list.
+UNANNOTATED = {
+    ("containers/base.py", "run_objects"),
+    ("containers/base.py", "inflate_pool"),
+    ("containers/base.py", "extent_pieces"),
+    ("containers/ova/image.py", "OvfImage.table_layout"),
+    ("containers/parallels/image.py", "parse_header"),
+    ("containers/qcow2/check.py", "Refcounts.refblock"),
+    ("containers/qcow2/check.py", "Refcounts.stored_refcounts"),
+    ("containers/qcow2/snapshots.py", "Snapshots.open_snapshot"),
+    ("containers/registry.py", "Format.load"),
+    ("containers/registry.py", "open_image"),
+    ("containers/runs.py", "RunTable.run"),
+    ("containers/tar/__init__.py", "iter_members"),
+    ("containers/vdi/structs.py", "parse_headers"),
+    ("containers/vmdk/extent.py", "Extent.runs"),
+    ("containers/vmdk/extent.py", "Extent.fail"),
+    ("containers/vmdk/extent.py", "FlatExtent.runs"),
+    ("containers/vmdk/extent.py", "ZeroExtent.runs"),
+    ("containers/vmdk/extent.py", "MissingExtent.runs"),
+    ("containers/vmdk/extent.py", "GrainTableExtent.runs"),
+    ("containers/vmdk/extent.py", "GrainTableExtent.all_tables"),
+    ("containers/vmdk/image.py", "VmdkImage.extent_spans"),
+    ("containers/vmdk/sparse.py", "read_sparse_header"),
+    ("containers/vmdk/sparse.py", "SparseExtent.walk_markers"),
+    ("containers/xva/ovaxml.py", "decode"),
+    ("io/zstdsource.py", "walk_frames"),
+}
+
+
+def _public_functions(path: Path):
+    """(qualified name, line, has a return annotation) of each public module-level function
+    and each public method of a public class (dunder methods are not public API)."""
+    tree = ast.parse(path.read_text())
+    defs = (ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in tree.body:
+        if isinstance(node, defs) and not node.name.startswith("_"):
+            yield node.name, node.lineno, node.returns is not None
+        elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+            for sub in node.body:
+                if isinstance(sub, defs) and not sub.name.startswith("_"):
+                    yield f"{node.name}.{sub.name}", sub.lineno, sub.returns is not None
+
+
+def test_every_public_function_has_a_return_type():
+    missing = []
+    for path in _modules():
+        rel = path.relative_to(PACKAGE)
+        if any(p.startswith("_") and p != "__init__.py" for p in rel.parts):
+            continue  # a private module
+        for name, line, annotated in _public_functions(path):
+            if not annotated and (rel.as_posix(), name) not in UNANNOTATED:
+                missing.append(f"{rel}:{line} {name}")
+    assert not missing, "no return type:\n" + "\n".join(missing)
+
+
+def test_the_return_type_check_sees_what_it_should(tmp_path):
+    """The walk finds module functions and methods of public classes, and only those."""
+    src = tmp_path / "m.py"
+    src.write_text("def f(): pass\ndef g() -> int: return 1\ndef _h(): pass\n"
+                   "class C:\n    def m(self): pass\n    def __init__(self): pass\n"
+                   "class _D:\n    def m(self): pass\n")
+    assert list(_public_functions(src)) == [("f", 1, False), ("g", 2, True), ("C.m", 5, False)]

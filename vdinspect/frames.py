@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from pandas.api.extensions import ExtensionArray
+    ArrayLike = ExtensionArray | np.ndarray
     import pandas as pd
 else:
     class _Pandas:
@@ -96,7 +98,7 @@ def text_array(values) -> pd.api.extensions.ExtensionArray:
     return pd.array(list(values), dtype=pd.StringDtype("python"))
 
 
-def build_column(values: list, dtype: str | None):
+def build_column(values: list, dtype: str | None) -> ArrayLike:
     """One column built straight from Python values (exact for big ints, None -> NA)."""
     if dtype is None:
         return infer_column(values)
@@ -117,7 +119,7 @@ def build_column(values: list, dtype: str | None):
     return pd.array(values, dtype=dtype)
 
 
-def infer_column(values: list):
+def infer_column(values: list) -> ArrayLike:
     """A nullable dtype for a driver's extra column: Int64, boolean, string, else object."""
     present = [v for v in values if v is not None]
     if present and all(isinstance(v, bool) for v in present):
@@ -338,7 +340,7 @@ def merge_columns(which, a: dict, b: dict) -> dict:
     return out
 
 
-def to_column(values, dtype: str | None):
+def to_column(values, dtype: str | None) -> ArrayLike:
     """One column of a frame from a list, a numpy array or a numpy masked array."""
     if isinstance(values, np.ma.MaskedArray):
         mask = np.ma.getmaskarray(values)

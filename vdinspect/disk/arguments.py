@@ -4,11 +4,16 @@ and the DataFrame builders loaded on first use."""
 from __future__ import annotations
 
 import operator
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument
 
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
 
-def volume_key(key):
+
+def volume_key(key) -> Any:
     """A partition key as ``find_volume`` takes it: any integer type (a NumPy integer from
     ``partitions()``, anything with ``__index__``) becomes an ``int``; strings and other
     values pass unchanged (booleans too: ``find_volume`` refuses them)."""
@@ -24,14 +29,14 @@ def volume_key(key):
         return key
 
 
-def frames():
+def frames() -> ModuleType:
     """The DataFrame builders, imported on first use so that opening stays fast."""
     from .. import frames
 
     return frames
 
 
-def part_argument(part, key):
+def part_argument(part, key) -> Any:
     """``part``, or the deprecated ``key=`` spelling of it (with a DeprecationWarning)."""
     if key is not None:
         import warnings

@@ -23,6 +23,14 @@ NO_SIGNATURE = "(no signature found)"
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
+
+    from ..compare import Diff
+    from ..containers.runs import RunTable
+    from ..explainer import Explanation
+    from ..filesystems.base import FileSystem
+    from ..recovery.carve import CarveResult
+    from ..widgets.browser import FileBrowser
 
 
 class Disk(ByteSource):
@@ -256,7 +264,7 @@ class Disk(ByteSource):
             self.runs(start, length, own_layer=_own_layer_argument(own_layer, layer)))
 
     def runs(self, start: int = 0, length: int | None = None, *,
-             own_layer: int | None = None, layer: int | None = None):
+             own_layer: int | None = None, layer: int | None = None) -> RunTable:
         """The allocation runs as objects (see :class:`vdinspect.containers.base.Run`);
         ``own_layer`` as in :meth:`allocation`."""
         own_layer = _own_layer_argument(own_layer, layer)
@@ -348,7 +356,7 @@ class Disk(ByteSource):
 
         return find_volume(self.volumes(), volume_key(part_argument(part, key))).source
 
-    def filesystem(self, part: int | str | None = None):
+    def filesystem(self, part: int | str | None = None) -> FileSystem:
         """The filesystem on a partition (number or "vg/lv"), or the only one there is.
 
         Any integer type names a partition: a NumPy integer taken from ``partitions()``
@@ -374,7 +382,7 @@ class Disk(ByteSource):
         return open_filesystem(vol.source, vol.filesystem or None, name=name,
                                strict=self.options.get("strict", True))
 
-    def carve(self, dest: str | os.PathLike | None = None, **kw):
+    def carve(self, dest: str | os.PathLike | None = None, **kw) -> CarveResult:
         """Files found by their content on the whole disk, reading its allocated runs only
         (a CarveResult; see :func:`vdinspect.recovery.carve.carve_disk` for the options)."""
         from ..recovery.carve import carve_disk
@@ -401,38 +409,38 @@ class Disk(ByteSource):
             return _scan().scan_free_images(self.filesystem(part), **kw)
         return _scan().scan_images(self, **kw)
 
-    def browse(self, **kw):
+    def browse(self, **kw) -> FileBrowser:
         """A file browser widget over the disk's filesystems (ipywidgets; see widgets)."""
         from ..widgets import browse
 
         return browse(self, **kw)
 
     # --- pictures and the structure explorer (matplotlib imported on first use) ------
-    def plot_allocation(self, ax=None, **kw):
+    def plot_allocation(self, ax=None, **kw) -> Axes:
         """The virtual disk coloured by allocation state (or layer); see vdinspect.viz."""
         from ..viz.allocation import plot_allocation
 
         return plot_allocation(self, ax, **kw)
 
-    def plot_layers(self, ax=None, **kw):
+    def plot_layers(self, ax=None, **kw) -> Axes:
         """One band per layer: what each layer holds and which regions it supplies."""
         from ..viz.layers import plot_layers
 
         return plot_layers(self, ax, **kw)
 
-    def plot_host_layout(self, ax=None, **kw):
+    def plot_host_layout(self, ax=None, **kw) -> Axes:
         """Where headers, tables and data sit inside each image file."""
         from ..viz.hostlayout import plot_host_layout
 
         return plot_host_layout(self, ax, **kw)
 
-    def plot_partitions(self, ax=None, **kw):
+    def plot_partitions(self, ax=None, **kw) -> Axes:
         """The partitions and gaps of the disk as a labelled bar."""
         from ..viz.partitions import plot_partitions
 
         return plot_partitions(self, ax, **kw)
 
-    def explain(self, what="header", *, layer: int | None = None, offset: int | None = None):
+    def explain(self, what="header", *, layer: int | None = None, offset: int | None = None) -> Explanation:
         """What each field of an on-disk structure means (``"header"`` of the top layer)."""
         from ..explainer import explain_disk
 
@@ -465,7 +473,7 @@ class Disk(ByteSource):
 
     # --- comparing two states ---------------------------------------------------------
     def diff(self, other, *, part: int | str | None = None, compare_data: bool = True,
-             progress: Progress = None):
+             progress: Progress = None) -> Diff:
         """What changed from this disk to ``other`` (a Disk, e.g. ``disk.at("snap")`` or
         ``vdinspect.open(path, layer=k)``): a :class:`~vdinspect.compare.Diff` with ``blocks``
         and ``files`` DataFrames and ``plot()``. Shared clusters and ranges both sides read

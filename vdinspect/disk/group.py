@@ -13,6 +13,8 @@ from .core import Disk
 if TYPE_CHECKING:
     import pandas as pd
 
+    from ..filesystems.base import FileSystem
+
 
 class DiskGroup:
     """Several disks opened together: ``vdinspect.open([img1, img2])``.
@@ -83,7 +85,7 @@ class DiskGroup:
         raise InvalidArgument(f"say which disk: 'D:{key}' (D = 0..{len(self.disks) - 1}), "
                               "or 'vg/lv' for a logical volume")
 
-    def filesystem(self, part: int | str):
+    def filesystem(self, part: int | str) -> FileSystem:
         """The filesystem on a partition ("D:N") or logical volume ("vg/lv")."""
         from ..filesystems import open_filesystem
 

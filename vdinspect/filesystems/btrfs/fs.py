@@ -42,7 +42,11 @@ from .treelog import LogReplay, log_replays, merge_pieces
 from .volume import fmt_uuid
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable, Iterator
+
     import pandas as pd
+
+    from .tree import Node
 
 ROOT_DIR_INO = 256  # every FS tree's top directory
 MAX_EXTENT_ITEMS = 1 << 22  # extent items one file may have before it is called hostile
@@ -228,7 +232,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
                 return n
         return self.search(r.bytenr, r.level, lo, hi, get=get)
 
-    def tree_items(self, tree, lo, hi):
+    def tree_items(self, tree, lo, hi) -> Iterator[tuple[Node, int]]:
         """(leaf, index) of the items of ``tree`` (a tree id, or a key of ``old_roots``) in
         ``[lo, hi]``."""
         return self._items(tree, lo, hi)
@@ -305,7 +309,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
             return S.INODE_ITEM_FMT.unpack_from(data, 0)
         return None
 
-    def dir_items(self, data: bytes, where: int):
+    def dir_items(self, data: bytes, where: int) -> Iterator[tuple[bytes, tuple[int, int, int], int, bytes]]:
         """(name, location key, type, value) of each entry packed in a DIR_ITEM/INDEX or
         XATTR_ITEM's data."""
         pos, n = 0, len(data)
@@ -472,7 +476,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
             rec = None
         return self._entry(name, sid, ino, rec, 2)
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> Hashable | None:
         return entry.key
 
     def files(self, path: str = "/", *, recursive: bool = True,
@@ -531,7 +535,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         extra = files_columns_frame(cols, {"subvolume": "Int64"})
         return pd.concat([df, extra[df.columns]], ignore_index=True)
 
-    def hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry) -> Hashable | None:
         if entry.kind != FILE or not entry.links or entry.links < 2:
             return None
         return entry.key

@@ -20,6 +20,8 @@ from ...layout import numpy_dtype
 from . import structs as S
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .fs import XfsFileSystem
     from .inode import Inode
 
@@ -53,7 +55,7 @@ class ExtentMap:
     def __len__(self) -> int:
         return len(self.startoff)
 
-    def rows(self):
+    def rows(self) -> Iterator[tuple[int, int, int, int]]:
         return zip(self.startoff.tolist(), self.block.tolist(), self.count.tolist(),
                    self.state.tolist())
 
