@@ -131,7 +131,7 @@ class XfsFileSystem(FileSystem):
         head = self.dev.read(0, min(self.dev.size, 4096))
         g, why = parse(head)
         if g is None:
-            if head[:4] != b"XFSB":
+            if head[S.SB_MAGIC] != S.XFS_SB_MAGIC_BYTES:
                 self.fail(NotRecognized, why or "not XFS", "superblock", 0)
             self.fail(CorruptImage, why or "bad superblock", "superblock", 0)
         if len(head) < g.sector_size:

@@ -26,10 +26,11 @@ from construct import (
     Struct,
 )
 
-from ...layout import leaves, offset_of, struct_format
+from ...layout import field_slice, leaves, offset_of, struct_format
 
 # the superblock is declared in volumes/xfs_layout.py (the probe reads it too)
 from ...volumes.xfs_layout import XFS_SB_MAGIC as XFS_SB_MAGIC
+from ...volumes.xfs_layout import XFS_SB_MAGIC_BYTES as XFS_SB_MAGIC_BYTES
 from ...volumes.xfs_layout import Superblock
 
 # --- fast paths: layout.py derives them from the declarations -------------------------
@@ -562,6 +563,7 @@ LOG_REC_FMT = be_format(LogRecHeader)
 LOG_OP_FMT = be_format(LogOpHeader)
 
 SB_CRC_OFF = offset_of(Superblock, "sb_crc")
+SB_MAGIC = field_slice(Superblock, "sb_magicnum")
 AGF_CRC_OFF = offset_of(AGF, "agf_crc")
 AGI_CRC_OFF = offset_of(AGI, "agi_crc")
 DINODE_CRC_OFF = offset_of(Dinode, "di_crc")

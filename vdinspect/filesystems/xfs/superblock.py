@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid as uuidlib
 from dataclasses import dataclass
 
-from ...containers.vhdx import crc32c
+from ...io import crc32c
 from . import structs as S
 
 FIELDS = [c.name for c in S.Superblock.subcons]
