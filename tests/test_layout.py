@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from vdinspect.layout import (
+    flag_names,
     flag_values,
     leaves,
     numpy_dtype,
@@ -252,3 +253,15 @@ def test_drivers_reexport_the_one_superblock_declaration():
     assert xfs.Superblock is xfs_layout.Superblock
     assert btrfs.Superblock is btrfs_layout.Superblock
     assert btrfs.DevItem is btrfs_layout.DevItem
+
+
+def test_flag_names_follow_construct():
+    """The names of the set flags are the ones construct's FlagsEnum parse sets to True;
+    bits no flag names are shown as hex only when asked."""
+    codes = cs.FlagsEnum(cs.Int16ul, a=1, b=4, c=0x100)
+    for value in (0, 1, 5, 0x105, 0x8104):
+        parsed = codes.parse(value.to_bytes(2, "little"))
+        want = [n for n in ("a", "b", "c") if parsed[n]]
+        assert flag_names(codes, value) == want
+        extra = value & ~0x105
+        assert flag_names(codes, value, unknown=True) == want + ([hex(extra)] if extra else [])

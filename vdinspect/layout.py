@@ -10,6 +10,7 @@ typing offsets and format letters again:
 - :func:`numpy_dtype` — a structured dtype with the spec's field names, for tables;
 - :func:`offset_of` / :func:`size_of` — where a field is;
 - :func:`flag_values` — the name -> value table of an ``Enum``/``FlagsEnum``;
+  :func:`flag_names` — the names of the flags set in a value;
 - :func:`plain` — the same Struct with ``Enum``/``FlagsEnum`` fields read as integers,
   for code that computes with the values (the explainer keeps the named view).
 
@@ -39,6 +40,7 @@ __all__ = [
     "field_slice",
     "scalar_dtype",
     "flag_values",
+    "flag_names",
     "plain",
 ]
 
@@ -227,6 +229,19 @@ def flag_values(codes: cs.Construct) -> dict[str, int]:
     if isinstance(codes, cs.FlagsEnum):
         return dict(codes.flags)
     return {str(k): v for k, v in codes.encmapping.items()}
+
+
+def flag_names(codes: cs.Construct, value: int, *, unknown: bool = False) -> list[str]:
+    """The names of the flags of a ``FlagsEnum`` set in ``value``, in declaration order;
+    with ``unknown``, the bits no flag names follow as one hex number."""
+    out, known = [], 0
+    for name, bit in flag_values(codes).items():
+        known |= bit
+        if value & bit:
+            out.append(name)
+    if unknown and value & ~known:
+        out.append(hex(value & ~known))
+    return out
 
 
 def plain(st: cs.Construct) -> cs.Struct:

@@ -270,19 +270,6 @@ INODE_NODATASUM = 1 << 0
 INODE_COMPRESS = 1 << 11
 
 
-def flag_names(flags_enum, value: int) -> list[str]:
-    """The names of the bits set in ``value`` (unknown bits as hex)."""
-    out = []
-    known = 0
-    for name, bit in flags_enum.flags.items():
-        known |= bit
-        if value & bit:
-            out.append(name)
-    if value & ~known:
-        out.append(hex(value & ~known))
-    return out
-
-
 # --- fast paths: layout.py derives them from the declarations ---------------------------
 
 #: a little-endian ``struct.Struct`` of a declaration, nested Structs flattened and Arrays
