@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 MAX_LEVELS = 8
 NULL_AGBLOCK = 0xFFFFFFFF
+AG_PTR = numpy_dtype(S.InobtPtr)["ptr"]  # a child pointer of an AG btree node (agbno)
 
 
 class AllocationGroups:
@@ -97,9 +98,9 @@ class AllocationGroups:
                 n = min(n, (bs - hdr) // rec_size)
                 out.append(data[hdr:hdr + n * rec_size])
             else:
-                room = (bs - hdr) // (key_size + 4)
+                room = (bs - hdr) // (key_size + AG_PTR.itemsize)
                 n = min(n, room)
-                ptrs = np.frombuffer(data, dtype=">u4", count=n, offset=hdr + room * key_size)
+                ptrs = np.frombuffer(data, dtype=AG_PTR, count=n, offset=hdr + room * key_size)
                 stack.extend((p, lvl - 1) for p in reversed(ptrs.tolist()))
         return out
 
@@ -116,7 +117,8 @@ class AllocationGroups:
         magic = S.XFS_IBT_CRC_MAGIC if self.fs.geo.crc else S.XFS_IBT_MAGIC
         try:
             leaves = self._walk(agno, agi["agi_root"], agi["agi_level"], magic,
-                                S.INOBT_REC_FMT.size, 4, f"inode btree of AG {agno}")
+                                S.INOBT_REC_FMT.size, S.InobtKey.sizeof(),
+                                f"inode btree of AG {agno}")
         except CorruptImage as exc:
             self.fs.problem(f"inode btree of AG {agno}", None, exc.detail)
             return empty
