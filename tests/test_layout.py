@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from vdinspect.layout import (
+    flag_names,
     flag_values,
     leaves,
     numpy_dtype,
@@ -64,6 +65,39 @@ def test_struct_format_whole_and_picked():
         struct_format(Toy, "inner.b", "a")
     with pytest.raises(KeyError):
         struct_format(Toy, "nope")
+
+
+# a big-endian header with a little-endian checksum inside, as XFS lays out its CRCs
+Mixed = cs.Struct(
+    "magic" / cs.Int32ub,
+    "words" / cs.Array(3, cs.Int16ub),
+    "crc" / cs.Int32ul,
+    "tail" / cs.Int64ub,
+)
+
+
+def test_struct_format_upto_order_and_array_values():
+    """The variants XFS and Btrfs use, against construct's own parse of the same bytes."""
+    data = bytes(range(1, 23))
+    parsed = Mixed.parse(data)
+    with pytest.raises(TypeError):  # mixed byte orders need ``order``
+        struct_format(Mixed, arrays=True)
+    forced = struct_format(Mixed, order=">", arrays=True)
+    assert forced.unpack(data) == (parsed.magic, *parsed.words,
+                                   int.from_bytes(data[10:14], "big"), parsed.tail)
+    assert struct_format(Mixed, order=">").unpack(data)[1] == data[4:10]  # raw bytes
+    head = struct_format(Mixed, upto="crc", arrays=True)
+    assert head.size == 10 and head.unpack(data[:10]) == (parsed.magic, *parsed.words)
+    assert struct_format(Toy, arrays=True).unpack(bytes(range(15)))[-2:] == tuple(
+        plain(Toy).parse(bytes(range(15))).arr)
+
+
+def test_numpy_dtype_reads_each_field_in_its_order():
+    data = bytes(range(1, 23)) * 2
+    rec = np.frombuffer(data, numpy_dtype(Mixed))
+    want = [Mixed.parse(data[i:i + 22]) for i in (0, 22)]
+    assert rec["crc"].tolist() == [w.crc for w in want]
+    assert rec["tail"].tolist() == [w.tail for w in want]
 
 
 def test_numpy_dtype_matches_construct():
@@ -219,3 +253,15 @@ def test_drivers_reexport_the_one_superblock_declaration():
     assert xfs.Superblock is xfs_layout.Superblock
     assert btrfs.Superblock is btrfs_layout.Superblock
     assert btrfs.DevItem is btrfs_layout.DevItem
+
+
+def test_flag_names_follow_construct():
+    """The names of the set flags are the ones construct's FlagsEnum parse sets to True;
+    bits no flag names are shown as hex only when asked."""
+    codes = cs.FlagsEnum(cs.Int16ul, a=1, b=4, c=0x100)
+    for value in (0, 1, 5, 0x105, 0x8104):
+        parsed = codes.parse(value.to_bytes(2, "little"))
+        want = [n for n in ("a", "b", "c") if parsed[n]]
+        assert flag_names(codes, value) == want
+        extra = value & ~0x105
+        assert flag_names(codes, value, unknown=True) == want + ([hex(extra)] if extra else [])

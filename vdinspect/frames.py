@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from pandas.api.extensions import ExtensionArray
+    ArrayLike = ExtensionArray | np.ndarray
     import pandas as pd
 else:
     class _Pandas:
@@ -107,7 +109,7 @@ def text_array(values) -> pd.api.extensions.ExtensionArray:
         return pd.array(arr.tolist(), dtype=dtype)
 
 
-def build_column(values: list, dtype: str | None):
+def build_column(values: list, dtype: str | None) -> ArrayLike:
     """One column built straight from Python values (exact for big ints, None -> NA)."""
     if dtype is None:
         return infer_column(values)
@@ -128,7 +130,7 @@ def build_column(values: list, dtype: str | None):
     return pd.array(values, dtype=dtype)
 
 
-def infer_column(values: list):
+def infer_column(values: list) -> ArrayLike:
     """A nullable dtype for a driver's extra column: Int64, boolean, string, else object."""
     present = [v for v in values if v is not None]
     kinds = set(map(type, present))  # the few types present, tested once each
@@ -395,7 +397,7 @@ def _insert_few(av, bv, bt: np.ndarray):
     return np.insert(av, bt - np.arange(len(bt)), vals)
 
 
-def to_column(values, dtype: str | None):
+def to_column(values, dtype: str | None) -> ArrayLike:
     """One column of a frame from a list, a numpy array or a numpy masked array."""
     if isinstance(values, np.ma.MaskedArray):
         mask = np.ma.getmaskarray(values)

@@ -10,6 +10,7 @@ typing offsets and format letters again:
 - :func:`numpy_dtype` — a structured dtype with the spec's field names, for tables;
 - :func:`offset_of` / :func:`size_of` — where a field is;
 - :func:`flag_values` — the name -> value table of an ``Enum``/``FlagsEnum``;
+  :func:`flag_names` — the names of the flags set in a value;
 - :func:`plain` — the same Struct with ``Enum``/``FlagsEnum`` fields read as integers,
   for code that computes with the values (the explainer keeps the named view).
 
@@ -39,6 +40,7 @@ __all__ = [
     "field_slice",
     "scalar_dtype",
     "flag_values",
+    "flag_names",
     "plain",
 ]
 
@@ -54,6 +56,8 @@ class Leaf:
     code: str
     order: str
     count: int = 1  # values the code yields (0 for padding)
+    item: str = ""  # an Array of integers: the order and code of one element ("<Q")
+    items: int = 0  # an Array of integers: its element count
 
 
 def _unwrap(sc: cs.Construct) -> cs.Construct:
@@ -100,15 +104,22 @@ def _leaves(st: cs.Construct, prefix: str, base: int) -> tuple[Leaf, ...]:
             pos += inner.length
         elif isinstance(inner, cs.Array) and isinstance(inner.count, int):
             size = inner.count * inner.subcon.sizeof()
-            out.append(Leaf(name, pos, size, f"{size}s", ""))
+            elem = _unwrap(inner.subcon)
+            if isinstance(elem, cs.FormatField):  # integers: their codes for ``arrays=True``
+                letter, order, _ = _scalar(elem, name)
+                out.append(Leaf(name, pos, size, f"{size}s", "", 1, order + letter, inner.count))
+            else:
+                out.append(Leaf(name, pos, size, f"{size}s", ""))
             pos += size
         else:
             raise TypeError(f"{name}: not a fixed-size field ({inner!r})")
     return tuple(out)
 
 
-def _order(picked: list[Leaf]) -> str:
+def _order(picked: list[Leaf], arrays: bool = False) -> str:
     orders = {x.order for x in picked if x.order}
+    if arrays:
+        orders |= {x.item[0] for x in picked if len(x.item) > 1}
     if len(orders) > 1:
         raise TypeError("fields of mixed byte order")
     return orders.pop() if orders else "<"
@@ -122,10 +133,18 @@ def _find(all_leaves: list[Leaf], name: str) -> Leaf:
 
 
 @cache
-def struct_format(st: cs.Construct, *names: str) -> struct.Struct:
+def struct_format(st: cs.Construct, *names: str, upto: str | None = None,
+                  order: str | None = None, arrays: bool = False) -> struct.Struct:
     """A ``struct.Struct`` for ``st`` (all fields) or for ``names`` only (in layout order;
-    the bytes before and between them skipped), unpacked from the layout's first byte."""
+    the bytes before and between them skipped), unpacked from the layout's first byte.
+
+    ``upto`` stops before that field (a header's older, shorter version); ``order`` reads
+    every field in that byte order (XFS keeps a little-endian CRC inside big-endian
+    headers: it then reads byte-swapped); ``arrays`` unpacks an Array of integers as its
+    values, one per element, instead of its raw bytes."""
     every = leaves(st)
+    if upto is not None:
+        every = every[: every.index(_find(every, upto))]
     picked = every if not names else [_find(every, n) for n in names]
     if any(b.offset < a.offset + a.size for a, b in zip(picked, picked[1:])):
         raise ValueError("fields must be given in layout order")
@@ -134,9 +153,9 @@ def struct_format(st: cs.Construct, *names: str) -> struct.Struct:
     for x in picked:
         if x.offset > pos:
             parts.append(f"{x.offset - pos}x")
-        parts.append(x.code)
+        parts.append(f"{x.items}{x.item[-1]}" if arrays and x.item else x.code)
         pos = x.offset + x.size
-    return struct.Struct(_order(picked) + "".join(parts))
+    return struct.Struct((order or _order(picked, arrays)) + "".join(parts))
 
 
 @cache
@@ -146,15 +165,14 @@ def numpy_dtype(st: cs.Construct, itemsize: int | None = None) -> np.dtype:
     every = [x for x in leaves(st) if x.count]
     if itemsize is not None:
         every = [x for x in every if x.offset + x.size <= itemsize]
-    order = _order(every)
     formats = []
-    for x in every:
+    for x in every:  # each field in its own byte order (an XFS CRC is little-endian)
         if x.code.endswith("s"):
             formats.append(f"|S{x.size}")
         else:
             letter = x.code[-1]
             kind = "f" if letter in "efd" else ("u" if letter.isupper() or letter == "?" else "i")
-            formats.append(f"{order}{kind}{x.size}")
+            formats.append(f"{x.order or '<'}{kind}{x.size}")
     spec = dict(
         names=[x.name for x in every],
         formats=formats,
@@ -211,6 +229,19 @@ def flag_values(codes: cs.Construct) -> dict[str, int]:
     if isinstance(codes, cs.FlagsEnum):
         return dict(codes.flags)
     return {str(k): v for k, v in codes.encmapping.items()}
+
+
+def flag_names(codes: cs.Construct, value: int, *, unknown: bool = False) -> list[str]:
+    """The names of the flags of a ``FlagsEnum`` set in ``value``, in declaration order;
+    with ``unknown``, the bits no flag names follow as one hex number."""
+    out, known = [], 0
+    for name, bit in flag_values(codes).items():
+        known |= bit
+        if value & bit:
+            out.append(name)
+    if unknown and value & ~known:
+        out.append(hex(value & ~known))
+    return out
 
 
 def plain(st: cs.Construct) -> cs.Struct:

@@ -7,7 +7,8 @@ filesystems must list the files put there. TestDisk's headless analysis runs on 
 disk where it is installed. Embedded images are made by qemu-img and read back against
 ``qemu-img convert -O raw`` of the original file. LVM2 physical volumes and LUKS2 headers
 are built from their specifications (tests/volume_builder.py; the LUKS2 binary header
-below), since lvm2 needs a loop device and cryptsetup is not installed.
+below), since lvm2 needs a loop device; LUKS1 and LUKS2 volumes are also written by
+``cryptsetup luksFormat`` (on plain files, no root needed).
 """
 
 from __future__ import annotations
@@ -334,6 +335,45 @@ def test_lvm2_pv_and_luks2_from_their_specifications(tmp_path):
         [pv_start, pv_size, "LVM2_member"], [luks_start, 16 * MiB, "crypto_LUKS"]]
     assert "secondary" in df["found_by"][1]
     assert df["uuid"][1] == "3f2a0c6e-8b5d-4a59-9a8e-2b6d6c7c1d10"
+
+
+@pytest.mark.skipif(not have("cryptsetup", "sfdisk"), reason="cryptsetup/sfdisk missing")
+def test_luks1_and_luks2_written_by_cryptsetup(tmp_path):
+    """Two GPT partitions holding LUKS1 and LUKS2 volumes that ``cryptsetup luksFormat``
+    wrote (on plain files, no root needed), the table wiped: the scan finds each header
+    at its partition's start with the UUID ``cryptsetup luksUUID`` prints; a LUKS header
+    does not say the volume's length, so the first runs to the next find."""
+    key = tmp_path / "key"
+    key.write_bytes(b"not a secret")
+    total, size = 131072, 49152  # sectors: a 64 MiB disk, two 24 MiB partitions
+    starts = [2048, 2048 + size]
+    disk = tmp_path / "luks.raw"
+    with open(disk, "wb") as f:
+        f.truncate(total * SECTOR)
+    run("sfdisk", "-q", disk, input="label: gpt\n" + "".join(
+        f"start={s}, size={size}, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n" for s in starts))
+    uuids = []
+    for start, kind in zip(starts, ("luks1", "luks2")):
+        vol = tmp_path / f"{kind}.img"
+        with open(vol, "wb") as f:
+            f.truncate(size * SECTOR)
+        pbkdf = ["--pbkdf", "pbkdf2"] if kind == "luks2" else []
+        run("cryptsetup", "luksFormat", "--batch-mode", "--type", kind, *pbkdf,
+            "--pbkdf-force-iterations", "1000", "--key-file", key, vol)
+        uuids.append(run("cryptsetup", "luksUUID", vol).strip())
+        version = re.search(r"^Version:\s*(\d)", run("cryptsetup", "luksDump", vol), re.M)
+        assert version and version.group(1) == kind[-1]
+        _copy_sparse(vol, disk, start * SECTOR)
+    _wipe_tables(disk, total)
+    with vdinspect.open(disk) as d:
+        assert d.partitions()["scheme"].tolist() == ["none"]
+        df = d.scan_partitions()
+    luks = df[df["filesystem"] == "crypto_LUKS"]
+    assert [int(x) // SECTOR for x in luks["start"]] == starts
+    assert luks["uuid"].tolist() == uuids
+    assert "luks1 header" in luks["found_by"].iloc[0]
+    assert "luks2 header" in luks["found_by"].iloc[1]
+    assert int(luks["length"].iloc[0]) == size * SECTOR  # up to the LUKS2 header
 
 
 # --- images inside disks -------------------------------------------------------------------

@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Iterator
 from operator import attrgetter
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from ..errors import InvalidArgument, NotFound
 from ..schemas import (
@@ -44,13 +44,16 @@ from .output import (
     write_table,
 )
 
+if TYPE_CHECKING:
+    from ..disk import Disk
+
 #: what ``info`` shows without --all (the rest is format-internal)
 MAIN_INFO = ("format", "virtual_size", "disk_size", "allocated", "cluster_size", "layers",
              "parent", "created", "uuid", "snapshots", "encrypted", "dirty", "corrupt",
              "flags", "vm_name", "disks")
 
 
-def open_disk(args):
+def open_disk(args) -> Disk:
     """The Disk the common options describe."""
     from ..disk import Disk
 

@@ -4,10 +4,12 @@ and the DataFrame builders loaded on first use."""
 from __future__ import annotations
 
 import operator
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from types import ModuleType
 
 
 def volume_key(key: Any) -> Any:

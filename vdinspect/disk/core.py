@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ..explainer import Explanation
     from ..filesystems.base import FileSystem
     from ..recovery.carve.report import CarveResult
+    from ..widgets.browser import FileBrowser
 
 
 class Disk(ByteSource):
@@ -412,7 +413,7 @@ class Disk(ByteSource):
             return _scan().scan_free_images(self.filesystem(part), **kw)
         return _scan().scan_images(self, **kw)
 
-    def browse(self, **kw) -> Any:
+    def browse(self, **kw) -> FileBrowser:
         """A file browser widget over the disk's filesystems (ipywidgets; see widgets)."""
         from ..widgets import browse
 

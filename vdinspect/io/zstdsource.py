@@ -101,7 +101,7 @@ class Frame:
 
 
 def walk_frames(source: ByteSource, max_frames: int = MAX_FRAMES,
-                max_blocks: int = MAX_BLOCKS):
+                max_blocks: int = MAX_BLOCKS) -> tuple[list[Frame], tuple | None, bool]:
     """The frames of the zstd stream in ``source``: (frames, damage or None, complete);
     damage is (offset, message) where the stream stops making sense, with a third item
     "inside" when a frame began there and broke; ``complete`` is False

@@ -41,7 +41,7 @@ from ..io.xmltext import child, child_text, children, local, parse_xml_bytes
 if TYPE_CHECKING:
     import pandas as pd
 
-    from ..chain import Chain
+    from ..chain import Chain, ParentsArg
     from ..disk import Disk
 
 MAX_MACHINE_FILE = 16 << 20  # machine files are small text: refuse anything bigger
@@ -302,7 +302,7 @@ class Machine:
             raise found.missing(what, self.referrer, structure)
         return found
 
-    def parents_for(self, parents):
+    def parents_for(self, parents) -> ParentsArg:
         """Where parents are: the user's choice, merged with what the machine file knows."""
         return parents
 

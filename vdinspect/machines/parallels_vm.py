@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from ..errors import CorruptImage, NotFound
 from ..io import paths
@@ -37,6 +38,9 @@ from . import (
     parse_xml,
     plain_guid,
 )
+
+if TYPE_CHECKING:
+    from ..chain import Chain
 
 CONFIG = "config.pvs"
 SNAPSHOTS = "Snapshots.xml"
@@ -107,7 +111,7 @@ class ParallelsVm(Machine):
             stack += [(c, sid, depth + 1) for c in reversed(kids)]
         self.check_tree()
 
-    def open_chain(self, *, disk=0, snapshot=None, strict=True, parents=None, policy=None):
+    def open_chain(self, *, disk=0, snapshot=None, strict=True, parents=None, policy=None) -> Chain:
         """The chosen disk's ``.hdd`` bundle, now or as the snapshot froze it."""
         from .parallels_bundle import ParallelsBundle
 

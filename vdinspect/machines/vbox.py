@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 from xml.etree.ElementTree import Element
 
 from ..errors import CorruptImage, MissingFile
@@ -30,6 +31,9 @@ from . import (
     plain_guid,
     resolve,
 )
+
+if TYPE_CHECKING:
+    from ..chain import Chain, ParentsArg
 
 MAX_DEPTH = 10_000  # nesting of media or snapshots
 
@@ -185,7 +189,7 @@ class VBoxMachine(Machine):
         self.check_tree()
 
     # -- opening -------------------------------------------------------------------------
-    def open_chain(self, *, disk=0, snapshot=None, strict=True, parents=None, policy=None):
+    def open_chain(self, *, disk=0, snapshot=None, strict=True, parents=None, policy=None) -> Chain:
         att = self.attachment(disk, snapshot)
         if att.path is None:
             raise MissingFile(
@@ -196,7 +200,7 @@ class VBoxMachine(Machine):
         return super().open_chain(disk=disk, snapshot=snapshot, strict=strict, parents=parents,
                                   policy=policy)
 
-    def parents_for(self, parents):
+    def parents_for(self, parents) -> ParentsArg:
         """The registry as a mapping (UUID, ``{uuid}.vdi``, location, file name -> path).
         Its paths come from the .vbox: the path policy checks them like any recorded name
         (only the caller's own ``parents`` are trusted as they are)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +32,9 @@ from .colors import (
     pixel_width,
     rgb,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 #: bottom-to-top order of the states inside a pixel column (stored content first)
 STATE_STACK = ("data", "backing", "zero", "damaged", "unallocated")
@@ -335,7 +339,7 @@ def plot_allocation(
     width: int | None = None,
     rows: int = 1,
     legend: bool = True,
-):
+) -> Axes:
     """Draw the virtual address space coloured by allocation state or by supplying layer.
 
     ``disk_or_runs``: a Disk, an Image, Run objects or an ``allocation()`` frame.

@@ -7,10 +7,18 @@ matplotlib is imported only when a picture is drawn.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ..errors import MissingDependency
 from ..units import human as _human_units
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from matplotlib.axes import Axes
+    from matplotlib.patches import Patch
 
 #: Okabe–Ito: black, orange, sky blue, bluish green, yellow, blue, vermillion, purple
 OKABE_ITO = ("#000000", "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7")
@@ -80,7 +88,7 @@ def human(n: float) -> str:
     return _human_units(n, digits=3)
 
 
-def pyplot():
+def pyplot() -> ModuleType:
     """matplotlib.pyplot, or a MissingDependency naming the extra to install."""
     try:
         import matplotlib.pyplot as plt
@@ -91,7 +99,7 @@ def pyplot():
     return plt
 
 
-def axes(ax=None, figsize=(10, 2.2)):
+def axes(ax=None, figsize=(10, 2.2)) -> Axes:
     """``ax``, or the Axes of a new figure (never shown here).
 
     A new figure's Axes also displays as the picture: a notebook cell ending in
@@ -150,7 +158,7 @@ def legend_right(ax, handles) -> None:
               frameon=False, borderaxespad=0)
 
 
-def legend_patches(items):
+def legend_patches(items) -> list[Patch]:
     """Legend handles for ``(label, colour)`` pairs."""
     from matplotlib.patches import Patch
 

@@ -3,14 +3,19 @@ difference was decided."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .colors import axes, bytes_axis, legend_patches
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 #: colour per ``how`` of a block diff row
 HOW_COLORS = {"data": "#d62728", "written": "#ff7f0e", "size": "#9467bd",
               "damaged": "#7f7f7f"}
 
 
-def plot_diff(blocks, size: int, ax=None, *, title: str | None = None):
+def plot_diff(blocks, size: int, ax=None, *, title: str | None = None) -> Axes:
     """The ``Diff.blocks`` frame (or its rows) drawn along a disk of ``size`` bytes.
 
     Each changed range is a coloured span (at least one pixel wide, so that a 512-byte

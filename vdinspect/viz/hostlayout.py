@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from .colors import (
     legend_right,
     pixel_width,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 KINDS = ("header", "table", "data", "compressed data", "other", "unused")
 _CODE = {k: i for i, k in enumerate(KINDS)}
@@ -150,7 +154,7 @@ def plot_host_layout(
     width: int | None = None,
     relative: bool | None = None,
     legend: bool = True,
-):
+) -> Axes:
     """Draw one band per image file coloured by structure kind, gaps as unused space.
 
     ``layer`` limits the picture to one layer's files. ``relative`` draws each file to

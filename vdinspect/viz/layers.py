@@ -9,6 +9,7 @@ resolved disk coloured by the layer that answers each region.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from .colors import (
     pixel_width,
     tint,
 )
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 STORED = ("data", "zero")
 
@@ -72,7 +76,7 @@ def _band(ax, img, size: int, y: float) -> None:
               interpolation="nearest")
 
 
-def plot_layers(disk, ax=None, *, width: int | None = None, legend: bool = True):
+def plot_layers(disk, ax=None, *, width: int | None = None, legend: bool = True) -> Axes:
     """Draw one band per layer (base at the bottom) and the resolved disk on top.
 
     Labels give each layer's file, the data it holds, what it supplies and its internal

@@ -9,9 +9,13 @@ filesystem, label and size; pieces too narrow for their label get it above the b
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument
 from .colors import FS_COLORS, GAP_COLOR, axes, bytes_axis, human, legend_right
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 MIN_LABEL_SHARE = 0.05  # narrower pieces are labelled above the bar
 NO_FS_COLOR = "#BBBBBB"
@@ -104,7 +108,7 @@ def _tiers(df) -> list[tuple[dict, str]]:
     return out
 
 
-def plot_partitions(disk, ax=None, *, legend: bool = True):
+def plot_partitions(disk, ax=None, *, legend: bool = True) -> Axes:
     """Draw each partition and gap of ``disk.partitions()`` (or of a partitions frame)."""
     from matplotlib.patches import Patch, Rectangle
 

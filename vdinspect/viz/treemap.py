@@ -10,9 +10,13 @@ way. Sizes are the bytes of the live files under each entry (``files()`` ``size`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgument
 from .colors import OKABE_ITO, axes, human, tint
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 OTHER_COLOR = "#BBBBBB"
 MIN_SHARE = 0.01  # children under this share of their parent are grouped as "other"
@@ -203,7 +207,7 @@ def plot_sizes(
     *,
     min_share: float = MIN_SHARE,
     max_items: int = MAX_ITEMS,
-):
+) -> Axes | None:
     """Draw a treemap of the sizes below ``path`` of a FileSystem (or a ``files()`` frame).
 
     Each directory's box holds its children's boxes (``depth`` levels); items smaller

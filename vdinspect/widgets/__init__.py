@@ -6,10 +6,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .controller import BrowserController
 
+if TYPE_CHECKING:
+    from .browser import FileBrowser
 
-def browse(disk, **kw):
+
+def browse(disk, **kw) -> FileBrowser:
     """A file browser over a Disk (or a FileSystem); display the result in a notebook."""
     from .browser import browse as _browse
 

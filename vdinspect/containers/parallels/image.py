@@ -29,6 +29,7 @@ from construct import Container
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
 from ...lazy import np
+from ...units import is_pow2
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced, table_runs
 from ..runs import STATE_CODE, UNALLOCATED_CODE, unit_runs
@@ -277,7 +278,7 @@ class ParallelsImage(ParallelsReport, Image):
             return
         raw = DirtyBitmapFeature.parse(data[:32])
         g = raw.granularity
-        if g == 0 or g & (g - 1):
+        if not is_pow2(g):
             self.problem(what, at + 24, f"bitmap granularity {g} sectors is not a power of two")
             return
         if raw.l1_size * 8 > len(data) - 32:

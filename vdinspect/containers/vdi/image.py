@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, paths
 from ...lazy import np
+from ...units import is_pow2
 from .. import readplan
 from ..base import DAMAGED, DATA, Image, ParentHint, Run, table_runs
 from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO, UNIT_CODES, unit_runs
@@ -123,12 +124,12 @@ class VdiImage(VdiReport, Image):
         self.image_type = h.u32Type
         self.subformat = IMAGE_TYPES[h.u32Type]
         bs = h.cbBlock
-        if bs < SECTOR or bs & (bs - 1):
+        if bs < SECTOR or not is_pow2(bs):
             self.fail(CorruptImage, f"block size {bs} is not a power of two of at least 512", "header.cbBlock", self._at("cbBlock"))
         if h.cbDisk == 0 or h.cBlocks == 0:
             self.fail(CorruptImage, f"empty disk (cbDisk {h.cbDisk}, cBlocks {h.cBlocks})", "header.cbDisk", self._at("cbDisk"))
         extra = h.cbBlockExtra
-        if extra & (extra - 1):
+        if extra and not is_pow2(extra):
             self.fail(CorruptImage, f"block extra size {extra} is neither 0 nor a power of two", "header.cbBlockExtra", self._at("cbBlockExtra"))
         self.block_size = self.cluster_size = bs
         self.block_extra = extra

@@ -35,6 +35,7 @@ import uuid
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, FileSource, LRUCache
 from ...lazy import np
+from ...units import is_pow2
 from .. import readplan
 from ..base import (
     DAMAGED,
@@ -254,7 +255,7 @@ class VhdImage(VhdReport, Image):
         self.dynamic_header_offset = off
         self.dynamic_header_raw = raw
         bs = h.block_size
-        if bs < SECTOR or bs & (bs - 1):
+        if bs < SECTOR or not is_pow2(bs):
             self.fail(CorruptImage, f"block size {bs} is not a power of two of at least 512", "dynamic disk header.block_size", off + 32)
         self.block_size = self.cluster_size = bs
         self.sectors_per_block = bs // SECTOR

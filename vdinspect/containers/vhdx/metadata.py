@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from ...errors import CorruptImage, UnsupportedFeature
+from ...units import is_pow2
 from ..base import ParentHint
 from .structs import (
     ENTRY_SIZE,
@@ -91,7 +92,7 @@ class MetadataItems:
         self.physical_sector_size = number(MetadataItemGuid.PHYSICAL_SECTOR_SIZE, 4)
         self.metadata_items = items
         bs = self.block_size
-        if bs < M or bs > 256 * M or bs & (bs - 1):
+        if bs < M or bs > 256 * M or not is_pow2(bs):
             self.fail(CorruptImage, f"block size {bs} is not a power of 2 in 1 MiB..256 MiB", "metadata file parameters", base)
         if self.logical_sector_size not in (512, 4096):
             self.fail(CorruptImage, f"logical sector size {self.logical_sector_size} (512 or 4096 expected)", "metadata logical sector size", base)

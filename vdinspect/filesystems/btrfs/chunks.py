@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass
 
+from ...units import is_pow2
 from . import structs as S
 
 MAX_CHUNKS = 1 << 20  # more chunks than a 1 EiB filesystem of 1 GiB chunks: hostile
@@ -91,7 +92,7 @@ def parse_chunk(buf: bytes, pos: int, key_offset: int, limit: int) -> tuple[Chun
     if length == 0 or key_offset + length >= 1 << 64:
         raise ChunkError(f"chunk at logical {key_offset:#x}: bad length {length}")
     striped = ctype & (S.BG_RAID0 | S.BG_RAID10 | S.BG_RAID5 | S.BG_RAID6)
-    if striped and (stripe_len == 0 or stripe_len & (stripe_len - 1) or stripe_len > 1 << 30):
+    if striped and (not is_pow2(stripe_len) or stripe_len > 1 << 30):
         raise ChunkError(f"chunk at logical {key_offset:#x}: bad stripe_len {stripe_len}")
     if ctype & S.BG_RAID10 and (sub < 1 or nstripes % sub):
         raise ChunkError(f"chunk at logical {key_offset:#x}: {nstripes} stripes, "

@@ -9,10 +9,7 @@ from __future__ import annotations
 import hashlib
 import struct
 
-try:  # the shared CRC-32C (moved to io by the VHDX work); the VHDX module had it before
-    from ...io.checksums import crc32c as _crc32c  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the merge order
-    from ...containers.vhdx import crc32c as _crc32c
+from ...io import crc32c as _crc32c  # the one CRC-32C
 
 try:
     import xxhash as _xxhash  # optional: much faster than the Python version below

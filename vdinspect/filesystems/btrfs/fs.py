@@ -43,7 +43,11 @@ from .treelog import LogReplay, log_replays, log_xattr_tree, replay_pieces
 from .volume import fmt_uuid
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable, Iterator
+
     import pandas as pd
+
+    from .tree import Node
 
 ROOT_DIR_INO = 256  # every FS tree's top directory
 MAX_EXTENT_ITEMS = 1 << 22  # extent items one file may have before it is called hostile
@@ -229,7 +233,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
                 return n
         return self.search(r.bytenr, r.level, lo, hi, get=get)
 
-    def tree_items(self, tree, lo, hi):
+    def tree_items(self, tree, lo, hi) -> Iterator[tuple[Node, int]]:
         """(leaf, index) of the items of ``tree`` (a tree id, or a key of ``old_roots``) in
         ``[lo, hi]``."""
         return self._items(tree, lo, hi)
@@ -306,7 +310,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
             return S.INODE_ITEM_FMT.unpack_from(data, 0)
         return None
 
-    def dir_items(self, data: bytes, where: int):
+    def dir_items(self, data: bytes, where: int) -> Iterator[tuple[bytes, tuple[int, int, int], int, bytes]]:
         """(name, location key, type, value) of each entry packed in a DIR_ITEM/INDEX or
         XATTR_ITEM's data."""
         pos, n = 0, len(data)
@@ -473,7 +477,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
             rec = None
         return self._entry(name, sid, ino, rec, 2)
 
-    def dir_id(self, entry: Entry):
+    def dir_id(self, entry: Entry) -> Hashable | None:
         return entry.key
 
     def files(self, path: str = "/", *, recursive: bool = True,
@@ -546,7 +550,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
                 return rows[:MAX_DELETED_ROWS]
         return rows
 
-    def hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry) -> Hashable | None:
         if entry.kind != FILE or not entry.links or entry.links < 2:
             return None
         return entry.key

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CorruptImage, NotFound
-from ...layout import field_slice
+from ...layout import field_slice, numpy_dtype
 from . import structs as S
 from .subvols import RootInfo, parse_root_item
 from .tree import walk_blocks
@@ -41,7 +41,7 @@ MAX_GONE = 100_000  # deleted entries kept per volume (a hostile tree may name m
 MAX_OLD_TREES = 64  # older FS trees compared with the live ones
 MAX_SCAN = 512 << 20  # metadata chunk bytes scanned for root tree leaves of older commits
 SCAN_STEP = 1 << 20
-_HDR_DT = S.np_dtype(S.Header)
+_HDR_DT = numpy_dtype(S.Header)
 _FSID = field_slice(S.Header, "fsid")
 ORPHANS_NAME = "$OrphanFiles"
 

@@ -5,7 +5,7 @@ of the tree log."""
 from __future__ import annotations
 
 from ...errors import CorruptImage
-from ...layout import flag_values
+from ...layout import flag_names, flag_values
 from . import structs as S
 from .treelog import TreeLog, read_tree_log
 from .volume import fmt_uuid
@@ -88,8 +88,8 @@ class ReportMixin:
             num_devices=sb.num_devices, devices=devs,
             subvolumes=["/" + self.subvolume_path(s) for s in self._subvol_ids()],
             default_subvolume=self.default_subvolume, subvolume=self.top,
-            features=S.flag_names(S.IncompatFlags, sb.incompat_flags)
-            + S.flag_names(S.CompatRoFlags, sb.compat_ro_flags),
+            features=flag_names(S.IncompatFlags, sb.incompat_flags, unknown=True)
+            + flag_names(S.CompatRoFlags, sb.compat_ro_flags, unknown=True),
             superblock=self.super_copy.offset,
         )
 

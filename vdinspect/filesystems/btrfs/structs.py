@@ -11,7 +11,7 @@ declarations through :func:`fmt`, never from offsets typed again.
 
 from __future__ import annotations
 
-import struct
+from functools import partial
 
 from construct import (
     Array,
@@ -24,6 +24,8 @@ from construct import (
     Int64ul,
     Struct,
 )
+
+from ...layout import leaves, struct_format
 
 # the superblock and what it holds are declared in volumes/btrfs_layout.py (the probe
 # and the partition scan read it too)
@@ -268,72 +270,11 @@ INODE_NODATASUM = 1 << 0
 INODE_COMPRESS = 1 << 11
 
 
-def flag_names(flags_enum, value: int) -> list[str]:
-    """The names of the bits set in ``value`` (unknown bits as hex)."""
-    out = []
-    known = 0
-    for name, bit in flags_enum.flags.items():
-        known |= bit
-        if value & bit:
-            out.append(name)
-    if value & ~known:
-        out.append(hex(value & ~known))
-    return out
+# --- fast paths: layout.py derives them from the declarations ---------------------------
 
-
-# --- fast paths derived from the declarations ----------------------------------------------
-
-_CODES = {Int8ul: "B", Int16ul: "H", Int32ul: "I", Int64ul: "Q"}
-
-
-def _codes(con) -> str:
-    """The ``struct`` codes of a fixed-size construct (nested Structs flattened)."""
-    while hasattr(con, "subcon") and not isinstance(con, Struct) and con not in _CODES:
-        if type(con).__name__ == "Array":
-            return _codes(con.subcon) * con.count
-        con = con.subcon
-    if con in _CODES:
-        return _CODES[con]
-    if isinstance(con, Struct):
-        return "".join(_codes(sc) for sc in con.subcons)
-    if type(con).__name__ == "Bytes":
-        return f"{con.length}s"
-    raise TypeError(f"no struct code for {con!r}")
-
-
-def fmt(con) -> struct.Struct:
-    """A little-endian ``struct.Struct`` for a fixed-size construct: same fields, flat."""
-    s = struct.Struct("<" + _codes(con))
-    if s.size != con.sizeof():  # the declaration is the truth: never drift from it
-        raise AssertionError(f"struct format of {con!r} disagrees with its size")
-    return s
-
-
-def _fields(con, prefix: str = "") -> list[tuple[str, str]]:
-    """(name, numpy type) of each flat field of a fixed-size construct Struct."""
-    out = []
-    for sc in con.subcons:
-        inner = sc
-        while not isinstance(inner, Struct) and inner not in _CODES and hasattr(inner, "subcon"):
-            inner = inner.subcon
-        if isinstance(inner, Struct):
-            out += _fields(inner, f"{prefix}{sc.name}_")
-        elif inner in _CODES:
-            out.append((prefix + sc.name, "<" + {"B": "u1", "H": "u2", "I": "u4",
-                                                  "Q": "u8"}[_CODES[inner]]))
-        else:
-            out.append((prefix + sc.name, f"V{inner.sizeof()}"))
-    return out
-
-
-def np_dtype(con):
-    """A packed numpy dtype with the construct's flat fields (nested names joined by _)."""
-    import numpy as np
-
-    d = np.dtype(_fields(con))
-    if d.itemsize != con.sizeof():
-        raise AssertionError(f"numpy dtype of {con!r} disagrees with its size")
-    return d
+#: a little-endian ``struct.Struct`` of a declaration, nested Structs flattened and Arrays
+#: of integers as their values
+le_format = partial(struct_format, arrays=True)
 
 
 HEADER_SIZE = Header.sizeof()  # 101
@@ -348,24 +289,24 @@ FILE_EXTENT_INLINE_SIZE = FileExtentItem.sizeof()  # 21: inline data follows
 FILE_EXTENT_SIZE = FILE_EXTENT_INLINE_SIZE + FileExtentRegular.sizeof()  # 53
 ROOT_ITEM_SIZE = RootItem.sizeof()  # 439
 
-HEADER_FMT = fmt(Header)
-ITEM_FMT = fmt(Item)
-KEY_PTR_FMT = fmt(KeyPtr)
-DISK_KEY_FMT = fmt(DiskKey)
-CHUNK_FMT = fmt(Chunk)
-STRIPE_FMT = fmt(Stripe)
-INODE_ITEM_FMT = fmt(InodeItem)
-DIR_ITEM_FMT = fmt(DirItem)
-FILE_EXTENT_FMT = fmt(FileExtentItem)
-FILE_EXTENT_REGULAR_FMT = fmt(FileExtentRegular)
-INODE_REF_FMT = fmt(InodeRef)
-INODE_EXTREF_FMT = fmt(InodeExtref)
-ROOT_REF_FMT = fmt(RootRef)
-DIR_LOG_ITEM_FMT = fmt(DirLogItem)
+HEADER_FMT = le_format(Header)
+ITEM_FMT = le_format(Item)
+KEY_PTR_FMT = le_format(KeyPtr)
+DISK_KEY_FMT = le_format(DiskKey)
+CHUNK_FMT = le_format(Chunk)
+STRIPE_FMT = le_format(Stripe)
+INODE_ITEM_FMT = le_format(InodeItem)
+DIR_ITEM_FMT = le_format(DirItem)
+FILE_EXTENT_FMT = le_format(FileExtentItem)
+FILE_EXTENT_REGULAR_FMT = le_format(FileExtentRegular)
+INODE_REF_FMT = le_format(InodeRef)
+INODE_EXTREF_FMT = le_format(InodeExtref)
+ROOT_REF_FMT = le_format(RootRef)
+DIR_LOG_ITEM_FMT = le_format(DirLogItem)
 
-#: positions of InodeItem fields in INODE_ITEM_FMT's tuple
+#: positions of InodeItem fields in INODE_ITEM_FMT's tuple (nested names joined by "_",
+#: the reserved words as reserved0..3)
 INODE_FIELDS = {n: i for i, n in enumerate(
-    ["generation", "transid", "size", "nbytes", "block_group", "nlink", "uid", "gid", "mode",
-     "rdev", "flags", "sequence", "r0", "r1", "r2", "r3",
-     "atime_sec", "atime_nsec", "ctime_sec", "ctime_nsec", "mtime_sec", "mtime_nsec",
-     "otime_sec", "otime_nsec"])}
+    n for x in leaves(InodeItem)
+    for n in ([f"{x.name}{k}" for k in range(x.items)] if x.item else [x.name.replace(".", "_")])
+)}

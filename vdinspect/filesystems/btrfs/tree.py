@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ...layout import numpy_dtype
 from . import structs as S
 
 Key = tuple[int, int, int]
@@ -72,8 +73,8 @@ class Node:
 
 _ITEM_N = S.ITEM_FMT.size
 _PTR_N = S.KEY_PTR_FMT.size
-_ITEM_DT = S.np_dtype(S.Item)
-_PTR_DT = S.np_dtype(S.KeyPtr)
+_ITEM_DT = numpy_dtype(S.Item)
+_PTR_DT = numpy_dtype(S.KeyPtr)
 
 
 def _check_order(obj, typ, off) -> None:
@@ -110,7 +111,7 @@ def parse_node(buf: bytes, bytenr: int, fsid: bytes, csum_ok, level: int | None)
         if not nritems:
             return Node(bytenr, 0, owner, gen, [], [], [], buf)
         items = np.frombuffer(buf, _ITEM_DT, count=nritems, offset=S.HEADER_SIZE)
-        obj, typ, off = items["key_objectid"], items["key_type"], items["key_offset"]
+        obj, typ, off = items["key.objectid"], items["key.type"], items["key.offset"]
         start = items["offset"].astype(np.int64) + S.HEADER_SIZE
         size = items["size"].astype(np.int64)
         floor = S.HEADER_SIZE + nritems * _ITEM_N
@@ -125,7 +126,7 @@ def parse_node(buf: bytes, bytenr: int, fsid: bytes, csum_ok, level: int | None)
     if nritems == 0 or nritems * _PTR_N > room:
         raise NodeError(f"{nritems} key pointers in a {nodesize}-byte node")
     ptr = np.frombuffer(buf, _PTR_DT, count=nritems, offset=S.HEADER_SIZE)
-    obj, typ, off = ptr["key_objectid"], ptr["key_type"], ptr["key_offset"]
+    obj, typ, off = ptr["key.objectid"], ptr["key.type"], ptr["key.offset"]
     _check_order(obj, typ, off)
     keys = list(zip(obj.tolist(), typ.tolist(), off.tolist()))
     ptrs = ptr["blockptr"].tolist()

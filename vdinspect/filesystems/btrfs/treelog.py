@@ -200,7 +200,7 @@ def log_replays(fs: BtrfsFileSystem) -> dict[int, LogReplay]:
     return out
 
 
-def log_xattr_tree(rp: LogReplay | None, tree, ino: int):
+def log_xattr_tree(rp: LogReplay | None, tree: tuple, ino: int) -> tuple:
     """The tree whose XATTR_ITEMs are ``ino``'s after the replay: the log's when it holds
     the inode (a replay deletes the attributes the log lacks and writes its own)."""
     return rp.key if rp is not None and ino in rp.inodes else tree

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, LRUCache
+from ...units import is_pow2
 from ...units import uuid_text as fmt_uuid
 from ..base import FileSystem
 from . import structs as S
@@ -21,6 +23,9 @@ from .bulk import LeafBatch, leaf_batches
 from .chunks import ChunkError, ChunkMap, ChunkTable, parse_chunk, parse_sys_chunk_array
 from .csum import digest
 from .tree import KEY_MAX, KEY_MIN, Node, NodeError, parse_node, search, walk_blocks
+
+if TYPE_CHECKING:
+    from .tree import Node
 
 NODE_CACHE = 2048  # tree blocks kept decoded (32 MiB of 16 KiB nodes)
 MAX_READ = 1 << 28  # one logical read larger than this is a bug or a hostile size
@@ -74,7 +79,7 @@ class BtrfsVolume(FileSystem):
         self.nodesize = sb.nodesize
         self.sectorsize = sb.sectorsize
         for what, v in (("nodesize", sb.nodesize), ("sectorsize", sb.sectorsize)):
-            if v < 4096 or v > 65536 or v & (v - 1):
+            if v < 4096 or v > 65536 or not is_pow2(v):
                 self.fail(CorruptImage, f"{what} {v} is not a power of two in 4..64 KiB",
                           "superblock", first.offset)
         if sb.nodesize < sb.sectorsize:
@@ -294,11 +299,11 @@ class BtrfsVolume(FileSystem):
         return self.chunks.find(logical)
 
     # --- tree blocks ------------------------------------------------------------------
-    def search(self, root: int, level: int, lo=KEY_MIN, hi=KEY_MAX, get=None):
+    def search(self, root: int, level: int, lo=KEY_MIN, hi=KEY_MAX, get=None) -> Iterator[tuple[Node, int]]:
         """(leaf, index) of the items in ``[lo, hi]`` of the tree at ``root``."""
         return search(get or self.node, root, level, lo, hi, bad=self._bad_link)
 
-    def walk(self, root: int, level: int):
+    def walk(self, root: int, level: int) -> Iterator[Node]:
         """Every readable block of the tree at ``root``."""
         return walk_blocks(self.node, root, level, bad=self._bad_link)
 

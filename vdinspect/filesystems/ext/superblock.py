@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ...io.checksums import crc32c
 from ...layout import flag_values, leaves, plain
-from ...units import uuid_text
+from ...units import is_pow2, uuid_text
 from ...volumes.ext_layout import (  # noqa: F401 (re-exported)
     EXT_MAGIC,
     SUPERBLOCK_OFFSET,
@@ -158,12 +158,12 @@ class SuperblockInfo:
             p.append(f"inodes per group {self.inodes_per_group} out of range")
         if self.rev_level >= 1 and (
             self.inode_size < 128
-            or self.inode_size & (self.inode_size - 1)
+            or not is_pow2(self.inode_size)
             or self.inode_size > self.block_size
         ):
             p.append(f"inode size {self.inode_size} is not a power of two in 128..block size")
         if self.is_64bit and (
-            self.desc_size < 32 or self.desc_size > 1024 or self.desc_size & (self.desc_size - 1)
+            self.desc_size < 32 or self.desc_size > 1024 or not is_pow2(self.desc_size)
         ):
             p.append(f"group descriptor size {self.desc_size} invalid")
         if self.first_data_block >= max(self.blocks_count, 1):

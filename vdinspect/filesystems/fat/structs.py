@@ -20,6 +20,7 @@ from ...volumes.fat_layout import (
     DIRENT,
     FAT12_MAX_CLUSTERS,
     FAT16_MAX_CLUSTERS,
+    FAT32_ENTRY_MASK,
     KANJI_E5,
     NO_NAME,
     SECTOR_SIZES,
@@ -61,7 +62,7 @@ Fat32Entry = Int32ul * "next cluster in the low 28 bits (the top 4 are reserved)
 # FAT[1] on FAT16/FAT32: the two high bits Windows clears while the volume is in use
 FAT16_CLEAN, FAT16_NO_ERROR = 0x8000, 0x4000
 FAT32_CLEAN, FAT32_NO_ERROR = 0x08000000, 0x04000000
-FAT32_MASK = 0x0FFFFFFF  # FAT32 entries are 28 bits wide
+FAT32_MASK = FAT32_ENTRY_MASK  # FAT32 entries are 28 bits wide (one declaration)
 FSI_STRUC_SIG, FSI_TRAIL_SIG = 0x61417272, 0xAA550000
 FSI_UNKNOWN = 0xFFFFFFFF  # FSI_Free_Count / FSI_Nxt_Free not known
 FSI_FREE_COUNT_AT = offset_of(FSInfo, "FSI_Free_Count")

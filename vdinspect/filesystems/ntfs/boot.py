@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...layout import offset_of
-from ...volumes.ntfs_layout import NTFS_OEM, BootSector, record_size  # noqa: F401 (re-exported)
+from ...units import is_pow2
+from ...volumes.ntfs_layout import (  # noqa: F401 (re-exported)
+    NTFS_OEM,
+    BootSector,
+    cluster_sectors,
+    record_size,
+)
 
 BOOT_SECTOR_SIZE = BootSector.sizeof()
 _OEM_AT = offset_of(BootSector, "oem_id")
@@ -53,21 +59,19 @@ def parse_boot(raw: bytes, offset: int = 0) -> tuple[Geometry | None, str]:
         return None, f"OEM id is {oem!r}, not 'NTFS    '"
     bs = BootSector.parse(raw[:BOOT_SECTOR_SIZE])
     ssize = bs.bytes_per_sector
-    if ssize not in (256, 512, 1024, 2048, 4096):
+    if not is_pow2(ssize) or not 256 <= ssize <= 4096:
         return None, f"bytes per sector {ssize} is not a power of two in 256..4096"
-    spc = bs.sectors_per_cluster
-    if spc > 0x80:
-        spc = 1 << (256 - spc) if 256 - spc < 32 else 0
-    if spc == 0 or spc & (spc - 1):
+    spc = cluster_sectors(bs.sectors_per_cluster)
+    if not is_pow2(spc):
         return None, f"sectors per cluster {bs.sectors_per_cluster:#x} is not a power of two"
     csize = ssize * spc
     if csize > 1 << 21:
         return None, f"cluster size {csize} is larger than 2 MiB"
     rsize = record_size(bs.clusters_per_mft_record, csize)
     isize = record_size(bs.clusters_per_index_record, csize)
-    if rsize not in (256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536):
+    if not is_pow2(rsize) or not 256 <= rsize <= 65536:
         return None, f"MFT record size {rsize} (from {bs.clusters_per_mft_record}) is not sane"
-    if isize & (isize - 1) or not 256 <= isize <= 1 << 21:
+    if not is_pow2(isize) or not 256 <= isize <= 1 << 21:
         return None, f"index record size {isize} is not sane"
     if bs.total_sectors == 0:
         return None, "total sectors is 0"

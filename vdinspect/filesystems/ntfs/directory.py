@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
+from ...units import is_pow2
 from ..base import DIR, Entry
 from .attributes import FileNameAttr, display_name_rank, parse_file_name
 from .catalog import ROOT, display_names, record_fn, short_name
@@ -43,7 +44,7 @@ def index_reader(fs: NTFS, n: int) -> tuple | str:
     alloc = f.streams(AT_INDEX_ALLOCATION).get("$I30")
     bitmap = f.streams(AT_BITMAP).get("$I30")
     bsize = index_block_size(root.value) or fs.geometry.index_record_size
-    if bsize & (bsize - 1) or not 256 <= bsize <= 1 << 21:
+    if not is_pow2(bsize) or not 256 <= bsize <= 1 << 21:
         return f"index block size {bsize} is not sane"
     vcn_size = fs.cluster_size if bsize >= fs.cluster_size else 512
     read_block = in_use = None

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import CorruptImage
+from ...layout import numpy_dtype
 from ..base import Entry
 from . import structs as S
 from .intents import join_free
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 MAX_LEVELS = 8
 NULL_AGBLOCK = 0xFFFFFFFF
+AG_PTR = numpy_dtype(S.InobtPtr)["ptr"]  # a child pointer of an AG btree node (agbno)
 
 
 class AllocationGroups:
@@ -98,9 +100,9 @@ class AllocationGroups:
                 n = min(n, (bs - hdr) // rec_size)
                 out.append(data[hdr:hdr + n * rec_size])
             else:
-                room = (bs - hdr) // (key_size + 4)
+                room = (bs - hdr) // (key_size + AG_PTR.itemsize)
                 n = min(n, room)
-                ptrs = np.frombuffer(data, dtype=">u4", count=n, offset=hdr + room * key_size)
+                ptrs = np.frombuffer(data, dtype=AG_PTR, count=n, offset=hdr + room * key_size)
                 stack.extend((p, lvl - 1) for p in reversed(ptrs.tolist()))
         return out
 
@@ -117,11 +119,12 @@ class AllocationGroups:
         magic = S.XFS_IBT_CRC_MAGIC if self.fs.geo.crc else S.XFS_IBT_MAGIC
         try:
             leaves = self._walk(agno, agi["agi_root"], agi["agi_level"], magic,
-                                S.INOBT_REC_FMT.size, 4, f"inode btree of AG {agno}")
+                                S.INOBT_REC_FMT.size, S.InobtKey.sizeof(),
+                                f"inode btree of AG {agno}")
         except CorruptImage as exc:
             self.fs.problem(f"inode btree of AG {agno}", None, exc.detail)
             return empty
-        recs = np.frombuffer(b"".join(leaves), dtype=S.dtype(S.InobtRec))
+        recs = np.frombuffer(b"".join(leaves), dtype=numpy_dtype(S.InobtRec))
         holes = recs["ir_holemask"] if self.fs.geo.sparse_inodes else np.zeros(len(recs),
                                                                                 np.uint16)
         got = (recs["ir_startino"].astype(np.int64), recs["ir_free"].astype(np.uint64),
@@ -158,7 +161,7 @@ class AllocationGroups:
                                 f"free space btree of AG {agno}")
         except CorruptImage:
             return None
-        recs = np.frombuffer(b"".join(leaves), dtype=S.dtype(S.AllocRec))
+        recs = np.frombuffer(b"".join(leaves), dtype=numpy_dtype(S.AllocRec))
         a = recs["ar_startblock"].astype(np.int64)
         order = np.argsort(a)
         got = (a[order], (a + recs["ar_blockcount"].astype(np.int64))[order])

@@ -16,14 +16,20 @@ import numpy as np
 
 from ...io import ByteSource
 from ...io.mapped import MappedSource
+from ...layout import numpy_dtype
 from . import structs as S
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from .fs import XfsFileSystem
     from .inode import Inode
 
-REC = S.dtype(S.BmbtRec)
+REC = numpy_dtype(S.BmbtRec)
 REC_SIZE = REC.itemsize
+KEY_SIZE = S.BmbtKey.sizeof()  # a node holds its keys, then as many child pointers
+KEY_PTR_SIZE = KEY_SIZE + S.BmbtPtr.sizeof()
+PTR = numpy_dtype(S.BmbtPtr)["ptr"]
 MAX_LEVELS = 9  # a bmbt of 2^63 blocks fits in fewer levels
 DATA, UNWRITTEN, DAMAGED = 0, 1, 2
 STATE_NAMES = {DATA: "data", UNWRITTEN: "unwritten", DAMAGED: "damaged"}
@@ -52,7 +58,7 @@ class ExtentMap:
     def __len__(self) -> int:
         return len(self.startoff)
 
-    def rows(self):
+    def rows(self) -> Iterator[tuple[int, int, int, int]]:
         return zip(self.startoff.tolist(), self.block.tolist(), self.count.tolist(),
                    self.state.tolist())
 
@@ -166,13 +172,13 @@ def _walk_root(fs: XfsFileSystem, ino: Inode, fork: bytes, where: str, fork_at: 
         fs.problem(where, fork_at, "btree fork too small for its root")
         return
     level, numrecs = S.BMDR_FMT.unpack_from(fork, 0)
-    maxrecs = (len(fork) - S.BMDR_FMT.size) // 16
+    maxrecs = (len(fork) - S.BMDR_FMT.size) // KEY_PTR_SIZE
     if not 1 <= level <= MAX_LEVELS or numrecs > maxrecs or numrecs == 0:
         fs.problem(where, fork_at, f"bad bmbt root (level {level}, {numrecs} keys, "
                    f"room for {maxrecs})")
         return
-    at = S.BMDR_FMT.size + maxrecs * 8
-    ptrs = np.frombuffer(fork, dtype=">u8", count=numrecs, offset=at).tolist()
+    at = S.BMDR_FMT.size + maxrecs * KEY_SIZE
+    ptrs = np.frombuffer(fork, dtype=PTR, count=numrecs, offset=at).tolist()
     hdr = S.LONG_HDR_V5 if g.crc else S.LONG_HDR_V4
     magic = S.XFS_BMAP_CRC_MAGIC if g.crc else S.XFS_BMAP_MAGIC
     bs = g.block_size
@@ -213,13 +219,13 @@ def _walk_root(fs: XfsFileSystem, ino: Inode, fork: bytes, where: str, fork_at: 
                 return
             col.add(data[hdr:hdr + bnum * REC_SIZE], bnum, damaged)
         else:
-            room = (bs - hdr) // 16
+            room = (bs - hdr) // KEY_PTR_SIZE
             if bnum > room or bnum == 0:
                 fs.problem(bwhere, blk * bs, f"{bnum} keys do not fit (room for {room})")
                 continue
             if damaged:
                 continue
-            kids = np.frombuffer(data, dtype=">u8", count=bnum, offset=hdr + room * 8)
+            kids = np.frombuffer(data, dtype=PTR, count=bnum, offset=hdr + room * KEY_SIZE)
             stack.extend((p, lvl - 1) for p in reversed(kids.tolist()))
         if len(seen) > limit:
             return

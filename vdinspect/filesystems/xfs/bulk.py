@@ -17,6 +17,7 @@ import numpy as np
 
 from ...errors import VDInspectError
 from ...io import crc32c, crc32c_records
+from ...layout import numpy_dtype
 from . import structs as S
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ S_IFMT, S_IFREG, S_IFDIR = 0o170000, 0o100000, 0o40000
 def core_dtype(v3: bool) -> np.dtype:
     """The inode core's fields (structs.Dinode; v1/v2: those before di_crc), packed as
     the core lies at the start of each record."""
-    base = S.dtype(S.Dinode)
+    base = numpy_dtype(S.Dinode)
     last = len(S.DINODE_FIELDS) if v3 else S.DINODE_FIELDS.index("di_crc")
     names = [n for n in base.names if n in S.DINODE_FIELDS[:last]]
     size = max(base.fields[n][1] + base.fields[n][0].itemsize for n in names)

@@ -41,6 +41,8 @@ from .superblock import Geometry, crc_ok, parse
 from .table import EXTRA_DTYPES, column_entries, walk_columns
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable
+
     import pandas as pd
 
 _KIND = {0o100000: FILE, 0o40000: DIR, 0o120000: SYMLINK}
@@ -129,7 +131,7 @@ class XfsFileSystem(FileSystem):
         head = self.dev.read(0, min(self.dev.size, 4096))
         g, why = parse(head)
         if g is None:
-            if head[:4] != b"XFSB":
+            if head[S.SB_MAGIC] != S.XFS_SB_MAGIC_BYTES:
                 self.fail(NotRecognized, why or "not XFS", "superblock", 0)
             self.fail(CorruptImage, why or "bad superblock", "superblock", 0)
         if len(head) < g.sector_size:
@@ -409,7 +411,7 @@ class XfsFileSystem(FileSystem):
         cols["damaged"] = self.damaged_column(cols["kind"], lambda: column_entries(cols))
         return files_columns_frame(cols, EXTRA_DTYPES)
 
-    def hardlink_key(self, entry: Entry):
+    def hardlink_key(self, entry: Entry) -> Hashable | None:
         if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
             return None
         return entry.inode

@@ -56,7 +56,7 @@ _ILF = struct_format(S.XfsInodeLogFormat)
 _ILF32 = struct.Struct("<HHIHHQ16sqii")  # the packed 32-bit form: XfsInodeLogFormat less ilf_pad
 _ICL = struct_format(S.XfsIcreateLog, "icl_ag", "icl_agbno", "icl_count", "icl_isize",
                      "icl_length", "icl_gen")
-_EXT = S.fmt(S.XlogRecExtHeader)  # xh_cycle, then the 64 words of xh_cycle_data
+_EXT = S.be_format(S.XlogRecExtHeader)  # xh_cycle, then the 64 words of xh_cycle_data
 _DINODE = [x for x in leaves(S.Dinode)]
 _NEXT_UNLINKED = offset_of(S.Dinode, "di_next_unlinked")
 _LSN_AT = offset_of(S.Dinode, "di_lsn")

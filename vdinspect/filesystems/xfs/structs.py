@@ -1,20 +1,20 @@
 """XFS on-disk structures, declared once (big-endian; the CRC fields are little-endian).
 
 Names follow the Linux kernel's ``xfs_format.h``/``xfs_da_format.h``/``xfs_log_format.h``
-and the "XFS Algorithms & Data Structures" book. Fast paths (``struct`` formats, field
-offsets) come from these declarations through :func:`fmt` and :func:`offset_of`.
+and the "XFS Algorithms & Data Structures" book. Fast paths (``struct`` formats, numpy
+dtypes, field offsets) come from these declarations through :mod:`vdinspect.layout`.
 """
 
 from __future__ import annotations
 
 import struct
+from functools import partial
 
 from construct import (
     Array,
     Bytes,
     Enum,
     FlagsEnum,
-    FormatField,
     Int8ub,
     Int16ub,
     Int16ul,
@@ -26,85 +26,36 @@ from construct import (
     Struct,
 )
 
+from ...layout import field_slice, leaves, offset_of, struct_format
+
 # the superblock is declared in volumes/xfs_layout.py (the probe reads it too)
 from ...volumes.xfs_layout import XFS_SB_MAGIC as XFS_SB_MAGIC
+from ...volumes.xfs_layout import XFS_SB_MAGIC_BYTES as XFS_SB_MAGIC_BYTES
 from ...volumes.xfs_layout import Superblock
 
-# --- deriving struct formats and offsets from the declarations -----------------------
+# --- fast paths: layout.py derives them from the declarations -------------------------
 
-
-def _sub_fmt(con) -> str:
-    """The ``struct`` code of one construct field (FormatField, Bytes, Array, Enum...)."""
-    inner = getattr(con, "subcon", None)
-    if isinstance(con, FormatField):
-        return con.fmtstr[1:]
-    if type(con).__name__ == "Bytes":
-        return f"{con.length}s"
-    if type(con).__name__ == "Array":
-        return _sub_fmt(inner) * con.count
-    if isinstance(con, Struct):
-        return "".join(_sub_fmt(c) for c in con.subcons)
-    if inner is not None:
-        return _sub_fmt(inner)
-    raise TypeError(f"no struct code for {con!r}")
-
-
-def fmt(s: Struct, *, upto: str | None = None) -> struct.Struct:
-    """A big-endian ``struct.Struct`` with one code per field of ``s`` (Arrays expanded;
-    a little-endian CRC field reads as its big-endian value, swap it when used);
-    ``upto`` stops before that field."""
-    parts = []
-    for c in s.subcons:
-        if c.name == upto:
-            break
-        parts.append(_sub_fmt(c))
-    return struct.Struct(">" + "".join(parts))
-
-
-def dtype(s: Struct):
-    """A numpy structured dtype with one big-endian field per field of ``s``."""
-    import numpy as np
-
-    codes = {"B": "u1", "b": "i1", "H": "u2", "h": "i2", "I": "u4", "i": "i4", "L": "u4",
-             "l": "i4", "Q": "u8", "q": "i8"}
-
-    def code(c) -> str:
-        f = _sub_fmt(c)
-        if f.endswith("s"):
-            return "S" + f[:-1]
-        return ">" + codes[f]
-    return np.dtype([(c.name, code(c)) for c in s.subcons])
+#: a big-endian ``struct.Struct`` of a declaration, Arrays of integers as their values (a
+#: little-endian CRC field reads byte-swapped: swap it when used); ``upto`` stops before it
+be_format = partial(struct_format, order=">", arrays=True)
 
 
 def unpack(s: Struct, form: struct.Struct, buf: bytes, offset: int = 0) -> dict:
-    """Fields of ``s`` from ``buf`` through its derived ``form`` (:func:`fmt`), as a dict
-    (an Array of scalars becomes a list)."""
+    """Fields of ``s`` from ``buf`` through its :data:`be_format` ``form``, as a dict
+    (an Array of integers becomes a list)."""
     vals = form.unpack_from(buf, offset)
     out: dict = {}
     i = 0
-    for c in s.subcons:
+    for x in leaves(s):
         if i >= len(vals):
             break
-        sub = c
-        while type(sub).__name__ == "Renamed":
-            sub = sub.subcon
-        if type(sub).__name__ == "Array" and isinstance(sub.subcon, FormatField):
-            out[c.name] = list(vals[i:i + sub.count])
-            i += sub.count
-        else:
-            out[c.name] = vals[i]
+        if x.item:
+            out[x.name] = list(vals[i:i + x.items])
+            i += x.items
+        elif x.count:
+            out[x.name] = vals[i]
             i += 1
     return out
-
-
-def offset_of(s: Struct, name: str) -> int:
-    """Byte offset of field ``name`` inside the fixed-size struct ``s``."""
-    off = 0
-    for c in s.subcons:
-        if c.name == name:
-            return off
-        off += c.sizeof()
-    raise KeyError(name)
 
 
 
@@ -595,35 +546,36 @@ XFS_BMAP_EXTENT_REALTIME, XFS_EFI_EXTLEN_REALTIME_EXT = 1 << 29, 1 << 31
 
 # --- fast-path formats derived from the declarations ------------------------------------------
 
-SB_FMT = fmt(Superblock)
-AGF_FMT = fmt(AGF)
-AGI_FMT = fmt(AGI)
-DINODE_V2_FMT = fmt(Dinode, upto="di_crc")
-DINODE_V3_FMT = fmt(Dinode)
-BMBT_REC_FMT = fmt(BmbtRec)
-INOBT_REC_FMT = fmt(InobtRec)
-ALLOC_REC_FMT = fmt(AllocRec)
-SHORT_HDR_FMT = fmt(BtreeShortBlock, upto="bb_blkno")
-LONG_HDR_FMT = fmt(BtreeLongBlock, upto="bb_blkno")
-BMDR_FMT = fmt(BmdrBlock)
-DA_BLKINFO_FMT = fmt(DaBlkinfo)
-DA_NODE_ENTRY_FMT = fmt(DaNodeEntry)
-DIR2_SF_HDR_FMT = fmt(Dir2SfHdr)
-DIR2_SF_ENTRY_FMT = fmt(Dir2SfEntryHead)
-DIR2_DATA_ENTRY_FMT = fmt(Dir2DataEntryHead)
-DIR2_DATA_UNUSED_FMT = fmt(Dir2DataUnused)
-DIR2_BLOCK_TAIL_FMT = fmt(Dir2BlockTail)
-ATTR_SF_HDR_FMT = fmt(AttrSfHdr)
-ATTR_SF_ENTRY_FMT = fmt(AttrSfEntryHead)
-ATTR_LEAF_ENTRY_FMT = fmt(AttrLeafEntry)
-ATTR_NAME_LOCAL_FMT = fmt(AttrLeafNameLocal)
-ATTR_NAME_REMOTE_FMT = fmt(AttrLeafNameRemote)
-RMT_HDR_FMT = fmt(Attr3RmtHdr)
-SYMLINK_HDR_FMT = fmt(DsymlinkHdr)
-LOG_REC_FMT = fmt(LogRecHeader)
-LOG_OP_FMT = fmt(LogOpHeader)
+SB_FMT = be_format(Superblock)
+AGF_FMT = be_format(AGF)
+AGI_FMT = be_format(AGI)
+DINODE_V2_FMT = be_format(Dinode, upto="di_crc")
+DINODE_V3_FMT = be_format(Dinode)
+BMBT_REC_FMT = be_format(BmbtRec)
+INOBT_REC_FMT = be_format(InobtRec)
+ALLOC_REC_FMT = be_format(AllocRec)
+SHORT_HDR_FMT = be_format(BtreeShortBlock, upto="bb_blkno")
+LONG_HDR_FMT = be_format(BtreeLongBlock, upto="bb_blkno")
+BMDR_FMT = be_format(BmdrBlock)
+DA_BLKINFO_FMT = be_format(DaBlkinfo)
+DA_NODE_ENTRY_FMT = be_format(DaNodeEntry)
+DIR2_SF_HDR_FMT = be_format(Dir2SfHdr)
+DIR2_SF_ENTRY_FMT = be_format(Dir2SfEntryHead)
+DIR2_DATA_ENTRY_FMT = be_format(Dir2DataEntryHead)
+DIR2_DATA_UNUSED_FMT = be_format(Dir2DataUnused)
+DIR2_BLOCK_TAIL_FMT = be_format(Dir2BlockTail)
+ATTR_SF_HDR_FMT = be_format(AttrSfHdr)
+ATTR_SF_ENTRY_FMT = be_format(AttrSfEntryHead)
+ATTR_LEAF_ENTRY_FMT = be_format(AttrLeafEntry)
+ATTR_NAME_LOCAL_FMT = be_format(AttrLeafNameLocal)
+ATTR_NAME_REMOTE_FMT = be_format(AttrLeafNameRemote)
+RMT_HDR_FMT = be_format(Attr3RmtHdr)
+SYMLINK_HDR_FMT = be_format(DsymlinkHdr)
+LOG_REC_FMT = be_format(LogRecHeader)
+LOG_OP_FMT = be_format(LogOpHeader)
 
 SB_CRC_OFF = offset_of(Superblock, "sb_crc")
+SB_MAGIC = field_slice(Superblock, "sb_magicnum")
 AGF_CRC_OFF = offset_of(AGF, "agf_crc")
 AGI_CRC_OFF = offset_of(AGI, "agi_crc")
 DINODE_CRC_OFF = offset_of(Dinode, "di_crc")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import uuid as uuidlib
 from dataclasses import dataclass
 
-from ...containers.vhdx import crc32c
+from ...io import crc32c
+from ...layout import flag_names, flag_values
 from . import structs as S
 
 FIELDS = [c.name for c in S.Superblock.subcons]
@@ -101,18 +102,15 @@ class Geometry:
 
 def feature_names(raw: dict) -> list[str]:
     """Names of the features the superblock turns on (v4 version bits, features2, v5)."""
-    out = []
     vflags = raw["sb_versionnum"] & ~S.VERSION_NUMBITS
-    for name, bit in S.VersionFlags.flags.items():
-        if vflags & bit:
-            out.append(name)
-    if vflags & 0x8000:
-        out += [n for n, b in S.Features2.flags.items() if raw["sb_features2"] & b]
+    out = flag_names(S.VersionFlags, vflags)
+    if vflags & flag_values(S.VersionFlags)["MOREBITS"]:
+        out += flag_names(S.Features2, raw["sb_features2"])
     if raw["sb_versionnum"] & S.VERSION_NUMBITS == 5:
         for field, enum in (("sb_features_ro_compat", S.RoCompat),
                             ("sb_features_incompat", S.Incompat),
                             ("sb_features_log_incompat", S.LogIncompat)):
-            out += [n for n, b in enum.flags.items() if raw[field] & b]
+            out += flag_names(enum, raw[field])
     seen: set = set()
     return [n for n in out if not (n in seen or seen.add(n))]
 

@@ -7,8 +7,12 @@ from __future__ import annotations
 import bisect
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ...io import ByteSource, LRUCache
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 BLOCK = 1 << 18  # validators' small reads come from cached blocks this big
 STREAM = 1 << 20  # bytes a streaming validator asks for at a time
@@ -70,7 +74,7 @@ class Reader:
             return blk[pos - b * BLOCK : pos - b * BLOCK + n]
         return b"".join(self._block(k) for k in range(b, end_b + 1))[pos - b * BLOCK:][:n]
 
-    def stream(self, pos: int, limit: int, first: int = 4096):
+    def stream(self, pos: int, limit: int, first: int = 4096) -> Iterator[tuple[int, bytes]]:
         """Successive pieces of ``[pos, limit)``, growing from ``first`` bytes to STREAM:
         a validator that fails early (most candidates) reads little."""
         n = first
