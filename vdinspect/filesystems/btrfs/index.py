@@ -282,8 +282,7 @@ def _dir_index(fs: BtrfsFileSystem, b, sel: np.ndarray, cols: list[list],
     nlen = heads["name_len"].astype(np.int64)
     one = whole & (_DIR_N + nlen + heads["data_len"] == sizes) & (nlen > 0) & (
         nlen <= MAX_NAME)
-    ns = b.rows.shape[1]
-    at = b.leaf[sel] * ns + b.start[sel] + _DIR_N
+    at = b.at(sel) + _DIR_N
     # the names of the one-entry items gathered into one string, then cut; a name is bad
     # when it is ".", ".." or holds a "/" (counted with numpy)
     nl = np.where(one, nlen, 0)

@@ -240,6 +240,17 @@ class BtrfsVolume(FileSystem):
                 dev.readinto(phys, mv[at:at + n])
             at += n
 
+    def mapped(self, logical: int, length: int) -> tuple[memoryview, int] | None:
+        """(the memory map of a device, offset in it) of ``[logical, +length)`` where it
+        lies in one piece on a device that can be mapped (:meth:`FileSource.view`), else
+        None: the caller reads a copy instead."""
+        pieces = self._pieces(logical, length)
+        if len(pieces) != 1 or pieces[0][0] is None:
+            return None
+        dev, phys, n, _pos = pieces[0]
+        view = getattr(dev, "view", lambda: None)()
+        return None if view is None or phys + n > len(view) else (view, phys)
+
     def block_heads(self, logical: int, count: int, width: int, which: list[int]) -> bytes:
         """The first ``width`` bytes of the tree blocks ``which`` (ascending numbers below
         ``count``: block ``j`` is at ``logical + j * nodesize``), joined: the bytes that
@@ -306,7 +317,8 @@ class BtrfsVolume(FileSystem):
                      ) -> Iterator[tuple[Node | None, LeafBatch | None]]:
         """The leaves of the tree at ``root`` read and checked many at a time, in key
         order, with the nodes above them (:func:`.bulk.leaf_batches`)."""
-        return leaf_batches(self.node, self._bad_link, self.read_logical_into, root, level,
+        return leaf_batches(self.node, self._bad_link, self.read_logical_into, self.mapped,
+                            root, level,
                             self.meta_fsid, self.nodesize, self.sectorsize,
                             (self.csum_type, self.csum_len))
 
