@@ -57,12 +57,10 @@ class LeafBatch:
         self.direct = np.zeros(len(bytenr), dtype=bool) if direct is None else direct
         self.rank: np.ndarray | None = None  # key order of the rows, when not theirs
         nr = nritems.astype(np.int64)
-        total = int(nr.sum())
         self.leaf = np.repeat(np.arange(len(nr), dtype=np.int64), nr)
-        first = np.cumsum(nr) - nr
-        k = np.arange(total, dtype=np.int64) - np.repeat(first, nr)
-        pos = base[self.leaf] + HS + k * ITEM_N
-        items = self.gather_at(pos, ITEM_N).view(ITEM_DT).reshape(-1)
+        mv = memoryview(flat)  # each leaf's item headers follow its header: one slice each
+        items = np.frombuffer(b"".join([mv[a:a + n] for a, n in zip(
+            (base + HS).tolist(), (nr * ITEM_N).tolist()) if n]), dtype=ITEM_DT)
         self.obj, self.typ, self.off = (items["key.objectid"], items["key.type"],
                                         items["key.offset"])
         self.start = items["offset"].astype(np.int64) + HS
