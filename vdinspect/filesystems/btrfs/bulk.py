@@ -203,7 +203,8 @@ def _check(flat: np.ndarray, base: np.ndarray, addr: np.ndarray, ok: np.ndarray,
     if bounded.any():
         up = _keys(*zip(*(u for _i, u in (kids[j] for j in np.flatnonzero(bounded)))))
         ok[bounded] &= _less(tuple(x[last[bounded]] for x in keys), up)
-    ok[np.unique(b.leaf[bad])] = False
+    if bad.any():
+        ok[np.unique(b.leaf[bad])] = False
     return b
 
 
