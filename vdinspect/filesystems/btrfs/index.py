@@ -283,32 +283,41 @@ def _dir_index(fs: BtrfsFileSystem, b, sel: np.ndarray, cols: list[list],
     nlen = heads["name_len"].astype(np.int64)
     one = whole & (_DIR_N + nlen + heads["data_len"] == sizes) & (nlen > 0) & (
         nlen <= MAX_NAME)
-    at = b.at(sel) + _DIR_N
-    # the names of the one-entry items gathered into one string, then cut; a name is bad
-    # when it is ".", ".." or holds a "/" (counted with numpy)
+    # the items' data copied in runs that lie back to back in their leaf (a folder's
+    # DIR_INDEX items do: each one's data ends where the previous one's starts), one
+    # slice a run; ``pos``: where each name starts in that copy. A name is bad when it
+    # is ".", ".." or holds a "/" (counted with numpy).
+    at = b.at(sel)
+    end = at + sizes
+    new = np.ones(len(sel), dtype=bool)
+    new[1:] = end[1:] != at[:-1]
+    first_item = np.flatnonzero(new)
+    last_item = np.append(first_item[1:], len(sel)) - 1
+    lo, hi = at[last_item], end[first_item]
+    mv = memoryview(b.flat)
+    blob = b"".join([mv[x:y] for x, y in zip(lo.tolist(), hi.tolist())])
+    run = np.cumsum(new) - 1
+    pos = (np.cumsum(hi - lo) - (hi - lo))[run] + at - lo[run] + _DIR_N
     nl = np.where(one, nlen, 0)
-    ends = np.cumsum(nl)
-    total = int(ends[-1]) if len(ends) else 0
-    raw = b.flat[np.repeat(at - ends + nl, nl) + np.arange(total)]
+    total = len(blob)
+    raw = np.frombuffer(blob + b"\0\0", dtype=np.uint8)
     slash = np.flatnonzero(raw == _SLASH)
-    bad = np.searchsorted(slash, ends) > np.searchsorted(slash, ends - nl)
-    pad = np.concatenate([raw, np.zeros(2, dtype=np.uint8)])
-    first, second = pad[np.minimum(ends - nl, total)], pad[np.minimum(ends - nl + 1, total)]
+    bad = np.searchsorted(slash, pos + nl) > np.searchsorted(slash, pos)
+    first, second = raw[np.minimum(pos, total)], raw[np.minimum(pos + 1, total)]
     bad |= one & (first == _DOT) & ((nl == 1) | ((nl == 2) & (second == _DOT)))
-    blob = raw.tobytes()
     if one.all():
         for c, v in zip(cols, (b.obj[sel], heads["location.objectid"], heads["location.type"],
                                heads["type"], bad, b.off[sel])):
             c.append(v)
-        names += [blob[e - n:e] for e, n in zip(ends.tolist(), nl.tolist())]
+        names += [blob[p:p + n] for p, n in zip(pos.tolist(), nl.tolist())]
         return
-    rows = zip(one.tolist(), sel.tolist(), b.obj[sel].tolist(), ends.tolist(), nl.tolist(),
+    rows = zip(one.tolist(), sel.tolist(), b.obj[sel].tolist(), pos.tolist(), nl.tolist(),
                heads["location.objectid"].tolist(), heads["location.type"].tolist(),
                heads["type"].tolist(), bad.tolist(), b.off[sel].tolist())
     out: list[list] = [[] for _c in cols]
-    for simple, k, obj, e, n, lobj, ltyp, ftype, isbad, key_off in rows:
+    for simple, k, obj, p, n, lobj, ltyp, ftype, isbad, key_off in rows:
         if simple:
-            entries = [(blob[e - n:e], lobj, ltyp, ftype, isbad)]
+            entries = [(blob[p:p + n], lobj, ltyp, ftype, isbad)]
         else:
             entries = [(name, loc[0], loc[1], ft, not name or b"/" in name or
                         name in (b".", b".."))
