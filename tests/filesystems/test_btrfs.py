@@ -30,7 +30,7 @@ from vdinspect.filesystems.base import FileSystem
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.filesystems.btrfs.lzo import LZOError
 from vdinspect.filesystems.btrfs.lzo import decompress as lzo_decompress
-from vdinspect.io import ByteSource, FileSource, MemorySource
+from vdinspect.io import ByteSource, FileSource, MemorySource, Slice
 
 needs_btrfs = pytest.mark.skipif(not have("mkfs.btrfs", "btrfs"), reason="needs btrfs-progs")
 MiB = 1 << 20
@@ -198,11 +198,29 @@ def test_content_matches_btrfs_restore(images, variant, tmp_path):
 
 @needs_btrfs
 @pytest.mark.parametrize("variant", ["default", "single-4k-nodes"])
-def test_inodes_match_dump_tree(images, variant):
+@pytest.mark.parametrize("via", ["file", "partition", "memory"])
+def test_inodes_match_dump_tree(images, variant, via, tmp_path):
+    """The listing against dump-tree, its leaves taken from the image file's memory map
+    (``file``), from the map of a file holding the volume at an offset that is no
+    multiple of a page (``partition``, a Slice), and read into buffers (``memory``)."""
     img = image(images, variant)
     dt = dump_tree(img)
-    fs = open_filesystem(FileSource(img))
+    if via == "memory":
+        src = MemorySource(img.read_bytes())
+    elif via == "file":
+        src = FileSource(img)
+        assert src.view() is not None
+    else:
+        big = tmp_path / "at-63-sectors.raw"
+        with open(big, "wb") as f:
+            f.write(b"\xa5" * (63 * 512))
+            with open(img, "rb") as g:
+                shutil.copyfileobj(g, f)
+        src = Slice(FileSource(big), 63 * 512, img.stat().st_size)
+        assert bytes(src.view()[:4096]) == img.read_bytes()[:4096]
+    fs = open_filesystem(src)
     df = fs.files()
+    assert fs.check_rows() == []
     assert len(df) == sum(len(v) for v in dt["dirs"].values())
     by_path = {r.path: r for r in df.itertuples()}
     ino_of = {"/": 256}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import errno
+import mmap
 import os
 import stat
 from collections.abc import Sequence
@@ -189,6 +190,20 @@ class FileSource(ByteSource):
         """The open descriptor (read-only), for ``os.copy_file_range``."""
         return self._fd
 
+    def view(self) -> memoryview | None:
+        """The whole file as a read-only memory map (None where it cannot be mapped: not a
+        regular file, empty), made once: bulk readers take slices of the page cache
+        instead of copies. The file must not shrink while its view is in use."""
+        if getattr(self, "_view", False) is False:
+            self._view = None
+            try:
+                if self.size and stat.S_ISREG(os.fstat(self._fd).st_mode):
+                    self._map = mmap.mmap(self._fd, self.size, access=mmap.ACCESS_READ)
+                    self._view = memoryview(self._map)
+            except (OSError, ValueError, OverflowError):
+                self._view = None
+        return self._view
+
     def seek_data(self, offset: int) -> int:
         """The first offset >= ``offset`` where the host file may hold data (SEEK_DATA;
         ``size`` when only a hole follows, ``offset`` where the host cannot tell): the
@@ -224,6 +239,13 @@ class FileSource(ByteSource):
 
     def close(self) -> None:
         fd, self._fd = getattr(self, "_fd", -1), -1
+        view, self._view = getattr(self, "_view", None), None
+        if view is not None:
+            try:
+                view.release()
+                self._map.close()
+            except BufferError:  # arrays still look at it: unmapped when they go
+                pass
         if fd >= 0:
             os.close(fd)
 
@@ -301,6 +323,11 @@ class Slice(ByteSource):
     def host_ranges(self, offset: int, length: int) -> HostRanges:
         self._check_range(offset, length)
         return self.source.host_ranges(self.offset + offset, length)
+
+    def view(self) -> memoryview | None:
+        """The window of the source's memory map (:meth:`FileSource.view`), if it has one."""
+        whole = getattr(self.source, "view", lambda: None)()
+        return None if whole is None else whole[self.offset:self.offset + self.size]
 
 
 class Concat(ByteSource):

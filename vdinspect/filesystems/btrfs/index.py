@@ -89,7 +89,8 @@ class TreeIndex:
         plain = []  # leaves a scan for older root tree leaves can pass over
         r = fs._tree_root(tree)
         ids, recs = [], []
-        cols: list[list] = [[], [], [], [], [], []]  # dir, location, type, file type, bad, index
+        # dir, location, type, file type, bad, index: arrays of each batch
+        cols: list[list[np.ndarray]] = [[] for _dt in _COL_DT]
         names: list[bytes] = []
         for above, b in fs.leaf_batches(r.bytenr, r.level):
             if above is not None:
@@ -112,12 +113,9 @@ class TreeIndex:
         self.ino_ids = np.concatenate(ids) if ids else np.zeros(0, np.uint64)
         raw = np.concatenate(recs) if recs else np.zeros((0, _ISIZE), np.uint8)
         self.recs = np.ascontiguousarray(raw).view(INODE_DT).reshape(-1)
-        self.dir_of = np.array(cols[0], dtype=np.uint64)
-        self.loc = np.array(cols[1], dtype=np.uint64)
-        self.ltype = np.array(cols[2], dtype=np.uint8)
-        self.ftype = np.array(cols[3], dtype=np.uint8)
-        self.badname = np.array(cols[4], dtype=bool)
-        self.index_of = np.array(cols[5], dtype=np.uint64)  # the DIR_INDEX key offset
+        self.dir_of, self.loc, self.ltype, self.ftype, self.badname, self.index_of = (
+            np.concatenate(c).astype(dt, copy=False) if c else np.zeros(0, dt)
+            for c, dt in zip(cols, _COL_DT))  # index_of: the DIR_INDEX key offset
         self.names = names
         n = len(names)
         self.journal = np.zeros(n, dtype=bool)
@@ -268,6 +266,9 @@ def kind_codes(mode: np.ndarray, have: np.ndarray, ftype: np.ndarray) -> np.ndar
     return code
 
 
+_COL_DT = (np.uint64, np.uint64, np.uint8, np.uint8, bool, np.uint64)
+
+
 def _dir_index(fs: BtrfsFileSystem, b, sel: np.ndarray, cols: list[list],
                names: list[bytes]) -> None:
     """The DIR_INDEX items ``sel`` of a batch: each holds one entry, whose headers are
@@ -282,44 +283,48 @@ def _dir_index(fs: BtrfsFileSystem, b, sel: np.ndarray, cols: list[list],
     nlen = heads["name_len"].astype(np.int64)
     one = whole & (_DIR_N + nlen + heads["data_len"] == sizes) & (nlen > 0) & (
         nlen <= MAX_NAME)
-    ns = b.rows.shape[1]
-    at = b.leaf[sel] * ns + b.start[sel] + _DIR_N
-    # the names of the one-entry items gathered into one string, then cut; a name is bad
-    # when it is ".", ".." or holds a "/" (counted with numpy)
+    # the items' data copied in runs that lie back to back in their leaf (a folder's
+    # DIR_INDEX items do: each one's data ends where the previous one's starts), one
+    # slice a run; ``pos``: where each name starts in that copy. A name is bad when it
+    # is ".", ".." or holds a "/" (counted with numpy).
+    at = b.at(sel)
+    end = at + sizes
+    new = np.ones(len(sel), dtype=bool)
+    new[1:] = end[1:] != at[:-1]
+    first_item = np.flatnonzero(new)
+    last_item = np.append(first_item[1:], len(sel)) - 1
+    lo, hi = at[last_item], end[first_item]
+    mv = memoryview(b.flat)
+    blob = b"".join([mv[x:y] for x, y in zip(lo.tolist(), hi.tolist())])
+    run = np.cumsum(new) - 1
+    pos = (np.cumsum(hi - lo) - (hi - lo))[run] + at - lo[run] + _DIR_N
     nl = np.where(one, nlen, 0)
-    ends = np.cumsum(nl)
-    total = int(ends[-1]) if len(ends) else 0
-    raw = b.flat[np.repeat(at - ends + nl, nl) + np.arange(total)]
+    total = len(blob)
+    raw = np.frombuffer(blob + b"\0\0", dtype=np.uint8)
     slash = np.flatnonzero(raw == _SLASH)
-    bad = np.searchsorted(slash, ends) > np.searchsorted(slash, ends - nl)
-    pad = np.concatenate([raw, np.zeros(2, dtype=np.uint8)])
-    first, second = pad[np.minimum(ends - nl, total)], pad[np.minimum(ends - nl + 1, total)]
+    bad = np.searchsorted(slash, pos + nl) > np.searchsorted(slash, pos)
+    first, second = raw[np.minimum(pos, total)], raw[np.minimum(pos + 1, total)]
     bad |= one & (first == _DOT) & ((nl == 1) | ((nl == 2) & (second == _DOT)))
-    blob = raw.tobytes()
     if one.all():
-        cols[0] += b.obj[sel].tolist()
-        cols[1] += heads["location.objectid"].tolist()
-        cols[2] += heads["location.type"].tolist()
-        cols[3] += heads["type"].tolist()
-        cols[4] += bad.tolist()
-        cols[5] += b.off[sel].tolist()
-        names += [blob[e - n:e] for e, n in zip(ends.tolist(), nl.tolist())]
+        for c, v in zip(cols, (b.obj[sel], heads["location.objectid"], heads["location.type"],
+                               heads["type"], bad, b.off[sel])):
+            c.append(v)
+        names += [blob[p:p + n] for p, n in zip(pos.tolist(), nl.tolist())]
         return
-    rows = zip(one.tolist(), sel.tolist(), b.obj[sel].tolist(), ends.tolist(), nl.tolist(),
+    rows = zip(one.tolist(), sel.tolist(), b.obj[sel].tolist(), pos.tolist(), nl.tolist(),
                heads["location.objectid"].tolist(), heads["location.type"].tolist(),
                heads["type"].tolist(), bad.tolist(), b.off[sel].tolist())
-    for simple, k, obj, e, n, lobj, ltyp, ftype, isbad, key_off in rows:
+    out: list[list] = [[] for _c in cols]
+    for simple, k, obj, p, n, lobj, ltyp, ftype, isbad, key_off in rows:
         if simple:
-            entries = [(blob[e - n:e], lobj, ltyp, ftype, isbad)]
+            entries = [(blob[p:p + n], lobj, ltyp, ftype, isbad)]
         else:
             entries = [(name, loc[0], loc[1], ft, not name or b"/" in name or
                         name in (b".", b".."))
                        for name, loc, ft, _v in fs.dir_items(b.data(k), b.address(k))]
         for name, lobj_, ltyp_, ft_, bad_ in entries:
-            cols[0].append(obj)
-            cols[1].append(lobj_)
-            cols[2].append(ltyp_)
-            cols[3].append(ft_)
-            cols[4].append(bad_)
-            cols[5].append(key_off)
+            for o, v in zip(out, (obj, lobj_, ltyp_, ft_, bad_, key_off)):
+                o.append(v)
             names.append(name)
+    for c, o, dt in zip(cols, out, _COL_DT):
+        c.append(np.array(o, dtype=dt))

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
-from ...io import ByteSource, LRUCache
+from ...io import ByteSource, FileSource, LRUCache
 from ...units import is_pow2
 from ...units import uuid_text as fmt_uuid
 from ..base import FileSystem
@@ -245,6 +245,22 @@ class BtrfsVolume(FileSystem):
                 dev.readinto(phys, mv[at:at + n])
             at += n
 
+    def mapped(self, logical: int, length: int) -> tuple[memoryview, int] | None:
+        """(the memory map of a host file, offset in it) of ``[logical, +length)`` where it
+        lies in one piece stored as itself in one host file that can be mapped
+        (``host_ranges``, :meth:`FileSource.view`: a raw image, a partition of it, a raw
+        layer of a Disk), else None: the caller reads a copy instead."""
+        pieces = self._pieces(logical, length)
+        if len(pieces) != 1 or pieces[0][0] is None:
+            return None
+        dev, phys, n, _pos = pieces[0]
+        ranges = dev.host_ranges(phys, n)  # through a Disk, a partition, a raw chain
+        if not ranges or len(ranges) != 1 or ranges[0][0] is None:
+            return None
+        host, at, _n = ranges[0]
+        view = host.view() if isinstance(host, FileSource) else None
+        return None if view is None or at + n > len(view) else (view, at)
+
     def block_heads(self, logical: int, count: int, width: int, which: list[int]) -> bytes:
         """The first ``width`` bytes of the tree blocks ``which`` (ascending numbers below
         ``count``: block ``j`` is at ``logical + j * nodesize``), joined: the bytes that
@@ -311,7 +327,8 @@ class BtrfsVolume(FileSystem):
                      ) -> Iterator[tuple[Node | None, LeafBatch | None]]:
         """The leaves of the tree at ``root`` read and checked many at a time, in key
         order, with the nodes above them (:func:`.bulk.leaf_batches`)."""
-        return leaf_batches(self.node, self._bad_link, self.read_logical_into, root, level,
+        return leaf_batches(self.node, self._bad_link, self.read_logical_into, self.mapped,
+                            root, level,
                             self.meta_fsid, self.nodesize, self.sectorsize,
                             (self.csum_type, self.csum_len))
 
