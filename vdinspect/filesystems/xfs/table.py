@@ -11,7 +11,6 @@ special files, odd inodes) goes through the driver's Entry path and becomes a ro
 
 from __future__ import annotations
 
-from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ import numpy as np
 from ...frames import merge_columns
 from ..base import DIR, FILE, Entry
 from ..entry import decode_names
-from ..walk import HANDLE, IDENT, PATH, PAYLOAD, Walk
+from ..walk import HANDLE, IDENT, PATH, PAYLOAD, Batch, Walk
 from .bulk import S_IFDIR, S_IFMT, live_values
 from .inode import Inode
 from .replay import LOG_NOTE
@@ -76,7 +75,7 @@ def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) 
                         and top.key != ("orphans",)) else top
     ident = start.number if isinstance(start, Inode) else fs.dir_id(top)
     rows = Rows()
-    order: list[int] = []
+    order: list[np.ndarray] = []  # each listing's payloads
 
     def damage(d) -> int:  # a directory read from its inode (nothing lost silently)
         h = d[HANDLE]
@@ -91,8 +90,12 @@ def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) 
                 damage=damage)
     payload = itemgetter(PAYLOAD)
     for _d, kids in walk:
-        order += map(payload, kids)
-    cols = _columns(fs, rows, np.array(order, dtype=np.int64))
+        if isinstance(kids, Batch):  # bulk rows first.. first + size - 1, in order
+            first = kids.columns
+            order.append(np.arange(first, first + kids.size, dtype=np.int64))
+        else:
+            order.append(np.fromiter(map(payload, kids), dtype=np.int64))
+    cols = _columns(fs, rows, np.concatenate(order) if order else np.zeros(0, np.int64))
     if walk.notes:
         col = cols["note"]
         for at, why in walk.notes.items():
@@ -262,28 +265,26 @@ def _child(fs: XfsFileSystem, e: Entry, handle, payload: int) -> tuple:
 
 
 def _bulk_children(rows: Rows, raws: Dirents, vals: np.ndarray, first: int, dpath: str
-                   ) -> list[tuple]:
-    """The children of a directory whose entries are all bulk rows (the common case), as
-    :func:`_children` makes them."""
+                   ) -> Batch:
+    """The listing of a directory whose entries are all bulk rows (the common case): its
+    rows kept in ``rows`` as columns, the walk handed a :class:`~..walk.Batch` (columns:
+    the first row's number) with a Child for each subdirectory only."""
     prefix = "/" if dpath in ("", "/") else dpath + "/"
     names = decode_names(raws.names)
     paths = [prefix + nm for nm in names]
     n = len(paths)
-    # files' tuples made by zip at C speed, the few directories' put in after
-    out = list(zip(paths, repeat(False, n), repeat(None, n), repeat(False, n),
-                   repeat(None, n), range(first, first + n)))
     isdir = (vals[:, 2] & S_IFMT) == S_IFDIR
-    for k, i in zip(np.flatnonzero(isdir).tolist(), vals[isdir, 9].tolist()):
-        out[k] = (paths[k], True, i, False, i, first + k)
-    if paths:
+    subdirs = [(k, (paths[k], True, i, False, i, first + k))
+               for k, i in zip(np.flatnonzero(isdir).tolist(), vals[isdir, 9].tolist())]
+    if n:
         rows.blocks.append(vals)
         rows.paths += paths
         rows.names += names
-        rows.parents += [dpath] * len(paths)
-    return out
+        rows.parents += [dpath] * n
+    return Batch(n, subdirs, first)
 
 
-def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple]:
+def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple] | Batch:
     """The walk's children of a directory: the handle is the inode number of a bulk
     directory row (or the Inode itself), else the Entry."""
     if isinstance(d, int):
