@@ -152,6 +152,13 @@ def entry_formats(ftype: bool) -> tuple[struct.Struct, ...]:
     return tuple(out)
 
 
+@functools.cache
+def entry_readers(ftype: bool) -> tuple[tuple, ...]:
+    """Per name length (0-255), the bound ``unpack_from`` of :func:`entry_formats`' struct
+    and its size in bytes (one tuple: the parse loop's one look-up per entry)."""
+    return tuple((f.unpack_from, f.size) for f in entry_formats(ftype))
+
+
 def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems: list,
                      deleted: bool = True) -> Dirents:
     """Entries of one directory data block (block form or data form) at fork offset
@@ -174,14 +181,14 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
         problems.append((bs - _TAIL.size, "block tail's leaf count leaves no room"))
         return Dirents()
     # each entry one unpack (inumber, namelen, name, [ftype], tag), kept as it comes; the
-    # columns are made from the tuples at the end (zip: C speed)
+    # columns are made from the tuples at the end (zip: C speed), the offsets from the
+    # tags (an entry's tag is its offset; ``moved``: those that are not)
     got: list[tuple] = []
     add = got.append
-    offs: list[int] = []
-    at = offs.append
     gone: list[int] = []  # positions in ``got`` of removed entries found in free regions
+    moved: list[tuple[int, int]] = []  # (position in ``got``, offset) of bad-tag entries
     unused = _UNUSED.unpack_from
-    forms = entry_formats(ftype)
+    readers = entry_readers(ftype)
     while pos + 8 <= end:
         if block[pos] == _FREE_HI and block[pos + 1] == _FREE_LO:  # a free region
             _tag, length = unused(block, pos)
@@ -191,33 +198,41 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
             if deleted:
                 for d in _salvage(block, pos, pos + length, base, ftype):
                     gone.append(len(got))
-                    add((d.ino, 0, d.name, d.ftype, 0) if ftype else (d.ino, 0, d.name, 0))
-                    at(d.offset - base)
+                    at = d.offset - base
+                    add((d.ino, 0, d.name, d.ftype, at) if ftype else (d.ino, 0, d.name, at))
             pos += length
             continue
-        # the last 8 bytes of a data-form block hold no whole entry head: length 0, bad
-        namelen = block[pos + _NAMELEN_AT] if pos + _NAMELEN_AT < bs else 0
-        form = forms[namelen]
-        size = form.size
+        try:
+            namelen = block[pos + _NAMELEN_AT]
+        except IndexError:  # the last 8 bytes of a data-form block: no whole entry head
+            namelen = 0
+        unpack, size = readers[namelen]
         if namelen == 0 or pos + size > end:
             problems.append((pos, f"entry of name length {namelen} runs past the block"))
             break
-        one = form.unpack_from(block, pos)
-        if one[-1] != pos:
-            problems.append((pos, "entry tag is not its offset"))
-        if namelen > 2 or (one[2] != b"." and one[2] != b".."):
+        one = unpack(block, pos)
+        if namelen > 2 or (one[2] != b"." and one[2] != b".."):  # not a row: "." and ".."
+            if one[-1] != pos:
+                problems.append((pos, "entry tag is not its offset"))
+                moved.append((len(got), pos))
             add(one)
-            at(pos)
+        elif one[-1] != pos:
+            problems.append((pos, "entry tag is not its offset"))
         pos += size
     if not got:
         return Dirents()
     cols = list(zip(*got))
     n = len(got)
+    names = list(cols[2])
+    offs = list(cols[-1])
+    for i, p in moved:
+        offs[i] = p
     flags = [False] * n
     for i in gone:
         flags[i] = True
-    return Dirents(list(cols[2]), list(cols[0]), list(cols[3]) if ftype else [0] * n,
-                   [base + p for p in offs], flags)
+    inos = list(cols[0])
+    fts = list(cols[3]) if ftype else [0] * n
+    return Dirents(names, inos, fts, [base + p for p in offs], flags)
 
 
 def _salvage(block: bytes, start: int, end: int, base: int, ftype: bool) -> list[RawDirent]:
