@@ -299,3 +299,45 @@ def test_data_block_entries_offsets_and_tags(ftype):
     live = dirs.parse_data_block(bytes(blk), base, v5=False, ftype=ftype, problems=[],
                                  deleted=False)
     assert [d.name for d in live] == [w[0] for w in want if not w[3]]
+
+
+@pytest.mark.parametrize("ftype", [True, False])
+def test_data_block_runs_of_one_name_length(ftype):
+    """Long runs of names of one length (read column-wise by the parser) built from the
+    spec, broken by a bad tag, a removed entry, an inode number whose first byte is 0xff
+    and other name lengths: every entry, offset and problem is what was built."""
+    from vdinspect.filesystems.xfs import dirs
+
+    bs, hdr, base = 4096, 16, 8192
+    blk = bytearray(bs)
+    blk[0:4] = (0x58443244).to_bytes(4, "big")  # "XD2D"
+    ft = 2 if ftype else None
+    rnd = random.Random(5)
+    want, bad = [], []
+    pos, i = hdr, 0
+    while True:
+        name = b"n%03d" % i if i % 97 < 90 else b"other_%d" % i  # runs of 4-byte names
+        ino = (0xFF << 56) | i if i == 10 else 1000 + i
+        e = bytearray(_spec_entry(ino, name, ft, pos))
+        if pos + len(e) + 64 > bs:
+            break
+        if i in (140, 230):  # a tag that is not the offset, inside a run
+            e[-2:] = (pos + 8).to_bytes(2, "big")
+            bad.append((pos, "entry tag is not its offset"))
+        removed = i == 120 or (i > 100 and rnd.random() < 0.02)
+        if removed:  # the free tag and length over its first 4 bytes
+            e[0:4] = b"\xff\xff" + len(e).to_bytes(2, "big")
+            ino &= 0xFFFFFFFF
+        blk[pos:pos + len(e)] = e
+        want.append((name, ino, base + pos, removed))
+        pos += len(e)
+        i += 1
+    rest = bs - pos
+    blk[pos:pos + 4] = b"\xff\xff" + rest.to_bytes(2, "big")
+    blk[bs - 2:] = pos.to_bytes(2, "big")
+    problems: list = []
+    got = dirs.parse_data_block(bytes(blk), base, v5=False, ftype=ftype, problems=problems)
+    assert len(want) > 2 * dirs.RUN
+    assert [(d.name, d.ino, d.offset, d.deleted) for d in got] == want
+    assert [d.ftype for d in got] == [2 if ftype else 0] * len(want)
+    assert problems == bad
