@@ -95,7 +95,8 @@ def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) 
             order.append(np.arange(first, first + kids.size, dtype=np.int64))
         else:
             order.append(np.fromiter(map(payload, kids), dtype=np.int64))
-    cols = _columns(fs, rows, np.concatenate(order) if order else np.zeros(0, np.int64))
+    cols = _columns(fs, rows, np.concatenate(order) if order else np.zeros(0, np.int64),
+                    top.path)
     if walk.notes:
         col = cols["note"]
         for at, why in walk.notes.items():
@@ -103,8 +104,9 @@ def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) 
     return cols
 
 
-def _columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray) -> dict:
-    """The columns of the walk's rows, ``order`` holding each row's payload."""
+def _columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray, top: str) -> dict:
+    """The columns of the walk's rows, ``order`` holding each row's payload (``top``: the
+    path of the directory walked)."""
     bulk = order >= 0
     if bulk.all():
         cols = _bulk_columns(fs, rows, order)
@@ -121,9 +123,21 @@ def _columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray) -> dict:
             nums = merge_columns(bulk, {k: v for k, v in a.items() if k not in _TEXT},
                                  {k: v for k, v in b.items() if k not in _TEXT})
             cols = {k: _splice(a[k], b[k], at) if k in _TEXT else nums[k] for k in a}
-    for k in ("path", "name", "parent", "target"):
+    # every path is a listed directory's path (the top's, or made of names) and a name:
+    # when the names and the top's path are all UTF-8, so are the paths and parents
+    clean = _is_utf8(cols["name"]) and _is_utf8([top])
+    for k in ("target",) if clean else ("path", "name", "parent", "target"):
         cols[k] = _strings(cols[k])
     return cols
+
+
+def _is_utf8(vals) -> bool:
+    """Whether every text of ``vals`` (None skipped) encodes as UTF-8 (no surrogates)."""
+    try:
+        "".join(filter(None, vals)).encode("utf-8")  # None and "" add nothing
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 #: the tuple fields of an Entry row that are the 12 values of :func:`.bulk.decode`
@@ -213,7 +227,9 @@ def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray,
     if rows.journal:
         for i in np.flatnonzero(np.isin(at, rows.journal)).tolist():
             note[i], found[i] = LOG_NOTE, "journal"
-    kind = [DIR if d else FILE for d in ((v[:, 2] & S_IFMT) == S_IFDIR).tolist()]
+    kind = [FILE] * n  # one shared str per row, the directories' put in after
+    for i in np.flatnonzero((v[:, 2] & S_IFMT) == S_IFDIR).tolist():
+        kind[i] = DIR
     if _in_order(rows, at):  # the lists as they are
         path, name, parent = rows.paths, rows.names, rows.parents
     else:
@@ -359,11 +375,9 @@ def frame_text(v: str | None) -> str | None:
 
 def _strings(vals) -> list:
     """A text column as the frame shows it (:func:`frame_text`)."""
-    try:
-        "".join(filter(None, vals)).encode("utf-8")  # None and "" add nothing
+    if _is_utf8(vals):
         return list(vals)
-    except UnicodeEncodeError:  # names that are not UTF-8: shown as \xNN escapes
-        return [frame_text(v) for v in vals]
+    return [frame_text(v) for v in vals]  # names that are not UTF-8: shown as \xNN escapes
 
 
 def rows_columns(rows: list[tuple]) -> dict:
