@@ -45,17 +45,20 @@ def cores(flat: np.ndarray, v3: bool) -> np.ndarray:
         core_dtype(v3)).ravel()
 
 
-def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray) -> np.ndarray:
+def gather(fs: XfsFileSystem, agno: np.ndarray, agino: np.ndarray,
+           out: np.ndarray | None = None) -> np.ndarray:
     """The inode records ``(agno, agino)`` (each inside the volume) as an (n, isz) uint8
     array. Inodes are read a group of 64 (an inode chunk's worth, or one block when a
     block holds more) at a time, consecutive on disk, and the groups are cached; whole
     groups asked for in order (the volume table) are read straight into the result, a run
-    of adjacent ones in one read."""
+    of adjacent ones in one read. ``out``: an (n, isz) uint8 array to fill (else a new
+    one)."""
     g = fs.geo
     isz, bs = g.inode_size, fs.block_size
     glog = max(6, g.inopblog)
     n = len(agno)
-    out = np.empty((n, isz), dtype=np.uint8)
+    if out is None:
+        out = np.empty((n, isz), dtype=np.uint8)
     if not n:  # no inode at all (an empty or damaged inode B+tree)
         return out
     keys = (agno << 32) | (agino >> glog)
@@ -257,6 +260,7 @@ class InodeTable:
     inode numbers sorted, each with its row values when it passed :func:`decode`."""
 
     LIMIT = 1 << 18  # inodes; a larger volume is decoded folder by folder
+    STEP = 4096  # inodes read and decoded together (2 MiB of 512-byte inodes)
 
     def __init__(self, inos: np.ndarray, where: np.ndarray, vals: np.ndarray,
                  dir_inos: np.ndarray | None = None, dir_recs: np.ndarray | None = None
@@ -303,15 +307,30 @@ class InodeTable:
         inside = (agno < g.agcount) & ((agino >> g.inopblog) < g.agblocks)
         inside &= offs + g.inode_size <= fs.dev.size
         inos, agno, agino = inos[inside], agno[inside], agino[inside]
-        try:
-            flat = gather(fs, agno, agino)
-        except VDInspectError:
-            return None
-        good, vals = decode(fs, flat, inos.astype(np.uint64))
-        where = np.full(len(inos), -1, dtype=np.int64)
+        # a slice at a time through one buffer: the records are checked and decoded while
+        # they are in the CPU's cache, and a few MiB of fresh pages are touched, not all
+        n = len(inos)
+        buf = np.empty((min(n, cls.STEP), g.inode_size), dtype=np.uint8)
+        goods, valss, dir_recs = [], [], []
+        for lo in range(0, n, cls.STEP):
+            hi = min(n, lo + cls.STEP)
+            try:
+                flat = gather(fs, agno[lo:hi], agino[lo:hi], buf[:hi - lo])
+            except VDInspectError:
+                return None
+            good, vals = decode(fs, flat, inos[lo:hi].astype(np.uint64))
+            dirs = np.flatnonzero(good)[(vals[:, 2] & S_IFMT) == S_IFDIR]
+            goods.append(good)
+            valss.append(vals)
+            dir_recs.append(flat[dirs])  # a copy: the buffer is filled again
+        good = np.concatenate(goods) if goods else np.zeros(0, dtype=bool)
+        vals = np.concatenate(valss) if valss else np.zeros((0, 12), dtype=np.int64)
+        where = np.full(n, -1, dtype=np.int64)
         where[good] = np.arange(int(good.sum()))
         dirs = np.flatnonzero(good)[(vals[:, 2] & S_IFMT) == S_IFDIR]
-        return cls(inos, where, vals, inos[dirs], flat[dirs])
+        recs = (np.concatenate(dir_recs) if dir_recs
+                else np.zeros((0, g.inode_size), dtype=np.uint8))
+        return cls(inos, where, vals, inos[dirs], recs)
 
 
 def _table_values(table: InodeTable, live: Dirents) -> tuple[np.ndarray, np.ndarray] | None:
