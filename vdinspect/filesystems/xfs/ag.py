@@ -263,7 +263,7 @@ class AllocationGroups:
                    r["sb_pquotino"]}
         out = []
         known = np.array(named + sorted(special), dtype=np.uint64)
-        known = np.unique(known[known < np.uint64(1 << 63)].view(np.int64))
+        known = np.sort(known[known < np.uint64(1 << 63)].view(np.int64))  # repeats: harmless
         slot = np.arange(64, dtype=np.int64)
         for agno in range(g.agcount):
             start, free, holes = self.chunks(agno)
