@@ -289,9 +289,13 @@ def _bulk_children(rows: Rows, raws: Dirents, vals: np.ndarray, first: int, dpat
     names = decode_names(raws.names)
     paths = [prefix + nm for nm in names]
     n = len(paths)
-    isdir = (vals[:, 2] & S_IFMT) == S_IFDIR
-    subdirs = [(k, (paths[k], True, i, False, i, first + k))
-               for k, i in zip(np.flatnonzero(isdir).tolist(), vals[isdir, 9].tolist())]
+    fts = raws.ftypes  # each 0 or the inode's type (live_values checked): 2 a directory
+    if 2 in fts or 0 in fts:
+        isdir = (vals[:, 2] & S_IFMT) == S_IFDIR
+        subdirs = [(k, (paths[k], True, i, False, i, first + k)) for k, i in zip(
+            np.flatnonzero(isdir).tolist(), vals[isdir, 9].tolist())]
+    else:  # files only (a folder of files: no numpy call)
+        subdirs = []
     if n:
         rows.blocks.append(vals)
         rows.paths += paths
