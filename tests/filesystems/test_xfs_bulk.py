@@ -245,3 +245,99 @@ def test_data_block_ending_in_a_partial_entry_head():
     problems: list = []
     got = dirs.parse_data_block(bytes(blk), 0, v5=False, ftype=True, problems=problems)
     assert len(got) == 0 and problems == [(bs - 8, "entry of name length 0 runs past the block")]
+
+
+def _spec_entry(ino: int, name: bytes, ftype: int | None, tag: int) -> bytes:
+    """One xfs_dir2_data_entry as the spec lays it out: be64 inumber, u8 namelen, name,
+    [u8 ftype], zero padding to 8 bytes with the be16 tag in the last two."""
+    body = ino.to_bytes(8, "big") + bytes([len(name)]) + name
+    body += b"" if ftype is None else bytes([ftype])
+    size = (len(body) + 2 + 7) // 8 * 8
+    return body + bytes(size - len(body) - 2) + tag.to_bytes(2, "big")
+
+
+@pytest.mark.parametrize("ftype", [True, False])
+def test_data_block_entries_offsets_and_tags(ftype):
+    """A v4 data block built from the spec: ".", "..", live entries, one whose tag is not
+    its offset (a problem; its offset is still where it lies), and a free region holding
+    a removed entry (listed as deleted, at its offset). Every value is checked against
+    what the block was built from."""
+    from vdinspect.filesystems.xfs import dirs
+
+    bs, hdr, base = 4096, 16, 3 * 4096
+    blk = bytearray(bs)
+    blk[0:4] = (0x58443244).to_bytes(4, "big")  # "XD2D"
+    ft = 1 if ftype else None
+    want = []  # (name, ino, offset, deleted)
+    pos = hdr
+    plan = [(b".", 128, False), (b"..", 128, False), (b"alpha", 131, False),
+            (b"bad_tag_here", 132, True), (b"gone", 133, "free"), (b"zeta.txt", 134, False)]
+    for name, ino, how in plan:
+        if how == "free":  # a removed entry: its first 4 bytes now the free tag and length
+            e = bytearray(_spec_entry(ino, name, ft, pos))
+            length = len(e)
+            e[0:4] = b"\xff\xff" + length.to_bytes(2, "big")
+            blk[pos:pos + length] = e
+            want.append((name, ino, base + pos, True))
+            pos += length
+            continue
+        e = _spec_entry(ino, name, ft, pos + 8 if how else pos)
+        blk[pos:pos + len(e)] = e
+        if name not in (b".", b".."):
+            want.append((name, ino, base + pos, False))
+        if how is True:
+            bad_at = pos
+        pos += len(e)
+    rest = bs - pos  # the rest of the block: one free region, its tag its offset
+    blk[pos:pos + 4] = b"\xff\xff" + rest.to_bytes(2, "big")
+    blk[bs - 2:] = pos.to_bytes(2, "big")
+    problems: list = []
+    got = dirs.parse_data_block(bytes(blk), base, v5=False, ftype=ftype, problems=problems)
+    assert [(d.name, d.ino, d.offset, d.deleted) for d in got] == want
+    assert [d.ftype for d in got] == [1 if ftype else 0] * len(want)
+    assert problems == [(bad_at, "entry tag is not its offset")]
+    live = dirs.parse_data_block(bytes(blk), base, v5=False, ftype=ftype, problems=[],
+                                 deleted=False)
+    assert [d.name for d in live] == [w[0] for w in want if not w[3]]
+
+
+@pytest.mark.parametrize("ftype", [True, False])
+def test_data_block_runs_of_one_name_length(ftype):
+    """Long runs of names of one length (read column-wise by the parser) built from the
+    spec, broken by a bad tag, a removed entry, an inode number whose first byte is 0xff
+    and other name lengths: every entry, offset and problem is what was built."""
+    from vdinspect.filesystems.xfs import dirs
+
+    bs, hdr, base = 4096, 16, 8192
+    blk = bytearray(bs)
+    blk[0:4] = (0x58443244).to_bytes(4, "big")  # "XD2D"
+    ft = 2 if ftype else None
+    rnd = random.Random(5)
+    want, bad = [], []
+    pos, i = hdr, 0
+    while True:
+        name = b"n%03d" % i if i % 97 < 90 else b"other_%d" % i  # runs of 4-byte names
+        ino = (0xFF << 56) | i if i == 10 else 1000 + i
+        e = bytearray(_spec_entry(ino, name, ft, pos))
+        if pos + len(e) + 64 > bs:
+            break
+        if i in (140, 230):  # a tag that is not the offset, inside a run
+            e[-2:] = (pos + 8).to_bytes(2, "big")
+            bad.append((pos, "entry tag is not its offset"))
+        removed = i == 120 or (i > 100 and rnd.random() < 0.02)
+        if removed:  # the free tag and length over its first 4 bytes
+            e[0:4] = b"\xff\xff" + len(e).to_bytes(2, "big")
+            ino &= 0xFFFFFFFF
+        blk[pos:pos + len(e)] = e
+        want.append((name, ino, base + pos, removed))
+        pos += len(e)
+        i += 1
+    rest = bs - pos
+    blk[pos:pos + 4] = b"\xff\xff" + rest.to_bytes(2, "big")
+    blk[bs - 2:] = pos.to_bytes(2, "big")
+    problems: list = []
+    got = dirs.parse_data_block(bytes(blk), base, v5=False, ftype=ftype, problems=problems)
+    assert len(want) > 2 * dirs.RUN
+    assert [(d.name, d.ino, d.offset, d.deleted) for d in got] == want
+    assert [d.ftype for d in got] == [2 if ftype else 0] * len(want)
+    assert problems == bad

@@ -152,6 +152,16 @@ def entry_formats(ftype: bool) -> tuple[struct.Struct, ...]:
     return tuple(out)
 
 
+@functools.cache
+def entry_readers(ftype: bool) -> tuple[tuple, ...]:
+    """Per name length (0-255), the bound ``unpack_from`` of :func:`entry_formats`' struct
+    and its size in bytes (one tuple: the parse loop's one look-up per entry)."""
+    return tuple((f.unpack_from, f.size) for f in entry_formats(ftype))
+
+
+RUN = 64  # entries of one name length parsed together at most (one slice of the block)
+
+
 def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems: list,
                      deleted: bool = True) -> Dirents:
     """Entries of one directory data block (block form or data form) at fork offset
@@ -174,14 +184,17 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
         problems.append((bs - _TAIL.size, "block tail's leaf count leaves no room"))
         return Dirents()
     # each entry one unpack (inumber, namelen, name, [ftype], tag), kept as it comes; the
-    # columns are made from the tuples at the end (zip: C speed)
+    # columns are made from the tuples at the end (zip: C speed), the offsets from the
+    # tags (an entry's tag is its offset; ``moved``: those that are not). A run of
+    # entries with names of one length is read column-wise (:func:`_run_columns`).
     got: list[tuple] = []
     add = got.append
-    offs: list[int] = []
-    at = offs.append
-    gone: list[int] = []  # positions in ``got`` of removed entries found in free regions
+    parts: list = []  # the rows so far: lists of tuples and runs' columns, in order
+    done = 0  # rows in ``parts``
+    gone: list[int] = []  # row numbers of removed entries found in free regions
+    moved: list[tuple[int, int]] = []  # (row number, offset) of bad-tag entries
     unused = _UNUSED.unpack_from
-    forms = entry_formats(ftype)
+    readers = entry_readers(ftype)
     while pos + 8 <= end:
         if block[pos] == _FREE_HI and block[pos + 1] == _FREE_LO:  # a free region
             _tag, length = unused(block, pos)
@@ -190,34 +203,99 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
                 break
             if deleted:
                 for d in _salvage(block, pos, pos + length, base, ftype):
-                    gone.append(len(got))
-                    add((d.ino, 0, d.name, d.ftype, 0) if ftype else (d.ino, 0, d.name, 0))
-                    at(d.offset - base)
+                    gone.append(done + len(got))
+                    at = d.offset - base
+                    add((d.ino, 0, d.name, d.ftype, at) if ftype else (d.ino, 0, d.name, at))
             pos += length
             continue
-        # the last 8 bytes of a data-form block hold no whole entry head: length 0, bad
-        namelen = block[pos + _NAMELEN_AT] if pos + _NAMELEN_AT < bs else 0
-        form = forms[namelen]
-        size = form.size
+        try:
+            namelen = block[pos + _NAMELEN_AT]
+        except IndexError:  # the last 8 bytes of a data-form block: no whole entry head
+            namelen = 0
+        unpack, size = readers[namelen]
         if namelen == 0 or pos + size > end:
             problems.append((pos, f"entry of name length {namelen} runs past the block"))
             break
-        one = form.unpack_from(block, pos)
-        if one[-1] != pos:
-            problems.append((pos, "entry tag is not its offset"))
-        if namelen > 2 or (one[2] != b"." and one[2] != b".."):
+        if namelen > 2 and pos + size + 8 < end and block[pos + size + 8] == namelen:
+            run = _run_columns(block, pos, end, namelen, size, ftype)
+            if run is not None:
+                if got:
+                    parts.append(got)
+                    done += len(got)
+                    got = []
+                    add = got.append
+                parts.append(run)
+                done += len(run[0])
+                pos += len(run[0]) * size
+                continue
+        one = unpack(block, pos)
+        if namelen > 2 or (one[2] != b"." and one[2] != b".."):  # not a row: "." and ".."
+            if one[-1] != pos:
+                problems.append((pos, "entry tag is not its offset"))
+                moved.append((done + len(got), pos))
             add(one)
-            at(pos)
+        elif one[-1] != pos:
+            problems.append((pos, "entry tag is not its offset"))
         pos += size
-    if not got:
+    if got:
+        parts.append(got)
+        done += len(got)
+    if not done:
         return Dirents()
-    cols = list(zip(*got))
-    n = len(got)
-    flags = [False] * n
+    names: list = []
+    inos: list = []
+    fts: list = []
+    offs: list = []
+    for part in parts:
+        if type(part) is list:  # tuples: transposed at C speed
+            cols = list(zip(*part))
+            names += cols[2]
+            inos += cols[0]
+            fts += cols[3] if ftype else [0] * len(part)
+            offs += cols[-1]
+        else:
+            names += part[0]
+            inos += part[1]
+            fts += part[2]
+            offs += part[3]
+    for i, p in moved:
+        offs[i] = p
+    flags = [False] * done
     for i in gone:
         flags[i] = True
-    return Dirents(list(cols[2]), list(cols[0]), list(cols[3]) if ftype else [0] * n,
-                   [base + p for p in offs], flags)
+    return Dirents(names, inos, fts, [base + p for p in offs], flags)
+
+
+def _run_columns(block: bytes, pos: int, end: int, namelen: int, size: int, ftype: bool
+                 ) -> tuple[tuple, tuple, tuple | list, range] | None:
+    """(names, inumbers, file types, offsets) of the run of entries at ``pos`` whose names
+    are ``namelen`` (> 2) bytes long: the entries that follow at ``size`` bytes each, up to
+    :data:`RUN`, another name length or a first byte 0xff (a free region's), read with
+    one unpack (:func:`run_format`); None when fewer than two, or when a tag is not its
+    offset (the entries are then read one by one, which reports it)."""
+    k = min((end - pos) // size, RUN)
+    last = pos + (k - 1) * size + 1
+    k -= len(block[pos + _NAMELEN_AT:last + _NAMELEN_AT:size].lstrip(bytes((namelen,))))
+    ff = block[pos:last:size].find(b"\xff", 0, k)
+    if ff >= 0:
+        k = ff
+    if k < 2:
+        return None
+    flat = run_format(namelen, k, ftype).unpack_from(block, pos)
+    w = 4 if ftype else 3  # values per entry: inumber, name, [ftype], tag
+    offsets = range(pos, pos + k * size, size)
+    if flat[w - 1::w] != tuple(offsets):
+        return None
+    return flat[1::w], flat[0::w], flat[2::w] if ftype else [0] * k, offsets
+
+
+@functools.lru_cache(maxsize=1024)
+def run_format(namelen: int, k: int, ftype: bool) -> struct.Struct:
+    """``k`` data-block entries with ``namelen``-byte names as one ``struct.Struct``: per
+    entry :func:`entry_formats`' fields with the name length skipped (it is known)."""
+    one = entry_formats(ftype)[namelen].format.lstrip("<>!=@")
+    head = _DATA_ENT.format.lstrip("<>!=@")  # inumber, namelen
+    return struct.Struct(">" + (head[:-1] + "x" + one[len(head):]) * k)
 
 
 def _salvage(block: bytes, start: int, end: int, base: int, ftype: bool) -> list[RawDirent]:

@@ -27,6 +27,7 @@ from ...errors import (
 from ...frames import files_columns_frame
 from ...io import ByteSource, LRUCache, MemorySource, Zero
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry, FileSystem, inode_record
+from ..walk import paused_gc
 from . import structs as S
 from .ag import AllocationGroups
 from .attrs import read_xattrs
@@ -400,16 +401,17 @@ class XfsFileSystem(FileSystem):
         top = self.lookup(path, deleted=deleted)
         if top.kind != DIR:
             return super().files(path, recursive=recursive, deleted=deleted)
-        self._dircache = {}  # the orphan search reads every directory again
-        if recursive and top.inode == self.geo.rootino:  # the whole tree: every inode
-            self.inode_table = InodeTable.build(self)
-        try:
-            cols = walk_columns(self, top, recursive, deleted)
-        finally:
-            self._dircache = self.inode_table = None
-        # the rows' Entries are only asked for when the volume has damage
-        cols["damaged"] = self.damaged_column(cols["kind"], lambda: column_entries(cols))
-        return files_columns_frame(cols, EXTRA_DTYPES)
+        with paused_gc():  # the walk's objects all live until the frame is built
+            self._dircache = {}  # the orphan search reads every directory again
+            if recursive and top.inode == self.geo.rootino:  # the whole tree: every inode
+                self.inode_table = InodeTable.build(self)
+            try:
+                cols = walk_columns(self, top, recursive, deleted)
+            finally:
+                self._dircache = self.inode_table = None
+            # the rows' Entries are only asked for when the volume has damage
+            cols["damaged"] = self.damaged_column(cols["kind"], lambda: column_entries(cols))
+            return files_columns_frame(cols, EXTRA_DTYPES)
 
     def hardlink_key(self, entry: Entry) -> Hashable | None:
         if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:

@@ -11,7 +11,6 @@ special files, odd inodes) goes through the driver's Entry path and becomes a ro
 
 from __future__ import annotations
 
-from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING
 
@@ -20,7 +19,7 @@ import numpy as np
 from ...frames import merge_columns
 from ..base import DIR, FILE, Entry
 from ..entry import decode_names
-from ..walk import HANDLE, IDENT, PATH, PAYLOAD, Walk
+from ..walk import HANDLE, IDENT, PATH, PAYLOAD, Batch, Walk
 from .bulk import S_IFDIR, S_IFMT, live_values
 from .inode import Inode
 from .replay import LOG_NOTE
@@ -76,7 +75,7 @@ def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) 
                         and top.key != ("orphans",)) else top
     ident = start.number if isinstance(start, Inode) else fs.dir_id(top)
     rows = Rows()
-    order: list[int] = []
+    order: list[np.ndarray] = []  # each listing's payloads
 
     def damage(d) -> int:  # a directory read from its inode (nothing lost silently)
         h = d[HANDLE]
@@ -91,8 +90,13 @@ def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) 
                 damage=damage)
     payload = itemgetter(PAYLOAD)
     for _d, kids in walk:
-        order += map(payload, kids)
-    cols = _columns(fs, rows, np.array(order, dtype=np.int64))
+        if isinstance(kids, Batch):  # bulk rows first.. first + size - 1, in order
+            first = kids.columns
+            order.append(np.arange(first, first + kids.size, dtype=np.int64))
+        else:
+            order.append(np.fromiter(map(payload, kids), dtype=np.int64))
+    cols = _columns(fs, rows, np.concatenate(order) if order else np.zeros(0, np.int64),
+                    top.path)
     if walk.notes:
         col = cols["note"]
         for at, why in walk.notes.items():
@@ -100,8 +104,9 @@ def walk_columns(fs: XfsFileSystem, top: Entry, recursive: bool, deleted: bool) 
     return cols
 
 
-def _columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray) -> dict:
-    """The columns of the walk's rows, ``order`` holding each row's payload."""
+def _columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray, top: str) -> dict:
+    """The columns of the walk's rows, ``order`` holding each row's payload (``top``: the
+    path of the directory walked)."""
     bulk = order >= 0
     if bulk.all():
         cols = _bulk_columns(fs, rows, order)
@@ -118,9 +123,21 @@ def _columns(fs: XfsFileSystem, rows: Rows, order: np.ndarray) -> dict:
             nums = merge_columns(bulk, {k: v for k, v in a.items() if k not in _TEXT},
                                  {k: v for k, v in b.items() if k not in _TEXT})
             cols = {k: _splice(a[k], b[k], at) if k in _TEXT else nums[k] for k in a}
-    for k in ("path", "name", "parent", "target"):
+    # every path is a listed directory's path (the top's, or made of names) and a name:
+    # when the names and the top's path are all UTF-8, so are the paths and parents
+    clean = _is_utf8(cols["name"]) and _is_utf8([top])
+    for k in ("target",) if clean else ("path", "name", "parent", "target"):
         cols[k] = _strings(cols[k])
     return cols
+
+
+def _is_utf8(vals) -> bool:
+    """Whether every text of ``vals`` (None skipped) encodes as UTF-8 (no surrogates)."""
+    try:
+        "".join(filter(None, vals)).encode("utf-8")  # None and "" add nothing
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 #: the tuple fields of an Entry row that are the 12 values of :func:`.bulk.decode`
@@ -210,7 +227,9 @@ def _bulk_columns(fs: XfsFileSystem, rows: Rows, at: np.ndarray,
     if rows.journal:
         for i in np.flatnonzero(np.isin(at, rows.journal)).tolist():
             note[i], found[i] = LOG_NOTE, "journal"
-    kind = [DIR if d else FILE for d in ((v[:, 2] & S_IFMT) == S_IFDIR).tolist()]
+    kind = [FILE] * n  # one shared str per row, the directories' put in after
+    for i in np.flatnonzero((v[:, 2] & S_IFMT) == S_IFDIR).tolist():
+        kind[i] = DIR
     if _in_order(rows, at):  # the lists as they are
         path, name, parent = rows.paths, rows.names, rows.parents
     else:
@@ -262,28 +281,30 @@ def _child(fs: XfsFileSystem, e: Entry, handle, payload: int) -> tuple:
 
 
 def _bulk_children(rows: Rows, raws: Dirents, vals: np.ndarray, first: int, dpath: str
-                   ) -> list[tuple]:
-    """The children of a directory whose entries are all bulk rows (the common case), as
-    :func:`_children` makes them."""
+                   ) -> Batch:
+    """The listing of a directory whose entries are all bulk rows (the common case): its
+    rows kept in ``rows`` as columns, the walk handed a :class:`~..walk.Batch` (columns:
+    the first row's number) with a Child for each subdirectory only."""
     prefix = "/" if dpath in ("", "/") else dpath + "/"
     names = decode_names(raws.names)
     paths = [prefix + nm for nm in names]
     n = len(paths)
-    # files' tuples made by zip at C speed, the few directories' put in after
-    out = list(zip(paths, repeat(False, n), repeat(None, n), repeat(False, n),
-                   repeat(None, n), range(first, first + n)))
-    isdir = (vals[:, 2] & S_IFMT) == S_IFDIR
-    for k, i in zip(np.flatnonzero(isdir).tolist(), vals[isdir, 9].tolist()):
-        out[k] = (paths[k], True, i, False, i, first + k)
-    if paths:
+    fts = raws.ftypes  # each 0 or the inode's type (live_values checked): 2 a directory
+    if 2 in fts or 0 in fts:
+        isdir = (vals[:, 2] & S_IFMT) == S_IFDIR
+        subdirs = [(k, (paths[k], True, i, False, i, first + k)) for k, i in zip(
+            np.flatnonzero(isdir).tolist(), vals[isdir, 9].tolist())]
+    else:  # files only (a folder of files: no numpy call)
+        subdirs = []
+    if n:
         rows.blocks.append(vals)
         rows.paths += paths
         rows.names += names
-        rows.parents += [dpath] * len(paths)
-    return out
+        rows.parents += [dpath] * n
+    return Batch(n, subdirs, first)
 
 
-def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple]:
+def _children(fs: XfsFileSystem, rows: Rows, d, dpath: str) -> list[tuple] | Batch:
     """The walk's children of a directory: the handle is the inode number of a bulk
     directory row (or the Inode itself), else the Entry."""
     if isinstance(d, int):
@@ -358,11 +379,9 @@ def frame_text(v: str | None) -> str | None:
 
 def _strings(vals) -> list:
     """A text column as the frame shows it (:func:`frame_text`)."""
-    try:
-        "".join(filter(None, vals)).encode("utf-8")  # None and "" add nothing
+    if _is_utf8(vals):
         return list(vals)
-    except UnicodeEncodeError:  # names that are not UTF-8: shown as \xNN escapes
-        return [frame_text(v) for v in vals]
+    return [frame_text(v) for v in vals]  # names that are not UTF-8: shown as \xNN escapes
 
 
 def rows_columns(rows: list[tuple]) -> dict:
