@@ -196,32 +196,17 @@ class VhdImage(VhdReport, Image):
         if self.footer_from_copy or self.footer.disk_type == FIXED:
             return
         if copy is None:
-            self.finding(
-                "error",
-                "footer copy",
-                0,
-                'no footer copy ("conectix") at offset 0 of a dynamic disk',
-            )
+            self.finding("error", "footer copy", 0,
+                         'no footer copy ("conectix") at offset 0 of a dynamic disk')
         elif not copy_ok:
-            self.finding(
-                "error",
-                "footer copy",
-                0,
-                f"footer copy checksum is {self._stored(copy):#010x}, the bytes "
-                f"sum to {vhd_checksum(copy, FOOTER_CHECKSUM_AT):#010x}",
-            )
+            self.finding("error", "footer copy", 0,
+                         f"footer copy checksum is {self._stored(copy):#010x}, the bytes "
+                         f"sum to {vhd_checksum(copy, FOOTER_CHECKSUM_AT):#010x}")
         elif copy[:OLD_FOOTER_SIZE] != raw[:OLD_FOOTER_SIZE]:
-            diff = [
-                c.name
-                for c in HardDiskFooter.subcons
-                if self.footer_copy[c.name] != self.footer[c.name]
-            ]
-            self.finding(
-                "warning",
-                "footer copy",
-                0,
-                f"footer copy at offset 0 differs from the footer ({', '.join(diff)})",
-            )
+            diff = [c.name for c in HardDiskFooter.subcons
+                    if self.footer_copy[c.name] != self.footer[c.name]]
+            self.finding("warning", "footer copy", 0,
+                         f"footer copy at offset 0 differs from the footer ({', '.join(diff)})")
 
     @staticmethod
     def _stored(raw: bytes) -> int:
@@ -309,19 +294,6 @@ class VhdImage(VhdReport, Image):
     def _entry_kind(self) -> np.ndarray:
         """Per BAT entry: a block, unused, or misplaced (set at open when any is)."""
         return np.where(self.bat != BAT_UNUSED, E_BLOCK, E_UNUSED).astype(np.int8)
-
-    def _metadata(self) -> list[tuple[str, int, int]]:
-        """The file's own structures a block may not overlap: (name, start, end)."""
-        meta = [("footer copy", 0, FOOTER_SIZE),
-                ("dynamic disk header", self.dynamic_header_offset,
-                 self.dynamic_header_offset + DYNAMIC_HEADER_SIZE),
-                ("BAT", self.bat_offset, self.bat_offset + len(self._raw_bat))]
-        if self.tail_footer is not None:
-            meta.append(("footer", self.tail_footer[0], self.tail_footer[0] + self.tail_footer[1]))
-        meta += [(f"parent locator {loc.platform}", loc.host_offset,
-                  loc.host_offset + loc.raw.platform_data_length)
-                 for loc in self.locators if loc.data is not None]
-        return meta
 
     def _place_blocks(self) -> None:
         """Which BAT entries' blocks can be read. A block (sector bitmap and data) that
