@@ -99,9 +99,21 @@ def test_info_of_table_formats_without_numpy(tmp_path, monkeypatch, fmt, opts, n
     lazy_all = _run("info", "--all", img)
     for mod in LIGHT_MODULES:
         monkeypatch.setattr(importlib.import_module(mod), "MAX_LIGHT_ENTRIES", -1)
-    assert _run("info", img) == out
-    assert _run("info", "--all", img) == lazy_all
-    assert "allocated:" in lazy_all
+    assert _but_disk_size(_run("info", img)) == _but_disk_size(out)
+    assert _but_disk_size(_run("info", "--all", img)) == _but_disk_size(lazy_all)
+    # the counts info takes from the check at open: qemu-io wrote four blocks (of 2 MiB
+    # for VHD, 1 MiB for VDI and Parallels), none in the same one
+    field = {"dynamic.vhd": "allocated blocks", "dynamic.vdi": "blocks in map",
+             "disk.hdd": "allocated clusters"}.get(name)
+    if field:
+        assert f"\n{field}:" in lazy_all
+        assert lazy_all.split(f"\n{field}:", 1)[1].split()[0] == "4"
+
+
+def _but_disk_size(text: str) -> list[str]:
+    """The lines of ``info`` but disk size (the host's blocks: a file just written by
+    qemu-img may still be settling on the host filesystem between two stat calls)."""
+    return [line for line in text.splitlines() if not line.startswith("disk size")]
 
 
 def test_json_rows_from_columns_are_json_dumps():
