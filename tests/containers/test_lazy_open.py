@@ -96,3 +96,24 @@ def test_cross_linked_entry_refused_at_open(tmp_path, fmt, name):
     assert e.value.offset == at + width * used[1]
     with vdinspect.open(str(bad), strict=False) as disk:
         assert (disk.check()["severity"] != "info").any()
+
+
+def test_set_by_sets_companions_once():
+    """lazy.SetBy: the first read of any of the attributes runs the method once, which
+    sets them all; an assignment (as an open-time decode makes) wins over the method."""
+    from vdinspect.lazy import SetBy
+
+    class T:
+        a = SetBy("_fill")
+        b = SetBy("_fill")
+        calls = 0
+
+        def _fill(self):
+            self.calls += 1
+            self.a, self.b = [1], [2]
+
+    t = T()
+    assert (t.b, t.a, t.calls) == ([2], [1], 1)
+    u = T()
+    u.a = "set at open"
+    assert u.a == "set at open" and u.calls == 0
