@@ -14,7 +14,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["LazyArray", "LazyModule", "np"]
+__all__ = ["LazyArray", "LazyModule", "SetBy", "np"]
 
 
 class LazyModule(types.ModuleType):
@@ -76,3 +76,28 @@ class LazyArray:
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> Any:
         return self.value if dtype is None else self.value.astype(dtype)
+
+
+class SetBy:
+    """An instance attribute that one method sets together with others, on first use:
+    ``payload_state = SetBy("_decode_bat")``. Reading it before it is set calls the method
+    (which assigns the attribute and its companions); later reads find the instance's own
+    value, as an assignment made at open would be found."""
+
+    __slots__ = ("method", "name")
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        getattr(obj, self.method)()
+        try:
+            return obj.__dict__[self.name]
+        except KeyError:
+            raise AttributeError(f"{self.method} did not set {self.name}") from None

@@ -52,6 +52,70 @@ def test_info_imports_neither_numpy_nor_pandas(tmp_path, fmt):
     assert f"({want['virtual-size']} bytes)" in out
 
 
+#: (qemu-img -O format, its -o options, file name): the formats whose tables are checked at
+#: open without numpy and decoded on first use
+LAZY_FORMATS = [("vmdk", [], "sparse.vmdk"),
+                ("vmdk", ["-o", "subformat=streamOptimized"], "stream.vmdk"),
+                ("vpc", [], "dynamic.vhd"), ("vpc", ["-o", "subformat=fixed"], "fixed.vhd"),
+                ("vhdx", [], "dynamic.vhdx"), ("vhdx", ["-o", "subformat=fixed"], "fixed.vhdx"),
+                ("vdi", [], "dynamic.vdi"), ("vdi", ["-o", "static=on"], "static.vdi"),
+                ("parallels", [], "disk.hdd")]
+#: the modules holding the limit below which a table is checked in Python at open
+LIGHT_MODULES = ["vdinspect.containers.vhd.image", "vdinspect.containers.vdi.image",
+                 "vdinspect.containers.parallels.image", "vdinspect.containers.vhdx.bat",
+                 "vdinspect.containers.vmdk.sparse"]
+
+
+def _converted(tmp_path, fmt: str, opts: list[str], name: str):
+    """A 40 MiB disk with data in a few places (written by qemu-io), converted by qemu-img."""
+    raw = tmp_path / "src.raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), "40M"], check=True)
+    for off in ("0", "3M", "17M", "39M"):
+        subprocess.run(["qemu-io", "-f", "raw", "-c", f"write -P 0x5a {off} 64k", str(raw)],
+                       check=True, capture_output=True)
+    img = tmp_path / name
+    subprocess.run(["qemu-img", "convert", "-O", fmt, *opts, str(raw), str(img)], check=True)
+    return img
+
+
+@pytest.mark.skipif(not have("qemu-img", "qemu-io"), reason="qemu-img or qemu-io missing")
+@pytest.mark.parametrize("fmt, opts, name", LAZY_FORMATS, ids=[n for *_x, n in LAZY_FORMATS])
+def test_info_of_table_formats_without_numpy(tmp_path, monkeypatch, fmt, opts, name):
+    """VMDK, VHD, VHDX, VDI and Parallels images made by qemu-img: ``info`` imports neither
+    numpy nor pandas, shows qemu-img's virtual size, and writes what it writes when every
+    table is decoded and checked with numpy at open (the limit of the Python check set
+    below zero), for the short and the ``--all`` listing."""
+    import importlib
+
+    img = _converted(tmp_path, fmt, opts, name)
+    mods, out = _imported(["info", str(img)])
+    assert "numpy" not in mods and "pandas" not in mods, sorted(
+        m for m in mods if m.split(".")[0] in ("numpy", "pandas"))[:5]
+    # the format named: probing, qemu-img takes a fixed VHD for raw (test_vhd_size_note)
+    want = json.loads(subprocess.run(["qemu-img", "info", "-f", fmt, "--output=json",
+                                      str(img)], check=True, capture_output=True,
+                                     text=True).stdout)
+    assert f"({want['virtual-size']} bytes)" in out
+    lazy_all = _run("info", "--all", img)
+    for mod in LIGHT_MODULES:
+        monkeypatch.setattr(importlib.import_module(mod), "MAX_LIGHT_ENTRIES", -1)
+    assert _but_disk_size(_run("info", img)) == _but_disk_size(out)
+    assert _but_disk_size(_run("info", "--all", img)) == _but_disk_size(lazy_all)
+    # the counts info takes from the check at open: qemu-io wrote four blocks (of 2 MiB
+    # for VHD, 1 MiB for VDI and Parallels), none in the same one
+    field = {"dynamic.vhd": "allocated blocks", "dynamic.vdi": "blocks in map",
+             "disk.hdd": "allocated clusters"}.get(name)
+    if field:
+        assert f"\n{field}:" in lazy_all
+        assert lazy_all.split(f"\n{field}:", 1)[1].split()[0] == "4"
+
+
+def _but_disk_size(text: str) -> list[str]:
+    """The lines of ``info`` but disk size (the host's blocks: a file just written by
+    qemu-img may still be settling on the host filesystem between two stat calls)."""
+    return [line for line in text.splitlines() if not line.startswith("disk size")]
+
+
 def test_json_rows_from_columns_are_json_dumps():
     """JsonRows writes what json.dumps writes for each row, whatever the columns hold:
     numbers, booleans, None, text with quotes, commas, percent signs and non-ASCII, times

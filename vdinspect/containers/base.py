@@ -526,6 +526,33 @@ def unused_spans(starts, ends, lo: int, hi: int) -> list[tuple[int, int]]:
     return out
 
 
+#: the most table entries :func:`ranges_sound` checks in Python at open; a larger table is
+#: decoded with numpy at open as before (numpy's import costs less than the loop there)
+MAX_LIGHT_ENTRIES = 1 << 16
+
+
+def ranges_sound(starts: list[int], length: int, regions: Iterable[tuple[int, int]],
+                 file_size: int) -> bool:
+    """Without numpy: True when the host ranges ``[s, s + length)`` all lie inside the
+    file, none overlaps one of ``regions`` and none overlaps another, i.e. when
+    :func:`misplaced` (and a past-the-end check) would find nothing. Readers call it at
+    open to learn that a table may be decoded later, on first use; when it says False
+    they decode and check at open as before, so strict mode raises the same error."""
+    if len(starts) > MAX_LIGHT_ENTRIES:
+        return False
+    s = sorted(starts)
+    if s and (s[0] < 0 or s[-1] + length > file_size):
+        return False
+    if any(b - a < length for a, b in zip(s, s[1:])):
+        return False
+    for a, b in regions:
+        if a < b:
+            k = bisect.bisect_left(s, a - length + 1)  # the first range ending after a
+            if k < len(s) and s[k] < b:
+                return False
+    return True
+
+
 def misplaced(starts, ends, regions) -> tuple[np.ndarray, np.ndarray]:
     """Which of the host ranges ``[starts[i], ends[i])`` (blocks, clusters the tables point
     to) lie at an impossible place: over one of the file's own ``regions`` ((start, end)

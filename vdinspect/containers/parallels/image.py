@@ -23,15 +23,28 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
+from functools import cached_property
 
 from construct import Container
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource
-from ...lazy import np
+from ...lazy import LazyArray, np
 from ...units import is_pow2
 from .. import readplan
-from ..base import DAMAGED, DATA, UNALLOCATED, Image, ParentHint, Run, misplaced, table_runs
+from ..base import (
+    DAMAGED,
+    DATA,
+    MAX_LIGHT_ENTRIES,
+    UNALLOCATED,
+    Image,
+    ParentHint,
+    Run,
+    misplaced,
+    ranges_sound,
+    table_runs,
+)
 from ..runs import STATE_CODE, UNALLOCATED_CODE, unit_runs
 from .bitmap import DirtyBitmap
 from .check import ParallelsReport
@@ -73,7 +86,8 @@ def parse_header(data: bytes) -> Container:
 
 DATA_CODE, DAMAGED_CODE = STATE_CODE[DATA], STATE_CODE[DAMAGED]
 #: run state code of a cluster's state in ``_runs``: bit 0 allocated, bit 1 bad
-RUN_CODES = np.array([UNALLOCATED_CODE, DATA_CODE, DAMAGED_CODE, DAMAGED_CODE], dtype=np.int8)
+RUN_CODES = LazyArray(lambda: np.array([UNALLOCATED_CODE, DATA_CODE, DAMAGED_CODE, DAMAGED_CODE],
+                                        dtype=np.int8))
 
 
 #: read-plan piece kind of each cluster code of ``_plan_units``: data, free, damaged
@@ -104,11 +118,15 @@ class ParallelsImage(ParallelsReport, Image):
         self.extension = None
         self.features: list[dict] = []
         self.bitmaps: list[DirtyBitmap] = []
+        self._allocated: int | None = None  # BAT entries in use, once counted
         self._read_header()
-        self._read_bat()
+        hosts = self._read_bat()
         if self.header.ext_off:
             self._read_extension()
-        self._place_clusters()
+        if hosts is None or not ranges_sound(hosts, self.cluster_size, [
+                (a, b) for _, a, b in self._metadata()], self.file.size):
+            self._place_clusters()
+        # else: the BAT is decoded on first use (``info`` needs none of it: no numpy)
 
     # --- header and BAT --------------------------------------------------------------
 
@@ -152,13 +170,51 @@ class ParallelsImage(ParallelsReport, Image):
             self.problem("BAT", HEADER_SIZE, f"BAT of {h.bat_entries} entries ({4 * h.bat_entries} bytes) runs past the end "
                 f"of the file ({f.size} bytes)")
 
-    def _read_bat(self) -> None:
+    def _read_bat(self) -> list[int] | None:
+        """Read the BAT; the host offsets of its clusters when none runs past the end of
+        the file and the table is small (checked without numpy), else None (checked here)."""
         h, n, cs = self.header, self.file.size, self.cluster_size
         have = max(0, min(h.bat_entries, (n - HEADER_SIZE) // 4))
         self.bat_truncated = have < h.bat_entries
-        raw = self.file.read(HEADER_SIZE, have * 4) if have else b""
-        self.bat = np.frombuffer(raw, dtype=BAT_ENTRY)
-        self.bat_hosts = self.bat.astype(np.int64) * (self.off_multiplier * SECTOR)
+        self._raw_bat = self.file.read(HEADER_SIZE, have * 4) if have else b""
+        # without numpy: the host offsets of the used entries (None: too many to loop over)
+        hosts = None
+        if have <= MAX_LIGHT_ENTRIES:
+            unit = self.off_multiplier * SECTOR
+            hosts = [v * unit for v in struct.unpack(f"<{have}I", self._raw_bat) if v]
+            self._allocated = len(hosts)
+            if not hosts or max(hosts) + cs <= n:
+                return hosts  # none past the end of the file: checked further by the caller
+        self._check_bat()
+        return None
+
+    @cached_property
+    def bat(self) -> np.ndarray:
+        """The BAT (little-endian uint32 offsets, in units of ``off_multiplier`` sectors),
+        decoded on first use."""
+        return np.frombuffer(self._raw_bat, dtype=BAT_ENTRY)
+
+    @cached_property
+    def bat_hosts(self) -> np.ndarray:
+        """Each BAT entry's host offset, bytes (0: unallocated)."""
+        return self.bat.astype(np.int64) * (self.off_multiplier * SECTOR)
+
+    # the masks _check_bat and _place_clusters set at open: for a sound BAT, none set
+    @cached_property
+    def _past_eof(self) -> np.ndarray:
+        return np.zeros(len(self.bat), dtype=bool)
+
+    @cached_property
+    def _partial(self) -> np.ndarray:
+        return np.zeros(len(self.bat), dtype=bool)
+
+    @cached_property
+    def _misplaced(self) -> np.ndarray:
+        return np.zeros(len(self.bat), dtype=bool)
+
+    def _check_bat(self) -> None:
+        """Entries whose clusters run past the end of the file: raise when strict."""
+        n, cs = self.file.size, self.cluster_size
         used = np.flatnonzero(self.bat)
         i64 = used.astype(np.int64)
         need = np.where(i64 * cs < self.size, np.minimum(cs, self.size - i64 * cs), cs)
@@ -174,7 +230,19 @@ class ParallelsImage(ParallelsReport, Image):
                 f"of the file ({n} bytes)"
                 + (f"; {len(past)} such entries" if len(past) > 1 else ""), "BAT", HEADER_SIZE + 4 * i)
         # salvage mode: those clusters read as damaged; check() lists them
-        self._misplaced = np.zeros(len(self.bat), dtype=bool)
+
+    def _metadata(self) -> list[tuple[str, int, int]]:
+        """Where no cluster may lie: (what, start, end) of the header and BAT, the format
+        extension, the dirty bitmaps' data."""
+        cs = self.cluster_size
+        meta = [(f"before the data area ({self.data_start:#x})", 0, self.data_start)]
+        if self.extension is not None:
+            meta.append(("over the format extension", self.header.ext_off * SECTOR,
+                         self.header.ext_off * SECTOR + cs))
+        for bm in self.bitmaps:
+            meta += [(f"over the dirty bitmap {bm.id} data at {off:#x}", off, off + cs)
+                     for off in bm.data_clusters]
+        return meta
 
     def _place_clusters(self) -> None:
         """Clusters at an impossible place: before the data area (over the header or the
@@ -185,13 +253,7 @@ class ParallelsImage(ParallelsReport, Image):
         cs = self.cluster_size
         used = np.flatnonzero((self.bat != 0) & (~self._past_eof | self._partial))
         hosts = self.bat_hosts[used]
-        meta = [(f"before the data area ({self.data_start:#x})", 0, self.data_start)]
-        if self.extension is not None:
-            meta.append(("over the format extension", self.header.ext_off * SECTOR,
-                         self.header.ext_off * SECTOR + cs))
-        for bm in self.bitmaps:
-            meta += [(f"over the dirty bitmap {bm.id} data at {off:#x}", off, off + cs)
-                     for off in bm.data_clusters]
+        meta = self._metadata()
         region, clash = misplaced(hosts, hosts + cs, [(a, b) for _, a, b in meta])
         bad = (region >= 0) | clash
         what = {}
@@ -373,7 +435,9 @@ class ParallelsImage(ParallelsReport, Image):
 
     @property
     def allocated_clusters(self) -> int:
-        return int(np.count_nonzero(self.bat))
+        if self._allocated is None:
+            self._allocated = int(np.count_nonzero(self.bat))
+        return self._allocated
 
     def flags(self) -> list[str]:
         out = []

@@ -23,15 +23,17 @@ was made. VirtualBox keeps such children in the machine's ``Snapshots/`` folder 
 from __future__ import annotations
 
 import os
+import struct
 import uuid as uuidlib
 from collections.abc import Mapping
+from functools import cached_property
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, paths
 from ...lazy import np
 from ...units import is_pow2
 from .. import readplan
-from ..base import DAMAGED, DATA, Image, ParentHint, Run, table_runs
+from ..base import DAMAGED, DATA, MAX_LIGHT_ENTRIES, Image, ParentHint, Run, table_runs
 from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO, UNIT_CODES, unit_runs
 from .check import VdiReport
 from .structs import (
@@ -77,7 +79,9 @@ class VdiImage(VdiReport, Image):
         self._read_headers()
         self._check_header()
         self._read_block_map()
-        self._check_blocks()
+        if not self._map_sound():
+            self._check_blocks()
+        # else: the map is decoded on first use (``info`` needs none of it: no numpy)
 
     # --- header ----------------------------------------------------------------------
 
@@ -170,9 +174,47 @@ class VdiImage(VdiReport, Image):
     def _read_block_map(self) -> None:
         h, n = self.header, self.file.size
         have = max(0, min(h.cBlocks, (n - h.offBlocks) // 4)) if h.offBlocks < n else 0
-        raw = self.file.read(h.offBlocks, have * 4) if have else b""
-        self.block_map = np.frombuffer(raw, dtype=BLOCK_ENTRY)
+        self._raw_map = self.file.read(h.offBlocks, have * 4) if have else b""
         self.blocks_needed = -(-self.size // self.block_size)
+        self._in_map: int | None = None  # entries naming a data block, once counted
+
+    @cached_property
+    def block_map(self) -> np.ndarray:
+        """The block map (little-endian uint32 block indexes), decoded on first use."""
+        return np.frombuffer(self._raw_map, dtype=BLOCK_ENTRY)
+
+    def _map_sound(self) -> bool:
+        """Without numpy: True when :meth:`_check_blocks` would find nothing (every data
+        block below cBlocksAllocated, whole inside the file, none named twice); then the
+        map is decoded only when first used. False: check it at open as before."""
+        h, n = self.header, self.file.size
+        count = len(self._raw_map) // 4
+        if count > MAX_LIGHT_ENTRIES:
+            return False
+        used = [e for e in struct.unpack(f"<{count}I", self._raw_map) if e < BLOCK_ZERO]
+        self._in_map = len(used)
+        if used and (max(used) >= h.cBlocksAllocated or len(set(used)) < len(used)
+                     or h.offData + max(used) * self.block_stride + self.block_extra
+                     + self.block_size > n):
+            return False
+        return True
+
+    # the masks _check_blocks sets at open: for a sound map (not checked there), none set
+    @cached_property
+    def _past_eof(self) -> np.ndarray:
+        return np.zeros(len(self.block_map), dtype=bool)
+
+    @cached_property
+    def _partial(self) -> np.ndarray:
+        return np.zeros(len(self.block_map), dtype=bool)
+
+    @cached_property
+    def _bad(self) -> np.ndarray:
+        return np.zeros(len(self.block_map), dtype=bool)
+
+    @cached_property
+    def _crossed(self) -> np.ndarray:
+        return np.zeros(len(self.block_map), dtype=bool)
 
     def _hosts(self, entries: np.ndarray) -> np.ndarray:
         """Host offsets of the data of blocks with these map entries (entries whose data
@@ -485,7 +527,9 @@ class VdiImage(VdiReport, Image):
 
     @property
     def allocated_blocks(self) -> int:
-        return int((self.block_map < BLOCK_ZERO).sum())
+        if self._in_map is None:
+            self._in_map = int((self.block_map < BLOCK_ZERO).sum())
+        return self._in_map
 
     TABLES = ((r"block map", BLOCK_ENTRY, "describe_block_entry"),)
 

@@ -32,6 +32,19 @@ from .structs import (
 class VhdReport:
     """Mixin of :class:`~vdinspect.containers.vhd.VhdImage`: its reports."""
 
+    def _metadata(self) -> list[tuple[str, int, int]]:
+        """The file's own structures a block may not overlap: (name, start, end)."""
+        meta = [("footer copy", 0, FOOTER_SIZE),
+                ("dynamic disk header", self.dynamic_header_offset,
+                 self.dynamic_header_offset + DYNAMIC_HEADER_SIZE),
+                ("BAT", self.bat_offset, self.bat_offset + len(self._raw_bat))]
+        if self.tail_footer is not None:
+            meta.append(("footer", self.tail_footer[0], self.tail_footer[0] + self.tail_footer[1]))
+        meta += [(f"parent locator {loc.platform}", loc.host_offset,
+                  loc.host_offset + loc.raw.platform_data_length)
+                 for loc in self.locators if loc.data is not None]
+        return meta
+
     def structures(self) -> list[dict]:
         p, f = self.path, self.footer
         rows = []

@@ -30,7 +30,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import struct
 import uuid
+from functools import cached_property
 
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature
 from ...io import ByteSource, FileSource, LRUCache
@@ -40,11 +42,13 @@ from .. import readplan
 from ..base import (
     DAMAGED,
     DATA,
+    MAX_LIGHT_ENTRIES,
     UNALLOCATED,
     Image,
     ParentHint,
     Run,
     misplaced,
+    ranges_sound,
     table_runs,
 )
 from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, UNIT_CODES, UNIT_STATE, RunTable
@@ -110,7 +114,8 @@ class VhdImage(VhdReport, Image):
         self._blocks: LRUCache = LRUCache(1024)
         self.dynamic_header = None
         self.dynamic_header_offset: int | None = None
-        self.bat: np.ndarray | None = None
+        self._raw_bat = b""
+        self._used_blocks = 0
         self.block_size: int | None = None
         self.bitmap_size = 0
         self.locators: list[ParentLocator] = []
@@ -192,32 +197,17 @@ class VhdImage(VhdReport, Image):
         if self.footer_from_copy or self.footer.disk_type == FIXED:
             return
         if copy is None:
-            self.finding(
-                "error",
-                "footer copy",
-                0,
-                'no footer copy ("conectix") at offset 0 of a dynamic disk',
-            )
+            self.finding("error", "footer copy", 0,
+                         'no footer copy ("conectix") at offset 0 of a dynamic disk')
         elif not copy_ok:
-            self.finding(
-                "error",
-                "footer copy",
-                0,
-                f"footer copy checksum is {self._stored(copy):#010x}, the bytes "
-                f"sum to {vhd_checksum(copy, FOOTER_CHECKSUM_AT):#010x}",
-            )
+            self.finding("error", "footer copy", 0,
+                         f"footer copy checksum is {self._stored(copy):#010x}, the bytes "
+                         f"sum to {vhd_checksum(copy, FOOTER_CHECKSUM_AT):#010x}")
         elif copy[:OLD_FOOTER_SIZE] != raw[:OLD_FOOTER_SIZE]:
-            diff = [
-                c.name
-                for c in HardDiskFooter.subcons
-                if self.footer_copy[c.name] != self.footer[c.name]
-            ]
-            self.finding(
-                "warning",
-                "footer copy",
-                0,
-                f"footer copy at offset 0 differs from the footer ({', '.join(diff)})",
-            )
+            diff = [c.name for c in HardDiskFooter.subcons
+                    if self.footer_copy[c.name] != self.footer[c.name]]
+            self.finding("warning", "footer copy", 0,
+                         f"footer copy at offset 0 differs from the footer ({', '.join(diff)})")
 
     @staticmethod
     def _stored(raw: bytes) -> int:
@@ -271,18 +261,40 @@ class VhdImage(VhdReport, Image):
             self.problem("dynamic disk header.max_table_entries", off + 28, f"BAT has {mte} entries, {self.blocks_needed} blocks of {bs} bytes "
                 f"are needed for {self.size} bytes (page table too small)")
         self.bat_offset = h.table_offset
-        raw_bat = f.read(h.table_offset, mte * 4) if mte else b""
-        self.bat = np.frombuffer(raw_bat, dtype=BAT_ENTRY)
-        used = np.flatnonzero(self.bat != BAT_UNUSED)
-        ends = self.bat[used].astype(np.int64) * SECTOR + self.bitmap_size + bs
-        past = used[ends > n]
-        for i in past[:1].tolist():
-            self.problem("BAT", h.table_offset + 4 * i, f"BAT entry {i} puts its block at {int(self.bat[i]) * SECTOR:#x}, "
-                f"which runs past the end of the file ({n} bytes)"
-                + (f"; {len(past)} such entries" if len(past) > 1 else ""))
+        self._raw_bat = f.read(h.table_offset, mte * 4) if mte else b""
+        # without numpy: the host sectors of the used entries (None: too many to loop over)
+        starts = None
+        if mte <= MAX_LIGHT_ENTRIES:
+            starts = [v * SECTOR for v in struct.unpack(f">{mte}I", self._raw_bat)
+                      if v != BAT_UNUSED]
+        span = self.bitmap_size + bs
+        if starts is None or (starts and max(starts) + span > n):
+            used = np.flatnonzero(self.bat != BAT_UNUSED)
+            ends = self.bat[used].astype(np.int64) * SECTOR + span
+            past = used[ends > n]
+            for i in past[:1].tolist():
+                self.problem("BAT", h.table_offset + 4 * i, f"BAT entry {i} puts its block at {int(self.bat[i]) * SECTOR:#x}, "
+                    f"which runs past the end of the file ({n} bytes)"
+                    + (f"; {len(past)} such entries" if len(past) > 1 else ""))
         if self.disk_type == DIFFERENCING:
             self._read_parent_locators()
-        self._place_blocks()
+        if starts is not None and ranges_sound(starts, span, [(a, b) for _, a, b in
+                                                              self._metadata()], n):
+            self._used_blocks = len(starts)  # sound: the BAT is decoded on first use
+        else:
+            self._place_blocks()
+
+    @cached_property
+    def bat(self) -> np.ndarray | None:
+        """The BAT (big-endian uint32 sector numbers), decoded on first use."""
+        if self.dynamic_header is None:
+            return None
+        return np.frombuffer(self._raw_bat, dtype=BAT_ENTRY)
+
+    @cached_property
+    def _entry_kind(self) -> np.ndarray:
+        """Per BAT entry: a block, unused, or misplaced (set at open when any is)."""
+        return np.where(self.bat != BAT_UNUSED, E_BLOCK, E_UNUSED).astype(np.int8)
 
     def _place_blocks(self) -> None:
         """Which BAT entries' blocks can be read. A block (sector bitmap and data) that
@@ -293,21 +305,13 @@ class VhdImage(VhdReport, Image):
         blocks read are disjoint stretches of the file, and what salvage mode makes of them
         (runs, findings, structures) is bounded by the file's size."""
         n, bm, bs = self.file.size, self.bitmap_size, self.block_size
-        self._entry_kind = np.where(self.bat != BAT_UNUSED, E_BLOCK, E_UNUSED).astype(np.int8)
         used = np.flatnonzero(self.bat != BAT_UNUSED)
+        self._used_blocks = len(used)
         if not len(used):
             return
         starts = self.bat[used].astype(np.int64) * SECTOR
         ends = starts + bm + bs
-        meta = [("footer copy", 0, FOOTER_SIZE),
-                ("dynamic disk header", self.dynamic_header_offset,
-                 self.dynamic_header_offset + DYNAMIC_HEADER_SIZE),
-                ("BAT", self.bat_offset, self.bat_offset + len(self.bat) * 4)]
-        if self.tail_footer is not None:
-            meta.append(("footer", self.tail_footer[0], self.tail_footer[0] + self.tail_footer[1]))
-        meta += [(f"parent locator {loc.platform}", loc.host_offset,
-                  loc.host_offset + loc.raw.platform_data_length)
-                 for loc in self.locators if loc.data is not None]
+        meta = self._metadata()
         region, clash = misplaced(starts, ends, [(a, min(b, n)) for _, a, b in meta])
         bad = (region >= 0) | clash
         if not bad.any():
@@ -608,7 +612,7 @@ class VhdImage(VhdReport, Image):
 
     @property
     def allocated_blocks(self) -> int:
-        return 0 if self.bat is None else int((self.bat != BAT_UNUSED).sum())
+        return self._used_blocks  # counted at open (the BAT itself may not be decoded yet)
 
     def flags(self) -> list[str]:
         out = []

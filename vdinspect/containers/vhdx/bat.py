@@ -8,10 +8,12 @@ partially present blocks of a differencing file from their sector bitmap.
 
 from __future__ import annotations
 
+import struct
+
 from ...errors import CorruptImage
-from ...lazy import np
+from ...lazy import SetBy, np
 from .. import readplan
-from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, misplaced
+from ..base import DAMAGED, DATA, MAX_LIGHT_ENTRIES, UNALLOCATED, ZERO, Run, misplaced
 from ..runs import RunTable, codes_for, unit_breaks
 from .structs import (
     BAT_ENTRY_DTYPE,
@@ -83,12 +85,29 @@ class BlockMap:
         cut = br.file_offset + nentries * BAT_ENTRY_SIZE > self.host.size
         if cut and not self.strict and nentries <= MAX_SALVAGED_BAT:
             have = max(0, (self.host.size - br.file_offset) // BAT_ENTRY_SIZE)  # salvage: a cut-short BAT
-        bat = np.zeros(nentries, dtype=np.uint64)
-        if have:
-            raw = self.host_read(br.file_offset, have * BAT_ENTRY_SIZE, "BAT")
-            bat[:have] = np.frombuffer(raw, dtype=BAT_ENTRY_DTYPE)
-        self.bat = bat
+        self._raw_bat = self.host_read(br.file_offset, have * BAT_ENTRY_SIZE, "BAT") if have else b""
         self.bat_have = have
+        # nothing in the entries is refused at open (bad ones read as damaged, check()
+        # lists them): they are decoded on first use (``info`` needs none of it: no numpy)
+
+    # what _decode_bat sets
+    bat = SetBy("_decode_bat")
+    payload_state = SetBy("_decode_bat")
+    payload_offset = SetBy("_decode_bat")
+    bitmap_state = SetBy("_decode_bat")
+    bitmap_offset = SetBy("_decode_bat")
+    bitmap_index = SetBy("_decode_bat")
+    block_code = SetBy("_decode_bat")
+    _misplaced = SetBy("_decode_bat")
+
+    def _decode_bat(self) -> None:
+        """The BAT's entries as per-block columns: states, host offsets, block codes."""
+        nentries, nblocks, have = self.bat_entries, self.payload_blocks, self.bat_have
+        cr, br = self.chunk_ratio, self.bat_region
+        nbitmaps = -(-nblocks // cr)
+        bat = np.zeros(nentries, dtype=np.uint64)
+        bat[:have] = np.frombuffer(self._raw_bat, dtype=BAT_ENTRY_DTYPE)
+        self.bat = bat
         mask, shift = np.uint64(BAT_STATE_MASK), np.uint64(BAT_OFFSET_SHIFT)
         most = np.uint64(MAX_FILE_OFFSET >> BAT_OFFSET_SHIFT)
         k = np.arange(nblocks, dtype=np.int64)
@@ -151,6 +170,16 @@ class BlockMap:
         self._misplaced |= (code == B_PARTIAL) & np.isin(k // cr, -1 - wrong[wrong < 0])
         code[self._misplaced & ((code == B_DATA) | (code == B_PARTIAL))] = B_DAMAGED
         self.block_code = code
+
+    def payload_states_light(self) -> list[int] | None:
+        """Without numpy: each payload block's BAT state (what ``payload_state`` holds),
+        or None when the table is too large to loop over in Python."""
+        if "payload_state" in self.__dict__ or self.bat_entries > MAX_LIGHT_ENTRIES:
+            return None
+        e = struct.unpack(f"<{self.bat_have}Q", self._raw_bat)
+        cr, have = self.chunk_ratio, self.bat_have
+        return [e[i] & BAT_STATE_MASK if i < have else 0
+                for i in (k + k // cr for k in range(self.payload_blocks))]
 
     def block_problem(self, k: int) -> str:
         """Why payload block ``k`` is damaged, in words."""

@@ -42,7 +42,6 @@ class VhdxImage(HeaderSection, LogReplay, MetadataItems, BlockMap, Reports, Imag
         self.log_replay: dict | None = None
         self.bitmap_cache: LRUCache = LRUCache(BITMAP_CACHE_BLOCKS)
         self.has_parent = self.leave_blocks_allocated = False
-        self.payload_state = np.zeros(0, dtype=np.int8)
         self._parse_file_identifier()
         self._parse_headers()
         self._replay_log()
@@ -99,12 +98,15 @@ class VhdxImage(HeaderSection, LogReplay, MetadataItems, BlockMap, Reports, Imag
     def subformat(self) -> str:
         if self.has_parent:
             return "differencing"
-        st = self.payload_state
-        if self.leave_blocks_allocated and bool(
-            np.all((st == PAYLOAD_BLOCK_FULLY_PRESENT) | (st == PAYLOAD_BLOCK_ZERO))
-        ):
-            return "fixed"
-        return "dynamic"
+        if not self.leave_blocks_allocated:
+            return "dynamic"
+        light = self.payload_states_light()  # info: without numpy when the BAT is small
+        if light is not None:
+            fixed = all(s in (PAYLOAD_BLOCK_FULLY_PRESENT, PAYLOAD_BLOCK_ZERO) for s in light)
+        else:
+            st = self.payload_state
+            fixed = bool(np.all((st == PAYLOAD_BLOCK_FULLY_PRESENT) | (st == PAYLOAD_BLOCK_ZERO)))
+        return "fixed" if fixed else "dynamic"
 
     @property
     def data_write_guid(self) -> str:

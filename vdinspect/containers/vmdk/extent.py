@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, NoReturn
 from ...errors import CorruptImage
 from ...findings import check_row
 from ...io import ByteSource, LRUCache
-from ...lazy import np
+from ...lazy import SetBy, np
 from .. import readplan
 from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
 from ..runs import (
@@ -244,6 +244,12 @@ class GrainTableExtent(Extent):
 
     def _init_tables(self) -> None:
         self._gt_cache = _TableCache(256)
+
+    # per grain directory entry, made when first used (the directory may be decoded late)
+    _empty = SetBy("_table_masks")
+    _known = SetBy("_table_masks")
+
+    def _table_masks(self) -> None:
         self._empty = np.zeros(len(self.gd), dtype=bool)  # grain table holds only zeros
         self._known = self.gd <= 0  # emptiness learned (nothing to learn without a table)
 

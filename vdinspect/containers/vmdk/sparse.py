@@ -10,13 +10,15 @@ a 12-byte grain marker (LBA, compressed size); their GD may sit in a footer at t
 
 from __future__ import annotations
 
+import struct
 import zlib
 
 from construct import Container
 
 from ...errors import CorruptImage, UnsupportedFeature
 from ...layout import struct_format
-from ...lazy import np
+from ...lazy import SetBy, np
+from ..base import MAX_LIGHT_ENTRIES
 from ..runs import S_COMP, S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO
 from .extent import MAX_GD_ENTRIES, GrainTableExtent
 from .sparse_report import SparseReport
@@ -104,11 +106,13 @@ class SparseExtent(SparseReport, GrainTableExtent):
         self._synthetic: dict[int, np.ndarray] = {}
         self.gd_offset = None if h.gdOffset == GD_AT_END else h.gdOffset * SECTOR
         self.rgd_offset = h.rgdOffset * SECTOR if h.flags & FLAG_RGD and h.rgdOffset else None
-        self.gd_primary = self.gd_redundant = None
+        self._dir_bytes: dict[int, bytes] = {}  # directories read by _directories_sound
         if self.rebuilt:
+            self.gd_primary = self.gd_redundant = None
             self._rebuild_from_markers()
-        else:
+        elif not self._directories_sound():
             self._read_directories()
+        # else: decoded on first use (``info`` needs none of it: no numpy)
         self._init_tables()
 
     # --- header and footer ----------------------------------------------------------------
@@ -202,13 +206,46 @@ class SparseExtent(SparseReport, GrainTableExtent):
     def _read_dir(self, offset: int | None) -> np.ndarray | None:
         if offset is None or offset <= 0 or offset + self.n_gd * 4 > self.source.size:
             return None
-        raw = self.source.read(offset, self.n_gd * 4)
+        raw = self._dir_bytes.pop(offset, None) or self.source.read(offset, self.n_gd * 4)
         return np.frombuffer(raw, dtype="<u4").astype(np.int64)
 
     def _dir_valid(self, d: np.ndarray) -> np.ndarray:
         """GD entries that are 0 or point to a whole grain table inside the file."""
         off = d * SECTOR
         return (d == 0) | ((off >= SECTOR) & (off + self.gt_bytes <= self.source.size))
+
+    # what _decode_directories sets when _read_directories found the directory sound
+    gd = SetBy("_decode_directories")
+    gd_from_redundant = SetBy("_decode_directories")
+    gd_primary = SetBy("_decode_directories")
+    gd_redundant = SetBy("_decode_directories")
+
+    def _directories_sound(self) -> bool:
+        """Without numpy: True when :meth:`_read_directories` would make no finding and use
+        the primary directory as it is (every entry 0 or a whole grain table inside the
+        file, none of its zeros filled from the redundant one); then the directories are
+        decoded on first use. False: read and check them at open as before."""
+        n, size = self.n_gd, self.source.size
+        if n > MAX_LIGHT_ENTRIES:
+            return False
+        raw = []
+        for off in (self.gd_offset, self.rgd_offset):
+            if off is None or off <= 0 or off + n * 4 > size:
+                raw.append(None)
+            else:  # kept for _read_dir: the directories are read once
+                self._dir_bytes[off] = self.source.read(off, n * 4)
+                raw.append(struct.unpack(f"<{n}I", self._dir_bytes[off]))
+        p, r = raw
+        if p is None or not all(e == 0 or (e * SECTOR >= SECTOR and e * SECTOR + self.gt_bytes
+                                           <= size) for e in p):
+            return False
+        if r is not None and any(a == 0 and b and b * SECTOR + self.gt_bytes <= size
+                                 for a, b in zip(p, r)):
+            return False  # a zero the redundant directory would fill (a finding)
+        return True
+
+    def _decode_directories(self) -> None:
+        self._read_directories()  # found sound at open: no finding, no error here
 
     def _read_directories(self) -> None:
         n = self.n_gd
