@@ -17,7 +17,6 @@ from operator import attrgetter
 from typing import IO
 
 from ..errors import InvalidArgument, NotFound
-from ..filesystems.walk import paused_gc
 from ..schemas import (
     ALLOCATION_COLUMNS,
     CARVE_COLUMNS,
@@ -32,7 +31,6 @@ from ..schemas import (
     STRUCTURE_FRAME_COLUMNS,
     USER_COLUMNS,
 )
-from .columns import row_batches
 from .output import (
     JsonRows,
     answer,
@@ -419,6 +417,9 @@ def _entries(fs, top, args) -> Iterator:
 
 
 def cmd_ls(args, out: IO[str]) -> int:
+    from ..filesystems.walk import paused_gc  # here: other commands never import them
+    from .columns import row_batches
+
     with open_disk(args) as disk:
         fs = _filesystem(args, disk)
         with _bad_call():
