@@ -81,15 +81,17 @@ def row_batches(batches: Iterable[tuple[dict, dict]], batch: int,
     held: list[list] = []
     first = 0  # the row number of the first row held
     notes: dict = {}
+    known: dict = {}  # the extra columns seen so far: a batch lacking one has it as None
     for cols, notes in batches:
-        extra = [k for k in cols if k not in _SCHEMA]
-        now = [*FILES_COLUMNS, "damaged", *extra]
+        known.update((k, None) for k in cols if k not in _SCHEMA)
+        now = [*FILES_COLUMNS, "damaged", *known]
         plain = [plain_column(cols[c], time if c in TIMES else None)
                  for c in FILES_COLUMNS]
         kinds = plain[_KIND]
         plain.append(damaged(kinds) if damaged is not None else
                      [None if k == "dir" else 0 for k in kinds])
-        plain += [plain_column(cols[c]) for c in extra]
+        plain += [plain_column(cols[c]) if c in cols else [None] * len(kinds)
+                  for c in known]
         if keys is not None and now != keys:  # another shape: what is held goes first
             yield from _cut(keys, held, first, notes, len(held[0]))
             first += len(held[0])
