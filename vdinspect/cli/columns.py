@@ -35,6 +35,26 @@ def _time_of_us(us: int) -> dt.datetime | None:
         return None
 
 
+#: the microseconds (since the epoch) a datetime can hold, first and last
+_FIRST_US = (dt.datetime.min.replace(tzinfo=dt.UTC) - EPOCH) // dt.timedelta(microseconds=1)
+_LAST_US = (dt.datetime.max.replace(tzinfo=dt.UTC) - EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _iso_us(np, us) -> list:
+    """Microseconds since the epoch (int64; NaT is int64 min) as :func:`iso_time` writes
+    the datetime they make, formatted by numpy: ``isoformat`` leaves out a zero
+    fraction; None where no datetime holds it."""
+    ok = (us >= _FIRST_US) & (us <= _LAST_US)
+    t = np.where(ok, us, 0).view("datetime64[us]")
+    text = np.where(us % 1_000_000 == 0, np.datetime_as_string(t, unit="s"),
+                    np.datetime_as_string(t, unit="us"))
+    out = (text.astype(object) + "+00:00").tolist()
+    if not ok.all():
+        for i in np.flatnonzero(~ok).tolist():
+            out[i] = None
+    return out
+
+
 def iso_time(t: dt.datetime) -> str:
     """A time as ``--json`` writes it (ISO 8601, UTC)."""
     return json_default(t)
@@ -53,6 +73,8 @@ def plain_column(values: Any, time: Callable[[dt.datetime], Any] | None = None) 
             us = np.ma.getdata(values).astype("datetime64[us]").view(np.int64)
             if np.ma.isMaskedArray(values) and values.mask is not np.ma.nomask:
                 us = np.where(np.ma.getmaskarray(values), _INT64_MIN, us)
+            if time is iso_time and len(us) > 64:
+                return _iso_us(np, us)
             ints = us.tolist()
             text = {u: (None if (t := _time_of_us(u)) is None or time is None else time(t))
                     for u in set(ints)}
