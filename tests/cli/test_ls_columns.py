@@ -1,0 +1,141 @@
+"""``ls`` from a driver's column walk (ext, NTFS): the same bytes as the Entry walk,
+streamed a batch at a time. Checked against images made by mke2fs -d (with symlinks,
+hard links, empty and deep folders, odd names, a file deleted by debugfs), The Sleuth
+Kit's ``fls -r -p`` and Python's own ``datetime.isoformat``."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.conftest import SAMPLE_IMAGES, have
+from vdinspect.cli import commands, main
+from vdinspect.cli.columns import iso_time, plain_column
+
+GPT = SAMPLE_IMAGES / "gpt-fat32-ext4-ntfs.qcow2"
+
+
+def _run(*argv) -> str:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([str(a) for a in argv]) == 0
+    return out.getvalue()
+
+
+def _entry_walk(monkeypatch, *argv) -> str:
+    """What ``ls`` writes through the Entry walk (the column walk turned off)."""
+    with monkeypatch.context() as m:
+        m.setattr(commands, "_column_walk", lambda fs, top, args: None)
+        return _run(*argv)
+
+
+def test_iso_times_from_numpy_are_isoformat():
+    """A datetime64 column (many distinct values: formatted by numpy) is written as
+    ``datetime.isoformat`` writes each time: the fraction left out when zero, before
+    1970 too; NaT and times no datetime holds are None."""
+    import numpy as np
+
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    times = [epoch + dt.timedelta(microseconds=us) for us in (
+        0, 1, 999_999, 1_000_000, -1, -1_000_000, -1_500_001, 1_733_600_000_123_456,
+        1_733_600_000_000_000, 253_402_300_799_999_999, -62_135_596_800_000_000)]
+    times += [epoch + dt.timedelta(days=d, microseconds=d * 7919) for d in range(-200, 200)]
+    us = [(t - epoch) // dt.timedelta(microseconds=1) for t in times]
+    beyond = [253_402_300_800_000_000, -62_135_596_800_000_001]  # after 9999, before 1
+    col = np.array(us + beyond + [np.iinfo(np.int64).min], dtype=np.int64)
+    got = plain_column(col.view("datetime64[us]"), iso_time)
+    assert got == [t.isoformat() for t in times] + [None, None, None]
+    # a masked column, and one of few distinct values (each formatted once), agree
+    masked = np.ma.MaskedArray(col[:5].view("datetime64[us]"), [0, 1, 0, 0, 0])
+    want = [times[0].isoformat(), None, *(t.isoformat() for t in times[2:5])]
+    assert plain_column(masked, iso_time) == want
+
+
+@pytest.mark.parametrize("args", [["-r", "--json"], ["-r", "--deleted", "--json"],
+                                  ["-r", "--deleted"], ["--json"], []])
+@pytest.mark.parametrize("part", [2, 3])
+def test_column_walk_writes_what_the_entry_walk_writes(monkeypatch, part, args):
+    """ext4 and NTFS (mke2fs, mkntfs): ``ls`` through the column walk is byte for byte
+    ``ls`` through the Entry walk, in batches of any size."""
+    want = _entry_walk(monkeypatch, "ls", *args, "--part", part, GPT)
+    assert _run("ls", *args, "--part", part, GPT) == want
+    monkeypatch.setattr(commands, "LS_BATCH", 3)
+    assert _run("ls", *args, "--part", part, GPT) == want
+
+
+@pytest.mark.parametrize("json_flag", [["--json"], []])
+@pytest.mark.parametrize("part", [2, 3])
+def test_column_walk_streams(monkeypatch, part, json_flag):
+    """The column walk's first rows are written before it hands out its next batch."""
+    monkeypatch.setattr(commands, "LS_BATCH", 2)
+    out = io.StringIO()
+    seen = []
+    walk = commands._column_walk
+
+    def watched(fs, top, args):
+        batches = walk(fs, top, args)
+        assert batches is not None  # the column walk, not the Entry walk
+        for i, b in enumerate(batches):
+            if i == 1:
+                seen.append(out.getvalue().count("\n"))
+            yield b
+
+    monkeypatch.setattr(commands, "_column_walk", watched)
+    with contextlib.redirect_stdout(out):
+        assert main(["ls", "-r", "--part", str(part), *json_flag, str(GPT)]) == 0
+    assert len(seen) == 1 and seen[0] >= 2
+
+
+def _fls_paths(img) -> set[tuple[str, int]]:
+    out = subprocess.run(["fls", "-r", "-p", "-d", str(img)], check=True,
+                         capture_output=True, text=True).stdout
+    out += subprocess.run(["fls", "-r", "-p", "-u", str(img)], check=True,
+                          capture_output=True, text=True).stdout
+    got = set()
+    for line in out.splitlines():
+        _kind, rest = line.split(" ", 1)
+        addr, path = rest.split(":\t", 1)
+        if not path.startswith("$OrphanFiles"):
+            got.add(("/" + path, int(addr.lstrip("* ").split("-")[0])))
+    return got
+
+
+@pytest.mark.skipif(not have("mke2fs", "debugfs"), reason="mke2fs or debugfs missing")
+def test_ext_tree_with_odd_entries(tmp_path, monkeypatch):
+    """An ext4 made by mke2fs -d from a tree with symlinks, a hard link, empty and deep
+    folders, names with quotes, percent signs and non-ASCII, then a file and a folder's
+    file removed by debugfs: the column walk writes the Entry walk's bytes (live and
+    with deleted entries), and its paths and inode numbers are fls's."""
+    tree = tmp_path / "tree"
+    for d in range(12):
+        sub = tree / f"dir {d:02d}" / ("deep/" * (d % 4))
+        sub.mkdir(parents=True)
+        for i in range(150):
+            (sub / f"f{i:03d} 'q' % é.txt").write_bytes(b"z" * (i * 31 % 5000))
+    (tree / "empty").mkdir()
+    os.symlink("dir 00/f000 'q' % é.txt", tree / "link")
+    os.symlink("/nowhere/" + "x" * 200, tree / "dir 01" / "long link")
+    os.link(tree / "dir 02" / "deep" / "deep" / "f001 'q' % é.txt", tree / "hard")
+    img = tmp_path / "ext4.img"
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), str(img), "32M"],
+                   check=True, capture_output=True)
+    subprocess.run(["debugfs", "-w", "-R", "rm \"/dir 03/deep/deep/deep/f007 'q' % é.txt\"",
+                    str(img)], check=True, capture_output=True)
+    subprocess.run(["debugfs", "-w", "-R", "rm \"/dir 00/f149 'q' % é.txt\"", str(img)],
+                   check=True, capture_output=True)
+    for args in (["-r", "--json"], ["-r", "--deleted", "--json"], ["-r", "--deleted"]):
+        want = _entry_walk(monkeypatch, "ls", *args, img)
+        assert _run("ls", *args, img) == want, args
+    rows = json.loads(_run("ls", "-r", "--deleted", "--json", img))
+    assert len(rows) > 1800
+    assert any(r["deleted"] for r in rows) and any(r["kind"] == "symlink" for r in rows)
+    if have("fls"):
+        got = {(r["path"], r["inode"]) for r in rows
+               if not r["path"].startswith("/$OrphanFiles")}
+        assert got == _fls_paths(img)
