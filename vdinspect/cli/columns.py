@@ -73,11 +73,12 @@ def plain_column(values: Any, time: Callable[[dt.datetime], Any] | None = None) 
             us = np.ma.getdata(values).astype("datetime64[us]").view(np.int64)
             if np.ma.isMaskedArray(values) and values.mask is not np.ma.nomask:
                 us = np.where(np.ma.getmaskarray(values), _INT64_MIN, us)
-            if time is iso_time and len(us) > 64:
-                return _iso_us(np, us)
             ints = us.tolist()
+            distinct = set(ints)
+            if time is iso_time and len(distinct) * 4 > len(ints) > 64:  # mostly distinct
+                return _iso_us(np, us)
             text = {u: (None if (t := _time_of_us(u)) is None or time is None else time(t))
-                    for u in set(ints)}
+                    for u in distinct}
             return list(map(text.__getitem__, ints))
         out = np.ma.getdata(values).tolist()
         if np.ma.isMaskedArray(values):
