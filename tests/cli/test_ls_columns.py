@@ -139,3 +139,26 @@ def test_ext_tree_with_odd_entries(tmp_path, monkeypatch):
         got = {(r["path"], r["inode"]) for r in rows
                if not r["path"].startswith("/$OrphanFiles")}
         assert got == _fls_paths(img)
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_constant_columns_written_into_the_template(n):
+    """A column holding one value throughout a batch is written once into the batch's
+    template: each line is still what json.dumps writes for the row, for 1 beside True,
+    1.0 and 0.0 beside -0.0 (equal, written differently), percent signs in keys and
+    values, and a batch of constant columns only."""
+    from vdinspect.cli.output import JsonRows
+
+    cols = {
+        "one": [1] * n, "true": [True] * n, "mixed": [1, True, 1.0][:n],
+        "zeros": [0.0, -0.0, 0.0][:n], "pct %s": ["%s %% %d"] * n, "none": [None] * n,
+        "é": ["é\n\"q\""] * n, "vary": list(range(n)),
+    }
+    for keys in (list(cols), [k for k in cols if k not in ("vary", "mixed", "zeros")]):
+        out = io.StringIO()
+        w = JsonRows(out)
+        w.add(keys, [cols[k] for k in keys])
+        assert w.close() == n
+        rows = [{k: cols[k][i] for k in keys} for i in range(n)]
+        want = "[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n"
+        assert out.getvalue() == want
