@@ -6,7 +6,8 @@ DataFrames are built from), so ``--json`` and the tables cost no more than the r
 - JSON: :class:`JsonRows` writes a JSON array one row a line (valid JSON as a whole,
   and each line after the first is one row), a batch of rows at a time given as
   columns: each column is encoded in one go (:func:`json_column`: one encoder call for a
-  column of numbers, the C string encoder mapped over a column of text) and the lines
+  column of numbers, the C string encoder mapped over a column of text; a column of one
+  value throughout the batch written into the batch's template once) and the lines
   of a batch are joined and written at once, so ``ls -r --json`` shows its first files
   before the walk ends and holds one batch in memory. :func:`write_rows` writes rows
   (dicts) through it. Values JSON has no type for go through :func:`json_default`.
