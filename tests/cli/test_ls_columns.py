@@ -162,3 +162,36 @@ def test_constant_columns_written_into_the_template(n):
         rows = [{k: cols[k][i] for k in keys} for i in range(n)]
         want = "[\n" + ",\n".join(json.dumps(r) for r in rows) + "\n]\n"
         assert out.getvalue() == want
+
+
+def test_extra_columns_as_the_entry_writer_keeps_them():
+    """Rows whose extra columns change part way (an NTFS chunk cut where they change):
+    each row has every extra column seen so far, in the order first seen, None where it
+    lacks one; written as json.dumps writes each such row (times in ISO 8601 UTC)."""
+    from vdinspect.cli.columns import row_batches
+    from vdinspect.cli.output import JsonRows
+    from vdinspect.filesystems.entry import Entry
+    from vdinspect.frames import entry_columns
+    from vdinspect.schemas import FILES_COLUMNS
+
+    t = dt.datetime(2001, 2, 3, 4, 5, 6, 7000, tzinfo=dt.UTC)
+    extras = [{"a": 1}, {"a": 2}, {"a": 3, "b": "x"}, {"b": "y"}, {"a": 5, "b": "z"},
+              {"c": True}]
+    entries = [Entry(name=f"n{i}", kind="dir" if i == 1 else "file", size=i, path=f"/n{i}",
+                     parent="/", modified=t if i % 2 else None, inode=i + 10, extra=x)
+               for i, x in enumerate(extras)]
+    runs = [entries[:2], entries[2:3], entries[3:4], entries[4:5], entries[5:]]
+    out = io.StringIO()
+    w = JsonRows(out)
+    for keys, cols in row_batches(((entry_columns(r), {}) for r in runs), 2):
+        w.add(keys, cols)
+    w.close()
+    want, known = [], {}
+    for e in entries:
+        row = {c: getattr(e, c) for c in FILES_COLUMNS}
+        for c in ("created", "modified", "accessed", "changed"):
+            row[c] = row[c] and row[c].isoformat()
+        row["damaged"] = None if e.kind == "dir" else 0
+        known.update(dict.fromkeys(e.extra))
+        want.append(json.dumps({**row, **dict.fromkeys(known), **e.extra}))
+    assert out.getvalue() == "[\n" + ",\n".join(want) + "\n]\n"

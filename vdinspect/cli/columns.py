@@ -116,8 +116,9 @@ def row_batches(batches: Iterable[tuple[dict, dict]], batch: int,
         plain += [plain_column(cols[c]) if c in cols else [None] * len(kinds)
                   for c in known]
         if keys is not None and now != keys:  # another shape: what is held goes first
-            yield from _cut(keys, held, first, notes, len(held[0]))
-            first += len(held[0])
+            if held and held[0]:
+                yield from _cut(keys, held, first, notes, len(held[0]))
+                first += len(held[0])
             held = []
         keys = now
         if not held:

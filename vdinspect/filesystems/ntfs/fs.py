@@ -445,8 +445,16 @@ class NTFS(FileSystem):
         whole = path.strip("/") == "" and recursive and not self.catalog().unusable
         it = (listing.walk_volume(self, deleted, times=False) if whole
               else self.iter_entries(path, recursive=recursive, deleted=deleted))
+        columns = listing.volume_columns if whole else entry_columns
         while chunk := list(islice(it, rows)):
-            yield (listing.volume_columns(chunk) if whole else entry_columns(chunk)), {}
+            # cut where the extra columns change, as the Entry writer does (a column
+            # first seen part way is not given to the rows before it)
+            start, keys = 0, chunk[0].extra.keys()
+            for i, e in enumerate(chunk):
+                if e.extra.keys() != keys:
+                    yield columns(chunk[start:i]), {}
+                    start, keys = i, e.extra.keys()
+            yield columns(chunk[start:]), {}
 
 
 def _fixed(raw: bytes) -> bytearray:
