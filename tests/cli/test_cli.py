@@ -57,7 +57,9 @@ def test_commands_do_not_import_pandas():
         f"for argv in {calls!r}:\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        assert main(argv) == 0, argv\n"
-        "bad = [m for m in ('pandas', 'matplotlib', 'vdinspect.frames', 'vdinspect.containers.vmdk',"
+        # (vdinspect.frames may load: the column walks of ext and NTFS that ls reads build
+        # their columns with its helpers, which import pandas only to build a frame)
+        "bad = [m for m in ('pandas', 'matplotlib', 'vdinspect.containers.vmdk',"
         " 'vdinspect.containers.vhdx', 'vdinspect.filesystems.fat', 'vdinspect.volumes.lvm2',"
         " 'vdinspect.machines') if m in sys.modules]\n"
         "assert not bad, bad\n"

@@ -420,14 +420,23 @@ def _entries(fs, top, args) -> Iterator:
 
 
 def cmd_ls(args, out: IO[str]) -> int:
+    from ..filesystems.walk import paused_gc  # here: other commands never import them
+    from .columns import row_batches
+
     with open_disk(args) as disk:
         fs = _filesystem(args, disk)
         with _bad_call():
             top = fs.lookup(args.path, deleted=args.deleted)
+        columns = _column_walk(fs, top, args)
         if args.json:
             writer = JsonRows(out)
-            for keys, cols in file_batches(fs, _entries(fs, top, args)):
-                writer.add(keys, cols)
+            with paused_gc():
+                if columns is not None:
+                    batches = row_batches(columns, LS_BATCH)
+                else:
+                    batches = file_batches(fs, _entries(fs, top, args))
+                for keys, cols in batches:
+                    writer.add(keys, cols)
             writer.close()
             return 0
         damaged = fs.volume_damaged()
@@ -437,10 +446,40 @@ def cmd_ls(args, out: IO[str]) -> int:
         size_w = 20 if args.bytes else 9
         head = f"{'KIND':<7}  {'SIZE':>{size_w}}  {'MODIFIED':<19}  {'INODE':>8}  "
         out.write(head + ("DAMAGED  " if damaged else "") + "PATH\n")
-        it = _entries(fs, top, args)
-        while chunk := list(itertools.islice(it, LS_BATCH)):
-            out.write(_ls_lines(args, fs, chunk, damaged, size_w))
+        with paused_gc():
+            if columns is not None:
+                for keys, cols in row_batches(columns, LS_BATCH, time=when):
+                    out.write(_ls_column_lines(args, dict(zip(keys, cols)), size_w))
+                return 0
+            it = _entries(fs, top, args)
+            while chunk := list(itertools.islice(it, LS_BATCH)):
+                out.write(_ls_lines(args, fs, chunk, damaged, size_w))
     return 0
+
+
+def _column_walk(fs, top, args) -> Iterator[tuple[dict, dict]] | None:
+    """The driver's column walk below ``top`` (``column_batches``, streamed a run of
+    directories at a time) where it has one and the volume has no damaged ranges (the
+    ``damaged`` column needs the Entries); None: the Entry walk lists it."""
+    batches = getattr(fs, "column_batches", None)
+    if batches is None or top.kind != "dir" or fs.volume_damaged():
+        return None
+    return batches(top.path or "/", recursive=args.recursive, deleted=args.deleted,
+                   rows=LS_BATCH)
+
+
+def _ls_column_lines(args, cols: dict, size_w: int) -> str:
+    """The text lines of a batch of rows given as plain columns (:mod:`.columns`)."""
+    kinds = cols["kind"]
+    sizes = {n: _size(args, n) for n in set(cols["size"])}
+    lines = []
+    for kind, size, t, ino, path, target, gone in zip(
+            kinds, cols["size"], cols["modified"], cols["inode"], cols["path"],
+            cols["target"], cols["deleted"]):
+        size = "" if kind == "dir" else sizes[size]
+        lines.append(f"{kind:<7}  {size:>{size_w}}  {t or '':<19}  {cell(ino):>8}  {path}"
+                     f"{f' -> {target}' if target else ''}{' (deleted)' if gone else ''}\n")
+    return "".join(lines)
 
 
 def _ls_lines(args, fs, chunk: list, damaged: bool, size_w: int) -> str:

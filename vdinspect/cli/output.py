@@ -6,7 +6,8 @@ DataFrames are built from), so ``--json`` and the tables cost no more than the r
 - JSON: :class:`JsonRows` writes a JSON array one row a line (valid JSON as a whole,
   and each line after the first is one row), a batch of rows at a time given as
   columns: each column is encoded in one go (:func:`json_column`: one encoder call for a
-  column of numbers, the C string encoder mapped over a column of text) and the lines
+  column of numbers, the C string encoder mapped over a column of text; a column of one
+  value throughout the batch written into the batch's template once) and the lines
   of a batch are joined and written at once, so ``ls -r --json`` shows its first files
   before the walk ends and holds one batch in memory. :func:`write_rows` writes rows
   (dicts) through it. Values JSON has no type for go through :func:`json_default`.
@@ -72,6 +73,7 @@ def iso_column(values: Sequence) -> list:
 _ENCODE_TEXT = json.encoder.encode_basestring_ascii  # the C function json itself uses
 _NUMBERS = frozenset((int, float, bool, type(None)))
 _TEXT = frozenset((str, type(None)))
+_CONSTANT = frozenset((str, int, bool, type(None)))  # equal values: the same JSON text
 
 
 def _name_errors(err: UnicodeError) -> tuple[bytes | str, int]:
@@ -133,10 +135,25 @@ class JsonRows:
         n = len(columns[0]) if columns else 0
         if not n:
             return
-        # one %-template per batch: {"key": %s, ...}; the encoded values go in as they are
-        template = "{" + ", ".join(f"{_ENCODE_TEXT(k).replace('%', '%%')}: %s"
-                                   for k in keys) + "}"
-        lines = map(template.__mod__, zip(*map(json_column, columns)))
+        # one %-template per batch: {"key": %s, ...}; the encoded values go in as they
+        # are, and a column of one value throughout the batch (of one exact kind: 1 and
+        # True are equal but not written alike) is written into the template itself
+        parts, varying = [], []
+        for k, col in zip(keys, columns):
+            first = col[0]
+            if (type(first) in _CONSTANT and col.count(first) == n
+                    and len(set(map(type, col))) == 1):
+                value = _ENCODER.encode(first)
+            else:
+                value = None
+                varying.append(col)
+            parts.append(f"{_ENCODE_TEXT(k)}: {value}".replace("%", "%%") if value
+                         is not None else f"{_ENCODE_TEXT(k).replace('%', '%%')}: %s")
+        template = "{" + ", ".join(parts) + "}"
+        if varying:
+            lines = map(template.__mod__, zip(*map(json_column, varying)))
+        else:
+            lines = itertools.repeat(template.replace("%%", "%"), n)
         self.out.write(("[\n" if self.count == 0 else ",\n") + ",\n".join(lines))
         self.count += n
 

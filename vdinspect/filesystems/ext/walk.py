@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -69,7 +70,7 @@ class WalkMixin:
         precision, nanoseconds since the epoch), ``dtime`` (deletion time, seconds),
         ``flags`` (i_flags) and ``note`` (why a deleted file is or is not recoverable).
         """
-        from ...frames import files_columns_frame, merge_columns
+        from ...frames import files_columns_frame
 
         with paused_gc():
             self.column_walk += 1
@@ -79,16 +80,7 @@ class WalkMixin:
             finally:
                 self.column_walk -= 1
                 self.dirent_cache = None
-            nfast = len(fast[0])
-            if not entries:
-                cols = fast_columns(fast, self.huge_file, self.block_size,
-                                    self.inode_size)
-            elif not nfast:
-                cols = entry_columns(entries)
-            else:
-                cols = merge_columns(order, fast_columns(fast, self.huge_file,
-                                                         self.block_size, self.inode_size),
-                                     entry_columns(entries), consume=True)
+            cols = self._columns(order, fast, entries)
             if notes:  # directories listed from partly unreadable blocks
                 col = cols["note"] = list(cols["note"])
                 for row, why in notes.items():
@@ -152,6 +144,45 @@ class WalkMixin:
             out[row] = ok
         return out
 
+    def _columns(self, order: np.ndarray, fast: tuple, entries: list[Entry]) -> dict:
+        """The files() columns of rows of :meth:`_walk_columns` (``fast`` rows decoded
+        column-wise, Entries the full way, merged back in row order)."""
+        from ...frames import merge_columns
+
+        if not entries:
+            return fast_columns(fast, self.huge_file, self.block_size, self.inode_size)
+        if not len(fast[0]):
+            return entry_columns(entries)
+        return merge_columns(order, fast_columns(fast, self.huge_file, self.block_size,
+                                                 self.inode_size),
+                             entry_columns(entries), consume=True)
+
+    def column_batches(self, path: str = "/", *, recursive: bool = True,
+                       deleted: bool = True, rows: int = 1024) -> Iterator[tuple[dict, dict]]:
+        """The rows of ``files()`` streamed: ``(columns, notes)`` for each run of whole
+        directories reaching ``rows`` rows (in walk order), ``notes`` the walk's notes so
+        far by row number (a directory's note is made when it is listed, after its row
+        was handed out). Memory holds one batch (and, with ``deleted``, the raw entries
+        of every directory for the orphan search)."""
+        self.column_walk += 1
+        if deleted:
+            self.dirent_cache = {}
+        try:
+            parts: list = []
+            held = 0
+            notes: dict = {}
+            for part, notes in self._column_dirs(path, recursive, deleted):
+                parts.append(part)
+                held += len(part[0])
+                if held >= rows:
+                    yield self._columns(*_joined(parts)), notes
+                    parts, held = [], 0
+            if parts:
+                yield self._columns(*_joined(parts)), notes
+        finally:
+            self.column_walk -= 1
+            self.dirent_cache = None
+
     def _walk_columns(self, path: str, recursive: bool, deleted: bool):
         """The rows below ``path`` through the one walk (:mod:`..walk`), plain live files
         and directories kept column-wise (a :class:`~..walk.Batch` per directory) with
@@ -162,14 +193,31 @@ class WalkMixin:
         (n, inode size) array of records) or ``entries`` (Entry objects); ``notes`` maps
         rows of directories listed in part (or not at all) to a note.
         """
+        parts: list = []
+        notes: dict = {}
+        for part, now in self._column_dirs(path, recursive, deleted):
+            parts.append(part)
+            notes = now
+        if not parts:  # the top directory itself could not be listed
+            parts.append(([], [], [], [], np.zeros(0, dtype=np.int64),
+                          np.zeros(0, dtype=column_dtype(self.inode_size,
+                                                         self.volume_damaged())), []))
+        return (*_joined(parts), notes)
+
+    def _column_dirs(self, path: str, recursive: bool, deleted: bool) -> Iterator[tuple]:
+        """The walk of :meth:`_walk_columns` a directory at a time: ``(part, notes)``,
+        ``part`` a directory's (order, paths, names, parents, inode numbers, records,
+        entries), ``notes`` the walk's notes so far."""
         isz = self.inode_size
         keep = column_dtype(isz, self.volume_damaged())
-        empty = ([], [], [], np.zeros(0, dtype=np.int64), np.zeros(0, dtype=keep))
         top = self.lookup(path, deleted=deleted)
         if top.kind != DIR:
-            return np.zeros(1, dtype=bool), empty, [top], {}
+            yield ([False], [], [], [], np.zeros(0, dtype=np.int64),
+                   np.zeros(0, dtype=keep), [top]), {}
+            return
         dir_id = self.dir_id
         dtype = inode_dtype(isz)
+        i0, r0 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=keep)  # no fast rows
 
         def entry_child(e: Entry, dpath: str, prefix: str) -> tuple:
             e.parent = dpath
@@ -264,31 +312,36 @@ class WalkMixin:
 
         walk = Walk(self, self.entry_child(top), children, recursive=recursive,
                     deleted=deleted, listable=self.entry_listable, damage=self.entry_damage)
-        order: list[bool] = []
-        paths: list[str] = []
-        names: list[str] = []
-        parents: list[str] = []
-        inos: list[np.ndarray] = []
-        recs: list[np.ndarray] = []
-        entries: list[Entry] = []
+        notes = walk.notes
         for _d, kids in walk:
             if isinstance(kids, Batch):
                 o, p, n, parent, i, r, e = kids.columns
-                order += o
-                paths += p
-                names += n
-                parents += [parent] * len(n)
-                inos.append(i)
-                recs.append(r)
-                entries += e
+                yield (o, p, n, [parent] * len(n), i, r, e), notes
             else:
                 got = [c[PAYLOAD] for c in kids]
-                order += [False] * len(got)
-                entries += got
-        fast = (paths, names, parents,
-                np.concatenate(inos) if inos else empty[3],
-                np.concatenate(recs) if recs else empty[4])
-        return np.array(order, dtype=bool), fast, entries, walk.notes
+                yield ([False] * len(got), [], [], [], i0, r0, got), notes
+
+
+def _joined(parts: list) -> tuple:
+    """Directories of :meth:`WalkMixin._column_dirs` as one run of rows: (order, fast,
+    entries) as :meth:`WalkMixin._walk_columns` returns them."""
+    order: list[bool] = []
+    paths: list[str] = []
+    names: list[str] = []
+    parents: list[str] = []
+    entries: list[Entry] = []
+    for o, p, n, par, _i, _r, e in parts:
+        order += o
+        paths += p
+        names += n
+        parents += par
+        entries += e
+    inos = [part[4] for part in parts if len(part[4])]
+    recs = [part[5] for part in parts if len(part[5])]
+    fast = (paths, names, parents,
+            np.concatenate(inos) if len(inos) > 1 else inos[0] if inos else parts[0][4],
+            np.concatenate(recs) if len(recs) > 1 else recs[0] if recs else parts[0][5])
+    return np.array(order, dtype=bool), fast, entries
 
 
 # --- helpers -----------------------------------------------------------------------------

@@ -1,0 +1,155 @@
+"""``ls`` from a driver's column walk: the ``files()`` columns of a run of directories
+(lists, numpy arrays, masked arrays, datetime64) as the plain values the Entry walk
+gives, cut into the CLI's batches.
+
+A driver with a column walk (``fs.column_batches``: ext) hands out ``(columns, notes)``
+per run of whole directories; the rows written are exactly those of the Entry walk
+(``commands.file_batches``): the same values, the same batches of ``LS_BATCH`` rows, a
+directory's note on its row when it is known before that row's batch is written (as the
+Entry walk notes an Entry still waiting in the batch). No pandas; numpy only because the
+driver's columns are numpy arrays.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ..filesystems.entry import EPOCH
+from ..schemas import FILES_COLUMNS
+from .output import json_default
+
+TIMES = ("created", "modified", "accessed", "changed")
+_INT64_MIN = -(1 << 63)  # NaT, as int64
+
+
+def _time_of_us(us: int) -> dt.datetime | None:
+    """The aware UTC datetime of microseconds since the epoch, as the Entry walk makes it
+    (``entry.ns_to_datetime``); None for NaT or a time datetime cannot hold."""
+    if us == _INT64_MIN:
+        return None
+    try:
+        return EPOCH + dt.timedelta(microseconds=us)
+    except OverflowError:
+        return None
+
+
+#: the microseconds (since the epoch) a datetime can hold, first and last
+_FIRST_US = (dt.datetime.min.replace(tzinfo=dt.UTC) - EPOCH) // dt.timedelta(microseconds=1)
+_LAST_US = (dt.datetime.max.replace(tzinfo=dt.UTC) - EPOCH) // dt.timedelta(microseconds=1)
+
+
+def _iso_us(np, us) -> list:
+    """Microseconds since the epoch (int64; NaT is int64 min) as :func:`iso_time` writes
+    the datetime they make, formatted by numpy: ``isoformat`` leaves out a zero
+    fraction; None where no datetime holds it."""
+    ok = (us >= _FIRST_US) & (us <= _LAST_US)
+    t = np.where(ok, us, 0).view("datetime64[us]")
+    text = np.where(us % 1_000_000 == 0, np.datetime_as_string(t, unit="s"),
+                    np.datetime_as_string(t, unit="us"))
+    out = (text.astype(object) + "+00:00").tolist()
+    if not ok.all():
+        for i in np.flatnonzero(~ok).tolist():
+            out[i] = None
+    return out
+
+
+def iso_time(t: dt.datetime) -> str:
+    """A time as ``--json`` writes it (ISO 8601, UTC)."""
+    return json_default(t)
+
+
+def plain_column(values: Any, time: Callable[[dt.datetime], Any] | None = None) -> list:
+    """A column of the files() columns as Python values: masked or NaT cells None, numpy
+    numbers Python numbers; a datetime64 column (or a column of datetimes) through
+    ``time`` (each distinct value once)."""
+    if isinstance(values, list):
+        out = values
+    else:
+        import numpy as np
+
+        if values.dtype.kind == "M":
+            us = np.ma.getdata(values).astype("datetime64[us]").view(np.int64)
+            if np.ma.isMaskedArray(values) and values.mask is not np.ma.nomask:
+                us = np.where(np.ma.getmaskarray(values), _INT64_MIN, us)
+            ints = us.tolist()
+            distinct = set(ints)
+            if time is iso_time and len(distinct) * 4 > len(ints) > 64:  # mostly distinct
+                return _iso_us(np, us)
+            text = {u: (None if (t := _time_of_us(u)) is None or time is None else time(t))
+                    for u in distinct}
+            return list(map(text.__getitem__, ints))
+        out = np.ma.getdata(values).tolist()
+        if np.ma.isMaskedArray(values):
+            mask = np.ma.getmaskarray(values)
+            if mask.any():
+                out = [None if m else v for v, m in zip(out, mask.tolist())]
+    if time is not None:
+        text = {t: None if t is None else time(t) for t in set(out)}
+        return list(map(text.__getitem__, out))
+    return out
+
+
+def row_batches(batches: Iterable[tuple[dict, dict]], batch: int,
+                time: Callable[[dt.datetime], Any] = iso_time,
+                damaged: Callable[[list], list] | None = None
+                ) -> Iterator[tuple[list[str], list[list]]]:
+    """The rows of a column walk as ``(keys, columns)`` batches of ``batch`` rows for
+    :class:`~.output.JsonRows`: the FILES_COLUMNS (times through ``time``: ISO 8601 text
+    by default), ``damaged``
+    (``damaged(kind column)``; by default None for folders, 0 else: a volume without
+    damaged ranges) and the driver's extra columns, in its order."""
+    keys: list[str] | None = None
+    held: list[list] = []
+    first = 0  # the row number of the first row held
+    notes: dict = {}
+    known: dict = {}  # the extra columns seen so far: a batch lacking one has it as None
+    for cols, notes in batches:
+        known.update((k, None) for k in cols if k not in _SCHEMA)
+        now = [*FILES_COLUMNS, "damaged", *known]
+        plain = [plain_column(cols[c], time if c in TIMES else None)
+                 for c in FILES_COLUMNS]
+        kinds = plain[_KIND]
+        plain.append(damaged(kinds) if damaged is not None else
+                     [None if k == "dir" else 0 for k in kinds])
+        plain += [plain_column(cols[c]) if c in cols else [None] * len(kinds)
+                  for c in known]
+        if keys is not None and now != keys:  # another shape: what is held goes first
+            if held and held[0]:
+                yield from _cut(keys, held, first, notes, len(held[0]))
+                first += len(held[0])
+            held = []
+        keys = now
+        if not held:
+            held = plain
+        else:
+            for h, p in zip(held, plain):
+                h += p
+        n = len(held[0]) // batch * batch
+        if n:
+            yield from _cut(keys, held, first, notes, n, batch)
+            first += n
+            held = [h[n:] for h in held]
+    if keys is not None and held and held[0]:
+        yield from _cut(keys, held, first, notes, len(held[0]))
+
+
+_SCHEMA = frozenset((*FILES_COLUMNS, "damaged"))
+_KIND = FILES_COLUMNS.index("kind")
+_NOTE = FILES_COLUMNS.index("note")
+
+
+def _cut(keys: list[str], held: list[list], first: int, notes: dict, n: int,
+         batch: int | None = None) -> Iterator[tuple[list[str], list[list]]]:
+    """The first ``n`` rows held, in batches of ``batch`` (all at once by default), the
+    walk's notes on the rows they name."""
+    if notes:
+        col = held[_NOTE]
+        for row, why in notes.items():
+            if first <= row < first + n:
+                i = row - first
+                col[i] = why if not col[i] else f"{col[i]}; {why}"
+    step = batch or n
+    for at in range(0, n, step):
+        yield keys, [h[at : at + step] for h in held]
