@@ -177,7 +177,7 @@ class AllocationGroups:
         got = self._refc.get(agno)
         if got is not None:
             return got
-        dt = S.dtype(S.RefcountRec)
+        dt = numpy_dtype(S.RefcountRec)
         self._refc[agno] = got = np.zeros(0, dtype=dt)
         agf = self._header(agno, "AGF")
         if not agf or not agf["agf_refcount_level"] or not self.fs.geo.crc:
