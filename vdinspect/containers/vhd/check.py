@@ -32,7 +32,7 @@ from .structs import (
 class VhdReport:
     """Mixin of :class:`~vdinspect.containers.vhd.VhdImage`: its reports."""
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         p, f = self.path, self.footer
         rows = []
 
@@ -96,7 +96,7 @@ class VhdReport:
         )
         return rows
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Findings: checksums, the footer copy, BAT entries past the end or overlapping,
         leaked blocks."""
         rows = self.findings_rows()

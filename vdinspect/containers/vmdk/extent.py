@@ -101,15 +101,15 @@ class Extent:
         """Where extent-local ``[start, start+length)`` is, as ``Image.locate`` answers."""
         return readplan.single(self.plan(start, start + length))
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
         return []
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """This extent's integrity findings as ``check()`` rows."""
         return []
 
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         """The extent's row in ``info()['extents']``."""
         line = self.line
         return dict(
@@ -192,7 +192,7 @@ class FlatExtent(Extent):
             return None
         return [(start, end, readplan.DATA, self.offset + start, self.source)]
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
         return [
             structure_row(
