@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +28,10 @@ from .io import ByteSource, Slice
 from .progress import Progress, reporter
 from .schemas import DAMAGED, UNALLOCATED, ZERO
 from .volumes import find_volume
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.axes import Axes
 
 SECTOR = 512  # bytes: the granularity of a data comparison, as qemu-img compare
 CHUNK = 4 << 20  # bytes read from each side at a time
@@ -349,13 +353,13 @@ class Diff:
         return self._files
 
     @property
-    def blocks(self):
+    def blocks(self) -> pd.DataFrame:
         from .frames import diff_blocks_frame
 
         return diff_blocks_frame(self.block_rows())
 
     @property
-    def files(self):
+    def files(self) -> pd.DataFrame:
         from .frames import diff_files_frame
 
         return diff_files_frame(self.file_rows())
@@ -364,7 +368,7 @@ class Diff:
     def changed_bytes(self) -> int:
         return sum(r["length"] for r in self.block_rows())
 
-    def plot(self, ax=None):
+    def plot(self, ax: Axes | None = None) -> Axes:
         """The changed ranges along the disk; returns the Axes."""
         from .viz.diff import plot_diff
 

@@ -312,7 +312,7 @@ class Disk(ByteSource):
         except VDInspectError as e:  # strict mode: a table that cannot be read at all
             return rows + [dict(severity="error", layer=None, structure="partition table",
                                 host_offset=None, message=str(e))]
-        rows += [dict(r, layer=None) for r in getattr(vols, "findings", [])]
+        rows += [dict(r, layer=None) for r in vols.check_rows()]
         for v in vols:
             if v.filesystem in ENCRYPTED:
                 scheme, needs = ENCRYPTED[v.filesystem]
