@@ -280,3 +280,18 @@ def test_optional_image_members_are_declared_on_the_base():
                    "check_rows", "structure_rows", "info_fields", "info", "check",
                    "structures"):
         assert hasattr(Image, member), member
+
+
+@needs_grammar_tools
+def test_browser_takes_part(grammar_chain):
+    """The browser names the partition ``part`` too; ``volume=`` still works for a release,
+    with a DeprecationWarning, and opens the same filesystem (FAT: mcopy's file is there)."""
+    from vdinspect.widgets.controller import BrowserController
+
+    with vdinspect.open(grammar_chain["top"]) as disk:
+        new = BrowserController(disk, part=2)
+        with pytest.warns(DeprecationWarning, match="part="):
+            old = BrowserController(disk, volume=2)
+        assert new.volume == old.volume == "2"
+        assert new.fs.info()["label"] == old.fs.info()["label"] == FAT_LABEL
+        assert new.fs.open("/HELLO.TXT").read() == PAYLOAD
