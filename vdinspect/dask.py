@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import MissingDependency
 from .fleet import files_of, files_schema, inventory_row
+
+if TYPE_CHECKING:
+    import dask.dataframe as dd
 
 
 def _dd():
@@ -58,7 +61,7 @@ def _escaped(s: str) -> str:
     return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def inventory(paths: Iterable[str | os.PathLike], **open_options: Any):
+def inventory(paths: Iterable[str | os.PathLike], **open_options: Any) -> dd.DataFrame:
     """``vdinspect.inventory`` as a lazy dask DataFrame, one partition per image."""
     from .frames import inventory_frame
 
@@ -68,7 +71,7 @@ def inventory(paths: Iterable[str | os.PathLike], **open_options: Any):
 
 
 def files(paths: Iterable[str | os.PathLike], *, deleted: bool = False,
-          **open_options: Any):
+          **open_options: Any) -> dd.DataFrame:
     """Every file of every readable filesystem of every image, as a lazy dask DataFrame
     (``image``, ``part``, the files() columns, ``error``); one partition per image."""
     paths = [os.fspath(p) for p in paths]

@@ -28,7 +28,7 @@ import posixpath
 import re
 import threading
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from .errors import (
@@ -39,6 +39,9 @@ from .errors import (
     UnsupportedFeature,
     VDInspectError,
 )
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 try:
     import fsspec
@@ -311,7 +314,7 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
         return fs, entry
 
     # --- listing --------------------------------------------------------------------
-    def ls(self, path, detail=True, **kwargs):
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list:
         """The entries of a folder (a file lists itself); deleted entries are left out."""
         path = self._strip_protocol(path)
         rows = self.dircache.get(path) if self.dircache is not None else None
@@ -346,7 +349,7 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
             out.append(self._entry_info(_join(prefix, posixpath.join(inner, child.name)), child))
         return out
 
-    def info(self, path, **kwargs):
+    def info(self, path: str, **kwargs: Any) -> dict:
         """name, size, type (file/directory/link/other), and mode, uid, gid, mtime,
         created, inode, nlink, destination when the filesystem records them."""
         path = self._strip_protocol(path)
@@ -379,11 +382,11 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
             out["destination"] = e.target
         return {k: v for k, v in out.items() if v is not None}
 
-    def modified(self, path):
+    def modified(self, path: str) -> dt.datetime:
         """The modification time (an aware UTC datetime)."""
         return _time(self.info(path), "mtime", path)
 
-    def created(self, path):
+    def created(self, path: str) -> dt.datetime:
         """The creation time (an aware UTC datetime) where the filesystem records one."""
         return _time(self.info(path), "created", path)
 

@@ -4,7 +4,7 @@ out through the filesystems' safe extraction (``DEST/<offset>.<type>``, inside D
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...filesystems.base import DIR, FILE, Entry, ExtractReport, FileSystem
 from ...findings import Findings
@@ -14,6 +14,7 @@ from .scanner import Candidate, Space
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.axes import Axes
 
 
 class CarvedFiles(FileSystem):
@@ -90,7 +91,7 @@ class CarveResult(Findings):
         self.report = files.extract("/", os.fspath(dest), progress=progress)
         return self.report
 
-    def plot(self, ax=None, **kw):
+    def plot(self, ax: Axes | None = None, **kw: Any) -> Axes:
         """Where on the volume (or disk) each carved file lies: the searched ranges as a
         pale band, each file as a mark coloured by type (validated ones solid, the others
         hatched). Returns the Axes."""
