@@ -216,7 +216,7 @@ class OvfImage(Image):
         :meth:`fill_run` hands it the runs."""
 
     def flags(self) -> list:
-        return list(getattr(self.inner, "flags", list)())
+        return list(self.inner.flags())
 
     def explain_delegate(self, what) -> Image | None:
         """The image that explains ``what``: the disk for its own structures (and its

@@ -158,7 +158,7 @@ def _link_parents(ctx, src: ByteSource, rows: list[dict]) -> None:
             continue
         child = _open_row(src, row)
         try:
-            verify = getattr(child, "verify_parent", None)
+            verify = child.verify_parent
             found = None
             for other in rows:
                 if other is row or not other["opened"] or other["errors"] or verify is None \
