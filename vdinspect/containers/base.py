@@ -458,6 +458,11 @@ class Image(FilledSource, Findings):
     def _owned_sources(self) -> list[ByteSource]:
         return [self.file]
 
+    def host_sources(self) -> list[ByteSource]:
+        """The host files this image has open (its own, a data file, extents): where the
+        explainer reads a ``structures()`` row's bytes."""
+        return self._owned_sources()
+
     def __repr__(self) -> str:
         sub = f"/{self.subformat}" if self.subformat else ""
         return f"<{type(self).__name__} {self.format}{sub} {os.path.basename(self.path)} size={self.size}>"
