@@ -295,3 +295,29 @@ def test_browser_takes_part(grammar_chain):
         assert new.volume == old.volume == "2"
         assert new.fs.info()["label"] == old.fs.info()["label"] == FAT_LABEL
         assert new.fs.open("/HELLO.TXT").read() == PAYLOAD
+
+
+@needs_qemu
+def test_vmdk_extents_share_the_grammar(tmp_path):
+    """A VMDK's extents (``disk.top.extents``) answer in the same grammar; each extent's
+    ``info()`` says what ``qemu-img info`` says of it (file, size, grain size), and its
+    structures lie inside its own file."""
+    from vdinspect.schemas import CHECK_COLUMNS, STRUCTURE_COLUMNS
+
+    path = q.create(tmp_path / "x.vmdk", "10M", "vmdk", "subformat=twoGbMaxExtentSparse")
+    q.qemu_io(path, "write -P 0x33 1M 128k", fmt="vmdk")
+    truth = json.loads(q.qemu_img("info", "--output=json", str(path)))
+    extents = truth["format-specific"]["data"]["extents"]
+    with vdinspect.open(path) as disk:
+        assert len(disk.top.extents) == len(extents)
+        for ext, t in zip(disk.top.extents, extents, strict=True):
+            info = ext.info()
+            assert isinstance(info, pd.Series)
+            assert info["file"] == os.path.basename(t["filename"])
+            assert info["size"] == t["virtual-size"]
+            assert info["grain_size"] == t["cluster-size"]
+            check, st = ext.check(), ext.structures()
+            assert list(check.columns) == CHECK_COLUMNS and check.empty
+            assert list(st.columns[: len(STRUCTURE_COLUMNS)]) == STRUCTURE_COLUMNS
+            assert (st["host_offset"] + st["length"] <= os.path.getsize(info["path"])).all()
+            assert list(st["name"]) == [r["name"] for r in ext.structure_rows()]

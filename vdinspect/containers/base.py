@@ -162,7 +162,45 @@ class ParentHint:
     extra: dict = field(default_factory=dict)
 
 
-class Image(FilledSource, Findings):
+class RowViews:
+    """``info()``, ``check()`` and ``structures()`` as pandas views of the plain rows a
+    class provides (``info_fields()``, ``check_rows()``, ``structure_rows()``): the one
+    grammar of every public object (Image, a VMDK extent, ...)."""
+
+    path: str | None = None  # names the info() Series
+
+    def info_fields(self) -> dict:
+        """The facts as a dict (``info()`` shows them)."""
+        return {}
+
+    def check_rows(self) -> list[dict]:
+        """Integrity findings as rows (severity, structure, host_offset, message)."""
+        return []
+
+    def structure_rows(self) -> list[dict]:
+        """On-disk structures as rows (name, host_file, host_offset, length, description)."""
+        return []
+
+    def info(self) -> pd.Series:
+        """``info_fields()`` as a Series."""
+        from ..frames import series
+
+        return series(self.info_fields(), name=self.path)
+
+    def check(self) -> pd.DataFrame:
+        """Integrity findings, in the ``check()`` schema (never raises for damage)."""
+        from ..frames import check_frame
+
+        return check_frame(self.check_rows())
+
+    def structures(self) -> pd.DataFrame:
+        """Where the on-disk structures lie, in the ``structures()`` schema."""
+        from ..frames import structures_frame
+
+        return structures_frame(self.structure_rows())
+
+
+class Image(RowViews, FilledSource, Findings):
     """One image file (one layer of a chain) seen as its virtual disk.
 
     Subclasses set ``format``, ``size``, ``header`` and implement :meth:`_runs`; they may
@@ -219,19 +257,10 @@ class Image(FilledSource, Findings):
     def parent_hint(self) -> ParentHint | None:
         return None
 
-    def structure_rows(self) -> list[dict]:
-        """On-disk structures as rows (name, host_file, host_offset, length, description):
-        what ``structures()`` shows and Disk stacks per layer."""
-        return []
-
     def check_rows(self) -> list[dict]:
         """Integrity findings as rows (severity, structure, host_offset, message): what
         ``check()`` shows and Disk stacks per layer."""
         return self.findings_rows()
-
-    def info_fields(self) -> dict:
-        """The format's own facts as a dict (``info()`` shows them after the common ones)."""
-        return {}
 
     def flags(self) -> list[str]:
         """The header's flags by name (dirty, corrupt, ...); none here."""
@@ -250,18 +279,6 @@ class Image(FilledSource, Findings):
                       flags=self.flags())
         return info_series({**fields, **extra})
 
-    def check(self) -> pd.DataFrame:
-        """Integrity findings of this file, in the ``check()`` schema (never raises for a
-        damaged image)."""
-        from ..frames import check_frame
-
-        return check_frame(self.check_rows())
-
-    def structures(self) -> pd.DataFrame:
-        """Where this file's on-disk structures lie, in the ``structures()`` schema."""
-        from ..frames import structures_frame
-
-        return structures_frame(self.structure_rows())
 
     #: (structure name pattern, entry dtype, name of the method that says what an entry
     #: means): the tables of this format that ``explain()`` decodes entry by entry

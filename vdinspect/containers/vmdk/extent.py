@@ -18,7 +18,7 @@ from ...findings import check_row
 from ...io import ByteSource, LRUCache
 from ...lazy import np
 from .. import readplan
-from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
+from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, RowViews, Run, structure_row
 from ..runs import (
     S_COMP,
     S_DAMAGED,
@@ -54,7 +54,7 @@ class _TableCache(LRUCache):
         return key in self._items
 
 
-class Extent:
+class Extent(RowViews):
     """One extent line of the descriptor (or the single extent of a bare sparse file)."""
 
     kind = "?"
