@@ -7,8 +7,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from . import errors
 from .errors import (  # noqa: F401 (re-exported: errors.__all__)
     CorruptImage,
@@ -24,19 +22,12 @@ from .errors import (  # noqa: F401 (re-exported: errors.__all__)
     VDInspectError,
 )
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from .compare import Diff
-    from .disk import Disk, DiskGroup
-    from .explainer.explanation import Explanation
-
 __version__ = "0.1.0"
 
 
 def open(path, *, format=None, snapshot=None, layer=None, strict=True, parents=None,
          sector_size=None, search=None, follow_outside=False, disk=None, offset=None,
-         length=None, spool_dir=None) -> Disk | DiskGroup:
+         length=None, spool_dir=None):
     """Open a disk image (and its parents) read-only; returns a :class:`~vdinspect.disk.Disk`.
 
     ``format`` forces a reader (detection is by magic otherwise); ``snapshot`` opens an
@@ -97,7 +88,7 @@ def _open_source(source, *, format=None, strict=True):
     return Disk(Chain([img]), path=source.name, options=dict(format=format, strict=strict))
 
 
-def open_vmdk_extents(paths, *, strict=True) -> Disk:
+def open_vmdk_extents(paths, *, strict=True):
     """The disk made of VMDK extent files whose descriptor file is lost, given in disk order
     (``disk-s001.vmdk``, ``disk-s002.vmdk`` ... or flat ``disk-f001.vmdk`` ...): a descriptor
     is synthesised in memory from the extents (nothing is written) and read through.
@@ -110,7 +101,7 @@ def open_vmdk_extents(paths, *, strict=True) -> Disk:
     return Disk(Chain([img]), path=img.path, options=dict(format="vmdk", strict=strict))
 
 
-def explain(obj, data=None, *, offset=None, what="header", layer=None) -> Explanation:
+def explain(obj, data=None, *, offset=None, what="header", layer=None):
     """What each field of an on-disk structure means: a Disk's header, or a Struct + bytes.
 
     ``explain(disk)``, ``explain("image.qcow2")``, ``explain(qcow2.QCowHeader, data)``;
@@ -121,7 +112,7 @@ def explain(obj, data=None, *, offset=None, what="header", layer=None) -> Explan
     return _explain(obj, data, offset=offset, what=what, layer=layer)
 
 
-def diff(a, b, *, part=None, compare_data=True, progress=None, **open_options) -> Diff:
+def diff(a, b, *, part=None, compare_data=True, progress=None, **open_options):
     """What changed from image ``a`` to image ``b`` (paths or Disks): a
     :class:`~vdinspect.compare.Diff` with ``blocks`` and ``files`` DataFrames and ``plot()``.
     ``open_options`` (``snapshot=``, ``layer=``, ``strict=``, ...) apply to paths opened here.
@@ -133,7 +124,7 @@ def diff(a, b, *, part=None, compare_data=True, progress=None, **open_options) -
     return Diff(da, db, part=part, compare_data=compare_data, progress=progress)
 
 
-def inventory(paths, executor=None, **open_options) -> pd.DataFrame:
+def inventory(paths, executor=None, **open_options):
     """One row per image (format, sizes, layers, snapshots, partitions, filesystems,
     labels) with an ``error`` column instead of raising; ``executor`` is any
     ``concurrent.futures`` executor. See :mod:`vdinspect.fleet`."""

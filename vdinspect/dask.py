@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .errors import MissingDependency
 from .fleet import files_of, files_schema, inventory_row
-
-if TYPE_CHECKING:
-    import dask.dataframe as dd
 
 
 def _dd():
@@ -61,7 +58,7 @@ def _escaped(s: str) -> str:
     return s.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def inventory(paths: Iterable[str | os.PathLike], **open_options: Any) -> dd.DataFrame:
+def inventory(paths: Iterable[str | os.PathLike], **open_options: Any):
     """``vdinspect.inventory`` as a lazy dask DataFrame, one partition per image."""
     from .frames import inventory_frame
 
@@ -71,7 +68,7 @@ def inventory(paths: Iterable[str | os.PathLike], **open_options: Any) -> dd.Dat
 
 
 def files(paths: Iterable[str | os.PathLike], *, deleted: bool = False,
-          **open_options: Any) -> dd.DataFrame:
+          **open_options: Any):
     """Every file of every readable filesystem of every image, as a lazy dask DataFrame
     (``image``, ``part``, the files() columns, ``error``); one partition per image."""
     paths = [os.fspath(p) for p in paths]

@@ -28,7 +28,7 @@ import posixpath
 import re
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 from .errors import (
@@ -39,9 +39,6 @@ from .errors import (
     UnsupportedFeature,
     VDInspectError,
 )
-
-if TYPE_CHECKING:
-    import datetime as dt
 
 try:
     import fsspec
@@ -314,7 +311,7 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
         return fs, entry
 
     # --- listing --------------------------------------------------------------------
-    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list:
+    def ls(self, path, detail=True, **kwargs):
         """The entries of a folder (a file lists itself); deleted entries are left out."""
         path = self._strip_protocol(path)
         rows = self.dircache.get(path) if self.dircache is not None else None
@@ -349,7 +346,7 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
             out.append(self._entry_info(_join(prefix, posixpath.join(inner, child.name)), child))
         return out
 
-    def info(self, path: str, **kwargs: Any) -> dict:
+    def info(self, path, **kwargs):
         """name, size, type (file/directory/link/other), and mode, uid, gid, mtime,
         created, inode, nlink, destination when the filesystem records them."""
         path = self._strip_protocol(path)
@@ -382,11 +379,11 @@ class VDInspectFileSystem(AbstractFileSystem, metaclass=_Instances):
             out["destination"] = e.target
         return {k: v for k, v in out.items() if v is not None}
 
-    def modified(self, path: str) -> dt.datetime:
+    def modified(self, path):
         """The modification time (an aware UTC datetime)."""
         return _time(self.info(path), "mtime", path)
 
-    def created(self, path: str) -> dt.datetime:
+    def created(self, path):
         """The creation time (an aware UTC datetime) where the filesystem records one."""
         return _time(self.info(path), "created", path)
 

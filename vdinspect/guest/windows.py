@@ -15,13 +15,9 @@ import re
 import tempfile
 import uuid
 from contextlib import contextmanager, suppress
-from typing import TYPE_CHECKING, Any
 
 from ..errors import MissingDependency
 from .linux import read_file
-
-if TYPE_CHECKING:
-    from ..filesystems.base import FileSystem
 
 CONFIG = "/Windows/System32/config"
 MAX_HIVE = 1 << 30  # bytes: a hive larger than this is not read
@@ -35,7 +31,7 @@ def is_root(fs) -> bool:
 
 
 @contextmanager
-def open_hive(fs: FileSystem, name: str) -> Any:
+def open_hive(fs, name: str):
     """The hive ``CONFIG/name`` as a regipy RegistryHive, or None when absent/unreadable."""
     try:
         from regipy.registry import RegistryHive
@@ -56,7 +52,7 @@ def open_hive(fs: FileSystem, name: str) -> Any:
         yield hive
 
 
-def value(hive: Any, key: str, name: str) -> Any:
+def value(hive, key: str, name: str):
     """A value of ``key`` (a path from the hive's root), or None."""
     if hive is None:
         return None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import bisect
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ...io import ByteSource, LRUCache
@@ -71,7 +70,7 @@ class Reader:
             return blk[pos - b * BLOCK : pos - b * BLOCK + n]
         return b"".join(self._block(k) for k in range(b, end_b + 1))[pos - b * BLOCK:][:n]
 
-    def stream(self, pos: int, limit: int, first: int = 4096) -> Iterator[tuple[int, bytes]]:
+    def stream(self, pos: int, limit: int, first: int = 4096):
         """Successive pieces of ``[pos, limit)``, growing from ``first`` bytes to STREAM:
         a validator that fails early (most candidates) reads little."""
         n = first

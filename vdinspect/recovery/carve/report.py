@@ -4,7 +4,7 @@ out through the filesystems' safe extraction (``DEST/<offset>.<type>``, inside D
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...filesystems.base import DIR, FILE, Entry, ExtractReport, FileSystem
 from ...findings import Findings
@@ -14,7 +14,6 @@ from .scanner import Candidate, Space
 
 if TYPE_CHECKING:
     import pandas as pd
-    from matplotlib.axes import Axes
 
 
 class CarvedFiles(FileSystem):
@@ -91,7 +90,7 @@ class CarveResult(Findings):
         self.report = files.extract("/", os.fspath(dest), progress=progress)
         return self.report
 
-    def plot(self, ax: Axes | None = None, **kw: Any) -> Axes:
+    def plot(self, ax=None, **kw):
         """Where on the volume (or disk) each carved file lies: the searched ranges as a
         pale band, each file as a mark coloured by type (validated ones solid, the others
         hatched). Returns the Axes."""

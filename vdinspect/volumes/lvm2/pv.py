@@ -105,8 +105,7 @@ def _locn_lists(data: bytes, pos: int) -> list[list]:
     return [areas, _locn_list(data, pos, DiskLocn, SECTOR)[0]]
 
 
-def read_pv(ctx: ScanContext, volume: Volume, source: ByteSource, base: int
-            ) -> PhysicalVolume | None:
+def read_pv(ctx: ScanContext, volume: Volume, source: ByteSource, base: int):
     """Parse the PV label, header and metadata areas of one volume (None if not a PV)."""
     found = find_label(source)
     if found is None:

@@ -4,7 +4,6 @@ values being strings, numbers or ``[v, v, ...]`` lists (lvm2's lib/config)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 MAX_DEPTH = 32  # sections nested deeper than this are refused
 
@@ -31,7 +30,7 @@ class TextError(ValueError):
         self.pos = pos
 
 
-def tokenize(text: str) -> Iterator[tuple[str, str, int]]:
+def tokenize(text: str):
     """Yield (kind, value, position) for the LVM text format; comments dropped."""
     pos, n = 0, len(text)
     while pos < n:
