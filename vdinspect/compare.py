@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -28,10 +28,6 @@ from .io import ByteSource, Slice
 from .progress import Progress, reporter
 from .schemas import DAMAGED, UNALLOCATED, ZERO
 from .volumes import find_volume
-
-if TYPE_CHECKING:
-    import pandas as pd
-    from matplotlib.axes import Axes
 
 SECTOR = 512  # bytes: the granularity of a data comparison, as qemu-img compare
 CHUNK = 4 << 20  # bytes read from each side at a time
@@ -353,13 +349,13 @@ class Diff:
         return self._files
 
     @property
-    def blocks(self) -> pd.DataFrame:
+    def blocks(self):
         from .frames import diff_blocks_frame
 
         return diff_blocks_frame(self.block_rows())
 
     @property
-    def files(self) -> pd.DataFrame:
+    def files(self):
         from .frames import diff_files_frame
 
         return diff_files_frame(self.file_rows())
@@ -368,7 +364,7 @@ class Diff:
     def changed_bytes(self) -> int:
         return sum(r["length"] for r in self.block_rows())
 
-    def plot(self, ax: Axes | None = None) -> Axes:
+    def plot(self, ax=None):
         """The changed ranges along the disk; returns the Axes."""
         from .viz.diff import plot_diff
 
