@@ -366,14 +366,14 @@ def test_gpt_4kn_damaged_primary_reported_at_lba1(tmp_path):
     _gpt_4kn(p)
     with vdinspect.open(p) as disk:
         vols = disk.volumes()
-        assert vols.sector_size == 4096 and not vols.check()
+        assert vols.sector_size == 4096 and not vols.check_rows()
     data = bytearray(p.read_bytes())
     data[4096 : 4096 + 8] = bytes(8)  # the primary header's signature
     p = tmp_path / "4kn-damaged.img"
     p.write_bytes(bytes(data))
     with vdinspect.open(p) as disk:
         vols = disk.volumes()
-        rows = [r for r in vols.check() if r["structure"] == "GPT primary header"]
+        rows = [r for r in vols.check_rows() if r["structure"] == "GPT primary header"]
         assert len(rows) == 1 and "using the backup" in rows[0]["message"]
         assert rows[0]["host_offset"] == 4096  # LBA 1 of a 4096-byte-sector disk
         assert [v.start for v in vols if v.kind != "unallocated"] == [256 * 4096]

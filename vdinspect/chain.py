@@ -381,8 +381,8 @@ def _open_chain(path, format, strict, parents, policy: PathPolicy, referrer,
             depth = len(stack) - 1
             # an image that names its parent by identity (VDI: a UUID) may search for it
             # itself, through the active policy: find_parent(parents) -> (path or None, tried)
-            finder = getattr(img, "find_parent", None)
-            found, tried = finder(parents) if finder is not None else (None, [])
+            found, tried = (img.find_parent(parents) if img.find_parent is not None
+                             else (None, []))
             why = ""
             if found is None:
                 names = [hint.path, *hint.alternatives]
@@ -419,9 +419,8 @@ def _open_chain(path, format, strict, parents, policy: PathPolicy, referrer,
             except NotFound as e:  # raced away
                 raise MissingParent(str(e), tried=tried, path=img.path) from e
             stack.append(parent)
-            verify = getattr(img, "verify_parent", None)
-            if verify is not None:
-                verify(parent)
+            if img.verify_parent is not None:
+                img.verify_parent(parent)
             img = parent
     except BaseException:
         for layer in stack:

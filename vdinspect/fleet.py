@@ -41,7 +41,7 @@ def inventory_row(path: str | os.PathLike, **open_options: Any) -> dict:
             row["layers"] = len(d.chain.layers)
             row["snapshots"] = len(d.snapshot_rows())
             vols = [v for v in d.volumes() if v.kind != "unallocated"]
-            row["scheme"] = getattr(d.volumes(), "scheme", None)
+            row["scheme"] = d.volumes().scheme
             row["partitions"] = sum(1 for v in vols if v.kind in ("partition", "logical",
                                                                    "lv"))
             fsv = d.filesystem_volumes()

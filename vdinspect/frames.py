@@ -246,6 +246,11 @@ def info_series(fields: dict) -> pd.Series:
     return pd.Series(ordered, dtype=object, name=fields.get("path"))
 
 
+def series(fields: dict, name: str | None = None) -> pd.Series:
+    """An ``info()`` Series of facts in the order given (object dtype: mixed values)."""
+    return pd.Series(fields, dtype=object, name=name)
+
+
 def fs_info_series(fields: dict) -> pd.Series:
     """A filesystem's ``info()`` Series: the shared fields first, then the driver's own."""
     ordered = {k: fields.get(k) for k in FS_INFO_FIELDS}

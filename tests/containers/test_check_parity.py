@@ -1398,6 +1398,6 @@ def test_real_vhd_samples_no_leaks(name, tmp_path):
     else:
         path = src
     with open_vhd(path, strict=False) as im:
-        rows = im.check()
+        rows = im.check_rows()
         assert im.disk_type in (3, 4)
     assert not [r for r in rows if r["severity"] == "leak" or "leaked" in r["message"]], rows

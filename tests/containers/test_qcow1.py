@@ -363,7 +363,7 @@ def test_structures_and_clean_check(images, name):
     path = images["paths"][name]
     img = open_qcow(path)
     h = header_of(path)
-    rows = img.structures()
+    rows = img.structure_rows()
     assert set(rows[0]) == {"name", "host_file", "host_offset", "length", "description"}
     names = [r["name"] for r in rows]
     assert names[0] == "header" and rows[0]["length"] == 48
@@ -386,7 +386,7 @@ def test_structures_and_clean_check(images, name):
     assert data_bytes == plain_clusters * img.cluster_size
     comp_rows = [r for r in rows if r["name"] == "compressed clusters"]
     assert bool(comp_rows) == (name == "compressed")
-    assert img.check() == []
+    assert img.check_rows() == []
 
 
 # -- bad input ----------------------------------------------------------------------------
@@ -439,7 +439,7 @@ def test_absurd_l1_in_salvage_mode(images, tmp_path):
     check_runs_shape(img, runs, 0, img.size)
     assert runs[-1].state == DAMAGED and runs[-1].end == 1 << 45
     assert img.read(0, MiB) == raw  # the L1 entry that exists still works
-    assert any(f["structure"] == "L1 table" and f["severity"] == "error" for f in img.check())
+    assert any(f["structure"] == "L1 table" and f["severity"] == "error" for f in img.check_rows())
 
 
 def test_backing_name_too_long(images, tmp_path):
@@ -450,7 +450,7 @@ def test_backing_name_too_long(images, tmp_path):
     assert e.value.structure == "backing file name"
     img = open_qcow(p, strict=False)
     assert img.parent_hint is None
-    assert [f["structure"] for f in img.check()] == ["backing file name"]
+    assert [f["structure"] for f in img.check_rows()] == ["backing file name"]
 
 
 def _first_data_entry(path, compressed=False):
@@ -487,9 +487,9 @@ def test_l2_entry_past_eof(images, tmp_path):
     data = sal.read(0, sal.size)
     assert data[vstart : vstart + 4096] == bytes(4096)
     assert data[:vstart] == raw[:vstart] and data[vstart + 4096 :] == raw[vstart + 4096 :]
-    rows = sal.check()
+    rows = sal.check_rows()
     assert any(r["host_offset"] == bogus and r["severity"] == "error" for r in rows)
-    assert open_qcow(p, strict=False).check() == rows  # check() alone finds it as well
+    assert open_qcow(p, strict=False).check_rows() == rows  # check() alone finds it as well
 
 
 def test_l1_entry_past_eof(images, tmp_path):
@@ -505,7 +505,7 @@ def test_l1_entry_past_eof(images, tmp_path):
     span = sal.cluster_size << sal.header.l2_bits
     assert [(r.start, r.length) for r in sal.runs() if r.state == DAMAGED] == [(i * span, span)]
     assert sal.read(i * span, span) == bytes(span)
-    assert any(r["structure"] == "L2 table" for r in sal.check())
+    assert any(r["structure"] == "L2 table" for r in sal.check_rows())
 
 
 def test_truncated_file(images, tmp_path):
@@ -524,7 +524,7 @@ def test_truncated_file(images, tmp_path):
     for r in runs:
         want = bytes(r.length) if r.state == DAMAGED else raw[r.start : r.end]
         assert data[r.start : r.end] == want
-    rows = sal.check()
+    rows = sal.check_rows()
     assert rows and all(set(r) == {"severity", "structure", "host_offset", "message"} for r in rows)
 
 
@@ -542,7 +542,7 @@ def test_bad_compressed_data(images, tmp_path):
     assert err.value.structure == "compressed cluster" and err.value.offset == host
     sal = open_qcow(p, strict=False)
     assert sal.read(vstart, 1 << cb) == bytes(1 << cb)
-    assert any(r["structure"] == "compressed cluster" for r in sal.check())
+    assert any(r["structure"] == "compressed cluster" for r in sal.check_rows())
     # compressed length pointing past EOF
     big = (1 << 63) | (((1 << cb) - 1) << (63 - cb)) | (os.path.getsize(src) - 10)
     q = patched(src, tmp_path / "z2.qcow", [(l2 + 8 * j, struct.pack(">Q", big))])
@@ -558,11 +558,11 @@ def test_cluster_referenced_twice(images, tmp_path):
     k = next(k for k in range(len(entries)) if not entries[k])
     p = patched(src, tmp_path / "dup.qcow", [(l2 + 8 * k, struct.pack(">Q", e))])
     img = open_qcow(p)
-    rows = img.check()
+    rows = img.check_rows()
     assert any("referenced twice" in r["message"] and r["host_offset"] == e for r in rows)
     # misaligned data cluster
     q = patched(src, tmp_path / "odd.qcow", [(l2 + 8 * j, struct.pack(">Q", e + 100))])
-    rows = open_qcow(q).check()
+    rows = open_qcow(q).check_rows()
     assert any(r["host_offset"] == e + 100 and "aligned" in r["message"] for r in rows)
 
 
@@ -589,8 +589,8 @@ def test_fuzzed_images_raise_only_vdinspect_errors(images, tmp_path):
                 except VDInspectError:
                     continue
                 try:
-                    img.check()
-                    img.structures()
+                    img.check_rows()
+                    img.structure_rows()
                     img.info_fields()
                     runs = img.runs()
                     check_runs_shape(img, runs, 0, img.size)

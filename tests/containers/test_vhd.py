@@ -989,7 +989,7 @@ def test_sample_fat_differential_missing_parent():
         info = im.info_fields()
         assert info["creator_application"] == "win" and info["creator_version"] == "10.0"
         assert info["creator_host_os"] == "Wi2k"
-        assert im.check() == []
+        assert im.check_rows() == []
     finally:
         im.close()
     with vdinspect.open(p, strict=False) as disk:

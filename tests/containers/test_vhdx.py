@@ -753,7 +753,7 @@ def test_log_without_valid_sequence_reports_nothing_replayed():
     data = bytearray(b.build(log_guid=uuid.uuid4().bytes))
     img = image_of(bytes(data))
     assert img.log_replay is None and img.read(0, 100) == b"x" * 100
-    assert any("nothing to replay" in r["message"] for r in img.check())
+    assert any("nothing to replay" in r["message"] for r in img.check_rows())
 
 
 def test_log_entry_with_wrong_guid_or_crc_is_ignored():
@@ -784,7 +784,7 @@ def test_one_bad_header_falls_back(bad):
     img = image_of(b.build(corrupt_header=bad))
     assert img.current_header == 2 - bad  # 0-based: the other one
     assert img.read(0, img.size) == b.expected(0, b.virtual_size)
-    rows = img.check()
+    rows = img.check_rows()
     assert any(r["structure"] == f"header {bad}" and "CRC-32C" in r["message"] for r in rows)
     assert any("falling back" in r["message"] for r in rows)
     assert img.data_write_guid == str(uuid.UUID(bytes_le=b.data_write_guid))
@@ -792,7 +792,7 @@ def test_one_bad_header_falls_back(bad):
 
 def test_higher_sequence_header_wins():
     img = image_of(small_builder().build())
-    assert img.current_header == 1 and img.check() == []
+    assert img.current_header == 1 and img.check_rows() == []
     assert img.header.sequence_number == 8
 
 
@@ -804,7 +804,7 @@ def test_both_headers_bad():
         image_of(data)
     img = image_of(data, strict=False)
     assert img.read(0, img.size) == b.expected(0, b.virtual_size)
-    assert any(r["severity"] == "error" for r in img.check())
+    assert any(r["severity"] == "error" for r in img.check_rows())
 
 
 @pytest.mark.parametrize("bad", [1, 2])
@@ -813,7 +813,7 @@ def test_one_bad_region_table_falls_back(bad):
     img = image_of(b.build(corrupt_region_table=bad))
     assert img.current_region_table == 2 - bad
     assert img.read(0, img.size) == b.expected(0, b.virtual_size)
-    assert any(r["structure"] == f"region table {bad}" for r in img.check())
+    assert any(r["structure"] == f"region table {bad}" for r in img.check_rows())
 
 
 def test_both_region_tables_bad():
@@ -879,10 +879,10 @@ def test_overlapping_bat_entries():
     off = lay["where"][("pb", 0)]
     b.bat_overrides[2] = vb.FULLY_PRESENT | off  # block 2 shares block 0's host block
     img = image_of(b.build())
-    msgs = [r["message"] for r in img.check()]
+    msgs = [r["message"] for r in img.check_rows()]
     assert any("overlaps another block" in m for m in msgs)
     b.bat_overrides[2] = vb.FULLY_PRESENT | (lay["bat"])  # a block on top of the BAT
-    assert any("overlaps the BAT region" in r["message"] for r in image_of(b.build()).check())
+    assert any("overlaps the BAT region" in r["message"] for r in image_of(b.build()).check_rows())
 
 
 def patch(data: bytes, off: int, raw: bytes, crc_block: tuple[int, int] | None = None) -> bytes:

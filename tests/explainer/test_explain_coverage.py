@@ -47,7 +47,7 @@ def explain_every_row(path) -> int:
         for k, img in enumerate(d.chain.layers):
             own = getattr(img, "explain_delegate", None) is None
             seen = set()
-            for row in img.structures():
+            for row in img.structure_rows():
                 name = row["name"]
                 if name in seen:
                     continue

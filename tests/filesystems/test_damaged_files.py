@@ -330,7 +330,7 @@ def test_browser_controller_shows_and_reports_damage(damaged_disk, tmp_path):
 
     _raw, bad, expected, _ = damaged_disk
     with vdinspect.open(bad, strict=False) as disk:
-        c = BrowserController(disk, volume=2)
+        c = BrowserController(disk, part=2)
         assert c.preview("big.bin")["damaged"] == expected[2]["big.bin"]
         assert "damaged" not in c.preview("other.bin")
         c.select(["big.bin", "other.bin"])

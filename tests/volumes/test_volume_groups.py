@@ -62,7 +62,7 @@ def test_one_pv_alone_reports_the_missing_one(two_pvs):
     a, _, _ = two_pvs
     with vdinspect.open(a) as disk:
         vols = disk.volumes()
-        assert any("not on this disk" in f["message"] for f in vols.check())
+        assert any("not on this disk" in f["message"] for f in vols.check_rows())
 
 
 @pytest.mark.skipif(not shutil.which("qemu-img"), reason="qemu-img missing")

@@ -209,7 +209,7 @@ def test_gpt_matches_sfdisk(gpt_disk):
     assert got[3].flags == ["read_only", "hidden", "no_automount"]
     assert got[1].type_name == "EFI System" and got[2].type_name == "Linux filesystem"
     assert got[4].type_name == "Linux swap" and got[5].type_name == "Linux LVM"
-    assert vols.check() == []
+    assert vols.check_rows() == []
 
 
 @skip_unless("mmls")
@@ -260,7 +260,7 @@ def test_gpt_damaged_primary_uses_backup(gpt_disk, tmp_path):
                 f.write(bytes([b[0] ^ 0x01]))
         df, vols = ours(p)
         pd.testing.assert_frame_equal(df, good)
-        msgs = [r for r in vols.check() if r["structure"] == "GPT primary header"]
+        msgs = [r for r in vols.check_rows() if r["structure"] == "GPT primary header"]
         assert len(msgs) == 1 and "using the backup" in msgs[0]["message"]
         assert msgs[0]["severity"] == "warning"
         # sfdisk reads the same backup table
@@ -279,7 +279,7 @@ def test_hybrid_mbr_reported(gpt_disk, tmp_path):
         f.write(vb.mbr_entry(0x0C, 10240, 2048))
     df, vols = ours(p)
     assert vols.scheme == "gpt"
-    assert any("hybrid MBR" in r["message"] for r in vols.check())
+    assert any("hybrid MBR" in r["message"] for r in vols.check_rows())
     assert len(spans(df)) == 5
 
 
@@ -428,7 +428,7 @@ def test_filesystems_match_blkid(fs_disk, idx, start, size, how):
 def test_filesystem_disk_in_qcow2(fs_disk, tmp_path):
     p, _ = fs_disk
     raw, vols = ours(p)
-    assert vols.check() == []
+    assert vols.check_rows() == []
     q, _ = ours(convert(p, "qcow2", tmp_path))
     pd.testing.assert_frame_equal(raw, q)
 
@@ -507,7 +507,7 @@ def test_util_linux_partition_samples(name, tmp_path):
         elif v.scheme in ("mbr", "bsd"):
             assert int(v.type, 16) == r["code"]
     if name == "bsd":  # entries reach past the end of this cut-out slice: reported
-        assert sum("past the end" in f["message"] for f in vols.check()) == 2
+        assert sum("past the end" in f["message"] for f in vols.check_rows()) == 2
 
 
 FS_SAMPLES = [
@@ -810,7 +810,7 @@ def test_lvm_builder_disk():
     assert lvs["vg0/thin1"].length == 8 * EXT * 512
     # the newest copy (seqno 7, on pv1, wrapped in its ring buffer) was used
     assert vols.volume_groups[0].seqno == 7
-    assert any("older metadata" in f["message"] for f in vols.check())
+    assert any("older metadata" in f["message"] for f in vols.check_rows())
     assert find_volume(vols, "vg0/str") is lvs["vg0/str"]
     with pytest.raises(NotFound, match="vg0/lin"):
         find_volume(vols, "vg0/none")
@@ -916,7 +916,7 @@ def test_lvm_bad_metadata(case):
     assert "bad-lvm.img" in str(e.value)
     vols = scan(src, strict=False)  # salvage: the partitions are still listed
     assert [v.index for v in vols if v.kind == "partition"] == [1, 2, 3]
-    assert any(f["severity"] == "error" for f in vols.check())
+    assert any(f["severity"] == "error" for f in vols.check_rows())
 
 
 # --- LVM2 (real lvm2 tools, when they can run here) ------------------------------------------
@@ -1099,7 +1099,7 @@ def test_ebr_loop():
     vols = scan(src, strict=False)
     got = [(v.index, v.start // 512, v.length // 512) for v in vols if v.index]
     assert got == [(1, 2048, 2048), (2, 8192, 20480), (5, 10240, 2048), (6, 14336, 1024)]
-    assert [f["structure"] for f in vols.check()] == ["EBR chain"]
+    assert [f["structure"] for f in vols.check_rows()] == ["EBR chain"]
 
 
 @skip_unless("sfdisk")
@@ -1122,7 +1122,7 @@ def test_ebr_chain_made_by_sfdisk_then_looped(mbr_disk, tmp_path):
         ours(p)
     df, vols = ours(p, strict=False)
     assert sorted(df["index"].dropna().tolist()) == [1, 2, 3, 5, 6, 7, 8]
-    assert [f["structure"] for f in vols.check()] == ["EBR chain"]
+    assert [f["structure"] for f in vols.check_rows()] == ["EBR chain"]
 
 
 @skip_unless("sfdisk")
@@ -1142,7 +1142,7 @@ def test_gpt_absurd_header(gpt_disk, tmp_path, field, value):
     vb.patch_gpt_header_file(p, 512, **{field: value})
     df, vols = ours(p)  # the backup is sound: used, and the damage reported
     pd.testing.assert_frame_equal(df, good)
-    assert any("using the backup" in f["message"] for f in vols.check())
+    assert any("using the backup" in f["message"] for f in vols.check_rows())
     p2 = tmp_path / "absurd-both.img"
     sparse_copy(p, p2)
     vb.patch_gpt_header_file(p2, p2.stat().st_size - 512, **{field: value})
@@ -1150,7 +1150,7 @@ def test_gpt_absurd_header(gpt_disk, tmp_path, field, value):
     with pytest.raises(CorruptImage, match="GPT header"):
         ours(p)
     df, vols = ours(p, strict=False)
-    assert any(f["severity"] == "error" for f in vols.check())
+    assert any(f["severity"] == "error" for f in vols.check_rows())
 
 
 def test_partition_past_the_end():
@@ -1159,7 +1159,7 @@ def test_partition_past_the_end():
     buf[2048 * 512 : 2048 * 512 + 4] = b"abcd"
     src = MemorySource(bytes(buf), name="short.img")
     vols = scan(src)
-    assert [f["message"] for f in vols.check()] == [
+    assert [f["message"] for f in vols.check_rows()] == [
         "partition 2 [0x300000, 0x700000) extends past the end of the disk (0x400000 bytes)"
     ]
     with pytest.raises(CorruptImage, match="past the end"):

@@ -24,6 +24,8 @@ from .runs import RunTable
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+    import pandas as pd
+
 MAX_LEAK_ROWS = 1000  # leaked blocks/clusters check() lists one by one; one row counts the rest
 
 
@@ -160,11 +162,52 @@ class ParentHint:
     extra: dict = field(default_factory=dict)
 
 
-class Image(FilledSource, Findings):
+class RowViews:
+    """``info()``, ``check()`` and ``structures()`` as pandas views of the plain rows a
+    class provides (``info_fields()``, ``check_rows()``, ``structure_rows()``): the one
+    grammar of every public object (Image, a VMDK extent, ...)."""
+
+    path: str | None = None  # names the info() Series
+
+    def info_fields(self) -> dict:
+        """The facts as a dict (``info()`` shows them)."""
+        return {}
+
+    def check_rows(self) -> list[dict]:
+        """Integrity findings as rows (severity, structure, host_offset, message)."""
+        return []
+
+    def structure_rows(self) -> list[dict]:
+        """On-disk structures as rows (name, host_file, host_offset, length, description)."""
+        return []
+
+    def info(self) -> pd.Series:
+        """``info_fields()`` as a Series."""
+        from ..frames import series
+
+        return series(self.info_fields(), name=self.path)
+
+    def check(self) -> pd.DataFrame:
+        """Integrity findings, in the ``check()`` schema (never raises for damage)."""
+        from ..frames import check_frame
+
+        return check_frame(self.check_rows())
+
+    def structures(self) -> pd.DataFrame:
+        """Where the on-disk structures lie, in the ``structures()`` schema."""
+        from ..frames import structures_frame
+
+        return structures_frame(self.structure_rows())
+
+
+class Image(RowViews, FilledSource, Findings):
     """One image file (one layer of a chain) seen as its virtual disk.
 
     Subclasses set ``format``, ``size``, ``header`` and implement :meth:`_runs`; they may
-    override :meth:`structures`, :meth:`check`, :meth:`info_fields`, :meth:`snapshots`.
+    override :meth:`structure_rows`, :meth:`check_rows`, :meth:`info_fields`,
+    :meth:`flags`, :meth:`snapshots` and the optional members declared below (None when a
+    format has no such thing). ``info()``, ``check()`` and ``structures()`` are the pandas
+    views of those, as on Disk and FileSystem.
     Reads of ``unallocated`` ranges give zeros here; a chain sends them to the parent.
     """
 
@@ -176,6 +219,21 @@ class Image(FilledSource, Findings):
     header: Any = None
     #: the encryption scheme when the image's data is ciphertext (opened in salvage mode)
     encryption: str | None = None
+    #: the Struct of the binary header and where it lies (``explain("header")``); None
+    #: lets the explainer find the Struct from the parsed header
+    header_struct: Any = None
+    header_offset: int | None = None
+    header_file: str | None = None
+    #: notes on parent/extent paths the path policy turned away (``io.paths``)
+    path_notes: list[str] | tuple[str, ...] = ()
+    #: ``find_parent(parents) -> (path or None, tried)``: a format that names its parent by
+    #: identity (VDI: a UUID) searches for it itself; None: the chain follows the hint
+    find_parent: Callable | None = None
+    #: ``verify_parent(parent)``: raises when the parent found is not the one recorded
+    verify_parent: Callable | None = None
+    #: ``explain_delegate(what) -> Image | None``: a package's inner image that explains
+    #: its own structures (OVA)
+    explain_delegate: Callable | None = None
 
     def __init__(self, source: ByteSource, *, path: str | None = None, strict: bool = True):
         self.file = source
@@ -199,14 +257,28 @@ class Image(FilledSource, Findings):
     def parent_hint(self) -> ParentHint | None:
         return None
 
-    def structures(self) -> list[dict]:
-        return []
-
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
+        """Integrity findings as rows (severity, structure, host_offset, message): what
+        ``check()`` shows and Disk stacks per layer."""
         return self.findings_rows()
 
-    def info_fields(self) -> dict:
-        return {}
+    def flags(self) -> list[str]:
+        """The header's flags by name (dirty, corrupt, ...); none here."""
+        return []
+
+    def info(self) -> pd.Series:
+        """This image file's facts: path, format, subformat, virtual_size, file_size,
+        cluster_size, flags, then the format's own (``info_fields()``)."""
+        from ..frames import info_series
+
+        extra = dict(self.info_fields())
+        fields = dict(path=self.path, format=self.format, subformat=self.subformat,
+                      virtual_size=self.size, file_size=self.file_size,
+                      cluster_size=self.cluster_size, layers=1,
+                      created=extra.pop("created", None), uuid=extra.pop("uuid", None),
+                      flags=self.flags())
+        return info_series({**fields, **extra})
+
 
     #: (structure name pattern, entry dtype, name of the method that says what an entry
     #: means): the tables of this format that ``explain()`` decodes entry by entry
@@ -402,6 +474,11 @@ class Image(FilledSource, Findings):
 
     def _owned_sources(self) -> list[ByteSource]:
         return [self.file]
+
+    def host_sources(self) -> list[ByteSource]:
+        """The host files this image has open (its own, a data file, extents): where the
+        explainer reads a ``structures()`` row's bytes."""
+        return self._owned_sources()
 
     def __repr__(self) -> str:
         sub = f"/{self.subformat}" if self.subformat else ""

@@ -56,7 +56,7 @@ class RawImage(Image):
         """The file is the disk: the bytes are where they are."""
         return self.file, offset
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         return [
             structure_row("data", self.path, 0, self.size, "the whole file is the virtual disk")
         ]

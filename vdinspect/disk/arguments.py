@@ -35,15 +35,23 @@ def frames() -> ModuleType:
     return frames
 
 
-def part_argument(part: int | str | None, key: int | str | None) -> int | str | None:
-    """``part``, or the deprecated ``key=`` spelling of it (with a DeprecationWarning)."""
-    if key is not None:
+def renamed_part(part: int | str | None, old: int | str | None, call: str,
+                 stacklevel: int = 3) -> int | str | None:
+    """``part``, or the value of a deprecated spelling of it (``call`` names it, e.g.
+    "volume(key=...)"), with a DeprecationWarning when that spelling is used."""
+    if old is not None:
         import warnings
 
-        warnings.warn("volume(key=...) is now volume(part=...)", DeprecationWarning,
-                      stacklevel=3)
+        new = call.split("(")[0] + "(part=...)"
+        warnings.warn(f"{call} is now {new}", DeprecationWarning, stacklevel=stacklevel)
         if part is None:
-            return key
+            return old
+    return part
+
+
+def part_argument(part: int | str | None, key: int | str | None) -> int | str | None:
+    """``part``, or the deprecated ``key=`` spelling of it (with a DeprecationWarning)."""
+    part = renamed_part(part, key, "volume(key=...)", stacklevel=4)
     if part is None:
         raise InvalidArgument("say which volume: volume(part) with a partition index or 'vg/lv'")
     return part

@@ -180,7 +180,7 @@ class Disk(ByteSource):
         """
         top = self.top
         extra = top.info_fields()
-        flags = top.flags() if hasattr(top, "flags") else []
+        flags = top.flags()
         parent = self.chain.layers[-2].path if len(self.chain.layers) > 1 else None
         sub = top.subformat
         if self.no_signature:
@@ -248,7 +248,7 @@ class Disk(ByteSource):
                     allocated=img.allocated,
                     parent_path=parent_path,
                     parent_ok=parent_ok,
-                    note="; ".join(getattr(img, "path_notes", ())) or None,
+                    note="; ".join(img.path_notes) or None,
                 )
             )
         return rows
@@ -306,14 +306,14 @@ class Disk(ByteSource):
 
         rows = []
         for k, img in enumerate(self.chain.layers):
-            for r in img.check():
+            for r in img.check_rows():
                 rows.append(dict(r, layer=k))
         try:
             vols = self.volumes()
         except VDInspectError as e:  # strict mode: a table that cannot be read at all
             return rows + [dict(severity="error", layer=None, structure="partition table",
                                 host_offset=None, message=str(e))]
-        rows += [dict(r, layer=None) for r in getattr(vols, "findings", [])]
+        rows += [dict(r, layer=None) for r in vols.check_rows()]
         for v in vols:
             if v.filesystem in ENCRYPTED:
                 scheme, needs = ENCRYPTED[v.filesystem]
@@ -331,7 +331,7 @@ class Disk(ByteSource):
         """``structures()`` as a list of dicts (no pandas)."""
         rows = []
         for k, img in enumerate(self.chain.layers):
-            for r in img.structures():
+            for r in img.structure_rows():
                 rows.append(dict(r, layer=k))
         return rows
 

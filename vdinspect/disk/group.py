@@ -106,6 +106,21 @@ class DiskGroup:
 
         return pd.DataFrame([d.info() for d in self.disks])
 
+    def check(self) -> pd.DataFrame:
+        """Every disk's ``check()`` rows, stacked, with the disk's path first (``disk``)."""
+        return self._stacked([d.check() for d in self.disks])
+
+    def structures(self) -> pd.DataFrame:
+        """Every disk's ``structures()`` rows, stacked, with the disk's path first."""
+        return self._stacked([d.structures() for d in self.disks])
+
+    def _stacked(self, parts: list[pd.DataFrame]) -> pd.DataFrame:
+        import pandas as pd
+
+        parts = [df.assign(disk=d.path) for d, df in zip(self.disks, parts, strict=True)]
+        df = pd.concat(parts, ignore_index=True)
+        return df[["disk", *[c for c in df.columns if c != "disk"]]]
+
     def close(self) -> None:
         for d in self.disks:
             d.close()

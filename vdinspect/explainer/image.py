@@ -97,7 +97,7 @@ class _Sources:
         img = self.img
         if host_file is None or _same_file(host_file, img.path):
             return img.file
-        owned = img._owned_sources() if hasattr(img, "_owned_sources") else []
+        owned = img.host_sources()
         for src in [img.file, *owned]:
             if _same_file(getattr(src, "name", None), host_file):
                 return src
@@ -128,7 +128,7 @@ def _locations(img: Image) -> list[tuple[str | None, int, str]]:
         name = str(r.get("name", "")).lower()
         return 0 if name in ("header", "footer") else 2 if re.search("header|footer", name) else 3
 
-    rows = sorted(img.structures(), key=rank)
+    rows = sorted(img.structure_rows(), key=rank)
     out = [
         (r.get("host_file"), r.get("host_offset"), str(r.get("name")))
         for r in rows[:MAX_CANDIDATES]
@@ -156,7 +156,7 @@ def explain_image(img: Image, what: Any = "header", *, offset: int | None = None
     "header 2", ...): its Struct is the format's Struct of that name, or the header's
     Struct when the bytes there start like the header.
     """
-    delegate = getattr(img, "explain_delegate", None)
+    delegate = img.explain_delegate
     inner = delegate(what) if delegate is not None and offset is None else None
     if inner is not None:  # a package: its disk image explains its own structures
         return explain_image(inner, what, offset=offset)
@@ -254,17 +254,17 @@ def explain_region(row: dict, src: ByteSource, off: int) -> Explanation:
 
 
 def _row_named(img: Image, pred) -> dict | None:
-    for r in img.structures():
+    for r in img.structure_rows():
         if pred(str(r.get("name", ""))):
             return r
     return None
 
 
 def _header_struct(img: Image) -> cs.Struct | None:
-    declared = getattr(img, "header_struct", None)
+    declared = img.header_struct
     if isinstance(declared, cs.Construct):
         return declared
-    if getattr(img, "header", None) is None:
+    if img.header is None:
         return None
     found = _candidate_header_structs(img)
     return found[0] if found else None
@@ -275,14 +275,14 @@ def _struct_label(img: Image, st: cs.Construct) -> str:
 
 
 def _explain_header(img: Image, sources: _Sources) -> Explanation:
-    header = getattr(img, "header", None)
+    header = img.header
     label = f"{img.path}: {img.format}"
     if header is None:
         raise InvalidArgument(
             f"{label}: this image has no binary header to explain "
             "(its structures() rows may be explained by name)"
         )
-    declared = getattr(img, "header_struct", None)
+    declared = img.header_struct
     if declared is not None and not isinstance(declared, cs.Construct):
         raise InvalidArgument(f"{label}: header_struct is not a construct Struct")
     candidates = [declared] if declared is not None else _candidate_header_structs(img)
@@ -291,9 +291,9 @@ def _explain_header(img: Image, sources: _Sources) -> Explanation:
             f"{label}: no Struct of the format module matches the parsed header; the reader "
             "should declare header_struct (and header_offset) for explain()"
         )
-    fixed = getattr(img, "header_offset", None)
+    fixed = img.header_offset
     if declared is not None and isinstance(fixed, int):
-        src = sources.get(getattr(img, "header_file", None))
+        src = sources.get(img.header_file)
         return explain_at(
             declared,
             src,

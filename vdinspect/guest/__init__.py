@@ -57,7 +57,7 @@ def _fstab_mounts(disk, body: str) -> str | None:
 def _drive_mounts(disk, fs) -> str | None:
     """``C: -> volume key`` from the SYSTEM hive's MountedDevices."""
     vols = disk.volumes()
-    disk_id = str(getattr(vols, "disk_id", "") or "").lower()
+    disk_id = str(vols.disk_id or "").lower()
     found = []
     for letter, ref in sorted(windows.drive_letters(fs).items()):
         for v in vols:

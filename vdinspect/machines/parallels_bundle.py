@@ -83,11 +83,11 @@ class SplitLayer(Image):
     def host_files(self) -> list[str]:
         return [f for _, _, img in self.parts for f in img.host_files]
 
-    def structures(self) -> list[dict]:
-        return [r for _, _, img in self.parts for r in img.structures()]
+    def structure_rows(self) -> list[dict]:
+        return [r for _, _, img in self.parts for r in img.structure_rows()]
 
-    def check(self) -> list[dict]:
-        return [r for _, _, img in self.parts for r in img.check()] + list(self.findings)
+    def check_rows(self) -> list[dict]:
+        return [r for _, _, img in self.parts for r in img.check_rows()] + list(self.findings)
 
     def close(self) -> None:
         for _, _, img in self.parts:

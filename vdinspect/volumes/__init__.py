@@ -28,11 +28,15 @@ a byte offset on the scanned source.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
 from ..io import ByteSource, Concat, Slice, Zero
 from ..units import human
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Volume kinds.
 PARTITION, CONTAINER, UNALLOCATED, LOGICAL_VOLUME, WHOLE_DISK = (
@@ -127,6 +131,12 @@ class Volume:
         base = getattr(self._disk, "name", "<disk>")
         return f"{base}#{self.key}" if self.key else f"{base}[{self.start:#x}:+{self.length:#x}]"
 
+    def info(self) -> pd.Series:
+        """This volume's facts: its ``Disk.partitions()`` row as a Series."""
+        from ..frames import series
+
+        return series(self.row(), name=self.key)
+
     def row(self) -> dict:
         """This volume as a row of ``Disk.partitions()``."""
         return dict(
@@ -176,13 +186,42 @@ class VolumeList(list):
         self.disk_id: str | None = None
         self.table = None
         self.findings: list[dict] = list(ctx.findings) if ctx else []
-        self.structures: list[dict] = list(ctx.structures) if ctx else []
+        self.table_structures: list[dict] = list(ctx.structures) if ctx else []
         self.volume_groups: list = []
         self.path: str | None = ctx.path if ctx else None
 
-    def check(self) -> list[dict]:
-        """Findings as rows: severity, structure, host_offset, message."""
+    def check_rows(self) -> list[dict]:
+        """Findings as rows: severity, structure, host_offset (on the disk), message."""
         return list(self.findings)
+
+    def structure_rows(self) -> list[dict]:
+        """The partition tables' and volume metadata's structures as rows (name,
+        host_offset on the disk, length, description)."""
+        return list(self.table_structures)
+
+    def check(self) -> pd.DataFrame:
+        """The tables' findings, in the ``check()`` schema (``layer`` NA: offsets are on
+        the virtual disk, not in a host file)."""
+        from ..frames import check_frame
+
+        return check_frame(self.check_rows())
+
+    def structures(self) -> pd.DataFrame:
+        """Where the partition tables and volume metadata lie, in the ``structures()``
+        schema (offsets on the virtual disk)."""
+        from ..frames import structures_frame
+
+        return structures_frame(self.structure_rows())
+
+    def info(self) -> pd.Series:
+        """The table's facts: scheme, sector_size, disk_id, volumes, volume_groups,
+        findings (how many rows ``check()`` has)."""
+        from ..frames import series
+
+        return series(dict(scheme=self.scheme, sector_size=self.sector_size,
+                           disk_id=self.disk_id, volumes=len(self),
+                           volume_groups=len(self.volume_groups),
+                           findings=len(self.findings)), name=self.path)
 
     def find(self, key) -> Volume:
         """The volume with this partition number or "vg/lv" name."""

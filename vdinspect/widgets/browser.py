@@ -11,6 +11,7 @@ import os
 
 import ipywidgets as W
 
+from ..disk.arguments import renamed_part
 from ..filesystems.base import DIR
 from .controller import SORT_KEYS, SPAN_LIMIT, WINDOW_MAX, BrowserController, human
 from .table import MARGIN, ROW_PX, ROWS_SHOWN, FileTable
@@ -359,11 +360,14 @@ def _w(width: str) -> W.Layout:
 def browse(
     disk,
     *,
-    volume=None,
+    part: int | str | None = None,
     dest: str | os.PathLike = "",
     page_size: int = 200,
     show_deleted: bool = False,
+    volume: int | str | None = None,
 ) -> FileBrowser:
-    """A file browser over a Disk (or a FileSystem): display it in a notebook cell."""
-    c = BrowserController(disk, page_size=page_size, show_deleted=show_deleted, volume=volume)
+    """A file browser over a Disk (or a FileSystem): display it in a notebook cell;
+    ``part`` picks the partition shown first (``volume=`` is its deprecated spelling)."""
+    part = renamed_part(part, volume, "browse(volume=...)")
+    c = BrowserController(disk, page_size=page_size, show_deleted=show_deleted, part=part)
     return FileBrowser(c, dest=os.fspath(dest))

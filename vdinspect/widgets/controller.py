@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
+from ..disk.arguments import renamed_part
 from ..errors import InvalidArgument, NotFound, VDInspectError
 from ..filesystems.base import DIR, Entry, ExtractReport, FileSystem, safe_name
 from ..units import human
@@ -44,8 +45,10 @@ class BrowserController:
         *,
         page_size: int = PAGE_SIZE,
         show_deleted: bool = False,
+        part: int | str | None = None,
         volume: int | str | None = None,
     ) -> None:
+        part = renamed_part(part, volume, "BrowserController(volume=...)")
         if not isinstance(page_size, int) or page_size < 1:
             raise InvalidArgument(f"page_size must be a positive int, not {page_size!r}")
         self.disk = disk
@@ -73,8 +76,8 @@ class BrowserController:
             self.volume = "fs"
             self._reload()
             return
-        if volume is not None:
-            self.select_volume(volume)
+        if part is not None:
+            self.select_volume(part)
         else:
             vols = self.volumes()
             if vols:

@@ -216,13 +216,13 @@ class OvfImage(Image):
         :meth:`fill_run` hands it the runs."""
 
     def flags(self) -> list:
-        return list(getattr(self.inner, "flags", list)())
+        return list(self.inner.flags())
 
     def explain_delegate(self, what) -> Image | None:
         """The image that explains ``what``: the disk for its own structures (and its
         header), None for the package's (the explainer then reads this one's rows)."""
         if what == "header" or (isinstance(what, str) and any(
-                str(r.get("name", "")).lower() == what.lower() for r in self.inner.structures())):
+                str(r.get("name", "")).lower() == what.lower() for r in self.inner.structure_rows())):
             return self.inner
         return None
 
@@ -242,7 +242,7 @@ class OvfImage(Image):
         return [dict(r, host_file=self.path, host_offset=r["host_offset"] + self.shift)
                 if r.get("host_offset") is not None else r for r in rows]
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         rows = []
         if self.members is not None:
             roles = {self.descriptor_name: "OVF descriptor", self.manifest_name: "manifest",
@@ -260,12 +260,12 @@ class OvfImage(Image):
             rows.append(structure_row(
                 "OVF descriptor", self.path, 0, self.file.size, "the OVF descriptor (XML)",
             ))
-        return rows + self._moved(self.inner.structures())
+        return rows + self._moved(self.inner.structure_rows())
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         from .check import package_rows
 
-        return self.findings_rows() + package_rows(self) + self._moved(self.inner.check())
+        return self.findings_rows() + package_rows(self) + self._moved(self.inner.check_rows())
 
     def info_fields(self) -> dict:
         env = self.envelope

@@ -27,7 +27,7 @@ class ParallelsReport:
                     end = max(end, off + cs)
         return end
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         h, p, cs = self.header, self.path, self.cluster_size
         rows = [
             structure_row(
@@ -67,7 +67,7 @@ class ParallelsReport:
         rows += data_structures(self.runs())
         return rows
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Findings like ``qemu-img check``: unclean, data_off, clusters outside the file,
         duplicates, leaks; plus the Format Extension's."""
         rows = self.findings_rows()

@@ -78,7 +78,7 @@ class QcowReport:
             return np.zeros(0, dtype=np.uint8), empty, empty, empty
         return tuple(np.concatenate(p) for p in zip(*parts))
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         h = self.header
 
         def row(name, offset, length, description):
@@ -133,7 +133,7 @@ class QcowReport:
                 rows.append(row(name, start, n, f"{count} cluster{'s' if count > 1 else ''}"))
         return rows
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         rep = CappedRows(self.findings, MAX_FINDINGS)
         cs = self.cluster_size
         l2_offsets: dict[int, int] = {}  # host offset -> first L1 index using it

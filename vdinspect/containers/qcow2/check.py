@@ -91,7 +91,7 @@ class Refcounts:
         """QEMU's ``qcow2_check_refcounts`` without repairs: rows and fragmentation counts."""
         return RefcountCheck(self).run()
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Integrity findings, as ``qemu-img check`` reports them (one row per cluster)."""
         rows = self.findings_rows()
         if self.dirty:
@@ -123,7 +123,7 @@ class Refcounts:
 
     def check_summary(self) -> dict:
         """Counts as ``qemu-img check --output=json`` gives them."""
-        rows = self.check()
+        rows = self.check_rows()
         try:
             _, stats = self._check_refcounts()
         except CorruptImage:

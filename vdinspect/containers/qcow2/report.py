@@ -182,7 +182,7 @@ class Report:
             snapshot=self.current_snapshot.name if self.current_snapshot else None,
         )
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         h, cs, p = self.header, self.cluster_size, self.path
         rows = [
             structure_row("header", p, 0, h.header_length, f"QCOW2 v{h.version} header")

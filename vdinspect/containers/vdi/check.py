@@ -24,7 +24,7 @@ from .structs import (
 class VdiReport:
     """Mixin of :class:`~vdinspect.containers.vdi.VdiImage`: its reports."""
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         h, p = self.header, self.path
         v = self.version
         rows = [
@@ -55,7 +55,7 @@ class VdiReport:
         rows += data_structures(self.runs(), unit="blocks")
         return rows
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Findings like ``qemu-img check`` (block map), plus header and layout warnings."""
         rows = self.findings_rows()
         h = self.header

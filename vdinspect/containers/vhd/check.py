@@ -45,7 +45,7 @@ class VhdReport:
                  for loc in self.locators if loc.data is not None]
         return meta
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         p, f = self.path, self.footer
         rows = []
 
@@ -109,7 +109,7 @@ class VhdReport:
         )
         return rows
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Findings: checksums, the footer copy, BAT entries past the end or overlapping,
         leaked blocks."""
         rows = self.findings_rows()

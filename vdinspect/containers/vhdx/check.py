@@ -30,7 +30,7 @@ MAX_OVERLAP_ROWS = 1000  # overlap findings listed per kind
 class Reports:
     """Mixin of :class:`VhdxImage`: ``structures()`` and ``check()``."""
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         rows: list[dict] = []
 
         def row(name: str, off: int, length: int, desc: str) -> None:
@@ -110,7 +110,7 @@ class Reports:
                     f"{z - a} blocks from block {int(ks[a])}",
                 )
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Findings: bad checksums and fallbacks, the replayed log, bad or overlapping BAT
         entries."""
         rows = self.findings_rows()

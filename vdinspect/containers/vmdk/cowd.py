@@ -111,7 +111,7 @@ class CowdExtent(GrainTableExtent):
         name = _cstr(COWDChild.parse(self.header.u).parentFileName)
         return name if name and name.isprintable() else None
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         """Header, grain directory, grain tables and data grains."""
         h, p = self.header, self.path
         rows = [
@@ -132,7 +132,7 @@ class CowdExtent(GrainTableExtent):
         ]
         return rows + self.grain_table_rows() + self.data_rows()
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Unclean shutdown, unusable GD entries, bad or shared grains."""
         rows = []
         if self.header.uncleanShutdown:
@@ -151,9 +151,9 @@ class CowdExtent(GrainTableExtent):
         meta += [(int(o), self.gt_bytes, "grain table") for o in self.gd[self.gd > 0].tolist()]
         return rows + self.table_checks(meta)
 
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         """The extent's row in ``info()['extents']``, with the COWD header fields."""
-        d = super().info()
+        d = super().info_fields()
         h = self.header
         root = COWDRoot.parse(h.u[:12])
         d.update(

@@ -18,7 +18,7 @@ from ...findings import check_row
 from ...io import ByteSource, LRUCache
 from ...lazy import SetBy, np
 from .. import readplan
-from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, Run, structure_row
+from ..base import DAMAGED, DATA, UNALLOCATED, ZERO, RowViews, Run, structure_row
 from ..runs import (
     S_COMP,
     S_DAMAGED,
@@ -54,7 +54,7 @@ class _TableCache(LRUCache):
         return key in self._items
 
 
-class Extent:
+class Extent(RowViews):
     """One extent line of the descriptor (or the single extent of a bare sparse file)."""
 
     kind = "?"
@@ -101,15 +101,15 @@ class Extent:
         """Where extent-local ``[start, start+length)`` is, as ``Image.locate`` answers."""
         return readplan.single(self.plan(start, start + length))
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
         return []
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """This extent's integrity findings as ``check()`` rows."""
         return []
 
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         """The extent's row in ``info()['extents']``."""
         line = self.line
         return dict(
@@ -192,7 +192,7 @@ class FlatExtent(Extent):
             return None
         return [(start, end, readplan.DATA, self.offset + start, self.source)]
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         """This extent's on-disk structures as ``structures()`` rows."""
         return [
             structure_row(

@@ -476,7 +476,7 @@ class VmdkImage(Image):
             hardware_version=ddb.get("virtualHWVersion"),
             tools_version=ddb.get("toolsVersion"),
             ddb=ddb,
-            extents=[e.info() for e in self.extents],
+            extents=[e.info_fields() for e in self.extents],
         )
 
     def _descriptor_kind(self) -> str | None:
@@ -488,7 +488,7 @@ class VmdkImage(Image):
             return "file"
         return "none (extent opened alone)" if self.lone_extent else None
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         """Descriptor and extent structures, in host-file order."""
         rows = []
         if self.descriptor is not None and not self.descriptor_embedded:
@@ -503,12 +503,12 @@ class VmdkImage(Image):
             )
         files = {p: n for n, p in enumerate(self.host_files)}
         for e in self.extents:
-            rows += e.structures()
+            rows += e.structure_rows()
         for r in rows:  # a corrupt header can name offsets no file has
             r["host_offset"], r["length"] = _int64(r["host_offset"]), _int64(r["length"])
         return sorted(rows, key=lambda r: (files.get(r["host_file"], 0), r["host_offset"] or 0))
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Findings met while reading plus each extent's checks.
 
         A finding a read recorded for a problem an extent's check reports too (same structure,
@@ -517,7 +517,7 @@ class VmdkImage(Image):
         checked: list[dict] = []
         for e in self.extents:
             try:
-                checked += e.check()
+                checked += e.check_rows()
             except CorruptImage as err:
                 checked.append(
                     check_row("error", err.structure, err.offset, str(err.detail))

@@ -195,7 +195,7 @@ class SeSparseExtent(GrainTableExtent):
         e = int(self._read_gt(i)[k])
         return f"grain table {i} entry {k} = {e:#018x} is invalid or points past the end of file"
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         """Headers, journal, grain directory and tables, bitmaps, data."""
         h, p = self.header, self.path
         rows = [
@@ -229,7 +229,7 @@ class SeSparseExtent(GrainTableExtent):
         return (f"{count} grain directory entries are invalid or point outside the file "
                 f"(first: entry {i} = {int(self.gd_raw[i]):#018x})")
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Unusable GD entries, bad or shared grains."""
         rows = self.unusable_gd_rows()
         h = self.header
@@ -240,9 +240,9 @@ class SeSparseExtent(GrainTableExtent):
         ]
         return rows + self.table_checks(meta)
 
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         """The extent's row in ``info()['extents']``."""
-        d = super().info()
+        d = super().info_fields()
         d.update(
             grain_size=self.grain_bytes,
             capacity=self.capacity,

@@ -69,7 +69,7 @@ class SparseReport:
                 out.append((off * SECTOR, self.gt_bytes, name))
         return out
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         """Header, descriptor, directories, tables, footer, markers, data."""
         h, p, fh = self.header, self.path, self.file_header
         rows = [
@@ -177,7 +177,7 @@ class SparseReport:
                 out.append(r)
         return out
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         """Flags, newline test, directory entries and copies, table entries, leaked space,
         stream markers."""
         h, rows = self.header, []
@@ -371,9 +371,9 @@ class SparseReport:
         if len(offsets) > MAX_ENTRY_ROWS:
             rows.append(self._more_row(structure, len(offsets), more))
 
-    def info(self) -> dict:
+    def info_fields(self) -> dict:
         """The extent's row in ``info()['extents']``, with header fields."""
-        d = super().info()
+        d = super().info_fields()
         h, fh = self.header, self.file_header
         d.update(
             sparse_version=fh.version,

@@ -209,7 +209,7 @@ class XvaImage(Image):
     def _owned_sources(self) -> list[ByteSource]:
         return [self.file] if self.tar is self.file else [self.tar, self.file]
 
-    def structures(self) -> list[dict]:
+    def structure_rows(self) -> list[dict]:
         m = self.ova_member
         rows = [structure_row(
             "ova.xml", self.host_name, m.offset, m.size,
@@ -225,7 +225,7 @@ class XvaImage(Image):
             ))
         return rows
 
-    def check(self) -> list[dict]:
+    def check_rows(self) -> list[dict]:
         from ...findings import CappedRows
 
         rows = CappedRows()

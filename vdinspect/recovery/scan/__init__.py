@@ -105,6 +105,12 @@ class Scan(Findings):
         """What the scan could not do (stopped early, places not examined), as check() rows."""
         return self.sweep.findings_rows() + self.findings_rows()
 
+    def check(self) -> pd.DataFrame:
+        """``check_rows()`` in the ``check()`` schema."""
+        from ...frames import check_frame
+
+        return check_frame(self.check_rows())
+
 
 def _interpret(fn, source: ByteSource, pos: int) -> list[Evidence]:
     """The evidence of one hit; a structure that does not parse is no evidence."""

@@ -92,7 +92,7 @@ def extent(src: ByteSource, start: int, fmt: str | None) -> tuple[int | None, st
         return None, "not recognised"
     try:
         end = 0
-        for r in img.structures():
+        for r in img.structure_rows():
             off, n = r.get("host_offset"), r.get("length")
             if off is not None and n and off + n < rest.size:  # not the slice's tail
                 end = max(end, off + n)
@@ -158,7 +158,7 @@ def _link_parents(ctx, src: ByteSource, rows: list[dict]) -> None:
             continue
         child = _open_row(src, row)
         try:
-            verify = getattr(child, "verify_parent", None)
+            verify = child.verify_parent
             found = None
             for other in rows:
                 if other is row or not other["opened"] or other["errors"] or verify is None \
@@ -201,7 +201,7 @@ def _try_open(src: ByteSource, row: dict, fmt: str | None) -> None:
         row.update(format=img.format, subformat=img.subformat, virtual_size=img.size,
                    opened=True, confidence=0.9, errors=0)
         try:
-            errors = [r for r in img.check() if r.get("severity") == "error"]
+            errors = [r for r in img.check_rows() if r.get("severity") == "error"]
         except _ERRORS as e:  # check() should never raise; if it does, that is an error too
             errors = [dict(structure="check", message=str(e))]
         if errors:  # opens, but its own tables disagree: pieces of it are elsewhere or gone
