@@ -1,4 +1,5 @@
-"""What the tests share to run the independent tools: one ``run()``, and blkid's tags."""
+"""What the tests share to run the independent tools: one ``run()``, blkid's tags, and a
+sparse copy of an image."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ def run(*cmd, input: str | bytes | None = None, check: bool = True, binary: bool
                            f"{r.stderr.decode('utf-8', 'replace')}")
     return r.stdout if binary else r.stdout.decode("utf-8", errors)
 
+
+def sparse_copy(src: str | Path, dst: str | Path) -> Path:
+    """A copy of image ``src`` at ``dst`` whose zero blocks stay holes (``cp
+    --sparse=always``): a mostly empty 256 MiB volume copied a few times per case would
+    otherwise fill gigabytes of the test run's temporary folder."""
+    run("cp", "--sparse=always", src, dst)
+    return Path(dst)
 
 
 def blkid_tags(path: str | Path, offset: int = 0, size: int | None = None) -> dict:

@@ -24,7 +24,7 @@ import pytest
 import vdinspect
 from tests.conftest import SHARED_SAMPLES, have
 from tests.test_bad_input import traced
-from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
+from tests.tools import run, sparse_copy  # noqa: F401 (the one way the tests run a tool)
 from vdinspect.errors import CorruptImage, VDInspectError
 from vdinspect.filesystems.base import FileSystem
 from vdinspect.filesystems.btrfs import open_filesystem
@@ -316,7 +316,7 @@ def _extent_of(img: Path, ino: int) -> int:
 @needs_btrfs
 def test_data_checksum_mismatch(images, tmp_path):
     img = tmp_path / "bad.raw"
-    shutil.copyfile(image(images, "default"), img)
+    sparse_copy(image(images, "default"), img)
     ino = dump_tree(img)["dirs"][256]["onemeg"]
     logical = _extent_of(img, ino) + 8192  # the third sector of the file
     (phys,) = _physical(img, logical)[:1]
@@ -509,7 +509,7 @@ def test_dup_second_copies_used(images, tree, tmp_path):
     """DUP metadata and data: the first copy of an FS-tree leaf and of a data sector are
     damaged; the reader takes the second copies (btrfs-map-logical says where they are)."""
     img = tmp_path / "dup.raw"
-    shutil.copyfile(image(images, "64k-nodes-dup-data"), img)
+    sparse_copy(image(images, "64k-nodes-dup-data"), img)
     leaf = int(re.search(r"^leaf (\d+) items", run(
         "btrfs", "inspect-internal", "dump-tree", "-t", "fs", img), re.M).group(1))
     ino = dump_tree(img)["dirs"][256]["onemeg"]
@@ -675,7 +675,7 @@ def test_node_pointing_twice_at_one_child(tmp_path):
 @needs_btrfs
 def test_primary_superblock_destroyed_uses_mirror(images, tree, tmp_path):
     img = tmp_path / "m.raw"
-    shutil.copyfile(image(images, "single-4k-nodes"), img)
+    sparse_copy(image(images, "single-4k-nodes"), img)
     with open(img, "r+b") as f:
         f.seek(0x10000)
         f.write(bytes(4096))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import have
-from tests.tools import run
+from tests.tools import run, sparse_copy
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
@@ -63,7 +62,7 @@ def crash(tmp_path_factory):
             os.fsync(f.fileno())
             (mnt / "orph").unlink()
             os.sync()
-            shutil.copyfile(img, out)  # a crash while the unlinked file is still open
+            sparse_copy(img, out)  # a crash while the unlinked file is still open
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
     return out

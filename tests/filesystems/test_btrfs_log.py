@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import have
-from tests.tools import run
+from tests.tools import run, sparse_copy
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
@@ -60,7 +59,7 @@ def test_kernel_tree_log_reported(tmp_path):
             f.write(b"\xee" * 4096)
             f.flush()
             os.fsync(f.fileno())
-        shutil.copyfile(img, crash)  # a crash right after the fsyncs
+        sparse_copy(img, crash)  # a crash right after the fsyncs
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
     fs = open_filesystem(FileSource(crash))
@@ -72,7 +71,7 @@ def test_kernel_tree_log_reported(tmp_path):
     ours = {r.path: (r.kind, hashlib.sha256(fs.read(r.path)).hexdigest() if r.kind == "file"
                      else None) for r in df.itertuples()}
     kernel_copy = tmp_path / "kernel.img"
-    shutil.copyfile(crash, kernel_copy)
+    sparse_copy(crash, kernel_copy)
     if not _mount(kernel_copy, mnt):
         pytest.skip("the kernel refused to replay the log")
     try:

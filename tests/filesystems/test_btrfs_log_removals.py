@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import have
-from tests.tools import run
+from tests.tools import run, sparse_copy
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
@@ -75,7 +74,7 @@ def _stage(work: Path, name: str, change, synced: list[str]) -> Path:
         os.sync()
         change(mnt)
         subprocess.run(["python3", "-c", FSYNC, *[str(mnt / s) for s in synced]], check=True)
-        shutil.copyfile(img, work / f"{name}.crash")  # a crash right after the fsync
+        sparse_copy(img, work / f"{name}.crash")  # a crash right after the fsync
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
     return work / f"{name}.crash"
@@ -118,7 +117,7 @@ def test_replay_removals_match_the_kernel(crashes, case):
             for r in live.itertuples()}
     gone = df[df.deleted & (df.found_by == "journal")]
     kernel = work / f"{case}.kernel"
-    shutil.copyfile(crash, kernel)
+    sparse_copy(crash, kernel)
     mnt = work / "mnt"
     if not _mount(kernel, mnt):
         pytest.skip("the kernel refused to replay the log")

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import have
-from tests.tools import run
+from tests.tools import run, sparse_copy
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.filesystems.btrfs.content import COMPRESSED, PLAIN
 from vdinspect.io import FileSource
@@ -150,7 +149,7 @@ def _stage(work: Path, name: str, change, synced: str) -> tuple[Path, tuple]:
         change(f)
         subprocess.run(["python3", "-c", FSYNC, str(mnt / synced)], check=True)
         want = _state(f)
-        shutil.copyfile(img, work / f"{name}.crash")  # a crash right after the fsync
+        sparse_copy(img, work / f"{name}.crash")  # a crash right after the fsync
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
     return work / f"{name}.crash", want
@@ -199,7 +198,7 @@ def test_replay_matches_the_fsync_and_the_kernel(crashes, case):
         assert e.size == len(data)
         assert ours == (data, attrs)
     kernel = work / f"{case}.kernel"
-    shutil.copyfile(crash, kernel)
+    sparse_copy(crash, kernel)
     mnt = work / "mnt"
     if not _mount(kernel, mnt):
         pytest.skip("the kernel refused to replay the log")

@@ -19,7 +19,7 @@ import pytest
 
 import vdinspect
 from tests.conftest import SHARED_SAMPLES, have
-from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
+from tests.tools import run, sparse_copy  # noqa: F401 (the one way the tests run a tool)
 from vdinspect.cli import main as cli_main
 from vdinspect.errors import CorruptImage, VDInspectError
 from vdinspect.filesystems import open_filesystem
@@ -357,7 +357,7 @@ def test_hostile_fields_bounded(hostile_seed, tmp_path, where, width, value):
     if base is None:
         base = fs.extents("/")[0]["physical"] if fs.extents("/") else g.ino_offset(g.rootino)
     bad = tmp_path / "bad.img"
-    shutil.copyfile(img, bad)
+    sparse_copy(img, bad)
     with open(bad, "r+b") as f:
         f.seek(base + int(off))
         f.write(value.to_bytes(width, "big"))
@@ -559,7 +559,7 @@ def kernel_image(tmp_path_factory):
     finally:
         run("umount", mnt)
     dirty = d / "dirty.img"
-    shutil.copyfile(img, dirty)
+    sparse_copy(img, dirty)
     if _mount(dirty, mnt):
         try:
             # committed to the log by fsync, then a shutdown: no unmount record is written
@@ -724,7 +724,7 @@ def test_ascii_ci_and_realtime_flag(tmp_path, tree):
     assert fs.read("/TEXT.TXT") == (tree / "files" / "text.txt").read_bytes()
     ino = db_ls(img, "/")["one"][0]
     rt = tmp_path / "rt.img"
-    shutil.copyfile(img, rt)
+    sparse_copy(img, rt)
     run("xfs_db", "-x", "-c", f"inode {ino}", "-c", "write core.realtime 1", rt)
     assert "core.realtime = 1" in xfs_db(rt, f"inode {ino}", "print core.realtime")
     with pytest.raises(vdinspect.errors.UnsupportedFeature):

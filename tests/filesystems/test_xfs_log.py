@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from tests import xfs_log_builder as B
 from tests.conftest import have
 from tests.filesystems.test_xfs import MiB, db_bmap, db_ls, db_print, flat_proto, mkxfs
-from tests.tools import run
+from tests.tools import run, sparse_copy
 from vdinspect.errors import VDInspectError
 from vdinspect.filesystems.xfs import XfsFileSystem
 from vdinspect.io import FileSource
@@ -204,7 +203,7 @@ def test_damaged_logs_are_findings(built, tmp_path):
     rnd = __import__("random").Random(7)
     for k in range(12):
         p = tmp_path / f"m{k}.img"
-        shutil.copyfile(built["dirty"], p)
+        sparse_copy(built["dirty"], p)
         with open(p, "r+b") as f:
             for _ in range(rnd.randint(1, 3)):
                 blk = (built["tail"] + rnd.randrange(span)) % nbb
@@ -288,7 +287,7 @@ def test_kernel_dirty_log_replayed_as_the_kernel_does(tmp_path):
     if "<DIRTY>" not in run("xfs_logprint", "-t", img):
         pytest.skip("the shutdown left a clean log here")
     copy = tmp_path / "kernel.img"
-    shutil.copyfile(img, copy)
+    sparse_copy(img, copy)
     if not _mount(copy, mnt):
         pytest.skip("the kernel refused to recover the log")
     try:

@@ -17,7 +17,6 @@ refcount btree (the rest of the CoW fork's preallocation); every mount frees the
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import pytest
 from tests.conftest import have
 from tests.filesystems.test_xfs import db_print
 from tests.filesystems.test_xfs_intents import _freesp
-from tests.tools import run
+from tests.tools import run, sparse_copy
 from vdinspect.filesystems.xfs import XfsFileSystem
 from vdinspect.io import FileSource
 
@@ -78,7 +77,7 @@ def test_reflink_crash_matches_the_kernel(tmp_path, delay):
     ours = {n: fs.read("/" + n) for n in ("src", "dst")}
     our_free = fs.free_ranges()
     kernel = tmp_path / "kernel.img"
-    shutil.copyfile(img, kernel)
+    sparse_copy(img, kernel)
     mnt = tmp_path / "mnt"
     if subprocess.run(["mount", "-o", "loop", str(kernel), str(mnt)],
                       capture_output=True).returncode:
@@ -123,7 +122,7 @@ def test_cow_staging_extents_are_free_as_after_a_mount(tmp_path):
     assert ours["s"] == data[:8192] + b"\x55" * 4096 + data[12288:]
     our_free = fs.free_ranges()
     kernel = tmp_path / "kernel.img"
-    shutil.copyfile(img, kernel)
+    sparse_copy(img, kernel)
     if subprocess.run(["mount", "-o", "loop", str(kernel), str(mnt)],
                       capture_output=True).returncode:
         pytest.skip("the kernel refused to recover the log")
