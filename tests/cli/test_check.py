@@ -61,7 +61,8 @@ def test_check_part_checks_that_filesystem(gpt_disk, capsys):
     with vdinspect.open(gpt_disk) as d:
         want = [r for r in d.filesystem(1).check_rows() if r["severity"] != "info"]
     assert want  # the driver itself names the damaged first FAT entry
-    assert main(["check", "--json", "--part", "1", str(gpt_disk)]) == 0
+    errors = any(r["severity"] == "error" for r in want)
+    assert main(["check", "--json", "--part", "1", str(gpt_disk)]) == int(errors)
     got = [r for r in json.loads(capsys.readouterr().out) if r["severity"] != "info"]
     assert [(r["structure"], r["message"]) for r in got] == \
         [(r["structure"], r["message"]) for r in want]
@@ -84,9 +85,42 @@ def test_bare_filesystem_image_is_checked_without_part(tmp_path, capsys):
     if shutil.which("fsck.fat"):  # the independent reader sees the damage too
         assert subprocess.run(["fsck.fat", "-n", str(hurt)], capture_output=True).returncode
     assert main(["check", str(fat)]) == 0
-    assert "no problems found (1 layer and the fat16 filesystem checked)" in (
+    assert "no problems found (1 layer and the fat16 filesystem and its folders checked)" in (
         capsys.readouterr().out)
-    assert main(["check", "--salvage", str(hurt)]) == 0
+    assert main(["check", "--salvage", str(hurt)]) == 1  # an error found: not a success
     out = capsys.readouterr().out
-    assert "(1 layer and the fat16 filesystem checked)" in out
+    assert "(1 layer and the fat16 filesystem and its folders checked)" in out
     assert "FAT 1" in out and "media descriptor" in out
+
+
+@pytest.mark.skipif(not all(shutil.which(t) for t in ("mke2fs", "debugfs", "e2fsck")),
+                    reason="needs e2fsprogs")
+def test_unreadable_folder_fails_ls_and_check(tmp_path, capsys):
+    """A folder whose extent header debugfs overwrote (e2fsck: "corrupt extent header") is
+    not a clean listing: ``ls -r`` (text and JSON) names it on stderr and exits 1, the
+    JSON row's note says why, and ``check`` reads every folder, reports it and exits 1."""
+    src = tmp_path / "src"
+    (src / "d1").mkdir(parents=True)
+    (src / "ok").mkdir()
+    for i in range(3):
+        (src / "d1" / f"f{i}").write_text(f"hi{i}\n")
+    (src / "ok" / "kept").write_text("kept\n")
+    img = tmp_path / "e.img"
+    tools.run("mke2fs", "-q", "-F", "-t", "ext4", "-d", src, img, "8M")
+    tools.run("debugfs", "-w", "-R", "sif /d1 block[0] 12345", img)
+    fsck = tools.run("e2fsck", "-fn", img, check=False)
+    assert "corrupt extent header" in fsck  # the independent reader sees the damage
+    ino = int(tools.run("debugfs", "-R", "stat /d1", img).split("Inode:")[1].split()[0])
+
+    assert main(["ls", "-r", str(img)]) == 1
+    got = capsys.readouterr()
+    assert "/ok/kept" in got.out and "/d1" in got.out
+    assert "/d1: unreadable directory" in got.err and f"inode {ino}" in got.err
+
+    assert main(["ls", "-r", "--json", str(img)]) == 1
+    rows = {r["path"]: r for r in json.loads(capsys.readouterr().out)}
+    assert "unreadable directory" in rows["/d1"]["note"] and rows["/ok/kept"]["size"] == 5
+
+    assert main(["check", str(img)]) == 1
+    out = capsys.readouterr().out
+    assert "1 error" in out and "/d1: unreadable directory" in out

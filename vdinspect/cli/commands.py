@@ -43,6 +43,7 @@ from .output import (
     write_rows,
     write_table,
 )
+from .problems import listing_status, walked_check_rows
 
 if TYPE_CHECKING:
     from ..disk import Disk
@@ -210,8 +211,8 @@ def cmd_check(args, out: IO[str]) -> int:
     with open_disk(args) as disk:
         if args.part is not None:
             fs = _filesystem(args, disk)
-            rows = [dict(r, layer=None) for r in fs.check_rows()]
-            what = f"the filesystem of --part {args.part}"
+            rows = [dict(r, layer=None) for r in walked_check_rows(fs)]
+            what = f"the filesystem of --part {args.part} and its folders"
         else:
             rows = disk.check_rows()
             nl = len(disk.chain.layers)
@@ -219,9 +220,9 @@ def cmd_check(args, out: IO[str]) -> int:
             whole = [v for v in disk.filesystem_volumes(readable=True) if v.scheme == "none"]
             if len(whole) == 1:  # a bare filesystem image: no --part needed to check it
                 fs = disk.filesystem(whole[0].key)
-                rows += [dict(r, layer=None) for r in fs.check_rows()]
+                rows += [dict(r, layer=None) for r in walked_check_rows(fs)]
                 what = what.replace(" and the partition table",
-                                    f" and the {whole[0].filesystem} filesystem")
+                                    f" and the {whole[0].filesystem} filesystem and its folders")
 
     def table() -> None:
         if not rows:
@@ -236,7 +237,9 @@ def cmd_check(args, out: IO[str]) -> int:
                     [(cell(r.get("severity")), cell(r.get("layer")), cell(r.get("structure")),
                       _hex(r.get("host_offset")), cell(r.get("message"))) for r in rows],
                     right=(1, 3))
-    return answer(args, out, rows, CHECK_COLUMNS, table)
+    # like fsck and qemu-img check: a problem found is not a success
+    return answer(args, out, rows, CHECK_COLUMNS, table,
+                  status=1 if any(r.get("severity") == "error" for r in rows) else 0)
 
 
 def cmd_structures(args, out: IO[str]) -> int:
@@ -427,6 +430,7 @@ def cmd_ls(args, out: IO[str]) -> int:
         fs = _filesystem(args, disk)
         with _bad_call():
             top = fs.lookup(args.path, deleted=args.deleted)
+        seen = len(fs.findings)
         columns = _column_walk(fs, top, args)
         if args.json:
             writer = JsonRows(out)
@@ -438,7 +442,7 @@ def cmd_ls(args, out: IO[str]) -> int:
                 for keys, cols in batches:
                     writer.add(keys, cols)
             writer.close()
-            return 0
+            return listing_status(fs, seen)
         damaged = fs.volume_damaged()
         label = f" '{fs.label}'" if fs.label else ""
         out.write(f"{fs.name} ({fs.fstype}{label}): {top.path or '/'}"
@@ -450,18 +454,19 @@ def cmd_ls(args, out: IO[str]) -> int:
             if columns is not None:
                 for keys, cols in row_batches(columns, LS_BATCH, time=when):
                     out.write(_ls_column_lines(args, dict(zip(keys, cols)), size_w))
-                return 0
-            it = _entries(fs, top, args)
-            while chunk := list(itertools.islice(it, LS_BATCH)):
-                out.write(_ls_lines(args, fs, chunk, damaged, size_w))
-    return 0
+            else:
+                it = _entries(fs, top, args)
+                while chunk := list(itertools.islice(it, LS_BATCH)):
+                    out.write(_ls_lines(args, fs, chunk, damaged, size_w))
+        out.flush()
+        return listing_status(fs, seen)
 
 
 def _column_walk(fs, top, args) -> Iterator[tuple[dict, dict]] | None:
     """The driver's column walk below ``top`` (``column_batches``, streamed a run of
     directories at a time) where it has one and the volume has no damaged ranges (the
     ``damaged`` column needs the Entries); None: the Entry walk lists it."""
-    batches = getattr(fs, "column_batches", None)
+    batches = fs.column_batches
     if batches is None or top.kind != "dir" or fs.volume_damaged():
         return None
     return batches(top.path or "/", recursive=args.recursive, deleted=args.deleted,

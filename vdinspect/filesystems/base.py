@@ -58,6 +58,10 @@ class FileSystem(Findings):
     #: the allocation unit in bytes (FAT/exFAT/NTFS cluster, ext/XFS block) where the
     #: driver says; carving aligns its search to it. None: not said (searched per sector)
     block_size: int | None = None
+    #: ``column_batches(path, *, recursive, deleted, rows)``: the rows of ``files()``
+    #: streamed as columns a run of directories at a time, where the driver has such a
+    #: walk (ext, NTFS); None: listings go through the Entry walk
+    column_batches: Callable[..., Iterator[tuple[dict, dict]]] | None = None
 
     def __init__(self, source: ByteSource, *, name: str | None = None, strict: bool = True):
         self.source = source
