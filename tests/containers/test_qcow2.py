@@ -1121,7 +1121,9 @@ def test_cli_check_damaged(damage_bases, tmp_path):
     dmg_l2_duplicate(r)
     bad = r.save(tmp_path / "bad.qcow2")
     qc = qemu_check(bad)
-    rows = cli_json("check", bad)
+    r = cli("check", bad, "--json")
+    assert r.returncode == (1 if qc["corruptions"] else 0), r.stderr  # qemu-img: 2 then
+    rows = json.loads(r.stdout)
     assert sum(x["severity"] == "error" for x in rows) == qc["corruptions"]
     assert sum(x["severity"] == "leak" for x in rows) == qc["leaks"]
 
