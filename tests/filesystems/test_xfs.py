@@ -761,3 +761,15 @@ def test_unreadable_directory_block_is_reported(tmp_path, tree):
         report = fs.extract("/leaf", tmp_path / "out")
         assert any("could not be read" in why for _p, why in report.incomplete)
     assert cli_main(["extract", "--salvage", str(bad), "/", str(tmp_path / "out2")]) == 1
+
+
+@pytest.mark.parametrize("block", [b"", b"XD", b"XD2"])
+def test_directory_block_shorter_than_its_magic(block):
+    """A directory data block too short to hold its 4-byte magic is a problem named at
+    offset 0, never a struct.error from the fast path."""
+    from vdinspect.filesystems.xfs.dirs import parse_data_block
+
+    problems: list = []
+    got = parse_data_block(block, 0, v5=False, ftype=True, problems=problems)
+    assert len(got) == 0
+    assert problems and problems[0][0] == 0 and "shorter than its magic" in problems[0][1]
