@@ -453,7 +453,7 @@ def _inode(fs: XfsFileSystem, rep: Replay, it: list[bytes], lsn: int, inodes: se
         return
     at = blkno * BB + boff
     isize = g.inode_size
-    if blkno < 0 or at + isize > fs.dev.size or len(it) < 2:
+    if blkno < 0 or at < 0 or at + isize > fs.dev.size or len(it) < 2:
         rep.notes.append(("error", max(at, 0), f"log inode item for inode {ino} outside the "
                           "volume: not replayed"))
         return

@@ -18,6 +18,7 @@ from construct import (
     Int8ub,
     Int16ub,
     Int16ul,
+    Int32sl,
     Int32ub,
     Int32ul,
     Int64sl,
@@ -503,8 +504,8 @@ XfsInodeLogFormat = Struct(
     "ilf_ino" / Int64ul * "inode number",
     "ilf_u" / Bytes(16) * "device number of a device inode (first 4 bytes)",
     "ilf_blkno" / Int64sl * "inode cluster buffer, 512-byte basic blocks",
-    "ilf_len" / Int32ul * "inode cluster buffer length, basic blocks",
-    "ilf_boffset" / Int32ul * "offset of the inode in the buffer, bytes",
+    "ilf_len" / Int32sl * "inode cluster buffer length, basic blocks",
+    "ilf_boffset" / Int32sl * "offset of the inode in the buffer, bytes",
 )  # 56 bytes (52 in the packed 32-bit form, without ilf_pad)
 XFS_ILOG_CORE, XFS_ILOG_DDATA, XFS_ILOG_DEXT, XFS_ILOG_DBROOT = 0x001, 0x002, 0x004, 0x008
 XFS_ILOG_DEV, XFS_ILOG_ADATA, XFS_ILOG_AEXT, XFS_ILOG_ABROOT = 0x010, 0x040, 0x080, 0x100
