@@ -39,6 +39,8 @@ def is_pow2(n: int) -> bool:
 
 
 SECTOR_SIZES = (512, 1024, 2048, 4096)  # logical sector sizes, bytes (FAT's BPB_BytsPerSec)
+#: the same sizes in the order a probe tries them: the common two (512, 4Kn) first
+SECTOR_PROBE_ORDER = tuple(sorted(SECTOR_SIZES, key=lambda n: n not in (512, 4096)))
 
 
 def check_sector_size(sector_size: int | None, *, optional: bool = True) -> None:
