@@ -276,7 +276,7 @@ def test_optional_image_members_are_declared_on_the_base():
     from vdinspect.containers.base import Image
 
     for member in ("flags", "find_parent", "verify_parent", "explain_delegate",
-                   "header_struct", "header_offset", "header_file", "path_notes", "host_sources",
+                   "header_struct", "header_offset", "header_file", "path_notes", "owned_sources",
                    "check_rows", "structure_rows", "info_fields", "info", "check",
                    "structures"):
         assert hasattr(Image, member), member

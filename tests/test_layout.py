@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from vdinspect.layout import (
+    field_format,
     flag_names,
     flag_values,
     leaves,
@@ -74,6 +75,17 @@ Mixed = cs.Struct(
     "crc" / cs.Int32ul,
     "tail" / cs.Int64ub,
 )
+
+
+def test_field_format_unpacks_one_field_at_its_place():
+    """field_format reads a field alone, at its offset, as construct parses it; the
+    order can be forced (a host-order copy of a big-endian field)."""
+    data = bytes(range(15))
+    parsed = plain(Toy).parse(data)
+    b = field_format(Toy, "inner.b")
+    assert b.size == 4 and b.unpack_from(data, offset_of(Toy, "inner.b"))[0] == parsed.inner.b
+    be = field_format(Toy, "a", order=">")
+    assert be.unpack_from(data)[0] == int.from_bytes(data[:2], "big")
 
 
 def test_struct_format_upto_order_and_array_values():

@@ -4,8 +4,9 @@ qemu-img writes fixed and dynamic VHDs only, always with 2 MiB blocks and all-on
 bitmaps. The builders here write differencing disks (parent UUID, Unicode name, W2ku / W2ru /
 MacX locators), partly set sector bitmaps with garbage in the clear sectors, other block
 sizes, 511-byte footers, and any creator / geometry. They lay the file out as the spec says
-(footer copy, dynamic disk header, locator data, BAT, blocks, footer) with construct's
-``build`` from the reader's structs, and compute checksums themselves; what a disk must
+(footer copy, dynamic disk header, locator data, BAT, blocks, footer), packing each
+structure with its own ``struct`` format typed here from the spec's field table (never the
+reader's structs), and compute checksums themselves; what a disk must
 read as comes from :func:`expected_bytes`, which follows the spec's read rule from the
 bitmaps and data given here, never from vdinspect.
 """

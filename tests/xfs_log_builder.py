@@ -115,10 +115,16 @@ def buf_item(blkno: int, nbb: int, chunks: dict[int, bytes], flags: int = 0) -> 
 
 
 def inode_item(ino: int, blkno: int, nbb: int, boffset: int, fields: int, core: bytes,
-               dfork: bytes | None = None) -> list[bytes]:
+               dfork: bytes | None = None, packed: bool = False) -> list[bytes]:
+    """An inode log item; ``packed``: xfs_inode_log_format_32 (no ilf_pad after
+    ilf_dsize), as 32-bit x86 kernels write it."""
     regions = [bytes(core)] + ([dfork] if dfork is not None else [])
-    fmt = struct.pack("<HHIHHIQ16sqii", LI_INODE, 1 + len(regions), fields, 0,
-                      len(dfork or b""), 0, ino, bytes(16), blkno, nbb, boffset)
+    head = (LI_INODE, 1 + len(regions), fields, 0, len(dfork or b""))
+    tail = (ino, bytes(16), blkno, nbb, boffset)
+    if packed:
+        fmt = struct.pack("<HHIHHQ16sqii", *head, *tail)
+    else:
+        fmt = struct.pack("<HHIHHIQ16sqii", *head, 0, *tail)
     return [fmt, *regions]
 
 

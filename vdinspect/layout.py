@@ -7,6 +7,7 @@ typing offsets and format letters again:
 
 - :func:`struct_format` — a ``struct.Struct`` for the whole layout or for some fields
   (the bytes between them skipped), unpacked from the layout's start;
+- :func:`field_format` — a ``struct.Struct`` of one field alone, to unpack at any offset;
 - :func:`numpy_dtype` — a structured dtype with the spec's field names, for tables;
 - :func:`offset_of` / :func:`size_of` — where a field is;
 - :func:`flag_values` — the name -> value table of an ``Enum``/``FlagsEnum``;
@@ -33,6 +34,7 @@ __all__ = [
     "Leaf",
     "leaves",
     "struct_format",
+    "field_format",
     "numpy_dtype",
     "offset_of",
     "size_of",
@@ -156,6 +158,14 @@ def struct_format(st: cs.Construct, *names: str, upto: str | None = None,
         parts.append(f"{x.items}{x.item[-1]}" if arrays and x.item else x.code)
         pos = x.offset + x.size
     return struct.Struct((order or _order(picked, arrays)) + "".join(parts))
+
+
+def field_format(st: cs.Construct, name: str, *, order: str | None = None) -> struct.Struct:
+    """A ``struct.Struct`` of field ``name`` alone (no bytes skipped before it): to unpack
+    that field at its place in a record, or one field type shared by many layouts (a CRC
+    word) at any offset."""
+    x = _find(leaves(st), name)
+    return struct.Struct((order or x.order or "<") + x.code)
 
 
 @cache

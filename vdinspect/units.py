@@ -1,7 +1,10 @@
-"""Numbers for people (byte counts in binary units, UUIDs as text) and the one test of a
-power of two: one definition for every view and every reader."""
+"""Numbers for people (byte counts in binary units, UUIDs as text), the one test of a
+power of two and the logical sector sizes a disk may have: one definition for every view
+and every reader."""
 
 from __future__ import annotations
+
+from .errors import InvalidArgument
 
 UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 
@@ -33,3 +36,15 @@ def uuid_text(raw: bytes) -> str:
 def is_pow2(n: int) -> bool:
     """True when ``n`` is a power of two (1, 2, 4...): block, sector and cluster sizes."""
     return n > 0 and n & (n - 1) == 0
+
+
+SECTOR_SIZES = (512, 1024, 2048, 4096)  # logical sector sizes, bytes (FAT's BPB_BytsPerSec)
+#: the same sizes in the order a probe tries them: the common two (512, 4Kn) first
+SECTOR_PROBE_ORDER = tuple(sorted(SECTOR_SIZES, key=lambda n: n not in (512, 4096)))
+
+
+def check_sector_size(sector_size: int | None, *, optional: bool = True) -> None:
+    """Raise InvalidArgument unless ``sector_size`` is one of SECTOR_SIZES (or None, when
+    ``optional``): the ``sector_size=`` argument of ``open``, ``volumes.scan``, sfdisk."""
+    if (sector_size is not None or not optional) and sector_size not in SECTOR_SIZES:
+        raise InvalidArgument(f"sector_size {sector_size} is not 512, 1024, 2048 or 4096")

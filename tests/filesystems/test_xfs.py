@@ -761,3 +761,33 @@ def test_unreadable_directory_block_is_reported(tmp_path, tree):
         report = fs.extract("/leaf", tmp_path / "out")
         assert any("could not be read" in why for _p, why in report.incomplete)
     assert cli_main(["extract", "--salvage", str(bad), "/", str(tmp_path / "out2")]) == 1
+
+
+@pytest.mark.parametrize("block", [b"", b"XD", b"XD2"])
+def test_directory_block_shorter_than_its_magic(block):
+    """A directory data block too short to hold its 4-byte magic is a problem named at
+    offset 0, never a struct.error from the fast path."""
+    from vdinspect.filesystems.xfs.dirs import parse_data_block
+
+    problems: list = []
+    got = parse_data_block(block, 0, v5=False, ftype=True, problems=problems)
+    assert len(got) == 0
+    assert problems and problems[0][0] == 0 and "shorter than its magic" in problems[0][1]
+
+
+@needs_xfs
+def test_device_inode_rdev_matches_xfs_db(tmp_path):
+    """Device inodes made by mkfs.xfs from a protofile: each one's di_dev (the data fork
+    of format DEV) reads as xfs_db prints ``u3.dev`` for it."""
+    proto = tmp_path / "proto"
+    proto.write_text("dummy\n0 0\nd--755 0 0\nnull c--666 0 0 1 3\nsda b--660 0 0 8 17\n$\n")
+    img = tmp_path / "x.img"
+    with open(img, "wb") as f:
+        f.truncate(300 << 20)
+    run("mkfs.xfs", "-q", "-p", str(proto), str(img))
+    fs = XfsFileSystem(FileSource(str(img)))
+    for name in ("null", "sda"):
+        out = run("xfs_db", "-r", "-c", f"path /{name}", "-c", "p u3.dev", str(img))
+        want = int(re.search(r"u3\.dev = (0x[0-9a-f]+|\d+)", out).group(1), 0)
+        assert fs.inode(fs.lookup(f"/{name}").inode).rdev == want, name
+    assert fs.inode(fs.lookup("/null").inode).rdev == 1 << 18 | 3  # major << 18 | minor

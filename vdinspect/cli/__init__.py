@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from ..errors import InvalidArgument, VDInspectError
+from ..units import SECTOR_SIZES
 from . import commands as c
 from .output import register_name_errors
 from .scan import cmd_scan
@@ -67,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="salvage mode: read what can be read, report the rest")
         sp.add_argument("--part", metavar="N|VG/LV",
                         help="a partition number or LVM volume (vg/lv) to work on")
-        sp.add_argument("--sector-size", type=int, choices=(512, 1024, 2048, 4096),
+        sp.add_argument("--sector-size", type=int, choices=SECTOR_SIZES,
                         metavar="N", help="logical sector size of the partition tables "
                         "(4096 for a 4Kn disk; default: found from the GPT, else 512)")
         # explain has its own --offset (a structure's): there only --image-offset

@@ -389,7 +389,7 @@ class Image(RowViews, FilledSource, Findings):
         units a part), one worker, or a source that seeks (a file object)."""
         n = workers or self.workers or os.cpu_count() or 1
         parts = min(n, len(items) * (self.cluster_size or 1 << 16) // TASK_BYTES)
-        if parts < 2 or not all(isinstance(src, FileSource) for src in self._owned_sources()):
+        if parts < 2 or not all(isinstance(src, FileSource) for src in self.owned_sources()):
             take(task(items))
             return
         cuts = [len(items) * k // parts for k in range(parts + 1)]
@@ -469,16 +469,15 @@ class Image(RowViews, FilledSource, Findings):
         return self.runs().total(DATA)
 
     def close(self) -> None:
-        for src in self._owned_sources():
+        for src in self.owned_sources():
             src.close()
 
-    def _owned_sources(self) -> list[ByteSource]:
+    def owned_sources(self) -> list[ByteSource]:
+        """The host files this image has open (its own, a data file, extents): what
+        ``close()`` closes, what the explainer reads a ``structures()`` row's bytes from,
+        and whether inflation may run in threads (all must be files). A format that opens
+        more files overrides this."""
         return [self.file]
-
-    def host_sources(self) -> list[ByteSource]:
-        """The host files this image has open (its own, a data file, extents): where the
-        explainer reads a ``structures()`` row's bytes."""
-        return self._owned_sources()
 
     def __repr__(self) -> str:
         sub = f"/{self.subformat}" if self.subformat else ""

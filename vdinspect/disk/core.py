@@ -16,7 +16,7 @@ from ..io import ByteSource, HostRanges
 from ..io.paths import PathPolicy
 from ..io.zstdsource import spool_folder
 from ..progress import Progress
-from ..units import human
+from ..units import check_sector_size, human
 from .arguments import frames, part_argument, volume_key
 
 NO_SIGNATURE = "(no signature found)"
@@ -73,8 +73,7 @@ class Disk(ByteSource):
         from the GPT header's place otherwise; 512 for MBR): 4096 for a 4Kn disk.
         ``offset``/``length``: an image embedded in the file ``path`` (:meth:`scan_images`).
         """
-        if sector_size is not None and sector_size not in (512, 1024, 2048, 4096):
-            raise InvalidArgument(f"sector_size {sector_size} is not 512, 1024, 2048 or 4096")
+        check_sector_size(sector_size)
         path = os.fspath(path)
         policy = PathPolicy.for_open(path, parents=parents, search=search,
                                      follow_outside=follow_outside)

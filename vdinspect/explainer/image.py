@@ -97,7 +97,7 @@ class _Sources:
         img = self.img
         if host_file is None or _same_file(host_file, img.path):
             return img.file
-        owned = img.host_sources()
+        owned = img.owned_sources()
         for src in [img.file, *owned]:
             if _same_file(getattr(src, "name", None), host_file):
                 return src

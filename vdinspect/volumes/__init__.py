@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 from ..findings import Findings
 from ..io import ByteSource, Concat, Slice, Zero
-from ..units import human
+from ..units import check_sector_size, human
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -348,8 +348,7 @@ def scan(
 
     if strict is None:
         strict = bool(getattr(source, "options", {}).get("strict", True))
-    if sector_size is not None and sector_size not in (512, 1024, 2048, 4096):
-        raise InvalidArgument(f"sector_size {sector_size} is not 512, 1024, 2048 or 4096")
+    check_sector_size(sector_size)
     ctx = ScanContext(source, strict)
     volumes: list[Volume] = []
     scheme = "none"

@@ -199,8 +199,10 @@ Superblock = Struct(
     "s_checksum" / Int32ul * "crc32c of the superblock up to here (metadata_csum)",
 )  # 1024 bytes
 
-_C, _I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
-_R = flag_values(RoCompatFeatures)
+#: name -> bit of each feature word: the one table the probe and the reader use
+COMPAT, INCOMPAT, RO_COMPAT = (flag_values(f) for f in
+                               (CompatFeatures, IncompatFeatures, RoCompatFeatures))
+_C, _I, _R = COMPAT, INCOMPAT, RO_COMPAT
 # what ext2 and ext3 may hold (libblkid's EXT2/EXT3_FEATURE_*_SUPP): more is ext4
 _EXT2_RO_SUPP = _R["sparse_super"] | _R["large_file"] | _R["btree_dir"]
 _EXT2_INCOMPAT_SUPP = _I["filetype"] | _I["meta_bg"]
@@ -220,3 +222,16 @@ def blkid_type(compat: int, incompat: int, ro_compat: int) -> str:
     elif old_ro and not incompat & ~_EXT3_INCOMPAT_SUPP:
         return "ext3"
     return "ext4"
+
+
+def feature_names(compat: int, incompat: int, ro_compat: int) -> list[str]:
+    """The features set, as dumpe2fs lists them: compat, incompat, then ro_compat, each in
+    bit order, an unknown bit as ``FEATURE_<C|I|R><bit>`` (e2p_feature2string's spelling)."""
+    out = []
+    for value, flags, tag in ((compat, COMPAT, "C"), (incompat, INCOMPAT, "I"),
+                              (ro_compat, RO_COMPAT, "R")):
+        names = {v: k for k, v in flags.items()}
+        for bit in range(32):
+            if value >> bit & 1:
+                out.append(names.get(1 << bit, f"FEATURE_{tag}{bit}"))
+    return out

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from construct import Bytes, Container, FlagsEnum, Int8ul, Int16ul, Int32ul, Struct
 
 from ..layout import struct_format
-from ..units import is_pow2
+from ..units import SECTOR_SIZES, is_pow2
 
 BootSector = Struct(
     "BS_jmpBoot" / Bytes(3) * "jump to the boot code (EB xx 90 or E9 xx xx)",
@@ -110,7 +110,6 @@ NO_NAME = b"NO NAME    "
 FAT12_MAX_CLUSTERS, FAT16_MAX_CLUSTERS = 4084, 65524  # more than this: the next type up
 FAT32_MAX_CLUSTERS = 0x0FFFFFF6  # libblkid's limit for a FAT32 volume
 FAT32_ENTRY_MASK = 0x0FFFFFFF  # FAT32 entries are 28 bits wide (the top 4 are reserved)
-SECTOR_SIZES = (512, 1024, 2048, 4096)
 
 
 def fat_type(clusters: int, fat32_layout: bool) -> str:

@@ -16,7 +16,7 @@ from construct import Bytes, Int32ul, Int64ul, Struct
 
 from ..layout import field_slice
 from ..lazy import np
-from ..units import is_pow2
+from ..units import SECTOR_PROBE_ORDER, is_pow2
 from . import PARTITION, ScanContext, Volume
 from .types import gpt_attribute_flags, gpt_type_name
 
@@ -54,7 +54,7 @@ _HEADER_CRC = field_slice(GptHeader, "header_crc32")  # zeroed while the CRC is 
 _SIGNATURE_AT = field_slice(GptHeader, "signature")
 #: Refuse entry arrays larger than this (sfdisk and sgdisk stay far below).
 MAX_ARRAY_BYTES = 32 << 20
-SECTOR_SIZES = (512, 4096, 1024, 2048)
+SECTOR_SIZES = SECTOR_PROBE_ORDER  # where the header may sit, likeliest first
 
 
 def header_crc(raw: bytes, header_size: int) -> int:

@@ -62,7 +62,7 @@ class Qcow2Image(Header, ClusterMap, Snapshots, Refcounts, Report, Image):
             out.append(self.data_file_path)
         return out
 
-    def _owned_sources(self) -> list[ByteSource]:
+    def owned_sources(self) -> list[ByteSource]:
         return [self.file] + ([self.data_file] if self.data_file is not None else [])
 
 

@@ -413,7 +413,7 @@ class VmdkImage(Image):
                 out.append(e.path)
         return out
 
-    def _owned_sources(self) -> list[ByteSource]:
+    def owned_sources(self) -> list[ByteSource]:
         return [self.file] + list(self._opened.values())
 
     def _close_extents(self) -> None:

@@ -206,7 +206,7 @@ class XvaImage(Image):
                 return
         super().fill_run(run, out)
 
-    def _owned_sources(self) -> list[ByteSource]:
+    def owned_sources(self) -> list[ByteSource]:
         return [self.file] if self.tar is self.file else [self.tar, self.file]
 
     def structure_rows(self) -> list[dict]:

@@ -18,7 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ...errors import CorruptImage
 from ...io.checksums import crc32c
-from ...layout import numpy_dtype, offset_of, size_of
+from ...layout import field_slice, numpy_dtype, offset_of
 from . import structs as S
 from .csum import digest
 from .tree import Key, Node, child, leaf_groups
@@ -27,8 +27,9 @@ HEADER_DT = numpy_dtype(S.Header)
 ITEM_DT = numpy_dtype(S.Item)
 ITEM_N = ITEM_DT.itemsize
 HS = S.HEADER_SIZE
-_FSID = slice(offset_of(S.Header, "fsid"), offset_of(S.Header, "fsid") + size_of(S.Header, "fsid"))
-_OWNER = slice(offset_of(S.Header, "owner"), offset_of(S.Header, "owner") + 8)
+_FSID = field_slice(S.Header, "fsid")
+_OWNER_AT, _OWNER_DT = offset_of(S.Header, "owner"), HEADER_DT["owner"]
+_CRC_AT, _CRC_DT = offset_of(S.Header, "csum"), numpy_dtype(S.Crc32cCsum)["crc32c"]
 MAX_BATCH = 512  # leaves held at once (32 MiB of 64 KiB leaves)
 
 
@@ -102,8 +103,8 @@ class LeafBatch:
         """The addresses of the rows read from their first copy whose header names
         another owner than the root tree (a scan for older root tree leaves, reading the
         same first copies, can pass over them)."""
-        owner = np.ascontiguousarray(self.gather_at(self.base + _OWNER.start, 8)).view(
-            "<u8").reshape(-1)
+        owner = np.ascontiguousarray(self.gather_at(
+            self.base + _OWNER_AT, _OWNER_DT.itemsize)).view(_OWNER_DT).reshape(-1)
         return self.bytenr[self.direct & (owner != S.ROOT_TREE_OBJECTID)]
 
     def address(self, k: int) -> int:
@@ -119,8 +120,8 @@ def _csums_ok(flat: np.ndarray, base: np.ndarray, ns: int, csum_type: int, csum_
     out = np.zeros(len(base), dtype=bool)
     starts = base.tolist()
     if csum_type == 0:
-        stored = np.ascontiguousarray(flat[base[:, None] + np.arange(4)]).view(
-            "<u4").reshape(-1).tolist()
+        at = base[:, None] + _CRC_AT + np.arange(_CRC_DT.itemsize)
+        stored = np.ascontiguousarray(flat[at]).view(_CRC_DT).reshape(-1).tolist()
         for k, (a, want) in enumerate(zip(starts, stored)):
             out[k] = crc32c(mv[a + S.CSUM_SIZE:a + ns]) == want
         return out

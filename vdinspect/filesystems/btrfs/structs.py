@@ -278,6 +278,9 @@ le_format = partial(struct_format, arrays=True)
 
 
 HEADER_SIZE = Header.sizeof()  # 101
+Crc32cCsum = Struct(  # csum_type crc32c: what the first bytes of a 32-byte csum field hold
+    "crc32c" / Int32ul * "CRC-32C of the bytes after the csum field",
+)
 ITEM_SIZE = Item.sizeof()  # 25
 KEY_PTR_SIZE = KeyPtr.sizeof()  # 33
 DISK_KEY_SIZE = DiskKey.sizeof()  # 17

@@ -15,7 +15,10 @@ from ...io.checksums import crc32c
 from ...layout import flag_values, leaves, plain
 from ...units import is_pow2, uuid_text
 from ...volumes.ext_layout import (  # noqa: F401 (re-exported)
+    COMPAT,
     EXT_MAGIC,
+    INCOMPAT,
+    RO_COMPAT,
     SUPERBLOCK_OFFSET,
     SUPERBLOCK_SIZE,
     ChecksumType,
@@ -29,10 +32,10 @@ from ...volumes.ext_layout import (  # noqa: F401 (re-exported)
     Superblock,
     SuperblockFlags,
     blkid_type,
+    feature_names,
 )
 
-_C, _I = flag_values(CompatFeatures), flag_values(IncompatFeatures)
-_R = flag_values(RoCompatFeatures)
+_C, _I, _R = COMPAT, INCOMPAT, RO_COMPAT
 COMPAT_HAS_JOURNAL, COMPAT_SPARSE_SUPER2 = _C["has_journal"], _C["sparse_super2"]
 COMPAT_ORPHAN_FILE = _C["orphan_file"]
 INCOMPAT_COMPRESSION, INCOMPAT_FILETYPE = _I["compression"], _I["filetype"]
@@ -47,17 +50,6 @@ _S = flag_values(FsState)
 STATE_VALID, STATE_ERROR, STATE_ORPHAN = _S["valid"], _S["error"], _S["orphan"]
 #: incompat features this reader understands (compression is read as metadata only)
 INCOMPAT_SUPPORTED = sum(_I.values()) & ~INCOMPAT_JOURNAL_DEV
-
-
-def feature_names(compat: int, incompat: int, ro_compat: int) -> list[str]:
-    """Feature flags as e2fsprogs names them (unknown bits as FEATURE_<kind><bit>)."""
-    out = []
-    for value, flags, tag in ((compat, _C, "C"), (incompat, _I, "I"), (ro_compat, _R, "R")):
-        names = {v: k for k, v in flags.items()}
-        for bit in range(32):
-            if value >> bit & 1:
-                out.append(names.get(1 << bit, f"FEATURE_{tag}{bit}"))
-    return out
 
 
 #: the superblock with its codes and flags read as integers (what the reader computes with)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ...errors import CorruptImage, InvalidArgument
 from ...io import ByteSource, LRUCache
+from ...units import SECTOR_PROBE_ORDER
 from ...volumes.multisector import apply_fixup
 from ..base import Entry, FileSystem, free_runs
 from ..walk import paused_gc
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 
 UPCASE_RECORD = 10  # $UpCase
 UPCASE_BYTES = 2 * 65536  # one UTF-16 unit per BMP character
-BACKUP_SECTOR_SIZES = (512, 4096, 1024, 2048)  # where to look for the backup boot sector
+BACKUP_SECTOR_SIZES = SECTOR_PROBE_ORDER  # where to look for the backup boot sector
 
 
 class NTFS(FileSystem):

@@ -148,8 +148,8 @@ def _shortform(fs: XfsFileSystem, fork: bytes, where: str, at: int) -> dict[str,
 
 def _leaf(fs: XfsFileSystem, reader: _Blocks, data: bytes, out: dict, where: str) -> None:
     hdr_size = S.ATTR3_LEAF_HDR_V5 if fs.geo.crc else S.ATTR_LEAF_HDR_V4
-    info = S.Da3Blkinfo.sizeof() if fs.geo.crc else S.DaBlkinfo.sizeof()
-    count = int.from_bytes(data[info:info + 2], "big")
+    count_fmt = S.ATTR3_LEAF_COUNT_V5 if fs.geo.crc else S.ATTR_LEAF_COUNT_V4
+    count = count_fmt.unpack_from(data)[0] if len(data) >= count_fmt.size else 0
     bs = len(data)
     ent = S.ATTR_LEAF_ENTRY_FMT
     if hdr_size + count * ent.size > bs:

@@ -17,7 +17,7 @@ import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from ...layout import offset_of
+from ...layout import field_format, offset_of
 from . import structs as S
 
 _SF_HDR = S.DIR2_SF_HDR_FMT
@@ -29,7 +29,8 @@ BLOCK_MAGICS = (S.XFS_DIR2_BLOCK_MAGIC, S.XFS_DIR3_BLOCK_MAGIC)
 DATA_MAGICS = (S.XFS_DIR2_DATA_MAGIC, S.XFS_DIR3_DATA_MAGIC)
 _FREE_HI, _FREE_LO = S.XFS_DIR2_DATA_FREE_TAG >> 8, S.XFS_DIR2_DATA_FREE_TAG & 0xFF
 _NAMELEN_AT = offset_of(S.Dir2DataEntryHead, "namelen")
-_TAG_CODE = _UNUSED.format[-1]  # the tag closing an entry: a u16 as the free tag is
+_TAG = field_format(S.Dir2DataUnused, "freetag")  # the u16 tag closing an entry is alike
+_TAG_CODE = _TAG.format[-1]
 
 
 @dataclass(slots=True)
@@ -137,7 +138,7 @@ def parse_shortform(fork: bytes, size: int, ftype: bool,
 
 def entry_size(namelen: int, ftype: bool) -> int:
     """Bytes of a data-block entry: inumber, namelen, name, [ftype], tag, 8-aligned."""
-    return (_DATA_ENT.size + namelen + (1 if ftype else 0) + 2 + 7) & ~7
+    return (_DATA_ENT.size + namelen + (1 if ftype else 0) + _TAG.size + 7) & ~7
 
 
 @functools.cache
@@ -146,7 +147,7 @@ def entry_formats(ftype: bool) -> tuple[struct.Struct, ...]:
     head (structs.Dir2DataEntryHead), the name, [the file type], padding, the tag."""
     out = []
     for n in range(256):
-        pad = entry_size(n, ftype) - _DATA_ENT.size - n - (1 if ftype else 0) - 2
+        pad = entry_size(n, ftype) - _DATA_ENT.size - n - (1 if ftype else 0) - _TAG.size
         out.append(struct.Struct(f"{_DATA_ENT.format}{n}s{'B' if ftype else ''}{pad}x"
                                  f"{_TAG_CODE}"))
     return tuple(out)
@@ -166,8 +167,11 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
                      deleted: bool = True) -> Dirents:
     """Entries of one directory data block (block form or data form) at fork offset
     ``base``; problems are appended as (offset in the block, message)."""
-    magic = int.from_bytes(block[:4], "big")
     bs = len(block)
+    if bs < S.DIR_MAGIC_FMT.size:
+        problems.append((0, f"directory block of {bs} bytes: shorter than its magic"))
+        return Dirents()
+    (magic,) = S.DIR_MAGIC_FMT.unpack_from(block)
     if magic in BLOCK_MAGICS:
         count, _stale = _TAIL.unpack_from(block, bs - _TAIL.size)
         end = bs - _TAIL.size - count * S.DIR2_LEAF_ENTRY_SIZE
@@ -216,7 +220,8 @@ def parse_data_block(block: bytes, base: int, *, v5: bool, ftype: bool, problems
         if namelen == 0 or pos + size > end:
             problems.append((pos, f"entry of name length {namelen} runs past the block"))
             break
-        if namelen > 2 and pos + size + 8 < end and block[pos + size + 8] == namelen:
+        nxt = pos + size + _NAMELEN_AT  # the next entry's namelen: the same starts a run
+        if namelen > 2 and nxt < end and block[nxt] == namelen:
             run = _run_columns(block, pos, end, namelen, size, ftype)
             if run is not None:
                 if got:
@@ -303,18 +308,19 @@ def _salvage(block: bytes, start: int, end: int, base: int, ftype: bool) -> list
     out = []
     pos = start
     while pos + _DATA_ENT.size + 1 <= end:
-        ino = int.from_bytes(block[pos + 4:pos + 8], "big")  # the high half is overwritten
-        namelen = block[pos + 8]
+        # the free region's tag and length overwrote the high half of the inode number
+        ino = int.from_bytes(block[pos + _UNUSED.size:pos + _NAMELEN_AT], "big")
+        namelen = block[pos + _NAMELEN_AT]
         size = entry_size(namelen, ftype)
         if not namelen or pos + size > end or not ino:
             break
-        name = block[pos + 9:pos + 9 + namelen]
+        name = block[pos + _DATA_ENT.size:pos + _DATA_ENT.size + namelen]
         if b"/" in name or b"\0" in name:
             break
-        tag_at = pos + size - 2
-        if tag_at + 2 < end and int.from_bytes(block[tag_at:tag_at + 2], "big") != pos:
+        tag_at = pos + size - _TAG.size
+        if tag_at + _TAG.size < end and _TAG.unpack_from(block, tag_at)[0] != pos:
             break  # not the tag an entry here would carry: not an old entry
-        ft = block[pos + 9 + namelen] if ftype else 0
+        ft = block[pos + _DATA_ENT.size + namelen] if ftype else 0
         if name not in (b".", b".."):
             out.append(RawDirent(name, ino, ft, base + pos, deleted=True))
         pos += size

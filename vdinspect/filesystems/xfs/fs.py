@@ -474,8 +474,8 @@ class XfsFileSystem(FileSystem):
                     src = fork_source(self.dev, bs, min(limit, (last + 1) * per) * bs, emap,
                                       where)
                 data = src.read(db * dbs, dbs)
-            if g.crc and int.from_bytes(data[:4], "big") in (S.XFS_DIR3_BLOCK_MAGIC,
-                                                               S.XFS_DIR3_DATA_MAGIC):
+            if g.crc and len(data) >= S.DIR_MAGIC_FMT.size and S.DIR_MAGIC_FMT.unpack_from(
+                    data)[0] in (S.XFS_DIR3_BLOCK_MAGIC, S.XFS_DIR3_DATA_MAGIC):
                 if not crc_ok(data, S.DIR3_CRC_OFF):
                     self.problem(where, self._fork_offset(emap, db * per),
                                  f"directory block {db} CRC-32C mismatch")

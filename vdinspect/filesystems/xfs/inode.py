@@ -133,6 +133,6 @@ class Inode:
     @property
     def rdev(self) -> int | None:
         """The device number of a device inode (data fork format DEV)."""
-        if self.format == S.FMT_DEV and len(self.data_fork) >= 4:
-            return int.from_bytes(self.data_fork[:4], "big")
+        if self.format == S.FMT_DEV and len(self.data_fork) >= S.DINODE_DEV_FMT.size:
+            return S.DINODE_DEV_FMT.unpack_from(self.data_fork)[0]
         return None

@@ -54,9 +54,9 @@ def log_state(fs: XfsFileSystem) -> LogState:
 def _cycle(fs: XfsFileSystem, start: int, i: int) -> tuple[int, bool]:
     """(cycle number, is a record header) of basic block ``i``."""
     word = fs.read_bytes(start + i * BB, 8, "log")
-    first = int.from_bytes(word[:4], "big")
+    first, cycle = S.LOG_MAGIC_CYCLE_FMT.unpack_from(word)
     if first == S.XLOG_HEADER_MAGIC_NUM:
-        return int.from_bytes(word[4:8], "big"), True
+        return cycle, True
     return first, False
 
 

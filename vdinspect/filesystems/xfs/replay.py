@@ -29,14 +29,13 @@ write at the head, as the kernel treats it).
 
 from __future__ import annotations
 
-import struct
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import CorruptImage
 from ...io import OverlaySource, crc32c
-from ...layout import leaves, offset_of, struct_format
+from ...layout import field_format, leaves, offset_of, struct_format
 from . import structs as S
 from .intents import ITEM_NAMES, Intents
 from .log import BB, LogState
@@ -53,7 +52,7 @@ _TRANS = struct_format(S.XfsTransHeader)
 _HEAD = struct_format(S.XfsLogItemHead)
 _BLF = struct_format(S.XfsBufLogFormat)
 _ILF = struct_format(S.XfsInodeLogFormat)
-_ILF32 = struct.Struct("<HHIHHQ16sqii")  # the packed 32-bit form: XfsInodeLogFormat less ilf_pad
+_ILF32 = S.LOG_ILF32_FMT  # the packed 32-bit form: XfsInodeLogFormat less ilf_pad
 _ICL = struct_format(S.XfsIcreateLog, "icl_ag", "icl_agbno", "icl_count", "icl_isize",
                      "icl_length", "icl_gen")
 _EXT = S.be_format(S.XlogRecExtHeader)  # xh_cycle, then the 64 words of xh_cycle_data
@@ -61,6 +60,17 @@ _DINODE = [x for x in leaves(S.Dinode)]
 _NEXT_UNLINKED = offset_of(S.Dinode, "di_next_unlinked")
 _LSN_AT = offset_of(S.Dinode, "di_lsn")
 _FLAGS2_AT = offset_of(S.Dinode, "di_flags2")
+_FLAGS2_LOGGED = field_format(S.Dinode, "di_flags2", order="<")  # host order (x86, arm64)
+_MAGIC_LOGGED = field_format(S.Dinode, "di_magic", order="<")
+_DEV_LOGGED = field_format(S.DinodeDev, "di_dev", order="<")
+_LSN = field_format(S.Dinode, "di_lsn")
+_GEN = field_format(S.Dinode, "di_gen")
+_INO = field_format(S.Dinode, "di_ino")
+_NEXT = field_format(S.Dinode, "di_next_unlinked")
+_LEVEL_NUMRECS = struct_format(S.BtreeLongBlock, "bb_level", "bb_numrecs")
+_KEY, _PTR = S.BmbtKey.sizeof(), S.BmbtPtr.sizeof()
+_CYCLE_WORD = field_format(S.XlogRecExtHeader, "xh_cycle")  # a word the cycle replaced
+_DA3_MAGIC = field_format(S.Da3Blkinfo, "magic")
 _TIMES = {"di_atime", "di_mtime", "di_ctime", "di_crtime"}
 # v5 metadata blocks by magic: where the CRC-32C sits (recomputed after replay)
 _CRC4 = {S.XFS_SB_MAGIC: S.SB_CRC_OFF, S.XFS_AGF_MAGIC: S.AGF_CRC_OFF,
@@ -68,7 +78,8 @@ _CRC4 = {S.XFS_SB_MAGIC: S.SB_CRC_OFF, S.XFS_AGF_MAGIC: S.AGF_CRC_OFF,
          S.XFS_DIR3_BLOCK_MAGIC: S.DIR3_CRC_OFF, S.XFS_DIR3_DATA_MAGIC: S.DIR3_CRC_OFF,
          S.XFS_DIR3_FREE_MAGIC: S.DIR3_CRC_OFF}
 _CRC4.update({m: S.SHORT_CRC_OFF for m in (S.XFS_IBT_CRC_MAGIC, S.XFS_ABTB_CRC_MAGIC,
-                                           0x41423343, 0x46494233, 0x524D4233, 0x52334643)})
+                                           S.XFS_ABTC_CRC_MAGIC, S.XFS_FIBT_CRC_MAGIC,
+                                           S.XFS_RMAP_CRC_MAGIC, S.XFS_REFC_CRC_MAGIC)})
 _PER_BLOCK = {S.XFS_ATTR3_RMT_MAGIC: S.RMT_CRC_OFF, S.XFS_SYMLINK_MAGIC: S.SYMLINK_CRC_OFF}
 _DA3 = {S.XFS_DIR3_LEAF1_MAGIC, S.XFS_DIR3_LEAFN_MAGIC, S.XFS_DA3_NODE_MAGIC,
         S.XFS_ATTR3_LEAF_MAGIC}
@@ -240,11 +251,12 @@ class _Log:
 
 
 def _record_crc_ok(head: bytes, hdr_bbs: int, data: bytes) -> bool:
-    stored = int.from_bytes(head[S.LOG_CRC_OFF:S.LOG_CRC_OFF + 4], "little")
+    (stored,) = S.CRC_FMT.unpack_from(head, S.LOG_CRC_OFF)
+    end = S.LOG_CRC_OFF + S.CRC_FMT.size
     ext = b"".join(head[i * BB:i * BB + S.XlogRecExtHeader.sizeof()]
                    for i in range(1, hdr_bbs))
     for n in S.XLOG_REC_CRC_SIZES:
-        first = head[:S.LOG_CRC_OFF] + b"\0\0\0\0" + head[S.LOG_CRC_OFF + 4:n]
+        first = head[:S.LOG_CRC_OFF] + bytes(S.CRC_FMT.size) + head[end:n]
         if crc32c(first + ext + bytes(data)) == stored:
             return True
     return False
@@ -256,7 +268,7 @@ def _uncycle(h: dict, head: bytes, hdr_bbs: int, data: bytearray) -> None:
     for i in range(1, hdr_bbs):
         words += list(_EXT.unpack_from(head, i * BB)[1:])
     for j in range(min(len(data) // BB, len(words))):
-        data[j * BB:j * BB + 4] = words[j].to_bytes(4, "big")
+        _CYCLE_WORD.pack_into(data, j * BB, words[j])
 
 
 # --- applying transactions ------------------------------------------------------------------
@@ -366,11 +378,11 @@ def _buffer(fs: XfsFileSystem, rep: Replay, it: list[bytes], cancelled: Counter,
         rep.notes.append(("error", start if blkno >= 0 else 0, f"log buffer item at basic "
                           f"block {blkno} (+{nbb}) lies outside the volume: not replayed"))
         return
-    need = _BLF.size + 4 * map_size
+    need = _BLF.size + S.BLF_MAP_WORD_FMT.size * map_size
     if len(it[0]) < need:
         rep.notes.append(("error", start, "log buffer item with a truncated dirty bitmap"))
         return
-    bitmap = list(struct.unpack_from(f"<{map_size}I", it[0], _BLF.size))
+    bitmap = [w for (w,) in S.BLF_MAP_WORD_FMT.iter_unpack(it[0][_BLF.size:need])]
     runs = _runs(bitmap, min(map_size * 32, length // S.XFS_BLF_CHUNK))
     isize = fs.geo.inode_size
     for (first, n), region in zip(runs, it[1:]):
@@ -395,8 +407,8 @@ def _buffer(fs: XfsFileSystem, rep: Replay, it: list[bytes], cancelled: Counter,
 def _to_disk_core(log_core: bytes, disk: bytearray, lsn: int, v3: bool) -> None:
     """Write the logged inode core (host order, little-endian) over the disk inode."""
     size = len(log_core)
-    flags2 = int.from_bytes(log_core[_FLAGS2_AT:_FLAGS2_AT + 8], "little") if v3 and \
-        size >= _FLAGS2_AT + 8 else 0
+    flags2 = _FLAGS2_LOGGED.unpack_from(log_core, _FLAGS2_AT)[0] if v3 and \
+        size >= _FLAGS2_AT + _FLAGS2_LOGGED.size else 0
     bigtime = bool(flags2 & S.DIFLAG2_BIGTIME)
     for x in _DINODE:
         if x.offset + x.size > size or x.name in ("di_next_unlinked", "di_crc"):
@@ -409,22 +421,23 @@ def _to_disk_core(log_core: bytes, disk: bytearray, lsn: int, v3: bool) -> None:
         elif x.order == ">":
             raw = raw[::-1]
         disk[x.offset:x.offset + x.size] = raw
-    if v3 and size >= _LSN_AT + 8:
-        disk[_LSN_AT:_LSN_AT + 8] = lsn.to_bytes(8, "big")
+    if v3 and size >= _LSN_AT + _LSN.size:
+        _LSN.pack_into(disk, _LSN_AT, lsn)
 
 
 def _bmdr(incore: bytes, fork_size: int, hdr: int) -> bytes:
     """An in-memory bmbt root block (long header of ``hdr`` bytes) as the on-disk root
     (level, numrecs, keys, then pointers after room for the fork's maximum records)."""
-    level, numrecs = struct.unpack_from(">HH", incore, 4)
-    mxr = (len(incore) - hdr) // 16
-    dmxr = (fork_size - 4) // 16
+    level, numrecs = _LEVEL_NUMRECS.unpack_from(incore)
+    mxr = (len(incore) - hdr) // (_KEY + _PTR)
+    r = S.BMDR_FMT.size
+    dmxr = (fork_size - r) // (_KEY + _PTR)
     numrecs = min(numrecs, mxr, dmxr)
     out = bytearray(fork_size)
-    out[0:4] = struct.pack(">HH", level, numrecs)
-    out[4:4 + 8 * numrecs] = incore[hdr:hdr + 8 * numrecs]
-    p = hdr + 8 * mxr
-    out[4 + 8 * dmxr:4 + 8 * dmxr + 8 * numrecs] = incore[p:p + 8 * numrecs]
+    S.BMDR_FMT.pack_into(out, 0, level, numrecs)
+    out[r:r + _KEY * numrecs] = incore[hdr:hdr + _KEY * numrecs]
+    p, q = hdr + _KEY * mxr, r + _KEY * dmxr  # the pointers follow the most keys that fit
+    out[q:q + _PTR * numrecs] = incore[p:p + _PTR * numrecs]
     return bytes(out)
 
 
@@ -440,19 +453,20 @@ def _inode(fs: XfsFileSystem, rep: Replay, it: list[bytes], lsn: int, inodes: se
         return
     at = blkno * BB + boff
     isize = g.inode_size
-    if blkno < 0 or at + isize > fs.dev.size or len(it) < 2:
+    if blkno < 0 or at < 0 or at + isize > fs.dev.size or len(it) < 2:
         rep.notes.append(("error", max(at, 0), f"log inode item for inode {ino} outside the "
                           "volume: not replayed"))
         return
     disk = bytearray(rep.dev.read(at, isize))
-    if int.from_bytes(disk[:2], "big") != S.XFS_DINODE_MAGIC:
+    if S.DINODE_MAGIC_FMT.unpack_from(disk)[0] != S.XFS_DINODE_MAGIC:
         rep.notes.append(("error", at, f"log inode item for inode {ino}: no inode on disk "
                           "at its place: not replayed"))
         return
     v3 = g.version == 5
     core_size = S.Dinode.sizeof() if v3 else S.DINODE_V2_SIZE
     log_core = it[1][:core_size if v3 else _NEXT_UNLINKED]
-    if int.from_bytes(log_core[:2], "little") != S.XFS_DINODE_MAGIC:
+    if (len(log_core) < _MAGIC_LOGGED.size
+            or _MAGIC_LOGGED.unpack_from(log_core)[0] != S.XFS_DINODE_MAGIC):
         rep.notes.append(("error", at, f"log inode item for inode {ino}: bad logged core"))
         return
     _to_disk_core(log_core, disk, lsn, v3)
@@ -470,7 +484,7 @@ def _inode(fs: XfsFileSystem, rep: Replay, it: list[bytes], lsn: int, inodes: se
             data = _bmdr(data, dfork, hdr) if len(data) >= hdr else b""
         disk[core_size:core_size + min(len(data), dfork)] = data[:dfork]
     elif fields & S.XFS_ILOG_DEV:
-        disk[core_size:core_size + 4] = dev[:4][::-1]
+        S.DINODE_DEV_FMT.pack_into(disk, core_size, *_DEV_LOGGED.unpack_from(dev))
     if fields & (S.XFS_ILOG_ADATA | S.XFS_ILOG_AEXT | S.XFS_ILOG_ABROOT) and rest and forkoff:
         afork = isize - core_size - forkoff
         data = rest.pop(0)[:asize]
@@ -500,15 +514,13 @@ def _icreate(fs: XfsFileSystem, rep: Replay, it: list[bytes], cancelled: Counter
         return
     for i in range(count):
         rec = bytearray(isize)
-        rec[0:2] = S.XFS_DINODE_MAGIC.to_bytes(2, "big")
+        S.DINODE_MAGIC_FMT.pack_into(rec, 0, S.XFS_DINODE_MAGIC)
         rec[offset_of(S.Dinode, "di_version")] = 3 if g.version == 5 else 2
-        o = offset_of(S.Dinode, "di_gen")
-        rec[o:o + 4] = gen.to_bytes(4, "big")
-        rec[_NEXT_UNLINKED:_NEXT_UNLINKED + 4] = NULLAGINO.to_bytes(4, "big")
+        _GEN.pack_into(rec, offset_of(S.Dinode, "di_gen"), gen)
+        _NEXT.pack_into(rec, _NEXT_UNLINKED, NULLAGINO)
         if g.version == 5:
             ino = g.agino_to_ino(agno, (agbno << g.inopblog) + i)
-            o = offset_of(S.Dinode, "di_ino")
-            rec[o:o + 8] = ino.to_bytes(8, "big")
+            _INO.pack_into(rec, offset_of(S.Dinode, "di_ino"), ino)
             o = offset_of(S.Dinode, "di_uuid")
             rec[o:o + 16] = g.meta_uuid
             inodes.add(start + i * isize)
@@ -517,15 +529,16 @@ def _icreate(fs: XfsFileSystem, rep: Replay, it: list[bytes], cancelled: Counter
 
 
 def _stamp(dev: OverlaySource, at: int, block: bytes, crc_at: int) -> None:
-    data = block[:crc_at] + b"\0\0\0\0" + block[crc_at + 4:]
-    dev.write(at + crc_at, crc32c(data).to_bytes(4, "little"))
+    n = S.CRC_FMT.size
+    data = block[:crc_at] + bytes(n) + block[crc_at + n:]
+    dev.write(at + crc_at, S.CRC_FMT.pack(crc32c(data)))
 
 
 def _restamp(fs: XfsFileSystem, dev: OverlaySource, at: int, length: int,
              inodes: set) -> None:
     """Recompute the CRC-32C of a replayed v5 metadata buffer, found by its magic."""
     block = dev.read(at, length)
-    m4 = int.from_bytes(block[:4], "big")
+    (m4,) = S.BLOCK_MAGIC_FMT.unpack_from(block)
     if m4 in _CRC4:
         size = fs.geo.sector_size if m4 in (S.XFS_SB_MAGIC, S.XFS_AGF_MAGIC,
                                             S.XFS_AGI_MAGIC) else length
@@ -533,17 +546,18 @@ def _restamp(fs: XfsFileSystem, dev: OverlaySource, at: int, length: int,
     elif m4 in _PER_BLOCK:
         bs = fs.geo.block_size
         for o in range(0, length - bs + 1, bs):
-            if int.from_bytes(block[o:o + 4], "big") == m4:
+            if S.BLOCK_MAGIC_FMT.unpack_from(block, o)[0] == m4:
                 _stamp(dev, at + o, block[o:o + bs], _PER_BLOCK[m4])
-    elif int.from_bytes(block[_DA3_MAGIC_AT:_DA3_MAGIC_AT + 2], "big") in _DA3:
+    elif _DA3_MAGIC.unpack_from(block, _DA3_MAGIC_AT)[0] in _DA3:
         _stamp(dev, at, block, S.DA3_CRC_OFF)
-    elif m4 >> 16 == S.XFS_DINODE_MAGIC:
+    elif S.DINODE_MAGIC_FMT.unpack_from(block)[0] == S.XFS_DINODE_MAGIC:
         isize = fs.geo.inode_size
         inodes.update(at + o for o in range(0, length - isize + 1, isize)
-                      if int.from_bytes(block[o:o + 2], "big") == S.XFS_DINODE_MAGIC)
+                      if S.DINODE_MAGIC_FMT.unpack_from(block, o)[0] == S.XFS_DINODE_MAGIC)
 
 
 def _inode_crc(fs: XfsFileSystem, dev: OverlaySource, at: int) -> None:
     rec = dev.read(at, fs.geo.inode_size)
-    if int.from_bytes(rec[:2], "big") == S.XFS_DINODE_MAGIC and rec[2] >= 3:
+    if (S.DINODE_MAGIC_FMT.unpack_from(rec)[0] == S.XFS_DINODE_MAGIC
+            and rec[offset_of(S.Dinode, "di_version")] >= 3):
         _stamp(dev, at, rec, S.DINODE_CRC_OFF)

@@ -18,6 +18,7 @@ from construct import (
     Int8ub,
     Int16ub,
     Int16ul,
+    Int32sl,
     Int32ub,
     Int32ul,
     Int64sl,
@@ -26,7 +27,7 @@ from construct import (
     Struct,
 )
 
-from ...layout import field_slice, leaves, offset_of, struct_format
+from ...layout import field_format, field_slice, leaves, offset_of, struct_format
 
 # the superblock is declared in volumes/xfs_layout.py (the probe reads it too)
 from ...volumes.xfs_layout import XFS_SB_MAGIC as XFS_SB_MAGIC
@@ -158,8 +159,9 @@ BtreeLongBlock = Struct(  # inode-rooted btrees (bmbt); v4 part = first 24 bytes
     "bb_pad" / Int32ub * "padding",
 )  # 72 bytes (v4 uses the first 24)
 
-SHORT_HDR_V4, SHORT_HDR_V5 = 16, BtreeShortBlock.sizeof()
-LONG_HDR_V4, LONG_HDR_V5 = 24, BtreeLongBlock.sizeof()
+SHORT_HDR_V4 = offset_of(BtreeShortBlock, "bb_blkno")  # the v5 fields start there
+SHORT_HDR_V5 = BtreeShortBlock.sizeof()
+LONG_HDR_V4, LONG_HDR_V5 = offset_of(BtreeLongBlock, "bb_blkno"), BtreeLongBlock.sizeof()
 XFS_BMAP_MAGIC, XFS_BMAP_CRC_MAGIC = 0x424D4150, 0x424D4133  # BMAP, BMA3
 XFS_IBT_MAGIC, XFS_IBT_CRC_MAGIC = 0x49414254, 0x49414233  # IABT, IAB3
 
@@ -177,6 +179,9 @@ BmbtKey = Struct("br_startoff" / Int64ub * "first logical block below this point
 BmbtPtr = Struct("ptr" / Int64ub * "child block, fsblock number")
 
 XFS_ABTB_MAGIC, XFS_ABTB_CRC_MAGIC = 0x41425442, 0x41423342  # ABTB, AB3B (by block)
+XFS_ABTC_CRC_MAGIC = 0x41423343  # AB3C (free space by size)
+XFS_FIBT_CRC_MAGIC = 0x46494233  # FIB3 (free inode btree)
+XFS_RMAP_CRC_MAGIC = 0x524D4233  # RMB3 (reverse mapping btree, v5 only)
 AllocRec = Struct(
     "ar_startblock" / Int32ub * "first free block (agbno)",
     "ar_blockcount" / Int32ub * "free blocks",
@@ -256,6 +261,9 @@ DIFLAG_REALTIME = 0x1
 DiFlags2 = FlagsEnum(Int64ub, DAX=0x1, REFLINK=0x2, COWEXTSIZE=0x4, BIGTIME=0x8, NREXT64=0x10)
 DIFLAG2_BIGTIME, DIFLAG2_NREXT64 = 0x8, 0x10
 BIGTIME_EPOCH_OFFSET = 1 << 31  # seconds from 1901-12-13T20:45:52Z to the Unix epoch
+DinodeDev = Struct(  # the data fork of a device inode (di_format DEV)
+    "di_dev" / Int32ub * "xfs_dev_t: major << 18 | minor (Linux's sysv encoding)",
+)
 
 # --- directories ------------------------------------------------------------------------
 
@@ -483,6 +491,7 @@ XfsBufLogFormat = Struct(
     "blf_blkno" / Int64sl * "buffer start on the data device, 512-byte basic blocks",
     "blf_map_size" / Int32ul * "words of the dirty bitmap that follow",
 )  # 20 bytes, then blf_map_size 32-bit words: bit i = 128-byte chunk i was logged
+BlfDataMapWord = Struct("blf_data_map" / Int32ul * "32 bits of the dirty bitmap")
 XFS_BLF_CHUNK = 128  # bytes of a buffer per dirty-bitmap bit
 XFS_BLF_INODE_BUF, XFS_BLF_CANCEL = 0x1, 0x2
 XfsInodeLogFormat = Struct(
@@ -495,11 +504,14 @@ XfsInodeLogFormat = Struct(
     "ilf_ino" / Int64ul * "inode number",
     "ilf_u" / Bytes(16) * "device number of a device inode (first 4 bytes)",
     "ilf_blkno" / Int64sl * "inode cluster buffer, 512-byte basic blocks",
-    "ilf_len" / Int32ul * "inode cluster buffer length, basic blocks",
-    "ilf_boffset" / Int32ul * "offset of the inode in the buffer, bytes",
+    "ilf_len" / Int32sl * "inode cluster buffer length, basic blocks",
+    "ilf_boffset" / Int32sl * "offset of the inode in the buffer, bytes",
 )  # 56 bytes (52 in the packed 32-bit form, without ilf_pad)
 XFS_ILOG_CORE, XFS_ILOG_DDATA, XFS_ILOG_DEXT, XFS_ILOG_DBROOT = 0x001, 0x002, 0x004, 0x008
 XFS_ILOG_DEV, XFS_ILOG_ADATA, XFS_ILOG_AEXT, XFS_ILOG_ABROOT = 0x010, 0x040, 0x080, 0x100
+XfsInodeLogFormat32 = Struct(  # xfs_inode_log_format_32: what 32-bit x86 kernels wrote
+    *(sc for sc in XfsInodeLogFormat.subcons if sc.name != "ilf_pad"),
+)  # 52 bytes, packed
 XfsIcreateLog = Struct(
     "icl_type" / Int16ul * "XFS_LI_ICREATE",
     "icl_size" / Int16ul * "regions (1)",
@@ -574,6 +586,17 @@ SYMLINK_HDR_FMT = be_format(DsymlinkHdr)
 LOG_REC_FMT = be_format(LogRecHeader)
 LOG_OP_FMT = be_format(LogOpHeader)
 
+BMBT_KEY_PTR_SIZE = BmbtKey.sizeof() + BmbtPtr.sizeof()  # a bmbt root entry: key + ptr
+CRC_FMT = field_format(Superblock, "sb_crc")  # every v5 CRC-32C field: little-endian u32
+DIR_MAGIC_FMT = field_format(Dir2DataHdr, "magic")  # first word of a directory data block
+BLOCK_MAGIC_FMT = field_format(BtreeShortBlock, "bb_magic")  # any metadata block's magic
+ATTR_LEAF_COUNT_V4 = be_format(AttrLeafHdr, "count")
+ATTR3_LEAF_COUNT_V5 = be_format(Attr3LeafHdr, "count")
+LOG_MAGIC_CYCLE_FMT = be_format(LogRecHeader, "h_magicno", "h_cycle")  # a record's start
+DINODE_MAGIC_FMT = field_format(Dinode, "di_magic")
+DINODE_DEV_FMT = be_format(DinodeDev)
+LOG_ILF32_FMT = struct_format(XfsInodeLogFormat32)
+BLF_MAP_WORD_FMT = struct_format(BlfDataMapWord)
 SB_CRC_OFF = offset_of(Superblock, "sb_crc")
 SB_MAGIC = field_slice(Superblock, "sb_magicnum")
 AGF_CRC_OFF = offset_of(AGF, "agf_crc")

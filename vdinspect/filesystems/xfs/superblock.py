@@ -21,10 +21,11 @@ FIELDS = [c.name for c in S.Superblock.subcons]
 
 def crc_ok(block: bytes, at: int) -> bool:
     """True when the little-endian CRC-32C at ``at`` matches ``block`` with it zeroed."""
-    if len(block) < at + 4:
+    n = S.CRC_FMT.size
+    if len(block) < at + n:
         return False
-    stored = int.from_bytes(block[at:at + 4], "little")
-    return crc32c(block[:at] + b"\0\0\0\0" + block[at + 4:]) == stored
+    (stored,) = S.CRC_FMT.unpack_from(block, at)
+    return crc32c(block[:at] + bytes(n) + block[at + n:]) == stored
 
 
 @dataclass
@@ -120,7 +121,7 @@ def parse(head: bytes) -> tuple[Geometry | None, str | None]:
     if len(head) < S.SB_FMT.size:
         return None, "too short for a superblock"
     raw = dict(zip(FIELDS, S.SB_FMT.unpack_from(head, 0)))
-    raw["sb_crc"] = int.from_bytes(head[S.SB_CRC_OFF:S.SB_CRC_OFF + 4], "little")
+    (raw["sb_crc"],) = S.CRC_FMT.unpack_from(head, S.SB_CRC_OFF)
     if raw["sb_magicnum"] != S.XFS_SB_MAGIC:
         return None, "no XFSB magic"
     version = raw["sb_versionnum"] & S.VERSION_NUMBITS

@@ -20,6 +20,7 @@ from ...errors import InvalidArgument, NotFound
 from ...findings import Findings
 from ...io import ByteSource, Slice
 from ...progress import Progress
+from ...units import check_sector_size
 from .evidence import INTERPRETERS, Evidence
 from .images import image_rows
 from .partitions import combine
@@ -229,8 +230,7 @@ def sfdisk_script(df, *, label: str | None = None, sector_size: int = 512) -> st
         label = "gpt" if gpt else "dos"
     if label not in ("dos", "gpt"):
         raise InvalidArgument(f"label must be 'dos' or 'gpt', not {label!r}")
-    if sector_size not in (512, 1024, 2048, 4096):
-        raise InvalidArgument(f"sector_size {sector_size} is not 512, 1024, 2048 or 4096")
+    check_sector_size(sector_size, optional=False)
     if label == "dos" and len(rows) > 4:
         raise InvalidArgument(f"{len(rows)} partitions do not fit a dos table's 4 primary "
                               "entries: use label='gpt'")
