@@ -297,3 +297,59 @@ def test_ls_json_names_what_fls_names(tmp_path, part, fs):
         got, want = {(_base(p), i) for p, i in got}, {(_base(p), i) for p, i in want}
     assert got == want
     assert len(want) >= 7  # a sample with folders, deleted names and streams
+
+
+# --- ls of a raw volume: the probe family that answers, nothing else ------------------------
+
+#: the probe families and the layouts each declares (volumes/probes/<family>.py)
+FAMILY_MODULES = {
+    "linux": ["vdinspect.volumes.probes.linux", "vdinspect.volumes.ext_layout",
+              "vdinspect.volumes.xfs_layout", "vdinspect.volumes.btrfs_layout"],
+    "media": ["vdinspect.volumes.probes.media", "vdinspect.volumes.optical_layout",
+              "vdinspect.volumes.hfs_layout", "vdinspect.volumes.apfs_layout"],
+    "windows": ["vdinspect.volumes.probes.windows", "vdinspect.volumes.fat_layout"],
+}
+
+
+def _mkfs(tmp_path, fs: str):
+    """A 16 MiB volume formatted by the real tool (ext4 with a few files by mke2fs -d)."""
+    img = tmp_path / f"{fs}.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    if fs == "ext4":
+        tree = tmp_path / "tree"
+        (tree / "docs").mkdir(parents=True)
+        (tree / "docs" / "a.txt").write_text("a\n")
+        (tree / "b.bin").write_bytes(b"\1" * 5000)
+        cmd = ["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), str(img)]
+    elif fs == "ntfs":
+        cmd = ["mkntfs", "-q", "-F", "-f", str(img)]
+    else:
+        cmd = ["mkfs.exfat", str(img)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return img
+
+
+@pytest.mark.parametrize("fs, tool, family", [("ext4", "mke2fs", "linux"),
+                                              ("ntfs", "mkntfs", "windows"),
+                                              ("exfat", "mkfs.exfat", "windows")])
+def test_ls_of_a_raw_volume_imports_one_probe_family(tmp_path, fs, tool, family):
+    """``ls -r --json`` of a raw volume made by mke2fs, mkntfs or mkfs.exfat imports the
+    probe family that names it and none of the others' probes or layouts (NTFS and exFAT
+    by their OEM name, before any other probe), never pandas; blkid names the same type."""
+    if not have(tool, "blkid"):
+        pytest.skip(f"{tool} or blkid missing")
+    img = _mkfs(tmp_path, fs)
+    mods, out = _imported(["ls", "-r", "--json", str(img)])
+    assert "pandas" not in mods
+    assert set(FAMILY_MODULES[family]) & mods, "the answering family is imported"
+    others = {m for f, ms in FAMILY_MODULES.items() if f != family for m in ms}
+    assert not others & mods, sorted(others & mods)
+    if family != "windows":
+        assert not {"vdinspect.volumes.ntfs_layout", "vdinspect.volumes.exfat_layout"} & mods
+    blkid = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(img)],
+                           capture_output=True, text=True).stdout.strip()
+    assert blkid == fs
+    paths = {r["path"] for r in json.loads(out)}
+    if fs == "ext4":  # what mke2fs -d copied in
+        assert {"/docs", "/docs/a.txt", "/b.bin", "/lost+found"} <= paths
