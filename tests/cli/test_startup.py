@@ -353,3 +353,39 @@ def test_ls_of_a_raw_volume_imports_one_probe_family(tmp_path, fs, tool, family)
     paths = {r["path"] for r in json.loads(out)}
     if fs == "ext4":  # what mke2fs -d copied in
         assert {"/docs", "/docs/a.txt", "/b.bin", "/lost+found"} <= paths
+
+
+# --- the parser declares only the sub-command asked for ---------------------------------------
+
+COMMAND_LINES = [["ls", "-r", "--json", "--part", "2", "disk.img", "/etc"],
+                 ["info", "--all", "--salvage", "--offset", "0x200", "disk.img"],
+                 ["extract", "--deleted", "disk.img", "/", "out"],
+                 ["diff", "--files", "--layer", "-1", "old.qcow2", "new.qcow2"],
+                 ["carve", "--types", "jpg,png", "--budget", "2.5", "disk.img", "out"],
+                 ["explain", "--in-layer", "0", "--offset", "512", "disk.img", "l1_table"],
+                 ["scan", "--no-images", "-p", "disk.img"], ["map", "--start", "7", "d.img"]]
+
+
+@pytest.mark.parametrize("argv", COMMAND_LINES, ids=[a[0] for a in COMMAND_LINES])
+def test_parser_of_one_command_is_the_whole_parser(argv, capsys):
+    """``build_parser(command)`` declares only that sub-command: what it parses and the
+    sub-command's ``--help`` are those of the parser with every sub-command."""
+    from vdinspect.cli import build_parser
+
+    assert vars(build_parser(argv[0]).parse_args(argv)) == vars(build_parser().parse_args(argv))
+    helps = []
+    for parser in (build_parser(argv[0]), build_parser()):
+        with pytest.raises(SystemExit):
+            parser.parse_args([argv[0], "--help"])
+        helps.append(capsys.readouterr().out)
+    assert helps[0] == helps[1] and f"vdinspect {argv[0]}" in helps[0]
+
+
+def test_mistyped_command_lists_every_command(capsys):
+    """A first word that is no command gets the whole parser's error naming them all."""
+    with pytest.raises(SystemExit) as e:
+        main(["lss", "disk.img"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    for name in ("info", "ls", "extract", "carve", "diff"):
+        assert f"'{name}'" in err
