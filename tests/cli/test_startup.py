@@ -297,3 +297,95 @@ def test_ls_json_names_what_fls_names(tmp_path, part, fs):
         got, want = {(_base(p), i) for p, i in got}, {(_base(p), i) for p, i in want}
     assert got == want
     assert len(want) >= 7  # a sample with folders, deleted names and streams
+
+
+# --- ls of a raw volume: the probe family that answers, nothing else ------------------------
+
+#: the probe families and the layouts each declares (volumes/probes/<family>.py)
+FAMILY_MODULES = {
+    "linux": ["vdinspect.volumes.probes.linux", "vdinspect.volumes.ext_layout",
+              "vdinspect.volumes.xfs_layout", "vdinspect.volumes.btrfs_layout"],
+    "media": ["vdinspect.volumes.probes.media", "vdinspect.volumes.optical_layout",
+              "vdinspect.volumes.hfs_layout", "vdinspect.volumes.apfs_layout"],
+    "windows": ["vdinspect.volumes.probes.windows", "vdinspect.volumes.fat_layout"],
+}
+
+
+def _mkfs(tmp_path, fs: str):
+    """A 16 MiB volume formatted by the real tool (ext4 with a few files by mke2fs -d)."""
+    img = tmp_path / f"{fs}.img"
+    with open(img, "wb") as f:
+        f.truncate(16 << 20)
+    if fs == "ext4":
+        tree = tmp_path / "tree"
+        (tree / "docs").mkdir(parents=True)
+        (tree / "docs" / "a.txt").write_text("a\n")
+        (tree / "b.bin").write_bytes(b"\1" * 5000)
+        cmd = ["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), str(img)]
+    elif fs == "ntfs":
+        cmd = ["mkntfs", "-q", "-F", "-f", str(img)]
+    else:
+        cmd = ["mkfs.exfat", str(img)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return img
+
+
+@pytest.mark.parametrize("fs, tool, family", [("ext4", "mke2fs", "linux"),
+                                              ("ntfs", "mkntfs", "windows"),
+                                              ("exfat", "mkfs.exfat", "windows")])
+def test_ls_of_a_raw_volume_imports_one_probe_family(tmp_path, fs, tool, family):
+    """``ls -r --json`` of a raw volume made by mke2fs, mkntfs or mkfs.exfat imports the
+    probe family that names it and none of the others' probes or layouts (NTFS and exFAT
+    by their OEM name, before any other probe), never pandas; blkid names the same type."""
+    if not have(tool, "blkid"):
+        pytest.skip(f"{tool} or blkid missing")
+    img = _mkfs(tmp_path, fs)
+    mods, out = _imported(["ls", "-r", "--json", str(img)])
+    assert "pandas" not in mods
+    assert set(FAMILY_MODULES[family]) & mods, "the answering family is imported"
+    others = {m for f, ms in FAMILY_MODULES.items() if f != family for m in ms}
+    assert not others & mods, sorted(others & mods)
+    if family != "windows":
+        assert not {"vdinspect.volumes.ntfs_layout", "vdinspect.volumes.exfat_layout"} & mods
+    blkid = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(img)],
+                           capture_output=True, text=True).stdout.strip()
+    assert blkid == fs
+    paths = {r["path"] for r in json.loads(out)}
+    if fs == "ext4":  # what mke2fs -d copied in
+        assert {"/docs", "/docs/a.txt", "/b.bin", "/lost+found"} <= paths
+
+
+# --- the parser declares only the sub-command asked for ---------------------------------------
+
+COMMAND_LINES = [["ls", "-r", "--json", "--part", "2", "disk.img", "/etc"],
+                 ["info", "--all", "--salvage", "--offset", "0x200", "disk.img"],
+                 ["extract", "--deleted", "disk.img", "/", "out"],
+                 ["diff", "--files", "--layer", "-1", "old.qcow2", "new.qcow2"],
+                 ["carve", "--types", "jpg,png", "--budget", "2.5", "disk.img", "out"],
+                 ["explain", "--in-layer", "0", "--offset", "512", "disk.img", "l1_table"],
+                 ["scan", "--no-images", "-p", "disk.img"], ["map", "--start", "7", "d.img"]]
+
+
+@pytest.mark.parametrize("argv", COMMAND_LINES, ids=[a[0] for a in COMMAND_LINES])
+def test_parser_of_one_command_is_the_whole_parser(argv, capsys):
+    """``build_parser(command)`` declares only that sub-command: what it parses and the
+    sub-command's ``--help`` are those of the parser with every sub-command."""
+    from vdinspect.cli import build_parser
+
+    assert vars(build_parser(argv[0]).parse_args(argv)) == vars(build_parser().parse_args(argv))
+    helps = []
+    for parser in (build_parser(argv[0]), build_parser()):
+        with pytest.raises(SystemExit):
+            parser.parse_args([argv[0], "--help"])
+        helps.append(capsys.readouterr().out)
+    assert helps[0] == helps[1] and f"vdinspect {argv[0]}" in helps[0]
+
+
+def test_mistyped_command_lists_every_command(capsys):
+    """A first word that is no command gets the whole parser's error naming them all."""
+    with pytest.raises(SystemExit) as e:
+        main(["lss", "disk.img"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    for name in ("info", "ls", "extract", "carve", "diff"):
+        assert f"'{name}'" in err

@@ -12,6 +12,7 @@ import enum
 from construct import Bytes, Enum, FlagsEnum, Int8ul, Int16ul, Int32ul, Int64ul, Struct
 
 from ..layout import field_slice, offset_of
+from .signatures import EXFAT_NAME
 
 
 class EntryType(enum.IntEnum):
@@ -80,7 +81,6 @@ def volume_label_text(entry: bytes) -> str:
     return entry[_LABEL_AT : _LABEL_AT + 2 * count].decode("utf-16-le", "replace")
 
 
-EXFAT_NAME = b"EXFAT   "  # FileSystemName
 FILE_SYSTEM_NAME = field_slice(BootSector, "FileSystemName")
 MIN_SECTOR_SHIFT, MAX_SECTOR_SHIFT = 9, 12  # 512..4096-byte sectors
 MAX_CLUSTER_SHIFT = 25  # BytesPerSectorShift + SectorsPerClusterShift: clusters <= 32 MiB

@@ -26,12 +26,10 @@ from construct import (
 
 from ..layout import flag_values, struct_format
 from .multisector import MultiSectorHeader
+from .signatures import BITLOCKER_OEM, NTFS_OEM, REFS_OEM  # noqa: F401  (here too)
 
 # --- the boot sector -------------------------------------------------------------------
 
-NTFS_OEM = b"NTFS    "
-BITLOCKER_OEM = b"-FVE-FS-"  # oem_id of a BitLocker volume (libyal libbde: "BDE format")
-REFS_OEM = b"ReFS"  # oem_id of a ReFS volume starts so
 
 BootSector = Struct(
     "jump" / Bytes(3) * "x86 jump over the BPB",

@@ -13,13 +13,16 @@ from __future__ import annotations
 from construct import Bytes, Int8sl, Int8ul, Int16ub, Int16ul, Int32ub, Int32ul, Struct
 
 from ..layout import offset_of
-
-DESCRIPTORS_AT = 0x8000  # sector 16: the volume descriptor set (ISO) or recognition sequence
-DESCRIPTOR_SIZE = 2048  # one volume descriptor / volume structure descriptor
+from .signatures import (  # noqa: F401  (the places and identifiers, construct-free)
+    DESCRIPTOR_SIZE,
+    DESCRIPTORS_AT,
+    ISO_STANDARD_ID,
+    VRS_NSR_IDS,
+    VRS_OTHER_IDS,
+)
 
 # --- ISO 9660 -----------------------------------------------------------------------------
 
-ISO_STANDARD_ID = b"CD001"
 ISO_VD_PRIMARY, ISO_VD_SUPPLEMENTARY, ISO_VD_END = 1, 2, 255
 JOLIET_ESCAPES = (b"%/@", b"%/C", b"%/E")  # UCS-2 level 1, 2, 3
 
@@ -71,9 +74,6 @@ VolumeDescriptor = Struct(
 
 # --- UDF ----------------------------------------------------------------------------------
 
-#: the identifiers a volume recognition sequence may hold before UDF's NSR descriptor
-VRS_OTHER_IDS = (b"BEA01", b"CD001", b"CDW02", b"BOOT2", b"TEA01")
-VRS_NSR_IDS = (b"NSR02", b"NSR03")  # UDF (ECMA-167 2nd and 3rd edition)
 VRS_MAX = 64  # volume structure descriptors looked at
 VolumeStructureDescriptor = Struct(
     "StructureType" / Int8ul * "0",

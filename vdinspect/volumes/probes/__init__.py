@@ -14,21 +14,53 @@ outputs (tests/ts/blkid) and real mkfs tools. The probes live by family (``windo
 from __future__ import annotations
 
 import struct
-
-from construct import ConstructError
+import sys
 
 from ...errors import EncryptedImage, VDInspectError
 from ...io import ByteSource, read_inside
-from ...layout import field_slice
-from ..exfat_layout import EXFAT_NAME, FILE_SYSTEM_NAME
-from ..gpt import SIGNATURE as GPT_SIGNATURE
-from ..gpt import GptHeader
-from ..mbr import BOOT_SIGNATURE, BOOT_SIGNATURE_AT
-from ..ntfs_layout import BITLOCKER_OEM, NTFS_OEM, REFS_OEM
+from ..signatures import (
+    BITLOCKER_OEM,
+    DESCRIPTORS_AT,
+    EXFAT_NAME,
+    ISO_STANDARD_ID,
+    NTFS_OEM,
+    OEM_ID_AT,
+    REFS_OEM,
+    STANDARD_ID_AT,
+    VRS_NSR_IDS,
+    VRS_OTHER_IDS,
+)
 from .base import FsInfo
-from .linux import probe_btrfs, probe_ext, probe_luks, probe_lvm2, probe_md, probe_swap, probe_xfs
-from .media import probe_apfs, probe_hfs, probe_iso9660, probe_udf, probe_zfs
-from .windows import NTFS_OEM_AT, fat_geometry, probe_exfat, probe_fat, probe_ntfs
+
+#: probe name -> the family module that defines it, imported when first asked for (a
+#: family's layouts declare construct Structs: an ext4 volume never declares NTFS's)
+FAMILY = {
+    **dict.fromkeys(("probe_btrfs", "probe_ext", "probe_luks", "probe_lvm2", "probe_md",
+                     "probe_swap", "probe_xfs"), "linux"),
+    **dict.fromkeys(("probe_apfs", "probe_hfs", "probe_iso9660", "probe_udf", "probe_zfs"),
+                    "media"),
+    **dict.fromkeys(("probe_exfat", "probe_fat", "probe_ntfs", "fat_geometry"), "windows"),
+}
+
+
+def __getattr__(name: str):
+    """A probe of a family not imported yet (PEP 562): ``probes.probe_ext`` as before."""
+    if name not in FAMILY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{FAMILY[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def probe_errors() -> tuple[type[BaseException], ...]:
+    """What a probe of untrusted bytes may raise: construct's errors only once a family
+    imported construct (none can come from it before)."""
+    errors = (VDInspectError, ValueError, IndexError, struct.error)
+    construct = sys.modules.get("construct")
+    return errors if construct is None else (*errors, construct.ConstructError)
+
 
 __all__ = [
     "ENCRYPTED", "FsInfo", "apply", "disk_signature", "encryption_error",
@@ -41,36 +73,53 @@ __all__ = [
 
 
 def probe(src: ByteSource) -> FsInfo | None:
-    """The filesystem (or volume signature) on ``src``, or None if nothing is recognised."""
+    """The filesystem (or volume signature) on ``src``, or None if nothing is recognised.
+
+    A family is imported only when its probe is asked: NTFS and exFAT only under their
+    OEM name, ISO 9660 and UDF only under a recognition-sequence identifier."""
     head = read_inside(src, 0, min(src.size, 4096))
     if not head:
         return None
     bs = head[:512]
-    if len(bs) == 512:
-        for p in (probe_ntfs, probe_exfat):
-            r = p(src, bs)
-            if r is not None:
-                return r
-    r = probe_md(src) or probe_luks(src, head) or probe_lvm2(src)
+    oem = bs[OEM_ID_AT]
+    if len(bs) == 512 and oem in (NTFS_OEM, EXFAT_NAME):
+        from .windows import probe_exfat, probe_ntfs
+
+        r = probe_ntfs(src, bs) or probe_exfat(src, bs)
+        if r is not None:
+            return r
+    from . import linux
+
+    r = linux.probe_md(src) or linux.probe_luks(src, head) or linux.probe_lvm2(src)
     if r is not None:
         return r
-    oem = bs[NTFS_OEM_AT]
     if oem == BITLOCKER_OEM:
         return FsInfo("BitLocker")
     if oem.startswith(REFS_OEM):
         return FsInfo("refs")
-    return (
-        probe_iso9660(src)
-        or probe_udf(src)
-        or probe_xfs(src, head)
-        or probe_ext(src)
-        or probe_btrfs(src)
-        or probe_hfs(src)
-        or probe_apfs(src, head)
-        or probe_zfs(src)
-        or probe_swap(src)
-        or (probe_fat(src, bs) if len(bs) == 512 else None)
-    )
+    r = (_probe_optical(src) or linux.probe_xfs(src, head) or linux.probe_ext(src)
+         or linux.probe_btrfs(src))
+    if r is not None:
+        return r
+    from .media import probe_apfs, probe_hfs, probe_zfs
+
+    r = probe_hfs(src) or probe_apfs(src, head) or probe_zfs(src) or linux.probe_swap(src)
+    if r is not None or len(bs) < 512:
+        return r
+    from .windows import probe_fat
+
+    return probe_fat(src, bs)
+
+
+def _probe_optical(src: ByteSource) -> FsInfo | None:
+    """ISO 9660, else UDF: both need a known identifier in the first descriptor."""
+    first = read_inside(src, DESCRIPTORS_AT + STANDARD_ID_AT.start,
+                        STANDARD_ID_AT.stop - STANDARD_ID_AT.start)
+    if first not in (ISO_STANDARD_ID, *VRS_NSR_IDS, *VRS_OTHER_IDS):
+        return None
+    from .media import probe_iso9660, probe_udf
+
+    return probe_iso9660(src) or probe_udf(src)
 
 
 #: probe type -> (the encryption scheme, the key material that would open it): volumes
@@ -97,22 +146,25 @@ def encryption_error(fstype: str | None, where: str | None) -> EncryptedImage | 
                           offset=0)
 
 
-_GPT_SIG = field_slice(GptHeader, "signature")
-
-
 def disk_signature(src: ByteSource) -> str | None:
     """What marks ``src`` as a disk or volume: ``"gpt"``, ``"mbr"`` (the 55AA boot signature,
     which FAT/NTFS/exFAT boot sectors carry too), a filesystem type, or None when nothing
     known is there (a raw image that may be no disk at all: a mistyped path, a format we
     do not know)."""
+    from ...layout import field_slice
+    from ..gpt import SIGNATURE as GPT_SIGNATURE
+    from ..gpt import GptHeader
+    from ..mbr import BOOT_SIGNATURE, BOOT_SIGNATURE_AT
+
+    at = field_slice(GptHeader, "signature").start
     for sector in (512, 4096):  # the GPT header is in LBA 1
-        if read_inside(src, sector + _GPT_SIG.start, len(GPT_SIGNATURE)) == GPT_SIGNATURE:
+        if read_inside(src, sector + at, len(GPT_SIGNATURE)) == GPT_SIGNATURE:
             return "gpt"
     if read_inside(src, BOOT_SIGNATURE_AT.start, len(BOOT_SIGNATURE)) == BOOT_SIGNATURE:
         return "mbr"
     try:
         info = probe(src)
-    except (VDInspectError, ConstructError, ValueError, IndexError, struct.error):
+    except probe_errors():
         return None
     return None if info is None else info.type
 
@@ -121,8 +173,10 @@ def is_filesystem_boot_sector(sector0: bytes) -> bool:
     """True when sector 0 is a FAT, exFAT or NTFS boot sector (not a partition table)."""
     if len(sector0) < 512:
         return False
-    if sector0[NTFS_OEM_AT] == NTFS_OEM or sector0[FILE_SYSTEM_NAME] == EXFAT_NAME:
+    if sector0[OEM_ID_AT] in (NTFS_OEM, EXFAT_NAME):
         return True
+    from .windows import fat_geometry
+
     return fat_geometry(sector0[:512]) is not None
 
 
@@ -130,7 +184,7 @@ def apply(ctx, vol, src: ByteSource) -> None:
     """Probe ``src`` and fill ``vol``'s filesystem, label, uuid and fs_version."""
     try:
         info = probe(src)
-    except (VDInspectError, ConstructError, ValueError, IndexError, struct.error) as e:
+    except probe_errors() as e:
         ctx.finding(
             "warning",
             "filesystem probe",
