@@ -12,6 +12,7 @@ nothing. Logs holding only intents the kernel accepts are also recovered by the 
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,18 @@ def test_open_bui_maps_and_unmaps(built):
     assert XfsFileSystem(FileSource(built["img"])).read("/a") == c["a"]
 
 
+def kernel_reads(kernel: Path, mnt: Path, names) -> dict[str, bytes]:
+    """The bytes of ``names`` as the kernel has them after it mounts ``kernel`` (a copy:
+    the mount recovers its log); skips the test when the kernel refuses the mount."""
+    if subprocess.run(["mount", "-o", "loop", str(kernel), str(mnt)],
+                      capture_output=True).returncode:
+        pytest.skip("the kernel refused to recover the log")
+    try:
+        return {n: (mnt / n).read_bytes() for n in names}
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
 def _freesp(img: Path, agblocks: int, agcount: int) -> list[tuple[int, int]]:
     """Free extents as xfs_db's ``freesp -d`` lists them, less the blocks on each AG's
     free list (AGFL: xfs_db counts them, they are reserved for the btrees): (byte offset,
@@ -286,13 +299,7 @@ def test_open_cui_against_the_kernel(tmp_path, shared):
     our_free = fs.free_ranges()
     kernel = tmp_path / "kernel.img"
     kernel.write_bytes(bytes(raw))
-    if subprocess.run(["mount", "-o", "loop", str(kernel), str(mnt)],
-                      capture_output=True).returncode:
-        pytest.skip("the kernel refused to recover the log")
-    try:
-        theirs = {n: (mnt / n).read_bytes() for n in ours}
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+    theirs = kernel_reads(kernel, mnt, ours)
     assert ours == theirs
     assert ours["a"] == bytes(BS) + content["a"][BS:]  # the first block unmapped: a hole
     assert our_free == _freesp(kernel, agblocks, int(sb["agcount"]))
