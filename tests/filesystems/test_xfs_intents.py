@@ -44,10 +44,7 @@ def built(request, tmp_path_factory):
     flat_proto(d, content)
     opts = ["-m", "crc=0"] if request.param == "v4" else []
     img = mkxfs(d / "clean.img", d / "proto", ["-b", f"size={BS}", *opts], size=32 * MiB)
-    sb = db_print(img, "sb 0")
-    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
-    logstart = int(sb["logstart"])
-    log_at = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * BS
+    sb, agblocks, agblklog, log_at = _log_place(img)
     uuid = bytes.fromhex(sb["uuid"].replace("-", ""))
     ino = {n: i for n, (i, _t) in db_ls(img, "/").items()}
     ext = {n: _fsb_extents(img, ino[n]) for n in content}
@@ -152,6 +149,16 @@ def test_open_bui_maps_and_unmaps(built):
     assert XfsFileSystem(FileSource(built["img"])).read("/a") == c["a"]
 
 
+def _log_place(img: Path) -> tuple[dict, int, int, int]:
+    """(superblock as xfs_db prints it, agblocks, agblklog, the log's byte offset): the
+    internal log's filesystem block number turned into a place in the image."""
+    sb = db_print(img, "sb 0")
+    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
+    logstart = int(sb["logstart"])
+    return sb, agblocks, agblklog, ((logstart >> agblklog) * agblocks
+                                    + (logstart & ((1 << agblklog) - 1))) * BS
+
+
 def kernel_reads(kernel: Path, mnt: Path, names) -> dict[str, bytes]:
     """The bytes of ``names`` as the kernel has them after it mounts ``kernel`` (a copy:
     the mount recovers its log); skips the test when the kernel refuses the mount."""
@@ -205,10 +212,7 @@ def test_open_bui_against_the_kernel(tmp_path, features):
     img = mkxfs(tmp_path / "clean.img", tmp_path / "proto",
                 ["-b", f"size={BS}", "-m", "reflink=1" if torn else features, "-l",
                  "size=8m"], size=48 * MiB)
-    sb = db_print(img, "sb 0")
-    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
-    logstart = int(sb["logstart"])
-    log_at = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * BS
+    sb, agblocks, agblklog, log_at = _log_place(img)
     ino = {n: i for n, (i, _t) in db_ls(img, "/").items()}
     fsb = {n: _fsb_extents(img, ino[n])[0][1] for n in content}
     w = B.LogWriter(bytes.fromhex(sb["uuid"].replace("-", "")), start=2,
@@ -276,10 +280,7 @@ def test_open_cui_against_the_kernel(tmp_path, shared):
         # a fresh log in cycle 3 (the mount stamped metadata with LSNs of cycle 1):
         # records from block 2, as after mkfs
         run("xfs_db", "-x", "-c", "logformat -c 3", img)
-    sb = db_print(img, "sb 0")
-    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
-    logstart = int(sb["logstart"])
-    log_at = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * BS
+    sb, agblocks, agblklog, log_at = _log_place(img)
     ino = {n: i for n, (i, _t) in db_ls(img, "/").items()}
     fsb_a = _fsb_extents(img, ino["a"])[0][1]
     if shared:
@@ -317,10 +318,7 @@ def test_bad_cui_is_dropped(tmp_path, reflink):
     flat_proto(tmp_path, {"a": b"A" * 8192})
     img = mkxfs(tmp_path / "clean.img", tmp_path / "proto",
                 ["-b", f"size={BS}", "-m", f"reflink={int(reflink)}"], size=32 * MiB)
-    sb = db_print(img, "sb 0")
-    agblocks, agblklog = int(sb["agblocks"]), int(sb["agblklog"])
-    logstart = int(sb["logstart"])
-    log_at = ((logstart >> agblklog) * agblocks + (logstart & ((1 << agblklog) - 1))) * BS
+    sb, agblocks, agblklog, log_at = _log_place(img)
     ino = {n: i for n, (i, _t) in db_ls(img, "/").items()}
     fsb_a = _fsb_extents(img, ino["a"])[0][1]
     w = B.LogWriter(bytes.fromhex(sb["uuid"].replace("-", "")), start=2,
