@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import struct
 import subprocess
 import uuid as uuidlib
 from dataclasses import dataclass, field
+
+from tests.tools import fls_lines
 
 SECTOR = 512
 DEFAULT_TIME = dt.datetime(2021, 3, 4, 5, 6, 8)
@@ -763,9 +764,6 @@ class FlsRow:
     path: str
 
 
-_FLS_LINE = re.compile(
-    r"^(?P<nt>\S)/(?P<mt>\S)\s+(?P<del>\*\s+)?(?P<ino>\d+)(?:\([^)]*\))?:\t(?P<path>.*)$"
-)
 TSK_SPECIAL = (
     "$MBR",
     "$FAT1",
@@ -783,15 +781,11 @@ def fls(path, offset: int = 0) -> list[FlsRow]:
     cmd = ["fls", "-r", "-p"] + (["-o", str(offset)] if offset else []) + [str(path)]
     out = subprocess.run(cmd, capture_output=True, check=True).stdout.decode("utf-8")
     rows = []
-    for line in out.splitlines():
-        m = _FLS_LINE.match(line)
-        if not m:
+    for r in fls_lines(out):
+        p = r["path"]
+        if p.split("/", 1)[0] in TSK_SPECIAL or p.endswith("(Volume Label Entry)"):
             continue
-        p = m["path"]
-        top = p.split("/", 1)[0]
-        if top in TSK_SPECIAL or p.endswith("(Volume Label Entry)"):
-            continue
-        rows.append(FlsRow(m["nt"], bool(m["del"]), int(m["ino"]), p))
+        rows.append(FlsRow(r["dtype"], r["deleted"], r["inode"], p))
     return rows
 
 

@@ -17,13 +17,12 @@ import contextlib
 import hashlib
 import os
 import random
-import re
 import shutil
 import struct
 import subprocess
 from pathlib import Path
 
-from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
+from tests.tools import fls_lines, run  # noqa: F401 (the one way the tests run a tool)
 
 STRIDE = 512
 
@@ -240,9 +239,6 @@ def populate_rich(m: Path) -> dict:
 
 # --- The Sleuth Kit oracles ----------------------------------------------------------------
 
-FLS_LINE = re.compile(r"^(\S)/(\S) (\* )?(\S+?)(\(realloc\))?:\t(.*)$")
-
-
 def fls(
     image: Path, offset_sectors: int | None = None, sector_size: int | None = None
 ) -> list[dict]:
@@ -252,23 +248,8 @@ def fls(
         args += ["-o", str(offset_sectors)]
     if sector_size:
         args += ["-b", str(sector_size)]
-    out = run(*args, image, check=False)
-    rows = []
-    for line in out.splitlines():
-        m = FLS_LINE.match(line)
-        if not m:
-            continue
-        rows.append(
-            dict(
-                dtype=m.group(1),
-                mtype=m.group(2),
-                deleted=bool(m.group(3)),
-                addr=m.group(4),
-                realloc=bool(m.group(5)),
-                path=m.group(6),
-            )
-        )
-    return rows
+    return [{k: r[k] for k in ("dtype", "mtype", "deleted", "addr", "realloc", "path")}
+            for r in fls_lines(run(*args, image, check=False))]
 
 
 def icat(image: Path, addr: str, offset_sectors: int | None = None) -> bytes:

@@ -134,12 +134,8 @@ def test_different_sizes_compare_the_tail_with_zeros(tmp_path):
 # --- files -----------------------------------------------------------------------------
 def fls_paths(raw: Path) -> dict[str, str]:
     """path -> kind letter of every live entry, from The Sleuth Kit."""
-    out = {}
-    for line in tools.run("fls", "-r", "-p", "-u", raw).splitlines():
-        m = re.match(r"^(\S)/(\S) (\*? ?)?[\d-]+(?:\(realloc\))?:\t(.*)$", line)
-        if m and m.group(4) not in (".", "..") and not m.group(4).startswith("$Orphan"):
-            out["/" + m.group(4)] = m.group(1)
-    return out
+    return {"/" + r["path"]: r["dtype"] for r in tools.fls_lines(tools.run("fls", "-r", "-p", "-u", raw))
+            if r["path"] not in (".", "..") and not r["path"].startswith("$Orphan")}
 
 
 @pytest.fixture

@@ -24,6 +24,30 @@ def run(*cmd, input: str | bytes | None = None, check: bool = True, binary: bool
     return r.stdout if binary else r.stdout.decode("utf-8", errors)
 
 
+#: one line of The Sleuth Kit's ``fls``: name type / metadata type, ``* `` when deleted, the
+#: metadata address (an inode, or NTFS's record-type-id), ``(realloc)`` when TSK says the
+#: name's inode was reused, a tab, the name (the path with ``-p``)
+FLS_LINE = re.compile(r"^(?P<dtype>\S)/(?P<mtype>\S) (?P<deleted>\* )?(?P<addr>\S+?)"
+                      r"(?P<realloc>\(realloc\))?:\t(?P<path>.*)$")
+
+
+def fls_lines(text: str, *, strict: bool = False) -> list[dict]:
+    """The rows of ``fls`` output: dtype, mtype, deleted, addr (text: "12", "64-128-2"),
+    inode (the address's first number), realloc, path. A line that is not an fls row is
+    skipped, or with ``strict`` fails the test."""
+    rows = []
+    for line in text.splitlines():
+        m = FLS_LINE.match(line)
+        if m is None:
+            assert not strict, f"not an fls line: {line!r}"
+            continue
+        addr = m["addr"]
+        rows.append(dict(dtype=m["dtype"], mtype=m["mtype"], deleted=bool(m["deleted"]),
+                         addr=addr, inode=int(addr.split("-")[0]) if addr[0].isdigit() else None,
+                         realloc=bool(m["realloc"]), path=m["path"]))
+    return rows
+
+
 def sparse_copy(src: str | Path, dst: str | Path) -> Path:
     """A copy of image ``src`` at ``dst`` whose zero blocks stay holes (``cp
     --sparse=always``): a mostly empty 256 MiB volume copied a few times per case would

@@ -90,11 +90,7 @@ def block_list(raw: Path, kind: str, sector: int, inode: int) -> tuple[int, list
 
 
 def fls_inodes(raw: Path, sector: int) -> dict[str, int]:
-    out = {}
-    for line in run("fls", "-o", sector, raw).splitlines():
-        meta, name = line.split(":\t", 1)
-        out[name] = int(meta.split()[-1].split("-")[0])
-    return out
+    return {r["path"]: r["inode"] for r in tools.fls_lines(run("fls", "-o", sector, raw), strict=True)}
 
 
 def break_clusters(qcow: Path, out: Path, clusters: list[int]) -> None:

@@ -170,21 +170,11 @@ def images(tree, tmp_path_factory):
 
 # --- oracles ----------------------------------------------------------------------------
 
-FLS_LINE = re.compile(r"(\S)/(\S) (\* )?(\d+)(\(realloc\))?:\t(.*)$")
-
-
 def fls(img, offset: int | None = None) -> set[tuple[str, int, bool]]:
     """(path, inode, deleted) of every line of ``fls -r -p``; $OrphanFiles left out."""
     args = ["fls", "-r", "-p"] + (["-o", str(offset)] if offset else []) + [str(img)]
-    rows = set()
-    for line in run(*args).splitlines():
-        m = FLS_LINE.match(line)
-        assert m, line
-        path = "/" + m.group(6)
-        if path == "/$OrphanFiles":
-            continue
-        rows.add((path, int(m.group(4)), bool(m.group(3))))
-    return rows
+    return {("/" + r["path"], r["inode"], r["deleted"])
+            for r in tools.fls_lines(run(*args), strict=True) if r["path"] != "$OrphanFiles"}
 
 
 def ours(fs, *, drop_virtual: bool = True) -> set[tuple[str, int, bool]]:

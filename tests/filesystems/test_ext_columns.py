@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import have
 from tests.filesystems.test_ext import debugfs, debugfs_stats, fls, ours
+from tests.tools import fls_lines
 from vdinspect.filesystems.ext import open_filesystem
 from vdinspect.io import FileSource
 
@@ -114,14 +115,8 @@ def _fls_rows(image: Path, *opts: str, inode: int | None = None,
     cmd = ["fls", "-p", *opts, str(image)] + ([str(inode)] if inode else [])
     out = subprocess.run(cmd, check=True, capture_output=True, text=True,
                          errors="replace").stdout
-    rows = set()
-    for line in out.splitlines():
-        m = re.match(r"(\S)/(\S) (\* )?(\d+)(\(realloc\))?:\t(.*)$", line)
-        assert m, line
-        if m.group(6) == "$OrphanFiles":
-            continue
-        rows.add((prefix + m.group(6), int(m.group(4)), bool(m.group(3))))
-    return rows
+    return {(prefix + r["path"], r["inode"], r["deleted"])
+            for r in fls_lines(out, strict=True) if r["path"] != "$OrphanFiles"}
 
 
 @pytest.mark.parametrize("how", ["live only", "one folder", "below a folder"])

@@ -22,6 +22,7 @@ import vdinspect
 from tests import ext_builder as eb
 from tests.conftest import have
 from tests.filesystems.test_ext import debugfs, fls, inode_number, ours, run
+from tests.tools import fls_lines
 from vdinspect.filesystems.ext import listing, open_filesystem
 from vdinspect.io import FileSource
 
@@ -740,11 +741,9 @@ def test_real_images_deleted_rows_match_fls(name, tmp_path):
         pytest.skip("needs qemu-img")
     fs = open_filesystem(FileSource(raw))
     mine = {(p, i) for p, i, d in ours(fs) if d}
-    theirs = set()
-    for line in run("fls", "-r", "-d", "-p", raw).splitlines():
-        m = re.match(r"\S/\S \* (\d+)(?:\(realloc\))?:\t(.*)$", line)
-        assert m, line
-        theirs.add(("/" + m.group(2), int(m.group(1))))
+    rows = fls_lines(run("fls", "-r", "-d", "-p", raw), strict=True)
+    assert all(r["deleted"] for r in rows)
+    theirs = {("/" + r["path"], r["inode"]) for r in rows}
     def named(rows):
         return {r for r in rows if not r[0].startswith("/$OrphanFiles")}
 

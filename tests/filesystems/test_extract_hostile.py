@@ -29,7 +29,7 @@ import pytest
 from tests import ext_builder as eb
 from tests import ntfs_builder as nb
 from tests.conftest import have, sha256_file
-from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
+from tests.tools import fls_lines, run  # noqa: F401 (the one way the tests run a tool)
 from vdinspect.errors import CorruptImage
 from vdinspect.filesystems import ext as extmod
 from vdinspect.filesystems import ntfs as ntfsmod
@@ -702,12 +702,7 @@ def ntfs_out(ntfs_image, tmp_path_factory, request) -> Extraction:
 
 def fls_dir(img: Path, rec: int) -> list[tuple[str, str]]:
     """(address, name) of one directory's entries, from ``fls -p img <record>``."""
-    out = []
-    for line in run("fls", img, rec).splitlines():
-        m = re.match(r"^\S/\S (\* )?(\S+?):\t(.*)$", line)
-        if m:
-            out.append((m.group(2), m.group(3)))
-    return out
+    return [(r["addr"], r["path"]) for r in fls_lines(run("fls", img, rec))]
 
 
 @needs_ntfs

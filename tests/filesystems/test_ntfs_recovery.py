@@ -25,7 +25,7 @@ from tests import ntfs_builder as nb
 from tests.conftest import SHARED_SAMPLES, needs_shared
 from tests.filesystems.test_damaged_files import break_clusters
 from tests.filesystems.test_ntfs import our_rows, tsk_rows
-from tests.tools import run
+from tests.tools import fls_lines, run
 from vdinspect.errors import CorruptImage
 from vdinspect.filesystems.base import FileSystem
 from vdinspect.filesystems.ntfs import NTFS, mftscan, open_filesystem
@@ -47,13 +47,7 @@ def ntfs(path: Path, strict: bool = True) -> NTFS:
 def fls_paths(img: Path, deleted: bool = False) -> dict[str, str]:
     """``fls -r -p`` (``-d``: deleted only) as path -> address; "" for a failed run."""
     args = ["fls", "-r", "-p"] + (["-d"] if deleted else [])
-    out = run(*args, img, check=False)
-    rows = {}
-    for line in out.splitlines():
-        m = nb.FLS_LINE.match(line)
-        if m:
-            rows[m.group(6)] = m.group(4)
-    return rows
+    return {r["path"]: r["addr"] for r in fls_lines(run(*args, img, check=False))}
 
 
 def istat_clusters(img: Path, record: int, type_name: str) -> list[int]:
