@@ -79,23 +79,26 @@ def test_file_source_seek_data(tmp_path):
 
 
 def test_file_source_view(tmp_path):
-    """The memory map holds the file's bytes (as os.pread reads them), a Slice's view is
-    its window, an empty file or a memory source has none, and closing with a view still in use
-    does not fail."""
+    """The memory map holds the file's bytes (as os.pread reads them), a Slice's window of
+    it is found through ``host_ranges`` (as Btrfs maps a partition), an empty file has
+    none, a memory source no host range, and closing with a view still in use does not
+    fail."""
     data = os.urandom(3 * 4096 + 123)
     p = tmp_path / "f.bin"
     p.write_bytes(data)
     src = FileSource(p)
     view = src.view()
     assert bytes(view) == data and view.readonly
-    win = Slice(src, 513, 2000).view()
+    [(host, at, n)] = Slice(src, 513, 2000).host_ranges(0, 2000)
+    assert host is src and (at, n) == (513, 2000)
+    win = host.view()[at:at + n]
     assert bytes(win) == data[513:2513]
     kept = win[:10]
     src.close()  # a view still held: unmapped when it goes
     assert bytes(kept) == data[513:523]
     (tmp_path / "empty").write_bytes(b"")
     assert FileSource(tmp_path / "empty").view() is None
-    assert Slice(MemorySource(data), 0, 10).view() is None
+    assert Slice(MemorySource(data), 0, 10).host_ranges(0, 10) is None
 
 
 def test_slice_concat_zero():

@@ -324,11 +324,6 @@ class Slice(ByteSource):
         self._check_range(offset, length)
         return self.source.host_ranges(self.offset + offset, length)
 
-    def view(self) -> memoryview | None:
-        """The window of the source's memory map (:meth:`FileSource.view`), if it has one."""
-        whole = getattr(self.source, "view", lambda: None)()
-        return None if whole is None else whole[self.offset:self.offset + self.size]
-
 
 class Concat(ByteSource):
     """Several sources one after another (split extents, striped volumes' pieces)."""
