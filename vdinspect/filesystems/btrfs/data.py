@@ -11,6 +11,7 @@ scrub).
 from __future__ import annotations
 
 from ...errors import CorruptImage
+from ...io import FileSource, HostRanges, cut_host_ranges, join_host_ranges
 from . import structs as S
 from .compress import DecompressError, decompress
 from .csum import digest, digests
@@ -109,6 +110,70 @@ class BtrfsData(BtrfsVolume):
             bad.append((k, ss))
             self._note_bad(a + k, ss)
         return bytes(raw), bad
+
+    def data_host_ranges(self, logical: int, n: int, verify: bool = True) -> HostRanges:
+        """Where the file data ``[logical, +n)`` lies in host files (``ByteSource.host_ranges``),
+        on the copy a read takes first, RAID0/10 stripes in pieces; with ``verify``, only
+        when every sector it touches matches its stored checksum (read from the host bytes,
+        a memory map where there is one). None where a read does more than copy: a stripe
+        on a missing device (parity), bytes not stored as themselves below, a checksum that
+        fails (the read then tries the other copies and reports), a range found bad."""
+        if n <= 0:
+            return []
+        if any(x < logical + n and x + m > logical for x, m in self.bad_logical):
+            return None
+        ss = self.sectorsize
+        a = logical // ss * ss if verify else logical
+        b = -(-(logical + n) // ss) * ss if verify else logical + n
+        out: list = []
+        try:
+            pieces = self._pieces(a, b - a)
+        except CorruptImage:
+            return None
+        for dev, phys, m, _pos in pieces:
+            if dev is None:
+                return None
+            got = dev.host_ranges(phys, m)
+            if got is None:
+                return None
+            join_host_ranges(out, got)
+        if verify and not self._host_sums_match(a, b - a, out):
+            return None
+        return cut_host_ranges(out, logical - a, n)
+
+    def _host_sums_match(self, a: int, length: int, ranges: list) -> bool:
+        """Whether the host bytes ``ranges`` (logical ``[a, +length)``, whole sectors)
+        match every checksum the csum tree holds for them."""
+        ss, cl = self.sectorsize, self.csum_len
+        want = self._expected_csums(a, length // ss)
+        if not want:
+            return True
+        at, carry = a, b""
+        for host, off, k in ranges:
+            if host is None:
+                data = memoryview(bytes(k))
+            else:
+                view = host.view() if isinstance(host, FileSource) else None
+                data = (view[off:off + k] if view is not None and off + k <= len(view)
+                        else memoryview(host.read(off, k)))
+            if carry:  # a sector split between two host pieces
+                take = min(ss - len(carry), len(data))
+                carry += bytes(data[:take])
+                data = data[take:]
+                if len(carry) < ss:
+                    continue
+                exp = want.get(at)
+                if exp is not None and digest(self.csum_type, carry)[:cl] != exp:
+                    return False
+                at, carry = at + ss, b""
+            whole = len(data) // ss * ss
+            for k2, got in enumerate(digests(self.csum_type, data[:whole], ss)):
+                exp = want.get(at + k2 * ss)
+                if exp is not None and got[:cl] != exp:
+                    return False
+            at += whole
+            carry = bytes(data[whole:])
+        return True
 
     def _note_bad(self, logical: int, n: int) -> None:
         if (logical, n) not in self.bad_logical and len(self.bad_logical) < 1 << 20:
