@@ -149,6 +149,11 @@ def test_btrfs_checksums_still_checked(btrfs_img, tree, tmp_path, monkeypatch):
     src = strict.content(strict.lookup("/big.bin"))
     assert src.host_ranges(2 * M, 8192) is None
     assert pread_ranges(src.host_ranges(0, M)) == (tree / "big.bin").read_bytes()[:M]
+    # the same answers where the stored checksums are looked up sector by sector
+    strict._csum_run = lambda start, nsec: None
+    assert src.host_ranges(2 * M, 8192) is None
+    assert pread_ranges(src.host_ranges(0, M)) == (tree / "big.bin").read_bytes()[:M]
+    del strict._csum_run
     report = strict.extract("/big.bin", tmp_path / "strict")
     assert [p for p, _why in report.skipped] == ["/big.bin"]
     assert "checksum" in report.skipped[0][1]
@@ -163,6 +168,20 @@ def test_btrfs_checksums_still_checked(btrfs_img, tree, tmp_path, monkeypatch):
     # copy windows that reach the bad sector are read (1 MiB at a time up to its end);
     # the tail past it goes through the kernel again
     assert calls == [len(want) - 3 * M]
+
+
+@needs_btrfs
+@pytest.mark.parametrize("csum", ["xxhash", "sha256", "blake2"])
+def test_btrfs_other_checksums(tree, tmp_path, csum):
+    img = tmp_path / "c.raw"
+    with open(img, "wb") as f:
+        f.truncate(128 * M)
+    try:
+        run("mkfs.btrfs", "-q", "-f", "--csum", csum, "--rootdir", tree, img)
+    except RuntimeError as e:
+        pytest.skip(f"mkfs.btrfs --csum {csum}: {e}")
+    fs = open_filesystem(FileSource(img))
+    assert_ranges_match_tree(fs, tree, ["/big.bin", "/d/f5"])
 
 
 # --- Btrfs, two devices written by the kernel ------------------------------------------------

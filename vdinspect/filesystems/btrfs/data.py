@@ -10,11 +10,13 @@ scrub).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ...errors import CorruptImage
 from ...io import FileSource, HostRanges, cut_host_ranges, join_host_ranges
 from . import structs as S
 from .compress import DecompressError, decompress
-from .csum import digest, digests
+from .csum import digest, digests, sector_sums
 from .tree import KEY_MAX
 from .volume import BtrfsVolume
 
@@ -145,35 +147,44 @@ class BtrfsData(BtrfsVolume):
         """Whether the host bytes ``ranges`` (logical ``[a, +length)``, whole sectors)
         match every checksum the csum tree holds for them."""
         ss, cl = self.sectorsize, self.csum_len
-        want = self._expected_csums(a, length // ss)
-        if not want:
+        nsec = length // ss
+        run = self._csum_run(a, nsec)
+        want = None if run is not None else self._expected_csums(a, nsec)
+        if run is None and not want:
             return True
-        at, carry = a, b""
-        for host, off, k in ranges:
-            if host is None:
-                data = memoryview(bytes(k))
-            else:
-                view = host.view() if isinstance(host, FileSource) else None
-                data = (view[off:off + k] if view is not None and off + k <= len(view)
-                        else memoryview(host.read(off, k)))
-            if carry:  # a sector split between two host pieces
-                take = min(ss - len(carry), len(data))
-                carry += bytes(data[:take])
-                data = data[take:]
-                if len(carry) < ss:
-                    continue
-                exp = want.get(at)
-                if exp is not None and digest(self.csum_type, carry)[:cl] != exp:
-                    return False
-                at, carry = at + ss, b""
-            whole = len(data) // ss * ss
-            for k2, got in enumerate(digests(self.csum_type, data[:whole], ss)):
-                exp = want.get(at + k2 * ss)
-                if exp is not None and got[:cl] != exp:
-                    return False
-            at += whole
-            carry = bytes(data[whole:])
-        return True
+        got = b"".join(sector_sums(self.csum_type, buf, ss, cl)
+                       for buf in _host_sectors(ranges, ss))
+        if run is not None:
+            return got == run
+        return all(got[(x - a) // ss * cl:(x - a) // ss * cl + cl] == exp
+                   for x, exp in want.items() if a <= x < a + length)
+
+    def _csum_run(self, start: int, nsec: int) -> bytes | None:
+        """The stored checksums of the sectors ``[start, +nsec*sectorsize)`` joined, when
+        the csum tree holds one for every one of them (else None)."""
+        r = self.roots.get(S.CSUM_TREE_OBJECTID)
+        if r is None or not nsec:
+            return None
+        ss, cl = self.sectorsize, self.csum_len
+        span = (self.nodesize // cl + 1) * ss
+        at, end = start, start + nsec * ss
+        lo = (S.EXTENT_CSUM_OBJECTID, S.EXTENT_CSUM, max(0, start - span))
+        hi = (S.EXTENT_CSUM_OBJECTID, S.EXTENT_CSUM, end - 1)
+        parts = []
+        for node, i in self.search(r.bytenr, r.level, lo, hi):
+            base = node.keys[i][2]
+            data = node.data(i)
+            count = len(data) // cl
+            if base + count * ss <= at:
+                continue
+            if base > at or (at - base) % ss:
+                return None
+            k0, k1 = (at - base) // ss, min(count, (end - base) // ss)
+            parts.append(data[k0 * cl:k1 * cl])
+            at = base + k1 * ss
+            if at >= end:
+                return b"".join(parts)
+        return None
 
     def _note_bad(self, logical: int, n: int) -> None:
         if (logical, n) not in self.bad_logical and len(self.bad_logical) < 1 << 20:
@@ -240,3 +251,28 @@ class BtrfsData(BtrfsVolume):
             for k in range(0, count, 256):
                 m = min(256, count - k)
                 self._read_checked(base + k * ss, m * ss, True)
+
+
+def _host_sectors(ranges: list, ss: int) -> Iterator[memoryview]:
+    """The bytes host ranges name, as buffers of whole ``ss``-byte sectors in order (a memory
+    map's slices where the host file has one; a sector split between two pieces joined)."""
+    carry = b""
+    for host, off, k in ranges:
+        if host is None:
+            data = memoryview(bytes(k))
+        else:
+            view = host.view() if isinstance(host, FileSource) else None
+            data = (view[off:off + k] if view is not None and off + k <= len(view)
+                    else memoryview(host.read(off, k)))
+        if carry:
+            take = min(ss - len(carry), len(data))
+            carry += bytes(data[:take])
+            data = data[take:]
+            if len(carry) < ss:
+                continue
+            yield memoryview(carry)
+            carry = b""
+        whole = len(data) // ss * ss
+        if whole:
+            yield data[:whole]
+        carry = bytes(data[whole:])
