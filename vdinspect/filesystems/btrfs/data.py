@@ -5,7 +5,9 @@ their first sector, one checksum per sector. A sector that fails its checksum is
 the next copy (DUP, RAID1/10/1C3/1C4); when none matches, strict mode raises
 ``CorruptImage`` and salvage mode reads zeros there and remembers the range, which the
 ``damaged`` column and ``check()`` then report. ``check()`` verifies every checksum (a
-scrub).
+scrub). A run of sectors is checked against the run of stored checksums in one compare.
+``data_host_ranges`` says where file data lies in host files for kernel copies, after
+checking the host bytes the same way.
 """
 
 from __future__ import annotations
