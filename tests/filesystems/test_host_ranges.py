@@ -148,7 +148,9 @@ def test_btrfs_checksums_still_checked(btrfs_img, tree, tmp_path, monkeypatch):
     strict = open_filesystem(FileSource(img))
     src = strict.content(strict.lookup("/big.bin"))
     assert src.host_ranges(2 * M, 8192) is None
+    assert strict.copy_refused == [logical]  # found once: later windows skip it unchecked
     assert pread_ranges(src.host_ranges(0, M)) == (tree / "big.bin").read_bytes()[:M]
+    strict.copy_refused.clear()
     # the same answers where the stored checksums are looked up sector by sector
     strict._csum_run = lambda start, nsec: None
     assert src.host_ranges(2 * M, 8192) is None

@@ -23,6 +23,7 @@ from .tree import KEY_MAX
 from .volume import BtrfsVolume
 
 MAX_DATA_READ = 1 << 26  # bytes checked in one piece
+MAX_REFUSED = 4096  # sectors remembered as not to be copied raw (each is read instead)
 
 
 class BtrfsData(BtrfsVolume):
@@ -130,6 +131,8 @@ class BtrfsData(BtrfsVolume):
         if any(x < logical + n and x + m > logical for x, m in self.bad_logical):
             return None
         ss = self.sectorsize
+        if any(logical - ss < x < logical + n for x in self.copy_refused):
+            return None  # a sector found wrong before: the read handles it
         a = logical // ss * ss if verify else logical
         b = -(-(logical + n) // ss) * ss if verify else logical + n
         out: list = []
@@ -145,27 +148,33 @@ class BtrfsData(BtrfsVolume):
                 return None
             join_host_ranges(out, got)
         try:
-            if verify and not self._host_sums_match(a, b - a, out):
-                return None
+            wrong = self._host_mismatch(a, b - a, out) if verify else None
         except CorruptImage:  # a csum tree block unreadable: the read says so
+            return None
+        if wrong is not None:
+            if len(self.copy_refused) < MAX_REFUSED:  # later windows skip it unchecked
+                self.copy_refused.append(wrong)
             return None
         return cut_host_ranges(out, logical - a, n)
 
-    def _host_sums_match(self, a: int, length: int, ranges: list) -> bool:
-        """Whether the host bytes ``ranges`` (logical ``[a, +length)``, whole sectors)
-        match every checksum the csum tree holds for them."""
+    def _host_mismatch(self, a: int, length: int, ranges: list) -> int | None:
+        """The first sector of the host bytes ``ranges`` (logical ``[a, +length)``, whole
+        sectors) that fails a checksum the csum tree holds; None when all match."""
         ss, cl = self.sectorsize, self.csum_len
         nsec = length // ss
         run = self._csum_run(a, nsec)
         want = None if run is not None else self._expected_csums(a, nsec)
         if run is None and not want:
-            return True
+            return None
         got = b"".join(sector_sums(self.csum_type, buf, ss, cl)
                        for buf in _host_sectors(ranges, ss))
-        if run is not None:
-            return got == run
-        return all(got[(x - a) // ss * cl:(x - a) // ss * cl + cl] == exp
-                   for x, exp in want.items() if a <= x < a + length)
+        if run is None:
+            run = b"".join(want.get(a + k * ss, got[k * cl:(k + 1) * cl]) for k in range(nsec))
+        if got == run:
+            return None
+        first = next(k for k in range(nsec)
+                     if got[k * cl:(k + 1) * cl] != run[k * cl:(k + 1) * cl])
+        return a + first * ss
 
     def _csum_run(self, start: int, nsec: int) -> bytes | None:
         """The stored checksums of the sectors ``[start, +nsec*sectorsize)`` joined, when
