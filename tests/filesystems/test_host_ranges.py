@@ -173,6 +173,36 @@ def test_btrfs_checksums_still_checked(btrfs_img, tree, tmp_path, monkeypatch):
 
 
 @needs_btrfs
+@needs_copy
+@pytest.mark.skipif(not have("qemu-img", "sfdisk"), reason="needs qemu-img and sfdisk")
+def test_btrfs_in_an_unaligned_partition_of_a_qcow2(btrfs_img, tree, tmp_path, monkeypatch):
+    """The volume at sector 63 of a QCOW2 (64 KiB clusters): Btrfs sectors straddle cluster
+    boundaries, and the zeros mkfs stored for holes.bin's hole are clusters qemu-img left
+    unallocated; the checksums are still checked over both before the kernel copies."""
+    raw = tmp_path / "disk.raw"
+    with open(raw, "wb") as f:
+        f.truncate(130 * M)
+    run("sfdisk", "-q", raw, input=f"label: dos\nstart=63, size={128 * M // 512}, type=83\n")
+    with open(btrfs_img, "rb") as src, open(raw, "r+b") as dst:
+        for at in range(0, 128 * M, M):
+            block = src.read(M)
+            if block.strip(b"\0"):
+                os.pwrite(dst.fileno(), block, 63 * 512 + at)
+    qcow = tmp_path / "disk.qcow2"
+    run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", raw, qcow)
+    with vdinspect.open(qcow) as d:
+        fs = d.filesystem(d.filesystem_volumes()[0].key)
+        pieces = assert_ranges_match_tree(fs, tree, ["/big.bin", "/d/f11"])
+        assert {h.path for h, _o, _k in pieces} == {str(qcow)}
+        holes = fs.content(fs.lookup("/holes.bin")).host_ranges(0, 1524 * K)
+        assert any(h is None for h, _o, _k in holes)  # unallocated clusters inside the extent
+        assert any(k % 4096 for _h, _o, k in holes)  # and sectors split between pieces
+        assert pread_ranges(holes) == (tree / "holes.bin").read_bytes()[:1524 * K]
+        calls = extract_and_compare(fs, tree, tmp_path / "out", monkeypatch)
+    assert sum(calls) >= 3 * M
+
+
+@needs_btrfs
 @pytest.mark.parametrize("csum", ["xxhash", "sha256", "blake2"])
 def test_btrfs_other_checksums(tree, tmp_path, csum):
     img = tmp_path / "c.raw"

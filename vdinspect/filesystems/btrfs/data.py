@@ -23,6 +23,7 @@ from .tree import KEY_MAX
 from .volume import BtrfsVolume
 
 MAX_DATA_READ = 1 << 26  # bytes checked in one piece
+HOST_STEP = 1 << 23  # host bytes checksummed per buffer (memory stays bounded)
 MAX_REFUSED = 4096  # sectors remembered as not to be copied raw (each is read instead)
 
 
@@ -272,24 +273,31 @@ class BtrfsData(BtrfsVolume):
 
 def _host_sectors(ranges: list, ss: int) -> Iterator[memoryview]:
     """The bytes host ranges name, as buffers of whole ``ss``-byte sectors in order (a memory
-    map's slices where the host file has one; a sector split between two pieces joined)."""
+    map's slices where the host file has one, else reads of at most ``HOST_STEP`` bytes;
+    a sector split between two pieces joined)."""
     carry = b""
+    zeros = b""
     for host, off, k in ranges:
-        if host is None:
-            data = memoryview(bytes(k))
-        else:
-            view = host.view() if isinstance(host, FileSource) else None
-            data = (view[off:off + k] if view is not None and off + k <= len(view)
-                    else memoryview(host.read(off, k)))
-        if carry:
-            take = min(ss - len(carry), len(data))
-            carry += bytes(data[:take])
-            data = data[take:]
-            if len(carry) < ss:
-                continue
-            yield memoryview(carry)
-            carry = b""
-        whole = len(data) // ss * ss
-        if whole:
-            yield data[:whole]
-        carry = bytes(data[whole:])
+        view = host.view() if isinstance(host, FileSource) else None
+        if view is not None and off + k > len(view):
+            view = None
+        for at in range(off, off + k, HOST_STEP):
+            n = min(HOST_STEP, off + k - at)
+            if host is None:
+                if len(zeros) < n:
+                    zeros = bytes(n)
+                data = memoryview(zeros)[:n]
+            else:
+                data = view[at:at + n] if view is not None else memoryview(host.read(at, n))
+            if carry:
+                take = min(ss - len(carry), len(data))
+                carry += bytes(data[:take])
+                data = data[take:]
+                if len(carry) < ss:
+                    continue
+                yield memoryview(carry)
+                carry = b""
+            whole = len(data) // ss * ss
+            if whole:
+                yield data[:whole]
+            carry = bytes(data[whole:])
