@@ -398,6 +398,12 @@ def test_holes_prealloc_and_shared_extent_ranges(tmp_path):
     assert fs.read("/multi") == want
     f = fs.content(fs.lookup("/multi"))
     assert f.seek_data(0) == 2 * MiB
+    # host ranges: prealloc and the hole as zeros (never the prealloc extent's old bytes),
+    # the shifted range 4 KiB into the first extent, the NO_HOLES gap as zeros
+    pieces = f.host_ranges(0, 4 * MiB)
+    assert pieces[0] == (None, 0, 2 * MiB)
+    assert b"".join(bytes(k) if h is None else os.pread(h.fd, k, o)
+                    for h, o, k in pieces) == want
     with fs.open("/multi") as fh:
         fh.seek(3 * MiB - 100)
         assert fh.read(200) == want[3 * MiB - 100:3 * MiB + 100]
@@ -502,6 +508,7 @@ def test_compressed_extents_patched_in(tmp_path):
         e = fs.lookup("/" + name)
         assert [p.codec for p in fs.content(e).pieces] == [code]
         assert fs.read(e) == plain[name]
+        assert fs.content(e).host_ranges(0, e.size) is None  # decoded: never copied raw
     assert fs.check_rows() == []
 
 

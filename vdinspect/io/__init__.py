@@ -16,7 +16,9 @@ from .sources import (
     Slice,
     Zero,
     all_zero,
+    cut_host_ranges,
     damaged_through,
+    join_host_ranges,
     merge_ranges,
     read_inside,
 )
@@ -24,6 +26,6 @@ from .sources import (
 __all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "MemorySource",
            "Slice", "Concat", "HostRanges",
            "Zero", "LRUCache",
-           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "read_inside", "crc32c",
+           "all_zero", "cut_host_ranges", "DamageIndex", "damaged_through", "join_host_ranges", "merge_ranges", "read_inside", "crc32c",
            "crc32c_records",
            "OverlaySource", "PathPolicy"]

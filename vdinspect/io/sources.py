@@ -295,6 +295,11 @@ class Zero(ByteSource):
     def _read(self, offset: int, length: int) -> bytes:
         return bytes(length)
 
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """All zeros (see :meth:`ByteSource.host_ranges`): a hole in the copy."""
+        self._check_range(offset, length)
+        return [(None, 0, length)] if length else []
+
 
 class Slice(ByteSource):
     """A window ``[offset, offset+length)`` of another source (a partition, an extent)."""
@@ -367,6 +372,26 @@ class Concat(ByteSource):
                 done += n
             i += 1
 
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """Each part's host ranges in turn (see :meth:`ByteSource.host_ranges`); None
+        when one part cannot say."""
+        self._check_range(offset, length)
+        out: list = []
+        i = max(0, bisect.bisect_right(self.starts, offset) - 1)
+        pos, end = offset, offset + length
+        while pos < end:
+            src = self.sources[i]
+            local = pos - self.starts[i]
+            n = min(end - pos, src.size - local)
+            if n > 0:
+                got = src.host_ranges(local, n)
+                if got is None:
+                    return None
+                join_host_ranges(out, got)
+                pos += n
+            i += 1
+        return out
+
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         i = max(0, bisect.bisect_right(self.starts, start) - 1)
         out: list[tuple[int, int]] = []
@@ -377,6 +402,35 @@ class Concat(ByteSource):
                 out.extend((s0 + x, s0 + y) for x, y in src._damage_pairs(a - s0, b - s0))
             i += 1
         return out
+
+
+def join_host_ranges(out: list, got: list) -> None:
+    """Append host ranges ``got`` to ``out``, a piece that goes on where the last one ends
+    (the same host file and the next offset, or zeros after zeros) joined to it: one copy
+    call instead of two."""
+    for host, off, n in got:
+        if out:
+            h, o, k = out[-1]
+            if h is host and (host is None or o + k == off):
+                out[-1] = (h, o, k + n)
+                continue
+        out.append((host, off, n))
+
+
+def cut_host_ranges(ranges: list, skip: int, length: int) -> list:
+    """The host ranges of bytes ``[skip, skip+length)`` of what ``ranges`` cover (a
+    source that looked up whole blocks hands back the part asked for)."""
+    out = []
+    for host, off, n in ranges:
+        if skip >= n:
+            skip -= n
+            continue
+        take = min(n - skip, length)
+        out.append((host, 0 if host is None else off + skip, take))
+        skip, length = 0, length - take
+        if not length:
+            break
+    return out
 
 
 def read_inside(source: ByteSource, offset: int, length: int) -> bytes | None:

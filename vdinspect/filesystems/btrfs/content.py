@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...io import ByteSource, LRUCache
+from ...io import ByteSource, HostRanges, LRUCache, join_host_ranges
 
 if TYPE_CHECKING:
     from .fs import BtrfsFileSystem
@@ -96,6 +96,41 @@ class ExtentSource(ByteSource):
         for a, m in bad:
             self.bad.append((p.start + within + a, p.start + within + a + m))
         return data
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """Plain regular extents through the chunk map (checked against their checksums
+        unless the inode says nodatasum), holes and preallocated ranges as zeros (see
+        ``ByteSource.host_ranges``); None when the range touches inline or compressed
+        data (decoded, not stored as themselves) or bytes found bad."""
+        self._check_range(offset, length)
+        end = offset + length
+        if any(a < end and b > offset for a, b in self.bad):
+            return None
+        out: list = []
+        i, pos = self._find(offset), offset
+        while pos < end:
+            p = self.pieces[i] if i < len(self.pieces) else None
+            if p is not None and p.start + p.length <= pos:
+                i += 1
+                continue
+            if p is None or p.start > pos:  # no item: a hole up to the next one
+                b = end if p is None else min(end, p.start)
+                join_host_ranges(out, [(None, 0, b - pos)])
+                pos = b
+                continue
+            b = min(end, p.start + p.length)
+            if p.kind == HOLE:
+                got = [(None, 0, b - pos)]
+            elif p.kind == PLAIN:
+                got = self.fs.data_host_ranges(p.addr + pos - p.start, b - pos, self.verify)
+                if got is None:
+                    return None
+            else:
+                return None
+            join_host_ranges(out, got)
+            pos = b
+            i += 1
+        return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         out = [(max(a, start), min(b, end)) for a, b in self.bad if a < end and b > start]

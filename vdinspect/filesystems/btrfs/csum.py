@@ -10,6 +10,7 @@ import hashlib
 import struct
 
 from ...io import crc32c as _crc32c  # the one CRC-32C
+from ...io import crc32c_records as _crc32c_records
 
 try:
     import xxhash as _xxhash  # optional: much faster than the Python version below
@@ -109,6 +110,15 @@ def digests(csum_type: int, data: bytes, size: int) -> list[bytes]:
         return _xxh64_blocks(data, size)
     mv = memoryview(data)
     return [digest(csum_type, mv[k:k + size]) for k in range(0, len(data), size)]
+
+
+def sector_sums(csum_type: int, data, size: int, width: int) -> bytes:
+    """The checksums of each ``size``-byte block of ``data``, ``width`` bytes each as the
+    csum tree stores them, joined: compared with a run of stored checksums in one go."""
+    if csum_type == 0:
+        sums = _crc32c_records(data, size)
+        return struct.pack(f"<{len(sums)}I", *sums)
+    return b"".join(d[:width] for d in digests(csum_type, data, size))
 
 
 def digest(csum_type: int, data: bytes) -> bytes:

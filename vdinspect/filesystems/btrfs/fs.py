@@ -75,6 +75,7 @@ class BtrfsFileSystem(ReportMixin, BtrfsData):
         else:
             self.top = self._resolve_subvolume(subvolume)
         self.bad_logical: list[tuple[int, int]] = []  # data ranges failing their checksums
+        self.copy_refused: list[int] = []  # sectors whose first copy failed: never copied raw
         self.old_roots: dict[tuple, RootInfo] = {}  # FS trees of older commits (recovery)
         self._deleted: Deleted | None = None
         self._indexes: dict[int, TreeIndex | None] = {}

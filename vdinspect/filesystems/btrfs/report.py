@@ -154,10 +154,14 @@ class ReportMixin:
 
     def structure_rows(self) -> list[dict]:
         rows = []
+
+        def where(dev) -> str:  # the volume's name for its own device, as other drivers
+            return self.name if dev is self.source else dev.name
+
         for dev in self.devs.values():
             for off in S.SUPER_MIRRORS:
                 if off + S.SUPER_INFO_SIZE <= dev.size:
-                    rows.append(dict(name="superblock", host_offset=off,
+                    rows.append(dict(name="superblock", host_file=where(dev), host_offset=off,
                                      length=S.SUPER_INFO_SIZE,
                                      description=f"{dev.name}: superblock copy"))
         named = [("chunk tree", self.sb.chunk_root), ("root tree", self.sb.root)]
@@ -168,7 +172,8 @@ class ReportMixin:
             except CorruptImage:
                 continue
             dev, phys, _n, _p = pieces[0]
-            rows.append(dict(name=what, host_offset=phys, length=self.nodesize,
+            rows.append(dict(name=what, host_file=None if dev is None else where(dev),
+                             host_offset=phys, length=self.nodesize,
                              description=f"root block at logical {logical:#x}"
                              + (f" on {dev.name}" if dev is not None else "")))
         return rows

@@ -82,6 +82,8 @@ class BtrfsVolume(FileSystem):
             if v < 4096 or v > 65536 or not is_pow2(v):
                 self.fail(CorruptImage, f"{what} {v} is not a power of two in 4..64 KiB",
                           "superblock", first.offset)
+        if 4096 <= sb.sectorsize <= 65536 and is_pow2(sb.sectorsize):
+            self.block_size = sb.sectorsize  # the data allocation unit: carving aligns to it
         if sb.nodesize < sb.sectorsize:
             self.fail(CorruptImage, "nodesize smaller than sectorsize", "superblock",
                       first.offset)

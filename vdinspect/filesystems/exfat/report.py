@@ -68,24 +68,24 @@ class ReportMixin:
         b = self.boot
         rows = [
             structure_row(
-                "main boot region", None, 0, BOOT_REGION_SECTORS * ss,
+                "main boot region", self.name, 0, BOOT_REGION_SECTORS * ss,
                 "boot sector, extended boot sectors, OEM parameters, checksum",
             ),
             structure_row(
-                "backup boot region", None, BOOT_REGION_SECTORS * ss, BOOT_REGION_SECTORS * ss,
+                "backup boot region", self.name, BOOT_REGION_SECTORS * ss, BOOT_REGION_SECTORS * ss,
                 "copy of the main boot region",
             ),
         ]
         for f in self.fats:
             rows.append(
                 structure_row(
-                    f.name, None, f.offset, f.length,
+                    f.name, self.name, f.offset, f.length,
                     "file allocation table (32-bit entries)",
                 )
             )
         rows.append(
             structure_row(
-                "cluster heap", None, self.heap_offset, self.clusters * self.cluster_size,
+                "cluster heap", self.name, self.heap_offset, self.clusters * self.cluster_size,
                 f"{self.clusters} clusters of {self.cluster_size} bytes",
             )
         )
@@ -93,13 +93,13 @@ class ReportMixin:
             bm = self.bitmap_entry[1]
             rows.append(
                 structure_row(
-                    "allocation bitmap", None, self.cluster_offset(bm.FirstCluster), bm.DataLength,
+                    "allocation bitmap", self.name, self.cluster_offset(bm.FirstCluster), bm.DataLength,
                     "one bit per cluster",
                 )
             )
         rows.append(
             structure_row(
-                "root directory", None, self.cluster_offset(b.FirstClusterOfRootDirectory), self.cluster_size,
+                "root directory", self.name, self.cluster_offset(b.FirstClusterOfRootDirectory), self.cluster_size,
                 "first cluster of the root directory",
             )
         )

@@ -97,7 +97,7 @@ class ReportMixin:
         ss = self.sector_size
         rows = [
             structure_row(
-                "boot sector", None, self.boot_offset, ss,
+                "boot sector", self.name, self.boot_offset, ss,
                 f"{self.fstype.upper()} boot sector and BIOS parameter block",
             )
         ]
@@ -105,7 +105,7 @@ class ReportMixin:
             if self.fsinfo is not None:
                 rows.append(
                     structure_row(
-                        "FSInfo", None, self.fsinfo_offset, ss,
+                        "FSInfo", self.name, self.fsinfo_offset, ss,
                         "free cluster count and next-free hint",
                     )
                 )
@@ -113,14 +113,14 @@ class ReportMixin:
             if bk not in NO_SECTOR:
                 rows.append(
                     structure_row(
-                        "backup boot sector", None, bk * ss, ss,
+                        "backup boot sector", self.name, bk * ss, ss,
                         "copy of the boot sector (and FSInfo after it)",
                     )
                 )
         for f in self.fats:
             rows.append(
                 structure_row(
-                    f.name, None, f.offset, f.length,
+                    f.name, self.name, f.offset, f.length,
                     f"file allocation table, {self.bits}-bit entries"
                     + (" (active)" if f is self.fat else ""),
                 )
@@ -128,13 +128,13 @@ class ReportMixin:
         if self.bits != 32:
             rows.append(
                 structure_row(
-                    "root directory", None, self.root_offset, self.root_entries * 32,
+                    "root directory", self.name, self.root_offset, self.root_entries * 32,
                     f"fixed root directory, {self.root_entries} entries",
                 )
             )
         rows.append(
             structure_row(
-                "data area", None, self.heap_offset, self.clusters * self.cluster_size,
+                "data area", self.name, self.heap_offset, self.clusters * self.cluster_size,
                 f"{self.clusters} clusters of {self.cluster_size} bytes from cluster 2",
             )
         )

@@ -100,7 +100,7 @@ def structures(fs: NTFS) -> list[dict]:
     cs = fs.cluster_size
     rows = [
         structure_row(
-            "boot sector", None, g.boot_offset, BOOT_SECTOR_SIZE,
+            "boot sector", fs.name, g.boot_offset, BOOT_SECTOR_SIZE,
             f"NTFS boot sector: {g.sector_size} B sectors, {cs} B "
             f"clusters, MFT at cluster {g.mft_lcn}",
         )
@@ -109,7 +109,7 @@ def structures(fs: NTFS) -> list[dict]:
     if backup + BOOT_SECTOR_SIZE <= fs.source.size:
         rows.append(
             structure_row(
-                "backup boot sector", None, backup, BOOT_SECTOR_SIZE,
+                "backup boot sector", fs.name, backup, BOOT_SECTOR_SIZE,
                 "copy of the boot sector past the last cluster",
             )
         )
@@ -121,7 +121,7 @@ def structures(fs: NTFS) -> list[dict]:
         nm = SYSTEM_NAMES[n] if n != ROOT else "root directory"
         off = fs.record_offset(n)
         rows.append(
-            structure_row(f"MFT record {n}", None, off, fs.record_size, f"{nm} record")
+            structure_row(f"MFT record {n}", fs.name, off, fs.record_size, f"{nm} record")
         )
         for a in f.attrs:
             if a.resident:
@@ -138,7 +138,7 @@ def structures(fs: NTFS) -> list[dict]:
                     label += f":{a.name}"
                 rows.append(
                     structure_row(
-                        label + (f" run {i}" if len(runs) > 1 else ""), None, r.lcn * cs,
+                        label + (f" run {i}" if len(runs) > 1 else ""), fs.name, r.lcn * cs,
                         r.length * cs,
                         f"clusters {r.lcn}..{r.lcn + r.length - 1}",
                     )

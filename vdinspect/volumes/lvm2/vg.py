@@ -8,8 +8,10 @@ Sizes in the metadata text are 512-byte sectors; a segment maps logical extents
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from ...errors import CorruptImage, MissingFile, UnsupportedFeature
-from ...io import ByteSource, Concat, Slice, Zero
+from ...io import ByteSource, Concat, HostRanges, Slice, Zero, join_host_ranges
 from .. import ScanContext
 from .pv import MetadataCopy, PhysicalVolume
 from .structs import SECTOR
@@ -89,16 +91,39 @@ class StripedSource(ByteSource):
         self.name = name
 
     def _read(self, offset: int, length: int) -> bytes:
+        return b"".join(s.read(at, take) for s, at, take in self._pieces(offset, length))
+
+    def _pieces(self, offset: int, length: int) -> Iterator[tuple[ByteSource, int, int]]:
+        """(stripe, offset in it, bytes) of ``[offset, +length)``, chunk by chunk."""
         ss, n = self.stripe_size, len(self.stripes)
-        parts = []
         while length > 0:
             chunk, within = divmod(offset, ss)
             row, k = divmod(chunk, n)
             take = min(ss - within, length)
-            parts.append(self.stripes[k].read(row * ss + within, take))
+            yield self.stripes[k], row * ss + within, take
             offset += take
             length -= take
-        return b"".join(parts)
+
+    def readinto(self, offset: int, buffer) -> None:
+        """Fill ``buffer`` chunk by chunk from the stripes, with no joined copy."""
+        mv = memoryview(buffer).cast("B")
+        self._check_range(offset, len(mv))
+        at = 0
+        for stripe, local, take in self._pieces(offset, len(mv)):
+            stripe.readinto(local, mv[at:at + take])
+            at += take
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """The stripes' host ranges chunk by chunk (see ``ByteSource.host_ranges``), pieces
+        that follow each other in one host file joined; None when a stripe cannot say."""
+        self._check_range(offset, length)
+        out: list = []
+        for stripe, local, take in self._pieces(offset, length):
+            got = stripe.host_ranges(local, take)
+            if got is None:
+                return None
+            join_host_ranges(out, got)
+        return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         ss, n = self.stripe_size, len(self.stripes)
