@@ -12,9 +12,15 @@ printed before and after. Peers: qemu-img, qemu-io, The Sleuth Kit (fls, icat), 
 Python bindings of libyal (pyqcow, pyvmdk) and dissect.hypervisor when ``--peers DIR``
 (default /tmp/peers) holds them (``pip install --target DIR libqcow-python
 libvmdk-python dissect.hypervisor``: oracles, never dependencies); without them qemu-io
-is the read peer. ``--scale`` adds a 100 GiB sparse image (``--scale-gib`` of data)
-converted and mapped, and ``files()`` of an ext4 with ``--scale-files`` files, with peak
-RSS; its big files are deleted at the end. vdinspect is the tree this script sits in.
+is the read peer. ``--scale`` adds issue 23's scale rows, each a child process with its
+peak RSS: a 100 GiB sparse VMDK whose disk is an ext4 holding 1 GiB and then
+``--scale-gib`` GiB of files (mke2fs + debugfs write), converted (qemu-img convert),
+mapped (qemu-img map) and listed (fls -r -p); then ``files()`` of an ext4 (mke2fs -d) and
+an NTFS (mkntfs + ntfs-3g) with a tenth of and then ``--scale-files`` files, against
+fls -r -p. Build times are in the notes; big outputs are deleted after each row, the
+file-count images kept for the next run with ``--scale-keep``. Full size:
+``--only none --scale --scale-gib 10 --scale-files 1000000 --scale-keep --workdir /tmp/scale``
+(about 20 GB of disk at the peak). vdinspect is the tree this script sits in.
 """
 
 from __future__ import annotations
@@ -481,13 +487,13 @@ def rows_scale_disk(work: Path, gib: int) -> None:
             out.unlink(missing_ok=True)
             return child(OURS + ["convert", img, out])
 
-        def peer():
-            peer_out.unlink(missing_ok=True)
+        def peer():  # one output on disk at a time: ours is checked after the last round
+            out.unlink(missing_ok=True)
             r = child(["qemu-img", "convert", "-O", "raw", img, peer_out])
             peer_out.unlink()
             return r
 
-        r = best_interleaved({"ours": ours, "peer": peer}, 1)
+        r = best_interleaved({"peer": peer, "ours": ours}, 1)
         same = subprocess.run(["qemu-img", "compare", "-q", "-F", "raw", str(img), str(out)]
                               ).returncode == 0
         note = (f"output = image (qemu-img compare), {out.stat().st_blocks * 512 / GiB:.1f}"
