@@ -17,10 +17,9 @@ peak RSS: a 100 GiB sparse VMDK whose disk is an ext4 holding 1 GiB and then
 ``--scale-gib`` GiB of files (mke2fs + debugfs write), converted (qemu-img convert),
 mapped (qemu-img map) and listed (fls -r -p); then ``files()`` of an ext4 (mke2fs -d) and
 an NTFS (mkntfs + ntfs-3g) with a tenth of and then ``--scale-files`` files, against
-fls -r -p. Build times are in the notes; big outputs are deleted after each row, the
-file-count images kept for the next run with ``--scale-keep``. Full size:
-``--only none --scale --scale-gib 10 --scale-files 1000000 --scale-keep --workdir /tmp/scale``
-(about 20 GB of disk at the peak). vdinspect is the tree this script sits in.
+fls -r -p; build times in the notes, big outputs deleted after each row (the file-count
+images kept with ``--scale-keep``); full size and commands in docs/benchmarks.md.
+vdinspect is the tree this script sits in.
 """
 
 from __future__ import annotations
@@ -452,26 +451,23 @@ def scale_disk(work: Path, gib: int) -> tuple[Path, float]:
             cmds.append(f"mkdir d{d:03d}")
             cmds += [f"write {src} d{d:03d}/f{i:02d}.bin" for i in range(GiB // SCALE_PIECE)]
         script.write_text("\n".join(cmds) + "\n")
-        subprocess.run(["debugfs", "-w", "-f", str(script), str(raw)], check=True,
-                       capture_output=True)
-        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o",
-                        "subformat=monolithicSparse", str(raw), str(img)], check=True,
-                       capture_output=True)
+        for cmd in (["debugfs", "-w", "-f", script, raw], ["qemu-img", "convert", "-f", "raw",
+                    "-O", "vmdk", "-o", "subformat=monolithicSparse", raw, img]):
+            subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
     finally:
         raw.unlink(missing_ok=True)
-    took = time.perf_counter() - t
-    log(f"  built {img.name} ({img.stat().st_blocks * 512 / GiB:.1f} GiB on disk) in "
-        f"{took:.0f} s")
-    return img, took
+    log(f"  built {img.name} in {time.perf_counter() - t:.0f} s")
+    return img, time.perf_counter() - t
 
 
-def to_file(fn, path: Path):
-    """``fn(stdout)`` with stdout a fresh file at ``path``: for children whose output the
-    row checks afterwards."""
-    def run():
-        with open(path, "wb") as f:
-            return fn(f)
-    return run
+def pair(ours: list, peer: list, ours_out: Path, peer_out: Path) -> dict:
+    """Two commands interleaved (warm-up, one round), their stdout kept for the checks."""
+    def run(cmd: list, path: Path):
+        def go():
+            with open(path, "wb") as f:
+                return child(cmd, stdout=f)
+        return go
+    return best_interleaved({"ours": run(ours, ours_out), "peer": run(peer, peer_out)}, 1)
 
 
 def rows_scale_disk(work: Path, gib: int) -> None:
@@ -498,18 +494,13 @@ def rows_scale_disk(work: Path, gib: int) -> None:
                               ).returncode == 0
         note = (f"output = image (qemu-img compare), {out.stat().st_blocks * 512 / GiB:.1f}"
                 " GiB on disk" if same else "OUTPUT DIFFERS")
-        if built:
-            note += f"; image built in {built:.0f} s"
+        note += f"; image built in {built:.0f} s" if built else ""
         out.unlink()
         add(f"convert (a process), {label}", r["ours"], "qemu-img convert", r["peer"],
             "<= 1.2x, constant memory", limit=1.2, note=note)
 
         om, pm = work / "scale-map.json", work / "scale-qmap.json"
-        r = best_interleaved({"ours": to_file(lambda f: child(OURS + ["map", "--json", img],
-                                                               stdout=f), om),
-                              "peer": to_file(lambda f: child(["qemu-img", "map",
-                                                               "--output=json", img],
-                                                              stdout=f), pm)}, 1)
+        r = pair(OURS + ["map", "--json", img], ["qemu-img", "map", "--output=json", img], om, pm)
         ours_data = sum(e["length"] for e in json.loads(om.read_text()) if e["state"] == "data")
         peer_data = sum(e["length"] for e in json.loads(pm.read_text()) if e["data"])
         add(f"`vdinspect map --json` (a process), {label}", r["ours"], "qemu-img map",
@@ -517,10 +508,7 @@ def rows_scale_disk(work: Path, gib: int) -> None:
             f"{peer_data / GiB:.2f} GiB" + ("" if ours_data == peer_data else " DIFFERS"))
 
         ol, pl = work / "scale-ls.json", work / "scale-fls.txt"
-        r = best_interleaved({"ours": to_file(lambda f: child(OURS + ["ls", "-r", "--json",
-                                                                   img], stdout=f), ol),
-                              "peer": to_file(lambda f: child(["fls", "-r", "-p", img],
-                                                              stdout=f), pl)}, 1)
+        r = pair(OURS + ["ls", "-r", "--json", img], ["fls", "-r", "-p", img], ol, pl)
         listed = json.loads(ol.read_text())
         ours_bin = sum(1 for e in listed if e["path"].endswith(".bin"))
         peer_bin = sum(1 for line in pl.read_text().splitlines() if line.endswith(".bin"))
@@ -559,9 +547,8 @@ def ntfs_scale_image(work: Path, nfiles: int) -> tuple[Path | None, float]:
             for i in range(d * 1000, min(nfiles, d * 1000 + 1000)):
                 (m / f"d{d:04d}" / f"file {i:07d}.txt").write_bytes(b"n" * (i * 7919 % 200))
     stamp.write_text(f"{nfiles}\n")
-    took = time.perf_counter() - t
-    log(f"  ntfs-3g wrote {nfiles} files in {took:.0f} s")
-    return img, took
+    log(f"  ntfs-3g wrote {nfiles} files in {time.perf_counter() - t:.0f} s")
+    return img, time.perf_counter() - t
 
 
 def row_scale_files(label: str, img: Path, built: float, nfiles: int) -> None:
@@ -571,24 +558,19 @@ def row_scale_files(label: str, img: Path, built: float, nfiles: int) -> None:
             "fs = d.filesystem(d.filesystem_volumes()[0].key)\nf = fs.files()\n"
             "print(len(f), int(f['path'].str.endswith('.txt').sum()))")
     got, fl = img.with_suffix(".files.txt"), img.with_suffix(".fls.txt")
-    r = best_interleaved({"ours": to_file(lambda f: child([sys.executable, "-c", code, img],
-                                                          stdout=f), got),
-                          "peer": to_file(lambda f: child(["fls", "-r", "-p", img], stdout=f),
-                                          fl)}, 1)
+    r = pair([sys.executable, "-c", code, img], ["fls", "-r", "-p", img], got, fl)
     rows, txt = got.read_text().split()
     fls_txt = sum(1 for line in fl.read_text().splitlines() if line.endswith(".txt"))
     note = f"{int(rows):,} rows, {int(txt):,} .txt files (fls {fls_txt:,}, written {nfiles:,})"
-    if built:
-        note += f"; image built in {built:.0f} s"
-    got.unlink()
-    fl.unlink()
+    note += f"; image built in {built:.0f} s" if built else ""
+    for p in (got, fl):
+        p.unlink()
     add(f"`files()` (a process), {label}", r["ours"], "fls -r -p", r["peer"], "<= 1.5x",
         limit=1.5, note=note)
 
 
 def scratch(need: int) -> Path | None:
-    """/dev/shm when it is a tmpfs with ``need`` bytes free twice over, else None (the work
-    dir): where a big file tree is written before mke2fs -d copies it."""
+    """A folder in /dev/shm for mke2fs -d's tree if it has twice ``need`` bytes free."""
     shm = Path("/dev/shm")
     if shm.is_dir() and shutil.disk_usage(shm).free > 2 * need:
         return Path(tempfile.mkdtemp(dir=shm, prefix="vdscale-"))
@@ -613,14 +595,12 @@ def rows_scale(work: Path, gib: int, nfiles: int, keep: bool) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
         row_scale_files(f"ext4 with {n:,} files", ext, time.perf_counter() - t if fresh
                         else 0.0, n)
-        if not keep:
-            ext.unlink()
         nt, built = ntfs_scale_image(work, n)
         if nt is not None:
             row_scale_files(f"NTFS with {n:,} files", nt, built, n)
-            if not keep:
-                nt.unlink()
-                nt.with_suffix(".done").unlink()
+        for img in ([] if keep else [ext, nt, nt and nt.with_suffix(".done")]):
+            if img is not None:
+                img.unlink()
 
 
 def run_rows(args, work: Path, q: bool, reps: int, peers: Peers) -> None:
