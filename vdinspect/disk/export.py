@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..containers.base import BACKING, DATA
 from ..errors import InvalidArgument
-from ..io import all_zero
+from ..io import HostRanges, all_zero, copy_range
 from ..lazy import np
 from ..progress import Progress, reporter
 
@@ -33,6 +33,7 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
     report = reporter(progress, disk.size)
     tmp = f"{path}.vdinspect-part"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    out = RawOutput(fd)
     written = 0
     buf = bytearray(int(chunk))
     mv = memoryview(buf)
@@ -44,8 +45,7 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
         while pos < disk.size:
             wend = min(disk.size, pos + window)
             table = disk.chain.runs(pos, wend - pos).of_states(DATA, BACKING)
-            written += write_table(disk.chain.layers, table, fd, mv, workers, report,
-                                   disk.size)
+            written += write_table(disk.chain, table, out, mv, workers, report, disk.size)
             pos = wend
             if report:
                 report(pos, disk.size)
@@ -86,38 +86,92 @@ def fill_chunk(layers, piece, base: int, mv: memoryview, workers: int | None) ->
         layers[k].fill_runs(rows, base, mv, workers)
 
 
-def write_table(layers, table, fd: int, mv: memoryview, workers: int | None, report,
-                total: int) -> int:
-    """Write the rows of ``table`` (the chain's runs holding data, in order) to ``fd`` at
-    their virtual offsets, a chunk of ``len(mv)`` bytes at a time: the layers fill the
-    chunk (compressed units inflated in tasks of many, ``workers`` threads), then the
-    blocks that are not all zero are written. Returns the bytes written. (Filling the
-    next chunk in a second thread while this one writes cost 12% more CPU and gained no
-    time on the shared 2-core machine: not done.)"""
-    written = 0
-    for base, piece in chunks(table, len(mv)):
-        fill_chunk(layers, piece, base, mv, workers)
-        written += write_chunk(fd, mv, base, piece, report, total)
-    return written
+class RawOutput:
+    """The raw file being written: bytes from a buffer by ``pwrite``; bytes stored as
+    themselves in a host file copied in the kernel (``copy_range``) or, where the kernel
+    refuses (another filesystem), written from the host file's memory map: one copy
+    either way, none through a read buffer."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.refused: set[int] = set()  # host descriptors the kernel would not copy from
+
+    def put(self, mv: memoryview, a: int, b: int, at: int) -> None:
+        """Write ``mv[a:b]`` at ``at``."""
+        os.pwrite(self.fd, mv[a:b], at)
+
+    def stored(self, pieces: HostRanges, pos: int) -> int:
+        """Write the host ``pieces`` of the virtual bytes from ``pos`` (see
+        ``ByteSource.host_ranges``), leaving as holes the host file's holes and the 64 KiB
+        blocks that are all zero; returns the bytes written."""
+        written = 0
+        for src, off, n in pieces:
+            if src is not None:
+                view = src.view()
+                shift = pos - off  # output offset = host offset + shift
+                for a, b in src.data_spans(off, n):
+                    for s, e in nonzero_spans(view, a, b):
+                        if src.fd in self.refused or not copy_range(src.fd, s, self.fd,
+                                                                    s + shift, e - s):
+                            self.refused.add(src.fd)
+                            self.put(view, s, e, s + shift)
+                        written += e - s
+                src.let_go(off, n)
+            pos += n
+        return written
 
 
-def write_chunk(fd: int, mv: memoryview, base: int, piece, report, total: int) -> int:
-    """Write the filled chunk ``mv`` (starting at ``base``) where ``piece``'s rows lie,
-    leaving all-zero blocks as holes; returns the bytes written."""
-    written = 0
+def stored_pieces(chain, groups: list[tuple[int, int]]) -> list | None:
+    """The host ranges of each ``(start, end)`` virtual group when every byte is stored as
+    itself in a host file that can be mapped (or is a hole); None otherwise."""
+    out = []
+    for s, e in groups:
+        got = chain.host_ranges(s, e - s)
+        if got is None or any(src is not None and src.view() is None for src, _o, _n in got):
+            return None
+        out.append(got)
+    return out
+
+
+def touching(piece, base: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` stretches (relative to ``base``) where ``piece``'s rows touch."""
     a = piece.start - base
     b = a + piece.length
     cut = np.flatnonzero(a[1:] != b[:-1]) + 1  # where the rows stop touching
-    for s, e in zip(a[np.r_[0, cut]].tolist(), b[np.r_[cut - 1, len(b) - 1]].tolist()):
-        written += write_nonzero(fd, mv, s, e, base)
-    if report:
-        report(min(base + len(mv), total), total)
+    return list(zip(a[np.r_[0, cut]].tolist(), b[np.r_[cut - 1, len(b) - 1]].tolist()))
+
+
+def write_table(chain, table, out: RawOutput, mv: memoryview, workers: int | None, report,
+                total: int) -> int:
+    """Write the rows of ``table`` (the chain's runs holding data, in order) to ``out`` at
+    their virtual offsets, a chunk of ``len(mv)`` bytes at a time. A chunk whose bytes are
+    all stored as themselves goes host file to output (:meth:`RawOutput.stored`); any
+    other is filled by the layers (compressed units inflated in tasks of many,
+    ``workers`` threads), then its blocks that are not all zero are written. Returns the
+    bytes written. (Filling the next chunk in a second thread while this one writes cost
+    12% more CPU and gained no time on the shared 2-core machine: not done.)"""
+    written = 0
+    for base, piece in chunks(table, len(mv)):
+        groups = touching(piece, base)
+        stored = stored_pieces(chain, [(base + s, base + e) for s, e in groups])
+        if stored is not None:
+            for (s, _e), pieces in zip(groups, stored):
+                written += out.stored(pieces, base + s)
+        else:
+            fill_chunk(chain.layers, piece, base, mv, workers)
+            for s, e in groups:
+                for a, b in nonzero_spans(mv, s, e):
+                    out.put(mv, a, b, base + a)
+                    written += b - a
+        if report:
+            report(min(base + len(mv), total), total)
     return written
 
 
-def write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
-    """pwrite mv[a:b] at base+a, skipping the 64 KiB blocks (aligned in ``mv``) that are all
-    zero; the blocks are checked together, a whole block only when its first word is 0."""
+def nonzero_spans(mv: memoryview, a: int, b: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` stretches of ``mv[a:b]`` left when the 64 KiB blocks (aligned in
+    ``mv``) that are all zero are taken out; the blocks are checked together, a whole
+    block only when its first word is 0."""
     step = 1 << 16
     lo, hi = -(-a // step) * step, b // step * step
     if lo >= hi:
@@ -139,16 +193,14 @@ def write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
         if hi < b:
             bounds.append(b)
             nonzero.append(not all_zero(mv[hi:b]))
-    written = 0
+    spans = []
     start = None
     for k, nz in enumerate(nonzero):
         if nz and start is None:
             start = bounds[k]
         elif not nz and start is not None:
-            os.pwrite(fd, mv[start : bounds[k]], base + start)
-            written += bounds[k] - start
+            spans.append((start, bounds[k]))
             start = None
     if start is not None:
-        os.pwrite(fd, mv[start:b], base + start)
-        written += b - start
-    return written
+        spans.append((start, b))
+    return spans

@@ -16,6 +16,7 @@ from .sources import (
     Slice,
     Zero,
     all_zero,
+    copy_range,
     damaged_through,
     merge_ranges,
     read_inside,
@@ -24,6 +25,6 @@ from .sources import (
 __all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "MemorySource",
            "Slice", "Concat", "HostRanges",
            "Zero", "LRUCache",
-           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "read_inside", "crc32c",
+           "all_zero", "copy_range", "DamageIndex", "damaged_through", "merge_ranges", "read_inside", "crc32c",
            "crc32c_records",
            "OverlaySource", "PathPolicy"]

@@ -204,6 +204,18 @@ class FileSource(ByteSource):
                 self._view = None
         return self._view
 
+    def let_go(self, offset: int, length: int) -> None:
+        """Unmap the pages of ``[offset, offset+length)`` of :meth:`view` from this process
+        (MADV_DONTNEED; they stay in the page cache, the next touch maps them again), so a
+        pass over a big file through the view keeps a bounded resident size."""
+        m = getattr(self, "_map", None)
+        if m is None or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        a = offset - offset % mmap.PAGESIZE
+        b = min(self.size, offset + length)
+        if b > a:
+            m.madvise(mmap.MADV_DONTNEED, a, b - a)
+
     def seek_data(self, offset: int) -> int:
         """The first offset >= ``offset`` where the host file may hold data (SEEK_DATA;
         ``size`` when only a hole follows, ``offset`` where the host cannot tell): the
@@ -214,6 +226,32 @@ class FileSource(ByteSource):
             return min(max(os.lseek(self._fd, offset, os.SEEK_DATA), offset), self.size)
         except OSError as e:  # ENXIO: no data at or after offset
             return self.size if e.errno == errno.ENXIO else offset
+
+    def data_spans(self, offset: int, length: int) -> list[tuple[int, int]]:
+        """The ``(start, end)`` stretches of ``[offset, offset+length)`` where the host file
+        may hold data (SEEK_DATA/SEEK_HOLE); the rest is holes, which read as zeros. The
+        whole range where the host cannot tell."""
+        end = offset + length
+        if not hasattr(os, "SEEK_DATA"):
+            return [(offset, end)] if length else []
+        out = []
+        pos = offset
+        try:
+            while pos < end:
+                try:
+                    start = os.lseek(self._fd, pos, os.SEEK_DATA)
+                except OSError as e:
+                    if e.errno == errno.ENXIO:  # only a hole follows
+                        break
+                    raise
+                if start >= end:
+                    break
+                stop = min(end, max(os.lseek(self._fd, start, os.SEEK_HOLE), start + 1))
+                out.append((max(start, pos), stop))
+                pos = stop
+        except OSError:  # the host cannot tell: all of it may be data
+            return [(offset, end)] if length else []
+        return out
 
     def data_extents(self) -> list[tuple[int, int]] | None:
         """Where the host file holds data, from SEEK_DATA/SEEK_HOLE; None if unsupported."""
@@ -467,6 +505,31 @@ class DamageIndex:
                     break
                 out.append((max(a, start), min(b, end)))
         return out
+
+
+def copy_range(src: int, src_off: int, dst: int, dst_off: int, length: int) -> bool:
+    """Copy ``length`` bytes of the descriptor ``src`` at ``src_off`` to ``dst`` at
+    ``dst_off`` in the kernel (``os.copy_file_range``: no copy through this process).
+    False when the kernel refuses (another filesystem: EXDEV; no support: ENOSYS,
+    EOPNOTSUPP, EINVAL; a source file shorter than said): the caller then writes the whole
+    range itself (the same bytes over any that moved) and need not ask again for these
+    two files."""
+    if not hasattr(os, "copy_file_range"):
+        return False
+    while length:
+        try:
+            got = os.copy_file_range(src, dst, length, src_off, dst_off)
+        except OSError as e:
+            if e.errno in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL,
+                           errno.EBADF, errno.EPERM):
+                return False
+            raise
+        if got <= 0:
+            return False
+        src_off += got
+        dst_off += got
+        length -= got
+    return True
 
 
 def all_zero(buf) -> bool:
