@@ -110,7 +110,7 @@ class RawOutput:
                 view = src.view()
                 shift = pos - off  # output offset = host offset + shift
                 for a, b in src.data_spans(off, n):
-                    for s, e in nonzero_spans(view, a, b):
+                    for s, e in nonzero_spans(view, a, b, shift):
                         if src.fd in self.refused or not copy_range(src.fd, s, self.fd,
                                                                     s + shift, e - s):
                             self.refused.add(src.fd)
@@ -160,7 +160,7 @@ def write_table(chain, table, out: RawOutput, mv: memoryview, workers: int | Non
         else:
             fill_chunk(chain.layers, piece, base, mv, workers)
             for s, e in groups:
-                for a, b in nonzero_spans(mv, s, e):
+                for a, b in nonzero_spans(mv, s, e, base):
                     out.put(mv, a, b, base + a)
                     written += b - a
         if report:
@@ -168,13 +168,16 @@ def write_table(chain, table, out: RawOutput, mv: memoryview, workers: int | Non
     return written
 
 
-def nonzero_spans(mv: memoryview, a: int, b: int) -> list[tuple[int, int]]:
-    """The ``(start, end)`` stretches of ``mv[a:b]`` left when the 64 KiB blocks (aligned in
-    ``mv``) that are all zero are taken out; the blocks are checked together, a whole
-    block only when its first word is 0."""
+def nonzero_spans(mv: memoryview, a: int, b: int, shift: int = 0) -> list[tuple[int, int]]:
+    """The ``(start, end)`` stretches of ``mv[a:b]`` left when the 64 KiB blocks that are all
+    zero are taken out, blocks aligned where ``mv[i]`` is written (at ``i + shift``), so
+    holes fall on the output's blocks; checked together, a whole block only when its
+    first word is 0."""
     step = 1 << 16
-    lo, hi = -(-a // step) * step, b // step * step
-    if lo >= hi:
+    lo, hi = a + (-(a + shift)) % step, b - (b + shift) % step
+    if a >= b:
+        return []
+    if lo > hi:  # inside one block
         bounds = [a, b]
         nonzero = [not all_zero(mv[a:b])]
     else:
