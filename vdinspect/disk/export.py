@@ -77,15 +77,6 @@ def chunks(table: RunTable, chunk: int) -> Iterator[tuple[int, RunTable]]:
             starts[i] = limit
 
 
-def fill_chunk(layers, piece, base: int, mv: memoryview, workers: int | None) -> None:
-    """Each layer writes its rows of ``piece`` into ``mv`` (which starts at ``base``)."""
-    lay = piece.layer
-    ks = np.unique(lay).tolist()
-    for k in ks:
-        rows = piece if len(ks) == 1 else piece.take(lay == k)
-        layers[k].fill_runs(rows, base, mv, workers)
-
-
 class RawOutput:
     """The raw file being written: bytes from a buffer by ``pwrite``; bytes stored as
     themselves in a host file copied in the kernel (``copy_range``) or, where the kernel
@@ -158,7 +149,7 @@ def write_table(chain, table, out: RawOutput, mv: memoryview, workers: int | Non
             for (s, _e), pieces in zip(groups, stored):
                 written += out.stored(pieces, base + s)
         else:
-            fill_chunk(chain.layers, piece, base, mv, workers)
+            chain.fill_table(piece, base, mv, workers)
             for s, e in groups:
                 for a, b in nonzero_spans(mv, s, e, base):
                     out.put(mv, a, b, base + a)
