@@ -51,9 +51,11 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
                 report(pos, disk.size)
         os.ftruncate(fd, disk.size)
     except BaseException:
+        out.close()
         os.close(fd)
         os.unlink(tmp)
         raise
+    out.close()
     os.close(fd)
     os.replace(tmp, path)
     return written
@@ -83,9 +85,49 @@ class RawOutput:
     refuses (another filesystem), written from the host file's memory map: one copy
     either way, none through a read buffer."""
 
+    #: bytes of a host file's map touched before its pages are let go (resident memory)
+    MAPPED = 64 << 20
+
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.refused: set[int] = set()  # host descriptors the kernel would not copy from
+        self.extent: dict = {}  # host source -> (asked at, data start, data end) last found
+        self.mapped: dict = {}  # host source -> bytes of its map touched since let go
+
+    def data_spans(self, src, a: int, b: int) -> list[tuple[int, int]]:
+        """``src.data_spans(a, b - a)``, the host file's last data extent remembered: a
+        host file that is one extent (or a few big ones) costs two ``lseek`` in all, not
+        two a piece."""
+        out = []
+        pos = a
+        while pos < b:
+            q, lo, hi = self.extent.get(src, (0, 0, 0))
+            if not q <= pos < hi:
+                lo, hi = src.data_extent(pos)
+                self.extent[src] = (pos, lo, hi)
+                if hi <= lo:
+                    break
+            if lo >= b:
+                break
+            pos = max(pos, lo)
+            out.append((pos, min(b, hi)))
+            pos = min(b, hi)
+        return out
+
+    def touched(self, src, n: int) -> None:
+        """Count ``n`` more bytes of ``src``'s map touched; past :attr:`MAPPED`, let its
+        pages go (``FileSource.let_go``), so a big conversion keeps a small resident size."""
+        n += self.mapped.get(src, 0)
+        if n >= self.MAPPED:
+            src.let_go(0, src.size)
+            n = 0
+        self.mapped[src] = n
+
+    def close(self) -> None:
+        """Let go of every map touched."""
+        for src in self.mapped:
+            src.let_go(0, src.size)
+        self.mapped.clear()
 
     def put(self, mv: memoryview, a: int, b: int, at: int) -> None:
         """Write ``mv[a:b]`` at ``at``."""
@@ -100,14 +142,14 @@ class RawOutput:
             if src is not None:
                 view = src.view()
                 shift = pos - off  # output offset = host offset + shift
-                for a, b in src.data_spans(off, n):
+                for a, b in self.data_spans(src, off, off + n):
                     for s, e in nonzero_spans(view, a, b, shift):
                         if src.fd in self.refused or not copy_range(src.fd, s, self.fd,
                                                                     s + shift, e - s):
                             self.refused.add(src.fd)
                             self.put(view, s, e, s + shift)
                         written += e - s
-                src.let_go(off, n)
+                self.touched(src, n)
             pos += n
         return written
 
@@ -168,6 +210,16 @@ def nonzero_spans(mv: memoryview, a: int, b: int, shift: int = 0) -> list[tuple[
     lo, hi = a + (-(a + shift)) % step, b - (b + shift) % step
     if a >= b:
         return []
+    if b - a <= step:  # a unit's worth (a cluster of a scattered image): no numpy
+        parts = [(a, lo), (lo, b)] if a < lo < b else [(a, b)]
+        spans: list[tuple[int, int]] = []
+        for s, e in parts:
+            if any(mv[s : min(e, s + 8)]) or not all_zero(mv[s:e]):
+                if spans and spans[-1][1] == s:
+                    spans[-1] = (spans[-1][0], e)
+                else:
+                    spans.append((s, e))
+        return spans
     if lo > hi:  # inside one block
         bounds = [a, b]
         nonzero = [not all_zero(mv[a:b])]

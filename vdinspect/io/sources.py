@@ -227,30 +227,36 @@ class FileSource(ByteSource):
         except OSError as e:  # ENXIO: no data at or after offset
             return self.size if e.errno == errno.ENXIO else offset
 
+    def data_extent(self, offset: int) -> tuple[int, int]:
+        """``(start, end)``: the first stretch at or after ``offset`` where the host file may
+        hold data (SEEK_DATA, then SEEK_HOLE); the bytes from ``offset`` to ``start`` are a
+        hole (zeros). ``(size, size)`` when only a hole follows; ``(offset, size)`` where
+        the host cannot tell."""
+        if not hasattr(os, "SEEK_DATA"):
+            return offset, self.size
+        try:
+            start = os.lseek(self._fd, offset, os.SEEK_DATA)
+        except OSError as e:
+            return (self.size, self.size) if e.errno == errno.ENXIO else (offset, self.size)
+        start = min(max(start, offset), self.size)
+        try:
+            end = os.lseek(self._fd, start, os.SEEK_HOLE)
+        except OSError:
+            end = self.size
+        return start, min(max(end, start), self.size)
+
     def data_spans(self, offset: int, length: int) -> list[tuple[int, int]]:
         """The ``(start, end)`` stretches of ``[offset, offset+length)`` where the host file
-        may hold data (SEEK_DATA/SEEK_HOLE); the rest is holes, which read as zeros. The
-        whole range where the host cannot tell."""
+        may hold data (:meth:`data_extent`); the rest is holes, which read as zeros."""
         end = offset + length
-        if not hasattr(os, "SEEK_DATA"):
-            return [(offset, end)] if length else []
         out = []
         pos = offset
-        try:
-            while pos < end:
-                try:
-                    start = os.lseek(self._fd, pos, os.SEEK_DATA)
-                except OSError as e:
-                    if e.errno == errno.ENXIO:  # only a hole follows
-                        break
-                    raise
-                if start >= end:
-                    break
-                stop = min(end, max(os.lseek(self._fd, start, os.SEEK_HOLE), start + 1))
-                out.append((max(start, pos), stop))
-                pos = stop
-        except OSError:  # the host cannot tell: all of it may be data
-            return [(offset, end)] if length else []
+        while pos < end:
+            a, b = self.data_extent(pos)
+            if a >= end or b <= a:
+                break
+            out.append((a, min(b, end)))
+            pos = b
         return out
 
     def data_extents(self) -> list[tuple[int, int]] | None:
