@@ -149,3 +149,32 @@ def test_overlay_host_ranges(tmp_path):
         assert ov.host_ranges(12000, 1000) is None
     finally:
         base.close()
+
+
+def test_data_spans_of_a_sparse_host_file(tmp_path):
+    """Where a host file holds data, asked piece by piece in any order (the remembered
+    extent of the conversion) and at once: the stretches written, the rest holes."""
+    from vdinspect.disk.export import RawOutput
+    from vdinspect.io import FileSource
+
+    p = tmp_path / "host.bin"
+    written = [(0, 4 * K), (64 * K, 68 * K), (M, M + 8 * K), (2 * M - 4 * K, 2 * M)]
+    with open(p, "wb") as f:
+        f.truncate(2 * M)
+        for a, b in written:
+            f.seek(a)
+            f.write(b"\x01" * (b - a))
+    if data_blocks(p) != [any(a < e and s < b for s, e in written) for a in range(0, 2 * M, BLOCK)
+                          for b in [a + BLOCK]]:
+        pytest.skip("this filesystem does not report holes")
+    src = FileSource(str(p))
+    out = RawOutput(-1)
+    rnd = random.Random(5)
+    try:
+        asks = [(0, 2 * M)] + [tuple(sorted(rnd.sample(range(2 * M + 1), 2))) for _ in range(300)]
+        for a, b in asks:
+            want = [(max(a, s), min(b, e)) for s, e in written if s < b and a < e]
+            assert src.data_spans(a, b - a) == want
+            assert out.data_spans(src, a, b) == want
+    finally:
+        src.close()
