@@ -1,5 +1,6 @@
 """Conversion of bytes stored as themselves: copied host file to output (copy_file_range on
-one filesystem, pwrite from the host file's map across filesystems), host-file holes and
+one filesystem, sendfile across filesystems, read and written where both are refused),
+host-file holes and
 all-zero 64 KiB blocks left as holes. Oracles: the raw file qemu-img built each image from
 (plus the zeros qemu-io wrote into allocated blocks), `qemu-img compare`, and SEEK_DATA on
 the output checked block by block against that raw file."""
@@ -90,8 +91,8 @@ def check_output(out: Path, img: Path, fmt: str, data: bytes, written: int) -> N
 
 
 def places(tmp_path: Path) -> list[Path]:
-    """Output folders: the test's own (same filesystem as the image: the kernel copies)
-    and /dev/shm when it is another filesystem (the kernel refuses: pwrite from the map)."""
+    """Output folders: the test's own (same filesystem as the image: copy_file_range)
+    and /dev/shm when it is another filesystem (copy_file_range refuses: sendfile)."""
     out = [tmp_path]
     shm = Path("/dev/shm")
     if shm.is_dir() and os.access(shm, os.W_OK) and os.stat(shm).st_dev != os.stat(tmp_path).st_dev:
@@ -113,20 +114,24 @@ def test_stored_bytes_copied_with_holes(image, chunk, tmp_path):
             out.unlink(missing_ok=True)
 
 
-def test_kernel_refusing_the_copy(image, tmp_path, monkeypatch):
+@pytest.mark.parametrize("refused", [("copy_file_range",), ("copy_file_range", "sendfile")])
+def test_kernel_refusing_the_copy(image, refused, tmp_path, monkeypatch):
+    """Where the kernel will not copy (no copy_file_range; no sendfile either), the bytes
+    are copied the next way, asked once per host file, and come out the same."""
     img, fmt, data = image
     calls = []
 
     def refuse(*args):
         calls.append(args)
-        raise OSError(errno.ENOSYS, "no copy_file_range here")
+        raise OSError(errno.ENOSYS, "not here")
 
-    monkeypatch.setattr(os, "copy_file_range", refuse)
+    for name in refused:
+        monkeypatch.setattr(os, name, refuse)
     out = tmp_path / "out.raw"
     with vdinspect.open(str(img)) as disk:
         written = disk.to_raw(out)
     check_output(out, img, fmt, data, written)
-    assert len(calls) == 1  # asked once per host file, then written from the map
+    assert len(calls) == len(refused)  # each way asked once, then the next one used
 
 
 def test_overlay_host_ranges(tmp_path):

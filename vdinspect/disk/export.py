@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..containers.base import BACKING, DATA
 from ..errors import InvalidArgument
-from ..io import HostRanges, all_zero, copy_range
+from ..io import HostRanges, all_zero, copy_range, send_range
 from ..lazy import np
 from ..progress import Progress, reporter
 
@@ -51,11 +51,9 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
                 report(pos, disk.size)
         os.ftruncate(fd, disk.size)
     except BaseException:
-        out.close()
         os.close(fd)
         os.unlink(tmp)
         raise
-    out.close()
     os.close(fd)
     os.replace(tmp, path)
     return written
@@ -81,18 +79,17 @@ def chunks(table: RunTable, chunk: int) -> Iterator[tuple[int, RunTable]]:
 
 class RawOutput:
     """The raw file being written: bytes from a buffer by ``pwrite``; bytes stored as
-    themselves in a host file copied in the kernel (``copy_range``) or, where the kernel
-    refuses (another filesystem), written from the host file's memory map: one copy
-    either way, none through a read buffer."""
+    themselves in a host file copied host file to output without passing through this
+    process (``io.copy_range``: copy_file_range; where the kernel refuses, another
+    filesystem, ``io.send_range``: sendfile; read and written where both refuse)."""
 
-    #: bytes of a host file's map touched before its pages are let go (resident memory)
-    MAPPED = 64 << 20
+    #: bytes read and written at a time where the kernel copies nothing
+    STEP = 8 << 20
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.refused: set[int] = set()  # host descriptors the kernel would not copy from
+        self.how: dict = {}  # host source -> "copy", "send" or "read": what worked for it
         self.extent: dict = {}  # host source -> (asked at, data start, data end) last found
-        self.mapped: dict = {}  # host source -> bytes of its map touched since let go
 
     def data_spans(self, src, a: int, b: int) -> list[tuple[int, int]]:
         """``src.data_spans(a, b - a)``, the host file's last data extent remembered: a
@@ -114,24 +111,24 @@ class RawOutput:
             pos = min(b, hi)
         return out
 
-    def touched(self, src, n: int) -> None:
-        """Count ``n`` more bytes of ``src``'s map touched; past :attr:`MAPPED`, let its
-        pages go (``FileSource.let_go``), so a big conversion keeps a small resident size."""
-        n += self.mapped.get(src, 0)
-        if n >= self.MAPPED:
-            src.let_go(0, src.size)
-            n = 0
-        self.mapped[src] = n
-
-    def close(self) -> None:
-        """Let go of every map touched."""
-        for src in self.mapped:
-            src.let_go(0, src.size)
-        self.mapped.clear()
-
     def put(self, mv: memoryview, a: int, b: int, at: int) -> None:
         """Write ``mv[a:b]`` at ``at``."""
         os.pwrite(self.fd, mv[a:b], at)
+
+    def copy(self, src, a: int, b: int, at: int) -> None:
+        """Copy host bytes ``[a, b)`` of ``src`` to ``at``: in the kernel where it can (the
+        first refusal per host file is remembered), else read and written."""
+        how = self.how.get(src, "copy")
+        if how == "copy":
+            if copy_range(src.fd, a, self.fd, at, b - a):
+                return
+            how = self.how[src] = "send"
+        if how == "send":
+            if send_range(src.fd, a, self.fd, at, b - a):
+                return
+            self.how[src] = "read"
+        for k in range(a, b, self.STEP):  # (a short file raises CorruptImage here)
+            os.pwrite(self.fd, src.read(k, min(b, k + self.STEP) - k), at + k - a)
 
     def stored(self, pieces: HostRanges, pos: int) -> int:
         """Write the host ``pieces`` of the virtual bytes from ``pos`` (see
@@ -140,27 +137,41 @@ class RawOutput:
         written = 0
         for src, off, n in pieces:
             if src is not None:
-                view = src.view()
                 shift = pos - off  # output offset = host offset + shift
                 for a, b in self.data_spans(src, off, off + n):
-                    for s, e in nonzero_spans(view, a, b, shift):
-                        if src.fd in self.refused or not copy_range(src.fd, s, self.fd,
-                                                                    s + shift, e - s):
-                            self.refused.add(src.fd)
-                            self.put(view, s, e, s + shift)
+                    for s, e in stored_nonzero(src, a, b, shift):
+                        self.copy(src, s, e, s + shift)
                         written += e - s
-                self.touched(src, n)
             pos += n
         return written
 
 
+def stored_nonzero(src, a: int, b: int, shift: int) -> list[tuple[int, int]]:
+    """:func:`nonzero_spans` of host bytes ``[a, b)`` of ``src`` without reading them all:
+    the first word of each 64 KiB block (aligned where it is written, at ``+ shift``) by
+    ``pread``, a block whose first word is zero read whole and checked. Nothing is mapped,
+    so a host read error is an OSError, never a signal."""
+    step = 1 << 16
+    first = a + (-(a + shift)) % step
+    bounds = [a, *range(first if first > a else a + step, b, step), b]
+    spans: list[tuple[int, int]] = []
+    fd = src.fd
+    for s, e in zip(bounds, bounds[1:]):  # (a short first word: the full read says why)
+        if any(os.pread(fd, min(8, e - s), s)) or not all_zero(src.read(s, e - s)):
+            if spans and spans[-1][1] == s:
+                spans[-1] = (spans[-1][0], e)
+            else:
+                spans.append((s, e))
+    return spans
+
+
 def stored_pieces(chain, groups: list[tuple[int, int]]) -> list | None:
     """The host ranges of each ``(start, end)`` virtual group when every byte is stored as
-    itself in a host file that can be mapped (or is a hole); None otherwise."""
+    itself in a host file (or is a hole); None otherwise."""
     out = []
     for s, e in groups:
         got = chain.host_ranges(s, e - s)
-        if got is None or any(src is not None and src.view() is None for src, _o, _n in got):
+        if got is None:
             return None
         out.append(got)
     return out

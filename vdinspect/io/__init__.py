@@ -20,11 +20,12 @@ from .sources import (
     damaged_through,
     merge_ranges,
     read_inside,
+    send_range,
 )
 
 __all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "MemorySource",
            "Slice", "Concat", "HostRanges",
            "Zero", "LRUCache",
-           "all_zero", "copy_range", "DamageIndex", "damaged_through", "merge_ranges", "read_inside", "crc32c",
+           "all_zero", "copy_range", "send_range", "DamageIndex", "damaged_through", "merge_ranges", "read_inside", "crc32c",
            "crc32c_records",
            "OverlaySource", "PathPolicy"]

@@ -204,18 +204,6 @@ class FileSource(ByteSource):
                 self._view = None
         return self._view
 
-    def let_go(self, offset: int, length: int) -> None:
-        """Unmap the pages of ``[offset, offset+length)`` of :meth:`view` from this process
-        (MADV_DONTNEED; they stay in the page cache, the next touch maps them again), so a
-        pass over a big file through the view keeps a bounded resident size."""
-        m = getattr(self, "_map", None)
-        if m is None or not hasattr(mmap, "MADV_DONTNEED"):
-            return
-        a = offset - offset % mmap.PAGESIZE
-        b = min(self.size, offset + length)
-        if b > a:
-            m.madvise(mmap.MADV_DONTNEED, a, b - a)
-
     def seek_data(self, offset: int) -> int:
         """The first offset >= ``offset`` where the host file may hold data (SEEK_DATA;
         ``size`` when only a hole follows, ``offset`` where the host cannot tell): the
@@ -534,6 +522,29 @@ def copy_range(src: int, src_off: int, dst: int, dst_off: int, length: int) -> b
             return False
         src_off += got
         dst_off += got
+        length -= got
+    return True
+
+
+def send_range(src: int, src_off: int, dst: int, dst_off: int, length: int) -> bool:
+    """Like :func:`copy_range` with ``os.sendfile`` (the kernel copies between page caches
+    where ``copy_file_range`` refuses: another filesystem); moves ``dst``'s file position.
+    False when the kernel refuses, or the source ends early: the caller writes the whole
+    range itself."""
+    if not hasattr(os, "sendfile"):
+        return False
+    os.lseek(dst, dst_off, os.SEEK_SET)
+    while length:
+        try:
+            got = os.sendfile(dst, src, src_off, length)
+        except OSError as e:
+            if e.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF,
+                           errno.ESPIPE):
+                return False
+            raise
+        if got <= 0:
+            return False
+        src_off += got
         length -= got
     return True
 
