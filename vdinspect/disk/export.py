@@ -197,7 +197,8 @@ def write_table(chain, table, out: RawOutput, mv: memoryview, workers: int | Non
     written = 0
     for base, piece in chunks(table, len(mv)):
         groups = touching(piece, base)
-        stored = stored_pieces(chain, [(base + s, base + e) for s, e in groups])
+        stored = None if piece.compressed.any() else stored_pieces(  # (no plan to build)
+            chain, [(base + s, base + e) for s, e in groups])
         if stored is not None:
             for (s, _e), pieces in zip(groups, stored):
                 written += out.stored(pieces, base + s)
