@@ -208,12 +208,7 @@ class FileSource(ByteSource):
         """The first offset >= ``offset`` where the host file may hold data (SEEK_DATA;
         ``size`` when only a hole follows, ``offset`` where the host cannot tell): the
         bytes before it read as zeros."""
-        if not hasattr(os, "SEEK_DATA"):
-            return offset
-        try:
-            return min(max(os.lseek(self._fd, offset, os.SEEK_DATA), offset), self.size)
-        except OSError as e:  # ENXIO: no data at or after offset
-            return self.size if e.errno == errno.ENXIO else offset
+        return self.data_extent(offset)[0]
 
     def data_extent(self, offset: int) -> tuple[int, int]:
         """``(start, end)``: the first stretch at or after ``offset`` where the host file may
@@ -248,26 +243,16 @@ class FileSource(ByteSource):
         return out
 
     def data_extents(self) -> list[tuple[int, int]] | None:
-        """Where the host file holds data, from SEEK_DATA/SEEK_HOLE; None if unsupported."""
+        """Where the host file holds data, ``(offset, length)`` from SEEK_DATA/SEEK_HOLE
+        (:meth:`data_spans` of the whole file); None if the host cannot tell."""
         if not hasattr(os, "SEEK_DATA"):
             return None
-        out = []
-        pos = 0
         try:
-            while pos < self.size:
-                try:
-                    start = os.lseek(self._fd, pos, os.SEEK_DATA)
-                except OSError:  # ENXIO: no more data
-                    break
-                end = os.lseek(self._fd, start, os.SEEK_HOLE)
-                end = min(end, self.size)
-                if end <= start:
-                    break
-                out.append((start, end - start))
-                pos = end
-        except OSError:
-            return None
-        return out
+            os.lseek(self._fd, 0, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: all of it a hole
+                return None
+        return [(a, b - a) for a, b in self.data_spans(0, self.size)]
 
     def close(self) -> None:
         fd, self._fd = getattr(self, "_fd", -1), -1
