@@ -221,12 +221,23 @@ class Chain(FilledSource):
         if plan is not None:
             readplan.fill(plan, offset, mv)
             return
-        for run in self.runs(offset, len(mv)):
-            out = mv[run.start - offset : run.end - offset]
-            if run.layer is None:
-                out[:] = bytes(len(out))
-            else:
-                self.layers[run.layer].fill_run(run, out)
+        self.fill_table(self.runs(offset, len(mv)), offset, mv)
+
+    def fill_table(self, table: RunTable, base: int, mv: memoryview,
+                   workers: int | None = None) -> None:
+        """Write the rows of ``table`` (this chain's runs inside ``[base, base +
+        len(mv))``) into ``mv``: each layer its own rows (``Image.fill_runs``: compressed
+        units inflated in tasks of many, ``workers`` threads), rows of no layer as zeros.
+        What a read that needs the runs and a conversion's chunk both do."""
+        lay = table.layer
+        ks = np.unique(lay).tolist()
+        for k in ks:
+            rows = table if len(ks) == 1 else table.take(lay == k)
+            if k >= 0:
+                self.layers[k].fill_runs(rows, base, mv, workers)
+                continue
+            for a, n in zip((rows.start - base).tolist(), rows.length.tolist()):
+                mv[a : a + n] = bytes(n)
 
     def host_ranges(self, offset: int, length: int) -> HostRanges:
         """The read plan's pieces as host ranges (see ``ByteSource.host_ranges``): data

@@ -186,12 +186,32 @@ def uniform(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int, po
 
 def fill(plan: Plan, offset: int, mv: memoryview) -> None:
     """Carry out ``plan`` into ``mv`` (which starts at virtual ``offset``); holes read as
-    zeros."""
+    zeros. The INFLATE pieces of a plan over several compressed units are inflated
+    together (:func:`inflate_pieces`: in tasks on the shared pool)."""
+    together = sum(p[2] == INFLATE for p in plan) > 1
+    if together:
+        inflate_pieces([p for p in plan if p[2] == INFLATE], offset, mv)
     for a, b, kind, host, source in plan:
         out = mv[a - offset : b - offset]
         if kind == DATA:
             source.readinto(host, out)
         elif kind == INFLATE:
-            out[:] = source()[host : host + b - a]
+            if not together:
+                out[:] = source()[host : host + b - a]
         else:
             out[:] = bytes(b - a)
+
+
+def inflate_pieces(pieces: Plan, offset: int, mv: memoryview) -> None:
+    """Fill the INFLATE ``pieces`` into ``mv`` (starting at ``offset``) through their
+    image's ``fill_runs``, which inflates many units in tasks (one part per worker; one
+    part, in this thread, under ``base.TASK_BYTES`` of units a part). An INFLATE piece's
+    source is ``functools.partial(image.inflated, run)``: the run is cut to the piece."""
+    from .runs import RunTable
+
+    by_image: dict = {}
+    for a, b, _kind, _host, source in pieces:
+        image = source.func.__self__
+        by_image.setdefault(id(image), (image, []))[1].append(source.args[0].clip(a, b))
+    for image, runs in by_image.values():
+        image.fill_runs(RunTable.from_runs(runs), offset, mv)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..containers.base import BACKING, DATA
 from ..errors import InvalidArgument
-from ..io import all_zero
+from ..io import HostRanges, all_zero, copy_range, send_range
 from ..lazy import np
 from ..progress import Progress, reporter
 
@@ -33,6 +33,7 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
     report = reporter(progress, disk.size)
     tmp = f"{path}.vdinspect-part"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    out = RawOutput(fd)
     written = 0
     buf = bytearray(int(chunk))
     mv = memoryview(buf)
@@ -44,8 +45,7 @@ def write_raw(disk, path, *, progress: Progress = None, chunk: int = 8 << 20,
         while pos < disk.size:
             wend = min(disk.size, pos + window)
             table = disk.chain.runs(pos, wend - pos).of_states(DATA, BACKING)
-            written += write_table(disk.chain.layers, table, fd, mv, workers, report,
-                                   disk.size)
+            written += write_table(disk.chain, table, out, mv, workers, report, disk.size)
             pos = wend
             if report:
                 report(pos, disk.size)
@@ -77,50 +77,162 @@ def chunks(table: RunTable, chunk: int) -> Iterator[tuple[int, RunTable]]:
             starts[i] = limit
 
 
-def fill_chunk(layers, piece, base: int, mv: memoryview, workers: int | None) -> None:
-    """Each layer writes its rows of ``piece`` into ``mv`` (which starts at ``base``)."""
-    lay = piece.layer
-    ks = np.unique(lay).tolist()
-    for k in ks:
-        rows = piece if len(ks) == 1 else piece.take(lay == k)
-        layers[k].fill_runs(rows, base, mv, workers)
+class RawOutput:
+    """The raw file being written: bytes from a buffer by ``pwrite``; bytes stored as
+    themselves in a host file copied host file to output without passing through this
+    process (``io.copy_range``: copy_file_range; where the kernel refuses, another
+    filesystem, ``io.send_range``: sendfile; read and written where both refuse)."""
+
+    #: bytes read and written at a time where the kernel copies nothing
+    STEP = 8 << 20
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.how: dict = {}  # host source -> "copy", "send" or "read": what worked for it
+        self.extent: dict = {}  # host source -> (asked at, data start, data end) last found
+
+    def data_spans(self, src, a: int, b: int) -> list[tuple[int, int]]:
+        """``src.data_spans(a, b - a)``, the host file's last data extent remembered: a
+        host file that is one extent (or a few big ones) costs two ``lseek`` in all, not
+        two a piece."""
+        out = []
+        pos = a
+        while pos < b:
+            q, lo, hi = self.extent.get(src, (0, 0, 0))
+            if not q <= pos < hi:
+                lo, hi = src.data_extent(pos)
+                self.extent[src] = (pos, lo, hi)
+                if hi <= lo:
+                    break
+            if lo >= b:
+                break
+            pos = max(pos, lo)
+            out.append((pos, min(b, hi)))
+            pos = min(b, hi)
+        return out
+
+    def put(self, mv: memoryview, a: int, b: int, at: int) -> None:
+        """Write ``mv[a:b]`` at ``at``."""
+        os.pwrite(self.fd, mv[a:b], at)
+
+    def copy(self, src, a: int, b: int, at: int) -> None:
+        """Copy host bytes ``[a, b)`` of ``src`` to ``at``: in the kernel where it can (the
+        first refusal per host file is remembered), else read and written."""
+        how = self.how.get(src, "copy")
+        if how == "copy":
+            if copy_range(src.fd, a, self.fd, at, b - a):
+                return
+            how = self.how[src] = "send"
+        if how == "send":
+            if send_range(src.fd, a, self.fd, at, b - a):
+                return
+            self.how[src] = "read"
+        for k in range(a, b, self.STEP):  # (a short file raises CorruptImage here)
+            os.pwrite(self.fd, src.read(k, min(b, k + self.STEP) - k), at + k - a)
+
+    def stored(self, pieces: HostRanges, pos: int) -> int:
+        """Write the host ``pieces`` of the virtual bytes from ``pos`` (see
+        ``ByteSource.host_ranges``), leaving as holes the host file's holes and the 64 KiB
+        blocks that are all zero; returns the bytes written."""
+        written = 0
+        for src, off, n in pieces:
+            if src is not None:
+                shift = pos - off  # output offset = host offset + shift
+                for a, b in self.data_spans(src, off, off + n):
+                    for s, e in stored_nonzero(src, a, b, shift):
+                        self.copy(src, s, e, s + shift)
+                        written += e - s
+            pos += n
+        return written
 
 
-def write_table(layers, table, fd: int, mv: memoryview, workers: int | None, report,
-                total: int) -> int:
-    """Write the rows of ``table`` (the chain's runs holding data, in order) to ``fd`` at
-    their virtual offsets, a chunk of ``len(mv)`` bytes at a time: the layers fill the
-    chunk (compressed units inflated in tasks of many, ``workers`` threads), then the
-    blocks that are not all zero are written. Returns the bytes written. (Filling the
-    next chunk in a second thread while this one writes cost 12% more CPU and gained no
-    time on the shared 2-core machine: not done.)"""
-    written = 0
-    for base, piece in chunks(table, len(mv)):
-        fill_chunk(layers, piece, base, mv, workers)
-        written += write_chunk(fd, mv, base, piece, report, total)
-    return written
+def stored_nonzero(src, a: int, b: int, shift: int) -> list[tuple[int, int]]:
+    """:func:`nonzero_spans` of host bytes ``[a, b)`` of ``src`` without reading them all:
+    the first word of each 64 KiB block (aligned where it is written, at ``+ shift``) by
+    ``pread``, a block whose first word is zero read whole and checked. Nothing is mapped,
+    so a host read error is an OSError, never a signal."""
+    step = 1 << 16
+    first = a + (-(a + shift)) % step
+    bounds = [a, *range(first if first > a else a + step, b, step), b]
+    spans: list[tuple[int, int]] = []
+    fd = src.fd
+    for s, e in zip(bounds, bounds[1:]):  # (a short first word: the full read says why)
+        if any(os.pread(fd, min(8, e - s), s)) or not all_zero(src.read(s, e - s)):
+            if spans and spans[-1][1] == s:
+                spans[-1] = (spans[-1][0], e)
+            else:
+                spans.append((s, e))
+    return spans
 
 
-def write_chunk(fd: int, mv: memoryview, base: int, piece, report, total: int) -> int:
-    """Write the filled chunk ``mv`` (starting at ``base``) where ``piece``'s rows lie,
-    leaving all-zero blocks as holes; returns the bytes written."""
-    written = 0
+def stored_pieces(chain, groups: list[tuple[int, int]]) -> list | None:
+    """The host ranges of each ``(start, end)`` virtual group when every byte is stored as
+    itself in a host file (or is a hole); None otherwise."""
+    out = []
+    for s, e in groups:
+        got = chain.host_ranges(s, e - s)
+        if got is None:
+            return None
+        out.append(got)
+    return out
+
+
+def touching(piece, base: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` stretches (relative to ``base``) where ``piece``'s rows touch."""
     a = piece.start - base
     b = a + piece.length
     cut = np.flatnonzero(a[1:] != b[:-1]) + 1  # where the rows stop touching
-    for s, e in zip(a[np.r_[0, cut]].tolist(), b[np.r_[cut - 1, len(b) - 1]].tolist()):
-        written += write_nonzero(fd, mv, s, e, base)
-    if report:
-        report(min(base + len(mv), total), total)
+    return list(zip(a[np.r_[0, cut]].tolist(), b[np.r_[cut - 1, len(b) - 1]].tolist()))
+
+
+def write_table(chain, table, out: RawOutput, mv: memoryview, workers: int | None, report,
+                total: int) -> int:
+    """Write the rows of ``table`` (the chain's runs holding data, in order) to ``out`` at
+    their virtual offsets, a chunk of ``len(mv)`` bytes at a time. A chunk whose bytes are
+    all stored as themselves goes host file to output (:meth:`RawOutput.stored`); any
+    other is filled by the layers (compressed units inflated in tasks of many,
+    ``workers`` threads), then its blocks that are not all zero are written. Returns the
+    bytes written. (Filling the next chunk in a second thread while this one writes cost
+    12% more CPU and gained no time on the shared 2-core machine: not done.)"""
+    written = 0
+    for base, piece in chunks(table, len(mv)):
+        groups = touching(piece, base)
+        stored = None if piece.compressed.any() else stored_pieces(  # (no plan to build)
+            chain, [(base + s, base + e) for s, e in groups])
+        if stored is not None:
+            for (s, _e), pieces in zip(groups, stored):
+                written += out.stored(pieces, base + s)
+        else:
+            chain.fill_table(piece, base, mv, workers)
+            for s, e in groups:
+                for a, b in nonzero_spans(mv, s, e, base):
+                    out.put(mv, a, b, base + a)
+                    written += b - a
+        if report:
+            report(min(base + len(mv), total), total)
     return written
 
 
-def write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
-    """pwrite mv[a:b] at base+a, skipping the 64 KiB blocks (aligned in ``mv``) that are all
-    zero; the blocks are checked together, a whole block only when its first word is 0."""
+def nonzero_spans(mv: memoryview, a: int, b: int, shift: int = 0) -> list[tuple[int, int]]:
+    """The ``(start, end)`` stretches of ``mv[a:b]`` left when the 64 KiB blocks that are all
+    zero are taken out, blocks aligned where ``mv[i]`` is written (at ``i + shift``), so
+    holes fall on the output's blocks; checked together, a whole block only when its
+    first word is 0."""
     step = 1 << 16
-    lo, hi = -(-a // step) * step, b // step * step
-    if lo >= hi:
+    lo, hi = a + (-(a + shift)) % step, b - (b + shift) % step
+    if a >= b:
+        return []
+    if b - a <= step:  # a unit's worth (a cluster of a scattered image): no numpy
+        parts = [(a, lo), (lo, b)] if a < lo < b else [(a, b)]
+        spans: list[tuple[int, int]] = []
+        for s, e in parts:
+            if any(mv[s : min(e, s + 8)]) or not all_zero(mv[s:e]):
+                if spans and spans[-1][1] == s:
+                    spans[-1] = (spans[-1][0], e)
+                else:
+                    spans.append((s, e))
+        return spans
+    if lo > hi:  # inside one block
         bounds = [a, b]
         nonzero = [not all_zero(mv[a:b])]
     else:
@@ -139,16 +251,14 @@ def write_nonzero(fd: int, mv: memoryview, a: int, b: int, base: int) -> int:
         if hi < b:
             bounds.append(b)
             nonzero.append(not all_zero(mv[hi:b]))
-    written = 0
+    spans = []
     start = None
     for k, nz in enumerate(nonzero):
         if nz and start is None:
             start = bounds[k]
         elif not nz and start is not None:
-            os.pwrite(fd, mv[start : bounds[k]], base + start)
-            written += bounds[k] - start
+            spans.append((start, bounds[k]))
             start = None
     if start is not None:
-        os.pwrite(fd, mv[start:b], base + start)
-        written += b - start
-    return written
+        spans.append((start, b))
+    return spans

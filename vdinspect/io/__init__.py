@@ -16,16 +16,19 @@ from .sources import (
     Slice,
     Zero,
     all_zero,
+    copy_range,
     cut_host_ranges,
     damaged_through,
     join_host_ranges,
     merge_ranges,
     read_inside,
+    send_range,
 )
 
 __all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "MemorySource",
            "Slice", "Concat", "HostRanges",
            "Zero", "LRUCache",
-           "all_zero", "cut_host_ranges", "DamageIndex", "damaged_through", "join_host_ranges", "merge_ranges", "read_inside", "crc32c",
+           "all_zero", "copy_range", "cut_host_ranges", "send_range", "DamageIndex", "damaged_through",
+           "join_host_ranges", "merge_ranges", "read_inside", "crc32c",
            "crc32c_records",
            "OverlaySource", "PathPolicy"]

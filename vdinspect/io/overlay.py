@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 
-from .sources import ByteSource, FilledSource, damaged_through
+from .sources import ByteSource, FilledSource, HostRanges, damaged_through
 
 # What fills one replaced range [start, end): its bytes, None for zeros, or (source, offset):
 # the bytes of ``source`` from ``offset`` on, read when asked.
@@ -126,6 +126,44 @@ class OverlaySource(FilledSource):
             i += 1
         if pos < end:
             self._base_fill(pos, mv[pos - offset :])
+
+    def host_ranges(self, offset: int, length: int) -> HostRanges:
+        """Unreplaced bytes and copies where their source says (zeros as zeros); None for a
+        range holding bytes kept in memory (see ``ByteSource.host_ranges``)."""
+        self._check_range(offset, length)
+        end = offset + length
+        out: list = []
+
+        def add(got: HostRanges) -> bool:
+            if got is None:
+                return False
+            out.extend(got)
+            return True
+
+        def base(a: int, b: int) -> bool:
+            n = min(b, max(a, self.base.size)) - a
+            if n and not add(self.base.host_ranges(a, n)):
+                return False
+            if b - a > n:
+                out.append((None, 0, b - a - n))
+            return True
+
+        i = bisect.bisect_right(self._ends, offset)
+        pos = offset
+        while i < len(self._starts) and self._starts[i] < end:
+            s, e, p = self._starts[i], self._ends[i], self._pieces[i]
+            a, b = max(s, offset), min(e, end)
+            if a > pos and not base(pos, a):
+                return None
+            if p is None:
+                out.append((None, 0, b - a))
+            elif not isinstance(p, tuple) or not add(p[0].host_ranges(p[1] + a - s, b - a)):
+                return None
+            pos = b
+            i += 1
+        if pos < end and not base(pos, end):
+            return None
+        return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
         # unreplaced bytes map to the same offsets of the base; copies to their source

@@ -208,34 +208,51 @@ class FileSource(ByteSource):
         """The first offset >= ``offset`` where the host file may hold data (SEEK_DATA;
         ``size`` when only a hole follows, ``offset`` where the host cannot tell): the
         bytes before it read as zeros."""
+        return self.data_extent(offset)[0]
+
+    def data_extent(self, offset: int) -> tuple[int, int]:
+        """``(start, end)``: the first stretch at or after ``offset`` where the host file may
+        hold data (SEEK_DATA, then SEEK_HOLE); the bytes from ``offset`` to ``start`` are a
+        hole (zeros). ``(size, size)`` when only a hole follows; ``(offset, size)`` where
+        the host cannot tell."""
         if not hasattr(os, "SEEK_DATA"):
-            return offset
+            return offset, self.size
         try:
-            return min(max(os.lseek(self._fd, offset, os.SEEK_DATA), offset), self.size)
-        except OSError as e:  # ENXIO: no data at or after offset
-            return self.size if e.errno == errno.ENXIO else offset
+            start = os.lseek(self._fd, offset, os.SEEK_DATA)
+        except OSError as e:
+            return (self.size, self.size) if e.errno == errno.ENXIO else (offset, self.size)
+        start = min(max(start, offset), self.size)
+        try:
+            end = os.lseek(self._fd, start, os.SEEK_HOLE)
+        except OSError:
+            end = self.size
+        return start, min(max(end, start), self.size)
+
+    def data_spans(self, offset: int, length: int) -> list[tuple[int, int]]:
+        """The ``(start, end)`` stretches of ``[offset, offset+length)`` where the host file
+        may hold data (:meth:`data_extent`); the rest is holes, which read as zeros."""
+        end = offset + length
+        out = []
+        pos = offset
+        while pos < end:
+            a, b = self.data_extent(pos)
+            if a >= end or b <= a:
+                break
+            out.append((a, min(b, end)))
+            pos = b
+        return out
 
     def data_extents(self) -> list[tuple[int, int]] | None:
-        """Where the host file holds data, from SEEK_DATA/SEEK_HOLE; None if unsupported."""
+        """Where the host file holds data, ``(offset, length)`` from SEEK_DATA/SEEK_HOLE
+        (:meth:`data_spans` of the whole file); None if the host cannot tell."""
         if not hasattr(os, "SEEK_DATA"):
             return None
-        out = []
-        pos = 0
         try:
-            while pos < self.size:
-                try:
-                    start = os.lseek(self._fd, pos, os.SEEK_DATA)
-                except OSError:  # ENXIO: no more data
-                    break
-                end = os.lseek(self._fd, start, os.SEEK_HOLE)
-                end = min(end, self.size)
-                if end <= start:
-                    break
-                out.append((start, end - start))
-                pos = end
-        except OSError:
-            return None
-        return out
+            os.lseek(self._fd, 0, os.SEEK_DATA)
+        except OSError as e:
+            if e.errno != errno.ENXIO:  # ENXIO: all of it a hole
+                return None
+        return [(a, b - a) for a, b in self.data_spans(0, self.size)]
 
     def close(self) -> None:
         fd, self._fd = getattr(self, "_fd", -1), -1
@@ -521,6 +538,54 @@ class DamageIndex:
                     break
                 out.append((max(a, start), min(b, end)))
         return out
+
+
+def copy_range(src: int, src_off: int, dst: int, dst_off: int, length: int) -> bool:
+    """Copy ``length`` bytes of the descriptor ``src`` at ``src_off`` to ``dst`` at
+    ``dst_off`` in the kernel (``os.copy_file_range``: no copy through this process).
+    False when the kernel refuses (another filesystem: EXDEV; no support: ENOSYS,
+    EOPNOTSUPP, EINVAL; a source file shorter than said): the caller then writes the whole
+    range itself (the same bytes over any that moved) and need not ask again for these
+    two files."""
+    if not hasattr(os, "copy_file_range"):
+        return False
+    while length:
+        try:
+            got = os.copy_file_range(src, dst, length, src_off, dst_off)
+        except OSError as e:
+            if e.errno in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL,
+                           errno.EBADF, errno.EPERM):
+                return False
+            raise
+        if got <= 0:
+            return False
+        src_off += got
+        dst_off += got
+        length -= got
+    return True
+
+
+def send_range(src: int, src_off: int, dst: int, dst_off: int, length: int) -> bool:
+    """Like :func:`copy_range` with ``os.sendfile`` (the kernel copies between page caches
+    where ``copy_file_range`` refuses: another filesystem); moves ``dst``'s file position.
+    False when the kernel refuses, or the source ends early: the caller writes the whole
+    range itself."""
+    if not hasattr(os, "sendfile"):
+        return False
+    os.lseek(dst, dst_off, os.SEEK_SET)
+    while length:
+        try:
+            got = os.sendfile(dst, src, src_off, length)
+        except OSError as e:
+            if e.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF,
+                           errno.ESPIPE):
+                return False
+            raise
+        if got <= 0:
+            return False
+        src_off += got
+        length -= got
+    return True
 
 
 def all_zero(buf) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ...errors import CorruptImage
 from ...findings import check_row
 from ...layout import offset_of
-from ...lazy import np
+from ...lazy import SetBy, np
 from ..base import structure_row
 from ..runs import S_DAMAGED, S_DATA, S_UNALLOC
 from .extent import MAX_GD_ENTRIES, GrainTableExtent
@@ -76,17 +76,25 @@ class CowdExtent(GrainTableExtent):
             if image.strict:
                 self.fail(CorruptImage, msg, "grain directory", self.gd_offset)
             self.finding("error", "grain directory", self.gd_offset, msg)
-            gd = np.full(max(n, need), -1, dtype=np.int64)
-        else:
-            raw = np.frombuffer(source.read(self.gd_offset, 4 * n), dtype="<u4").astype(np.int64)
-            off = raw * SECTOR
-            ok = (raw == 0) | ((off >= COWDHeader.sizeof()) & (off + self.gt_bytes <= fsize))
-            gd = np.where(ok, off, -1)
-            if need > n:
-                gd = np.concatenate([gd, np.full(need - n, -1, dtype=np.int64)])
+            self.gd = np.full(max(n, need), -1, dtype=np.int64)
+        else:  # read at open (a short file fails here), decoded on first use (no findings)
+            self._gd_bytes = source.read(self.gd_offset, 4 * n)
+            self._gd_need = need
         self.gd_raw_count = n
-        self.gd = gd
         self._init_tables()
+
+    #: host offset of each grain table (0: none, -1: outside the file), decoded when used
+    gd = SetBy("_decode_gd")
+
+    def _decode_gd(self) -> None:
+        raw = np.frombuffer(self._gd_bytes, dtype="<u4").astype(np.int64)
+        off = raw * SECTOR
+        fsize = self.source.size
+        ok = (raw == 0) | ((off >= COWDHeader.sizeof()) & (off + self.gt_bytes <= fsize))
+        gd = np.where(ok, off, -1)
+        if self._gd_need > len(raw):
+            gd = np.concatenate([gd, np.full(self._gd_need - len(raw), -1, dtype=np.int64)])
+        self.gd = gd
 
     def gd_entry_offset(self, i: int) -> int | None:
         """Host offset of grain directory entry ``i``."""

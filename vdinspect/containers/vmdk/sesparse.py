@@ -12,7 +12,7 @@ is split across the other bits).
 from __future__ import annotations
 
 from ...errors import CorruptImage, UnsupportedFeature
-from ...lazy import np
+from ...lazy import SetBy, np
 from ..base import structure_row
 from ..runs import S_DAMAGED, S_DATA, S_UNALLOC, S_ZERO
 from .extent import MAX_GD_ENTRIES, GrainTableExtent
@@ -156,15 +156,25 @@ class SeSparseExtent(GrainTableExtent):
                 "grain directory",
                 self.gd_offset,
             )
-        raw = np.frombuffer(source.read(self.gd_offset, 8 * n), dtype="<u8")
+        # read at open (a short file fails here), decoded on first use (no findings)
+        self._gd_bytes = source.read(self.gd_offset, 8 * n)
+        self.grains_offset = h.grains_offset * SECTOR
+        self._init_tables()
+
+    #: the grain directory's raw entries, and each grain table's host offset (0: none, -1:
+    #: not an allocated entry or outside the file), decoded when first used
+    gd_raw = SetBy("_decode_gd")
+    gd = SetBy("_decode_gd")
+
+    def _decode_gd(self) -> None:
+        h = self.header
+        raw = np.frombuffer(self._gd_bytes, dtype="<u8")
         self.gd_raw = raw
         alloc = (raw >> np.uint64(32)) == np.uint64(SESPARSE_GDE_ALLOCATED)
         index = (raw & np.uint64(0xFFFFFFFF)).astype(np.int64)
         off = (h.grain_tables_offset + index * h.grain_table_size) * SECTOR
-        ok = alloc & (off + self.gt_bytes <= fsize)
+        ok = alloc & (off + self.gt_bytes <= self.source.size)
         self.gd = np.where(raw == 0, 0, np.where(ok, off, -1)).astype(np.int64)
-        self.grains_offset = h.grains_offset * SECTOR
-        self._init_tables()
 
     def gd_entry_offset(self, i: int) -> int | None:
         """Host offset of grain directory entry ``i``."""
