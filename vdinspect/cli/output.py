@@ -104,20 +104,50 @@ def write_json(out: IO[str], obj: Any, indent: int | None = None) -> None:
 
 def json_column(values: Sequence) -> list[str]:
     """Each value of a column as JSON text, as ``json.dumps`` writes it: a column of
-    numbers, booleans and None in one encoder call (its text holds no strings, so it
-    splits at the separators), text through the C string encoder, anything else one by
-    one (through :func:`json_default`)."""
+    numbers, booleans and None in one encoder call (its text holds no strings nor
+    containers, so it splits at the separators), text through the C string encoder,
+    anything else one by one (through :func:`json_default`). The column's kinds are
+    looked at only when neither of the first two ways fits it."""
+    if not len(values):
+        return []
+    first = values[0]
+    if type(first) is str:
+        try:  # a None among the text raises here, before anything is written
+            return list(map(_ENCODE_TEXT, values))
+        except TypeError:
+            pass
+    elif type(first) in _NUMBERS:
+        text = _ENCODER.encode(values if isinstance(values, list) else list(values))
+        inner = text[1:-1]
+        if '"' not in inner and "[" not in inner and "{" not in inner:
+            return inner.split(", ")
     kinds = set(map(type, values))
-    if kinds <= _NUMBERS:
-        return _ENCODER.encode(list(values))[1:-1].split(", ") if len(values) else []
     if kinds <= _TEXT:
         if str not in kinds:
             return ["null"] * len(values)
-        if type(None) not in kinds:
-            return list(map(_ENCODE_TEXT, values))
         return ["null" if v is None else _ENCODE_TEXT(v) for v in values]
     encode = _ENCODER.encode
     return [encode(v) for v in values]
+
+
+def _constant_text(v: str | int | bool | None) -> str:
+    """The JSON text of one value of the kinds :func:`constant` accepts."""
+    if v is None or v is True or v is False:
+        return "null" if v is None else "true" if v else "false"
+    return _ENCODE_TEXT(v) if type(v) is str else int.__repr__(v)
+
+
+def constant(col: Sequence, n: int) -> bool:
+    """True when the ``n`` cells of ``col`` are one value written one way throughout
+    (1 and True are equal but not written alike: an int or bool column is checked for
+    one type). The first, middle and last cells rule out most varying columns at once."""
+    first = col[0]
+    kind = type(first)
+    if kind not in _CONSTANT or col[-1] != first or col[n // 2] != first:
+        return False
+    if col.count(first) != n:
+        return False
+    return kind is str or first is None or len(set(map(type, col))) == 1
 
 
 class JsonRows:
@@ -140,10 +170,8 @@ class JsonRows:
         # True are equal but not written alike) is written into the template itself
         parts, varying = [], []
         for k, col in zip(keys, columns):
-            first = col[0]
-            if (type(first) in _CONSTANT and col.count(first) == n
-                    and len(set(map(type, col))) == 1):
-                value = _ENCODER.encode(first)
+            if constant(col, n):
+                value = _constant_text(col[0])
             else:
                 value = None
                 varying.append(col)
@@ -154,7 +182,8 @@ class JsonRows:
             lines = map(template.__mod__, zip(*map(json_column, varying)))
         else:
             lines = itertools.repeat(template.replace("%%", "%"), n)
-        self.out.write(("[\n" if self.count == 0 else ",\n") + ",\n".join(lines))
+        self.out.write("[\n" if self.count == 0 else ",\n")
+        self.out.write(",\n".join(lines))  # one string a batch, not copied again
         self.count += n
 
     def add_rows(self, rows: Sequence[dict]) -> None:
