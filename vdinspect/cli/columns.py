@@ -69,6 +69,17 @@ def plain_column(values: Any, time: Callable[[dt.datetime], Any] | None = None) 
     else:
         import numpy as np
 
+        n = len(values)
+        if n > 1 and values.dtype.kind in "iubM":
+            data = np.ma.getdata(values)
+            mask = np.ma.getmask(values)
+            # one value throughout (as in most runs of times, owners, modes): made once,
+            # and the same object in every cell (the JSON writer checks it at once)
+            if mask is np.ma.nomask or not mask.any():
+                if (data == data[0]).all():
+                    return [plain_column(values[:1], time)[0]] * n
+            elif mask.all():
+                return [None] * n
         if values.dtype.kind == "M":
             us = np.ma.getdata(values).astype("datetime64[us]").view(np.int64)
             if np.ma.isMaskedArray(values) and values.mask is not np.ma.nomask:
