@@ -13,7 +13,7 @@ driver's columns are numpy arrays.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Any
 
 from ..filesystems.entry import EPOCH
@@ -104,13 +104,15 @@ def plain_column(values: Any, time: Callable[[dt.datetime], Any] | None = None) 
 
 def row_batches(batches: Iterable[tuple[dict, dict]], batch: int,
                 time: Callable[[dt.datetime], Any] = iso_time,
-                damaged: Callable[[list], list] | None = None
+                damaged: Callable[[list], list] | None = None,
+                only: Collection[str] | None = None
                 ) -> Iterator[tuple[list[str], list[list]]]:
     """The rows of a column walk as ``(keys, columns)`` batches of ``batch`` rows for
     :class:`~.output.JsonRows`: the FILES_COLUMNS (times through ``time``: ISO 8601 text
     by default), ``damaged``
     (``damaged(kind column)``; by default None for folders, 0 else: a volume without
-    damaged ranges) and the driver's extra columns, in its order."""
+    damaged ranges) and the driver's extra columns, in its order. With ``only`` (the
+    text table's columns), the columns outside it are left None, not converted."""
     keys: list[str] | None = None
     held: list[list] = []
     first = 0  # the row number of the first row held
@@ -119,12 +121,14 @@ def row_batches(batches: Iterable[tuple[dict, dict]], batch: int,
     for cols, notes in batches:
         known.update((k, None) for k in cols if k not in _SCHEMA)
         now = [*FILES_COLUMNS, "damaged", *known]
+        n = len(cols["kind"])
         plain = [plain_column(cols[c], time if c in TIMES else None)
-                 for c in FILES_COLUMNS]
+                 if only is None or c in only else [None] * n for c in FILES_COLUMNS]
         kinds = plain[_KIND]
         plain.append(damaged(kinds) if damaged is not None else
-                     [None if k == "dir" else 0 for k in kinds])
-        plain += [plain_column(cols[c]) if c in cols else [None] * len(kinds)
+                     [None if k == "dir" else 0 for k in kinds] if only is None else
+                     [None] * n)
+        plain += [plain_column(cols[c]) if c in cols and only is None else [None] * n
                   for c in known]
         if keys is not None and now != keys:  # another shape: what is held goes first
             if held and held[0]:

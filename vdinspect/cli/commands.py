@@ -452,7 +452,8 @@ def cmd_ls(args, out: IO[str]) -> int:
         out.write(head + ("DAMAGED  " if damaged else "") + "PATH\n")
         with paused_gc():
             if columns is not None:
-                for keys, cols in row_batches(columns, LS_BATCH, time=when):
+                for keys, cols in row_batches(columns, LS_BATCH, time=when,
+                                              only=LS_TEXT_COLUMNS):
                     out.write(_ls_column_lines(args, dict(zip(keys, cols)), size_w))
             else:
                 it = _entries(fs, top, args)
@@ -473,18 +474,33 @@ def _column_walk(fs, top, args) -> Iterator[tuple[dict, dict]] | None:
                    rows=LS_BATCH)
 
 
+#: the columns the text table of ``ls`` shows
+LS_TEXT_COLUMNS = ("kind", "size", "modified", "inode", "path", "target", "deleted")
+
+
 def _ls_column_lines(args, cols: dict, size_w: int) -> str:
-    """The text lines of a batch of rows given as plain columns (:mod:`.columns`)."""
-    kinds = cols["kind"]
-    sizes = {n: _size(args, n) for n in set(cols["size"])}
-    lines = []
-    for kind, size, t, ino, path, target, gone in zip(
-            kinds, cols["size"], cols["modified"], cols["inode"], cols["path"],
-            cols["target"], cols["deleted"]):
-        size = "" if kind == "dir" else sizes[size]
-        lines.append(f"{kind:<7}  {size:>{size_w}}  {t or '':<19}  {cell(ino):>8}  {path}"
-                     f"{f' -> {target}' if target else ''}{' (deleted)' if gone else ''}\n")
-    return "".join(lines)
+    """The text lines of a batch of rows given as plain columns (:mod:`.columns`): each
+    column made text on its own (each distinct size once), then one %-template a row."""
+    kinds, paths = cols["kind"], cols["path"]
+    exact = getattr(args, "bytes", False)
+    sizes = {n: human(n, exact) for n in set(cols["size"])}
+    size = [sizes[n] if k != "dir" else "" for k, n in zip(kinds, cols["size"])]
+    times = cols["modified"]
+    if None in set(times):
+        times = ["" if t is None else t for t in times]
+    inodes = cols["inode"]
+    if set(map(type, inodes)) <= {int}:
+        inodes = list(map(int.__repr__, inodes))
+    else:
+        inodes = list(map(cell, inodes))
+    targets, gone = cols["target"], cols["deleted"]
+    if any(targets) or any(gone):
+        tails = [f"{f' -> {t}' if t else ''}{' (deleted)' if g else ''}"
+                 for t, g in zip(targets, gone)]
+    else:
+        tails = itertools.repeat("")
+    line = f"%-7s  %{size_w}s  %-19s  %8s  %s%s\n"
+    return "".join(map(line.__mod__, zip(kinds, size, times, inodes, paths, tails)))
 
 
 def _ls_lines(args, fs, chunk: list, damaged: bool, size_w: int) -> str:
