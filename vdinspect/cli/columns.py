@@ -40,19 +40,38 @@ _FIRST_US = (dt.datetime.min.replace(tzinfo=dt.UTC) - EPOCH) // dt.timedelta(mic
 _LAST_US = (dt.datetime.max.replace(tzinfo=dt.UTC) - EPOCH) // dt.timedelta(microseconds=1)
 
 
+_US_TEXT = 26  # "2024-05-01T12:00:00.123456": datetime_as_string's length at unit="us"
+_SECONDS_TEXT = 19  # the same to the second
+
+
 def _iso_us(np, us) -> list:
     """Microseconds since the epoch (int64; NaT is int64 min) as :func:`iso_time` writes
     the datetime they make, formatted by numpy: ``isoformat`` leaves out a zero
-    fraction; None where no datetime holds it."""
+    fraction; None where no datetime holds it. One ``datetime_as_string`` at unit="us",
+    its UCS-4 code points edited as an array: "+00:00" after the fraction, or over it
+    where it is zero (numpy drops the NULs after it when it hands out the text)."""
     ok = (us >= _FIRST_US) & (us <= _LAST_US)
     t = np.where(ok, us, 0).view("datetime64[us]")
-    text = np.where(us % 1_000_000 == 0, np.datetime_as_string(t, unit="s"),
-                    np.datetime_as_string(t, unit="us"))
-    out = (text.astype(object) + "+00:00").tolist()
+    text = np.datetime_as_string(t, unit="us")
+    codes = text.view(np.uint32).reshape(len(text), -1)
+    if codes.shape[1] < _US_TEXT or codes[:, _US_TEXT - 1].min() == 0 or (
+            codes.shape[1] > _US_TEXT and codes[:, _US_TEXT].any()):
+        # not the 26 characters looked for: each time as the Entry walk makes it
+        return [None if (d := _time_of_us(u)) is None else iso_time(d) for u in us.tolist()]
+    out = np.zeros((len(text), _US_TEXT + len(_UTC)), np.uint32)
+    out[:, :_US_TEXT] = codes[:, :_US_TEXT]
+    out[:, _US_TEXT:] = _UTC
+    whole = us % 1_000_000 == 0
+    out[whole, _SECONDS_TEXT : _SECONDS_TEXT + len(_UTC)] = _UTC
+    out[whole, _SECONDS_TEXT + len(_UTC) :] = 0
+    got = out.view(f"<U{out.shape[1]}").ravel().tolist()
     if not ok.all():
         for i in np.flatnonzero(~ok).tolist():
-            out[i] = None
-    return out
+            got[i] = None
+    return got
+
+
+_UTC = tuple(map(ord, "+00:00"))
 
 
 def iso_time(t: dt.datetime) -> str:
