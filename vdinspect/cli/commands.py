@@ -504,20 +504,28 @@ def _ls_column_lines(args, cols: dict, size_w: int) -> str:
 
 
 def _ls_lines(args, fs, chunk: list, damaged: bool, size_w: int) -> str:
-    """The text lines of a batch of entries (each distinct size and time formatted once)."""
+    """The text lines of a batch of entries: as columns (:func:`_ls_column_lines`), or
+    one line an entry with the damaged column (each distinct size and time formatted
+    once)."""
+    if not damaged:
+        cols = dict(zip(LS_TEXT_COLUMNS, map(list, zip(*map(_LS_FIELDS, chunk)))))
+        times = {t: when(t) for t in set(cols["modified"])}
+        cols["modified"] = list(map(times.__getitem__, cols["modified"]))
+        return _ls_column_lines(args, cols, size_w)
     sizes = {n: _size(args, n) for n in {e.size for e in chunk}}
     times = {t: when(t) for t in {e.modified for e in chunk}}
     lines = []
     for e in chunk:
         size = "" if e.kind == "dir" else sizes[e.size]
-        bad = ""
-        if damaged:
-            d = fs.damaged(e)
-            bad = f"{_size(args, d) if d else '':>7}  "
+        d = fs.damaged(e)
+        bad = f"{_size(args, d) if d else '':>7}  "
         lines.append(f"{e.kind:<7}  {size:>{size_w}}  {times[e.modified]:<19}  "
                      f"{cell(e.inode):>8}  {bad}{e.path}{f' -> {e.target}' if e.target else ''}"
                      f"{' (deleted)' if e.deleted else ''}\n")
     return "".join(lines)
+
+
+_LS_FIELDS = attrgetter(*LS_TEXT_COLUMNS)
 
 
 def cmd_cat(args, out: IO[str]) -> int:
