@@ -7,18 +7,21 @@ per run of whole directories; the rows written are exactly those of the Entry wa
 (``commands.file_batches``): the same values, the same batches of ``LS_BATCH`` rows, a
 directory's note on its row when it is known before that row's batch is written (as the
 Entry walk notes an Entry still waiting in the batch). No pandas; numpy only because the
-driver's columns are numpy arrays.
+driver's columns are numpy arrays. The text table of ``ls`` is made here too, a column at
+a time (:func:`ls_column_lines`), from these columns or from Entries (:func:`ls_lines`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Callable, Collection, Iterable, Iterator
+from operator import attrgetter
 from typing import Any
 
 from ..filesystems.entry import EPOCH
 from ..schemas import FILES_COLUMNS
-from .output import json_default
+from .output import cell, human, json_default, when
 
 TIMES = ("created", "modified", "accessed", "changed")
 _INT64_MIN = -(1 << 63)  # NaT, as int64
@@ -187,3 +190,60 @@ def _cut(keys: list[str], held: list[list], first: int, notes: dict, n: int,
     step = batch or n
     for at in range(0, n, step):
         yield keys, [h[at : at + step] for h in held]
+
+
+# --- the text table of ls --------------------------------------------------------------
+
+#: the columns the text table of ``ls`` shows
+LS_TEXT_COLUMNS = ("kind", "size", "modified", "inode", "path", "target", "deleted")
+
+
+def ls_column_lines(args: Any, cols: dict, size_w: int) -> str:
+    """The text lines of a batch of rows given as plain columns (:func:`row_batches`): each
+    column made text on its own (each distinct size once), then one %-template a row."""
+    kinds, paths = cols["kind"], cols["path"]
+    exact = getattr(args, "bytes", False)
+    sizes = {n: human(n, exact) for n in set(cols["size"])}
+    size = [sizes[n] if k != "dir" else "" for k, n in zip(kinds, cols["size"])]
+    times = cols["modified"]
+    if None in set(times):
+        times = ["" if t is None else t for t in times]
+    inodes = cols["inode"]
+    if set(map(type, inodes)) <= {int}:
+        inodes = list(map(int.__repr__, inodes))
+    else:
+        inodes = list(map(cell, inodes))
+    targets, gone = cols["target"], cols["deleted"]
+    if any(targets) or any(gone):
+        tails = [f"{f' -> {t}' if t else ''}{' (deleted)' if g else ''}"
+                 for t, g in zip(targets, gone)]
+    else:
+        tails = itertools.repeat("")
+    line = f"%-7s  %{size_w}s  %-19s  %8s  %s%s\n"
+    return "".join(map(line.__mod__, zip(kinds, size, times, inodes, paths, tails)))
+
+
+def ls_lines(args: Any, fs: Any, chunk: list, damaged: bool, size_w: int) -> str:
+    """The text lines of a batch of entries: as columns (:func:`ls_column_lines`), or
+    one line an entry with the damaged column (each distinct size and time formatted
+    once)."""
+    if not damaged:
+        cols = dict(zip(LS_TEXT_COLUMNS, map(list, zip(*map(_LS_FIELDS, chunk)))))
+        times = {t: when(t) for t in set(cols["modified"])}
+        cols["modified"] = list(map(times.__getitem__, cols["modified"]))
+        return ls_column_lines(args, cols, size_w)
+    exact = getattr(args, "bytes", False)
+    sizes = {n: human(n, exact) for n in {e.size for e in chunk}}
+    times = {t: when(t) for t in {e.modified for e in chunk}}
+    lines = []
+    for e in chunk:
+        size = "" if e.kind == "dir" else sizes[e.size]
+        d = fs.damaged(e)
+        bad = f"{human(d, exact) if d else '':>7}  "
+        lines.append(f"{e.kind:<7}  {size:>{size_w}}  {times[e.modified]:<19}  "
+                     f"{cell(e.inode):>8}  {bad}{e.path}{f' -> {e.target}' if e.target else ''}"
+                     f"{' (deleted)' if e.deleted else ''}\n")
+    return "".join(lines)
+
+
+_LS_FIELDS = attrgetter(*LS_TEXT_COLUMNS)

@@ -424,7 +424,7 @@ def _entries(fs, top, args) -> Iterator:
 
 def cmd_ls(args, out: IO[str]) -> int:
     from ..filesystems.walk import paused_gc  # here: other commands never import them
-    from .columns import row_batches
+    from .columns import LS_TEXT_COLUMNS, ls_column_lines, ls_lines, row_batches
 
     with open_disk(args) as disk:
         fs = _filesystem(args, disk)
@@ -454,11 +454,11 @@ def cmd_ls(args, out: IO[str]) -> int:
             if columns is not None:
                 for keys, cols in row_batches(columns, LS_BATCH, time=when,
                                               only=LS_TEXT_COLUMNS):
-                    out.write(_ls_column_lines(args, dict(zip(keys, cols)), size_w))
+                    out.write(ls_column_lines(args, dict(zip(keys, cols)), size_w))
             else:
                 it = _entries(fs, top, args)
                 while chunk := list(itertools.islice(it, LS_BATCH)):
-                    out.write(_ls_lines(args, fs, chunk, damaged, size_w))
+                    out.write(ls_lines(args, fs, chunk, damaged, size_w))
         out.flush()
         return listing_status(fs, seen)
 
@@ -472,60 +472,6 @@ def _column_walk(fs, top, args) -> Iterator[tuple[dict, dict]] | None:
         return None
     return batches(top.path or "/", recursive=args.recursive, deleted=args.deleted,
                    rows=LS_BATCH)
-
-
-#: the columns the text table of ``ls`` shows
-LS_TEXT_COLUMNS = ("kind", "size", "modified", "inode", "path", "target", "deleted")
-
-
-def _ls_column_lines(args, cols: dict, size_w: int) -> str:
-    """The text lines of a batch of rows given as plain columns (:mod:`.columns`): each
-    column made text on its own (each distinct size once), then one %-template a row."""
-    kinds, paths = cols["kind"], cols["path"]
-    exact = getattr(args, "bytes", False)
-    sizes = {n: human(n, exact) for n in set(cols["size"])}
-    size = [sizes[n] if k != "dir" else "" for k, n in zip(kinds, cols["size"])]
-    times = cols["modified"]
-    if None in set(times):
-        times = ["" if t is None else t for t in times]
-    inodes = cols["inode"]
-    if set(map(type, inodes)) <= {int}:
-        inodes = list(map(int.__repr__, inodes))
-    else:
-        inodes = list(map(cell, inodes))
-    targets, gone = cols["target"], cols["deleted"]
-    if any(targets) or any(gone):
-        tails = [f"{f' -> {t}' if t else ''}{' (deleted)' if g else ''}"
-                 for t, g in zip(targets, gone)]
-    else:
-        tails = itertools.repeat("")
-    line = f"%-7s  %{size_w}s  %-19s  %8s  %s%s\n"
-    return "".join(map(line.__mod__, zip(kinds, size, times, inodes, paths, tails)))
-
-
-def _ls_lines(args, fs, chunk: list, damaged: bool, size_w: int) -> str:
-    """The text lines of a batch of entries: as columns (:func:`_ls_column_lines`), or
-    one line an entry with the damaged column (each distinct size and time formatted
-    once)."""
-    if not damaged:
-        cols = dict(zip(LS_TEXT_COLUMNS, map(list, zip(*map(_LS_FIELDS, chunk)))))
-        times = {t: when(t) for t in set(cols["modified"])}
-        cols["modified"] = list(map(times.__getitem__, cols["modified"]))
-        return _ls_column_lines(args, cols, size_w)
-    sizes = {n: _size(args, n) for n in {e.size for e in chunk}}
-    times = {t: when(t) for t in {e.modified for e in chunk}}
-    lines = []
-    for e in chunk:
-        size = "" if e.kind == "dir" else sizes[e.size]
-        d = fs.damaged(e)
-        bad = f"{_size(args, d) if d else '':>7}  "
-        lines.append(f"{e.kind:<7}  {size:>{size_w}}  {times[e.modified]:<19}  "
-                     f"{cell(e.inode):>8}  {bad}{e.path}{f' -> {e.target}' if e.target else ''}"
-                     f"{' (deleted)' if e.deleted else ''}\n")
-    return "".join(lines)
-
-
-_LS_FIELDS = attrgetter(*LS_TEXT_COLUMNS)
 
 
 def cmd_cat(args, out: IO[str]) -> int:
