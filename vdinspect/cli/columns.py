@@ -92,20 +92,24 @@ def plain_column(values: Any, time: Callable[[dt.datetime], Any] | None = None) 
         import numpy as np
 
         n = len(values)
-        if n > 1 and values.dtype.kind in "iubM":
-            data = np.ma.getdata(values)
-            mask = np.ma.getmask(values)
+        kind = values.dtype.kind
+        data = np.ma.getdata(values)
+        mask = np.ma.getmask(values)  # nomask, or one flag a cell
+        masked = mask is not np.ma.nomask and bool(mask.any())
+        if masked:
+            mask = np.ma.getmaskarray(values)  # (a flag a cell, whatever shape it was)
+        if n > 1 and kind in "iubM":
             # one value throughout (as in most runs of times, owners, modes): made once,
             # and the same object in every cell (the JSON writer checks it at once)
-            if mask is np.ma.nomask or not mask.any():
+            if not masked:
                 if (data == data[0]).all():
-                    return [plain_column(values[:1], time)[0]] * n
+                    return [plain_column(data[:1], time)[0]] * n
             elif mask.all():
                 return [None] * n
-        if values.dtype.kind == "M":
-            us = np.ma.getdata(values).astype("datetime64[us]").view(np.int64)
-            if np.ma.isMaskedArray(values) and values.mask is not np.ma.nomask:
-                us = np.where(np.ma.getmaskarray(values), _INT64_MIN, us)
+        if kind == "M":
+            us = data.astype("datetime64[us]").view(np.int64)
+            if masked:
+                us = np.where(mask, _INT64_MIN, us)
             ints = us.tolist()
             distinct = set(ints)
             if time is iso_time and len(distinct) * 4 > len(ints) > 64:  # mostly distinct
@@ -113,11 +117,9 @@ def plain_column(values: Any, time: Callable[[dt.datetime], Any] | None = None) 
             text = {u: (None if (t := _time_of_us(u)) is None or time is None else time(t))
                     for u in distinct}
             return list(map(text.__getitem__, ints))
-        out = np.ma.getdata(values).tolist()
-        if np.ma.isMaskedArray(values):
-            mask = np.ma.getmaskarray(values)
-            if mask.any():
-                out = [None if m else v for v, m in zip(out, mask.tolist())]
+        out = data.tolist()
+        if masked:
+            out = [None if m else v for v, m in zip(out, mask.tolist())]
     if time is not None:
         text = {t: None if t is None else time(t) for t in set(out)}
         return list(map(text.__getitem__, out))
