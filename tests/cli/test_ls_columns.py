@@ -243,3 +243,28 @@ def test_odd_names_as_mke2fs_stored_them(tmp_path, monkeypatch):
     for n in ODD_NAMES:
         assert b"  /" + sub + b"/" + n + b"\n" in text, n
     assert b"  /link \xff -> target \xff \" \\\n" in text
+
+
+def test_plain_columns_of_one_value_are_the_values():
+    """Columns of one value throughout (taken once and repeated), fully masked, partly
+    masked, booleans beside integers, one time throughout: each is the Python values
+    they were made from (None where masked; times as datetime.isoformat writes them)."""
+    import numpy as np
+
+    cases = [
+        ([7] * 5, None), ([7] * 5, [0] * 5), ([7] * 5, [1] * 5), ([7, 7, 8, 7, 7], None),
+        ([3, 3, 3, 3], [0, 1, 0, 0]), ([2**62] * 3, None), ([1, 1], None), ([5], [1]),
+    ]
+    for vals, mask in cases:
+        arr = np.array(vals, dtype=np.int64)
+        col = arr if mask is None else np.ma.MaskedArray(arr, mask)
+        want = [None if mask and mask[i] else v for i, v in enumerate(vals)]
+        got = plain_column(col)
+        assert got == want and all(type(v) is int for v in got if v is not None), vals
+    flags = plain_column(np.array([True] * 4))
+    assert flags == [True] * 4 and all(v is True for v in flags)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    t = epoch + dt.timedelta(microseconds=1_733_600_000_123_456)
+    one = np.full(70, 1_733_600_000_123_456, dtype=np.int64).view("datetime64[us]")
+    assert plain_column(one, iso_time) == [t.isoformat()] * 70
+    assert plain_column(np.ma.MaskedArray(one, True), iso_time) == [None] * 70

@@ -413,3 +413,21 @@ def test_mistyped_command_lists_every_command(capsys):
     err = capsys.readouterr().err
     for name in ("info", "ls", "extract", "carve", "diff"):
         assert f"'{name}'" in err
+
+
+def test_json_columns_whose_first_cell_misleads():
+    """Columns that start like numbers or text and are not all that: a tuple or an empty
+    dict after a number (no quotes in their JSON), a None or a number after text, NaN
+    and infinities, 1 beside True: each line is what json.dumps writes for the row."""
+    from vdinspect.cli.output import JsonRows, json_default
+
+    cols = {"a": [1, (2, 3), None, {}, [], 2.5], "b": ["x", None, "y\\\"", 3, "", "é"],
+            "c": [float("nan"), float("inf"), -float("inf"), 0.0, -0.0, None],
+            "d": [1, True, 1, 1, 1, 1], "e": [None, "a, b", '", "', None, None, None]}
+    out = io.StringIO()
+    w = JsonRows(out)
+    w.add(list(cols), list(cols.values()))
+    assert w.close() == 6
+    rows = [dict(zip(cols, r)) for r in zip(*cols.values())]
+    want = "[\n" + ",\n".join(json.dumps(r, default=json_default) for r in rows) + "\n]\n"
+    assert out.getvalue() == want
