@@ -7,8 +7,9 @@ DataFrames are built from), so ``--json`` and the tables cost no more than the r
   and each line after the first is one row), a batch of rows at a time given as
   columns: each column is encoded in one go (:func:`json_column`: one encoder call for a
   column of numbers, the C string encoder mapped over a column of text; a column of one
-  value throughout the batch written into the batch's template once) and the lines
-  of a batch are joined and written at once, so ``ls -r --json`` shows its first files
+  value throughout the batch written once into the text between the varying values),
+  each row those pieces in turn, and a batch's rows joined in one call and written at
+  once, so ``ls -r --json`` shows its first files
   before the walk ends and holds one batch in memory. :func:`write_rows` writes rows
   (dicts) through it. Values JSON has no type for go through :func:`json_default`.
 - :func:`answer`: what every command that answers with rows does: ``--json`` writes
@@ -165,25 +166,30 @@ class JsonRows:
         n = len(columns[0]) if columns else 0
         if not n:
             return
-        # one %-template per batch: {"key": %s, ...}; the encoded values go in as they
-        # are, and a column of one value throughout the batch (of one exact kind: 1 and
-        # True are equal but not written alike) is written into the template itself
-        parts, varying = [], []
-        for k, col in zip(keys, columns):
+        # the text between the varying columns' values is the same on every row: the
+        # keys, and the columns of one value throughout the batch (of one exact kind: 1
+        # and True are equal but not written alike); each row is those pieces and the
+        # encoded values in turn, flattened and joined in C (no formatting per row)
+        pieces: list = []  # the text before each varying column, and its values
+        text = ",\n{"  # each row starts with the separator from the row before
+        for i, (k, col) in enumerate(zip(keys, columns)):
+            text += f"{', ' if i else ''}{_ENCODE_TEXT(k)}: "
             if constant(col, n):
-                value = _constant_text(col[0])
+                text += _constant_text(col[0])
             else:
-                value = None
-                varying.append(col)
-            parts.append(f"{_ENCODE_TEXT(k)}: {value}".replace("%", "%%") if value
-                         is not None else f"{_ENCODE_TEXT(k).replace('%', '%%')}: %s")
-        template = "{" + ", ".join(parts) + "}"
-        if varying:
-            lines = map(template.__mod__, zip(*map(json_column, varying)))
+                pieces.append(itertools.repeat(text))
+                pieces.append(json_column(col))
+                text = ""
+        text += "}"
+        if pieces:
+            pieces.append(itertools.repeat(text))
+            rows = "".join(itertools.chain.from_iterable(zip(*pieces)))
         else:
-            lines = itertools.repeat(template.replace("%%", "%"), n)
-        self.out.write("[\n" if self.count == 0 else ",\n")
-        self.out.write(",\n".join(lines))  # one string a batch, not copied again
+            rows = text * n
+        if self.count == 0:  # the first row has no row before it
+            self.out.write("[")
+            rows = rows[1:]
+        self.out.write(rows)  # one string a batch
         self.count += n
 
     def add_rows(self, rows: Sequence[dict]) -> None:
