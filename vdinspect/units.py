@@ -15,15 +15,18 @@ def human(n: float | None, *, digits: int | None = None) -> str:
     if n is None:
         return "?"
     x = float(n)
-    for unit in UNITS:
-        if abs(x) < 1024 or unit == UNITS[-1]:
-            if unit == "B":
-                return f"{int(x)} B"
-            if digits:  # at most ``digits`` significant digits, never an exponent
-                return f"{x:.{digits}g} {unit}" if abs(x) < 10**digits else f"{x:.0f} {unit}"
-            return f"{x:.1f} {unit}"
+    if abs(x) < 1024:
+        return f"{int(x)} B"
+    i, last = 1, len(UNITS) - 1
+    x /= 1024
+    while not abs(x) < 1024 and i < last:  # (NaN and infinity end in the last unit)
         x /= 1024
-    raise AssertionError("unreachable")  # pragma: no cover
+        i += 1
+    if digits:  # at most ``digits`` significant digits, never an exponent
+        if abs(x) < 10**digits:
+            return f"{x:.{digits}g} {UNITS[i]}"
+        return f"{x:.0f} {UNITS[i]}"
+    return f"{x:.1f} {UNITS[i]}"
 
 
 def uuid_text(raw: bytes) -> str:

@@ -11,10 +11,11 @@ import io
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import SAMPLE_IMAGES, have
+from tests.conftest import ROOT, SAMPLE_IMAGES, have
 from vdinspect.cli import commands, main
 from vdinspect.cli.columns import iso_time, plain_column
 
@@ -195,3 +196,75 @@ def test_extra_columns_as_the_entry_writer_keeps_them():
         known.update(dict.fromkeys(e.extra))
         want.append(json.dumps({**row, **dict.fromkeys(known), **e.extra}))
     assert out.getvalue() == "[\n" + ",\n".join(want) + "\n]\n"
+
+
+#: names no tool would type: quotes, backslashes, control characters, bytes that are not
+#: UTF-8 (and an encoded surrogate), a percent sign, characters outside the BMP
+ODD_NAMES = [b'quote " q', b"back \\ slash", b"ctl \x01\x02\x1f", b"tab\there", b"nl\nline",
+             b"bad \xff\xfe utf8", b"lat1 \xe9t\xe9", b"\xc3\xa9 utf8", b"pct %s %d %%",
+             b"emoji \xf0\x9f\x98\x80", b"del \x7f", b"lone \xed\xa0\x80 surrogate"]
+
+
+@pytest.mark.skipif(not have("mke2fs", "debugfs"), reason="mke2fs or debugfs missing")
+def test_odd_names_as_mke2fs_stored_them(tmp_path, monkeypatch):
+    """An ext4 made by mke2fs -d from a tree of odd names (in the root and in a folder whose
+    own name has a quote and a backslash), one removed by debugfs: ``--json`` names are
+    the names made here (bytes that are not UTF-8 as surrogate escapes, as os.fsdecode
+    gives them), the table writes each name's own bytes, and both are the Entry walk's."""
+    tree = tmp_path / "tree"
+    sub = b'dir "q" \\ back'
+    os.makedirs(os.path.join(bytes(tree), sub))
+    for i, name in enumerate(ODD_NAMES):
+        for d in (b"", sub):
+            with open(os.path.join(bytes(tree), d, name), "wb") as f:
+                f.write(b"x" * (i * 100))
+    os.symlink(b"target \xff \" \\", os.path.join(bytes(tree), b"link \xff"))
+    img = tmp_path / "ext4.img"
+    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-d", str(tree), str(img), "16M"],
+                   check=True, capture_output=True)
+    subprocess.run(["debugfs", "-w", "-R", "rm \"/pct %s %d %%\"", str(img)], check=True,
+                   capture_output=True)
+    for args in (["-r", "--json"], ["-r", "--deleted", "--json"], ["-r", "--deleted"],
+                 ["-r", "--bytes"]):
+        assert _run("ls", *args, img) == _entry_walk(monkeypatch, "ls", *args, img), args
+    rows = json.loads(_run("ls", "-r", "--deleted", "--json", img))
+    live = {os.fsdecode(b"/" + n) for n in ODD_NAMES if n != b"pct %s %d %%"}
+    live |= {os.fsdecode(b"/" + sub + b"/" + n) for n in ODD_NAMES}
+    live |= {os.fsdecode(b"/" + sub), "/lost+found", os.fsdecode(b"/link \xff")}
+    assert {r["path"] for r in rows if not r["deleted"]} == live
+    gone = [r["path"] for r in rows if r["deleted"] and r["kind"] != "dir"]
+    assert gone == ["/pct %s %d %%"]  # (beside the /$OrphanFiles folder, as fls lists)
+    link = next(r for r in rows if r["kind"] == "symlink")
+    assert link["target"] == os.fsdecode(b"target \xff \" \\")
+    # the table, as a program reading standard output gets it: each name's own bytes
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    text = subprocess.run([sys.executable, "-m", "vdinspect", "ls", "-r", "--bytes", str(img)],
+                          check=True, capture_output=True, env=env).stdout
+    for n in ODD_NAMES:
+        assert b"  /" + sub + b"/" + n + b"\n" in text, n
+    assert b"  /link \xff -> target \xff \" \\\n" in text
+
+
+def test_plain_columns_of_one_value_are_the_values():
+    """Columns of one value throughout (taken once and repeated), fully masked, partly
+    masked, booleans beside integers, one time throughout: each is the Python values
+    they were made from (None where masked; times as datetime.isoformat writes them)."""
+    import numpy as np
+
+    cases = [
+        ([7] * 5, None), ([7] * 5, [0] * 5), ([7] * 5, [1] * 5), ([7, 7, 8, 7, 7], None),
+        ([3, 3, 3, 3], [0, 1, 0, 0]), ([2**62] * 3, None), ([1, 1], None), ([5], [1]),
+    ]
+    for vals, mask in cases:
+        arr = np.array(vals, dtype=np.int64)
+        col = arr if mask is None else np.ma.MaskedArray(arr, mask)
+        want = [None if mask and mask[i] else v for i, v in enumerate(vals)]
+        got = plain_column(col)
+        assert got == want and all(type(v) is int for v in got if v is not None), vals
+    flags = plain_column(np.array([True] * 4))
+    assert flags == [True] * 4 and all(v is True for v in flags)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    t = epoch + dt.timedelta(microseconds=1_733_600_000_123_456)
+    one = np.full(70, 1_733_600_000_123_456, dtype=np.int64).view("datetime64[us]")
+    assert plain_column(one, iso_time) == [t.isoformat()] * 70
+    assert plain_column(np.ma.MaskedArray(one, True), iso_time) == [None] * 70

@@ -355,6 +355,30 @@ def test_ls_of_a_raw_volume_imports_one_probe_family(tmp_path, fs, tool, family)
         assert {"/docs", "/docs/a.txt", "/b.bin", "/lost+found"} <= paths
 
 
+@pytest.mark.parametrize("fs, tool", [("vfat", "mkfs.fat"), ("ntfs", "mkntfs")])
+def test_info_of_a_raw_boot_sector_volume_declares_no_layout(tmp_path, fs, tool):
+    """``info`` of a raw FAT32 or NTFS volume (mkfs.fat, mkntfs): the disk probe sees the
+    55 AA of sector 0 through signatures.py, so construct and the partition-table layouts
+    are never imported; blkid agrees there is a filesystem, and qemu-img on the size."""
+    if not have(tool, "blkid", "qemu-img"):
+        pytest.skip(f"{tool}, blkid or qemu-img missing")
+    img = tmp_path / "vol.img"
+    with open(img, "wb") as f:
+        f.truncate(64 << 20)
+    cmd = ["mkfs.fat", "-F", "32", str(img)] if fs == "vfat" else ["mkntfs", "-q", "-F", "-f",
+                                                                  str(img)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    mods, out = _imported(["info", str(img)])
+    assert not {m for m in mods if m.split(".")[0] in ("construct", "numpy", "pandas")}
+    assert not {"vdinspect.layout", "vdinspect.volumes.gpt", "vdinspect.volumes.mbr"} & mods
+    blkid = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(img)],
+                           capture_output=True, text=True).stdout.strip()
+    assert blkid == fs
+    want = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(img)],
+                                     check=True, capture_output=True, text=True).stdout)
+    assert f"({want['virtual-size']} bytes)" in out
+
+
 # --- the parser declares only the sub-command asked for ---------------------------------------
 
 COMMAND_LINES = [["ls", "-r", "--json", "--part", "2", "disk.img", "/etc"],
@@ -389,3 +413,21 @@ def test_mistyped_command_lists_every_command(capsys):
     err = capsys.readouterr().err
     for name in ("info", "ls", "extract", "carve", "diff"):
         assert f"'{name}'" in err
+
+
+def test_json_columns_whose_first_cell_misleads():
+    """Columns that start like numbers or text and are not all that: a tuple or an empty
+    dict after a number (no quotes in their JSON), a None or a number after text, NaN
+    and infinities, 1 beside True: each line is what json.dumps writes for the row."""
+    from vdinspect.cli.output import JsonRows, json_default
+
+    cols = {"a": [1, (2, 3), None, {}, [], 2.5], "b": ["x", None, "y\\\"", 3, "", "é"],
+            "c": [float("nan"), float("inf"), -float("inf"), 0.0, -0.0, None],
+            "d": [1, True, 1, 1, 1, 1], "e": [None, "a, b", '", "', None, None, None]}
+    out = io.StringIO()
+    w = JsonRows(out)
+    w.add(list(cols), list(cols.values()))
+    assert w.close() == 6
+    rows = [dict(zip(cols, r)) for r in zip(*cols.values())]
+    want = "[\n" + ",\n".join(json.dumps(r, default=json_default) for r in rows) + "\n]\n"
+    assert out.getvalue() == want

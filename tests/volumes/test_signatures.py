@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import have
 from tests.tools import run
 from vdinspect.layout import field_slice
-from vdinspect.volumes import exfat_layout, ntfs_layout, optical_layout
+from vdinspect.volumes import exfat_layout, gpt, mbr, ntfs_layout, optical_layout
 from vdinspect.volumes import signatures as sig
 
 MiB = 1 << 20
@@ -25,6 +25,26 @@ def test_places_are_the_declared_fields():
     assert sig.STANDARD_ID_AT == field_slice(optical_layout.VolumeStructureDescriptor,
                                              "StandardIdentifier")
     assert sig.DESCRIPTOR_SIZE == optical_layout.VolumeDescriptor.sizeof()
+    assert sig.BOOT_SIGNATURE_AT == field_slice(mbr.MasterBootRecord, "boot_signature")
+    assert sig.GPT_SIGNATURE_AT == field_slice(gpt.GptHeader, "signature")
+
+
+@pytest.mark.skipif(not have("sfdisk"), reason="sfdisk missing")
+@pytest.mark.parametrize("label", ["dos", "gpt"])
+def test_sfdisk_writes_the_disk_signatures(tmp_path, label):
+    """sfdisk's MBR ends sector 0 in the boot signature; its GPT header (LBA 1 of a
+    512-byte-sector disk) starts with the GPT signature; the disk probe names each."""
+    from vdinspect.io import FileSource
+    from vdinspect.volumes.probes import disk_signature
+
+    img = _sparse(tmp_path / "disk.img", 8 * MiB)
+    run("sfdisk", "-q", img, input=f"label: {label}\n,4MiB,L\n")
+    data = img.read_bytes()[:1024]
+    assert data[sig.BOOT_SIGNATURE_AT] == sig.BOOT_SIGNATURE  # (a GPT's protective MBR)
+    at = slice(512 + sig.GPT_SIGNATURE_AT.start, 512 + sig.GPT_SIGNATURE_AT.stop)
+    assert (data[at] == sig.GPT_SIGNATURE) == (label == "gpt")
+    with FileSource(img) as src:
+        assert disk_signature(src) == {"dos": "mbr", "gpt": "gpt"}[label]
 
 
 def _sparse(p: Path, size: int) -> Path:

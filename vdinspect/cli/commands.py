@@ -424,7 +424,7 @@ def _entries(fs, top, args) -> Iterator:
 
 def cmd_ls(args, out: IO[str]) -> int:
     from ..filesystems.walk import paused_gc  # here: other commands never import them
-    from .columns import row_batches
+    from .columns import LS_TEXT_COLUMNS, ls_column_lines, ls_lines, row_batches
 
     with open_disk(args) as disk:
         fs = _filesystem(args, disk)
@@ -452,12 +452,13 @@ def cmd_ls(args, out: IO[str]) -> int:
         out.write(head + ("DAMAGED  " if damaged else "") + "PATH\n")
         with paused_gc():
             if columns is not None:
-                for keys, cols in row_batches(columns, LS_BATCH, time=when):
-                    out.write(_ls_column_lines(args, dict(zip(keys, cols)), size_w))
+                for keys, cols in row_batches(columns, LS_BATCH, time=when,
+                                              only=LS_TEXT_COLUMNS):
+                    out.write(ls_column_lines(args, dict(zip(keys, cols)), size_w))
             else:
                 it = _entries(fs, top, args)
                 while chunk := list(itertools.islice(it, LS_BATCH)):
-                    out.write(_ls_lines(args, fs, chunk, damaged, size_w))
+                    out.write(ls_lines(args, fs, chunk, damaged, size_w))
         out.flush()
         return listing_status(fs, seen)
 
@@ -471,37 +472,6 @@ def _column_walk(fs, top, args) -> Iterator[tuple[dict, dict]] | None:
         return None
     return batches(top.path or "/", recursive=args.recursive, deleted=args.deleted,
                    rows=LS_BATCH)
-
-
-def _ls_column_lines(args, cols: dict, size_w: int) -> str:
-    """The text lines of a batch of rows given as plain columns (:mod:`.columns`)."""
-    kinds = cols["kind"]
-    sizes = {n: _size(args, n) for n in set(cols["size"])}
-    lines = []
-    for kind, size, t, ino, path, target, gone in zip(
-            kinds, cols["size"], cols["modified"], cols["inode"], cols["path"],
-            cols["target"], cols["deleted"]):
-        size = "" if kind == "dir" else sizes[size]
-        lines.append(f"{kind:<7}  {size:>{size_w}}  {t or '':<19}  {cell(ino):>8}  {path}"
-                     f"{f' -> {target}' if target else ''}{' (deleted)' if gone else ''}\n")
-    return "".join(lines)
-
-
-def _ls_lines(args, fs, chunk: list, damaged: bool, size_w: int) -> str:
-    """The text lines of a batch of entries (each distinct size and time formatted once)."""
-    sizes = {n: _size(args, n) for n in {e.size for e in chunk}}
-    times = {t: when(t) for t in {e.modified for e in chunk}}
-    lines = []
-    for e in chunk:
-        size = "" if e.kind == "dir" else sizes[e.size]
-        bad = ""
-        if damaged:
-            d = fs.damaged(e)
-            bad = f"{_size(args, d) if d else '':>7}  "
-        lines.append(f"{e.kind:<7}  {size:>{size_w}}  {times[e.modified]:<19}  "
-                     f"{cell(e.inode):>8}  {bad}{e.path}{f' -> {e.target}' if e.target else ''}"
-                     f"{' (deleted)' if e.deleted else ''}\n")
-    return "".join(lines)
 
 
 def cmd_cat(args, out: IO[str]) -> int:

@@ -7,8 +7,9 @@ DataFrames are built from), so ``--json`` and the tables cost no more than the r
   and each line after the first is one row), a batch of rows at a time given as
   columns: each column is encoded in one go (:func:`json_column`: one encoder call for a
   column of numbers, the C string encoder mapped over a column of text; a column of one
-  value throughout the batch written into the batch's template once) and the lines
-  of a batch are joined and written at once, so ``ls -r --json`` shows its first files
+  value throughout the batch written once into the text between the varying values),
+  each row those pieces in turn, and a batch's rows joined in one call and written at
+  once, so ``ls -r --json`` shows its first files
   before the walk ends and holds one batch in memory. :func:`write_rows` writes rows
   (dicts) through it. Values JSON has no type for go through :func:`json_default`.
 - :func:`answer`: what every command that answers with rows does: ``--json`` writes
@@ -104,20 +105,50 @@ def write_json(out: IO[str], obj: Any, indent: int | None = None) -> None:
 
 def json_column(values: Sequence) -> list[str]:
     """Each value of a column as JSON text, as ``json.dumps`` writes it: a column of
-    numbers, booleans and None in one encoder call (its text holds no strings, so it
-    splits at the separators), text through the C string encoder, anything else one by
-    one (through :func:`json_default`)."""
+    numbers, booleans and None in one encoder call (its text holds no strings nor
+    containers, so it splits at the separators), text through the C string encoder,
+    anything else one by one (through :func:`json_default`). The column's kinds are
+    looked at only when neither of the first two ways fits it."""
+    if not len(values):
+        return []
+    first = values[0]
+    if type(first) is str:
+        try:  # a None among the text raises here, before anything is written
+            return list(map(_ENCODE_TEXT, values))
+        except TypeError:
+            pass
+    elif type(first) in _NUMBERS:
+        text = _ENCODER.encode(values if isinstance(values, list) else list(values))
+        inner = text[1:-1]
+        if '"' not in inner and "[" not in inner and "{" not in inner:
+            return inner.split(", ")
     kinds = set(map(type, values))
-    if kinds <= _NUMBERS:
-        return _ENCODER.encode(list(values))[1:-1].split(", ") if len(values) else []
     if kinds <= _TEXT:
         if str not in kinds:
             return ["null"] * len(values)
-        if type(None) not in kinds:
-            return list(map(_ENCODE_TEXT, values))
         return ["null" if v is None else _ENCODE_TEXT(v) for v in values]
     encode = _ENCODER.encode
     return [encode(v) for v in values]
+
+
+def _constant_text(v: str | int | bool | None) -> str:
+    """The JSON text of one value of the kinds :func:`constant` accepts."""
+    if v is None or v is True or v is False:
+        return "null" if v is None else "true" if v else "false"
+    return _ENCODE_TEXT(v) if type(v) is str else int.__repr__(v)
+
+
+def constant(col: Sequence, n: int) -> bool:
+    """True when the ``n`` cells of ``col`` are one value written one way throughout
+    (1 and True are equal but not written alike: an int or bool column is checked for
+    one type). The first, middle and last cells rule out most varying columns at once."""
+    first = col[0]
+    kind = type(first)
+    if kind not in _CONSTANT or col[-1] != first or col[n // 2] != first:
+        return False
+    if col.count(first) != n:
+        return False
+    return kind is str or first is None or len(set(map(type, col))) == 1
 
 
 class JsonRows:
@@ -135,26 +166,30 @@ class JsonRows:
         n = len(columns[0]) if columns else 0
         if not n:
             return
-        # one %-template per batch: {"key": %s, ...}; the encoded values go in as they
-        # are, and a column of one value throughout the batch (of one exact kind: 1 and
-        # True are equal but not written alike) is written into the template itself
-        parts, varying = [], []
-        for k, col in zip(keys, columns):
-            first = col[0]
-            if (type(first) in _CONSTANT and col.count(first) == n
-                    and len(set(map(type, col))) == 1):
-                value = _ENCODER.encode(first)
+        # the text between the varying columns' values is the same on every row: the
+        # keys, and the columns of one value throughout the batch (of one exact kind: 1
+        # and True are equal but not written alike); each row is those pieces and the
+        # encoded values in turn, flattened and joined in C (no formatting per row)
+        pieces: list = []  # the text before each varying column, and its values
+        text = ",\n{"  # each row starts with the separator from the row before
+        for i, (k, col) in enumerate(zip(keys, columns)):
+            text += f"{', ' if i else ''}{_ENCODE_TEXT(k)}: "
+            if constant(col, n):
+                text += _constant_text(col[0])
             else:
-                value = None
-                varying.append(col)
-            parts.append(f"{_ENCODE_TEXT(k)}: {value}".replace("%", "%%") if value
-                         is not None else f"{_ENCODE_TEXT(k).replace('%', '%%')}: %s")
-        template = "{" + ", ".join(parts) + "}"
-        if varying:
-            lines = map(template.__mod__, zip(*map(json_column, varying)))
+                pieces.append(itertools.repeat(text))
+                pieces.append(json_column(col))
+                text = ""
+        text += "}"
+        if pieces:
+            pieces.append(itertools.repeat(text))
+            rows = "".join(itertools.chain.from_iterable(zip(*pieces)))
         else:
-            lines = itertools.repeat(template.replace("%%", "%"), n)
-        self.out.write(("[\n" if self.count == 0 else ",\n") + ",\n".join(lines))
+            rows = text * n
+        if self.count == 0:  # the first row has no row before it
+            self.out.write("[")
+            rows = rows[1:]
+        self.out.write(rows)  # one string a batch
         self.count += n
 
     def add_rows(self, rows: Sequence[dict]) -> None:

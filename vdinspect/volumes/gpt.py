@@ -18,6 +18,7 @@ from ..layout import field_slice
 from ..lazy import np
 from ..units import SECTOR_PROBE_ORDER, is_pow2
 from . import PARTITION, ScanContext, Volume
+from .signatures import GPT_SIGNATURE
 from .types import gpt_attribute_flags, gpt_type_name
 
 # --- on-disk structures ----------------------------------------------------------------
@@ -48,7 +49,7 @@ GptEntry = Struct(
     "partition_name" / Bytes(72) * "UTF-16LE name, NUL padded (36 code units)",
 )  # 128 bytes (an entry may be larger; the rest is reserved)
 
-SIGNATURE = b"EFI PART"
+SIGNATURE = GPT_SIGNATURE  # (signatures.py: construct-free, for the disk probe)
 HEADER_SIZE = GptHeader.sizeof()  # 92
 _HEADER_CRC = field_slice(GptHeader, "header_crc32")  # zeroed while the CRC is computed
 _SIGNATURE_AT = field_slice(GptHeader, "signature")

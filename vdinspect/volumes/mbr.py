@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Struct
 
-from ..layout import field_slice, offset_of
+from ..layout import offset_of
 from . import CONTAINER, PARTITION, ScanContext, Volume
+from .signatures import BOOT_SIGNATURE, BOOT_SIGNATURE_AT  # noqa: F401  (the driver's names)
 from .types import MBR_EXTENDED, MBR_GPT_PROTECTIVE, mbr_type_name
 
 # --- on-disk structures ----------------------------------------------------------------
@@ -36,11 +37,11 @@ MasterBootRecord = Struct(
     "boot_signature" / Bytes(2) * "55 AA",
 )  # 512 bytes; an EBR has the same layout (only the first two entries are used)
 
-BOOT_SIGNATURE = b"\x55\xaa"
 ENTRY_OFFSET = offset_of(MasterBootRecord, "partitions")  # 446
 ENTRY_SIZE = PartitionEntry.sizeof()  # 16
-#: where a boot sector (an MBR, an EBR, a FAT/NTFS/exFAT boot sector) ends in 55 AA
-BOOT_SIGNATURE_AT = field_slice(MasterBootRecord, "boot_signature")
+#: where a boot sector (an MBR, an EBR, a FAT/NTFS/exFAT boot sector) ends in 55 AA:
+#: signatures.py's BOOT_SIGNATURE_AT and BOOT_SIGNATURE (tests/volumes/test_signatures.py
+#: checks the place against ``boot_signature``)
 #: Refuse chains longer than this (a loop-free chain this long is corrupt anyway).
 MAX_LOGICALS = 4096
 

@@ -1,10 +1,21 @@
 """The magic bytes the filesystem probe looks at before it imports a probe family.
 
 construct-free, so that probing a volume that is not NTFS, exFAT, ISO 9660 or UDF never
-declares those layouts (``volumes/*_layout.py`` take their constants from here, and
+declares those layouts, and telling a disk from a volume (``probes.disk_signature``: a
+GPT header, the 55 AA of sector 0) declares none (``volumes/*_layout.py`` take their constants from here, and
 tests/volumes/test_signatures.py checks each place against the declared structure)."""
 
 from __future__ import annotations
+
+# --- partition tables ----------------------------------------------------------------------
+
+#: the last two bytes of sector 0, 55 AA: an MBR's (and an EBR's) ``boot_signature``, which
+#: FAT, NTFS and exFAT boot sectors end in too
+BOOT_SIGNATURE_AT = slice(510, 512)
+BOOT_SIGNATURE = b"\x55\xaa"
+#: the first 8 bytes of a GPT header, in LBA 1 (UEFI specification 5.3.2: ``Signature``)
+GPT_SIGNATURE_AT = slice(0, 8)
+GPT_SIGNATURE = b"EFI PART"
 
 # --- the boot sector of NTFS, exFAT, BitLocker, ReFS ---------------------------------------
 

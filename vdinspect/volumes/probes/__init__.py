@@ -20,8 +20,12 @@ from ...errors import EncryptedImage, VDInspectError
 from ...io import ByteSource, read_inside
 from ..signatures import (
     BITLOCKER_OEM,
+    BOOT_SIGNATURE,
+    BOOT_SIGNATURE_AT,
     DESCRIPTORS_AT,
     EXFAT_NAME,
+    GPT_SIGNATURE,
+    GPT_SIGNATURE_AT,
     ISO_STANDARD_ID,
     NTFS_OEM,
     OEM_ID_AT,
@@ -151,12 +155,7 @@ def disk_signature(src: ByteSource) -> str | None:
     which FAT/NTFS/exFAT boot sectors carry too), a filesystem type, or None when nothing
     known is there (a raw image that may be no disk at all: a mistyped path, a format we
     do not know)."""
-    from ...layout import field_slice
-    from ..gpt import SIGNATURE as GPT_SIGNATURE
-    from ..gpt import GptHeader
-    from ..mbr import BOOT_SIGNATURE, BOOT_SIGNATURE_AT
-
-    at = field_slice(GptHeader, "signature").start
+    at = GPT_SIGNATURE_AT.start  # (signatures.py: no layout declared to look)
     for sector in (512, 4096):  # the GPT header is in LBA 1
         if read_inside(src, sector + at, len(GPT_SIGNATURE)) == GPT_SIGNATURE:
             return "gpt"
