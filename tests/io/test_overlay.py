@@ -72,13 +72,14 @@ def test_reads_beside_and_across_replacements_match_the_bytes_built():
     ov.write(10 * K, b"r" * (2 * K))
     ov.write(30 * K, None, 1 * K)
     ov.write(48 * K - 100, b"g" * 612)  # past the base's end: the source grows
-    want = bytearray(data) + bytearray(512)
+    ov.extend(50 * K)  # and grows again with zeros no replacement holds
+    want = bytearray(data) + bytearray(2 * K)
     want[10 * K : 12 * K] = b"r" * (2 * K)
     want[30 * K : 31 * K] = bytes(1 * K)
-    want[48 * K - 100 :] = b"g" * 612
+    want[48 * K - 100 : 48 * K + 512] = b"g" * 612
     assert ov.size == len(want)
     rnd = random.Random(3)
-    edges = [0, 10 * K, 12 * K, 30 * K, 31 * K, 48 * K - 100, 48 * K, len(want)]
+    edges = [0, 10 * K, 12 * K, 30 * K, 31 * K, 48 * K - 100, 48 * K, 48 * K + 512, len(want)]
     for _ in range(400):
         a = min(rnd.choice(edges) + rnd.randrange(-300, 300), len(want) - 1)
         a = max(a, 0)
