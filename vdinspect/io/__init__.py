@@ -17,6 +17,7 @@ from .sources import (
     Zero,
     all_zero,
     damaged_through,
+    filled_bytes,
     merge_ranges,
     read_inside,
 )
@@ -24,6 +25,6 @@ from .sources import (
 __all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "MemorySource",
            "Slice", "Concat", "HostRanges",
            "Zero", "LRUCache",
-           "all_zero", "DamageIndex", "damaged_through", "merge_ranges", "read_inside", "crc32c",
+           "all_zero", "DamageIndex", "damaged_through", "filled_bytes", "merge_ranges", "read_inside", "crc32c",
            "crc32c_records",
            "OverlaySource", "PathPolicy"]
