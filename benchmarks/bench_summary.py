@@ -9,10 +9,13 @@ turns (best of N after a warm-up; wall and CPU time, user + system; a child proc
 CPU and peak RSS from ``os.wait4``) and prints a Markdown table: measure, vdinspect, peer,
 ratio (vdinspect time / peer time: above 1 is slower), goal, met. The load average is
 printed before and after. Peers: qemu-img, qemu-io, The Sleuth Kit (fls, icat), and the
-Python bindings of libyal (pyqcow, pyvmdk) and dissect.hypervisor when ``--peers DIR``
+Python bindings of libyal (pyqcow, pyvmdk, pyvhdi for VHD and VHDX, pyphdi for Parallels
+through a bundle made by ``phdi_bundle``) and dissect.hypervisor when ``--peers DIR``
 (default /tmp/peers) holds them (``pip install --target DIR libqcow-python
-libvmdk-python dissect.hypervisor``: oracles, never dependencies); without them qemu-io
-is the read peer. ``--scale`` adds a 100 GiB sparse image (``--scale-gib`` of data)
+libvmdk-python libvhdi-python libphdi-python dissect.hypervisor``: oracles, never
+dependencies); without them qemu-io is the read peer. Random 4 KiB and sequential 1 MiB
+reads are measured for QCOW2, VMDK, VHD, VHDX, VDI and Parallels, after every reader's
+1 MiB steps over the whole image are found equal to ``qemu-img convert -O raw``. ``--scale`` adds a 100 GiB sparse image (``--scale-gib`` of data)
 converted and mapped, and ``files()`` of an ext4 with ``--scale-files`` files, with peak
 RSS; its big files are deleted at the end. vdinspect is the tree this script sits in.
 """
@@ -233,6 +236,51 @@ def ntfs_image(work: Path, nfiles: int) -> Path | None:
     return bench_ntfs.build(work, nfiles)
 
 
+PHDI_XML = """<?xml version='1.0' encoding='UTF-8'?>
+<Parallels_disk_image Version="1.0">
+ <Disk_Parameters><Disk_size>{n}</Disk_size><Cylinders>{cyl}</Cylinders>
+  <PhysicalSectorSize>4096</PhysicalSectorSize><LogicSectorSize>512</LogicSectorSize>
+  <Heads>16</Heads><Sectors>32</Sectors><Padding>0</Padding></Disk_Parameters>
+ <StorageData><Storage><Start>0</Start><End>{n}</End><Blocksize>{bs}</Blocksize>
+  <Image><GUID>{{{g}}}</GUID><Type>Compressed</Type><File>disk.hds</File></Image>
+ </Storage></StorageData>
+ <Snapshots><Shot><GUID>{{{g}}}</GUID>
+  <ParentGUID>{{00000000-0000-0000-0000-000000000000}}</ParentGUID></Shot></Snapshots>
+</Parallels_disk_image>
+"""
+
+
+def phdi_bundle(img: Path) -> Path:
+    """A ``.hdd`` bundle libphdi opens, holding a copy of the qemu-written ``img``: libphdi
+    reads only the first header version ("WithoutFreeSpace", BAT entries in sectors), so
+    the copy has that magic and its BAT entries (clusters in "WithouFreSpacExt", as QEMU
+    writes them) times the sectors per cluster (QEMU docs/interop/parallels.txt); the
+    descriptor (prl-xml) names it. Returns the DiskDescriptor.xml."""
+    import struct
+
+    bundle = img.with_name(img.name + ".hdd")
+    xml = bundle / "DiskDescriptor.xml"
+    if xml.exists():
+        return xml
+    bundle.mkdir(exist_ok=True)
+    hds = bundle / "disk.hds"
+    shutil.copyfile(img, hds)
+    with open(hds, "r+b") as f:
+        head = f.read(64)
+        if head[:16] != b"WithouFreSpacExt":
+            raise SystemExit(f"{img}: not the header version QEMU writes")
+        tracks, entries = struct.unpack_from("<II", head, 28)
+        sectors = struct.unpack_from("<Q", head, 36)[0]
+        bat = [v * tracks for v in struct.unpack(f"<{entries}I", f.read(4 * entries))]
+        f.seek(0)
+        f.write(b"WithoutFreeSpace")
+        f.seek(64)
+        f.write(struct.pack(f"<{entries}I", *bat))
+    xml.write_text(PHDI_XML.format(n=sectors, cyl=sectors // 512, bs=tracks,
+                                   g="5fbaabe3-6958-40ff-92a7-860e329aab41"))
+    return xml
+
+
 class Peers:
     """Reading peers available here: name -> (open(path) -> reader, read(reader, off, n))."""
 
@@ -240,7 +288,7 @@ class Peers:
         self.mods: dict = {}
         if where and Path(where).is_dir():
             sys.path.append(where)  # last: a peer never shadows anything of ours
-        for name in ("pyqcow", "pyvmdk", "pyvhdi"):
+        for name in ("pyqcow", "pyvmdk", "pyvhdi", "pyphdi"):
             try:
                 self.mods[name] = __import__(name)
             except ImportError:
@@ -269,6 +317,11 @@ class Peers:
             v = self.mods["pyvhdi"].file()
             v.open(str(img))
             out["libvhdi"] = lambda o, n, v=v: v.read_buffer_at_offset(n, o)
+        if fmt == "parallels" and "pyphdi" in self.mods:
+            p = self.mods["pyphdi"].handle()
+            p.open(str(phdi_bundle(img)))
+            p.open_extent_data_files()
+            out["libphdi"] = lambda o, n, p=p: p.read_buffer_at_offset(n, o)
         cls = self.mods.get("dissect", {}).get(fmt)
         if cls is not None:
             obj = cls(open(img, "rb"))
