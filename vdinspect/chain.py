@@ -193,7 +193,7 @@ class Chain(FilledSource):
         if hit is not None:
             return bytes(length)
         if plan is not None:
-            return filled_bytes(length, lambda view: readplan.fill(plan, offset, view))
+            return filled_bytes(length, lambda view: readplan.fill(plan, offset, view, True))
         # the runs: damage reported, compressed units inflated ahead
         return filled_bytes(length, lambda view: self._fill(offset, view, True))
 
@@ -217,7 +217,7 @@ class Chain(FilledSource):
             return
         plan = self.plan(offset, offset + len(mv))
         if plan is not None:
-            readplan.fill(plan, offset, mv)
+            readplan.fill(plan, offset, mv, zeroed)
             return
         for run in self.runs(offset, len(mv)):
             out = mv[run.start - offset : run.end - offset]

@@ -184,14 +184,14 @@ def uniform(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int, po
     return True
 
 
-def fill(plan: Plan, offset: int, mv: memoryview) -> None:
+def fill(plan: Plan, offset: int, mv: memoryview, zeroed: bool = False) -> None:
     """Carry out ``plan`` into ``mv`` (which starts at virtual ``offset``); holes read as
-    zeros."""
+    zeros, written only when ``mv`` does not hold zeros already (``zeroed``)."""
     for a, b, kind, host, source in plan:
         out = mv[a - offset : b - offset]
         if kind == DATA:
             source.readinto(host, out)
         elif kind == INFLATE:
             out[:] = source()[host : host + b - a]
-        else:
+        elif not zeroed:
             out[:] = bytes(b - a)
