@@ -24,7 +24,7 @@ from .containers.base import (
 from .containers.registry import get_format, open_image
 from .containers.runs import STATE_CODE, UNALLOCATED_CODE, RunTable
 from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
-from .io import ByteSource, FileSource, FilledSource, HostRanges, Slice
+from .io import ByteSource, FileSource, FilledSource, HostRanges, Slice, filled_bytes
 from .io.paths import PathPolicy, report_outside, split_name
 from .lazy import np
 
@@ -192,12 +192,10 @@ class Chain(FilledSource):
             return hit[0].read(hit[1], length)  # one host range: no copy
         if hit is not None:
             return bytes(length)
-        buf = bytearray(length)
         if plan is not None:
-            readplan.fill(plan, offset, memoryview(buf))
-        else:  # the runs: damage reported, compressed units inflated ahead
-            self._fill(offset, memoryview(buf), True)
-        return bytes(buf)
+            return filled_bytes(length, lambda view: readplan.fill(plan, offset, view, True))
+        # the runs: damage reported, compressed units inflated ahead
+        return filled_bytes(length, lambda view: self._fill(offset, view, True))
 
     def readinto(self, offset: int, buffer) -> None:
         mv = memoryview(buffer).cast("B")
@@ -219,7 +217,7 @@ class Chain(FilledSource):
             return
         plan = self.plan(offset, offset + len(mv))
         if plan is not None:
-            readplan.fill(plan, offset, mv)
+            readplan.fill(plan, offset, mv, zeroed)
             return
         self.fill_table(self.runs(offset, len(mv)), offset, mv)
 

@@ -5,6 +5,7 @@ own reading of the image, never the raw source or vdinspect."""
 
 from __future__ import annotations
 
+import json
 import random
 import struct
 import subprocess
@@ -288,3 +289,68 @@ def test_vhd_differencing_reads_match_qemu(tmp_path):
             assert buf == oracle[off : off + length], (off, length)
         assert disk.read(0, size) == oracle
     assert located > 300 and partial > 50  # both fast paths answered, bitmaps mixed
+
+
+# --- sequential 1 MiB reads: block boundaries, holes, the last partial block ----------------
+
+ODD_SIZE = 13 * M + 300 * K  # not a whole number of blocks of any of these formats
+
+SEQUENTIAL = {  # label: (qemu-img -f, create options)
+    "vhd-dynamic": ("vpc", "subformat=dynamic"),
+    "vhdx": ("vhdx", "block_size=1M"),
+    "vdi": ("vdi", "static=off"),
+    "parallels": ("parallels", "cluster_size=1M"),
+}
+
+
+@pytest.mark.parametrize("label", list(SEQUENTIAL))
+def test_sequential_reads_match_qemu(label, tmp_path):
+    """1 MiB steps from 0 and from an odd start (each step across a block boundary), the
+    last partial block alone, through read() and readinto() into a slice of a larger
+    buffer, against qemu-img convert -O raw of an image qemu-io wrote: data in some blocks
+    (one write across a boundary, one to the very end), others never written."""
+    fmt, opts = SEQUENTIAL[label]
+    img = tmp_path / f"odd.{label}"
+    q.create(img, ODD_SIZE, fmt, opts)
+    size = json.loads(q.qemu_img("info", "--output=json", str(img)))["virtual-size"]
+    q.qemu_io(img, f"write -q -P 0x61 {size - 900 * K} {900 * K}",
+              f"write -q -P 0x62 {M - 700} 5000", f"write -q -P 0x63 {3 * M} {2 * M + 512}",
+              f"write -q -P 0x64 {7 * M + 4 * K} {300 * K}", fmt=fmt)
+    oracle = q.to_raw_bytes(img, tmp_path, fmt=fmt)
+    assert len(oracle) == size and oracle.count(0) < size - 3 * M and oracle[-1] == 0x61
+    with vdinspect.open(str(img)) as disk:
+        assert disk.size == size
+        top = disk.chain.top
+        for first in (0, 333, M - 1):
+            for off in range(first, size, M):
+                n = min(M, size - off)
+                assert top.plan(off, off + n) is not None  # the fast path, not the runs
+                assert disk.read(off, n) == oracle[off : off + n], (first, off)
+                buf = bytearray(n + 17)
+                disk.readinto(off, memoryview(buf)[9 : 9 + n])
+                assert buf[9 : 9 + n] == oracle[off : off + n] and buf[:9] == bytes(9), off
+        unit = {"vhd-dynamic": 2 * M}.get(label, M)
+        tail = size - size // unit * unit
+        assert 0 < tail < unit
+        assert disk.read(size - tail, tail) == oracle[-tail:]
+
+
+@pytest.mark.parametrize("label", list(SEQUENTIAL))
+def test_host_ranges_match_qemu(label, tmp_path):
+    """Where the bytes lie in the host file (what extraction copies with copy_file_range):
+    the host file's bytes at each stretch, zeros for the gaps, equal qemu-img's reading.
+    A VHDX whose log replayed nothing reads the file itself, so it answers too."""
+    fmt, opts = SEQUENTIAL[label]
+    img = tmp_path / f"img.{label}"
+    q.create(img, 9 * M, fmt, opts)
+    q.qemu_io(img, f"write -q -P 0x71 {M - 3 * K} {2 * M}", f"write -q -P 0x72 {5 * M} 4k",
+              fmt=fmt)
+    oracle = q.to_raw_bytes(img, tmp_path, fmt=fmt)
+    host = img.read_bytes()
+    with vdinspect.open(str(img)) as disk:
+        for off, n in ((0, len(oracle)), (M - 5 * K, 2 * M + 9), (5 * M - 1, 4 * K + 2)):
+            got = disk.host_ranges(off, n)
+            assert got is not None, (off, n)
+            pieces = b"".join(bytes(k) if src is None else host[h : h + k]
+                              for src, h, k in got)
+            assert pieces == oracle[off : off + n], (off, n)

@@ -331,7 +331,7 @@ class Image(RowViews, FilledSource, Findings):
     def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:
         plan = self.plan(offset, offset + len(mv))
         if plan is not None:
-            readplan.fill(plan, offset, mv)
+            readplan.fill(plan, offset, mv, zeroed)
             return
         runs = self.run_list(offset, offset + len(mv))
         if sum(r.compressed for r in runs) > 1:  # many compressed units: in tasks, each

@@ -184,10 +184,11 @@ def uniform(plan: Plan, kinds: list[int], state, host, vbase: int, unit: int, po
     return True
 
 
-def fill(plan: Plan, offset: int, mv: memoryview) -> None:
+def fill(plan: Plan, offset: int, mv: memoryview, zeroed: bool = False) -> None:
     """Carry out ``plan`` into ``mv`` (which starts at virtual ``offset``); holes read as
-    zeros. The INFLATE pieces of a plan over several compressed units are inflated
-    together (:func:`inflate_pieces`: in tasks on the shared pool)."""
+    zeros, written only when ``mv`` does not hold zeros already (``zeroed``). The INFLATE
+    pieces of a plan over several compressed units are inflated together
+    (:func:`inflate_pieces`: in tasks on the shared pool)."""
     together = sum(p[2] == INFLATE for p in plan) > 1
     if together:
         inflate_pieces([p for p in plan if p[2] == INFLATE], offset, mv)
@@ -198,7 +199,7 @@ def fill(plan: Plan, offset: int, mv: memoryview) -> None:
         elif kind == INFLATE:
             if not together:
                 out[:] = source()[host : host + b - a]
-        else:
+        elif not zeroed:
             out[:] = bytes(b - a)
 
 

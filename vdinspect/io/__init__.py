@@ -19,6 +19,7 @@ from .sources import (
     copy_range,
     cut_host_ranges,
     damaged_through,
+    filled_bytes,
     join_host_ranges,
     merge_ranges,
     read_inside,
@@ -29,6 +30,6 @@ __all__ = ["ByteSource", "FilledSource", "FileSource", "FileObjectSource", "Memo
            "Slice", "Concat", "HostRanges",
            "Zero", "LRUCache",
            "all_zero", "copy_range", "cut_host_ranges", "send_range", "DamageIndex", "damaged_through",
-           "join_host_ranges", "merge_ranges", "read_inside", "crc32c",
+           "filled_bytes", "join_host_ranges", "merge_ranges", "read_inside", "crc32c",
            "crc32c_records",
            "OverlaySource", "PathPolicy"]

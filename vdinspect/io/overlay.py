@@ -98,6 +98,15 @@ class OverlaySource(FilledSource):
 
     # --- reading -------------------------------------------------------------------------
 
+    def _read(self, offset: int, length: int) -> bytes:
+        """Bytes no replacement touches are the base's as it returns them (no buffer to
+        fill and copy: a sequential read of an unreplayed VHDX is one ``pread``)."""
+        end = offset + length
+        i = bisect.bisect_right(self._ends, offset)
+        if end <= self.base.size and (i == len(self._starts) or self._starts[i] >= end):
+            return self.base.read(offset, length)
+        return super()._read(offset, length)
+
     def _base_fill(self, pos: int, mv: memoryview) -> None:
         """Unreplaced bytes: the base's, zeros past its end."""
         n = min(len(mv), max(0, self.base.size - pos))

@@ -45,6 +45,10 @@ class VhdxImage(HeaderSection, LogReplay, MetadataItems, BlockMap, Reports, Imag
         self._parse_file_identifier()
         self._parse_headers()
         self._replay_log()
+        if not self.host.segments and self.host.size == source.size:
+            # nothing replayed: the file itself, so that a read is one pread and a copy
+            # can go host file to host file (``host_ranges``)
+            self.host = source
         self._parse_region_tables()
         self._parse_metadata()
         self._read_bat()
