@@ -231,9 +231,16 @@ class ScanMixin:
         while stack and len(reached) + len(dead) < MAX_HEADS:
             d = stack.pop()
             d.path = d.path or "(scan)"
-            kids = self._parse_dir(d, self._dir_bytes(d))
-            if starts is None and not d.key.root and not d.deleted:
-                self.listings[d.key.cluster] = kids  # the walk that follows takes them
+            if starts is None:  # plain folders as columns (.columns), others as Entries
+                kids = self.decode_dir(d, self._dir_bytes(d))
+                if not d.key.root and not d.deleted:
+                    self.listings[d.key.cluster] = kids  # the walk that follows takes them
+                if not isinstance(kids, list):
+                    if named is not None:
+                        named.update(kids.cols["first_cluster"].tolist())
+                    kids = [e for _j, e in kids.subdirs]
+            else:
+                kids = self._parse_dir(d, self._dir_bytes(d))
             for k in kids:
                 c = k.key.cluster
                 if named is not None and not k.deleted:
@@ -306,7 +313,7 @@ class ScanMixin:
         held = dead | {e.extra["orphan_cluster"] for e in orphans}
         self.dir_clusters = np.array(sorted(held), dtype=np.int64)
         self._root_entries_cache = None
-        for e in orphans + [k for v in self.listings.values() for k in v]:
+        for e in orphans + [k for v in self.listings.values() if isinstance(v, list) for k in v]:
             if e.kind != DIR and e.deleted:
                 e.recoverable = self.recoverable(e.key.cluster, e.key.size)
         lost = {c: p for c, (p, _d) in found.items() if c not in reached}
