@@ -331,6 +331,8 @@ class ColumnsMixin:
                     deleted=deleted, listable=self.entry_listable, damage=self.entry_damage)
         for _d, _kids in walk:
             pass
+        if not which:  # no rows: the columns of an empty Entry listing
+            return entry_columns([])
         a = self.plain_columns(plain)
         b = entry_columns(entries) if entries else None
         if b is not None:
