@@ -198,18 +198,39 @@ class ColumnsMixin:
 
     @staticmethod
     def short_names(raw) -> tuple[list[str], list[str]]:
-        """The 8.3 names of short entries (rows of raw bytes; no NUL in a name): as
-        ``_short_name`` writes them, twice (short names, and names to be replaced by the
-        long ones)."""
+        """The 8.3 names of short entries (rows of raw bytes; no NUL in a name) as
+        ``_short_name`` writes them, twice (short names, and names the long ones are to
+        replace): spaces stripped and the NT case bits applied to every row at once (one
+        decode), row by row where a lowered part holds a byte past ASCII."""
         n = len(raw)
         if not n:
             return [], []
-        buf = np.zeros((n, 12), dtype=np.uint8)
-        buf[:, :11] = raw[:, :11]
-        full = buf.tobytes().decode("cp850", "replace").split("\0")[:n]
-        nt = raw[:, 12].tolist()
+        name = raw[:, :11]
+        parts = []
+        for lo, hi, bit in ((0, 8, NT_LOWER_BASE), (8, 11, NT_LOWER_EXT)):
+            p = name[:, lo:hi].copy()
+            filled = p != 0x20
+            length = np.where(filled.any(1), hi - lo - filled[:, ::-1].argmax(1), 0)
+            low = (raw[:, 12] & bit != 0)[:, None]
+            if (low & (p >= 0x80)).any():
+                return ColumnsMixin.short_names_slow(raw)
+            p += (low & (p >= 0x41) & (p <= 0x5A)) * np.uint8(0x20)
+            parts.append((p, np.arange(hi - lo)[None, :] < length[:, None], length))
+        (base, bkeep, _bl), (ext, xkeep, xlen) = parts
+        buf = np.zeros((n, 13), dtype=np.uint8)
+        buf[:, :8], buf[:, 8], buf[:, 9:12] = base, 0x2E, ext
+        keep = np.ones((n, 13), dtype=bool)
+        keep[:, :8], keep[:, 8], keep[:, 9:12] = bkeep, xlen > 0, xkeep
+        out = buf[keep].tobytes().decode("cp850", "replace").split("\0")[:n]
+        return out, list(out)
+
+    @staticmethod
+    def short_names_slow(raw) -> tuple[list[str], list[str]]:
+        """:meth:`short_names` row by row (str.lower() past ASCII)."""
+        full = np.concatenate([raw[:, :11], np.zeros((len(raw), 1), np.uint8)], axis=1)
         out = []
-        for s, f in zip(full, nt):
+        for s, f in zip(full.tobytes().decode("cp850", "replace").split("\0"),
+                        raw[:, 12].tolist()):
             b, x = s[:8].rstrip(" "), s[8:].rstrip(" ")
             if f & NT_LOWER_BASE:
                 b = b.lower()
