@@ -48,12 +48,13 @@ _ENTRY = DIRENT.size
 _TIMES = ("created", "modified", "accessed")
 
 
-def entry_dtype():
+def entry_dtype() -> np.dtype:
     """The structured dtype of a short entry (:data:`~.structs.DirEntry`)."""
     return numpy_dtype(DirEntry)
 
 
-def dos_times(date, time=None, tenths=None):
+def dos_times(date: np.ndarray, time: np.ndarray | None = None,
+              tenths: np.ndarray | None = None) -> np.ndarray:
     """DOS dates (and times, 10 ms counts) as datetime64[us], NaT where
     :func:`~.times.dos_datetime` gives None: a zero or impossible date or time."""
     date = date.astype(np.int64)
@@ -74,7 +75,7 @@ def dos_times(date, time=None, tenths=None):
     return np.where(ok, us, NAT).view("datetime64[us]")
 
 
-def us_column(values: list):
+def us_column(values: list) -> np.ndarray:
     """Aware datetimes (or None) as datetime64[us], NaT for None (Entry rows merged with
     the column rows: the merge keeps one numeric time column)."""
     import datetime as dt
@@ -88,7 +89,7 @@ def us_column(values: list):
     return out.view("datetime64[us]")
 
 
-def lfn_checksums(names):
+def lfn_checksums(names: np.ndarray) -> np.ndarray:
     """The VFAT checksum of each row of an (n, 11) uint8 array of short names."""
     s = np.zeros(len(names), dtype=np.int64)
     for i in range(11):
