@@ -40,8 +40,6 @@ from .times import dos_datetime
 if TYPE_CHECKING:
     import pandas as pd
 
-#: the attribute letters of every DIR_Attr value
-ATTR_TEXT = tuple(attr_text(a) for a in range(256))
 NAT = -(1 << 63)  # numpy's NaT as int64
 US = 1_000_000
 _ENTRY = DIRENT.size
@@ -275,7 +273,7 @@ class ColumnsMixin:
             "modified": dos_times(rec["DIR_WrtDate"], rec["DIR_WrtTime"]),
             "accessed": dos_times(rec["DIR_LstAccDate"]),
             "inode": (off - self.first_data_offset) // _ENTRY + 3,
-            "attributes": [ATTR_TEXT[a] for a in attr.tolist()],
+            "attributes": list(map(attr_text, attr.tolist())),
             "first_cluster": first,
         }
 
