@@ -12,6 +12,7 @@ long-name pieces come from the declarations in :mod:`.structs` (``layout``).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ...layout import numpy_dtype
@@ -298,14 +299,45 @@ class ColumnsMixin:
             cols["damaged"] = self.damaged_column(cols["kind"], list)
             return files_columns_frame(cols)
 
-    def walk_columns(self, top: Entry, recursive: bool, deleted: bool) -> dict:
-        """The files() columns of the walk below ``top`` (a folder)."""
-        from ...frames import entry_columns, merge_columns
+    def column_batches(self, path: str = "/", *, recursive: bool = True,
+                       deleted: bool = True, rows: int = 1024) -> Iterator[tuple[dict, dict]]:
+        """The rows of ``files()`` streamed (``ls``): ``(columns, notes)`` for each run of
+        whole folders reaching ``rows`` rows, ``notes`` the walk's notes so far by row."""
+        if self._lost is None:
+            self.lost_directories()
+        top = self.lookup(path, deleted=deleted)
+        held: tuple[list, list, list] = ([], [], [])
+        notes: dict = {}
+        for part, notes in self.column_parts(top, recursive, deleted):
+            for h, p in zip(held, part):
+                h += p
+            if len(held[0]) >= rows:
+                yield self.columns_of(*held), notes
+                held = ([], [], [])
+        if held[0]:
+            yield self.columns_of(*held), notes
 
+    def walk_columns(self, top: Entry, recursive: bool, deleted: bool) -> dict:
+        """The files() columns of the walk below ``top`` (a folder), notes included."""
+        held: tuple[list, list, list] = ([], [], [])
+        notes: dict = {}
+        for part, now in self.column_parts(top, recursive, deleted):
+            for h, p in zip(held, part):
+                h += p
+            notes = now
+        cols = self.columns_of(*held)
+        if notes:
+            note = cols["note"] = list(cols["note"])
+            for row, why in notes.items():
+                note[row] = why if not note[row] else f"{note[row]}; {why}"
+        return cols
+
+    def column_parts(self, top: Entry, recursive: bool, deleted: bool
+                     ) -> Iterator[tuple[tuple[list, list, list], dict]]:
+        """The walk below ``top`` a folder at a time: ``((which, plain, entries), notes)``:
+        per row whether it is a plain one, the plain folders' :class:`DirRows` (with
+        their paths), the other rows' Entries; the walk's notes so far."""
         dir_id = self.dir_id
-        which: list[bool] = []
-        plain: list[tuple[DirRows, str, str]] = []
-        entries: list[Entry] = []
 
         def child(e: Entry, dpath: str, prefix: str) -> tuple:
             e.parent = dpath
@@ -326,12 +358,10 @@ class ColumnsMixin:
                     got, extra = None, got + extra
             else:
                 extra = self.list_dir(d)
-            subdirs = []
-            n = 0
+            subdirs, which, plain, entries = [], [], [], []
             if got is not None:
                 plain.append((got, dpath, prefix))
-                n = len(got)
-                which.extend([True] * n)
+                which += [True] * len(got)
                 for j, e in got.subdirs:
                     e.parent = dpath
                     e.path = prefix + e.name
@@ -341,34 +371,31 @@ class ColumnsMixin:
                     continue
                 c = child(e, dpath, prefix)
                 if c[1]:
-                    subdirs.append((n, c))
+                    subdirs.append((len(which), c))
                 which.append(False)
                 entries.append(e)
-                n += 1
-            return Batch(n, subdirs, None)
+            return Batch(len(which), subdirs, (which, plain, entries))
 
         walk = Walk(self, self.entry_child(top), children, recursive=recursive,
                     deleted=deleted, listable=self.entry_listable, damage=self.entry_damage)
-        for _d, _kids in walk:
-            pass
+        for _d, kids in walk:
+            yield kids.columns, walk.notes
+
+    def columns_of(self, which: list[bool], plain: list, entries: list[Entry]) -> dict:
+        """The files() columns of a run of rows of :meth:`column_parts` (no notes)."""
+        from ...frames import entry_columns, merge_columns
+
         if not which:  # no rows: the columns of an empty Entry listing
             return entry_columns([])
-        a = self.plain_columns(plain)
         b = entry_columns(entries) if entries else None
         if b is not None:
             for c in _TIMES:
                 b[c] = us_column(b[c])
-        if b is None:
-            cols = a
-        elif not plain:
-            cols = b
-        else:
-            cols = merge_columns(np.array(which, dtype=bool), a, b, consume=True)
-        if walk.notes:
-            note = cols["note"] = list(cols.get("note", [None] * len(which)))
-            for row, why in walk.notes.items():
-                note[row] = why if not note[row] else f"{note[row]}; {why}"
-        return cols
+            if not plain:
+                return b
+        a = self.plain_columns(plain)
+        return a if b is None else merge_columns(np.array(which, dtype=bool), a, b,
+                                                 consume=True)
 
     @staticmethod
     def plain_columns(plain: list[tuple[DirRows, str, str]]) -> dict:
