@@ -267,12 +267,15 @@ class ColumnsMixin:
         alloc = -(-size // csize) * csize
         for j in np.flatnonzero(is_dir).tolist():
             size[j] = alloc[j] = self._dir_size(int(first[j]))
+        n = len(rec)
+        zero = np.zeros(n, dtype=np.int64)  # the access date has no time
+        times = dos_times(
+            np.concatenate([rec["DIR_CrtDate"], rec["DIR_WrtDate"], rec["DIR_LstAccDate"]]),
+            np.concatenate([rec["DIR_CrtTime"], rec["DIR_WrtTime"], zero]),
+            np.concatenate([rec["DIR_CrtTimeTenth"], zero, zero]))  # one call: 3 columns
         return {
             "is_dir": is_dir, "size": size, "allocated": alloc,
-            "created": dos_times(rec["DIR_CrtDate"], rec["DIR_CrtTime"],
-                                 rec["DIR_CrtTimeTenth"]),
-            "modified": dos_times(rec["DIR_WrtDate"], rec["DIR_WrtTime"]),
-            "accessed": dos_times(rec["DIR_LstAccDate"]),
+            "created": times[:n], "modified": times[n : 2 * n], "accessed": times[2 * n :],
             "inode": (off - self.first_data_offset) // _ENTRY + 3,
             "attributes": list(map(attr_text, attr.tolist())),
             "first_cluster": first,
