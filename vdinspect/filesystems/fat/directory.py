@@ -168,6 +168,8 @@ class DirectoryMixin:
         if self.listings and not is_root and not entry.deleted:
             done = self.listings.pop(entry.key.cluster, None)
             if done is not None:  # parsed by the scan (its findings recorded there)
+                if not isinstance(done, list):  # plain rows (.columns): the Entries now
+                    done = self._parse_dir(entry, done.segs)
                 return done + self.lost_children(entry)
         out = self._parse_dir(entry, self._dir_bytes(entry))
         if is_root:

@@ -38,6 +38,7 @@ from ...io import ByteSource, MemorySource
 from ..base import DIR, Entry, FileSystem, free_runs
 from .boot import BootMixin
 from .clusters import FatTable, cluster_source, readable_runs
+from .columns import ColumnsMixin
 from .directory import DirectoryMixin, FatKey
 from .recovery import RecoveryMixin
 from .report import ReportMixin
@@ -47,7 +48,7 @@ from .structs import DIRENT
 Runs = list[tuple[int, int]]  # cluster runs: (first cluster, count)
 
 
-class FatFileSystem(BootMixin, DirectoryMixin, RecoveryMixin, ReportMixin, ScanMixin,
+class FatFileSystem(ColumnsMixin, BootMixin, DirectoryMixin, RecoveryMixin, ReportMixin, ScanMixin,
                     FileSystem):
     """A FAT12/16/32 volume (read-only)."""
 

@@ -95,9 +95,17 @@ _ATTR_LETTERS = tuple(zip("RHSVDA", (ATTR_READ_ONLY, ATTR_HIDDEN, ATTR_SYSTEM, A
                                      ATTR_DIRECTORY, ATTR_ARCHIVE)))
 
 
-def attr_text(attr: int) -> str:
-    """Attribute letters present, in the order R H S V D A (FAT and exFAT)."""
+def _letters(attr: int) -> str:
     return "".join(c for c, bit in _ATTR_LETTERS if attr & bit)
+
+
+_ATTR_TEXT = tuple(_letters(a) for a in range(64))  # every combination of the six bits
+
+
+def attr_text(attr: int) -> str:
+    """Attribute letters present, in the order R H S V D A (FAT and exFAT; a table
+    lookup: every listed entry asks)."""
+    return _ATTR_TEXT[attr & 0x3F]
 
 
 __all__ = [
