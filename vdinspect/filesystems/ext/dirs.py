@@ -118,6 +118,28 @@ class RawDirent:
     note: str | None = None
 
 
+class LiveColumns:
+    """The entries of a directory that holds live entries only (nothing removed, nothing
+    odd), as columns: what :func:`scan_live_block` appends to; ``raws()`` gives the
+    :class:`RawDirent` list :func:`parse_dir_block` would have made."""
+
+    __slots__ = ("inodes", "names", "file_types", "offsets")
+
+    def __init__(self) -> None:
+        self.inodes: list[int] = []
+        self.names: list[bytes] = []
+        self.file_types: list[int] = []
+        self.offsets: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.inodes)
+
+    def raws(self) -> list[RawDirent]:
+        """The entries as objects."""
+        return [RawDirent(i, n, t, o, False)
+                for i, n, t, o in zip(self.inodes, self.names, self.file_types, self.offsets)]
+
+
 def rec_len_from_disk(v: int, block_size: int) -> int:
     """The kernel's rec_len decoding (65536-byte blocks store 65536 as 0 or 65535)."""
     if block_size < 65536:
@@ -203,6 +225,56 @@ def parse_dir_block(
         pos += rec_len
         index += 1
     return out
+
+
+def scan_live_block(
+    buf: bytes,
+    base: int,
+    out: LiveColumns,
+    *,
+    inodes_count: int,
+    deleted: bool,
+    skip_slack_after: int = -1,
+) -> bool:
+    """The live entries of one block appended to ``out``, on a volume with the filetype
+    feature and blocks under 64 KiB: the entries :func:`parse_dir_block` finds, without
+    an object each. False (``out`` then holds part of the block) when the block holds
+    anything else: a broken chain, an inode past the count, a removed first entry, a
+    removed entry in slack (``deleted``); the caller then parses it the full way, which
+    reports it."""
+    n = len(buf)
+    pos = 0
+    unpack = _DIRENT.unpack_from
+    head, tail, smallest = _HEAD, _TAIL, _SMALLEST
+    inos, names, ftypes, offsets = out.inodes, out.names, out.file_types, out.offsets
+    first = base == 0  # "." and ".." are the first two entries of block 0
+    index = 0
+    while pos + head <= n:
+        ino, rec_len, name_len, ftype = unpack(buf, pos)
+        if rec_len < head or rec_len % 4 or pos + rec_len > n or head + name_len > rec_len:
+            return False
+        if ino:
+            if ino > inodes_count:
+                return False
+            name = buf[pos + head : pos + head + name_len]
+            if not (first and index < 2 and name == (b".", b"..")[index]):
+                inos.append(ino)
+                names.append(name)
+                ftypes.append(ftype)
+                offsets.append(base + pos)
+            used = (head + name_len + 3) & ~3
+        elif name_len:
+            return False  # a removed first entry, or a name the full parse looks at
+        elif rec_len == tail and ftype == FT_DIR_CSUM and pos + tail == n:
+            return True  # the checksum tail
+        else:
+            used = head
+        if (deleted and rec_len - used >= smallest and pos != skip_slack_after
+                and _scan_slack(buf, pos + used, pos + rec_len, base, True, inodes_count)):
+            return False
+        pos += rec_len
+        index += 1
+    return True
 
 
 def _scan_slack(
@@ -291,7 +363,9 @@ __all__ = [
     "DxEntry",
     "FileType",
     "RawDirent",
+    "LiveColumns",
     "parse_dir_block",
+    "scan_live_block",
     "parse_dx_root",
     "parse_dx_node",
     "entry_size",

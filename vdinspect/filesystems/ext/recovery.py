@@ -238,17 +238,17 @@ class RecoveryMixin:
                 rec = self.inode(ino)
                 if not rec.is_dir:
                     continue
-                raws = self.dir_entries(rec)
+                inos, types = self.dir_inodes(rec)
             except (CorruptImage, InvalidArgument):
                 continue
-            named.update([d.inode for d in raws if d.inode])
+            named.update(inos)
             if self.filetype:  # the entries say which are directories
-                stack += [d.inode for d in raws
-                          if d.inode and d.file_type == FT_DIR and d.inode not in seen_dirs]
+                stack += [i for i, t in zip(inos, types)
+                          if i and t == FT_DIR and i not in seen_dirs]
                 continue
-            for d in raws:
-                if d.inode and self._maybe_dir(d.inode) and d.inode not in seen_dirs:
-                    stack.append(d.inode)
+            for i in inos:
+                if i and self._maybe_dir(i) and i not in seen_dirs:
+                    stack.append(i)
         return named
 
     def _maybe_dir(self, ino: int) -> bool:
@@ -272,6 +272,7 @@ class RecoveryMixin:
         seen_dirs: set[int] = set()
         named = self._named_inodes([ROOT_INO], seen_dirs)
         named |= seen_dirs
+        named.discard(0)  # a removed entry whose inode number was cleared
         special = self._special_inodes()
         named_at = np.fromiter(named, dtype=np.int64, count=len(named))
         special_at = np.array(sorted(special), dtype=np.int64)
