@@ -180,7 +180,7 @@ class GroupsMixin:
         ok = (table > 0) & (table + self.itable_blocks <= sb.blocks_count)
         self.itable_ok = ok.tolist()
         self._itable_starts = (table * self.block_size).tolist()
-        self._per_chunk = max(1, ITABLE_CHUNK // self.inode_size)
+        self.itable_piece = max(1, ITABLE_CHUNK // self.inode_size)
         self._itable = LRUCache(128)  # anew: a journal replay changes what the tables hold
         self._bitmaps = LRUCache(256)
         self._last_key = None
@@ -335,17 +335,17 @@ class GroupsMixin:
     def inode_bytes(self, g: int, idx: int) -> tuple[bytes, int]:
         """The bytes of record ``idx`` of group ``g``'s inode table, and their offset."""
         isz = self.inode_size
-        chunk = idx // self._per_chunk
-        start, data = self._itable_chunk(g, chunk)
-        pos = (idx - chunk * self._per_chunk) * isz
+        chunk = idx // self.itable_piece
+        start, data = self.itable_chunk(g, chunk)
+        pos = (idx - chunk * self.itable_piece) * isz
         return data[pos : pos + isz], start + pos
 
-    def _itable_chunk(self, g: int, chunk: int) -> tuple[int, bytes]:
+    def itable_chunk(self, g: int, chunk: int) -> tuple[int, bytes]:
         """Piece ``chunk`` of group ``g``'s inode table (kept in an LRU), and its offset."""
         key = (g, chunk)
         if key == self._last_key:
             return self._last_chunk
-        isz, per_chunk = self.inode_size, self._per_chunk
+        isz, per_chunk = self.inode_size, self.itable_piece
         start = self._itable_starts[g] + chunk * per_chunk * isz
         n = min(per_chunk, self.inodes_per_group - chunk * per_chunk)
         data = self._itable.get(key, lambda: self._read_itable(g, start, n * isz))
@@ -357,7 +357,7 @@ class GroupsMixin:
         """The records of many inodes at once (1-based numbers, an int64 array), for the
         column walk: an (n, inode_size) uint8 array, and a mask of those read (number in
         range, group's table inside the volume; the others are zero rows)."""
-        isz, ipg, per = self.inode_size, self.inodes_per_group, self._per_chunk
+        isz, ipg, per = self.inode_size, self.inodes_per_group, self.itable_piece
         if len(inos):  # a folder's inodes are mostly near each other: a few table pieces
             lo, hi = int(inos.min()) - 1, int(inos.max()) - 1
             g = lo // ipg
@@ -366,7 +366,7 @@ class GroupsMixin:
                     and g < len(self.itable_ok) and self.itable_ok[g]):
                 rel = inos - (g * ipg + 1)  # in the group's table
                 if c0 == c1:
-                    table = np.frombuffer(self._itable_chunk(g, c0)[1], dtype=np.uint8)
+                    table = np.frombuffer(self.itable_chunk(g, c0)[1], dtype=np.uint8)
                     return (table.reshape(-1, isz)[rel - c0 * per],
                             np.ones(len(inos), dtype=bool))
                 out = np.empty((len(inos), isz), dtype=np.uint8)
@@ -374,7 +374,7 @@ class GroupsMixin:
                 for c in range(c0, c1 + 1):
                     sel = np.flatnonzero(piece == c)
                     if len(sel):
-                        table = np.frombuffer(self._itable_chunk(g, c)[1], dtype=np.uint8)
+                        table = np.frombuffer(self.itable_chunk(g, c)[1], dtype=np.uint8)
                         out[sel] = table.reshape(-1, isz)[rel[sel] - c * per]
                 return out, np.ones(len(inos), dtype=bool)
         out = np.zeros((len(inos), isz), dtype=np.uint8)
@@ -390,7 +390,7 @@ class GroupsMixin:
         for k in np.unique(key[ok]).tolist():
             sel = np.flatnonzero(ok & (key == k))
             c = int(chunk[sel[0]])
-            _start, data = self._itable_chunk(int(g[sel[0]]), c)
+            _start, data = self.itable_chunk(int(g[sel[0]]), c)
             out[sel] = np.frombuffer(data, dtype=np.uint8).reshape(-1, isz)[idx[sel] - c * per]
         return out, ok
 

@@ -226,9 +226,12 @@ class RecoveryMixin:
                 self.column_walk = defer
         return self._orphans
 
-    def _named_inodes(self, start: Iterable[int], seen_dirs: set[int]) -> set[int]:
-        named: set[int] = set()
+    def _named_inodes(self, start: Iterable[int], seen_dirs: set[int]) -> list[int]:
+        """The inode numbers (repeats and 0 included) the entries of the directories
+        reachable from ``start`` name, adding those directories to ``seen_dirs``."""
+        named: list[int] = []
         stack = list(start)
+        typed = self.filetype
         while stack:
             ino = stack.pop()
             if ino in seen_dirs:
@@ -241,10 +244,11 @@ class RecoveryMixin:
                 inos, types = self.dir_inodes(rec)
             except (CorruptImage, InvalidArgument):
                 continue
-            named.update(inos)
-            if self.filetype:  # the entries say which are directories
-                stack += [i for i, t in zip(inos, types)
-                          if i and t == FT_DIR and i not in seen_dirs]
+            named += inos
+            if typed:  # the entries say which are directories
+                if FT_DIR in types:
+                    stack += [i for i, t in zip(inos, types)
+                              if i and t == FT_DIR and i not in seen_dirs]
                 continue
             for i in inos:
                 if i and self._maybe_dir(i) and i not in seen_dirs:
@@ -268,19 +272,31 @@ class RecoveryMixin:
             r.s_snapshot_inum,
         } - {0}
 
+    def _table_pieces(self, g: int, table: int, used: int) -> list[tuple[int, bytes]]:
+        """The first ``used`` records of group ``g``'s inode table (at byte ``table``) as
+        ``(first record, bytes)`` pieces: the pieces the walk read and keeps, when the
+        volume has no damage and the whole table can be read, else in one read."""
+        isz, per = self.inode_size, self.itable_piece
+        if self.volume_damaged() or table + self.inodes_per_group * isz > self.dev.size:
+            return [(0, self.read_bytes(table, used * isz, f"inode table {g}"))]
+        out = []
+        for c in range(-(-used // per)):
+            data = self.itable_chunk(g, c)[1]
+            n = min(per, used - c * per)
+            out.append((c * per, data if n * isz == len(data) else data[: n * isz]))
+        return out
+
     def _find_orphans(self) -> list[Entry]:
         seen_dirs: set[int] = set()
         named = self._named_inodes([ROOT_INO], seen_dirs)
-        named |= seen_dirs
-        named.discard(0)  # a removed entry whose inode number was cleared
         special = self._special_inodes()
-        named_at = np.fromiter(named, dtype=np.int64, count=len(named))
-        special_at = np.array(sorted(special), dtype=np.int64)
         first = self.sb.first_ino
         isz = self.inode_size
         ipg = self.inodes_per_group
         csum = self.sb.metadata_csum or self.sb.gdt_csum
-        candidates: list[tuple[int, bool]] = []
+        dtype = inode_dtype(isz)
+        found: list[np.ndarray] = []  # per group: the inodes TSK or e2fsck would list
+        allocated: list[np.ndarray] = []  # and whether each is allocated
         for g in range(self.group_count):
             if not self.itable_ok[g]:
                 continue
@@ -293,22 +309,31 @@ class RecoveryMixin:
                 continue
             table = int(self.gd["bg_inode_table"][g]) * self.block_size
             try:
-                raw = self.read_bytes(table, used * isz, f"inode table {g}")
+                pieces = self._table_pieces(g, table, used)
             except CorruptImage:
                 continue
-            recs = np.frombuffer(raw, dtype=inode_dtype(isz), count=used)
-            ctime = recs["i_ctime"]
-            mode = recs["i_mode"]
-            links = recs["i_links_count"]
             bm = self.bitmap("inode", g)
-            alloc = np.zeros(used, dtype=bool) if bm is None else bm[:used]
-            base = g * ipg + 1
-            tsk = (~alloc) & (ctime != 0)
-            unnamed_live = alloc & ((links > 0) | (mode != 0))
-            idx = np.flatnonzero(tsk | unnamed_live)
-            inos = idx + base
-            idx = idx[(inos >= first) & ~np.isin(inos, named_at) & ~np.isin(inos, special_at)]
-            candidates += [(base + i, bool(alloc[i])) for i in idx.tolist()]
+            for at, raw in pieces:  # ``raw``: the records from number ``at`` in the group
+                count = len(raw) // isz
+                recs = np.frombuffer(raw, dtype=dtype, count=count)
+                alloc = (np.zeros(count, dtype=bool) if bm is None
+                         else bm[at : at + count])
+                tsk = (~alloc) & (recs["i_ctime"] != 0)
+                unnamed_live = alloc & ((recs["i_links_count"] > 0) | (recs["i_mode"] != 0))
+                idx = np.flatnonzero(tsk | unnamed_live)
+                found.append(idx + (g * ipg + at + 1))
+                allocated.append(alloc[idx])
+        # less the inodes a directory names, the special ones and the reserved ones (one
+        # look-up in the sorted numbers for every group)
+        inos = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        alloc = np.concatenate(allocated) if allocated else np.zeros(0, dtype=bool)
+        known = np.sort(np.array(named + list(seen_dirs) + list(special), dtype=np.int64))
+        at = np.minimum(np.searchsorted(known, inos), max(len(known) - 1, 0))
+        keep = inos >= first
+        if len(known):
+            keep &= known[at] != inos
+        candidates: list[tuple[int, bool]] = list(zip(inos[keep].tolist(),
+                                                      alloc[keep].tolist()))
         # directories among the orphans: what they name is reachable through them
         inside: set[int] = set()
         orphan_dirs = []
@@ -320,7 +345,7 @@ class RecoveryMixin:
                 pass
         if orphan_dirs:
             for d in orphan_dirs:
-                inside |= self._named_inodes([d], set(seen_dirs) - {d})
+                inside.update(self._named_inodes([d], set(seen_dirs) - {d}))
         out = []
         for ino, alloc in candidates:
             if ino in inside:
