@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from construct import Bytes, Enum, Int8ul, Int16ul, Int32ul, Struct
 
 from ...layout import flag_values, numpy_dtype, offset_of, struct_format
+from ...lazy import np
 from .superblock import HashVersion
 
 # --- codes ------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ _DX_ROOT = struct_format(DxRoot)
 _DX_NODE = struct_format(DxNode)
 _DX_INFO_AT = offset_of(DxRoot, "dx_root_info.reserved_zero")
 _DX_NODE_AT = offset_of(DxNode, "limit")
-_DX_ENTRIES = numpy_dtype(DxEntry)
+_DX_ENTRY_SIZE = DxEntry.sizeof()
 
 
 @dataclass(slots=True)
@@ -320,7 +320,8 @@ def _scan_slack(
 def _children(block: bytes, start: int, count: int) -> list[int]:
     """The child blocks of ``count`` DxEntry records from ``start`` (the first record's
     hash field holds limit and count instead)."""
-    return np.frombuffer(block, dtype=_DX_ENTRIES, count=count, offset=start)["block"].tolist()
+    return np.frombuffer(block, dtype=numpy_dtype(DxEntry), count=count,
+                         offset=start)["block"].tolist()
 
 
 def parse_dx_root(block0: bytes, block_size: int) -> tuple[int, int, list[int]] | None:
@@ -334,7 +335,7 @@ def parse_dx_root(block0: bytes, block_size: int) -> tuple[int, int, list[int]] 
     if info_len != 8 or levels > 3:
         return None
     start = _DX_INFO_AT + info_len
-    cap = (block_size - start) // _DX_ENTRIES.itemsize
+    cap = (block_size - start) // _DX_ENTRY_SIZE
     if not 0 < count <= limit <= cap:
         return None
     return hver, levels, _children(block0, start, count)
@@ -347,7 +348,7 @@ def parse_dx_node(block: bytes, block_size: int) -> list[int] | None:
     ino, rec_len, name_len, _ft, limit, count, _first = _DX_NODE.unpack_from(block, 0)
     if ino != 0 or name_len != 0 or rec_len_from_disk(rec_len, block_size) != block_size:
         return None
-    cap = (block_size - _DX_NODE_AT) // _DX_ENTRIES.itemsize
+    cap = (block_size - _DX_NODE_AT) // _DX_ENTRY_SIZE
     if not 0 < count <= limit <= cap:
         return None
     return _children(block, _DX_NODE_AT, count)

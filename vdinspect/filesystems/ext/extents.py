@@ -16,12 +16,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 from construct import Int16ul, Int32ul, Struct
 
 from ...io import ByteSource
 from ...io.mapped import MappedSource
 from ...layout import offset_of, struct_format
+from ...lazy import np
 from .inode import Inode
 
 if TYPE_CHECKING:

@@ -4,12 +4,14 @@ bitmaps that say what is in use.
 
 from __future__ import annotations
 
-import numpy as np
+from functools import cache
+
 from construct import FlagsEnum, Int16ul, Int32ul, Struct
 
 from ...errors import CorruptImage
 from ...io import LRUCache
 from ...layout import flag_values, numpy_dtype, offset_of, size_of
+from ...lazy import np
 from ..base import free_runs
 from . import superblock as S
 from .inode import InodeRecord
@@ -65,7 +67,9 @@ _COMBINED = (
 _CSUM_AT = offset_of(GroupDescriptor32, "bg_checksum")
 
 
+@cache
 def _combined_dtype() -> np.dtype:
+    """The decoded descriptor (built on first use: importing the driver needs no numpy)."""
     out = []
     for name in _COMBINED:
         try:
@@ -78,15 +82,12 @@ def _combined_dtype() -> np.dtype:
     return np.dtype(out)
 
 
-_DESCRIPTORS = _combined_dtype()
-
-
 def decode_descriptors(data: bytes, count: int, desc_size: int, is_64bit: bool) -> np.ndarray:
     """The group descriptor table as a numpy record array (64-bit fields combined)."""
     layout = GroupDescriptor64 if is_64bit and desc_size >= 64 else GroupDescriptor32
     raw = np.frombuffer(data, dtype=numpy_dtype(layout, desc_size), count=count)
     have = raw.dtype.names
-    out = np.zeros(count, dtype=_DESCRIPTORS)
+    out = np.zeros(count, dtype=_combined_dtype())
     for name in _COMBINED:
         if name in have:
             out[name] = raw[name]
@@ -387,7 +388,8 @@ class GroupsMixin:
         idx = i0 - g * ipg
         chunk = idx // per
         key = g * (ipg // per + 1) + chunk
-        for k in np.unique(key[ok]).tolist():
+        keys = np.sort(key[ok])  # the pieces to read, each once (np.unique without numpy.ma)
+        for k in keys[np.flatnonzero(np.diff(keys, prepend=-1))].tolist():
             sel = np.flatnonzero(ok & (key == k))
             c = int(chunk[sel[0]])
             _start, data = self.itable_chunk(int(g[sel[0]]), c)

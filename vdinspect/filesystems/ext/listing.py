@@ -7,10 +7,9 @@ from __future__ import annotations
 import base64
 from collections.abc import Hashable, Iterator
 
-import numpy as np
-
 from ...errors import CorruptImage, InvalidArgument
 from ...io import LRUCache
+from ...lazy import np
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry
 from ..walk import HANDLE, Child
 from . import superblock as S

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 from construct import Int32ul, Struct
 
 from ...errors import CorruptImage, InvalidArgument
 from ...layout import size_of
+from ...lazy import np
 from ..base import DIR, Entry
 from . import superblock as S
 from .dirs import FT_DIR

@@ -9,9 +9,8 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ...errors import InvalidArgument
+from ...lazy import np
 from ..base import DIR, FILE, Entry
 from ..walk import HANDLE, PAYLOAD, Batch, Walk, paused_gc
 from .dirs import LiveColumns
@@ -367,7 +366,7 @@ def _joined(parts: list, keep: np.dtype) -> tuple:
 
 # --- helpers -----------------------------------------------------------------------------
 
-_NAT = np.iinfo(np.int64).min
+_NAT = -(1 << 63)  # int64 min: numpy.datetime64 NaT, "no time" in the int64 columns
 _TIME_COLS = (
     ("created", "crtime"),
     ("modified", "mtime"),
