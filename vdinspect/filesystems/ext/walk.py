@@ -324,7 +324,7 @@ class WalkMixin:
             if rows is not None:
                 idx = np.array(rows, dtype=np.intp)
                 inos, recs = inos[idx], recs[idx]
-            packed = recs[:, keep_at]  # the bytes of the fields the columns need
+            packed = np.take(recs, keep_at, axis=1)  # the bytes of the fields needed (C order)
             cols = (order, [prefix + n for n in names], names, dpath, inos, packed, entries)
             return Batch(len(order), subdirs, cols)
 
@@ -354,7 +354,8 @@ def _joined(parts: list, keep: np.dtype) -> tuple:
         paths += p
         names += n
         parents += par
-        entries += e
+        if e:
+            entries += e
     inos = [part[4] for part in parts if len(part[4])]
     recs = [part[5] for part in parts if len(part[5])]
     packed = np.concatenate(recs) if len(recs) > 1 else recs[0] if recs else parts[0][5]
