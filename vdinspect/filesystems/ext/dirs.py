@@ -231,7 +231,6 @@ def scan_live_block(
     buf: bytes,
     base: int,
     out: LiveColumns,
-    *,
     inodes_count: int,
     deleted: bool,
     skip_slack_after: int = -1,
