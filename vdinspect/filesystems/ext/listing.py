@@ -25,7 +25,7 @@ from .dirs import (
     parse_dx_root,
     scan_live_block,
 )
-from .extents import DATA, BlockMap
+from .extents import DATA, BlockMap, plain_extents
 from .inode import (
     FL_CASEFOLD,
     FL_COMPRESSED_ANY,
@@ -404,15 +404,18 @@ class ListingMixin:
         directory, with less machinery per block: ``live`` filled, or None as soon as a
         block holds anything but live entries. Only where a second read of the same
         blocks repeats no finding (the block map cached, nothing probed leniently)."""
-        bmap = self.block_map(rec)
         bs, count = self.block_size, self.sb.inodes_count
+        nblocks = -(-rec.size // bs)
+        runs = (plain_extents(rec, nblocks, self.block_limit)
+                if rec.uses_extents and nblocks else None)
+        if runs is None:
+            bmap = self.block_map(rec)
+            runs = [(lb, cnt, pb) for lb, cnt, pb, st in zip(
+                bmap.lblk.tolist(), bmap.count.tolist(), bmap.pblk.tolist(),
+                bmap.state.tolist()) if st == DATA]
         step = max(1, (256 << 10) // bs)
         where = f"directory inode {rec.number}"
-        for lb, cnt, pb, st in zip(
-            bmap.lblk.tolist(), bmap.count.tolist(), bmap.pblk.tolist(), bmap.state.tolist()
-        ):
-            if st != DATA:
-                continue
+        for lb, cnt, pb in runs:
             for k in range(0, cnt, step):
                 n = min(step, cnt - k)
                 data = self.read_blocks(pb + k, n, where)
