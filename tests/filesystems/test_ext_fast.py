@@ -188,3 +188,48 @@ def test_driver_imports_without_numpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.strip()
     assert out == "[]"
+
+
+class _Inode:
+    """What plain_extents reads of an inode: its 60-byte i_block."""
+
+    def __init__(self, i_block: bytes) -> None:
+        self.i_block = i_block
+
+
+def i_block(extents: list[tuple[int, int, int]], *, depth: int = 0, emax: int = 4) -> bytes:
+    """An inode's extent tree root built from the kernel's layout: ext4_extent_header
+    (eh_magic 0xF30A, eh_entries, eh_max, eh_depth, eh_generation), then ext4_extent
+    records (ee_block, ee_len, ee_start_hi, ee_start_lo)."""
+    out = struct.pack("<HHHHI", 0xF30A, len(extents), emax, depth, 0)
+    for lb, ln, pb in extents:
+        out += struct.pack("<IHHI", lb, ln, pb >> 32, pb & 0xFFFFFFFF)
+    return out.ljust(60, b"\0")
+
+
+@pytest.mark.parametrize("extents, nblocks, want", [
+    ([(0, 1, 500), (1, 2, 900)], 3, [(0, 1, 500), (1, 2, 900)]),
+    ([(0, 4, 500)], 2, [(0, 2, 500)]),  # cut at the size
+    ([(0, 1, 500), (5, 1, 600)], 3, [(0, 1, 500)]),  # past the size: left out
+    ([(0, 0, 0), (0, 3, 700)], 3, [(0, 3, 700)]),  # an empty extent is nothing
+])
+def test_plain_extents_as_built(extents, nblocks, want):
+    from vdinspect.filesystems.ext.extents import plain_extents
+
+    assert plain_extents(_Inode(i_block(extents)), nblocks, 10_000) == want
+
+
+@pytest.mark.parametrize("root", [
+    i_block([(0, 1, 500)], depth=1),  # an index node: the full reader walks it
+    i_block([(0, 32768 + 3, 500)]),  # uninitialised (ee_len > 32768)
+    i_block([(0, 2, 9_999)]),  # runs past the volume's 10,000 blocks
+    i_block([(0, 1, 0)]),  # physical block 0
+    i_block([(4, 1, 500), (0, 1, 600)]),  # out of order
+    i_block([(0, 3, 500), (2, 1, 600)]),  # overlapping
+    i_block([(k, 1, 500 + k) for k in range(4)], emax=5),  # room claimed for 5: 4 fit
+    b"\0" * 60,  # no extent header
+])
+def test_plain_extents_leaves_the_rest_to_extent_map(root):
+    from vdinspect.filesystems.ext.extents import plain_extents
+
+    assert plain_extents(_Inode(root), 8, 10_000) is None
