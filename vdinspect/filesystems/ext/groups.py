@@ -349,10 +349,16 @@ class GroupsMixin:
         isz, per_chunk = self.inode_size, self.itable_piece
         start = self._itable_starts[g] + chunk * per_chunk * isz
         n = min(per_chunk, self.inodes_per_group - chunk * per_chunk)
-        data = self._itable.get(key, lambda: self._read_itable(g, start, n * isz))
+        data = self._itable.get(key, lambda: self._new_piece(g, chunk, start, n * isz))
         self._last_key = key
         self._last_chunk = (start, data)
         return start, data
+
+    def _new_piece(self, g: int, chunk: int, start: int, length: int) -> bytes:
+        data = self._read_itable(g, start, length)
+        if self.piece_orphans is not None:  # a walk whose orphan search will want it
+            self.note_piece(g, chunk, data)
+        return data
 
     def inode_records(self, inos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The records of many inodes at once (1-based numbers, an int64 array), for the

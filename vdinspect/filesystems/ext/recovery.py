@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from construct import Int32ul, Struct
 
-from ...errors import CorruptImage, InvalidArgument
+from ...errors import CorruptImage, InvalidArgument, VDInspectError
 from ...layout import size_of
 from ...lazy import np
 from ..base import DIR, Entry
@@ -38,6 +38,9 @@ class RecoveryMixin:
     """Deleted entries and orphan inodes of :class:`ExtFileSystem`."""
 
     _orphans: list[Entry] | None = None
+    #: orphan candidates of the inode-table pieces the column walk read, by (group,
+    #: piece); a dict only while a walk that lists $OrphanFiles runs
+    piece_orphans: dict | None = None
     _orphan_list: dict[int, str] | None = None
 
     # --- the orphan list: files deleted while still open -----------------------------
@@ -211,6 +214,11 @@ class RecoveryMixin:
             extra=dict.fromkeys(EXTRA_COLUMNS),
         )
 
+    @property
+    def orphans_found(self) -> bool:
+        """Whether the orphan search has run already (its answer is kept)."""
+        return self._orphans is not None
+
     def orphans(self) -> list[Entry]:
         """Inodes no directory entry (live or deleted) names, as ``OrphanFile-<inode>``.
 
@@ -272,19 +280,52 @@ class RecoveryMixin:
             r.s_snapshot_inum,
         } - {0}
 
-    def _table_pieces(self, g: int, table: int, used: int) -> list[tuple[int, bytes]]:
-        """The first ``used`` records of group ``g``'s inode table (at byte ``table``) as
-        ``(first record, bytes)`` pieces: the pieces the walk read and keeps, when the
-        volume has no damage and the whole table can be read, else in one read."""
-        isz, per = self.inode_size, self.itable_piece
-        if self.volume_damaged() or table + self.inodes_per_group * isz > self.dev.size:
-            return [(0, self.read_bytes(table, used * isz, f"inode table {g}"))]
-        out = []
-        for c in range(-(-used // per)):
-            data = self.itable_chunk(g, c)[1]
-            n = min(per, used - c * per)
-            out.append((c * per, data if n * isz == len(data) else data[: n * isz]))
-        return out
+    def _orphan_group(self, g: int) -> int:
+        """How many of group ``g``'s inode records the orphan search reads (0: none)."""
+        if not self.itable_ok[g]:
+            return 0
+        csum = self.sb.metadata_csum or self.sb.gdt_csum
+        if csum and int(self.gd["bg_flags"][g]) & BG_INODE_UNINIT:
+            return 0
+        ipg = self.inodes_per_group
+        used = ipg - (int(self.gd["bg_itable_unused"][g]) if csum else 0)
+        return max(0, min(used, ipg))
+
+    def _pieces_reusable(self, g: int) -> bool:
+        """Whether group ``g``'s table is read in the walk's pieces (a volume without
+        damage, the whole table inside it), else in one read."""
+        table = int(self.gd["bg_inode_table"][g]) * self.block_size
+        return not self.volume_damaged() and (
+            table + self.inodes_per_group * self.inode_size <= self.dev.size)
+
+    def _piece_orphans(self, g: int, at: int, raw: bytes,
+                       bm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The inodes of records ``raw`` (from number ``at`` in group ``g``) that TSK
+        (unallocated, with a change time) or e2fsck (allocated, in use) would list if
+        nothing named them, and whether each is allocated."""
+        isz = self.inode_size
+        count = len(raw) // isz
+        recs = np.frombuffer(raw, dtype=inode_dtype(isz), count=count)
+        alloc = np.zeros(count, dtype=bool) if bm is None else bm[at : at + count]
+        tsk = (~alloc) & (recs["i_ctime"] != 0)
+        unnamed_live = alloc & ((recs["i_links_count"] > 0) | (recs["i_mode"] != 0))
+        idx = np.flatnonzero(tsk | unnamed_live)
+        return idx + (g * self.inodes_per_group + at + 1), alloc[idx]
+
+    def note_piece(self, g: int, chunk: int, data: bytes) -> None:
+        """A piece of an inode table the walk has just read: its orphan candidates
+        worked out now (``piece_orphans``), so the orphan search does not read it again."""
+        got = self.piece_orphans
+        try:
+            used = self._orphan_group(g)
+            per, isz = self.itable_piece, self.inode_size
+            if chunk * per >= used or not self._pieces_reusable(g):
+                return
+            n = min(per, used - chunk * per)
+            got[(g, chunk)] = self._piece_orphans(g, chunk * per, data[: n * isz],
+                                                  self.bitmap("inode", g))
+        except VDInspectError:
+            return  # left to the orphan search, which meets it as before
 
     def _find_orphans(self) -> list[Entry]:
         seen_dirs: set[int] = set()
@@ -292,37 +333,38 @@ class RecoveryMixin:
         special = self._special_inodes()
         first = self.sb.first_ino
         isz = self.inode_size
-        ipg = self.inodes_per_group
-        csum = self.sb.metadata_csum or self.sb.gdt_csum
-        dtype = inode_dtype(isz)
-        found: list[np.ndarray] = []  # per group: the inodes TSK or e2fsck would list
+        per = self.itable_piece
+        done, self.piece_orphans = self.piece_orphans or {}, None  # what we read: not noted
+        found: list[np.ndarray] = []  # per piece: the inodes TSK or e2fsck would list
         allocated: list[np.ndarray] = []  # and whether each is allocated
         for g in range(self.group_count):
-            if not self.itable_ok[g]:
-                continue
-            flags = int(self.gd["bg_flags"][g])
-            if csum and flags & BG_INODE_UNINIT:
-                continue
-            used = ipg - (int(self.gd["bg_itable_unused"][g]) if csum else 0)
-            used = max(0, min(used, ipg))
+            used = self._orphan_group(g)
             if not used:
+                continue
+            if self._pieces_reusable(g):
+                pieces = range(-(-used // per))
+                try:  # the pieces the walk did not read (all of them, or none, are used)
+                    todo = {c: self.itable_chunk(g, c)[1] for c in pieces
+                            if (g, c) not in done}
+                except CorruptImage:
+                    continue
+                bm = self.bitmap("inode", g) if todo else None
+                for c in pieces:
+                    got = done.get((g, c))
+                    if got is None:
+                        n = min(per, used - c * per)
+                        got = self._piece_orphans(g, c * per, todo[c][: n * isz], bm)
+                    found.append(got[0])
+                    allocated.append(got[1])
                 continue
             table = int(self.gd["bg_inode_table"][g]) * self.block_size
             try:
-                pieces = self._table_pieces(g, table, used)
+                raw = self.read_bytes(table, used * isz, f"inode table {g}")
             except CorruptImage:
                 continue
-            bm = self.bitmap("inode", g)
-            for at, raw in pieces:  # ``raw``: the records from number ``at`` in the group
-                count = len(raw) // isz
-                recs = np.frombuffer(raw, dtype=dtype, count=count)
-                alloc = (np.zeros(count, dtype=bool) if bm is None
-                         else bm[at : at + count])
-                tsk = (~alloc) & (recs["i_ctime"] != 0)
-                unnamed_live = alloc & ((recs["i_links_count"] > 0) | (recs["i_mode"] != 0))
-                idx = np.flatnonzero(tsk | unnamed_live)
-                found.append(idx + (g * ipg + at + 1))
-                allocated.append(alloc[idx])
+            got = self._piece_orphans(g, 0, raw, self.bitmap("inode", g))
+            found.append(got[0])
+            allocated.append(got[1])
         # less the inodes a directory names, the special ones and the reserved ones (one
         # look-up in the sorted numbers for every group)
         inos = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)

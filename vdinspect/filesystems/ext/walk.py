@@ -85,11 +85,13 @@ class WalkMixin:
         with paused_gc():
             self.column_walk += 1
             self.dirent_cache = {}  # the orphan search reads every directory again
+            if deleted and not self.orphans_found:  # and every inode table
+                self.piece_orphans = {}
             try:
                 order, fast, entries, notes = self._walk_columns(path, recursive, deleted)
             finally:
                 self.column_walk -= 1
-                self.dirent_cache = None
+                self.dirent_cache = self.piece_orphans = None
             cols = self._columns(order, fast, entries)
             if notes:  # directories listed from partly unreadable blocks
                 col = cols["note"] = list(cols["note"])
@@ -177,6 +179,8 @@ class WalkMixin:
         self.column_walk += 1
         if deleted:
             self.dirent_cache = {}
+            if not self.orphans_found:
+                self.piece_orphans = {}
         try:
             keep = column_dtype(self.inode_size, self.volume_damaged())
             parts: list = []
@@ -192,7 +196,7 @@ class WalkMixin:
                 yield self._columns(*_joined(parts, keep)), notes
         finally:
             self.column_walk -= 1
-            self.dirent_cache = None
+            self.dirent_cache = self.piece_orphans = None
 
     def _walk_columns(self, path: str, recursive: bool, deleted: bool):
         """The rows below ``path`` through the one walk (:mod:`..walk`), plain live files
