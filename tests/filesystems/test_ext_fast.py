@@ -172,6 +172,36 @@ def test_listing_and_orphans_match_fls(image):
     assert {("/d1/file 010.txt", True), ("/d2/sub/x", True)} <= {(p, d) for p, _i, d in mine}
 
 
+def test_orphan_search_reads_no_inode_table_twice(image, monkeypatch):
+    """files() with its orphan search reads each piece of every inode table once: the
+    pieces the walk read have their candidates worked out then (note_piece), the search
+    reads the rest; the $OrphanFiles rows are those of an orphan search on its own."""
+    from vdinspect.filesystems.ext.fs import ExtFileSystem
+
+    alone = sorted(e.name for e in open_filesystem(FileSource(image)).orphans())
+    reads: list[tuple[int, int]] = []  # (offset, length) of every inode-table read
+    noted: list[tuple[int, int]] = []
+    read, note = ExtFileSystem.read_bytes, ExtFileSystem.note_piece
+
+    def counted_read(self, offset, length, structure):
+        if structure.startswith("inode table"):
+            reads.append((offset, length))
+        return read(self, offset, length, structure)
+
+    def counted_note(self, g, chunk, data):
+        noted.append((g, chunk))
+        return note(self, g, chunk, data)
+
+    monkeypatch.setattr(ExtFileSystem, "read_bytes", counted_read)
+    monkeypatch.setattr(ExtFileSystem, "note_piece", counted_note)
+    df = open_filesystem(FileSource(image)).files()
+    assert noted and reads
+    reads.sort()
+    assert all(a + n <= b for (a, n), (b, _m) in zip(reads, reads[1:]))  # no byte twice
+    rows = df[df["parent"] == "/$OrphanFiles"]
+    assert sorted(rows["name"]) == alone and alone
+
+
 def test_live_entries_match_debugfs(image):
     """The live rows (folders with and without removed entries) as debugfs lists them."""
     fs = open_filesystem(FileSource(image))
