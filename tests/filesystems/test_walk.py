@@ -285,6 +285,42 @@ def test_paused_gc_restores_the_collector():
         gc.enable()
 
 
+def test_paused_gc_overlapping_threads():
+    """Pauses in two threads that overlap without nesting (A starts, B starts, A ends, B
+    ends): the collector stays off until the last one ends, then comes back on; when it
+    was off before the first began, it stays off after the last."""
+    import gc
+    import threading
+
+    from vdinspect.filesystems.walk import paused_gc
+
+    def overlap(before: bool) -> list[bool]:
+        seen: list[bool] = []
+        b_in, a_out = threading.Event(), threading.Event()
+
+        def b() -> None:
+            with paused_gc():
+                b_in.set()
+                assert a_out.wait(10)
+                seen.append(gc.isenabled())  # A has ended, B still walks
+
+        (gc.enable if before else gc.disable)()
+        try:
+            t = threading.Thread(target=b)
+            with paused_gc():  # A
+                t.start()
+                assert b_in.wait(10)
+            a_out.set()
+            t.join(10)
+            seen.append(gc.isenabled())  # both ended
+        finally:
+            gc.enable()
+        return seen
+
+    assert overlap(True) == [False, True]
+    assert overlap(False) == [False, False]
+
+
 def test_merge_columns_few_rows_inserted_and_consumed():
     """``b`` giving a few rows: text columns as lists or object arrays with the rows
     inserted at their places; ``consume`` empties the inputs."""

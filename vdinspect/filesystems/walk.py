@@ -31,6 +31,7 @@ its rows as columns, only its subdirectories as Children (no tuple per file).
 from __future__ import annotations
 
 import gc
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
@@ -66,6 +67,11 @@ class Batch:
         return self.size
 
 
+_pause_lock = threading.Lock()
+_pauses = 0  # walks running under paused_gc
+_resume = False  # whether the last one to end turns the collector back on
+
+
 @contextmanager
 def paused_gc() -> Iterator[None]:
     """The cyclic garbage collector held off while a walk builds a frame: the walk makes
@@ -73,15 +79,24 @@ def paused_gc() -> Iterator[None]:
     each collection would traverse them all again (time growing faster than the file
     count) to free nothing; one collection after the walk traverses them once (moving
     them to the oldest generation unseen, with ``gc.freeze()``/``unfreeze()``, was
-    tried: the garbage cycles of each walk then lived on until a full collection). Nested
-    or concurrent use is harmless."""
-    was = gc.isenabled()
-    gc.disable()
+    tried: the garbage cycles of each walk then lived on until a full collection).
+
+    Nested and concurrent pauses are counted: the collector is turned back on when the
+    last one ends, and only if it was on when the first began and nobody turned it off
+    in the meantime (a caller's ``gc.disable()`` while a walk runs is kept)."""
+    global _pauses, _resume
+    with _pause_lock:
+        if _pauses == 0:
+            _resume = gc.isenabled()
+        _pauses += 1
+        gc.disable()
     try:
         yield
     finally:
-        if was:
-            gc.enable()
+        with _pause_lock:
+            _pauses -= 1
+            if _pauses == 0 and _resume:
+                gc.enable()
 
 
 def damage_note(lost: int) -> str:

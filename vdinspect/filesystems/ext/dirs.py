@@ -15,10 +15,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from construct import Bytes, Enum, Int8ul, Int16ul, Int32ul, Struct
 
 from ...layout import flag_values, numpy_dtype, offset_of, struct_format
+from ...lazy import np
 from .superblock import HashVersion
 
 # --- codes ------------------------------------------------------------------------------
@@ -102,7 +102,7 @@ _DX_ROOT = struct_format(DxRoot)
 _DX_NODE = struct_format(DxNode)
 _DX_INFO_AT = offset_of(DxRoot, "dx_root_info.reserved_zero")
 _DX_NODE_AT = offset_of(DxNode, "limit")
-_DX_ENTRIES = numpy_dtype(DxEntry)
+_DX_ENTRY_SIZE = DxEntry.sizeof()
 
 
 @dataclass(slots=True)
@@ -116,6 +116,28 @@ class RawDirent:
     deleted: bool
     found_by: str = "index"  # "journal": from an older copy of the block (history.py)
     note: str | None = None
+
+
+class LiveColumns:
+    """The entries of a directory that holds live entries only (nothing removed, nothing
+    odd), as columns: what :func:`scan_live_block` appends to; ``raws()`` gives the
+    :class:`RawDirent` list :func:`parse_dir_block` would have made."""
+
+    __slots__ = ("inodes", "names", "file_types", "offsets")
+
+    def __init__(self) -> None:
+        self.inodes: list[int] = []
+        self.names: list[bytes] = []
+        self.file_types: list[int] = []
+        self.offsets: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.inodes)
+
+    def raws(self) -> list[RawDirent]:
+        """The entries as objects."""
+        return [RawDirent(i, n, t, o, False)
+                for i, n, t, o in zip(self.inodes, self.names, self.file_types, self.offsets)]
 
 
 def rec_len_from_disk(v: int, block_size: int) -> int:
@@ -205,6 +227,55 @@ def parse_dir_block(
     return out
 
 
+def scan_live_block(
+    buf: bytes,
+    base: int,
+    out: LiveColumns,
+    inodes_count: int,
+    deleted: bool,
+    skip_slack_after: int = -1,
+) -> bool:
+    """The live entries of one block appended to ``out``, on a volume with the filetype
+    feature and blocks under 64 KiB: the entries :func:`parse_dir_block` finds, without
+    an object each. False (``out`` then holds part of the block) when the block holds
+    anything else: a broken chain, an inode past the count, a removed first entry, a
+    removed entry in slack (``deleted``); the caller then parses it the full way, which
+    reports it."""
+    n = len(buf)
+    pos = 0
+    unpack = _DIRENT.unpack_from
+    head, tail, smallest = _HEAD, _TAIL, _SMALLEST
+    inos, names, ftypes, offsets = out.inodes, out.names, out.file_types, out.offsets
+    first = base == 0  # "." and ".." are the first two entries of block 0
+    index = 0
+    while pos + head <= n:
+        ino, rec_len, name_len, ftype = unpack(buf, pos)
+        if rec_len < head or rec_len % 4 or pos + rec_len > n or head + name_len > rec_len:
+            return False
+        if ino:
+            if ino > inodes_count:
+                return False
+            name = buf[pos + head : pos + head + name_len]
+            if not (first and index < 2 and name == (b".", b"..")[index]):
+                inos.append(ino)
+                names.append(name)
+                ftypes.append(ftype)
+                offsets.append(base + pos)
+            used = (head + name_len + 3) & ~3
+        elif name_len:
+            return False  # a removed first entry, or a name the full parse looks at
+        elif rec_len == tail and ftype == FT_DIR_CSUM and pos + tail == n:
+            return True  # the checksum tail
+        else:
+            used = head
+        if (deleted and rec_len - used >= smallest and pos != skip_slack_after
+                and _scan_slack(buf, pos + used, pos + rec_len, base, True, inodes_count)):
+            return False
+        pos += rec_len
+        index += 1
+    return True
+
+
 def _scan_slack(
     buf: bytes, start: int, end: int, base: int, filetype: bool, inodes_count: int
 ) -> list[RawDirent]:
@@ -248,7 +319,8 @@ def _scan_slack(
 def _children(block: bytes, start: int, count: int) -> list[int]:
     """The child blocks of ``count`` DxEntry records from ``start`` (the first record's
     hash field holds limit and count instead)."""
-    return np.frombuffer(block, dtype=_DX_ENTRIES, count=count, offset=start)["block"].tolist()
+    return np.frombuffer(block, dtype=numpy_dtype(DxEntry), count=count,
+                         offset=start)["block"].tolist()
 
 
 def parse_dx_root(block0: bytes, block_size: int) -> tuple[int, int, list[int]] | None:
@@ -262,7 +334,7 @@ def parse_dx_root(block0: bytes, block_size: int) -> tuple[int, int, list[int]] 
     if info_len != 8 or levels > 3:
         return None
     start = _DX_INFO_AT + info_len
-    cap = (block_size - start) // _DX_ENTRIES.itemsize
+    cap = (block_size - start) // _DX_ENTRY_SIZE
     if not 0 < count <= limit <= cap:
         return None
     return hver, levels, _children(block0, start, count)
@@ -275,7 +347,7 @@ def parse_dx_node(block: bytes, block_size: int) -> list[int] | None:
     ino, rec_len, name_len, _ft, limit, count, _first = _DX_NODE.unpack_from(block, 0)
     if ino != 0 or name_len != 0 or rec_len_from_disk(rec_len, block_size) != block_size:
         return None
-    cap = (block_size - _DX_NODE_AT) // _DX_ENTRIES.itemsize
+    cap = (block_size - _DX_NODE_AT) // _DX_ENTRY_SIZE
     if not 0 < count <= limit <= cap:
         return None
     return _children(block, _DX_NODE_AT, count)
@@ -291,7 +363,9 @@ __all__ = [
     "DxEntry",
     "FileType",
     "RawDirent",
+    "LiveColumns",
     "parse_dir_block",
+    "scan_live_block",
     "parse_dx_root",
     "parse_dx_node",
     "entry_size",

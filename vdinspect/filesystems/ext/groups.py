@@ -4,12 +4,14 @@ bitmaps that say what is in use.
 
 from __future__ import annotations
 
-import numpy as np
+from functools import cache
+
 from construct import FlagsEnum, Int16ul, Int32ul, Struct
 
 from ...errors import CorruptImage
 from ...io import LRUCache
 from ...layout import flag_values, numpy_dtype, offset_of, size_of
+from ...lazy import np
 from ..base import free_runs
 from . import superblock as S
 from .inode import InodeRecord
@@ -65,7 +67,9 @@ _COMBINED = (
 _CSUM_AT = offset_of(GroupDescriptor32, "bg_checksum")
 
 
+@cache
 def _combined_dtype() -> np.dtype:
+    """The decoded descriptor (built on first use: importing the driver needs no numpy)."""
     out = []
     for name in _COMBINED:
         try:
@@ -78,15 +82,12 @@ def _combined_dtype() -> np.dtype:
     return np.dtype(out)
 
 
-_DESCRIPTORS = _combined_dtype()
-
-
 def decode_descriptors(data: bytes, count: int, desc_size: int, is_64bit: bool) -> np.ndarray:
     """The group descriptor table as a numpy record array (64-bit fields combined)."""
     layout = GroupDescriptor64 if is_64bit and desc_size >= 64 else GroupDescriptor32
     raw = np.frombuffer(data, dtype=numpy_dtype(layout, desc_size), count=count)
     have = raw.dtype.names
-    out = np.zeros(count, dtype=_DESCRIPTORS)
+    out = np.zeros(count, dtype=_combined_dtype())
     for name in _COMBINED:
         if name in have:
             out[name] = raw[name]
@@ -180,7 +181,7 @@ class GroupsMixin:
         ok = (table > 0) & (table + self.itable_blocks <= sb.blocks_count)
         self.itable_ok = ok.tolist()
         self._itable_starts = (table * self.block_size).tolist()
-        self._per_chunk = max(1, ITABLE_CHUNK // self.inode_size)
+        self.itable_piece = max(1, ITABLE_CHUNK // self.inode_size)
         self._itable = LRUCache(128)  # anew: a journal replay changes what the tables hold
         self._bitmaps = LRUCache(256)
         self._last_key = None
@@ -335,29 +336,35 @@ class GroupsMixin:
     def inode_bytes(self, g: int, idx: int) -> tuple[bytes, int]:
         """The bytes of record ``idx`` of group ``g``'s inode table, and their offset."""
         isz = self.inode_size
-        chunk = idx // self._per_chunk
-        start, data = self._itable_chunk(g, chunk)
-        pos = (idx - chunk * self._per_chunk) * isz
+        chunk = idx // self.itable_piece
+        start, data = self.itable_chunk(g, chunk)
+        pos = (idx - chunk * self.itable_piece) * isz
         return data[pos : pos + isz], start + pos
 
-    def _itable_chunk(self, g: int, chunk: int) -> tuple[int, bytes]:
+    def itable_chunk(self, g: int, chunk: int) -> tuple[int, bytes]:
         """Piece ``chunk`` of group ``g``'s inode table (kept in an LRU), and its offset."""
         key = (g, chunk)
         if key == self._last_key:
             return self._last_chunk
-        isz, per_chunk = self.inode_size, self._per_chunk
+        isz, per_chunk = self.inode_size, self.itable_piece
         start = self._itable_starts[g] + chunk * per_chunk * isz
         n = min(per_chunk, self.inodes_per_group - chunk * per_chunk)
-        data = self._itable.get(key, lambda: self._read_itable(g, start, n * isz))
+        data = self._itable.get(key, lambda: self._new_piece(g, chunk, start, n * isz))
         self._last_key = key
         self._last_chunk = (start, data)
         return start, data
+
+    def _new_piece(self, g: int, chunk: int, start: int, length: int) -> bytes:
+        data = self._read_itable(g, start, length)
+        if self.piece_orphans is not None:  # a walk whose orphan search will want it
+            self.note_piece(g, chunk, data)
+        return data
 
     def inode_records(self, inos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The records of many inodes at once (1-based numbers, an int64 array), for the
         column walk: an (n, inode_size) uint8 array, and a mask of those read (number in
         range, group's table inside the volume; the others are zero rows)."""
-        isz, ipg, per = self.inode_size, self.inodes_per_group, self._per_chunk
+        isz, ipg, per = self.inode_size, self.inodes_per_group, self.itable_piece
         if len(inos):  # a folder's inodes are mostly near each other: a few table pieces
             lo, hi = int(inos.min()) - 1, int(inos.max()) - 1
             g = lo // ipg
@@ -366,7 +373,7 @@ class GroupsMixin:
                     and g < len(self.itable_ok) and self.itable_ok[g]):
                 rel = inos - (g * ipg + 1)  # in the group's table
                 if c0 == c1:
-                    table = np.frombuffer(self._itable_chunk(g, c0)[1], dtype=np.uint8)
+                    table = np.frombuffer(self.itable_chunk(g, c0)[1], dtype=np.uint8)
                     return (table.reshape(-1, isz)[rel - c0 * per],
                             np.ones(len(inos), dtype=bool))
                 out = np.empty((len(inos), isz), dtype=np.uint8)
@@ -374,7 +381,7 @@ class GroupsMixin:
                 for c in range(c0, c1 + 1):
                     sel = np.flatnonzero(piece == c)
                     if len(sel):
-                        table = np.frombuffer(self._itable_chunk(g, c)[1], dtype=np.uint8)
+                        table = np.frombuffer(self.itable_chunk(g, c)[1], dtype=np.uint8)
                         out[sel] = table.reshape(-1, isz)[rel[sel] - c * per]
                 return out, np.ones(len(inos), dtype=bool)
         out = np.zeros((len(inos), isz), dtype=np.uint8)
@@ -387,10 +394,11 @@ class GroupsMixin:
         idx = i0 - g * ipg
         chunk = idx // per
         key = g * (ipg // per + 1) + chunk
-        for k in np.unique(key[ok]).tolist():
+        keys = np.sort(key[ok])  # the pieces to read, each once (np.unique without numpy.ma)
+        for k in keys[np.flatnonzero(np.diff(keys, prepend=-1))].tolist():
             sel = np.flatnonzero(ok & (key == k))
             c = int(chunk[sel[0]])
-            _start, data = self._itable_chunk(int(g[sel[0]]), c)
+            _start, data = self.itable_chunk(int(g[sel[0]]), c)
             out[sel] = np.frombuffer(data, dtype=np.uint8).reshape(-1, isz)[idx[sel] - c * per]
         return out, ok
 

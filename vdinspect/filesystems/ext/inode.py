@@ -11,10 +11,10 @@ with ea_inode, in inodes of their own.
 
 from __future__ import annotations
 
-import numpy as np
 from construct import Bytes, Container, FlagsEnum, Int16ul, Int32ul, Struct
 
 from ...layout import flag_values, numpy_dtype, offset_of, size_of, struct_format
+from ...lazy import np
 from ..entry import EPOCH, ns_to_datetime  # noqa: F401 (re-exported)
 
 # --- codes and flags -------------------------------------------------------------------

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 from construct import (
     Array,
     Bytes,
@@ -35,6 +34,7 @@ from construct import (
 
 from ...io import ByteSource, OverlaySource
 from ...layout import flag_values, numpy_dtype, plain, size_of, struct_format
+from ...lazy import np
 
 JBD2_MAGIC = 0xC03B3998
 
@@ -143,7 +143,7 @@ _TAG_HIGH_SIZE = size_of(JournalBlockTag, "t_blocknr_high")
 _CSUM_V2_SIZE = 2  # csum v2 tags carry 2 more bytes than the struct (kernel: tag_bytes)
 _UUID_SIZE = 16  # follows a tag without the same_uuid flag
 _REVOKE = struct_format(RevokeHeader)
-_REVOKE_RECORDS = {False: numpy_dtype(RevokeRecord32), True: numpy_dtype(RevokeRecord64)}
+_REVOKE_RECORDS = {False: RevokeRecord32, True: RevokeRecord64}  # numpy_dtype() at use
 _COMMIT_SEC = struct_format(CommitBlock, "h_commit_sec")
 JOURNAL_VALUES = plain(JournalSuperblock)  # codes and flags read as integers
 
@@ -275,7 +275,7 @@ class Journal:
                 (self.offset_of(jblock), f"revoke block at journal block {jblock}: r_count {count}")
             )
             count = max(first, min(count, self.bs - self.tail))
-        rec = _REVOKE_RECORDS[self.is_64bit]
+        rec = numpy_dtype(_REVOKE_RECORDS[self.is_64bit])
         n = (count - first) // rec.itemsize
         return np.frombuffer(block, dtype=rec, count=n, offset=first)["r_blocknr"].tolist()
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 import base64
 from collections.abc import Hashable, Iterator
 
-import numpy as np
-
 from ...errors import CorruptImage, InvalidArgument
 from ...io import LRUCache
+from ...lazy import np
 from ..base import DIR, FILE, OTHER, SYMLINK, Entry
 from ..walk import HANDLE, Child
 from . import superblock as S
@@ -19,12 +18,14 @@ from .dirs import (
     FT_DIR,
     FT_REG_FILE,
     FT_SYMLINK,
+    LiveColumns,
     RawDirent,
     parse_dir_block,
     parse_dx_node,
     parse_dx_root,
+    scan_live_block,
 )
-from .extents import DATA, BlockMap
+from .extents import DATA, BlockMap, plain_extents
 from .inode import (
     FL_CASEFOLD,
     FL_COMPRESSED_ANY,
@@ -275,19 +276,43 @@ class ListingMixin:
 
     def dir_entries(self, rec: InodeRecord, deleted: bool = True) -> list[RawDirent]:
         """The raw entries of a directory inode (live, and with ``deleted`` removed ones)."""
+        got = self._cached_dirents(rec, deleted, False)
+        return got if isinstance(got, list) else got.raws()
+
+    def dir_columns(self, rec: InodeRecord) -> LiveColumns | list[RawDirent]:
+        """A directory's entries (removed ones too) for the column walk: as columns when
+        it holds live entries only (the common case: no object per entry), else as
+        :meth:`dir_entries` gives them."""
+        return self._cached_dirents(rec, True, True)
+
+    def dir_inodes(self, rec: InodeRecord) -> tuple[list[int], list[int]]:
+        """The inode numbers and file types of a directory's entries (removed ones too;
+        0 where a removed entry's number was cleared), from what the column walk read
+        when it read this directory."""
+        got = self._cached_dirents(rec, True, True)
+        if isinstance(got, LiveColumns):
+            return got.inodes, got.file_types
+        return [d.inode for d in got], [d.file_type for d in got]
+
+    def _cached_dirents(self, rec: InodeRecord, deleted: bool,
+                        columns: bool) -> LiveColumns | list[RawDirent]:
         cache = self.dirent_cache
         if cache is None:
-            return self._dir_entries(rec, deleted)
+            return self._dir_entries(rec, deleted, columns)
         key = (rec.number, deleted)
         got = cache.get(key)
         if got is not None and got[0] == rec.raw:
             return got[1]
-        out = self._dir_entries(rec, deleted)
+        out = self._dir_entries(rec, deleted, columns)
         if not self.lenient:  # a lenient read raises where a salvage read records findings
             cache[key] = (rec.raw, out)
         return out
 
-    def _dir_entries(self, rec: InodeRecord, deleted: bool) -> list[RawDirent]:
+    def _dir_entries(self, rec: InodeRecord, deleted: bool,
+                     columns: bool = False) -> LiveColumns | list[RawDirent]:
+        """The entries of a directory; with ``columns``, as :class:`LiveColumns` when the
+        directory holds nothing but live entries (each block is scanned for that first,
+        and parsed the full way, from the first block, when one holds anything else)."""
         kw = dict(
             filetype=self.filetype,
             inodes_count=self.sb.inodes_count,
@@ -298,14 +323,40 @@ class ListingMixin:
         problems: list = []
         out: list[RawDirent] = []
         had_loss = False
+        live = LiveColumns() if (columns and self.filetype and self.block_size < 65536
+                                 and not self.volume_damaged()) else None
+        if live is not None and not rec.inline and not rec.flags & FL_INDEX and not self.lenient:
+            got = self._scan_linear(rec, live, deleted)
+            if got is not None:
+                return got
+            live = LiveColumns()  # something else is there: read again, the full way
+        held: list[tuple[bytes, int, int]] = []  # blocks scanned into ``live`` so far
+        count = self.sb.inodes_count
+
+        def parse(block: bytes, base: int, skip: int = -1) -> None:
+            nonlocal live
+            if live is not None:
+                held.append((block, base, skip))
+                if scan_live_block(block, base, live, inodes_count=count, deleted=deleted,
+                                   skip_slack_after=skip):
+                    return
+                live = None  # something else is here: every block the full way
+                todo = held[:]
+                held.clear()
+            else:
+                todo = [(block, base, skip)]
+            for blk, at, sk in todo:
+                out.extend(parse_dir_block(blk, at, problems=problems, skip_slack_after=sk,
+                                           **kw))
+
         if rec.inline:
             data = self.inline_data(rec)
             size = min(rec.size, len(data))
             # i_block: the parent's inode number, then entries; the rest in system.data
             head, end = _INLINE_PARENT, I_BLOCK_SIZE
-            out += parse_dir_block(data[head:end], head, problems=problems, **kw)
+            parse(data[head:end], head)
             if size > end:
-                out += parse_dir_block(data[end:size], end, problems=problems, **kw)
+                parse(data[end:size], end)
         else:
             bmap = self.block_map(rec)
             bs = self.block_size
@@ -336,13 +387,9 @@ class ListingMixin:
                         block = data[i * bs : (i + 1) * bs]
                         if rec.flags & FL_INDEX and lblk and parse_dx_node(block, bs):
                             continue  # an interior htree node the root did not list
-                        out += parse_dir_block(
-                            block,
-                            lblk * bs,
-                            problems=problems,
-                            skip_slack_after=root_slack if lblk == 0 else -1,
-                            **kw,
-                        )
+                        parse(block, lblk * bs, root_slack if lblk == 0 else -1)
+        if live is not None:
+            return live
         for off, msg in problems[:8]:
             self.problem(where, None, f"{msg} (byte {off} of the directory)")
         if had_loss and deleted:
@@ -350,6 +397,33 @@ class ListingMixin:
         if deleted or any(d.found_by != "index" for d in out):
             out = drop_live_copies(out)
         return out
+
+    def _scan_linear(self, rec: InodeRecord, live: LiveColumns,
+                     deleted: bool) -> LiveColumns | None:
+        """:meth:`_dir_entries` with ``columns`` for a linear (not hashed, not inline)
+        directory, with less machinery per block: ``live`` filled, or None as soon as a
+        block holds anything but live entries. Only where a second read of the same
+        blocks repeats no finding (the block map cached, nothing probed leniently)."""
+        bs, count = self.block_size, self.sb.inodes_count
+        nblocks = -(-rec.size // bs)
+        runs = (plain_extents(rec, nblocks, self.block_limit)
+                if rec.uses_extents and nblocks else None)
+        if runs is None:
+            bmap = self.block_map(rec)
+            runs = [(lb, cnt, pb) for lb, cnt, pb, st in zip(
+                bmap.lblk.tolist(), bmap.count.tolist(), bmap.pblk.tolist(),
+                bmap.state.tolist()) if st == DATA]
+        step = max(1, (256 << 10) // bs)
+        where = f"directory inode {rec.number}"
+        for lb, cnt, pb in runs:
+            for k in range(0, cnt, step):
+                n = min(step, cnt - k)
+                data = self.read_blocks(pb + k, n, where)
+                at = (lb + k) * bs
+                for i in range(0, n * bs, bs):
+                    if not scan_live_block(data[i : i + bs], at + i, live, count, deleted):
+                        return None
+        return live
 
     def _promote_slack_names(self, raws: list[RawDirent]) -> None:
         """In a directory with unreadable blocks: a name left in slack (an htree split's

@@ -5,10 +5,9 @@ needs recovery; the image is never written).
 
 from __future__ import annotations
 
-import numpy as np
-
 from ...errors import CorruptImage, NotRecognized, UnsupportedFeature, VDInspectError
 from ...io import ByteSource
+from ...lazy import np
 from . import superblock as S
 from .extents import DATA
 from .journal import Journal, replayed

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-import numpy as np
 from construct import Int32ul, Struct
 
-from ...errors import CorruptImage, InvalidArgument
+from ...errors import CorruptImage, InvalidArgument, VDInspectError
 from ...layout import size_of
+from ...lazy import np
 from ..base import DIR, Entry
 from . import superblock as S
 from .dirs import FT_DIR
@@ -38,6 +38,9 @@ class RecoveryMixin:
     """Deleted entries and orphan inodes of :class:`ExtFileSystem`."""
 
     _orphans: list[Entry] | None = None
+    #: orphan candidates of the inode-table pieces the column walk read, by (group,
+    #: piece); a dict only while a walk that lists $OrphanFiles runs
+    piece_orphans: dict | None = None
     _orphan_list: dict[int, str] | None = None
 
     # --- the orphan list: files deleted while still open -----------------------------
@@ -211,6 +214,11 @@ class RecoveryMixin:
             extra=dict.fromkeys(EXTRA_COLUMNS),
         )
 
+    @property
+    def orphans_found(self) -> bool:
+        """Whether the orphan search has run already (its answer is kept)."""
+        return self._orphans is not None
+
     def orphans(self) -> list[Entry]:
         """Inodes no directory entry (live or deleted) names, as ``OrphanFile-<inode>``.
 
@@ -226,9 +234,12 @@ class RecoveryMixin:
                 self.column_walk = defer
         return self._orphans
 
-    def _named_inodes(self, start: Iterable[int], seen_dirs: set[int]) -> set[int]:
-        named: set[int] = set()
+    def _named_inodes(self, start: Iterable[int], seen_dirs: set[int]) -> list[int]:
+        """The inode numbers (repeats and 0 included) the entries of the directories
+        reachable from ``start`` name, adding those directories to ``seen_dirs``."""
+        named: list[int] = []
         stack = list(start)
+        typed = self.filetype
         while stack:
             ino = stack.pop()
             if ino in seen_dirs:
@@ -238,17 +249,18 @@ class RecoveryMixin:
                 rec = self.inode(ino)
                 if not rec.is_dir:
                     continue
-                raws = self.dir_entries(rec)
+                inos, types = self.dir_inodes(rec)
             except (CorruptImage, InvalidArgument):
                 continue
-            named.update([d.inode for d in raws if d.inode])
-            if self.filetype:  # the entries say which are directories
-                stack += [d.inode for d in raws
-                          if d.inode and d.file_type == FT_DIR and d.inode not in seen_dirs]
+            named += inos
+            if typed:  # the entries say which are directories
+                if FT_DIR in types:
+                    stack += [i for i, t in zip(inos, types)
+                              if i and t == FT_DIR and i not in seen_dirs]
                 continue
-            for d in raws:
-                if d.inode and self._maybe_dir(d.inode) and d.inode not in seen_dirs:
-                    stack.append(d.inode)
+            for i in inos:
+                if i and self._maybe_dir(i) and i not in seen_dirs:
+                    stack.append(i)
         return named
 
     def _maybe_dir(self, ino: int) -> bool:
@@ -268,46 +280,102 @@ class RecoveryMixin:
             r.s_snapshot_inum,
         } - {0}
 
+    def _orphan_group(self, g: int) -> int:
+        """How many of group ``g``'s inode records the orphan search reads (0: none)."""
+        if not self.itable_ok[g]:
+            return 0
+        csum = self.sb.metadata_csum or self.sb.gdt_csum
+        if csum and int(self.gd["bg_flags"][g]) & BG_INODE_UNINIT:
+            return 0
+        ipg = self.inodes_per_group
+        used = ipg - (int(self.gd["bg_itable_unused"][g]) if csum else 0)
+        return max(0, min(used, ipg))
+
+    def _pieces_reusable(self, g: int) -> bool:
+        """Whether group ``g``'s table is read in the walk's pieces (a volume without
+        damage, the whole table inside it), else in one read."""
+        table = int(self.gd["bg_inode_table"][g]) * self.block_size
+        return not self.volume_damaged() and (
+            table + self.inodes_per_group * self.inode_size <= self.dev.size)
+
+    def _piece_orphans(self, g: int, at: int, raw: bytes,
+                       bm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The inodes of records ``raw`` (from number ``at`` in group ``g``) that TSK
+        (unallocated, with a change time) or e2fsck (allocated, in use) would list if
+        nothing named them, and whether each is allocated."""
+        isz = self.inode_size
+        count = len(raw) // isz
+        recs = np.frombuffer(raw, dtype=inode_dtype(isz), count=count)
+        alloc = np.zeros(count, dtype=bool) if bm is None else bm[at : at + count]
+        tsk = (~alloc) & (recs["i_ctime"] != 0)
+        unnamed_live = alloc & ((recs["i_links_count"] > 0) | (recs["i_mode"] != 0))
+        idx = np.flatnonzero(tsk | unnamed_live)
+        return idx + (g * self.inodes_per_group + at + 1), alloc[idx]
+
+    def note_piece(self, g: int, chunk: int, data: bytes) -> None:
+        """A piece of an inode table the walk has just read: its orphan candidates
+        worked out now (``piece_orphans``), so the orphan search does not read it again."""
+        got = self.piece_orphans
+        try:
+            used = self._orphan_group(g)
+            per, isz = self.itable_piece, self.inode_size
+            if chunk * per >= used or not self._pieces_reusable(g):
+                return
+            n = min(per, used - chunk * per)
+            got[(g, chunk)] = self._piece_orphans(g, chunk * per, data[: n * isz],
+                                                  self.bitmap("inode", g))
+        except VDInspectError:
+            return  # left to the orphan search, which meets it as before
+
     def _find_orphans(self) -> list[Entry]:
         seen_dirs: set[int] = set()
         named = self._named_inodes([ROOT_INO], seen_dirs)
-        named |= seen_dirs
         special = self._special_inodes()
-        named_at = np.fromiter(named, dtype=np.int64, count=len(named))
-        special_at = np.array(sorted(special), dtype=np.int64)
         first = self.sb.first_ino
         isz = self.inode_size
-        ipg = self.inodes_per_group
-        csum = self.sb.metadata_csum or self.sb.gdt_csum
-        candidates: list[tuple[int, bool]] = []
+        per = self.itable_piece
+        done, self.piece_orphans = self.piece_orphans or {}, None  # what we read: not noted
+        found: list[np.ndarray] = []  # per piece: the inodes TSK or e2fsck would list
+        allocated: list[np.ndarray] = []  # and whether each is allocated
         for g in range(self.group_count):
-            if not self.itable_ok[g]:
-                continue
-            flags = int(self.gd["bg_flags"][g])
-            if csum and flags & BG_INODE_UNINIT:
-                continue
-            used = ipg - (int(self.gd["bg_itable_unused"][g]) if csum else 0)
-            used = max(0, min(used, ipg))
+            used = self._orphan_group(g)
             if not used:
+                continue
+            if self._pieces_reusable(g):
+                pieces = range(-(-used // per))
+                try:  # the pieces the walk did not read (all of them, or none, are used)
+                    todo = {c: self.itable_chunk(g, c)[1] for c in pieces
+                            if (g, c) not in done}
+                except CorruptImage:
+                    continue
+                bm = self.bitmap("inode", g) if todo else None
+                for c in pieces:
+                    got = done.get((g, c))
+                    if got is None:
+                        n = min(per, used - c * per)
+                        got = self._piece_orphans(g, c * per, todo[c][: n * isz], bm)
+                    found.append(got[0])
+                    allocated.append(got[1])
                 continue
             table = int(self.gd["bg_inode_table"][g]) * self.block_size
             try:
                 raw = self.read_bytes(table, used * isz, f"inode table {g}")
             except CorruptImage:
                 continue
-            recs = np.frombuffer(raw, dtype=inode_dtype(isz), count=used)
-            ctime = recs["i_ctime"]
-            mode = recs["i_mode"]
-            links = recs["i_links_count"]
-            bm = self.bitmap("inode", g)
-            alloc = np.zeros(used, dtype=bool) if bm is None else bm[:used]
-            base = g * ipg + 1
-            tsk = (~alloc) & (ctime != 0)
-            unnamed_live = alloc & ((links > 0) | (mode != 0))
-            idx = np.flatnonzero(tsk | unnamed_live)
-            inos = idx + base
-            idx = idx[(inos >= first) & ~np.isin(inos, named_at) & ~np.isin(inos, special_at)]
-            candidates += [(base + i, bool(alloc[i])) for i in idx.tolist()]
+            got = self._piece_orphans(g, 0, raw, self.bitmap("inode", g))
+            found.append(got[0])
+            allocated.append(got[1])
+        # less the inodes a directory names, the special ones and the reserved ones (one
+        # look-up in the sorted numbers for every group)
+        inos = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+        alloc = np.concatenate(allocated) if allocated else np.zeros(0, dtype=bool)
+        known = np.sort(np.array(named + list(seen_dirs) + list(special), dtype=np.int64))
+        at = np.minimum(np.searchsorted(known, inos), max(len(known) - 1, 0))
+        keep = inos >= first
+        if len(known):
+            keep &= known[at] != inos
+        candidates: list[tuple[int, bool]] = list(zip(inos[keep].tolist(),
+                                                      alloc[keep].tolist()))
         # directories among the orphans: what they name is reachable through them
         inside: set[int] = set()
         orphan_dirs = []
@@ -319,7 +387,7 @@ class RecoveryMixin:
                 pass
         if orphan_dirs:
             for d in orphan_dirs:
-                inside |= self._named_inodes([d], set(seen_dirs) - {d})
+                inside.update(self._named_inodes([d], set(seen_dirs) - {d}))
         out = []
         for ino, alloc in candidates:
             if ino in inside:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
-
 from ...containers.base import structure_row
 from ...layout import offset_of
+from ...lazy import np
 from . import superblock as S
 from .groups import BG_INODE_UNINIT
 from .inode import EXTRA_NEEDED, INODE_CLASSIC, Inode, InodeLarge, ns_to_datetime

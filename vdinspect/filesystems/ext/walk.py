@@ -9,11 +9,11 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ...errors import InvalidArgument
+from ...lazy import np
 from ..base import DIR, FILE, Entry
 from ..walk import HANDLE, PAYLOAD, Batch, Walk, paused_gc
+from .dirs import LiveColumns
 from .extents import EXTENT, EXTENT_HEADER, EXTENT_MAGIC, INIT_MAX_LEN
 from .inode import (
     EPOCH,
@@ -57,6 +57,16 @@ def column_dtype(inode_size: int, extents: bool) -> np.dtype:
     return np.dtype([(f, full.fields[f][0]) for f in want if f in full.names])
 
 
+def column_bytes(inode_size: int, extents: bool) -> np.ndarray:
+    """The positions, in an inode record, of the bytes of a :func:`column_dtype` record
+    in its order: a directory's records are packed with one gather (``recs[:, at]``)."""
+    full = inode_dtype(inode_size)
+    keep = column_dtype(inode_size, extents)
+    at = [np.arange(full.fields[f][1], full.fields[f][1] + keep.fields[f][0].itemsize)
+          for f in keep.names]
+    return np.concatenate(at)
+
+
 class WalkMixin:
     """The column-wise ``files()`` of :class:`ExtFileSystem`."""
 
@@ -75,11 +85,13 @@ class WalkMixin:
         with paused_gc():
             self.column_walk += 1
             self.dirent_cache = {}  # the orphan search reads every directory again
+            if deleted and not self.orphans_found:  # and every inode table
+                self.piece_orphans = {}
             try:
                 order, fast, entries, notes = self._walk_columns(path, recursive, deleted)
             finally:
                 self.column_walk -= 1
-                self.dirent_cache = None
+                self.dirent_cache = self.piece_orphans = None
             cols = self._columns(order, fast, entries)
             if notes:  # directories listed from partly unreadable blocks
                 col = cols["note"] = list(cols["note"])
@@ -167,7 +179,10 @@ class WalkMixin:
         self.column_walk += 1
         if deleted:
             self.dirent_cache = {}
+            if not self.orphans_found:
+                self.piece_orphans = {}
         try:
+            keep = column_dtype(self.inode_size, self.volume_damaged())
             parts: list = []
             held = 0
             notes: dict = {}
@@ -175,13 +190,13 @@ class WalkMixin:
                 parts.append(part)
                 held += len(part[0])
                 if held >= rows:
-                    yield self._columns(*_joined(parts)), notes
+                    yield self._columns(*_joined(parts, keep)), notes
                     parts, held = [], 0
             if parts:
-                yield self._columns(*_joined(parts)), notes
+                yield self._columns(*_joined(parts, keep)), notes
         finally:
             self.column_walk -= 1
-            self.dirent_cache = None
+            self.dirent_cache = self.piece_orphans = None
 
     def _walk_columns(self, path: str, recursive: bool, deleted: bool):
         """The rows below ``path`` through the one walk (:mod:`..walk`), plain live files
@@ -198,26 +213,27 @@ class WalkMixin:
         for part, now in self._column_dirs(path, recursive, deleted):
             parts.append(part)
             notes = now
+        keep = column_dtype(self.inode_size, self.volume_damaged())
         if not parts:  # the top directory itself could not be listed
             parts.append(([], [], [], [], np.zeros(0, dtype=np.int64),
-                          np.zeros(0, dtype=column_dtype(self.inode_size,
-                                                         self.volume_damaged())), []))
-        return (*_joined(parts), notes)
+                          np.zeros((0, keep.itemsize), dtype=np.uint8), []))
+        return (*_joined(parts, keep), notes)
 
     def _column_dirs(self, path: str, recursive: bool, deleted: bool) -> Iterator[tuple]:
         """The walk of :meth:`_walk_columns` a directory at a time: ``(part, notes)``,
         ``part`` a directory's (order, paths, names, parents, inode numbers, records,
         entries), ``notes`` the walk's notes so far."""
         isz = self.inode_size
-        keep = column_dtype(isz, self.volume_damaged())
         top = self.lookup(path, deleted=deleted)
         if top.kind != DIR:
             yield ([False], [], [], [], np.zeros(0, dtype=np.int64),
-                   np.zeros(0, dtype=keep), [top]), {}
+                   np.zeros((0, column_dtype(isz, self.volume_damaged()).itemsize),
+                            dtype=np.uint8), [top]), {}
             return
         dir_id = self.dir_id
         dtype = inode_dtype(isz)
-        i0, r0 = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=keep)  # no fast rows
+        keep_at = column_bytes(isz, self.volume_damaged())
+        i0, r0 = np.zeros(0, dtype=np.int64), np.zeros((0, len(keep_at)), dtype=np.uint8)
 
         def entry_child(e: Entry, dpath: str, prefix: str) -> tuple:
             e.parent = dpath
@@ -233,11 +249,15 @@ class WalkMixin:
             rec = d.raw
             if not rec.is_dir:
                 raise InvalidArgument(f"{self.name}: {d.path or d.name} is not a directory")
-            raws = self.dir_entries(rec)
+            raws = self.dir_columns(rec)
             # live entries named by the directory: their inodes read in bulk, and the
             # plain ones (files and directories in use, nothing to note) kept as columns
-            live = [r.inode for r in raws
-                    if not r.deleted and r.inode and r.found_by == "index"]
+            if isinstance(raws, LiveColumns):  # nothing but live entries
+                live, raw_names = raws.inodes, raws.names
+            else:
+                live = [r.inode for r in raws
+                        if not r.deleted and r.inode and r.found_by == "index"]
+                raw_names = None
             inos = np.array(live, dtype=np.int64)
             recs, ok = self.inode_records(inos)
             v = recs.view(dtype).ravel()
@@ -263,13 +283,17 @@ class WalkMixin:
 
             entries: list[Entry] = []
             if len(live) == len(raws) and plain.all():  # the common case, in bulk
-                names = ([r.name.decode("utf-8", "surrogateescape") for r in raws] if decode
-                         else [self.entry_name(r.name, rec) for r in raws])
+                if raw_names is None:
+                    raw_names = [r.name for r in raws]
+                names = ([n.decode("utf-8", "surrogateescape") for n in raw_names] if decode
+                         else [self.entry_name(n, rec) for n in raw_names])
                 order = [True] * len(names)
                 rows = None
                 subdirs = [(k, subdir(k, names[k]))
                            for k in np.flatnonzero(ftype == S_IFDIR).tolist()]
             else:
+                if isinstance(raws, LiveColumns):
+                    raws = raws.raws()
                 plain_l, dir_l = plain.tolist(), (ftype == S_IFDIR).tolist()
                 order, rows, names, subdirs = [], [], [], []
                 k = -1
@@ -303,10 +327,8 @@ class WalkMixin:
                     entries.append(e)
             if rows is not None:
                 idx = np.array(rows, dtype=np.intp)
-                inos, v = inos[idx], v[idx]
-            packed = np.empty(len(v), dtype=keep)  # the fields the columns need
-            for f in keep.names:
-                packed[f] = v[f]
+                inos, recs = inos[idx], recs[idx]
+            packed = np.take(recs, keep_at, axis=1)  # the bytes of the fields needed (C order)
             cols = (order, [prefix + n for n in names], names, dpath, inos, packed, entries)
             return Batch(len(order), subdirs, cols)
 
@@ -322,9 +344,10 @@ class WalkMixin:
                 yield ([False] * len(got), [], [], [], i0, r0, got), notes
 
 
-def _joined(parts: list) -> tuple:
+def _joined(parts: list, keep: np.dtype) -> tuple:
     """Directories of :meth:`WalkMixin._column_dirs` as one run of rows: (order, fast,
-    entries) as :meth:`WalkMixin._walk_columns` returns them."""
+    entries) as :meth:`WalkMixin._walk_columns` returns them (the packed bytes of the
+    records joined, then read as ``keep`` records)."""
     order: list[bool] = []
     paths: list[str] = []
     names: list[str] = []
@@ -335,18 +358,20 @@ def _joined(parts: list) -> tuple:
         paths += p
         names += n
         parents += par
-        entries += e
+        if e:
+            entries += e
     inos = [part[4] for part in parts if len(part[4])]
     recs = [part[5] for part in parts if len(part[5])]
+    packed = np.concatenate(recs) if len(recs) > 1 else recs[0] if recs else parts[0][5]
     fast = (paths, names, parents,
             np.concatenate(inos) if len(inos) > 1 else inos[0] if inos else parts[0][4],
-            np.concatenate(recs) if len(recs) > 1 else recs[0] if recs else parts[0][5])
+            np.ascontiguousarray(packed).view(keep).ravel())
     return np.array(order, dtype=bool), fast, entries
 
 
 # --- helpers -----------------------------------------------------------------------------
 
-_NAT = np.iinfo(np.int64).min
+_NAT = -(1 << 63)  # int64 min: numpy.datetime64 NaT, "no time" in the int64 columns
 _TIME_COLS = (
     ("created", "crtime"),
     ("modified", "mtime"),
