@@ -31,10 +31,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import io
-import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -42,124 +40,30 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import vdinspect  # noqa: E402
+from summary_kit import (  # noqa: E402
+    HERE,
+    OURS,
+    ROOT,
+    ROWS,
+    GiB,
+    MiB,
+    add,
+    best_interleaved,
+    child,
+    converted,
+    ext_image,
+    fat_image,
+    have,
+    inproc,
+    log,
+    ntfs_image,
+    row_listing,
+    sparse_source,
+)
 
-MiB, GiB = 1 << 20, 1 << 30
-ENV = dict(os.environ, PYTHONPATH=str(ROOT))  # children measure this tree, not an install
-OURS = [sys.executable, "-m", "vdinspect"]
-ROWS: list[dict] = []
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
-def cpu_self() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-TIME = shutil.which("time") or "/usr/bin/time"
-
-
-def child(cmd: list, stdout=subprocess.DEVNULL, stdin=None) -> tuple[float, float, int]:
-    """Run ``cmd``: (wall s, CPU s, peak RSS bytes) of that one process. The CPU and RSS
-    come from GNU time (a small process between us and the command: a child forked from
-    this large one would count our RSS as its peak, which exec keeps); wall is ours."""
-    with tempfile.NamedTemporaryFile("r") as rep:
-        t0 = time.perf_counter()
-        p = subprocess.run([TIME, "-q", "-o", rep.name, "-f", "%U %S %M"] +
-                           [str(c) for c in cmd], stdout=stdout, stdin=stdin,
-                           stderr=subprocess.PIPE, env=ENV)
-        wall = time.perf_counter() - t0
-        if p.returncode:
-            raise RuntimeError(f"{cmd[:3]}... exit {p.returncode}: {p.stderr[-400:]!r}")
-        user, sys_, rss = rep.read().split()[-3:]
-    return wall, float(user) + float(sys_), int(rss) * 1024
-
-
-def inproc(fn) -> tuple[float, float, int]:
-    c0, t0 = cpu_self(), time.perf_counter()
-    fn()
-    return time.perf_counter() - t0, cpu_self() - c0, 0
-
-
-def best_interleaved(fns: dict, reps: int) -> dict:
-    """Each callable (returning (wall, cpu, rss)) once as a warm-up, then ``reps`` rounds
-    in turns (the order alternating); per name the best wall, best CPU, largest RSS."""
-    for fn in fns.values():
-        fn()
-    got: dict = {k: [] for k in fns}
-    names = list(fns)
-    for r in range(reps):
-        for k in (names if r % 2 == 0 else names[::-1]):
-            got[k].append(fns[k]())
-    return {k: (min(w for w, _c, _m in v), min(c for _w, c, _m in v), max(m for _w, _c, m in v))
-            for k, v in got.items()}
-
-
-def secs(t: float) -> str:
-    return f"{t * 1000:.0f} ms" if t < 1 else f"{t:.2f} s"
-
-
-def add(measure: str, ours: tuple, peer_name: str | None, peer: tuple | None, goal: str,
-        limit: float | None = None, absolute: float | None = None, rate: int | None = None,
-        note: str = "") -> None:
-    """One table row; ``limit`` is the goal as a time ratio, ``absolute`` in seconds;
-    ``rate`` (operations per timing) shows rates beside the times."""
-    def cell(t: tuple) -> str:
-        s = f"{secs(t[0])} ({secs(t[1])} CPU)"
-        if rate:
-            s = f"{rate / t[0]:,.0f}/s, " + s
-        if t[2]:
-            s += f", {t[2] / MiB:.0f} MiB RSS"
-        return s
-
-    ratio = ours[0] / peer[0] if peer else None
-    cpu_ratio = ours[1] / peer[1] if peer and peer[1] > 0 else None
-    if absolute is not None:
-        met = ours[0] <= absolute
-    elif limit is not None and ratio is not None:
-        met = ratio <= limit
-    else:
-        met = None
-    ROWS.append(dict(measure=measure, ours=cell(ours), peer=f"{peer_name} {cell(peer)}"
-                     if peer else "-", ratio=f"{ratio:.2f}x" if ratio else "-",
-                     cpu=f"{cpu_ratio:.2f}x" if cpu_ratio else "-", goal=goal,
-                     met="-" if met is None else "yes" if met else "**no**", note=note))
-    log(f"  {measure}: {ROWS[-1]['ours']} | {ROWS[-1]['peer']} | {ROWS[-1]['ratio']}")
-
-
-# --- images -----------------------------------------------------------------------------------
-
-
-def sparse_source(path: Path, size: int, seed: int = 7) -> None:
-    """Half of the 1 MiB pieces hold random data, scattered; holes between."""
-    if path.exists() and path.stat().st_size == size:
-        return
-    rnd = random.Random(seed)
-    with open(path, "wb") as f:
-        f.truncate(size)
-        for i in sorted(rnd.sample(range(size // MiB), size // MiB // 2)):
-            f.seek(i * MiB)
-            f.write(rnd.randbytes(MiB))
-
-
-def converted(src: Path, out: Path, fmt: str, *opts: str) -> Path:
-    if not out.exists():
-        subprocess.run(["qemu-img", "convert", "-f", "raw", "-O", fmt, *opts, str(src),
-                        str(out)], check=True, capture_output=True)
-    return out
-
-
-def have(*tools: str) -> bool:
-    return all(shutil.which(t) for t in tools)
-
+import vdinspect  # noqa: E402  (the tree summary_kit put first on sys.path)
 
 # --- rows -------------------------------------------------------------------------------------
 
@@ -172,77 +76,6 @@ def row_info(work: Path, reps: int) -> None:
                           "peer": lambda: child(["qemu-img", "info", img])}, reps)
     add("`vdinspect info` (whole process)", r["ours"], "qemu-img info", r["peer"], "<= 0.1 s",
         absolute=0.1)
-
-
-def row_listing(label: str, img: Path, reps: int, files_goal: float = 1.5) -> None:
-    """``ls -r --json`` (a process) and ``files()`` (in this process) against fls -r -p."""
-    fls = lambda: child(["fls", "-r", "-p", img])  # noqa: E731
-    r = best_interleaved({"ours": lambda: child(OURS + ["ls", "-r", "--json", img]),
-                          "peer": fls}, reps)
-    add(f"`ls -r --json`, {label}", r["ours"], "fls -r -p", r["peer"], "<= 2x", limit=2.0)
-
-    def files():
-        with vdinspect.open(str(img)) as disk:
-            vol = disk.filesystem_volumes(readable=True)[0]
-            disk.filesystem(vol.key).files()
-
-    r = best_interleaved({"ours": lambda: inproc(files), "peer": fls}, reps)
-    add(f"`files()` warm (open included), {label}", r["ours"], "fls -r -p", r["peer"],
-        f"<= {files_goal}x", limit=files_goal)
-
-
-def ext_image(work: Path, nfiles: int, folders: int = 200, trees: Path | None = None) -> Path:
-    """An ext4 of ``nfiles`` files (mke2fs -d of a tree built under ``trees``, default
-    ``work``: the scale rows pass a tmpfs, 15x faster than a disk for a million files)."""
-    img = work / f"ext4-{nfiles}.img"
-    if img.exists():
-        return img
-    tree = (trees or work) / f"ext-tree-{nfiles}"
-    shutil.rmtree(tree, ignore_errors=True)
-    per = -(-nfiles // folders)
-    for d in range(folders):
-        dd = tree / f"d{d:04d}"
-        dd.mkdir(parents=True)
-        for i in range(min(per, nfiles - d * per)):
-            (dd / f"file {i:05d}.txt").write_bytes(b"x" * ((d * per + i) * 7919 % 3000))
-    t = time.perf_counter()
-    mib = max(256, nfiles // 1000 * 8)
-    subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-N", str(nfiles + 1000), "-d",
-                    str(tree), str(img), f"{mib}M"], check=True, capture_output=True)
-    log(f"  mke2fs -d of {nfiles} files: {time.perf_counter() - t:.1f} s")
-    shutil.rmtree(tree)
-    return img
-
-
-def fat_image(work: Path, nfiles: int) -> Path:
-    img = work / f"fat32-{nfiles}.img"
-    if img.exists():
-        return img
-    tree = work / "fat-tree"
-    shutil.rmtree(tree, ignore_errors=True)
-    for d in range(200):
-        dd = tree / f"d{d:03d}"
-        dd.mkdir(parents=True)
-        for i in range(nfiles // 200):
-            (dd / f"f{i:05d}.txt").write_bytes(b"y" * (i * 37 % 3000))
-    subprocess.run(["mkfs.fat", "-F", "32", "-C", str(img), str(512 * 1024)], check=True,
-                   capture_output=True)
-    subprocess.run(["mcopy", "-s", "-i", str(img)] + [str(p) for p in tree.iterdir()] +
-                   ["::/"], check=True, capture_output=True)
-    shutil.rmtree(tree)
-    return img
-
-
-def ntfs_image(work: Path, nfiles: int) -> Path | None:
-    try:
-        import bench_ntfs
-
-        from tests import ntfs_builder as nb
-    except ImportError:
-        return None
-    if not (have("mkntfs", "ntfs-3g") and nb.fuse_works(work)):
-        return None
-    return bench_ntfs.build(work, nfiles)
 
 
 PHDI_XML = """<?xml version='1.0' encoding='UTF-8'?>
@@ -503,184 +336,6 @@ def row_extract(work: Path, size: int, reps: int) -> None:
         "<= 1.1x, memory as now", limit=1.1, note="same bytes as icat" if ok else "DIFFERS")
 
 
-SCALE_PIECE = 64 * MiB  # one random file debugfs writes under many names
-
-
-def scale_disk(work: Path, gib: int) -> tuple[Path, float]:
-    """A 100 GiB sparse VMDK (monolithicSparse, so fls reads it too) whose whole disk is an
-    ext4 holding ``gib`` GiB of files: mke2fs on a sparse raw file, debugfs ``write`` of one
-    64 MiB random file under 16 names a GiB in ``gib`` folders (top folders land in
-    different block groups), qemu-img convert; the raw file is deleted. Returns the image
-    and its build seconds (0 when cached)."""
-    img = work / f"scale-100G-{gib}G.vmdk"
-    if img.exists():
-        return img, 0.0
-    t = time.perf_counter()
-    src, raw, script = work / "scale-piece.bin", work / "scale-src.raw", work / "scale.debugfs"
-    if not src.exists() or src.stat().st_size != SCALE_PIECE:
-        src.write_bytes(random.Random(9).randbytes(SCALE_PIECE))
-    try:
-        with open(raw, "wb") as f:
-            f.truncate(100 * GiB)
-        subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "scale", str(raw)],
-                       check=True, capture_output=True)
-        cmds = []
-        for d in range(gib):
-            cmds.append(f"mkdir d{d:03d}")
-            cmds += [f"write {src} d{d:03d}/f{i:02d}.bin" for i in range(GiB // SCALE_PIECE)]
-        script.write_text("\n".join(cmds) + "\n")
-        for cmd in (["debugfs", "-w", "-f", script, raw], ["qemu-img", "convert", "-f", "raw",
-                    "-O", "vmdk", "-o", "subformat=monolithicSparse", raw, img]):
-            subprocess.run([str(c) for c in cmd], check=True, capture_output=True)
-    finally:
-        raw.unlink(missing_ok=True)
-    log(f"  built {img.name} in {time.perf_counter() - t:.0f} s")
-    return img, time.perf_counter() - t
-
-
-def pair(ours: list, peer: list, ours_out: Path, peer_out: Path) -> dict:
-    """Two commands interleaved (warm-up, one round), their stdout kept for the checks."""
-    def run(cmd: list, path: Path):
-        def go():
-            with open(path, "wb") as f:
-                return child(cmd, stdout=f)
-        return go
-    return best_interleaved({"ours": run(ours, ours_out), "peer": run(peer, peer_out)}, 1)
-
-
-def rows_scale_disk(work: Path, gib: int) -> None:
-    """Convert, map and list the 100 GiB image with ``gib`` GiB of data, each a child
-    process (peak RSS) against qemu-img convert, qemu-img map and fls -r -p; the output is
-    checked against the image (qemu-img compare), the maps' data bytes and the listings'
-    counts against each other."""
-    img, built = scale_disk(work, gib)
-    label = f"100 GiB VMDK, {gib} GiB data"
-    out, peer_out = work / "scale-out.raw", work / "scale-peer.raw"
-    try:
-        def ours():
-            out.unlink(missing_ok=True)
-            return child(OURS + ["convert", img, out])
-
-        def peer():  # one output on disk at a time: ours is checked after the last round
-            out.unlink(missing_ok=True)
-            r = child(["qemu-img", "convert", "-O", "raw", img, peer_out])
-            peer_out.unlink()
-            return r
-
-        r = best_interleaved({"peer": peer, "ours": ours}, 1)
-        same = subprocess.run(["qemu-img", "compare", "-q", "-F", "raw", str(img), str(out)]
-                              ).returncode == 0
-        note = (f"output = image (qemu-img compare), {out.stat().st_blocks * 512 / GiB:.1f}"
-                " GiB on disk" if same else "OUTPUT DIFFERS")
-        note += f"; image built in {built:.0f} s" if built else ""
-        out.unlink()
-        add(f"convert (a process), {label}", r["ours"], "qemu-img convert", r["peer"],
-            "<= 1.2x, constant memory", limit=1.2, note=note)
-
-        om, pm = work / "scale-map.json", work / "scale-qmap.json"
-        r = pair(OURS + ["map", "--json", img], ["qemu-img", "map", "--output=json", img], om, pm)
-        ours_data = sum(e["length"] for e in json.loads(om.read_text()) if e["state"] == "data")
-        peer_data = sum(e["length"] for e in json.loads(pm.read_text()) if e["data"])
-        add(f"`vdinspect map --json` (a process), {label}", r["ours"], "qemu-img map",
-            r["peer"], "constant memory", note=f"data {ours_data / GiB:.2f} GiB, qemu-img "
-            f"{peer_data / GiB:.2f} GiB" + ("" if ours_data == peer_data else " DIFFERS"))
-
-        ol, pl = work / "scale-ls.json", work / "scale-fls.txt"
-        r = pair(OURS + ["ls", "-r", "--json", img], ["fls", "-r", "-p", img], ol, pl)
-        listed = json.loads(ol.read_text())
-        ours_bin = sum(1 for e in listed if e["path"].endswith(".bin"))
-        peer_bin = sum(1 for line in pl.read_text().splitlines() if line.endswith(".bin"))
-        add(f"`ls -r --json` (a process), {label}", r["ours"], "fls -r -p", r["peer"],
-            "<= 2x, constant memory", limit=2.0, note=f"{len(listed)} entries, "
-            f"{ours_bin} .bin files (fls {peer_bin}, written {gib * GiB // SCALE_PIECE})")
-        for p in (om, pm, ol, pl):
-            p.unlink()
-    finally:
-        out.unlink(missing_ok=True)
-        peer_out.unlink(missing_ok=True)
-        img.unlink(missing_ok=True)
-
-
-def ntfs_scale_image(work: Path, nfiles: int) -> tuple[Path | None, float]:
-    """An NTFS volume written by the ntfs-3g FUSE driver after mkntfs -Q: ``nfiles`` files
-    of 0 to 199 bytes (resident: the volume holds the MFT, not 4 KiB a file) in folders
-    of 1000. Cached in ``work`` (a stamp file says it is complete). Returns the image and
-    its build seconds (0 when cached); None without mkntfs, ntfs-3g or FUSE."""
-    img = work / f"ntfs-scale-{nfiles}.img"
-    stamp = img.with_suffix(".done")
-    if img.exists() and stamp.exists():
-        return img, 0.0
-    try:
-        from tests import ntfs_builder as nb
-    except ImportError:
-        return None, 0.0
-    if not (have("mkntfs", "ntfs-3g") and nb.fuse_works(work)):
-        return None, 0.0
-    t = time.perf_counter()
-    size = max(1 * GiB, nfiles * 2048 + 512 * MiB)  # 1 KiB MFT record + index per file
-    nb.mkntfs(img, size, label="scale")
-    with nb.mounted(img, work / "ntfs-scale.mnt", "big_writes", "noatime") as m:
-        for d in range(-(-nfiles // 1000)):
-            (m / f"d{d:04d}").mkdir()
-            for i in range(d * 1000, min(nfiles, d * 1000 + 1000)):
-                (m / f"d{d:04d}" / f"file {i:07d}.txt").write_bytes(b"n" * (i * 7919 % 200))
-    stamp.write_text(f"{nfiles}\n")
-    log(f"  ntfs-3g wrote {nfiles} files in {time.perf_counter() - t:.0f} s")
-    return img, time.perf_counter() - t
-
-
-def row_scale_files(label: str, img: Path, built: float, nfiles: int) -> None:
-    """``files()`` (open included) in a child process against ``fls -r -p``: time, peak
-    RSS, and the row count beside fls's line count."""
-    code = ("import sys, vdinspect\nd = vdinspect.open(sys.argv[1])\n"
-            "fs = d.filesystem(d.filesystem_volumes()[0].key)\nf = fs.files()\n"
-            "print(len(f), int(f['path'].str.endswith('.txt').sum()))")
-    got, fl = img.with_suffix(".files.txt"), img.with_suffix(".fls.txt")
-    r = pair([sys.executable, "-c", code, img], ["fls", "-r", "-p", img], got, fl)
-    rows, txt = got.read_text().split()
-    fls_txt = sum(1 for line in fl.read_text().splitlines() if line.endswith(".txt"))
-    note = f"{int(rows):,} rows, {int(txt):,} .txt files (fls {fls_txt:,}, written {nfiles:,})"
-    note += f"; image built in {built:.0f} s" if built else ""
-    for p in (got, fl):
-        p.unlink()
-    add(f"`files()` (a process), {label}", r["ours"], "fls -r -p", r["peer"], "<= 1.5x",
-        limit=1.5, note=note)
-
-
-def scratch(need: int) -> Path | None:
-    """A folder in /dev/shm for mke2fs -d's tree if it has twice ``need`` bytes free."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and shutil.disk_usage(shm).free > 2 * need:
-        return Path(tempfile.mkdtemp(dir=shm, prefix="vdscale-"))
-    return None
-
-
-def rows_scale(work: Path, gib: int, nfiles: int, keep: bool) -> None:
-    """The scale rows: the 100 GiB image with 1 GiB and then ``gib`` GiB of data (peak
-    RSS should not move), then ``files()`` of ext4 and NTFS with ``nfiles // 10`` and then
-    ``nfiles`` files (time should grow tenfold, not more). Each big output is deleted
-    after its row; the file-count images too unless ``keep``."""
-    for g in sorted({1, gib}):
-        rows_scale_disk(work, g)
-    for n in sorted({max(1, nfiles // 10), nfiles}):
-        t = time.perf_counter()
-        fresh = not (work / f"ext4-{n}.img").exists()
-        tmp = None if not fresh else scratch(n * 6 * 1024)
-        try:
-            ext = ext_image(work, n, folders=max(200, n // 1000), trees=tmp)
-        finally:
-            if tmp is not None:
-                shutil.rmtree(tmp, ignore_errors=True)
-        row_scale_files(f"ext4 with {n:,} files", ext, time.perf_counter() - t if fresh
-                        else 0.0, n)
-        nt, built = ntfs_scale_image(work, n)
-        if nt is not None:
-            row_scale_files(f"NTFS with {n:,} files", nt, built, n)
-        for img in ([] if keep else [ext, nt, nt and nt.with_suffix(".done")]):
-            if img is not None:
-                img.unlink()
-
-
 def run_rows(args, work: Path, q: bool, reps: int, peers: Peers) -> None:
     """The rows ``--only`` and ``--scale`` ask for, in order."""
     def want(group: str) -> bool:
@@ -723,6 +378,8 @@ def run_rows(args, work: Path, q: bool, reps: int, peers: Peers) -> None:
     if want("extract") and have("icat", "mke2fs"):
         row_extract(work, (256 if q else 2048) * MiB, reps)
     if args.scale:
+        from bench_scale import rows_scale
+
         rows_scale(work, args.scale_gib, args.scale_files, args.scale_keep)
 
 
