@@ -532,7 +532,7 @@ def test_bad_boot_sectors():
 )
 def test_util_linux_samples(name, fstype, label, uuid, tmp_path):
     img = tmp_path / f"{name}.img"
-    img.write_bytes(lzma.decompress((UTIL_LINUX / "images-fs" / f"{name}.img.xz").read_bytes()))
+    tools.write_sparse(img, lzma.decompress((UTIL_LINUX / "images-fs" / f"{name}.img.xz").read_bytes()))
     fs = fatmod.open_filesystem(FileSource(img))
     assert (fs.fstype, fs.label, fs.uuid) == (fstype, label, uuid)
     try:

@@ -637,7 +637,7 @@ def test_real_samples_have_nothing_to_scan(name, tmp_path):
     if not xz.is_file():
         pytest.skip("util-linux samples absent")
     p = tmp_path / f"{name}.img"
-    p.write_bytes(lzma.decompress(xz.read_bytes()))
+    tools.write_sparse(p, lzma.decompress(xz.read_bytes()))
     mod = exmod if name == "exfat" else fatmod
     df = mod.open_filesystem(FileSource(p)).files()
     assert (df.found_by == "index").all() and not df.deleted.any()
