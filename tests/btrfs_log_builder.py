@@ -18,7 +18,7 @@ import re
 import struct
 from pathlib import Path
 
-from tests.tools import run
+from tests.tools import run, write_sparse
 
 TREE_LOG = (1 << 64) - 6
 INODE_ITEM, DIR_LOG_INDEX, DIR_INDEX, ROOT_ITEM = 1, 72, 96, 132
@@ -123,5 +123,5 @@ def add_dir_log(img: Path, out: Path, subvol: int, dir_ino: int,
         data[sb + 0x60:sb + 0x68] = struct.pack("<Q", root_at)  # log_root
         data[sb + 0xC8] = 0  # log_root_level
         data[sb:sb + 4] = struct.pack("<I", _crc32c(bytes(data[sb + 0x20:sb + 0x1000])))
-    out.write_bytes(bytes(data))
+    write_sparse(out, data)
     return dict(f, log_at=log_at, root_at=root_at)

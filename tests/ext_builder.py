@@ -13,6 +13,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.tools import write_sparse
+
 SB_OFFSET = 1024
 METADATA_CSUM = 0x400
 EXTENT_MAGIC = 0xF30A
@@ -83,14 +85,14 @@ def patch_superblock(path: Path, fields: dict[int, tuple[str, int]]) -> None:
     for off, (fmt, value) in fields.items():
         struct.pack_into(fmt, img, SB_OFFSET + off, value)
     fix_superblock_checksum(img)
-    Path(path).write_bytes(bytes(img))
+    write_sparse(path, img)
 
 
 def zero_primary_superblock(path: Path) -> None:
     """Wipe the primary superblock (bytes 1024..2047); the backups stay."""
     img = bytearray(Path(path).read_bytes())
     img[SB_OFFSET : SB_OFFSET + 1024] = bytes(1024)
-    Path(path).write_bytes(bytes(img))
+    write_sparse(path, img)
 
 
 def i_block(img: bytes | bytearray, geo: Geometry, ino: int) -> bytes:
@@ -136,7 +138,7 @@ def make_extent_loop(path: Path, ino: int) -> int:
     set_i_block(img, geo, ino, extent_header(1, 4, 2) + extent_index(0, blk))
     node = extent_header(1, (geo.block_size - 12) // 12, 1) + extent_index(0, blk)
     img[blk * geo.block_size : blk * geo.block_size + len(node)] = node
-    Path(path).write_bytes(bytes(img))
+    write_sparse(path, img)
     return blk
 
 
@@ -148,7 +150,7 @@ def make_extent_outside(path: Path, ino: int) -> None:
     root = bytearray(i_block(img, geo, ino))
     root[12:24] = extent_leaf(lb, ln, geo.blocks_count + 1000)
     set_i_block(img, geo, ino, bytes(root))
-    Path(path).write_bytes(bytes(img))
+    write_sparse(path, img)
 
 
 def make_indirect_loop(path: Path, ino: int) -> int:
@@ -169,7 +171,7 @@ def make_indirect_loop(path: Path, ino: int) -> int:
     off = inode_offset(geo, ino)
     struct.pack_into("<I", img, off + 4, size & 0xFFFFFFFF)
     struct.pack_into("<I", img, off + 0x6C, size >> 32)
-    Path(path).write_bytes(bytes(img))
+    write_sparse(path, img)
     return ind
 
 
@@ -191,7 +193,7 @@ def break_dir_rec_len(path: Path, ino: int, entry_index: int = 2) -> None:
     for _ in range(entry_index):
         pos += struct.unpack_from("<H", img, base + pos + 4)[0]
     struct.pack_into("<H", img, base + pos + 4, 3)
-    Path(path).write_bytes(bytes(img))
+    write_sparse(path, img)
 
 
 def set_inode_table(path: Path, group: int, block: int) -> None:
@@ -202,7 +204,7 @@ def set_inode_table(path: Path, group: int, block: int) -> None:
     struct.pack_into("<I", img, gdt + group * geo.desc_size + 8, block & 0xFFFFFFFF)
     if geo.desc_size >= 64:
         struct.pack_into("<I", img, gdt + group * geo.desc_size + 0x28, block >> 32)
-    Path(path).write_bytes(bytes(img))
+    write_sparse(path, img)
 
 
 def add_ea_inode_xattr(
@@ -223,7 +225,7 @@ def add_ea_inode_xattr(
     voff = inode_offset(geo, value_ino)
     flags = struct.unpack_from("<I", img, voff + 0x20)[0]
     struct.pack_into("<I", img, voff + 0x20, flags | 0x200000)
-    Path(path).write_bytes(bytes(img))
+    write_sparse(path, img)
 
 
 def patch_inode(path: Path, ino: int, offset: int, data: bytes) -> None:
@@ -231,7 +233,7 @@ def patch_inode(path: Path, ino: int, offset: int, data: bytes) -> None:
     img = bytearray(Path(path).read_bytes())
     off = inode_offset(geometry(img), ino) + offset
     img[off : off + len(data)] = data
-    Path(path).write_bytes(bytes(img))
+    write_sparse(path, img)
 
 
 def rename_dirent(path: Path, dir_ino: int, old: bytes, new: bytes) -> None:
@@ -250,7 +252,7 @@ def rename_dirent(path: Path, dir_ino: int, old: bytes, new: bytes) -> None:
             assert 8 + len(new) <= rec_len <= geo.block_size - pos, "no room for the name"
             img[base + pos + 6] = len(new)
             img[start : start + rec_len - 8] = new.ljust(rec_len - 8, b"\0")
-            Path(path).write_bytes(bytes(img))
+            write_sparse(path, img)
             return
         pos += rec_len
     raise KeyError(f"no entry {old!r} in directory inode {dir_ino}")

@@ -22,7 +22,7 @@ import struct
 import subprocess
 from pathlib import Path
 
-from tests.tools import fls_lines, run  # noqa: F401 (the one way the tests run a tool)
+from tests.tools import fls_lines, run, write_sparse  # noqa: F401 (the one way the tests run a tool)
 
 STRIDE = 512
 
@@ -1086,7 +1086,7 @@ class Tree:
             n = count * self.cs
             self.img[lcn * self.cs : lcn * self.cs + n] = self.bitmap[pos : pos + n]
             pos += n
-        self.path.write_bytes(bytes(self.img))
+        write_sparse(self.path, self.img)
         return self.path
 
 

@@ -59,6 +59,7 @@ from tests.test_bad_input import (
     timed,
     traced,
 )
+from tests.tools import dig_holes
 from vdinspect import VDInspectError
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_images"
@@ -178,6 +179,8 @@ def _seed(name: str, d: Path) -> Seed:
                 zstandard.ZstdDecompressor().copy_stream(f, out)
         else:
             shutil.copyfile(src, p)
+    if p.is_file():
+        dig_holes(p)  # copies and decompressed samples: their zeros need no disk space
     seed = Seed(name, p, _regions(p))
     walk(seed.path, True, ())  # warm up lazy imports outside the timed bounds
     walk(seed.path, False, ())

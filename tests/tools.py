@@ -1,11 +1,15 @@
-"""What the tests share to run the independent tools: one ``run()``, blkid's tags, and a
-sparse copy of an image."""
+"""What the tests share to run the independent tools: one ``run()``, blkid's tags, and
+sparse copies/writes of images (the test run's temporary folder stays small)."""
 
 from __future__ import annotations
 
 import re
 import subprocess
 from pathlib import Path
+from typing import BinaryIO
+
+#: the unit ``write_sparse`` leaves as a hole when all zero (a page, a common fs block)
+HOLE = 4096
 
 
 def run(*cmd, input: str | bytes | None = None, check: bool = True, binary: bool = False,
@@ -54,6 +58,34 @@ def sparse_copy(src: str | Path, dst: str | Path) -> Path:
     otherwise fill gigabytes of the test run's temporary folder."""
     run("cp", "--sparse=always", src, dst)
     return Path(dst)
+
+
+def write_sparse(path: str | Path, data: bytes | bytearray | memoryview | BinaryIO) -> Path:
+    """Write ``data`` (bytes, or a readable file such as ``lzma.open(...)``) to ``path``
+    leaving each all-zero 4 KiB block a hole: ``path.write_bytes(bytes(img))`` of a damaged
+    copy of a mostly empty 128 MiB volume would otherwise allocate all of it on disk."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        view = memoryview(data).cast("B")
+        chunks = (view[i:i + HOLE] for i in range(0, len(view), HOLE))
+    else:
+        chunks = iter(lambda: data.read(HOLE), b"")
+    zero = bytes(HOLE)
+    pos = 0
+    with open(path, "wb") as f:
+        for chunk in chunks:
+            if chunk != zero[:len(chunk)]:
+                f.seek(pos)
+                f.write(chunk)
+            pos += len(chunk)
+        f.truncate(pos)
+    return Path(path)
+
+
+def dig_holes(*paths: str | Path) -> None:
+    """Turn the all-zero blocks of files a tool or an archive wrote in full back into holes
+    (``fallocate --dig-holes``, util-linux); left as they are where it cannot."""
+    for p in paths:
+        run("fallocate", "--dig-holes", p, check=False)
 
 
 def blkid_tags(path: str | Path, offset: int = 0, size: int | None = None) -> dict:

@@ -40,6 +40,7 @@ import vdinspect
 from tests import qemu_tools as q
 from tests import vhd_builder as vb
 from tests.conftest import SHARED_SAMPLES, needs_qemu, needs_shared
+from tests.tools import write_sparse
 from vdinspect.containers.vhd import open_vhd
 from vdinspect.errors import VDInspectError
 
@@ -1395,8 +1396,8 @@ def test_real_vhd_samples_no_leaks(name, tmp_path):
     src = SHARED_SAMPLES / name
     if src.suffix == ".bz2":
         path = tmp_path / src.stem
-        with bz2.open(src) as f, path.open("wb") as out:
-            shutil.copyfileobj(f, out, 1 << 20)
+        with bz2.open(src) as f:
+            write_sparse(path, f)
     else:
         path = src
     with open_vhd(path, strict=False) as im:

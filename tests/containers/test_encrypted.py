@@ -17,7 +17,7 @@ import vdinspect
 from tests import machine_builder as mb
 from tests.conftest import have, needs_qemu
 from tests.qemu_tools import create
-from tests.tools import run
+from tests.tools import dig_holes, run
 
 BASE = "11111111-2222-3333-4444-555555555555"
 DIFF = "66666666-7777-8888-9999-aaaaaaaaaaaa"
@@ -61,14 +61,17 @@ def test_vmware_encrypted_vm(tmp_path):
 def _disk_with(tmp_path, fill) -> str:
     """A raw disk with one MBR partition at 1 MiB (sfdisk), its contents from ``fill``."""
     p = tmp_path / "disk.raw"
-    p.write_bytes(bytes(24 << 20))
+    with open(p, "wb") as f:  # holes, as a new disk file is
+        f.truncate(24 << 20)
     run("sfdisk", "-q", p, input="label: dos\n2048,,83\n")
     part = tmp_path / "part.img"
-    part.write_bytes(bytes(23 << 20))
+    with open(part, "wb") as f:
+        f.truncate(23 << 20)
     fill(part)
     with open(p, "r+b") as f:
         f.seek(1 << 20)
         f.write(part.read_bytes())
+    dig_holes(p)
     return p
 
 

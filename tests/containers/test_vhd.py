@@ -26,6 +26,7 @@ import vdinspect
 from tests import qemu_tools as q
 from tests import vhd_builder as vb
 from tests.conftest import SHARED_SAMPLES, needs_qemu, needs_shared
+from tests.tools import write_sparse
 from vdinspect.containers import registry, vhd
 from vdinspect.errors import CorruptImage, MissingParent, NotRecognized, VDInspectError
 from vdinspect.io import FileSource
@@ -840,16 +841,8 @@ def sha256_of(disk) -> str:
 
 def unpack(name: str, tmp_path: Path) -> Path:
     src = SHARED_SAMPLES / "qemu-iotests-v7.2.0" / "sample_images" / f"{name}.bz2"
-    out = tmp_path / name
-    zero = bytes(1 << 20)
-    with bz2.open(src, "rb") as fin, open(out, "wb") as fout:
-        while chunk := fin.read(1 << 20):
-            if chunk == zero[: len(chunk)]:
-                fout.seek(len(chunk), os.SEEK_CUR)  # keep the copy sparse
-            else:
-                fout.write(chunk)
-        fout.truncate()
-    return out
+    with bz2.open(src, "rb") as fin:
+        return write_sparse(tmp_path / name, fin)  # keep the copy sparse
 
 
 DFVFS = SHARED_SAMPLES / "dfvfs" / "test_data"

@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import random
-import shutil
 import struct
 import uuid
 from pathlib import Path
@@ -30,6 +29,7 @@ from tests import qemu_tools as q
 from tests import vhdx_builder as vb
 from tests.conftest import SHARED_SAMPLES, needs_qemu, needs_shared, sha256_file
 from tests.test_sample_images import classify_qemu, pieces
+from tests.tools import sparse_copy, write_sparse
 from vdinspect.containers import registry
 from vdinspect.containers import vhdx as V
 from vdinspect.errors import CorruptImage, NotRecognized, UnsupportedFeature, VDInspectError
@@ -308,16 +308,8 @@ def test_registry_detects_vhdx(tmp_path):
 
 def unpack(name: str, tmp_path: Path) -> Path:
     """Decompress a sample into tmp_path, leaving holes where it is all zeros."""
-    out = tmp_path / name.removesuffix(".bz2")
-    zero = bytes(1 * M)
-    with bz2.open(IOTESTS / name) as fin, open(out, "wb") as fout:
-        while chunk := fin.read(1 * M):
-            if chunk == zero[: len(chunk)]:
-                fout.seek(len(chunk), os.SEEK_CUR)
-            else:
-                fout.write(chunk)
-        fout.truncate()
-    return out
+    with bz2.open(IOTESTS / name) as fin:
+        return write_sparse(tmp_path / name.removesuffix(".bz2"), fin)
 
 
 @pytest.fixture(scope="module")
@@ -382,7 +374,7 @@ def test_sample_dirty_log_matches_qemu_replay(dirty_log_sample, tmp_path):
     """qemu-img check -r all replays the log on a copy; we read the original the same."""
     path = dirty_log_sample
     copy = tmp_path / "replayed.vhdx"
-    shutil.copy(path, copy)
+    sparse_copy(path, copy)
     q.run("qemu-img", "check", "-r", "all", str(copy))
     first = tmp_path / "first.raw"
     q.qemu_img("dd", "-f", "vhdx", "-O", "raw", f"if={copy}", f"of={first}", "bs=1M", "count=40")

@@ -17,7 +17,7 @@ import pytest
 
 import vdinspect
 from tests.conftest import SAMPLE_IMAGES, SHARED_SAMPLES
-from tests.tools import run
+from tests.tools import run, write_sparse
 from vdinspect.explainer import Explanation
 
 SKIP_SUFFIXES = (".json", ".sha256", ".md", ".txt", ".py", ".data")
@@ -72,7 +72,7 @@ def test_every_real_structure_explains(rel, tmp_path):
         pytest.skip("shared sample absent")
     if rel.endswith(".bz2"):
         out = tmp_path / os.path.basename(rel)[:-4]
-        out.write_bytes(bz2.decompress(src.read_bytes()))
+        write_sparse(out, bz2.decompress(src.read_bytes()))
         src = out
     assert explain_every_row(src) > 0
 

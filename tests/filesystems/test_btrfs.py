@@ -24,7 +24,7 @@ import pytest
 import vdinspect
 from tests.conftest import SHARED_SAMPLES, have
 from tests.test_bad_input import traced
-from tests.tools import run, sparse_copy  # noqa: F401 (the one way the tests run a tool)
+from tests.tools import dig_holes, run, sparse_copy, write_sparse  # noqa: F401 (the one way the tests run a tool)
 from vdinspect.errors import CorruptImage, VDInspectError
 from vdinspect.filesystems.base import FileSystem
 from vdinspect.filesystems.btrfs import open_filesystem
@@ -211,11 +211,7 @@ def test_inodes_match_dump_tree(images, variant, via, tmp_path):
         src = FileSource(img)
         assert src.view() is not None
     else:
-        big = tmp_path / "at-63-sectors.raw"
-        with open(big, "wb") as f:
-            f.write(b"\xa5" * (63 * 512))
-            with open(img, "rb") as g:
-                shutil.copyfileobj(g, f)
+        big = write_sparse(tmp_path / "at-63-sectors.raw", b"\xa5" * (63 * 512) + img.read_bytes())
         src = Slice(FileSource(big), 63 * 512, img.stat().st_size)
         [(host, at, n)] = src.host_ranges(0, 4096)  # how the volume finds its map
         assert bytes(host.view()[at:at + n]) == img.read_bytes()[:4096]
@@ -552,6 +548,7 @@ def test_gpt_qcow2_and_cli(images, tree, tmp_path, capsys):
     with open(img, "rb") as src, open(disk, "r+b") as dst:
         dst.seek(2048 * 512)
         shutil.copyfileobj(src, dst, MiB)
+    dig_holes(disk)
     q = tmp_path / "disk.qcow2"
     run("qemu-img", "convert", "-O", "qcow2", disk, q)
     with vdinspect.open(q) as d:
@@ -782,7 +779,7 @@ def test_lost_inode_items_are_named_not_extracted_empty(tmp_path):
     data = bytearray(img.read_bytes())
     at = _physical(img, leaf)[0]
     data[at:at + 4096] = bytes(4096)
-    bad.write_bytes(bytes(data))
+    write_sparse(bad, data)
     from vdinspect.cli import main as cli_main
     from vdinspect.io import FileSource
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import have
-from tests.tools import run, sparse_copy
+from tests.tools import run, sparse_copy, write_sparse
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
@@ -120,7 +120,7 @@ def test_hostile_log_root(tmp_path, where):
     data[sb + 0x60:sb + 0x68] = target.to_bytes(8, "little")
     data[sb:sb + 4] = crc32c.crc32c(bytes(data[sb + 0x20:sb + 0x1000])).to_bytes(4, "little")
     bad = tmp_path / "bad.img"
-    bad.write_bytes(bytes(data))
+    write_sparse(bad, data)
     for strict in (True, False):
         fs = open_filesystem(FileSource(bad), strict=strict)
         info = fs.info()

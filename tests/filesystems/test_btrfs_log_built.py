@@ -18,7 +18,7 @@ import pytest
 
 from tests.btrfs_log_builder import add_dir_log, facts
 from tests.conftest import have
-from tests.tools import run
+from tests.tools import run, sparse_copy
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
@@ -53,7 +53,7 @@ def _kernel_view(img, work) -> set[str] | None:
     mnt = work / "mnt"
     mnt.mkdir(exist_ok=True)
     copy = work / "kernel.img"
-    copy.write_bytes(img.read_bytes())
+    sparse_copy(img, copy)
     if subprocess.run(["mount", "-o", "loop", str(copy), str(mnt)],
                       capture_output=True).returncode:
         return None

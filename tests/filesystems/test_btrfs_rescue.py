@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import have
-from tests.tools import run
+from tests.tools import run, write_sparse
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
 
@@ -121,7 +121,7 @@ def test_names_lost_with_a_dir_index_leaf(tmp_path, dir_item_too):
         phys = int(re.search(r"physical (\d+)", run("btrfs-map-logical", "-l", logical,
                                                      img)).group(1))
         data[phys:phys + NODE] = bytes(NODE)
-    bad.write_bytes(bytes(data))
+    write_sparse(bad, data)
 
     # what the damaged volume still holds, by the intact image's dump: every name of /,
     # /big, /big/sub and /links, where its DIR_INDEX, INODE_ITEM, INODE_REF and DIR_ITEM lie

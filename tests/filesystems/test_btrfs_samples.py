@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import lzma
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +17,7 @@ import pytest
 
 import vdinspect
 from tests.filesystems.test_btrfs import SAMPLES, have, run, sha
+from tests.tools import dig_holes, write_sparse
 from vdinspect.errors import CorruptImage, NotFound
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import FileSource
@@ -39,8 +39,8 @@ def kdave(tmp_path_factory):
                 "fsck-tests/020-extent-ref-cases/shared_block_ref_only.raw",
                 "misc-tests/032-bad-item-ptr/bad_item_ptr.raw"):
         dest = d / Path(rel).name
-        with lzma.open(KDAVE / (rel + ".xz")) as src, open(dest, "wb") as f:
-            shutil.copyfileobj(src, f, MiB)
+        with lzma.open(KDAVE / (rel + ".xz")) as src:
+            write_sparse(dest, src)
         out[dest.stem] = dest
     return out
 
@@ -149,6 +149,7 @@ def raid_sets(tmp_path_factory):
             with zstandard.ZstdDecompressor().stream_reader(f) as r:
                 with tarfile.open(fileobj=r, mode="r|") as t:
                     t.extractall(d / name, filter="data")
+    dig_holes(*d.rglob("*.img"))
     return d
 
 

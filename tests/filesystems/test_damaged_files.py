@@ -66,7 +66,7 @@ def make_fs(kind: str, path: Path, src: Path) -> None:
         img = ExfatImage(path.read_bytes())
         for name in FILES:
             img.add(img.root, name, (src / name).read_bytes(), fragment=name == "big.bin")
-        path.write_bytes(bytes(img.buf))
+        tools.write_sparse(path, img.buf)
     else:
         run("mkntfs", "-q", "-F", "-Q", "-c", "4096", path)
         for name in FILES:
@@ -134,6 +134,7 @@ def damaged_disk(tmp_path_factory):
         with open(raw, "r+b") as f:
             f.seek(sector * 512)
             f.write(part.read_bytes())
+    tools.dig_holes(raw)
     qcow = tmp / "disk.qcow2"
     run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", f"cluster_size={CLUSTER}",
         raw, qcow)

@@ -11,7 +11,6 @@ import hashlib
 import lzma
 import os
 import re
-import shutil
 import socket
 import stat
 import subprocess
@@ -356,7 +355,7 @@ def test_metadata_matches_debugfs_stat(images, variant):
 @needs_e2fs
 def test_times_past_2038_and_nanoseconds(images, tmp_path):
     img = tmp_path / "t.img"
-    shutil.copy(images["ext4-4k"], img)
+    tools.sparse_copy(images["ext4-4k"], img)
     debugfs(
         img,
         "sif /tiny mtime 21000301123456",
@@ -383,7 +382,7 @@ def test_times_past_2038_and_nanoseconds(images, tmp_path):
 def test_fast_files_equals_generic_walk(images, tmp_path):
     """The column-wise files() gives the same rows as the base class's generic walk."""
     img = tmp_path / "d.img"
-    shutil.copy(images["ext4-1k-128"], img)
+    tools.sparse_copy(images["ext4-1k-128"], img)
     debugfs(img, "rm /dir/f001", "rm /tiny", "unlink /dir/f002", write=True)
     fs = open_filesystem(FileSource(img))
     fast = fs.files()
@@ -440,7 +439,7 @@ def test_htree_two_levels(tmp_path):
 @pytest.mark.parametrize("variant", ["ext4-4k", "ext4-1k-128", "ext3-4k-256"])
 def test_xattrs_match_debugfs(images, tmp_path, variant):
     img = tmp_path / "x.img"
-    shutil.copy(images[variant], img)
+    tools.sparse_copy(images[variant], img)
     big = tmp_path / "v.bin"
     big.write_bytes(bytes(range(256)) * 3)
     debugfs(
@@ -527,7 +526,7 @@ def test_deleted_entries_match_fls_and_icat(images, small_tree, tmp_path, varian
 def test_kernel_style_deletion_is_not_recoverable(images, tmp_path):
     """A kernel deletion zeroes i_size and clears the extent tree: say so, honestly."""
     img = tmp_path / "k.img"
-    shutil.copy(images["ext4-4k"], img)
+    tools.sparse_copy(images["ext4-4k"], img)
     ino = inode_number(img, "/dir/f100")
     # what ext4_evict_inode leaves: size 0, an empty extent root (magic, 0 entries, max 4)
     debugfs(
@@ -548,7 +547,7 @@ def test_kernel_style_deletion_is_not_recoverable(images, tmp_path):
     assert "size is 0" in e.note
     assert fs.read(e) == b""
     img2 = tmp_path / "k2.img"
-    shutil.copy(img, img2)
+    tools.sparse_copy(img, img2)
     debugfs(img2, f"sif <{ino}> size 100", write=True)
     e = open_filesystem(FileSource(img2)).stat("/dir/f100")
     assert not e.recoverable and "extent tree cleared" in e.note
@@ -558,7 +557,7 @@ def test_kernel_style_deletion_is_not_recoverable(images, tmp_path):
 @needs_tsk
 def test_orphans_like_tsk(images, tmp_path):
     img = tmp_path / "o.img"
-    shutil.copy(images["ext4-1k-128"], img)
+    tools.sparse_copy(images["ext4-1k-128"], img)
     debugfs(img, "rm /dir/f003", "rm /dir/f004", "zap_block -f /dir -p 0 0", write=True)
     fs = open_filesystem(FileSource(img), strict=False)
     mine = ours(fs)
@@ -582,7 +581,7 @@ def test_orphans_like_tsk(images, tmp_path):
 @needs_tsk
 def test_deleted_directory_contents_listed(images, tmp_path):
     img = tmp_path / "dd.img"
-    shutil.copy(images["ext2-1k-128"], img)
+    tools.sparse_copy(images["ext2-1k-128"], img)
     debugfs(img, "rm /dir/sub/../f005", "rmdir /dir/sub", write=True)
     fs = open_filesystem(FileSource(img))
     assert ours(fs) == fls(img)
@@ -633,8 +632,8 @@ def test_journal_needing_recovery(images, tmp_path):
     memory, A reads as B (fls of B and of e2fsck's recovered copy agree)."""
     a = tmp_path / "a.img"
     b = tmp_path / "b.img"
-    shutil.copy(images["ext4-4k"], a)
-    shutil.copy(a, b)
+    tools.sparse_copy(images["ext4-4k"], a)
+    tools.sparse_copy(a, b)
     services = tmp_path / "services"
     services.write_bytes(b"some new file\n" * 500)
     debugfs(
@@ -693,7 +692,7 @@ def test_journal_needing_recovery(images, tmp_path):
         "journal data",
     } <= names
     rec = tmp_path / "r.img"
-    shutil.copy(a, rec)
+    tools.sparse_copy(a, rec)
     subprocess.run(["e2fsck", "-fy", str(rec)], capture_output=True)
     assert fls(rec) == ours(fs)
     # the revoked junk is not replayed, by e2fsck or by vdinspect
@@ -812,7 +811,7 @@ def test_inside_lvm(tree, tmp_path):
     buf[base + 3 * ext : base + 4 * ext] = data[:ext]
     buf[base : base + ext] = data[ext:]
     raw = tmp_path / "pv.raw"
-    raw.write_bytes(bytes(buf))
+    tools.write_sparse(raw, buf)
     with vdinspect.open(raw) as d:
         fs = d.filesystem("vg/data")
         assert {r[0] for r in ours(fs)} == {f"/f{i:03d}" for i in range(150)} | {
@@ -945,7 +944,7 @@ def test_encrypted_and_compressed_files_flagged(tree, tmp_path):
 @needs_e2fs
 def test_unknown_incompat_feature_refused(images, tmp_path):
     img = tmp_path / "u.img"
-    shutil.copy(images["ext4-4k"], img)
+    tools.sparse_copy(images["ext4-4k"], img)
     eb.patch_superblock(img, {0x60: ("<I", 0x800 | 0x2 | 0x40 | 0x80 | 0x200)})
     with pytest.raises(UnsupportedFeature, match="FEATURE_I11"):
         open_filesystem(FileSource(img))
@@ -1003,7 +1002,7 @@ def test_truncated_image(images, tmp_path):
 @needs_e2fs
 def test_directory_loop_made_with_debugfs(images, tmp_path):
     img = tmp_path / "l.img"
-    shutil.copy(images["ext4-4k"], img)
+    tools.sparse_copy(images["ext4-4k"], img)
     debugfs(img, "ln /deep/d0 /deep/d0/d1/loop", write=True)
     fs = open_filesystem(FileSource(img))
     df = fs.files()
@@ -1015,7 +1014,7 @@ def test_directory_loop_made_with_debugfs(images, tmp_path):
 @needs_e2fs
 def test_extent_tree_pointing_at_itself(images, tmp_path):
     img = tmp_path / "x.img"
-    shutil.copy(images["ext4-nocsum"], img)
+    tools.sparse_copy(images["ext4-nocsum"], img)
     ino = inode_number(img, "/onemeg")
     blk = eb.make_extent_loop(img, ino)
     fs = open_filesystem(FileSource(img))
@@ -1030,7 +1029,7 @@ def test_extent_tree_pointing_at_itself(images, tmp_path):
 @needs_e2fs
 def test_extent_outside_volume(images, tmp_path):
     img = tmp_path / "o.img"
-    shutil.copy(images["ext4-nocsum"], img)
+    tools.sparse_copy(images["ext4-nocsum"], img)
     ino = inode_number(img, "/holes")
     eb.make_extent_outside(img, ino)
     with pytest.raises(CorruptImage, match="outside the volume"):
@@ -1043,7 +1042,7 @@ def test_extent_outside_volume(images, tmp_path):
 @needs_e2fs
 def test_indirect_block_reached_twice(images, tmp_path):
     img = tmp_path / "i.img"
-    shutil.copy(images["ext2-1k-128"], img)
+    tools.sparse_copy(images["ext2-1k-128"], img)
     ino = inode_number(img, "/onemeg")
     blk = eb.make_indirect_loop(img, ino)
     with pytest.raises(CorruptImage, match=f"indirect block {blk} reached twice"):
@@ -1056,7 +1055,7 @@ def test_indirect_block_reached_twice(images, tmp_path):
 @needs_e2fs
 def test_broken_directory_entry(images, tmp_path):
     img = tmp_path / "d.img"
-    shutil.copy(images["ext2-1k-128"], img)
+    tools.sparse_copy(images["ext2-1k-128"], img)
     ino = inode_number(img, "/dir")
     eb.break_dir_rec_len(img, ino, 3)
     fs = open_filesystem(FileSource(img))
@@ -1089,7 +1088,7 @@ def test_absurd_superblock_counts(images, tmp_path, field, value, match):
 @needs_e2fs
 def test_inode_table_outside_volume(images, tmp_path):
     img = tmp_path / "t.img"
-    shutil.copy(images["ext2-1k-128"], img)
+    tools.sparse_copy(images["ext2-1k-128"], img)
     eb.set_inode_table(img, 0, 0xFFFFFF0)
     with pytest.raises(CorruptImage, match="inode table"):
         open_filesystem(FileSource(img)).root()
@@ -1165,7 +1164,7 @@ def test_info_and_structures_match_dumpe2fs(images, variant):
 @needs_e2fs
 def test_checksum_mismatches_reported_like_e2fsck(images, tmp_path):
     img = tmp_path / "c.img"
-    shutil.copy(images["ext4-4k"], img)
+    tools.sparse_copy(images["ext4-4k"], img)
     ino = inode_number(img, "/dir/f033")
     eb.patch_inode(img, ino, 0x64, b"\x99\x99\x99\x99")  # i_generation: checksum now wrong
     fsck = subprocess.run(["e2fsck", "-fn", str(img)], capture_output=True, text=True).stdout
@@ -1176,10 +1175,10 @@ def test_checksum_mismatches_reported_like_e2fsck(images, tmp_path):
     assert [f["structure"] for f in bad] == [f"inode {ino}"]
     # and a superblock whose checksum no longer matches
     img2 = tmp_path / "c2.img"
-    shutil.copy(images["ext4-4k"], img2)
+    tools.sparse_copy(images["ext4-4k"], img2)
     data = bytearray(img2.read_bytes())
     data[1024 + 0x3FC] ^= 0xFF
-    img2.write_bytes(bytes(data))
+    tools.write_sparse(img2, data)
     fs2 = open_filesystem(FileSource(img2))
     assert any(f["structure"] == "superblock" and "checksum" in f["message"] for f in fs2.check_rows())
 
@@ -1191,7 +1190,7 @@ def test_external_journal_reported(images, tmp_path):
     with pytest.raises(UnsupportedFeature, match="external journal device"):
         open_filesystem(FileSource(jdev))
     img = tmp_path / "x.img"
-    shutil.copy(images["ext4-4k"], img)
+    tools.sparse_copy(images["ext4-4k"], img)
     eb.patch_superblock(
         img, {0xE0: ("<I", 0), 0xE4: ("<I", 0x0801), 0x60: ("<I", 0x2C6)}
     )  # s_journal_inum, s_journal_dev, +recover
@@ -1223,7 +1222,7 @@ def test_absurd_block_count_in_salvage_mode(tree, tmp_path):
 def test_first_entry_of_a_block_deleted(images, tmp_path):
     """Removing the first entry of a block zeroes its inode number (fls shows inode 0)."""
     img = tmp_path / "f.img"
-    shutil.copy(images["ext4-1k-128"], img)
+    tools.sparse_copy(images["ext4-1k-128"], img)
     fs0 = open_filesystem(MemorySource(img.read_bytes()))
     first = [d for d in fs0.dir_entries(fs0.stat("/dir").raw) if d.offset == 1024][0]
     victim = first.name.decode()
@@ -1239,7 +1238,7 @@ def test_first_entry_of_a_block_deleted(images, tmp_path):
 @needs_tsk
 def test_casefold_directory(images, tmp_path):
     img = tmp_path / "cf.img"
-    shutil.copy(images["ext4-casefold"], img)
+    tools.sparse_copy(images["ext4-casefold"], img)
     src = tmp_path / "v.txt"
     src.write_bytes(b"value\n")
     debugfs(
@@ -1256,7 +1255,7 @@ def test_casefold_directory(images, tmp_path):
 @pytest.mark.parametrize("variant", ["ext4-4k", "ext4-1k-128"])
 def test_extent_tree_depths_and_uninitialized_extents(images, tree, tmp_path, variant):
     img = tmp_path / "u.img"
-    shutil.copy(images[variant], img)
+    tools.sparse_copy(images[variant], img)
     bs = 4096 if "4k" in variant else 1024
     # debugfs fallocate: allocated but uninitialised blocks inside the hole of /holes
     debugfs(img, f"fallocate /holes {8192 // bs} {(MiB - 8192) // bs}", write=True)

@@ -22,7 +22,7 @@ import vdinspect
 from tests import ext_builder as eb
 from tests.conftest import have
 from tests.filesystems.test_ext import debugfs, fls, inode_number, ours, run
-from tests.tools import fls_lines
+from tests.tools import fls_lines, write_sparse
 from vdinspect.filesystems.ext import listing, open_filesystem
 from vdinspect.io import FileSource
 
@@ -115,7 +115,7 @@ def test_orphan_file_inodes_are_recoverable(tmp_path):
     root = dblocks(img, "/")[0] * 4096
     at = raw.index(b"f2.bin", root, root + 4096) - 8  # the unlinked name, in slack: gone
     raw[at : at + 16] = bytes(16)
-    img.write_bytes(bytes(raw))
+    write_sparse(img, raw)
     fs = open_filesystem(FileSource(img), strict=False)
     assert fs.orphan_list() == {ino: f"orphan file, inode {forino}"}
     df = fs.files().set_index("path")
@@ -196,7 +196,7 @@ def test_htree_split_copies_are_not_deleted_files(tmp_path, monkeypatch):
     donor = _dirents(raw[leaves[1] * bs : (leaves[1] + 1) * bs])[:4]
     copies = b"".join(_entry(ino, name) for _p, ino, _r, name in donor)
     _put_in_slack(raw, leaves[0] * bs, bs, copies)
-    img.write_bytes(bytes(raw))
+    write_sparse(img, raw)
     # TSK lists the real deletion (and a fake name read from an htree index node). The
     # removed entry keeps its inode number unless it was the first of its block (the hash
     # seed of mke2fs decides where it lands): then name and inode are two rows, as TSK
@@ -271,7 +271,7 @@ def test_implausible_slack_is_not_listed(tmp_path):
         + _entry(12, b"nu\0ll")
     )
     _put_in_slack(raw, root * 1024, 1024, bad + good)
-    img.write_bytes(bytes(raw))
+    write_sparse(img, raw)
     fs = open_filesystem(FileSource(img))
     df = fs.files()
     dele = df[df.deleted & (df.path != "/$OrphanFiles")]
@@ -491,7 +491,7 @@ def test_primary_descriptors_zeroed_uses_a_backup(tmp_path, opts):
     gdt = (first + 1) * bs  # the block after the superblock's block
     raw[gdt : gdt + bs] = bytes(bs)
     img = tmp_path / "bad.img"
-    img.write_bytes(bytes(raw))
+    write_sparse(img, raw)
     backup = first + per  # group 1's superblock block
     with pytest.raises(vdinspect.errors.CorruptImage, match=f"block {backup + 1}"):
         open_filesystem(FileSource(img))
@@ -520,7 +520,7 @@ def test_sparse_super2_last_group_backup(tmp_path):
     for blk in (1, 1 + per):  # the primary and group 1's superblock
         raw[blk * 1024 : (blk + 1) * 1024] = bytes(1024)
     img = tmp_path / "bad.img"
-    img.write_bytes(bytes(raw))
+    write_sparse(img, raw)
     fs = open_filesystem(FileSource(img), strict=False)
     assert fs.info()["superblock"].startswith(f"backup (group {last},")
     assert live(fs) == debugfs_listing(img, 1 + last * per, 1024) == before
@@ -537,7 +537,7 @@ def test_primary_superblock_zeroed_lists_like_debugfs_from_the_backup(tmp_path):
     raw = bytearray(img.read_bytes())
     raw[1024:2048] = bytes(1024)
     img = tmp_path / "bad.img"
-    img.write_bytes(bytes(raw))
+    write_sparse(img, raw)
     fs = open_filesystem(FileSource(img), strict=False)
     assert live(fs) == debugfs_listing(img, 32768, 4096)
     assert {p for p, _i in live(fs)} >= {f"/d/{n}" for n in data}
@@ -601,7 +601,7 @@ def test_journal_full_of_fake_copies_is_bounded(tmp_path, monkeypatch, maps):
         seq, j = seq + 1, j + 3
     struct.pack_into(">I", raw, jsb + 24, seq)  # s_sequence: the next one (clean journal)
     img = tmp_path / "hostile.img"
-    img.write_bytes(bytes(raw))
+    write_sparse(img, raw)
     reads = []
     original = history.HistoryMixin.copy_of
     monkeypatch.setattr(history.HistoryMixin, "copy_of",
@@ -644,7 +644,7 @@ def test_htree_leaf_lost_names_come_back_from_split_copies(tmp_path):
     in_b = _dirents(raw[b * bs : (b + 1) * bs])
     moved = in_b[:4]
     _put_in_slack(raw, a * bs, bs, b"".join(_entry(i, n) for _p, i, _r, n in moved))
-    img.write_bytes(bytes(raw))
+    write_sparse(img, raw)
     qcow = tmp_path / "h.qcow2"
     run("qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", img, qcow)
     bad = tmp_path / "bad.qcow2"
@@ -734,7 +734,7 @@ def test_real_images_deleted_rows_match_fls(name, tmp_path):
     if src.suffix == ".xz":
         import lzma
 
-        raw.write_bytes(lzma.decompress(src.read_bytes()))
+        write_sparse(raw, lzma.decompress(src.read_bytes()))
     elif have("qemu-img"):
         run("qemu-img", "convert", "-O", "raw", src, raw)
     else:

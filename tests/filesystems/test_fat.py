@@ -323,7 +323,7 @@ def test_builder_images_fsck_fls_and_data(bits, tmp_path):
     files["/Ünïcödé dïr/mixed.TXT"] = b"mixed"
     gone = img.add_file(d, "gone file.txt", blob(3, 2000), deleted=True)
     path = tmp_path / "b.img"
-    path.write_bytes(img.build())
+    tools.write_sparse(path, img.build())
     assert "0 files" not in run("fsck.fat", "-n", path)  # clean: exit status 0
     fs = fatmod.open_filesystem(FileSource(path))
     assert fs.fstype == f"fat{bits}"
@@ -350,7 +350,7 @@ def test_fat12_fat16_boundary(bits, clusters, tmp_path):
     img = fb.FatImage(bits=bits, sectors=sectors)
     img.add_file(img.root, "edge.txt", blob(7, 3000))
     path = tmp_path / "edge.img"
-    path.write_bytes(img.build())
+    tools.write_sparse(path, img.build())
     out = run("fsck.fat", "-n", "-v", path)  # exit status 0: clean for this entry width
     assert f"{bits} bit entries" in out
     assert f"File System Type: FAT{bits}" in run("fsstat", path)
@@ -415,7 +415,7 @@ def test_fat32_backup_boot_sector(tmp_path, mtools_image):
     bad = tmp_path / "bad.img"
     data = bytearray(img.read_bytes())
     data[0:512] = bytes(512)
-    bad.write_bytes(data)
+    tools.write_sparse(bad, data)
     fs = open_filesystem(FileSource(bad))  # the probe fails; the backup is found
     assert fs.info()["backup_boot_used"]
     assert any("backup" in f["message"] for f in fs.check_rows())
@@ -439,7 +439,7 @@ def test_second_fat_used_in_salvage(tmp_path, mtools_image):
     data[fat1 : fat1 + width] = bytes(width)  # entry 0: media byte gone
     data[fat1 + c * width : fat1 + (c + 1) * width] = bytes(width)  # chain broken
     bad = tmp_path / "bad.img"
-    bad.write_bytes(data)
+    tools.write_sparse(bad, data)
     # FAT 1 is unusable: its mirror is used in strict mode too (issue 16), with an error
     strict = fatmod.open_filesystem(FileSource(bad))
     assert strict.read("/fragmented.bin") == blob(5, 6000)
@@ -490,7 +490,7 @@ def test_deleted_file_with_reused_clusters_is_not_recoverable(tmp_path):
     img.next = g.clusters[0]  # the next file takes the same clusters
     img.add_file(img.root, "new.txt", blob(2, 3000))
     path = tmp_path / "r.img"
-    path.write_bytes(img.build())
+    tools.write_sparse(path, img.build())
     fs = fatmod.open_filesystem(FileSource(path))
     e = fs.lookup("/gone.txt", deleted=True)
     assert e.deleted and not e.recoverable
@@ -532,7 +532,7 @@ def test_bad_boot_sectors():
 )
 def test_util_linux_samples(name, fstype, label, uuid, tmp_path):
     img = tmp_path / f"{name}.img"
-    img.write_bytes(lzma.decompress((UTIL_LINUX / "images-fs" / f"{name}.img.xz").read_bytes()))
+    tools.write_sparse(img, lzma.decompress((UTIL_LINUX / "images-fs" / f"{name}.img.xz").read_bytes()))
     fs = fatmod.open_filesystem(FileSource(img))
     assert (fs.fstype, fs.label, fs.uuid) == (fstype, label, uuid)
     try:

@@ -76,7 +76,7 @@ def test_exfat_label_of_15_characters(tmp_path):
             break
     else:
         pytest.fail("mkfs.exfat wrote no volume label entry")
-    p.write_bytes(bytes(d))
+    tools.write_sparse(p, d)
     tsk = run("fsstat", p)
     assert f"Volume Label (from root directory): {label}" in tsk
     fs = exmod.open_filesystem(FileSource(p))
@@ -113,7 +113,7 @@ def make_tree_volume(kind: str, path: Path, src: Path) -> None:
         for name in ("c.bin", "d.txt"):
             img.add(inner, name, (src / "docs" / "inner" / name).read_bytes())
         img.add(img.root, "top.txt", (src / "top.txt").read_bytes())
-        path.write_bytes(img.image())
+        tools.write_sparse(path, img.image())
         return
     if kind == "fat16":
         run("mkfs.vfat", "-F", "16", "-s", "8", path)
@@ -298,7 +298,7 @@ def test_leftover_slots_are_not_deleted_files(tmp_path):
         assert len(s) == 32
         at = root + 32 * (free + k)
         d[at : at + 32] = s
-    p.write_bytes(bytes(d))
+    tools.write_sparse(p, d)
     fs = fatmod.open_filesystem(FileSource(p))
     df = fs.files()
     dead = df[df.deleted]
@@ -350,7 +350,7 @@ def test_first_fat_zeroed_reads_through_the_second(tmp_path, bits):
     d = bytearray(p.read_bytes())
     at, size, _ = fat_area(d)
     d[at : at + size] = bytes(size)
-    p.write_bytes(bytes(d))
+    tools.write_sparse(p, d)
     if have("fsck.fat"):
         out = run("fsck.fat", "-n", p, check=False)
         assert "using second FAT" in out
@@ -377,7 +377,7 @@ def test_fat_copies_disagree(tmp_path):
     first_data = rsvd + d[16] * (size // ss) + root_secs
     cluster = second - first_data + 2
     struct.pack_into("<H", d, at + size + 2 * cluster, 0xFFF7)  # FAT 2: "bad cluster"
-    p.write_bytes(bytes(d))
+    tools.write_sparse(p, d)
     fs = fatmod.open_filesystem(FileSource(p))
     msgs = fs.check().message
     assert msgs.str.contains(f"FAT 2 differs from FAT 1 in 1 entries (first at cluster "
@@ -435,7 +435,7 @@ def test_deleted_folder_reused_first_cluster(tmp_path):
     d[first_data + (c - 2) * ss : first_data + (c - 1) * ss] = blob("new", ss)
     for copy in (at, at + size):
         struct.pack_into("<H", d, copy + 2 * c, 0xFFFF)
-    p.write_bytes(bytes(d))
+    tools.write_sparse(p, d)
     tsk = tsk_deleted_rows(p)
     fs = fatmod.open_filesystem(FileSource(p))
     dead = {e.inode: e for e in fs.iter_entries("/") if e.deleted}
@@ -506,7 +506,7 @@ def test_lost_directories_whose_parents_loop(tmp_path):
         d[slots[n.encode()]] = 0xE5  # the entries are gone (clusters still in use)
         dotdot = first_data + (cl[n] - 2) * ss * spc + 32
         struct.pack_into("<H", d, dotdot + 26, parent[n])
-    p.write_bytes(bytes(d))
+    tools.write_sparse(p, d)
     fs = fatmod.open_filesystem(FileSource(p))
     df = fs.files()
     lost = df[(df.found_by == "scan") & (df.kind == "dir")]
@@ -551,7 +551,7 @@ def test_exfat_texfat_second_fat(tmp_path):
 
 
 def _write(path: Path, data: bytes) -> Path:
-    path.write_bytes(data)
+    tools.write_sparse(path, data)
     return path
 
 
@@ -580,7 +580,7 @@ def test_folder_whose_chain_is_cut_is_found_whole(tmp_path):
     assert struct.unpack_from("<H", d, at + 2 * first)[0] < 0xFFF8  # more than 1 cluster
     for copy in (at, at + size):
         struct.pack_into("<H", d, copy + 2 * first, 0xFFFF)  # end of chain after it
-    p.write_bytes(bytes(d))
+    tools.write_sparse(p, d)
     fs = fatmod.open_filesystem(FileSource(p))
     df = fs.files()
     files = df[df.kind == "file"]
@@ -613,7 +613,7 @@ def test_exfat_deleted_folder_children_match_tsk(tmp_path):
     for k in kids:
         img.delete(k)
     img.delete(folder)
-    p.write_bytes(img.image())
+    tools.write_sparse(p, img.image())
     tsk = {name: kind for name, kind in tsk_deleted_rows(p).values()}
     fs = exmod.open_filesystem(FileSource(p))
     dead = {e.name: e for e in fs.iter_entries("/") if e.deleted}
@@ -637,7 +637,7 @@ def test_real_samples_have_nothing_to_scan(name, tmp_path):
     if not xz.is_file():
         pytest.skip("util-linux samples absent")
     p = tmp_path / f"{name}.img"
-    p.write_bytes(lzma.decompress(xz.read_bytes()))
+    tools.write_sparse(p, lzma.decompress(xz.read_bytes()))
     mod = exmod if name == "exfat" else fatmod
     df = mod.open_filesystem(FileSource(p)).files()
     assert (df.found_by == "index").all() and not df.deleted.any()

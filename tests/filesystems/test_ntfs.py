@@ -25,6 +25,7 @@ import pytest
 import vdinspect
 from tests import ntfs_builder as nb
 from tests.conftest import SHARED_SAMPLES, needs_shared
+from tests.tools import dig_holes, sparse_copy
 from vdinspect.errors import CorruptImage, NotFound, VDInspectError
 from vdinspect.filesystems import open_filesystem as open_any
 from vdinspect.filesystems.ntfs import NTFS, open_filesystem
@@ -401,6 +402,7 @@ def rich_disk(rich, tmp_path_factory):
     with open(img, "rb") as src, open(disk, "r+b") as dst:
         dst.seek(2048 * 512)
         shutil.copyfileobj(src, dst)
+    dig_holes(disk)
     qcow = tmp / "disk.qcow2"
     nb.run("qemu-img", "convert", "-O", "qcow2", disk, qcow)
     return disk, qcow
@@ -817,7 +819,7 @@ def test_parent_loops_and_self_reference(small):
 def test_damaged_index_block_falls_back_to_parent_references(rich, tmp_path):
     img, written = rich
     copy = tmp_path / "r.img"
-    shutil.copyfile(img, copy)
+    sparse_copy(img, copy)
     fs = mem(copy)
     big = fs.file(fs.lookup("/big").inode)
     alloc = big.streams(0xA0)["$I30"]
@@ -944,7 +946,7 @@ def test_deleted_file_with_reused_clusters_is_not_recoverable(rich, tmp_path):
     """Mark the clusters of a deleted file as in use in $Bitmap (spec-built edit)."""
     img, _ = rich
     copy = tmp_path / "r.img"
-    shutil.copyfile(img, copy)
+    sparse_copy(img, copy)
     fs0 = mem(copy)
     e = fs0.lookup("/gone/deleted.bin", deleted=True)
     assert e.recoverable
@@ -970,7 +972,7 @@ def test_fuzzed_records_with_valid_fixups(rich, tmp_path, seed):
     img, _ = rich
     rnd = random.Random(1000 + seed)
     copy = tmp_path / "f.img"
-    shutil.copyfile(img, copy)
+    sparse_copy(img, copy)
     vol = nb.Volume(copy)
     for n in rnd.sample(range(0, 420), 40):
         rec = vol.get(n)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from tests import ntfs_builder as nb
 from tests.conftest import SHARED_SAMPLES, needs_shared
 from tests.filesystems.test_damaged_files import break_clusters
 from tests.filesystems.test_ntfs import our_rows, tsk_rows
-from tests.tools import fls_lines, run
+from tests.tools import fls_lines, run, sparse_copy
 from vdinspect.errors import CorruptImage
 from vdinspect.filesystems.base import FileSystem
 from vdinspect.filesystems.ntfs import NTFS, mftscan, open_filesystem
@@ -97,8 +96,7 @@ def case(tmp_mod):
 
 def copy(img: Path, tmp: Path, name: str) -> Path:
     out = tmp / name
-    shutil.copyfile(img, out)
-    return out
+    return sparse_copy(img, out)
 
 
 # --- 1. hard links ----------------------------------------------------------------------------

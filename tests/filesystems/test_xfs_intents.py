@@ -20,7 +20,7 @@ import pytest
 from tests import xfs_log_builder as B
 from tests.conftest import have
 from tests.filesystems.test_xfs import MiB, db_ls, db_print, flat_proto, mkxfs, xfs_db
-from tests.tools import run
+from tests.tools import run, write_sparse
 from vdinspect.filesystems.xfs import XfsFileSystem
 from vdinspect.io import FileSource
 
@@ -71,7 +71,7 @@ def built(request, tmp_path_factory):
     raw = bytearray(img.read_bytes())
     w.apply(raw, log_at)
     dirty = d / "dirty.img"
-    dirty.write_bytes(bytes(raw))
+    write_sparse(dirty, raw)
     return dict(img=img, dirty=dirty, ino=ino, fsb=fsb, content=content, block=block,
                 outside=outside, head=w.head)
 
@@ -226,14 +226,14 @@ def test_open_bui_against_the_kernel(tmp_path, features):
     raw = bytearray(img.read_bytes())
     w.apply(raw, log_at)
     dirty = tmp_path / "dirty.img"
-    dirty.write_bytes(bytes(raw))
+    write_sparse(dirty, raw)
     fs = XfsFileSystem(FileSource(dirty))
     if torn:  # the kernel takes the record as torn and replays nothing
         assert "fails its CRC-32C" in " ".join(fs.check().message)
     ours = fs.read("/a")
     our_free = fs.free_ranges()
     kernel = tmp_path / "kernel.img"
-    kernel.write_bytes(bytes(raw))
+    write_sparse(kernel, raw)
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     if subprocess.run(["mount", "-o", "loop", str(kernel), str(mnt)],
@@ -293,13 +293,13 @@ def test_open_cui_against_the_kernel(tmp_path, shared):
     raw = bytearray(img.read_bytes())
     w.apply(raw, log_at)
     dirty = tmp_path / "dirty.img"
-    dirty.write_bytes(bytes(raw))
+    write_sparse(dirty, raw)
     fs = XfsFileSystem(FileSource(dirty))
     assert "open intents carried out: 1 BUI, 1 CUI" in fs.info()["log_state"]
     ours = {n: fs.read("/" + n) for n in (["a", "s"] if shared else ["a"])}
     our_free = fs.free_ranges()
     kernel = tmp_path / "kernel.img"
-    kernel.write_bytes(bytes(raw))
+    write_sparse(kernel, raw)
     theirs = kernel_reads(kernel, mnt, ours)
     assert ours == theirs
     assert ours["a"] == bytes(BS) + content["a"][BS:]  # the first block unmapped: a hole
@@ -331,7 +331,7 @@ def test_bad_cui_is_dropped(tmp_path, reflink):
     raw = bytearray(img.read_bytes())
     w.apply(raw, log_at)
     dirty = tmp_path / "dirty.img"
-    dirty.write_bytes(bytes(raw))
+    write_sparse(dirty, raw)
     fs = XfsFileSystem(FileSource(dirty))
     rows = fs.check()
     dropped = rows[(rows.structure == "log intent") & (rows.severity == "error")].message

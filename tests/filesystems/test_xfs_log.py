@@ -22,7 +22,7 @@ import pytest
 from tests import xfs_log_builder as B
 from tests.conftest import have
 from tests.filesystems.test_xfs import MiB, db_bmap, db_ls, db_print, flat_proto, mkxfs
-from tests.tools import run, sparse_copy
+from tests.tools import dig_holes, run, sparse_copy, write_sparse
 from vdinspect.errors import VDInspectError
 from vdinspect.filesystems.xfs import XfsFileSystem
 from vdinspect.io import FileSource
@@ -136,7 +136,7 @@ def built(request, tmp_path_factory):
     w.apply(raw, log_at)
     assert not wrapped or 0 < second < start  # the first record crossed the log's end
     dirty = d / "dirty.img"
-    dirty.write_bytes(bytes(raw))
+    write_sparse(dirty, raw)
     want = dict(content)
     want["renamed-a"] = content["b"][:3000]
     del want["a"]
@@ -259,6 +259,7 @@ def test_kernel_dirty_log_replayed_as_the_kernel_does(tmp_path):
     with open(img, "wb") as f:
         f.truncate(320 * MiB)
     run("mkfs.xfs", "-q", img)
+    dig_holes(img)
     if not _mount(img, mnt):
         pytest.skip("loop mount refused here")
     rnd = __import__("random").Random(5)

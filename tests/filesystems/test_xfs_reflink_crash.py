@@ -25,7 +25,7 @@ import pytest
 from tests.conftest import have
 from tests.filesystems.test_xfs import db_print
 from tests.filesystems.test_xfs_intents import _freesp, kernel_reads
-from tests.tools import run, sparse_copy
+from tests.tools import dig_holes, run, sparse_copy
 from vdinspect.filesystems.xfs import XfsFileSystem
 from vdinspect.io import FileSource
 
@@ -44,6 +44,7 @@ def _crash(work: Path, delay: float) -> Path:
     with open(img, "wb") as f:
         f.truncate(400 << 20)
     run("mkfs.xfs", "--unsupported", "-q", "-f", "-m", "reflink=1", "-l", "size=10m", img)
+    dig_holes(img)
     mnt.mkdir(exist_ok=True)
     if subprocess.run(["mount", "-o", "loop", str(img), str(mnt)],
                       capture_output=True).returncode:
@@ -93,6 +94,7 @@ def test_cow_staging_extents_are_free_as_after_a_mount(tmp_path):
     with open(img, "wb") as f:
         f.truncate(320 << 20)
     run("mkfs.xfs", "-q", "-f", "-m", "reflink=1", img)
+    dig_holes(img)
     mnt.mkdir()
     if subprocess.run(["mount", "-o", "loop", str(img), str(mnt)],
                       capture_output=True).returncode:

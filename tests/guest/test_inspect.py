@@ -99,8 +99,8 @@ def linux_disk(request, tmp_path) -> Path:
             f.truncate(40 * MIB)
         tools.run("mke2fs", "-q", "-F", "-t", "ext4", "-U", EXT_UUID, "-L", "root", "-d",
                   root, ext)
-    tools.run("dd", f"if={fat}", f"of={raw}", "bs=512", "seek=2048", "conv=notrunc")
-    tools.run("dd", f"if={ext}", f"of={raw}", "bs=512", "seek=18432", "conv=notrunc")
+    tools.run("dd", f"if={fat}", f"of={raw}", "bs=512", "seek=2048", "conv=notrunc,sparse")
+    tools.run("dd", f"if={ext}", f"of={raw}", "bs=512", "seek=18432", "conv=notrunc,sparse")
     out = tmp_path / "linux.qcow2"
     tools.run("qemu-img", "convert", "-O", "qcow2", raw, out)
     return out
@@ -278,7 +278,7 @@ def test_windows_drive_letter_of_a_gpt_partition(tmp_path):
     table = (f"label: gpt\nstart=2048, size={64 * MIB // 512}, "
              f"type=EBD0A0A2-B9E5-4433-87C0-68B6B72699C7, uuid={guid}\n")
     tools.run("sfdisk", "-q", raw, input=table)
-    tools.run("dd", f"if={ntfs}", f"of={raw}", "bs=1M", "seek=1", "conv=notrunc")
+    tools.run("dd", f"if={ntfs}", f"of={raw}", "bs=1M", "seek=1", "conv=notrunc,sparse")
     # what hivex reads back: the DMIO:ID: prefix and the GUID in its on-disk byte order
     got = tools.run("hivexget", system, "\\MountedDevices", "\\DosDevices\\E:", binary=True)
     assert got[:8] == b"DMIO:ID:" and str(uuid.UUID(bytes_le=got[8:24])) == guid
@@ -297,7 +297,7 @@ def test_windows_guest(tmp_path):
     tools.run("sfdisk", "-q", raw, input=f"label: dos\nlabel-id: 0xdf4546ae\n"
                                           f"start={start}, size={64 * MIB // 512}, type=7\n")
     tools.run("dd", f"if={ntfs}", f"of={raw}", "bs=1M", f"seek={0x1F500000 // MIB}",
-              "conv=notrunc")
+              "conv=notrunc,sparse")
     with vdinspect.open(raw) as d:
         rows = d.inspect_rows()
         users = d.users()

@@ -11,7 +11,6 @@ import json
 import lzma
 import os
 import re
-import shutil
 import struct
 import subprocess
 from pathlib import Path
@@ -23,7 +22,11 @@ import vdinspect
 from tests import volume_builder as vb
 from tests.conftest import SHARED_SAMPLES, have
 from tests.tools import blkid_tags as blkid_probe
-from tests.tools import run  # noqa: F401 (the one way the tests run a tool)
+from tests.tools import (
+    run,  # noqa: F401 (the one way the tests run a tool)
+    sparse_copy,
+    write_sparse,
+)
 from vdinspect import cli
 from vdinspect.containers.registry import FORMATS
 from vdinspect.errors import CorruptImage, InvalidArgument, NotFound, UnsupportedFeature
@@ -92,17 +95,6 @@ def blkid_expect(tags: dict) -> tuple[str | None, str | None, str | None]:
 
 def na(v):
     return None if v is pd.NA or v is None else v
-
-
-def sparse_copy(src: Path, dst: Path) -> None:
-    """Copy writing only the non-zero 64 KiB blocks (the images here are mostly holes)."""
-    size = src.stat().st_size
-    with open(src, "rb") as f, open(dst, "wb") as g:
-        g.truncate(size)
-        while block := f.read(1 << 16):
-            if block.count(0) != len(block):
-                g.seek(f.tell() - len(block))
-                g.write(block)
 
 
 def convert(src: Path, fmt: str, tmp: Path) -> Path:
@@ -458,10 +450,8 @@ def test_empty_disk_is_one_row():
 
 def _xz(name: str, tmp: Path) -> Path:
     src = next(UTIL_LINUX.glob(f"images-*/{name}.img.xz"))
-    out = tmp / f"{name}.img"
-    with lzma.open(src) as f, open(out, "wb") as g:
-        shutil.copyfileobj(f, g, 1 << 20)
-    return out
+    with lzma.open(src) as f:
+        return write_sparse(tmp / f"{name}.img", f)
 
 
 def _lowprobe_pt(name: str) -> tuple[str, list[dict]]:
