@@ -171,7 +171,7 @@ def kernel_reads(kernel: Path, mnt: Path, names) -> dict[str, bytes]:
         subprocess.run(["umount", str(mnt)], check=False)
 
 
-def _freesp(img: Path, agblocks: int, agcount: int) -> list[tuple[int, int]]:
+def xfs_db_freesp(img: Path, agblocks: int, agcount: int) -> list[tuple[int, int]]:
     """Free extents as xfs_db's ``freesp -d`` lists them, less the blocks on each AG's
     free list (AGFL: xfs_db counts them, they are reserved for the btrees): (byte offset,
     bytes), merged."""
@@ -245,7 +245,7 @@ def test_open_bui_against_the_kernel(tmp_path, features):
         subprocess.run(["umount", str(mnt)], check=False)
     first = content["b"][:BS] if remap else bytes(BS)  # mapped there, or a hole
     assert ours == theirs == (content["a"] if torn else first + content["a"][BS:])
-    assert our_free == _freesp(kernel, agblocks, int(sb["agcount"]))
+    assert our_free == xfs_db_freesp(kernel, agblocks, int(sb["agcount"]))
     a_at = (fsb["a"] >> agblklog) * agblocks + (fsb["a"] & ((1 << agblklog) - 1))
     assert not _covered(our_free, a_at * BS, BS)  # unmapped, not freed
 
@@ -303,7 +303,7 @@ def test_open_cui_against_the_kernel(tmp_path, shared):
     theirs = kernel_reads(kernel, mnt, ours)
     assert ours == theirs
     assert ours["a"] == bytes(BS) + content["a"][BS:]  # the first block unmapped: a hole
-    assert our_free == _freesp(kernel, agblocks, int(sb["agcount"]))
+    assert our_free == xfs_db_freesp(kernel, agblocks, int(sb["agcount"]))
     a_at = ((fsb_a >> agblklog) * agblocks + (fsb_a & ((1 << agblklog) - 1))) * BS
     assert _covered(our_free, a_at, BS) != shared  # freed only when /a owned it alone
 

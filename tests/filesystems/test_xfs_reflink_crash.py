@@ -24,7 +24,7 @@ import pytest
 
 from tests.conftest import have
 from tests.filesystems.test_xfs import db_print
-from tests.filesystems.test_xfs_intents import _freesp, kernel_reads
+from tests.filesystems.test_xfs_intents import kernel_reads, xfs_db_freesp
 from tests.tools import dig_holes, run, sparse_copy
 from vdinspect.filesystems.xfs import XfsFileSystem
 from vdinspect.io import FileSource
@@ -83,7 +83,7 @@ def test_reflink_crash_matches_the_kernel(tmp_path, delay):
     theirs = kernel_reads(kernel, mnt, ours)
     assert ours == theirs
     sb = db_print(kernel, "sb 0")
-    assert our_free == _freesp(kernel, int(sb["agblocks"]), int(sb["agcount"]))
+    assert our_free == xfs_db_freesp(kernel, int(sb["agblocks"]), int(sb["agcount"]))
     assert not (fs.check().severity == "error").any()
 
 
@@ -122,4 +122,4 @@ def test_cow_staging_extents_are_free_as_after_a_mount(tmp_path):
     theirs = kernel_reads(kernel, mnt, ours)
     assert ours == theirs
     sb = db_print(kernel, "sb 0")
-    assert our_free == _freesp(kernel, int(sb["agblocks"]), int(sb["agcount"]))
+    assert our_free == xfs_db_freesp(kernel, int(sb["agblocks"]), int(sb["agcount"]))
