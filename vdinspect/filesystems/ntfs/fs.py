@@ -24,7 +24,7 @@ from ...units import SECTOR_PROBE_ORDER
 from ...volumes.multisector import apply_fixup
 from ..base import Entry, FileSystem, free_runs
 from ..walk import paused_gc
-from . import directory, listing, mftscan, recovery, report, stream
+from . import columns, directory, listing, mftscan, recovery, report, stream
 from .attributes import FileNameAttr, parse_attribute_list
 from .boot import BOOT_SECTOR_SIZE, Geometry, parse_boot
 from .catalog import MIRROR_RECORDS, ROOT, Catalog, Info, file_info, scan
@@ -383,8 +383,9 @@ class NTFS(FileSystem):
         """Directory ``n``'s INDX slack entries, and whether an in-use block is unusable."""
         return self._slack.get(n, lambda: directory.read_slack(self, n))
 
-    def slack_rows(self, n: int, listed: list[Entry]) -> list[Entry]:
-        """Deleted names in directory ``n``'s index slack that ``listed`` lacks."""
+    def slack_rows(self, n: int, listed: list[tuple[int | None, str]]) -> list[Entry]:
+        """Deleted names in directory ``n``'s index slack that ``listed`` (the
+        ``(record, name)`` of its files, slack.listed_names) lacks."""
         return directory.slack_listing(self, n, listed)
 
     def can_list_deleted_dir(self, entry: Entry) -> bool:
@@ -427,9 +428,13 @@ class NTFS(FileSystem):
             if path.strip("/") != "" or not recursive or self.catalog().unusable:
                 # (unusable records are named only by directory indexes: the index walk)
                 return super().files(path, recursive=recursive, deleted=deleted)
-            entries = list(listing.walk_volume(self, deleted, times=False))
-            cols = listing.volume_columns(entries)
-            cols["damaged"] = self.damaged_column(cols["kind"], lambda: entries)
+            if self.volume_damaged():  # (the damaged column needs every row's Entry)
+                entries = list(listing.walk_volume(self, deleted, times=False))
+                cols = listing.volume_columns(entries)
+                cols["damaged"] = self.damaged_column(cols["kind"], lambda: entries)
+                return files_columns_frame(cols)
+            cols = columns.volume_columns(self, deleted)
+            cols["damaged"] = self.damaged_column(cols["kind"], list)
             return files_columns_frame(cols)
 
 
