@@ -14,12 +14,15 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..base import DIR, FILE, Entry
 from ..walk import HANDLE, Batch, Walk, note_entry
 from .attributes import FA_ENCRYPTED
 from .catalog import Info, short_name
 from .listing import (
     EXTRA_KEYS,
+    TIME_FIELDS,
     dir_id,
     entries,
     sort_rows,
@@ -193,4 +196,25 @@ def volume_columns(fs: NTFS, deleted: bool) -> dict:
     for k in order:
         cols[k] = extras[k] if k in extras else [others[k].get(i) for i in range(nrows)]
     cols.update(time_columns(extras))
+    for k in INT_COLUMNS:
+        if k in cols:
+            cols[k] = int_column(cols[k])
     return cols
+
+
+#: columns of whole numbers (None: absent): given to the frame as masked int64 arrays
+INT_COLUMNS = ("allocated", "inode", "links", "attributes", "owner_id", "security_id",
+               "sequence", *(f"{w}_{c}_ft" for w in ("si", "fn") for c in TIME_FIELDS))
+
+
+def int_column(values: list) -> list | np.ma.MaskedArray:
+    """A column of ints or None as a masked int64 array (what the frame makes of it, at C
+    speed); unchanged when no value is present or one is past int64 (the frame decides)."""
+    mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+    if mask.all():
+        return values
+    try:
+        data = np.array([0 if v is None else v for v in values], dtype=np.int64)
+    except (TypeError, OverflowError, ValueError):
+        return values
+    return np.ma.MaskedArray(data, mask)
