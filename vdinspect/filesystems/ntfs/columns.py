@@ -37,11 +37,13 @@ if TYPE_CHECKING:
 
 
 def ordinary(info: Info) -> bool:
-    """Whether a file's rows can be made without an Entry: one row, nothing unusual."""
+    """Whether a file's rows can be made without an Entry: one row, nothing unusual
+    (its $DATA streams have distinct names: at most one, the unnamed)."""
+    data = info.data
     return (
         not info.is_dir
         and info.reparse is None
-        and all(d[0] == "" for d in info.data)
+        and (not data or (len(data) == 1 and data[0][0] == ""))
     )
 
 
@@ -50,10 +52,10 @@ def file_row(fs: NTFS, info: Info, fn: FileNameAttr, deleted: bool, path: str,
     """The row of an ordinary file (:func:`ordinary`), in the order of the columns
     (frames.FILES_DTYPES, then EXTRA_KEYS): what ``listing.entries`` gives for it."""
     si = info.si
-    main = next((d for d in info.data if d[0] == ""), None)
+    main = info.data[0] if info.data else None
     flags = main[3] if main is not None else 0
     attrs = si.attributes if si is not None else fn.attributes
-    encrypted = bool(attrs & FA_ENCRYPTED) or any(d[3] & ATTR_ENCRYPTED for d in info.data)
+    encrypted = bool(attrs & FA_ENCRYPTED) or bool(flags & ATTR_ENCRYPTED)
     number = info.number
     return (
         path, fn.name, parent, FILE,
@@ -210,11 +212,13 @@ INT_COLUMNS = ("allocated", "inode", "links", "attributes", "owner_id", "securit
 def int_column(values: list) -> list | np.ma.MaskedArray:
     """A column of ints or None as a masked int64 array (what the frame makes of it, at C
     speed); unchanged when no value is present or one is past int64 (the frame decides)."""
-    mask = np.fromiter((v is None for v in values), dtype=bool, count=len(values))
+    obj = np.array(values, dtype=object)
+    mask = obj == None  # noqa: E711 (elementwise)
     if mask.all():
         return values
+    obj[mask] = 0
     try:
-        data = np.array([0 if v is None else v for v in values], dtype=np.int64)
+        data = obj.astype(np.int64)
     except (TypeError, OverflowError, ValueError):
         return values
     return np.ma.MaskedArray(data, mask)
