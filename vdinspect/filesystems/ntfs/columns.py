@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from .fs import NTFS
 
 
+#: files() columns the rows leave out (NTFS has no mode, uid, gid; times come at the end)
+UNSET = ("mode", "uid", "gid", *TIME_FIELDS)
+
+
 def ordinary(info: Info) -> bool:
     """Whether a file's rows can be made without an Entry: one row, nothing unusual
     (its $DATA streams have distinct names: at most one, the unnamed)."""
@@ -50,7 +54,7 @@ def ordinary(info: Info) -> bool:
 def file_row(fs: NTFS, info: Info, fn: FileNameAttr, deleted: bool, path: str,
              parent: str) -> tuple:
     """The row of an ordinary file (:func:`ordinary`), in the order of the columns
-    (frames.FILES_DTYPES, then EXTRA_KEYS): what ``listing.entries`` gives for it."""
+    (frames.FILES_DTYPES but UNSET, then EXTRA_KEYS): what ``listing.entries`` gives."""
     si = info.si
     main = info.data[0] if info.data else None
     flags = main[3] if main is not None else 0
@@ -61,7 +65,6 @@ def file_row(fs: NTFS, info: Info, fn: FileNameAttr, deleted: bool, path: str,
         path, fn.name, parent, FILE,
         main[1] if main is not None else 0,
         main[2] if main is not None else 0,
-        None, None, None, None, None, None, None,
         number, info.link_count, deleted,
         deleted and recoverable(fs, info),
         None, "mft" if deleted else "index", None,
@@ -92,7 +95,8 @@ def volume_columns(fs: NTFS, deleted: bool) -> dict:
     top = fs.root()
     rescued = fs.rescued
     fold = fs.fold
-    names = list(FILES_DTYPES)
+    # mode, uid, gid: never set on NTFS; the times: made from the raw FILETIMEs at the end
+    names = [c for c in FILES_DTYPES if c not in UNSET]
     base = attrgetter(*names)
     nbase = len(names)
     acc: list[list] = [[] for _ in range(nbase + len(EXTRA_KEYS))]
