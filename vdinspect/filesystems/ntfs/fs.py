@@ -4,7 +4,8 @@ Layout of the facts: boot.py (boot sector), mft.py (records, attribute headers),
 attributes.py (attribute values), runlist.py (mapping pairs), index.py (directory B+
 trees), lznt1.py, xpress.py, lzx.py and wof.py (compressed files). Layout of the driver:
 file.py (a file's records merged), stream.py (a stream's bytes), catalog.py (the MFT
-read once), listing.py (rows, the whole-volume walk), directory.py (indexes, lookup),
+read once), listing.py (rows, the whole-volume walk), columns.py (files() of the
+whole volume as columns), directory.py (indexes, lookup),
 recovery.py (deleted and orphan files), slack.py (names in index slack), mftscan.py
 (records a damaged $MFT map lost), report.py (info, structures, check). This module
 opens the volume (boot sector, $MFT, $Volume), reads records and files, and answers the
