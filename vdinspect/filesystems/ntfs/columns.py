@@ -127,13 +127,14 @@ def volume_columns(fs: NTFS, deleted: bool) -> dict:
         ):
             for c, fn in group:
                 name = fn.name
-                listed.append((c.number, name))
+                folded = fold(name)
+                listed.append((c.number, folded))
                 if ordinary(c) and c.number not in rescued:
-                    out.append(((dead, fold(name), name, c.number), (c, fn, dead)))
+                    out.append(((dead, folded, name, c.number), (c, fn, dead)))
                 else:
                     rows = entries(fs, c, fn, deleted=dead, short=short_name(c, fn),
                                    times=False)
-                    out.append(((dead, fold(name), name, c.number), rows))
+                    out.append(((dead, folded, name, c.number), rows))
         if deleted and not d.deleted and info is not None and info.index_blocks:
             for e in fs.slack_rows(n, listed):
                 out.append(((e.deleted, fold(e.name), e.name, e.inode or 0), [e]))

@@ -130,7 +130,7 @@ def read_slack(fs: NTFS, n: int) -> tuple[list[IndexEntry], bool]:
 
 def slack_listing(fs: NTFS, n: int, listed: list[tuple[int | None, str]]) -> list[Entry]:
     """Deleted names left in directory ``n``'s index slack that ``listed``, the
-    ``(record, name)`` of its files (slack.listed_names), does not already name
+    ``(record, folded name)`` of its files (listing.listed_names), does not already name
     (slack.slack_rows has the rules)."""
     return slack_rows(fs, n, fs.index_slack(n)[0], fs.catalog(), listed)
 
@@ -237,7 +237,7 @@ def list_dir(fs: NTFS, entry: Entry) -> list[Entry]:
         if (c.number, fn.name) not in seen:
             rows += entries(fs, c, fn, deleted=True, short=short_name(c, fn))
     if info.index_blocks:
-        rows += slack_listing(fs, n, listed_names(rows))
+        rows += slack_listing(fs, n, listed_names(fs, rows))
     rows = sort_rows(fs, rows)
     if n == ROOT:
         rows.append(orphan_dir())

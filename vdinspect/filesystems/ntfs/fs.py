@@ -386,7 +386,7 @@ class NTFS(FileSystem):
 
     def slack_rows(self, n: int, listed: list[tuple[int | None, str]]) -> list[Entry]:
         """Deleted names in directory ``n``'s index slack that ``listed`` (the
-        ``(record, name)`` of its files, slack.listed_names) lacks."""
+        ``(record, folded name)`` of its files, listing.listed_names) lacks."""
         return directory.slack_listing(self, n, listed)
 
     def can_list_deleted_dir(self, entry: Entry) -> bool:

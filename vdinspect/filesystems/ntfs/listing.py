@@ -160,10 +160,11 @@ def sort_rows(fs: NTFS, rows: list[Entry]) -> list[Entry]:
     return [e for g in groups for e in g]
 
 
-def listed_names(rows: list[Entry]) -> list[tuple[int | None, str]]:
-    """``(record, name)`` of the rows that are files, not named streams: what
-    :func:`slack_rows` needs of a directory's listing."""
-    return [(e.inode, e.name) for e in rows if e.extra.get("stream") is None]
+def listed_names(fs: NTFS, rows: list[Entry]) -> list[tuple[int | None, str]]:
+    """``(record, name folded by fs.fold)`` of the rows that are files, not named
+    streams: what ``slack.slack_rows`` needs of a directory's listing."""
+    fold = fs.fold
+    return [(e.inode, fold(e.name)) for e in rows if e.extra.get("stream") is None]
 
 
 def hardlink_key(entry: Entry) -> tuple | None:
@@ -200,7 +201,7 @@ def walk_volume(fs: NTFS, deleted: bool, times: bool) -> Iterator[Entry]:
             rows += entries(fs, c, fn, deleted=True, short=short_name(c, fn), times=times)
         info = cat.infos.get(n)
         if deleted and not d.deleted and info is not None and info.index_blocks:
-            rows += fs.slack_rows(n, listed_names(rows))
+            rows += fs.slack_rows(n, listed_names(fs, rows))
         return rows
 
     def children(dc: tuple) -> list[tuple]:

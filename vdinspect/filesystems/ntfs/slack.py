@@ -62,11 +62,11 @@ def slack_rows(
     listed: list[tuple[int | None, str]],
 ) -> list[Entry]:
     """The rows the slack entries ``found`` in directory ``n`` add to a listing whose
-    files are ``listed`` as ``(record, name)`` (:func:`.listing.listed_names`)."""
+    files are ``listed`` as ``(record, name folded by fs.fold)`` (:func:`.listing.listed_names`)."""
     info = cat.infos.get(n)
     dir_seq = info.sequence if info is not None else 0
     fold = fs.fold
-    seen = {(ref, fold(name)) for ref, name in listed}
+    seen = set(listed)
     listed_refs = {ref for ref, _name in listed}
     keep: dict[tuple[int, str], tuple[int, FileNameAttr]] = {}
     infos = cat.infos
