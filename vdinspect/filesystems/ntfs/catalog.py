@@ -465,6 +465,8 @@ def wof_name(rp: Reparse | None) -> str | None:
 
 def display_names(names: list[FileNameAttr]) -> list[FileNameAttr]:
     """The names Windows shows, per parent: DOS-only names only when nothing else exists."""
+    if len(names) == 1:  # (most files: one name, shown whatever its namespace)
+        return names[:]
     by_parent: dict[int, list[FileNameAttr]] = {}
     for fn in names:
         by_parent.setdefault(fn.parent, []).append(fn)
