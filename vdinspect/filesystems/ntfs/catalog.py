@@ -60,6 +60,7 @@ from .mft import (
     parse_record,
 )
 from .mftscan import wiped
+from .recordcols import plain_infos
 from .recovery import RUNS_DAMAGED
 from .runlist import RunlistError, decode_runlist
 from .wof import ALGORITHMS, PROVIDER_FILE, parse_wof_reparse
@@ -127,6 +128,7 @@ def scan(fs: NTFS) -> Catalog:
             n += count
             continue
         arr, has_magic, ok = fixup_many(chunk, rs)
+        plain = plain_infos(arr, has_magic & ok, n, Info)  # most records, column-wise
         # the first records are also in $MFTMirr: a wiped start of $MFT is read there
         first = [i for i in range(max(0, min(count, MIRROR_RECORDS - n))) if not has_magic[i]]
         for i in first + np.nonzero(has_magic)[0].tolist():
@@ -143,7 +145,9 @@ def scan(fs: NTFS) -> Catalog:
                     unusable.add(num)
                     continue
             else:
-                quick = quick_info(arr[i].data, num, fs.clusters)
+                quick = plain.get(i)
+                if quick is None:
+                    quick = quick_info(arr[i].data, num, fs.clusters)
                 if quick is not None:
                     infos[num] = quick
                     continue
@@ -465,6 +469,8 @@ def wof_name(rp: Reparse | None) -> str | None:
 
 def display_names(names: list[FileNameAttr]) -> list[FileNameAttr]:
     """The names Windows shows, per parent: DOS-only names only when nothing else exists."""
+    if len(names) == 1:  # (most files: one name, shown whatever its namespace)
+        return names[:]
     by_parent: dict[int, list[FileNameAttr]] = {}
     for fn in names:
         by_parent.setdefault(fn.parent, []).append(fn)

@@ -16,7 +16,7 @@ from ..base import DIR, Entry
 from .attributes import FileNameAttr, display_name_rank, parse_file_name
 from .catalog import ROOT, display_names, record_fn, short_name
 from .index import IndexEntry, all_blocks, block_slack, index_block_size, walk_index
-from .listing import entries, same, sort_rows
+from .listing import entries, listed_names, same, sort_rows
 from .mft import AT_BITMAP, AT_INDEX_ALLOCATION, AT_INDEX_ROOT, MREF_MASK, RecordError
 from .recovery import (
     NOT_IN_INDEX,
@@ -128,9 +128,10 @@ def read_slack(fs: NTFS, n: int) -> tuple[list[IndexEntry], bool]:
     return found[:MAX_SLACK], broken
 
 
-def slack_listing(fs: NTFS, n: int, listed: list[Entry]) -> list[Entry]:
-    """Deleted names left in directory ``n``'s index slack that ``listed`` does not
-    already name (slack.slack_rows has the rules)."""
+def slack_listing(fs: NTFS, n: int, listed: list[tuple[int | None, str]]) -> list[Entry]:
+    """Deleted names left in directory ``n``'s index slack that ``listed``, the
+    ``(record, folded name)`` of its files (listing.listed_names), does not already name
+    (slack.slack_rows has the rules)."""
     return slack_rows(fs, n, fs.index_slack(n)[0], fs.catalog(), listed)
 
 
@@ -236,7 +237,7 @@ def list_dir(fs: NTFS, entry: Entry) -> list[Entry]:
         if (c.number, fn.name) not in seen:
             rows += entries(fs, c, fn, deleted=True, short=short_name(c, fn))
     if info.index_blocks:
-        rows += slack_listing(fs, n, rows)
+        rows += slack_listing(fs, n, listed_names(fs, rows))
     rows = sort_rows(fs, rows)
     if n == ROOT:
         rows.append(orphan_dir())

@@ -4,7 +4,8 @@ Layout of the facts: boot.py (boot sector), mft.py (records, attribute headers),
 attributes.py (attribute values), runlist.py (mapping pairs), index.py (directory B+
 trees), lznt1.py, xpress.py, lzx.py and wof.py (compressed files). Layout of the driver:
 file.py (a file's records merged), stream.py (a stream's bytes), catalog.py (the MFT
-read once), listing.py (rows, the whole-volume walk), directory.py (indexes, lookup),
+read once), listing.py (rows, the whole-volume walk), columns.py (files() of the
+whole volume as columns), directory.py (indexes, lookup),
 recovery.py (deleted and orphan files), slack.py (names in index slack), mftscan.py
 (records a damaged $MFT map lost), report.py (info, structures, check). This module
 opens the volume (boot sector, $MFT, $Volume), reads records and files, and answers the
@@ -24,7 +25,7 @@ from ...units import SECTOR_PROBE_ORDER
 from ...volumes.multisector import apply_fixup
 from ..base import Entry, FileSystem, free_runs
 from ..walk import paused_gc
-from . import directory, listing, mftscan, recovery, report, stream
+from . import columns, directory, listing, mftscan, recovery, report, stream
 from .attributes import FileNameAttr, parse_attribute_list
 from .boot import BOOT_SECTOR_SIZE, Geometry, parse_boot
 from .catalog import MIRROR_RECORDS, ROOT, Catalog, Info, file_info, scan
@@ -383,8 +384,9 @@ class NTFS(FileSystem):
         """Directory ``n``'s INDX slack entries, and whether an in-use block is unusable."""
         return self._slack.get(n, lambda: directory.read_slack(self, n))
 
-    def slack_rows(self, n: int, listed: list[Entry]) -> list[Entry]:
-        """Deleted names in directory ``n``'s index slack that ``listed`` lacks."""
+    def slack_rows(self, n: int, listed: list[tuple[int | None, str]]) -> list[Entry]:
+        """Deleted names in directory ``n``'s index slack that ``listed`` (the
+        ``(record, folded name)`` of its files, listing.listed_names) lacks."""
         return directory.slack_listing(self, n, listed)
 
     def can_list_deleted_dir(self, entry: Entry) -> bool:
@@ -427,9 +429,13 @@ class NTFS(FileSystem):
             if path.strip("/") != "" or not recursive or self.catalog().unusable:
                 # (unusable records are named only by directory indexes: the index walk)
                 return super().files(path, recursive=recursive, deleted=deleted)
-            entries = list(listing.walk_volume(self, deleted, times=False))
-            cols = listing.volume_columns(entries)
-            cols["damaged"] = self.damaged_column(cols["kind"], lambda: entries)
+            if self.volume_damaged():  # (the damaged column needs every row's Entry)
+                entries = list(listing.walk_volume(self, deleted, times=False))
+                cols = listing.volume_columns(entries)
+                cols["damaged"] = self.damaged_column(cols["kind"], lambda: entries)
+                return files_columns_frame(cols)
+            cols = columns.volume_columns(self, deleted)
+            cols["damaged"] = self.damaged_column(cols["kind"], list)
             return files_columns_frame(cols)
 
 

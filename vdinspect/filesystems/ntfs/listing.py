@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from .fs import NTFS
 
 TIME_FIELDS = ("created", "modified", "accessed", "changed")
+#: the driver's columns, in the order of the ``extra`` dict :func:`entries` makes
+EXTRA_KEYS = ("stream", "tsk_addr", "attributes", "reparse_tag", "encrypted", "compressed",
+              "sparse", "owner_id", "security_id", "short_name", "sequence",
+              "si_created_ft", "si_modified_ft", "si_accessed_ft", "si_changed_ft",
+              "fn_created_ft", "fn_modified_ft", "fn_accessed_ft", "fn_changed_ft")
 
 
 def same(fs: NTFS, a: str, b: str) -> bool:
@@ -155,6 +160,13 @@ def sort_rows(fs: NTFS, rows: list[Entry]) -> list[Entry]:
     return [e for g in groups for e in g]
 
 
+def listed_names(fs: NTFS, rows: list[Entry]) -> list[tuple[int | None, str]]:
+    """``(record, name folded by fs.fold)`` of the rows that are files, not named
+    streams: what ``slack.slack_rows`` needs of a directory's listing."""
+    fold = fs.fold
+    return [(e.inode, fold(e.name)) for e in rows if e.extra.get("stream") is None]
+
+
 def hardlink_key(entry: Entry) -> tuple | None:
     """Live names of one MFT record (each stream on its own) are hard links."""
     if entry.deleted or entry.inode is None or not entry.links or entry.links < 2:
@@ -189,7 +201,7 @@ def walk_volume(fs: NTFS, deleted: bool, times: bool) -> Iterator[Entry]:
             rows += entries(fs, c, fn, deleted=True, short=short_name(c, fn), times=times)
         info = cat.infos.get(n)
         if deleted and not d.deleted and info is not None and info.index_blocks:
-            rows += fs.slack_rows(n, rows)
+            rows += fs.slack_rows(n, listed_names(fs, rows))
         return rows
 
     def children(dc: tuple) -> list[tuple]:
@@ -231,10 +243,19 @@ def volume_columns(rows: list[Entry]) -> dict:
     from ...frames import entry_columns
 
     cols = entry_columns(rows)
+    cols.update(time_columns({f"si_{c}_ft": [e.extra.get(f"si_{c}_ft") for e in rows]
+                              for c in TIME_FIELDS}))
+    return cols
+
+
+def time_columns(raw: dict) -> dict:
+    """The four time columns (datetime64, NaT where absent or out of range) from the
+    raw $STANDARD_INFORMATION FILETIME columns ``si_<time>_ft`` of ``raw`` (None: absent)."""
+    out = {}
     for c in TIME_FIELDS:
-        ft = np.array([e.extra.get(f"si_{c}_ft") or 0 for e in rows], dtype=np.uint64)
+        ft = np.array([v or 0 for v in raw[f"si_{c}_ft"]], dtype=np.uint64)
         bad = (ft == 0) | (ft >= MAX_FILETIME)
         us = np.where(bad, 0, ft).astype(np.int64) // 10 - UNIX_EPOCH_US
         us[bad] = np.iinfo(np.int64).min  # NaT
-        cols[c] = us.view("datetime64[us]")
-    return cols
+        out[c] = us.view("datetime64[us]")
+    return out

@@ -58,13 +58,16 @@ def plausible(
 
 
 def slack_rows(
-    fs: NTFS, n: int, found: list[IndexEntry], cat: Catalog, listed: list[Entry]
+    fs: NTFS, n: int, found: list[IndexEntry], cat: Catalog,
+    listed: list[tuple[int | None, str]],
 ) -> list[Entry]:
-    """The rows the slack entries ``found`` in directory ``n`` add to ``listed``."""
+    """The rows the slack entries ``found`` in directory ``n`` add to a listing whose
+    files are ``listed`` as ``(record, name folded by fs.fold)`` (:func:`.listing.listed_names`)."""
     info = cat.infos.get(n)
     dir_seq = info.sequence if info is not None else 0
     fold = fs.fold
-    seen = {(e.inode, fold(e.name)) for e in listed if e.extra.get("stream") is None}
+    seen = set(listed)
+    listed_refs = {ref for ref, _name in listed}
     keep: dict[tuple[int, str], tuple[int, FileNameAttr]] = {}
     infos = cat.infos
     for e in found:
@@ -82,7 +85,7 @@ def slack_rows(
     has_long = {ref for (ref, _), (_s, fn) in keep.items() if fn.namespace != NS_DOS}
     rows: list[Entry] = []
     for (ref, _), (seq, fn) in keep.items():
-        if fn.namespace == NS_DOS and (ref in has_long or any(e.inode == ref for e in listed)):
+        if fn.namespace == NS_DOS and (ref in has_long or ref in listed_refs):
             continue  # the 8.3 twin of a long name
         rec = cat.infos.get(ref)
         same_file = rec is not None and (
