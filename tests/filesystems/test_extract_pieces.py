@@ -247,3 +247,53 @@ def test_vhdx_log_replayed_pieces_around_replayed_sectors(ext_tree, tmp_path, mo
         if done.returncode == 0:
             run("qemu-img", "convert", "-f", "vhdx", "-O", "raw", str(work), str(out))
             assert out.read_bytes()[:len(raw)] == raw
+
+
+def _ntfs(img: Path, src: Path) -> None:
+    run("mkntfs", "-F", "-Q", "-q", str(img))
+    run("ntfscp", str(img), str(src), "data.bin")
+
+
+def _fat(img: Path, src: Path) -> None:
+    run("mkfs.fat", "-F", "32", str(img))
+    run("mcopy", "-i", str(img), str(src), "::/data.bin")
+
+
+@pytest.mark.skipif(not have("qemu-img", "qemu-io"), reason="needs qemu-img and qemu-io")
+@pytest.mark.parametrize("kind, tools", [("ntfs", ("mkntfs", "ntfscp")),
+                                         ("fat", ("mkfs.fat", "mcopy"))])
+def test_runs_of_a_partly_compressed_qcow2(kind, tools, tmp_path, monkeypatch):
+    """An NTFS or FAT32 file (ntfscp, mcopy wrote it) in a QCOW2 made by qemu-img convert
+    -c, every other MiB of the disk then rewritten uncompressed with its own bytes by
+    qemu-io (the disk reads the same): the runs answer pieces of both kinds, the stored
+    ones go through the kernel, and the bytes are the ones given to the tool."""
+    if not have(*tools):
+        pytest.skip(f"needs {' and '.join(tools)}")
+    img = tmp_path / f"{kind}.img"
+    with open(img, "wb") as f:
+        f.truncate(64 * M)
+    rnd = random.Random(12)
+    data = b"".join(rnd.randbytes(4 * K) + bytes(range(256)) * 48 for _ in range(400))
+    src = tmp_path / "data.bin"
+    src.write_bytes(data)
+    (_ntfs if kind == "ntfs" else _fat)(img, src)
+    qcow = tmp_path / f"{kind}.qcow2"
+    run("qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", str(img), str(qcow))
+    raw = img.read_bytes()
+    cmds = []
+    for k in range(0, 64, 2):
+        seg = tmp_path / f"seg{k}.bin"
+        seg.write_bytes(raw[k * M:(k + 1) * M])
+        cmds += ["-c", f"write -s {seg} {k * M} {M}"]
+    run("qemu-io", "-f", "qcow2", *cmds, str(qcow))
+    copies = counting_copy(monkeypatch)
+    with vdinspect.open(str(qcow)) as disk:
+        fs = disk.filesystem(disk.filesystem_volumes()[0].key)
+        content = fs.content(fs.lookup("/data.bin"))
+        pieces = content.host_pieces(0, content.size)
+        assert sum(n for _h, _o, n in pieces) == content.size == len(data)
+        assert {h is NOT_STORED for h, _o, _n in pieces} == {True, False}
+        report = fs.extract("/data.bin", tmp_path / "out")
+    assert not report.skipped and not report.damaged and not report.incomplete
+    assert (tmp_path / "out" / "data.bin").read_bytes() == data
+    assert copies
