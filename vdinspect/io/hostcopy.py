@@ -62,7 +62,9 @@ def send_range(src: int, src_off: int, dst: int, dst_off: int, length: int) -> b
 class HostCopier:
     """Copies stretches of host files into one output descriptor in the kernel where it can:
     ``copy_file_range``, where that refuses (another filesystem) ``sendfile``; what a host
-    file refused is remembered, so it is asked once per host file, not once per piece."""
+    file refused is remembered, so it is asked once per host file, not once per piece.
+    ``fd`` may be set to another output file on the same filesystem between copies (an
+    extraction keeps one copier for all the files it writes)."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
