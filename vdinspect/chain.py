@@ -24,7 +24,17 @@ from .containers.base import (
 from .containers.registry import get_format, open_image
 from .containers.runs import STATE_CODE, UNALLOCATED_CODE, RunTable
 from .errors import CorruptImage, InvalidArgument, MissingParent, NotFound, UnsupportedFeature
-from .io import ByteSource, FileSource, FilledSource, HostRanges, Slice, filled_bytes
+from .io import (
+    NOT_STORED,
+    ByteSource,
+    FileSource,
+    FilledSource,
+    HostPieces,
+    HostRanges,
+    Slice,
+    filled_bytes,
+    join_host_ranges,
+)
 from .io.paths import PathPolicy, report_outside, split_name
 from .lazy import np
 
@@ -240,26 +250,37 @@ class Chain(FilledSource):
     def host_ranges(self, offset: int, length: int) -> HostRanges:
         """The read plan's pieces as host ranges (see ``ByteSource.host_ranges``): data
         pieces through their source, zeros as zeros; None for a range needing the runs."""
+        return self._host(offset, length, False)
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """As :meth:`host_ranges`, compressed units as stretches not stored
+        (``io.NOT_STORED``), and the whole range so where the plan needs the runs."""
+        return self._host(offset, length, True)
+
+    def _host(self, offset: int, length: int, pieces: bool) -> list | None:
         self._check_range(offset, length)
         plan = self.plan(offset, offset + length) if length else []
+        whole = [(NOT_STORED, 0, length)] if pieces else None
         if plan is None:
-            return None
+            return whole
         out: list = []
         pos = offset
         for a, b, kind, host, source in sorted(plan, key=lambda p: p[0]):
             if a != pos:  # (a plan covers its range; anything else is not trusted here)
-                return None
+                return whole
             if kind == readplan.DATA:
-                got = source.host_ranges(host, b - a)
+                got = source.host_pieces(host, b - a) if pieces else source.host_ranges(host, b - a)
                 if got is None:
                     return None
-                out += got
+                join_host_ranges(out, got)
             elif kind == readplan.ZERO or kind == readplan.HOLE:
-                out.append((None, 0, b - a))
+                join_host_ranges(out, [(None, 0, b - a)])
+            elif pieces:
+                join_host_ranges(out, [(NOT_STORED, 0, b - a)])
             else:
                 return None
             pos = b
-        return out if pos == offset + length else None
+        return out if pos == offset + length else whole
 
     def plan(self, start: int, end: int) -> readplan.Plan | None:
         """The fast read plan of ``[start, end)`` (pieces in any order): each hole of a

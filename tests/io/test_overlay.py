@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
 
-from vdinspect.io import MemorySource, OverlaySource, merge_ranges
+from vdinspect.io import NOT_STORED, FileSource, MemorySource, OverlaySource, merge_ranges
 
 K = 1 << 10
 
@@ -88,3 +89,52 @@ def test_reads_beside_and_across_replacements_match_the_bytes_built():
         buf = bytearray(n)
         ov.readinto(a, buf)
         assert buf == want[a : a + n], (a, n)
+
+
+def test_host_pieces_around_replaced_ranges(tmp_path):
+    """A base in a host file with bytes, zeros and copies laid over it by hand: host_pieces
+    names the unreplaced bytes and the copies as stretches of the host file, the zeros as
+    zeros and only the bytes held in memory as not stored; the pieces read back (pread,
+    zeros, the overlay for what is not stored) give the bytes laid out here, and
+    host_ranges still gives up on any range holding bytes kept in memory."""
+    data = random.Random(4).randbytes(64 * K)
+    path = tmp_path / "base.bin"
+    path.write_bytes(data)
+    base = FileSource(path)
+    ov = OverlaySource(base)
+    ov.write(8 * K, b"m" * (4 * K))  # in memory: a replayed log sector
+    ov.write(20 * K, None, 2 * K)  # zeros
+    ov.copy(30 * K, 4 * K, 50 * K)  # the committed copy at 50 KiB, read when asked
+    ov.write(31 * K, b"e" * 4)  # an escaped magic on top of the copy
+    ov.write(64 * K - 512, b"g" * 1536)  # past the base's end: grows by 1 KiB
+    want = bytearray(data) + bytearray(1 * K)
+    want[8 * K : 12 * K] = b"m" * (4 * K)
+    want[20 * K : 22 * K] = bytes(2 * K)
+    want[30 * K : 34 * K] = data[50 * K : 54 * K]
+    want[31 * K : 31 * K + 4] = b"e" * 4
+    want[64 * K - 512 : 65 * K] = b"g" * 1536
+    assert ov.size == len(want)
+    pieces = ov.host_pieces(0, ov.size)
+    assert pieces == [
+        (base, 0, 8 * K), (NOT_STORED, 0, 4 * K), (base, 12 * K, 8 * K), (None, 0, 2 * K),
+        (base, 22 * K, 8 * K), (base, 50 * K, 1 * K), (NOT_STORED, 0, 4),
+        (base, 51 * K + 4, 3 * K - 4), (base, 34 * K, 30 * K - 512), (NOT_STORED, 0, 1536)]
+    rnd = random.Random(5)
+    for _ in range(300):
+        a = rnd.randrange(ov.size)
+        n = rnd.randrange(1, ov.size - a + 1)
+        got = ov.host_pieces(a, n)
+        assert sum(k for _h, _o, k in got) == n
+        out, pos = bytearray(), a
+        for h, o, k in got:
+            if h is None:
+                out += bytes(k)
+            elif h is NOT_STORED:
+                out += ov.read(pos, k)
+            else:
+                out += os.pread(h.fd, k, o)
+            pos += k
+        assert out == want[a : a + n], (a, n)
+        memory = any(h is NOT_STORED for h, _o, _k in got)
+        assert (ov.host_ranges(a, n) is None) == memory
+    base.close()

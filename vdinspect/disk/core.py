@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ..chain import Chain, MissingLayer, ParentsArg, layer_index, open_chain
 from ..containers.base import BACKING, DATA, Image
 from ..errors import InvalidArgument, NotFound
-from ..io import ByteSource, HostRanges
+from ..io import ByteSource, HostPieces, HostRanges
 from ..io.paths import PathPolicy
 from ..io.zstdsource import spool_folder
 from ..progress import Progress
@@ -132,6 +132,10 @@ class Disk(ByteSource):
     def host_ranges(self, offset: int, length: int) -> HostRanges:
         """Where the bytes lie in host files (see ``io.ByteSource.host_ranges``)."""
         return self.chain.host_ranges(offset, length)
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """Host ranges, stretches not stored named (see ``io.ByteSource.host_pieces``)."""
+        return self.chain.host_pieces(offset, length)
 
     def read(self, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes of the virtual disk from ``offset``."""

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..containers.base import BACKING, DATA
 from ..errors import InvalidArgument
-from ..io import HostRanges, all_zero, copy_range, send_range
+from ..io import HostCopier, HostRanges, all_zero
 from ..lazy import np
 from ..progress import Progress, reporter
 
@@ -88,7 +88,7 @@ class RawOutput:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.how: dict = {}  # host source -> "copy", "send" or "read": what worked for it
+        self.copier = HostCopier(fd)  # remembers what the kernel refused per host file
         self.extent: dict = {}  # host source -> (asked at, data start, data end) last found
 
     def data_spans(self, src, a: int, b: int) -> list[tuple[int, int]]:
@@ -118,15 +118,8 @@ class RawOutput:
     def copy(self, src, a: int, b: int, at: int) -> None:
         """Copy host bytes ``[a, b)`` of ``src`` to ``at``: in the kernel where it can (the
         first refusal per host file is remembered), else read and written."""
-        how = self.how.get(src, "copy")
-        if how == "copy":
-            if copy_range(src.fd, a, self.fd, at, b - a):
-                return
-            how = self.how[src] = "send"
-        if how == "send":
-            if send_range(src.fd, a, self.fd, at, b - a):
-                return
-            self.how[src] = "read"
+        if self.copier.copy(src, a, b, at):
+            return
         for k in range(a, b, self.STEP):  # (a short file raises CorruptImage here)
             os.pwrite(self.fd, src.read(k, min(b, k + self.STEP) - k), at + k - a)
 

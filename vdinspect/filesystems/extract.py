@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import VDInspectError
-from ..io import ByteSource, Concat, Zero, all_zero
+from ..io import NOT_STORED, ByteSource, Concat, HostCopier, Zero, all_zero
 from ..progress import reporter
 
 if TYPE_CHECKING:
@@ -127,11 +127,14 @@ def damage_text(ranges: list[tuple[int, int]]) -> str:
 
 
 class Extractor:
+    #: bytes checked for zeros (left as a hole) or written at a time
     CHUNK = 1 << 20
-    #: bytes copied host file to host file per step, where the kernel can copy them
+    #: bytes read at a time where they are not stored as themselves (compressed, replayed)
+    READ = 1 << 20
+    #: the window asked of ``host_pieces`` at a time: one question per window
     COPY = 64 << 20
-    #: whether ``os.copy_file_range`` is tried (cleared once the host refuses it)
-    kernel_copy = hasattr(os, "copy_file_range")
+    #: whether stored bytes are copied in the kernel (``io.HostCopier``) at all
+    kernel_copy = hasattr(os, "copy_file_range") or hasattr(os, "sendfile")
 
     def __init__(self, fs: FileSystem, dest: str, progress) -> None:
         self.fs = fs
@@ -139,6 +142,9 @@ class Extractor:
         self.report = ExtractReport(self.dest)
         self.progress = progress
         self.links: dict = {}  # hard-link key -> (host path written, volume path)
+        # one copier for the whole extraction: a host file the kernel refused is asked
+        # once, not once per file written (its output descriptor is set per file)
+        self.copier = HostCopier(-1) if self.kernel_copy else None
 
     def _link(self, e: Entry, host: str) -> bool:
         """Make a second name of a file already written a hard link to it (as tar does):
@@ -252,23 +258,15 @@ class Extractor:
                      0o644)
         written = 0
         start = self.done
+        if self.copier is not None:
+            self.copier.fd = fd
         try:
-            buf = bytearray(min(self.CHUNK, max(src.size, 1)))
+            buf = bytearray(min(self.READ, max(src.size, 1)))
             pos = 0
             while pos < src.size:
                 n = _next_data(src, pos) - pos  # a hole the source knows of: not read
-                if n > 0:
-                    os.lseek(fd, n, os.SEEK_CUR)
-                elif self.kernel_copy and (n := self._copy(src, pos, fd)):
-                    pass
-                else:
-                    n = min(len(buf), src.size - pos)
-                    mv = memoryview(buf)[:n]
-                    src.readinto(pos, mv)
-                    if all_zero(mv):  # leave a hole: sparse files stay sparse on the host
-                        os.lseek(fd, n, os.SEEK_CUR)
-                    else:
-                        os.write(fd, mv)
+                if n <= 0:
+                    n = self._window(src, pos, fd, buf)
                 pos += n
                 written += n
                 if self.report_fn:
@@ -294,32 +292,45 @@ class Extractor:
             bad = []
         return written, cut, bad
 
-    def _copy(self, src: ByteSource, pos: int, fd: int) -> int:
-        """Copy up to :attr:`COPY` bytes of ``src`` at ``pos`` to ``fd`` (at its position)
-        host file to host file in the kernel, zeros as holes, when the source can say
-        where they are stored as themselves (a raw image, data clusters); 0 when it cannot
-        or the host refuses (another filesystem, no support): the caller reads them."""
+    def _window(self, src: ByteSource, pos: int, fd: int, buf: bytearray) -> int:
+        """Write up to :attr:`COPY` bytes of ``src`` from ``pos`` to ``fd`` at ``pos``, asking
+        ``host_pieces`` once: bytes stored as themselves copied host file to host file in
+        the kernel (``io.HostCopier``: copy_file_range, sendfile across filesystems), zeros
+        left as holes, the rest (compressed, replayed, damaged; or what the kernel refused)
+        read through the source in large reads. Returns the bytes done."""
         n = min(self.COPY, src.size - pos)
-        pieces = src.host_ranges(pos, n)
-        if not pieces:
-            return 0
-        here = os.lseek(fd, 0, os.SEEK_CUR)
-        try:
-            for host, off, k in pieces:
-                if host is None:
-                    os.lseek(fd, k, os.SEEK_CUR)
-                    continue
-                while k:
-                    got = os.copy_file_range(host.fd, fd, k, off)
-                    if got <= 0:
-                        raise OSError(errno.EIO, "the host file ended early")
-                    off += got
-                    k -= got
-        except OSError:  # read and write it instead, which reports what is wrong
-            self.kernel_copy = False
-            os.lseek(fd, here, os.SEEK_SET)
-            return 0
+        copier = self.copier
+        pieces = src.host_pieces(pos, n) if copier is not None else [(NOT_STORED, 0, n)]
+        at = pos
+        for host, off, k in pieces:
+            if host is not None and (host is NOT_STORED or not self._kernel(host, off, k, at)):
+                self._read_write(src, at, k, fd, buf)
+            at += k
+        if at != pos + n:  # a source answering for other bytes than asked: a bug of ours
+            raise AssertionError(f"{src.name}: host pieces cover {at - pos} of {n} bytes")
         return n
+
+    def _kernel(self, host, off: int, k: int, at: int) -> bool:
+        """Copy ``k`` host bytes in the kernel; False when it refuses or fails (the read
+        then reports what is wrong)."""
+        try:
+            return self.copier.copy(host, off, off + k, at)
+        except OSError:
+            return False
+
+    def _read_write(self, src: ByteSource, pos: int, n: int, fd: int, buf: bytearray) -> None:
+        """Read ``[pos, pos+n)`` of ``src`` in reads of up to :attr:`READ` bytes and write it
+        at ``pos``, each all-zero :attr:`CHUNK` left a hole (sparse files stay sparse)."""
+        end = pos + n
+        while pos < end:
+            m = min(len(buf), end - pos)
+            mv = memoryview(buf)[:m]
+            src.readinto(pos, mv)
+            for a in range(0, m, self.CHUNK):
+                part = mv[a:a + self.CHUNK]
+                if not all_zero(part):
+                    _pwrite_all(fd, part, pos + a)
+            pos += m
 
     def _symlink(self, e: Entry, host: str) -> None:
         target = self.fs.readlink_entry(e)
@@ -341,6 +352,13 @@ class Extractor:
             os.unlink(host)
         os.symlink(target, host)
         self.report.written.append(host)
+
+
+def _pwrite_all(fd: int, data: memoryview, at: int) -> None:
+    """Write all of ``data`` at ``at`` (``pwrite`` may write less than asked)."""
+    while len(data):
+        n = os.pwrite(fd, data, at)
+        data, at = data[n:], at + n
 
 
 def _host_key(host: str) -> str:

@@ -7,7 +7,15 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-from .sources import ByteSource, FilledSource, HostRanges, damaged_through
+from .sources import (
+    NOT_STORED,
+    ByteSource,
+    FilledSource,
+    HostPieces,
+    HostRanges,
+    damaged_through,
+    join_host_ranges,
+)
 
 
 class MappedSource(FilledSource):
@@ -53,7 +61,17 @@ class MappedSource(FilledSource):
         end = offset + length
         if any(a < end and b > offset for a, b in self._lost):
             return None
+        return self._host(offset, end, False)
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """As :meth:`host_ranges`, lost runs and what the device cannot say as stretches
+        not stored (``NOT_STORED``): read, and reported, by the copier."""
+        self._check_range(offset, length)
+        return self._host(offset, offset + length, True)
+
+    def _host(self, offset: int, end: int, pieces: bool) -> list | None:
         starts, ends, phys = self._starts, self._ends, self._phys
+        lost = sorted((max(a, offset), min(b, end)) for a, b in self._lost if a < end and b > offset)
         i = max(0, bisect.bisect_right(starts, offset) - 1)
         out: list = []
         pos = offset
@@ -61,23 +79,46 @@ class MappedSource(FilledSource):
             if i < len(starts) and starts[i] < end and ends[i] > pos:
                 a = max(starts[i], pos)
                 if a > pos:
-                    out.append((None, 0, a - pos))
+                    join_host_ranges(out, self._hole(pos, a, lost))
                 b = min(ends[i], end)
                 at = phys[i] + (a - starts[i])
                 if at + (b - a) > self.dev.size:  # past the device: the read reports it
-                    return None
-                got = self.dev.host_ranges(at, b - a)
+                    got = None
+                elif pieces:
+                    got = self.dev.host_pieces(at, b - a)
+                else:
+                    got = self.dev.host_ranges(at, b - a)
                 if got is None:
-                    return None
-                out += got
+                    if not pieces:
+                        return None
+                    got = [(NOT_STORED, 0, b - a)]
+                join_host_ranges(out, got)
                 pos = b
                 i += 1
             elif i < len(starts) and ends[i] <= pos:
                 i += 1
             else:  # a hole up to the next run or the end
                 b = min(end, starts[i]) if i < len(starts) else end
-                out.append((None, 0, b - pos))
+                join_host_ranges(out, self._hole(pos, b, lost))
                 pos = b
+        return out
+
+    @staticmethod
+    def _hole(a: int, b: int, lost: list[tuple[int, int]]) -> list:
+        """``[a, b)`` outside every run: zeros, but the lost runs in it not stored (read,
+        so the copy reports them)."""
+        out: list = []
+        pos = a
+        for x, y in lost:
+            x, y = max(x, pos), min(y, b)
+            if x >= y:
+                continue
+            if x > pos:
+                out.append((None, 0, x - pos))
+            out.append((NOT_STORED, 0, y - x))
+            pos = y
+        if pos < b:
+            out.append((None, 0, b - pos))
         return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:

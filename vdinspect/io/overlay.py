@@ -12,7 +12,15 @@ from __future__ import annotations
 
 import bisect
 
-from .sources import ByteSource, FilledSource, HostRanges, damaged_through
+from .sources import (
+    NOT_STORED,
+    ByteSource,
+    FilledSource,
+    HostPieces,
+    HostRanges,
+    damaged_through,
+    join_host_ranges,
+)
 
 # What fills one replaced range [start, end): its bytes, None for zeros, or (source, offset):
 # the bytes of ``source`` from ``offset`` on, read when asked.
@@ -139,22 +147,32 @@ class OverlaySource(FilledSource):
     def host_ranges(self, offset: int, length: int) -> HostRanges:
         """Unreplaced bytes and copies where their source says (zeros as zeros); None for a
         range holding bytes kept in memory (see ``ByteSource.host_ranges``)."""
+        return self._host(offset, length, False)
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """As :meth:`host_ranges`, bytes kept in memory (a replayed log's sectors) as
+        stretches not stored (``NOT_STORED``), so a copy reads only those and copies the
+        unreplaced bytes around them in the kernel (see ``ByteSource.host_pieces``)."""
+        return self._host(offset, length, True)
+
+    def _host(self, offset: int, length: int, pieces: bool) -> list | None:
         self._check_range(offset, length)
         end = offset + length
         out: list = []
 
-        def add(got: HostRanges) -> bool:
+        def add(src: ByteSource, a: int, n: int) -> bool:
+            got = src.host_pieces(a, n) if pieces else src.host_ranges(a, n)
             if got is None:
                 return False
-            out.extend(got)
+            join_host_ranges(out, got)
             return True
 
         def base(a: int, b: int) -> bool:
             n = min(b, max(a, self.base.size)) - a
-            if n and not add(self.base.host_ranges(a, n)):
+            if n and not add(self.base, a, n):
                 return False
             if b - a > n:
-                out.append((None, 0, b - a - n))
+                join_host_ranges(out, [(None, 0, b - a - n)])
             return True
 
         i = bisect.bisect_right(self._ends, offset)
@@ -165,8 +183,13 @@ class OverlaySource(FilledSource):
             if a > pos and not base(pos, a):
                 return None
             if p is None:
-                out.append((None, 0, b - a))
-            elif not isinstance(p, tuple) or not add(p[0].host_ranges(p[1] + a - s, b - a)):
+                join_host_ranges(out, [(None, 0, b - a)])
+            elif isinstance(p, tuple):
+                if not add(p[0], p[1] + a - s, b - a):
+                    return None
+            elif pieces:
+                join_host_ranges(out, [(NOT_STORED, 0, b - a)])
+            else:
                 return None
             pos = b
             i += 1

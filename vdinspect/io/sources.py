@@ -27,6 +27,21 @@ from ..errors import CorruptImage, InvalidArgument, NotFound, VDInspectError
 HostRanges = list[tuple["FileSource | None", int, int]] | None
 
 
+class _NotStored:
+    """The host of a :meth:`ByteSource.host_pieces` stretch that is not stored as itself."""
+
+    def __repr__(self) -> str:
+        return "NOT_STORED"
+
+
+#: the host of a stretch that must be read through the source (compressed, replayed,
+#: damaged, unknown): ``(NOT_STORED, 0, bytes)``
+NOT_STORED = _NotStored()
+#: what :meth:`ByteSource.host_pieces` answers: host ranges that never give up, stretches
+#: not stored as themselves named ``(NOT_STORED, 0, bytes)``
+HostPieces = list[tuple["FileSource | _NotStored | None", int, int]]
+
+
 class ByteSource:
     """Base class: subclasses set ``size`` and implement ``_read``."""
 
@@ -54,6 +69,14 @@ class ByteSource:
         stored as itself (compressed, damaged, replayed, unknown). A copy can then go host
         file to host file in the kernel (``os.copy_file_range``). By default: None."""
         return None
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """Like :meth:`host_ranges`, but what is not stored as itself is a stretch
+        ``(NOT_STORED, 0, bytes)`` instead of no answer: a copier reads exactly those bytes
+        (in large reads) and copies the rest in the kernel, asking once per window. By
+        default: the whole range as host ranges, or one stretch not stored."""
+        got = self.host_ranges(offset, length)
+        return [(NOT_STORED, 0, length)] if got is None else got
 
     def damaged_ranges(self, offset: int = 0, length: int | None = None) -> list[tuple[int, int]]:
         """The (offset, length) ranges inside ``[offset, offset+length)`` that could not be
@@ -358,6 +381,10 @@ class Slice(ByteSource):
         self._check_range(offset, length)
         return self.source.host_ranges(self.offset + offset, length)
 
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        self._check_range(offset, length)
+        return self.source.host_pieces(self.offset + offset, length)
+
 
 class Concat(ByteSource):
     """Several sources one after another (split extents, striped volumes' pieces)."""
@@ -404,6 +431,13 @@ class Concat(ByteSource):
     def host_ranges(self, offset: int, length: int) -> HostRanges:
         """Each part's host ranges in turn (see :meth:`ByteSource.host_ranges`); None
         when one part cannot say."""
+        return self._parts_host(offset, length, False)
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """Each part's host pieces in turn (see :meth:`ByteSource.host_pieces`)."""
+        return self._parts_host(offset, length, True)
+
+    def _parts_host(self, offset: int, length: int, pieces: bool):
         self._check_range(offset, length)
         out: list = []
         i = max(0, bisect.bisect_right(self.starts, offset) - 1)
@@ -413,7 +447,7 @@ class Concat(ByteSource):
             local = pos - self.starts[i]
             n = min(end - pos, src.size - local)
             if n > 0:
-                got = src.host_ranges(local, n)
+                got = src.host_pieces(local, n) if pieces else src.host_ranges(local, n)
                 if got is None:
                     return None
                 join_host_ranges(out, got)
@@ -433,14 +467,19 @@ class Concat(ByteSource):
         return out
 
 
+def stored_only(pieces: HostPieces) -> HostRanges:
+    """``host_pieces`` as ``host_ranges`` answers: None when a stretch is not stored."""
+    return None if any(h is NOT_STORED for h, _o, _n in pieces) else pieces
+
+
 def join_host_ranges(out: list, got: list) -> None:
-    """Append host ranges ``got`` to ``out``, a piece that goes on where the last one ends
-    (the same host file and the next offset, or zeros after zeros) joined to it: one copy
-    call instead of two."""
+    """Append host ranges (or pieces) ``got`` to ``out``, a piece that goes on where the
+    last one ends (the same host file and the next offset, zeros after zeros, not stored
+    after not stored) joined to it: one copy call instead of two."""
     for host, off, n in got:
         if out:
             h, o, k = out[-1]
-            if h is host and (host is None or o + k == off):
+            if h is host and (host is None or host is NOT_STORED or o + k == off):
                 out[-1] = (h, o, k + n)
                 continue
         out.append((host, off, n))
@@ -550,54 +589,6 @@ class DamageIndex:
                     break
                 out.append((max(a, start), min(b, end)))
         return out
-
-
-def copy_range(src: int, src_off: int, dst: int, dst_off: int, length: int) -> bool:
-    """Copy ``length`` bytes of the descriptor ``src`` at ``src_off`` to ``dst`` at
-    ``dst_off`` in the kernel (``os.copy_file_range``: no copy through this process).
-    False when the kernel refuses (another filesystem: EXDEV; no support: ENOSYS,
-    EOPNOTSUPP, EINVAL; a source file shorter than said): the caller then writes the whole
-    range itself (the same bytes over any that moved) and need not ask again for these
-    two files."""
-    if not hasattr(os, "copy_file_range"):
-        return False
-    while length:
-        try:
-            got = os.copy_file_range(src, dst, length, src_off, dst_off)
-        except OSError as e:
-            if e.errno in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL,
-                           errno.EBADF, errno.EPERM):
-                return False
-            raise
-        if got <= 0:
-            return False
-        src_off += got
-        dst_off += got
-        length -= got
-    return True
-
-
-def send_range(src: int, src_off: int, dst: int, dst_off: int, length: int) -> bool:
-    """Like :func:`copy_range` with ``os.sendfile`` (the kernel copies between page caches
-    where ``copy_file_range`` refuses: another filesystem); moves ``dst``'s file position.
-    False when the kernel refuses, or the source ends early: the caller writes the whole
-    range itself."""
-    if not hasattr(os, "sendfile"):
-        return False
-    os.lseek(dst, dst_off, os.SEEK_SET)
-    while length:
-        try:
-            got = os.sendfile(dst, src, src_off, length)
-        except OSError as e:
-            if e.errno in (errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF,
-                           errno.ESPIPE):
-                return False
-            raise
-        if got <= 0:
-            return False
-        src_off += got
-        length -= got
-    return True
 
 
 def all_zero(buf) -> bool:

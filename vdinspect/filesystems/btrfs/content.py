@@ -12,7 +12,7 @@ import bisect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...io import ByteSource, HostRanges, LRUCache, join_host_ranges
+from ...io import NOT_STORED, ByteSource, HostPieces, HostRanges, LRUCache, join_host_ranges
 
 if TYPE_CHECKING:
     from .fs import BtrfsFileSystem
@@ -106,6 +106,16 @@ class ExtentSource(ByteSource):
         end = offset + length
         if any(a < end and b > offset for a, b in self.bad):
             return None
+        return self._host(offset, end, False)
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """As :meth:`host_ranges`, inline and compressed items, bytes found bad and plain
+        extents failing their checksum as stretches not stored (``io.NOT_STORED``): a copy
+        reads those and copies the other extents in the kernel."""
+        self._check_range(offset, length)
+        return self._host(offset, offset + length, True)
+
+    def _host(self, offset: int, end: int, pieces: bool) -> list | None:
         out: list = []
         i, pos = self._find(offset), offset
         while pos < end:
@@ -119,14 +129,15 @@ class ExtentSource(ByteSource):
                 pos = b
                 continue
             b = min(end, p.start + p.length)
+            got = None
             if p.kind == HOLE:
                 got = [(None, 0, b - pos)]
-            elif p.kind == PLAIN:
+            elif p.kind == PLAIN and not (pieces and any(x < b and y > pos for x, y in self.bad)):
                 got = self.fs.data_host_ranges(p.addr + pos - p.start, b - pos, self.verify)
-                if got is None:
+            if got is None:
+                if not pieces:
                     return None
-            else:
-                return None
+                got = [(NOT_STORED, 0, b - pos)]
             join_host_ranges(out, got)
             pos = b
             i += 1

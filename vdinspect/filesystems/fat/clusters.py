@@ -12,7 +12,16 @@ import bisect
 
 import numpy as np
 
-from ...io import ByteSource, HostRanges, LRUCache, MemorySource, damaged_through
+from ...io import (
+    NOT_STORED,
+    ByteSource,
+    HostPieces,
+    HostRanges,
+    LRUCache,
+    MemorySource,
+    damaged_through,
+    join_host_ranges,
+)
 from .structs import FAT16_DTYPE, FAT32_DTYPE, FAT32_MASK
 
 EXFAT_EOC_MIN, EXFAT_BAD = 0xFFFFFFF8, 0xFFFFFFF7  # exFAT FAT entries: end of chain, bad
@@ -272,6 +281,16 @@ class ClusterRuns(ByteSource):
             if got is None:
                 return None
             out += got
+        return out
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """As :meth:`host_ranges`, what the volume cannot say as stretches not stored
+        (``io.NOT_STORED``, see ``ByteSource.host_pieces``)."""
+        self._check_range(offset, length)
+        out: list = []
+        for o, n in (self._pieces(offset, length) if length else ()):
+            got = [(NOT_STORED, 0, n)] if o + n > self.vol.size else self.vol.host_pieces(o, n)
+            join_host_ranges(out, got)
         return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:

@@ -12,7 +12,15 @@ import bisect
 from dataclasses import dataclass
 
 from ...errors import CorruptImage
-from ...io import ByteSource, FilledSource, HostRanges, damaged_through
+from ...io import (
+    NOT_STORED,
+    ByteSource,
+    FilledSource,
+    HostPieces,
+    HostRanges,
+    damaged_through,
+    join_host_ranges,
+)
 
 MAX_RUNS = 1 << 20  # more runs than this in one attribute is treated as corruption
 
@@ -150,6 +158,14 @@ class RunSource(FilledSource):
         """Stored runs through the volume's host ranges, sparse runs and bytes past the
         valid data length as zeros; None where the runlist leaves a gap (damaged: the
         read reports it) or the volume cannot say."""
+        return self._host(offset, length, False)
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """As :meth:`host_ranges`, gaps in the runlist and what the volume cannot say as
+        stretches not stored (``io.NOT_STORED``): read, and reported, by the copier."""
+        return self._host(offset, length, True)
+
+    def _host(self, offset: int, length: int, pieces: bool) -> list | None:
         self._check_range(offset, length)
         end = offset + length
         lim = min(end, self.initialized)
@@ -158,28 +174,37 @@ class RunSource(FilledSource):
         pos = offset
         i = max(0, bisect.bisect_right(self.starts, pos) - 1)
         while pos < lim:
-            if i >= len(self.runs):
-                return None
-            r = self.runs[i]
-            rstart, rend = r.vcn * cs, (r.vcn + r.length) * cs
-            if rend <= pos:
+            r = self.runs[i] if i < len(self.runs) else None
+            rstart = lim if r is None else r.vcn * cs
+            if r is not None and (r.vcn + r.length) * cs <= pos:
                 i += 1
                 continue
-            if rstart > pos:
-                return None
-            n = min(rend, lim) - pos
+            if rstart > pos:  # a gap in the runlist
+                if not pieces:
+                    return None
+                join_host_ranges(out, [(NOT_STORED, 0, min(rstart, lim) - pos)])
+                pos = min(rstart, lim)
+                continue
+            n = min((r.vcn + r.length) * cs, lim) - pos
             if r.lcn is None:
-                out.append((None, 0, n))
+                got = [(None, 0, n)]
             else:
                 host = r.lcn * cs + (pos - rstart)
-                got = None if host + n > self.volume.size else self.volume.host_ranges(host, n)
+                if host + n > self.volume.size:
+                    got = None
+                elif pieces:
+                    got = self.volume.host_pieces(host, n)
+                else:
+                    got = self.volume.host_ranges(host, n)
                 if got is None:
-                    return None
-                out += got
+                    if not pieces:
+                        return None
+                    got = [(NOT_STORED, 0, n)]
+            join_host_ranges(out, got)
             pos += n
             i += 1
         if pos < end:
-            out.append((None, 0, end - pos))
+            join_host_ranges(out, [(None, 0, end - pos)])
         return out
 
     def _fill(self, offset: int, mv: memoryview, zeroed: bool) -> None:

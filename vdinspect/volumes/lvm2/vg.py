@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ...errors import CorruptImage, MissingFile, UnsupportedFeature
-from ...io import ByteSource, Concat, HostRanges, Slice, Zero, join_host_ranges
+from ...io import ByteSource, Concat, HostPieces, HostRanges, Slice, Zero, join_host_ranges
 from .. import ScanContext
 from .pv import MetadataCopy, PhysicalVolume
 from .structs import SECTOR
@@ -123,6 +123,14 @@ class StripedSource(ByteSource):
             if got is None:
                 return None
             join_host_ranges(out, got)
+        return out
+
+    def host_pieces(self, offset: int, length: int) -> HostPieces:
+        """The stripes' host pieces chunk by chunk (see ``ByteSource.host_pieces``)."""
+        self._check_range(offset, length)
+        out: list = []
+        for stripe, local, take in self._pieces(offset, length):
+            join_host_ranges(out, stripe.host_pieces(local, take))
         return out
 
     def _damage_pairs(self, start: int, end: int) -> list[tuple[int, int]]:
