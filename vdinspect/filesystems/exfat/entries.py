@@ -17,7 +17,6 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import uuid as uuidlib
-from collections import namedtuple
 
 import numpy as np
 from construct import Container
@@ -28,6 +27,14 @@ from ..fat.clusters import directory_extents
 from ..fat.directory import FatKey
 from ..fat.structs import attr_text
 from ..fat.times import dos_datetime
+from .sets import (
+    MAX_SECONDARY,
+    MIN_SECONDARY,
+    TYPE_CODE,
+    FileRecord,
+    StreamRecord,
+    slot_checksums,
+)
 from .structs import (
     ATTR_DIRECTORY,
     ENTRY_SIZE,
@@ -58,13 +65,8 @@ from .structs import (
 LOST_CLUSTER = -1  # ExfatKey.cluster of the synthetic /$Lost folder (see .scan)
 MAX_DIR_BYTES = 64 << 20  # read at most this much of a directory (the spec allows 256 MiB;
 # 2 million entries is far beyond real folders and keeps a hostile one bounded)
-MIN_SECONDARY, MAX_SECONDARY = 2, 18  # a File entry's SecondaryCount: stream + 1..17 names
-TYPE_CODE = 0x7F  # EntryType without the InUse bit
 SECOND_BITMAP = 0x01  # BitmapFlags: the second allocation bitmap (TexFAT)
 
-# the fast path: File and Stream Extension entries as tuples of integers, named as declared
-FileRecord = namedtuple("FileRecord", [sc.name for sc in FileEntry.subcons])
-StreamRecord = namedtuple("StreamRecord", [sc.name for sc in StreamExtensionEntry.subcons])
 
 
 def set_checksum(data: bytes) -> int:
@@ -285,15 +287,29 @@ class DirectoryMixin:
             raise InvalidArgument(f"{self.name}: {entry.path} is not a directory")
         if entry.key.root and self._root_cache is not None:
             return [e.copy() for e in self._root_cache] + self.lost_children(entry)
-        out = self._parse(entry, self._dir_raw(entry))
+        k = entry.key
+        kept = self.listings.pop(self.folder_id(k), None) if self.listings else None
+        if kept is not None and not entry.deleted:  # listed by the lost-folder scan
+            return kept + self.lost_children(entry)
+        ahead = self.taken_ahead(entry.key)
+        if ahead is not None:
+            out = self._parse(entry, *ahead)
+        else:
+            out = self._parse(entry, self._dir_raw(entry))
+        if self.keeping and not k.root and not entry.deleted and k.cluster >= 2:
+            self.listings[self.folder_id(k)] = out
         if entry.key.root:
             self._root_cache = out
             out = [e.copy() for e in out]
         return out + self.lost_children(entry)
 
-    def _parse(self, d: Entry, segs) -> list[Entry]:
+    def _parse(self, d: Entry, segs, sums=None) -> list[Entry]:
+        """The Entries of a folder's bytes; ``sums``: the set checksum of each slot
+        (:func:`.sets.slot_checksums`), computed here when not given."""
         slots = self._Slots(segs)
         buf = slots.buf
+        if sums is None:
+            sums = slot_checksums(np.frombuffer(buf, dtype=np.uint8))
         out: list[Entry] = []
         n = len(slots)
         i = 0
@@ -344,13 +360,8 @@ class DirectoryMixin:
                 i += 1
                 continue
             raw = ent + b"".join(sec)
-            fixed = (
-                raw
-                if not deleted
-                else bytes(b | IN_USE if k % ENTRY_SIZE == 0 else b for k, b in enumerate(raw))
-            )
             fe = FileRecord._make(FILE_ENTRY.unpack(ent))
-            ok = set_checksum(fixed) == fe.SetChecksum
+            ok = sums[i] == fe.SetChecksum
             st = StreamRecord._make(STREAM_ENTRY.unpack(sec[0]))
             units = b"".join(s[FILE_NAME] for s in sec[1 : 1 + nnames])
             name = units[: 2 * st.NameLength].decode("utf-16-le", "replace")

@@ -36,6 +36,7 @@ from .boot import BootMixin
 from .entries import DirectoryMixin, ExfatKey
 from .report import ReportMixin
 from .scan import ScanMixin
+from .sets import SetsMixin
 from .structs import ENTRY_SIZE
 from .upcase import UpcaseMixin
 
@@ -43,7 +44,7 @@ Runs = list[tuple[int, int]]  # cluster runs: (first cluster, count)
 
 
 class ExfatFileSystem(BootMixin, DirectoryMixin, BitmapMixin, UpcaseMixin, ReportMixin,
-                      ScanMixin, FileSystem):
+                      ScanMixin, SetsMixin, FileSystem):
     """An exFAT volume (read-only)."""
 
     fstype = "exfat"

@@ -128,14 +128,24 @@ class ReportMixin:
                     "bitmap",
                 )
                 mark(bm.FirstCluster, r or [], "allocation bitmap")
-        for e in self.iter_entries("/", deleted=False):
-            k = e.key
-            if not k.size or not k.cluster:
-                continue
-            runs, problem = self.stream_runs(k, k.size, e.path)
-            if problem and report:
-                self.finding("error", "cluster chain", None, f"{e.path}: {problem}")
-            mark(k.cluster, runs or [], e.path)
+        if runs and self.readable(runs) == runs:
+            self.read_ahead([(self.cluster_offset(s), n * self.cluster_size) for s, n in runs])
+        if not report:  # the scan: its listings are kept for the walk that follows
+            self.listings, self.keeping = {}, True
+        try:
+            for e in self.iter_entries("/", deleted=False):
+                k = e.key
+                if not k.size or not k.cluster:
+                    continue
+                runs, problem = self.stream_runs(k, k.size, e.path)
+                if problem and report:
+                    self.finding("error", "cluster chain", None, f"{e.path}: {problem}")
+                mark(k.cluster, runs or [], e.path)
+        finally:
+            self.ahead, self.keeping = {}, False
+            if not report:  # a folder the walk noted is listed anew (no note twice)
+                self.listings = {k: v for k, v in self.listings.items()
+                                 if not any(e.note for e in v)}
         if self.upcase_runs:
             mark(0, self.upcase_runs, "up-case table")
         return used
