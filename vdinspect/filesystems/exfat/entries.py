@@ -33,7 +33,7 @@ from .sets import (
     TYPE_CODE,
     FileRecord,
     StreamRecord,
-    slot_checksums,
+    slot_sums,
 )
 from .structs import (
     ATTR_DIRECTORY,
@@ -303,13 +303,14 @@ class DirectoryMixin:
             out = [e.copy() for e in out]
         return out + self.lost_children(entry)
 
-    def _parse(self, d: Entry, segs, sums=None) -> list[Entry]:
-        """The Entries of a folder's bytes; ``sums``: the set checksum of each slot
-        (:func:`.sets.slot_checksums`), computed here when not given."""
+    def _parse(self, d: Entry, segs, sums=None, hashes=None) -> list[Entry]:
+        """The Entries of a folder's bytes; ``sums``, ``hashes``: each slot's set checksum
+        and name hash (:func:`.sets.slot_sums`), computed here when not given."""
         slots = self._Slots(segs)
         buf = slots.buf
         if sums is None:
-            sums = slot_checksums(np.frombuffer(buf, dtype=np.uint8))
+            (sums, hashes), = slot_sums(np.frombuffer(buf, dtype=np.uint8), [0], [len(slots)],
+                                        self.upcase)
         out: list[Entry] = []
         n = len(slots)
         i = 0
@@ -373,8 +374,12 @@ class DirectoryMixin:
                     "error", "directory", off, f"{where}: set checksum mismatch for {name!r}"
                 )
             if not deleted and self.upcase is not None:
-                up = self.upcase[np.frombuffer(units[: 2 * st.NameLength], dtype=NAME_UNIT_DTYPE)]
-                if name_hash(up.tobytes()) != st.NameHash:
+                h = hashes[i]
+                if h < 0:  # names not summed with the others (.sets.name_hashes)
+                    up = self.upcase[np.frombuffer(units[: 2 * st.NameLength],
+                                                   dtype=NAME_UNIT_DTYPE)]
+                    h = name_hash(up.tobytes())
+                if h != st.NameHash:
                     self.finding(
                         "warning", "directory", off, f"{where}: name hash mismatch for {name!r}"
                     )

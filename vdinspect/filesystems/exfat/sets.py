@@ -26,8 +26,11 @@ from .structs import (
     SECONDARY_COUNT,
     SET_CHECKSUM_SKIP,
     STREAM_ENTRY,
+    T_END,
     T_FILE,
+    T_NAME,
     FileEntry,
+    FileNameEntry,
     StreamExtensionEntry,
 )
 
@@ -36,10 +39,21 @@ MIN_SECONDARY, MAX_SECONDARY = 2, 18  # a File entry's SecondaryCount: stream + 
 CHUNK = 1 << 15  # sets summed together at most (bounds the gathered bytes to ~20 MiB)
 MAX_AHEAD_BYTES = 256 << 20  # folder bytes read ahead at most
 ATTRIBUTES_AT = offset_of(FileEntry, "FileAttributes")
+NAME_LENGTH_AT = offset_of(StreamExtensionEntry, "NameLength")
+NAME_AT = offset_of(FileNameEntry, "FileName")
 
 # the fast path: File and Stream Extension entries as tuples of integers, named as declared
 FileRecord = namedtuple("FileRecord", [sc.name for sc in FileEntry.subcons])
 StreamRecord = namedtuple("StreamRecord", [sc.name for sc in StreamExtensionEntry.subcons])
+
+
+def rotate_sums(cols: np.ndarray) -> np.ndarray:
+    """The exFAT 16-bit rotate-right-and-add sum down each column of ``cols`` (bytes by
+    rows, one column per sum; leading zero bytes leave a sum at 0)."""
+    c = np.zeros(cols.shape[1], dtype=np.uint32)
+    for col in cols.astype(np.uint32):
+        c = ((c >> 1) | ((c & 1) << 15)) + col & 0xFFFF
+    return c
 
 
 def set_checksums(buf: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -56,30 +70,67 @@ def set_checksums(buf: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np
         heads = np.flatnonzero(pos % ENTRY_SIZE == 0)  # the entry type bytes
         for lo in range(0, len(where), CHUNK):
             w = where[lo : lo + CHUNK]
-            cols = buf[pos[:, None] + starts[w][None, :]].astype(np.uint32)  # (bytes, sets)
+            cols = buf[pos[:, None] + starts[w][None, :]]  # (bytes, sets)
             cols[heads] |= IN_USE
-            c = np.zeros(len(w), dtype=np.uint32)
-            for col in cols:
-                c = ((c >> 1) | ((c & 1) << 15)) + col & 0xFFFF
-            out[w] = c
+            out[w] = rotate_sums(cols)
     return out
 
 
-def slot_checksums(buf: np.ndarray, base: int = 0, n: int | None = None) -> np.ndarray:
-    """For each 32-byte slot of a folder's bytes (``n`` slots from byte ``base`` of the flat
-    uint8 array ``buf``): the checksum of the set a File entry there (in use or deleted)
-    starts, -1 for other slots and for sets that do not fit."""
-    if n is None:
-        n = (len(buf) - base) // ENTRY_SIZE
-    out = np.full(n, -1, dtype=np.int64)
-    if not n:
+def name_hashes(buf: np.ndarray, starts: np.ndarray, upcase: np.ndarray | None) -> np.ndarray:
+    """The NameHash of the up-cased names of the in-use sets at byte ``starts`` of ``buf``
+    (a File entry, its Stream Extension, then File Name entries), -1 for a set whose
+    name entries do not hold NameLength units (:func:`.entries.name_hash` then sums it)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    out = np.full(len(starts), -1, dtype=np.int64)
+    if upcase is None or not len(starts):
         return out
-    types = buf[base : base + n * ENTRY_SIZE : ENTRY_SIZE]
-    at = np.flatnonzero(types & TYPE_CODE == T_FILE & TYPE_CODE)
-    sc = buf[base + at * ENTRY_SIZE + SECONDARY_COUNT].astype(np.int64)
-    ok = (sc >= MIN_SECONDARY) & (sc <= MAX_SECONDARY) & (at + sc < n)
-    at, sc = at[ok], sc[ok]
-    out[at] = set_checksums(buf, base + at * ENTRY_SIZE, sc + 1)
+    sc = buf[starts + SECONDARY_COUNT].astype(np.int64)
+    length = buf[starts + ENTRY_SIZE + NAME_LENGTH_AT].astype(np.int64)
+    fits = 15 * (sc - 1) >= length
+    width = int(length[fits].max()) if fits.any() else 0
+    if not width:
+        return out
+    for k in range(2, 2 + (width + 14) // 15):  # the slots holding the units: names
+        need = fits & (15 * (k - 2) < length)
+        fits &= ~need | (buf[starts + np.where(need, k, 0) * ENTRY_SIZE] == T_NAME)
+    q = np.arange(width)[:, None] - (width - length)[None, :]  # unit index, left padded
+    real = (q >= 0) & fits[None, :]
+    qq = np.where(real, q, 0)
+    at = starts[None, :] + (2 + qq // 15) * ENTRY_SIZE + NAME_AT + 2 * (qq % 15)
+    units = buf[at].astype(np.uint16) | buf[at + 1].astype(np.uint16) << 8
+    up = np.where(real, upcase[units], 0).astype(np.uint16)
+    cols = np.empty((2 * width, len(starts)), dtype=np.uint8)
+    cols[0::2], cols[1::2] = up & 0xFF, up >> 8  # UTF-16-LE bytes, in order
+    out[fits] = rotate_sums(cols[:, fits])
+    return out
+
+
+def slot_sums(buf: np.ndarray, bases: list[int], counts: list[int],
+              upcase: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """For each folder of ``counts[j]`` slots at byte ``bases[j]`` of ``buf`` (a flat uint8
+    array), all summed together: (the checksum of the set a File entry in each slot
+    starts, the name hash of an in-use one), -1 for other slots, sets that do not fit
+    and names :func:`name_hashes` leaves."""
+    at_all, own = [], []
+    for base, n in zip(bases, counts):
+        types = buf[base : base + n * ENTRY_SIZE : ENTRY_SIZE]
+        at = np.flatnonzero(types & TYPE_CODE == T_FILE & TYPE_CODE)
+        sc = buf[base + at * ENTRY_SIZE + SECONDARY_COUNT].astype(np.int64)
+        at = at[(sc >= MIN_SECONDARY) & (sc <= MAX_SECONDARY) & (at + sc < n)]
+        at_all.append(base + at * ENTRY_SIZE)
+        own.append(at)
+    starts = np.concatenate(at_all) if at_all else np.zeros(0, np.int64)
+    counts_of = buf[starts + SECONDARY_COUNT].astype(np.int64) + 1
+    sums = set_checksums(buf, starts, counts_of)
+    hashes = np.full(len(starts), -1, dtype=np.int64)
+    live = np.flatnonzero(buf[starts] == T_FILE)
+    hashes[live] = name_hashes(buf, starts[live], upcase)
+    out, k = [], 0
+    for n, at in zip(counts, own):
+        a, b = np.full(n, -1, dtype=np.int64), np.full(n, -1, dtype=np.int64)
+        a[at], b[at] = sums[k : k + len(at)], hashes[k : k + len(at)]
+        k += len(at)
+        out.append((a, b))
     return out
 
 
@@ -98,8 +149,8 @@ class SetsMixin:
         """What names a folder's bytes: (first cluster, size, contiguous)."""
         return (key.cluster, key.size, key.contiguous)
 
-    def taken_ahead(self, key) -> tuple[list, np.ndarray] | None:
-        """The bytes and slot checksums read ahead for the folder with ``key`` (once)."""
+    def taken_ahead(self, key) -> tuple[list, np.ndarray, np.ndarray] | None:
+        """The bytes, slot checksums and name hashes read ahead for the folder with ``key`` (once)."""
         if not self.ahead or key.root or key.deleted:
             return None
         return self.ahead.pop(self.folder_id(key), None)
@@ -127,31 +178,23 @@ class SetsMixin:
         seen: set = set()
         total = 0
         while level:
-            bufs, bases = [], []
-            pos = 0
-            for _key, segs in level:
-                b = b"".join(s for _o, s in segs)
-                bufs.append(b)
-                bases.append(pos)
-                pos += len(b)
+            bufs = [b"".join(b for _o, b in segs) for _key, segs in level]
+            bases = np.cumsum([0] + [len(b) for b in bufs[:-1]]).tolist()
             flat = np.frombuffer(b"".join(bufs), dtype=np.uint8)
+            ns = [len(b) // ENTRY_SIZE for b in bufs]
+            sums = slot_sums(flat, bases, ns, self.upcase)
             nxt = []
-            sums_of = []
-            starts, counts, owner = [], [], []
-            for j, b in enumerate(bufs):
-                n = len(b) // ENTRY_SIZE
-                types = flat[bases[j] : bases[j] + n * ENTRY_SIZE : ENTRY_SIZE]
-                at = np.flatnonzero(types & TYPE_CODE == T_FILE & TYPE_CODE)
-                sc = flat[bases[j] + at * ENTRY_SIZE + SECONDARY_COUNT].astype(np.int64)
-                ok = (sc >= MIN_SECONDARY) & (sc <= MAX_SECONDARY) & (at + sc < n)
-                at, sc = at[ok], sc[ok]
-                starts.append(bases[j] + at * ENTRY_SIZE)
-                counts.append(sc + 1)
-                owner.append(at)
-                sums_of.append(n)
-                # live folders named here: the next level
-                live = at[types[at] == T_FILE]
-                attr = flat[bases[j] + live * ENTRY_SIZE + ATTRIBUTES_AT]
+            for (key, segs), b, (cs, hs) in zip(level, bufs, sums):
+                if key is not None:
+                    self.ahead[key] = (segs, cs, hs)
+                # the live folders named before the end mark: the next level
+                raw = np.frombuffer(b, np.uint8)
+                end = np.flatnonzero(raw[::ENTRY_SIZE] == T_END)
+                live = np.flatnonzero(cs >= 0)
+                live = live[raw[live * ENTRY_SIZE] == T_FILE]
+                if end.size:
+                    live = live[live < end[0]]
+                attr = raw[live * ENTRY_SIZE + ATTRIBUTES_AT]
                 for i in live[attr & ATTR_DIRECTORY != 0].tolist():
                     st = StreamRecord._make(STREAM_ENTRY.unpack_from(b, (i + 1) * ENTRY_SIZE))
                     key = (st.FirstCluster, st.DataLength,
@@ -164,13 +207,4 @@ class SetsMixin:
                     seen.add(key)
                     total += sum(k for _o, k in ext)
                     nxt.append((key, [(o, self.source.read(o, k)) for o, k in ext]))
-            sums = set_checksums(flat, np.concatenate(starts), np.concatenate(counts))
-            k = 0
-            for j, (key, segs) in enumerate(level):
-                slots = np.full(sums_of[j], -1, dtype=np.int64)
-                m = len(owner[j])
-                slots[owner[j]] = sums[k : k + m]
-                k += m
-                if key is not None:
-                    self.ahead[key] = (segs, slots)
             level = nxt
