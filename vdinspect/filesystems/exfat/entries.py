@@ -62,6 +62,9 @@ from .structs import (
     volume_label_text,
 )
 
+NAME_FROM, NAME_TO = FILE_NAME.start, FILE_NAME.stop  # the units in a File Name entry
+#: the type byte of a File Name entry, deleted (0) or in use: what the names run over
+NAME_TYPES = {state: bytes([(T_NAME & TYPE_CODE) | state]) for state in (0, IN_USE)}
 LOST_CLUSTER = -1  # ExfatKey.cluster of the synthetic /$Lost folder (see .scan)
 MAX_DIR_BYTES = 64 << 20  # read at most this much of a directory (the spec allows 256 MiB;
 # 2 million entries is far beyond real folders and keeps a hostile one bounded)
@@ -311,6 +314,7 @@ class DirectoryMixin:
         if sums is None:
             (sums, hashes), = slot_sums(np.frombuffer(buf, dtype=np.uint8), [0], [len(slots)],
                                         self.upcase)
+        sums, hashes = sums.tolist(), hashes.tolist()  # read one at a time
         out: list[Entry] = []
         n = len(slots)
         i = 0
@@ -322,9 +326,10 @@ class DirectoryMixin:
             if t & TYPE_CODE != T_FILE & TYPE_CODE:
                 i += 1
                 continue
-            off, ent = slots.offset(i), slots.entry(i)
+            at = ENTRY_SIZE * i
+            off = slots.offset(i)
             deleted = not t & IN_USE
-            sc = ent[SECONDARY_COUNT]
+            sc = buf[at + SECONDARY_COUNT]
             if sc < MIN_SECONDARY or sc > MAX_SECONDARY or i + sc >= n:
                 if not deleted:
                     self.finding(
@@ -335,9 +340,9 @@ class DirectoryMixin:
                     )
                 i += 1
                 continue
-            sec = [slots.entry(i + j) for j in range(1, sc + 1)]
+            types = buf[at + ENTRY_SIZE : at + ENTRY_SIZE * (sc + 1) : ENTRY_SIZE]
             state = 0 if deleted else IN_USE
-            if sec[0][0] != (T_STREAM & TYPE_CODE) | state:
+            if types[0] != (T_STREAM & TYPE_CODE) | state:
                 if not deleted:
                     self.finding(
                         "error",
@@ -347,24 +352,23 @@ class DirectoryMixin:
                     )
                 i += 1
                 continue
-            nnames = 0
-            for s in sec[1:]:
-                if s[0] == (T_NAME & TYPE_CODE) | state:
-                    nnames += 1
-                else:
-                    break
-            if nnames == 0 or any(s[0] & IN_USE != state for s in sec):
+            rest = types[1:]
+            nnames = len(rest) - len(rest.lstrip(NAME_TYPES[state]))
+            if nnames == 0 or (min(types) < IN_USE if state else max(types) >= IN_USE):
                 if not deleted:
                     self.finding(
                         "error", "directory", off, f"{where}: entry set without file name entries"
                     )
                 i += 1
                 continue
-            raw = ent + b"".join(sec)
-            fe = FileRecord._make(FILE_ENTRY.unpack(ent))
+            raw = buf[at : at + ENTRY_SIZE * (sc + 1)]
+            fe = FileRecord._make(FILE_ENTRY.unpack_from(buf, at))
             ok = sums[i] == fe.SetChecksum
-            st = StreamRecord._make(STREAM_ENTRY.unpack(sec[0]))
-            units = b"".join(s[FILE_NAME] for s in sec[1 : 1 + nnames])
+            st = StreamRecord._make(STREAM_ENTRY.unpack_from(buf, at + ENTRY_SIZE))
+            first = at + 2 * ENTRY_SIZE
+            units = (buf[first + NAME_FROM : first + NAME_TO] if nnames == 1 else b"".join(
+                buf[first + ENTRY_SIZE * k + NAME_FROM : first + ENTRY_SIZE * k + NAME_TO]
+                for k in range(nnames)))
             name = units[: 2 * st.NameLength].decode("utf-16-le", "replace")
             if not ok:
                 if deleted:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...containers.base import structure_row
-from ..fat.clusters import claim_runs
+from ..fat.clusters import claim_runs, mark_runs
 from .entries import MAX_DIR_BYTES, ExfatKey
 from .structs import BOOT_AT, BOOT_CHECKSUM_SKIP, BOOT_REGION_SECTORS, CHECKSUM_SECTOR
 
@@ -130,6 +130,7 @@ class ReportMixin:
                 mark(bm.FirstCluster, r or [], "allocation bitmap")
         if runs and self.readable(runs) == runs:
             self.read_ahead([(self.cluster_offset(s), n * self.cluster_size) for s, n in runs])
+        held: list[tuple[int, int]] = []
         if not report:  # the scan: its listings are kept for the walk that follows
             self.listings, self.keeping = {}, True
         try:
@@ -138,14 +139,19 @@ class ReportMixin:
                 if not k.size or not k.cluster:
                     continue
                 runs, problem = self.stream_runs(k, k.size, e.path)
-                if problem and report:
-                    self.finding("error", "cluster chain", None, f"{e.path}: {problem}")
-                mark(k.cluster, runs or [], e.path)
+                if report:
+                    if problem:
+                        self.finding("error", "cluster chain", None, f"{e.path}: {problem}")
+                    mark(k.cluster, runs or [], e.path)
+                elif runs:
+                    held += runs  # marked together below: no cross links to report
         finally:
             self.ahead, self.keeping = {}, False
             if not report:  # a folder the walk noted is listed anew (no note twice)
                 self.listings = {k: v for k, v in self.listings.items()
                                  if not any(e.note for e in v)}
+        if held:
+            mark_runs(used, held)
         if self.upcase_runs:
             mark(0, self.upcase_runs, "up-case table")
         return used
