@@ -155,7 +155,8 @@ class SetsMixin:
             return None
         return self.ahead.pop(self.folder_id(key), None)
 
-    def quiet_extents(self, cluster: int, size: int, contiguous: bool):
+    def quiet_extents(self, cluster: int, size: int,
+                      contiguous: bool) -> list[tuple[int, int]] | None:
         """A live folder's (volume offset, length) pieces, or None when finding them would
         record anything (the listing then reads it the usual way)."""
         from .entries import MAX_DIR_BYTES, ExfatKey
