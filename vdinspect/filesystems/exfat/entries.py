@@ -293,6 +293,8 @@ class DirectoryMixin:
         k = entry.key
         kept = self.listings.pop(self.folder_id(k), None) if self.listings else None
         if kept is not None and not entry.deleted:  # listed by the lost-folder scan
+            if not isinstance(kept, list):  # plain rows (.columns): the Entries now
+                kept = self._parse(entry, kept.segs)
             return kept + self.lost_children(entry)
         ahead = self.taken_ahead(entry.key)
         if ahead is not None:

@@ -33,6 +33,7 @@ from ..base import DIR, Entry, FileSystem
 from ..fat.clusters import cluster_source, readable_runs, take_free
 from .bitmap import BitmapMixin
 from .boot import BootMixin
+from .columns import ExfatColumnsMixin
 from .entries import DirectoryMixin, ExfatKey
 from .report import ReportMixin
 from .scan import ScanMixin
@@ -44,7 +45,7 @@ Runs = list[tuple[int, int]]  # cluster runs: (first cluster, count)
 
 
 class ExfatFileSystem(BootMixin, DirectoryMixin, BitmapMixin, UpcaseMixin, ReportMixin,
-                      ScanMixin, SetsMixin, FileSystem):
+                      ScanMixin, SetsMixin, ExfatColumnsMixin, FileSystem):
     """An exFAT volume (read-only)."""
 
     fstype = "exfat"

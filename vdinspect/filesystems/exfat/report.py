@@ -134,22 +134,19 @@ class ReportMixin:
         if not report:  # the scan: its listings are kept for the walk that follows
             self.listings, self.keeping = {}, True
         try:
-            for e in self.iter_entries("/", deleted=False):
-                k = e.key
-                if not k.size or not k.cluster:
-                    continue
-                runs, problem = self.stream_runs(k, k.size, e.path)
-                if report:
+            if report:
+                for e in self.iter_entries("/", deleted=False):
+                    k = e.key
+                    if not k.size or not k.cluster:
+                        continue
+                    runs, problem = self.stream_runs(k, k.size, e.path)
                     if problem:
                         self.finding("error", "cluster chain", None, f"{e.path}: {problem}")
                     mark(k.cluster, runs or [], e.path)
-                elif runs:
-                    held += runs  # marked together below: no cross links to report
+            else:  # no cross links to report: the runs are marked together below
+                held = self.reached_runs()
         finally:
             self.ahead, self.keeping = {}, False
-            if not report:  # a folder the walk noted is listed anew (no note twice)
-                self.listings = {k: v for k, v in self.listings.items()
-                                 if not any(e.note for e in v)}
         if held:
             mark_runs(used, held)
         if self.upcase_runs:
