@@ -4,15 +4,17 @@ sample, volumes fsck.exfat accepts, and damage made on purpose."""
 
 from __future__ import annotations
 
+import datetime as dt
 import lzma
 import random
+import struct
 
 import numpy as np
 import pytest
 
 from tests import fs_builder as fb
 from tests.conftest import SHARED_SAMPLES, have
-from tests.filesystems.test_exfat import blob, mkfs
+from tests.filesystems.test_exfat import blob, fsck_clean, mkfs
 from vdinspect.filesystems import exfat as exmod
 from vdinspect.filesystems.exfat.sets import name_hashes, set_checksums, slot_sums
 from vdinspect.io import FileSource, MemorySource
@@ -161,3 +163,52 @@ def test_listing_is_the_same_read_ahead_or_not(tmp_path):
     alone._lost = []  # noqa: SLF001 - no scan: the folder is listed on its own
     listed = {e.name: e.size for e in alone.list_dir(alone.lookup("/d"))}
     assert walked == listed == {nm: len(v) for nm, v in want.items()}
+
+
+@needs_mkfs
+def test_plain_folders_as_columns_match_what_was_written(tmp_path):
+    """Folders decoded as columns (``files()``, ``ls``): names, sizes, UTC times with
+    their offsets, NoFatChain and valid sizes as the builder wrote them, inodes as fls
+    numbers them, and a zero or impossible timestamp shown as none."""
+    import pandas as pd
+
+    from vdinspect.filesystems.fat.columns import DirRows
+
+    img = fb.ExfatImage(mkfs(tmp_path, size_mb=16))
+    d = img.add(img.root, "mixed ß", is_dir=True, dir_clusters=4)
+    want = {}
+    base = dt.datetime(2005, 6, 7, 8, 9, 10)
+    for i, off in enumerate([None, 120, -300, 345, -720, 840]):
+        created = base + dt.timedelta(days=i, milliseconds=10 * 13 * i)
+        name = f"tz {off} ü Ωμέγα {'x' * 20 * i}"
+        img.add(d, name, blob(i, 700 * i), utc_offset_min=off, created=created)
+        utc = created - dt.timedelta(minutes=off or 0)
+        want[name] = (700 * i, utc.replace(tzinfo=dt.UTC), off, True if i else None)
+    want["frag"] = (20000, None, None, False)
+    img.add(d, "frag", blob(9, 20000), fragment=True)
+    sub = img.add(d, "sub", is_dir=True)
+    img.add(sub, "inner", b"in")
+    zero = img.add(sub, "zero time", b"z")
+    struct.pack_into("<I", img.buf, zero.slot + 8, 0)  # CreateTimestamp: none
+    n = img.buf[zero.slot + 1] + 1
+    data = bytes(img.buf[zero.slot : zero.slot + 32 * n])
+    struct.pack_into("<H", img.buf, zero.slot + 2, fb.exfat_set_checksum(data))
+    path = tmp_path / "mixed.img"
+    path.write_bytes(img.image())
+    assert fsck_clean(path)
+    fs = exmod.open_filesystem(FileSource(path))
+    fs.lost_directories()
+    assert all(isinstance(v, DirRows) for v in fs.listings.values())  # both as columns
+    rows = fs.files().set_index("path")
+    for name, (size, created, off, contiguous) in want.items():
+        r = rows.loc[f"/mixed ß/{name}"]
+        assert r["size"] == size
+        if contiguous is not None:  # (an empty file has no clusters to be contiguous)
+            assert bool(r["no_fat_chain"]) == contiguous
+        if created is not None:
+            assert r["created"] == pd.Timestamp(created)
+            assert (None if pd.isna(r["created_utc_offset"]) else r["created_utc_offset"]) == off
+    assert pd.isna(rows.loc["/mixed ß/sub/zero time", "created"])
+    if have("fls"):
+        tsk = {"/" + r.path: r.inode for r in fb.fls(path)}
+        assert {p: int(i) for p, i in rows["inode"].items()} == tsk
