@@ -21,6 +21,7 @@ from ..base import DIR, Entry
 from ..entry import MAX_DEPTH, MAX_PATH
 from ..fat.columns import NAT, ColumnsMixin, DirRows, dos_times
 from ..fat.structs import attr_text
+from .entries import ExfatKey
 from .sets import (
     NAME_AT,
     FileRecord,
@@ -193,7 +194,7 @@ class ExfatColumnsMixin(ColumnsMixin):
                 fit = some & contiguous & (first >= 2) & (first + need - 1 <= top)
                 out += zip(first[fit].tolist(), need[fit].tolist())
                 for j in np.flatnonzero(some & ~contiguous).tolist():
-                    key = self.plain_key(first[j], int(c["size"][j]), int(c["valid_size"][j]))
+                    key = ExfatKey(int(first[j]), int(c["size"][j]), int(c["valid_size"][j]), False)
                     runs, _ = self.stream_runs(key, key.size, "")
                     out += runs or []
                 subs = [e for _j, e in kids.subdirs]
@@ -217,10 +218,3 @@ class ExfatColumnsMixin(ColumnsMixin):
                 seen.add(e.key.cluster)
                 stack.append((e, depth + 1))
         return out
-
-    @staticmethod
-    def plain_key(first: int, size: int, valid: int):
-        """The key of a plain row's FAT-chained stream."""
-        from .entries import ExfatKey
-
-        return ExfatKey(int(first), size, valid, False)
