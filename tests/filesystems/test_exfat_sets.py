@@ -44,7 +44,10 @@ def spec_name_hash(units: list[int], upcase: np.ndarray) -> int:
     return h
 
 
-def test_set_checksums_against_the_specification():
+@pytest.mark.parametrize("aligned", [False, True])
+def test_set_checksums_against_the_specification(aligned):
+    """Sets anywhere in a buffer, and sets on 32-byte entries (as in folders: whole
+    entries are gathered then)."""
     rng = random.Random(23)
     buf = bytearray()
     starts, counts, want = [], [], []
@@ -54,7 +57,7 @@ def test_set_checksums_against_the_specification():
         deleted = rng.random() < 0.3
         for k in range(n):  # entry types: in use, or cleared as when deleted
             data[32 * k] = (rng.choice((0x85, 0xC0, 0xC1)) & (0x7F if deleted else 0xFF))
-        buf += rng.randbytes(rng.randint(0, 40))
+        buf += rng.randbytes(32 * rng.randint(0, 2) if aligned else rng.randint(0, 40))
         starts.append(len(buf))
         counts.append(n)
         fixed = bytearray(data)

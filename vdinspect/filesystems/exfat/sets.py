@@ -64,13 +64,19 @@ def set_checksums(buf: np.ndarray, starts: np.ndarray, counts: np.ndarray) -> np
     counts = np.asarray(counts, dtype=np.int64)
     out = np.zeros(len(starts), dtype=np.int64)
     skip = sorted(SET_CHECKSUM_SKIP)
+    aligned = len(buf) % ENTRY_SIZE == 0 and not (starts % ENTRY_SIZE).any()
+    rows = buf.reshape(-1, ENTRY_SIZE) if aligned else None  # sets start on entries
     for cnt in np.unique(counts).tolist():
         where = np.flatnonzero(counts == cnt)
         pos = np.delete(np.arange(cnt * ENTRY_SIZE), skip)  # the bytes summed, in order
         heads = np.flatnonzero(pos % ENTRY_SIZE == 0)  # the entry type bytes
         for lo in range(0, len(where), CHUNK):
             w = where[lo : lo + CHUNK]
-            cols = buf[pos[:, None] + starts[w][None, :]]  # (bytes, sets)
+            if rows is not None:  # whole entries gathered, then the bytes picked
+                got = rows[starts[w][:, None] // ENTRY_SIZE + np.arange(cnt)[None, :]]
+                cols = got.reshape(len(w), cnt * ENTRY_SIZE)[:, pos].T
+            else:
+                cols = buf[pos[:, None] + starts[w][None, :]]  # (bytes, sets)
             cols[heads] |= IN_USE
             out[w] = rotate_sums(cols)
     return out
