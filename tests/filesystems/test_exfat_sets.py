@@ -91,6 +91,8 @@ def test_name_hashes_against_the_specification():
         want.append(spec_name_hash(units, upcase))
     got = name_hashes(np.frombuffer(bytes(buf), np.uint8), np.array(starts), upcase)
     assert got.tolist() == want
+    odd = np.frombuffer(b"\x00" + bytes(buf), np.uint8)  # units on odd bytes: read bytewise
+    assert name_hashes(odd, np.array(starts) + 1, upcase).tolist() == want
     # a name entry missing where the units should be: left to the one-at-a-time sum
     bad = bytearray(buf[starts[0] : starts[1]])
     bad[64] = 0x41
