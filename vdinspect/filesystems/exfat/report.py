@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...containers.base import structure_row
+from ...errors import VDInspectError
 from ..fat.clusters import claim_runs, mark_runs
 from .entries import MAX_DIR_BYTES, ExfatKey
 from .structs import BOOT_AT, BOOT_CHECKSUM_SKIP, BOOT_REGION_SECTORS, CHECKSUM_SECTOR
@@ -129,7 +130,11 @@ class ReportMixin:
                 )
                 mark(bm.FirstCluster, r or [], "allocation bitmap")
         if runs and self.readable(runs) == runs:
-            self.read_ahead([(self.cluster_offset(s), n * self.cluster_size) for s, n in runs])
+            try:
+                self.read_ahead([(self.cluster_offset(s), n * self.cluster_size)
+                                 for s, n in runs])
+            except VDInspectError:  # the listings read and report it themselves
+                self.ahead = {}
         held: list[tuple[int, int]] = []
         if not report:  # the scan: its listings are kept for the walk that follows
             self.listings, self.keeping = {}, True
