@@ -301,8 +301,6 @@ class DirectoryMixin:
             out = self._parse(entry, *ahead)
         else:
             out = self._parse(entry, self._dir_raw(entry))
-        if self.keeping and not k.root and not entry.deleted and k.cluster >= 2:
-            self.listings[self.folder_id(k)] = out
         if entry.key.root:
             self._root_cache = out
             out = [e.copy() for e in out]

@@ -137,7 +137,7 @@ class ReportMixin:
                 self.ahead = {}
         held: list[tuple[int, int]] = []
         if not report:  # the scan: its listings are kept for the walk that follows
-            self.listings, self.keeping = {}, True
+            self.listings = {}
         try:
             if report:
                 for e in self.iter_entries("/", deleted=False):
@@ -151,7 +151,7 @@ class ReportMixin:
             else:  # no cross links to report: the runs are marked together below
                 held = self.reached_runs()
         finally:
-            self.ahead, self.keeping = {}, False
+            self.ahead = {}
         if held:
             mark_runs(used, held)
         if self.upcase_runs:

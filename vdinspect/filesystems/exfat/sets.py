@@ -151,7 +151,6 @@ class SetsMixin:
     #: while the lost-folder scan walks (and until the walk after it takes them):
     #: :meth:`folder_id` -> the live folder's Entries, so that each is parsed once
     listings: dict | None = None
-    keeping = False  # whether listings are being kept (the scan's walk)
 
     @staticmethod
     def folder_id(key) -> tuple[int, int, bool]:
