@@ -17,7 +17,6 @@ from __future__ import annotations
 import bisect
 import datetime as dt
 import uuid as uuidlib
-from collections import namedtuple
 
 import numpy as np
 from construct import Container
@@ -28,6 +27,14 @@ from ..fat.clusters import directory_extents
 from ..fat.directory import FatKey
 from ..fat.structs import attr_text
 from ..fat.times import dos_datetime
+from .sets import (
+    MAX_SECONDARY,
+    MIN_SECONDARY,
+    TYPE_CODE,
+    FileRecord,
+    StreamRecord,
+    slot_sums,
+)
 from .structs import (
     ATTR_DIRECTORY,
     ENTRY_SIZE,
@@ -55,16 +62,14 @@ from .structs import (
     volume_label_text,
 )
 
+NAME_FROM, NAME_TO = FILE_NAME.start, FILE_NAME.stop  # the units in a File Name entry
+#: the type byte of a File Name entry, deleted (0) or in use: what the names run over
+NAME_TYPES = {state: bytes([(T_NAME & TYPE_CODE) | state]) for state in (0, IN_USE)}
 LOST_CLUSTER = -1  # ExfatKey.cluster of the synthetic /$Lost folder (see .scan)
 MAX_DIR_BYTES = 64 << 20  # read at most this much of a directory (the spec allows 256 MiB;
 # 2 million entries is far beyond real folders and keeps a hostile one bounded)
-MIN_SECONDARY, MAX_SECONDARY = 2, 18  # a File entry's SecondaryCount: stream + 1..17 names
-TYPE_CODE = 0x7F  # EntryType without the InUse bit
 SECOND_BITMAP = 0x01  # BitmapFlags: the second allocation bitmap (TexFAT)
 
-# the fast path: File and Stream Extension entries as tuples of integers, named as declared
-FileRecord = namedtuple("FileRecord", [sc.name for sc in FileEntry.subcons])
-StreamRecord = namedtuple("StreamRecord", [sc.name for sc in StreamExtensionEntry.subcons])
 
 
 def set_checksum(data: bytes) -> int:
@@ -285,15 +290,31 @@ class DirectoryMixin:
             raise InvalidArgument(f"{self.name}: {entry.path} is not a directory")
         if entry.key.root and self._root_cache is not None:
             return [e.copy() for e in self._root_cache] + self.lost_children(entry)
-        out = self._parse(entry, self._dir_raw(entry))
+        k = entry.key
+        kept = self.listings.pop(self.folder_id(k), None) if self.listings else None
+        if kept is not None and not entry.deleted:  # listed by the lost-folder scan
+            if not isinstance(kept, list):  # plain rows (.columns): the Entries now
+                kept = self._parse(entry, kept.segs)
+            return kept + self.lost_children(entry)
+        ahead = self.taken_ahead(entry.key)
+        if ahead is not None:
+            out = self._parse(entry, *ahead)
+        else:
+            out = self._parse(entry, self._dir_raw(entry))
         if entry.key.root:
             self._root_cache = out
             out = [e.copy() for e in out]
         return out + self.lost_children(entry)
 
-    def _parse(self, d: Entry, segs) -> list[Entry]:
+    def _parse(self, d: Entry, segs, sums=None, hashes=None) -> list[Entry]:
+        """The Entries of a folder's bytes; ``sums``, ``hashes``: each slot's set checksum
+        and name hash (:func:`.sets.slot_sums`), computed here when not given."""
         slots = self._Slots(segs)
         buf = slots.buf
+        if sums is None:
+            (sums, hashes), = slot_sums(np.frombuffer(buf, dtype=np.uint8), [0], [len(slots)],
+                                        self.upcase)
+        sums, hashes = sums.tolist(), hashes.tolist()  # read one at a time
         out: list[Entry] = []
         n = len(slots)
         i = 0
@@ -305,9 +326,10 @@ class DirectoryMixin:
             if t & TYPE_CODE != T_FILE & TYPE_CODE:
                 i += 1
                 continue
-            off, ent = slots.offset(i), slots.entry(i)
+            at = ENTRY_SIZE * i
+            off = slots.offset(i)
             deleted = not t & IN_USE
-            sc = ent[SECONDARY_COUNT]
+            sc = buf[at + SECONDARY_COUNT]
             if sc < MIN_SECONDARY or sc > MAX_SECONDARY or i + sc >= n:
                 if not deleted:
                     self.finding(
@@ -318,9 +340,9 @@ class DirectoryMixin:
                     )
                 i += 1
                 continue
-            sec = [slots.entry(i + j) for j in range(1, sc + 1)]
+            types = buf[at + ENTRY_SIZE : at + ENTRY_SIZE * (sc + 1) : ENTRY_SIZE]
             state = 0 if deleted else IN_USE
-            if sec[0][0] != (T_STREAM & TYPE_CODE) | state:
+            if types[0] != (T_STREAM & TYPE_CODE) | state:
                 if not deleted:
                     self.finding(
                         "error",
@@ -330,29 +352,23 @@ class DirectoryMixin:
                     )
                 i += 1
                 continue
-            nnames = 0
-            for s in sec[1:]:
-                if s[0] == (T_NAME & TYPE_CODE) | state:
-                    nnames += 1
-                else:
-                    break
-            if nnames == 0 or any(s[0] & IN_USE != state for s in sec):
+            rest = types[1:]
+            nnames = len(rest) - len(rest.lstrip(NAME_TYPES[state]))
+            if nnames == 0 or (min(types) < IN_USE if state else max(types) >= IN_USE):
                 if not deleted:
                     self.finding(
                         "error", "directory", off, f"{where}: entry set without file name entries"
                     )
                 i += 1
                 continue
-            raw = ent + b"".join(sec)
-            fixed = (
-                raw
-                if not deleted
-                else bytes(b | IN_USE if k % ENTRY_SIZE == 0 else b for k, b in enumerate(raw))
-            )
-            fe = FileRecord._make(FILE_ENTRY.unpack(ent))
-            ok = set_checksum(fixed) == fe.SetChecksum
-            st = StreamRecord._make(STREAM_ENTRY.unpack(sec[0]))
-            units = b"".join(s[FILE_NAME] for s in sec[1 : 1 + nnames])
+            raw = buf[at : at + ENTRY_SIZE * (sc + 1)]
+            fe = FileRecord._make(FILE_ENTRY.unpack_from(buf, at))
+            ok = sums[i] == fe.SetChecksum
+            st = StreamRecord._make(STREAM_ENTRY.unpack_from(buf, at + ENTRY_SIZE))
+            first = at + 2 * ENTRY_SIZE
+            units = (buf[first + NAME_FROM : first + NAME_TO] if nnames == 1 else b"".join(
+                buf[first + ENTRY_SIZE * k + NAME_FROM : first + ENTRY_SIZE * k + NAME_TO]
+                for k in range(nnames)))
             name = units[: 2 * st.NameLength].decode("utf-16-le", "replace")
             if not ok:
                 if deleted:
@@ -362,8 +378,12 @@ class DirectoryMixin:
                     "error", "directory", off, f"{where}: set checksum mismatch for {name!r}"
                 )
             if not deleted and self.upcase is not None:
-                up = self.upcase[np.frombuffer(units[: 2 * st.NameLength], dtype=NAME_UNIT_DTYPE)]
-                if name_hash(up.tobytes()) != st.NameHash:
+                h = hashes[i]
+                if h < 0:  # names not summed with the others (.sets.name_hashes)
+                    up = self.upcase[np.frombuffer(units[: 2 * st.NameLength],
+                                                   dtype=NAME_UNIT_DTYPE)]
+                    h = name_hash(up.tobytes())
+                if h != st.NameHash:
                     self.finding(
                         "warning", "directory", off, f"{where}: name hash mismatch for {name!r}"
                     )

@@ -33,9 +33,11 @@ from ..base import DIR, Entry, FileSystem
 from ..fat.clusters import cluster_source, readable_runs, take_free
 from .bitmap import BitmapMixin
 from .boot import BootMixin
+from .columns import ExfatColumnsMixin
 from .entries import DirectoryMixin, ExfatKey
 from .report import ReportMixin
 from .scan import ScanMixin
+from .sets import SetsMixin
 from .structs import ENTRY_SIZE
 from .upcase import UpcaseMixin
 
@@ -43,7 +45,7 @@ Runs = list[tuple[int, int]]  # cluster runs: (first cluster, count)
 
 
 class ExfatFileSystem(BootMixin, DirectoryMixin, BitmapMixin, UpcaseMixin, ReportMixin,
-                      ScanMixin, FileSystem):
+                      ScanMixin, SetsMixin, ExfatColumnsMixin, FileSystem):
     """An exFAT volume (read-only)."""
 
     fstype = "exfat"

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ...containers.base import structure_row
-from ..fat.clusters import claim_runs
+from ...errors import VDInspectError
+from ..fat.clusters import claim_runs, mark_runs
 from .entries import MAX_DIR_BYTES, ExfatKey
 from .structs import BOOT_AT, BOOT_CHECKSUM_SKIP, BOOT_REGION_SECTORS, CHECKSUM_SECTOR
 
@@ -128,14 +129,31 @@ class ReportMixin:
                     "bitmap",
                 )
                 mark(bm.FirstCluster, r or [], "allocation bitmap")
-        for e in self.iter_entries("/", deleted=False):
-            k = e.key
-            if not k.size or not k.cluster:
-                continue
-            runs, problem = self.stream_runs(k, k.size, e.path)
-            if problem and report:
-                self.finding("error", "cluster chain", None, f"{e.path}: {problem}")
-            mark(k.cluster, runs or [], e.path)
+        if runs and self.readable(runs) == runs:
+            try:
+                self.read_ahead([(self.cluster_offset(s), n * self.cluster_size)
+                                 for s, n in runs])
+            except VDInspectError:  # the listings read and report it themselves
+                self.ahead = {}
+        held: list[tuple[int, int]] = []
+        if not report:  # the scan: its listings are kept for the walk that follows
+            self.listings = {}
+        try:
+            if report:
+                for e in self.iter_entries("/", deleted=False):
+                    k = e.key
+                    if not k.size or not k.cluster:
+                        continue
+                    runs, problem = self.stream_runs(k, k.size, e.path)
+                    if problem:
+                        self.finding("error", "cluster chain", None, f"{e.path}: {problem}")
+                    mark(k.cluster, runs or [], e.path)
+            else:  # no cross links to report: the runs are marked together below
+                held = self.reached_runs()
+        finally:
+            self.ahead = {}
+        if held:
+            mark_runs(used, held)
         if self.upcase_runs:
             mark(0, self.upcase_runs, "up-case table")
         return used

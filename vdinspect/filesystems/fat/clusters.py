@@ -310,6 +310,19 @@ def claim_runs(used: np.ndarray, runs: list[tuple[int, int]]) -> list[tuple[int,
     return crossed
 
 
+def mark_runs(used: np.ndarray, runs: list[tuple[int, int]]) -> None:
+    """Mark the clusters of many ``runs`` in ``used`` at once (:func:`claim_runs` without
+    the cross links); runs past the end of ``used`` are cut."""
+    a = np.array(runs, dtype=np.int64).reshape(-1, 2)
+    top = len(used)
+    s, e = np.clip(a[:, 0], 0, top), np.clip(a[:, 0] + a[:, 1], 0, top)
+    keep = e > s
+    edge = np.zeros(top + 1, dtype=np.int64)
+    np.add.at(edge, s[keep], 1)
+    np.add.at(edge, e[keep], -1)
+    used |= np.cumsum(edge[:-1]) > 0
+
+
 def readable_runs(fs, runs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Cluster runs (first, count) cut where the clusters leave ``fs.source`` (FAT, exFAT)."""
     out = []

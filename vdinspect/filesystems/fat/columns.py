@@ -353,9 +353,7 @@ class ColumnsMixin:
             prefix = "/" if dpath in ("", "/") else dpath + "/"
             got = None
             if not (d.key.root or d.deleted or d.found_by != "index" or d.key.cluster < 2):
-                got = self.listings.pop(d.key.cluster, None)
-                if got is None:
-                    got = self.decode_dir(d, self._dir_bytes(d))
+                got = self.folder_listing(d)
                 extra = self.lost_children(d)
                 if isinstance(got, list):
                     got, extra = None, got + extra
@@ -400,8 +398,16 @@ class ColumnsMixin:
         return a if b is None else merge_columns(np.array(which, dtype=bool), a, b,
                                                  consume=True)
 
-    @staticmethod
-    def plain_columns(plain: list[tuple[DirRows, str, str]]) -> dict:
+    def folder_listing(self, d: Entry) -> DirRows | list[Entry]:
+        """A live folder's listing for the column walk: the scan's, else decoded now."""
+        got = self.listings.pop(d.key.cluster, None)
+        return self.decode_dir(d, self._dir_bytes(d)) if got is None else got
+
+    #: the driver's extra columns of plain rows, in order (arrays or lists in DirRows.cols)
+    plain_extras = ("attributes", "short_name", "first_cluster")
+
+    @classmethod
+    def plain_columns(cls, plain: list[tuple[DirRows, str, str]]) -> dict:
         """The plain folders' columns, joined in walk order."""
         names = [nm for r, _d, _p in plain for nm in r.names]
         n = len(names)
@@ -425,7 +431,7 @@ class ColumnsMixin:
             "target": [None] * n, "note": [None] * n,
             "deleted": np.zeros(n, dtype=bool), "recoverable": np.zeros(n, dtype=bool),
             "found_by": ["index"] * n,
-            "attributes": [x for r, _d, _p in plain for x in r.cols["attributes"]],
-            "short_name": [x for r, _d, _p in plain for x in r.cols["short_name"]],
-            "first_cluster": joined("first_cluster"),
+            **{k: (joined(k) if plain and isinstance(plain[0][0].cols[k], np.ndarray)
+                   else [x for r, _d, _p in plain for x in r.cols[k]])
+               for k in cls.plain_extras},
         }
