@@ -100,10 +100,14 @@ def text_array(values) -> pd.api.extensions.ExtensionArray:
         values = list(values)
     arr = np.empty(len(values), dtype=object)
     try:  # validated in one pass (pd.array is ten times slower on a column of None)
-        if isinstance(values, list) and values.count(None) == len(values):
+        # the first value tested first: count(None) compares every str with None
+        if (isinstance(values, list) and (not values or values[0] is None)
+                and values.count(None) == len(values)):
             arr.fill(pd.NA)  # nothing at all (a target or note column): NA as it is
             return pd.arrays.StringArray(arr, dtype=dtype)
-        arr[:] = values
+        # fromiter: each object as it is (``arr[:] = values`` first looks for a common
+        # dtype over every value, five times the cost)
+        arr = np.fromiter(values, dtype=object, count=len(values))
         return pd.arrays.StringArray(arr, dtype=dtype)
     except (TypeError, ValueError):  # an older pandas, or values that are not text
         return pd.array(arr.tolist(), dtype=dtype)
