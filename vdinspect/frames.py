@@ -98,11 +98,11 @@ def text_array(values) -> pd.api.extensions.ExtensionArray:
     dtype = pd.StringDtype("python")
     if not isinstance(values, list | np.ndarray):
         values = list(values)
-    arr = np.empty(len(values), dtype=object)
     try:  # validated in one pass (pd.array is ten times slower on a column of None)
         # the first value tested first: count(None) compares every str with None
         if (isinstance(values, list) and (not values or values[0] is None)
                 and values.count(None) == len(values)):
+            arr = np.empty(len(values), dtype=object)
             arr.fill(pd.NA)  # nothing at all (a target or note column): NA as it is
             return pd.arrays.StringArray(arr, dtype=dtype)
         # fromiter: each object as it is (``arr[:] = values`` first looks for a common
@@ -110,7 +110,7 @@ def text_array(values) -> pd.api.extensions.ExtensionArray:
         arr = np.fromiter(values, dtype=object, count=len(values))
         return pd.arrays.StringArray(arr, dtype=dtype)
     except (TypeError, ValueError):  # an older pandas, or values that are not text
-        return pd.array(arr.tolist(), dtype=dtype)
+        return pd.array(list(values), dtype=dtype)
 
 
 def build_column(values: list, dtype: str | None) -> ArrayLike:
