@@ -98,15 +98,19 @@ def text_array(values) -> pd.api.extensions.ExtensionArray:
     dtype = pd.StringDtype("python")
     if not isinstance(values, list | np.ndarray):
         values = list(values)
-    arr = np.empty(len(values), dtype=object)
     try:  # validated in one pass (pd.array is ten times slower on a column of None)
-        if isinstance(values, list) and values.count(None) == len(values):
+        # the first value tested first: count(None) compares every str with None
+        if (isinstance(values, list) and (not values or values[0] is None)
+                and values.count(None) == len(values)):
+            arr = np.empty(len(values), dtype=object)
             arr.fill(pd.NA)  # nothing at all (a target or note column): NA as it is
             return pd.arrays.StringArray(arr, dtype=dtype)
-        arr[:] = values
+        # fromiter: each object as it is (``arr[:] = values`` first looks for a common
+        # dtype over every value, five times the cost)
+        arr = np.fromiter(values, dtype=object, count=len(values))
         return pd.arrays.StringArray(arr, dtype=dtype)
     except (TypeError, ValueError):  # an older pandas, or values that are not text
-        return pd.array(arr.tolist(), dtype=dtype)
+        return pd.array(list(values), dtype=dtype)
 
 
 def build_column(values: list, dtype: str | None) -> ArrayLike:
@@ -336,29 +340,26 @@ def merge_columns(which, a: dict, b: dict, *, consume: bool = False) -> dict:
     as numbers (arrays, masked arrays, lists with None) stays numeric; others become
     object arrays (a list where ``a`` gives a list and ``b`` only a few rows). With
     ``consume``, each column is taken out of ``a`` and ``b`` as it is merged (a big
-    listing is not held twice)."""
+    listing is not held twice). When ``b`` gives only a few rows they are inserted
+    between slices of ``a`` (a copy a column, no scatter over every row)."""
     which = np.asarray(which, dtype=bool)
     n = len(which)
-    at, bt = np.flatnonzero(which), np.flatnonzero(~which)
+    bt = np.flatnonzero(~which)
+    few = len(bt) <= _FEW
+    at = None if few else np.flatnonzero(which)
     out = {}
     for k in dict.fromkeys([*a, *b]):
-        parts = ([(at, a.pop(k, None)), (bt, b.pop(k, None))] if consume
-                 else [(at, a.get(k)), (bt, b.get(k))])
-        kinds = [v.dtype for _i, v in parts if isinstance(v, np.ndarray) and v.dtype != object]
+        av, bv = (a.pop(k, None), b.pop(k, None)) if consume else (a.get(k), b.get(k))
+        kinds = [v.dtype for v in (av, bv) if isinstance(v, np.ndarray) and v.dtype != object]
         if kinds:
             try:
                 data = np.zeros(n, dtype=kinds[0])
                 mask = np.zeros(n, dtype=bool)
-                for idx, v in parts:
-                    if v is None:
-                        mask[idx] = True
-                    elif isinstance(v, np.ndarray):
-                        data[idx] = np.ma.getdata(v)
-                        mask[idx] = np.ma.getmaskarray(v)
-                    else:
-                        m = np.fromiter((x is None for x in v), dtype=bool, count=len(v))
-                        data[idx] = [0 if x is None else x for x in v]
-                        mask[idx] = m
+                if few:
+                    _place(data, mask, av, bv, bt.tolist())
+                else:
+                    for idx, v in ((at, av), (bt, bv)):
+                        _scatter(data, mask, idx, v)
                 if data.dtype.kind == "M":
                     data[mask] = np.datetime64("NaT")
                     out[k] = data
@@ -367,23 +368,66 @@ def merge_columns(which, a: dict, b: dict, *, consume: bool = False) -> dict:
                 continue
             except (TypeError, ValueError, OverflowError):
                 pass  # values of another kind: kept as objects below
-        few = _insert_few(parts[0][1], parts[1][1], bt)
-        if few is not None:
-            out[k] = few
+        got = _insert_few(av, bv, bt)
+        if got is not None:
+            out[k] = got
             continue
+        if at is None:
+            at = np.flatnonzero(which)
         col = np.full(n, None, dtype=object)
-        for idx, v in parts:
+        for idx, v in ((at, av), (bt, bv)):
             if v is not None:  # numbers in an array as Python ints; objects as they are
                 col[idx] = list(v) if isinstance(v, np.ndarray) and v.dtype != object else v
         out[k] = col
     return out
 
 
+_FEW = 64  # merge_columns inserts b's rows between slices of a's up to this many
+
+
+def _parts(v, count: int) -> tuple:
+    """(values, mask) of one side of a numeric ``merge_columns`` column: NA where None
+    (the whole side when it gives no column), values as given otherwise."""
+    if v is None:
+        return None, True
+    if isinstance(v, np.ndarray):
+        return np.ma.getdata(v), np.ma.getmaskarray(v)
+    mask = np.fromiter((x is None for x in v), dtype=bool, count=count)
+    return [0 if x is None else x for x in v], mask
+
+
+def _scatter(data: np.ndarray, mask: np.ndarray, idx: np.ndarray, v) -> None:
+    """One side of a numeric merged column written at its rows ``idx``."""
+    vals, m = _parts(v, len(idx))
+    if vals is not None:
+        data[idx] = vals
+    mask[idx] = m
+
+
+def _place(data: np.ndarray, mask: np.ndarray, av, bv, bt: list[int]) -> None:
+    """A numeric merged column with ``b``'s few rows (at ``bt``, in order) put between
+    slices of ``a``'s: one slice assignment a stretch of ``a`` rows."""
+    avals, amask = _parts(av, len(data) - len(bt))
+    bvals, bmask = _parts(bv, len(bt))
+    prev = got = 0
+    for j, i in enumerate(bt + [len(data)]):
+        if i > prev:  # a's rows before this b row
+            if avals is not None:
+                data[prev:i] = avals[got : got + i - prev]
+            mask[prev:i] = amask if amask is True else amask[got : got + i - prev]
+            got += i - prev
+        if j < len(bt):
+            if bvals is not None:  # a slice: numpy casts as the scatter did
+                data[i : i + 1] = bvals[j : j + 1]
+            mask[i] = bmask if bmask is True else bmask[j]
+        prev = i + 1
+
+
 def _insert_few(av, bv, bt: np.ndarray):
     """Text (or other objects) of ``merge_columns`` when ``b`` gives only a few rows (at
     ``bt``, in order): ``a``'s column with them inserted, without a pass per row; None
     when that does not apply."""
-    if len(bt) > 64 or not isinstance(av, list | np.ndarray):
+    if len(bt) > _FEW or not isinstance(av, list | np.ndarray):
         return None
     if isinstance(av, np.ndarray) and av.dtype != object:
         return None

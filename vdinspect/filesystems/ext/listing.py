@@ -325,8 +325,8 @@ class ListingMixin:
         had_loss = False
         live = LiveColumns() if (columns and self.filetype and self.block_size < 65536
                                  and not self.volume_damaged()) else None
-        if live is not None and not rec.inline and not rec.flags & FL_INDEX and not self.lenient:
-            got = self._scan_linear(rec, live, deleted)
+        if live is not None and not rec.inline and not self.lenient:
+            got = self._scan_blocks(rec, live, deleted)
             if got is not None:
                 return got
             live = LiveColumns()  # something else is there: read again, the full way
@@ -398,30 +398,45 @@ class ListingMixin:
             out = drop_live_copies(out)
         return out
 
-    def _scan_linear(self, rec: InodeRecord, live: LiveColumns,
+    def _scan_blocks(self, rec: InodeRecord, live: LiveColumns,
                      deleted: bool) -> LiveColumns | None:
-        """:meth:`_dir_entries` with ``columns`` for a linear (not hashed, not inline)
-        directory, with less machinery per block: ``live`` filled, or None as soon as a
-        block holds anything but live entries. Only where a second read of the same
-        blocks repeats no finding (the block map cached, nothing probed leniently)."""
+        """:meth:`_dir_entries` with ``columns`` for a directory in blocks (linear or
+        hashed, not inline), with less machinery per block: ``live`` filled, or None as
+        soon as a block holds anything but live entries. A hashed (htree) directory's
+        index blocks are passed over as the full read passes them (the root's tree of
+        index blocks, and any later block that reads as an interior node); its leaves
+        are ordinary entry blocks. Only where a second read of the same blocks repeats no
+        finding (the block map cached, nothing probed leniently, a root found sound)."""
         bs, count = self.block_size, self.sb.inodes_count
+        where = f"directory inode {rec.number}"
+        hashed = bool(rec.flags & FL_INDEX)
+        index: set[int] = set()
         nblocks = -(-rec.size // bs)
         runs = (plain_extents(rec, nblocks, self.block_limit)
-                if rec.uses_extents and nblocks else None)
+                if rec.uses_extents and nblocks and not hashed else None)
         if runs is None:
             bmap = self.block_map(rec)
             runs = [(lb, cnt, pb) for lb, cnt, pb, st in zip(
                 bmap.lblk.tolist(), bmap.count.tolist(), bmap.pblk.tolist(),
                 bmap.state.tolist()) if st == DATA]
+            if hashed and len(bmap) and bmap.lblk[0] == 0 and bmap.state[0] == DATA:
+                root = self.read_blocks(int(bmap.pblk[0]), 1, where)
+                if parse_dx_root(root, bs) is None:
+                    return None  # the full read warns and reads it linearly
+                index, _ok = self._htree_index_blocks(rec, bmap)
         step = max(1, (256 << 10) // bs)
-        where = f"directory inode {rec.number}"
         for lb, cnt, pb in runs:
             for k in range(0, cnt, step):
                 n = min(step, cnt - k)
                 data = self.read_blocks(pb + k, n, where)
                 at = (lb + k) * bs
                 for i in range(0, n * bs, bs):
-                    if not scan_live_block(data[i : i + bs], at + i, live, count, deleted):
+                    block = data[i : i + bs]
+                    if hashed:
+                        lblk = lb + k + i // bs
+                        if lblk in index or (lblk and parse_dx_node(block, bs)):
+                            continue  # the root, an index node
+                    if not scan_live_block(block, at + i, live, count, deleted):
                         return None
         return live
 

@@ -285,7 +285,7 @@ class WalkMixin:
             if len(live) == len(raws) and plain.all():  # the common case, in bulk
                 if raw_names is None:
                     raw_names = [r.name for r in raws]
-                names = ([n.decode("utf-8", "surrogateescape") for n in raw_names] if decode
+                names = (decoded_names(raw_names) if decode
                          else [self.entry_name(n, rec) for n in raw_names])
                 order = [True] * len(names)
                 rows = None
@@ -329,7 +329,8 @@ class WalkMixin:
                 idx = np.array(rows, dtype=np.intp)
                 inos, recs = inos[idx], recs[idx]
             packed = np.take(recs, keep_at, axis=1)  # the bytes of the fields needed (C order)
-            cols = (order, [prefix + n for n in names], names, dpath, inos, packed, entries)
+            cols = (order, list(map(prefix.__add__, names)), names, dpath, inos, packed,
+                    entries)
             return Batch(len(order), subdirs, cols)
 
         walk = Walk(self, self.entry_child(top), children, recursive=recursive,
@@ -342,6 +343,16 @@ class WalkMixin:
             else:
                 got = [c[PAYLOAD] for c in kids]
                 yield ([False] * len(got), [], [], [], i0, r0, got), notes
+
+
+def decoded_names(raw: list[bytes]) -> list[str]:
+    """Names as ``bytes.decode("utf-8", "surrogateescape")`` gives each, decoded in one
+    call: joined by "/" (which no name holds: checked), decoded, split. UTF-8 resumes at
+    every ASCII byte, so each name decodes as it would alone."""
+    joined = b"/".join(raw)
+    if joined.count(b"/") != len(raw) - 1:  # a name with "/" in it: one at a time
+        return [n.decode("utf-8", "surrogateescape") for n in raw]
+    return joined.decode("utf-8", "surrogateescape").split("/") if raw else []
 
 
 def _joined(parts: list, keep: np.dtype) -> tuple:
