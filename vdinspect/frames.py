@@ -350,10 +350,10 @@ def merge_columns(which, a: dict, b: dict, *, consume: bool = False) -> dict:
     out = {}
     for k in dict.fromkeys([*a, *b]):
         av, bv = (a.pop(k, None), b.pop(k, None)) if consume else (a.get(k), b.get(k))
-        kinds = [v.dtype for v in (av, bv) if isinstance(v, np.ndarray) and v.dtype != object]
-        if kinds:
+        dtype = _numeric_dtype(av, bv)
+        if dtype is not None:
             try:
-                data = np.zeros(n, dtype=kinds[0])
+                data = np.zeros(n, dtype=dtype)
                 mask = np.zeros(n, dtype=bool)
                 if few:
                     _place(data, mask, av, bv, bt.tolist())
@@ -377,12 +377,48 @@ def merge_columns(which, a: dict, b: dict, *, consume: bool = False) -> dict:
         col = np.full(n, None, dtype=object)
         for idx, v in ((at, av), (bt, bv)):
             if v is not None:  # numbers in an array as Python ints; objects as they are
-                col[idx] = list(v) if isinstance(v, np.ndarray) and v.dtype != object else v
+                col[idx] = (v.tolist() if isinstance(v, np.ma.MaskedArray)  # masked: None
+                            else list(v) if isinstance(v, np.ndarray) and v.dtype != object else v)
         out[k] = col
     return out
 
 
 _FEW = 64  # merge_columns inserts b's rows between slices of a's up to this many
+
+#: the Python values a list side may hold for each numpy kind of the merged column (None
+#: aside): anything else would be cast silently (text or numbers into bool, floats into
+#: integers, integers into times), so such a column is merged as objects
+_LIST_VALUES = {"b": (bool, np.bool_), "i": (int, np.integer), "u": (int, np.integer),
+                "f": (int, float, np.integer, np.floating),
+                "M": (np.datetime64, dt.datetime)}
+
+
+def _numeric_dtype(av, bv) -> np.dtype | None:
+    """The dtype of the numeric column merging ``av`` and ``bv``, when every value of both
+    fits it unchanged: the arrays' common dtype (integer or bool arrays of different dtypes
+    promoted, never to floats), list values of that kind; None: merge as objects."""
+    kinds = [v.dtype for v in (av, bv) if isinstance(v, np.ndarray) and v.dtype != object]
+    if not kinds:
+        return None
+    dtype = kinds[0]
+    if len(kinds) == 2 and kinds[1] != dtype:
+        if dtype.kind not in "biu" or kinds[1].kind not in "biu":
+            return None
+        dtype = np.result_type(*kinds)
+        if dtype.kind not in "biu":
+            return None  # uint64 with int64: no integer holds both
+    for v in (av, bv):
+        if isinstance(v, np.ndarray) and v.dtype == object:
+            return None  # its None would be cast to 0 or False, not masked
+        if isinstance(v, list | tuple):
+            ok = _LIST_VALUES.get(dtype.kind)
+            if ok is None or not all(x is None or isinstance(x, ok) for x in v):
+                return None
+            if dtype.kind in "iu":
+                info = np.iinfo(dtype)
+                if not all(x is None or info.min <= x <= info.max for x in v):
+                    return None
+    return dtype
 
 
 def _parts(v, count: int) -> tuple:
