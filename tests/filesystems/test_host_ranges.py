@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 
 import vdinspect
-from tests import volume_builder as vb
 from tests.conftest import have
 from tests.filesystems.test_extract_copy import counting_copy
 from tests.lvm_tools import striped_lvm_disk
 from tests.tools import run, sparse_copy
+from tests.volumes.test_volume_groups import two_pvs  # noqa: F401 (a fixture)
 from vdinspect.filesystems.btrfs import open_filesystem
 from vdinspect.io import Concat, FileSource, Zero
 
@@ -322,25 +322,15 @@ def test_striped_lvm_extract_copies_in_the_kernel(tree, tmp_path, monkeypatch):
     assert sum(calls) >= 3 * M
 
 
-def test_linear_lv_across_two_images_host_ranges(tmp_path):
+def test_linear_lv_across_two_images_host_ranges(two_pvs):  # noqa: F811 (the fixture)
     """An LV of two segments on two disk images (volume_builder writes the PVs from the
-    LVM2 format): Concat's host ranges cross from one host file to the other."""
-    from tests.volumes.test_volume_groups import EXT, PE_START, _pv_image
+    LVM2 format; the fixture of tests/volumes/test_volume_groups.py): Concat's host ranges
+    cross from one host file to the other."""
+    from tests.volumes.test_volume_groups import PE_START
 
-    u0, u1 = vb.lvm_uuid("pvA"), vb.lvm_uuid("pvB")
-    pvs = [dict(uuid=u, dev_size=6 * M // 512, pe_start=PE_START, pe_count=4) for u in (u0, u1)]
-    lvs = [vb.LV("span", [
-        dict(start_extent=0, extent_count=2, type="striped", stripe_count=1,
-             stripes=["pv0", 1]),
-        dict(start_extent=2, extent_count=3, type="striped", stripe_count=1,
-             stripes=["pv1", 0]),
-    ])]
-    text = vb.vg_text("vg", vg_id=vb.lvm_uuid("vg"), seqno=3, extent_size=EXT, pvs=pvs, lvs=lvs)
-    a = _pv_image(tmp_path / "a.img", u0, text, b"diskA")
-    b = _pv_image(tmp_path / "b.img", u1, text, b"diskB")
+    a_img, b_img, want = two_pvs
     data = PE_START * 512
-    want = bytes(a[data + M:data + 3 * M]) + bytes(b[data:data + 3 * M])
-    with vdinspect.open([tmp_path / "a.img", tmp_path / "b.img"]) as group:
+    with vdinspect.open([a_img, b_img]) as group:
         src = group.volume("vg/span")
         assert isinstance(src, Concat)
         pieces = src.host_ranges(M, 3 * M)
